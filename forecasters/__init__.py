@@ -1,0 +1,1 @@
+"""Forecasters of the exogenous series (prices, wind, demand, load, carbon)."""

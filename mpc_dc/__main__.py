@@ -1,0 +1,7 @@
+"""``python -m mpc_dc``."""
+
+import sys
+
+from mpc_dc.cli import main
+
+sys.exit(main())

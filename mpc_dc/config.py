@@ -1,0 +1,164 @@
+"""Frozen configuration dataclasses built from TOML tables, rejecting unknown keys.
+
+Every configuration class in mpc-dc is a ``@dataclass(frozen=True)`` whose field
+names carry their units (``capacity_mw``, ``demand_charge_usd_per_kw``). Build
+one from a mapping with :func:`from_mapping`: an unknown key is an error that
+names the nearest valid key, a missing required key is an error naming it, a
+value of the wrong type is an error naming the expected type; each is one line.
+Nested dataclass fields are built recursively.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+
+from traces.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def from_mapping(cls: type[T], mapping: Mapping[str, Any], source: str | Path, prefix: str = "") -> T:
+    """Build the frozen dataclass ``cls`` from ``mapping``.
+
+    Parameters
+    ----------
+    cls
+        A dataclass type.
+    mapping
+        Keys and values, e.g. a table parsed by :mod:`tomllib`.
+    source
+        File name (or ``"<defaults>"``) used in error messages.
+    prefix
+        Dotted path of ``mapping`` inside the file, e.g. ``"site.grid"``.
+
+    Raises
+    ------
+    ConfigError
+        On unknown, missing or mistyped keys (one line, naming file and key).
+    """
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(source, f"expected a table, got {type(mapping).__name__}", key=prefix or None)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = get_type_hints(cls)
+    for key in mapping:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(source, f"unknown key{hint}", key=_join(prefix, key))
+    kwargs: dict[str, Any] = {}
+    for name, field in fields.items():
+        dotted = _join(prefix, name)
+        if name not in mapping:
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise ConfigError(source, "required key is missing", key=dotted)
+            continue
+        kwargs[name] = _coerce(hints[name], mapping[name], source, dotted)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(source, str(err), key=prefix or None) from None
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _coerce(hint: Any, value: Any, source: str | Path, key: str) -> Any:
+    origin = get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if value is None and type(None) in get_args(hint):
+            return None
+        errors = []
+        for option in options:
+            try:
+                return _coerce(option, value, source, key)
+            except ConfigError as err:
+                errors.append(err.message)
+        raise ConfigError(source, "; ".join(errors), key=key)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return from_mapping(hint, value, source, key)
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(source, f"expected a list, got {value!r}", key=key)
+        args = get_args(hint)
+        item = args[0] if args else Any
+        items = [_coerce(item, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(source, f"expected a table, got {value!r}", key=key)
+        args = get_args(hint)
+        value_hint = args[1] if len(args) == 2 else Any
+        return {k: _coerce(value_hint, v, source, f"{key}.{k}") for k, v in value.items()}
+    if origin is typing.Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            raise ConfigError(source, f"expected one of {list(allowed)}, got {value!r}", key=key)
+        return value
+    if hint is Any:
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(source, f"expected a number, got {value!r}", key=key)
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(source, f"expected an integer, got {value!r}", key=key)
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(source, f"expected true or false, got {value!r}", key=key)
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(source, f"expected a string, got {value!r}", key=key)
+        return value
+    if hint is Path:
+        if not isinstance(value, str):
+            raise ConfigError(source, f"expected a path string, got {value!r}", key=key)
+        return Path(value)
+    if isinstance(hint, type) and issubclass(hint, str):  # StrEnum
+        try:
+            return hint(value)
+        except ValueError:
+            allowed = [m.value for m in hint]  # type: ignore[attr-defined]
+            raise ConfigError(source, f"expected one of {allowed}, got {value!r}", key=key) from None
+    return value
+
+
+def to_mapping(obj: Any) -> dict[str, Any]:
+    """Plain-dict form of a config dataclass (for writing the resolved scenario)."""
+    result: dict[str, Any] = {}
+    for field in dataclasses.fields(obj):
+        value = getattr(obj, field.name)
+        if dataclasses.is_dataclass(value):
+            result[field.name] = to_mapping(value)
+        elif isinstance(value, tuple | list):
+            result[field.name] = [to_mapping(v) if dataclasses.is_dataclass(v) else _plain(v) for v in value]
+        else:
+            result[field.name] = _plain(value)
+    return result
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def positive(source: str, key: str, value: float, *, allow_zero: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``value`` > 0 (or >= 0)."""
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(source, f"expected a value {bound}, got {value!r}", key=key)

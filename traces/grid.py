@@ -1,0 +1,297 @@
+"""The 15-minute UTC grid: resampling rules, gap detection and gap filling.
+
+Time rules (DESIGN.md section 2): UTC inside; an interval is ``[t, t + 15 min)``
+labelled by its start ``t``. Local time appears only where a tariff needs it.
+
+Every quantity is put on the grid by an explicit :class:`Resample` rule:
+
+========================  ===========================================================
+rule                      use it for
+========================  ===========================================================
+``HOLD``                  intensive values that hold over the source interval:
+                          prices [$/MWh], hourly-average power [MW], capacity factor
+                          [-], carbon intensity [gCO2/kWh]. Conserves energy for
+                          average-power series (MW × h is unchanged).
+``INTERPOLATE``           intensive values where a smooth path is wanted; linear
+                          between source-interval midpoints, held flat beyond the
+                          first and last midpoint. Conserves the mean only
+                          approximately.
+``SPLIT``                 extensive amounts per interval (request counts, energy
+                          [MWh]): each source value is divided equally among its
+                          sub-intervals, so sums are conserved exactly.
+``MEAN``                  downsampling of intensive values (5-min → 15-min).
+``SUM``                   downsampling of extensive amounts.
+========================  ===========================================================
+
+Gaps are reported (:class:`Gap`) and filled only by a named :class:`GapPolicy`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from traces.errors import TraceError
+
+STEP = pd.Timedelta(minutes=15)
+"""Length of one grid interval."""
+STEP_H = 0.25
+"""Length of one grid interval [h]."""
+STEPS_PER_DAY = 96
+"""Grid intervals in a 24-hour UTC day."""
+
+
+class Resample(StrEnum):
+    """How a series is moved onto the 15-minute grid (see module docstring)."""
+
+    HOLD = "hold"
+    INTERPOLATE = "interpolate"
+    SPLIT = "split"
+    MEAN = "mean"
+    SUM = "sum"
+
+
+class GapPolicy(StrEnum):
+    """How missing grid intervals are filled.
+
+    ``RAISE``: any gap is an error. ``LEAVE``: keep NaN. ``HOLD``: carry the last
+    value forward. ``INTERPOLATE``: linear between the neighbours. ``ZERO``: fill
+    with 0 (only for counts where a missing row means nothing happened).
+    ``HOLD`` and ``INTERPOLATE`` fill runs of at most ``max_gap`` intervals and
+    raise on longer ones.
+    """
+
+    RAISE = "raise"
+    LEAVE = "leave"
+    HOLD = "hold"
+    INTERPOLATE = "interpolate"
+    ZERO = "zero"
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A run of missing intervals ``[start, end)`` of a regular series."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    n_intervals: int
+
+    def __str__(self) -> str:
+        return f"{self.start:%Y-%m-%d %H:%M}Z..{self.end:%Y-%m-%d %H:%M}Z ({self.n_intervals})"
+
+
+@dataclass(frozen=True)
+class TraceMetadata:
+    """What a reader learned about a file, returned beside the DataFrame.
+
+    ``rows_read == rows_kept + sum(dropped.values())`` always holds; every row
+    that is not kept is counted under a named reason.
+    """
+
+    source: Path
+    format: str
+    rows_read: int
+    rows_kept: int
+    dropped: Mapping[str, int] = field(default_factory=dict)
+    gaps: tuple[Gap, ...] = ()
+    resolution: pd.Timedelta | None = None
+    units: Mapping[str, str] = field(default_factory=dict)
+    time_convention: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        dropped_total = sum(self.dropped.values())
+        if self.rows_read != self.rows_kept + dropped_total:
+            raise AssertionError(
+                f"{self.source}: rows do not reconcile: read {self.rows_read} != kept "
+                f"{self.rows_kept} + dropped {dropped_total} {dict(self.dropped)}"
+            )
+
+    @property
+    def missing_intervals(self) -> int:
+        """Total number of missing intervals over all gaps."""
+        return sum(g.n_intervals for g in self.gaps)
+
+
+def grid_index(start: pd.Timestamp | str, periods: int) -> pd.DatetimeIndex:
+    """Return ``periods`` interval starts of the 15-min UTC grid from ``start``."""
+    start_ts = pd.Timestamp(start)
+    start_ts = start_ts.tz_localize("UTC") if start_ts.tzinfo is None else start_ts.tz_convert("UTC")
+    if start_ts != start_ts.floor(STEP):
+        raise ValueError(f"grid start {start_ts} is not on the 15-minute grid")
+    return pd.date_range(start_ts, periods=periods, freq=STEP, name="interval_start_utc")
+
+
+def find_gaps(index: pd.DatetimeIndex, freq: pd.Timedelta) -> list[Gap]:
+    """Return the runs of missing intervals in a sorted, unique ``index`` of step ``freq``."""
+    if len(index) < 2:
+        return []
+    values = index.asi8
+    step_ns = int(freq.value)
+    diffs = np.diff(values)
+    gaps: list[Gap] = []
+    for pos in np.flatnonzero(diffs > step_ns):
+        n_missing = int(diffs[pos] // step_ns) - 1
+        start = index[pos] + freq
+        gaps.append(Gap(start=start, end=start + n_missing * freq, n_intervals=n_missing))
+    return gaps
+
+
+def infer_resolution(index: pd.DatetimeIndex, path: str | Path) -> pd.Timedelta:
+    """The most common step of ``index`` (gaps do not change the mode)."""
+    if len(index) < 2:
+        raise TraceError(path, "expected at least 2 timestamped rows to infer the resolution")
+    diffs = pd.Series(np.diff(index.asi8))
+    return pd.Timedelta(int(diffs.mode().iloc[0]), unit="ns")
+
+
+def fill_gaps(
+    df: pd.DataFrame,
+    policy: GapPolicy,
+    *,
+    max_gap: int = 4,
+    source: str | Path = "<series>",
+) -> pd.DataFrame:
+    """Fill NaN runs in ``df`` (already reindexed to a regular grid) by ``policy``.
+
+    Parameters
+    ----------
+    df
+        Regular series with NaN where data is missing.
+    policy
+        The named rule; see :class:`GapPolicy`.
+    max_gap
+        Longest run [intervals] that ``HOLD``/``INTERPOLATE`` may fill.
+    source
+        Used in the error message.
+    """
+    if policy is GapPolicy.LEAVE:
+        return df
+    for column in df.columns:
+        run = _longest_nan_run(df[column].to_numpy(dtype=float))
+        if run == 0:
+            continue
+        if policy is GapPolicy.RAISE or (
+            policy in (GapPolicy.HOLD, GapPolicy.INTERPOLATE) and run > max_gap
+        ):
+            first_nan = df.index[df[column].isna().to_numpy()][0]
+            raise TraceError(
+                source,
+                f"{run} consecutive missing intervals from {first_nan:%Y-%m-%d %H:%M}Z; "
+                f"gap policy '{policy}' allows at most "
+                f"{0 if policy is GapPolicy.RAISE else max_gap}",
+                field=str(column),
+            )
+    if policy is GapPolicy.ZERO:
+        return df.fillna(0.0)
+    if policy is GapPolicy.HOLD:
+        return df.ffill().bfill()
+    return df.interpolate(method="time", limit_direction="both")
+
+
+def _longest_nan_run(values: np.ndarray) -> int:
+    isnan = np.isnan(values)
+    if not isnan.any():
+        return 0
+    padded = np.concatenate(([0], isnan.astype(np.int8), [0]))
+    edges = np.flatnonzero(np.diff(padded))
+    return int((edges[1::2] - edges[0::2]).max())
+
+
+def to_grid(
+    df: pd.DataFrame,
+    rules: Resample | Mapping[str, Resample],
+    *,
+    source_freq: pd.Timedelta | None = None,
+    source: str | Path = "<series>",
+) -> pd.DataFrame:
+    """Move a regular UTC series onto the 15-min grid by an explicit rule per column.
+
+    Parameters
+    ----------
+    df
+        Series with a regular UTC ``DatetimeIndex`` of interval starts (NaN where
+        data is missing; call :func:`fill_gaps` before or after).
+    rules
+        One rule for all columns, or a rule per column name.
+    source_freq
+        Step of ``df``; inferred when omitted.
+    source
+        Used in error messages.
+
+    Returns
+    -------
+    DataFrame indexed by 15-min interval starts covering exactly the span of ``df``
+    (from its first start to its last end).
+    """
+    if df.index.tz is None or str(df.index.tz) != "UTC":
+        raise TraceError(source, "expected a UTC DatetimeIndex of interval starts")
+    freq = source_freq if source_freq is not None else infer_resolution(df.index, source)
+    column_rules = {c: rules for c in df.columns} if isinstance(rules, Resample) else dict(rules)
+    missing = [c for c in df.columns if c not in column_rules]
+    if missing:
+        raise ValueError(f"{source}: no resampling rule for columns {missing}")
+    if freq == STEP:
+        return df.copy()
+    out: dict[str, pd.Series] = {}
+    if freq > STEP:
+        factor, remainder = divmod(freq, STEP)
+        if remainder:
+            raise TraceError(source, f"resolution {freq} is not a multiple of 15 minutes")
+        target = pd.date_range(df.index[0], df.index[-1] + freq - STEP, freq=STEP)
+        for column, rule in column_rules.items():
+            out[column] = _upsample(df[column], target, int(factor), freq, rule, source)
+    else:
+        factor, remainder = divmod(STEP, freq)
+        if remainder:
+            raise TraceError(source, f"resolution {freq} does not divide 15 minutes")
+        for column, rule in column_rules.items():
+            grouped = df[column].resample(STEP, label="left", closed="left")
+            if rule is Resample.MEAN:
+                out[column] = grouped.mean()
+            elif rule is Resample.SUM:
+                out[column] = grouped.sum(min_count=1)
+            else:
+                raise ValueError(f"{source}: rule '{rule}' cannot downsample column {column}")
+    result = pd.DataFrame(out)
+    result.index.name = "interval_start_utc"
+    return result
+
+
+def _upsample(
+    series: pd.Series,
+    target: pd.DatetimeIndex,
+    factor: int,
+    freq: pd.Timedelta,
+    rule: Resample,
+    source: str | Path,
+) -> pd.Series:
+    values = series.to_numpy(dtype=float)
+    if rule is Resample.HOLD:
+        full = series.reindex(target, method="ffill", limit=factor - 1)
+        return full
+    if rule is Resample.SPLIT:
+        full = series.reindex(target, method="ffill", limit=factor - 1)
+        return full / factor
+    if rule is Resample.INTERPOLATE:
+        src_mid = series.index.asi8 + freq.value // 2
+        dst_mid = target.asi8 + STEP.value // 2
+        ok = ~np.isnan(values)
+        interpolated = np.interp(dst_mid, src_mid[ok], values[ok])
+        # A source gap must stay a gap: interpolation never invents data there.
+        holes = series.reindex(target, method="ffill", limit=factor - 1).isna().to_numpy()
+        interpolated[holes] = np.nan
+        return pd.Series(interpolated, index=target, name=series.name)
+    raise ValueError(f"{source}: rule '{rule}' cannot upsample column {series.name}")
+
+
+def intervals_per_local_day(index: pd.DatetimeIndex, tz: str) -> pd.Series:
+    """Count grid intervals per local calendar day (92 / 100 on DST change days)."""
+    local_dates = index.tz_convert(tz).date
+    return pd.Series(1, index=local_dates).groupby(level=0).sum()

@@ -1,0 +1,247 @@
+"""Shared checks used by every reader; each failure is a one-line :class:`TraceError`.
+
+Line numbers are 1-based lines of the file: a data row at position ``i`` (0-based)
+of a frame read with ``header_line`` as its header is on line ``header_line + 1 + i``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from traces.errors import TraceError
+
+
+def read_text(path: str | Path) -> str:
+    """Read a whole text file as UTF-8 (BOM allowed), with one-line errors.
+
+    Raises
+    ------
+    TraceError
+        If the file is missing, empty, or not UTF-8.
+    """
+    file_path = Path(path)
+    if not file_path.is_file():
+        raise TraceError(file_path, "file not found")
+    raw = file_path.read_bytes()
+    if not raw.strip():
+        raise TraceError(file_path, "file is empty; expected a header line and data rows")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise TraceError(
+            file_path, f"not UTF-8 text (byte 0x{raw[err.start]:02x}); expected a UTF-8 CSV file",
+            line=line,
+        ) from None
+
+
+def read_csv_checked(
+    path: str | Path,
+    *,
+    skiprows: int = 0,
+    required: Sequence[str] = (),
+    dtype: dict[str, str] | None = None,
+    header_rows: int = 1,
+) -> pd.DataFrame:
+    """Read a CSV with one-line errors for empty, non-UTF-8 and malformed files.
+
+    Parameters
+    ----------
+    path
+        CSV file.
+    skiprows
+        Title lines before the header line.
+    required
+        Columns that must be present (checked by name, so column order is free).
+    dtype
+        Passed to :func:`pandas.read_csv`.
+    header_rows
+        Number of header lines (2 for windpowerlib's weather file).
+    """
+    text = read_text(path)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            skiprows=skiprows,
+            dtype=dtype,  # type: ignore[arg-type]
+            header=list(range(header_rows)) if header_rows > 1 else 0,
+        )
+    except pd.errors.EmptyDataError:
+        raise TraceError(path, "no header line found; expected a CSV header") from None
+    except (pd.errors.ParserError, csv.Error) as err:
+        raise TraceError(path, f"malformed CSV ({_first_line(str(err))})") from None
+    except ValueError as err:
+        raise TraceError(path, f"malformed CSV ({_first_line(str(err))})") from None
+    require_columns(frame.columns, required, path, line=skiprows + 1)
+    if frame.empty:
+        raise TraceError(path, "header found but no data rows", line=skiprows + 2)
+    return frame
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "unknown parser error"
+
+
+def require_columns(
+    columns: Iterable[object], required: Sequence[str], path: str | Path, *, line: int = 1
+) -> None:
+    """Raise if any of ``required`` is not among ``columns``."""
+    present = {str(c).strip() for c in columns}
+    for name in required:
+        if name not in present:
+            raise TraceError(
+                path, f"missing column; header has {sorted(present)[:8]}", line=line, field=name
+            )
+
+
+def parse_timestamps(
+    values: pd.Series,
+    path: str | Path,
+    field: str,
+    *,
+    first_line: int,
+    fmt: str | None = None,
+    utc: bool = True,
+) -> pd.DatetimeIndex:
+    """Parse a column of timestamps; the first bad one is reported with its line.
+
+    Parameters
+    ----------
+    values
+        Raw column.
+    first_line
+        File line of ``values.iloc[0]``.
+    fmt
+        ``strptime`` format; ISO 8601 (with or without offset) when omitted.
+    utc
+        Convert (aware) or localize (naive) to UTC.
+    """
+    parsed = pd.to_datetime(values, format=fmt if fmt else "ISO8601", errors="coerce", utc=utc)
+    bad = parsed.isna().to_numpy() & values.notna().to_numpy()
+    bad |= values.isna().to_numpy()
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise TraceError(
+            path,
+            f"unparseable timestamp {values.iloc[pos]!r}; expected e.g. "
+            f"{'2022-01-01 06:00:00' if fmt is None else fmt}",
+            line=first_line + pos,
+            field=field,
+        )
+    return pd.DatetimeIndex(parsed)
+
+
+def check_sorted_unique(
+    index: pd.DatetimeIndex, path: str | Path, field: str, *, first_line: int
+) -> None:
+    """Raise on the first duplicated or decreasing timestamp."""
+    values = index.asi8
+    diffs = np.diff(values)
+    dup = np.flatnonzero(diffs == 0)
+    if dup.size:
+        pos = int(dup[0]) + 1
+        raise TraceError(
+            path,
+            f"duplicated timestamp {index[pos]}; expected strictly increasing times "
+            f"(a repeated daylight-saving hour must be given in UTC)",
+            line=first_line + pos,
+            field=field,
+        )
+    back = np.flatnonzero(diffs < 0)
+    if back.size:
+        pos = int(back[0]) + 1
+        raise TraceError(
+            path,
+            f"timestamp {index[pos]} is earlier than the row before ({index[pos - 1]}); "
+            "expected rows sorted by time",
+            line=first_line + pos,
+            field=field,
+        )
+
+
+def check_numeric(
+    frame: pd.DataFrame, column: str, path: str | Path, *, first_line: int
+) -> pd.Series:
+    """Return ``frame[column]`` as float; the first non-numeric cell is an error."""
+    raw = frame[column]
+    numeric = pd.to_numeric(raw, errors="coerce")
+    bad = numeric.isna().to_numpy() & raw.notna().to_numpy()
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise TraceError(
+            path, f"expected a number, got {raw.iloc[pos]!r}", line=first_line + pos, field=column
+        )
+    return numeric.astype(float)
+
+
+def check_range(
+    values: pd.Series,
+    path: str | Path,
+    field: str,
+    *,
+    first_line: int,
+    low: float = -np.inf,
+    high: float = np.inf,
+    what: str = "",
+) -> None:
+    """Raise on the first value outside ``[low, high]`` (NaN passes)."""
+    array = values.to_numpy(dtype=float)
+    bad = (array < low) | (array > high)
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise TraceError(
+            path,
+            f"value {array[pos]:g} is outside [{low:g}, {high:g}]"
+            + (f"; expected {what}" if what else ""),
+            line=first_line + pos,
+            field=field,
+        )
+
+
+def check_nan_runs(
+    values: pd.Series, path: str | Path, field: str, *, first_line: int, max_run: int
+) -> int:
+    """Raise if more than ``max_run`` consecutive values are NaN; return the NaN count."""
+    isnan = values.isna().to_numpy()
+    if not isnan.any():
+        return 0
+    padded = np.concatenate(([0], isnan.astype(np.int8), [0]))
+    edges = np.flatnonzero(np.diff(padded))
+    starts, ends = edges[0::2], edges[1::2]
+    lengths = ends - starts
+    worst = int(np.argmax(lengths))
+    if lengths[worst] > max_run:
+        raise TraceError(
+            path,
+            f"{int(lengths[worst])} consecutive missing values; at most {max_run} allowed",
+            line=first_line + int(starts[worst]),
+            field=field,
+        )
+    return int(isnan.sum())
+
+
+def reject_future(
+    index: pd.DatetimeIndex,
+    path: str | Path,
+    field: str,
+    *,
+    first_line: int,
+    now: pd.Timestamp | None = None,
+) -> None:
+    """Raise on a timestamp after ``now`` (default: the wall clock, UTC)."""
+    limit = now if now is not None else pd.Timestamp.now(tz="UTC")
+    late = np.flatnonzero(index > limit)
+    if late.size:
+        pos = int(late[0])
+        raise TraceError(
+            path,
+            f"timestamp {index[pos]} is in the future (after {limit:%Y-%m-%d %H:%M}Z)",
+            line=first_line + pos,
+            field=field,
+        )
