@@ -1,1 +1,41 @@
-"""Forecasters of the exogenous series (prices, wind, demand, load, carbon)."""
+"""Forecasters: one protocol, perfect foresight, controlled error, naive and statistical models.
+
+See ``docs/forecasters.md`` for the time rule (no lookahead), the refit schedule and
+the model choices.
+"""
+
+from forecasters.base import (
+    DEFAULT_LEVELS,
+    BaseForecaster,
+    Bounds,
+    Forecaster,
+    ForecastFrame,
+    LookaheadError,
+    NotFittedError,
+    forecaster_names,
+    make_forecaster,
+    register_forecaster,
+)
+from forecasters.naive import Persistence, SeasonalNaive
+from forecasters.oracle import NoisyOracle, Oracle
+from forecasters.statistical import EtsForecaster, SarimaxForecaster, fourier_terms
+
+__all__ = [
+    "DEFAULT_LEVELS",
+    "BaseForecaster",
+    "Bounds",
+    "EtsForecaster",
+    "ForecastFrame",
+    "Forecaster",
+    "LookaheadError",
+    "NoisyOracle",
+    "NotFittedError",
+    "Oracle",
+    "Persistence",
+    "SarimaxForecaster",
+    "SeasonalNaive",
+    "forecaster_names",
+    "fourier_terms",
+    "make_forecaster",
+    "register_forecaster",
+]

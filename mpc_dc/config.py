@@ -23,7 +23,9 @@ from traces.errors import ConfigError
 T = TypeVar("T")
 
 
-def from_mapping(cls: type[T], mapping: Mapping[str, Any], source: str | Path, prefix: str = "") -> T:
+def from_mapping(
+    cls: type[T], mapping: Mapping[str, Any], source: str | Path, prefix: str = ""
+) -> T:
     """Build the frozen dataclass ``cls`` from ``mapping``.
 
     Parameters
@@ -43,19 +45,26 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any], source: str | Path, p
         On unknown, missing or mistyped keys (one line, naming file and key).
     """
     if not isinstance(mapping, Mapping):
-        raise ConfigError(source, f"expected a table, got {type(mapping).__name__}", key=prefix or None)
+        raise ConfigError(
+            source, f"expected a table, got {type(mapping).__name__}", key=prefix or None
+        )
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = get_type_hints(cls)
     for key in mapping:
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(fields)}"
+            hint = (
+                f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(fields)}"
+            )
             raise ConfigError(source, f"unknown key{hint}", key=_join(prefix, key))
     kwargs: dict[str, Any] = {}
     for name, field in fields.items():
         dotted = _join(prefix, name)
         if name not in mapping:
-            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            if (
+                field.default is dataclasses.MISSING
+                and field.default_factory is dataclasses.MISSING
+            ):
                 raise ConfigError(source, "required key is missing", key=dotted)
             continue
         kwargs[name] = _coerce(hints[name], mapping[name], source, dotted)
@@ -130,8 +139,10 @@ def _coerce(hint: Any, value: Any, source: str | Path, key: str) -> Any:
         try:
             return hint(value)
         except ValueError:
-            allowed = [m.value for m in hint]  # type: ignore[attr-defined]
-            raise ConfigError(source, f"expected one of {allowed}, got {value!r}", key=key) from None
+            members = [getattr(m, "value", m) for m in hint]  # type: ignore[attr-defined]
+            raise ConfigError(
+                source, f"expected one of {members}, got {value!r}", key=key
+            ) from None
     return value
 
 
@@ -143,7 +154,9 @@ def to_mapping(obj: Any) -> dict[str, Any]:
         if dataclasses.is_dataclass(value):
             result[field.name] = to_mapping(value)
         elif isinstance(value, tuple | list):
-            result[field.name] = [to_mapping(v) if dataclasses.is_dataclass(v) else _plain(v) for v in value]
+            result[field.name] = [
+                to_mapping(v) if dataclasses.is_dataclass(v) else _plain(v) for v in value
+            ]
         else:
             result[field.name] = _plain(value)
     return result

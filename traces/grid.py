@@ -119,10 +119,17 @@ class TraceMetadata:
         return sum(g.n_intervals for g in self.gaps)
 
 
+def _ns(index: pd.DatetimeIndex) -> np.ndarray:
+    """Integer nanoseconds of ``index`` whatever its unit (pandas 3 keeps s/ms/us units)."""
+    return index.as_unit("ns").asi8
+
+
 def grid_index(start: pd.Timestamp | str, periods: int) -> pd.DatetimeIndex:
     """Return ``periods`` interval starts of the 15-min UTC grid from ``start``."""
     start_ts = pd.Timestamp(start)
-    start_ts = start_ts.tz_localize("UTC") if start_ts.tzinfo is None else start_ts.tz_convert("UTC")
+    start_ts = (
+        start_ts.tz_localize("UTC") if start_ts.tzinfo is None else start_ts.tz_convert("UTC")
+    )
     if start_ts != start_ts.floor(STEP):
         raise ValueError(f"grid start {start_ts} is not on the 15-minute grid")
     return pd.date_range(start_ts, periods=periods, freq=STEP, name="interval_start_utc")
@@ -132,13 +139,13 @@ def find_gaps(index: pd.DatetimeIndex, freq: pd.Timedelta) -> list[Gap]:
     """Return the runs of missing intervals in a sorted, unique ``index`` of step ``freq``."""
     if len(index) < 2:
         return []
-    values = index.asi8
+    values = _ns(index)
     step_ns = int(freq.value)
     diffs = np.diff(values)
     gaps: list[Gap] = []
     for pos in np.flatnonzero(diffs > step_ns):
         n_missing = int(diffs[pos] // step_ns) - 1
-        start = index[pos] + freq
+        start = index[int(pos)] + freq
         gaps.append(Gap(start=start, end=start + n_missing * freq, n_intervals=n_missing))
     return gaps
 
@@ -147,7 +154,7 @@ def infer_resolution(index: pd.DatetimeIndex, path: str | Path) -> pd.Timedelta:
     """The most common step of ``index`` (gaps do not change the mode)."""
     if len(index) < 2:
         raise TraceError(path, "expected at least 2 timestamped rows to infer the resolution")
-    diffs = pd.Series(np.diff(index.asi8))
+    diffs = pd.Series(np.diff(_ns(index)))
     return pd.Timedelta(int(diffs.mode().iloc[0]), unit="ns")
 
 
@@ -230,9 +237,10 @@ def to_grid(
     DataFrame indexed by 15-min interval starts covering exactly the span of ``df``
     (from its first start to its last end).
     """
-    if df.index.tz is None or str(df.index.tz) != "UTC":
+    index = df.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None or str(index.tz) != "UTC":
         raise TraceError(source, "expected a UTC DatetimeIndex of interval starts")
-    freq = source_freq if source_freq is not None else infer_resolution(df.index, source)
+    freq = source_freq if source_freq is not None else infer_resolution(index, source)
     column_rules = {c: rules for c in df.columns} if isinstance(rules, Resample) else dict(rules)
     missing = [c for c in df.columns if c not in column_rules]
     if missing:
@@ -280,8 +288,8 @@ def _upsample(
         full = series.reindex(target, method="ffill", limit=factor - 1)
         return full / factor
     if rule is Resample.INTERPOLATE:
-        src_mid = series.index.asi8 + freq.value // 2
-        dst_mid = target.asi8 + STEP.value // 2
+        src_mid = _ns(pd.DatetimeIndex(series.index)) + freq.value // 2
+        dst_mid = _ns(target) + STEP.value // 2
         ok = ~np.isnan(values)
         interpolated = np.interp(dst_mid, src_mid[ok], values[ok])
         # A source gap must stay a gap: interpolation never invents data there.

@@ -24,7 +24,7 @@ class Trace:
         index = frame.index
         if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
             raise ValueError(f"trace '{name}': expected a UTC DatetimeIndex")
-        if len(index) and not (np.diff(index.asi8) == STEP.value).all():
+        if len(index) and not (np.diff(index.as_unit("ns").asi8) == STEP.value).all():
             raise ValueError(f"trace '{name}': index is not a gap-free 15-minute grid")
         if frame.isna().to_numpy().any():
             raise ValueError(f"trace '{name}': contains NaN; fill gaps before building a Trace")

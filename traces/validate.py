@@ -36,7 +36,8 @@ def read_text(path: str | Path) -> str:
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise TraceError(
-            file_path, f"not UTF-8 text (byte 0x{raw[err.start]:02x}); expected a UTF-8 CSV file",
+            file_path,
+            f"not UTF-8 text (byte 0x{raw[err.start]:02x}); expected a UTF-8 CSV file",
             line=line,
         ) from None
 
@@ -48,6 +49,7 @@ def read_csv_checked(
     required: Sequence[str] = (),
     dtype: dict[str, str] | None = None,
     header_rows: int = 1,
+    expected: str = "",
 ) -> pd.DataFrame:
     """Read a CSV with one-line errors for empty, non-UTF-8 and malformed files.
 
@@ -63,14 +65,18 @@ def read_csv_checked(
         Passed to :func:`pandas.read_csv`.
     header_rows
         Number of header lines (2 for windpowerlib's weather file).
+    expected
+        Name of the format, used in the missing-column message.
     """
     text = read_text(path)
     try:
         frame = pd.read_csv(
             io.StringIO(text),
             skiprows=skiprows,
-            dtype=dtype,  # type: ignore[arg-type]
+            dtype=dtype,
             header=list(range(header_rows)) if header_rows > 1 else 0,
+            # A blank line must surface as a bad row, not vanish (and shift line numbers).
+            skip_blank_lines=False,
         )
     except pd.errors.EmptyDataError:
         raise TraceError(path, "no header line found; expected a CSV header") from None
@@ -78,9 +84,13 @@ def read_csv_checked(
         raise TraceError(path, f"malformed CSV ({_first_line(str(err))})") from None
     except ValueError as err:
         raise TraceError(path, f"malformed CSV ({_first_line(str(err))})") from None
-    require_columns(frame.columns, required, path, line=skiprows + 1)
+    require_columns(frame.columns, required, path, line=skiprows + 1, expected=expected)
     if frame.empty:
-        raise TraceError(path, "header found but no data rows", line=skiprows + 2)
+        raise TraceError(
+            path,
+            "header found but no data rows; expected at least one data row",
+            line=skiprows + header_rows + 1,
+        )
     return frame
 
 
@@ -89,14 +99,27 @@ def _first_line(text: str) -> str:
 
 
 def require_columns(
-    columns: Iterable[object], required: Sequence[str], path: str | Path, *, line: int = 1
+    columns: Iterable[object],
+    required: Sequence[str],
+    path: str | Path,
+    *,
+    line: int = 1,
+    expected: str = "",
 ) -> None:
-    """Raise if any of ``required`` is not among ``columns``."""
-    present = {str(c).strip() for c in columns}
+    """Raise if any of ``required`` is not among ``columns``.
+
+    ``expected`` names the format (e.g. ``"an Electricity Maps hourly CSV"``) so a
+    file of the wrong format is reported as such.
+    """
+    present = [str(c).strip() for c in columns]
     for name in required:
         if name not in present:
+            hint = f"expected {expected}; " if expected else ""
             raise TraceError(
-                path, f"missing column; header has {sorted(present)[:8]}", line=line, field=name
+                path,
+                f"missing column; {hint}header starts {present[:4]}",
+                line=line,
+                field=name,
             )
 
 
@@ -127,14 +150,16 @@ def parse_timestamps(
     bad |= values.isna().to_numpy()
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
+        raw = values.iloc[pos]
+        shown = "empty cell (blank line?)" if pd.isna(raw) else f"unparseable timestamp {raw!r}"
         raise TraceError(
             path,
-            f"unparseable timestamp {values.iloc[pos]!r}; expected e.g. "
-            f"{'2022-01-01 06:00:00' if fmt is None else fmt}",
+            f"{shown}; expected e.g. {'2022-01-01 06:00:00' if fmt is None else fmt}",
             line=first_line + pos,
             field=field,
         )
-    return pd.DatetimeIndex(parsed)
+    # pandas 3 infers s/ms/us units; nanoseconds keep integer arithmetic uniform downstream.
+    return pd.DatetimeIndex(parsed).as_unit("ns")
 
 
 def check_sorted_unique(

@@ -1,0 +1,107 @@
+"""Forecasting cost per MPC step, and a month of steps for the RCDC series with SARIMAX.
+
+Per step = one ``update`` with the newest 15-min observation + ``predict`` of a
+96-interval horizon, averaged over a day of steps (so statistical models include
+their hourly filter updates; scheduled refits are counted in the month benchmark).
+With ``--benchmark-disable`` (CI smoke) the sizes shrink.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecasters import forecaster_names, make_forecaster
+from traces.grid import STEPS_PER_DAY, grid_index
+
+HORIZON = STEPS_PER_DAY
+
+
+def _synthetic(days: int, seed: int = 0) -> pd.Series:
+    rng = np.random.default_rng(seed)
+    hours = np.arange(days * 24)
+    hourly = 0.5 + 0.3 * np.sin(2 * np.pi * hours / 24) + 0.1 * rng.standard_normal(len(hours))
+    return pd.Series(np.repeat(np.clip(hourly, 0, 1), 4), index=grid_index("2022-04-01", days * 96))
+
+
+def _disabled(config: pytest.Config) -> bool:
+    return bool(config.getoption("benchmark_disable", default=False))
+
+
+def _run_steps(fc: Any, y: pd.Series, first: int, n_steps: int) -> None:
+    for pos in range(first, first + n_steps):
+        fc.update(y.iloc[pos - 1 : pos])
+        fc.predict(y.index[pos], HORIZON)
+
+
+@pytest.mark.parametrize("name", forecaster_names())
+def test_bench_step(benchmark: Any, name: str, request: pytest.FixtureRequest) -> None:
+    small = _disabled(request.config)
+    y = _synthetic(12 if small else 40)
+    fit_end = len(y) - 2 * STEPS_PER_DAY
+    n_steps = 8 if small else STEPS_PER_DAY
+    params: dict[str, Any] = {"bounds": (0.0, 1.0)}
+    if name in ("oracle", "noisy_oracle"):
+        params["truth"] = y
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        fc = make_forecaster(name, **params).fit(y.iloc[: fit_end - 1])
+        return (fc, y, fit_end, n_steps), {}
+
+    benchmark.pedantic(_run_steps, setup=setup, rounds=1 if small else 3, iterations=1)
+    if benchmark.stats is not None:
+        benchmark.extra_info["per_step_ms"] = 1e3 * benchmark.stats.stats.mean / n_steps
+
+
+@pytest.mark.shared_data
+def test_bench_rcdc_month_sarimax(
+    benchmark: Any, shared_data: Path, request: pytest.FixtureRequest
+) -> None:
+    """A month of 2,880 steps for LMP (zone J), wind CF and the load shape: < 10 s."""
+    from mpc_dc.commands.backtest import build_forecaster
+    from traces import datasets
+
+    small = _disabled(request.config)
+    lmp = datasets.nyiso_rt_lmp(shared_data, year=2022, zones=["J"])[0]["lmp_usd_per_mwh[J]"]
+    wind = datasets.ny_wind_cf(shared_data)[0]["wind_cf"]
+    load = datasets.google_load_shape(shared_data)[0]["load_shape"]
+    # The load shape covers May 2019 only: fit on its first 7 days, run the rest.
+    cases = [("lmp", lmp, "2022-04-01", 28.0), ("wind_cf", wind, "2022-04-01", 28.0),
+             ("load", load, None, 7.0)]
+    n_steps = 96 if small else 30 * STEPS_PER_DAY
+    timings: dict[str, float] = {}
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        runs = []
+        for key, y, start_s, train_days in cases:
+            first = y.first_valid_index()
+            assert first is not None
+            start = pd.Timestamp(start_s, tz="UTC") if start_s else first + pd.Timedelta(days=train_days)
+            pos = int(y.index.get_loc(start))
+            fc = build_forecaster("sarimax", key, y)
+            if key == "load":
+                fc.refit_every_hours = 168
+            fc.fit(y.iloc[max(0, pos - int(train_days * 96)) : pos - 1])
+            steps = min(n_steps, len(y) - pos - HORIZON)
+            runs.append((key, fc, y, pos, steps))
+        return (runs,), {}
+
+    def month(runs: list[tuple[str, Any, pd.Series, int, int]]) -> None:
+        for key, fc, y, pos, steps in runs:
+            t0 = time.perf_counter()
+            _run_steps(fc, y, pos, steps)
+            timings[key] = time.perf_counter() - t0
+            timings[f"{key}_steps"] = steps
+            timings[f"{key}_refits"] = fc.n_refits - 1
+
+    benchmark.pedantic(month, setup=setup, rounds=1, iterations=1)
+    total = sum(v for k, v in timings.items() if not k.endswith(("_steps", "_refits")))
+    benchmark.extra_info.update({k: round(v, 3) for k, v in timings.items()})
+    benchmark.extra_info["total_s"] = round(total, 3)
+    if not small:
+        assert total < 10.0, timings

@@ -1,0 +1,205 @@
+"""``mpc-dc backtest``: rolling-origin forecast backtest on the real series.
+
+Writes ``backtest_metrics.csv`` (MAE, RMSE, sMAPE, pinball by lead, one row per
+series x forecaster x lead), ``backtest_summary.csv`` (day-ahead MAE) and
+``backtest_error_vs_lead.png`` into ``--out``, each written to a temporary name and
+renamed, and prints the day-ahead table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from forecasters.backtest import day_ahead_summary, rolling_origin_backtest
+from forecasters.base import forecaster_names, make_forecaster
+from traces import datasets
+from traces.errors import ConfigError
+from traces.grid import STEPS_PER_DAY
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    """How to load one real series and which forecaster settings suit it."""
+
+    label: str
+    unit: str
+    load: Callable[[Path, str], pd.Series]
+    bounds: tuple[float | None, float | None] | None = None
+    statistical: dict[str, Any] = field(default_factory=dict)
+
+
+def _lmp(data_dir: Path, zone: str) -> pd.Series:
+    frame, _ = datasets.nyiso_rt_lmp(data_dir, year=2022, zones=[zone])
+    return frame[f"lmp_usd_per_mwh[{zone}]"]
+
+
+def _wind(data_dir: Path, zone: str) -> pd.Series:
+    return datasets.ny_wind_cf(data_dir)[0]["wind_cf"]
+
+
+def _demand(data_dir: Path, zone: str) -> pd.Series:
+    return datasets.burstgpt_hourly_counts(data_dir)[0]["requests_per_h"]
+
+
+def _load(data_dir: Path, zone: str) -> pd.Series:
+    return datasets.google_load_shape(data_dir)[0]["load_shape"]
+
+
+def _carbon(data_dir: Path, zone: str) -> pd.Series:
+    return datasets.ny_carbon(data_dir)[0]["carbon_gco2_per_kwh"]
+
+
+SERIES: dict[str, SeriesSpec] = {
+    # Prices can be negative: unbounded. Weekly terms capture weekday/weekend demand.
+    "lmp": SeriesSpec("NYISO RT LMP 2022", "$/MWh", _lmp),
+    # Weather has no weekly cycle; the CF is physically in [0, 1].
+    "wind_cf": SeriesSpec(
+        "NY wind CF 2022", "-", _wind, bounds=(0.0, 1.0), statistical={"weekly_harmonics": 0}
+    ),
+    # Bursty counts: log1p makes the daily pattern multiplicative (measured: -20 % MAE).
+    "demand": SeriesSpec(
+        "BurstGPT requests", "requests/h", _demand, bounds=(0.0, None),
+        statistical={"transform": "log1p"},
+    ),
+    "load": SeriesSpec("Google cell-a load shape", "-", _load, bounds=(0.0, None)),
+    "carbon": SeriesSpec("NY carbon intensity 2022", "gCO2/kWh", _carbon, bounds=(0.0, None)),
+}
+STATISTICAL = {"sarimax", "ets"}
+
+
+def build_forecaster(name: str, series_key: str, truth: pd.Series, seed: int = 0) -> Any:
+    """The forecaster ``name`` configured for series ``series_key``."""
+    spec = SERIES[series_key]
+    params: dict[str, Any] = {"bounds": spec.bounds}
+    if name in ("oracle", "noisy_oracle"):
+        params["truth"] = truth
+    if name == "noisy_oracle":
+        params["seed"] = seed
+    if name in STATISTICAL:
+        stat = dict(spec.statistical)
+        if name == "ets":
+            stat.pop("weekly_harmonics", None)
+        params |= stat
+    return make_forecaster(name, **params)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``backtest`` sub-command."""
+    parser = subparsers.add_parser(
+        "backtest",
+        help="rolling-origin forecast backtest: error by lead time (15 min to 24 h)",
+        description=__doc__,
+    )
+    parser.add_argument("--series", nargs="+", choices=sorted(SERIES), default=["lmp"])
+    parser.add_argument("--forecaster", nargs="+", choices=forecaster_names(),
+                        default=["persistence", "seasonal_naive_daily", "sarimax"])
+    parser.add_argument("--data", type=Path, required=True, help="the shared/data folder")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--zone", default="J", help="NYISO zone letter for lmp (A..K)")
+    parser.add_argument("--train-days", type=float, default=28.0,
+                        help="history before the first issue time [d]")
+    parser.add_argument("--start", default=None,
+                        help="first issue time (UTC); default series start + train days")
+    parser.add_argument("--days", type=float, default=14.0, help="issue-time window [d]")
+    parser.add_argument("--stride-steps", type=int, default=4,
+                        help="intervals between issue times (updates happen every interval)")
+    parser.add_argument("--horizon", type=int, default=STEPS_PER_DAY, help="[intervals]")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=run)
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the backtests, write CSVs and the plot, print the table."""
+    if args.stride_steps < 1 or args.horizon < 1 or args.days <= 0:
+        raise ConfigError("mpc-dc backtest", "stride, horizon and days must be positive")
+    metrics_parts: list[pd.DataFrame] = []
+    summary_rows: list[dict[str, Any]] = []
+    for key in args.series:
+        series = SERIES[key].load(args.data, args.zone)
+        first = series.first_valid_index()
+        if first is None:
+            raise ConfigError(args.data, f"series '{key}' has no values")
+        start = (
+            pd.Timestamp(args.start, tz="UTC")
+            if args.start
+            else (first + pd.Timedelta(days=args.train_days)).ceil("h")
+        )
+        end = start + pd.Timedelta(days=args.days)
+        history = series[series.index >= start - pd.Timedelta(days=args.train_days)]
+        for name in args.forecaster:
+            fc = build_forecaster(name, key, series, args.seed)
+            t0 = time.perf_counter()
+            result = rolling_origin_backtest(
+                fc, history, start, end, horizon=args.horizon, stride_steps=args.stride_steps
+            )
+            wall = time.perf_counter() - t0
+            part = result.metrics.reset_index()
+            part.insert(0, "forecaster", name)
+            part.insert(0, "series", key)
+            metrics_parts.append(part)
+            summary_rows.append(
+                {"series": key, "forecaster": name, "issues": len(result.issue_times),
+                 "skipped": result.n_skipped, "start": start, "end": end,
+                 **day_ahead_summary(result.metrics),
+                 "mae_all": float(result.metrics["mae"].mean()), "wall_s": round(wall, 2)}
+            )
+    metrics = pd.concat(metrics_parts, ignore_index=True)
+    summary = pd.DataFrame(summary_rows)
+    _atomic_write(args.out / "backtest_metrics.csv", lambda p: metrics.to_csv(p, index=False))
+    _atomic_write(args.out / "backtest_summary.csv", lambda p: summary.to_csv(p, index=False))
+    _atomic_write(args.out / "backtest_error_vs_lead.png", lambda p: _plot(metrics, p))
+    _print_table(summary)
+    print(f"wrote {args.out / 'backtest_metrics.csv'}, backtest_summary.csv, "
+          f"backtest_error_vs_lead.png")
+    return 0
+
+
+def _plot(metrics: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(dict.fromkeys(metrics["series"]))
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        part = metrics[metrics["series"] == key]
+        for name, group in part.groupby("forecaster", sort=False):
+            ax.plot(group["lead_h"], group["mae"], label=str(name))
+        ax.set_title(SERIES[key].label)
+        ax.set_xlabel("lead time [h]")
+        ax.set_ylabel(f"MAE [{SERIES[key].unit}]")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)
+
+
+def _print_table(summary: pd.DataFrame) -> None:
+    print(f"{'series':<9} {'forecaster':<22} {'issues':>6} {'MAE@24h':>10} "
+          f"{'MAE 12-24h':>11} {'MAE all':>10} {'wall s':>7}")
+    for row in summary.itertuples():
+        print(f"{row.series:<9} {row.forecaster:<22} {row.issues:>6} {row.mae_24h:>10.4g} "
+              f"{row.mae_12_24h:>11.4g} {row.mae_all:>10.4g} {row.wall_s:>7.1f}")

@@ -1,0 +1,60 @@
+"""``mpc-dc reproduce STUDY --data DIR --out OUT``: reproduce a seed paper's study.
+
+Studies are looked up in :data:`STUDIES` (name -> runner); ``rcdc`` now, a ``dr``
+study is added by registering one more runner function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from traces.errors import ConfigError
+
+
+def _run_rcdc(args: argparse.Namespace) -> int:
+    from mpc_dc.studies.rcdc import RcdcStudyConfig, reproduce, savings_summary
+
+    study = RcdcStudyConfig() if args.days is None else RcdcStudyConfig(days=args.days)
+    start = time.perf_counter()
+    outputs = reproduce(Path(args.data), Path(args.out), study, sweeps=not args.no_sweeps)
+    print(f"RCDC study, {study.month} UTC, NYISO zone {study.zone}, "
+          f"{study.dc_capacity_mw:.0f} MW data center, {study.wind_nameplate_mw:.0f} MW wind, "
+          f"{100 * study.deferrable_share:.0f} % deferrable")
+    print(outputs.markdown)
+    for line in savings_summary(outputs.table):
+        print(line)
+    for path in outputs.files:
+        print(f"wrote {path}")
+    print(f"wall time {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+STUDIES: dict[str, Callable[[argparse.Namespace], int]] = {"rcdc": _run_rcdc}
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    runner = STUDIES.get(args.study)
+    if runner is None:
+        raise ConfigError("<command line>", f"unknown study {args.study!r}; "
+                          f"expected one of {sorted(STUDIES)}", key="study")
+    if not Path(args.data).is_dir():
+        raise ConfigError("<command line>", f"data folder {args.data} does not exist",
+                          key="--data")
+    return runner(args)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``reproduce`` sub-command."""
+    parser = subparsers.add_parser("reproduce", help="reproduce a seed paper's study",
+                                   description=__doc__)
+    parser.add_argument("study", help=f"study name: {', '.join(sorted(STUDIES))}")
+    parser.add_argument("--data", required=True, help="the shared/data folder")
+    parser.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    parser.add_argument("--days", type=int, default=None,
+                        help="only the first N daily windows (quick look)")
+    parser.add_argument("--no-sweeps", action="store_true",
+                        help="Table II only, no sensitivity sweeps or figures")
+    parser.set_defaults(func=_dispatch)

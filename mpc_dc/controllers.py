@@ -1,0 +1,356 @@
+"""Controllers (policies): observation in, decision out. The simulator never sees cvxpy.
+
+* :class:`BaselinePolicy` — no scheduling: deferrable work runs as soon as it is
+  released, as fast as the site allows.
+* :class:`MpcPolicy` — every 15 minutes: forecast every exogenous series over the
+  horizon, set the parameters of the problem built once, solve, commit the first
+  interval. With :class:`~forecasters.oracle.Oracle` forecasters it is the
+  perfect-foresight controller (``perfect``).
+* :class:`OfflinePolicy` — one solve over the whole run on the true data, then the
+  plan is replayed: the offline full-horizon optimum.
+
+Fallback chain of :class:`MpcPolicy` (each use logged with its reason and counted):
+exact/auto solve → relaxed LP with repair → rule-based safe action (the baseline's
+"as soon as possible" rule, which meets every deadline that can be met).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from forecasters.base import Forecaster
+from mpc_dc.problem import (
+    Formulation,
+    HorizonInputs,
+    InfeasibleInputError,
+    PlantState,
+    RcdcProblem,
+    SolveResult,
+    SolverOptions,
+)
+from mpc_dc.sim.backlog import Backlog
+from mpc_dc.sim.exogenous import RcdcExogenous
+from mpc_dc.sim.plant import Decision
+from traces.grid import STEP
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a controller sees at the start of interval ``step``.
+
+    Attributes
+    ----------
+    step : int
+        Interval index from the start of the run.
+    time : Timestamp
+        Interval start (UTC).
+    backlog : Backlog
+        Released, unfinished deferrable work (read it, do not change it).
+    peak_import_to_date_mw : float [MW]
+        Peak import so far in the current billing period.
+    battery_energy_mwh : float [MWh]
+    """
+
+    step: int
+    time: pd.Timestamp
+    backlog: Backlog
+    peak_import_to_date_mw: float
+    battery_energy_mwh: float
+
+
+class Policy(Protocol):
+    """A controller."""
+
+    name: str
+
+    def observe(self, time: pd.Timestamp, values: dict[str, float]) -> None:
+        """Receive the realized exogenous values of the interval that started at ``time``."""
+        ...
+
+    def decide(self, obs: Observation) -> Decision:
+        """The decision for the interval starting at ``obs.time``."""
+        ...
+
+
+@dataclass
+class ControllerStats:
+    """Counters reported in the KPIs."""
+
+    solves: int = 0
+    fallbacks: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    solve_times_s: list[float] = field(default_factory=list)
+    highs_times_s: list[float] = field(default_factory=list)
+    formulations: Counter[str] = field(default_factory=Counter)
+
+    def record(self, result: SolveResult) -> None:
+        """Count one solve and its times."""
+        self.solves += 1
+        self.solve_times_s.append(result.solve_time_s)
+        self.highs_times_s.append(result.highs_time_s)
+        self.formulations[str(result.formulation)] += 1
+
+
+def build_horizon(
+    exo: RcdcExogenous,
+    obs: Observation,
+    forecasts: dict[str, np.ndarray],
+    horizon_steps: int,
+) -> tuple[HorizonInputs, PlantState]:
+    """Problem inputs and state for the horizon starting at ``obs``.
+
+    Parameters
+    ----------
+    exo : RcdcExogenous
+        Only its rules (tariff, share, deadlines, run length) are used.
+    obs : Observation
+    forecasts : dict[str, ndarray]
+        Channel values for ``min(H, steps left)`` intervals from ``obs.time``.
+    horizon_steps : int
+        H. Intervals beyond the run end are padded: nothing arrives, nothing is
+        priced, so the run is a closed finite problem.
+    """
+    H = horizon_steps
+    n = len(forecasts["workload_wu"])
+    import_price, export_price = exo.tariff_prices(forecasts["price_usd_per_mwh"])
+    cf = np.clip(forecasts["renewable_cf"], 0.0, 1.0)
+    pad = np.zeros(H - n)
+    work = np.concatenate([np.maximum(forecasts["workload_wu"], 0.0), pad])
+    inputs = HorizonInputs(
+        np.concatenate([import_price, pad]),
+        np.concatenate([export_price, pad]),
+        np.concatenate([cf, pad]),
+        (1.0 - exo.deferrable_share) * work,
+    )
+    due, available = obs.backlog.cumulative(obs.step, H)
+    # Batches of windows opening inside the horizon, from the workload forecast; a
+    # window only partly inside is scaled from the covered part.
+    steps_left = exo.n_steps - obs.step
+    released = np.zeros(H)
+    due_new = np.zeros(H)
+    for j in range(1, min(H, steps_left)):
+        if not exo.is_window_start(obs.step + j):
+            continue
+        length = exo.window_deadline(obs.step + j) - (obs.step + j) + 1
+        covered = work[j : min(j + length, n)]
+        if covered.size == 0:
+            continue
+        batch = exo.deferrable_share * float(covered.mean()) * length
+        released[j] += batch
+        if j + length - 1 < H:
+            due_new[j + length - 1] += batch
+    state = PlantState(
+        df_due_cum_wu=due + np.cumsum(due_new),
+        df_available_cum_wu=available + np.cumsum(released),
+        peak_import_to_date_mw=obs.peak_import_to_date_mw,
+        battery_energy_mwh=obs.battery_energy_mwh,
+    )
+    return inputs, state
+
+
+class BaselinePolicy:
+    """No scheduling: process all released deferrable work at once (capped by the plant)."""
+
+    name = "baseline"
+
+    def __init__(self) -> None:
+        self.stats = ControllerStats()
+
+    def observe(self, time: pd.Timestamp, values: dict[str, float]) -> None:
+        """Nothing to learn."""
+
+    def decide(self, obs: Observation) -> Decision:
+        """Run the whole backlog now."""
+        return Decision(work_df_wu=obs.backlog.total_wu, source="baseline")
+
+
+def safe_action(obs: Observation, source: str) -> Decision:
+    """Rule-based fallback: the baseline's as-soon-as-possible rule."""
+    return Decision(work_df_wu=obs.backlog.total_wu, source=source)
+
+
+class MpcPolicy:
+    """Receding-horizon MPC on forecasts; commits only the first interval.
+
+    Parameters
+    ----------
+    exogenous : RcdcExogenous
+        The run's definition (prices and tariff rule, deferrable share, deadlines,
+        run length). Only its *rules* are used here, never its future values: the
+        forecasters are the controller's only view of the future.
+    forecasters : dict[str, Forecaster]
+        One per channel of :data:`~mpc_dc.sim.exogenous.CHANNELS`, already fitted on
+        the history before the run.
+    horizon_steps : int
+        H; with ``horizon_to_end`` the problem is built for the whole run and the
+        horizon always reaches the run end.
+    options : SolverOptions
+    fault_rate : float [-]
+        Test switch: the share of steps on which the solver is made to fail.
+    fault_seed : int
+    """
+
+    def __init__(
+        self,
+        exogenous: RcdcExogenous,
+        forecasters: dict[str, Forecaster],
+        horizon_steps: int = 96,
+        *,
+        horizon_to_end: bool = False,
+        options: SolverOptions | None = None,
+        fault_rate: float = 0.0,
+        fault_seed: int = 0,
+        name: str = "mpc",
+    ) -> None:
+        self.name = name
+        self.exogenous = exogenous
+        self.forecasters = forecasters
+        self.horizon_steps = exogenous.n_steps if horizon_to_end else horizon_steps
+        self.options = options or SolverOptions()
+        self.problem = RcdcProblem(exogenous.config, self.horizon_steps, "auto", self.options)
+        self._relaxed: RcdcProblem | None = None
+        self.fault_rate = fault_rate
+        self._fault_rng = np.random.default_rng(fault_seed)
+        self.stats = ControllerStats()
+        self._pending: dict[str, list[tuple[pd.Timestamp, float]]] = {c: [] for c in forecasters}
+
+    def observe(self, time: pd.Timestamp, values: dict[str, float]) -> None:
+        """Queue realized values; forecasters are updated lazily before the next forecast."""
+        for channel in self.forecasters:
+            self._pending[channel].append((time, values[channel]))
+
+    def _flush(self) -> None:
+        for channel, rows in self._pending.items():
+            if rows:
+                index = pd.DatetimeIndex([t for t, _ in rows], name="interval_start_utc")
+                self.forecasters[channel].update(pd.Series([v for _, v in rows], index=index))
+                rows.clear()
+
+    def forecast(self, time: pd.Timestamp, steps: int) -> dict[str, np.ndarray]:
+        """Point forecasts of every channel for ``steps`` intervals from ``time``."""
+        self._flush()
+        out: dict[str, np.ndarray] = {}
+        for channel, forecaster in self.forecasters.items():
+            values = forecaster.predict(time, steps).to_numpy(dtype=float)
+            if not np.all(np.isfinite(values)):
+                self.stats.faults["nan_forecast"] += 1
+                logger.warning(
+                    "non-finite %s forecast at %s; holding the last finite value", channel, time
+                )
+                values = pd.Series(values).ffill().fillna(0.0).to_numpy()
+            out[channel] = values
+        return out
+
+    def horizon_inputs(self, obs: Observation) -> tuple[HorizonInputs, PlantState]:
+        """Problem inputs and state at ``obs`` from forecasts and the observed state."""
+        n = min(self.horizon_steps, self.exogenous.n_steps - obs.step)
+        return build_horizon(self.exogenous, obs, self.forecast(obs.time, n), self.horizon_steps)
+
+    def decide(self, obs: Observation) -> Decision:
+        """Forecast, solve (with the fallback chain), commit the first interval."""
+        inputs, state = self.horizon_inputs(obs)
+        if self.fault_rate > 0 and self._fault_rng.random() < self.fault_rate:
+            self.stats.faults["injected_solver_failure"] += 1
+            return self._fallback(obs, inputs, state, "injected solver failure")
+        try:
+            result = self.problem.solve(inputs, state)
+        except InfeasibleInputError as err:
+            return self._fallback(obs, inputs, state, f"infeasible forecast: {err}", relaxed=False)
+        self.stats.record(result)
+        if result.status.has_plan and result.plan is not None:
+            return _first_interval(result, "mpc")
+        return self._fallback(obs, inputs, state, f"{result.status}: {result.message}")
+
+    def _fallback(
+        self,
+        obs: Observation,
+        inputs: HorizonInputs,
+        state: PlantState,
+        reason: str,
+        *,
+        relaxed: bool = True,
+    ) -> Decision:
+        if relaxed:
+            if self._relaxed is None:
+                self._relaxed = RcdcProblem(
+                    self.exogenous.config, self.horizon_steps, Formulation.RELAXED, self.options
+                )
+            result = self._relaxed.solve(inputs, state)
+            if result.status.has_plan and result.plan is not None:
+                self.stats.fallbacks["relaxed_repair"] += 1
+                logger.warning(
+                    "step %d: %s; committed the repaired LP relaxation", obs.step, reason
+                )
+                self.stats.record(result)
+                return _first_interval(result, "fallback:relaxed")
+            reason = f"{reason}; relaxation also failed ({result.status})"
+        self.stats.fallbacks["rule"] += 1
+        logger.warning("step %d: %s; committed the rule-based safe action", obs.step, reason)
+        return safe_action(obs, "fallback:rule")
+
+
+def _first_interval(result: SolveResult, source: str) -> Decision:
+    plan = result.plan
+    assert plan is not None
+    return Decision(
+        work_df_wu=float(plan.work_df_wu[0]),
+        battery_charge_mw=float(plan.battery_charge_mw[0]),
+        battery_discharge_mw=float(plan.battery_discharge_mw[0]),
+        planned_import_mw=float(plan.import_mw[0]),
+        planned_export_mw=float(plan.export_mw[0]),
+        source=source,
+    )
+
+
+class OfflinePolicy:
+    """The offline full-horizon optimum on the true data, replayed interval by interval.
+
+    Not causal by construction: it is the reference the causal controllers are
+    measured against.
+    """
+
+    name = "offline"
+
+    def __init__(self, exogenous: RcdcExogenous, options: SolverOptions | None = None) -> None:
+        self.stats = ControllerStats()
+        horizon = exogenous.n_steps
+        problem = RcdcProblem(exogenous.config, horizon, "auto", options or SolverOptions())
+        obs = Observation(
+            0, exogenous.start, exogenous.initial_backlog(), 0.0, exogenous.initial_battery_mwh
+        )
+        truth = {c: exogenous.frame[c].to_numpy(dtype=float) for c in exogenous.channels}
+        inputs, state = build_horizon(exogenous, obs, truth, horizon)
+        result = problem.solve(inputs, state)
+        self.stats.record(result)
+        if not result.status.has_plan or result.plan is None:
+            raise RuntimeError(f"offline optimum not found: {result.status} {result.message}")
+        self.result = result
+        self.plan = result.plan
+
+    def observe(self, time: pd.Timestamp, values: dict[str, float]) -> None:
+        """Nothing to learn."""
+
+    def decide(self, obs: Observation) -> Decision:
+        """The offline plan's interval ``obs.step``."""
+        k = obs.step
+        return Decision(
+            work_df_wu=float(self.plan.work_df_wu[k]),
+            battery_charge_mw=float(self.plan.battery_charge_mw[k]),
+            battery_discharge_mw=float(self.plan.battery_discharge_mw[k]),
+            planned_import_mw=float(self.plan.import_mw[k]),
+            planned_export_mw=float(self.plan.export_mw[k]),
+            source="offline",
+        )
+
+
+def step_time(start: pd.Timestamp, step: int) -> pd.Timestamp:
+    """Start of interval ``step``."""
+    return start + step * STEP

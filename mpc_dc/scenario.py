@@ -1,0 +1,370 @@
+"""Scenarios: a TOML file (read with :mod:`tomllib`) into frozen dataclasses, then a run.
+
+A scenario names the run period, the data source, the site and the controller.
+Every key is documented in ``docs/scenario.md``; unknown keys are rejected with the
+nearest valid key. With no file, :func:`default_scenario` is the embedded default:
+one week on the seeded synthetic generator (no ``../shared``, no network).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from forecasters.base import Forecaster, make_forecaster
+from mpc_dc.config import from_mapping, positive
+from mpc_dc.controllers import BaselinePolicy, MpcPolicy, OfflinePolicy, Policy
+from mpc_dc.params.site import SiteConfig
+from mpc_dc.problem import SolverOptions
+from mpc_dc.sim.exogenous import BOUNDS, CHANNELS, RcdcExogenous, workload_from_utilisation
+from traces.errors import ConfigError
+from traces.grid import STEP, STEPS_PER_DAY, GapPolicy
+
+ControllerKind = Literal["baseline", "mpc", "perfect", "offline"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """The run period and workload rules.
+
+    Parameters
+    ----------
+    start : str
+        First interval start, ISO 8601 in UTC (``"2022-04-01T00:00:00Z"``).
+    days : float [d]
+        Length of the run.
+    history_days : int [d]
+        Data before ``start`` used to fit the forecasters.
+    seed : int
+        Seed of the synthetic generator and of any random error.
+    deferrable_share : float [-]
+        Share of the workload that is deferrable.
+    window_h : float [h]
+        Scheduling window of deferrable work: each window's batch is due by its end.
+    local_tz : str
+        Billing calendar and display time zone.
+    """
+
+    start: str = "2022-04-04T04:00:00Z"
+    days: float = 7.0
+    history_days: int = 14
+    seed: int = 2
+    deferrable_share: float = 0.4
+    window_h: float = 24.0
+    local_tz: str = "America/New_York"
+
+    def __post_init__(self) -> None:
+        positive("<scenario>", "run.days", self.days)
+        positive("<scenario>", "run.history_days", self.history_days, allow_zero=True)
+        positive("<scenario>", "run.window_h", self.window_h)
+        if not 0.0 <= self.deferrable_share <= 1.0:
+            raise ConfigError(
+                "<scenario>",
+                f"expected a value in [0, 1], got {self.deferrable_share}",
+                key="run.deferrable_share",
+            )
+        try:
+            ts = pd.Timestamp(self.start)
+        except ValueError:
+            raise ConfigError(
+                "<scenario>", f"expected an ISO 8601 UTC time, got {self.start!r}", key="run.start"
+            ) from None
+        if ts.tzinfo is None or ts.utcoffset() != pd.Timedelta(0) or ts != ts.floor(STEP):
+            raise ConfigError(
+                "<scenario>",
+                f"expected a UTC time on the 15-minute grid, got {self.start!r}",
+                key="run.start",
+            )
+
+    @property
+    def start_ts(self) -> pd.Timestamp:
+        """``start`` as a UTC timestamp."""
+        return pd.Timestamp(self.start).tz_convert("UTC")
+
+    @property
+    def n_steps(self) -> int:
+        """Intervals in the run."""
+        return round(self.days * STEPS_PER_DAY)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the exogenous series come from.
+
+    Parameters
+    ----------
+    source : {"synthetic", "nyiso"}
+        ``synthetic``: the seeded generator (embedded default). ``nyiso``: NYISO RT
+        zonal LMP 2022 (wholesale) or CAPITL day-ahead (retail), NY wind 2022 and
+        Google powerdata_2019 shape, read from ``data_dir``.
+    data_dir : str
+        The public data folder (``../shared/data``); only for ``nyiso``.
+    zone : str
+        NYISO zone letter of the RT price.
+    """
+
+    source: Literal["synthetic", "nyiso"] = "synthetic"
+    data_dir: str = "../shared/data"
+    zone: str = "F"
+
+
+@dataclass(frozen=True)
+class ControllerSpec:
+    """The controller.
+
+    Parameters
+    ----------
+    kind : {"baseline", "mpc", "perfect", "offline"}
+        ``perfect`` is ``mpc`` with Oracle forecasts; ``offline`` the full-horizon optimum.
+    forecaster : str
+        Forecaster of every channel for ``mpc`` (see ``forecasters.make_forecaster``).
+    error_level : float [-]
+        For ``noisy_oracle``: error std at 24 h lead as a fraction of the series std.
+    horizon_h : float [h]
+        MPC horizon.
+    horizon_to_end : bool
+        Horizon always reaches the run end (for the Oracle-equivalence check).
+    time_limit_s : float [s]
+        HiGHS time limit per solve.
+    mip_rel_gap : float [-]
+        HiGHS relative MIP gap.
+    fault_rate : float [-]
+        Test switch: share of steps on which the solver is made to fail.
+    """
+
+    kind: ControllerKind = "mpc"
+    forecaster: str = "sarimax"
+    error_level: float = 0.0
+    horizon_h: float = 24.0
+    horizon_to_end: bool = False
+    time_limit_s: float = 10.0
+    mip_rel_gap: float = 1e-4
+    fault_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        positive("<scenario>", "controller.horizon_h", self.horizon_h)
+        positive("<scenario>", "controller.time_limit_s", self.time_limit_s)
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ConfigError(
+                "<scenario>",
+                f"expected a value in [0, 1], got {self.fault_rate}",
+                key="controller.fault_rate",
+            )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A whole scenario file.
+
+    Parameters
+    ----------
+    name : str
+    run, data, site, controller : see their classes
+    """
+
+    name: str = "default"
+    run: RunSpec = field(default_factory=RunSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    site: SiteConfig = field(default_factory=SiteConfig)
+    controller: ControllerSpec = field(default_factory=ControllerSpec)
+
+
+def default_scenario() -> Scenario:
+    """The embedded default: one week, synthetic data, wholesale, SARIMAX MPC."""
+    return Scenario()
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario TOML file.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file and the key, for syntax errors, unknown, missing or
+        mistyped keys and out-of-range values.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(file, "scenario file not found")
+    raw = file.read_bytes()
+    if not raw.strip():
+        raise ConfigError(file, "scenario file is empty")
+    try:
+        table = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(file, "not UTF-8 text; expected a TOML file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(file, f"invalid TOML: {err}") from None
+    try:
+        return from_mapping(Scenario, table, file)
+    except ConfigError as err:
+        if err.source in {"<scenario>", "<site>"}:
+            raise ConfigError(file, err.message, key=err.key) from None
+        raise
+
+
+def with_overrides(scenario: Scenario, overrides: dict[str, Any], source: str) -> Scenario:
+    """Apply dotted-key overrides (``{"controller.forecaster": "ets"}``) with validation."""
+    from mpc_dc.config import to_mapping
+
+    table = to_mapping(scenario)
+    for dotted, value in overrides.items():
+        node = table
+        keys = dotted.split(".")
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                raise ConfigError(source, "not a table in the scenario", key=dotted)
+            node = node[key]
+        node[keys[-1]] = value
+    if table.get("site", {}).get("battery") is None:
+        table.get("site", {}).pop("battery", None)
+    return from_mapping(Scenario, table, source)
+
+
+# ----------------------------------------------------------------------------- build a run
+
+
+def build_exogenous(scenario: Scenario) -> RcdcExogenous:
+    """Realized series (run period and history) of a scenario on the 15-min grid."""
+    run = scenario.run
+    start = run.start_ts
+    history_steps = run.history_days * STEPS_PER_DAY
+    index = pd.date_range(
+        start - history_steps * STEP,
+        periods=history_steps + run.n_steps,
+        freq=STEP,
+        name="interval_start_utc",
+    )
+    if scenario.data.source == "synthetic":
+        frame = _synthetic_frame(scenario, index)
+    else:
+        frame = _nyiso_frame(scenario, index)
+    frame["workload_wu"] = workload_from_utilisation(frame.pop("power_util"), scenario.site)
+    return RcdcExogenous(
+        config=scenario.site,
+        frame=frame.iloc[history_steps:],
+        history=frame.iloc[:history_steps],
+        deferrable_share=run.deferrable_share,
+        window_steps=round(run.window_h * 4),
+        local_tz=run.local_tz,
+        name=scenario.name,
+    )
+
+
+def _synthetic_frame(scenario: Scenario, index: pd.DatetimeIndex) -> pd.DataFrame:
+    from traces import synthetic
+
+    days = int(np.ceil(len(index) / STEPS_PER_DAY)) + 1
+    day0 = index[0].floor("D")
+    seed = scenario.run.seed
+    lmp = synthetic.synth_lmp(day0, days, seed)
+    wind = synthetic.synth_wind_cf(day0, days, seed)
+    load = synthetic.synth_load(day0, days, seed)
+    return pd.DataFrame(
+        {
+            # The generator has one market price: it stands for the RT LMP and, under
+            # the retail tariff, for the day-ahead price the retail rates follow.
+            "price_usd_per_mwh": lmp.iloc[:, 0].reindex(index).to_numpy(),
+            "renewable_cf": wind["wind_cf"].reindex(index).to_numpy(),
+            "power_util": load["power_util"].reindex(index).to_numpy(),
+        },
+        index=index,
+    )
+
+
+def _nyiso_frame(scenario: Scenario, index: pd.DatetimeIndex) -> pd.DataFrame:
+    from mpc_dc.studies.rcdc import align_google
+    from traces.datasets import google_load_shape, ny_wind_cf, nyiso_da_lmp, nyiso_rt_lmp
+    from traces.grid import fill_gaps
+
+    data_dir = Path(scenario.data.data_dir)
+    zone = scenario.data.zone
+    if scenario.site.grid.tariff.kind == "retail":
+        da, _ = nyiso_da_lmp(data_dir)
+        price = da.iloc[:, 0]
+    else:
+        rt, _ = nyiso_rt_lmp(data_dir, year=index[0].year, zones=[zone])
+        price = rt[f"lmp_usd_per_mwh[{zone}]"]
+    wind, _ = ny_wind_cf(data_dir)
+    shape, _ = google_load_shape(data_dir)
+    frame = pd.DataFrame(
+        {
+            "price_usd_per_mwh": price.reindex(index),
+            "renewable_cf": wind["wind_cf"].reindex(index).clip(0.0, 1.0),
+            "power_util": align_google(shape, index),
+        },
+        index=index,
+    )
+    n_run = scenario.run.n_steps
+    run_part = frame.iloc[-n_run:]
+    if run_part.isna().to_numpy().any():
+        first = run_part.index[run_part.isna().any(axis=1).to_numpy()][0]
+        raise ConfigError(
+            data_dir,
+            f"real data has missing intervals in the run period (first at {first}); "
+            "choose a complete period (2022: Apr, May, Jun, Sep, Oct, Nov)",
+            key="run.start",
+        )
+    # History gaps stay NaN: forecasters treat them as unobserved.
+    return pd.concat([frame.iloc[:-n_run], fill_gaps(run_part, GapPolicy.RAISE, source=data_dir)])
+
+
+def build_forecasters(
+    exo: RcdcExogenous, name: str, *, seed: int = 0, error_level: float = 0.0
+) -> dict[str, Forecaster]:
+    """One fitted forecaster per channel, fitted on the history before the run."""
+    out: dict[str, Forecaster] = {}
+    for k, channel in enumerate(CHANNELS):
+        params: dict[str, Any] = {"bounds": BOUNDS[channel]}
+        if name in ("oracle", "noisy_oracle"):
+            params["truth"] = exo.truth(channel)
+        if name == "noisy_oracle":
+            params.update(error_level=error_level, seed=seed * 1000 + k)
+        forecaster = make_forecaster(name, **params)
+        forecaster.fit(exo.history[channel])
+        out[channel] = forecaster
+    return out
+
+
+def build_policy(scenario: Scenario, exo: RcdcExogenous) -> Policy:
+    """The scenario's controller, ready to run on ``exo``."""
+    spec = scenario.controller
+    options = SolverOptions(time_limit_s=spec.time_limit_s, mip_rel_gap=spec.mip_rel_gap)
+    if spec.kind == "baseline":
+        return BaselinePolicy()
+    if spec.kind == "offline":
+        return OfflinePolicy(exo, options)
+    forecaster = "oracle" if spec.kind == "perfect" else spec.forecaster
+    forecasters = build_forecasters(
+        exo, forecaster, seed=scenario.run.seed, error_level=spec.error_level
+    )
+    return MpcPolicy(
+        exo,
+        forecasters,
+        horizon_steps=round(spec.horizon_h * 4),
+        horizon_to_end=spec.horizon_to_end,
+        options=options,
+        fault_rate=spec.fault_rate,
+        fault_seed=scenario.run.seed,
+        name="perfect" if spec.kind == "perfect" else f"mpc[{forecaster}]",
+    )
+
+
+def controller_variant(scenario: Scenario, label: str) -> Scenario:
+    """The scenario with its controller set by a ``compare`` label.
+
+    ``baseline``, ``offline``, ``perfect``/``oracle`` or a forecaster name (→ ``mpc``).
+    """
+    ctl = scenario.controller
+    if label == "baseline":
+        return replace(scenario, controller=replace(ctl, kind="baseline"))
+    if label == "offline":
+        return replace(scenario, controller=replace(ctl, kind="offline"))
+    if label in ("perfect", "oracle"):
+        return replace(scenario, controller=replace(ctl, kind="perfect"))
+    return replace(scenario, controller=replace(ctl, kind="mpc", forecaster=label))

@@ -1,0 +1,176 @@
+"""The exogenous side of an RCDC run: realized series, tariff rule, workload split, deadlines.
+
+Channels (one forecaster each, :data:`CHANNELS`), all on the 15-min UTC grid:
+
+* ``price_usd_per_mwh`` [$/MWh] — the market price the tariff is built on: the
+  real-time LMP (wholesale) or the day-ahead price (retail, see
+  :func:`mpc_dc.params.site.retail_prices`);
+* ``renewable_cf`` [-] — renewable capacity factor in [0, 1];
+* ``workload_wu`` [WU] — compute work arriving in the interval. A share ``s`` is
+  deferrable, the rest non-deferrable (runs on arrival).
+
+Deferrable work follows Li–Tong–Mount's 24-h scheduling windows: windows of
+``window_steps`` intervals start at the run start; the deferrable share of a
+window's workload is submitted as one batch during the last interval before the
+window (so it is observed, never forecast, when the window opens), released at
+the window start and due by the window's last interval. The first window's batch
+is the initial backlog. Every deadline lies inside the run: no end effects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mpc_dc.params.site import SiteConfig, retail_prices
+from mpc_dc.sim.backlog import Backlog
+from mpc_dc.sim.plant import Realized
+from traces.grid import STEP
+
+CHANNELS: tuple[str, ...] = ("price_usd_per_mwh", "renewable_cf", "workload_wu")
+"""Exogenous series of the RCDC configuration."""
+
+BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "price_usd_per_mwh": (None, None),
+    "renewable_cf": (0.0, 1.0),
+    "workload_wu": (0.0, None),
+}
+"""Physical limits of each channel, used to bound forecasts."""
+
+
+@dataclass(frozen=True)
+class RcdcExogenous:
+    """Realized exogenous data of a run and the rules that turn it into plant inputs.
+
+    Parameters
+    ----------
+    config : SiteConfig
+    frame : DataFrame
+        The run period: 15-min UTC grid, columns :data:`CHANNELS`, no NaN.
+    history : DataFrame
+        Data before the run (same columns, NaN allowed) for fitting forecasters.
+    deferrable_share : float [-]
+        Share ``s`` of the workload that is deferrable.
+    window_steps : int
+        Length of a scheduling window [intervals].
+    local_tz : str
+        Time zone of the billing calendar.
+    initial_battery_mwh : float [MWh]
+    name : str
+    """
+
+    config: SiteConfig
+    frame: pd.DataFrame
+    history: pd.DataFrame
+    deferrable_share: float = 0.4
+    window_steps: int = 96
+    local_tz: str = "America/New_York"
+    initial_battery_mwh: float = 0.0
+    name: str = "run"
+
+    def __post_init__(self) -> None:
+        missing = [c for c in CHANNELS if c not in self.frame.columns]
+        if missing:
+            raise ValueError(f"exogenous '{self.name}': missing channels {missing}")
+        if self.frame[list(CHANNELS)].isna().to_numpy().any():
+            bad = self.frame[list(CHANNELS)].isna().any(axis=1)
+            raise ValueError(
+                f"exogenous '{self.name}': NaN in the run period at {bad[bad].index[0]}; "
+                "fill gaps by a named policy before the run"
+            )
+        if not 0.0 <= self.deferrable_share <= 1.0:
+            raise ValueError(f"deferrable_share must be in [0, 1], got {self.deferrable_share}")
+        if self.window_steps < 1:
+            raise ValueError(f"window_steps must be >= 1, got {self.window_steps}")
+        if len(self.history) and self.history.index[-1] + STEP != self.frame.index[0]:
+            raise ValueError(f"exogenous '{self.name}': history must end where the run starts")
+        object.__setattr__(self, "_values", self.frame[list(CHANNELS)].to_numpy(dtype=float))
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """Forecast channels."""
+        return CHANNELS
+
+    @property
+    def n_steps(self) -> int:
+        """Intervals in the run."""
+        return len(self.frame)
+
+    @property
+    def start(self) -> pd.Timestamp:
+        """First interval start."""
+        return self.frame.index[0]
+
+    def time(self, step: int) -> pd.Timestamp:
+        """Start of interval ``step``."""
+        return self.start + step * STEP
+
+    def tariff_prices(self, price_usd_per_mwh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Import and export prices π⁺, π⁻ [$/MWh] from the channel's market price."""
+        tariff = self.config.grid.tariff
+        price = np.asarray(price_usd_per_mwh, dtype=float)
+        if tariff.kind == "retail":
+            return retail_prices(price, tariff)
+        return price, price
+
+    def is_window_start(self, step: int) -> bool:
+        """True when a scheduling window opens at ``step``."""
+        return step % self.window_steps == 0
+
+    def window_deadline(self, step: int) -> int:
+        """Last interval of the window containing ``step`` (inside the run)."""
+        return min((step // self.window_steps + 1) * self.window_steps, self.n_steps) - 1
+
+    def batch_wu(self, window_start: int) -> float:
+        """Deferrable batch of the window opening at ``window_start`` [WU]."""
+        end = self.window_deadline(window_start) + 1
+        work = self._values[window_start:end, 2]  # type: ignore[attr-defined]
+        return float(self.deferrable_share * work.sum())
+
+    def values(self, step: int) -> dict[str, float]:
+        """Realized channel values of interval ``step`` (what a forecaster observes)."""
+        row = self._values[step]  # type: ignore[attr-defined]
+        return {c: float(v) for c, v in zip(CHANNELS, row, strict=True)}
+
+    def realized(self, step: int) -> Realized:
+        """What the plant and the meter see in interval ``step``."""
+        price, cf, workload = self._values[step]  # type: ignore[attr-defined]
+        import_price, export_price = self.tariff_prices(np.array([price]))
+        return Realized(
+            import_price_usd_per_mwh=float(import_price[0]),
+            export_price_usd_per_mwh=float(export_price[0]),
+            renewable_cf=float(cf),
+            work_nd_wu=float((1.0 - self.deferrable_share) * workload),
+        )
+
+    def initial_backlog(self) -> Backlog:
+        """Backlog at the run start: the first window's batch."""
+        backlog = Backlog()
+        backlog.release(self.batch_wu(0), self.window_deadline(0))
+        return backlog
+
+    def deferrable_arrival_wu(self, step: int) -> float:
+        """Deferrable work submitted during interval ``step`` [WU] (the next window's batch)."""
+        nxt = step + 1
+        if nxt < self.n_steps and self.is_window_start(nxt):
+            return self.batch_wu(nxt)
+        return 0.0
+
+    def truth(self, channel: str) -> pd.Series:
+        """History and run period of one channel (for the Oracle)."""
+        return pd.concat([self.history[channel], self.frame[channel]])
+
+
+def workload_from_utilisation(
+    utilisation: np.ndarray | pd.Series, config: SiteConfig
+) -> np.ndarray:
+    """Work per interval [WU] of a site running at IT utilisation ``u`` [-] of its capacity.
+
+    ``W = Δ · F(u · P_max)``: the work the site would do if it ran the observed
+    utilisation profile (e.g. Google PDU power ÷ limit).
+    """
+    dc = config.datacenter
+    it_mw = np.clip(np.asarray(utilisation, dtype=float), 0.0, 1.0) * dc.it_capacity_mw
+    return 0.25 * dc.processing.rate_wu_per_h(it_mw, dc.it_capacity_mw)
