@@ -71,8 +71,11 @@ def test_bench_rcdc_month_sarimax(
     wind = datasets.ny_wind_cf(shared_data)[0]["wind_cf"]
     load = datasets.google_load_shape(shared_data)[0]["load_shape"]
     # The load shape covers May 2019 only: fit on its first 7 days, run the rest.
-    cases = [("lmp", lmp, "2022-04-01", 28.0), ("wind_cf", wind, "2022-04-01", 28.0),
-             ("load", load, None, 7.0)]
+    cases = [
+        ("lmp", lmp, "2022-04-01", 28.0),
+        ("wind_cf", wind, "2022-04-01", 28.0),
+        ("load", load, None, 7.0),
+    ]
     n_steps = 96 if small else 30 * STEPS_PER_DAY
     timings: dict[str, float] = {}
 
@@ -81,11 +84,13 @@ def test_bench_rcdc_month_sarimax(
         for key, y, start_s, train_days in cases:
             first = y.first_valid_index()
             assert first is not None
-            start = pd.Timestamp(start_s, tz="UTC") if start_s else first + pd.Timedelta(days=train_days)
+            start = (
+                pd.Timestamp(start_s, tz="UTC")
+                if start_s
+                else first + pd.Timedelta(days=train_days)
+            )
             pos = int(y.index.get_loc(start))
             fc = build_forecaster("sarimax", key, y)
-            if key == "load":
-                fc.refit_every_hours = 168
             fc.fit(y.iloc[max(0, pos - int(train_days * 96)) : pos - 1])
             steps = min(n_steps, len(y) - pos - HORIZON)
             runs.append((key, fc, y, pos, steps))

@@ -75,7 +75,9 @@ def metrics_by_lead(
     predictions = np.asarray(predictions, dtype=float)
     truth = np.asarray(truth, dtype=float)
     if predictions.shape != truth.shape or predictions.ndim != 2:
-        raise ValueError(f"predictions {predictions.shape} and truth {truth.shape} must match (2-D)")
+        raise ValueError(
+            f"predictions {predictions.shape} and truth {truth.shape} must match (2-D)"
+        )
     horizon = predictions.shape[1]
     valid = ~np.isnan(truth) & ~np.isnan(predictions)
     n = valid.sum(axis=0)
@@ -87,7 +89,8 @@ def metrics_by_lead(
                 "n": n,
                 "mae": _nanmean0(np.abs(err)),
                 "rmse": np.sqrt(_nanmean0(err**2)),
-                "smape_pct": 100.0 * _nanmean0(np.where(valid, smape_terms(truth, predictions), np.nan)),
+                "smape_pct": 100.0
+                * _nanmean0(np.where(valid, smape_terms(truth, predictions), np.nan)),
             },
             index=pd.RangeIndex(1, horizon + 1, name="lead_steps"),
         )
@@ -136,7 +139,9 @@ class BacktestResult:
         for i, issue in enumerate(self.issue_times):
             targets = pd.date_range(issue, periods=self.horizon, freq=STEP)
             points[issue] = pd.Series(self.predictions[i], index=targets)
-            quants[issue] = pd.DataFrame(self.quantiles[i], index=targets, columns=list(self.levels))
+            quants[issue] = pd.DataFrame(
+                self.quantiles[i], index=targets, columns=list(self.levels)
+            )
         return ForecastFrame.from_predictions(points, quants)
 
 
@@ -206,8 +211,10 @@ def rolling_origin_backtest(
         issues.append(issue)
     pred_arr = np.array(preds).reshape(len(preds), horizon)
     truth_arr = np.array(truths).reshape(len(truths), horizon)
-    quant_arr = np.array(quants).reshape(len(quants), horizon, len(lv)) if lv else np.empty(
-        (len(preds), horizon, 0)
+    quant_arr = (
+        np.array(quants).reshape(len(quants), horizon, len(lv))
+        if lv
+        else np.empty((len(preds), horizon, 0))
     )
     metrics = metrics_by_lead(pred_arr, truth_arr, quant_arr if lv else None, lv)
     return BacktestResult(
@@ -223,7 +230,9 @@ def rolling_origin_backtest(
     )
 
 
-def day_ahead_summary(metrics: pd.DataFrame, band_h: tuple[float, float] = (12.0, 24.0)) -> dict[str, float]:
+def day_ahead_summary(
+    metrics: pd.DataFrame, band_h: tuple[float, float] = (12.0, 24.0)
+) -> dict[str, float]:
     """MAE at the 24-h lead and mean MAE over leads in ``(band_h[0], band_h[1]]`` [units]."""
     band = metrics[(metrics["lead_h"] > band_h[0]) & (metrics["lead_h"] <= band_h[1])]
     at_24 = metrics.loc[metrics["lead_h"] == 24.0, "mae"]

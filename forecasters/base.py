@@ -345,7 +345,8 @@ class ForecastFrame:
                 {
                     "issue_time_utc": issue_ts,
                     "target_time_utc": series.index,
-                    "lead_steps": ((series.index - issue_ts) / STEP).astype(int) + 1,
+                    "lead_steps": ((pd.DatetimeIndex(series.index) - issue_ts) / STEP).astype(int)
+                    + 1,
                     "value": series.to_numpy(dtype=float),
                 }
             )
@@ -355,18 +356,24 @@ class ForecastFrame:
                     part[quantile_column(float(level))] = qf[level].to_numpy(dtype=float)
             parts.append(part)
         if not parts:
-            empty = pd.DataFrame(columns=["issue_time_utc", "target_time_utc", "lead_steps", "value"])
+            empty = pd.DataFrame(
+                columns=["issue_time_utc", "target_time_utc", "lead_steps", "value"]
+            )
             return cls(empty.set_index(["issue_time_utc", "target_time_utc"]))
         frame = pd.concat(parts, ignore_index=True).set_index(["issue_time_utc", "target_time_utc"])
         return cls(frame.sort_index())
 
     def at_issue(self, issue_time: pd.Timestamp | str) -> pd.DataFrame:
         """All targets forecast at one issue time."""
-        return self.frame.xs(as_utc(issue_time), level="issue_time_utc")
+        out = self.frame.xs(as_utc(issue_time), level="issue_time_utc")
+        assert isinstance(out, pd.DataFrame)
+        return out
 
     def for_target(self, target_time: pd.Timestamp | str) -> pd.DataFrame:
         """Every forecast made for one target interval, by issue time."""
-        return self.frame.xs(as_utc(target_time), level="target_time_utc")
+        out = self.frame.xs(as_utc(target_time), level="target_time_utc")
+        assert isinstance(out, pd.DataFrame)
+        return out
 
     @property
     def issue_times(self) -> pd.DatetimeIndex:

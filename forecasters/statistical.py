@@ -10,7 +10,7 @@ Both run at hourly resolution inside (docs/forecasters.md explains why):
   parameters (SARIMAX: ``results.extend``; ETS: ``results.append``, see below);
 * the hourly forecast is held over its four quarter-hours, and it is cached until
   the next hour completes, so the three other steps of an hour cost nothing;
-* parameters are re-estimated every ``refit_every_hours`` (default 168 = weekly) on
+* parameters are re-estimated every ``refit_every_hours`` (default 336 = 14 days) on
   the last ``fit_window_days`` (default 28), warm-started from the previous estimate.
 
 Regressors of SARIMAX are Fourier terms of the hour of the day and of the hour of
@@ -103,7 +103,7 @@ class HourlyStateSpaceForecaster(BaseForecaster):
         max_stale_steps: int | None = None,
         transform: Transform = "none",
         fit_window_days: float = 28.0,
-        refit_every_hours: int = 168,
+        refit_every_hours: int = 336,
         maxiter: int = 50,
         min_fit_hours: int = 72,
     ) -> None:
@@ -157,7 +157,7 @@ class HourlyStateSpaceForecaster(BaseForecaster):
 
     def _refit(self) -> None:
         n_hours = len(self._hourly)
-        window = int(round(self.fit_window_days * HOURS_PER_DAY))
+        window = round(self.fit_window_days * HOURS_PER_DAY)
         first = max(0, n_hours - window)
         endog = self._hourly.values[first:n_hours]
         if int(np.isfinite(endog).sum()) < self.min_fit_hours:
@@ -176,8 +176,13 @@ class HourlyStateSpaceForecaster(BaseForecaster):
             self._res = model.fit(
                 disp=False, maxiter=self.maxiter, start_params=self._start_params(previous)
             )
-        logger.debug("%s refit on hours [%d, %d): params %s", self.name, first, n_hours,
-                     np.round(np.asarray(self._res.params), 4))
+        logger.debug(
+            "%s refit on hours [%d, %d): params %s",
+            self.name,
+            first,
+            n_hours,
+            np.round(np.asarray(self._res.params), 4),
+        )
         self._fit_first_hour = first
         self._hours_since_fit = 0
         self.n_refits += 1

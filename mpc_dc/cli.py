@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from mpc_dc import __version__
 from mpc_dc import commands as commands_pkg
+from mpc_dc.rundir import RunDirExistsError
 from traces.errors import ConfigError, TraceError, TraceRangeError
 
 EXIT_BAD_INPUT = 2
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return int(args.func(args) or 0)
-    except (TraceError, ConfigError, TraceRangeError) as err:
+    except (TraceError, ConfigError, TraceRangeError, RunDirExistsError) as err:
         print(f"mpc-dc: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

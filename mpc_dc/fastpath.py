@@ -205,6 +205,46 @@ class HighsFastPath:
         return FastSolution(status, x, float(info.objective_function_value) + offset,
                             float(run_time), gap)
 
+    def set_integrality(self, integer_cols: np.ndarray) -> None:
+        """Make exactly ``integer_cols`` integer and every other column continuous, in place.
+
+        Lets one compiled model serve several forms (e.g. integer only on the
+        committed interval, full MILP, LP relaxation) without recompiling.
+
+        Parameters
+        ----------
+        integer_cols : ndarray of int
+            Column indices (cvxpy's variable order, see :meth:`columns`).
+        """
+        kinds = np.zeros(self.n_cols, dtype=np.uint8)  # 0 = kContinuous, 1 = kInteger
+        kinds[np.asarray(integer_cols, dtype=np.int64)] = 1
+        self._highs.changeColsIntegrality(  # type: ignore[attr-defined]
+            self.n_cols, np.arange(self.n_cols, dtype=np.int32), kinds)
+        self._is_mip = bool(kinds.any())
+
+    def set_options(self, *, time_limit_s: float | None = None,
+                    mip_rel_gap: float | None = None) -> None:
+        """Change HiGHS's time limit [s] and relative MIP gap [-] for later solves."""
+        if time_limit_s is not None:
+            self._highs.setOptionValue("time_limit", float(time_limit_s))
+        if mip_rel_gap is not None:
+            self._highs.setOptionValue("mip_rel_gap", float(mip_rel_gap))
+
+    def set_start(self, x: np.ndarray) -> None:
+        """Offer a full column vector as the next run's starting point (MIP start).
+
+        HiGHS checks it for feasibility; an infeasible start is ignored by HiGHS.
+        """
+        sol = highspy.HighsSolution()
+        sol.col_value = np.asarray(x, dtype=float).tolist()
+        sol.value_valid = True
+        self._highs.setSolution(sol)
+
+    def columns(self, name: str) -> np.ndarray:
+        """Column indices of the cvxpy variable ``name`` (Fortran order of its shape)."""
+        start, size, _ = self.var_cols[name]
+        return np.arange(start, start + size)
+
     def value(self, x: np.ndarray, name: str) -> np.ndarray:
         """Values of the cvxpy variable ``name`` from a column vector ``x``."""
         start, size, shape = self.var_cols[name]

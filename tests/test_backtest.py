@@ -61,12 +61,14 @@ def _series(days: int = 6) -> pd.Series:
 def test_backtest_oracle_zero_error_and_persistence_by_hand() -> None:
     y = _series()
     start = y.index[2 * STEPS_PER_DAY]
-    res = rolling_origin_backtest(make_forecaster("oracle", truth=y), y, start,
-                                  start + pd.Timedelta(hours=6), stride_steps=4)
+    res = rolling_origin_backtest(
+        make_forecaster("oracle", truth=y), y, start, start + pd.Timedelta(hours=6), stride_steps=4
+    )
     assert len(res.issue_times) == 6
     assert (res.metrics["mae"] == 0).all() and (res.metrics["pinball"] == 0).all()
-    res = rolling_origin_backtest(make_forecaster("persistence"), y, start,
-                                  start + pd.Timedelta(hours=1), horizon=3)
+    res = rolling_origin_backtest(
+        make_forecaster("persistence"), y, start, start + pd.Timedelta(hours=1), horizon=3
+    )
     # Persistence forecast at issue t is y[t - 15 min]; check the lead-2 MAE by hand.
     pos0 = 2 * STEPS_PER_DAY
     v = y.to_numpy()
@@ -82,19 +84,36 @@ def test_backtest_skips_issues_after_missing_observation() -> None:
     y.iloc[pos - 1] = np.nan  # the latest observation at issue time index[pos]
     y.iloc[pos + 5] = np.nan  # a missing target
     start = y.index[2 * STEPS_PER_DAY]
-    res = rolling_origin_backtest(make_forecaster("persistence"), y, start,
-                                  start + pd.Timedelta(hours=4), horizon=8)
+    res = rolling_origin_backtest(
+        make_forecaster("persistence"), y, start, start + pd.Timedelta(hours=4), horizon=8
+    )
     assert res.n_skipped == 2 and len(res.issue_times) == 14  # pos and pos + 6
     assert y.index[pos] not in res.issue_times
     assert res.metrics["n"].min() < 15
 
 
-def test_backtest_cli_writes_outputs(shared_data: Path, tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_backtest_cli_writes_outputs(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "bt"
-    code = main(["backtest", "--series", "wind_cf", "--forecaster", "persistence",
-                 "seasonal_naive_daily", "--data", str(shared_data), "--out", str(out),
-                 "--days", "2", "--stride-steps", "8"])
+    code = main(
+        [
+            "backtest",
+            "--series",
+            "wind_cf",
+            "--forecaster",
+            "persistence",
+            "seasonal_naive_daily",
+            "--data",
+            str(shared_data),
+            "--out",
+            str(out),
+            "--days",
+            "2",
+            "--stride-steps",
+            "8",
+        ]
+    )
     assert code == 0
     metrics = pd.read_csv(out / "backtest_metrics.csv")
     assert set(metrics["forecaster"]) == {"persistence", "seasonal_naive_daily"}
@@ -124,13 +143,21 @@ def test_sarimax_beats_naive_day_ahead_on_real_series(shared_data: Path) -> None
         y = SERIES[key].load(shared_data, "J")
         first = y.first_valid_index()
         assert first is not None
-        start = pd.Timestamp(start_s, tz="UTC") if start_s else (first + pd.Timedelta(days=28)).ceil("h")
-        hist = y[(y.index >= start - pd.Timedelta(days=28)) & (y.index < start + pd.Timedelta(days=days + 1))]
+        start = (
+            pd.Timestamp(start_s, tz="UTC")
+            if start_s
+            else (first + pd.Timedelta(days=28)).ceil("h")
+        )
+        hist = y[
+            (y.index >= start - pd.Timedelta(days=28))
+            & (y.index < start + pd.Timedelta(days=days + 1))
+        ]
         end = start + pd.Timedelta(days=days)
         mae = {}
         for name in ("persistence", "seasonal_naive_daily", "sarimax"):
-            res = rolling_origin_backtest(build_forecaster(name, key, y), hist, start, end,
-                                          stride_steps=4, levels=None)
+            res = rolling_origin_backtest(
+                build_forecaster(name, key, y), hist, start, end, stride_steps=4, levels=None
+            )
             mae[name] = day_ahead_summary(res.metrics)["mae_12_24h"]
         table[key] = mae
         wins += mae["sarimax"] < min(mae["persistence"], mae["seasonal_naive_daily"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,7 +65,8 @@ def test_noisy_oracle_error_grows_with_level_and_lead() -> None:
         fc = NoisyOracle(truth, error_level=level, seed=11).fit(truth.iloc[:96])
         errs = np.array(
             [
-                fc.predict(truth.index[96 + k], 96).to_numpy() - truth.iloc[96 + k : 192 + k].to_numpy()
+                fc.predict(truth.index[96 + k], 96).to_numpy()
+                - truth.iloc[96 + k : 192 + k].to_numpy()
                 for k in range(0, 96 * 9, 8)
             ]
         )
@@ -71,7 +74,7 @@ def test_noisy_oracle_error_grows_with_level_and_lead() -> None:
         if level == 1.0:
             by_lead = np.abs(errs).mean(axis=0)
     assert maes[0] == 0.0
-    assert all(b > a for a, b in zip(maes, maes[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(maes))
     assert by_lead is not None
     # sqrt growth: error at 24 h about twice the error at 6 h, far above 15 min.
     assert by_lead[95] > 1.5 * by_lead[23] > 5 * by_lead[0]
@@ -94,9 +97,7 @@ def test_noisy_oracle_independent_of_call_order_and_horizon() -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(
-    level_a=st.floats(0.0, 2.0), level_b=st.floats(0.0, 2.0), seed=st.integers(0, 2**31 - 1)
-)
+@given(level_a=st.floats(0.0, 2.0), level_b=st.floats(0.0, 2.0), seed=st.integers(0, 2**31 - 1))
 def test_noisy_oracle_error_monotone_in_level_per_forecast(
     level_a: float, level_b: float, seed: int
 ) -> None:
@@ -105,7 +106,9 @@ def test_noisy_oracle_error_monotone_in_level_per_forecast(
     lo, hi = sorted((level_a, level_b))
     issue = truth.index[50]
     preds = [
-        NoisyOracle(truth, error_level=lv, seed=seed, bounds=(0, 1)).fit(truth.iloc[:50]).predict(issue, 96)
+        NoisyOracle(truth, error_level=lv, seed=seed, bounds=(0, 1))
+        .fit(truth.iloc[:50])
+        .predict(issue, 96)
         for lv in (lo, hi)
     ]
     err = [np.abs(p.to_numpy() - truth.iloc[50:146].to_numpy()) for p in preds]
@@ -154,8 +157,9 @@ def test_fourier_terms_phase() -> None:
     idx = pd.date_range("2022-01-03", periods=168, freq="h", tz="UTC")
     x = fourier_terms(idx, 1, 1)
     assert x.shape == (168, 4)
-    np.testing.assert_allclose(x[0], [np.sin(np.pi / 24), np.cos(np.pi / 24),
-                                      np.sin(np.pi / 168), np.cos(np.pi / 168)])
+    np.testing.assert_allclose(
+        x[0], [np.sin(np.pi / 24), np.cos(np.pi / 24), np.sin(np.pi / 168), np.cos(np.pi / 168)]
+    )
     np.testing.assert_allclose(x[24, :2], x[0, :2])
 
 
@@ -202,8 +206,9 @@ def test_sarimax_holds_hourly_forecast_and_uses_complete_hours_only() -> None:
 def test_statistical_refit_schedule() -> None:
     y = daily_series(12)
     cut = 8 * STEPS_PER_DAY
-    fc = SarimaxForecaster(order=(1, 0, 0), daily_harmonics=1, weekly_harmonics=0,
-                           refit_every_hours=24).fit(y.iloc[:cut])
+    fc = SarimaxForecaster(
+        order=(1, 0, 0), daily_harmonics=1, weekly_harmonics=0, refit_every_hours=24
+    ).fit(y.iloc[:cut])
     for k in range(cut, cut + 2 * STEPS_PER_DAY + 4):
         fc.update(y.iloc[k : k + 1])
     assert fc.n_refits == 3  # the fit, then one refit per 24 complete hours
@@ -231,7 +236,11 @@ def test_sarimax_beats_persistence_on_a_daily_ar_series() -> None:
         for k in range(cut, cut + 5 * STEPS_PER_DAY, 4):
             if k > cut:
                 fc.update(y.iloc[k - 4 : k])
-            errs.append(np.abs(fc.predict(y.index[k], 96).to_numpy()[-4:] - y.iloc[k + 92 : k + 96].to_numpy()))
+            errs.append(
+                np.abs(
+                    fc.predict(y.index[k], 96).to_numpy()[-4:] - y.iloc[k + 92 : k + 96].to_numpy()
+                )
+            )
         mae[name] = float(np.mean(errs))
     assert mae["sarimax"] < 0.85 * mae["persistence"]
 

@@ -67,8 +67,13 @@ ALL = forecaster_names()
 
 def test_registry_has_the_required_names() -> None:
     assert set(ALL) >= {
-        "oracle", "noisy_oracle", "persistence", "seasonal_naive_daily",
-        "seasonal_naive_weekly", "sarimax", "ets",
+        "oracle",
+        "noisy_oracle",
+        "persistence",
+        "seasonal_naive_daily",
+        "seasonal_naive_weekly",
+        "sarimax",
+        "ets",
     }
     with pytest.raises(ValueError, match="unknown forecaster 'arima'"):
         make_forecaster("arima")

@@ -63,7 +63,7 @@ def test_nyiso_2021(shared_data: Path) -> None:
         (4, 8818, 18, "2021-10-01 07:00", 57.95567),
     ],
 )
-def test_caiso_quarters(  # noqa: PLR0917
+def test_caiso_quarters(
     shared_data: Path, quarter: int, rows: int, missing: int, first_start: str, np15: float
 ) -> None:
     path = shared_data / f"caiso_lmp/caiso_lmp_rt_15min_zones_2021Q{quarter}.csv"

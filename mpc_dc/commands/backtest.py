@@ -67,7 +67,10 @@ SERIES: dict[str, SeriesSpec] = {
     ),
     # Bursty counts: log1p makes the daily pattern multiplicative (measured: -20 % MAE).
     "demand": SeriesSpec(
-        "BurstGPT requests", "requests/h", _demand, bounds=(0.0, None),
+        "BurstGPT requests",
+        "requests/h",
+        _demand,
+        bounds=(0.0, None),
         statistical={"transform": "log1p"},
     ),
     "load": SeriesSpec("Google cell-a load shape", "-", _load, bounds=(0.0, None)),
@@ -92,7 +95,7 @@ def build_forecaster(name: str, series_key: str, truth: pd.Series, seed: int = 0
     return make_forecaster(name, **params)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``backtest`` sub-command."""
     parser = subparsers.add_parser(
         "backtest",
@@ -100,18 +103,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description=__doc__,
     )
     parser.add_argument("--series", nargs="+", choices=sorted(SERIES), default=["lmp"])
-    parser.add_argument("--forecaster", nargs="+", choices=forecaster_names(),
-                        default=["persistence", "seasonal_naive_daily", "sarimax"])
+    parser.add_argument(
+        "--forecaster",
+        nargs="+",
+        choices=forecaster_names(),
+        default=["persistence", "seasonal_naive_daily", "sarimax"],
+    )
     parser.add_argument("--data", type=Path, required=True, help="the shared/data folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--zone", default="J", help="NYISO zone letter for lmp (A..K)")
-    parser.add_argument("--train-days", type=float, default=28.0,
-                        help="history before the first issue time [d]")
-    parser.add_argument("--start", default=None,
-                        help="first issue time (UTC); default series start + train days")
+    parser.add_argument(
+        "--train-days", type=float, default=28.0, help="history before the first issue time [d]"
+    )
+    parser.add_argument(
+        "--start", default=None, help="first issue time (UTC); default series start + train days"
+    )
     parser.add_argument("--days", type=float, default=14.0, help="issue-time window [d]")
-    parser.add_argument("--stride-steps", type=int, default=4,
-                        help="intervals between issue times (updates happen every interval)")
+    parser.add_argument(
+        "--stride-steps",
+        type=int,
+        default=4,
+        help="intervals between issue times (updates happen every interval)",
+    )
     parser.add_argument("--horizon", type=int, default=STEPS_PER_DAY, help="[intervals]")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(func=run)
@@ -140,10 +153,11 @@ def run(args: argparse.Namespace) -> int:
         first = series.first_valid_index()
         if first is None:
             raise ConfigError(args.data, f"series '{key}' has no values")
-        start = (
+        first_ts = pd.Timestamp(str(first))
+        start: pd.Timestamp = (
             pd.Timestamp(args.start, tz="UTC")
             if args.start
-            else (first + pd.Timedelta(days=args.train_days)).ceil("h")
+            else (first_ts + pd.Timedelta(days=args.train_days)).ceil("h")
         )
         end = start + pd.Timedelta(days=args.days)
         history = series[series.index >= start - pd.Timedelta(days=args.train_days)]
@@ -159,10 +173,17 @@ def run(args: argparse.Namespace) -> int:
             part.insert(0, "series", key)
             metrics_parts.append(part)
             summary_rows.append(
-                {"series": key, "forecaster": name, "issues": len(result.issue_times),
-                 "skipped": result.n_skipped, "start": start, "end": end,
-                 **day_ahead_summary(result.metrics),
-                 "mae_all": float(result.metrics["mae"].mean()), "wall_s": round(wall, 2)}
+                {
+                    "series": key,
+                    "forecaster": name,
+                    "issues": len(result.issue_times),
+                    "skipped": result.n_skipped,
+                    "start": start,
+                    "end": end,
+                    **day_ahead_summary(result.metrics),
+                    "mae_all": float(result.metrics["mae"].mean()),
+                    "wall_s": round(wall, 2),
+                }
             )
     metrics = pd.concat(metrics_parts, ignore_index=True)
     summary = pd.DataFrame(summary_rows)
@@ -170,8 +191,10 @@ def run(args: argparse.Namespace) -> int:
     _atomic_write(args.out / "backtest_summary.csv", lambda p: summary.to_csv(p, index=False))
     _atomic_write(args.out / "backtest_error_vs_lead.png", lambda p: _plot(metrics, p))
     _print_table(summary)
-    print(f"wrote {args.out / 'backtest_metrics.csv'}, backtest_summary.csv, "
-          f"backtest_error_vs_lead.png")
+    print(
+        f"wrote {args.out / 'backtest_metrics.csv'}, backtest_summary.csv, "
+        f"backtest_error_vs_lead.png"
+    )
     return 0
 
 
@@ -198,8 +221,12 @@ def _plot(metrics: pd.DataFrame, path: Path) -> None:
 
 
 def _print_table(summary: pd.DataFrame) -> None:
-    print(f"{'series':<9} {'forecaster':<22} {'issues':>6} {'MAE@24h':>10} "
-          f"{'MAE 12-24h':>11} {'MAE all':>10} {'wall s':>7}")
+    print(
+        f"{'series':<9} {'forecaster':<22} {'issues':>6} {'MAE@24h':>10} "
+        f"{'MAE 12-24h':>11} {'MAE all':>10} {'wall s':>7}"
+    )
     for row in summary.itertuples():
-        print(f"{row.series:<9} {row.forecaster:<22} {row.issues:>6} {row.mae_24h:>10.4g} "
-              f"{row.mae_12_24h:>11.4g} {row.mae_all:>10.4g} {row.wall_s:>7.1f}")
+        print(
+            f"{row.series:<9} {row.forecaster:<22} {row.issues:>6} {row.mae_24h:>10.4g} "
+            f"{row.mae_12_24h:>11.4g} {row.mae_all:>10.4g} {row.wall_s:>7.1f}"
+        )

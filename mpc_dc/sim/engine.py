@@ -67,7 +67,7 @@ def simulate(
     policy: Policy,
     *,
     penalties: Penalties | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> RunResult:
     """Run ``policy`` closed-loop over the run period of ``exo``.
 
@@ -203,8 +203,11 @@ def compute_kpis(
         "renewable_available_mwh": float(energy["renewable_available_mw"]),
         "renewable_used_mwh": float(energy["renewable_used_mw"]),
         "curtailed_mwh": float(energy["curtailed_mw"]),
+        "self_consumption_mwh": float(energy["renewable_used_mw"] - energy["export_mw"]),
         "self_consumption_share": float(
-            energy["renewable_used_mw"] / energy["site_load_mw"] if energy["site_load_mw"] else 0.0
+            (energy["renewable_used_mw"] - energy["export_mw"]) / energy["site_load_mw"]
+            if energy["site_load_mw"]
+            else 0.0
         ),
         "peak_import_mw": float(ledger["import_mw"].max()),
         "work_nd_wu": float(ledger["work_nd_wu"].sum()),

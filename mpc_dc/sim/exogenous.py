@@ -48,7 +48,12 @@ class RcdcExogenous:
     ----------
     config : SiteConfig
     frame : DataFrame
-        The run period: 15-min UTC grid, columns :data:`CHANNELS`, no NaN.
+        The run period: 15-min UTC grid, columns :data:`CHANNELS`, no NaN. An
+        optional column ``deferrable_batch_wu`` [WU] gives the batch submitted
+        during each interval (non-zero only before a window opens); by default it
+        is ``s ×`` the next window's workload.
+    initial_batch_wu : float [WU], optional
+        The first window's batch (submitted before the run); default ``s ×`` its workload.
     history : DataFrame
         Data before the run (same columns, NaN allowed) for fitting forecasters.
     deferrable_share : float [-]
@@ -69,6 +74,7 @@ class RcdcExogenous:
     local_tz: str = "America/New_York"
     initial_battery_mwh: float = 0.0
     name: str = "run"
+    initial_batch_wu: float | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in CHANNELS if c not in self.frame.columns]
@@ -86,7 +92,20 @@ class RcdcExogenous:
             raise ValueError(f"window_steps must be >= 1, got {self.window_steps}")
         if len(self.history) and self.history.index[-1] + STEP != self.frame.index[0]:
             raise ValueError(f"exogenous '{self.name}': history must end where the run starts")
-        object.__setattr__(self, "_values", self.frame[list(CHANNELS)].to_numpy(dtype=float))
+        values = self.frame[list(CHANNELS)].to_numpy(dtype=float)
+        object.__setattr__(self, "_values", values)
+        n, w = len(values), self.window_steps
+        starts = np.arange(0, n, w)
+        window_work = np.add.reduceat(values[:, 2], starts) if n else np.zeros(0)
+        if "deferrable_batch_wu" in self.frame.columns:
+            submitted = self.frame["deferrable_batch_wu"].to_numpy(dtype=float)
+        else:
+            submitted = np.zeros(n)
+            submitted[starts[1:] - 1] = self.deferrable_share * window_work[1:]
+        initial = (self.deferrable_share * float(window_work[0]) if n else 0.0) \
+            if self.initial_batch_wu is None else self.initial_batch_wu
+        object.__setattr__(self, "_submitted", submitted)
+        object.__setattr__(self, "_initial_batch", initial)
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -125,9 +144,9 @@ class RcdcExogenous:
 
     def batch_wu(self, window_start: int) -> float:
         """Deferrable batch of the window opening at ``window_start`` [WU]."""
-        end = self.window_deadline(window_start) + 1
-        work = self._values[window_start:end, 2]  # type: ignore[attr-defined]
-        return float(self.deferrable_share * work.sum())
+        if window_start == 0:
+            return float(self._initial_batch)  # type: ignore[attr-defined]
+        return float(self._submitted[window_start - 1])  # type: ignore[attr-defined]
 
     def values(self, step: int) -> dict[str, float]:
         """Realized channel values of interval ``step`` (what a forecaster observes)."""
@@ -153,10 +172,9 @@ class RcdcExogenous:
 
     def deferrable_arrival_wu(self, step: int) -> float:
         """Deferrable work submitted during interval ``step`` [WU] (the next window's batch)."""
-        nxt = step + 1
-        if nxt < self.n_steps and self.is_window_start(nxt):
-            return self.batch_wu(nxt)
-        return 0.0
+        if step + 1 >= self.n_steps:
+            return 0.0
+        return float(self._submitted[step])  # type: ignore[attr-defined]
 
     def truth(self, channel: str) -> pd.Series:
         """History and run period of one channel (for the Oracle)."""

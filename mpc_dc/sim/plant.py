@@ -17,7 +17,8 @@ one interval ``[t, t + Δ)``, Δ = 0.25 h:
    curtailed. Import and export are therefore never simultaneous.
 
 The balance ``import − export = L + charge − discharge − renewable_used`` holds
-each interval and is asserted.
+each interval and is asserted; ``renewable_used = R − curtailed`` is the renewable
+power fed to the site bus (consumed on site or exported), as in DESIGN.md.
 """
 
 from __future__ import annotations
@@ -166,16 +167,12 @@ class RcdcPlant:
             deficit = load_mw + charge - discharge - renewable
 
         done_df = backlog.process(work_df)
-        renewable_used = min(renewable, load_mw + charge - discharge) if deficit < 0 else renewable
-        renewable_used = max(renewable_used, 0.0)
         import_mw = max(deficit, 0.0)
         surplus = max(-deficit, 0.0)
         export_mw = 0.0
         if surplus > 0.0 and realized.export_price_usd_per_mwh > 0.0:
             export_mw = min(surplus, grid.export_limit_mw)
-        curtailed = renewable - renewable_used - export_mw
-        if import_mw > 0.0:
-            renewable_used, curtailed = renewable, 0.0
+        curtailed = surplus - export_mw
         self._advance_battery(charge, discharge)
         record = IntervalRecord(
             step=step,
@@ -186,8 +183,8 @@ class RcdcPlant:
             it_power_mw=it_mw,
             site_load_mw=load_mw,
             renewable_available_mw=renewable,
-            renewable_used_mw=renewable_used,
-            curtailed_mw=max(curtailed, 0.0),
+            renewable_used_mw=renewable - curtailed,
+            curtailed_mw=curtailed,
             import_mw=import_mw,
             export_mw=export_mw,
             battery_charge_mw=charge,
@@ -229,6 +226,6 @@ def check_balance(record: IntervalRecord) -> None:
         < -_TOL
     ):
         raise AssertionError(f"negative flow at step {record.step}")
-    used_and_spilled = record.renewable_used_mw + record.export_mw + record.curtailed_mw
+    used_and_spilled = record.renewable_used_mw + record.curtailed_mw
     if abs(used_and_spilled - record.renewable_available_mw) > 1e-6 * scale:
         raise AssertionError(f"renewable not accounted for at step {record.step}")

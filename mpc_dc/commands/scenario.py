@@ -1,0 +1,35 @@
+"""``mpc-dc scenario check FILE``: validate a scenario without running it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mpc_dc.config import to_mapping
+from mpc_dc.scenario import default_scenario, load_scenario
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``scenario`` command group."""
+    parser = subparsers.add_parser("scenario", help="validate or show scenario files")
+    sub = parser.add_subparsers(dest="scenario_command", metavar="ACTION", required=True)
+    check = sub.add_parser("check", help="validate a scenario file without running it")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=_check)
+    show = sub.add_parser("show", help="print a scenario with every default filled in")
+    show.add_argument("file", type=Path, nargs="?", help="scenario TOML (default: embedded)")
+    show.set_defaults(func=_show)
+
+
+def _check(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.file)
+    print(f"{args.file}: ok (scenario '{scenario.name}', {scenario.run.days:g} days, "
+          f"{scenario.data.source} data, controller {scenario.controller.kind})")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.file) if args.file else default_scenario()
+    print(json.dumps(to_mapping(scenario), indent=2))
+    return 0

@@ -1,0 +1,162 @@
+"""Run directories: one folder per run, written atomically.
+
+Layout::
+
+    RUN/
+      scenario.json      the resolved scenario (every default filled in)
+      metadata.json      versions, git hash, seed, wall times, controller
+      ledger.parquet     one row per interval (flows [MW], work [WU], costs [$])
+      kpis.json          headline figures
+      plots/*.png        power flows, prices, decisions
+
+Everything is written into ``RUN.tmp-<pid>`` first and renamed at the end, so a
+failed or killed run leaves no half-written ``RUN`` behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mpc_dc.config import to_mapping
+
+logger = logging.getLogger(__name__)
+
+_PACKAGES = ("mpc-dc", "numpy", "pandas", "cvxpy", "highspy", "simpy", "statsmodels", "pyarrow")
+
+
+class RunDirExistsError(FileExistsError):
+    """The target run directory exists already."""
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages a run depends on."""
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_hash() -> str:
+    """Commit of the source tree (``"unknown"`` outside a git checkout)."""
+    here = Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if done.returncode != 0:
+        return "unknown"
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True,
+        text=True, timeout=5, check=False,
+    )
+    return done.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer | np.floating):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write ``payload`` as indented JSON (numpy scalars and timestamps allowed)."""
+    path.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n", encoding="utf-8")
+
+
+def check_target(target: Path, *, overwrite: bool = False) -> None:
+    """Raise :class:`RunDirExistsError` if ``target`` exists and may not be replaced."""
+    if Path(target).exists() and not overwrite:
+        raise RunDirExistsError(f"{target}: exists already; choose another --out or remove it")
+
+
+@contextmanager
+def atomic_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``target``; rename it to ``target`` on success.
+
+    Raises
+    ------
+    RunDirExistsError
+        If ``target`` exists and ``overwrite`` is False (checked before any work).
+    """
+    target = Path(target)
+    check_target(target, overwrite=overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+
+
+def write_run(
+    target: Path,
+    *,
+    scenario: Any,
+    kpis: dict[str, Any],
+    ledger: pd.DataFrame,
+    meta: dict[str, Any],
+    plot: Callable[[pd.DataFrame, Path], list[Path]] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a complete run directory atomically; return its path.
+
+    Parameters
+    ----------
+    target : Path
+    scenario : dataclass
+        The resolved scenario.
+    kpis : dict
+    ledger : DataFrame
+    meta : dict
+        Extra metadata (seed, controller, wall times); versions and git hash are added.
+    plot : callable, optional
+        ``plot(ledger, plots_dir) -> paths``.
+    overwrite : bool
+    """
+    with atomic_dir(target, overwrite=overwrite) as tmp:
+        write_json(tmp / "scenario.json", to_mapping(scenario))
+        write_json(tmp / "metadata.json", {**meta, "versions": versions(), "git": git_hash()})
+        write_json(tmp / "kpis.json", kpis)
+        ledger.to_parquet(tmp / "ledger.parquet")
+        if plot is not None:
+            plots = tmp / "plots"
+            plots.mkdir()
+            plot(ledger, plots)
+    return target
+
+
+def read_run(path: Path) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """KPIs, ledger and metadata of a run directory."""
+    kpis = json.loads((path / "kpis.json").read_text(encoding="utf-8"))
+    meta = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
+    return kpis, pd.read_parquet(path / "ledger.parquet"), meta

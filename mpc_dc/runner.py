@@ -1,0 +1,181 @@
+"""The Python API of a run: scenario in, :class:`~mpc_dc.sim.engine.RunResult` (and a run dir) out.
+
+>>> from mpc_dc.runner import run_scenario                                  # doctest: +SKIP
+>>> from mpc_dc.scenario import default_scenario                            # doctest: +SKIP
+>>> outcome = run_scenario(default_scenario())                              # doctest: +SKIP
+>>> outcome.result.kpis["cost_usd"]                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mpc_dc.scenario import Scenario, build_exogenous, build_policy, controller_variant
+from mpc_dc.sim.engine import RunResult, simulate
+from mpc_dc.sim.exogenous import RcdcExogenous
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """A finished run.
+
+    Attributes
+    ----------
+    scenario : Scenario
+    result : RunResult
+    controller : str
+    setup_time_s : float [s]
+        Data loading, forecaster fitting and problem building.
+    path : Path or None
+        The run directory, when one was written.
+    """
+
+    scenario: Scenario
+    result: RunResult
+    controller: str
+    setup_time_s: float
+    path: Path | None = None
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    out: Path | None = None,
+    exogenous: RcdcExogenous | None = None,
+    progress: Callable[[int], object] | None = None,
+    plots: bool = True,
+    overwrite: bool = False,
+) -> RunOutcome:
+    """Simulate ``scenario`` closed-loop; write a run directory when ``out`` is given.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    out : Path, optional
+        Run directory to write (atomically).
+    exogenous : RcdcExogenous, optional
+        Pre-built exogenous data (shared between the runs of a comparison).
+    progress : callable, optional
+        Called with 1 per simulated interval.
+    plots : bool
+        Write plots into the run directory.
+    overwrite : bool
+        Replace an existing run directory.
+    """
+    from mpc_dc.rundir import check_target
+
+    if out is not None:
+        # Checked before any work so a mistake costs nothing.
+        check_target(Path(out), overwrite=overwrite)
+    tick = time.perf_counter()
+    exo = exogenous if exogenous is not None else build_exogenous(scenario)
+    policy = build_policy(scenario, exo)
+    setup = time.perf_counter() - tick
+    result = simulate(exo, policy, progress=progress)
+    result.kpis["setup_time_s"] = setup
+    outcome = RunOutcome(scenario, result, policy.name, setup)
+    if out is not None:
+        outcome = replace(outcome, path=write_outcome(outcome, Path(out), plots=plots,
+                                                     overwrite=overwrite))
+    return outcome
+
+
+def write_outcome(outcome: RunOutcome, out: Path, *, plots: bool = True,
+                  overwrite: bool = False) -> Path:
+    """Write the run directory of ``outcome``."""
+    from mpc_dc.plots import plot_run
+    from mpc_dc.rundir import write_run
+
+    kpis = outcome.result.kpis
+    meta: dict[str, Any] = {
+        "scenario": outcome.scenario.name,
+        "controller": outcome.controller,
+        "seed": outcome.scenario.run.seed,
+        "start_utc": outcome.scenario.run.start_ts.isoformat(),
+        "intervals": kpis["intervals"],
+        "wall_time_s": {"setup": outcome.setup_time_s, "simulation": kpis["wall_time_s"]},
+        "created_utc": pd.Timestamp.now(tz="UTC").isoformat(),
+    }
+    tz = outcome.scenario.run.local_tz
+    return write_run(
+        out,
+        scenario=outcome.scenario,
+        kpis=kpis,
+        ledger=outcome.result.ledger,
+        meta=meta,
+        plot=(lambda ledger, folder: plot_run(ledger, folder, tz)) if plots else None,
+        overwrite=overwrite,
+    )
+
+
+def no_colocation(scenario: Scenario) -> Scenario:
+    """The same site without renewables, running work as it arrives (the reference)."""
+    site = replace(scenario.site, renewable=replace(scenario.site.renewable, nameplate_mw=0.0))
+    return replace(controller_variant(scenario, "baseline"), site=site)
+
+
+def compare(
+    scenario: Scenario,
+    labels: Sequence[str],
+    *,
+    progress: Callable[[str, int], Callable[[int], object] | None] | None = None,
+) -> pd.DataFrame:
+    """Run ``scenario`` under each controller label on identical exogenous data.
+
+    Labels: ``baseline``, ``offline``, ``perfect``/``oracle`` or a forecaster name.
+    The table also holds the no-colocation reference. Columns: cost [$], profit vs
+    no colocation [$] (= savings), savings [%], regret vs perfect foresight [$, %],
+    deadline misses [WU], fallbacks, solve time median [ms], wall time [s].
+    """
+    exo = build_exogenous(scenario)
+    rows: dict[str, dict[str, Any]] = {}
+    reference = run_scenario(no_colocation(scenario), exogenous=_without_renewables(exo))
+    rows["no colocation"] = _row(reference)
+    wanted = list(dict.fromkeys(labels))
+    if not any(label in ("perfect", "oracle") for label in wanted):
+        wanted.append("perfect")
+    for label in wanted:
+        callback = progress(label, exo.n_steps) if progress is not None else None
+        outcome = run_scenario(controller_variant(scenario, label), exogenous=exo,
+                               progress=callback)
+        rows[label] = _row(outcome)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    base_cost = float(table.at["no colocation", "cost_usd"])
+    perfect = float(table.at["perfect" if "perfect" in table.index else "oracle", "cost_usd"])
+    table["profit_vs_no_colocation_usd"] = base_cost - table["cost_usd"]
+    table["savings_pct"] = 100.0 * table["profit_vs_no_colocation_usd"] / base_cost
+    table["regret_usd"] = table["cost_usd"] - perfect
+    table["regret_pct"] = 100.0 * table["regret_usd"] / abs(perfect)
+    return table
+
+
+def _without_renewables(exo: RcdcExogenous) -> RcdcExogenous:
+    site = replace(exo.config, renewable=replace(exo.config.renewable, nameplate_mw=0.0))
+    return replace(exo, config=site)
+
+
+def _row(outcome: RunOutcome) -> dict[str, Any]:
+    k = outcome.result.kpis
+    return {
+        "controller": outcome.controller,
+        "cost_usd": k["cost_usd"],
+        "energy_import_usd": k["energy_import_usd"],
+        "export_revenue_usd": k["export_revenue_usd"],
+        "demand_charge_usd": k["demand_charge_usd"],
+        "import_mwh": k["import_mwh"],
+        "export_mwh": k["export_mwh"],
+        "peak_import_mw": k["peak_import_mw"],
+        "deadline_missed_wu": k["work_df_missed_wu"],
+        "fallbacks": k["fallbacks_total"],
+        "solve_median_ms": 1000.0 * k["solve_time_median_s"],
+        "wall_time_s": k["wall_time_s"] + k["setup_time_s"],
+    }
