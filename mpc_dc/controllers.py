@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -33,6 +33,8 @@ from mpc_dc.problem import (
     RcdcProblem,
     SolveResult,
     SolverOptions,
+    earliest_completion_wu,
+    max_work_per_interval_wu,
 )
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.exogenous import RcdcExogenous
@@ -104,6 +106,7 @@ def build_horizon(
     obs: Observation,
     forecasts: dict[str, np.ndarray],
     horizon_steps: int,
+    deadline_margin_steps: int = 0,
 ) -> tuple[HorizonInputs, PlantState]:
     """Problem inputs and state for the horizon starting at ``obs``.
 
@@ -117,6 +120,10 @@ def build_horizon(
     horizon_steps : int
         H. Intervals beyond the run end are padded: nothing arrives, nothing is
         priced, so the run is a closed finite problem.
+    deadline_margin_steps : int
+        The plan finishes deferrable work this many intervals before each deadline
+        (never before the current interval): a hedge against under-forecast
+        non-deferrable work taking the capacity the plan counted on.
     """
     H = horizon_steps
     n = len(forecasts["workload_wu"])
@@ -130,7 +137,7 @@ def build_horizon(
         np.concatenate([cf, pad]),
         (1.0 - exo.deferrable_share) * work,
     )
-    due, available = obs.backlog.cumulative(obs.step, H)
+    due, available = obs.backlog.cumulative(obs.step, H, margin_steps=deadline_margin_steps)
     # Batches of windows opening inside the horizon, from the workload forecast; a
     # window only partly inside is scaled from the covered part.
     steps_left = exo.n_steps - obs.step
@@ -145,8 +152,9 @@ def build_horizon(
             continue
         batch = exo.deferrable_share * float(covered.mean()) * length
         released[j] += batch
-        if j + length - 1 < H:
-            due_new[j + length - 1] += batch
+        due_at = max(j + length - 1 - deadline_margin_steps, j)
+        if due_at < H:
+            due_new[due_at] += batch
     state = PlantState(
         df_due_cum_wu=due + np.cumsum(due_new),
         df_available_cum_wu=available + np.cumsum(released),
@@ -196,6 +204,8 @@ class MpcPolicy:
     fault_rate : float [-]
         Test switch: the share of steps on which the solver is made to fail.
     fault_seed : int
+    deadline_margin_steps : int
+        See :func:`build_horizon`.
     """
 
     def __init__(
@@ -208,6 +218,7 @@ class MpcPolicy:
         options: SolverOptions | None = None,
         fault_rate: float = 0.0,
         fault_seed: int = 0,
+        deadline_margin_steps: int = 0,
         name: str = "mpc",
     ) -> None:
         self.name = name
@@ -217,6 +228,7 @@ class MpcPolicy:
         self.options = options or SolverOptions()
         self.problem = RcdcProblem(exogenous.config, self.horizon_steps, "auto", self.options)
         self._relaxed: RcdcProblem | None = None
+        self.deadline_margin_steps = deadline_margin_steps
         self.fault_rate = fault_rate
         self._fault_rng = np.random.default_rng(fault_seed)
         self.stats = ControllerStats()
@@ -252,11 +264,12 @@ class MpcPolicy:
     def horizon_inputs(self, obs: Observation) -> tuple[HorizonInputs, PlantState]:
         """Problem inputs and state at ``obs`` from forecasts and the observed state."""
         n = min(self.horizon_steps, self.exogenous.n_steps - obs.step)
-        return build_horizon(self.exogenous, obs, self.forecast(obs.time, n), self.horizon_steps)
+        return build_horizon(self.exogenous, obs, self.forecast(obs.time, n), self.horizon_steps,
+                             self.deadline_margin_steps)
 
     def decide(self, obs: Observation) -> Decision:
         """Forecast, solve (with the fallback chain), commit the first interval."""
-        inputs, state = self.horizon_inputs(obs)
+        inputs, state = self._feasible(*self.horizon_inputs(obs))
         if self.fault_rate > 0 and self._fault_rng.random() < self.fault_rate:
             self.stats.faults["injected_solver_failure"] += 1
             return self._fallback(obs, inputs, state, "injected solver failure")
@@ -268,6 +281,28 @@ class MpcPolicy:
         if result.status.has_plan and result.plan is not None:
             return _first_interval(result, "mpc")
         return self._fallback(obs, inputs, state, f"{result.status}: {result.message}")
+
+    def _feasible(
+        self, inputs: HorizonInputs, state: PlantState
+    ) -> tuple[HorizonInputs, PlantState]:
+        """Project forecast inputs onto what the site can do.
+
+        A forecast may predict more non-deferrable work than the site can run, or
+        leave too little room to meet a deadline. The plan then does what it can:
+        non-deferrable work is capped at capacity and each deadline asks for no
+        more than the earliest-possible completion. Counted as faults, since the
+        plant, not the plan, will reveal the real shortfall.
+        """
+        cap = max_work_per_interval_wu(self.exogenous.config, inputs)
+        if np.any(inputs.work_nd_wu > cap):
+            self.stats.faults["forecast_above_capacity"] += 1
+            inputs = replace(inputs, work_nd_wu=np.minimum(inputs.work_nd_wu, cap))
+        reachable = earliest_completion_wu(self.exogenous.config, inputs, state)
+        due = state.df_due_cum_wu
+        if np.any(reachable < due - 1e-9 * (1.0 + due)):
+            self.stats.faults["deadline_unreachable_in_forecast"] += 1
+            state = replace(state, df_due_cum_wu=np.maximum.accumulate(np.minimum(due, reachable)))
+        return inputs, state
 
     def _fallback(
         self,
@@ -283,7 +318,13 @@ class MpcPolicy:
                 self._relaxed = RcdcProblem(
                     self.exogenous.config, self.horizon_steps, Formulation.RELAXED, self.options
                 )
-            result = self._relaxed.solve(inputs, state)
+            try:
+                result = self._relaxed.solve(inputs, state)
+            except InfeasibleInputError as err:
+                self.stats.fallbacks["rule"] += 1
+                logger.warning("step %d: %s; relaxation infeasible too (%s); committed the "
+                               "rule-based safe action", obs.step, reason, err)
+                return safe_action(obs, "fallback:rule")
             if result.status.has_plan and result.plan is not None:
                 self.stats.fallbacks["relaxed_repair"] += 1
                 logger.warning(

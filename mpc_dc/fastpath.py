@@ -149,8 +149,10 @@ class HighsFastPath:
                 col_upper[int(i)] = min(col_upper[int(i)], 1.0)
             lp.integrality_ = integrality
         lp.col_lower_, lp.col_upper_ = col_lower, col_upper
+        self._col_lower0, self._col_upper0 = col_lower.copy(), col_upper.copy()
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
+        self._time_limit_s = float(time_limit_s)
         h.setOptionValue("time_limit", float(time_limit_s))
         h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
         h.setOptionValue("threads", 1)
@@ -189,6 +191,11 @@ class HighsFastPath:
                 self._bound_rows.size, self._bound_rows, lower, b)
         offset = float((self._obj_map @ theta)[0])
         t0 = h.getRunTime()
+        if not self._is_mip:
+            # HiGHS 1.15 checks an LP's time limit against the run clock accumulated
+            # over all runs of this object (a MIP's against the current run only), so
+            # a long closed loop would start timing out; shift the limit instead.
+            h.setOptionValue("time_limit", t0 + self._time_limit_s)
         wall = time.perf_counter()
         try:
             h.run()
@@ -197,6 +204,8 @@ class HighsFastPath:
             return FastSolution("kSolveError", None, float("nan"),
                                 time.perf_counter() - wall, float("nan"))
         run_time = h.getRunTime() - t0
+        if not self._is_mip:
+            h.setOptionValue("time_limit", self._time_limit_s)
         status = h.getModelStatus().name
         info = h.getInfo()
         has_primal = info.primal_solution_status == 2  # kSolutionStatusFeasible
@@ -222,10 +231,15 @@ class HighsFastPath:
             self.n_cols, np.arange(self.n_cols, dtype=np.int32), kinds)
         self._is_mip = bool(kinds.any())
 
+    def clear_solver(self) -> None:
+        """Drop HiGHS's solver state (basis, MIP data), keeping the model."""
+        self._highs.clearSolver()
+
     def set_options(self, *, time_limit_s: float | None = None,
                     mip_rel_gap: float | None = None) -> None:
         """Change HiGHS's time limit [s] and relative MIP gap [-] for later solves."""
         if time_limit_s is not None:
+            self._time_limit_s = float(time_limit_s)
             self._highs.setOptionValue("time_limit", float(time_limit_s))
         if mip_rel_gap is not None:
             self._highs.setOptionValue("mip_rel_gap", float(mip_rel_gap))
@@ -239,6 +253,19 @@ class HighsFastPath:
         sol.col_value = np.asarray(x, dtype=float).tolist()
         sol.value_valid = True
         self._highs.setSolution(sol)
+
+    def set_col_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+        """Change column bounds in place (e.g. to fix a decision); undo with
+        :meth:`restore_col_bounds`."""
+        cols = np.asarray(cols, dtype=np.int32)
+        self._highs.changeColsBounds(  # type: ignore[attr-defined]
+            cols.size, cols, np.asarray(lower, dtype=float), np.asarray(upper, dtype=float))
+
+    def restore_col_bounds(self) -> None:
+        """Put back the column bounds the model was compiled with."""
+        cols = np.arange(self.n_cols, dtype=np.int32)
+        self._highs.changeColsBounds(  # type: ignore[attr-defined]
+            self.n_cols, cols, self._col_lower0, self._col_upper0)
 
     def columns(self, name: str) -> np.ndarray:
         """Column indices of the cvxpy variable ``name`` (Fortran order of its shape)."""

@@ -84,7 +84,13 @@ class InfeasibleInputError(ValueError):
     def __init__(self, constraint: str, message: str, interval: int | None = None) -> None:
         self.constraint = constraint
         self.interval = interval
-        super().__init__(message)
+        self.message = message
+        # args carries every constructor argument so the error survives a re-raise
+        # by copy (simpy re-creates exceptions as ``type(e)(*e.args)``).
+        super().__init__(constraint, message, interval)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _array(value: np.ndarray | list[float] | float, n: int | None = None) -> np.ndarray:
@@ -343,15 +349,31 @@ def check_feasibility(config: SiteConfig, inputs: HorizonInputs, state: PlantSta
             "deferrable release",
             f"deferrable deadline at interval {k} needs {due[k]:.4g} WU done but only "
             f"{avail[k]:.4g} WU has been released by then", k)
-    spare = np.maximum(wmax - nd, 0.0)
-    done = 0.0
-    for k in range(H):
-        done = min(avail[k], done + spare[k])  # earliest-deadline-first, as early as possible
-        if done < due[k] - _TOL * (1 + due[k]):
-            raise InfeasibleInputError(
-                "deferrable deadline",
-                f"deferrable deadline at interval {k} needs {due[k]:.4g} WU done but at most "
-                f"{done:.4g} WU can be processed by then", k)
+    done = earliest_completion_wu(config, inputs, state)
+    bad = np.flatnonzero(done < due - _TOL * (1 + due))
+    if bad.size:
+        k = int(bad[0])
+        raise InfeasibleInputError(
+            "deferrable deadline",
+            f"deferrable deadline at interval {k} needs {due[k]:.4g} WU done but at most "
+            f"{done[k]:.4g} WU can be processed by then", k)
+
+
+def earliest_completion_wu(config: SiteConfig, inputs: HorizonInputs,
+                           state: PlantState) -> np.ndarray:
+    """Most cumulative deferrable work doable by the end of each interval [WU].
+
+    Earliest-deadline-first as early as possible, with the capacity left by the
+    non-deferrable work and capped by the released work.
+    """
+    spare = np.maximum(max_work_per_interval_wu(config, inputs) - inputs.work_nd_wu, 0.0)
+    avail = state.df_available_cum_wu
+    done = np.empty(inputs.horizon_steps)
+    total = 0.0
+    for k in range(inputs.horizon_steps):
+        total = min(avail[k], total + spare[k])
+        done[k] = total
+    return done
 
 
 # ----------------------------------------------------------------------------- build

@@ -8,8 +8,10 @@ one week on the seeded synthetic generator (no ``../shared``, no network).
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,7 +105,9 @@ class DataSpec:
         zonal LMP 2022 (wholesale) or CAPITL day-ahead (retail), NY wind 2022 and
         Google powerdata_2019 shape, read from ``data_dir``.
     data_dir : str
-        The public data folder (``../shared/data``); only for ``nyiso``.
+        The public data folder; only for ``nyiso``. A relative path is taken from
+        the working directory; the environment variable ``MPC_DC_DATA``, when set,
+        replaces it.
     zone : str
         NYISO zone letter of the RT price.
     """
@@ -135,6 +139,9 @@ class ControllerSpec:
         HiGHS relative MIP gap.
     fault_rate : float [-]
         Test switch: share of steps on which the solver is made to fail.
+    deadline_margin_h : float [h]
+        Forecast-driven MPC plans to finish deferrable work this long before each
+        deadline (a hedge against under-forecast load; not applied to ``perfect``).
     """
 
     kind: ControllerKind = "mpc"
@@ -145,9 +152,12 @@ class ControllerSpec:
     time_limit_s: float = 10.0
     mip_rel_gap: float = 1e-4
     fault_rate: float = 0.0
+    deadline_margin_h: float = 1.0
 
     def __post_init__(self) -> None:
         positive("<scenario>", "controller.horizon_h", self.horizon_h)
+        positive("<scenario>", "controller.deadline_margin_h", self.deadline_margin_h,
+                 allow_zero=True)
         positive("<scenario>", "controller.time_limit_s", self.time_limit_s)
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ConfigError(
@@ -174,9 +184,15 @@ class Scenario:
     controller: ControllerSpec = field(default_factory=ControllerSpec)
 
 
+def example_path(name: str) -> Path:
+    """Path of a packaged example scenario (``default``, ``rcdc_nyiso_wholesale`` ...)."""
+    return Path(str(resources.files("mpc_dc") / "scenarios" / f"{name}.toml"))
+
+
 def default_scenario() -> Scenario:
-    """The embedded default: one week, synthetic data, wholesale, SARIMAX MPC."""
-    return Scenario()
+    """The embedded default (``mpc_dc/scenarios/default.toml``): one synthetic week,
+    wholesale market, SARIMAX-driven MPC."""
+    return load_scenario(example_path("default"))
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -282,7 +298,7 @@ def _nyiso_frame(scenario: Scenario, index: pd.DatetimeIndex) -> pd.DataFrame:
     from traces.datasets import google_load_shape, ny_wind_cf, nyiso_da_lmp, nyiso_rt_lmp
     from traces.grid import fill_gaps
 
-    data_dir = Path(scenario.data.data_dir)
+    data_dir = Path(os.environ.get("MPC_DC_DATA") or scenario.data.data_dir)
     zone = scenario.data.zone
     if scenario.site.grid.tariff.kind == "retail":
         da, _ = nyiso_da_lmp(data_dir)
@@ -351,6 +367,7 @@ def build_policy(scenario: Scenario, exo: RcdcExogenous) -> Policy:
         options=options,
         fault_rate=spec.fault_rate,
         fault_seed=scenario.run.seed,
+        deadline_margin_steps=0 if spec.kind == "perfect" else round(spec.deadline_margin_h * 4),
         name="perfect" if spec.kind == "perfect" else f"mpc[{forecaster}]",
     )
 

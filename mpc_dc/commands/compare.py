@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "foresight, deadline misses and fallbacks.",
     )
     parser.add_argument("scenario", nargs="?", type=Path, help="scenario TOML file")
+    parser.add_argument("--data", type=Path, help="override data.data_dir (public data folder)")
     parser.add_argument(
         "--forecasters", default="oracle,sarimax,seasonal_naive,persistence",
         help="comma-separated labels (default: %(default)s)",
@@ -48,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the comparison and print the table."""
     scenario = load_scenario(args.scenario) if args.scenario else default_scenario()
+    if args.data:
+        scenario = replace(scenario, data=replace(scenario.data, data_dir=str(args.data)))
     labels = [label.strip() for label in args.forecasters.split(",") if label.strip()]
     bars: list[tqdm] = []
 

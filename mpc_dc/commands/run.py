@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "market, SARIMAX-driven MPC.",
     )
     parser.add_argument("scenario", nargs="?", type=Path, help="scenario TOML file")
+    parser.add_argument("--data", type=Path, help="override data.data_dir (public data folder)")
     parser.add_argument("--out", type=Path, help="run directory (default runs/<name>-<time>)")
     parser.add_argument("--controller", help="baseline | offline | perfect | <forecaster name>")
     parser.add_argument("--days", type=float, help="override run.days [d]")
@@ -36,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run and print a summary table."""
     scenario = load_scenario(args.scenario) if args.scenario else default_scenario()
+    if args.data:
+        scenario = replace(scenario, data=replace(scenario.data, data_dir=str(args.data)))
     if args.controller:
         scenario = controller_variant(scenario, args.controller)
     if args.days:

@@ -74,8 +74,13 @@ class Backlog:
         """Pending work whose deadline is at or before ``step`` [WU]."""
         return float(sum(w for d, w in self.pending.items() if d <= step))
 
-    def cumulative(self, now: int, horizon_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    def cumulative(
+        self, now: int, horizon_steps: int, *, margin_steps: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Pending work as the problem's cumulative vectors over ``[now, now + H)``.
+
+        ``margin_steps`` brings every deadline forward by that many intervals (but
+        not before ``now``).
 
         Returns
         -------
@@ -87,7 +92,7 @@ class Backlog:
         """
         due = np.zeros(horizon_steps)
         for deadline, work in self.pending.items():
-            k = deadline - now
+            k = deadline - margin_steps - now
             if k < horizon_steps:
                 due[max(k, 0)] += work
         return np.cumsum(due), np.full(horizon_steps, self.total_wu)

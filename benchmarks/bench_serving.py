@@ -1,0 +1,68 @@
+"""Request-level serving throughput: requests simulated per wall-clock second.
+
+One closed-loop run (rule fleet policy, 3 campuses × 3 models × 4 precisions,
+request level) over 2 days of generator arrivals scaled to at least 1 million
+requests; the fluid run of the same case is timed beside it. Requests/s and the
+fluid/request wall-time ratio are recorded in ``benchmark.extra_info``; nothing
+is asserted about time (target: >= 100,000 requests/s).
+
+Run: ``pytest benchmarks/bench_serving.py --benchmark-only``. Under
+``--benchmark-disable`` the case is small (``MPC_DC_BENCH_SERVING_N`` overrides the
+request count).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pandas as pd
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from mpc_dc.params.fleet import FleetConfig
+from mpc_dc.sim.arrivals import ArrivalConfig, build_arrivals
+from mpc_dc.sim.fleet_engine import FleetExogenous, ServingConfig, simulate_fleet
+from tests.fleet_rule import DemandFollower
+
+START = pd.Timestamp("2022-04-01", tz="UTC")
+DAYS = 2
+
+
+def test_bench_request_level_throughput(benchmark: BenchmarkFixture) -> None:
+    default = 20_000 if benchmark.disabled else 1_200_000
+    n_target = int(os.environ.get("MPC_DC_BENCH_SERVING_N", default))
+    config = FleetConfig()
+    steps = DAYS * 96
+    native = build_arrivals(START, steps * 900.0, ArrivalConfig(seed=1), models=config.models)
+    req = build_arrivals(
+        START,
+        steps * 900.0,
+        ArrivalConfig(rate_multiplier=max(0.05, 1.01 * n_target / len(native)), seed=1),
+        models=config.models,
+    )
+    exo = FleetExogenous.constant(config, START, steps)
+    demand = {m: 1000.0 for m in config.models}
+    walls: list[float] = []
+
+    def run() -> None:
+        t0 = time.perf_counter()
+        simulate_fleet(
+            config, exo, req, DemandFollower(config, demand), ServingConfig(request_samples=10_000)
+        )
+        walls.append(time.perf_counter() - t0)
+
+    benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
+    t0 = time.perf_counter()
+    simulate_fleet(
+        config, exo, req, DemandFollower(config, demand), ServingConfig(fidelity="fluid")
+    )
+    fluid_s = time.perf_counter() - t0
+    benchmark.extra_info.update(
+        {
+            "requests": len(req),
+            "request_level_wall_s": walls[0],
+            "requests_per_s": len(req) / walls[0],
+            "fluid_wall_s": fluid_s,
+            "fluid_over_request_wall_ratio": fluid_s / walls[0],
+        }
+    )

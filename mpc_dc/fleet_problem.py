@@ -1,0 +1,692 @@
+"""The multi-campus inference-fleet problem: build once, three forms, typed results.
+
+Stages are kept apart as in :mod:`mpc_dc.problem`: :func:`build_fleet_model`
+calls one ``define_*`` function per concern (blocks ``inference_fleet``,
+``carbon``, ``demand_response``) into one DPP cvxpy problem compiled once into a
+resident HiGHS model (:class:`mpc_dc.fastpath.HighsFastPath`). The three forms
+differ only in which instance columns are integer, changed in place:
+
+* ``committed_integer`` - ``n[k, t]`` integer for the committed interval(s)
+  ``t < K`` only, the tail relaxed (what the MPC commits is integral; the tail is
+  re-planned at the next step anyway), enforced by rounding and fixing on the
+  warm LP (``committed_mip`` enforces it by branch-and-bound, for reference);
+* ``full_milp`` - every ``n[k, t]`` integer (the reference);
+* ``lp`` - no integer column (lower bound; with :func:`round_instances` the
+  fallback).
+
+Equations, units and the measured cost of the committed-integer scheme:
+docs/fleet.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+import cvxpy as cp
+import numpy as np
+
+from mpc_dc.blocks.carbon import carbon_cost_usd_per_mwh, define_carbon_cost
+from mpc_dc.blocks.demand_response import (
+    INACTIVE_KW,
+    define_demand_response,
+    define_demand_response_cost,
+)
+from mpc_dc.blocks.inference_fleet import (
+    STEP_S,
+    FleetContext,
+    define_campus_power,
+    define_capacity,
+    define_demand,
+    define_energy_cost,
+    define_fleet_variables,
+    define_gpu_limit,
+    define_quality,
+    define_quality_cost,
+    define_spatial_shares,
+    define_switching,
+    define_switching_cost,
+    define_unserved_cost,
+)
+from mpc_dc.fastpath import HighsFastPath
+from mpc_dc.params.fleet import FleetConfig, PoolKey
+from mpc_dc.problem import SolveStatus
+from mpc_dc.sim.fleet_decision import FleetDecision
+
+logger = logging.getLogger(__name__)
+
+#: Allowance that lets a constant (Sw-off) fleet be re-provisioned freely [instances].
+_FREE = 1e6
+_TOL = 1e-6
+
+
+class FleetForm(StrEnum):
+    """Which instance columns are integer and how that is enforced.
+
+    ``committed_integer``: ``n[:, t < K]`` integer by round-and-fix on the warm LP
+    (relaxation, GPU-feasible rounding of the committed interval, the LP again
+    with it fixed; two warm simplex runs); ``committed_mip``: the same columns
+    integer by HiGHS branch-and-bound (reference for the rounding); ``full_milp``:
+    every ``n`` integer by branch-and-bound; ``lp``: none.
+    """
+
+    COMMITTED_INTEGER = "committed_integer"
+    COMMITTED_MIP = "committed_mip"
+    FULL_MILP = "full_milp"
+    LP = "lp"
+
+
+def _matrix(value: object, shape: tuple[int, int], name: str) -> np.ndarray:
+    arr = np.array(value, dtype=float, copy=True)
+    if arr.ndim == 0:
+        arr = np.full(shape, float(arr))
+    elif arr.ndim == 1 and shape[0] == 1 and arr.size == shape[1]:
+        arr = arr.reshape(shape)
+    if arr.shape != shape:
+        raise ValueError(f"FleetInputs.{name}: expected shape {shape}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"FleetInputs.{name}: non-finite value")
+    arr.flags.writeable = False
+    return arr
+
+
+@dataclass(frozen=True)
+class FleetInputs:
+    """Per-interval exogenous data over the horizon (forecasts in the closed loop).
+
+    Parameters
+    ----------
+    demand_tokens_per_s : ndarray (M, H) [tokens/s]
+        Output-token demand per model, in :attr:`FleetConfig.models` order.
+    price_usd_per_mwh : ndarray (C, H) [$/MWh]
+        Energy price at each campus's node.
+    carbon_gco2_per_kwh : ndarray (C, H) [gCO2/kWh]
+    dr_event : ndarray (C, H) of {0, 1}, optional
+        1 inside a demand-response event window.
+    dr_baseline_mw : ndarray (C, H) [MW], optional
+        Facility-power baseline during events.
+    dr_reward_usd_per_kwh, dr_penalty_usd_per_kwh : float or None [$/kWh]
+        Override the configuration's programme prices (sensitivity sweeps).
+    gpus_available : ndarray (C, H) [GPUs], optional
+        Default: every campus's installed GPUs.
+    """
+
+    demand_tokens_per_s: np.ndarray
+    price_usd_per_mwh: np.ndarray
+    carbon_gco2_per_kwh: np.ndarray
+    dr_event: np.ndarray | None = None
+    dr_baseline_mw: np.ndarray | None = None
+    dr_reward_usd_per_kwh: float | None = None
+    dr_penalty_usd_per_kwh: float | None = None
+    gpus_available: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        d = np.atleast_2d(np.asarray(self.demand_tokens_per_s, dtype=float))
+        H = d.shape[1]
+        C = np.atleast_2d(np.asarray(self.price_usd_per_mwh)).shape[0]
+        object.__setattr__(self, "demand_tokens_per_s", _matrix(d, d.shape, "demand"))
+        if np.any(d < 0):
+            raise ValueError("FleetInputs.demand_tokens_per_s: expected values >= 0")
+        for name in ("price_usd_per_mwh", "carbon_gco2_per_kwh"):
+            object.__setattr__(self, name, _matrix(getattr(self, name), (C, H), name))
+        for name in ("dr_event", "dr_baseline_mw", "gpus_available"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _matrix(getattr(self, name), (C, H), name))
+
+    @property
+    def horizon_steps(self) -> int:
+        """H."""
+        return int(self.demand_tokens_per_s.shape[1])
+
+
+@dataclass(frozen=True)
+class FleetState:
+    """State carried between solves.
+
+    Parameters
+    ----------
+    instances_running : Mapping[PoolKey, int]
+        Instances running (or starting) at the start of the horizon; absent = 0.
+    may_reprovision : bool
+        Without switching flexibility (Sw off), whether the constant fleet may be
+        re-sized at this solve (e.g. at the start of a day); ignored with Sw on.
+    """
+
+    instances_running: Mapping[PoolKey, int] = field(default_factory=dict)
+    may_reprovision: bool = True
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    """Per-pool, per-interval decisions.
+
+    Attributes
+    ----------
+    pools : tuple of PoolKey
+    models, campuses : tuple of str
+    instances, starts : ndarray (P, H) [-]
+    tokens_per_s : ndarray (P, H) [tokens/s]
+    unserved_tokens_per_s : ndarray (M, H) [tokens/s]
+    campus_power_mw : ndarray (C, H) [MW]
+        Facility power drawn from the grid.
+    dr_reduction_mw, dr_excess_mw : ndarray (C, H) [MW]
+    """
+
+    pools: tuple[PoolKey, ...]
+    models: tuple[str, ...]
+    campuses: tuple[str, ...]
+    instances: np.ndarray
+    starts: np.ndarray
+    tokens_per_s: np.ndarray
+    unserved_tokens_per_s: np.ndarray
+    campus_power_mw: np.ndarray
+    dr_reduction_mw: np.ndarray
+    dr_excess_mw: np.ndarray
+
+    @property
+    def served_tokens_per_s(self) -> np.ndarray:
+        """(M, H) tokens/s served per model."""
+        out = np.zeros_like(self.unserved_tokens_per_s)
+        for k, pool in enumerate(self.pools):
+            out[self.models.index(pool[1])] += self.tokens_per_s[k]
+        return out
+
+    def by(self, what: str, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Sum rows of a (P, H) array by ``"campus"``, ``"model"`` or ``"precision"``."""
+        pos = {"campus": 0, "model": 1, "precision": 2}[what]
+        out: dict[str, np.ndarray] = {}
+        for k, pool in enumerate(self.pools):
+            out[pool[pos]] = out.get(pool[pos], 0.0) + values[k]
+        return out
+
+    def decision(self, t: int = 0, source: str = "mpc") -> FleetDecision:
+        """The :class:`FleetDecision` of interval ``t`` (instances rounded to integers).
+
+        Routing shares are each pool's planned tokens over the model's served
+        tokens; a model with nothing served is routed by instance capacity share
+        (or evenly over its pools when none run).
+        """
+        inst = {p: int(round(self.instances[k, t])) for k, p in enumerate(self.pools)}
+        tokens = {p: float(self.tokens_per_s[k, t]) for k, p in enumerate(self.pools)}
+        shares: dict[PoolKey, float] = {}
+        for m in self.models:
+            keys = [p for p in self.pools if p[1] == m]
+            w = np.array([tokens[p] for p in keys])
+            if w.sum() <= _TOL:
+                w = np.array([float(inst[p]) for p in keys])
+            if w.sum() <= _TOL:
+                w = np.ones(len(keys))
+            w = w / w.sum()
+            shares.update({p: float(s) for p, s in zip(keys, w, strict=True) if s > 0})
+            total = sum(shares[p] for p in keys if p in shares)
+            last = max((p for p in keys if p in shares), key=lambda p: shares[p])
+            shares[last] += 1.0 - total
+        return FleetDecision(inst, shares, tokens, source)
+
+
+@dataclass(frozen=True)
+class FleetCost:
+    """Cost components [$]; ``total_usd`` = energy + carbon + switching + quality
+    − DR reward + DR penalty + unserved."""
+
+    energy_usd: float
+    carbon_usd: float
+    switching_usd: float
+    quality_usd: float
+    dr_reward_usd: float
+    dr_penalty_usd: float
+    unserved_usd: float
+
+    @property
+    def total_usd(self) -> float:
+        """Net cost [$]."""
+        return (self.energy_usd + self.carbon_usd + self.switching_usd + self.quality_usd
+                - self.dr_reward_usd + self.dr_penalty_usd + self.unserved_usd)
+
+    def as_dict(self) -> dict[str, float]:
+        """Components and total [$]."""
+        return {**self.__dict__, "total_usd": self.total_usd}
+
+
+@dataclass(frozen=True)
+class FleetSolveResult:
+    """Typed outcome of :meth:`FleetProblem.solve` (solver trouble never raises).
+
+    Attributes
+    ----------
+    status : SolveStatus
+    form : FleetForm
+    plan, cost : FleetPlan, FleetCost or None
+        Present when ``status.has_plan``.
+    objective_usd : float [$]
+        ``cost.total_usd`` (NaN without a plan).
+    build_time_s, solve_time_s, highs_time_s : float [s]
+        Build + compile (once), wall time of this call, HiGHS's own run time.
+    mip_gap : float [-]
+    message : str
+    repaired : bool
+        True when instance counts were rounded from a relaxation.
+    lp_bound_usd : float [$]
+        Objective of the LP relaxation when it was solved (a lower bound).
+    """
+
+    status: SolveStatus
+    form: FleetForm
+    plan: FleetPlan | None
+    cost: FleetCost | None
+    objective_usd: float
+    build_time_s: float
+    solve_time_s: float
+    highs_time_s: float
+    mip_gap: float
+    message: str = ""
+    repaired: bool = False
+    lp_bound_usd: float = float("nan")
+
+    @property
+    def unserved_tokens(self) -> float:
+        """Unserved tokens over the horizon [tokens]."""
+        if self.plan is None:
+            return float("nan")
+        return float(self.plan.unserved_tokens_per_s.sum() * STEP_S)
+
+
+@dataclass(frozen=True)
+class FleetSolverOptions:
+    """HiGHS limits per form and the number of committed integer intervals.
+
+    Parameters
+    ----------
+    committed_intervals : int
+        K: intervals whose instance counts are integer in the committed form.
+    time_limit_s : float [s]
+        Committed-integer and LP forms.
+    mip_rel_gap : float [-]
+        Committed-integer form.
+    full_time_limit_s : float [s]
+    full_mip_rel_gap : float [-]
+        Full-MILP form.
+    """
+
+    committed_intervals: int = 1
+    time_limit_s: float = 5.0
+    mip_rel_gap: float = 1e-4
+    full_time_limit_s: float = 60.0
+    full_mip_rel_gap: float = 1e-3
+
+
+@dataclass
+class CompiledFleetModel:
+    """The fleet problem built and compiled once."""
+
+    ctx: FleetContext
+    problem: cp.Problem
+    fast: HighsFastPath
+    build_time_s: float
+
+
+def build_fleet_model(config: FleetConfig, horizon_steps: int) -> CompiledFleetModel:
+    """Assemble the fleet blocks into one DPP problem and compile its HiGHS model.
+
+    Order: variables, demand, fixed campus shares (Sp off), capacity, GPU limit,
+    switching (+ constant fleet with Sw off), quality, campus power, demand
+    response, then the cost terms energy, carbon, switching, quality, DR, unserved.
+    """
+    t0 = time.perf_counter()
+    ctx = FleetContext(config, horizon_steps)
+    define_fleet_variables(ctx)
+    define_demand(ctx)
+    define_spatial_shares(ctx)
+    define_capacity(ctx)
+    define_gpu_limit(ctx)
+    define_switching(ctx)
+    define_quality(ctx)
+    define_campus_power(ctx)
+    define_demand_response(ctx)
+    define_energy_cost(ctx)
+    define_carbon_cost(ctx)
+    define_switching_cost(ctx)
+    define_quality_cost(ctx)
+    define_demand_response_cost(ctx)
+    define_unserved_cost(ctx)
+    objective = cp.Minimize(cp.sum(cp.hstack([cp.reshape(c, (1,), order="F")
+                                              for c in ctx.costs.values()])))
+    problem = cp.Problem(objective, ctx.all_constraints())
+    if not problem.is_dpp():  # an invariant of the blocks, not an input problem
+        raise AssertionError("fleet problem is not DPP")
+    for p in ctx.parameters.values():
+        p.value = np.zeros(p.shape)
+    fast = HighsFastPath(problem)
+    return CompiledFleetModel(ctx, problem, fast, time.perf_counter() - t0)
+
+
+def set_fleet_parameters(ctx: FleetContext, inputs: FleetInputs, state: FleetState) -> None:
+    """Write inputs and state into the model's Parameters."""
+    cfg = ctx.config
+    C, M, H = len(cfg.campuses), len(cfg.models), ctx.horizon_steps
+    p = ctx.parameters
+    if inputs.demand_tokens_per_s.shape != (M, H):
+        raise ValueError(f"FleetInputs.demand_tokens_per_s: expected shape {(M, H)} "
+                         f"(models {', '.join(cfg.models)}), got "
+                         f"{inputs.demand_tokens_per_s.shape}")
+    if inputs.price_usd_per_mwh.shape != (C, H):
+        raise ValueError(f"FleetInputs.price_usd_per_mwh: expected shape {(C, H)}")
+    p["demand_kps"].value = inputs.demand_tokens_per_s / 1e3
+    p["price_usd_per_mwh"].value = inputs.price_usd_per_mwh
+    p["carbon_cost_usd_per_mwh"].value = np.maximum(np.asarray(carbon_cost_usd_per_mwh(
+        cfg.carbon_price_usd_per_t, inputs.carbon_gco2_per_kwh)), 0.0)
+    gpus = (np.repeat(np.array([[c.gpus] for c in cfg.campuses], dtype=float), H, axis=1)
+            if inputs.gpus_available is None else inputs.gpus_available)
+    p["gpus_available"].value = np.maximum(gpus, 0.0)
+    p["instances_running"].value = np.array(
+        [float(state.instances_running.get(k, 0)) for k in ctx.pools])
+    if "reprovision_allowance" in p:
+        p["reprovision_allowance"].value = np.full(ctx.n_pools,
+                                                   _FREE if state.may_reprovision else 0.0)
+    event = (np.zeros((C, H)) if inputs.dr_event is None else inputs.dr_event) > 0.5
+    base = np.zeros((C, H)) if inputs.dr_baseline_mw is None else np.maximum(
+        1e3 * inputs.dr_baseline_mw, 0.0)
+    dr = cfg.dr
+    reward = dr.reward_usd_per_kwh if inputs.dr_reward_usd_per_kwh is None else \
+        inputs.dr_reward_usd_per_kwh
+    penalty = dr.penalty_usd_per_kwh if inputs.dr_penalty_usd_per_kwh is None else \
+        inputs.dr_penalty_usd_per_kwh
+    p["dr_reduction_limit_kw"].value = np.where(event, base, 0.0)
+    p["dr_baseline_rhs_kw"].value = np.where(event, base, INACTIVE_KW)
+    p["dr_cap_rhs_kw"].value = np.where(event, dr.cap_fraction_of_baseline * base, INACTIVE_KW)
+    p["dr_reward_usd_per_kwh"].value = np.where(event, reward, 0.0)
+    p["dr_penalty_usd_per_kwh"].value = np.where(event, penalty, 0.0)
+
+
+# ----------------------------------------------------------------------------- post-process
+
+
+def extract_fleet_plan(ctx: FleetContext, values: Mapping[str, np.ndarray]) -> FleetPlan:
+    """Build a :class:`FleetPlan` from variable values (tiny negatives clipped)."""
+    cfg = ctx.config
+    M, C = len(cfg.models), len(cfg.campuses)
+
+    def get(name: str) -> np.ndarray:
+        return np.maximum(np.asarray(values[name], dtype=float), 0.0)
+
+    uns = 1e3 * get("unserved_kps").reshape(C, M, -1).sum(axis=0)
+    return FleetPlan(ctx.pools, cfg.models, cfg.campus_names, get("instances"), get("starts"),
+                     1e3 * get("tokens_kps"), uns, 1e-3 * get("campus_power_kw"),
+                     1e-3 * get("dr_reduction_kw"), 1e-3 * get("dr_excess_kw"))
+
+
+def fleet_plan_cost(ctx: FleetContext, plan: FleetPlan) -> FleetCost:
+    """Cost components of a plan at the Parameters' current values [$].
+
+    Power, DR reduction and excess are recomputed from instances and tokens (so a
+    repaired plan is costed consistently), not read from the solver.
+    """
+    cfg = ctx.config
+    p = ctx.parameters
+    dt = ctx.step_h
+    power_kw = 1e3 * campus_power_mw(ctx, plan.instances, plan.tokens_per_s)
+    base_rhs = np.asarray(p["dr_baseline_rhs_kw"].value)
+    red = np.minimum(np.asarray(p["dr_reduction_limit_kw"].value),
+                     np.maximum(base_rhs - power_kw, 0.0))
+    exc = np.maximum(power_kw - np.asarray(p["dr_cap_rhs_kw"].value), 0.0)
+    q = cfg.quality_cost_usd_per_point_mtok * STEP_S / 1e6
+    kwh = dt  # [kWh per kW-interval]
+    return FleetCost(
+        energy_usd=float(kwh / 1e3 * np.sum(p["price_usd_per_mwh"].value * power_kw)),
+        carbon_usd=float(kwh / 1e3 * np.sum(p["carbon_cost_usd_per_mwh"].value * power_kw)),
+        switching_usd=float(cfg.start_cost_usd_per_gpu * np.sum(ctx.gpus @ plan.starts)),
+        quality_usd=float(q * np.sum(ctx.quality_loss @ plan.tokens_per_s)),
+        dr_reward_usd=float(kwh * np.sum(p["dr_reward_usd_per_kwh"].value * red)),
+        dr_penalty_usd=float(kwh * np.sum(p["dr_penalty_usd_per_kwh"].value * exc)),
+        unserved_usd=float(cfg.unserved_penalty_usd_per_mtok * STEP_S / 1e6
+                           * plan.unserved_tokens_per_s.sum()),
+    )
+
+
+def campus_power_mw(ctx: FleetContext, instances: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Facility power per campus ``PUE Σ (p_idle n + e x) / 10⁶`` [MW], (C, H)."""
+    pue = np.array([c.pue for c in ctx.config.campuses])[ctx.campus_of]
+    return np.asarray(ctx.campus_matrix(1e-6 * pue * ctx.idle_w) @ instances
+                      + ctx.campus_matrix(1e-6 * pue * ctx.energy_j_per_token) @ tokens)
+
+
+def round_instances(ctx: FleetContext, n: np.ndarray, tokens_per_s: np.ndarray,
+                    n_prev: np.ndarray, gpus: np.ndarray) -> np.ndarray:
+    """Integer instance counts near a relaxed plan that keep its capacity and GPU limit.
+
+    Interval by interval: round up; add instances while the plan's tokens do not fit
+    ``ρ̄ μ (n − w u)`` (an extra start costs the warm-up fraction w of its
+    capacity); where a campus's GPUs are exceeded, take instances away from the
+    pools with the most spare capacity first.
+
+    Parameters
+    ----------
+    n : ndarray (P, T) [-]
+    tokens_per_s : ndarray (P, T) [tokens/s]
+        The relaxed plan's tokens.
+    n_prev : ndarray (P,) [-]
+        Instances running before the first interval.
+    gpus : ndarray (C, T) [GPUs]
+    """
+    cap = ctx.config.utilization_cap * ctx.mu_tokens_per_s
+    w = ctx.warmup_fraction
+    out = np.ceil(np.maximum(n, 0.0) - 1e-6)
+    prev = np.asarray(n_prev, dtype=float)
+    for t in range(n.shape[1]):
+        need = tokens_per_s[:, t] / cap
+        col = out[:, t]
+        for _ in range(4):  # w < 1, so each added instance nets 1 − w of capacity
+            short = col - w * np.maximum(col - prev, 0.0) < need - 1e-6
+            if not short.any():
+                break
+            col[short] += 1
+        removed: list[int] = []
+        for c in range(gpus.shape[0]):
+            idx = np.flatnonzero(ctx.campus_of == c)
+            for _ in range(int(col[idx].sum()) + 1):
+                if ctx.gpus[idx] @ col[idx] <= gpus[c, t] + _TOL:
+                    break
+                spare = col[idx] - w[idx] * np.maximum(col[idx] - prev[idx], 0.0) - need[idx]
+                spare[col[idx] <= 0] = -np.inf
+                k = int(idx[int(np.argmax(spare))])
+                col[k] -= 1
+                if spare.max() < 1.0:
+                    removed.append(k)
+        for k in removed:  # the capacity taken away moves to a campus with free GPUs
+            free = gpus[:, t] - ctx.campus_matrix(ctx.gpus) @ col
+            twins = [j for j in range(len(col)) if ctx.model_of[j] == ctx.model_of[k]
+                     and ctx.pools[j][2] == ctx.pools[k][2] and j != k
+                     and free[ctx.campus_of[j]] >= ctx.gpus[j] - _TOL]
+            if twins:
+                j = max(twins, key=lambda i: free[ctx.campus_of[i]])
+                col[j] += 1
+        out[:, t] = col
+        prev = col
+    return out
+
+
+# ----------------------------------------------------------------------------- facade
+
+_STATUS = {
+    "kOptimal": SolveStatus.OPTIMAL,
+    "kInfeasible": SolveStatus.INFEASIBLE,
+    "kUnboundedOrInfeasible": SolveStatus.INFEASIBLE,
+    "kTimeLimit": SolveStatus.NO_SOLUTION,
+    "kIterationLimit": SolveStatus.NO_SOLUTION,
+    "kSolutionLimit": SolveStatus.NO_SOLUTION,
+    "kInterrupt": SolveStatus.NO_SOLUTION,
+}
+
+
+class FleetProblem:
+    """The fleet problem for a configuration and horizon, built once, solved many times.
+
+    Parameters
+    ----------
+    config : FleetConfig
+    horizon_steps : int
+        H.
+    options : FleetSolverOptions, optional
+
+    Examples
+    --------
+    >>> problem = FleetProblem(FleetConfig(), 96)                        # doctest: +SKIP
+    >>> result = problem.solve(inputs, FleetState())                     # doctest: +SKIP
+    >>> result.plan.decision(0)                                          # doctest: +SKIP
+    """
+
+    def __init__(self, config: FleetConfig, horizon_steps: int,
+                 options: FleetSolverOptions | None = None) -> None:
+        if horizon_steps < 1:
+            raise ValueError(f"horizon_steps must be >= 1, got {horizon_steps}")
+        self.config = config
+        self.horizon_steps = horizon_steps
+        self.options = options or FleetSolverOptions()
+        self.model = build_fleet_model(config, horizon_steps)
+        fast = self.model.fast
+        P = self.model.ctx.n_pools
+        self._n_cols = fast.columns("instances")  # Fortran order: k + P t
+        K = min(self.options.committed_intervals, horizon_steps)
+        self._committed_cols = self._n_cols[: P * K]
+        self._form: FleetForm | None = None
+
+    @property
+    def ctx(self) -> FleetContext:
+        """The model's context (pools, per-pool figures, Parameters)."""
+        return self.model.ctx
+
+    def _set_integrality(self, form: FleetForm) -> None:
+        if form is self._form:
+            return
+        fast, o = self.model.fast, self.options
+        fast.clear_solver()
+        if form is FleetForm.COMMITTED_MIP:
+            fast.set_integrality(self._committed_cols)
+            fast.set_options(time_limit_s=o.time_limit_s, mip_rel_gap=o.mip_rel_gap)
+        elif form is FleetForm.FULL_MILP:
+            fast.set_integrality(self._n_cols)
+            fast.set_options(time_limit_s=o.full_time_limit_s, mip_rel_gap=o.full_mip_rel_gap)
+        else:
+            fast.set_integrality(np.array([], dtype=np.int64))
+            fast.set_options(time_limit_s=o.time_limit_s)
+        self._form = form
+
+    def solve(self, inputs: FleetInputs, state: FleetState | None = None,
+              form: FleetForm | str = FleetForm.COMMITTED_INTEGER, *,
+              integer_intervals: int | None = None,
+              fix_instances: np.ndarray | None = None,
+              start: FleetPlan | None = None) -> FleetSolveResult:
+        """Solve one horizon.
+
+        Parameters
+        ----------
+        inputs : FleetInputs
+        state : FleetState, optional
+            Default: nothing running, re-provisioning allowed.
+        form : FleetForm
+        integer_intervals : int, optional
+            ``committed_integer`` only: round and fix ``n[:, :T]`` (default K;
+            ``horizon_steps`` gives a fully integer plan, whose gap to the LP bound
+            is certified).
+        fix_instances : ndarray (P, T), optional
+            Fix ``n[:, :T]`` to these values (e.g. another plan's instances).
+        start : FleetPlan, optional
+            A plan of this problem offered to HiGHS as MIP start (MIP forms).
+
+        Returns
+        -------
+        FleetSolveResult
+            Solver trouble gives a failure status, never an exception.
+        """
+        wall = time.perf_counter()
+        state = state or FleetState()
+        form = FleetForm(form)
+        if inputs.horizon_steps != self.horizon_steps:
+            raise ValueError(f"inputs have {inputs.horizon_steps} intervals, the problem was "
+                             f"built for {self.horizon_steps}")
+        set_fleet_parameters(self.ctx, inputs, state)
+        if form is not FleetForm.COMMITTED_INTEGER:
+            return self._run(form, wall, fix_instances, start)
+        lp = self._run(FleetForm.LP, wall, fix_instances, None)
+        if lp.plan is None:
+            return replace(lp, form=form)
+        T = self.options.committed_intervals if integer_intervals is None else integer_intervals
+        T = min(T, self.horizon_steps)
+        gpus = np.asarray(self.ctx.parameters["gpus_available"].value)[:, :T]
+        n_prev = np.asarray(self.ctx.parameters["instances_running"].value)
+        n_int = round_instances(self.ctx, lp.plan.instances[:, :T],
+                                lp.plan.tokens_per_s[:, :T], n_prev, gpus)
+        if fix_instances is not None:
+            given = np.asarray(fix_instances, dtype=float)
+            n_int[:, : given.shape[1]] = given[:, :T]
+        fixed = self._run(FleetForm.LP, wall, n_int, None)
+        if fixed.plan is None:
+            return replace(fixed, form=form, message="rounded instances infeasible: "
+                           + fixed.message)
+        gap = (fixed.objective_usd - lp.objective_usd) / max(abs(fixed.objective_usd), 1e-9)
+        return replace(fixed, form=form, highs_time_s=lp.highs_time_s + fixed.highs_time_s,
+                       mip_gap=max(gap, 0.0) if self.horizon_steps <= T else float("nan"),
+                       repaired=True, lp_bound_usd=lp.objective_usd,
+                       message=f"round-and-fix of {T} interval(s) on the warm LP")
+
+    def _run(self, form: FleetForm, wall: float, fix_instances: np.ndarray | None,
+             start: FleetPlan | None) -> FleetSolveResult:
+        ctx, fast = self.model.ctx, self.model.fast
+        self._set_integrality(form)
+        if fix_instances is not None:
+            fixed = np.asarray(fix_instances, dtype=float)
+            cols = self._n_cols[: fixed.size]
+            flat = fixed.ravel(order="F")
+            fast.set_col_bounds(cols, flat, flat)
+        if start is not None and fast.is_mip:
+            fast.set_start(self._start_vector(start))
+        try:
+            sol = fast.solve()
+        finally:
+            if fix_instances is not None:
+                fast.restore_col_bounds()
+        status = _STATUS.get(sol.model_status, SolveStatus.ERROR)
+        if sol.x is not None and status is SolveStatus.NO_SOLUTION:
+            status = SolveStatus.FEASIBLE
+        gap = sol.mip_gap
+        build = self.model.build_time_s
+        if not status.has_plan or sol.x is None:
+            message = f"HiGHS status {sol.model_status}"
+            if status is SolveStatus.INFEASIBLE:
+                message = ("HiGHS reports the fleet problem infeasible; constraint groups: "
+                           + ", ".join(ctx.constraints))
+            logger.warning("fleet solve failed (%s): %s", form, message)
+            bad = SolveStatus.ERROR if status is SolveStatus.FEASIBLE else status
+            return FleetSolveResult(bad, form, None, None, float("nan"), build,
+                                    time.perf_counter() - wall, sol.highs_time_s, gap, message)
+        values = {n: fast.value(sol.x, n) for n in ctx.variables}
+        plan = extract_fleet_plan(ctx, values)
+        cost = fleet_plan_cost(ctx, plan)
+        return FleetSolveResult(status, form, plan, cost, cost.total_usd, build,
+                                time.perf_counter() - wall, sol.highs_time_s, gap,
+                                lp_bound_usd=sol.objective if form is FleetForm.LP
+                                else float("nan"))
+
+    def _start_vector(self, plan: FleetPlan) -> np.ndarray:
+        fast = self.model.fast
+        x = np.zeros(fast.n_cols)
+        arrays = {"instances": plan.instances, "starts": plan.starts,
+                  "tokens_kps": plan.tokens_per_s / 1e3,
+                  "campus_power_kw": 1e3 * plan.campus_power_mw,
+                  "dr_reduction_kw": 1e3 * plan.dr_reduction_mw,
+                  "dr_excess_kw": 1e3 * plan.dr_excess_mw}
+        for name, arr in arrays.items():
+            x[fast.columns(name)] = np.asarray(arr, dtype=float).ravel(order="F")
+        return x
+
+    def map_plan(self, plan: FleetPlan) -> np.ndarray:
+        """Instances of another configuration's plan on this problem's pools, (P, H)."""
+        out = np.zeros((self.ctx.n_pools, self.horizon_steps))
+        index = {p: i for i, p in enumerate(plan.pools)}
+        for k, pool in enumerate(self.ctx.pools):
+            if pool in index:
+                out[k] = plan.instances[index[pool]]
+        return out
