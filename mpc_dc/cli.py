@@ -2,7 +2,8 @@
 
 Each sub-command lives in its own module under :mod:`mpc_dc.commands` and exposes
 ``register(subparsers)``; modules are discovered, so adding a command never
-touches this file. Bad input ends with one line on stderr and exit code 2.
+touches this file. Bad input ends with one line on stderr and exit code 2; a failed
+write (e.g. a full disk) with one line and exit code 3.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from collections.abc import Sequence
 
 from mpc_dc import __version__
 from mpc_dc import commands as commands_pkg
-from mpc_dc.rundir import RunDirExistsError
+from mpc_dc.rundir import RunDirExistsError, RunWriteError
 from traces.errors import ConfigError, TraceError, TraceRangeError
 
 EXIT_BAD_INPUT = 2
+EXIT_WRITE_FAILED = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TraceError, ConfigError, TraceRangeError, RunDirExistsError) as err:
         print(f"mpc-dc: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RunWriteError as err:
+        # A full disk or a lost mount: the output was not written, earlier results stand.
+        print(f"mpc-dc: error: {err}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
 
 
 if __name__ == "__main__":

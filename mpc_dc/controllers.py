@@ -43,6 +43,9 @@ from traces.grid import STEP
 
 logger = logging.getLogger(__name__)
 
+SOLVER_EXCEPTIONS: tuple[type[Exception], ...] = (RuntimeError, ValueError, ArithmeticError)
+"""Exceptions a solve may raise (HiGHS/cvxpy trouble) that trigger the fallback chain."""
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -277,6 +280,11 @@ class MpcPolicy:
             result = self.problem.solve(inputs, state)
         except InfeasibleInputError as err:
             return self._fallback(obs, inputs, state, f"infeasible forecast: {err}", relaxed=False)
+        except SOLVER_EXCEPTIONS as err:
+            # A crashing solver must not end the run: count it and fall back.
+            self.stats.faults["solver_exception"] += 1
+            return self._fallback(obs, inputs, state,
+                                  f"solver raised {type(err).__name__}: {err}")
         self.stats.record(result)
         if result.status.has_plan and result.plan is not None:
             return _first_interval(result, "mpc")
@@ -324,6 +332,12 @@ class MpcPolicy:
                 self.stats.fallbacks["rule"] += 1
                 logger.warning("step %d: %s; relaxation infeasible too (%s); committed the "
                                "rule-based safe action", obs.step, reason, err)
+                return safe_action(obs, "fallback:rule")
+            except SOLVER_EXCEPTIONS as err:
+                self.stats.fallbacks["rule"] += 1
+                logger.warning("step %d: %s; relaxation raised %s (%s); committed the "
+                               "rule-based safe action", obs.step, reason,
+                               type(err).__name__, err)
                 return safe_action(obs, "fallback:rule")
             if result.status.has_plan and result.plan is not None:
                 self.stats.fallbacks["relaxed_repair"] += 1

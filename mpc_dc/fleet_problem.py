@@ -172,7 +172,10 @@ class FleetPlan:
     unserved_tokens_per_s : ndarray (M, H) [tokens/s]
     campus_power_mw : ndarray (C, H) [MW]
         Facility power drawn from the grid.
-    dr_reduction_mw, dr_excess_mw : ndarray (C, H) [MW]
+    dr_reduction_mw : ndarray (C, H) [MW]
+        Baseline minus power in DR event intervals (negative above the baseline).
+    dr_excess_mw : ndarray (C, H) [MW]
+        Power above the DR cap.
     """
 
     pools: tuple[PoolKey, ...]
@@ -394,8 +397,7 @@ def set_fleet_parameters(ctx: FleetContext, inputs: FleetInputs, state: FleetSta
         inputs.dr_reward_usd_per_kwh
     penalty = dr.penalty_usd_per_kwh if inputs.dr_penalty_usd_per_kwh is None else \
         inputs.dr_penalty_usd_per_kwh
-    p["dr_reduction_limit_kw"].value = np.where(event, base, 0.0)
-    p["dr_baseline_rhs_kw"].value = np.where(event, base, INACTIVE_KW)
+    ctx.dr_baseline_kw = np.where(event, base, 0.0)
     p["dr_cap_rhs_kw"].value = np.where(event, dr.cap_fraction_of_baseline * base, INACTIVE_KW)
     p["dr_reward_usd_per_kwh"].value = np.where(event, reward, 0.0)
     p["dr_penalty_usd_per_kwh"].value = np.where(event, penalty, 0.0)
@@ -413,9 +415,12 @@ def extract_fleet_plan(ctx: FleetContext, values: Mapping[str, np.ndarray]) -> F
         return np.maximum(np.asarray(values[name], dtype=float), 0.0)
 
     uns = 1e3 * get("unserved_kps").reshape(C, M, -1).sum(axis=0)
+    power = 1e-3 * get("campus_power_kw")
+    event = np.asarray(ctx.parameters["dr_reward_usd_per_kwh"].value) > 0
+    reduction = np.where(event, 1e-3 * ctx.dr_baseline_kw - power, 0.0)
     return FleetPlan(ctx.pools, cfg.models, cfg.campus_names, get("instances"), get("starts"),
-                     1e3 * get("tokens_kps"), uns, 1e-3 * get("campus_power_kw"),
-                     1e-3 * get("dr_reduction_kw"), 1e-3 * get("dr_excess_kw"))
+                     1e3 * get("tokens_kps"), uns, power, reduction,
+                     1e-3 * get("dr_excess_kw"))
 
 
 def fleet_plan_cost(ctx: FleetContext, plan: FleetPlan) -> FleetCost:
@@ -428,9 +433,8 @@ def fleet_plan_cost(ctx: FleetContext, plan: FleetPlan) -> FleetCost:
     p = ctx.parameters
     dt = ctx.step_h
     power_kw = 1e3 * campus_power_mw(ctx, plan.instances, plan.tokens_per_s)
-    base_rhs = np.asarray(p["dr_baseline_rhs_kw"].value)
-    red = np.minimum(np.asarray(p["dr_reduction_limit_kw"].value),
-                     np.maximum(base_rhs - power_kw, 0.0))
+    rr = np.asarray(p["dr_reward_usd_per_kwh"].value)
+    red = np.where(rr > 0, ctx.dr_baseline_kw - power_kw, 0.0)
     exc = np.maximum(power_kw - np.asarray(p["dr_cap_rhs_kw"].value), 0.0)
     q = cfg.quality_cost_usd_per_point_mtok * STEP_S / 1e6
     kwh = dt  # [kWh per kW-interval]
@@ -439,7 +443,7 @@ def fleet_plan_cost(ctx: FleetContext, plan: FleetPlan) -> FleetCost:
         carbon_usd=float(kwh / 1e3 * np.sum(p["carbon_cost_usd_per_mwh"].value * power_kw)),
         switching_usd=float(cfg.start_cost_usd_per_gpu * np.sum(ctx.gpus @ plan.starts)),
         quality_usd=float(q * np.sum(ctx.quality_loss @ plan.tokens_per_s)),
-        dr_reward_usd=float(kwh * np.sum(p["dr_reward_usd_per_kwh"].value * red)),
+        dr_reward_usd=float(kwh * np.sum(rr * red)),
         dr_penalty_usd=float(kwh * np.sum(p["dr_penalty_usd_per_kwh"].value * exc)),
         unserved_usd=float(cfg.unserved_penalty_usd_per_mtok * STEP_S / 1e6
                            * plan.unserved_tokens_per_s.sum()),
@@ -667,8 +671,12 @@ class FleetProblem:
         cost = fleet_plan_cost(ctx, plan)
         return FleetSolveResult(status, form, plan, cost, cost.total_usd, build,
                                 time.perf_counter() - wall, sol.highs_time_s, gap,
-                                lp_bound_usd=sol.objective if form is FleetForm.LP
-                                else float("nan"))
+                                lp_bound_usd=sol.objective - self._dr_constant_usd()
+                                if form is FleetForm.LP else float("nan"))
+
+    def _dr_constant_usd(self) -> float:
+        rr = np.asarray(self.ctx.parameters["dr_reward_usd_per_kwh"].value)
+        return float(self.ctx.step_h * np.sum(rr * self.ctx.dr_baseline_kw))
 
     def _start_vector(self, plan: FleetPlan) -> np.ndarray:
         fast = self.model.fast
@@ -676,7 +684,6 @@ class FleetProblem:
         arrays = {"instances": plan.instances, "starts": plan.starts,
                   "tokens_kps": plan.tokens_per_s / 1e3,
                   "campus_power_kw": 1e3 * plan.campus_power_mw,
-                  "dr_reduction_kw": 1e3 * plan.dr_reduction_mw,
                   "dr_excess_kw": 1e3 * plan.dr_excess_mw}
         for name, arr in arrays.items():
             x[fast.columns(name)] = np.asarray(arr, dtype=float).ravel(order="F")

@@ -41,6 +41,30 @@ class RunDirExistsError(FileExistsError):
     """The target run directory exists already."""
 
 
+class RunWriteError(OSError):
+    """Writing an output failed (e.g. a full disk); nothing partial was left behind.
+
+    Parameters
+    ----------
+    target : Path
+        The run directory or file that could not be written.
+    cause : OSError
+        The underlying error.
+    """
+
+    def __init__(self, target: Path, cause: OSError) -> None:
+        reason = cause.strerror or str(cause) or type(cause).__name__
+        self.target = Path(target)
+        self.cause = cause
+        super().__init__(
+            f"{target}: could not write ({reason}); nothing was written and earlier "
+            "results are intact"
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def versions() -> dict[str, str]:
     """Versions of Python and the packages a run depends on."""
     out = {"python": platform.python_version()}
@@ -100,22 +124,62 @@ def atomic_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
     ------
     RunDirExistsError
         If ``target`` exists and ``overwrite`` is False (checked before any work).
+    RunWriteError
+        If writing fails with an :class:`OSError` (e.g. a full disk); the temporary
+        directory is removed and an existing ``target`` is left as it was.
     """
     target = Path(target)
     check_target(target, overwrite=overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RunWriteError(target, err) from err
     try:
         yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, RunWriteError | RunDirExistsError):
+            raise
+        logger.error("writing %s failed: %s", target, err)
+        raise RunWriteError(target, err) from err
     except BaseException:
+        # Killed or interrupted: leave nothing half-written behind.
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+
+
+def write_file_atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    """Write one file through a temporary sibling renamed into place.
+
+    ``write(tmp_path)`` writes the content. On any failure the temporary file is
+    removed and an existing ``path`` is left as it was.
+
+    Raises
+    ------
+    RunWriteError
+        When writing or renaming fails with an :class:`OSError` (e.g. disk full).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        logger.error("writing %s failed: %s", path, err)
+        raise RunWriteError(path, err) from err
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
 
 
 def write_run(

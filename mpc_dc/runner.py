@@ -54,6 +54,7 @@ def run_scenario(
     progress: Callable[[int], object] | None = None,
     plots: bool = True,
     overwrite: bool = False,
+    extra_meta: dict[str, Any] | None = None,
 ) -> RunOutcome:
     """Simulate ``scenario`` closed-loop; write a run directory when ``out`` is given.
 
@@ -70,6 +71,8 @@ def run_scenario(
         Write plots into the run directory.
     overwrite : bool
         Replace an existing run directory.
+    extra_meta : dict, optional
+        Added to ``metadata.json`` (a sweep records the run id and overrides).
     """
     from mpc_dc.rundir import check_target
 
@@ -85,13 +88,14 @@ def run_scenario(
     outcome = RunOutcome(scenario, result, policy.name, setup)
     if out is not None:
         outcome = replace(outcome, path=write_outcome(outcome, Path(out), plots=plots,
-                                                     overwrite=overwrite))
+                                                     overwrite=overwrite,
+                                                     extra_meta=extra_meta))
     return outcome
 
 
 def write_outcome(outcome: RunOutcome, out: Path, *, plots: bool = True,
-                  overwrite: bool = False) -> Path:
-    """Write the run directory of ``outcome``."""
+                  overwrite: bool = False, extra_meta: dict[str, Any] | None = None) -> Path:
+    """Write the run directory of ``outcome`` (``extra_meta`` is added to its metadata)."""
     from mpc_dc.plots import plot_run
     from mpc_dc.rundir import write_run
 
@@ -104,6 +108,7 @@ def write_outcome(outcome: RunOutcome, out: Path, *, plots: bool = True,
         "intervals": kpis["intervals"],
         "wall_time_s": {"setup": outcome.setup_time_s, "simulation": kpis["wall_time_s"]},
         "created_utc": pd.Timestamp.now(tz="UTC").isoformat(),
+        **(extra_meta or {}),
     }
     tz = outcome.scenario.run.local_tz
     return write_run(
@@ -149,8 +154,8 @@ def compare(
                                progress=callback)
         rows[label] = _row(outcome)
     table = pd.DataFrame.from_dict(rows, orient="index")
-    base_cost = float(table.at["no colocation", "cost_usd"])
-    perfect = float(table.at["perfect" if "perfect" in table.index else "oracle", "cost_usd"])
+    base_cost = rows["no colocation"]["cost_usd"]
+    perfect = rows["perfect" if "perfect" in rows else "oracle"]["cost_usd"]
     table["profit_vs_no_colocation_usd"] = base_cost - table["cost_usd"]
     table["savings_pct"] = 100.0 * table["profit_vs_no_colocation_usd"] / base_cost
     table["regret_usd"] = table["cost_usd"] - perfect

@@ -8,6 +8,7 @@ one week on the seeded synthetic generator (no ``../shared``, no network).
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from forecasters.base import Forecaster, make_forecaster
+from forecasters.base import Forecaster, forecaster_names, make_forecaster
 from mpc_dc.config import from_mapping, positive
 from mpc_dc.controllers import BaselinePolicy, MpcPolicy, OfflinePolicy, Policy
 from mpc_dc.params.site import SiteConfig
@@ -28,6 +29,20 @@ from traces.errors import ConfigError
 from traces.grid import STEP, STEPS_PER_DAY, GapPolicy
 
 ControllerKind = Literal["baseline", "mpc", "perfect", "offline"]
+
+MAX_RUN_DAYS = 366.0
+"""Longest run [d]: one year of 15-min steps (35 136 intervals)."""
+MAX_HISTORY_DAYS = 366
+"""Longest forecaster-fitting history [d]."""
+MAX_ERROR_LEVEL = 10.0
+"""Largest ``noisy_oracle`` error level [-] (std at 24 h lead / series std)."""
+
+
+def _at_most(key: str, value: float, bound: float, unit: str) -> None:
+    if value > bound:
+        raise ConfigError(
+            "<scenario>", f"expected a value <= {bound:g} {unit}, got {value!r}", key=key
+        )
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,14 @@ class RunSpec:
         positive("<scenario>", "run.days", self.days)
         positive("<scenario>", "run.history_days", self.history_days, allow_zero=True)
         positive("<scenario>", "run.window_h", self.window_h)
+        _at_most("run.days", self.days, MAX_RUN_DAYS, "d")
+        _at_most("run.history_days", self.history_days, MAX_HISTORY_DAYS, "d")
+        if abs(self.window_h * 4 - round(self.window_h * 4)) > 1e-9:
+            raise ConfigError(
+                "<scenario>",
+                f"expected a multiple of 0.25 h (whole 15-min intervals), got {self.window_h!r}",
+                key="run.window_h",
+            )
         if not 0.0 <= self.deferrable_share <= 1.0:
             raise ConfigError(
                 "<scenario>",
@@ -159,6 +182,24 @@ class ControllerSpec:
         positive("<scenario>", "controller.deadline_margin_h", self.deadline_margin_h,
                  allow_zero=True)
         positive("<scenario>", "controller.time_limit_s", self.time_limit_s)
+        positive("<scenario>", "controller.error_level", self.error_level, allow_zero=True)
+        _at_most("controller.error_level", self.error_level, MAX_ERROR_LEVEL,
+                 "(fraction of the std)")
+        if not 0.0 <= self.mip_rel_gap < 1.0:
+            raise ConfigError(
+                "<scenario>",
+                f"expected a value in [0, 1), got {self.mip_rel_gap}",
+                key="controller.mip_rel_gap",
+            )
+        names = forecaster_names()
+        if self.forecaster not in names:
+            close = difflib.get_close_matches(self.forecaster, names, n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(names)}"
+            raise ConfigError(
+                "<scenario>",
+                f"unknown forecaster {self.forecaster!r}; {hint}",
+                key="controller.forecaster",
+            )
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ConfigError(
                 "<scenario>",
@@ -195,6 +236,59 @@ def default_scenario() -> Scenario:
     return load_scenario(example_path("default"))
 
 
+def read_toml(path: str | Path, what: str = "scenario") -> dict[str, Any]:
+    """Read a TOML file into a table, with one-line errors naming the file.
+
+    Parameters
+    ----------
+    path : str or Path
+    what : str
+        What the file is (``"scenario"``, ``"sweep"``), for the messages.
+
+    Raises
+    ------
+    ConfigError
+        Missing, empty or non-UTF-8 file, or a TOML syntax error (with its line).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(file, f"{what} file not found")
+    raw = file.read_bytes()
+    if not raw.strip():
+        raise ConfigError(file, f"{what} file is empty")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            file, f"not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}); "
+            "expected a TOML file"
+        ) from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(file, f"invalid TOML: {err}") from None
+
+
+def scenario_from_table(table: dict[str, Any], source: str | Path) -> Scenario:
+    """Build and validate a :class:`Scenario` from a parsed TOML table.
+
+    Errors raised by the dataclasses' own checks are re-labelled with ``source``.
+    """
+    try:
+        return from_mapping(Scenario, table, source)
+    except ConfigError as err:
+        if err.source in {"<scenario>", "<site>"}:
+            raise ConfigError(source, err.message, key=_site_key(err.key)) from None
+        raise
+
+
+def _site_key(key: str | None) -> str | None:
+    """Dotted key of a site check as it appears in the file (``site.`` prefix)."""
+    if key == "processing":
+        return "site.datacenter.processing"
+    if key and key.split(".")[0] in {"datacenter", "renewable", "grid", "battery"}:
+        return f"site.{key}"
+    return key
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario TOML file.
 
@@ -205,23 +299,7 @@ def load_scenario(path: str | Path) -> Scenario:
         mistyped keys and out-of-range values.
     """
     file = Path(path)
-    if not file.is_file():
-        raise ConfigError(file, "scenario file not found")
-    raw = file.read_bytes()
-    if not raw.strip():
-        raise ConfigError(file, "scenario file is empty")
-    try:
-        table = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(file, "not UTF-8 text; expected a TOML file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(file, f"invalid TOML: {err}") from None
-    try:
-        return from_mapping(Scenario, table, file)
-    except ConfigError as err:
-        if err.source in {"<scenario>", "<site>"}:
-            raise ConfigError(file, err.message, key=err.key) from None
-        raise
+    return scenario_from_table(read_toml(file), file)
 
 
 def with_overrides(scenario: Scenario, overrides: dict[str, Any], source: str) -> Scenario:
@@ -239,7 +317,7 @@ def with_overrides(scenario: Scenario, overrides: dict[str, Any], source: str) -
         node[keys[-1]] = value
     if table.get("site", {}).get("battery") is None:
         table.get("site", {}).pop("battery", None)
-    return from_mapping(Scenario, table, source)
+    return scenario_from_table(table, source)
 
 
 # ----------------------------------------------------------------------------- build a run
@@ -384,4 +462,9 @@ def controller_variant(scenario: Scenario, label: str) -> Scenario:
         return replace(scenario, controller=replace(ctl, kind="offline"))
     if label in ("perfect", "oracle"):
         return replace(scenario, controller=replace(ctl, kind="perfect"))
-    return replace(scenario, controller=replace(ctl, kind="mpc", forecaster=label))
+    forecaster = FORECASTER_ALIASES.get(label, label)
+    return replace(scenario, controller=replace(ctl, kind="mpc", forecaster=forecaster))
+
+
+FORECASTER_ALIASES = {"seasonal_naive": "seasonal_naive_daily"}
+"""Short names accepted by ``compare`` and ``run --controller``."""

@@ -182,10 +182,10 @@ def test_incremental_update_equals_full_refilter(cls: type, params: dict) -> Non
     full = fc.refiltered()
     n = 30
     kwargs = fc._exog_kwargs(len(fc._hourly), n)  # same regressors for both
-    inc = fc.results.get_forecast(n, **kwargs)
+    mean, se = fc.forecast_hours(n)
     ref = full.get_forecast(n, **kwargs)
-    np.testing.assert_allclose(inc.predicted_mean, ref.predicted_mean, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(inc.se_mean, ref.se_mean, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(mean, ref.predicted_mean, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(se, ref.se_mean, rtol=1e-8, atol=1e-8)
 
 
 def test_sarimax_holds_hourly_forecast_and_uses_complete_hours_only() -> None:
@@ -194,13 +194,14 @@ def test_sarimax_holds_hourly_forecast_and_uses_complete_hours_only() -> None:
     fc = SarimaxForecaster(order=(1, 0, 0), daily_harmonics=2, weekly_harmonics=0).fit(y.iloc[:cut])
     pred = fc.predict(y.index[cut], 96).to_numpy()
     assert (pred.reshape(24, 4) == pred.reshape(24, 4)[:, :1]).all()
-    before = fc.results
+    before = fc.n_hours
     fc.update(y.iloc[cut : cut + 3])  # three quarters: the hour is not complete
-    assert fc.results is before
+    assert fc.n_hours == before
     # Forecast for the rest of the current hour is unchanged by its first quarters.
     np.testing.assert_array_equal(fc.predict(y.index[cut + 3], 1).to_numpy(), pred[3:4])
     fc.update(y.iloc[cut + 3 : cut + 4])
-    assert fc.results is not before
+    assert fc.n_hours == before + 1
+    assert not np.array_equal(fc.predict(y.index[cut + 4], 4).to_numpy(), pred[4:8])
 
 
 def test_statistical_refit_schedule() -> None:

@@ -141,4 +141,6 @@ def test_exact_never_worse_than_brute_force(case: tuple[bool, HorizonInputs, Pla
     H = inputs.horizon_steps
     exact = _problem(H, retail, Formulation.EXACT).solve(inputs, state)
     assert exact.status is SolveStatus.OPTIMAL
-    assert exact.objective_usd <= _brute_force(retail, inputs, state) + 1e-6
+    brute = _brute_force(retail, inputs, state)
+    # HiGHS's feasibility tolerance (1e-7 on MW-scaled flows) is worth ~1e-5 $ here.
+    assert exact.objective_usd <= brute + 1e-5 * (1.0 + abs(brute))

@@ -68,6 +68,8 @@ class FleetContext:
         self.warmup_fraction = np.array(
             [min(1.0, r.load_time_s / (self.step_h * 3600.0)) for r in rows])
         self.model_of = np.array([cfg.models.index(k[1]) for k in self.pools])
+        #: DR baseline in event intervals [kW] (C, H), set with the Parameters.
+        self.dr_baseline_kw = np.zeros((len(cfg.campuses), self.horizon_steps))
         self.campus_of = np.array([cfg.campus_names.index(k[0]) for k in self.pools])
 
     @property

@@ -1,7 +1,6 @@
 """``mpc-dc reproduce STUDY --data DIR --out OUT``: reproduce a seed paper's study.
 
-Studies are looked up in :data:`STUDIES` (name -> runner); ``rcdc`` now, a ``dr``
-study is added by registering one more runner function.
+Studies are looked up in :data:`STUDIES` (name -> runner): ``rcdc`` and ``dr``.
 """
 
 from __future__ import annotations
@@ -32,7 +31,24 @@ def _run_rcdc(args: argparse.Namespace) -> int:
     return 0
 
 
-STUDIES: dict[str, Callable[[argparse.Namespace], int]] = {"rcdc": _run_rcdc}
+def _run_dr(args: argparse.Namespace) -> int:
+    from mpc_dc.studies.dr import DrStudyConfig, reproduce
+
+    study = DrStudyConfig() if args.days is None else DrStudyConfig(days=args.days)
+    outputs = reproduce(Path(args.data), Path(args.out), study, sweeps=not args.no_sweeps)
+    print(f"DR study: {study.days} days from {study.first_day} (Pacific), campuses "
+          + ", ".join(f"{c.name} {c.gpus} GPUs" for c in study.fleet.campuses)
+          + f", peak {study.peak_tokens_per_s / 1e6:.1f} M tokens/s, carbon "
+          f"{study.fleet.carbon_price_usd_per_t} $/t, DR events on {', '.join(study.dr_days)}")
+    print(outputs.markdown)
+    print(outputs.note)
+    for path in outputs.files:
+        print(f"wrote {path}")
+    print(f"wall time {outputs.wall_time_s:.1f} s")
+    return 0
+
+
+STUDIES: dict[str, Callable[[argparse.Namespace], int]] = {"rcdc": _run_rcdc, "dr": _run_dr}
 
 
 def _dispatch(args: argparse.Namespace) -> int:

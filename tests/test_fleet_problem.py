@@ -1,0 +1,178 @@
+"""Hand-solvable instances of the fleet problem (docs/fleet.md).
+
+Unless a test says otherwise: one campus "A" (PUE 1), one model "m", ρ̄ = 1, no
+warm-up, no start, carbon or quality cost, price 100 $/MWh, Δ = 0.25 h. Costs
+below are ``Δ · price · P``; P [MW] = Σ (p_idle n + e x) / 10⁶.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mpc_dc.fleet_controller import FleetMpcPolicy, FleetObservation, rule_decision, solve_day
+from mpc_dc.fleet_problem import FleetForm, FleetInputs, FleetProblem, FleetState
+from mpc_dc.params.fleet import CampusParams, Flexibility, FleetConfig
+from mpc_dc.params.quant_table import QuantTable, load_quant_table
+
+BASE_ROW = load_quant_table().get("qwen3-8b", "BF16")
+
+
+def _row(precision: str, *, mu: float, gpus: int, idle_w: float, e_j: float,
+         loss: float) -> object:
+    return dataclasses.replace(
+        BASE_ROW, model="m", precision=precision, tokens_per_s_at_slo=mu, gpus_per_instance=gpus,
+        idle_power_w=idle_w, marginal_energy_per_token_j=e_j, quality_delta_pct_points=-loss,
+        load_time_s=0.0)
+
+
+def _config(rows: list[object], campuses: tuple[CampusParams, ...] = (
+        CampusParams("A", "A", 8, pue=1.0),), **kw: object) -> FleetConfig:
+    table = QuantTable(tuple(rows), "hand")  # type: ignore[arg-type]
+    args: dict[str, object] = dict(campuses=campuses, models=("m",), utilization_cap=1.0,
+                                   start_cost_usd_per_gpu=0.0, quality_cost_usd_per_point_mtok=0.0,
+                                   carbon_price_usd_per_t=0.0, table=table)
+    args.update(kw)
+    return FleetConfig(**args)  # type: ignore[arg-type]
+
+
+def _inputs(demand: list[float], prices: list[list[float]]) -> FleetInputs:
+    H = len(demand)
+    C = len(prices)
+    return FleetInputs(np.array([demand]), np.array(prices), np.zeros((C, H)))
+
+
+FORMS = [FleetForm.COMMITTED_INTEGER, FleetForm.COMMITTED_MIP, FleetForm.FULL_MILP]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_quality_budget_binds(form: FleetForm) -> None:
+    """BF16: μ 1000 tok/s, 1 GPU, 100 W idle, 0.1 J/token; FP8: same but 0.05 J/token
+    and 1 point quality loss. Budget 0.5 point → at most half the tokens on FP8.
+    D = 2000 tok/s for 2 intervals → 1 BF16 + 1 FP8 instance, each 1000 tok/s;
+    P = 200 + 100 + 50 = 350 W; cost = 2 · 0.25 · 100 · 350e-6 = 0.0175 $."""
+    cfg = _config([_row("BF16", mu=1000, gpus=1, idle_w=100, e_j=0.1, loss=0),
+                   _row("FP8", mu=1000, gpus=1, idle_w=100, e_j=0.05, loss=1.0)],
+                  quality_budget_pct_points=0.5)
+    prob = FleetProblem(cfg, 2)
+    res = prob.solve(_inputs([2000, 2000], [[100, 100]]), FleetState(), form)
+    assert res.plan is not None and res.cost is not None
+    np.testing.assert_allclose(res.plan.instances, [[1, 1], [1, 1]], atol=1e-6)
+    np.testing.assert_allclose(res.plan.tokens_per_s, [[1000, 1000], [1000, 1000]], atol=1e-3)
+    assert res.cost.total_usd == pytest.approx(0.0175, rel=1e-6)
+    assert res.unserved_tokens == pytest.approx(0.0, abs=1e-6)
+
+
+def test_gpu_limit_forces_low_precision() -> None:
+    """BF16 needs 2 GPUs per instance, FP8 1; FP8 costs more energy (0.2 vs 0.1 J/token)
+    but G = 2 GPUs: serving 2000 tok/s needs 2 FP8 instances (2 GPUs), BF16 would need
+    4. P = 2 · 100 + 2000 · 0.2 = 600 W; one interval: 0.25 · 100 · 600e-6 = 0.015 $."""
+    cfg = _config([_row("BF16", mu=1000, gpus=2, idle_w=100, e_j=0.1, loss=0),
+                   _row("FP8", mu=1000, gpus=1, idle_w=100, e_j=0.2, loss=0.1)],
+                  campuses=(CampusParams("A", "A", 2, pue=1.0),), quality_budget_pct_points=1.0)
+    res = FleetProblem(cfg, 1).solve(_inputs([2000], [[100]]), FleetState(),
+                                     FleetForm.FULL_MILP)
+    assert res.plan is not None and res.cost is not None
+    np.testing.assert_allclose(res.plan.instances[:, 0], [0, 2], atol=1e-6)
+    assert res.cost.total_usd == pytest.approx(0.015, rel=1e-6)
+
+
+@pytest.mark.parametrize("spatial", [True, False])
+def test_spatial_routing_moves_tokens_to_cheaper_campus(spatial: bool) -> None:
+    """Campuses A (10 $/MWh) and B (100 $/MWh), 4 GPUs each, BF16 only, D = 2000 tok/s.
+    With Sp: 2 instances at A, P_A = 200 + 200 = 400 W, cost 0.25·10·400e-6 = 0.001 $.
+    Without: fixed shares 1/2 → 1 instance each, 200 W at each campus,
+    cost 0.25·(10 + 100)·200e-6 = 0.0055 $."""
+    cfg = _config([_row("BF16", mu=1000, gpus=1, idle_w=100, e_j=0.1, loss=0)],
+                  campuses=(CampusParams("A", "A", 4, pue=1.0), CampusParams("B", "B", 4, pue=1.0)),
+                  flexibility=Flexibility(spatial=spatial))
+    res = FleetProblem(cfg, 1).solve(_inputs([2000], [[10], [100]]), FleetState())
+    assert res.plan is not None and res.cost is not None
+    if spatial:
+        np.testing.assert_allclose(res.plan.instances[:, 0], [2, 0], atol=1e-6)
+        assert res.cost.total_usd == pytest.approx(0.001, rel=1e-6)
+    else:
+        np.testing.assert_allclose(res.plan.instances[:, 0], [1, 1], atol=1e-6)
+        assert res.cost.total_usd == pytest.approx(0.0055, rel=1e-6)
+    d = res.plan.decision(0)
+    assert sum(d.routing_share.values()) == pytest.approx(1.0)
+
+
+def test_unserved_reported_only_when_infeasible() -> None:
+    """G = 2 GPUs, μ = 1000 tok/s, 1 GPU each: at most 2000 tok/s. D = 1500 → all served;
+    D = 5000 → 3000 tok/s unserved, i.e. 3000 · 900 s = 2.7e6 tokens in the interval."""
+    cfg = _config([_row("BF16", mu=1000, gpus=1, idle_w=100, e_j=0.1, loss=0)],
+                  campuses=(CampusParams("A", "A", 2, pue=1.0),))
+    prob = FleetProblem(cfg, 1)
+    ok = prob.solve(_inputs([1500], [[50]]), FleetState())
+    assert ok.unserved_tokens == pytest.approx(0.0, abs=1e-6)
+    short = prob.solve(_inputs([5000], [[50]]), FleetState())
+    assert short.plan is not None and short.cost is not None
+    assert short.unserved_tokens == pytest.approx(2.7e6, rel=1e-6)
+    assert short.cost.unserved_usd > 0
+
+
+def test_switching_off_keeps_fleet_constant_and_warmup_costs_capacity() -> None:
+    """D = 1000, 3000, 1000 tok/s. Without Sw the fleet is sized for the peak: 3
+    instances in every interval. With Sw: 1, 3, 1."""
+    rows = [_row("BF16", mu=1000, gpus=1, idle_w=100, e_j=0.1, loss=0)]
+    for sw, expect in ((False, [3, 3, 3]), (True, [1, 3, 1])):
+        cfg = _config(rows, flexibility=Flexibility(switching=sw))
+        res = FleetProblem(cfg, 3).solve(_inputs([1000, 3000, 1000], [[50, 50, 50]]),
+                                         FleetState({("A", "m", "BF16"): 1}),
+                                         FleetForm.FULL_MILP)
+        assert res.plan is not None
+        np.testing.assert_allclose(res.plan.instances[0], expect, atol=1e-6)
+
+
+def test_cost_matches_objective_and_forms_are_ordered() -> None:
+    """LP bound <= full MILP <= round-and-fix over all intervals; components add up."""
+    cfg = FleetConfig(campuses=(CampusParams("A", "NP15", 64), CampusParams("B", "SP15", 64)),
+                      models=("qwen3-8b", "qwen3-32b"))
+    rng = np.random.default_rng(1)
+    H = 8
+    inputs = FleetInputs(rng.uniform(1e4, 8e4, (2, H)), rng.uniform(20, 80, (2, H)),
+                         rng.uniform(100, 300, (2, H)))
+    prob = FleetProblem(cfg, H)
+    lp = prob.solve(inputs, FleetState(), FleetForm.LP)
+    full = prob.solve(inputs, FleetState(), FleetForm.FULL_MILP)
+    day = solve_day(prob, inputs, FleetState())
+    assert lp.cost is not None and full.cost is not None and day.cost is not None
+    assert lp.objective_usd <= full.objective_usd * (1 + 1e-6)
+    assert full.objective_usd <= day.objective_usd * (1 + 2e-3)
+    assert np.allclose(day.plan.instances, np.round(day.plan.instances))  # type: ignore[union-attr]
+    assert lp.lp_bound_usd == pytest.approx(lp.objective_usd, rel=1e-6)
+
+
+def test_dr_settlement_and_cap_penalty() -> None:
+    """Baseline 1 kW in an event interval, reward 1 $/kWh, penalty 2 $/kWh, cap = baseline.
+    Power 0.3 kW (1 instance 100 W idle + 2000 tok/s · 0.1 J) → settlement
+    0.25 h · 1 · (1 − 0.3) kW = 0.175 $ reward, no penalty."""
+    cfg = _config([_row("BF16", mu=3000, gpus=1, idle_w=100, e_j=0.1, loss=0)])
+    inputs = dataclasses.replace(_inputs([2000], [[0.0]]), dr_event=np.ones((1, 1)),
+                                 dr_baseline_mw=np.full((1, 1), 1e-3))
+    res = FleetProblem(cfg, 1).solve(inputs, FleetState())
+    assert res.cost is not None
+    assert res.cost.dr_reward_usd == pytest.approx(0.175, rel=1e-6)
+    assert res.cost.dr_penalty_usd == pytest.approx(0.0, abs=1e-9)
+
+
+def test_rule_decision_and_policy_fallback_free_decide() -> None:
+    cfg = FleetConfig()
+    d = rule_decision(cfg, [1e5, 1e5, 1e5])
+    assert all(k[2] == "BF16" for k in d.instances)
+    prob = FleetProblem(dataclasses.replace(cfg, campuses=cfg.campuses[:1],
+                                            models=cfg.models[:1], table=cfg.table), 4)
+    policy = FleetMpcPolicy(prob, demand_forecaster="persistence",
+                            price_forecaster="persistence", carbon_forecaster="persistence")
+    import pandas as pd
+
+    t0 = pd.Timestamp("2021-07-06 07:00", tz="UTC")
+    for i in range(2):
+        t = t0 + pd.Timedelta(minutes=15 * i)
+        policy.observe(t, {policy.keys[0]: 5e4, policy.keys[1]: 40.0, policy.keys[2]: 200.0})
+    dec = policy.decide(FleetObservation(2, t0 + pd.Timedelta(minutes=30)))
+    assert dec.source == "mpc" and sum(dec.instances.values()) >= 1
+    assert not policy.fallbacks
