@@ -16,7 +16,13 @@ import time
 import numpy as np
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from mpc_dc.fleet_problem import FleetForm, FleetInputs, FleetProblem, FleetSolverOptions, FleetState
+from mpc_dc.fleet_problem import (
+    FleetForm,
+    FleetInputs,
+    FleetProblem,
+    FleetSolverOptions,
+    FleetState,
+)
 from mpc_dc.params.fleet import FleetConfig
 
 H = 96
@@ -52,7 +58,7 @@ def test_bench_fleet_forms(benchmark: BenchmarkFixture) -> None:
         rows.append((lp.solve_time_s, ci.solve_time_s, full_s,
                      (committed.objective_usd - full.objective_usd) / full.objective_usd,
                      (full.objective_usd - lp.objective_usd) / full.objective_usd, full.mip_gap))
-        state = FleetState({k: int(round(ci.plan.instances[i, 0]))
+        state = FleetState({k: round(ci.plan.instances[i, 0])
                             for i, k in enumerate(ci.plan.pools)})
     # warm re-solve of the committed-integer form, the MPC's hot path
     counter = iter(range(10**9))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -86,6 +87,8 @@ def _coerce(hint: Any, value: Any, source: str | Path, key: str) -> Any:
         options = [a for a in get_args(hint) if a is not type(None)]
         if value is None and type(None) in get_args(hint):
             return None
+        if len(options) == 1:  # Optional[X]: X's own error names the exact key
+            return _coerce(options[0], value, source, key)
         errors = []
         for option in options:
             try:
@@ -118,6 +121,9 @@ def _coerce(hint: Any, value: Any, source: str | Path, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(source, f"expected a number, got {value!r}", key=key)
+        if not math.isfinite(value):
+            # TOML allows nan and inf; no configuration value means either.
+            raise ConfigError(source, f"expected a finite number, got {value!r}", key=key)
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -227,7 +227,7 @@ class HighsFastPath:
         """
         kinds = np.zeros(self.n_cols, dtype=np.uint8)  # 0 = kContinuous, 1 = kInteger
         kinds[np.asarray(integer_cols, dtype=np.int64)] = 1
-        self._highs.changeColsIntegrality(  # type: ignore[attr-defined]
+        self._highs.changeColsIntegrality(
             self.n_cols, np.arange(self.n_cols, dtype=np.int32), kinds)
         self._is_mip = bool(kinds.any())
 
@@ -258,13 +258,13 @@ class HighsFastPath:
         """Change column bounds in place (e.g. to fix a decision); undo with
         :meth:`restore_col_bounds`."""
         cols = np.asarray(cols, dtype=np.int32)
-        self._highs.changeColsBounds(  # type: ignore[attr-defined]
+        self._highs.changeColsBounds(
             cols.size, cols, np.asarray(lower, dtype=float), np.asarray(upper, dtype=float))
 
     def restore_col_bounds(self) -> None:
         """Put back the column bounds the model was compiled with."""
         cols = np.arange(self.n_cols, dtype=np.int32)
-        self._highs.changeColsBounds(  # type: ignore[attr-defined]
+        self._highs.changeColsBounds(
             self.n_cols, cols, self._col_lower0, self._col_upper0)
 
     def columns(self, name: str) -> np.ndarray:

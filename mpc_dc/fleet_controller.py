@@ -240,7 +240,7 @@ class FleetMpcPolicy:
         self.fallbacks["lp_failed"] += 1
         logger.warning("step %d: LP relaxation failed too (%s); rule-based safe action",
                        observation.step, lp.message)
-        return rule_decision(cfg, inputs.demand_tokens_per_s[:, 0], source="rule_fallback")
+        return rule_decision(cfg, list(inputs.demand_tokens_per_s[:, 0]), source="rule_fallback")
 
 
 def _is_day_start(time: pd.Timestamp) -> bool:

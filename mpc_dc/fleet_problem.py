@@ -212,7 +212,7 @@ class FleetPlan:
         tokens; a model with nothing served is routed by instance capacity share
         (or evenly over its pools when none run).
         """
-        inst = {p: int(round(self.instances[k, t])) for k, p in enumerate(self.pools)}
+        inst = {p: round(self.instances[k, t]) for k, p in enumerate(self.pools)}
         tokens = {p: float(self.tokens_per_s[k, t]) for k, p in enumerate(self.pools)}
         shares: dict[PoolKey, float] = {}
         for m in self.models:
@@ -439,8 +439,9 @@ def fleet_plan_cost(ctx: FleetContext, plan: FleetPlan) -> FleetCost:
     q = cfg.quality_cost_usd_per_point_mtok * STEP_S / 1e6
     kwh = dt  # [kWh per kW-interval]
     return FleetCost(
-        energy_usd=float(kwh / 1e3 * np.sum(p["price_usd_per_mwh"].value * power_kw)),
-        carbon_usd=float(kwh / 1e3 * np.sum(p["carbon_cost_usd_per_mwh"].value * power_kw)),
+        energy_usd=float(kwh / 1e3 * np.sum(np.asarray(p["price_usd_per_mwh"].value) * power_kw)),
+        carbon_usd=float(kwh / 1e3 * np.sum(
+            np.asarray(p["carbon_cost_usd_per_mwh"].value) * power_kw)),
         switching_usd=float(cfg.start_cost_usd_per_gpu * np.sum(ctx.gpus @ plan.starts)),
         quality_usd=float(q * np.sum(ctx.quality_loss @ plan.tokens_per_s)),
         dr_reward_usd=float(kwh * np.sum(rr * red)),

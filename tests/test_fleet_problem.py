@@ -14,7 +14,7 @@ import pytest
 
 from mpc_dc.fleet_controller import FleetMpcPolicy, FleetObservation, rule_decision, solve_day
 from mpc_dc.fleet_problem import FleetForm, FleetInputs, FleetProblem, FleetState
-from mpc_dc.params.fleet import CampusParams, Flexibility, FleetConfig
+from mpc_dc.params.fleet import CampusParams, FleetConfig, Flexibility
 from mpc_dc.params.quant_table import QuantTable, load_quant_table
 
 BASE_ROW = load_quant_table().get("qwen3-8b", "BF16")

@@ -166,7 +166,8 @@ def define_spatial_shares(ctx: FleetContext) -> None:
 def define_capacity(ctx: FleetContext) -> None:
     """Throughput at the latency SLO with a utilisation cap and warm-up.
 
-    ``x[k,t] <= ρ̄ μ[k] (n[k,t] − w[k] u[k,t]) / 10³`` [ktokens/s], μ [tokens/s]: an instance started in
+    ``x[k,t] <= ρ̄ μ[k] (n[k,t] − w[k] u[k,t]) / 10³`` [ktokens/s], μ [tokens/s]: an
+    instance started in
     interval t serves only after its load time (fraction ``w`` of the interval).
     """
     rho = ctx.config.utilization_cap

@@ -1,0 +1,627 @@
+"""Reports of a run or a sweep directory: a KPI table and plots, as HTML or Markdown.
+
+* Run directory (``kpis.json``, ``ledger.parquet``): headline KPIs, cost
+  components, power flows of a chosen local day, prices over the run.
+* Sweep directory (``results.parquet``): the results table, regret against the
+  reference (perfect foresight) versus the forecast error level per forecaster,
+  cost components per run, SLO attainment when the runs report it (fleet runs),
+  and optionally the power flows of one run's day.
+
+The HTML report is one self-contained file (PNG figures embedded as base64); the
+Markdown report links its PNGs from a sibling ``<name>_files/`` folder. Both are
+written through temporary names and renamed.
+
+Build (:func:`build_report`) and render (:func:`render_html`, :func:`render_markdown`)
+are kept apart so tests can check the structure without parsing HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from mpc_dc.rundir import write_file_atomic
+from traces.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ReportFormat = Literal["html", "md"]
+
+#: Cost components of the ledger/KPIs: key, label, sign in the net cost.
+COST_COMPONENTS: tuple[tuple[str, str, float], ...] = (
+    ("energy_import_usd", "energy import", 1.0),
+    ("export_revenue_usd", "export revenue", -1.0),
+    ("demand_charge_usd", "demand charge", 1.0),
+    ("unserved_penalty_usd", "unserved-work penalty", 1.0),
+    ("missed_penalty_usd", "missed-deadline penalty", 1.0),
+)
+_COLORS = ("tab:red", "tab:blue", "tab:orange", "tab:purple", "tab:brown")
+
+#: Headline KPIs of a run: key, label, unit, format.
+RUN_KPIS: tuple[tuple[str, str, str, str], ...] = (
+    ("cost_usd", "net cost", "$", "{:,.0f}"),
+    ("energy_import_usd", "energy import cost", "$", "{:,.0f}"),
+    ("export_revenue_usd", "export revenue", "$", "{:,.0f}"),
+    ("demand_charge_usd", "demand charge", "$", "{:,.0f}"),
+    ("unserved_penalty_usd", "unserved-work penalty", "$", "{:,.0f}"),
+    ("missed_penalty_usd", "missed-deadline penalty", "$", "{:,.0f}"),
+    ("import_mwh", "grid import", "MWh", "{:,.1f}"),
+    ("export_mwh", "grid export", "MWh", "{:,.1f}"),
+    ("site_energy_mwh", "site energy", "MWh", "{:,.1f}"),
+    ("renewable_used_mwh", "renewable used", "MWh", "{:,.1f}"),
+    ("curtailed_mwh", "renewable curtailed", "MWh", "{:,.1f}"),
+    ("self_consumption_share", "self-consumption share", "-", "{:.3f}"),
+    ("peak_import_mw", "peak import", "MW", "{:,.1f}"),
+    ("work_df_arrived_wu", "deferrable work arrived", "WU", "{:,.1f}"),
+    ("work_df_missed_wu", "deferrable work missed", "WU", "{:,.3f}"),
+    ("work_nd_unserved_wu", "non-deferrable work unserved", "WU", "{:,.3f}"),
+    ("slo_attainment", "SLO attainment", "-", "{:.4f}"),
+    ("solves", "solves", "-", "{:d}"),
+    ("fallbacks_total", "fallbacks", "-", "{:d}"),
+    ("solve_time_median_s", "solve time (median)", "s", "{:.4f}"),
+    ("wall_time_s", "simulation wall time", "s", "{:.1f}"),
+)
+
+#: Columns of the sweep results table shown in the report: column, header.
+SWEEP_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("controller", "controller"),
+    ("cost_usd", "cost [$]"),
+    ("regret_usd", "regret [$]"),
+    ("regret_pct", "regret [%]"),
+    ("work_df_missed_wu", "missed [WU]"),
+    ("slo_attainment", "SLO attainment [-]"),
+    ("fallbacks_total", "fallbacks"),
+    ("faults_total", "faults"),
+)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A PNG figure of the report."""
+
+    name: str
+    title: str
+    png: bytes
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A report section: heading, paragraphs, tables and figures, in that order."""
+
+    heading: str
+    paragraphs: tuple[str, ...] = ()
+    tables: tuple[pd.DataFrame, ...] = ()
+    figures: tuple[Figure, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    """A built report (format-free)."""
+
+    title: str
+    kind: Literal["run", "sweep"]
+    source: Path
+    sections: list[Section] = field(default_factory=list)
+
+    @property
+    def figures(self) -> list[Figure]:
+        """Every figure, in order."""
+        return [f for s in self.sections for f in s.figures]
+
+
+# ----------------------------------------------------------------------------- build
+
+
+def detect(path: Path) -> Literal["run", "sweep"]:
+    """Whether ``path`` is a run or a sweep directory.
+
+    Raises
+    ------
+    ConfigError
+        Neither (one line naming the directory and what was expected).
+    """
+    path = Path(path)
+    if (path / "kpis.json").is_file() and (path / "ledger.parquet").is_file():
+        return "run"
+    if (path / "results.parquet").is_file():
+        return "sweep"
+    if not path.is_dir():
+        raise ConfigError(path, "directory not found; expected a run or sweep directory")
+    raise ConfigError(path, "not a run or sweep directory; expected kpis.json and "
+                      "ledger.parquet (a run) or results.parquet (a sweep)")
+
+
+def build_report(path: Path, *, day: str | None = None, run_id: str | None = None) -> Report:
+    """Build the report of a run or sweep directory.
+
+    Parameters
+    ----------
+    path : Path
+    day : str, optional
+        Local calendar day (``YYYY-MM-DD``) of the power-flow plot; default the
+        run's first full local day.
+    run_id : str, optional
+        For a sweep: the run whose day of power flows is shown (default none).
+    """
+    path = Path(path)
+    if detect(path) == "run":
+        return _run_report(path, day)
+    return _sweep_report(path, day, run_id)
+
+
+def _run_report(path: Path, day: str | None) -> Report:
+    kpis, ledger, meta, scenario = _read_run(path)
+    tz = scenario.get("run", {}).get("local_tz", "America/New_York")
+    name = str(meta.get("scenario", path.name))
+    start = pd.Timestamp(ledger.index[0]).tz_convert(tz)
+    days = len(ledger) / 96
+    report = Report(f"Run report: {name}", "run", path)
+    report.sections.append(Section(
+        "Summary",
+        (f"Controller {meta.get('controller', '?')}; {days:g} days from "
+         f"{start:%Y-%m-%d %H:%M} ({tz}); seed {meta.get('seed', '?')}; "
+         f"code {meta.get('git', '?')}.",),
+        (kpi_table(kpis),),
+    ))
+    report.sections.append(Section(
+        "Cost components", (), (),
+        (Figure("cost_components", "Cost components of the run",
+                _png(_cost_bar(kpis, name)),
+                "Positive bars add to the net cost, negative ones (export revenue) reduce it."),),
+    ))
+    chosen = pick_day(ledger, tz, day)
+    report.sections.append(Section(
+        f"Power flows on {chosen}", (), (),
+        (Figure("power_flows_day", f"Power flows on {chosen}",
+                _png(_day_flows(ledger, tz, chosen, name)),
+                "Export is drawn below zero; realized prices in the lower panel."),),
+    ))
+    report.sections.append(Section(
+        "Prices", (), (),
+        (Figure("prices", "Realized prices over the run", _png(_prices(ledger, tz)), ""),),
+    ))
+    counts = {f"fallback: {k}": v for k, v in kpis.get("fallbacks", {}).items()}
+    counts |= {f"fault: {k}": v for k, v in kpis.get("faults", {}).items()}
+    if counts:
+        table = pd.DataFrame({"event": list(counts), "count": list(counts.values())})
+        report.sections.append(Section("Fallbacks and faults", (), (table,)))
+    return report
+
+
+def _read_run(path: Path) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any],
+                                   dict[str, Any]]:
+    from mpc_dc.rundir import read_run
+
+    kpis, ledger, meta = read_run(path)
+    scenario_path = path / "scenario.json"
+    scenario = (json.loads(scenario_path.read_text(encoding="utf-8"))
+                if scenario_path.is_file() else {})
+    return kpis, ledger, meta, scenario
+
+
+def kpi_table(kpis: dict[str, Any]) -> pd.DataFrame:
+    """Headline KPIs as a table with a unit column (missing KPIs are left out)."""
+    rows = []
+    for key, label, unit, fmt in RUN_KPIS:
+        value = kpis.get(key)
+        if value is None or (isinstance(value, float) and not np.isfinite(value)):
+            continue
+        text = fmt.format(int(value)) if fmt == "{:d}" else fmt.format(float(value))
+        rows.append({"KPI": label, "value": text, "unit": unit})
+    return pd.DataFrame(rows, columns=["KPI", "value", "unit"])
+
+
+def pick_day(ledger: pd.DataFrame, tz: str, day: str | None) -> str:
+    """The local day to plot: ``day`` if inside the run, else the first full local day.
+
+    Raises
+    ------
+    ConfigError
+        ``day`` is not a date or not inside the run (names the days available).
+    """
+    local = pd.DatetimeIndex(ledger.index).tz_convert(tz)
+    dates = pd.Index(local.date)
+    counts = pd.Series(1, index=dates).groupby(level=0).sum()
+    if day is not None:
+        try:
+            wanted = pd.Timestamp(day).date()
+        except ValueError:
+            raise ConfigError("--day", f"expected a date YYYY-MM-DD, got {day!r}") from None
+        if wanted not in counts.index:
+            raise ConfigError("--day", f"{day} is not in the run; expected a day from "
+                              f"{counts.index[0]} to {counts.index[-1]}")
+        return str(wanted)
+    full = counts[counts >= 92]  # 92 on a spring-forward day
+    return str(full.index[0] if len(full) else counts.index[0])
+
+
+def _sweep_report(path: Path, day: str | None, run_id: str | None) -> Report:
+    table = pd.read_parquet(path / "results.parquet")
+    manifest_path = path / "sweep.json"
+    manifest = (json.loads(manifest_path.read_text(encoding="utf-8"))
+                if manifest_path.is_file() else {})
+    name = str(manifest.get("name", path.name))
+    overrides = [c for c in table.columns if c in _override_keys(manifest, table)]
+    table = table.copy()
+    fault_cols = [c for c in table.columns if c.startswith("faults.")]
+    if fault_cols:
+        table["faults_total"] = table[fault_cols].sum(axis=1)
+    done = table[table["status"] == "done"]
+    report = Report(f"Sweep report: {name}", "sweep", path)
+    missing = len(table) - len(done)
+    summary = [f"{len(table)} runs, {len(done)} complete"
+               + (f", {missing} unfinished (run the sweep command again to finish them)"
+                  if missing else "") + ".",
+               "Overrides: " + (", ".join(overrides) or "none") + "."]
+    if "regret_usd" in table.columns:
+        ref = manifest.get("reference", {})
+        summary.append("Regret is the cost above the reference run with the same other "
+                       f"overrides ({', '.join(f'{k} = {v}' for k, v in ref.items())}).")
+    report.sections.append(Section("Summary", tuple(summary), (_sweep_table(table, overrides),)))
+    if done.empty:
+        return report
+    report.sections.append(Section(
+        "Regret vs forecast error", (), (),
+        (Figure("regret_vs_error", "Regret vs forecast error level",
+                _png(_regret_plot(done, overrides)),
+                "Curves: noisy Oracle over its error level (std at 24 h lead as a fraction "
+                "of the series std); dashed lines: forecasters without an error level."),),
+    ))
+    report.sections.append(Section(
+        "Cost components per run", (), (),
+        (Figure("cost_components", "Cost components per run",
+                _png(_cost_bars(done, overrides)), ""),),
+    ))
+    slo = [c for c in ("slo_attainment", "slo_attainment_estimate") if c in done.columns]
+    if slo and done[slo[0]].notna().any():
+        report.sections.append(Section(
+            "SLO attainment", (), (),
+            (Figure("slo_attainment", "SLO attainment per run",
+                    _png(_slo_bars(done, slo[0], overrides)), ""),),
+        ))
+    else:
+        report.sections.append(Section(
+            "SLO attainment",
+            ("No SLO KPIs in these runs: RCDC runs schedule work units and have no "
+             "request-level serving model (fleet runs report slo_attainment).",),
+        ))
+    if run_id is not None:
+        run_dir = path / "runs" / run_id
+        if not (run_dir / "kpis.json").is_file():
+            raise ConfigError("--run", f"{run_id} is not a finished run of {path}")
+        _, ledger, _, scenario = _read_run(run_dir)
+        tz = scenario.get("run", {}).get("local_tz", "America/New_York")
+        chosen = pick_day(ledger, tz, day)
+        report.sections.append(Section(
+            f"Power flows of {run_id} on {chosen}", (), (),
+            (Figure("power_flows_day", f"Power flows on {chosen}",
+                    _png(_day_flows(ledger, tz, chosen, short_label(run_id))), ""),),
+        ))
+    return report
+
+
+def _override_keys(manifest: dict[str, Any], table: pd.DataFrame) -> list[str]:
+    keys: dict[str, None] = {}
+    for run in manifest.get("runs", []):
+        keys.update(dict.fromkeys(run.get("overrides", {})))
+    if not keys:  # no manifest: dotted scenario keys
+        keys = dict.fromkeys(c for c in table.columns
+                             if c.split(".")[0] in {"run", "data", "site", "controller"})
+    return list(keys)
+
+
+def _sweep_table(table: pd.DataFrame, overrides: list[str]) -> pd.DataFrame:
+    shown = pd.DataFrame({"run": [short_label(r) for r in table["run_id"]],
+                          "status": table["status"]})
+    for key in overrides:
+        shown[key] = table[key].map(lambda v: "" if v is None or pd.isna(v) else v)
+    for column, header in SWEEP_COLUMNS:
+        if column not in table.columns:
+            continue
+        values = table[column]
+        if column == "controller":
+            shown[header] = values.fillna("")
+        elif column.endswith("_pct"):
+            shown[header] = values.map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+        elif column in ("fallbacks_total", "faults_total"):
+            shown[header] = values.map(lambda v: "" if pd.isna(v) else f"{int(v)}")
+        elif column == "slo_attainment":
+            shown[header] = values.map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
+        else:
+            shown[header] = values.map(lambda v: "" if pd.isna(v) else f"{v:,.1f}")
+    return shown
+
+
+def short_label(run_id: str) -> str:
+    """Run id without its hash (``forecaster=sarimax__deferrable_share=0.2``)."""
+    return re.sub(r"__[0-9a-f]{10}$", "", run_id)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _cost_bar(kpis: dict[str, Any], name: str) -> plt.Figure:
+    labels, values, colors = [], [], []
+    for (key, label, sign), color in zip(COST_COMPONENTS, _COLORS, strict=True):
+        value = float(kpis.get(key, 0.0))
+        if value or key in ("energy_import_usd", "export_revenue_usd"):
+            labels.append(label)
+            values.append(sign * value / 1000.0)
+            colors.append(color)
+    labels.append("net cost")
+    values.append(float(kpis["cost_usd"]) / 1000.0)
+    colors.append("black")
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(labels) + 1.2))
+    bars = ax.barh(labels, values, color=colors, alpha=0.8)
+    ax.bar_label(bars, labels=[f"{v:,.1f}" for v in values], padding=3, fontsize=8)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel("cost [k$] (negative = revenue)")
+    ax.set_title(f"Cost components: {name}")
+    ax.grid(axis="x", alpha=0.3)
+    ax.margins(x=0.15)
+    return fig
+
+
+def _day_flows(ledger: pd.DataFrame, tz: str, day: str, name: str) -> plt.Figure:
+    local = pd.DatetimeIndex(ledger.index).tz_convert(tz)
+    part = ledger[np.asarray(local.date) == pd.Timestamp(day).date()]
+    index = pd.DatetimeIndex(part.index).tz_convert(tz)
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True,
+                                  gridspec_kw={"height_ratios": [2.2, 1]})
+    self_used = part["renewable_used_mw"] - part["export_mw"]
+    ax.fill_between(index, 0, self_used, step="post", color="tab:green", alpha=0.5,
+                    label="renewable used on site")
+    ax.fill_between(index, self_used, self_used + part["import_mw"], step="post",
+                    color="tab:red", alpha=0.4, label="grid import")
+    ax.fill_between(index, 0, -part["export_mw"], step="post", color="tab:blue", alpha=0.4,
+                    label="grid export")
+    ax.step(index, part["site_load_mw"], where="post", color="black", lw=1.2,
+            label="site load")
+    ax.step(index, part["renewable_available_mw"], where="post", color="tab:green", lw=0.9,
+            ls="--", label="renewable available")
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_ylabel("power [MW]")
+    ax.set_title(f"Power flows on {day} ({tz})\n{name}", fontsize=10)
+    # Outside the axes: the load sits at the top of the frame at full utilisation.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    ax.grid(alpha=0.3)
+    same = part["export_price_usd_per_mwh"].equals(part["import_price_usd_per_mwh"])
+    ax2.step(index, part["import_price_usd_per_mwh"], where="post", color="tab:red",
+             label="price (import = export)" if same else "import price")
+    if not same:
+        ax2.step(index, part["export_price_usd_per_mwh"], where="post", color="tab:blue",
+                 label="export price")
+    ax2.axhline(0, color="grey", lw=0.6)
+    ax2.set_ylabel("price [$/MWh]")
+    ax2.set_xlabel(f"local time [{tz}]")
+    ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    ax2.grid(alpha=0.3)
+    ax2.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=index.tz))
+    return fig
+
+
+def _prices(ledger: pd.DataFrame, tz: str) -> plt.Figure:
+    index = pd.DatetimeIndex(ledger.index).tz_convert(tz)
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    same = ledger["export_price_usd_per_mwh"].equals(ledger["import_price_usd_per_mwh"])
+    ax.step(index, ledger["import_price_usd_per_mwh"], where="post", lw=0.9,
+            label="price (import = export)" if same else "import price")
+    if not same:
+        ax.step(index, ledger["export_price_usd_per_mwh"], where="post", lw=0.9,
+                label="export price")
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_ylabel("price [$/MWh]")
+    ax.set_xlabel(f"local time [{tz}]")
+    ax.set_title("Realized prices")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d", tz=index.tz))
+    return fig
+
+
+def _panels(done: pd.DataFrame, overrides: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    """Split runs by their non-controller overrides (e.g. the deferrable share)."""
+    keys = [k for k in overrides if not k.startswith("controller.")]
+    if not keys:
+        return [("all runs", done)]
+    groups = done.groupby(keys, sort=True, dropna=False)
+    return [(", ".join(f"{k.split('.')[-1]} = {v}" for k, v in
+                       zip(keys, name if isinstance(name, tuple) else (name,), strict=True)),
+             part) for name, part in groups][:6]
+
+
+def _regret_plot(done: pd.DataFrame, overrides: list[str]) -> plt.Figure:
+    metric, unit = (("regret_pct", "regret vs perfect foresight [%]")
+                    if "regret_pct" in done.columns else ("cost_usd", "cost [$]"))
+    panels = _panels(done, overrides)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False,
+                             sharey=True)
+    level = "controller.error_level"
+    for ax, (title, part) in zip(axes[0], panels, strict=True):
+        cmap = plt.get_cmap("tab10")
+        for k, (controller, rows) in enumerate(part.groupby("controller", sort=True)):
+            levels = rows[level] if level in rows.columns else pd.Series(dtype=float)
+            color = cmap(k % 10)
+            if levels.notna().sum() > 1:
+                curve = rows.assign(_x=levels.astype(float)).sort_values("_x")
+                ax.plot(curve["_x"], curve[metric], marker="o", color=color,
+                        label=str(controller))
+            elif metric == "regret_pct" and (rows["regret_usd"].abs() < 1e-9).all():
+                continue  # the reference itself: regret 0 by definition
+            else:
+                ax.axhline(float(rows[metric].mean()), color=color, ls="--",
+                           label=str(controller))
+        if metric == "regret_pct":
+            ax.axhline(0, color="black", lw=0.8, label="perfect foresight")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("forecast error level [-] (std at 24 h / series std)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(unit)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle("Regret vs forecast error, per forecaster")
+    return fig
+
+
+def _cost_bars(done: pd.DataFrame, overrides: list[str]) -> plt.Figure:
+    labels = [short_label(r) for r in done["run_id"]]
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(done) + 1.6))
+    y = np.arange(len(done))
+    left_pos = np.zeros(len(done))
+    left_neg = np.zeros(len(done))
+    for (key, label, sign), color in zip(COST_COMPONENTS, _COLORS, strict=True):
+        if key not in done.columns:
+            continue
+        values = sign * done[key].astype(float).fillna(0.0).to_numpy() / 1000.0
+        if not np.any(values):
+            continue
+        left = np.where(values >= 0, left_pos, left_neg)
+        ax.barh(y, values, left=left, color=color, alpha=0.8, label=label)
+        left_pos += np.maximum(values, 0)
+        left_neg += np.minimum(values, 0)
+    ax.plot(done["cost_usd"].astype(float) / 1000.0, y, "k|", ms=12, mew=2, label="net cost")
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlabel("cost [k$] (negative = revenue)")
+    ax.set_title("Cost components per run")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def _slo_bars(done: pd.DataFrame, column: str, overrides: list[str]) -> plt.Figure:
+    labels = [short_label(r) for r in done["run_id"]]
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(done) + 1.6))
+    ax.barh(np.arange(len(done)), 100.0 * done[column].astype(float), color="tab:green")
+    ax.set_yticks(np.arange(len(done)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("SLO attainment [%]")
+    ax.set_title("SLO attainment per run")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+# ----------------------------------------------------------------------------- render
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+    "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
+    "figure{margin:1.5em 0}img{max-width:100%}figcaption{font-size:13px;color:#555}"
+)
+
+
+def render_html(report: Report) -> str:
+    """One self-contained HTML page (figures embedded as base64 PNG)."""
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{html.escape(report.title)}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{html.escape(report.title)}</h1>",
+             f"<p>Source: <code>{html.escape(str(report.source))}</code></p>"]
+    for section in report.sections:
+        parts.append(f"<h2>{html.escape(section.heading)}</h2>")
+        parts += [f"<p>{html.escape(p)}</p>" for p in section.paragraphs]
+        parts += [t.to_html(index=False, escape=True, border=0, na_rep="")
+                  for t in section.tables]
+        for fig in section.figures:
+            data = base64.b64encode(fig.png).decode("ascii")
+            parts.append(
+                f'<figure id="{fig.name}"><img src="data:image/png;base64,{data}" '
+                f'alt="{html.escape(fig.title)}">'
+                + (f"<figcaption>{html.escape(fig.caption)}</figcaption>" if fig.caption else "")
+                + "</figure>"
+            )
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A pipe table (no external dependency)."""
+    def cell(value: Any) -> str:
+        text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else value
+        return str(text).replace("|", "\\|")
+
+    header = "| " + " | ".join(cell(c) for c in table.columns) + " |"
+    rule = "|" + "---|" * len(table.columns)
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |"
+            for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def render_markdown(report: Report, figure_dir: str) -> str:
+    """Markdown text; figures are linked as ``<figure_dir>/<name>.png``."""
+    parts = [f"# {report.title}", "", f"Source: `{report.source}`", ""]
+    for section in report.sections:
+        parts += [f"## {section.heading}", ""]
+        for paragraph in section.paragraphs:
+            parts += [paragraph, ""]
+        for table in section.tables:
+            parts += [markdown_table(table), ""]
+        for fig in section.figures:
+            parts += [f"![{fig.title}]({figure_dir}/{fig.name}.png)", ""]
+            if fig.caption:
+                parts += [f"*{fig.caption}*", ""]
+    return "\n".join(parts)
+
+
+def write_report(
+    path: Path,
+    *,
+    out: Path | None = None,
+    fmt: ReportFormat = "html",
+    day: str | None = None,
+    run_id: str | None = None,
+) -> Path:
+    """Build and write the report of ``path``; return the report file.
+
+    ``out`` defaults to ``<path>/report.html`` (or ``.md``). Files are written through
+    temporary names and renamed, so a failed write leaves an earlier report intact.
+    """
+    report = build_report(Path(path), day=day, run_id=run_id)
+    target = Path(out) if out is not None else Path(path) / f"report.{fmt}"
+    if fmt == "html":
+        text = render_html(report)
+    else:
+        folder = target.with_name(f"{target.stem}_files")
+        for fig in report.figures:
+            write_file_atomic(folder / f"{fig.name}.png", _png_writer(fig.png))
+        text = render_markdown(report, folder.name)
+    write_file_atomic(target, lambda p: p.write_text(text, encoding="utf-8"))
+    logger.info("report written to %s", target)
+    return target
+
+
+def _png_writer(png: bytes) -> Callable[[Path], object]:
+    return lambda p: p.write_bytes(png)
+
+
+def figure_names(report: Report) -> Sequence[str]:
+    """Names of the report's figures (for tests and logs)."""
+    return [f.name for f in report.figures]

@@ -1,0 +1,691 @@
+"""Scenario sweeps: a ``[sweep]`` table expanded into runs, executed locally or on dask.
+
+A sweep file is a scenario file (inline ``[run]``, ``[data]``, ``[site]``,
+``[controller]`` tables, or ``sweep.base = "path.toml"``) plus a ``[sweep]`` table::
+
+    [sweep]
+    name = "forecast-error"
+    reference = { "controller.kind" = "perfect" }     # optional: regret partner
+    list = [ { "controller.kind" = "perfect" },
+             { "controller.forecaster" = "sarimax" } ]
+    [sweep.grid]
+    "run.deferrable_share" = [0.2, 0.4, 0.6]
+
+The runs are every ``list`` entry combined with every point of the ``grid``
+(cartesian product; a missing ``list`` is one empty entry, a missing ``grid`` one
+empty point). Each run gets a deterministic id, a readable slug of its overrides
+and a hash of the base scenario and the overrides, e.g.
+``forecaster=sarimax__deferrable_share=0.2__1a2b3c4d5e``.
+
+Output layout::
+
+    OUT/
+      sweep.json        the resolved sweep: base scenario, runs (id, overrides), status
+      runs/<id>/        one run directory per run (written atomically by the runner)
+      results.parquet   one row per run: run id, overrides, KPIs (no wall times)
+      results.csv       the same table as CSV
+      timings.csv       wall and solve times per run (these differ between executions)
+
+Resume: a run whose directory holds ``kpis.json`` is finished and skipped; run
+directories are renamed into place only when complete, so a killed sweep run
+again with the same command re-runs exactly the unfinished runs. The results
+table is rebuilt from the run directories in expansion order, so the local and
+the dask executors give identical tables.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from mpc_dc.config import to_mapping
+from mpc_dc.rundir import RunDirExistsError, write_file_atomic, write_json
+from mpc_dc.scenario import (
+    Scenario,
+    default_scenario,
+    read_toml,
+    scenario_from_table,
+    with_overrides,
+)
+from traces.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+Executor = Literal["local", "dask"]
+
+SWEEP_KEYS = ("name", "base", "grid", "list", "reference")
+"""Keys of the ``[sweep]`` table."""
+
+TIMING_KPIS = (
+    "wall_time_s",
+    "setup_time_s",
+    "decide_time_total_s",
+    "solve_time_median_s",
+    "solve_time_p95_s",
+    "highs_time_median_s",
+)
+"""KPIs that measure the machine, not the run: kept out of the results table."""
+
+NESTED_KPIS = ("fallbacks", "faults", "formulations")
+"""Counter KPIs flattened to ``<name>.<key>`` columns (missing counts are 0)."""
+
+MAX_RUNS = 100_000
+"""Largest sweep accepted (a typo such as a 1e6-point grid is an error, not a month)."""
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One run of a sweep.
+
+    Attributes
+    ----------
+    run_id : str
+        Deterministic id: readable slug + hash of base scenario and overrides.
+    overrides : tuple of (str, value)
+        Dotted-key overrides in the order the sweep file gives them.
+    scenario : Scenario
+        The base scenario with the overrides applied (validated).
+    """
+
+    run_id: str
+    overrides: tuple[tuple[str, Any], ...]
+    scenario: Scenario
+
+    @property
+    def override_dict(self) -> dict[str, Any]:
+        """The overrides as a dict."""
+        return dict(self.overrides)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A parsed and validated sweep file.
+
+    Attributes
+    ----------
+    name : str
+    source : Path
+        The sweep file.
+    base : Scenario
+        Scenario every run starts from.
+    grid : tuple of (str, tuple of values)
+        Dotted key → values; the runs take the cartesian product.
+    cases : tuple of dict
+        The ``list`` entries (each an override set).
+    reference : dict
+        Overrides that mark the regret reference run (e.g. perfect foresight); empty
+        for none. A run's partner has the reference overrides and the same values as
+        the run on every key outside the reference keys' tables.
+    runs : tuple of SweepRun
+        The expanded runs, in expansion order (list entries outer, grid inner).
+    """
+
+    name: str
+    source: Path
+    base: Scenario
+    grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    cases: tuple[dict[str, Any], ...] = ()
+    reference: dict[str, Any] = field(default_factory=dict)
+    runs: tuple[SweepRun, ...] = ()
+
+    @property
+    def override_keys(self) -> list[str]:
+        """Every overridden key, in first-seen order."""
+        keys: dict[str, None] = {}
+        for run in self.runs:
+            keys.update(dict.fromkeys(k for k, _ in run.overrides))
+        return list(keys)
+
+
+# ----------------------------------------------------------------------------- parse
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read, validate and expand a sweep file.
+
+    Every run's scenario is built and validated here, before anything runs.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file and the key (``sweep.grid.<key>``,
+        ``sweep.list[i].<key>`` ...) for any problem.
+    """
+    file = Path(path)
+    table = read_toml(file, "sweep")
+    if "sweep" not in table:
+        raise ConfigError(file, "required table is missing; a sweep file needs a [sweep] "
+                          "table with 'grid' and/or 'list'", key="sweep")
+    raw = table.pop("sweep")
+    if not isinstance(raw, dict):
+        raise ConfigError(file, f"expected a table, got {raw!r}", key="sweep")
+    for key in raw:
+        if key not in SWEEP_KEYS:
+            close = difflib.get_close_matches(key, SWEEP_KEYS, n=1, cutoff=0.5)
+            hint = (f"did you mean '{close[0]}'?" if close
+                    else f"valid keys: {', '.join(SWEEP_KEYS)}")
+            if "." in key:
+                hint += "; scenario overrides go in sweep.grid or sweep.list"
+            raise ConfigError(file, f"unknown key; {hint}", key=f"sweep.{key}")
+    base = _base_scenario(file, table, raw.get("base"))
+    name = raw.get("name", base.name)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(file, f"expected a non-empty string, got {name!r}", key="sweep.name")
+    grid = _grid(file, raw.get("grid", {}))
+    cases = _cases(file, raw.get("list", [{}]))
+    if not grid and cases == ({},):
+        raise ConfigError(file, "nothing to sweep; expected 'grid' and/or 'list'", key="sweep")
+    reference = raw.get("reference", {})
+    if not isinstance(reference, dict):
+        raise ConfigError(file, f"expected a table of overrides, got {reference!r}",
+                          key="sweep.reference")
+    runs = expand(file, base, grid, cases)
+    if reference:
+        with_overrides(base, reference, str(file))
+        if not any(_matches(run.override_dict, reference) for run in runs):
+            raise ConfigError(file, f"no run has the reference overrides {reference}",
+                              key="sweep.reference")
+    return SweepSpec(name, file, base, grid, cases, reference, tuple(runs))
+
+
+def _base_scenario(file: Path, table: dict[str, Any], base: Any) -> Scenario:
+    if base is None:
+        if not table:
+            return default_scenario()
+        return scenario_from_table(table, file)
+    if not isinstance(base, str):
+        raise ConfigError(file, f"expected a path string, got {base!r}", key="sweep.base")
+    if table:
+        raise ConfigError(file, "give either sweep.base or inline scenario tables, not both "
+                          f"(found {', '.join(table)})", key="sweep.base")
+    path = Path(base) if Path(base).is_absolute() else file.parent / base
+    if not path.is_file():
+        raise ConfigError(file, f"base scenario {path} not found", key="sweep.base")
+    return scenario_from_table(read_toml(path), path)
+
+
+def _grid(file: Path, grid: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    if not isinstance(grid, dict):
+        raise ConfigError(file, f"expected a table of key = [values], got {grid!r}",
+                          key="sweep.grid")
+    out = []
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(file, f"expected a non-empty list of values, got {values!r}",
+                              key=f"sweep.grid.{key}")
+        if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
+            raise ConfigError(file, f"repeated value in {values!r}", key=f"sweep.grid.{key}")
+        out.append((key, tuple(values)))
+    return tuple(out)
+
+
+def _cases(file: Path, cases: Any) -> tuple[dict[str, Any], ...]:
+    if not isinstance(cases, list) or not cases:
+        raise ConfigError(file, f"expected a non-empty list of tables, got {cases!r}",
+                          key="sweep.list")
+    for i, case in enumerate(cases):
+        if not isinstance(case, dict):
+            raise ConfigError(file, f"expected a table of overrides, got {case!r}",
+                              key=f"sweep.list[{i}]")
+    return tuple(cases)
+
+
+def expand(
+    source: str | Path,
+    base: Scenario,
+    grid: Sequence[tuple[str, Sequence[Any]]],
+    cases: Sequence[dict[str, Any]] = ({},),
+) -> list[SweepRun]:
+    """Runs of ``cases`` × the cartesian product of ``grid``, each validated.
+
+    Raises
+    ------
+    ConfigError
+        A key in both a case and the grid, a repeated override set, an invalid
+        override (unknown key with the nearest valid key, wrong type, out of range),
+        or more than :data:`MAX_RUNS` runs.
+    """
+    n = len(cases) * int(np.prod([len(v) for _, v in grid])) if grid else len(cases)
+    if n > MAX_RUNS:
+        raise ConfigError(source, f"{n} runs; expected at most {MAX_RUNS}", key="sweep")
+    keys = [k for k, _ in grid]
+    runs: list[SweepRun] = []
+    seen: dict[str, int] = {}
+    base_hash = _digest(to_mapping(base))
+    for i, case in enumerate(cases):
+        where = f"sweep.list[{i}]" if cases != ({},) else "sweep.grid"
+        for key in case:
+            if key in keys:
+                raise ConfigError(source, "given in both sweep.list and sweep.grid",
+                                  key=f"{where}.{key}")
+        for point in itertools.product(*(v for _, v in grid)):
+            overrides = (*case.items(), *zip(keys, point, strict=True))
+            try:
+                scenario = with_overrides(base, dict(overrides), str(source))
+            except ConfigError as err:
+                label = where if not grid or where == "sweep.grid" else f"{where} x sweep.grid"
+                raise ConfigError(
+                    source, f"{err.message} (override in {label})",
+                    key=err.key,
+                ) from None
+            run_id = make_run_id(overrides, base_hash)
+            if run_id in seen:
+                raise ConfigError(source, f"run {run_id} appears twice", key=where)
+            seen[run_id] = len(runs)
+            runs.append(SweepRun(run_id, tuple(overrides), scenario))
+    return runs
+
+
+def _digest(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def make_run_id(overrides: Sequence[tuple[str, Any]], base_hash: str = "") -> str:
+    """Deterministic run id: ``<slug>__<hash>``.
+
+    The slug is ``last-key=value`` pairs (readable, truncated to 80 characters); the
+    10-hex-digit hash covers the base scenario (``base_hash``) and the sorted
+    overrides, so ids are unique and stable across executions and machines.
+    """
+    parts = [f"{key.rsplit('.', 1)[-1]}={_value_text(value)}" for key, value in overrides]
+    slug = re.sub(r"[^A-Za-z0-9._=+-]", "-", "__".join(parts))[:80] or "base"
+    digest = _digest({"base": base_hash, "overrides": sorted(overrides, key=lambda kv: kv[0])})
+    return f"{slug}__{digest[:10]}"
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict | list):
+        return _digest(value)[:6]
+    return str(value)
+
+
+def _matches(overrides: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    return all(k in overrides and overrides[k] == v for k, v in wanted.items())
+
+
+# ----------------------------------------------------------------------------- execute
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What one task reports back.
+
+    Attributes
+    ----------
+    run_id : str
+    status : {"done", "skipped", "failed"}
+    message : str
+        The error for a failed run.
+    wall_time_s : float [s]
+    """
+
+    run_id: str
+    status: Literal["done", "skipped", "failed"]
+    message: str = ""
+    wall_time_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """A finished (or partly finished) sweep.
+
+    Attributes
+    ----------
+    out : Path
+    table : DataFrame
+        The results table (also written as Parquet and CSV).
+    reports : list of RunReport
+        One per run, in expansion order.
+    wall_time_s : float [s]
+    """
+
+    out: Path
+    table: pd.DataFrame
+    reports: list[RunReport]
+    wall_time_s: float
+
+    @property
+    def failed(self) -> list[RunReport]:
+        """Runs that failed this time."""
+        return [r for r in self.reports if r.status == "failed"]
+
+
+def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
+    """Run one sweep run into ``run_dir`` (atomically); a task of every executor.
+
+    A run that raises is reported as failed (logged with its traceback) rather than
+    raised, so that one bad run does not lose the others and dask does not retry a
+    deterministic failure on other workers.
+    """
+    from mpc_dc.runner import run_scenario
+
+    tick = time.perf_counter()
+    try:
+        run_scenario(
+            run.scenario,
+            out=Path(run_dir),
+            plots=plots,
+            extra_meta={"sweep": {"run_id": run.run_id, "overrides": run.override_dict}},
+        )
+    except Exception as err:  # reported per run; the sweep goes on
+        logger.exception("run %s failed", run.run_id)
+        message = " ".join(str(err).split()) or type(err).__name__
+        return RunReport(run.run_id, "failed", f"{type(err).__name__}: {message}",
+                         time.perf_counter() - tick)
+    return RunReport(run.run_id, "done", "", time.perf_counter() - tick)
+
+
+def is_complete(run_dir: Path) -> bool:
+    """A run directory is complete when its ``kpis.json`` exists (written, then renamed)."""
+    return (run_dir / "kpis.json").is_file()
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out: Path,
+    *,
+    executor: Executor = "local",
+    workers: int = 1,
+    scheduler: str | None = None,
+    plots: bool = False,
+    on_report: Callable[[RunReport, int, int], object] | None = None,
+) -> SweepOutcome:
+    """Execute ``spec`` into ``out``; skip finished runs; rebuild the results table.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+    out : Path
+        Sweep directory (created; reused to resume).
+    executor : {"local", "dask"}
+        ``local``: in this process (``workers == 1``) or a process pool. ``dask``: a
+        ``distributed.LocalCluster`` of ``workers`` single-threaded processes, or the
+        scheduler at ``scheduler`` (its workers must see ``out`` on a shared file
+        system and have mpc-dc installed).
+    workers : int
+    scheduler : str, optional
+        Address of a running dask scheduler (``tcp://host:8786``).
+    plots : bool
+        Write each run's PNG plots.
+    on_report : callable, optional
+        ``on_report(report, finished, total)`` after each run.
+
+    Raises
+    ------
+    RunDirExistsError
+        ``out`` holds a different sweep, or another sweep is running in it.
+    RunWriteError
+        Writing the results failed (earlier results are left intact).
+    """
+    out = Path(out)
+    tick = time.perf_counter()
+    with _sweep_lock(out):
+        _check_same_sweep(spec, out)
+        runs_dir = out / "runs"
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(runs_dir)
+        write_file_atomic(out / "sweep.json", lambda p: write_json(p, manifest(spec)))
+        todo = [r for r in spec.runs if not is_complete(runs_dir / r.run_id)]
+        reports = {r.run_id: RunReport(r.run_id, "skipped") for r in spec.runs
+                   if is_complete(runs_dir / r.run_id)}
+        logger.info("sweep %s: %d runs, %d finished already, %d to run (%s)", spec.name,
+                    len(spec.runs), len(reports), len(todo), executor)
+        total = len(spec.runs)
+
+        def done(report: RunReport) -> None:
+            reports[report.run_id] = report
+            if on_report is not None:
+                on_report(report, len(reports), total)
+
+        for report in reports.values():
+            if on_report is not None:
+                on_report(report, len(reports), total)
+        if todo:
+            if executor == "dask":
+                _run_dask(todo, runs_dir, workers, scheduler, plots, done)
+            elif workers > 1:
+                _run_pool(todo, runs_dir, workers, plots, done)
+            else:
+                for run in todo:
+                    done(execute_run(run, str(runs_dir / run.run_id), plots))
+        table = results_table(spec, out)
+        write_tables(out, table, timings_table(spec, out))
+    ordered = [reports[r.run_id] for r in spec.runs]
+    return SweepOutcome(out, table, ordered, time.perf_counter() - tick)
+
+
+def _run_pool(todo: list[SweepRun], runs_dir: Path, workers: int, plots: bool,
+              done: Callable[[RunReport], None]) -> None:
+    import multiprocessing
+
+    # spawn: a clean interpreter per worker (fork with solver threads is unsafe).
+    with ProcessPoolExecutor(max_workers=workers,
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(execute_run, run, str(runs_dir / run.run_id), plots): run
+                   for run in todo}
+        for future in as_completed(futures):
+            run = futures[future]
+            try:
+                done(future.result())
+            except Exception as err:  # a worker process died; the run is retried on resume
+                logger.error("run %s lost its worker: %s", run.run_id, err)
+                done(RunReport(run.run_id, "failed", f"worker lost: {type(err).__name__}"))
+
+
+def _run_dask(todo: list[SweepRun], runs_dir: Path, workers: int, scheduler: str | None,
+              plots: bool, done: Callable[[RunReport], None]) -> None:
+    from distributed import Client, LocalCluster
+    from distributed import as_completed as dask_completed
+
+    # distributed logs its own start-up chatter at INFO; follow the caller's verbosity.
+    dask_logger = logging.getLogger("distributed")
+    previous = dask_logger.level
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        dask_logger.setLevel(logging.WARNING)
+    cluster: LocalCluster | None = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        # A random dashboard port: several sweeps (or helpers) may share a machine.
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=":0", silence_logs=logging.ERROR)
+        client = Client(cluster)
+    try:
+        futures = {
+            client.submit(execute_run, run, str(runs_dir / run.run_id), plots,
+                          key=f"mpc-dc-run-{run.run_id}", pure=False): run
+            for run in todo
+        }
+        for future in dask_completed(list(futures)):
+            run = futures[future]
+            try:
+                done(future.result())
+            except Exception as err:  # KilledWorker and the like; retried on resume
+                logger.error("run %s lost its worker: %s", run.run_id, err)
+                done(RunReport(run.run_id, "failed", f"worker lost: {type(err).__name__}"))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+        dask_logger.setLevel(previous)
+
+
+@contextmanager
+def _sweep_lock(out: Path) -> Iterator[None]:
+    """One sweep process per directory; a lock left by a killed sweep is taken over."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / ".sweep.lock"
+    if lock.exists():
+        try:
+            pid = int(lock.read_text(encoding="utf-8").strip() or 0)
+        except ValueError:
+            pid = 0
+        if pid and pid != os.getpid() and _alive(pid):
+            raise RunDirExistsError(f"{out}: another sweep (pid {pid}) is running in this "
+                                    "directory; wait for it or stop it")
+        logger.info("taking over the lock of a stopped sweep (pid %s)", pid)
+    lock.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _check_same_sweep(spec: SweepSpec, out: Path) -> None:
+    """Refuse to mix two different sweeps in one directory (runs would not line up)."""
+    path = out / "sweep.json"
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return
+    if old.get("base_hash") != _digest(to_mapping(spec.base)):
+        raise RunDirExistsError(f"{out}: holds a sweep with a different base scenario; "
+                                "choose another --out")
+
+
+def _remove_leftovers(runs_dir: Path) -> None:
+    """Remove temporary run directories of killed runs (they are re-run)."""
+    for tmp in runs_dir.glob("*.tmp-*"):
+        logger.info("removing the unfinished run directory %s", tmp.name)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def manifest(spec: SweepSpec) -> dict[str, Any]:
+    """The resolved sweep as JSON-able data (written as ``sweep.json``)."""
+    return {
+        "name": spec.name,
+        "source": str(spec.source),
+        "base_hash": _digest(to_mapping(spec.base)),
+        "base": to_mapping(spec.base),
+        "grid": {k: list(v) for k, v in spec.grid},
+        "list": list(spec.cases),
+        "reference": spec.reference,
+        "runs": [{"run_id": r.run_id, "overrides": r.override_dict} for r in spec.runs],
+    }
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def results_table(spec: SweepSpec, out: Path) -> pd.DataFrame:
+    """One row per run in expansion order: id, status, overrides, KPIs (no wall times).
+
+    Rebuilt from the run directories only, so it does not depend on the executor or
+    on how often the sweep was resumed. Unfinished runs have ``status = "missing"``
+    and empty KPIs. With a reference, ``regret_usd`` and ``regret_pct`` compare each
+    run's cost to its reference partner's.
+    """
+    rows: list[dict[str, Any]] = []
+    for run in spec.runs:
+        row: dict[str, Any] = {"run_id": run.run_id}
+        row.update({k: None for k in spec.override_keys})
+        row.update(run.override_dict)
+        run_dir = out / "runs" / run.run_id
+        if is_complete(run_dir):
+            kpis = json.loads((run_dir / "kpis.json").read_text(encoding="utf-8"))
+            meta = json.loads((run_dir / "metadata.json").read_text(encoding="utf-8"))
+            row["status"] = "done"
+            row["controller"] = meta.get("controller")
+            row.update(_flat_kpis(kpis))
+        else:
+            row["status"] = "missing"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    front = ["run_id", "status", *spec.override_keys, "controller"]
+    front = [c for c in front if c in table.columns]
+    table = table[front + [c for c in table.columns if c not in front]]
+    for column in table.columns:
+        if column.split(".")[0] in NESTED_KPIS:
+            filled = table[column].where(table["status"] != "done", table[column].fillna(0))
+            table[column] = filled.astype("float64")
+    if spec.reference and "cost_usd" in table.columns:
+        table = _add_regret(spec, table)
+    return table.reset_index(drop=True)
+
+
+def _flat_kpis(kpis: Mapping[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in kpis.items():
+        if key in TIMING_KPIS:
+            continue
+        if isinstance(value, Mapping):
+            for sub, count in sorted(value.items()):
+                flat[f"{key}.{sub}"] = count
+        else:
+            flat[key] = value
+    return flat
+
+
+def _add_regret(spec: SweepSpec, table: pd.DataFrame) -> pd.DataFrame:
+    ref_tables = {k.split(".")[0] for k in spec.reference}
+
+    def shared(overrides: Mapping[str, Any]) -> str:
+        kept = {k: v for k, v in overrides.items() if k.split(".")[0] not in ref_tables}
+        return json.dumps(kept, sort_keys=True, default=str)
+
+    cost = dict(zip(table["run_id"], table["cost_usd"], strict=True))
+    partner: dict[str, str] = {}
+    for run in spec.runs:
+        if _matches(run.override_dict, spec.reference):
+            partner.setdefault(shared(run.override_dict), run.run_id)
+    refs = [partner.get(shared(run.override_dict)) for run in spec.runs]
+    ref_cost = np.array([cost.get(r, np.nan) if r else np.nan for r in refs], dtype=float)
+    table = table.copy()
+    table["reference_run_id"] = refs
+    table["regret_usd"] = table["cost_usd"].astype(float) - ref_cost
+    table["regret_pct"] = 100.0 * table["regret_usd"] / np.abs(ref_cost)
+    return table
+
+
+def timings_table(spec: SweepSpec, out: Path) -> pd.DataFrame:
+    """Wall and solve times per finished run [s] (machine-dependent, kept apart)."""
+    rows = []
+    for run in spec.runs:
+        path = out / "runs" / run.run_id / "kpis.json"
+        if path.is_file():
+            kpis = json.loads(path.read_text(encoding="utf-8"))
+            rows.append({"run_id": run.run_id, **{k: kpis.get(k) for k in TIMING_KPIS}})
+    return pd.DataFrame(rows, columns=["run_id", *TIMING_KPIS])
+
+
+def write_tables(out: Path, table: pd.DataFrame, timings: pd.DataFrame) -> None:
+    """Write ``results.parquet``, ``results.csv`` and ``timings.csv`` atomically."""
+    write_file_atomic(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
+    write_file_atomic(out / "results.csv", lambda p: table.to_csv(p, index=False))
+    write_file_atomic(out / "timings.csv", lambda p: timings.to_csv(p, index=False))
+
+
+def read_results(out: Path) -> pd.DataFrame:
+    """The results table of a sweep directory."""
+    return pd.read_parquet(Path(out) / "results.parquet")

@@ -1,0 +1,67 @@
+"""docs/scenario.md documents every scenario key, and documents no key that does not exist."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+from mpc_dc.scenario import Scenario, example_path, load_scenario
+from mpc_dc.sweep import SWEEP_KEYS
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "scenario.md"
+
+
+def _dataclass_of(hint: Any) -> type | None:
+    if get_origin(hint) in (typing.Union, types.UnionType):
+        for arg in get_args(hint):
+            found = _dataclass_of(arg)
+            if found is not None:
+                return found
+        return None
+    return hint if dataclasses.is_dataclass(hint) and isinstance(hint, type) else None
+
+
+def scenario_keys(cls: type = Scenario, prefix: str = "") -> list[str]:
+    """Every leaf key of the scenario dataclasses, dotted (``site.grid.tariff.kind``)."""
+    keys: list[str] = []
+    hints = get_type_hints(cls)
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        dotted = f"{prefix}{field.name}"
+        nested = _dataclass_of(hints[field.name])
+        if nested is not None:
+            keys += scenario_keys(nested, f"{dotted}.")
+        else:
+            keys.append(dotted)
+    return keys
+
+
+def documented_keys() -> set[str]:
+    """Keys in the first column of the reference tables."""
+    found = re.findall(r"^\| `([a-z_][a-z_.]*)` \|", DOC.read_text(encoding="utf-8"), re.M)
+    return {k for k in found if not k.endswith(".toml")}
+
+
+def test_every_scenario_key_is_documented() -> None:
+    keys = scenario_keys()
+    assert len(keys) > 25
+    missing = [k for k in keys if k not in documented_keys()]
+    assert not missing, f"keys missing from {DOC.name}: {missing}"
+
+
+def test_every_documented_key_exists() -> None:
+    valid = set(scenario_keys()) | {f"sweep.{k}" for k in SWEEP_KEYS}
+    stale = sorted(documented_keys() - valid)
+    assert not stale, f"{DOC.name} documents keys that do not exist: {stale}"
+
+
+def test_documented_examples_exist_and_load() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    for name in re.findall(r"^\| `(\w+)\.toml` \|", text, re.M):
+        path = example_path(name)
+        assert path.is_file(), name
+        if not name.startswith("sweep_"):
+            load_scenario(path)
