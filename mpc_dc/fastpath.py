@@ -86,15 +86,19 @@ class HighsFastPath:
         self._offset_col = pp.param_id_to_col[_PARAM_OFFSET_ID]
         n_theta = self._offset_col + 1
 
-        # A-part of cvxpy's tensor must not depend on any parameter column.
-        tensor = sp.csr_array(pp.reduced_A.matrix_data)
-        a_part = tensor[: n * m, : self._offset_col]
-        if a_part.nnz:
+        # cvxpy's tensor has n·m + m rows (vec(A) then b) by n_theta columns. Work on
+        # its coordinates: a CSR view would allocate n·m row pointers (≈10⁹ for a
+        # month-long horizon).
+        tensor = sp.coo_array(pp.reduced_A.matrix_data)
+        rows, cols = tensor.coords
+        if np.any((rows < n * m) & (cols < self._offset_col)):
             raise ParametricStructureError(
                 "a Parameter multiplies a variable in a constraint; the fast path needs "
                 "Parameters in costs and right-hand sides only")
+        in_b = rows >= n * m
+        b_full = sp.csr_array(
+            (tensor.data[in_b], (rows[in_b] - n * m, cols[in_b])), shape=(m, n_theta))
         c_full = sp.csr_array(pp.q)[:n]
-        b_full = tensor[n * m : (n + 1) * m]
         dims = data["dims"]
         self._n_eq = int(dims.zero)
         if dims.exp or dims.soc or dims.psd or dims.p3d:
@@ -114,7 +118,6 @@ class HighsFastPath:
         b_now = b_full @ theta
         if not (np.allclose(c_now, data["c"]) and np.allclose(b_now, data["b"])):
             raise ParametricStructureError("affine parameter maps disagree with cvxpy's compile")
-        del n_theta
 
         self.var_cols = {v.name(): (pp.var_id_to_col[v.id], v.size, v.shape)
                          for v in problem.variables()}

@@ -275,10 +275,16 @@ class SolverOptions:
     ----------
     time_limit_s : float [s]
     mip_rel_gap : float [-]
+    integer_intervals : int or None
+        Exact form only: keep binaries integer on the first ``integer_intervals``
+        intervals and relax them on the tail (DESIGN.md section 4). A receding-
+        horizon controller commits only the first interval, which stays exact; the
+        tail is an optimistic estimate of the future. ``None``: integer everywhere.
     """
 
     time_limit_s: float = 30.0
     mip_rel_gap: float = 1e-6
+    integer_intervals: int | None = None
 
 
 def choose_formulation(inputs: HorizonInputs, tariff: TariffParams) -> Formulation:
@@ -377,6 +383,23 @@ def earliest_completion_wu(config: SiteConfig, inputs: HorizonInputs,
 
 
 # ----------------------------------------------------------------------------- build
+
+
+def integer_columns(model: CompiledModel, intervals: int) -> np.ndarray:
+    """Columns of the binary variables that belong to the first ``intervals`` intervals.
+
+    Every binary of the blocks is indexed by interval first (shape ``(H,)`` or
+    ``(H, K)``), stored in Fortran order: interval ``t`` of column block ``k`` is
+    column ``start + t + H·k``.
+    """
+    H = model.ctx.horizon_steps
+    cols: list[np.ndarray] = []
+    for variable in model.ctx.variables.values():
+        if not variable.attributes.get("boolean"):
+            continue
+        all_cols = model.fast.columns(variable.name()).reshape(variable.shape, order="F")
+        cols.append(np.asarray(all_cols)[:intervals].ravel())
+    return np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
 
 
 @dataclass
@@ -582,8 +605,11 @@ class RcdcProblem:
     def model(self, formulation: Formulation) -> CompiledModel:
         """The compiled model of a formulation (built on first use)."""
         if formulation not in self._models:
-            self._models[formulation] = build_model(self.config, self.horizon_steps,
-                                                    formulation, self.options)
+            model = build_model(self.config, self.horizon_steps, formulation, self.options)
+            keep = self.options.integer_intervals
+            if formulation is Formulation.EXACT and keep is not None and keep < self.horizon_steps:
+                model.fast.set_integrality(integer_columns(model, keep))
+            self._models[formulation] = model
         return self._models[formulation]
 
     def solve(self, inputs: HorizonInputs, state: PlantState, *,

@@ -460,7 +460,8 @@ def _regret_plot(done: pd.DataFrame, overrides: list[str]) -> plt.Figure:
     metric, unit = (("regret_pct", "regret vs perfect foresight [%]")
                     if "regret_pct" in done.columns else ("cost_usd", "cost [$]"))
     panels = _panels(done, overrides)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False,
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(7.0, 4.6 * len(panels)), 4.2),
+                             squeeze=False,
                              sharey=True)
     level = "controller.error_level"
     for ax, (title, part) in zip(axes[0], panels, strict=True):

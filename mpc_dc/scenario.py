@@ -19,12 +19,18 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from forecasters.base import Forecaster, forecaster_names, make_forecaster
+from forecasters.base import Forecaster, forecaster_names
+from forecasters.presets import make_for
 from mpc_dc.config import from_mapping, positive
 from mpc_dc.controllers import BaselinePolicy, MpcPolicy, OfflinePolicy, Policy
 from mpc_dc.params.site import SiteConfig
 from mpc_dc.problem import SolverOptions
-from mpc_dc.sim.exogenous import BOUNDS, CHANNELS, RcdcExogenous, workload_from_utilisation
+from mpc_dc.sim.exogenous import (
+    CHANNELS,
+    QUANTITIES,
+    RcdcExogenous,
+    workload_from_utilisation,
+)
 from traces.errors import ConfigError
 from traces.grid import STEP, STEPS_PER_DAY, GapPolicy
 
@@ -162,6 +168,10 @@ class ControllerSpec:
         HiGHS relative MIP gap.
     fault_rate : float [-]
         Test switch: share of steps on which the solver is made to fail.
+    integer_intervals : int
+        When the exact (MILP) form is needed (negative prices, export price above
+        import price), binaries stay integer on this many leading intervals and are
+        relaxed on the tail; only the first interval is committed.
     deadline_margin_h : float [h]
         Forecast-driven MPC plans to finish deferrable work this long before each
         deadline (a hedge against under-forecast load; not applied to ``perfect``).
@@ -176,6 +186,7 @@ class ControllerSpec:
     mip_rel_gap: float = 1e-4
     fault_rate: float = 0.0
     deadline_margin_h: float = 1.0
+    integer_intervals: int = 1
 
     def __post_init__(self) -> None:
         positive("<scenario>", "controller.horizon_h", self.horizon_h)
@@ -414,12 +425,12 @@ def build_forecasters(
     """One fitted forecaster per channel, fitted on the history before the run."""
     out: dict[str, Forecaster] = {}
     for k, channel in enumerate(CHANNELS):
-        params: dict[str, Any] = {"bounds": BOUNDS[channel]}
+        params: dict[str, Any] = {}
         if name in ("oracle", "noisy_oracle"):
             params["truth"] = exo.truth(channel)
         if name == "noisy_oracle":
             params.update(error_level=error_level, seed=seed * 1000 + k)
-        forecaster = make_forecaster(name, **params)
+        forecaster = make_for(name, QUANTITIES[channel], **params)
         forecaster.fit(exo.history[channel])
         out[channel] = forecaster
     return out
@@ -428,11 +439,12 @@ def build_forecasters(
 def build_policy(scenario: Scenario, exo: RcdcExogenous) -> Policy:
     """The scenario's controller, ready to run on ``exo``."""
     spec = scenario.controller
-    options = SolverOptions(time_limit_s=spec.time_limit_s, mip_rel_gap=spec.mip_rel_gap)
+    options = SolverOptions(time_limit_s=spec.time_limit_s, mip_rel_gap=spec.mip_rel_gap,
+                            integer_intervals=spec.integer_intervals)
     if spec.kind == "baseline":
         return BaselinePolicy()
     if spec.kind == "offline":
-        return OfflinePolicy(exo, options)
+        return OfflinePolicy(exo, replace(options, integer_intervals=None))
     forecaster = "oracle" if spec.kind == "perfect" else spec.forecaster
     forecasters = build_forecasters(
         exo, forecaster, seed=scenario.run.seed, error_level=spec.error_level

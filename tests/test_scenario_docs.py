@@ -29,7 +29,7 @@ def scenario_keys(cls: type = Scenario, prefix: str = "") -> list[str]:
     """Every leaf key of the scenario dataclasses, dotted (``site.grid.tariff.kind``)."""
     keys: list[str] = []
     hints = get_type_hints(cls)
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for field in dataclasses.fields(cls):
         dotted = f"{prefix}{field.name}"
         nested = _dataclass_of(hints[field.name])
         if nested is not None:

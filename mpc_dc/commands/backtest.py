@@ -13,14 +13,15 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from forecasters.backtest import day_ahead_summary, rolling_origin_backtest
-from forecasters.base import forecaster_names, make_forecaster
+from forecasters.base import forecaster_names
+from forecasters.presets import Quantity, make_for
 from traces import datasets
 from traces.errors import ConfigError
 from traces.grid import STEPS_PER_DAY
@@ -28,13 +29,12 @@ from traces.grid import STEPS_PER_DAY
 
 @dataclass(frozen=True)
 class SeriesSpec:
-    """How to load one real series and which forecaster settings suit it."""
+    """How to load one real series and which kind of quantity it is."""
 
     label: str
     unit: str
     load: Callable[[Path, str], pd.Series]
-    bounds: tuple[float | None, float | None] | None = None
-    statistical: dict[str, Any] = field(default_factory=dict)
+    quantity: Quantity
 
 
 def _lmp(data_dir: Path, zone: str) -> pd.Series:
@@ -59,40 +59,22 @@ def _carbon(data_dir: Path, zone: str) -> pd.Series:
 
 
 SERIES: dict[str, SeriesSpec] = {
-    # Prices can be negative: unbounded. Weekly terms capture weekday/weekend demand.
-    "lmp": SeriesSpec("NYISO RT LMP 2022", "$/MWh", _lmp),
-    # Weather has no weekly cycle; the CF is physically in [0, 1].
-    "wind_cf": SeriesSpec(
-        "NY wind CF 2022", "-", _wind, bounds=(0.0, 1.0), statistical={"weekly_harmonics": 0}
-    ),
-    # Bursty counts: log1p makes the daily pattern multiplicative (measured: -20 % MAE).
-    "demand": SeriesSpec(
-        "BurstGPT requests",
-        "requests/h",
-        _demand,
-        bounds=(0.0, None),
-        statistical={"transform": "log1p"},
-    ),
-    "load": SeriesSpec("Google cell-a load shape", "-", _load, bounds=(0.0, None)),
-    "carbon": SeriesSpec("NY carbon intensity 2022", "gCO2/kWh", _carbon, bounds=(0.0, None)),
+    "lmp": SeriesSpec("NYISO RT LMP 2022", "$/MWh", _lmp, "price"),
+    "wind_cf": SeriesSpec("NY wind CF 2022", "-", _wind, "capacity_factor"),
+    "demand": SeriesSpec("BurstGPT requests", "requests/h", _demand, "request_rate"),
+    "load": SeriesSpec("Google cell-a load shape", "-", _load, "load"),
+    "carbon": SeriesSpec("NY carbon intensity 2022", "gCO2/kWh", _carbon, "carbon"),
 }
-STATISTICAL = {"sarimax", "ets"}
 
 
 def build_forecaster(name: str, series_key: str, truth: pd.Series, seed: int = 0) -> Any:
     """The forecaster ``name`` configured for series ``series_key``."""
-    spec = SERIES[series_key]
-    params: dict[str, Any] = {"bounds": spec.bounds}
+    params: dict[str, Any] = {}
     if name in ("oracle", "noisy_oracle"):
         params["truth"] = truth
     if name == "noisy_oracle":
         params["seed"] = seed
-    if name in STATISTICAL:
-        stat = dict(spec.statistical)
-        if name == "ets":
-            stat.pop("weekly_harmonics", None)
-        params |= stat
-    return make_forecaster(name, **params)
+    return make_for(name, SERIES[series_key].quantity, **params)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 
 from mpc_dc.config import to_mapping
-from mpc_dc.scenario import default_scenario, load_scenario
+from mpc_dc.scenario import default_scenario, load_scenario, read_toml
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``scenario`` command group."""
     parser = subparsers.add_parser("scenario", help="validate or show scenario files")
     sub = parser.add_subparsers(dest="scenario_command", metavar="ACTION", required=True)
-    check = sub.add_parser("check", help="validate a scenario file without running it")
+    check = sub.add_parser("check", help="validate a scenario (or sweep) file without running it")
     check.add_argument("file", type=Path)
     check.set_defaults(func=_check)
     show = sub.add_parser("show", help="print a scenario with every default filled in")
@@ -23,6 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    if "sweep" in read_toml(args.file):
+        from mpc_dc.sweep import load_sweep
+
+        spec = load_sweep(args.file)
+        print(f"{args.file}: ok (sweep '{spec.name}', {len(spec.runs)} runs, every run's "
+              "scenario valid)")
+        return 0
     scenario = load_scenario(args.file)
     print(f"{args.file}: ok (scenario '{scenario.name}', {scenario.run.days:g} days, "
           f"{scenario.data.source} data, controller {scenario.controller.kind})")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from forecasters.presets import Quantity
 from mpc_dc.params.site import SiteConfig, retail_prices
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.plant import Realized
@@ -32,12 +33,12 @@ from traces.grid import STEP
 CHANNELS: tuple[str, ...] = ("price_usd_per_mwh", "renewable_cf", "workload_wu")
 """Exogenous series of the RCDC configuration."""
 
-BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "price_usd_per_mwh": (None, None),
-    "renewable_cf": (0.0, 1.0),
-    "workload_wu": (0.0, None),
+QUANTITIES: dict[str, Quantity] = {
+    "price_usd_per_mwh": "price",
+    "renewable_cf": "capacity_factor",
+    "workload_wu": "load",
 }
-"""Physical limits of each channel, used to bound forecasts."""
+"""Kind of each channel: selects bounds and model settings (:mod:`forecasters.presets`)."""
 
 
 @dataclass(frozen=True)
