@@ -40,6 +40,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning, EstimationWarnin
 from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
 from statsmodels.tsa.statespace.mlemodel import MLEResults
 from statsmodels.tsa.statespace.sarimax import SARIMAX
+from threadpoolctl import threadpool_limits
 
 from forecasters.base import BaseForecaster, Bounds, _GrowingArray, register_forecaster
 from forecasters.kalman import KalmanFilter
@@ -169,7 +170,9 @@ class HourlyStateSpaceForecaster(BaseForecaster):
                 f"fit, got {int(np.isfinite(endog).sum())} (history up to {self.cutoff})"
             )
         previous = self._res.params if self._res is not None else None
-        with warnings.catch_warnings():
+        # One BLAS thread: the state-space matrices are tiny, and multi-threaded
+        # OpenBLAS made each likelihood evaluation 60x slower here (36 ms vs 0.6 ms).
+        with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
             # Non-converged or poorly-started optimisations still give usable filters;
             # they are counted in the log rather than raised.
             warnings.simplefilter("ignore", ConvergenceWarning)

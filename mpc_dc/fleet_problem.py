@@ -206,28 +206,60 @@ class FleetPlan:
         return out
 
     def decision(self, t: int = 0, source: str = "mpc") -> FleetDecision:
-        """The :class:`FleetDecision` of interval ``t`` (instances rounded to integers).
+        """The :class:`FleetDecision` of interval ``t``.
 
-        Routing shares are each pool's planned tokens over the model's served
-        tokens; a model with nothing served is routed by instance capacity share
-        (or evenly over its pools when none run).
+        Instance counts are ``ceil(n[k, t] − 10⁻⁶)``: an integral (committed) interval
+        is kept as is, and a fractional (relaxed) count is rounded up so that every
+        pool with planned tokens gets the capacity ``ρ̄ μ n`` they need (rounding to
+        the nearest integer would give a pool with ``n < 0.5`` tokens but no
+        instance). Routing shares go only to pools with at least one instance: each
+        pool's planned tokens over the model's; where a model's pools with
+        instances have no planned tokens, by instance capacity ``n μ``. A model
+        with no instance anywhere gets no shares (its requests are counted as not
+        routable by the simulator, never queued at a pool without capacity).
         """
-        inst = {p: round(self.instances[k, t]) for k, p in enumerate(self.pools)}
+        inst = {p: instance_count(self.instances[k, t]) for k, p in enumerate(self.pools)}
         tokens = {p: float(self.tokens_per_s[k, t]) for k, p in enumerate(self.pools)}
-        shares: dict[PoolKey, float] = {}
-        for m in self.models:
-            keys = [p for p in self.pools if p[1] == m]
-            w = np.array([tokens[p] for p in keys])
-            if w.sum() <= _TOL:
-                w = np.array([float(inst[p]) for p in keys])
-            if w.sum() <= _TOL:
-                w = np.ones(len(keys))
-            w = w / w.sum()
-            shares.update({p: float(s) for p, s in zip(keys, w, strict=True) if s > 0})
-            total = sum(shares[p] for p in keys if p in shares)
-            last = max((p for p in keys if p in shares), key=lambda p: shares[p])
-            shares[last] += 1.0 - total
-        return FleetDecision(inst, shares, tokens, source)
+        return FleetDecision(inst, routing_shares(inst, tokens, self.models), tokens, source)
+
+
+def instance_count(n: float) -> int:
+    """Integer instances for a planned count ``n`` [-]: ``ceil(n − 10⁻⁶)``, at least 0."""
+    return max(int(np.ceil(float(n) - _TOL)), 0)
+
+
+def routing_shares(instances: Mapping[PoolKey, int], tokens_per_s: Mapping[PoolKey, float],
+                   models: tuple[str, ...],
+                   capacity_tokens_per_s: Mapping[PoolKey, float] | None = None,
+                   ) -> dict[PoolKey, float]:
+    """Routing shares [-] over the pools with instances, summing to 1 per routed model.
+
+    Parameters
+    ----------
+    instances : Mapping[PoolKey, int]
+        Committed instances per pool; pools with 0 get no share.
+    tokens_per_s : Mapping[PoolKey, float] [tokens/s]
+        Planned tokens (the weights).
+    models : tuple of str
+    capacity_tokens_per_s : Mapping[PoolKey, float], optional [tokens/s]
+        Throughput of one instance, for the capacity weights ``n μ`` of a model
+        whose pools with instances have no planned tokens (default μ = 1).
+    """
+    shares: dict[PoolKey, float] = {}
+    for m in models:
+        keys = [p for p in instances if p[1] == m and instances[p] > 0]
+        if not keys:
+            continue
+        w = np.array([max(float(tokens_per_s.get(p, 0.0)), 0.0) for p in keys])
+        if w.sum() <= _TOL:
+            mu = capacity_tokens_per_s or {}
+            w = np.array([instances[p] * float(mu.get(p, 1.0)) for p in keys])
+        w = w / w.sum()
+        routed = {p: float(s) for p, s in zip(keys, w, strict=True) if s > 0}
+        last = max(routed, key=lambda p: routed[p])
+        routed[last] += 1.0 - sum(routed.values())
+        shares.update(routed)
+    return shares
 
 
 @dataclass(frozen=True)
@@ -312,6 +344,17 @@ class FleetSolverOptions:
     full_time_limit_s : float [s]
     full_mip_rel_gap : float [-]
         Full-MILP form.
+    warm_start : str
+        Starting basis of the LP runs (``lp`` and ``committed_integer``):
+        ``"auto"`` (default) the last relaxation's basis, moved forward one
+        interval when the new inputs match the last ones shifted by one interval
+        better than unshifted (a receding-horizon step); ``"shift"`` / ``"same"``
+        force either; ``"cold"`` clears HiGHS's basis (presolve and a cold dual
+        simplex every time).
+    round_chunk_intervals : int
+        Round-and-fix of more than one interval (``integer_intervals``) rounds
+        this many intervals at a time, re-solving the LP in between (1: interval
+        by interval, most LP runs, cheapest plans; ``H``: all at once).
     """
 
     committed_intervals: int = 1
@@ -319,6 +362,16 @@ class FleetSolverOptions:
     mip_rel_gap: float = 1e-4
     full_time_limit_s: float = 60.0
     full_mip_rel_gap: float = 1e-3
+    warm_start: str = "auto"
+    round_chunk_intervals: int = 8
+
+    def __post_init__(self) -> None:
+        if self.warm_start not in _WARM_STARTS:
+            raise ValueError(f"FleetSolverOptions.warm_start: expected one of "
+                             f"{', '.join(_WARM_STARTS)}, got {self.warm_start!r}")
+
+
+_WARM_STARTS = ("auto", "shift", "same", "cold")
 
 
 @dataclass
@@ -557,6 +610,57 @@ class FleetProblem:
         K = min(self.options.committed_intervals, horizon_steps)
         self._committed_cols = self._n_cols[: P * K]
         self._form: FleetForm | None = None
+        # warm start of the LP runs: the last relaxation's basis and inputs
+        self._lp_basis: tuple[np.ndarray, np.ndarray] | None = None
+        self._lp_series: np.ndarray | None = None
+        self._shift_maps: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.last_warm_start = "cold"
+
+    def reset_warm_start(self) -> None:
+        """Forget the last basis: the next solve starts cold (presolve, dual simplex)."""
+        self._lp_basis = None
+        self._lp_series = None
+        self.model.fast.clear_solver()
+
+    def _series(self) -> np.ndarray:
+        """Time-series Parameters scaled to ~1, stacked (rows, H), for the shift test."""
+        p = self.ctx.parameters
+        rows = []
+        for name in ("demand_kps", "price_usd_per_mwh", "carbon_cost_usd_per_mwh",
+                     "gpus_available"):
+            v = np.asarray(p[name].value, dtype=float)
+            rows.append(v / max(float(np.abs(v).max()), 1e-9))
+        return np.vstack(rows)
+
+    def _warm_start_lp(self) -> None:
+        """Give the next LP run the last relaxation's basis, shifted when the data moved.
+
+        ``auto`` compares the new time series with the last ones unshifted and
+        shifted by one interval (sum of squared differences of the scaled series).
+        """
+        mode = self.options.warm_start
+        series = self._series()
+        if mode == "cold" or self._lp_basis is None or self._lp_series is None:
+            self.model.fast.clear_solver()
+            self.last_warm_start = "cold"
+            return
+        if mode == "auto" and self.horizon_steps > 1:
+            old = self._lp_series
+            same = float(np.sum((series - old) ** 2))
+            shifted = float(np.sum((series[:, :-1] - old[:, 1:]) ** 2))
+            mode = "shift" if shifted < same else "same"
+        elif mode == "auto":
+            mode = "same"
+        fast = self.model.fast
+        basis = self._lp_basis
+        if mode == "shift":
+            if self._shift_maps is None:
+                self._shift_maps = fast.shift_maps(self.horizon_steps)
+            basis = fast.shift_basis(basis, self._shift_maps)
+        if not fast.set_basis(*basis):
+            fast.clear_solver()
+            mode = "cold"
+        self.last_warm_start = mode
 
     @property
     def ctx(self) -> FleetContext:
@@ -618,29 +722,62 @@ class FleetProblem:
         lp = self._run(FleetForm.LP, wall, fix_instances, None)
         if lp.plan is None:
             return replace(lp, form=form)
+        warm = self.last_warm_start
         T = self.options.committed_intervals if integer_intervals is None else integer_intervals
         T = min(T, self.horizon_steps)
-        gpus = np.asarray(self.ctx.parameters["gpus_available"].value)[:, :T]
-        n_prev = np.asarray(self.ctx.parameters["instances_running"].value)
-        n_int = round_instances(self.ctx, lp.plan.instances[:, :T],
-                                lp.plan.tokens_per_s[:, :T], n_prev, gpus)
-        if fix_instances is not None:
-            given = np.asarray(fix_instances, dtype=float)
-            n_int[:, : given.shape[1]] = given[:, :T]
-        fixed = self._run(FleetForm.LP, wall, n_int, None)
+        fixed, highs_s = self._round_and_fix(lp, T, fix_instances, wall)
         if fixed.plan is None:
             return replace(fixed, form=form, message="rounded instances infeasible: "
                            + fixed.message)
         gap = (fixed.objective_usd - lp.objective_usd) / max(abs(fixed.objective_usd), 1e-9)
-        return replace(fixed, form=form, highs_time_s=lp.highs_time_s + fixed.highs_time_s,
+        return replace(fixed, form=form, highs_time_s=highs_s,
                        mip_gap=max(gap, 0.0) if self.horizon_steps <= T else float("nan"),
                        repaired=True, lp_bound_usd=lp.objective_usd,
-                       message=f"round-and-fix of {T} interval(s) on the warm LP")
+                       message=f"round-and-fix of {T} interval(s) on the LP ({warm} start)")
+
+    def _round_and_fix(self, lp: FleetSolveResult, T: int, fix_instances: np.ndarray | None,
+                       wall: float) -> tuple[FleetSolveResult, float]:
+        """Round ``n[:, :T]`` in chunks of ``round_chunk_intervals``, re-solving the LP
+        with the rounded intervals fixed after each chunk (a dive: later intervals are
+        rounded from a relaxation that already accounts for the integral earlier ones).
+
+        Returns the last fixed solve and the HiGHS time of all runs incl. ``lp`` [s].
+        Given ``fix_instances`` columns are kept as they are (``lp`` was solved with them).
+        """
+        assert lp.plan is not None
+        chunk = max(int(self.options.round_chunk_intervals), 1)
+        gpus = np.asarray(self.ctx.parameters["gpus_available"].value)
+        n_prev = np.asarray(self.ctx.parameters["instances_running"].value)
+        given = (np.zeros((self.ctx.n_pools, 0)) if fix_instances is None
+                 else np.asarray(fix_instances, dtype=float)[:, :T])
+        n_int = given
+        cur, highs_s = lp, lp.highs_time_s
+        while n_int.shape[1] < T or cur is lp:
+            s = n_int.shape[1]
+            e = min(s + chunk, T)
+            if e > s:
+                assert cur.plan is not None
+                block = round_instances(self.ctx, cur.plan.instances[:, s:e],
+                                        cur.plan.tokens_per_s[:, s:e],
+                                        n_int[:, -1] if s else n_prev, gpus[:, s:e])
+                n_int = np.hstack([n_int, block])
+            cur = self._run(FleetForm.LP, wall, n_int, None)
+            highs_s += cur.highs_time_s
+            if cur.plan is None:
+                break
+        return cur, highs_s
 
     def _run(self, form: FleetForm, wall: float, fix_instances: np.ndarray | None,
              start: FleetPlan | None) -> FleetSolveResult:
         ctx, fast = self.model.ctx, self.model.fast
         self._set_integrality(form)
+        # A relaxation without fixed columns starts from the last relaxation's basis
+        # (shifted on a new step) and leaves its own for the next step; a fixed
+        # re-solve starts from the basis HiGHS holds (the relaxation just solved).
+        relaxation = form is FleetForm.LP and fix_instances is None
+        if relaxation:
+            self._warm_start_lp()
+        cols = np.array([], dtype=np.int64)
         if fix_instances is not None:
             fixed = np.asarray(fix_instances, dtype=float)
             cols = self._n_cols[: fixed.size]
@@ -652,7 +789,10 @@ class FleetProblem:
             sol = fast.solve()
         finally:
             if fix_instances is not None:
-                fast.restore_col_bounds()
+                fast.restore_col_bounds(cols)
+        if relaxation and sol.model_status == "kOptimal":
+            self._lp_basis = fast.get_basis()
+            self._lp_series = self._series()
         status = _STATUS.get(sol.model_status, SolveStatus.ERROR)
         if sol.x is not None and status is SolveStatus.NO_SOLUTION:
             status = SolveStatus.FEASIBLE

@@ -310,7 +310,33 @@ def load_scenario(path: str | Path) -> Scenario:
         mistyped keys and out-of-range values.
     """
     file = Path(path)
-    return scenario_from_table(read_toml(file), file)
+    table = read_toml(file)
+    if table.get("kind", "rcdc") != "rcdc":
+        raise ConfigError(file, f"a {table['kind']!r} scenario, not an RCDC one "
+                          "(mpc_dc.fleet_scenario.load_fleet_scenario reads fleet files)",
+                          key="kind")
+    table.pop("kind", None)
+    return scenario_from_table(table, file)
+
+
+SCENARIO_KINDS = ("rcdc", "fleet")
+"""Values of a scenario file's top-level ``kind`` (absent = ``rcdc``)."""
+
+
+def scenario_kind(path: str | Path) -> str:
+    """The top-level ``kind`` of a scenario file: ``"rcdc"`` (default) or ``"fleet"``.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, or a ``kind`` that is not one of :data:`SCENARIO_KINDS`.
+    """
+    file = Path(path)
+    kind = read_toml(file).get("kind", "rcdc")
+    if kind not in SCENARIO_KINDS:
+        raise ConfigError(file, f"expected one of {list(SCENARIO_KINDS)}, got {kind!r}",
+                          key="kind")
+    return str(kind)
 
 
 def with_overrides(scenario: Scenario, overrides: dict[str, Any], source: str) -> Scenario:

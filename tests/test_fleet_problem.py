@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from mpc_dc.fleet_controller import FleetMpcPolicy, FleetObservation, rule_decision, solve_day
-from mpc_dc.fleet_problem import FleetForm, FleetInputs, FleetProblem, FleetState
+from mpc_dc.fleet_problem import (
+    FleetForm,
+    FleetInputs,
+    FleetProblem,
+    FleetSolverOptions,
+    FleetState,
+)
 from mpc_dc.params.fleet import CampusParams, FleetConfig, Flexibility
 from mpc_dc.params.quant_table import QuantTable, load_quant_table
 
@@ -176,3 +182,98 @@ def test_rule_decision_and_policy_fallback_free_decide() -> None:
     dec = policy.decide(FleetObservation(2, t0 + pd.Timedelta(minutes=30)))
     assert dec.source == "mpc" and sum(dec.instances.values()) >= 1
     assert not policy.fallbacks
+
+
+def _receding_case() -> tuple[FleetConfig, list[FleetInputs], int]:
+    """Two campuses, two models, H = 6, seven receding steps of a 12-interval series."""
+    cfg = FleetConfig(campuses=(CampusParams("A", "NP15", 64), CampusParams("B", "SP15", 64)),
+                      models=("qwen3-8b", "qwen3-32b"))
+    rng = np.random.default_rng(3)
+    H, N = 6, 12
+    demand = rng.uniform(1e4, 8e4, (2, N))
+    price = rng.uniform(20, 80, (2, N))
+    carbon = rng.uniform(100, 300, (2, N))
+    steps = [FleetInputs(demand[:, k:k + H], price[:, k:k + H], carbon[:, k:k + H])
+             for k in range(N - H + 1)]
+    return cfg, steps, H
+
+
+def test_shift_maps_move_columns_and_rows_one_interval() -> None:
+    """Column (k, t) comes from (k, t+1); the start row at t = 0 (``u − n ≥ −n0``) comes
+    from the start row at t = 1 (``u − n + n_prev ≥ 0``); the last interval keeps its own."""
+    cfg, _, H = _receding_case()
+    prob = FleetProblem(cfg, H)
+    fast = prob.model.fast
+    col_src, row_src, row_time = fast.shift_maps(H)
+    n = fast.columns("instances")
+    P = prob.ctx.n_pools
+    np.testing.assert_array_equal(col_src[n[: P * (H - 1)]], n[P:])
+    np.testing.assert_array_equal(col_src[n[P * (H - 1):]], n[P * (H - 1):])
+    shifted = row_src != np.arange(fast.n_rows)
+    assert np.all(row_time[shifted] < H - 1)
+    np.testing.assert_array_equal(row_time[row_src[shifted]], row_time[shifted] + 1)
+    A = fast.matrix.tocsr()
+    u = fast.columns("starts")
+    start_row0 = int(np.flatnonzero(A[:, [u[0]]].toarray().ravel())[0])
+    assert row_time[start_row0] == 0
+    src = row_src[start_row0]
+    assert row_time[src] == 1 and A[src, u[P]] != 0
+
+
+def test_shifted_basis_is_complete() -> None:
+    cfg, steps, H = _receding_case()
+    prob = FleetProblem(cfg, H)
+    prob.solve(steps[0], FleetState(), FleetForm.LP)
+    fast = prob.model.fast
+    basis = fast.get_basis()
+    assert basis is not None
+    col, row = fast.shift_basis(basis, fast.shift_maps(H))
+    assert np.count_nonzero(col == 1) + np.count_nonzero(row == 1) == fast.n_rows
+    assert fast.set_basis(col, row)
+
+
+@pytest.mark.parametrize("warm", ["auto", "shift", "same"])
+def test_warm_started_receding_solves_match_cold(warm: str) -> None:
+    """The starting basis changes the path, never the optimum: on a receding sequence
+    every warm-started LP and committed-integer solve equals a cold one; ``auto``
+    recognises the shifted inputs as a step and identical inputs as a re-solve."""
+    cfg, steps, H = _receding_case()
+    warm_prob = FleetProblem(cfg, H, FleetSolverOptions(warm_start=warm))
+    cold_prob = FleetProblem(cfg, H, FleetSolverOptions(warm_start="cold"))
+    state = FleetState()
+    for i, inputs in enumerate(steps):
+        for form in (FleetForm.LP, FleetForm.COMMITTED_INTEGER):
+            a = warm_prob.solve(inputs, state, form)
+            b = cold_prob.solve(inputs, state, form)
+            assert a.objective_usd == pytest.approx(b.objective_usd, rel=1e-6, abs=1e-9)
+            assert cold_prob.last_warm_start == "cold"
+            if warm == "auto" and i > 0:
+                # LP after a new step: shifted; committed-integer re-solves the same inputs
+                assert warm_prob.last_warm_start == ("shift" if form is FleetForm.LP
+                                                     else "same")
+        assert a.plan is not None
+        state = FleetState({p: round(a.plan.instances[k, 0]) for k, p in enumerate(a.plan.pools)})
+
+
+def test_warm_start_option_is_checked() -> None:
+    with pytest.raises(ValueError, match="warm_start"):
+        FleetSolverOptions(warm_start="hot")
+
+
+def test_full_milp_start_and_fixed_bounds_restored() -> None:
+    """A MIP start (the all-interval rounded plan) does not change the full-MILP optimum,
+    and fixing instances for one solve leaves the model's bounds as compiled."""
+    cfg, steps, H = _receding_case()
+    prob = FleetProblem(cfg, H, FleetSolverOptions(full_mip_rel_gap=1e-6))
+    rounded = prob.solve(steps[0], FleetState(), integer_intervals=H)
+    assert rounded.plan is not None
+    plain = prob.solve(steps[0], FleetState(), FleetForm.FULL_MILP)
+    started = prob.solve(steps[0], FleetState(), FleetForm.FULL_MILP, start=rounded.plan)
+    assert started.objective_usd == pytest.approx(plain.objective_usd, rel=1e-5)
+    assert plain.objective_usd <= rounded.objective_usd * (1 + 1e-6)
+    lp = prob.solve(steps[0], FleetState(), FleetForm.LP)
+    fixed = prob.solve(steps[0], FleetState(), FleetForm.LP,
+                       fix_instances=rounded.plan.instances[:, :1])
+    again = prob.solve(steps[0], FleetState(), FleetForm.LP)
+    assert fixed.objective_usd >= lp.objective_usd - 1e-9
+    assert again.objective_usd == pytest.approx(lp.objective_usd, rel=1e-9)

@@ -12,7 +12,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from mpc_dc.runner import run_scenario
-from mpc_dc.scenario import controller_variant, default_scenario, load_scenario
+from mpc_dc.scenario import controller_variant, default_scenario, load_scenario, scenario_kind
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run and print a summary table."""
+    if args.scenario and scenario_kind(args.scenario) == "fleet":
+        return run_fleet(args)
     scenario = load_scenario(args.scenario) if args.scenario else default_scenario()
     if args.data:
         scenario = replace(scenario, data=replace(scenario.data, data_dir=str(args.data)))
@@ -80,3 +82,66 @@ def summary_table(kpis: dict[str, Any], controller: str) -> str:
         ("wall time setup + sim", f"{kpis['setup_time_s']:.2f} + {kpis['wall_time_s']:.2f} s"),
     ]
     return "\n".join(f"{label:<24} {value}" for label, value in rows)
+
+
+def run_fleet(args: argparse.Namespace) -> int:
+    """``mpc-dc run FLEET.toml``: one fleet closed-loop run and its run directory."""
+    from mpc_dc.fleet_scenario import fleet_variant, load_fleet_scenario, run_fleet_scenario
+
+    scenario = load_fleet_scenario(args.scenario)
+    if args.data:
+        scenario = replace(scenario, data=replace(scenario.data, data_dir=str(args.data)))
+    if args.controller:
+        scenario = fleet_variant(scenario, args.controller)
+    if args.days:
+        scenario = replace(scenario, run=replace(scenario.run, days=args.days))
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or Path("runs") / f"{scenario.name}-{stamp}"
+    ctl = scenario.controller
+    print(f"mpc-dc run: fleet scenario '{scenario.name}' ({scenario.flexibility}), "
+          f"{scenario.run.days:g} days from {scenario.run.start}, data {scenario.data.source} "
+          f"x{scenario.data.rate_multiplier:g}, {scenario.serving.fidelity} serving, "
+          f"controller {ctl.kind}" + (f" ({ctl.forecaster})" if ctl.kind == "mpc" else ""))
+    with tqdm(total=scenario.run.n_steps, unit="step", desc="simulating",
+              disable=not sys.stderr.isatty()) as bar:
+        outcome = run_fleet_scenario(scenario, out=out, progress=bar.update,
+                                     overwrite=args.overwrite)
+    print(fleet_summary_table(outcome.result.kpis, outcome.controller))
+    print(f"run directory: {outcome.path}")
+    return 0
+
+
+def fleet_summary_table(kpis: dict[str, Any], controller: str) -> str:
+    """The headline KPIs of a fleet run: cost next to SLO attainment."""
+    c = kpis["cost_components_usd"]
+    slo_key = "SLO attainment" if "slo_attainment" in kpis else "SLO attainment (fluid est.)"
+    rows = [
+        ("controller", controller),
+        ("levers", kpis["flexibility"]),
+        ("serving fidelity", kpis["fidelity"]),
+        ("total cost", f"{c['total_usd']:,.2f} $"),
+        ("  energy", f"{c['energy_usd']:,.2f} $"),
+        ("  carbon", f"{c['carbon_usd']:,.2f} $"),
+        ("  switching", f"{c['switching_usd']:,.2f} $"),
+        ("  quality", f"{c['quality_usd']:,.2f} $"),
+        ("  DR reward / penalty", f"{c['dr_reward_usd']:,.2f} / {c['dr_penalty_usd']:,.2f} $"),
+        ("  unserved", f"{c['unserved_usd']:,.2f} $"),
+        (slo_key, f"{100 * kpis['slo']:.2f} %"),
+    ]
+    for model, v in kpis.get("slo_attainment_by_model", {}).items():
+        rows.append((f"  {model}", f"{100 * v:.2f} %"))
+    if "ttft_p50_s" in kpis:
+        rows.append(("TTFT p50/p95/p99", f"{kpis['ttft_p50_s']:.2f} / {kpis['ttft_p95_s']:.2f} "
+                     f"/ {kpis['ttft_p99_s']:.2f} s"))
+    rows += [
+        ("tokens served / unserved", f"{kpis['tokens_served']:,.0f} / "
+         f"{kpis['tokens_unserved']:,.0f}"),
+        ("energy per token", f"{kpis['energy_per_token_j']:.3f} J"),
+        ("facility energy", f"{kpis['facility_energy_mwh']:,.3f} MWh"),
+        ("solves / fallbacks", f"{kpis.get('solves', 0)} / {kpis.get('fallbacks_total', 0)} "
+         f"{kpis.get('fallbacks') or ''}"),
+        ("solve time median/p95", f"{1000 * kpis.get('solve_time_median_s', 0.0):.1f} / "
+         f"{1000 * kpis.get('solve_time_p95_s', 0.0):.1f} ms"),
+        ("wall time setup + sim", f"{kpis['setup_time_s']:.2f} + {kpis['wall_time_s']:.2f} s"),
+    ]
+    return "\n".join(f"{label:<28} {value}" for label, value in rows)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import simpy
+from threadpoolctl import threadpool_limits
 
 from mpc_dc.controllers import ControllerStats, Observation, Policy
 from mpc_dc.sim.backlog import Backlog
@@ -160,7 +161,10 @@ def simulate(
     for process in (controller, run_plant, replay, run_meter):
         env.process(process())
     boundaries.put(0)
-    env.run()
+    # The loop's linear algebra is tiny (Kalman filters, 3x3 states): multi-threaded
+    # BLAS only adds synchronisation (forecasters/statistical.py has the measurement).
+    with threadpool_limits(limits=1, user_api="blas"):
+        env.run()
     if len(rows) != n:
         raise RuntimeError(f"simulation ended after {len(rows)} of {n} intervals")
     ledger = pd.DataFrame(

@@ -1,0 +1,64 @@
+"""``mpc-dc bench scaling --out DIR [--quick] [--repeats N]``: the scaling curves of the suite.
+
+Measures how solve and simulation time grow (see :data:`mpc_dc.benchmarking.CURVES`):
+RCDC LP horizon 24/96/192/288 steps; fleet problem campuses 1/3/10, pools per
+campus 1/9/24 and horizon 24/96/192/288; request-level serving 10⁴/10⁵/10⁶
+requests. Writes ``DIR/curves.csv`` (every repeat), ``DIR/exponents.json`` (fitted
+growth exponents, value ∝ size^k) and one log-log ``DIR/<family>.png`` per
+family, atomically. The per-phase and target benchmarks are pytest-benchmark
+suites: ``pytest benchmarks --benchmark-only`` (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from mpc_dc.benchmarking import CURVES, run_scaling, write_scaling
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``bench`` command."""
+    parser = subparsers.add_parser(
+        "bench", help="performance: scaling curves with fitted growth exponents",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
+    scaling = sub.add_parser("scaling", help="measure the scaling curves; write CSV, PNG, JSON")
+    scaling.add_argument("--out", type=Path, required=True, help="output directory (new)")
+    scaling.add_argument("--quick", action="store_true",
+                         help="the two smallest sizes of each family, fewer calls")
+    scaling.add_argument("--repeats", type=int, default=5,
+                         help="repeats per size (default: %(default)s)")
+    scaling.add_argument("--family", action="append", choices=list(CURVES), default=None,
+                         help="only this family (repeatable; default: all)")
+    scaling.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    scaling.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the curves, write the outputs, print the exponents."""
+    if args.repeats < 1:
+        print("mpc-dc: error: --repeats: expected a value >= 1", file=sys.stderr)
+        return 2
+    if args.out.exists() and not args.overwrite:
+        print(f"mpc-dc: error: {args.out}: exists already; choose another --out or pass "
+              "--overwrite", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+
+    def progress(family: str, size: int) -> None:
+        print(f"[{time.perf_counter() - t0:7.1f} s] {family} {CURVES[family].axis}={size}",
+              flush=True)
+
+    frame = run_scaling(args.family, quick=args.quick, repeats=args.repeats, progress=progress)
+    fitted = write_scaling(frame, args.out, overwrite=args.overwrite,
+                           meta={"quick": args.quick, "repeats": args.repeats})
+    print(f"growth exponents (time ∝ size^k), medians over {args.repeats} repeats:")
+    for family, metrics in fitted.items():
+        for metric, k in metrics.items():
+            print(f"  {family:<18} {metric:<24} k = {k:5.2f}")
+    print(f"wrote {args.out}/curves.csv, exponents.json and {len(fitted)} PNG(s) in "
+          f"{time.perf_counter() - t0:.1f} s")
+    return 0
