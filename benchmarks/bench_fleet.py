@@ -45,7 +45,7 @@ from mpc_dc.fleet_problem import (
     FleetSolverOptions,
     FleetState,
 )
-from mpc_dc.params.fleet import SCENARIOS
+from mpc_dc.params.fleet import SCENARIOS, PoolKey
 from mpc_dc.studies.dr import DrStudyConfig, load_dr_data
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ RANDOM = 3
 MILP_LIMIT_S = 60.0
 
 
-def _state(plan_instances: np.ndarray, pools: tuple) -> FleetState:  # type: ignore[type-arg]
+def _state(plan_instances: np.ndarray, pools: tuple[PoolKey, ...]) -> FleetState:
     return FleetState({p: round(plan_instances[i, 0]) for i, p in enumerate(pools)})
 
 
@@ -78,8 +78,7 @@ def test_bench_fleet_forms(benchmark: BenchmarkFixture, shared_data: Path) -> No
     random_steps = sorted(rng.choice(np.arange(H, N - H), n_random, replace=False).tolist())
     loop = FleetProblem(cfg, H)  # the closed loop's problem: committed-integer only
     cold = FleetProblem(cfg, H, FleetSolverOptions(warm_start="cold"))
-    ref = FleetProblem(cfg, H, FleetSolverOptions(full_time_limit_s=limit, full_mip_rel_gap=1e-2,
-                                                  round_chunk_intervals=1))
+    ref = FleetProblem(cfg, H, FleetSolverOptions(full_time_limit_s=limit, full_mip_rel_gap=1e-2))
 
     # the closed loop before the sampled steps (its first solve is cold)
     state = FleetState()

@@ -188,13 +188,14 @@ def _rcdc_extract(size: int) -> Case:
     assert sol.x is not None
     x = sol.x
 
-    def run() -> None:
+    def run() -> float | None:
         values = {n: model.fast.value(x, n) for n in model.ctx.variables}
         repaired, _, _ = repair_relaxed(config, inputs, values)
         plan = extract_plan(config, inputs, repaired)
         plan_cost(config, inputs, state, plan, model.ctx.step_h)
+        return None
 
-    return Case(run=lambda: (run(), None)[1], unit="extraction",
+    return Case(run=run, unit="extraction",
                 info={"what": "column values -> repair -> Plan -> CostBreakdown"})
 
 
@@ -218,13 +219,14 @@ def _sarimax_step(size: int) -> Case:
     def reset() -> None:
         holder["fc"] = make_for("sarimax", "price").fit(y.iloc[:fit_end])
 
-    def run() -> None:
+    def run() -> float | None:
         fc = holder["fc"]
         for pos in range(fit_end, fit_end + steps):
             fc.update(y.iloc[pos : pos + 1])
             fc.predict(y.index[pos + 1], size)
+        return None
 
-    return Case(run=lambda: (run(), None)[1], reset=reset, units=steps, unit="step",
+    return Case(run=run, reset=reset, units=steps, unit="step",
                 info={"forecaster": "sarimax (price preset)", "horizon_steps": size})
 
 
@@ -255,15 +257,16 @@ def _settlement(size: int) -> Case:
     prices = rng.uniform(5, 90, size)
     tariff = TariffParams(kind="retail", demand_charge_usd_per_kw=12.39)
 
-    def run() -> None:
+    def run() -> float | None:
         meter = Meter(tariff)
         for k in range(size):
             meter.settle(times[k], import_mw=float(imports[k]), export_mw=0.0,
                          import_price_usd_per_mwh=float(prices[k]),
                          export_price_usd_per_mwh=float(prices[k]), unserved_wu=0.0,
                          missed_wu=0.0, period_ends=k == size - 1)
+        return None
 
-    return Case(run=lambda: (run(), None)[1], units=size, unit="interval")
+    return Case(run=run, units=size, unit="interval")
 
 
 for _spec in (

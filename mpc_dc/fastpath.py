@@ -371,10 +371,10 @@ class HighsFastPath:
             key = tuple(sorted(zip(col_home[cols[last]].tolist(),
                                    np.round(vals[last], 12).tolist(), strict=True)))
             row_time[i] = int(times.max())
-            groups[(row_time[i], key)].append(i)
+            groups[(int(times.max()), key)].append(i)
         row_src = np.arange(self.n_rows)
-        for (t, key), rows in groups.items():
-            later = groups.get((t + shift, key))
+        for (when, key), rows in groups.items():
+            later = groups.get((when + shift, key))
             if later is not None and len(later) == len(rows):
                 row_src[rows] = later
         return col_src, row_src, row_time

@@ -261,19 +261,27 @@ def test_warm_start_option_is_checked() -> None:
 
 
 def test_full_milp_start_and_fixed_bounds_restored() -> None:
-    """A MIP start (the all-interval rounded plan) does not change the full-MILP optimum,
-    and fixing instances for one solve leaves the model's bounds as compiled."""
-    cfg, steps, H = _receding_case()
-    prob = FleetProblem(cfg, H, FleetSolverOptions(full_mip_rel_gap=1e-6))
-    rounded = prob.solve(steps[0], FleetState(), integer_intervals=H)
+    """A MIP start (the rounded plan) is taken by HiGHS and does not change the optimum;
+    fixing instances for one solve leaves the model's bounds as compiled.
+
+    BF16 and FP8 pools as in ``test_quality_budget_binds``, D = 2500, 4000, 1500 tok/s."""
+    cfg = _config([_row("BF16", mu=1000, gpus=1, idle_w=100, e_j=0.1, loss=0),
+                   _row("FP8", mu=1000, gpus=1, idle_w=100, e_j=0.05, loss=1.0)],
+                  quality_budget_pct_points=0.5)
+    H = 3
+    prob = FleetProblem(cfg, H, FleetSolverOptions(full_mip_rel_gap=1e-9,
+                                                   round_chunk_intervals=1))
+    inputs = _inputs([2500, 4000, 1500], [[100, 60, 100]])
+    rounded = prob.solve(inputs, FleetState(), integer_intervals=H)
     assert rounded.plan is not None
-    plain = prob.solve(steps[0], FleetState(), FleetForm.FULL_MILP)
-    started = prob.solve(steps[0], FleetState(), FleetForm.FULL_MILP, start=rounded.plan)
-    assert started.objective_usd == pytest.approx(plain.objective_usd, rel=1e-5)
-    assert plain.objective_usd <= rounded.objective_usd * (1 + 1e-6)
-    lp = prob.solve(steps[0], FleetState(), FleetForm.LP)
-    fixed = prob.solve(steps[0], FleetState(), FleetForm.LP,
-                       fix_instances=rounded.plan.instances[:, :1])
-    again = prob.solve(steps[0], FleetState(), FleetForm.LP)
-    assert fixed.objective_usd >= lp.objective_usd - 1e-9
+    np.testing.assert_allclose(rounded.plan.instances, np.round(rounded.plan.instances))
+    plain = prob.solve(inputs, FleetState(), FleetForm.FULL_MILP)
+    started = prob.solve(inputs, FleetState(), FleetForm.FULL_MILP, start=rounded.plan)
+    assert started.objective_usd == pytest.approx(plain.objective_usd, rel=1e-9)
+    assert plain.objective_usd <= rounded.objective_usd * (1 + 1e-9)
+    lp = prob.solve(inputs, FleetState(), FleetForm.LP)
+    fixed = prob.solve(inputs, FleetState(), FleetForm.LP,
+                       fix_instances=rounded.plan.instances[:, :1] + 1)
+    again = prob.solve(inputs, FleetState(), FleetForm.LP)
+    assert fixed.objective_usd > lp.objective_usd
     assert again.objective_usd == pytest.approx(lp.objective_usd, rel=1e-9)
