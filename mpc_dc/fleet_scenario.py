@@ -300,6 +300,22 @@ class FleetScenario:
                 raise ConfigError(SOURCE, f"{trace_name} maps to {model!r}, which the fleet "
                                   f"does not serve ({', '.join(self.fleet.models)})",
                                   key="data.model_map")
+        self._check_gpu_limits()
+
+    def _check_gpu_limits(self) -> None:
+        """Every served model must fit on some campus in at least one allowed precision."""
+        cfg = self.config
+        largest = max((c.gpus for c in cfg.campuses), default=0)
+        for model in cfg.models:
+            need = min(cfg.table.get(model, q).gpus_per_instance for q in cfg.precisions(model))
+            if need > largest:
+                raise ConfigError(
+                    SOURCE,
+                    f"model {model} needs at least {need} GPUs per instance in the allowed "
+                    f"precisions ({', '.join(cfg.precisions(model))}) but the largest campus "
+                    f"has {largest}; no schedule can serve it",
+                    key="fleet.campuses",
+                )
 
     @property
     def config(self) -> FleetConfig:

@@ -76,6 +76,12 @@ SCENARIOS: dict[str, str] = {
     "scenario_battery_efficiency_above_one": (
         "key 'site.battery.charge_efficiency': expected a value in (0, 1], got 1.2"
     ),
+    "scenario_fleet_gpu_limit_infeasible": (
+        "key 'fleet.campuses': model qwen3-235b-a22b needs at least 8 GPUs per instance in "
+        "the allowed precisions (BF16, FP8, INT4) but the largest campus has 4; no schedule "
+        "can serve it"
+    ),
+    "scenario_fleet_unknown_key": "key 'serving.fidelty': unknown key; did you mean 'fidelity'?",
 }
 
 #: Sweep files: expected message after "FILE: ".

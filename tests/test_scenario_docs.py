@@ -9,7 +9,8 @@ import typing
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-from mpc_dc.scenario import Scenario, example_path, load_scenario
+from mpc_dc.fleet_scenario import FleetScenario, load_fleet_scenario
+from mpc_dc.scenario import Scenario, example_path, load_scenario, scenario_kind
 from mpc_dc.sweep import SWEEP_KEYS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "scenario.md"
@@ -39,10 +40,29 @@ def scenario_keys(cls: type = Scenario, prefix: str = "") -> list[str]:
     return keys
 
 
-def documented_keys() -> set[str]:
-    """Keys in the first column of the reference tables."""
-    found = re.findall(r"^\| `([a-z_][a-z_.]*)` \|", DOC.read_text(encoding="utf-8"), re.M)
+FLEET_HEADING = "## Fleet scenarios"
+
+
+def _keys_in(text: str) -> set[str]:
+    found = re.findall(r"^\| `([a-z_][a-z_.]*)` \|", text, re.M)
     return {k for k in found if not k.endswith(".toml")}
+
+
+def _parts() -> tuple[str, str]:
+    text = DOC.read_text(encoding="utf-8")
+    head, _, fleet = text.partition(FLEET_HEADING)
+    fleet_table, _, rest = fleet.partition("\n## ")
+    return head + "\n## " + rest, fleet_table
+
+
+def documented_keys() -> set[str]:
+    """Keys in the first column of the RCDC reference tables."""
+    return _keys_in(_parts()[0])
+
+
+def documented_fleet_keys() -> set[str]:
+    """Keys in the first column of the fleet-scenario table."""
+    return _keys_in(_parts()[1])
 
 
 def test_every_scenario_key_is_documented() -> None:
@@ -50,6 +70,13 @@ def test_every_scenario_key_is_documented() -> None:
     assert len(keys) > 25
     missing = [k for k in keys if k not in documented_keys()]
     assert not missing, f"keys missing from {DOC.name}: {missing}"
+
+
+def test_every_fleet_key_is_documented_and_exists() -> None:
+    keys = set(scenario_keys(FleetScenario))
+    documented = documented_fleet_keys()
+    assert keys - documented == set(), f"fleet keys missing from {DOC.name}"
+    assert documented - keys == set(), f"{DOC.name} documents fleet keys that do not exist"
 
 
 def test_every_documented_key_exists() -> None:
@@ -63,5 +90,9 @@ def test_documented_examples_exist_and_load() -> None:
     for name in re.findall(r"^\| `(\w+)\.toml` \|", text, re.M):
         path = example_path(name)
         assert path.is_file(), name
-        if not name.startswith("sweep_"):
+        if name.startswith("sweep_"):
+            continue
+        if scenario_kind(path) == "fleet":
+            load_fleet_scenario(path)
+        else:
             load_scenario(path)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from mpc_dc.config import to_mapping
-from mpc_dc.scenario import default_scenario, load_scenario, read_toml
+from mpc_dc.scenario import default_scenario, load_scenario, read_toml, scenario_kind
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +30,14 @@ def _check(args: argparse.Namespace) -> int:
         print(f"{args.file}: ok (sweep '{spec.name}', {len(spec.runs)} runs, every run's "
               "scenario valid)")
         return 0
+    if scenario_kind(args.file) == "fleet":
+        from mpc_dc.fleet_scenario import load_fleet_scenario
+
+        fleet = load_fleet_scenario(args.file)
+        print(f"{args.file}: ok (fleet scenario '{fleet.name}', {fleet.run.days:g} days, "
+              f"{fleet.flexibility}, {fleet.data.source} data, controller "
+              f"{fleet.controller.kind})")
+        return 0
     scenario = load_scenario(args.file)
     print(f"{args.file}: ok (scenario '{scenario.name}', {scenario.run.days:g} days, "
           f"{scenario.data.source} data, controller {scenario.controller.kind})")
@@ -37,6 +45,11 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    if args.file and scenario_kind(args.file) == "fleet":
+        from mpc_dc.fleet_scenario import load_fleet_scenario
+
+        print(json.dumps(to_mapping(load_fleet_scenario(args.file)), indent=2))
+        return 0
     scenario = load_scenario(args.file) if args.file else default_scenario()
     print(json.dumps(to_mapping(scenario), indent=2))
     return 0
