@@ -287,7 +287,11 @@ class FleetMpcPolicy:
                  dr_event: pd.DataFrame | None = None,
                  dr_baseline_mw: pd.DataFrame | None = None,
                  min_instances_per_model: int = 0,
+                 demand_quantile: float | None = None,
                  name: str = "mpc") -> None:
+        if demand_quantile is not None and not 0.0 < demand_quantile < 1.0:
+            raise ValueError(f"demand_quantile must be in (0, 1), got {demand_quantile}")
+        self.demand_quantile = demand_quantile
         self.problem = problem
         self.name = name
         cfg = problem.config
@@ -363,6 +367,14 @@ class FleetMpcPolicy:
         H, cfg = self.problem.horizon_steps, self.problem.config
         pred = {k: _predict(f, time, H) for k, f in self.forecasters.items()}
         M, C = len(cfg.models), len(cfg.campuses)
+        if self.demand_quantile is not None:
+            # Provision for a high quantile of demand, not its mean: queues grow in
+            # the bursts a point forecast averages away (the SLO is decided there).
+            for key in self.keys[:M]:
+                forecaster = self.forecasters[key]
+                if forecaster.cutoff is not None:
+                    bands = forecaster.predict_quantiles(time, H, [self.demand_quantile])
+                    pred[key] = np.asarray(bands.iloc[:, 0], dtype=float)
         demand = np.maximum(np.vstack([pred[k] for k in self.keys[:M]]), 0.0)
         price = np.vstack([pred[k] for k in self.keys[M:M + C]])
         carbon = np.maximum(np.vstack([pred[k] for k in self.keys[M + C:]]), 0.0)

@@ -243,6 +243,9 @@ class FleetControllerSpec:
         Warm floor per model.
     time_limit_s : float [s]
         HiGHS limit per solve.
+    demand_quantile : float [-]
+        The MPC provisions for this quantile of the demand forecast (0 = the point
+        forecast); hedges against bursts between the forecaster's view and reality.
     """
 
     kind: FleetControllerKind = "mpc"
@@ -250,9 +253,13 @@ class FleetControllerSpec:
     horizon_h: float = 24.0
     min_instances_per_model: int = 1
     time_limit_s: float = 5.0
+    demand_quantile: float = 0.9
 
     def __post_init__(self) -> None:
         positive(SOURCE, "controller.horizon_h", self.horizon_h)
+        if not 0.0 <= self.demand_quantile < 1.0:
+            raise ConfigError(SOURCE, f"expected a value in [0, 1), got {self.demand_quantile}",
+                              key="controller.demand_quantile")
         positive(SOURCE, "controller.time_limit_s", self.time_limit_s)
         from forecasters.base import forecaster_names
 
@@ -569,6 +576,7 @@ def build_fleet_policy(scenario: FleetScenario, data: FleetData,
         problem, demand_forecaster=forecaster, price_forecaster=forecaster,
         carbon_forecaster=forecaster, forecaster_params=params, dr_event=data.dr_event,
         dr_baseline_mw=baseline, min_instances_per_model=spec.min_instances_per_model,
+        demand_quantile=spec.demand_quantile or None,
         name="perfect" if spec.kind == "perfect" else f"mpc[{forecaster}]")
     if len(data.history):
         policy.fit(data.history)
