@@ -196,7 +196,8 @@ def test_causality_poisoned_future(scenario: FleetScenario, data: FleetData) -> 
                                                       reqs.response_tokens))
     runs = []
     # Persistence reacts to the poison at the next step (the check that it matters).
-    sc = replace(scenario, controller=replace(scenario.controller, forecaster="persistence"))
+    sc = replace(scenario, controller=replace(scenario.controller, forecaster="persistence",
+                                              demand_quantile=0.0))
     for exo, rq in ((data.exo, reqs), (FleetExogenous(frame), poisoned)):
         policy = build_fleet_policy(sc, data)
         runs.append(simulate_fleet(sc.config, exo, rq, policy, ServingConfig("fluid"),
