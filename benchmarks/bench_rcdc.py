@@ -15,21 +15,10 @@ import numpy as np
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from mpc_dc.params.site import GridParams, SiteConfig, TariffParams
-from mpc_dc.problem import HorizonInputs, PlantState, RcdcProblem
+from mpc_dc.benchmarking import rcdc_cases, rcdc_site
+from mpc_dc.problem import RcdcProblem
 
 H = 96
-
-
-def _inputs(rng: np.random.Generator) -> tuple[HorizonInputs, PlantState]:
-    lmp = rng.uniform(5.0, 90.0, H)
-    cf = rng.uniform(0.0, 1.0, H)
-    work = 0.25 * rng.uniform(60.0, 78.0, H)
-    df = 0.4 * work
-    avail = np.cumsum(df)
-    due = np.zeros(H)
-    due[-1] = avail[-1]
-    return HorizonInputs.wholesale(lmp, cf, work - df), PlantState(due, avail)
 
 
 def _median(fn: Callable[[], float], n: int) -> float:
@@ -38,11 +27,8 @@ def _median(fn: Callable[[], float], n: int) -> float:
 
 @pytest.mark.parametrize("market", ["wholesale", "retail"])
 def test_bench_rcdc_resolve(benchmark: BenchmarkFixture, market: str) -> None:
-    tariff = (TariffParams(kind="retail", demand_charge_usd_per_kw=12.39)
-              if market == "retail" else TariffParams())
-    config = SiteConfig(grid=GridParams(tariff=tariff))
-    rng = np.random.default_rng(0)
-    cases = [_inputs(rng) for _ in range(20)]
+    config = rcdc_site(market)
+    cases = rcdc_cases(H, n=20, seed=0)
     problem = RcdcProblem(config, H)
     problem.solve(*cases[0])
     counter = iter(range(10**9))

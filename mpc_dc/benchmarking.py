@@ -196,6 +196,10 @@ def time_rcdc_resolve(problem: RcdcProblem, cases: Sequence[tuple[HorizonInputs,
     for k in range(calls):
         t, result = timed(lambda k=k: problem.solve(*cases[k % len(cases)]))  # type: ignore[misc]
         wall[k], highs[k] = t, result.highs_time_s
+        if not result.status.has_plan:
+            logger.warning("RCDC re-solve failed at H=%d (%s); not timed",
+                           problem.horizon_steps, result.status)
+            wall[k] = highs[k] = np.nan
     return SolveTimes(wall, highs)
 
 
@@ -284,6 +288,11 @@ def time_fleet_resolve(problem: Any, cases: Sequence[Any], form: str, calls: int
         case = cases[(warmup + k) % len(cases)]
         t, result = timed(lambda case=case: problem.solve(case, FleetState(), form))  # type: ignore[misc]
         wall[k], highs[k] = t, result.highs_time_s
+        if result.plan is None:
+            # A failed solve has no solve time: timing it would bend the curve.
+            logger.warning("fleet %s re-solve failed at H=%d (%s); not timed", form,
+                           problem.horizon_steps, result.message)
+            wall[k] = highs[k] = np.nan
     return SolveTimes(wall, highs)
 
 

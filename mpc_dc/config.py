@@ -19,7 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
+import pandas as pd
+
 from traces.errors import ConfigError
+from traces.grid import STEP
 
 T = TypeVar("T")
 
@@ -174,6 +177,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+def grid_start(source: str, key: str, value: str) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an ISO 8601 UTC time on the 15-min grid."""
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError:
+        raise ConfigError(
+            source, f"expected an ISO 8601 UTC time, got {value!r}", key=key
+        ) from None
+    if ts.tzinfo is None or ts.utcoffset() != pd.Timedelta(0) or ts != ts.floor(STEP):
+        raise ConfigError(
+            source, f"expected a UTC time on the 15-minute grid, got {value!r}", key=key
+        )
 
 
 def positive(source: str, key: str, value: float, *, allow_zero: bool = False) -> None:

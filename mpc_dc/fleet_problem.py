@@ -615,6 +615,7 @@ class FleetProblem:
         self._lp_series: np.ndarray | None = None
         self._shift_maps: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.last_warm_start = "cold"
+        self.warm_start_failures = 0
 
     def reset_warm_start(self) -> None:
         """Forget the last basis: the next solve starts cold (presolve, dual simplex)."""
@@ -787,6 +788,15 @@ class FleetProblem:
             fast.set_start(self._start_vector(start))
         try:
             sol = fast.solve()
+            if relaxation and self.last_warm_start != "cold" and sol.model_status == "kSolveError":
+                # HiGHS can reject a warm basis outright (seen for shifted bases at
+                # 288 steps); a warm start must never cost the solve, so retry cold.
+                logger.warning("fleet LP with a %s warm start: HiGHS %s; re-solving cold",
+                               self.last_warm_start, sol.model_status)
+                self.warm_start_failures += 1
+                fast.clear_solver()
+                self.last_warm_start = "cold"
+                sol = fast.solve()
         finally:
             if fix_instances is not None:
                 fast.restore_col_bounds(cols)

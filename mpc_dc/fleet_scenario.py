@@ -48,7 +48,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from mpc_dc.config import from_mapping, positive
+from mpc_dc.config import from_mapping, grid_start, positive
 from mpc_dc.fleet_controller import FleetMpcPolicy, FleetObservation, RuleFleetPolicy, solve_day
 from mpc_dc.fleet_problem import FleetInputs, FleetProblem, FleetSolverOptions
 from mpc_dc.params.fleet import (
@@ -107,14 +107,7 @@ class FleetRunSpec:
         positive(SOURCE, "run.history_days", self.history_days, allow_zero=True)
         if self.days > 366 or self.history_days > 366:
             raise ConfigError(SOURCE, "expected at most 366 days", key="run.days")
-        try:
-            ts = pd.Timestamp(self.start)
-        except ValueError:
-            raise ConfigError(SOURCE, f"expected an ISO 8601 UTC time, got {self.start!r}",
-                              key="run.start") from None
-        if ts.tzinfo is None or ts.utcoffset() != pd.Timedelta(0) or ts != ts.floor(STEP):
-            raise ConfigError(SOURCE, f"expected a UTC time on the 15-minute grid, got "
-                              f"{self.start!r}", key="run.start")
+        grid_start(SOURCE, "run.start", self.start)
 
     @property
     def start_ts(self) -> pd.Timestamp:

@@ -21,6 +21,7 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
@@ -154,6 +155,20 @@ def atomic_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
         # Killed or interrupted: leave nothing half-written behind.
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Move the finished folder ``tmp`` to ``out_dir``, replacing a previous output folder.
+
+    The previous folder is first moved aside, so ``out_dir`` is never half-written.
+    """
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+        os.replace(out_dir, old / "prev")
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out_dir)
 
 
 def write_file_atomic(path: Path, write: Callable[[Path], object]) -> Path:

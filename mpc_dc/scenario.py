@@ -21,7 +21,7 @@ import pandas as pd
 
 from forecasters.base import Forecaster, forecaster_names
 from forecasters.presets import make_for
-from mpc_dc.config import from_mapping, positive
+from mpc_dc.config import from_mapping, grid_start, positive
 from mpc_dc.controllers import BaselinePolicy, MpcPolicy, OfflinePolicy, Policy
 from mpc_dc.params.site import SiteConfig
 from mpc_dc.problem import SolverOptions
@@ -99,18 +99,7 @@ class RunSpec:
                 f"expected a value in [0, 1], got {self.deferrable_share}",
                 key="run.deferrable_share",
             )
-        try:
-            ts = pd.Timestamp(self.start)
-        except ValueError:
-            raise ConfigError(
-                "<scenario>", f"expected an ISO 8601 UTC time, got {self.start!r}", key="run.start"
-            ) from None
-        if ts.tzinfo is None or ts.utcoffset() != pd.Timedelta(0) or ts != ts.floor(STEP):
-            raise ConfigError(
-                "<scenario>",
-                f"expected a UTC time on the 15-minute grid, got {self.start!r}",
-                key="run.start",
-            )
+        grid_start("<scenario>", "run.start", self.start)
 
     @property
     def start_ts(self) -> pd.Timestamp:

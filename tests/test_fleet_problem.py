@@ -255,6 +255,32 @@ def test_warm_started_receding_solves_match_cold(warm: str) -> None:
         state = FleetState({p: round(a.plan.instances[k, 0]) for k, p in enumerate(a.plan.pools)})
 
 
+def test_rejected_warm_basis_falls_back_to_a_cold_solve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HiGHS may answer kSolveError to a warm basis (seen at 288 steps): the LP is then
+    solved cold, counted, and gives the cold optimum."""
+    cfg, steps, H = _receding_case()
+    prob = FleetProblem(cfg, H, FleetSolverOptions(warm_start="shift"))
+    prob.solve(steps[0], FleetState(), FleetForm.LP)
+    fast = prob.model.fast
+    real_solve = fast.solve
+    calls: list[str] = []
+
+    def reject_warm() -> object:
+        calls.append(prob.last_warm_start)
+        solution = real_solve()
+        if prob.last_warm_start != "cold":
+            return dataclasses.replace(solution, model_status="kSolveError", x=None)
+        return solution
+
+    monkeypatch.setattr(fast, "solve", reject_warm)
+    warm = prob.solve(steps[1], FleetState(), FleetForm.LP)
+    cold = FleetProblem(cfg, H, FleetSolverOptions(warm_start="cold")).solve(
+        steps[1], FleetState(), FleetForm.LP)
+    assert calls == ["shift", "cold"]
+    assert prob.warm_start_failures == 1
+    assert warm.objective_usd == pytest.approx(cold.objective_usd, rel=1e-6)
+
+
 def test_warm_start_option_is_checked() -> None:
     with pytest.raises(ValueError, match="warm_start"):
         FleetSolverOptions(warm_start="hot")

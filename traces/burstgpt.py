@@ -140,17 +140,7 @@ def read_burstgpt_requests(
         )
     tokens: dict[str, pd.Series] = {}
     for column in _TOKEN_COLUMNS:
-        values = check_numeric(frame, column, source, first_line=FIRST_DATA_LINE)
-        _no_missing(values, source, column, "a token count")
-        check_range(
-            values,
-            source,
-            column,
-            first_line=FIRST_DATA_LINE,
-            low=0.0,
-            what="a non-negative token count",
-        )
-        tokens[column] = values
+        tokens[column] = _non_negative(frame, column, source, "token count")
     total = tokens["Total tokens"].to_numpy()
     parts = tokens["Request tokens"].to_numpy() + tokens["Response tokens"].to_numpy()
     wrong = np.flatnonzero(total != parts)
@@ -280,17 +270,7 @@ def read_burstgpt_hourly(
     )
     counts: dict[str, pd.Series] = {}
     for raw in HOURLY_VARIABLES:
-        values = check_numeric(frame, raw, source, first_line=FIRST_DATA_LINE)
-        _no_missing(values, source, raw, "a request count")
-        check_range(
-            values,
-            source,
-            raw,
-            first_line=FIRST_DATA_LINE,
-            low=0.0,
-            what="a non-negative request count",
-        )
-        counts[raw] = values
+        counts[raw] = _non_negative(frame, raw, source, "request count")
     both = counts["conversation"].to_numpy() + counts["api"].to_numpy()
     wrong = np.flatnonzero(counts["all"].to_numpy() != both)
     if wrong.size:
@@ -341,6 +321,21 @@ def read_burstgpt_hourly(
 def _as_utc(origin: pd.Timestamp | str) -> pd.Timestamp:
     stamp = pd.Timestamp(origin)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _non_negative(frame: pd.DataFrame, column: str, source: Path, noun: str) -> pd.Series:
+    """``frame[column]`` as float; every cell present, numeric and >= 0 (a ``noun``)."""
+    values = check_numeric(frame, column, source, first_line=FIRST_DATA_LINE)
+    _no_missing(values, source, column, f"a {noun}")
+    check_range(
+        values,
+        source,
+        column,
+        first_line=FIRST_DATA_LINE,
+        low=0.0,
+        what=f"a non-negative {noun}",
+    )
+    return values
 
 
 def _no_missing(values: pd.Series, source: Path, field: str, what: str) -> None:

@@ -25,9 +25,7 @@ import pandas as pd
 from traces.errors import TraceError
 from traces.grid import TraceMetadata, find_gaps, infer_resolution
 from traces.validate import (
-    check_nan_runs,
-    check_numeric,
-    check_range,
+    check_column,
     check_sorted_unique,
     parse_timestamps,
     read_csv_checked,
@@ -162,13 +160,12 @@ def read_eia_lmp(
         zone = match["zone"].strip()
         key = zone_key(zone)
         zones[key] = zone
-        numeric = check_numeric(frame, column, source, first_line=FIRST_DATA_LINE)
-        check_nan_runs(numeric, source, column, first_line=FIRST_DATA_LINE, max_run=MAX_NAN_RUN)
-        check_range(
-            numeric,
-            source,
+        numeric = check_column(
+            frame,
             column,
+            source,
             first_line=FIRST_DATA_LINE,
+            max_run=MAX_NAN_RUN,
             low=-max_abs_lmp_usd_per_mwh,
             high=max_abs_lmp_usd_per_mwh,
             what=f"|price| <= {max_abs_lmp_usd_per_mwh:,.0f} $/MWh",

@@ -17,13 +17,11 @@ import pandas as pd
 
 from traces.grid import TraceMetadata, find_gaps, infer_resolution
 from traces.validate import (
-    check_nan_runs,
-    check_numeric,
+    check_column,
     check_range,
-    check_sorted_unique,
+    check_times,
     parse_timestamps,
     read_csv_checked,
-    reject_future,
 )
 
 FIRST_DATA_LINE = 2
@@ -97,15 +95,15 @@ def read_eia930_fuel_mix(
         expected="a dc-rl EIA-930 fuel-mix CSV (timestamp,WND,SUN,...)",
     )
     index = parse_timestamps(frame[TIME_COLUMN], source, TIME_COLUMN, first_line=FIRST_DATA_LINE)
-    check_sorted_unique(index, source, TIME_COLUMN, first_line=FIRST_DATA_LINE)
-    reject_future(index, source, TIME_COLUMN, first_line=FIRST_DATA_LINE, now=now)
+    check_times(index, source, TIME_COLUMN, first_line=FIRST_DATA_LINE, now=now)
     index = pd.DatetimeIndex(index, name="interval_start_utc")
     resolution = infer_resolution(index, source)
 
     out = pd.DataFrame(index=index)
     for raw, name in FUEL_VARIABLES.items():
-        values = check_numeric(frame, raw, source, first_line=FIRST_DATA_LINE)
-        check_nan_runs(values, source, raw, first_line=FIRST_DATA_LINE, max_run=MAX_NAN_RUN)
+        values = check_column(
+            frame, raw, source, first_line=FIRST_DATA_LINE, max_run=MAX_NAN_RUN
+        )
         out[name] = values.to_numpy()
     if installed_wind_mw is not None:
         if not installed_wind_mw > 0:

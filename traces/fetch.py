@@ -266,6 +266,17 @@ def fetch(
     manifest = Path(manifest_path) if manifest_path is not None else dest.parent / MANIFEST_NAME
     key = _manifest_key(dest, manifest)
 
+    def record(actual: str) -> None:
+        _record(
+            manifest,
+            key=key,
+            url=url,
+            dest=dest,
+            actual=actual,
+            expected=expected,
+            extra=manifest_extra,
+        )
+
     if dest.exists() and not force:
         actual = sha256_file(dest, chunk_bytes)
         recorded = load_manifest(manifest).get(key, {}).get("sha256")
@@ -273,15 +284,7 @@ def fetch(
         if reference is None or actual == reference:
             logger.info("%s: already complete (sha256 %s); skipped", dest, actual)
             if recorded != actual:
-                _record(
-                    manifest,
-                    key=key,
-                    url=url,
-                    dest=dest,
-                    actual=actual,
-                    expected=expected,
-                    extra=manifest_extra,
-                )
+                record(actual)
             return FetchResult(
                 url=url,
                 path=dest,
@@ -342,15 +345,7 @@ def fetch(
             "download deleted)",
         )
     os.replace(part, dest)
-    _record(
-        manifest,
-        key=key,
-        url=url,
-        dest=dest,
-        actual=actual,
-        expected=expected,
-        extra=manifest_extra,
-    )
+    record(actual)
     status: FetchStatus = "resumed" if state.resumed else "downloaded"
     size = dest.stat().st_size
     logger.info("%s: %s, %d bytes, sha256 %s", dest, status, size, actual)

@@ -22,12 +22,10 @@ import pandas as pd
 from traces.errors import TraceError
 from traces.grid import TraceMetadata, find_gaps, infer_resolution
 from traces.validate import (
-    check_nan_runs,
+    check_column,
     check_numeric,
-    check_range,
-    check_sorted_unique,
+    check_times,
     read_csv_checked,
-    reject_future,
 )
 
 FIRST_DATA_LINE = 2
@@ -92,16 +90,14 @@ def read_google_pdu(
     index = pd.DatetimeIndex(TRACE_PERIOD_START_UTC + offset, name="interval_start_utc").as_unit(
         "ns"
     )
-    check_sorted_unique(index, source, TIME_COLUMN, first_line=FIRST_DATA_LINE)
-    reject_future(index, source, TIME_COLUMN, first_line=FIRST_DATA_LINE, now=now)
+    check_times(index, source, TIME_COLUMN, first_line=FIRST_DATA_LINE, now=now)
     resolution = infer_resolution(index, source)
-    util = check_numeric(frame, VALUE_COLUMN, source, first_line=FIRST_DATA_LINE)
-    check_nan_runs(util, source, VALUE_COLUMN, first_line=FIRST_DATA_LINE, max_run=MAX_NAN_RUN)
-    check_range(
-        util,
-        source,
+    util = check_column(
+        frame,
         VALUE_COLUMN,
+        source,
         first_line=FIRST_DATA_LINE,
+        max_run=MAX_NAN_RUN,
         low=0.0,
         high=MAX_POWER_UTIL,
         what="a utilization (power / PDU limit) in [0, 1.5]",

@@ -13,15 +13,7 @@ import pandas as pd
 
 from traces.errors import TraceError
 from traces.grid import TraceMetadata, find_gaps, infer_resolution
-from traces.validate import (
-    check_nan_runs,
-    check_numeric,
-    check_range,
-    check_sorted_unique,
-    parse_timestamps,
-    read_csv_checked,
-    reject_future,
-)
+from traces.validate import check_column, check_times, parse_timestamps, read_csv_checked
 
 FIRST_DATA_LINE = 2
 MAX_NAN_RUN = 4
@@ -58,8 +50,7 @@ def _utc_index(
     frame: pd.DataFrame, source: Path, now: pd.Timestamp | None
 ) -> tuple[pd.DatetimeIndex, pd.Timedelta]:
     index = parse_timestamps(frame[UTC_COLUMN], source, UTC_COLUMN, first_line=FIRST_DATA_LINE)
-    check_sorted_unique(index, source, UTC_COLUMN, first_line=FIRST_DATA_LINE)
-    reject_future(index, source, UTC_COLUMN, first_line=FIRST_DATA_LINE, now=now)
+    check_times(index, source, UTC_COLUMN, first_line=FIRST_DATA_LINE, now=now)
     return pd.DatetimeIndex(index, name="interval_start_utc"), infer_resolution(index, source)
 
 
@@ -108,13 +99,12 @@ def read_standardized_prices(
         )
     columns: dict[str, np.ndarray] = {}
     for raw, name in PRICE_VARIABLES.items():
-        values = check_numeric(frame, raw, source, first_line=FIRST_DATA_LINE)
-        check_nan_runs(values, source, raw, first_line=FIRST_DATA_LINE, max_run=MAX_NAN_RUN)
-        check_range(
-            values,
-            source,
+        values = check_column(
+            frame,
             raw,
+            source,
             first_line=FIRST_DATA_LINE,
+            max_run=MAX_NAN_RUN,
             low=-MAX_ABS_PRICE_USD_PER_MWH,
             high=MAX_ABS_PRICE_USD_PER_MWH,
             what=f"|price| <= {MAX_ABS_PRICE_USD_PER_MWH:,.0f} $/MWh",
@@ -174,10 +164,10 @@ def read_electricitymaps_carbon(
         if name == "estimated":
             columns[name] = _parse_bool(frame[raw], source, raw)
             continue
-        values = check_numeric(frame, raw, source, first_line=FIRST_DATA_LINE)
-        check_nan_runs(values, source, raw, first_line=FIRST_DATA_LINE, max_run=MAX_NAN_RUN)
         low, high = _CARBON_RANGES[name]
-        check_range(values, source, raw, first_line=FIRST_DATA_LINE, low=low, high=high)
+        values = check_column(
+            frame, raw, source, first_line=FIRST_DATA_LINE, max_run=MAX_NAN_RUN, low=low, high=high
+        )
         columns[name] = values.to_numpy()
     out = pd.DataFrame(columns, index=index)
     zone: list[str] = (

@@ -205,6 +205,29 @@ def check_numeric(
     return numeric.astype(float)
 
 
+def check_column(
+    frame: pd.DataFrame,
+    column: str,
+    path: str | Path,
+    *,
+    first_line: int,
+    max_run: int,
+    low: float = -np.inf,
+    high: float = np.inf,
+    what: str = "",
+) -> pd.Series:
+    """:func:`check_numeric`, :func:`check_nan_runs` and :func:`check_range` on one column.
+
+    Returns
+    -------
+    ``frame[column]`` as float (NaN where the cell is empty).
+    """
+    values = check_numeric(frame, column, path, first_line=first_line)
+    check_nan_runs(values, path, column, first_line=first_line, max_run=max_run)
+    check_range(values, path, column, first_line=first_line, low=low, high=high, what=what)
+    return values
+
+
 def check_range(
     values: pd.Series,
     path: str | Path,
@@ -249,6 +272,19 @@ def check_nan_runs(
             field=field,
         )
     return int(isnan.sum())
+
+
+def check_times(
+    index: pd.DatetimeIndex,
+    path: str | Path,
+    field: str,
+    *,
+    first_line: int,
+    now: pd.Timestamp | None = None,
+) -> None:
+    """:func:`check_sorted_unique` then :func:`reject_future`."""
+    check_sorted_unique(index, path, field, first_line=first_line)
+    reject_future(index, path, field, first_line=first_line, now=now)
 
 
 def reject_future(

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
+from mpc_dc.commands._common import (
+    markdown_table,
+    progress_bars,
+    with_data_dir,
+    write_comparison,
+)
 from mpc_dc.runner import compare
 from mpc_dc.scenario import default_scenario, load_scenario, scenario_kind
 
@@ -57,44 +59,27 @@ def main(args: argparse.Namespace) -> int:
     if args.scenario and scenario_kind(args.scenario) == "fleet":
         return compare_fleet_main(args)
     scenario = load_scenario(args.scenario) if args.scenario else default_scenario()
-    if args.data:
-        scenario = replace(scenario, data=replace(scenario.data, data_dir=str(args.data)))
+    scenario = with_data_dir(scenario, args.data)
     labels = [label.strip() for label in args.forecasters.split(",") if label.strip()]
-    bars: list[tqdm] = []
-
-    def progress(label: str, total: int) -> Callable[[int], object]:
-        bar = tqdm(total=total, unit="step", desc=label, disable=not sys.stderr.isatty())
-        bars.append(bar)
-        return bar.update
-
-    table = compare(scenario, labels, progress=progress)
-    for bar in bars:
-        bar.close()
+    with progress_bars() as progress:
+        table = compare(scenario, labels, progress=progress)
     text = format_table(table)
     print(f"mpc-dc compare: scenario '{scenario.name}', {scenario.run.days:g} days, "
           f"{scenario.site.grid.tariff.kind} market")
     print(text)
     if args.out:
-        from mpc_dc.rundir import atomic_dir
-
-        with atomic_dir(args.out) as tmp:
-            table.to_csv(tmp / "compare.csv")
-            (tmp / "compare.md").write_text(text + "\n", encoding="utf-8")
-        print(f"written: {args.out}/compare.csv, compare.md")
+        write_comparison(args.out, table, text)
     return 0
 
 
 def format_table(table: pd.DataFrame) -> str:
     """Markdown table of the comparison."""
-    header = ["controller", *(name for name, _ in COLUMNS.values())]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label, row in table.iterrows():
-        cells = [str(label)]
-        for key, (_, fmt) in COLUMNS.items():
-            value = row[key]
-            cells.append(fmt.format(int(value)) if fmt == "{:d}" else fmt.format(float(value)))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(table, "controller", COLUMNS, _cell)
+
+
+def _cell(row: pd.Series, key: str, fmt: str) -> str:
+    value = row[key]
+    return fmt.format(int(value)) if fmt == "{:d}" else fmt.format(float(value))
 
 
 FLEET_COLUMNS = {
@@ -117,49 +102,30 @@ def compare_fleet_main(args: argparse.Namespace) -> int:
     """``mpc-dc compare FLEET.toml --flex S1,...,S6``: cost next to SLO attainment."""
     from mpc_dc.fleet_scenario import compare_fleet, load_fleet_scenario
 
-    scenario = load_fleet_scenario(args.scenario)
-    if args.data:
-        scenario = replace(scenario, data=replace(scenario.data, data_dir=str(args.data)))
+    scenario = with_data_dir(load_fleet_scenario(args.scenario), args.data)
     text = args.flex or "S1,S2,S3,S4,S5,S6"
     labels = [label.strip() for label in text.split(",") if label.strip()]
-    bars: list[tqdm] = []
-
-    def progress(label: str, total: int) -> Callable[[int], object]:
-        bar = tqdm(total=total, unit="step", desc=label, disable=not sys.stderr.isatty())
-        bars.append(bar)
-        return bar.update
-
-    table = compare_fleet(scenario, labels, progress=progress)
-    for bar in bars:
-        bar.close()
+    with progress_bars() as progress:
+        table = compare_fleet(scenario, labels, progress=progress)
     print(f"mpc-dc compare: fleet scenario '{scenario.name}', {scenario.run.days:g} days, "
           f"data {scenario.data.source} x{scenario.data.rate_multiplier:g}, controller "
           f"{scenario.controller.kind}")
     out = format_fleet_table(table)
     print(out)
     if args.out:
-        from mpc_dc.rundir import atomic_dir
-
-        with atomic_dir(args.out) as tmp:
-            table.to_csv(tmp / "compare.csv")
-            (tmp / "compare.md").write_text(out + "\n", encoding="utf-8")
-        print(f"written: {args.out}/compare.csv, compare.md")
+        write_comparison(args.out, table, out)
     return 0
 
 
 def format_fleet_table(table: pd.DataFrame) -> str:
     """Markdown table of a fleet comparison (SLO attainment next to cost)."""
-    header = ["label", *(name for name, _ in FLEET_COLUMNS.values())]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label, row in table.iterrows():
-        cells = [str(label)]
-        for key, (_, fmt) in FLEET_COLUMNS.items():
-            value = row.get(key)
-            if fmt == "{}":
-                cells.append(str(value))
-            elif fmt == "{:d}":
-                cells.append(fmt.format(int(value or 0)))
-            else:
-                cells.append(fmt.format(float(value if value is not None else math.nan)))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(table, "label", FLEET_COLUMNS, _fleet_cell)
+
+
+def _fleet_cell(row: pd.Series, key: str, fmt: str) -> str:
+    value = row.get(key)
+    if fmt == "{}":
+        return str(value)
+    if fmt == "{:d}":
+        return fmt.format(int(value or 0))
+    return fmt.format(float(value if value is not None else math.nan))

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from tqdm import tqdm
 
+from mpc_dc.commands._common import with_run_overrides
 from mpc_dc.runner import run_scenario
 from mpc_dc.scenario import controller_variant, default_scenario, load_scenario, scenario_kind
 
@@ -39,14 +38,7 @@ def main(args: argparse.Namespace) -> int:
     if args.scenario and scenario_kind(args.scenario) == "fleet":
         return run_fleet(args)
     scenario = load_scenario(args.scenario) if args.scenario else default_scenario()
-    if args.data:
-        scenario = replace(scenario, data=replace(scenario.data, data_dir=str(args.data)))
-    if args.controller:
-        scenario = controller_variant(scenario, args.controller)
-    if args.days:
-        scenario = replace(scenario, run=replace(scenario.run, days=args.days))
-    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
-    out = args.out or Path("runs") / f"{scenario.name}-{stamp}"
+    scenario, out = with_run_overrides(scenario, args, controller_variant)
     print(f"mpc-dc run: scenario '{scenario.name}', {scenario.run.days:g} days from "
           f"{scenario.run.start}, data {scenario.data.source}, controller "
           f"{scenario.controller.kind}"
@@ -88,15 +80,7 @@ def run_fleet(args: argparse.Namespace) -> int:
     """``mpc-dc run FLEET.toml``: one fleet closed-loop run and its run directory."""
     from mpc_dc.fleet_scenario import fleet_variant, load_fleet_scenario, run_fleet_scenario
 
-    scenario = load_fleet_scenario(args.scenario)
-    if args.data:
-        scenario = replace(scenario, data=replace(scenario.data, data_dir=str(args.data)))
-    if args.controller:
-        scenario = fleet_variant(scenario, args.controller)
-    if args.days:
-        scenario = replace(scenario, run=replace(scenario.run, days=args.days))
-    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
-    out = args.out or Path("runs") / f"{scenario.name}-{stamp}"
+    scenario, out = with_run_overrides(load_fleet_scenario(args.scenario), args, fleet_variant)
     ctl = scenario.controller
     print(f"mpc-dc run: fleet scenario '{scenario.name}' ({scenario.flexibility}), "
           f"{scenario.run.days:g} days from {scenario.run.start}, data {scenario.data.source} "

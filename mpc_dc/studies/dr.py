@@ -33,7 +33,6 @@ Set-up (all stated in :class:`DrStudyConfig`)
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -51,6 +50,7 @@ from mpc_dc.params.fleet import (
     SCENARIOS,
     FleetConfig,
 )
+from mpc_dc.rundir import replace_dir
 from traces.burstgpt import read_burstgpt_requests
 from traces.datasets import burstgpt_hourly_counts, caiso_carbon, caiso_rt_lmp
 from traces.errors import TraceError
@@ -499,13 +499,7 @@ def reproduce(data_dir: Path, out_dir: Path, study: DrStudyConfig | None = None,
             names += ["sensitivity_peak_rate.csv", "sensitivity_dr_price_plane.csv"]
             names += [p.name for p in plot_all(daily, table, supply, results, data, event_day,
                                                peak, prices, tmp)]
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.replace(out_dir, old / "prev")
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -27,7 +27,6 @@ Data choices
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -55,6 +54,7 @@ from mpc_dc.problem import (
     RcdcProblem,
     SolveResult,
 )
+from mpc_dc.rundir import replace_dir
 from traces.datasets import google_load_shape, ny_wind_cf, nyiso_da_lmp, nyiso_rt_lmp
 from traces.errors import TraceError
 from traces.grid import STEP_H
@@ -477,22 +477,11 @@ def reproduce(data_dir: Path, out_dir: Path, study: RcdcStudyConfig | None = Non
             capacity.to_csv(tmp / "sensitivity_capacity_ratio.csv", index=False)
             names += ["sensitivity_deferrable.csv", "sensitivity_capacity_ratio.csv"]
             names += [p.name for p in plot_figures(deferrable, capacity, study, tmp)]
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return StudyOutputs(table, deferrable, capacity, tuple(out_dir / n for n in names), markdown)
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move ``tmp`` to ``out_dir`` (replacing a previous output folder)."""
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-        os.replace(out_dir, old / "prev")
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
 
 
 def savings_summary(table: pd.DataFrame) -> Iterable[str]:

@@ -1,0 +1,104 @@
+"""Pieces shared by the ``run`` and ``compare`` commands (not a command: leading underscore)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import pandas as pd
+from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from mpc_dc.fleet_scenario import FleetScenario
+    from mpc_dc.scenario import Scenario
+
+S = TypeVar("S", "Scenario", "FleetScenario")
+
+
+def with_data_dir(scenario: S, data: Path | None) -> S:
+    """``scenario`` with ``data.data_dir`` replaced by ``--data`` when it is given."""
+    if not data:
+        return scenario
+    return replace(scenario, data=replace(scenario.data, data_dir=str(data)))
+
+
+def with_run_overrides(
+    scenario: S, args: argparse.Namespace, variant: Callable[[S, str], S]
+) -> tuple[S, Path]:
+    """Apply ``--data``, ``--controller`` (through ``variant``) and ``--days``.
+
+    Returns
+    -------
+    scenario
+        The overridden scenario.
+    out : Path
+        ``--out``, or ``runs/<name>-<UTC time>``.
+    """
+    scenario = with_data_dir(scenario, args.data)
+    if args.controller:
+        scenario = variant(scenario, args.controller)
+    if args.days:
+        scenario = replace(scenario, run=replace(scenario.run, days=args.days))
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or Path("runs") / f"{scenario.name}-{stamp}"
+    return scenario, out
+
+
+@contextmanager
+def progress_bars() -> Iterator[Callable[[str, int], Callable[[int], object]]]:
+    """Yield ``progress(label, total) -> update``: one tqdm bar per label, closed on exit."""
+    bars: list[tqdm] = []
+
+    def progress(label: str, total: int) -> Callable[[int], object]:
+        bar = tqdm(total=total, unit="step", desc=label, disable=not sys.stderr.isatty())
+        bars.append(bar)
+        return bar.update
+
+    try:
+        yield progress
+    finally:
+        for bar in bars:
+            bar.close()
+
+
+def write_comparison(out: Path, table: pd.DataFrame, markdown: str) -> None:
+    """Write ``compare.csv`` and ``compare.md`` into the directory ``out`` atomically."""
+    from mpc_dc.rundir import atomic_dir
+
+    with atomic_dir(out) as tmp:
+        table.to_csv(tmp / "compare.csv")
+        (tmp / "compare.md").write_text(markdown + "\n", encoding="utf-8")
+    print(f"written: {out}/compare.csv, compare.md")
+
+
+def markdown_table(
+    table: pd.DataFrame,
+    first: str,
+    columns: dict[str, tuple[str, str]],
+    cell: Callable[[pd.Series, str, str], str],
+) -> str:
+    """Markdown table: one row per index label, ``cell(row, key, fmt)`` per column.
+
+    Parameters
+    ----------
+    table
+        Rows to show, labelled by the index.
+    first
+        Header of the label column.
+    columns
+        Column key -> (header, format string).
+    cell
+        Formats one value of a row.
+    """
+    header = [first, *(name for name, _ in columns.values())]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, row in table.iterrows():
+        cells = [str(label)]
+        cells.extend(cell(row, key, fmt) for key, (_, fmt) in columns.items())
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
