@@ -39,7 +39,6 @@ from mpc_dc.problem import (
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.exogenous import RcdcExogenous
 from mpc_dc.sim.plant import Decision
-from traces.grid import STEP
 
 logger = logging.getLogger(__name__)
 
@@ -405,7 +404,3 @@ class OfflinePolicy:
             source="offline",
         )
 
-
-def step_time(start: pd.Timestamp, step: int) -> pd.Timestamp:
-    """Start of interval ``step``."""
-    return start + step * STEP

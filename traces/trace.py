@@ -71,6 +71,22 @@ class Trace:
             )
         return self._values[pos : pos + periods]
 
+    def row(self, pos: int) -> np.ndarray:
+        """Values of the interval at row ``pos`` (0 = :attr:`start`).
+
+        Raises
+        ------
+        TraceRangeError
+            If ``pos`` lies outside the trace (negative positions included).
+        """
+        if not 0 <= pos < len(self._values):
+            asked = self.start + pos * STEP
+            raise TraceRangeError(
+                f"trace '{self.name}' covers [{self.start}, {self.end}); asked for the "
+                f"interval starting {asked}"
+            )
+        return self._values[pos]
+
     def column(self, name: str) -> np.ndarray:
         """All values of one column."""
         return self.frame[name].to_numpy(dtype=float)

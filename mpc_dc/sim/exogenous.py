@@ -29,6 +29,7 @@ from mpc_dc.params.site import SiteConfig, retail_prices
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.plant import Realized
 from traces.grid import STEP
+from traces.trace import Trace
 
 CHANNELS: tuple[str, ...] = ("price_usd_per_mwh", "renewable_cf", "workload_wu")
 """Exogenous series of the RCDC configuration."""
@@ -94,7 +95,9 @@ class RcdcExogenous:
         if len(self.history) and self.history.index[-1] + STEP != self.frame.index[0]:
             raise ValueError(f"exogenous '{self.name}': history must end where the run starts")
         values = self.frame[list(CHANNELS)].to_numpy(dtype=float)
-        object.__setattr__(self, "_values", values)
+        # Realized values are read through a Trace: a step outside the run is an
+        # error naming the covered range, never an extrapolation or a wrap-around.
+        object.__setattr__(self, "_trace", Trace(self.frame[list(CHANNELS)], self.name))
         n, w = len(values), self.window_steps
         starts = np.arange(0, n, w)
         window_work = np.add.reduceat(values[:, 2], starts) if n else np.zeros(0)
@@ -151,12 +154,12 @@ class RcdcExogenous:
 
     def values(self, step: int) -> dict[str, float]:
         """Realized channel values of interval ``step`` (what a forecaster observes)."""
-        row = self._values[step]  # type: ignore[attr-defined]
+        row = self._trace.row(step)  # type: ignore[attr-defined]
         return {c: float(v) for c, v in zip(CHANNELS, row, strict=True)}
 
     def realized(self, step: int) -> Realized:
         """What the plant and the meter see in interval ``step``."""
-        price, cf, workload = self._values[step]  # type: ignore[attr-defined]
+        price, cf, workload = self._trace.row(step)  # type: ignore[attr-defined]
         import_price, export_price = self.tariff_prices(np.array([price]))
         return Realized(
             import_price_usd_per_mwh=float(import_price[0]),
