@@ -46,7 +46,7 @@ def test_bench_step(benchmark: Any, name: str, request: pytest.FixtureRequest) -
     fit_end = len(y) - 2 * STEPS_PER_DAY
     n_steps = 8 if small else STEPS_PER_DAY
     params: dict[str, Any] = {"bounds": (0.0, 1.0)}
-    if name in ("oracle", "noisy_oracle"):
+    if name in ("oracle", "noisy_oracle", "day_ahead_known"):
         params["truth"] = y
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:

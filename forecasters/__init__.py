@@ -16,6 +16,7 @@ from forecasters.base import (
     make_forecaster,
     register_forecaster,
 )
+from forecasters.known_ahead import KnownAhead
 from forecasters.naive import Persistence, SeasonalNaive
 from forecasters.oracle import NoisyOracle, Oracle
 from forecasters.statistical import EtsForecaster, SarimaxForecaster, fourier_terms
@@ -27,6 +28,7 @@ __all__ = [
     "EtsForecaster",
     "ForecastFrame",
     "Forecaster",
+    "KnownAhead",
     "LookaheadError",
     "NoisyOracle",
     "NotFittedError",

@@ -406,8 +406,9 @@ def make_forecaster(name: str, **params: Any) -> BaseForecaster:
     """Build a registered forecaster by name.
 
     Names: ``oracle`` and ``noisy_oracle`` (need ``truth=``), ``persistence``,
-    ``seasonal_naive_daily``, ``seasonal_naive_weekly``, ``sarimax``, ``ets``.
-    ``params`` go to the constructor (e.g. ``bounds=(0, 1)``).
+    ``seasonal_naive_daily``, ``seasonal_naive_weekly``, ``sarimax``, ``ets``,
+    ``day_ahead_known`` (needs ``truth=``; wraps ``inner=``, see
+    :mod:`forecasters.known_ahead`). ``params`` go to the constructor (e.g. ``bounds=(0, 1)``).
     """
     _ensure_registered()
     try:
@@ -422,6 +423,7 @@ def _ensure_registered() -> None:
     # The implementation modules register themselves on import; importing them here
     # keeps `make_forecaster` usable from `forecasters.base` alone without a cycle.
     if not _REGISTRY:
+        import forecasters.known_ahead
         import forecasters.naive
         import forecasters.oracle
         import forecasters.statistical  # noqa: F401

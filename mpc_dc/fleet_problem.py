@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -512,13 +512,28 @@ def campus_power_mw(ctx: FleetContext, instances: np.ndarray, tokens: np.ndarray
 
 
 def round_instances(ctx: FleetContext, n: np.ndarray, tokens_per_s: np.ndarray,
-                    n_prev: np.ndarray, gpus: np.ndarray) -> np.ndarray:
-    """Integer instance counts near a relaxed plan that keep its capacity and GPU limit.
+                    n_prev: np.ndarray, gpus: np.ndarray,
+                    demand_tokens_per_s: np.ndarray | None = None, *,
+                    price_usd_per_mwh: np.ndarray | None = None,
+                    constant: bool = False) -> np.ndarray:
+    """Integer instance counts near a relaxed plan, rounded jointly per (campus, model).
 
-    Interval by interval: round up; add instances while the plan's tokens do not fit
-    ``ρ̄ μ (n − w u)`` (an extra start costs the warm-up fraction w of its
-    capacity); where a campus's GPUs are exceeded, take instances away from the
-    pools with the most spare capacity first.
+    Per interval and per group g = (campus c, model m) of pools (one per precision):
+    start from ``⌊n⌋``; while the group's capacity ``Σ_{k∈g} ρ̄ μ_k (n_k − w_k u_k)``
+    is below its planned tokens ``Σ_{k∈g} x_k`` add one instance to the pool of g
+    that fits the campus's free GPUs and is cheapest per token it adds: with
+    ``price_usd_per_mwh``, ``(Δ Σ_t π PUE (p_idle + e y_t) + c_start g [start] + c_q δ y)
+    / Σ_t y_t`` with y the shortfall it covers (an extra start nets ``1 − w`` of an
+    instance); without, the largest remainder ``n_k − n'_k``. Integer instances
+    pay their full idle power, which the relaxation spreads over the tokens: a
+    precision the LP prefers per token (e.g. FP8 with a higher idle, lower
+    marginal power) can be the dearer single instance at low load. Rounding each
+    pool up instead adds up to one instance per precision, i.e. several per
+    (campus, model) with precision choice. Then, with ``demand_tokens_per_s``, the
+    quality budget ``Σ_{c,q} δ x ≤ δ̄ D[m]`` is checked for the least-loss use of
+    the rounded capacity (each group's tokens on its lowest-δ pools first) and
+    lower-δ instances are added where it is exceeded. Tokens a GPU-full campus
+    cannot take move to another campus's pools of the model (Sp on only).
 
     Parameters
     ----------
@@ -528,42 +543,178 @@ def round_instances(ctx: FleetContext, n: np.ndarray, tokens_per_s: np.ndarray,
     n_prev : ndarray (P,) [-]
         Instances running before the first interval.
     gpus : ndarray (C, T) [GPUs]
+    demand_tokens_per_s : ndarray (M, T) [tokens/s], optional
+        Demand of the same intervals (quality-budget check; skipped when None).
+    price_usd_per_mwh : ndarray (C, T) [$/MWh], optional
+        Energy price plus carbon cost (and DR reward rate) per campus: ranks the pools.
+    constant : bool
+        Sw off: the T intervals share one fleet, sized for every interval's tokens
+        (warm-up in the first only); the result's columns are equal.
+
+    Returns
+    -------
+    ndarray (P, T) [-]
+        Integral counts.
     """
+    n = np.maximum(np.asarray(n, dtype=float), 0.0)
+    x = np.maximum(np.asarray(tokens_per_s, dtype=float), 0.0)
+    gpus = np.asarray(gpus, dtype=float)
+    demand = None if demand_tokens_per_s is None else np.asarray(demand_tokens_per_s, float)
+    price = None if price_usd_per_mwh is None else np.asarray(price_usd_per_mwh, float)
+    prev = np.asarray(n_prev, dtype=float)
+    if constant:
+        col = _round_column(ctx, n.max(axis=1), x, prev, gpus.min(axis=1), demand, price)
+        return np.repeat(col[:, None], n.shape[1], axis=1)
+    out = np.empty_like(n)
+    for t in range(n.shape[1]):
+        out[:, t] = _round_column(ctx, n[:, t], x[:, t:t + 1], prev, gpus[:, t],
+                                  None if demand is None else demand[:, t:t + 1],
+                                  None if price is None else price[:, t:t + 1])
+        prev = out[:, t]
+    return out
+
+
+def _round_column(ctx: FleetContext, n: np.ndarray, x: np.ndarray, prev: np.ndarray,
+                  gpus: np.ndarray, demand: np.ndarray | None,
+                  price: np.ndarray | None) -> np.ndarray:
+    """One integral fleet (P,) covering the tokens ``x`` (P, W) of W intervals
+    (:func:`round_instances`); ``gpus`` (C,), ``demand`` (M, W) [tokens/s],
+    ``price`` (C, W) [$/MWh]."""
     cap = ctx.config.utilization_cap * ctx.mu_tokens_per_s
     w = ctx.warmup_fraction
-    out = np.ceil(np.maximum(n, 0.0) - 1e-6)
-    prev = np.asarray(n_prev, dtype=float)
-    for t in range(n.shape[1]):
-        need = tokens_per_s[:, t] / cap
-        col = out[:, t]
-        for _ in range(4):  # w < 1, so each added instance nets 1 − w of capacity
-            short = col - w * np.maximum(col - prev, 0.0) < need - 1e-6
-            if not short.any():
+    M = len(ctx.config.models)
+    group = ctx.campus_of * M + ctx.model_of
+    col = np.floor(n + _TOL)
+    free = gpus - ctx.campus_matrix(ctx.gpus) @ col
+    tol = 1e-3 + 1e-7 * float(np.max(x, initial=0.0))
+
+    def capacity(k: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """(len(k), W) tokens/s each pool of ``k`` serves with counts ``c``."""
+        full = cap[k] * c
+        out = np.repeat(full[:, None], x.shape[1], axis=1)
+        out[:, 0] -= cap[k] * w[k] * np.maximum(c - prev[k], 0.0)
+        return out
+
+    def add(k: int) -> None:
+        col[k] += 1
+        free[ctx.campus_of[k]] -= ctx.gpus[k]
+
+    def fits(k: int) -> bool:
+        return bool(ctx.gpus[k] <= free[ctx.campus_of[k]] + _TOL)
+
+    def drop(k: int) -> None:
+        col[k] -= 1
+        free[ctx.campus_of[k]] += ctx.gpus[k]
+
+    cfg = ctx.config
+    pue = np.array([c.pue for c in cfg.campuses])[ctx.campus_of]
+    qcost = cfg.quality_cost_usd_per_point_mtok * ctx.quality_loss * STEP_S / 1e6  # $/(tok/s)
+
+    def rank(k: int, short: np.ndarray) -> tuple[float, float]:
+        """Larger is better: minus the cost per token added, or the LP's remainder."""
+        if price is None:
+            return (n[k] - col[k], cap[k])
+        gain = capacity(np.array([k]), col[[k]] + 1)[0] - capacity(np.array([k]), col[[k]])[0]
+        y = np.minimum(gain, np.maximum(short, 0.0))
+        pi = price[ctx.campus_of[k]]
+        usd = (ctx.step_h * np.sum(pi * pue[k] * (ctx.idle_w[k] + ctx.energy_j_per_token[k] * y))
+               / 1e6 + float(np.sum(qcost[k] * y)))
+        if col[k] >= prev[k]:
+            usd += cfg.start_cost_usd_per_gpu * ctx.gpus[k]
+        return (-usd / max(float(y.sum()), 1e-9), n[k] - col[k])
+
+    short_of = np.zeros((group.max() + 1, x.shape[1]))
+    for g in np.unique(group):
+        idx = np.flatnonzero(group == g)
+        need = x[idx].sum(axis=0)
+        for _ in range(10_000):
+            short = need - capacity(idx, col[idx]).sum(axis=0)
+            if short.max() <= tol:
                 break
-            col[short] += 1
-        removed: list[int] = []
-        for c in range(gpus.shape[0]):
-            idx = np.flatnonzero(ctx.campus_of == c)
-            for _ in range(int(col[idx].sum()) + 1):
-                if ctx.gpus[idx] @ col[idx] <= gpus[c, t] + _TOL:
+            cand = [int(k) for k in idx if fits(int(k))]
+            if not cand:
+                short_of[g] = np.maximum(short, 0.0)
+                break
+            add(max(cand, key=lambda k: rank(k, short)))
+    if ctx.config.flexibility.spatial:  # what a GPU-full campus cannot take goes elsewhere
+        for g in np.flatnonzero(short_of.max(axis=1) > tol):
+            m = g % M
+            for _ in range(10_000):
+                if short_of[g].max() <= tol:
                     break
-                spare = col[idx] - w[idx] * np.maximum(col[idx] - prev[idx], 0.0) - need[idx]
-                spare[col[idx] <= 0] = -np.inf
-                k = int(idx[int(np.argmax(spare))])
-                col[k] -= 1
-                if spare.max() < 1.0:
-                    removed.append(k)
-        for k in removed:  # the capacity taken away moves to a campus with free GPUs
-            free = gpus[:, t] - ctx.campus_matrix(ctx.gpus) @ col
-            twins = [j for j in range(len(col)) if ctx.model_of[j] == ctx.model_of[k]
-                     and ctx.pools[j][2] == ctx.pools[k][2] and j != k
-                     and free[ctx.campus_of[j]] >= ctx.gpus[j] - _TOL]
-            if twins:
-                j = max(twins, key=lambda i: free[ctx.campus_of[i]])
-                col[j] += 1
-        out[:, t] = col
-        prev = col
-    return out
+                cand = [int(j) for j in np.flatnonzero(ctx.model_of == m)
+                        if group[j] != g and fits(int(j))]
+                if not cand:
+                    break
+                j = max(cand, key=lambda k: rank(k, short_of[g]))
+                before = capacity(np.array([j]), col[[j]])[0]
+                add(j)
+                short_of[g] -= capacity(np.array([j]), col[[j]])[0] - before
+    if demand is not None and np.any(ctx.quality_loss > 0):
+        _repair_quality(ctx, col, x, demand, capacity, fits, add, drop, group, tol)
+    return col
+
+
+def _least_loss(ctx: FleetContext, idx: np.ndarray, cap_k: np.ndarray,
+                need: np.ndarray) -> np.ndarray:
+    """Quality loss ``Σ δ x`` [points·tokens/s] of a group's tokens ``need`` (W,) on its
+    pools' capacities ``cap_k`` (len(idx), W), lowest δ first."""
+    order = np.argsort(ctx.quality_loss[idx], kind="stable")
+    left = need.copy()
+    loss = np.zeros_like(need)
+    for i in order:
+        take = np.minimum(left, cap_k[i])
+        loss += ctx.quality_loss[idx[i]] * take
+        left -= take
+    return loss
+
+
+def _repair_quality(ctx: FleetContext, col: np.ndarray, x: np.ndarray, demand: np.ndarray,
+                    capacity: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                    fits: Callable[[int], bool], add: Callable[[int], None],
+                    drop: Callable[[int], None], group: np.ndarray, tol: float) -> None:
+    """Add lower-δ instances until each model's least loss meets ``δ̄ D[m]``; each
+    addition then drops the group's highest-δ instances the group's tokens no longer
+    need (a swap where one suffices)."""
+    budget = ctx.config.quality_budget_pct_points
+    for m in range(len(ctx.config.models)):
+        groups = np.unique(group[ctx.model_of == m])
+
+        for _ in range(1_000):
+            losses = {}
+            for g in groups:
+                idx = np.flatnonzero(group == g)
+                losses[int(g)] = _least_loss(ctx, idx, capacity(idx, col[idx]),
+                                             x[idx].sum(axis=0))
+            excess = sum(losses.values()) - budget * demand[m]
+            if excess.max() <= tol * max(float(ctx.quality_loss.max()), 1.0):
+                break
+            best, gain = -1, 0.0
+            for g in groups:
+                idx = np.flatnonzero(group == g)
+                for k in idx:
+                    if not fits(int(k)) or ctx.quality_loss[k] >= ctx.quality_loss[idx].max():
+                        continue
+                    trial = col[idx].copy()
+                    trial[idx == k] += 1
+                    new = _least_loss(ctx, idx, capacity(idx, trial), x[idx].sum(axis=0))
+                    d = float(np.max(losses[int(g)] - new))
+                    if d > gain + _TOL:
+                        best, gain = int(k), d
+            if best < 0:
+                break
+            add(best)
+            idx = np.flatnonzero(group == group[best])
+            need = x[idx].sum(axis=0)
+            for k in idx[np.argsort(-ctx.quality_loss[idx], kind="stable")]:
+                if k == best or ctx.quality_loss[k] <= ctx.quality_loss[best]:
+                    continue
+                while col[k] > 0:
+                    trial = col[idx].copy()
+                    trial[idx == k] -= 1
+                    if np.max(need - capacity(idx, trial).sum(axis=0)) > tol:
+                        break
+                    drop(int(k))
 
 
 # ----------------------------------------------------------------------------- facade
@@ -752,18 +903,45 @@ class FleetProblem:
         given = (np.zeros((self.ctx.n_pools, 0)) if fix_instances is None
                  else np.asarray(fix_instances, dtype=float)[:, :T])
         n_int = given
+        par = self.ctx.parameters
+        demand = 1e3 * np.asarray(par["demand_kps"].value)
+        price = (np.asarray(par["price_usd_per_mwh"].value)
+                 + np.asarray(par["carbon_cost_usd_per_mwh"].value)
+                 + 1e3 * np.asarray(par["dr_reward_usd_per_kwh"].value))
+        # Sw off: one fleet for the whole horizon, so the committed interval's counts
+        # are rounded against every later interval's tokens (the day's peak at the
+        # daily re-provisioning), all T intervals at once.
+        constant = not self.config.flexibility.switching
         cur, highs_s = lp, lp.highs_time_s
         while n_int.shape[1] < T or cur is lp:
             s = n_int.shape[1]
-            e = min(s + chunk, T)
-            if e > s:
-                assert cur.plan is not None
-                block = round_instances(self.ctx, cur.plan.instances[:, s:e],
-                                        cur.plan.tokens_per_s[:, s:e],
-                                        n_int[:, -1] if s else n_prev, gpus[:, s:e])
-                n_int = np.hstack([n_int, block])
-            cur = self._run(FleetForm.LP, wall, n_int, None)
+            e = T if constant else min(s + chunk, T)
+            if e <= s:
+                cur = self._run(FleetForm.LP, wall, n_int, None)
+                highs_s += cur.highs_time_s
+                break
+            relaxed, plan = cur, cur.plan
+            assert plan is not None
+            end = self.horizon_steps if constant else e
+            block = round_instances(self.ctx, plan.instances[:, s:end],
+                                    plan.tokens_per_s[:, s:end],
+                                    n_int[:, -1] if s else n_prev, gpus[:, s:end],
+                                    demand[:, s:end], price_usd_per_mwh=price[:, s:end],
+                                    constant=constant)
+            trial = np.hstack([n_int, block[:, : e - s]])
+            cur = self._run(FleetForm.LP, wall, trial, None)
             highs_s += cur.highs_time_s
+            if cur.plan is None or cur.unserved_tokens > relaxed.unserved_tokens + 1e-6:
+                # Joint rounding can leave a GPU-full campus short where rounding each
+                # pool up would not; try that too and keep the cheaper plan.
+                ceil_block = np.ceil(plan.instances[:, s:e] - 1e-6)
+                alternative = self._run(FleetForm.LP, wall, np.hstack([n_int, ceil_block]),
+                                        None)
+                highs_s += alternative.highs_time_s
+                if alternative.plan is not None and (
+                        cur.plan is None or alternative.objective_usd < cur.objective_usd):
+                    cur, trial = alternative, np.hstack([n_int, ceil_block])
+            n_int = trial
             if cur.plan is None:
                 break
         return cur, highs_s

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from forecasters.base import Forecaster, forecaster_names
+from forecasters.known_ahead import KnownAhead
 from forecasters.presets import make_for
 from mpc_dc.config import from_mapping, grid_start, positive
 from mpc_dc.controllers import BaselinePolicy, MpcPolicy, OfflinePolicy, Policy
@@ -128,11 +129,19 @@ class DataSpec:
         replaces it.
     zone : str
         NYISO zone letter of the RT price.
+    price_known_ahead : bool
+        Retail tariff only: the day-ahead prices are published before delivery
+        (NYISO: about 11:00 Eastern on the day before), so the price channel's
+        forecaster is wrapped in :class:`~forecasters.known_ahead.KnownAhead` with the
+        realized day-ahead series as truth: published days are known, later ones
+        forecast. Ignored under the wholesale tariff (real-time prices are not
+        published ahead).
     """
 
     source: Literal["synthetic", "nyiso"] = "synthetic"
     data_dir: str = "../shared/data"
     zone: str = "F"
+    price_known_ahead: bool = False
 
 
 @dataclass(frozen=True)
@@ -434,10 +443,28 @@ def _nyiso_frame(scenario: Scenario, index: pd.DatetimeIndex) -> pd.DataFrame:
     return pd.concat([frame.iloc[:-n_run], fill_gaps(run_part, GapPolicy.RAISE, source=data_dir)])
 
 
+PRICE_CHANNEL = "price_usd_per_mwh"
+"""The channel that carries the day-ahead price under the retail tariff."""
+
+
 def build_forecasters(
-    exo: RcdcExogenous, name: str, *, seed: int = 0, error_level: float = 0.0
+    exo: RcdcExogenous,
+    name: str,
+    *,
+    seed: int = 0,
+    error_level: float = 0.0,
+    price_known_ahead: bool = False,
 ) -> dict[str, Forecaster]:
-    """One fitted forecaster per channel, fitted on the history before the run."""
+    """One fitted forecaster per channel, fitted on the history before the run.
+
+    With ``price_known_ahead`` and the retail tariff, the price channel's forecaster
+    is wrapped in :class:`~forecasters.known_ahead.KnownAhead` (published day-ahead
+    prices are used as they are; see ``data.price_known_ahead``). The Oracle is not
+    wrapped: it already returns the truth.
+    """
+    wrap_price = (
+        price_known_ahead and exo.config.grid.tariff.kind == "retail" and name != "oracle"
+    )
     out: dict[str, Forecaster] = {}
     for k, channel in enumerate(CHANNELS):
         params: dict[str, Any] = {}
@@ -446,6 +473,8 @@ def build_forecasters(
         if name == "noisy_oracle":
             params.update(error_level=error_level, seed=seed * 1000 + k)
         forecaster = make_for(name, QUANTITIES[channel], **params)
+        if wrap_price and channel == PRICE_CHANNEL:
+            forecaster = KnownAhead(exo.truth(channel), forecaster, bounds=forecaster.bounds)
         forecaster.fit(exo.history[channel])
         out[channel] = forecaster
     return out
@@ -462,7 +491,8 @@ def build_policy(scenario: Scenario, exo: RcdcExogenous) -> Policy:
         return OfflinePolicy(exo, replace(options, integer_intervals=None))
     forecaster = "oracle" if spec.kind == "perfect" else spec.forecaster
     forecasters = build_forecasters(
-        exo, forecaster, seed=scenario.run.seed, error_level=spec.error_level
+        exo, forecaster, seed=scenario.run.seed, error_level=spec.error_level,
+        price_known_ahead=scenario.data.price_known_ahead,
     )
     return MpcPolicy(
         exo,

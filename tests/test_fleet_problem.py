@@ -19,6 +19,7 @@ from mpc_dc.fleet_problem import (
     FleetProblem,
     FleetSolverOptions,
     FleetState,
+    round_instances,
 )
 from mpc_dc.params.fleet import CampusParams, FleetConfig, Flexibility
 from mpc_dc.params.quant_table import QuantTable, load_quant_table
@@ -131,6 +132,42 @@ def test_switching_off_keeps_fleet_constant_and_warmup_costs_capacity() -> None:
                                          FleetForm.FULL_MILP)
         assert res.plan is not None
         np.testing.assert_allclose(res.plan.instances[0], expect, atol=1e-6)
+
+
+def test_joint_rounding_does_not_add_an_instance_per_precision() -> None:
+    """Sw off, one campus, BF16 and FP8 both μ 1000 tok/s, 1 GPU, 100 W idle; BF16
+    0.1 J/token, FP8 0.05 J/token with 1 point loss, budget 0.5 point; D = 1000 tok/s.
+    LP: 500 tok/s on each, n = 0.5 + 0.5, P = 100 + 50 + 25 = 175 W (bound
+    2 · 0.25 · 100 · 175e-6 = 0.00875 $). Per-pool ceil: 1 + 1 instances, 275 W.
+    Joint: one instance covers 1000 tok/s; FP8 alone breaks the budget (1000 > 500
+    points·tok/s), so 1 BF16: P = 100 + 100 = 200 W, 0.01 $ (= BF16 only, S1)."""
+    cfg = _config([_row("BF16", mu=1000, gpus=1, idle_w=100, e_j=0.1, loss=0),
+                   _row("FP8", mu=1000, gpus=1, idle_w=100, e_j=0.05, loss=1.0)],
+                  quality_budget_pct_points=0.5, flexibility=Flexibility(switching=False))
+    prob = FleetProblem(cfg, 2)
+    inputs = _inputs([1000, 1000], [[100, 100]])
+    lp = prob.solve(inputs, FleetState(), FleetForm.LP)
+    assert lp.plan is not None
+    np.testing.assert_allclose(lp.plan.instances, [[0.5, 0.5], [0.5, 0.5]], atol=1e-6)
+    assert np.ceil(lp.plan.instances[:, 0] - 1e-6).sum() == 2  # what per-pool rounding gives
+    gpus = np.full((1, 2), 8.0)
+    demand = np.array([[1000.0, 1000.0]])
+    joint = round_instances(prob.ctx, lp.plan.instances, lp.plan.tokens_per_s, np.zeros(2),
+                            gpus, demand, price_usd_per_mwh=np.full((1, 2), 100.0),
+                            constant=True)
+    np.testing.assert_array_equal(joint, [[1, 1], [0, 0]])
+    # without prices (LP remainder order) and without the quality check it still adds one
+    plain = round_instances(prob.ctx, lp.plan.instances, lp.plan.tokens_per_s, np.zeros(2),
+                            gpus)
+    assert plain.sum(axis=0).tolist() == [1, 1]
+    res = prob.solve(inputs, FleetState(), FleetForm.COMMITTED_INTEGER)
+    assert res.plan is not None and res.cost is not None
+    np.testing.assert_allclose(res.plan.instances, [[1, 1], [0, 0]], atol=1e-9)
+    assert res.cost.total_usd == pytest.approx(0.01, rel=1e-6)
+    assert res.lp_bound_usd == pytest.approx(0.00875, rel=1e-6)
+    assert res.unserved_tokens == pytest.approx(0.0, abs=1e-6)
+    d = res.plan.decision(0)  # the integral committed counts are not re-inflated
+    assert d.instances == {("A", "m", "BF16"): 1, ("A", "m", "FP8"): 0}
 
 
 def test_cost_matches_objective_and_forms_are_ordered() -> None:

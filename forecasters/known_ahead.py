@@ -1,0 +1,219 @@
+"""Day-ahead market prices are published before delivery: use them, forecast only the rest.
+
+A day-ahead (DA) market clears the prices of delivery day ``D`` on the day before
+and publishes them at a fixed local time (NYISO: DA LBMPs around 11:00 Eastern on
+``D - 1``). A controller running at issue time ``t`` therefore *knows* the prices of
+every delivery day whose publication time is at or before ``t``:
+
+* today's prices always (published yesterday);
+* tomorrow's prices once ``t`` is at or after today's publication time (local wall
+  clock, so the rule is the same on the 23-h and 25-h days of a DST change).
+
+Publication rule. With ``t_loc`` the issue time on the local wall clock,
+``day(x)`` the local calendar date of ``x`` and ``p`` the publication hour,
+
+    last published delivery day  L(t) = day(t_loc) + 1   if t_loc - day(t_loc) >= p
+                                      = day(t_loc)       otherwise,
+
+and a target interval starting at ``s`` is *published* at ``t`` iff
+``day(s_loc) <= L(t)``. :class:`KnownAhead` returns the truth for published targets
+(zero quantile spread) and the wrapped forecaster's prediction for the others. A
+published target whose truth is missing (NaN) falls back to the wrapped forecast.
+
+Why this is not lookahead: the values used are *published information* at ``t``,
+exactly what a market participant can download at ``t``; values published after ``t``
+are never read (``tests/test_known_ahead.py`` poisons the truth beyond the
+publication boundary and checks the predictions are bit-identical). The time rule of
+:class:`~forecasters.base.BaseForecaster` still applies to the *observations*
+(``fit``/``update``/``cutoff``), which both the wrapper and the inner model receive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+
+from forecasters.base import (
+    DEFAULT_LEVELS,
+    BaseForecaster,
+    Bounds,
+    as_utc,
+    check_grid_series,
+    make_forecaster,
+    register_forecaster,
+)
+from traces.errors import TraceRangeError
+from traces.grid import STEP
+
+NYISO_DA_PUBLICATION_HOUR = 11.0
+"""Local hour [h] at which NYISO publishes the next day's DA LBMPs (Eastern time)."""
+NYISO_TZ = "America/New_York"
+"""Market time zone of NYISO."""
+
+
+class KnownAhead(BaseForecaster):
+    """Truth for targets whose day-ahead values are published, ``inner`` beyond.
+
+    Parameters
+    ----------
+    truth : Series [series units]
+        The realised (published) series on the contiguous 15-min UTC grid; NaN where
+        unknown. Must cover every published target asked for.
+    inner : BaseForecaster
+        Forecaster of the targets not yet published. It receives the same ``fit`` and
+        ``update`` calls as the wrapper; it is not called when every target of a
+        forecast is published.
+    publication_hour_local : float [h]
+        Local wall-clock time of day, in hours after midnight, at which the values of
+        the next delivery day are published (in ``[0, 24)``).
+    tz : str
+        IANA time zone of the market's calendar (delivery days, publication time).
+    bounds, max_stale_steps
+        See :class:`~forecasters.base.BaseForecaster`; ``bounds`` also clip the truth.
+    """
+
+    name = "day_ahead_known"
+
+    def __init__(
+        self,
+        truth: pd.Series,
+        inner: BaseForecaster,
+        publication_hour_local: float = NYISO_DA_PUBLICATION_HOUR,
+        tz: str = NYISO_TZ,
+        bounds: Bounds | None = None,
+        max_stale_steps: int | None = None,
+    ) -> None:
+        super().__init__(bounds=bounds, max_stale_steps=max_stale_steps)
+        if not 0.0 <= publication_hour_local < 24.0:
+            raise ValueError(
+                f"{self.name}: publication_hour_local must lie in [0, 24), "
+                f"got {publication_hour_local}"
+            )
+        self.truth = check_grid_series(truth, f"{self.name} truth")
+        if len(self.truth) == 0:
+            raise ValueError(f"{self.name} truth: empty series")
+        self.inner = inner
+        self.publication_hour_local = float(publication_hour_local)
+        self.tz = str(pd.Timestamp("2022-01-01", tz=tz).tz)  # validates the zone name
+        self._publication = pd.Timedelta(hours=self.publication_hour_local)
+        self._truth_values = self.truth.to_numpy(dtype=float)
+        self._truth_start_ns = int(self.truth.index[0].value)
+
+    # ------------------------------------------------------------ the rule
+    def last_published_day(self, issue_time: pd.Timestamp | str) -> pd.Timestamp:
+        """Local delivery day ``L(t)`` (naive midnight) whose values are the latest published."""
+        local = as_utc(issue_time).tz_convert(self.tz).tz_localize(None)
+        day = local.floor("D")
+        return day + pd.Timedelta(days=1) if local - day >= self._publication else day
+
+    def published(self, issue_time: pd.Timestamp | str, targets: pd.DatetimeIndex) -> np.ndarray:
+        """Boolean mask: the target's delivery-day values are published at ``issue_time``."""
+        days = pd.DatetimeIndex(targets).tz_convert(self.tz).tz_localize(None).floor("D")
+        return np.asarray(days <= self.last_published_day(issue_time))
+
+    def _known(self, issue_time: pd.Timestamp, targets: pd.DatetimeIndex) -> tuple[np.ndarray,
+                                                                                    np.ndarray]:
+        """Mask of targets taken from the truth, and the (clipped) truth there."""
+        mask = self.published(issue_time, targets)
+        values = np.full(len(targets), np.nan)
+        if not mask.any():
+            return mask, values
+        # Published targets form a prefix of the horizon (delivery days only grow).
+        n_pub = int(mask.sum())
+        first = (int(targets[0].value) - self._truth_start_ns) // STEP.value
+        if first < 0 or first + n_pub > len(self._truth_values):
+            raise TraceRangeError(
+                f"{self.name}: truth covers [{self.truth.index[0]}, "
+                f"{self.truth.index[-1] + STEP}); published targets reach "
+                f"[{targets[0]}, {targets[n_pub - 1] + STEP})"
+            )
+        values[:n_pub] = self._truth_values[first : first + n_pub]
+        mask = mask & np.isfinite(values)
+        return mask, self._clip(values)
+
+    # ------------------------------------------------------- observations
+    def fit(self, history: pd.Series) -> Self:
+        """Fit the wrapper's bookkeeping and the inner forecaster on ``history``."""
+        super().fit(history)
+        self.inner.fit(history)
+        return self
+
+    def update(self, new_observations: pd.Series) -> Self:
+        """Feed ``new_observations`` to the wrapper and the inner forecaster."""
+        super().update(new_observations)
+        self.inner.update(new_observations)
+        return self
+
+    # ---------------------------------------------------------- prediction
+    def predict(self, issue_time: pd.Timestamp | str, horizon: int) -> pd.Series:
+        """Truth where published, the inner point forecast elsewhere [series units]."""
+        targets = self._targets(issue_time, horizon)
+        mask, values = self._known(targets[0], targets)
+        if not mask.all():
+            inner = self.inner.predict(targets[0], horizon).to_numpy(dtype=float)
+            values = np.where(mask, values, inner)
+        return pd.Series(values, index=targets, name=self.name)
+
+    def predict_quantiles(
+        self,
+        issue_time: pd.Timestamp | str,
+        horizon: int,
+        levels: Sequence[float] = DEFAULT_LEVELS,
+    ) -> pd.DataFrame:
+        """Truth in every column where published (zero spread), inner quantiles elsewhere."""
+        levels = [float(q) for q in levels]
+        if not levels or any(not 0.0 < q < 1.0 for q in levels):
+            raise ValueError(f"{self.name}: quantile levels must lie in (0, 1), got {levels}")
+        targets = self._targets(issue_time, horizon)
+        mask, values = self._known(targets[0], targets)
+        out = np.repeat(values[:, None], len(levels), axis=1)
+        if not mask.all():
+            inner = self.inner.predict_quantiles(targets[0], horizon, levels).to_numpy(dtype=float)
+            out = np.where(mask[:, None], out, inner)
+        return pd.DataFrame(out, index=targets, columns=pd.Index(levels, name="level"))
+
+    def _location_scale(self, targets: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+        # Not reached: predict and predict_quantiles are overridden because the inner
+        # forecaster's quantiles need not be Gaussian. Kept to satisfy the base class.
+        point = self.predict(targets[0], len(targets)).to_numpy(dtype=float)
+        return point, np.zeros(len(targets))
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters (for reports)."""
+        return super().get_params() | {
+            "inner": self.inner.name,
+            "inner_params": self.inner.get_params(),
+            "publication_hour_local": self.publication_hour_local,
+            "tz": self.tz,
+        }
+
+
+def day_ahead_known(
+    truth: pd.Series,
+    inner: str = "persistence",
+    inner_params: Mapping[str, Any] | None = None,
+    publication_hour_local: float = NYISO_DA_PUBLICATION_HOUR,
+    tz: str = NYISO_TZ,
+    bounds: Bounds | None = None,
+    max_stale_steps: int | None = None,
+) -> KnownAhead:
+    """Registry factory: :class:`KnownAhead` around the registered forecaster ``inner``.
+
+    ``bounds`` and ``max_stale_steps`` are passed on to ``inner`` (``inner_params``
+    override them).
+    """
+    params = {"bounds": bounds, "max_stale_steps": max_stale_steps} | dict(inner_params or {})
+    return KnownAhead(
+        truth,
+        make_forecaster(inner, **params),
+        publication_hour_local=publication_hour_local,
+        tz=tz,
+        bounds=bounds,
+        max_stale_steps=max_stale_steps,
+    )
+
+
+register_forecaster("day_ahead_known", day_ahead_known)
