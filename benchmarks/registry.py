@@ -259,8 +259,9 @@ def _settlement(size: int) -> Case:
 
     def run() -> float | None:
         meter = Meter(tariff)
+        periods = meter.billing_periods(times)
         for k in range(size):
-            meter.settle(times[k], import_mw=float(imports[k]), export_mw=0.0,
+            meter.settle(int(periods[k]), import_mw=float(imports[k]), export_mw=0.0,
                          import_price_usd_per_mwh=float(prices[k]),
                          export_price_usd_per_mwh=float(prices[k]), unserved_wu=0.0,
                          missed_wu=0.0, period_ends=k == size - 1)

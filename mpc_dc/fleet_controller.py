@@ -215,9 +215,14 @@ def _feed(forecaster: BaseForecaster, time: pd.Timestamp, value: float) -> None:
         forecaster.update(series)
 
 
-def _predict(forecaster: BaseForecaster, issue: pd.Timestamp, horizon: int) -> np.ndarray:
+def _predict(forecaster: BaseForecaster, issue: pd.Timestamp, horizon: int,
+             quantile: float | None = None) -> np.ndarray:
+    """Point forecast, or the ``quantile`` forecast when given (zeros before any data)."""
     if forecaster.cutoff is None:
         return np.zeros(horizon)
+    if quantile is not None:
+        bands = forecaster.predict_quantiles(issue, horizon, [quantile])
+        return np.asarray(bands.iloc[:, 0], dtype=float)
     return np.asarray(forecaster.predict(issue, horizon), dtype=float)
 
 
@@ -365,16 +370,11 @@ class FleetMpcPolicy:
     def forecast_inputs(self, time: pd.Timestamp) -> FleetInputs:
         """Forecast :class:`FleetInputs` for the horizon starting at ``time``."""
         H, cfg = self.problem.horizon_steps, self.problem.config
-        pred = {k: _predict(f, time, H) for k, f in self.forecasters.items()}
         M, C = len(cfg.models), len(cfg.campuses)
-        if self.demand_quantile is not None:
-            # Provision for a high quantile of demand, not its mean: queues grow in
-            # the bursts a point forecast averages away (the SLO is decided there).
-            for key in self.keys[:M]:
-                forecaster = self.forecasters[key]
-                if forecaster.cutoff is not None:
-                    bands = forecaster.predict_quantiles(time, H, [self.demand_quantile])
-                    pred[key] = np.asarray(bands.iloc[:, 0], dtype=float)
+        # Demand is provisioned for a high quantile, not its mean: queues grow in the
+        # bursts a point forecast averages away (the SLO is decided there).
+        pred = {k: _predict(self.forecasters[k], time, H, self.demand_quantile if i < M else None)
+                for i, k in enumerate(self.keys)}
         demand = np.maximum(np.vstack([pred[k] for k in self.keys[:M]]), 0.0)
         price = np.vstack([pred[k] for k in self.keys[M:M + C]])
         carbon = np.maximum(np.vstack([pred[k] for k in self.keys[M + C:]]), 0.0)

@@ -91,7 +91,8 @@ def simulate(
     boundaries: simpy.Store = simpy.Store(env)
     rows: list[dict[str, Any]] = []
     n = exo.n_steps
-    periods = [meter.billing_period(exo.time(k)) for k in range(n + 1)]
+    # Billing period of every interval, computed once (a time-zone conversion each).
+    periods = meter.billing_periods(exo.frame.index)
 
     def controller() -> Generator[simpy.Event, Any, None]:
         while True:
@@ -102,7 +103,7 @@ def simulate(
                 step=step,
                 time=exo.time(step),
                 backlog=backlog,
-                peak_import_to_date_mw=meter.peak_to_date(exo.time(step)),
+                peak_import_to_date_mw=meter.peak_to_date(periods[step]),
                 battery_energy_mwh=plant.battery_energy_mwh,
             )
             tick = time.perf_counter()
@@ -132,14 +133,14 @@ def simulate(
             step = record.step
             realized = exo.realized(step)
             costs = meter.settle(
-                exo.time(step),
+                periods[step],
                 import_mw=record.import_mw,
                 export_mw=record.export_mw,
                 import_price_usd_per_mwh=realized.import_price_usd_per_mwh,
                 export_price_usd_per_mwh=realized.export_price_usd_per_mwh,
                 unserved_wu=record.work_nd_unserved_wu,
                 missed_wu=missed,
-                period_ends=periods[step + 1] != periods[step] or step == n - 1,
+                period_ends=step == n - 1 or periods[step + 1] != periods[step],
             )
             rows.append(
                 {

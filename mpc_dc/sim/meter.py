@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from mpc_dc.params.site import TariffParams
@@ -54,20 +55,20 @@ class Meter:
     local_tz: str = "America/New_York"
     penalties: Penalties = field(default_factory=Penalties)
     peak_import_mw: float = 0.0
-    _period: tuple[int, int] | None = None
+    _period: int | None = None
 
-    def billing_period(self, when: pd.Timestamp) -> tuple[int, int]:
-        """(year, month) of the billing period containing ``when``."""
-        local = when.tz_convert(self.local_tz)
-        return local.year, local.month
+    def billing_periods(self, starts: pd.DatetimeIndex) -> np.ndarray:
+        """Billing period of each interval start: ``12·year + month`` of the local date."""
+        local = starts.tz_convert(self.local_tz)
+        return np.asarray(12 * local.year + local.month, dtype=np.int64)
 
-    def peak_to_date(self, when: pd.Timestamp) -> float:
-        """Peak import so far in the billing period containing ``when`` [MW]."""
-        return self.peak_import_mw if self.billing_period(when) == self._period else 0.0
+    def peak_to_date(self, period: int) -> float:
+        """Peak import so far in billing period ``period`` [MW]."""
+        return self.peak_import_mw if period == self._period else 0.0
 
     def settle(
         self,
-        when: pd.Timestamp,
+        period: int,
         *,
         import_mw: float,
         export_mw: float,
@@ -77,12 +78,11 @@ class Meter:
         missed_wu: float,
         period_ends: bool,
     ) -> dict[str, float]:
-        """Settle the interval starting at ``when``; returns its cost components [$].
+        """Settle one interval of billing period ``period``; returns its costs [$].
 
         ``period_ends`` is True for the last interval of a billing period or run;
         the demand charge is then billed on the period's peak.
         """
-        period = self.billing_period(when)
         if period != self._period:
             self._period = period
             self.peak_import_mw = 0.0
