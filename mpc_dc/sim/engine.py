@@ -92,7 +92,7 @@ def simulate(
     rows: list[dict[str, Any]] = []
     n = exo.n_steps
     # Billing period of every interval, computed once (a time-zone conversion each).
-    periods = meter.billing_periods(exo.frame.index)
+    periods = meter.billing_periods(pd.DatetimeIndex(exo.frame.index))
 
     def controller() -> Generator[simpy.Event, Any, None]:
         while True:
