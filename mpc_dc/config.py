@@ -22,7 +22,7 @@ from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 import pandas as pd
 
 from traces.errors import ConfigError
-from traces.grid import STEP
+from traces.grid import STEP, STEPS_PER_DAY
 
 T = TypeVar("T")
 
@@ -191,6 +191,27 @@ def grid_start(source: str, key: str, value: str) -> None:
         raise ConfigError(
             source, f"expected a UTC time on the 15-minute grid, got {value!r}", key=key
         )
+
+
+class RunPeriod:
+    """Derived figures of a run spec with ``start`` (ISO UTC) and ``days`` [d] fields.
+
+    A base of the scenario run dataclasses; it has no fields, so the TOML keys stay
+    those of the dataclass.
+    """
+
+    start: str
+    days: float
+
+    @property
+    def start_ts(self) -> pd.Timestamp:
+        """``start`` as a UTC timestamp."""
+        return pd.Timestamp(self.start).tz_convert("UTC")
+
+    @property
+    def n_steps(self) -> int:
+        """Intervals of the run."""
+        return round(self.days * STEPS_PER_DAY)
 
 
 def positive(source: str, key: str, value: float, *, allow_zero: bool = False) -> None:

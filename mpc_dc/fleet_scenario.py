@@ -48,7 +48,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from mpc_dc.config import from_mapping, grid_start, positive
+from mpc_dc.config import RunPeriod, from_mapping, grid_start, positive
 from mpc_dc.fleet_controller import FleetMpcPolicy, FleetObservation, RuleFleetPolicy, solve_day
 from mpc_dc.fleet_problem import FleetInputs, FleetProblem, FleetSolverOptions
 from mpc_dc.params.fleet import (
@@ -83,7 +83,7 @@ FleetControllerKind = Literal["rule", "mpc", "perfect"]
 
 
 @dataclass(frozen=True)
-class FleetRunSpec:
+class FleetRunSpec(RunPeriod):
     """The run period.
 
     Parameters
@@ -108,16 +108,6 @@ class FleetRunSpec:
         if self.days > 366 or self.history_days > 366:
             raise ConfigError(SOURCE, "expected at most 366 days", key="run.days")
         grid_start(SOURCE, "run.start", self.start)
-
-    @property
-    def start_ts(self) -> pd.Timestamp:
-        """``start`` as a UTC timestamp."""
-        return pd.Timestamp(self.start).tz_convert("UTC")
-
-    @property
-    def n_steps(self) -> int:
-        """Intervals of the run."""
-        return round(self.days * STEPS_PER_DAY)
 
 
 @dataclass(frozen=True)

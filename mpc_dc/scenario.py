@@ -22,7 +22,7 @@ import pandas as pd
 from forecasters.base import Forecaster, forecaster_names
 from forecasters.known_ahead import KnownAhead
 from forecasters.presets import make_for
-from mpc_dc.config import from_mapping, grid_start, positive
+from mpc_dc.config import RunPeriod, from_mapping, grid_start, positive
 from mpc_dc.controllers import BaselinePolicy, MpcPolicy, OfflinePolicy, Policy
 from mpc_dc.params.site import SiteConfig
 from mpc_dc.problem import SolverOptions
@@ -53,7 +53,7 @@ def _at_most(key: str, value: float, bound: float, unit: str) -> None:
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class RunSpec(RunPeriod):
     """The run period and workload rules.
 
     Parameters
@@ -101,16 +101,6 @@ class RunSpec:
                 key="run.deferrable_share",
             )
         grid_start("<scenario>", "run.start", self.start)
-
-    @property
-    def start_ts(self) -> pd.Timestamp:
-        """``start`` as a UTC timestamp."""
-        return pd.Timestamp(self.start).tz_convert("UTC")
-
-    @property
-    def n_steps(self) -> int:
-        """Intervals in the run."""
-        return round(self.days * STEPS_PER_DAY)
 
 
 @dataclass(frozen=True)
