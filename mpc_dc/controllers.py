@@ -145,9 +145,8 @@ def build_horizon(
     steps_left = exo.n_steps - obs.step
     released = np.zeros(H)
     due_new = np.zeros(H)
-    for j in range(1, min(H, steps_left)):
-        if not exo.is_window_start(obs.step + j):
-            continue
+    first = exo.window_steps - obs.step % exo.window_steps  # next window start, >= 1
+    for j in range(first, min(H, steps_left), exo.window_steps):
         length = exo.window_deadline(obs.step + j) - (obs.step + j) + 1
         covered = work[j : min(j + length, n)]
         if covered.size == 0:

@@ -138,10 +138,6 @@ class RcdcExogenous:
             return retail_prices(price, tariff)
         return price, price
 
-    def is_window_start(self, step: int) -> bool:
-        """True when a scheduling window opens at ``step``."""
-        return step % self.window_steps == 0
-
     def window_deadline(self, step: int) -> int:
         """Last interval of the window containing ``step`` (inside the run)."""
         return min((step // self.window_steps + 1) * self.window_steps, self.n_steps) - 1
