@@ -142,9 +142,7 @@ def atomic_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
         raise RunWriteError(target, err) from err
     try:
         yield tmp
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        replace_dir(tmp, target)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(err, RunWriteError | RunDirExistsError):
