@@ -282,9 +282,7 @@ class BaseForecaster(ABC):
             Index: target times; one column per level (float), non-decreasing across
             levels and clipped to ``bounds``.
         """
-        levels = [float(q) for q in levels]
-        if not levels or any(not 0.0 < q < 1.0 for q in levels):
-            raise ValueError(f"{self.name}: quantile levels must lie in (0, 1), got {levels}")
+        levels = self._check_levels(levels)
         targets = self._targets(issue_time, horizon)
         loc, scale = self._location_scale(targets)
         normal = NormalDist()
@@ -292,6 +290,13 @@ class BaseForecaster(ABC):
         raw = loc[:, None] + np.nan_to_num(scale)[:, None] * z[None, :]
         out = self._clip(self._to_output(raw))
         return pd.DataFrame(out, index=targets, columns=pd.Index(levels, name="level"))
+
+    def _check_levels(self, levels: Sequence[float]) -> list[float]:
+        """``levels`` as floats; raises unless non-empty and all in (0, 1)."""
+        out = [float(q) for q in levels]
+        if not out or any(not 0.0 < q < 1.0 for q in out):
+            raise ValueError(f"{self.name}: quantile levels must lie in (0, 1), got {out}")
+        return out
 
     # ------------------------------------------------------ subclass hooks
     def _after_fit(self) -> None:  # noqa: B027 - optional hook

@@ -164,9 +164,7 @@ class KnownAhead(BaseForecaster):
         levels: Sequence[float] = DEFAULT_LEVELS,
     ) -> pd.DataFrame:
         """Truth in every column where published (zero spread), inner quantiles elsewhere."""
-        levels = [float(q) for q in levels]
-        if not levels or any(not 0.0 < q < 1.0 for q in levels):
-            raise ValueError(f"{self.name}: quantile levels must lie in (0, 1), got {levels}")
+        levels = self._check_levels(levels)
         targets = self._targets(issue_time, horizon)
         mask, values = self._known(targets[0], targets)
         out = np.repeat(values[:, None], len(levels), axis=1)

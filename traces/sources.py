@@ -373,11 +373,6 @@ SOURCES: tuple[Source, ...] = (
 _BY_NAME: dict[str, Source] = {s.name: s for s in SOURCES}
 
 
-def source_names() -> list[str]:
-    """Names of all catalogued sources, in catalogue order."""
-    return [s.name for s in SOURCES]
-
-
 def get_source(name: str) -> Source:
     """Return the catalogued source ``name``.
 

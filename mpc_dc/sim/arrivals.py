@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from traces.errors import ConfigError
-from traces.grid import STEP
+from traces.grid import STEP, STEP_H, STEPS_PER_DAY
 from traces.synthetic import synth_requests
 
 logger = logging.getLogger(__name__)
@@ -314,6 +314,21 @@ def build_arrivals(
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7]))
     stats = ArrivalStats()
     parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(
+        source: int,
+        name: str,
+        arrival_s: np.ndarray,
+        names: np.ndarray,
+        request_tokens: np.ndarray,
+        response_tokens: np.ndarray,
+    ) -> None:
+        arrays = _apply_rules(
+            arrival_s, names, request_tokens, response_tokens, config, models, rng, stats
+        )
+        parts.append((*arrays, np.full(arrays[0].size, source, dtype=np.int8)))
+        stats.by_source[name] = int(arrays[0].size)
+
     covered_s = 0.0
     if trace is not None and len(trace):
         t = trace["arrival_s"].to_numpy(dtype=np.float64) - trace_offset_s
@@ -324,18 +339,14 @@ def build_arrivals(
         else:
             covered_s = min(run_s, max(0.0, trace_end_s - trace_offset_s))
         inside &= t < covered_s
-        arrays = _apply_rules(
+        add(
+            SOURCE_TRACE,
+            "trace",
             t[inside],
             trace["model"].to_numpy()[inside],
             trace["request_tokens"].to_numpy(dtype=np.int64)[inside],
             trace["response_tokens"].to_numpy(dtype=np.int64)[inside],
-            config,
-            models,
-            rng,
-            stats,
         )
-        parts.append((*arrays, np.full(arrays[0].size, SOURCE_TRACE, dtype=np.int8)))
-        stats.by_source["trace"] = int(arrays[0].size)
         if covered_s < run_s:
             logger.info(
                 "trace covers %.1f h of the %.1f h run; generator fills the rest",
@@ -344,18 +355,14 @@ def build_arrivals(
             )
     if covered_s < run_s:
         gen = _generate(run_start, covered_s, run_s, config, hourly_counts)
-        arrays = _apply_rules(
+        add(
+            SOURCE_GENERATOR,
+            "generator",
             gen["arrival_s"].to_numpy(dtype=np.float64),
             gen["model"].to_numpy(),
             gen["request_tokens"].to_numpy(dtype=np.int64),
             gen["response_tokens"].to_numpy(dtype=np.int64),
-            config,
-            models,
-            rng,
-            stats,
         )
-        parts.append((*arrays, np.full(arrays[0].size, SOURCE_GENERATOR, dtype=np.int8)))
-        stats.by_source["generator"] = int(arrays[0].size)
     arrival, model, req, resp, source = (np.concatenate(p) for p in zip(*parts, strict=True))
     inside = arrival < run_s
     stats.dropped["jitter_past_run_end"] = int((~inside).sum())
@@ -385,12 +392,14 @@ def _generate(
     days = math.ceil((run_s - from_s) / 86400.0)
     counts = None
     if hourly_counts is not None:
-        index = pd.date_range(start, periods=days * 96, freq=STEP, name="interval_start_utc")
+        index = pd.date_range(
+            start, periods=days * STEPS_PER_DAY, freq=STEP, name="interval_start_utc"
+        )
         rate = hourly_counts["requests_per_h"].reindex(index)
         if rate.notna().all():
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, 11]))
             counts = pd.DataFrame(
-                {"requests_per_15min": rng.poisson(rate.to_numpy() * 0.25)}, index=index
+                {"requests_per_15min": rng.poisson(rate.to_numpy() * STEP_H)}, index=index
             )
         else:
             logger.info(

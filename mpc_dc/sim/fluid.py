@@ -61,6 +61,12 @@ class FluidServer:
         P = len(self.pools)
         self._inst = [_Instances() for _ in range(P)]
         self._model_of = np.array([models.index(p.key[1]) for p in self.pools])
+        self._index = {p.key: i for i, p in enumerate(self.pools)}
+        self._prefill_rate = np.array([p.prefill_tokens_per_s for p in self.pools])
+        self._tau = np.array([p.decode_s_per_token for p in self.pools])
+        self._slots = np.array([p.slots_per_instance for p in self.pools], dtype=float)
+        self._idle_w = np.array([p.idle_power_w for p in self.pools])
+        self._marginal = np.array([p.marginal_energy_per_token_j for p in self.pools])
         self.backlog_work = np.zeros(P)
         self.backlog_tokens = np.zeros(P)
         self.backlog_requests = np.zeros(P)
@@ -88,22 +94,19 @@ class FluidServer:
         for p in range(P):
             self.scale(p, int(instances[p]), t0)
         share = np.zeros(P)
-        index = {p.key: i for i, p in enumerate(self.pools)}
         totals: dict[str, float] = {}
         for key, s in shares.items():
             if s > 0:
                 totals[key[1]] = totals.get(key[1], 0.0) + s
         for key, s in shares.items():
             if s > 0:
-                share[index[key]] = s / totals[key[1]]
+                share[self._index[key]] = s / totals[key[1]]
         m = self._model_of
         req = self.agg["requests"][step][m] * share
         req_tok = self.agg["request_tokens"][step][m] * share
         resp_tok = self.agg["response_tokens"][step][m] * share
-        prefill = np.array([p.prefill_tokens_per_s for p in self.pools])
-        tau = np.array([p.decode_s_per_token for p in self.pools])
-        slots = np.array([p.slots_per_instance for p in self.pools], dtype=float)
-        work = req_tok / prefill + resp_tok * tau
+        slots = self._slots
+        work = req_tok / self._prefill_rate + resp_tok * self._tau
         ready_s = np.array([i.ready_s(t0, t1) for i in self._inst])
         cap = slots * ready_s
         # FIFO: the backlog is served before the new arrivals.
@@ -130,8 +133,6 @@ class FluidServer:
         self.queue_history[step] = self.backlog_requests
         self.tokens_served += tokens
         inst_s = np.array([i.instance_s(t0, t1) for i in self._inst])
-        idle_w = np.array([p.idle_power_w for p in self.pools])
-        marginal = np.array([p.marginal_energy_per_token_j for p in self.pools])
         no_route = float(self.agg["requests"][step].sum() - req.sum())
         return IntervalStats(
             step=step,
@@ -144,8 +145,8 @@ class FluidServer:
             instance_s=inst_s,
             ready_instance_s=ready_s,
             instances=committed,
-            idle_energy_j=idle_w * inst_s,
-            active_energy_j=marginal * tokens,
+            idle_energy_j=self._idle_w * inst_s,
+            active_energy_j=self._marginal * tokens,
             dropped_no_route=round(no_route),
         )
 

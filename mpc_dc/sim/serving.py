@@ -292,6 +292,8 @@ class RequestLevelServer:
         self._queue = [np.zeros(0, dtype=np.int64) for _ in range(P)]
         self._prefill_rate = np.array([p.prefill_tokens_per_s for p in self.pools])
         self._tau = np.array([p.decode_s_per_token for p in self.pools])
+        self._idle_w = np.array([p.idle_power_w for p in self.pools])
+        self._marginal = np.array([p.marginal_energy_per_token_j for p in self.pools])
         self.queue_history = np.zeros((n_steps, P), dtype=np.int64)
 
     # -- scaling ---------------------------------------------------------------------------
@@ -357,9 +359,10 @@ class RequestLevelServer:
         req = self.requests
         assigned = self.router.route(req.model[lo:hi], shares)
         self.pool[lo:hi] = assigned
-        arrivals = np.bincount(assigned[assigned >= 0], minlength=P)
+        routed = assigned[assigned >= 0]
+        arrivals = np.bincount(routed, minlength=P)
         arrived_tokens = np.bincount(
-            assigned[assigned >= 0],
+            routed,
             weights=req.response_tokens[lo:hi][assigned >= 0].astype(np.float64),
             minlength=P,
         )
@@ -416,8 +419,6 @@ class RequestLevelServer:
         committed = np.array([i.committed for i in self._inst])
         for i in self._inst:
             i.end_interval(t1)
-        idle_w = np.array([p.idle_power_w for p in self.pools])
-        marginal = np.array([p.marginal_energy_per_token_j for p in self.pools])
         tokens = self._tokens[:, step].copy()
         return IntervalStats(
             step=step,
@@ -430,8 +431,8 @@ class RequestLevelServer:
             instance_s=inst_s,
             ready_instance_s=ready_s,
             instances=committed,
-            idle_energy_j=idle_w * inst_s,
-            active_energy_j=marginal * tokens,
+            idle_energy_j=self._idle_w * inst_s,
+            active_energy_j=self._marginal * tokens,
             dropped_no_route=no_route,
         )
 
@@ -459,7 +460,7 @@ class RequestLevelServer:
                 span > 0, (end - self.first_token[ins]) / np.where(span > 0, span, 1.0), 1.0
             )
             decoded[ins] = req.response_tokens[ins] * np.clip(frac, 0.0, 1.0)
-        marginal = np.array([p.marginal_energy_per_token_j for p in self.pools] + [0.0])
+        marginal = np.append(self._marginal, 0.0)
         energy = marginal[np.where(routed, self.pool, len(self.pools))] * decoded
         return ServingOutcome(
             requests=req,
