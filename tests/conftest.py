@@ -11,8 +11,15 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# CI replays the same examples every run (a landing must not hinge on a new draw);
+# locally hypothesis keeps exploring fresh ones.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI", "").lower() == "true":
+    settings.load_profile("ci")
 
 
 def shared_data_dir() -> Path:
