@@ -274,25 +274,34 @@ def fleet_cases(config: FleetConfig, horizon_steps: int, n: int = 8, seed: int =
 
 def time_fleet_resolve(problem: Any, cases: Sequence[Any], form: str, calls: int,
                        warmup: int = 1) -> SolveTimes:
-    """Re-solve a ``FleetProblem`` in ``form`` ("lp" or "committed_integer") on rotating cases.
+    """Re-solve a ``FleetProblem`` in ``form`` ("lp" or "committed_integer") as the closed
+    loop does: on consecutive receding-horizon windows, each starting from the
+    instances the previous window committed (``plan.decision(0)``).
 
-    Each call moves to the next receding-horizon window (state: nothing running).
+    The first ``warmup`` windows are solved (the first from nothing running) but not
+    timed; ``cases`` must hold at least ``warmup + calls`` consecutive windows
+    (:func:`fleet_cases`). A window whose solve fails is not timed (NaN) and the
+    next one starts from nothing running.
     """
     from mpc_dc.fleet_problem import FleetState
 
-    for k in range(warmup):
-        problem.solve(cases[k % len(cases)], FleetState(), form)
-    wall = np.empty(calls)
-    highs = np.empty(calls)
-    for k in range(calls):
-        case = cases[(warmup + k) % len(cases)]
-        t, result = timed(lambda case=case: problem.solve(case, FleetState(), form))  # type: ignore[misc]
-        wall[k], highs[k] = t, result.highs_time_s
+    if len(cases) < warmup + calls:
+        raise ValueError(f"time_fleet_resolve: {warmup + calls} windows needed, "
+                         f"got {len(cases)}")
+    state = FleetState()
+    wall = np.full(calls, np.nan)
+    highs = np.full(calls, np.nan)
+    for k in range(warmup + calls):
+        t, result = timed(lambda k=k, state=state: problem.solve(cases[k], state, form))  # type: ignore[misc]
         if result.plan is None:
             # A failed solve has no solve time: timing it would bend the curve.
             logger.warning("fleet %s re-solve failed at H=%d (%s); not timed", form,
                            problem.horizon_steps, result.message)
-            wall[k] = highs[k] = np.nan
+            state = FleetState()
+            continue
+        state = FleetState(dict(result.plan.decision(0).instances))
+        if k >= warmup:
+            wall[k - warmup], highs[k - warmup] = t, result.highs_time_s
     return SolveTimes(wall, highs)
 
 
@@ -421,22 +430,25 @@ def _measure_rcdc(size: int, repeats: int, quick: bool) -> list[Row]:
 
 
 def _measure_fleet(config: FleetConfig, horizon_steps: int, repeats: int,
-                   quick: bool) -> list[Row]:
+                   quick: bool, fine_steps: int | None = None) -> list[Row]:
     from mpc_dc.fleet_problem import FleetProblem, FleetSolverOptions, FleetState
 
-    cases = fleet_cases(config, horizon_steps, 4)
+    calls = 2 if quick else 8
+    cases = fleet_cases(config, horizon_steps, 1 + calls)
     # A generous limit: the curve should show the growth, not the 5-s default cap.
-    options = FleetSolverOptions(time_limit_s=300.0)
+    options = FleetSolverOptions(time_limit_s=300.0, fine_steps=fine_steps)
     build_s, problem = timed(lambda: FleetProblem(config, horizon_steps, options))
     first_s, first = timed(lambda: problem.solve(cases[0], FleetState(), "lp"))
     rows: list[Row] = [{"metric": "build_s", "repeat": 0, "value": build_s},
                        {"metric": "first_solve_wall_s", "repeat": 0, "value": first_s},
                        {"metric": "first_solve_highs_s", "repeat": 0,
                         "value": first.highs_time_s}]
-    calls = 2 if quick else 4
     for r in range(repeats):
-        lp = time_fleet_resolve(problem, cases, "lp", calls, warmup=0)
-        ci = time_fleet_resolve(problem, cases, "committed_integer", calls, warmup=0)
+        # each repeat replays the same windows from a cold start (untimed warm-up)
+        problem.reset_warm_start()
+        lp = time_fleet_resolve(problem, cases, "lp", calls, warmup=1)
+        problem.reset_warm_start()
+        ci = time_fleet_resolve(problem, cases, "committed_integer", calls, warmup=1)
         rows += _solve_rows([("lp_resolve", lp), ("ci_resolve", ci)], r)
     return rows
 
@@ -472,7 +484,15 @@ CURVES: dict[str, Curve] = {
         Curve("fleet_horizon", "horizon_steps", (24, 96, 192, 288), (24, 96),
               lambda s, r, q: _measure_fleet(synthetic_fleet_config(3), s, r, q),
               ("lp_resolve_wall_s", "ci_resolve_wall_s", "first_solve_wall_s"),
-              "fleet problem, 3 campuses x 10 pools; LP and committed-integer re-solves"),
+              "fleet problem, 3 campuses x 10 pools, 15-min intervals throughout; LP and "
+              "committed-integer re-solves on consecutive receding windows, state carried"),
+        Curve("fleet_horizon_multires", "horizon_steps", (24, 96, 192, 288), (24, 96),
+              lambda s, r, q: _measure_fleet(synthetic_fleet_config(3), s, r, q,
+                                             fine_steps=32),
+              ("lp_resolve_wall_s", "ci_resolve_wall_s", "first_solve_wall_s"),
+              "as fleet_horizon with the fleet controller's default multi-resolution "
+              "horizon: 15-min intervals for 8 h, hourly beyond (FleetSolverOptions "
+              "fine_steps=32, coarse_block_steps=4)"),
         Curve("serving_requests", "requests", (10_000, 100_000, 1_000_000), (10_000, 100_000),
               _measure_serving, ("wall_s",),
               "request-level serving, default fleet, 2 days of generator arrivals"),

@@ -325,7 +325,8 @@ class HighsFastPath:
             return False
         return True
 
-    def shift_maps(self, horizon_steps: int, shift: int = 1
+    def shift_maps(self, horizon_steps: int, shift: int = 1,
+                   time_src: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Where each column and row of the model ``shift`` intervals later comes from.
 
@@ -335,7 +336,9 @@ class HighsFastPath:
         the columns of that interval (so ``u[t] − n[t] + n[t−1] ≥ 0`` and
         ``u[0] − n[0] ≥ −n0`` are the same row at t and 0). Rows and columns of
         interval t take their source at t + shift; the last ``shift`` intervals,
-        and rows or columns without a time, keep their own.
+        and rows or columns without a time, keep their own. ``time_src`` (H,)
+        overrides this with an explicit source interval for each interval (e.g. a
+        horizon whose coarse tail columns keep their own source).
 
         Returns
         -------
@@ -345,6 +348,12 @@ class HighsFastPath:
             Interval of each row (-1 for rows without one).
         """
         H = int(horizon_steps)
+        if time_src is None:
+            t_all = np.arange(H)
+            time_src = np.where(t_all < H - shift, t_all + shift, t_all)
+        time_src = np.asarray(time_src, dtype=np.int64)
+        if time_src.shape != (H,) or np.any((time_src < 0) | (time_src >= H)):
+            raise ValueError(f"shift_maps: time_src must be {H} intervals in [0, {H})")
         col_time = np.full(self.n_cols, -1)
         col_home = np.arange(self.n_cols)  # the column's twin in interval 0
         col_src = np.arange(self.n_cols)
@@ -356,8 +365,7 @@ class HighsFastPath:
             t = idx // per_t
             col_time[start : start + size] = t
             col_home[start : start + size] = start + idx % per_t
-            col_src[start : start + size] = start + np.where(t < H - shift, idx + shift * per_t,
-                                                             idx)
+            col_src[start : start + size] = start + idx + (time_src[t] - t) * per_t
         A = sp.csr_array(self.matrix)
         row_time = np.full(self.n_rows, -1)
         groups: dict[tuple[int, tuple[tuple[int, float], ...]], list[int]] = defaultdict(list)
@@ -374,7 +382,9 @@ class HighsFastPath:
             groups[(int(times.max()), key)].append(i)
         row_src = np.arange(self.n_rows)
         for (when, key), rows in groups.items():
-            later = groups.get((when + shift, key))
+            if time_src[when] == when:
+                continue
+            later = groups.get((int(time_src[when]), key))
             if later is not None and len(later) == len(rows):
                 row_src[rows] = later
         return col_src, row_src, row_time

@@ -38,6 +38,7 @@ from mpc_dc.blocks.demand_response import (
 from mpc_dc.blocks.inference_fleet import (
     STEP_S,
     FleetContext,
+    column_weights,
     define_campus_power,
     define_capacity,
     define_demand,
@@ -355,6 +356,13 @@ class FleetSolverOptions:
         Round-and-fix of more than one interval (``integer_intervals``) rounds
         this many intervals at a time, re-solving the LP in between (1: interval
         by interval, most LP runs, cheapest plans; ``H``: all at once).
+    fine_steps : int or None
+        Multi-resolution horizon: the first ``fine_steps`` intervals are model
+        columns of their own, later ones are grouped ``coarse_block_steps`` to a
+        column (:func:`horizon_columns`); None (default): every interval is a
+        column. Must cover the committed intervals.
+    coarse_block_steps : int
+        Intervals per column beyond ``fine_steps`` (4: hourly).
     """
 
     committed_intervals: int = 1
@@ -364,14 +372,24 @@ class FleetSolverOptions:
     full_mip_rel_gap: float = 1e-3
     warm_start: str = "auto"
     round_chunk_intervals: int = 8
+    fine_steps: int | None = None
+    coarse_block_steps: int = 4
 
     def __post_init__(self) -> None:
+        if self.fine_steps is not None and self.fine_steps < max(self.committed_intervals, 1):
+            raise ValueError(f"FleetSolverOptions.fine_steps: expected >= committed_intervals "
+                             f"({self.committed_intervals}), got {self.fine_steps}")
+        if self.coarse_block_steps < 1:
+            raise ValueError(f"FleetSolverOptions.coarse_block_steps: expected >= 1, got "
+                             f"{self.coarse_block_steps}")
         if self.warm_start not in _WARM_STARTS:
             raise ValueError(f"FleetSolverOptions.warm_start: expected one of "
                              f"{', '.join(_WARM_STARTS)}, got {self.warm_start!r}")
 
 
 _WARM_STARTS = ("auto", "shift", "same", "cold")
+#: LP outcomes a warm start cannot have caused (anything else is retried cold).
+_NO_COLD_RETRY = frozenset({"kOptimal", "kInfeasible", "kTimeLimit"})
 
 
 @dataclass
@@ -384,15 +402,25 @@ class CompiledFleetModel:
     build_time_s: float
 
 
-def build_fleet_model(config: FleetConfig, horizon_steps: int) -> CompiledFleetModel:
+def build_fleet_model(config: FleetConfig, horizon_steps: int,
+                      interval_lengths: np.ndarray | None = None) -> CompiledFleetModel:
     """Assemble the fleet blocks into one DPP problem and compile its HiGHS model.
 
     Order: variables, demand, fixed campus shares (Sp off), capacity, GPU limit,
     switching (+ constant fleet with Sw off), quality, campus power, demand
     response, then the cost terms energy, carbon, switching, quality, DR, unserved.
+    ``interval_lengths`` (:func:`horizon_columns`, summing to ``horizon_steps``)
+    makes a multi-resolution model with one column per entry.
     """
     t0 = time.perf_counter()
-    ctx = FleetContext(config, horizon_steps)
+    if interval_lengths is None:
+        ctx = FleetContext(config, horizon_steps)
+    else:
+        lengths = np.asarray(interval_lengths, dtype=np.int64)
+        if int(lengths.sum()) != horizon_steps:
+            raise ValueError(f"interval_lengths sum to {int(lengths.sum())}, expected "
+                             f"horizon_steps = {horizon_steps}")
+        ctx = FleetContext(config, lengths.size, interval_lengths=lengths)
     define_fleet_variables(ctx)
     define_demand(ctx)
     define_spatial_shares(ctx)
@@ -419,10 +447,57 @@ def build_fleet_model(config: FleetConfig, horizon_steps: int) -> CompiledFleetM
     return CompiledFleetModel(ctx, problem, fast, time.perf_counter() - t0)
 
 
+def horizon_columns(horizon_steps: int, fine_steps: int | None = None,
+                    coarse_block_steps: int = 4) -> np.ndarray:
+    """Intervals spanned by each model column of a multi-resolution horizon [intervals].
+
+    The first ``fine_steps`` intervals get a column each; the rest are grouped into
+    columns of ``coarse_block_steps`` intervals (the last one may be shorter).
+    ``fine_steps`` None (or >= ``horizon_steps``) gives one column per interval.
+
+    Examples
+    --------
+    >>> horizon_columns(10, 4, 4).tolist()
+    [1, 1, 1, 1, 4, 2]
+    """
+    if horizon_steps < 1:
+        raise ValueError(f"horizon_steps: expected >= 1, got {horizon_steps}")
+    if coarse_block_steps < 1:
+        raise ValueError(f"coarse_block_steps: expected >= 1, got {coarse_block_steps}")
+    fine = horizon_steps if fine_steps is None else min(int(fine_steps), horizon_steps)
+    if fine < 1:
+        raise ValueError(f"fine_steps: expected >= 1, got {fine_steps}")
+    rest = horizon_steps - fine
+    tail = [coarse_block_steps] * (rest // coarse_block_steps)
+    if rest % coarse_block_steps:
+        tail.append(rest % coarse_block_steps)
+    return np.array([1] * fine + tail, dtype=np.int64)
+
+
+def _column_starts(lengths: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+
+
+def _column_mean(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """(R, H_intervals) → (R, H_columns): mean over each column's intervals."""
+    return np.add.reduceat(values, _column_starts(lengths), axis=1) / lengths[None, :]
+
+
 def set_fleet_parameters(ctx: FleetContext, inputs: FleetInputs, state: FleetState) -> None:
-    """Write inputs and state into the model's Parameters."""
+    """Write inputs and state into the model's Parameters.
+
+    With a coarse tail (:attr:`FleetContext.interval_lengths`) each column takes
+    the mean of its intervals' demand [tokens/s], prices [$/MWh] and DR reward
+    and penalty rates [$/kWh], the least of their GPUs and DR caps (so a column
+    never plans on capacity one of its intervals lacks), and the mean baseline of
+    its event intervals (with the mean reward rate, the settlement of the column
+    equals that of its intervals at the column's power).
+    """
     cfg = ctx.config
-    C, M, H = len(cfg.campuses), len(cfg.models), ctx.horizon_steps
+    assert ctx.interval_lengths is not None
+    lengths = ctx.interval_lengths
+    C, M, H = len(cfg.campuses), len(cfg.models), int(lengths.sum())
+    blocked = ctx.horizon_steps != H
     p = ctx.parameters
     if inputs.demand_tokens_per_s.shape != (M, H):
         raise ValueError(f"FleetInputs.demand_tokens_per_s: expected shape {(M, H)} "
@@ -430,12 +505,18 @@ def set_fleet_parameters(ctx: FleetContext, inputs: FleetInputs, state: FleetSta
                          f"{inputs.demand_tokens_per_s.shape}")
     if inputs.price_usd_per_mwh.shape != (C, H):
         raise ValueError(f"FleetInputs.price_usd_per_mwh: expected shape {(C, H)}")
-    p["demand_kps"].value = inputs.demand_tokens_per_s / 1e3
-    p["price_usd_per_mwh"].value = inputs.price_usd_per_mwh
-    p["carbon_cost_usd_per_mwh"].value = np.maximum(np.asarray(carbon_cost_usd_per_mwh(
+    def mean(values: np.ndarray) -> np.ndarray:
+        return _column_mean(np.asarray(values, dtype=float), lengths) if blocked else values
+
+    carbon = np.maximum(np.asarray(carbon_cost_usd_per_mwh(
         cfg.carbon_price_usd_per_t, inputs.carbon_gco2_per_kwh)), 0.0)
+    p["demand_kps"].value = mean(inputs.demand_tokens_per_s) / 1e3
+    p["price_usd_per_mwh"].value = mean(inputs.price_usd_per_mwh)
+    p["carbon_cost_usd_per_mwh"].value = mean(carbon)
     gpus = (np.repeat(np.array([[c.gpus] for c in cfg.campuses], dtype=float), H, axis=1)
             if inputs.gpus_available is None else inputs.gpus_available)
+    if blocked:
+        gpus = np.minimum.reduceat(gpus, _column_starts(lengths), axis=1)
     p["gpus_available"].value = np.maximum(gpus, 0.0)
     p["instances_running"].value = np.array(
         [float(state.instances_running.get(k, 0)) for k in ctx.pools])
@@ -450,10 +531,19 @@ def set_fleet_parameters(ctx: FleetContext, inputs: FleetInputs, state: FleetSta
         inputs.dr_reward_usd_per_kwh
     penalty = dr.penalty_usd_per_kwh if inputs.dr_penalty_usd_per_kwh is None else \
         inputs.dr_penalty_usd_per_kwh
-    ctx.dr_baseline_kw = np.where(event, base, 0.0)
-    p["dr_cap_rhs_kw"].value = np.where(event, dr.cap_fraction_of_baseline * base, INACTIVE_KW)
-    p["dr_reward_usd_per_kwh"].value = np.where(event, reward, 0.0)
-    p["dr_penalty_usd_per_kwh"].value = np.where(event, penalty, 0.0)
+    baseline = np.where(event, base, 0.0)
+    cap = np.where(event, dr.cap_fraction_of_baseline * base, INACTIVE_KW)
+    reward_rate = np.where(event, reward, 0.0)
+    penalty_rate = np.where(event, penalty, 0.0)
+    if blocked:
+        share = mean(event.astype(float))
+        baseline = np.where(share > 0, mean(baseline) / np.maximum(share, 1e-12), 0.0)
+        cap = np.minimum.reduceat(cap, _column_starts(lengths), axis=1)
+        reward_rate, penalty_rate = mean(reward_rate), mean(penalty_rate)
+    ctx.dr_baseline_kw = baseline
+    p["dr_cap_rhs_kw"].value = cap
+    p["dr_reward_usd_per_kwh"].value = reward_rate
+    p["dr_penalty_usd_per_kwh"].value = penalty_rate
 
 
 # ----------------------------------------------------------------------------- post-process
@@ -490,17 +580,19 @@ def fleet_plan_cost(ctx: FleetContext, plan: FleetPlan) -> FleetCost:
     red = np.where(rr > 0, ctx.dr_baseline_kw - power_kw, 0.0)
     exc = np.maximum(power_kw - np.asarray(p["dr_cap_rhs_kw"].value), 0.0)
     q = cfg.quality_cost_usd_per_point_mtok * STEP_S / 1e6
-    kwh = dt  # [kWh per kW-interval]
+    kwh = dt * column_weights(ctx)  # [kWh per kW] of each column
     return FleetCost(
-        energy_usd=float(kwh / 1e3 * np.sum(np.asarray(p["price_usd_per_mwh"].value) * power_kw)),
-        carbon_usd=float(kwh / 1e3 * np.sum(
-            np.asarray(p["carbon_cost_usd_per_mwh"].value) * power_kw)),
+        energy_usd=float(np.sum(kwh / 1e3 * np.asarray(p["price_usd_per_mwh"].value)
+                                * power_kw)),
+        carbon_usd=float(np.sum(kwh / 1e3 * np.asarray(p["carbon_cost_usd_per_mwh"].value)
+                                * power_kw)),
         switching_usd=float(cfg.start_cost_usd_per_gpu * np.sum(ctx.gpus @ plan.starts)),
-        quality_usd=float(q * np.sum(ctx.quality_loss @ plan.tokens_per_s)),
-        dr_reward_usd=float(kwh * np.sum(rr * red)),
-        dr_penalty_usd=float(kwh * np.sum(p["dr_penalty_usd_per_kwh"].value * exc)),
+        quality_usd=float(q * np.sum((ctx.quality_loss @ plan.tokens_per_s)
+                                     * column_weights(ctx))),
+        dr_reward_usd=float(np.sum(kwh * rr * red)),
+        dr_penalty_usd=float(np.sum(kwh * np.asarray(p["dr_penalty_usd_per_kwh"].value) * exc)),
         unserved_usd=float(cfg.unserved_penalty_usd_per_mtok * STEP_S / 1e6
-                           * plan.unserved_tokens_per_s.sum()),
+                           * np.sum(plan.unserved_tokens_per_s * column_weights(ctx))),
     )
 
 
@@ -754,7 +846,11 @@ class FleetProblem:
         self.config = config
         self.horizon_steps = horizon_steps
         self.options = options or FleetSolverOptions()
-        self.model = build_fleet_model(config, horizon_steps)
+        #: Intervals per model column (all 1 without a coarse tail).
+        self.columns = horizon_columns(horizon_steps, self.options.fine_steps,
+                                       self.options.coarse_block_steps)
+        self._column_start = _column_starts(self.columns)
+        self.model = build_fleet_model(config, horizon_steps, self.columns)
         fast = self.model.fast
         P = self.model.ctx.n_pools
         self._n_cols = fast.columns("instances")  # Fortran order: k + P t
@@ -767,6 +863,44 @@ class FleetProblem:
         self._shift_maps: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.last_warm_start = "cold"
         self.warm_start_failures = 0
+
+    @property
+    def n_columns(self) -> int:
+        """Model columns (``horizon_steps`` without a coarse tail)."""
+        return int(self.columns.size)
+
+    @property
+    def blocked(self) -> bool:
+        """Whether the horizon has a coarse tail."""
+        return self.n_columns != self.horizon_steps
+
+    def _columns_within(self, intervals: int) -> int:
+        """Columns that start before interval ``intervals``."""
+        return int(np.searchsorted(self._column_start, intervals, side="left"))
+
+    def _to_columns(self, per_interval: np.ndarray) -> np.ndarray:
+        """(P, T) per-interval values → (P, columns starting before T): each column's
+        value at its first interval."""
+        arr = np.asarray(per_interval, dtype=float)
+        if not self.blocked:
+            return arr
+        return arr[:, self._column_start[: self._columns_within(arr.shape[1])]]
+
+    def _expand(self, result: FleetSolveResult) -> FleetSolveResult:
+        """A result in model columns → per interval (plans of shape (·, horizon_steps))."""
+        if not self.blocked or result.plan is None:
+            return result
+        plan, lengths = result.plan, self.columns
+
+        def rep(values: np.ndarray) -> np.ndarray:
+            return np.repeat(values, lengths, axis=1)
+
+        starts = np.zeros((plan.starts.shape[0], self.horizon_steps))
+        starts[:, self._column_start] = plan.starts  # a column's starts happen at its start
+        return replace(result, plan=FleetPlan(
+            plan.pools, plan.models, plan.campuses, rep(plan.instances), starts,
+            rep(plan.tokens_per_s), rep(plan.unserved_tokens_per_s),
+            rep(plan.campus_power_mw), rep(plan.dr_reduction_mw), rep(plan.dr_excess_mw)))
 
     def reset_warm_start(self) -> None:
         """Forget the last basis: the next solve starts cold (presolve, dual simplex)."""
@@ -796,10 +930,12 @@ class FleetProblem:
             self.model.fast.clear_solver()
             self.last_warm_start = "cold"
             return
-        if mode == "auto" and self.horizon_steps > 1:
+        if mode == "auto" and self.n_columns > 1:
             old = self._lp_series
-            same = float(np.sum((series - old) ** 2))
-            shifted = float(np.sum((series[:, :-1] - old[:, 1:]) ** 2))
+            src = self._time_src()
+            moved = src != np.arange(src.size)
+            same = float(np.sum((series - old)[:, moved] ** 2))
+            shifted = float(np.sum((series - old[:, src])[:, moved] ** 2))
             mode = "shift" if shifted < same else "same"
         elif mode == "auto":
             mode = "same"
@@ -807,12 +943,21 @@ class FleetProblem:
         basis = self._lp_basis
         if mode == "shift":
             if self._shift_maps is None:
-                self._shift_maps = fast.shift_maps(self.horizon_steps)
+                self._shift_maps = fast.shift_maps(self.n_columns, time_src=self._time_src())
             basis = fast.shift_basis(basis, self._shift_maps)
         if not fast.set_basis(*basis):
             fast.clear_solver()
             mode = "cold"
         self.last_warm_start = mode
+
+    def _time_src(self) -> np.ndarray:
+        """Where each column's data comes from one interval later: a one-interval
+        column from the next column; a coarse column (which moves by a fraction
+        of itself) from itself."""
+        j = np.arange(self.n_columns)
+        fine = (self.n_columns if not self.blocked or self.options.fine_steps is None
+                else int(self.options.fine_steps))
+        return np.where(j < fine - 1, j + 1, j)
 
     @property
     def ctx(self) -> FleetContext:
@@ -869,29 +1014,33 @@ class FleetProblem:
             raise ValueError(f"inputs have {inputs.horizon_steps} intervals, the problem was "
                              f"built for {self.horizon_steps}")
         set_fleet_parameters(self.ctx, inputs, state)
+        fixed_columns = None if fix_instances is None else self._to_columns(fix_instances)
         if form is not FleetForm.COMMITTED_INTEGER:
-            return self._run(form, wall, fix_instances, start)
-        lp = self._run(FleetForm.LP, wall, fix_instances, None)
+            return self._expand(self._run(form, wall, fixed_columns, start))
+        lp = self._run(FleetForm.LP, wall, fixed_columns, None)
         if lp.plan is None:
             return replace(lp, form=form)
         warm = self.last_warm_start
         T = self.options.committed_intervals if integer_intervals is None else integer_intervals
         T = min(T, self.horizon_steps)
-        fixed, highs_s = self._round_and_fix(lp, T, fix_instances, wall)
+        T_columns = self._columns_within(T)
+        fixed, highs_s = self._round_and_fix(lp, T_columns, fixed_columns, wall)
         if fixed.plan is None:
             return replace(fixed, form=form, message="rounded instances infeasible: "
                            + fixed.message)
         gap = (fixed.objective_usd - lp.objective_usd) / max(abs(fixed.objective_usd), 1e-9)
-        return replace(fixed, form=form, highs_time_s=highs_s,
-                       mip_gap=max(gap, 0.0) if self.horizon_steps <= T else float("nan"),
-                       repaired=True, lp_bound_usd=lp.objective_usd,
-                       message=f"round-and-fix of {T} interval(s) on the LP ({warm} start)")
+        return self._expand(replace(
+            fixed, form=form, highs_time_s=highs_s,
+            mip_gap=max(gap, 0.0) if self.n_columns <= T_columns else float("nan"),
+            repaired=True, lp_bound_usd=lp.objective_usd,
+            message=f"round-and-fix of {T} interval(s) on the LP ({warm} start)"))
 
     def _round_and_fix(self, lp: FleetSolveResult, T: int, fix_instances: np.ndarray | None,
                        wall: float) -> tuple[FleetSolveResult, float]:
-        """Round ``n[:, :T]`` in chunks of ``round_chunk_intervals``, re-solving the LP
-        with the rounded intervals fixed after each chunk (a dive: later intervals are
-        rounded from a relaxation that already accounts for the integral earlier ones).
+        """Round ``n[:, :T]`` (T model columns) in chunks of ``round_chunk_intervals``,
+        re-solving the LP with the rounded intervals fixed after each chunk (a dive:
+        later intervals are rounded from a relaxation that already accounts for the
+        integral earlier ones).
 
         Returns the last fixed solve and the HiGHS time of all runs incl. ``lp`` [s].
         Given ``fix_instances`` columns are kept as they are (``lp`` was solved with them).
@@ -922,7 +1071,7 @@ class FleetProblem:
                 break
             relaxed, plan = cur, cur.plan
             assert plan is not None
-            end = self.horizon_steps if constant else e
+            end = self.n_columns if constant else e
             block = round_instances(self.ctx, plan.instances[:, s:end],
                                     plan.tokens_per_s[:, s:end],
                                     n_int[:, -1] if s else n_prev, gpus[:, s:end],
@@ -966,9 +1115,11 @@ class FleetProblem:
             fast.set_start(self._start_vector(start))
         try:
             sol = fast.solve()
-            if relaxation and self.last_warm_start != "cold" and sol.model_status == "kSolveError":
-                # HiGHS can reject a warm basis outright (seen for shifted bases at
-                # 288 steps); a warm start must never cost the solve, so retry cold.
+            if (relaxation and self.last_warm_start != "cold"
+                    and sol.model_status not in _NO_COLD_RETRY):
+                # HiGHS can reject a warm basis outright (kSolveError, seen for shifted
+                # bases at 288 steps) or stop on it ("excessive dual values", kNotset);
+                # a warm start must never cost the solve, so retry cold.
                 logger.warning("fleet LP with a %s warm start: HiGHS %s; re-solving cold",
                                self.last_warm_start, sol.model_status)
                 self.warm_start_failures += 1
@@ -1005,15 +1156,23 @@ class FleetProblem:
 
     def _dr_constant_usd(self) -> float:
         rr = np.asarray(self.ctx.parameters["dr_reward_usd_per_kwh"].value)
-        return float(self.ctx.step_h * np.sum(rr * self.ctx.dr_baseline_kw))
+        return float(self.ctx.step_h * np.sum(rr * self.ctx.dr_baseline_kw
+                                              * column_weights(self.ctx)))
 
     def _start_vector(self, plan: FleetPlan) -> np.ndarray:
         fast = self.model.fast
         x = np.zeros(fast.n_cols)
-        arrays = {"instances": plan.instances, "starts": plan.starts,
-                  "tokens_kps": plan.tokens_per_s / 1e3,
-                  "campus_power_kw": 1e3 * plan.campus_power_mw,
-                  "dr_excess_kw": 1e3 * plan.dr_excess_mw}
+
+        def col(values: np.ndarray, how: str = "mean") -> np.ndarray:
+            if not self.blocked:
+                return values
+            total = np.add.reduceat(np.asarray(values, dtype=float), self._column_start, axis=1)
+            return total if how == "sum" else total / self.columns[None, :]
+
+        arrays = {"instances": col(plan.instances), "starts": col(plan.starts, "sum"),
+                  "tokens_kps": col(plan.tokens_per_s) / 1e3,
+                  "campus_power_kw": 1e3 * col(plan.campus_power_mw),
+                  "dr_excess_kw": 1e3 * col(plan.dr_excess_mw)}
         for name, arr in arrays.items():
             x[fast.columns(name)] = np.asarray(arr, dtype=float).ravel(order="F")
         return x

@@ -229,6 +229,12 @@ class FleetControllerSpec:
     demand_quantile : float [-]
         The MPC provisions for this quantile of the demand forecast (0 = the point
         forecast); hedges against bursts between the forecaster's view and reality.
+    fine_horizon_h : float [h]
+        Multi-resolution horizon: 15-min intervals up to this lead (default 8 h),
+        coarser ones (``coarse_step_h``) beyond; at least ``horizon_h``: 15 min
+        throughout. Speed and cost: docs/performance.md.
+    coarse_step_h : float [h]
+        Interval length beyond ``fine_horizon_h``; a multiple of 0.25 h.
     """
 
     kind: FleetControllerKind = "mpc"
@@ -237,9 +243,18 @@ class FleetControllerSpec:
     min_instances_per_model: int = 1
     time_limit_s: float = 5.0
     demand_quantile: float = 0.9
+    fine_horizon_h: float = 8.0
+    coarse_step_h: float = 1.0
 
     def __post_init__(self) -> None:
         positive(SOURCE, "controller.horizon_h", self.horizon_h)
+        if self.fine_horizon_h < 0.25:
+            raise ConfigError(SOURCE, f"expected >= 0.25 h (one interval), got "
+                              f"{self.fine_horizon_h}", key="controller.fine_horizon_h")
+        positive(SOURCE, "controller.coarse_step_h", self.coarse_step_h)
+        if abs(self.coarse_step_h * 4 - round(self.coarse_step_h * 4)) > 1e-9:
+            raise ConfigError(SOURCE, f"expected a multiple of 0.25 h, got {self.coarse_step_h}",
+                              key="controller.coarse_step_h")
         if not 0.0 <= self.demand_quantile < 1.0:
             raise ConfigError(SOURCE, f"expected a value in [0, 1), got {self.demand_quantile}",
                               key="controller.demand_quantile")
@@ -254,6 +269,13 @@ class FleetControllerSpec:
     def horizon_steps(self) -> int:
         """H [intervals]."""
         return max(1, round(self.horizon_h * 4))
+
+    def solver_options(self) -> FleetSolverOptions:
+        """HiGHS limit and horizon resolution of the fleet problem."""
+        return FleetSolverOptions(
+            time_limit_s=self.time_limit_s,
+            fine_steps=max(1, round(self.fine_horizon_h * 4)),
+            coarse_block_steps=max(1, round(self.coarse_step_h * 4)))
 
 
 @dataclass(frozen=True)
@@ -553,8 +575,7 @@ def build_fleet_policy(scenario: FleetScenario, data: FleetData,
     params: dict[str, dict[str, object]] = {}
     if forecaster in ("oracle", "noisy_oracle"):
         params = {k: {"truth": data.truth[k]} for k in data.truth.columns}
-    problem = FleetProblem(cfg, spec.horizon_steps,
-                           FleetSolverOptions(time_limit_s=spec.time_limit_s))
+    problem = FleetProblem(cfg, spec.horizon_steps, spec.solver_options())
     policy = FleetMpcPolicy(
         problem, demand_forecaster=forecaster, price_forecaster=forecaster,
         carbon_forecaster=forecaster, forecaster_params=params, dr_event=data.dr_event,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import cvxpy as cp
 
-from mpc_dc.blocks.inference_fleet import FleetContext
+from mpc_dc.blocks.inference_fleet import FleetContext, column_weights
 
 
 def carbon_cost_usd_per_mwh(carbon_price_usd_per_t: float, intensity_g_per_kwh: object) -> object:
@@ -13,7 +13,7 @@ def carbon_cost_usd_per_mwh(carbon_price_usd_per_t: float, intensity_g_per_kwh: 
 
 
 def define_carbon_cost(ctx: FleetContext) -> None:
-    """Carbon cost ``Σ_{c,t} Δ λ_CO2 κ[c,t] / 1000 · p[c,t] / 1000`` [$], p [kW].
+    """Carbon cost ``Σ_{c,t} L[t] Δ λ_CO2 κ[c,t] / 1000 · p[c,t] / 1000`` [$], p [kW].
 
     λ_CO2 [$/tCO2] is ``FleetConfig.carbon_price_usd_per_t``, κ [gCO2/kWh] the
     grid's intensity at the campus; their product enters as the Parameter
@@ -24,4 +24,4 @@ def define_carbon_cost(ctx: FleetContext) -> None:
     k = cp.Parameter((C, H), name="carbon_cost_usd_per_mwh", nonneg=True)
     ctx.parameters["carbon_cost_usd_per_mwh"] = k
     ctx.costs["carbon_usd"] = (ctx.step_h / 1e3) * cp.sum(
-        cp.multiply(k, ctx.variables["campus_power_kw"]))
+        cp.multiply(k, ctx.variables["campus_power_kw"]) @ column_weights(ctx))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import cvxpy as cp
 
-from mpc_dc.blocks.inference_fleet import FleetContext
+from mpc_dc.blocks.inference_fleet import FleetContext, column_weights
 
 #: Right-hand side that makes the cap row inactive outside event windows [kW].
 INACTIVE_KW = 1e7
@@ -34,7 +34,7 @@ def define_demand_response(ctx: FleetContext) -> None:
 
 
 def define_demand_response_cost(ctx: FleetContext) -> None:
-    """DR settlement ``−Σ Δ ρ_r[c,t] (B[c,t] − p[c,t])`` and penalty ``Σ Δ ρ_p[c,t] e[c,t]`` [$].
+    """DR settlement ``−Σ L Δ ρ_r[c,t] (B[c,t] − p[c,t])``, penalty ``Σ L Δ ρ_p[c,t] e[c,t]`` [$].
 
     ρ_r, ρ_p [$/kWh] are the Parameters ``dr_reward_usd_per_kwh`` and
     ``dr_penalty_usd_per_kwh`` (C × H), 0 outside events; B, p, e [kW]. The
@@ -47,5 +47,6 @@ def define_demand_response_cost(ctx: FleetContext) -> None:
     rp = cp.Parameter((C, H), name="dr_penalty_usd_per_kwh", nonneg=True)
     ctx.parameters.update(dr_reward_usd_per_kwh=rr, dr_penalty_usd_per_kwh=rp)
     v = ctx.variables
-    ctx.costs["dr_reward_usd"] = ctx.step_h * cp.sum(cp.multiply(rr, v["campus_power_kw"]))
-    ctx.costs["dr_penalty_usd"] = ctx.step_h * cp.sum(cp.multiply(rp, v["dr_excess_kw"]))
+    L = column_weights(ctx)
+    ctx.costs["dr_reward_usd"] = ctx.step_h * cp.sum(cp.multiply(rr, v["campus_power_kw"]) @ L)
+    ctx.costs["dr_penalty_usd"] = ctx.step_h * cp.sum(cp.multiply(rp, v["dr_excess_kw"]) @ L)

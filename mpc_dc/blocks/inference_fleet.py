@@ -1,9 +1,13 @@
 """InferenceFleet block: instances, routing, capacity, GPUs, switching, quality, IT power.
 
 Indices: pool k = (campus c, model m, precision q) in :attr:`FleetConfig.pools`
-order, interval t = 0..H-1, Δ = 0.25 h. Variables are (P, H) matrices, so the
-column of ``n[k, t]`` is ``start + k + P t`` (cvxpy's Fortran order), which is
-what lets :mod:`mpc_dc.fleet_problem` make only the committed interval integer.
+order, model column t = 0..H-1, Δ = 0.25 h. A column spans ``L[t]`` intervals
+(:attr:`FleetContext.interval_lengths`, all 1 unless the horizon has a coarse
+tail): rates (tokens/s, kW) are per column, and every cost term is weighted by
+``L[t]``, so a column of L intervals costs what L equal intervals would.
+Variables are (P, H) matrices, so the column of ``n[k, t]`` is ``start + k + P t``
+(cvxpy's Fortran order), which is what lets :mod:`mpc_dc.fleet_problem` make only
+the committed interval integer.
 Everything that changes between solves is a Parameter in a cost or a right-hand
 side (constraint matrix parameter-free, as :mod:`mpc_dc.fastpath` needs).
 Equations and units: docs/fleet.md.
@@ -35,6 +39,8 @@ class FleetContext:
         H.
     step_h : float [h]
         Δ.
+    interval_lengths : ndarray (H,) of int, optional
+        ``L[t]``: intervals of Δ spanned by column t (default all 1).
 
     Attributes
     ----------
@@ -43,6 +49,8 @@ class FleetContext:
         Per-pool figures from the table: μ [tokens/s at the SLO], g [GPUs],
         p_idle [W], e [J/token], quality loss [points, >= 0], w = min(1,
         load_time / interval) [-].
+    warmup_matrix : ndarray (P, H)
+        ``min(1, load_time / (L[t] Δ))`` [-]: the share of column t a start loses.
     model_of, campus_of : ndarray of int
         Index of each pool's model and campus.
     """
@@ -50,6 +58,7 @@ class FleetContext:
     config: FleetConfig
     horizon_steps: int
     step_h: float = STEP_H
+    interval_lengths: np.ndarray | None = None
     variables: dict[str, cp.Variable] = field(default_factory=dict)
     parameters: dict[str, cp.Parameter] = field(default_factory=dict)
     constraints: dict[str, list[cp.Constraint]] = field(default_factory=dict)
@@ -67,6 +76,15 @@ class FleetContext:
         self.quality_loss = np.array([max(r.quality_loss_pct_points, 0.0) for r in rows])
         self.warmup_fraction = np.array(
             [min(1.0, r.load_time_s / (self.step_h * 3600.0)) for r in rows])
+        lengths = (np.ones(self.horizon_steps, dtype=np.int64) if self.interval_lengths is None
+                   else np.asarray(self.interval_lengths, dtype=np.int64))
+        if lengths.shape != (self.horizon_steps,) or np.any(lengths < 1):
+            raise ValueError(f"FleetContext.interval_lengths: expected {self.horizon_steps} "
+                             f"integers >= 1, got {self.interval_lengths!r}")
+        self.interval_lengths = lengths
+        load_s = np.array([r.load_time_s for r in rows])
+        self.warmup_matrix = np.minimum(
+            1.0, load_s[:, None] / (self.step_h * 3600.0 * lengths[None, :]))
         self.model_of = np.array([cfg.models.index(k[1]) for k in self.pools])
         #: DR baseline in event intervals [kW] (C, H), set with the Parameters.
         self.dr_baseline_kw = np.zeros((len(cfg.campuses), self.horizon_steps))
@@ -166,16 +184,17 @@ def define_spatial_shares(ctx: FleetContext) -> None:
 def define_capacity(ctx: FleetContext) -> None:
     """Throughput at the latency SLO with a utilisation cap and warm-up.
 
-    ``x[k,t] <= ρ̄ μ[k] (n[k,t] − w[k] u[k,t]) / 10³`` [ktokens/s], μ [tokens/s]: an
-    instance started in
-    interval t serves only after its load time (fraction ``w`` of the interval).
+    ``x[k,t] <= ρ̄ μ[k] (n[k,t] − w[k,t] u[k,t]) / 10³`` [ktokens/s], μ [tokens/s]: an
+    instance started in column t serves only after its load time (fraction
+    ``w[k,t]`` of the column, :attr:`FleetContext.warmup_matrix`).
     """
     rho = ctx.config.utilization_cap
     v = ctx.variables
     cap = sp.diags_array(rho * ctx.mu_tokens_per_s / 1e3)
-    capw = sp.diags_array(rho * ctx.mu_tokens_per_s / 1e3 * ctx.warmup_fraction)
+    capw = rho * ctx.mu_tokens_per_s[:, None] / 1e3 * ctx.warmup_matrix
     ctx.add_constraints("capacity at SLO",
-                        v["tokens_kps"] - cap @ v["instances"] + capw @ v["starts"] <= 0)
+                        v["tokens_kps"] - cap @ v["instances"]
+                        + cp.multiply(capw, v["starts"]) <= 0)
 
 
 def define_gpu_limit(ctx: FleetContext) -> None:
@@ -245,13 +264,13 @@ def define_campus_power(ctx: FleetContext) -> None:
 
 
 def define_energy_cost(ctx: FleetContext) -> None:
-    """Energy cost ``Σ_{c,t} Δ π[c,t] p[c,t] / 10³`` [$] with π the Parameter
+    """Energy cost ``Σ_{c,t} L[t] Δ π[c,t] p[c,t] / 10³`` [$] with π the Parameter
     ``price_usd_per_mwh`` (C × H) [$/MWh] at each campus's node and p [kW]."""
     C, H = len(ctx.config.campuses), ctx.horizon_steps
     pi = cp.Parameter((C, H), name="price_usd_per_mwh")
     ctx.parameters["price_usd_per_mwh"] = pi
     ctx.costs["energy_usd"] = (ctx.step_h / 1e3) * cp.sum(
-        cp.multiply(pi, ctx.variables["campus_power_kw"]))
+        cp.multiply(pi, ctx.variables["campus_power_kw"]) @ column_weights(ctx))
 
 
 def define_switching_cost(ctx: FleetContext) -> None:
@@ -261,14 +280,20 @@ def define_switching_cost(ctx: FleetContext) -> None:
 
 
 def define_quality_cost(ctx: FleetContext) -> None:
-    """Quality penalty ``Σ_{k,t} c_q δ[k] x[k,t] Δ·3600 / 10³`` [$], c_q [$/(point·Mtoken)],
-    x [ktokens/s]."""
+    """Quality penalty ``Σ_{k,t} c_q δ[k] x[k,t] L[t] Δ·3600 / 10³`` [$], c_q
+    [$/(point·Mtoken)], x [ktokens/s]."""
     c = ctx.config.quality_cost_usd_per_point_mtok * ctx.quality_loss * STEP_S / 1e3
-    ctx.costs["quality_usd"] = cp.sum(c @ ctx.variables["tokens_kps"])
+    ctx.costs["quality_usd"] = (c @ ctx.variables["tokens_kps"]) @ column_weights(ctx)
 
 
 def define_unserved_cost(ctx: FleetContext) -> None:
-    """Unserved-token penalty ``Σ c_u s[c,m,t] Δ·3600 / 10³`` [$], c_u [$/Mtoken],
+    """Unserved-token penalty ``Σ c_u s[c,m,t] L[t] Δ·3600 / 10³`` [$], c_u [$/Mtoken],
     s [ktokens/s]."""
     c = ctx.config.unserved_penalty_usd_per_mtok * STEP_S / 1e3
-    ctx.costs["unserved_usd"] = c * cp.sum(ctx.variables["unserved_kps"])
+    ctx.costs["unserved_usd"] = c * cp.sum(ctx.variables["unserved_kps"] @ column_weights(ctx))
+
+
+def column_weights(ctx: FleetContext) -> np.ndarray:
+    """``L[t]`` as floats (H,) [intervals]: the weight of column t in every cost term."""
+    assert ctx.interval_lengths is not None  # set in __post_init__
+    return ctx.interval_lengths.astype(float)
