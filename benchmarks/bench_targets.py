@@ -10,6 +10,9 @@
 * Fleet re-solve (3 campuses × 3 models × 4 precisions × 96 steps, committed
   integer, < 0.2 s median, < 1 % gap to the full MILP): measured by
   ``benchmarks/bench_fleet.py``, not repeated here.
+* Growth in horizon length of the LP forms (k <= 1 in time ∝ H^k): the RCDC re-solve
+  and the fleet with the controller's multi-resolution horizon (``CURVES`` of
+  :mod:`mpc_dc.benchmarking`; 15 min throughout is in ``mpc-dc bench scaling``).
 
 No timing is asserted (a shared machine is noisy); ``target`` and ``measured``
 sit side by side in ``benchmark.extra_info``, and docs/performance.md holds the
@@ -27,9 +30,12 @@ import numpy as np
 import pytest
 
 from mpc_dc.benchmarking import (
+    CURVES,
+    exponents,
     rcdc_cases,
     rcdc_receding_cases,
     rcdc_site,
+    run_scaling,
     serving_case,
     time_rcdc_resolve,
     time_serving,
@@ -133,3 +139,22 @@ def test_target_request_level_throughput(benchmark: Any, request: pytest.Fixture
         "requests": len(case[2]), "target_requests_per_s_min": 100_000,
         "requests_per_s": _spread(rates), "wall_s": _spread(walls),
     })
+
+
+@pytest.mark.parametrize("family", ["rcdc_horizon", "fleet_horizon_multires"])
+def test_target_lp_growth_in_horizon(benchmark: Any, request: pytest.FixtureRequest,
+                                     family: str) -> None:
+    """Growth exponent k (time ∝ H^k) of the LP forms over H = 24/96/192/288, 5 repeats
+    per size (``mpc-dc bench scaling`` measures the same curves with the other families);
+    the target is k <= 1. Under ``--benchmark-disable`` the quick sizes (24, 96), 1 repeat."""
+    smoke = _disabled(request.config)
+    fitted: dict[str, float] = {}
+
+    def run() -> None:
+        frame = run_scaling([family], quick=smoke, repeats=1 if smoke else 5)
+        fitted.update(exponents(frame)[family])
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    assert all(np.isfinite(k) for k in fitted.values())
+    benchmark.extra_info.update({"family": family, "target_k_max": 1.0,
+                                 "exponents": fitted, "note": CURVES[family].note})
