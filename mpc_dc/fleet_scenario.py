@@ -209,6 +209,11 @@ class FleetServingSpec:
                              request_samples=self.request_samples)
 
 
+def _quarter_hours(hours: float) -> bool:
+    """Whether ``hours`` is a whole number of 15-min intervals."""
+    return abs(hours * 4 - round(hours * 4)) <= 1e-9
+
+
 @dataclass(frozen=True)
 class FleetControllerSpec:
     """The fleet controller.
@@ -248,11 +253,11 @@ class FleetControllerSpec:
 
     def __post_init__(self) -> None:
         positive(SOURCE, "controller.horizon_h", self.horizon_h)
-        if self.fine_horizon_h < 0.25:
-            raise ConfigError(SOURCE, f"expected >= 0.25 h (one interval), got "
+        if self.fine_horizon_h < 0.25 or not _quarter_hours(self.fine_horizon_h):
+            raise ConfigError(SOURCE, f"expected a multiple of 0.25 h, >= 0.25, got "
                               f"{self.fine_horizon_h}", key="controller.fine_horizon_h")
         positive(SOURCE, "controller.coarse_step_h", self.coarse_step_h)
-        if abs(self.coarse_step_h * 4 - round(self.coarse_step_h * 4)) > 1e-9:
+        if not _quarter_hours(self.coarse_step_h):
             raise ConfigError(SOURCE, f"expected a multiple of 0.25 h, got {self.coarse_step_h}",
                               key="controller.coarse_step_h")
         if not 0.0 <= self.demand_quantile < 1.0:

@@ -182,3 +182,24 @@ def test_scenario_keys() -> None:
         FleetControllerSpec(coarse_step_h=0.3)
     with pytest.raises(ConfigError, match="fine_horizon_h"):
         FleetControllerSpec(fine_horizon_h=0.1)
+    with pytest.raises(ConfigError, match="fine_horizon_h"):
+        FleetControllerSpec(fine_horizon_h=6.1)
+
+
+@pytest.mark.parametrize("form", [FleetForm.COMMITTED_INTEGER, FleetForm.FULL_MILP])
+def test_switching_off_with_a_coarse_tail(form: FleetForm) -> None:
+    """Without Sw the fleet is one size for the horizon. D = 1000 | 1000, 3000 | 3000,
+    3000 tok/s (1 fine interval, then columns of 2): the constant fleet covers the
+    column means, 3 instances everywhere (the 2nd column's mean is 2000, the 3rd's 3000)."""
+    from mpc_dc.params.fleet import Flexibility
+
+    cfg = _config([_row("BF16", mu=1000, gpus=1, idle_w=100, e_j=0.1, loss=0)],
+                  flexibility=Flexibility(switching=False))
+    inputs = FleetInputs(np.array([[1000.0, 1000.0, 3000.0, 3000.0, 3000.0]]),
+                         np.full((1, 5), 50.0), np.zeros((1, 5)))
+    prob = FleetProblem(cfg, 5, FleetSolverOptions(fine_steps=1, coarse_block_steps=2))
+    res = prob.solve(inputs, FleetState({("A", "m", "BF16"): 1}), form)
+    assert res.plan is not None
+    np.testing.assert_allclose(res.plan.instances[0], [3, 3, 3, 3, 3], atol=1e-6)
+    np.testing.assert_allclose(res.plan.tokens_per_s[0], [1000, 2000, 2000, 3000, 3000],
+                               atol=1e-3)
