@@ -41,7 +41,7 @@ from mpc_dc.blocks.grid_connection import (
 )
 from mpc_dc.blocks.renewable import define_renewable
 from mpc_dc.fastpath import HighsFastPath
-from mpc_dc.params.site import SiteConfig, TariffParams
+from mpc_dc.params.site import SiteConfig
 
 logger = logging.getLogger(__name__)
 
@@ -287,21 +287,19 @@ class SolverOptions:
     integer_intervals: int | None = None
 
 
-def choose_formulation(inputs: HorizonInputs, tariff: TariffParams) -> Formulation:
+def choose_formulation(inputs: HorizonInputs) -> Formulation:
     """Pick the LP when it is provably exact, else the MILP.
 
     The relaxation is exact (docs/formulation.md, section 3) when for every t:
     ``π⁺[t] >= 0``, ``π⁻[t] >= 0`` and ``π⁺[t] >= π⁻[t]``. Wholesale (π⁺ = π⁻ =
     LMP) needs LMP >= 0.
 
+    The prices carry the tariff (retail or wholesale), so they alone decide.
+
     Parameters
     ----------
     inputs : HorizonInputs
-    tariff : TariffParams
-        Not needed by the test itself (prices carry the tariff) but kept so a
-        tariff-specific rule can be added without changing callers.
     """
-    del tariff
     pi_im = inputs.import_price_usd_per_mwh
     pi_ex = inputs.export_price_usd_per_mwh
     if np.all(pi_im >= 0) and np.all(pi_ex >= 0) and np.all(pi_im >= pi_ex - 1e-12):
@@ -665,7 +663,7 @@ class RcdcProblem:
                 f"was built for {self.horizon_steps}")
         check_feasibility(self.config, inputs, state)
         if self.formulation == "auto":
-            form = choose_formulation(inputs, self.config.grid.tariff)
+            form = choose_formulation(inputs)
         else:
             form = Formulation(self.formulation)
         result = self._solve_form(form, inputs, state, path, wall)

@@ -125,7 +125,7 @@ def test_negative_price_needs_exact_form() -> None:
     """
     inputs = HorizonInputs.wholesale(np.array([-20.0, 30.0]), np.zeros(2), np.array([1.5, 1.5]))
     state = PlantState.no_deferrable(2)
-    assert choose_formulation(inputs, TariffParams()) is Formulation.EXACT
+    assert choose_formulation(inputs) is Formulation.EXACT
     problem = RcdcProblem(site(), 2)
     result = problem.solve(inputs, state)
     assert result.formulation is Formulation.EXACT
@@ -151,7 +151,7 @@ def test_export_price_above_import_price_needs_binary() -> None:
     inputs = HorizonInputs(np.array([40.0, 40.0]), np.array([50.0, 50.0]), np.array([1.0, 0.0]),
                            np.array([1.5, 1.5]))
     state = PlantState.no_deferrable(2)
-    assert choose_formulation(inputs, tariff) is Formulation.EXACT
+    assert choose_formulation(inputs) is Formulation.EXACT
     problem = RcdcProblem(site(tariff, nameplate_mw=10.0), 2)
     result = problem.solve(inputs, state)
     assert result.formulation is Formulation.EXACT

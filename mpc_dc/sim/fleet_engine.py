@@ -409,7 +409,7 @@ def simulate_fleet(
 
 def server_instances(server: Server) -> np.ndarray:
     """Committed instances per pool of either server [-]."""
-    return np.array([i.committed for i in server._inst], dtype=np.int64)
+    return server.committed_instances()
 
 
 def _reindex_models(requests: RequestArrays, models: tuple[str, ...]) -> RequestArrays:

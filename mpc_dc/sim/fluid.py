@@ -74,6 +74,10 @@ class FluidServer:
         self.queue_history = np.zeros((n_steps, P))
         self.tokens_served = np.zeros(P)
 
+    def committed_instances(self) -> np.ndarray:
+        """Instances committed per pool (running or loading) [-], (P,)."""
+        return np.array([i.committed for i in self._inst], dtype=np.int64)
+
     def scale(self, pool: int, target: int, now: float) -> None:
         """Set the committed instances of ``pool`` (loading cancelled first, no drain tail)."""
         inst, spec = self._inst[pool], self.pools[pool]

@@ -297,6 +297,10 @@ class RequestLevelServer:
         self.queue_history = np.zeros((n_steps, P), dtype=np.int64)
 
     # -- scaling ---------------------------------------------------------------------------
+    def committed_instances(self) -> np.ndarray:
+        """Instances committed per pool (running or loading) [-], (P,)."""
+        return np.array([i.committed for i in self._inst], dtype=np.int64)
+
     def scale(self, pool: int, target: int, now: float) -> None:
         """Set the committed instances of ``pool`` to ``target`` at time ``now`` [s]."""
         spec, inst, heap = self.pools[pool], self._inst[pool], self._heaps[pool]
