@@ -863,6 +863,10 @@ class FleetProblem:
         self._shift_maps: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.last_warm_start = "cold"
         self.warm_start_failures = 0
+        #: Round-and-fix chunks whose rounding lost tokens: redone in halves, and (one
+        #: interval, or a constant fleet, still short) given to HiGHS as a chunk MIP.
+        self.finer_dives = 0
+        self.chunk_mip_repairs = 0
 
     @property
     def n_columns(self) -> int:
@@ -964,11 +968,18 @@ class FleetProblem:
         """The model's context (pools, per-pool figures, Parameters)."""
         return self.model.ctx
 
-    def _set_integrality(self, form: FleetForm) -> None:
-        if form is self._form:
+    def _set_integrality(self, form: FleetForm, integer_cols: np.ndarray | None = None) -> None:
+        """Make the instance columns of ``form`` integer (``integer_cols`` instead of the
+        form's own, as a committed MIP, when given)."""
+        if form is self._form and integer_cols is None:
             return
         fast, o = self.model.fast, self.options
         fast.clear_solver()
+        if integer_cols is not None:
+            fast.set_integrality(integer_cols)
+            fast.set_options(time_limit_s=o.time_limit_s, mip_rel_gap=o.mip_rel_gap)
+            self._form = None  # matches no form: the next run sets its own
+            return
         if form is FleetForm.COMMITTED_MIP:
             fast.set_integrality(self._committed_cols)
             fast.set_options(time_limit_s=o.time_limit_s, mip_rel_gap=o.mip_rel_gap)
@@ -1062,9 +1073,10 @@ class FleetProblem:
         # daily re-provisioning), all T intervals at once.
         constant = not self.config.flexibility.switching
         cur, highs_s = lp, lp.highs_time_s
+        step = chunk
         while n_int.shape[1] < T or cur is lp:
             s = n_int.shape[1]
-            e = T if constant else min(s + chunk, T)
+            e = T if constant else min(s + step, T)
             if e <= s:
                 cur = self._run(FleetForm.LP, wall, n_int, None)
                 highs_s += cur.highs_time_s
@@ -1080,25 +1092,61 @@ class FleetProblem:
             trial = np.hstack([n_int, block[:, : e - s]])
             cur = self._run(FleetForm.LP, wall, trial, None)
             highs_s += cur.highs_time_s
-            if cur.plan is None or cur.unserved_tokens > relaxed.unserved_tokens + 1e-6:
+            ceil_block = np.ceil(plan.instances[:, s:e] - 1e-6)
+            ceil_fits = bool(np.all(self.ctx.campus_matrix(self.ctx.gpus) @ ceil_block
+                                    <= gpus[:, s:e] + _TOL))
+            if self._lost_tokens(cur, relaxed) and ceil_fits:
                 # Joint rounding can leave a GPU-full campus short where rounding each
                 # pool up would not; try that too and keep the cheaper plan.
-                ceil_block = np.ceil(plan.instances[:, s:e] - 1e-6)
                 alternative = self._run(FleetForm.LP, wall, np.hstack([n_int, ceil_block]),
                                         None)
                 highs_s += alternative.highs_time_s
                 if alternative.plan is not None and (
                         cur.plan is None or alternative.objective_usd < cur.objective_usd):
                     cur, trial = alternative, np.hstack([n_int, ceil_block])
-            n_int = trial
+            if self._lost_tokens(cur, relaxed) and e - s > 1 and not constant:
+                # Rounding a chunk at once from one relaxation can leave intervals short
+                # that a relaxation knowing the earlier integral intervals would have
+                # prepared for (instances loading ahead of a rise on full GPUs): redo
+                # the chunk in halves.
+                cur, step = relaxed, max(1, (e - s) // 2)
+                self.finer_dives += 1
+                continue
+            if self._lost_tokens(cur, relaxed):
+                # Where whole instances do not fit the GPUs the relaxation filled (a
+                # different precision mix is needed), let HiGHS choose this chunk's
+                # integers, earlier chunks fixed, later ones relaxed.
+                P = self.ctx.n_pools
+                mip = self._run(FleetForm.COMMITTED_MIP, wall, n_int if s else None, None,
+                                integer_cols=self._n_cols[P * s : P * e])
+                highs_s += mip.highs_time_s
+                self.chunk_mip_repairs += 1
+                if mip.plan is not None and (cur.plan is None
+                                             or mip.objective_usd < cur.objective_usd - 1e-9):
+                    trial = np.hstack([n_int, np.round(mip.plan.instances[:, s:e])])
+                    cur = self._run(FleetForm.LP, wall, trial, None)
+                    highs_s += cur.highs_time_s
+                logger.info("round-and-fix of intervals %d-%d lost tokens; chunk MIP %s "
+                            "(%.2f $)", s, e - 1, mip.status, mip.objective_usd)
+            n_int, step = trial, chunk
             if cur.plan is None:
                 break
         return cur, highs_s
 
+    @staticmethod
+    def _lost_tokens(cur: FleetSolveResult, relaxed: FleetSolveResult) -> bool:
+        """Whether a rounded run failed or serves fewer tokens than the relaxation did
+        (beyond 10⁻⁶ of the relaxation's unserved tokens + 1 token)."""
+        if cur.plan is None:
+            return True
+        base = relaxed.unserved_tokens
+        return cur.unserved_tokens > base + 1e-6 * base + 1.0
+
     def _run(self, form: FleetForm, wall: float, fix_instances: np.ndarray | None,
-             start: FleetPlan | None) -> FleetSolveResult:
+             start: FleetPlan | None, integer_cols: np.ndarray | None = None
+             ) -> FleetSolveResult:
         ctx, fast = self.model.ctx, self.model.fast
-        self._set_integrality(form)
+        self._set_integrality(form, integer_cols)
         # A relaxation without fixed columns starts from the last relaxation's basis
         # (shifted on a new step) and leaves its own for the next step; a fixed
         # re-solve starts from the basis HiGHS holds (the relaxation just solved).
