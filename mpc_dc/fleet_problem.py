@@ -363,6 +363,10 @@ class FleetSolverOptions:
         column. Must cover the committed intervals.
     coarse_block_steps : int
         Intervals per column beyond ``fine_steps`` (4: hourly).
+    far_start_steps : int or None
+        A third, coarser tier from this interval on (None: none).
+    far_block_steps : int
+        Intervals per column beyond ``far_start_steps`` (16: 4-hourly).
     """
 
     committed_intervals: int = 1
@@ -374,14 +378,21 @@ class FleetSolverOptions:
     round_chunk_intervals: int = 8
     fine_steps: int | None = None
     coarse_block_steps: int = 4
+    far_start_steps: int | None = None
+    far_block_steps: int = 16
 
     def __post_init__(self) -> None:
         if self.fine_steps is not None and self.fine_steps < max(self.committed_intervals, 1):
             raise ValueError(f"FleetSolverOptions.fine_steps: expected >= committed_intervals "
                              f"({self.committed_intervals}), got {self.fine_steps}")
-        if self.coarse_block_steps < 1:
-            raise ValueError(f"FleetSolverOptions.coarse_block_steps: expected >= 1, got "
-                             f"{self.coarse_block_steps}")
+        for name in ("coarse_block_steps", "far_block_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"FleetSolverOptions.{name}: expected >= 1, got "
+                                 f"{getattr(self, name)}")
+        if (self.far_start_steps is not None and self.fine_steps is not None
+                and self.far_start_steps < self.fine_steps):
+            raise ValueError(f"FleetSolverOptions.far_start_steps: expected >= fine_steps "
+                             f"({self.fine_steps}), got {self.far_start_steps}")
         if self.warm_start not in _WARM_STARTS:
             raise ValueError(f"FleetSolverOptions.warm_start: expected one of "
                              f"{', '.join(_WARM_STARTS)}, got {self.warm_start!r}")
@@ -448,30 +459,44 @@ def build_fleet_model(config: FleetConfig, horizon_steps: int,
 
 
 def horizon_columns(horizon_steps: int, fine_steps: int | None = None,
-                    coarse_block_steps: int = 4) -> np.ndarray:
+                    coarse_block_steps: int = 4, far_start_steps: int | None = None,
+                    far_block_steps: int = 16) -> np.ndarray:
     """Intervals spanned by each model column of a multi-resolution horizon [intervals].
 
-    The first ``fine_steps`` intervals get a column each; the rest are grouped into
-    columns of ``coarse_block_steps`` intervals (the last one may be shorter).
-    ``fine_steps`` None (or >= ``horizon_steps``) gives one column per interval.
+    The first ``fine_steps`` intervals get a column each; the next ones, up to interval
+    ``far_start_steps``, are grouped into columns of ``coarse_block_steps`` intervals,
+    and those beyond into columns of ``far_block_steps`` (the last column of each tier
+    may be shorter). ``fine_steps`` None (or >= ``horizon_steps``) gives one column per
+    interval (and no tier at all); ``far_start_steps`` None, no far tier.
 
     Examples
     --------
     >>> horizon_columns(10, 4, 4).tolist()
     [1, 1, 1, 1, 4, 2]
+    >>> horizon_columns(20, 2, 4, far_start_steps=8, far_block_steps=8).tolist()
+    [1, 1, 4, 2, 8, 4]
     """
     if horizon_steps < 1:
         raise ValueError(f"horizon_steps: expected >= 1, got {horizon_steps}")
     if coarse_block_steps < 1:
         raise ValueError(f"coarse_block_steps: expected >= 1, got {coarse_block_steps}")
-    fine = horizon_steps if fine_steps is None else min(int(fine_steps), horizon_steps)
+    if far_block_steps < 1:
+        raise ValueError(f"far_block_steps: expected >= 1, got {far_block_steps}")
+    if fine_steps is None:
+        return np.ones(horizon_steps, dtype=np.int64)
+    fine = min(int(fine_steps), horizon_steps)
     if fine < 1:
         raise ValueError(f"fine_steps: expected >= 1, got {fine_steps}")
-    rest = horizon_steps - fine
-    tail = [coarse_block_steps] * (rest // coarse_block_steps)
-    if rest % coarse_block_steps:
-        tail.append(rest % coarse_block_steps)
-    return np.array([1] * fine + tail, dtype=np.int64)
+    far = horizon_steps if far_start_steps is None else min(int(far_start_steps), horizon_steps)
+    if far < fine:
+        raise ValueError(f"far_start_steps: expected >= fine_steps ({fine}), got "
+                         f"{far_start_steps}")
+
+    def blocks(total: int, size: int) -> list[int]:
+        return [size] * (total // size) + ([total % size] if total % size else [])
+
+    return np.array([1] * fine + blocks(far - fine, coarse_block_steps)
+                    + blocks(horizon_steps - far, far_block_steps), dtype=np.int64)
 
 
 def _column_starts(lengths: np.ndarray) -> np.ndarray:
@@ -847,8 +872,9 @@ class FleetProblem:
         self.horizon_steps = horizon_steps
         self.options = options or FleetSolverOptions()
         #: Intervals per model column (all 1 without a coarse tail).
-        self.columns = horizon_columns(horizon_steps, self.options.fine_steps,
-                                       self.options.coarse_block_steps)
+        o = self.options
+        self.columns = horizon_columns(horizon_steps, o.fine_steps, o.coarse_block_steps,
+                                       o.far_start_steps, o.far_block_steps)
         self._column_start = _column_starts(self.columns)
         self.model = build_fleet_model(config, horizon_steps, self.columns)
         fast = self.model.fast

@@ -240,6 +240,11 @@ class FleetControllerSpec:
         throughout. Speed and cost: docs/performance.md.
     coarse_step_h : float [h]
         Interval length beyond ``fine_horizon_h``; a multiple of 0.25 h.
+    far_horizon_h : float [h]
+        Lead from which ``far_step_h`` intervals are used (default 24 h; taken as at
+        least ``fine_horizon_h``); at least ``horizon_h``: no far tier.
+    far_step_h : float [h]
+        Interval length beyond ``far_horizon_h`` (default 4 h); a multiple of 0.25 h.
     """
 
     kind: FleetControllerKind = "mpc"
@@ -250,16 +255,23 @@ class FleetControllerSpec:
     demand_quantile: float = 0.9
     fine_horizon_h: float = 8.0
     coarse_step_h: float = 1.0
+    far_horizon_h: float = 24.0
+    far_step_h: float = 4.0
 
     def __post_init__(self) -> None:
         positive(SOURCE, "controller.horizon_h", self.horizon_h)
         if self.fine_horizon_h < 0.25 or not _quarter_hours(self.fine_horizon_h):
             raise ConfigError(SOURCE, f"expected a multiple of 0.25 h, >= 0.25, got "
                               f"{self.fine_horizon_h}", key="controller.fine_horizon_h")
-        positive(SOURCE, "controller.coarse_step_h", self.coarse_step_h)
-        if not _quarter_hours(self.coarse_step_h):
-            raise ConfigError(SOURCE, f"expected a multiple of 0.25 h, got {self.coarse_step_h}",
-                              key="controller.coarse_step_h")
+        for key in ("coarse_step_h", "far_step_h"):
+            value = getattr(self, key)
+            positive(SOURCE, f"controller.{key}", value)
+            if not _quarter_hours(value):
+                raise ConfigError(SOURCE, f"expected a multiple of 0.25 h, got {value}",
+                                  key=f"controller.{key}")
+        if self.far_horizon_h < 0.25 or not _quarter_hours(self.far_horizon_h):
+            raise ConfigError(SOURCE, f"expected a multiple of 0.25 h, >= 0.25, got "
+                              f"{self.far_horizon_h}", key="controller.far_horizon_h")
         if not 0.0 <= self.demand_quantile < 1.0:
             raise ConfigError(SOURCE, f"expected a value in [0, 1), got {self.demand_quantile}",
                               key="controller.demand_quantile")
@@ -280,7 +292,9 @@ class FleetControllerSpec:
         return FleetSolverOptions(
             time_limit_s=self.time_limit_s,
             fine_steps=max(1, round(self.fine_horizon_h * 4)),
-            coarse_block_steps=max(1, round(self.coarse_step_h * 4)))
+            coarse_block_steps=max(1, round(self.coarse_step_h * 4)),
+            far_start_steps=round(max(self.far_horizon_h, self.fine_horizon_h) * 4),
+            far_block_steps=max(1, round(self.far_step_h * 4)))
 
 
 @dataclass(frozen=True)
@@ -406,13 +420,21 @@ def build_fleet_data(scenario: FleetScenario) -> FleetData:
                           name="interval_start_utc")
     arrival = ArrivalConfig(rate_multiplier=scenario.data.rate_multiplier,
                             model_map=dict(scenario.data.model_map), seed=run.seed)
+    # The requests of history + run do not depend on the horizon (a horizon sweep
+    # compares controllers on one request stream); the horizon after the run, seen
+    # only by forecasts and the Oracle, is generated on its own seed.
+    upto_s = (hist + run.n_steps) * STEP_S
+    tail = build_arrivals(index[hist + run.n_steps], H * STEP_S, _tail_arrivals(arrival),
+                          models=cfg.models,
+                          hourly_counts=None if scenario.data.source == "synthetic"
+                          else _burstgpt_counts(scenario, index))
     if scenario.data.source == "synthetic":
         prices, carbon = _synthetic_exogenous(scenario, index)
-        everything = build_arrivals(index[0], total * STEP_S, arrival, models=cfg.models)
-        all_requests = everything
+        upto = build_arrivals(index[0], upto_s, arrival, models=cfg.models)
     else:
         prices, carbon = _caiso_exogenous(scenario, index)
-        all_requests = _burstgpt_requests(scenario, index, arrival)
+        upto = _burstgpt_requests(scenario, index[: hist + run.n_steps], arrival)
+    all_requests = _concat_requests(upto, tail, upto_s)
     exo_cols: dict[str, np.ndarray] = {}
     truth_cols: dict[str, np.ndarray] = {}
     for c in cfg.campuses:
@@ -428,6 +450,23 @@ def build_fleet_data(scenario: FleetScenario) -> FleetData:
     requests = _window(all_requests, hist * STEP_S, run.n_steps * STEP_S)
     return FleetData(FleetExogenous(frame), requests, truth.iloc[:hist], truth,
                      _dr_events(scenario, index))
+
+
+def _tail_arrivals(arrival: ArrivalConfig) -> ArrivalConfig:
+    """The arrival settings of the horizon after the run: a seed of its own."""
+    seed = int(np.random.SeedSequence([arrival.seed, 101]).generate_state(1)[0])
+    return replace(arrival, seed=seed)
+
+
+def _concat_requests(first: RequestArrays, then: RequestArrays, at_s: float) -> RequestArrays:
+    """``first`` followed by ``then`` shifted by ``at_s`` [s]; ``first``'s arrival stats."""
+    return RequestArrays(
+        np.concatenate([first.arrival_s, then.arrival_s + at_s]),
+        np.concatenate([first.model, then.model]),
+        np.concatenate([first.request_tokens, then.request_tokens]),
+        np.concatenate([first.response_tokens, then.response_tokens]),
+        np.concatenate([first.source, then.source]),
+        first.models, first.stats)
 
 
 def _window(req: RequestArrays, from_s: float, length_s: float) -> RequestArrays:
@@ -492,14 +531,22 @@ def _caiso_exogenous(scenario: FleetScenario, index: pd.DatetimeIndex
     return prices, carbon
 
 
-def _burstgpt_requests(scenario: FleetScenario, index: pd.DatetimeIndex,
-                       arrival: ArrivalConfig) -> RequestArrays:
-    """BurstGPT over history + run + horizon: counts from the history start, rows at the run."""
-    from traces.burstgpt import read_burstgpt_requests
+def _burstgpt_counts(scenario: FleetScenario, index: pd.DatetimeIndex) -> pd.DataFrame:
+    """BurstGPT's real hourly request counts, on the grid from ``index[0]``."""
     from traces.datasets import burstgpt_hourly_counts
 
+    counts, _ = burstgpt_hourly_counts(_data_dir(scenario), origin=index[0])
+    return counts
+
+
+def _burstgpt_requests(scenario: FleetScenario, index: pd.DatetimeIndex,
+                       arrival: ArrivalConfig) -> RequestArrays:
+    """BurstGPT over history + run (``index``): counts from the history start, rows at
+    the run."""
+    from traces.burstgpt import read_burstgpt_requests
+
     data_dir = _data_dir(scenario)
-    counts, _ = burstgpt_hourly_counts(data_dir, origin=index[0])
+    counts = _burstgpt_counts(scenario, index)
     hist_s = scenario.run.history_days * STEPS_PER_DAY * STEP_S
     total_s = len(index) * STEP_S
     if hist_s > 0:
@@ -513,13 +560,7 @@ def _burstgpt_requests(scenario: FleetScenario, index: pd.DatetimeIndex,
                            hourly_counts=counts, models=scenario.config.models)
     if hist_s <= 0:
         return after
-    return RequestArrays(
-        np.concatenate([before.arrival_s, after.arrival_s + hist_s]),
-        np.concatenate([before.model, after.model]),
-        np.concatenate([before.request_tokens, after.request_tokens]),
-        np.concatenate([before.response_tokens, after.response_tokens]),
-        np.concatenate([before.source, after.source]),
-        after.models, after.stats)
+    return replace(_concat_requests(before, after, hist_s), stats=after.stats)
 
 
 def _dr_events(scenario: FleetScenario, index: pd.DatetimeIndex) -> pd.DataFrame | None:

@@ -246,3 +246,31 @@ def test_problem_built_for_horizon(scenario: FleetScenario, data: FleetData) -> 
     assert isinstance(policy, FleetMpcPolicy)
     assert isinstance(policy.problem, FleetProblem)
     assert policy.problem.horizon_steps == scenario.controller.horizon_steps
+
+
+def test_run_data_do_not_depend_on_the_horizon() -> None:
+    """A horizon sweep compares controllers on one request stream: history and run
+    (requests, truth) are the same for an 8-h and a 48-h horizon; only the horizon
+    after the run is added (they differed: the generator drew over run + horizon)."""
+    scenario = load_fleet_scenario(fleet_example_path("fleet_default"))
+    scenario = replace(scenario, run=replace(scenario.run, days=1.0))
+    longer = replace(scenario, controller=replace(scenario.controller, horizon_h=48.0))
+    a, b = build_fleet_data(scenario), build_fleet_data(longer)
+    run_end = len(a.truth) - scenario.controller.horizon_steps
+    assert len(b.truth) == run_end + longer.controller.horizon_steps
+    np.testing.assert_array_equal(a.requests.arrival_s, b.requests.arrival_s)
+    np.testing.assert_array_equal(a.requests.response_tokens, b.requests.response_tokens)
+    pd.testing.assert_frame_equal(a.truth.iloc[:run_end], b.truth.iloc[:run_end])
+    pd.testing.assert_frame_equal(a.history, b.history)
+
+
+def test_caiso_run_data_do_not_depend_on_the_horizon(shared_data: Path) -> None:
+    sc = load_fleet_scenario(fleet_example_path("dr_caiso"))
+    sc = replace(sc, run=replace(sc.run, days=1.0),
+                 data=replace(sc.data, data_dir=str(shared_data)))
+    longer = replace(sc, controller=replace(sc.controller, horizon_h=36.0))
+    a, b = build_fleet_data(sc), build_fleet_data(longer)
+    run_end = len(a.truth) - sc.controller.horizon_steps
+    np.testing.assert_array_equal(a.requests.arrival_s, b.requests.arrival_s)
+    np.testing.assert_array_equal(a.requests.request_tokens, b.requests.request_tokens)
+    pd.testing.assert_frame_equal(a.truth.iloc[:run_end], b.truth.iloc[:run_end])

@@ -32,6 +32,13 @@ def _two_campus_case(H: int, seed: int = 5) -> tuple[FleetConfig, FleetInputs]:
 
 def test_horizon_columns() -> None:
     assert horizon_columns(10, 4, 4).tolist() == [1, 1, 1, 1, 4, 2]
+    assert horizon_columns(20, 2, 4, 8, 8).tolist() == [1, 1, 4, 2, 8, 4]
+    assert horizon_columns(20, 2, 4, 30, 8).tolist() == [1, 1, 4, 4, 4, 4, 2]  # no far tier
+    assert horizon_columns(6, None, 4, 2, 8).tolist() == [1] * 6  # no tiers at all
+    with pytest.raises(ValueError, match="far_start_steps"):
+        horizon_columns(20, 4, 4, 2, 8)
+    with pytest.raises(ValueError, match="far_start_steps"):
+        FleetSolverOptions(fine_steps=8, far_start_steps=4)
     assert horizon_columns(8, 4, 4).tolist() == [1, 1, 1, 1, 4]
     assert horizon_columns(5).tolist() == [1] * 5
     assert horizon_columns(5, 9, 4).tolist() == [1] * 5  # fine region beyond the horizon
@@ -121,15 +128,18 @@ def test_dr_event_in_part_of_a_column() -> None:
     assert res.cost.dr_penalty_usd == pytest.approx(0.0, abs=1e-9)
 
 
-def test_receding_blocked_solves_warm_equal_cold() -> None:
+@pytest.mark.parametrize("far_start", [None, 8])
+def test_receding_blocked_solves_warm_equal_cold(far_start: int | None) -> None:
     """The starting basis (fine columns shifted, coarse columns kept) never changes
-    the optimum of the blocked model; committed intervals are integral."""
+    the optimum of the blocked model (two or three tiers); committed intervals are
+    integral."""
     cfg, _ = _two_campus_case(1)
     rng = np.random.default_rng(9)
     H, N = 16, 22
     demand, price = rng.uniform(1e4, 8e4, (2, N)), rng.uniform(20, 80, (2, N))
     carbon = rng.uniform(100, 300, (2, N))
-    opts = dict(fine_steps=4, coarse_block_steps=4)
+    opts = dict(fine_steps=4, coarse_block_steps=2, far_start_steps=far_start,
+                far_block_steps=4)
     warm = FleetProblem(cfg, H, FleetSolverOptions(**opts))  # type: ignore[arg-type]
     cold = FleetProblem(cfg, H, FleetSolverOptions(warm_start="cold", **opts))  # type: ignore[arg-type]
     state = FleetState()
@@ -176,6 +186,12 @@ def test_scenario_keys() -> None:
     opts = spec.solver_options()
     assert (opts.fine_steps, opts.coarse_block_steps) == (24, 4)
     assert FleetControllerSpec().solver_options().fine_steps == 32  # 8 h by default
+    far = FleetControllerSpec(horizon_h=48.0).solver_options()
+    assert (far.far_start_steps, far.far_block_steps) == (96, 16)
+    assert FleetProblem(FleetConfig(), 192, far).columns.tolist() == [1] * 32 + [4] * 16 + [16] * 6
+    # full resolution needs only fine_horizon_h: the far tier starts at least there
+    full48 = FleetControllerSpec(horizon_h=48.0, fine_horizon_h=48.0).solver_options()
+    assert not FleetProblem(FleetConfig(), 192, full48).blocked
     full = FleetControllerSpec(horizon_h=8.0, fine_horizon_h=8.0).solver_options()
     assert not FleetProblem(FleetConfig(), 32, full).blocked
     with pytest.raises(ConfigError, match="coarse_step_h"):
