@@ -72,3 +72,27 @@ def test_fluid_backlog_when_capacity_short() -> None:
     s1 = server.run_interval(1, [1], {key: 1.0})
     assert s1.tokens_decoded[0] == pytest.approx(900.0)
     assert s1.idle_energy_j[0] == pytest.approx(9000.0)
+
+
+def test_fluid_backlog_of_a_pool_left_without_instances_moves() -> None:
+    """1800 requests of 1 token at 1 s each on pool A (1 slot): 900 served, 900 backlog.
+    A is scaled to 0 and B (decode 2 s/token) takes the model: the 900 requests move
+    with their work re-expressed at B's speed (1800 slot-s), and B serves 450 of them."""
+    from mpc_dc.sim.fluid import FluidServer
+    from mpc_dc.sim.serving import PoolSpec
+
+    a, b = ("a", "m", "BF16"), ("b", "m", "BF16")
+    pools = [PoolSpec(a, 1, 1e12, 1.0, 0.0, 1.0, 0.0, 1.0),
+             PoolSpec(b, 1, 1e12, 2.0, 0.0, 1.0, 0.0, 0.5)]
+    agg = {
+        "requests": np.array([[1800.0], [0.0]]),
+        "request_tokens": np.zeros((2, 1)),
+        "response_tokens": np.array([[1800.0], [0.0]]),
+    }
+    server = FluidServer(pools, ("m",), agg, 2)
+    s0 = server.run_interval(0, [1, 0], {a: 1.0})
+    assert s0.queue_end[0] == pytest.approx(900.0)
+    s1 = server.run_interval(1, [0, 1], {b: 1.0})
+    assert server.requeued_requests == pytest.approx(900.0)
+    assert s1.tokens_decoded.tolist() == pytest.approx([0.0, 450.0])
+    assert s1.queue_end.tolist() == pytest.approx([0.0, 450.0])

@@ -262,3 +262,36 @@ def test_conservation_tokens_and_energy() -> None:
         float(req.response_tokens.sum())
     )
     assert np.all(out.start[fin] >= req.arrival_s[fin])
+
+
+def test_queue_of_a_pool_left_without_instances_is_redispatched() -> None:
+    """Pool A (1 instance) takes a 5000-s request at t = 0 and queues the one at t = 1.
+    At the next boundary A is scaled to 0 and the shares send the model to B (1
+    instance): the queued request moves to B and starts at 900 s, instead of waiting
+    for A to come back; A's running request drains. Conservation still holds."""
+    b_key = ("b", "m", "BF16")
+    req = RequestArrays.from_arrays(
+        np.array([0.0, 1.0]), np.zeros(2), np.zeros(2), np.ones(2, dtype=np.int64), ("m",)
+    )
+    server = RequestLevelServer([_pool(), _pool(key=b_key)], req, 3,
+                                service_s=np.array([5000.0, 10.0]))
+    s0 = server.run_interval(0, [1, 0], {KEY: 1.0})
+    assert s0.queue_end.tolist() == [1, 0]
+    s1 = server.run_interval(1, [0, 1], {b_key: 1.0})
+    assert s1.started.tolist() == [0, 1] and s1.queue_end.tolist() == [0, 0]
+    np.testing.assert_allclose(server.start, [0.0, 900.0])
+    assert server.pool.tolist() == [0, 1]
+    assert server.requeued_requests == 1
+    server.run_interval(2, [0, 1], {b_key: 1.0})
+    server.outcome().check()
+
+
+def test_queue_without_another_route_stays() -> None:
+    """Scaled to 0 with no other pool of the model routed: the queue waits for the pool."""
+    req = RequestArrays.from_arrays(
+        np.array([0.0, 1.0]), np.zeros(2), np.zeros(2), np.ones(2, dtype=np.int64), ("m",)
+    )
+    server = RequestLevelServer([_pool()], req, 2, service_s=np.array([5000.0, 10.0]))
+    server.run_interval(0, [1], {KEY: 1.0})
+    s1 = server.run_interval(1, [0], {})
+    assert s1.queue_end.tolist() == [1] and server.requeued_requests == 0

@@ -537,6 +537,8 @@ def fleet_kpis(
     kpis: dict[str, Any] = {
         "fidelity": serving.fidelity,
         "intervals": int(ledger.index.get_level_values(0).nunique()),
+        # queued requests moved off pools the controller left without instances
+        "requeued_requests": float(server.requeued_requests),
         "cost_usd": float(tot["energy_cost_usd"] + tot["carbon_cost_usd"]),
         "energy_cost_usd": float(tot["energy_cost_usd"]),
         "carbon_cost_usd": float(tot["carbon_cost_usd"]),

@@ -73,6 +73,29 @@ class FluidServer:
         self.est_wait_s = np.zeros((n_steps, P))
         self.queue_history = np.zeros((n_steps, P))
         self.tokens_served = np.zeros(P)
+        #: Backlog re-dispatched from pools left without instances [requests].
+        self.requeued_requests = 0.0
+
+    def _redispatch_stranded(self, share: np.ndarray) -> None:
+        """The backlog of a pool left without instances goes to the model's pools by
+        ``share`` (normalised per model), its work re-expressed at their speeds
+        (prefill of the request tokens, decode of the response tokens); without a
+        route it stays (as :meth:`RequestLevelServer._redispatch_stranded`)."""
+        committed = np.array([i.committed for i in self._inst])
+        for p in np.flatnonzero((committed == 0) & (self.backlog_requests > 0)):
+            to = np.flatnonzero((self._model_of == self._model_of[p]) & (share > 0)
+                                & (np.arange(share.size) != p))
+            if to.size == 0:
+                continue
+            w = share[to] / share[to].sum()
+            prompt_tokens = max(self.backlog_work[p] - self.backlog_tokens[p] * self._tau[p],
+                                0.0) * self._prefill_rate[p]
+            self.backlog_work[to] += w * (prompt_tokens / self._prefill_rate[to]
+                                          + self.backlog_tokens[p] * self._tau[to])
+            self.backlog_tokens[to] += w * self.backlog_tokens[p]
+            self.backlog_requests[to] += w * self.backlog_requests[p]
+            self.requeued_requests += float(self.backlog_requests[p])
+            self.backlog_work[p] = self.backlog_tokens[p] = self.backlog_requests[p] = 0.0
 
     def committed_instances(self) -> np.ndarray:
         """Instances committed per pool (running or loading) [-], (P,)."""
@@ -105,6 +128,7 @@ class FluidServer:
         for key, s in shares.items():
             if s > 0:
                 share[self._index[key]] = s / totals[key[1]]
+        self._redispatch_stranded(share)
         m = self._model_of
         req = self.agg["requests"][step][m] * share
         req_tok = self.agg["request_tokens"][step][m] * share

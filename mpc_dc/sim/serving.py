@@ -295,6 +295,8 @@ class RequestLevelServer:
         self._idle_w = np.array([p.idle_power_w for p in self.pools])
         self._marginal = np.array([p.marginal_energy_per_token_j for p in self.pools])
         self.queue_history = np.zeros((n_steps, P), dtype=np.int64)
+        #: Queued requests re-dispatched from pools left without instances [requests].
+        self.requeued_requests = 0
 
     # -- scaling ---------------------------------------------------------------------------
     def committed_instances(self) -> np.ndarray:
@@ -341,6 +343,26 @@ class RequestLevelServer:
         self._heaps[pool] = entries  # a sorted list is a valid heap
         inst.committed = target
 
+    def _redispatch_stranded(self, shares: Mapping[PoolKey, float]) -> None:
+        """Requests queued at a pool left without instances go to the model's pools by
+        the interval's routing shares, in arrival order (a load balancer re-dispatches
+        the queue of a backend it removed); without a route they stay."""
+        req = self.requests
+        for p, inst in enumerate(self._inst):
+            queue = self._queue[p]
+            if queue.size == 0 or inst.committed > 0:
+                continue
+            target = self.router.route(req.model[queue], shares)
+            move = (target >= 0) & (target != p)
+            if not move.any():
+                continue
+            self._queue[p] = queue[~move]
+            for t in np.unique(target[move]):
+                merged = np.concatenate([self._queue[t], queue[move & (target == t)]])
+                self._queue[t] = merged[np.argsort(req.arrival_s[merged], kind="stable")]
+            self.pool[queue[move]] = target[move]
+            self.requeued_requests += int(move.sum())
+
     # -- one interval -----------------------------------------------------------------------
     def run_interval(
         self, step: int, instances: Sequence[int] | np.ndarray, shares: Mapping[PoolKey, float]
@@ -359,6 +381,7 @@ class RequestLevelServer:
         P = len(self.pools)
         for p in range(P):
             self.scale(p, int(instances[p]), t0)
+        self._redispatch_stranded(shares)
         lo, hi = int(self.bounds[step]), int(self.bounds[step + 1])
         req = self.requests
         assigned = self.router.route(req.model[lo:hi], shares)
