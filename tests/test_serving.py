@@ -265,17 +265,18 @@ def test_conservation_tokens_and_energy() -> None:
 
 
 def test_queue_of_a_pool_left_without_instances_is_redispatched() -> None:
-    """Pool A (1 instance) takes a 5000-s request at t = 0 and queues the one at t = 1.
-    At the next boundary A is scaled to 0 and the shares send the model to B (1
-    instance): the queued request moves to B and starts at 900 s, instead of waiting
-    for A to come back; A's running request drains. Conservation still holds."""
+    """Pool A (1 instance) takes a 5000-s request at t = 0 and queues the one at t = 1;
+    B (1 instance) is idle, unrouted. At the next boundary A is scaled to 0 and the
+    shares send the model to B: the queued request moves to B and starts at 900 s (not
+    in the past, though B's slot was free since 0), instead of waiting for A to come
+    back; A's running request drains. Conservation still holds."""
     b_key = ("b", "m", "BF16")
     req = RequestArrays.from_arrays(
         np.array([0.0, 1.0]), np.zeros(2), np.zeros(2), np.ones(2, dtype=np.int64), ("m",)
     )
     server = RequestLevelServer([_pool(), _pool(key=b_key)], req, 3,
                                 service_s=np.array([5000.0, 10.0]))
-    s0 = server.run_interval(0, [1, 0], {KEY: 1.0})
+    s0 = server.run_interval(0, [1, 1], {KEY: 1.0})
     assert s0.queue_end.tolist() == [1, 0]
     s1 = server.run_interval(1, [0, 1], {b_key: 1.0})
     assert s1.started.tolist() == [0, 1] and s1.queue_end.tolist() == [0, 0]
@@ -295,3 +296,32 @@ def test_queue_without_another_route_stays() -> None:
     server.run_interval(0, [1], {KEY: 1.0})
     s1 = server.run_interval(1, [0], {})
     assert s1.queue_end.tolist() == [1] and server.requeued_requests == 0
+
+
+def test_conservation_with_pools_emptied_at_random() -> None:
+    """Three pools of one model with different speeds and energies, instance counts
+    drawn at random (zeros included, so queues are re-dispatched): records and ledger
+    agree on tokens and active energy (a re-dispatched request starting in the past
+    would put its tokens in an interval already reported: caught here at trial 16)."""
+    rng = np.random.default_rng(1)
+    keys = [("a", "m", "BF16"), ("b", "m", "BF16"), ("c", "m", "FP8")]
+    pools = [PoolSpec(k, 2, 1000.0, 0.05 * (i + 1), 10.0, 0.1 * (i + 1), 30.0 * i,
+                      2 / (0.05 * (i + 1))) for i, k in enumerate(keys)]
+    moved = 0
+    for _ in range(60):
+        steps, n = 6, int(rng.integers(50, 400))
+        req = RequestArrays.from_arrays(np.sort(rng.uniform(0, steps * 900, n)), np.zeros(n),
+                                        rng.integers(1, 500, n), rng.integers(1, 400, n), ("m",))
+        server = RequestLevelServer(pools, req, steps)
+        active = 0.0
+        for k in range(steps):
+            inst = rng.integers(0, 3, 3)
+            if inst.sum() == 0:
+                inst[rng.integers(0, 3)] = 1
+            shares = {keys[i]: float(rng.uniform(0.1, 1)) for i in range(3) if inst[i] > 0}
+            active += float(server.run_interval(k, inst, shares).active_energy_j.sum())
+        server.outcome().check(ledger_active_energy_j=active)
+        started = ~np.isnan(server.start)
+        assert np.all(server.start[started] >= req.arrival_s[started])
+        moved += server.requeued_requests
+    assert moved > 0

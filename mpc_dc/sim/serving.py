@@ -408,7 +408,10 @@ class RequestLevelServer:
                 prefill = np.minimum(prefill, service)
             else:
                 service = prefill + req.response_tokens[idx] * self._tau[p]
-            starts = serve_fcfs(self._heaps[p], req.arrival_s[idx].tolist(), service.tolist(), t1)
+            # Nothing starts before the interval (a re-dispatched request may have
+            # arrived long before its new pool's free slots).
+            ready_at = np.maximum(req.arrival_s[idx], t0)
+            starts = serve_fcfs(self._heaps[p], ready_at.tolist(), service.tolist(), t1)
             m = len(starts)
             self._queue[p] = idx[m:]
             started[p] = m
