@@ -345,8 +345,10 @@ class RequestLevelServer:
 
     def _redispatch_stranded(self, shares: Mapping[PoolKey, float]) -> None:
         """Requests queued at a pool left without instances go to the model's pools by
-        the interval's routing shares, in arrival order (a load balancer re-dispatches
-        the queue of a backend it removed); without a route they stay."""
+        the interval's routing shares (a load balancer re-dispatches the queue of a
+        backend it removed); they reach their new pool at the interval start, behind
+        its own queue and ahead of the interval's arrivals, in their arrival order.
+        Without a route they stay."""
         req = self.requests
         for p, inst in enumerate(self._inst):
             queue = self._queue[p]
@@ -358,8 +360,7 @@ class RequestLevelServer:
                 continue
             self._queue[p] = queue[~move]
             for t in np.unique(target[move]):
-                merged = np.concatenate([self._queue[t], queue[move & (target == t)]])
-                self._queue[t] = merged[np.argsort(req.arrival_s[merged], kind="stable")]
+                self._queue[t] = np.concatenate([self._queue[t], queue[move & (target == t)]])
             self.pool[queue[move]] = target[move]
             self.requeued_requests += int(move.sum())
 
