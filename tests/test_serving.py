@@ -213,6 +213,24 @@ def test_router_interleaves_smoothly() -> None:
 def test_apportion_sums_and_is_close() -> None:
     counts = apportion(np.array([-0.4, 2.7, 1.7]), 4)
     assert counts.sum() == 4 and counts.min() >= 0
+    # carried errors can leave more requests missing than there are pools
+    counts = apportion(np.array([-0.9, -0.9]), 3)
+    assert counts.sum() == 3 and counts.min() >= 0
+
+
+def test_router_routes_every_request_under_many_small_calls() -> None:
+    """Many routing calls of a few requests (as re-dispatch makes) with changing pool
+    sets: every request of a routed model gets a pool (it crashed on the DR week when
+    carried errors left more requests missing than pools)."""
+    rng = np.random.default_rng(4)
+    keys = [("a", "m", "BF16"), ("b", "m", "FP8"), ("c", "m", "INT4")]
+    router = SmoothRouter(keys, ("m",))
+    for _ in range(3000):
+        chosen = [k for k in keys if rng.random() < 0.6] or [keys[0]]
+        shares = {k: float(rng.uniform(0.01, 1.0)) for k in chosen}
+        n = int(rng.integers(0, 5))
+        out = router.route(np.zeros(n, dtype=np.int32), shares)
+        assert out.size == n and np.all(out >= 0)
 
 
 def test_spread_conserves_weight() -> None:

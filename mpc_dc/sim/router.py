@@ -39,8 +39,12 @@ def apportion(target: np.ndarray, n: int) -> np.ndarray:
     counts = np.maximum(np.floor(target), 0).astype(np.int64)
     missing = n - int(counts.sum())
     if missing > 0:
+        # Carried errors can leave more missing than there are pools (a target of
+        # n − 1.5 for a single pool): whole rounds first, then largest remainders.
+        rounds, extra = divmod(missing, target.size)
         order = np.argsort(-(target - counts), kind="stable")
-        counts[order[:missing]] += 1
+        counts += rounds
+        counts[order[:extra]] += 1
     while missing < 0:
         # Too many after flooring negatives to 0: take back where the excess is largest.
         excess = np.where(counts > 0, counts - target, -np.inf)
@@ -100,7 +104,8 @@ class SmoothRouter:
             s = s / s.sum()
             target = self._carry[pools] + sel.size * s
             counts = apportion(target, int(sel.size))
-            self._carry[pools] = target - counts
+            # the carry is a rounding error: keep it one request wide at most
+            self._carry[pools] = np.clip(target - counts, -1.0, 1.0)
             self.routed[pools] += counts
             self.planned[pools] += sel.size * s
             ids = np.repeat(pools, counts)
