@@ -434,9 +434,7 @@ def _is_day_start(time: pd.Timestamp) -> bool:
 def _with_instances(plan: FleetPlan, n: np.ndarray) -> FleetPlan:
     inst = plan.instances.copy()
     inst[:, : n.shape[1]] = n
-    return FleetPlan(plan.pools, plan.models, plan.campuses, inst, plan.starts,
-                     plan.tokens_per_s, plan.unserved_tokens_per_s, plan.campus_power_mw,
-                     plan.dr_reduction_mw, plan.dr_excess_mw)
+    return replace(plan, instances=inst)
 
 
 def solve_day(problem: FleetProblem, inputs: FleetInputs, state: FleetState | None = None,

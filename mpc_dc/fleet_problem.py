@@ -499,13 +499,15 @@ def horizon_columns(horizon_steps: int, fine_steps: int | None = None,
                     + blocks(horizon_steps - far, far_block_steps), dtype=np.int64)
 
 
-def _column_starts(lengths: np.ndarray) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-
-
-def _column_mean(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """(R, H_intervals) → (R, H_columns): mean over each column's intervals."""
-    return np.add.reduceat(values, _column_starts(lengths), axis=1) / lengths[None, :]
+def reduce_columns(values: np.ndarray, ctx: FleetContext, how: str = "mean") -> np.ndarray:
+    """(R, intervals) → (R, model columns): each column's ``"mean"``, ``"sum"`` or
+    ``"min"`` over its intervals (:attr:`FleetContext.interval_lengths`); with
+    one-interval columns the values themselves."""
+    values = np.asarray(values, dtype=float)
+    if how == "min":
+        return np.minimum.reduceat(values, ctx.column_starts, axis=1)
+    total = np.add.reduceat(values, ctx.column_starts, axis=1)
+    return total if how == "sum" else total / column_weights(ctx)[None, :]
 
 
 def set_fleet_parameters(ctx: FleetContext, inputs: FleetInputs, state: FleetState) -> None:
@@ -520,9 +522,7 @@ def set_fleet_parameters(ctx: FleetContext, inputs: FleetInputs, state: FleetSta
     """
     cfg = ctx.config
     assert ctx.interval_lengths is not None
-    lengths = ctx.interval_lengths
-    C, M, H = len(cfg.campuses), len(cfg.models), int(lengths.sum())
-    blocked = ctx.horizon_steps != H
+    C, M, H = len(cfg.campuses), len(cfg.models), int(ctx.interval_lengths.sum())
     p = ctx.parameters
     if inputs.demand_tokens_per_s.shape != (M, H):
         raise ValueError(f"FleetInputs.demand_tokens_per_s: expected shape {(M, H)} "
@@ -530,19 +530,14 @@ def set_fleet_parameters(ctx: FleetContext, inputs: FleetInputs, state: FleetSta
                          f"{inputs.demand_tokens_per_s.shape}")
     if inputs.price_usd_per_mwh.shape != (C, H):
         raise ValueError(f"FleetInputs.price_usd_per_mwh: expected shape {(C, H)}")
-    def mean(values: np.ndarray) -> np.ndarray:
-        return _column_mean(np.asarray(values, dtype=float), lengths) if blocked else values
-
     carbon = np.maximum(np.asarray(carbon_cost_usd_per_mwh(
         cfg.carbon_price_usd_per_t, inputs.carbon_gco2_per_kwh)), 0.0)
-    p["demand_kps"].value = mean(inputs.demand_tokens_per_s) / 1e3
-    p["price_usd_per_mwh"].value = mean(inputs.price_usd_per_mwh)
-    p["carbon_cost_usd_per_mwh"].value = mean(carbon)
+    p["demand_kps"].value = reduce_columns(inputs.demand_tokens_per_s, ctx) / 1e3
+    p["price_usd_per_mwh"].value = reduce_columns(inputs.price_usd_per_mwh, ctx)
+    p["carbon_cost_usd_per_mwh"].value = reduce_columns(carbon, ctx)
     gpus = (np.repeat(np.array([[c.gpus] for c in cfg.campuses], dtype=float), H, axis=1)
             if inputs.gpus_available is None else inputs.gpus_available)
-    if blocked:
-        gpus = np.minimum.reduceat(gpus, _column_starts(lengths), axis=1)
-    p["gpus_available"].value = np.maximum(gpus, 0.0)
+    p["gpus_available"].value = np.maximum(reduce_columns(gpus, ctx, "min"), 0.0)
     p["instances_running"].value = np.array(
         [float(state.instances_running.get(k, 0)) for k in ctx.pools])
     if "reprovision_allowance" in p:
@@ -556,19 +551,13 @@ def set_fleet_parameters(ctx: FleetContext, inputs: FleetInputs, state: FleetSta
         inputs.dr_reward_usd_per_kwh
     penalty = dr.penalty_usd_per_kwh if inputs.dr_penalty_usd_per_kwh is None else \
         inputs.dr_penalty_usd_per_kwh
-    baseline = np.where(event, base, 0.0)
-    cap = np.where(event, dr.cap_fraction_of_baseline * base, INACTIVE_KW)
-    reward_rate = np.where(event, reward, 0.0)
-    penalty_rate = np.where(event, penalty, 0.0)
-    if blocked:
-        share = mean(event.astype(float))
-        baseline = np.where(share > 0, mean(baseline) / np.maximum(share, 1e-12), 0.0)
-        cap = np.minimum.reduceat(cap, _column_starts(lengths), axis=1)
-        reward_rate, penalty_rate = mean(reward_rate), mean(penalty_rate)
-    ctx.dr_baseline_kw = baseline
-    p["dr_cap_rhs_kw"].value = cap
-    p["dr_reward_usd_per_kwh"].value = reward_rate
-    p["dr_penalty_usd_per_kwh"].value = penalty_rate
+    share = reduce_columns(event, ctx)
+    ctx.dr_baseline_kw = np.where(share > 0, reduce_columns(np.where(event, base, 0.0), ctx)
+                                  / np.maximum(share, 1e-12), 0.0)
+    p["dr_cap_rhs_kw"].value = reduce_columns(
+        np.where(event, dr.cap_fraction_of_baseline * base, INACTIVE_KW), ctx, "min")
+    p["dr_reward_usd_per_kwh"].value = reduce_columns(np.where(event, reward, 0.0), ctx)
+    p["dr_penalty_usd_per_kwh"].value = reduce_columns(np.where(event, penalty, 0.0), ctx)
 
 
 # ----------------------------------------------------------------------------- post-process
@@ -623,9 +612,8 @@ def fleet_plan_cost(ctx: FleetContext, plan: FleetPlan) -> FleetCost:
 
 def campus_power_mw(ctx: FleetContext, instances: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     """Facility power per campus ``PUE Σ (p_idle n + e x) / 10⁶`` [MW], (C, H)."""
-    pue = np.array([c.pue for c in ctx.config.campuses])[ctx.campus_of]
-    return np.asarray(ctx.campus_matrix(1e-6 * pue * ctx.idle_w) @ instances
-                      + ctx.campus_matrix(1e-6 * pue * ctx.energy_j_per_token) @ tokens)
+    return np.asarray(ctx.campus_matrix(1e-6 * ctx.pue * ctx.idle_w) @ instances
+                      + ctx.campus_matrix(1e-6 * ctx.pue * ctx.energy_j_per_token) @ tokens)
 
 
 def round_instances(ctx: FleetContext, n: np.ndarray, tokens_per_s: np.ndarray,
@@ -698,11 +686,11 @@ def _round_column(ctx: FleetContext, n: np.ndarray, x: np.ndarray, prev: np.ndar
     (:func:`round_instances`); ``gpus`` (C,), ``demand`` (M, W) [tokens/s],
     ``price`` (C, W) [$/MWh]."""
     cap = ctx.config.utilization_cap * ctx.mu_tokens_per_s
-    w = ctx.warmup_fraction
+    w = ctx.warmup_matrix[:, 0]  # column 0 is one interval in every FleetProblem
     M = len(ctx.config.models)
     group = ctx.campus_of * M + ctx.model_of
     col = np.floor(n + _TOL)
-    free = gpus - ctx.campus_matrix(ctx.gpus) @ col
+    free = gpus - ctx.gpu_matrix @ col
     tol = 1e-3 + 1e-7 * float(np.max(x, initial=0.0))
 
     def capacity(k: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -724,7 +712,7 @@ def _round_column(ctx: FleetContext, n: np.ndarray, x: np.ndarray, prev: np.ndar
         free[ctx.campus_of[k]] += ctx.gpus[k]
 
     cfg = ctx.config
-    pue = np.array([c.pue for c in cfg.campuses])[ctx.campus_of]
+    pue = ctx.pue
     qcost = cfg.quality_cost_usd_per_point_mtok * ctx.quality_loss * STEP_S / 1e6  # $/(tok/s)
 
     def rank(k: int, short: np.ndarray) -> tuple[float, float]:
@@ -871,12 +859,11 @@ class FleetProblem:
         self.config = config
         self.horizon_steps = horizon_steps
         self.options = options or FleetSolverOptions()
-        #: Intervals per model column (all 1 without a coarse tail).
         o = self.options
-        self.columns = horizon_columns(horizon_steps, o.fine_steps, o.coarse_block_steps,
-                                       o.far_start_steps, o.far_block_steps)
-        self._column_start = _column_starts(self.columns)
-        self.model = build_fleet_model(config, horizon_steps, self.columns)
+        self.model = build_fleet_model(
+            config, horizon_steps, horizon_columns(horizon_steps, o.fine_steps,
+                                                   o.coarse_block_steps, o.far_start_steps,
+                                                   o.far_block_steps))
         fast = self.model.fast
         P = self.model.ctx.n_pools
         self._n_cols = fast.columns("instances")  # Fortran order: k + P t
@@ -889,15 +876,27 @@ class FleetProblem:
         self._shift_maps: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.last_warm_start = "cold"
         self.warm_start_failures = 0
+        # where each column's data comes from one interval later: the next column for
+        # a one-interval column, itself for a coarse column (it moves by a fraction)
+        j = np.arange(self.n_columns)
+        fine = o.fine_steps if self.blocked and o.fine_steps is not None else self.n_columns
+        self._time_source = np.where(j < fine - 1, j + 1, j)
         #: Round-and-fix chunks whose rounding lost tokens: redone in halves, and (one
         #: interval, or a constant fleet, still short) given to HiGHS as a chunk MIP.
         self.finer_dives = 0
         self.chunk_mip_repairs = 0
 
     @property
+    def columns(self) -> np.ndarray:
+        """Intervals per model column (all 1 without a coarse tail)."""
+        lengths = self.ctx.interval_lengths
+        assert lengths is not None  # set by FleetContext
+        return lengths
+
+    @property
     def n_columns(self) -> int:
         """Model columns (``horizon_steps`` without a coarse tail)."""
-        return int(self.columns.size)
+        return self.ctx.horizon_steps
 
     @property
     def blocked(self) -> bool:
@@ -906,7 +905,7 @@ class FleetProblem:
 
     def _columns_within(self, intervals: int) -> int:
         """Columns that start before interval ``intervals``."""
-        return int(np.searchsorted(self._column_start, intervals, side="left"))
+        return int(np.searchsorted(self.ctx.column_starts, intervals, side="left"))
 
     def _to_columns(self, per_interval: np.ndarray) -> np.ndarray:
         """(P, T) per-interval values → (P, columns starting before T): each column's
@@ -914,23 +913,26 @@ class FleetProblem:
         arr = np.asarray(per_interval, dtype=float)
         if not self.blocked:
             return arr
-        return arr[:, self._column_start[: self._columns_within(arr.shape[1])]]
+        return arr[:, self.ctx.column_starts[: self._columns_within(arr.shape[1])]]
 
     def _expand(self, result: FleetSolveResult) -> FleetSolveResult:
         """A result in model columns → per interval (plans of shape (·, horizon_steps))."""
         if not self.blocked or result.plan is None:
             return result
-        plan, lengths = result.plan, self.columns
+        plan = result.plan
+        starts = np.zeros((plan.starts.shape[0], self.horizon_steps))
+        starts[:, self.ctx.column_starts] = plan.starts  # a column's starts happen at its start
+        lengths = self.columns
 
-        def rep(values: np.ndarray) -> np.ndarray:
+        def held(values: np.ndarray) -> np.ndarray:
             return np.repeat(values, lengths, axis=1)
 
-        starts = np.zeros((plan.starts.shape[0], self.horizon_steps))
-        starts[:, self._column_start] = plan.starts  # a column's starts happen at its start
-        return replace(result, plan=FleetPlan(
-            plan.pools, plan.models, plan.campuses, rep(plan.instances), starts,
-            rep(plan.tokens_per_s), rep(plan.unserved_tokens_per_s),
-            rep(plan.campus_power_mw), rep(plan.dr_reduction_mw), rep(plan.dr_excess_mw)))
+        return replace(result, plan=replace(
+            plan, instances=held(plan.instances), starts=starts,
+            tokens_per_s=held(plan.tokens_per_s),
+            unserved_tokens_per_s=held(plan.unserved_tokens_per_s),
+            campus_power_mw=held(plan.campus_power_mw),
+            dr_reduction_mw=held(plan.dr_reduction_mw), dr_excess_mw=held(plan.dr_excess_mw)))
 
     def reset_warm_start(self) -> None:
         """Forget the last basis: the next solve starts cold (presolve, dual simplex)."""
@@ -948,21 +950,20 @@ class FleetProblem:
             rows.append(v / max(float(np.abs(v).max()), 1e-9))
         return np.vstack(rows)
 
-    def _warm_start_lp(self) -> None:
+    def _warm_start_lp(self, series: np.ndarray) -> None:
         """Give the next LP run the last relaxation's basis, shifted when the data moved.
 
-        ``auto`` compares the new time series with the last ones unshifted and
-        shifted by one interval (sum of squared differences of the scaled series).
+        ``auto`` compares the new time ``series`` (:meth:`_series`) with the last ones
+        unshifted and shifted by one interval (sum of squared differences).
         """
         mode = self.options.warm_start
-        series = self._series()
         if mode == "cold" or self._lp_basis is None or self._lp_series is None:
             self.model.fast.clear_solver()
             self.last_warm_start = "cold"
             return
         if mode == "auto" and self.n_columns > 1:
             old = self._lp_series
-            src = self._time_src()
+            src = self._time_source
             moved = src != np.arange(src.size)
             same = float(np.sum((series - old)[:, moved] ** 2))
             shifted = float(np.sum((series - old[:, src])[:, moved] ** 2))
@@ -973,7 +974,7 @@ class FleetProblem:
         basis = self._lp_basis
         if mode == "shift":
             if self._shift_maps is None:
-                self._shift_maps = fast.shift_maps(self.n_columns, time_src=self._time_src())
+                self._shift_maps = fast.shift_maps(self.n_columns, time_src=self._time_source)
             basis = fast.shift_basis(basis, self._shift_maps)
         if not fast.set_basis(*basis):
             fast.clear_solver()
@@ -981,13 +982,8 @@ class FleetProblem:
         self.last_warm_start = mode
 
     def _time_src(self) -> np.ndarray:
-        """Where each column's data comes from one interval later: a one-interval
-        column from the next column; a coarse column (which moves by a fraction
-        of itself) from itself."""
-        j = np.arange(self.n_columns)
-        fine = (self.n_columns if not self.blocked or self.options.fine_steps is None
-                else int(self.options.fine_steps))
-        return np.where(j < fine - 1, j + 1, j)
+        """Source column of each column one interval later (:meth:`shift_maps`)."""
+        return self._time_source
 
     @property
     def ctx(self) -> FleetContext:
@@ -995,19 +991,14 @@ class FleetProblem:
         return self.model.ctx
 
     def _set_integrality(self, form: FleetForm, integer_cols: np.ndarray | None = None) -> None:
-        """Make the instance columns of ``form`` integer (``integer_cols`` instead of the
-        form's own, as a committed MIP, when given)."""
+        """Make the instance columns of ``form`` integer; ``integer_cols`` replaces the
+        committed columns of a ``committed_mip`` run."""
         if form is self._form and integer_cols is None:
             return
         fast, o = self.model.fast, self.options
         fast.clear_solver()
-        if integer_cols is not None:
-            fast.set_integrality(integer_cols)
-            fast.set_options(time_limit_s=o.time_limit_s, mip_rel_gap=o.mip_rel_gap)
-            self._form = None  # matches no form: the next run sets its own
-            return
         if form is FleetForm.COMMITTED_MIP:
-            fast.set_integrality(self._committed_cols)
+            fast.set_integrality(self._committed_cols if integer_cols is None else integer_cols)
             fast.set_options(time_limit_s=o.time_limit_s, mip_rel_gap=o.mip_rel_gap)
         elif form is FleetForm.FULL_MILP:
             fast.set_integrality(self._n_cols)
@@ -1015,7 +1006,8 @@ class FleetProblem:
         else:
             fast.set_integrality(np.array([], dtype=np.int64))
             fast.set_options(time_limit_s=o.time_limit_s)
-        self._form = form
+        # other integer columns match no form: the next run sets its own
+        self._form = form if integer_cols is None else None
 
     def solve(self, inputs: FleetInputs, state: FleetState | None = None,
               form: FleetForm | str = FleetForm.COMMITTED_INTEGER, *,
@@ -1118,19 +1110,20 @@ class FleetProblem:
             trial = np.hstack([n_int, block[:, : e - s]])
             cur = self._run(FleetForm.LP, wall, trial, None)
             highs_s += cur.highs_time_s
-            ceil_block = np.ceil(plan.instances[:, s:e] - 1e-6)
-            ceil_fits = bool(np.all(self.ctx.campus_matrix(self.ctx.gpus) @ ceil_block
-                                    <= gpus[:, s:e] + _TOL))
-            if self._lost_tokens(cur, relaxed) and ceil_fits:
+            ceil_block = np.ceil(plan.instances[:, s:e] - _TOL)
+            if self._lost_tokens(cur, relaxed) and np.all(
+                    self.ctx.gpu_matrix @ ceil_block <= gpus[:, s:e] + _TOL):
                 # Joint rounding can leave a GPU-full campus short where rounding each
-                # pool up would not; try that too and keep the cheaper plan.
-                alternative = self._run(FleetForm.LP, wall, np.hstack([n_int, ceil_block]),
-                                        None)
+                # pool up would not (when that fits the GPUs); try it and keep the
+                # cheaper plan.
+                trial_up = np.hstack([n_int, ceil_block])
+                alternative = self._run(FleetForm.LP, wall, trial_up, None)
                 highs_s += alternative.highs_time_s
                 if alternative.plan is not None and (
                         cur.plan is None or alternative.objective_usd < cur.objective_usd):
-                    cur, trial = alternative, np.hstack([n_int, ceil_block])
-            if self._lost_tokens(cur, relaxed) and e - s > 1 and not constant:
+                    cur, trial = alternative, trial_up
+            lost = self._lost_tokens(cur, relaxed)
+            if lost and e - s > 1 and not constant:
                 # Rounding a chunk at once from one relaxation can leave intervals short
                 # that a relaxation knowing the earlier integral intervals would have
                 # prepared for (instances loading ahead of a rise on full GPUs): redo
@@ -1138,7 +1131,7 @@ class FleetProblem:
                 cur, step = relaxed, max(1, (e - s) // 2)
                 self.finer_dives += 1
                 continue
-            if self._lost_tokens(cur, relaxed):
+            if lost:
                 # Where whole instances do not fit the GPUs the relaxation filled (a
                 # different precision mix is needed), let HiGHS choose this chunk's
                 # integers, earlier chunks fixed, later ones relaxed.
@@ -1177,8 +1170,9 @@ class FleetProblem:
         # (shifted on a new step) and leaves its own for the next step; a fixed
         # re-solve starts from the basis HiGHS holds (the relaxation just solved).
         relaxation = form is FleetForm.LP and fix_instances is None
-        if relaxation:
-            self._warm_start_lp()
+        series = self._series() if relaxation else None
+        if series is not None:
+            self._warm_start_lp(series)
         cols = np.array([], dtype=np.int64)
         if fix_instances is not None:
             fixed = np.asarray(fix_instances, dtype=float)
@@ -1203,9 +1197,9 @@ class FleetProblem:
         finally:
             if fix_instances is not None:
                 fast.restore_col_bounds(cols)
-        if relaxation and sol.model_status == "kOptimal":
+        if series is not None and sol.model_status == "kOptimal":
             self._lp_basis = fast.get_basis()
-            self._lp_series = self._series()
+            self._lp_series = series
         status = _STATUS.get(sol.model_status, SolveStatus.ERROR)
         if sol.x is not None and status is SolveStatus.NO_SOLUTION:
             status = SolveStatus.FEASIBLE
@@ -1237,16 +1231,12 @@ class FleetProblem:
         fast = self.model.fast
         x = np.zeros(fast.n_cols)
 
-        def col(values: np.ndarray, how: str = "mean") -> np.ndarray:
-            if not self.blocked:
-                return values
-            total = np.add.reduceat(np.asarray(values, dtype=float), self._column_start, axis=1)
-            return total if how == "sum" else total / self.columns[None, :]
-
-        arrays = {"instances": col(plan.instances), "starts": col(plan.starts, "sum"),
-                  "tokens_kps": col(plan.tokens_per_s) / 1e3,
-                  "campus_power_kw": 1e3 * col(plan.campus_power_mw),
-                  "dr_excess_kw": 1e3 * col(plan.dr_excess_mw)}
+        ctx = self.ctx
+        arrays = {"instances": reduce_columns(plan.instances, ctx),
+                  "starts": reduce_columns(plan.starts, ctx, "sum"),
+                  "tokens_kps": reduce_columns(plan.tokens_per_s, ctx) / 1e3,
+                  "campus_power_kw": 1e3 * reduce_columns(plan.campus_power_mw, ctx),
+                  "dr_excess_kw": 1e3 * reduce_columns(plan.dr_excess_mw, ctx)}
         for name, arr in arrays.items():
             x[fast.columns(name)] = np.asarray(arr, dtype=float).ravel(order="F")
         return x

@@ -45,12 +45,16 @@ class FleetContext:
     Attributes
     ----------
     pools : tuple of PoolKey
-    mu_tokens_per_s, gpus, idle_w, energy_j_per_token, quality_loss, warmup_fraction : ndarray
+    mu_tokens_per_s, gpus, idle_w, energy_j_per_token, quality_loss, pue : ndarray
         Per-pool figures from the table: μ [tokens/s at the SLO], g [GPUs],
-        p_idle [W], e [J/token], quality loss [points, >= 0], w = min(1,
-        load_time / interval) [-].
+        p_idle [W], e [J/token], quality loss [points, >= 0]; the PUE of the
+        pool's campus [-].
     warmup_matrix : ndarray (P, H)
         ``min(1, load_time / (L[t] Δ))`` [-]: the share of column t a start loses.
+    column_starts : ndarray (H,) of int
+        First interval of each column.
+    gpu_matrix : sparse (C × P)
+        GPUs of each pool summed per campus (:meth:`campus_matrix` of ``gpus``).
     model_of, campus_of : ndarray of int
         Index of each pool's model and campus.
     """
@@ -74,14 +78,13 @@ class FleetContext:
         self.idle_w = np.array([r.idle_power_w for r in rows])
         self.energy_j_per_token = np.array([r.marginal_energy_per_token_j for r in rows])
         self.quality_loss = np.array([max(r.quality_loss_pct_points, 0.0) for r in rows])
-        self.warmup_fraction = np.array(
-            [min(1.0, r.load_time_s / (self.step_h * 3600.0)) for r in rows])
         lengths = (np.ones(self.horizon_steps, dtype=np.int64) if self.interval_lengths is None
                    else np.asarray(self.interval_lengths, dtype=np.int64))
         if lengths.shape != (self.horizon_steps,) or np.any(lengths < 1):
             raise ValueError(f"FleetContext.interval_lengths: expected {self.horizon_steps} "
                              f"integers >= 1, got {self.interval_lengths!r}")
         self.interval_lengths = lengths
+        self.column_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         load_s = np.array([r.load_time_s for r in rows])
         self.warmup_matrix = np.minimum(
             1.0, load_s[:, None] / (self.step_h * 3600.0 * lengths[None, :]))
@@ -89,6 +92,8 @@ class FleetContext:
         #: DR baseline in event intervals [kW] (C, H), set with the Parameters.
         self.dr_baseline_kw = np.zeros((len(cfg.campuses), self.horizon_steps))
         self.campus_of = np.array([cfg.campus_names.index(k[0]) for k in self.pools])
+        self.pue = np.array([c.pue for c in cfg.campuses])[self.campus_of]
+        self.gpu_matrix = self.campus_matrix(self.gpus)
 
     @property
     def n_pools(self) -> int:
@@ -205,7 +210,7 @@ def define_gpu_limit(ctx: FleetContext) -> None:
     C, H = len(ctx.config.campuses), ctx.horizon_steps
     G = cp.Parameter((C, H), name="gpus_available", nonneg=True)
     ctx.parameters["gpus_available"] = G
-    ctx.add_constraints("GPU limit", ctx.campus_matrix(ctx.gpus) @ ctx.variables["instances"] <= G)
+    ctx.add_constraints("GPU limit", ctx.gpu_matrix @ ctx.variables["instances"] <= G)
 
 
 def define_switching(ctx: FleetContext) -> None:
@@ -254,9 +259,8 @@ def define_campus_power(ctx: FleetContext) -> None:
     """
     C, H = len(ctx.config.campuses), ctx.horizon_steps
     v = ctx.variables
-    pue = np.array([c.pue for c in ctx.config.campuses])[ctx.campus_of]
-    A_idle = ctx.campus_matrix(1e-3 * pue * ctx.idle_w)
-    A_e = ctx.campus_matrix(pue * ctx.energy_j_per_token)
+    A_idle = ctx.campus_matrix(1e-3 * ctx.pue * ctx.idle_w)
+    A_e = ctx.campus_matrix(ctx.pue * ctx.energy_j_per_token)
     p = cp.Variable((C, H), name="campus_power_kw", bounds=[0.0, None])
     v["campus_power_kw"] = p
     ctx.add_constraints("campus power", p - A_idle @ v["instances"]
