@@ -620,7 +620,7 @@ def round_instances(ctx: FleetContext, n: np.ndarray, tokens_per_s: np.ndarray,
                     n_prev: np.ndarray, gpus: np.ndarray,
                     demand_tokens_per_s: np.ndarray | None = None, *,
                     price_usd_per_mwh: np.ndarray | None = None,
-                    constant: bool = False) -> np.ndarray:
+                    constant: bool = False, first_column: int = 0) -> np.ndarray:
     """Integer instance counts near a relaxed plan, rounded jointly per (campus, model).
 
     Per interval and per group g = (campus c, model m) of pools (one per precision):
@@ -655,6 +655,9 @@ def round_instances(ctx: FleetContext, n: np.ndarray, tokens_per_s: np.ndarray,
     constant : bool
         Sw off: the T intervals share one fleet, sized for every interval's tokens
         (warm-up in the first only); the result's columns are equal.
+    first_column : int
+        Model column of the first of the T (a coarse column's warm-up share is
+        :attr:`FleetContext.warmup_matrix`, and its cost counts ``L`` intervals).
 
     Returns
     -------
@@ -667,26 +670,33 @@ def round_instances(ctx: FleetContext, n: np.ndarray, tokens_per_s: np.ndarray,
     demand = None if demand_tokens_per_s is None else np.asarray(demand_tokens_per_s, float)
     price = None if price_usd_per_mwh is None else np.asarray(price_usd_per_mwh, float)
     prev = np.asarray(n_prev, dtype=float)
+    cols = slice(first_column, first_column + n.shape[1])
+    warmup = ctx.warmup_matrix[:, cols]
+    weights = ctx.interval_lengths[cols].astype(float) if ctx.interval_lengths is not None \
+        else np.ones(n.shape[1])
     if constant:
-        col = _round_column(ctx, n.max(axis=1), x, prev, gpus.min(axis=1), demand, price)
+        col = _round_column(ctx, n.max(axis=1), x, prev, gpus.min(axis=1), demand, price,
+                            warmup[:, 0], weights)
         return np.repeat(col[:, None], n.shape[1], axis=1)
     out = np.empty_like(n)
     for t in range(n.shape[1]):
         out[:, t] = _round_column(ctx, n[:, t], x[:, t:t + 1], prev, gpus[:, t],
                                   None if demand is None else demand[:, t:t + 1],
-                                  None if price is None else price[:, t:t + 1])
+                                  None if price is None else price[:, t:t + 1],
+                                  warmup[:, t], weights[t:t + 1])
         prev = out[:, t]
     return out
 
 
 def _round_column(ctx: FleetContext, n: np.ndarray, x: np.ndarray, prev: np.ndarray,
                   gpus: np.ndarray, demand: np.ndarray | None,
-                  price: np.ndarray | None) -> np.ndarray:
-    """One integral fleet (P,) covering the tokens ``x`` (P, W) of W intervals
+                  price: np.ndarray | None, w: np.ndarray,
+                  weights: np.ndarray) -> np.ndarray:
+    """One integral fleet (P,) covering the tokens ``x`` (P, W) of W model columns
     (:func:`round_instances`); ``gpus`` (C,), ``demand`` (M, W) [tokens/s],
-    ``price`` (C, W) [$/MWh]."""
+    ``price`` (C, W) [$/MWh], ``w`` (P,) the first column's warm-up share [-],
+    ``weights`` (W,) intervals per column."""
     cap = ctx.config.utilization_cap * ctx.mu_tokens_per_s
-    w = ctx.warmup_matrix[:, 0]  # column 0 is one interval in every FleetProblem
     M = len(ctx.config.models)
     group = ctx.campus_of * M + ctx.model_of
     col = np.floor(n + _TOL)
@@ -722,11 +732,12 @@ def _round_column(ctx: FleetContext, n: np.ndarray, x: np.ndarray, prev: np.ndar
         gain = capacity(np.array([k]), col[[k]] + 1)[0] - capacity(np.array([k]), col[[k]])[0]
         y = np.minimum(gain, np.maximum(short, 0.0))
         pi = price[ctx.campus_of[k]]
-        usd = (ctx.step_h * np.sum(pi * pue[k] * (ctx.idle_w[k] + ctx.energy_j_per_token[k] * y))
-               / 1e6 + float(np.sum(qcost[k] * y)))
+        usd = (ctx.step_h * np.sum(weights * pi * pue[k]
+                                   * (ctx.idle_w[k] + ctx.energy_j_per_token[k] * y))
+               / 1e6 + float(np.sum(weights * qcost[k] * y)))
         if col[k] >= prev[k]:
             usd += cfg.start_cost_usd_per_gpu * ctx.gpus[k]
-        return (-usd / max(float(y.sum()), 1e-9), n[k] - col[k])
+        return (-usd / max(float(np.sum(weights * y)), 1e-9), n[k] - col[k])
 
     short_of = np.zeros((group.max() + 1, x.shape[1]))
     for g in np.unique(group):
@@ -1106,7 +1117,7 @@ class FleetProblem:
                                     plan.tokens_per_s[:, s:end],
                                     n_int[:, -1] if s else n_prev, gpus[:, s:end],
                                     demand[:, s:end], price_usd_per_mwh=price[:, s:end],
-                                    constant=constant)
+                                    constant=constant, first_column=s)
             trial = np.hstack([n_int, block[:, : e - s]])
             cur = self._run(FleetForm.LP, wall, trial, None)
             highs_s += cur.highs_time_s
