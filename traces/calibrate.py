@@ -27,6 +27,7 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -488,17 +489,10 @@ def _window(index: pd.Index) -> str:
 
 
 def _process_dict(process: SeasonalAR) -> dict[str, Any]:
+    # Field order = JSON key order; tuple fields become lists as before.
     return {
-        "step_h": process.step_h,
-        "tz": process.tz,
-        "month_level": list(process.month_level),
-        "day_profile": list(process.day_profile),
-        "weekday_profile": list(process.weekday_profile),
-        "month_scale": list(process.month_scale),
-        "ar_lags": list(process.ar_lags),
-        "ar_coefs": list(process.ar_coefs),
-        "innovation_std": process.innovation_std,
-        "innovation_df": process.innovation_df,
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in asdict(process).items()
     }
 
 

@@ -21,7 +21,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from traces.burstgpt import DEFAULT_HOURLY_ORIGIN, read_burstgpt_hourly
@@ -30,7 +29,16 @@ from traces.eia930 import NY_INSTALLED_WIND_MW_2022, read_eia930_fuel_mix
 from traces.errors import TraceError
 from traces.google_power import read_google_pdus
 from traces.greendcc import read_electricitymaps_carbon, read_standardized_prices
-from traces.grid import STEP, Gap, GapPolicy, Resample, TraceMetadata, fill_gaps, to_grid
+from traces.grid import (
+    STEP,
+    Gap,
+    GapPolicy,
+    Resample,
+    TraceMetadata,
+    fill_gaps,
+    nan_runs,
+    to_grid,
+)
 
 NYISO_RT_FILES: dict[int, str] = {
     2021: "nyiso_lbmp/nyiso_lmp_rt_hr_zones_2021.csv",
@@ -67,14 +75,10 @@ def _grid_gaps(frame: pd.DataFrame) -> tuple[Gap, ...]:
     missing = frame.isna().all(axis=1).to_numpy()
     if not missing.any():
         return ()
-    padded = np.concatenate(([0], missing.astype(np.int8), [0]))
-    edges = np.flatnonzero(np.diff(padded))
     gaps = []
-    for first, stop in zip(edges[0::2], edges[1::2], strict=True):
+    for first, length in zip(*nan_runs(missing), strict=True):
         start = frame.index[first]
-        gaps.append(
-            Gap(start=start, end=start + (stop - first) * STEP, n_intervals=int(stop - first))
-        )
+        gaps.append(Gap(start=start, end=start + length * STEP, n_intervals=int(length)))
     return tuple(gaps)
 
 

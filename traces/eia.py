@@ -123,7 +123,8 @@ def read_eia_lmp(
         timestamp that disagrees with the UTC one, non-numeric or absurd prices.
     """
     source = Path(path)
-    lines = read_text(source).splitlines()
+    text = read_text(source)
+    lines = text.splitlines()
     title = lines[0].strip() if lines else ""
     if "," in title or "Marginal Prices" not in title:
         raise TraceError(
@@ -138,6 +139,7 @@ def read_eia_lmp(
         skiprows=TITLE_LINES,
         required=(UTC_END_COLUMN,),
         expected="an EIA wholesale LMP header",
+        text=text,
     )
     frame.columns = [str(c).strip() for c in frame.columns]
 

@@ -267,15 +267,17 @@ def fetch(
     key = _manifest_key(dest, manifest)
 
     def record(actual: str) -> None:
-        _record(
-            manifest,
-            key=key,
-            url=url,
-            dest=dest,
-            actual=actual,
-            expected=expected,
-            extra=manifest_extra,
-        )
+        """Write the manifest entry of ``dest`` (digest ``actual``)."""
+        entry: dict[str, Any] = {
+            "url": url,
+            "size_bytes": dest.stat().st_size,
+            "sha256": actual,
+            "sha256_source": "published" if expected else "computed after download",
+            "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        if manifest_extra:
+            entry.update(manifest_extra)
+        _write_manifest_record(manifest, key, entry)
 
     if dest.exists() and not force:
         actual = sha256_file(dest, chunk_bytes)
@@ -359,28 +361,6 @@ def fetch(
         attempts=attempts,
         restarts=state.restarts,
     )
-
-
-def _record(
-    manifest: Path,
-    *,
-    key: str,
-    url: str,
-    dest: Path,
-    actual: str,
-    expected: str | None,
-    extra: Mapping[str, Any] | None,
-) -> None:
-    record: dict[str, Any] = {
-        "url": url,
-        "size_bytes": dest.stat().st_size,
-        "sha256": actual,
-        "sha256_source": "published" if expected else "computed after download",
-        "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    if extra:
-        record.update(extra)
-    _write_manifest_record(manifest, key, record)
 
 
 def _download_once(

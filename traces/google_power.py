@@ -40,9 +40,6 @@ MAX_NAN_RUN = 3
 MAX_POWER_UTIL = 1.5
 """Utilization above this [-] is treated as corrupt (PDU limits are rarely exceeded)."""
 
-VARIABLES: dict[str, str] = {VALUE_COLUMN: "power_util"}
-"""Variable map: source column -> canonical column."""
-
 
 def read_google_pdu(
     path: str | Path, *, now: pd.Timestamp | None = None
@@ -156,15 +153,14 @@ def read_google_pdus(
     )
     out.index.name = "interval_start_utc"
     resolution = metas[0].resolution
+    assert resolution is not None  # read_google_pdu always infers it
     rows_read = sum(m.rows_read for m in metas)
     metadata = TraceMetadata(
         source=Path(paths[0]).parent,
         format="google_pdu_mean",
         rows_read=rows_read,
         rows_kept=rows_read,
-        gaps=tuple(find_gaps(pd.DatetimeIndex(out.index), resolution))
-        if resolution is not None
-        else (),
+        gaps=tuple(find_gaps(pd.DatetimeIndex(out.index), resolution)),
         resolution=resolution,
         units={"power_util": "-", "n_pdus": "count"},
         time_convention=metas[0].time_convention,

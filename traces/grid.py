@@ -202,13 +202,34 @@ def fill_gaps(
     return df.interpolate(method="time", limit_direction="both")
 
 
+def nan_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Find the runs of consecutive ``True`` values in a missing-value mask.
+
+    Parameters
+    ----------
+    mask
+        1-D boolean array, ``True`` where a value is missing (NaN).
+
+    Returns
+    -------
+    starts : numpy.ndarray
+        Position of the first element of each run, ascending.
+    lengths : numpy.ndarray
+        Number of elements in each run (same order as ``starts``); both arrays
+        are empty when ``mask`` has no ``True`` value.
+    """
+    padded = np.concatenate(([0], mask.astype(np.int8), [0]))
+    edges = np.flatnonzero(np.diff(padded))
+    starts = edges[0::2]
+    return starts, edges[1::2] - starts
+
+
 def _longest_nan_run(values: np.ndarray) -> int:
     isnan = np.isnan(values)
     if not isnan.any():
         return 0
-    padded = np.concatenate(([0], isnan.astype(np.int8), [0]))
-    edges = np.flatnonzero(np.diff(padded))
-    return int((edges[1::2] - edges[0::2]).max())
+    _, lengths = nan_runs(isnan)
+    return int(lengths.max())
 
 
 def to_grid(
@@ -281,22 +302,22 @@ def _upsample(
     source: str | Path,
 ) -> pd.Series:
     values = series.to_numpy(dtype=float)
-    if rule is Resample.HOLD:
-        full = series.reindex(target, method="ffill", limit=factor - 1)
-        return full
-    if rule is Resample.SPLIT:
-        full = series.reindex(target, method="ffill", limit=factor - 1)
-        return full / factor
     if rule is Resample.INTERPOLATE:
         src_mid = _ns(pd.DatetimeIndex(series.index)) + freq.value // 2
         dst_mid = _ns(target) + STEP.value // 2
         ok = ~np.isnan(values)
         interpolated = np.interp(dst_mid, src_mid[ok], values[ok])
-        # A source gap must stay a gap: interpolation never invents data there.
-        holes = series.reindex(target, method="ffill", limit=factor - 1).isna().to_numpy()
-        interpolated[holes] = np.nan
-        return pd.Series(interpolated, index=target, name=series.name)
-    raise ValueError(f"{source}: rule '{rule}' cannot upsample column {series.name}")
+    elif rule is not Resample.HOLD and rule is not Resample.SPLIT:
+        raise ValueError(f"{source}: rule '{rule}' cannot upsample column {series.name}")
+    # Each source value held over its grid intervals; NaN where the source has a gap.
+    held = series.reindex(target, method="ffill", limit=factor - 1)
+    if rule is Resample.HOLD:
+        return held
+    if rule is Resample.SPLIT:
+        return held / factor
+    # A source gap must stay a gap: interpolation never invents data there.
+    interpolated[held.isna().to_numpy()] = np.nan
+    return pd.Series(interpolated, index=target, name=series.name)
 
 
 def intervals_per_local_day(index: pd.DatetimeIndex, tz: str) -> pd.Series:

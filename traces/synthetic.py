@@ -142,7 +142,7 @@ class SeasonalAR:
     innovation_df: float
 
     def __post_init__(self) -> None:
-        slots = round(24 / self.step_h)
+        slots = self.steps_per_day
         if len(self.day_profile) != slots:
             raise ConfigError(
                 FIGURES_FILE, f"expected {slots} day-profile values", key="day_profile"
@@ -395,11 +395,9 @@ def synth_lmp(
     """
     spec = spec or _default_spec()
     z_spec = spec.zone(zone)
-    rng = _rng(seed, "lmp")
-    index = grid_index(start, _periods(days))
-    hours = _hourly_index(index)
-    price = z_spec.process.simulate(hours, rng)
-    return _hold(price, hours, index, f"lmp_usd_per_mwh[{z_spec.zone}]")
+    return _synth_hourly(
+        z_spec.process, start, days, seed, "lmp", f"lmp_usd_per_mwh[{z_spec.zone}]"
+    )
 
 
 def synth_wind_cf(
@@ -421,11 +419,31 @@ def synth_wind_cf(
     DataFrame with column ``wind_cf`` [-] in [0, 1], hourly values held.
     """
     spec = spec or _default_spec()
-    rng = _rng(seed, "wind_cf")
+    return _synth_hourly(spec.wind_cf, start, days, seed, "wind_cf", "wind_cf", clip=(0.0, 1.0))
+
+
+def _synth_hourly(
+    process: CopulaAR,
+    start: pd.Timestamp | str,
+    days: int,
+    seed: int,
+    stream: str,
+    column: str,
+    *,
+    clip: tuple[float, float] | None = None,
+) -> pd.DataFrame:
+    """Simulate ``process`` hourly on RNG stream ``stream``; hold onto the 15-min grid.
+
+    Values are clipped to ``clip`` (low, high) when given; the result has the
+    single column ``column``.
+    """
+    rng = _rng(seed, stream)
     index = grid_index(start, _periods(days))
     hours = _hourly_index(index)
-    cf = spec.wind_cf.simulate(hours, rng)
-    return _hold(np.clip(cf, 0.0, 1.0), hours, index, "wind_cf")
+    values = process.simulate(hours, rng)
+    if clip is not None:
+        values = np.clip(values, *clip)
+    return _hold(values, hours, index, column)
 
 
 def synth_load(

@@ -86,7 +86,3 @@ class Trace:
                 f"interval starting {asked}"
             )
         return self._values[pos]
-
-    def column(self, name: str) -> np.ndarray:
-        """All values of one column."""
-        return self.frame[name].to_numpy(dtype=float)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from traces.errors import TraceError
+from traces.grid import nan_runs
 
 
 def read_text(path: str | Path) -> str:
@@ -50,6 +51,7 @@ def read_csv_checked(
     dtype: dict[str, str] | None = None,
     header_rows: int = 1,
     expected: str = "",
+    text: str | None = None,
 ) -> pd.DataFrame:
     """Read a CSV with one-line errors for empty, non-UTF-8 and malformed files.
 
@@ -67,8 +69,12 @@ def read_csv_checked(
         Number of header lines (2 for windpowerlib's weather file).
     expected
         Name of the format, used in the missing-column message.
+    text
+        Contents of ``path`` when the caller has already read it (with
+        :func:`read_text`); the file is read only when ``None``.
     """
-    text = read_text(path)
+    if text is None:
+        text = read_text(path)
     try:
         frame = pd.read_csv(
             io.StringIO(text),
@@ -259,10 +265,7 @@ def check_nan_runs(
     isnan = values.isna().to_numpy()
     if not isnan.any():
         return 0
-    padded = np.concatenate(([0], isnan.astype(np.int8), [0]))
-    edges = np.flatnonzero(np.diff(padded))
-    starts, ends = edges[0::2], edges[1::2]
-    lengths = ends - starts
+    starts, lengths = nan_runs(isnan)
     worst = int(np.argmax(lengths))
     if lengths[worst] > max_run:
         raise TraceError(

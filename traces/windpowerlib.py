@@ -138,7 +138,7 @@ def read_power_curves(path: str | Path) -> pd.DataFrame:
             ) from None
     curves = pd.DataFrame(
         {
-            speed: check_numeric(frame.reset_index(), str(col), source, first_line=2).to_numpy()
+            speed: check_numeric(frame, str(col), source, first_line=2).to_numpy()
             for speed, col in zip(speeds, frame.columns, strict=True)
         },
         index=frame.index,
