@@ -30,7 +30,6 @@ from mpc_dc.fleet_problem import (
     FleetProblem,
     FleetSolveResult,
     FleetState,
-    round_instances,
     routing_shares,
 )
 from mpc_dc.params.fleet import FleetConfig, PoolKey
@@ -413,13 +412,8 @@ class FleetMpcPolicy:
                        observation.step, result.message)
         lp = self.problem.solve(inputs, state, FleetForm.LP)
         if lp.plan is not None:
-            gpus = np.array([[c.gpus] for c in cfg.campuses], dtype=float)
-            prev = np.array([float(state.instances_running.get(k, 0))
-                             for k in self.problem.ctx.pools])
-            n = round_instances(self.problem.ctx, lp.plan.instances[:, :1],
-                                lp.plan.tokens_per_s[:, :1], prev, gpus)
-            plan = _with_instances(lp.plan, n)
-            return plan.decision(0, source="lp_repair")
+            n = self.problem.round_first_interval(lp.plan)
+            return _with_instances(lp.plan, n).decision(0, source="lp_repair")
         self.stats.fallbacks["lp_failed"] += 1
         logger.warning("step %d: LP relaxation failed too (%s); rule-based safe action",
                        observation.step, lp.message)

@@ -1087,16 +1087,10 @@ class FleetProblem:
         """
         assert lp.plan is not None
         chunk = max(int(self.options.round_chunk_intervals), 1)
-        gpus = np.asarray(self.ctx.parameters["gpus_available"].value)
-        n_prev = np.asarray(self.ctx.parameters["instances_running"].value)
+        gpus, n_prev, demand, price = self._rounding_inputs()
         given = (np.zeros((self.ctx.n_pools, 0)) if fix_instances is None
                  else np.asarray(fix_instances, dtype=float)[:, :T])
         n_int = given
-        par = self.ctx.parameters
-        demand = 1e3 * np.asarray(par["demand_kps"].value)
-        price = (np.asarray(par["price_usd_per_mwh"].value)
-                 + np.asarray(par["carbon_cost_usd_per_mwh"].value)
-                 + 1e3 * np.asarray(par["dr_reward_usd_per_kwh"].value))
         # Sw off: one fleet for the whole horizon, so the committed interval's counts
         # are rounded against every later interval's tokens (the day's peak at the
         # daily re-provisioning), all T intervals at once.
@@ -1162,6 +1156,27 @@ class FleetProblem:
             if cur.plan is None:
                 break
         return cur, highs_s
+
+    def _rounding_inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """What rounding needs of the inputs last set, per model column: GPUs available
+        (C, H), instances running (P,), demand [tokens/s] (M, H) and the price that
+        ranks pools (energy + carbon + DR reward rate) [$/MWh] (C, H)."""
+        par = self.ctx.parameters
+        price = (np.asarray(par["price_usd_per_mwh"].value)
+                 + np.asarray(par["carbon_cost_usd_per_mwh"].value)
+                 + 1e3 * np.asarray(par["dr_reward_usd_per_kwh"].value))
+        return (np.asarray(par["gpus_available"].value),
+                np.asarray(par["instances_running"].value),
+                1e3 * np.asarray(par["demand_kps"].value), price)
+
+    def round_first_interval(self, plan: FleetPlan) -> np.ndarray:
+        """Integer instances (P, 1) for interval 0 of ``plan``, a plan of the inputs last
+        solved, rounded as round-and-fix rounds them (GPUs available, instances
+        running, prices, quality budget)."""
+        gpus, n_prev, demand, price = self._rounding_inputs()
+        return round_instances(self.ctx, plan.instances[:, :1], plan.tokens_per_s[:, :1],
+                               n_prev, gpus[:, :1], demand[:, :1],
+                               price_usd_per_mwh=price[:, :1])
 
     @staticmethod
     def _lost_tokens(cur: FleetSolveResult, relaxed: FleetSolveResult) -> bool:
