@@ -61,6 +61,7 @@ from mpc_dc.sim.arrivals import (
     DEFAULT_MODEL_MAP,
     STEP_S,
     ArrivalConfig,
+    ArrivalStats,
     RequestArrays,
     build_arrivals,
 )
@@ -424,16 +425,17 @@ def build_fleet_data(scenario: FleetScenario) -> FleetData:
     # compares controllers on one request stream); the horizon after the run, seen
     # only by forecasts and the Oracle, is generated on its own seed.
     upto_s = (hist + run.n_steps) * STEP_S
+    # BurstGPT's hourly counts, read once from the history start (the tail and
+    # history + run share the origin).
+    counts = None if scenario.data.source == "synthetic" else _burstgpt_counts(scenario, index)
     tail = build_arrivals(index[hist + run.n_steps], H * STEP_S, _tail_arrivals(arrival),
-                          models=cfg.models,
-                          hourly_counts=None if scenario.data.source == "synthetic"
-                          else _burstgpt_counts(scenario, index))
-    if scenario.data.source == "synthetic":
+                          models=cfg.models, hourly_counts=counts)
+    if counts is None:
         prices, carbon = _synthetic_exogenous(scenario, index)
         upto = build_arrivals(index[0], upto_s, arrival, models=cfg.models)
     else:
         prices, carbon = _caiso_exogenous(scenario, index)
-        upto = _burstgpt_requests(scenario, index[: hist + run.n_steps], arrival)
+        upto = _burstgpt_requests(scenario, index[: hist + run.n_steps], arrival, counts)
     all_requests = _concat_requests(upto, tail, upto_s)
     exo_cols: dict[str, np.ndarray] = {}
     truth_cols: dict[str, np.ndarray] = {}
@@ -458,15 +460,17 @@ def _tail_arrivals(arrival: ArrivalConfig) -> ArrivalConfig:
     return replace(arrival, seed=seed)
 
 
-def _concat_requests(first: RequestArrays, then: RequestArrays, at_s: float) -> RequestArrays:
-    """``first`` followed by ``then`` shifted by ``at_s`` [s]; ``first``'s arrival stats."""
+def _concat_requests(first: RequestArrays, then: RequestArrays, at_s: float,
+                     stats: ArrivalStats | None = None) -> RequestArrays:
+    """``first`` followed by ``then`` shifted by ``at_s`` [s]; arrival ``stats``
+    (default ``first``'s)."""
     return RequestArrays(
         np.concatenate([first.arrival_s, then.arrival_s + at_s]),
         np.concatenate([first.model, then.model]),
         np.concatenate([first.request_tokens, then.request_tokens]),
         np.concatenate([first.response_tokens, then.response_tokens]),
         np.concatenate([first.source, then.source]),
-        first.models, first.stats)
+        first.models, first.stats if stats is None else stats)
 
 
 def _window(req: RequestArrays, from_s: float, length_s: float) -> RequestArrays:
@@ -540,13 +544,12 @@ def _burstgpt_counts(scenario: FleetScenario, index: pd.DatetimeIndex) -> pd.Dat
 
 
 def _burstgpt_requests(scenario: FleetScenario, index: pd.DatetimeIndex,
-                       arrival: ArrivalConfig) -> RequestArrays:
-    """BurstGPT over history + run (``index``): counts from the history start, rows at
-    the run."""
+                       arrival: ArrivalConfig, counts: pd.DataFrame) -> RequestArrays:
+    """BurstGPT over history + run (``index``): ``counts`` (:func:`_burstgpt_counts`
+    from the history start, ``index[0]``), rows at the run."""
     from traces.burstgpt import read_burstgpt_requests
 
     data_dir = _data_dir(scenario)
-    counts = _burstgpt_counts(scenario, index)
     hist_s = scenario.run.history_days * STEPS_PER_DAY * STEP_S
     total_s = len(index) * STEP_S
     if hist_s > 0:
@@ -560,7 +563,7 @@ def _burstgpt_requests(scenario: FleetScenario, index: pd.DatetimeIndex,
                            hourly_counts=counts, models=scenario.config.models)
     if hist_s <= 0:
         return after
-    return replace(_concat_requests(before, after, hist_s), stats=after.stats)
+    return _concat_requests(before, after, hist_s, stats=after.stats)
 
 
 def _dr_events(scenario: FleetScenario, index: pd.DatetimeIndex) -> pd.DataFrame | None:
@@ -679,12 +682,15 @@ def cost_components(result: FleetRunResult, config: FleetConfig,
 
 
 def slo_by_model_interval(result: FleetRunResult, config: FleetConfig,
-                          serving: ServingConfig) -> pd.DataFrame:
+                          serving: ServingConfig, *,
+                          slo: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
     """Where the fluid plan met the requests: per (interval, model) [-].
 
     Columns: ``requests``, ``slo_attainment`` (request level; NaN in fluid runs),
     ``planned_utilisation`` = planned tokens / (ρ̄-free capacity μ n) and
     ``realized_utilisation`` = tokens decoded / (μ × ready instance-seconds).
+    ``slo`` is :func:`~mpc_dc.sim.fleet_engine.slo_met` of the run's outcome when
+    already computed (``result.slo`` under the run's own ``serving``).
     """
     led = result.ledger
     mu = np.array([config.row(k).tokens_per_s_at_slo for k in config.pools])
@@ -697,11 +703,12 @@ def slo_by_model_interval(result: FleetRunResult, config: FleetConfig,
     model_of = np.array([config.models.index(k[1]) for k in config.pools])
     M = len(config.models)
     agg = np.zeros((n, M, 5))
-    slo = slo_by_pool_interval(result, config, serving) if result.outcome is not None else None
-    req = slo["requests"].to_numpy().reshape(n, P) if slo is not None else \
+    by_pool = (slo_by_pool_interval(result, config, serving, slo=slo)
+               if result.outcome is not None else None)
+    req = by_pool["requests"].to_numpy().reshape(n, P) if by_pool is not None else \
         led["arrivals"].to_numpy().reshape(n, P)
-    good = (np.nan_to_num(slo["slo_attainment"].to_numpy().reshape(n, P)) * req
-            if slo is not None else np.full((n, P), np.nan))
+    good = (np.nan_to_num(by_pool["slo_attainment"].to_numpy().reshape(n, P)) * req
+            if by_pool is not None else np.full((n, P), np.nan))
     for m in range(M):
         sel = model_of == m
         agg[:, m] = np.column_stack([req[:, sel].sum(1), good[:, sel].sum(1),
@@ -813,7 +820,7 @@ def run_fleet_scenario(scenario: FleetScenario, out: Path | None = None, *,
     kpis["slo"] = kpis.get("slo_attainment", kpis.get("slo_attainment_estimate", math.nan))
     kpis["decision_sources"] = pd.Series([d.source for d in result.decisions]).value_counts(
     ).to_dict()
-    by_interval = slo_by_model_interval(result, cfg, serving)
+    by_interval = slo_by_model_interval(result, cfg, serving, slo=result.slo)
     kpis["slo_breaks"] = slo_break_summary(by_interval).to_dict(orient="records")
     outcome = FleetRunOutcome(scenario, result, policy.name, setup)
     if out is not None:

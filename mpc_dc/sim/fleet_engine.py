@@ -29,8 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping
@@ -43,6 +41,7 @@ import pandas as pd
 import simpy
 
 from mpc_dc.params.fleet import FleetConfig
+from mpc_dc.rundir import atomic_dir
 from mpc_dc.sim.arrivals import STEP_S, RequestArrays
 from mpc_dc.sim.fleet_decision import FleetDecision, PoolKey
 from mpc_dc.sim.fluid import FluidServer, Server
@@ -224,6 +223,9 @@ class FleetRunResult:
     outcome : ServingOutcome or None
         All per-request records (request level only).
     decisions : list of FleetDecision
+    slo : tuple of ndarray or None
+        :func:`slo_met` of ``outcome`` under the run's serving configuration
+        (request level only).
     """
 
     ledger: pd.DataFrame
@@ -231,6 +233,7 @@ class FleetRunResult:
     requests: pd.DataFrame | None
     outcome: ServingOutcome | None
     decisions: list[FleetDecision]
+    slo: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def pool_specs(config: FleetConfig, slots_per_instance: int | None = None) -> tuple[PoolSpec, ...]:
@@ -318,7 +321,7 @@ def simulate_fleet(
             step = yield boundaries.get()
             if step >= n:
                 return
-            inst_now = server_instances(server)
+            inst_now = server.committed_instances()
             obs = ServingObservation(
                 step=step,
                 time=pd.Timestamp(times[step]),
@@ -342,7 +345,7 @@ def simulate_fleet(
             target = np.zeros(P, dtype=np.int64)
             for k, v in decision.instances.items():
                 target[index_of[k]] = v
-            before = server_instances(server)
+            before = server.committed_instances()
             for i in np.flatnonzero(target != before):
                 if target[i] > before[i]:
                     env.process(
@@ -402,14 +405,9 @@ def simulate_fleet(
         ledger, config, serving, outcome, server, policy, decide_s, faults, wall_s, slo=slo
     )
     samples = request_frame(outcome, config, serving, slo=slo) if outcome is not None else None
-    result = FleetRunResult(ledger, kpis, samples, outcome, decisions)
+    result = FleetRunResult(ledger, kpis, samples, outcome, decisions, slo)
     check_fleet_invariants(result)
     return result
-
-
-def server_instances(server: Server) -> np.ndarray:
-    """Committed instances per pool of either server [-]."""
-    return server.committed_instances()
 
 
 def _reindex_models(requests: RequestArrays, models: tuple[str, ...]) -> RequestArrays:
@@ -657,9 +655,16 @@ def request_frame(
 
 
 def slo_by_pool_interval(
-    result: FleetRunResult, config: FleetConfig, serving: ServingConfig
+    result: FleetRunResult,
+    config: FleetConfig,
+    serving: ServingConfig,
+    *,
+    slo: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """SLO attainment per (arrival interval, pool) of a request-level run [-].
+
+    ``slo`` is :func:`slo_met` of ``result.outcome`` when already computed (e.g.
+    ``result.slo`` when ``serving`` is the run's own configuration).
 
     Returns
     -------
@@ -668,7 +673,7 @@ def slo_by_pool_interval(
     out = result.outcome
     if out is None:
         raise ValueError("SLO by interval needs a request-level run")
-    met, decided = slo_met(out, config, serving)
+    met, decided = slo if slo is not None else slo_met(out, config, serving)
     P = len(out.pools)
     n = len(result.ledger) // P
     k = np.minimum((out.requests.arrival_s // STEP_S).astype(np.int64), n - 1)
@@ -698,24 +703,22 @@ def check_fleet_invariants(result: FleetRunResult) -> None:
 def save_fleet_run(result: FleetRunResult, directory: str | Path) -> Path:
     """Write ``ledger.parquet``, ``requests.parquet`` (if any) and ``kpis.json``.
 
-    Written into ``<directory>.tmp-<pid>`` and renamed, so no half-written run remains.
+    Written through :func:`mpc_dc.rundir.atomic_dir` (a temporary sibling renamed into
+    place), so no half-written run remains.
+
+    Raises
+    ------
+    RunDirExistsError
+        (a :class:`FileExistsError`) if ``directory`` exists already.
+    RunWriteError
+        If writing fails with an :class:`OSError`.
     """
     target = Path(directory)
-    if target.exists():
-        raise FileExistsError(f"{target}: exists already")
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(target) as tmp:
         result.ledger.reset_index().to_parquet(tmp / "ledger.parquet", index=False)
         if result.requests is not None:
             result.requests.to_parquet(tmp / "requests.parquet", index=False)
         (tmp / "kpis.json").write_text(
             json.dumps(result.kpis, indent=2, default=float, sort_keys=True)
         )
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

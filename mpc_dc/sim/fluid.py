@@ -81,8 +81,11 @@ class FluidServer:
         ``share`` (normalised per model), its work re-expressed at their speeds
         (prefill of the request tokens, decode of the response tokens); without a
         route it stays (as :meth:`RequestLevelServer._redispatch_stranded`)."""
-        committed = np.array([i.committed for i in self._inst])
-        for p in np.flatnonzero((committed == 0) & (self.backlog_requests > 0)):
+        waiting = self.backlog_requests > 0
+        if not waiting.any():
+            return
+        committed = self.committed_instances()
+        for p in np.flatnonzero((committed == 0) & waiting):
             to = np.flatnonzero((self._model_of == self._model_of[p]) & (share > 0)
                                 & (np.arange(share.size) != p))
             if to.size == 0:
@@ -153,7 +156,7 @@ class FluidServer:
         self.backlog_work[tiny] = 0.0
         self.backlog_tokens[tiny] = 0.0
         self.backlog_requests[tiny] = 0.0
-        committed = np.array([i.committed for i in self._inst])
+        committed = self.committed_instances()
         rate = slots * np.array([sum(1 for r in i.ready_times if r <= t1) for i in self._inst])
         with np.errstate(divide="ignore", invalid="ignore"):
             wait = np.where(self.backlog_work > 0, self.backlog_work / rate, 0.0)

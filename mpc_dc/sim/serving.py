@@ -285,6 +285,10 @@ class RequestLevelServer:
         self.start = np.full(n, np.nan)
         self.first_token = np.full(n, np.nan)
         self.finish = np.full(n, np.nan)
+        # Prefill and service seconds of each request at its pool, set when it is
+        # routed (or re-dispatched) [s].
+        self._prefill_s = np.full(n, np.nan)
+        self._service_s = np.full(n, np.nan)
         self._tokens = np.zeros((P, n_steps + 1))
         self._busy = np.zeros((P, n_steps + 1))
         self._heaps: list[list[float]] = [[] for _ in range(P)]
@@ -343,6 +347,17 @@ class RequestLevelServer:
         self._heaps[pool] = entries  # a sorted list is a valid heap
         inst.committed = target
 
+    def _set_service(self, idx: np.ndarray, pool: np.ndarray) -> None:
+        """Prefill and service seconds of requests ``idx`` at pools ``pool`` (all >= 0)."""
+        prefill = self.requests.request_tokens[idx] / self._prefill_rate[pool]
+        if self.service_override is not None:
+            service = self.service_override[idx]
+            prefill = np.minimum(prefill, service)
+        else:
+            service = prefill + self.requests.response_tokens[idx] * self._tau[pool]
+        self._prefill_s[idx] = prefill
+        self._service_s[idx] = service
+
     def _redispatch_stranded(self, shares: Mapping[PoolKey, float]) -> None:
         """Requests queued at a pool left without instances go to the model's pools by
         the interval's routing shares (a load balancer re-dispatches the queue of a
@@ -362,6 +377,7 @@ class RequestLevelServer:
             for t in np.unique(target[move]):
                 self._queue[t] = np.concatenate([self._queue[t], queue[move & (target == t)]])
             self.pool[queue[move]] = target[move]
+            self._set_service(queue[move], target[move])
             self.requeued_requests += int(move.sum())
 
     # -- one interval -----------------------------------------------------------------------
@@ -388,6 +404,7 @@ class RequestLevelServer:
         assigned = self.router.route(req.model[lo:hi], shares)
         self.pool[lo:hi] = assigned
         routed = assigned[assigned >= 0]
+        self._set_service(lo + np.flatnonzero(assigned >= 0), routed)
         arrivals = np.bincount(routed, minlength=P)
         arrived_tokens = np.bincount(
             routed,
@@ -403,16 +420,14 @@ class RequestLevelServer:
             idx = np.concatenate([self._queue[p], new]) if self._queue[p].size else new
             if idx.size == 0:
                 continue
-            prefill = req.request_tokens[idx] / self._prefill_rate[p]
-            if self.service_override is not None:
-                service = self.service_override[idx]
-                prefill = np.minimum(prefill, service)
+            heap = self._heaps[p]
+            if heap and heap[0] < t1:
+                # Nothing starts before the interval (a re-dispatched request may have
+                # arrived long before its new pool's free slots).
+                ready_at = np.maximum(req.arrival_s[idx], t0)
+                starts = serve_fcfs(heap, ready_at.tolist(), self._service_s[idx].tolist(), t1)
             else:
-                service = prefill + req.response_tokens[idx] * self._tau[p]
-            # Nothing starts before the interval (a re-dispatched request may have
-            # arrived long before its new pool's free slots).
-            ready_at = np.maximum(req.arrival_s[idx], t0)
-            starts = serve_fcfs(self._heaps[p], ready_at.tolist(), service.tolist(), t1)
+                starts = []  # no slot frees up within the interval: nothing starts
             m = len(starts)
             self._queue[p] = idx[m:]
             started[p] = m
@@ -421,8 +436,8 @@ class RequestLevelServer:
                 continue
             done = idx[:m]
             st = np.asarray(starts)
-            ft = st + prefill[:m]
-            fin = st + service[:m]
+            ft = st + self._prefill_s[done]
+            fin = st + self._service_s[done]
             self.start[done] = st
             self.first_token[done] = ft
             self.finish[done] = fin
@@ -447,7 +462,7 @@ class RequestLevelServer:
         t0, t1 = step * self.step_s, (step + 1) * self.step_s
         inst_s = np.array([i.instance_s(t0, t1) for i in self._inst])
         ready_s = np.array([i.ready_s(t0, t1) for i in self._inst])
-        committed = np.array([i.committed for i in self._inst])
+        committed = self.committed_instances()
         for i in self._inst:
             i.end_interval(t1)
         tokens = self._tokens[:, step].copy()
