@@ -261,18 +261,11 @@ class FleetControllerSpec:
 
     def __post_init__(self) -> None:
         positive(SOURCE, "controller.horizon_h", self.horizon_h)
-        if self.fine_horizon_h < 0.25 or not _quarter_hours(self.fine_horizon_h):
-            raise ConfigError(SOURCE, f"expected a multiple of 0.25 h, >= 0.25, got "
-                              f"{self.fine_horizon_h}", key="controller.fine_horizon_h")
-        for key in ("coarse_step_h", "far_step_h"):
+        for key in ("fine_horizon_h", "coarse_step_h", "far_horizon_h", "far_step_h"):
             value = getattr(self, key)
-            positive(SOURCE, f"controller.{key}", value)
-            if not _quarter_hours(value):
-                raise ConfigError(SOURCE, f"expected a multiple of 0.25 h, got {value}",
-                                  key=f"controller.{key}")
-        if self.far_horizon_h < 0.25 or not _quarter_hours(self.far_horizon_h):
-            raise ConfigError(SOURCE, f"expected a multiple of 0.25 h, >= 0.25, got "
-                              f"{self.far_horizon_h}", key="controller.far_horizon_h")
+            if value < 0.25 or not _quarter_hours(value):
+                raise ConfigError(SOURCE, f"expected a multiple of 0.25 h, >= 0.25, got "
+                                  f"{value}", key=f"controller.{key}")
         if not 0.0 <= self.demand_quantile < 1.0:
             raise ConfigError(SOURCE, f"expected a value in [0, 1), got {self.demand_quantile}",
                               key="controller.demand_quantile")
