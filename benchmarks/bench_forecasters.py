@@ -29,10 +29,6 @@ def _synthetic(days: int, seed: int = 0) -> pd.Series:
     return pd.Series(np.repeat(np.clip(hourly, 0, 1), 4), index=grid_index("2022-04-01", days * 96))
 
 
-def _disabled(config: pytest.Config) -> bool:
-    return bool(config.getoption("benchmark_disable", default=False))
-
-
 def _run_steps(fc: Any, y: pd.Series, first: int, n_steps: int) -> None:
     for pos in range(first, first + n_steps):
         fc.update(y.iloc[pos - 1 : pos])
@@ -40,11 +36,10 @@ def _run_steps(fc: Any, y: pd.Series, first: int, n_steps: int) -> None:
 
 
 @pytest.mark.parametrize("name", forecaster_names())
-def test_bench_step(benchmark: Any, name: str, request: pytest.FixtureRequest) -> None:
-    small = _disabled(request.config)
-    y = _synthetic(12 if small else 40)
+def test_bench_step(benchmark: Any, name: str, smoke: bool) -> None:
+    y = _synthetic(12 if smoke else 40)
     fit_end = len(y) - 2 * STEPS_PER_DAY
-    n_steps = 8 if small else STEPS_PER_DAY
+    n_steps = 8 if smoke else STEPS_PER_DAY
     params: dict[str, Any] = {"bounds": (0.0, 1.0)}
     if name in ("oracle", "noisy_oracle", "day_ahead_known"):
         params["truth"] = y
@@ -53,20 +48,19 @@ def test_bench_step(benchmark: Any, name: str, request: pytest.FixtureRequest) -
         fc = make_forecaster(name, **params).fit(y.iloc[: fit_end - 1])
         return (fc, y, fit_end, n_steps), {}
 
-    benchmark.pedantic(_run_steps, setup=setup, rounds=1 if small else 3, iterations=1)
+    benchmark.pedantic(_run_steps, setup=setup, rounds=1 if smoke else 3, iterations=1)
     if benchmark.stats is not None:
         benchmark.extra_info["per_step_ms"] = 1e3 * benchmark.stats.stats.mean / n_steps
 
 
 @pytest.mark.shared_data
 def test_bench_rcdc_month_sarimax(
-    benchmark: Any, shared_data: Path, request: pytest.FixtureRequest
+    benchmark: Any, shared_data: Path, smoke: bool
 ) -> None:
     """A month of 2,880 steps for LMP (zone J), wind CF and the load shape: < 10 s."""
     from mpc_dc.commands.backtest import build_forecaster
     from traces import datasets
 
-    small = _disabled(request.config)
     lmp = datasets.nyiso_rt_lmp(shared_data, year=2022, zones=["J"])[0]["lmp_usd_per_mwh[J]"]
     wind = datasets.ny_wind_cf(shared_data)[0]["wind_cf"]
     load = datasets.google_load_shape(shared_data)[0]["load_shape"]
@@ -76,7 +70,7 @@ def test_bench_rcdc_month_sarimax(
         ("wind_cf", wind, "2022-04-01", 28.0),
         ("load", load, None, 7.0),
     ]
-    n_steps = 96 if small else 30 * STEPS_PER_DAY
+    n_steps = 96 if smoke else 30 * STEPS_PER_DAY
     timings: dict[str, float] = {}
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -108,5 +102,5 @@ def test_bench_rcdc_month_sarimax(
     total = sum(v for k, v in timings.items() if not k.endswith(("_steps", "_refits")))
     benchmark.extra_info.update({k: round(v, 3) for k, v in timings.items()})
     benchmark.extra_info["total_s"] = round(total, 3)
-    if not small:
+    if not smoke:
         assert total < 10.0, timings

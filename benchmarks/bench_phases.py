@@ -18,22 +18,18 @@ from typing import Any
 import numpy as np
 import pytest
 
+from benchmarks.conftest import is_smoke
 from benchmarks.registry import PhaseSpec, iter_params, param_id, timed_run
-
-
-def _disabled(config: pytest.Config) -> bool:
-    return bool(config.getoption("benchmark_disable", default=False))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize over the registry with the sizes of the current mode."""
     if {"spec", "size"} <= set(metafunc.fixturenames):
-        params = iter_params(_disabled(metafunc.config))
+        params = iter_params(is_smoke(metafunc.config))
         metafunc.parametrize("spec,size", params, ids=[param_id(s, n) for s, n in params])
 
 
-def test_phase(benchmark: Any, spec: PhaseSpec, size: int, request: pytest.FixtureRequest) -> None:
-    smoke = _disabled(request.config)
+def test_phase(benchmark: Any, spec: PhaseSpec, size: int, smoke: bool) -> None:
     case = spec.prepare(size)
     walls: list[float] = []
     highs: list[float] = []

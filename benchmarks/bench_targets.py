@@ -43,19 +43,14 @@ from mpc_dc.benchmarking import (
 from mpc_dc.problem import RcdcProblem
 
 
-def _disabled(config: pytest.Config) -> bool:
-    return bool(config.getoption("benchmark_disable", default=False))
-
-
 def _spread(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=float)
     return {"median": float(np.median(a)), "min": float(a.min()), "max": float(a.max()),
             "runs": float(a.size)}
 
 
-def test_target_rcdc_resolve_ratio(benchmark: Any, request: pytest.FixtureRequest) -> None:
+def test_target_rcdc_resolve_ratio(benchmark: Any, smoke: bool) -> None:
     """5 runs of 60 re-solves each; ratio = median wall / median HiGHS per run."""
-    smoke = _disabled(request.config)
     H = 24 if smoke else 96
     problem = RcdcProblem(rcdc_site(), H)
     random_cases = rcdc_cases(H, 20)
@@ -87,13 +82,12 @@ def test_target_rcdc_resolve_ratio(benchmark: Any, request: pytest.FixtureReques
 
 
 def test_target_closed_loop_month_sarimax(
-    benchmark: Any, request: pytest.FixtureRequest
+    benchmark: Any, request: pytest.FixtureRequest, smoke: bool
 ) -> None:
     """30 days, SARIMAX forecasts of price, wind and load, real NYISO data (< 60 s)."""
     from mpc_dc.runner import run_scenario
     from mpc_dc.scenario import default_scenario, example_path, load_scenario
 
-    smoke = _disabled(request.config)
     if smoke:
         scenario = default_scenario()
         scenario = replace(scenario, run=replace(scenario.run, days=1.0, history_days=7))
@@ -122,9 +116,8 @@ def test_target_closed_loop_month_sarimax(
     })
 
 
-def test_target_request_level_throughput(benchmark: Any, request: pytest.FixtureRequest) -> None:
+def test_target_request_level_throughput(benchmark: Any, smoke: bool) -> None:
     """Request-level serving of 10⁶ requests, 5 runs (>= 100,000 requests/s)."""
-    smoke = _disabled(request.config)
     case = serving_case(20_000 if smoke else 1_000_000)
     rates: list[float] = []
     walls: list[float] = []
@@ -142,12 +135,10 @@ def test_target_request_level_throughput(benchmark: Any, request: pytest.Fixture
 
 
 @pytest.mark.parametrize("family", ["rcdc_horizon", "fleet_horizon_multires"])
-def test_target_lp_growth_in_horizon(benchmark: Any, request: pytest.FixtureRequest,
-                                     family: str) -> None:
+def test_target_lp_growth_in_horizon(benchmark: Any, smoke: bool, family: str) -> None:
     """Growth exponent k (time ∝ H^k) of the LP forms over H = 24/96/192/288, 5 repeats
     per size (``mpc-dc bench scaling`` measures the same curves with the other families);
     the target is k <= 1. Under ``--benchmark-disable`` the quick sizes (24, 96), 1 repeat."""
-    smoke = _disabled(request.config)
     fitted: dict[str, float] = {}
 
     def run() -> None:

@@ -4,8 +4,7 @@ In the style of linopy's ``benchmarks/registry.py``: a declarative spec per
 benchmark, a ``register`` function that validates it, and helpers to turn the
 registry into pytest parameters. ``bench_phases.py`` drives the phase specs;
 the scaling curves (``mpc-dc bench scaling``) are the specs of
-:data:`mpc_dc.benchmarking.CURVES`, re-exported here as :data:`CURVES` so both
-entry points read one list.
+:data:`mpc_dc.benchmarking.CURVES`.
 
 A spec's ``prepare(size)`` returns a :class:`Case`: ``reset()`` runs untimed
 before each round (fresh state for build / first-solve phases), ``run()`` is the
@@ -30,9 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mpc_dc.benchmarking import CURVES, rcdc_cases, rcdc_site
+from mpc_dc.benchmarking import rcdc_cases, rcdc_site
 
-__all__ = ["CURVES", "PHASES", "REGISTRY", "Case", "PhaseSpec", "iter_params", "register"]
+__all__ = ["PHASES", "REGISTRY", "Case", "PhaseSpec", "iter_params", "register"]
 
 # --- phase tags ----------------------------------------------------------------
 

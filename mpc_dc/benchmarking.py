@@ -256,7 +256,7 @@ def fleet_cases(config: FleetConfig, horizon_steps: int, n: int = 8, seed: int =
 
     rng = np.random.default_rng(seed)
     H = horizon_steps
-    C, M = len(config.campuses), len(config.models)
+    C = len(config.campuses)
     t = np.arange(H + n)
     scale = sum(c.gpus for c in config.campuses) / 10240.0
     base_share = {"qwen3-8b": 0.5, "qwen3-32b": 0.3, "qwen3-235b-a22b": 0.2}
@@ -267,7 +267,6 @@ def fleet_cases(config: FleetConfig, horizon_steps: int, n: int = 8, seed: int =
     price = (50 + 20 * np.sin(2 * np.pi * (t[None, :] + 8 * np.arange(C)[:, None]) / 96)
              + rng.normal(0, 5, (C, t.size)))
     carbon = np.repeat((200 + 60 * np.sin(2 * np.pi * t / 96))[None, :], C, axis=0)
-    del M
     return [FleetInputs(demand[:, k:k + H], price[:, k:k + H], carbon[:, k:k + H])
             for k in range(n)]
 

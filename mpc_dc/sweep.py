@@ -59,6 +59,7 @@ from mpc_dc.rundir import RunDirExistsError, write_file_atomic, write_json
 from mpc_dc.scenario import (
     Scenario,
     default_scenario,
+    load_scenario,
     read_toml,
     scenario_from_table,
     with_overrides,
@@ -217,7 +218,7 @@ def _base_scenario(file: Path, table: dict[str, Any], base: Any) -> Scenario:
     path = Path(base) if Path(base).is_absolute() else file.parent / base
     if not path.is_file():
         raise ConfigError(file, f"base scenario {path} not found", key="sweep.base")
-    return scenario_from_table(read_toml(path), path)
+    return load_scenario(path)
 
 
 def _grid(file: Path, grid: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:

@@ -89,6 +89,17 @@ def test_sweep_base_file_and_grid_only(tmp_path: Path) -> None:
     assert all(r.scenario.run.days == 1 for r in spec.runs)
 
 
+def test_sweep_base_file_with_kind_rcdc(tmp_path: Path) -> None:
+    (tmp_path / "base.toml").write_text('kind = "rcdc"\n' + BASE.format(days=1),
+                                        encoding="utf-8")
+    path = tmp_path / "s.toml"
+    path.write_text('[sweep]\nbase = "base.toml"\n[sweep.grid]\n'
+                    '"controller.kind" = ["baseline", "perfect"]\n', encoding="utf-8")
+    spec = load_sweep(path)
+    assert spec.name == "sweep-test"
+    assert [r.scenario.controller.kind for r in spec.runs] == ["baseline", "perfect"]
+
+
 def test_the_acceptance_sweep_has_24_real_data_week_runs() -> None:
     spec = load_sweep(example_path("sweep_forecast_error"))
     assert len(spec.runs) >= 24

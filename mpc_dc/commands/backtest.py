@@ -9,8 +9,6 @@ renamed, and prints the day-ahead table.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ import pandas as pd
 from forecasters.backtest import day_ahead_summary, rolling_origin_backtest
 from forecasters.base import forecaster_names
 from forecasters.presets import Quantity, make_for
+from mpc_dc.rundir import write_file_atomic
 from traces import datasets
 from traces.errors import ConfigError
 from traces.grid import STEPS_PER_DAY
@@ -112,18 +111,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the backtests, write CSVs and the plot, print the table."""
     if args.stride_steps < 1 or args.horizon < 1 or args.days <= 0:
@@ -169,9 +156,9 @@ def run(args: argparse.Namespace) -> int:
             )
     metrics = pd.concat(metrics_parts, ignore_index=True)
     summary = pd.DataFrame(summary_rows)
-    _atomic_write(args.out / "backtest_metrics.csv", lambda p: metrics.to_csv(p, index=False))
-    _atomic_write(args.out / "backtest_summary.csv", lambda p: summary.to_csv(p, index=False))
-    _atomic_write(args.out / "backtest_error_vs_lead.png", lambda p: _plot(metrics, p))
+    write_file_atomic(args.out / "backtest_metrics.csv", lambda p: metrics.to_csv(p, index=False))
+    write_file_atomic(args.out / "backtest_summary.csv", lambda p: summary.to_csv(p, index=False))
+    write_file_atomic(args.out / "backtest_error_vs_lead.png", lambda p: _plot(metrics, p))
     _print_table(summary)
     print(
         f"wrote {args.out / 'backtest_metrics.csv'}, backtest_summary.csv, "

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from mpc_dc.benchmarking import CURVES, run_scaling, write_scaling
+from mpc_dc.rundir import check_target
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,10 +43,7 @@ def main(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         print("mpc-dc: error: --repeats: expected a value >= 1", file=sys.stderr)
         return 2
-    if args.out.exists() and not args.overwrite:
-        print(f"mpc-dc: error: {args.out}: exists already; choose another --out or pass "
-              "--overwrite", file=sys.stderr)
-        return 2
+    check_target(args.out, overwrite=args.overwrite)
     t0 = time.perf_counter()
 
     def progress(family: str, size: int) -> None:

@@ -63,23 +63,13 @@ def main(args: argparse.Namespace) -> int:
     labels = [label.strip() for label in args.forecasters.split(",") if label.strip()]
     with progress_bars() as progress:
         table = compare(scenario, labels, progress=progress)
-    text = format_table(table)
+    text = markdown_table(table, "controller", COLUMNS, _cell)
     print(f"mpc-dc compare: scenario '{scenario.name}', {scenario.run.days:g} days, "
           f"{scenario.site.grid.tariff.kind} market")
     print(text)
     if args.out:
         write_comparison(args.out, table, text)
     return 0
-
-
-def format_table(table: pd.DataFrame) -> str:
-    """Markdown table of the comparison."""
-    return markdown_table(table, "controller", COLUMNS, _cell)
-
-
-def _cell(row: pd.Series, key: str, fmt: str) -> str:
-    value = row[key]
-    return fmt.format(int(value)) if fmt == "{:d}" else fmt.format(float(value))
 
 
 FLEET_COLUMNS = {
@@ -110,19 +100,18 @@ def compare_fleet_main(args: argparse.Namespace) -> int:
     print(f"mpc-dc compare: fleet scenario '{scenario.name}', {scenario.run.days:g} days, "
           f"data {scenario.data.source} x{scenario.data.rate_multiplier:g}, controller "
           f"{scenario.controller.kind}")
-    out = format_fleet_table(table)
+    out = markdown_table(table, "label", FLEET_COLUMNS, _cell)
     print(out)
     if args.out:
         write_comparison(args.out, table, out)
     return 0
 
 
-def format_fleet_table(table: pd.DataFrame) -> str:
-    """Markdown table of a fleet comparison (SLO attainment next to cost)."""
-    return markdown_table(table, "label", FLEET_COLUMNS, _fleet_cell)
+def _cell(row: pd.Series, key: str, fmt: str) -> str:
+    """One table cell: ``"{}"`` as text, ``"{:d}"`` as an integer, else as a float.
 
-
-def _fleet_cell(row: pd.Series, key: str, fmt: str) -> str:
+    A missing value shows as ``0`` (integers) or ``nan`` (floats).
+    """
     value = row.get(key)
     if fmt == "{}":
         return str(value)

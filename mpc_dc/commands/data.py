@@ -28,7 +28,6 @@ from traces.errors import ConfigError, TraceError
 from traces.fetch import DEFAULT_CHUNK_BYTES, ProgressCallback, fetch_source
 from traces.sources import SOURCES, Source
 
-EXIT_MISSING_READERS = 1
 _MAX_GAPS_SHOWN = 5
 
 
@@ -214,33 +213,21 @@ def run_check(args: argparse.Namespace) -> int:
     path: Path = args.file
     if not path.is_file():
         raise TraceError(path, "no such file")
-    try:
-        from traces import formats
-    except ImportError as err:
-        print(f"mpc-dc: error: the trace readers are not available ({err})", file=sys.stderr)
-        return EXIT_MISSING_READERS
-    frame, meta = _read(path, args.format, formats)
+    frame, meta = _read(path, args.format)
     print(format_summary(path, frame, meta))
     return 0
 
 
-def _read(path: Path, fmt: str | None, formats: Any) -> tuple[pd.DataFrame, Any]:
+def _read(path: Path, fmt: str | None) -> tuple[pd.DataFrame, Any]:
     """Read with the sniffed reader, or with the reader registered for ``fmt``."""
+    from traces import formats
+
     if fmt is None:
-        result: tuple[pd.DataFrame, Any] = formats.read_any(path)
-        return result
-    known = getattr(formats, "READERS", None)
-    if known is not None and fmt not in known:
-        raise TraceError(path, f"unknown format {fmt!r}; known formats: {', '.join(known)}")
-    reader_for = getattr(formats, "reader_for", None)
-    if reader_for is not None:
-        result = reader_for(fmt)(path)
-        return result
-    sniffed = formats.sniff_format(path)
-    if sniffed != fmt:
-        raise TraceError(path, f"expected format {fmt!r}, but the file looks like {sniffed!r}")
-    result = formats.read_any(path)
-    return result
+        return formats.read_any(path)
+    if fmt not in formats.READERS:
+        raise TraceError(path, f"unknown format {fmt!r}; known formats: "
+                         f"{', '.join(formats.READERS)}")
+    return formats.reader_for(fmt)(path)
 
 
 def _fmt_delta(delta: Any) -> str:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from mpc_dc.commands._common import with_run_overrides
+from mpc_dc.commands._common import progress_bars, with_run_overrides
 from mpc_dc.runner import run_scenario
 from mpc_dc.scenario import controller_variant, default_scenario, load_scenario, scenario_kind
 
@@ -43,10 +40,10 @@ def main(args: argparse.Namespace) -> int:
           f"{scenario.run.start}, data {scenario.data.source}, controller "
           f"{scenario.controller.kind}"
           + (f" ({scenario.controller.forecaster})" if scenario.controller.kind == "mpc" else ""))
-    with tqdm(total=scenario.run.n_steps, unit="step", desc="simulating",
-              disable=not sys.stderr.isatty()) as bar:
-        outcome = run_scenario(scenario, out=out, progress=bar.update, plots=not args.no_plots,
-                               overwrite=args.overwrite)
+    with progress_bars() as progress:
+        outcome = run_scenario(scenario, out=out,
+                               progress=progress("simulating", scenario.run.n_steps),
+                               plots=not args.no_plots, overwrite=args.overwrite)
     print(summary_table(outcome.result.kpis, outcome.controller))
     print(f"run directory: {outcome.path}")
     return 0
@@ -86,9 +83,9 @@ def run_fleet(args: argparse.Namespace) -> int:
           f"{scenario.run.days:g} days from {scenario.run.start}, data {scenario.data.source} "
           f"x{scenario.data.rate_multiplier:g}, {scenario.serving.fidelity} serving, "
           f"controller {ctl.kind}" + (f" ({ctl.forecaster})" if ctl.kind == "mpc" else ""))
-    with tqdm(total=scenario.run.n_steps, unit="step", desc="simulating",
-              disable=not sys.stderr.isatty()) as bar:
-        outcome = run_fleet_scenario(scenario, out=out, progress=bar.update,
+    with progress_bars() as progress:
+        outcome = run_fleet_scenario(scenario, out=out,
+                                     progress=progress("simulating", scenario.run.n_steps),
                                      overwrite=args.overwrite)
     print(fleet_summary_table(outcome.result.kpis, outcome.controller))
     print(f"run directory: {outcome.path}")

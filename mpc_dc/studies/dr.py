@@ -33,8 +33,6 @@ Set-up (all stated in :class:`DrStudyConfig`)
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -50,7 +48,7 @@ from mpc_dc.params.fleet import (
     SCENARIOS,
     FleetConfig,
 )
-from mpc_dc.rundir import replace_dir
+from mpc_dc.rundir import atomic_dir
 from traces.burstgpt import read_burstgpt_requests
 from traces.datasets import burstgpt_hourly_counts, caiso_carbon, caiso_rt_lmp
 from traces.errors import TraceError
@@ -484,9 +482,7 @@ def reproduce(data_dir: Path, out_dir: Path, study: DrStudyConfig | None = None,
     md = markdown(table)
     note = closing_note(table, daily)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir, overwrite=True) as tmp:
         daily.to_csv(tmp / "daily_costs.csv", index=False)
         table.to_csv(tmp / "cost_summary.csv", index=False)
         supply.to_csv(tmp / "supply_composition.csv", index=False)
@@ -499,10 +495,6 @@ def reproduce(data_dir: Path, out_dir: Path, study: DrStudyConfig | None = None,
             names += ["sensitivity_peak_rate.csv", "sensitivity_dr_price_plane.csv"]
             names += [p.name for p in plot_all(daily, table, supply, results, data, event_day,
                                                peak, prices, tmp)]
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return DrOutputs(daily, table, md, note, tuple(out_dir / n for n in names),
                      time.perf_counter() - t0)
 

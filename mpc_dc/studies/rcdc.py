@@ -27,8 +27,6 @@ Data choices
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,7 +52,7 @@ from mpc_dc.problem import (
     RcdcProblem,
     SolveResult,
 )
-from mpc_dc.rundir import replace_dir
+from mpc_dc.rundir import atomic_dir
 from traces.datasets import google_load_shape, ny_wind_cf, nyiso_da_lmp, nyiso_rt_lmp
 from traces.errors import TraceError
 from traces.grid import STEP_H
@@ -466,9 +464,7 @@ def reproduce(data_dir: Path, out_dir: Path, study: RcdcStudyConfig | None = Non
     capacity = sensitivity_capacity(data, study, cache) if sweeps else pd.DataFrame()
     markdown = table_markdown(table)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir, overwrite=True) as tmp:
         table.to_csv(tmp / "table_ii.csv", index=False)
         (tmp / "table_ii.md").write_text(markdown, encoding="utf-8")
         names = ["table_ii.csv", "table_ii.md"]
@@ -477,10 +473,6 @@ def reproduce(data_dir: Path, out_dir: Path, study: RcdcStudyConfig | None = Non
             capacity.to_csv(tmp / "sensitivity_capacity_ratio.csv", index=False)
             names += ["sensitivity_deferrable.csv", "sensitivity_capacity_ratio.csv"]
             names += [p.name for p in plot_figures(deferrable, capacity, study, tmp)]
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return StudyOutputs(table, deferrable, capacity, tuple(out_dir / n for n in names), markdown)
 
 
