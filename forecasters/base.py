@@ -29,7 +29,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from traces.grid import STEP, grid_index
+from traces.grid import STEP
 
 Bounds = tuple[float | None, float | None]
 """``(low, high)`` output limits in the series' units; ``None`` means unbounded."""
@@ -203,19 +203,36 @@ class BaseForecaster(ABC):
         ValueError
             If the first new interval is not ``cutoff + 15 min``.
         """
-        cutoff = self.cutoff
-        if cutoff is None or self._obs is None:
+        if self.cutoff is None or self._obs is None:
             raise NotFittedError(f"{self.name}: call fit() before update()")
         new = check_grid_series(new_observations, f"{self.name}.update")
         if len(new) == 0:
             return self
-        if new.index[0] != cutoff + STEP:
+        return self.update_values(new.index[0], new.to_numpy(dtype=float))
+
+    def update_values(self, first: pd.Timestamp, values: np.ndarray) -> Self:
+        """Append ``values`` of consecutive intervals starting at ``first`` (NaN = missing).
+
+        The array form of :meth:`update` for callers that hold contiguous 15-min
+        values already (the MPC loop): no index is built; only ``first`` is checked.
+
+        Raises
+        ------
+        ValueError
+            If ``first`` is not ``cutoff + 15 min``.
+        """
+        cutoff = self.cutoff
+        if cutoff is None or self._obs is None:
+            raise NotFittedError(f"{self.name}: call fit() before update()")
+        if len(values) == 0:
+            return self
+        if first != cutoff + STEP:
             raise ValueError(
                 f"{self.name}.update: expected observations from {cutoff + STEP}, "
-                f"got {new.index[0]} (updates must be contiguous; feed gaps as NaN)"
+                f"got {first} (updates must be contiguous; feed gaps as NaN)"
             )
         n_before = len(self._obs)
-        self._obs.append(new.to_numpy(dtype=float))
+        self._obs.append(np.asarray(values, dtype=float))
         self._after_update(n_before)
         return self
 
@@ -231,7 +248,7 @@ class BaseForecaster(ABC):
         if cutoff is None:
             raise NotFittedError(f"{self.name}: call fit() before predict()")
         t = as_utc(issue_time)
-        if t != t.floor(STEP):
+        if t.value % STEP.value:
             raise ValueError(f"{self.name}: issue time {t} is not on the 15-minute grid")
         if horizon < 1:
             raise ValueError(f"{self.name}: horizon must be >= 1 interval, got {horizon}")
@@ -246,7 +263,8 @@ class BaseForecaster(ABC):
                 f"{self.name}: issue time {t} is {stale} intervals past cutoff + 15 min "
                 f"({cutoff + STEP}); at most {self.max_stale_steps} allowed: update() first"
             )
-        return grid_index(t, horizon)
+        # ``t`` is UTC and on the grid already: ``grid_index`` without its re-validation.
+        return pd.date_range(t, periods=horizon, freq=STEP, name="interval_start_utc")
 
     def _clip(self, values: np.ndarray) -> np.ndarray:
         low, high = self.bounds
@@ -264,9 +282,16 @@ class BaseForecaster(ABC):
             Indexed by the target interval starts ``issue_time + k * 15 min``.
         """
         targets = self._targets(issue_time, horizon)
+        return pd.Series(self._point_values(targets), index=targets, name=self.name)
+
+    def predict_values(self, issue_time: pd.Timestamp | str, steps: int) -> np.ndarray:
+        """:meth:`predict` as a bare float array (same checks, same values) [series units]."""
+        return np.asarray(self._point_values(self._targets(issue_time, steps)), dtype=float)
+
+    def _point_values(self, targets: pd.DatetimeIndex) -> np.ndarray:
+        """Point forecast for ``targets`` (already checked by :meth:`_targets`)."""
         loc, _ = self._location_scale(targets)
-        values = self._clip(self._to_output(loc))
-        return pd.Series(values, index=targets, name=self.name)
+        return self._clip(self._to_output(loc))
 
     def predict_quantiles(
         self,

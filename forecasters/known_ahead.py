@@ -141,21 +141,24 @@ class KnownAhead(BaseForecaster):
         self.inner.fit(history)
         return self
 
-    def update(self, new_observations: pd.Series) -> Self:
-        """Feed ``new_observations`` to the wrapper and the inner forecaster."""
-        super().update(new_observations)
-        self.inner.update(new_observations)
+    def update_values(self, first: pd.Timestamp, values: np.ndarray) -> Self:
+        """Feed the observations to the wrapper and the inner forecaster.
+
+        :meth:`~forecasters.base.BaseForecaster.update` validates and then delegates
+        here, so both entry points reach the inner forecaster.
+        """
+        super().update_values(first, values)
+        self.inner.update_values(first, values)
         return self
 
     # ---------------------------------------------------------- prediction
-    def predict(self, issue_time: pd.Timestamp | str, horizon: int) -> pd.Series:
+    def _point_values(self, targets: pd.DatetimeIndex) -> np.ndarray:
         """Truth where published, the inner point forecast elsewhere [series units]."""
-        targets = self._targets(issue_time, horizon)
         mask, values = self._known(targets[0], targets)
         if not mask.all():
-            inner = self.inner.predict(targets[0], horizon).to_numpy(dtype=float)
+            inner = self.inner.predict(targets[0], len(targets)).to_numpy(dtype=float)
             values = np.where(mask, values, inner)
-        return pd.Series(values, index=targets, name=self.name)
+        return values
 
     def predict_quantiles(
         self,

@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from forecasters.base import Forecaster
+from forecasters.base import BaseForecaster, Forecaster
 from mpc_dc.problem import (
     Formulation,
     HorizonInputs,
@@ -178,7 +178,7 @@ class BaselinePolicy:
 
     def decide(self, obs: Observation) -> Decision:
         """Run the whole backlog now."""
-        return Decision(work_df_wu=obs.backlog.total_wu, source="baseline")
+        return safe_action(obs, "baseline")
 
 
 def safe_action(obs: Observation, source: str) -> Decision:
@@ -242,17 +242,27 @@ class MpcPolicy:
 
     def _flush(self) -> None:
         for channel, rows in self._pending.items():
-            if rows:
+            if not rows:
+                continue
+            forecaster = self.forecasters[channel]
+            if len(rows) == 1 and isinstance(forecaster, BaseForecaster):
+                # One interval (every step of the loop): its time must be cutoff + 15 min,
+                # which update_values checks; no index is needed.
+                forecaster.update_values(rows[0][0], np.array([rows[0][1]], dtype=float))
+            else:
                 index = pd.DatetimeIndex([t for t, _ in rows], name="interval_start_utc")
-                self.forecasters[channel].update(pd.Series([v for _, v in rows], index=index))
-                rows.clear()
+                forecaster.update(pd.Series([v for _, v in rows], index=index))
+            rows.clear()
 
     def forecast(self, time: pd.Timestamp, steps: int) -> dict[str, np.ndarray]:
         """Point forecasts of every channel for ``steps`` intervals from ``time``."""
         self._flush()
         out: dict[str, np.ndarray] = {}
         for channel, forecaster in self.forecasters.items():
-            values = forecaster.predict(time, steps).to_numpy(dtype=float)
+            if isinstance(forecaster, BaseForecaster):
+                values = forecaster.predict_values(time, steps)
+            else:
+                values = forecaster.predict(time, steps).to_numpy(dtype=float)
             if not np.all(np.isfinite(values)):
                 self.stats.faults["nan_forecast"] += 1
                 logger.warning(
@@ -303,7 +313,7 @@ class MpcPolicy:
         if np.any(inputs.work_nd_wu > cap):
             self.stats.faults["forecast_above_capacity"] += 1
             inputs = replace(inputs, work_nd_wu=np.minimum(inputs.work_nd_wu, cap))
-        reachable = earliest_completion_wu(self.exogenous.config, inputs, state)
+        reachable = earliest_completion_wu(self.exogenous.config, inputs, state, wmax=cap)
         due = state.df_due_cum_wu
         if np.any(reachable < due - 1e-9 * (1.0 + due)):
             self.stats.faults["deadline_unreachable_in_forecast"] += 1

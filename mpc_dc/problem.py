@@ -353,7 +353,7 @@ def check_feasibility(config: SiteConfig, inputs: HorizonInputs, state: PlantSta
             "deferrable release",
             f"deferrable deadline at interval {k} needs {due[k]:.4g} WU done but only "
             f"{avail[k]:.4g} WU has been released by then", k)
-    done = earliest_completion_wu(config, inputs, state)
+    done = earliest_completion_wu(config, inputs, state, wmax=wmax)
     bad = np.flatnonzero(done < due - _TOL * (1 + due))
     if bad.size:
         k = int(bad[0])
@@ -363,19 +363,25 @@ def check_feasibility(config: SiteConfig, inputs: HorizonInputs, state: PlantSta
             f"{done[k]:.4g} WU can be processed by then", k)
 
 
-def earliest_completion_wu(config: SiteConfig, inputs: HorizonInputs,
-                           state: PlantState) -> np.ndarray:
+def earliest_completion_wu(config: SiteConfig, inputs: HorizonInputs, state: PlantState,
+                           wmax: np.ndarray | None = None) -> np.ndarray:
     """Most cumulative deferrable work doable by the end of each interval [WU].
 
     Earliest-deadline-first as early as possible, with the capacity left by the
-    non-deferrable work and capped by the released work.
+    non-deferrable work and capped by the released work. ``wmax`` is
+    :func:`max_work_per_interval_wu` of ``inputs`` when the caller has it already.
     """
-    spare = np.maximum(max_work_per_interval_wu(config, inputs) - inputs.work_nd_wu, 0.0)
+    if wmax is None:
+        wmax = max_work_per_interval_wu(config, inputs)
+    spare = np.maximum(wmax - inputs.work_nd_wu, 0.0)
     avail = state.df_available_cum_wu
+    # Python floats: the same IEEE arithmetic as numpy scalars, without their overhead.
+    avail_f = np.asarray(avail, dtype=float).tolist()
+    spare_f = spare.tolist()
     done = np.empty(inputs.horizon_steps)
     total = 0.0
     for k in range(inputs.horizon_steps):
-        total = min(avail[k], total + spare[k])
+        total = min(avail_f[k], total + spare_f[k])
         done[k] = total
     return done
 

@@ -70,10 +70,6 @@ class Backlog:
         self.missed_wu += missed
         return missed
 
-    def due_by(self, step: int) -> float:
-        """Pending work whose deadline is at or before ``step`` [WU]."""
-        return float(sum(w for d, w in self.pending.items() if d <= step))
-
     def cumulative(
         self, now: int, horizon_steps: int, *, margin_steps: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:

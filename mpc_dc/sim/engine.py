@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -33,12 +33,14 @@ from mpc_dc.controllers import ControllerStats, Observation, Policy
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.exogenous import RcdcExogenous
 from mpc_dc.sim.meter import COST_COLUMNS, Meter, Penalties, net_cost_usd
-from mpc_dc.sim.plant import RcdcPlant
+from mpc_dc.sim.plant import IntervalRecord, RcdcPlant
 from traces.grid import STEP, STEP_H
 
 logger = logging.getLogger(__name__)
 
 STEP_S = int(STEP.total_seconds())
+_RECORD_FIELDS = tuple(f.name for f in fields(IntervalRecord))
+"""Ledger columns from :class:`IntervalRecord`, all scalars (so no ``asdict`` deep copy)."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def simulate(
             )
             rows.append(
                 {
-                    **asdict(record),
+                    **{name: getattr(record, name) for name in _RECORD_FIELDS},
                     "import_price_usd_per_mwh": realized.import_price_usd_per_mwh,
                     "export_price_usd_per_mwh": realized.export_price_usd_per_mwh,
                     "renewable_cf": realized.renewable_cf,
