@@ -835,16 +835,6 @@ def _repair_quality(ctx: FleetContext, col: np.ndarray, x: np.ndarray, demand: n
 
 # ----------------------------------------------------------------------------- facade
 
-_STATUS = {
-    "kOptimal": SolveStatus.OPTIMAL,
-    "kInfeasible": SolveStatus.INFEASIBLE,
-    "kUnboundedOrInfeasible": SolveStatus.INFEASIBLE,
-    "kTimeLimit": SolveStatus.NO_SOLUTION,
-    "kIterationLimit": SolveStatus.NO_SOLUTION,
-    "kSolutionLimit": SolveStatus.NO_SOLUTION,
-    "kInterrupt": SolveStatus.NO_SOLUTION,
-}
-
 
 class FleetProblem:
     """The fleet problem for a configuration and horizon, built once, solved many times.
@@ -1226,9 +1216,7 @@ class FleetProblem:
         if series is not None and sol.model_status == "kOptimal":
             self._lp_basis = fast.get_basis()
             self._lp_series = series
-        status = _STATUS.get(sol.model_status, SolveStatus.ERROR)
-        if sol.x is not None and status is SolveStatus.NO_SOLUTION:
-            status = SolveStatus.FEASIBLE
+        status = SolveStatus.from_highs(sol.model_status, sol.x is not None)
         gap = sol.mip_gap
         build = self.model.build_time_s
         if not status.has_plan or sol.x is None:

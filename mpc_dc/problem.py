@@ -69,6 +69,26 @@ class SolveStatus(StrEnum):
         """True when the result carries a usable plan."""
         return self in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
 
+    @classmethod
+    def from_highs(cls, model_status: str, has_solution: bool) -> SolveStatus:
+        """The status of a HiGHS run: its model status (``HighsModelStatus`` name),
+        FEASIBLE when a limit stopped it with a solution, ERROR when unknown."""
+        status = _HIGHS_STATUS.get(model_status, cls.ERROR)
+        if has_solution and status is cls.NO_SOLUTION:
+            return cls.FEASIBLE
+        return status
+
+
+_HIGHS_STATUS = {
+    "kOptimal": SolveStatus.OPTIMAL,
+    "kInfeasible": SolveStatus.INFEASIBLE,
+    "kUnboundedOrInfeasible": SolveStatus.INFEASIBLE,
+    "kTimeLimit": SolveStatus.NO_SOLUTION,
+    "kIterationLimit": SolveStatus.NO_SOLUTION,
+    "kSolutionLimit": SolveStatus.NO_SOLUTION,
+    "kInterrupt": SolveStatus.NO_SOLUTION,
+}
+
 
 class InfeasibleInputError(ValueError):
     """Inputs no schedule can satisfy; the one-line message names the constraint.
@@ -581,16 +601,6 @@ def plan_cost(config: SiteConfig, inputs: HorizonInputs, state: PlantState, plan
     )
 
 
-_STATUS = {
-    "kOptimal": SolveStatus.OPTIMAL,
-    "kInfeasible": SolveStatus.INFEASIBLE,
-    "kUnboundedOrInfeasible": SolveStatus.INFEASIBLE,
-    "kTimeLimit": SolveStatus.NO_SOLUTION,
-    "kIterationLimit": SolveStatus.NO_SOLUTION,
-    "kSolutionLimit": SolveStatus.NO_SOLUTION,
-    "kInterrupt": SolveStatus.NO_SOLUTION,
-}
-
 _CVXPY_STATUS = {
     cp.OPTIMAL: "kOptimal",
     cp.OPTIMAL_INACCURATE: "kOptimal",
@@ -691,9 +701,7 @@ class RcdcProblem:
                       if sol.x is not None else None)
         else:
             status_name, highs_time, gap, values = self._solve_cvxpy(model, names)
-        status = _STATUS.get(status_name, SolveStatus.ERROR)
-        if values is not None and status is SolveStatus.NO_SOLUTION:
-            status = SolveStatus.FEASIBLE
+        status = SolveStatus.from_highs(status_name, values is not None)
         # kOptimal is trusted as HiGHS reports it: HiGHS checks the relative *or* the
         # absolute gap, and the relative gap is meaningless at an objective of 0.
         build = model.build_time_s
