@@ -29,6 +29,7 @@ from mpc_dc.problem import (
     Formulation,
     HorizonInputs,
     InfeasibleInputError,
+    Plan,
     PlantState,
     RcdcProblem,
     SolveResult,
@@ -360,17 +361,23 @@ class MpcPolicy:
         return safe_action(obs, "fallback:rule")
 
 
+def plan_decision(plan: Plan, k: int, source: str) -> Decision:
+    """The decision of interval ``k`` of ``plan``: everything the plant must execute."""
+    return Decision(
+        work_df_wu=float(plan.work_df_wu[k]),
+        battery_charge_mw=float(plan.battery_charge_mw[k]),
+        battery_discharge_mw=float(plan.battery_discharge_mw[k]),
+        curtailed_mw=float(plan.curtailed_mw[k]),
+        planned_import_mw=float(plan.import_mw[k]),
+        planned_export_mw=float(plan.export_mw[k]),
+        source=source,
+    )
+
+
 def _first_interval(result: SolveResult, source: str) -> Decision:
     plan = result.plan
     assert plan is not None
-    return Decision(
-        work_df_wu=float(plan.work_df_wu[0]),
-        battery_charge_mw=float(plan.battery_charge_mw[0]),
-        battery_discharge_mw=float(plan.battery_discharge_mw[0]),
-        planned_import_mw=float(plan.import_mw[0]),
-        planned_export_mw=float(plan.export_mw[0]),
-        source=source,
-    )
+    return plan_decision(plan, 0, source)
 
 
 class OfflinePolicy:
@@ -403,13 +410,5 @@ class OfflinePolicy:
 
     def decide(self, obs: Observation) -> Decision:
         """The offline plan's interval ``obs.step``."""
-        k = obs.step
-        return Decision(
-            work_df_wu=float(self.plan.work_df_wu[k]),
-            battery_charge_mw=float(self.plan.battery_charge_mw[k]),
-            battery_discharge_mw=float(self.plan.battery_discharge_mw[k]),
-            planned_import_mw=float(self.plan.import_mw[k]),
-            planned_export_mw=float(self.plan.export_mw[k]),
-            source="offline",
-        )
+        return plan_decision(self.plan, obs.step, "offline")
 
