@@ -9,9 +9,10 @@ the order of events within one instant is fixed:
 * controller (at ``t``): builds the observation (backlog, peak-to-date, battery) and
   asks the policy for the decision of ``[t, t+Δ)``;
 * plant: executes it against the realized exogenous data, waits Δ;
-* replay (at ``t+Δ``): releases the deferrable work that arrived during the
-  interval, expires missed deadlines, and hands the realized values to the policy
-  (only now are they observed: no lookahead);
+* replay (at ``t+Δ``): releases the deferrable work submitted during the
+  interval (the next window's batch; under ``on_arrival`` the plant released it
+  into the interval itself), expires missed deadlines, and hands the realized
+  values to the policy (only now are they observed: no lookahead);
 * meter: settles the interval at the realized prices; the demand charge on the
   last interval of each billing period.
 """
@@ -123,6 +124,9 @@ def simulate(
     def run_plant() -> Generator[simpy.Event, Any, None]:
         while True:
             step, decision, decide_s = yield decisions.get()
+            if exo.releases_on_arrival:
+                # Work arriving during the interval may run in it, like non-deferrable work.
+                backlog.release(exo.deferrable_arrival_wu(step), exo.window_deadline(step))
             try:
                 record = plant.execute(step, decision, exo.realized(step), backlog)
             except InvariantError as err:
@@ -135,7 +139,8 @@ def simulate(
             record, decide_s = yield records.get()
             step = record.step
             arrival = exo.deferrable_arrival_wu(step)
-            backlog.release(arrival, exo.window_deadline(step + 1))
+            if not exo.releases_on_arrival:
+                backlog.release(arrival, exo.window_deadline(step + 1))
             missed = backlog.expire(step + 1)
             policy.observe(exo.time(step), exo.values(step))
             yield settle.put((record, decide_s, arrival, missed))
