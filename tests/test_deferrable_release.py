@@ -14,13 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mpc_dc.scenario import (
-    Scenario,
-    build_exogenous,
-    build_policy,
-    controller_variant,
-    default_scenario,
-)
+from mpc_dc.scenario import build_exogenous, build_policy, controller_variant, default_scenario
 from mpc_dc.sim.engine import simulate
 from mpc_dc.sim.exogenous import DeferrableRelease, deferrable_releases, window_end
 from mpc_dc.studies.rcdc import (
@@ -31,6 +25,7 @@ from mpc_dc.studies.rcdc import (
     load_rcdc_data,
     run_month,
 )
+from tests.test_closed_loop import short
 
 
 def test_release_rule_by_hand() -> None:
@@ -47,15 +42,9 @@ def test_release_rule_by_hand() -> None:
     np.testing.assert_array_equal(window_end(np.arange(7), 3, 7), [2, 2, 2, 5, 5, 5, 6])
 
 
-def short(rule: DeferrableRelease, days: float = 2.0) -> Scenario:
-    base = default_scenario()
-    return replace(base, run=replace(base.run, days=days, history_days=7,
-                                     deferrable_release=rule))
-
-
 @pytest.mark.parametrize("rule", ["window_start", "on_arrival"])
 def test_the_loop_releases_the_deferrable_share(rule: DeferrableRelease) -> None:
-    exo = build_exogenous(short(rule))
+    exo = build_exogenous(short(days=2.0, deferrable_release=rule))
     work = exo.frame["workload_wu"].to_numpy()
     released = exo.initial_backlog().total_wu + sum(
         exo.deferrable_arrival_wu(k) for k in range(exo.n_steps))
@@ -65,7 +54,7 @@ def test_the_loop_releases_the_deferrable_share(rule: DeferrableRelease) -> None
 
 @pytest.mark.parametrize("label", ["perfect", "persistence"])
 def test_on_arrival_work_is_delayed_never_advanced(label: str) -> None:
-    scenario = short("on_arrival")
+    scenario = short(days=2.0, deferrable_release="on_arrival")
     exo = build_exogenous(scenario)
     result = simulate(exo, build_policy(controller_variant(scenario, label), exo))
     led = result.ledger
@@ -87,9 +76,10 @@ START = "2022-04-01T04:00:00Z"
 
 @pytest.fixture(scope="module")
 def study_data(shared_data: Path) -> dict[tuple[int, DeferrableRelease], RcdcData]:
-    out = {}
+    out: dict[tuple[int, DeferrableRelease], RcdcData] = {}
+    rules: tuple[DeferrableRelease, ...] = ("window_start", "on_arrival")
     for days in (1, 2):
-        for rule in ("window_start", "on_arrival"):
+        for rule in rules:
             study = RcdcStudyConfig(days=days, deferrable_release=rule)
             out[days, rule] = load_rcdc_data(shared_data, study)
     return out

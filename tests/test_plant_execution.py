@@ -14,27 +14,24 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mpc_dc.cli import main as cli_main
 from mpc_dc.controllers import BaselinePolicy, Observation, OfflinePolicy
 from mpc_dc.params.site import BatteryParams
 from mpc_dc.scenario import (
-    Scenario,
     build_exogenous,
     build_policy,
     controller_variant,
     default_scenario,
+    with_overrides,
 )
 from mpc_dc.sim.engine import check_invariants, simulate
 from mpc_dc.sim.exogenous import RcdcExogenous
 from mpc_dc.sim.invariants import InvariantError
 from mpc_dc.sim.plant import Decision, RcdcPlant
-
-
-def short(days: float = 1.0, **run: object) -> Scenario:
-    base = default_scenario()
-    return replace(base, run=replace(base.run, days=days, history_days=2, **run))
+from tests.test_closed_loop import short
 
 
 def negative_price_exo() -> RcdcExogenous:
@@ -43,9 +40,9 @@ def negative_price_exo() -> RcdcExogenous:
     Wind (0.05-0.42 of 150 MW) never covers the ~77 MW site, so paid import and
     own wind compete only through curtailment.
     """
-    exo = build_exogenous(short())
+    exo = build_exogenous(short(days=1.0))
     frame = exo.frame.copy()
-    hours = frame.index.hour
+    hours = pd.DatetimeIndex(frame.index).hour
     frame.loc[(hours >= 10) & (hours < 14), "price_usd_per_mwh"] = -40.0
     return replace(exo, frame=frame)
 
@@ -65,7 +62,7 @@ def test_offline_replay_costs_what_the_plan_costs_at_negative_prices() -> None:
 
 def test_perfect_foresight_mpc_realizes_its_planned_flows() -> None:
     exo = negative_price_exo()
-    led = simulate(exo, build_policy(controller_variant(short(), "perfect"), exo)).ledger
+    led = simulate(exo, build_policy(controller_variant(short(days=1.0), "perfect"), exo)).ledger
     assert (led["curtailed_mw"] > 1.0).sum() >= 8
     np.testing.assert_allclose(led["import_mw"], led["planned_import_mw"], atol=1e-6)
     np.testing.assert_allclose(led["export_mw"], led["planned_export_mw"], atol=1e-6)
@@ -74,13 +71,10 @@ def test_perfect_foresight_mpc_realizes_its_planned_flows() -> None:
 @pytest.mark.shared_data
 def test_offline_replay_equals_plan_on_the_two_day_real_case(shared_data: Path) -> None:
     """NYISO zone F, 4-5 April 2022 (eight negative real-time prices): to the cent."""
-    base = default_scenario()
-    scenario = replace(
-        base,
-        run=replace(base.run, start="2022-04-04T04:00:00Z", days=2.0, history_days=1),
-        data=replace(base.data, source="nyiso", data_dir=str(shared_data), zone="F"),
-    )
-    exo = build_exogenous(scenario)
+    exo = build_exogenous(with_overrides(default_scenario(), {
+        "run.start": "2022-04-04T04:00:00Z", "run.days": 2.0, "run.history_days": 1,
+        "data.source": "nyiso", "data.data_dir": str(shared_data), "data.zone": "F",
+    }, "test"))
     assert (exo.frame["price_usd_per_mwh"] < 0).sum() == 8
     policy = OfflinePolicy(exo)
     assert policy.result.cost is not None
@@ -90,7 +84,7 @@ def test_offline_replay_equals_plan_on_the_two_day_real_case(shared_data: Path) 
 
 def test_curtailment_is_given_back_before_load_is_shed() -> None:
     """A plan that curtailed for cheap import meets more load than it planned."""
-    exo = build_exogenous(short())
+    exo = build_exogenous(short(days=1.0))
     site = replace(exo.config, grid=replace(exo.config.grid, import_limit_mw=60.0))
     plant = RcdcPlant(site)
     realized = replace(exo.realized(0), renewable_cf=0.2)  # 30 MW of wind
@@ -130,7 +124,7 @@ def _leaky(self: RcdcPlant, decision: Decision) -> tuple[float, float]:
 
 
 def battery_exo() -> RcdcExogenous:
-    exo = build_exogenous(short())
+    exo = build_exogenous(short(days=1.0))
     return replace(exo, config=replace(exo.config, battery=BatteryParams()))
 
 
@@ -162,7 +156,9 @@ def test_the_ledger_check_catches_a_state_of_charge_that_does_not_follow() -> No
     exo = battery_exo()
     result = simulate(exo, _ChargeThenDrain())
     ledger = result.ledger.copy()
-    ledger.iloc[5, ledger.columns.get_loc("battery_energy_mwh")] += 1.0
+    energy = ledger["battery_energy_mwh"].to_numpy(copy=True)
+    energy[5] += 1.0
+    ledger["battery_energy_mwh"] = energy
     with pytest.raises(InvariantError, match=r"at interval 5 \(.*does not follow"):
         check_invariants(replace(result, ledger=ledger))
 

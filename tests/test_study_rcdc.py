@@ -43,9 +43,9 @@ def test_table_ii_matches_the_stored_figures(shared_data: Path) -> None:
         assert rows.loc[key, "cost_usd"] == pytest.approx(cost, rel=1e-6, abs=0.01), key
         assert rows.loc[key, "milp_windows"] == milp, key
     for market in ("wholesale", "retail"):
-        base = rows.loc[(market, "no colocation")]
-        assert base["imports_mwh"] == pytest.approx(NO_COLOCATION_IMPORTS_MWH, rel=1e-9)
-        assert base["peak_demand_mw"] == pytest.approx(NO_COLOCATION_PEAK_MW, rel=1e-9)
+        base = (market, "no colocation")
+        assert rows.loc[base, "imports_mwh"] == pytest.approx(NO_COLOCATION_IMPORTS_MWH, rel=1e-9)
+        assert rows.loc[base, "peak_demand_mw"] == pytest.approx(NO_COLOCATION_PEAK_MW, rel=1e-9)
         for configuration in ("colocation", "optimal colocation"):
             cost = TABLE_II_FIVE_DAYS[market, configuration][0]
             savings = 100 * (1 - cost / TABLE_II_FIVE_DAYS[market, "no colocation"][0])
