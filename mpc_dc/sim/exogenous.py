@@ -29,7 +29,7 @@ for the closed loop (realized here, forecast in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -84,7 +84,15 @@ def deferrable_releases(
         Run step of the span's first interval.
     run_steps : int, optional
         Run length [intervals] (windows end with the run); default: the span's end.
+
+    Raises
+    ------
+    ValueError
+        For a rule other than the two above.
     """
+    if rule not in get_args(DeferrableRelease):
+        raise ValueError(f"deferrable release rule must be one of {get_args(DeferrableRelease)}, "
+                         f"got {rule!r}")
     work = np.asarray(work_wu, dtype=float)
     n = work.size
     if rule == "on_arrival":
@@ -114,12 +122,13 @@ class RcdcExogenous:
     ----------
     config : SiteConfig
     frame : DataFrame
-        The run period: 15-min UTC grid, columns :data:`CHANNELS`, no NaN. An
-        optional column ``deferrable_batch_wu`` [WU] gives the batch submitted
-        during each interval (non-zero only before a window opens); by default it
-        is ``s ×`` the next window's workload.
+        The run period: 15-min UTC grid, columns :data:`CHANNELS`, no NaN. Under
+        ``window_start``, an optional column ``deferrable_batch_wu`` [WU] gives the
+        batch submitted during each interval (non-zero only before a window opens);
+        by default it is ``s ×`` the next window's workload.
     initial_batch_wu : float [WU], optional
-        The first window's batch (submitted before the run); default ``s ×`` its workload.
+        ``window_start`` only: the first window's batch (submitted before the run);
+        default ``s ×`` its workload.
     history : DataFrame
         Data before the run (same columns, NaN allowed) for fitting forecasters.
     deferrable_share : float [-]

@@ -18,15 +18,18 @@ Data choices
 * Wind: NY system wind CF (EIA-930 WND / installed capacity) × nameplate.
 * Workload: Google cell-a PDU power_util (May 2019) aligned on local time of
   day (Pacific midnight -> New York midnight of the month's first day), so the
-  100 MW site draws
-  ``power_util × 100 MW`` when it runs its work on arrival; the work that power
-  does, ``Δ F(P)``, is 60 % non-deferrable and 40 % deferrable, due by the end of
-  its 24-h window. Deferrable work is released by the closed loop's rule
-  (:func:`mpc_dc.sim.exogenous.deferrable_releases`, scenario key
-  ``run.deferrable_release``): by default each window's batch at the window start,
-  or with ``deferrable_release = "on_arrival"`` as it arrives. The study is the
-  closed loop's perfect-foresight optimum window by window:
-  ``tests/test_study_rcdc.py`` checks that both give the same cost.
+  100 MW site draws ``power_util × 100 MW`` when it runs its work on arrival; the
+  work that power does, ``Δ F(P)``, is 60 % non-deferrable and 40 % deferrable,
+  due by the end of its 24-h window. Deferrable work is released by the closed
+  loop's rule (:func:`mpc_dc.sim.exogenous.deferrable_releases`, scenario key
+  ``run.deferrable_release``): by default each window's batch at the window
+  start, or with ``deferrable_release = "on_arrival"`` as it arrives.
+* Each window is solved alone with perfect foresight, the billing month's peak
+  carried from window to window. Wholesale windows are independent, so this is
+  the closed loop's perfect-foresight cost (``tests/test_deferrable_release.py``
+  checks it to the cent, and a one-window retail case against the offline
+  optimum); over several retail windows the demand charge couples them, and the
+  rolling 24-h oracle or the month's offline optimum can do better.
 * Retail: π⁺ = π⁻ = day-ahead LBMP (hourly-pricing supply tied to the DA market,
   net metering at the same rate) and a 12.39 $/kW demand charge on the monthly
   15-min peak import, tracked as peak-to-date across the daily windows.
