@@ -2,8 +2,9 @@
 
 Each sub-command lives in its own module under :mod:`mpc_dc.commands` and exposes
 ``register(subparsers)``; modules are discovered, so adding a command never
-touches this file. Bad input ends with one line on stderr and exit code 2; a failed
-write (e.g. a full disk) with one line and exit code 3.
+touches this file. Bad input ends with one line on stderr and exit code 2, and so
+does a simulation book that does not close (:class:`InvariantError`, naming the
+interval); a failed write (e.g. a full disk) with one line and exit code 3.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from mpc_dc import __version__
 from mpc_dc import commands as commands_pkg
 from mpc_dc.rundir import RunDirExistsError, RunWriteError
+from mpc_dc.sim.invariants import InvariantError
 from traces.errors import ConfigError, TraceError, TraceRangeError
 
 EXIT_BAD_INPUT = 2
@@ -56,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return int(args.func(args) or 0)
-    except (TraceError, ConfigError, TraceRangeError, RunDirExistsError) as err:
+    except (TraceError, ConfigError, TraceRangeError, RunDirExistsError, InvariantError) as err:
         print(f"mpc-dc: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RunWriteError as err:

@@ -29,6 +29,7 @@ from mpc_dc.problem import (
     Formulation,
     HorizonInputs,
     InfeasibleInputError,
+    Plan,
     PlantState,
     RcdcProblem,
     SolveResult,
@@ -37,7 +38,7 @@ from mpc_dc.problem import (
     max_work_per_interval_wu,
 )
 from mpc_dc.sim.backlog import Backlog
-from mpc_dc.sim.exogenous import RcdcExogenous
+from mpc_dc.sim.exogenous import RcdcExogenous, deferrable_releases, window_end
 from mpc_dc.sim.plant import Decision
 
 logger = logging.getLogger(__name__)
@@ -140,22 +141,19 @@ def build_horizon(
         (1.0 - exo.deferrable_share) * work,
     )
     due, available = obs.backlog.cumulative(obs.step, H, margin_steps=deadline_margin_steps)
-    # Batches of windows opening inside the horizon, from the workload forecast; a
-    # window only partly inside is scaled from the covered part.
-    steps_left = exo.n_steps - obs.step
+    # Deferrable work released inside the horizon, by the loop's release rule on the
+    # workload forecast. A window batch released at obs.step is in the backlog already.
     released = np.zeros(H)
+    released[:n] = deferrable_releases(work[:n], exo.deferrable_share, exo.window_steps,
+                                       exo.deferrable_release, first_step=obs.step,
+                                       run_steps=exo.n_steps)
+    if not exo.releases_on_arrival:
+        released[0] = 0.0
+    j = np.flatnonzero(released)
+    ends = window_end(obs.step + j, exo.window_steps, exo.n_steps) - obs.step
+    due_at = np.maximum(ends - deadline_margin_steps, j)
     due_new = np.zeros(H)
-    first = exo.window_steps - obs.step % exo.window_steps  # next window start, >= 1
-    for j in range(first, min(H, steps_left), exo.window_steps):
-        length = exo.window_deadline(obs.step + j) - (obs.step + j) + 1
-        covered = work[j : min(j + length, n)]
-        if covered.size == 0:
-            continue
-        batch = exo.deferrable_share * float(covered.mean()) * length
-        released[j] += batch
-        due_at = max(j + length - 1 - deadline_margin_steps, j)
-        if due_at < H:
-            due_new[due_at] += batch
+    np.add.at(due_new, due_at[due_at < H], released[j][due_at < H])
     state = PlantState(
         df_due_cum_wu=due + np.cumsum(due_new),
         df_available_cum_wu=available + np.cumsum(released),
@@ -360,17 +358,23 @@ class MpcPolicy:
         return safe_action(obs, "fallback:rule")
 
 
+def plan_decision(plan: Plan, k: int, source: str) -> Decision:
+    """The decision of interval ``k`` of ``plan``: everything the plant must execute."""
+    return Decision(
+        work_df_wu=float(plan.work_df_wu[k]),
+        battery_charge_mw=float(plan.battery_charge_mw[k]),
+        battery_discharge_mw=float(plan.battery_discharge_mw[k]),
+        curtailed_mw=float(plan.curtailed_mw[k]),
+        planned_import_mw=float(plan.import_mw[k]),
+        planned_export_mw=float(plan.export_mw[k]),
+        source=source,
+    )
+
+
 def _first_interval(result: SolveResult, source: str) -> Decision:
     plan = result.plan
     assert plan is not None
-    return Decision(
-        work_df_wu=float(plan.work_df_wu[0]),
-        battery_charge_mw=float(plan.battery_charge_mw[0]),
-        battery_discharge_mw=float(plan.battery_discharge_mw[0]),
-        planned_import_mw=float(plan.import_mw[0]),
-        planned_export_mw=float(plan.export_mw[0]),
-        source=source,
-    )
+    return plan_decision(plan, 0, source)
 
 
 class OfflinePolicy:
@@ -403,13 +407,5 @@ class OfflinePolicy:
 
     def decide(self, obs: Observation) -> Decision:
         """The offline plan's interval ``obs.step``."""
-        k = obs.step
-        return Decision(
-            work_df_wu=float(self.plan.work_df_wu[k]),
-            battery_charge_mw=float(self.plan.battery_charge_mw[k]),
-            battery_discharge_mw=float(self.plan.battery_discharge_mw[k]),
-            planned_import_mw=float(self.plan.import_mw[k]),
-            planned_export_mw=float(self.plan.export_mw[k]),
-            source="offline",
-        )
+        return plan_decision(self.plan, obs.step, "offline")
 

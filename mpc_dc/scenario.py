@@ -29,6 +29,7 @@ from mpc_dc.problem import SolverOptions
 from mpc_dc.sim.exogenous import (
     CHANNELS,
     QUANTITIES,
+    DeferrableRelease,
     RcdcExogenous,
     workload_from_utilisation,
 )
@@ -69,7 +70,11 @@ class RunSpec(RunPeriod):
     deferrable_share : float [-]
         Share of the workload that is deferrable.
     window_h : float [h]
-        Scheduling window of deferrable work: each window's batch is due by its end.
+        Scheduling window of deferrable work: work is due by the end of the window
+        it is released in.
+    deferrable_release : {"window_start", "on_arrival"}
+        When deferrable work is released: each window's batch at the window start, or
+        each interval's share as it arrives (:mod:`mpc_dc.sim.exogenous`).
     local_tz : str
         Billing calendar and display time zone.
     """
@@ -80,6 +85,7 @@ class RunSpec(RunPeriod):
     seed: int = 2
     deferrable_share: float = 0.4
     window_h: float = 24.0
+    deferrable_release: DeferrableRelease = "window_start"
     local_tz: str = "America/New_York"
 
     def __post_init__(self) -> None:
@@ -370,6 +376,7 @@ def build_exogenous(scenario: Scenario) -> RcdcExogenous:
         history=frame.iloc[:history_steps],
         deferrable_share=run.deferrable_share,
         window_steps=round(run.window_h * 4),
+        deferrable_release=run.deferrable_release,
         local_tz=run.local_tz,
         name=scenario.name,
     )
@@ -415,7 +422,7 @@ def _nyiso_frame(scenario: Scenario, index: pd.DatetimeIndex) -> pd.DataFrame:
         {
             "price_usd_per_mwh": price.reindex(index),
             "renewable_cf": wind["wind_cf"].reindex(index).clip(0.0, 1.0),
-            "power_util": align_google(shape, index),
+            "power_util": align_google(shape, index, scenario.run.start_ts),
         },
         index=index,
     )

@@ -19,7 +19,7 @@ def _run_rcdc(args: argparse.Namespace) -> int:
     study = RcdcStudyConfig() if args.days is None else RcdcStudyConfig(days=args.days)
     start = time.perf_counter()
     outputs = reproduce(Path(args.data), Path(args.out), study, sweeps=not args.no_sweeps)
-    print(f"RCDC study, {study.month} UTC, NYISO zone {study.zone}, "
+    print(f"RCDC study, {study.month} (New York time), NYISO zone {study.zone}, "
           f"{study.dc_capacity_mw:.0f} MW data center, {study.wind_nameplate_mw:.0f} MW wind, "
           f"{100 * study.deferrable_share:.0f} % deferrable")
     print(outputs.markdown)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mpc_dc.sim.invariants import InvariantError
+
 _EPS = 1e-9
 
 
@@ -94,10 +96,10 @@ class Backlog:
         return np.cumsum(due), np.full(horizon_steps, self.total_wu)
 
     def check_conservation(self) -> None:
-        """Raise if ``released != done + pending + missed`` (beyond rounding)."""
+        """Raise :class:`InvariantError` if ``released != done + pending + missed``."""
         balance = self.released_wu - (self.done_wu + self.total_wu + self.missed_wu)
         if abs(balance) > 1e-6 * max(1.0, self.released_wu):
-            raise AssertionError(
+            raise InvariantError(
                 f"deferrable work not conserved: released {self.released_wu:.6f} WU != done "
                 f"{self.done_wu:.6f} + pending {self.total_wu:.6f} + missed {self.missed_wu:.6f}"
             )

@@ -9,9 +9,10 @@ the order of events within one instant is fixed:
 * controller (at ``t``): builds the observation (backlog, peak-to-date, battery) and
   asks the policy for the decision of ``[t, t+Δ)``;
 * plant: executes it against the realized exogenous data, waits Δ;
-* replay (at ``t+Δ``): releases the deferrable work that arrived during the
-  interval, expires missed deadlines, and hands the realized values to the policy
-  (only now are they observed: no lookahead);
+* replay (at ``t+Δ``): releases the deferrable work submitted during the
+  interval (the next window's batch; under ``on_arrival`` the plant released it
+  into the interval itself), expires missed deadlines, and hands the realized
+  values to the policy (only now are they observed: no lookahead);
 * meter: settles the interval at the realized prices; the demand charge on the
   last interval of each billing period.
 """
@@ -30,8 +31,10 @@ import simpy
 from threadpoolctl import threadpool_limits
 
 from mpc_dc.controllers import ControllerStats, Observation, Policy
+from mpc_dc.params.site import BatteryParams
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.exogenous import RcdcExogenous
+from mpc_dc.sim.invariants import InvariantError, check_battery_ledger
 from mpc_dc.sim.meter import COST_COLUMNS, Meter, Penalties, net_cost_usd
 from mpc_dc.sim.plant import IntervalRecord, RcdcPlant
 from traces.grid import STEP, STEP_H
@@ -57,12 +60,18 @@ class RunResult:
     backlog : Backlog
         Deferrable work at the end of the run.
     stats : ControllerStats
+    battery : BatteryParams or None
+        The site's battery (for the state-of-charge check).
+    initial_battery_mwh : float [MWh]
+        Battery energy at the run start.
     """
 
     ledger: pd.DataFrame
     kpis: dict[str, Any]
     backlog: Backlog
     stats: ControllerStats
+    battery: BatteryParams | None = None
+    initial_battery_mwh: float = 0.0
 
 
 def simulate(
@@ -115,7 +124,13 @@ def simulate(
     def run_plant() -> Generator[simpy.Event, Any, None]:
         while True:
             step, decision, decide_s = yield decisions.get()
-            record = plant.execute(step, decision, exo.realized(step), backlog)
+            if exo.releases_on_arrival:
+                # Work arriving during the interval may run in it, like non-deferrable work.
+                backlog.release(exo.deferrable_arrival_wu(step), exo.window_deadline(step))
+            try:
+                record = plant.execute(step, decision, exo.realized(step), backlog)
+            except InvariantError as err:
+                raise err.at(exo.time(step)) from None
             yield env.timeout(STEP_S)
             yield records.put((record, decide_s))
 
@@ -124,7 +139,8 @@ def simulate(
             record, decide_s = yield records.get()
             step = record.step
             arrival = exo.deferrable_arrival_wu(step)
-            backlog.release(arrival, exo.window_deadline(step + 1))
+            if not exo.releases_on_arrival:
+                backlog.release(arrival, exo.window_deadline(step + 1))
             missed = backlog.expire(step + 1)
             policy.observe(exo.time(step), exo.values(step))
             yield settle.put((record, decide_s, arrival, missed))
@@ -176,7 +192,8 @@ def simulate(
     stats = getattr(policy, "stats", ControllerStats())
     kpis = compute_kpis(ledger, backlog, stats, time.perf_counter() - wall)
     kpis["work_df_arrived_wu"] += exo.batch_wu(0)
-    result = RunResult(ledger=ledger, kpis=kpis, backlog=backlog, stats=stats)
+    result = RunResult(ledger=ledger, kpis=kpis, backlog=backlog, stats=stats,
+                       battery=exo.config.battery, initial_battery_mwh=exo.initial_battery_mwh)
     check_invariants(result)
     return result
 
@@ -239,13 +256,20 @@ def compute_kpis(
 
 
 def check_invariants(result: RunResult) -> None:
-    """Assert the run's books close.
+    """Check that the run's books close.
 
     * energy balance each interval (re-checked from the ledger);
     * import · export = 0 each interval;
+    * battery state of charge: each interval follows from the previous one with the
+      efficiencies and stays within its capacity (:func:`check_battery_ledger`);
     * deferrable work conserved: arrived (initial batch + submissions) = done +
       pending + missed;
     * settlement equals the ledger summed.
+
+    Raises
+    ------
+    InvariantError
+        One line naming the first interval (or the run total) that does not close.
     """
     led = result.ledger
     lhs = led["import_mw"] - led["export_mw"]
@@ -255,19 +279,29 @@ def check_invariants(result: RunResult) -> None:
         - led["battery_discharge_mw"]
         - led["renewable_used_mw"]
     )
-    worst = float((lhs - rhs).abs().max())
-    if worst > 1e-6 * max(1.0, float(led["site_load_mw"].abs().max())):
-        raise AssertionError(f"energy balance violated by {worst} MW")
-    if bool(((led["import_mw"] > 1e-7) & (led["export_mw"] > 1e-7)).any()):
-        raise AssertionError("simultaneous import and export in the ledger")
+    off = (lhs - rhs).abs().to_numpy()
+    if off.size and off.max() > 1e-6 * max(1.0, float(led["site_load_mw"].abs().max())):
+        k = int(np.argmax(off))
+        raise InvariantError(f"energy balance violated by {off[k]:.6g} MW", k, led.index[k])
+    both = ((led["import_mw"] > 1e-7) & (led["export_mw"] > 1e-7)).to_numpy()
+    if both.any():
+        k = int(np.argmax(both))
+        raise InvariantError("simultaneous import and export in the ledger", k, led.index[k])
+    check_battery_ledger(led, result.battery, result.initial_battery_mwh)
     result.backlog.check_conservation()
     released = float(result.kpis["work_df_arrived_wu"])
     if abs(released - result.backlog.released_wu) > 1e-6 * max(1.0, released):
-        raise AssertionError(f"released work {result.backlog.released_wu} != arrivals {released}")
+        raise InvariantError(
+            f"released deferrable work {result.backlog.released_wu:.6f} WU != arrivals "
+            f"{released:.6f} WU")
     done = float(led["work_df_done_wu"].sum())
     if abs(done - result.backlog.done_wu) > 1e-6 * max(1.0, done):
-        raise AssertionError(f"deferrable work done {done} != backlog's {result.backlog.done_wu}")
+        raise InvariantError(
+            f"deferrable work done {done:.6f} WU in the ledger != backlog's "
+            f"{result.backlog.done_wu:.6f} WU")
     if abs(net_cost_usd(led) - result.kpis["cost_usd"]) > 1e-6 * max(
         1.0, abs(result.kpis["cost_usd"])
     ):
-        raise AssertionError("settlement does not equal the ledger summed")
+        raise InvariantError(
+            f"settlement {result.kpis['cost_usd']:.2f} $ != the ledger summed "
+            f"{net_cost_usd(led):.2f} $")

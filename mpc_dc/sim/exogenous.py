@@ -10,16 +10,26 @@ Channels (one forecaster each, :data:`CHANNELS`), all on the 15-min UTC grid:
   deferrable, the rest non-deferrable (runs on arrival).
 
 Deferrable work follows Li–Tong–Mount's 24-h scheduling windows: windows of
-``window_steps`` intervals start at the run start; the deferrable share of a
-window's workload is submitted as one batch during the last interval before the
-window (so it is observed, never forecast, when the window opens), released at
-the window start and due by the window's last interval. The first window's batch
-is the initial backlog. Every deadline lies inside the run: no end effects.
+``window_steps`` intervals start at the run start, and deferrable work is due by
+the last interval of the window it is released in. Every deadline lies inside the
+run: no end effects. When it is released is the rule :data:`DeferrableRelease`
+(scenario key ``run.deferrable_release``), computed by :func:`deferrable_releases`
+for the closed loop (realized here, forecast in
+:func:`mpc_dc.controllers.build_horizon`) and for the offline RCDC study alike:
+
+* ``"window_start"``: the deferrable share of a window's workload is submitted as
+  one batch during the last interval before the window (so it is observed, never
+  forecast, when the window opens) and released at the window start. The first
+  window's batch is the initial backlog.
+* ``"on_arrival"``: the deferrable share of each interval's workload is released
+  in the interval it arrives in and may run in it, like non-deferrable work; the
+  controller forecasts it (it is observed at the interval's end).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -33,6 +43,68 @@ from traces.trace import Trace
 
 CHANNELS: tuple[str, ...] = ("price_usd_per_mwh", "renewable_cf", "workload_wu")
 """Exogenous series of the RCDC configuration."""
+
+DeferrableRelease = Literal["window_start", "on_arrival"]
+"""When deferrable work is released: the window's batch at the window start, or as it arrives."""
+
+
+def window_end(step: np.ndarray | int, window_steps: int, run_steps: int) -> np.ndarray:
+    """Last interval of the window containing ``step`` (windows from step 0, inside the run)."""
+    return np.minimum((np.asarray(step) // window_steps + 1) * window_steps, run_steps) - 1
+
+
+def deferrable_releases(
+    work_wu: np.ndarray,
+    share: float,
+    window_steps: int,
+    rule: DeferrableRelease,
+    *,
+    first_step: int = 0,
+    run_steps: int | None = None,
+) -> np.ndarray:
+    """Deferrable work released at the start of each interval of a span [WU].
+
+    Released work may run from that interval on and is due by the end of its
+    window (:func:`window_end`).
+
+    Parameters
+    ----------
+    work_wu : ndarray [WU]
+        Work arriving in each interval of the span (realized or forecast).
+    share : float [-]
+        Deferrable share of the work.
+    window_steps : int
+        Window length [intervals]; windows start at step 0 of the run.
+    rule : {"window_start", "on_arrival"}
+        ``window_start``: a window opening in the span releases ``share ×`` its
+        work at its first interval; a window reaching past the span is estimated
+        from the part the span covers (mean × length). ``on_arrival``:
+        ``share × work_wu``.
+    first_step : int
+        Run step of the span's first interval.
+    run_steps : int, optional
+        Run length [intervals] (windows end with the run); default: the span's end.
+
+    Raises
+    ------
+    ValueError
+        For a rule other than the two above.
+    """
+    if rule not in get_args(DeferrableRelease):
+        raise ValueError(f"deferrable release rule must be one of {get_args(DeferrableRelease)}, "
+                         f"got {rule!r}")
+    work = np.asarray(work_wu, dtype=float)
+    n = work.size
+    if rule == "on_arrival":
+        return share * work
+    run_steps = first_step + n if run_steps is None else run_steps
+    released = np.zeros(n)
+    for j in range(-first_step % window_steps, n, window_steps):
+        length = int(window_end(first_step + j, window_steps, run_steps)) - (first_step + j) + 1
+        covered = work[j : min(j + length, n)]
+        released[j] = share * float(covered.mean()) * length
+    return released
+
 
 QUANTITIES: dict[str, Quantity] = {
     "price_usd_per_mwh": "price",
@@ -50,18 +122,21 @@ class RcdcExogenous:
     ----------
     config : SiteConfig
     frame : DataFrame
-        The run period: 15-min UTC grid, columns :data:`CHANNELS`, no NaN. An
-        optional column ``deferrable_batch_wu`` [WU] gives the batch submitted
-        during each interval (non-zero only before a window opens); by default it
-        is ``s ×`` the next window's workload.
+        The run period: 15-min UTC grid, columns :data:`CHANNELS`, no NaN. Under
+        ``window_start``, an optional column ``deferrable_batch_wu`` [WU] gives the
+        batch submitted during each interval (non-zero only before a window opens);
+        by default it is ``s ×`` the next window's workload.
     initial_batch_wu : float [WU], optional
-        The first window's batch (submitted before the run); default ``s ×`` its workload.
+        ``window_start`` only: the first window's batch (submitted before the run);
+        default ``s ×`` its workload.
     history : DataFrame
         Data before the run (same columns, NaN allowed) for fitting forecasters.
     deferrable_share : float [-]
         Share ``s`` of the workload that is deferrable.
     window_steps : int
         Length of a scheduling window [intervals].
+    deferrable_release : {"window_start", "on_arrival"}
+        When deferrable work is released (module docstring).
     local_tz : str
         Time zone of the billing calendar.
     initial_battery_mwh : float [MWh]
@@ -77,6 +152,7 @@ class RcdcExogenous:
     initial_battery_mwh: float = 0.0
     name: str = "run"
     initial_batch_wu: float | None = None
+    deferrable_release: DeferrableRelease = "window_start"
 
     def __post_init__(self) -> None:
         missing = [c for c in CHANNELS if c not in self.frame.columns]
@@ -98,16 +174,19 @@ class RcdcExogenous:
         # Realized values are read through a Trace: a step outside the run is an
         # error naming the covered range, never an extrapolation or a wrap-around.
         object.__setattr__(self, "_trace", Trace(self.frame[list(CHANNELS)], self.name))
-        n, w = len(values), self.window_steps
-        starts = np.arange(0, n, w)
-        window_work = np.add.reduceat(values[:, 2], starts) if n else np.zeros(0)
-        if "deferrable_batch_wu" in self.frame.columns:
-            submitted = self.frame["deferrable_batch_wu"].to_numpy(dtype=float)
+        released = deferrable_releases(
+            values[:, 2], self.deferrable_share, self.window_steps, self.deferrable_release
+        )
+        if self.releases_on_arrival:
+            submitted, initial = released, 0.0
         else:
-            submitted = np.zeros(n)
-            submitted[starts[1:] - 1] = self.deferrable_share * window_work[1:]
-        initial = (self.deferrable_share * float(window_work[0]) if n else 0.0) \
-            if self.initial_batch_wu is None else self.initial_batch_wu
+            # A window's batch is submitted during the interval before it opens.
+            submitted = np.append(released[1:], 0.0)
+            if "deferrable_batch_wu" in self.frame.columns:
+                submitted = self.frame["deferrable_batch_wu"].to_numpy(dtype=float)
+            initial = float(released[0]) if released.size else 0.0
+            if self.initial_batch_wu is not None:
+                initial = self.initial_batch_wu
         object.__setattr__(self, "_submitted", submitted)
         object.__setattr__(self, "_initial_batch", initial)
 
@@ -115,6 +194,11 @@ class RcdcExogenous:
     def channels(self) -> tuple[str, ...]:
         """Forecast channels."""
         return CHANNELS
+
+    @property
+    def releases_on_arrival(self) -> bool:
+        """True when deferrable work is released in the interval it arrives in."""
+        return self.deferrable_release == "on_arrival"
 
     @property
     def n_steps(self) -> int:
@@ -140,10 +224,11 @@ class RcdcExogenous:
 
     def window_deadline(self, step: int) -> int:
         """Last interval of the window containing ``step`` (inside the run)."""
-        return min((step // self.window_steps + 1) * self.window_steps, self.n_steps) - 1
+        return int(window_end(step, self.window_steps, self.n_steps))
 
     def batch_wu(self, window_start: int) -> float:
-        """Deferrable batch of the window opening at ``window_start`` [WU]."""
+        """Deferrable batch of the window opening at ``window_start`` [WU] (``window_start``
+        rule; 0 before the run under ``on_arrival``)."""
         if window_start == 0:
             return float(self._initial_batch)  # type: ignore[attr-defined]
         return float(self._submitted[window_start - 1])  # type: ignore[attr-defined]
@@ -165,14 +250,18 @@ class RcdcExogenous:
         )
 
     def initial_backlog(self) -> Backlog:
-        """Backlog at the run start: the first window's batch."""
+        """Backlog at the run start: the first window's batch (empty under ``on_arrival``)."""
         backlog = Backlog()
         backlog.release(self.batch_wu(0), self.window_deadline(0))
         return backlog
 
     def deferrable_arrival_wu(self, step: int) -> float:
-        """Deferrable work submitted during interval ``step`` [WU] (the next window's batch)."""
-        if step + 1 >= self.n_steps:
+        """Deferrable work submitted during interval ``step`` [WU].
+
+        ``window_start``: the next window's batch (released at the end of ``step``);
+        ``on_arrival``: the interval's deferrable share (released into ``step``).
+        """
+        if step + 1 >= self.n_steps and not self.releases_on_arrival:
             return 0.0
         return float(self._submitted[step])  # type: ignore[attr-defined]
 

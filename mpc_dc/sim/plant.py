@@ -10,15 +10,23 @@ one interval ``[t, t + Δ)``, Δ = 0.25 h:
    *unserved* (counted, priced at ``unserved_penalty_usd_per_wu``).
 3. Site load ``L = PUE · F⁻¹((W_nd + w_df)/Δ)`` [MW]. The battery follows its
    committed set-point within its power and energy limits.
-4. Renewable ``R = cf · Q_R`` [MW] serves the load first; a deficit is imported
-   (within the import limit: if the limit binds, deferrable work is cut, then the
-   battery charge, then non-deferrable work is unserved); a surplus is exported
-   (within the export limit) when the realized export price is positive, else
-   curtailed. Import and export are therefore never simultaneous.
+4. Renewable ``R = cf · Q_R`` [MW]. Where the plan imports and curtails in the
+   same interval (it is paid to import, e.g. at a negative price, so it buys
+   rather than use its own output), the committed curtailment ``c`` is executed,
+   capped at ``R``. The rest, ``R − c``, serves the load; a deficit is imported
+   (within the import limit: if the limit binds, the committed curtailment is
+   given up first, then deferrable work is cut, then the battery charge, then
+   non-deferrable work is unserved); a surplus is exported (within the export
+   limit) when the realized export price is positive, else curtailed. Import and
+   export are therefore never simultaneous. A planned spill of surplus needs no
+   commitment: this last rule spills it.
 
 The balance ``import − export = L + charge − discharge − renewable_used`` holds
-each interval and is asserted; ``renewable_used = R − curtailed`` is the renewable
-power fed to the site bus (consumed on site or exported), as in DESIGN.md.
+each interval and is checked (:func:`check_balance`), as is the battery's state of
+charge (:func:`~mpc_dc.sim.invariants.battery_energy_after`): a violation raises
+:class:`~mpc_dc.sim.invariants.InvariantError` naming the interval.
+``renewable_used = R − curtailed`` is the renewable power fed to the site bus
+(consumed on site or exported), as in DESIGN.md.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import numpy as np
 
 from mpc_dc.params.site import SiteConfig
 from mpc_dc.sim.backlog import Backlog
+from mpc_dc.sim.invariants import InvariantError, battery_energy_after
 from traces.grid import STEP_H
 
 _TOL = 1e-7
@@ -44,6 +53,9 @@ class Decision:
         Deferrable work to process in the interval.
     battery_charge_mw, battery_discharge_mw : float [MW]
         Battery set-points.
+    curtailed_mw : float [MW]
+        The plan's renewable curtailment. The plant executes it where the plan
+        also imports (``planned_import_mw`` > 0); see the module docstring, step 4.
     planned_import_mw, planned_export_mw : float [MW]
         The plan's grid flows (reported beside the realized ones).
     source : str
@@ -53,6 +65,7 @@ class Decision:
     work_df_wu: float
     battery_charge_mw: float = 0.0
     battery_discharge_mw: float = 0.0
+    curtailed_mw: float = 0.0
     planned_import_mw: float = float("nan")
     planned_export_mw: float = float("nan")
     source: str = "rule"
@@ -139,13 +152,22 @@ class RcdcPlant:
         work_df = min(work_df, self._work_cap_wu - served_nd)
         charge, discharge = self._battery(decision)
         renewable = realized.renewable_cf * self.config.renewable.nameplate_mw
+        committed_curtailment = 0.0
+        if decision.planned_import_mw > _TOL:
+            committed_curtailment = min(max(decision.curtailed_mw, 0.0), renewable)
 
         it_mw, load_mw = self._site_load_mw(served_nd + work_df)
-        deficit = load_mw + charge - discharge - renewable
+        deficit = load_mw + charge - discharge - (renewable - committed_curtailment)
+        # More load than planned: give the curtailed output back before shedding anything.
+        committed_curtailment -= min(
+            committed_curtailment, max(deficit - grid.import_limit_mw, 0.0)
+        )
+        fed_mw = renewable - committed_curtailment
+        deficit = load_mw + charge - discharge - fed_mw
         if deficit > grid.import_limit_mw + _TOL:
             # Import limit binds: shed in order deferrable work, battery charge, ND work.
             it_nd, load_nd = self._site_load_mw(served_nd)
-            room_mw = grid.import_limit_mw + renewable + discharge - charge - load_nd
+            room_mw = grid.import_limit_mw + fed_mw + discharge - charge - load_nd
             if room_mw >= 0.0:
                 dc = self.config.datacenter
                 max_it = min(it_nd + room_mw / dc.pue, dc.it_capacity_mw)
@@ -156,7 +178,7 @@ class RcdcPlant:
             else:
                 work_df = 0.0
                 charge = max(0.0, charge + room_mw)
-                room_mw = grid.import_limit_mw + renewable + discharge - charge - load_nd
+                room_mw = grid.import_limit_mw + fed_mw + discharge - charge - load_nd
                 if room_mw < 0.0:
                     dc = self.config.datacenter
                     max_it = max(0.0, it_nd + room_mw / dc.pue)
@@ -164,7 +186,7 @@ class RcdcPlant:
                         dc.processing.rate_wu_per_h(np.array(max_it), dc.it_capacity_mw)
                     )
             it_mw, load_mw = self._site_load_mw(served_nd + work_df)
-            deficit = load_mw + charge - discharge - renewable
+            deficit = load_mw + charge - discharge - fed_mw
 
         done_df = backlog.process(work_df)
         import_mw = max(deficit, 0.0)
@@ -172,8 +194,8 @@ class RcdcPlant:
         export_mw = 0.0
         if surplus > 0.0 and realized.export_price_usd_per_mwh > 0.0:
             export_mw = min(surplus, grid.export_limit_mw)
-        curtailed = surplus - export_mw
-        self._advance_battery(charge, discharge)
+        curtailed = committed_curtailment + surplus - export_mw
+        self._advance_battery(step, charge, discharge)
         record = IntervalRecord(
             step=step,
             work_nd_wu=work_nd,
@@ -197,18 +219,23 @@ class RcdcPlant:
         check_balance(record)
         return record
 
-    def _advance_battery(self, charge: float, discharge: float) -> None:
+    def _advance_battery(self, step: int, charge: float, discharge: float) -> None:
         battery = self.config.battery
         if battery is None:
             return
-        self.battery_energy_mwh += STEP_H * (
-            charge * battery.charge_efficiency - discharge / battery.discharge_efficiency
+        self.battery_energy_mwh = battery_energy_after(
+            step, self.battery_energy_mwh, charge, discharge, battery
         )
-        self.battery_energy_mwh = float(np.clip(self.battery_energy_mwh, 0.0, battery.energy_mwh))
 
 
 def check_balance(record: IntervalRecord) -> None:
-    """Assert ``import − export = load + charge − discharge − renewable_used``, flows >= 0."""
+    """Check ``import − export = load + charge − discharge − renewable_used``, flows >= 0.
+
+    Raises
+    ------
+    InvariantError
+        Naming the interval and the book that does not close.
+    """
     lhs = record.import_mw - record.export_mw
     rhs = (
         record.site_load_mw
@@ -218,14 +245,22 @@ def check_balance(record: IntervalRecord) -> None:
     )
     scale = max(1.0, abs(record.site_load_mw), record.renewable_available_mw)
     if abs(lhs - rhs) > 1e-6 * scale:
-        raise AssertionError(f"energy balance violated at step {record.step}: {lhs} != {rhs}")
+        raise InvariantError(
+            f"energy balance: import − export = {lhs:.6g} MW but load + charge − discharge "
+            f"− renewable used = {rhs:.6g} MW", record.step)
     if record.import_mw > _TOL and record.export_mw > _TOL:
-        raise AssertionError(f"simultaneous import and export at step {record.step}")
+        raise InvariantError(
+            f"simultaneous import {record.import_mw:.6g} MW and export "
+            f"{record.export_mw:.6g} MW", record.step)
     if (
         min(record.import_mw, record.export_mw, record.curtailed_mw, record.renewable_used_mw)
         < -_TOL
     ):
-        raise AssertionError(f"negative flow at step {record.step}")
+        raise InvariantError("negative import, export, curtailment or renewable used",
+                             record.step)
     used_and_spilled = record.renewable_used_mw + record.curtailed_mw
     if abs(used_and_spilled - record.renewable_available_mw) > 1e-6 * scale:
-        raise AssertionError(f"renewable not accounted for at step {record.step}")
+        raise InvariantError(
+            f"renewable used {record.renewable_used_mw:.6g} MW + curtailed "
+            f"{record.curtailed_mw:.6g} MW != available {record.renewable_available_mw:.6g} MW",
+            record.step)

@@ -3,11 +3,13 @@
 Seed paper: S. Li, L. Tong, T. D. Mount, "Energy Management for Renewable-
 Colocated Artificial Intelligence Data Centers", arXiv:2507.08011. Our set-up
 (DESIGN.md section 6): 100 MW data center, 150 MW wind, 40 % deferrable work,
-15-min steps, one 24-h scheduling window per UTC day over one month.
+15-min steps, one 24-h scheduling window per day over one month. Days and the
+month are New York local time (:data:`LOCAL_TZ`), as the retail billing month and
+the closed-loop scenarios ``rcdc_nyiso_*.toml`` are.
 
 Data choices
 ------------
-* Month April 2022 (UTC), zone F (Capital). April is one of the six complete UTC
+* Month April 2022 (local), zone F (Capital). April is one of the six complete
   months of the NYISO RT file and the windiest complete month after November
   (NY wind CF 0.30); unlike November it has a few negative real-time prices in
   zone F, so the study exercises both the LP and the exact MILP. Zone F is the
@@ -15,10 +17,19 @@ Data choices
   retail (DA-indexed) markets price the same location.
 * Wind: NY system wind CF (EIA-930 WND / installed capacity) × nameplate.
 * Workload: Google cell-a PDU power_util (May 2019) aligned on local time of
-  day (Pacific midnight -> New York midnight), so the 100 MW site draws
-  ``power_util × 100 MW`` when it runs its work on arrival; the work that power
-  does, ``Δ F(P)``, is 60 % non-deferrable and 40 % deferrable, released on
-  arrival and due by the end of its 24-h window.
+  day (Pacific midnight -> New York midnight of the month's first day), so the
+  100 MW site draws ``power_util × 100 MW`` when it runs its work on arrival; the
+  work that power does, ``Δ F(P)``, is 60 % non-deferrable and 40 % deferrable,
+  due by the end of its 24-h window. Deferrable work is released by the closed
+  loop's rule (:func:`mpc_dc.sim.exogenous.deferrable_releases`, scenario key
+  ``run.deferrable_release``): by default each window's batch at the window
+  start, or with ``deferrable_release = "on_arrival"`` as it arrives.
+* Each window is solved alone with perfect foresight, the billing month's peak
+  carried from window to window. Wholesale windows are independent, so this is
+  the closed loop's perfect-foresight cost (``tests/test_deferrable_release.py``
+  checks it to the cent, and a one-window retail case against the offline
+  optimum); over several retail windows the demand charge couples them, and the
+  rolling 24-h oracle or the month's offline optimum can do better.
 * Retail: π⁺ = π⁻ = day-ahead LBMP (hourly-pricing supply tied to the DA market,
   net metering at the same rate) and a 12.39 $/kW demand charge on the monthly
   15-min peak import, tracked as peak-to-date across the daily windows.
@@ -53,6 +64,7 @@ from mpc_dc.problem import (
     SolveResult,
 )
 from mpc_dc.rundir import atomic_dir
+from mpc_dc.sim.exogenous import DeferrableRelease, deferrable_releases
 from traces.datasets import google_load_shape, ny_wind_cf, nyiso_da_lmp, nyiso_rt_lmp
 from traces.errors import TraceError
 from traces.grid import STEP_H
@@ -63,6 +75,9 @@ Market = Literal["wholesale", "retail"]
 Configuration = Literal["no colocation", "colocation", "optimal colocation"]
 CONFIGURATIONS: tuple[Configuration, ...] = ("no colocation", "colocation", "optimal colocation")
 MARKETS: tuple[Market, ...] = ("wholesale", "retail")
+
+LOCAL_TZ = "America/New_York"
+"""Time zone of the study's days, month and billing period."""
 
 PAPER_SAVINGS_PCT: dict[tuple[Market, Configuration], float] = {
     ("wholesale", "optimal colocation"): 79.5,
@@ -80,7 +95,7 @@ class RcdcStudyConfig:
     Parameters
     ----------
     month : str
-        UTC month ``YYYY-MM`` (2022).
+        Month ``YYYY-MM`` (2022), New York local time.
     zone : str
         NYISO load zone letter of the RT price.
     dc_capacity_mw : float [MW]
@@ -89,6 +104,8 @@ class RcdcStudyConfig:
     demand_charge_usd_per_kw : float [$/kW per month]
     window_steps : int
         Scheduling window [15-min intervals].
+    deferrable_release : {"window_start", "on_arrival"}
+        When deferrable work is released (the scenario key ``run.deferrable_release``).
     days : int or None
         Use only the first ``days`` windows (smoke tests); None = whole month.
     deferrable_shares : tuple of float [-]
@@ -104,6 +121,7 @@ class RcdcStudyConfig:
     deferrable_share: float = 0.4
     demand_charge_usd_per_kw: float = 12.39
     window_steps: int = 96
+    deferrable_release: DeferrableRelease = "window_start"
     days: int | None = None
     deferrable_shares: tuple[float, ...] = tuple(np.round(np.linspace(0, 1, 11), 2))
     capacity_ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
@@ -156,8 +174,9 @@ def load_rcdc_data(data_dir: Path, study: RcdcStudyConfig) -> RcdcData:
     TraceError
         When the chosen month has gaps in any series.
     """
-    start = pd.Timestamp(f"{study.month}-01", tz="UTC")
-    end = start + pd.offsets.MonthBegin(1)
+    local_start = pd.Timestamp(f"{study.month}-01", tz=LOCAL_TZ)
+    start = local_start.tz_convert("UTC")
+    end = (local_start + pd.offsets.MonthBegin(1)).tz_convert("UTC")
     index = pd.date_range(start, end, freq="15min", inclusive="left",
                           name="interval_start_utc")
     if study.days is not None:
@@ -179,15 +198,26 @@ def load_rcdc_data(data_dir: Path, study: RcdcStudyConfig) -> RcdcData:
     return RcdcData(index, series["rt"], series["da"], np.clip(series["cf"], 0.0, 1.0), util)
 
 
-def align_google(shape: pd.DataFrame, index: pd.DatetimeIndex) -> np.ndarray:
+def align_google(shape: pd.DataFrame, index: pd.DatetimeIndex,
+                 start: pd.Timestamp | None = None) -> np.ndarray:
     """Google utilisation placed on ``index`` by local time of day and day number.
 
     Google's trace starts at local (Pacific) midnight; interval k of it is put on
-    New York local midnight of the month's first day plus k intervals, wrapping
-    around the 31-day trace.
+    the New York local midnight of ``start``'s day plus k intervals, wrapping
+    around the 31-day trace (intervals before that midnight take the trace's end).
+
+    Parameters
+    ----------
+    shape : DataFrame
+        Column ``power_util`` [-] on the trace's 15-min grid.
+    index : DatetimeIndex (UTC interval starts)
+    start : Timestamp, optional
+        The run (or study) start: the placement depends on it only, not on how much
+        history ``index`` carries before it. Default ``index[0]``.
     """
     util = shape["power_util"].to_numpy(dtype=float)
-    local_start = index[0].tz_convert("America/New_York").normalize()
+    anchor = index[0] if start is None else start
+    local_start = anchor.tz_convert(LOCAL_TZ).normalize()
     offset = int((index[0] - local_start.tz_convert("UTC")) / pd.Timedelta(minutes=15))
     positions = (np.arange(len(index)) + offset) % util.size
     return util[positions]
@@ -244,16 +274,16 @@ def window_inputs(data: RcdcData, study: RcdcStudyConfig, market: Market, *, day
     dc = site.datacenter
     base_mw = data.power_util[sl] * dc.it_capacity_mw
     work = STEP_H * dc.processing.rate_wu_per_h(base_mw, dc.it_capacity_mw)
-    df = deferrable_share * work
-    avail = np.cumsum(df)
+    avail = np.cumsum(deferrable_releases(work, deferrable_share, H, study.deferrable_release))
     due = np.zeros(H)
     due[-1] = avail[-1]
     cf = data.wind_cf[sl] if colocated else np.zeros(H)
+    work_nd = (1.0 - deferrable_share) * work
     if market == "wholesale":
-        inputs = HorizonInputs.wholesale(data.rt_lmp_usd_per_mwh[sl], cf, work - df)
+        inputs = HorizonInputs.wholesale(data.rt_lmp_usd_per_mwh[sl], cf, work_nd)
     else:
         pi_im, pi_ex = retail_prices(data.da_lmp_usd_per_mwh[sl], site.grid.tariff)
-        inputs = HorizonInputs(pi_im, pi_ex, cf, work - df)
+        inputs = HorizonInputs(pi_im, pi_ex, cf, work_nd)
     return inputs, PlantState(due, avail)
 
 

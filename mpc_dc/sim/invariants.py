@@ -1,0 +1,145 @@
+"""Books that must close in every closed-loop run, and the error raised when one does not.
+
+An :class:`InvariantError` is a defect of the simulator (or of a patched part of
+it), never bad input: the run stops at once, and the CLI prints one line naming
+the interval instead of a traceback.
+
+Battery state of charge (Δ = 0.25 h, efficiencies η_c, η_d [-]):
+``e[t] = e[t−1] + Δ (η_c · ch[t] − dis[t] / η_d)``, ``e[−1] = e0``, ``0 <= e[t] <= E`` [MWh].
+The plant checks it interval by interval (:func:`battery_energy_after`); the engine
+re-checks the whole ledger after the run (:func:`check_battery_ledger`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mpc_dc.params.site import BatteryParams
+from traces.grid import STEP_H
+
+ENERGY_TOL_MWH = 1e-7
+"""Rounding allowed in a battery energy book [MWh] (scaled by max(1, E))."""
+
+
+class InvariantError(RuntimeError):
+    """A simulation book does not close; the one-line message names the interval.
+
+    Parameters
+    ----------
+    message : str
+        What does not close, with the figures.
+    step : int, optional
+        Interval index from the run start; None for a whole-run total.
+    time : Timestamp, optional
+        Start of that interval (UTC).
+    """
+
+    def __init__(
+        self, message: str, step: int | None = None, time: pd.Timestamp | None = None
+    ) -> None:
+        self.message = message
+        self.step = step
+        self.time = time
+        # args carries every constructor argument: simpy re-raises a process's
+        # exception as ``type(e)(*e.args)``.
+        super().__init__(message, step, time)
+
+    def at(self, time: pd.Timestamp) -> InvariantError:
+        """The same error with the interval's start time."""
+        return InvariantError(self.message, self.step, time)
+
+    def __str__(self) -> str:
+        if self.step is None:
+            where = "over the run"
+        else:
+            where = f"at interval {self.step}"
+            if self.time is not None:
+                where += f" ({pd.Timestamp(self.time).tz_convert('UTC'):%Y-%m-%d %H:%M} UTC)"
+        return f"invariant violated {where}: {self.message}"
+
+
+def _energy_change_mwh(
+    battery: BatteryParams, charge_mw: np.ndarray | float, discharge_mw: np.ndarray | float
+) -> np.ndarray:
+    """``Δ (η_c · ch − dis / η_d)`` [MWh]."""
+    return np.asarray(
+        STEP_H
+        * (
+            np.asarray(charge_mw) * battery.charge_efficiency
+            - np.asarray(discharge_mw) / battery.discharge_efficiency
+        ),
+        dtype=float,
+    )
+
+
+def battery_energy_after(
+    step: int, energy_mwh: float, charge_mw: float, discharge_mw: float, battery: BatteryParams
+) -> float:
+    """Battery energy at the end of interval ``step`` [MWh], checked against ``[0, E]``.
+
+    Parameters
+    ----------
+    step : int
+    energy_mwh : float [MWh]
+        Energy at the start of the interval.
+    charge_mw, discharge_mw : float [MW]
+        Executed set-points.
+    battery : BatteryParams
+
+    Raises
+    ------
+    InvariantError
+        When the executed set-points would take the energy outside ``[0, E]`` by more
+        than rounding (energy created or destroyed to stay in bounds).
+    """
+    after = energy_mwh + float(_energy_change_mwh(battery, charge_mw, discharge_mw))
+    tol = ENERGY_TOL_MWH * max(1.0, battery.energy_mwh)
+    if not -tol <= after <= battery.energy_mwh + tol:
+        raise InvariantError(
+            f"battery energy would reach {after:.6g} MWh, outside [0, {battery.energy_mwh:g}] "
+            f"MWh (start {energy_mwh:.6g} MWh, charge {charge_mw:.6g} MW, discharge "
+            f"{discharge_mw:.6g} MW)",
+            step,
+        )
+    return min(max(after, 0.0), battery.energy_mwh)
+
+
+def check_battery_ledger(
+    ledger: pd.DataFrame, battery: BatteryParams | None, initial_energy_mwh: float
+) -> None:
+    """Check the state of charge of a whole run from its ledger.
+
+    Columns used: ``battery_charge_mw``, ``battery_discharge_mw`` [MW] and
+    ``battery_energy_mwh`` (end of interval) [MWh]. Each interval must follow from
+    the previous one (the first from ``initial_energy_mwh``) by the energy balance
+    with efficiencies and stay in ``[0, E]``; so the run's net change equals its
+    summed flows. Without a battery every battery column must be zero.
+
+    Raises
+    ------
+    InvariantError
+        Naming the first interval that does not close.
+    """
+    charge = ledger["battery_charge_mw"].to_numpy(dtype=float)
+    discharge = ledger["battery_discharge_mw"].to_numpy(dtype=float)
+    energy = ledger["battery_energy_mwh"].to_numpy(dtype=float)
+    if battery is None:
+        moved = np.abs(charge) + np.abs(discharge) + np.abs(energy)
+        if moved.size and moved.max() > ENERGY_TOL_MWH:
+            k = int(np.argmax(moved > ENERGY_TOL_MWH))
+            raise InvariantError("battery flows or energy on a site without a battery",
+                                 k, ledger.index[k])
+        return
+    tol = ENERGY_TOL_MWH * max(1.0, battery.energy_mwh)
+    change = _energy_change_mwh(battery, charge, discharge)
+    start = np.concatenate([[initial_energy_mwh], energy[:-1]])
+    off = np.abs(start + change - energy) > tol
+    bad = np.flatnonzero(off | (energy < -tol) | (energy > battery.energy_mwh + tol))
+    if bad.size:
+        k = int(bad[0])
+        raise InvariantError(
+            f"battery energy {energy[k]:.6g} MWh does not follow from {start[k]:.6g} MWh with "
+            f"charge {charge[k]:.6g} MW and discharge {discharge[k]:.6g} MW (expected "
+            f"{start[k] + change[k]:.6g} MWh within [0, {battery.energy_mwh:g}] MWh)",
+            k, ledger.index[k])
