@@ -450,15 +450,13 @@ class OfflinePolicy:
         ``offline_status`` (``optimal``, or ``feasible`` when a limit stopped it),
         ``offline_mip_gap`` [-] (the relative MIP gap HiGHS ended with: distance from
         the plan's objective to the best proven bound, relative to the objective; 0
-        for an LP), ``offline_plan_cost_usd`` [$]
-        (the plan's cost on the true data, before replay) and
-        ``offline_solve_time_s`` [s].
+        for an LP) and ``offline_plan_cost_usd`` [$] (the plan's cost on the true
+        data, before replay). Its solve time is ``solve_time_median_s`` (one solve).
         """
         return {
             "offline_status": str(self.result.status),
             "offline_mip_gap": float(self.result.mip_gap),
             "offline_plan_cost_usd": float(self.result.objective_usd),
-            "offline_solve_time_s": float(self.result.solve_time_s),
         }
 
     def observe(self, time: pd.Timestamp, values: dict[str, float]) -> None:
