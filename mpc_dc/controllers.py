@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,7 @@ from mpc_dc.problem import (
     RcdcProblem,
     SolveResult,
     SolverOptions,
+    SolveStatus,
     earliest_completion_wu,
     max_work_per_interval_wu,
 )
@@ -87,7 +88,16 @@ class Policy(Protocol):
 
 @dataclass
 class ControllerStats:
-    """Counters reported in the KPIs."""
+    """Counters reported in the KPIs.
+
+    Attributes
+    ----------
+    statuses : Counter[str]
+        Solves per :class:`~mpc_dc.problem.SolveStatus`; ``feasible`` counts solves a
+        time or gap limit stopped before the MIP tolerance was proven.
+    mip_gap_max : float [-]
+        Largest relative MIP gap any solve ended with (0 for LPs).
+    """
 
     solves: int = 0
     fallbacks: Counter[str] = field(default_factory=Counter)
@@ -95,13 +105,22 @@ class ControllerStats:
     solve_times_s: list[float] = field(default_factory=list)
     highs_times_s: list[float] = field(default_factory=list)
     formulations: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
+    mip_gap_max: float = 0.0
 
     def record(self, result: SolveResult) -> None:
-        """Count one solve and its times."""
+        """Count one solve, its times, its status and its final MIP gap."""
         self.solves += 1
         self.solve_times_s.append(result.solve_time_s)
         self.highs_times_s.append(result.highs_time_s)
         self.formulations[str(result.formulation)] += 1
+        self.statuses[str(result.status)] += 1
+        if result.status.has_plan and np.isfinite(result.mip_gap):
+            self.mip_gap_max = max(self.mip_gap_max, float(result.mip_gap))
+
+    def solve_kpis(self) -> dict[str, Any]:
+        """KPIs on the quality of the solves: statuses and the largest MIP gap [-]."""
+        return {"solve_statuses": dict(self.statuses), "mip_gap_max": self.mip_gap_max}
 
 
 def build_horizon(
@@ -381,15 +400,32 @@ class OfflinePolicy:
     """The offline full-horizon optimum on the true data, replayed interval by interval.
 
     Not causal by construction: it is the reference the causal controllers are
-    measured against.
+    measured against, so it is solved with its own options (the scenario's
+    ``controller.offline_time_limit_s`` and ``controller.offline_mip_rel_gap``, not the
+    MPC's per-step ones), and a solve that a limit stopped before the tolerance was
+    proven is logged as a warning and reported (:meth:`kpis`), never taken silently
+    as optimal.
+
+    Parameters
+    ----------
+    exogenous : RcdcExogenous
+    options : SolverOptions, optional
+        Options of the one whole-run solve (binaries integer on every interval).
+
+    Raises
+    ------
+    RuntimeError
+        When HiGHS ends without any plan (e.g. the time limit reached before a first
+        incumbent); the message names the limit.
     """
 
     name = "offline"
 
     def __init__(self, exogenous: RcdcExogenous, options: SolverOptions | None = None) -> None:
         self.stats = ControllerStats()
+        self.options = replace(options or SolverOptions(), integer_intervals=None)
         horizon = exogenous.n_steps
-        problem = RcdcProblem(exogenous.config, horizon, "auto", options or SolverOptions())
+        problem = RcdcProblem(exogenous.config, horizon, "auto", self.options)
         obs = Observation(
             0, exogenous.start, exogenous.initial_backlog(), 0.0, exogenous.initial_battery_mwh
         )
@@ -398,9 +434,34 @@ class OfflinePolicy:
         result = problem.solve(inputs, state)
         self.stats.record(result)
         if not result.status.has_plan or result.plan is None:
-            raise RuntimeError(f"offline optimum not found: {result.status} {result.message}")
+            raise RuntimeError(
+                f"offline optimum not found: {result.status} ({result.message}) within the "
+                f"offline time limit of {self.options.time_limit_s:g} s "
+                "(controller.offline_time_limit_s)")
+        if result.status is not SolveStatus.OPTIMAL:
+            logger.warning(
+                "offline optimum not proven: HiGHS stopped with a %.4g %% MIP gap "
+                "(tolerance %.3g, time limit %g s: controller.offline_mip_rel_gap, "
+                "controller.offline_time_limit_s); regrets against it are reported with "
+                "that gap", 100.0 * result.mip_gap, self.options.mip_rel_gap,
+                self.options.time_limit_s)
         self.result = result
         self.plan = result.plan
+
+    def kpis(self) -> dict[str, Any]:
+        """The offline solve in the KPIs.
+
+        ``offline_status`` (``optimal``, or ``feasible`` when a limit stopped it),
+        ``offline_mip_gap`` [-] (the relative MIP gap HiGHS ended with: distance from
+        the plan's objective to the best proven bound, relative to the objective; 0
+        for an LP) and ``offline_plan_cost_usd`` [$] (the plan's cost on the true
+        data, before replay). Its solve time is ``solve_time_median_s`` (one solve).
+        """
+        return {
+            "offline_status": str(self.result.status),
+            "offline_mip_gap": float(self.result.mip_gap),
+            "offline_plan_cost_usd": float(self.result.objective_usd),
+        }
 
     def observe(self, time: pd.Timestamp, values: dict[str, float]) -> None:
         """Nothing to learn."""

@@ -267,8 +267,11 @@ class SolveResult:
     highs_time_s : float [s]
         HiGHS's own reported run time.
     mip_gap : float [-]
+        Relative MIP gap HiGHS ended with (0 for an LP); with ``status`` FEASIBLE
+        the plan is not proven optimal to the tolerance and this is how far it may be.
     path : {"fast", "cvxpy"}
     message : str
+        Why a solve failed, was stopped by a limit, or was not repaired.
     relaxation_repaired : bool
         True when the LP optimum was mapped onto W = F(P) / exclusive flows.
     """
@@ -720,6 +723,8 @@ class RcdcProblem:
             values, repaired, residual = repair_relaxed(self.config, inputs, values)
             if residual > 1e-6:
                 message = f"repair failed: {residual:.3g} MW of excess power could not be shed"
+        if status is SolveStatus.FEASIBLE and not message:
+            message = f"HiGHS stopped at {status_name} with a relative MIP gap of {gap:.3g}"
         plan = extract_plan(self.config, inputs, values)
         cost = plan_cost(self.config, inputs, state, plan, model.ctx.step_h)
         return SolveResult(status, form, plan, cost, cost.total_usd, build,

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from mpc_dc.controllers import OfflinePolicy
 from mpc_dc.scenario import Scenario, build_exogenous, build_policy, controller_variant
 from mpc_dc.sim.engine import RunResult, simulate
 from mpc_dc.sim.exogenous import RcdcExogenous
@@ -85,6 +86,9 @@ def run_scenario(
     setup = time.perf_counter() - tick
     result = simulate(exo, policy, progress=progress)
     result.kpis["setup_time_s"] = setup
+    result.kpis.update(result.stats.solve_kpis())
+    if isinstance(policy, OfflinePolicy):
+        result.kpis.update(policy.kpis())
     outcome = RunOutcome(scenario, result, policy.name, setup)
     if out is not None:
         outcome = replace(outcome, path=write_outcome(outcome, Path(out), plots=plots,
@@ -128,6 +132,23 @@ def no_colocation(scenario: Scenario) -> Scenario:
     return replace(controller_variant(scenario, "baseline"), site=site)
 
 
+OFFLINE_ROW = "offline optimum"
+"""Row of :func:`compare` that every regret is measured against."""
+PERFECT_ROW = "perfect forecasts, same horizon"
+"""Row of :func:`compare` for the MPC with Oracle forecasts and the scenario's horizon."""
+NO_COLOCATION_ROW = "no colocation"
+"""Row of :func:`compare` for the site without renewables (base of the percentages)."""
+
+
+def row_label(label: str) -> str:
+    """The :func:`compare` row of a controller label (``oracle`` and ``perfect`` are one)."""
+    if label == "offline":
+        return OFFLINE_ROW
+    if label in ("perfect", "oracle"):
+        return PERFECT_ROW
+    return label
+
+
 def compare(
     scenario: Scenario,
     labels: Sequence[str],
@@ -137,31 +158,46 @@ def compare(
     """Run ``scenario`` under each controller label on identical exogenous data.
 
     Labels: ``baseline``, ``offline``, ``perfect``/``oracle`` or a forecaster name.
-    The table also holds the no-colocation reference. Columns: cost [$], profit vs
-    no colocation [$] (= savings), savings [%], regret vs perfect foresight [$, %],
-    deadline misses [WU], fallbacks, solve time median [ms], wall time [s].
+    Rows: the no-colocation reference, the offline optimum and the perfect-forecast
+    MPC with the scenario's horizon (both added when not asked for), then the other
+    labels in the order given.
+
+    Regret is measured against the offline optimum (perfect foresight over the
+    whole run): ``regret_usd`` = cost − offline cost [$]. ``regret_pct`` is in %
+    of the no-colocation cost, the same base as ``savings_pct``, so that
+    ``regret_pct = savings_pct(offline) − savings_pct(row)``: the offline cost
+    itself is net of export revenue and can be near zero or negative, which would
+    inflate or flip a percentage of it (NaN when the no-colocation cost is not
+    positive). The perfect-forecast row is not the reference: with a billing-period
+    demand charge a rolling horizon is not perfect foresight.
+
+    Columns: cost [$], profit vs no colocation [$] (= savings), savings [%],
+    regret [$, %], ``mip_gap_pct`` (largest relative MIP gap a solve of the row
+    ended with [%]; the offline row's is the gap of its whole-run solve; NaN
+    without solves), ``solves_not_optimal`` (solves a limit stopped), deadline
+    misses [WU], fallbacks, solve time median [ms], wall time [s].
     """
     exo = build_exogenous(scenario)
     rows: dict[str, dict[str, Any]] = {}
     # Same realized series; only the site loses its renewable plant.
     ref_scenario = no_colocation(scenario)
     reference = run_scenario(ref_scenario, exogenous=replace(exo, config=ref_scenario.site))
-    rows["no colocation"] = _row(reference)
-    wanted = list(dict.fromkeys(labels))
-    if not any(label in ("perfect", "oracle") for label in wanted):
-        wanted.append("perfect")
-    for label in wanted:
+    rows[NO_COLOCATION_ROW] = _row(reference)
+    wanted = {OFFLINE_ROW: "offline", PERFECT_ROW: "perfect"}
+    for label in labels:
+        wanted.setdefault(row_label(label), label)
+    for row, label in wanted.items():
         callback = progress(label, exo.n_steps) if progress is not None else None
         outcome = run_scenario(controller_variant(scenario, label), exogenous=exo,
                                progress=callback)
-        rows[label] = _row(outcome)
+        rows[row] = _row(outcome)
     table = pd.DataFrame.from_dict(rows, orient="index")
-    base_cost = rows["no colocation"]["cost_usd"]
-    perfect = rows["perfect" if "perfect" in rows else "oracle"]["cost_usd"]
+    base_cost = rows[NO_COLOCATION_ROW]["cost_usd"]
+    pct_base = base_cost if base_cost > 0 else float("nan")
     table["profit_vs_no_colocation_usd"] = base_cost - table["cost_usd"]
-    table["savings_pct"] = 100.0 * table["profit_vs_no_colocation_usd"] / base_cost
-    table["regret_usd"] = table["cost_usd"] - perfect
-    table["regret_pct"] = 100.0 * table["regret_usd"] / abs(perfect)
+    table["savings_pct"] = 100.0 * table["profit_vs_no_colocation_usd"] / pct_base
+    table["regret_usd"] = table["cost_usd"] - rows[OFFLINE_ROW]["cost_usd"]
+    table["regret_pct"] = 100.0 * table["regret_usd"] / pct_base
     return table
 
 
@@ -178,6 +214,8 @@ def _row(outcome: RunOutcome) -> dict[str, Any]:
         "peak_import_mw": k["peak_import_mw"],
         "deadline_missed_wu": k["work_df_missed_wu"],
         "fallbacks": k["fallbacks_total"],
+        "mip_gap_pct": 100.0 * k["mip_gap_max"] if k["solves"] else float("nan"),
+        "solves_not_optimal": k["solves"] - k["solve_statuses"].get("optimal", 0),
         "solve_median_ms": 1000.0 * k["solve_time_median_s"],
         "wall_time_s": k["wall_time_s"] + k["setup_time_s"],
     }

@@ -157,9 +157,15 @@ class ControllerSpec:
     horizon_to_end : bool
         Horizon always reaches the run end (for the Oracle-equivalence check).
     time_limit_s : float [s]
-        HiGHS time limit per solve.
+        HiGHS time limit per MPC solve.
     mip_rel_gap : float [-]
-        HiGHS relative MIP gap.
+        HiGHS relative MIP gap of each MPC solve.
+    offline_time_limit_s : float [s]
+        HiGHS time limit of the one whole-run solve of ``offline`` (the regret
+        reference of ``compare``); it does not share the per-step budget.
+    offline_mip_rel_gap : float [-]
+        HiGHS relative MIP gap of the offline solve: regrets are measured against
+        it, so its own error must stay far below them.
     fault_rate : float [-]
         Test switch: share of steps on which the solver is made to fail.
     integer_intervals : int
@@ -178,6 +184,8 @@ class ControllerSpec:
     horizon_to_end: bool = False
     time_limit_s: float = 10.0
     mip_rel_gap: float = 1e-4
+    offline_time_limit_s: float = 600.0
+    offline_mip_rel_gap: float = 1e-6
     fault_rate: float = 0.0
     deadline_margin_h: float = 1.0
     integer_intervals: int = 1
@@ -187,15 +195,15 @@ class ControllerSpec:
         positive("<scenario>", "controller.deadline_margin_h", self.deadline_margin_h,
                  allow_zero=True)
         positive("<scenario>", "controller.time_limit_s", self.time_limit_s)
+        positive("<scenario>", "controller.offline_time_limit_s", self.offline_time_limit_s)
         positive("<scenario>", "controller.error_level", self.error_level, allow_zero=True)
         _at_most("controller.error_level", self.error_level, MAX_ERROR_LEVEL,
                  "(fraction of the std)")
-        if not 0.0 <= self.mip_rel_gap < 1.0:
-            raise ConfigError(
-                "<scenario>",
-                f"expected a value in [0, 1), got {self.mip_rel_gap}",
-                key="controller.mip_rel_gap",
-            )
+        for key in ("mip_rel_gap", "offline_mip_rel_gap"):
+            gap = getattr(self, key)
+            if not 0.0 <= gap < 1.0:
+                raise ConfigError("<scenario>", f"expected a value in [0, 1), got {gap}",
+                                  key=f"controller.{key}")
         names = forecaster_names()
         if self.forecaster not in names:
             close = difflib.get_close_matches(self.forecaster, names, n=1, cutoff=0.5)
@@ -485,7 +493,8 @@ def build_policy(scenario: Scenario, exo: RcdcExogenous) -> Policy:
     if spec.kind == "baseline":
         return BaselinePolicy()
     if spec.kind == "offline":
-        return OfflinePolicy(exo, replace(options, integer_intervals=None))
+        return OfflinePolicy(exo, SolverOptions(time_limit_s=spec.offline_time_limit_s,
+                                                mip_rel_gap=spec.offline_mip_rel_gap))
     forecaster = "oracle" if spec.kind == "perfect" else spec.forecaster
     forecasters = build_forecasters(
         exo, forecaster, seed=scenario.run.seed, error_level=spec.error_level,

@@ -1,20 +1,36 @@
-"""Property tests on random 2-4-interval instances.
+"""Property tests on random 2-4-interval instances, and hand-solved witnesses.
 
-1. When the exactness conditions hold (π⁺ >= π⁻ >= 0), the LP relaxation and the
-   exact MILP reach the same optimal cost, and the repaired LP plan is exact.
-2. The exact MILP is never worse than any feasible schedule found by brute force
-   on a coarse grid (deferrable work in quarters of the backlog; in each interval
-   the grid exchange is one of: import with renewable used first, import with all
-   renewable curtailed, export all surplus, curtail all surplus).
+Every exact (MILP) plan is checked twice, independently of the model's code:
+
+* **feasible** for the real problem (:func:`check_plan`): W = F(P) with F
+  interpolated from the processing function's breakpoints, no simultaneous import
+  and export, deferrable work between its release and its deadline, power balance,
+  limits, and its cost recomputed from the flows;
+* **optimal** against a brute force (:func:`_brute_force`) that enumerates a coarse
+  grid of feasible schedules (deferrable work in quarters of the backlog, respecting
+  release and deadline; in each interval the grid exchange is one of: import with
+  renewable used first, import with all renewable curtailed, export all surplus,
+  curtail all surplus).
+
+A relaxation of the model (a dropped constraint) makes the plan infeasible or its
+objective lower than any real schedule; a restriction makes it worse than the brute
+force. The witnesses are instances solved by hand where each relaxation named in
+issue 13 pays (tests/test_mutants.py runs them against each mutant).
+
+Also: when the exactness conditions hold (π⁺ >= π⁻ >= 0), the LP relaxation and the
+exact MILP reach the same optimal cost, and the repaired LP plan is exact.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mpc_dc.params.site import (
@@ -30,21 +46,27 @@ from mpc_dc.problem import (
     HorizonInputs,
     PlantState,
     RcdcProblem,
+    SolveResult,
     SolveStatus,
 )
 
 F3 = ProcessingFunction(power_frac=(0.0, 0.4, 0.8, 1.0), work_frac=(0.0, 0.5, 0.85, 1.0))
 LAMBDA_USD_PER_KW = 0.5
 CAP_MW = 10.0
+PUE = 1.25
+LIMIT_MW = 30.0
+NAMEPLATE_MW = 8.0
+DT_H = 0.25
+TOL = 1e-6
 
 
 def _site(retail: bool) -> SiteConfig:
     tariff = (TariffParams(kind="retail", demand_charge_usd_per_kw=LAMBDA_USD_PER_KW)
               if retail else TariffParams())
     return SiteConfig(
-        datacenter=DataCenterParams(it_capacity_mw=CAP_MW, processing=F3),
-        renewable=RenewableParams(nameplate_mw=8.0),
-        grid=GridParams(import_limit_mw=30.0, export_limit_mw=30.0, tariff=tariff),
+        datacenter=DataCenterParams(it_capacity_mw=CAP_MW, pue=PUE, processing=F3),
+        renewable=RenewableParams(nameplate_mw=NAMEPLATE_MW),
+        grid=GridParams(import_limit_mw=LIMIT_MW, export_limit_mw=LIMIT_MW, tariff=tariff),
     )
 
 
@@ -53,9 +75,166 @@ def _problem(H: int, retail: bool, formulation: Formulation) -> RcdcProblem:
     return RcdcProblem(_site(retail), H, formulation=formulation)
 
 
+def work_of(it_power_mw: np.ndarray) -> np.ndarray:
+    """Work done in an interval at IT power P [WU]: Δ F(P), F interpolated from the
+    breakpoints (F(P̄) = P̄ WU/h)."""
+    return DT_H * CAP_MW * np.interp(np.asarray(it_power_mw) / CAP_MW, F3.power_frac,
+                                     F3.work_frac)
+
+
+def power_for(work_wu: np.ndarray) -> np.ndarray:
+    """IT power needed for a work amount [MW]: the inverse of :func:`work_of`."""
+    return CAP_MW * np.interp(np.asarray(work_wu) / (DT_H * CAP_MW), F3.work_frac,
+                              F3.power_frac)
+
+
+def true_cost_usd(retail: bool, inputs: HorizonInputs, state: PlantState,
+                  import_mw: np.ndarray, export_mw: np.ndarray) -> float:
+    """Energy cost − export revenue + the demand-charge increment over pk0 [$]."""
+    cost = DT_H * float(inputs.import_price_usd_per_mwh @ import_mw
+                        - inputs.export_price_usd_per_mwh @ export_mw)
+    if retail:
+        peak = float(np.max(import_mw, initial=0.0))
+        cost += 1000.0 * LAMBDA_USD_PER_KW * max(peak - state.peak_import_to_date_mw, 0.0)
+    return cost
+
+
+def check_plan(retail: bool, inputs: HorizonInputs, state: PlantState,
+               result: SolveResult) -> None:
+    """Assert that ``result`` is a feasible schedule of the real problem at its cost."""
+    assert result.status is SolveStatus.OPTIMAL, f"status {result.status}"
+    plan = result.plan
+    assert plan is not None
+    it, imp, exp = plan.it_power_mw, plan.import_mw, plan.export_mw
+    used = plan.renewable_used_mw
+    assert np.all(it >= -TOL) and np.all(it <= CAP_MW + TOL), f"IT power {it}"
+    assert np.all(imp >= -TOL) and np.all(imp <= LIMIT_MW + TOL), f"import {imp}"
+    assert np.all(exp >= -TOL) and np.all(exp <= LIMIT_MW + TOL), f"export {exp}"
+    assert np.all(used >= -TOL) and np.all(
+        used <= inputs.renewable_cf * NAMEPLATE_MW + TOL), f"renewable used {used}"
+    np.testing.assert_allclose(imp - exp + used, PUE * it, atol=1e-5,
+                               err_msg="power balance")
+    assert np.all(np.minimum(imp, exp) <= 1e-5), f"simultaneous import and export: {imp}, {exp}"
+    np.testing.assert_allclose(inputs.work_nd_wu + plan.work_df_wu, work_of(it), atol=1e-5,
+                               err_msg="work done is not F(IT power)")
+    done = np.cumsum(plan.work_df_wu)
+    assert np.all(done <= state.df_available_cum_wu + 1e-5), (
+        f"deferrable work done before its release: {done} > {state.df_available_cum_wu}")
+    assert np.all(done >= state.df_due_cum_wu - 1e-5), (
+        f"deferrable deadline missed: {done} < {state.df_due_cum_wu}")
+    cost = true_cost_usd(retail, inputs, state, imp, exp)
+    assert result.objective_usd == pytest.approx(cost, rel=1e-9, abs=1e-6), (
+        f"reported cost {result.objective_usd} is not the plan's cost {cost}")
+
+
+def _brute_force(retail: bool, inputs: HorizonInputs, state: PlantState) -> float:
+    """Cheapest schedule on the coarse grid (module docstring); inf when none is feasible."""
+    H = inputs.horizon_steps
+    backlog = float(state.df_due_cum_wu[-1])
+    nd = inputs.work_nd_wu
+    avail_mw = inputs.renewable_cf * NAMEPLATE_MW
+    best = np.inf
+    quarters = [q for q in itertools.product(range(5), repeat=H) if sum(q) == 4]
+    for q in quarters:
+        df = backlog * np.array(q) / 4.0
+        done = np.cumsum(df)
+        if (np.any(done > state.df_available_cum_wu + 1e-9)
+                or np.any(done < state.df_due_cum_wu - 1e-9)):
+            continue
+        work = nd + df
+        if np.any(work > DT_H * CAP_MW + 1e-9):
+            continue
+        site = PUE * power_for(work)
+        options = []
+        for t in range(H):
+            used = min(site[t], avail_mw[t])
+            surplus = avail_mw[t] - site[t]
+            opts = [(site[t] - used, 0.0), (site[t], 0.0)]
+            if surplus >= 0:
+                opts += [(0.0, surplus), (0.0, 0.0)]
+            options.append(opts)
+        for choice in itertools.product(*options):
+            imp = np.array([c[0] for c in choice])
+            exp = np.array([c[1] for c in choice])
+            best = min(best, true_cost_usd(retail, inputs, state, imp, exp))
+    return float(best)
+
+
+def check_exact(retail: bool, inputs: HorizonInputs, state: PlantState,
+                problem: RcdcProblem | None = None) -> float:
+    """Solve the exact form, check the plan (feasible, not worse than the brute force)
+    and return its cost [$]."""
+    problem = problem or _problem(inputs.horizon_steps, retail, Formulation.EXACT)
+    exact = problem.solve(inputs, state)
+    check_plan(retail, inputs, state, exact)
+    brute = _brute_force(retail, inputs, state)
+    # HiGHS treats flows below its feasibility tolerance (~1e-6 MW here) as zero; a
+    # schedule can differ by that much in every interval, priced at the largest price.
+    prices = np.abs(np.concatenate([inputs.import_price_usd_per_mwh,
+                                    inputs.export_price_usd_per_mwh]))
+    solver_tol_usd = 1e-6 * float(prices.max()) * DT_H * inputs.horizon_steps
+    assert exact.objective_usd <= brute + solver_tol_usd + 1e-5 * (1.0 + abs(brute)), (
+        f"exact plan {exact.objective_usd} $ worse than the brute force's {brute} $")
+    return exact.objective_usd
+
+
+Case = tuple[bool, HorizonInputs, PlantState]
+
+
+@dataclass(frozen=True)
+class Witness:
+    """A 2-interval instance solved by hand (``optimum_usd``); ``why`` says which
+    relaxation would pay on it."""
+
+    name: str
+    retail: bool
+    inputs: HorizonInputs
+    state: PlantState
+    optimum_usd: float
+    why: str
+
+    @property
+    def case(self) -> Case:
+        return self.retail, self.inputs, self.state
+
+
+def _two(a: float, b: float | None = None) -> np.ndarray:
+    return np.array([a, a if b is None else b])
+
+
+WITNESSES = (
+    Witness(
+        "export above import price", True,
+        HorizonInputs(_two(-20.0), _two(-10.0), _two(0.0), _two(0.0)),
+        PlantState(_two(0.0), _two(0.0), peak_import_to_date_mw=12.0), 0.0,
+        "No load and no renewable: nothing flows, 0 $. Importing at −20 and exporting at "
+        "−10 $/MWh at once would earn 2.5 $/MW per interval up to the 12 MW peak already "
+        "billed (−60 $): exclusivity forbids it."),
+    Witness(
+        "burn power at a negative price", False,
+        HorizonInputs.wholesale(_two(-20.0), _two(0.0), _two(1.25)),
+        PlantState.no_deferrable(2), -50.0,
+        "1.25 WU per interval needs P = F⁻¹ = 4 MW, site 5 MW, imported at −20 $/MWh: "
+        "2 · 0.25 · (−20) · 5 = −50 $. With W <= F(P) the site would run at 10 MW "
+        "(12.5 MW site) for −125 $."),
+    Witness(
+        "work released late", False,
+        HorizonInputs.wholesale(_two(10.0, 90.0), _two(0.0), _two(0.0)),
+        PlantState(_two(0.0, 1.25), _two(0.0, 1.25)), 112.5,
+        "1.25 WU released in interval 1 only: 5 MW site at 90 $/MWh, 0.25 · 90 · 5 = "
+        "112.5 $. Without the release constraint it would run at 10 $/MWh (12.5 $)."),
+    Witness(
+        "demand charge above the billed peak", True,
+        HorizonInputs(_two(20.0, 80.0), _two(10.0, 40.0), _two(0.0), _two(0.0)),
+        PlantState(_two(0.0, 2.5), _two(2.5), peak_import_to_date_mw=5.0), 125.0,
+        "2.5 WU due by the end, 5 MW already billed: 1.25 WU per interval keeps the "
+        "import at 5 MW, 0.25 · (20 + 80) · 5 = 125 $. All of it at 20 $/MWh needs "
+        "12.5 MW (500 $/MW above 5 MW: 3,812.5 $)."),
+)
+
+
 @st.composite
-def instances(draw: st.DrawFn, *, exact_conditions: bool
-              ) -> tuple[bool, HorizonInputs, PlantState]:
+def instances(draw: st.DrawFn, *, exact_conditions: bool) -> Case:
     H = draw(st.integers(2, 4))
     retail = draw(st.booleans())
     price = st.floats(0.0 if exact_conditions else -40.0, 100.0, allow_nan=False)
@@ -68,12 +247,20 @@ def instances(draw: st.DrawFn, *, exact_conditions: bool
         pi_ex = pi_im
     cf = np.array([draw(st.floats(0.0, 1.0)) for _ in range(H)])
     nd = np.array([draw(st.floats(0.0, 1.2)) for _ in range(H)])
-    backlog = draw(st.floats(0.0, 1.0)) * (2.5 * H - nd.sum()) * 0.8
-    avail = np.full(H, backlog)
+    # Release in quarters of the backlog (so the brute-force grid holds schedules),
+    # all of it by the last interval, where it is due.
+    released = np.array([*sorted(draw(st.integers(0, 4)) for _ in range(H - 1)), 4]) / 4.0
+    # Largest backlog that can be done after its release: the part released after
+    # interval s − 1 must fit into the spare capacity of intervals s..H−1.
+    spare = np.cumsum((DT_H * CAP_MW - nd)[::-1])[::-1]
+    after = 1.0 - np.concatenate([[0.0], released[:-1]])
+    room = np.divide(spare, after, out=np.full(H, np.inf), where=after > 0)
+    backlog = draw(st.floats(0.0, 1.0)) * 0.8 * float(room.min())
     due = np.zeros(H)
     due[-1] = backlog
-    inputs = HorizonInputs(pi_im, pi_ex, cf, nd)
-    return retail, inputs, PlantState(due, avail)
+    peak0 = draw(st.sampled_from([0.0, 5.0, 12.0]))
+    state = PlantState(due, backlog * released, peak_import_to_date_mw=peak0)
+    return retail, HorizonInputs(pi_im, pi_ex, cf, nd), state
 
 
 SETTINGS = settings(max_examples=25, deadline=None,
@@ -82,8 +269,7 @@ SETTINGS = settings(max_examples=25, deadline=None,
 
 @SETTINGS
 @given(instances(exact_conditions=True))
-def test_relaxed_equals_exact_under_conditions(case: tuple[bool, HorizonInputs, PlantState]
-                                               ) -> None:
+def test_relaxed_equals_exact_under_conditions(case: Case) -> None:
     retail, inputs, state = case
     H = inputs.horizon_steps
     relaxed = _problem(H, retail, Formulation.RELAXED).solve(inputs, state)
@@ -91,60 +277,29 @@ def test_relaxed_equals_exact_under_conditions(case: tuple[bool, HorizonInputs, 
     assert relaxed.status is exact.status is SolveStatus.OPTIMAL
     assert relaxed.message == ""
     assert np.isclose(relaxed.objective_usd, exact.objective_usd, rtol=1e-6, atol=1e-5)
-    plan = relaxed.plan
-    assert plan is not None
-    dc = _site(retail).datacenter
-    work = plan.work_nd_wu + plan.work_df_wu
-    np.testing.assert_allclose(plan.it_power_mw,
-                               dc.processing.inverse_mw(work / 0.25, CAP_MW), atol=1e-6)
-    assert np.all(np.minimum(plan.import_mw, plan.export_mw) <= 1e-7)
+    check_plan(retail, inputs, state, relaxed)  # the repaired LP plan is exact
+    check_plan(retail, inputs, state, exact)
 
 
-def _brute_force(retail: bool, inputs: HorizonInputs, state: PlantState) -> float:
-    H = inputs.horizon_steps
-    site = _site(retail)
-    dc = site.datacenter
-    backlog = float(state.df_due_cum_wu[-1])
-    nd = inputs.work_nd_wu
-    avail_mw = inputs.renewable_cf * site.renewable.nameplate_mw
-    best = np.inf
-    quarters = [q for q in itertools.product(range(5), repeat=H) if sum(q) == 4]
-    for q in quarters:
-        work = nd + backlog * np.array(q) / 4.0
-        if np.any(work > 0.25 * CAP_MW + 1e-9):
-            continue
-        p = dc.processing.inverse_mw(work / 0.25, CAP_MW)
-        options = []
-        for t in range(H):
-            used = min(p[t], avail_mw[t])
-            surplus = avail_mw[t] - p[t]
-            opts = [(p[t] - used, 0.0), (p[t], 0.0)]
-            if surplus >= 0:
-                opts += [(0.0, surplus), (0.0, 0.0)]
-            options.append(opts)
-        for choice in itertools.product(*options):
-            imp = np.array([c[0] for c in choice])
-            exp = np.array([c[1] for c in choice])
-            cost = 0.25 * (inputs.import_price_usd_per_mwh @ imp
-                           - inputs.export_price_usd_per_mwh @ exp)
-            if retail:
-                cost += 1000 * LAMBDA_USD_PER_KW * imp.max()
-            best = min(best, cost)
-    return float(best)
+def _with_witnesses(test: Callable[[Case], None]) -> Callable[[Case], None]:
+    """``test`` with every witness as an explicit example (run before random ones)."""
+    for witness in WITNESSES:
+        test = example(witness.case)(test)
+    return test
 
 
 @SETTINGS
 @given(instances(exact_conditions=False))
-def test_exact_never_worse_than_brute_force(case: tuple[bool, HorizonInputs, PlantState]
-                                            ) -> None:
-    retail, inputs, state = case
-    H = inputs.horizon_steps
-    exact = _problem(H, retail, Formulation.EXACT).solve(inputs, state)
-    assert exact.status is SolveStatus.OPTIMAL
-    brute = _brute_force(retail, inputs, state)
-    # HiGHS treats flows below its feasibility tolerance (~1e-6 MW here) as zero; a
-    # schedule can differ by that much in every interval, priced at the largest price.
-    prices = np.abs(np.concatenate([inputs.import_price_usd_per_mwh,
-                                    inputs.export_price_usd_per_mwh]))
-    solver_tol_usd = 1e-6 * float(prices.max()) * 0.25 * H
-    assert exact.objective_usd <= brute + solver_tol_usd + 1e-5 * (1.0 + abs(brute))
+@_with_witnesses
+def test_exact_never_worse_than_brute_force(case: Case) -> None:
+    """The exact plan is feasible for the real problem and not worse than any schedule
+    of the brute-force grid (witnesses first, then random instances)."""
+    check_exact(*case)
+
+
+@pytest.mark.parametrize("witness", WITNESSES, ids=[w.name for w in WITNESSES])
+def test_witness_optima(witness: Witness) -> None:
+    """The exact form finds each hand-solved optimum (and the brute force too)."""
+    cost = check_exact(*witness.case)
+    assert cost == pytest.approx(witness.optimum_usd, abs=1e-6)
+    assert _brute_force(*witness.case) == pytest.approx(witness.optimum_usd, abs=1e-9)

@@ -21,13 +21,15 @@ COLUMNS = {
     "cost_usd": ("cost [$]", "{:,.0f}"),
     "profit_vs_no_colocation_usd": ("profit vs no coloc. [$]", "{:,.0f}"),
     "savings_pct": ("savings [%]", "{:.2f}"),
-    "regret_usd": ("regret [$]", "{:,.0f}"),
-    "regret_pct": ("regret [%]", "{:.2f}"),
+    "regret_usd": ("regret vs offline [$]", "{:,.0f}"),
+    "regret_pct": ("regret [% of no-coloc. cost]", "{:.2f}"),
+    "mip_gap_pct": ("MIP gap [%]", "{:.4f}"),
     "deadline_missed_wu": ("missed [WU]", "{:.2f}"),
     "fallbacks": ("fallbacks", "{:d}"),
     "solve_median_ms": ("solve med. [ms]", "{:.2f}"),
     "wall_time_s": ("wall [s]", "{:.1f}"),
 }
+"""RCDC table columns; percentages are of the no-colocation cost (see runner.compare)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,8 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run one scenario under several forecasters/controllers and compare",
         description="Runs the scenario on identical data under each controller (baseline, "
         "offline, perfect/oracle, or a forecaster name for MPC), plus the no-colocation "
-        "reference, and prints cost, profit and savings vs no colocation, regret vs perfect "
-        "foresight, deadline misses and fallbacks.",
+        "reference, the offline optimum and the perfect-forecast MPC with the same horizon, "
+        "and prints cost, profit and savings vs no colocation, regret vs the offline optimum "
+        "(in $ and in % of the no-colocation cost), the MIP gap the solves ended with, "
+        "deadline misses and fallbacks.",
     )
     parser.add_argument("scenario", nargs="?", type=Path, help="scenario TOML file")
     parser.add_argument("--data", type=Path, help="override data.data_dir (public data folder)")
@@ -63,13 +67,40 @@ def main(args: argparse.Namespace) -> int:
     labels = [label.strip() for label in args.forecasters.split(",") if label.strip()]
     with progress_bars() as progress:
         table = compare(scenario, labels, progress=progress)
-    text = markdown_table(table, "controller", COLUMNS, _cell)
+    text = markdown_table(table, "controller", COLUMNS, _rcdc_cell)
+    notes = limit_notes(table)
+    if notes:
+        text = "\n".join([text, "", *notes])
     print(f"mpc-dc compare: scenario '{scenario.name}', {scenario.run.days:g} days, "
           f"{scenario.site.grid.tariff.kind} market")
     print(text)
     if args.out:
         write_comparison(args.out, table, text)
     return 0
+
+
+def limit_notes(table: pd.DataFrame) -> list[str]:
+    """One line per row with solves that ended without proven optimality.
+
+    A limit-stopped offline solve makes every regret of the table uncertain by up
+    to its gap, so it is said under the table, not only in the gap column.
+    """
+    notes = []
+    for label, row in table.iterrows():
+        count = int(row.get("solves_not_optimal", 0) or 0)
+        if count:
+            notes.append(f"note: {label}: {count} solve(s) ended without proven optimality "
+                         f"(time limit, gap limit or failure); largest MIP gap "
+                         f"{row['mip_gap_pct']:.4g} %")
+    return notes
+
+
+def _rcdc_cell(row: pd.Series, key: str, fmt: str) -> str:
+    """:func:`_cell`, with ``-`` for a value that does not apply (NaN)."""
+    value = row.get(key)
+    if isinstance(value, float) and math.isnan(value):
+        return "-"
+    return _cell(row, key, fmt)
 
 
 FLEET_COLUMNS = {
