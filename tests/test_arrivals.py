@@ -22,16 +22,21 @@ DAY_S = 86400.0
 PHASE_S = 1800.0  # START is 30 min past the hour
 
 
-def _counts(rate_per_h: float) -> pd.DataFrame:
-    """Constant hourly rate on the 15-min grid over two days from the hour before START."""
-    index = pd.date_range(START.floor("h"), periods=2 * 96 + 4, freq=STEP,
-                          name="interval_start_utc")
-    return pd.DataFrame({"requests_per_h": rate_per_h}, index=index)
+def _trace(rate_per_h: float, seed: int = 3) -> pd.DataFrame:
+    """A day of Poisson arrivals at a constant rate, BurstGPT columns, varied tokens."""
+    rng = np.random.default_rng(seed)
+    n = rng.poisson(rate_per_h * 24)
+    return pd.DataFrame({
+        "arrival_s": np.sort(rng.uniform(0.0, DAY_S, n)),
+        "model": rng.choice(["ChatGPT", "GPT-4"], n, p=[0.8, 0.2]),
+        "request_tokens": rng.integers(1, 2000, n),
+        "response_tokens": rng.integers(1, 1000, n),
+    })
 
 
-def _build(r: float, rate_per_h: float = 400.0, seed: int = 5) -> RequestArrays:
+def _replay(r: float, rate_per_h: float = 400.0, seed: int = 5) -> RequestArrays:
     return build_arrivals(START, DAY_S, ArrivalConfig(rate_multiplier=r, seed=seed),
-                          hourly_counts=_counts(rate_per_h), models=MODELS)
+                          trace=_trace(rate_per_h), trace_end_s=DAY_S, models=MODELS)
 
 
 def _hourly(req: RequestArrays) -> np.ndarray:
@@ -74,10 +79,10 @@ def _close_twins(req: RequestArrays, window_s: float = 60.0) -> tuple[int, float
     return observed, expected
 
 
-def test_hourly_counts_are_r_times_the_source() -> None:
-    base = _hourly(_build(1.0))
-    assert np.array_equal(_hourly(_build(20.0)), 20 * base)  # whole r: exactly, per hour
-    frac = _hourly(_build(2.5))
+def test_replayed_hourly_counts_are_r_times_the_source() -> None:
+    base = _hourly(_replay(1.0))
+    assert np.array_equal(_hourly(_replay(20.0)), 20 * base)  # whole r: exactly, per hour
+    frac = _hourly(_replay(2.5))
     # Stream 2 takes each row with probability 1/2: binomial spread around 2.5 x.
     sd = np.sqrt(0.25 * base)
     assert np.all(np.abs(frac - 2.5 * base) <= 5 * sd + 1)
@@ -85,19 +90,42 @@ def test_hourly_counts_are_r_times_the_source() -> None:
 
 
 def test_no_clones_identical_tokens_close_in_time_only_by_chance() -> None:
-    req = _build(20.0, rate_per_h=100.0)
+    req = _replay(20.0, rate_per_h=100.0)
     observed, expected = _close_twins(req)
     # Cloning: each request had 19 twins within 60 s (~10^5 pairs here).
     assert observed <= 1.5 * expected + 20, (observed, expected)
 
 
 def test_inter_arrival_cv_not_inflated_by_the_multiplier() -> None:
-    one = _within_hour_cv(_build(1.0))
-    twenty = _within_hour_cv(_build(20.0, rate_per_h=20.0))
+    one = _within_hour_cv(_replay(1.0))
+    twenty = _within_hour_cv(_replay(20.0, rate_per_h=20.0))
     # Same hourly rate (400/h) from one stream or from 20 superposed ones: a Poisson
-    # stream has CV 1 in both; clones within 60 s made it ~4.
+    # stream has CV 1 in both; clones within 60 s made it ~5.
     assert one == pytest.approx(1.0, abs=0.1)
     assert twenty == pytest.approx(one, abs=0.1)
+
+
+def _counts(rate_per_h: float) -> pd.DataFrame:
+    """Constant hourly rate on the 15-min grid from the hour before START, two days."""
+    index = pd.date_range(START.floor("h"), periods=2 * 96 + 4, freq=STEP,
+                          name="interval_start_utc")
+    return pd.DataFrame({"requests_per_h": rate_per_h}, index=index)
+
+
+def test_generator_on_real_counts_draws_r_independent_streams() -> None:
+    """On hourly counts the generator realises Poisson(r × rate): hourly counts around
+    r × the rate with the noise of r streams (sd √(r·rate)), not r × one stream's
+    (sd r·√rate, which cloning or resampling one stream would give)."""
+    r, rate = 20.0, 50.0
+    req = build_arrivals(START, DAY_S, ArrivalConfig(rate_multiplier=r, seed=9),
+                         hourly_counts=_counts(rate), models=MODELS)
+    full = _hourly(req)[1:-1]  # whole clock hours
+    kept = 1.0 - req.stats.dropped["zero_request_tokens"] / req.stats.rows_in
+    mean = r * rate * kept
+    assert full.mean() == pytest.approx(mean, rel=0.02)
+    assert full.std() < 2 * np.sqrt(mean)  # one stream x 20 would give ~ 20 * sqrt(50)
+    assert req.stats.added_by_rate == 0 and "thinned_by_rate" not in req.stats.dropped
+    req.stats.check()
 
 
 def test_thinning_below_one_keeps_a_share_of_the_rows() -> None:

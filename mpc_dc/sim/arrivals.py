@@ -37,10 +37,13 @@ Rules applied to both, in this order, each counted under a named reason
    expectation (exactly, for an integer ``r``) and no request is a copy of
    another. Below 1 only stream 0 exists, thinned: the dropped rows count as
    ``thinned_by_rate``; rows added by the resampled streams as ``added_by_rate``.
-   Cloning (``r`` copies of each row) would put ``r`` identical requests within
-   seconds of each other: an artificial burst that no superposition of
-   independent users makes. The trace's daily and weekly shape is kept (a time
-   compression would change it).
+   The generator on real hourly counts draws its Poisson counts at ``r`` × the
+   rate instead (``r`` independent Poisson streams superposed are one Poisson
+   stream at ``r`` × the rate), so its counts carry the noise of ``r`` streams, not
+   ``r`` × the noise of one. Cloning (``r`` copies of each row) would put ``r``
+   identical requests within seconds of each other: an artificial burst that no
+   superposition of independent users makes. The trace's daily and weekly shape is
+   kept (a time compression would change it).
 """
 
 from __future__ import annotations
@@ -225,6 +228,7 @@ def _apply_rules(
     models: tuple[str, ...],
     span_s: tuple[float, float],
     hour_phase_s: float,
+    r: float,
     rng: np.random.Generator,
     stats: ArrivalStats,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -239,6 +243,9 @@ def _apply_rules(
     hour_phase_s : float [s]
         Seconds from the UTC clock hour to the run start (a resampled request keeps
         its row's clock hour).
+    r : float [-]
+        The rate multiplier still to apply (1 for rows already drawn at ``r`` × the
+        rate).
 
     Returns
     -------
@@ -247,7 +254,8 @@ def _apply_rules(
     """
     stats.rows_in += int(arrival_s.size)
     model_pos = {m: i for i, m in enumerate(models)}
-    uniq, inverse = np.unique(np.asarray(names, dtype=object).astype(str), return_inverse=True)
+    # Hash-based (pd.factorize): np.unique sorts the strings, seconds at 10^7 rows.
+    inverse, uniq = pd.factorize(pd.Series(names, dtype=object).astype(str), sort=False)
     lookup = np.array(
         [model_pos.get(config.model_map.get(str(u), ""), -1) for u in uniq], dtype=np.int32
     )
@@ -265,7 +273,6 @@ def _apply_rules(
     if config.failed is ZeroTokenPolicy.DROP:
         drop(response_tokens == 0, "failed_zero_response")
     rows = np.flatnonzero(keep)
-    r = config.rate_multiplier
     if r < 1:
         thinned = rng.random(rows.size) >= r
         stats.dropped["thinned_by_rate"] = (
@@ -394,6 +401,7 @@ def build_arrivals(
         source: int,
         name: str,
         span_s: tuple[float, float],
+        r: float,
         arrival_s: np.ndarray,
         names: np.ndarray,
         request_tokens: np.ndarray,
@@ -401,7 +409,7 @@ def build_arrivals(
     ) -> None:
         arrays = _apply_rules(
             arrival_s, names, request_tokens, response_tokens, config, models, span_s,
-            hour_phase_s, rng, stats,
+            hour_phase_s, r, rng, stats,
         )
         parts.append((*arrays, np.full(arrays[0].size, source, dtype=np.int8)))
         stats.by_source[name] = int(arrays[0].size)
@@ -421,6 +429,7 @@ def build_arrivals(
             SOURCE_TRACE,
             "trace",
             (0.0, covered_s),
+            config.rate_multiplier,
             t[inside],
             trace["model"].to_numpy()[inside],
             trace["request_tokens"].to_numpy(dtype=np.int64)[inside],
@@ -433,11 +442,13 @@ def build_arrivals(
                 run_s / 3600,
             )
     if covered_s < run_s:
-        gen = _generate(run_start, covered_s, run_s, config, hourly_counts, count_streams)
+        gen, scaled = _generate(run_start, covered_s, run_s, config, hourly_counts,
+                                count_streams)
         add(
             SOURCE_GENERATOR,
             "generator",
             (covered_s, run_s),
+            1.0 if scaled else config.rate_multiplier,
             gen["arrival_s"].to_numpy(dtype=np.float64),
             gen["model"].to_numpy(),
             gen["request_tokens"].to_numpy(dtype=np.int64),
@@ -465,8 +476,12 @@ def _generate(
     config: ArrivalConfig,
     hourly_counts: pd.DataFrame | None,
     count_streams: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Generator requests for ``[from_s, run_s)`` with arrival in run seconds."""
+) -> tuple[pd.DataFrame, bool]:
+    """Generator requests for ``[from_s, run_s)`` with arrival in run seconds, and
+    whether they are drawn at ``rate_multiplier`` × the rate already (on
+    ``hourly_counts``: ``r`` independent Poisson streams superposed are one Poisson
+    stream at ``r`` × the rate; resampling ``r`` × one stream's count would keep one
+    stream's relative noise)."""
     start = run_start + pd.Timedelta(seconds=from_s)
     days = math.ceil((run_s - from_s) / 86400.0)
     counts = None
@@ -477,13 +492,13 @@ def _generate(
         rate = hourly_counts["requests_per_h"].reindex(index)
         if rate.notna().all():
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, 11]))
-            counts = pd.DataFrame(
-                {"requests_per_15min": rng.poisson(rate.to_numpy() * STEP_H)}, index=index
-            )
+            mean = rate.to_numpy() * STEP_H * config.rate_multiplier
+            counts = pd.DataFrame({"requests_per_15min": rng.poisson(mean)}, index=index)
         else:
             logger.info(
                 "hourly counts do not cover %s + %d days; calibrated counts used", start, days
             )
+    scaled = counts is not None
     if counts is None and count_streams is not None:
         streams = synth_request_counts(start, days, seed=config.seed)
         counts = pd.DataFrame(
@@ -492,4 +507,4 @@ def _generate(
     frame = synth_requests(start, days, seed=config.seed, counts=counts)
     frame = frame.loc[frame["arrival_s"].to_numpy() + from_s < run_s].copy()
     frame["arrival_s"] = frame["arrival_s"].to_numpy() + from_s
-    return frame
+    return frame, scaled
