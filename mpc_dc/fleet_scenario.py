@@ -578,12 +578,16 @@ class FleetSources:
     counts : DataFrame or None
         ``caiso``: BurstGPT's hourly request rates placed from the run start
         (:func:`traces.datasets.burstgpt_hourly_counts`).
+    rows : DataFrame or None
+        ``caiso``: BurstGPT's first request rows
+        (:func:`traces.burstgpt.read_burstgpt_requests`, both policies ``KEEP``).
     """
 
     index: pd.DatetimeIndex
     prices: dict[str, np.ndarray]
     carbon: dict[str, np.ndarray]
-    counts: pd.DataFrame | None
+    counts: pd.DataFrame | None = None
+    rows: pd.DataFrame | None = None
 
 
 def fleet_index(scenario: FleetScenario) -> pd.DatetimeIndex:
@@ -608,15 +612,21 @@ def fleet_sources(scenario: FleetScenario) -> FleetSources:
         history + run + horizon: ``data.data_dir`` (no data folder), ``run.start``
         (prices), ``fleet.campuses[i].carbon_zone`` (the zone's carbon file),
         ``run.days`` (BurstGPT's 61 days from the run start).
+    TraceError
+        A data file missing or malformed (named, with the line).
     """
+    from traces.burstgpt import read_burstgpt_requests
+
     index = fleet_index(scenario)
     if scenario.data.source == "synthetic":
         return FleetSources(index, _synthetic_prices(scenario, index),
-                            _synthetic_carbon(scenario, index), None)
+                            _synthetic_carbon(scenario, index))
     data_dir = _data_dir(scenario)
+    rows, _ = read_burstgpt_requests(data_dir / BURSTGPT_FIRST400_FILE)
     return FleetSources(index, _caiso_prices(scenario, data_dir, index),
                         _real_carbon(scenario, data_dir, index),
-                        _burstgpt_counts(scenario, data_dir, index))
+                        _burstgpt_counts(scenario, data_dir, index),
+                        rows.reset_index(drop=True))
 
 
 def build_fleet_data(scenario: FleetScenario) -> FleetData:
@@ -635,11 +645,11 @@ def build_fleet_data(scenario: FleetScenario) -> FleetData:
     upto_s = (hist + run.n_steps) * STEP_S
     tail = build_arrivals(index[hist + run.n_steps], H * STEP_S, _stream(arrival, 101),
                           models=cfg.models, hourly_counts=sources.counts)
-    if sources.counts is None:
+    if sources.counts is None or sources.rows is None:
         upto = build_arrivals(index[0], upto_s, arrival, models=cfg.models)
     else:
         upto = _burstgpt_requests(scenario, index[: hist + run.n_steps], arrival,
-                                  sources.counts)
+                                  sources.counts, sources.rows)
     all_requests = _concat_requests(upto, tail, upto_s)
     exo_cols: dict[str, np.ndarray] = {}
     truth_cols: dict[str, np.ndarray] = {}
@@ -796,18 +806,15 @@ def _burstgpt_counts(scenario: FleetScenario, data_dir: Path, index: pd.Datetime
 
 
 def _burstgpt_requests(scenario: FleetScenario, index: pd.DatetimeIndex,
-                       arrival: ArrivalConfig, counts: pd.DataFrame) -> RequestArrays:
+                       arrival: ArrivalConfig, counts: pd.DataFrame, rows: pd.DataFrame
+                       ) -> RequestArrays:
     """BurstGPT's requests over history + run (``index``): the history from the
     generator's calibrated conversation stream (nothing of BurstGPT precedes its day 0),
-    then from the run start the real rows and the generator on ``counts``."""
-    from traces.burstgpt import read_burstgpt_requests
-
+    then from the run start the real ``rows`` and the generator on ``counts``."""
     models = scenario.config.models
     hist_s = scenario.run.history_days * STEPS_PER_DAY * STEP_S
-    rows, _ = read_burstgpt_requests(_data_dir(scenario) / BURSTGPT_FIRST400_FILE)
     run = build_arrivals(index[0] + pd.Timedelta(seconds=hist_s), len(index) * STEP_S - hist_s,
-                         arrival, trace=rows.reset_index(drop=True), hourly_counts=counts,
-                         models=models)
+                         arrival, trace=rows, hourly_counts=counts, models=models)
     if hist_s <= 0:
         return run
     before = build_arrivals(index[0], hist_s, _stream(arrival, 102), models=models,

@@ -171,6 +171,28 @@ def test_fleet_scenario_beyond_its_data_refused_by_check_and_run(
     _refused_by_check_and_run(DATA[case], str(shared_data), tmp_path, capsys)
 
 
+def test_missing_request_rows_refused_by_check_and_run(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check reads every file the run reads, the BurstGPT rows too."""
+    monkeypatch.delenv("MPC_DC_DATA", raising=False)
+    data = tmp_path / "data"
+    for folder in ("caiso_lmp", "carbon"):
+        (data / folder).parent.mkdir(parents=True, exist_ok=True)
+        (data / folder).symlink_to(shared_data / folder)
+    (data / "burstgpt").mkdir()
+    (data / "burstgpt" / "burstgpt_hourly.csv").symlink_to(
+        shared_data / "burstgpt" / "burstgpt_hourly.csv")
+    path = _write(_with(CAISO, {"data": {"data_dir": str(data)}}), tmp_path / "s.toml")
+    missing = data / "burstgpt" / "burstgpt_v1_first400.csv"
+    for argv in (["scenario", "check", str(path)],
+                 ["run", str(path), "--out", str(tmp_path / "out")]):
+        assert cli_main(argv) == 2
+        lines = capsys.readouterr().err.strip("\n").split("\n")
+        assert lines == [f"mpc-dc: error: {missing}: file not found"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_check_passes_the_examples_and_reads_the_data(
         shared_data: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
