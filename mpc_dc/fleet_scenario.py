@@ -10,22 +10,33 @@ directory; :func:`compare_fleet` runs one scenario under several labels
 
 Data sources
 ------------
+Each campus's price is its ``price_node``'s and its carbon intensity its
+``carbon_zone``'s; a node or zone the source does not have is refused when the
+scenario is read (``mpc-dc scenario check`` says so), and a series that does not
+cover history + run + horizon when the data are read (``scenario check`` reads
+them too). DR days must be whole local days of the run.
+
 ``synthetic``
     Requests from the calibrated generator (:func:`traces.synthetic.synth_requests`
-    through :func:`mpc_dc.sim.arrivals.build_arrivals`), prices from
-    :func:`traces.synthetic.synth_lmp` (one seed per campus) and a carbon intensity
-    with a midday solar dip ``κ = 250 − 80 sin(π (h − 7) / 12)`` [gCO2/kWh] for the
-    local hours 7-19 (plus seeded noise, ±5 %); runs without ``../shared``.
+    through :func:`mpc_dc.sim.arrivals.build_arrivals`); prices from
+    :func:`traces.synthetic.synth_lmp` (the calibrated NYISO zone-J model, one seed
+    per distinct ``price_node``, which is only a label here); carbon intensity per
+    zone of :data:`SYNTHETIC_CARBON`: the zone's mean intensity by local hour of the
+    day in its Electricity Maps file (:func:`carbon_hour_profile`) times seeded
+    hourly noise (±5 %, uniform); runs without ``../shared``.
 ``caiso``
-    CAISO 2021 15-min RT LMP at each campus's hub (NP15, SP15, ZP26), Electricity
-    Maps US-CAL-CISO carbon, BurstGPT: the real v1 rows replayed from the run start,
-    then the generator with BurstGPT's real hourly counts placed from the start of
-    the forecaster history (so history and run follow one trace).
-
-Demand history for the forecasters: the same arrival process over the history
-days (per-interval output tokens / 900 s), so the forecasters see the series
-they will be asked to predict. Oracle truth (``controller.kind = "perfect"``)
-covers the run plus one horizon.
+    CAISO 2021 15-min RT LMP at each campus's hub (:data:`CAISO_HUBS`), Electricity
+    Maps hourly carbon intensity of each campus's zone (:data:`CARBON_SOURCES`: a zone
+    whose file does not cover the period is refused), BurstGPT placed as the DR
+    study places it (:func:`mpc_dc.studies.dr.load_dr_data`): its day 0, hour 0 at
+    the run start, so the run's day ``k`` is BurstGPT's day ``k``. The real v1 rows
+    (trace seconds 5 to 37,274) are replayed from the run start, then the generator
+    on BurstGPT's real hourly counts; run + horizon must lie within BurstGPT's 61
+    days. No BurstGPT request precedes its day 0: the forecaster history before the
+    run comes from the generator's calibrated ``conversation`` stream, because
+    BurstGPT's first week is conversation traffic; the calibrated API stream, fitted
+    on all 61 days, would show the forecasters a history at several times the run's
+    rate (figures: docs/fleet_closed_loop.md).
 
 KPIs beyond the simulator's (:func:`mpc_dc.sim.fleet_engine.fleet_kpis`): cost
 components as in the optimizer's objective, realized: switching (start cost ×
@@ -40,8 +51,10 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,8 +85,9 @@ from mpc_dc.sim.fleet_engine import (
     simulate_fleet,
     slo_by_pool_interval,
 )
+from traces.datasets import caiso_carbon, ny_carbon
 from traces.errors import ConfigError
-from traces.grid import STEP, STEPS_PER_DAY, GapPolicy
+from traces.grid import STEP, STEPS_PER_DAY, GapPolicy, TraceMetadata
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +95,72 @@ TZ = "America/Los_Angeles"
 SOURCE = "<fleet scenario>"
 FidelityName = Literal["request", "fluid"]
 FleetControllerKind = Literal["rule", "mpc", "perfect"]
+
+CAISO_HUBS: tuple[str, ...] = ("NP15", "SP15", "ZP26")
+"""Price nodes of ``data.source = "caiso"``: the hubs of the CAISO 2021 RT files."""
+
+CAISO_YEAR = 2021
+"""Year of the CAISO RT price files (:data:`traces.datasets.CAISO_RT_FILES`)."""
+
+CARBON_SOURCES: Mapping[str, Callable[[Path], tuple[pd.DataFrame, TraceMetadata]]] = {
+    "US-CAL-CISO": caiso_carbon,
+    "US-NY-NYIS": ny_carbon,
+}
+"""Carbon zones of ``data.source = "caiso"`` and the reader of each zone's Electricity
+Maps hourly file (US-CAL-CISO 2021, US-NY-NYIS 2022; the file must cover the run's
+history + run + horizon)."""
+
+BURSTGPT_FIRST400_FILE = "burstgpt/burstgpt_v1_first400.csv"
+"""The first 400 BurstGPT v1 request rows (trace seconds 5 to 37,274)."""
+
+HISTORY_COUNT_STREAMS: tuple[str, ...] = ("conversation",)
+"""Calibrated count streams of the ``caiso`` history before BurstGPT's day 0
+(module docstring)."""
+
+
+@dataclass(frozen=True)
+class SyntheticCarbonZone:
+    """Synthetic carbon intensity of one zone.
+
+    Parameters
+    ----------
+    tz : str
+        The zone's clock (its daily profile is read on it).
+    hour_profile_gco2_per_kwh : tuple of float [gCO2/kWh]
+        Mean intensity by local hour 0..23 (:func:`carbon_hour_profile` of the
+        zone's file, rounded to 1 gCO2/kWh).
+    """
+
+    tz: str
+    hour_profile_gco2_per_kwh: tuple[float, ...]
+
+
+SYNTHETIC_CARBON: Mapping[str, SyntheticCarbonZone] = {
+    # carbon_hour_profile(data_dir, "US-CAL-CISO"): US-CAL-CISO 2021, solar dip at noon.
+    "US-CAL-CISO": SyntheticCarbonZone("America/Los_Angeles", (
+        245, 243, 242, 243, 244, 244, 238, 212, 171, 150, 142, 140,
+        139, 141, 145, 157, 178, 200, 222, 238, 243, 246, 249, 247)),
+    # carbon_hour_profile(data_dir, "US-NY-NYIS"): US-NY-NYIS 2022, evening peak.
+    "US-NY-NYIS": SyntheticCarbonZone("America/New_York", (
+        207, 205, 203, 202, 203, 205, 209, 212, 215, 216, 214, 214,
+        214, 214, 214, 217, 220, 223, 225, 226, 224, 221, 215, 212)),
+}
+"""Carbon zones of ``data.source = "synthetic"`` (tests/test_fleet_scenario_sources.py
+recomputes the profiles from the files)."""
+
+
+def carbon_hour_profile(data_dir: Path, zone: str) -> tuple[float, ...]:
+    """Mean carbon intensity of ``zone`` by local hour of the day over its file [gCO2/kWh].
+
+    How :data:`SYNTHETIC_CARBON` was made: the hourly values of the zone's
+    Electricity Maps file (:data:`CARBON_SOURCES`) averaged per hour 0..23 of the
+    zone's clock, rounded to 1 gCO2/kWh.
+    """
+    frame, _ = CARBON_SOURCES[zone](data_dir)
+    hourly = frame["carbon_gco2_per_kwh"].iloc[::4]  # HOLD: one value per hour
+    local = pd.DatetimeIndex(hourly.index).tz_convert(SYNTHETIC_CARBON[zone].tz)
+    means = hourly.groupby(local.hour).mean()
+    return tuple(float(round(means[h])) for h in range(24))
 
 
 @dataclass(frozen=True)
@@ -118,10 +198,12 @@ class FleetDataSpec:
     Parameters
     ----------
     source : {"synthetic", "caiso"}
+        Module docstring, "Data sources".
     data_dir : str
         Public data folder (``caiso``); ``MPC_DC_DATA`` replaces it when set.
     rate_multiplier : float [-]
-        Scales the request rate (copies / thinning of each request).
+        Superposes this many independent request streams (thinning below 1; see
+        :mod:`mpc_dc.sim.arrivals`, rule 4).
     model_map : Mapping[str, str]
         Trace model name (``ChatGPT``, ``GPT-4``) to served model family.
     """
@@ -133,6 +215,14 @@ class FleetDataSpec:
 
     def __post_init__(self) -> None:
         positive(SOURCE, "data.rate_multiplier", self.rate_multiplier)
+        from traces.synthetic import load_figures
+
+        names = load_figures().tokens.model_names  # BurstGPT's, which the generator uses
+        for trace_name in self.model_map:
+            if trace_name not in names:
+                raise ConfigError(SOURCE, f"{trace_name!r} is not a model name of the "
+                                  f"requests; expected one of {', '.join(names)}",
+                                  key="data.model_map")
 
 
 @dataclass(frozen=True)
@@ -175,13 +265,41 @@ class DrEventSpec:
     Parameters
     ----------
     days : tuple of str
-        Local (Pacific) days with an event, ``YYYY-MM-DD``.
+        Local (Pacific) days with an event, ``YYYY-MM-DD``; each a whole day of the run
+        (checked by :class:`FleetScenario`).
     start_hour, end_hour : int [h, Pacific]
+        Event hours ``[start_hour, end_hour)``, ``0 <= start_hour < end_hour <= 24``.
     """
 
     days: tuple[str, ...] = ()
     start_hour: int = 16
     end_hour: int = 21
+
+    def __post_init__(self) -> None:
+        for day in self.days:
+            try:  # fromisoformat alone also takes 20210709
+                valid = len(day) == 10 and bool(date.fromisoformat(day))
+            except ValueError:
+                valid = False
+            if not valid:
+                raise ConfigError(SOURCE, f"expected a date YYYY-MM-DD, got {day!r}",
+                                  key="dr_events.days")
+        if not 0 <= self.start_hour < 24:
+            raise ConfigError(SOURCE, f"expected an hour 0..23, got {self.start_hour}",
+                              key="dr_events.start_hour")
+        if not self.start_hour < self.end_hour <= 24:
+            raise ConfigError(SOURCE, f"expected an hour after start_hour "
+                              f"({self.start_hour}) and <= 24, got {self.end_hour}",
+                              key="dr_events.end_hour")
+
+    def local_days(self) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+        """Start and end of each event day [UTC]: Pacific midnight to midnight."""
+        out = []
+        for day in self.days:
+            first = pd.Timestamp(day)
+            out.append((first.tz_localize(TZ).tz_convert("UTC"),
+                        (first + pd.Timedelta(days=1)).tz_localize(TZ).tz_convert("UTC")))
+        return out
 
 
 @dataclass(frozen=True)
@@ -326,6 +444,34 @@ class FleetScenario:
                                   f"does not serve ({', '.join(self.fleet.models)})",
                                   key="data.model_map")
         self._check_gpu_limits()
+        self._check_sources()
+        self._check_dr_days()
+
+    def _check_sources(self) -> None:
+        """Every campus's price node and carbon zone must exist in the data source."""
+        caiso = self.data.source == "caiso"
+        zones = CARBON_SOURCES if caiso else SYNTHETIC_CARBON
+        for i, c in enumerate(self.fleet.campuses):
+            if caiso and c.price_node not in CAISO_HUBS:
+                raise ConfigError(SOURCE, f"unknown price node {c.price_node!r} for data.source "
+                                  f"'caiso'; expected one of {', '.join(CAISO_HUBS)}",
+                                  key=f"fleet.campuses[{i}].price_node")
+            if c.carbon_zone not in zones:
+                raise ConfigError(SOURCE, f"unknown carbon zone {c.carbon_zone!r} for "
+                                  f"data.source {self.data.source!r}; expected one of "
+                                  f"{', '.join(zones)}", key=f"fleet.campuses[{i}].carbon_zone")
+
+    def _check_dr_days(self) -> None:
+        """Every DR day must be a whole local day of the run (its baseline is a day plan)."""
+        start = self.run.start_ts
+        end = start + pd.Timedelta(days=self.run.days)
+        for day, (first, last) in zip(self.dr_events.days, self.dr_events.local_days(),
+                                      strict=True):
+            if first < start or last > end:
+                raise ConfigError(SOURCE, f"DR day {day} (Pacific, {first:%Y-%m-%d %H:%M} to "
+                                  f"{last:%Y-%m-%d %H:%M} UTC) is not a whole day of the run "
+                                  f"({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC)",
+                                  key="dr_events.days")
 
     def _check_gpu_limits(self) -> None:
         """Every served model must fit on some campus in at least one allowed precision."""
@@ -350,14 +496,27 @@ class FleetScenario:
 
 def fleet_scenario_from_table(table: Mapping[str, Any], source: str | Path) -> FleetScenario:
     """Build and validate a :class:`FleetScenario` (unknown keys rejected, named)."""
+    with errors_name(source):
+        try:
+            return from_mapping(FleetScenario, table, source)
+        except KeyError as err:  # an unknown model of the quantization table
+            raise ConfigError(source, str(err).strip("'\""), key="fleet.models") from None
+
+
+@contextmanager
+def errors_name(source: str | Path) -> Iterator[None]:
+    """A scenario's :class:`ConfigError` inside the block names ``source`` (its file).
+
+    Checks that need more than the table (the data, in :func:`fleet_sources`;
+    overrides through ``dataclasses.replace``) raise with the placeholder
+    :data:`SOURCE`; the commands that read the file name it.
+    """
     try:
-        return from_mapping(FleetScenario, table, source)
+        yield
     except ConfigError as err:
         if str(err.source) == SOURCE:
             raise ConfigError(source, err.message, key=err.key) from None
         raise
-    except KeyError as err:  # an unknown model of the quantization table
-        raise ConfigError(source, str(err).strip("'\""), key="fleet.models") from None
 
 
 def load_fleet_scenario(path: str | Path) -> FleetScenario:
@@ -404,39 +563,101 @@ class FleetData:
     dr_event: pd.DataFrame | None
 
 
+@dataclass(frozen=True)
+class FleetSources:
+    """The exogenous series of a scenario over history + run + horizon.
+
+    Attributes
+    ----------
+    index : DatetimeIndex
+        The 15-min grid of history + run + horizon (UTC).
+    prices : dict[str, ndarray] [$/MWh]
+        Per price node.
+    carbon : dict[str, ndarray] [gCO2/kWh]
+        Per carbon zone.
+    counts : DataFrame or None
+        ``caiso``: BurstGPT's hourly request rates placed from the run start
+        (:func:`traces.datasets.burstgpt_hourly_counts`).
+    rows : DataFrame or None
+        ``caiso``: BurstGPT's first request rows
+        (:func:`traces.burstgpt.read_burstgpt_requests`, both policies ``KEEP``).
+    """
+
+    index: pd.DatetimeIndex
+    prices: dict[str, np.ndarray]
+    carbon: dict[str, np.ndarray]
+    counts: pd.DataFrame | None = None
+    rows: pd.DataFrame | None = None
+
+
+def fleet_index(scenario: FleetScenario) -> pd.DatetimeIndex:
+    """The 15-min grid of history + run + one horizon after the run (UTC)."""
+    run = scenario.run
+    hist = run.history_days * STEPS_PER_DAY
+    return pd.date_range(run.start_ts - hist * STEP,
+                         periods=hist + run.n_steps + scenario.controller.horizon_steps,
+                         freq=STEP, name="interval_start_utc")
+
+
+def fleet_sources(scenario: FleetScenario) -> FleetSources:
+    """Read (``caiso``) or generate (``synthetic``) the scenario's exogenous series.
+
+    :func:`build_fleet_data` starts with it, and ``mpc-dc scenario check`` runs it, so
+    the check refuses what a run would refuse for its data.
+
+    Raises
+    ------
+    ConfigError
+        (source :data:`SOURCE`) naming the scenario key when a series does not cover
+        history + run + horizon: ``data.data_dir`` (no data folder), ``run.start``
+        (prices), ``fleet.campuses[i].carbon_zone`` (the zone's carbon file),
+        ``run.days`` (BurstGPT's 61 days from the run start).
+    TraceError
+        A data file missing or malformed (named, with the line).
+    """
+    from traces.burstgpt import read_burstgpt_requests
+
+    index = fleet_index(scenario)
+    if scenario.data.source == "synthetic":
+        return FleetSources(index, _synthetic_prices(scenario, index),
+                            _synthetic_carbon(scenario, index))
+    data_dir = _data_dir(scenario)
+    rows, _ = read_burstgpt_requests(data_dir / BURSTGPT_FIRST400_FILE)
+    return FleetSources(index, _caiso_prices(scenario, data_dir, index),
+                        _real_carbon(scenario, data_dir, index),
+                        _burstgpt_counts(scenario, data_dir, index),
+                        rows.reset_index(drop=True))
+
+
 def build_fleet_data(scenario: FleetScenario) -> FleetData:
     """Exogenous series, requests, history and truth of a scenario."""
     run, cfg = scenario.run, scenario.config
     H = scenario.controller.horizon_steps
     hist = run.history_days * STEPS_PER_DAY
-    total = hist + run.n_steps + H
-    index = pd.date_range(run.start_ts - hist * STEP, periods=total, freq=STEP,
-                          name="interval_start_utc")
+    sources = fleet_sources(scenario)
+    index = sources.index
+    total = len(index)
     arrival = ArrivalConfig(rate_multiplier=scenario.data.rate_multiplier,
                             model_map=dict(scenario.data.model_map), seed=run.seed)
     # The requests of history + run do not depend on the horizon (a horizon sweep
     # compares controllers on one request stream); the horizon after the run, seen
     # only by forecasts and the Oracle, is generated on its own seed.
     upto_s = (hist + run.n_steps) * STEP_S
-    # BurstGPT's hourly counts, read once from the history start (the tail and
-    # history + run share the origin).
-    counts = None if scenario.data.source == "synthetic" else _burstgpt_counts(scenario, index)
-    tail = build_arrivals(index[hist + run.n_steps], H * STEP_S, _tail_arrivals(arrival),
-                          models=cfg.models, hourly_counts=counts)
-    if counts is None:
-        prices, carbon = _synthetic_exogenous(scenario, index)
+    tail = build_arrivals(index[hist + run.n_steps], H * STEP_S, _stream(arrival, 101),
+                          models=cfg.models, hourly_counts=sources.counts)
+    if sources.counts is None or sources.rows is None:
         upto = build_arrivals(index[0], upto_s, arrival, models=cfg.models)
     else:
-        prices, carbon = _caiso_exogenous(scenario, index)
-        upto = _burstgpt_requests(scenario, index[: hist + run.n_steps], arrival, counts)
+        upto = _burstgpt_requests(scenario, index[: hist + run.n_steps], arrival,
+                                  sources.counts, sources.rows)
     all_requests = _concat_requests(upto, tail, upto_s)
     exo_cols: dict[str, np.ndarray] = {}
     truth_cols: dict[str, np.ndarray] = {}
     for c in cfg.campuses:
-        exo_cols[f"lmp_usd_per_mwh[{c.price_node}]"] = prices[c.price_node]
-        exo_cols[f"carbon_gco2_per_kwh[{c.carbon_zone}]"] = carbon[c.carbon_zone]
-        truth_cols[f"lmp_usd_per_mwh[{c.price_node}]"] = prices[c.price_node]
-        truth_cols[f"carbon_gco2_per_kwh[{c.name}]"] = carbon[c.carbon_zone]
+        exo_cols[f"lmp_usd_per_mwh[{c.price_node}]"] = sources.prices[c.price_node]
+        exo_cols[f"carbon_gco2_per_kwh[{c.carbon_zone}]"] = sources.carbon[c.carbon_zone]
+        truth_cols[f"lmp_usd_per_mwh[{c.price_node}]"] = sources.prices[c.price_node]
+        truth_cols[f"carbon_gco2_per_kwh[{c.name}]"] = sources.carbon[c.carbon_zone]
     agg = all_requests.per_interval(total)
     for m, model in enumerate(cfg.models):
         truth_cols[f"demand_tokens_per_s[{model}]"] = agg["response_tokens"][:, m] / STEP_S
@@ -447,9 +668,10 @@ def build_fleet_data(scenario: FleetScenario) -> FleetData:
                      _dr_events(scenario, index))
 
 
-def _tail_arrivals(arrival: ArrivalConfig) -> ArrivalConfig:
-    """The arrival settings of the horizon after the run: a seed of its own."""
-    seed = int(np.random.SeedSequence([arrival.seed, 101]).generate_state(1)[0])
+def _stream(arrival: ArrivalConfig, tag: int) -> ArrivalConfig:
+    """``arrival`` with a seed of its own for one part of the requests (101: the
+    horizon after the run; 102: the ``caiso`` history before BurstGPT's day 0)."""
+    seed = int(np.random.SeedSequence([arrival.seed, tag]).generate_state(1)[0])
     return replace(arrival, seed=seed)
 
 
@@ -474,8 +696,9 @@ def _window(req: RequestArrays, from_s: float, length_s: float) -> RequestArrays
                          req.response_tokens[sl], req.source[sl], req.models, req.stats)
 
 
-def _synthetic_exogenous(scenario: FleetScenario, index: pd.DatetimeIndex
-                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _synthetic_prices(scenario: FleetScenario, index: pd.DatetimeIndex
+                      ) -> dict[str, np.ndarray]:
+    """One seeded series of the calibrated LMP model per distinct price node [$/MWh]."""
     from traces import synthetic
 
     days = math.ceil(len(index) / STEPS_PER_DAY) + 1
@@ -486,77 +709,117 @@ def _synthetic_exogenous(scenario: FleetScenario, index: pd.DatetimeIndex
         if c.price_node not in prices:
             lmp = synthetic.synth_lmp(day0, days, seed + 17 * i)
             prices[c.price_node] = lmp.iloc[:, 0].reindex(index).to_numpy(dtype=float)
+    return prices
+
+
+def _synthetic_carbon(scenario: FleetScenario, index: pd.DatetimeIndex
+                      ) -> dict[str, np.ndarray]:
+    """Per zone: its :data:`SYNTHETIC_CARBON` profile on its clock × hourly noise
+    U(0.95, 1.05), seeded by the run seed and the zone [gCO2/kWh]."""
+    hours, position = np.unique(np.asarray(index.floor("h")), return_inverse=True)
     carbon: dict[str, np.ndarray] = {}
-    hours = index.tz_convert(TZ)
-    h = np.asarray(hours.hour + hours.minute / 60.0, dtype=float)
-    solar = np.where((h >= 7) & (h < 19), np.sin(np.pi * (h - 7) / 12.0), 0.0)
-    for i, c in enumerate(scenario.fleet.campuses):
-        if c.carbon_zone not in carbon:
-            rng = np.random.default_rng(np.random.SeedSequence([seed, 23, i]))
-            noise = 1.0 + 0.05 * rng.uniform(-1.0, 1.0, len(index) // 4 + 1).repeat(4)
-            carbon[c.carbon_zone] = (250.0 - 80.0 * solar) * noise[: len(index)]
-    return prices, carbon
+    for c in scenario.fleet.campuses:
+        zone = c.carbon_zone
+        if zone in carbon:
+            continue
+        spec = SYNTHETIC_CARBON[zone]
+        profile = np.asarray(spec.hour_profile_gco2_per_kwh, dtype=float)
+        local_hour = np.asarray(index.tz_convert(spec.tz).hour)
+        rng = np.random.default_rng(np.random.SeedSequence(
+            [scenario.run.seed, 23, list(SYNTHETIC_CARBON).index(zone)]))
+        noise = 1.0 + 0.05 * rng.uniform(-1.0, 1.0, hours.size)
+        carbon[zone] = profile[local_hour] * noise[position]
+    return carbon
 
 
 def _data_dir(scenario: FleetScenario) -> Path:
-    return Path(os.environ.get("MPC_DC_DATA") or scenario.data.data_dir)
+    """The data folder (``MPC_DC_DATA`` or ``data.data_dir``); it must exist."""
+    path = Path(os.environ.get("MPC_DC_DATA") or scenario.data.data_dir)
+    if not path.is_dir():
+        raise ConfigError(SOURCE, f"data folder {path} not found; data.source "
+                          f"{scenario.data.source!r} reads it (or set MPC_DC_DATA)",
+                          key="data.data_dir")
+    return path
 
 
-def _caiso_exogenous(scenario: FleetScenario, index: pd.DatetimeIndex
-                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    from traces.datasets import caiso_carbon, caiso_rt_lmp
+def _span(index: pd.DatetimeIndex) -> str:
+    """``first to end`` of a grid [UTC], the end being the last interval's end."""
+    return f"{index[0]:%Y-%m-%d %H:%M} to {index[-1] + STEP:%Y-%m-%d %H:%M} UTC"
 
-    data_dir = _data_dir(scenario)
-    lmp, meta = caiso_rt_lmp(data_dir, 2021, gap_policy=GapPolicy.INTERPOLATE)
+
+def _missing(series: pd.Series, index: pd.DatetimeIndex, what: str, key: str) -> None:
+    """Raise naming ``key`` when ``series`` (a source on the grid) misses part of ``index``."""
+    on_grid = series.reindex(index)
+    if on_grid.isna().any():
+        have = series.dropna().index
+        covers = _span(pd.DatetimeIndex(have)) if len(have) else "nothing"
+        raise ConfigError(SOURCE, f"{what} covers {covers}; history + run + horizon need "
+                          f"{_span(index)} ({int(on_grid.isna().sum())} intervals missing)",
+                          key=key)
+
+
+def _caiso_prices(scenario: FleetScenario, data_dir: Path, index: pd.DatetimeIndex
+                  ) -> dict[str, np.ndarray]:
+    """CAISO RT LMP at each campus's hub [$/MWh] (gaps of up to 1 h interpolated)."""
+    from traces.datasets import caiso_rt_lmp
+
+    lmp, meta = caiso_rt_lmp(data_dir, CAISO_YEAR, gap_policy=GapPolicy.INTERPOLATE)
     prices: dict[str, np.ndarray] = {}
     for c in scenario.fleet.campuses:
-        col = f"lmp_usd_per_mwh[{c.price_node}]"
-        if col not in lmp.columns:
-            raise ConfigError(data_dir, f"no CAISO hub {c.price_node!r}; expected one of "
-                              f"{', '.join(lmp.columns)}", key="fleet.campuses.price_node")
-        series = lmp[col].reindex(index)
-        if series.isna().any():
-            raise ConfigError(meta.source, f"no price for {int(series.isna().sum())} intervals "
-                              "of history + run + horizon (CAISO 2021 only)", key="run.start")
-        prices[c.price_node] = series.to_numpy(dtype=float)
-    frame, cmeta = caiso_carbon(data_dir)
-    kappa = frame["carbon_gco2_per_kwh"].reindex(index)
-    if kappa.isna().any():
-        raise ConfigError(cmeta.source, "carbon intensity missing in history + run + horizon",
-                          key="run.start")
-    carbon = {c.carbon_zone: kappa.to_numpy(dtype=float) for c in scenario.fleet.campuses}
-    return prices, carbon
+        series = lmp[f"lmp_usd_per_mwh[{c.price_node}]"]
+        _missing(series, index, f"CAISO RT prices at {c.price_node} ({meta.source})",
+                 "run.start")
+        prices[c.price_node] = series.reindex(index).to_numpy(dtype=float)
+    return prices
 
 
-def _burstgpt_counts(scenario: FleetScenario, index: pd.DatetimeIndex) -> pd.DataFrame:
-    """BurstGPT's real hourly request counts, on the grid from ``index[0]``."""
+def _real_carbon(scenario: FleetScenario, data_dir: Path, index: pd.DatetimeIndex
+                 ) -> dict[str, np.ndarray]:
+    """Each campus zone's Electricity Maps carbon intensity [gCO2/kWh]."""
+    carbon: dict[str, np.ndarray] = {}
+    for i, c in enumerate(scenario.fleet.campuses):
+        if c.carbon_zone in carbon:
+            continue
+        frame, meta = CARBON_SOURCES[c.carbon_zone](data_dir)
+        kappa = frame["carbon_gco2_per_kwh"]
+        _missing(kappa, index, f"{c.carbon_zone} carbon intensity ({meta.source})",
+                 f"fleet.campuses[{i}].carbon_zone")
+        carbon[c.carbon_zone] = kappa.reindex(index).to_numpy(dtype=float)
+    return carbon
+
+
+def _burstgpt_counts(scenario: FleetScenario, data_dir: Path, index: pd.DatetimeIndex
+                     ) -> pd.DataFrame:
+    """BurstGPT's real hourly request rates, its day 0, hour 0 at the run start (as the
+    DR study places it); run + horizon must lie inside them."""
     from traces.datasets import burstgpt_hourly_counts
 
-    counts, _ = burstgpt_hourly_counts(_data_dir(scenario), origin=index[0])
+    counts, meta = burstgpt_hourly_counts(data_dir, origin=scenario.run.start_ts)
+    ahead = index[scenario.run.history_days * STEPS_PER_DAY:]
+    rate = counts["requests_per_h"].reindex(ahead)
+    if rate.isna().any():
+        days = len(counts) / STEPS_PER_DAY
+        raise ConfigError(SOURCE, f"BurstGPT ({meta.source}) has {days:g} days of hourly "
+                          f"counts from the run start (its day 0); run + horizon need "
+                          f"{len(ahead) / STEPS_PER_DAY:g}", key="run.days")
     return counts
 
 
 def _burstgpt_requests(scenario: FleetScenario, index: pd.DatetimeIndex,
-                       arrival: ArrivalConfig, counts: pd.DataFrame) -> RequestArrays:
-    """BurstGPT over history + run (``index``): ``counts`` (:func:`_burstgpt_counts`
-    from the history start, ``index[0]``), rows at the run."""
-    from traces.burstgpt import read_burstgpt_requests
-
-    data_dir = _data_dir(scenario)
+                       arrival: ArrivalConfig, counts: pd.DataFrame, rows: pd.DataFrame
+                       ) -> RequestArrays:
+    """BurstGPT's requests over history + run (``index``): the history from the
+    generator's calibrated conversation stream (nothing of BurstGPT precedes its day 0),
+    then from the run start the real ``rows`` and the generator on ``counts``."""
+    models = scenario.config.models
     hist_s = scenario.run.history_days * STEPS_PER_DAY * STEP_S
-    total_s = len(index) * STEP_S
-    if hist_s > 0:
-        # The real rows are placed at the run start; the history before it (and the
-        # run after the rows) come from the generator with the real hourly counts.
-        before = build_arrivals(index[0], hist_s, arrival, hourly_counts=counts,
-                                models=scenario.config.models)
-    rows, _ = read_burstgpt_requests(data_dir / "burstgpt" / "burstgpt_v1_first400.csv")
-    start = index[0] + pd.Timedelta(seconds=hist_s)
-    after = build_arrivals(start, total_s - hist_s, arrival, trace=rows.reset_index(drop=True),
-                           hourly_counts=counts, models=scenario.config.models)
+    run = build_arrivals(index[0] + pd.Timedelta(seconds=hist_s), len(index) * STEP_S - hist_s,
+                         arrival, trace=rows, hourly_counts=counts, models=models)
     if hist_s <= 0:
-        return after
-    return _concat_requests(before, after, hist_s, stats=after.stats)
+        return run
+    before = build_arrivals(index[0], hist_s, _stream(arrival, 102), models=models,
+                            count_streams=HISTORY_COUNT_STREAMS)
+    return _concat_requests(before, run, hist_s, stats=run.stats)
 
 
 def _dr_events(scenario: FleetScenario, index: pd.DatetimeIndex) -> pd.DataFrame | None:
@@ -586,7 +849,9 @@ def dr_baseline(scenario: FleetScenario, data: FleetData) -> pd.DataFrame | None
     for day in scenario.dr_events.days:
         first = np.flatnonzero(local.normalize() == pd.Timestamp(day, tz=TZ))
         if first.size < STEPS_PER_DAY:
-            logger.warning("DR day %s is not fully inside history + run; no baseline", day)
+            # Whole days of the run are checked; a spring DST day has 92 intervals.
+            logger.warning("DR day %s has %d intervals, not %d; no baseline", day,
+                           first.size, STEPS_PER_DAY)
             continue
         sl = slice(int(first[0]), int(first[0]) + STEPS_PER_DAY)
         inputs = FleetInputs(

@@ -12,6 +12,7 @@ import pytest
 from mpc_dc.fleet_controller import FleetMpcPolicy, FleetObservation, rule_decision
 from mpc_dc.fleet_problem import FleetPlan, FleetProblem, FleetSolveResult
 from mpc_dc.fleet_scenario import (
+    DrEventSpec,
     FleetData,
     FleetScenario,
     build_fleet_data,
@@ -190,6 +191,8 @@ def test_causality_poisoned_future(scenario: FleetScenario, data: FleetData) -> 
     t = 12
     frame = data.exo.frame.copy()
     frame.iloc[t:] = frame.iloc[t:] * 7.0 + 300.0
+    # ... and campus B far dearer than A, so that the poison must move the plan.
+    frame.loc[frame.index[t:], "lmp_usd_per_mwh[B]"] += 1000.0
     reqs = data.requests
     late = reqs.arrival_s >= t * 900.0
     poisoned = replace(reqs, response_tokens=np.where(late, reqs.response_tokens * 9 + 50,
@@ -266,8 +269,8 @@ def test_run_data_do_not_depend_on_the_horizon() -> None:
 
 def test_caiso_run_data_do_not_depend_on_the_horizon(shared_data: Path) -> None:
     sc = load_fleet_scenario(fleet_example_path("dr_caiso"))
-    sc = replace(sc, run=replace(sc.run, days=1.0),
-                 data=replace(sc.data, data_dir=str(shared_data)))
+    sc = replace(sc, run=replace(sc.run, days=1.0), dr_events=DrEventSpec(),
+                 data=replace(sc.data, data_dir=str(shared_data), rate_multiplier=50.0))
     longer = replace(sc, controller=replace(sc.controller, horizon_h=36.0))
     a, b = build_fleet_data(sc), build_fleet_data(longer)
     run_end = len(a.truth) - sc.controller.horizon_steps

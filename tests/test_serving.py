@@ -150,28 +150,6 @@ def test_arrival_policies_are_named_and_counted() -> None:
     assert len(keep) == 4
 
 
-def test_rate_multiplier_copies_and_thins() -> None:
-    start = pd.Timestamp("2022-04-01", tz="UTC")
-    frame = pd.DataFrame(
-        {
-            "arrival_s": np.arange(0, 3600.0, 1.0),
-            "model": "ChatGPT",
-            "request_tokens": 10,
-            "response_tokens": 10,
-        }
-    )
-    double = build_arrivals(
-        start, 3600.0, ArrivalConfig(rate_multiplier=2.0), trace=frame, trace_end_s=3600.0
-    )
-    assert len(double) + double.stats.dropped["jitter_past_run_end"] == 7200
-    half = build_arrivals(
-        start, 3600.0, ArrivalConfig(rate_multiplier=0.5), trace=frame, trace_end_s=3600.0
-    )
-    assert abs(len(half) - 1800) < 150
-    assert half.stats.dropped["thinned_by_rate"] == 3600 - len(half)
-    half.stats.check()
-
-
 def test_generator_fills_beyond_the_trace() -> None:
     start = pd.Timestamp("2022-04-01", tz="UTC")
     frame = pd.DataFrame(

@@ -121,12 +121,12 @@ FLEET_COLUMNS = {
 
 def compare_fleet_main(args: argparse.Namespace) -> int:
     """``mpc-dc compare FLEET.toml --flex S1,...,S6``: cost next to SLO attainment."""
-    from mpc_dc.fleet_scenario import compare_fleet, load_fleet_scenario
+    from mpc_dc.fleet_scenario import compare_fleet, errors_name, load_fleet_scenario
 
-    scenario = with_data_dir(load_fleet_scenario(args.scenario), args.data)
     text = args.flex or "S1,S2,S3,S4,S5,S6"
     labels = [label.strip() for label in text.split(",") if label.strip()]
-    with progress_bars() as progress:
+    with errors_name(args.scenario), progress_bars() as progress:
+        scenario = with_data_dir(load_fleet_scenario(args.scenario), args.data)
         table = compare_fleet(scenario, labels, progress=progress)
     print(f"mpc-dc compare: fleet scenario '{scenario.name}', {scenario.run.days:g} days, "
           f"data {scenario.data.source} x{scenario.data.rate_multiplier:g}, controller "

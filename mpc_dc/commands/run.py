@@ -75,18 +75,26 @@ def summary_table(kpis: dict[str, Any], controller: str) -> str:
 
 def run_fleet(args: argparse.Namespace) -> int:
     """``mpc-dc run FLEET.toml``: one fleet closed-loop run and its run directory."""
-    from mpc_dc.fleet_scenario import fleet_variant, load_fleet_scenario, run_fleet_scenario
+    from mpc_dc.fleet_scenario import (
+        errors_name,
+        fleet_variant,
+        load_fleet_scenario,
+        run_fleet_scenario,
+    )
 
-    scenario, out = with_run_overrides(load_fleet_scenario(args.scenario), args, fleet_variant)
-    ctl = scenario.controller
-    print(f"mpc-dc run: fleet scenario '{scenario.name}' ({scenario.flexibility}), "
-          f"{scenario.run.days:g} days from {scenario.run.start}, data {scenario.data.source} "
-          f"x{scenario.data.rate_multiplier:g}, {scenario.serving.fidelity} serving, "
-          f"controller {ctl.kind}" + (f" ({ctl.forecaster})" if ctl.kind == "mpc" else ""))
-    with progress_bars() as progress:
-        outcome = run_fleet_scenario(scenario, out=out,
-                                     progress=progress("simulating", scenario.run.n_steps),
-                                     overwrite=args.overwrite)
+    with errors_name(args.scenario):
+        scenario, out = with_run_overrides(load_fleet_scenario(args.scenario), args,
+                                           fleet_variant)
+        ctl = scenario.controller
+        print(f"mpc-dc run: fleet scenario '{scenario.name}' ({scenario.flexibility}), "
+              f"{scenario.run.days:g} days from {scenario.run.start}, data "
+              f"{scenario.data.source} x{scenario.data.rate_multiplier:g}, "
+              f"{scenario.serving.fidelity} serving, controller {ctl.kind}"
+              + (f" ({ctl.forecaster})" if ctl.kind == "mpc" else ""))
+        with progress_bars() as progress:
+            outcome = run_fleet_scenario(scenario, out=out,
+                                         progress=progress("simulating", scenario.run.n_steps),
+                                         overwrite=args.overwrite)
     print(fleet_summary_table(outcome.result.kpis, outcome.controller))
     print(f"run directory: {outcome.path}")
     return 0

@@ -12,7 +12,8 @@ Sources
   ``KEEP``): trace second ``s`` is placed at run second ``s - trace_offset_s``.
 * **Generator** (:func:`traces.synthetic.synth_requests`) for the part of the run
   the real slice does not cover: counts per 15-min interval (real BurstGPT hourly
-  counts when given, else the calibrated count model) × token lengths from the
+  counts when given, else the calibrated count model: all its streams or those
+  named by ``count_streams``) × token lengths from the
   copula fitted on the real rows.
 
 Rules applied to both, in this order, each counted under a named reason
@@ -26,18 +27,30 @@ Rules applied to both, in this order, each counted under a named reason
 3. failed rows (``response_tokens == 0``, a row that is both counts under 2):
    ``DROP`` (reason ``failed_zero_response``) or ``KEEP`` (the request is served:
    its prompt is prefilled and it occupies a slot, but decodes no token);
-4. rate multiplier ``m``: each request is kept ``floor(m)`` times plus once more
-   with probability ``m - floor(m)`` (Bernoulli thinning below 1); copies after the
-   first are shifted by ``U(0, copy_jitter_s)`` so that superposed copies are not
-   simultaneous. The daily and weekly shape of the trace is kept (a time
-   compression would change it); thinned rows count as ``thinned_by_rate``.
+4. rate multiplier ``r`` superposes ``r`` independent streams: the source's own
+   rows (stream 0), plus ``ceil(r) - 1`` resampled streams. A resampled request
+   keeps the hour (UTC clock hour, clipped to the source's span) and the model
+   label of a source row; its arrival is drawn uniformly within that hour and its
+   ``(request_tokens, response_tokens)`` pair from the source's rows of the same
+   label (the empirical joint distribution). Stream ``k`` takes every row with
+   probability ``min(1, r - k)``, so the hourly counts are ``r`` × the source's in
+   expectation (exactly, for an integer ``r``) and no request is a copy of
+   another. Below 1 only stream 0 exists, thinned: the dropped rows count as
+   ``thinned_by_rate``; rows added by the resampled streams as ``added_by_rate``.
+   The generator on real hourly counts draws its Poisson counts at ``r`` × the
+   rate instead (``r`` independent Poisson streams superposed are one Poisson
+   stream at ``r`` × the rate), so its counts carry the noise of ``r`` streams, not
+   ``r`` × the noise of one. Cloning (``r`` copies of each row) would put ``r``
+   identical requests within seconds of each other: an artificial burst that no
+   superposition of independent users makes. The trace's daily and weekly shape is
+   kept (a time compression would change it).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -46,7 +59,7 @@ import pandas as pd
 
 from traces.errors import ConfigError
 from traces.grid import STEP, STEP_H, STEPS_PER_DAY
-from traces.synthetic import synth_requests
+from traces.synthetic import synth_request_counts, synth_requests
 
 logger = logging.getLogger(__name__)
 
@@ -73,38 +86,34 @@ class ArrivalConfig:
     Parameters
     ----------
     rate_multiplier : float [-]
-        Scales the arrival rate (see module docstring, rule 4); ``> 0``.
+        Number of independent streams superposed (see module docstring, rule 4);
+        ``> 0``.
     model_map : Mapping[str, str]
         Trace model name to served model family.
     zero_request : ZeroTokenPolicy
         Policy for rows with ``request_tokens == 0``.
     failed : ZeroTokenPolicy
         Policy for rows with ``response_tokens == 0`` (failed requests).
-    copy_jitter_s : float [s]
-        Spread of the copies made by a multiplier above 1.
     seed : int
-        Seed of the thinning, the copy jitter and the generator.
+        Seed of the thinning, the resampled streams and the generator.
     """
 
     rate_multiplier: float = 1.0
     model_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MODEL_MAP))
     zero_request: ZeroTokenPolicy = ZeroTokenPolicy.DROP
     failed: ZeroTokenPolicy = ZeroTokenPolicy.KEEP
-    copy_jitter_s: float = 60.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not (self.rate_multiplier > 0 and math.isfinite(self.rate_multiplier)):
             raise ConfigError("arrivals", "expected a positive number", key="rate_multiplier")
-        if self.copy_jitter_s < 0:
-            raise ConfigError("arrivals", "expected >= 0 seconds", key="copy_jitter_s")
 
 
 @dataclass
 class ArrivalStats:
     """Row accounting of one arrivals build.
 
-    ``rows_in + copies_added == rows_out + sum(dropped)`` holds.
+    ``rows_in + added_by_rate == rows_out + sum(dropped)`` holds.
 
     Attributes
     ----------
@@ -112,8 +121,8 @@ class ArrivalStats:
         Rows read from the sources (trace and generator).
     rows_out : int
         Requests in the arrays.
-    copies_added : int
-        Extra copies made by a rate multiplier above 1.
+    added_by_rate : int
+        Requests of the resampled streams of a rate multiplier above 1.
     dropped : dict[str, int]
         Dropped rows by named reason.
     by_source : dict[str, int]
@@ -122,13 +131,13 @@ class ArrivalStats:
 
     rows_in: int = 0
     rows_out: int = 0
-    copies_added: int = 0
+    added_by_rate: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     by_source: dict[str, int] = field(default_factory=dict)
 
     def check(self) -> None:
         """Assert the row accounting closes."""
-        if self.rows_in + self.copies_added != self.rows_out + sum(self.dropped.values()):
+        if self.rows_in + self.added_by_rate != self.rows_out + sum(self.dropped.values()):
             raise AssertionError(f"arrival rows do not reconcile: {self}")
 
 
@@ -217,13 +226,36 @@ def _apply_rules(
     response_tokens: np.ndarray,
     config: ArrivalConfig,
     models: tuple[str, ...],
+    span_s: tuple[float, float],
+    hour_phase_s: float,
+    r: float,
     rng: np.random.Generator,
     stats: ArrivalStats,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mapping, zero/failed policies and the rate multiplier (module docstring rules 1-4)."""
+    """Mapping, zero/failed policies and the rate multiplier (module docstring rules 1-4).
+
+    Parameters
+    ----------
+    arrival_s : ndarray [s since run start]
+        The source's rows, all inside ``span_s``.
+    span_s : (float, float) [s since run start]
+        The source's part of the run: resampled arrivals stay inside it.
+    hour_phase_s : float [s]
+        Seconds from the UTC clock hour to the run start (a resampled request keeps
+        its row's clock hour).
+    r : float [-]
+        The rate multiplier still to apply (1 for rows already drawn at ``r`` × the
+        rate).
+
+    Returns
+    -------
+    arrival_s, model, request_tokens, response_tokens
+        The requests, unsorted.
+    """
     stats.rows_in += int(arrival_s.size)
     model_pos = {m: i for i, m in enumerate(models)}
-    uniq, inverse = np.unique(np.asarray(names, dtype=object).astype(str), return_inverse=True)
+    # Hash-based (pd.factorize): np.unique sorts the strings, seconds at 10^7 rows.
+    inverse, uniq = pd.factorize(pd.Series(names, dtype=object).astype(str), sort=False)
     lookup = np.array(
         [model_pos.get(config.model_map.get(str(u), ""), -1) for u in uniq], dtype=np.int32
     )
@@ -240,24 +272,68 @@ def _apply_rules(
         drop(request_tokens == 0, "zero_request_tokens")
     if config.failed is ZeroTokenPolicy.DROP:
         drop(response_tokens == 0, "failed_zero_response")
-    m = config.rate_multiplier
-    copies = np.full(arrival_s.size, math.floor(m), dtype=np.int64)
-    frac = m - math.floor(m)
-    if frac > 0:
-        copies += rng.random(arrival_s.size) < frac
-    thinned = keep & (copies == 0)
-    stats.dropped["thinned_by_rate"] = stats.dropped.get("thinned_by_rate", 0) + int(thinned.sum())
-    copies[~keep] = 0
-    stats.copies_added += int(np.maximum(copies - 1, 0).sum())
-    idx = np.repeat(np.arange(arrival_s.size), copies)
-    out_arrival = arrival_s[idx].astype(np.float64)
-    if m > 1:
-        # Copy number within each row: 0 for the original, 1.. for the extra copies.
-        first = np.repeat(np.cumsum(copies) - copies, copies)
-        copy_no = np.arange(idx.size) - first
-        extra = copy_no > 0
-        out_arrival[extra] += rng.uniform(0.0, config.copy_jitter_s, int(extra.sum()))
-    return out_arrival, model[idx], request_tokens[idx], response_tokens[idx]
+    rows = np.flatnonzero(keep)
+    if r < 1:
+        thinned = rng.random(rows.size) >= r
+        stats.dropped["thinned_by_rate"] = (
+            stats.dropped.get("thinned_by_rate", 0) + int(thinned.sum())
+        )
+        rows = rows[~thinned]
+    extra = _resampled_streams(rows, arrival_s, inverse, r, span_s, hour_phase_s, rng)
+    stats.added_by_rate += int(extra.source.size)
+    pick = np.concatenate([rows, extra.tokens_of])
+    return (
+        np.concatenate([arrival_s[rows].astype(np.float64), extra.arrival_s]),
+        model[np.concatenate([rows, extra.source])],
+        request_tokens[pick],
+        response_tokens[pick],
+    )
+
+
+@dataclass(frozen=True)
+class _Resampled:
+    """Requests of the resampled streams: ``source`` row (hour and label),
+    ``tokens_of`` row (token pair) and ``arrival_s`` [s since run start]."""
+
+    source: np.ndarray
+    tokens_of: np.ndarray
+    arrival_s: np.ndarray
+
+
+def _resampled_streams(
+    rows: np.ndarray,
+    arrival_s: np.ndarray,
+    label: np.ndarray,
+    r: float,
+    span_s: tuple[float, float],
+    hour_phase_s: float,
+    rng: np.random.Generator,
+) -> _Resampled:
+    """Streams 1..ceil(r)-1 of the rate multiplier (module docstring, rule 4).
+
+    Stream ``k`` takes each of ``rows`` with probability ``min(1, r - k)``: a request
+    in the row's clock hour (clipped to ``span_s``) at a uniform time, with the token
+    pair of a uniformly drawn row of ``rows`` with the same ``label``.
+    """
+    streams = max(math.ceil(r) - 1, 0)
+    whole = max(math.floor(r) - 1, 0)
+    count = np.full(rows.size, whole, dtype=np.int64)
+    if streams > whole:  # the last stream is thinned to the fractional part
+        count += rng.random(rows.size) < r - math.floor(r)
+    source = np.repeat(rows, count)
+    t = arrival_s[source].astype(np.float64)
+    hour = np.floor((t + hour_phase_s) / 3600.0) * 3600.0 - hour_phase_s
+    lo = np.maximum(hour, span_s[0])
+    hi = np.minimum(hour + 3600.0, span_s[1])
+    drawn = lo + rng.random(source.size) * (hi - lo)
+    tokens_of = np.empty(source.size, dtype=np.int64)
+    src_label = label[source]
+    row_label = label[rows]
+    for lab in np.unique(src_label):
+        pool = rows[row_label == lab]
+        here = src_label == lab
+        tokens_of[here] = pool[rng.integers(0, pool.size, int(here.sum()))]
+    return _Resampled(source, tokens_of, drawn)
 
 
 def _models_of(config: ArrivalConfig, models: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -276,6 +352,7 @@ def build_arrivals(
     hourly_counts: pd.DataFrame | None = None,
     models: tuple[str, ...] | None = None,
     trace_end_s: float | None = None,
+    count_streams: Sequence[str] | None = None,
 ) -> RequestArrays:
     """The run's requests: trace replay, then the generator beyond the trace's end.
 
@@ -303,6 +380,10 @@ def build_arrivals(
         End of the trace's span in trace seconds; default: its last arrival rounded
         down to a whole interval of the run (a partly covered last interval would be
         under-counted).
+    count_streams : sequence of str, optional
+        Streams of the calibrated count model the generator sums where
+        ``hourly_counts`` does not cover the run (``conversation``, ``api``; default
+        all).
 
     Returns
     -------
@@ -314,17 +395,21 @@ def build_arrivals(
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7]))
     stats = ArrivalStats()
     parts: list[tuple[np.ndarray, ...]] = []
+    hour_phase_s = (run_start - run_start.floor("h")).total_seconds()
 
     def add(
         source: int,
         name: str,
+        span_s: tuple[float, float],
+        r: float,
         arrival_s: np.ndarray,
         names: np.ndarray,
         request_tokens: np.ndarray,
         response_tokens: np.ndarray,
     ) -> None:
         arrays = _apply_rules(
-            arrival_s, names, request_tokens, response_tokens, config, models, rng, stats
+            arrival_s, names, request_tokens, response_tokens, config, models, span_s,
+            hour_phase_s, r, rng, stats,
         )
         parts.append((*arrays, np.full(arrays[0].size, source, dtype=np.int8)))
         stats.by_source[name] = int(arrays[0].size)
@@ -337,11 +422,14 @@ def build_arrivals(
         if trace_end_s is None:
             covered_s = min(run_s, math.floor(float(t.max()) / STEP_S) * STEP_S)
         else:
-            covered_s = min(run_s, max(0.0, trace_end_s - trace_offset_s))
+            covered_s = min(run_s, trace_end_s - trace_offset_s)
+        covered_s = max(0.0, covered_s)  # a trace that ends before the run covers nothing
         inside &= t < covered_s
         add(
             SOURCE_TRACE,
             "trace",
+            (0.0, covered_s),
+            config.rate_multiplier,
             t[inside],
             trace["model"].to_numpy()[inside],
             trace["request_tokens"].to_numpy(dtype=np.int64)[inside],
@@ -354,27 +442,28 @@ def build_arrivals(
                 run_s / 3600,
             )
     if covered_s < run_s:
-        gen = _generate(run_start, covered_s, run_s, config, hourly_counts)
+        gen, scaled = _generate(run_start, covered_s, run_s, config, hourly_counts,
+                                count_streams)
         add(
             SOURCE_GENERATOR,
             "generator",
+            (covered_s, run_s),
+            1.0 if scaled else config.rate_multiplier,
             gen["arrival_s"].to_numpy(dtype=np.float64),
             gen["model"].to_numpy(),
             gen["request_tokens"].to_numpy(dtype=np.int64),
             gen["response_tokens"].to_numpy(dtype=np.int64),
         )
     arrival, model, req, resp, source = (np.concatenate(p) for p in zip(*parts, strict=True))
-    inside = arrival < run_s
-    stats.dropped["jitter_past_run_end"] = int((~inside).sum())
-    order = np.argsort(arrival[inside], kind="stable")
+    order = np.argsort(arrival, kind="stable")
     stats.rows_out = int(order.size)
     stats.check()
     return RequestArrays(
-        arrival_s=arrival[inside][order],
-        model=model[inside][order].astype(np.int32),
-        request_tokens=req[inside][order].astype(np.int64),
-        response_tokens=resp[inside][order].astype(np.int64),
-        source=source[inside][order],
+        arrival_s=arrival[order],
+        model=model[order].astype(np.int32),
+        request_tokens=req[order].astype(np.int64),
+        response_tokens=resp[order].astype(np.int64),
+        source=source[order],
         models=models,
         stats=stats,
     )
@@ -386,8 +475,13 @@ def _generate(
     run_s: float,
     config: ArrivalConfig,
     hourly_counts: pd.DataFrame | None,
-) -> pd.DataFrame:
-    """Generator requests for ``[from_s, run_s)`` with arrival in run seconds."""
+    count_streams: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, bool]:
+    """Generator requests for ``[from_s, run_s)`` with arrival in run seconds, and
+    whether they are drawn at ``rate_multiplier`` × the rate already (on
+    ``hourly_counts``: ``r`` independent Poisson streams superposed are one Poisson
+    stream at ``r`` × the rate; resampling ``r`` × one stream's count would keep one
+    stream's relative noise)."""
     start = run_start + pd.Timedelta(seconds=from_s)
     days = math.ceil((run_s - from_s) / 86400.0)
     counts = None
@@ -398,14 +492,19 @@ def _generate(
         rate = hourly_counts["requests_per_h"].reindex(index)
         if rate.notna().all():
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, 11]))
-            counts = pd.DataFrame(
-                {"requests_per_15min": rng.poisson(rate.to_numpy() * STEP_H)}, index=index
-            )
+            mean = rate.to_numpy() * STEP_H * config.rate_multiplier
+            counts = pd.DataFrame({"requests_per_15min": rng.poisson(mean)}, index=index)
         else:
             logger.info(
                 "hourly counts do not cover %s + %d days; calibrated counts used", start, days
             )
+    scaled = counts is not None
+    if counts is None and count_streams is not None:
+        streams = synth_request_counts(start, days, seed=config.seed)
+        counts = pd.DataFrame(
+            {"requests_per_15min": sum(streams[f"requests_{s}_per_15min"] for s in count_streams)}
+        )
     frame = synth_requests(start, days, seed=config.seed, counts=counts)
     frame = frame.loc[frame["arrival_s"].to_numpy() + from_s < run_s].copy()
     frame["arrival_s"] = frame["arrival_s"].to_numpy() + from_s
-    return frame
+    return frame, scaled
