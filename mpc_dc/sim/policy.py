@@ -1,0 +1,209 @@
+"""What the simulator asks of a controller: the Policy protocol and its two messages.
+
+The simulator (:mod:`mpc_dc.sim.engine`) defines this interface and calls nothing
+else of a controller, so it never imports the optimizer (cvxpy, HiGHS). At the start
+of every 15-minute interval ``[t, t + Δ)`` it builds an :class:`Observation` (the
+state of the site at ``t``) and asks the policy to :meth:`Policy.decide` the
+:class:`Decision` of that interval; whenever exogenous values are published (a
+15-min value at the end of its interval, an hourly one at the end of its hour) it
+hands them to :meth:`Policy.observe`. A policy sees nothing else: no future value
+and no simulator internals.
+
+A *pool* is all instances of one model family at one precision on one campus,
+keyed ``(campus, model, precision)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pandas as pd
+
+PoolKey = tuple[str, str, str]
+"""``(campus, model, precision)``."""
+
+
+# ----------------------------------------------------------------------------- observation
+
+
+@dataclass(frozen=True)
+class CampusObservation:
+    """The state of one campus at an interval start.
+
+    Attributes
+    ----------
+    backlog_wu : tuple of (int, float)
+        Released, unfinished deferrable work as ``(deadline step, amount [WU])`` in
+        deadline order; the work must be done by the end of interval ``deadline``.
+    peak_import_to_date_mw : float [MW]
+        Highest 15-min import so far in the current billing period.
+    battery_energy_mwh : float [MWh]
+        Battery energy now (0 without a battery).
+    """
+
+    backlog_wu: tuple[tuple[int, float], ...] = ()
+    peak_import_to_date_mw: float = 0.0
+    battery_energy_mwh: float = 0.0
+
+    @property
+    def backlog_total_wu(self) -> float:
+        """All released, unfinished deferrable work [WU]."""
+        return float(sum(amount for _, amount in self.backlog_wu))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a policy sees at the start of interval ``step``.
+
+    Attributes
+    ----------
+    step : int
+        Interval index from the run start.
+    time : Timestamp
+        Interval start (UTC).
+    campuses : Mapping[str, CampusObservation]
+        Per campus, in site order.
+    instances_running : Mapping[PoolKey, int]
+        Instances ready to serve at ``time``.
+    instances_starting : Mapping[PoolKey, int]
+        Instances committed but still loading at ``time``.
+    queue_requests : Mapping[PoolKey, float] [requests]
+        Requests waiting for a slot per pool at ``time``.
+    """
+
+    step: int
+    time: pd.Timestamp
+    campuses: Mapping[str, CampusObservation] = field(default_factory=dict)
+    instances_running: Mapping[PoolKey, int] = field(default_factory=dict)
+    instances_starting: Mapping[PoolKey, int] = field(default_factory=dict)
+    queue_requests: Mapping[PoolKey, float] = field(default_factory=dict)
+
+    def fleet(self) -> dict[PoolKey, int]:
+        """Running plus starting instances per pool."""
+        out = dict(self.instances_running)
+        for k, v in self.instances_starting.items():
+            out[k] = out.get(k, 0) + v
+        return out
+
+    def queue_by_model(self) -> dict[str, float]:
+        """Requests waiting per model [requests]."""
+        out: dict[str, float] = {}
+        for (_, model, _), q in self.queue_requests.items():
+            out[model] = out.get(model, 0.0) + float(q)
+        return out
+
+
+# ----------------------------------------------------------------------------- decision
+
+
+@dataclass(frozen=True)
+class CampusDecision:
+    """What a policy commits for one campus for one interval.
+
+    Attributes
+    ----------
+    work_df_wu : float [WU]
+        Deferrable work to process (other IT).
+    battery_charge_mw, battery_discharge_mw : float [MW]
+        Battery set-points.
+    curtailed_mw : float [MW]
+        Planned renewable curtailment; the plant executes it where the plan also
+        imports (see :mod:`mpc_dc.sim.plant`).
+    planned_import_mw, planned_export_mw : float [MW]
+        The plan's grid flows (reported beside the realized ones).
+    """
+
+    work_df_wu: float = 0.0
+    battery_charge_mw: float = 0.0
+    battery_discharge_mw: float = 0.0
+    curtailed_mw: float = 0.0
+    planned_import_mw: float = float("nan")
+    planned_export_mw: float = float("nan")
+
+
+@dataclass(frozen=True)
+class FleetDecision:
+    """Instances and routing of one interval.
+
+    Attributes
+    ----------
+    instances : Mapping[PoolKey, int]
+        Instances that should be running in the interval (scale-up takes the load
+        time to arrive; scale-down drains).
+    routing_share : Mapping[PoolKey, float]
+        Share [-] of a model's requests sent to each pool; for each model the shares
+        over its pools sum to 1 (pools of a model with no demand may be absent).
+    planned_tokens_per_s : Mapping[PoolKey, float]
+        The plan's output-token throughput of each pool [tokens/s], for reporting.
+    """
+
+    instances: Mapping[PoolKey, int] = field(default_factory=dict)
+    routing_share: Mapping[PoolKey, float] = field(default_factory=dict)
+    planned_tokens_per_s: Mapping[PoolKey, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key, count in self.instances.items():
+            if count < 0:
+                raise ValueError(f"FleetDecision: negative instance count for pool {key}")
+        totals: dict[str, float] = {}
+        for (_, model, _), share in self.routing_share.items():
+            if share < -1e-9:
+                raise ValueError(f"FleetDecision: negative routing share for model {model}")
+            totals[model] = totals.get(model, 0.0) + share
+        for model, total in totals.items():
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(f"FleetDecision: routing shares of model {model} sum to {total}")
+
+    def shares_of(self, model: str) -> dict[PoolKey, float]:
+        """Routing shares of one model's pools."""
+        return {k: v for k, v in self.routing_share.items() if k[1] == model and v > 0}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a policy commits for one interval.
+
+    Attributes
+    ----------
+    campuses : Mapping[str, CampusDecision]
+        Per campus; a campus left out gets :class:`CampusDecision` defaults.
+    fleet : FleetDecision
+        Instances and routing (empty without inference pools).
+    source : str
+        Which policy path produced it (``"mpc"``, ``"fallback:lp_repair"``, ``"rule"``...).
+    """
+
+    campuses: Mapping[str, CampusDecision] = field(default_factory=dict)
+    fleet: FleetDecision = field(default_factory=FleetDecision)
+    source: str = "rule"
+
+    def campus(self, name: str) -> CampusDecision:
+        """The decision of campus ``name`` (defaults when absent)."""
+        return self.campuses.get(name, _NO_CAMPUS_DECISION)
+
+
+_NO_CAMPUS_DECISION = CampusDecision()
+
+
+# ----------------------------------------------------------------------------- protocol
+
+
+class Policy(Protocol):
+    """A controller, as the simulator sees it."""
+
+    name: str
+
+    def observe(self, time: pd.Timestamp, values: Mapping[str, float]) -> None:
+        """Receive realized values of the interval that started at ``time``.
+
+        Called when the values are published, possibly several intervals at once
+        (an hour's four quarters at its end); ``values`` holds the channels published
+        for that interval (see :mod:`mpc_dc.sim.publication`).
+        """
+        ...
+
+    def decide(self, obs: Observation) -> Decision:
+        """The decision for the interval starting at ``obs.time``."""
+        ...
