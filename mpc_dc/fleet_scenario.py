@@ -73,7 +73,7 @@ from mpc_dc.sim.fleet_engine import (
     slo_by_pool_interval,
 )
 from traces.errors import ConfigError
-from traces.grid import STEP, STEPS_PER_DAY, GapPolicy
+from traces.grid import STEP, STEPS_PER_DAY, GapPolicy, Publication
 
 logger = logging.getLogger(__name__)
 
@@ -424,17 +424,20 @@ def build_fleet_data(scenario: FleetScenario) -> FleetData:
     tail = build_arrivals(index[hist + run.n_steps], H * STEP_S, _tail_arrivals(arrival),
                           models=cfg.models, hourly_counts=counts)
     if counts is None:
-        prices, carbon = _synthetic_exogenous(scenario, index)
+        prices, carbon, published = _synthetic_exogenous(scenario, index)
         upto = build_arrivals(index[0], upto_s, arrival, models=cfg.models)
     else:
-        prices, carbon = _caiso_exogenous(scenario, index)
+        prices, carbon, published = _caiso_exogenous(scenario, index)
         upto = _burstgpt_requests(scenario, index[: hist + run.n_steps], arrival, counts)
     all_requests = _concat_requests(upto, tail, upto_s)
     exo_cols: dict[str, np.ndarray] = {}
     truth_cols: dict[str, np.ndarray] = {}
+    publication: dict[str, Publication] = {}
     for c in cfg.campuses:
         exo_cols[f"lmp_usd_per_mwh[{c.price_node}]"] = prices[c.price_node]
         exo_cols[f"carbon_gco2_per_kwh[{c.carbon_zone}]"] = carbon[c.carbon_zone]
+        publication[f"lmp_usd_per_mwh[{c.price_node}]"] = published["lmp"]
+        publication[f"carbon_gco2_per_kwh[{c.carbon_zone}]"] = published["carbon"]
         truth_cols[f"lmp_usd_per_mwh[{c.price_node}]"] = prices[c.price_node]
         truth_cols[f"carbon_gco2_per_kwh[{c.name}]"] = carbon[c.carbon_zone]
     agg = all_requests.per_interval(total)
@@ -443,7 +446,7 @@ def build_fleet_data(scenario: FleetScenario) -> FleetData:
     truth = pd.DataFrame(truth_cols, index=index)
     frame = pd.DataFrame(exo_cols, index=index).iloc[hist: hist + run.n_steps]
     requests = _window(all_requests, hist * STEP_S, run.n_steps * STEP_S)
-    return FleetData(FleetExogenous(frame), requests, truth.iloc[:hist], truth,
+    return FleetData(FleetExogenous(frame, publication), requests, truth.iloc[:hist], truth,
                      _dr_events(scenario, index))
 
 
@@ -475,7 +478,11 @@ def _window(req: RequestArrays, from_s: float, length_s: float) -> RequestArrays
 
 
 def _synthetic_exogenous(scenario: FleetScenario, index: pd.DatetimeIndex
-                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                                    dict[str, Publication]]:
+    """Prices by node, carbon by zone, and when each kind is observable: the hourly
+    generator LMP and the hourly-noise carbon (standing for an hourly source) at the
+    end of their hour."""
     from traces import synthetic
 
     days = math.ceil(len(index) / STEPS_PER_DAY) + 1
@@ -495,7 +502,8 @@ def _synthetic_exogenous(scenario: FleetScenario, index: pd.DatetimeIndex
             rng = np.random.default_rng(np.random.SeedSequence([seed, 23, i]))
             noise = 1.0 + 0.05 * rng.uniform(-1.0, 1.0, len(index) // 4 + 1).repeat(4)
             carbon[c.carbon_zone] = (250.0 - 80.0 * solar) * noise[: len(index)]
-    return prices, carbon
+    return prices, carbon, {"lmp": synthetic.PUBLICATION["lmp"],
+                            "carbon": Publication(pd.Timedelta(hours=1))}
 
 
 def _data_dir(scenario: FleetScenario) -> Path:
@@ -503,7 +511,9 @@ def _data_dir(scenario: FleetScenario) -> Path:
 
 
 def _caiso_exogenous(scenario: FleetScenario, index: pd.DatetimeIndex
-                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                                dict[str, Publication]]:
+    """Prices by hub, carbon by zone, and when each is observable (readers' metadata)."""
     from traces.datasets import caiso_carbon, caiso_rt_lmp
 
     data_dir = _data_dir(scenario)
@@ -525,7 +535,7 @@ def _caiso_exogenous(scenario: FleetScenario, index: pd.DatetimeIndex
         raise ConfigError(cmeta.source, "carbon intensity missing in history + run + horizon",
                           key="run.start")
     carbon = {c.carbon_zone: kappa.to_numpy(dtype=float) for c in scenario.fleet.campuses}
-    return prices, carbon
+    return prices, carbon, {"lmp": meta.publication, "carbon": cmeta.publication}
 
 
 def _burstgpt_counts(scenario: FleetScenario, index: pd.DatetimeIndex) -> pd.DataFrame:
