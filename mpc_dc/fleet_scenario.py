@@ -275,6 +275,10 @@ class FleetControllerSpec:
         if self.forecaster not in forecaster_names():
             raise ConfigError(SOURCE, f"unknown forecaster {self.forecaster!r}; known: "
                               f"{', '.join(forecaster_names())}", key="controller.forecaster")
+        if self.forecaster == "day_ahead_known":
+            raise ConfigError(SOURCE, "day_ahead_known needs published day-ahead prices, which "
+                              "the fleet data do not have; choose another forecaster",
+                              key="controller.forecaster")
 
     @property
     def horizon_steps(self) -> int:

@@ -199,6 +199,16 @@ class ControllerSpec:
                 f"unknown forecaster {self.forecaster!r}; {hint}",
                 key="controller.forecaster",
             )
+        if self.forecaster == "day_ahead_known":
+            # A wrapper of one channel around another forecaster, not a forecaster of
+            # every channel (it needs the published day-ahead prices as its truth).
+            raise ConfigError(
+                "<scenario>",
+                "day_ahead_known is not a forecaster of every channel; set "
+                "data.price_known_ahead = true (retail tariff) and name the forecaster of "
+                "the rest here",
+                key="controller.forecaster",
+            )
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ConfigError(
                 "<scenario>",
