@@ -10,7 +10,12 @@ import pandas as pd
 import pytest
 
 from forecasters.base import forecaster_names
-from mpc_dc.fleet_controller import FleetMpcPolicy, FleetObservation, rule_decision
+from mpc_dc.fleet_controller import (
+    FleetMpcPolicy,
+    FleetObservation,
+    rule_decision,
+    serving_capacity_tokens_per_s,
+)
 from mpc_dc.fleet_problem import FleetInputs, FleetPlan, FleetProblem, FleetSolveResult
 from mpc_dc.fleet_scenario import (
     FleetData,
@@ -267,6 +272,28 @@ def test_causality_poisoned_future(scenario: FleetScenario, data: FleetData, nam
         assert name.startswith("seasonal_naive") or any(
             not np.array_equal(fa, fb)
             for fa, fb in zip(clean_fc[cut + 1:], runs_fc[cut + 1:], strict=True))
+
+
+def test_unknown_demand_spread_provisions_the_fleet_not_the_point(scenario: FleetScenario
+                                                                  ) -> None:
+    """Started from one observation (no history), the demand quantile's spread is
+    unknown: the plan is sized for the fleet's serving capacity, never for the point
+    forecast as a zero-width quantile (what ``nan_to_num`` gave)."""
+    cfg = scenario.config
+    problem = FleetProblem(cfg, 8, scenario.controller.solver_options())
+    policy = FleetMpcPolicy(problem, demand_forecaster="persistence", demand_quantile=0.9)
+    t0 = pd.Timestamp("2022-04-04 07:00", tz="UTC")
+    policy.observe(t0, {**{k: 100.0 for k in policy.keys[: len(cfg.models)]},
+                        **{k: 50.0 for k in policy.keys[len(cfg.models):]}})
+    demand = policy.forecast_inputs(t0 + pd.Timedelta(minutes=15)).demand_tokens_per_s
+    capacity = serving_capacity_tokens_per_s(cfg)
+    assert (capacity > 1000.0).all()
+    np.testing.assert_array_equal(demand, np.repeat(capacity[:, None], 8, axis=1))
+    # The point forecast is still the observation.
+    point = FleetMpcPolicy(problem, demand_forecaster="persistence", demand_quantile=None)
+    point.observe(t0, {k: 100.0 for k in point.keys})
+    assert (point.forecast_inputs(t0 + pd.Timedelta(minutes=15)).demand_tokens_per_s
+            == 100.0).all()
 
 
 def test_observation_adapter_splits_ready_and_loading() -> None:

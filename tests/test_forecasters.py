@@ -127,6 +127,33 @@ def test_persistence_hand_checked() -> None:
     assert pred.index[0] == y.index[4] + STEP
 
 
+@pytest.mark.parametrize("name", ["persistence", "seasonal_naive_daily", "seasonal_naive_weekly"])
+def test_unknown_spread_gives_the_widest_quantiles_never_zero_width(name: str) -> None:
+    """From one observation the spread is unknown: the quantiles are the bounds.
+
+    (``nan_to_num`` made them zero-width: q0.1 = q0.9 = the point forecast.)
+    """
+    y = series([0.4])
+    q = make_forecaster(name, bounds=(0.0, 1.0)).fit(y).predict_quantiles(
+        y.index[0] + STEP, 8, (0.1, 0.5, 0.9))
+    np.testing.assert_array_equal(q.to_numpy(), np.tile([0.0, 0.4, 1.0], (8, 1)))
+    q = make_forecaster(name).fit(y).predict_quantiles(y.index[0] + STEP, 2, (0.1, 0.5, 0.9))
+    np.testing.assert_array_equal(q.to_numpy(), np.tile([-np.inf, 0.4, np.inf], (2, 1)))
+
+
+def test_persistence_spread_known_for_the_leads_history_covers() -> None:
+    """Less than a day of history (50 intervals): the leads it covers get a finite,
+    positive spread, the others the widest band; never a zero-width one."""
+    y = daily_series(1).iloc[:50]
+    fc = Persistence().fit(y)
+    q = fc.predict_quantiles(y.index[-1] + STEP, 96, (0.1, 0.9)).to_numpy()
+    width = q[:, 1] - q[:, 0]
+    # Lead L has 50 - L pairs y[i] - y[i - L]; an estimate needs MIN_SPREAD_PAIRS = 16.
+    # (At L = 48 the two pairs lie in held hours and are equal: their std is 0.)
+    assert (np.isfinite(width[:34]) & (width[:34] > 0)).all()
+    assert np.isinf(width[34:]).all()
+
+
 def test_seasonal_naive_hand_checked() -> None:
     # Period 4: the forecast repeats the last complete season, phase-aligned.
     y = series([1, 2, 3, 4, 5, 6, 7, np.nan, 9, 10])
