@@ -109,6 +109,13 @@ class FleetRunSpec(RunPeriod):
         if self.days > 366 or self.history_days > 366:
             raise ConfigError(SOURCE, "expected at most 366 days", key="run.days")
         grid_start(SOURCE, "run.start", self.start)
+        if self.start_ts.minute:
+            # Carbon (both sources) and the synthetic LMP are hourly, published at the
+            # end of each hour: a history ending inside an hour would hold unpublished
+            # quarters (FleetExogenous refuses it too).
+            raise ConfigError(SOURCE, f"expected a start on the hour (hourly series are "
+                              f"published at the end of each hour), got {self.start!r}",
+                              key="run.start")
 
 
 @dataclass(frozen=True)

@@ -296,6 +296,17 @@ def test_unknown_demand_spread_provisions_the_fleet_not_the_point(scenario: Flee
             == 100.0).all()
 
 
+def test_fleet_run_starts_on_a_publication_boundary(data: FleetData) -> None:
+    """A history ending at :15 would hold a quarter of an hour not yet published."""
+    with pytest.raises(ConfigError, match=r"run\.start.*on the hour"):
+        fleet_scenario_from_table({**TABLE, "run": {**TABLE["run"],
+                                                    "start": "2022-04-04T07:15:00Z"}}, "<t>")
+    frame = data.exo.frame.iloc[1:]
+    with pytest.raises(ConfigError, match="inside a source interval"):
+        FleetExogenous(frame, data.exo.publication)
+    FleetExogenous(frame)  # 15-min series may start at any quarter
+
+
 def test_observation_adapter_splits_ready_and_loading() -> None:
     key = ("A", "m", "BF16")
     obs = ServingObservation(3, pd.Timestamp("2022-04-04", tz="UTC"), {key: 5}, {key: 2},

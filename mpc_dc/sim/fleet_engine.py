@@ -61,6 +61,7 @@ from mpc_dc.sim.serving import (
     ServingOutcome,
     tpot_s,
 )
+from traces.errors import ConfigError
 from traces.grid import STEP, Publication
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ class FleetExogenous:
 
     Raises
     ------
-    ValueError
+    ConfigError
         When the run starts inside a source interval of a column (e.g. at ``:15``
         for an hourly series): the forecasters' history would hold values not yet
         published at the start.
@@ -160,16 +161,19 @@ class FleetExogenous:
 
     def __post_init__(self) -> None:
         columns = [str(c) for c in self.frame.columns]
+        late = [c for c, rule in self.publication.items()
+                if rule.observable_before(self.start) < self.start]
+        if late:
+            rule = self.publication[late[0]]
+            raise ConfigError(
+                "fleet run",
+                f"starts at {self.start}, inside a source interval of {late} "
+                f"({rule.source_step} values published {rule.lag} after their end); expected "
+                "a start on a publication boundary (the hour, for hourly series)",
+                key="run.start",
+            )
         schedule = ObservationSchedule(self.start, self.n_steps, columns,
                                        self.frame.to_numpy(dtype=float), 0, self.publication)
-        late = [c for c, first in zip(columns, schedule.first[:, 0], strict=True) if first < 0]
-        if late:
-            rule = schedule.rules[late[0]]
-            raise ValueError(
-                f"fleet run starts at {self.start}, inside a source interval of {late} "
-                f"({rule.source_step} values published {rule.lag} after their end): start "
-                "on a publication boundary (the hour, for hourly series)"
-            )
         object.__setattr__(self, "_schedule", schedule)
 
     def published_during(self, step: int) -> list[tuple[int, dict[str, float]]]:
