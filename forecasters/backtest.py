@@ -1,17 +1,23 @@
 """Rolling-origin backtest and error metrics by lead time.
 
-Protocol: the forecaster is fitted on the series strictly before ``start``; then, for
-each issue time ``t`` from ``start`` (every ``stride_steps`` intervals), it is updated
-with every observation of the intervals before ``t`` (one update per interval, as in
-the MPC loop, NaN for missing ones) and asked for ``predict(t, horizon)`` and
+Protocol: the forecaster is fitted on the part of the series published at ``start``;
+then, for each issue time ``t`` from ``start`` (every ``stride_steps`` intervals), it is
+updated with every observation *published* by ``t`` (one update per interval, as in the
+MPC loop, NaN for missing ones) and asked for ``predict(t, horizon)`` and
 ``predict_quantiles(t, horizon, levels)``. Lead ``k`` (1-based) is the target
 ``t + (k - 1) * 15 min``, whose interval ends ``k * 15 min`` after ``t``.
 
-Gaps: an issue time whose latest observation (interval ``t - 15 min``) is missing is
-skipped when ``skip_missing_latest`` (default) and counted; a target whose truth is
-missing is left out of the metrics at its lead (``n`` per lead says how many pairs
-count). The forecaster never sees a value at or after ``t``: the backtest hands it
-only the past, and the conformance tests prove the forecasters cannot look further.
+Publication (:class:`traces.grid.Publication`, from the series' metadata): a native
+15-min value is published when its interval ends, an hourly one held over its four
+quarters when its hour ends. At an issue time ``:15``, ``:30`` or ``:45`` the running
+hour is therefore not seen (the forecaster is 1-3 intervals stale, which the
+protocol allows), exactly as in the closed loop.
+
+Gaps: an issue time whose latest published observation is missing is skipped when
+``skip_missing_latest`` (default) and counted; a target whose truth is missing is left
+out of the metrics at its lead (``n`` per lead says how many pairs count). The
+forecaster never sees a value not yet published at ``t``: the backtest hands it only
+those, and the conformance tests prove the forecasters cannot look further.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from forecasters.base import (
     iter_levels,
     quantile_column,
 )
-from traces.grid import STEP, STEP_H, STEPS_PER_DAY
+from traces.grid import STEP, STEP_H, STEPS_PER_DAY, Publication
 
 
 def pinball_loss(y: np.ndarray, q_forecast: np.ndarray, level: float) -> np.ndarray:
@@ -154,6 +160,8 @@ def rolling_origin_backtest(
     stride_steps: int = 1,
     levels: Sequence[float] | None = DEFAULT_LEVELS,
     skip_missing_latest: bool = True,
+    *,
+    publication: Publication,
 ) -> BacktestResult:
     """Run a rolling-origin backtest (see module docstring).
 
@@ -171,10 +179,15 @@ def rolling_origin_backtest(
         Spacing of issue times (the forecaster is still updated every interval).
     levels
         Quantile levels for the pinball loss; ``None`` or empty skips quantiles.
+    skip_missing_latest
+        Skip (and count) issue times whose latest published observation is NaN.
+    publication
+        When a value of ``series`` becomes observable (e.g. ``meta.publication`` of
+        the reader; ``Publication()`` for a native 15-min series).
     """
     series = check_grid_series(series, "backtest series")
     values = series.to_numpy(dtype=float)
-    index = series.index
+    index = pd.DatetimeIndex(series.index)
     first = as_utc(start)
     pos0 = int((first - index[0]) / STEP)
     if pos0 < 1 or first != first.floor(STEP):
@@ -188,19 +201,25 @@ def rolling_origin_backtest(
             f"inside the series ending {index[-1] + STEP}"
         )
     lv = iter_levels(levels) if levels else ()
-    forecaster.fit(series.iloc[:pos0])
-    fed = pos0
+    # observed[i]: how many intervals of the series are published at issue pos0 + i.
+    issue_ns = index[pos0 : last_pos + 1].as_unit("ns").asi8
+    observed = (publication.observable_before_ns(issue_ns) - issue_ns[0]) // STEP.value + pos0
+    if observed[0] < 1:
+        raise ValueError(f"backtest start {first}: nothing of the series is published by then")
+    forecaster.fit(series.iloc[: observed[0]])
+    fed = int(observed[0])
     issues: list[pd.Timestamp] = []
     preds: list[np.ndarray] = []
     quants: list[np.ndarray] = []
     truths: list[np.ndarray] = []
     skipped = 0
     for pos in range(pos0, last_pos + 1, stride_steps):
-        if pos > fed:
-            for p in range(fed, pos):
+        seen = int(observed[pos - pos0])
+        if seen > fed:
+            for p in range(fed, seen):
                 forecaster.update(series.iloc[p : p + 1])
-            fed = pos
-        if skip_missing_latest and np.isnan(values[pos - 1]):
+            fed = seen
+        if skip_missing_latest and np.isnan(values[seen - 1]):
             skipped += 1
             continue
         issue = index[pos]

@@ -16,6 +16,14 @@ has a lead time of ``(k + 1) * 15 min`` (its interval ends then).
 
 Missing observations are fed as NaN rows (the index stays contiguous), so the cutoff
 advances over a gap and every model treats the value as unobserved.
+
+Unknown spread. A forecaster that cannot estimate its error spread yet (too little
+history: persistence needs ``L + 2`` observations for lead ``L``, seasonal naive a
+season plus two) returns a NaN scale. That is *unknown*, not zero: its quantiles
+other than the median are ``-inf`` / ``+inf`` in model space, i.e. the series'
+bounds after clipping (``0`` and ``1`` for a capacity factor, ``0`` and ``+inf`` for
+demand, ``±inf`` for a price). Callers that need finite bands must provide enough
+history or cap them (the fleet MPC provisions its serving capacity).
 """
 
 from __future__ import annotations
@@ -301,6 +309,9 @@ class BaseForecaster(ABC):
     ) -> pd.DataFrame:
         """Quantile forecasts from a Gaussian error in model space.
 
+        Where the spread is unknown (NaN scale, see the module docstring) the
+        quantiles other than the median are the bounds (``±inf`` when unbounded).
+
         Returns
         -------
         DataFrame [series units]
@@ -312,7 +323,10 @@ class BaseForecaster(ABC):
         loc, scale = self._location_scale(targets)
         normal = NormalDist()
         z = np.array([normal.inv_cdf(q) for q in levels])
-        raw = loc[:, None] + np.nan_to_num(scale)[:, None] * z[None, :]
+        spread = np.where(np.isnan(scale), np.inf, scale)
+        with np.errstate(invalid="ignore"):
+            raw = loc[:, None] + spread[:, None] * z[None, :]
+        raw[:, z == 0.0] = loc[:, None]  # the median is the point forecast (inf * 0 is NaN)
         out = self._clip(self._to_output(raw))
         return pd.DataFrame(out, index=targets, columns=pd.Index(levels, name="level"))
 

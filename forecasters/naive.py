@@ -3,7 +3,9 @@
 Both work on the 15-min grid directly. Quantiles come from a Gaussian whose std is
 the empirical std of the matching naive error on the most recent
 ``error_window_steps`` observations (refreshed once a day of updates), so they use
-the past only.
+the past only. With fewer than :data:`MIN_SPREAD_PAIRS` error samples the spread is
+unknown (NaN): the quantiles are then the widest band (forecasters.base), never the
+zero width a std of one or two samples can give.
 """
 
 from __future__ import annotations
@@ -18,16 +20,21 @@ from traces.grid import STEP, STEPS_PER_DAY
 
 ERROR_WINDOW_STEPS = 28 * STEPS_PER_DAY
 """History used to estimate naive error spreads [intervals] (28 days)."""
+MIN_SPREAD_PAIRS = 16
+"""Fewest error samples that make a spread estimate [-]: fewer leave it unknown. Four
+hours of 15-min pairs; on an hourly series held over its quarters the four pairs of
+one hour are identical, so a std of a few pairs is often exactly 0."""
 
 
 def _lag_diff_std(values: np.ndarray, lags: np.ndarray) -> np.ndarray:
-    """Std of ``y[i] - y[i - lag]`` for each lag (NaN pairs ignored; NaN if none)."""
+    """Std of ``y[i] - y[i - lag]`` for each lag (NaN pairs ignored; NaN with fewer than
+    :data:`MIN_SPREAD_PAIRS`)."""
     out = np.full(len(lags), np.nan)
     for i, lag in enumerate(lags):
         if lag < len(values):
             diff = values[lag:] - values[:-lag]
             diff = diff[~np.isnan(diff)]
-            if len(diff) > 1:
+            if len(diff) >= MIN_SPREAD_PAIRS:
                 out[i] = float(np.std(diff))
     return out
 

@@ -41,6 +41,7 @@ from mpc_dc.problem import (
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.exogenous import RcdcExogenous, deferrable_releases, window_end
 from mpc_dc.sim.plant import Decision
+from traces.grid import STEP
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,12 @@ class Policy(Protocol):
     name: str
 
     def observe(self, time: pd.Timestamp, values: dict[str, float]) -> None:
-        """Receive the realized exogenous values of the interval that started at ``time``."""
+        """Receive realized exogenous values of the interval that started at ``time``.
+
+        Called when they are published (an hourly value at the end of its hour), in
+        time order per channel; ``values`` holds the channels published for that
+        interval, possibly not all of them.
+        """
         ...
 
     def decide(self, obs: Observation) -> Decision:
@@ -253,19 +259,24 @@ class MpcPolicy:
         self._pending: dict[str, list[tuple[pd.Timestamp, float]]] = {c: [] for c in forecasters}
 
     def observe(self, time: pd.Timestamp, values: dict[str, float]) -> None:
-        """Queue realized values; forecasters are updated lazily before the next forecast."""
-        for channel in self.forecasters:
-            self._pending[channel].append((time, values[channel]))
+        """Queue published values; forecasters are updated lazily before the next forecast."""
+        for channel, value in values.items():
+            rows = self._pending.get(channel)
+            if rows is not None:
+                rows.append((time, value))
 
     def _flush(self) -> None:
         for channel, rows in self._pending.items():
             if not rows:
                 continue
             forecaster = self.forecasters[channel]
-            if len(rows) == 1 and isinstance(forecaster, BaseForecaster):
-                # One interval (every step of the loop): its time must be cutoff + 15 min,
-                # which update_values checks; no index is needed.
-                forecaster.update_values(rows[0][0], np.array([rows[0][1]], dtype=float))
+            if isinstance(forecaster, BaseForecaster) and (
+                rows[-1][0] - rows[0][0] == (len(rows) - 1) * STEP
+            ):
+                # Consecutive intervals (one per step, or an hour's four quarters at
+                # once): the first must be cutoff + 15 min, which update_values
+                # checks; no index is needed.
+                forecaster.update_values(rows[0][0], np.array([v for _, v in rows], dtype=float))
             else:
                 index = pd.DatetimeIndex([t for t, _ in rows], name="interval_start_utc")
                 forecaster.update(pd.Series([v for _, v in rows], index=index))

@@ -127,6 +127,22 @@ def _mu(config: FleetConfig) -> dict[PoolKey, float]:
     return {k: config.row(k).tokens_per_s_at_slo for k in config.pools}
 
 
+def serving_capacity_tokens_per_s(config: FleetConfig) -> np.ndarray:
+    """Most each model could be served at with the whole fleet to itself [tokens/s].
+
+    ``cap[m] = Σ_c max_q floor(G[c] / g[m,q]) · ρ̄ · μ[m,q]``, per model in
+    ``config.models`` order (an upper bound: the models share the GPUs).
+    """
+    out = np.zeros(len(config.models))
+    for i, m in enumerate(config.models):
+        for campus in config.campuses:
+            out[i] += max(
+                ((campus.gpus // config.row(k).gpus_per_instance) * config.utilization_cap
+                 * config.row(k).tokens_per_s_at_slo
+                 for k in config.pools if k[0] == campus.name and k[1] == m), default=0.0)
+    return out
+
+
 def with_min_instances(config: FleetConfig, decision: FleetDecision,
                        current: Mapping[PoolKey, int], min_per_model: int) -> FleetDecision:
     """Keep at least ``min_per_model`` instances of every model (a warm floor).
@@ -207,6 +223,8 @@ class RuleFleetPolicy:
 
 
 def _feed(forecaster: BaseForecaster, time: pd.Timestamp, value: float) -> None:
+    """Hand ``forecaster`` one published value; a forecaster without history starts from
+    it (its spread is then unknown: wide quantiles, see forecasters.base)."""
     series = pd.Series([value], index=pd.DatetimeIndex([time], name="interval_start_utc"))
     if forecaster.cutoff is None:
         forecaster.fit(series)
@@ -216,7 +234,8 @@ def _feed(forecaster: BaseForecaster, time: pd.Timestamp, value: float) -> None:
 
 def _predict(forecaster: BaseForecaster, issue: pd.Timestamp, horizon: int,
              quantile: float | None = None) -> np.ndarray:
-    """Point forecast, or the ``quantile`` forecast when given (zeros before any data)."""
+    """Point forecast, or the ``quantile`` forecast when given (zeros before any data;
+    ``±inf`` where the forecaster's spread is still unknown)."""
     if forecaster.cutoff is None:
         return np.zeros(horizon)
     if quantile is not None:
@@ -322,6 +341,7 @@ class FleetMpcPolicy:
         self.last_result: FleetSolveResult | None = None
         self._tokens_seen = dict.fromkeys(cfg.models, 0.0)
         self._requests_seen = dict.fromkeys(cfg.models, 0.0)
+        self._capacity = serving_capacity_tokens_per_s(cfg)
 
     @property
     def fallbacks(self) -> Counter[str]:
@@ -375,6 +395,9 @@ class FleetMpcPolicy:
         pred = {k: _predict(self.forecasters[k], time, H, self.demand_quantile if i < M else None)
                 for i, k in enumerate(self.keys)}
         demand = np.maximum(np.vstack([pred[k] for k in self.keys[:M]]), 0.0)
+        # A quantile whose spread is not known yet (too little history) is +inf, not the
+        # point forecast: provision what the fleet can serve until the spread is known.
+        demand = np.where(np.isfinite(demand), demand, self._capacity[:, None])
         price = np.vstack([pred[k] for k in self.keys[M:M + C]])
         carbon = np.maximum(np.vstack([pred[k] for k in self.keys[M + C:]]), 0.0)
         index = pd.date_range(time, periods=H, freq=STEP)

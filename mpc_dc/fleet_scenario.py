@@ -87,7 +87,7 @@ from mpc_dc.sim.fleet_engine import (
 )
 from traces.datasets import caiso_carbon, ny_carbon
 from traces.errors import ConfigError
-from traces.grid import STEP, STEPS_PER_DAY, GapPolicy, TraceMetadata
+from traces.grid import STEP, STEPS_PER_DAY, GapPolicy, Publication, TraceMetadata
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +189,13 @@ class FleetRunSpec(RunPeriod):
         if self.days > 366 or self.history_days > 366:
             raise ConfigError(SOURCE, "expected at most 366 days", key="run.days")
         grid_start(SOURCE, "run.start", self.start)
+        if self.start_ts.minute:
+            # Carbon (both sources) and the synthetic LMP are hourly, published at the
+            # end of each hour: a history ending inside an hour would hold unpublished
+            # quarters (FleetExogenous refuses it too).
+            raise ConfigError(SOURCE, f"expected a start on the hour (hourly series are "
+                              f"published at the end of each hour), got {self.start!r}",
+                              key="run.start")
 
 
 @dataclass(frozen=True)
@@ -393,6 +400,10 @@ class FleetControllerSpec:
         if self.forecaster not in forecaster_names():
             raise ConfigError(SOURCE, f"unknown forecaster {self.forecaster!r}; known: "
                               f"{', '.join(forecaster_names())}", key="controller.forecaster")
+        if self.forecaster == "day_ahead_known":
+            raise ConfigError(SOURCE, "day_ahead_known needs published day-ahead prices, which "
+                              "the fleet data do not have; choose another forecaster",
+                              key="controller.forecaster")
 
     @property
     def horizon_steps(self) -> int:
@@ -575,6 +586,9 @@ class FleetSources:
         Per price node.
     carbon : dict[str, ndarray] [gCO2/kWh]
         Per carbon zone.
+    publication : dict[str, Publication]
+        When each kind of series (``"lmp"``, ``"carbon"``) is observable: the readers'
+        metadata, or for the synthetic generator the end of its hour.
     counts : DataFrame or None
         ``caiso``: BurstGPT's hourly request rates placed from the run start
         (:func:`traces.datasets.burstgpt_hourly_counts`).
@@ -586,6 +600,7 @@ class FleetSources:
     index: pd.DatetimeIndex
     prices: dict[str, np.ndarray]
     carbon: dict[str, np.ndarray]
+    publication: dict[str, Publication]
     counts: pd.DataFrame | None = None
     rows: pd.DataFrame | None = None
 
@@ -619,12 +634,20 @@ def fleet_sources(scenario: FleetScenario) -> FleetSources:
 
     index = fleet_index(scenario)
     if scenario.data.source == "synthetic":
+        from traces import synthetic
+
+        # The generator's LMP and the hourly-noise carbon stand for hourly sources:
+        # observable at the end of their hour.
         return FleetSources(index, _synthetic_prices(scenario, index),
-                            _synthetic_carbon(scenario, index))
+                            _synthetic_carbon(scenario, index),
+                            {"lmp": synthetic.PUBLICATION["lmp"],
+                             "carbon": Publication(pd.Timedelta(hours=1))})
     data_dir = _data_dir(scenario)
     rows, _ = read_burstgpt_requests(data_dir / BURSTGPT_FIRST400_FILE)
-    return FleetSources(index, _caiso_prices(scenario, data_dir, index),
-                        _real_carbon(scenario, data_dir, index),
+    prices, price_publication = _caiso_prices(scenario, data_dir, index)
+    carbon, carbon_publication = _real_carbon(scenario, data_dir, index)
+    return FleetSources(index, prices, carbon,
+                        {"lmp": price_publication, "carbon": carbon_publication},
                         _burstgpt_counts(scenario, data_dir, index),
                         rows.reset_index(drop=True))
 
@@ -653,9 +676,12 @@ def build_fleet_data(scenario: FleetScenario) -> FleetData:
     all_requests = _concat_requests(upto, tail, upto_s)
     exo_cols: dict[str, np.ndarray] = {}
     truth_cols: dict[str, np.ndarray] = {}
+    publication: dict[str, Publication] = {}
     for c in cfg.campuses:
         exo_cols[f"lmp_usd_per_mwh[{c.price_node}]"] = sources.prices[c.price_node]
         exo_cols[f"carbon_gco2_per_kwh[{c.carbon_zone}]"] = sources.carbon[c.carbon_zone]
+        publication[f"lmp_usd_per_mwh[{c.price_node}]"] = sources.publication["lmp"]
+        publication[f"carbon_gco2_per_kwh[{c.carbon_zone}]"] = sources.publication["carbon"]
         truth_cols[f"lmp_usd_per_mwh[{c.price_node}]"] = sources.prices[c.price_node]
         truth_cols[f"carbon_gco2_per_kwh[{c.name}]"] = sources.carbon[c.carbon_zone]
     agg = all_requests.per_interval(total)
@@ -664,7 +690,7 @@ def build_fleet_data(scenario: FleetScenario) -> FleetData:
     truth = pd.DataFrame(truth_cols, index=index)
     frame = pd.DataFrame(exo_cols, index=index).iloc[hist: hist + run.n_steps]
     requests = _window(all_requests, hist * STEP_S, run.n_steps * STEP_S)
-    return FleetData(FleetExogenous(frame), requests, truth.iloc[:hist], truth,
+    return FleetData(FleetExogenous(frame, publication), requests, truth.iloc[:hist], truth,
                      _dr_events(scenario, index))
 
 
@@ -759,8 +785,9 @@ def _missing(series: pd.Series, index: pd.DatetimeIndex, what: str, key: str) ->
 
 
 def _caiso_prices(scenario: FleetScenario, data_dir: Path, index: pd.DatetimeIndex
-                  ) -> dict[str, np.ndarray]:
-    """CAISO RT LMP at each campus's hub [$/MWh] (gaps of up to 1 h interpolated)."""
+                  ) -> tuple[dict[str, np.ndarray], Publication]:
+    """CAISO RT LMP at each campus's hub [$/MWh] (gaps of up to 1 h interpolated), and
+    when it is observable (the reader's metadata)."""
     from traces.datasets import caiso_rt_lmp
 
     lmp, meta = caiso_rt_lmp(data_dir, CAISO_YEAR, gap_policy=GapPolicy.INTERPOLATE)
@@ -770,13 +797,15 @@ def _caiso_prices(scenario: FleetScenario, data_dir: Path, index: pd.DatetimeInd
         _missing(series, index, f"CAISO RT prices at {c.price_node} ({meta.source})",
                  "run.start")
         prices[c.price_node] = series.reindex(index).to_numpy(dtype=float)
-    return prices
+    return prices, meta.publication
 
 
 def _real_carbon(scenario: FleetScenario, data_dir: Path, index: pd.DatetimeIndex
-                 ) -> dict[str, np.ndarray]:
-    """Each campus zone's Electricity Maps carbon intensity [gCO2/kWh]."""
+                 ) -> tuple[dict[str, np.ndarray], Publication]:
+    """Each campus zone's Electricity Maps carbon intensity [gCO2/kWh], and when it is
+    observable (the latest publication of the zones' readers)."""
     carbon: dict[str, np.ndarray] = {}
+    publication = Publication()
     for i, c in enumerate(scenario.fleet.campuses):
         if c.carbon_zone in carbon:
             continue
@@ -785,7 +814,9 @@ def _real_carbon(scenario: FleetScenario, data_dir: Path, index: pd.DatetimeInde
         _missing(kappa, index, f"{c.carbon_zone} carbon intensity ({meta.source})",
                  f"fleet.campuses[{i}].carbon_zone")
         carbon[c.carbon_zone] = kappa.reindex(index).to_numpy(dtype=float)
-    return carbon
+        publication = max(publication, meta.publication,
+                          key=lambda p: p.source_step + p.lag)
+    return carbon, publication
 
 
 def _burstgpt_counts(scenario: FleetScenario, data_dir: Path, index: pd.DatetimeIndex

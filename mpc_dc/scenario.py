@@ -34,7 +34,7 @@ from mpc_dc.sim.exogenous import (
     workload_from_utilisation,
 )
 from traces.errors import ConfigError
-from traces.grid import STEP, STEPS_PER_DAY, GapPolicy
+from traces.grid import STEP, STEPS_PER_DAY, GapPolicy, Publication
 
 ControllerKind = Literal["baseline", "mpc", "perfect", "offline"]
 
@@ -213,6 +213,16 @@ class ControllerSpec:
                 f"unknown forecaster {self.forecaster!r}; {hint}",
                 key="controller.forecaster",
             )
+        if self.forecaster == "day_ahead_known":
+            # A wrapper of one channel around another forecaster, not a forecaster of
+            # every channel (it needs the published day-ahead prices as its truth).
+            raise ConfigError(
+                "<scenario>",
+                "day_ahead_known is not a forecaster of every channel; set "
+                "data.price_known_ahead = true (retail tariff) and name the forecaster of "
+                "the rest here",
+                key="controller.forecaster",
+            )
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ConfigError(
                 "<scenario>",
@@ -374,10 +384,11 @@ def build_exogenous(scenario: Scenario) -> RcdcExogenous:
         name="interval_start_utc",
     )
     if scenario.data.source == "synthetic":
-        frame = _synthetic_frame(scenario, index)
+        frame, publication = _synthetic_frame(scenario, index)
     else:
-        frame = _nyiso_frame(scenario, index)
+        frame, publication = _nyiso_frame(scenario, index)
     frame["workload_wu"] = workload_from_utilisation(frame.pop("power_util"), scenario.site)
+    publication["workload_wu"] = publication.pop("power_util")
     return RcdcExogenous(
         config=scenario.site,
         frame=frame.iloc[history_steps:],
@@ -387,10 +398,14 @@ def build_exogenous(scenario: Scenario) -> RcdcExogenous:
         deferrable_release=run.deferrable_release,
         local_tz=run.local_tz,
         name=scenario.name,
+        publication=publication,
     )
 
 
-def _synthetic_frame(scenario: Scenario, index: pd.DatetimeIndex) -> pd.DataFrame:
+def _synthetic_frame(
+    scenario: Scenario, index: pd.DatetimeIndex
+) -> tuple[pd.DataFrame, dict[str, Publication]]:
+    """The generator's series, and when each is observable."""
     from traces import synthetic
 
     days = int(np.ceil(len(index) / STEPS_PER_DAY)) + 1
@@ -399,7 +414,7 @@ def _synthetic_frame(scenario: Scenario, index: pd.DatetimeIndex) -> pd.DataFram
     lmp = synthetic.synth_lmp(day0, days, seed)
     wind = synthetic.synth_wind_cf(day0, days, seed)
     load = synthetic.synth_load(day0, days, seed)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             # The generator has one market price: it stands for the RT LMP and, under
             # the retail tariff, for the day-ahead price the retail rates follow.
@@ -409,9 +424,15 @@ def _synthetic_frame(scenario: Scenario, index: pd.DatetimeIndex) -> pd.DataFram
         },
         index=index,
     )
+    rules = synthetic.PUBLICATION
+    return frame, {"price_usd_per_mwh": rules["lmp"], "renewable_cf": rules["wind_cf"],
+                   "power_util": rules["load"]}
 
 
-def _nyiso_frame(scenario: Scenario, index: pd.DatetimeIndex) -> pd.DataFrame:
+def _nyiso_frame(
+    scenario: Scenario, index: pd.DatetimeIndex
+) -> tuple[pd.DataFrame, dict[str, Publication]]:
+    """The real series, and when each is observable (from the readers' metadata)."""
     from mpc_dc.studies.rcdc import align_google
     from traces.datasets import google_load_shape, ny_wind_cf, nyiso_da_lmp, nyiso_rt_lmp
     from traces.grid import fill_gaps
@@ -419,13 +440,15 @@ def _nyiso_frame(scenario: Scenario, index: pd.DatetimeIndex) -> pd.DataFrame:
     data_dir = Path(os.environ.get("MPC_DC_DATA") or scenario.data.data_dir)
     zone = scenario.data.zone
     if scenario.site.grid.tariff.kind == "retail":
-        da, _ = nyiso_da_lmp(data_dir)
+        da, price_meta = nyiso_da_lmp(data_dir)
         price = da.iloc[:, 0]
     else:
-        rt, _ = nyiso_rt_lmp(data_dir, year=index[0].year, zones=[zone])
+        rt, price_meta = nyiso_rt_lmp(data_dir, year=index[0].year, zones=[zone])
         price = rt[f"lmp_usd_per_mwh[{zone}]"]
-    wind, _ = ny_wind_cf(data_dir)
-    shape, _ = google_load_shape(data_dir)
+    wind, wind_meta = ny_wind_cf(data_dir)
+    shape, shape_meta = google_load_shape(data_dir)
+    publication = {"price_usd_per_mwh": price_meta.publication,
+                   "renewable_cf": wind_meta.publication, "power_util": shape_meta.publication}
     frame = pd.DataFrame(
         {
             "price_usd_per_mwh": price.reindex(index),
@@ -445,7 +468,8 @@ def _nyiso_frame(scenario: Scenario, index: pd.DatetimeIndex) -> pd.DataFrame:
             key="run.start",
         )
     # History gaps stay NaN: forecasters treat them as unobserved.
-    return pd.concat([frame.iloc[:-n_run], fill_gaps(run_part, GapPolicy.RAISE, source=data_dir)])
+    filled = fill_gaps(run_part, GapPolicy.RAISE, source=data_dir)
+    return pd.concat([frame.iloc[:-n_run], filled]), publication
 
 
 PRICE_CHANNEL = "price_usd_per_mwh"
@@ -480,7 +504,8 @@ def build_forecasters(
         forecaster = make_for(name, QUANTITIES[channel], **params)
         if wrap_price and channel == PRICE_CHANNEL:
             forecaster = KnownAhead(exo.truth(channel), forecaster, bounds=forecaster.bounds)
-        forecaster.fit(exo.history[channel])
+        # Only what is published at the run start; the rest arrives through observe().
+        forecaster.fit(exo.published_history(channel))
         out[channel] = forecaster
     return out
 

@@ -11,14 +11,20 @@ import pytest
 
 from forecasters import make_forecaster
 from forecasters.backtest import (
+    BacktestResult,
     day_ahead_summary,
     metrics_by_lead,
     pinball_loss,
     rolling_origin_backtest,
 )
+from forecasters.base import forecaster_names
 from mpc_dc.cli import main
 from mpc_dc.commands.backtest import build_forecaster
-from traces.grid import STEPS_PER_DAY, grid_index
+from tests.test_forecasters_conformance import FIT_END, TRUTH, build
+from traces.grid import STEPS_PER_DAY, Publication, grid_index
+
+NATIVE = Publication()
+HOURLY = Publication(pd.Timedelta(hours=1))
 
 
 def test_metrics_hand_checked() -> None:
@@ -62,12 +68,14 @@ def test_backtest_oracle_zero_error_and_persistence_by_hand() -> None:
     y = _series()
     start = y.index[2 * STEPS_PER_DAY]
     res = rolling_origin_backtest(
-        make_forecaster("oracle", truth=y), y, start, start + pd.Timedelta(hours=6), stride_steps=4
+        make_forecaster("oracle", truth=y), y, start, start + pd.Timedelta(hours=6), stride_steps=4,
+        publication=NATIVE,
     )
     assert len(res.issue_times) == 6
     assert (res.metrics["mae"] == 0).all() and (res.metrics["pinball"] == 0).all()
     res = rolling_origin_backtest(
-        make_forecaster("persistence"), y, start, start + pd.Timedelta(hours=1), horizon=3
+        make_forecaster("persistence"), y, start, start + pd.Timedelta(hours=1), horizon=3,
+        publication=NATIVE,
     )
     # Persistence forecast at issue t is y[t - 15 min]; check the lead-2 MAE by hand.
     pos0 = 2 * STEPS_PER_DAY
@@ -85,11 +93,64 @@ def test_backtest_skips_issues_after_missing_observation() -> None:
     y.iloc[pos + 5] = np.nan  # a missing target
     start = y.index[2 * STEPS_PER_DAY]
     res = rolling_origin_backtest(
-        make_forecaster("persistence"), y, start, start + pd.Timedelta(hours=4), horizon=8
+        make_forecaster("persistence"), y, start, start + pd.Timedelta(hours=4), horizon=8,
+        publication=NATIVE,
     )
     assert res.n_skipped == 2 and len(res.issue_times) == 14  # pos and pos + 6
     assert y.index[pos] not in res.issue_times
     assert res.metrics["n"].min() < 15
+
+
+def test_hourly_series_is_seen_at_the_end_of_its_hour() -> None:
+    """Persistence on an hourly series: the running hour is not known at :15, :30, :45.
+
+    On the old protocol (every quarter observed when it ended) the lead-1 error was
+    exactly 0 at three quarters of every hour: the hour's value was read from its
+    first quarter.
+    """
+    start = TRUTH.index[FIT_END]
+    res = rolling_origin_backtest(make_forecaster("persistence"), TRUTH, start,
+                                  start + pd.Timedelta(days=1), horizon=4, levels=None,
+                                  publication=HOURLY)
+    v = TRUTH.to_numpy()
+    for i, issue in enumerate(res.issue_times):
+        pos = FIT_END + i
+        # The forecast is the last quarter of the previous complete hour.
+        assert res.predictions[i, 0] == v[pos - issue.minute // 15 - 1]
+    lead1 = np.abs(res.predictions[:, 0] - res.truth[:, 0])
+    by_quarter = pd.Series(lead1, index=res.issue_times.minute).groupby(level=0).mean()
+    assert (by_quarter > 0.05).all(), by_quarter
+    # The same hour is forecast at each of its quarters: the same error.
+    np.testing.assert_allclose(by_quarter.to_numpy(), by_quarter.iloc[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", forecaster_names())
+def test_backtest_poisoned_future_at_sub_hourly_issue_times(name: str) -> None:
+    """Forecasts issued up to t are bit-identical when everything unpublished at t is garbage.
+
+    Issue times every 15 min on an hourly series; the poison starts at the beginning
+    of the hour holding t (t at :15, :30, :45), since that hour is published at its
+    end. Forecasters holding a truth (oracles, ``day_ahead_known``) keep the clean one:
+    what is checked is the observations the backtest hands them.
+    """
+    start = TRUTH.index[FIT_END]
+    end = start + pd.Timedelta(hours=3)
+
+    def forecasts(series: pd.Series) -> BacktestResult:
+        return rolling_origin_backtest(build(name), series, start, end, horizon=8,
+                                       publication=HOURLY)
+
+    clean = forecasts(TRUTH)
+    for minutes in (75, 150, 165):  # issue times 01:15, 02:30, 02:45
+        cut = start + pd.Timedelta(minutes=minutes)
+        poisoned = TRUTH.copy()
+        late = poisoned.index >= cut.floor("h")
+        poisoned[late] = 1e6 * (1 + np.arange(late.sum()))
+        again = forecasts(poisoned)
+        upto = clean.issue_times <= cut
+        np.testing.assert_array_equal(again.predictions[upto], clean.predictions[upto])
+        np.testing.assert_array_equal(again.quantiles[upto], clean.quantiles[upto])
+        assert again.issue_times.equals(clean.issue_times)
 
 
 def test_backtest_cli_writes_outputs(
@@ -123,6 +184,35 @@ def test_backtest_cli_writes_outputs(
     assert "MAE@24h" in capsys.readouterr().out
 
 
+@pytest.mark.shared_data
+def test_backtest_cli_day_ahead_known_uses_the_published_day_ahead_prices(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--forecaster day_ahead_known`` runs (it crashed with a TypeError): at lead 1 its
+    forecast of the RT LMP is the day-ahead price of the same interval."""
+    from traces import datasets
+
+    out = tmp_path / "da"
+    args = ["backtest", "--series", "lmp", "--zone", "F", "--forecaster", "day_ahead_known",
+            "persistence", "--data", str(shared_data), "--out", str(out), "--start",
+            "2022-04-05", "--days", "2", "--stride-steps", "8"]
+    assert main(args) == 0
+    metrics = pd.read_csv(out / "backtest_metrics.csv").set_index(["forecaster", "lead_steps"])
+    issues = pd.date_range("2022-04-05", periods=24, freq="2h", tz="UTC")
+    rt = datasets.nyiso_rt_lmp(shared_data, zones=["F"])[0]["lmp_usd_per_mwh[F]"]
+    da = datasets.nyiso_da_lmp(shared_data)[0]["lmp_da_usd_per_mwh[F]"]
+    expected = float((da[issues] - rt[issues]).abs().mean())
+    assert metrics.loc[("day_ahead_known", 1), "mae"] == pytest.approx(expected, rel=1e-9)
+    assert metrics.loc[("day_ahead_known", 1), "mae"] != metrics.loc[("persistence", 1), "mae"]
+    capsys.readouterr()
+    # Where no day-ahead series exists: one line, exit code 2, nothing written.
+    for bad in (["--series", "wind_cf"], ["--zone", "J"]):
+        assert main([*args, *bad, "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "day_ahead_known" in err and "day-ahead" in err
+    assert not (tmp_path / "x").exists()
+
+
 # Real data: short windows chosen inside complete data (2022-04 for NYISO, which has no
 # gaps then; the BurstGPT month after its first 4 weeks). On the longer windows of
 # docs/forecasters.md the gains are of the same sign and similar size.
@@ -140,7 +230,7 @@ def test_sarimax_beats_naive_day_ahead_on_real_series(shared_data: Path) -> None
     wins = 0
     table = {}
     for key, (start_s, days) in REAL_WINDOWS.items():
-        y = SERIES[key].load(shared_data, "J")
+        y, publication = SERIES[key].load(shared_data, "J")
         first = y.first_valid_index()
         assert first is not None
         start = (
@@ -156,7 +246,8 @@ def test_sarimax_beats_naive_day_ahead_on_real_series(shared_data: Path) -> None
         mae = {}
         for name in ("persistence", "seasonal_naive_daily", "sarimax"):
             res = rolling_origin_backtest(
-                build_forecaster(name, key, y), hist, start, end, stride_steps=4, levels=None
+                build_forecaster(name, key, y), hist, start, end, stride_steps=4, levels=None,
+                publication=publication,
             )
             mae[name] = day_ahead_summary(res.metrics)["mae_12_24h"]
         table[key] = mae

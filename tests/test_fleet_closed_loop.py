@@ -9,8 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mpc_dc.fleet_controller import FleetMpcPolicy, FleetObservation, rule_decision
-from mpc_dc.fleet_problem import FleetPlan, FleetProblem, FleetSolveResult
+from forecasters.base import forecaster_names
+from mpc_dc.fleet_controller import (
+    FleetMpcPolicy,
+    FleetObservation,
+    rule_decision,
+    serving_capacity_tokens_per_s,
+)
+from mpc_dc.fleet_problem import FleetInputs, FleetPlan, FleetProblem, FleetSolveResult
 from mpc_dc.fleet_scenario import (
     DrEventSpec,
     FleetData,
@@ -27,6 +33,7 @@ from mpc_dc.fleet_scenario import (
 from mpc_dc.params.fleet import CampusParams, FleetConfig
 from mpc_dc.problem import SolveStatus
 from mpc_dc.scenario import load_scenario, scenario_kind
+from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.fleet_decision import FleetDecision
 from mpc_dc.sim.fleet_engine import (
     FleetExogenous,
@@ -186,30 +193,121 @@ def test_fallback_counted_when_solver_forced_to_fail(scenario: FleetScenario,
     check_fleet_invariants(result)
 
 
-def test_causality_poisoned_future(scenario: FleetScenario, data: FleetData) -> None:
-    """Decisions up to step t are identical when demand and prices after t are poisoned."""
-    t = 12
+def _poisoned_fleet(data: FleetData, cut: int) -> tuple[FleetExogenous, RequestArrays]:
+    """Prices and carbon garbage from the start of the hour holding ``cut`` (the
+    synthetic LMP and carbon are hourly: published at the hour's end), demand from
+    ``cut`` on."""
     frame = data.exo.frame.copy()
-    frame.iloc[t:] = frame.iloc[t:] * 7.0 + 300.0
+    hour_start = cut - int(frame.index[cut].minute) // 15
+    frame.iloc[hour_start:] = frame.iloc[hour_start:] * 7.0 + 300.0
     # ... and campus B far dearer than A, so that the poison must move the plan.
-    frame.loc[frame.index[t:], "lmp_usd_per_mwh[B]"] += 1000.0
+    frame.loc[frame.index[hour_start:], "lmp_usd_per_mwh[B]"] += 1000.0
     reqs = data.requests
-    late = reqs.arrival_s >= t * 900.0
+    late = reqs.arrival_s >= cut * 900.0
     poisoned = replace(reqs, response_tokens=np.where(late, reqs.response_tokens * 9 + 50,
                                                       reqs.response_tokens))
-    runs = []
-    # Persistence reacts to the poison at the next step (the check that it matters).
-    sc = replace(scenario, controller=replace(scenario.controller, forecaster="persistence",
-                                              demand_quantile=0.0))
-    for exo, rq in ((data.exo, reqs), (FleetExogenous(frame), poisoned)):
-        policy = build_fleet_policy(sc, data)
-        runs.append(simulate_fleet(sc.config, exo, rq, policy, ServingConfig("fluid"),
-                                   observation=FleetObservation.from_serving).decisions)
-    for a, b in zip(runs[0][: t + 1], runs[1][: t + 1], strict=True):
-        assert a.instances == b.instances
-        assert a.routing_share == pytest.approx(b.routing_share)
-    assert any(a.instances != b.instances for a, b in zip(runs[0][t + 1:], runs[1][t + 1:],
-                                                          strict=True))
+    return FleetExogenous(frame, data.exo.publication), poisoned
+
+
+def _fleet_policy(scenario: FleetScenario, data: FleetData, name: str) -> FleetMpcPolicy:
+    """The MPC with ``name`` on every series (``day_ahead_known``: on the prices, around
+    persistence, the others persistence); statistical models fitted on 2 days."""
+    cfg = scenario.config
+    kinds = {"demand": name, "price": name, "carbon": name}
+    params: dict[str, dict[str, object]] = {}
+    if name in ("sarimax", "ets"):
+        fast = {"min_fit_hours": 24, "maxiter": 10}
+        params = {k: fast for k in data.truth.columns}
+    if name == "day_ahead_known":
+        kinds = {"demand": "persistence", "price": name, "carbon": "persistence"}
+        params = {k: {"truth": data.truth[k]} for k in data.truth.columns
+                  if k.startswith("lmp_usd_per_mwh")}
+    problem = FleetProblem(cfg, scenario.controller.horizon_steps,
+                           scenario.controller.solver_options())
+    policy = FleetMpcPolicy(problem, demand_forecaster=kinds["demand"],
+                            price_forecaster=kinds["price"], carbon_forecaster=kinds["carbon"],
+                            forecaster_params=params, min_instances_per_model=1)
+    return policy.fit(data.history)
+
+
+@pytest.mark.parametrize("name", forecaster_names())
+def test_causality_poisoned_future(scenario: FleetScenario, data: FleetData, name: str) -> None:
+    """Decisions up to step t are identical when everything unpublished at t is poisoned.
+
+    Issue times at :15, :30 and :45: the hourly price and carbon of the current hour
+    are published at its end, so poisoning the whole hour must not reach the decision.
+    """
+    if name in ("oracle", "noisy_oracle"):
+        pytest.skip("the oracles read their truth, not observations: look-ahead by design")
+    cuts = (5, 10, 15)
+    assert [data.exo.frame.index[c].minute for c in cuts] == [15, 30, 45]
+    # The point forecast is provisioned (a quantile needs a longer history to be tight).
+    sc = replace(scenario, controller=replace(scenario.controller, demand_quantile=0.0))
+
+    def run(exo: FleetExogenous, requests: RequestArrays
+            ) -> tuple[list[FleetDecision], list[np.ndarray]]:
+        """Decisions, and every forecast the policy made (demand, price, carbon)."""
+        policy = _fleet_policy(sc, data, name)
+        forecast = policy.forecast_inputs
+        seen: list[np.ndarray] = []
+
+        def spy(time: pd.Timestamp) -> FleetInputs:
+            inputs = forecast(time)
+            seen.append(np.vstack([inputs.demand_tokens_per_s, inputs.price_usd_per_mwh,
+                                   inputs.carbon_gco2_per_kwh]))
+            return inputs
+
+        policy.forecast_inputs = spy  # type: ignore[method-assign]
+        decisions = simulate_fleet(sc.config, exo, requests, policy, ServingConfig("fluid"),
+                                   observation=FleetObservation.from_serving).decisions
+        return decisions, seen
+
+    clean, clean_fc = run(data.exo, data.requests)
+    for cut in cuts:
+        runs, runs_fc = run(*_poisoned_fleet(data, cut))
+        for a, b in zip(clean[: cut + 1], runs[: cut + 1], strict=True):
+            assert a.instances == b.instances
+            assert a.routing_share == pytest.approx(b.routing_share)
+        for fa, fb in zip(clean_fc[: cut + 1], runs_fc[: cut + 1], strict=True):
+            np.testing.assert_array_equal(fa, fb)
+        # The poison is real: later forecasts change (not seasonal naive ones: over a
+        # 2-h horizon they read values a day or more old, never the poisoned hours).
+        assert name.startswith("seasonal_naive") or any(
+            not np.array_equal(fa, fb)
+            for fa, fb in zip(clean_fc[cut + 1:], runs_fc[cut + 1:], strict=True))
+
+
+def test_unknown_demand_spread_provisions_the_fleet_not_the_point(scenario: FleetScenario
+                                                                  ) -> None:
+    """Started from one observation (no history), the demand quantile's spread is
+    unknown: the plan is sized for the fleet's serving capacity, never for the point
+    forecast as a zero-width quantile (what ``nan_to_num`` gave)."""
+    cfg = scenario.config
+    problem = FleetProblem(cfg, 8, scenario.controller.solver_options())
+    policy = FleetMpcPolicy(problem, demand_forecaster="persistence", demand_quantile=0.9)
+    t0 = pd.Timestamp("2022-04-04 07:00", tz="UTC")
+    policy.observe(t0, {**{k: 100.0 for k in policy.keys[: len(cfg.models)]},
+                        **{k: 50.0 for k in policy.keys[len(cfg.models):]}})
+    demand = policy.forecast_inputs(t0 + pd.Timedelta(minutes=15)).demand_tokens_per_s
+    capacity = serving_capacity_tokens_per_s(cfg)
+    assert (capacity > 1000.0).all()
+    np.testing.assert_array_equal(demand, np.repeat(capacity[:, None], 8, axis=1))
+    # The point forecast is still the observation.
+    point = FleetMpcPolicy(problem, demand_forecaster="persistence", demand_quantile=None)
+    point.observe(t0, {k: 100.0 for k in point.keys})
+    assert (point.forecast_inputs(t0 + pd.Timedelta(minutes=15)).demand_tokens_per_s
+            == 100.0).all()
+
+
+def test_fleet_run_starts_on_a_publication_boundary(data: FleetData) -> None:
+    """A history ending at :15 would hold a quarter of an hour not yet published."""
+    with pytest.raises(ConfigError, match=r"run\.start.*on the hour"):
+        fleet_scenario_from_table({**TABLE, "run": {**TABLE["run"],
+                                                    "start": "2022-04-04T07:15:00Z"}}, "<t>")
+    frame = data.exo.frame.iloc[1:]
+    with pytest.raises(ConfigError, match="inside a source interval"):
+        FleetExogenous(frame, data.exo.publication)
+    FleetExogenous(frame)  # 15-min series may start at any quarter
 
 
 def test_observation_adapter_splits_ready_and_loading() -> None:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
 
 from forecasters import (
     EtsForecaster,
@@ -127,6 +128,33 @@ def test_persistence_hand_checked() -> None:
     assert pred.index[0] == y.index[4] + STEP
 
 
+@pytest.mark.parametrize("name", ["persistence", "seasonal_naive_daily", "seasonal_naive_weekly"])
+def test_unknown_spread_gives_the_widest_quantiles_never_zero_width(name: str) -> None:
+    """From one observation the spread is unknown: the quantiles are the bounds.
+
+    (``nan_to_num`` made them zero-width: q0.1 = q0.9 = the point forecast.)
+    """
+    y = series([0.4])
+    q = make_forecaster(name, bounds=(0.0, 1.0)).fit(y).predict_quantiles(
+        y.index[0] + STEP, 8, (0.1, 0.5, 0.9))
+    np.testing.assert_array_equal(q.to_numpy(), np.tile([0.0, 0.4, 1.0], (8, 1)))
+    q = make_forecaster(name).fit(y).predict_quantiles(y.index[0] + STEP, 2, (0.1, 0.5, 0.9))
+    np.testing.assert_array_equal(q.to_numpy(), np.tile([-np.inf, 0.4, np.inf], (2, 1)))
+
+
+def test_persistence_spread_known_for_the_leads_history_covers() -> None:
+    """Less than a day of history (50 intervals): the leads it covers get a finite,
+    positive spread, the others the widest band; never a zero-width one."""
+    y = daily_series(1).iloc[:50]
+    fc = Persistence().fit(y)
+    q = fc.predict_quantiles(y.index[-1] + STEP, 96, (0.1, 0.9)).to_numpy()
+    width = q[:, 1] - q[:, 0]
+    # Lead L has 50 - L pairs y[i] - y[i - L]; an estimate needs MIN_SPREAD_PAIRS = 16.
+    # (At L = 48 the two pairs lie in held hours and are equal: their std is 0.)
+    assert (np.isfinite(width[:34]) & (width[:34] > 0)).all()
+    assert np.isinf(width[34:]).all()
+
+
 def test_seasonal_naive_hand_checked() -> None:
     # Period 4: the forecast repeats the last complete season, phase-aligned.
     y = series([1, 2, 3, 4, 5, 6, 7, np.nan, 9, 10])
@@ -186,6 +214,49 @@ def test_incremental_update_equals_full_refilter(cls: type, params: dict) -> Non
     ref = full.get_forecast(n, **kwargs)
     np.testing.assert_allclose(mean, ref.predicted_mean, rtol=1e-8, atol=1e-8)
     np.testing.assert_allclose(se, ref.se_mean, rtol=1e-8, atol=1e-8)
+
+
+def test_statsmodels_chained_extend_pitfalls() -> None:
+    """Why SARIMAX keeps ``concentrate_scale=False`` and ETS uses ``append``.
+
+    statsmodels 0.15: with ``concentrate_scale=True`` each chained one-hour
+    ``extend`` re-estimates the scale from the appended hour alone, so the point
+    forecasts stay exact but the forecast standard errors drift by orders of
+    magnitude; the state-space ``ExponentialSmoothing.extend`` re-applies the
+    initial states, so its chained forecasts are wrong, while ``append`` is exact.
+    (If a statsmodels release fixes either, this test says so: update the docs.)
+    """
+    import warnings
+
+    from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    y = daily_series(9, seed=5).to_numpy()[::4]  # hourly values
+    fit_n, n_ext = 7 * 24, 24
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+        warnings.simplefilter("ignore")
+        model = SARIMAX(y[:fit_n], order=(2, 0, 1), trend="c", concentrate_scale=True)
+        res = model.fit(disp=False, maxiter=30)
+        chained, scales = res, []
+        for k in range(fit_n, fit_n + n_ext):
+            chained = chained.extend(y[k : k + 1])
+            scales.append(chained.scale)
+        ref = SARIMAX(y[: fit_n + n_ext], order=(2, 0, 1), trend="c",
+                      concentrate_scale=True).filter(res.params)
+        np.testing.assert_allclose(chained.get_forecast(24).predicted_mean,
+                                   ref.get_forecast(24).predicted_mean, rtol=1e-8)
+        # The re-filtered scale is one number; the chained one swings by 100x and more.
+        assert max(scales) / min(scales) > 100.0, (scales, ref.scale)
+
+        ets = ExponentialSmoothing(y[:fit_n], seasonal=24).fit(disp=False, maxiter=10)
+        extended, appended = ets, ets
+        for k in range(fit_n, fit_n + n_ext):
+            extended = extended.extend(y[k : k + 1])
+            appended = appended.append(y[k : k + 1])
+        ref = ExponentialSmoothing(y[: fit_n + n_ext], seasonal=24).filter(ets.params)
+    truth = ref.get_forecast(24).predicted_mean
+    np.testing.assert_allclose(appended.get_forecast(24).predicted_mean, truth, rtol=1e-8)
+    assert np.max(np.abs(extended.get_forecast(24).predicted_mean - truth)) > 0.1 * np.std(y)
 
 
 def test_sarimax_holds_hourly_forecast_and_uses_complete_hours_only() -> None:

@@ -104,15 +104,15 @@ def test_bounds_respected(stepped: tuple[str, list[pd.Series]]) -> None:
 
 @pytest.mark.parametrize("poison", ["nan", "garbage"])
 def test_no_lookahead(stepped: tuple[str, list[pd.Series]], poison: str) -> None:
-    """Replacing the future (all values from the issue time on) changes nothing."""
+    """Replacing the future observations (all values from the issue time on) changes nothing.
+
+    Every registered forecaster; those holding a truth keep the clean one (``build``):
+    the oracles read it by design, ``day_ahead_known`` up to its publication boundary
+    (poisoned beyond it in tests/test_known_ahead.py). When an hourly value is
+    *published* is the loop's and the backtest's business (tests/test_backtest.py,
+    test_closed_loop.py, test_fleet_closed_loop.py poison the running hour).
+    """
     name, preds = stepped
-    if name in ("oracle", "noisy_oracle"):
-        pytest.skip("the oracles look ahead by design; they are checked against the truth")
-    if name == "day_ahead_known":
-        pytest.skip(
-            "uses day-ahead values published before the issue time (not observations); "
-            "tests/test_known_ahead.py poisons the truth after the publication boundary"
-        )
     cut = FIT_END + 6  # the last issue time of the run
     future = TRUTH.copy()
     future.iloc[cut:] = np.nan if poison == "nan" else 1e6 * (1 + np.arange(len(TRUTH) - cut))

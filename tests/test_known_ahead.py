@@ -23,6 +23,7 @@ from mpc_dc.scenario import (
     example_path,
     load_scenario,
 )
+from traces.errors import ConfigError
 from traces.grid import STEP, STEPS_PER_DAY, grid_index
 
 H = 2 * STEPS_PER_DAY
@@ -248,3 +249,15 @@ def test_wholesale_ignores_the_key() -> None:
     exo = build_exogenous(scenario)
     policy = build_policy(scenario, exo)
     assert not isinstance(policy.forecasters[PRICE_CHANNEL], KnownAhead)  # type: ignore[attr-defined]
+
+
+def test_day_ahead_known_is_refused_as_the_forecaster_of_every_channel() -> None:
+    """It needs a published truth per channel: one line naming the key, not a TypeError."""
+    from mpc_dc.fleet_scenario import fleet_scenario_from_table
+    from mpc_dc.scenario import default_scenario, with_overrides
+
+    with pytest.raises(ConfigError, match=r"data\.price_known_ahead"):
+        with_overrides(default_scenario(), {"controller.forecaster": "day_ahead_known"}, "<t>")
+    with pytest.raises(ConfigError, match=r"controller\.forecaster"):
+        fleet_scenario_from_table(
+            {"kind": "fleet", "controller": {"forecaster": "day_ahead_known"}}, "<t>")

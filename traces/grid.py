@@ -45,6 +45,8 @@ STEP_H = 0.25
 """Length of one grid interval [h]."""
 STEPS_PER_DAY = 96
 """Grid intervals in a 24-hour UTC day."""
+NO_LAG = pd.Timedelta(0)
+"""A publication lag of zero: a value is published when its source interval ends."""
 
 
 class Resample(StrEnum):
@@ -87,6 +89,60 @@ class Gap:
 
 
 @dataclass(frozen=True)
+class Publication:
+    """When the value of a grid interval becomes observable (the no-lookahead rule).
+
+    A value on the grid comes from a source interval of length ``source_step`` (the
+    source's native resolution: 1 h for an hourly series held over its quarters,
+    15 min or less for a native one), aligned on whole multiples of it since the
+    UTC epoch (UTC hours for hourly data); the source publishes it ``lag`` after
+    that interval ends. The value of the grid interval starting at
+    ``t`` is therefore published at
+
+        published(t) = floor(t, source_step) + source_step + lag,
+
+    and at time ``now`` exactly the grid intervals starting before
+    ``floor(now - lag, source_step)`` are observable: an hourly average is seen at
+    the end of its hour, never at ``:15``, ``:30`` or ``:45`` of it.
+
+    Parameters
+    ----------
+    source_step : Timedelta
+        Native resolution of the source; a multiple or a divisor of 15 minutes, at
+        most one day.
+    lag : Timedelta
+        Publication delay after the end of the source interval (>= 0).
+    """
+
+    source_step: pd.Timedelta = STEP
+    lag: pd.Timedelta = NO_LAG
+
+    def __post_init__(self) -> None:
+        step, lag = pd.Timedelta(self.source_step), pd.Timedelta(self.lag)
+        object.__setattr__(self, "source_step", step)
+        object.__setattr__(self, "lag", lag)
+        if not NO_LAG < step <= pd.Timedelta(days=1) or (
+            STEP.value % step.value and step.value % STEP.value
+        ):
+            raise ValueError(
+                f"publication: source_step {step} must be a multiple or a divisor of 15 "
+                "minutes, at most one day"
+            )
+        if lag < NO_LAG:
+            raise ValueError(f"publication: lag {lag} must be >= 0 (no value is known early)")
+
+    def observable_before_ns(self, now_ns: np.ndarray) -> np.ndarray:
+        """Start [ns since the epoch, UTC] of the first interval not observable at ``now_ns``."""
+        shifted = np.asarray(now_ns, dtype=np.int64) - self.lag.value
+        return (shifted // self.source_step.value) * self.source_step.value
+
+    def observable_before(self, now: pd.Timestamp) -> pd.Timestamp:
+        """Start of the first grid interval whose value is not yet published at ``now``."""
+        first = int(self.observable_before_ns(np.array([pd.Timestamp(now).value]))[0])
+        return pd.Timestamp(first, tz="UTC")
+
+
+@dataclass(frozen=True)
 class TraceMetadata:
     """What a reader learned about a file, returned beside the DataFrame.
 
@@ -112,6 +168,22 @@ class TraceMetadata:
                 f"{self.source}: rows do not reconcile: read {self.rows_read} != kept "
                 f"{self.rows_kept} + dropped {dropped_total} {dict(self.dropped)}"
             )
+
+    @property
+    def publication(self) -> Publication:
+        """When a value on the grid becomes observable (:class:`Publication`).
+
+        From ``extra["publication"]`` when the reader states it; else the source's
+        native resolution (``extra["source_resolution"]`` of the grid loaders, or
+        ``resolution``) with the lag ``extra["publication_lag"]`` (default 0: the
+        value is published when its source interval ends).
+        """
+        explicit = self.extra.get("publication")
+        if isinstance(explicit, Publication):
+            return explicit
+        step = self.extra.get("source_resolution", self.resolution)
+        lag = self.extra.get("publication_lag", NO_LAG)
+        return Publication(pd.Timedelta(step) if step is not None else STEP, pd.Timedelta(lag))
 
     @property
     def missing_intervals(self) -> int:

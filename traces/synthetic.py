@@ -58,6 +58,9 @@ Hourly sources (LMP, wind, request counts) are generated hourly and put on the
 15-min grid by the same :class:`~traces.grid.Resample` rule the readers use
 (``HOLD``; counts Poisson within the hour), because the data
 say nothing about sub-hourly variation; inventing it would not be calibrated.
+As for the real series, an hourly LMP or wind value is published at the end of
+its hour (:data:`PUBLICATION`); the 15-min load and the per-interval counts at
+the end of their interval.
 
 Per-request arrivals (:func:`synth_requests`) are a Poisson process
 conditioned on each interval's count (uniform arrival times within the
@@ -88,7 +91,7 @@ import numpy as np
 import pandas as pd
 
 from traces.errors import ConfigError
-from traces.grid import STEP, STEPS_PER_DAY, grid_index
+from traces.grid import STEP, STEPS_PER_DAY, Publication, grid_index
 
 FIGURES_FILE = "synthetic.json"
 """Name of the fitted-figures file inside the package directory ``traces/figures``."""
@@ -99,6 +102,17 @@ FIGURES_SCHEMA = "mpc-dc synthetic figures v1"
 DEFAULT_SEED = 0
 
 _STREAMS = ("lmp", "wind_cf", "load", "requests", "arrivals")
+
+PUBLICATION: dict[str, Publication] = {
+    "lmp": Publication(pd.Timedelta(hours=1)),
+    "wind_cf": Publication(pd.Timedelta(hours=1)),
+    "load": Publication(STEP),
+    "request_counts": Publication(STEP),
+}
+"""When each generated series is observable (keys as :func:`synth_scenario`): the
+hourly LMP and wind at the end of their hour, as the hourly sources they are
+calibrated on; the 15-min load and per-interval request counts at the end of
+their interval."""
 
 
 @dataclass(frozen=True)

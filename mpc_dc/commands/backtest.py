@@ -4,6 +4,11 @@ Writes ``backtest_metrics.csv`` (MAE, RMSE, sMAPE, pinball by lead, one row per
 series x forecaster x lead), ``backtest_summary.csv`` (day-ahead MAE) and
 ``backtest_error_vs_lead.png`` into ``--out``, each written to a temporary name and
 renamed, and prints the day-ahead table.
+
+Each series is observed as it is published (its reader's metadata): the hourly
+series at the end of each hour, as in the closed loop. ``day_ahead_known`` forecasts
+the real-time LMP with the NYISO day-ahead prices published at the issue time (zone
+F, CAPITL, the only day-ahead series in the data), persistence beyond.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from forecasters.presets import Quantity, make_for
 from mpc_dc.rundir import write_file_atomic
 from traces import datasets
 from traces.errors import ConfigError
-from traces.grid import STEPS_PER_DAY
+from traces.grid import STEPS_PER_DAY, Publication
 
 
 @dataclass(frozen=True)
@@ -32,48 +37,102 @@ class SeriesSpec:
 
     label: str
     unit: str
-    load: Callable[[Path, str], pd.Series]
+    load: Callable[[Path, str], tuple[pd.Series, Publication]]
     quantity: Quantity
+    day_ahead: Callable[[Path, str], pd.Series] | None = None
 
 
-def _lmp(data_dir: Path, zone: str) -> pd.Series:
-    frame, _ = datasets.nyiso_rt_lmp(data_dir, year=2022, zones=[zone])
-    return frame[f"lmp_usd_per_mwh[{zone}]"]
+def _lmp(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
+    frame, meta = datasets.nyiso_rt_lmp(data_dir, year=2022, zones=[zone])
+    return frame[f"lmp_usd_per_mwh[{zone}]"], meta.publication
 
 
-def _wind(data_dir: Path, zone: str) -> pd.Series:
-    return datasets.ny_wind_cf(data_dir)[0]["wind_cf"]
+def _lmp_day_ahead(data_dir: Path, zone: str) -> pd.Series:
+    """NYISO day-ahead LBMP of ``zone`` (the data hold zone F only) [$/MWh]."""
+    frame, _ = datasets.nyiso_da_lmp(data_dir)
+    column = f"lmp_da_usd_per_mwh[{zone}]"
+    if column not in frame.columns:
+        raise ConfigError(
+            "--zone",
+            f"day_ahead_known needs the day-ahead prices of zone {zone}; the data hold "
+            f"NYISO day-ahead prices of zone F (CAPITL) only: use --zone F",
+        )
+    return frame[column]
 
 
-def _demand(data_dir: Path, zone: str) -> pd.Series:
-    return datasets.burstgpt_hourly_counts(data_dir)[0]["requests_per_h"]
+def _wind(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
+    frame, meta = datasets.ny_wind_cf(data_dir)
+    return frame["wind_cf"], meta.publication
 
 
-def _load(data_dir: Path, zone: str) -> pd.Series:
-    return datasets.google_load_shape(data_dir)[0]["load_shape"]
+def _demand(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
+    frame, meta = datasets.burstgpt_hourly_counts(data_dir)
+    return frame["requests_per_h"], meta.publication
 
 
-def _carbon(data_dir: Path, zone: str) -> pd.Series:
-    return datasets.ny_carbon(data_dir)[0]["carbon_gco2_per_kwh"]
+def _load(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
+    frame, meta = datasets.google_load_shape(data_dir)
+    return frame["load_shape"], meta.publication
+
+
+def _carbon(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
+    frame, meta = datasets.ny_carbon(data_dir)
+    return frame["carbon_gco2_per_kwh"], meta.publication
 
 
 SERIES: dict[str, SeriesSpec] = {
-    "lmp": SeriesSpec("NYISO RT LMP 2022", "$/MWh", _lmp, "price"),
+    "lmp": SeriesSpec("NYISO RT LMP 2022", "$/MWh", _lmp, "price", _lmp_day_ahead),
     "wind_cf": SeriesSpec("NY wind CF 2022", "-", _wind, "capacity_factor"),
     "demand": SeriesSpec("BurstGPT requests", "requests/h", _demand, "request_rate"),
     "load": SeriesSpec("Google cell-a load shape", "-", _load, "load"),
     "carbon": SeriesSpec("NY carbon intensity 2022", "gCO2/kWh", _carbon, "carbon"),
 }
+"""Series of the backtest: loader (values and publication rule), kind, day-ahead truth."""
+
+NEEDS_DAY_AHEAD = "day_ahead_known"
+"""The forecaster that needs a published day-ahead series as its truth."""
 
 
-def build_forecaster(name: str, series_key: str, truth: pd.Series, seed: int = 0) -> Any:
-    """The forecaster ``name`` configured for series ``series_key``."""
+def build_forecaster(
+    name: str,
+    series_key: str,
+    truth: pd.Series,
+    seed: int = 0,
+    day_ahead: pd.Series | None = None,
+) -> Any:
+    """The forecaster ``name`` configured for series ``series_key``.
+
+    Parameters
+    ----------
+    truth : Series
+        The series itself (the oracles' truth).
+    day_ahead : Series, optional
+        The published day-ahead series (``day_ahead_known``'s truth).
+
+    Raises
+    ------
+    ConfigError
+        ``day_ahead_known`` without a day-ahead series.
+    """
     params: dict[str, Any] = {}
     if name in ("oracle", "noisy_oracle"):
         params["truth"] = truth
     if name == "noisy_oracle":
         params["seed"] = seed
+    if name == NEEDS_DAY_AHEAD:
+        if day_ahead is None:
+            raise _no_day_ahead(series_key)
+        params["truth"] = day_ahead
     return make_for(name, SERIES[series_key].quantity, **params)
+
+
+def _no_day_ahead(series_key: str) -> ConfigError:
+    with_da = sorted(k for k, spec in SERIES.items() if spec.day_ahead is not None)
+    return ConfigError(
+        "--forecaster",
+        f"{NEEDS_DAY_AHEAD} needs a published day-ahead series; series '{series_key}' has "
+        f"none (only {', '.join(with_da)})",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -118,7 +177,13 @@ def run(args: argparse.Namespace) -> int:
     metrics_parts: list[pd.DataFrame] = []
     summary_rows: list[dict[str, Any]] = []
     for key in args.series:
-        series = SERIES[key].load(args.data, args.zone)
+        spec = SERIES[key]
+        day_ahead = None
+        if NEEDS_DAY_AHEAD in args.forecaster:
+            if spec.day_ahead is None:
+                raise _no_day_ahead(key)
+            day_ahead = spec.day_ahead(args.data, args.zone)
+        series, publication = spec.load(args.data, args.zone)
         first = series.first_valid_index()
         if first is None:
             raise ConfigError(args.data, f"series '{key}' has no values")
@@ -131,10 +196,16 @@ def run(args: argparse.Namespace) -> int:
         end = start + pd.Timedelta(days=args.days)
         history = series[series.index >= start - pd.Timedelta(days=args.train_days)]
         for name in args.forecaster:
-            fc = build_forecaster(name, key, series, args.seed)
+            fc = build_forecaster(name, key, series, args.seed, day_ahead)
             t0 = time.perf_counter()
             result = rolling_origin_backtest(
-                fc, history, start, end, horizon=args.horizon, stride_steps=args.stride_steps
+                fc,
+                history,
+                start,
+                end,
+                horizon=args.horizon,
+                stride_steps=args.stride_steps,
+                publication=publication,
             )
             wall = time.perf_counter() - t0
             part = result.metrics.reset_index()

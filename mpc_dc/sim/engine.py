@@ -11,8 +11,10 @@ the order of events within one instant is fixed:
 * plant: executes it against the realized exogenous data, waits Δ;
 * replay (at ``t+Δ``): releases the deferrable work submitted during the
   interval (the next window's batch; under ``on_arrival`` the plant released it
-  into the interval itself), expires missed deadlines, and hands the realized
-  values to the policy (only now are they observed: no lookahead);
+  into the interval itself), expires missed deadlines, and hands the policy the
+  realized values published by ``t+Δ`` (no lookahead: a 15-min value now, an
+  hourly one at the end of its hour,
+  :meth:`~mpc_dc.sim.exogenous.RcdcExogenous.published_during`);
 * meter: settles the interval at the realized prices; the demand charge on the
   last interval of each billing period.
 """
@@ -142,7 +144,9 @@ def simulate(
             if not exo.releases_on_arrival:
                 backlog.release(arrival, exo.window_deadline(step + 1))
             missed = backlog.expire(step + 1)
-            policy.observe(exo.time(step), exo.values(step))
+            # Only what is published by now: an hourly value at the end of its hour.
+            for when, values in exo.published_during(step):
+                policy.observe(when, values)
             yield settle.put((record, decide_s, arrival, missed))
 
     def run_meter() -> Generator[simpy.Event, Any, None]:

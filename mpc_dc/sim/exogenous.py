@@ -24,11 +24,18 @@ for the closed loop (realized here, forecast in
 * ``"on_arrival"``: the deferrable share of each interval's workload is released
   in the interval it arrives in and may run in it, like non-deferrable work; the
   controller forecasts it (it is observed at the interval's end).
+
+Observation timing: the plant and the meter use each interval's realized values;
+the controller observes a channel's value only when it is published
+(``publication``, :class:`traces.grid.Publication`): an hourly price or wind
+value at the end of its hour, all four quarters at once
+(:meth:`RcdcExogenous.published_during`, :mod:`mpc_dc.sim.publication`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 import numpy as np
@@ -38,7 +45,8 @@ from forecasters.presets import Quantity
 from mpc_dc.params.site import SiteConfig, retail_prices
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.plant import Realized
-from traces.grid import STEP
+from mpc_dc.sim.publication import ObservationSchedule
+from traces.grid import STEP, Publication
 from traces.trace import Trace
 
 CHANNELS: tuple[str, ...] = ("price_usd_per_mwh", "renewable_cf", "workload_wu")
@@ -141,6 +149,10 @@ class RcdcExogenous:
         Time zone of the billing calendar.
     initial_battery_mwh : float [MWh]
     name : str
+    publication : Mapping[str, Publication]
+        When each channel's value becomes observable (from the source's metadata,
+        :attr:`traces.grid.TraceMetadata.publication`); a channel without a rule is
+        observed at the end of its 15-min interval.
     """
 
     config: SiteConfig
@@ -153,6 +165,7 @@ class RcdcExogenous:
     name: str = "run"
     initial_batch_wu: float | None = None
     deferrable_release: DeferrableRelease = "window_start"
+    publication: Mapping[str, Publication] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         missing = [c for c in CHANNELS if c not in self.frame.columns]
@@ -189,6 +202,13 @@ class RcdcExogenous:
                 initial = self.initial_batch_wu
         object.__setattr__(self, "_submitted", submitted)
         object.__setattr__(self, "_initial_batch", initial)
+        # What the controller may observe, and when (module docstring).
+        past = self.history.reindex(columns=list(CHANNELS)).to_numpy(dtype=float)
+        n = len(values)
+        first = self.frame.index[0] if n else pd.Timestamp(0, tz="UTC")
+        schedule = ObservationSchedule(first, n, CHANNELS, np.vstack([past, values]), len(past),
+                                       self.publication)
+        object.__setattr__(self, "_schedule", schedule)
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -264,6 +284,20 @@ class RcdcExogenous:
         if step + 1 >= self.n_steps and not self.releases_on_arrival:
             return 0.0
         return float(self._submitted[step])  # type: ignore[attr-defined]
+
+    def published_history(self, channel: str) -> pd.Series:
+        """The history of ``channel`` observable at the run start (to fit forecasters on)."""
+        schedule: ObservationSchedule = self._schedule  # type: ignore[attr-defined]
+        return self.history[channel].iloc[: schedule.observable_at_start(channel)]
+
+    def published_during(self, step: int) -> list[tuple[pd.Timestamp, dict[str, float]]]:
+        """Observations published during interval ``step``: ``(interval start, values)``.
+
+        In time order; each dict holds the channels published for that interval
+        (hourly channels at the end of their hour, so none at ``:15``-``:45``).
+        """
+        schedule: ObservationSchedule = self._schedule  # type: ignore[attr-defined]
+        return [(self.time(pos), values) for pos, values in schedule.published_during(step)]
 
     def truth(self, channel: str) -> pd.Series:
         """History and run period of one channel (for the Oracle)."""

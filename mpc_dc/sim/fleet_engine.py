@@ -15,7 +15,10 @@ Processes (one simpy environment, times in seconds from the run start):
   time (the instances are counted ready from then on);
 * meter (at ``t+Δ``): settles every pool's IT energy at its campus's realized
   price and carbon intensity (facility energy = PUE × IT energy), appends the
-  ledger rows and hands the realized values to the policy (only now observed).
+  ledger rows and hands the policy what is observable now (no lookahead): the
+  interval's demand, and each price or carbon value once it is published
+  (:attr:`FleetExogenous.publication`: a 15-min price now, an hourly carbon
+  intensity at the end of its hour, all four quarters at once).
 
 Costs per pool and interval (Δ = 0.25 h)::
 
@@ -45,6 +48,7 @@ from mpc_dc.rundir import atomic_dir
 from mpc_dc.sim.arrivals import STEP_S, RequestArrays
 from mpc_dc.sim.fleet_decision import FleetDecision, PoolKey
 from mpc_dc.sim.fluid import FluidServer, Server
+from mpc_dc.sim.publication import ObservationSchedule
 from mpc_dc.sim.serving import (
     DROPPED_NO_ROUTE,
     FINISHED,
@@ -57,6 +61,8 @@ from mpc_dc.sim.serving import (
     ServingOutcome,
     tpot_s,
 )
+from traces.errors import ConfigError
+from traces.grid import STEP, Publication
 
 logger = logging.getLogger(__name__)
 
@@ -137,9 +143,43 @@ class FleetExogenous:
         Index ``interval_start_utc``; columns ``lmp_usd_per_mwh[<price_node>]``
         [$/MWh] and ``carbon_gco2_per_kwh[<carbon_zone>]`` [gCO2/kWh] for every
         campus of the configuration.
+    publication : Mapping[str, Publication]
+        When each column's value becomes observable (from the source's metadata,
+        :attr:`traces.grid.TraceMetadata.publication`); a column without a rule is
+        observed at the end of its 15-min interval.
+
+    Raises
+    ------
+    ConfigError
+        When the run starts inside a source interval of a column (e.g. at ``:15``
+        for an hourly series): the forecasters' history would hold values not yet
+        published at the start.
     """
 
     frame: pd.DataFrame
+    publication: Mapping[str, Publication] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        columns = [str(c) for c in self.frame.columns]
+        late = [c for c, rule in self.publication.items()
+                if rule.observable_before(self.start) < self.start]
+        if late:
+            rule = self.publication[late[0]]
+            raise ConfigError(
+                "fleet run",
+                f"starts at {self.start}, inside a source interval of {late} "
+                f"({rule.source_step} values published {rule.lag} after their end); expected "
+                "a start on a publication boundary (the hour, for hourly series)",
+                key="run.start",
+            )
+        schedule = ObservationSchedule(self.start, self.n_steps, columns,
+                                       self.frame.to_numpy(dtype=float), 0, self.publication)
+        object.__setattr__(self, "_schedule", schedule)
+
+    def published_during(self, step: int) -> list[tuple[int, dict[str, float]]]:
+        """Column values published during interval ``step``, by interval position (in order)."""
+        schedule: ObservationSchedule = self._schedule  # type: ignore[attr-defined]
+        return schedule.published_during(step)
 
     @property
     def start(self) -> pd.Timestamp:
@@ -304,8 +344,6 @@ def simulate_fleet(
     last_demand = {m: 0.0 for m in config.models}
     times = exo.frame.index
     pool_model = np.array([config.models.index(key[1]) for key in keys])
-    exo_columns = [str(c) for c in exo.frame.columns]
-    exo_values = exo.frame.to_numpy(dtype=float)
 
     env = simpy.Environment()
     to_serving: simpy.Store = simpy.Store(env)
@@ -380,13 +418,20 @@ def simulate_fleet(
                 weights=np.asarray(stats.arrivals, dtype=float),
                 minlength=len(config.models),
             )
-            values: dict[str, float] = {}
+            served: dict[str, float] = {}
             for m, model in enumerate(config.models):
                 last_demand[model] = float(demand[m]) / STEP_S
-                values[f"tokens_per_s[{model}]"] = last_demand[model]
-                values[f"requests_per_h[{model}]"] = float(agg_req[m]) * 3600.0 / STEP_S
-            values.update(zip(exo_columns, exo_values[k].tolist(), strict=True))
-            policy.observe(pd.Timestamp(times[k]), values)
+                served[f"tokens_per_s[{model}]"] = last_demand[model]
+                served[f"requests_per_h[{model}]"] = float(agg_req[m]) * 3600.0 / STEP_S
+            # Demand is the simulator's own count (known now); prices and carbon only
+            # once published, possibly for earlier intervals, in time order.
+            published = exo.published_during(k)
+            if not published or published[-1][0] != k:
+                published.append((k, {}))
+            for pos, values in published:
+                if pos == k:
+                    values.update(served)
+                policy.observe(exo.start + pos * STEP, values)
             if progress is not None:
                 progress(1)
             yield boundaries.put(k + 1)

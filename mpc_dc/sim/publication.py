@@ -1,0 +1,103 @@
+"""When the closed loop hands realized exogenous values to a controller.
+
+The plant and the meter use the realized value of interval ``t`` while it runs;
+a controller may *observe* it only once it is published
+(:class:`traces.grid.Publication`): a native 15-min value at the end of its
+interval, an hourly average at the end of its hour (all four quarters at once),
+later where the source publishes later. :class:`ObservationSchedule` turns the
+per-series rules into what becomes observable during each interval of a run,
+shared by the RCDC engine (:mod:`mpc_dc.sim.engine`) and the fleet engine
+(:mod:`mpc_dc.sim.fleet_engine`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from traces.grid import STEP, Publication
+
+NATIVE = Publication()
+"""Observable at the end of its own 15-min interval (series without a stated rule)."""
+
+
+class ObservationSchedule:
+    """Which realized values are observable when, for the columns of one run.
+
+    Positions count 15-min intervals from the run start (negative: history).
+
+    Parameters
+    ----------
+    start : Timestamp
+        First interval of the run (UTC).
+    n_steps : int
+        Intervals in the run.
+    columns : sequence of str
+    values : ndarray, shape (n_before + n_steps, len(columns))
+        Realized values from position ``-n_before`` on [column units].
+    n_before : int
+        History intervals in ``values`` before the run.
+    publication : Mapping[str, Publication]
+        Rule per column; a column without one is :data:`NATIVE`.
+
+    Raises
+    ------
+    ValueError
+        When a column's publication lag reaches back before the history (values
+        still to be delivered would be unknown).
+    """
+
+    def __init__(
+        self,
+        start: pd.Timestamp,
+        n_steps: int,
+        columns: Sequence[str],
+        values: np.ndarray,
+        n_before: int,
+        publication: Mapping[str, Publication],
+    ) -> None:
+        unknown = sorted(set(publication) - set(columns))
+        if unknown:
+            raise ValueError(f"publication rules for unknown columns {unknown}")
+        self.columns = tuple(columns)
+        self.start = pd.Timestamp(start)
+        self.n_before = int(n_before)
+        self._values = np.asarray(values, dtype=float)
+        now = self.start.value + np.arange(n_steps + 1, dtype=np.int64) * STEP.value
+        # first[c, k]: position of the first interval of column c not observable at
+        # the start of interval k (k = n_steps: the run end).
+        self.first = np.vstack(
+            [
+                (publication.get(c, NATIVE).observable_before_ns(now) - self.start.value)
+                // STEP.value
+                for c in self.columns
+            ]
+        ).astype(np.int64)
+        short = [c for c, f in zip(self.columns, self.first[:, 0], strict=True) if f < -n_before]
+        if short:
+            raise ValueError(
+                f"history of {n_before} intervals is shorter than the publication lag of {short}"
+            )
+        self.rules = {c: publication.get(c, NATIVE) for c in self.columns}
+
+    def observable_at_start(self, column: str) -> int:
+        """Intervals of history (from its start) already observable at the run start."""
+        return self.n_before + int(self.first[self.columns.index(column), 0])
+
+    def published_during(self, step: int) -> list[tuple[int, dict[str, float]]]:
+        """Values that become observable during interval ``step`` (by its end).
+
+        Returns
+        -------
+        list of (position, {column: value})
+            In increasing position; each dict holds the columns published for that
+            interval (a subset of the columns).
+        """
+        lo, hi = self.first[:, step], self.first[:, step + 1]
+        out: dict[int, dict[str, float]] = {}
+        for i, column in enumerate(self.columns):
+            for pos in range(int(lo[i]), int(hi[i])):
+                out.setdefault(pos, {})[column] = float(self._values[self.n_before + pos, i])
+        return sorted(out.items())
