@@ -32,7 +32,7 @@ from forecasters.presets import Quantity, make_variant, variants
 from mpc_dc.rundir import write_file_atomic
 from traces import datasets
 from traces.errors import ConfigError
-from traces.grid import STEPS_PER_DAY, Publication
+from traces.grid import STEPS_PER_DAY, Publication, TraceMetadata
 
 
 @dataclass(frozen=True)
@@ -64,25 +64,22 @@ def _lmp_day_ahead(data_dir: Path, zone: str) -> pd.Series:
     return frame[column]
 
 
-def _wind(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
-    frame, meta = datasets.ny_wind_cf(data_dir)
-    return frame["wind_cf"], meta.publication
+def _column(
+    read: Callable[[Path], tuple[pd.DataFrame, TraceMetadata]], column: str
+) -> Callable[[Path, str], tuple[pd.Series, Publication]]:
+    """Loader of one column of a dataset that has no zones, with its publication rule."""
+
+    def load(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
+        frame, meta = read(data_dir)
+        return frame[column], meta.publication
+
+    return load
 
 
-def _demand(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
-    frame, meta = datasets.burstgpt_hourly_counts(data_dir)
-    return frame["requests_per_h"], meta.publication
-
-
-def _load(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
-    frame, meta = datasets.google_load_shape(data_dir)
-    return frame["load_shape"], meta.publication
-
-
-def _carbon(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
-    frame, meta = datasets.ny_carbon(data_dir)
-    return frame["carbon_gco2_per_kwh"], meta.publication
-
+_wind = _column(datasets.ny_wind_cf, "wind_cf")
+_demand = _column(datasets.burstgpt_hourly_counts, "requests_per_h")
+_load = _column(datasets.google_load_shape, "load_shape")
+_carbon = _column(datasets.ny_carbon, "carbon_gco2_per_kwh")
 
 SERIES: dict[str, SeriesSpec] = {
     "lmp": SeriesSpec("NYISO RT LMP 2022", "$/MWh", _lmp, "price", _lmp_day_ahead),
