@@ -247,6 +247,24 @@ def test_forecasters_are_fitted_on_history_only(exo: RcdcExogenous) -> None:
         assert forecaster.cutoff == exo.history.index[-1]
 
 
+def test_mid_hour_start_fits_on_the_published_history_only() -> None:
+    """A run starting at 04:30: the 04:00 hour of the hourly channels is not published
+    yet, so their forecasters stop at 03:45; the 15-min workload is seen to 04:15. The
+    withheld quarters arrive with the rest of their hour, at 05:00."""
+    exo = build_exogenous(short(days=0.25, start="2022-04-04T04:30:00Z"))
+    forecasters = build_forecasters(exo, "persistence")
+    hour = pd.Timestamp("2022-04-04T04:00:00Z")
+    for channel in HOURLY:
+        assert forecasters[channel].cutoff == hour - pd.Timedelta(minutes=15)
+    assert forecasters["workload_wu"].cutoff == exo.history.index[-1]
+    # Interval 1 (04:45-05:00) publishes the hour 04:00-05:00 of the hourly channels.
+    published = exo.published_during(1)
+    assert [t for t, v in published if "price_usd_per_mwh" in v] == list(
+        pd.date_range(hour, periods=4, freq="15min"))
+    result = simulate(exo, MpcPolicy(exo, forecasters))
+    assert len(result.ledger) == exo.n_steps
+
+
 def test_mpc_policy_commits_only_the_first_interval(exo: RcdcExogenous) -> None:
     policy = MpcPolicy(exo, build_forecasters(exo, "persistence"))
     obs = Observation(0, exo.start, exo.initial_backlog(), 0.0, 0.0)

@@ -5,6 +5,10 @@ series x forecaster x lead), ``backtest_summary.csv`` (day-ahead MAE) and
 ``backtest_error_vs_lead.png`` into ``--out``, each written to a temporary name and
 renamed, and prints the day-ahead table.
 
+With ``--variants`` every statistical forecaster is also run with each alternative
+setting its preset was chosen against (:mod:`forecasters.presets`), one row per
+variant (column ``variant``; ``preset`` is the setting in use).
+
 Each series is observed as it is published (its reader's metadata): the hourly
 series at the end of each hour, as in the closed loop. ``day_ahead_known`` forecasts
 the real-time LMP with the NYISO day-ahead prices published at the issue time (zone
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +28,11 @@ import pandas as pd
 
 from forecasters.backtest import day_ahead_summary, rolling_origin_backtest
 from forecasters.base import forecaster_names
-from forecasters.presets import Quantity, make_for
+from forecasters.presets import Quantity, make_variant, variants
 from mpc_dc.rundir import write_file_atomic
 from traces import datasets
 from traces.errors import ConfigError
-from traces.grid import STEPS_PER_DAY, Publication
+from traces.grid import STEPS_PER_DAY, Publication, TraceMetadata
 
 
 @dataclass(frozen=True)
@@ -60,25 +64,22 @@ def _lmp_day_ahead(data_dir: Path, zone: str) -> pd.Series:
     return frame[column]
 
 
-def _wind(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
-    frame, meta = datasets.ny_wind_cf(data_dir)
-    return frame["wind_cf"], meta.publication
+def _column(
+    read: Callable[[Path], tuple[pd.DataFrame, TraceMetadata]], column: str
+) -> Callable[[Path, str], tuple[pd.Series, Publication]]:
+    """Loader of one column of a dataset that has no zones, with its publication rule."""
+
+    def load(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
+        frame, meta = read(data_dir)
+        return frame[column], meta.publication
+
+    return load
 
 
-def _demand(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
-    frame, meta = datasets.burstgpt_hourly_counts(data_dir)
-    return frame["requests_per_h"], meta.publication
-
-
-def _load(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
-    frame, meta = datasets.google_load_shape(data_dir)
-    return frame["load_shape"], meta.publication
-
-
-def _carbon(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
-    frame, meta = datasets.ny_carbon(data_dir)
-    return frame["carbon_gco2_per_kwh"], meta.publication
-
+_wind = _column(datasets.ny_wind_cf, "wind_cf")
+_demand = _column(datasets.burstgpt_hourly_counts, "requests_per_h")
+_load = _column(datasets.google_load_shape, "load_shape")
+_carbon = _column(datasets.ny_carbon, "carbon_gco2_per_kwh")
 
 SERIES: dict[str, SeriesSpec] = {
     "lmp": SeriesSpec("NYISO RT LMP 2022", "$/MWh", _lmp, "price", _lmp_day_ahead),
@@ -99,6 +100,7 @@ def build_forecaster(
     truth: pd.Series,
     seed: int = 0,
     day_ahead: pd.Series | None = None,
+    variant: Mapping[str, Any] | None = None,
 ) -> Any:
     """The forecaster ``name`` configured for series ``series_key``.
 
@@ -108,6 +110,8 @@ def build_forecaster(
         The series itself (the oracles' truth).
     day_ahead : Series, optional
         The published day-ahead series (``day_ahead_known``'s truth).
+    variant : Mapping, optional
+        Overrides of the statistical preset (:func:`forecasters.presets.variants`).
 
     Raises
     ------
@@ -123,7 +127,7 @@ def build_forecaster(
         if day_ahead is None:
             raise _no_day_ahead(series_key)
         params["truth"] = day_ahead
-    return make_for(name, SERIES[series_key].quantity, **params)
+    return make_variant(name, SERIES[series_key].quantity, variant, **params)
 
 
 def _no_day_ahead(series_key: str) -> ConfigError:
@@ -167,6 +171,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--horizon", type=int, default=STEPS_PER_DAY, help="[intervals]")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="also run every alternative setting the statistical presets were chosen against",
+    )
     parser.set_defaults(func=run)
 
 
@@ -195,8 +204,15 @@ def run(args: argparse.Namespace) -> int:
         )
         end = start + pd.Timedelta(days=args.days)
         history = series[series.index >= start - pd.Timedelta(days=args.train_days)]
-        for name in args.forecaster:
-            fc = build_forecaster(name, key, series, args.seed, day_ahead)
+        runs = [
+            (name, label, overrides)
+            for name in args.forecaster
+            for label, overrides in (
+                variants(name, spec.quantity) if args.variants else [("preset", {})]
+            )
+        ]
+        for name, label, overrides in runs:
+            fc = build_forecaster(name, key, series, args.seed, day_ahead, overrides)
             t0 = time.perf_counter()
             result = rolling_origin_backtest(
                 fc,
@@ -209,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
             )
             wall = time.perf_counter() - t0
             part = result.metrics.reset_index()
+            part.insert(0, "variant", label)
             part.insert(0, "forecaster", name)
             part.insert(0, "series", key)
             metrics_parts.append(part)
@@ -216,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
                 {
                     "series": key,
                     "forecaster": name,
+                    "variant": label,
                     "issues": len(result.issue_times),
                     "skipped": result.n_skipped,
                     "start": start,
@@ -248,8 +266,8 @@ def _plot(metrics: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
         part = metrics[metrics["series"] == key]
-        for name, group in part.groupby("forecaster", sort=False):
-            ax.plot(group["lead_h"], group["mae"], label=str(name))
+        for (name, label), group in part.groupby(["forecaster", "variant"], sort=False):
+            ax.plot(group["lead_h"], group["mae"], label=_row_label(f"{name}", f"{label}"))
         ax.set_title(SERIES[key].label)
         ax.set_xlabel("lead time [h]")
         ax.set_ylabel(f"MAE [{SERIES[key].unit}]")
@@ -260,13 +278,20 @@ def _plot(metrics: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def _row_label(forecaster: str, variant: str) -> str:
+    return forecaster if variant == "preset" else f"{forecaster}[{variant}]"
+
+
 def _print_table(summary: pd.DataFrame) -> None:
+    labels = [_row_label(str(f), str(v)) for f, v in zip(summary["forecaster"],
+                                                         summary["variant"], strict=True)]
+    width = max(22, *map(len, labels))
     print(
-        f"{'series':<9} {'forecaster':<22} {'issues':>6} {'MAE@24h':>10} "
+        f"{'series':<9} {'forecaster':<{width}} {'issues':>6} {'MAE@24h':>10} "
         f"{'MAE 12-24h':>11} {'MAE all':>10} {'wall s':>7}"
     )
-    for row in summary.itertuples():
+    for label, row in zip(labels, summary.itertuples(), strict=True):
         print(
-            f"{row.series:<9} {row.forecaster:<22} {row.issues:>6} {row.mae_24h:>10.4g} "
+            f"{row.series:<9} {label:<{width}} {row.issues:>6} {row.mae_24h:>10.4g} "
             f"{row.mae_12_24h:>11.4g} {row.mae_all:>10.4g} {row.wall_s:>7.1f}"
         )

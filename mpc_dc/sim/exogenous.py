@@ -253,11 +253,6 @@ class RcdcExogenous:
             return float(self._initial_batch)  # type: ignore[attr-defined]
         return float(self._submitted[window_start - 1])  # type: ignore[attr-defined]
 
-    def values(self, step: int) -> dict[str, float]:
-        """Realized channel values of interval ``step`` (what a forecaster observes)."""
-        row = self._trace.row(step)  # type: ignore[attr-defined]
-        return {c: float(v) for c, v in zip(CHANNELS, row, strict=True)}
-
     def realized(self, step: int) -> Realized:
         """What the plant and the meter see in interval ``step``."""
         price, cf, workload = self._trace.row(step)  # type: ignore[attr-defined]
