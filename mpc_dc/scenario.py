@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -33,6 +32,7 @@ from mpc_dc.sim.exogenous import (
     RcdcExogenous,
     workload_from_utilisation,
 )
+from mpc_dc.site.scenario import FORECASTER_ALIASES, read_toml
 from traces.errors import ConfigError
 from traces.grid import STEP, STEPS_PER_DAY, GapPolicy, Publication
 
@@ -257,37 +257,6 @@ def default_scenario() -> Scenario:
     """The embedded default (``mpc_dc/scenarios/default.toml``): one synthetic week,
     wholesale market, SARIMAX-driven MPC."""
     return load_scenario(example_path("default"))
-
-
-def read_toml(path: str | Path, what: str = "scenario") -> dict[str, Any]:
-    """Read a TOML file into a table, with one-line errors naming the file.
-
-    Parameters
-    ----------
-    path : str or Path
-    what : str
-        What the file is (``"scenario"``, ``"sweep"``), for the messages.
-
-    Raises
-    ------
-    ConfigError
-        Missing, empty or non-UTF-8 file, or a TOML syntax error (with its line).
-    """
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(file, f"{what} file not found")
-    raw = file.read_bytes()
-    if not raw.strip():
-        raise ConfigError(file, f"{what} file is empty")
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise ConfigError(
-            file, f"not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}); "
-            "expected a TOML file"
-        ) from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(file, f"invalid TOML: {err}") from None
 
 
 def scenario_from_table(table: dict[str, Any], source: str | Path) -> Scenario:
@@ -553,6 +522,3 @@ def controller_variant(scenario: Scenario, label: str) -> Scenario:
     forecaster = FORECASTER_ALIASES.get(label, label)
     return replace(scenario, controller=replace(ctl, kind="mpc", forecaster=forecaster))
 
-
-FORECASTER_ALIASES = {"seasonal_naive": "seasonal_naive_daily"}
-"""Short names accepted by ``compare`` and ``run --controller``."""
