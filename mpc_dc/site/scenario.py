@@ -26,7 +26,7 @@ import copy
 import difflib
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from importlib import resources
@@ -573,30 +573,21 @@ def old_key_error(dotted: str, value: Any, source: str | Path) -> ConfigError | 
     return None
 
 
-_MISSING = object()
-
-
-def _lookup(table: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = table
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
+def _walk(table: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every key of ``table`` (tables too) as ``(dotted key, value)``, in file order."""
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        yield dotted, value
+        if isinstance(value, Mapping):
+            yield from _walk(value, f"{dotted}.")
 
 
 def check_old_keys(table: Mapping[str, Any], source: str | Path) -> None:
-    """Refuse any key (or value) of the schemas before the one schema, naming the new key."""
-    for old in OLD_KEYS:
-        value = _lookup(table, old)
-        if value is not _MISSING:
-            err = old_key_error(old, value, source)
-            assert err is not None
-            raise err
-    for dotted, value in OLD_VALUES:
-        if _lookup(table, dotted) == value:
-            err = old_key_error(dotted, value, source)
-            assert err is not None
+    """Refuse the first key (or value) of the schemas before the one schema, in file
+    order, naming the new key."""
+    for dotted, value in _walk(table):
+        err = old_key_error(dotted, value, source)
+        if err is not None:
             raise err
 
 
