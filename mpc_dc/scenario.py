@@ -1,7 +1,7 @@
 """Scenarios: a TOML file (read with :mod:`tomllib`) into frozen dataclasses, then a run.
 
 A scenario names the run period, the data source, the site and the controller.
-Every key is documented in ``docs/scenario.md``; unknown keys are rejected with the
+Every key is documented in ``docs/scenario_v1.md``; unknown keys are rejected with the
 nearest valid key. With no file, :func:`default_scenario` is the embedded default:
 one week on the seeded synthetic generator (no ``../shared``, no network).
 """
