@@ -100,7 +100,14 @@ from mpc_dc.site.data import (
 from mpc_dc.site.data import SOURCE as SITE_SOURCE
 from mpc_dc.site.data import errors_name as site_errors_name
 from mpc_dc.site.scenario import ServingSpec as FleetServingSpec
-from mpc_dc.site.scenario import check_event_days
+from mpc_dc.site.scenario import (
+    check_event_days,
+    check_forecaster,
+    check_horizon_tiers,
+    check_in_unit_interval,
+    check_trace_model_names,
+    local_day_spans,
+)
 from traces.errors import ConfigError
 from traces.grid import STEP, STEPS_PER_DAY, Publication
 
@@ -170,14 +177,7 @@ class FleetDataSpec:
 
     def __post_init__(self) -> None:
         positive(SOURCE, "data.rate_multiplier", self.rate_multiplier)
-        from traces.synthetic import load_figures
-
-        names = load_figures().tokens.model_names  # BurstGPT's, which the generator uses
-        for trace_name in self.model_map:
-            if trace_name not in names:
-                raise ConfigError(SOURCE, f"{trace_name!r} is not a model name of the "
-                                  f"requests; expected one of {', '.join(names)}",
-                                  key="data.model_map")
+        check_trace_model_names(self.model_map, "data.model_map", SOURCE)
 
 
 @dataclass(frozen=True)
@@ -235,17 +235,7 @@ class DrEventSpec:
 
     def local_days(self) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
         """Start and end of each event day [UTC]: Pacific midnight to midnight."""
-        out = []
-        for day in self.days:
-            first = pd.Timestamp(day)
-            out.append((first.tz_localize(TZ).tz_convert("UTC"),
-                        (first + pd.Timedelta(days=1)).tz_localize(TZ).tz_convert("UTC")))
-        return out
-
-
-def _quarter_hours(hours: float) -> bool:
-    """Whether ``hours`` is a whole number of 15-min intervals."""
-    return abs(hours * 4 - round(hours * 4)) <= 1e-9
+        return local_day_spans(self.days, TZ)
 
 
 @dataclass(frozen=True)
@@ -294,24 +284,13 @@ class FleetControllerSpec:
 
     def __post_init__(self) -> None:
         positive(SOURCE, "controller.horizon_h", self.horizon_h)
-        for key in ("fine_horizon_h", "coarse_step_h", "far_horizon_h", "far_step_h"):
-            value = getattr(self, key)
-            if value < 0.25 or not _quarter_hours(value):
-                raise ConfigError(SOURCE, f"expected a multiple of 0.25 h, >= 0.25, got "
-                                  f"{value}", key=f"controller.{key}")
-        if not 0.0 <= self.demand_quantile < 1.0:
-            raise ConfigError(SOURCE, f"expected a value in [0, 1), got {self.demand_quantile}",
-                              key="controller.demand_quantile")
+        check_horizon_tiers(self, SOURCE)
+        check_in_unit_interval({"controller.demand_quantile": self.demand_quantile},
+                               closed=False, source=SOURCE)
         positive(SOURCE, "controller.time_limit_s", self.time_limit_s)
-        from forecasters.base import forecaster_names
-
-        if self.forecaster not in forecaster_names():
-            raise ConfigError(SOURCE, f"unknown forecaster {self.forecaster!r}; known: "
-                              f"{', '.join(forecaster_names())}", key="controller.forecaster")
-        if self.forecaster == "day_ahead_known":
-            raise ConfigError(SOURCE, "day_ahead_known needs published day-ahead prices, which "
-                              "the fleet data do not have; choose another forecaster",
-                              key="controller.forecaster")
+        check_forecaster(self.forecaster, "controller.forecaster", SOURCE, day_ahead_hint=(
+            "day_ahead_known needs published day-ahead prices, which the fleet data do not "
+            "have; choose another forecaster"))
 
     @property
     def horizon_steps(self) -> int:

@@ -36,10 +36,11 @@ from mpc_dc.site.scenario import (
     site_example_path,
     with_overrides,
 )
+from tests.tables import merged
 from traces.errors import ConfigError, TraceError
 from traces.grid import STEPS_PER_DAY, Publication
 
-#: A small real-data table: two NYISO campuses (wind at one), a CAISO one.
+#: A small real-data table: two NYISO campuses with GPUs, wind and other IT at one.
 REAL: dict[str, Any] = {
     "name": "small",
     "run": {"start": "2022-04-04T04:00:00Z", "days": 1, "history_days": 1},
@@ -53,17 +54,6 @@ REAL: dict[str, Any] = {
     "workload": {"requests": {"model_map": {"ChatGPT": "qwen3-32b"}}},
     "controller": {"horizon_h": 2.0},
 }
-
-
-def _with(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``patch`` merged in (nested tables merged, other values replaced)."""
-    out = copy.deepcopy(base)
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _with(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _campuses(*changes: dict[str, Any]) -> dict[str, Any]:
@@ -227,19 +217,19 @@ def _refused(table: dict[str, Any], what: type[Exception] = ConfigError) -> Exce
 @pytest.mark.parametrize("case", sorted(DATA_CASES))
 def test_series_beyond_the_data_refused_naming_the_key(case: str, data_env: Path) -> None:
     patch, key, message = DATA_CASES[case]
-    err = _refused(_with(REAL, patch))
+    err = _refused(merged(REAL, patch))
     assert isinstance(err, ConfigError)
     assert str(err).startswith(f"s.toml: key '{key}': {message}"), str(err)
 
 
 def test_gap_in_the_run_names_where_it_is(data_env: Path) -> None:
-    err = _refused(_with(REAL, DATA_CASES["nyiso_gap_in_the_run"][0]))
+    err = _refused(merged(REAL, DATA_CASES["nyiso_gap_in_the_run"][0]))
     assert "misses 100 intervals of the run + horizon (first at 2022-07-08 23:00 UTC)" \
         in str(err)
 
 
 def test_span_error_says_what_the_source_covers(data_env: Path) -> None:
-    err = _refused(_with(REAL, DATA_CASES["caiso_horizon_past_2021"][0]))
+    err = _refused(merged(REAL, DATA_CASES["caiso_horizon_past_2021"][0]))
     assert "covers 2021-01-01 08:00 to 2022-01-01 08:00 UTC; history + run + horizon need " \
         "2021-12-30 08:00 to 2022-01-01 10:00 UTC (8 intervals missing)" in str(err)
 
@@ -256,7 +246,7 @@ def test_span_error_says_what_the_source_covers(data_env: Path) -> None:
 def test_missing_data_folder_refused(patch: dict[str, Any], reason: str,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MPC_DC_DATA", raising=False)
-    table = _with(_with(REAL, {"data": {"dir": "/nonexistent/mpc-dc-data"}}), patch)
+    table = merged(merged(REAL, {"data": {"dir": "/nonexistent/mpc-dc-data"}}), patch)
     err = _refused(table)
     assert str(err) == (f"s.toml: key 'data.dir': data folder /nonexistent/mpc-dc-data not "
                         f"found; {reason} (or set MPC_DC_DATA)")
@@ -281,7 +271,7 @@ def test_missing_request_rows_refused(shared_data: Path, tmp_path: Path,
 
 
 def test_columns_are_those_that_apply(data_env: Path) -> None:
-    sc = scenario_from_table(_with(REAL, {"dr": {"days": ["2022-04-04"], "campuses": ["nyc"],
+    sc = scenario_from_table(merged(REAL, {"dr": {"days": ["2022-04-04"], "campuses": ["nyc"],
                                                  "start_hour": 17, "end_hour": 20}}), "t")
     exo = build_site_exogenous(sc)
     assert list(exo.frame.columns) == [
@@ -319,7 +309,7 @@ def test_same_node_same_price_other_node_other_seed() -> None:
 def test_windpowerlib_cf_is_the_weather_on_the_run_calendar(data_env: Path) -> None:
     from traces.windpowerlib import capacity_factor, read_power_curves, read_weather
 
-    table = _with(REAL, _campuses({"renewable": {"source": "windpowerlib",
+    table = merged(REAL, _campuses({"renewable": {"source": "windpowerlib",
                                                  "turbine_type": "E-101/3050"}}))
     sources: SiteSources = check_data(scenario_from_table(table, "t"))
     cf = pd.Series(sources.columns["renewable_cf[north]"], index=sources.index)

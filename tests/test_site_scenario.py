@@ -35,6 +35,7 @@ from mpc_dc.site.scenario import (
     site_example_path,
     with_overrides,
 )
+from tests.tables import DELETE, merged
 from traces.errors import ConfigError
 
 EXAMPLES = sorted(p.stem for p in site_example_path("default").parent.glob("*.toml"))
@@ -54,23 +55,6 @@ BASE: dict[str, Any] = {
     "fleet": {"models": ["qwen3-32b", "qwen3-235b-a22b"]},
     "dr": {"days": ["2022-04-02"]},
 }
-
-
-DELETE = object()
-"""A patch value that removes the key."""
-
-
-def _with(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``patch`` merged in (nested tables merged, other values replaced)."""
-    out = copy.deepcopy(base)
-    for key, value in patch.items():
-        if value is DELETE:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _with(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _campus(i: int, **changes: Any) -> dict[str, Any]:
@@ -212,7 +196,7 @@ def test_every_old_key_and_value_has_a_case() -> None:
 @pytest.mark.parametrize("case", sorted(OLD_CASES))
 def test_old_key_is_one_line_naming_the_new_key(case: str) -> None:
     patch, key, message = OLD_CASES[case]
-    err = _refused(_with(BASE, patch))
+    err = _refused(merged(BASE, patch))
     assert err.key == key and message in err.message, str(err)
 
 
@@ -361,7 +345,7 @@ BAD: dict[str, tuple[dict[str, Any], str, str]] = {
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_key_is_one_line_naming_it(case: str) -> None:
     patch, key, message = BAD[case]
-    err = _refused(_with(BASE, patch))
+    err = _refused(merged(BASE, patch))
     assert err.key == key and message in err.message, str(err)
     assert str(err).startswith(f"s.toml: key '{key}': ")
 
@@ -380,7 +364,7 @@ def test_valid_variations_load() -> None:
         {"fleet": None, "dr": {"days": []}, "site": {"campuses": [
             {"name": "rcdc", "price_node": "F", "other_it": {}, "renewable": {}}]}},
     ):
-        scenario_from_table(_with(BASE, patch), "ok.toml")
+        scenario_from_table(merged(BASE, patch), "ok.toml")
 
 
 # ----------------------------------------------------------------------------- overrides

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import types
-import typing
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -21,6 +19,7 @@ from mpc_dc.site.scenario import (
     site_example_path,
 )
 from mpc_dc.sweep import SWEEP_KEYS
+from tests.test_scenario_docs import _dataclass_of as table_class
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "scenario.md"
 MIGRATION = "## Migration: old key → new key"
@@ -31,16 +30,12 @@ NOT_KEYS = {(Site, "fleet"), (Fleet, "table")}
 
 
 def _dataclass_of(hint: Any) -> type | None:
-    if get_origin(hint) in (typing.Union, types.UnionType):
-        for arg in get_args(hint):
-            found = _dataclass_of(arg)
-            if found is not None:
-                return found
-        return None
-    if get_origin(hint) is tuple:  # a list of tables, e.g. [[site.campuses]]
+    """The table class of a field: the old schemas' rule plus lists of tables
+    (``[[site.campuses]]``)."""
+    if get_origin(hint) is tuple:
         args = get_args(hint)
         return _dataclass_of(args[0]) if args else None
-    return hint if dataclasses.is_dataclass(hint) and isinstance(hint, type) else None
+    return table_class(hint)
 
 
 def schema_keys(cls: type = Scenario, prefix: str = "") -> list[str]:

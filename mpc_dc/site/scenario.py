@@ -72,10 +72,53 @@ def _quarter_hours(hours: float) -> bool:
     return abs(hours * 4 - round(hours * 4)) <= 1e-9
 
 
-def _at_most(key: str, value: float, bound: float, unit: str) -> None:
+def at_most(key: str, value: float, bound: float, unit: str, source: str = SOURCE) -> None:
+    """Raise :class:`ConfigError` naming ``key`` when ``value`` > ``bound`` [``unit``]."""
     if value > bound:
-        raise ConfigError(SOURCE, f"expected a value <= {bound:g} {unit}, got {value!r}",
+        raise ConfigError(source, f"expected a value <= {bound:g} {unit}, got {value!r}",
                           key=key)
+
+
+def check_run_period(run: RunPeriod, history_days: int, source: str = SOURCE) -> None:
+    """The ``[run]`` checks every schema shares: ``days`` in (0, 366], ``history_days`` in
+    [0, 366], ``start`` a UTC time on the 15-min grid."""
+    positive(source, "run.days", run.days)
+    positive(source, "run.history_days", history_days, allow_zero=True)
+    at_most("run.days", run.days, MAX_RUN_DAYS, "d", source)
+    at_most("run.history_days", history_days, MAX_HISTORY_DAYS, "d", source)
+    grid_start(source, "run.start", run.start)
+
+
+def check_in_unit_interval(values: Mapping[str, float], *, closed: bool,
+                           source: str = SOURCE) -> None:
+    """Raise naming the key unless each value is in [0, 1] (``closed``) or [0, 1)."""
+    for key, value in values.items():
+        if not (0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0):
+            bound = "[0, 1]" if closed else "[0, 1)"
+            raise ConfigError(source, f"expected a value in {bound}, got {value}", key=key)
+
+
+def check_trace_model_names(model_map: Mapping[str, str], key: str,
+                            source: str = SOURCE) -> None:
+    """Raise naming ``key`` unless every trace model name of ``model_map`` is one of the
+    requests' (BurstGPT's, which the generator uses)."""
+    from traces.synthetic import load_figures
+
+    names = load_figures().tokens.model_names
+    for trace_name in model_map:
+        if trace_name not in names:
+            raise ConfigError(source, f"{trace_name!r} is not a model name of the requests; "
+                              f"expected one of {', '.join(names)}", key=key)
+
+
+def check_horizon_tiers(spec: Any, source: str = SOURCE) -> None:
+    """The multi-resolution horizon keys of ``spec`` (``fine_horizon_h``, ``coarse_step_h``,
+    ``far_horizon_h``, ``far_step_h``) are multiples of 0.25 h, at least 0.25 h."""
+    for key in ("fine_horizon_h", "coarse_step_h", "far_horizon_h", "far_step_h"):
+        value = getattr(spec, key)
+        if value < 0.25 or not _quarter_hours(value):
+            raise ConfigError(source, f"expected a multiple of 0.25 h, >= 0.25, got {value}",
+                              key=f"controller.{key}")
 
 
 # ----------------------------------------------------------------------------- tables
@@ -106,11 +149,7 @@ class RunSpec(RunPeriod):
     local_tz: str = "America/New_York"
 
     def __post_init__(self) -> None:
-        positive(SOURCE, "run.days", self.days)
-        positive(SOURCE, "run.history_days", self.history_days, allow_zero=True)
-        _at_most("run.days", self.days, MAX_RUN_DAYS, "d")
-        _at_most("run.history_days", self.history_days, MAX_HISTORY_DAYS, "d")
-        grid_start(SOURCE, "run.start", self.start)
+        check_run_period(self, self.history_days)
         try:
             ZoneInfo(self.local_tz)
         except (ZoneInfoNotFoundError, ValueError):
@@ -160,14 +199,7 @@ class RequestsSpec:
 
     def __post_init__(self) -> None:
         positive(SOURCE, "workload.requests.rate_multiplier", self.rate_multiplier)
-        from traces.synthetic import load_figures
-
-        names = load_figures().tokens.model_names  # BurstGPT's, which the generator uses
-        for trace_name in self.model_map:
-            if trace_name not in names:
-                raise ConfigError(SOURCE, f"{trace_name!r} is not a model name of the "
-                                  f"requests; expected one of {', '.join(names)}",
-                                  key="workload.requests.model_map")
+        check_trace_model_names(self.model_map, "workload.requests.model_map")
 
 
 @dataclass(frozen=True)
@@ -202,6 +234,17 @@ def check_event_days(days: tuple[str, ...], start_hour: int, end_hour: int,
                           f"<= 24, got {end_hour}", key=f"{prefix}.end_hour")
 
 
+def local_day_spans(days: tuple[str, ...], tz: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Start and end [UTC] of each local (``tz``) day ``YYYY-MM-DD``: midnight to midnight
+    (23 or 25 h on daylight-saving days)."""
+    out = []
+    for day in days:
+        first = pd.Timestamp(day)
+        out.append((first.tz_localize(tz).tz_convert("UTC"),
+                    (first + pd.Timedelta(days=1)).tz_localize(tz).tz_convert("UTC")))
+    return out
+
+
 @dataclass(frozen=True)
 class DrSpec:
     """Demand-response events (the programme's terms are ``[site.dr]``).
@@ -227,12 +270,7 @@ class DrSpec:
 
     def local_days(self, tz: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
         """Start and end of each event day [UTC]: local midnight to midnight."""
-        out = []
-        for day in self.days:
-            first = pd.Timestamp(day)
-            out.append((first.tz_localize(tz).tz_convert("UTC"),
-                        (first + pd.Timedelta(days=1)).tz_localize(tz).tz_convert("UTC")))
-        return out
+        return local_day_spans(self.days, tz)
 
 
 @dataclass(frozen=True)
@@ -265,8 +303,15 @@ class ServingSpec:
                              request_samples=self.request_samples)
 
 
-def check_forecaster(name: str, key: str, source: str = SOURCE) -> None:
-    """Raise :class:`ConfigError` unless ``name`` is a forecaster of every channel."""
+DAY_AHEAD_HINT = ("day_ahead_known is not a forecaster of every channel; set "
+                  "controller.price_known_ahead = true (retail tariff) and name the forecaster "
+                  "of the rest here")
+
+
+def check_forecaster(name: str, key: str, source: str = SOURCE, *,
+                     day_ahead_hint: str = DAY_AHEAD_HINT) -> None:
+    """Raise :class:`ConfigError` unless ``name`` is a forecaster of every channel
+    (``day_ahead_hint``: the message for ``day_ahead_known``)."""
     from forecasters.base import forecaster_names
 
     names = forecaster_names()
@@ -277,9 +322,7 @@ def check_forecaster(name: str, key: str, source: str = SOURCE) -> None:
     if name == "day_ahead_known":
         # A wrapper of one channel around another forecaster, not a forecaster of
         # every channel (it needs the published day-ahead prices as its truth).
-        raise ConfigError(source, "day_ahead_known is not a forecaster of every channel; "
-                          "set controller.price_known_ahead = true (retail tariff) and name "
-                          "the forecaster of the rest here", key=key)
+        raise ConfigError(source, day_ahead_hint, key=key)
 
 
 @dataclass(frozen=True)
@@ -353,31 +396,22 @@ class ControllerSpec:
 
     def __post_init__(self) -> None:
         positive(SOURCE, "controller.horizon_h", self.horizon_h)
-        for key in ("fine_horizon_h", "coarse_step_h", "far_horizon_h", "far_step_h"):
-            value = getattr(self, key)
-            if value < 0.25 or not _quarter_hours(value):
-                raise ConfigError(SOURCE, f"expected a multiple of 0.25 h, >= 0.25, got "
-                                  f"{value}", key=f"controller.{key}")
+        check_horizon_tiers(self)
         positive(SOURCE, "controller.time_limit_s", self.time_limit_s)
         positive(SOURCE, "controller.offline_time_limit_s", self.offline_time_limit_s)
         positive(SOURCE, "controller.deadline_margin_h", self.deadline_margin_h,
                  allow_zero=True)
         positive(SOURCE, "controller.error_level", self.error_level, allow_zero=True)
-        _at_most("controller.error_level", self.error_level, MAX_ERROR_LEVEL,
-                 "(fraction of the std)")
+        at_most("controller.error_level", self.error_level, MAX_ERROR_LEVEL,
+                "(fraction of the std)")
         positive(SOURCE, "controller.min_instances_per_model", self.min_instances_per_model,
                  allow_zero=True)
         if self.integer_intervals < 1:
             raise ConfigError(SOURCE, f"expected an integer >= 1, got "
                               f"{self.integer_intervals}", key="controller.integer_intervals")
-        for key in ("mip_rel_gap", "offline_mip_rel_gap", "demand_quantile"):
-            value = getattr(self, key)
-            if not 0.0 <= value < 1.0:
-                raise ConfigError(SOURCE, f"expected a value in [0, 1), got {value}",
-                                  key=f"controller.{key}")
-        if not 0.0 <= self.fault_rate <= 1.0:
-            raise ConfigError(SOURCE, f"expected a value in [0, 1], got {self.fault_rate}",
-                              key="controller.fault_rate")
+        check_in_unit_interval({f"controller.{k}": getattr(self, k) for k in (
+            "mip_rel_gap", "offline_mip_rel_gap", "demand_quantile")}, closed=False)
+        check_in_unit_interval({"controller.fault_rate": self.fault_rate}, closed=True)
         check_forecaster(self.forecaster, "controller.forecaster")
 
     @property
