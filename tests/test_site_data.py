@@ -289,6 +289,7 @@ def test_columns_are_those_that_apply(data_env: Path) -> None:
     # Hourly sources are published at the end of their hour.
     assert exo.publication["price_usd_per_mwh[nyc]"] == Publication(pd.Timedelta(hours=1))
     assert "tokens_per_s[qwen3-32b]" not in exo.publication
+    assert "dr_event[nyc]" not in exo.publication
     assert exo.requests is not None and exo.requests.arrival_s.max() < exo.n_steps * 900.0
 
 

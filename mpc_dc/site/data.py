@@ -587,7 +587,7 @@ class SiteSources:
         Frame columns (module docstring) except the request truth.
     publication : dict[str, Publication]
         When each column is observable (the readers' metadata; the generator's
-        hourly series at the end of their hour).
+        hourly series at the end of their hour); absent for the DR event flags.
     origin : dict[str, str]
         Where each column comes from (for ``scenario check`` and logs).
     counts, rows : DataFrame or None
@@ -656,10 +656,13 @@ class _Collector:
             self._folder = data_folder(self.scenario.data.dir, "data.dir", reason)
         return self._folder
 
-    def add(self, column: str, values: np.ndarray, publication: Publication,
+    def add(self, column: str, values: np.ndarray, publication: Publication | None,
             origin: str) -> None:
+        """Add a frame column; ``publication`` None: no rule of its own (observable at
+        the end of its interval, or known ahead as the DR events are)."""
         self.columns[column] = np.asarray(values, dtype=float)
-        self.publication[column] = publication
+        if publication is not None:
+            self.publication[column] = publication
         self.origin[column] = origin
 
     def cover(self, series: pd.Series, what: str, key: str) -> np.ndarray:
@@ -809,7 +812,7 @@ class _Collector:
         for c in self.scenario.site.campuses:
             enrolled = not spec.campuses or c.name in spec.campuses
             self.add(f"dr_event[{c.name}]", flags if enrolled else np.zeros_like(flags),
-                     Publication(), "[dr] event days")
+                     None, "[dr] event days")
 
 
 def check_data(scenario: Scenario, *, source: str | Path = SOURCE) -> SiteSources:
