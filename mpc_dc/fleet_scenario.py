@@ -49,12 +49,10 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,9 +72,7 @@ from mpc_dc.sim.arrivals import (
     DEFAULT_MODEL_MAP,
     STEP_S,
     ArrivalConfig,
-    ArrivalStats,
     RequestArrays,
-    build_arrivals,
 )
 from mpc_dc.sim.fleet_engine import (
     FleetExogenous,
@@ -85,9 +81,35 @@ from mpc_dc.sim.fleet_engine import (
     simulate_fleet,
     slo_by_pool_interval,
 )
-from traces.datasets import caiso_carbon, ny_carbon
+from mpc_dc.site.data import (
+    CAISO_HUBS,
+    CARBON_SOURCES,
+    SYNTHETIC_CARBON,
+    burstgpt_counts,
+    burstgpt_rows,
+    caiso_prices,
+    carbon_hour_profile,  # noqa: F401  (re-exported for old callers)
+    data_folder,
+    dr_event_flags,
+    real_carbon,
+    request_stream,
+    synthetic_carbon,
+    synthetic_prices,
+    window_requests,
+)
+from mpc_dc.site.data import SOURCE as SITE_SOURCE
+from mpc_dc.site.data import errors_name as site_errors_name
+from mpc_dc.site.scenario import ServingSpec as FleetServingSpec
+from mpc_dc.site.scenario import (
+    check_event_days,
+    check_forecaster,
+    check_horizon_tiers,
+    check_in_unit_interval,
+    check_trace_model_names,
+    local_day_spans,
+)
 from traces.errors import ConfigError
-from traces.grid import STEP, STEPS_PER_DAY, GapPolicy, Publication, TraceMetadata
+from traces.grid import STEP, STEPS_PER_DAY, Publication
 
 logger = logging.getLogger(__name__)
 
@@ -95,73 +117,6 @@ TZ = "America/Los_Angeles"
 SOURCE = "<fleet scenario>"
 FidelityName = Literal["request", "fluid"]
 FleetControllerKind = Literal["rule", "mpc", "perfect"]
-
-CAISO_HUBS: tuple[str, ...] = ("NP15", "SP15", "ZP26")
-"""Price nodes of ``data.source = "caiso"``: the hubs of the CAISO 2021 RT files."""
-
-CAISO_YEAR = 2021
-"""Year of the CAISO RT price files (:data:`traces.datasets.CAISO_RT_FILES`)."""
-
-CARBON_SOURCES: Mapping[str, Callable[[Path], tuple[pd.DataFrame, TraceMetadata]]] = {
-    "US-CAL-CISO": caiso_carbon,
-    "US-NY-NYIS": ny_carbon,
-}
-"""Carbon zones of ``data.source = "caiso"`` and the reader of each zone's Electricity
-Maps hourly file (US-CAL-CISO 2021, US-NY-NYIS 2022; the file must cover the run's
-history + run + horizon)."""
-
-BURSTGPT_FIRST400_FILE = "burstgpt/burstgpt_v1_first400.csv"
-"""The first 400 BurstGPT v1 request rows (trace seconds 5 to 37,274)."""
-
-HISTORY_COUNT_STREAMS: tuple[str, ...] = ("conversation",)
-"""Calibrated count streams of the ``caiso`` history before BurstGPT's day 0
-(module docstring)."""
-
-
-@dataclass(frozen=True)
-class SyntheticCarbonZone:
-    """Synthetic carbon intensity of one zone.
-
-    Parameters
-    ----------
-    tz : str
-        The zone's clock (its daily profile is read on it).
-    hour_profile_gco2_per_kwh : tuple of float [gCO2/kWh]
-        Mean intensity by local hour 0..23 (:func:`carbon_hour_profile` of the
-        zone's file, rounded to 1 gCO2/kWh).
-    """
-
-    tz: str
-    hour_profile_gco2_per_kwh: tuple[float, ...]
-
-
-SYNTHETIC_CARBON: Mapping[str, SyntheticCarbonZone] = {
-    # carbon_hour_profile(data_dir, "US-CAL-CISO"): US-CAL-CISO 2021, solar dip at noon.
-    "US-CAL-CISO": SyntheticCarbonZone("America/Los_Angeles", (
-        245, 243, 242, 243, 244, 244, 238, 212, 171, 150, 142, 140,
-        139, 141, 145, 157, 178, 200, 222, 238, 243, 246, 249, 247)),
-    # carbon_hour_profile(data_dir, "US-NY-NYIS"): US-NY-NYIS 2022, evening peak.
-    "US-NY-NYIS": SyntheticCarbonZone("America/New_York", (
-        207, 205, 203, 202, 203, 205, 209, 212, 215, 216, 214, 214,
-        214, 214, 214, 217, 220, 223, 225, 226, 224, 221, 215, 212)),
-}
-"""Carbon zones of ``data.source = "synthetic"`` (tests/test_fleet_scenario_sources.py
-recomputes the profiles from the files)."""
-
-
-def carbon_hour_profile(data_dir: Path, zone: str) -> tuple[float, ...]:
-    """Mean carbon intensity of ``zone`` by local hour of the day over its file [gCO2/kWh].
-
-    How :data:`SYNTHETIC_CARBON` was made: the hourly values of the zone's
-    Electricity Maps file (:data:`CARBON_SOURCES`) averaged per hour 0..23 of the
-    zone's clock, rounded to 1 gCO2/kWh.
-    """
-    frame, _ = CARBON_SOURCES[zone](data_dir)
-    hourly = frame["carbon_gco2_per_kwh"].iloc[::4]  # HOLD: one value per hour
-    local = pd.DatetimeIndex(hourly.index).tz_convert(SYNTHETIC_CARBON[zone].tz)
-    means = hourly.groupby(local.hour).mean()
-    return tuple(float(round(means[h])) for h in range(24))
-
 
 @dataclass(frozen=True)
 class FleetRunSpec(RunPeriod):
@@ -222,14 +177,7 @@ class FleetDataSpec:
 
     def __post_init__(self) -> None:
         positive(SOURCE, "data.rate_multiplier", self.rate_multiplier)
-        from traces.synthetic import load_figures
-
-        names = load_figures().tokens.model_names  # BurstGPT's, which the generator uses
-        for trace_name in self.model_map:
-            if trace_name not in names:
-                raise ConfigError(SOURCE, f"{trace_name!r} is not a model name of the "
-                                  f"requests; expected one of {', '.join(names)}",
-                                  key="data.model_map")
+        check_trace_model_names(self.model_map, "data.model_map", SOURCE)
 
 
 @dataclass(frozen=True)
@@ -283,61 +231,11 @@ class DrEventSpec:
     end_hour: int = 21
 
     def __post_init__(self) -> None:
-        for day in self.days:
-            try:  # fromisoformat alone also takes 20210709
-                valid = len(day) == 10 and bool(date.fromisoformat(day))
-            except ValueError:
-                valid = False
-            if not valid:
-                raise ConfigError(SOURCE, f"expected a date YYYY-MM-DD, got {day!r}",
-                                  key="dr_events.days")
-        if not 0 <= self.start_hour < 24:
-            raise ConfigError(SOURCE, f"expected an hour 0..23, got {self.start_hour}",
-                              key="dr_events.start_hour")
-        if not self.start_hour < self.end_hour <= 24:
-            raise ConfigError(SOURCE, f"expected an hour after start_hour "
-                              f"({self.start_hour}) and <= 24, got {self.end_hour}",
-                              key="dr_events.end_hour")
+        check_event_days(self.days, self.start_hour, self.end_hour, "dr_events", SOURCE)
 
     def local_days(self) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
         """Start and end of each event day [UTC]: Pacific midnight to midnight."""
-        out = []
-        for day in self.days:
-            first = pd.Timestamp(day)
-            out.append((first.tz_localize(TZ).tz_convert("UTC"),
-                        (first + pd.Timedelta(days=1)).tz_localize(TZ).tz_convert("UTC")))
-        return out
-
-
-@dataclass(frozen=True)
-class FleetServingSpec:
-    """Serving fidelity and SLO.
-
-    Parameters
-    ----------
-    fidelity : {"request", "fluid"}
-    default_ttft_slo_s : float [s]
-    ttft_slo_s : Mapping[str, float] [s]
-        Per-model TTFT targets.
-    request_samples : int
-        Per-request rows written to ``requests.parquet`` (seeded uniform sample).
-    """
-
-    fidelity: FidelityName = "request"
-    default_ttft_slo_s: float = 2.0
-    ttft_slo_s: Mapping[str, float] = field(default_factory=dict)
-    request_samples: int = 200_000
-
-    def config(self) -> ServingConfig:
-        """The simulator's :class:`ServingConfig`."""
-        return ServingConfig(fidelity=self.fidelity, ttft_slo_s=dict(self.ttft_slo_s),
-                             default_ttft_slo_s=self.default_ttft_slo_s,
-                             request_samples=self.request_samples)
-
-
-def _quarter_hours(hours: float) -> bool:
-    """Whether ``hours`` is a whole number of 15-min intervals."""
-    return abs(hours * 4 - round(hours * 4)) <= 1e-9
+        return local_day_spans(self.days, TZ)
 
 
 @dataclass(frozen=True)
@@ -386,24 +284,13 @@ class FleetControllerSpec:
 
     def __post_init__(self) -> None:
         positive(SOURCE, "controller.horizon_h", self.horizon_h)
-        for key in ("fine_horizon_h", "coarse_step_h", "far_horizon_h", "far_step_h"):
-            value = getattr(self, key)
-            if value < 0.25 or not _quarter_hours(value):
-                raise ConfigError(SOURCE, f"expected a multiple of 0.25 h, >= 0.25, got "
-                                  f"{value}", key=f"controller.{key}")
-        if not 0.0 <= self.demand_quantile < 1.0:
-            raise ConfigError(SOURCE, f"expected a value in [0, 1), got {self.demand_quantile}",
-                              key="controller.demand_quantile")
+        check_horizon_tiers(self, SOURCE)
+        check_in_unit_interval({"controller.demand_quantile": self.demand_quantile},
+                               closed=False, source=SOURCE)
         positive(SOURCE, "controller.time_limit_s", self.time_limit_s)
-        from forecasters.base import forecaster_names
-
-        if self.forecaster not in forecaster_names():
-            raise ConfigError(SOURCE, f"unknown forecaster {self.forecaster!r}; known: "
-                              f"{', '.join(forecaster_names())}", key="controller.forecaster")
-        if self.forecaster == "day_ahead_known":
-            raise ConfigError(SOURCE, "day_ahead_known needs published day-ahead prices, which "
-                              "the fleet data do not have; choose another forecaster",
-                              key="controller.forecaster")
+        check_forecaster(self.forecaster, "controller.forecaster", SOURCE, day_ahead_hint=(
+            "day_ahead_known needs published day-ahead prices, which the fleet data do not "
+            "have; choose another forecaster"))
 
     @property
     def horizon_steps(self) -> int:
@@ -514,20 +401,15 @@ def fleet_scenario_from_table(table: Mapping[str, Any], source: str | Path) -> F
             raise ConfigError(source, str(err).strip("'\""), key="fleet.models") from None
 
 
-@contextmanager
-def errors_name(source: str | Path) -> Iterator[None]:
+def errors_name(source: str | Path) -> AbstractContextManager[None]:
     """A scenario's :class:`ConfigError` inside the block names ``source`` (its file).
 
     Checks that need more than the table (the data, in :func:`fleet_sources`;
     overrides through ``dataclasses.replace``) raise with the placeholder
-    :data:`SOURCE`; the commands that read the file name it.
+    :data:`SOURCE` (or :data:`mpc_dc.site.data.SOURCE`); the commands that read the
+    file name it.
     """
-    try:
-        yield
-    except ConfigError as err:
-        if str(err.source) == SOURCE:
-            raise ConfigError(source, err.message, key=err.key) from None
-        raise
+    return site_errors_name(source, (SOURCE, SITE_SOURCE))
 
 
 def load_fleet_scenario(path: str | Path) -> FleetScenario:
@@ -630,50 +512,43 @@ def fleet_sources(scenario: FleetScenario) -> FleetSources:
     TraceError
         A data file missing or malformed (named, with the line).
     """
-    from traces.burstgpt import read_burstgpt_requests
-
     index = fleet_index(scenario)
+    nodes = [c.price_node for c in scenario.fleet.campuses]
+    zones = [c.carbon_zone for c in scenario.fleet.campuses]
     if scenario.data.source == "synthetic":
         from traces import synthetic
 
         # The generator's LMP and the hourly-noise carbon stand for hourly sources:
         # observable at the end of their hour.
-        return FleetSources(index, _synthetic_prices(scenario, index),
-                            _synthetic_carbon(scenario, index),
+        return FleetSources(index, synthetic_prices(nodes, scenario.run.seed, index),
+                            synthetic_carbon(zones, scenario.run.seed, index),
                             {"lmp": synthetic.PUBLICATION["lmp"],
                              "carbon": Publication(pd.Timedelta(hours=1))})
-    data_dir = _data_dir(scenario)
-    rows, _ = read_burstgpt_requests(data_dir / BURSTGPT_FIRST400_FILE)
-    prices, price_publication = _caiso_prices(scenario, data_dir, index)
-    carbon, carbon_publication = _real_carbon(scenario, data_dir, index)
+    data_dir = data_folder(scenario.data.data_dir, "data.data_dir",
+                           f"data.source {scenario.data.source!r}")
+    rows = burstgpt_rows(data_dir)
+    prices, price_publication = caiso_prices(nodes, data_dir, index)
+    keys = [f"fleet.campuses[{i}].carbon_zone" for i in range(len(zones))]
+    carbon, publications = real_carbon(zones, keys, data_dir, index)
+    carbon_publication = max(publications.values(), key=lambda p: p.source_step + p.lag)
     return FleetSources(index, prices, carbon,
                         {"lmp": price_publication, "carbon": carbon_publication},
-                        _burstgpt_counts(scenario, data_dir, index),
-                        rows.reset_index(drop=True))
+                        burstgpt_counts(data_dir, scenario.run.start_ts,
+                                        index[scenario.run.history_days * STEPS_PER_DAY:]),
+                        rows)
 
 
 def build_fleet_data(scenario: FleetScenario) -> FleetData:
     """Exogenous series, requests, history and truth of a scenario."""
     run, cfg = scenario.run, scenario.config
-    H = scenario.controller.horizon_steps
     hist = run.history_days * STEPS_PER_DAY
     sources = fleet_sources(scenario)
     index = sources.index
     total = len(index)
     arrival = ArrivalConfig(rate_multiplier=scenario.data.rate_multiplier,
                             model_map=dict(scenario.data.model_map), seed=run.seed)
-    # The requests of history + run do not depend on the horizon (a horizon sweep
-    # compares controllers on one request stream); the horizon after the run, seen
-    # only by forecasts and the Oracle, is generated on its own seed.
-    upto_s = (hist + run.n_steps) * STEP_S
-    tail = build_arrivals(index[hist + run.n_steps], H * STEP_S, _stream(arrival, 101),
-                          models=cfg.models, hourly_counts=sources.counts)
-    if sources.counts is None or sources.rows is None:
-        upto = build_arrivals(index[0], upto_s, arrival, models=cfg.models)
-    else:
-        upto = _burstgpt_requests(scenario, index[: hist + run.n_steps], arrival,
-                                  sources.counts, sources.rows)
-    all_requests = _concat_requests(upto, tail, upto_s)
+    all_requests = request_stream(index, hist, run.n_steps, arrival, cfg.models,
+                                  counts=sources.counts, rows=sources.rows)
     exo_cols: dict[str, np.ndarray] = {}
     truth_cols: dict[str, np.ndarray] = {}
     publication: dict[str, Publication] = {}
@@ -689,178 +564,16 @@ def build_fleet_data(scenario: FleetScenario) -> FleetData:
         truth_cols[f"demand_tokens_per_s[{model}]"] = agg["response_tokens"][:, m] / STEP_S
     truth = pd.DataFrame(truth_cols, index=index)
     frame = pd.DataFrame(exo_cols, index=index).iloc[hist: hist + run.n_steps]
-    requests = _window(all_requests, hist * STEP_S, run.n_steps * STEP_S)
+    requests = window_requests(all_requests, hist * STEP_S, run.n_steps * STEP_S)
     return FleetData(FleetExogenous(frame, publication), requests, truth.iloc[:hist], truth,
                      _dr_events(scenario, index))
-
-
-def _stream(arrival: ArrivalConfig, tag: int) -> ArrivalConfig:
-    """``arrival`` with a seed of its own for one part of the requests (101: the
-    horizon after the run; 102: the ``caiso`` history before BurstGPT's day 0)."""
-    seed = int(np.random.SeedSequence([arrival.seed, tag]).generate_state(1)[0])
-    return replace(arrival, seed=seed)
-
-
-def _concat_requests(first: RequestArrays, then: RequestArrays, at_s: float,
-                     stats: ArrivalStats | None = None) -> RequestArrays:
-    """``first`` followed by ``then`` shifted by ``at_s`` [s]; arrival ``stats``
-    (default ``first``'s)."""
-    return RequestArrays(
-        np.concatenate([first.arrival_s, then.arrival_s + at_s]),
-        np.concatenate([first.model, then.model]),
-        np.concatenate([first.request_tokens, then.request_tokens]),
-        np.concatenate([first.response_tokens, then.response_tokens]),
-        np.concatenate([first.source, then.source]),
-        first.models, first.stats if stats is None else stats)
-
-
-def _window(req: RequestArrays, from_s: float, length_s: float) -> RequestArrays:
-    """Requests in ``[from_s, from_s + length_s)``, re-timed to start at 0."""
-    lo, hi = np.searchsorted(req.arrival_s, [from_s, from_s + length_s], side="left")
-    sl = slice(int(lo), int(hi))
-    return RequestArrays(req.arrival_s[sl] - from_s, req.model[sl], req.request_tokens[sl],
-                         req.response_tokens[sl], req.source[sl], req.models, req.stats)
-
-
-def _synthetic_prices(scenario: FleetScenario, index: pd.DatetimeIndex
-                      ) -> dict[str, np.ndarray]:
-    """One seeded series of the calibrated LMP model per distinct price node [$/MWh]."""
-    from traces import synthetic
-
-    days = math.ceil(len(index) / STEPS_PER_DAY) + 1
-    day0 = index[0].floor("D")
-    seed = scenario.run.seed
-    prices: dict[str, np.ndarray] = {}
-    for i, c in enumerate(scenario.fleet.campuses):
-        if c.price_node not in prices:
-            lmp = synthetic.synth_lmp(day0, days, seed + 17 * i)
-            prices[c.price_node] = lmp.iloc[:, 0].reindex(index).to_numpy(dtype=float)
-    return prices
-
-
-def _synthetic_carbon(scenario: FleetScenario, index: pd.DatetimeIndex
-                      ) -> dict[str, np.ndarray]:
-    """Per zone: its :data:`SYNTHETIC_CARBON` profile on its clock × hourly noise
-    U(0.95, 1.05), seeded by the run seed and the zone [gCO2/kWh]."""
-    hours, position = np.unique(np.asarray(index.floor("h")), return_inverse=True)
-    carbon: dict[str, np.ndarray] = {}
-    for c in scenario.fleet.campuses:
-        zone = c.carbon_zone
-        if zone in carbon:
-            continue
-        spec = SYNTHETIC_CARBON[zone]
-        profile = np.asarray(spec.hour_profile_gco2_per_kwh, dtype=float)
-        local_hour = np.asarray(index.tz_convert(spec.tz).hour)
-        rng = np.random.default_rng(np.random.SeedSequence(
-            [scenario.run.seed, 23, list(SYNTHETIC_CARBON).index(zone)]))
-        noise = 1.0 + 0.05 * rng.uniform(-1.0, 1.0, hours.size)
-        carbon[zone] = profile[local_hour] * noise[position]
-    return carbon
-
-
-def _data_dir(scenario: FleetScenario) -> Path:
-    """The data folder (``MPC_DC_DATA`` or ``data.data_dir``); it must exist."""
-    path = Path(os.environ.get("MPC_DC_DATA") or scenario.data.data_dir)
-    if not path.is_dir():
-        raise ConfigError(SOURCE, f"data folder {path} not found; data.source "
-                          f"{scenario.data.source!r} reads it (or set MPC_DC_DATA)",
-                          key="data.data_dir")
-    return path
-
-
-def _span(index: pd.DatetimeIndex) -> str:
-    """``first to end`` of a grid [UTC], the end being the last interval's end."""
-    return f"{index[0]:%Y-%m-%d %H:%M} to {index[-1] + STEP:%Y-%m-%d %H:%M} UTC"
-
-
-def _missing(series: pd.Series, index: pd.DatetimeIndex, what: str, key: str) -> None:
-    """Raise naming ``key`` when ``series`` (a source on the grid) misses part of ``index``."""
-    on_grid = series.reindex(index)
-    if on_grid.isna().any():
-        have = series.dropna().index
-        covers = _span(pd.DatetimeIndex(have)) if len(have) else "nothing"
-        raise ConfigError(SOURCE, f"{what} covers {covers}; history + run + horizon need "
-                          f"{_span(index)} ({int(on_grid.isna().sum())} intervals missing)",
-                          key=key)
-
-
-def _caiso_prices(scenario: FleetScenario, data_dir: Path, index: pd.DatetimeIndex
-                  ) -> tuple[dict[str, np.ndarray], Publication]:
-    """CAISO RT LMP at each campus's hub [$/MWh] (gaps of up to 1 h interpolated), and
-    when it is observable (the reader's metadata)."""
-    from traces.datasets import caiso_rt_lmp
-
-    lmp, meta = caiso_rt_lmp(data_dir, CAISO_YEAR, gap_policy=GapPolicy.INTERPOLATE)
-    prices: dict[str, np.ndarray] = {}
-    for c in scenario.fleet.campuses:
-        series = lmp[f"lmp_usd_per_mwh[{c.price_node}]"]
-        _missing(series, index, f"CAISO RT prices at {c.price_node} ({meta.source})",
-                 "run.start")
-        prices[c.price_node] = series.reindex(index).to_numpy(dtype=float)
-    return prices, meta.publication
-
-
-def _real_carbon(scenario: FleetScenario, data_dir: Path, index: pd.DatetimeIndex
-                 ) -> tuple[dict[str, np.ndarray], Publication]:
-    """Each campus zone's Electricity Maps carbon intensity [gCO2/kWh], and when it is
-    observable (the latest publication of the zones' readers)."""
-    carbon: dict[str, np.ndarray] = {}
-    publication = Publication()
-    for i, c in enumerate(scenario.fleet.campuses):
-        if c.carbon_zone in carbon:
-            continue
-        frame, meta = CARBON_SOURCES[c.carbon_zone](data_dir)
-        kappa = frame["carbon_gco2_per_kwh"]
-        _missing(kappa, index, f"{c.carbon_zone} carbon intensity ({meta.source})",
-                 f"fleet.campuses[{i}].carbon_zone")
-        carbon[c.carbon_zone] = kappa.reindex(index).to_numpy(dtype=float)
-        publication = max(publication, meta.publication,
-                          key=lambda p: p.source_step + p.lag)
-    return carbon, publication
-
-
-def _burstgpt_counts(scenario: FleetScenario, data_dir: Path, index: pd.DatetimeIndex
-                     ) -> pd.DataFrame:
-    """BurstGPT's real hourly request rates, its day 0, hour 0 at the run start (as the
-    DR study places it); run + horizon must lie inside them."""
-    from traces.datasets import burstgpt_hourly_counts
-
-    counts, meta = burstgpt_hourly_counts(data_dir, origin=scenario.run.start_ts)
-    ahead = index[scenario.run.history_days * STEPS_PER_DAY:]
-    rate = counts["requests_per_h"].reindex(ahead)
-    if rate.isna().any():
-        days = len(counts) / STEPS_PER_DAY
-        raise ConfigError(SOURCE, f"BurstGPT ({meta.source}) has {days:g} days of hourly "
-                          f"counts from the run start (its day 0); run + horizon need "
-                          f"{len(ahead) / STEPS_PER_DAY:g}", key="run.days")
-    return counts
-
-
-def _burstgpt_requests(scenario: FleetScenario, index: pd.DatetimeIndex,
-                       arrival: ArrivalConfig, counts: pd.DataFrame, rows: pd.DataFrame
-                       ) -> RequestArrays:
-    """BurstGPT's requests over history + run (``index``): the history from the
-    generator's calibrated conversation stream (nothing of BurstGPT precedes its day 0),
-    then from the run start the real ``rows`` and the generator on ``counts``."""
-    models = scenario.config.models
-    hist_s = scenario.run.history_days * STEPS_PER_DAY * STEP_S
-    run = build_arrivals(index[0] + pd.Timedelta(seconds=hist_s), len(index) * STEP_S - hist_s,
-                         arrival, trace=rows, hourly_counts=counts, models=models)
-    if hist_s <= 0:
-        return run
-    before = build_arrivals(index[0], hist_s, _stream(arrival, 102), models=models,
-                            count_streams=HISTORY_COUNT_STREAMS)
-    return _concat_requests(before, run, hist_s, stats=run.stats)
 
 
 def _dr_events(scenario: FleetScenario, index: pd.DatetimeIndex) -> pd.DataFrame | None:
     spec = scenario.dr_events
     if not spec.days:
         return None
-    local = index.tz_convert(TZ)
-    days = {pd.Timestamp(d).date() for d in spec.days}
-    on = np.array([(t.date() in days) and spec.start_hour <= t.hour < spec.end_hour
-                   for t in local], dtype=float)
+    on = dr_event_flags(index, spec.days, spec.start_hour, spec.end_hour, TZ)
     return pd.DataFrame({c.name: on for c in scenario.fleet.campuses}, index=index)
 
 

@@ -1,16 +1,14 @@
 """Scenarios: a TOML file (read with :mod:`tomllib`) into frozen dataclasses, then a run.
 
 A scenario names the run period, the data source, the site and the controller.
-Every key is documented in ``docs/scenario.md``; unknown keys are rejected with the
+Every key is documented in ``docs/scenario_v1.md``; unknown keys are rejected with the
 nearest valid key. With no file, :func:`default_scenario` is the embedded default:
 one week on the seeded synthetic generator (no ``../shared``, no network).
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -19,10 +17,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from forecasters.base import Forecaster, forecaster_names
+from forecasters.base import Forecaster
 from forecasters.known_ahead import KnownAhead
 from forecasters.presets import make_for
-from mpc_dc.config import RunPeriod, from_mapping, grid_start, positive
+from mpc_dc.config import RunPeriod, from_mapping, positive
 from mpc_dc.controllers import BaselinePolicy, MpcPolicy, OfflinePolicy, Policy
 from mpc_dc.params.site import SiteConfig
 from mpc_dc.problem import SolverOptions
@@ -33,24 +31,20 @@ from mpc_dc.sim.exogenous import (
     RcdcExogenous,
     workload_from_utilisation,
 )
+from mpc_dc.site.scenario import (
+    FORECASTER_ALIASES,
+    MAX_ERROR_LEVEL,
+    at_most,
+    check_forecaster,
+    check_in_unit_interval,
+    check_run_period,
+    read_toml,
+)
 from traces.errors import ConfigError
 from traces.grid import STEP, STEPS_PER_DAY, GapPolicy, Publication
 
 ControllerKind = Literal["baseline", "mpc", "perfect", "offline"]
 
-MAX_RUN_DAYS = 366.0
-"""Longest run [d]: one year of 15-min steps (35 136 intervals)."""
-MAX_HISTORY_DAYS = 366
-"""Longest forecaster-fitting history [d]."""
-MAX_ERROR_LEVEL = 10.0
-"""Largest ``noisy_oracle`` error level [-] (std at 24 h lead / series std)."""
-
-
-def _at_most(key: str, value: float, bound: float, unit: str) -> None:
-    if value > bound:
-        raise ConfigError(
-            "<scenario>", f"expected a value <= {bound:g} {unit}, got {value!r}", key=key
-        )
 
 
 @dataclass(frozen=True)
@@ -89,24 +83,15 @@ class RunSpec(RunPeriod):
     local_tz: str = "America/New_York"
 
     def __post_init__(self) -> None:
-        positive("<scenario>", "run.days", self.days)
-        positive("<scenario>", "run.history_days", self.history_days, allow_zero=True)
+        check_run_period(self, self.history_days)
         positive("<scenario>", "run.window_h", self.window_h)
-        _at_most("run.days", self.days, MAX_RUN_DAYS, "d")
-        _at_most("run.history_days", self.history_days, MAX_HISTORY_DAYS, "d")
         if abs(self.window_h * 4 - round(self.window_h * 4)) > 1e-9:
             raise ConfigError(
                 "<scenario>",
                 f"expected a multiple of 0.25 h (whole 15-min intervals), got {self.window_h!r}",
                 key="run.window_h",
             )
-        if not 0.0 <= self.deferrable_share <= 1.0:
-            raise ConfigError(
-                "<scenario>",
-                f"expected a value in [0, 1], got {self.deferrable_share}",
-                key="run.deferrable_share",
-            )
-        grid_start("<scenario>", "run.start", self.start)
+        check_in_unit_interval({"run.deferrable_share": self.deferrable_share}, closed=True)
 
 
 @dataclass(frozen=True)
@@ -197,38 +182,15 @@ class ControllerSpec:
         positive("<scenario>", "controller.time_limit_s", self.time_limit_s)
         positive("<scenario>", "controller.offline_time_limit_s", self.offline_time_limit_s)
         positive("<scenario>", "controller.error_level", self.error_level, allow_zero=True)
-        _at_most("controller.error_level", self.error_level, MAX_ERROR_LEVEL,
-                 "(fraction of the std)")
-        for key in ("mip_rel_gap", "offline_mip_rel_gap"):
-            gap = getattr(self, key)
-            if not 0.0 <= gap < 1.0:
-                raise ConfigError("<scenario>", f"expected a value in [0, 1), got {gap}",
-                                  key=f"controller.{key}")
-        names = forecaster_names()
-        if self.forecaster not in names:
-            close = difflib.get_close_matches(self.forecaster, names, n=1, cutoff=0.5)
-            hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(names)}"
-            raise ConfigError(
-                "<scenario>",
-                f"unknown forecaster {self.forecaster!r}; {hint}",
-                key="controller.forecaster",
-            )
-        if self.forecaster == "day_ahead_known":
-            # A wrapper of one channel around another forecaster, not a forecaster of
-            # every channel (it needs the published day-ahead prices as its truth).
-            raise ConfigError(
-                "<scenario>",
-                "day_ahead_known is not a forecaster of every channel; set "
-                "data.price_known_ahead = true (retail tariff) and name the forecaster of "
-                "the rest here",
-                key="controller.forecaster",
-            )
-        if not 0.0 <= self.fault_rate <= 1.0:
-            raise ConfigError(
-                "<scenario>",
-                f"expected a value in [0, 1], got {self.fault_rate}",
-                key="controller.fault_rate",
-            )
+        at_most("controller.error_level", self.error_level, MAX_ERROR_LEVEL,
+                "(fraction of the std)")
+        check_in_unit_interval({f"controller.{k}": getattr(self, k) for k in (
+            "mip_rel_gap", "offline_mip_rel_gap")}, closed=False)
+        check_forecaster(self.forecaster, "controller.forecaster", day_ahead_hint=(
+            "day_ahead_known is not a forecaster of every channel; set "
+            "data.price_known_ahead = true (retail tariff) and name the forecaster of "
+            "the rest here"))
+        check_in_unit_interval({"controller.fault_rate": self.fault_rate}, closed=True)
 
 
 @dataclass(frozen=True)
@@ -257,37 +219,6 @@ def default_scenario() -> Scenario:
     """The embedded default (``mpc_dc/scenarios/default.toml``): one synthetic week,
     wholesale market, SARIMAX-driven MPC."""
     return load_scenario(example_path("default"))
-
-
-def read_toml(path: str | Path, what: str = "scenario") -> dict[str, Any]:
-    """Read a TOML file into a table, with one-line errors naming the file.
-
-    Parameters
-    ----------
-    path : str or Path
-    what : str
-        What the file is (``"scenario"``, ``"sweep"``), for the messages.
-
-    Raises
-    ------
-    ConfigError
-        Missing, empty or non-UTF-8 file, or a TOML syntax error (with its line).
-    """
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(file, f"{what} file not found")
-    raw = file.read_bytes()
-    if not raw.strip():
-        raise ConfigError(file, f"{what} file is empty")
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise ConfigError(
-            file, f"not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}); "
-            "expected a TOML file"
-        ) from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(file, f"invalid TOML: {err}") from None
 
 
 def scenario_from_table(table: dict[str, Any], source: str | Path) -> Scenario:
@@ -553,6 +484,3 @@ def controller_variant(scenario: Scenario, label: str) -> Scenario:
     forecaster = FORECASTER_ALIASES.get(label, label)
     return replace(scenario, controller=replace(ctl, kind="mpc", forecaster=forecaster))
 
-
-FORECASTER_ALIASES = {"seasonal_naive": "seasonal_naive_daily"}
-"""Short names accepted by ``compare`` and ``run --controller``."""

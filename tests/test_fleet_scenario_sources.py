@@ -34,6 +34,7 @@ from mpc_dc.fleet_scenario import (
 )
 from mpc_dc.params.fleet import FleetConfig
 from mpc_dc.sim.arrivals import SOURCE_TRACE
+from tests.tables import merged
 from traces.burstgpt import read_burstgpt_requests
 from traces.synthetic import load_figures
 
@@ -49,17 +50,6 @@ CAISO: dict[str, Any] = {
     "dr_events": {"days": ["2021-07-06"]},
     "controller": {"horizon_h": 2.0},
 }
-
-
-def _with(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``patch`` merged in (nested tables merged, other values replaced)."""
-    out = copy.deepcopy(base)
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _with(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _campus(i: int, **changes: Any) -> dict[str, Any]:
@@ -148,7 +138,7 @@ def _expect_refused(argv: list[str], path: Path, key: str, message: str, out: Pa
 def _refused_by_check_and_run(case: tuple[dict[str, Any], str, str], data_dir: str,
                               tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     patch, key, message = case
-    table = _with(_with(CAISO, {"data": {"data_dir": data_dir}}), patch)
+    table = merged(merged(CAISO, {"data": {"data_dir": data_dir}}), patch)
     path = _write(table, tmp_path / "bad.toml")
     out = tmp_path / "out"
     _expect_refused(["scenario", "check", str(path)], path, key, message, out, capsys)
@@ -183,7 +173,7 @@ def test_missing_request_rows_refused_by_check_and_run(
     (data / "burstgpt").mkdir()
     (data / "burstgpt" / "burstgpt_hourly.csv").symlink_to(
         shared_data / "burstgpt" / "burstgpt_hourly.csv")
-    path = _write(_with(CAISO, {"data": {"data_dir": str(data)}}), tmp_path / "s.toml")
+    path = _write(merged(CAISO, {"data": {"data_dir": str(data)}}), tmp_path / "s.toml")
     missing = data / "burstgpt" / "burstgpt_v1_first400.csv"
     for argv in (["scenario", "check", str(path)],
                  ["run", str(path), "--out", str(tmp_path / "out")]):
@@ -210,7 +200,7 @@ def test_check_passes_the_examples_and_reads_the_data(
 
 
 def _synthetic_two_zones() -> FleetScenario:
-    table = _with(CAISO, {"data": {"source": "synthetic"}, "dr_events": {"days": []},
+    table = merged(CAISO, {"data": {"source": "synthetic"}, "dr_events": {"days": []},
                           **_campus(1, carbon_zone="US-NY-NYIS")})
     return fleet_scenario_from_table(table, "<test>")
 
@@ -248,7 +238,7 @@ def test_synthetic_carbon_profiles_are_the_zone_files(shared_data: Path) -> None
 
 @pytest.fixture(scope="module")
 def small_caiso(shared_data: Path) -> FleetData:
-    sc = fleet_scenario_from_table(_with(CAISO, {"data": {"data_dir": str(shared_data)}}),
+    sc = fleet_scenario_from_table(merged(CAISO, {"data": {"data_dir": str(shared_data)}}),
                                    "<test>")
     return build_fleet_data(sc)
 

@@ -39,6 +39,7 @@ PoolKey = tuple[str, str, str]
 TariffKind = Literal["wholesale", "retail"]
 ReleaseRule = Literal["window_start", "on_arrival"]
 SeriesSource = Literal["auto", "synthetic", "real"]
+RenewableSource = Literal["auto", "synthetic", "real", "windpowerlib"]
 
 #: California's 2026 cap-and-trade auction reserve price [$/tCO2], the figure the
 #: DR seed paper's source cites.
@@ -182,13 +183,17 @@ class Renewable:
     ----------
     nameplate_mw : float [MW]
         Installed capacity (0 = no colocation).
-    source : {"auto", "synthetic", "real"}
+    source : {"auto", "synthetic", "real", "windpowerlib"}
         Capacity-factor series; ``auto`` follows ``data.source`` (real: NY wind from
-        EIA-930).
+        EIA-930); ``windpowerlib``: the windpowerlib example weather through the power
+        curve of ``turbine_type`` (:mod:`mpc_dc.site.data`).
+    turbine_type : str
+        ``windpowerlib`` only: a row of windpowerlib's OEDB power curves.
     """
 
     nameplate_mw: float = 150.0
-    source: SeriesSource = "auto"
+    source: RenewableSource = "auto"
+    turbine_type: str = "E-101/3050"
 
     def __post_init__(self) -> None:
         _check_nonneg("renewable", nameplate_mw=self.nameplate_mw)
@@ -437,6 +442,9 @@ class Fleet:
     quality_cost_usd_per_point_mtok : float [$/(point · Mtoken)]
     unserved_penalty_usd_per_mtok : float [$/Mtoken]
         Price of the feasibility slack on demand (reported whenever > 0).
+    allowed_precisions : tuple of str
+        Precisions the pools may use (e.g. ``("BF16", "FP8")``); empty: every
+        precision of the table. Each must be a precision of some served model.
     table : QuantTable
         The quantization-to-power table (not compared or hashed).
     """
@@ -448,6 +456,7 @@ class Fleet:
     quality_budget_pct_points: float = 0.2
     quality_cost_usd_per_point_mtok: float = 0.001
     unserved_penalty_usd_per_mtok: float = 1000.0
+    allowed_precisions: tuple[str, ...] = ()
     table: QuantTable = field(default_factory=load_quant_table, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -468,6 +477,15 @@ class Fleet:
                 self.table.precisions(m)
             except KeyError as err:
                 raise ValueError(f"models: {str(err).strip(chr(39) + chr(34))}") from None
+        known = {q for m in self.models for q in self.table.precisions(m)}
+        for q in self.allowed_precisions:
+            if q not in known:
+                raise ValueError(f"allowed_precisions: {q!r} is no precision of the served "
+                                 f"models; expected some of {', '.join(sorted(known))}")
+        for m in self.models:
+            if not self.precisions(m):
+                raise ValueError(f"allowed_precisions: none of {list(self.allowed_precisions)} "
+                                 f"is a precision of {m} under flexibility {self.flexibility}")
 
     @property
     def levers(self) -> Flexibility:
@@ -475,8 +493,11 @@ class Fleet:
         return SCENARIOS[self.flexibility]
 
     def precisions(self, model: str) -> tuple[str, ...]:
-        """Precisions of ``model`` allowed by the levers (BF16 only without Q)."""
+        """Precisions of ``model`` allowed by the levers (BF16 only without Q) and by
+        :attr:`allowed_precisions`."""
         allowed = self.table.precisions(model)
+        if self.allowed_precisions:
+            allowed = tuple(p for p in allowed if p in self.allowed_precisions)
         return allowed if self.levers.quantization else tuple(p for p in allowed if p == "BF16")
 
 

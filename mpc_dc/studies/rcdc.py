@@ -65,6 +65,7 @@ from mpc_dc.problem import (
 )
 from mpc_dc.rundir import atomic_dir
 from mpc_dc.sim.exogenous import DeferrableRelease, deferrable_releases
+from mpc_dc.site.data import align_google
 from traces.datasets import google_load_shape, ny_wind_cf, nyiso_da_lmp, nyiso_rt_lmp
 from traces.errors import TraceError
 from traces.grid import STEP_H
@@ -196,31 +197,6 @@ def load_rcdc_data(data_dir: Path, study: RcdcStudyConfig) -> RcdcData:
                              f"intervals in {study.month}; choose a complete month")
     util = align_google(shape, index)
     return RcdcData(index, series["rt"], series["da"], np.clip(series["cf"], 0.0, 1.0), util)
-
-
-def align_google(shape: pd.DataFrame, index: pd.DatetimeIndex,
-                 start: pd.Timestamp | None = None) -> np.ndarray:
-    """Google utilisation placed on ``index`` by local time of day and day number.
-
-    Google's trace starts at local (Pacific) midnight; interval k of it is put on
-    the New York local midnight of ``start``'s day plus k intervals, wrapping
-    around the 31-day trace (intervals before that midnight take the trace's end).
-
-    Parameters
-    ----------
-    shape : DataFrame
-        Column ``power_util`` [-] on the trace's 15-min grid.
-    index : DatetimeIndex (UTC interval starts)
-    start : Timestamp, optional
-        The run (or study) start: the placement depends on it only, not on how much
-        history ``index`` carries before it. Default ``index[0]``.
-    """
-    util = shape["power_util"].to_numpy(dtype=float)
-    anchor = index[0] if start is None else start
-    local_start = anchor.tz_convert(LOCAL_TZ).normalize()
-    offset = int((index[0] - local_start.tz_convert("UTC")) / pd.Timedelta(minutes=15))
-    positions = (np.arange(len(index)) + offset) % util.size
-    return util[positions]
 
 
 # ----------------------------------------------------------------------------- one month

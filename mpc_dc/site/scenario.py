@@ -1,0 +1,862 @@
+"""One scenario schema: a TOML file (read with :mod:`tomllib`) into frozen dataclasses.
+
+A scenario names the run period (``[run]``), where the data come from (``[data]``),
+the site (``[site]`` with ``[[site.campuses]]``, :class:`mpc_dc.site.config.Site`),
+the inference fleet the campuses with GPUs serve (``[fleet]``, optional), the LLM
+requests (``[workload.requests]``), demand-response events (``[dr]``), the serving
+fidelity (``[serving]``) and the controller (``[controller]``). Every key is
+documented in ``docs/scenario.md``; an unknown key is refused naming the nearest
+valid key, and a key of the two schemas before this one (``kind``,
+``site.datacenter``, ``fleet.campuses``, ``data.source = "nyiso"`` ...) is refused
+naming its new key (:data:`OLD_KEYS`, :data:`OLD_VALUES`).
+
+Every check a run makes happens here when the file is read (keys, ranges, price
+nodes and carbon zones the data source has, the tariff's price series, model maps,
+DR days inside the run) or in :func:`mpc_dc.site.data.check_data` when the data are
+read (coverage of history + run + horizon by every series, BurstGPT's span).
+
+The renewable-colocated data center is one campus without GPUs; the
+demand-response fleet is campuses with GPUs, no renewable and no export; the
+product scenario (``nyiso_wind_fleet``) has both.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+
+from mpc_dc.config import RunPeriod, from_mapping, grid_start, positive, to_mapping
+from mpc_dc.sim.arrivals import DEFAULT_MODEL_MAP
+from mpc_dc.site.config import SCENARIOS, Fleet, Site
+from mpc_dc.site.data import (
+    CARBON_SOURCES,
+    NYISO_DA_ZONES,
+    SOURCE,
+    SYNTHETIC_CARBON,
+    errors_name,
+    price_node,
+    resolved_source,
+)
+from traces.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mpc_dc.sim.fleet_engine import ServingConfig
+
+ControllerKind = Literal["baseline", "mpc", "perfect", "offline"]
+FidelityName = Literal["request", "fluid"]
+
+MAX_RUN_DAYS = 366.0
+"""Longest run [d]: one year of 15-min steps (35 136 intervals)."""
+MAX_HISTORY_DAYS = 366
+"""Longest forecaster-fitting history [d]."""
+MAX_ERROR_LEVEL = 10.0
+"""Largest ``noisy_oracle`` error level [-] (std at 24 h lead / series std)."""
+
+FORECASTER_ALIASES: Mapping[str, str] = {"seasonal_naive": "seasonal_naive_daily"}
+"""Short names accepted by ``compare`` and ``run --controller``."""
+
+
+def _quarter_hours(hours: float) -> bool:
+    """Whether ``hours`` is a whole number of 15-min intervals."""
+    return abs(hours * 4 - round(hours * 4)) <= 1e-9
+
+
+def at_most(key: str, value: float, bound: float, unit: str, source: str = SOURCE) -> None:
+    """Raise :class:`ConfigError` naming ``key`` when ``value`` > ``bound`` [``unit``]."""
+    if value > bound:
+        raise ConfigError(source, f"expected a value <= {bound:g} {unit}, got {value!r}",
+                          key=key)
+
+
+def check_run_period(run: RunPeriod, history_days: int, source: str = SOURCE) -> None:
+    """The ``[run]`` checks every schema shares: ``days`` in (0, 366], ``history_days`` in
+    [0, 366], ``start`` a UTC time on the 15-min grid."""
+    positive(source, "run.days", run.days)
+    positive(source, "run.history_days", history_days, allow_zero=True)
+    at_most("run.days", run.days, MAX_RUN_DAYS, "d", source)
+    at_most("run.history_days", history_days, MAX_HISTORY_DAYS, "d", source)
+    grid_start(source, "run.start", run.start)
+
+
+def check_in_unit_interval(values: Mapping[str, float], *, closed: bool,
+                           source: str = SOURCE) -> None:
+    """Raise naming the key unless each value is in [0, 1] (``closed``) or [0, 1)."""
+    for key, value in values.items():
+        if not (0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0):
+            bound = "[0, 1]" if closed else "[0, 1)"
+            raise ConfigError(source, f"expected a value in {bound}, got {value}", key=key)
+
+
+def check_trace_model_names(model_map: Mapping[str, str], key: str,
+                            source: str = SOURCE) -> None:
+    """Raise naming ``key`` unless every trace model name of ``model_map`` is one of the
+    requests' (BurstGPT's, which the generator uses)."""
+    from traces.synthetic import load_figures
+
+    names = load_figures().tokens.model_names
+    for trace_name in model_map:
+        if trace_name not in names:
+            raise ConfigError(source, f"{trace_name!r} is not a model name of the requests; "
+                              f"expected one of {', '.join(names)}", key=key)
+
+
+def check_horizon_tiers(spec: Any, source: str = SOURCE) -> None:
+    """The multi-resolution horizon keys of ``spec`` (``fine_horizon_h``, ``coarse_step_h``,
+    ``far_horizon_h``, ``far_step_h``) are multiples of 0.25 h, at least 0.25 h."""
+    for key in ("fine_horizon_h", "coarse_step_h", "far_horizon_h", "far_step_h"):
+        value = getattr(spec, key)
+        if value < 0.25 or not _quarter_hours(value):
+            raise ConfigError(source, f"expected a multiple of 0.25 h, >= 0.25, got {value}",
+                              key=f"controller.{key}")
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True)
+class RunSpec(RunPeriod):
+    """The run period.
+
+    Parameters
+    ----------
+    start : str
+        First interval start, ISO 8601 in UTC on the 15-min grid.
+    days : float [d]
+        Length of the run.
+    history_days : int [d]
+        Data before ``start`` the forecasters are fitted on.
+    seed : int
+        Seed of every generator (synthetic series, requests) and random error.
+    local_tz : str
+        IANA time zone of the billing calendar, the DR event days and displays.
+    """
+
+    start: str = "2022-04-01T04:00:00Z"
+    days: float = 7.0
+    history_days: int = 14
+    seed: int = 2
+    local_tz: str = "America/New_York"
+
+    def __post_init__(self) -> None:
+        check_run_period(self, self.history_days)
+        try:
+            ZoneInfo(self.local_tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(SOURCE, f"expected an IANA time zone (e.g. America/New_York), "
+                              f"got {self.local_tz!r}", key="run.local_tz") from None
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the exogenous series come from.
+
+    Parameters
+    ----------
+    source : {"synthetic", "real"}
+        ``synthetic``: the seeded generators (no data folder). ``real``: the public
+        data of ``dir`` at each campus's price node and carbon zone
+        (:mod:`mpc_dc.site.data`).
+    dir : str
+        The public data folder, relative to the working directory; the environment
+        variable ``MPC_DC_DATA``, when set, replaces it.
+    """
+
+    source: Literal["synthetic", "real"] = "synthetic"
+    dir: str = "../shared/data"
+
+
+@dataclass(frozen=True)
+class RequestsSpec:
+    """The LLM requests the fleet serves.
+
+    Parameters
+    ----------
+    source : {"auto", "synthetic", "burstgpt"}
+        ``burstgpt``: BurstGPT placed with its day 0 at the run start (its first
+        request rows, then the generator on its hourly counts); ``synthetic``: the
+        calibrated generator; ``auto`` follows ``data.source``.
+    rate_multiplier : float [-]
+        Superposes this many independent request streams (thinning below 1;
+        :mod:`mpc_dc.sim.arrivals`, rule 4).
+    model_map : Mapping[str, str]
+        Trace model name (``ChatGPT``, ``GPT-4``) to served model family.
+    """
+
+    source: Literal["auto", "synthetic", "burstgpt"] = "auto"
+    rate_multiplier: float = 1.0
+    model_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MODEL_MAP))
+
+    def __post_init__(self) -> None:
+        positive(SOURCE, "workload.requests.rate_multiplier", self.rate_multiplier)
+        check_trace_model_names(self.model_map, "workload.requests.model_map")
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """Workloads given as traces rather than per campus (other IT is per campus).
+
+    Parameters
+    ----------
+    requests : RequestsSpec
+    """
+
+    requests: RequestsSpec = field(default_factory=RequestsSpec)
+
+
+def check_event_days(days: tuple[str, ...], start_hour: int, end_hour: int,
+                     prefix: str, source: str = SOURCE) -> None:
+    """Raise :class:`ConfigError` unless ``days`` are ``YYYY-MM-DD`` dates and
+    ``0 <= start_hour < end_hour <= 24`` (keys ``{prefix}.days`` ...)."""
+    for day in days:
+        try:  # fromisoformat alone also takes 20210709
+            valid = len(day) == 10 and bool(date.fromisoformat(day))
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ConfigError(source, f"expected a date YYYY-MM-DD, got {day!r}",
+                              key=f"{prefix}.days")
+    if not 0 <= start_hour < 24:
+        raise ConfigError(source, f"expected an hour 0..23, got {start_hour}",
+                          key=f"{prefix}.start_hour")
+    if not start_hour < end_hour <= 24:
+        raise ConfigError(source, f"expected an hour after start_hour ({start_hour}) and "
+                          f"<= 24, got {end_hour}", key=f"{prefix}.end_hour")
+
+
+def local_day_spans(days: tuple[str, ...], tz: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Start and end [UTC] of each local (``tz``) day ``YYYY-MM-DD``: midnight to midnight
+    (23 or 25 h on daylight-saving days)."""
+    out = []
+    for day in days:
+        first = pd.Timestamp(day)
+        out.append((first.tz_localize(tz).tz_convert("UTC"),
+                    (first + pd.Timedelta(days=1)).tz_localize(tz).tz_convert("UTC")))
+    return out
+
+
+@dataclass(frozen=True)
+class DrSpec:
+    """Demand-response events (the programme's terms are ``[site.dr]``).
+
+    Parameters
+    ----------
+    days : tuple of str
+        Local (``run.local_tz``) days with an event, ``YYYY-MM-DD``; each a whole
+        day of the run.
+    start_hour, end_hour : int [h, local]
+        Event hours ``[start_hour, end_hour)``, ``0 <= start_hour < end_hour <= 24``.
+    campuses : tuple of str
+        Campuses enrolled (empty: every campus).
+    """
+
+    days: tuple[str, ...] = ()
+    start_hour: int = 16
+    end_hour: int = 21
+    campuses: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_event_days(self.days, self.start_hour, self.end_hour, "dr")
+
+    def local_days(self, tz: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+        """Start and end of each event day [UTC]: local midnight to midnight."""
+        return local_day_spans(self.days, tz)
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    """Serving fidelity and SLO (the fleet's requests).
+
+    Parameters
+    ----------
+    fidelity : {"request", "fluid"}
+        Request-level queues or per-interval aggregates.
+    default_ttft_slo_s : float [s]
+        Time-to-first-token target of every model.
+    ttft_slo_s : Mapping[str, float] [s]
+        Per-model TTFT targets.
+    request_samples : int
+        Per-request rows written to ``requests.parquet`` (seeded uniform sample).
+    """
+
+    fidelity: FidelityName = "request"
+    default_ttft_slo_s: float = 2.0
+    ttft_slo_s: Mapping[str, float] = field(default_factory=dict)
+    request_samples: int = 200_000
+
+    def config(self) -> ServingConfig:
+        """The simulator's :class:`~mpc_dc.sim.fleet_engine.ServingConfig`."""
+        from mpc_dc.sim.fleet_engine import ServingConfig
+
+        return ServingConfig(fidelity=self.fidelity, ttft_slo_s=dict(self.ttft_slo_s),
+                             default_ttft_slo_s=self.default_ttft_slo_s,
+                             request_samples=self.request_samples)
+
+
+DAY_AHEAD_HINT = ("day_ahead_known is not a forecaster of every channel; set "
+                  "controller.price_known_ahead = true (retail tariff) and name the forecaster "
+                  "of the rest here")
+
+
+def check_forecaster(name: str, key: str, source: str = SOURCE, *,
+                     day_ahead_hint: str = DAY_AHEAD_HINT) -> None:
+    """Raise :class:`ConfigError` unless ``name`` is a forecaster of every channel
+    (``day_ahead_hint``: the message for ``day_ahead_known``)."""
+    from forecasters.base import forecaster_names
+
+    names = forecaster_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(names)}"
+        raise ConfigError(source, f"unknown forecaster {name!r}; {hint}", key=key)
+    if name == "day_ahead_known":
+        # A wrapper of one channel around another forecaster, not a forecaster of
+        # every channel (it needs the published day-ahead prices as its truth).
+        raise ConfigError(source, day_ahead_hint, key=key)
+
+
+@dataclass(frozen=True)
+class ControllerSpec:
+    """The controller (one spec for every site: the union of the two seeds' controllers).
+
+    Parameters
+    ----------
+    kind : {"baseline", "mpc", "perfect", "offline"}
+        ``baseline``: the rule (deferrable work as soon as possible, BF16 pools sized
+        on a persistence forecast, no battery). ``mpc``: receding horizon on
+        forecasts. ``perfect``: MPC with Oracle forecasts. ``offline``: the
+        whole-period optimum on the truth, replayed.
+    forecaster : str
+        Forecaster of every channel for ``mpc`` (``forecasters.make_forecaster``).
+    error_level : float [-]
+        ``noisy_oracle``: error std at 24 h lead as a fraction of the series std.
+    price_known_ahead : bool
+        Retail tariff: day-ahead prices are published before delivery, so the price
+        forecaster is wrapped in :class:`~forecasters.known_ahead.KnownAhead`.
+    horizon_h : float [h]
+        MPC horizon (also the data tail after the run).
+    horizon_to_end : bool
+        The horizon always reaches the run end (Oracle-equivalence checks).
+    fine_horizon_h, coarse_step_h, far_horizon_h, far_step_h : float [h]
+        Multi-resolution horizon: 15-min intervals up to ``fine_horizon_h``,
+        ``coarse_step_h`` intervals beyond, ``far_step_h`` intervals from
+        ``far_horizon_h`` (taken as at least ``fine_horizon_h``); multiples of 0.25 h.
+    time_limit_s : float [s]
+        HiGHS time limit per MPC solve.
+    mip_rel_gap : float [-]
+        HiGHS relative MIP gap per MPC solve.
+    offline_time_limit_s : float [s]
+        HiGHS time limit of the one whole-run solve of ``offline``.
+    offline_mip_rel_gap : float [-]
+        HiGHS relative MIP gap of that solve.
+    integer_intervals : int
+        Leading intervals whose integer decisions (instance counts; processing and
+        exclusivity binaries when the prices make the LP inexact) stay integer.
+    demand_quantile : float [-]
+        The MPC provisions for this quantile of the token-demand forecast (0: the
+        point forecast).
+    min_instances_per_model : int [instances]
+        Warm floor: instances kept per model so that it stays routable.
+    deadline_margin_h : float [h]
+        Forecast-driven MPC plans deferrable work this long before each deadline
+        (not ``perfect``).
+    fault_rate : float [-]
+        Test switch: share of steps on which the solver is made to fail.
+    """
+
+    kind: ControllerKind = "mpc"
+    forecaster: str = "sarimax"
+    error_level: float = 0.0
+    price_known_ahead: bool = False
+    horizon_h: float = 24.0
+    horizon_to_end: bool = False
+    fine_horizon_h: float = 8.0
+    coarse_step_h: float = 1.0
+    far_horizon_h: float = 24.0
+    far_step_h: float = 4.0
+    time_limit_s: float = 10.0
+    mip_rel_gap: float = 1e-4
+    offline_time_limit_s: float = 600.0
+    offline_mip_rel_gap: float = 1e-6
+    integer_intervals: int = 1
+    demand_quantile: float = 0.9
+    min_instances_per_model: int = 1
+    deadline_margin_h: float = 1.0
+    fault_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        positive(SOURCE, "controller.horizon_h", self.horizon_h)
+        check_horizon_tiers(self)
+        positive(SOURCE, "controller.time_limit_s", self.time_limit_s)
+        positive(SOURCE, "controller.offline_time_limit_s", self.offline_time_limit_s)
+        positive(SOURCE, "controller.deadline_margin_h", self.deadline_margin_h,
+                 allow_zero=True)
+        positive(SOURCE, "controller.error_level", self.error_level, allow_zero=True)
+        at_most("controller.error_level", self.error_level, MAX_ERROR_LEVEL,
+                "(fraction of the std)")
+        positive(SOURCE, "controller.min_instances_per_model", self.min_instances_per_model,
+                 allow_zero=True)
+        if self.integer_intervals < 1:
+            raise ConfigError(SOURCE, f"expected an integer >= 1, got "
+                              f"{self.integer_intervals}", key="controller.integer_intervals")
+        check_in_unit_interval({f"controller.{k}": getattr(self, k) for k in (
+            "mip_rel_gap", "offline_mip_rel_gap", "demand_quantile")}, closed=False)
+        check_in_unit_interval({"controller.fault_rate": self.fault_rate}, closed=True)
+        check_forecaster(self.forecaster, "controller.forecaster")
+
+    @property
+    def horizon_steps(self) -> int:
+        """H [intervals] (at least 1)."""
+        return max(1, round(self.horizon_h * 4))
+
+    @property
+    def fine_steps(self) -> int:
+        """15-min model columns at the head of the horizon [intervals]."""
+        return round(self.fine_horizon_h * 4)
+
+    @property
+    def coarse_block_steps(self) -> int:
+        """Intervals per column beyond ``fine_steps``."""
+        return round(self.coarse_step_h * 4)
+
+    @property
+    def far_start_steps(self) -> int:
+        """Interval from which the far tier starts (at least ``fine_steps``)."""
+        return round(max(self.far_horizon_h, self.fine_horizon_h) * 4)
+
+    @property
+    def far_block_steps(self) -> int:
+        """Intervals per column of the far tier."""
+        return round(self.far_step_h * 4)
+
+    @property
+    def deadline_margin_steps(self) -> int:
+        """Deadline margin [intervals] (0 for ``perfect``, which has no forecast error)."""
+        return 0 if self.kind == "perfect" else round(self.deadline_margin_h * 4)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scenario:
+    """A whole scenario file.
+
+    Parameters
+    ----------
+    name : str
+        Scenario name (run directories, reports).
+    run, data : see their classes
+    site : Site
+        The campuses (:class:`mpc_dc.site.config.Site`); its ``fleet`` is
+        :attr:`fleet`, attached here (the TOML has it as the top-level ``[fleet]``).
+    fleet : Fleet or None
+        The inference fleet; None: no LLM requests anywhere.
+    workload, dr, serving, controller : see their classes
+    """
+
+    name: str = "default"
+    run: RunSpec = field(default_factory=RunSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    site: Site
+    fleet: Fleet | None = None
+    workload: WorkloadSpec = field(default_factory=WorkloadSpec)
+    dr: DrSpec = field(default_factory=DrSpec)
+    serving: ServingSpec = field(default_factory=ServingSpec)
+    controller: ControllerSpec = field(default_factory=ControllerSpec)
+
+    def __post_init__(self) -> None:
+        if self.site.fleet is not self.fleet:
+            try:
+                object.__setattr__(self, "site", replace(self.site, fleet=self.fleet))
+            except ValueError as err:
+                raise _refined(ConfigError(SOURCE, str(err))) from None
+        self._check_gpus()
+        self._check_sources()
+        self._check_requests()
+        self._check_dr()
+
+    def _check_gpus(self) -> None:
+        if self.fleet is not None:
+            return
+        for i, c in enumerate(self.site.campuses):
+            if c.gpus > 0:
+                raise ConfigError(SOURCE, f"campus {c.name!r} has {c.gpus} GPUs but the "
+                                  "scenario has no [fleet] to serve on them; add [fleet] or "
+                                  "set gpus = 0", key=f"site.campuses[{i}].gpus")
+
+    def _check_sources(self) -> None:
+        """Every price node, carbon zone and series source must exist in the data."""
+        real = self.data.source == "real"
+        zones = CARBON_SOURCES if real else SYNTHETIC_CARBON
+        for i, c in enumerate(self.site.campuses):
+            key = f"site.campuses[{i}]"
+            if c.carbon_zone not in zones:
+                raise ConfigError(SOURCE, f"unknown carbon zone {c.carbon_zone!r} for "
+                                  f"data.source {self.data.source!r}; expected one of "
+                                  f"{', '.join(zones)}", key=f"{key}.carbon_zone")
+            node = price_node(c.price_node)
+            if real and node is None:
+                raise ConfigError(SOURCE, f"unknown price node {c.price_node!r} for "
+                                  "data.source 'real'; expected a NYISO zone (A..K, or its "
+                                  "NYISO name such as CAPITL) or a CAISO hub (NP15, SP15, "
+                                  "ZP26)", key=f"{key}.price_node")
+            if real and node is not None and c.grid.tariff.kind == "retail" and (
+                    node.market != "nyiso" or node.key not in NYISO_DA_ZONES):
+                raise ConfigError(SOURCE, f"the retail tariff is built on day-ahead prices, "
+                                  f"which the data have for NYISO zone "
+                                  f"{', '.join(NYISO_DA_ZONES)} (CAPITL) only, not at "
+                                  f"{c.price_node!r}", key=f"{key}.grid.tariff.kind")
+            if c.renewable is not None and resolved_source(c.renewable.source, self) == "real" \
+                    and (node is None or node.market != "nyiso"):
+                raise ConfigError(SOURCE, f"real renewable data are New York wind (EIA-930), "
+                                  f"for NYISO price nodes only, not {c.price_node!r}; use "
+                                  "'synthetic' or 'windpowerlib'",
+                                  key=f"{key}.renewable.source")
+
+    def _check_requests(self) -> None:
+        fleet = self.fleet
+        if fleet is None:
+            return
+        for trace_name, model in self.workload.requests.model_map.items():
+            if model not in fleet.models:
+                raise ConfigError(SOURCE, f"{trace_name} maps to {model!r}, which the fleet "
+                                  f"does not serve ({', '.join(fleet.models)})",
+                                  key="workload.requests.model_map")
+        for model in self.serving.ttft_slo_s:
+            if model not in fleet.models:
+                raise ConfigError(SOURCE, f"{model!r} is not served by the fleet; expected "
+                                  f"one of {', '.join(fleet.models)}", key="serving.ttft_slo_s")
+
+    def _check_dr(self) -> None:
+        """Enrolled campuses exist; every DR day is a whole local day of the run."""
+        names = self.site.campus_names
+        for name in self.dr.campuses:
+            if name not in names:
+                raise ConfigError(SOURCE, f"no campus {name!r}; campuses: {', '.join(names)}",
+                                  key="dr.campuses")
+        start = self.run.start_ts
+        end = start + pd.Timedelta(days=self.run.days)
+        tz = self.run.local_tz
+        for day, (first, last) in zip(self.dr.days, self.dr.local_days(tz), strict=True):
+            if first < start or last > end:
+                raise ConfigError(SOURCE, f"DR day {day} ({tz}, {first:%Y-%m-%d %H:%M} to "
+                                  f"{last:%Y-%m-%d %H:%M} UTC) is not a whole day of the run "
+                                  f"({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC)",
+                                  key="dr.days")
+
+
+# ----------------------------------------------------------------------------- old keys
+
+
+OLD_KEYS: Mapping[str, str] = {
+    "kind": "remove it: there is one schema (a scenario with a [fleet] table serves LLM "
+            "requests)",
+    "flexibility": "now fleet.flexibility",
+    "dr_events": "now [dr] (days, start_hour, end_hour, in run.local_tz)",
+    "site.datacenter": "now [site.campuses.other_it] (it_capacity_mw, processing) and "
+                       "site.campuses[i].pue",
+    "site.renewable": "now site.campuses[i].renewable (per campus)",
+    "site.grid": "now site.campuses[i].grid (per campus)",
+    "site.battery": "now site.campuses[i].battery (per campus)",
+    "site.fleet": "now the top-level [fleet] table",
+    "fleet.campuses": "now [[site.campuses]] (name, price_node, carbon_zone, gpus, pue)",
+    "fleet.carbon_price_usd_per_t": "now site.carbon_price_usd_per_t",
+    "fleet.dr": "now [site.dr] (reward_usd_per_kwh, penalty_usd_per_kwh, "
+                "cap_fraction_of_baseline)",
+    "fleet.table": "not a scenario key (the quantization table is "
+                   "mpc_dc/params/quant_power_table.csv)",
+    "data.zone": "now site.campuses[i].price_node",
+    "data.data_dir": "now data.dir",
+    "data.price_known_ahead": "now controller.price_known_ahead",
+    "data.rate_multiplier": "now workload.requests.rate_multiplier",
+    "data.model_map": "now workload.requests.model_map",
+    "run.deferrable_share": "now site.campuses[i].other_it.deferrable_share",
+    "run.window_h": "now site.campuses[i].other_it.window_h",
+    "run.deferrable_release": "now site.campuses[i].other_it.release",
+}
+"""Keys of the two schemas before the one schema → their new key (docs/scenario.md,
+migration table)."""
+
+OLD_VALUES: Mapping[tuple[str, str], str] = {
+    ("data.source", "nyiso"): 'now data.source = "real"; the zone is '
+                              "site.campuses[i].price_node",
+    ("data.source", "caiso"): 'now data.source = "real"; the hub is '
+                              "site.campuses[i].price_node",
+    ("controller.kind", "rule"): 'now controller.kind = "baseline"',
+}
+"""Values of the schemas before the one schema → the new value."""
+
+
+def old_key_error(dotted: str, value: Any, source: str | Path) -> ConfigError | None:
+    """The error for an old key (or old value) at ``dotted``, or None for a current one."""
+    for old, new in OLD_KEYS.items():
+        if dotted == old or dotted.startswith(old + "."):
+            return ConfigError(source, f"a key of the schema before the one schema; {new}",
+                               key=old)
+    if isinstance(value, str) and (dotted, value) in OLD_VALUES:
+        return ConfigError(source, f"{value!r} is a value of the schema before the one "
+                           f"schema; {OLD_VALUES[dotted, value]}", key=dotted)
+    return None
+
+
+def _walk(table: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every key of ``table`` (tables too) as ``(dotted key, value)``, in file order."""
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        yield dotted, value
+        if isinstance(value, Mapping):
+            yield from _walk(value, f"{dotted}.")
+
+
+def check_old_keys(table: Mapping[str, Any], source: str | Path) -> None:
+    """Refuse the first key (or value) of the schemas before the one schema, in file
+    order, naming the new key."""
+    for dotted, value in _walk(table):
+        err = old_key_error(dotted, value, source)
+        if err is not None:
+            raise err
+
+
+# ----------------------------------------------------------------------------- load
+
+
+def read_toml(path: str | Path, what: str = "scenario") -> dict[str, Any]:
+    """Read a TOML file into a table, with one-line errors naming the file.
+
+    Parameters
+    ----------
+    path : str or Path
+    what : str
+        What the file is (``"scenario"``, ``"sweep"``), for the messages.
+
+    Raises
+    ------
+    ConfigError
+        Missing, empty or non-UTF-8 file, or a TOML syntax error (with its line).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(file, f"{what} file not found")
+    raw = file.read_bytes()
+    if not raw.strip():
+        raise ConfigError(file, f"{what} file is empty")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            file, f"not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}); "
+            "expected a TOML file"
+        ) from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(file, f"invalid TOML: {err}") from None
+
+
+_FIELD_HEAD = re.compile(r"[a-z_][a-z_.]*")
+
+
+def _refined(err: ConfigError, source: str | Path | None = None) -> ConfigError:
+    """``err`` with the field a dataclass check names (``"gpus: expected ..."``) moved
+    into the key (``site.campuses[1].gpus``) and the placeholder source replaced."""
+    key, message = err.key, err.message
+    head, sep, rest = message.partition(": ")
+    if sep and _FIELD_HEAD.fullmatch(head):
+        parts = head.split(".")
+        if key:
+            last = re.sub(r"\[[^\]]*\]$", "", key.rsplit(".", 1)[-1])
+            if parts[0] == last:
+                parts = parts[1:]
+            key = ".".join([key, *parts])
+        else:
+            key = head
+        message = rest
+    named = source if source is not None and err.source == SOURCE else err.source
+    return ConfigError(named, message, key=key)
+
+
+def scenario_from_table(table: Mapping[str, Any], source: str | Path) -> Scenario:
+    """Build and validate a :class:`Scenario` from a parsed TOML table.
+
+    Raises
+    ------
+    ConfigError
+        One line naming ``source`` and the key: old, unknown, missing or mistyped keys,
+        out-of-range values, sources the data do not have.
+    """
+    check_old_keys(table, source)
+    try:
+        return from_mapping(Scenario, table, source)
+    except ConfigError as err:
+        raise _refined(err, source) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario TOML file (:func:`scenario_from_table`)."""
+    file = Path(path)
+    table = read_toml(file)
+    if "sweep" in table:
+        raise ConfigError(file, "a sweep file (mpc-dc sweep reads it), not a scenario",
+                          key="sweep")
+    return scenario_from_table(table, file)
+
+
+def site_example_path(name: str) -> Path:
+    """Path of a packaged example scenario of the one schema (``default``,
+    ``nyiso_wind_fleet``, ``rcdc_nyiso_wholesale`` ...)."""
+    return Path(str(resources.files("mpc_dc") / "site" / "scenarios" / f"{name}.toml"))
+
+
+def default_scenario() -> Scenario:
+    """The embedded default (``default.toml``): the synthetic ``nyiso_wind_fleet``."""
+    return load_scenario(site_example_path("default"))
+
+
+# ----------------------------------------------------------------------------- dump, edit
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def scenario_to_mapping(scenario: Scenario) -> dict[str, Any]:
+    """The resolved scenario as a table (every default filled in; absent blocks left
+    out), which :func:`scenario_from_table` reads back to an equal scenario."""
+    table = to_mapping(scenario)
+    table["site"].pop("fleet", None)
+    if table.get("fleet") is not None:
+        table["fleet"].pop("table", None)
+    out: dict[str, Any] = _without_none(table)
+    return out
+
+
+_TOKEN = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
+
+
+def _index(node: list[Any], inside: str, dotted: str, source: str | Path) -> int:
+    """Position in a list of tables: a number, or the ``name`` of a table in it."""
+    if inside.isdigit():
+        if int(inside) < len(node):
+            return int(inside)
+        raise ConfigError(source, f"no entry [{inside}]; the list has {len(node)}", key=dotted)
+    names = [item.get("name") for item in node if isinstance(item, dict)]
+    if inside in names:
+        return names.index(inside)
+    raise ConfigError(source, f"no entry named {inside!r}; names: {names}", key=dotted)
+
+
+def with_overrides(scenario: Scenario, overrides: Mapping[str, Any],
+                   source: str | Path) -> Scenario:
+    """``scenario`` with dotted-key overrides applied and validated.
+
+    Keys as in the file, list entries by position or by name:
+    ``{"controller.forecaster": "ets", "site.campuses[0].other_it.deferrable_share": 0.6,
+    "site.campuses[north].renewable.nameplate_mw": 40}``. Giving a key of an absent
+    optional block (``battery``) adds the block with its defaults. An old key is
+    refused naming its new key.
+    """
+    table = scenario_to_mapping(scenario)
+    for dotted, value in overrides.items():
+        err = old_key_error(dotted, value, source)
+        if err is not None:
+            raise err
+        tokens = _TOKEN.findall(dotted)
+        if not tokens or "".join(f"[{b}]" if b else f".{n}" for b, n in tokens).lstrip(".") \
+                != dotted:
+            raise ConfigError(source, "expected a dotted key such as controller.horizon_h or "
+                              "site.campuses[0].pue", key=dotted)
+        node: Any = table
+        for j, (bracket, name) in enumerate(tokens):
+            last = j == len(tokens) - 1
+            if bracket:
+                if not isinstance(node, list):
+                    raise ConfigError(source, "not a list of tables in the scenario",
+                                      key=dotted)
+                pos = _index(node, bracket, dotted, source)
+                if last:
+                    node[pos] = copy.deepcopy(value)
+                else:
+                    node = node[pos]
+                continue
+            if not isinstance(node, dict):
+                raise ConfigError(source, "not a table in the scenario", key=dotted)
+            if last:
+                node[name] = copy.deepcopy(value)
+            else:
+                if node.get(name) is None:
+                    node[name] = {}  # an absent optional block; unknown names are refused
+                node = node[name]
+    return scenario_from_table(table, source)
+
+
+def controller_variant(scenario: Scenario, label: str) -> Scenario:
+    """The scenario changed by one ``compare`` / ``run --controller`` label.
+
+    Labels: ``baseline`` (also ``rule``), ``mpc``, ``perfect`` (also ``oracle``),
+    ``offline``, a forecaster name (MPC with it), ``S1``..``S6`` (fleet
+    flexibility), ``fluid``/``request`` (serving fidelity); combine with ``+``, e.g.
+    ``S4+fluid``.
+
+    Raises
+    ------
+    ConfigError
+        (source :data:`SOURCE`) an unknown forecaster, or a flexibility label for a
+        scenario without a fleet.
+    """
+    out = scenario
+    for part in (p.strip() for p in label.split("+") if p.strip()):
+        ctl = out.controller
+        if part in SCENARIOS:
+            if out.fleet is None:
+                raise ConfigError(SOURCE, f"flexibility {part} needs a [fleet] (inference "
+                                  "pools); this scenario has none", key="fleet.flexibility")
+            out = replace(out, fleet=replace(out.fleet, flexibility=part))
+        elif part in ("fluid", "request"):
+            fidelity: FidelityName = "fluid" if part == "fluid" else "request"
+            out = replace(out, serving=replace(out.serving, fidelity=fidelity))
+        elif part in ("baseline", "rule"):
+            out = replace(out, controller=replace(ctl, kind="baseline"))
+        elif part in ("perfect", "oracle"):
+            out = replace(out, controller=replace(ctl, kind="perfect"))
+        elif part in ("offline", "mpc"):
+            kind: ControllerKind = "offline" if part == "offline" else "mpc"
+            out = replace(out, controller=replace(ctl, kind=kind))
+        else:
+            forecaster = FORECASTER_ALIASES.get(part, part)
+            out = replace(out, controller=replace(ctl, kind="mpc", forecaster=forecaster))
+    return out
+
+
+__all__ = [
+    "OLD_KEYS",
+    "OLD_VALUES",
+    "SOURCE",
+    "ControllerSpec",
+    "DataSpec",
+    "DrSpec",
+    "RequestsSpec",
+    "RunSpec",
+    "Scenario",
+    "ServingSpec",
+    "WorkloadSpec",
+    "check_old_keys",
+    "controller_variant",
+    "default_scenario",
+    "errors_name",
+    "load_scenario",
+    "read_toml",
+    "scenario_from_table",
+    "scenario_to_mapping",
+    "site_example_path",
+    "with_overrides",
+]

@@ -1,0 +1,368 @@
+"""The run's exogenous data of the one site model (issue 14): built per campus, checked once.
+
+* equivalence: the frame built from each migrated example equals, column by column,
+  what the old builders (``scenario.build_exogenous``, ``fleet_scenario.build_fleet_data``)
+  produce for the old file — prices, carbon, capacity factor, workload, demand truth,
+  requests and publication rules;
+* ``check_data`` refuses, with one line naming the scenario key, every series that does
+  not cover history + run + tail (table-driven, real data), a missing data folder, a gap
+  in the run; the history may have gaps;
+* ``nyiso_wind_fleet`` builds on the real data with the coverage and scale its header
+  states; the default builds without any data folder.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mpc_dc.site.data import (
+    SiteSources,
+    build_site_exogenous,
+    check_data,
+    site_index,
+)
+from mpc_dc.site.scenario import (
+    Scenario,
+    default_scenario,
+    load_scenario,
+    scenario_from_table,
+    site_example_path,
+    with_overrides,
+)
+from tests.tables import merged
+from traces.errors import ConfigError, TraceError
+from traces.grid import STEPS_PER_DAY, Publication
+
+#: A small real-data table: two NYISO campuses with GPUs, wind and other IT at one.
+REAL: dict[str, Any] = {
+    "name": "small",
+    "run": {"start": "2022-04-04T04:00:00Z", "days": 1, "history_days": 1},
+    "data": {"source": "real"},
+    "site": {"campuses": [
+        {"name": "north", "price_node": "D", "gpus": 8,
+         "other_it": {"it_capacity_mw": 0.1}, "renewable": {"nameplate_mw": 0.1}},
+        {"name": "nyc", "price_node": "N.Y.C.", "gpus": 8},
+    ]},
+    "fleet": {"models": ["qwen3-32b"]},
+    "workload": {"requests": {"model_map": {"ChatGPT": "qwen3-32b"}}},
+    "controller": {"horizon_h": 2.0},
+}
+
+
+def _campuses(*changes: dict[str, Any]) -> dict[str, Any]:
+    campuses = copy.deepcopy(REAL["site"]["campuses"])
+    for campus, change in zip(campuses, changes, strict=False):
+        campus.update(change)
+    return {"site": {"campuses": campuses}}
+
+
+@pytest.fixture
+def data_env(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The real data through ``MPC_DC_DATA`` (old and new builders both honour it)."""
+    monkeypatch.setenv("MPC_DC_DATA", str(shared_data))
+    return shared_data
+
+
+# ----------------------------------------------------------------------------- equivalence
+
+
+RCDC_FILES = {"rcdc_default": "default", "rcdc_nyiso_wholesale": "rcdc_nyiso_wholesale",
+              "rcdc_nyiso_retail": "rcdc_nyiso_retail"}
+
+
+def _rcdc_pair(name: str) -> tuple[Any, Any]:
+    from mpc_dc.scenario import build_exogenous, example_path
+    from mpc_dc.scenario import load_scenario as load_old
+
+    new = build_site_exogenous(load_scenario(site_example_path(name)))
+    return new, build_exogenous(load_old(example_path(RCDC_FILES[name])))
+
+
+def _assert_rcdc_equal(new: Any, old: Any) -> None:
+    hist = len(old.history)
+    assert new.run_start == old.frame.index[0] and new.n_steps == old.n_steps
+    frame = new.frame
+    assert frame.index[hist] == new.run_start
+    assert len(frame) == hist + old.n_steps + 96  # + the 24-h tail
+    both = pd.concat([old.history, old.frame])
+    for channel in ("price_usd_per_mwh", "renewable_cf", "workload_wu"):
+        got = frame[f"{channel}[rcdc]"].iloc[: len(both)].to_numpy()
+        np.testing.assert_array_equal(got, both[channel].to_numpy(), err_msg=channel)
+        assert new.publication[f"{channel}[rcdc]"] == old.publication[channel], channel
+    assert new.requests is None and new.local_tz == old.local_tz
+    assert set(frame.columns) == {"price_usd_per_mwh[rcdc]", "carbon_gco2_per_kwh[rcdc]",
+                                  "renewable_cf[rcdc]", "workload_wu[rcdc]"}
+    assert not frame.iloc[hist:].isna().to_numpy().any()
+
+
+def test_rcdc_synthetic_frame_equals_the_old_builder() -> None:
+    _assert_rcdc_equal(*_rcdc_pair("rcdc_default"))
+
+
+@pytest.mark.parametrize("name", ["rcdc_nyiso_wholesale", "rcdc_nyiso_retail"])
+def test_rcdc_real_frame_equals_the_old_builder(name: str, data_env: Path) -> None:
+    new, old = _rcdc_pair(name)
+    _assert_rcdc_equal(new, old)
+    # The history keeps the RT file's missing hour (2022-03-31 02:00 UTC) unobserved.
+    gaps = new.frame["price_usd_per_mwh[rcdc]"].iloc[: len(old.history)].isna().sum()
+    assert gaps == (4 if name.endswith("wholesale") else 0)
+
+
+def _assert_fleet_equal(new: Any, old: Any, campuses: Any, models: tuple[str, ...]) -> None:
+    truth = old.truth
+    frame = new.frame
+    assert frame.index.equals(truth.index)
+    for c in campuses:
+        price = f"price_usd_per_mwh[{c.name}]"
+        carbon = f"carbon_gco2_per_kwh[{c.name}]"
+        np.testing.assert_array_equal(frame[price].to_numpy(),
+                                      truth[f"lmp_usd_per_mwh[{c.price_node}]"].to_numpy())
+        np.testing.assert_array_equal(frame[carbon].to_numpy(),
+                                      truth[f"carbon_gco2_per_kwh[{c.name}]"].to_numpy())
+        assert new.publication[price] == old.exo.publication[f"lmp_usd_per_mwh[{c.price_node}]"]
+        assert new.publication[carbon] == old.exo.publication[
+            f"carbon_gco2_per_kwh[{c.carbon_zone}]"]
+        if old.dr_event is not None:
+            np.testing.assert_array_equal(frame[f"dr_event[{c.name}]"].to_numpy(),
+                                          old.dr_event[c.name].to_numpy())
+    for m in models:
+        np.testing.assert_array_equal(frame[f"tokens_per_s[{m}]"].to_numpy(),
+                                      truth[f"demand_tokens_per_s[{m}]"].to_numpy())
+    a, b = old.requests, new.requests
+    assert b is not None and a.models == b.models
+    for attr in ("arrival_s", "model", "request_tokens", "response_tokens", "source"):
+        np.testing.assert_array_equal(getattr(b, attr), getattr(a, attr), err_msg=attr)
+    counts = a.per_interval(new.n_steps)["requests"]
+    hist = int((new.run_start - frame.index[0]) / pd.Timedelta(minutes=15))
+    run = frame.iloc[hist: hist + new.n_steps]
+    for m, model in enumerate(models):
+        np.testing.assert_array_equal(run[f"requests_per_h[{model}]"].to_numpy(),
+                                      4.0 * counts[:, m])
+
+
+def test_fleet_synthetic_frame_equals_the_old_builder() -> None:
+    from mpc_dc.fleet_scenario import build_fleet_data, fleet_example_path, load_fleet_scenario
+
+    new = build_site_exogenous(load_scenario(site_example_path("fleet_default")))
+    old_sc = load_fleet_scenario(fleet_example_path("fleet_default"))
+    _assert_fleet_equal(new, build_fleet_data(old_sc), old_sc.fleet.campuses,
+                        old_sc.fleet.models)
+
+
+def test_fleet_real_frame_equals_the_old_builder(data_env: Path) -> None:
+    """dr_caiso at × 20 on both sides (not × 540: seconds, not minutes)."""
+    from mpc_dc.fleet_scenario import build_fleet_data, fleet_example_path, load_fleet_scenario
+
+    sc = with_overrides(load_scenario(site_example_path("dr_caiso")),
+                        {"workload.requests.rate_multiplier": 20.0}, "test")
+    old_sc = load_fleet_scenario(fleet_example_path("dr_caiso"))
+    old_sc = replace(old_sc, data=replace(old_sc.data, rate_multiplier=20.0))
+    new = build_site_exogenous(sc)
+    assert new.local_tz == "America/Los_Angeles"
+    _assert_fleet_equal(new, build_fleet_data(old_sc), old_sc.fleet.campuses,
+                        old_sc.fleet.models)
+
+
+# ----------------------------------------------------------------------------- check_data
+
+
+#: (patch of REAL, key named, start of the message after the key).
+DATA_CASES: dict[str, tuple[dict[str, Any], str, str]] = {
+    "nyiso_prices_before_2021": ({"run": {"start": "2020-07-06T04:00:00Z"}}, "run.start",
+                                 "NYISO RT prices at zone D"),
+    "nyiso_gap_in_the_run": ({"run": {"start": "2022-07-08T04:00:00Z", "days": 2}},
+                             "run.start", "NYISO RT prices at zone D"),
+    "caiso_horizon_past_2021": (
+        _campuses({}, {"price_node": "SP15", "carbon_zone": "US-CAL-CISO"})
+        | {"run": {"start": "2021-12-31T08:00:00Z"}}, "run.start", "CAISO RT prices at SP15"),
+    "carbon_zone_without_the_year": (
+        _campuses({"renewable": None, "price_node": "NP15"},
+                  {"price_node": "SP15", "carbon_zone": "US-CAL-CISO"})
+        | {"run": {"start": "2021-07-06T07:00:00Z"}}, "site.campuses[0].carbon_zone",
+        "US-NY-NYIS carbon intensity"),
+    "ny_wind_outside_2022": (
+        _campuses({"carbon_zone": "US-CAL-CISO"}, {"carbon_zone": "US-CAL-CISO"})
+        | {"run": {"start": "2021-04-05T04:00:00Z"}}, "run.start", "NY wind capacity factor"),
+    "day_ahead_outside_2022": (
+        _campuses({"renewable": None, "price_node": "F", "grid": {"tariff": {"kind": "retail"}}})
+        | {"run": {"start": "2021-12-31T05:00:00Z"}}, "run.start",
+        "NYISO day-ahead prices at zone F"),
+    "run_past_burstgpt": ({"run": {"days": 61}}, "run.days", "BurstGPT"),
+    "unknown_turbine": (_campuses({"renewable": {"source": "windpowerlib",
+                                                 "turbine_type": "X-1"}}),
+                        "site.campuses[0].renewable.turbine_type",
+                        "unknown turbine type 'X-1'"),
+    "windpowerlib_leap_day": (
+        {"data": {"source": "synthetic"}, "run": {"start": "2024-02-28T05:00:00Z"}}
+        | _campuses({"renewable": {"source": "windpowerlib"}}), "run.start",
+        "windpowerlib E-101/3050 capacity factor"),
+}
+
+
+def _refused(table: dict[str, Any], what: type[Exception] = ConfigError) -> Exception:
+    scenario = scenario_from_table(table, "s.toml")  # the file itself is valid
+    with pytest.raises(what) as info:
+        check_data(scenario, source="s.toml")
+    assert "\n" not in str(info.value)
+    return info.value
+
+
+@pytest.mark.parametrize("case", sorted(DATA_CASES))
+def test_series_beyond_the_data_refused_naming_the_key(case: str, data_env: Path) -> None:
+    patch, key, message = DATA_CASES[case]
+    err = _refused(merged(REAL, patch))
+    assert isinstance(err, ConfigError)
+    assert str(err).startswith(f"s.toml: key '{key}': {message}"), str(err)
+
+
+def test_gap_in_the_run_names_where_it_is(data_env: Path) -> None:
+    err = _refused(merged(REAL, DATA_CASES["nyiso_gap_in_the_run"][0]))
+    assert "misses 100 intervals of the run + horizon (first at 2022-07-08 23:00 UTC)" \
+        in str(err)
+
+
+def test_span_error_says_what_the_source_covers(data_env: Path) -> None:
+    err = _refused(merged(REAL, DATA_CASES["caiso_horizon_past_2021"][0]))
+    assert "covers 2021-01-01 08:00 to 2022-01-01 08:00 UTC; history + run + horizon need " \
+        "2021-12-30 08:00 to 2022-01-01 10:00 UTC (8 intervals missing)" in str(err)
+
+
+@pytest.mark.parametrize(("patch", "reason"), [
+    ({}, 'data.source "real" reads it'),
+    ({"data": {"source": "synthetic"}, "workload": {"requests": {"source": "burstgpt"}}},
+     "workload.requests source 'burstgpt' reads it"),
+    ({"data": {"source": "synthetic"}} | _campuses({"renewable": {"source": "real"}}),
+     "renewable source 'real' reads it"),
+    ({"data": {"source": "synthetic"}} | _campuses({"other_it": {"source": "real"}}),
+     "other_it source 'real' reads it"),
+])
+def test_missing_data_folder_refused(patch: dict[str, Any], reason: str,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MPC_DC_DATA", raising=False)
+    table = merged(merged(REAL, {"data": {"dir": "/nonexistent/mpc-dc-data"}}), patch)
+    err = _refused(table)
+    assert str(err) == (f"s.toml: key 'data.dir': data folder /nonexistent/mpc-dc-data not "
+                        f"found; {reason} (or set MPC_DC_DATA)")
+
+
+def test_missing_request_rows_refused(shared_data: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check reads every file the run reads, BurstGPT's rows too."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for folder in ("nyiso_lbmp", "carbon", "wind", "google_power"):
+        (data / folder).symlink_to(shared_data / folder)
+    (data / "burstgpt").mkdir()
+    (data / "burstgpt" / "burstgpt_hourly.csv").symlink_to(
+        shared_data / "burstgpt" / "burstgpt_hourly.csv")
+    monkeypatch.setenv("MPC_DC_DATA", str(data))
+    err = _refused(REAL, TraceError)
+    assert str(err) == f"{data / 'burstgpt' / 'burstgpt_v1_first400.csv'}: file not found"
+
+
+# ----------------------------------------------------------------------------- the frame
+
+
+def test_columns_are_those_that_apply(data_env: Path) -> None:
+    sc = scenario_from_table(merged(REAL, {"dr": {"days": ["2022-04-04"], "campuses": ["nyc"],
+                                                 "start_hour": 17, "end_hour": 20}}), "t")
+    exo = build_site_exogenous(sc)
+    assert list(exo.frame.columns) == [
+        "price_usd_per_mwh[north]", "price_usd_per_mwh[nyc]", "carbon_gco2_per_kwh[north]",
+        "carbon_gco2_per_kwh[nyc]", "renewable_cf[north]", "workload_wu[north]",
+        "dr_event[north]", "dr_event[nyc]", "tokens_per_s[qwen3-32b]",
+        "requests_per_h[qwen3-32b]"]
+    assert exo.frame.index.equals(site_index(sc)) and exo.frame.index.name == \
+        "interval_start_utc"
+    assert len(exo.frame) == (1 + 1) * STEPS_PER_DAY + 8  # history + run + 2-h tail
+    # DR: 17-20 h New York time on 4 April (EDT, UTC-4), the enrolled campus only.
+    on = exo.frame.index[exo.frame["dr_event[nyc]"] > 0]
+    assert on[0] == pd.Timestamp("2022-04-04T21:00Z") and len(on) == 12
+    assert exo.frame["dr_event[north]"].sum() == 0
+    # Hourly sources are published at the end of their hour.
+    assert exo.publication["price_usd_per_mwh[nyc]"] == Publication(pd.Timedelta(hours=1))
+    assert "tokens_per_s[qwen3-32b]" not in exo.publication
+    assert "dr_event[nyc]" not in exo.publication
+    assert exo.requests is not None and exo.requests.arrival_s.max() < exo.n_steps * 900.0
+
+
+def test_same_node_same_price_other_node_other_seed() -> None:
+    table = {"site": {"campuses": [{"name": "a", "price_node": "D", "renewable": {}},
+                                   {"name": "b", "price_node": "D", "renewable": {}},
+                                   {"name": "c", "price_node": "J"}]},
+             "run": {"days": 1, "history_days": 0}}
+    sources = check_data(scenario_from_table(table, "t"))
+    cols = sources.columns
+    np.testing.assert_array_equal(cols["price_usd_per_mwh[a]"], cols["price_usd_per_mwh[b]"])
+    assert not np.array_equal(cols["price_usd_per_mwh[a]"], cols["price_usd_per_mwh[c]"])
+    assert not np.array_equal(cols["renewable_cf[a]"], cols["renewable_cf[b]"])
+    assert "seed 2)" in sources.origin["renewable_cf[a]"]
+    assert "seed 19)" in sources.origin["renewable_cf[b]"]
+
+
+def test_windpowerlib_cf_is_the_weather_on_the_run_calendar(data_env: Path) -> None:
+    from traces.windpowerlib import capacity_factor, read_power_curves, read_weather
+
+    table = merged(REAL, _campuses({"renewable": {"source": "windpowerlib",
+                                                 "turbine_type": "E-101/3050"}}))
+    sources: SiteSources = check_data(scenario_from_table(table, "t"))
+    cf = pd.Series(sources.columns["renewable_cf[north]"], index=sources.index)
+    weather, _ = read_weather(data_env / "wind/windpowerlib/weather.csv")
+    curves = read_power_curves(data_env / "wind/windpowerlib/power_curves.csv")
+    want = capacity_factor(weather["wind_speed_m_per_s[80m]"], "E-101/3050", curves)
+    hourly = pd.Series(want, index=weather.index)
+    for t in ("2022-04-04T05:00Z", "2022-04-04T18:00Z", "2022-04-05T03:00Z"):
+        same = pd.Timestamp(t) - pd.DateOffset(years=12)
+        quarters = cf[pd.Timestamp(t): pd.Timestamp(t) + pd.Timedelta(minutes=45)]
+        assert len(quarters) == 4 and (quarters == hourly[same]).all(), t
+    assert sources.publication["renewable_cf[north]"] == Publication(pd.Timedelta(hours=1))
+
+
+def test_default_builds_without_any_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MPC_DC_DATA", "/nonexistent/mpc-dc-data")
+    sc = default_scenario()
+    exo = build_site_exogenous(sc)
+    assert not exo.frame.isna().to_numpy().any()
+    assert exo.requests is not None and len(exo.requests) > 0
+    assert exo.frame.columns.str.startswith("renewable_cf[").sum() == 2
+
+
+@pytest.mark.slow
+def test_nyiso_wind_fleet_builds_on_the_real_data(data_env: Path) -> None:
+    """The product scenario as shipped (× 10, 7.1 M requests: ~16 s): every series covers
+    history + run + tail, gaps only where its header says, and the scale it states."""
+    sc: Scenario = load_scenario(site_example_path("nyiso_wind_fleet"))
+    exo = build_site_exogenous(sc)
+    frame = exo.frame
+    hist = sc.run.history_days * STEPS_PER_DAY
+    assert frame.index[0] == pd.Timestamp("2022-03-18T04:00Z")
+    assert frame.index[-1] == pd.Timestamp("2022-05-02T03:45Z")
+    assert exo.run_start == pd.Timestamp("2022-04-01T04:00Z") and exo.n_steps == 30 * 96
+    assert not frame.iloc[hist:].isna().to_numpy().any()
+    missing = frame.iloc[:hist].isna()
+    assert set(missing.columns[missing.any()]) == {f"price_usd_per_mwh[{c}]" for c in
+                                                   ("north", "west", "nyc")}
+    assert missing.index[missing.any(axis=1)].tolist() == list(
+        pd.date_range("2022-03-31T02:00Z", periods=4, freq="15min"))
+    np.testing.assert_array_equal(frame["renewable_cf[north]"], frame["renewable_cf[west]"])
+    assert exo.requests is not None
+    assert round(len(exo.requests) / 1e5) == 71  # "7.1 M run requests"
+    fleet = sc.site.fleet
+    assert fleet is not None
+    run = frame.iloc[hist: hist + exo.n_steps]
+    gpus = 0
+    for model, want_peak in (("qwen3-32b", 20_467), ("qwen3-235b-a22b", 5_082)):
+        peak = run[f"tokens_per_s[{model}]"].resample("h").mean().max()
+        assert round(peak) == want_peak
+        row = fleet.table.get(model, "BF16")
+        gpus += row.gpus_per_instance * int(np.ceil(peak / (fleet.utilization_cap
+                                                            * row.tokens_per_s_at_slo)))
+    assert gpus == 36
+    assert sum(c.gpus for c in sc.site.campuses) / gpus == pytest.approx(1.8, abs=0.05)

@@ -1,0 +1,105 @@
+"""docs/scenario.md documents every key of the one schema, no key that does not exist,
+every old key's new key, and the example files."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+from mpc_dc.site.config import Fleet, Site
+from mpc_dc.site.scenario import (
+    OLD_KEYS,
+    OLD_VALUES,
+    Scenario,
+    load_scenario,
+    read_toml,
+    scenario_from_table,
+    site_example_path,
+)
+from mpc_dc.sweep import SWEEP_KEYS
+from tests.test_scenario_docs import _dataclass_of as table_class
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "scenario.md"
+MIGRATION = "## Migration: old key → new key"
+
+#: Fields that are not keys of the file: the site's fleet is the top-level [fleet]; the
+#: quantization table is a CSV of the package.
+NOT_KEYS = {(Site, "fleet"), (Fleet, "table")}
+
+
+def _dataclass_of(hint: Any) -> type | None:
+    """The table class of a field: the old schemas' rule plus lists of tables
+    (``[[site.campuses]]``)."""
+    if get_origin(hint) is tuple:
+        args = get_args(hint)
+        return _dataclass_of(args[0]) if args else None
+    return table_class(hint)
+
+
+def schema_keys(cls: type = Scenario, prefix: str = "") -> list[str]:
+    """Every leaf key of the schema, dotted as a TOML table path
+    (``site.campuses.grid.tariff.kind``)."""
+    keys: list[str] = []
+    hints = get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if (cls, field.name) in NOT_KEYS:
+            continue
+        dotted = f"{prefix}{field.name}"
+        nested = _dataclass_of(hints[field.name])
+        keys += schema_keys(nested, f"{dotted}.") if nested is not None else [dotted]
+    return keys
+
+
+def _parts() -> tuple[str, str]:
+    text = DOC.read_text(encoding="utf-8")
+    reference, sep, migration = text.partition(MIGRATION)
+    assert sep, f"{DOC.name} has no section '{MIGRATION}'"
+    return reference, migration
+
+
+def documented_keys() -> set[str]:
+    """First-column keys of the reference tables."""
+    found = re.findall(r"^\| `([a-z_][a-z_.]*)` \|", _parts()[0], re.M)
+    return {k for k in found if not k.endswith(".toml")}
+
+
+def test_every_key_is_documented_and_exists() -> None:
+    keys = schema_keys()
+    assert len(keys) > 60
+    documented = documented_keys()
+    sweep = {f"sweep.{k}" for k in SWEEP_KEYS}
+    assert set(keys) - documented == set(), f"keys missing from {DOC.name}"
+    assert documented - set(keys) - sweep == set(), f"{DOC.name} documents unknown keys"
+    assert sweep <= documented
+
+
+def _plain(text: str) -> str:
+    return text.replace("[i]", "").replace("[", "").replace("]", "")
+
+
+def test_every_old_key_is_in_the_migration_table_with_its_new_key() -> None:
+    rows = dict(re.findall(r"^\| `([^`]+)` \| (.+) \|$", _parts()[1], re.M))
+    expected = {**{k: v for k, v in OLD_KEYS.items()},
+                **{f'{k} = "{v}"': msg for (k, v), msg in OLD_VALUES.items()}}
+    assert set(rows) == set(expected)
+    for old, cell in rows.items():
+        message = _plain(expected[old])
+        for token in re.findall(r"`([^`]+)`", cell):
+            if "." in token:
+                assert _plain(token) in message, (old, token, message)
+
+
+def test_documented_examples_exist_and_load() -> None:
+    names = re.findall(r"^\| `(\w+)\.toml` \|", DOC.read_text(encoding="utf-8"), re.M)
+    shipped = sorted(p.stem for p in site_example_path("default").parent.glob("*.toml"))
+    assert sorted(names) == shipped
+    for name in names:
+        path = site_example_path(name)
+        if name.startswith("sweep_"):
+            table = read_toml(path)
+            table.pop("sweep")
+            scenario_from_table(table, path)
+        else:
+            load_scenario(path)
