@@ -260,25 +260,29 @@ class _Fleet:
                                           dict[PoolKey, float]]:
         """Instances running and loading, and queued requests, at the start of ``step``."""
         now = step * STEP_S
-        committed = self.server.committed_instances()
-        running: dict[PoolKey, int] = {}
-        starting: dict[PoolKey, int] = {}
-        queue: dict[PoolKey, float] = {}
-        history = self.server.queue_history
-        for i, key in enumerate(self.keys):
-            # An instance ready exactly at ``now`` serves from ``now`` on.
-            self.loading[i] = [r for r in self.loading[i] if r > now]
-            starting[key] = len(self.loading[i])
-            running[key] = int(committed[i]) - starting[key]
-            queue[key] = float(history[step - 1, i]) if step else 0.0
+        loading = self.loading
+        for i, ready in enumerate(loading):
+            if ready:
+                # An instance ready exactly at ``now`` serves from ``now`` on.
+                loading[i] = [r for r in ready if r > now]
+        starting = dict(zip(self.keys, map(len, loading), strict=True))
+        committed = self.server.committed_instances().tolist()
+        running = {k: c - starting[k] for k, c in zip(self.keys, committed, strict=True)}
+        waiting = self.server.queue_history[step - 1].tolist() if step else [0.0] * len(loading)
+        queue = dict(zip(self.keys, map(float, waiting), strict=True))
         return running, starting, queue
 
-    def serve(self, step: int, fleet: FleetDecision) -> IntervalStats:
-        """Apply the committed instances and shares at the interval start; serve it."""
-        now = step * STEP_S
+    def target(self, fleet: FleetDecision) -> np.ndarray:
+        """Committed instances per pool [-], (P,)."""
         target = np.zeros(len(self.keys), dtype=np.int64)
         for key, count in fleet.instances.items():
             target[self.index_of[key]] = count
+        return target
+
+    def serve(self, step: int, target: np.ndarray, fleet: FleetDecision) -> IntervalStats:
+        """Apply the committed instances ``target`` (:meth:`target`) and the shares at the
+        interval start; serve it."""
+        now = step * STEP_S
         before = self.server.committed_instances()
         for i in np.flatnonzero(target != before):
             change = int(target[i] - before[i])
@@ -328,15 +332,19 @@ class _Loop:
         self.times = list(exo.run_index)
         self.periods = billing_periods(exo.run_index, exo.local_tz)
         self.block = np.zeros((n, C, len(LEDGER_COLUMNS)))
+        # What does not depend on the run is filled up front.
+        self.block[:, :, 0] = np.arange(n)[:, None]
+        first = LEDGER_COLUMNS.index(_EXO_COLUMNS[0])
+        for j, name in enumerate(("price", "import_price", "export_price", "carbon", "cf",
+                                  "event", "baseline")):
+            self.block[:, :, first + j] = exo.realized_array(name)
+        self._record_cols = slice(1, 1 + len(RECORD_COLUMNS) + len(_WORK_COLUMNS))
+        self._meter_cols = slice(first + len(_EXO_COLUMNS), len(LEDGER_COLUMNS))
         self.sources: list[str] = []
         self.decisions: list[Decision] = []
         self.decide_s = np.zeros(n)
         self.faults: Counter[str] = Counter()
-        models = site.models
-        self.campus_tokens = np.zeros((n, C, len(FLEET_CAMPUS_COLUMNS)))
-        self.campus_shares = np.zeros((n, C, len(models)))
-        self.exo_arrays = [exo.realized_array(a) for a in (
-            "price", "import_price", "export_price", "carbon", "cf", "event", "baseline")]
+        self.exo_gpus = exo.realized_array("gpus")
 
     # -- processes --------------------------------------------------------------------------
     def controller(self, boundaries: simpy.Store,
@@ -360,10 +368,11 @@ class _Loop:
             step, decision = yield to_plant.get()
             self.decisions.append(decision)
             inference = np.zeros(C)
-            stats = None
             if self.fleet is not None:
-                stats = self.fleet.serve(step, decision.fleet)
-                inference = self.fleet.inference_it_mw(stats)
+                target = self.fleet.target(decision.fleet)
+                self._count_gpu_overcommit(step, target)
+                inference = self.fleet.inference_it_mw(
+                    self.fleet.serve(step, target, decision.fleet))
             realized = exo.realized(step)
             records: list[CampusRecord] = []
             for c, name in enumerate(self.names):
@@ -379,13 +388,13 @@ class _Loop:
                 except InvariantError as err:
                     raise err.at(exo.time(step)) from None
             yield env.timeout(STEP_S)
-            yield to_replay.put((step, decision, stats, records))
+            yield to_replay.put((step, decision, records))
 
     def replay(self, to_replay: simpy.Store,
                to_meter: simpy.Store) -> Generator[simpy.Event, Any, None]:
         exo = self.exo
         while True:
-            step, decision, stats, records = yield to_replay.get()
+            step, decision, records = yield to_replay.get()
             work: list[tuple[float, float]] = []
             for c, name in enumerate(self.names):
                 backlog = self.backlogs[c]
@@ -399,32 +408,28 @@ class _Loop:
             # Only what is published by now: an hourly value at the end of its hour.
             for when, values in exo.published_during(step):
                 self.policy.observe(when, values)
-            yield to_meter.put((step, decision, stats, records, work))
+            yield to_meter.put((step, decision, records, work))
 
     def run_meter(self, to_meter: simpy.Store,
                   boundaries: simpy.Store) -> Generator[simpy.Event, Any, None]:
         n = self.exo.n_steps
         realized_of = self.exo.realized
         while True:
-            step, decision, stats, records, work = yield to_meter.get()
+            step, decision, records, work = yield to_meter.get()
             period = self.periods[step]
             ends = step == n - 1 or self.periods[step + 1] != period
             realized = realized_of(step)
-            exo_row = [a[step] for a in self.exo_arrays]
+            row = self.block[step]
             for c, record in enumerate(records):
                 arrival, missed = work[c]
                 backlog = self.backlogs[c]
-                costs = self.meters[c].settle(
+                row[c, self._meter_cols] = self.meters[c].settle(
                     period, import_mw=record.import_mw, export_mw=record.export_mw,
                     realized=realized[c], unserved_wu=record.work_nd_unserved_wu,
                     missed_wu=missed, period_ends=ends)
-                self.block[step, c] = (
-                    step, *record.values(), arrival, missed,
-                    0.0 if backlog is None else backlog.total_wu,
-                    *(float(a[c]) for a in exo_row), *costs)
+                row[c, self._record_cols] = (*record.values(), arrival, missed,
+                                             0.0 if backlog is None else backlog.total_wu)
             self.sources.append(decision.source)
-            if stats is not None:
-                self._fleet_campus_rows(step, stats, decision.fleet)
             if self.progress is not None:
                 self.progress(1)
             yield boundaries.put(step + 1)
@@ -449,7 +454,7 @@ class _Loop:
                            queue_requests=queue)
 
     def clean(self, step: int, decision: Decision) -> Decision:
-        """Drop what names unknown campuses or pools (counted); count GPU overcommitment."""
+        """Drop what names unknown campuses or pools (counted)."""
         fleet = decision.fleet
         index_of = {} if self.fleet is None else self.fleet.index_of
         bad_campus = [c for c in decision.campuses if c not in self.names]
@@ -471,20 +476,16 @@ class _Loop:
                 {k: v for k, v in fleet.instances.items() if k in index_of},
                 {k: v / totals[k[1]] for k, v in shares.items() if totals[k[1]] > 0},
                 {k: v for k, v in fleet.planned_tokens_per_s.items() if k in index_of})
-        if self.fleet is not None:
-            self._count_gpu_overcommit(step, fleet)
         if not (bad_campus or bad_pool):
             return decision
         return Decision({k: v for k, v in decision.campuses.items() if k in self.names}, fleet,
                         decision.source + "+cleaned")
 
-    def _count_gpu_overcommit(self, step: int, fleet: FleetDecision) -> None:
+    def _count_gpu_overcommit(self, step: int, target: np.ndarray) -> None:
+        """Count (and log once) a campus committed beyond its available GPUs."""
         assert self.fleet is not None
-        gpus = np.zeros(len(self.names))
-        for key, count in fleet.instances.items():
-            i = self.fleet.index_of[key]
-            gpus[self.fleet.campus_of[i]] += count * self.fleet.gpus_per_instance[i]
-        available = self.exo.realized_array("gpus")[step]
+        gpus = self.fleet.campus_matrix @ (target * self.fleet.gpus_per_instance)
+        available = self.exo_gpus[step]
         if np.any(gpus > available + 1e-9):
             if not self.faults["gpu_limit_exceeded"]:
                 c = int(np.argmax(gpus - available))
@@ -492,16 +493,6 @@ class _Loop:
                                "%d; served as committed and counted", step, int(gpus[c]),
                                self.names[c], int(available[c]))
             self.faults["gpu_limit_exceeded"] += 1
-
-    def _fleet_campus_rows(self, step: int, stats: IntervalStats, fleet: FleetDecision) -> None:
-        assert self.fleet is not None
-        m = self.fleet.campus_matrix
-        self.campus_tokens[step] = np.column_stack([
-            m @ stats.tokens_decoded, m @ stats.arrived_tokens,
-            m @ np.asarray(stats.arrivals, dtype=float)])
-        models = self.site.models
-        for key, share in fleet.routing_share.items():
-            self.campus_shares[step, self.names.index(key[0]), models.index(key[1])] += share
 
     # -- results ----------------------------------------------------------------------------
     def ledger(self) -> pd.DataFrame:
@@ -515,20 +506,25 @@ class _Loop:
         led["decision_source"] = np.repeat(np.array(self.sources, dtype=object), C)
         if self.fleet is None:
             return led
+        fleet = self.fleet
+        cols = fleet.cols
+
+        def per_campus(values: np.ndarray) -> np.ndarray:
+            """Pool values (n, P) summed over each campus's pools, flattened (n·C,)."""
+            return np.asarray(values @ fleet.campus_matrix.T).reshape(-1)
+
         extra: dict[str, np.ndarray] = {
-            name: self.campus_tokens[:, :, j].reshape(-1)
-            for j, name in enumerate(FLEET_CAMPUS_COLUMNS)}
-        inst = self.fleet.cols["instances"]
-        site = self.site
-        for model in site.models:
-            for precision in dict.fromkeys(k[2] for k in self.fleet.keys if k[1] == model):
-                cols = np.zeros((n, C))
-                for i, key in enumerate(self.fleet.keys):
-                    if key[1] == model and key[2] == precision:
-                        cols[:, self.fleet.campus_of[i]] += inst[:, i]
-                extra[f"instances[{model}/{precision}]"] = cols.reshape(-1)
-        for j, model in enumerate(site.models):
-            extra[f"routing_share[{model}]"] = self.campus_shares[:, :, j].reshape(-1)
+            "tokens_served": per_campus(cols["tokens_decoded"]),
+            "tokens_arrived": per_campus(cols["arrived_tokens"]),
+            "requests_arrived": per_campus(cols["arrivals"]),
+        }
+        for model in self.site.models:
+            for precision in dict.fromkeys(k[2] for k in fleet.keys if k[1] == model):
+                mine = np.array([k[1:] == (model, precision) for k in fleet.keys])
+                extra[f"instances[{model}/{precision}]"] = per_campus(cols["instances"] * mine)
+        for model in self.site.models:
+            mine = np.array([k[1] == model for k in fleet.keys])
+            extra[f"routing_share[{model}]"] = per_campus(cols["routing_share"] * mine)
         return pd.concat([led, pd.DataFrame(extra, index=index)], axis=1)
 
     def pool_table(self) -> pd.DataFrame | None:
