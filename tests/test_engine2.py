@@ -191,16 +191,30 @@ def test_hand_worked_combined_campus() -> None:
 
 
 def test_loading_instances_are_observed_as_starting() -> None:
-    """An instance committed at 0 with a 1000 s load time is still loading at 900 s."""
+    """With a 2000 s load time, instances committed at 0 s and 900 s are both loading at
+    1800 s; cutting one then cancels the latest (ready at 2900 s), as the server does:
+    at 2700 s three are running and one is still loading."""
     exo, _ = hand_case()
-    table = QuantTable((replace(hand_table().rows[0], load_time_s=1000.0),), "slow")
+    table = QuantTable((replace(hand_table().rows[0], load_time_s=2000.0),), "slow")
     assert exo.site.fleet is not None
     site = replace(exo.site, fleet=replace(exo.site.fleet, table=table))
-    fleet = FleetDecision({POOL: 3}, {POOL: 1.0})
-    policy = Scripted(lambda obs: Decision(fleet=fleet))
-    simulate(replace(exo, site=site), policy)
-    assert policy.observations[1].instances_starting == {POOL: 3}
-    assert policy.observations[1].instances_running == {POOL: 0}
+    index = pd.date_range(exo.run_start, periods=4, freq="15min", name="interval_start_utc")
+    frame = exo.frame.reindex(index).ffill()
+    requests = RequestArrays.from_arrays(np.array([10.0]), np.zeros(1), np.ones(1),
+                                         np.ones(1), (MODEL,))
+    frame.update(demand_columns(requests, index))
+    frame[column("dr_event", W)] = 0.0
+    counts = [3, 5, 4, 4]
+    policy = Scripted(lambda obs: Decision(fleet=FleetDecision({POOL: counts[obs.step]},
+                                                               {POOL: 1.0})))
+    result = simulate(SiteExogenous(site, frame, index[0], 4, requests), policy)
+    seen = [(o.instances_running[POOL], o.instances_starting[POOL])
+            for o in policy.observations]
+    assert seen == [(0, 0), (0, 3), (0, 5), (3, 1)]
+    # The server agrees: in [2700, 3600) s three instances serve throughout, the fourth
+    # from 2900 s.
+    assert result.pools is not None
+    assert result.pools["ready_instance_s"].iloc[3] == pytest.approx(3 * 900.0 + 700.0)
 
 
 # ----------------------------------------------------------------------------- plant

@@ -78,7 +78,7 @@ class RcdcRule:
     the backlog every 11th interval (capped by the plant, then cut by the import
     limit). Battery: 30 MW (above its 20 MW rating) to charge below ``low``, to
     discharge above ``high`` [$/MWh]. Every 7th interval it plans to import while
-    curtailing 25 MW.
+    curtailing 25 MW; every 13th it commits the curtailment without planning to import.
     """
 
     name = "rcdc-rule"
@@ -104,6 +104,8 @@ class RcdcRule:
         if k % 11 == 5:
             work = 10.0 * total + 50.0
         curtail, planned = (25.0, 5.0) if k % 7 == 3 else (0.0, math.nan)
+        if k % 13 == 6:
+            curtail = 25.0  # without a planned import: the plant must not execute it
         decision = OldDecision(
             work_df_wu=work,
             battery_charge_mw=30.0 if self.price < self.low else 0.0,
