@@ -288,6 +288,38 @@ def test_surplus_is_curtailed_at_a_non_positive_export_price() -> None:
         assert record.curtailed_mw == pytest.approx(8.0 - 1.0 - export)
 
 
+def test_meter_dr_settlement_and_billing_peaks() -> None:
+    """Retail at 12 $/kW; DR with reward 0.1 $/kWh, penalty 0.5 $/kWh, cap 0.8 × baseline.
+
+    Event interval, baseline 2 MW, import 3 MW: reward 1000 × 0.1 × (2 − 3) × 0.25 = −25 $
+    (import above the baseline is charged back), excess over the 1.6 MW cap 1.4 MW →
+    penalty 1000 × 0.5 × 1.4 × 0.25 = 175 $. Billing: period 1 peaks at 5 MW → 60,000 $
+    on its last interval; period 2 starts from 0 and bills 2 MW → 24,000 $.
+    """
+    campus = Campus("M", "F", grid=Grid(tariff=Tariff(kind="retail",
+                                                      demand_charge_usd_per_kw=12.0)))
+    meter = meter2.CampusMeter(campus, 0.0, DemandResponse(0.1, 0.5, 0.8))
+    names = meter2.METER_COLUMNS
+
+    def settle(period: int, import_mw: float, ends: bool, event: bool = False) -> dict[str, float]:
+        r = CampusRealized(40.0, 40.0, 40.0, 0.0, 0.0, 0.0, event, 2.0 if event else 0.0, 0.0)
+        return dict(zip(names, meter.settle(period, import_mw=import_mw, export_mw=0.0,
+                                            realized=r, unserved_wu=0.0, missed_wu=0.0,
+                                            period_ends=ends), strict=True))
+
+    first = settle(1, 3.0, False, event=True)
+    assert first["dr_reward_usd"] == pytest.approx(-25.0)
+    assert first["dr_penalty_usd"] == pytest.approx(175.0)
+    assert first["energy_import_usd"] == pytest.approx(30.0)
+    assert settle(1, 5.0, False)["demand_charge_usd"] == 0.0
+    assert meter.peak_to_date(1) == 5.0 and meter.peak_to_date(2) == 0.0
+    assert settle(1, 1.0, True)["demand_charge_usd"] == pytest.approx(60_000.0)
+    assert settle(2, 2.0, True)["demand_charge_usd"] == pytest.approx(24_000.0)
+    assert meter.totals["demand_charge_usd"] == pytest.approx(84_000.0)
+    # Energy 40 $/MWh × (3 + 5 + 1 + 2) MW × 0.25 h; the negative reward adds 25 $.
+    assert meter2.net_cost_usd(meter.totals) == pytest.approx(110.0 + 84_000.0 + 25.0 + 175.0)
+
+
 # ----------------------------------------------------------------------------- multi-campus
 
 START = pd.Timestamp("2022-04-04T04:00Z")

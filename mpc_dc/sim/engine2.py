@@ -514,10 +514,9 @@ class _Loop:
             return np.asarray(values @ fleet.campus_matrix.T).reshape(-1)
 
         extra: dict[str, np.ndarray] = {
-            "tokens_served": per_campus(cols["tokens_decoded"]),
-            "tokens_arrived": per_campus(cols["arrived_tokens"]),
-            "requests_arrived": per_campus(cols["arrivals"]),
-        }
+            name: per_campus(cols[pool_column]) for name, pool_column in zip(
+                FLEET_CAMPUS_COLUMNS, ("tokens_decoded", "arrived_tokens", "arrivals"),
+                strict=True)}
         for model in self.site.models:
             for precision in dict.fromkeys(k[2] for k in fleet.keys if k[1] == model):
                 mine = np.array([k[1:] == (model, precision) for k in fleet.keys])
