@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,30 +45,13 @@ from mpc_dc.site.config import (
     Site,
     Tariff,
 )
+from tests.scripted_policy import Scripted
 from traces.errors import TraceRangeError
 from traces.grid import Publication
 
 MODEL = "qwen3-8b"
 W = "W"
 POOL = (W, MODEL, "BF16")
-
-
-class Scripted:
-    """Commits ``decide(obs)``; keeps the observations and what was published."""
-
-    name = "scripted"
-
-    def __init__(self, decide: Callable[[Observation], Decision]) -> None:
-        self._decide = decide
-        self.observations: list[Observation] = []
-        self.observed: list[tuple[pd.Timestamp, dict[str, float]]] = []
-
-    def observe(self, time: pd.Timestamp, values: Mapping[str, float]) -> None:
-        self.observed.append((time, dict(values)))
-
-    def decide(self, obs: Observation) -> Decision:
-        self.observations.append(obs)
-        return self._decide(obs)
 
 
 # ----------------------------------------------------------------------------- (c) by hand

@@ -45,26 +45,14 @@ from mpc_dc.sim.fleet_engine import (
     simulate_fleet,
 )
 from mpc_dc.sim.plant import Decision as OldDecision
-from mpc_dc.sim.policy import CampusDecision, Decision, FleetDecision, Observation
+from mpc_dc.sim.policy import CampusDecision, Decision, FleetDecision
+from tests.scripted_policy import Scripted
 from tests.site_adapters import CAMPUS, fleet_exogenous, rcdc_exogenous
 
 
-class Replay:
+def make_replay(decisions: list[Decision]) -> Scripted:
     """Commits recorded decisions in order; keeps what it was shown."""
-
-    name = "replay"
-
-    def __init__(self, decisions: list[Decision]) -> None:
-        self.decisions = decisions
-        self.observations: list[Observation] = []
-        self.observed: list[tuple[pd.Timestamp, dict[str, float]]] = []
-
-    def observe(self, time: pd.Timestamp, values: Mapping[str, float]) -> None:
-        self.observed.append((time, dict(values)))
-
-    def decide(self, obs: Observation) -> Decision:
-        self.observations.append(obs)
-        return self.decisions[obs.step]
+    return Scripted(lambda obs: decisions[obs.step])
 
 
 # ----------------------------------------------------------------------------- (a) RCDC
@@ -178,7 +166,7 @@ def test_rcdc_site_replays_the_old_engine(kind: str) -> None:
     exo = build_exogenous(scenario)
     old = simulate(exo, rule)
     new_exo = rcdc_exogenous(exo)
-    replay = Replay([Decision({CAMPUS: CampusDecision(
+    replay = make_replay([Decision({CAMPUS: CampusDecision(
         work_df_wu=d.work_df_wu, battery_charge_mw=d.battery_charge_mw,
         battery_discharge_mw=d.battery_discharge_mw, curtailed_mw=d.curtailed_mw,
         planned_import_mw=d.planned_import_mw, planned_export_mw=d.planned_export_mw)},
@@ -302,7 +290,7 @@ def test_fleet_site_replays_the_old_engine(
     serving = ServingConfig(fidelity=fidelity, slots_per_instance=4)
     rule = FleetRule(config)
     old = simulate_fleet(config, exo, requests, rule, serving)
-    replay = Replay([Decision(fleet=FleetDecision(d.instances, d.routing_share,
+    replay = make_replay([Decision(fleet=FleetDecision(d.instances, d.routing_share,
                                                   d.planned_tokens_per_s), source=d.source)
                      for d in rule.decisions])
     new = engine2.simulate(fleet_exogenous(config, exo, requests), replay, serving=serving)
