@@ -598,7 +598,7 @@ def simulate(
             samples = request_frame(outcome, exo.site, serving, slo=slo)
         backlog_tokens = (server.backlog_tokens.copy() if isinstance(server, FluidServer)
                           else np.zeros(len(fleet.keys)))
-        offered = exo.requests.per_interval(n)["requests"].sum(axis=1)
+        offered = np.diff(exo.requests.interval_bounds(n)).astype(float)
         book = ServingBook(offered, fleet.dropped.copy(), backlog_tokens)
     ledger = loop.ledger()
     pools = loop.pool_table()
