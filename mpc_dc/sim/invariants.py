@@ -202,8 +202,11 @@ def check_campus_ledger(ledger: pd.DataFrame, site: Site) -> None:
     exp_limit = campus.map({c.name: c.grid.export_limit_mw for c in site.campuses}).to_numpy(
         dtype=float)
 
+    # Column access on the (interval, campus) index costs a MultiIndex view each time.
+    data = ledger.reset_index(drop=True)
+
     def col(name: str) -> np.ndarray:
-        return ledger[name].to_numpy(dtype=float)
+        return data[name].to_numpy(dtype=float)
 
     imp, exp, fac = col("import_mw"), col("export_mw"), col("facility_power_mw")
     avail, used, curt = col("renewable_available_mw"), col("renewable_used_mw"), col("curtailed_mw")
@@ -218,7 +221,7 @@ def check_campus_ledger(ledger: pd.DataFrame, site: Site) -> None:
         (np.abs(fac - pue * it) > 1e-9 * scale,
          "facility power != PUE × (IT inference + IT other) (off by {:.6g} MW)"),
         ((imp > FLOW_TOL_MW) & (exp > FLOW_TOL_MW), "simultaneous import and export{}"),
-        (np.min(ledger[list(_NON_NEGATIVE)].to_numpy(dtype=float), axis=1) < -FLOW_TOL_MW,
+        (np.min(data[list(_NON_NEGATIVE)].to_numpy(dtype=float), axis=1) < -FLOW_TOL_MW,
          "a negative flow{}"),
         (np.abs(used + curt - avail) > 1e-6 * scale,
          "renewable used + curtailed != available (off by {:.6g} MW)"),
@@ -232,5 +235,5 @@ def check_campus_ledger(ledger: pd.DataFrame, site: Site) -> None:
             k = int(np.argmax(bad))
             detail = float(offsets[i][k]) if i in offsets else None
             text = message.format(detail) if detail is not None else message.format("")
-            raise InvariantError(f"campus {campus[k]}: {text}", int(ledger["step"].to_numpy()[k]),
+            raise InvariantError(f"campus {campus[k]}: {text}", int(data["step"].to_numpy()[k]),
                                  ledger.index[k][0])

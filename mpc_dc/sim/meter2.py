@@ -195,8 +195,14 @@ def audit_settlement(
     InvariantError
         Naming the first row (interval and campus) or campus total that differs.
     """
+    # Column access on the (interval, campus) index costs a MultiIndex view each time.
+    data = ledger.reset_index(drop=True)
+    names = ledger.index.get_level_values("campus")
+    times = pd.DatetimeIndex(ledger.index.get_level_values(0))
     for campus in site.campuses:
-        rows = ledger[ledger.index.get_level_values("campus") == campus.name].droplevel("campus")
+        mine = np.asarray(names == campus.name)
+        rows = data[mine]
+        when = times[mine]
 
         def col(name: str, frame: pd.DataFrame = rows) -> np.ndarray:
             return frame[name].to_numpy(dtype=float)
@@ -208,7 +214,7 @@ def audit_settlement(
         expected = {
             "energy_import_usd": col("import_price_usd_per_mwh") * imp * STEP_H,
             "export_revenue_usd": col("export_price_usd_per_mwh") * exp * STEP_H,
-            "demand_charge_usd": _demand_charges(rows.index, imp, campus, local_tz),
+            "demand_charge_usd": _demand_charges(when, imp, campus, local_tz),
             "carbon_cost_usd": site.carbon_price_usd_per_t
             * (col("carbon_gco2_per_kwh") * imp * STEP_H) / 1000.0,
             "dr_reward_usd": np.where(event, 1000.0 * dr.reward_usd_per_kwh * (base - imp)
@@ -226,7 +232,7 @@ def audit_settlement(
                 raise InvariantError(
                     f"campus {campus.name}: {name} {got[k]:.9g} $ != {want[k]:.9g} $ settled "
                     "from the row's flows and prices", int(rows["step"].to_numpy()[k]),
-                    rows.index[k])
+                    when[k])
             book = float(books[campus.name][name])
             total = float(got.sum())
             if abs(book - total) > 1e-9 * max(1.0, abs(book)):
@@ -234,14 +240,14 @@ def audit_settlement(
                                      f"{total:.6f} $ != the meter's book {book:.6f} $")
 
 
-def _demand_charges(index: pd.Index, import_mw: np.ndarray, campus: Campus,
+def _demand_charges(index: pd.DatetimeIndex, import_mw: np.ndarray, campus: Campus,
                     local_tz: str) -> np.ndarray:
     """``λ × peak import`` of each billing period on its last interval, 0 elsewhere [$]."""
     out = np.zeros(import_mw.size)
     tariff = campus.grid.tariff
     if tariff.kind != "retail" or not import_mw.size:
         return out
-    periods = billing_periods(pd.DatetimeIndex(index), local_tz)
+    periods = billing_periods(index, local_tz)
     last = np.flatnonzero(np.append(periods[1:] != periods[:-1], True))
     peaks = pd.Series(import_mw).groupby(periods).max()
     out[last] = tariff.demand_charge_usd_per_mw * peaks.loc[periods[last]].to_numpy()
