@@ -349,6 +349,7 @@ class _Loop:
     # -- processes --------------------------------------------------------------------------
     def controller(self, boundaries: simpy.Store,
                    to_plant: simpy.Store) -> Generator[simpy.Event, Any, None]:
+        """At each boundary: observe, ask the policy, pass the cleaned decision on."""
         n = self.exo.n_steps
         while True:
             step = yield boundaries.get()
@@ -362,6 +363,7 @@ class _Loop:
 
     def run_plant(self, env: simpy.Environment, to_plant: simpy.Store,
                   to_replay: simpy.Store) -> Generator[simpy.Event, Any, None]:
+        """Serve the interval, run every campus's plant, wait the interval."""
         exo = self.exo
         C = len(self.names)
         while True:
@@ -392,6 +394,7 @@ class _Loop:
 
     def replay(self, to_replay: simpy.Store,
                to_meter: simpy.Store) -> Generator[simpy.Event, Any, None]:
+        """At the interval end: release and expire deferrable work, publish observations."""
         exo = self.exo
         while True:
             step, decision, records = yield to_replay.get()
@@ -412,6 +415,7 @@ class _Loop:
 
     def run_meter(self, to_meter: simpy.Store,
                   boundaries: simpy.Store) -> Generator[simpy.Event, Any, None]:
+        """Settle every campus, write the ledger rows, open the next boundary."""
         n = self.exo.n_steps
         realized_of = self.exo.realized
         while True:
@@ -436,6 +440,7 @@ class _Loop:
 
     # -- helpers ----------------------------------------------------------------------------
     def observation(self, step: int) -> Observation:
+        """What the policy sees at the start of ``step``."""
         period = self.periods[step]
         campuses = {
             name: CampusObservation(
@@ -496,6 +501,8 @@ class _Loop:
 
     # -- results ----------------------------------------------------------------------------
     def ledger(self) -> pd.DataFrame:
+        """The (interval, campus) ledger: :data:`LEDGER_COLUMNS`, the decision's source
+        and, with a fleet, the campus's serving totals, instances and routed shares."""
         n, C = len(self.times), len(self.names)
         index = pd.MultiIndex.from_arrays(
             [np.repeat(np.asarray(self.exo.run_index), C), np.tile(np.array(self.names), n)],
@@ -527,6 +534,7 @@ class _Loop:
         return pd.concat([led, pd.DataFrame(extra, index=index)], axis=1)
 
     def pool_table(self) -> pd.DataFrame | None:
+        """The (interval, pool) table (:data:`POOL_COLUMNS`); None without a fleet."""
         if self.fleet is None:
             return None
         keys = self.fleet.keys
