@@ -5,7 +5,10 @@ Layout::
     RUN/
       scenario.json      the resolved scenario (every default filled in)
       metadata.json      versions, git hash, seed, wall times, controller
-      ledger.parquet     one row per interval (flows [MW], work [WU], costs [$])
+      ledger.parquet     one row per interval (flows [MW], work [WU], costs [$]); a site
+                         run (:func:`mpc_dc.sim.engine2.save_run`): per interval and campus
+      pools.parquet      site runs with a fleet: per interval and inference pool
+      requests.parquet   site runs at request level: per-request samples
       kpis.json          headline figures
       plots/*.png        power flows, prices, decisions
 
@@ -22,7 +25,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -204,14 +207,15 @@ def write_run(
     meta: dict[str, Any],
     plot: Callable[[pd.DataFrame, Path], list[Path]] | None = None,
     overwrite: bool = False,
+    tables: Mapping[str, pd.DataFrame] | None = None,
 ) -> Path:
     """Write a complete run directory atomically; return its path.
 
     Parameters
     ----------
     target : Path
-    scenario : dataclass
-        The resolved scenario.
+    scenario : dataclass or None
+        The resolved scenario (``scenario.json`` is not written when None).
     kpis : dict
     ledger : DataFrame
     meta : dict
@@ -219,12 +223,17 @@ def write_run(
     plot : callable, optional
         ``plot(ledger, plots_dir) -> paths``.
     overwrite : bool
+    tables : Mapping[str, DataFrame], optional
+        More tables, each written as ``<name>.parquet``.
     """
     with atomic_dir(target, overwrite=overwrite) as tmp:
-        write_json(tmp / "scenario.json", to_mapping(scenario))
+        if scenario is not None:
+            write_json(tmp / "scenario.json", to_mapping(scenario))
         write_json(tmp / "metadata.json", {**meta, "versions": versions(), "git": git_hash()})
         write_json(tmp / "kpis.json", kpis)
         ledger.to_parquet(tmp / "ledger.parquet")
+        for name, table in (tables or {}).items():
+            table.to_parquet(tmp / f"{name}.parquet")
         if plot is not None:
             plots = tmp / "plots"
             plots.mkdir()

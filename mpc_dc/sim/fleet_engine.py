@@ -61,6 +61,7 @@ from mpc_dc.sim.serving import (
     ServingOutcome,
     tpot_s,
 )
+from mpc_dc.site.config import Site
 from traces.errors import ConfigError
 from traces.grid import STEP, Publication
 
@@ -531,7 +532,7 @@ def _ledger(cols: dict[str, np.ndarray], times: pd.Index, keys: list[PoolKey]) -
 
 
 def slo_met(
-    outcome: ServingOutcome, config: FleetConfig, serving: ServingConfig
+    outcome: ServingOutcome, config: FleetConfig | Site, serving: ServingConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per request: whether it met its SLO, and whether that is decided by the run end.
 
@@ -655,7 +656,7 @@ def _fluid_slo(server: FluidServer, ledger: pd.DataFrame, serving: ServingConfig
 
 def request_frame(
     outcome: ServingOutcome,
-    config: FleetConfig,
+    config: FleetConfig | Site,
     serving: ServingConfig,
     *,
     slo: tuple[np.ndarray, np.ndarray] | None = None,

@@ -8,15 +8,42 @@ Battery state of charge (Δ = 0.25 h, efficiencies η_c, η_d [-]):
 ``e[t] = e[t−1] + Δ (η_c · ch[t] − dis[t] / η_d)``, ``e[−1] = e0``, ``0 <= e[t] <= E`` [MWh].
 The plant checks it interval by interval (:func:`battery_energy_after`); the engine
 re-checks the whole ledger after the run (:func:`check_battery_ledger`).
+
+Per campus and interval (site engine, :func:`check_campus_ledger`), flows in [MW]:
+``import − export = facility + charge − discharge − renewable_used``,
+``facility = PUE · (IT inference + IT other)``, ``renewable_used + curtailed =
+available``, import and export never both positive, export within its limit, import
+within its limit but for the recorded ``import_over_limit_mw``.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import pandas as pd
 
-from mpc_dc.params.site import BatteryParams
+from mpc_dc.site.config import Site
 from traces.grid import STEP_H
+
+
+class BatteryLike(Protocol):
+    """What the state-of-charge books read of a battery (old and new site models alike)."""
+
+    @property
+    def energy_mwh(self) -> float:
+        """Usable capacity [MWh]."""
+        ...
+
+    @property
+    def charge_efficiency(self) -> float:
+        """[-]"""
+        ...
+
+    @property
+    def discharge_efficiency(self) -> float:
+        """[-]"""
+        ...
 
 ENERGY_TOL_MWH = 1e-7
 """Rounding allowed in a battery energy book [MWh] (scaled by max(1, E))."""
@@ -60,7 +87,7 @@ class InvariantError(RuntimeError):
 
 
 def _energy_change_mwh(
-    battery: BatteryParams, charge_mw: np.ndarray | float, discharge_mw: np.ndarray | float
+    battery: BatteryLike, charge_mw: np.ndarray | float, discharge_mw: np.ndarray | float
 ) -> np.ndarray:
     """``Δ (η_c · ch − dis / η_d)`` [MWh]."""
     return np.asarray(
@@ -74,7 +101,7 @@ def _energy_change_mwh(
 
 
 def battery_energy_after(
-    step: int, energy_mwh: float, charge_mw: float, discharge_mw: float, battery: BatteryParams
+    step: int, energy_mwh: float, charge_mw: float, discharge_mw: float, battery: BatteryLike
 ) -> float:
     """Battery energy at the end of interval ``step`` [MWh], checked against ``[0, E]``.
 
@@ -85,7 +112,7 @@ def battery_energy_after(
         Energy at the start of the interval.
     charge_mw, discharge_mw : float [MW]
         Executed set-points.
-    battery : BatteryParams
+    battery : BatteryLike
 
     Raises
     ------
@@ -106,7 +133,7 @@ def battery_energy_after(
 
 
 def check_battery_ledger(
-    ledger: pd.DataFrame, battery: BatteryParams | None, initial_energy_mwh: float
+    ledger: pd.DataFrame, battery: BatteryLike | None, initial_energy_mwh: float
 ) -> None:
     """Check the state of charge of a whole run from its ledger.
 
@@ -143,3 +170,70 @@ def check_battery_ledger(
             f"charge {charge[k]:.6g} MW and discharge {discharge[k]:.6g} MW (expected "
             f"{start[k] + change[k]:.6g} MWh within [0, {battery.energy_mwh:g}] MWh)",
             k, ledger.index[k])
+
+
+FLOW_TOL_MW = 1e-7
+"""A flow below this is rounding [MW]."""
+
+_NON_NEGATIVE = ("import_mw", "export_mw", "curtailed_mw", "renewable_used_mw", "it_inference_mw",
+                 "it_other_mw", "battery_charge_mw", "battery_discharge_mw",
+                 "import_over_limit_mw")
+
+
+def check_campus_ledger(ledger: pd.DataFrame, site: Site) -> None:
+    """Check every (interval, campus) row's power books (module docstring).
+
+    Parameters
+    ----------
+    ledger : DataFrame
+        Indexed ``(interval_start_utc, campus)``, with a ``step`` column and the flow
+        columns of :data:`mpc_dc.sim.plant2.RECORD_COLUMNS` [MW].
+    site : Site
+
+    Raises
+    ------
+    InvariantError
+        Naming the first row (interval and campus) whose books do not close.
+    """
+    campus = ledger.index.get_level_values("campus")
+    pue = campus.map({c.name: c.pue for c in site.campuses}).to_numpy(dtype=float)
+    imp_limit = campus.map({c.name: c.grid.import_limit_mw for c in site.campuses}).to_numpy(
+        dtype=float)
+    exp_limit = campus.map({c.name: c.grid.export_limit_mw for c in site.campuses}).to_numpy(
+        dtype=float)
+
+    # Column access on the (interval, campus) index costs a MultiIndex view each time.
+    data = ledger.reset_index(drop=True)
+
+    def col(name: str) -> np.ndarray:
+        return data[name].to_numpy(dtype=float)
+
+    imp, exp, fac = col("import_mw"), col("export_mw"), col("facility_power_mw")
+    avail, used, curt = col("renewable_available_mw"), col("renewable_used_mw"), col("curtailed_mw")
+    over = col("import_over_limit_mw")
+    scale = np.maximum(1.0, np.maximum(np.abs(fac), np.abs(avail)))
+    it = col("it_inference_mw") + col("it_other_mw")
+    balance = (imp - exp) - (fac + col("battery_charge_mw") - col("battery_discharge_mw") - used)
+    checks: list[tuple[np.ndarray, str]] = [
+        (np.abs(balance) > 1e-6 * scale,
+         "energy balance: import − export != facility + charge − discharge − renewable used "
+         "(off by {:.6g} MW)"),
+        (np.abs(fac - pue * it) > 1e-9 * scale,
+         "facility power != PUE × (IT inference + IT other) (off by {:.6g} MW)"),
+        ((imp > FLOW_TOL_MW) & (exp > FLOW_TOL_MW), "simultaneous import and export{}"),
+        (np.min(data[list(_NON_NEGATIVE)].to_numpy(dtype=float), axis=1) < -FLOW_TOL_MW,
+         "a negative flow{}"),
+        (np.abs(used + curt - avail) > 1e-6 * scale,
+         "renewable used + curtailed != available (off by {:.6g} MW)"),
+        (exp > exp_limit + FLOW_TOL_MW, "export above the export limit{}"),
+        (imp > imp_limit + over + 1e-6 * scale,
+         "import above the import limit beyond the recorded excess{}"),
+    ]
+    offsets = {0: balance, 1: fac - pue * it, 4: used + curt - avail}
+    for i, (bad, message) in enumerate(checks):
+        if bad.any():
+            k = int(np.argmax(bad))
+            detail = float(offsets[i][k]) if i in offsets else None
+            text = message.format(detail) if detail is not None else message.format("")
+            raise InvariantError(f"campus {campus[k]}: {text}", int(data["step"].to_numpy()[k]),
+                                 ledger.index[k][0])

@@ -1,6 +1,6 @@
 """What the simulator asks of a controller: the Policy protocol and its two messages.
 
-The simulator (:mod:`mpc_dc.sim.engine`) defines this interface and calls nothing
+The simulator (:mod:`mpc_dc.sim.engine2`) defines this interface and calls nothing
 else of a controller, so it never imports the optimizer (cvxpy, HiGHS). At the start
 of every 15-minute interval ``[t, t + Δ)`` it builds an :class:`Observation` (the
 state of the site at ``t``) and asks the policy to :meth:`Policy.decide` the
@@ -9,8 +9,20 @@ state of the site at ``t``) and asks the policy to :meth:`Policy.decide` the
 hands them to :meth:`Policy.observe`. A policy sees nothing else: no future value
 and no simulator internals.
 
+Observed channels are the columns of the run's exogenous frame
+(:class:`~mpc_dc.sim.exogenous2.SiteExogenous`), named ``quantity_unit[NAME]`` with a
+campus name ``C`` or a model name ``M``: ``price_usd_per_mwh[C]`` (the market price
+the campus's tariff is built on) [$/MWh], ``carbon_gco2_per_kwh[C]`` [gCO2/kWh],
+``renewable_cf[C]`` [-], ``workload_wu[C]`` [WU per interval], ``tokens_per_s[M]``
+and ``requests_per_h[M]`` (demand offered in the interval), ``dr_event[C]``,
+``dr_baseline_mw[C]`` [MW] and ``gpus_available[C]`` where the run has them.
+
 A *pool* is all instances of one model family at one precision on one campus,
 keyed ``(campus, model, precision)``.
+
+Versioning: :data:`POLICY_INTERFACE_VERSION` names this interface. A change a
+policy written against it could notice (a field removed or renamed, a meaning
+changed) raises the major number; a field added with a default raises the minor.
 """
 
 from __future__ import annotations
@@ -19,7 +31,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import pandas as pd
+
+from mpc_dc.sim.backlog import Backlog
+
+POLICY_INTERFACE_VERSION = "1.0"
+"""Version of this interface, ``MAJOR.MINOR`` (see the module docstring)."""
 
 PoolKey = tuple[str, str, str]
 """``(campus, model, precision)``."""
@@ -51,6 +69,17 @@ class CampusObservation:
     def backlog_total_wu(self) -> float:
         """All released, unfinished deferrable work [WU]."""
         return float(sum(amount for _, amount in self.backlog_wu))
+
+    def backlog_cumulative(
+        self, now: int, horizon_steps: int, *, margin_steps: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The backlog as cumulative due and available work over ``[now, now + H)`` [WU].
+
+        See :meth:`mpc_dc.sim.backlog.Backlog.cumulative` (same rule: work already
+        late is due at once; ``margin_steps`` brings every deadline forward).
+        """
+        return Backlog(pending=dict(self.backlog_wu)).cumulative(
+            now, horizon_steps, margin_steps=margin_steps)
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,15 @@ class ObservationSchedule:
                 f"history of {n_before} intervals is shorter than the publication lag of {short}"
             )
         self.rules = {c: publication.get(c, NATIVE) for c in self.columns}
+        # Columns under the same rule are delivered together: one loop per rule, not
+        # per column (a site run has tens of columns, most of them native).
+        groups: dict[Publication, list[int]] = {}
+        for i, c in enumerate(self.columns):
+            groups.setdefault(self.rules[c], []).append(i)
+        self._groups = [
+            (np.asarray(idx), [self.columns[i] for i in idx], int(idx[0]))
+            for idx in groups.values()
+        ]
 
     def observable_at_start(self, column: str) -> int:
         """Intervals of history (from its start) already observable at the run start."""
@@ -97,7 +106,8 @@ class ObservationSchedule:
         """
         lo, hi = self.first[:, step], self.first[:, step + 1]
         out: dict[int, dict[str, float]] = {}
-        for i, column in enumerate(self.columns):
+        for idx, names, i in self._groups:
             for pos in range(int(lo[i]), int(hi[i])):
-                out.setdefault(pos, {})[column] = float(self._values[self.n_before + pos, i])
+                values = self._values[self.n_before + pos, idx].tolist()
+                out.setdefault(pos, {}).update(zip(names, values, strict=True))
         return sorted(out.items())

@@ -1,0 +1,960 @@
+"""The one closed loop: a simpy simulation of a site's campuses, its inference fleet and a policy.
+
+Four processes form a pipeline around each 15-minute boundary, linked by stores so
+the order of events within one instant is fixed (times in seconds from the run
+start):
+
+``controller`` ─decision→ ``plant`` ─records (at t+Δ)→ ``replay`` ─→ ``meter``
+─boundary→ ``controller``
+
+* controller (at ``t``): builds the :class:`~mpc_dc.sim.policy.Observation` (per
+  campus: released deferrable work by deadline, billing-period peak import to
+  date, battery energy; fleet: instances running and still loading per pool,
+  queued requests per pool) and asks the policy for the
+  :class:`~mpc_dc.sim.policy.Decision` of ``[t, t+Δ)``. A decision naming unknown
+  campuses or pools is cleaned (counted under ``engine_faults``), never fatal;
+  one committing more GPUs than a campus has is counted (``gpu_limit_exceeded``)
+  and served as committed.
+* plant (at ``t``): serving of the interval's requests on the committed
+  instances and routing shares (request level,
+  :class:`~mpc_dc.sim.serving.RequestLevelServer`, or fluid,
+  :class:`~mpc_dc.sim.fluid.FluidServer`: routing per the shares, scale-up with
+  the load time, drain on scale-down, re-dispatch of queues stranded on pools
+  left without instances), which gives each campus's inference IT energy; then
+  each campus's plant (:class:`~mpc_dc.sim.plant2.CampusPlant`: other-IT work,
+  renewable, battery, grid, shedding order); under ``on_arrival`` a campus's
+  deferrable work arriving in the interval is released into it first. Waits Δ.
+* replay (at ``t+Δ``): releases the deferrable work submitted during the
+  interval (``window_start``: the next window's batch), expires missed deadlines,
+  and hands the policy what is published by now
+  (:meth:`~mpc_dc.sim.exogenous2.SiteExogenous.published_during`: a 15-min value
+  now, an hourly one at the end of its hour; demand ``tokens_per_s[M]`` and
+  ``requests_per_h[M]`` at the end of its interval).
+* meter (at ``t+Δ``): settles each campus (:class:`~mpc_dc.sim.meter2.CampusMeter`)
+  and writes the ledger rows.
+
+Outputs (:class:`RunResult`): a ledger with one row per (interval, campus)
+(:data:`LEDGER_COLUMNS` plus, with a fleet, tokens, instances per (model,
+precision) and each model's routed share), a table per (interval, pool)
+(:data:`POOL_COLUMNS`), KPIs (:func:`compute_kpis`), per-request samples. The
+books are checked after every run (:func:`check_invariants`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import simpy
+from threadpoolctl import threadpool_limits
+
+from mpc_dc.rundir import write_run
+from mpc_dc.sim.backlog import Backlog
+from mpc_dc.sim.exogenous2 import SiteExogenous
+from mpc_dc.sim.fleet_engine import ServingConfig, request_frame, slo_met
+from mpc_dc.sim.fluid import FluidServer, Server
+from mpc_dc.sim.invariants import InvariantError, check_battery_ledger, check_campus_ledger
+from mpc_dc.sim.meter import Penalties
+from mpc_dc.sim.meter2 import (
+    COST_COLUMNS,
+    METER_COLUMNS,
+    CampusMeter,
+    audit_settlement,
+    billing_periods,
+    net_cost_usd,
+)
+from mpc_dc.sim.plant2 import RECORD_COLUMNS, CampusPlant, CampusRecord
+from mpc_dc.sim.policy import (
+    CampusObservation,
+    Decision,
+    FleetDecision,
+    Observation,
+    Policy,
+    PoolKey,
+)
+from mpc_dc.sim.serving import (
+    DROPPED_NO_ROUTE,
+    FINISHED,
+    IN_SERVICE,
+    QUEUED,
+    IntervalStats,
+    PoolSpec,
+    RequestLevelServer,
+    ServingOutcome,
+)
+from mpc_dc.site.config import Site
+from traces.grid import STEP, STEP_H
+
+logger = logging.getLogger(__name__)
+
+STEP_S = int(STEP.total_seconds())
+J_PER_MWH = 3.6e9
+
+_EXO_COLUMNS: tuple[str, ...] = (
+    "price_usd_per_mwh",
+    "import_price_usd_per_mwh",
+    "export_price_usd_per_mwh",
+    "carbon_gco2_per_kwh",
+    "renewable_cf",
+    "dr_event",
+    "dr_baseline_mw",
+)
+_WORK_COLUMNS: tuple[str, ...] = ("work_df_arrived_wu", "work_df_missed_wu", "backlog_wu")
+
+LEDGER_COLUMNS: tuple[str, ...] = (
+    "step",
+    *RECORD_COLUMNS,
+    *_WORK_COLUMNS,
+    *_EXO_COLUMNS,
+    *METER_COLUMNS,
+)
+"""Numeric columns of every (interval, campus) ledger row (plus ``decision_source``):
+flows [MW], battery energy [MWh], work [WU], prices [$/MWh], carbon [gCO2/kWh] and
+[kg], costs [$] (:mod:`mpc_dc.sim.plant2`, :mod:`mpc_dc.sim.meter2`)."""
+
+FLEET_CAMPUS_COLUMNS: tuple[str, ...] = ("tokens_served", "tokens_arrived", "requests_arrived")
+"""Per-campus serving totals of a run with a fleet [tokens], [requests]; the ledger also
+has ``instances[model/precision]`` [-] and ``routing_share[model]`` [-] (committed)."""
+
+POOL_COLUMNS: tuple[str, ...] = (
+    "instances",
+    "ready_instance_s",
+    "instance_s",
+    "arrivals",
+    "arrived_tokens",
+    "started",
+    "queue_end",
+    "tokens_decoded",
+    "planned_tokens_per_s",
+    "routing_share",
+    "busy_slot_s",
+    "idle_energy_j",
+    "active_energy_j",
+    "it_energy_kwh",
+    "facility_energy_kwh",
+)
+"""Columns of the (interval, pool) table: serving figures of
+:class:`~mpc_dc.sim.serving.IntervalStats`, the committed routing share and planned
+tokens [tokens/s], IT and facility energy [kWh]. Costs are settled per campus (its
+grid connection), not per pool."""
+
+_FROM_STATS: tuple[str, ...] = (
+    "instances", "ready_instance_s", "instance_s", "arrivals", "arrived_tokens", "started",
+    "queue_end", "tokens_decoded", "busy_slot_s", "idle_energy_j", "active_energy_j",
+)
+
+
+@dataclass(frozen=True)
+class ServingBook:
+    """Serving totals the invariants check (arrays over run intervals and pools).
+
+    Attributes
+    ----------
+    requests_offered : ndarray [requests], (n_steps,)
+        Requests of the run arriving in each interval.
+    dropped_no_route : ndarray [requests], (n_steps,)
+        Requests whose model had no pool with a positive share.
+    tokens_backlog_end : ndarray [tokens], (P,)
+        Fluid only: response tokens still waiting at the run end (zeros at request level).
+    """
+
+    requests_offered: np.ndarray
+    dropped_no_route: np.ndarray
+    tokens_backlog_end: np.ndarray
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Outcome of one closed-loop site run.
+
+    Attributes
+    ----------
+    site : Site
+    ledger : DataFrame
+        One row per (interval, campus); index ``(interval_start_utc, campus)``.
+    pools : DataFrame or None
+        One row per (interval, pool); index ``(interval_start_utc, campus, model,
+        precision)``; None without a fleet.
+    kpis : dict
+        Headline figures (:func:`compute_kpis`).
+    backlogs : Mapping[str, Backlog]
+        Deferrable work at the end, per campus with other IT.
+    decisions : tuple of Decision
+        As committed (after cleaning), one per interval.
+    decide_time_s : ndarray [s]
+        Wall time of each ``policy.decide``.
+    settlement : Mapping[str, Mapping[str, float]]
+        The meters' books: each cost component summed per campus [$].
+    initial_battery_mwh : Mapping[str, float] [MWh]
+    requests : DataFrame or None
+        Per-request samples (request level).
+    outcome : ServingOutcome or None
+        All per-request records (request level).
+    slo : tuple of ndarray or None
+        :func:`~mpc_dc.sim.fleet_engine.slo_met` of ``outcome``.
+    serving_book : ServingBook or None
+    penalties : Penalties
+    local_tz : str
+    """
+
+    site: Site
+    ledger: pd.DataFrame
+    pools: pd.DataFrame | None
+    kpis: dict[str, Any]
+    backlogs: Mapping[str, Backlog]
+    decisions: tuple[Decision, ...]
+    decide_time_s: np.ndarray
+    settlement: Mapping[str, Mapping[str, float]]
+    initial_battery_mwh: Mapping[str, float]
+    requests: pd.DataFrame | None
+    outcome: ServingOutcome | None
+    slo: tuple[np.ndarray, np.ndarray] | None
+    serving_book: ServingBook | None
+    penalties: Penalties
+    local_tz: str
+
+    def campus_ledger(self, campus: str) -> pd.DataFrame:
+        """The ledger rows of one campus, indexed by interval start."""
+        led = self.ledger
+        return led[led.index.get_level_values("campus") == campus].droplevel("campus")
+
+
+class _Fleet:
+    """The serving side of a run: server, pool bookkeeping, instances still loading."""
+
+    def __init__(self, exo: SiteExogenous, serving: ServingConfig) -> None:
+        site = exo.site
+        assert exo.requests is not None  # checked by SiteExogenous
+        self.keys: tuple[PoolKey, ...] = site.pools
+        self.specs = tuple(PoolSpec.from_row(k, site.row(k), serving.slots_per_instance)
+                           for k in self.keys)
+        self.index_of = {k: i for i, k in enumerate(self.keys)}
+        n = exo.n_steps
+        self.server: Server
+        if serving.fidelity == "request":
+            self.server = RequestLevelServer(self.specs, exo.requests, n)
+        else:
+            self.server = FluidServer(self.specs, site.models, exo.requests.per_interval(n), n)
+        names = site.campus_names
+        P, C = len(self.keys), len(names)
+        self.campus_of = np.array([names.index(k[0]) for k in self.keys])
+        self.campus_matrix = np.zeros((C, P))
+        self.campus_matrix[self.campus_of, np.arange(P)] = 1.0
+        self.pue = np.array([site.campuses[c].pue for c in self.campus_of])
+        self.gpus_per_instance = np.array([site.row(k).gpus_per_instance for k in self.keys])
+        # Ready times [s] of instances still loading, per pool (cancelled latest first
+        # on scale-down, as the servers do).
+        self.loading: list[list[float]] = [[] for _ in self.keys]
+        self.cols = {c: np.zeros((n, P)) for c in POOL_COLUMNS}
+        self.dropped = np.zeros(n)
+
+    def observe(self, step: int) -> tuple[dict[PoolKey, int], dict[PoolKey, int],
+                                          dict[PoolKey, float]]:
+        """Instances running and loading, and queued requests, at the start of ``step``."""
+        now = step * STEP_S
+        loading = self.loading
+        for i, ready in enumerate(loading):
+            if ready:
+                # An instance ready exactly at ``now`` serves from ``now`` on.
+                loading[i] = [r for r in ready if r > now]
+        starting = dict(zip(self.keys, map(len, loading), strict=True))
+        committed = self.server.committed_instances().tolist()
+        running = {k: c - starting[k] for k, c in zip(self.keys, committed, strict=True)}
+        waiting = self.server.queue_history[step - 1].tolist() if step else [0.0] * len(loading)
+        queue = dict(zip(self.keys, map(float, waiting), strict=True))
+        return running, starting, queue
+
+    def target(self, fleet: FleetDecision) -> np.ndarray:
+        """Committed instances per pool [-], (P,)."""
+        target = np.zeros(len(self.keys), dtype=np.int64)
+        for key, count in fleet.instances.items():
+            target[self.index_of[key]] = count
+        return target
+
+    def serve(self, step: int, target: np.ndarray, fleet: FleetDecision) -> IntervalStats:
+        """Apply the committed instances ``target`` (:meth:`target`) and the shares at the
+        interval start; serve it."""
+        now = step * STEP_S
+        before = self.server.committed_instances()
+        for i in np.flatnonzero(target != before):
+            change = int(target[i] - before[i])
+            if change > 0:
+                self.loading[i].extend([now + self.specs[i].load_time_s] * change)
+            else:
+                self.loading[i].sort()
+                del self.loading[i][max(len(self.loading[i]) + change, 0):]
+        stats = self.server.run_interval(step, target, fleet.routing_share)
+        cols = self.cols
+        for name in _FROM_STATS:
+            cols[name][step] = getattr(stats, name)
+        cols["planned_tokens_per_s"][step] = [fleet.planned_tokens_per_s.get(k, 0.0)
+                                              for k in self.keys]
+        cols["routing_share"][step] = [fleet.routing_share.get(k, 0.0) for k in self.keys]
+        it_kwh = (stats.idle_energy_j + stats.active_energy_j) / 3.6e6
+        cols["it_energy_kwh"][step] = it_kwh
+        cols["facility_energy_kwh"][step] = it_kwh * self.pue
+        self.dropped[step] = stats.dropped_no_route
+        return stats
+
+    def inference_it_mw(self, stats: IntervalStats) -> np.ndarray:
+        """IT power of inference per campus over the interval [MW], (C,)."""
+        energy_j = stats.idle_energy_j + stats.active_energy_j
+        return np.asarray(self.campus_matrix @ energy_j) / J_PER_MWH / STEP_H
+
+
+class _Loop:
+    """State and processes of one run (module docstring)."""
+
+    def __init__(self, exo: SiteExogenous, policy: Policy, serving: ServingConfig,
+                 penalties: Penalties, progress: Callable[[int], object] | None) -> None:
+        self.exo, self.policy, self.progress = exo, policy, progress
+        site = exo.site
+        self.site = site
+        self.names = site.campus_names
+        self.plants = [CampusPlant(c) for c in site.campuses]
+        self.meters = [CampusMeter(c, site.carbon_price_usd_per_t, site.dr, penalties)
+                       for c in site.campuses]
+        self.backlogs: list[Backlog | None] = [
+            exo.initial_backlog(c.name) if c.other_it is not None else None
+            for c in site.campuses]
+        self.on_arrival = [b is not None and exo.releases_on_arrival(c.name)
+                           for b, c in zip(self.backlogs, site.campuses, strict=True)]
+        self.fleet = _Fleet(exo, serving) if site.fleet is not None else None
+        n, C = exo.n_steps, len(site.campuses)
+        self.times = list(exo.run_index)
+        self.periods = billing_periods(exo.run_index, exo.local_tz)
+        self.block = np.zeros((n, C, len(LEDGER_COLUMNS)))
+        # What does not depend on the run is filled up front.
+        self.block[:, :, 0] = np.arange(n)[:, None]
+        first = LEDGER_COLUMNS.index(_EXO_COLUMNS[0])
+        for j, name in enumerate(("price", "import_price", "export_price", "carbon", "cf",
+                                  "event", "baseline")):
+            self.block[:, :, first + j] = exo.realized_array(name)
+        self._record_cols = slice(1, 1 + len(RECORD_COLUMNS) + len(_WORK_COLUMNS))
+        self._meter_cols = slice(first + len(_EXO_COLUMNS), len(LEDGER_COLUMNS))
+        self.sources: list[str] = []
+        self.decisions: list[Decision] = []
+        self.decide_s = np.zeros(n)
+        self.faults: Counter[str] = Counter()
+        self.exo_gpus = exo.realized_array("gpus")
+
+    # -- processes --------------------------------------------------------------------------
+    def controller(self, boundaries: simpy.Store,
+                   to_plant: simpy.Store) -> Generator[simpy.Event, Any, None]:
+        """At each boundary: observe, ask the policy, pass the cleaned decision on."""
+        n = self.exo.n_steps
+        while True:
+            step = yield boundaries.get()
+            if step >= n:
+                return
+            obs = self.observation(step)
+            tick = time.perf_counter()
+            decision = self.policy.decide(obs)
+            self.decide_s[step] = time.perf_counter() - tick
+            yield to_plant.put((step, self.clean(step, decision)))
+
+    def run_plant(self, env: simpy.Environment, to_plant: simpy.Store,
+                  to_replay: simpy.Store) -> Generator[simpy.Event, Any, None]:
+        """Serve the interval, run every campus's plant, wait the interval."""
+        exo = self.exo
+        C = len(self.names)
+        while True:
+            step, decision = yield to_plant.get()
+            self.decisions.append(decision)
+            inference = np.zeros(C)
+            if self.fleet is not None:
+                target = self.fleet.target(decision.fleet)
+                self._count_gpu_overcommit(step, target)
+                inference = self.fleet.inference_it_mw(
+                    self.fleet.serve(step, target, decision.fleet))
+            realized = exo.realized(step)
+            records: list[CampusRecord] = []
+            for c, name in enumerate(self.names):
+                backlog = self.backlogs[c]
+                if backlog is not None and self.on_arrival[c]:
+                    # Work arriving during the interval may run in it, like ND work.
+                    backlog.release(exo.deferrable_arrival_wu(name, step),
+                                    exo.window_deadline(name, step))
+                try:
+                    records.append(self.plants[c].execute(step, decision.campus(name),
+                                                          realized[c], backlog,
+                                                          float(inference[c])))
+                except InvariantError as err:
+                    raise err.at(exo.time(step)) from None
+            yield env.timeout(STEP_S)
+            yield to_replay.put((step, decision, records))
+
+    def replay(self, to_replay: simpy.Store,
+               to_meter: simpy.Store) -> Generator[simpy.Event, Any, None]:
+        """At the interval end: release and expire deferrable work, publish observations."""
+        exo = self.exo
+        while True:
+            step, decision, records = yield to_replay.get()
+            work: list[tuple[float, float]] = []
+            for c, name in enumerate(self.names):
+                backlog = self.backlogs[c]
+                if backlog is None:
+                    work.append((0.0, 0.0))
+                    continue
+                arrival = exo.deferrable_arrival_wu(name, step)
+                if not self.on_arrival[c]:
+                    backlog.release(arrival, exo.window_deadline(name, step + 1))
+                work.append((arrival, backlog.expire(step + 1)))
+            # Only what is published by now: an hourly value at the end of its hour.
+            for when, values in exo.published_during(step):
+                self.policy.observe(when, values)
+            yield to_meter.put((step, decision, records, work))
+
+    def run_meter(self, to_meter: simpy.Store,
+                  boundaries: simpy.Store) -> Generator[simpy.Event, Any, None]:
+        """Settle every campus, write the ledger rows, open the next boundary."""
+        n = self.exo.n_steps
+        realized_of = self.exo.realized
+        while True:
+            step, decision, records, work = yield to_meter.get()
+            period = self.periods[step]
+            ends = step == n - 1 or self.periods[step + 1] != period
+            realized = realized_of(step)
+            row = self.block[step]
+            for c, record in enumerate(records):
+                arrival, missed = work[c]
+                backlog = self.backlogs[c]
+                row[c, self._meter_cols] = self.meters[c].settle(
+                    period, import_mw=record.import_mw, export_mw=record.export_mw,
+                    realized=realized[c], unserved_wu=record.work_nd_unserved_wu,
+                    missed_wu=missed, period_ends=ends)
+                row[c, self._record_cols] = (*record.values(), arrival, missed,
+                                             0.0 if backlog is None else backlog.total_wu)
+            self.sources.append(decision.source)
+            if self.progress is not None:
+                self.progress(1)
+            yield boundaries.put(step + 1)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def observation(self, step: int) -> Observation:
+        """What the policy sees at the start of ``step``."""
+        period = self.periods[step]
+        campuses = {
+            name: CampusObservation(
+                backlog_wu=() if b is None else tuple(sorted(b.pending.items())),
+                peak_import_to_date_mw=m.peak_to_date(period),
+                battery_energy_mwh=p.battery_energy_mwh,
+            )
+            for name, b, m, p in zip(self.names, self.backlogs, self.meters, self.plants,
+                                     strict=True)
+        }
+        if self.fleet is None:
+            return Observation(step=step, time=self.times[step], campuses=campuses)
+        running, starting, queue = self.fleet.observe(step)
+        return Observation(step=step, time=self.times[step], campuses=campuses,
+                           instances_running=running, instances_starting=starting,
+                           queue_requests=queue)
+
+    def clean(self, step: int, decision: Decision) -> Decision:
+        """Drop what names unknown campuses or pools (counted)."""
+        fleet = decision.fleet
+        index_of = {} if self.fleet is None else self.fleet.index_of
+        bad_campus = [c for c in decision.campuses if c not in self.names]
+        bad_pool = sorted({k for k in (*fleet.instances, *fleet.routing_share)
+                           if k not in index_of})
+        if bad_campus:
+            self.faults["unknown_campus_in_decision"] += 1
+            logger.warning("decision at step %d names unknown campuses %s; ignored", step,
+                           bad_campus)
+        if bad_pool:
+            self.faults["unknown_pool_in_decision"] += 1
+            logger.warning("decision at step %d names unknown pools %s; ignored", step,
+                           bad_pool)
+            shares = {k: v for k, v in fleet.routing_share.items() if k in index_of}
+            totals: dict[str, float] = {}
+            for k, v in shares.items():
+                totals[k[1]] = totals.get(k[1], 0.0) + v
+            fleet = FleetDecision(
+                {k: v for k, v in fleet.instances.items() if k in index_of},
+                {k: v / totals[k[1]] for k, v in shares.items() if totals[k[1]] > 0},
+                {k: v for k, v in fleet.planned_tokens_per_s.items() if k in index_of})
+        if not (bad_campus or bad_pool):
+            return decision
+        return Decision({k: v for k, v in decision.campuses.items() if k in self.names}, fleet,
+                        decision.source + "+cleaned")
+
+    def _count_gpu_overcommit(self, step: int, target: np.ndarray) -> None:
+        """Count (and log once) a campus committed beyond its available GPUs."""
+        assert self.fleet is not None
+        gpus = self.fleet.campus_matrix @ (target * self.fleet.gpus_per_instance)
+        available = self.exo_gpus[step]
+        if np.any(gpus > available + 1e-9):
+            if not self.faults["gpu_limit_exceeded"]:
+                c = int(np.argmax(gpus - available))
+                logger.warning("decision at step %d commits %d GPUs at campus %s, which has "
+                               "%d; served as committed and counted", step, int(gpus[c]),
+                               self.names[c], int(available[c]))
+            self.faults["gpu_limit_exceeded"] += 1
+
+    # -- results ----------------------------------------------------------------------------
+    def ledger(self) -> pd.DataFrame:
+        """The (interval, campus) ledger: :data:`LEDGER_COLUMNS`, the decision's source
+        and, with a fleet, the campus's serving totals, instances and routed shares."""
+        n, C = len(self.times), len(self.names)
+        index = pd.MultiIndex.from_arrays(
+            [np.repeat(np.asarray(self.exo.run_index), C), np.tile(np.array(self.names), n)],
+            names=["interval_start_utc", "campus"])
+        led = pd.DataFrame(self.block.reshape(n * C, -1), index=index, columns=LEDGER_COLUMNS)
+        led["step"] = led["step"].astype(np.int64)
+        led["dr_event"] = led["dr_event"] > 0.5
+        led["decision_source"] = np.repeat(np.array(self.sources, dtype=object), C)
+        if self.fleet is None:
+            return led
+        fleet = self.fleet
+        cols = fleet.cols
+
+        def per_campus(values: np.ndarray) -> np.ndarray:
+            """Pool values (n, P) summed over each campus's pools, flattened (n·C,)."""
+            return np.asarray(values @ fleet.campus_matrix.T).reshape(-1)
+
+        extra: dict[str, np.ndarray] = {
+            name: per_campus(cols[pool_column]) for name, pool_column in zip(
+                FLEET_CAMPUS_COLUMNS, ("tokens_decoded", "arrived_tokens", "arrivals"),
+                strict=True)}
+        for model in self.site.models:
+            for precision in dict.fromkeys(k[2] for k in fleet.keys if k[1] == model):
+                mine = np.array([k[1:] == (model, precision) for k in fleet.keys])
+                extra[f"instances[{model}/{precision}]"] = per_campus(cols["instances"] * mine)
+        for model in self.site.models:
+            mine = np.array([k[1] == model for k in fleet.keys])
+            extra[f"routing_share[{model}]"] = per_campus(cols["routing_share"] * mine)
+        return pd.concat([led, pd.DataFrame(extra, index=index)], axis=1)
+
+    def pool_table(self) -> pd.DataFrame | None:
+        """The (interval, pool) table (:data:`POOL_COLUMNS`); None without a fleet."""
+        if self.fleet is None:
+            return None
+        keys = self.fleet.keys
+        n, P = len(self.times), len(keys)
+        index = pd.MultiIndex.from_arrays(
+            [np.repeat(np.asarray(self.exo.run_index), P), np.tile([k[0] for k in keys], n),
+             np.tile([k[1] for k in keys], n), np.tile([k[2] for k in keys], n)],
+            names=["interval_start_utc", "campus", "model", "precision"])
+        return pd.DataFrame({c: self.fleet.cols[c].reshape(-1) for c in POOL_COLUMNS},
+                            index=index)
+
+
+def simulate(
+    exo: SiteExogenous,
+    policy: Policy,
+    *,
+    serving: ServingConfig | None = None,
+    penalties: Penalties | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> RunResult:
+    """Run ``policy`` closed-loop over the run period of ``exo``.
+
+    Parameters
+    ----------
+    exo : SiteExogenous
+    policy : Policy
+    serving : ServingConfig, optional
+        Fidelity, SLOs and samples of the inference serving (used with a fleet).
+    penalties : Penalties, optional
+        Prices of unserved and missed other-IT work.
+    progress : callable, optional
+        Called with 1 after each interval (e.g. ``tqdm.update``).
+
+    Raises
+    ------
+    InvariantError
+        When a book does not close (:func:`check_invariants`); a simulator defect.
+    """
+    wall = time.perf_counter()
+    exo.check_dr_baseline()
+    serving = serving or ServingConfig()
+    penalties = penalties or Penalties()
+    loop = _Loop(exo, policy, serving, penalties, progress)
+    initial_battery = {p.campus.name: p.battery_energy_mwh for p in loop.plants}
+    env = simpy.Environment()
+    boundaries, to_plant, to_replay, to_meter = (simpy.Store(env) for _ in range(4))
+    env.process(loop.controller(boundaries, to_plant))
+    env.process(loop.run_plant(env, to_plant, to_replay))
+    env.process(loop.replay(to_replay, to_meter))
+    env.process(loop.run_meter(to_meter, boundaries))
+    boundaries.put(0)
+    # The loop's linear algebra is tiny (Kalman filters, 3x3 states): multi-threaded
+    # BLAS only adds synchronisation (forecasters/statistical.py has the measurement).
+    with threadpool_limits(limits=1, user_api="blas"):
+        env.run()
+    n = exo.n_steps
+    if len(loop.sources) != n:
+        raise RuntimeError(f"simulation ended after {len(loop.sources)} of {n} intervals")
+    fleet = loop.fleet
+    outcome = None
+    slo = None
+    samples = None
+    book = None
+    if fleet is not None:
+        assert exo.requests is not None
+        server = fleet.server
+        if isinstance(server, RequestLevelServer):
+            outcome = server.outcome()
+            slo = slo_met(outcome, exo.site, serving)
+            samples = request_frame(outcome, exo.site, serving, slo=slo)
+        backlog_tokens = (server.backlog_tokens.copy() if isinstance(server, FluidServer)
+                          else np.zeros(len(fleet.keys)))
+        offered = np.diff(exo.requests.interval_bounds(n)).astype(float)
+        book = ServingBook(offered, fleet.dropped.copy(), backlog_tokens)
+    ledger = loop.ledger()
+    pools = loop.pool_table()
+    result = RunResult(
+        site=exo.site, ledger=ledger, pools=pools, kpis={},
+        backlogs={name: b for name, b in zip(loop.names, loop.backlogs, strict=True)
+                  if b is not None},
+        decisions=tuple(loop.decisions), decide_time_s=loop.decide_s,
+        settlement={m.campus.name: dict(m.totals) for m in loop.meters},
+        initial_battery_mwh=initial_battery, requests=samples, outcome=outcome, slo=slo,
+        serving_book=book, penalties=penalties, local_tz=exo.local_tz)
+    initial_batches = sum(exo.batch_wu(name, 0) for name in result.backlogs)
+    kpis = compute_kpis(result, policy, serving, loop.faults, time.perf_counter() - wall,
+                        fluid=fleet.server if fleet is not None and isinstance(
+                            fleet.server, FluidServer) else None,
+                        requeued=0.0 if fleet is None else float(fleet.server.requeued_requests),
+                        initial_batches_wu=initial_batches)
+    result.kpis.update(kpis)
+    over = result.kpis["import_over_limit_intervals"]
+    if over:
+        logger.warning("import above the connection limit in %d (interval, campus) rows, "
+                       "%.3f MWh in all: inference drew more than the campus could shed",
+                       over, result.kpis["import_over_limit_mwh"])
+    check_invariants(result)
+    return result
+
+
+# ----------------------------------------------------------------------------- KPIs
+
+
+def compute_kpis(
+    result: RunResult,
+    policy: Any,
+    serving: ServingConfig,
+    faults: Mapping[str, int],
+    wall_time_s: float,
+    *,
+    fluid: FluidServer | None = None,
+    requeued: float = 0.0,
+    initial_batches_wu: float = 0.0,
+) -> dict[str, Any]:
+    """Headline figures of a run, one meaning per key.
+
+    Costs [$] (net ``cost_usd`` and each :data:`~mpc_dc.sim.meter2.COST_COLUMNS`
+    component), energy [MWh], carbon [t], other-IT work [WU], solver and decision
+    times [s], faults; with a fleet, serving figures (requests, tokens, latency
+    percentiles [s], SLO attainment [-]); ``by_campus`` holds the per-campus
+    energy and cost. ``work_df_arrived_wu`` counts the first windows' batches
+    (released at the start) besides the submissions during the run.
+    """
+    # Column access on the (interval, campus) index costs a MultiIndex view each time.
+    led = result.ledger.reset_index(drop=True)
+    C = len(result.site.campuses)
+    n = len(led) // C
+    flows = ["import_mw", "export_mw", "renewable_used_mw", "curtailed_mw",
+             "renewable_available_mw", "facility_power_mw", "it_inference_mw", "it_other_mw",
+             "import_over_limit_mw"]
+    energy = led[flows].sum() * STEP_H
+    site_import = led["import_mw"].to_numpy().reshape(n, C).sum(axis=1)
+    decide = result.decide_time_s
+    stats = getattr(policy, "stats", None)
+    solve = np.asarray(getattr(stats, "solve_times_s", []), dtype=float)
+    highs = np.asarray(getattr(stats, "highs_times_s", []), dtype=float)
+    fallbacks = dict(getattr(stats, "fallbacks", {}))
+    facility = float(energy["facility_power_mw"])
+    self_mwh = float(energy["renewable_used_mw"] - energy["export_mw"])
+    kpis: dict[str, Any] = {
+        "intervals": n,
+        "campuses": len(result.site.campuses),
+        "cost_usd": net_cost_usd(led),
+        **{c: float(led[c].sum()) for c in COST_COLUMNS},
+        "carbon_t": float(led["carbon_kg"].sum()) / 1000.0,
+        "import_mwh": float(energy["import_mw"]),
+        "export_mwh": float(energy["export_mw"]),
+        "facility_energy_mwh": facility,
+        "it_energy_mwh": float(energy["it_inference_mw"] + energy["it_other_mw"]),
+        "inference_it_energy_mwh": float(energy["it_inference_mw"]),
+        "other_it_energy_mwh": float(energy["it_other_mw"]),
+        "renewable_available_mwh": float(energy["renewable_available_mw"]),
+        "renewable_used_mwh": float(energy["renewable_used_mw"]),
+        "curtailed_mwh": float(energy["curtailed_mw"]),
+        "self_consumption_mwh": self_mwh,
+        "self_consumption_share": self_mwh / facility if facility else 0.0,
+        "peak_import_mw": float(site_import.max()) if site_import.size else 0.0,
+        "import_over_limit_mwh": float(energy["import_over_limit_mw"]),
+        "import_over_limit_intervals": int((led["import_over_limit_mw"] > 0).sum()),
+        "work_nd_wu": float(led["work_nd_wu"].sum()),
+        "work_nd_unserved_wu": float(led["work_nd_unserved_wu"].sum()),
+        "work_df_arrived_wu": float(led["work_df_arrived_wu"].sum()) + initial_batches_wu,
+        "work_df_done_wu": float(sum(b.done_wu for b in result.backlogs.values())),
+        "work_df_missed_wu": float(sum(b.missed_wu for b in result.backlogs.values())),
+        "work_df_pending_end_wu": float(sum(b.total_wu for b in result.backlogs.values())),
+        "deadline_miss_intervals": int((led["work_df_missed_wu"] > 1e-9).sum()),
+        "solves": int(getattr(stats, "solves", 0)),
+        "fallbacks": fallbacks,
+        "fallbacks_total": int(sum(fallbacks.values())),
+        "faults": dict(getattr(stats, "faults", {})),
+        "formulations": dict(getattr(stats, "formulations", {})),
+        "solve_time_median_s": float(np.median(solve)) if solve.size else 0.0,
+        "solve_time_p95_s": float(np.percentile(solve, 95)) if solve.size else 0.0,
+        "highs_time_median_s": float(np.nanmedian(highs)) if highs.size else 0.0,
+        "decide_time_total_s": float(decide.sum()),
+        "decide_time_median_s": float(np.median(decide)) if decide.size else 0.0,
+        "decide_time_p95_s": float(np.percentile(decide, 95)) if decide.size else 0.0,
+        "engine_faults": dict(faults),
+        "wall_time_s": wall_time_s,
+        "by_campus": _by_campus(led, result.site),
+    }
+    if result.pools is not None:
+        kpis.update(_serving_kpis(result, serving, fluid, requeued, wall_time_s))
+    return kpis
+
+
+def _by_campus(led: pd.DataFrame, site: Site) -> dict[str, dict[str, float]]:
+    """Energy [MWh], peak import [MW] and cost [$] of each campus (``led``: the ledger's
+    rows in order, interval by interval, campuses in site order)."""
+    out: dict[str, dict[str, float]] = {}
+    C = len(site.campuses)
+    for c, name in enumerate(site.campus_names):
+        rows = led.iloc[c::C]
+        out[name] = {
+            "cost_usd": net_cost_usd(rows),
+            "import_mwh": float(rows["import_mw"].sum() * STEP_H),
+            "export_mwh": float(rows["export_mw"].sum() * STEP_H),
+            "facility_energy_mwh": float(rows["facility_power_mw"].sum() * STEP_H),
+            "curtailed_mwh": float(rows["curtailed_mw"].sum() * STEP_H),
+            "peak_import_mw": float(rows["import_mw"].max()),
+            "carbon_t": float(rows["carbon_kg"].sum()) / 1000.0,
+        }
+    return out
+
+
+def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer | None,
+                  requeued: float, wall_time_s: float) -> dict[str, Any]:
+    """Serving figures (the fleet loop's, without its cost keys: those are per campus)."""
+    pools = result.pools
+    assert pools is not None
+    tot = pools.sum()
+    tokens = float(tot["tokens_decoded"])
+    it_j = float(tot["idle_energy_j"] + tot["active_energy_j"])
+    queue = pools["queue_end"].groupby(level=0).sum()
+    kpis: dict[str, Any] = {
+        "fidelity": serving.fidelity,
+        # queued requests moved off pools the controller left without instances
+        "requeued_requests": requeued,
+        "idle_energy_mwh": float(tot["idle_energy_j"]) / J_PER_MWH,
+        "tokens_served": tokens,
+        "tokens_arrived": float(tot["arrived_tokens"]),
+        "energy_per_token_j": it_j / tokens if tokens else math.nan,
+        "queue_mean_requests": float(queue.mean()),
+        "queue_max_requests": float(queue.max()),
+    }
+    outcome = result.outcome
+    if outcome is not None:
+        req = outcome.requests
+        kpis["requests"] = int((outcome.status >= 0).sum())
+        kpis["requests_by_status"] = outcome.status_counts()
+        kpis["arrival_drops"] = dict(req.stats.dropped)
+        kpis["requests_per_wall_s"] = len(req) / wall_time_s if wall_time_s > 0 else math.inf
+        in_service = outcome.status == IN_SERVICE
+        kpis["tokens_unserved"] = float(
+            req.response_tokens[np.isin(outcome.status, (QUEUED, DROPPED_NO_ROUTE))].sum()
+        ) + float((req.response_tokens[in_service] - outcome.tokens_decoded[in_service]).sum())
+        for name, values in (("ttft", outcome.ttft_s()), ("latency", outcome.latency_s())):
+            v = values[~np.isnan(values)]
+            for q in (50, 95, 99):
+                kpis[f"{name}_p{q}_s"] = float(np.percentile(v, q)) if v.size else math.nan
+        assert result.slo is not None
+        met, decided = result.slo
+        kpis["slo_attainment"] = float(met[decided].mean()) if decided.any() else math.nan
+        kpis["slo_attainment_by_model"] = {
+            model: float(met[decided & (req.model == m)].mean())
+            if (decided & (req.model == m)).any() else math.nan
+            for m, model in enumerate(req.models)}
+    elif fluid is not None:
+        kpis["tokens_unserved"] = float(fluid.backlog_tokens.sum())
+        kpis["requests_per_wall_s"] = math.nan
+        arrivals = pools["arrivals"].to_numpy().reshape(fluid.est_wait_s.shape)
+        target = np.array([serving.ttft_slo(p.key[1]) for p in fluid.pools])
+        total = arrivals.sum()
+        kpis["slo_attainment_estimate"] = (
+            float((arrivals * (fluid.est_wait_s <= target)).sum() / total) if total
+            else math.nan)
+    return kpis
+
+
+# ----------------------------------------------------------------------------- invariants
+
+
+def check_invariants(result: RunResult) -> None:
+    """Check that the run's books close.
+
+    * per (interval, campus): energy balance, facility = PUE × IT, import · export
+      = 0, flows within limits (:func:`~mpc_dc.sim.invariants.check_campus_ledger`);
+    * battery state of charge per campus (:func:`check_battery_ledger`);
+    * deferrable work per campus: released (initial batch + submissions) = done +
+      pending + missed, and the ledger's done and missed equal the backlog's;
+    * settlement: every cost of every row equals the meter's rule re-applied to the
+      row's flows and prices, demand charges to the billing-period peaks, and each
+      campus's summed costs equal its meter's book
+      (:func:`~mpc_dc.sim.meter2.audit_settlement`);
+    * serving: requests offered = routed + dropped each interval; tokens and
+      inference IT energy per campus = the sum of its pools; request statuses,
+      per-request records vs the table, and tokens offered = served + unserved
+      (request level) or arrived = served + still queued (fluid).
+
+    Raises
+    ------
+    InvariantError
+        One line naming the first interval (and campus) or the run total that does
+        not close.
+    """
+    led = result.ledger
+    site = result.site
+    check_campus_ledger(led, site)
+    for campus in site.campuses:
+        rows = result.campus_ledger(campus.name)
+        try:
+            check_battery_ledger(rows, campus.battery,
+                                 result.initial_battery_mwh.get(campus.name, 0.0))
+        except InvariantError as err:
+            raise InvariantError(f"campus {campus.name}: {err.message}", err.step,
+                                 err.time) from None
+    _check_work(result)
+    audit_settlement(led, site, result.penalties, result.local_tz, result.settlement)
+    total = net_cost_usd(led)
+    if abs(total - result.kpis["cost_usd"]) > 1e-6 * max(1.0, abs(total)):
+        raise InvariantError(f"cost_usd {result.kpis['cost_usd']:.6f} $ != the ledger summed "
+                             f"{total:.6f} $")
+    if result.pools is not None:
+        _check_serving(result)
+
+
+def _close(a: float, b: float, rel: float = 1e-9) -> bool:
+    return abs(a - b) <= rel * max(1.0, abs(a), abs(b))
+
+
+def _check_work(result: RunResult) -> None:
+    led = result.ledger
+    for name, backlog in result.backlogs.items():
+        try:
+            backlog.check_conservation()
+        except InvariantError as err:
+            raise InvariantError(f"campus {name}: {err.message}") from None
+        rows = result.campus_ledger(name)
+        for column, book in (("work_df_done_wu", backlog.done_wu),
+                             ("work_df_missed_wu", backlog.missed_wu)):
+            if not _close(float(rows[column].sum()), book, 1e-6):
+                raise InvariantError(f"campus {name}: {column} summed {rows[column].sum():.6f} "
+                                     f"WU != the backlog's {book:.6f} WU")
+    released = sum(b.released_wu for b in result.backlogs.values())
+    arrived = float(result.kpis["work_df_arrived_wu"])
+    if not _close(released, arrived, 1e-6):
+        raise InvariantError(f"released deferrable work {released:.6f} WU != arrivals "
+                             f"{arrived:.6f} WU")
+    without = [c.name for c in result.site.campuses if c.name not in result.backlogs]
+    if without:
+        rows = led[led.index.get_level_values("campus").isin(without)]
+        work = rows[["work_nd_wu", "work_df_done_wu", "it_other_mw"]].abs().to_numpy()
+        if work.size and work.max() > 0:
+            k = int(np.argmax(work.max(axis=1) > 0))
+            raise InvariantError(f"campus {rows.index[k][1]}: other-IT work without other IT",
+                                 int(rows["step"].to_numpy()[k]), rows.index[k][0])
+
+
+def _check_serving(result: RunResult) -> None:
+    pools, led, book = result.pools, result.ledger, result.serving_book
+    assert pools is not None and book is not None
+    n = len(book.requests_offered)
+    P = len(pools) // max(n, 1)
+    arrivals = pools["arrivals"].to_numpy().reshape(n, P).sum(axis=1)
+    off = np.abs(arrivals + book.dropped_no_route - book.requests_offered) > 1e-6 * np.maximum(
+        1.0, book.requests_offered)
+    if off.any():
+        k = int(np.argmax(off))
+        raise InvariantError(
+            f"requests: {arrivals[k]:.6g} routed + {book.dropped_no_route[k]:.6g} dropped != "
+            f"{book.requests_offered[k]:.6g} offered", k,
+            led.index[k * len(result.site.campuses)][0])
+    for column, per_pool, scale in (("tokens_served", "tokens_decoded", 1.0),
+                                    ("it_inference_mw", "it_energy_kwh", 1e-3 / STEP_H)):
+        # A campus without pools serves nothing.
+        theirs = (pools[per_pool].groupby(level=["interval_start_utc", "campus"]).sum()
+                  .reindex(led.index, fill_value=0.0).to_numpy() * scale)
+        mine = led[column].to_numpy()
+        bad = np.abs(mine - theirs) > 1e-9 * np.maximum(1.0, np.abs(mine))
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise InvariantError(f"campus {led.index[k][1]}: {column} {mine[k]:.9g} != its "
+                                 f"pools' {theirs[k]:.9g}", int(led["step"].to_numpy()[k]),
+                                 led.index[k][0])
+    kpis = result.kpis
+    outcome = result.outcome
+    if outcome is not None:
+        try:
+            # check() also closes the request statuses.
+            outcome.check(ledger_active_energy_j=float(pools["active_energy_j"].sum()))
+        except AssertionError as err:
+            raise InvariantError(f"serving records: {err}") from None
+        finished = outcome.status == FINISHED
+        if np.any(outcome.finish[finished] < outcome.requests.arrival_s[finished]):
+            raise InvariantError("a request finished before it arrived")
+        # Unserved counts the in-service requests' tokens left at the run end.
+        offered = float(outcome.requests.response_tokens[outcome.status >= 0].sum())
+        served = kpis["tokens_served"]
+        if not _close(served + kpis["tokens_unserved"], offered):
+            raise InvariantError(f"tokens: {served:.6g} served + {kpis['tokens_unserved']:.6g} "
+                                 f"unserved != {offered:.6g} offered")
+    elif not _close(kpis["tokens_served"] + float(book.tokens_backlog_end.sum()),
+                    kpis["tokens_arrived"]):
+        raise InvariantError(f"tokens: {kpis['tokens_served']:.6g} served + "
+                             f"{book.tokens_backlog_end.sum():.6g} queued != "
+                             f"{kpis['tokens_arrived']:.6g} arrived")
+
+
+# ----------------------------------------------------------------------------- run directory
+
+
+def save_run(
+    result: RunResult,
+    directory: str | Path,
+    *,
+    scenario: Any | None = None,
+    meta: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a run directory atomically (:func:`mpc_dc.rundir.write_run`).
+
+    Files: ``ledger.parquet`` (interval × campus), ``pools.parquet`` (interval ×
+    pool, with a fleet), ``requests.parquet`` (per-request samples, request level),
+    ``kpis.json``, ``metadata.json`` (``meta`` + versions + git hash) and
+    ``scenario.json`` (the resolved ``scenario`` dataclass, when given).
+
+    Raises
+    ------
+    RunDirExistsError
+        (a :class:`FileExistsError`) if ``directory`` exists and not ``overwrite``.
+    RunWriteError
+        If writing fails with an :class:`OSError`; nothing partial is left.
+    """
+    tables: dict[str, pd.DataFrame] = {}
+    if result.pools is not None:
+        tables["pools"] = result.pools
+    if result.requests is not None:
+        tables["requests"] = result.requests
+    info = {"intervals": result.kpis.get("intervals"),
+            "campuses": list(result.site.campus_names),
+            "wall_time_s": {"simulation": result.kpis.get("wall_time_s")}, **(meta or {})}
+    return write_run(Path(directory), scenario=scenario, kpis=result.kpis, ledger=result.ledger,
+                     meta=info, tables=tables, overwrite=overwrite)
