@@ -43,19 +43,15 @@ NEXT_DAY = 4  # 2021-07-10
 # Regression: S1-S6 on 2021-07-09 from the common fleet, per component [$], measured on
 # this code (HiGHS 1.16). A change in the formulation, the rounding, the DR baseline or
 # the data reading moves these.
-EXPECTED_EVENT_DAY = {
-    "S1": {"energy_usd": 7043.68, "carbon_usd": 163.08, "switching_usd": 0.0,
-           "quality_usd": 0.0, "dr_reward_usd": 0.0, "dr_penalty_usd": 0.0},
-    "S2": {"energy_usd": 4769.26, "carbon_usd": 73.78, "switching_usd": 199.0,
-           "quality_usd": 0.0, "dr_reward_usd": 1487.17, "dr_penalty_usd": 0.0},
-    "S3": {"energy_usd": 7037.38, "carbon_usd": 163.08, "switching_usd": 0.0,
-           "quality_usd": 0.0, "dr_reward_usd": 0.0, "dr_penalty_usd": 0.0},
-    "S4": {"energy_usd": 4710.35, "carbon_usd": 73.52, "switching_usd": 192.95,
-           "quality_usd": 0.0, "dr_reward_usd": 1489.81, "dr_penalty_usd": 15.01},
-    "S5": {"energy_usd": 6854.57, "carbon_usd": 161.67, "switching_usd": 41.8,
-           "quality_usd": 11.38, "dr_reward_usd": 169.12, "dr_penalty_usd": 0.0},
-    "S6": {"energy_usd": 4493.61, "carbon_usd": 70.11, "switching_usd": 187.45,
-           "quality_usd": 12.87, "dr_reward_usd": 1666.44, "dr_penalty_usd": 24.13},
+STORED = ("energy_usd", "carbon_usd", "switching_usd", "quality_usd", "dr_reward_usd",
+          "dr_penalty_usd")
+EXPECTED_EVENT_DAY = {  # in STORED order
+    "S1": (7043.68, 163.08, 0.0, 0.0, 0.0, 0.0),
+    "S2": (4769.26, 73.78, 199.0, 0.0, 1487.17, 0.0),
+    "S3": (7037.38, 163.08, 0.0, 0.0, 0.0, 0.0),
+    "S4": (4710.35, 73.52, 192.95, 0.0, 1489.81, 15.01),
+    "S5": (6854.57, 161.67, 41.8, 11.38, 169.12, 0.0),
+    "S6": (4493.61, 70.11, 187.45, 12.87, 1666.44, 24.13),
 }
 # Each lever's operating-cost saving on that day [$] (lever_effects), same run.
 EXPECTED_LEVERS_USD = {"Sw": 2164.71, "Sp": 6.30, "Q": 137.33, "Sw+Sp": 2229.94,
@@ -171,7 +167,7 @@ def test_event_day_costs_match_stored_figures(common_days: dict) -> None:
     for s, expected in EXPECTED_EVENT_DAY.items():
         cost = res[s].cost
         assert cost is not None
-        for comp, value in expected.items():
+        for comp, value in zip(STORED, expected, strict=True):
             assert getattr(cost, comp) == pytest.approx(value, rel=1e-3, abs=0.5), (s, comp)
         assert cost.unserved_usd == pytest.approx(0.0, abs=1e-6)
 

@@ -487,17 +487,24 @@ def nesting_violations(daily: pd.DataFrame, tol_usd: float = NESTING_TOL_USD) ->
                                        "covered_cost_usd", "excess_usd"])
 
 
+def _usd(value: float, digits: int = 0) -> str:
+    """``value`` [$] with thousands separators; a rounding residue shows as 0, not -0."""
+    return f"{round(float(value), digits) + 0.0:,.{digits}f}"
+
+
 def markdown(table: pd.DataFrame) -> str:
     """The summary table as Markdown (operating cost and savings, DR apart, net in $)."""
     head = ("| scenario | levers | energy $ | carbon $ | switching $ | quality $ | unserved $ "
             "| operating $/day | operating saving vs S1 | DR reward $ | DR penalty $ | net $/day "
             "| net − S1 net $/day |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-    lines = [f"| {r.scenario} | {r.levers} | {r.energy_usd:,.0f} | {r.carbon_usd:,.0f} | "
-             f"{r.switching_usd:,.0f} | {r.quality_usd:,.1f} | {r.unserved_usd:,.0f} | "
-             f"{r.operating_usd:,.0f} | {r.operating_saving_vs_S1_pct:.1f} % | "
-             f"{r.dr_reward_usd:,.0f} | {r.dr_penalty_usd:,.0f} | {r.total_usd:,.0f} | "
-             f"{r.net_vs_S1_usd:+,.0f} |" for r in table.itertuples()]
+    lines = [f"| {r['scenario']} | {r['levers']} | {_usd(r['energy_usd'])} | "
+             f"{_usd(r['carbon_usd'])} | {_usd(r['switching_usd'])} | "
+             f"{_usd(r['quality_usd'], 1)} | {_usd(r['unserved_usd'])} | "
+             f"{_usd(r['operating_usd'])} | {_usd(r['operating_saving_vs_S1_pct'], 1)} % | "
+             f"{_usd(r['dr_reward_usd'])} | {_usd(r['dr_penalty_usd'])} | "
+             f"{_usd(r['total_usd'])} | {'+' if r['net_vs_S1_usd'] >= 0 else ''}"
+             f"{_usd(r['net_vs_S1_usd'])} |" for r in table.to_dict("records")]
     return head + "\n".join(lines) + "\n"
 
 
@@ -509,7 +516,7 @@ def closing_note(table: pd.DataFrame, daily: pd.DataFrame, reward_usd_per_kwh: f
     op, net = by_scenario(table, "operating_usd"), by_scenario(table, "net_vs_S1_usd")
     dr_event = by_scenario(table, "dr_net_per_event_day_usd")
     n_event = int(daily.loc[daily["dr_event"].astype(bool), "day"].nunique())
-    dr_text = (", ".join(f"{s} {v:,.0f}" for s, v in dr_event.items()) if n_event
+    dr_text = (", ".join(f"{s} {_usd(v)}" for s, v in dr_event.items()) if n_event
                else "no event day in the window")
     negative = daily.loc[daily["total_usd"] < 0, ["day", "scenario"]]
     violations = nesting_violations(daily)

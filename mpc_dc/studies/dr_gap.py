@@ -12,7 +12,7 @@ DR event days, a low-load day):
   Pacific of each study day (the 16:00–21:00 DR event inside it on event days),
   fleet = S6's day plan at 09:45; the plan is the integral 96-interval dive that
   starts with the committed (interval-0) instances, i.e. what committing that
-  decision costs at most.
+  decision costs at most (solved cold, so it does not depend on earlier solves).
 
 Reference: the full MILP (every instance count integer) by HiGHS, cold (no
 basis, no MIP start), ``time_limit_s`` per instance, relative gap 10⁻⁴; a
@@ -134,8 +134,10 @@ def study_instances(data: DrData, study: DrStudyConfig, problems: ScenarioProble
         out.append(GapInstance("day", f"{day} {s}", s, has_event,
                                float(solve.inputs.demand_tokens_per_s.sum() * STEP_S),
                                solve.inputs, solve.start, solve.result))
-    problem = problems.get("S6")
-    H = problem.horizon_steps  # = STEPS_PER_DAY: the windows are one day long
+    # cold: a receding step's plan must not depend on which solves came before it
+    problem = FleetProblem(problems.config("S6"), STEPS_PER_DAY,
+                           FleetSolverOptions(warm_start="cold"))
+    H = problem.horizon_steps
     for d in range(study.days):
         if not keep("step", "S6", d):
             continue
