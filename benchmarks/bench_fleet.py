@@ -108,11 +108,11 @@ def test_bench_fleet_forms(benchmark: BenchmarkFixture, shared_data: Path) -> No
                                float(inputs.demand_tokens_per_s.sum() * STEP_S), inputs, state,
                                commit)
         row: dict[str, object] = {
+            **gap_row(instance, ref_lp, full, limit),
             "step": k, "kind": "consecutive" if i < n_consec else "random",
             "ci_warm_s": ci.solve_time_s, "ci_warm_start": loop.last_warm_start,
             "ci_cold_s": ci_c.solve_time_s, "lp_s": lp_s, "lp_usd": lp.objective_usd,
             "ci_usd": ci.objective_usd,
-            **gap_row(instance, ref_lp, full, limit),
         }
         assert abs(ci.objective_usd - ci_c.objective_usd) <= 1e-6 * abs(ci.objective_usd)
         logger.info("fleet bench step %s", row)

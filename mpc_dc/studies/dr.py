@@ -259,6 +259,21 @@ def solve_scenarios(problems: ScenarioProblems, inputs: FleetInputs,
     from the *same* fleet never gets a costlier plan (up to the LP tolerance of
     the re-costed plan). From different fleets there is none: the covered plan
     may need starts, or lose warm-up capacity, from the other fleet.
+
+    Parameters
+    ----------
+    problems : ScenarioProblems
+    inputs : FleetInputs
+        One day (96 intervals), with its DR baseline.
+    states : Mapping[str, FleetState], optional
+        Start-of-day fleet per scenario.
+    scenarios : iterable of str
+        Which scenarios, in S1..S6 order (candidates come from earlier ones).
+
+    Returns
+    -------
+    dict of str to FleetSolveResult
+        Every result has a plan (a failed day raises ``RuntimeError``).
     """
     states = states or {}
     out: dict[str, FleetSolveResult] = {}
@@ -274,7 +289,19 @@ def solve_scenarios(problems: ScenarioProblems, inputs: FleetInputs,
 
 
 def end_state(plan: FleetPlan, interval: int = -1) -> FleetState:
-    """The fleet running at the end of ``interval`` of ``plan`` (integer counts)."""
+    """The fleet running at the end of ``interval`` of ``plan``.
+
+    Parameters
+    ----------
+    plan : FleetPlan
+    interval : int
+        Interval index (default: the last).
+
+    Returns
+    -------
+    FleetState
+        Instance counts rounded to integers, re-provisioning allowed.
+    """
     return FleetState({k: round(plan.instances[i, interval]) for i, k in enumerate(plan.pools)})
 
 
@@ -288,6 +315,18 @@ def gap_of_operating(plan_usd: float, bound_usd: float, operating: float) -> flo
 
     The operating cost (:func:`operating_usd`) is positive; the net cost, the usual
     denominator, is negative on event days with a high DR reward.
+
+    Parameters
+    ----------
+    plan_usd, bound_usd : float [$]
+        The plan's net cost and a reference (a lower bound or another plan's cost).
+    operating : float [$]
+        The plan's operating cost.
+
+    Returns
+    -------
+    float [-]
+        NaN when ``operating`` is not positive.
     """
     return (plan_usd - bound_usd) / operating if operating > 0 else float("nan")
 
@@ -329,7 +368,17 @@ class DaySolve:
 
 def day_rows(day: str, inputs: FleetInputs, results: Mapping[str, FleetSolveResult]
              ) -> list[dict[str, object]]:
-    """One row per scenario of a day's results (the columns of :func:`run_days`)."""
+    """One row per scenario of a day's results (the columns of :func:`run_days`).
+
+    Parameters
+    ----------
+    day : str
+        Label of the day (the ``day`` column).
+    inputs : FleetInputs
+        The inputs the results were solved from (demand, DR event).
+    results : Mapping[str, FleetSolveResult]
+        Scenario -> result with a plan.
+    """
     demanded = float(inputs.demand_tokens_per_s.sum() * STEP_S)
     event = inputs.dr_event is not None and bool(np.any(inputs.dr_event))
     rows: list[dict[str, object]] = []
@@ -471,8 +520,19 @@ def lever_effects(table: pd.DataFrame) -> pd.DataFrame:
 def nesting_violations(daily: pd.DataFrame, tol_usd: float = NESTING_TOL_USD) -> pd.DataFrame:
     """Days on which a scenario whose levers cover another's has the higher net cost.
 
-    Columns: ``day``, ``scenario``, ``covered``, ``cost_usd``, ``covered_cost_usd``,
-    ``excess_usd`` [$] (``cost − covered cost`` > ``tol_usd``).
+    Parameters
+    ----------
+    daily : DataFrame
+        :func:`run_days` rows (``day``, ``scenario``, ``total_usd``).
+    tol_usd : float [$]
+        Excess tolerated before a pair counts.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``day``, ``scenario``, ``covered``, ``cost_usd``, ``covered_cost_usd``,
+        ``excess_usd`` [$] (``cost − covered cost`` > ``tol_usd``); empty when the
+        order holds on every day.
     """
     rows = []
     for day, g in daily.groupby("day", sort=True):

@@ -118,10 +118,22 @@ def _window_baseline(solves: dict[tuple[int, str], DaySolve], d: int, k0: int,
 def study_instances(data: DrData, study: DrStudyConfig, problems: ScenarioProblems,
                     select: Callable[[str, str, int], bool] | None = None
                     ) -> list[GapInstance]:
-    """The fixed instance set (module docstring) of ``study``; ``data`` must reach one
-    day past the study window (``load_dr_data(..., extra_days=1)``).
+    """The fixed instance set (module docstring) of ``study``.
 
-    ``select(kind, scenario, day)`` keeps a subset.
+    Parameters
+    ----------
+    data : DrData
+        Must reach one day past the study window (``load_dr_data(..., extra_days=1)``).
+    study : DrStudyConfig
+    problems : ScenarioProblems
+        Solve the study's day plans (fresh, so the plans are the study's).
+    select : callable, optional
+        ``select(kind, scenario, day) -> bool`` keeps a subset.
+
+    Returns
+    -------
+    list of GapInstance
+        Day plans in (day, scenario) order, then the steps in day order.
     """
     keep = select or (lambda kind, scenario, day: True)
     _, solves = run_days(data, study, problems)
@@ -206,7 +218,18 @@ def measure_gaps(instances: Iterable[GapInstance], problems: ScenarioProblems,
                  time_limit_s: float,
                  progress: Callable[[GapInstance], None] | None = None) -> pd.DataFrame:
     """One :func:`gap_row` per instance, the reference solved by :func:`milp_reference`
-    on a cold problem of the instance's scenario."""
+    on a cold problem of the instance's scenario.
+
+    Parameters
+    ----------
+    instances : iterable of GapInstance
+    problems : ScenarioProblems
+        Gives each scenario's configuration.
+    time_limit_s : float [s]
+        Reference MILP time limit per instance.
+    progress : callable, optional
+        Called with each instance before its reference is solved.
+    """
     refs: dict[str, FleetProblem] = {}
     options = FleetSolverOptions(full_time_limit_s=time_limit_s, full_mip_rel_gap=MILP_REL_GAP,
                                  warm_start="cold")
@@ -225,11 +248,16 @@ def measure_gaps(instances: Iterable[GapInstance], problems: ScenarioProblems,
 
 
 def distribution(frame: pd.DataFrame) -> pd.DataFrame:
-    """min / median / p90 / max of ``gap_to_milp`` and ``gap_certified`` [%] per kind and
-    over all, with the count of references stopped by the time limit."""
+    """min / median / p90 / max of ``gap_to_milp`` and ``gap_certified`` [%] per kind, on
+    DR event days and the other days, and over all, with the count of references
+    stopped by the time limit."""
     rows = []
     groups = [(str(kind), g) for kind, g in frame.groupby("kind", sort=True)]
-    for kind, g in [*groups, ("all", frame)]:
+    event = frame["dr_event"].astype(bool)
+    groups += [("DR event", frame[event]), ("no DR event", frame[~event]), ("all", frame)]
+    for kind, g in groups:
+        if g.empty:
+            continue
         row: dict[str, object] = {"kind": kind, "instances": len(g),
                                   "milp_at_time_limit": int(g["milp_at_time_limit"].sum())}
         for col in ("gap_to_milp", "gap_certified"):
@@ -285,8 +313,24 @@ class GapOutputs:
 def run_gap(data_dir: Path, out_dir: Path, *, time_limit_s: float = 60.0, quick: bool = False,
             overwrite: bool = False, study: DrStudyConfig | None = None,
             progress: Callable[[GapInstance], None] | None = None) -> GapOutputs:
-    """Measure the instance set (``quick``: :data:`QUICK` on the first event day) and
-    write ``gap_instances.csv``, ``gap_distribution.csv`` and ``gap.md`` atomically."""
+    """Measure the instance set and write ``gap_instances.csv``,
+    ``gap_distribution.csv`` and ``gap.md`` atomically.
+
+    Parameters
+    ----------
+    data_dir, out_dir : Path
+    time_limit_s : float [s]
+        Reference MILP time limit per instance.
+    quick : bool
+        Only :data:`QUICK` on the first event day (the study's days up to it are
+        still solved, for their fleets).
+    overwrite : bool
+        Replace an existing ``out_dir``.
+    study : DrStudyConfig, optional
+        Default: the DR study's set-up.
+    progress : callable, optional
+        Called with each instance before its reference is solved.
+    """
     t0 = time.perf_counter()
     study = study or DrStudyConfig()
     data = load_dr_data(data_dir, study, extra_days=1)
