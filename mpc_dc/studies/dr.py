@@ -650,7 +650,7 @@ def plot_all(table: pd.DataFrame, supply: pd.DataFrame,
     ax.plot(t.index, t["total_usd"], "k_", markersize=30, label="net total")
     ax.set_ylabel("mean daily cost [$]")
     ax.set_title("Daily cost composition, S1–S6")
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     save(fig, "daily_cost_composition.png")
 
     fig, ax = plt.subplots(figsize=(8, 4))
