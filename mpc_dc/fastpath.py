@@ -65,6 +65,10 @@ class FastSolution:
         HiGHS's own run time of this run.
     mip_gap : float [-]
         Relative MIP gap (0 for an LP).
+    dual_bound : float
+        HiGHS's MIP dual bound incl. cvxpy's constant offset (a lower bound on the
+        MIP optimum, also when a limit stopped the run without an incumbent); NaN
+        for an LP.
     """
 
     model_status: str
@@ -72,6 +76,7 @@ class FastSolution:
     objective: float
     highs_time_s: float
     mip_gap: float
+    dual_bound: float = float("nan")
 
 
 class HighsFastPath:
@@ -233,8 +238,9 @@ class HighsFastPath:
         has_primal = info.primal_solution_status == 2  # kSolutionStatusFeasible
         x = np.asarray(h.getSolution().col_value) if has_primal else None
         gap = float(info.mip_gap) if self._is_mip else 0.0
+        bound = float(info.mip_dual_bound) + offset if self._is_mip else float("nan")
         return FastSolution(status, x, float(info.objective_function_value) + offset,
-                            float(run_time), gap)
+                            float(run_time), gap, bound)
 
     def set_integrality(self, integer_cols: np.ndarray) -> None:
         """Make exactly ``integer_cols`` integer and every other column continuous, in place.

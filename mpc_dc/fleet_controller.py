@@ -461,10 +461,14 @@ def solve_day(problem: FleetProblem, inputs: FleetInputs, state: FleetState | No
     Round-and-fix over the whole horizon (its gap to the LP bound is certified in
     ``mip_gap``); each candidate plan from a scenario with fewer levers (feasible
     here: see :meth:`Flexibility.covers`) is re-costed with its instances fixed, and
-    the cheapest plan is returned, so more levers never cost more.
+    the cheapest plan is returned: from the same ``state`` and ``inputs``, more
+    levers never cost more. ``lp_bound_usd`` and ``mip_gap`` are always those of
+    this problem's relaxation, also when a candidate is returned (its own LP run
+    with fixed instances is no bound).
     """
-    best = problem.solve(inputs, state, FleetForm.COMMITTED_INTEGER,
-                         integer_intervals=problem.horizon_steps)
+    own = problem.solve(inputs, state, FleetForm.COMMITTED_INTEGER,
+                        integer_intervals=problem.horizon_steps)
+    best = own
     for cand in candidates:
         alt = problem.solve(inputs, state, FleetForm.LP, fix_instances=problem.map_plan(cand))
         if alt.plan is not None and (best.plan is None
@@ -472,4 +476,8 @@ def solve_day(problem: FleetProblem, inputs: FleetInputs, state: FleetState | No
             logger.info("a plan with fewer levers is cheaper (%.2f < %.2f $); using it",
                         alt.objective_usd, best.objective_usd)
             best = alt
+    if best is not own and np.isfinite(own.lp_bound_usd):
+        gap = (best.objective_usd - own.lp_bound_usd) / max(abs(best.objective_usd), 1e-9)
+        best = replace(best, lp_bound_usd=own.lp_bound_usd, mip_gap=max(gap, 0.0),
+                       message="a plan with fewer levers, re-costed")
     return best

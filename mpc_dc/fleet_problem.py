@@ -302,11 +302,18 @@ class FleetSolveResult:
     build_time_s, solve_time_s, highs_time_s : float [s]
         Build + compile (once), wall time of this call, HiGHS's own run time.
     mip_gap : float [-]
+        ``(objective − bound) / |objective|`` with the LP bound (committed-integer
+        over the whole horizon) or HiGHS's dual bound (MIP forms), both net of the
+        DR constant like the objective; HiGHS's own gap is relative to the
+        objective *with* that constant and understates the gap on DR days.
     message : str
     repaired : bool
         True when instance counts were rounded from a relaxation.
     lp_bound_usd : float [$]
         Objective of the LP relaxation when it was solved (a lower bound).
+    mip_bound_usd : float [$]
+        MIP forms: HiGHS's dual bound on the form's optimum (a lower bound, also
+        when a limit stopped the run without a plan); NaN for the other forms.
     """
 
     status: SolveStatus
@@ -321,6 +328,7 @@ class FleetSolveResult:
     message: str = ""
     repaired: bool = False
     lp_bound_usd: float = float("nan")
+    mip_bound_usd: float = float("nan")
 
     @property
     def unserved_tokens(self) -> float:
@@ -1217,6 +1225,10 @@ class FleetProblem:
             self._lp_basis = fast.get_basis()
             self._lp_series = series
         status = SolveStatus.from_highs(sol.model_status, sol.x is not None)
+        # The model's objective omits the DR constant −Δ Σ ρ_r B (docs/fleet.md), so
+        # every objective value and bound HiGHS reports is shifted by it.
+        constant = self._dr_constant_usd()
+        bound = sol.dual_bound - constant if fast.is_mip else float("nan")
         gap = sol.mip_gap
         build = self.model.build_time_s
         if not status.has_plan or sol.x is None:
@@ -1227,14 +1239,18 @@ class FleetProblem:
             logger.warning("fleet solve failed (%s): %s", form, message)
             bad = SolveStatus.ERROR if status is SolveStatus.FEASIBLE else status
             return FleetSolveResult(bad, form, None, None, float("nan"), build,
-                                    time.perf_counter() - wall, sol.highs_time_s, gap, message)
+                                    time.perf_counter() - wall, sol.highs_time_s, gap, message,
+                                    mip_bound_usd=bound)
         values = {n: fast.value(sol.x, n) for n in ctx.variables}
         plan = extract_fleet_plan(ctx, values)
         cost = fleet_plan_cost(ctx, plan)
+        if fast.is_mip and np.isfinite(bound):
+            gap = max(cost.total_usd - bound, 0.0) / max(abs(cost.total_usd), 1e-9)
         return FleetSolveResult(status, form, plan, cost, cost.total_usd, build,
                                 time.perf_counter() - wall, sol.highs_time_s, gap,
-                                lp_bound_usd=sol.objective - self._dr_constant_usd()
-                                if form is FleetForm.LP else float("nan"))
+                                lp_bound_usd=sol.objective - constant
+                                if form is FleetForm.LP else float("nan"),
+                                mip_bound_usd=bound)
 
     def _dr_constant_usd(self) -> float:
         rr = np.asarray(self.ctx.parameters["dr_reward_usd_per_kwh"].value)

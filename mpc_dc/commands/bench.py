@@ -1,4 +1,6 @@
 """``mpc-dc bench scaling --out DIR [--quick] [--repeats N]``: the scaling curves of the suite.
+``mpc-dc bench gap --data DIR --out DIR [--time-limit S] [--quick]``: the fleet plans'
+gap to a cold, time-limited full MILP (:mod:`mpc_dc.studies.dr_gap`, docs/fleet.md).
 
 Measures how solve and simulation time grow (see :data:`mpc_dc.benchmarking.CURVES`):
 RCDC LP horizon 24/96/192/288 steps; fleet problem campuses 1/3/10, pools per
@@ -36,6 +38,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="only this family (repeatable; default: all)")
     scaling.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     scaling.set_defaults(func=main)
+    gap = sub.add_parser("gap", help="fleet plans vs a cold, time-limited full MILP on the "
+                         "DR study week; write the gap distribution")
+    gap.add_argument("--data", type=Path, required=True, help="the shared/data folder")
+    gap.add_argument("--out", type=Path, required=True, help="output directory (new)")
+    gap.add_argument("--time-limit", type=float, default=60.0,
+                     help="reference MILP time limit per instance [s] (default: %(default)s)")
+    gap.add_argument("--quick", action="store_true",
+                     help="three instances of the first DR day only (S1, S6 day plans, "
+                     "S6 step)")
+    gap.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    gap.set_defaults(func=main_gap)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -59,4 +72,30 @@ def main(args: argparse.Namespace) -> int:
             print(f"  {family:<18} {metric:<24} k = {k:5.2f}")
     print(f"wrote {args.out}/curves.csv, exponents.json and {len(fitted)} PNG(s) in "
           f"{time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def main_gap(args: argparse.Namespace) -> int:
+    """Measure the plans' gaps to the reference MILP, write and print the distribution."""
+    from mpc_dc.studies.dr_gap import GapInstance, run_gap
+
+    if args.time_limit <= 0:
+        print("mpc-dc: error: --time-limit: expected a value > 0", file=sys.stderr)
+        return 2
+    if not args.data.is_dir():
+        print(f"mpc-dc: error: --data: folder {args.data} does not exist", file=sys.stderr)
+        return 2
+    check_target(args.out, overwrite=args.overwrite)
+    t0 = time.perf_counter()
+
+    def progress(instance: GapInstance) -> None:
+        print(f"[{time.perf_counter() - t0:7.1f} s] {instance.kind} {instance.label}",
+              flush=True)
+
+    outputs = run_gap(args.data, args.out, time_limit_s=args.time_limit, quick=args.quick,
+                      overwrite=args.overwrite, progress=progress)
+    print(outputs.markdown)
+    for path in outputs.files:
+        print(f"wrote {path}")
+    print(f"wall time {outputs.wall_time_s:.1f} s")
     return 0

@@ -26,23 +26,41 @@ Set-up (all stated in :class:`DrStudyConfig`)
   Load Reduction Program pays 1 $/kWh), penalty 2 $/kWh above a cap equal to
   the baseline.
 * Each local day is one 96-interval plan, integer instances everywhere
-  (round-and-fix, gap to the LP bound reported), fleet state carried from the
-  previous day's last interval.
+  (round-and-fix, gap to the LP bound reported), each scenario's fleet state
+  carried from its own previous day's last interval.
+
+Reporting: savings are savings of the *operating cost* (energy + carbon +
+switching + quality + unserved tokens), which is positive; the DR settlement
+(reward and penalty) is reported apart in $, and the net cost (operating − DR
+reward + DR penalty), which DR income can make negative, is never a
+denominator. Nesting: from a common start-of-day fleet a scenario whose levers
+cover another's never has a costlier day plan (:func:`solve_scenarios`); over
+the week each scenario runs its own fleet, so a day can break the order, and
+:func:`nesting_violations` lists where it does (docs/fleet.md).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mpc_dc.blocks.inference_fleet import STEP_S
 from mpc_dc.fleet_controller import solve_day
-from mpc_dc.fleet_problem import FleetInputs, FleetPlan, FleetProblem, FleetSolveResult, FleetState
+from mpc_dc.fleet_problem import (
+    FleetCost,
+    FleetInputs,
+    FleetPlan,
+    FleetProblem,
+    FleetSolveResult,
+    FleetSolverOptions,
+    FleetState,
+)
 from mpc_dc.params.fleet import (
     SCENARIO_LABELS,
     SCENARIOS,
@@ -52,15 +70,22 @@ from mpc_dc.rundir import atomic_dir
 from traces.burstgpt import read_burstgpt_requests
 from traces.datasets import burstgpt_hourly_counts, caiso_carbon, caiso_rt_lmp
 from traces.errors import TraceError
-from traces.grid import STEP, STEPS_PER_DAY, GapPolicy
+from traces.grid import STEP, STEP_H, STEPS_PER_DAY, GapPolicy
 
 logger = logging.getLogger(__name__)
 
 PAPER_S6_VS_S1_PCT = 34.3
 """Cost reduction of all levers vs none reported by the seed paper [%]."""
 TZ = "America/Los_Angeles"
-COMPONENTS = ("energy_usd", "carbon_usd", "switching_usd", "quality_usd", "dr_reward_usd",
-              "dr_penalty_usd", "unserved_usd")
+OPERATING = ("energy_usd", "carbon_usd", "switching_usd", "quality_usd", "unserved_usd")
+"""Components of the operating cost (everything but the DR settlement) [$]."""
+COMPONENTS = (*OPERATING, "dr_reward_usd", "dr_penalty_usd")
+NESTING_TOL_USD = 0.01
+"""A covering scenario's day plan may exceed a covered one's by this much [$] (LP
+tolerance of the re-costed plan) before it counts as a nesting violation."""
+LEVERS = {"Sw": ("S2", "S1"), "Sp": ("S3", "S1"), "Q": ("S5", "S1"), "Sw+Sp": ("S4", "S1"),
+          "Q on top of Sw+Sp": ("S6", "S4"), "all (Sw+Sp+Q)": ("S6", "S1")}
+"""Each lever's effect: (scenario with it, scenario without it)."""
 
 
 @dataclass(frozen=True)
@@ -121,8 +146,17 @@ class DrData:
                            self.dr_event[:, sl], None)
 
 
-def load_dr_data(data_dir: Path, study: DrStudyConfig) -> DrData:
+def load_dr_data(data_dir: Path, study: DrStudyConfig, extra_days: int = 0) -> DrData:
     """Read prices, carbon and BurstGPT, put them on the study window's grid.
+
+    Parameters
+    ----------
+    data_dir : Path
+    study : DrStudyConfig
+    extra_days : int
+        Days of data after the study window (for horizons that reach past its
+        end); the demand's replication factor is set on the study window alone,
+        so the study's days are the same with or without them.
 
     Raises
     ------
@@ -130,7 +164,8 @@ def load_dr_data(data_dir: Path, study: DrStudyConfig) -> DrData:
         When a series does not cover the window or has gaps in it (named).
     """
     start = pd.Timestamp(study.first_day, tz=TZ)
-    index = pd.date_range(start.tz_convert("UTC"), periods=study.days * STEPS_PER_DAY,
+    index = pd.date_range(start.tz_convert("UTC"),
+                          periods=(study.days + extra_days) * STEPS_PER_DAY,
                           freq=STEP, name="interval_start_utc")
     cfg = study.fleet
     lmp, meta = caiso_rt_lmp(data_dir, 2021, gap_policy=GapPolicy.INTERPOLATE)
@@ -150,12 +185,12 @@ def load_dr_data(data_dir: Path, study: DrStudyConfig) -> DrData:
     counts, bmeta = burstgpt_hourly_counts(data_dir, origin=start)
     req = counts["requests_per_h"].reindex(index)
     if req.isna().any():
-        raise TraceError(bmeta.source, f"BurstGPT covers fewer than {study.days} days",
-                         field="requests_per_h")
+        raise TraceError(bmeta.source, f"BurstGPT covers fewer than "
+                         f"{study.days + extra_days} days", field="requests_per_h")
     sample, _ = read_burstgpt_requests(Path(data_dir) / "burstgpt" / "burstgpt_v1_first400.csv")
     mean_resp = float(sample["response_tokens"].mean())
     raw_tokens = req.to_numpy() * mean_resp / 3600.0
-    replication = study.peak_tokens_per_s / raw_tokens.max()
+    replication = study.peak_tokens_per_s / raw_tokens[: study.days * STEPS_PER_DAY].max()
     shares = np.asarray(study.model_shares, dtype=float)
     if shares.size != len(cfg.models) or abs(shares.sum() - 1) > 1e-9:
         raise ValueError("DrStudyConfig.model_shares: one share per model, summing to 1")
@@ -169,43 +204,83 @@ def load_dr_data(data_dir: Path, study: DrStudyConfig) -> DrData:
                   np.tile(in_event, (C, 1)), mean_resp, float(replication))
 
 
-class _Problems:
-    """One built problem per scenario (built on first use)."""
+class ScenarioProblems:
+    """One built problem per scenario (built on first use).
 
-    def __init__(self, fleet: FleetConfig) -> None:
+    Parameters
+    ----------
+    fleet : FleetConfig
+        Campuses, costs and DR prices; each scenario sets its own flexibility.
+    options : FleetSolverOptions, optional
+    """
+
+    def __init__(self, fleet: FleetConfig, options: FleetSolverOptions | None = None) -> None:
         self.fleet = fleet
+        self.options = options
         self._cache: dict[str, FleetProblem] = {}
 
+    def config(self, scenario: str) -> FleetConfig:
+        """The fleet configuration of ``scenario`` (its levers)."""
+        return replace(self.fleet, flexibility=SCENARIOS[scenario], table=self.fleet.table)
+
     def get(self, scenario: str) -> FleetProblem:
+        """The 96-interval problem of ``scenario``."""
         if scenario not in self._cache:
-            cfg = replace(self.fleet, flexibility=SCENARIOS[scenario], table=self.fleet.table)
-            self._cache[scenario] = FleetProblem(cfg, STEPS_PER_DAY)
+            self._cache[scenario] = FleetProblem(self.config(scenario), STEPS_PER_DAY,
+                                                 self.options)
         return self._cache[scenario]
 
 
-def solve_scenarios(problems: _Problems, inputs: FleetInputs,
-                    states: dict[str, FleetState] | None = None,
-                    scenarios: Iterable[str] = tuple(SCENARIOS)) -> dict[str, FleetSolveResult]:
-    """Solve one day for each scenario.
+def with_dr_baseline(problems: ScenarioProblems, inputs: FleetInputs,
+                     state: FleetState | None = None) -> FleetInputs:
+    """``inputs`` with the DR baseline set on an event day, unchanged otherwise.
 
-    The DR baseline, common to all scenarios, is the business-as-usual load: S1's
-    own plan of the day without DR. A common baseline keeps the scenarios nested
-    (a plan with fewer levers is feasible, at the same cost, with more), so each
-    scenario gets the plans of the scenarios it covers as candidates (see
-    :func:`mpc_dc.fleet_controller.solve_day`), solved in S1..S6 order.
+    The baseline, common to all scenarios, is the business-as-usual facility power
+    [MW]: S1's own day plan without DR, from ``state`` (S1's start-of-day fleet).
+    """
+    if inputs.dr_event is None or not bool(np.any(inputs.dr_event)):
+        return inputs
+    bau = solve_day(problems.get("S1"), replace(inputs, dr_event=None), state)
+    if bau.plan is None:
+        raise RuntimeError(f"S1 baseline day failed: {bau.message}")
+    return replace(inputs, dr_baseline_mw=bau.plan.campus_power_mw)
+
+
+def solve_scenarios(problems: ScenarioProblems, inputs: FleetInputs,
+                    states: Mapping[str, FleetState] | None = None,
+                    scenarios: Iterable[str] = tuple(SCENARIOS)) -> dict[str, FleetSolveResult]:
+    """Solve one day for each scenario, in S1..S6 order.
+
+    ``inputs`` carry their DR baseline (:func:`with_dr_baseline`); ``states`` gives
+    each scenario's start-of-day fleet (absent: nothing running). Each scenario
+    gets the plans of the scenarios its levers cover as candidates
+    (:func:`mpc_dc.fleet_controller.solve_day` re-costs them with their instances
+    fixed). Guarantee: a scenario whose levers cover another's and that starts
+    from the *same* fleet never gets a costlier plan (up to the LP tolerance of
+    the re-costed plan). From different fleets there is none: the covered plan
+    may need starts, or lose warm-up capacity, from the other fleet.
+
+    Parameters
+    ----------
+    problems : ScenarioProblems
+    inputs : FleetInputs
+        One day (96 intervals), with its DR baseline.
+    states : Mapping[str, FleetState], optional
+        Start-of-day fleet per scenario.
+    scenarios : iterable of str
+        Which scenarios, in S1..S6 order (candidates come from earlier ones).
+
+    Returns
+    -------
+    dict of str to FleetSolveResult
+        Every result has a plan (a failed day raises ``RuntimeError``).
     """
     states = states or {}
     out: dict[str, FleetSolveResult] = {}
     plans: dict[str, FleetPlan] = {}
-    day_inputs = inputs
-    if inputs.dr_event is not None and bool(np.any(inputs.dr_event)):
-        bau = solve_day(problems.get("S1"), replace(inputs, dr_event=None), states.get("S1"))
-        if bau.plan is None:
-            raise RuntimeError(f"S1 baseline day failed: {bau.message}")
-        day_inputs = replace(inputs, dr_baseline_mw=bau.plan.campus_power_mw)
     for s in scenarios:
         cands = [plans[o] for o in plans if SCENARIOS[s].covers(SCENARIOS[o])]
-        res = solve_day(problems.get(s), day_inputs, states.get(s), cands)
+        res = solve_day(problems.get(s), inputs, states.get(s), cands)
         if res.plan is None:
             raise RuntimeError(f"{s} day failed: {res.message}")
         out[s] = res
@@ -213,134 +288,318 @@ def solve_scenarios(problems: _Problems, inputs: FleetInputs,
     return out
 
 
-def _end_state(plan: FleetPlan) -> FleetState:
-    return FleetState({k: round(plan.instances[i, -1]) for i, k in enumerate(plan.pools)})
+def end_state(plan: FleetPlan, interval: int = -1) -> FleetState:
+    """The fleet running at the end of ``interval`` of ``plan``.
+
+    Parameters
+    ----------
+    plan : FleetPlan
+    interval : int
+        Interval index (default: the last).
+
+    Returns
+    -------
+    FleetState
+        Instance counts rounded to integers, re-provisioning allowed.
+    """
+    return FleetState({k: round(plan.instances[i, interval]) for i, k in enumerate(plan.pools)})
 
 
-def run_days(data: DrData, study: DrStudyConfig, problems: _Problems
-             ) -> tuple[pd.DataFrame, dict[tuple[int, str], FleetSolveResult]]:
-    """Daily cost composition of S1-S6 over the study window."""
-    rows = []
-    results: dict[tuple[int, str], FleetSolveResult] = {}
+def operating_usd(cost: FleetCost) -> float:
+    """Operating cost [$]: energy + carbon + switching + quality + unserved, no DR."""
+    return float(sum(getattr(cost, c) for c in OPERATING))
+
+
+def gap_of_operating(plan_usd: float, bound_usd: float, operating: float) -> float:
+    """``(plan − bound) / operating cost`` [-].
+
+    The operating cost (:func:`operating_usd`) is positive; the net cost, the usual
+    denominator, is negative on event days with a high DR reward.
+
+    Parameters
+    ----------
+    plan_usd, bound_usd : float [$]
+        The plan's net cost and a reference (a lower bound or another plan's cost).
+    operating : float [$]
+        The plan's operating cost.
+
+    Returns
+    -------
+    float [-]
+        NaN when ``operating`` is not positive.
+    """
+    return (plan_usd - bound_usd) / operating if operating > 0 else float("nan")
+
+
+def cost_figures(cost: FleetCost) -> dict[str, float]:
+    """Cost components, operating cost, DR settlement (reward − penalty) and net [$]."""
+    return {**cost.as_dict(), "operating_usd": operating_usd(cost),
+            "dr_net_usd": cost.dr_reward_usd - cost.dr_penalty_usd}
+
+
+@dataclass(frozen=True)
+class DaySolve:
+    """One scenario's day plan in the study, with what it was solved from.
+
+    Attributes
+    ----------
+    day : int
+        Study day (0 = ``first_day``).
+    scenario : str
+    inputs : FleetInputs
+        The day's inputs, with the DR baseline on an event day.
+    start : FleetState
+        The scenario's start-of-day fleet (its own previous day's last interval).
+    result : FleetSolveResult
+    """
+
+    day: int
+    scenario: str
+    inputs: FleetInputs
+    start: FleetState
+    result: FleetSolveResult
+
+    @property
+    def plan(self) -> FleetPlan:
+        """The day plan (every study day plan has one)."""
+        assert self.result.plan is not None
+        return self.result.plan
+
+
+def day_rows(day: str, inputs: FleetInputs, results: Mapping[str, FleetSolveResult]
+             ) -> list[dict[str, object]]:
+    """One row per scenario of a day's results (the columns of :func:`run_days`).
+
+    Parameters
+    ----------
+    day : str
+        Label of the day (the ``day`` column).
+    inputs : FleetInputs
+        The inputs the results were solved from (demand, DR event).
+    results : Mapping[str, FleetSolveResult]
+        Scenario -> result with a plan.
+    """
+    demanded = float(inputs.demand_tokens_per_s.sum() * STEP_S)
+    event = inputs.dr_event is not None and bool(np.any(inputs.dr_event))
+    rows: list[dict[str, object]] = []
+    for s, r in results.items():
+        assert r.cost is not None and r.plan is not None
+        figures = cost_figures(r.cost)
+        rows.append({"day": day, "scenario": s, "levers": SCENARIO_LABELS[s],
+                     "dr_event": event, **figures,
+                     "energy_mwh": float(r.plan.campus_power_mw.sum() * STEP_H),
+                     "tokens_demanded": demanded,
+                     "tokens_served": float(r.plan.served_tokens_per_s.sum() * STEP_S),
+                     "unserved_tokens": r.unserved_tokens,
+                     "lp_bound_usd": r.lp_bound_usd,
+                     "gap_to_lp_bound": gap_of_operating(r.objective_usd, r.lp_bound_usd,
+                                                         figures["operating_usd"]),
+                     "solve_time_s": r.solve_time_s})
+    return rows
+
+
+def run_days(data: DrData, study: DrStudyConfig, problems: ScenarioProblems
+             ) -> tuple[pd.DataFrame, dict[tuple[int, str], DaySolve]]:
+    """Daily cost composition of S1-S6 over the study window.
+
+    Each scenario carries its own fleet from day to day. Columns: the cost
+    components, ``operating_usd``, ``dr_net_usd`` (reward − penalty), ``total_usd``
+    (net) [$], energy [MWh], tokens, ``lp_bound_usd`` [$] and ``gap_to_lp_bound``
+    (:func:`gap_of_operating`) [-].
+    """
+    rows: list[dict[str, object]] = []
+    solves: dict[tuple[int, str], DaySolve] = {}
     states: dict[str, FleetState] = {}
     for d in range(study.days):
         day = data.index[d * STEPS_PER_DAY].tz_convert(TZ).date()
-        res = solve_scenarios(problems, data.day(d), states)
+        inputs = with_dr_baseline(problems, data.day(d), states.get("S1"))
+        res = solve_scenarios(problems, inputs, states)
+        rows += day_rows(str(day), inputs, res)
         for s, r in res.items():
-            assert r.cost is not None and r.plan is not None
-            states[s] = _end_state(r.plan)
-            results[(d, s)] = r
-            demanded = float(data.day(d).demand_tokens_per_s.sum() * 900.0)
-            served = float(r.plan.served_tokens_per_s.sum() * 900.0)
-            rows.append({"day": str(day), "scenario": s, "levers": SCENARIO_LABELS[s],
-                         "dr_event": bool(np.any(data.dr_event[:, d * STEPS_PER_DAY:
-                                                               (d + 1) * STEPS_PER_DAY])),
-                         **r.cost.as_dict(),
-                         "energy_mwh": float(r.plan.campus_power_mw.sum() * 0.25),
-                         "tokens_demanded": demanded, "tokens_served": served,
-                         "unserved_tokens": r.unserved_tokens,
-                         "gap_to_lp_bound": r.mip_gap, "solve_time_s": r.solve_time_s})
-    return pd.DataFrame(rows), results
+            solves[(d, s)] = DaySolve(d, s, inputs, states.get(s, FleetState()), r)
+        states = {s: end_state(solves[(d, s)].plan) for s in res}
+    return pd.DataFrame(rows), solves
 
 
-def sensitivity_peak(data: DrData, study: DrStudyConfig, problems: _Problems,
+def _compare(res: Mapping[str, FleetSolveResult], pairs: Iterable[tuple[str, str]]
+             ) -> dict[str, float]:
+    """Each scenario's operating, DR and net cost [$] and, for each (with, without)
+    pair, the operating-cost saving [%] of ``with``."""
+    row: dict[str, float] = {}
+    for s, r in res.items():
+        assert r.cost is not None
+        fig = cost_figures(r.cost)
+        row.update({f"{s}_operating_usd": fig["operating_usd"],
+                    f"{s}_dr_net_usd": fig["dr_net_usd"], f"{s}_net_usd": fig["total_usd"]})
+    for a, b in pairs:
+        op_a, op_b = row[f"{a}_operating_usd"], row[f"{b}_operating_usd"]
+        row[f"{a.lower()}_vs_{b.lower()}_operating_pct"] = 100 * (op_b - op_a) / op_b
+    return row
+
+
+def sensitivity_peak(data: DrData, study: DrStudyConfig, problems: ScenarioProblems,
                      day: int) -> pd.DataFrame:
-    """S6-vs-S4 benefit [%] on one day as the workload peak rate is scaled."""
+    """S1, S4, S6 on one day as the workload peak rate is scaled (empty start fleet).
+
+    Columns: ``<S>_operating_usd``, ``<S>_dr_net_usd``, ``<S>_net_usd`` [$] and the
+    operating-cost savings ``s6_vs_s4_operating_pct``, ``s6_vs_s1_operating_pct`` [%].
+    """
     rows = []
     for mult in study.peak_multipliers:
-        res = solve_scenarios(problems, data.day(day, mult), scenarios=("S1", "S4", "S6"))
-        s4, s6 = res["S4"].objective_usd, res["S6"].objective_usd
+        inputs = with_dr_baseline(problems, data.day(day, mult))
+        res = solve_scenarios(problems, inputs, scenarios=("S1", "S4", "S6"))
         rows.append({"peak_multiplier": mult, "peak_tokens_per_s": mult * study.peak_tokens_per_s,
-                     "S1_usd": res["S1"].objective_usd, "S4_usd": s4, "S6_usd": s6,
-                     "s6_vs_s4_pct": 100 * (s4 - s6) / s4,
-                     "s6_vs_s1_pct": 100 * (res["S1"].objective_usd - s6)
-                     / res["S1"].objective_usd})
+                     **_compare(res, (("S6", "S4"), ("S6", "S1")))})
     return pd.DataFrame(rows)
 
 
-def sensitivity_dr_prices(data: DrData, study: DrStudyConfig, problems: _Problems,
+def sensitivity_dr_prices(data: DrData, study: DrStudyConfig, problems: ScenarioProblems,
                           day: int) -> pd.DataFrame:
-    """S6-vs-S4 benefit [%] on one event day over the DR (reward, penalty) plane."""
+    """S4 and S6 on one event day over the DR (reward, penalty) plane (empty start fleet).
+
+    Columns: ``<S>_operating_usd``, ``<S>_dr_net_usd``, ``<S>_net_usd`` [$],
+    ``s6_vs_s4_operating_pct`` [%] (DR apart), ``s6_vs_s4_dr_gain_usd`` (S6's DR
+    settlement − S4's) and ``s6_vs_s4_net_saving_usd`` (S4's net − S6's) [$].
+    """
+    base = with_dr_baseline(problems, data.day(day))
     rows = []
     for reward in study.dr_rewards_usd_per_kwh:
         for penalty in study.dr_penalties_usd_per_kwh:
-            inputs = replace(data.day(day), dr_reward_usd_per_kwh=reward,
-                             dr_penalty_usd_per_kwh=penalty)
+            inputs = replace(base, dr_reward_usd_per_kwh=reward, dr_penalty_usd_per_kwh=penalty)
             res = solve_scenarios(problems, inputs, scenarios=("S1", "S4", "S6"))
-            s4, s6 = res["S4"].objective_usd, res["S6"].objective_usd
-            rows.append({"reward_usd_per_kwh": reward, "penalty_usd_per_kwh": penalty,
-                         "S4_usd": s4, "S6_usd": s6, "s6_vs_s4_pct": 100 * (s4 - s6) / s4})
+            row = _compare({s: res[s] for s in ("S4", "S6")}, (("S6", "S4"),))
+            row["s6_vs_s4_dr_gain_usd"] = row["S6_dr_net_usd"] - row["S4_dr_net_usd"]
+            row["s6_vs_s4_net_saving_usd"] = row["S4_net_usd"] - row["S6_net_usd"]
+            rows.append({"reward_usd_per_kwh": reward, "penalty_usd_per_kwh": penalty, **row})
     return pd.DataFrame(rows)
+
+
+def by_scenario(table: pd.DataFrame, column: str) -> dict[str, float]:
+    """``column`` of a table with a ``scenario`` column, as scenario -> value."""
+    return {str(k): float(v) for k, v in zip(table["scenario"], table[column], strict=True)}
 
 
 def summary_table(daily: pd.DataFrame) -> pd.DataFrame:
-    """Mean daily cost by component and scenario, with the change vs S1 [%]."""
-    cols = [*COMPONENTS, "total_usd", "energy_mwh", "unserved_tokens"]
+    """Mean daily cost by component and scenario.
+
+    ``operating_saving_vs_S1_pct`` [%] is the saving of the operating cost (DR
+    apart); ``net_vs_S1_usd`` [$/day] the change of the net cost, in $ (the net
+    cost can be negative, so no percentage of it); ``dr_net_per_event_day_usd``
+    the DR settlement averaged over event days only.
+    """
+    cols = [*COMPONENTS, "operating_usd", "dr_net_usd", "total_usd", "energy_mwh",
+            "unserved_tokens"]
     table = daily.groupby("scenario")[cols].mean()
     table.insert(0, "levers", [SCENARIO_LABELS[s] for s in table.index])
-    s1 = float(table["total_usd"]["S1"])
-    table["vs_S1_pct"] = 100 * (table["total_usd"] - s1) / s1
+    op1 = float(table["operating_usd"].to_numpy()[list(table.index).index("S1")])
+    net1 = float(table["total_usd"].to_numpy()[list(table.index).index("S1")])
+    table["operating_saving_vs_S1_pct"] = 100 * (op1 - table["operating_usd"]) / op1
+    table["net_vs_S1_usd"] = table["total_usd"] - net1
+    events = daily[daily["dr_event"].astype(bool)]
+    table["dr_net_per_event_day_usd"] = events.groupby("scenario")["dr_net_usd"].mean()
     return table.reset_index()
 
 
-def supply_composition(results: dict[tuple[int, str], FleetSolveResult],
-                       data: DrData) -> pd.DataFrame:
-    """Energy per campus and scenario over the window, with the mean price paid."""
+def lever_effects(table: pd.DataFrame) -> pd.DataFrame:
+    """Each lever's effect (:data:`LEVERS`) from the summary table.
+
+    Columns: ``lever``, ``with``, ``without``, ``operating_saving_usd_per_day`` [$],
+    ``operating_saving_pct`` [%] of the scenario without the lever,
+    ``dr_net_gain_usd_per_day`` [$] (DR settlement with − without).
+    """
+    op, dr = by_scenario(table, "operating_usd"), by_scenario(table, "dr_net_usd")
     rows = []
-    scen = sorted({s for _, s in results})
-    campuses = next(iter(results.values())).plan.campuses  # type: ignore[union-attr]
-    for s in scen:
-        for ci, c in enumerate(campuses):
-            e = p = 0.0
-            for (d, s2), r in results.items():
-                if s2 != s or r.plan is None:
-                    continue
-                sl = slice(d * STEPS_PER_DAY, (d + 1) * STEPS_PER_DAY)
-                mw = r.plan.campus_power_mw[ci]
-                e += float(mw.sum() * 0.25)
-                p += float((mw * data.price_usd_per_mwh[ci, sl]).sum() * 0.25)
-            rows.append({"scenario": s, "campus": c, "energy_mwh": e,
-                         "mean_price_paid_usd_per_mwh": p / e if e else float("nan")})
+    for lever, (a, b) in LEVERS.items():
+        rows.append({"lever": lever, "with": a, "without": b,
+                     "operating_saving_usd_per_day": op[b] - op[a],
+                     "operating_saving_pct": 100 * (op[b] - op[a]) / op[b],
+                     "dr_net_gain_usd_per_day": dr[a] - dr[b]})
     return pd.DataFrame(rows)
 
 
+def nesting_violations(daily: pd.DataFrame, tol_usd: float = NESTING_TOL_USD) -> pd.DataFrame:
+    """Days on which a scenario whose levers cover another's has the higher net cost.
+
+    Parameters
+    ----------
+    daily : DataFrame
+        :func:`run_days` rows (``day``, ``scenario``, ``total_usd``).
+    tol_usd : float [$]
+        Excess tolerated before a pair counts.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``day``, ``scenario``, ``covered``, ``cost_usd``, ``covered_cost_usd``,
+        ``excess_usd`` [$] (``cost − covered cost`` > ``tol_usd``); empty when the
+        order holds on every day.
+    """
+    rows = []
+    for day, g in daily.groupby("day", sort=True):
+        cost = by_scenario(g, "total_usd")
+        for s in cost:
+            for o in cost:
+                if s != o and SCENARIOS[s].covers(SCENARIOS[o]) and cost[s] > cost[o] + tol_usd:
+                    rows.append({"day": day, "scenario": s, "covered": o,
+                                 "cost_usd": cost[s], "covered_cost_usd": cost[o],
+                                 "excess_usd": cost[s] - cost[o]})
+    return pd.DataFrame(rows, columns=["day", "scenario", "covered", "cost_usd",
+                                       "covered_cost_usd", "excess_usd"])
+
+
+def _usd(value: float, digits: int = 0) -> str:
+    """``value`` [$] with thousands separators; a rounding residue shows as 0, not -0."""
+    return f"{round(float(value), digits) + 0.0:,.{digits}f}"
+
+
 def markdown(table: pd.DataFrame) -> str:
-    """The summary table as Markdown."""
-    head = ("| scenario | levers | energy $ | carbon $ | switching $ | quality $ | DR reward $ "
-            "| DR penalty $ | unserved $ | total $/day | vs S1 |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n")
-    lines = [f"| {r.scenario} | {r.levers} | {r.energy_usd:,.0f} | {r.carbon_usd:,.0f} | "
-             f"{r.switching_usd:,.0f} | {r.quality_usd:,.1f} | {r.dr_reward_usd:,.0f} | "
-             f"{r.dr_penalty_usd:,.0f} | {r.unserved_usd:,.0f} | {r.total_usd:,.0f} | "
-             f"{r.vs_S1_pct:+.1f} % |" for r in table.itertuples()]
+    """The summary table as Markdown (operating cost and savings, DR apart, net in $)."""
+    head = ("| scenario | levers | energy $ | carbon $ | switching $ | quality $ | unserved $ "
+            "| operating $/day | operating saving vs S1 | DR reward $ | DR penalty $ | net $/day "
+            "| net − S1 net $/day |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = [f"| {r['scenario']} | {r['levers']} | {_usd(r['energy_usd'])} | "
+             f"{_usd(r['carbon_usd'])} | {_usd(r['switching_usd'])} | "
+             f"{_usd(r['quality_usd'], 1)} | {_usd(r['unserved_usd'])} | "
+             f"{_usd(r['operating_usd'])} | {_usd(r['operating_saving_vs_S1_pct'], 1)} % | "
+             f"{_usd(r['dr_reward_usd'])} | {_usd(r['dr_penalty_usd'])} | "
+             f"{_usd(r['total_usd'])} | {'+' if r['net_vs_S1_usd'] >= 0 else ''}"
+             f"{_usd(r['net_vs_S1_usd'])} |" for r in table.to_dict("records")]
     return head + "\n".join(lines) + "\n"
 
 
-def s6_never_worse(daily: pd.DataFrame) -> bool:
-    """True when S6's cost is at most every other scenario's on every day."""
-    for _, g in daily.groupby("day"):
-        cost = g.set_index("scenario")["total_usd"]
-        if float(cost["S6"]) > float(cost.drop("S6").min()) + 1e-6:
-            return False
-    return True
-
-
-def closing_note(table: pd.DataFrame, daily: pd.DataFrame) -> str:
-    """Our S6-vs-S1 reduction beside the paper's, with each lever's effect."""
-    t = table.set_index("scenario")["total_usd"]
-    red = 100 * (t["S1"] - t["S6"]) / t["S1"]
-    lever = {s: 100 * (t["S1"] - t[s]) / t["S1"] for s in ("S2", "S3", "S5", "S4")}
-    q_on_top = 100 * (t["S4"] - t["S6"]) / t["S4"]
-    ex = table.set_index("scenario")
-    ex_tot = ex["total_usd"] + ex["dr_reward_usd"] - ex["dr_penalty_usd"]
-    ex_dr = 100 * (ex_tot["S1"] - ex_tot["S6"]) / ex_tot["S1"]
-    ok = s6_never_worse(daily)
+def closing_note(table: pd.DataFrame, daily: pd.DataFrame, reward_usd_per_kwh: float) -> str:
+    """Our operating-cost reductions beside the paper's, DR settlement apart (paid at
+    ``reward_usd_per_kwh`` [$/kWh]), nesting and gaps."""
+    effects = lever_effects(table)
+    levers = dict(zip(effects["lever"], effects["operating_saving_pct"], strict=True))
+    op, net = by_scenario(table, "operating_usd"), by_scenario(table, "net_vs_S1_usd")
+    dr_event = by_scenario(table, "dr_net_per_event_day_usd")
+    n_event = int(daily.loc[daily["dr_event"].astype(bool), "day"].nunique())
+    dr_text = (", ".join(f"{s} {_usd(v)}" for s, v in dr_event.items()) if n_event
+               else "no event day in the window")
+    negative = daily.loc[daily["total_usd"] < 0, ["day", "scenario"]]
+    violations = nesting_violations(daily)
+    if violations.empty:
+        nesting = "none."
+    else:
+        nesting = "; ".join(f"{v.day} {v.scenario} > {v.covered} by {v.excess_usd:,.2f} $"
+                            for v in violations.itertuples()) + "."
+    gaps = daily["gap_to_lp_bound"]
     return (
-        f"S6 (Sw+Sp+Q) vs S1 (none): {red:.1f} % lower mean daily cost; paper: "
-        f"{PAPER_S6_VS_S1_PCT} %.\n"
-        f"Each lever alone vs S1: Sw {lever['S2']:.1f} %, Sp {lever['S3']:.1f} %, "
-        f"Q {lever['S5']:.1f} %; Sw+Sp {lever['S4']:.1f} %; Q on top of Sw+Sp "
-        f"{q_on_top:.1f} %.\n"
+        f"Operating cost (energy + carbon + switching + quality + unserved; DR settlement "
+        f"apart), S6 (Sw+Sp+Q) vs S1 (none): {levers['all (Sw+Sp+Q)']:.1f} % lower "
+        f"({op['S1']:,.0f} -> {op['S6']:,.0f} $/day); "
+        f"paper: {PAPER_S6_VS_S1_PCT} % (its cost definition is not published).\n"
+        f"Each lever's operating-cost saving: Sw {levers['Sw']:.1f} %, Sp {levers['Sp']:.1f} %, "
+        f"Q {levers['Q']:.1f} % (each alone vs S1); Sw+Sp {levers['Sw+Sp']:.1f} % vs S1; "
+        f"Q on top of Sw+Sp {levers['Q on top of Sw+Sp']:.1f} % of S4's.\n"
+        f"DR settlement (reward - penalty) per event day ({n_event} in the window), $: "
+        f"{dr_text}. It is paid at {reward_usd_per_kwh:g} $/kWh reduced "
+        "against the business-as-usual (S1) load, so scenarios with Sw earn it mostly for "
+        "idle power that S1's day-long fleet keeps on and they switch off anyway. Net cost "
+        f"(operating - DR settlement) S6 - S1: {net['S6']:+,.0f} $/day, "
+        f"given in $ only: it is negative on {len(negative)} scenario-day(s).\n"
         "Why ours differs: (1) without Sw the fleet is provisioned for the day's peak, so the "
         "Sw saving is the idle power of instances kept warm off-peak; it scales with the "
         "workload's peak-to-mean ratio (BurstGPT's is high) and with idle power (measured "
@@ -349,17 +608,23 @@ def closing_note(table: pd.DataFrame, daily: pd.DataFrame) -> str:
         "~5-10 % energy per token at the SLO and INT8/INT4 cost more energy per token on "
         "H100, so Q adds little; the paper's larger Q effect presumably assumes bigger "
         "per-token savings; (3) the three CAISO hubs' RT prices are highly correlated and "
-        "carbon intensity is one zone, so Sp gains only from hub spreads; (4) DR is settled "
-        "against the business-as-usual (S1) load, so scenarios with Sw earn a large reward "
-        "for idle power they would not have drawn anyway; without the DR settlement S6 vs S1 "
-        f"is {ex_dr:.1f} %; (5) the paper's workload, fleet size and prices are not ours.\n"
-        f"S6 costs no more than S1-S5 on every day: {ok}. Tokens served = tokens demanded in "
-        f"every scenario: {bool((daily['unserved_tokens'] <= 1.0).all())}.\n"
+        "carbon intensity is one zone, so Sp gains only from hub spreads; (4) the paper's "
+        "workload, fleet size and prices are not ours.\n"
+        "Nesting: from a common start-of-day fleet a scenario whose levers cover another's "
+        "never has a costlier day plan (tests/test_study_dr.py); here each scenario carries "
+        "its own fleet from day to day, and the net cost of a covering scenario exceeded a "
+        f"covered one's on: {nesting}\n"
+        f"Day-plan gap to the LP bound (% of operating cost): median "
+        f"{100 * gaps.median():.2f} %, max {100 * gaps.max():.2f} %, "
+        f"{int((gaps > 0.01).sum())} of {len(gaps)} above 1 %; against a cold full MILP: "
+        "`mpc-dc bench gap` (docs/fleet.md).\n"
+        f"Tokens served = tokens demanded in every scenario: "
+        f"{bool((daily['unserved_tokens'] <= 1.0).all())}.\n"
     )
 
 
-def plot_all(daily: pd.DataFrame, table: pd.DataFrame, supply: pd.DataFrame,
-             results: dict[tuple[int, str], FleetSolveResult], data: DrData, event_day: int,
+def plot_all(table: pd.DataFrame, supply: pd.DataFrame,
+             solves: Mapping[tuple[int, str], DaySolve], data: DrData, event_day: int,
              peak: pd.DataFrame, prices: pd.DataFrame, out: Path) -> list[Path]:
     """Write the study's PNG figures; returns their paths."""
     import matplotlib
@@ -378,15 +643,14 @@ def plot_all(daily: pd.DataFrame, table: pd.DataFrame, supply: pd.DataFrame,
     t = table.set_index("scenario")
     fig, ax = plt.subplots(figsize=(8, 4.5))
     bottom = np.zeros(len(t))
-    for comp in ("energy_usd", "carbon_usd", "switching_usd", "quality_usd", "dr_penalty_usd",
-                 "unserved_usd"):
+    for comp in (*OPERATING, "dr_penalty_usd"):
         ax.bar(t.index, t[comp], bottom=bottom, label=comp.replace("_usd", ""))
         bottom += t[comp].to_numpy()
     ax.bar(t.index, -t["dr_reward_usd"], label="DR reward (−)")
     ax.plot(t.index, t["total_usd"], "k_", markersize=30, label="net total")
     ax.set_ylabel("mean daily cost [$]")
     ax.set_title("Daily cost composition, S1–S6")
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     save(fig, "daily_cost_composition.png")
 
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -400,8 +664,7 @@ def plot_all(daily: pd.DataFrame, table: pd.DataFrame, supply: pd.DataFrame,
     hours = local.hour + local.minute / 60
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, s in zip(axes, ("S4", "S6"), strict=True):
-        plan = results[(event_day, s)].plan
-        assert plan is not None
+        plan = solves[(event_day, s)].plan
         for m, n in plan.by("model", plan.instances).items():
             ax.step(hours, n, where="post", label=m)
         ev = data.dr_event[0, event_day * STEPS_PER_DAY:(event_day + 1) * STEPS_PER_DAY] > 0
@@ -415,8 +678,7 @@ def plot_all(daily: pd.DataFrame, table: pd.DataFrame, supply: pd.DataFrame,
     save(fig, "instance_switching.png")
 
     fig, ax = plt.subplots(figsize=(8, 4))
-    plan = results[(event_day, "S6")].plan
-    assert plan is not None
+    plan = solves[(event_day, "S6")].plan
     by_q = plan.by("precision", plan.tokens_per_s)
     ax.stackplot(hours, *[v / 1e6 for v in by_q.values()], labels=list(by_q), step="post")
     ax.set_ylabel("output tokens [M tokens/s]")
@@ -425,31 +687,62 @@ def plot_all(daily: pd.DataFrame, table: pd.DataFrame, supply: pd.DataFrame,
     ax.legend(fontsize=8)
     save(fig, "throughput_by_precision.png")
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(peak["peak_multiplier"], peak["s6_vs_s4_pct"], "o-", label="S6 vs S4")
-    ax.plot(peak["peak_multiplier"], peak["s6_vs_s1_pct"], "s--", label="S6 vs S1")
+    fig, (ax, ax_dr) = plt.subplots(1, 2, figsize=(11, 4))
+    ax.plot(peak["peak_multiplier"], peak["s6_vs_s4_operating_pct"], "o-", label="S6 vs S4")
+    ax.plot(peak["peak_multiplier"], peak["s6_vs_s1_operating_pct"], "s--", label="S6 vs S1")
     ax.set_xlabel("workload peak rate × study peak")
-    ax.set_ylabel("cost reduction [%]")
+    ax.set_ylabel("operating-cost saving [%] (DR apart)")
     ax.legend()
-    ax.set_title("Sensitivity to the workload peak rate (event day)")
+    ax.set_title("Operating-cost saving vs peak rate (event day)")
+    for s, style in (("S1", "^:"), ("S4", "o-"), ("S6", "s--")):
+        ax_dr.plot(peak["peak_multiplier"], peak[f"{s}_dr_net_usd"], style, label=s)
+    ax_dr.set_xlabel("workload peak rate × study peak")
+    ax_dr.set_ylabel("DR settlement, reward − penalty [$]")
+    ax_dr.legend()
+    ax_dr.set_title("DR settlement vs peak rate (event day)")
     save(fig, "sensitivity_peak_rate.png")
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    grid = prices.pivot(index="reward_usd_per_kwh", columns="penalty_usd_per_kwh",
-                        values="s6_vs_s4_pct")
-    im = ax.imshow(grid.to_numpy(), origin="lower", aspect="auto", cmap="viridis")
-    ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns])
-    ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index])
-    for i in range(grid.shape[0]):
-        for j in range(grid.shape[1]):
-            ax.text(j, i, f"{grid.to_numpy()[i, j]:.1f}", ha="center", va="center",
-                    color="w", fontsize=8)
-    ax.set_xlabel("DR penalty [$/kWh above cap]")
-    ax.set_ylabel("DR reward [$/kWh reduced]")
-    ax.set_title("S6-vs-S4 benefit [%] over the DR price plane")
-    fig.colorbar(im, ax=ax)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    panels = (("s6_vs_s4_operating_pct", "S6-vs-S4 operating-cost saving [%] (DR apart)",
+               "{:.1f}"),
+              ("s6_vs_s4_dr_gain_usd", "S6's DR settlement − S4's [$]", "{:,.0f}"))
+    for ax, (col, title, fmt) in zip(axes, panels, strict=True):
+        grid = prices.pivot(index="reward_usd_per_kwh", columns="penalty_usd_per_kwh",
+                            values=col)
+        im = ax.imshow(grid.to_numpy(), origin="lower", aspect="auto", cmap="viridis")
+        ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns])
+        ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index])
+        for i in range(grid.shape[0]):
+            for j in range(grid.shape[1]):
+                ax.text(j, i, fmt.format(grid.to_numpy()[i, j]), ha="center", va="center",
+                        color="w", fontsize=8)
+        ax.set_xlabel("DR penalty [$/kWh above cap]")
+        ax.set_ylabel("DR reward [$/kWh reduced]")
+        ax.set_title(title, fontsize=10)
+        fig.colorbar(im, ax=ax)
     save(fig, "sensitivity_dr_price_plane.png")
     return files
+
+
+def supply_composition(solves: Mapping[tuple[int, str], DaySolve],
+                       data: DrData) -> pd.DataFrame:
+    """Energy per campus and scenario over the window, with the mean price paid."""
+    rows = []
+    scen = sorted({s for _, s in solves})
+    campuses = next(iter(solves.values())).plan.campuses
+    for s in scen:
+        for ci, c in enumerate(campuses):
+            e = p = 0.0
+            for (d, s2), solve in solves.items():
+                if s2 != s:
+                    continue
+                sl = slice(d * STEPS_PER_DAY, (d + 1) * STEPS_PER_DAY)
+                mw = solve.plan.campus_power_mw[ci]
+                e += float(mw.sum() * 0.25)
+                p += float((mw * data.price_usd_per_mwh[ci, sl]).sum() * 0.25)
+            rows.append({"scenario": s, "campus": c, "energy_mwh": e,
+                         "mean_price_paid_usd_per_mwh": p / e if e else float("nan")})
+    return pd.DataFrame(rows)
 
 
 @dataclass(frozen=True)
@@ -470,33 +763,37 @@ def reproduce(data_dir: Path, out_dir: Path, study: DrStudyConfig | None = None,
     t0 = time.perf_counter()
     study = study or DrStudyConfig()
     data = load_dr_data(data_dir, study)
-    problems = _Problems(study.fleet)
-    daily, results = run_days(data, study, problems)
+    problems = ScenarioProblems(study.fleet)
+    daily, solves = run_days(data, study, problems)
     table = summary_table(daily)
-    supply = supply_composition(results, data)
+    levers = lever_effects(table)
+    supply = supply_composition(solves, data)
     event_days = [d for d in range(study.days)
                   if data.dr_event[:, d * STEPS_PER_DAY:(d + 1) * STEPS_PER_DAY].any()]
     event_day = event_days[0] if event_days else 0
     peak = sensitivity_peak(data, study, problems, event_day) if sweeps else pd.DataFrame()
     prices = sensitivity_dr_prices(data, study, problems, event_day) if sweeps else pd.DataFrame()
     md = markdown(table)
-    note = closing_note(table, daily)
+    note = closing_note(table, daily, study.fleet.dr.reward_usd_per_kwh)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, overwrite=True) as tmp:
         daily.to_csv(tmp / "daily_costs.csv", index=False)
         table.to_csv(tmp / "cost_summary.csv", index=False)
+        levers.to_csv(tmp / "lever_effects.csv", index=False)
+        nesting_violations(daily).to_csv(tmp / "nesting_violations.csv", index=False)
         supply.to_csv(tmp / "supply_composition.csv", index=False)
         (tmp / "cost_summary.md").write_text(md + "\n" + note, encoding="utf-8")
-        names = ["daily_costs.csv", "cost_summary.csv", "supply_composition.csv",
-                 "cost_summary.md"]
+        names = ["daily_costs.csv", "cost_summary.csv", "lever_effects.csv",
+                 "nesting_violations.csv", "supply_composition.csv", "cost_summary.md"]
         if sweeps:
             peak.to_csv(tmp / "sensitivity_peak_rate.csv", index=False)
             prices.to_csv(tmp / "sensitivity_dr_price_plane.csv", index=False)
             names += ["sensitivity_peak_rate.csv", "sensitivity_dr_price_plane.csv"]
-            names += [p.name for p in plot_all(daily, table, supply, results, data, event_day,
+            names += [p.name for p in plot_all(table, supply, solves, data, event_day,
                                                peak, prices, tmp)]
     return DrOutputs(daily, table, md, note, tuple(out_dir / n for n in names),
                      time.perf_counter() - t0)
 
 
-__all__ = ["DrOutputs", "DrStudyConfig", "load_dr_data", "reproduce"]
+__all__ = ["DaySolve", "DrOutputs", "DrStudyConfig", "ScenarioProblems", "load_dr_data",
+           "reproduce", "run_days", "solve_scenarios", "with_dr_baseline"]
