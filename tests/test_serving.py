@@ -118,9 +118,10 @@ def test_scale_down_cancels_loading_instances_first() -> None:
     )
     server = RequestLevelServer([_pool(load_time_s=2000.0)], req, 3, service_s=np.array([1.0]))
     server.run_interval(0, [1], {KEY: 1.0})
-    server.scale(0, 0, 900.0)
-    assert server._heaps[0] == []
-    assert server._inst[0].drain_off == []
+    s1 = server.run_interval(1, [0], {KEY: 1.0})
+    # the loading instance is cancelled, not drained: no instance time after 900 s
+    assert server.committed_instances().tolist() == [0]
+    assert s1.instance_s[0] == 0.0
 
 
 def _arrivals_frame() -> pd.DataFrame:
