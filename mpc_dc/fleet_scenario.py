@@ -319,6 +319,9 @@ class FleetServingSpec:
     default_ttft_slo_s : float [s]
     ttft_slo_s : Mapping[str, float] [s]
         Per-model TTFT targets.
+    tpot_slo_s : Mapping[str, float] [s/token]
+        Per-model targets on the time per output token after the first; the pool's
+        quantization-table ITL SLO otherwise.
     request_samples : int
         Per-request rows written to ``requests.parquet`` (seeded uniform sample).
     """
@@ -326,12 +329,14 @@ class FleetServingSpec:
     fidelity: FidelityName = "request"
     default_ttft_slo_s: float = 2.0
     ttft_slo_s: Mapping[str, float] = field(default_factory=dict)
+    tpot_slo_s: Mapping[str, float] = field(default_factory=dict)
     request_samples: int = 200_000
 
     def config(self) -> ServingConfig:
         """The simulator's :class:`ServingConfig`."""
         return ServingConfig(fidelity=self.fidelity, ttft_slo_s=dict(self.ttft_slo_s),
                              default_ttft_slo_s=self.default_ttft_slo_s,
+                             tpot_slo_s=dict(self.tpot_slo_s),
                              request_samples=self.request_samples)
 
 

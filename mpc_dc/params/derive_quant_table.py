@@ -397,8 +397,8 @@ def _row(
     provenance = "; ".join(
         [
             point_text,
-            f"idle and prefill from the instance curve ({curve_text}): idle = P(0) of the "
-            "batch-occupancy power curve, prefill = fitted rate",
+            f"idle derived: P(0) of the batch-occupancy power curve of the instance ({curve_text})",
+            "prefill derived: the instance curve's prefill rate",
             "marginal energy/token derived: (active - idle) / tokens_per_s",
             (
                 "quality: reference precision (0 by definition)"

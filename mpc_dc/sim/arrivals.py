@@ -201,7 +201,8 @@ class RequestArrays:
 
         Returns
         -------
-        dict with ``requests`` [-], ``request_tokens`` and ``response_tokens`` [tokens].
+        dict with ``requests`` [-], ``request_tokens`` and ``response_tokens`` [tokens],
+        ``response_tokens_sq`` [tokens²] (sum of squares: the spread of the lengths).
         """
         k = np.floor(self.arrival_s / step_s).astype(np.int64)
         inside = (k >= 0) & (k < n_steps)
@@ -216,6 +217,7 @@ class RequestArrays:
             "requests": count(None),
             "request_tokens": count(self.request_tokens[inside].astype(np.float64)),
             "response_tokens": count(self.response_tokens[inside].astype(np.float64)),
+            "response_tokens_sq": count(self.response_tokens[inside].astype(np.float64) ** 2),
         }
 
 

@@ -765,8 +765,6 @@ class RequestLevelServer:
         out = {"started": float(admitted), "queue_end": float(ps.queue.size),
                "prefill": float(self._req_p[started].sum()) if admitted else 0.0}
         alive = np.array(ps.committed + ps.draining, dtype=np.int64)
-        for j in alive:
-            K._advance(fs, int(j), t1, ps.base, ps.pw, ps.pwa, ps.pp, ps.hist)
         gone = [j for j in ps.draining if fs[j, K.F_ALIVE] == 0.0]
         inst_s = float((t1 - np.maximum(t0, fs[alive, K.F_CREATED])).sum()) if alive.size else 0.0
         for j in gone:

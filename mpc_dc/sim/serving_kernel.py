@@ -244,6 +244,8 @@ def serve_interval(  # type: ignore[no-untyped-def]  # noqa: PLR0917
     qh : int
         Index in ``cand`` of the first request still waiting (all after it wait).
     admitted : int
+
+    Every instance still on is advanced to ``t1`` before returning.
     """
     m = fs.shape[0]
     nc = cand.size
@@ -303,7 +305,12 @@ def serve_interval(  # type: ignore[no-untyped-def]  # noqa: PLR0917
             if t < fs[j, F_TL]:
                 t = fs[j, F_TL]
             _advance(fs, j, t, base, pw, pwa, pp, hist)
-            vnow = fs[j, F_V] + 1e-9
+            # the event is the top request's completion: snap the clock onto it (the
+            # inverse of the step-time integral can fall short by a rounding error)
+            if hk[j, 0] > fs[j, F_V]:
+                fs[j, F_CTX] += fs[j, F_NB] * (hk[j, 0] - fs[j, F_V])
+                fs[j, F_V] = hk[j, 0]
+            vnow = fs[j, F_V] * (1.0 + 1e-12) + 1e-9
             w = fs[j, F_W]
             while hsize[j] > 0 and hk[j, 0] <= vnow:
                 rid = hr[j, 0]
@@ -345,6 +352,9 @@ def serve_interval(  # type: ignore[no-untyped-def]  # noqa: PLR0917
                 qh += 1
                 admitted += 1
         ai += 1
+    for j in range(m):
+        if fs[j, F_ALIVE] == 1.0:
+            _advance(fs, j, t1, base, pw, pwa, pp, hist)
     return qh, admitted
 
 
