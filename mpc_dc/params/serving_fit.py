@@ -356,7 +356,7 @@ def load_curves(path: str | None = None) -> dict[tuple[str, str, str], BatchCurv
                 raise TraceError(source, "empty cell; expected a number", line=pos + 2,
                                  field=name)
         try:
-            curve = BatchCurve(**values)
+            curve = BatchCurve(**values)  # type: ignore[arg-type]
         except ValueError as err:
             raise TraceError(source, str(err), line=pos + 2) from None
         out[(str(rec["model"]), str(rec["precision"]), str(rec["gpu"]))] = curve
@@ -513,8 +513,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     pd.set_option("display.width", 200)
     for (model, precision), fit in fits.items():
         c = fit.curve
-        print(f"\n{model} {precision}: a={c.step_base_s * 1e3:.3f} ms c={c.step_per_seq_s * 1e6:.2f}"
-              f" us/req d={c.step_per_context_token_s * 1e9:.2f} ns/token w={c.moe_step_s * 1e3:.3f}"
+        print(f"\n{model} {precision}: a={c.step_base_s * 1e3:.3f} ms "
+              f"c={c.step_per_seq_s * 1e6:.2f} us/req "
+              f"d={c.step_per_context_token_s * 1e9:.2f} ns/token w={c.moe_step_s * 1e3:.3f}"
               f" ms R={c.prefill_tokens_per_s:,.0f} tok/s P0={c.power_idle_w:.1f} W"
               f" A={c.power_sat_w:.1f} W K={c.power_half_batch:.1f} KV={c.kv_capacity_tokens:,.0f}")
         p = fit.points

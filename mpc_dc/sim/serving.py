@@ -82,7 +82,7 @@ from typing import Any
 import numpy as np
 
 from mpc_dc.params.quant_table import QuantRow
-from mpc_dc.sim import serving_kernel as K
+from mpc_dc.sim import serving_kernel as kern
 from mpc_dc.sim.arrivals import STEP_S, RequestArrays
 from mpc_dc.sim.fleet_decision import PoolKey
 from mpc_dc.sim.router import NO_ROUTE, SmoothRouter
@@ -495,16 +495,16 @@ class _Pool:
         self.base = np.asarray(c.step_s(b, 0.0), dtype=float)
         self.pw = np.asarray(c.power_w(b), dtype=float) - c.power_idle_w
         self.pwa = np.concatenate([[0.0], self.pw[1:] / b[1:]])
-        self.pp = np.zeros(K.N_PARAMS)
-        self.pp[K.P_D] = c.step_per_context_token_s
-        self.pp[K.P_INV_R] = 1.0 / c.prefill_tokens_per_s
-        self.pp[K.P_KV_CAP] = c.kv_capacity_tokens
-        self.pp[K.P_MAX_BATCH] = spec.slots_per_instance
-        self.pp[K.P_STEP_S] = step_s
-        self.pp[K.P_HIST_DT] = hist_dt
+        self.pp = np.zeros(kern.N_PARAMS)
+        self.pp[kern.P_D] = c.step_per_context_token_s
+        self.pp[kern.P_INV_R] = 1.0 / c.prefill_tokens_per_s
+        self.pp[kern.P_KV_CAP] = c.kv_capacity_tokens
+        self.pp[kern.P_MAX_BATCH] = spec.slots_per_instance
+        self.pp[kern.P_STEP_S] = step_s
+        self.pp[kern.P_HIST_DT] = hist_dt
         self.p0 = c.power_idle_w
         self.service_scale = service_scale
-        self.state = K.new_state(4, spec.slots_per_instance)
+        self.state = kern.new_state(4, spec.slots_per_instance)
         self.tnext = np.full(4, math.inf)
         self.rr = np.zeros(1, dtype=np.int64)
         self.free = [3, 2, 1, 0]
@@ -523,7 +523,7 @@ class _Pool:
         if not self.free:
             old = self.state
             m = old[0].shape[0]
-            grown = K.new_state(2 * m, self.spec.slots_per_instance)
+            grown = kern.new_state(2 * m, self.spec.slots_per_instance)
             for a, g in zip(old, grown, strict=True):
                 g[:m] = a
             self.state = grown
@@ -534,19 +534,19 @@ class _Pool:
         fs[j] = 0.0
         self.state[6][j] = 0
         ready = now + self.spec.load_time_s
-        fs[j, K.F_READY] = ready
-        fs[j, K.F_CREATED] = fs[j, K.F_TL] = fs[j, K.F_STALL] = now
-        fs[j, K.F_OFF] = math.inf
-        fs[j, K.F_ALIVE] = 1.0
-        fs[j, K.F_UP] = 1.0 if ready <= now else 0.0
+        fs[j, kern.F_READY] = ready
+        fs[j, kern.F_CREATED] = fs[j, kern.F_TL] = fs[j, kern.F_STALL] = now
+        fs[j, kern.F_OFF] = math.inf
+        fs[j, kern.F_ALIVE] = 1.0
+        fs[j, kern.F_UP] = 1.0 if ready <= now else 0.0
         self.committed.append(j)
         return j
 
     def release(self, j: int, now: float) -> None:
         """Instance ``j`` stops drawing power at ``now``; its slot is free for reuse."""
         fs = self.fs
-        fs[j, K.F_ALIVE] = fs[j, K.F_UP] = 0.0
-        fs[j, K.F_OFF] = now
+        fs[j, kern.F_ALIVE] = fs[j, kern.F_UP] = 0.0
+        fs[j, kern.F_OFF] = now
         self.free.append(j)
 
 
@@ -631,8 +631,8 @@ class RequestLevelServer:
             return
         fs = ps.fs
         k = -d
-        loading = sorted((j for j in ps.committed if fs[j, K.F_READY] > now),
-                         key=lambda j: -fs[j, K.F_READY])[:k]
+        loading = sorted((j for j in ps.committed if fs[j, kern.F_READY] > now),
+                         key=lambda j: -fs[j, kern.F_READY])[:k]
         for j in loading:
             ps.committed.remove(j)
             ps.release(j, now)
@@ -641,16 +641,16 @@ class RequestLevelServer:
             return
         hk, hsize = ps.state[1], ps.state[6]
         for j in ps.committed:
-            K._advance(fs, j, now, ps.base, ps.pw, ps.pwa, ps.pp, ps.hist)
+            kern._advance(fs, j, now, ps.base, ps.pw, ps.pwa, ps.pp, ps.hist)
         order = sorted(
             ps.committed,
-            key=lambda j: (fs[j, K.F_NB],
-                           float(hk[j, : hsize[j]].max(initial=fs[j, K.F_V])) - fs[j, K.F_V]),
+            key=lambda j: (fs[j, kern.F_NB],
+                           float(hk[j, : hsize[j]].max(initial=fs[j, kern.F_V])) - fs[j, kern.F_V]),
         )
         for j in order[:k]:
             ps.committed.remove(j)
-            fs[j, K.F_DRAIN] = 1.0
-            fs[j, K.F_UP] = 0.0
+            fs[j, kern.F_DRAIN] = 1.0
+            fs[j, kern.F_UP] = 0.0
             if hsize[j] == 0:
                 ps.release(j, now)
             else:
@@ -754,7 +754,7 @@ class RequestLevelServer:
         fs, hk, hr, hw, hc, hq, hsize = ps.state
         if ps.tnext.size != fs.shape[0]:
             ps.tnext = np.full(fs.shape[0], math.inf)
-        qh, admitted = K.serve_interval(
+        qh, admitted = kern.serve_interval(
             t0, t1, fs, hk, hr, hw, hc, hq, hsize, ps.tnext, ps.rr,
             cand, cand_t, steps, rate, int(ps.queue.size),
             self._req_p, self._req_n, ps.base, ps.pw, ps.pwa, ps.pp,
@@ -765,18 +765,20 @@ class RequestLevelServer:
         out = {"started": float(admitted), "queue_end": float(ps.queue.size),
                "prefill": float(self._req_p[started].sum()) if admitted else 0.0}
         alive = np.array(ps.committed + ps.draining, dtype=np.int64)
-        gone = [j for j in ps.draining if fs[j, K.F_ALIVE] == 0.0]
-        inst_s = float((t1 - np.maximum(t0, fs[alive, K.F_CREATED])).sum()) if alive.size else 0.0
+        gone = [j for j in ps.draining if fs[j, kern.F_ALIVE] == 0.0]
+        inst_s = (float((t1 - np.maximum(t0, fs[alive, kern.F_CREATED])).sum())
+                  if alive.size else 0.0)
         for j in gone:
-            inst_s -= t1 - fs[j, K.F_OFF]
+            inst_s -= t1 - fs[j, kern.F_OFF]
             ps.draining.remove(j)
             ps.free.append(j)
         up = np.array(ps.committed, dtype=np.int64)
-        ready_s = np.maximum(0.0, t1 - np.maximum(t0, fs[up, K.F_READY])).sum() if up.size else 0.0
+        ready_s = (np.maximum(0.0, t1 - np.maximum(t0, fs[up, kern.F_READY])).sum()
+                   if up.size else 0.0)
         out["inst_s"] = inst_s
         out["ready_s"] = float(ready_s)
-        for name, col in (("tokens", K.F_DEC), ("act", K.F_ACT), ("busy", K.F_BUSY),
-                          ("steps", K.F_STEPS)):
+        for name, col in (("tokens", kern.F_DEC), ("act", kern.F_ACT), ("busy", kern.F_BUSY),
+                          ("steps", kern.F_STEPS)):
             out[name] = float(fs[:, col].sum())
             fs[:, col] = 0.0
         out["tokens"] += float(ps.first_bins[step])
@@ -789,7 +791,7 @@ class RequestLevelServer:
         if cum.size == 0 or cum[-1] <= 0:
             return math.nan
         k = int(np.searchsorted(cum, q * cum[-1]))
-        return (k + 0.5) * ps.pp[K.P_HIST_DT]
+        return (k + 0.5) * ps.pp[kern.P_HIST_DT]
 
     def reset_itl_histogram(self) -> None:
         """Clear the inter-token gap histograms (e.g. after a warm-up)."""
@@ -822,9 +824,9 @@ class RequestLevelServer:
                 rid = hr[j, :size]
                 first = (self.first_token[rid] < end).astype(float)
                 steps = hc[j, :size] - self._req_p[rid] - (resp[rid] > 0)
-                done = np.clip(fs[j, K.F_V] - (hk[j, :size] - steps), 0.0, steps)
+                done = np.clip(fs[j, kern.F_V] - (hk[j, :size] - steps), 0.0, steps)
                 decoded[rid] = first + hq[j, :size] * done
-                energy[rid] = fs[j, K.F_W] - hw[j, :size]
+                energy[rid] = fs[j, kern.F_W] - hw[j, :size]
         return ServingOutcome(
             requests=req,
             pools=self.pools,

@@ -58,7 +58,7 @@ N_PARAMS = 6
 
 
 @njit(cache=True)
-def _sift_down(hk, hr, hw, hc, hq, j, pos, size):  # type: ignore[no-untyped-def]  # noqa: PLR0917
+def _sift_down(hk, hr, hw, hc, hq, j, pos, size):  # type: ignore[no-untyped-def]
     k = hk[j, pos]
     r = hr[j, pos]
     w = hw[j, pos]
@@ -140,10 +140,8 @@ def _advance(fs, j, now, base, pw, pwa, pp, hist):  # type: ignore[no-untyped-de
             ctx = fs[j, F_CTX]
             t0 = base[nb] + d * ctx
             g = d * nb
-            if g == 0.0:
-                dv = t2 / t0
-            else:
-                dv = 2.0 * t2 / (t0 + math.sqrt(t0 * t0 + 2.0 * g * t2))
+            # the step grows by g per step: t(ΔV) = t0·ΔV + g·ΔV²/2, inverted
+            dv = t2 / t0 if g == 0.0 else 2.0 * t2 / (t0 + math.sqrt(t0 * t0 + 2.0 * g * t2))
             rate = fs[j, F_RATE]
             fs[j, F_V] += dv
             fs[j, F_CTX] = ctx + nb * dv
@@ -155,7 +153,7 @@ def _advance(fs, j, now, base, pw, pwa, pp, hist):  # type: ignore[no-untyped-de
 
 
 @njit(cache=True)
-def _record_gaps(fs, j, st, tl, t2, dv, rate, pp, hist):  # type: ignore[no-untyped-def]  # noqa: PLR0917
+def _record_gaps(fs, j, st, tl, t2, dv, rate, pp, hist):  # type: ignore[no-untyped-def]
     """Inter-token gaps of a decode segment into the token-weighted histogram."""
     width = pp[P_HIST_DT]
     last = hist.size - 1
@@ -202,7 +200,7 @@ def _fits(fs, j, p, n, pp):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def serve_interval(  # type: ignore[no-untyped-def]  # noqa: PLR0917
+def serve_interval(  # type: ignore[no-untyped-def]
     t0, t1, fs, hk, hr, hw, hc, hq, hsize, tnext, rr,
     cand, cand_t, cand_steps, cand_rate, nq,
     req_p, req_n, base, pw, pwa, pp,
@@ -302,8 +300,7 @@ def serve_interval(  # type: ignore[no-untyped-def]  # noqa: PLR0917
                 now = t
                 pending = True
                 continue
-            if t < fs[j, F_TL]:
-                t = fs[j, F_TL]
+            t = max(t, fs[j, F_TL])
             _advance(fs, j, t, base, pw, pwa, pp, hist)
             # the event is the top request's completion: snap the clock onto it (the
             # inverse of the step-time integral can fall short by a rounding error)
@@ -391,7 +388,7 @@ def _pick(fs, m, rr, p, n, pp):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _admit(  # type: ignore[no-untyped-def]  # noqa: PLR0917
+def _admit(  # type: ignore[no-untyped-def]
     fs, hk, hr, hw, hc, hq, hsize, j, rid, p, n, steps, rate, now,
     base, pw, pwa, pp, start, first, first_bins, step_s, nbins, hist,
 ):
