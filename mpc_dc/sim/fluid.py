@@ -69,6 +69,12 @@ class FluidServer:
         self._model_of = np.array([models.index(p.key[1]) for p in self.pools])
         self._index = {p.key: i for i, p in enumerate(self.pools)}
         self._curves = [p.batch_curve for p in self.pools]
+        coef = np.array([[c.step_base_s, c.step_per_seq_s, c.step_per_context_token_s,
+                          c.moe_step_s, c.moe_expert_fraction, c.power_idle_w,
+                          c.power_per_seq_w, c.power_sat_w, c.power_half_batch]
+                         for c in self._curves]).reshape(-1, 9)
+        (self._a, self._c, self._d, self._w, self._frac, _, self._p1, self._ps,
+         self._pk) = coef.T
         self._max_batch = np.array([p.slots_per_instance for p in self.pools], dtype=float)
         self._inv_r = np.array([1.0 / c.prefill_tokens_per_s for c in self._curves])
         self._kv = np.array([c.kv_capacity_tokens for c in self._curves])
@@ -128,6 +134,16 @@ class FluidServer:
             del inst.ready_times[target:]
         inst.committed = target
 
+    def _step(self, b: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+        """Decode step time of every pool's curve at batch ``b``, ``ctx`` KV tokens per
+        request [s] (:meth:`BatchCurve.step_s`, vectorised over pools)."""
+        return (self._a + self._c * b + self._d * b * ctx
+                + self._w * (1.0 - (1.0 - self._frac) ** b))
+
+    def _power(self, b: np.ndarray) -> np.ndarray:
+        """Instance power of every pool's curve at occupancy ``b`` [W]."""
+        return self._p0 + self._p1 * b + self._ps * b / (b + self._pk)
+
     def _work(
         self, requests: np.ndarray, prompt: np.ndarray, tokens: np.ndarray, tokens_sq: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -139,8 +155,7 @@ class FluidServer:
             ctx = p_mean + np.where(tokens > 0, tokens_sq / (2 * tokens), 0.0)
         b_max = np.minimum(self._max_batch,
                            np.maximum(1.0, (self._kv - p_mean - n_mean) / np.maximum(ctx, 1.0)))
-        step = np.array([float(c.step_s(b, b * x))
-                         for c, b, x in zip(self._curves, b_max, ctx, strict=True)])
+        step = self._step(b_max, ctx)
         decode = np.maximum(tokens - np.minimum(requests, tokens), 0.0)
         work = prompt * self._inv_r + decode * step / b_max
         return work, ctx, b_max
@@ -150,10 +165,9 @@ class FluidServer:
         """Batch ``b`` with ``b / t_step(b, b·ctx) · (1 − f) = x`` (bisection, per pool)."""
         lo = np.zeros_like(x)
         hi = b_max.copy()
-        for _ in range(40):
+        for _ in range(30):
             mid = 0.5 * (lo + hi)
-            rate = np.array([m / float(c.step_s(m, m * k)) if m > 0 else 0.0
-                             for c, m, k in zip(self._curves, mid, ctx, strict=True)])
+            rate = mid / self._step(mid, ctx)
             below = rate * (1.0 - f) < x
             lo = np.where(below, mid, lo)
             hi = np.where(below, hi, mid)
@@ -219,9 +233,8 @@ class FluidServer:
             x = np.where(ready_s > 0, (tokens - np.minimum(served["req"], tokens)) / ready_s, 0.0)
         f = np.clip(f, 0.0, 0.999)
         b = self._mean_batch(x, f, ctx, b_max)
-        power = np.array([float(c.power_w(v)) for c, v in zip(self._curves, b, strict=True)])
-        tpot = np.array([float(c.step_s(v, v * k)) for c, v, k in zip(self._curves, b, ctx,
-                                                                        strict=True)]) / (1 - f)
+        power = self._power(b)
+        tpot = self._step(b, ctx) / (1 - f)
         committed = self.committed_instances()
         ready_end = np.array([sum(1 for r in i.ready_times if r <= t1) for i in self._inst])
         backlog_work, _, _ = self._work(self.backlog_requests, self.backlog_prompt,

@@ -777,11 +777,13 @@ class RequestLevelServer:
                    if up.size else 0.0)
         out["inst_s"] = inst_s
         out["ready_s"] = float(ready_s)
-        for name, col in (("tokens", kern.F_DEC), ("act", kern.F_ACT), ("busy", kern.F_BUSY),
-                          ("steps", kern.F_STEPS)):
-            out[name] = float(fs[:, col].sum())
-            fs[:, col] = 0.0
-        out["tokens"] += float(ps.first_bins[step])
+        acc = fs[:, kern.F_DEC : kern.F_STEPS + 1]
+        dec, act, busy, steps_done = acc.sum(axis=0).tolist()
+        acc[:] = 0.0
+        out["tokens"] = dec + float(ps.first_bins[step])
+        out["act"] = act
+        out["busy"] = busy
+        out["steps"] = steps_done
         return out
 
     def itl_quantile(self, pool: int, q: float) -> float:
