@@ -175,12 +175,12 @@ def test_itl_slo_fails_while_ttft_holds_at_large_batches() -> None:
 KEY1 = ("a", "m", "BF16")
 
 
-def test_single_slot_instances_are_an_fcfs_c_server_queue() -> None:
-    """One slot per instance, flat step, no prefill: starts equal the FCFS c-server
-    recursion (Kiefer-Wolfowitz) on the same sample path, also at load 0.95."""
-    rng = np.random.default_rng(7)
-    n, c = 200_000, 8
-    arrival = np.cumsum(rng.exponential(1.0 / (0.95 * c), n))
+def _mmc(c: int, rho: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray,
+                                                        RequestLevelServer]:
+    """``n`` Poisson arrivals at load ``rho`` on ``c`` one-slot instances, exponential
+    service of mean 1 s (the service override), served interval by interval."""
+    rng = np.random.default_rng(seed)
+    arrival = np.cumsum(rng.exponential(1.0 / (rho * c), n))
     service = rng.exponential(1.0, n)
     req = RequestArrays.from_arrays(arrival, np.zeros(n), np.zeros(n), np.ones(n), ("m",))
     steps = int(arrival[-1] // 900) + 2
@@ -188,6 +188,14 @@ def test_single_slot_instances_are_an_fcfs_c_server_queue() -> None:
     server = RequestLevelServer([spec], req, steps, service_s=service)
     for k in range(steps):
         server.run_interval(k, [c], {KEY1: 1.0})
+    return arrival, service, server
+
+
+def test_single_slot_instances_are_an_fcfs_c_server_queue() -> None:
+    """One slot per instance, flat step, no prefill: starts equal the FCFS c-server
+    recursion (Kiefer-Wolfowitz) on the same sample path, also at load 0.95."""
+    c = 8
+    arrival, service, server = _mmc(c, 0.95, 200_000, seed=7)
     heap = [0.0] * c
     ref = serve_fcfs(heap, arrival.tolist(), service.tolist(), np.inf)
     np.testing.assert_allclose(server.start, ref, rtol=0, atol=1e-6)
@@ -203,19 +211,10 @@ ERLANG_CASES = [(1, 0.5, 1_000_000), (4, 0.8, 3_000_000), (16, 0.95, 12_000_000)
 def test_erlang_c_mean_wait(c: int, rho: float, n: int) -> None:
     """Slow (~25 s at load 0.95): the mean of autocorrelated waits near saturation
     needs ~10^7 requests to be pinned within 2 %."""
-    rng = np.random.default_rng(20260 + c)
-    lam = rho * c  # mean service 1 s
-    arrival = np.cumsum(rng.exponential(1.0 / lam, n))
-    service = rng.exponential(1.0, n)
-    req = RequestArrays.from_arrays(arrival, np.zeros(n), np.zeros(n), np.ones(n), ("m",))
-    steps = int(arrival[-1] // 900) + 2
-    spec = PoolSpec(KEY1, 1, 1e9, 1.0, 0.0, 0.0, 0.0, 1.0)
-    server = RequestLevelServer([spec], req, steps, service_s=service)
-    for k in range(steps):
-        server.run_interval(k, [c], {KEY1: 1.0})
+    arrival, _, server = _mmc(c, rho, n, seed=20260 + c)
     wait = (server.start - arrival)[n // 20 :]  # drop the warm-up from an empty system
     assert not np.isnan(wait).any()
-    assert wait.mean() == pytest.approx(erlang_c_wait_s(c, lam, 1.0), rel=0.03)
+    assert wait.mean() == pytest.approx(erlang_c_wait_s(c, rho * c, 1.0), rel=0.03)
 
 
 @pytest.fixture(scope="module")

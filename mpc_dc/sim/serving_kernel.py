@@ -58,6 +58,25 @@ N_PARAMS = 6
 
 
 @njit(cache=True)
+def _move(hk, hr, hw, hc, hq, j, dst, src):  # type: ignore[no-untyped-def]
+    """Heap ``j``: entry ``src`` to position ``dst`` (all five arrays)."""
+    hk[j, dst] = hk[j, src]
+    hr[j, dst] = hr[j, src]
+    hw[j, dst] = hw[j, src]
+    hc[j, dst] = hc[j, src]
+    hq[j, dst] = hq[j, src]
+
+
+@njit(cache=True)
+def _put(hk, hr, hw, hc, hq, j, pos, key, rid, w, c, q):  # type: ignore[no-untyped-def]
+    hk[j, pos] = key
+    hr[j, pos] = rid
+    hw[j, pos] = w
+    hc[j, pos] = c
+    hq[j, pos] = q
+
+
+@njit(cache=True)
 def _sift_down(hk, hr, hw, hc, hq, j, pos, size):  # type: ignore[no-untyped-def]
     k = hk[j, pos]
     r = hr[j, pos]
@@ -72,17 +91,9 @@ def _sift_down(hk, hr, hw, hc, hq, j, pos, size):  # type: ignore[no-untyped-def
             child += 1
         if hk[j, child] >= k:
             break
-        hk[j, pos] = hk[j, child]
-        hr[j, pos] = hr[j, child]
-        hw[j, pos] = hw[j, child]
-        hc[j, pos] = hc[j, child]
-        hq[j, pos] = hq[j, child]
+        _move(hk, hr, hw, hc, hq, j, pos, child)
         pos = child
-    hk[j, pos] = k
-    hr[j, pos] = r
-    hw[j, pos] = w
-    hc[j, pos] = c
-    hq[j, pos] = q
+    _put(hk, hr, hw, hc, hq, j, pos, k, r, w, c, q)
 
 
 @njit(cache=True)
@@ -93,17 +104,9 @@ def _heap_push(hk, hr, hw, hc, hq, hsize, j, key, rid, w, c, q):  # type: ignore
         parent = (pos - 1) // 2
         if hk[j, parent] <= key:
             break
-        hk[j, pos] = hk[j, parent]
-        hr[j, pos] = hr[j, parent]
-        hw[j, pos] = hw[j, parent]
-        hc[j, pos] = hc[j, parent]
-        hq[j, pos] = hq[j, parent]
+        _move(hk, hr, hw, hc, hq, j, pos, parent)
         pos = parent
-    hk[j, pos] = key
-    hr[j, pos] = rid
-    hw[j, pos] = w
-    hc[j, pos] = c
-    hq[j, pos] = q
+    _put(hk, hr, hw, hc, hq, j, pos, key, rid, w, c, q)
 
 
 @njit(cache=True)
@@ -112,11 +115,7 @@ def _heap_pop(hk, hr, hw, hc, hq, hsize, j):  # type: ignore[no-untyped-def]
     last = hsize[j] - 1
     hsize[j] = last
     if last > 0:
-        hk[j, 0] = hk[j, last]
-        hr[j, 0] = hr[j, last]
-        hw[j, 0] = hw[j, last]
-        hc[j, 0] = hc[j, last]
-        hq[j, 0] = hq[j, last]
+        _move(hk, hr, hw, hc, hq, j, 0, last)
         _sift_down(hk, hr, hw, hc, hq, j, 0, last)
 
 
