@@ -252,3 +252,24 @@ def test_calibration_on_the_measurements(fits) -> None:  # type: ignore[no-untyp
                 assert sim[what] == pytest.approx(rec[what], rel=tol), (
                     model, precision, rec["max_num_seqs"], what)
     assert held == len(HELD_OUT)
+
+
+@pytest.mark.parametrize(("model", "out_mean", "ctx_extra"),
+                         [("qwen3-32b", 650.0, 600.0), ("qwen3-235b-a22b", 870.0, 930.0)])
+def test_capacity_at_slo_is_the_table_figure_on_the_reference_workload(
+    model: str, out_mean: float, ctx_extra: float
+) -> None:
+    """On the workload the table was measured on (200-token prompts, the chat task's
+    answers), the curve's throughput at the 50-ms TPOT target is the table's
+    ``tokens_per_s_at_slo`` within 3 %, at the table's batch: optimizer and simulator
+    agree there. The batch found is the largest within the target."""
+    row = load_quant_table().get(model, "BF16")
+    curve = fitted_curve(model, "BF16", "H100")
+    assert curve is not None
+    cap = curve.capacity_at_slo(row.max_batch, 200.0, out_mean, 200.0 + ctx_extra,
+                                row.itl_slo_p90_ms / 1000)
+    assert cap["batch"] == row.max_batch
+    assert cap["tokens_per_s"] == pytest.approx(row.tokens_per_s_at_slo, rel=0.03)
+    tight = curve.capacity_at_slo(10_000, 200.0, out_mean, 200.0 + ctx_extra, 0.05)
+    nxt = curve.saturated(tight["batch"] + 1, 200.0, out_mean, 200.0 + ctx_extra)
+    assert tight["tpot_s"] <= 0.05 < nxt["tpot_s"]

@@ -212,7 +212,7 @@ class BatchCurve:
 
         Parameters
         ----------
-        batch : float [requests]
+        batch : float or ndarray [requests]
         prompt_tokens, response_tokens : float [tokens]
             Means per request (``response_tokens > 1``).
         context_per_seq : float [tokens]
@@ -225,12 +225,43 @@ class BatchCurve:
         ``tpot_s`` (mean time per output token after the first) [s],
         ``tokens_per_s`` (output) [tokens/s], ``power_w`` [W].
         """
-        step = float(self.step_s(batch, batch * context_per_seq))
+        step = self.step_s(batch, np.asarray(batch) * context_per_seq)
         stall_per_step = batch / (response_tokens - 1.0) * prompt_tokens / self.prefill_tokens_per_s
         tpot = step + stall_per_step
         tokens = batch / tpot * response_tokens / (response_tokens - 1.0)
         return {"step_s": step, "tpot_s": tpot, "tokens_per_s": tokens,
-                "power_w": float(self.power_w(batch))}
+                "power_w": self.power_w(batch)}
+
+    def capacity_at_slo(
+        self, max_batch: int, prompt_tokens: float, response_tokens: float,
+        context_per_seq: float, tpot_slo_s: float,
+    ) -> dict[str, float]:
+        """The busiest steady state an instance holds within a TPOT target.
+
+        The largest batch ``b ≤ max_batch`` (and within the KV cache, at
+        ``context_per_seq`` tokens per request plus one request's reservation) whose
+        :meth:`saturated` TPOT is at most ``tpot_slo_s``, and that state's output
+        throughput and power: the capacity at the SLO of a workload of these means
+        (what the optimizer's ``tokens_per_s_at_slo`` stands for).
+
+        Returns
+        -------
+        dict with ``batch`` [requests] (0 when even one request misses the target),
+        ``tokens_per_s`` [tokens/s], ``power_w`` [W], ``tpot_s`` [s].
+        """
+        kv = (self.kv_capacity_tokens - prompt_tokens - response_tokens) / context_per_seq
+        top = int(max(1, min(max_batch, math.floor(kv)))) if math.isfinite(kv) else max_batch
+        b = np.arange(1, top + 1, dtype=float)
+        state = self.saturated(b, prompt_tokens, response_tokens,  # type: ignore[arg-type]
+                               context_per_seq)
+        ok = np.flatnonzero(np.asarray(state["tpot_s"]) <= tpot_slo_s)
+        if ok.size == 0:
+            return {"batch": 0.0, "tokens_per_s": 0.0, "power_w": self.power_idle_w,
+                    "tpot_s": math.inf}
+        i = int(ok[-1])
+        return {"batch": float(b[i]), "tokens_per_s": float(state["tokens_per_s"][i]),
+                "power_w": float(np.asarray(state["power_w"])[i]),
+                "tpot_s": float(state["tpot_s"][i])}
 
     def scaled(self, throughput: float, energy: float, prefill: float) -> BatchCurve:
         """The curve of another precision measured as ratios to this one.
