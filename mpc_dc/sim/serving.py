@@ -254,14 +254,14 @@ class BatchCurve:
         b = np.arange(1, top + 1, dtype=float)
         state = self.saturated(b, prompt_tokens, response_tokens,  # type: ignore[arg-type]
                                context_per_seq)
-        ok = np.flatnonzero(np.asarray(state["tpot_s"]) <= tpot_slo_s)
+        tpot = np.asarray(state["tpot_s"])
+        ok = np.flatnonzero(tpot <= tpot_slo_s)
         if ok.size == 0:
             return {"batch": 0.0, "tokens_per_s": 0.0, "power_w": self.power_idle_w,
                     "tpot_s": math.inf}
         i = int(ok[-1])
-        return {"batch": float(b[i]), "tokens_per_s": float(state["tokens_per_s"][i]),
-                "power_w": float(np.asarray(state["power_w"])[i]),
-                "tpot_s": float(state["tpot_s"][i])}
+        return {"batch": float(b[i]), "tokens_per_s": float(np.asarray(state["tokens_per_s"])[i]),
+                "power_w": float(np.asarray(state["power_w"])[i]), "tpot_s": float(tpot[i])}
 
     def scaled(self, throughput: float, energy: float, prefill: float) -> BatchCurve:
         """The curve of another precision measured as ratios to this one.
