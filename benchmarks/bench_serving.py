@@ -1,10 +1,13 @@
 """Request-level serving throughput: requests simulated per wall-clock second.
 
 One closed-loop run (rule fleet policy, 3 campuses × 3 models × 4 precisions,
-request level) over 2 days of generator arrivals scaled to at least 1 million
-requests; the fluid run of the same case is timed beside it. Requests/s and the
-fluid/request wall-time ratio are recorded in ``benchmark.extra_info``; nothing
-is asserted about time (target: >= 100,000 requests/s).
+request level with continuous batching) over 2 days of generator arrivals scaled to
+at least 1 million requests; beside it, the fluid run of the same case and the
+pre-continuous-batching kernel (:func:`mpc_dc.sim.serving.serve_fcfs`: each slot an
+independent server) on the same requests, one pool of the same total slots.
+Requests/s and the ratios are recorded in ``benchmark.extra_info``; nothing is
+asserted about time (target: >= 300,000 requests/s for the closed loop; the
+compiled event loop is warmed up first, so compilation is not timed).
 
 Run: ``pytest benchmarks/bench_serving.py --benchmark-only``. Under
 ``--benchmark-disable`` the case is small (``MPC_DC_BENCH_SERVING_N`` overrides the
@@ -16,12 +19,14 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
 import pandas as pd
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from mpc_dc.params.fleet import FleetConfig
 from mpc_dc.sim.arrivals import ArrivalConfig, build_arrivals
-from mpc_dc.sim.fleet_engine import FleetExogenous, ServingConfig, simulate_fleet
+from mpc_dc.sim.fleet_engine import FleetExogenous, ServingConfig, pool_specs, simulate_fleet
+from mpc_dc.sim.serving import serve_fcfs
 from tests.fleet_rule import DemandFollower
 
 START = pd.Timestamp("2022-04-01", tz="UTC")
@@ -43,6 +48,9 @@ def test_bench_request_level_throughput(benchmark: BenchmarkFixture) -> None:
     exo = FleetExogenous.constant(config, START, steps)
     demand = {m: 1000.0 for m in config.models}
     walls: list[float] = []
+    warm = build_arrivals(START, 96 * 900.0, ArrivalConfig(seed=2), models=config.models)
+    simulate_fleet(config, FleetExogenous.constant(config, START, 96), warm,
+                   DemandFollower(config, demand), ServingConfig(request_samples=1000))
 
     def run() -> None:
         t0 = time.perf_counter()
@@ -57,6 +65,14 @@ def test_bench_request_level_throughput(benchmark: BenchmarkFixture) -> None:
         config, exo, req, DemandFollower(config, demand), ServingConfig(fidelity="fluid")
     )
     fluid_s = time.perf_counter() - t0
+    # the old model's kernel: FCFS over independent slots at a fixed per-token time
+    spec = pool_specs(config)[0]
+    slots = 64 * spec.slots_per_instance
+    service = (req.request_tokens / spec.prefill_tokens_per_s
+               + req.response_tokens * spec.decode_s_per_token)
+    t0 = time.perf_counter()
+    serve_fcfs([0.0] * slots, req.arrival_s.tolist(), service.tolist(), np.inf)
+    fcfs_s = time.perf_counter() - t0
     benchmark.extra_info.update(
         {
             "requests": len(req),
@@ -64,5 +80,7 @@ def test_bench_request_level_throughput(benchmark: BenchmarkFixture) -> None:
             "requests_per_s": len(req) / walls[0],
             "fluid_wall_s": fluid_s,
             "fluid_over_request_wall_ratio": fluid_s / walls[0],
+            "independent_slot_kernel_wall_s": fcfs_s,
+            "request_level_over_independent_slot_kernel_ratio": walls[0] / fcfs_s,
         }
     )

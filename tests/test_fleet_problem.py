@@ -407,7 +407,11 @@ def test_whole_horizon_dive_redoes_a_chunk_that_loses_tokens(shared_data: object
 
     study = DrStudyConfig()
     data = load_dr_data(Path(str(shared_data)), study)
-    cfg = dataclasses.replace(study.fleet, flexibility=SCENARIOS["S6"], table=study.fleet.table)
+    # the table of that run (issue 15 changed its idle powers), so the state is the one
+    # that lost tokens
+    table = load_quant_table(Path(__file__).parent / "data"
+                             / "quant_power_table_before_issue15.csv")
+    cfg = dataclasses.replace(study.fleet, flexibility=SCENARIOS["S6"], table=table)
     k, H = 547, 96
     inputs = FleetInputs(data.demand_tokens_per_s[:, k:k + H], data.price_usd_per_mwh[:, k:k + H],
                          data.carbon_gco2_per_kwh[:, k:k + H])

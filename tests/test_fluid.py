@@ -59,25 +59,27 @@ def test_fluid_backlog_when_capacity_short() -> None:
     from mpc_dc.sim.serving import PoolSpec
 
     key = ("a", "m", "BF16")
+    # 1800 requests of 2 tokens: the first from the (instant) prefill, one decode
+    # step of 1 s at batch 1 each: 1800 s of work for 900 s of capacity
     pool = PoolSpec(key, 1, 1e12, 1.0, 10.0, 1.0, 0.0, 1.0)
     agg = {
         "requests": np.array([[1800.0], [0.0]]),
         "request_tokens": np.zeros((2, 1)),
-        "response_tokens": np.array([[1800.0], [0.0]]),
+        "response_tokens": np.array([[3600.0], [0.0]]),
     }
     server = FluidServer([pool], ("m",), agg, 2)
     s0 = server.run_interval(0, [1], {key: 1.0})
-    assert s0.tokens_decoded[0] == pytest.approx(900.0)
+    assert s0.tokens_decoded[0] == pytest.approx(1800.0)
     assert s0.queue_end[0] == pytest.approx(900.0)
     s1 = server.run_interval(1, [1], {key: 1.0})
-    assert s1.tokens_decoded[0] == pytest.approx(900.0)
+    assert s1.tokens_decoded[0] == pytest.approx(1800.0)
     assert s1.idle_energy_j[0] == pytest.approx(9000.0)
 
 
 def test_fluid_backlog_of_a_pool_left_without_instances_moves() -> None:
-    """1800 requests of 1 token at 1 s each on pool A (1 slot): 900 served, 900 backlog.
-    A is scaled to 0 and B (decode 2 s/token) takes the model: the 900 requests move
-    with their work re-expressed at B's speed (1800 slot-s), and B serves 450 of them."""
+    """1800 requests of 2 tokens (one decode step of 1 s) on pool A (batch 1): 900
+    served, 900 backlog. A is scaled to 0 and B (decode 2 s/token) takes the model: the
+    900 requests move, their work counted at B's speed (1800 s), and B serves 450."""
     from mpc_dc.sim.fluid import FluidServer
     from mpc_dc.sim.serving import PoolSpec
 
@@ -87,12 +89,12 @@ def test_fluid_backlog_of_a_pool_left_without_instances_moves() -> None:
     agg = {
         "requests": np.array([[1800.0], [0.0]]),
         "request_tokens": np.zeros((2, 1)),
-        "response_tokens": np.array([[1800.0], [0.0]]),
+        "response_tokens": np.array([[3600.0], [0.0]]),
     }
     server = FluidServer(pools, ("m",), agg, 2)
     s0 = server.run_interval(0, [1, 0], {a: 1.0})
     assert s0.queue_end[0] == pytest.approx(900.0)
     s1 = server.run_interval(1, [0, 1], {b: 1.0})
     assert server.requeued_requests == pytest.approx(900.0)
-    assert s1.tokens_decoded.tolist() == pytest.approx([0.0, 450.0])
+    assert s1.tokens_decoded.tolist() == pytest.approx([0.0, 900.0])
     assert s1.queue_end.tolist() == pytest.approx([0.0, 450.0])

@@ -142,7 +142,7 @@ def test_design_figures_qwen235_h100(
 
 @pytest.fixture(scope="module")
 def derived(shared_data: Path) -> pd.DataFrame:
-    table, _ = derive_table(shared_data)
+    table, _, _ = derive_table(shared_data)
     return table
 
 

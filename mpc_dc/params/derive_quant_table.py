@@ -3,7 +3,8 @@
 Run from the repository root::
 
     python -m mpc_dc.params.derive_quant_table --data ../shared/data \\
-        --out mpc_dc/params/quant_power_table.csv
+        --out mpc_dc/params/quant_power_table.csv \\
+        --curves-out mpc_dc/params/serving_curves.csv
 
 One row per (model family, precision, GPU). How each column is obtained is
 written in ``docs/quant_power_table.md`` and, per row, in the ``provenance``
@@ -24,10 +25,13 @@ column. In short:
   per token from HF LLM-Perf (A100, batch 1) for a size-matched proxy model,
   then the same SLO selection; if no scaled point meets the SLO the row is
   left out and the reason reported.
-* **Idle power**: zero-throughput intercept of a least-squares line of power
-  against throughput over the sweep points up to the operating point.
-* Quality delta, load time and (for BF16/FP8) prefill rate are assumptions,
-  stated per row.
+* **Idle power and prefill rate** come from the instance curve of the row
+  (:mod:`mpc_dc.params.serving_fit`: the batch-occupancy power curve at zero
+  occupancy, the prefill rate fitted on the throughput sweep), so the optimizer's
+  figures and the simulator's physics agree; the curves are written beside the
+  table (``serving_curves.csv``). Derived precisions scale the BF16 curve by the
+  same ratios as their operating point.
+* Quality delta and load time are assumptions, stated per row.
 """
 
 from __future__ import annotations
@@ -44,6 +48,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mpc_dc.params.serving_fit import (
+    ARCHITECTURES,
+    CURVE_COLUMNS,
+    CurveFit,
+    curve_row,
+    fit_measured,
+    kv_capacity_tokens,
+)
+from mpc_dc.sim.serving import BatchCurve
 from traces.errors import TraceError
 from traces.llm_power import read_llm_perf, read_mlenergy_v3
 
@@ -52,10 +65,6 @@ logger = logging.getLogger(__name__)
 #: Default latency SLO on the p90 inter-token latency [ms].
 DEFAULT_ITL_SLO_MS = 50.0
 
-#: H100 SXM dense (no sparsity) peak tensor throughput [FLOP/s] for BF16.
-H100_BF16_PEAK_FLOPS = 989.4e12
-#: Assumed model FLOP utilisation of prefill (compute-bound) [-].
-PREFILL_MFU = 0.40
 #: Assumed FP8/BF16 prefill speed-up [-]: FP8 GEMMs run at twice the BF16
 #: peak, attention and non-GEMM work do not, so less than 2.
 FP8_PREFILL_SPEEDUP = 1.5
@@ -243,35 +252,6 @@ def tokens_per_gpu_at_slo(
     return 0.0 if row is None else float(row["output_tokens_per_s"] / row["num_gpus"])
 
 
-def idle_power_fit(sweep: pd.DataFrame, operating_point: pd.Series) -> tuple[float, int, bool]:
-    """Zero-load intercept of power vs throughput over the sweep up to the operating point.
-
-    ``P = a + b·x`` is fitted by least squares to the points of ``sweep`` (one
-    GPU model and GPU count) with ``x`` (output tokens/s) no greater than the
-    operating point's; with fewer than two such points the two lowest-load
-    points are used. ``a`` is clipped to ``[0, min P of the points]``.
-
-    Returns
-    -------
-    idle_power_w : float [W]
-    n_points : int
-        Points used.
-    clipped : bool
-        Whether the intercept was clipped (a concave power curve puts it above
-        the lowest measured power).
-    """
-    x_op = float(operating_point["output_tokens_per_s"])
-    ordered = sweep.sort_values("output_tokens_per_s")
-    used = ordered[ordered["output_tokens_per_s"] <= x_op * (1 + 1e-9)]
-    if len(used) < 2:
-        used = ordered.head(2)
-    x = used["output_tokens_per_s"].to_numpy(dtype=float)
-    power = used["avg_power_w"].to_numpy(dtype=float)
-    _, intercept = np.polyfit(x, power, 1)
-    idle = float(np.clip(intercept, 0.0, power.min()))
-    return idle, len(used), idle != float(intercept)
-
-
 def scale_sweep(sweep: pd.DataFrame, ratio: Ratio) -> pd.DataFrame:
     """Apply a precision ratio to every point of a measured sweep.
 
@@ -399,32 +379,27 @@ def _row(
     hf_model_id: str,
     precision: str,
     point: pd.Series,
-    sweep: pd.DataFrame,
     *,
     itl_slo_ms: float,
     total_params_b: float,
     basis: str,
     point_text: str,
-    prefill_tokens_per_s: float,
-    prefill_text: str,
+    curve: BatchCurve,
+    curve_text: str,
 ) -> dict[str, object]:
     num_gpus = int(point["num_gpus"])
     throughput = float(point["output_tokens_per_s"])
     active = float(point["avg_power_w"])
-    same_gpus = sweep[(sweep["gpu_model"] == GPU) & (sweep["num_gpus"] == num_gpus)]
-    idle, n_fit, clipped = idle_power_fit(same_gpus, point)
+    idle = curve.power_idle_w
     weight_gb = total_params_b * BYTES_PER_PARAM[precision]
     load_s = ENGINE_START_S + weight_gb / LOAD_BANDWIDTH_GB_PER_S
     quality = ASSUMED_QUALITY_DELTA_PCT_POINTS[precision]
     provenance = "; ".join(
         [
             point_text,
-            f"idle derived: zero-load intercept of a least-squares line of power vs tokens/s "
-            f"over {n_fit} {'scaled ' if basis == 'derived' else ''}sweep points "
-            f"({GPU}x{num_gpus}) up to the operating point"
-            + (", clipped to the lowest measured power (concave curve)" if clipped else ""),
+            f"idle derived: P(0) of the batch-occupancy power curve of the instance ({curve_text})",
+            "prefill derived: the instance curve's prefill rate",
             "marginal energy/token derived: (active - idle) / tokens_per_s",
-            prefill_text,
             (
                 "quality: reference precision (0 by definition)"
                 if precision == "BF16"
@@ -453,23 +428,20 @@ def _row(
         "itl_p90_ms": float(point["itl_p90_ms"]),
         "quality_delta_pct_points": quality,
         "load_time_s": load_s,
-        "prefill_tokens_per_s": prefill_tokens_per_s,
+        "prefill_tokens_per_s": curve.prefill_tokens_per_s,
         "weight_gb": weight_gb,
         "basis": basis,
         "provenance": provenance,
     }
 
 
-def _bf16_prefill(num_gpus: int, activated_params_b: float) -> float:
-    """Compute-bound prefill estimate [tokens/s]: GPUs × peak × MFU / (2 FLOP × active params)."""
-    return num_gpus * H100_BF16_PEAK_FLOPS * PREFILL_MFU / (2.0 * activated_params_b * 1e9)
-
-
-def _bf16_prefill_text(num_gpus: int, activated_params_b: float) -> str:
-    return (
-        f"prefill assumed compute-bound: {num_gpus} x {H100_BF16_PEAK_FLOPS / 1e12:g} TFLOP/s "
-        f"BF16 x MFU {PREFILL_MFU:g} / (2 x {activated_params_b:g}e9 active params)"
-    )
+def _scaled_curve(base: BatchCurve, ratio: Ratio, prefill: float, model: str,
+                  precision: str, gpus: int) -> BatchCurve:
+    """The BF16 curve of ``model`` scaled to ``precision`` (ratios of its operating point),
+    with the KV capacity of that precision's weights."""
+    curve = base.scaled(ratio.throughput, ratio.energy, prefill)
+    kv = kv_capacity_tokens(ARCHITECTURES[model], gpus, BYTES_PER_PARAM[precision])
+    return BatchCurve(**{**curve.__dict__, "kv_capacity_tokens": kv})
 
 
 def derive_family(
@@ -477,10 +449,11 @@ def derive_family(
     models_dir: Path,
     perf: pd.DataFrame,
     fp8: Ratio,
+    fits: dict[tuple[str, str], CurveFit],
     *,
     itl_slo_ms: float = DEFAULT_ITL_SLO_MS,
-) -> tuple[list[dict[str, object]], list[str]]:
-    """Rows of one family, and the reasons for rows left out.
+) -> tuple[list[dict[str, object]], list[str], list[dict[str, object]]]:
+    """Rows of one family, the reasons for rows left out, and the rows' curves.
 
     Parameters
     ----------
@@ -492,41 +465,44 @@ def derive_family(
         LLM-Perf rows.
     fp8
         FP8/BF16 ratio used when the family has no FP8 measurement.
+    fits
+        Fitted curves of the measured sweeps (:func:`fit_measured`).
     itl_slo_ms : float [ms]
         Latency SLO on p90 ITL.
     """
     bf16, _ = read_mlenergy_v3(models_dir / spec.bf16_file)
     model_id = str(bf16["model_id"].iloc[0])
-    active_b = float(bf16["activated_params_b"].iloc[0])
     total_b = float(bf16["total_params_b"].iloc[0])
     rows: list[dict[str, object]] = []
+    curves: list[dict[str, object]] = []
     skipped: list[str] = []
     slo_text = f"best output tokens/s per GPU over {GPU} configs with p90 ITL <= {itl_slo_ms:g} ms"
 
     point = best_at_slo(bf16, itl_slo_ms)
     if point is None:
         skipped.append(f"{spec.model} BF16: no measured {GPU} configuration meets the SLO")
-        return rows, skipped
+        return rows, skipped, curves
     base_gpus = int(point["num_gpus"])
-    base_prefill = _bf16_prefill(base_gpus, active_b)
-    rows.append(
-        _row(
-            spec,
-            model_id,
-            "BF16",
-            point,
-            bf16,
-            itl_slo_ms=itl_slo_ms,
-            total_params_b=total_b,
-            basis="measured",
-            point_text=(
-                f"operating point measured: ML.ENERGY v3 {spec.bf16_file} "
-                f"configurations[{int(point['config_index'])}] ({_fmt_point(point)}), {slo_text}"
-            ),
-            prefill_tokens_per_s=base_prefill,
-            prefill_text=_bf16_prefill_text(base_gpus, active_b),
-        )
-    )
+    base = fits[(spec.model, "BF16")].curve
+    fitted_text = (f"fitted on ML.ENERGY v3 {{file}} {GPU}x{{gpus}} sweep, "
+                   "mpc_dc.params.serving_fit")
+
+    def add(row: dict[str, object] | str, curve: BatchCurve, text: str) -> None:
+        if isinstance(row, str):
+            skipped.append(row)
+            return
+        rows.append(row)
+        curves.append(curve_row(spec.model, str(row["precision"]), GPU,
+                                int(str(row["gpus_per_instance"])), curve, str(row["basis"]),
+                                text))
+
+    text = fitted_text.format(file=spec.bf16_file, gpus=base_gpus)
+    add(_row(spec, model_id, "BF16", point, itl_slo_ms=itl_slo_ms,
+             total_params_b=total_b, basis="measured",
+             point_text=(f"operating point measured: ML.ENERGY v3 {spec.bf16_file} "
+                         f"configurations[{int(point['config_index'])}] ({_fmt_point(point)}), "
+                         f"{slo_text}"),
+             curve=base, curve_text=text), base, text)
     base_sweep = bf16[(bf16["gpu_model"] == GPU) & (bf16["num_gpus"] == base_gpus)]
 
     if spec.fp8_file is not None:
@@ -535,77 +511,32 @@ def derive_family(
         if fp8_point is None:
             skipped.append(f"{spec.model} FP8: no measured {GPU} configuration meets the SLO")
         else:
-            gpus = int(fp8_point["num_gpus"])
-            rows.append(
-                _row(
-                    spec,
-                    str(fp8_configs["model_id"].iloc[0]),
-                    "FP8",
-                    fp8_point,
-                    fp8_configs,
-                    itl_slo_ms=itl_slo_ms,
-                    total_params_b=total_b,
-                    basis="measured",
-                    point_text=(
-                        f"operating point measured: ML.ENERGY v3 {spec.fp8_file} "
-                        f"configurations[{int(fp8_point['config_index'])}] "
-                        f"({_fmt_point(fp8_point)}), {slo_text}"
-                    ),
-                    prefill_tokens_per_s=_bf16_prefill(gpus, active_b) * FP8_PREFILL_SPEEDUP,
-                    prefill_text=_bf16_prefill_text(gpus, active_b)
-                    + f", x {FP8_PREFILL_SPEEDUP:g} assumed FP8 speed-up",
-                )
-            )
+            curve = fits[(spec.model, "FP8")].curve
+            text = fitted_text.format(file=spec.fp8_file, gpus=int(fp8_point["num_gpus"]))
+            add(_row(spec, str(fp8_configs["model_id"].iloc[0]), "FP8", fp8_point,
+                     itl_slo_ms=itl_slo_ms, total_params_b=total_b,
+                     basis="measured",
+                     point_text=(f"operating point measured: ML.ENERGY v3 {spec.fp8_file} "
+                                 f"configurations[{int(fp8_point['config_index'])}] "
+                                 f"({_fmt_point(fp8_point)}), {slo_text}"),
+                     curve=curve, curve_text=text), curve, text)
     else:
-        rows_or_reason = _derived_row(
-            spec,
-            model_id,
-            "FP8",
-            base_sweep,
-            fp8,
-            itl_slo_ms=itl_slo_ms,
-            active_b=active_b,
-            total_b=total_b,
-            prefill=(
-                base_prefill * FP8_PREFILL_SPEEDUP,
-                _bf16_prefill_text(base_gpus, active_b)
-                + f", x {FP8_PREFILL_SPEEDUP:g} assumed FP8 speed-up",
-            ),
-        )
-        _collect(rows_or_reason, rows, skipped)
+        curve = _scaled_curve(base, fp8, FP8_PREFILL_SPEEDUP, spec.model, "FP8", base_gpus)
+        text = (f"BF16 curve scaled by the FP8/BF16 ratios, prefill x {FP8_PREFILL_SPEEDUP:g} "
+                "assumed")
+        add(_derived_row(spec, model_id, "FP8", base_sweep, fp8, itl_slo_ms=itl_slo_ms,
+                         total_b=total_b, curve=curve, curve_text=text), curve, text)
 
     for precision, methods in LLM_PERF_METHODS.items():
         ratios = [llm_perf_ratio(perf, spec.llm_perf_proxy, m) for m in methods]
         # An operator deploys the faster 4-bit kernel: keep the best measured method.
         ratio = max(ratios, key=lambda r: (r.throughput, -r.energy))
-        rows_or_reason = _derived_row(
-            spec,
-            model_id,
-            precision,
-            base_sweep,
-            ratio,
-            itl_slo_ms=itl_slo_ms,
-            active_b=active_b,
-            total_b=total_b,
-            prefill=(
-                base_prefill * ratio.prefill,
-                f"prefill derived: BF16 compute-bound estimate "
-                f"({_bf16_prefill_text(base_gpus, active_b)}) x LLM-Perf prefill ratio "
-                f"{ratio.prefill:.3f}",
-            ),
-            proxy_reason=spec.proxy_reason,
-        )
-        _collect(rows_or_reason, rows, skipped)
-    return rows, skipped
-
-
-def _collect(
-    result: dict[str, object] | str, rows: list[dict[str, object]], skipped: list[str]
-) -> None:
-    if isinstance(result, str):
-        skipped.append(result)
-    else:
-        rows.append(result)
+        curve = _scaled_curve(base, ratio, ratio.prefill, spec.model, precision, base_gpus)
+        text = (f"BF16 curve scaled by the LLM-Perf ratios (prefill x {ratio.prefill:.3f})")
+        add(_derived_row(spec, model_id, precision, base_sweep, ratio, itl_slo_ms=itl_slo_ms,
+                         total_b=total_b, curve=curve, curve_text=text,
+                         proxy_reason=spec.proxy_reason), curve, text)
+    return rows, skipped, curves
 
 
 def _derived_row(
@@ -616,9 +547,9 @@ def _derived_row(
     ratio: Ratio,
     *,
     itl_slo_ms: float,
-    active_b: float,
     total_b: float,
-    prefill: tuple[float, str],
+    curve: BatchCurve,
+    curve_text: str,
     proxy_reason: str = "",
 ) -> dict[str, object] | str:
     """A row from the BF16 sweep scaled by ``ratio``, or the reason it is left out."""
@@ -641,30 +572,20 @@ def _derived_row(
         f"scaled, {_fmt_point(point)}); GPUs per instance kept from BF16 (no measurement of "
         f"fewer GPUs at {precision})"
     )
-    return _row(
-        spec,
-        model_id,
-        precision,
-        point,
-        scaled,
-        itl_slo_ms=itl_slo_ms,
-        total_params_b=total_b,
-        basis="derived",
-        point_text=text,
-        prefill_tokens_per_s=prefill[0],
-        prefill_text=prefill[1],
-    )
+    return _row(spec, model_id, precision, point, itl_slo_ms=itl_slo_ms,
+                total_params_b=total_b, basis="derived", point_text=text, curve=curve,
+                curve_text=curve_text)
 
 
 def derive_table(
     data_dir: str | Path, *, itl_slo_ms: float = DEFAULT_ITL_SLO_MS
-) -> tuple[pd.DataFrame, list[str]]:
-    """Derive the whole table from ``data_dir`` (the shared ``data`` folder).
+) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
+    """Derive the whole table and the instance curves from ``data_dir``.
 
     Parameters
     ----------
     data_dir
-        Folder holding ``llm_power/``.
+        Folder holding ``llm_power/`` (the shared ``data`` folder).
     itl_slo_ms : float [ms]
         Latency SLO on the p90 inter-token latency.
 
@@ -674,6 +595,8 @@ def derive_table(
         Columns :data:`TABLE_COLUMNS`, one row per (model, precision, GPU).
     skipped : list of str
         Rows left out, each with its reason.
+    curves : DataFrame
+        Columns :data:`~mpc_dc.params.serving_fit.CURVE_COLUMNS`, one per table row.
 
     Raises
     ------
@@ -689,22 +612,27 @@ def derive_table(
     pair_bf16, _ = read_mlenergy_v3(models_dir / FP8_PAIR_BF16)
     pair_fp8, _ = read_mlenergy_v3(models_dir / FP8_PAIR_FP8)
     fp8 = fp8_ratio(pair_bf16, pair_fp8)
+    fits = fit_measured(root)
     rows: list[dict[str, object]] = []
+    curves: list[dict[str, object]] = []
     skipped: list[str] = []
     for spec in FAMILIES:
-        family_rows, family_skipped = derive_family(
-            spec, models_dir, perf, fp8, itl_slo_ms=itl_slo_ms
+        family_rows, family_skipped, family_curves = derive_family(
+            spec, models_dir, perf, fp8, fits, itl_slo_ms=itl_slo_ms
         )
         rows.extend(family_rows)
         skipped.extend(family_skipped)
+        curves.extend(family_curves)
     table = pd.DataFrame.from_records(rows, columns=list(TABLE_COLUMNS))
+    curve_frame = pd.DataFrame.from_records(curves, columns=list(CURVE_COLUMNS))
     # Families in FAMILIES order (small to large), precisions in PRECISIONS order.
     rank = {
         (s.model, p): i for i, (s, p) in enumerate((s, p) for s in FAMILIES for p in PRECISIONS)
     }
     keys = [rank[(m, p)] for m, p in zip(table["model"], table["precision"], strict=True)]
-    table = table.iloc[np.argsort(keys, kind="stable")]
-    return table.reset_index(drop=True), skipped
+    order = np.argsort(keys, kind="stable")
+    return (table.iloc[order].reset_index(drop=True), skipped,
+            curve_frame.iloc[order].reset_index(drop=True))
 
 
 def write_table(table: pd.DataFrame, out: str | Path) -> None:
@@ -736,6 +664,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", type=Path, default=Path("mpc_dc/params/quant_power_table.csv"), help="CSV to write"
     )
     parser.add_argument(
+        "--curves-out", type=Path, default=Path("mpc_dc/params/serving_curves.csv"),
+        help="CSV of the instance curves to write",
+    )
+    parser.add_argument(
         "--itl-slo-ms",
         type=float,
         default=DEFAULT_ITL_SLO_MS,
@@ -743,16 +675,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        table, skipped = derive_table(args.data, itl_slo_ms=args.itl_slo_ms)
+        table, skipped, curves = derive_table(args.data, itl_slo_ms=args.itl_slo_ms)
     except TraceError as err:
         print(err, file=sys.stderr)
         return 2
     write_table(table, args.out)
+    write_table(curves, args.curves_out)
     shown = table.drop(columns=["provenance", "hf_model_id"])
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     for reason in skipped:
         print("skipped:", reason)
-    print(f"wrote {len(table)} rows to {args.out}")
+    print(f"wrote {len(table)} rows to {args.out} and their curves to {args.curves_out}")
     return 0
 
 

@@ -10,11 +10,15 @@ Sources
   response_tokens[, log_type]``, as returned by
   :func:`traces.burstgpt.read_burstgpt_requests` read with both row policies
   ``KEEP``): trace second ``s`` is placed at run second ``s - trace_offset_s``.
-* **Generator** (:func:`traces.synthetic.synth_requests`) for the part of the run
-  the real slice does not cover: counts per 15-min interval (real BurstGPT hourly
-  counts when given, else the calibrated count model: all its streams or those
-  named by ``count_streams``) × token lengths from the
-  copula fitted on the real rows.
+* **Generator** for the part of the run the real slice does not cover. On real
+  BurstGPT hourly counts with real rows to fit on (``trace``): the **burst model**
+  (:class:`traces.burstgpt.BurstModel`, fitted on the rows): each clock hour's count
+  split by model label, arrivals of a label within the hour from a Gamma renewal
+  process of the label's fitted shape rescaled to the hour, token pairs drawn from
+  the label's rows. Otherwise :func:`traces.synthetic.synth_requests`: counts per
+  15-min interval (the real hourly counts, else the calibrated count model: all its
+  streams or those named by ``count_streams``), arrivals uniform within the
+  interval, token lengths from the copula fitted on the real rows.
 
 Rules applied to both, in this order, each counted under a named reason
 (``ArrivalStats.dropped``):
@@ -40,7 +44,10 @@ Rules applied to both, in this order, each counted under a named reason
    The generator on real hourly counts draws its Poisson counts at ``r`` × the
    rate instead (``r`` independent Poisson streams superposed are one Poisson
    stream at ``r`` × the rate), so its counts carry the noise of ``r`` streams, not
-   ``r`` × the noise of one. Cloning (``r`` copies of each row) would put ``r``
+   ``r`` × the noise of one; with the burst model it draws ``r`` bursty streams and
+   superposes them (each its own Gamma renewal process within the hour), and the
+   resampled streams of a replay place each hour's requests of a label that way too.
+   Cloning (``r`` copies of each row) would put ``r``
    identical requests within seconds of each other: an artificial burst that no
    superposition of independent users makes. The trace's daily and weekly shape is
    kept (a time compression would change it).
@@ -57,6 +64,7 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
+from traces.burstgpt import BurstModel, burst_times, fit_burst_model
 from traces.errors import ConfigError
 from traces.grid import STEP, STEP_H, STEPS_PER_DAY
 from traces.synthetic import synth_request_counts, synth_requests
@@ -201,7 +209,8 @@ class RequestArrays:
 
         Returns
         -------
-        dict with ``requests`` [-], ``request_tokens`` and ``response_tokens`` [tokens].
+        dict with ``requests`` [-], ``request_tokens`` and ``response_tokens`` [tokens],
+        ``response_tokens_sq`` [tokens²] (sum of squares: the spread of the lengths).
         """
         k = np.floor(self.arrival_s / step_s).astype(np.int64)
         inside = (k >= 0) & (k < n_steps)
@@ -216,6 +225,7 @@ class RequestArrays:
             "requests": count(None),
             "request_tokens": count(self.request_tokens[inside].astype(np.float64)),
             "response_tokens": count(self.response_tokens[inside].astype(np.float64)),
+            "response_tokens_sq": count(self.response_tokens[inside].astype(np.float64) ** 2),
         }
 
 
@@ -231,6 +241,7 @@ def _apply_rules(
     r: float,
     rng: np.random.Generator,
     stats: ArrivalStats,
+    burst: BurstModel | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mapping, zero/failed policies and the rate multiplier (module docstring rules 1-4).
 
@@ -279,7 +290,9 @@ def _apply_rules(
             stats.dropped.get("thinned_by_rate", 0) + int(thinned.sum())
         )
         rows = rows[~thinned]
-    extra = _resampled_streams(rows, arrival_s, inverse, r, span_s, hour_phase_s, rng)
+    shapes = (np.array([burst.shape_of(str(u)) for u in uniq]) if burst is not None
+              else np.ones(len(uniq)))
+    extra = _resampled_streams(rows, arrival_s, inverse, r, span_s, hour_phase_s, rng, shapes)
     stats.added_by_rate += int(extra.source.size)
     pick = np.concatenate([rows, extra.tokens_of])
     return (
@@ -308,12 +321,16 @@ def _resampled_streams(
     span_s: tuple[float, float],
     hour_phase_s: float,
     rng: np.random.Generator,
+    shapes: np.ndarray | None = None,
 ) -> _Resampled:
     """Streams 1..ceil(r)-1 of the rate multiplier (module docstring, rule 4).
 
     Stream ``k`` takes each of ``rows`` with probability ``min(1, r - k)``: a request
-    in the row's clock hour (clipped to ``span_s``) at a uniform time, with the token
-    pair of a uniformly drawn row of ``rows`` with the same ``label``.
+    in the row's clock hour (clipped to ``span_s``), with the token pair of a uniformly
+    drawn row of ``rows`` with the same ``label``. Within the hour, a stream's
+    requests of one label are the points of a Gamma renewal process of shape
+    ``shapes[label]`` rescaled to the hour (:func:`traces.burstgpt.burst_times`;
+    shape 1, the default: uniform, i.e. Poisson).
     """
     streams = max(math.ceil(r) - 1, 0)
     whole = max(math.floor(r) - 1, 0)
@@ -321,11 +338,23 @@ def _resampled_streams(
     if streams > whole:  # the last stream is thinned to the fractional part
         count += rng.random(rows.size) < r - math.floor(r)
     source = np.repeat(rows, count)
+    # the k-th copy of a row belongs to stream k + 1
+    stream = np.arange(source.size) - np.repeat(np.cumsum(count) - count, count)
     t = arrival_s[source].astype(np.float64)
     hour = np.floor((t + hour_phase_s) / 3600.0) * 3600.0 - hour_phase_s
-    lo = np.maximum(hour, span_s[0])
-    hi = np.minimum(hour + 3600.0, span_s[1])
-    drawn = lo + rng.random(source.size) * (hi - lo)
+    lab = label[source]
+    shape = np.ones(max(int(label.max(initial=0)) + 1, 1)) if shapes is None else shapes
+    key = np.stack([stream, hour, lab]) if source.size else np.zeros((3, 0))
+    _, first, inverse, counts = np.unique(key, axis=1, return_index=True,
+                                          return_inverse=True, return_counts=True)
+    g_hour = hour[first]
+    lo = np.maximum(g_hour, span_s[0])
+    hi = np.minimum(g_hour + 3600.0, span_s[1])
+    times, group = burst_times(counts, shape[lab[first]], lo, hi, rng)
+    # group g's arrivals go to its members (in source order; all members are alike)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    drawn = np.empty(source.size)
+    drawn[order] = times[np.argsort(group, kind="stable")]
     tokens_of = np.empty(source.size, dtype=np.int64)
     src_label = label[source]
     row_label = label[rows]
@@ -353,6 +382,7 @@ def build_arrivals(
     models: tuple[str, ...] | None = None,
     trace_end_s: float | None = None,
     count_streams: Sequence[str] | None = None,
+    burst: BurstModel | None = None,
 ) -> RequestArrays:
     """The run's requests: trace replay, then the generator beyond the trace's end.
 
@@ -384,6 +414,9 @@ def build_arrivals(
         Streams of the calibrated count model the generator sums where
         ``hourly_counts`` does not cover the run (``conversation``, ``api``; default
         all).
+    burst : BurstModel, optional
+        Within-hour burst model and token lengths per label; default: fitted on
+        ``trace`` (:func:`traces.burstgpt.fit_burst_model`) when it has rows.
 
     Returns
     -------
@@ -392,6 +425,8 @@ def build_arrivals(
     """
     config = config or ArrivalConfig()
     models = _models_of(config, models)
+    if burst is None and trace is not None and len(trace) > 1:
+        burst = fit_burst_model(trace)
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7]))
     stats = ArrivalStats()
     parts: list[tuple[np.ndarray, ...]] = []
@@ -409,7 +444,7 @@ def build_arrivals(
     ) -> None:
         arrays = _apply_rules(
             arrival_s, names, request_tokens, response_tokens, config, models, span_s,
-            hour_phase_s, r, rng, stats,
+            hour_phase_s, r, rng, stats, burst,
         )
         parts.append((*arrays, np.full(arrays[0].size, source, dtype=np.int8)))
         stats.by_source[name] = int(arrays[0].size)
@@ -443,7 +478,7 @@ def build_arrivals(
             )
     if covered_s < run_s:
         gen, scaled = _generate(run_start, covered_s, run_s, config, hourly_counts,
-                                count_streams)
+                                count_streams, burst)
         add(
             SOURCE_GENERATOR,
             "generator",
@@ -476,6 +511,7 @@ def _generate(
     config: ArrivalConfig,
     hourly_counts: pd.DataFrame | None,
     count_streams: Sequence[str] | None = None,
+    burst: BurstModel | None = None,
 ) -> tuple[pd.DataFrame, bool]:
     """Generator requests for ``[from_s, run_s)`` with arrival in run seconds, and
     whether they are drawn at ``rate_multiplier`` × the rate already (on
@@ -490,6 +526,8 @@ def _generate(
             start, periods=days * STEPS_PER_DAY, freq=STEP, name="interval_start_utc"
         )
         rate = hourly_counts["requests_per_h"].reindex(index)
+        if rate.notna().all() and burst is not None:
+            return _burst_requests(start, from_s, run_s, rate, config, burst), True
         if rate.notna().all():
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, 11]))
             mean = rate.to_numpy() * STEP_H * config.rate_multiplier
@@ -508,3 +546,59 @@ def _generate(
     frame = frame.loc[frame["arrival_s"].to_numpy() + from_s < run_s].copy()
     frame["arrival_s"] = frame["arrival_s"].to_numpy() + from_s
     return frame, scaled
+
+
+def _burst_requests(
+    start: pd.Timestamp, from_s: float, run_s: float, rate: pd.Series, config: ArrivalConfig,
+    burst: BurstModel,
+) -> pd.DataFrame:
+    """Requests of ``[from_s, run_s)`` on real hourly rates with the burst model.
+
+    ``ceil(r)`` independent streams (the last at weight ``r − floor(r)``); stream ``k``
+    has ``Poisson(w_k × share_L × Σ rate × 0.25 h)`` requests of label ``L`` in each
+    clock hour (the hour's 15-min intervals inside the span), placed by
+    :func:`traces.burstgpt.burst_times`, token pairs from the label's rows.
+
+    Parameters
+    ----------
+    start : Timestamp
+        UTC instant of run second ``from_s``.
+    rate : Series [requests/h]
+        On the 15-min grid from ``start``.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 13]))
+    t_q = from_s + np.arange(rate.size) * STEP_S
+    inside = t_q < run_s
+    t_q = t_q[inside]
+    mean_q = rate.to_numpy(dtype=float)[inside] * STEP_H
+    phase = (start - start.floor("h")).total_seconds() - from_s
+    hour = np.floor((t_q + phase) / 3600.0) * 3600.0 - phase
+    hours, where = np.unique(hour, return_inverse=True)
+    mean_h = np.bincount(where, weights=mean_q)
+    lo = np.maximum(hours, from_s)
+    hi = np.minimum(hours + 3600.0, run_s)
+    r = config.rate_multiplier
+    weights = [min(1.0, r - k) for k in range(math.ceil(r))]
+    labels = np.arange(len(burst.labels))
+    share = np.asarray(burst.share)
+    # groups: (stream, hour, label)
+    w = np.repeat(np.asarray(weights), hours.size * labels.size)
+    h_idx = np.tile(np.repeat(np.arange(hours.size), labels.size), len(weights))
+    lab = np.tile(labels, hours.size * len(weights))
+    counts = rng.poisson(w * mean_h[h_idx] * share[lab])
+    times, group = burst_times(counts, np.asarray(burst.shape)[lab], lo[h_idx], hi[h_idx], rng)
+    g_lab = lab[group]
+    req = np.empty(times.size, dtype=np.int64)
+    resp = np.empty(times.size, dtype=np.int64)
+    for i in labels:
+        sel = np.flatnonzero(g_lab == i)
+        pick = rng.integers(0, burst.request_tokens[i].size, sel.size)
+        req[sel] = burst.request_tokens[i][pick]
+        resp[sel] = burst.response_tokens[i][pick]
+    order = np.argsort(times, kind="stable")
+    return pd.DataFrame({
+        "arrival_s": times[order],
+        "model": np.asarray(burst.labels, dtype=object)[g_lab[order]],
+        "request_tokens": req[order],
+        "response_tokens": resp[order],
+    })

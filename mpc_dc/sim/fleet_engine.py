@@ -223,6 +223,10 @@ class ServingConfig:
     ttft_slo_s : Mapping[str, float] [s]
         Time-to-first-token target per model; ``default_ttft_slo_s`` otherwise.
     default_ttft_slo_s : float [s]
+    tpot_slo_s : Mapping[str, float] [s/token]
+        Target on the time per output token after the first (TPOT, a request's mean
+        inter-token latency) per model; otherwise the pool's quantization-table ITL
+        SLO (``itl_slo_p90_ms``).
     slots_per_instance : int, optional
         Override of every pool's ``max_batch`` (queueing tests).
     request_samples : int, optional
@@ -233,6 +237,7 @@ class ServingConfig:
     fidelity: str = "request"
     ttft_slo_s: Mapping[str, float] = field(default_factory=dict)
     default_ttft_slo_s: float = 2.0
+    tpot_slo_s: Mapping[str, float] = field(default_factory=dict)
     slots_per_instance: int | None = None
     request_samples: int | None = 200_000
     sample_seed: int = 0
@@ -246,6 +251,13 @@ class ServingConfig:
     def ttft_slo(self, model: str) -> float:
         """TTFT target of ``model`` [s]."""
         return float(self.ttft_slo_s.get(model, self.default_ttft_slo_s))
+
+    def tpot_slo(self, pool: PoolSpec) -> float:
+        """TPOT target of a pool [s/token]: the model's, else the pool's ITL SLO
+        (``inf`` when it has none)."""
+        if pool.key[1] in self.tpot_slo_s:
+            return float(self.tpot_slo_s[pool.key[1]])
+        return math.inf if pool.itl_slo_s is None else float(pool.itl_slo_s)
 
 
 @dataclass(frozen=True)
@@ -537,25 +549,40 @@ def slo_met(
     """Per request: whether it met its SLO, and whether that is decided by the run end.
 
     A request meets the SLO when its TTFT is within the model's target and its
-    time per output token within the pool's ITL SLO. A request still queued is
-    undecided while its age at the run end is within the TTFT target (then it is
-    left out), a miss after.
+    time per output token (:func:`~mpc_dc.sim.serving.tpot_s`) within the TPOT target
+    (:meth:`ServingConfig.tpot_slo`). A request still queued is undecided while its
+    age at the run end is within the TTFT target (then it is left out), a miss after;
+    one still decoding is judged on its TTFT alone.
 
     Returns
     -------
     met, decided : ndarray of bool
     """
+    ttft_ok, tpot_ok, decided = slo_parts(outcome, config, serving)
+    return ttft_ok & tpot_ok & decided, decided
+
+
+def slo_parts(
+    outcome: ServingOutcome, config: FleetConfig | Site, serving: ServingConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per request: TTFT within target, TPOT within target, decided (see :func:`slo_met`).
+
+    Returns
+    -------
+    ttft_ok, tpot_ok, decided : ndarray of bool
+    """
     req = outcome.requests
     ttft_target = np.array([serving.ttft_slo(m) for m in req.models])[req.model]
-    itl = np.array([config.row(p.key).itl_slo_p90_ms / 1000.0 for p in outcome.pools] + [np.inf])
+    target = np.array([serving.tpot_slo(p) for p in outcome.pools] + [np.inf])
     pool = np.where(outcome.pool >= 0, outcome.pool, len(outcome.pools))
     ttft = outcome.ttft_s()
     tp = tpot_s(outcome)
     with np.errstate(invalid="ignore"):
-        met = (ttft <= ttft_target + 1e-9) & ~(tp > itl[pool] * (1 + 1e-9))
+        ttft_ok = ttft <= ttft_target + 1e-9
+        tpot_ok = ~(tp > target[pool] * (1 + 1e-9))
     waiting = outcome.status == QUEUED
     decided = (outcome.status >= 0) & ~(waiting & (outcome.end_s - req.arrival_s <= ttft_target))
-    return met & decided, decided
+    return ttft_ok, tpot_ok, decided
 
 
 def fleet_kpis(
@@ -626,17 +653,27 @@ def fleet_kpis(
         )
         ttft = outcome.ttft_s()
         lat = outcome.latency_s()
-        for name, values in (("ttft", ttft), ("latency", lat)):
+        for name, values in (("ttft", ttft), ("tpot", tpot_s(outcome)), ("latency", lat)):
             v = values[~np.isnan(values)]
             for q in (50, 95, 99):
                 kpis[f"{name}_p{q}_s"] = float(np.percentile(v, q)) if v.size else math.nan
         met, decided = slo if slo is not None else slo_met(outcome, config, serving)
-        per_model: dict[str, float] = {}
-        for m, model in enumerate(req.models):
-            sel = decided & (req.model == m)
-            per_model[model] = float(met[sel].mean()) if sel.any() else math.nan
-        kpis["slo_attainment"] = float(met[decided].mean()) if decided.any() else math.nan
-        kpis["slo_attainment_by_model"] = per_model
+        ttft_ok, tpot_ok, _ = slo_parts(outcome, config, serving)
+
+        def share(ok: np.ndarray, sel: np.ndarray) -> float:
+            return float(ok[sel].mean()) if sel.any() else math.nan
+
+        kpis["slo_attainment"] = share(met, decided)
+        kpis["slo_ttft_attainment"] = share(ttft_ok, decided)
+        kpis["slo_tpot_attainment"] = share(tpot_ok, decided)
+        kpis["slo_attainment_by_model"] = {
+            model: share(met, decided & (req.model == m)) for m, model in enumerate(req.models)
+        }
+        campus_of = np.array([p.key[0] for p in outcome.pools] + [""])
+        pool_campus = campus_of[np.where(outcome.pool >= 0, outcome.pool, len(outcome.pools))]
+        kpis["slo_attainment_by_campus"] = {
+            c.name: share(met, decided & (pool_campus == c.name)) for c in config.campuses
+        }
     else:
         assert isinstance(server, FluidServer)
         kpis["tokens_unserved"] = float(server.backlog_tokens.sum())
@@ -646,10 +683,12 @@ def fleet_kpis(
 
 
 def _fluid_slo(server: FluidServer, ledger: pd.DataFrame, serving: ServingConfig) -> float:
-    """Share of requests arriving where the fluid wait estimate meets the TTFT target [-]."""
+    """Share of requests arriving where the fluid estimates of TTFT (wait + prefill) and
+    of TPOT meet their targets [-]."""
     arrivals = ledger["arrivals"].to_numpy().reshape(server.est_wait_s.shape)
-    target = np.array([serving.ttft_slo(p.key[1]) for p in server.pools])
-    ok = server.est_wait_s <= target
+    ttft = np.array([serving.ttft_slo(p.key[1]) for p in server.pools])
+    tpot = np.array([serving.tpot_slo(p) for p in server.pools])
+    ok = (server.est_wait_s <= ttft) & (server.est_tpot_s <= tpot * (1 + 1e-9))
     total = arrivals.sum()
     return float((arrivals * ok).sum() / total) if total else math.nan
 

@@ -1,20 +1,24 @@
-"""Fluid serving fidelity: per-interval aggregates with the request-level interface.
+"""Fluid serving fidelity: per-interval aggregates on the request level's instance curves.
 
 Per pool and interval, the requests routed to it are the interval's per-model
-aggregates times the committed share (fractional: the fluid plan). Work is
-measured in slot-seconds with the same batching model as the request level
-(:mod:`mpc_dc.sim.serving`): a request needs ``request_tokens / prefill + τ ·
-response_tokens`` slot-seconds. The pool's capacity in the interval is
-``slots × ready instance-seconds`` (an instance loading for part of the
-interval contributes the part after its load time). Work is served FIFO, the
-backlog first; what capacity cannot serve is carried to the next interval.
-Energy is computed exactly as at request level: idle power × instance-seconds
-+ marginal energy × tokens decoded.
+aggregates times the committed share (fractional: the fluid plan). Both
+fidelities use the same :class:`~mpc_dc.sim.serving.BatchCurve` per instance:
 
-Latency is estimated, not simulated: the wait of a request arriving in the
-interval is taken as the backlog at the interval end over the service rate
-(``slots × ready instances``), plus its prefill; the fluid view says the SLO
-holds while that estimate is below the TTFT target. The request level checks it.
+* **capacity**: at its batch limit ``b_max = min(B, KV-limited batch)`` an instance
+  spends ``p / R`` seconds prefilling a request of ``p`` prompt tokens and
+  ``t_step(b_max, b_max·L̄) / b_max`` seconds per further output token, with
+  ``L̄ = p̄ + E[n²] / (2 E[n])`` the mean KV tokens of a running request of the
+  interval's mix. A request's *work* is the sum, in instance-seconds; a pool's
+  capacity in the interval is its ready instance-seconds. Work is served FIFO, the
+  backlog first; what capacity cannot serve is carried to the next interval.
+* **occupancy and power**: the served decode tokens per ready instance-second
+  ``x`` and prefill share ``f`` give the mean batch ``b`` that decodes them,
+  ``b / t_step(b, b·L̄) · (1 − f) = x``, and the power ``P(b)`` of the curve.
+  Energy: ``P0 × instance-seconds + (P(b) − P0) × ready instance-seconds``.
+* **latency estimate**: a request arriving in the interval waits the backlog at the
+  interval end over the pool's capacity, then its prefill; its time per output
+  token is ``t_step(b, b·L̄) / (1 − f)``. The fluid view says the SLO holds while
+  both are below their targets; the request level measures it.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ class FluidServer:
         Model families (columns of the aggregates).
     aggregates : dict of ndarray, shape ``(n_steps, n_models)``
         ``requests`` [-], ``request_tokens`` and ``response_tokens`` [tokens] arriving
-        per interval (e.g. :meth:`~mpc_dc.sim.arrivals.RequestArrays.per_interval`).
+        per interval, optionally ``response_tokens_sq`` [tokens²] (e.g.
+        :meth:`~mpc_dc.sim.arrivals.RequestArrays.per_interval`); without it the
+        response lengths are taken as exponential (``E[n²] = 2 E[n]²``).
     n_steps : int
     step_s : float [s]
     """
@@ -62,43 +68,56 @@ class FluidServer:
         self._inst = [_Instances() for _ in range(P)]
         self._model_of = np.array([models.index(p.key[1]) for p in self.pools])
         self._index = {p.key: i for i, p in enumerate(self.pools)}
-        self._prefill_rate = np.array([p.prefill_tokens_per_s for p in self.pools])
-        self._tau = np.array([p.decode_s_per_token for p in self.pools])
-        self._slots = np.array([p.slots_per_instance for p in self.pools], dtype=float)
-        self._idle_w = np.array([p.idle_power_w for p in self.pools])
-        self._marginal = np.array([p.marginal_energy_per_token_j for p in self.pools])
-        self.backlog_work = np.zeros(P)
-        self.backlog_tokens = np.zeros(P)
+        self._curves = [p.batch_curve for p in self.pools]
+        coef = np.array([[c.step_base_s, c.step_per_seq_s, c.step_per_context_token_s,
+                          c.moe_step_s, c.moe_expert_fraction, c.power_idle_w,
+                          c.power_per_seq_w, c.power_sat_w, c.power_half_batch]
+                         for c in self._curves]).reshape(-1, 9)
+        (self._a, self._c, self._d, self._w, self._frac, _, self._p1, self._ps,
+         self._pk) = coef.T
+        self._max_batch = np.array([p.slots_per_instance for p in self.pools], dtype=float)
+        self._inv_r = np.array([1.0 / c.prefill_tokens_per_s for c in self._curves])
+        self._kv = np.array([c.kv_capacity_tokens for c in self._curves])
+        self._p0 = np.array([c.power_idle_w for c in self._curves])
         self.backlog_requests = np.zeros(P)
+        self.backlog_prompt = np.zeros(P)
+        self.backlog_tokens = np.zeros(P)
+        self.backlog_tokens_sq = np.zeros(P)
         self.est_wait_s = np.zeros((n_steps, P))
+        self.est_tpot_s = np.zeros((n_steps, P))
+        self.mean_batch = np.zeros((n_steps, P))
         self.queue_history = np.zeros((n_steps, P))
         self.tokens_served = np.zeros(P)
         #: Backlog re-dispatched from pools left without instances [requests].
         self.requeued_requests = 0.0
 
+    @property
+    def backlog_work(self) -> np.ndarray:
+        """Backlog in instance-seconds at each pool's batch limit [s]."""
+        work, _, _ = self._work(self.backlog_requests, self.backlog_prompt,
+                                self.backlog_tokens, self.backlog_tokens_sq)
+        return work
+
     def _redispatch_stranded(self, share: np.ndarray) -> None:
         """The backlog of a pool left without instances goes to the model's pools by
-        ``share`` (normalised per model), its work re-expressed at their speeds
-        (prefill of the request tokens, decode of the response tokens); without a
-        route it stays (as :meth:`RequestLevelServer._redispatch_stranded`)."""
+        ``share`` (normalised per model); its work is then counted at their speeds
+        (as :meth:`RequestLevelServer._redispatch_stranded`); without a route it stays."""
         waiting = self.backlog_requests > 0
         if not waiting.any():
             return
         committed = self.committed_instances()
+        parts = (self.backlog_requests, self.backlog_prompt, self.backlog_tokens,
+                 self.backlog_tokens_sq)
         for p in np.flatnonzero((committed == 0) & waiting):
             to = np.flatnonzero((self._model_of == self._model_of[p]) & (share > 0)
                                 & (np.arange(share.size) != p))
             if to.size == 0:
                 continue
             w = share[to] / share[to].sum()
-            prompt_tokens = max(self.backlog_work[p] - self.backlog_tokens[p] * self._tau[p],
-                                0.0) * self._prefill_rate[p]
-            self.backlog_work[to] += w * (prompt_tokens / self._prefill_rate[to]
-                                          + self.backlog_tokens[p] * self._tau[to])
-            self.backlog_tokens[to] += w * self.backlog_tokens[p]
-            self.backlog_requests[to] += w * self.backlog_requests[p]
             self.requeued_requests += float(self.backlog_requests[p])
-            self.backlog_work[p] = self.backlog_tokens[p] = self.backlog_requests[p] = 0.0
+            for arr in parts:
+                arr[to] += w * arr[p]
+                arr[p] = 0.0
 
     def committed_instances(self) -> np.ndarray:
         """Instances committed per pool (running or loading) [-], (P,)."""
@@ -114,6 +133,45 @@ class FluidServer:
             inst.ready_times.sort()
             del inst.ready_times[target:]
         inst.committed = target
+
+    def _step(self, b: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+        """Decode step time of every pool's curve at batch ``b``, ``ctx`` KV tokens per
+        request [s] (:meth:`BatchCurve.step_s`, vectorised over pools)."""
+        return (self._a + self._c * b + self._d * b * ctx
+                + self._w * (1.0 - (1.0 - self._frac) ** b))
+
+    def _power(self, b: np.ndarray) -> np.ndarray:
+        """Instance power of every pool's curve at occupancy ``b`` [W]."""
+        return self._p0 + self._p1 * b + self._ps * b / (b + self._pk)
+
+    def _work(
+        self, requests: np.ndarray, prompt: np.ndarray, tokens: np.ndarray, tokens_sq: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Work of a request mix in instance-seconds at the batch limit, its mean KV
+        tokens per running request ``L̄`` and the batch limit (module docstring)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p_mean = np.where(requests > 0, prompt / requests, 0.0)
+            n_mean = np.where(requests > 0, tokens / requests, 0.0)
+            ctx = p_mean + np.where(tokens > 0, tokens_sq / (2 * tokens), 0.0)
+        b_max = np.minimum(self._max_batch,
+                           np.maximum(1.0, (self._kv - p_mean - n_mean) / np.maximum(ctx, 1.0)))
+        step = self._step(b_max, ctx)
+        decode = np.maximum(tokens - np.minimum(requests, tokens), 0.0)
+        work = prompt * self._inv_r + decode * step / b_max
+        return work, ctx, b_max
+
+    def _mean_batch(self, x: np.ndarray, f: np.ndarray, ctx: np.ndarray,
+                    b_max: np.ndarray) -> np.ndarray:
+        """Batch ``b`` with ``b / t_step(b, b·ctx) · (1 − f) = x`` (bisection, per pool)."""
+        lo = np.zeros_like(x)
+        hi = b_max.copy()
+        for _ in range(30):
+            mid = 0.5 * (lo + hi)
+            rate = mid / self._step(mid, ctx)
+            below = rate * (1.0 - f) < x
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+        return 0.5 * (lo + hi)
 
     def run_interval(
         self, step: int, instances: Sequence[int] | np.ndarray, shares: Mapping[PoolKey, float]
@@ -134,33 +192,59 @@ class FluidServer:
         self._redispatch_stranded(share)
         m = self._model_of
         req = self.agg["requests"][step][m] * share
-        req_tok = self.agg["request_tokens"][step][m] * share
-        resp_tok = self.agg["response_tokens"][step][m] * share
-        slots = self._slots
-        work = req_tok / self._prefill_rate + resp_tok * self._tau
+        prompt = self.agg["request_tokens"][step][m] * share
+        resp = self.agg["response_tokens"][step][m] * share
+        if "response_tokens_sq" in self.agg:
+            resp_sq = self.agg["response_tokens_sq"][step][m] * share
+        else:
+            resp_sq = 2.0 * np.divide(resp * resp, req, out=np.zeros(P), where=req > 0)
+        all_req = self.backlog_requests + req
+        all_prompt = self.backlog_prompt + prompt
+        all_tok = self.backlog_tokens + resp
+        all_sq = self.backlog_tokens_sq + resp_sq
+        work_all, ctx, b_max = self._work(all_req, all_prompt, all_tok, all_sq)
+        work_b, _, _ = self._work(self.backlog_requests, self.backlog_prompt,
+                                  self.backlog_tokens, self.backlog_tokens_sq)
+        work_b = np.minimum(work_b, work_all)
+        work_n = work_all - work_b
         ready_s = np.array([i.ready_s(t0, t1) for i in self._inst])
-        cap = slots * ready_s
         # FIFO: the backlog is served before the new arrivals.
-        from_backlog = np.minimum(self.backlog_work, cap)
-        from_new = np.minimum(work, cap - from_backlog)
-        ratio_b = np.divide(
-            from_backlog, self.backlog_work, out=np.zeros(P), where=self.backlog_work > 0
-        )
-        ratio_n = np.divide(from_new, work, out=np.zeros(P), where=work > 0)
-        tokens = ratio_b * self.backlog_tokens + ratio_n * resp_tok
-        started = ratio_b * self.backlog_requests + ratio_n * req
-        self.backlog_tokens += resp_tok - tokens
-        self.backlog_requests += req - started
-        self.backlog_work += work - from_backlog - from_new
-        tiny = self.backlog_work <= 1e-9 * np.maximum(work, 1.0)
-        self.backlog_work[tiny] = 0.0
-        self.backlog_tokens[tiny] = 0.0
-        self.backlog_requests[tiny] = 0.0
+        from_backlog = np.minimum(work_b, ready_s)
+        from_new = np.minimum(work_n, ready_s - from_backlog)
+        rb = np.divide(from_backlog, work_b, out=np.zeros(P), where=work_b > 0)
+        rn = np.divide(from_new, work_n, out=np.zeros(P), where=work_n > 0)
+        served = {}
+        for name, old, new in (("req", self.backlog_requests, req),
+                               ("prompt", self.backlog_prompt, prompt),
+                               ("tok", self.backlog_tokens, resp),
+                               ("sq", self.backlog_tokens_sq, resp_sq)):
+            served[name] = rb * old + rn * new
+        self.backlog_requests = all_req - served["req"]
+        self.backlog_prompt = all_prompt - served["prompt"]
+        self.backlog_tokens = all_tok - served["tok"]
+        self.backlog_tokens_sq = all_sq - served["sq"]
+        tiny = self.backlog_requests <= 1e-9 * np.maximum(all_req, 1.0)
+        for arr in (self.backlog_requests, self.backlog_prompt, self.backlog_tokens,
+                    self.backlog_tokens_sq):
+            arr[tiny] = 0.0
+        tokens = served["tok"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = np.where(ready_s > 0, served["prompt"] * self._inv_r / ready_s, 0.0)
+            x = np.where(ready_s > 0, (tokens - np.minimum(served["req"], tokens)) / ready_s, 0.0)
+        f = np.clip(f, 0.0, 0.999)
+        b = self._mean_batch(x, f, ctx, b_max)
+        power = self._power(b)
+        tpot = self._step(b, ctx) / (1 - f)
         committed = self.committed_instances()
-        rate = slots * np.array([sum(1 for r in i.ready_times if r <= t1) for i in self._inst])
+        ready_end = np.array([sum(1 for r in i.ready_times if r <= t1) for i in self._inst])
+        backlog_work, _, _ = self._work(self.backlog_requests, self.backlog_prompt,
+                                        self.backlog_tokens, self.backlog_tokens_sq)
         with np.errstate(divide="ignore", invalid="ignore"):
-            wait = np.where(self.backlog_work > 0, self.backlog_work / rate, 0.0)
-        self.est_wait_s[step] = wait
+            wait = np.where(backlog_work > 0, backlog_work / ready_end, 0.0)
+            p_mean = np.where(all_req > 0, all_prompt / all_req, 0.0)
+        self.est_wait_s[step] = wait + p_mean * self._inv_r
+        self.est_tpot_s[step] = tpot
+        self.mean_batch[step] = b
         self.queue_history[step] = self.backlog_requests
         self.tokens_served += tokens
         inst_s = np.array([i.instance_s(t0, t1) for i in self._inst])
@@ -168,17 +252,18 @@ class FluidServer:
         return IntervalStats(
             step=step,
             arrivals=req,
-            arrived_tokens=resp_tok,
-            started=started,
+            arrived_tokens=resp,
+            started=served["req"],
             queue_end=self.backlog_requests.copy(),
             tokens_decoded=tokens,
-            busy_slot_s=from_backlog + from_new,
+            busy_slot_s=b * ready_s,
             instance_s=inst_s,
             ready_instance_s=ready_s,
             instances=committed,
-            idle_energy_j=self._idle_w * inst_s,
-            active_energy_j=self._marginal * tokens,
+            idle_energy_j=self._p0 * inst_s,
+            active_energy_j=(power - self._p0) * ready_s,
             dropped_no_route=round(no_route),
+            prefill_tokens=served["prompt"],
         )
 
 

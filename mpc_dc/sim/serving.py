@@ -1,42 +1,72 @@
-"""Request-level serving: instance pools with continuous-batching slots.
+"""Request-level serving: instance pools with continuous batching.
 
-Batching model
+The instance model (:class:`BatchCurve`)
+-----------------------------------------
+One instance (one vLLM engine on ``gpus_per_instance`` GPUs) runs *iteration-level
+scheduling*: every decode step produces one token for each request of its running
+batch, and requests join or leave the batch between steps. The step time depends on
+the batch size ``b`` and on the tokens held in the KV cache ``C`` (prompts plus
+tokens generated so far, summed over the batch)::
+
+    t_step(b, C) = a + c·b + d·C + w·(1 − (1 − k/E)^b)                    [s]
+
+``a`` reads the weights, ``c`` is the per-sequence cost, ``d`` reads one token of
+KV cache (KV bytes per token / HBM bandwidth per GPU) and, for a mixture of
+experts, ``w·(1 − (1 − k/E)^b)`` reads the experts a batch of ``b`` tokens
+touches (``k`` of ``E`` per token). The prefill of a prompt of ``p`` tokens takes
+``p / R`` seconds. **Prefill policy: prefill first** (vLLM V1 chunked prefill with
+prompts under the token budget): prompts admitted to the batch are prefilled in
+the next step, which lasts ``p / R`` longer, so every running request waits that
+long for its next token — the interference of prefill on decode. Consecutive
+admissions stall decode back to back. The first output token comes out of the
+prefill (time to first token = queueing + stall before it + own prefill).
+**KV cache**: an instance holds ``kv_capacity_tokens`` tokens (GPU memory minus
+weights, divided by the KV bytes per token of the model and precision); a request
+reserves ``prompt + response`` tokens when admitted (so the cache never
+overflows and no request is preempted) and frees them when it finishes. A
+request is admitted when the batch has fewer than ``B`` (``max_num_seqs``)
+requests and its reservation fits; else it waits (first come, first served).
+**Power** depends on the occupancy ``n`` (requests admitted)::
+
+    P(n) = P0 + p1·n + A·n / (n + K)                                       [W]
+
+All coefficients are fitted on the ML.ENERGY measurements
+(:mod:`mpc_dc.params.serving_fit`, fit and residuals in ``docs/serving.md``).
+
+The event loop
 --------------
-A pool ``(campus, model, precision)`` has ``n`` instances of ``B`` slots each
-(``B = max_batch`` of the quantization-to-power table unless overridden). A
-request occupies one slot from its start for
+Events are per request, never per decode step: arrival, admission (a request
+joins an instance's batch; its prefill extends the instance's stall), and
+completion. Between two events an instance's batch is constant, so every
+running request advances by the same number of decode steps ``ΔV``: a virtual
+clock ``V`` per instance (decode steps done) gives each request's completion as
+``V_join + response − 1`` (a heap per instance), the processor-sharing trick of
+egalitarian queues. Over ``T`` seconds of decode the clock moves by
+``ΔV = 2T / (t0 + √(t0² + 2·d·b·T))`` (the step time grows by ``d·b`` per step as
+the cache fills); the ``T`` of a given ``ΔV`` is ``t0·ΔV + d·b·ΔV²/2``. One event
+heap per pool orders the instances' next completions (one valid entry per
+instance; an admission can only delay completions, so the entry stays a lower
+bound and is refreshed when it comes up).
 
-    service = request_tokens / prefill_tokens_per_s + response_tokens · τ      [s]
-
-with the per-slot decode time ``τ = max_batch / tokens_per_s_at_slo`` [s/token]:
-the inter-token latency at full batch, so that a fully occupied instance decodes
-exactly the table's ``tokens_per_s_at_slo``. τ is held at its full-batch value
-whatever the occupancy (a conservative bound: measured ITL grows with batch
-size), which keeps the slots independent servers. The pool is then a
-``n · B``-server FCFS queue, simulated exactly by the Kiefer-Wolfowitz recursion
-on a heap of slot-free times: ``start = max(arrival, min free)``; the slot becomes
-free at ``start + service``. The first token is out at ``start + prefill``, the
-last at ``finish = start + service``.
-
-Intervals and state
--------------------
-The loop runs interval by interval (15 min). A request whose start would fall
-at or after the interval end stays in the pool's FIFO queue (with it, all later
-ones: FCFS starts are non-decreasing) and is served after the next decision has
-changed the pool, so capacity arriving later serves the queue. Scale-up pushes
-``B`` slots per new instance free at ``now + load_time_s`` (capacity arrives
-late; the instance draws idle power while it loads). Scale-down first cancels
-instances still loading, then drains the instances whose slots free up first:
-their slots take no new request and the instance draws idle power until its
-last request ends.
+Pools, queue and dispatch
+-------------------------
+A pool ``(campus, model, precision)`` has a FIFO queue and ``n`` instances. An
+arriving request goes to the less occupied of the two next instances in
+round-robin order (power of two choices); when neither can admit it, to the
+first instance that can; when none can (or requests already wait), it joins the
+queue, whose head is admitted as soon as an instance can take it. The loop runs
+interval by interval (15 min); the state is carried across boundaries. Scale-up
+adds instances ready at ``now + load_time_s`` (a loading instance draws idle
+power). Scale-down cancels instances still loading first, then drains the least
+occupied ones: they admit nothing, draw ``P(n)`` until their last request ends,
+then go off. A pool left without instances has its queue re-dispatched by the
+interval's routing shares.
 
 Energy
 ------
-Per pool and interval: ``idle_power_w × instance-seconds`` (loading, online and
-draining instances) ``+ marginal_energy_per_token_j × tokens decoded`` in the
-interval, a request's tokens being decoded at a constant rate over
-``[first token, finish]`` and split between intervals by time overlap. A
-request's own energy record is ``marginal × tokens it decoded``, so the ledger's
+Per pool and interval: ``idle_energy_j = P0 × instance-seconds`` (loading, ready,
+draining) and ``active_energy_j = ∫ (P(n) − P0) dt``. A request's record carries
+its share ``∫ (P(n) − P0) / n dt`` over its time in the batch, so the ledger's
 active energy equals the records summed (:meth:`ServingOutcome.check`).
 """
 
@@ -45,13 +75,14 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from mpc_dc.params.quant_table import QuantRow
+from mpc_dc.sim import serving_kernel as kern
 from mpc_dc.sim.arrivals import STEP_S, RequestArrays
 from mpc_dc.sim.fleet_decision import PoolKey
 from mpc_dc.sim.router import NO_ROUTE, SmoothRouter
@@ -64,6 +95,199 @@ QUEUED = 2
 DROPPED_NO_ROUTE = 3
 STATUS_NAMES: tuple[str, ...] = ("finished", "in_service", "queued", "dropped_no_route")
 
+PREFILL_POLICIES: tuple[str, ...] = ("prefill_first",)
+"""Prefill policies the instance model implements (see module docstring)."""
+
+
+@dataclass(frozen=True)
+class BatchCurve:
+    """Continuous-batching physics of one instance (module docstring).
+
+    Parameters
+    ----------
+    step_base_s : float [s]
+        ``a``: step time of an empty batch (weights read, launch overhead).
+    step_per_seq_s : float [s/request]
+        ``c``: step time added per running request.
+    step_per_context_token_s : float [s/token]
+        ``d``: step time added per token held in the KV cache.
+    prefill_tokens_per_s : float [tokens/s]
+        ``R``: prompt tokens prefilled per second (the whole instance).
+    power_idle_w : float [W]
+        ``P0``: power with no request admitted.
+    power_per_seq_w : float [W/request]
+        ``p1``: linear power term.
+    power_sat_w : float [W]
+        ``A``: amplitude of the saturating power term.
+    power_half_batch : float [requests]
+        ``K``: occupancy at which the saturating term reaches ``A / 2``.
+    moe_step_s : float [s]
+        ``w``: step time of reading every expert once (0 for a dense model).
+    moe_expert_fraction : float [-]
+        ``k / E``: experts touched per token over experts per layer.
+    kv_capacity_tokens : float [tokens]
+        KV-cache tokens the instance holds (``inf``: no limit).
+    prefill_policy : str
+        One of :data:`PREFILL_POLICIES`.
+    """
+
+    step_base_s: float
+    step_per_seq_s: float
+    step_per_context_token_s: float
+    prefill_tokens_per_s: float
+    power_idle_w: float
+    power_per_seq_w: float = 0.0
+    power_sat_w: float = 0.0
+    power_half_batch: float = 1.0
+    moe_step_s: float = 0.0
+    moe_expert_fraction: float = 0.0
+    kv_capacity_tokens: float = math.inf
+    prefill_policy: str = "prefill_first"
+
+    def __post_init__(self) -> None:
+        if self.prefill_policy not in PREFILL_POLICIES:
+            raise ValueError(
+                f"BatchCurve.prefill_policy: expected one of {PREFILL_POLICIES}, "
+                f"got {self.prefill_policy!r}"
+            )
+        if not (self.prefill_tokens_per_s > 0 and self.power_half_batch > 0):
+            raise ValueError("BatchCurve: prefill_tokens_per_s and power_half_batch must be > 0")
+        if self.step_base_s + self.step_per_seq_s <= 0:
+            raise ValueError("BatchCurve: a step must take a positive time")
+
+    @classmethod
+    def flat(
+        cls,
+        decode_s_per_token: float,
+        prefill_tokens_per_s: float,
+        idle_power_w: float,
+        marginal_energy_per_token_j: float,
+    ) -> BatchCurve:
+        """A step time ``τ`` whatever the batch, power ``P0 + marginal · n / τ``.
+
+        Each running request then decodes at ``1/τ`` tokens/s on its own: with one
+        slot per instance and no prefill, ``c`` instances are ``c`` independent
+        servers (the M/M/c check). Also the curve of a pool with no fitted figures.
+        """
+        return cls(
+            step_base_s=decode_s_per_token,
+            step_per_seq_s=0.0,
+            step_per_context_token_s=0.0,
+            prefill_tokens_per_s=prefill_tokens_per_s,
+            power_idle_w=idle_power_w,
+            power_per_seq_w=marginal_energy_per_token_j / decode_s_per_token,
+        )
+
+    # -- the curves -------------------------------------------------------------------------
+    def step_s(self, batch: Any, context_tokens: Any = 0.0) -> Any:
+        """Decode step time [s] of ``batch`` requests holding ``context_tokens`` KV tokens."""
+        b = np.asarray(batch, dtype=float)
+        out = (
+            self.step_base_s
+            + self.step_per_seq_s * b
+            + self.step_per_context_token_s * np.asarray(context_tokens, dtype=float)
+        )
+        if self.moe_step_s:
+            out = out + self.moe_step_s * (1.0 - (1.0 - self.moe_expert_fraction) ** b)
+        return out if out.ndim else float(out)
+
+    def power_w(self, occupancy: Any) -> Any:
+        """Instance power [W] with ``occupancy`` requests admitted."""
+        n = np.asarray(occupancy, dtype=float)
+        out = (
+            self.power_idle_w
+            + self.power_per_seq_w * n
+            + self.power_sat_w * n / (n + self.power_half_batch)
+        )
+        return out if out.ndim else float(out)
+
+    def saturated(
+        self, batch: float, prompt_tokens: float, response_tokens: float,
+        context_per_seq: float,
+    ) -> dict[str, float]:
+        """Steady state of an instance kept full at ``batch`` requests.
+
+        Each completion admits one request, whose prefill stalls decode; the
+        steady state of a long run of the event loop, in closed form.
+
+        Parameters
+        ----------
+        batch : float or ndarray [requests]
+        prompt_tokens, response_tokens : float [tokens]
+            Means per request (``response_tokens > 1``).
+        context_per_seq : float [tokens]
+            Mean KV tokens of a running request (prompt + tokens generated so far:
+            ``p̄ + E[n²] / (2 E[n])`` when requests are admitted as others leave).
+
+        Returns
+        -------
+        dict with ``step_s`` (decode step, the median inter-token latency) [s],
+        ``tpot_s`` (mean time per output token after the first) [s],
+        ``tokens_per_s`` (output) [tokens/s], ``power_w`` [W].
+        """
+        step = self.step_s(batch, np.asarray(batch) * context_per_seq)
+        stall_per_step = batch / (response_tokens - 1.0) * prompt_tokens / self.prefill_tokens_per_s
+        tpot = step + stall_per_step
+        tokens = batch / tpot * response_tokens / (response_tokens - 1.0)
+        return {"step_s": step, "tpot_s": tpot, "tokens_per_s": tokens,
+                "power_w": self.power_w(batch)}
+
+    def capacity_at_slo(
+        self, max_batch: int, prompt_tokens: float, response_tokens: float,
+        context_per_seq: float, tpot_slo_s: float,
+    ) -> dict[str, float]:
+        """The busiest steady state an instance holds within a TPOT target.
+
+        The largest batch ``b ≤ max_batch`` (and within the KV cache, at
+        ``context_per_seq`` tokens per request plus one request's reservation) whose
+        :meth:`saturated` TPOT is at most ``tpot_slo_s``, and that state's output
+        throughput and power: the capacity at the SLO of a workload of these means
+        (what the optimizer's ``tokens_per_s_at_slo`` stands for).
+
+        Returns
+        -------
+        dict with ``batch`` [requests] (0 when even one request misses the target),
+        ``tokens_per_s`` [tokens/s], ``power_w`` [W], ``tpot_s`` [s].
+        """
+        kv = (self.kv_capacity_tokens - prompt_tokens - response_tokens) / context_per_seq
+        top = int(max(1, min(max_batch, math.floor(kv)))) if math.isfinite(kv) else max_batch
+        b = np.arange(1, top + 1, dtype=float)
+        state = self.saturated(b, prompt_tokens, response_tokens,  # type: ignore[arg-type]
+                               context_per_seq)
+        tpot = np.asarray(state["tpot_s"])
+        ok = np.flatnonzero(tpot <= tpot_slo_s)
+        if ok.size == 0:
+            return {"batch": 0.0, "tokens_per_s": 0.0, "power_w": self.power_idle_w,
+                    "tpot_s": math.inf}
+        i = int(ok[-1])
+        return {"batch": float(b[i]), "tokens_per_s": float(np.asarray(state["tokens_per_s"])[i]),
+                "power_w": float(np.asarray(state["power_w"])[i]), "tpot_s": float(tpot[i])}
+
+    def scaled(self, throughput: float, energy: float, prefill: float) -> BatchCurve:
+        """The curve of another precision measured as ratios to this one.
+
+        Parameters
+        ----------
+        throughput : float [-]
+            Decode throughput ratio: every step time is divided by it.
+        energy : float [-]
+            Energy-per-token ratio: power is multiplied by ``energy × throughput``.
+        prefill : float [-]
+            Prefill-rate ratio.
+        """
+        p = energy * throughput
+        return replace(
+            self,
+            step_base_s=self.step_base_s / throughput,
+            step_per_seq_s=self.step_per_seq_s / throughput,
+            step_per_context_token_s=self.step_per_context_token_s / throughput,
+            moe_step_s=self.moe_step_s / throughput,
+            prefill_tokens_per_s=self.prefill_tokens_per_s * prefill,
+            power_idle_w=self.power_idle_w * p,
+            power_per_seq_w=self.power_per_seq_w * p,
+            power_sat_w=self.power_sat_w * p,
+        )
+
 
 @dataclass(frozen=True)
 class PoolSpec:
@@ -74,11 +298,12 @@ class PoolSpec:
     key : PoolKey
         ``(campus, model, precision)``.
     slots_per_instance : int [requests]
-        Continuous-batching slots of one instance.
+        Largest batch of one instance (vLLM ``max_num_seqs``).
     prefill_tokens_per_s : float [tokens/s]
-        Prompt processing rate of one slot.
+        Prompt processing rate of one instance.
     decode_s_per_token : float [s/token]
-        Time between output tokens of one slot, τ.
+        Inter-token time at full batch (``max_batch / tokens_per_s_at_slo``); the
+        step time of the flat curve when ``curve`` is None.
     idle_power_w : float [W]
         Power of one instance at zero load.
     marginal_energy_per_token_j : float [J/token]
@@ -86,6 +311,11 @@ class PoolSpec:
         Start-up delay of a new instance.
     tokens_per_s_at_slo : float [tokens/s]
         Output throughput of one fully occupied instance (for reporting).
+    curve : BatchCurve, optional
+        The instance physics; ``None``: :meth:`BatchCurve.flat` of the figures above.
+    itl_slo_s : float [s], optional
+        Target on the time per output token after the first (TPOT) of a request;
+        ``None``: no target.
     """
 
     key: PoolKey
@@ -96,21 +326,48 @@ class PoolSpec:
     marginal_energy_per_token_j: float
     load_time_s: float
     tokens_per_s_at_slo: float
+    curve: BatchCurve | None = None
+    itl_slo_s: float | None = None
+
+    @property
+    def batch_curve(self) -> BatchCurve:
+        """The instance physics (fitted, or the flat curve of the table figures)."""
+        if self.curve is not None:
+            return self.curve
+        return BatchCurve.flat(self.decode_s_per_token, self.prefill_tokens_per_s,
+                               self.idle_power_w, self.marginal_energy_per_token_j)
 
     @classmethod
     def from_row(
-        cls, key: PoolKey, row: QuantRow, slots_per_instance: int | None = None
+        cls,
+        key: PoolKey,
+        row: QuantRow,
+        slots_per_instance: int | None = None,
+        curve: BatchCurve | None = None,
+        *,
+        fitted: bool = True,
     ) -> PoolSpec:
-        """Pool figures from a quantization-table row (see the module's batching model)."""
+        """Pool figures from a quantization-table row.
+
+        ``curve`` defaults to the fitted curve of the row's (model, precision, GPU)
+        (:func:`mpc_dc.params.serving_fit.fitted_curve`) when ``fitted``; a row
+        without one gets the flat curve.
+        """
+        if curve is None and fitted:
+            from mpc_dc.params.serving_fit import fitted_curve
+
+            curve = fitted_curve(row.model, row.precision, row.gpu)
         return cls(
             key=key,
             slots_per_instance=slots_per_instance or row.max_batch,
-            prefill_tokens_per_s=row.prefill_tokens_per_s,
+            prefill_tokens_per_s=curve.prefill_tokens_per_s if curve else row.prefill_tokens_per_s,
             decode_s_per_token=row.max_batch / row.tokens_per_s_at_slo,
-            idle_power_w=row.idle_power_w,
+            idle_power_w=curve.power_idle_w if curve else row.idle_power_w,
             marginal_energy_per_token_j=row.marginal_energy_per_token_j,
             load_time_s=row.load_time_s,
             tokens_per_s_at_slo=row.tokens_per_s_at_slo,
+            curve=curve,
+            itl_slo_s=row.itl_slo_p90_ms / 1000.0,
         )
 
 
@@ -126,23 +383,27 @@ class IntervalStats:
     arrived_tokens : ndarray [tokens]
         Their response tokens.
     started : ndarray [requests]
-        Requests that started service in the interval.
+        Requests admitted to a batch in the interval.
     queue_end : ndarray [requests]
-        Requests waiting for a slot at the interval end.
+        Requests waiting for admission at the interval end.
     tokens_decoded : ndarray [tokens]
-        Output tokens decoded in the interval.
-    busy_slot_s : ndarray [slot-s]
-        Slot occupancy integrated over the interval.
+        Output tokens produced in the interval (first tokens and decode steps).
+    busy_slot_s : ndarray [request-s]
+        Batch occupancy integrated over the interval.
     instance_s : ndarray [instance-s]
-        Instance time drawing idle power (loading, online, draining).
+        Instance time drawing power (loading, online, draining).
     ready_instance_s : ndarray [instance-s]
         Instance time ready to serve.
     instances : ndarray [-]
         Committed instances (loading or online, not draining).
     idle_energy_j, active_energy_j : ndarray [J]
-        IT energy of the interval.
+        IT energy of the interval: ``P0 × instance_s`` and ``∫ (P(n) − P0) dt``.
     dropped_no_route : int [requests]
         Requests of the interval whose model had no pool.
+    prefill_tokens : ndarray [tokens]
+        Prompt tokens of the requests admitted in the interval.
+    decode_steps : ndarray [steps]
+        Decode steps run in the interval, summed over the pool's instances.
     """
 
     step: int
@@ -158,6 +419,8 @@ class IntervalStats:
     idle_energy_j: np.ndarray
     active_energy_j: np.ndarray
     dropped_no_route: int = 0
+    prefill_tokens: np.ndarray | None = None
+    decode_steps: np.ndarray | None = None
 
 
 def spread(
@@ -198,7 +461,10 @@ def spread(
 def serve_fcfs(
     heap: list[float], arrival: list[float], service: list[float], horizon: float
 ) -> list[float]:
-    """Start times of FCFS requests on the servers of ``heap`` until ``horizon``.
+    """Start times of FCFS requests on the independent servers of ``heap`` until ``horizon``.
+
+    The pre-continuous-batching kernel (each slot an independent server at a fixed
+    speed), kept as the reference of the benchmark's side-by-side ratio.
 
     Parameters
     ----------
@@ -218,20 +484,20 @@ def serve_fcfs(
     if not heap:
         return starts
     append = starts.append
-    replace = heapq.heapreplace
+    replace_top = heapq.heapreplace
     for a, s in zip(arrival, service, strict=False):
         f = heap[0]
         st = a if a > f else f
         if st >= horizon:
             break
-        replace(heap, st + s)
+        replace_top(heap, st + s)
         append(st)
     return starts
 
 
 @dataclass
 class _Instances:
-    """Instance bookkeeping shared by both fidelities (no slot detail)."""
+    """Instance-count bookkeeping of the fluid fidelity (no batch detail)."""
 
     committed: int = 0
     ready_times: list[float] = field(default_factory=list)
@@ -248,6 +514,73 @@ class _Instances:
         self.drain_off = [off for off in self.drain_off if off > t1]
 
 
+class _Pool:
+    """A request-level pool: instance state arrays, queue and bookkeeping."""
+
+    def __init__(self, spec: PoolSpec, n_steps: int, step_s: float,
+                 service_scale: float | None, hist_bins: int, hist_dt: float) -> None:
+        c = spec.batch_curve
+        self.spec = spec
+        self.curve = c
+        b = np.arange(spec.slots_per_instance + 2, dtype=float)
+        self.base = np.asarray(c.step_s(b, 0.0), dtype=float)
+        self.pw = np.asarray(c.power_w(b), dtype=float) - c.power_idle_w
+        self.pwa = np.concatenate([[0.0], self.pw[1:] / b[1:]])
+        self.pp = np.zeros(kern.N_PARAMS)
+        self.pp[kern.P_D] = c.step_per_context_token_s
+        self.pp[kern.P_INV_R] = 1.0 / c.prefill_tokens_per_s
+        self.pp[kern.P_KV_CAP] = c.kv_capacity_tokens
+        self.pp[kern.P_MAX_BATCH] = spec.slots_per_instance
+        self.pp[kern.P_STEP_S] = step_s
+        self.pp[kern.P_HIST_DT] = hist_dt
+        self.p0 = c.power_idle_w
+        self.service_scale = service_scale
+        self.state = kern.new_state(4, spec.slots_per_instance)
+        self.tnext = np.full(4, math.inf)
+        self.rr = np.zeros(1, dtype=np.int64)
+        self.free = [3, 2, 1, 0]
+        self.committed: list[int] = []  # slots of committed instances (loading or up)
+        self.draining: list[int] = []
+        self.queue = np.zeros(0, dtype=np.int64)
+        self.first_bins = np.zeros(n_steps + 1)
+        self.hist = np.zeros(hist_bins)
+
+    @property
+    def fs(self) -> np.ndarray:
+        return self.state[0]
+
+    def new_slot(self, now: float) -> int:
+        """A fresh instance committed at ``now``, ready after the load time."""
+        if not self.free:
+            old = self.state
+            m = old[0].shape[0]
+            grown = kern.new_state(2 * m, self.spec.slots_per_instance)
+            for a, g in zip(old, grown, strict=True):
+                g[:m] = a
+            self.state = grown
+            self.tnext = np.full(2 * m, math.inf)
+            self.free = list(range(2 * m - 1, m - 1, -1))
+        j = self.free.pop()
+        fs = self.fs
+        fs[j] = 0.0
+        self.state[6][j] = 0
+        ready = now + self.spec.load_time_s
+        fs[j, kern.F_READY] = ready
+        fs[j, kern.F_CREATED] = fs[j, kern.F_TL] = fs[j, kern.F_STALL] = now
+        fs[j, kern.F_OFF] = math.inf
+        fs[j, kern.F_ALIVE] = 1.0
+        fs[j, kern.F_UP] = 1.0 if ready <= now else 0.0
+        self.committed.append(j)
+        return j
+
+    def release(self, j: int, now: float) -> None:
+        """Instance ``j`` stops drawing power at ``now``; its slot is free for reuse."""
+        fs = self.fs
+        fs[j, kern.F_ALIVE] = fs[j, kern.F_UP] = 0.0
+        fs[j, kern.F_OFF] = now
+        self.free.append(j)
+
+
 class RequestLevelServer:
     """Request-level serving of one run (see module docstring).
 
@@ -260,7 +593,12 @@ class RequestLevelServer:
     step_s : float [s]
         Interval length.
     service_s : ndarray [s], optional
-        Service time per request replacing the token-based one (queueing tests).
+        Decode time per request replacing the token-based one (queueing tests): a
+        request then needs ``service_s / t_step(1)`` decode steps and produces its
+        response tokens evenly over them.
+    itl_histogram : tuple (bins, width [s]), optional
+        Record a token-weighted histogram of inter-token gaps per pool (calibration;
+        :meth:`itl_quantile`).
     """
 
     fidelity = "request"
@@ -272,6 +610,8 @@ class RequestLevelServer:
         n_steps: int,
         step_s: float = STEP_S,
         service_s: np.ndarray | None = None,
+        *,
+        itl_histogram: tuple[int, float] | None = None,
     ) -> None:
         self.pools = tuple(pools)
         self.requests = requests
@@ -285,19 +625,17 @@ class RequestLevelServer:
         self.start = np.full(n, np.nan)
         self.first_token = np.full(n, np.nan)
         self.finish = np.full(n, np.nan)
-        # Prefill and service seconds of each request at its pool, set when it is
-        # routed (or re-dispatched) [s].
-        self._prefill_s = np.full(n, np.nan)
-        self._service_s = np.full(n, np.nan)
-        self._tokens = np.zeros((P, n_steps + 1))
-        self._busy = np.zeros((P, n_steps + 1))
-        self._heaps: list[list[float]] = [[] for _ in range(P)]
-        self._inst = [_Instances() for _ in range(P)]
-        self._queue = [np.zeros(0, dtype=np.int64) for _ in range(P)]
-        self._prefill_rate = np.array([p.prefill_tokens_per_s for p in self.pools])
-        self._tau = np.array([p.decode_s_per_token for p in self.pools])
-        self._idle_w = np.array([p.idle_power_w for p in self.pools])
-        self._marginal = np.array([p.marginal_energy_per_token_j for p in self.pools])
+        self._energy = np.zeros(n)
+        self._req_p = np.ascontiguousarray(requests.request_tokens, dtype=np.int64)
+        self._req_n = np.ascontiguousarray(requests.response_tokens, dtype=np.int64)
+        bins, width = itl_histogram or (0, 1.0)
+        self._pools = [
+            _Pool(p, n_steps, step_s,
+                  None if service_s is None else float(p.batch_curve.step_s(1.0, 0.0)),
+                  bins, width)
+            for p in self.pools
+        ]
+        self._ledger_tokens = np.zeros(P)
         self.queue_history = np.zeros((n_steps, P), dtype=np.int64)
         #: Queued requests re-dispatched from pools left without instances [requests].
         self.requeued_requests = 0
@@ -305,58 +643,49 @@ class RequestLevelServer:
     # -- scaling ---------------------------------------------------------------------------
     def committed_instances(self) -> np.ndarray:
         """Instances committed per pool (running or loading) [-], (P,)."""
-        return np.array([i.committed for i in self._inst], dtype=np.int64)
+        return np.array([len(p.committed) for p in self._pools], dtype=np.int64)
 
     def scale(self, pool: int, target: int, now: float) -> None:
-        """Set the committed instances of ``pool`` to ``target`` at time ``now`` [s]."""
-        spec, inst, heap = self.pools[pool], self._inst[pool], self._heaps[pool]
-        d = target - inst.committed
-        slots = spec.slots_per_instance
+        """Set the committed instances of ``pool`` to ``target`` at time ``now`` [s].
+
+        Up: new instances ready after the load time. Down: instances still loading
+        are cancelled first (latest ready first), then the least occupied ready
+        ones drain (fewest requests, then least decode work left).
+        """
+        ps = self._pools[pool]
+        d = target - len(ps.committed)
         if d > 0:
-            ready = now + spec.load_time_s
-            for _ in range(d * slots):
-                heapq.heappush(heap, ready)
-            inst.ready_times.extend([ready] * d)
-            inst.committed = target
+            for _ in range(d):
+                ps.new_slot(now)
             return
         if d == 0:
             return
+        fs = ps.fs
         k = -d
-        remove: Counter[float] = Counter()
-        loading = sorted((r for r in inst.ready_times if r > now), reverse=True)[:k]
-        for r in loading:
-            remove[r] += slots
-            inst.ready_times.remove(r)
-        entries = sorted(heap)
-        if remove:
-            kept: list[float] = []
-            for e in entries:
-                if remove.get(e, 0) > 0:
-                    remove[e] -= 1
-                else:
-                    kept.append(e)
-            entries = kept
-        drain = k - len(loading)
-        if drain > 0:
-            gone = entries[: drain * slots]
-            entries = entries[drain * slots :]
-            for i in range(drain):
-                inst.drain_off.append(max(now, *gone[i * slots : (i + 1) * slots]))
-            inst.ready_times.sort()
-            del inst.ready_times[:drain]
-        self._heaps[pool] = entries  # a sorted list is a valid heap
-        inst.committed = target
-
-    def _set_service(self, idx: np.ndarray, pool: np.ndarray) -> None:
-        """Prefill and service seconds of requests ``idx`` at pools ``pool`` (all >= 0)."""
-        prefill = self.requests.request_tokens[idx] / self._prefill_rate[pool]
-        if self.service_override is not None:
-            service = self.service_override[idx]
-            prefill = np.minimum(prefill, service)
-        else:
-            service = prefill + self.requests.response_tokens[idx] * self._tau[pool]
-        self._prefill_s[idx] = prefill
-        self._service_s[idx] = service
+        loading = sorted((j for j in ps.committed if fs[j, kern.F_READY] > now),
+                         key=lambda j: -fs[j, kern.F_READY])[:k]
+        for j in loading:
+            ps.committed.remove(j)
+            ps.release(j, now)
+        k -= len(loading)
+        if k <= 0:
+            return
+        hk, hsize = ps.state[1], ps.state[6]
+        for j in ps.committed:
+            kern._advance(fs, j, now, ps.base, ps.pw, ps.pwa, ps.pp, ps.hist)
+        order = sorted(
+            ps.committed,
+            key=lambda j: (fs[j, kern.F_NB],
+                           float(hk[j, : hsize[j]].max(initial=fs[j, kern.F_V])) - fs[j, kern.F_V]),
+        )
+        for j in order[:k]:
+            ps.committed.remove(j)
+            fs[j, kern.F_DRAIN] = 1.0
+            fs[j, kern.F_UP] = 0.0
+            if hsize[j] == 0:
+                ps.release(j, now)
+            else:
+                ps.draining.append(j)
 
     def _redispatch_stranded(self, shares: Mapping[PoolKey, float]) -> None:
         """Requests queued at a pool left without instances go to the model's pools by
@@ -365,19 +694,19 @@ class RequestLevelServer:
         its own queue and ahead of the interval's arrivals, in their arrival order.
         Without a route they stay."""
         req = self.requests
-        for p, inst in enumerate(self._inst):
-            queue = self._queue[p]
-            if queue.size == 0 or inst.committed > 0:
+        for p, ps in enumerate(self._pools):
+            if ps.queue.size == 0 or ps.committed:
                 continue
+            queue = ps.queue
             target = self.router.route(req.model[queue], shares)
             move = (target >= 0) & (target != p)
             if not move.any():
                 continue
-            self._queue[p] = queue[~move]
+            ps.queue = queue[~move]
             for t in np.unique(target[move]):
-                self._queue[t] = np.concatenate([self._queue[t], queue[move & (target == t)]])
+                dest = self._pools[int(t)]
+                dest.queue = np.concatenate([dest.queue, queue[move & (target == t)]])
             self.pool[queue[move]] = target[move]
-            self._set_service(queue[move], target[move])
             self.requeued_requests += int(move.sum())
 
     # -- one interval -----------------------------------------------------------------------
@@ -403,84 +732,104 @@ class RequestLevelServer:
         req = self.requests
         assigned = self.router.route(req.model[lo:hi], shares)
         self.pool[lo:hi] = assigned
-        routed = assigned[assigned >= 0]
-        self._set_service(lo + np.flatnonzero(assigned >= 0), routed)
+        ok = assigned >= 0
+        routed = assigned[ok]
         arrivals = np.bincount(routed, minlength=P)
         arrived_tokens = np.bincount(
-            routed,
-            weights=req.response_tokens[lo:hi][assigned >= 0].astype(np.float64),
-            minlength=P,
+            routed, weights=req.response_tokens[lo:hi][ok].astype(np.float64), minlength=P
         )
         order = np.argsort(assigned, kind="stable")
         cuts = np.searchsorted(assigned[order], np.arange(P + 1))
-        started = np.zeros(P, dtype=np.int64)
-        queue_end = np.zeros(P, dtype=np.int64)
-        for p in range(P):
+        names = ("started", "queue_end", "tokens", "busy", "inst_s", "ready_s", "act",
+                 "prefill", "steps")
+        cols = {k: np.zeros(P) for k in names}
+        for p, ps in enumerate(self._pools):
             new = lo + order[cuts[p] : cuts[p + 1]]
-            idx = np.concatenate([self._queue[p], new]) if self._queue[p].size else new
-            if idx.size == 0:
+            if new.size == 0 and ps.queue.size == 0 and not ps.committed and not ps.draining:
                 continue
-            heap = self._heaps[p]
-            if heap and heap[0] < t1:
-                # Nothing starts before the interval (a re-dispatched request may have
-                # arrived long before its new pool's free slots).
-                ready_at = np.maximum(req.arrival_s[idx], t0)
-                starts = serve_fcfs(heap, ready_at.tolist(), self._service_s[idx].tolist(), t1)
-            else:
-                starts = []  # no slot frees up within the interval: nothing starts
-            m = len(starts)
-            self._queue[p] = idx[m:]
-            started[p] = m
-            queue_end[p] = idx.size - m
-            if m == 0:
-                continue
-            done = idx[:m]
-            st = np.asarray(starts)
-            ft = st + self._prefill_s[done]
-            fin = st + self._service_s[done]
-            self.start[done] = st
-            self.first_token[done] = ft
-            self.finish[done] = fin
-            spread(
-                self._tokens[p], ft, fin, req.response_tokens[done].astype(np.float64), self.step_s
-            )
-            spread(self._busy[p], st, fin, fin - st, self.step_s)
-        self.queue_history[step] = queue_end
-        return self._stats(
-            step, arrivals, arrived_tokens, started, queue_end, hi - lo - int(arrivals.sum())
-        )
-
-    def _stats(
-        self,
-        step: int,
-        arrivals: np.ndarray,
-        arrived_tokens: np.ndarray,
-        started: np.ndarray,
-        queue_end: np.ndarray,
-        no_route: int,
-    ) -> IntervalStats:
-        t0, t1 = step * self.step_s, (step + 1) * self.step_s
-        inst_s = np.array([i.instance_s(t0, t1) for i in self._inst])
-        ready_s = np.array([i.ready_s(t0, t1) for i in self._inst])
-        committed = self.committed_instances()
-        for i in self._inst:
-            i.end_interval(t1)
-        tokens = self._tokens[:, step].copy()
+            for k, v in self._serve_pool(ps, t0, t1, new, step).items():
+                cols[k][p] = v
+        self.queue_history[step] = cols["queue_end"].astype(np.int64)
+        self._ledger_tokens += cols["tokens"]
+        p0 = np.array([ps.p0 for ps in self._pools])
         return IntervalStats(
             step=step,
             arrivals=arrivals,
             arrived_tokens=arrived_tokens,
-            started=started,
-            queue_end=queue_end,
-            tokens_decoded=tokens,
-            busy_slot_s=self._busy[:, step].copy(),
-            instance_s=inst_s,
-            ready_instance_s=ready_s,
-            instances=committed,
-            idle_energy_j=self._idle_w * inst_s,
-            active_energy_j=self._marginal * tokens,
-            dropped_no_route=no_route,
+            started=cols["started"].astype(np.int64),
+            queue_end=cols["queue_end"].astype(np.int64),
+            tokens_decoded=cols["tokens"],
+            busy_slot_s=cols["busy"],
+            instance_s=cols["inst_s"],
+            ready_instance_s=cols["ready_s"],
+            instances=self.committed_instances(),
+            idle_energy_j=p0 * cols["inst_s"],
+            active_energy_j=cols["act"],
+            dropped_no_route=hi - lo - int(arrivals.sum()),
+            prefill_tokens=cols["prefill"],
+            decode_steps=cols["steps"],
         )
+
+    def _serve_pool(self, ps: _Pool, t0: float, t1: float, new: np.ndarray,
+                    step: int) -> dict[str, float]:
+        """Run one pool's kernel over ``[t0, t1)`` and collect the interval's totals."""
+        cand = np.concatenate([ps.queue, new]) if ps.queue.size else new
+        cand_t = self.requests.arrival_s[cand]
+        n = self._req_n[cand]
+        if ps.service_scale is None:
+            steps = np.maximum(n - 1, 0).astype(np.float64)
+            rate = (n > 1).astype(np.float64)
+        else:
+            steps = self.service_override[cand] / ps.service_scale  # type: ignore[index]
+            rate = np.where((n > 1) & (steps > 0), (n - 1) / np.where(steps > 0, steps, 1), 0.0)
+        fs, hk, hr, hw, hc, hq, hsize = ps.state
+        if ps.tnext.size != fs.shape[0]:
+            ps.tnext = np.full(fs.shape[0], math.inf)
+        qh, admitted = kern.serve_interval(
+            t0, t1, fs, hk, hr, hw, hc, hq, hsize, ps.tnext, ps.rr,
+            cand, cand_t, steps, rate, int(ps.queue.size),
+            self._req_p, self._req_n, ps.base, ps.pw, ps.pwa, ps.pp,
+            self.start, self.first_token, self.finish, self._energy, ps.first_bins, ps.hist,
+        )
+        started = cand[qh - admitted : qh] if admitted else cand[:0]
+        ps.queue = cand[qh:]
+        out = {"started": float(admitted), "queue_end": float(ps.queue.size),
+               "prefill": float(self._req_p[started].sum()) if admitted else 0.0}
+        alive = np.array(ps.committed + ps.draining, dtype=np.int64)
+        gone = [j for j in ps.draining if fs[j, kern.F_ALIVE] == 0.0]
+        inst_s = (float((t1 - np.maximum(t0, fs[alive, kern.F_CREATED])).sum())
+                  if alive.size else 0.0)
+        for j in gone:
+            inst_s -= t1 - fs[j, kern.F_OFF]
+            ps.draining.remove(j)
+            ps.free.append(j)
+        up = np.array(ps.committed, dtype=np.int64)
+        ready_s = (np.maximum(0.0, t1 - np.maximum(t0, fs[up, kern.F_READY])).sum()
+                   if up.size else 0.0)
+        out["inst_s"] = inst_s
+        out["ready_s"] = float(ready_s)
+        acc = fs[:, kern.F_DEC : kern.F_STEPS + 1]
+        dec, act, busy, steps_done = acc.sum(axis=0).tolist()
+        acc[:] = 0.0
+        out["tokens"] = dec + float(ps.first_bins[step])
+        out["act"] = act
+        out["busy"] = busy
+        out["steps"] = steps_done
+        return out
+
+    def itl_quantile(self, pool: int, q: float) -> float:
+        """Quantile ``q`` of the token-weighted inter-token gaps recorded in ``pool`` [s]."""
+        ps = self._pools[pool]
+        cum = np.cumsum(ps.hist)
+        if cum.size == 0 or cum[-1] <= 0:
+            return math.nan
+        k = int(np.searchsorted(cum, q * cum[-1]))
+        return (k + 0.5) * ps.pp[kern.P_HIST_DT]
+
+    def reset_itl_histogram(self) -> None:
+        """Clear the inter-token gap histograms (e.g. after a warm-up)."""
+        for ps in self._pools:
+            ps.hist[:] = 0.0
 
     # -- end of run -------------------------------------------------------------------------
     def outcome(self) -> ServingOutcome:
@@ -491,35 +840,38 @@ class RequestLevelServer:
         status = np.full(n, DROPPED_NO_ROUTE, dtype=np.int8)
         routed = self.pool >= 0
         started = routed & ~np.isnan(self.start)
+        finished = started & ~np.isnan(self.finish)
         status[routed] = QUEUED
-        status[started & (self.finish <= end)] = FINISHED
-        status[started & (self.finish > end)] = IN_SERVICE
-        # Arrivals beyond the run (none from build_arrivals) were never offered.
+        status[started] = IN_SERVICE
+        status[finished] = FINISHED
         offered = req.arrival_s < end
-        decoded = np.zeros(n)
-        fin = status == FINISHED
-        decoded[fin] = req.response_tokens[fin]
-        ins = np.flatnonzero(status == IN_SERVICE)
-        if ins.size:
-            span = self.finish[ins] - self.first_token[ins]
-            frac = np.where(
-                span > 0, (end - self.first_token[ins]) / np.where(span > 0, span, 1.0), 1.0
-            )
-            decoded[ins] = req.response_tokens[ins] * np.clip(frac, 0.0, 1.0)
-        marginal = np.append(self._marginal, 0.0)
-        energy = marginal[np.where(routed, self.pool, len(self.pools))] * decoded
+        resp = req.response_tokens.astype(np.float64)
+        decoded = np.where(finished, resp, 0.0)
+        energy = np.where(finished, self._energy, 0.0)
+        for ps in self._pools:
+            fs, hk, hr, hw, hc, hq, hsize = ps.state
+            for j in ps.committed + ps.draining:
+                size = int(hsize[j])
+                if size == 0:
+                    continue
+                rid = hr[j, :size]
+                first = (self.first_token[rid] < end).astype(float)
+                steps = hc[j, :size] - self._req_p[rid] - (resp[rid] > 0)
+                done = np.clip(fs[j, kern.F_V] - (hk[j, :size] - steps), 0.0, steps)
+                decoded[rid] = first + hq[j, :size] * done
+                energy[rid] = fs[j, kern.F_W] - hw[j, :size]
         return ServingOutcome(
             requests=req,
             pools=self.pools,
             pool=self.pool,
             start=self.start,
             first_token=self.first_token,
-            finish=self.finish,
+            finish=np.where(finished, self.finish, np.nan),
             status=np.where(offered, status, -1).astype(np.int8),
             tokens_decoded=decoded,
             energy_j=energy,
-            ledger_tokens=self._tokens[:, : self.n_steps].sum(axis=1),
-            ledger_tokens_after_end=self._tokens[:, self.n_steps].copy(),
+            ledger_tokens=self._ledger_tokens.copy(),
+            ledger_tokens_after_end=np.array([ps.first_bins[self.n_steps] for ps in self._pools]),
             queue_history=self.queue_history,
             end_s=end,
         )
@@ -606,11 +958,15 @@ class ServingOutcome:
 
 
 def tpot_s(outcome: ServingOutcome) -> np.ndarray:
-    """Time per output token after the first [s/token] (NaN for < 2 tokens)."""
+    """Time per output token after the first [s/token] (NaN for < 2 tokens).
+
+    ``(latency − TTFT) / (output tokens − 1)`` = ``(finish − first token) / (n − 1)``:
+    the mean inter-token latency a client measures (as vLLM's benchmark does).
+    """
     resp = outcome.requests.response_tokens.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(
-            resp > 1, (outcome.finish - outcome.first_token) / np.maximum(resp, 1), np.nan
+            resp > 1, (outcome.finish - outcome.first_token) / np.maximum(resp - 1, 1), np.nan
         )
 
 

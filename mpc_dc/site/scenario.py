@@ -285,6 +285,9 @@ class ServingSpec:
         Time-to-first-token target of every model.
     ttft_slo_s : Mapping[str, float] [s]
         Per-model TTFT targets.
+    tpot_slo_s : Mapping[str, float] [s/token]
+        Per-model targets on the time per output token after the first; the pool's
+        quantization-table ITL SLO otherwise.
     request_samples : int
         Per-request rows written to ``requests.parquet`` (seeded uniform sample).
     """
@@ -292,6 +295,7 @@ class ServingSpec:
     fidelity: FidelityName = "request"
     default_ttft_slo_s: float = 2.0
     ttft_slo_s: Mapping[str, float] = field(default_factory=dict)
+    tpot_slo_s: Mapping[str, float] = field(default_factory=dict)
     request_samples: int = 200_000
 
     def config(self) -> ServingConfig:
@@ -300,6 +304,7 @@ class ServingSpec:
 
         return ServingConfig(fidelity=self.fidelity, ttft_slo_s=dict(self.ttft_slo_s),
                              default_ttft_slo_s=self.default_ttft_slo_s,
+                             tpot_slo_s=dict(self.tpot_slo_s),
                              request_samples=self.request_samples)
 
 
