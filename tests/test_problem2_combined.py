@@ -26,6 +26,7 @@ from mpc_dc.problem2 import (
     SolverOptions,
 )
 from mpc_dc.site.config import (
+    Battery,
     Campus,
     DemandResponse,
     Fleet,
@@ -266,3 +267,81 @@ def test_power_units_follow_the_site() -> None:
     assert ra.objective_usd == pytest.approx(rb.objective_usd, rel=1e-9)
     # 3 and 1 instances: (3 + 2.5) + (1 + 1) MW at 30 $/MWh over 0.25 h
     assert ra.objective_usd == pytest.approx(0.25 * 30 * 7.5, rel=1e-9)
+
+
+def _battery_site(power_mw: float, efficiency: float) -> Site:
+    """Other IT only (5 MW, so W = F(P) leaves no room to burn power), no wind or
+    export, a 2 MWh battery."""
+    return Site((Campus("A", "F", pue=1.0, other_it=OtherIT(it_capacity_mw=5.0,
+                                                            processing=LINEAR),
+                        grid=Grid(import_limit_mw=50.0),
+                        battery=Battery(energy_mwh=2.0, power_mw=power_mw,
+                                        charge_efficiency=efficiency,
+                                        discharge_efficiency=efficiency,
+                                        initial_energy_mwh=1.0)),))
+
+
+def test_battery_shifts_energy_and_ends_where_it_started() -> None:
+    """5 MW of non-deferrable load, prices 10 and 90 $/MWh, a lossless 2 MWh / 8 MW
+    battery holding 1 MWh. It charges its free 1 MWh in interval 0 (4 MW: 9 MW
+    imported, 22.5 $) and gives it back in interval 1 (4 MW: 1 MW imported, 22.5 $):
+    45 $; the terminal row keeps the initial 1 MWh (without it interval 1 would take
+    all 1.25 MWh it needs from the battery: 15 $)."""
+    site = _battery_site(8.0, 1.0)
+    inputs = HorizonInputs.build(site, 2, price_usd_per_mwh=[[10.0, 90.0]], work_nd_wu=1.25)
+    res = Problem(site, 2).solve(inputs)
+    assert res.plan is not None
+    assert res.objective_usd == pytest.approx(45.0, abs=1e-6)
+    np.testing.assert_allclose(res.plan.battery_charge_mw, [[4.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(res.plan.battery_discharge_mw, [[0.0, 4.0]], atol=1e-6)
+    np.testing.assert_allclose(res.plan.battery_energy_mwh, [[2.0, 1.0]], atol=1e-6)
+
+
+def test_battery_cannot_burn_energy_at_a_negative_price() -> None:
+    """One interval at −20 $/MWh, 5 MW of load, the battery of the previous test with
+    efficiencies 0.8. Charging alone stores at most 1 MWh: 1 / (0.25 · 0.8) = 5 MW, so
+    10 MW are imported (−50 $, the exact form: a negative price). Charging at 8 MW
+    while discharging 1.92 MW (a loss loop) would import 11.08 MW (−55.4 $): the
+    charge/discharge binary forbids it."""
+    site = _battery_site(8.0, 0.8)
+    inputs = HorizonInputs.build(site, 1, price_usd_per_mwh=-20.0, work_nd_wu=1.25)
+    res = Problem(site, 1).solve(inputs)
+    assert res.plan is not None and res.formulation is Formulation.EXACT
+    assert res.objective_usd == pytest.approx(-50.0, abs=1e-6)
+    np.testing.assert_allclose(res.plan.battery_charge_mw, [[5.0]], atol=1e-6)
+    np.testing.assert_allclose(res.plan.battery_discharge_mw, [[0.0]], atol=1e-6)
+
+
+def _two_pool_campuses() -> tuple[Campus, Campus]:
+    return (_campus("A", gpus=4, it_mw=None, nameplate_mw=None, export_mw=0.0),
+            _campus("B", gpus=4, it_mw=None, nameplate_mw=None, export_mw=0.0))
+
+
+def test_carbon_price_moves_tokens_to_the_cleaner_campus() -> None:
+    """A at 30 $/MWh and 500 g/kWh, B at 31 $/MWh and 100 g/kWh, 50 $/t: import costs
+    30 + 25 = 55 $/MWh at A and 31 + 5 = 36 $/MWh at B. 2000 tokens/s (4 MW) go to B:
+    0.25 · 36 · 4 = 36 $ (at A 55 $)."""
+    site = Site(_two_pool_campuses(), _fleet(), carbon_price_usd_per_t=50.0)
+    inputs = HorizonInputs.build(site, 1, price_usd_per_mwh=[[30.0], [31.0]],
+                                 demand_tokens_per_s=[[2000.0]],
+                                 carbon_gco2_per_kwh=[[500.0], [100.0]])
+    res = Problem(site, 1).solve(inputs)
+    assert res.plan is not None and res.cost is not None
+    np.testing.assert_allclose(res.plan.instances[:, 0], [0.0, 2.0], atol=1e-6)
+    assert res.objective_usd == pytest.approx(36.0, abs=1e-6)
+    assert res.cost.carbon_usd == pytest.approx(5.0, abs=1e-6)
+
+
+def test_dr_event_moves_tokens_to_another_campus() -> None:
+    """A (30 $/MWh) is in a DR event with a 4 MW baseline and 1 $/kWh reward, B
+    (40 $/MWh) is not. Serving 2000 tokens/s at B (4 MW, 40 $) and importing nothing at
+    A earns 0.25 · 1 · 4000 = 1000 $: −960 $ (at A: 30 $ and no reward)."""
+    site = Site(_two_pool_campuses(), _fleet(), dr=DemandResponse(1.0, 2.0, 1.0))
+    inputs = HorizonInputs.build(site, 1, price_usd_per_mwh=[[30.0], [40.0]],
+                                 demand_tokens_per_s=[[2000.0]], dr_event=[[1.0], [0.0]],
+                                 dr_baseline_mw=[[4.0], [0.0]])
+    res = Problem(site, 1).solve(inputs)
+    assert res.plan is not None and res.cost is not None
+    np.testing.assert_allclose(res.plan.instances[:, 0], [0.0, 2.0], atol=1e-6)
+    assert res.objective_usd == pytest.approx(-960.0, abs=1e-6)
+    assert res.cost.dr_reward_usd == pytest.approx(1000.0, abs=1e-6)
