@@ -141,6 +141,7 @@ class HighsFastPath:
                          for v in problem.variables()}
         self._is_mip = bool(data["bool_vars_idx"] or data["int_vars_idx"])
         self.matrix = A
+        self._repair_pool: tuple[np.ndarray, np.ndarray] | None = None
         self._start: tuple[np.ndarray, np.ndarray | None] | None = None
         self._highs = self._load(A, data, time_limit_s, mip_rel_gap)
 
@@ -334,8 +335,8 @@ class HighsFastPath:
             Column values of the last run (read from HiGHS when not given).
         """
         status, basic = self._highs.getBasicVariables()  # type: ignore[attr-defined]
-        if status != highspy.HighsStatus.kOk or not self._highs.getBasis().valid:
-            return None
+        if status != highspy.HighsStatus.kOk:
+            return None  # no valid basis (HiGHS answers kError)
         if x is None:
             x = np.asarray(self._highs.getSolution().col_value)
         lower, upper = self._col_lower, self._col_upper
@@ -446,8 +447,12 @@ class HighsFastPath:
             - self.n_rows
         if excess == 0:
             return col, row
-        last = np.flatnonzero(row_time == row_time.max())
-        pool = np.concatenate([last, np.setdiff1d(np.arange(self.n_rows), last)])
+        if self._repair_pool is None or self._repair_pool[0] is not row_time:
+            # rows of the last interval first (the same for every shift of these maps)
+            last = np.flatnonzero(row_time == row_time.max())
+            self._repair_pool = (row_time, np.concatenate(
+                [last, np.setdiff1d(np.arange(self.n_rows), last)]))
+        pool = self._repair_pool[1]
         if excess > 0:
             pick = pool[row[pool] == _BASIC][:excess]
             # equality rows sit at their lower (= upper) bound; inequalities at b

@@ -345,3 +345,28 @@ def test_dr_event_moves_tokens_to_another_campus() -> None:
     np.testing.assert_allclose(res.plan.instances[:, 0], [0.0, 2.0], atol=1e-6)
     assert res.objective_usd == pytest.approx(-960.0, abs=1e-6)
     assert res.cost.dr_reward_usd == pytest.approx(1000.0, abs=1e-6)
+
+
+def test_bounds_are_net_of_what_the_objective_leaves_out() -> None:
+    """The DR instance above on a retail tariff with 6 MW already billed at 10 $/kW.
+    HiGHS minimises an objective without the settlement of the baseline
+    (−Σ Δ ρ_r B = −0.25 · (4000 + 500) = −1125 $) and with the demand charge already
+    billed (λ pk0 = 60,000 $). The full MILP, solved to optimality, costs −337.5 $
+    (import stays below 6 MW: no new charge); its dual bound net of both constants
+    equals that cost, so its gap is 0, and the whole-horizon LP bound (−493.75 $,
+    fractional instances) lies below it."""
+    retail = Tariff(kind="retail", demand_charge_usd_per_kw=10.0)
+    site = Site((_campus(it_mw=None, nameplate_mw=3.0, export_mw=0.0, tariff=retail),),
+                _fleet(), dr=DemandResponse(1.0, 2.0, 1.0))
+    inputs = HorizonInputs.build(site, 3, price_usd_per_mwh=50.0,
+                                 demand_tokens_per_s=[[2000.0] * 3], renewable_cf=1.0,
+                                 dr_event=[[0.0, 1.0, 1.0]], dr_baseline_mw=[[0.0, 4.0, 0.5]])
+    state = PlantState({POOL: 2}, peak_import_to_date_mw=6.0)
+    prob = Problem(site, 3, SolverOptions(full_mip_rel_gap=1e-9))
+    full = prob.solve(inputs, state, Form.FULL_MILP)
+    assert full.objective_usd == pytest.approx(-337.5, abs=1e-6)
+    assert full.mip_bound_usd == pytest.approx(-337.5, abs=1e-5)
+    assert full.mip_gap <= 1e-6
+    lp = prob.solve(inputs, state, Form.LP)
+    assert lp.lp_bound_usd == pytest.approx(-493.75, abs=1e-6)
+    assert lp.objective_usd == pytest.approx(lp.lp_bound_usd, abs=1e-6)
