@@ -672,17 +672,12 @@ def earliest_completion_wu(site: Site, inputs: HorizonInputs, state: PlantState,
     C, H = len(site.campuses), inputs.horizon_steps
     if wmax is None:
         wmax = max_work_per_interval_wu(site, inputs)
-    spare = np.maximum(wmax - inputs.work_nd_wu, 0.0)
+    spare = np.cumsum(np.maximum(wmax - inputs.work_nd_wu, 0.0), axis=1)
     _, avail = state.deferrable(C, H)
-    done = np.zeros((C, H))
-    for i in range(C):
-        # Python floats: the same IEEE arithmetic as numpy scalars, without their overhead.
-        avail_f, spare_f = avail[i].tolist(), spare[i].tolist()
-        total = 0.0
-        for k in range(H):
-            total = min(avail_f[k], total + spare_f[k])
-            done[i, k] = total
-    return done
+    # done[k] = min(A[k], done[k-1] + s[k]) unrolled: with S the cumulative spare
+    # capacity, done[k] = S[k] + min(0, min_{j<=k} (A[j] − S[j])) (by induction on k).
+    lag = np.minimum.accumulate(np.minimum(avail - spare, 0.0), axis=1)
+    return np.minimum(spare + lag, avail)
 
 
 def check_feasibility(site: Site, inputs: HorizonInputs, state: PlantState) -> None:
@@ -865,7 +860,7 @@ def set_parameters(ctx: ModelContext, inputs: HorizonInputs, state: PlantState) 
         site.carbon_price_usd_per_t, inputs.carbon_gco2_per_kwh)), 0.0)
     _assign(p["carbon_cost_usd_per_mwh"], ctx.reduce(carbon))
     if ctx.renewable.size:
-        plate = np.array([site.campuses[int(c)].nameplate_mw for c in ctx.renewable])
+        plate = ctx.nameplate_mw[ctx.renewable]
         _assign(p["renewable_available"],
                 ctx.reduce(np.clip(inputs.renewable_cf[ctx.renewable], 0.0, 1.0)
                            * plate[:, None] / u))
@@ -877,10 +872,8 @@ def set_parameters(ctx: ModelContext, inputs: HorizonInputs, state: PlantState) 
     if ctx.demand_charge.size:
         _assign(p["peak_import_to_date"], state.peaks_mw(C)[ctx.demand_charge] / u)
     if ctx.battery.size:
-        cap = np.array([site.campuses[int(c)].battery.energy_mwh  # type: ignore[union-attr]
-                        for c in ctx.battery])
         _assign(p["battery_initial_energy"],
-                np.minimum(state.battery_mwh(site)[ctx.battery], cap) / u)
+                np.minimum(state.battery_mwh(site), ctx.battery_energy_mwh)[ctx.battery] / u)
     if ctx.n_pools:
         _set_fleet_parameters(ctx, inputs, state, M, H)
     if ctx.demand_response:
@@ -1108,10 +1101,9 @@ def expand_plan(ctx: ModelContext, cols: Mapping[str, np.ndarray],
     def held(values: np.ndarray) -> np.ndarray:
         return np.repeat(values, L, axis=1) if ctx.blocked else values
 
-    plate = np.array([c.nameplate_mw for c in site.campuses])
-    avail = inputs.renewable_cf * plate[:, None]
+    avail = inputs.renewable_cf * ctx.nameplate_mw[:, None]
     used = held(cols["renewable_used_mw"])
-    fine = held(np.broadcast_to(L == 1, cols["renewable_used_mw"].shape).astype(float)) > 0
+    fine = np.repeat(L == 1, L)[None, :] if ctx.blocked else True
     used = np.where(fine, np.minimum(used, avail), used)
     starts = np.zeros((cols["starts"].shape[0], H))
     starts[:, ctx.column_starts] = cols["starts"]

@@ -129,6 +129,27 @@ def test_rcdc_battery_equals_old(case: Case) -> None:
         _compare_rcdc(case, "relaxed", battery=True)
 
 
+def test_rcdc_feasibility_checks_equal_old() -> None:
+    """The most work per interval and the earliest cumulative completion (the
+    closed-form scan of problem2 against the old interval-by-interval loop) on 500
+    random horizons with staggered release."""
+    rng = np.random.default_rng(0)
+    cfg = _site(False)
+    site = site_of_rcdc(cfg)
+    for _ in range(500):
+        H = int(rng.integers(1, 30))
+        released = rng.uniform(0, 2, H) * (rng.uniform(size=H) < 0.5)
+        inputs = old_rcdc.HorizonInputs.wholesale(rng.uniform(0, 50, H), rng.uniform(0, 1, H),
+                                                  rng.uniform(0, 3, H))
+        state = old_rcdc.PlantState(np.zeros(H), np.cumsum(released))
+        args = (inputs_of_rcdc(inputs), state_of_rcdc(state))
+        np.testing.assert_allclose(new.max_work_per_interval_wu(site, args[0])[0],
+                                   old_rcdc.max_work_per_interval_wu(cfg, inputs), rtol=1e-12)
+        np.testing.assert_allclose(new.earliest_completion_wu(site, *args)[0],
+                                   old_rcdc.earliest_completion_wu(cfg, inputs, state),
+                                   rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("market", ["wholesale", "retail"])
 def test_rcdc_receding_window_commits_the_same(market: str) -> None:
     """96-interval windows of the default 100 MW site, each one interval after the

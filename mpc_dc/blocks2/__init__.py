@@ -138,6 +138,11 @@ class ModelContext:
         self.battery = _rows(site, lambda c: c.battery is not None)
         self.export = _rows(site, has_export)
         self.demand_charge = _rows(site, lambda c: c.grid.tariff.has_demand_charge)
+        #: Renewable nameplate per campus (C,) [MW] (0 without a plant).
+        self.nameplate_mw = np.array([c.nameplate_mw for c in camps], dtype=float)
+        #: Battery energy capacity per campus (C,) [MWh] (0 without a battery).
+        self.battery_energy_mwh = np.array(
+            [0.0 if c.battery is None else c.battery.energy_mwh for c in camps], dtype=float)
         plant = self.other_it.size + self.renewable.size + self.battery.size
         self.unit_mw = 1.0 if plant else 1e-3
         self._pools(site)
