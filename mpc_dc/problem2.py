@@ -82,7 +82,7 @@ from mpc_dc.blocks2.inference_fleet import (
 from mpc_dc.blocks2.renewable import define_renewable
 from mpc_dc.fastpath import FastSolution, HighsFastPath
 from mpc_dc.fleet_problem import horizon_columns, instance_count, routing_shares
-from mpc_dc.problem import Formulation, InfeasibleInputError, SolveStatus, _assign
+from mpc_dc.problem import Formulation, InfeasibleInputError, SolveStatus
 from mpc_dc.sim.policy import CampusDecision, Decision, FleetDecision
 from mpc_dc.site.config import PoolKey, Site, tariff_prices
 from traces.grid import STEP_H
@@ -200,6 +200,11 @@ class HorizonInputs:
         for name, bad, what in checks:
             if np.any(bad):
                 raise ValueError(f"HorizonInputs.{name}: expected {what}")
+        for name in ("dr_reward_usd_per_kwh", "dr_penalty_usd_per_kwh"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < np.inf:
+                raise ValueError(f"HorizonInputs.{name}: expected a finite value >= 0, got "
+                                 f"{value!r}")
 
     @classmethod
     def build(cls, site: Site, horizon_steps: int, *,
@@ -283,6 +288,10 @@ class PlantState:
     battery_energy_mwh: np.ndarray | float | None = None
 
     def __post_init__(self) -> None:
+        for pool, count in self.instances_running.items():
+            if not 0 <= count < np.inf:
+                raise ValueError(f"PlantState.instances_running: expected a count >= 0 for "
+                                 f"pool {pool}, got {count!r}")
         for name in ("df_due_cum_wu", "df_available_cum_wu"):
             value = getattr(self, name)
             if value is None:
@@ -616,7 +625,8 @@ def _needs_binaries(site: Site) -> np.ndarray:
                      or c.grid.export_limit_mw > 0], dtype=np.int64)
 
 
-def choose_formulation(site: Site, inputs: HorizonInputs) -> Formulation:
+def choose_formulation(site: Site, inputs: HorizonInputs,
+                       rows: np.ndarray | None = None) -> Formulation:
     """Pick the LP when it is provably exact, else the exact MILP.
 
     The relaxation is exact (docs/formulation.md, section 3 and "One problem") when
@@ -624,9 +634,10 @@ def choose_formulation(site: Site, inputs: HorizonInputs) -> Formulation:
     ``π⁺ >= 0`` and, where it may export, ``π⁻ >= 0`` and ``π⁺ >= π⁻``. Inference
     pools have no relaxation of their own (an idle instance really draws its power),
     so a campus of pools only never needs the exact form; carbon, DR and the demand
-    charge only raise the cost of import, so π⁺ alone is the safe test.
+    charge only raise the cost of import, so π⁺ alone is the safe test. ``rows`` are
+    :func:`_needs_binaries` of ``site`` when the caller keeps them.
     """
-    rows = _needs_binaries(site)
+    rows = _needs_binaries(site) if rows is None else rows
     if not rows.size:
         return Formulation.RELAXED
     pi_im = inputs.import_price_usd_per_mwh[rows]
@@ -838,6 +849,17 @@ def build_model(site: Site, interval_lengths: np.ndarray, exact: bool,
 # ----------------------------------------------------------------------------- parameters
 
 
+def _set(param: cp.Parameter, value: np.ndarray) -> None:
+    """Set a Parameter from inputs or state that were validated when they were built
+    (finite, signs): only the shape is checked here, the rest of
+    :func:`mpc_dc.problem._assign`'s checks would repeat theirs on every solve."""
+    arr = np.asarray(value, dtype=float)
+    if arr.shape != param.shape:
+        raise ValueError(f"Parameter {param.name()}: expected shape {param.shape}, "
+                         f"got {arr.shape}")
+    param.save_value(arr)
+
+
 def set_parameters(ctx: ModelContext, inputs: HorizonInputs, state: PlantState) -> None:
     """Write inputs and state into the model's Parameters (model columns, model units).
 
@@ -852,27 +874,27 @@ def set_parameters(ctx: ModelContext, inputs: HorizonInputs, state: PlantState) 
     C, M, H = ctx.n_campuses, ctx.n_models, inputs.horizon_steps
     p = ctx.parameters
     u = ctx.unit_mw
-    _assign(p["import_price_usd_per_mwh"], ctx.reduce(inputs.import_price_usd_per_mwh))
+    _set(p["import_price_usd_per_mwh"], ctx.reduce(inputs.import_price_usd_per_mwh))
     if ctx.export.size:
-        _assign(p["export_price_usd_per_mwh"],
+        _set(p["export_price_usd_per_mwh"],
                 ctx.reduce(inputs.export_price_usd_per_mwh[ctx.export]))
     carbon = np.maximum(np.asarray(carbon_cost_usd_per_mwh(
         site.carbon_price_usd_per_t, inputs.carbon_gco2_per_kwh)), 0.0)
-    _assign(p["carbon_cost_usd_per_mwh"], ctx.reduce(carbon))
+    _set(p["carbon_cost_usd_per_mwh"], ctx.reduce(carbon))
     if ctx.renewable.size:
         plate = ctx.nameplate_mw[ctx.renewable]
-        _assign(p["renewable_available"],
+        _set(p["renewable_available"],
                 ctx.reduce(np.clip(inputs.renewable_cf[ctx.renewable], 0.0, 1.0)
                            * plate[:, None] / u))
     if ctx.other_it.size:
         due, avail = state.deferrable(C, H)
-        _assign(p["work_nd_wu"], ctx.reduce(inputs.work_nd_wu[ctx.other_it]))
-        _assign(p["df_due_cum_wu"], ctx.reduce(due[ctx.other_it], "last"))
-        _assign(p["df_available_cum_wu"], ctx.reduce(avail[ctx.other_it], "last"))
+        _set(p["work_nd_wu"], ctx.reduce(inputs.work_nd_wu[ctx.other_it]))
+        _set(p["df_due_cum_wu"], ctx.reduce(due[ctx.other_it], "last"))
+        _set(p["df_available_cum_wu"], ctx.reduce(avail[ctx.other_it], "last"))
     if ctx.demand_charge.size:
-        _assign(p["peak_import_to_date"], state.peaks_mw(C)[ctx.demand_charge] / u)
+        _set(p["peak_import_to_date"], state.peaks_mw(C)[ctx.demand_charge] / u)
     if ctx.battery.size:
-        _assign(p["battery_initial_energy"],
+        _set(p["battery_initial_energy"],
                 np.minimum(state.battery_mwh(site), ctx.battery_energy_mwh)[ctx.battery] / u)
     if ctx.n_pools:
         _set_fleet_parameters(ctx, inputs, state, M, H)
@@ -887,15 +909,15 @@ def _set_fleet_parameters(ctx: ModelContext, inputs: HorizonInputs, state: Plant
         raise ValueError(f"HorizonInputs.demand_tokens_per_s: expected shape {(M, H)} "
                          f"(models {', '.join(site.models)}), got "
                          f"{inputs.demand_tokens_per_s.shape}")
-    _assign(p["demand_kps"], ctx.reduce(inputs.demand_tokens_per_s) / 1e3)
+    _set(p["demand_kps"], ctx.reduce(inputs.demand_tokens_per_s) / 1e3)
     installed = np.array([[float(site.campuses[int(c)].gpus)] for c in ctx.gpu_campuses])
     gpus = (np.repeat(installed, H, axis=1) if inputs.gpus_available is None
             else inputs.gpus_available[ctx.gpu_campuses])
-    _assign(p["gpus_available"], np.maximum(ctx.reduce(gpus, "min"), 0.0))
-    _assign(p["instances_running"], np.array(
+    _set(p["gpus_available"], np.maximum(ctx.reduce(gpus, "min"), 0.0))
+    _set(p["instances_running"], np.array(
         [float(state.instances_running.get(k, 0)) for k in ctx.pools]))
     if "reprovision_allowance" in p:
-        _assign(p["reprovision_allowance"],
+        _set(p["reprovision_allowance"],
                 np.full(ctx.n_pools, _FREE if state.may_reprovision else 0.0))
 
 
@@ -912,10 +934,10 @@ def _set_dr_parameters(ctx: ModelContext, inputs: HorizonInputs, C: int, H: int)
     ctx.dr_event_share = share
     ctx.dr_baseline = np.where(share > 0, ctx.reduce(np.where(event, base, 0.0))
                                / np.maximum(share, 1e-12), 0.0)
-    _assign(p["dr_cap_rhs"], ctx.reduce(
+    _set(p["dr_cap_rhs"], ctx.reduce(
         np.where(event, dr.cap_fraction_of_baseline * base, INACTIVE_MW / u), "min"))
-    _assign(p["dr_reward_usd_per_kwh"], ctx.reduce(np.where(event, reward, 0.0)))
-    _assign(p["dr_penalty_usd_per_kwh"], ctx.reduce(np.where(event, penalty, 0.0)))
+    _set(p["dr_reward_usd_per_kwh"], ctx.reduce(np.where(event, reward, 0.0)))
+    _set(p["dr_penalty_usd_per_kwh"], ctx.reduce(np.where(event, penalty, 0.0)))
 
 
 def objective_offset_usd(ctx: ModelContext) -> float:
@@ -928,9 +950,8 @@ def objective_offset_usd(ctx: ModelContext) -> float:
         out += float(ctx.step_h * ctx.kw_per_unit
                      * np.sum(rr * ctx.dr_baseline * ctx.weights[None, :]))
     if ctx.demand_charge.size:
-        lam = np.array([ctx.site.campuses[int(c)].grid.tariff.demand_charge_usd_per_mw
-                        for c in ctx.demand_charge])
-        out += float(ctx.unit_mw * lam @ np.asarray(p["peak_import_to_date"].value))
+        out += float(ctx.unit_mw * ctx.demand_charge_usd_per_mw
+                     @ np.asarray(p["peak_import_to_date"].value))
     return out
 
 
@@ -1053,10 +1074,10 @@ def plan_cost(ctx: ModelContext, cols: Mapping[str, np.ndarray]) -> CostBreakdow
     if ctx.export.size:
         pi_ex[ctx.export] = np.asarray(p["export_price_usd_per_mwh"].value)
     demand = 0.0
-    for j, c in enumerate(ctx.demand_charge):
-        lam = site.campuses[int(c)].grid.tariff.demand_charge_usd_per_mw
-        pk0 = ctx.unit_mw * float(np.asarray(p["peak_import_to_date"].value)[j])
-        demand += lam * max(float(imp[c].max(initial=0.0)) - pk0, 0.0)
+    if ctx.demand_charge.size:
+        pk0 = ctx.unit_mw * np.asarray(p["peak_import_to_date"].value)
+        rise = np.maximum(imp[ctx.demand_charge].max(axis=1, initial=0.0) - pk0, 0.0)
+        demand = float(ctx.demand_charge_usd_per_mw @ rise)
     reward = penalty = 0.0
     if ctx.demand_response:
         rr = np.asarray(p["dr_reward_usd_per_kwh"].value)
@@ -1425,6 +1446,7 @@ class Problem:
         self.columns = self.options.horizon_columns(horizon_steps)
         self._starts = np.concatenate([[0], np.cumsum(self.columns)[:-1]]).astype(np.int64)
         self._models: dict[bool, CompiledModel] = {}
+        self._binary_rows = _needs_binaries(site)
         self._last: CompiledModel | None = None
         fine = (self.options.fine_steps if self.blocked and self.options.fine_steps is not None
                 else self.n_columns)
@@ -1521,7 +1543,7 @@ class Problem:
         self._check_inputs(inputs)
         check_feasibility(self.site, inputs, state)
         if self.formulation == "auto":
-            formulation = choose_formulation(self.site, inputs)
+            formulation = choose_formulation(self.site, inputs, self._binary_rows)
         else:
             formulation = Formulation(self.formulation)
         args = (inputs, state, form, integer_intervals, fix_instances, start, wall)

@@ -138,6 +138,10 @@ class ModelContext:
         self.battery = _rows(site, lambda c: c.battery is not None)
         self.export = _rows(site, has_export)
         self.demand_charge = _rows(site, lambda c: c.grid.tariff.has_demand_charge)
+        #: λ of each campus with a demand charge (C_d,) [$/MW per billing period].
+        self.demand_charge_usd_per_mw = np.array(
+            [camps[int(c)].grid.tariff.demand_charge_usd_per_mw for c in self.demand_charge],
+            dtype=float)
         #: Renewable nameplate per campus (C,) [MW] (0 without a plant).
         self.nameplate_mw = np.array([c.nameplate_mw for c in camps], dtype=float)
         #: Battery energy capacity per campus (C,) [MWh] (0 without a battery).

@@ -133,8 +133,7 @@ def define_demand_charge(ctx: ModelContext) -> None:
     ctx.variables["peak_import"] = pk
     ctx.parameters["peak_import_to_date"] = pk0
     imp = ctx.variables["import"]
-    lam = np.array([ctx.site.campuses[int(c)].grid.tariff.demand_charge_usd_per_mw
-                    for c in idx])
+    lam = ctx.demand_charge_usd_per_mw
     rows = [pk[j] >= imp[int(c), :] for j, c in enumerate(idx)]
     ctx.add_constraints("demand charge peak", *rows, pk >= pk0)
     ctx.costs["demand_charge_usd"] = ctx.unit_mw * (lam @ pk)
