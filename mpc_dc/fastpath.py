@@ -174,8 +174,12 @@ class HighsFastPath:
             lp.integrality_ = integrality
         lp.col_lower_, lp.col_upper_ = col_lower, col_upper
         self._col_lower0, self._col_upper0 = col_lower.copy(), col_upper.copy()
-        # the bounds HiGHS holds now (set_col_bounds changes them), for current_basis
+        # the bounds HiGHS holds now (set_col_bounds changes them), for current_basis:
+        # nonbasic rows sit at their only finite bound (equalities at lower = upper)
         self._col_lower, self._col_upper = col_lower.copy(), col_upper.copy()
+        self._free_cols = np.flatnonzero(~np.isfinite(col_lower) & ~np.isfinite(col_upper))
+        self._row_template = np.where(np.arange(m) < self._n_eq, _AT_LOWER,
+                                      _AT_UPPER).astype(np.int8)
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         self._time_limit_s = float(time_limit_s)
@@ -340,13 +344,14 @@ class HighsFastPath:
         if x is None:
             x = np.asarray(self._highs.getSolution().col_value)
         lower, upper = self._col_lower, self._col_upper
-        col = np.where(np.isfinite(upper) & ((x - lower) > (upper - x)), _AT_UPPER, _AT_LOWER)
-        col[~np.isfinite(lower) & ~np.isfinite(upper)] = _ZERO
-        row = np.where(np.arange(self.n_rows) < self._n_eq, _AT_LOWER, _AT_UPPER)
+        with np.errstate(invalid="ignore"):  # inf − inf on free columns, overwritten below
+            col = np.where((x - lower) > (upper - x), _AT_UPPER, _AT_LOWER).astype(np.int8)
+        col[self._free_cols] = _ZERO
+        row = self._row_template.copy()
         basic = np.asarray(basic, dtype=np.int64)
         col[basic[basic >= 0]] = _BASIC
         row[-basic[basic < 0] - 1] = _BASIC
-        return col.astype(np.int8), row.astype(np.int8)
+        return col, row
 
     def set_basis(self, col_status: np.ndarray, row_status: np.ndarray) -> bool:
         """Make (column, row) status codes the next LP run's starting basis.

@@ -249,13 +249,14 @@ class HorizonInputs:
         return int(self.import_price_usd_per_mwh.shape[0])
 
 
-def _rows_of(value: object, C: int, name: str) -> np.ndarray:
-    arr = np.atleast_1d(np.asarray(value, dtype=float)).reshape(-1)
-    if arr.size == 1 and C != 1:
-        arr = np.full(C, arr[0])
-    if arr.shape != (C,) or not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"PlantState.{name}: expected {C} finite values >= 0, got {value!r}")
-    return arr
+def _rows_of(value: np.ndarray, C: int, name: str) -> np.ndarray:
+    """One value per campus (C,) from a validated state array (one value: every campus)."""
+    if value.size == 1 and C != 1:
+        return np.full(C, float(value[0]))
+    if value.shape != (C,):
+        raise ValueError(f"PlantState.{name}: expected {C} values (one per campus), got "
+                         f"{value.size}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -304,6 +305,15 @@ class PlantState:
                                  "non-decreasing over time")
             arr.flags.writeable = False
             object.__setattr__(self, name, arr)
+        for name in ("peak_import_to_date_mw", "battery_energy_mwh"):
+            value = getattr(self, name)
+            if value is not None:
+                arr = np.atleast_1d(np.array(value, dtype=float)).reshape(-1)
+                if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+                    raise ValueError(f"PlantState.{name}: expected finite values >= 0, got "
+                                     f"{value!r}")
+                arr.flags.writeable = False
+                object.__setattr__(self, name, arr)
 
     def deferrable(self, C: int, H: int) -> tuple[np.ndarray, np.ndarray]:
         """(due, available) cumulative work (C, H) [WU], zeros where not given."""
@@ -321,8 +331,9 @@ class PlantState:
 
     def peaks_mw(self, C: int) -> np.ndarray:
         """Peak import so far per campus (C,) [MW]."""
-        value = 0.0 if self.peak_import_to_date_mw is None else self.peak_import_to_date_mw
-        return _rows_of(value, C, "peak_import_to_date_mw")
+        if self.peak_import_to_date_mw is None:
+            return np.zeros(C)
+        return _rows_of(np.asarray(self.peak_import_to_date_mw), C, "peak_import_to_date_mw")
 
     def battery_mwh(self, site: Site) -> np.ndarray:
         """Battery energy per campus (C,) [MWh] (0 without a battery)."""
@@ -330,7 +341,7 @@ class PlantState:
         if self.battery_energy_mwh is None:
             return np.array([0.0 if c.battery is None else c.battery.initial_energy_mwh
                              for c in site.campuses])
-        return _rows_of(self.battery_energy_mwh, C, "battery_energy_mwh")
+        return _rows_of(np.asarray(self.battery_energy_mwh), C, "battery_energy_mwh")
 
 
 # ----------------------------------------------------------------------------- results
@@ -533,6 +544,11 @@ class SolveResult:
 
 
 _WARM_STARTS = ("auto", "shift", "same", "cold")
+#: Time-series Parameters the warm start compares to tell a receding step from a re-solve.
+_SERIES = ("demand_kps", "import_price_usd_per_mwh", "carbon_cost_usd_per_mwh",
+           "gpus_available", "renewable_available", "work_nd_wu")
+#: Stand-in for the time series of a warm start that does not compare them.
+_NO_SERIES = np.zeros((0, 0))
 #: LP outcomes a warm start cannot have caused (anything else is retried cold).
 _NO_COLD_RETRY = frozenset({"kOptimal", "kInfeasible", "kTimeLimit"})
 
@@ -617,16 +633,18 @@ class SolverOptions:
 # ----------------------------------------------------------------------------- exactness
 
 
-def _needs_binaries(site: Site) -> np.ndarray:
-    """Campus indices whose LP relaxation can be inexact: other IT (W <= F(P)), export
-    (simultaneous flows) or a battery (simultaneous charge and discharge)."""
-    return np.array([i for i, c in enumerate(site.campuses)
-                     if c.other_it is not None or c.battery is not None
-                     or c.grid.export_limit_mw > 0], dtype=np.int64)
+def _needs_binaries(site: Site) -> tuple[np.ndarray, np.ndarray]:
+    """Campus indices whose LP relaxation can be inexact — other IT (W <= F(P)), export
+    (simultaneous flows) or a battery (simultaneous charge and discharge) — and those
+    of them that may export."""
+    rows = [i for i, c in enumerate(site.campuses)
+            if c.other_it is not None or c.battery is not None or c.grid.export_limit_mw > 0]
+    export = [i for i in rows if site.campuses[i].grid.export_limit_mw > 0]
+    return np.array(rows, dtype=np.int64), np.array(export, dtype=np.int64)
 
 
 def choose_formulation(site: Site, inputs: HorizonInputs,
-                       rows: np.ndarray | None = None) -> Formulation:
+                       rows: tuple[np.ndarray, np.ndarray] | None = None) -> Formulation:
     """Pick the LP when it is provably exact, else the exact MILP.
 
     The relaxation is exact (docs/formulation.md, section 3 and "One problem") when
@@ -637,16 +655,13 @@ def choose_formulation(site: Site, inputs: HorizonInputs,
     charge only raise the cost of import, so π⁺ alone is the safe test. ``rows`` are
     :func:`_needs_binaries` of ``site`` when the caller keeps them.
     """
-    rows = _needs_binaries(site) if rows is None else rows
-    if not rows.size:
-        return Formulation.RELAXED
-    pi_im = inputs.import_price_usd_per_mwh[rows]
-    ok = bool(np.all(pi_im >= 0))
-    export = np.array([site.campuses[int(c)].grid.export_limit_mw > 0 for c in rows])
-    if ok and export.any():
-        pi_ex = inputs.export_price_usd_per_mwh[rows[export]]
-        ok = bool(np.all(pi_ex >= 0) and np.all(pi_im[export] >= pi_ex))
-    return Formulation.RELAXED if ok else Formulation.EXACT
+    check, export = _needs_binaries(site) if rows is None else rows
+    pi_im, pi_ex = inputs.import_price_usd_per_mwh, inputs.export_price_usd_per_mwh
+    if check.size and (pi_im[check] < 0).any():
+        return Formulation.EXACT
+    if export.size and ((pi_ex[export] < 0).any() or (pi_im[export] < pi_ex[export]).any()):
+        return Formulation.EXACT
+    return Formulation.RELAXED
 
 
 # ----------------------------------------------------------------------------- feasibility
@@ -834,6 +849,8 @@ def build_model(site: Site, interval_lengths: np.ndarray, exact: bool,
         raise AssertionError("site problem is not DPP")
     for p in ctx.parameters.values():
         p.value = np.zeros(p.shape)
+    ctx.series_parameters = [ctx.parameters[name] for name in _SERIES
+                             if name in ctx.parameters]
     fast = HighsFastPath(problem, time_limit_s=o.time_limit_s, mip_rel_gap=o.mip_rel_gap)
     model = CompiledModel(ctx, problem, fast, 0.0)
     if "instances" in ctx.variables:
@@ -979,7 +996,6 @@ def _columns(ctx: ModelContext, values: Mapping[str, np.ndarray]) -> dict[str, n
         "import_mw": u * get("import"),
         "export_mw": spread("export", ctx.export, u),
         "renewable_used_mw": spread("renewable_used", ctx.renewable, u),
-        "renewable_available_mw": spread("renewable_available", ctx.renewable, u, "par"),
         "other_it_mw": spread("other_it_power", ctx.other_it, u),
         "work_df_wu": spread("work_df_wu", ctx.other_it, 1.0),
         "work_nd_wu": spread("work_nd_wu", ctx.other_it, 1.0, "par"),
@@ -1068,11 +1084,18 @@ def plan_cost(ctx: ModelContext, cols: Mapping[str, np.ndarray]) -> CostBreakdow
     baseline and penalty above the cap, unserved tokens.
     """
     p, site = ctx.parameters, ctx.site
-    kwh = ctx.step_h * ctx.weights[None, :]  # [MWh per MW] of each column
+    h = ctx.step_h * ctx.weights  # [MWh per MW] of each column
+
+    def energy(price: np.ndarray, flow: np.ndarray) -> float:
+        """``Σ_{c,t} L[t] Δ price[c,t] flow[c,t]`` [$]."""
+        return float(np.einsum("ct,ct,t->", price, flow, h))
+
+    kwh = h[None, :]
     imp = cols["import_mw"]
-    pi_ex = np.zeros_like(imp)
+    revenue = 0.0
     if ctx.export.size:
-        pi_ex[ctx.export] = np.asarray(p["export_price_usd_per_mwh"].value)
+        revenue = energy(np.asarray(p["export_price_usd_per_mwh"].value),
+                         cols["export_mw"][ctx.export])
     demand = 0.0
     if ctx.demand_charge.size:
         pk0 = ctx.unit_mw * np.asarray(p["peak_import_to_date"].value)
@@ -1095,11 +1118,9 @@ def plan_cost(ctx: ModelContext, cols: Mapping[str, np.ndarray]) -> CostBreakdow
         unserved = float(fleet.unserved_penalty_usd_per_mtok * STEP_S / 1e6
                          * np.sum(cols["unserved_tokens_per_s"] * ctx.weights[None, :]))
     return CostBreakdown(
-        energy_import_usd=float(np.sum(kwh * np.asarray(p["import_price_usd_per_mwh"].value)
-                                       * imp)),
-        export_revenue_usd=float(np.sum(kwh * pi_ex * cols["export_mw"])),
-        demand_charge_usd=float(demand),
-        carbon_usd=float(np.sum(kwh * np.asarray(p["carbon_cost_usd_per_mwh"].value) * imp)),
+        energy_import_usd=energy(np.asarray(p["import_price_usd_per_mwh"].value), imp),
+        export_revenue_usd=revenue, demand_charge_usd=float(demand),
+        carbon_usd=energy(np.asarray(p["carbon_cost_usd_per_mwh"].value), imp),
         switching_usd=switching, quality_usd=quality, dr_reward_usd=reward,
         dr_penalty_usd=penalty, unserved_usd=unserved)
 
@@ -1124,19 +1145,21 @@ def expand_plan(ctx: ModelContext, cols: Mapping[str, np.ndarray],
 
     avail = inputs.renewable_cf * ctx.nameplate_mw[:, None]
     used = held(cols["renewable_used_mw"])
-    fine = np.repeat(L == 1, L)[None, :] if ctx.blocked else True
-    used = np.where(fine, np.minimum(used, avail), used)
+    if ctx.blocked:
+        used = np.where(np.repeat(L == 1, L)[None, :], np.minimum(used, avail), used)
+    else:
+        used = np.minimum(used, avail)
     starts = np.zeros((cols["starts"].shape[0], H))
     starts[:, ctx.column_starts] = cols["starts"]
     pue = ctx.pue[:, None]
     inference, other = held(cols["inference_it_mw"]), held(cols["other_it_mw"])
     imp = held(cols["import_mw"])
-    event = held(ctx.dr_event_share) > 0
-    baseline_mw = held(ctx.unit_mw * ctx.dr_baseline)
-    excess = np.zeros_like(imp)
+    excess = reduction = np.zeros_like(imp)
     if ctx.demand_response:
         cap = held(ctx.unit_mw * np.asarray(ctx.parameters["dr_cap_rhs"].value))
         excess = np.maximum(imp - cap, 0.0)
+        reduction = np.where(held(ctx.dr_event_share) > 0,
+                             held(ctx.unit_mw * ctx.dr_baseline) - imp, 0.0)
     work_nd = np.zeros_like(imp)
     work_nd[ctx.other_it] = inputs.work_nd_wu[ctx.other_it]
     return Plan(
@@ -1150,7 +1173,7 @@ def expand_plan(ctx: ModelContext, cols: Mapping[str, np.ndarray],
         export_mw=held(cols["export_mw"]), battery_charge_mw=held(cols["battery_charge_mw"]),
         battery_discharge_mw=held(cols["battery_discharge_mw"]),
         battery_energy_mwh=held(cols["battery_energy_mwh"]),
-        dr_reduction_mw=np.where(event, baseline_mw - imp, 0.0), dr_excess_mw=excess)
+        dr_reduction_mw=reduction, dr_excess_mw=excess)
 
 
 def with_instances(plan: Plan, n: np.ndarray) -> Plan:
@@ -1446,6 +1469,7 @@ class Problem:
         self.columns = self.options.horizon_columns(horizon_steps)
         self._starts = np.concatenate([[0], np.cumsum(self.columns)[:-1]]).astype(np.int64)
         self._models: dict[bool, CompiledModel] = {}
+        self._build_time_s = 0.0
         self._binary_rows = _needs_binaries(site)
         self._last: CompiledModel | None = None
         fine = (self.options.fine_steps if self.blocked and self.options.fine_steps is not None
@@ -1454,6 +1478,9 @@ class Problem:
         # where each column's data comes from one interval later: the next column for a
         # one-interval column, itself for a coarse column (it moves by a fraction)
         self._time_source = np.where(j < fine - 1, j + 1, j)
+        # the columns whose data move at a step, and where they move from
+        self._moved = np.flatnonzero(self._time_source != j)
+        self._moved_src = self._time_source[self._moved]
         self.finer_dives = 0
         self.chunk_mip_repairs = 0
         self.warm_start_failures = 0
@@ -1487,10 +1514,13 @@ class Problem:
         if exact not in self._models:
             self._models[exact] = build_model(self.site, self.columns, exact, self.options,
                                               demand_response=self.demand_response)
+            self._build_time_s = sum(m.build_time_s for m in self._models.values())
         return self._models[exact]
 
     def _columns_within(self, intervals: int) -> int:
         """Columns that start before interval ``intervals``."""
+        if not self.blocked:
+            return min(max(int(intervals), 0), self.n_columns)
         return int(np.searchsorted(self._starts, intervals, side="left"))
 
     def _to_columns(self, per_interval: np.ndarray) -> np.ndarray:
@@ -1601,7 +1631,7 @@ class Problem:
             run = self._run(model, fixed, start, integer, binary_cols,
                             full=form is Form.FULL_MILP)
             highs_s, extra = run.highs_time_s, dict[str, float | bool | str]()
-        build = sum(m.build_time_s for m in self._models.values())
+        build = self._build_time_s
         if run.cols is None or run.cost is None:
             status = SolveStatus.ERROR if run.status is SolveStatus.FEASIBLE else run.status
             return SolveResult(status, form, formulation, None, None, float("nan"), build,
@@ -1789,7 +1819,9 @@ class Problem:
         # (shifted on a new step) and leaves its own for the next step; a fixed re-solve
         # starts from the basis HiGHS holds (the relaxation just solved).
         relaxation = not is_mip and fix_instances is None
-        series = self._series(ctx) if relaxation else None
+        series = None
+        if relaxation:
+            series = self._series(ctx) if self.options.warm_start == "auto" else _NO_SERIES
         if series is not None:
             self._warm_start_lp(model, series)
         else:
@@ -1875,13 +1907,10 @@ class Problem:
     @staticmethod
     def _series(ctx: ModelContext) -> np.ndarray:
         """Time-series Parameters scaled to ~1, stacked (rows, H), for the shift test."""
-        p = ctx.parameters
         rows = []
-        for name in ("demand_kps", "import_price_usd_per_mwh", "carbon_cost_usd_per_mwh",
-                     "gpus_available", "renewable_available", "work_nd_wu"):
-            if name in p:
-                v = np.asarray(p[name].value, dtype=float)
-                rows.append(v / max(float(np.abs(v).max(initial=0.0)), 1e-9))
+        for param in ctx.series_parameters:
+            v = np.asarray(param.value)
+            rows.append(v / max(float(np.abs(v).max(initial=0.0)), 1e-9))
         return np.vstack(rows)
 
     def _warm_start_lp(self, model: CompiledModel, series: np.ndarray) -> None:
@@ -1900,11 +1929,10 @@ class Problem:
             self.last_warm_start = "cold"
             return
         if mode == "auto" and self.n_columns > 1:
-            old = model.series
-            src = self._time_source
-            moved = src != np.arange(src.size)
-            same = float(np.sum((series - old)[:, moved] ** 2))
-            shifted = float(np.sum((series - old[:, src])[:, moved] ** 2))
+            old, moved = model.series, self._moved
+            now = series[:, moved]
+            same = float(np.square(now - old[:, moved]).sum())
+            shifted = float(np.square(now - old[:, self._moved_src]).sum())
             mode = "shift" if shifted < same else "same"
         elif mode == "auto":
             mode = "same"

@@ -117,6 +117,8 @@ class ModelContext:
     constraints: dict[str, list[cp.Constraint]] = field(default_factory=dict)
     costs: dict[str, cp.Expression] = field(default_factory=dict)
     expressions: dict[str, cp.Expression] = field(default_factory=dict)
+    #: Parameters that are time series (set by the builder, read by the warm start).
+    series_parameters: list[cp.Parameter] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         site, H = self.site, self.horizon_steps
