@@ -1044,16 +1044,21 @@ def repair_relaxed(ctx: ModelContext, cols: Mapping[str, np.ndarray]
     residual_mw : float [MW]
         Facility power that could not be shed (> 0 means the repair failed).
     """
-    out = dict(cols)
-    for name in ("other_it_mw", "renewable_used_mw", "import_mw", "export_mw"):
-        out[name] = np.array(cols[name], dtype=float)
-    changed, residual = False, 0.0
     camps = ctx.site.campuses
+    needs = {}
     for c in ctx.other_it:
         other = camps[int(c)].other_it
         assert other is not None
-        work = out["work_nd_wu"][c] + out["work_df_wu"][c]
-        need = other.processing.inverse_mw(work / ctx.step_h, other.it_capacity_mw)
+        work = cols["work_nd_wu"][c] + cols["work_df_wu"][c]
+        needs[int(c)] = other.processing.inverse_mw(work / ctx.step_h, other.it_capacity_mw)
+    out = dict(cols)
+    if (all(bool(np.all(cols["other_it_mw"][c] <= n)) for c, n in needs.items())
+            and not np.any(np.minimum(cols["import_mw"], cols["export_mw"]) > 0)):
+        return out, False, 0.0  # on F's graph and no simultaneous flows: nothing to do
+    for name in ("other_it_mw", "renewable_used_mw", "import_mw", "export_mw"):
+        out[name] = np.array(cols[name], dtype=float)
+    changed, residual = False, 0.0
+    for c, need in needs.items():
         excess = np.maximum(out["other_it_mw"][c] - need, 0.0)
         changed = changed or bool(np.any(excess > 1e-6))
         out["other_it_mw"][c] = np.where(excess > 0, need, out["other_it_mw"][c])
