@@ -93,7 +93,8 @@ __all__ = [
     "CompiledModel", "CostBreakdown", "Form", "Formulation", "HorizonInputs",
     "InfeasibleInputError", "Plan", "PlantState", "Problem", "SolveResult", "SolveStatus",
     "SolverOptions", "build_model", "check_feasibility", "choose_formulation",
-    "earliest_completion_wu", "expand_plan", "horizon_columns", "max_work_per_interval_wu",
+    "earliest_completion_wu", "expand_plan", "horizon_columns", "inference_it_mw",
+    "max_work_per_interval_wu", "objective_offset_usd",
     "plan_cost", "repair_relaxed", "round_instances", "set_parameters", "solve_day",
     "with_instances",
 ]
