@@ -430,8 +430,9 @@ class Fleet:
     ----------
     models : tuple of str
         Model families served (rows of the quantization table).
-    flexibility : str
-        ``S1`` .. ``S6`` (:data:`SCENARIOS`).
+    flexibility : str or Flexibility
+        ``S1`` .. ``S6`` (:data:`SCENARIOS`), or the three levers explicitly (a TOML
+        table ``{switching = true, spatial = false, quantization = true}``).
     utilization_cap : float [-]
         ρ̄: x <= ρ̄ μ n, the share of SLO throughput planned.
     start_cost_usd_per_gpu : float [$/GPU start]
@@ -450,7 +451,7 @@ class Fleet:
     """
 
     models: tuple[str, ...] = ("qwen3-32b", "qwen3-235b-a22b")
-    flexibility: str = "S6"
+    flexibility: str | Flexibility = "S6"
     utilization_cap: float = 0.85
     start_cost_usd_per_gpu: float = 0.05
     quality_budget_pct_points: float = 0.2
@@ -460,7 +461,7 @@ class Fleet:
     table: QuantTable = field(default_factory=load_quant_table, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.flexibility not in SCENARIOS:
+        if isinstance(self.flexibility, str) and self.flexibility not in SCENARIOS:
             raise ValueError(f"flexibility: expected one of {sorted(SCENARIOS)}, got "
                              f"{self.flexibility!r}")
         if not 0 < self.utilization_cap <= 1:
@@ -490,6 +491,8 @@ class Fleet:
     @property
     def levers(self) -> Flexibility:
         """The levers of :attr:`flexibility`."""
+        if isinstance(self.flexibility, Flexibility):
+            return self.flexibility
         return SCENARIOS[self.flexibility]
 
     def precisions(self, model: str) -> tuple[str, ...]:

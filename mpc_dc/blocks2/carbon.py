@@ -1,0 +1,22 @@
+"""Carbon block: a carbon price on the grid energy each campus imports."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+
+from mpc_dc.blocks2 import ModelContext
+
+
+def define_carbon_cost(ctx: ModelContext) -> None:
+    """Carbon cost ``Σ_{c,t} L[t] Δ · λ_CO2 κ[c,t] / 1000 · p_im[c,t]`` [$], p_im [u].
+
+    λ_CO2 [$/tCO2] is :attr:`Site.carbon_price_usd_per_t`, κ [gCO2/kWh = kg/MWh] the
+    grid's intensity at the campus; their product ``λ_CO2 κ / 1000`` enters as the
+    Parameter ``carbon_cost_usd_per_mwh`` (C × H) [$/MWh]. Only grid import carries
+    carbon: renewable energy used on site and exports carry none.
+    """
+    C, H = ctx.n_campuses, ctx.horizon_steps
+    k = cp.Parameter((C, H), name="carbon_cost_usd_per_mwh", nonneg=True)
+    ctx.parameters["carbon_cost_usd_per_mwh"] = k
+    ctx.costs["carbon_usd"] = (ctx.step_h * ctx.unit_mw) * cp.sum(
+        cp.multiply(k, ctx.variables["import"]) @ ctx.weights)
