@@ -30,9 +30,17 @@ import pandas as pd
 
 from traces.errors import TraceError
 from traces.grid import TraceMetadata, find_gaps
-from traces.validate import check_numeric, check_range, read_csv_checked
+from traces.validate import check_numeric, check_range, check_whole, read_csv_checked
 
 FIRST_DATA_LINE = 2
+MAX_TRACE_S = 10 * 366 * 86_400
+"""Latest accepted arrival [s since trace start]: ten years (BurstGPT spans months)."""
+MAX_TOKENS = 10_000_000
+"""Largest accepted token count of one request [tokens] (contexts hold ~1e6 at most)."""
+MAX_REQUESTS_PER_H = 1_000_000_000
+"""Largest accepted hourly request count [requests/h] (BurstGPT's peak is ~1e4)."""
+MAX_DAY = 10 * 366
+"""Largest accepted day number of the hourly file (ten years)."""
 
 REQUEST_VARIABLES: dict[str, str] = {
     "Timestamp": "arrival_s",
@@ -126,7 +134,8 @@ def read_burstgpt_requests(
         "Timestamp",
         first_line=FIRST_DATA_LINE,
         low=0.0,
-        what="seconds since trace start >= 0",
+        high=MAX_TRACE_S,
+        what="seconds since trace start, at most ten years",
     )
     back = np.flatnonzero(np.diff(arrival.to_numpy()) < 0)
     if back.size:
@@ -140,7 +149,7 @@ def read_burstgpt_requests(
         )
     tokens: dict[str, pd.Series] = {}
     for column in _TOKEN_COLUMNS:
-        tokens[column] = _non_negative(frame, column, source, "token count")
+        tokens[column] = _non_negative(frame, column, source, "token count", MAX_TOKENS)
     total = tokens["Total tokens"].to_numpy()
     parts = tokens["Request tokens"].to_numpy() + tokens["Response tokens"].to_numpy()
     wrong = np.flatnonzero(total != parts)
@@ -258,19 +267,13 @@ def read_burstgpt_hourly(
     hour = check_numeric(frame, "hour", source, first_line=FIRST_DATA_LINE)
     _no_missing(day, source, "day", "a day number")
     _no_missing(hour, source, "hour", "an hour 0..23")
-    check_range(day, source, "day", first_line=FIRST_DATA_LINE, low=0.0, what="a day number >= 0")
-    check_range(
-        hour,
-        source,
-        "hour",
-        first_line=FIRST_DATA_LINE,
-        low=0.0,
-        high=23.0,
-        what="an hour of day 0..23",
-    )
+    check_whole(day, source, "day", first_line=FIRST_DATA_LINE, low=0.0, high=MAX_DAY,
+                what="a day number (at most ten years)")
+    check_whole(hour, source, "hour", first_line=FIRST_DATA_LINE, low=0.0, high=23.0,
+                what="an hour of day 0..23")
     counts: dict[str, pd.Series] = {}
     for raw in HOURLY_VARIABLES:
-        counts[raw] = _non_negative(frame, raw, source, "request count")
+        counts[raw] = _non_negative(frame, raw, source, "request count", MAX_REQUESTS_PER_H)
     both = counts["conversation"].to_numpy() + counts["api"].to_numpy()
     wrong = np.flatnonzero(counts["all"].to_numpy() != both)
     if wrong.size:
@@ -323,8 +326,9 @@ def _as_utc(origin: pd.Timestamp | str) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _non_negative(frame: pd.DataFrame, column: str, source: Path, noun: str) -> pd.Series:
-    """``frame[column]`` as float; every cell present, numeric and >= 0 (a ``noun``)."""
+def _non_negative(frame: pd.DataFrame, column: str, source: Path, noun: str,
+                  high: float) -> pd.Series:
+    """``frame[column]`` as float; every cell present, a whole number in ``[0, high]``."""
     values = check_numeric(frame, column, source, first_line=FIRST_DATA_LINE)
     _no_missing(values, source, column, f"a {noun}")
     check_range(
@@ -335,6 +339,8 @@ def _non_negative(frame: pd.DataFrame, column: str, source: Path, noun: str) -> 
         low=0.0,
         what=f"a non-negative {noun}",
     )
+    check_whole(values, source, column, first_line=FIRST_DATA_LINE, low=0.0, high=high,
+                what=f"a {noun} of at most {high:.3g}")
     return values
 
 

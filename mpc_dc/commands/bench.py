@@ -12,11 +12,10 @@ suites: ``pytest benchmarks --benchmark-only`` (docs/performance.md).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 from mpc_dc.benchmarking import CURVES, run_scaling, write_scaling
+from mpc_dc.commands._options import output_dir, positive_int
 from mpc_dc.rundir import check_target
 
 
@@ -27,10 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
     scaling = sub.add_parser("scaling", help="measure the scaling curves; write CSV, PNG, JSON")
-    scaling.add_argument("--out", type=Path, required=True, help="output directory (new)")
+    scaling.add_argument("--out", type=output_dir, required=True,
+                         help="output directory (new)")
     scaling.add_argument("--quick", action="store_true",
                          help="the two smallest sizes of each family, fewer calls")
-    scaling.add_argument("--repeats", type=int, default=5,
+    scaling.add_argument("--repeats", type=positive_int, default=5,
                          help="repeats per size (default: %(default)s)")
     scaling.add_argument("--family", action="append", choices=list(CURVES), default=None,
                          help="only this family (repeatable; default: all)")
@@ -40,9 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the curves, write the outputs, print the exponents."""
-    if args.repeats < 1:
-        print("mpc-dc: error: --repeats: expected a value >= 1", file=sys.stderr)
-        return 2
     check_target(args.out, overwrite=args.overwrite)
     t0 = time.perf_counter()
 
