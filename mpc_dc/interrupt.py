@@ -11,10 +11,12 @@ folder it leaves is removed at the next write into the same folder
 (:func:`mpc_dc.rundir.clean_stale`).
 
 :func:`hold_point` is a failpoint for the interruption tests: with
-``MPC_DC_TEST_HOLD=<point>:<folder>`` in the environment, a process that reaches
-``<point>`` ("simulate": the first simulated interval; "write": a run directory
-fully written but not yet renamed into place) creates ``<folder>/<point>-<pid>``
-and waits there to be killed. Without the variable it costs one comparison.
+``MPC_DC_TEST_HOLD=<point>:<folder>[:<match>]`` in the environment, a process
+that reaches ``<point>`` ("simulate": a simulated interval; "write": a run
+directory fully written but not yet renamed into place), for a run whose name
+or path contains ``<match>`` (any run without it), creates
+``<folder>/<point>-<pid>`` and waits there to be killed. Without the variable it
+costs one comparison.
 """
 
 from __future__ import annotations
@@ -48,8 +50,12 @@ class Terminated(KeyboardInterrupt):
     """
 
     def __init__(self, signum: int) -> None:
+        # args holds the number, so ``type(e)(*e.args)`` (as simpy re-raises) rebuilds it.
+        super().__init__(int(signum))
         self.signum = int(signum)
-        super().__init__(signal.Signals(self.signum).name)
+
+    def __str__(self) -> str:
+        return signal.Signals(self.signum).name
 
 
 def exit_code(error: KeyboardInterrupt) -> int:
@@ -100,12 +106,21 @@ def handle_signals() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def hold_point(point: str) -> None:
-    """Test failpoint: wait here to be killed when ``MPC_DC_TEST_HOLD`` names ``point``."""
+def hold_point(point: str, where: str = "") -> None:
+    """Test failpoint: wait here to be killed when ``MPC_DC_TEST_HOLD`` names ``point``.
+
+    Parameters
+    ----------
+    point : str
+        ``"simulate"`` or ``"write"``.
+    where : str
+        The run (id or path) at the point, matched against the optional ``<match>``.
+    """
     if not _HOLD:
         return
-    name, _, folder = _HOLD.partition(":")
-    if name != point or not folder:
+    name, _, rest = _HOLD.partition(":")
+    folder, _, match = rest.partition(":")
+    if name != point or not folder or match not in where:
         return
     Path(folder, f"{point}-{os.getpid()}").touch()
     while True:

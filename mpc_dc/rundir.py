@@ -202,7 +202,7 @@ def atomic_dir(target: Path, *, overwrite: bool = False, kind: str = "run") -> I
         raise RunWriteError(target, err) from err
     try:
         yield tmp
-        hold_point("write")
+        hold_point("write", str(target))
         write_marker(tmp, kind, files=file_digests(tmp))
         # Checked again: another process may have written target meanwhile.
         check_target(target, overwrite=overwrite)
@@ -420,7 +420,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale(parent: Path) -> None:
+def clean_stale(parent: Path, *, again: bool = False) -> None:
     """Remove what killed processes left in ``parent``; once per process and folder.
 
     * ``<name>.tmp-<pid>/`` — a run directory being written (it carries the marker,
@@ -430,14 +430,15 @@ def clean_stale(parent: Path) -> None:
 
     Only entries of processes that no longer run are touched (checked with
     ``kill(pid, 0)``; on a shared file system a pid names a process of this machine
-    only). A folder without the marker is left alone with a warning.
+    only). A folder without the marker is left alone with a warning. ``again``
+    scans a folder already scanned by this process (after stopping workers).
     """
     parent = Path(parent)
     try:
         key = parent.resolve()
     except OSError:
         return
-    if key in _cleaned:
+    if key in _cleaned and not again:
         return
     _cleaned.add(key)
     try:

@@ -422,7 +422,7 @@ def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
             run.scenario,
             out=Path(run_dir),
             plots=plots,
-            progress=_simulating,
+            progress=lambda steps: hold_point("simulate", run.run_id),
             extra_meta={"sweep": {"run_id": run.run_id, "overrides": run.override_dict}},
         )
     except Exception as err:  # reported per run; the sweep goes on
@@ -431,11 +431,6 @@ def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
         return RunReport(run.run_id, "failed", f"{type(err).__name__}: {message}",
                          time.perf_counter() - tick)
     return RunReport(run.run_id, "done", "", time.perf_counter() - tick)
-
-
-def _simulating(steps: int) -> None:
-    """Progress callback of a sweep run: only the interruption tests' failpoint."""
-    hold_point("simulate")
 
 
 def run_problem(run_dir: Path) -> str | None:
@@ -507,6 +502,33 @@ def run_sweep(
     runs_dir = out / "runs"
     problems = {r.run_id: run_problem(runs_dir / r.run_id) for r in spec.runs}
     todo = [r for r in spec.runs if problems[r.run_id] is not None]
+    try:
+        table, reports = _execute(spec, out, todo, problems, executor, workers, scheduler,
+                                  plots, on_report, dashboard)
+    except BaseException:
+        if runs_dir.is_dir() and not scheduler:
+            # Workers stopped by force (a LocalCluster's nanny, a pool worker past its
+            # grace time) leave their temporary run directories; they are dead now.
+            clean_stale(runs_dir, again=True)
+        raise
+    ordered = [reports[r.run_id] for r in spec.runs]
+    return SweepOutcome(out, table, ordered, time.perf_counter() - tick)
+
+
+def _execute(
+    spec: SweepSpec,
+    out: Path,
+    todo: list[SweepRun],
+    problems: dict[str, str | None],
+    executor: Executor,
+    workers: int,
+    scheduler: str | None,
+    plots: bool,
+    on_report: Callable[[RunReport, int, int], object] | None,
+    dashboard: str,
+) -> tuple[pd.DataFrame, dict[str, RunReport]]:
+    """The body of :func:`run_sweep`: results table and reports by run id."""
+    runs_dir = out / "runs"
     with ExitStack() as stack:
         client = (stack.enter_context(_dask_client(workers, scheduler, dashboard))
                   if executor == "dask" and todo else None)
@@ -541,8 +563,7 @@ def run_sweep(
                     done(execute_run(run, str(runs_dir / run.run_id), plots))
         table = results_table(spec, out)
         write_tables(out, table, timings_table(spec, out))
-    ordered = [reports[r.run_id] for r in spec.runs]
-    return SweepOutcome(out, table, ordered, time.perf_counter() - tick)
+    return table, reports
 
 
 def _discard_unfinished(run_dir: Path, problem: str | None) -> None:
@@ -577,7 +598,8 @@ def _worker_init(parent_pid: int) -> None:
     * SIGTERM inside a task unwinds it (its temporary run directory is removed)
       and ends the process; between tasks it ends the process at once;
     * a watchdog thread sends this process SIGTERM when its parent is gone (the
-      sweep was killed with SIGKILL), so no worker runs on, writing, for minutes.
+      sweep was killed with SIGKILL), so no worker runs on, writing, for minutes;
+      if the process still runs :data:`STOP_GRACE_S` later, it ends it outright.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_on_term)
@@ -586,6 +608,8 @@ def _worker_init(parent_pid: int) -> None:
         while os.getppid() == parent_pid:
             time.sleep(WATCHDOG_PERIOD_S)
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(STOP_GRACE_S)
+        os._exit(128 + signal.SIGTERM)
 
     threading.Thread(target=watch, name="mpc-dc-parent-watchdog", daemon=True).start()
 
@@ -698,6 +722,10 @@ def _dask_client(workers: int, scheduler: str | None, dashboard: str) -> Iterato
             client = Client(cluster)
         try:
             yield client
+        except BaseException:
+            # Interrupted: the nanny's "still alive after 4 s, killing" is expected now.
+            dask_logger.setLevel(logging.ERROR)
+            raise
         finally:
             client.close()
     finally:
