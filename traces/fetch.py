@@ -173,23 +173,20 @@ class _SafeRedirects(urllib.request.HTTPRedirectHandler):
     def __init__(self, allow_http: bool) -> None:
         self.allow_http = allow_http
 
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: Any,
-        code: int,
-        msg: str,
-        headers: Any,
-        newurl: str,
-    ) -> urllib.request.Request | None:
+    def http_error_302(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any
+    ) -> Any:
         """Refuse a redirect to another scheme (``ftp://``, ``file://``) or to plain http."""
-        target = urllib.parse.urljoin(req.full_url, newurl)
+        location = headers.get("Location") or headers.get("URI") or ""
+        target = urllib.parse.urljoin(req.full_url, location)
         try:
             check_url(target, allow_http=self.allow_http)
         except ConfigError as err:
             raise _RedirectRefusedError(
                 f"redirect from {req.full_url} refused: {err.message}") from None
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 class _RedirectRefusedError(Exception):

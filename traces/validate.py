@@ -376,7 +376,9 @@ def check_numeric(
     infinite = np.isinf(values.to_numpy())
     if infinite.any():
         pos = int(np.flatnonzero(infinite)[0])
-        raise TraceError(path, f"expected a finite number, got {raw.iloc[pos]!r}",
+        cell = raw.iloc[pos]
+        shown = f"{float(cell):g}" if isinstance(cell, float | np.floating) else repr(cell)
+        raise TraceError(path, f"expected a finite number, got {shown}",
                          line=first_line + pos, field=column)
     return values
 
