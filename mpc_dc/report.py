@@ -239,15 +239,17 @@ def _read_run(path: Path) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any],
     Raises
     ------
     RunDirCorruptError
-        One line naming the file (and key or column) that is missing or corrupt.
+        One line naming the file (and key or column) that is missing or corrupt; the
+        files are checked in the order kpis, metadata, ledger, scenario.
     """
-    from mpc_dc.rundir import read_run
-
-    kpis, ledger, meta = read_run(path)
+    what = "a run directory written by mpc-dc run"
+    kpis = read_json_object(path / "kpis.json", what)
+    _check_kpis(path / "kpis.json", kpis)
+    meta = read_json_object(path / "metadata.json", what)
+    ledger = read_parquet_file(path / "ledger.parquet", what)
+    _check_ledger(path / "ledger.parquet", ledger)
     scenario_path = path / "scenario.json"
     scenario = read_json_object(scenario_path) if scenario_path.is_file() else {}
-    _check_kpis(path / "kpis.json", kpis)
-    _check_ledger(path / "ledger.parquet", ledger)
     _check_tz(scenario_path, scenario)
     return kpis, ledger, meta, scenario
 
@@ -334,17 +336,17 @@ def pick_day(ledger: pd.DataFrame, tz: str, day: str | None) -> str:
 
 
 def _sweep_report(path: Path, day: str | None, run_id: str | None) -> Report:
-    results = path / "results.parquet"
-    table = read_parquet_file(results, "a sweep directory written by mpc-dc sweep")
-    for column in ("run_id", "status"):
-        if column not in table.columns:
-            raise RunDirCorruptError(results, "missing column", field=column)
     manifest_path = path / "sweep.json"
     manifest = read_json_object(manifest_path) if manifest_path.is_file() else {}
     if not isinstance(manifest.get("runs", []), list) or not isinstance(
             manifest.get("reference", {}), dict):
         raise RunDirCorruptError(manifest_path, "expected 'runs' as a list and 'reference' "
                                  "as an object (a sweep.json written by mpc-dc sweep)")
+    results = path / "results.parquet"
+    table = read_parquet_file(results, "a sweep directory written by mpc-dc sweep")
+    for column in ("run_id", "status"):
+        if column not in table.columns:
+            raise RunDirCorruptError(results, "missing column", field=column)
     name = str(manifest.get("name", path.name))
     overrides = [c for c in table.columns if c in _override_keys(manifest, table)]
     table = table.copy()

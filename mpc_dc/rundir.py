@@ -526,7 +526,9 @@ def read_parquet_file(path: Path, what: str = "a run directory file") -> pd.Data
     try:
         return pd.read_parquet(path)
     except (pa.ArrowException, ValueError, OSError) as err:
-        reason = " ".join(str(err).split())[:120] or type(err).__name__
+        # pyarrow says "Could not open ... '<path>': <reason>. Either ...": keep <reason>.
+        text = " ".join(str(err).replace(str(path), "").split())
+        reason = text.split(": ")[-1].split(". ")[0].strip(" .")[:120] or type(err).__name__
         raise RunDirCorruptError(path, f"not a readable Parquet file ({reason}); the file is "
                                  "truncated or corrupt") from None
 

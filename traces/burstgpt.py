@@ -340,7 +340,7 @@ def _non_negative(frame: pd.DataFrame, column: str, source: Path, noun: str,
         what=f"a non-negative {noun}",
     )
     check_whole(values, source, column, first_line=FIRST_DATA_LINE, low=0.0, high=high,
-                what=f"a {noun} of at most {high:.3g}")
+                what=f"a {noun}")
     return values
 
 

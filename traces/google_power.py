@@ -22,6 +22,7 @@ import pandas as pd
 from traces.errors import TraceError
 from traces.grid import TraceMetadata, find_gaps, infer_resolution
 from traces.validate import (
+    cell_text,
     check_column,
     check_numeric,
     check_times,
@@ -83,7 +84,7 @@ def read_google_pdu(
         raise TraceError(
             source,
             "expected integer microseconds since trace start in [0, "
-            f"{MAX_TRACE_US:.3g}] (ten years), got {frame[TIME_COLUMN].iloc[pos]!r}",
+            f"{MAX_TRACE_US:.3g}] (ten years), got {cell_text(frame[TIME_COLUMN].iloc[pos])}",
             line=FIRST_DATA_LINE + pos,
             field=TIME_COLUMN,
         )

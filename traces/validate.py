@@ -376,9 +376,7 @@ def check_numeric(
     infinite = np.isinf(values.to_numpy())
     if infinite.any():
         pos = int(np.flatnonzero(infinite)[0])
-        cell = raw.iloc[pos]
-        shown = f"{float(cell):g}" if isinstance(cell, float | np.floating) else repr(cell)
-        raise TraceError(path, f"expected a finite number, got {shown}",
+        raise TraceError(path, f"expected a finite number, got {cell_text(raw.iloc[pos])}",
                          line=first_line + pos, field=column)
     return values
 
@@ -408,6 +406,13 @@ def check_whole(
             line=first_line + pos,
             field=field,
         )
+
+
+def cell_text(cell: object) -> str:
+    """A cell as shown in a message: numbers as ``%g`` (``inf``, ``1e+300``), text quoted."""
+    if isinstance(cell, float | np.floating | int | np.integer) and not isinstance(cell, bool):
+        return f"{float(cell):g}"
+    return repr(cell)
 
 
 def check_column(

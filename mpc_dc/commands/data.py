@@ -221,8 +221,8 @@ def run_fetch(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     """Read FILE with the project's readers and print a summary."""
     path: Path = args.file
-    if not path.is_file():
-        raise TraceError(path, "no such file")
+    if not path.exists():
+        raise TraceError(path, "no such file or folder")
     frame, meta = _read(path, args.format)
     print(format_summary(path, frame, meta))
     return 0
