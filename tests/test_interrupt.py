@@ -1,4 +1,5 @@
-"""Kill tests: ``run`` and ``sweep`` stopped mid-simulation and mid-write, then resumed.
+"""Kill tests: ``run``, ``compare``, ``reproduce`` and ``sweep`` stopped mid-simulation and
+mid-write; a sweep then resumed.
 
 Each command runs in a subprocess (``python -m mpc_dc``) with the failpoint
 ``MPC_DC_TEST_HOLD=<point>:<folder>[:<run>]`` (mpc_dc/interrupt.py): the process
@@ -166,6 +167,27 @@ def test_run_sigkill_mid_write_is_cleaned_by_the_next_write(
     capsys.readouterr()
     assert not tmp_folders(tmp_path)
     assert (tmp_path / "again" / "kpis.json").is_file() and not (tmp_path / "run").exists()
+
+
+def test_compare_sigterm_mid_simulation(tmp_path: Path) -> None:
+    out = tmp_path / "table"
+    job = spawn(["compare", "--forecasters", "persistence", "--out", str(out)], tmp_path,
+                "simulate")
+    job.wait_flags(1)
+    code, _, stderr = job.stop(signal.SIGTERM)
+    assert (code, stderr) == (143, "mpc-dc: interrupted (SIGTERM)\n")
+    assert not out.exists() and not tmp_folders(tmp_path)
+
+
+def test_reproduce_sigint_mid_write(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rcdc"
+    job = spawn(["reproduce", "rcdc", "--data", str(shared_data), "--out", str(out), "--days",
+                 "1", "--no-sweeps"], tmp_path, "write")
+    (pid,) = job.wait_flags(1)
+    assert (tmp_path / f"rcdc.tmp-{pid}").is_dir()
+    code, _, stderr = job.stop(signal.SIGINT)
+    assert (code, stderr) == (130, "mpc-dc: interrupted (SIGINT)\n")
+    assert not out.exists() and not tmp_folders(tmp_path)
 
 
 # ----------------------------------------------------------------------------- sweep

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
-from traces import validate
-from traces.errors import TraceError
+from mpc_dc.cli import main as cli_main
+from traces import datasets, validate
+from traces.errors import TraceError, TraceRangeError
 from traces.greendcc import read_standardized_prices
 
 NOW = pd.Timestamp("2025-01-01", tz="UTC")
@@ -91,3 +93,24 @@ def test_an_infinite_price_is_refused(tmp_path: Path) -> None:
 def test_a_folder_given_as_a_file(tmp_path: Path) -> None:
     with pytest.raises(TraceError, match="is a directory; expected a CSV file"):
         read_standardized_prices(tmp_path, now=NOW)
+
+
+@pytest.mark.parametrize("load", [datasets.nyiso_rt_lmp, datasets.caiso_rt_lmp])
+def test_a_year_outside_the_data_is_a_one_line_range_error(load: Any, tmp_path: Path) -> None:
+    """Was a ValueError (a traceback through the CLI)."""
+    with pytest.raises(TraceRangeError) as info:
+        load(tmp_path, 2029)
+    assert str(info.value).startswith(f"{tmp_path}: no ") and "for 2029; the data hold" in str(
+        info.value)
+
+
+def test_backtest_start_outside_the_series(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli_main(["backtest", "--series", "wind_cf", "--forecaster", "persistence", "--data",
+                     str(shared_data), "--out", str(tmp_path / "out"), "--start", "2029-01-01"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("mpc-dc: error: --start: 2029-01-01 00:00Z leaves no issue time in "
+                          "series 'wind_cf'")
+    assert not (tmp_path / "out").exists()

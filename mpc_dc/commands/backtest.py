@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         )
         end = start + pd.Timedelta(days=args.days)
         history = series[series.index >= start - pd.Timedelta(days=args.train_days)]
-        _check_window(key, history, start, end, args.horizon)
+        _check_window(key, series, start, end, args.horizon)
         for name in args.forecaster:
             fc = build_forecaster(name, key, series, args.seed, day_ahead)
             t0 = time.perf_counter()
@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_window(key: str, history: pd.Series, start: pd.Timestamp, end: pd.Timestamp,
+def _check_window(key: str, series: pd.Series, start: pd.Timestamp, end: pd.Timestamp,
                   horizon: int) -> None:
     """Refuse a ``--start`` or ``--days`` that leaves no issue time inside the series.
 
@@ -268,17 +268,16 @@ def _check_window(key: str, history: pd.Series, start: pd.Timestamp, end: pd.Tim
     if start != start.floor(STEP):
         raise ConfigError("--start", f"{start} is not on the 15-minute grid; expected a time "
                           "like 2022-04-05T06:15Z")
-    if history.empty:
-        raise ConfigError("--start", f"{start} is after the end of series '{key}'")
-    low = history.index[0] + STEP
-    high = history.index[-1] + STEP - horizon * STEP
+    index = pd.DatetimeIndex(series.index)
+    low = index[0] + STEP
+    high = index[-1] + STEP - horizon * STEP
     if not low <= start <= high:
         raise ConfigError(
             "--start",
             f"{start:%Y-%m-%d %H:%M}Z leaves no issue time in series '{key}' (it covers "
-            f"{history.index[0]:%Y-%m-%d %H:%M} to {history.index[-1] + STEP:%Y-%m-%d %H:%M}Z"
-            f"); expected a start from {low:%Y-%m-%d %H:%M} to {high:%Y-%m-%d %H:%M}Z with "
-            f"--train-days history before it and a {horizon}-interval horizon after it",
+            f"{index[0]:%Y-%m-%d %H:%M} to {index[-1] + STEP:%Y-%m-%d %H:%M}Z); expected a "
+            f"start from {low:%Y-%m-%d %H:%M} to {high:%Y-%m-%d %H:%M}Z (history before it, "
+            f"a {horizon}-interval horizon after it)",
         )
 
 
