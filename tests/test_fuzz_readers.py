@@ -311,7 +311,7 @@ def test_renamed_header(
 
 GARBAGE = st.one_of(
     st.sampled_from(["abc", "12,5", "1.2.3", "--", "0x1F", "\u00e9t\u00e9", "TRUE", "1e", "#"]),
-    st.text(alphabet=st.characters(whitelist_categories=("L",), max_codepoint=0x2FF),
+    st.text(alphabet=st.characters(categories=["L"], max_codepoint=0x2FF),
             min_size=1, max_size=6),
 )
 

@@ -56,11 +56,17 @@ pytestmark = pytest.mark.slow
 
 @dataclass
 class Spawned:
-    """A command started in a subprocess with a failpoint."""
+    """A command started in a subprocess with a failpoint.
 
-    proc: subprocess.Popen[str]
+    Its output goes to files, not pipes: a worker that outlived its command would
+    hold a pipe open and hang the test instead of failing it.
+    """
+
+    proc: subprocess.Popen[bytes]
     flags: Path
     token: str
+    stdout: Path
+    stderr: Path
 
     def wait_flags(self, count: int) -> list[int]:
         """Wait until ``count`` processes reached the failpoint; their pids."""
@@ -70,7 +76,7 @@ class Spawned:
             if len(found) >= count:
                 return [int(p.name.rsplit("-", 1)[1]) for p in found]
             if self.proc.poll() is not None:
-                _, err = self.proc.communicate()
+                err = self.stderr.read_text(encoding="utf-8")
                 pytest.fail(f"ended before the failpoint (exit {self.proc.returncode}): {err}")
             time.sleep(0.05)
         pytest.fail(f"the failpoint was not reached in {FLAG_TIMEOUT_S:g} s")
@@ -78,8 +84,9 @@ class Spawned:
     def stop(self, signum: int) -> tuple[int, str, str]:
         """Send ``signum``; exit code, stdout and stderr."""
         self.proc.send_signal(signum)
-        out, err = self.proc.communicate(timeout=120)
-        return self.proc.returncode, out, err
+        code = self.proc.wait(timeout=120)
+        return (code, self.stdout.read_text(encoding="utf-8"),
+                self.stderr.read_text(encoding="utf-8"))
 
 
 def spawn(argv: list[str], tmp_path: Path, hold: str, match: str = "") -> Spawned:
@@ -88,9 +95,11 @@ def spawn(argv: list[str], tmp_path: Path, hold: str, match: str = "") -> Spawne
     token = uuid.uuid4().hex
     env = {**os.environ, "MPC_DC_TEST_HOLD": f"{hold}:{flags}" + (f":{match}" if match else ""),
            "MPC_DC_TEST_TOKEN": token, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen([sys.executable, "-m", "mpc_dc", *argv], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return Spawned(proc, flags, token)
+    stdout, stderr = flags.with_suffix(".out"), flags.with_suffix(".err")
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "mpc_dc", *argv], cwd=REPO, env=env,
+                                stdout=out, stderr=err)
+    return Spawned(proc, flags, token, stdout, stderr)
 
 
 def processes_with(token: str) -> list[int]:
@@ -251,7 +260,7 @@ def test_killed_sweep_leaves_no_process_and_resumes_to_the_same_table(
     code, _, stderr = job.stop(signum)
     if signum != signal.SIGKILL:
         assert code == 128 + signum
-        assert stderr.strip().splitlines()[-1] == f"mpc-dc: interrupted ({signum.name})"
+        assert stderr.strip().splitlines()[-1] == f"mpc-dc: interrupted ({signal.Signals(signum).name})"
         assert "Traceback" not in stderr
         assert not tmp_folders(out)
     assert_all_gone(job.token)
