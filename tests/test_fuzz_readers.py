@@ -233,6 +233,20 @@ def _cells(row: str) -> list[str]:
     return row.split(",")
 
 
+def _with_cell(fmt: str, data: st.DataObject,
+               values: st.SearchStrategy[str]) -> tuple[int, str, str]:
+    """A drawn value put in a drawn checked cell: (row index, value, the file's text)."""
+    layout = LAYOUTS[fmt]
+    rows = _rows(layout.text)
+    k = data.draw(st.integers(layout.header_lines, len(rows) - 1), label="row")
+    j = data.draw(st.sampled_from(layout.checked), label="column")
+    value = data.draw(values, label="value")
+    cells = _cells(rows[k])
+    cells[j] = f'"{value}"' if "," in value else value
+    rows[k] = ",".join(cells)
+    return k, value, _join(rows)
+
+
 FUZZ = settings(max_examples=75, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 """Eight properties x 75 examples = 600 per run."""
@@ -322,15 +336,8 @@ def test_garbage_cell_is_refused_naming_line_and_column(
     fmt: str, data: st.DataObject, folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A letters-only or malformed cell in a checked column: refused at its line."""
-    layout = LAYOUTS[fmt]
-    rows = _rows(layout.text)
-    k = data.draw(st.integers(layout.header_lines, len(rows) - 1), label="row")
-    j = data.draw(st.sampled_from(layout.checked), label="column")
-    cells = _cells(rows[k])
-    value = data.draw(GARBAGE, label="value")
-    cells[j] = f'"{value}"' if "," in value else value
-    rows[k] = ",".join(cells)
-    outcome = check_file(folder, fmt, _join(rows).encode("utf-8"), capsys)
+    k, value, text = _with_cell(fmt, data, GARBAGE)
+    outcome = check_file(folder, fmt, text.encode("utf-8"), capsys)
     if value.strip().lower() in ("nan", "na", "n/a", "null", "none", "true", "false"):
         return  # read as missing or as a flag: not garbage to pandas
     assert outcome.code == 2, (value, outcome)
@@ -348,15 +355,8 @@ def test_huge_values_nan_and_infinities(
     fmt: str, data: st.DataObject, folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Huge, NaN, empty and infinite cells: never a crash; an infinity is never accepted."""
-    layout = LAYOUTS[fmt]
-    rows = _rows(layout.text)
-    k = data.draw(st.integers(layout.header_lines, len(rows) - 1), label="row")
-    j = data.draw(st.sampled_from(layout.checked), label="column")
-    value = data.draw(SPECIAL, label="value")
-    cells = _cells(rows[k])
-    cells[j] = value
-    rows[k] = ",".join(cells)
-    outcome = check_file(folder, fmt, _join(rows).encode("utf-8"), capsys)
+    k, value, text = _with_cell(fmt, data, SPECIAL)
+    outcome = check_file(folder, fmt, text.encode("utf-8"), capsys)
     if value.lower().lstrip("-") in ("inf", "infinity", "1e400"):
         assert outcome.code == 2, (value, outcome)
         assert f"line {k + 1}" in outcome.line, (value, outcome)

@@ -260,7 +260,8 @@ def test_killed_sweep_leaves_no_process_and_resumes_to_the_same_table(
     code, _, stderr = job.stop(signum)
     if signum != signal.SIGKILL:
         assert code == 128 + signum
-        assert stderr.strip().splitlines()[-1] == f"mpc-dc: interrupted ({signal.Signals(signum).name})"
+        name = signal.Signals(signum).name
+        assert stderr.strip().splitlines()[-1] == f"mpc-dc: interrupted ({name})"
         assert "Traceback" not in stderr
         assert not tmp_folders(out)
     assert_all_gone(job.token)

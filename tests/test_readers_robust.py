@@ -22,32 +22,30 @@ ROWS = [
 ]
 
 
-def test_a_file_cut_off_mid_row_is_refused_not_loaded_with_nans(tmp_path: Path) -> None:
-    """Cut after the local time: pandas would fill the price with NaN (a gap, accepted)."""
-    path = tmp_path / "cut.csv"
-    path.write_text("\n".join([HEADER, *ROWS[:2], ROWS[2].rsplit(",", 1)[0]]), encoding="utf-8")
+def _refusal(folder: Path, lines: list[str]) -> tuple[Path, str]:
+    """Write ``lines`` (no final newline) as a price file; the reader's one-line refusal."""
+    path = folder / "prices.csv"
+    path.write_text("\n".join(lines), encoding="utf-8")
     with pytest.raises(TraceError) as info:
         read_standardized_prices(path, now=NOW)
-    assert str(info.value) == (
-        f"{path}: line 4: 2 fields, expected 3 as in the header; the file ends mid-row "
-        "(cut off?)")
+    return path, str(info.value)
+
+
+def test_a_file_cut_off_mid_row_is_refused_not_loaded_with_nans(tmp_path: Path) -> None:
+    """Cut after the local time: pandas would fill the price with NaN (a gap, accepted)."""
+    path, message = _refusal(tmp_path, [HEADER, *ROWS[:2], ROWS[2].rsplit(",", 1)[0]])
+    assert message == (f"{path}: line 4: 2 fields, expected 3 as in the header; the file ends "
+                       "mid-row (cut off?)")
 
 
 def test_a_short_row_inside_the_file_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "short.csv"
-    path.write_text("\n".join([HEADER, ROWS[0], ROWS[1].rsplit(",", 1)[0], ROWS[2]]) + "\n",
-                    encoding="utf-8")
-    with pytest.raises(TraceError, match=r"line 3: 2 fields, expected 3 as in the header; "
-                                         r"the row is cut short"):
-        read_standardized_prices(path, now=NOW)
+    _, message = _refusal(tmp_path, [HEADER, ROWS[0], ROWS[1].rsplit(",", 1)[0], ROWS[2], ""])
+    assert "line 3: 2 fields, expected 3 as in the header; the row is cut short" in message
 
 
 def test_a_quoted_file_is_checked_too(tmp_path: Path) -> None:
-    path = tmp_path / "quoted.csv"
-    path.write_text("\n".join([HEADER, *ROWS[:2], '"2020-06-01 02:00:00+00:00","2020-05-31']),
-                    encoding="utf-8")
-    with pytest.raises(TraceError, match="line 4: 2 fields, expected 3"):
-        read_standardized_prices(path, now=NOW)
+    _, message = _refusal(tmp_path, [HEADER, *ROWS[:2], '"2020-06-01 02:00:00+00:00","2020-05'])
+    assert "line 4: 2 fields, expected 3" in message
 
 
 def _no_pandas(*args: object, **kwargs: object) -> None:

@@ -154,15 +154,6 @@ def existing_dir(text: str) -> Path:
     return path
 
 
-def existing_file(text: str) -> Path:
-    """A file that exists."""
-    path = Path(text)
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise argparse.ArgumentTypeError(f"{text} {what}; expected a file")
-    return path
-
-
 def comma_list(text: str) -> list[str]:
     """``a,b,c`` as a list of non-empty labels."""
     labels = [label.strip() for label in text.split(",")]
