@@ -199,6 +199,10 @@ CLI: dict[str, str] = {
     "(see 'mpc-dc compare --help')",
     "cli_compare_empty_forecasters": "argument --forecasters: expected comma-separated labels "
     "like a,b,c, got ',,' (see 'mpc-dc compare --help')",
+    "cli_compare_flex_on_a_site_scenario": "--flex: applies to fleet scenarios (kind = "
+    "\"fleet\"); a site scenario compares --forecasters",
+    "cli_compare_forecasters_on_a_fleet_scenario": "--forecasters: applies to site scenarios; "
+    "a fleet scenario compares --flex labels (S1..S6)",
     "cli_sweep_workers_zero": "argument --workers: expected a whole number >= 1, got '0' "
     "(see 'mpc-dc sweep --help')",
     "cli_sweep_workers_not_a_number": "argument --workers: expected a whole number, got 'two' "

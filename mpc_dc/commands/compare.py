@@ -17,6 +17,9 @@ from mpc_dc.commands._common import (
 from mpc_dc.commands._options import comma_list, existing_dir, output_dir
 from mpc_dc.runner import compare
 from mpc_dc.scenario import default_scenario, load_scenario, scenario_kind
+from traces.errors import ConfigError
+
+DEFAULT_FORECASTERS = "oracle,sarimax,seasonal_naive,persistence"
 
 COLUMNS = {
     "cost_usd": ("cost [$]", "{:,.0f}"),
@@ -49,8 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=existing_dir,
                         help="override data.data_dir (public data folder)")
     parser.add_argument(
-        "--forecasters", type=comma_list, default="oracle,sarimax,seasonal_naive,persistence",
-        help="comma-separated labels (default: %(default)s)",
+        "--forecasters", type=comma_list, default=None,
+        help=f"site scenarios: comma-separated labels (default: {DEFAULT_FORECASTERS})",
     )
     parser.add_argument("--out", type=output_dir,
                         help="write the table as CSV and Markdown into this new folder")
@@ -65,10 +68,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the comparison and print the table."""
     if args.scenario and scenario_kind(args.scenario) == "fleet":
+        if args.forecasters is not None:
+            raise ConfigError("--forecasters", "applies to site scenarios; a fleet scenario "
+                              "compares --flex labels (S1..S6)")
         return compare_fleet_main(args)
+    if args.flex is not None:
+        raise ConfigError("--flex", "applies to fleet scenarios (kind = \"fleet\"); a site "
+                          "scenario compares --forecasters")
     scenario = load_scenario(args.scenario) if args.scenario else default_scenario()
     scenario = with_data_dir(scenario, args.data)
-    labels = list(args.forecasters)
+    labels = list(args.forecasters or DEFAULT_FORECASTERS.split(","))
     with progress_bars() as progress:
         table = compare(scenario, labels, progress=progress)
     text = markdown_table(table, "controller", COLUMNS, _rcdc_cell)
