@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,11 +79,10 @@ def handle_signals() -> Iterator[None]:
     previous handlers are restored on exit (the CLI is also called in-process, by
     the tests).
     """
-    try:
-        previous = {s: signal.getsignal(s) for s in HANDLED_SIGNALS}
-    except ValueError:  # pragma: no cover - not the main thread
-        yield
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may install signal handlers
         return
+    previous = {s: signal.getsignal(s) for s in HANDLED_SIGNALS}
     received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -93,17 +93,14 @@ def handle_signals() -> Iterator[None]:
         received.append(signum)
         raise Terminated(signum)
 
-    try:
-        for s in HANDLED_SIGNALS:
-            signal.signal(s, on_signal)
-    except ValueError:  # not the main thread: leave the default behaviour
-        yield
-        return
+    for s in HANDLED_SIGNALS:
+        signal.signal(s, on_signal)
     try:
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            # None: a handler set outside Python; the default is the closest we can restore.
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
 def hold_point(point: str, where: str = "") -> None:
