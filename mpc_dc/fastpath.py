@@ -27,7 +27,12 @@ which on the fleet LP cuts the dual simplex iterations about threefold
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import os
+import sys
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -43,6 +48,54 @@ _PARAM_OFFSET_ID = -1  # cvxpy's id for the constant column of the parameter vec
 _BASIC, _AT_LOWER, _AT_UPPER, _ZERO = 1, 0, 2, 3  # HighsBasisStatus values
 _STATUS = np.array(list(highspy.HighsBasisStatus.__members__.values()), dtype=object)[
     np.argsort([int(v) for v in highspy.HighsBasisStatus.__members__.values()])]
+
+
+_BANNER = {"silenced": False}
+"""Whether this process's first HiGHS model has been built (with its banner swallowed)."""
+
+
+def silence_highs_banner() -> None:
+    """Swallow the copyright banner HiGHS prints on stdout at its first model in a process.
+
+    HiGHS writes it from C++ when the first ``Highs()`` of a process is constructed,
+    before any option (``output_flag``, ``log_to_console``) can be set on that model,
+    and never again in the process. So the first model is built here with file
+    descriptor 1 pointed at a temporary file; what it caught is logged at DEBUG.
+    Idempotent; called by the CLI before a command runs, by sweep workers, and
+    before the resident model of :class:`HighsFastPath` is built.
+    """
+    if _BANNER["silenced"]:
+        return
+    _BANNER["silenced"] = True
+    # Python's own buffered lines go out first; no usable stdout means none to keep.
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError as err:  # no stdout at all (a daemon): nothing to keep clean
+        logger.debug("stdout not open (%s); HiGHS banner not redirected", err)
+        highspy.Highs()
+        return
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 1)
+            highspy.Highs()
+            _flush_c_stdio()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        sink.seek(0)
+        caught = sink.read().decode("utf-8", errors="replace").strip()
+    if caught:
+        logger.debug("HiGHS banner (kept off stdout): %s", " | ".join(caught.splitlines()))
+
+
+def _flush_c_stdio() -> None:
+    """Flush C stdio buffers, so the banner lands in the sink and not after it."""
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError, TypeError) as err:  # no C runtime via ctypes (Windows)
+        logger.debug("could not flush C stdio: %s", err)
 
 
 class ParametricStructureError(ValueError):
@@ -180,6 +233,7 @@ class HighsFastPath:
         self._free_cols = np.flatnonzero(~np.isfinite(col_lower) & ~np.isfinite(col_upper))
         self._row_template = np.where(np.arange(m) < self._n_eq, _AT_LOWER,
                                       _AT_UPPER).astype(np.int8)
+        silence_highs_banner()
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         self._time_limit_s = float(time_limit_s)

@@ -8,8 +8,16 @@
   and optionally the power flows of one run's day.
 
 The HTML report is one self-contained file (PNG figures embedded as base64); the
-Markdown report links its PNGs from a sibling ``<name>_files/`` folder. Both are
-written through temporary names and renamed.
+Markdown report links its PNGs from a sibling ``<name>_files/`` folder (an mpc-dc
+output folder, see :func:`mpc_dc.rundir.prepare_output_dir`). Both are written
+through temporary names and renamed.
+
+Names come from users (scenario names, override values, controller labels): the
+HTML escapes them, the Markdown backslash-escapes every character Markdown would
+read as syntax, and figures escape ``$`` so matplotlib does not parse them as
+mathtext. A corrupt run or sweep directory (a truncated ``kpis.json``, a Parquet
+file that is not one, a missing ``metadata.json``, JSON of the wrong type) ends in
+one line naming the file (:class:`mpc_dc.rundir.RunDirCorruptError`).
 
 Build (:func:`build_report`) and render (:func:`render_html`, :func:`render_markdown`)
 are kept apart so tests can check the structure without parsing HTML.
@@ -20,13 +28,14 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import logging
 import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import matplotlib as mpl
 
@@ -36,7 +45,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mpc_dc.rundir import write_file_atomic
+from mpc_dc.rundir import (
+    RunDirCorruptError,
+    prepare_output_dir,
+    read_json_object,
+    read_parquet_file,
+    write_file_atomic,
+)
 from traces.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -205,15 +220,83 @@ def _run_report(path: Path, day: str | None) -> Report:
     return report
 
 
+LEDGER_COLUMNS = (
+    "site_load_mw",
+    "renewable_used_mw",
+    "renewable_available_mw",
+    "import_mw",
+    "export_mw",
+    "import_price_usd_per_mwh",
+    "export_price_usd_per_mwh",
+)
+"""Ledger columns the run report plots."""
+
+
 def _read_run(path: Path) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any],
                                    dict[str, Any]]:
-    from mpc_dc.rundir import read_run
+    """KPIs, ledger, metadata and scenario of a run directory, checked for the report.
 
-    kpis, ledger, meta = read_run(path)
+    Raises
+    ------
+    RunDirCorruptError
+        One line naming the file (and key or column) that is missing or corrupt; the
+        files are checked in the order kpis, metadata, ledger, scenario.
+    """
+    what = "a run directory written by mpc-dc run"
+    kpis = read_json_object(path / "kpis.json", what)
+    _check_kpis(path / "kpis.json", kpis)
+    meta = read_json_object(path / "metadata.json", what)
+    ledger = read_parquet_file(path / "ledger.parquet", what)
+    _check_ledger(path / "ledger.parquet", ledger)
     scenario_path = path / "scenario.json"
-    scenario = (json.loads(scenario_path.read_text(encoding="utf-8"))
-                if scenario_path.is_file() else {})
+    scenario = read_json_object(scenario_path) if scenario_path.is_file() else {}
+    _check_tz(scenario_path, scenario)
     return kpis, ledger, meta, scenario
+
+
+def _check_kpis(file: Path, kpis: dict[str, Any]) -> None:
+    """The KPIs the report shows are numbers, the fallback/fault counters objects of counts."""
+    if "cost_usd" not in kpis:
+        raise RunDirCorruptError(file, "missing; expected the KPIs of a run (the report "
+                                 "reads RCDC run directories)", field="cost_usd")
+    keys = dict.fromkeys([*(k for k, *_ in RUN_KPIS), *(k for k, *_ in COST_COMPONENTS)])
+    for key in keys:
+        value = kpis.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise RunDirCorruptError(file, f"expected a number, got {value!r}", field=key)
+    for key in ("fallbacks", "faults"):
+        value = kpis.get(key, {})
+        if not isinstance(value, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+        ):
+            raise RunDirCorruptError(file, f"expected an object of counts, got {value!r}",
+                                     field=key)
+
+
+def _check_ledger(file: Path, ledger: pd.DataFrame) -> None:
+    """A non-empty ledger indexed by UTC interval starts, with the plotted columns numeric."""
+    index = ledger.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None or ledger.empty:
+        raise RunDirCorruptError(file, "expected rows indexed by UTC interval starts (the "
+                                 "report reads RCDC run directories)")
+    for column in LEDGER_COLUMNS:
+        if column not in ledger.columns:
+            raise RunDirCorruptError(file, "missing column", field=column)
+        if not pd.api.types.is_numeric_dtype(ledger[column]):
+            raise RunDirCorruptError(file, f"expected numbers, got {ledger[column].dtype}",
+                                     field=column)
+
+
+def _check_tz(file: Path, scenario: dict[str, Any]) -> None:
+    run = scenario.get("run", {})
+    tz = run.get("local_tz") if isinstance(run, dict) else None
+    if tz is None:
+        return
+    try:
+        ZoneInfo(str(tz))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RunDirCorruptError(file, f"unknown time zone {tz!r}; expected an IANA name like "
+                                 "America/New_York", field="run.local_tz") from None
 
 
 def kpi_table(kpis: dict[str, Any]) -> pd.DataFrame:
@@ -253,10 +336,17 @@ def pick_day(ledger: pd.DataFrame, tz: str, day: str | None) -> str:
 
 
 def _sweep_report(path: Path, day: str | None, run_id: str | None) -> Report:
-    table = pd.read_parquet(path / "results.parquet")
     manifest_path = path / "sweep.json"
-    manifest = (json.loads(manifest_path.read_text(encoding="utf-8"))
-                if manifest_path.is_file() else {})
+    manifest = read_json_object(manifest_path) if manifest_path.is_file() else {}
+    if not isinstance(manifest.get("runs", []), list) or not isinstance(
+            manifest.get("reference", {}), dict):
+        raise RunDirCorruptError(manifest_path, "expected 'runs' as a list and 'reference' "
+                                 "as an object (a sweep.json written by mpc-dc sweep)")
+    results = path / "results.parquet"
+    table = read_parquet_file(results, "a sweep directory written by mpc-dc sweep")
+    for column in ("run_id", "status"):
+        if column not in table.columns:
+            raise RunDirCorruptError(results, "missing column", field=column)
     name = str(manifest.get("name", path.name))
     overrides = [c for c in table.columns if c in _override_keys(manifest, table)]
     table = table.copy()
@@ -304,8 +394,8 @@ def _sweep_report(path: Path, day: str | None, run_id: str | None) -> Report:
         ))
     if run_id is not None:
         run_dir = path / "runs" / run_id
-        if not (run_dir / "kpis.json").is_file():
-            raise ConfigError("--run", f"{run_id} is not a finished run of {path}")
+        if run_id not in set(table["run_id"].astype(str)) or not run_dir.is_dir():
+            raise ConfigError("--run", f"{run_id} is not a run of {path}")
         _, ledger, _, scenario = _read_run(run_dir)
         tz = scenario.get("run", {}).get("local_tz", "America/New_York")
         chosen = pick_day(ledger, tz, day)
@@ -320,7 +410,8 @@ def _sweep_report(path: Path, day: str | None, run_id: str | None) -> Report:
 def _override_keys(manifest: dict[str, Any], table: pd.DataFrame) -> list[str]:
     keys: dict[str, None] = {}
     for run in manifest.get("runs", []):
-        keys.update(dict.fromkeys(run.get("overrides", {})))
+        overrides = run.get("overrides", {}) if isinstance(run, dict) else {}
+        keys.update(dict.fromkeys(overrides if isinstance(overrides, dict) else {}))
     if not keys:  # no manifest: dotted scenario keys
         keys = dict.fromkeys(c for c in table.columns
                              if c.split(".")[0] in {"run", "data", "site", "controller"})
@@ -359,10 +450,22 @@ def short_label(run_id: str) -> str:
 
 def _png(fig: plt.Figure) -> bytes:
     buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        fig.savefig(buffer, format="png", dpi=100)
+    finally:
+        plt.close(fig)
     return buffer.getvalue()
+
+
+def plain(text: object) -> str:
+    """A user string shown as is in a figure: ``$`` escaped, so no mathtext is parsed.
+
+    Matplotlib reads text between two ``$`` as mathtext (``_``, ``^``, ``\\`` are then
+    commands, and a bad one raises when the figure is drawn); ``\\$`` is a literal
+    dollar sign and leaves the rest of the text plain.
+    """
+    return str(text).replace("$", r"\$")
 
 
 def _cost_bar(kpis: dict[str, Any], name: str) -> plt.Figure:
@@ -382,7 +485,7 @@ def _cost_bar(kpis: dict[str, Any], name: str) -> plt.Figure:
     ax.axvline(0, color="grey", lw=0.8)
     ax.invert_yaxis()
     ax.set_xlabel("cost [k$] (negative = revenue)")
-    ax.set_title(f"Cost components: {name}")
+    ax.set_title(f"Cost components: {plain(name)}")
     ax.grid(axis="x", alpha=0.3)
     ax.margins(x=0.15)
     return fig
@@ -407,7 +510,7 @@ def _day_flows(ledger: pd.DataFrame, tz: str, day: str, name: str) -> plt.Figure
             ls="--", label="renewable available")
     ax.axhline(0, color="grey", lw=0.6)
     ax.set_ylabel("power [MW]")
-    ax.set_title(f"Power flows on {day} ({tz})\n{name}", fontsize=10)
+    ax.set_title(f"Power flows on {day} ({tz})\n{plain(name)}", fontsize=10)
     # Outside the axes: the load sits at the top of the frame at full utilisation.
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.grid(alpha=0.3)
@@ -451,7 +554,7 @@ def _panels(done: pd.DataFrame, overrides: list[str]) -> list[tuple[str, pd.Data
     if not keys:
         return [("all runs", done)]
     groups = done.groupby(keys, sort=True, dropna=False)
-    return [(", ".join(f"{k.split('.')[-1]} = {v}" for k, v in
+    return [(", ".join(f"{k.split('.')[-1]} = {plain(v)}" for k, v in
                        zip(keys, name if isinstance(name, tuple) else (name,), strict=True)),
              part) for name, part in groups][:6]
 
@@ -472,12 +575,12 @@ def _regret_plot(done: pd.DataFrame, overrides: list[str]) -> plt.Figure:
             if levels.notna().sum() > 1:
                 curve = rows.assign(_x=levels.astype(float)).sort_values("_x")
                 ax.plot(curve["_x"], curve[metric], marker="o", color=color,
-                        label=str(controller))
+                        label=plain(controller))
             elif metric == "regret_pct" and (rows["regret_usd"].abs() < 1e-9).all():
                 continue  # the reference itself: regret 0 by definition
             else:
                 ax.axhline(float(rows[metric].mean()), color=color, ls="--",
-                           label=str(controller))
+                           label=plain(controller))
         if metric == "regret_pct":
             ax.axhline(0, color="black", lw=0.8, label="perfect foresight")
         ax.set_title(title, fontsize=10)
@@ -490,7 +593,7 @@ def _regret_plot(done: pd.DataFrame, overrides: list[str]) -> plt.Figure:
 
 
 def _cost_bars(done: pd.DataFrame, overrides: list[str]) -> plt.Figure:
-    labels = [short_label(r) for r in done["run_id"]]
+    labels = [plain(short_label(r)) for r in done["run_id"]]
     fig, ax = plt.subplots(figsize=(10, 0.32 * len(done) + 1.6))
     y = np.arange(len(done))
     left_pos = np.zeros(len(done))
@@ -517,7 +620,7 @@ def _cost_bars(done: pd.DataFrame, overrides: list[str]) -> plt.Figure:
 
 
 def _slo_bars(done: pd.DataFrame, column: str, overrides: list[str]) -> plt.Figure:
-    labels = [short_label(r) for r in done["run_id"]]
+    labels = [plain(short_label(r)) for r in done["run_id"]]
     fig, ax = plt.subplots(figsize=(10, 0.32 * len(done) + 1.6))
     ax.barh(np.arange(len(done)), 100.0 * done[column].astype(float), color="tab:green")
     ax.set_yticks(np.arange(len(done)), labels, fontsize=7)
@@ -563,11 +666,34 @@ def render_html(report: Report) -> str:
     return "\n".join(parts) + "\n"
 
 
+_MARKDOWN_SYNTAX = re.compile(r"([\\`*_{}\[\]<>()#+!|$~&])")
+
+
+def md_escape(text: object) -> str:
+    """``text`` as literal Markdown: syntax characters backslash-escaped, one line.
+
+    Covers emphasis, links and images, code, HTML tags and entities, headings,
+    table pipes and math dollars; line breaks become spaces (a name must not start
+    a heading or end a table row).
+    """
+    one_line = " ".join(str(text).splitlines())
+    return _MARKDOWN_SYNTAX.sub(r"\\\1", one_line)
+
+
+def md_code(text: object) -> str:
+    """``text`` as a Markdown code span, fenced by more backticks than it holds."""
+    one_line = " ".join(str(text).splitlines())
+    longest = max((len(run) for run in re.findall(r"`+", one_line)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if one_line.startswith("`") or one_line.endswith("`") else ""
+    return f"{fence}{pad}{one_line}{pad}{fence}"
+
+
 def markdown_table(table: pd.DataFrame) -> str:
-    """A pipe table (no external dependency)."""
+    """A pipe table (no external dependency); every cell escaped with :func:`md_escape`."""
     def cell(value: Any) -> str:
         text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else value
-        return str(text).replace("|", "\\|")
+        return md_escape(text)
 
     header = "| " + " | ".join(cell(c) for c in table.columns) + " |"
     rule = "|" + "---|" * len(table.columns)
@@ -578,17 +704,18 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 def render_markdown(report: Report, figure_dir: str) -> str:
     """Markdown text; figures are linked as ``<figure_dir>/<name>.png``."""
-    parts = [f"# {report.title}", "", f"Source: `{report.source}`", ""]
+    parts = [f"# {md_escape(report.title)}", "", f"Source: {md_code(report.source)}", ""]
     for section in report.sections:
-        parts += [f"## {section.heading}", ""]
+        parts += [f"## {md_escape(section.heading)}", ""]
         for paragraph in section.paragraphs:
-            parts += [paragraph, ""]
+            parts += [md_escape(paragraph), ""]
         for table in section.tables:
             parts += [markdown_table(table), ""]
         for fig in section.figures:
-            parts += [f"![{fig.title}]({figure_dir}/{fig.name}.png)", ""]
+            link = urllib.parse.quote(f"{figure_dir}/{fig.name}.png")
+            parts += [f"![{md_escape(fig.title)}]({link})", ""]
             if fig.caption:
-                parts += [f"*{fig.caption}*", ""]
+                parts += [f"*{md_escape(fig.caption)}*", ""]
     return "\n".join(parts)
 
 
@@ -607,10 +734,13 @@ def write_report(
     """
     report = build_report(Path(path), day=day, run_id=run_id)
     target = Path(out) if out is not None else Path(path) / f"report.{fmt}"
+    if target.is_dir():
+        raise ConfigError("--out", f"{target} is a directory; expected a report file path")
     if fmt == "html":
         text = render_html(report)
     else:
         folder = target.with_name(f"{target.stem}_files")
+        prepare_output_dir(folder, kind="report")
         for fig in report.figures:
             write_file_atomic(folder / f"{fig.name}.png", _png_writer(fig.png))
         text = render_markdown(report, folder.name)

@@ -20,17 +20,25 @@ and a hash of the base scenario and the overrides, e.g.
 Output layout::
 
     OUT/
+      .mpc-dc-output.json   the output marker (kind "sweep")
       sweep.json        the resolved sweep: base scenario, runs (id, overrides), status
       runs/<id>/        one run directory per run (written atomically by the runner)
       results.parquet   one row per run: run id, overrides, KPIs (no wall times)
       results.csv       the same table as CSV
       timings.csv       wall and solve times per run (these differ between executions)
 
-Resume: a run whose directory holds ``kpis.json`` is finished and skipped; run
-directories are renamed into place only when complete, so a killed sweep run
-again with the same command re-runs exactly the unfinished runs. The results
-table is rebuilt from the run directories in expansion order, so the local and
-the dask executors give identical tables.
+Resume: a run directory is renamed into place only when complete, and its output
+marker (``.mpc-dc-output.json``) records the SHA-256 of every file it holds. A run
+whose directory is complete and intact is skipped; any other (unfinished, a file
+deleted or corrupted since) is removed and run again, so a killed sweep run again
+with the same command re-runs exactly the runs it lacks. The results table is
+rebuilt from the run directories in expansion order, so the local and the dask
+executors give identical tables.
+
+Interruption: Ctrl-C or SIGTERM stops the workers of a local pool (they remove
+their temporary run directories) and cancels the dask tasks; a pool worker whose
+sweep process was killed outright notices within :data:`WATCHDOG_PERIOD_S` and
+stops too, and a LocalCluster's workers end with the process that started them.
 """
 
 from __future__ import annotations
@@ -43,19 +51,33 @@ import logging
 import os
 import re
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from mpc_dc.config import to_mapping
-from mpc_dc.rundir import RunDirExistsError, write_file_atomic, write_json
+from mpc_dc.interrupt import Terminated, hold_point
+from mpc_dc.rundir import (
+    RunDirExistsError,
+    RunWriteError,
+    clean_stale,
+    pid_alive,
+    prepare_output_dir,
+    read_json_object,
+    verify_output_dir,
+    write_file_atomic,
+    write_json,
+)
 from mpc_dc.scenario import (
     Scenario,
     default_scenario,
@@ -88,6 +110,18 @@ NESTED_KPIS = ("fallbacks", "faults", "formulations")
 
 MAX_RUNS = 100_000
 """Largest sweep accepted (a typo such as a 1e6-point grid is an error, not a month)."""
+
+DASHBOARD_DEFAULT = "127.0.0.1:0"
+"""A LocalCluster's dashboard: this machine only, a free port (several sweeps may run)."""
+
+SCHEDULER_TIMEOUT_S = 5.0
+"""Longest wait for a remote dask scheduler to answer [s] (then one line, nothing created)."""
+
+WATCHDOG_PERIOD_S = 0.2
+"""How often a pool worker checks that the sweep process is still there [s]."""
+
+STOP_GRACE_S = 10.0
+"""Time pool workers get to clean up after SIGTERM before SIGKILL [s]."""
 
 
 @dataclass(frozen=True)
@@ -375,16 +409,20 @@ def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
 
     A run that raises is reported as failed (logged with its traceback) rather than
     raised, so that one bad run does not lose the others and dask does not retry a
-    deterministic failure on other workers.
+    deterministic failure on other workers. An interruption (Ctrl-C, SIGTERM) is not
+    a failure: it propagates, after the temporary run directory is removed.
     """
+    from mpc_dc.fastpath import silence_highs_banner
     from mpc_dc.runner import run_scenario
 
+    silence_highs_banner()
     tick = time.perf_counter()
     try:
         run_scenario(
             run.scenario,
             out=Path(run_dir),
             plots=plots,
+            progress=lambda steps: hold_point("simulate", run.run_id),
             extra_meta={"sweep": {"run_id": run.run_id, "overrides": run.override_dict}},
         )
     except Exception as err:  # reported per run; the sweep goes on
@@ -395,9 +433,19 @@ def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
     return RunReport(run.run_id, "done", "", time.perf_counter() - tick)
 
 
+def run_problem(run_dir: Path) -> str | None:
+    """Why ``run_dir`` is not a finished, intact run; None when it is.
+
+    Finished and intact: written to the end (its output marker says so) and every
+    file still has the SHA-256 recorded then, so a run whose ledger was deleted or
+    whose ``kpis.json`` was truncated is re-run, not counted.
+    """
+    return verify_output_dir(run_dir)
+
+
 def is_complete(run_dir: Path) -> bool:
-    """A run directory is complete when its ``kpis.json`` exists (written, then renamed)."""
-    return (run_dir / "kpis.json").is_file()
+    """Whether ``run_dir`` is a finished, intact run (see :func:`run_problem`)."""
+    return run_problem(run_dir) is None
 
 
 def run_sweep(
@@ -409,6 +457,7 @@ def run_sweep(
     scheduler: str | None = None,
     plots: bool = False,
     on_report: Callable[[RunReport, int, int], object] | None = None,
+    dashboard: str = DASHBOARD_DEFAULT,
 ) -> SweepOutcome:
     """Execute ``spec`` into ``out``; skip finished runs; rebuild the results table.
 
@@ -416,38 +465,82 @@ def run_sweep(
     ----------
     spec : SweepSpec
     out : Path
-        Sweep directory (created; reused to resume).
+        Sweep directory (created with the output marker; reused to resume).
     executor : {"local", "dask"}
-        ``local``: in this process (``workers == 1``) or a process pool. ``dask``: a
-        ``distributed.LocalCluster`` of ``workers`` single-threaded processes, or the
-        scheduler at ``scheduler`` (its workers must see ``out`` on a shared file
-        system and have mpc-dc installed).
+        ``local``: in this process (``workers == 1``) or a process pool whose workers
+        stop with the sweep. ``dask``: a ``distributed.LocalCluster`` of ``workers``
+        single-threaded processes listening on this machine only, or the scheduler at
+        ``scheduler`` (its workers must see ``out`` on a shared file system and have
+        mpc-dc installed).
     workers : int
     scheduler : str, optional
-        Address of a running dask scheduler (``tcp://host:8786``).
+        Address of a running dask scheduler (``tcp://host:8786``); connected to before
+        anything is created, :data:`SCHEDULER_TIMEOUT_S` at most.
     plots : bool
         Write each run's PNG plots.
     on_report : callable, optional
         ``on_report(report, finished, total)`` after each run.
+    dashboard : str
+        Listening address of a LocalCluster's dashboard (default: loopback, random port).
 
     Raises
     ------
     RunDirExistsError
-        ``out`` holds a different sweep, or another sweep is running in it.
+        ``out`` is not a sweep directory, holds a different sweep, or another sweep is
+        running in it.
+    ConfigError
+        The dask scheduler cannot be reached (nothing is created).
     RunWriteError
         Writing the results failed (earlier results are left intact).
     """
     out = Path(out)
     tick = time.perf_counter()
-    with _sweep_lock(out):
-        _check_same_sweep(spec, out)
-        runs_dir = out / "runs"
+    if workers < 1:
+        raise ConfigError("--workers", f"expected a whole number >= 1, got {workers}")
+    prepare_output_dir(out, kind="sweep", check_only=True, legacy_file="sweep.json")
+    _check_same_sweep(spec, out)
+    runs_dir = out / "runs"
+    problems = {r.run_id: run_problem(runs_dir / r.run_id) for r in spec.runs}
+    todo = [r for r in spec.runs if problems[r.run_id] is not None]
+    try:
+        table, reports = _execute(spec, out, todo, problems, executor, workers, scheduler,
+                                  plots, on_report, dashboard)
+    except BaseException:
+        if runs_dir.is_dir() and not scheduler:
+            # Workers stopped by force (a LocalCluster's nanny, a pool worker past its
+            # grace time) leave their temporary run directories; they are dead now.
+            clean_stale(runs_dir, again=True)
+        raise
+    ordered = [reports[r.run_id] for r in spec.runs]
+    return SweepOutcome(out, table, ordered, time.perf_counter() - tick)
+
+
+def _execute(
+    spec: SweepSpec,
+    out: Path,
+    todo: list[SweepRun],
+    problems: dict[str, str | None],
+    executor: Executor,
+    workers: int,
+    scheduler: str | None,
+    plots: bool,
+    on_report: Callable[[RunReport, int, int], object] | None,
+    dashboard: str,
+) -> tuple[pd.DataFrame, dict[str, RunReport]]:
+    """The body of :func:`run_sweep`: results table and reports by run id."""
+    runs_dir = out / "runs"
+    with ExitStack() as stack:
+        client = (stack.enter_context(_dask_client(workers, scheduler, dashboard))
+                  if executor == "dask" and todo else None)
+        prepare_output_dir(out, kind="sweep", legacy_file="sweep.json")
+        stack.enter_context(_sweep_lock(out))
         runs_dir.mkdir(parents=True, exist_ok=True)
-        _remove_leftovers(runs_dir)
+        clean_stale(runs_dir)
         write_file_atomic(out / "sweep.json", lambda p: write_json(p, manifest(spec)))
-        todo = [r for r in spec.runs if not is_complete(runs_dir / r.run_id)]
+        for run in todo:
+            _discard_unfinished(runs_dir / run.run_id, problems[run.run_id])
         reports = {r.run_id: RunReport(r.run_id, "skipped") for r in spec.runs
-                   if is_complete(runs_dir / r.run_id)}
+                   if problems[r.run_id] is None}
         logger.info("sweep %s: %d runs, %d finished already, %d to run (%s)", spec.name,
                     len(spec.runs), len(reports), len(todo), executor)
         total = len(spec.runs)
@@ -461,8 +554,8 @@ def run_sweep(
             if on_report is not None:
                 on_report(report, len(reports), total)
         if todo:
-            if executor == "dask":
-                _run_dask(todo, runs_dir, workers, scheduler, plots, done)
+            if client is not None:
+                _run_dask(todo, runs_dir, client, plots, done)
             elif workers > 1:
                 _run_pool(todo, runs_dir, workers, plots, done)
             else:
@@ -470,8 +563,74 @@ def run_sweep(
                     done(execute_run(run, str(runs_dir / run.run_id), plots))
         table = results_table(spec, out)
         write_tables(out, table, timings_table(spec, out))
-    ordered = [reports[r.run_id] for r in spec.runs]
-    return SweepOutcome(out, table, ordered, time.perf_counter() - tick)
+    return table, reports
+
+
+def _discard_unfinished(run_dir: Path, problem: str | None) -> None:
+    """Remove a run directory that is not a finished, intact run (it is run again).
+
+    It lies in this sweep's own ``runs/`` folder (the sweep directory carries the
+    output marker and the sweep lock is held), so nothing else is deleted.
+    """
+    if not run_dir.exists() and not run_dir.is_symlink():
+        return
+    logger.warning("run %s is re-run: %s", run_dir.name, problem)
+    try:
+        if run_dir.is_dir() and not run_dir.is_symlink():
+            shutil.rmtree(run_dir)
+        else:
+            run_dir.unlink()
+    except OSError as err:
+        raise RunWriteError(run_dir, err) from err
+
+
+# ----------------------------------------------------------------------------- local pool
+
+_TASK = {"running": False}
+"""Whether this pool worker is inside a task (a SIGTERM then unwinds it)."""
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Pool worker set-up: it stops with the sweep.
+
+    * SIGINT is ignored: Ctrl-C reaches the whole terminal process group, and the
+      sweep process stops its workers itself (SIGTERM), once;
+    * SIGTERM inside a task unwinds it (its temporary run directory is removed)
+      and ends the process; between tasks it ends the process at once;
+    * a watchdog thread sends this process SIGTERM when its parent is gone (the
+      sweep was killed with SIGKILL), so no worker runs on, writing, for minutes;
+      if the process still runs :data:`STOP_GRACE_S` later, it ends it outright.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_on_term)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(WATCHDOG_PERIOD_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(STOP_GRACE_S)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="mpc-dc-parent-watchdog", daemon=True).start()
+
+
+def _worker_on_term(signum: int, frame: FrameType | None) -> None:
+    if _TASK["running"]:
+        raise Terminated(signum)
+    os._exit(128 + signum)
+
+
+def _pool_task(run: SweepRun, run_dir: str, plots: bool) -> RunReport:
+    """:func:`execute_run` in a pool worker; a SIGTERM ends the worker after cleanup."""
+    _TASK["running"] = True
+    try:
+        return execute_run(run, run_dir, plots)
+    except Terminated as stop:
+        # The with-blocks have removed the temporary run directory; the executor's own
+        # loop must not go on to the next task.
+        os._exit(128 + stop.signum)
+    finally:
+        _TASK["running"] = False
 
 
 def _run_pool(todo: list[SweepRun], runs_dir: Path, workers: int, plots: bool,
@@ -479,9 +638,11 @@ def _run_pool(todo: list[SweepRun], runs_dir: Path, workers: int, plots: bool,
     import multiprocessing
 
     # spawn: a clean interpreter per worker (fork with solver threads is unsafe).
-    with ProcessPoolExecutor(max_workers=workers,
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(execute_run, run, str(runs_dir / run.run_id), plots): run
+    pool = ProcessPoolExecutor(max_workers=workers,
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(os.getpid(),))
+    try:
+        futures = {pool.submit(_pool_task, run, str(runs_dir / run.run_id), plots): run
                    for run in todo}
         for future in as_completed(futures):
             run = futures[future]
@@ -490,12 +651,51 @@ def _run_pool(todo: list[SweepRun], runs_dir: Path, workers: int, plots: bool,
             except Exception as err:  # a worker process died; the run is retried on resume
                 logger.error("run %s lost its worker: %s", run.run_id, err)
                 done(RunReport(run.run_id, "failed", f"worker lost: {type(err).__name__}"))
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
-def _run_dask(todo: list[SweepRun], runs_dir: Path, workers: int, scheduler: str | None,
-              plots: bool, done: Callable[[RunReport], None]) -> None:
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop the workers now (interrupted sweep): SIGTERM, then SIGKILL after a grace time.
+
+    ``shutdown`` alone would wait for the running tasks to finish. The worker
+    processes are reached through the executor's ``_processes`` (there is no public
+    accessor); SIGTERM makes each remove its temporary run directory and exit.
+    """
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            logger.warning("worker %s did not stop within %g s; killed", process.pid,
+                           STOP_GRACE_S)
+            process.kill()
+            process.join(1.0)
+
+
+# ----------------------------------------------------------------------------- dask
+
+
+@contextmanager
+def _dask_client(workers: int, scheduler: str | None, dashboard: str) -> Iterator[Any]:
+    """A dask client: of the scheduler at ``scheduler``, or of a new LocalCluster.
+
+    The LocalCluster's scheduler and workers listen on 127.0.0.1 only and its
+    dashboard on ``dashboard`` (loopback unless asked). Its worker processes end with
+    this process, even when it is killed (distributed watches the parent).
+
+    Raises
+    ------
+    ConfigError
+        ``scheduler`` cannot be reached within :data:`SCHEDULER_TIMEOUT_S`.
+    """
     from distributed import Client, LocalCluster
-    from distributed import as_completed as dask_completed
 
     # distributed logs its own start-up chatter at INFO; follow the caller's verbosity.
     dask_logger = logging.getLogger("distributed")
@@ -503,19 +703,47 @@ def _run_dask(todo: list[SweepRun], runs_dir: Path, workers: int, scheduler: str
     if logging.getLogger().getEffectiveLevel() > logging.INFO:
         dask_logger.setLevel(logging.WARNING)
     cluster: LocalCluster | None = None
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        # A random dashboard port: several sweeps (or helpers) may share a machine.
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
-        client = Client(cluster)
     try:
-        futures = {
-            client.submit(execute_run, run, str(runs_dir / run.run_id), plots,
-                          key=f"mpc-dc-run-{run.run_id}", pure=False): run
-            for run in todo
-        }
+        if scheduler:
+            try:
+                client = Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
+            except (OSError, ValueError) as err:
+                reason = " ".join(str(err).split()) or type(err).__name__
+                raise ConfigError(
+                    "--scheduler",
+                    f"cannot reach the dask scheduler at {scheduler} within "
+                    f"{SCHEDULER_TIMEOUT_S:g} s ({reason}); expected a running scheduler "
+                    "(`dask scheduler`) reachable from this machine",
+                ) from None
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=dashboard,
+                                   silence_logs=logging.ERROR)
+            client = Client(cluster)
+        try:
+            yield client
+        except BaseException:
+            # Interrupted: the nanny's "still alive after 4 s, killing" is expected now.
+            dask_logger.setLevel(logging.ERROR)
+            raise
+        finally:
+            client.close()
+    finally:
+        if cluster is not None:
+            cluster.close()
+        dask_logger.setLevel(previous)
+
+
+def _run_dask(todo: list[SweepRun], runs_dir: Path, client: Any, plots: bool,
+              done: Callable[[RunReport], None]) -> None:
+    from distributed import as_completed as dask_completed
+
+    futures = {
+        client.submit(execute_run, run, str(runs_dir / run.run_id), plots,
+                      key=f"mpc-dc-run-{run.run_id}", pure=False): run
+        for run in todo
+    }
+    try:
         for future in dask_completed(list(futures)):
             run = futures[future]
             try:
@@ -523,11 +751,11 @@ def _run_dask(todo: list[SweepRun], runs_dir: Path, workers: int, scheduler: str
             except Exception as err:  # KilledWorker and the like; retried on resume
                 logger.error("run %s lost its worker: %s", run.run_id, err)
                 done(RunReport(run.run_id, "failed", f"worker lost: {type(err).__name__}"))
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-        dask_logger.setLevel(previous)
+    except BaseException:
+        # Interrupted: nothing of this sweep may run on (a remote scheduler would keep
+        # the queued runs otherwise).
+        client.cancel(list(futures), force=True)
+        raise
 
 
 @contextmanager
@@ -540,7 +768,7 @@ def _sweep_lock(out: Path) -> Iterator[None]:
             pid = int(lock.read_text(encoding="utf-8").strip() or 0)
         except ValueError:
             pid = 0
-        if pid and pid != os.getpid() and _alive(pid):
+        if pid and pid != os.getpid() and pid_alive(pid):
             raise RunDirExistsError(f"{out}: another sweep (pid {pid}) is running in this "
                                     "directory; wait for it or stop it")
         logger.info("taking over the lock of a stopped sweep (pid %s)", pid)
@@ -551,16 +779,6 @@ def _sweep_lock(out: Path) -> Iterator[None]:
         lock.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _check_same_sweep(spec: SweepSpec, out: Path) -> None:
     """Refuse to mix two different sweeps in one directory (runs would not line up)."""
     path = out / "sweep.json"
@@ -568,18 +786,11 @@ def _check_same_sweep(spec: SweepSpec, out: Path) -> None:
         return
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return
-    if old.get("base_hash") != _digest(to_mapping(spec.base)):
+    if not isinstance(old, dict) or old.get("base_hash") != _digest(to_mapping(spec.base)):
         raise RunDirExistsError(f"{out}: holds a sweep with a different base scenario; "
                                 "choose another --out")
-
-
-def _remove_leftovers(runs_dir: Path) -> None:
-    """Remove temporary run directories of killed runs (they are re-run)."""
-    for tmp in runs_dir.glob("*.tmp-*"):
-        logger.info("removing the unfinished run directory %s", tmp.name)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def manifest(spec: SweepSpec) -> dict[str, Any]:
@@ -614,8 +825,8 @@ def results_table(spec: SweepSpec, out: Path) -> pd.DataFrame:
         row.update(run.override_dict)
         run_dir = out / "runs" / run.run_id
         if is_complete(run_dir):
-            kpis = json.loads((run_dir / "kpis.json").read_text(encoding="utf-8"))
-            meta = json.loads((run_dir / "metadata.json").read_text(encoding="utf-8"))
+            kpis = read_json_object(run_dir / "kpis.json")
+            meta = read_json_object(run_dir / "metadata.json")
             row["status"] = "done"
             row["controller"] = meta.get("controller")
             row.update(_flat_kpis(kpis))
@@ -673,9 +884,9 @@ def timings_table(spec: SweepSpec, out: Path) -> pd.DataFrame:
     """Wall and solve times per finished run [s] (machine-dependent, kept apart)."""
     rows = []
     for run in spec.runs:
-        path = out / "runs" / run.run_id / "kpis.json"
-        if path.is_file():
-            kpis = json.loads(path.read_text(encoding="utf-8"))
+        run_dir = out / "runs" / run.run_id
+        if is_complete(run_dir):
+            kpis = read_json_object(run_dir / "kpis.json")
             rows.append({"run_id": run.run_id, **{k: kpis.get(k) for k in TIMING_KPIS}})
     return pd.DataFrame(rows, columns=["run_id", *TIMING_KPIS])
 

@@ -7,10 +7,16 @@ Every file under ``tests/data/bad/`` is made up (never copied from the real data
 * ``scenario_*.toml`` — malformed scenarios, checked with ``mpc-dc scenario check FILE``
   and ``mpc-dc run FILE --out DIR``;
 * ``sweep_*.toml`` — malformed sweeps, checked with ``mpc-dc sweep FILE --out DIR`` and
-  ``mpc-dc scenario check FILE``.
+  ``mpc-dc scenario check FILE``;
+* ``cli_*.args`` — one command line each (``{bad}``: this folder, ``{out}``: an output
+  path) with an option that must be refused: a zero, NaN or negative number, a file
+  where a folder is expected, an impossible date, an unsafe URL, ``--overwrite`` on a
+  folder mpc-dc did not write;
+* ``report_*/`` — corrupt run and sweep directories given to ``mpc-dc report``.
 
-For each: exit code 2, exactly one stderr line ``mpc-dc: error: FILE: ...`` naming the
-key or line, and no output directory (nor ``*.tmp-*`` leftovers) anywhere.
+For each: exit code 2, exactly one stderr line ``mpc-dc: error: ...`` naming the file,
+key, line or option, no traceback, and nothing written (no output directory, no
+``*.tmp-*`` leftovers, nothing new in this folder).
 """
 
 from __future__ import annotations
@@ -142,9 +148,119 @@ TRACES: dict[str, str] = {
     "lmp_unsorted": f"{UTC_END}: timestamp 2020-03-01 07:00:00+00:00 is earlier than the row",
     "prices_not_utf8": "line 3: not UTF-8 text (byte 0xe9); expected a UTF-8 CSV file",
     "unknown_format": f"line 1: unknown format (first line starts 'station,reading'); {FORMATS}",
+    "prices_cut_off_mid_row": "line 5: 2 fields, expected 3 as in the header; the file ends",
+    "prices_short_row": "line 3: 2 fields, expected 3 as in the header; the row is cut short",
+    "prices_extra_field": "line 3: 4 fields, expected 3 as in the header (an extra separator",
+    "prices_infinite_value": "line 4: field 'Price (USD/MWh)': expected a finite number, got inf",
+    "prices_value_beyond_float": "line 3: field 'Price (USD/MWh)': expected a finite number",
+    "prices_utf16": "line 1: not UTF-8 text (byte 0xff); expected a UTF-8 CSV file",
+    "carbon_repeated_header": (
+        "line 1: field 'Carbon Intensity gCO\u2082eq/kWh (direct)': column name repeated in the "
+        "header (columns 5 and 7)"),
+    "burstgpt_fractional_tokens": (
+        "line 3: field 'Request tokens': value 12.5 is not a whole number in [0, 1e+07]"),
+    "burstgpt_hourly_fractional_hour": (
+        "line 3: field 'hour': value 1.5 is not a whole number in [0, 23]"),
+    "google_time_beyond_clock": "line 3: field 'time': expected integer microseconds since",
+    "fuel_mix_year_zero": (
+        "line 3: field 'timestamp': timestamp '0000-01-01 01:00:00+00:00' is outside 1900..2200"),
+    "weather_repeated_column": (
+        "line 1: field 'temperature / 2': column name repeated in the header (columns 3 and 6)"),
+    "power_curves_cut_off": "line 3: 4 fields, expected 6 as in the header; the file ends",
+    "llm_perf_repeated_header": (
+        "line 1: field 'Prefill (s)': column name repeated in the header (columns 3 and 5)"),
 }
 #: Bad only for a reader given more context than the CLI has (tested at reader level).
 READER_ONLY = {"fuel_mix_cf_above_one": "needs installed_wind_mw; see test_bad_input_traces"}
+
+_FETCH = "(see 'mpc-dc data fetch --help')"
+_NOT_A_DIR = "is a file; expected a directory path (new, or an mpc-dc output folder)"
+
+#: Command lines (``cli_<case>.args``): the whole line after ``mpc-dc: error: ``.
+CLI: dict[str, str] = {
+    "cli_run_days_zero": "argument --days: expected a finite number > 0 [d], got '0' "
+    "(see 'mpc-dc run --help')",
+    "cli_run_days_nan": "argument --days: expected a finite number > 0 [d], got 'nan' "
+    "(see 'mpc-dc run --help')",
+    "cli_run_days_negative": "argument --days: expected a finite number > 0 [d], got '-2' "
+    "(see 'mpc-dc run --help')",
+    "cli_run_out_is_a_file": f"argument --out: {{bad}}/empty.csv {_NOT_A_DIR} "
+    "(see 'mpc-dc run --help')",
+    "cli_run_out_below_a_file": "argument --out: {bad}/empty.csv is a file, so "
+    "{bad}/empty.csv/run cannot be created (see 'mpc-dc run --help')",
+    "cli_run_data_missing": "argument --data: {bad}/no_such_folder does not exist; expected a "
+    "directory (see 'mpc-dc run --help')",
+    "cli_run_missing_scenario": "{bad}/no_such_scenario.toml: scenario file not found",
+    "cli_run_overwrite_foreign_folder": "{bad}: not an mpc-dc output folder (no "
+    ".mpc-dc-output.json); --overwrite replaces only folders mpc-dc wrote: choose another "
+    "--out or remove it yourself",
+    "cli_run_unknown_option": "unrecognized arguments: --dayz (see 'mpc-dc --help')",
+    "cli_compare_out_is_a_file": f"argument --out: {{bad}}/empty.csv {_NOT_A_DIR} "
+    "(see 'mpc-dc compare --help')",
+    "cli_compare_empty_forecasters": "argument --forecasters: expected comma-separated labels "
+    "like a,b,c, got ',,' (see 'mpc-dc compare --help')",
+    "cli_compare_flex_on_a_site_scenario": "--flex: applies to fleet scenarios (kind = "
+    "\"fleet\"); a site scenario compares --forecasters",
+    "cli_compare_forecasters_on_a_fleet_scenario": "--forecasters: applies to site scenarios; "
+    "a fleet scenario compares --flex labels (S1..S6)",
+    "cli_sweep_workers_zero": "argument --workers: expected a whole number >= 1, got '0' "
+    "(see 'mpc-dc sweep --help')",
+    "cli_sweep_workers_not_a_number": "argument --workers: expected a whole number, got 'two' "
+    "(see 'mpc-dc sweep --help')",
+    "cli_sweep_scheduler_malformed": "argument --scheduler: expected a scheduler address like "
+    "tcp://10.0.0.5:8786, got '127.0.0.1' (see 'mpc-dc sweep --help')",
+    "cli_sweep_out_is_a_file": f"argument --out: {{bad}}/empty.csv {_NOT_A_DIR} "
+    "(see 'mpc-dc sweep --help')",
+    "cli_backtest_negative_seed": "argument --seed: expected a whole number in [0, 4294967295], "
+    "got '-3' (see 'mpc-dc backtest --help')",
+    "cli_backtest_negative_train_days": "argument --train-days: expected a finite number > 0 "
+    "[d], got '-7' (see 'mpc-dc backtest --help')",
+    "cli_backtest_unparseable_start": "argument --start: expected a date or time like "
+    "2022-04-05 or 2022-04-05T06:00Z, got '2022-13-45' (see 'mpc-dc backtest --help')",
+    "cli_backtest_zero_horizon": "argument --horizon: expected a whole number >= 1, got '0' "
+    "(see 'mpc-dc backtest --help')",
+    "cli_backtest_unknown_zone": "argument --zone: invalid choice: 'Z' (choose from 'A', 'B', "
+    "'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K') (see 'mpc-dc backtest --help')",
+    "cli_reproduce_days_zero": "argument --days: expected a whole number >= 1, got '0' "
+    "(see 'mpc-dc reproduce --help')",
+    "cli_reproduce_unknown_study": "<command line>: key 'study': unknown study 'rcdd'; "
+    "expected one of ['dr', 'rcdc']",
+    "cli_report_impossible_day": "argument --day: expected a date YYYY-MM-DD that exists, got "
+    "'2022-02-30' (see 'mpc-dc report --help')",
+    "cli_report_out_is_a_directory": "argument --out: {bad} is a directory; expected a file "
+    "path (see 'mpc-dc report --help')",
+    "cli_bench_repeats_zero": "argument --repeats: expected a whole number >= 1, got '0' "
+    "(see 'mpc-dc bench scaling --help')",
+    "cli_fetch_negative_timeout": f"argument --timeout: expected a finite number > 0 [s], got "
+    f"'-5' {_FETCH}",
+    "cli_fetch_impossible_date": "source 'nyiso_rt_zone_day': key 'date': got '20220231', "
+    "which is not a calendar date; expected a real date like 20220401",
+    "cli_fetch_oasis_impossible_date": "source 'caiso_oasis_rtpd_lmp': key 'start': got "
+    "'20210229', which is not a calendar date; expected a real date like 20210101",
+    "cli_fetch_cache_is_a_file": f"argument --cache: {{bad}}/empty.csv {_NOT_A_DIR} {_FETCH}",
+    "cli_fetch_file_url_base": "--url-base: expected an https:// (or http://) URL like "
+    "https://mirror.example.org, got 'file:///etc'",
+    "cli_data_check_a_folder": "{bad}: unknown data folder; expected an ML.ENERGY v2 or v3 "
+    f"folder; {FORMATS}",
+}
+
+#: Corrupt run and sweep directories (``report_<case>/``): the culprit file and message.
+REPORTS: dict[str, str] = {
+    "report_truncated_kpis": "kpis.json: line 3: invalid JSON (Expecting ',' delimiter, column "
+    "19); the file is truncated or corrupt",
+    "report_kpis_wrong_type": "kpis.json: expected a JSON object, got a list",
+    "report_kpi_not_a_number": "kpis.json: field 'cost_usd': expected a number, got 'a lot'",
+    "report_kpis_not_utf8": "kpis.json: not UTF-8 text; the file is corrupt",
+    "report_missing_metadata": "metadata.json: file not found; expected a run directory "
+    "written by mpc-dc run",
+    "report_metadata_wrong_type": "metadata.json: expected a JSON object, got a string",
+    "report_garbage_parquet": "ledger.parquet: not a readable Parquet file (Parquet magic "
+    "bytes not found in footer); the file is truncated or corrupt",
+    "report_sweep_garbage_results": "results.parquet: not a readable Parquet file (Parquet "
+    "magic bytes not found in footer); the file is truncated or corrupt",
+    "report_sweep_json_truncated": "sweep.json: line 1: invalid JSON (Unterminated string "
+    "starting at, column 15); the file is truncated or corrupt",
+}
 
 
 def _only_line(err: str) -> str:
@@ -153,10 +269,18 @@ def _only_line(err: str) -> str:
     return lines[0]
 
 
+def _corpus_entries() -> set[str]:
+    return {str(p.relative_to(BAD)) for p in BAD.rglob("*")}
+
+
+CORPUS = frozenset(_corpus_entries())
+"""Every file and folder of the corpus, listed once: a case may add nothing to it."""
+
+
 def _assert_nothing_written(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
     assert not list(tmp_path.rglob("*.tmp-*"))
-    assert not list(BAD.rglob("*.tmp-*")) and not list(BAD.glob("*/"))
+    assert _corpus_entries() == CORPUS
 
 
 def _check(argv: list[str], path: Path, expected: str, tmp_path: Path,
@@ -221,12 +345,38 @@ def test_bad_trace_data_check(case: str, tmp_path: Path,
     _check(["data", "check", str(path)], path, TRACES[case], tmp_path, capsys, exact=False)
 
 
+@pytest.mark.parametrize("case", sorted(CLI))
+def test_bad_command_line(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Options refused at parse time (or before any work) with one line naming the option."""
+    argv = (BAD / f"{case}.args").read_text(encoding="utf-8").split()
+    argv = [a.replace("{bad}", str(BAD)).replace("{out}", str(tmp_path / "out")) for a in argv]
+    code = cli_main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code == 2
+    assert _only_line(err) == "mpc-dc: error: " + CLI[case].replace("{bad}", str(BAD))
+    _assert_nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(REPORTS))
+def test_corrupt_run_directory_report(case: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """``mpc-dc report`` on a damaged run or sweep directory: one line naming the file."""
+    code = cli_main(["report", str(BAD / case)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code == 2
+    assert _only_line(err) == f"mpc-dc: error: {BAD / case}/{REPORTS[case]}"
+    _assert_nothing_written(tmp_path)
+
+
 def test_corpus_is_complete_and_large_enough() -> None:
-    files = {p.name for p in BAD.iterdir() if p.is_file()}
+    entries = {p.name for p in BAD.iterdir()}
     covered = ({f"{c}.toml" for c in SCENARIOS} | {f"{c}.toml" for c in SWEEPS}
-               | {f"{c}.csv" for c in TRACES} | {f"{c}.csv" for c in READER_ONLY})
-    assert files == covered
-    assert len(files) >= 30
+               | {f"{c}.csv" for c in TRACES} | {f"{c}.csv" for c in READER_ONLY}
+               | {f"{c}.args" for c in CLI} | set(REPORTS))
+    assert entries == covered
+    assert len(entries) >= 60
 
 
 def test_unknown_key_messages_suggest_a_key() -> None:

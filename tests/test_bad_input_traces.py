@@ -20,6 +20,8 @@ from traces.errors import TraceError
 from traces.formats import read_any, sniff_format
 from traces.google_power import read_google_pdu
 from traces.greendcc import read_electricitymaps_carbon, read_standardized_prices
+from traces.llm_power import read_llm_perf
+from traces.windpowerlib import read_power_curves, read_weather
 
 BAD = Path(__file__).parent / "data" / "bad"
 NOW = pd.Timestamp("2025-01-01", tz="UTC")
@@ -140,6 +142,85 @@ CASES: list[tuple[str, Callable[[Path], Any], str]] = [
         "google_nan_run_too_long",
         lambda p: read_google_pdu(p, now=NOW),
         "line 6: field 'measured_power_util': 4 consecutive missing values; at most 3 allowed",
+    ),
+    (
+        "prices_cut_off_mid_row",
+        lambda p: read_standardized_prices(p, now=NOW),
+        "line 5: 2 fields, expected 3 as in the header; the file ends mid-row (cut off?)",
+    ),
+    (
+        "prices_short_row",
+        lambda p: read_standardized_prices(p, now=NOW),
+        "line 3: 2 fields, expected 3 as in the header; the row is cut short (a missing field "
+        "or separator)",
+    ),
+    (
+        "prices_extra_field",
+        lambda p: read_standardized_prices(p, now=NOW),
+        "line 3: 4 fields, expected 3 as in the header (an extra separator, or an unquoted "
+        "comma inside a value?)",
+    ),
+    (
+        "prices_infinite_value",
+        lambda p: read_standardized_prices(p, now=NOW),
+        "line 4: field 'Price (USD/MWh)': expected a finite number, got inf",
+    ),
+    (
+        "prices_value_beyond_float",
+        lambda p: read_standardized_prices(p, now=NOW),
+        "line 3: field 'Price (USD/MWh)': expected a finite number, got inf",
+    ),
+    (
+        "prices_utf16",
+        lambda p: read_standardized_prices(p, now=NOW),
+        "line 1: not UTF-8 text (byte 0xff); expected a UTF-8 CSV file",
+    ),
+    (
+        "carbon_repeated_header",
+        lambda p: read_electricitymaps_carbon(p, now=NOW),
+        "line 1: field 'Carbon Intensity gCO\u2082eq/kWh (direct)': column name repeated in "
+        "the header (columns 5 and 7); expected unique column names",
+    ),
+    (
+        "burstgpt_fractional_tokens",
+        read_burstgpt_requests,
+        "line 3: field 'Request tokens': value 12.5 is not a whole number in [0, 1e+07]; "
+        "expected a token count",
+    ),
+    (
+        "burstgpt_hourly_fractional_hour",
+        read_burstgpt_hourly,
+        "line 3: field 'hour': value 1.5 is not a whole number in [0, 23]; expected an hour "
+        "of day 0..23",
+    ),
+    (
+        "google_time_beyond_clock",
+        lambda p: read_google_pdu(p, now=NOW),
+        "line 3: field 'time': expected integer microseconds since trace start in "
+        "[0, 3.16e+14] (ten years), got 1e+300",
+    ),
+    (
+        "fuel_mix_year_zero",
+        lambda p: read_eia930_fuel_mix(p, now=NOW),
+        "line 3: field 'timestamp': timestamp '0000-01-01 01:00:00+00:00' is outside "
+        "1900..2200; expected e.g. 2022-01-01 06:00:00",
+    ),
+    (
+        "weather_repeated_column",
+        read_weather,
+        "line 1: field 'temperature / 2': column name repeated in the header (columns 3 and "
+        "6); expected unique column names",
+    ),
+    (
+        "power_curves_cut_off",
+        read_power_curves,
+        "line 3: 4 fields, expected 6 as in the header; the file ends mid-row (cut off?)",
+    ),
+    (
+        "llm_perf_repeated_header",
+        read_llm_perf,
+        "line 1: field 'Prefill (s)': column name repeated in the header (columns 3 and 5); "
+        "expected unique column names",
     ),
     (
         "unknown_format",

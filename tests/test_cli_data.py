@@ -26,7 +26,8 @@ from tests.test_fetch import (
 from traces.fetch import MANIFEST_NAME
 from traces.sources import SOURCES
 
-EIA_PATH = "/electricity/wholesalemarkets/csv/nyiso_lmp_rt_hr_zones_2022.csv"
+# 2023: a year without a pinned digest (the made-up file would not match a pin).
+EIA_PATH = "/electricity/wholesalemarkets/csv/nyiso_lmp_rt_hr_zones_2023.csv"
 FAST = ["--timeout", "5", "--backoff", "0", "--no-progress"]
 
 
@@ -62,17 +63,17 @@ def test_data_fetch_end_to_end(
     body = eia_nyiso_lmp_bytes()
     server.serve(EIA_PATH, body)
     cache = tmp_path / "cache"
-    argv = ["data", "fetch", "eia_nyiso_lmp_rt", "-p", "year=2022", "--cache", str(cache)]
+    argv = ["data", "fetch", "eia_nyiso_lmp_rt", "-p", "year=2023", "--cache", str(cache)]
     argv += ["--url-base", server.url, *FAST]
 
     assert main(argv) == 0
     out = capsys.readouterr().out
-    dest = cache / "eia_nyiso_lmp_rt" / "nyiso_lmp_rt_hr_zones_2022.csv"
+    dest = cache / "eia_nyiso_lmp_rt" / "nyiso_lmp_rt_hr_zones_2023.csv"
     assert dest.read_bytes() == body
     assert out.startswith(f"downloaded: {dest}")
     assert hashlib.sha256(body).hexdigest() in out
     manifest = json.loads((cache / MANIFEST_NAME).read_text())
-    record = manifest["files"]["eia_nyiso_lmp_rt/nyiso_lmp_rt_hr_zones_2022.csv"]
+    record = manifest["files"]["eia_nyiso_lmp_rt/nyiso_lmp_rt_hr_zones_2023.csv"]
     assert record["url"] == server.url + EIA_PATH and record["size_bytes"] == len(body)
 
     assert main(argv) == 0
@@ -100,14 +101,14 @@ def test_data_fetch_checksum_mismatch_exit_2_one_line(
     body = eia_nyiso_lmp_bytes()
     server.serve(EIA_PATH, body)
     wrong = "0" * 64
-    argv = ["data", "fetch", "eia_nyiso_lmp_rt", "-p", "year=2022", "--cache", str(tmp_path)]
+    argv = ["data", "fetch", "eia_nyiso_lmp_rt", "-p", "year=2023", "--cache", str(tmp_path)]
     argv += ["--url-base", server.url, "--sha256", wrong, "--retries", "0", *FAST]
 
     assert main(argv) == 2
     captured = capsys.readouterr()
     lines = _error_lines(captured.err)
     assert len(lines) == 1, captured.err
-    assert "nyiso_lmp_rt_hr_zones_2022.csv" in lines[0]
+    assert "nyiso_lmp_rt_hr_zones_2023.csv" in lines[0]
     assert wrong in lines[0] and hashlib.sha256(body).hexdigest() in lines[0]
     folder = tmp_path / "eia_nyiso_lmp_rt"
     assert not any(folder.iterdir()), list(folder.iterdir())
@@ -116,10 +117,10 @@ def test_data_fetch_checksum_mismatch_exit_2_one_line(
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["data", "fetch", "eia_nyiso_lmp", "-p", "year=2022"], "did you mean 'eia_nyiso_lmp_rt'"),
+        (["data", "fetch", "eia_nyiso_lmp", "-p", "year=2023"], "did you mean 'eia_nyiso_lmp_rt'"),
         (["data", "fetch", "eia_nyiso_lmp_rt", "-p", "yeer=2022"], "did you mean 'year'"),
         (["data", "fetch", "eia_nyiso_lmp_rt", "-p", "2022"], "expected K=V"),
-        (["data", "fetch", "eia_nyiso_lmp_rt", "-p", "year=2022", "--url-base", "x"], "URL"),
+        (["data", "fetch", "eia_nyiso_lmp_rt", "-p", "year=2023", "--url-base", "x"], "URL"),
     ],
 )
 def test_data_fetch_bad_arguments_exit_2(
@@ -167,7 +168,7 @@ def test_progress_bar_follows_callback(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_data_check_good_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("traces.formats", reason="traces.formats not written yet")
-    path = tmp_path / "nyiso_lmp_rt_hr_zones_2022.csv"
+    path = tmp_path / "nyiso_lmp_rt_hr_zones_2023.csv"
     path.write_bytes(eia_nyiso_lmp_bytes(days=2))
 
     assert main(["data", "check", str(path)]) == 0

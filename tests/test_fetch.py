@@ -549,9 +549,10 @@ def test_fetch_source_oasis_sends_the_query(server: LocalServer, tmp_path: Path)
 
 READABLE_CASES = [
     (
+        # 2023: a year without a pinned digest (the made-up file would not match a pin).
         "eia_nyiso_lmp_rt",
-        {"year": "2022"},
-        "/electricity/wholesalemarkets/csv/nyiso_lmp_rt_hr_zones_2022.csv",
+        {"year": "2023"},
+        "/electricity/wholesalemarkets/csv/nyiso_lmp_rt_hr_zones_2023.csv",
         eia_nyiso_lmp_bytes,
     ),
     ("burstgpt", {}, "/HPMLL/BurstGPT/releases/download/v1.1/BurstGPT_1.csv", burstgpt_bytes),

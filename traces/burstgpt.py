@@ -37,9 +37,23 @@ from scipy import optimize, special
 
 from traces.errors import TraceError
 from traces.grid import TraceMetadata, find_gaps
-from traces.validate import check_numeric, check_range, read_csv_checked, require_columns
+from traces.validate import (
+    check_numeric,
+    check_range,
+    check_whole,
+    read_csv_checked,
+    require_columns,
+)
 
 FIRST_DATA_LINE = 2
+MAX_TRACE_S = 10 * 366 * 86_400
+"""Latest accepted arrival [s since trace start]: ten years (BurstGPT spans months)."""
+MAX_TOKENS = 10_000_000
+"""Largest accepted token count of one request [tokens] (contexts hold ~1e6 at most)."""
+MAX_REQUESTS_PER_H = 1_000_000_000
+"""Largest accepted hourly request count [requests/h] (BurstGPT's peak is ~1e4)."""
+MAX_DAY = 10 * 366
+"""Largest accepted day number of the hourly file (ten years)."""
 
 REQUEST_VARIABLES: dict[str, str] = {
     "Timestamp": "arrival_s",
@@ -96,7 +110,7 @@ def _check_rows(
     _no_missing(arrival, source, "Timestamp", "a number of seconds since trace start",
                 first_line)
     check_range(arrival, source, "Timestamp", first_line=first_line, low=0.0,
-                what="seconds since trace start >= 0")
+                high=MAX_TRACE_S, what="seconds since trace start, at most ten years")
     values = arrival.to_numpy()
     back = np.flatnonzero(np.diff(np.concatenate([[previous_ts], values])) < 0)
     if back.size:
@@ -111,7 +125,8 @@ def _check_rows(
         )
     tokens: dict[str, pd.Series] = {}
     for column in _TOKEN_COLUMNS:
-        tokens[column] = _non_negative(frame, column, source, "token count", first_line)
+        tokens[column] = _non_negative(frame, column, source, "token count", MAX_TOKENS,
+                                       first_line)
     total = tokens["Total tokens"].to_numpy()
     parts = tokens["Request tokens"].to_numpy() + tokens["Response tokens"].to_numpy()
     wrong = np.flatnonzero(total != parts)
@@ -176,7 +191,16 @@ def iter_burstgpt_requests(
         raise TraceError(source, "not UTF-8 text; expected a UTF-8 CSV file", line=1) from None
     if not header:
         raise TraceError(source, "file is empty; expected a header line and data rows")
-    require_columns(pd.Index(header), tuple(REQUEST_VARIABLES), source, line=1,
+    names = [c.strip() for c in header]
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        # pandas renames repeated names quadratically; refuse them first (linear).
+        if name and name in seen:
+            raise TraceError(source, f"column name repeated in the header (columns "
+                             f"{seen[name]} and {position}); expected unique column names",
+                             line=1, field=name)
+        seen[name] = position
+    require_columns(pd.Index(names), tuple(REQUEST_VARIABLES), source, line=1,
                     expected="a BurstGPT request CSV")
     line = FIRST_DATA_LINE
     previous = -np.inf
@@ -352,19 +376,13 @@ def read_burstgpt_hourly(
     hour = check_numeric(frame, "hour", source, first_line=FIRST_DATA_LINE)
     _no_missing(day, source, "day", "a day number")
     _no_missing(hour, source, "hour", "an hour 0..23")
-    check_range(day, source, "day", first_line=FIRST_DATA_LINE, low=0.0, what="a day number >= 0")
-    check_range(
-        hour,
-        source,
-        "hour",
-        first_line=FIRST_DATA_LINE,
-        low=0.0,
-        high=23.0,
-        what="an hour of day 0..23",
-    )
+    check_whole(day, source, "day", first_line=FIRST_DATA_LINE, low=0.0, high=MAX_DAY,
+                what="a day number (at most ten years)")
+    check_whole(hour, source, "hour", first_line=FIRST_DATA_LINE, low=0.0, high=23.0,
+                what="an hour of day 0..23")
     counts: dict[str, pd.Series] = {}
     for raw in HOURLY_VARIABLES:
-        counts[raw] = _non_negative(frame, raw, source, "request count")
+        counts[raw] = _non_negative(frame, raw, source, "request count", MAX_REQUESTS_PER_H)
     both = counts["conversation"].to_numpy() + counts["api"].to_numpy()
     wrong = np.flatnonzero(counts["all"].to_numpy() != both)
     if wrong.size:
@@ -418,8 +436,8 @@ def _as_utc(origin: pd.Timestamp | str) -> pd.Timestamp:
 
 
 def _non_negative(frame: pd.DataFrame, column: str, source: Path, noun: str,
-                  first_line: int = FIRST_DATA_LINE) -> pd.Series:
-    """``frame[column]`` as float; every cell present, numeric and >= 0 (a ``noun``)."""
+                  high: float, first_line: int = FIRST_DATA_LINE) -> pd.Series:
+    """``frame[column]`` as float; every cell present, a whole number in ``[0, high]``."""
     values = check_numeric(frame, column, source, first_line=first_line)
     _no_missing(values, source, column, f"a {noun}", first_line)
     check_range(
@@ -430,6 +448,8 @@ def _non_negative(frame: pd.DataFrame, column: str, source: Path, noun: str,
         low=0.0,
         what=f"a non-negative {noun}",
     )
+    check_whole(values, source, column, first_line=first_line, low=0.0, high=high,
+                what=f"a {noun}")
     return values
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 from traces.burstgpt import DEFAULT_HOURLY_ORIGIN, read_burstgpt_hourly
 from traces.eia import read_eia_lmp
 from traces.eia930 import NY_INSTALLED_WIND_MW_2022, read_eia930_fuel_mix
-from traces.errors import TraceError
+from traces.errors import TraceError, TraceRangeError
 from traces.google_power import read_google_pdus
 from traces.greendcc import read_electricitymaps_carbon, read_standardized_prices
 from traces.grid import (
@@ -162,7 +162,8 @@ def nyiso_rt_lmp(
         ``gaps`` on the grid (2022: 53 h = 212 intervals).
     """
     if year not in NYISO_RT_FILES:
-        raise ValueError(f"no NYISO RT file for {year}; available {sorted(NYISO_RT_FILES)}")
+        raise TraceRangeError(f"{data_dir}: no NYISO real-time LMP file for {year}; the data "
+                              f"hold the years {sorted(NYISO_RT_FILES)}")
     frame, meta = read_eia_lmp(_file(data_dir, NYISO_RT_FILES[year]))
     columns = _zone_columns(frame, zones, meta.source)
     return _on_grid(
@@ -296,7 +297,8 @@ def caiso_rt_lmp(
         Rows summed over the quarters; ``gaps`` on the grid (74 intervals in 2021).
     """
     if year not in CAISO_RT_FILES:
-        raise ValueError(f"no CAISO RT files for {year}; available {sorted(CAISO_RT_FILES)}")
+        raise TraceRangeError(f"{data_dir}: no CAISO real-time LMP files for {year}; the data "
+                              f"hold the years {sorted(CAISO_RT_FILES)}")
     frames: list[pd.DataFrame] = []
     metas: list[TraceMetadata] = []
     for relative in CAISO_RT_FILES[year]:

@@ -27,6 +27,14 @@ adopted and recorded; a file that no longer matches is downloaded again. With
 process per cache directory is assumed (the ``.part`` and manifest are not
 locked).
 
+Safety: only ``https://`` URLs are fetched (``http://`` too when the URL given is
+http, e.g. a local mirror), and a redirect may lead only to https (or http from
+an http URL), never to ``ftp://``, ``file://`` or a downgrade. A ``.part`` that is
+a symbolic link is removed, never written through (it is opened with
+``O_NOFOLLOW``). ``deadline_s`` bounds the whole fetch, retries and pauses
+included: a server that trickles bytes cannot hold it past the deadline (each
+read waits at most until the deadline), and what arrived is kept for a resume.
+
 Only the standard library is used (``urllib``); nothing here prints.
 """
 
@@ -47,7 +55,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from traces.errors import ConfigError, TraceError
 from traces.sources import get_source
@@ -56,6 +64,9 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 DEFAULT_CHUNK_BYTES = 1 << 20
+SOCKET_TIMEOUT_S = 30.0
+"""Default wait for one network read or connect [s]."""
+MAX_REDIRECTS = 5
 USER_AGENT = "mpc-dc-data-fetch/0.1 (python-urllib)"
 _RETRY_HTTP_CODES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
@@ -118,6 +129,86 @@ class _RetryableError(Exception):
     """A transient failure; the ``.part`` file (if any) is kept for resuming."""
 
 
+class _Deadline:
+    """The overall time limit of one fetch (``None``: no limit)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left [s] (infinite without a limit, never negative)."""
+        return float("inf") if self.end is None else max(0.0, self.end - time.monotonic())
+
+    def expired(self) -> bool:
+        """Whether the limit has passed."""
+        return self.remaining() <= 0.0
+
+    def timeout(self, socket_s: float) -> float:
+        """The socket timeout of the next wait: ``socket_s`` or less near the deadline [s]."""
+        return max(0.01, min(socket_s, self.remaining()))
+
+
+def check_url(url: str, *, allow_http: bool) -> None:
+    """Refuse a URL fetch() may not open: only https, or http when ``allow_http``.
+
+    Raises
+    ------
+    ConfigError
+        Another scheme (``file://``, ``ftp://`` ...) or a URL without a host.
+    """
+    parts = urllib.parse.urlsplit(url)
+    allowed = ("https", "http") if allow_http else ("https",)
+    if parts.scheme.lower() not in allowed or not parts.netloc:
+        raise ConfigError(
+            "url", f"refusing {url!r}; expected an {' or '.join(allowed)} URL with a host"
+        )
+
+
+class _SafeRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to https (or http when the first URL was http)."""
+
+    max_redirections = MAX_REDIRECTS
+
+    def __init__(self, allow_http: bool) -> None:
+        self.allow_http = allow_http
+
+    def http_error_302(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any
+    ) -> Any:
+        """Refuse a redirect to another scheme (``ftp://``, ``file://``) or to plain http."""
+        location = headers.get("Location") or headers.get("URI") or ""
+        target = urllib.parse.urljoin(req.full_url, location)
+        try:
+            check_url(target, allow_http=self.allow_http)
+        except ConfigError as err:
+            raise _RedirectRefusedError(
+                f"redirect from {req.full_url} refused: {err.message}") from None
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+class _RedirectRefusedError(Exception):
+    """A redirect to a URL fetch() may not open (not retried)."""
+
+
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    """An opener with http(s) handlers only: no ``file:``, ``ftp:`` or ``data:`` handler."""
+    allow_http = urllib.parse.urlsplit(url).scheme.lower() == "http"
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),
+        urllib.request.HTTPHandler(),
+        urllib.request.HTTPSHandler(),
+        urllib.request.HTTPDefaultErrorHandler(),
+        _SafeRedirects(allow_http),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
 @dataclass
 class _Progress:
     resumed: bool = False
@@ -144,9 +235,11 @@ def with_url_base(url: str, url_base: str | None) -> str:
     if not url_base:
         return url
     base = urllib.parse.urlsplit(url_base)
-    if not base.scheme or not base.netloc:
+    if base.scheme.lower() not in ("https", "http") or not base.netloc:
         raise ConfigError(
-            "--url-base", f"expected a URL like http://127.0.0.1:8000, got {url_base!r}"
+            "--url-base",
+            f"expected an https:// (or http://) URL like https://mirror.example.org, "
+            f"got {url_base!r}",
         )
     orig = urllib.parse.urlsplit(url)
     path = base.path.rstrip("/") + orig.path
@@ -207,7 +300,7 @@ def fetch(
     dest: str | Path,
     *,
     sha256: str | None = None,
-    timeout_s: float = 30.0,
+    timeout_s: float = SOCKET_TIMEOUT_S,
     retries: int = 3,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     backoff_s: float = 1.0,
@@ -215,13 +308,16 @@ def fetch(
     manifest_path: str | Path | None = None,
     manifest_extra: Mapping[str, Any] | None = None,
     progress: ProgressCallback | None = None,
+    deadline_s: float | None = None,
+    sha256_source: str = "published",
 ) -> FetchResult:
     """Download ``url`` to ``dest`` via ``dest.part``, resuming and verifying.
 
     Parameters
     ----------
     url
-        http(s) URL.
+        https URL (http is accepted for an http URL given explicitly, e.g. a mirror
+        on a local network or a test server).
     dest
         Final path; its parent is created.
     sha256
@@ -229,6 +325,10 @@ def fetch(
         case the computed digest is only recorded.
     timeout_s
         Socket timeout per connect / read [s].
+    deadline_s
+        Overall time limit of the fetch, retries and pauses included [s]; ``None``:
+        none. When it passes, :class:`FetchError` says how many bytes are kept in the
+        ``.part`` for a resume.
     retries
         Further attempts after the first one for transient failures (network
         errors, short bodies, HTTP 408/425/429/5xx); each resumes from the ``.part``.
@@ -245,6 +345,9 @@ def fetch(
         Extra fields stored in the manifest record (e.g. source name, parameters).
     progress
         Called as ``progress(bytes_done, bytes_total_or_None)`` after each chunk.
+    sha256_source
+        Where ``sha256`` comes from (``"published"``, ``"pinned"``, ``"given"``); recorded
+        in the manifest and named in a mismatch.
 
     Returns
     -------
@@ -255,14 +358,23 @@ def fetch(
     ChecksumError
         Digest mismatch; neither ``dest`` nor ``dest.part`` is left behind.
     FetchError
-        HTTP error, or still failing after ``retries`` retries (the ``.part`` is
-        kept so a later call resumes).
+        HTTP error, a refused redirect, the deadline passed, or still failing after
+        ``retries`` retries (the ``.part`` is kept so a later call resumes).
     ConfigError
-        Malformed ``sha256``.
+        Malformed ``sha256``, a URL that is not https (or http), a negative limit.
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     expected = _check_digest(sha256)
+    check_url(url, allow_http=url.lower().startswith("http://"))
+    for name, value in (("timeout_s", timeout_s), ("deadline_s", deadline_s),
+                        ("backoff_s", backoff_s)):
+        if value is not None and not (value >= 0 and value < float("inf")):
+            raise ConfigError("fetch", f"expected a finite number >= 0, got {value!r}", key=name)
+    if retries < 0:
+        raise ConfigError("fetch", f"expected a whole number >= 0, got {retries!r}",
+                          key="retries")
+    deadline = _Deadline(deadline_s)
     manifest = Path(manifest_path) if manifest_path is not None else dest.parent / MANIFEST_NAME
     key = _manifest_key(dest, manifest)
 
@@ -272,7 +384,7 @@ def fetch(
             "url": url,
             "size_bytes": dest.stat().st_size,
             "sha256": actual,
-            "sha256_source": "published" if expected else "computed after download",
+            "sha256_source": sha256_source if expected else "computed after download",
             "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         if manifest_extra:
@@ -304,6 +416,9 @@ def fetch(
         )
 
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if part.is_symlink():
+        logger.warning("%s: is a symbolic link; removed, not followed", part)
+        part.unlink()
     if force:
         part.unlink(missing_ok=True)
     state = _Progress()
@@ -319,19 +434,15 @@ def fetch(
                 chunk_bytes=chunk_bytes,
                 progress=progress,
                 state=state,
+                deadline=deadline,
             )
             break
         except _RetryableError as err:
-            if attempts > retries:
-                kept = (
-                    f"; {part.stat().st_size} bytes kept in {part.name}, run again to resume"
-                    if part.exists()
-                    else ""
-                )
-                raise FetchError(
-                    dest, f"download of {url} failed after {attempts} attempts: {err}{kept}"
-                ) from err
-            pause = backoff_s * 2 ** (attempts - 1)
+            if attempts > retries or deadline.expired():
+                why = (f"stopped at the {deadline.seconds:g} s time limit" if deadline.expired()
+                       else f"failed after {attempts} attempts")
+                raise FetchError(dest, f"download of {url} {why}: {err}{_kept(part)}") from err
+            pause = min(backoff_s * 2 ** (attempts - 1), deadline.remaining())
             logger.warning(
                 "%s: attempt %d failed (%s); retrying in %.1f s", dest, attempts, err, pause
             )
@@ -341,10 +452,12 @@ def fetch(
     if expected is not None and actual != expected:
         part.unlink(missing_ok=True)
         dest.unlink(missing_ok=True)
+        hint = ("; if the publisher changed the file on purpose, pass --sha256 with the new "
+                "digest" if sha256_source == "pinned" else "")
         raise ChecksumError(
             dest,
-            f"sha256 mismatch: expected {expected}, actual {actual} (downloaded from {url}; "
-            "download deleted)",
+            f"sha256 mismatch: expected {expected} ({sha256_source}), actual {actual} "
+            f"(downloaded from {url}; download deleted){hint}",
         )
     os.replace(part, dest)
     record(actual)
@@ -363,6 +476,31 @@ def fetch(
     )
 
 
+def _kept(part: Path) -> str:
+    """``; N bytes kept in X.part, run again to resume`` (empty when nothing is kept)."""
+    if not part.exists():
+        return ""
+    return f"; {part.stat().st_size} bytes kept in {part.name}, run again to resume"
+
+
+def _open_part(part: Path, append: bool) -> BinaryIO:
+    """Open ``part`` for writing without following a symbolic link there."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    return os.fdopen(os.open(part, flags, 0o644), "ab" if append else "wb")
+
+
+def _set_read_timeout(response: Any, seconds: float) -> None:
+    """Shorten the socket timeout of an open response (so a read ends by the deadline).
+
+    Reaches the socket through ``http.client`` internals; when they differ (another
+    Python), the timeout set at connect time stays, which bounds a read anyway.
+    """
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
+
+
 def _download_once(
     url: str,
     *,
@@ -372,20 +510,24 @@ def _download_once(
     chunk_bytes: int,
     progress: ProgressCallback | None,
     state: _Progress,
+    deadline: _Deadline | None = None,
 ) -> None:
     """One HTTP request; leaves a complete ``part`` or raises.
 
     Raises ``_RetryableError`` for transient failures (``part`` keeps what arrived)
-    and :class:`FetchError` for permanent ones.
+    and :class:`FetchError` for permanent ones (including the deadline passing).
     """
-    offset = part.stat().st_size if part.exists() else 0
+    deadline = deadline or _Deadline(None)
+    offset = part.lstat().st_size if part.exists() else 0
     request = urllib.request.Request(
         url, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     )
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout_s)
+        response = _opener(url).open(request, timeout=deadline.timeout(timeout_s))
+    except _RedirectRefusedError as err:
+        raise FetchError(dest, str(err)) from None
     except urllib.error.HTTPError as err:
         with err:
             if err.code == 416 and offset:
@@ -437,10 +579,18 @@ def _download_once(
             total = length
             mode = "wb"
         done = offset
-        with open(part, mode) as fh:
+        with _open_part(part, append=mode == "ab") as fh:
             while True:
+                if deadline.expired():
+                    fh.flush()
+                    raise FetchError(
+                        dest, f"download of {url} stopped at the {deadline.seconds:g} s time "
+                        f"limit after {done} of {total or '?'} bytes{_kept(part)}")
+                _set_read_timeout(response, deadline.timeout(timeout_s))
                 try:
-                    chunk = response.read(chunk_bytes)
+                    # read1: whatever has arrived (a trickling server cannot hold a read
+                    # until chunk_bytes are in, past the deadline).
+                    chunk = response.read1(chunk_bytes)
                 except (http.client.HTTPException, OSError) as err:
                     raise _RetryableError(
                         f"connection lost after {done} of {total or '?'} bytes ({err!r})"
@@ -465,12 +615,13 @@ def fetch_source(
     params: Mapping[str, str] | None = None,
     url_base: str | None = None,
     sha256: str | None = None,
-    timeout_s: float = 30.0,
+    timeout_s: float = SOCKET_TIMEOUT_S,
     retries: int = 3,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     backoff_s: float = 1.0,
     force: bool = False,
     progress: ProgressCallback | None = None,
+    deadline_s: float | None = None,
 ) -> FetchResult:
     """Fetch one file of the catalogued source ``name`` into ``cache_dir/name/``.
 
@@ -485,8 +636,9 @@ def fetch_source(
     url_base
         Replace the public host (scheme and netloc) by this one, e.g. a mirror.
     sha256
-        Pin a digest; otherwise the catalogue's published digest (if any) is used.
-    timeout_s, retries, chunk_bytes, backoff_s, force, progress
+        Expect this digest; otherwise the catalogue's published digest, else the one
+        it pins for a known file (:attr:`traces.sources.Source.pinned_sha256`).
+    timeout_s, retries, chunk_bytes, backoff_s, force, progress, deadline_s
         As for :func:`fetch`.
 
     Returns
@@ -503,10 +655,19 @@ def fetch_source(
     source = get_source(name)
     resolved = source.resolve(params or {})
     cache = Path(cache_dir)
+    digest: str | None
+    if sha256:
+        digest, digest_source = sha256, "given"
+    elif resolved.published_sha256:
+        digest, digest_source = resolved.published_sha256, "published"
+    else:
+        digest, digest_source = resolved.pinned_sha256, "pinned"
     return fetch(
         with_url_base(resolved.url, url_base),
         cache / source.name / resolved.filename,
-        sha256=sha256 or resolved.published_sha256,
+        sha256=digest,
+        sha256_source=digest_source,
+        deadline_s=deadline_s,
         timeout_s=timeout_s,
         retries=retries,
         chunk_bytes=chunk_bytes,

@@ -22,6 +22,7 @@ import pandas as pd
 from traces.errors import TraceError
 from traces.grid import TraceMetadata, find_gaps, infer_resolution
 from traces.validate import (
+    cell_text,
     check_column,
     check_numeric,
     check_times,
@@ -37,6 +38,9 @@ TRACE_PERIOD_OFFSET_US = 600_000_000
 """``time`` value [µs] of the trace-period start."""
 MAX_NAN_RUN = 3
 """Longest run of missing readings [5-min rows] accepted."""
+MAX_TRACE_US = 10 * 366 * 86_400 * 1_000_000
+"""Latest accepted ``time`` [µs since trace start]: ten years (the 2019 trace spans a month);
+beyond it a value is corrupt (and would overflow the nanosecond clock)."""
 MAX_POWER_UTIL = 1.5
 """Utilization above this [-] is treated as corrupt (PDU limits are rarely exceeded)."""
 
@@ -73,13 +77,14 @@ def read_google_pdu(
         expected="a Google powerdata_2019 PDU CSV (time, measured_power_util)",
     )
     micros = check_numeric(frame, TIME_COLUMN, source, first_line=FIRST_DATA_LINE)
-    bad = micros.isna().to_numpy() | (micros.to_numpy() % 1 != 0)
+    values = micros.to_numpy()
+    bad = micros.isna().to_numpy() | (values % 1 != 0) | (values < 0) | (values > MAX_TRACE_US)
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
         raise TraceError(
             source,
-            "expected integer microseconds since trace start, "
-            f"got {frame[TIME_COLUMN].iloc[pos]!r}",
+            "expected integer microseconds since trace start in [0, "
+            f"{MAX_TRACE_US:.3g}] (ten years), got {cell_text(frame[TIME_COLUMN].iloc[pos])}",
             line=FIRST_DATA_LINE + pos,
             field=TIME_COLUMN,
         )

@@ -7,9 +7,16 @@ has no reader for that raw layout yet), the licence, and whether the publisher
 states a checksum. None of the sources below publishes a
 checksum today (NYISO MIS, EIA and CAISO OASIS serve bare files; the BurstGPT
 v1.1 release assets predate GitHub's asset digests), so
-:data:`Source.published_sha256` is empty for all of them and
-:func:`traces.fetch.fetch` records the SHA-256 it computes after download in the
-cache manifest instead; later runs verify the file against that record.
+:data:`Source.published_sha256` is empty for all of them. For the files whose
+content is known (the EIA wholesale files of past years that the project's real
+data holds, verified copies listed with their SHA-256 in ``shared/data/SHA256SUMS``)
+:data:`Source.pinned_sha256` pins the digest, and a download that differs is
+refused. For the others :func:`traces.fetch.fetch` records the SHA-256 it computes
+after download in the cache manifest; later runs verify the file against that
+record.
+
+Parameters are checked before anything touches the network: by pattern, and
+dates also by the calendar (``20220231`` is refused, not sent).
 
 URL patterns were checked against public code that downloads these files
 (download scripts and ISO client libraries), not by fetching them here.
@@ -47,6 +54,9 @@ class Param:
         A valid value, shown in error messages.
     default
         Value used when the caller gives none; ``None`` makes it required.
+    date_format
+        ``strptime`` format the value must also parse with (a real calendar date),
+        e.g. ``"%Y%m%d"``; empty for none.
     """
 
     name: str
@@ -54,6 +64,7 @@ class Param:
     pattern: str
     example: str
     default: str | None = None
+    date_format: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ class ResolvedSource:
     filename: str
     params: Mapping[str, str]
     published_sha256: str | None
+    pinned_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,9 @@ class Source:
         Whether and where the publisher states checksums.
     published_sha256
         Published SHA-256 digests by resolved file name (empty when none are published).
+    pinned_sha256
+        SHA-256 digests of known files by resolved file name, pinned by the project
+        from verified copies (see the module docstring); a download must match.
     derive
         Optional function adding derived template values (e.g. UTC query bounds) to the
         validated parameters.
@@ -115,6 +130,7 @@ class Source:
     homepage: str
     checksum_note: str
     published_sha256: Mapping[str, str] = field(default_factory=dict)
+    pinned_sha256: Mapping[str, str] = field(default_factory=dict)
     derive: Callable[[Mapping[str, str]], Mapping[str, str]] | None = None
     notes: str = ""
 
@@ -158,6 +174,13 @@ class Source:
                     f"got {value!r}; expected a value matching {p.pattern} (e.g. {p.example})",
                     key=p.name,
                 )
+            if p.date_format:
+                try:
+                    datetime.strptime(value, p.date_format)
+                except ValueError:
+                    raise ConfigError(
+                        where, f"got {value!r}, which is not a calendar date; expected a real "
+                        f"date like {p.example}", key=p.name) from None
             filled[p.name] = value
         template_values = dict(filled)
         if self.derive is not None:
@@ -169,6 +192,7 @@ class Source:
             filename=filename,
             params=filled,
             published_sha256=self.published_sha256.get(filename),
+            pinned_sha256=self.pinned_sha256.get(filename),
         )
 
 
@@ -208,6 +232,28 @@ def _oasis_bounds(values: Mapping[str, str]) -> Mapping[str, str]:
 _YEAR = Param("year", "calendar year", r"(19|20)\d\d", "2022")
 _DATE_PAT = r"(19|20)\d\d(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])"
 _NO_CHECKSUM = "not published by the source; SHA-256 recorded in the cache manifest on download"
+_PINNED = (
+    "not published by the source; pinned by the project for the files listed below "
+    "(verified copies), recorded in the cache manifest for the others"
+)
+_NYISO_RT_PINNED = {
+    "nyiso_lmp_rt_hr_zones_2021.csv":
+        "11306a686aec991e854210e7340fad62c5014f1752406bc14b40e5ca3103bf5d",
+    "nyiso_lmp_rt_hr_zones_2022.csv":
+        "45552b7a11ff68ff2026fc0c76a7faa8690ffcdf5f3f9021c7d6a12f9d64e1e0",
+}
+"""SHA-256 of the EIA NYISO hourly files, as in shared/data/nyiso_lbmp (SHA256SUMS)."""
+_CAISO_RT_PINNED = {
+    "caiso_lmp_rt_15min_zones_2021Q1.csv":
+        "fe2e241b8a84f4edb7b818fab6cc4b75b38ac280deec543bfd8f1f579efcf46e",
+    "caiso_lmp_rt_15min_zones_2021Q2.csv":
+        "01edce283523ac7cd0ca399785971db51ae82e4bee5a561cf380196dc45a085b",
+    "caiso_lmp_rt_15min_zones_2021Q3.csv":
+        "50455fa4376972f71ae1ec370e37d26685fd28781ff76c44d21da0ab7a28d914",
+    "caiso_lmp_rt_15min_zones_2021Q4.csv":
+        "4dfd5c8ecf25fa1d013f759bddb9ff9748f108b7c2643c9ee8797236470cb8b9",
+}
+"""SHA-256 of the EIA CAISO 15-minute files, as in shared/data/caiso_lmp (SHA256SUMS)."""
 _EIA_TERMS = (
     "U.S. EIA data: public domain U.S. government work (cite EIA); the ISO's own "
     "terms of use apply to the underlying market data"
@@ -225,12 +271,14 @@ _NODE = Param(
     default="TH_NP15_GEN-APND",
 )
 _OASIS_DATES = (
-    Param("start", "first trade date (Pacific), YYYYMMDD", _DATE_PAT, "20210101"),
+    Param("start", "first trade date (Pacific), YYYYMMDD", _DATE_PAT, "20210101",
+          date_format="%Y%m%d"),
     Param(
         "end",
         "last trade date (Pacific, inclusive, <= start+30 d), YYYYMMDD",
         _DATE_PAT,
         "20210107",
+        date_format="%Y%m%d",
     ),
 )
 
@@ -276,7 +324,7 @@ SOURCES: tuple[Source, ...] = (
         title="NYISO real-time zonal LBMP (P-24A), 5-min, one day",
         url_template="https://mis.nyiso.com/public/csv/realtime/{date}realtime_zone.csv",
         filename_template="{date}realtime_zone.csv",
-        params=(Param("date", "day, YYYYMMDD", _DATE_PAT, "20220401"),),
+        params=(Param("date", "day, YYYYMMDD", _DATE_PAT, "20220401", date_format="%Y%m%d"),),
         reader=NO_READER,
         format=NO_READER,
         license=_NYISO_TERMS,
@@ -294,7 +342,8 @@ SOURCES: tuple[Source, ...] = (
         format="eia_lmp",
         license=_EIA_TERMS,
         homepage="https://www.eia.gov/electricity/wholesalemarkets/data.php?rto=nyiso",
-        checksum_note=_NO_CHECKSUM,
+        checksum_note=_PINNED + ": years 2021, 2022",
+        pinned_sha256=_NYISO_RT_PINNED,
         notes="3 title lines then the header; UTC interval ending + Eastern local columns.",
     ),
     Source(
@@ -307,7 +356,8 @@ SOURCES: tuple[Source, ...] = (
         format="eia_lmp",
         license=_EIA_TERMS,
         homepage="https://www.eia.gov/electricity/wholesalemarkets/data.php?rto=caiso",
-        checksum_note=_NO_CHECKSUM,
+        checksum_note=_PINNED + ": 2021 quarters 1-4",
+        pinned_sha256=_CAISO_RT_PINNED,
         notes="3 title lines then the header; NP-15, SP-15, ZP-26 with components.",
     ),
     Source(

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, TypeVar
 import pandas as pd
 from tqdm import tqdm
 
+from mpc_dc.interrupt import hold_point
+
 if TYPE_CHECKING:
     from mpc_dc.fleet_scenario import FleetScenario
     from mpc_dc.scenario import Scenario
@@ -57,7 +59,12 @@ def progress_bars() -> Iterator[Callable[[str, int], Callable[[int], object]]]:
     def progress(label: str, total: int) -> Callable[[int], object]:
         bar = tqdm(total=total, unit="step", desc=label, disable=not sys.stderr.isatty())
         bars.append(bar)
-        return bar.update
+
+        def update(steps: int) -> None:
+            bar.update(steps)
+            hold_point("simulate")
+
+        return update
 
     try:
         yield progress
@@ -70,7 +77,7 @@ def write_comparison(out: Path, table: pd.DataFrame, markdown: str) -> None:
     """Write ``compare.csv`` and ``compare.md`` into the directory ``out`` atomically."""
     from mpc_dc.rundir import atomic_dir
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="compare") as tmp:
         table.to_csv(tmp / "compare.csv")
         (tmp / "compare.md").write_text(markdown + "\n", encoding="utf-8")
     print(f"written: {out}/compare.csv, compare.md")

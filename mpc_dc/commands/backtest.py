@@ -29,10 +29,19 @@ import pandas as pd
 from forecasters.backtest import day_ahead_summary, rolling_origin_backtest
 from forecasters.base import forecaster_names
 from forecasters.presets import Quantity, make_variant, variants
-from mpc_dc.rundir import write_file_atomic
+from mpc_dc.commands._options import (
+    existing_dir,
+    output_dir,
+    positive_float,
+    positive_int,
+    seed,
+    utc_time,
+)
+from mpc_dc.rundir import prepare_output_dir, write_file_atomic
 from traces import datasets
+from traces.eia import NYISO_ZONES
 from traces.errors import ConfigError
-from traces.grid import STEPS_PER_DAY, Publication, TraceMetadata
+from traces.grid import STEP, STEPS_PER_DAY, Publication, TraceMetadata
 
 
 @dataclass(frozen=True)
@@ -153,24 +162,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=forecaster_names(),
         default=["persistence", "seasonal_naive_daily", "sarimax"],
     )
-    parser.add_argument("--data", type=Path, required=True, help="the shared/data folder")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--zone", default="J", help="NYISO zone letter for lmp (A..K)")
+    parser.add_argument("--data", type=existing_dir, required=True,
+                        help="the shared/data folder")
+    parser.add_argument("--out", type=output_dir, required=True,
+                        help="output folder (new, or one a previous backtest wrote)")
+    parser.add_argument("--zone", default="J", choices=list(NYISO_ZONES),
+                        help="NYISO zone letter for lmp (A..K)")
     parser.add_argument(
-        "--train-days", type=float, default=28.0, help="history before the first issue time [d]"
+        "--train-days", type=positive_float("d"), default=28.0,
+        help="history before the first issue time [d]",
     )
     parser.add_argument(
-        "--start", default=None, help="first issue time (UTC); default series start + train days"
+        "--start", type=utc_time, default=None,
+        help="first issue time (UTC, on the 15-minute grid); default series start + train days",
     )
-    parser.add_argument("--days", type=float, default=14.0, help="issue-time window [d]")
+    parser.add_argument("--days", type=positive_float("d"), default=14.0,
+                        help="issue-time window [d]")
     parser.add_argument(
         "--stride-steps",
-        type=int,
+        type=positive_int,
         default=4,
         help="intervals between issue times (updates happen every interval)",
     )
-    parser.add_argument("--horizon", type=int, default=STEPS_PER_DAY, help="[intervals]")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--horizon", type=positive_int, default=STEPS_PER_DAY,
+                        help="[intervals]")
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument(
         "--variants",
         action="store_true",
@@ -181,8 +197,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the backtests, write CSVs and the plot, print the table."""
-    if args.stride_steps < 1 or args.horizon < 1 or args.days <= 0:
-        raise ConfigError("mpc-dc backtest", "stride, horizon and days must be positive")
+    prepare_output_dir(args.out, kind="backtest", check_only=True)
     metrics_parts: list[pd.DataFrame] = []
     summary_rows: list[dict[str, Any]] = []
     for key in args.series:
@@ -198,12 +213,13 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(args.data, f"series '{key}' has no values")
         first_ts = pd.Timestamp(str(first))
         start: pd.Timestamp = (
-            pd.Timestamp(args.start, tz="UTC")
-            if args.start
+            args.start
+            if args.start is not None
             else (first_ts + pd.Timedelta(days=args.train_days)).ceil("h")
         )
         end = start + pd.Timedelta(days=args.days)
         history = series[series.index >= start - pd.Timedelta(days=args.train_days)]
+        _check_window(key, series, start, end, args.horizon)
         runs = [
             (name, label, overrides)
             for name in args.forecaster
@@ -245,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
             )
     metrics = pd.concat(metrics_parts, ignore_index=True)
     summary = pd.DataFrame(summary_rows)
+    prepare_output_dir(args.out, kind="backtest")
     write_file_atomic(args.out / "backtest_metrics.csv", lambda p: metrics.to_csv(p, index=False))
     write_file_atomic(args.out / "backtest_summary.csv", lambda p: summary.to_csv(p, index=False))
     write_file_atomic(args.out / "backtest_error_vs_lead.png", lambda p: _plot(metrics, p))
@@ -254,6 +271,32 @@ def run(args: argparse.Namespace) -> int:
         f"backtest_error_vs_lead.png"
     )
     return 0
+
+
+def _check_window(key: str, series: pd.Series, start: pd.Timestamp, end: pd.Timestamp,
+                  horizon: int) -> None:
+    """Refuse a ``--start`` or ``--days`` that leaves no issue time inside the series.
+
+    An issue time needs at least one interval of history before it and a whole
+    horizon of the series after it; the window ``[start, end)`` must hold one.
+    """
+    if end - start < STEP:
+        raise ConfigError("--days", f"{(end - start) / pd.Timedelta(days=1):g} d holds no "
+                          "15-minute issue time; expected at least 0.0104 d")
+    if start != start.floor(STEP):
+        raise ConfigError("--start", f"{start} is not on the 15-minute grid; expected a time "
+                          "like 2022-04-05T06:15Z")
+    index = pd.DatetimeIndex(series.index)
+    low = index[0] + STEP
+    high = index[-1] + STEP - horizon * STEP
+    if not low <= start <= high:
+        raise ConfigError(
+            "--start",
+            f"{start:%Y-%m-%d %H:%M}Z leaves no issue time in series '{key}' (it covers "
+            f"{index[0]:%Y-%m-%d %H:%M} to {index[-1] + STEP:%Y-%m-%d %H:%M}Z); expected a "
+            f"start from {low:%Y-%m-%d %H:%M} to {high:%Y-%m-%d %H:%M}Z (history before it, "
+            f"a {horizon}-interval horizon after it)",
+        )
 
 
 def _plot(metrics: pd.DataFrame, path: Path) -> None:

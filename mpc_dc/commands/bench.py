@@ -14,11 +14,10 @@ suites: ``pytest benchmarks --benchmark-only`` (docs/performance.md).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 from mpc_dc.benchmarking import CURVES, run_scaling, write_scaling
+from mpc_dc.commands._options import existing_dir, output_dir, positive_float, positive_int
 from mpc_dc.rundir import check_target
 
 
@@ -29,10 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
     scaling = sub.add_parser("scaling", help="measure the scaling curves; write CSV, PNG, JSON")
-    scaling.add_argument("--out", type=Path, required=True, help="output directory (new)")
+    scaling.add_argument("--out", type=output_dir, required=True,
+                         help="output directory (new)")
     scaling.add_argument("--quick", action="store_true",
                          help="the two smallest sizes of each family, fewer calls")
-    scaling.add_argument("--repeats", type=int, default=5,
+    scaling.add_argument("--repeats", type=positive_int, default=5,
                          help="repeats per size (default: %(default)s)")
     scaling.add_argument("--family", action="append", choices=list(CURVES), default=None,
                          help="only this family (repeatable; default: all)")
@@ -40,9 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scaling.set_defaults(func=main)
     gap = sub.add_parser("gap", help="fleet plans vs a cold, time-limited full MILP on the "
                          "DR study week; write the gap distribution")
-    gap.add_argument("--data", type=Path, required=True, help="the shared/data folder")
-    gap.add_argument("--out", type=Path, required=True, help="output directory (new)")
-    gap.add_argument("--time-limit", type=float, default=60.0,
+    gap.add_argument("--data", type=existing_dir, required=True, help="the shared/data folder")
+    gap.add_argument("--out", type=output_dir, required=True, help="output directory (new)")
+    gap.add_argument("--time-limit", type=positive_float("s"), default=60.0,
                      help="reference MILP time limit per instance [s] (default: %(default)s)")
     gap.add_argument("--quick", action="store_true",
                      help="three instances of the first DR day only (S1, S6 day plans, "
@@ -53,9 +53,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the curves, write the outputs, print the exponents."""
-    if args.repeats < 1:
-        print("mpc-dc: error: --repeats: expected a value >= 1", file=sys.stderr)
-        return 2
     check_target(args.out, overwrite=args.overwrite)
     t0 = time.perf_counter()
 
@@ -79,12 +76,6 @@ def main_gap(args: argparse.Namespace) -> int:
     """Measure the plans' gaps to the reference MILP, write and print the distribution."""
     from mpc_dc.studies.dr_gap import GapInstance, run_gap
 
-    if args.time_limit <= 0:
-        print("mpc-dc: error: --time-limit: expected a value > 0", file=sys.stderr)
-        return 2
-    if not args.data.is_dir():
-        print(f"mpc-dc: error: --data: folder {args.data} does not exist", file=sys.stderr)
-        return 2
     check_target(args.out, overwrite=args.overwrite)
     t0 = time.perf_counter()
 

@@ -14,8 +14,12 @@ from mpc_dc.commands._common import (
     with_data_dir,
     write_comparison,
 )
+from mpc_dc.commands._options import comma_list, existing_dir, output_dir
 from mpc_dc.runner import compare
 from mpc_dc.scenario import default_scenario, load_scenario, scenario_kind
+from traces.errors import ConfigError
+
+DEFAULT_FORECASTERS = "oracle,sarimax,seasonal_naive,persistence"
 
 COLUMNS = {
     "cost_usd": ("cost [$]", "{:,.0f}"),
@@ -45,14 +49,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "deadline misses and fallbacks.",
     )
     parser.add_argument("scenario", nargs="?", type=Path, help="scenario TOML file")
-    parser.add_argument("--data", type=Path, help="override data.data_dir (public data folder)")
+    parser.add_argument("--data", type=existing_dir,
+                        help="override data.data_dir (public data folder)")
     parser.add_argument(
-        "--forecasters", default="oracle,sarimax,seasonal_naive,persistence",
-        help="comma-separated labels (default: %(default)s)",
+        "--forecasters", type=comma_list, default=None,
+        help=f"site scenarios: comma-separated labels (default: {DEFAULT_FORECASTERS})",
     )
-    parser.add_argument("--out", type=Path, help="write the table as CSV and Markdown here")
+    parser.add_argument("--out", type=output_dir,
+                        help="write the table as CSV and Markdown into this new folder")
     parser.add_argument(
-        "--flex", help="fleet scenarios: comma-separated labels S1..S6, optionally combined "
+        "--flex", type=comma_list,
+        help="fleet scenarios: comma-separated labels S1..S6, optionally combined "
         "with +fluid/+request or a controller (e.g. S1,S6,S6+fluid,S6+perfect)",
     )
     parser.set_defaults(func=main)
@@ -61,10 +68,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the comparison and print the table."""
     if args.scenario and scenario_kind(args.scenario) == "fleet":
+        if args.forecasters is not None:
+            raise ConfigError("--forecasters", "applies to site scenarios; a fleet scenario "
+                              "compares --flex labels (S1..S6)")
         return compare_fleet_main(args)
+    if args.flex is not None:
+        raise ConfigError("--flex", "applies to fleet scenarios (kind = \"fleet\"); a site "
+                          "scenario compares --forecasters")
     scenario = load_scenario(args.scenario) if args.scenario else default_scenario()
     scenario = with_data_dir(scenario, args.data)
-    labels = [label.strip() for label in args.forecasters.split(",") if label.strip()]
+    labels = list(args.forecasters or DEFAULT_FORECASTERS.split(","))
     with progress_bars() as progress:
         table = compare(scenario, labels, progress=progress)
     text = markdown_table(table, "controller", COLUMNS, _rcdc_cell)
@@ -123,8 +136,7 @@ def compare_fleet_main(args: argparse.Namespace) -> int:
     """``mpc-dc compare FLEET.toml --flex S1,...,S6``: cost next to SLO attainment."""
     from mpc_dc.fleet_scenario import compare_fleet, errors_name, load_fleet_scenario
 
-    text = args.flex or "S1,S2,S3,S4,S5,S6"
-    labels = [label.strip() for label in text.split(",") if label.strip()]
+    labels = list(args.flex or ["S1", "S2", "S3", "S4", "S5", "S6"])
     with errors_name(args.scenario), progress_bars() as progress:
         scenario = with_data_dir(load_fleet_scenario(args.scenario), args.data)
         table = compare_fleet(scenario, labels, progress=progress)

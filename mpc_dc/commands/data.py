@@ -24,8 +24,9 @@ from typing import Any
 
 import pandas as pd
 
+from mpc_dc.commands._options import int_at_least, non_negative_float, output_dir, positive_float
 from traces.errors import ConfigError, TraceError
-from traces.fetch import DEFAULT_CHUNK_BYTES, ProgressCallback, fetch_source
+from traces.fetch import DEFAULT_CHUNK_BYTES, SOCKET_TIMEOUT_S, ProgressCallback, fetch_source
 from traces.sources import SOURCES, Source
 
 _MAX_GAPS_SHOWN = 5
@@ -72,7 +73,7 @@ def register(subparsers: Any) -> None:
     )
     p_fetch.add_argument(
         "--cache",
-        type=Path,
+        type=output_dir,
         default=None,
         metavar="DIR",
         help=f"cache directory (default {default_cache_dir()})",
@@ -81,16 +82,25 @@ def register(subparsers: Any) -> None:
         "--url-base",
         default=None,
         metavar="URL",
-        help="replace the public host by this scheme://host[:port][/prefix] (mirrors, tests)",
+        help="replace the public host by this https://host[:port][/prefix] (mirrors; "
+        "http:// for a local test server)",
     )
-    p_fetch.add_argument("--sha256", default=None, help="expected SHA-256 (hex) to verify")
+    p_fetch.add_argument(
+        "--sha256", default=None,
+        help="expected SHA-256 (hex) to verify; replaces a digest pinned in the catalogue",
+    )
     p_fetch.add_argument("--force", action="store_true", help="download even if complete")
-    p_fetch.add_argument("--retries", type=int, default=3, help="retries after the first try")
+    p_fetch.add_argument("--retries", type=int_at_least(0), default=3,
+                         help="retries after the first try")
     p_fetch.add_argument(
-        "--timeout", type=float, default=30.0, metavar="S", help="socket timeout [s]"
+        "--timeout", type=positive_float("s"), default=600.0, metavar="S",
+        help="overall time limit [s] of the download, retries and pauses included; what "
+        f"arrived is kept for a resume (each network read waits at most "
+        f"{SOCKET_TIMEOUT_S:g} s) (default %(default)s)",
     )
     p_fetch.add_argument(
-        "--backoff", type=float, default=1.0, metavar="S", help="first retry pause [s]"
+        "--backoff", type=non_negative_float("s"), default=1.0, metavar="S",
+        help="first retry pause [s]",
     )
     p_fetch.add_argument(
         "--no-progress", action="store_true", help="no progress bar (default off unless a TTY)"
@@ -181,8 +191,6 @@ def run_fetch(args: argparse.Namespace) -> int:
     """Download one file of a catalogued source and print where it went."""
     params = parse_params(args.param)
     cache = args.cache if args.cache is not None else default_cache_dir()
-    if args.retries < 0:
-        raise ConfigError("--retries", f"expected >= 0, got {args.retries}")
     show = not args.no_progress and sys.stderr.isatty()
     with _progress_bar(show, args.source) as progress:
         result = fetch_source(
@@ -191,14 +199,16 @@ def run_fetch(args: argparse.Namespace) -> int:
             params=params,
             url_base=args.url_base,
             sha256=args.sha256,
-            timeout_s=args.timeout,
+            timeout_s=min(SOCKET_TIMEOUT_S, args.timeout),
+            deadline_s=args.timeout,
             retries=args.retries,
             chunk_bytes=DEFAULT_CHUNK_BYTES,
             backoff_s=args.backoff,
             force=args.force,
             progress=progress,
         )
-    check = "verified" if result.checksum_verified else "recorded (no published checksum)"
+    check = ("verified" if result.checksum_verified
+             else "recorded (no published or pinned checksum)")
     print(f"{result.status}: {result.path}")
     print(f"  url:    {result.url}")
     print(f"  size:   {result.size_bytes} bytes")
@@ -211,8 +221,8 @@ def run_fetch(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     """Read FILE with the project's readers and print a summary."""
     path: Path = args.file
-    if not path.is_file():
-        raise TraceError(path, "no such file")
+    if not path.exists():
+        raise TraceError(path, "no such file or folder")
     frame, meta = _read(path, args.format)
     print(format_summary(path, frame, meta))
     return 0

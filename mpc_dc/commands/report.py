@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mpc_dc.commands._options import calendar_day, output_file
 from mpc_dc.report import write_report
 
 
@@ -21,8 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("dir", type=Path, help="run directory or sweep directory")
     parser.add_argument("--format", choices=["html", "md"], default="html",
                         help="output format (default: %(default)s)")
-    parser.add_argument("--out", type=Path, help="report file (default DIR/report.<format>)")
-    parser.add_argument("--day", help="local day YYYY-MM-DD of the power-flow plot "
+    parser.add_argument("--out", type=output_file,
+                        help="report file (default DIR/report.<format>)")
+    parser.add_argument("--day", type=calendar_day,
+                        help="local day YYYY-MM-DD of the power-flow plot "
                         "(default: the first full day)")
     parser.add_argument("--run", dest="run_id",
                         help="for a sweep: run id whose day of power flows is shown")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mpc_dc.commands._options import existing_dir, output_dir, positive_int
 from traces.errors import ConfigError
 
 
@@ -56,9 +57,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     if runner is None:
         raise ConfigError("<command line>", f"unknown study {args.study!r}; "
                           f"expected one of {sorted(STUDIES)}", key="study")
-    if not Path(args.data).is_dir():
-        raise ConfigError("<command line>", f"data folder {args.data} does not exist",
-                          key="--data")
     return runner(args)
 
 
@@ -67,9 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("reproduce", help="reproduce a seed paper's study",
                                    description=__doc__)
     parser.add_argument("study", help=f"study name: {', '.join(sorted(STUDIES))}")
-    parser.add_argument("--data", required=True, help="the shared/data folder")
-    parser.add_argument("--out", required=True, help="output folder (replaced atomically)")
-    parser.add_argument("--days", type=int, default=None,
+    parser.add_argument("--data", type=existing_dir, required=True,
+                        help="the shared/data folder")
+    parser.add_argument("--out", type=output_dir, required=True,
+                        help="output folder (new, or one a previous reproduce wrote: it is "
+                        "replaced atomically; any other folder is refused)")
+    parser.add_argument("--days", type=positive_int, default=None,
                         help="only the first N daily windows (quick look)")
     parser.add_argument("--no-sweeps", action="store_true",
                         help="Table II only, no sensitivity sweeps or figures")

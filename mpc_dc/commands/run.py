@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mpc_dc.commands._common import progress_bars, with_run_overrides
+from mpc_dc.commands._options import existing_dir, output_dir, positive_float
 from mpc_dc.runner import run_scenario
 from mpc_dc.scenario import controller_variant, default_scenario, load_scenario, scenario_kind
 
@@ -21,12 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "market, SARIMAX-driven MPC.",
     )
     parser.add_argument("scenario", nargs="?", type=Path, help="scenario TOML file")
-    parser.add_argument("--data", type=Path, help="override data.data_dir (public data folder)")
-    parser.add_argument("--out", type=Path, help="run directory (default runs/<name>-<time>)")
+    parser.add_argument("--data", type=existing_dir,
+                        help="override data.data_dir (public data folder)")
+    parser.add_argument("--out", type=output_dir,
+                        help="run directory (default runs/<name>-<time>)")
     parser.add_argument("--controller", help="baseline | offline | perfect | <forecaster name>")
-    parser.add_argument("--days", type=float, help="override run.days [d]")
+    parser.add_argument("--days", type=positive_float("d"), help="override run.days [d]")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out that mpc-dc wrote (it carries the "
+                        "output marker); any other folder is refused")
     parser.set_defaults(func=main)
 
 

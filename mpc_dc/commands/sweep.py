@@ -12,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mpc_dc.sweep import Executor, RunReport, load_sweep, run_sweep
+from mpc_dc.commands._options import output_dir, positive_int, scheduler_address
+from mpc_dc.sweep import DASHBOARD_DEFAULT, Executor, RunReport, load_sweep, run_sweep
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,16 +24,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
     )
     parser.add_argument("file", type=Path, help="sweep TOML file (a scenario plus [sweep])")
-    parser.add_argument("--out", type=Path, required=True, help="sweep directory")
+    parser.add_argument("--out", type=output_dir, required=True,
+                        help="sweep directory (new, or a sweep directory to resume)")
     parser.add_argument("--executor", choices=["local", "dask"], default="local",
                         help="local: this process or a process pool; dask: dask.distributed "
                         "(default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=positive_int, default=None,
                         help="worker processes (default: 1 for local, 2 for a dask "
                         "LocalCluster)")
-    parser.add_argument("--scheduler", default=None,
+    parser.add_argument("--scheduler", type=scheduler_address, default=None,
                         help="address of a running dask scheduler (tcp://host:8786); "
-                        "implies --executor dask")
+                        "implies --executor dask. The connection is unauthenticated TCP "
+                        "and the scheduler runs pickled code: use only a scheduler you "
+                        "control, on a trusted network (docs/reliability.md)")
+    parser.add_argument("--dashboard", default=DASHBOARD_DEFAULT, metavar="ADDRESS",
+                        help="where a LocalCluster's dashboard listens (default "
+                        "%(default)s: this machine only, random port; ':0' listens on "
+                        "every interface, unauthenticated)")
     parser.add_argument("--plots", action="store_true", help="write each run's PNG plots")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate and list the runs without running them")
@@ -44,9 +52,6 @@ def main(args: argparse.Namespace) -> int:
     spec = load_sweep(args.file)
     executor: Executor = "dask" if args.scheduler or args.executor == "dask" else "local"
     workers = args.workers or (2 if executor == "dask" else 1)
-    if workers < 1:
-        print("mpc-dc: error: --workers: expected a value >= 1", file=sys.stderr)
-        return 2
     print(f"mpc-dc sweep: '{spec.name}', {len(spec.runs)} runs, executor {executor}"
           + (f" at {args.scheduler}" if args.scheduler else f" ({workers} worker(s))"))
     if args.dry_run:
@@ -60,7 +65,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"[{finished}/{total}] {report.status:<7} {report.run_id}{extra}", flush=True)
 
     outcome = run_sweep(spec, args.out, executor=executor, workers=workers,
-                        scheduler=args.scheduler, plots=args.plots, on_report=progress)
+                        scheduler=args.scheduler, plots=args.plots, on_report=progress,
+                        dashboard=args.dashboard)
     done = int((outcome.table["status"] == "done").sum())
     print(f"results: {args.out / 'results.parquet'}, results.csv ({done}/{len(spec.runs)} "
           f"runs complete); wall time {outcome.wall_time_s:.1f} s")
