@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -47,8 +49,15 @@ def schema_keys(cls: type = Scenario, prefix: str = "") -> list[str]:
         if (cls, field.name) in NOT_KEYS:
             continue
         dotted = f"{prefix}{field.name}"
-        nested = _dataclass_of(hints[field.name])
-        keys += schema_keys(nested, f"{dotted}.") if nested is not None else [dotted]
+        hint = hints[field.name]
+        nested = _dataclass_of(hint)
+        if nested is None:
+            keys.append(dotted)
+            continue
+        keys += schema_keys(nested, f"{dotted}.")
+        if get_origin(hint) in (typing.Union, types.UnionType) and any(
+                _dataclass_of(a) is None and a is not type(None) for a in get_args(hint)):
+            keys.append(dotted)  # a value or a table (``flexibility = "S6"`` or its levers)
     return keys
 
 

@@ -26,6 +26,8 @@ silently repaired token count would bias every energy figure downstream.
 from __future__ import annotations
 
 import csv
+import io
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -40,6 +42,7 @@ from traces.grid import TraceMetadata, find_gaps
 from traces.validate import (
     check_numeric,
     check_range,
+    check_row_widths,
     check_whole,
     read_csv_checked,
     require_columns,
@@ -186,37 +189,46 @@ def iter_burstgpt_requests(
         raise TraceError(source, "file not found")
     try:
         with source.open(encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle), None)
+            header_line = handle.readline()
+            header = next(csv.reader([header_line]), None) if header_line.strip() else None
+            if not header:
+                raise TraceError(source,
+                                 "file is empty; expected a header line and data rows")
+            names = [c.strip() for c in header]
+            seen: dict[str, int] = {}
+            for position, name in enumerate(names, start=1):
+                # pandas renames repeated names quadratically; refuse them first (linear).
+                if name and name in seen:
+                    raise TraceError(source, f"column name repeated in the header (columns "
+                                     f"{seen[name]} and {position}); expected unique column "
+                                     "names", line=1, field=name)
+                seen[name] = position
+            require_columns(pd.Index(names), tuple(REQUEST_VARIABLES), source, line=1,
+                            expected="a BurstGPT request CSV")
+            line = FIRST_DATA_LINE
+            previous = -np.inf
+            rows = 0
+            while True:
+                # Whole lines only, so every chunk's rows are checked for their width
+                # (a file cut mid-row) before pandas reads them (it pads short rows).
+                lines = list(itertools.islice(handle, chunk_rows))
+                if not lines:
+                    break
+                text = "".join(lines)
+                check_row_widths(text, source, len(names), line)
+                try:
+                    frame = pd.read_csv(io.StringIO(header_line + text),
+                                        skip_blank_lines=False)
+                except (pd.errors.ParserError, csv.Error) as err:
+                    raise TraceError(source, f"malformed CSV ({str(err).strip().splitlines()[0]})",
+                                     line=line) from None
+                chunk = _check_rows(frame, source, line, previous)
+                line += len(frame)
+                rows += len(frame)
+                previous = float(chunk["arrival_s"].iloc[-1])
+                yield chunk
     except UnicodeDecodeError:
         raise TraceError(source, "not UTF-8 text; expected a UTF-8 CSV file", line=1) from None
-    if not header:
-        raise TraceError(source, "file is empty; expected a header line and data rows")
-    names = [c.strip() for c in header]
-    seen: dict[str, int] = {}
-    for position, name in enumerate(names, start=1):
-        # pandas renames repeated names quadratically; refuse them first (linear).
-        if name and name in seen:
-            raise TraceError(source, f"column name repeated in the header (columns "
-                             f"{seen[name]} and {position}); expected unique column names",
-                             line=1, field=name)
-        seen[name] = position
-    require_columns(pd.Index(names), tuple(REQUEST_VARIABLES), source, line=1,
-                    expected="a BurstGPT request CSV")
-    line = FIRST_DATA_LINE
-    previous = -np.inf
-    rows = 0
-    try:
-        reader = pd.read_csv(source, chunksize=chunk_rows, skip_blank_lines=False,
-                             encoding="utf-8-sig")
-        for frame in reader:
-            chunk = _check_rows(frame, source, line, previous)
-            line += len(frame)
-            rows += len(frame)
-            previous = float(chunk["arrival_s"].iloc[-1])
-            yield chunk
-    except (pd.errors.ParserError, csv.Error, UnicodeDecodeError) as err:
-        raise TraceError(source, f"malformed CSV ({str(err).strip().splitlines()[0]})",
-                         line=line) from None
     if rows == 0:
         raise TraceError(source, "header found but no data rows; expected at least one data row",
                          line=FIRST_DATA_LINE)

@@ -172,13 +172,7 @@ def check_csv_shape(
         seen[name] = position
     if len(parts) <= skiprows + header_rows:
         return
-    width = len(header[0])
-    first_line = skiprows + header_rows + 1
-    rest = parts[-1]
-    if '"' in rest:
-        _check_quoted_rows(rest, path, width, first_line)
-    else:
-        _check_plain_rows(rest, path, width, first_line)
+    check_row_widths(parts[-1], path, len(header[0]), skiprows + header_rows + 1)
 
 
 def _header_fields(line: str, path: str | Path, line_no: int) -> list[str]:
@@ -206,6 +200,17 @@ def _wrong_width(path: str | Path, fields: int, width: int, line: int, last: boo
                           line=line)
     return TraceError(path, f"{fields} fields, expected {width} as in the header (an extra "
                       "separator, or an unquoted comma inside a value?)", line=line)
+
+
+def check_row_widths(rest: str, path: str | Path, width: int, first_line: int) -> None:
+    """Refuse a line of ``rest`` (data rows, ``first_line`` the file line of its first)
+    whose number of fields is not ``width``; a last line without a line end is reported
+    as the file ending mid-row. Linear in ``len(rest)`` (for readers that stream a file
+    in chunks of whole lines; :func:`check_csv_shape` checks a whole file)."""
+    if '"' in rest:
+        _check_quoted_rows(rest, path, width, first_line)
+    else:
+        _check_plain_rows(rest, path, width, first_line)
 
 
 def _check_plain_rows(rest: str, path: str | Path, width: int, first_line: int) -> None:
