@@ -43,6 +43,7 @@ class Oracle(BaseForecaster):
     """
 
     name = "oracle"
+    default_calibration = "model"  # the truth has no error to calibrate
 
     def __init__(
         self, truth: pd.Series, bounds: Bounds | None = None, max_stale_steps: int | None = None
@@ -87,6 +88,7 @@ class NoisyOracle(Oracle):
     """
 
     name = "noisy_oracle"
+    default_calibration = "model"  # its error distribution is known exactly
 
     def __init__(
         self,

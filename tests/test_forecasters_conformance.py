@@ -37,7 +37,7 @@ FIT_END = FIT_DAYS * STEPS_PER_DAY
 # Small fits keep the statistical models fast in tests.
 FAST: dict[str, dict[str, Any]] = {
     "sarimax": {"order": (1, 0, 0), "daily_harmonics": 2, "weekly_harmonics": 0, "maxiter": 20},
-    "ets": {"maxiter": 10},
+    "ets": {"maxiter": 10, "calibration_warmup_days": 1.0},
 }
 
 
