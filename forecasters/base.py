@@ -325,6 +325,8 @@ class BaseForecaster(ABC):
 
     name: str = "base"
     default_calibration: Calibration = "conformal"
+    scoring_every_hours: int = 1
+    """Hours between two scoring origins (calibration, combination weights)."""
 
     def __init__(self, bounds: Bounds | None = None, max_stale_steps: int | None = None) -> None:
         low, high = bounds if bounds is not None else (None, None)
@@ -575,7 +577,7 @@ class BaseForecaster(ABC):
         if book is None or cutoff is None or (cutoff.value // STEP.value) % 4 != 3:
             return
         pos = len(self.observations) - 1
-        if pos <= book.last_origin:
+        if len(book) and pos - book.last_origin < 4 * self.scoring_every_hours:
             return
         targets = pd.date_range(cutoff + STEP, periods=book.steps, freq=STEP)
         book.record(pos, self._score_rows(targets))
@@ -875,14 +877,26 @@ def make_forecaster(
     return forecaster
 
 
+_IMPLEMENTATIONS = (
+    "forecasters.adapters",
+    "forecasters.combination",
+    "forecasters.direct",
+    "forecasters.known_ahead",
+    "forecasters.naive",
+    "forecasters.oracle",
+    "forecasters.statistical",
+)
+"""Modules that register forecasters when imported."""
+
+
 def _ensure_registered() -> None:
     # The implementation modules register themselves on import; importing them here
-    # keeps `make_forecaster` usable from `forecasters.base` alone without a cycle.
-    if not _REGISTRY:
-        import forecasters.known_ahead
-        import forecasters.naive
-        import forecasters.oracle
-        import forecasters.statistical  # noqa: F401
+    # keeps `make_forecaster` usable from `forecasters.base` alone without a cycle
+    # (a module already imported is not run again).
+    import importlib
+
+    for module in _IMPLEMENTATIONS:
+        importlib.import_module(module)
 
 
 def iter_levels(levels: Iterable[float] | None) -> tuple[float, ...]:

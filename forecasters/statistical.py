@@ -33,7 +33,8 @@ from __future__ import annotations
 import logging
 import warnings
 from abc import abstractmethod
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -242,6 +243,111 @@ class SarimaxForecaster(HourlyStateSpaceForecaster):
         }
 
 
+Criterion = Literal["aic", "aicc", "bic"]
+
+DEFAULT_ORDERS: tuple[tuple[int, int, int], ...] = (
+    (1, 0, 0), (2, 0, 0), (3, 0, 0), (1, 0, 1), (2, 0, 1), (3, 0, 1),
+)
+"""Orders searched by :class:`AutoSarimaxForecaster` by default (stationary ARMA)."""
+DEFAULT_DAILY_HARMONICS: tuple[int, ...] = (1, 3, 5)
+"""Daily Fourier pairs searched by default."""
+
+
+class AutoSarimaxForecaster(SarimaxForecaster):
+    """SARIMAX whose order and daily harmonics are chosen by an information criterion.
+
+    Every ``select_every_hours`` (at a refit; default every refit) each candidate
+    ``(order, daily_harmonics)`` of the bounded grid ``orders x daily_harmonics_grid``
+    is fitted on the training window (the refit's window, cold start), and the one
+    with the lowest criterion is kept; between selections the chosen model is
+    refitted warm on the schedule of :class:`SarimaxForecaster`. All candidates share
+    the window, ``d = 0`` and the other regressors, so their likelihoods compare.
+
+    Parameters
+    ----------
+    orders : sequence of (p, d, q)
+        Candidate orders (each with ``d = 0``).
+    daily_harmonics_grid : sequence of int
+        Candidate daily Fourier pairs.
+    criterion : {"aic", "aicc", "bic"}
+    select_every_hours : int [h]
+        Re-selection period (rounded up to a refit).
+    **kwargs
+        See :class:`SarimaxForecaster` (``weekly_harmonics``, ``holidays``,
+        ``regressors``, fit window, ``refit_every_hours``, ``maxiter``).
+    """
+
+    name = "auto_sarimax"
+
+    def __init__(
+        self,
+        orders: Sequence[tuple[int, int, int]] = DEFAULT_ORDERS,
+        daily_harmonics_grid: Sequence[int] = DEFAULT_DAILY_HARMONICS,
+        criterion: Criterion = "bic",
+        select_every_hours: int = 336,
+        **kwargs: Any,
+    ) -> None:
+        self.orders = tuple(tuple(int(v) for v in o) for o in orders)
+        self.daily_harmonics_grid = tuple(int(h) for h in daily_harmonics_grid)
+        if not self.orders or not self.daily_harmonics_grid:
+            raise ValueError("auto_sarimax: the search grid is empty")
+        if any(len(o) != 3 or o[1] != 0 for o in self.orders):
+            raise ValueError(f"auto_sarimax: orders must be (p, 0, q), got {self.orders}")
+        if criterion not in ("aic", "aicc", "bic"):
+            raise ValueError(f"auto_sarimax: criterion must be aic, aicc or bic, got {criterion!r}")
+        if select_every_hours < 1:
+            raise ValueError("auto_sarimax: select_every_hours must be >= 1")
+        self.criterion: Criterion = criterion
+        self.select_every_hours = int(select_every_hours)
+        kwargs.setdefault("order", self.orders[0])
+        kwargs.setdefault("daily_harmonics", self.daily_harmonics_grid[0])
+        super().__init__(**kwargs)
+        self.selections: list[dict[str, Any]] = []
+
+    def _after_fit(self) -> None:
+        self._hours_since_selection: int | None = None
+        super()._after_fit()
+
+    def _estimate(self, endog: np.ndarray, first: int) -> None:
+        since = self._hours_since_selection
+        elapsed = len(self._hourly) - since if since is not None else None
+        if elapsed is None or elapsed >= self.select_every_hours:
+            self._select(endog, first)
+            self._hours_since_selection = len(self._hourly)
+        super()._estimate(endog, first)
+
+    def _select(self, endog: np.ndarray, first: int) -> None:
+        """Fit every candidate on the window; keep the lowest criterion."""
+        scores: list[tuple[float, tuple[int, int, int], int]] = []
+        with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", EstimationWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for order in self.orders:
+                for harmonics in self.daily_harmonics_grid:
+                    self.order, self.daily_harmonics = order, harmonics
+                    res = self._build_model(endog, first).fit(disp=False, maxiter=self.maxiter)
+                    value = float(getattr(res, self.criterion))
+                    scores.append((value if np.isfinite(value) else np.inf, order, harmonics))
+        best = min(scores, key=lambda item: item[0])
+        self.order, self.daily_harmonics = best[1], best[2]
+        # The previous parameters belong to another model: the chosen one starts cold.
+        self._res = None
+        self.selections.append({"hour": first + len(endog), "order": best[1],
+                                "daily_harmonics": best[2], self.criterion: best[0]})
+        logger.debug("%s selected order %s, %d daily pairs (%s %.1f)", self.name, best[1],
+                     best[2], self.criterion, best[0])
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters (for reports)."""
+        return super().get_params() | {
+            "orders": self.orders,
+            "daily_harmonics_grid": self.daily_harmonics_grid,
+            "criterion": self.criterion,
+            "select_every_hours": self.select_every_hours,
+        }
+
+
 class EtsForecaster(HourlyStateSpaceForecaster):
     """Hourly additive exponential smoothing ETS(A, N, A) with a 24-h season.
 
@@ -291,4 +397,5 @@ class EtsForecaster(HourlyStateSpaceForecaster):
 
 
 register_forecaster("sarimax", SarimaxForecaster)
+register_forecaster("auto_sarimax", AutoSarimaxForecaster)
 register_forecaster("ets", EtsForecaster)
