@@ -32,7 +32,7 @@ publication boundary and checks the predictions are bit-identical). The time rul
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -139,21 +139,17 @@ class KnownAhead(BaseForecaster):
         return mask, self._clip(values)
 
     # ------------------------------------------------------- observations
-    def fit(self, history: pd.Series) -> Self:
-        """Fit the wrapper's bookkeeping and the inner forecaster on ``history``."""
-        super().fit(history)
-        self.inner.fit(history)
-        return self
+    def _after_fit(self) -> None:
+        """Fit the inner forecaster on the same history."""
+        self.inner.fit(pd.Series(
+            self.observations,
+            index=pd.date_range(self.start, periods=len(self.observations), freq=STEP),
+        ))
 
-    def update_values(self, first: pd.Timestamp, values: np.ndarray) -> Self:
-        """Feed the observations to the wrapper and the inner forecaster.
-
-        :meth:`~forecasters.base.BaseForecaster.update` validates and then delegates
-        here, so both entry points reach the inner forecaster.
-        """
-        super().update_values(first, values)
-        self.inner.update_values(first, values)
-        return self
+    def _after_update(self, n_before: int) -> None:
+        """Feed the new observations to the inner forecaster (both entry points of
+        :class:`~forecasters.base.BaseForecaster` end here)."""
+        self.inner.update_values(self.start + n_before * STEP, self.observations[n_before:])
 
     # ---------------------------------------------------------- prediction
     def _point_values(self, targets: pd.DatetimeIndex) -> np.ndarray:

@@ -190,21 +190,23 @@ def _text(value: Any) -> str:
     return "".join(str(value).split()) if isinstance(value, tuple) else str(value)
 
 
-def make_for(
-    name: str, quantity: Quantity, available: Sequence[str] = (), **params: Any
-) -> BaseForecaster:
+def make_for(name: str, quantity: Quantity, **params: Any) -> BaseForecaster:
     """Forecaster ``name`` with the settings of ``quantity`` (``params`` override them).
 
-    ``available``: the known-ahead regressors the caller will feed (e.g. ``("lmp_da",)``);
-    the returned forecaster's ``known_ahead`` lists those it reads.
+    ``available=`` (a sequence of str, default none): the known-ahead regressors the
+    caller will feed (e.g. ``("lmp_da",)``); the returned forecaster's ``known_ahead``
+    lists those it reads. (Taken from ``params`` so that callers passing a mapping of
+    constructor settings type-check.)
     """
-    return make_variant(name, quantity, None, available, **params)
+    available = tuple(params.pop("available", ()))
+    return make_variant(name, quantity, None, available=available, **params)
 
 
 def make_variant(
     name: str,
     quantity: Quantity,
     variant: Mapping[str, Any] | None,
+    *,
     available: Sequence[str] = (),
     **params: Any,
 ) -> BaseForecaster:
@@ -215,7 +217,7 @@ def make_variant(
         settings |= statistical_settings(name, quantity, variant, available)
     if name in COMBINATIONS and "members" not in params:
         settings["members"] = [
-            make_variant(member, quantity, None, available, calibration="model")
+            make_variant(member, quantity, None, available=available, calibration="model")
             for member in PRESETS[quantity].members
         ]
     return make_forecaster(name, **(settings | params))

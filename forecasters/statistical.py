@@ -287,7 +287,7 @@ class AutoSarimaxForecaster(SarimaxForecaster):
         select_every_hours: int = 336,
         **kwargs: Any,
     ) -> None:
-        self.orders = tuple(tuple(int(v) for v in o) for o in orders)
+        self.orders = tuple((int(o[0]), int(o[1]), int(o[2])) for o in orders)
         self.daily_harmonics_grid = tuple(int(h) for h in daily_harmonics_grid)
         if not self.orders or not self.daily_harmonics_grid:
             raise ValueError("auto_sarimax: the search grid is empty")

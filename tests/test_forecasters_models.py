@@ -14,7 +14,7 @@ from forecasters.adapters import available
 from forecasters.base import CALIBRATION_STEPS
 from forecasters.direct import lad_fit
 from forecasters.presets import make_for
-from traces.grid import STEP, STEPS_PER_DAY, grid_index
+from traces.grid import STEP, grid_index
 
 
 def _daily(days: int, seed: int = 0, noise: float = 0.2) -> pd.Series:

@@ -8,6 +8,7 @@ is published. Both are checked by poisoning everything published later.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -82,7 +83,7 @@ def test_release_rejects_bad_hour_and_zone() -> None:
 
 def test_update_known_names_what_it_reads() -> None:
     fc = make_forecaster("persistence")
-    with pytest.raises(ValueError, match="no known-ahead regressor 'lmp_da' .*reads: none"):
+    with pytest.raises(ValueError, match=r"no known-ahead regressor 'lmp_da' .*reads: none"):
         fc.update_known("lmp_da", DA)
     sar = _build("sarimax")
     assert set(sar.known_ahead) == {"lmp_da"}
@@ -164,35 +165,32 @@ def test_backtest_needs_the_regressors_the_forecaster_reads() -> None:
 
 
 def test_feed_hands_each_published_interval_once() -> None:
-    """A spy records every update_known: contiguous, never before publication, no repeat."""
+    """A spy records every update_known block and, at each predict, what was fed: the
+    blocks are contiguous (each interval once) and at issue time t the feed reaches
+    exactly the release boundary of t (all that is published, nothing more)."""
     fc = _build("direct_lad")
-    fed: list[tuple[pd.Timestamp, pd.Timestamp, pd.Timestamp]] = []
-    original = fc.update_known
-    clock: list[pd.Timestamp] = []
+    blocks: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    seen_at_issue: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    original_known, original_predict = fc.update_known, fc.predict
 
     def spy(name: str, values: pd.Series) -> BaseForecaster:
-        fed.append((values.index[0], values.index[-1], clock[-1]))
-        return original(name, values)
-
-    fc.update_known = spy  # type: ignore[method-assign]
-    original_predict = fc.predict
+        blocks.append((values.index[0], values.index[-1]))
+        return original_known(name, values)
 
     def predict(issue: pd.Timestamp, horizon: int) -> pd.Series:
-        clock.append(pd.Timestamp(issue))
+        seen_at_issue.append((pd.Timestamp(issue), blocks[-1][1]))
         return original_predict(issue, horizon)
 
+    fc.update_known = spy  # type: ignore[method-assign]
     fc.predict = predict  # type: ignore[method-assign]
-    clock.append(RT.index[FIT_END])
     rolling_origin_backtest(fc, RT, RT.index[FIT_END], RT.index[FIT_END] + pd.Timedelta(days=2),
                             stride_steps=4, levels=None, publication=HOURLY,
                             known_ahead={"lmp_da": (DA, NYISO_DA_RELEASE)})
-    assert len(fed) >= 3
-    for (first, last, _), (nxt, _, _) in zip(fed, fed[1:], strict=False):
-        assert nxt == last + STEP  # contiguous, each interval once
-    for first, last, _ in fed[1:]:
-        # Fed at an issue time at or after the release of every value in the block.
-        assert NYISO_DA_RELEASE.release_time(pd.DatetimeIndex([first, last])).max() <= (
-            last + pd.Timedelta(days=2))
+    assert len(blocks) >= 3 and blocks[0][0] == DA.index[0]
+    for (_, last), (nxt, _) in itertools.pairwise(blocks):
+        assert nxt == last + STEP
+    for issue, fed_until in seen_at_issue:
+        assert fed_until == NYISO_DA_RELEASE.published_before(issue) - STEP
 
 
 def test_sarimax_learns_the_day_ahead_coefficient() -> None:

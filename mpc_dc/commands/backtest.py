@@ -171,7 +171,8 @@ def build_forecaster(
         if day_ahead is None:
             raise _no_day_ahead(series_key)
         params["truth"] = day_ahead
-    return make_variant(name, SERIES[series_key].quantity, variant, available, **params)
+    return make_variant(name, SERIES[series_key].quantity, variant, available=available,
+                        **params)
 
 
 def _no_day_ahead(series_key: str) -> ConfigError:
