@@ -37,7 +37,13 @@ import pandas as pd
 
 from forecasters.base import register_forecaster
 from forecasters.calendar import holiday_flags
-from forecasters.hourly import FALLBACK_DAYS, HOURS_PER_DAY, MIN_CACHE_HOURS, HourlyForecaster
+from forecasters.hourly import (
+    FALLBACK_DAYS,
+    HOURS_PER_DAY,
+    MIN_CACHE_HOURS,
+    HourlyForecaster,
+    _hour_means,
+)
 
 LEAD_HOURS = MIN_CACHE_HOURS
 """Lead hours with their own coefficients; longer leads reuse the last day's."""
@@ -184,13 +190,7 @@ class DirectLad(HourlyForecaster):
             return out
         quarters = pd.date_range(self.hour_start(0), periods=4 * n, freq="15min")
         for name in self.regressor_names:
-            block = self.known_values(name, issue, quarters).reshape(-1, 4)
-            with np.errstate(invalid="ignore"):
-                counts = (~np.isnan(block)).sum(axis=1)
-                sums = np.nansum(block, axis=1)
-                means = np.full(n, np.nan)
-                np.divide(sums, counts, out=means, where=counts > 0)
-            out[name] = means
+            out[name] = _hour_means(self.known_values(name, issue, quarters))
         return out
 
     # ---------------------------------------------------------- fitting

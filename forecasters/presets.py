@@ -65,6 +65,8 @@ class QuantitySettings:
         Known-ahead regressors the regression models read when available.
     members : tuple of str
         Members of ``combination`` (each built with this quantity's preset).
+    model_alternatives : Mapping[str, tuple of Mapping[str, Any]]
+        Alternatives backtested for one model only (by model name).
     """
 
     bounds: Bounds | None = None
@@ -73,6 +75,8 @@ class QuantitySettings:
     alternatives: tuple[Mapping[str, Any], ...] = ()
     known_ahead: tuple[str, ...] = ()
     members: tuple[str, ...] = ("seasonal_naive_daily", "sarimax")
+    model_alternatives: Mapping[str, tuple[Mapping[str, Any], ...]] = field(
+        default_factory=dict)
 
 
 # Chosen by ``mpc-dc backtest ... --variants`` (docs/forecasters.md, "Presets"): the
@@ -92,11 +96,10 @@ PRESETS: dict[Quantity, QuantitySettings] = {
             {"daily_harmonics": 5},
             {"order": (2, 0, 0)},
             {"regressors": ()},
-            {"fit_window_days": 14},
-            {"fit_window_days": 56},
         ),
         known_ahead=("lmp_da",),
         members=("direct_lad", "sarimax"),
+        model_alternatives={"direct_lad": ({"fit_window_days": 14}, {"fit_window_days": 56})},
     ),
     "capacity_factor": QuantitySettings(
         (0.0, 1.0),
@@ -105,10 +108,9 @@ PRESETS: dict[Quantity, QuantitySettings] = {
             {"daily_harmonics": 3},
             {"daily_harmonics": 0},
             {"order": (2, 0, 1)},
-            {"fit_window_days": 14},
-            {"fit_window_days": 56},
         ),
         members=("sarimax", "direct_lad"),
+        model_alternatives={"direct_lad": ({"fit_window_days": 14}, {"fit_window_days": 56})},
     ),
     # Bursty counts: log1p for SARIMAX; ETS is better on the counts themselves.
     "request_rate": QuantitySettings(
@@ -177,7 +179,8 @@ def variants(
     if name not in STATISTICAL:
         return out
     seen = [statistical_settings(name, quantity, None, available)]
-    for alt in PRESETS[quantity].alternatives:
+    preset = PRESETS[quantity]
+    for alt in (*preset.alternatives, *preset.model_alternatives.get(name, ())):
         settings = statistical_settings(name, quantity, alt, available)
         if settings not in seen:
             seen.append(settings)
