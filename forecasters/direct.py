@@ -213,18 +213,27 @@ class DirectLad(HourlyForecaster):
             xs[k][~ok] = np.nan
             ys[k] = y[targets]
         weight = (np.isfinite(xs).all(axis=2) & np.isfinite(ys)).astype(float)
-        if (weight.sum(axis=1) < n_par + 1).any():
+        enough = weight.sum(axis=1) >= n_par + 1
+        if not enough.any():
             raise ValueError(
                 f"{self.name}: too few complete (target, feature) pairs to fit "
-                f"({int(weight.sum(axis=1).min())} at some lead, need {n_par + 1}); "
+                f"({int(weight.sum(axis=1).max())} at best, need {n_par + 1}); "
                 f"history up to {self.cutoff}"
             )
         self._beta = lad_fit(xs, ys, weight, self.iterations)
+        # A short history leaves the longest leads without pairs (their seasonal value
+        # lies before the data): they take the coefficients of the nearest lead that has.
+        fitted = np.flatnonzero(enough)
+        for k in np.flatnonzero(~enough):
+            self._beta[k] = self._beta[fitted[np.argmin(np.abs(fitted - k))]]
         with np.errstate(invalid="ignore"):
             self._fill = np.nanmedian(np.where(weight[:, :, None] > 0, xs, np.nan), axis=(0, 1))
         resid = np.abs(ys - np.einsum("lnp,lp->ln", np.nan_to_num(xs), self._beta))
         resid = np.where(weight > 0, resid, np.nan)
-        self._scale = _MAD_TO_STD * np.nanmedian(resid, axis=1)
+        scale = np.full(LEAD_HOURS, np.nan)
+        scale[fitted] = _MAD_TO_STD * np.nanmedian(resid[fitted], axis=1)
+        self._scale = scale[fitted[np.argmin(np.abs(fitted[None, :] - np.arange(
+            LEAD_HOURS)[:, None]), axis=1)]]
 
     def _absorb(self, endog: np.ndarray, first_hour: int) -> None:
         """Coefficients are fixed between refits: a new hour is only a new feature value."""

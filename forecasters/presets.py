@@ -219,8 +219,11 @@ def make_variant(
     if name in STATISTICAL:
         settings |= statistical_settings(name, quantity, variant, available)
     if name in COMBINATIONS and "members" not in params:
+        # Members with this quantity's presets; ``member_params`` override by member name.
+        member_params = dict(params.pop("member_params", None) or {})
         settings["members"] = [
-            make_variant(member, quantity, None, available=available, calibration="model")
+            make_variant(member, quantity, None, available=available,
+                         **({"calibration": "model"} | dict(member_params.get(member, {}))))
             for member in PRESETS[quantity].members
         ]
     return make_forecaster(name, **(settings | params))

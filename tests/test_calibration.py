@@ -124,25 +124,29 @@ def test_too_few_errors_fall_back_to_the_model_band() -> None:
     assert (q[:, 2] > q[:, 0]).all()
 
 
-# Real data: the acceptance of issue 16 ("nominal 0.9 -> empirical 0.87-0.93") holds
-# on the 91-day windows of docs/forecasters.md; a 28-day window here keeps the test
-# short (coverage over 112 issue times), with a band 0.85-0.95.
+# Real data: the acceptance of issue 16 ("nominal 0.9 -> empirical 0.87-0.93"). The
+# naive model on the zone-F LMP over April-June 2022 (the docs' window; seasonal naive
+# is cheap) covered 0.947 with its Gaussian band; SARIMAX on wind and the request
+# rate over 28 days (kept short) with a band of 0.85-0.95.
 @pytest.mark.shared_data
-@pytest.mark.parametrize(("key", "name"), [("lmp", "sarimax"), ("wind_cf", "seasonal_naive_daily"),
-                                           ("demand", "sarimax")])
-def test_calibrated_coverage_on_real_series(shared_data: Path, key: str, name: str) -> None:
-    """Before calibration SARIMAX covered 0.86 and seasonal naive 0.95 (issue 16)."""
+@pytest.mark.parametrize(("key", "name", "days", "band"), [
+    ("lmp", "seasonal_naive_daily", 91, (0.87, 0.93)),
+    ("wind_cf", "sarimax", 28, (0.85, 0.95)),
+    ("demand", "sarimax", 28, (0.85, 0.95)),
+])
+def test_calibrated_coverage_on_real_series(shared_data: Path, key: str, name: str, days: int,
+                                            band: tuple[float, float]) -> None:
     from mpc_dc.commands.backtest import SERIES, build_forecaster
 
     y, publication = SERIES[key].load(shared_data, "F")
     first = y.first_valid_index()
     assert first is not None
-    start = (pd.Timestamp("2022-05-01", tz="UTC") if key != "demand"
+    start = (pd.Timestamp("2022-04-01", tz="UTC") if key != "demand"
              else (first + pd.Timedelta(days=28)).ceil("h"))
     hist = y[(y.index >= start - pd.Timedelta(days=28))
-             & (y.index < start + pd.Timedelta(days=29))]
+             & (y.index < start + pd.Timedelta(days=days + 1))]
     res = rolling_origin_backtest(build_forecaster(name, key, y), hist, start,
-                                  start + pd.Timedelta(days=28), stride_steps=24,
+                                  start + pd.Timedelta(days=days), stride_steps=24,
                                   levels=BACKTEST_LEVELS, publication=publication)
     cover = float(res.metrics["cover_q0.9"].mean())
-    assert 0.85 <= cover <= 0.95, cover
+    assert band[0] <= cover <= band[1], cover
