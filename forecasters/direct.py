@@ -224,16 +224,16 @@ class DirectLad(HourlyForecaster):
         # A short history leaves the longest leads without pairs (their seasonal value
         # lies before the data): they take the coefficients of the nearest lead that has.
         fitted = np.flatnonzero(enough)
-        for k in np.flatnonzero(~enough):
-            self._beta[k] = self._beta[fitted[np.argmin(np.abs(fitted - k))]]
+        nearest = fitted[np.argmin(np.abs(fitted[None, :] - np.arange(LEAD_HOURS)[:, None]),
+                                   axis=1)]
+        self._beta = self._beta[nearest]
         with np.errstate(invalid="ignore"):
             self._fill = np.nanmedian(np.where(weight[:, :, None] > 0, xs, np.nan), axis=(0, 1))
         resid = np.abs(ys - np.einsum("lnp,lp->ln", np.nan_to_num(xs), self._beta))
         resid = np.where(weight > 0, resid, np.nan)
         scale = np.full(LEAD_HOURS, np.nan)
         scale[fitted] = _MAD_TO_STD * np.nanmedian(resid[fitted], axis=1)
-        self._scale = scale[fitted[np.argmin(np.abs(fitted[None, :] - np.arange(
-            LEAD_HOURS)[:, None]), axis=1)]]
+        self._scale = scale[nearest]
 
     def _absorb(self, endog: np.ndarray, first_hour: int) -> None:
         """Coefficients are fixed between refits: a new hour is only a new feature value."""
