@@ -4,6 +4,14 @@ Per step = one ``update`` with the newest 15-min observation + ``predict`` of a
 96-interval horizon, averaged over a day of steps (so statistical models include
 their hourly filter updates; scheduled refits are counted in the month benchmark).
 With ``--benchmark-disable`` (CI smoke) the sizes shrink.
+
+``test_bench_step_vs_uncalibrated``: the cost of calibration (issue 17), side by side
+in one run: each forecaster that existed before it, stepped with its quantiles made
+as before (``calibration="model"``: no scoring, the model's Gaussian band, the
+code path of the previous release) and as now (conformal: an hourly scoring
+forecast, quantiles from the recorded errors), for a point step (``predict``, the
+RCDC loop) and a quantile step (``predict`` + ``predict_quantiles``, the fleet loop).
+The ratio must stay below 2.
 """
 
 from __future__ import annotations
@@ -33,6 +41,51 @@ def _run_steps(fc: Any, y: pd.Series, first: int, n_steps: int) -> None:
     for pos in range(first, first + n_steps):
         fc.update(y.iloc[pos - 1 : pos])
         fc.predict(y.index[pos], HORIZON)
+
+
+def _run_quantile_steps(fc: Any, y: pd.Series, first: int, n_steps: int) -> None:
+    for pos in range(first, first + n_steps):
+        fc.update(y.iloc[pos - 1 : pos])
+        fc.predict(y.index[pos], HORIZON)
+        fc.predict_quantiles(y.index[pos], HORIZON, (0.1, 0.5, 0.9))
+
+
+BEFORE_ISSUE_17 = ("persistence", "seasonal_naive_daily", "seasonal_naive_weekly", "sarimax",
+                   "ets", "day_ahead_known")
+"""Forecasters whose per-step cost must stay within 2x of what it was before issue 17."""
+
+
+@pytest.mark.parametrize("kind", ["point", "quantile"])
+@pytest.mark.parametrize("name", BEFORE_ISSUE_17)
+def test_bench_step_vs_uncalibrated(benchmark: Any, name: str, kind: str, smoke: bool) -> None:
+    y = _synthetic(12 if smoke else 40)
+    fit_end = len(y) - 2 * STEPS_PER_DAY
+    n_steps = 8 if smoke else STEPS_PER_DAY
+    run = _run_steps if kind == "point" else _run_quantile_steps
+    params: dict[str, Any] = {"bounds": (0.0, 1.0)}
+    if name == "day_ahead_known":
+        params["truth"] = y
+    timings: dict[str, list[float]] = {"model": [], "conformal": []}
+
+    def both() -> None:
+        # Interleaved, so machine load hits both alike; each on a fresh fitted copy.
+        for calibration in ("model", "conformal"):
+            if name == "day_ahead_known":  # the wrapper is exact; its inner model calibrates
+                fc = make_forecaster(name, inner_params={"calibration": calibration}, **params)
+            else:
+                fc = make_forecaster(name, calibration=calibration, **params)
+            fc.fit(y.iloc[: fit_end - 1])
+            t0 = time.perf_counter()
+            run(fc, y, fit_end, n_steps)
+            timings[calibration].append(time.perf_counter() - t0)
+
+    benchmark.pedantic(both, rounds=1 if smoke else 5, iterations=1)
+    before = 1e3 * min(timings["model"]) / n_steps
+    after = 1e3 * min(timings["conformal"]) / n_steps
+    benchmark.extra_info.update({"before_ms": round(before, 4), "after_ms": round(after, 4),
+                                 "ratio": round(after / before, 3)})
+    if not smoke:
+        assert after < 2.0 * before, (name, kind, before, after)
 
 
 @pytest.mark.parametrize("name", forecaster_names())

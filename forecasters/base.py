@@ -24,26 +24,80 @@ other than the median are ``-inf`` / ``+inf`` in model space, i.e. the series'
 bounds after clipping (``0`` and ``1`` for a capacity factor, ``0`` and ``+inf`` for
 demand, ``±inf`` for a price). Callers that need finite bands must provide enough
 history or cap them (the fleet MPC provisions its serving capacity).
+
+Known-ahead regressors (the interface the closed loop and the backtest use). Some
+inputs of a forecast are *published before* the intervals they describe: the
+day-ahead price of a delivery day is published the day before it (NYISO: 11:00
+Eastern). A forecaster that reads one lists it in :attr:`BaseForecaster.known_ahead`
+(name -> release rule, :class:`traces.grid.DayAheadRelease`); the caller feeds the
+published values with :meth:`BaseForecaster.update_known` (any span of the 15-min
+grid, before or after ``fit``, as often as new values are published), exactly as it
+feeds observations with ``update``. At issue time ``t`` the forecaster reads a
+regressor value only where the release rule says it is published at ``t``
+(:meth:`BaseForecaster.known_values`); values fed early are never read early, so a
+caller that pushes the whole series cannot make it look ahead (tested by poisoning).
+Calendar regressors (holidays, :mod:`forecasters.calendar`) are functions of the
+timestamp and need no feed.
+
+Calibrated quantiles. With ``calibration="conformal"`` (the default of every model;
+the oracles and ``day_ahead_known`` use their own spread) the forecaster records,
+each time an hour is complete (cutoff at ``hh:45``), its point forecast for the next
+:data:`CALIBRATION_STEPS` intervals, and scores it as the observations arrive. The
+quantile of level ``q`` at lead ``L`` intervals after the cutoff is the point forecast
+plus the conformal quantile of the signed errors at that lead over the last
+``calibration_window_days`` of origins: the ``ceil((n + 1) q)``-th smallest of the
+``n`` errors (``floor((n + 1) q)``-th for ``q < 0.5``). Where too few errors exist
+(rank beyond ``n``), the model's own quantile is used. The median is the point
+forecast. ``fit`` warms the errors up on the end of the history it is given: a copy
+of the forecaster is fitted on the history less its last ``calibration_warmup_days``
+and replayed over them, hour by hour, as the loop would; the forecaster itself is
+then fitted on the whole history, so calibration never changes a point forecast.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
-from traces.grid import STEP
+from traces.grid import STEP, STEPS_PER_DAY
+
+logger = logging.getLogger(__name__)
 
 Bounds = tuple[float | None, float | None]
 """``(low, high)`` output limits in the series' units; ``None`` means unbounded."""
 
 DEFAULT_LEVELS: tuple[float, ...] = (0.1, 0.5, 0.9)
 """Quantile levels used when none are given."""
+
+Calibration = Literal["conformal", "model"]
+"""How quantiles are made: ``"conformal"`` from the forecaster's own recent errors per
+lead (module docstring), ``"model"`` from the model's error distribution."""
+CALIBRATION_STEPS = STEPS_PER_DAY + 4
+"""Leads scored for calibration [intervals after the cutoff]: a day, plus the three
+intervals an hourly series can be stale by and one spare."""
+CALIBRATION_WINDOW_DAYS = 28.0
+"""Default rolling window of scored origins [d]."""
+CALIBRATION_WARMUP_DAYS = 7.0
+"""Default replay at ``fit`` that scores the end of the history [d]."""
+SCORING_REFRESH_ORIGINS = 24
+"""Scored origins between two recomputations of the error quantiles (once a day)."""
+
+
+class Release(Protocol):
+    """When the values of a known-ahead regressor are published (e.g.
+    :class:`traces.grid.DayAheadRelease`): the intervals before ``published_before(now)``."""
+
+    def published_before(self, now: pd.Timestamp) -> pd.Timestamp:
+        """Start (UTC) of the first interval whose value is not published at ``now``."""
+        ...
 
 
 class LookaheadError(ValueError):
@@ -71,6 +125,10 @@ class Forecaster(Protocol):
 
     def update(self, new_observations: pd.Series) -> Self:
         """Feed the observations that follow ``cutoff`` directly."""
+        ...
+
+    def update_known(self, name: str, values: pd.Series) -> Self:
+        """Feed published values of the known-ahead regressor ``name`` (any grid span)."""
         ...
 
     def predict(self, issue_time: pd.Timestamp, horizon: int) -> pd.Series:
@@ -137,6 +195,117 @@ class _GrowingArray:
         return self._n
 
 
+class _KnownSeries:
+    """Values of one known-ahead regressor on the 15-min grid, as fed (NaN = not fed)."""
+
+    def __init__(self) -> None:
+        self._start_ns: int | None = None
+        self._values = np.empty(0)
+
+    def write(self, first: pd.Timestamp, values: np.ndarray) -> None:
+        """Store ``values`` of consecutive intervals from ``first`` (later feeds win)."""
+        first_ns = int(first.value)
+        if self._start_ns is None:
+            self._start_ns, self._values = first_ns, np.array(values, dtype=float)
+            return
+        lo = min(self._start_ns, first_ns)
+        end = max(self._start_ns + len(self._values) * STEP.value,
+                  first_ns + len(values) * STEP.value)
+        if lo != self._start_ns or end > self._start_ns + len(self._values) * STEP.value:
+            grown = np.full((end - lo) // STEP.value, np.nan)
+            at = (self._start_ns - lo) // STEP.value
+            grown[at : at + len(self._values)] = self._values
+            self._start_ns, self._values = lo, grown
+        at = (first_ns - self._start_ns) // STEP.value
+        self._values[at : at + len(values)] = values
+
+    def read(self, targets_ns: np.ndarray) -> np.ndarray:
+        """Values at interval starts ``targets_ns`` [ns, UTC] (NaN where not fed)."""
+        out = np.full(len(targets_ns), np.nan)
+        if self._start_ns is None:
+            return out
+        pos = (np.asarray(targets_ns, dtype=np.int64) - self._start_ns) // STEP.value
+        ok = (pos >= 0) & (pos < len(self._values))
+        out[ok] = self._values[pos[ok]]
+        return out
+
+
+class ScoreBook:
+    """Forecasts recorded at scoring origins, for errors by lead (rolling window).
+
+    Row ``i`` holds ``width`` forecasts made when the cutoff was at observation
+    position ``origins[i]``, for positions ``origins[i] + 1 .. origins[i] + steps``.
+
+    Parameters
+    ----------
+    steps : int [intervals]
+        Leads recorded per origin.
+    max_origins : int
+        Origins kept (oldest dropped first).
+    width : int
+        Forecasts per origin (1, or the members of a combination and the combination).
+    """
+
+    def __init__(self, steps: int, max_origins: int, width: int = 1) -> None:
+        self.steps, self.max_origins, self.width = int(steps), int(max_origins), int(width)
+        self._origins = np.empty(0, dtype=np.int64)
+        self._rows = np.empty((0, self.width, self.steps))
+        self.n_recorded = 0
+
+    def record(self, origin: int, rows: np.ndarray) -> None:
+        """Add the forecasts ``rows`` (width, steps) made with the cutoff at ``origin``."""
+        keep = max(0, len(self._origins) + 1 - self.max_origins)
+        self._origins = np.append(self._origins[keep:], origin)
+        self._rows = np.concatenate([self._rows[keep:], np.asarray(rows, float)[None]], axis=0)
+        self.n_recorded += 1
+
+    def __len__(self) -> int:
+        return len(self._origins)
+
+    def drop_from(self, origin: int) -> None:
+        """Forget the origins at or after cutoff position ``origin``."""
+        keep = self._origins < origin
+        self._origins, self._rows = self._origins[keep], self._rows[keep]
+
+    @property
+    def last_origin(self) -> int:
+        """Cutoff position of the most recent origin (-1 if none)."""
+        return int(self._origins[-1]) if len(self._origins) else -1
+
+    def errors(self, observations: np.ndarray) -> np.ndarray:
+        """``truth - forecast``, shape (origins, width, steps); NaN where not yet observed."""
+        pos = self._origins[:, None] + np.arange(1, self.steps + 1)[None, :]
+        truth = np.full(pos.shape, np.nan)
+        seen = pos < len(observations)
+        truth[seen] = observations[pos[seen]]
+        return truth[:, None, :] - self._rows
+
+
+def conformal_quantiles(errors: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """Conformal quantiles of ``errors`` along axis 0, per column (NaN ignored).
+
+    For level ``q >= 0.5`` the ``ceil((n + 1) q)``-th smallest of the ``n`` errors of a
+    column, for ``q < 0.5`` the ``floor((n + 1) q)``-th; NaN where that rank falls
+    outside ``1..n`` (too few errors for the level).
+
+    Returns
+    -------
+    ndarray, shape (len(levels), columns)
+    """
+    errors = np.asarray(errors, dtype=float)
+    ordered = np.sort(errors, axis=0)  # NaN sort last
+    n = (~np.isnan(errors)).sum(axis=0)
+    out = np.full((len(levels), errors.shape[1]), np.nan)
+    for j, q in enumerate(levels):
+        rank = np.ceil((n + 1) * q) if q >= 0.5 else np.floor((n + 1) * q)
+        ok = (rank >= 1) & (rank <= n)
+        idx = np.clip(rank.astype(np.int64) - 1, 0, max(len(ordered) - 1, 0))
+        if len(ordered):
+            picked = np.take_along_axis(ordered, idx[None, :], axis=0)[0]
+            out[j, ok] = picked[ok]
+    return out
+
+
 class BaseForecaster(ABC):
     """Shared bookkeeping: observation history, cutoff, time checks, bounds, quantiles.
 
@@ -155,6 +324,9 @@ class BaseForecaster(ABC):
     """
 
     name: str = "base"
+    default_calibration: Calibration = "conformal"
+    scoring_every_hours: int = 1
+    """Hours between two scoring origins (calibration, combination weights)."""
 
     def __init__(self, bounds: Bounds | None = None, max_stale_steps: int | None = None) -> None:
         low, high = bounds if bounds is not None else (None, None)
@@ -164,6 +336,47 @@ class BaseForecaster(ABC):
         self.max_stale_steps = max_stale_steps
         self._start: pd.Timestamp | None = None
         self._obs: _GrowingArray | None = None
+        self.known_ahead: dict[str, Release] = {}
+        """Known-ahead regressors this forecaster reads, by name, with their release rule."""
+        self._known_store: dict[str, _KnownSeries] = {}
+        self._known_feeds = 0
+        self.calibration: Calibration = self.default_calibration
+        self.calibration_window_days = CALIBRATION_WINDOW_DAYS
+        self.calibration_warmup_days = CALIBRATION_WARMUP_DAYS
+        self._book: ScoreBook | None = None
+        self._cal_tables: dict[tuple[float, ...], np.ndarray] = {}
+        self._cal_at = 0
+
+    def set_calibration(
+        self,
+        method: Calibration,
+        window_days: float | None = None,
+        warmup_days: float | None = None,
+    ) -> Self:
+        """Choose how quantiles are made (module docstring); call before :meth:`fit`.
+
+        Parameters
+        ----------
+        method : {"conformal", "model"}
+        window_days : float [d], optional
+            Rolling window of scored origins (default 28).
+        warmup_days : float [d], optional
+            Replay at ``fit`` that scores the end of the history (default 7; at most
+            half the history is replayed).
+        """
+        if method not in ("conformal", "model"):
+            raise ValueError(f"{self.name}: calibration must be 'conformal' or 'model', "
+                             f"got {method!r}")
+        self.calibration = method
+        if window_days is not None:
+            if window_days <= 0:
+                raise ValueError(f"{self.name}: calibration window must be > 0 days")
+            self.calibration_window_days = float(window_days)
+        if warmup_days is not None:
+            if warmup_days < 0:
+                raise ValueError(f"{self.name}: calibration warm-up must be >= 0 days")
+            self.calibration_warmup_days = float(warmup_days)
+        return self
 
     # ----------------------------------------------------------------- state
     @property
@@ -190,6 +403,10 @@ class BaseForecaster(ABC):
     def fit(self, history: pd.Series) -> Self:
         """Reset and learn from ``history``.
 
+        With conformal calibration, the errors of the last
+        ``calibration_warmup_days`` of the history (at most half of it) are scored
+        first by a copy fitted on the rest (module docstring).
+
         Parameters
         ----------
         history : Series [series units]
@@ -198,10 +415,53 @@ class BaseForecaster(ABC):
         history = check_grid_series(history, f"{self.name}.fit")
         if len(history) == 0:
             raise ValueError(f"{self.name}.fit: empty history")
+        warm = 0
+        if self._needs_scoring():
+            warm = min(round(self.calibration_warmup_days * STEPS_PER_DAY), len(history) // 2,
+                       len(history) - self._min_history_steps())
+        book: ScoreBook | None = None
+        if warm > 0:
+            shadow = copy.deepcopy(self)
+            try:
+                shadow._fit_core(history.iloc[:-warm])
+            except ValueError as err:
+                # Too little usable data without the warm-up days (e.g. NaN hours): the
+                # errors are then scored from this fit on, as without a warm-up.
+                logger.info("%s: no calibration warm-up: %s", self.name, err)
+            else:
+                shadow._replay(history.index[-warm], history.to_numpy(dtype=float)[-warm:])
+                book = shadow._book
+        self._fit_core(history, score=book is None)
+        if book is not None:
+            # The copy's origin at this cutoff was made by a model fitted on less data.
+            book.drop_from(len(history) - 1)
+            self._book = book
+            self._maybe_score()
+        return self
+
+    def _fit_core(self, history: pd.Series, score: bool = True) -> None:
+        """Store ``history`` (validated) and fit; start an empty score book."""
         self._start = history.index[0]
         self._obs = _GrowingArray(history.to_numpy(dtype=float))
+        self._book = None
+        self._cal_tables, self._cal_at = {}, 0
         self._after_fit()
-        return self
+        if self._needs_scoring():
+            self._book = ScoreBook(
+                CALIBRATION_STEPS,
+                max(1, round(self.calibration_window_days * 24)),
+                self._score_width(),
+            )
+            if score:
+                self._maybe_score()
+
+    def _replay(self, first: pd.Timestamp, values: np.ndarray) -> None:
+        """Feed ``values`` from ``first`` as a loop would: each update ends an hour."""
+        i, when = 0, first
+        while i < len(values):
+            n = min(4 - (when.minute // 15), len(values) - i)
+            self.update_values(when, values[i : i + n])
+            i, when = i + n, when + n * STEP
 
     def update(self, new_observations: pd.Series) -> Self:
         """Append the observations that follow ``cutoff`` directly (NaN = missing).
@@ -242,7 +502,137 @@ class BaseForecaster(ABC):
         n_before = len(self._obs)
         self._obs.append(np.asarray(values, dtype=float))
         self._after_update(n_before)
+        self._maybe_score()
         return self
+
+    # ------------------------------------------------------- known ahead
+    def update_known(self, name: str, values: pd.Series) -> Self:
+        """Feed published values of the known-ahead regressor ``name``.
+
+        Parameters
+        ----------
+        name : str
+            A key of :attr:`known_ahead`.
+        values : Series [regressor units]
+            Contiguous 15-min UTC grid, any span (before or after the cutoff); later
+            feeds replace earlier ones where they overlap; NaN = not known.
+
+        Raises
+        ------
+        ValueError
+            If this forecaster does not read ``name``.
+        """
+        if name not in self.known_ahead:
+            known = ", ".join(sorted(self.known_ahead)) or "none"
+            raise ValueError(f"{self.name}: no known-ahead regressor '{name}' (it reads: {known})")
+        series = check_grid_series(values, f"{self.name}.update_known({name})")
+        if len(series):
+            self._known_store.setdefault(name, _KnownSeries()).write(
+                series.index[0], series.to_numpy(dtype=float))
+            self._known_feeds += 1
+            self._after_known(name)
+        return self
+
+    def known_values(
+        self, name: str, issue_time: pd.Timestamp, targets: pd.DatetimeIndex
+    ) -> np.ndarray:
+        """Regressor ``name`` at ``targets`` where published at ``issue_time``, NaN elsewhere.
+
+        The only way a forecaster reads a known-ahead value: the release rule
+        decides, whatever was fed.
+        """
+        store = self._known_store.get(name)
+        ns = targets.as_unit("ns").asi8
+        if store is None:
+            return np.full(len(targets), np.nan)
+        values = store.read(ns)
+        before = int(self.known_ahead[name].published_before(issue_time).value)
+        return np.where(ns < before, values, np.nan)
+
+    def _after_known(self, name: str) -> None:  # noqa: B027 - optional hook
+        """Called after values of regressor ``name`` were fed."""
+
+    # ------------------------------------------------------- calibration
+    def _min_history_steps(self) -> int:
+        """Fewest intervals :meth:`fit` needs (the warm-up leaves at least this many)."""
+        return 1
+
+    def _needs_scoring(self) -> bool:
+        """Whether forecasts are recorded at scoring origins (module docstring)."""
+        return self.calibration == "conformal"
+
+    def _score_width(self) -> int:
+        """Forecasts recorded per origin (see :meth:`_score_rows`)."""
+        return 1
+
+    def _score_rows(self, targets: pd.DatetimeIndex) -> np.ndarray:
+        """What is recorded at a scoring origin: shape (width, len(targets)); row 0 is
+        the point forecast."""
+        return self._point_values(targets)[None, :]
+
+    def _maybe_score(self) -> None:
+        """Record the forecasts when an hour is complete (cutoff at ``hh:45`` UTC)."""
+        book = self._book
+        cutoff = self.cutoff
+        if book is None or cutoff is None or (cutoff.value // STEP.value) % 4 != 3:
+            return
+        pos = len(self.observations) - 1
+        if len(book) and pos - book.last_origin < 4 * self.scoring_every_hours:
+            return
+        targets = pd.date_range(cutoff + STEP, periods=book.steps, freq=STEP)
+        book.record(pos, self._score_rows(targets))
+
+    @property
+    def score_book(self) -> ScoreBook | None:
+        """The recorded forecasts (``None`` without scoring)."""
+        return self._book
+
+    def lead_errors(self, row: int = 0) -> np.ndarray:
+        """Signed errors ``truth - forecast`` of recorded row ``row``, shape (origins, leads)
+        [series units]; NaN where the truth is not observed yet."""
+        if self._book is None:
+            return np.empty((0, CALIBRATION_STEPS))
+        return self._book.errors(self.observations)[:, row, :]
+
+    def _calibration_table(self, levels: tuple[float, ...]) -> np.ndarray:
+        """Conformal error quantiles, shape (len(levels), CALIBRATION_STEPS), cached and
+        recomputed once a day of origins (more often while few are recorded)."""
+        book = self._book
+        assert book is not None
+        n = book.n_recorded
+        if n >= self._cal_at + SCORING_REFRESH_ORIGINS or n >= 2 * self._cal_at:
+            self._cal_tables, self._cal_at = {}, n
+        table = self._cal_tables.get(levels)
+        if table is None:
+            table = conformal_quantiles(self.lead_errors(), levels)
+            self._cal_tables[levels] = table
+        return table
+
+    def _calibrated(
+        self,
+        targets: pd.DatetimeIndex,
+        levels: list[float],
+        point: np.ndarray,
+        model: np.ndarray,
+    ) -> np.ndarray:
+        """Conformal quantiles (series units) where enough errors exist, ``model`` elsewhere;
+        the median is ``point``, levels above (below) it are not below (above) it, and
+        the columns are non-decreasing in the level."""
+        lv = np.asarray(levels)
+        out = np.array(model, dtype=float)
+        if self.calibration == "conformal" and self._book is not None and len(self._book):
+            cutoff_pos = len(self.observations) - 1
+            offset = (targets.as_unit("ns").asi8 - int(self.start.value)) // STEP.value
+            lead = np.clip(offset - cutoff_pos, 1, CALIBRATION_STEPS)
+            table = self._calibration_table(tuple(levels))[:, lead - 1].T
+            cal = self._clip(point[:, None] + table)
+            out = np.where(np.isnan(table), out, cal)
+        out[:, lv == 0.5] = point[:, None]
+        out[:, lv > 0.5] = np.maximum(out[:, lv > 0.5], point[:, None])
+        out[:, lv < 0.5] = np.minimum(out[:, lv < 0.5], point[:, None])
+        order = np.argsort(lv, kind="stable")
+        out[:, order] = np.maximum.accumulate(out[:, order], axis=1)
+        return out
 
     def staleness_steps(self, issue_time: pd.Timestamp | str) -> int:
         """Intervals between ``cutoff + 15 min`` and ``issue_time`` (0 when up to date)."""
@@ -307,10 +697,12 @@ class BaseForecaster(ABC):
         horizon: int,
         levels: Sequence[float] = DEFAULT_LEVELS,
     ) -> pd.DataFrame:
-        """Quantile forecasts from a Gaussian error in model space.
+        """Quantile forecasts: conformal (recent errors by lead) or model-based.
 
-        Where the spread is unknown (NaN scale, see the module docstring) the
-        quantiles other than the median are the bounds (``±inf`` when unbounded).
+        Model-based quantiles come from a Gaussian error in model space; where the
+        spread is unknown (NaN scale, see the module docstring) the quantiles other
+        than the median are the bounds (``±inf`` when unbounded). With conformal
+        calibration they are used where too few errors are recorded for a level.
 
         Returns
         -------
@@ -327,7 +719,9 @@ class BaseForecaster(ABC):
         with np.errstate(invalid="ignore"):
             raw = loc[:, None] + spread[:, None] * z[None, :]
         raw[:, z == 0.0] = loc[:, None]  # the median is the point forecast (inf * 0 is NaN)
-        out = self._clip(self._to_output(raw))
+        model = self._clip(self._to_output(raw))
+        point = self._clip(self._to_output(loc))
+        out = self._calibrated(targets, levels, point, model)
         return pd.DataFrame(out, index=targets, columns=pd.Index(levels, name="level"))
 
     def _check_levels(self, levels: Sequence[float]) -> list[float]:
@@ -354,7 +748,8 @@ class BaseForecaster(ABC):
 
     def get_params(self) -> dict[str, Any]:
         """Constructor parameters (for reports)."""
-        return {"bounds": self.bounds, "max_stale_steps": self.max_stale_steps}
+        return {"bounds": self.bounds, "max_stale_steps": self.max_stale_steps,
+                "calibration": self.calibration}
 
 
 def last_valid(values: np.ndarray) -> float:
@@ -446,13 +841,24 @@ def forecaster_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make_forecaster(name: str, **params: Any) -> BaseForecaster:
+def make_forecaster(
+    name: str,
+    *,
+    calibration: Calibration | None = None,
+    calibration_window_days: float | None = None,
+    calibration_warmup_days: float | None = None,
+    **params: Any,
+) -> BaseForecaster:
     """Build a registered forecaster by name.
 
     Names: ``oracle`` and ``noisy_oracle`` (need ``truth=``), ``persistence``,
-    ``seasonal_naive_daily``, ``seasonal_naive_weekly``, ``sarimax``, ``ets``,
-    ``day_ahead_known`` (needs ``truth=``; wraps ``inner=``, see
-    :mod:`forecasters.known_ahead`). ``params`` go to the constructor (e.g. ``bounds=(0, 1)``).
+    ``seasonal_naive_daily``, ``seasonal_naive_weekly``, ``sarimax``, ``auto_sarimax``,
+    ``ets``, ``direct_lad``, ``combination``, ``day_ahead_known`` (needs ``truth=``; wraps
+    ``inner=``, see :mod:`forecasters.known_ahead`) and, when their libraries are
+    installed, the adapters ``sf_autoarima``, ``sf_autoets``, ``sf_mstl`` and ``sktime``.
+    ``params`` go to the constructor (e.g. ``bounds=(0, 1)``); ``calibration`` and its
+    window and warm-up to :meth:`BaseForecaster.set_calibration` (default: the
+    forecaster's own, conformal for the models).
     """
     _ensure_registered()
     try:
@@ -460,17 +866,37 @@ def make_forecaster(name: str, **params: Any) -> BaseForecaster:
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
         raise ValueError(f"unknown forecaster '{name}'; expected one of: {known}") from None
-    return factory(**params)
+    forecaster = factory(**params)
+    if calibration is not None or calibration_window_days is not None or (
+        calibration_warmup_days is not None
+    ):
+        forecaster.set_calibration(
+            calibration or forecaster.calibration, calibration_window_days,
+            calibration_warmup_days,
+        )
+    return forecaster
+
+
+_IMPLEMENTATIONS = (
+    "forecasters.adapters",
+    "forecasters.combination",
+    "forecasters.direct",
+    "forecasters.known_ahead",
+    "forecasters.naive",
+    "forecasters.oracle",
+    "forecasters.statistical",
+)
+"""Modules that register forecasters when imported."""
 
 
 def _ensure_registered() -> None:
     # The implementation modules register themselves on import; importing them here
-    # keeps `make_forecaster` usable from `forecasters.base` alone without a cycle.
-    if not _REGISTRY:
-        import forecasters.known_ahead
-        import forecasters.naive
-        import forecasters.oracle
-        import forecasters.statistical  # noqa: F401
+    # keeps `make_forecaster` usable from `forecasters.base` alone without a cycle
+    # (a module already imported is not run again).
+    import importlib
+
+    for module in _IMPLEMENTATIONS:
+        importlib.import_module(module)
 
 
 def iter_levels(levels: Iterable[float] | None) -> tuple[float, ...]:

@@ -9,8 +9,9 @@ every delivery day whose publication time is at or before ``t``:
 * tomorrow's prices once ``t`` is at or after today's publication time (local wall
   clock, so the rule is the same on the 23-h and 25-h days of a DST change).
 
-Publication rule. With ``t_loc`` the issue time on the local wall clock,
-``day(x)`` the local calendar date of ``x`` and ``p`` the publication hour,
+Publication rule (:class:`traces.grid.DayAheadRelease`). With ``t_loc`` the issue
+time on the local wall clock, ``day(x)`` the local calendar date of ``x`` and ``p``
+the publication hour,
 
     last published delivery day  L(t) = day(t_loc) + 1   if t_loc - day(t_loc) >= p
                                       = day(t_loc)       otherwise,
@@ -31,7 +32,7 @@ publication boundary and checks the predictions are bit-identical). The time rul
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,11 +47,11 @@ from forecasters.base import (
     register_forecaster,
 )
 from traces.errors import TraceRangeError
-from traces.grid import STEP
+from traces.grid import NYISO_DA_RELEASE, STEP, DayAheadRelease
 
-NYISO_DA_PUBLICATION_HOUR = 11.0
+NYISO_DA_PUBLICATION_HOUR = NYISO_DA_RELEASE.hour_local
 """Local hour [h] at which NYISO publishes the next day's DA LBMPs (Eastern time)."""
-NYISO_TZ = "America/New_York"
+NYISO_TZ = NYISO_DA_RELEASE.tz
 """Market time zone of NYISO."""
 
 
@@ -76,6 +77,7 @@ class KnownAhead(BaseForecaster):
     """
 
     name = "day_ahead_known"
+    default_calibration = "model"  # published values are exact; the inner model calibrates
 
     def __init__(
         self,
@@ -96,23 +98,25 @@ class KnownAhead(BaseForecaster):
         if len(self.truth) == 0:
             raise ValueError(f"{self.name} truth: empty series")
         self.inner = inner
-        self.publication_hour_local = float(publication_hour_local)
-        self.tz = str(pd.Timestamp("2022-01-01", tz=tz).tz)  # validates the zone name
-        self._publication = pd.Timedelta(hours=self.publication_hour_local)
+        self._release = DayAheadRelease(publication_hour_local, tz)  # validates the zone name
+        self.publication_hour_local = self._release.hour_local
+        self.tz = self._release.tz
         self._truth_values = self.truth.to_numpy(dtype=float)
         self._truth_start_ns = int(self.truth.index[0].value)
 
     # ------------------------------------------------------------ the rule
+    @property
+    def release(self) -> DayAheadRelease:
+        """The publication rule of the day-ahead values (:class:`traces.grid.DayAheadRelease`)."""
+        return self._release
+
     def last_published_day(self, issue_time: pd.Timestamp | str) -> pd.Timestamp:
         """Local delivery day ``L(t)`` (naive midnight) whose values are the latest published."""
-        local = as_utc(issue_time).tz_convert(self.tz).tz_localize(None)
-        day = local.floor("D")
-        return day + pd.Timedelta(days=1) if local - day >= self._publication else day
+        return self._release.last_published_day(as_utc(issue_time))
 
     def published(self, issue_time: pd.Timestamp | str, targets: pd.DatetimeIndex) -> np.ndarray:
         """Boolean mask: the target's delivery-day values are published at ``issue_time``."""
-        days = pd.DatetimeIndex(targets).tz_convert(self.tz).tz_localize(None).floor("D")
-        return np.asarray(days <= self.last_published_day(issue_time))
+        return self._release.published(as_utc(issue_time), targets)
 
     def _known(self, issue_time: pd.Timestamp, targets: pd.DatetimeIndex) -> tuple[np.ndarray,
                                                                                     np.ndarray]:
@@ -135,21 +139,17 @@ class KnownAhead(BaseForecaster):
         return mask, self._clip(values)
 
     # ------------------------------------------------------- observations
-    def fit(self, history: pd.Series) -> Self:
-        """Fit the wrapper's bookkeeping and the inner forecaster on ``history``."""
-        super().fit(history)
-        self.inner.fit(history)
-        return self
+    def _after_fit(self) -> None:
+        """Fit the inner forecaster on the same history."""
+        self.inner.fit(pd.Series(
+            self.observations,
+            index=pd.date_range(self.start, periods=len(self.observations), freq=STEP),
+        ))
 
-    def update_values(self, first: pd.Timestamp, values: np.ndarray) -> Self:
-        """Feed the observations to the wrapper and the inner forecaster.
-
-        :meth:`~forecasters.base.BaseForecaster.update` validates and then delegates
-        here, so both entry points reach the inner forecaster.
-        """
-        super().update_values(first, values)
-        self.inner.update_values(first, values)
-        return self
+    def _after_update(self, n_before: int) -> None:
+        """Feed the new observations to the inner forecaster (both entry points of
+        :class:`~forecasters.base.BaseForecaster` end here)."""
+        self.inner.update_values(self.start + n_before * STEP, self.observations[n_before:])
 
     # ---------------------------------------------------------- prediction
     def _point_values(self, targets: pd.DatetimeIndex) -> np.ndarray:

@@ -16,8 +16,9 @@ Both run at hourly resolution inside (docs/forecasters.md explains why):
   the last ``fit_window_days`` (default 28), warm-started from the previous estimate.
 
 Regressors of SARIMAX are Fourier terms of the hour of the day and of the hour of
-the week of the *target* hour (its midpoint, UTC); they are functions of the
-timestamp only, so they carry no information from the future.
+the week of the *target* hour (its midpoint, UTC), functions of the timestamp only;
+optionally the holiday indicator and known-ahead series such as the day-ahead
+price, read only where published at the issue time (:mod:`forecasters.hourly`).
 
 statsmodels pitfalls (0.15.0), both checked by tests against a full re-filter:
 SARIMAX with ``concentrate_scale=True`` and chained ``extend`` gives wrong forecast
@@ -32,6 +33,7 @@ from __future__ import annotations
 import logging
 import warnings
 from abc import abstractmethod
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -42,18 +44,11 @@ from statsmodels.tsa.statespace.mlemodel import MLEResults
 from statsmodels.tsa.statespace.sarimax import SARIMAX
 from threadpoolctl import threadpool_limits
 
-from forecasters.base import BaseForecaster, Bounds, _GrowingArray, register_forecaster
+from forecasters.base import register_forecaster
+from forecasters.hourly import HOUR, HOURS_PER_DAY, HOURS_PER_WEEK, HourlyForecaster
 from forecasters.kalman import KalmanFilter
-from traces.grid import STEP
 
 logger = logging.getLogger(__name__)
-
-HOUR = pd.Timedelta(hours=1)
-QUARTERS_PER_HOUR = 4
-HOURS_PER_DAY = 24
-HOURS_PER_WEEK = 168
-Transform = Literal["none", "log1p"]
-_MIN_CACHE_HOURS = 26
 
 
 def fourier_terms(
@@ -79,96 +74,30 @@ def fourier_terms(
     return np.column_stack(cols)
 
 
-class HourlyStateSpaceForecaster(BaseForecaster):
+class HourlyStateSpaceForecaster(HourlyForecaster):
     """Shared machinery of the hourly statsmodels forecasters (see module docstring).
 
     Parameters
     ----------
-    bounds, max_stale_steps
-        See :class:`~forecasters.base.BaseForecaster`.
-    transform : {"none", "log1p"}
-        Model ``log(1 + y)`` for non-negative, bursty series (request counts); the
-        point forecast is then the back-transformed median.
-    fit_window_days : float [d]
-        History used for each (re)fit.
-    refit_every_hours : int [h]
-        Parameter re-estimation period; between refits only the filter runs.
     maxiter : int
         Optimiser iterations per fit (refits are warm-started).
-    min_fit_hours : int [h]
-        Fewer complete, observed hours than this in the fit window is an error.
+    **kwargs
+        See :class:`~forecasters.hourly.HourlyForecaster` (bounds, transform, fit
+        window, refit period, holidays, known-ahead regressors).
     """
 
     name = "hourly_state_space"
 
-    def __init__(
-        self,
-        bounds: Bounds | None = None,
-        max_stale_steps: int | None = None,
-        transform: Transform = "none",
-        fit_window_days: float = 28.0,
-        refit_every_hours: int = 336,
-        maxiter: int = 50,
-        min_fit_hours: int = 72,
-    ) -> None:
-        super().__init__(bounds=bounds, max_stale_steps=max_stale_steps)
-        if transform not in ("none", "log1p"):
-            raise ValueError(f"{self.name}: transform must be 'none' or 'log1p', got {transform!r}")
-        if refit_every_hours < 1:
-            raise ValueError(f"{self.name}: refit_every_hours must be >= 1")
-        self.transform: Transform = transform
-        self.fit_window_days = float(fit_window_days)
-        self.refit_every_hours = int(refit_every_hours)
+    def __init__(self, maxiter: int = 50, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.maxiter = int(maxiter)
-        self.min_fit_hours = int(min_fit_hours)
-        self.n_refits = 0
         self._res: MLEResults | None = None
-        self._cache: tuple[int, np.ndarray] | None = None
 
-    # ------------------------------------------------------------ hours
-    def _hourly_from(self, first_hour: int, last_hour: int) -> np.ndarray:
-        """Model-space values of complete hours ``[first_hour, last_hour)``."""
-        obs = self.observations
-        lo = self._hour0 + QUARTERS_PER_HOUR * first_hour
-        hi = self._hour0 + QUARTERS_PER_HOUR * last_hour
-        block = obs[lo:hi].reshape(-1, QUARTERS_PER_HOUR)
-        counts = (~np.isnan(block)).sum(axis=1)
-        sums = np.nansum(block, axis=1)
-        hourly = np.full(len(block), np.nan)
-        np.divide(sums, counts, out=hourly, where=counts > 0)
-        if self.transform == "log1p":
-            hourly = np.log1p(np.maximum(hourly, 0.0))
-        return hourly
-
-    def _n_complete_hours(self) -> int:
-        return max(0, (len(self.observations) - self._hour0) // QUARTERS_PER_HOUR)
-
-    def hour_start(self, hour: int) -> pd.Timestamp:
-        """UTC start of model hour number ``hour``."""
-        return self._hour0_time + hour * HOUR
-
-    def _hour_starts(self, first_hour: int, n: int) -> pd.DatetimeIndex:
-        return pd.date_range(self.hour_start(first_hour), periods=n, freq=HOUR)
-
-    # ---------------------------------------------------------- fitting
     def _after_fit(self) -> None:
-        self._hour0 = (-(self.start.minute // 15)) % QUARTERS_PER_HOUR
-        self._hour0_time = self.start + self._hour0 * STEP
-        self._hourly = _GrowingArray(self._hourly_from(0, self._n_complete_hours()))
         self._res = None
-        self.n_refits = 0
-        self._refit()
+        super()._after_fit()
 
-    def _refit(self) -> None:
-        n_hours = len(self._hourly)
-        window = round(self.fit_window_days * HOURS_PER_DAY)
-        first = max(0, n_hours - window)
-        endog = self._hourly.values[first:n_hours]
-        if int(np.isfinite(endog).sum()) < self.min_fit_hours:
-            raise ValueError(
-                f"{self.name}: needs at least {self.min_fit_hours} observed complete hours to "
-                f"fit, got {int(np.isfinite(endog).sum())} (history up to {self.cutoff})"
-            )
+    def _estimate(self, endog: np.ndarray, first: int) -> None:
         previous = self._res.params if self._res is not None else None
         # One BLAS thread: the state-space matrices are tiny, and multi-threaded
         # OpenBLAS made each likelihood evaluation 60x slower here (36 ms vs 0.6 ms).
@@ -186,41 +115,13 @@ class HourlyStateSpaceForecaster(BaseForecaster):
             "%s refit on hours [%d, %d): params %s",
             self.name,
             first,
-            n_hours,
+            first + len(endog),
             np.round(np.asarray(self._res.params), 4),
         )
-        self._fit_first_hour = first
-        self._hours_since_fit = 0
-        self.n_refits += 1
-        self._cache = None
         self._after_refit()
 
     def _after_refit(self) -> None:
         """Hook: the model was (re)estimated; ``self._res`` holds the new results."""
-
-    @property
-    def n_hours(self) -> int:
-        """Complete hours absorbed so far."""
-        return len(self._hourly)
-
-    def forecast_hours(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Model-space mean and standard error of the next ``n`` hours."""
-        return self._forecast(n, len(self._hourly))
-
-    def _after_update(self, n_before: int) -> None:
-        n_old = len(self._hourly)
-        n_new = self._n_complete_hours()
-        if n_new <= n_old:
-            return
-        self._hourly.append(self._hourly_from(n_old, n_new))
-        self._cache = None
-        if self._hours_since_fit + (n_new - n_old) >= self.refit_every_hours:
-            self._refit()
-            return
-        self._hours_since_fit += n_new - n_old
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            self._res = self._absorb(self._hourly.values[n_old:n_new], n_old)
 
     def refiltered(self) -> MLEResults:
         """The current parameters re-filtered on every hour since the last fit.
@@ -241,26 +142,17 @@ class HourlyStateSpaceForecaster(BaseForecaster):
             raise RuntimeError(f"{self.name}: not fitted")
         return self._res
 
-    # ------------------------------------------------------- forecasting
-    def _location_scale(self, targets: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
-        n_hours = len(self._hourly)
-        hour_pos = (targets.as_unit("ns").asi8 - int(self._hour0_time.value)) // HOUR.value
-        steps = (hour_pos - (n_hours - 1)).astype(np.int64)
-        need = int(steps.max())
-        if self._cache is None or self._cache[0] != n_hours or len(self._cache[1]) < need:
-            loc, scale = self._forecast(max(need, _MIN_CACHE_HOURS), n_hours)
-            self._cache = (n_hours, np.column_stack([loc, scale]))
-        table = self._cache[1]
-        return table[steps - 1, 0].copy(), table[steps - 1, 1].copy()
-
-    def _forecast(self, n: int, first_hour: int) -> tuple[np.ndarray, np.ndarray]:
+    def _absorb(self, endog: np.ndarray, first_hour: int) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            fc = self.results.get_forecast(n, **self._exog_kwargs(first_hour, n))
-            return np.asarray(fc.predicted_mean, dtype=float), np.asarray(fc.se_mean, dtype=float)
+            self._res = self._absorbed(endog, first_hour)
 
-    def _to_output(self, values: np.ndarray) -> np.ndarray:
-        return np.expm1(values) if self.transform == "log1p" else values
+    def _forecast(self, n: int, issue: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            first_hour = len(self._hourly)
+            fc = self.results.get_forecast(n, **self._exog_kwargs(first_hour, n, issue))
+            return np.asarray(fc.predicted_mean, dtype=float), np.asarray(fc.se_mean, dtype=float)
 
     # ------------------------------------------------------ model hooks
     @abstractmethod
@@ -268,23 +160,18 @@ class HourlyStateSpaceForecaster(BaseForecaster):
         """A statsmodels model on ``endog`` (hours from ``first_hour``)."""
 
     @abstractmethod
-    def _absorb(self, endog: np.ndarray, first_hour: int) -> MLEResults:
+    def _absorbed(self, endog: np.ndarray, first_hour: int) -> MLEResults:
         """Results updated with new hours from ``first_hour`` (same parameters)."""
 
     def _start_params(self, previous: Any) -> Any:
         return previous
 
-    def _exog_kwargs(self, first_hour: int, n: int) -> dict[str, Any]:
+    def _exog_kwargs(self, first_hour: int, n: int, issue: pd.Timestamp) -> dict[str, Any]:
         return {}
 
     def get_params(self) -> dict[str, Any]:
         """Constructor parameters (for reports)."""
-        return super().get_params() | {
-            "transform": self.transform,
-            "fit_window_days": self.fit_window_days,
-            "refit_every_hours": self.refit_every_hours,
-            "maxiter": self.maxiter,
-        }
+        return super().get_params() | {"maxiter": self.maxiter}
 
 
 class SarimaxForecaster(HourlyStateSpaceForecaster):
@@ -297,7 +184,8 @@ class SarimaxForecaster(HourlyStateSpaceForecaster):
     daily_harmonics, weekly_harmonics : int
         Fourier pairs of the 24-h and 168-h cycles (0 disables a cycle).
     **kwargs
-        See :class:`HourlyStateSpaceForecaster`.
+        See :class:`HourlyStateSpaceForecaster`; ``holidays=`` and ``regressors=`` add
+        their columns to the Fourier terms (:mod:`forecasters.hourly`).
     """
 
     name = "sarimax"
@@ -314,21 +202,21 @@ class SarimaxForecaster(HourlyStateSpaceForecaster):
         self.weekly_harmonics = int(weekly_harmonics)
         super().__init__(**kwargs)
 
-    def _exog(self, first_hour: int, n: int) -> np.ndarray | None:
-        if self.daily_harmonics == 0 and self.weekly_harmonics == 0:
-            return None
-        return fourier_terms(
-            self._hour_starts(first_hour, n), self.daily_harmonics, self.weekly_harmonics
-        )
+    def _exog(self, first_hour: int, n: int, issue: pd.Timestamp) -> np.ndarray | None:
+        """Fourier terms, holiday indicator and known-ahead regressors of ``n`` hours."""
+        cols = [fourier_terms(self._hour_starts(first_hour, n), self.daily_harmonics,
+                              self.weekly_harmonics), self.regressors(first_hour, n, issue)]
+        exog = np.hstack(cols)
+        return exog if exog.shape[1] else None
 
-    def _exog_kwargs(self, first_hour: int, n: int) -> dict[str, Any]:
-        exog = self._exog(first_hour, n)
+    def _exog_kwargs(self, first_hour: int, n: int, issue: pd.Timestamp) -> dict[str, Any]:
+        exog = self._exog(first_hour, n, issue)
         return {} if exog is None else {"exog": exog}
 
     def _build_model(self, endog: np.ndarray, first_hour: int) -> SARIMAX:
         return SARIMAX(
             endog,
-            exog=self._exog(first_hour, len(endog)),
+            exog=self._exog(first_hour, len(endog), self._now()),
             order=self.order,
             trend="c" if self.order[1] == 0 else "n",
             concentrate_scale=False,
@@ -337,14 +225,14 @@ class SarimaxForecaster(HourlyStateSpaceForecaster):
     def _after_refit(self) -> None:
         self._kf = KalmanFilter.from_results(self.results)
 
-    def _absorb(self, endog: np.ndarray, first_hour: int) -> MLEResults:
+    def _absorbed(self, endog: np.ndarray, first_hour: int) -> MLEResults:
         # Between refits the parameters are fixed: our filter absorbs the hour in
         # microseconds where ``results.extend`` costs milliseconds (module docstring).
-        self._kf.update(endog, self._exog(first_hour, len(endog)))
+        self._kf.update(endog, self._exog(first_hour, len(endog), self._now()))
         return self.results
 
-    def _forecast(self, n: int, first_hour: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._kf.forecast(n, self._exog(first_hour, n))
+    def _forecast(self, n: int, issue: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+        return self._kf.forecast(n, self._exog(len(self._hourly), n, issue))
 
     def get_params(self) -> dict[str, Any]:
         """Constructor parameters (for reports)."""
@@ -352,6 +240,111 @@ class SarimaxForecaster(HourlyStateSpaceForecaster):
             "order": self.order,
             "daily_harmonics": self.daily_harmonics,
             "weekly_harmonics": self.weekly_harmonics,
+        }
+
+
+Criterion = Literal["aic", "aicc", "bic"]
+
+DEFAULT_ORDERS: tuple[tuple[int, int, int], ...] = (
+    (1, 0, 0), (2, 0, 0), (3, 0, 0), (1, 0, 1), (2, 0, 1), (3, 0, 1),
+)
+"""Orders searched by :class:`AutoSarimaxForecaster` by default (stationary ARMA)."""
+DEFAULT_DAILY_HARMONICS: tuple[int, ...] = (1, 3, 5)
+"""Daily Fourier pairs searched by default."""
+
+
+class AutoSarimaxForecaster(SarimaxForecaster):
+    """SARIMAX whose order and daily harmonics are chosen by an information criterion.
+
+    Every ``select_every_hours`` (at a refit; default every refit) each candidate
+    ``(order, daily_harmonics)`` of the bounded grid ``orders x daily_harmonics_grid``
+    is fitted on the training window (the refit's window, cold start), and the one
+    with the lowest criterion is kept; between selections the chosen model is
+    refitted warm on the schedule of :class:`SarimaxForecaster`. All candidates share
+    the window, ``d = 0`` and the other regressors, so their likelihoods compare.
+
+    Parameters
+    ----------
+    orders : sequence of (p, d, q)
+        Candidate orders (each with ``d = 0``).
+    daily_harmonics_grid : sequence of int
+        Candidate daily Fourier pairs.
+    criterion : {"aic", "aicc", "bic"}
+    select_every_hours : int [h]
+        Re-selection period (rounded up to a refit).
+    **kwargs
+        See :class:`SarimaxForecaster` (``weekly_harmonics``, ``holidays``,
+        ``regressors``, fit window, ``refit_every_hours``, ``maxiter``).
+    """
+
+    name = "auto_sarimax"
+
+    def __init__(
+        self,
+        orders: Sequence[tuple[int, int, int]] = DEFAULT_ORDERS,
+        daily_harmonics_grid: Sequence[int] = DEFAULT_DAILY_HARMONICS,
+        criterion: Criterion = "bic",
+        select_every_hours: int = 336,
+        **kwargs: Any,
+    ) -> None:
+        self.orders = tuple((int(o[0]), int(o[1]), int(o[2])) for o in orders)
+        self.daily_harmonics_grid = tuple(int(h) for h in daily_harmonics_grid)
+        if not self.orders or not self.daily_harmonics_grid:
+            raise ValueError("auto_sarimax: the search grid is empty")
+        if any(len(o) != 3 or o[1] != 0 for o in self.orders):
+            raise ValueError(f"auto_sarimax: orders must be (p, 0, q), got {self.orders}")
+        if criterion not in ("aic", "aicc", "bic"):
+            raise ValueError(f"auto_sarimax: criterion must be aic, aicc or bic, got {criterion!r}")
+        if select_every_hours < 1:
+            raise ValueError("auto_sarimax: select_every_hours must be >= 1")
+        self.criterion: Criterion = criterion
+        self.select_every_hours = int(select_every_hours)
+        kwargs.setdefault("order", self.orders[0])
+        kwargs.setdefault("daily_harmonics", self.daily_harmonics_grid[0])
+        super().__init__(**kwargs)
+        self.selections: list[dict[str, Any]] = []
+
+    def _after_fit(self) -> None:
+        self._hours_since_selection: int | None = None
+        super()._after_fit()
+
+    def _estimate(self, endog: np.ndarray, first: int) -> None:
+        since = self._hours_since_selection
+        elapsed = len(self._hourly) - since if since is not None else None
+        if elapsed is None or elapsed >= self.select_every_hours:
+            self._select(endog, first)
+            self._hours_since_selection = len(self._hourly)
+        super()._estimate(endog, first)
+
+    def _select(self, endog: np.ndarray, first: int) -> None:
+        """Fit every candidate on the window; keep the lowest criterion."""
+        scores: list[tuple[float, tuple[int, int, int], int]] = []
+        with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", EstimationWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for order in self.orders:
+                for harmonics in self.daily_harmonics_grid:
+                    self.order, self.daily_harmonics = order, harmonics
+                    res = self._build_model(endog, first).fit(disp=False, maxiter=self.maxiter)
+                    value = float(getattr(res, self.criterion))
+                    scores.append((value if np.isfinite(value) else np.inf, order, harmonics))
+        best = min(scores, key=lambda item: item[0])
+        self.order, self.daily_harmonics = best[1], best[2]
+        # The previous parameters belong to another model: the chosen one starts cold.
+        self._res = None
+        self.selections.append({"hour": first + len(endog), "order": best[1],
+                                "daily_harmonics": best[2], self.criterion: best[0]})
+        logger.debug("%s selected order %s, %d daily pairs (%s %.1f)", self.name, best[1],
+                     best[2], self.criterion, best[0])
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters (for reports)."""
+        return super().get_params() | {
+            "orders": self.orders,
+            "daily_harmonics_grid": self.daily_harmonics_grid,
+            "criterion": self.criterion,
+            "select_every_hours": self.select_every_hours,
         }
 
 
@@ -376,6 +369,9 @@ class EtsForecaster(HourlyStateSpaceForecaster):
         self.seasonal_period_hours = int(seasonal_period_hours)
         self.damped_trend = bool(damped_trend)
         super().__init__(**kwargs)
+        if self.n_regressors:
+            raise ValueError(f"{self.name}: ETS takes no regressors (holidays, known-ahead); "
+                             "use sarimax or direct_lad")
 
     def _build_model(self, endog: np.ndarray, first_hour: int) -> ExponentialSmoothing:
         return ExponentialSmoothing(
@@ -389,7 +385,7 @@ class EtsForecaster(HourlyStateSpaceForecaster):
         # Old initial states refer to the old window's start: let statsmodels re-derive.
         return None
 
-    def _absorb(self, endog: np.ndarray, first_hour: int) -> MLEResults:
+    def _absorbed(self, endog: np.ndarray, first_hour: int) -> MLEResults:
         return self.results.append(endog)
 
     def get_params(self) -> dict[str, Any]:
@@ -401,4 +397,5 @@ class EtsForecaster(HourlyStateSpaceForecaster):
 
 
 register_forecaster("sarimax", SarimaxForecaster)
+register_forecaster("auto_sarimax", AutoSarimaxForecaster)
 register_forecaster("ets", EtsForecaster)

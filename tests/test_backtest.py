@@ -290,3 +290,81 @@ def test_sarimax_beats_naive_day_ahead_on_real_series(shared_data: Path) -> None
         table[key] = mae
         wins += mae["sarimax"] < min(mae["persistence"], mae["seasonal_naive_daily"])
     assert wins >= 2, table
+
+
+# --------------------------------------------------------------- issue 17 metrics
+def test_coverage_mase_and_bias_by_hand() -> None:
+    from forecasters.backtest import mase_scale
+
+    pred = np.array([[1.0, 2.0], [3.0, 4.0]])
+    truth = np.array([[2.0, 2.0], [3.0, 0.0]])
+    quant = np.stack([pred - 1, pred, pred + 1], axis=2)  # levels 0.1, 0.5, 0.9
+    m = metrics_by_lead(pred, truth, quant, (0.1, 0.5, 0.9), scale=2.0)
+    np.testing.assert_allclose(m["bias"], [-0.5, 2.0])
+    np.testing.assert_allclose(m["mase"], [0.25, 1.0])
+    # truth <= q0.9: lead 1 (2 <= 2, 3 <= 4) both; lead 2 (2 <= 3, 0 <= 5) both.
+    np.testing.assert_allclose(m["cover_q0.9"], [1.0, 1.0])
+    # truth <= q0.1: lead 1 (2 <= 0 no, 3 <= 2 no); lead 2 (2 <= 1 no, 0 <= 3 yes).
+    np.testing.assert_allclose(m["cover_q0.1"], [0.0, 0.5])
+    # inside [q0.1, q0.9]: lead 1 both; lead 2 (2 in [1, 3] yes, 0 in [3, 5] no).
+    np.testing.assert_allclose(m["cover_80"], [1.0, 0.5])
+    assert mase_scale(np.array([0.0, 1.0, 4.0, 2.0]), season=2) == pytest.approx(2.5)
+
+
+def test_diebold_mariano_hln_by_hand() -> None:
+    """d = (1, -1, 2, 0, 3): mean 1, gamma0 = 2; h = 1: DM = 1 / sqrt(2/5) = 1.5811,
+    HLN factor sqrt((5 + 1 - 2) / 5) = 0.8944: 1.4142, t(4) two-sided p = 0.2302.
+    h = 2 adds gamma1 = (0*-2 + -2*1 + 1*-1 + -1*2) / 5 = -1: variance 2 - 2 = 0 -> the
+    variance alone (factor sqrt((5 + 1 - 4 + 2/5) / 5))."""
+    from forecasters.backtest import diebold_mariano
+
+    a = np.array([2.0, 0.0, 3.0, 1.0, 4.0])
+    b = np.ones(5)
+    stat, p, n = diebold_mariano(a, b, overlap=1)
+    assert n == 5
+    assert stat == pytest.approx(math.sqrt(5 / 2) * math.sqrt(4 / 5), rel=1e-12)
+    assert p == pytest.approx(0.230200, abs=1e-5)
+    stat2, _, _ = diebold_mariano(a, b, overlap=2)
+    assert stat2 == pytest.approx(math.sqrt(5 / 2) * math.sqrt(2.4 / 5), rel=1e-12)
+    assert math.isnan(diebold_mariano(a[:2], b[:2])[0])
+
+
+def test_compare_skill_and_the_sign_of_the_test() -> None:
+    from forecasters.backtest import compare
+
+    y = _series(8)
+    start = y.index[2 * STEPS_PER_DAY]
+    end = start + pd.Timedelta(days=4)
+    naive = rolling_origin_backtest(make_forecaster("persistence"), y, start, end,
+                                    stride_steps=8, levels=None, publication=NATIVE)
+    oracle = rolling_origin_backtest(make_forecaster("oracle", truth=y), y, start, end,
+                                     stride_steps=8, levels=None, publication=NATIVE)
+    out = compare(oracle, naive)
+    assert out["skill_all"] == pytest.approx(1.0) and out["skill_24h"] == pytest.approx(1.0)
+    assert out["dm_all"] < 0 and out["dm_p_all"] < 1e-6
+    same = compare(naive, naive)
+    assert same["skill_all"] == 0.0 and math.isnan(same["dm_all"])
+
+
+@pytest.mark.shared_data
+def test_backtest_cli_windows_skill_and_coverage(shared_data: Path, tmp_path: Path) -> None:
+    """Two windows, persistence added as the reference, the DA regressor fed on zone F."""
+    out = tmp_path / "w"
+    assert main(["backtest", "--series", "lmp", "--zone", "F", "--forecaster", "direct_lad",
+                 "--data", str(shared_data), "--out", str(out), "--window", "2022-04-05", "2",
+                 "--window", "2022-05-10", "2", "--stride-steps", "8"]) == 0
+    summary = pd.read_csv(out / "backtest_summary.csv")
+    assert list(summary["window"]) == ["2022-04-05+2d"] * 2 + ["2022-05-10+2d"] * 2
+    assert list(summary["forecaster"]) == ["persistence", "direct_lad"] * 2
+    assert list(summary["regressors"]) == ["-", "lmp_da"] * 2
+    ref = summary[summary["forecaster"] == "persistence"]
+    assert (ref["skill_all"] == 0).all()
+    model = summary[summary["forecaster"] == "direct_lad"]
+    assert model["dm_p_all"].notna().all() and model["dm_p_24h"].notna().all()
+    for column in ("mase_all", "pinball_all", "cover_q0.9", "cover_90",
+                   "cover_q0.9_day_min"):
+        assert summary[column].notna().all(), column
+    metrics = pd.read_csv(out / "backtest_metrics.csv")
+    assert {"cover_q0.05", "cover_90", "cover_80", "mase", "bias"} <= set(metrics.columns)
+    assert main(["backtest", "--series", "lmp", "--data", str(shared_data), "--out",
+                 str(tmp_path / "bad"), "--window", "2022-04-05", "x"]) == 2

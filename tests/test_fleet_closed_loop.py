@@ -215,9 +215,18 @@ def _fleet_policy(scenario: FleetScenario, data: FleetData, name: str) -> FleetM
     cfg = scenario.config
     kinds = {"demand": name, "price": name, "carbon": name}
     params: dict[str, dict[str, object]] = {}
-    if name in ("sarimax", "ets"):
-        fast = {"min_fit_hours": 24, "maxiter": 10}
-        params = {k: fast for k in data.truth.columns}
+    fast: dict[str, dict[str, object]] = {
+        "sarimax": {"min_fit_hours": 24, "maxiter": 10},
+        "ets": {"min_fit_hours": 24, "maxiter": 10},
+        "auto_sarimax": {"min_fit_hours": 24, "maxiter": 10, "orders": ((1, 0, 0), (2, 0, 0)),
+                         "daily_harmonics_grid": (1,)},
+        "direct_lad": {"min_fit_hours": 24},
+    }
+    if name in fast:
+        params = {k: fast[name] for k in data.truth.columns}
+    if name.startswith("combination"):
+        # Each series' preset members (sarimax, direct_lad, ets, seasonal naive), fast.
+        params = {k: {"member_params": fast} for k in data.truth.columns}
     if name == "day_ahead_known":
         kinds = {"demand": "persistence", "price": name, "carbon": "persistence"}
         params = {k: {"truth": data.truth[k]} for k in data.truth.columns

@@ -209,7 +209,7 @@ def test_incremental_update_equals_full_refilter(cls: type, params: dict) -> Non
     assert fc.n_refits == 1
     full = fc.refiltered()
     n = 30
-    kwargs = fc._exog_kwargs(len(fc._hourly), n)  # same regressors for both
+    kwargs = fc._exog_kwargs(len(fc._hourly), n, fc._now())  # same regressors for both
     mean, se = fc.forecast_hours(n)
     ref = full.get_forecast(n, **kwargs)
     np.testing.assert_allclose(mean, ref.predicted_mean, rtol=1e-8, atol=1e-8)

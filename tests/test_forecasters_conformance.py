@@ -35,9 +35,20 @@ def _truth() -> pd.Series:
 TRUTH = _truth()
 FIT_END = FIT_DAYS * STEPS_PER_DAY
 # Small fits keep the statistical models fast in tests.
+_SARIMAX_FAST = {"order": (1, 0, 0), "daily_harmonics": 2, "weekly_harmonics": 0, "maxiter": 20}
 FAST: dict[str, dict[str, Any]] = {
-    "sarimax": {"order": (1, 0, 0), "daily_harmonics": 2, "weekly_harmonics": 0, "maxiter": 20},
-    "ets": {"maxiter": 10},
+    "sarimax": _SARIMAX_FAST,
+    "auto_sarimax": {"orders": ((1, 0, 0), (1, 0, 1)), "daily_harmonics_grid": (1, 2),
+                     "weekly_harmonics": 0, "maxiter": 20},
+    "ets": {"maxiter": 10, "calibration_warmup_days": 1.0},
+    "combination": {"members": ("seasonal_naive_daily", "sarimax"),
+                    "member_params": {"sarimax": _SARIMAX_FAST}},
+    "combination_equal": {"members": ("persistence", "sarimax"),
+                          "member_params": {"sarimax": _SARIMAX_FAST}},
+    # Optional adapters (registered when their library is installed).
+    "sf_autoarima": {"calibration_warmup_days": 1.0},
+    "sf_mstl": {"model_params": {"season_length": [24]}, "calibration_warmup_days": 1.0},
+    "sktime": {"calibration_warmup_days": 1.0},
 }
 
 

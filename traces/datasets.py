@@ -30,6 +30,7 @@ from traces.errors import TraceError, TraceRangeError
 from traces.google_power import read_google_pdus
 from traces.greendcc import read_electricitymaps_carbon, read_standardized_prices
 from traces.grid import (
+    NYISO_DA_RELEASE,
     STEP,
     Gap,
     GapPolicy,
@@ -186,6 +187,8 @@ def nyiso_da_lmp(
     frame : DataFrame
         ``lmp_da_usd_per_mwh[F]`` [$/MWh] on the 15-min grid, 2022 UTC year.
     metadata : TraceMetadata
+        ``extra["release"]``: :data:`traces.grid.NYISO_DA_RELEASE` (each delivery
+        day published at 11:00 Eastern the day before).
     """
     frame, meta = read_standardized_prices(_file(data_dir, NYISO_DA_FILE))
     renamed = frame.rename(columns={"price_usd_per_mwh": "lmp_da_usd_per_mwh[F]"})
@@ -197,7 +200,7 @@ def nyiso_da_lmp(
         gap_policy=gap_policy,
         max_gap=max_gap,
         name="nyiso_da_lmp",
-        extra={"zone": "F - Capital (CAPITL)", "market": "day-ahead"},
+        extra={"zone": "F - Capital (CAPITL)", "market": "day-ahead", "release": NYISO_DA_RELEASE},
     )
 
 

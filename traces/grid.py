@@ -143,6 +143,78 @@ class Publication:
 
 
 @dataclass(frozen=True)
+class DayAheadRelease:
+    """When a value of a day-ahead market is published: the day *before* its delivery day.
+
+    :class:`Publication` says when a value is known after its interval; a day-ahead
+    market publishes the values of a whole local delivery day ``D`` before it starts,
+    at a fixed local wall-clock time on ``D - 1`` (NYISO: DA LBMPs around 11:00
+    Eastern). With ``t_loc`` an issue time on the local clock, ``day(x)`` the local
+    calendar date and ``p`` the publication time of day,
+
+        last published delivery day  L(t) = day(t_loc) + 1   if t_loc - day(t_loc) >= p
+                                          = day(t_loc)       otherwise,
+
+    and the value of a grid interval starting at ``s`` is published at ``t`` iff
+    ``day(s_loc) <= L(t)``. Delivery days are local dates, so the rule is the same on
+    the 23-h and 25-h days of a DST change.
+
+    Parameters
+    ----------
+    hour_local : float [h]
+        Local time of day at which the next delivery day is published, in ``[0, 24)``.
+    tz : str
+        IANA time zone of the market calendar.
+    """
+
+    hour_local: float = 11.0
+    tz: str = "America/New_York"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.hour_local) < 24.0:
+            raise ValueError(f"day-ahead release: hour_local must lie in [0, 24), got "
+                             f"{self.hour_local}")
+        object.__setattr__(self, "hour_local", float(self.hour_local))
+        object.__setattr__(self, "tz", str(pd.Timestamp("2022-01-01", tz=self.tz).tz))
+
+    def last_published_day(self, now: pd.Timestamp) -> pd.Timestamp:
+        """Local delivery day ``L(now)`` (naive midnight) whose values are the latest published."""
+        local = _utc(now).tz_convert(self.tz).tz_localize(None)
+        day = local.floor("D")
+        return day + pd.Timedelta(days=1) if local - day >= pd.Timedelta(
+            hours=self.hour_local) else day
+
+    def published(self, now: pd.Timestamp, targets: pd.DatetimeIndex) -> np.ndarray:
+        """Boolean mask: the value of each target interval is published at ``now``."""
+        days = pd.DatetimeIndex(targets).tz_convert(self.tz).tz_localize(None).floor("D")
+        return np.asarray(days <= self.last_published_day(now))
+
+    def published_before(self, now: pd.Timestamp) -> pd.Timestamp:
+        """Start (UTC) of the first grid interval whose value is not published at ``now``.
+
+        The local midnight after ``L(now)``: every interval before it is published.
+        """
+        end = self.last_published_day(now) + pd.Timedelta(days=1)
+        return end.tz_localize(self.tz).tz_convert("UTC")
+
+    def release_time(self, targets: pd.DatetimeIndex) -> pd.DatetimeIndex:
+        """Publication time (UTC) of each target interval's value."""
+        days = pd.DatetimeIndex(targets).tz_convert(self.tz).tz_localize(None).floor("D")
+        local = days - pd.Timedelta(days=1) + pd.Timedelta(hours=self.hour_local)
+        return pd.DatetimeIndex(local).tz_localize(self.tz, nonexistent="shift_forward",
+                                                   ambiguous=False).tz_convert("UTC")
+
+
+def _utc(when: pd.Timestamp | str) -> pd.Timestamp:
+    ts = pd.Timestamp(when)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+NYISO_DA_RELEASE = DayAheadRelease(11.0, "America/New_York")
+"""NYISO publishes the day-ahead LBMPs of delivery day ``D`` around 11:00 Eastern on ``D - 1``."""
+
+
+@dataclass(frozen=True)
 class TraceMetadata:
     """What a reader learned about a file, returned beside the DataFrame.
 

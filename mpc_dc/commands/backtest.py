@@ -1,18 +1,30 @@
 """``mpc-dc backtest``: rolling-origin forecast backtest on the real series.
 
-Writes ``backtest_metrics.csv`` (MAE, RMSE, sMAPE, pinball by lead, one row per
-series x forecaster x lead), ``backtest_summary.csv`` (day-ahead MAE) and
-``backtest_error_vs_lead.png`` into ``--out``, each written to a temporary name and
-renamed, and prints the day-ahead table.
+Writes ``backtest_metrics.csv`` (by lead: MAE, RMSE, bias, sMAPE, MASE, pinball loss
+and coverage of each quantile and central interval; one row per series x window x
+forecaster x variant x lead), ``backtest_summary.csv`` (per run: MAE at 24 h, over
+12–24 h and over all leads, MASE, skill and Diebold–Mariano test against persistence
+at 24 h and over all leads, pinball loss, coverage of the 0.9 quantile and of the
+80 % and 90 % intervals, the lowest daily coverage of the 0.9 quantile) and
+``backtest_error_vs_lead.png`` (MAE and 90 % interval coverage by lead, one line per
+forecaster) into ``--out``, each written to a temporary name and renamed, and prints
+the table. ``persistence`` is always run: it is the reference of the skill and of
+the tests (loss: absolute error; HLN-corrected DM, two-sided p).
+
+Windows: ``--start``/``--days`` give one; ``--window START DAYS`` (repeatable) several,
+each with its own fit ``--train-days`` before it.
 
 With ``--variants`` every statistical forecaster is also run with each alternative
 setting its preset was chosen against (:mod:`forecasters.presets`), one row per
 variant (column ``variant``; ``preset`` is the setting in use).
 
 Each series is observed as it is published (its reader's metadata): the hourly
-series at the end of each hour, as in the closed loop. ``day_ahead_known`` forecasts
-the real-time LMP with the NYISO day-ahead prices published at the issue time (zone
-F, CAPITL, the only day-ahead series in the data), persistence beyond.
+series at the end of each hour, as in the closed loop. Known-ahead regressors are fed
+as their release rule publishes them: the NYISO day-ahead price ``lmp_da`` (zone F,
+CAPITL, the only day-ahead series in the data), read by the price presets of
+``sarimax``, ``auto_sarimax``, ``direct_lad`` and the combinations when ``--zone F``.
+``day_ahead_known`` forecasts the real-time LMP with the day-ahead prices published
+at the issue time, persistence beyond.
 """
 
 from __future__ import annotations
@@ -20,14 +32,23 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from forecasters.backtest import day_ahead_summary, rolling_origin_backtest
-from forecasters.base import forecaster_names
+from forecasters.backtest import (
+    BACKTEST_LEVELS,
+    BacktestResult,
+    compare,
+    coverage_by_day,
+    day_ahead_summary,
+    interval_column,
+    rolling_origin_backtest,
+)
+from forecasters.base import Release, forecaster_names
 from forecasters.presets import Quantity, make_variant, variants
 from mpc_dc.commands._options import (
     existing_dir,
@@ -41,7 +62,10 @@ from mpc_dc.rundir import prepare_output_dir, write_file_atomic
 from traces import datasets
 from traces.eia import NYISO_ZONES
 from traces.errors import ConfigError
-from traces.grid import STEP, STEPS_PER_DAY, Publication, TraceMetadata
+from traces.grid import STEP, STEPS_PER_DAY, DayAheadRelease, Publication, TraceMetadata
+
+REFERENCE = "persistence"
+"""The forecaster every other is compared with (skill, Diebold–Mariano)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +77,8 @@ class SeriesSpec:
     load: Callable[[Path, str], tuple[pd.Series, Publication]]
     quantity: Quantity
     day_ahead: Callable[[Path, str], pd.Series] | None = None
+    known_ahead: Mapping[str, Callable[[Path, str], tuple[pd.Series, Release] | None]] = (
+        field(default_factory=dict))
 
 
 def _lmp(data_dir: Path, zone: str) -> tuple[pd.Series, Publication]:
@@ -73,6 +99,19 @@ def _lmp_day_ahead(data_dir: Path, zone: str) -> pd.Series:
     return frame[column]
 
 
+def _lmp_da_regressor(data_dir: Path, zone: str) -> tuple[pd.Series, Release] | None:
+    """The day-ahead price of ``zone`` as a known-ahead regressor (None where the data
+    have none: zones other than F)."""
+    frame, meta = datasets.nyiso_da_lmp(data_dir)
+    column = f"lmp_da_usd_per_mwh[{zone}]"
+    if column not in frame.columns:
+        return None
+    release = meta.extra.get("release")
+    if not isinstance(release, DayAheadRelease):
+        raise ConfigError(meta.source, "the day-ahead reader states no release rule")
+    return frame[column], release
+
+
 def _column(
     read: Callable[[Path], tuple[pd.DataFrame, TraceMetadata]], column: str
 ) -> Callable[[Path, str], tuple[pd.Series, Publication]]:
@@ -91,13 +130,15 @@ _load = _column(datasets.google_load_shape, "load_shape")
 _carbon = _column(datasets.ny_carbon, "carbon_gco2_per_kwh")
 
 SERIES: dict[str, SeriesSpec] = {
-    "lmp": SeriesSpec("NYISO RT LMP 2022", "$/MWh", _lmp, "price", _lmp_day_ahead),
+    "lmp": SeriesSpec("NYISO RT LMP 2022", "$/MWh", _lmp, "price", _lmp_day_ahead,
+                      {"lmp_da": _lmp_da_regressor}),
     "wind_cf": SeriesSpec("NY wind CF 2022", "-", _wind, "capacity_factor"),
     "demand": SeriesSpec("BurstGPT requests", "requests/h", _demand, "request_rate"),
     "load": SeriesSpec("Google cell-a load shape", "-", _load, "load"),
     "carbon": SeriesSpec("NY carbon intensity 2022", "gCO2/kWh", _carbon, "carbon"),
 }
-"""Series of the backtest: loader (values and publication rule), kind, day-ahead truth."""
+"""Series of the backtest: loader (values and publication rule), kind, day-ahead truth,
+known-ahead regressors."""
 
 NEEDS_DAY_AHEAD = "day_ahead_known"
 """The forecaster that needs a published day-ahead series as its truth."""
@@ -110,6 +151,7 @@ def build_forecaster(
     seed: int = 0,
     day_ahead: pd.Series | None = None,
     variant: Mapping[str, Any] | None = None,
+    available: tuple[str, ...] = (),
 ) -> Any:
     """The forecaster ``name`` configured for series ``series_key``.
 
@@ -121,6 +163,8 @@ def build_forecaster(
         The published day-ahead series (``day_ahead_known``'s truth).
     variant : Mapping, optional
         Overrides of the statistical preset (:func:`forecasters.presets.variants`).
+    available : tuple of str
+        Known-ahead regressors the backtest will feed.
 
     Raises
     ------
@@ -136,7 +180,8 @@ def build_forecaster(
         if day_ahead is None:
             raise _no_day_ahead(series_key)
         params["truth"] = day_ahead
-    return make_variant(name, SERIES[series_key].quantity, variant, **params)
+    return make_variant(name, SERIES[series_key].quantity, variant, available=available,
+                        **params)
 
 
 def _no_day_ahead(series_key: str) -> ConfigError:
@@ -179,6 +224,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--days", type=positive_float("d"), default=14.0,
                         help="issue-time window [d]")
     parser.add_argument(
+        "--window",
+        nargs=2,
+        action="append",
+        metavar=("START", "DAYS"),
+        help="an issue-time window (repeatable; replaces --start/--days)",
+    )
+    parser.add_argument(
         "--stride-steps",
         type=positive_int,
         default=4,
@@ -198,67 +250,69 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the backtests, write CSVs and the plot, print the table."""
     prepare_output_dir(args.out, kind="backtest", check_only=True)
+    windows = _windows(args)
+    names = [REFERENCE, *(n for n in args.forecaster if n != REFERENCE)]
     metrics_parts: list[pd.DataFrame] = []
     summary_rows: list[dict[str, Any]] = []
     for key in args.series:
         spec = SERIES[key]
         day_ahead = None
-        if NEEDS_DAY_AHEAD in args.forecaster:
+        if NEEDS_DAY_AHEAD in names:
             if spec.day_ahead is None:
                 raise _no_day_ahead(key)
             day_ahead = spec.day_ahead(args.data, args.zone)
         series, publication = spec.load(args.data, args.zone)
+        regressors = {k: r for k, load in spec.known_ahead.items()
+                      if (r := load(args.data, args.zone)) is not None}
+        available = tuple(regressors)
         first = series.first_valid_index()
         if first is None:
             raise ConfigError(args.data, f"series '{key}' has no values")
         first_ts = pd.Timestamp(str(first))
-        start: pd.Timestamp = (
-            args.start
-            if args.start is not None
-            else (first_ts + pd.Timedelta(days=args.train_days)).ceil("h")
-        )
-        end = start + pd.Timedelta(days=args.days)
-        history = series[series.index >= start - pd.Timedelta(days=args.train_days)]
-        _check_window(key, series, start, end, args.horizon)
-        runs = [
-            (name, label, overrides)
-            for name in args.forecaster
-            for label, overrides in (
-                variants(name, spec.quantity) if args.variants else [("preset", {})]
+        for start_arg, days in windows:
+            start: pd.Timestamp = (
+                utc_time(str(start_arg))
+                if start_arg is not None
+                else (first_ts + pd.Timedelta(days=args.train_days)).ceil("h")
             )
-        ]
-        for name, label, overrides in runs:
-            fc = build_forecaster(name, key, series, args.seed, day_ahead, overrides)
-            t0 = time.perf_counter()
-            result = rolling_origin_backtest(
-                fc,
-                history,
-                start,
-                end,
-                horizon=args.horizon,
-                stride_steps=args.stride_steps,
-                publication=publication,
-            )
-            wall = time.perf_counter() - t0
-            part = result.metrics.reset_index()
-            part.insert(0, "variant", label)
-            part.insert(0, "forecaster", name)
-            part.insert(0, "series", key)
-            metrics_parts.append(part)
-            summary_rows.append(
-                {
-                    "series": key,
-                    "forecaster": name,
-                    "variant": label,
-                    "issues": len(result.issue_times),
-                    "skipped": result.n_skipped,
-                    "start": start,
-                    "end": end,
-                    **day_ahead_summary(result.metrics),
-                    "mae_all": float(result.metrics["mae"].mean()),
-                    "wall_s": round(wall, 2),
-                }
-            )
+            end = start + pd.Timedelta(days=days)
+            window = f"{start:%Y-%m-%d}+{days:g}d"
+            history = series[series.index >= start - pd.Timedelta(days=args.train_days)]
+            _check_window(key, series, start, end, args.horizon)
+            runs = [
+                (name, label, overrides)
+                for name in names
+                for label, overrides in (
+                    variants(name, spec.quantity, available) if args.variants
+                    else [("preset", {})]
+                )
+            ]
+            reference: BacktestResult | None = None
+            for name, label, overrides in runs:
+                fc = build_forecaster(name, key, series, args.seed, day_ahead, overrides,
+                                      available)
+                t0 = time.perf_counter()
+                result = rolling_origin_backtest(
+                    fc, history, start, end, horizon=args.horizon,
+                    stride_steps=args.stride_steps, levels=BACKTEST_LEVELS,
+                    publication=publication, known_ahead=regressors,
+                )
+                wall = time.perf_counter() - t0
+                if name == REFERENCE and label == "preset":
+                    reference = result
+                assert reference is not None  # persistence runs first
+                part = result.metrics.reset_index()
+                for column, value in (("variant", label), ("forecaster", name),
+                                      ("window", window), ("series", key)):
+                    part.insert(0, column, value)
+                metrics_parts.append(part)
+                summary_rows.append({
+                    "series": key, "window": window, "forecaster": name, "variant": label,
+                    "issues": len(result.issue_times), "skipped": result.n_skipped,
+                    "start": start, "end": end,
+                    "regressors": "+".join(sorted(fc.known_ahead)) or "-",
+                    **_summary(result, reference), "wall_s": round(wall, 2),
+                })
     metrics = pd.concat(metrics_parts, ignore_index=True)
     summary = pd.DataFrame(summary_rows)
     prepare_output_dir(args.out, kind="backtest")
@@ -271,6 +325,22 @@ def run(args: argparse.Namespace) -> int:
         f"backtest_error_vs_lead.png"
     )
     return 0
+
+
+def _windows(args: argparse.Namespace) -> list[tuple[pd.Timestamp | str | None, float]]:
+    """``(start, days)`` of each issue-time window."""
+    if not args.window:
+        return [(args.start, float(args.days))]
+    out: list[tuple[pd.Timestamp | str | None, float]] = []
+    for start, days_text in args.window:
+        try:
+            days = float(days_text)
+        except ValueError:
+            raise ConfigError("--window", f"DAYS must be a number, got {days_text!r}") from None
+        if days <= 0:
+            raise ConfigError("--window", f"DAYS must be positive, got {days_text}")
+        out.append((start, days))
+    return out
 
 
 def _check_window(key: str, series: pd.Series, start: pd.Timestamp, end: pd.Timestamp,
@@ -299,23 +369,54 @@ def _check_window(key: str, series: pd.Series, start: pd.Timestamp, end: pd.Time
         )
 
 
+def _summary(result: BacktestResult, reference: BacktestResult) -> dict[str, float]:
+    """The summary columns of one run (module docstring)."""
+    m = result.metrics
+    out: dict[str, float] = {
+        **day_ahead_summary(m),
+        "mae_all": float(m["mae"].mean()),
+        "rmse_all": float(np.sqrt((m["rmse"] ** 2).mean())),
+        "mase_all": float(m["mase"].mean()) if "mase" in m else float("nan"),
+        **compare(result, reference),
+        "pinball_all": float(m["pinball"].mean()) if "pinball" in m else float("nan"),
+    }
+    if 0.9 in result.levels:
+        out["cover_q0.9"] = float(m["cover_q0.9"].mean())
+        out["cover_q0.9_day_min"] = float(coverage_by_day(result, 0.9).min())
+    for lo, hi in ((0.1, 0.9), (0.05, 0.95)):
+        column = interval_column(lo, hi)
+        if column in m:
+            out[column] = float(m[column].mean())
+    return out
+
+
 def _plot(metrics: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = list(dict.fromkeys(metrics["series"]))
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
-    for ax, key in zip(axes[0], keys, strict=True):
-        part = metrics[metrics["series"] == key]
+    panels = list(dict.fromkeys(zip(metrics["series"], metrics["window"], strict=True)))
+    coverage = interval_column(0.05, 0.95)
+    rows = 2 if coverage in metrics else 1
+    fig, axes = plt.subplots(rows, len(panels), figsize=(5 * len(panels), 3.4 * rows),
+                             squeeze=False)
+    for col, (key, window) in enumerate(panels):
+        part = metrics[(metrics["series"] == key) & (metrics["window"] == window)]
         for (name, label), group in part.groupby(["forecaster", "variant"], sort=False):
-            ax.plot(group["lead_h"], group["mae"], label=_row_label(f"{name}", f"{label}"))
-        ax.set_title(SERIES[key].label)
-        ax.set_xlabel("lead time [h]")
-        ax.set_ylabel(f"MAE [{SERIES[key].unit}]")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+            text = _row_label(f"{name}", f"{label}")
+            axes[0][col].plot(group["lead_h"], group["mae"], label=text)
+            if rows == 2:
+                axes[1][col].plot(group["lead_h"], group[coverage], label=text)
+        axes[0][col].set_title(f"{SERIES[key].label}, {window}", fontsize=9)
+        axes[0][col].set_ylabel(f"MAE [{SERIES[key].unit}]")
+        if rows == 2:
+            axes[1][col].axhline(0.9, color="k", lw=0.8, ls="--")
+            axes[1][col].set_ylabel("90 % interval coverage [-]")
+        for ax in axes[:, col]:
+            ax.set_xlabel("lead time [h]")
+            ax.grid(alpha=0.3)
+        axes[0][col].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
     plt.close(fig)
@@ -330,11 +431,15 @@ def _print_table(summary: pd.DataFrame) -> None:
                                                          summary["variant"], strict=True)]
     width = max(22, *map(len, labels))
     print(
-        f"{'series':<9} {'forecaster':<{width}} {'issues':>6} {'MAE@24h':>10} "
-        f"{'MAE 12-24h':>11} {'MAE all':>10} {'wall s':>7}"
+        f"{'series':<8} {'window':<15} {'forecaster':<{width}} {'issues':>6} {'MAE@24h':>9} "
+        f"{'MAE all':>9} {'skill24':>7} {'DM p24':>7} {'skill':>6} {'DM p':>7} "
+        f"{'cov q.9':>7} {'cov 90':>6} {'wall s':>7}"
     )
-    for label, row in zip(labels, summary.itertuples(), strict=True):
+    for label, row in zip(labels, summary.to_dict("records"), strict=True):
         print(
-            f"{row.series:<9} {label:<{width}} {row.issues:>6} {row.mae_24h:>10.4g} "
-            f"{row.mae_12_24h:>11.4g} {row.mae_all:>10.4g} {row.wall_s:>7.1f}"
+            f"{row['series']:<8} {row['window']:<15} {label:<{width}} {row['issues']:>6} "
+            f"{row['mae_24h']:>9.4g} {row['mae_all']:>9.4g} {row['skill_24h']:>7.3f} "
+            f"{row['dm_p_24h']:>7.2g} {row['skill_all']:>6.3f} {row['dm_p_all']:>7.2g} "
+            f"{row.get('cover_q0.9', float('nan')):>7.3f} "
+            f"{row.get('cover_90', float('nan')):>6.3f} {row['wall_s']:>7.1f}"
         )
