@@ -15,16 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mpc_dc.fleet_controller import solve_day
-from mpc_dc.fleet_problem import FleetInputs, FleetSolveResult, FleetState
-from mpc_dc.params.fleet import SCENARIOS
-from mpc_dc.problem import SolveStatus
+from mpc_dc.problem2 import HorizonInputs, PlantState, SolveResult, SolveStatus, solve_day
+from mpc_dc.site.config import SCENARIOS
 from mpc_dc.studies.dr import (
     NESTING_TOL_USD,
     DrData,
     DrStudyConfig,
     ScenarioProblems,
     closing_note,
+    components,
     day_rows,
     end_state,
     lever_effects,
@@ -71,12 +70,12 @@ RECOST_PEAK_MULTIPLIER = 0.5
 @pytest.fixture(scope="module")
 def week(shared_data: Path) -> tuple[DrData, DrStudyConfig, ScenarioProblems]:
     study = DrStudyConfig()
-    return load_dr_data(shared_data, study), study, ScenarioProblems(study.fleet)
+    return load_dr_data(shared_data, study), study, ScenarioProblems(study.site)
 
 
 @pytest.fixture(scope="module")
 def common_days(week: tuple[DrData, DrStudyConfig, ScenarioProblems]
-                ) -> dict[int, tuple[FleetInputs, FleetState, dict[str, FleetSolveResult]]]:
+                ) -> dict[int, tuple[HorizonInputs, PlantState, dict[str, SolveResult]]]:
     """Day -> (inputs with DR baseline, the common start fleet, S1-S6 results).
 
     Own problems: a plan can depend on the basis a problem kept from earlier solves
@@ -84,7 +83,7 @@ def common_days(week: tuple[DrData, DrStudyConfig, ScenarioProblems]
     solve history.
     """
     data, study, _ = week
-    problems = ScenarioProblems(study.fleet)
+    problems = ScenarioProblems(study.site)
     before = solve_day(problems.get("S1"), data.day(EVENT_DAY - 1))
     assert before.plan is not None
     common = end_state(before.plan)
@@ -99,16 +98,16 @@ def common_days(week: tuple[DrData, DrStudyConfig, ScenarioProblems]
 
 @pytest.fixture(scope="module")
 def recost_day(week: tuple[DrData, DrStudyConfig, ScenarioProblems]
-               ) -> tuple[FleetInputs, dict[str, FleetSolveResult]]:
+               ) -> tuple[HorizonInputs, dict[str, SolveResult]]:
     """2021-07-09 at :data:`RECOST_PEAK_MULTIPLIER` x the peak rate: inputs with the DR
     baseline and S1-S6 from an empty fleet (own problems, as for ``common_days``)."""
     data, study, _ = week
-    problems = ScenarioProblems(study.fleet)
+    problems = ScenarioProblems(study.site)
     inputs = with_dr_baseline(problems, data.day(EVENT_DAY, RECOST_PEAK_MULTIPLIER))
     return inputs, solve_scenarios(problems, inputs)
 
 
-def _daily(days: dict[int, tuple[FleetInputs, FleetState, dict[str, FleetSolveResult]]]
+def _daily(days: dict[int, tuple[HorizonInputs, PlantState, dict[str, SolveResult]]]
            ) -> pd.DataFrame:
     return pd.DataFrame([row for d, (inputs, _, res) in sorted(days.items())
                          for row in day_rows(f"day {d}", inputs, res)])
@@ -185,8 +184,9 @@ def test_event_day_costs_match_stored_figures(common_days: dict) -> None:
     for s, expected in EXPECTED_EVENT_DAY.items():
         cost = res[s].cost
         assert cost is not None
+        figures = components(cost)
         for comp, value in zip(STORED, expected, strict=True):
-            assert getattr(cost, comp) == pytest.approx(value, rel=1e-3, abs=0.5), (s, comp)
+            assert figures[comp] == pytest.approx(value, rel=1e-3, abs=0.5), (s, comp)
         assert cost.unserved_usd == pytest.approx(0.0, abs=1e-6)
 
 
