@@ -42,8 +42,9 @@ EVENT_DAY = 3  # 2021-07-09
 NEXT_DAY = 4  # 2021-07-10
 
 # Regression: S1-S6 on 2021-07-09 from the common fleet, per component [$], measured on
-# this code (HiGHS 1.16). A change in the formulation, the rounding, the DR baseline or
-# the data reading moves these.
+# the fleet problem before issue 14 merged it into the one problem (HiGHS 1.16). A change
+# in the formulation, its column layout, the rounding, the DR baseline or the data
+# reading moves these.
 STORED = ("energy_usd", "carbon_usd", "switching_usd", "quality_usd", "dr_reward_usd",
           "dr_penalty_usd")
 EXPECTED_EVENT_DAY = {  # in STORED order
