@@ -1,7 +1,8 @@
-"""Fleet problem on the DR study week (3 campuses × 3 models × 3-4 precisions × 96
-intervals, CAISO 2021, S6): per-step solve time of the committed-integer form (warm, as
-in the closed loop, and cold) vs the LP relaxation, on the same receding-horizon
-instances, with the cost of committing the decision against a cold reference MILP.
+"""The one problem (:mod:`mpc_dc.problem2`) on the DR study week's site (3 campuses ×
+3 models × 3-4 precisions × 96 intervals, CAISO 2021, S6): per-step solve time of the
+committed-integer form (warm, as in the closed loop, and cold) vs the LP relaxation, on
+the same receding-horizon instances, with the cost of committing the decision against a
+cold reference MILP.
 
 Steps: a run of consecutive MPC steps (each one interval after the last, the fleet
 state carried as in the closed loop) plus random ones. The figures per step:
@@ -35,19 +36,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from mpc_dc.blocks.inference_fleet import STEP_S
-from mpc_dc.fleet_problem import (
-    FleetForm,
-    FleetInputs,
-    FleetProblem,
-    FleetSolverOptions,
-    FleetState,
-)
+from mpc_dc.blocks2 import STEP_S
+from mpc_dc.problem2 import Form, HorizonInputs, PlantState, Problem, SolverOptions
 from mpc_dc.studies.dr import DrStudyConfig, ScenarioProblems, end_state, load_dr_data
 from mpc_dc.studies.dr_gap import MILP_REL_GAP, GapInstance, gap_row, milp_reference
 
@@ -64,25 +60,22 @@ def test_bench_fleet_forms(benchmark: BenchmarkFixture, shared_data: Path) -> No
     smoke = bool(getattr(benchmark, "disabled", False))
     study = DrStudyConfig()
     data = load_dr_data(shared_data, study)
-    cfg = ScenarioProblems(study.fleet).config("S6")
+    site = ScenarioProblems(study.site).config("S6")
     N = data.demand_tokens_per_s.shape[1]
 
-    def inputs_at(k: int) -> FleetInputs:
-        sl = slice(k, k + H)
-        return FleetInputs(data.demand_tokens_per_s[:, sl], data.price_usd_per_mwh[:, sl],
-                           data.carbon_gco2_per_kwh[:, sl])
+    def inputs_at(k: int) -> HorizonInputs:
+        return replace(data.window(k, H), dr_event=None)  # these steps price no DR event
 
     n_consec, n_random, limit = (2, 0, 5.0) if smoke else (CONSECUTIVE, RANDOM, MILP_LIMIT_S)
     rng = np.random.default_rng(7)
     random_steps = sorted(rng.choice(np.arange(H, N - H), n_random, replace=False).tolist())
-    loop = FleetProblem(cfg, H)  # the closed loop's problem: committed-integer only
-    cold = FleetProblem(cfg, H, FleetSolverOptions(warm_start="cold"))
-    ref = FleetProblem(cfg, H, FleetSolverOptions(full_time_limit_s=limit,
-                                                  full_mip_rel_gap=MILP_REL_GAP,
-                                                  warm_start="cold"))
+    loop = Problem(site, H)  # the closed loop's problem: committed-integer only
+    cold = Problem(site, H, SolverOptions(warm_start="cold"))
+    ref = Problem(site, H, SolverOptions(full_time_limit_s=limit, full_mip_rel_gap=MILP_REL_GAP,
+                                         warm_start="cold"))
 
     # the closed loop before the sampled steps (its first solve is cold)
-    state = FleetState()
+    state = PlantState()
     warm_prev = loop.solve(inputs_at(FIRST - 1), state)
     assert warm_prev.plan is not None
     state = end_state(warm_prev.plan, 0)
@@ -101,7 +94,7 @@ def test_bench_fleet_forms(benchmark: BenchmarkFixture, shared_data: Path) -> No
         assert commit.plan is not None
         t0 = time.perf_counter()
         cold.reset_warm_start()
-        lp = cold.solve(inputs, state, FleetForm.LP)
+        lp = cold.solve(inputs, state, Form.LP)
         lp_s = time.perf_counter() - t0
         ref_lp, full = milp_reference(ref, inputs, state)
         instance = GapInstance("step", f"step {k}", "S6", False,

@@ -34,7 +34,7 @@ from mpc_dc import fleet_problem as old_fleet
 from mpc_dc import problem as old_rcdc
 from mpc_dc import problem2 as new
 from mpc_dc.benchmarking import rcdc_receding_cases, rcdc_site
-from mpc_dc.params.fleet import SCENARIOS
+from mpc_dc.params.fleet import SCENARIOS, FleetConfig
 from tests.problem2_equiv import (
     inputs_of_fleet,
     inputs_of_rcdc,
@@ -114,7 +114,7 @@ def test_bench_fleet_old_vs_new(benchmark: BenchmarkFixture, shared_data: Path,
 
     study = DrStudyConfig()
     data = load_dr_data(shared_data, study)
-    cfg = dataclasses.replace(study.fleet, flexibility=SCENARIOS["S6"], table=study.fleet.table)
+    cfg = dataclasses.replace(FleetConfig(), flexibility=SCENARIOS["S6"])  # the study's fleet
     old = old_fleet.FleetProblem(cfg, H)
     prob = new.Problem(site_of_fleet(cfg), H, options_of_fleet(old.options))
     first = 100

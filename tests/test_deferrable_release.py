@@ -14,9 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mpc_dc.scenario import build_exogenous, build_policy, controller_variant, default_scenario
+from mpc_dc.scenario import (
+    Scenario,
+    build_exogenous,
+    build_policy,
+    controller_variant,
+    default_scenario,
+)
 from mpc_dc.sim.engine import simulate
 from mpc_dc.sim.exogenous import DeferrableRelease, deferrable_releases, window_end
+from mpc_dc.site.config import Site
 from mpc_dc.studies.rcdc import (
     Configuration,
     Market,
@@ -85,6 +92,38 @@ def study_data(shared_data: Path) -> dict[tuple[int, DeferrableRelease], RcdcDat
     return out
 
 
+def loop_scenario(base: Scenario, site: Site, start: str, days: int, data_dir: Path
+                  ) -> Scenario:
+    """The closed-loop scenario of a study configuration: the study's one campus
+    written field by field into the loop's site configuration, its NYISO zone and
+    deferrable share and release rule, ``days`` from ``start``."""
+    campus = site.campuses[0]
+    other, tariff = campus.other_it, campus.grid.tariff
+    assert other is not None
+    old = base.site
+    loop_site = replace(
+        old,
+        datacenter=replace(old.datacenter, it_capacity_mw=other.it_capacity_mw, pue=campus.pue,
+                           processing=replace(old.datacenter.processing,
+                                              power_frac=other.processing.power_frac,
+                                              work_frac=other.processing.work_frac)),
+        renewable=replace(old.renewable, nameplate_mw=campus.nameplate_mw),
+        grid=replace(old.grid, import_limit_mw=campus.grid.import_limit_mw,
+                     export_limit_mw=campus.grid.export_limit_mw,
+                     tariff=replace(old.grid.tariff, kind=tariff.kind,
+                                    demand_charge_usd_per_kw=tariff.demand_charge_usd_per_kw,
+                                    import_adder_usd_per_mwh=tariff.import_adder_usd_per_mwh,
+                                    export_credit_factor=tariff.export_credit_factor)),
+        battery=None)
+    return replace(
+        base, site=loop_site,
+        run=replace(base.run, start=start, days=float(days), history_days=1,
+                    deferrable_share=other.deferrable_share, window_h=other.window_h,
+                    deferrable_release=other.release),
+        data=replace(base.data, source="nyiso", data_dir=str(data_dir),
+                     zone=campus.price_node))
+
+
 CASES = [
     # Wholesale: windows are independent, so the rolling 24-h perfect-foresight MPC
     # over two days is the study's window-by-window optimum.
@@ -110,15 +149,9 @@ def test_study_equals_closed_loop_with_perfect_foresight(
     study = RcdcStudyConfig(days=days, deferrable_release=rule)
     expected = run_month(study_data[days, rule], study, market, configuration).cost_usd
     base = default_scenario()
-    scenario = replace(
-        base,
-        name=f"study-{market}-{configuration}",
-        run=replace(base.run, start=START, days=float(days), history_days=1,
-                    deferrable_share=0.4 if configuration == "optimal colocation" else 0.0,
-                    deferrable_release=rule),
-        data=replace(base.data, source="nyiso", data_dir=str(shared_data), zone=study.zone),
-        site=study.site(market, 0.0 if configuration == "no colocation" else None),
-    )
+    scenario = replace(loop_scenario(base, study.configuration_site(market, configuration),
+                                     START, days, shared_data),
+                       name=f"study-{market}-{configuration}")
     exo = build_exogenous(scenario)
     result = simulate(exo, build_policy(controller_variant(scenario, controller), exo))
     assert result.kpis["work_df_missed_wu"] == pytest.approx(0.0, abs=1e-9)

@@ -411,7 +411,8 @@ def test_whole_horizon_dive_redoes_a_chunk_that_loses_tokens(shared_data: object
     # that lost tokens
     table = load_quant_table(Path(__file__).parent / "data"
                              / "quant_power_table_before_issue15.csv")
-    cfg = dataclasses.replace(study.fleet, flexibility=SCENARIOS["S6"], table=table)
+    # the DR study's fleet (FleetConfig's defaults) on the table of that run
+    cfg = dataclasses.replace(FleetConfig(), flexibility=SCENARIOS["S6"], table=table)
     k, H = 547, 96
     inputs = FleetInputs(data.demand_tokens_per_s[:, k:k + H], data.price_usd_per_mwh[:, k:k + H],
                          data.carbon_gco2_per_kwh[:, k:k + H])

@@ -34,6 +34,7 @@ from mpc_dc.fleet_scenario import (
 )
 from mpc_dc.params.fleet import FleetConfig
 from mpc_dc.sim.arrivals import SOURCE_TRACE
+from mpc_dc.site.config import Fleet
 from tests.tables import merged
 from traces.burstgpt import read_burstgpt_requests
 from traces.synthetic import load_figures
@@ -305,7 +306,8 @@ def test_dr_caiso_demand_is_the_study_s_shape(
     assert float(np.mean(z ** 2)) < 2.0 and float(np.max(np.abs(z))) < 5.0
 
 
-def _bf16_gpus_needed(config: FleetConfig, peak_tokens_per_s: dict[str, float]) -> float:
+def _bf16_gpus_needed(config: FleetConfig | Fleet, peak_tokens_per_s: dict[str, float]
+                      ) -> float:
     """GPUs at BF16 to serve ``peak_tokens_per_s`` per model at the utilisation cap."""
     total = 0.0
     for model, tokens in peak_tokens_per_s.items():
@@ -323,10 +325,11 @@ def test_dr_caiso_gpus_to_peak_ratio_is_the_study_s(
 
     sc, data = dr_caiso_demand
     study = DrStudyConfig()
-    study_need = _bf16_gpus_needed(study.fleet, {
-        m: s * study.peak_tokens_per_s for m, s in zip(study.fleet.models,
+    assert study.site.fleet is not None
+    study_need = _bf16_gpus_needed(study.site.fleet, {
+        m: s * study.peak_tokens_per_s for m, s in zip(study.site.models,
                                                        study.model_shares, strict=True)})
-    study_ratio = sum(c.gpus for c in study.fleet.campuses) / study_need
+    study_ratio = sum(c.gpus for c in study.site.campuses) / study_need
     scale = sc.data.rate_multiplier / 50.0
     cfg = sc.config
     hist = sc.run.history_days * 96

@@ -344,7 +344,7 @@ def test_dr_study_week_equals_old(shared_data: Path) -> None:
 
     study = DrStudyConfig()
     data = load_dr_data(shared_data, study)
-    cfg = dataclasses.replace(study.fleet, flexibility=SCENARIOS["S6"], table=study.fleet.table)
+    cfg = dataclasses.replace(FleetConfig(), flexibility=SCENARIOS["S6"])  # the study's fleet
     H = 96
     old, prob = _fleet_pair(cfg, H)
     state = old_fleet.FleetState()

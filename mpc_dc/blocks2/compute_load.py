@@ -53,7 +53,10 @@ def define_processing_relaxed(ctx: ModelContext) -> None:
 
     ``W_ND[o,t] + w_df[o,t] <= Δ (a_k P[o,t] + b_k)`` for every affine piece k of the
     concave F of campus o [WU]; exact at the optimum under the conditions of
-    :func:`mpc_dc.problem2.choose_formulation` (docs/formulation.md, section 3).
+    :func:`mpc_dc.problem2.choose_formulation` (docs/formulation.md, section 3). Rows
+    piece by piece (all intervals of a piece, then the next), the order of the RCDC
+    model before the merge: the simplex path, and so which of several equal-cost
+    optima a warm-started window lands on, depends on the row order.
     """
     if not ctx.other_it.size:
         return
@@ -72,8 +75,8 @@ def define_processing_relaxed(ctx: ModelContext) -> None:
     v = ctx.variables
     b = np.repeat((ctx.step_h * intercept)[:, None], ctx.horizon_steps, axis=1)
     ctx.add_constraints("processing function",
-                        S @ v["work_df_wu"] - A_p @ v["other_it_power"]
-                        <= b - S @ ctx.parameters["work_nd_wu"])
+                        (S @ v["work_df_wu"] - A_p @ v["other_it_power"]).T
+                        <= (b - S @ ctx.parameters["work_nd_wu"]).T)
 
 
 def define_processing_exact(ctx: ModelContext) -> None:

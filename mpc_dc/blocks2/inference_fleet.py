@@ -21,14 +21,17 @@ def define_fleet_variables(ctx: ModelContext) -> None:
     ``n[k,t] >= 0`` instances running [-] (integer where committed, set at solve
     time), ``u[k,t] >= 0`` starts [-], ``x[k,t] >= 0`` tokens served [ktokens/s];
     unserved tokens ``s >= 0`` [ktokens/s] (the feasibility slack, always reported):
-    one row per model with spatial flexibility (Sp on), one per (campus with GPUs,
-    model) without it (each campus then has its own demand share).
+    one row per (campus with GPUs, model), rows ``g M + m``, whatever the levers
+    (without spatial flexibility each campus has its own demand share; with it only
+    each model's sum is constrained). Round-and-fix rounds a degenerate LP optimum
+    from the vertex HiGHS reaches, which depends on the columns: with this layout, the
+    one of the fleet problem before the merge, the DR study's plans are unchanged.
     """
     if not ctx.n_pools:
         return
     P, H = ctx.n_pools, ctx.horizon_steps
     assert ctx.site.fleet is not None
-    rows = ctx.n_models * (1 if ctx.site.fleet.levers.spatial else ctx.gpu_campuses.size)
+    rows = ctx.n_models * ctx.gpu_campuses.size
     ctx.variables["instances"] = cp.Variable((P, H), name="instances", bounds=[0.0, None])
     ctx.variables["starts"] = cp.Variable((P, H), name="starts", bounds=[0.0, None])
     ctx.variables["tokens_kps"] = cp.Variable((P, H), name="tokens_kps", bounds=[0.0, None])
@@ -39,7 +42,7 @@ def define_fleet_variables(ctx: ModelContext) -> None:
 def define_demand(ctx: ModelContext) -> None:
     """Every demanded token is served or counted unserved (no curtailment).
 
-    ``Σ_{c,q} x[c,m,q,t] + s[m,t] = D[m,t]`` [ktokens/s]; ``D`` is the Parameter
+    ``Σ_{c,q} x[c,m,q,t] + Σ_c s[c,m,t] = D[m,t]`` [ktokens/s]; ``D`` is the Parameter
     ``demand_kps`` (M × H). Without spatial flexibility the per-campus rows of
     :func:`define_spatial_shares` imply this one, so it is added only with Sp on.
     """
@@ -51,7 +54,11 @@ def define_demand(ctx: ModelContext) -> None:
     if not ctx.site.fleet.levers.spatial:
         return
     v = ctx.variables
-    ctx.add_constraints("demand", ctx.model_matrix() @ v["tokens_kps"] + v["unserved_kps"] == D)
+    M, G = ctx.n_models, ctx.gpu_campuses.size
+    per_model = sp.csr_array((np.ones(G * M), (np.tile(np.arange(M), G), np.arange(G * M))),
+                             shape=(M, G * M))  # Σ_c s[c, m]
+    ctx.add_constraints("demand", ctx.model_matrix() @ v["tokens_kps"]
+                        + per_model @ v["unserved_kps"] == D)
 
 
 def define_spatial_shares(ctx: ModelContext) -> None:

@@ -38,9 +38,9 @@ def _run_dr(args: argparse.Namespace) -> int:
     study = DrStudyConfig() if args.days is None else DrStudyConfig(days=args.days)
     outputs = reproduce(Path(args.data), Path(args.out), study, sweeps=not args.no_sweeps)
     print(f"DR study: {study.days} days from {study.first_day} (Pacific), campuses "
-          + ", ".join(f"{c.name} {c.gpus} GPUs" for c in study.fleet.campuses)
+          + ", ".join(f"{c.name} {c.gpus} GPUs" for c in study.site.campuses)
           + f", peak {study.peak_tokens_per_s / 1e6:.1f} M tokens/s, carbon "
-          f"{study.fleet.carbon_price_usd_per_t} $/t, DR events on {', '.join(study.dr_days)}")
+          f"{study.site.carbon_price_usd_per_t} $/t, DR events on {', '.join(study.dr_days)}")
     print(outputs.markdown)
     print(outputs.note)
     for path in outputs.files:

@@ -20,14 +20,20 @@ Set-up (all stated in :class:`DrStudyConfig`)
   -32B and -235B-A22B.
 * DR events 16:00-21:00 Pacific on 2021-07-09 and 2021-07-12 (days of CAISO
   Flex Alerts in the July 2021 heat wave; the event days are a parameter).
-  Baseline (common to all scenarios) = the campus's business-as-usual facility
-  power: S1's own plan of that day without DR; settlement 1 $/kWh × (baseline −
-  power) over the event (CPUC's 2021 Emergency
-  Load Reduction Program pays 1 $/kWh), penalty 2 $/kWh above a cap equal to
-  the baseline.
+  Baseline (common to all scenarios) = the campus's business-as-usual grid import
+  (its facility power: no renewable, battery or export here): S1's own plan of
+  that day without DR; settlement 1 $/kWh × (baseline − import) over the event
+  (CPUC's 2021 Emergency Load Reduction Program pays 1 $/kWh), penalty 2 $/kWh
+  above a cap equal to the baseline.
 * Each local day is one 96-interval plan, integer instances everywhere
   (round-and-fix, gap to the LP bound reported), each scenario's fleet state
   carried from its own previous day's last interval.
+
+The fleet is a site of the one site model (:class:`mpc_dc.site.config.Site`,
+:attr:`DrStudyConfig.site`): three campuses with GPUs and a wholesale grid
+connection without export, no other IT, no renewable, and the fleet of models; each
+scenario is that site with its levers (:meth:`ScenarioProblems.config`), solved by the
+one problem (:class:`mpc_dc.problem2.Problem`, :func:`mpc_dc.problem2.solve_day`).
 
 Reporting: savings are savings of the *operating cost* (energy + carbon +
 switching + quality + unserved tokens), which is positive; the DR settlement
@@ -50,23 +56,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mpc_dc.blocks.inference_fleet import STEP_S
-from mpc_dc.fleet_controller import solve_day
-from mpc_dc.fleet_problem import (
-    FleetCost,
-    FleetInputs,
-    FleetPlan,
-    FleetProblem,
-    FleetSolveResult,
-    FleetSolverOptions,
-    FleetState,
-)
-from mpc_dc.params.fleet import (
-    SCENARIO_LABELS,
-    SCENARIOS,
-    FleetConfig,
+from mpc_dc.blocks2 import STEP_S
+from mpc_dc.problem2 import (
+    CostBreakdown,
+    HorizonInputs,
+    Plan,
+    PlantState,
+    Problem,
+    SolveResult,
+    SolverOptions,
+    solve_day,
 )
 from mpc_dc.rundir import atomic_dir
+from mpc_dc.site.config import (
+    CA_2026_AUCTION_RESERVE_USD_PER_T,
+    SCENARIO_LABELS,
+    SCENARIOS,
+    Campus,
+    Fleet,
+    Grid,
+    Site,
+)
+from mpc_dc.site.data import dr_event_flags
 from traces.burstgpt import read_burstgpt_requests
 from traces.datasets import burstgpt_hourly_counts, caiso_carbon, caiso_rt_lmp
 from traces.errors import TraceError
@@ -78,7 +89,8 @@ PAPER_S6_VS_S1_PCT = 34.3
 """Cost reduction of all levers vs none reported by the seed paper [%]."""
 TZ = "America/Los_Angeles"
 OPERATING = ("energy_usd", "carbon_usd", "switching_usd", "quality_usd", "unserved_usd")
-"""Components of the operating cost (everything but the DR settlement) [$]."""
+"""Components of the operating cost (everything but the DR settlement) [$]; ``energy_usd``
+is the grid energy bill (import − export revenue + demand charge; here import only)."""
 COMPONENTS = (*OPERATING, "dr_reward_usd", "dr_penalty_usd")
 NESTING_TOL_USD = 0.01
 """A covering scenario's day plan may exceed a covered one's by this much [$] (LP
@@ -86,6 +98,23 @@ tolerance of the re-costed plan) before it counts as a nesting violation."""
 LEVERS = {"Sw": ("S2", "S1"), "Sp": ("S3", "S1"), "Q": ("S5", "S1"), "Sw+Sp": ("S4", "S1"),
           "Q on top of Sw+Sp": ("S6", "S4"), "all (Sw+Sp+Q)": ("S6", "S1")}
 """Each lever's effect: (scenario with it, scenario without it)."""
+
+
+def study_site() -> Site:
+    """The study's fleet as a site: three CAISO campuses with GPUs, no export.
+
+    NP-15, SP-15 and ZP-26 with 4,096 / 4,096 / 2,048 H100 GPUs, PUE 1.2, carbon zone
+    US-CAL-CISO, a wholesale grid connection without an import limit (the study
+    prices energy, it does not constrain it) and without export; Qwen3-8B, -32B and
+    -235B-A22B served; carbon at California's 2026 auction reserve price; DR terms
+    1 $/kWh reward, 2 $/kWh penalty above a cap of the baseline.
+    """
+    grid = Grid(import_limit_mw=float("inf"), export_limit_mw=0.0)
+    campuses = tuple(Campus(name=node, price_node=node, carbon_zone="US-CAL-CISO", gpus=gpus,
+                            pue=1.2, grid=grid)
+                     for node, gpus in (("NP15", 4096), ("SP15", 4096), ("ZP26", 2048)))
+    fleet = Fleet(models=("qwen3-8b", "qwen3-32b", "qwen3-235b-a22b"))
+    return Site(campuses, fleet, carbon_price_usd_per_t=CA_2026_AUCTION_RESERVE_USD_PER_T)
 
 
 @dataclass(frozen=True)
@@ -100,13 +129,13 @@ class DrStudyConfig:
     peak_tokens_per_s : float [tokens/s]
         Output-token demand peak over the study window (all models).
     model_shares : tuple of float [-]
-        Share of tokens of each model in ``FleetConfig.models`` order.
+        Share of tokens of each model in ``site.models`` order.
     dr_days : tuple of str
         Local days with a DR event.
     dr_start_hour, dr_end_hour : int [h, Pacific]
-    fleet : FleetConfig
-        Campuses, levers' costs, carbon price, DR prices (flexibility is set per
-        scenario).
+    site : Site
+        Campuses, the fleet (models, levers' costs), carbon price, DR terms
+        (:func:`study_site`; the fleet's flexibility is set per scenario).
     peak_multipliers : tuple of float [-]
         Workload peak-rate sensitivity.
     dr_rewards_usd_per_kwh, dr_penalties_usd_per_kwh : tuple of float [$/kWh]
@@ -120,7 +149,7 @@ class DrStudyConfig:
     dr_days: tuple[str, ...] = ("2021-07-09", "2021-07-12")
     dr_start_hour: int = 16
     dr_end_hour: int = 21
-    fleet: FleetConfig = field(default_factory=FleetConfig)
+    site: Site = field(default_factory=study_site)
     peak_multipliers: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
     dr_rewards_usd_per_kwh: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
     dr_penalties_usd_per_kwh: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)
@@ -138,12 +167,28 @@ class DrData:
     mean_response_tokens: float
     replication: float
 
-    def day(self, d: int, demand_scale: float = 1.0) -> FleetInputs:
+    def window(self, start: int, steps: int = STEPS_PER_DAY, demand_scale: float = 1.0,
+               dr_baseline_mw: np.ndarray | None = None) -> HorizonInputs:
+        """Inputs of ``steps`` intervals from interval ``start``: wholesale (import and
+        export at the node's price), no other IT, no renewable.
+
+        Parameters
+        ----------
+        start, steps : int [intervals]
+        demand_scale : float [-]
+            Multiplies the token demand (peak-rate sensitivity).
+        dr_baseline_mw : ndarray (C, steps) [MW], optional
+        """
+        sl = slice(start, start + steps)
+        price = self.price_usd_per_mwh[:, sl]
+        none = np.zeros_like(price)  # no renewable, no other IT
+        return HorizonInputs(demand_scale * self.demand_tokens_per_s[:, sl], price, price,
+                             self.carbon_gco2_per_kwh[:, sl], none, none,
+                             dr_event=self.dr_event[:, sl], dr_baseline_mw=dr_baseline_mw)
+
+    def day(self, d: int, demand_scale: float = 1.0) -> HorizonInputs:
         """Inputs of local day ``d`` (no DR baseline yet)."""
-        sl = slice(d * STEPS_PER_DAY, (d + 1) * STEPS_PER_DAY)
-        return FleetInputs(demand_scale * self.demand_tokens_per_s[:, sl],
-                           self.price_usd_per_mwh[:, sl], self.carbon_gco2_per_kwh[:, sl],
-                           self.dr_event[:, sl], None)
+        return self.window(d * STEPS_PER_DAY, demand_scale=demand_scale)
 
 
 def load_dr_data(data_dir: Path, study: DrStudyConfig, extra_days: int = 0) -> DrData:
@@ -167,10 +212,10 @@ def load_dr_data(data_dir: Path, study: DrStudyConfig, extra_days: int = 0) -> D
     index = pd.date_range(start.tz_convert("UTC"),
                           periods=(study.days + extra_days) * STEPS_PER_DAY,
                           freq=STEP, name="interval_start_utc")
-    cfg = study.fleet
+    site = study.site
     lmp, meta = caiso_rt_lmp(data_dir, 2021, gap_policy=GapPolicy.INTERPOLATE)
     price = []
-    for c in cfg.campuses:
+    for c in site.campuses:
         col = f"lmp_usd_per_mwh[{c.price_node}]"
         series = lmp[col].reindex(index)
         if series.isna().any():
@@ -192,14 +237,11 @@ def load_dr_data(data_dir: Path, study: DrStudyConfig, extra_days: int = 0) -> D
     raw_tokens = req.to_numpy() * mean_resp / 3600.0
     replication = study.peak_tokens_per_s / raw_tokens[: study.days * STEPS_PER_DAY].max()
     shares = np.asarray(study.model_shares, dtype=float)
-    if shares.size != len(cfg.models) or abs(shares.sum() - 1) > 1e-9:
+    if shares.size != len(site.models) or abs(shares.sum() - 1) > 1e-9:
         raise ValueError("DrStudyConfig.model_shares: one share per model, summing to 1")
     demand = shares[:, None] * (replication * raw_tokens)[None, :]
-    local = index.tz_convert(TZ)
-    days = {pd.Timestamp(d).date() for d in study.dr_days}
-    in_event = np.array([(t.date() in days) and study.dr_start_hour <= t.hour < study.dr_end_hour
-                         for t in local], dtype=float)
-    C = len(cfg.campuses)
+    in_event = dr_event_flags(index, study.dr_days, study.dr_start_hour, study.dr_end_hour, TZ)
+    C = len(site.campuses)
     return DrData(index, demand, np.vstack(price), np.tile(kappa.to_numpy(), (C, 1)),
                   np.tile(in_event, (C, 1)), mean_resp, float(replication))
 
@@ -209,33 +251,37 @@ class ScenarioProblems:
 
     Parameters
     ----------
-    fleet : FleetConfig
-        Campuses, costs and DR prices; each scenario sets its own flexibility.
-    options : FleetSolverOptions, optional
+    site : Site
+        Campuses, fleet, costs and DR terms; each scenario sets the fleet's
+        flexibility.
+    options : SolverOptions, optional
     """
 
-    def __init__(self, fleet: FleetConfig, options: FleetSolverOptions | None = None) -> None:
-        self.fleet = fleet
+    def __init__(self, site: Site, options: SolverOptions | None = None) -> None:
+        if site.fleet is None:
+            raise ValueError("ScenarioProblems: the site has no fleet to give levers to")
+        self.site = site
         self.options = options
-        self._cache: dict[str, FleetProblem] = {}
+        self._cache: dict[str, Problem] = {}
 
-    def config(self, scenario: str) -> FleetConfig:
-        """The fleet configuration of ``scenario`` (its levers)."""
-        return replace(self.fleet, flexibility=SCENARIOS[scenario], table=self.fleet.table)
+    def config(self, scenario: str) -> Site:
+        """The site of ``scenario``: its fleet with the scenario's levers."""
+        fleet = self.site.fleet
+        assert fleet is not None
+        return replace(self.site, fleet=replace(fleet, flexibility=scenario))
 
-    def get(self, scenario: str) -> FleetProblem:
+    def get(self, scenario: str) -> Problem:
         """The 96-interval problem of ``scenario``."""
         if scenario not in self._cache:
-            self._cache[scenario] = FleetProblem(self.config(scenario), STEPS_PER_DAY,
-                                                 self.options)
+            self._cache[scenario] = Problem(self.config(scenario), STEPS_PER_DAY, self.options)
         return self._cache[scenario]
 
 
-def with_dr_baseline(problems: ScenarioProblems, inputs: FleetInputs,
-                     state: FleetState | None = None) -> FleetInputs:
+def with_dr_baseline(problems: ScenarioProblems, inputs: HorizonInputs,
+                     state: PlantState | None = None) -> HorizonInputs:
     """``inputs`` with the DR baseline set on an event day, unchanged otherwise.
 
-    The baseline, common to all scenarios, is the business-as-usual facility power
+    The baseline, common to all scenarios, is the business-as-usual grid import
     [MW]: S1's own day plan without DR, from ``state`` (S1's start-of-day fleet).
     """
     if inputs.dr_event is None or not bool(np.any(inputs.dr_event)):
@@ -243,18 +289,18 @@ def with_dr_baseline(problems: ScenarioProblems, inputs: FleetInputs,
     bau = solve_day(problems.get("S1"), replace(inputs, dr_event=None), state)
     if bau.plan is None:
         raise RuntimeError(f"S1 baseline day failed: {bau.message}")
-    return replace(inputs, dr_baseline_mw=bau.plan.campus_power_mw)
+    return replace(inputs, dr_baseline_mw=bau.plan.import_mw)
 
 
-def solve_scenarios(problems: ScenarioProblems, inputs: FleetInputs,
-                    states: Mapping[str, FleetState] | None = None,
-                    scenarios: Iterable[str] = tuple(SCENARIOS)) -> dict[str, FleetSolveResult]:
+def solve_scenarios(problems: ScenarioProblems, inputs: HorizonInputs,
+                    states: Mapping[str, PlantState] | None = None,
+                    scenarios: Iterable[str] = tuple(SCENARIOS)) -> dict[str, SolveResult]:
     """Solve one day for each scenario, in S1..S6 order.
 
     ``inputs`` carry their DR baseline (:func:`with_dr_baseline`); ``states`` gives
     each scenario's start-of-day fleet (absent: nothing running). Each scenario
     gets the plans of the scenarios its levers cover as candidates
-    (:func:`mpc_dc.fleet_controller.solve_day` re-costs them with their instances
+    (:func:`mpc_dc.problem2.solve_day` re-costs them with their instances
     fixed). Guarantee: a scenario whose levers cover another's and that starts
     from the *same* fleet never gets a costlier plan (up to the LP tolerance of
     the re-costed plan). From different fleets there is none: the covered plan
@@ -263,21 +309,21 @@ def solve_scenarios(problems: ScenarioProblems, inputs: FleetInputs,
     Parameters
     ----------
     problems : ScenarioProblems
-    inputs : FleetInputs
+    inputs : HorizonInputs
         One day (96 intervals), with its DR baseline.
-    states : Mapping[str, FleetState], optional
+    states : Mapping[str, PlantState], optional
         Start-of-day fleet per scenario.
     scenarios : iterable of str
         Which scenarios, in S1..S6 order (candidates come from earlier ones).
 
     Returns
     -------
-    dict of str to FleetSolveResult
+    dict of str to SolveResult
         Every result has a plan (a failed day raises ``RuntimeError``).
     """
     states = states or {}
-    out: dict[str, FleetSolveResult] = {}
-    plans: dict[str, FleetPlan] = {}
+    out: dict[str, SolveResult] = {}
+    plans: dict[str, Plan] = {}
     for s in scenarios:
         cands = [plans[o] for o in plans if SCENARIOS[s].covers(SCENARIOS[o])]
         res = solve_day(problems.get(s), inputs, states.get(s), cands)
@@ -288,26 +334,36 @@ def solve_scenarios(problems: ScenarioProblems, inputs: FleetInputs,
     return out
 
 
-def end_state(plan: FleetPlan, interval: int = -1) -> FleetState:
+def end_state(plan: Plan, interval: int = -1) -> PlantState:
     """The fleet running at the end of ``interval`` of ``plan``.
 
     Parameters
     ----------
-    plan : FleetPlan
+    plan : Plan
     interval : int
         Interval index (default: the last).
 
     Returns
     -------
-    FleetState
+    PlantState
         Instance counts rounded to integers, re-provisioning allowed.
     """
-    return FleetState({k: round(plan.instances[i, interval]) for i, k in enumerate(plan.pools)})
+    return PlantState({k: round(plan.instances[i, interval]) for i, k in enumerate(plan.pools)})
 
 
-def operating_usd(cost: FleetCost) -> float:
+def components(cost: CostBreakdown) -> dict[str, float]:
+    """The study's cost components [$] (:data:`COMPONENTS`) of a plan's cost breakdown."""
+    return {"energy_usd": cost.energy_import_usd - cost.export_revenue_usd
+            + cost.demand_charge_usd,
+            "carbon_usd": cost.carbon_usd, "switching_usd": cost.switching_usd,
+            "quality_usd": cost.quality_usd, "dr_reward_usd": cost.dr_reward_usd,
+            "dr_penalty_usd": cost.dr_penalty_usd, "unserved_usd": cost.unserved_usd}
+
+
+def operating_usd(cost: CostBreakdown) -> float:
     """Operating cost [$]: energy + carbon + switching + quality + unserved, no DR."""
-    return float(sum(getattr(cost, c) for c in OPERATING))
+    parts = components(cost)
+    return float(sum(parts[c] for c in OPERATING))
 
 
 def gap_of_operating(plan_usd: float, bound_usd: float, operating: float) -> float:
@@ -331,9 +387,10 @@ def gap_of_operating(plan_usd: float, bound_usd: float, operating: float) -> flo
     return (plan_usd - bound_usd) / operating if operating > 0 else float("nan")
 
 
-def cost_figures(cost: FleetCost) -> dict[str, float]:
+def cost_figures(cost: CostBreakdown) -> dict[str, float]:
     """Cost components, operating cost, DR settlement (reward − penalty) and net [$]."""
-    return {**cost.as_dict(), "operating_usd": operating_usd(cost),
+    return {**components(cost), "total_usd": cost.total_usd,
+            "operating_usd": operating_usd(cost),
             "dr_net_usd": cost.dr_reward_usd - cost.dr_penalty_usd}
 
 
@@ -346,27 +403,27 @@ class DaySolve:
     day : int
         Study day (0 = ``first_day``).
     scenario : str
-    inputs : FleetInputs
+    inputs : HorizonInputs
         The day's inputs, with the DR baseline on an event day.
-    start : FleetState
+    start : PlantState
         The scenario's start-of-day fleet (its own previous day's last interval).
-    result : FleetSolveResult
+    result : SolveResult
     """
 
     day: int
     scenario: str
-    inputs: FleetInputs
-    start: FleetState
-    result: FleetSolveResult
+    inputs: HorizonInputs
+    start: PlantState
+    result: SolveResult
 
     @property
-    def plan(self) -> FleetPlan:
+    def plan(self) -> Plan:
         """The day plan (every study day plan has one)."""
         assert self.result.plan is not None
         return self.result.plan
 
 
-def day_rows(day: str, inputs: FleetInputs, results: Mapping[str, FleetSolveResult]
+def day_rows(day: str, inputs: HorizonInputs, results: Mapping[str, SolveResult]
              ) -> list[dict[str, object]]:
     """One row per scenario of a day's results (the columns of :func:`run_days`).
 
@@ -374,9 +431,9 @@ def day_rows(day: str, inputs: FleetInputs, results: Mapping[str, FleetSolveResu
     ----------
     day : str
         Label of the day (the ``day`` column).
-    inputs : FleetInputs
+    inputs : HorizonInputs
         The inputs the results were solved from (demand, DR event).
-    results : Mapping[str, FleetSolveResult]
+    results : Mapping[str, SolveResult]
         Scenario -> result with a plan.
     """
     demanded = float(inputs.demand_tokens_per_s.sum() * STEP_S)
@@ -387,7 +444,7 @@ def day_rows(day: str, inputs: FleetInputs, results: Mapping[str, FleetSolveResu
         figures = cost_figures(r.cost)
         rows.append({"day": day, "scenario": s, "levers": SCENARIO_LABELS[s],
                      "dr_event": event, **figures,
-                     "energy_mwh": float(r.plan.campus_power_mw.sum() * STEP_H),
+                     "energy_mwh": float(r.plan.facility_power_mw.sum() * STEP_H),
                      "tokens_demanded": demanded,
                      "tokens_served": float(r.plan.served_tokens_per_s.sum() * STEP_S),
                      "unserved_tokens": r.unserved_tokens,
@@ -409,19 +466,19 @@ def run_days(data: DrData, study: DrStudyConfig, problems: ScenarioProblems
     """
     rows: list[dict[str, object]] = []
     solves: dict[tuple[int, str], DaySolve] = {}
-    states: dict[str, FleetState] = {}
+    states: dict[str, PlantState] = {}
     for d in range(study.days):
         day = data.index[d * STEPS_PER_DAY].tz_convert(TZ).date()
         inputs = with_dr_baseline(problems, data.day(d), states.get("S1"))
         res = solve_scenarios(problems, inputs, states)
         rows += day_rows(str(day), inputs, res)
         for s, r in res.items():
-            solves[(d, s)] = DaySolve(d, s, inputs, states.get(s, FleetState()), r)
+            solves[(d, s)] = DaySolve(d, s, inputs, states.get(s, PlantState()), r)
         states = {s: end_state(solves[(d, s)].plan) for s in res}
     return pd.DataFrame(rows), solves
 
 
-def _compare(res: Mapping[str, FleetSolveResult], pairs: Iterable[tuple[str, str]]
+def _compare(res: Mapping[str, SolveResult], pairs: Iterable[tuple[str, str]]
              ) -> dict[str, float]:
     """Each scenario's operating, DR and net cost [$] and, for each (with, without)
     pair, the operating-cost saving [%] of ``with``."""
@@ -737,7 +794,7 @@ def supply_composition(solves: Mapping[tuple[int, str], DaySolve],
                 if s2 != s:
                     continue
                 sl = slice(d * STEPS_PER_DAY, (d + 1) * STEPS_PER_DAY)
-                mw = solve.plan.campus_power_mw[ci]
+                mw = solve.plan.import_mw[ci]
                 e += float(mw.sum() * 0.25)
                 p += float((mw * data.price_usd_per_mwh[ci, sl]).sum() * 0.25)
             rows.append({"scenario": s, "campus": c, "energy_mwh": e,
@@ -763,7 +820,7 @@ def reproduce(data_dir: Path, out_dir: Path, study: DrStudyConfig | None = None,
     t0 = time.perf_counter()
     study = study or DrStudyConfig()
     data = load_dr_data(data_dir, study)
-    problems = ScenarioProblems(study.fleet)
+    problems = ScenarioProblems(study.site)
     daily, solves = run_days(data, study, problems)
     table = summary_table(daily)
     levers = lever_effects(table)
@@ -774,7 +831,7 @@ def reproduce(data_dir: Path, out_dir: Path, study: DrStudyConfig | None = None,
     peak = sensitivity_peak(data, study, problems, event_day) if sweeps else pd.DataFrame()
     prices = sensitivity_dr_prices(data, study, problems, event_day) if sweeps else pd.DataFrame()
     md = markdown(table)
-    note = closing_note(table, daily, study.fleet.dr.reward_usd_per_kwh)
+    note = closing_note(table, daily, study.site.dr.reward_usd_per_kwh)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, overwrite=True) as tmp:
         daily.to_csv(tmp / "daily_costs.csv", index=False)

@@ -38,16 +38,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mpc_dc.blocks.inference_fleet import STEP_S
-from mpc_dc.fleet_problem import (
-    FleetForm,
-    FleetInputs,
-    FleetProblem,
-    FleetSolveResult,
-    FleetSolverOptions,
-    FleetState,
+from mpc_dc.blocks2 import STEP_S
+from mpc_dc.problem2 import (
+    Form,
+    HorizonInputs,
+    PlantState,
+    Problem,
+    SolveResult,
+    SolverOptions,
+    SolveStatus,
 )
-from mpc_dc.problem import SolveStatus
 from mpc_dc.rundir import atomic_dir
 from mpc_dc.studies.dr import (
     TZ,
@@ -86,9 +86,9 @@ class GapInstance:
     dr_event : bool
     demand_tokens : float [tokens]
         Tokens demanded over the horizon.
-    inputs : FleetInputs
-    state : FleetState
-    plan : FleetSolveResult
+    inputs : HorizonInputs
+    state : PlantState
+    plan : SolveResult
         The project's integral plan of ``inputs`` from ``state``.
     """
 
@@ -97,9 +97,9 @@ class GapInstance:
     scenario: str
     dr_event: bool
     demand_tokens: float
-    inputs: FleetInputs
-    state: FleetState
-    plan: FleetSolveResult
+    inputs: HorizonInputs
+    state: PlantState
+    plan: SolveResult
 
 
 def _window_baseline(solves: dict[tuple[int, str], DaySolve], d: int, k0: int,
@@ -147,18 +147,15 @@ def study_instances(data: DrData, study: DrStudyConfig, problems: ScenarioProble
                                float(solve.inputs.demand_tokens_per_s.sum() * STEP_S),
                                solve.inputs, solve.start, solve.result))
     # cold: a receding step's plan must not depend on which solves came before it
-    problem = FleetProblem(problems.config("S6"), STEPS_PER_DAY,
-                           FleetSolverOptions(warm_start="cold"))
+    problem = Problem(problems.config("S6"), STEPS_PER_DAY, SolverOptions(warm_start="cold"))
     H = problem.horizon_steps
     for d in range(study.days):
         if not keep("step", "S6", d):
             continue
         k = d * STEPS_PER_DAY + STEP_START_INTERVAL
-        sl = slice(k, k + H)
-        event = data.dr_event[:, sl]
-        inputs = FleetInputs(data.demand_tokens_per_s[:, sl], data.price_usd_per_mwh[:, sl],
-                             data.carbon_gco2_per_kwh[:, sl], event,
-                             _window_baseline(solves, d, STEP_START_INTERVAL, event.shape[0]))
+        event = data.dr_event[:, k:k + H]
+        inputs = data.window(k, H, dr_baseline_mw=_window_baseline(
+            solves, d, STEP_START_INTERVAL, event.shape[0]))
         state = end_state(solves[(d, "S6")].plan, STEP_START_INTERVAL - 1)
         committed = problem.solve(inputs, state)
         if committed.plan is None:
@@ -175,22 +172,22 @@ def study_instances(data: DrData, study: DrStudyConfig, problems: ScenarioProble
     return out
 
 
-def milp_reference(problem: FleetProblem, inputs: FleetInputs, state: FleetState
-                   ) -> tuple[FleetSolveResult, FleetSolveResult]:
+def milp_reference(problem: Problem, inputs: HorizonInputs, state: PlantState
+                   ) -> tuple[SolveResult, SolveResult]:
     """The LP relaxation and the full MILP of ``inputs`` from ``state``, both cold.
 
-    ``problem`` carries the MILP's limits (:class:`FleetSolverOptions`
+    ``problem`` carries the MILP's limits (:class:`~mpc_dc.problem2.SolverOptions`
     ``full_time_limit_s``, ``full_mip_rel_gap``); no MIP start is given and every
     basis is dropped first, so HiGHS owes nothing to the project's plan.
     """
     problem.reset_warm_start()
-    lp = problem.solve(inputs, state, FleetForm.LP)
+    lp = problem.solve(inputs, state, Form.LP)
     problem.reset_warm_start()
-    full = problem.solve(inputs, state, FleetForm.FULL_MILP)
+    full = problem.solve(inputs, state, Form.FULL_MILP)
     return lp, full
 
 
-def gap_row(instance: GapInstance, lp: FleetSolveResult, full: FleetSolveResult,
+def gap_row(instance: GapInstance, lp: SolveResult, full: SolveResult,
             time_limit_s: float) -> dict[str, object]:
     """The figures of one instance (module docstring) [$] and [-]."""
     plan = instance.plan
@@ -230,16 +227,16 @@ def measure_gaps(instances: Iterable[GapInstance], problems: ScenarioProblems,
     progress : callable, optional
         Called with each instance before its reference is solved.
     """
-    refs: dict[str, FleetProblem] = {}
-    options = FleetSolverOptions(full_time_limit_s=time_limit_s, full_mip_rel_gap=MILP_REL_GAP,
-                                 warm_start="cold")
+    refs: dict[str, Problem] = {}
+    options = SolverOptions(full_time_limit_s=time_limit_s, full_mip_rel_gap=MILP_REL_GAP,
+                            warm_start="cold")
     rows = []
     for inst in instances:
         if progress is not None:
             progress(inst)
         if inst.scenario not in refs:
-            refs[inst.scenario] = FleetProblem(problems.config(inst.scenario),
-                                               inst.inputs.horizon_steps, options)
+            refs[inst.scenario] = Problem(problems.config(inst.scenario),
+                                          inst.inputs.horizon_steps, options)
         lp, full = milp_reference(refs[inst.scenario], inst.inputs, inst.state)
         row = gap_row(inst, lp, full, time_limit_s)
         logger.info("gap %s", row)
@@ -334,7 +331,7 @@ def run_gap(data_dir: Path, out_dir: Path, *, time_limit_s: float = 60.0, quick:
     t0 = time.perf_counter()
     study = study or DrStudyConfig()
     data = load_dr_data(data_dir, study, extra_days=1)
-    problems = ScenarioProblems(study.fleet)
+    problems = ScenarioProblems(study.site)
     select = None
     if quick:
         events = [d for d in range(study.days)

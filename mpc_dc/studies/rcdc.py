@@ -21,9 +21,9 @@ Data choices
   100 MW site draws ``power_util × 100 MW`` when it runs its work on arrival; the
   work that power does, ``Δ F(P)``, is 60 % non-deferrable and 40 % deferrable,
   due by the end of its 24-h window. Deferrable work is released by the closed
-  loop's rule (:func:`mpc_dc.sim.exogenous.deferrable_releases`, scenario key
-  ``run.deferrable_release``): by default each window's batch at the window
-  start, or with ``deferrable_release = "on_arrival"`` as it arrives.
+  loop's rule (:func:`mpc_dc.sim.exogenous.deferrable_releases`, the campus key
+  ``other_it.release``): by default each window's batch at the window start, or
+  with ``release = "on_arrival"`` as it arrives.
 * Each window is solved alone with perfect foresight, the billing month's peak
   carried from window to window. Wholesale windows are independent, so this is
   the closed loop's perfect-foresight cost (``tests/test_deferrable_release.py``
@@ -33,6 +33,11 @@ Data choices
 * Retail: π⁺ = π⁻ = day-ahead LBMP (hourly-pricing supply tied to the DA market,
   net metering at the same rate) and a 12.39 $/kW demand charge on the monthly
   15-min peak import, tracked as peak-to-date across the daily windows.
+
+Each configuration is a site of the one site model (:class:`mpc_dc.site.config.Site`,
+:meth:`RcdcStudyConfig.site`): one campus without GPUs, with other IT, a grid
+connection and, when colocated, the wind plant; no fleet, no carbon price. Its
+windows are solved by the one problem (:class:`mpc_dc.problem2.Problem`).
 """
 
 from __future__ import annotations
@@ -46,26 +51,28 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from mpc_dc.params.site import (
-    DataCenterParams,
-    GridParams,
-    RenewableParams,
-    SiteConfig,
-    TariffParams,
-    retail_prices,
-)
-from mpc_dc.problem import (
+from mpc_dc.problem2 import (
     CostBreakdown,
     Formulation,
     HorizonInputs,
     Plan,
     PlantState,
-    RcdcProblem,
+    Problem,
     SolveResult,
+    SolverOptions,
 )
 from mpc_dc.rundir import atomic_dir
-from mpc_dc.sim.exogenous import DeferrableRelease, deferrable_releases
-from mpc_dc.site.data import align_google
+from mpc_dc.sim.exogenous import deferrable_releases
+from mpc_dc.site.config import (
+    Campus,
+    Grid,
+    OtherIT,
+    ReleaseRule,
+    Renewable,
+    Site,
+    Tariff,
+)
+from mpc_dc.site.data import align_google, work_from_utilisation
 from traces.datasets import google_load_shape, ny_wind_cf, nyiso_da_lmp, nyiso_rt_lmp
 from traces.errors import TraceError
 from traces.grid import STEP_H
@@ -79,6 +86,8 @@ MARKETS: tuple[Market, ...] = ("wholesale", "retail")
 
 LOCAL_TZ = "America/New_York"
 """Time zone of the study's days, month and billing period."""
+CAMPUS = "dc"
+"""Name of the study's one campus."""
 
 PAPER_SAVINGS_PCT: dict[tuple[Market, Configuration], float] = {
     ("wholesale", "optimal colocation"): 79.5,
@@ -106,7 +115,7 @@ class RcdcStudyConfig:
     window_steps : int
         Scheduling window [15-min intervals].
     deferrable_release : {"window_start", "on_arrival"}
-        When deferrable work is released (the scenario key ``run.deferrable_release``).
+        When deferrable work is released (the campus key ``other_it.release``).
     days : int or None
         Use only the first ``days`` windows (smoke tests); None = whole month.
     deferrable_shares : tuple of float [-]
@@ -122,24 +131,52 @@ class RcdcStudyConfig:
     deferrable_share: float = 0.4
     demand_charge_usd_per_kw: float = 12.39
     window_steps: int = 96
-    deferrable_release: DeferrableRelease = "window_start"
+    deferrable_release: ReleaseRule = "window_start"
     days: int | None = None
     deferrable_shares: tuple[float, ...] = tuple(np.round(np.linspace(0, 1, 11), 2))
     capacity_ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 
-    def site(self, market: Market, nameplate_mw: float | None = None) -> SiteConfig:
-        """Site configuration of a market (and renewable nameplate)."""
-        tariff = (TariffParams(kind="retail",
-                               demand_charge_usd_per_kw=self.demand_charge_usd_per_kw)
-                  if market == "retail" else TariffParams())
+    def site(self, market: Market, nameplate_mw: float | None = None,
+             deferrable_share: float | None = None) -> Site:
+        """The site of a configuration: one campus without GPUs.
+
+        Parameters
+        ----------
+        market : {"wholesale", "retail"}
+            The grid tariff: wholesale (RT price) or retail (DA-indexed, demand charge).
+        nameplate_mw : float [MW], optional
+            Wind nameplate (default :attr:`wind_nameplate_mw`); 0 = no renewable block.
+        deferrable_share : float [-], optional
+            Default :attr:`deferrable_share`; 0 = all work runs on arrival.
+        """
+        tariff = (Tariff(kind="retail", demand_charge_usd_per_kw=self.demand_charge_usd_per_kw)
+                  if market == "retail" else Tariff())
         cap = self.dc_capacity_mw
-        return SiteConfig(
-            datacenter=DataCenterParams(it_capacity_mw=cap),
-            renewable=RenewableParams(
-                nameplate_mw=self.wind_nameplate_mw if nameplate_mw is None else nameplate_mw),
+        plate = self.wind_nameplate_mw if nameplate_mw is None else nameplate_mw
+        share = self.deferrable_share if deferrable_share is None else deferrable_share
+        campus = Campus(
+            # PUE 1: the seed's 100 MW is the site's power, cooling included.
+            name=CAMPUS, price_node=self.zone, carbon_zone="US-NY-NYIS", gpus=0, pue=1.0,
+            other_it=OtherIT(it_capacity_mw=cap, deferrable_share=share,
+                             window_h=self.window_steps / 4, release=self.deferrable_release),
+            renewable=Renewable(nameplate_mw=plate) if plate > 0 else None,
             # Limits never bind: import covers the whole site, export the whole plant.
-            grid=GridParams(import_limit_mw=2 * cap, export_limit_mw=10 * cap, tariff=tariff),
-        )
+            grid=Grid(import_limit_mw=2 * cap, export_limit_mw=10 * cap, tariff=tariff))
+        return Site(campuses=(campus,))
+
+    def configuration_site(self, market: Market, configuration: Configuration, *,
+                           deferrable_share: float | None = None,
+                           nameplate_mw: float | None = None) -> Site:
+        """The site of a Table II configuration.
+
+        ``no colocation``: no renewable, work on arrival. ``colocation``: the wind
+        plant, work on arrival (the optimizer only chooses export vs curtailment).
+        ``optimal colocation``: the wind plant and the deferrable share scheduled.
+        """
+        plate = self.wind_nameplate_mw if nameplate_mw is None else nameplate_mw
+        share = self.deferrable_share if deferrable_share is None else deferrable_share
+        return self.site(market, 0.0 if configuration == "no colocation" else plate,
+                         share if configuration == "optimal colocation" else 0.0)
 
 
 @dataclass(frozen=True)
@@ -230,37 +267,51 @@ class MonthResult:
 
 @dataclass
 class _ProblemCache:
-    study: RcdcStudyConfig
-    problems: dict[tuple[Market, float], RcdcProblem] = field(default_factory=dict)
+    """One problem per (tariff, renewable nameplate), built on first use.
 
-    def get(self, market: Market, nameplate_mw: float) -> RcdcProblem:
-        key = (market, nameplate_mw)
+    The deferrable share and its release rule enter a window through its inputs only
+    (non-deferrable work, cumulative release and deadline), so the configurations
+    and sweep points that differ only there solve one problem. Each LP starts from
+    the basis of the problem's last one, unshifted (``warm_start="same"``): the
+    windows are whole days, not receding steps one interval apart.
+    """
+
+    study: RcdcStudyConfig
+    problems: dict[tuple[str, float], Problem] = field(default_factory=dict)
+
+    def get(self, site: Site) -> Problem:
+        campus = site.campuses[0]
+        key = (campus.grid.tariff.kind, campus.nameplate_mw)
         if key not in self.problems:
-            self.problems[key] = RcdcProblem(self.study.site(market, nameplate_mw),
-                                             self.study.window_steps)
+            self.problems[key] = Problem(site, self.study.window_steps,
+                                         SolverOptions(warm_start="same"),
+                                         demand_response=False)
         return self.problems[key]
 
 
-def window_inputs(data: RcdcData, study: RcdcStudyConfig, market: Market, *, day: int,
-                  deferrable_share: float, colocated: bool) -> tuple[HorizonInputs, PlantState]:
-    """Inputs and (start-of-window) deferrable state of window ``day``."""
-    H = study.window_steps
+def window_inputs(data: RcdcData, site: Site, *, day: int) -> tuple[HorizonInputs, PlantState]:
+    """Inputs and (start-of-window) deferrable state of window ``day`` of a site.
+
+    The campus's other IT does the work of the load shape, ``Δ F(power_util · P̄)``
+    [WU]; its deferrable share is released by ``other_it.release`` and due by the
+    window's end. Its tariff picks the price: the RT LMP (wholesale) or the DA LMP
+    (retail).
+    """
+    campus = site.campuses[0]
+    other = campus.other_it
+    assert other is not None, "the RCDC campus has other IT"
+    H = other.window_steps
     sl = slice(day * H, (day + 1) * H)
-    site = study.site(market)
-    dc = site.datacenter
-    base_mw = data.power_util[sl] * dc.it_capacity_mw
-    work = STEP_H * dc.processing.rate_wu_per_h(base_mw, dc.it_capacity_mw)
-    avail = np.cumsum(deferrable_releases(work, deferrable_share, H, study.deferrable_release))
+    work = work_from_utilisation(data.power_util[sl], other)
+    avail = np.cumsum(deferrable_releases(work, other.deferrable_share, H, other.release))
     due = np.zeros(H)
     due[-1] = avail[-1]
-    cf = data.wind_cf[sl] if colocated else np.zeros(H)
-    work_nd = (1.0 - deferrable_share) * work
-    if market == "wholesale":
-        inputs = HorizonInputs.wholesale(data.rt_lmp_usd_per_mwh[sl], cf, work_nd)
-    else:
-        pi_im, pi_ex = retail_prices(data.da_lmp_usd_per_mwh[sl], site.grid.tariff)
-        inputs = HorizonInputs(pi_im, pi_ex, cf, work_nd)
-    return inputs, PlantState(due, avail)
+    price = (data.da_lmp_usd_per_mwh if campus.grid.tariff.kind == "retail"
+             else data.rt_lmp_usd_per_mwh)
+    cf = data.wind_cf[sl] if campus.renewable is not None else 0.0
+    inputs = HorizonInputs.build(site, H, price_usd_per_mwh=price[sl], renewable_cf=cf,
+                                 work_nd_wu=(1.0 - other.deferrable_share) * work)
+    return inputs, PlantState(df_due_cum_wu=due, df_available_cum_wu=avail)
 
 
 def run_month(data: RcdcData, study: RcdcStudyConfig, market: Market,
@@ -269,35 +320,29 @@ def run_month(data: RcdcData, study: RcdcStudyConfig, market: Market,
               cache: _ProblemCache | None = None) -> MonthResult:
     """Solve the month window by window and total the outcome.
 
-    ``no colocation``: no renewable, work on arrival. ``colocation``: renewable,
-    work on arrival (the optimizer only chooses export vs curtailment).
-    ``optimal colocation``: renewable and the deferrable share scheduled.
-    The billing-period peak import is carried from window to window.
+    The configuration's site is :meth:`RcdcStudyConfig.configuration_site`. The
+    billing-period peak import is carried from window to window.
     """
     cache = cache or _ProblemCache(study)
-    nameplate = study.wind_nameplate_mw if nameplate_mw is None else nameplate_mw
-    share = study.deferrable_share if deferrable_share is None else deferrable_share
-    if configuration != "optimal colocation":
-        share = 0.0
-    colocated = configuration != "no colocation" and nameplate > 0
-    problem = cache.get(market, nameplate if colocated else 0.0)
+    site = study.configuration_site(market, configuration, deferrable_share=deferrable_share,
+                                    nameplate_mw=nameplate_mw)
+    problem = cache.get(site)
+    nameplate = site.campuses[0].nameplate_mw
     peak = 0.0
     totals = np.zeros(7)
     milp = 0
     for day in range(data.n_windows):
-        inputs, state = window_inputs(data, study, market, day=day, deferrable_share=share,
-                                      colocated=colocated)
-        state = replace(state, peak_import_to_date_mw=peak)
-        result = problem.solve(inputs, state)
+        inputs, state = window_inputs(data, site, day=day)
+        result = problem.solve(inputs, replace(state, peak_import_to_date_mw=peak))
         plan, cost = _require_plan(result, market, configuration, day)
         milp += result.formulation is Formulation.EXACT
-        peak = max(peak, plan.peak_import_mw)
-        renewable = inputs.renewable_cf * problem.config.renewable.nameplate_mw
+        peak = max(peak, float(plan.peak_import_mw[0]))
+        imp, exp = plan.import_mw[0], plan.export_mw[0]
         totals += [
-            STEP_H * plan.import_mw.sum(), STEP_H * plan.export_mw.sum(),
+            STEP_H * imp.sum(), STEP_H * exp.sum(),
             # Self-consumption: renewable energy consumed on site, not exported.
-            STEP_H * np.maximum(plan.renewable_used_mw - plan.export_mw, 0.0).sum(),
-            STEP_H * renewable.sum(),
+            STEP_H * np.maximum(plan.renewable_used_mw[0] - exp, 0.0).sum(),
+            STEP_H * nameplate * inputs.renewable_cf[0].sum(),
             cost.energy_import_usd, cost.export_revenue_usd, cost.demand_charge_usd,
         ]
     imports, exports, selfc, ren, energy, revenue, demand = (float(v) for v in totals)
