@@ -258,7 +258,10 @@ def fleet_case() -> tuple[FleetConfig, FleetExogenous, RequestArrays]:
         models=MODELS)
     requests = build_arrivals(
         START, STEPS * 900.0,
-        ArrivalConfig(rate_multiplier=12.0, model_map={"ChatGPT": "qwen3-8b",
+        # 18 streams: 4-slot instances sized on the table's full-batch throughput
+        # queue, so pools left without instances strand requests (issue 15's faster
+        # curves emptied the queues at 12).
+        ArrivalConfig(rate_multiplier=18.0, model_map={"ChatGPT": "qwen3-8b",
                                                        "GPT-4": "qwen3-32b"}),
         models=MODELS)
     rng = np.random.default_rng(7)
