@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -19,7 +21,6 @@ from mpc_dc.site.scenario import (
     site_example_path,
 )
 from mpc_dc.sweep import SWEEP_KEYS
-from tests.test_scenario_docs import _dataclass_of as table_class
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "scenario.md"
 MIGRATION = "## Migration: old key → new key"
@@ -30,12 +31,19 @@ NOT_KEYS = {(Site, "fleet"), (Fleet, "table")}
 
 
 def _dataclass_of(hint: Any) -> type | None:
-    """The table class of a field: the old schemas' rule plus lists of tables
-    (``[[site.campuses]]``)."""
+    """The table class of a field (``X | None`` too), or of a list of tables
+    (``[[site.campuses]]``); None for a value. A field that takes a string or a table
+    (``fleet.flexibility = "S6"`` or ``{switching = ...}``) is one key."""
     if get_origin(hint) is tuple:
         args = get_args(hint)
         return _dataclass_of(args[0]) if args else None
-    return table_class(hint)
+    if get_origin(hint) in (typing.Union, types.UnionType):
+        args = get_args(hint)
+        if str in args:
+            return None
+        found = [c for c in map(_dataclass_of, args) if c is not None]
+        return found[0] if found else None
+    return hint if dataclasses.is_dataclass(hint) and isinstance(hint, type) else None
 
 
 def schema_keys(cls: type = Scenario, prefix: str = "") -> list[str]:

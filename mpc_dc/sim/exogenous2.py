@@ -59,6 +59,7 @@ from mpc_dc.sim.arrivals import STEP_S, RequestArrays
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.exogenous import deferrable_releases, window_end
 from mpc_dc.sim.publication import ObservationSchedule
+from mpc_dc.sim.serving import RequestMix
 from mpc_dc.site.config import Site, tariff_prices
 from traces.errors import TraceRangeError
 from traces.grid import STEP, Publication
@@ -175,6 +176,9 @@ class SiteExogenous:
     local_tz : str
         Billing calendar, DR local days, display.
     name : str
+    request_mix : Mapping[str, RequestMix]
+        Token lengths of each model's requests over the history (what a planner
+        knows at the run start); empty: unknown.
 
     Raises
     ------
@@ -192,6 +196,7 @@ class SiteExogenous:
     publication: Mapping[str, Publication] = field(default_factory=dict)
     local_tz: str = "America/New_York"
     name: str = "run"
+    request_mix: Mapping[str, RequestMix] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_start", pd.Timestamp(self.run_start))

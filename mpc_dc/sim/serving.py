@@ -86,6 +86,7 @@ from mpc_dc.sim import serving_kernel as kern
 from mpc_dc.sim.arrivals import STEP_S, RequestArrays
 from mpc_dc.sim.fleet_decision import PoolKey
 from mpc_dc.sim.router import NO_ROUTE, SmoothRouter
+from mpc_dc.site.config import Site
 
 logger = logging.getLogger(__name__)
 
@@ -369,6 +370,82 @@ class PoolSpec:
             curve=curve,
             itl_slo_s=row.itl_slo_p90_ms / 1000.0,
         )
+
+
+@dataclass(frozen=True)
+class RequestMix:
+    """Token lengths of a workload: per-request means of one model's requests.
+
+    Parameters
+    ----------
+    prompt_tokens : float [tokens]
+        Mean prompt length ``p̄``.
+    response_tokens : float [tokens]
+        Mean response length ``E[n]`` (> 1).
+    response_tokens_sq : float [tokens²]
+        Mean squared response length ``E[n²]``.
+    """
+
+    prompt_tokens: float
+    response_tokens: float
+    response_tokens_sq: float
+
+    def __post_init__(self) -> None:
+        if not (self.prompt_tokens >= 0 and self.response_tokens > 1
+                and self.response_tokens_sq >= self.response_tokens ** 2 * (1 - 1e-9)):
+            raise ValueError(f"RequestMix: expected prompt >= 0, response > 1 and E[n²] >= "
+                             f"E[n]², got {self}")
+
+    @classmethod
+    def from_sums(cls, requests: float, prompt_tokens: float, response_tokens: float,
+                  response_tokens_sq: float) -> RequestMix | None:
+        """The mix of ``requests`` requests from their token sums (None for no request
+        or a mean response of at most one token)."""
+        if requests <= 0 or response_tokens <= requests:
+            return None
+        return cls(prompt_tokens / requests, response_tokens / requests,
+                   response_tokens_sq / requests)
+
+    @property
+    def context_per_seq(self) -> float:
+        """Mean KV tokens of a running request, ``p̄ + E[n²] / (2 E[n])`` [tokens]
+        (requests admitted as others leave)."""
+        return self.prompt_tokens + self.response_tokens_sq / (2.0 * self.response_tokens)
+
+
+def workload_capacity(site: Site, mix: Mapping[str, RequestMix],
+                      tpot_slo_s: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Output throughput of one instance at the TPOT target on each model's workload.
+
+    :meth:`BatchCurve.capacity_at_slo` of every (model, precision) of ``site``'s
+    fleet (the curve the simulator serves with, :meth:`PoolSpec.from_row`) on the
+    model's ``mix``; the target is ``tpot_slo_s[model]`` when given, else the row's
+    ITL SLO. Models without a mix keep the table's ``tokens_per_s_at_slo``. What the
+    optimizer should plan with (the table figure holds on ML.ENERGY's chat task only).
+
+    Returns
+    -------
+    dict
+        ``"model/precision"`` → tokens/s [tokens/s] (``Fleet.capacity_tokens_per_s``).
+    """
+    fleet = site.fleet
+    out: dict[str, float] = {}
+    if fleet is None:
+        return out
+    targets = tpot_slo_s or {}
+    for model in fleet.models:
+        if model not in mix:
+            continue
+        m = mix[model]
+        for precision in fleet.precisions(model):
+            row = fleet.table.get(model, precision)
+            spec = PoolSpec.from_row(("", model, precision), row)
+            target = float(targets.get(model, row.itl_slo_p90_ms / 1000.0))
+            cap = spec.batch_curve.capacity_at_slo(
+                row.max_batch, m.prompt_tokens, m.response_tokens, m.context_per_seq, target)
+            if cap["tokens_per_s"] > 0:
+                out[f"{model}/{precision}"] = float(cap["tokens_per_s"])
+    return out
 
 
 @dataclass(frozen=True)
