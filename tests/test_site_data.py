@@ -34,7 +34,7 @@ from mpc_dc.site.scenario import (
     default_scenario,
     load_scenario,
     scenario_from_table,
-    site_example_path,
+    example_path,
     with_overrides,
 )
 from tests.tables import merged
@@ -82,7 +82,7 @@ def _rcdc_pair(name: str) -> tuple[Any, Any]:
     from mpc_dc.scenario import build_exogenous, example_path
     from mpc_dc.scenario import load_scenario as load_old
 
-    new = build_site_exogenous(load_scenario(site_example_path(name)))
+    new = build_site_exogenous(load_scenario(example_path(name)))
     return new, build_exogenous(load_old(example_path(RCDC_FILES[name])))
 
 
@@ -151,7 +151,7 @@ def _assert_fleet_equal(new: Any, old: Any, campuses: Any, models: tuple[str, ..
 def test_fleet_synthetic_frame_equals_the_old_builder() -> None:
     from mpc_dc.fleet_scenario import build_fleet_data, fleet_example_path, load_fleet_scenario
 
-    new = build_site_exogenous(load_scenario(site_example_path("fleet_default")))
+    new = build_site_exogenous(load_scenario(example_path("fleet_default")))
     old_sc = load_fleet_scenario(fleet_example_path("fleet_default"))
     _assert_fleet_equal(new, build_fleet_data(old_sc), old_sc.fleet.campuses,
                         old_sc.fleet.models)
@@ -161,7 +161,7 @@ def test_fleet_real_frame_equals_the_old_builder(data_env: Path) -> None:
     """dr_caiso at × 20 on both sides (not × 540: seconds, not minutes)."""
     from mpc_dc.fleet_scenario import build_fleet_data, fleet_example_path, load_fleet_scenario
 
-    sc = with_overrides(load_scenario(site_example_path("dr_caiso")),
+    sc = with_overrides(load_scenario(example_path("dr_caiso")),
                         {"workload.requests.rate_multiplier": 20.0}, "test")
     old_sc = load_fleet_scenario(fleet_example_path("dr_caiso"))
     old_sc = replace(old_sc, data=replace(old_sc.data, rate_multiplier=20.0))
@@ -340,7 +340,7 @@ def test_nyiso_wind_fleet_builds_on_the_real_data(data_env: Path) -> None:
     """The product scenario as shipped (× 10, 7.1 M requests: ~17 s): every series covers
     history + run + tail, gaps only where its header says, and the scale it states
     (re-measured after issue 15's burst model changed the request stream)."""
-    sc: Scenario = load_scenario(site_example_path("nyiso_wind_fleet"))
+    sc: Scenario = load_scenario(example_path("nyiso_wind_fleet"))
     exo = build_site_exogenous(sc)
     frame = exo.frame
     hist = sc.run.history_days * STEPS_PER_DAY

@@ -18,7 +18,7 @@ from mpc_dc.site.scenario import (
     load_scenario,
     read_toml,
     scenario_from_table,
-    site_example_path,
+    example_path,
 )
 from mpc_dc.sweep import SWEEP_KEYS
 
@@ -101,10 +101,10 @@ def test_every_old_key_is_in_the_migration_table_with_its_new_key() -> None:
 
 def test_documented_examples_exist_and_load() -> None:
     names = re.findall(r"^\| `(\w+)\.toml` \|", DOC.read_text(encoding="utf-8"), re.M)
-    shipped = sorted(p.stem for p in site_example_path("default").parent.glob("*.toml"))
+    shipped = sorted(p.stem for p in example_path("default").parent.glob("*.toml"))
     assert sorted(names) == shipped
     for name in names:
-        path = site_example_path(name)
+        path = example_path(name)
         if name.startswith("sweep_"):
             table = read_toml(path)
             table.pop("sweep")

@@ -59,14 +59,13 @@ from threadpoolctl import threadpool_limits
 from mpc_dc.rundir import write_run
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.exogenous2 import SiteExogenous
-from mpc_dc.sim.fleet_engine import ServingConfig, request_frame, slo_met, slo_parts
 from mpc_dc.sim.fluid import FluidServer, Server
 from mpc_dc.sim.invariants import InvariantError, check_battery_ledger, check_campus_ledger
-from mpc_dc.sim.meter import Penalties
 from mpc_dc.sim.meter2 import (
     COST_COLUMNS,
     METER_COLUMNS,
     CampusMeter,
+    Penalties,
     audit_settlement,
     billing_periods,
     net_cost_usd,
@@ -88,7 +87,11 @@ from mpc_dc.sim.serving import (
     IntervalStats,
     PoolSpec,
     RequestLevelServer,
+    ServingConfig,
     ServingOutcome,
+    request_frame,
+    slo_met,
+    slo_parts,
     tpot_s,
 )
 from mpc_dc.site.config import Site
@@ -204,7 +207,7 @@ class RunResult:
     outcome : ServingOutcome or None
         All per-request records (request level).
     slo : tuple of ndarray or None
-        :func:`~mpc_dc.sim.fleet_engine.slo_met` of ``outcome``.
+        :func:`~mpc_dc.sim.serving.slo_met` of ``outcome``.
     serving_book : ServingBook or None
     penalties : Penalties
     local_tz : str
@@ -712,6 +715,9 @@ def compute_kpis(
         "fallbacks_total": int(sum(fallbacks.values())),
         "faults": dict(getattr(stats, "faults", {})),
         "formulations": dict(getattr(stats, "formulations", {})),
+        "forms": dict(getattr(stats, "forms", {})),
+        "solve_statuses": dict(getattr(stats, "statuses", {})),
+        "mip_gap_max": float(getattr(stats, "mip_gap_max", 0.0)),
         "solve_time_median_s": float(np.median(solve)) if solve.size else 0.0,
         "solve_time_p95_s": float(np.percentile(solve, 95)) if solve.size else 0.0,
         "highs_time_median_s": float(np.nanmedian(highs)) if highs.size else 0.0,
@@ -952,13 +958,15 @@ def save_run(
     scenario: Any | None = None,
     meta: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    plot: Callable[[pd.DataFrame, Path], list[Path]] | None = None,
 ) -> Path:
     """Write a run directory atomically (:func:`mpc_dc.rundir.write_run`).
 
     Files: ``ledger.parquet`` (interval × campus), ``pools.parquet`` (interval ×
     pool, with a fleet), ``requests.parquet`` (per-request samples, request level),
     ``kpis.json``, ``metadata.json`` (``meta`` + versions + git hash) and
-    ``scenario.json`` (the resolved ``scenario`` dataclass, when given).
+    ``scenario.json`` (the resolved ``scenario`` dataclass, when given); ``plot(ledger,
+    folder)`` draws into ``plots/`` when given.
 
     Raises
     ------
@@ -976,4 +984,4 @@ def save_run(
             "campuses": list(result.site.campus_names),
             "wall_time_s": {"simulation": result.kpis.get("wall_time_s")}, **(meta or {})}
     return write_run(Path(directory), scenario=scenario, kpis=result.kpis, ledger=result.ledger,
-                     meta=info, tables=tables, overwrite=overwrite)
+                     meta=info, tables=tables, overwrite=overwrite, plot=plot)

@@ -35,12 +35,11 @@ import numpy as np
 import pandas as pd
 
 from mpc_dc.sim.backlog import Backlog
+from mpc_dc.site.config import PoolKey
 
 POLICY_INTERFACE_VERSION = "1.0"
 """Version of this interface, ``MAJOR.MINOR`` (see the module docstring)."""
 
-PoolKey = tuple[str, str, str]
-"""``(campus, model, precision)``."""
 
 
 # ----------------------------------------------------------------------------- observation

@@ -80,13 +80,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mpc_dc.params.quant_table import QuantRow
 from mpc_dc.sim import serving_kernel as kern
 from mpc_dc.sim.arrivals import STEP_S, RequestArrays
-from mpc_dc.sim.fleet_decision import PoolKey
 from mpc_dc.sim.router import NO_ROUTE, SmoothRouter
-from mpc_dc.site.config import Site
+from mpc_dc.site.config import PoolKey, Site
 
 logger = logging.getLogger(__name__)
 
@@ -1045,6 +1045,145 @@ def tpot_s(outcome: ServingOutcome) -> np.ndarray:
         return np.where(
             resp > 1, (outcome.finish - outcome.first_token) / np.maximum(resp - 1, 1), np.nan
         )
+
+
+# ----------------------------------------------------------------------------- judging
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """How serving is simulated and judged.
+
+    Parameters
+    ----------
+    fidelity : str
+        ``"request"`` (request level) or ``"fluid"``.
+    ttft_slo_s : Mapping[str, float] [s]
+        Time-to-first-token target per model; ``default_ttft_slo_s`` otherwise.
+    default_ttft_slo_s : float [s]
+    tpot_slo_s : Mapping[str, float] [s/token]
+        Target on the time per output token after the first (TPOT, a request's mean
+        inter-token latency) per model; otherwise the pool's quantization-table ITL
+        SLO (``itl_slo_p90_ms``).
+    slots_per_instance : int, optional
+        Override of every pool's ``max_batch`` (queueing tests).
+    request_samples : int, optional
+        Per-request rows kept in the result (uniform sample, seeded); all when None.
+    sample_seed : int
+    """
+
+    fidelity: str = "request"
+    ttft_slo_s: Mapping[str, float] = field(default_factory=dict)
+    default_ttft_slo_s: float = 2.0
+    tpot_slo_s: Mapping[str, float] = field(default_factory=dict)
+    slots_per_instance: int | None = None
+    request_samples: int | None = 200_000
+    sample_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fidelity not in ("request", "fluid"):
+            raise ValueError(
+                f"ServingConfig.fidelity: expected 'request' or 'fluid', got {self.fidelity!r}"
+            )
+
+    def ttft_slo(self, model: str) -> float:
+        """TTFT target of ``model`` [s]."""
+        return float(self.ttft_slo_s.get(model, self.default_ttft_slo_s))
+
+    def tpot_slo(self, pool: PoolSpec) -> float:
+        """TPOT target of a pool [s/token]: the model's, else the pool's ITL SLO
+        (``inf`` when it has none)."""
+        if pool.key[1] in self.tpot_slo_s:
+            return float(self.tpot_slo_s[pool.key[1]])
+        return math.inf if pool.itl_slo_s is None else float(pool.itl_slo_s)
+
+
+def slo_met(
+    outcome: ServingOutcome, site: Site, serving: ServingConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per request: whether it met its SLO, and whether that is decided by the run end.
+
+    A request meets the SLO when its TTFT is within the model's target and its
+    time per output token (:func:`~mpc_dc.sim.serving.tpot_s`) within the TPOT target
+    (:meth:`ServingConfig.tpot_slo`). A request still queued is undecided while its
+    age at the run end is within the TTFT target (then it is left out), a miss after;
+    one still decoding is judged on its TTFT alone.
+
+    Returns
+    -------
+    met, decided : ndarray of bool
+    """
+    ttft_ok, tpot_ok, decided = slo_parts(outcome, site, serving)
+    return ttft_ok & tpot_ok & decided, decided
+
+
+def slo_parts(
+    outcome: ServingOutcome, site: Site, serving: ServingConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per request: TTFT within target, TPOT within target, decided (see :func:`slo_met`).
+
+    Returns
+    -------
+    ttft_ok, tpot_ok, decided : ndarray of bool
+    """
+    req = outcome.requests
+    ttft_target = np.array([serving.ttft_slo(m) for m in req.models])[req.model]
+    target = np.array([serving.tpot_slo(p) for p in outcome.pools] + [np.inf])
+    pool = np.where(outcome.pool >= 0, outcome.pool, len(outcome.pools))
+    ttft = outcome.ttft_s()
+    tp = tpot_s(outcome)
+    with np.errstate(invalid="ignore"):
+        ttft_ok = ttft <= ttft_target + 1e-9
+        tpot_ok = ~(tp > target[pool] * (1 + 1e-9))
+    waiting = outcome.status == QUEUED
+    decided = (outcome.status >= 0) & ~(waiting & (outcome.end_s - req.arrival_s <= ttft_target))
+    return ttft_ok, tpot_ok, decided
+
+
+def request_frame(
+    outcome: ServingOutcome,
+    site: Site,
+    serving: ServingConfig,
+    *,
+    slo: tuple[np.ndarray, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Per-request samples (all, or a seeded uniform sample of ``serving.request_samples``).
+
+    ``slo`` is :func:`slo_met` of ``outcome`` when already computed.
+    """
+    req = outcome.requests
+    n = len(req)
+    idx = np.arange(n)
+    if serving.request_samples is not None and n > serving.request_samples:
+        rng = np.random.default_rng(serving.sample_seed)
+        idx = np.sort(rng.choice(n, serving.request_samples, replace=False))
+    met, decided = slo if slo is not None else slo_met(outcome, site, serving)
+    pool = outcome.pool[idx]
+    names = [f"{k[0]}/{k[1]}/{k[2]}" for k in (p.key for p in outcome.pools)] + [""]
+    return pd.DataFrame(
+        {
+            "request_id": idx,
+            "arrival_s": req.arrival_s[idx],
+            "model": pd.Categorical.from_codes(
+                req.model[idx], categories=pd.Index(list(req.models))
+            ),
+            "pool": pd.Categorical.from_codes(
+                np.where(pool >= 0, pool, len(names) - 1), categories=pd.Index(names)
+            ),
+            "request_tokens": req.request_tokens[idx],
+            "response_tokens": req.response_tokens[idx],
+            "start_s": outcome.start[idx],
+            "first_token_s": outcome.first_token[idx],
+            "finish_s": outcome.finish[idx],
+            "status": pd.Categorical.from_codes(
+                np.maximum(outcome.status[idx], 0), categories=pd.Index(list(STATUS_NAMES))
+            ),
+            "tokens_decoded": outcome.tokens_decoded[idx],
+            "energy_j": outcome.energy_j[idx],
+            "slo_met": met[idx],
+            "slo_decided": decided[idx],
+        }
+    )
 
 
 def erlang_c_wait_s(c: int, arrival_rate: float, mean_service_s: float) -> float:
