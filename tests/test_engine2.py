@@ -22,7 +22,7 @@ from mpc_dc.sim import engine2, meter2, plant2
 from mpc_dc.sim.arrivals import ArrivalConfig, RequestArrays, build_arrivals
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.engine2 import RunResult, check_invariants, save_run, simulate
-from mpc_dc.sim.exogenous import deferrable_releases
+from mpc_dc.sim.exogenous2 import deferrable_releases
 from mpc_dc.sim.exogenous2 import CampusRealized, SiteExogenous, column, demand_columns
 from mpc_dc.sim.invariants import InvariantError
 from mpc_dc.sim.plant2 import CampusPlant

@@ -336,6 +336,7 @@ class MpcPolicy:
         H; with ``horizon_to_end`` the problem spans the whole run and the horizon
         always reaches its end.
     options : SolverOptions, optional
+        Default: one committed interval, its binaries integer, the tail relaxed.
     demand_quantile : float, optional
         Provision this quantile of the demand forecast (None: the point forecast).
     min_instances_per_model : int [instances]
@@ -369,7 +370,8 @@ class MpcPolicy:
         self.forecasts = forecasts
         forecasts.faults = self.stats.faults
         self.horizon_steps = exo.n_steps if horizon_to_end else horizon_steps
-        self.options = options or SolverOptions()
+        # An MPC commits one interval: its binaries are integer there only (DESIGN.md 4).
+        self.options = options or SolverOptions(binary_intervals=1)
         self.demand_response = has_dr_events(exo)
         self.problem = Problem(self.site, self.horizon_steps, self.options,
                                demand_response=self.demand_response)

@@ -138,7 +138,7 @@ class CampusDecision:
         Battery set-points.
     curtailed_mw : float [MW]
         Planned renewable curtailment; the plant executes it where the plan also
-        imports (see :mod:`mpc_dc.sim.plant`).
+        imports (see :mod:`mpc_dc.sim.plant2`).
     planned_import_mw, planned_export_mw : float [MW]
         The plan's grid flows (reported beside the realized ones).
     """

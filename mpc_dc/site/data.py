@@ -45,9 +45,9 @@ prompt and response lengths of each model's history requests
 sizes its instances on, :func:`mpc_dc.sim.serving.workload_capacity`).
 
 Seeds: the synthetic series of campus ``i`` (prices: of the first campus with its
-node) use the run seed ``+ 17 i``; carbon is seeded by run seed and zone. So a
-one-campus site draws exactly what the RCDC generator drew, and the fleet
-scenarios what :mod:`mpc_dc.fleet_scenario` drew.
+node) use the run seed ``+ 17 i``; carbon is seeded by run seed and zone (so a
+one-campus site draws what the RCDC scenario of the schemas before drew, and a fleet
+what the fleet scenario drew).
 
 Requests: the calibrated generator (``synthetic``) or BurstGPT (``burstgpt``),
 placed with its day 0, hour 0 at the run start (:func:`request_stream`); the
