@@ -359,7 +359,6 @@ def serving_case(n_requests: int, days: float = 2.0, seed: int = 1) -> tuple[Any
     gCO2/kWh.
     """
     from mpc_dc.sim.arrivals import ArrivalConfig, build_arrivals
-    from mpc_dc.sim.exogenous2 import SiteExogenous, demand_columns
 
     site = serving_site()
     steps = round(days * 96)
@@ -368,12 +367,22 @@ def serving_case(n_requests: int, days: float = 2.0, seed: int = 1) -> tuple[Any
     requests = build_arrivals(START, steps * 900.0,
                               ArrivalConfig(rate_multiplier=multiplier, seed=seed),
                               models=site.models)
-    index = pd.date_range(START, periods=steps, freq="15min", name="interval_start_utc")
+    return constant_exogenous(site, requests, steps), ConstantFleetPolicy(site, 1000.0)
+
+
+def constant_exogenous(site: Site, requests: Any, steps: int, start: pd.Timestamp = START,
+                       price_usd_per_mwh: float = 50.0, carbon_gco2_per_kwh: float = 250.0
+                       ) -> Any:
+    """A fleet site's run with flat prices [$/MWh] and carbon [gCO2/kWh] and the demand
+    of ``requests`` (no history, no tail): a :class:`~mpc_dc.sim.exogenous2.SiteExogenous`."""
+    from mpc_dc.sim.exogenous2 import SiteExogenous, demand_columns
+
+    index = pd.date_range(start, periods=steps, freq="15min", name="interval_start_utc")
     cols = {f"{q}[{c.name}]": v for c in site.campuses
-            for q, v in (("price_usd_per_mwh", 50.0), ("carbon_gco2_per_kwh", 250.0))}
+            for q, v in (("price_usd_per_mwh", price_usd_per_mwh),
+                         ("carbon_gco2_per_kwh", carbon_gco2_per_kwh))}
     frame = pd.DataFrame(cols, index=index).join(demand_columns(requests, index))
-    exo = SiteExogenous(site, frame, START, steps, requests)
-    return exo, ConstantFleetPolicy(site, 1000.0)
+    return SiteExogenous(site, frame, start, steps, requests)
 
 
 def time_serving(case: tuple[Any, ...]) -> tuple[float, int]:
