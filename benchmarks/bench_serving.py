@@ -1,6 +1,6 @@
 """Request-level serving throughput: requests simulated per wall-clock second.
 
-One closed-loop run (rule fleet policy, 3 campuses × 3 models × 4 precisions,
+One closed-loop run of the one engine (rule fleet policy, 3 campuses × 2 models,
 request level with continuous batching) over 2 days of generator arrivals scaled to
 at least 1 million requests; beside it, the fluid run of the same case and the
 pre-continuous-batching kernel (:func:`mpc_dc.sim.serving.serve_fcfs`: each slot an
@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from mpc_dc.params.fleet import FleetConfig
+from mpc_dc.benchmarking import constant_exogenous, serving_site
 from mpc_dc.sim.arrivals import ArrivalConfig, build_arrivals
-from mpc_dc.sim.fleet_engine import FleetExogenous, ServingConfig, pool_specs, simulate_fleet
-from mpc_dc.sim.serving import serve_fcfs
+from mpc_dc.sim.engine2 import simulate
+from mpc_dc.sim.serving import PoolSpec, ServingConfig, serve_fcfs
 from tests.fleet_rule import DemandFollower
 
 START = pd.Timestamp("2022-04-01", tz="UTC")
@@ -36,37 +36,34 @@ DAYS = 2
 def test_bench_request_level_throughput(benchmark: BenchmarkFixture) -> None:
     default = 20_000 if benchmark.disabled else 1_200_000
     n_target = int(os.environ.get("MPC_DC_BENCH_SERVING_N", default))
-    config = FleetConfig()
+    site = serving_site()
     steps = DAYS * 96
-    native = build_arrivals(START, steps * 900.0, ArrivalConfig(seed=1), models=config.models)
+    native = build_arrivals(START, steps * 900.0, ArrivalConfig(seed=1), models=site.models)
     req = build_arrivals(
         START,
         steps * 900.0,
         ArrivalConfig(rate_multiplier=max(0.05, 1.01 * n_target / len(native)), seed=1),
-        models=config.models,
+        models=site.models,
     )
-    exo = FleetExogenous.constant(config, START, steps)
-    demand = {m: 1000.0 for m in config.models}
+    exo = constant_exogenous(site, req, steps, START)
+    demand = {m: 1000.0 for m in site.models}
     walls: list[float] = []
-    warm = build_arrivals(START, 96 * 900.0, ArrivalConfig(seed=2), models=config.models)
-    simulate_fleet(config, FleetExogenous.constant(config, START, 96), warm,
-                   DemandFollower(config, demand), ServingConfig(request_samples=1000))
+    warm = build_arrivals(START, 96 * 900.0, ArrivalConfig(seed=2), models=site.models)
+    simulate(constant_exogenous(site, warm, 96, START), DemandFollower(site, demand),
+             serving=ServingConfig(request_samples=1000))
 
     def run() -> None:
         t0 = time.perf_counter()
-        simulate_fleet(
-            config, exo, req, DemandFollower(config, demand), ServingConfig(request_samples=10_000)
-        )
+        simulate(exo, DemandFollower(site, demand), serving=ServingConfig(request_samples=10_000))
         walls.append(time.perf_counter() - t0)
 
     benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
     t0 = time.perf_counter()
-    simulate_fleet(
-        config, exo, req, DemandFollower(config, demand), ServingConfig(fidelity="fluid")
-    )
+    simulate(exo, DemandFollower(site, demand), serving=ServingConfig(fidelity="fluid"))
     fluid_s = time.perf_counter() - t0
     # the old model's kernel: FCFS over independent slots at a fixed per-token time
-    spec = pool_specs(config)[0]
+    pool = site.pools[0]
+    spec = PoolSpec.from_row(pool, site.row(pool))
     slots = 64 * spec.slots_per_instance
     service = (req.request_tokens / spec.prefill_tokens_per_s
                + req.response_tokens * spec.decode_s_per_token)

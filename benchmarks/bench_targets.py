@@ -22,7 +22,6 @@ table. Run: ``pytest benchmarks/bench_targets.py --benchmark-only``.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +85,15 @@ def test_target_closed_loop_month_sarimax(
 ) -> None:
     """30 days, SARIMAX forecasts of price, wind and load, real NYISO data (< 60 s)."""
     from mpc_dc.runner import run_scenario
-    from mpc_dc.scenario import default_scenario, example_path, load_scenario
+    from mpc_dc.site.scenario import example_path, load_scenario, with_overrides
 
     if smoke:
-        scenario = default_scenario()
-        scenario = replace(scenario, run=replace(scenario.run, days=1.0, history_days=7))
+        scenario = with_overrides(load_scenario(example_path("rcdc_default")),
+                                  {"run.days": 1.0, "run.history_days": 7}, "<bench>")
     else:
         data: Path = request.getfixturevalue("shared_data")
-        scenario = load_scenario(example_path("rcdc_nyiso_wholesale"))
-        scenario = replace(scenario, data=replace(scenario.data, data_dir=str(data)))
+        scenario = with_overrides(load_scenario(example_path("rcdc_nyiso_wholesale")),
+                                  {"data.dir": str(data)}, "<bench>")
     totals: list[float] = []
     setups: list[float] = []
     sims: list[float] = []
@@ -129,7 +128,7 @@ def test_target_request_level_throughput(benchmark: Any, smoke: bool) -> None:
 
     benchmark.pedantic(run, rounds=1 if smoke else 5, iterations=1)
     benchmark.extra_info.update({
-        "requests": len(case[2]), "target_requests_per_s_min": 100_000,
+        "requests": len(case[0].requests), "target_requests_per_s_min": 100_000,
         "requests_per_s": _spread(rates), "wall_s": _spread(walls),
     })
 

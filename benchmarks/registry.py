@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -230,40 +230,46 @@ def _sarimax_step(size: int) -> Case:
 
 
 def _simulator(size: int) -> Case:
-    """Closed loop with the baseline policy over ``size`` days of synthetic data."""
-    from mpc_dc.controllers import BaselinePolicy
-    from mpc_dc.scenario import build_exogenous, default_scenario
-    from mpc_dc.sim.engine import simulate
+    """Closed loop of the RCDC site with the baseline rule over ``size`` days of
+    synthetic data."""
+    from mpc_dc.control.baseline import BaselinePolicy
+    from mpc_dc.runner import prepare
+    from mpc_dc.sim.engine2 import simulate
+    from mpc_dc.site.scenario import example_path, load_scenario, with_overrides
 
-    scenario = default_scenario()
-    scenario = replace(scenario, run=replace(scenario.run, days=float(size), history_days=1))
-    exo = build_exogenous(scenario)
+    scenario = with_overrides(load_scenario(example_path("rcdc_default")),
+                              {"run.days": float(size), "run.history_days": 1}, "<bench>")
+    _, exo = prepare(scenario)
     # Per interval: 4 store get/put pairs, 1 timeout, 4 process resumptions.
     events_per_interval = 9
-    return Case(run=lambda: (simulate(exo, BaselinePolicy()), None)[1],
+    return Case(run=lambda: (simulate(exo, BaselinePolicy(exo)), None)[1],
                 units=exo.n_steps * events_per_interval, unit="event",
                 info={"intervals": exo.n_steps, "events_per_interval": events_per_interval})
 
 
 def _settlement(size: int) -> Case:
-    """``size`` intervals settled by the meter (retail, so billing periods are tracked)."""
-    from mpc_dc.params.site import TariffParams
-    from mpc_dc.sim.meter import Meter
+    """``size`` intervals settled by a campus meter (retail, so billing periods are
+    tracked)."""
+    from mpc_dc.sim.exogenous2 import CampusRealized
+    from mpc_dc.sim.meter2 import CampusMeter, Penalties, billing_periods
+    from mpc_dc.site.config import Campus, DemandResponse, Grid, Tariff
 
     times = pd.date_range("2022-04-01", periods=size, freq="15min", tz="UTC")
     rng = np.random.default_rng(0)
     imports = rng.uniform(0, 120, size)
     prices = rng.uniform(5, 90, size)
-    tariff = TariffParams(kind="retail", demand_charge_usd_per_kw=12.39)
+    campus = Campus("dc", "F", grid=Grid(tariff=Tariff(kind="retail",
+                                                       demand_charge_usd_per_kw=12.39)))
+    realized = [CampusRealized(float(p), float(p), float(p), 250.0, 0.0, 0.0, False, 0.0, 0.0)
+                for p in prices]
 
     def run() -> float | None:
-        meter = Meter(tariff)
-        periods = meter.billing_periods(times)
+        meter = CampusMeter(campus, 0.0, DemandResponse(), Penalties())
+        periods = billing_periods(times, "America/New_York")
         for k in range(size):
             meter.settle(int(periods[k]), import_mw=float(imports[k]), export_mw=0.0,
-                         import_price_usd_per_mwh=float(prices[k]),
-                         export_price_usd_per_mwh=float(prices[k]), unserved_wu=0.0,
-                         missed_wu=0.0, period_ends=k == size - 1)
+                         realized=realized[k], unserved_wu=0.0, missed_wu=0.0,
+                         period_ends=k == size - 1)
         return None
 
     return Case(run=run, units=size, unit="interval")

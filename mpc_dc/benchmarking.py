@@ -10,7 +10,8 @@ Case builders (synthetic, seeded, no data folder needed):
 * :func:`synthetic_fleet_config` / :func:`fleet_cases` — fleet problems with 1..N
   campuses and 1..N pools per campus (families beyond the three of the
   quantization table are renamed copies of its rows, see :data:`SYNTHETIC_FAMILY_NOTE`);
-* :func:`serving_case` — request-level serving runs with a given request count.
+* :func:`serving_case` — request-level closed-loop runs (:mod:`mpc_dc.sim.engine2`)
+  with a given request count.
 
 Timers return wall time and, for solves, HiGHS's own reported run time of the
 same calls, so our overhead is a ratio measured in one run.
@@ -25,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from mpc_dc.params.fleet import CampusParams, FleetConfig, Flexibility
 from mpc_dc.params.quant_table import QuantTable, load_quant_table
 from mpc_dc.params.site import GridParams, SiteConfig, TariffParams
 from mpc_dc.problem import HorizonInputs, PlantState, RcdcProblem
+from mpc_dc.site.config import Site
 
 logger = logging.getLogger(__name__)
 
@@ -317,21 +319,22 @@ class ConstantFleetPolicy:
 
     name = "constant"
 
-    def __init__(self, config: FleetConfig, demand_tokens_per_s: float) -> None:
-        from mpc_dc.sim.fleet_decision import FleetDecision, PoolKey
+    def __init__(self, site: Site, demand_tokens_per_s: float) -> None:
+        from mpc_dc.sim.policy import Decision, FleetDecision, PoolKey
 
-        shares = config.fixed_shares()
+        fleet = site.fleet
+        assert fleet is not None
+        shares = site.fixed_shares()
         inst: dict[PoolKey, int] = {}
         route: dict[PoolKey, float] = {}
-        for m in config.models:
-            row = config.table.get(m, "BF16")
+        for m in fleet.models:
+            cap = fleet.utilization_cap * fleet.capacity(m, "BF16")
             for c, s in shares.items():
-                cap = config.utilization_cap * row.tokens_per_s_at_slo
                 inst[(c, m, "BF16")] = max(1, math.ceil(1.25 * demand_tokens_per_s * s / cap))
                 route[(c, m, "BF16")] = s
-        self.decision = FleetDecision(inst, route, {}, "constant")
+        self.decision = Decision(fleet=FleetDecision(inst, route), source="constant")
 
-    def observe(self, time: pd.Timestamp, values: dict[str, float]) -> None:
+    def observe(self, time: pd.Timestamp, values: Mapping[str, float]) -> None:
         """Nothing to learn."""
 
     def decide(self, obs: Any) -> Any:
@@ -339,34 +342,59 @@ class ConstantFleetPolicy:
         return self.decision
 
 
-def serving_case(n_requests: int, days: float = 2.0, seed: int = 1) -> tuple[Any, ...]:
-    """(config, exogenous, requests, policy) of a request-level run of about ``n_requests``.
+def serving_site() -> Site:
+    """The fleet of the serving curves: three campuses (64, 64, 32 GPUs), the default
+    models, flat synthetic prices."""
+    from mpc_dc.site.config import Campus, Fleet
 
-    Generator arrivals over ``days`` for the default fleet, the rate multiplier set
-    so the run holds at least ``n_requests`` requests.
+    return Site(campuses=(Campus("A", "NP15", gpus=64), Campus("B", "SP15", gpus=64),
+                          Campus("C", "ZP26", gpus=32)), fleet=Fleet())
+
+
+def serving_case(n_requests: int, days: float = 2.0, seed: int = 1) -> tuple[Any, ...]:
+    """(exogenous, policy) of a request-level run of about ``n_requests``.
+
+    Generator arrivals over ``days`` for :func:`serving_site`, the rate multiplier set
+    so the run holds at least ``n_requests`` requests; prices 50 $/MWh, carbon 250
+    gCO2/kWh.
     """
     from mpc_dc.sim.arrivals import ArrivalConfig, build_arrivals
-    from mpc_dc.sim.fleet_engine import FleetExogenous
 
-    config = FleetConfig()
+    site = serving_site()
     steps = round(days * 96)
-    native = build_arrivals(START, steps * 900.0, ArrivalConfig(seed=seed), models=config.models)
+    native = build_arrivals(START, steps * 900.0, ArrivalConfig(seed=seed), models=site.models)
     multiplier = max(1e-3, 1.01 * n_requests / max(len(native), 1))
     requests = build_arrivals(START, steps * 900.0,
                               ArrivalConfig(rate_multiplier=multiplier, seed=seed),
-                              models=config.models)
-    exo = FleetExogenous.constant(config, START, steps)
-    return config, exo, requests, ConstantFleetPolicy(config, 1000.0)
+                              models=site.models)
+    return constant_exogenous(site, requests, steps), ConstantFleetPolicy(site, 1000.0)
+
+
+def constant_exogenous(site: Site, requests: Any, steps: int, start: pd.Timestamp = START,
+                       price_usd_per_mwh: float = 50.0, carbon_gco2_per_kwh: float = 250.0
+                       ) -> Any:
+    """A fleet site's run with flat prices [$/MWh] and carbon [gCO2/kWh] and the demand
+    of ``requests`` (no history, no tail): a :class:`~mpc_dc.sim.exogenous2.SiteExogenous`."""
+    from mpc_dc.sim.exogenous2 import SiteExogenous, demand_columns
+
+    index = pd.date_range(start, periods=steps, freq="15min", name="interval_start_utc")
+    cols = {f"{q}[{c.name}]": v for c in site.campuses
+            for q, v in (("price_usd_per_mwh", price_usd_per_mwh),
+                         ("carbon_gco2_per_kwh", carbon_gco2_per_kwh))}
+    frame = pd.DataFrame(cols, index=index).join(demand_columns(requests, index))
+    return SiteExogenous(site, frame, start, steps, requests)
 
 
 def time_serving(case: tuple[Any, ...]) -> tuple[float, int]:
-    """Wall time [s] of one request-level run of ``case`` and its request count."""
-    from mpc_dc.sim.fleet_engine import ServingConfig, simulate_fleet
+    """Wall time [s] of one request-level closed-loop run of ``case`` and its request
+    count."""
+    from mpc_dc.sim.engine2 import simulate
+    from mpc_dc.sim.serving import ServingConfig
 
-    config, exo, requests, policy = case
-    wall, _ = timed(lambda: simulate_fleet(config, exo, requests, policy,
-                                           ServingConfig(request_samples=10_000)))
-    return wall, len(requests)
+    exo, policy = case
+    assert exo.requests is not None
+    wall, _ = timed(lambda: simulate(exo, policy, serving=ServingConfig(request_samples=10_000)))
+    return wall, len(exo.requests)
 
 
 # ----------------------------------------------------------------------------- curves

@@ -45,6 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from mpc_dc.plots import draw_flows, draw_prices, site_totals
 from mpc_dc.rundir import (
     RunDirCorruptError,
     prepare_output_dir,
@@ -63,10 +64,14 @@ COST_COMPONENTS: tuple[tuple[str, str, float], ...] = (
     ("energy_import_usd", "energy import", 1.0),
     ("export_revenue_usd", "export revenue", -1.0),
     ("demand_charge_usd", "demand charge", 1.0),
+    ("carbon_cost_usd", "carbon", 1.0),
+    ("dr_reward_usd", "DR reward", -1.0),
+    ("dr_penalty_usd", "DR penalty", 1.0),
     ("unserved_penalty_usd", "unserved-work penalty", 1.0),
     ("missed_penalty_usd", "missed-deadline penalty", 1.0),
 )
-_COLORS = ("tab:red", "tab:blue", "tab:orange", "tab:purple", "tab:brown")
+_COLORS = ("tab:red", "tab:blue", "tab:orange", "tab:gray", "tab:green", "tab:olive",
+           "tab:purple", "tab:brown")
 
 #: Headline KPIs of a run: key, label, unit, format.
 RUN_KPIS: tuple[tuple[str, str, str, str], ...] = (
@@ -78,7 +83,10 @@ RUN_KPIS: tuple[tuple[str, str, str, str], ...] = (
     ("missed_penalty_usd", "missed-deadline penalty", "$", "{:,.0f}"),
     ("import_mwh", "grid import", "MWh", "{:,.1f}"),
     ("export_mwh", "grid export", "MWh", "{:,.1f}"),
-    ("site_energy_mwh", "site energy", "MWh", "{:,.1f}"),
+    ("facility_energy_mwh", "facility energy", "MWh", "{:,.1f}"),
+    ("inference_it_energy_mwh", "inference IT energy", "MWh", "{:,.1f}"),
+    ("other_it_energy_mwh", "other IT energy", "MWh", "{:,.1f}"),
+    ("carbon_t", "carbon", "t", "{:,.2f}"),
     ("renewable_used_mwh", "renewable used", "MWh", "{:,.1f}"),
     ("curtailed_mwh", "renewable curtailed", "MWh", "{:,.1f}"),
     ("self_consumption_share", "self-consumption share", "-", "{:.3f}"),
@@ -87,6 +95,9 @@ RUN_KPIS: tuple[tuple[str, str, str, str], ...] = (
     ("work_df_missed_wu", "deferrable work missed", "WU", "{:,.3f}"),
     ("work_nd_unserved_wu", "non-deferrable work unserved", "WU", "{:,.3f}"),
     ("slo_attainment", "SLO attainment", "-", "{:.4f}"),
+    ("slo_attainment_estimate", "SLO attainment (fluid estimate)", "-", "{:.4f}"),
+    ("tokens_served", "tokens served", "tokens", "{:,.0f}"),
+    ("tokens_unserved", "tokens unserved", "tokens", "{:,.0f}"),
     ("solves", "solves", "-", "{:d}"),
     ("fallbacks_total", "fallbacks", "-", "{:d}"),
     ("solve_time_median_s", "solve time (median)", "s", "{:.4f}"),
@@ -185,8 +196,9 @@ def _run_report(path: Path, day: str | None) -> Report:
     kpis, ledger, meta, scenario = _read_run(path)
     tz = scenario.get("run", {}).get("local_tz", "America/New_York")
     name = str(meta.get("scenario", path.name))
-    start = pd.Timestamp(ledger.index[0]).tz_convert(tz)
-    days = len(ledger) / 96
+    times = _interval_times(ledger)
+    start = times[0].tz_convert(tz)
+    days = len(times) / 96
     report = Report(f"Run report: {name}", "run", path)
     report.sections.append(Section(
         "Summary",
@@ -319,7 +331,7 @@ def pick_day(ledger: pd.DataFrame, tz: str, day: str | None) -> str:
     ConfigError
         ``day`` is not a date or not inside the run (names the days available).
     """
-    local = pd.DatetimeIndex(ledger.index).tz_convert(tz)
+    local = _interval_times(ledger).tz_convert(tz)
     dates = pd.Index(local.date)
     counts = pd.Series(1, index=dates).groupby(level=0).sum()
     if day is not None:
@@ -491,60 +503,39 @@ def _cost_bar(kpis: dict[str, Any], name: str) -> plt.Figure:
     return fig
 
 
+def _interval_times(ledger: pd.DataFrame) -> pd.DatetimeIndex:
+    """Interval starts of a ledger (one per interval, also for a per-campus ledger)."""
+    if isinstance(ledger.index, pd.MultiIndex):
+        return pd.DatetimeIndex(ledger.index.get_level_values("interval_start_utc").unique())
+    return pd.DatetimeIndex(ledger.index)
+
+
+def _on_day(frame: pd.DataFrame, tz: str, day: str) -> pd.DataFrame:
+    local = pd.DatetimeIndex(frame.index.get_level_values(0)).tz_convert(tz)
+    return frame[np.asarray(local.date) == pd.Timestamp(day).date()]
+
+
 def _day_flows(ledger: pd.DataFrame, tz: str, day: str, name: str) -> plt.Figure:
-    local = pd.DatetimeIndex(ledger.index).tz_convert(tz)
-    part = ledger[np.asarray(local.date) == pd.Timestamp(day).date()]
-    index = pd.DatetimeIndex(part.index).tz_convert(tz)
+    part = _on_day(ledger, tz, day)
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True,
                                   gridspec_kw={"height_ratios": [2.2, 1]})
-    self_used = part["renewable_used_mw"] - part["export_mw"]
-    ax.fill_between(index, 0, self_used, step="post", color="tab:green", alpha=0.5,
-                    label="renewable used on site")
-    ax.fill_between(index, self_used, self_used + part["import_mw"], step="post",
-                    color="tab:red", alpha=0.4, label="grid import")
-    ax.fill_between(index, 0, -part["export_mw"], step="post", color="tab:blue", alpha=0.4,
-                    label="grid export")
-    ax.step(index, part["site_load_mw"], where="post", color="black", lw=1.2,
-            label="site load")
-    ax.step(index, part["renewable_available_mw"], where="post", color="tab:green", lw=0.9,
-            ls="--", label="renewable available")
-    ax.axhline(0, color="grey", lw=0.6)
-    ax.set_ylabel("power [MW]")
-    ax.set_title(f"Power flows on {day} ({tz})\n{plain(name)}", fontsize=10)
+    draw_flows(ax, site_totals(part), tz)
+    ax.set_title(f"Power flows of the site on {day} ({tz})\n{plain(name)}", fontsize=10)
     # Outside the axes: the load sits at the top of the frame at full utilisation.
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    ax.grid(alpha=0.3)
-    same = part["export_price_usd_per_mwh"].equals(part["import_price_usd_per_mwh"])
-    ax2.step(index, part["import_price_usd_per_mwh"], where="post", color="tab:red",
-             label="price (import = export)" if same else "import price")
-    if not same:
-        ax2.step(index, part["export_price_usd_per_mwh"], where="post", color="tab:blue",
-                 label="export price")
-    ax2.axhline(0, color="grey", lw=0.6)
-    ax2.set_ylabel("price [$/MWh]")
+    draw_prices(ax2, part, tz)
     ax2.set_xlabel(f"local time [{tz}]")
     ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    ax2.grid(alpha=0.3)
-    ax2.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=index.tz))
+    ax2.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=ZoneInfo(tz)))
     return fig
 
 
 def _prices(ledger: pd.DataFrame, tz: str) -> plt.Figure:
-    index = pd.DatetimeIndex(ledger.index).tz_convert(tz)
     fig, ax = plt.subplots(figsize=(10, 3.5))
-    same = ledger["export_price_usd_per_mwh"].equals(ledger["import_price_usd_per_mwh"])
-    ax.step(index, ledger["import_price_usd_per_mwh"], where="post", lw=0.9,
-            label="price (import = export)" if same else "import price")
-    if not same:
-        ax.step(index, ledger["export_price_usd_per_mwh"], where="post", lw=0.9,
-                label="export price")
-    ax.axhline(0, color="grey", lw=0.6)
-    ax.set_ylabel("price [$/MWh]")
+    draw_prices(ax, ledger, tz)
     ax.set_xlabel(f"local time [{tz}]")
     ax.set_title("Realized prices")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d", tz=index.tz))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d", tz=ZoneInfo(tz)))
     return fig
 
 

@@ -552,8 +552,9 @@ def write_run(
     Parameters
     ----------
     target : Path
-    scenario : dataclass or None
-        The resolved scenario (``scenario.json`` is not written when None).
+    scenario : dataclass, Mapping or None
+        The resolved scenario, or its table (``scenario.json`` is not written when
+        None).
     kpis : dict
     ledger : DataFrame
     meta : dict
@@ -567,7 +568,8 @@ def write_run(
     """
     with atomic_dir(target, overwrite=overwrite, kind="run") as tmp:
         if scenario is not None:
-            write_json(tmp / "scenario.json", to_mapping(scenario))
+            resolved = scenario if isinstance(scenario, Mapping) else to_mapping(scenario)
+            write_json(tmp / "scenario.json", resolved)
         write_json(tmp / "metadata.json", {**meta, "versions": versions(), "git": git_hash()})
         write_json(tmp / "kpis.json", kpis)
         ledger.to_parquet(tmp / "ledger.parquet")

@@ -1,26 +1,55 @@
-"""The Python API of a run: scenario in, :class:`~mpc_dc.sim.engine.RunResult` (and a run dir) out.
+"""The Python API of a run: scenario in, :class:`~mpc_dc.sim.engine2.RunResult` (and a run dir) out.
 
 >>> from mpc_dc.runner import run_scenario                                  # doctest: +SKIP
->>> from mpc_dc.scenario import default_scenario                            # doctest: +SKIP
+>>> from mpc_dc.site.scenario import default_scenario                       # doctest: +SKIP
 >>> outcome = run_scenario(default_scenario())                              # doctest: +SKIP
 >>> outcome.result.kpis["cost_usd"]                                          # doctest: +SKIP
+
+A run (:func:`run_scenario`): the exogenous data (:func:`mpc_dc.site.data.build_site_exogenous`,
+synthetic or real per campus), the capacity the optimizer plans with on the workload's
+token mix (:func:`with_capacity`), the demand-response baseline (:func:`dr_baseline`),
+the controller of ``[controller]`` (:func:`build_policy`), the closed loop
+(:func:`mpc_dc.sim.engine2.simulate`) and the run directory
+(:func:`mpc_dc.sim.engine2.save_run`). :func:`compare` runs one scenario under several
+controllers on identical data.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from mpc_dc.controllers import OfflinePolicy
-from mpc_dc.scenario import Scenario, build_exogenous, build_policy, controller_variant
-from mpc_dc.sim.engine import RunResult, simulate
-from mpc_dc.sim.exogenous import RcdcExogenous
+from mpc_dc.control.baseline import BaselinePolicy
+from mpc_dc.control.forecasting import ChannelForecasts, make_forecasters
+from mpc_dc.control.mpc import (
+    MpcPolicy,
+    build_horizon,
+    start_observation,
+    truth_values,
+)
+from mpc_dc.control.offline import OfflinePolicy
+from mpc_dc.problem2 import Problem, SolverOptions, solve_day
+from mpc_dc.sim.engine2 import RunResult, save_run, simulate
+from mpc_dc.sim.exogenous2 import SiteExogenous, column
+from mpc_dc.sim.policy import Policy
+from mpc_dc.sim.serving import workload_capacity
+from mpc_dc.site.config import Site
+from mpc_dc.site.data import SOURCE, build_site_exogenous
+from mpc_dc.site.scenario import (
+    ControllerSpec,
+    Scenario,
+    controller_variant,
+    scenario_to_mapping,
+)
+from traces.grid import STEPS_PER_DAY
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +61,11 @@ class RunOutcome:
     Attributes
     ----------
     scenario : Scenario
+        As run: the capacity the optimizer planned with filled in.
     result : RunResult
     controller : str
     setup_time_s : float [s]
-        Data loading, forecaster fitting and problem building.
+        Data, DR baseline, forecaster fitting and problem building.
     path : Path or None
         The run directory, when one was written.
     """
@@ -47,15 +77,150 @@ class RunOutcome:
     path: Path | None = None
 
 
+# ----------------------------------------------------------------------------- data
+
+
+def with_capacity(scenario: Scenario, exo: SiteExogenous) -> Scenario:
+    """``scenario`` with ``fleet.capacity_tokens_per_s`` filled from the workload.
+
+    Every pool the scenario does not set gets
+    :func:`~mpc_dc.sim.serving.workload_capacity` on the history's token mix
+    (``exo.request_mix``) at the serving TPOT targets: the optimizer then plans with
+    the throughput the simulator's curves give on these requests.
+    """
+    fleet = scenario.fleet
+    if fleet is None:
+        return scenario
+    found = workload_capacity(scenario.site, exo.request_mix, scenario.serving.tpot_slo_s)
+    merged = {**found, **fleet.capacity_tokens_per_s}
+    if merged == dict(fleet.capacity_tokens_per_s):
+        return scenario
+    return replace(scenario, fleet=replace(fleet, capacity_tokens_per_s=merged))
+
+
+def dr_baseline(scenario: Scenario, exo: SiteExogenous) -> dict[str, np.ndarray] | None:
+    """The DR baseline of each campus over the run [MW]: S1's offline day plan.
+
+    On each DR day (``[dr] days``, local days of ``run.local_tz``): the import of the
+    site's business-as-usual plan of that day — the fleet without flexibility (S1)
+    and every other block as configured, planned on the day's realized data, with
+    no DR programme — as in the DR study. A day that is not 96 intervals (a
+    daylight-saving day) gets no baseline (0, with a warning). None without events.
+    """
+    if not scenario.dr.days:
+        return None
+    site = scenario.site
+    if site.fleet is not None:
+        site = replace(site, fleet=replace(site.fleet, flexibility="S1"))
+    problem = Problem(site, STEPS_PER_DAY, SolverOptions(), demand_response=False)
+    s1 = replace(exo, site=site) if site != exo.site else exo
+    out = {c.name: np.zeros(exo.n_steps) for c in site.campuses}
+    local = exo.run_index.tz_convert(scenario.run.local_tz)
+    days = pd.Index(local.tz_localize(None).normalize())
+    for day in scenario.dr.days:
+        steps = np.flatnonzero(days == pd.Timestamp(day))
+        if steps.size != STEPS_PER_DAY:
+            logger.warning("DR day %s has %d intervals, not %d; no baseline", day,
+                           steps.size, STEPS_PER_DAY)
+            continue
+        first = int(steps[0])
+        inputs, state = build_horizon(s1, start_observation(s1, first),
+                                      truth_values(s1, first, STEPS_PER_DAY), STEPS_PER_DAY)
+        inputs = replace(inputs, dr_event=None, dr_baseline_mw=None)
+        result = solve_day(problem, inputs, state)
+        if result.plan is None:
+            raise RuntimeError(f"S1 baseline of DR day {day} failed: {result.message}")
+        for i, c in enumerate(site.campuses):
+            out[c.name][first: first + STEPS_PER_DAY] = result.plan.import_mw[i]
+    return out
+
+
+def prepare(scenario: Scenario, *, source: str | Path = SOURCE
+            ) -> tuple[Scenario, SiteExogenous]:
+    """The scenario as run (capacity filled in) and its exogenous data with the DR
+    baseline; ``source`` (the scenario file) is named in errors."""
+    exo = build_site_exogenous(scenario, source=source)
+    scenario = with_capacity(scenario, exo)
+    frame = exo.frame
+    baseline = dr_baseline(scenario, replace(exo, site=scenario.site))
+    if baseline is not None:
+        frame = frame.copy()
+        first = exo.history_steps
+        for name, values in baseline.items():
+            col = np.zeros(len(frame))
+            col[first: first + exo.n_steps] = values
+            frame[column("dr_baseline_mw", name)] = col
+    return scenario, replace(exo, site=scenario.site, frame=frame)
+
+
+def on_site(exo: SiteExogenous, site: Site) -> SiteExogenous:
+    """``exo`` for ``site`` (a variant of its site: other levers or blocks)."""
+    return exo if exo.site == site else replace(exo, site=site)
+
+
+# ----------------------------------------------------------------------------- policy
+
+
+def solver_options(spec: ControllerSpec) -> SolverOptions:
+    """The MPC's HiGHS limits, committed intervals and horizon resolution (15-min
+    columns throughout when the horizon reaches the run end)."""
+    fine = None if spec.horizon_to_end or spec.fine_steps >= spec.horizon_steps else max(
+        spec.fine_steps, spec.integer_intervals)
+    return SolverOptions(
+        committed_intervals=spec.integer_intervals, binary_intervals=spec.integer_intervals,
+        time_limit_s=spec.time_limit_s, mip_rel_gap=spec.mip_rel_gap,
+        fine_steps=fine, coarse_block_steps=max(1, spec.coarse_block_steps),
+        far_start_steps=None if fine is None else max(spec.far_start_steps, fine),
+        far_block_steps=max(1, spec.far_block_steps))
+
+
+def offline_options(spec: ControllerSpec) -> SolverOptions:
+    """The offline optimum's own limits (``offline_time_limit_s``, ``offline_mip_rel_gap``)."""
+    return SolverOptions(time_limit_s=spec.offline_time_limit_s,
+                         mip_rel_gap=spec.offline_mip_rel_gap,
+                         full_time_limit_s=spec.offline_time_limit_s,
+                         full_mip_rel_gap=spec.offline_mip_rel_gap)
+
+
+def build_policy(scenario: Scenario, exo: SiteExogenous) -> Policy:
+    """The scenario's controller, ready to run on ``exo`` (fitted on its history).
+
+    ``baseline``: :class:`~mpc_dc.control.baseline.BaselinePolicy`; ``offline``:
+    :class:`~mpc_dc.control.offline.OfflinePolicy`; ``mpc``: :class:`MpcPolicy` with
+    ``controller.forecaster`` on every channel; ``perfect``: the same with Oracle
+    forecasts (no deadline margin).
+    """
+    spec = scenario.controller
+    if spec.kind == "baseline":
+        return BaselinePolicy(exo, spec.min_instances_per_model)
+    if spec.kind == "offline":
+        return OfflinePolicy(exo, offline_options(spec))
+    forecaster = "oracle" if spec.kind == "perfect" else spec.forecaster
+    forecasts = ChannelForecasts(make_forecasters(
+        exo, forecaster, error_level=spec.error_level, seed=scenario.run.seed,
+        price_known_ahead=spec.price_known_ahead))
+    return MpcPolicy(
+        exo, forecasts, spec.horizon_steps, horizon_to_end=spec.horizon_to_end,
+        options=solver_options(spec), demand_quantile=spec.demand_quantile or None,
+        min_instances_per_model=spec.min_instances_per_model,
+        deadline_margin_steps=spec.deadline_margin_steps, fault_rate=spec.fault_rate,
+        fault_seed=scenario.run.seed,
+        name="perfect" if spec.kind == "perfect" else f"mpc[{forecaster}]")
+
+
+# ----------------------------------------------------------------------------- run
+
+
 def run_scenario(
     scenario: Scenario,
-    *,
     out: Path | None = None,
-    exogenous: RcdcExogenous | None = None,
+    *,
+    prepared: tuple[Scenario, SiteExogenous] | None = None,
     progress: Callable[[int], object] | None = None,
     plots: bool = True,
     overwrite: bool = False,
     extra_meta: dict[str, Any] | None = None,
+    source: str | Path = SOURCE,
 ) -> RunOutcome:
     """Simulate ``scenario`` closed-loop; write a run directory when ``out`` is given.
 
@@ -64,8 +229,9 @@ def run_scenario(
     scenario : Scenario
     out : Path, optional
         Run directory to write (atomically).
-    exogenous : RcdcExogenous, optional
-        Pre-built exogenous data (shared between the runs of a comparison).
+    prepared : (Scenario, SiteExogenous), optional
+        :func:`prepare` of a scenario with the same data (shared by the runs of a
+        comparison); its capacity is kept, its site replaced by ``scenario``'s.
     progress : callable, optional
         Called with 1 per simulated interval.
     plots : bool
@@ -74,6 +240,8 @@ def run_scenario(
         Replace an existing run directory.
     extra_meta : dict, optional
         Added to ``metadata.json`` (a sweep records the run id and overrides).
+    source : str or Path
+        Named in data errors (the scenario file).
     """
     from mpc_dc.rundir import check_target
 
@@ -81,14 +249,25 @@ def run_scenario(
         # Checked before any work so a mistake costs nothing.
         check_target(Path(out), overwrite=overwrite)
     tick = time.perf_counter()
-    exo = exogenous if exogenous is not None else build_exogenous(scenario)
+    if prepared is None:
+        scenario, exo = prepare(scenario, source=source)
+    else:
+        base, exo = prepared
+        if scenario.fleet is not None and base.fleet is not None:
+            scenario = replace(scenario, fleet=replace(
+                scenario.fleet, capacity_tokens_per_s=base.fleet.capacity_tokens_per_s))
+        exo = on_site(exo, scenario.site)
     policy = build_policy(scenario, exo)
     setup = time.perf_counter() - tick
-    result = simulate(exo, policy, progress=progress)
-    result.kpis["setup_time_s"] = setup
-    result.kpis.update(result.stats.solve_kpis())
+    result = simulate(exo, policy, serving=scenario.serving.config(), progress=progress)
+    kpis = result.kpis
+    kpis["setup_time_s"] = setup
+    kpis["controller"] = policy.name
+    if scenario.fleet is not None:
+        kpis["flexibility"] = str(scenario.fleet.flexibility)
+        kpis["capacity_tokens_per_s"] = dict(scenario.fleet.capacity_tokens_per_s)
     if isinstance(policy, OfflinePolicy):
-        result.kpis.update(policy.kpis())
+        kpis.update(policy.kpis())
     outcome = RunOutcome(scenario, result, policy.name, setup)
     if out is not None:
         outcome = replace(outcome, path=write_outcome(outcome, Path(out), plots=plots,
@@ -101,43 +280,47 @@ def write_outcome(outcome: RunOutcome, out: Path, *, plots: bool = True,
                   overwrite: bool = False, extra_meta: dict[str, Any] | None = None) -> Path:
     """Write the run directory of ``outcome`` (``extra_meta`` is added to its metadata)."""
     from mpc_dc.plots import plot_run
-    from mpc_dc.rundir import write_run
 
     kpis = outcome.result.kpis
+    sc = outcome.scenario
     meta: dict[str, Any] = {
-        "scenario": outcome.scenario.name,
+        "scenario": sc.name,
         "controller": outcome.controller,
-        "seed": outcome.scenario.run.seed,
-        "start_utc": outcome.scenario.run.start_ts.isoformat(),
-        "intervals": kpis["intervals"],
+        "seed": sc.run.seed,
+        "start_utc": sc.run.start_ts.isoformat(),
+        "local_tz": sc.run.local_tz,
         "wall_time_s": {"setup": outcome.setup_time_s, "simulation": kpis["wall_time_s"]},
         "created_utc": pd.Timestamp.now(tz="UTC").isoformat(),
         **(extra_meta or {}),
     }
-    tz = outcome.scenario.run.local_tz
-    return write_run(
-        out,
-        scenario=outcome.scenario,
-        kpis=kpis,
-        ledger=outcome.result.ledger,
-        meta=meta,
-        plot=(lambda ledger, folder: plot_run(ledger, folder, tz)) if plots else None,
-        overwrite=overwrite,
-    )
+    tz = sc.run.local_tz
+    return save_run(outcome.result, out, scenario=scenario_to_mapping(sc), meta=meta,
+                    overwrite=overwrite,
+                    plot=(lambda ledger, folder: plot_run(ledger, folder, tz)) if plots
+                    else None)
 
 
-def no_colocation(scenario: Scenario) -> Scenario:
-    """The same site without renewables, running work as it arrives (the reference)."""
-    site = replace(scenario.site, renewable=replace(scenario.site.renewable, nameplate_mw=0.0))
-    return replace(controller_variant(scenario, "baseline"), site=site)
+# ----------------------------------------------------------------------------- compare
 
 
+REFERENCE_ROW = "no colocation, no flexibility"
+"""Row of :func:`compare`: the business-as-usual reference (base of profit and %)."""
 OFFLINE_ROW = "offline optimum"
 """Row of :func:`compare` that every regret is measured against."""
 PERFECT_ROW = "perfect forecasts, same horizon"
 """Row of :func:`compare` for the MPC with Oracle forecasts and the scenario's horizon."""
-NO_COLOCATION_ROW = "no colocation"
-"""Row of :func:`compare` for the site without renewables (base of the percentages)."""
+
+
+def reference_scenario(scenario: Scenario) -> Scenario:
+    """Business as usual: every campus without renewable, battery or export; the fleet
+    without flexibility (S1); the baseline rule (:mod:`mpc_dc.control.baseline`)."""
+    campuses = tuple(replace(c, renewable=None, battery=None,
+                             grid=replace(c.grid, export_limit_mw=0.0))
+                     for c in scenario.site.campuses)
+    fleet = (None if scenario.fleet is None
+             else replace(scenario.fleet, flexibility="S1"))
+    out = replace(scenario, site=replace(scenario.site, campuses=campuses), fleet=fleet)
+    return controller_variant(out, "baseline")
 
 
 def row_label(label: str) -> str:
@@ -154,68 +337,99 @@ def compare(
     labels: Sequence[str],
     *,
     progress: Callable[[str, int], Callable[[int], object] | None] | None = None,
+    out_dir: Path | None = None,
+    source: str | Path = SOURCE,
 ) -> pd.DataFrame:
-    """Run ``scenario`` under each controller label on identical exogenous data.
+    """Run ``scenario`` under each label on identical exogenous data.
 
-    Labels: ``baseline``, ``offline``, ``perfect``/``oracle`` or a forecaster name.
-    Rows: the no-colocation reference, the offline optimum and the perfect-forecast
-    MPC with the scenario's horizon (both added when not asked for), then the other
+    Labels (:func:`~mpc_dc.site.scenario.controller_variant`): ``baseline``,
+    ``offline``, ``perfect``/``oracle``, a forecaster name, ``S1``..``S6``,
+    ``fluid``/``request``, combined with ``+``. Rows: the business-as-usual reference
+    (:func:`reference_scenario`), the offline optimum and the perfect-forecast MPC
+    with the scenario's horizon (both added when not asked for), then the other
     labels in the order given.
 
-    Regret is measured against the offline optimum (perfect foresight over the
-    whole run): ``regret_usd`` = cost − offline cost [$]. ``regret_pct`` is in %
-    of the no-colocation cost, the same base as ``savings_pct``, so that
-    ``regret_pct = savings_pct(offline) − savings_pct(row)``: the offline cost
-    itself is net of export revenue and can be near zero or negative, which would
-    inflate or flip a percentage of it (NaN when the no-colocation cost is not
-    positive). The perfect-forecast row is not the reference: with a billing-period
-    demand charge a rolling horizon is not perfect foresight.
+    Columns: ``cost_usd`` (net cost, the meter's) [$];
+    ``profit_vs_reference_usd`` = reference cost − cost [$] and ``savings_pct`` (% of
+    the reference cost); ``regret_usd`` = cost − offline cost [$] and ``regret_pct``
+    in % of the reference cost, the savings' base, so that ``regret_pct =
+    savings_pct(offline) − savings_pct(row)``: the offline cost is net of export
+    revenue (and DR rewards) and can be near zero or negative, which would inflate or
+    flip a percentage of it (NaN when the reference cost is not positive). The
+    perfect-forecast row is not the reference of regret: with a billing-period
+    demand charge or a coarse horizon tail a rolling horizon is not perfect
+    foresight. ``slo_attainment`` (request level; the fluid estimate at fluid
+    fidelity) [-]; ``import_mwh``, ``export_mwh``, ``self_consumption_mwh``
+    (renewable consumed on site) [MWh]; ``carbon_t`` [t]; ``mip_gap_pct`` (largest
+    relative MIP gap of the row's solves; the offline row's is its whole-run plan's
+    certified gap to the bound [%]; NaN without solves); ``solves_not_optimal``;
+    ``deadline_missed_wu``; ``tokens_unserved``; ``fallbacks``; ``solve_median_ms``;
+    ``wall_time_s`` (setup + simulation; the offline row's includes its solve).
 
-    Columns: cost [$], profit vs no colocation [$] (= savings), savings [%],
-    regret [$, %], ``mip_gap_pct`` (largest relative MIP gap a solve of the row
-    ended with [%]; the offline row's is the gap of its whole-run solve; NaN
-    without solves), ``solves_not_optimal`` (solves a limit stopped), deadline
-    misses [WU], fallbacks, solve time median [ms], wall time [s].
+    Parameters
+    ----------
+    out_dir : Path, optional
+        Write each row's run directory under it (``<out_dir>/<label>``).
     """
-    exo = build_exogenous(scenario)
+    prepared = prepare(scenario, source=source)
+    base = prepared[0]
     rows: dict[str, dict[str, Any]] = {}
-    # Same realized series; only the site loses its renewable plant.
-    ref_scenario = no_colocation(scenario)
-    reference = run_scenario(ref_scenario, exogenous=replace(exo, config=ref_scenario.site))
-    rows[NO_COLOCATION_ROW] = _row(reference)
-    wanted = {OFFLINE_ROW: "offline", PERFECT_ROW: "perfect"}
+    wanted: dict[str, Scenario] = {REFERENCE_ROW: reference_scenario(base),
+                                   OFFLINE_ROW: controller_variant(base, "offline"),
+                                   PERFECT_ROW: controller_variant(base, "perfect")}
+    names = {REFERENCE_ROW: "reference", OFFLINE_ROW: "offline", PERFECT_ROW: "perfect"}
     for label in labels:
-        wanted.setdefault(row_label(label), label)
-    for row, label in wanted.items():
-        callback = progress(label, exo.n_steps) if progress is not None else None
-        outcome = run_scenario(controller_variant(scenario, label), exogenous=exo,
-                               progress=callback)
-        rows[row] = _row(outcome)
+        row = row_label(label)
+        if row not in wanted:
+            wanted[row] = controller_variant(base, label)
+            names[row] = label
+    for row, variant in wanted.items():
+        callback = progress(names[row], variant.run.n_steps) if progress is not None else None
+        target = None if out_dir is None else Path(out_dir) / names[row].replace("+", "_")
+        outcome = run_scenario(variant, target, prepared=prepared, progress=callback,
+                               plots=False)
+        rows[row] = summary_row(outcome)
     table = pd.DataFrame.from_dict(rows, orient="index")
-    base_cost = rows[NO_COLOCATION_ROW]["cost_usd"]
-    pct_base = base_cost if base_cost > 0 else float("nan")
-    table["profit_vs_no_colocation_usd"] = base_cost - table["cost_usd"]
-    table["savings_pct"] = 100.0 * table["profit_vs_no_colocation_usd"] / pct_base
+    base_cost = rows[REFERENCE_ROW]["cost_usd"]
+    pct_base = base_cost if base_cost > 0 else math.nan
+    table["profit_vs_reference_usd"] = base_cost - table["cost_usd"]
+    table["savings_pct"] = 100.0 * table["profit_vs_reference_usd"] / pct_base
     table["regret_usd"] = table["cost_usd"] - rows[OFFLINE_ROW]["cost_usd"]
     table["regret_pct"] = 100.0 * table["regret_usd"] / pct_base
     return table
 
 
-def _row(outcome: RunOutcome) -> dict[str, Any]:
+def summary_row(outcome: RunOutcome) -> dict[str, Any]:
+    """One :func:`compare` row of a run (see its columns)."""
     k = outcome.result.kpis
-    return {
+    offline = "offline_mip_gap" in k
+    gap = (k["offline_mip_gap"] if offline
+           else k["mip_gap_max"] if k["solves"] else math.nan)
+    row: dict[str, Any] = {
         "controller": outcome.controller,
+        "flexibility": k.get("flexibility", ""),
+        "fidelity": k.get("fidelity", ""),
         "cost_usd": k["cost_usd"],
         "energy_import_usd": k["energy_import_usd"],
         "export_revenue_usd": k["export_revenue_usd"],
         "demand_charge_usd": k["demand_charge_usd"],
+        "dr_reward_usd": k["dr_reward_usd"],
+        "slo_attainment": k.get("slo_attainment", k.get("slo_attainment_estimate", math.nan)),
         "import_mwh": k["import_mwh"],
         "export_mwh": k["export_mwh"],
+        "self_consumption_mwh": k["self_consumption_mwh"],
         "peak_import_mw": k["peak_import_mw"],
+        "carbon_t": k["carbon_t"],
         "deadline_missed_wu": k["work_df_missed_wu"],
+        "tokens_unserved": k.get("tokens_unserved", 0.0),
         "fallbacks": k["fallbacks_total"],
-        "mip_gap_pct": 100.0 * k["mip_gap_max"] if k["solves"] else float("nan"),
+        "mip_gap_pct": 100.0 * gap if math.isfinite(gap) else math.nan,
         "solves_not_optimal": k["solves"] - k["solve_statuses"].get("optimal", 0),
         "solve_median_ms": 1000.0 * k["solve_time_median_s"],
         "wall_time_s": k["wall_time_s"] + k["setup_time_s"],
     }
+    if offline:
+        row["offline_method"] = k["offline_method"]
+    for model, v in k.get("slo_attainment_by_model", {}).items():
+        row[f"slo[{model}]"] = v
+    return row

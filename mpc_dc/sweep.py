@@ -1,7 +1,9 @@
 """Scenario sweeps: a ``[sweep]`` table expanded into runs, executed locally or on dask.
 
-A sweep file is a scenario file (inline ``[run]``, ``[data]``, ``[site]``,
-``[controller]`` tables, or ``sweep.base = "path.toml"``) plus a ``[sweep]`` table::
+A sweep file is a scenario file of the one schema (inline ``[run]``, ``[data]``,
+``[site]``, ``[controller]`` ... tables, or ``sweep.base = "path.toml"``) plus a
+``[sweep]`` table (overrides are dotted keys of :func:`mpc_dc.site.scenario.with_overrides`;
+list entries by position or name)::
 
     [sweep]
     name = "forecast-error"
@@ -9,7 +11,7 @@ A sweep file is a scenario file (inline ``[run]``, ``[data]``, ``[site]``,
     list = [ { "controller.kind" = "perfect" },
              { "controller.forecaster" = "sarimax" } ]
     [sweep.grid]
-    "run.deferrable_share" = [0.2, 0.4, 0.6]
+    "site.campuses[0].other_it.deferrable_share" = [0.2, 0.4, 0.6]
 
 The runs are every ``list`` entry combined with every point of the ``grid``
 (cartesian product; a missing ``list`` is one empty entry, a missing ``grid`` one
@@ -65,7 +67,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from mpc_dc.config import to_mapping
 from mpc_dc.interrupt import Terminated, hold_point
 from mpc_dc.rundir import (
     RunDirExistsError,
@@ -78,12 +79,13 @@ from mpc_dc.rundir import (
     write_file_atomic,
     write_json,
 )
-from mpc_dc.scenario import (
+from mpc_dc.site.scenario import (
     Scenario,
     default_scenario,
     load_scenario,
     read_toml,
     scenario_from_table,
+    scenario_to_mapping,
     with_overrides,
 )
 from traces.errors import ConfigError
@@ -99,14 +101,20 @@ TIMING_KPIS = (
     "wall_time_s",
     "setup_time_s",
     "decide_time_total_s",
+    "decide_time_median_s",
+    "decide_time_p95_s",
     "solve_time_median_s",
     "solve_time_p95_s",
     "highs_time_median_s",
+    "requests_per_wall_s",
+    "offline_solve_wall_s",
 )
 """KPIs that measure the machine, not the run: kept out of the results table."""
 
-NESTED_KPIS = ("fallbacks", "faults", "formulations")
-"""Counter KPIs flattened to ``<name>.<key>`` columns (missing counts are 0)."""
+NESTED_KPIS = ("fallbacks", "faults", "formulations", "forms", "solve_statuses",
+               "engine_faults", "requests_by_status", "arrival_drops")
+"""Counter KPIs flattened to ``<name>.<key>`` columns (missing counts are 0); other
+nested KPIs (``by_campus``, ``slo_attainment_by_model`` ...) are flattened alike."""
 
 MAX_RUNS = 100_000
 """Largest sweep accepted (a typo such as a 1e6-point grid is an error, not a month)."""
@@ -302,7 +310,7 @@ def expand(
     keys = [k for k, _ in grid]
     runs: list[SweepRun] = []
     seen: dict[str, int] = {}
-    base_hash = _digest(to_mapping(base))
+    base_hash = _digest(scenario_to_mapping(base))
     for i, case in enumerate(cases):
         where = f"sweep.list[{i}]" if cases != ({},) else "sweep.grid"
         for key in case:
@@ -788,7 +796,7 @@ def _check_same_sweep(spec: SweepSpec, out: Path) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return
-    if not isinstance(old, dict) or old.get("base_hash") != _digest(to_mapping(spec.base)):
+    if not isinstance(old, dict) or old.get("base_hash") != _digest(scenario_to_mapping(spec.base)):
         raise RunDirExistsError(f"{out}: holds a sweep with a different base scenario; "
                                 "choose another --out")
 
@@ -798,8 +806,8 @@ def manifest(spec: SweepSpec) -> dict[str, Any]:
     return {
         "name": spec.name,
         "source": str(spec.source),
-        "base_hash": _digest(to_mapping(spec.base)),
-        "base": to_mapping(spec.base),
+        "base_hash": _digest(scenario_to_mapping(spec.base)),
+        "base": scenario_to_mapping(spec.base),
         "grid": {k: list(v) for k, v in spec.grid},
         "list": list(spec.cases),
         "reference": spec.reference,
@@ -846,16 +854,16 @@ def results_table(spec: SweepSpec, out: Path) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def _flat_kpis(kpis: Mapping[str, Any]) -> dict[str, Any]:
+def _flat_kpis(kpis: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """KPIs as one level of ``a.b.c`` columns (timings left out)."""
     flat: dict[str, Any] = {}
     for key, value in kpis.items():
-        if key in TIMING_KPIS:
+        if not prefix and key in TIMING_KPIS:
             continue
         if isinstance(value, Mapping):
-            for sub, count in sorted(value.items()):
-                flat[f"{key}.{sub}"] = count
+            flat.update(_flat_kpis(dict(sorted(value.items())), f"{prefix}{key}."))
         else:
-            flat[key] = value
+            flat[f"{prefix}{key}"] = value
     return flat
 
 

@@ -1,29 +1,24 @@
 """One release rule for deferrable work, shared by the closed loop and the RCDC study.
 
-``run.deferrable_release`` = ``"window_start"`` (each window's batch at its start) or
-``"on_arrival"`` (each interval's share as it arrives). The rule is computed by
-:func:`~mpc_dc.sim.exogenous.deferrable_releases` for the plant, the MPC horizon
+``site.campuses[i].other_it.release`` = ``"window_start"`` (each window's batch at its
+start) or ``"on_arrival"`` (each interval's share as it arrives). The rule is computed
+by :func:`~mpc_dc.sim.exogenous2.deferrable_releases` for the plant, the MPC horizon
 and the study, so the study's figures are the closed loop's perfect-foresight costs.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from mpc_dc.scenario import (
-    Scenario,
-    build_exogenous,
-    build_policy,
-    controller_variant,
-    default_scenario,
-)
-from mpc_dc.sim.engine import simulate
-from mpc_dc.sim.exogenous import DeferrableRelease, deferrable_releases, window_end
-from mpc_dc.site.config import Site
+from mpc_dc.runner import build_policy, prepare
+from mpc_dc.sim.engine2 import simulate
+from mpc_dc.sim.exogenous2 import DeferrableRelease, deferrable_releases, window_end
+from mpc_dc.site.config import Campus
+from mpc_dc.site.scenario import controller_variant
 from mpc_dc.studies.rcdc import (
     Configuration,
     Market,
@@ -32,7 +27,10 @@ from mpc_dc.studies.rcdc import (
     load_rcdc_data,
     run_month,
 )
-from tests.test_closed_loop import short
+from tests.loop_cases import rcdc_short
+
+C = "rcdc"
+WORK = f"workload_wu[{C}]"
 
 
 def test_release_rule_by_hand() -> None:
@@ -51,21 +49,22 @@ def test_release_rule_by_hand() -> None:
 
 @pytest.mark.parametrize("rule", ["window_start", "on_arrival"])
 def test_the_loop_releases_the_deferrable_share(rule: DeferrableRelease) -> None:
-    exo = build_exogenous(short(days=2.0, deferrable_release=rule))
-    work = exo.frame["workload_wu"].to_numpy()
-    released = exo.initial_backlog().total_wu + sum(
-        exo.deferrable_arrival_wu(k) for k in range(exo.n_steps))
+    _, exo = prepare(rcdc_short(2.0, **{"site.campuses[0].other_it.release": rule}))
+    work = exo.frame[WORK].to_numpy()[exo.history_steps: exo.history_steps + exo.n_steps]
+    released = exo.initial_backlog(C).total_wu + sum(
+        exo.deferrable_arrival_wu(C, k) for k in range(exo.n_steps))
     assert released == pytest.approx(0.4 * work.sum(), rel=1e-12)
-    assert (exo.initial_backlog().total_wu == 0.0) == (rule == "on_arrival")
+    assert (exo.initial_backlog(C).total_wu == 0.0) == (rule == "on_arrival")
 
 
 @pytest.mark.parametrize("label", ["perfect", "persistence"])
 def test_on_arrival_work_is_delayed_never_advanced(label: str) -> None:
-    scenario = short(days=2.0, deferrable_release="on_arrival")
-    exo = build_exogenous(scenario)
+    scenario, exo = prepare(rcdc_short(2.0, **{"site.campuses[0].other_it.release":
+                                                "on_arrival"}))
     result = simulate(exo, build_policy(controller_variant(scenario, label), exo))
-    led = result.ledger
-    arrived = np.cumsum(0.4 * exo.frame["workload_wu"].to_numpy())
+    led = result.campus_ledger(C)
+    work = exo.frame[WORK].to_numpy()[exo.history_steps: exo.history_steps + exo.n_steps]
+    arrived = np.cumsum(0.4 * work)
     done = np.cumsum(led["work_df_done_wu"].to_numpy())
     assert np.all(done <= arrived + 1e-9)
     assert result.kpis["work_df_arrived_wu"] == pytest.approx(arrived[-1], rel=1e-12)
@@ -92,38 +91,6 @@ def study_data(shared_data: Path) -> dict[tuple[int, DeferrableRelease], RcdcDat
     return out
 
 
-def loop_scenario(base: Scenario, site: Site, start: str, days: int, data_dir: Path
-                  ) -> Scenario:
-    """The closed-loop scenario of a study configuration: the study's one campus
-    written field by field into the loop's site configuration, its NYISO zone and
-    deferrable share and release rule, ``days`` from ``start``."""
-    campus = site.campuses[0]
-    other, tariff = campus.other_it, campus.grid.tariff
-    assert other is not None
-    old = base.site
-    loop_site = replace(
-        old,
-        datacenter=replace(old.datacenter, it_capacity_mw=other.it_capacity_mw, pue=campus.pue,
-                           processing=replace(old.datacenter.processing,
-                                              power_frac=other.processing.power_frac,
-                                              work_frac=other.processing.work_frac)),
-        renewable=replace(old.renewable, nameplate_mw=campus.nameplate_mw),
-        grid=replace(old.grid, import_limit_mw=campus.grid.import_limit_mw,
-                     export_limit_mw=campus.grid.export_limit_mw,
-                     tariff=replace(old.grid.tariff, kind=tariff.kind,
-                                    demand_charge_usd_per_kw=tariff.demand_charge_usd_per_kw,
-                                    import_adder_usd_per_mwh=tariff.import_adder_usd_per_mwh,
-                                    export_credit_factor=tariff.export_credit_factor)),
-        battery=None)
-    return replace(
-        base, site=loop_site,
-        run=replace(base.run, start=start, days=float(days), history_days=1,
-                    deferrable_share=other.deferrable_share, window_h=other.window_h,
-                    deferrable_release=other.release),
-        data=replace(base.data, source="nyiso", data_dir=str(data_dir),
-                     zone=campus.price_node))
-
-
 CASES = [
     # Wholesale: windows are independent, so the rolling 24-h perfect-foresight MPC
     # over two days is the study's window-by-window optimum.
@@ -148,11 +115,34 @@ def test_study_equals_closed_loop_with_perfect_foresight(
 ) -> None:
     study = RcdcStudyConfig(days=days, deferrable_release=rule)
     expected = run_month(study_data[days, rule], study, market, configuration).cost_usd
-    base = default_scenario()
-    scenario = replace(loop_scenario(base, study.configuration_site(market, configuration),
-                                     START, days, shared_data),
-                       name=f"study-{market}-{configuration}")
-    exo = build_exogenous(scenario)
+    campus = campus_table(study.configuration_site(market, configuration).campuses[0])
+    scenario = rcdc_short(float(days), 1, **{
+        "name": f"study-{market}-{configuration}", "run.start": START, "data.source": "real",
+        "data.dir": str(shared_data), "site.campuses[0]": campus})
+    scenario, exo = prepare(scenario)
     result = simulate(exo, build_policy(controller_variant(scenario, controller), exo))
     assert result.kpis["work_df_missed_wu"] == pytest.approx(0.0, abs=1e-9)
     assert result.kpis["cost_usd"] == pytest.approx(expected, abs=0.01)
+
+
+def campus_table(campus: Campus) -> dict[str, Any]:
+    """The study's campus (the RCDC parameters) as the one campus of a scenario table."""
+    other, grid = campus.other_it, campus.grid
+    assert other is not None
+    tariff = grid.tariff
+    table: dict[str, Any] = {
+        "name": C, "price_node": campus.price_node, "gpus": 0, "pue": campus.pue,
+        "other_it": {"it_capacity_mw": other.it_capacity_mw,
+                     "deferrable_share": other.deferrable_share,
+                     "window_h": other.window_h, "release": other.release,
+                     "processing": {"power_frac": list(other.processing.power_frac),
+                                    "work_frac": list(other.processing.work_frac)}},
+        "grid": {"import_limit_mw": grid.import_limit_mw,
+                 "export_limit_mw": grid.export_limit_mw,
+                 "tariff": {"kind": tariff.kind,
+                            "demand_charge_usd_per_kw": tariff.demand_charge_usd_per_kw,
+                            "import_adder_usd_per_mwh": tariff.import_adder_usd_per_mwh,
+                            "export_credit_factor": tariff.export_credit_factor}}}
+    if campus.renewable is not None:
+        table["renewable"] = {"nameplate_mw": campus.renewable.nameplate_mw}
+    return table

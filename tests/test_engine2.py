@@ -22,8 +22,13 @@ from mpc_dc.sim import engine2, meter2, plant2
 from mpc_dc.sim.arrivals import ArrivalConfig, RequestArrays, build_arrivals
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.engine2 import RunResult, check_invariants, save_run, simulate
-from mpc_dc.sim.exogenous import deferrable_releases
-from mpc_dc.sim.exogenous2 import CampusRealized, SiteExogenous, column, demand_columns
+from mpc_dc.sim.exogenous2 import (
+    CampusRealized,
+    SiteExogenous,
+    column,
+    deferrable_releases,
+    demand_columns,
+)
 from mpc_dc.sim.invariants import InvariantError
 from mpc_dc.sim.plant2 import CampusPlant
 from mpc_dc.sim.policy import (
@@ -59,11 +64,16 @@ POOL = (W, MODEL, "BF16")
 
 def hand_table() -> QuantTable:
     """One pool with round figures: 1 kW idle, 0.5 J/token, 10 slots at 1000 tokens/s
-    (τ = 10 ms/token), prefill 10,000 tokens/s, ready 60 s after it is committed."""
+    (τ = 10 ms/token), prefill 10,000 tokens/s, ready 60 s after it is committed.
+
+    The GPU name has no fitted batch curve (``serving_curves.csv``), so the pool runs
+    the flat curve of these figures (:meth:`~mpc_dc.sim.serving.BatchCurve.flat`): a
+    decode step of τ whatever the batch, power ``1000 W + 0.5 J / τ × occupancy``.
+    """
     row = replace(load_quant_table().get(MODEL, "BF16"), idle_power_w=1000.0,
                   marginal_energy_per_token_j=0.5, max_batch=10, tokens_per_s_at_slo=1000.0,
                   prefill_tokens_per_s=10_000.0, load_time_s=60.0, gpus_per_instance=1,
-                  itl_slo_p90_ms=50.0)
+                  itl_slo_p90_ms=50.0, gpu="hand-gpu")
     return QuantTable((row,), "hand")
 
 
@@ -108,7 +118,8 @@ def test_hand_worked_combined_campus() -> None:
 
     Interval 0 (price 30 $/MWh, wind 0.4 × 20 = 8 MW, charge 1 MW):
       180 requests arrive at 60..149.5 s, each 100 prompt + 1000 output tokens: start on
-      arrival (slots ready at 60 s), first token after 100/10,000 = 0.01 s, done 10 s later.
+      arrival (slots ready at 60 s) alone on an instance, first token after
+      100/10,000 = 0.01 s, 999 decode steps of 0.01 s, done 10 s after arrival.
       inference IT = (400 × 1000 W × 900 s + 0.5 J × 180,000) / 900 s = 0.4001 MW;
       other IT = F⁻¹(0.55 WU / Δ) = 2.2 / 1.1 = 2 MW; facility = 1.25 × 2.4001 = 3.000125 MW;
       surplus 8 − 3.000125 − 1 = 3.999875 MW → export 3 MW (limit), curtail 0.999875 MW;
@@ -162,6 +173,13 @@ def test_hand_worked_combined_campus() -> None:
     assert k["tokens_served"] == 180_000 and k["tokens_unserved"] == 0
     assert k["requests"] == 180 and k["slo_attainment"] == 1.0
     assert k["ttft_p99_s"] == pytest.approx(0.01, abs=1e-12)
+    # Each request alone on its instance: 999 decode steps of τ after its first token.
+    assert k["tpot_p99_s"] == pytest.approx(0.01, abs=1e-12)
+    assert k["slo_ttft_attainment"] == k["slo_tpot_attainment"] == 1.0
+    assert k["slo_attainment_by_campus"] == {W: 1.0}
+    assert result.pools is not None
+    np.testing.assert_allclose(result.pools["prefill_tokens"], [180 * 100, 0])
+    np.testing.assert_allclose(result.pools["decode_steps"], [180 * 999, 0])
     assert k["import_over_limit_intervals"] == 0 and k["engine_faults"] == {}
     # What the policy saw: loading instances at 60 s are running by the next interval;
     # the interval's demand is published at its end (200 tokens/s, 720 requests/h).

@@ -17,7 +17,6 @@ from mpc_dc.fleet_problem import (
     FleetState,
     horizon_columns,
 )
-from mpc_dc.fleet_scenario import FleetControllerSpec
 from mpc_dc.params.fleet import CampusParams, FleetConfig
 from tests.test_fleet_problem import _config, _row
 
@@ -182,24 +181,34 @@ def test_full_plan_and_fixed_instances_on_a_blocked_model() -> None:
 
 
 def test_scenario_keys() -> None:
-    spec = FleetControllerSpec(horizon_h=24.0, fine_horizon_h=6.0, coarse_step_h=1.0)
-    opts = spec.solver_options()
+    """The controller keys give the one problem's multi-resolution horizon."""
+    from mpc_dc.problem2 import Problem
+    from mpc_dc.runner import solver_options
+    from mpc_dc.site.config import Campus, Fleet, Site
+    from mpc_dc.site.scenario import ControllerSpec
+
+    site = Site(campuses=(Campus("A", "NP15", gpus=64),), fleet=Fleet(models=("qwen3-8b",)))
+    opts = solver_options(ControllerSpec(horizon_h=24.0, fine_horizon_h=6.0,
+                                         coarse_step_h=1.0))
     assert (opts.fine_steps, opts.coarse_block_steps) == (24, 4)
-    assert FleetControllerSpec().solver_options().fine_steps == 32  # 8 h by default
-    far = FleetControllerSpec(horizon_h=48.0).solver_options()
+    assert solver_options(ControllerSpec()).fine_steps == 32  # 8 h by default
+    far = solver_options(ControllerSpec(horizon_h=48.0))
     assert (far.far_start_steps, far.far_block_steps) == (96, 16)
-    assert FleetProblem(FleetConfig(), 192, far).columns.tolist() == [1] * 32 + [4] * 16 + [16] * 6
+    assert Problem(site, 192, far).columns.tolist() == [1] * 32 + [4] * 16 + [16] * 6
     # full resolution needs only fine_horizon_h: the far tier starts at least there
-    full48 = FleetControllerSpec(horizon_h=48.0, fine_horizon_h=48.0).solver_options()
-    assert not FleetProblem(FleetConfig(), 192, full48).blocked
-    full = FleetControllerSpec(horizon_h=8.0, fine_horizon_h=8.0).solver_options()
-    assert not FleetProblem(FleetConfig(), 32, full).blocked
+    full48 = solver_options(ControllerSpec(horizon_h=48.0, fine_horizon_h=48.0))
+    assert not Problem(site, 192, full48).blocked
+    full = solver_options(ControllerSpec(horizon_h=8.0, fine_horizon_h=8.0))
+    assert not Problem(site, 32, full).blocked
+    # A horizon to the run end is solved at full resolution.
+    to_end = solver_options(ControllerSpec(horizon_h=8.0, horizon_to_end=True))
+    assert to_end.fine_steps is None
     with pytest.raises(ConfigError, match="coarse_step_h"):
-        FleetControllerSpec(coarse_step_h=0.3)
+        ControllerSpec(coarse_step_h=0.3)
     with pytest.raises(ConfigError, match="fine_horizon_h"):
-        FleetControllerSpec(fine_horizon_h=0.1)
+        ControllerSpec(fine_horizon_h=0.1)
     with pytest.raises(ConfigError, match="fine_horizon_h"):
-        FleetControllerSpec(fine_horizon_h=6.1)
+        ControllerSpec(fine_horizon_h=6.1)
 
 
 @pytest.mark.parametrize("form", [FleetForm.COMMITTED_INTEGER, FleetForm.FULL_MILP])

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mpc_dc.fleet_controller import FleetMpcPolicy, FleetObservation, rule_decision, solve_day
+from mpc_dc.fleet_controller import solve_day
 from mpc_dc.fleet_problem import (
     FleetForm,
     FleetInputs,
@@ -242,25 +242,6 @@ def test_dr_settlement_and_cap_penalty() -> None:
     assert res.cost is not None
     assert res.cost.dr_reward_usd == pytest.approx(0.175, rel=1e-6)
     assert res.cost.dr_penalty_usd == pytest.approx(0.0, abs=1e-9)
-
-
-def test_rule_decision_and_policy_fallback_free_decide() -> None:
-    cfg = FleetConfig()
-    d = rule_decision(cfg, [1e5, 1e5, 1e5])
-    assert all(k[2] == "BF16" for k in d.instances)
-    prob = FleetProblem(dataclasses.replace(cfg, campuses=cfg.campuses[:1],
-                                            models=cfg.models[:1], table=cfg.table), 4)
-    policy = FleetMpcPolicy(prob, demand_forecaster="persistence",
-                            price_forecaster="persistence", carbon_forecaster="persistence")
-    import pandas as pd
-
-    t0 = pd.Timestamp("2021-07-06 07:00", tz="UTC")
-    for i in range(2):
-        t = t0 + pd.Timedelta(minutes=15 * i)
-        policy.observe(t, {policy.keys[0]: 5e4, policy.keys[1]: 40.0, policy.keys[2]: 200.0})
-    dec = policy.decide(FleetObservation(2, t0 + pd.Timedelta(minutes=30)))
-    assert dec.source == "mpc" and sum(dec.instances.values()) >= 1
-    assert not policy.fallbacks
 
 
 def _receding_case() -> tuple[FleetConfig, list[FleetInputs], int]:

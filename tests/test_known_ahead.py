@@ -15,13 +15,15 @@ import pandas as pd
 import pytest
 
 from forecasters import KnownAhead, make_forecaster
-from mpc_dc.scenario import (
-    PRICE_CHANNEL,
-    build_exogenous,
-    build_policy,
+from mpc_dc.control.mpc import MpcPolicy
+from mpc_dc.runner import build_policy, prepare
+from mpc_dc.site.scenario import (
+    Scenario,
     controller_variant,
+    default_scenario,
     example_path,
     load_scenario,
+    with_overrides,
 )
 from traces.errors import ConfigError
 from traces.grid import STEP, STEPS_PER_DAY, grid_index
@@ -208,56 +210,51 @@ def test_deterministic_and_params() -> None:
 # ------------------------------------------------------------------ scenario
 
 
-def _small(name: str, **data: Any) -> Any:
+PRICE_CHANNEL = "price_usd_per_mwh[rcdc]"
+"""The price channel of the RCDC examples' campus."""
+
+
+def _small(name: str, **overrides: Any) -> Scenario:
     """An example scenario on the synthetic generator: 1 day, 3 days of history."""
-    scenario = load_scenario(example_path(name))
-    return replace(
-        scenario,
-        run=replace(scenario.run, days=1.0, history_days=3),
-        data=replace(scenario.data, source="synthetic", **data),
-    )
+    return with_overrides(load_scenario(example_path(name)), {
+        "run.days": 1.0, "run.history_days": 3, "data.source": "synthetic", **overrides},
+        "<test>")
+
+
+def _forecasters(scenario: Scenario, exo: Any) -> dict[str, Any]:
+    policy = build_policy(scenario, exo)
+    assert isinstance(policy, MpcPolicy)
+    return policy.forecasts.forecasters
 
 
 def test_retail_example_wraps_the_price_forecaster() -> None:
     scenario = _small("rcdc_nyiso_retail")
-    assert scenario.data.price_known_ahead
-    scenario = controller_variant(scenario, "persistence")
-    exo = build_exogenous(scenario)
-    policy = build_policy(scenario, exo)
-    forecasters = policy.forecasters  # type: ignore[attr-defined]
+    assert scenario.controller.price_known_ahead
+    scenario, exo = prepare(controller_variant(scenario, "persistence"))
+    forecasters = _forecasters(scenario, exo)
     price = forecasters[PRICE_CHANNEL]
     assert isinstance(price, KnownAhead) and price.inner.name == "persistence"
     assert not any(isinstance(f, KnownAhead) for c, f in forecasters.items() if c != PRICE_CHANNEL)
     # Midnight issue, 24-h horizon: the whole day is published.
     np.testing.assert_array_equal(
         price.predict(exo.start, STEPS_PER_DAY).to_numpy(),
-        exo.frame[PRICE_CHANNEL].to_numpy()[:STEPS_PER_DAY],
+        exo.truth(PRICE_CHANNEL).to_numpy()[exo.history_steps:][:STEPS_PER_DAY],
     )
     # The Oracle is not wrapped; neither is anything when the key is off.
-    perfect = build_policy(controller_variant(scenario, "perfect"), exo)
-    assert not isinstance(perfect.forecasters[PRICE_CHANNEL], KnownAhead)  # type: ignore[attr-defined]
-    off = replace(scenario, data=replace(scenario.data, price_known_ahead=False))
-    assert not isinstance(
-        build_policy(off, exo).forecasters[PRICE_CHANNEL], KnownAhead  # type: ignore[attr-defined]
-    )
+    perfect = _forecasters(controller_variant(scenario, "perfect"), exo)
+    assert not isinstance(perfect[PRICE_CHANNEL], KnownAhead)
+    off = replace(scenario, controller=replace(scenario.controller, price_known_ahead=False))
+    assert not isinstance(_forecasters(off, exo)[PRICE_CHANNEL], KnownAhead)
 
 
 def test_wholesale_ignores_the_key() -> None:
     scenario = controller_variant(
-        _small("rcdc_nyiso_wholesale", price_known_ahead=True), "persistence"
-    )
-    exo = build_exogenous(scenario)
-    policy = build_policy(scenario, exo)
-    assert not isinstance(policy.forecasters[PRICE_CHANNEL], KnownAhead)  # type: ignore[attr-defined]
+        _small("rcdc_nyiso_wholesale", **{"controller.price_known_ahead": True}), "persistence")
+    scenario, exo = prepare(scenario)
+    assert not isinstance(_forecasters(scenario, exo)[PRICE_CHANNEL], KnownAhead)
 
 
 def test_day_ahead_known_is_refused_as_the_forecaster_of_every_channel() -> None:
     """It needs a published truth per channel: one line naming the key, not a TypeError."""
-    from mpc_dc.fleet_scenario import fleet_scenario_from_table
-    from mpc_dc.scenario import default_scenario, with_overrides
-
-    with pytest.raises(ConfigError, match=r"data\.price_known_ahead"):
+    with pytest.raises(ConfigError, match=r"controller\.price_known_ahead"):
         with_overrides(default_scenario(), {"controller.forecaster": "day_ahead_known"}, "<t>")
-    with pytest.raises(ConfigError, match=r"controller\.forecaster"):
-        fleet_scenario_from_table(
-            {"kind": "fleet", "controller": {"forecaster": "day_ahead_known"}}, "<t>")

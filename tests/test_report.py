@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import re
 import struct
-from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -15,17 +14,14 @@ import pytest
 from mpc_dc.cli import main as cli_main
 from mpc_dc.report import build_report, figure_names, render_html
 from mpc_dc.runner import run_scenario
-from mpc_dc.scenario import controller_variant, default_scenario
+from mpc_dc.site.scenario import controller_variant
 from mpc_dc.sweep import load_sweep, run_sweep
+from tests.loop_cases import rcdc_short
+from tests.test_sweep import BASE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-SWEEP = """
-[run]
-days = 1
-history_days = 7
-[controller]
-forecaster = "persistence"
+SWEEP = BASE.format(days=1) + """
 [sweep]
 reference = { "controller.kind" = "perfect" }
 list = [
@@ -35,14 +31,13 @@ list = [
     { "controller.forecaster" = "noisy_oracle", "controller.error_level" = 0.6 },
 ]
 [sweep.grid]
-"run.deferrable_share" = [0.3]
+"site.campuses[0].other_it.deferrable_share" = [0.3]
 """
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = default_scenario()
-    scenario = replace(base, run=replace(base.run, days=2, history_days=7))
+    scenario = rcdc_short(2.0, 7)
     out = tmp_path_factory.mktemp("run") / "run"
     run_scenario(controller_variant(scenario, "persistence"), out=out, plots=False)
     return out

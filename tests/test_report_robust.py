@@ -12,7 +12,7 @@ import pytest
 from mpc_dc.cli import main as cli_main
 from mpc_dc.report import Figure, Report, Section, md_code, md_escape, render_markdown
 from mpc_dc.runner import run_scenario
-from mpc_dc.scenario import controller_variant, default_scenario
+from mpc_dc.site.scenario import controller_variant, default_scenario
 
 HOSTILE = r"$\notacommand{x}^_$ *bold* | [link](javascript:alert(1)) <script>x</script> #1"
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mpc_dc.params.fleet import FleetConfig
 from mpc_dc.params.quant_table import load_quant_table
 from mpc_dc.params.serving_fit import (
     HELD_OUT,
@@ -18,15 +17,17 @@ from mpc_dc.params.serving_fit import (
     simulate_saturated,
 )
 from mpc_dc.sim.arrivals import RequestArrays
-from mpc_dc.sim.fleet_engine import ServingConfig, slo_parts
 from mpc_dc.sim.serving import (
     BatchCurve,
     PoolSpec,
     RequestLevelServer,
+    ServingConfig,
     erlang_c_wait_s,
     serve_fcfs,
+    slo_parts,
     tpot_s,
 )
+from mpc_dc.site.config import Campus, Fleet, Site
 
 KEY = ("a", "m", "BF16")
 
@@ -150,7 +151,7 @@ def test_itl_slo_fails_while_ttft_holds_at_large_batches() -> None:
     SLO is lost on TPOT alone."""
     model = "qwen3-235b-a22b"
     row = load_quant_table().get(model, "BF16")
-    config = FleetConfig(models=(model,))
+    site = Site(campuses=(Campus("c", "F", gpus=8),), fleet=Fleet(models=(model,)))
     rng = np.random.default_rng(3)
     arrival = np.cumsum(rng.exponential(1.0 / 7.0, 12_000))
     arrival = arrival[arrival < 1800.0]
@@ -164,7 +165,7 @@ def test_itl_slo_fails_while_ttft_holds_at_large_batches() -> None:
     for k in range(2):
         server.run_interval(k, [1], {key: 1.0})
     out = server.outcome()
-    ttft_ok, tpot_ok, decided = slo_parts(out, config, ServingConfig())
+    ttft_ok, tpot_ok, decided = slo_parts(out, site, ServingConfig())
     late = decided & ~np.isnan(tpot_s(out)) & (arrival > 300)  # past the ramp-up
     assert late.sum() > 5000
     assert ttft_ok[late].all() and np.nanmax(out.ttft_s()[late]) < 1.0

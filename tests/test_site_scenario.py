@@ -1,8 +1,8 @@
 """The one scenario schema (issue 14): examples load, every bad or old key is one line naming it.
 
-* every example of ``mpc_dc/site/scenarios`` loads, dumps to a table that reads back
+* every example of ``mpc_dc/scenarios`` loads, dumps to a table that reads back
   equal, and the sweep file's overrides (dotted keys of the new schema) all apply;
-* each file of the two schemas before (``mpc_dc/scenarios``) is refused with one line
+* each file of the two schemas before (``tests/data/old_scenarios``) is refused with one line
   naming its first old key and the new one, and so is every old key and value alone;
 * unknown keys name the nearest valid key; out-of-range values, nodes and zones the
   data do not have, models that fit nowhere, DR days outside the run are refused at
@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from mpc_dc.scenario import example_path as old_example_path
 from mpc_dc.site.scenario import (
     OLD_KEYS,
     OLD_VALUES,
@@ -28,17 +27,20 @@ from mpc_dc.site.scenario import (
     check_old_keys,
     controller_variant,
     default_scenario,
+    example_path,
     load_scenario,
     read_toml,
     scenario_from_table,
     scenario_to_mapping,
-    site_example_path,
     with_overrides,
 )
 from tests.tables import DELETE, merged
 from traces.errors import ConfigError
 
-EXAMPLES = sorted(p.stem for p in site_example_path("default").parent.glob("*.toml"))
+EXAMPLES = sorted(p.stem for p in example_path("default").parent.glob("*.toml"))
+OLD_EXAMPLES = Path(__file__).parent / "data" / "old_scenarios"
+"""The example files of the two schemas before the one schema, as they were shipped
+(commit 3994763), kept to check that they are refused naming the new key."""
 SCENARIO_EXAMPLES = [n for n in EXAMPLES if not n.startswith("sweep_")]
 
 #: A small valid table of the new schema: the product site, synthetic, two days.
@@ -74,14 +76,14 @@ def _refused(table: dict[str, Any]) -> ConfigError:
 def test_every_old_example_has_a_migrated_one() -> None:
     """The old embedded default (an RCDC week) is ``rcdc_default`` now; ``default`` is the
     synthetic product site."""
-    old = sorted(p.stem for p in old_example_path("default").parent.glob("*.toml"))
+    old = sorted(p.stem for p in OLD_EXAMPLES.glob("*.toml"))
     migrated = {"default": "rcdc_default"}
     assert {migrated.get(n, n) for n in old} | {"default", "nyiso_wind_fleet"} == set(EXAMPLES)
 
 
 @pytest.mark.parametrize("name", SCENARIO_EXAMPLES)
 def test_example_loads_and_reads_back_equal(name: str) -> None:
-    scenario = load_scenario(site_example_path(name))
+    scenario = load_scenario(example_path(name))
     table = scenario_to_mapping(scenario)
     assert "fleet" not in table["site"] and "table" not in table.get("fleet", {})
     again = scenario_from_table(table, "<dump>")
@@ -91,7 +93,7 @@ def test_example_loads_and_reads_back_equal(name: str) -> None:
 
 def test_default_is_the_synthetic_product_site() -> None:
     default = default_scenario()
-    product = load_scenario(site_example_path("nyiso_wind_fleet"))
+    product = load_scenario(example_path("nyiso_wind_fleet"))
     assert default.data.source == "synthetic" and product.data.source == "real"
     assert default.site == product.site and default.fleet == product.fleet
     assert default.run.days < product.run.days
@@ -104,7 +106,7 @@ def test_default_is_the_synthetic_product_site() -> None:
 
 
 def test_sweep_overrides_use_the_new_keys() -> None:
-    table = read_toml(site_example_path("sweep_forecast_error"))
+    table = read_toml(example_path("sweep_forecast_error"))
     sweep = table.pop("sweep")
     base = scenario_from_table(table, "sweep")
     grid = sweep["grid"]
@@ -136,7 +138,7 @@ OLD_FILES = {
 
 @pytest.mark.parametrize("name", sorted(OLD_FILES))
 def test_old_example_files_are_refused_naming_the_new_key(name: str) -> None:
-    table = read_toml(old_example_path(name))
+    table = read_toml(OLD_EXAMPLES / f"{name}.toml")
     table.pop("sweep", None)
     err = _refused(table)
     assert err.key == OLD_FILES[name]
@@ -216,7 +218,7 @@ def test_old_key_in_an_override_names_the_new_key(case: str) -> None:
 
 def test_check_old_keys_accepts_the_new_schema() -> None:
     for name in SCENARIO_EXAMPLES:
-        check_old_keys(read_toml(site_example_path(name)), name)
+        check_old_keys(read_toml(example_path(name)), name)
 
 
 # ----------------------------------------------------------------------------- bad keys
@@ -412,7 +414,7 @@ def test_controller_variants() -> None:
     assert both.serving.fidelity == "fluid" and both.controller.kind == "perfect"
     with pytest.raises(ConfigError, match="unknown forecaster 'nope'"):
         controller_variant(base, "nope")
-    rcdc = load_scenario(site_example_path("rcdc_default"))
+    rcdc = load_scenario(example_path("rcdc_default"))
     with pytest.raises(ConfigError, match="needs a \\[fleet\\]"):
         controller_variant(rcdc, "S4")
 
@@ -432,7 +434,7 @@ def test_scenario_keeps_the_fleet_on_the_site() -> None:
 
 def test_load_scenario_refuses_a_sweep_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="a sweep file"):
-        load_scenario(site_example_path("sweep_forecast_error"))
+        load_scenario(example_path("sweep_forecast_error"))
     bad = tmp_path / "bad.toml"
     bad.write_text("[run\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="invalid TOML"):

@@ -15,13 +15,12 @@ from mpc_dc.site.scenario import (
     OLD_KEYS,
     OLD_VALUES,
     Scenario,
+    example_path,
     load_scenario,
     read_toml,
     scenario_from_table,
-    site_example_path,
 )
 from mpc_dc.sweep import SWEEP_KEYS
-from tests.test_scenario_docs import _dataclass_of as table_class
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "scenario.md"
 MIGRATION = "## Migration: old key → new key"
@@ -32,12 +31,19 @@ NOT_KEYS = {(Site, "fleet"), (Fleet, "table")}
 
 
 def _dataclass_of(hint: Any) -> type | None:
-    """The table class of a field: the old schemas' rule plus lists of tables
-    (``[[site.campuses]]``)."""
+    """The table class of a field (``X | None`` too), or of a list of tables
+    (``[[site.campuses]]``); None for a value. A field that takes a string or a table
+    (``fleet.flexibility = "S6"`` or ``{switching = ...}``) is one key."""
     if get_origin(hint) is tuple:
         args = get_args(hint)
         return _dataclass_of(args[0]) if args else None
-    return table_class(hint)
+    if get_origin(hint) in (typing.Union, types.UnionType):
+        args = get_args(hint)
+        if str in args:
+            return None
+        found = [c for c in map(_dataclass_of, args) if c is not None]
+        return found[0] if found else None
+    return hint if dataclasses.is_dataclass(hint) and isinstance(hint, type) else None
 
 
 def schema_keys(cls: type = Scenario, prefix: str = "") -> list[str]:
@@ -102,10 +108,10 @@ def test_every_old_key_is_in_the_migration_table_with_its_new_key() -> None:
 
 def test_documented_examples_exist_and_load() -> None:
     names = re.findall(r"^\| `(\w+)\.toml` \|", DOC.read_text(encoding="utf-8"), re.M)
-    shipped = sorted(p.stem for p in site_example_path("default").parent.glob("*.toml"))
+    shipped = sorted(p.stem for p in example_path("default").parent.glob("*.toml"))
     assert sorted(names) == shipped
     for name in names:
-        path = site_example_path(name)
+        path = example_path(name)
         if name.startswith("sweep_"):
             table = read_toml(path)
             table.pop("sweep")

@@ -18,19 +18,38 @@ import pandas as pd
 import pytest
 
 from mpc_dc.cli import main as cli_main
-from mpc_dc.scenario import example_path
+from mpc_dc.site.scenario import example_path
 from mpc_dc.sweep import load_sweep, make_run_id, read_results, run_sweep
+from traces.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
 BASE = """
 name = "sweep-test"
 [run]
+start = "2022-04-04T04:00:00Z"
 days = {days}
 history_days = 7
+[data]
+source = "synthetic"
+[[site.campuses]]
+name = "rcdc"
+price_node = "F"
+[site.campuses.other_it]
+it_capacity_mw = 100.0
+deferrable_share = 0.4
+[site.campuses.renewable]
+nameplate_mw = 150.0
+[site.campuses.grid]
+import_limit_mw = 200.0
+export_limit_mw = 200.0
 [controller]
 forecaster = "persistence"
+fine_horizon_h = 24
 """
+"""The RCDC site (one campus: other IT, wind, grid), inline in the one schema."""
+
+SHARE = "site.campuses[0].other_it.deferrable_share"
 
 SWEEP = BASE + """
 [sweep]
@@ -41,7 +60,7 @@ list = [
     {{ "controller.forecaster" = "persistence" }},
 ]
 [sweep.grid]
-"run.deferrable_share" = {shares}
+"site.campuses[0].other_it.deferrable_share" = {shares}
 """
 
 
@@ -56,12 +75,12 @@ def test_expansion_order_overrides_and_ids(tmp_path: Path) -> None:
     assert len(spec.runs) == 9
     # list entries outer, grid inner, in file order
     assert [r.override_dict for r in spec.runs[:3]] == [
-        {"controller.kind": "baseline", "run.deferrable_share": s} for s in (0.2, 0.4, 0.6)]
+        {"controller.kind": "baseline", SHARE: s} for s in (0.2, 0.4, 0.6)]
     assert spec.runs[4].scenario.controller.kind == "perfect"
-    assert spec.runs[4].scenario.run.deferrable_share == 0.4
+    other_it = spec.runs[4].scenario.site.campuses[0].other_it
+    assert other_it is not None and other_it.deferrable_share == 0.4
     assert spec.runs[8].scenario.controller.forecaster == "persistence"
-    assert spec.override_keys == ["controller.kind", "run.deferrable_share",
-                                  "controller.forecaster"]
+    assert spec.override_keys == ["controller.kind", SHARE, "controller.forecaster"]
     ids = [r.run_id for r in spec.runs]
     assert len(set(ids)) == 9
     assert ids[0].startswith("kind=baseline__deferrable_share=0.2__")
@@ -89,21 +108,21 @@ def test_sweep_base_file_and_grid_only(tmp_path: Path) -> None:
     assert all(r.scenario.run.days == 1 for r in spec.runs)
 
 
-def test_sweep_base_file_with_kind_rcdc(tmp_path: Path) -> None:
+def test_sweep_base_file_of_the_old_schema_is_refused(tmp_path: Path) -> None:
+    """A base file of the schemas before (``kind``) is one line naming the new key."""
     (tmp_path / "base.toml").write_text('kind = "rcdc"\n' + BASE.format(days=1),
                                         encoding="utf-8")
     path = tmp_path / "s.toml"
     path.write_text('[sweep]\nbase = "base.toml"\n[sweep.grid]\n'
                     '"controller.kind" = ["baseline", "perfect"]\n', encoding="utf-8")
-    spec = load_sweep(path)
-    assert spec.name == "sweep-test"
-    assert [r.scenario.controller.kind for r in spec.runs] == ["baseline", "perfect"]
+    with pytest.raises(ConfigError, match="key 'kind': a key of the schema before"):
+        load_sweep(path)
 
 
 def test_the_acceptance_sweep_has_24_real_data_week_runs() -> None:
     spec = load_sweep(example_path("sweep_forecast_error"))
     assert len(spec.runs) >= 24
-    assert all(r.scenario.run.days == 7 and r.scenario.data.source == "nyiso"
+    assert all(r.scenario.run.days == 7 and r.scenario.data.source == "real"
                for r in spec.runs)
     forecasters = {r.scenario.controller.forecaster for r in spec.runs
                    if r.scenario.controller.kind == "mpc"}
@@ -123,8 +142,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFr
 def test_results_table_rows_columns_and_regret(reference: tuple[Path, pd.DataFrame]) -> None:
     _, table = reference
     assert len(table) == 6 and (table["status"] == "done").all()
-    assert list(table.columns[:5]) == ["run_id", "status", "controller.kind",
-                                       "run.deferrable_share", "controller.forecaster"]
+    assert list(table.columns[:5]) == ["run_id", "status", "controller.kind", SHARE,
+                                       "controller.forecaster"]
     for column in ("cost_usd", "work_df_missed_wu", "fallbacks_total", "regret_usd"):
         assert column in table.columns
     assert not any(c in table.columns for c in ("wall_time_s", "setup_time_s"))
@@ -210,14 +229,14 @@ def test_a_failing_run_is_reported_and_the_others_kept(
     path = tmp_path / "s.toml"
     path.write_text(BASE.format(days=1) + '[sweep]\nlist = [\n'
                     '  { "controller.kind" = "baseline" },\n'
-                    '  { "data.source" = "nyiso", "data.data_dir" = "no/such/data" },\n]\n',
+                    '  { "data.source" = "real", "data.dir" = "no/such/data" },\n]\n',
                     encoding="utf-8")
     out = tmp_path / "out"
     monkeypatch.delenv("MPC_DC_DATA", raising=False)
     assert cli_main(["sweep", str(path), "--out", str(out)]) == 1
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
-    assert err[-1].startswith("mpc-dc: error: 1 of 2 runs failed (first source=nyiso__")
+    assert err[-1].startswith("mpc-dc: error: 1 of 2 runs failed (first source=real__")
     assert err[-1].endswith("run the same command again to retry them")
     table = read_results(out)
     assert table["status"].tolist() == ["done", "missing"]

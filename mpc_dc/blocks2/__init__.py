@@ -92,8 +92,9 @@ class ModelContext:
         Campus indices of each subset (site order).
     pools : tuple of PoolKey
     mu_tokens_per_s, gpus, idle_w, energy_j_per_token, quality_loss : ndarray (P,)
-        Per-pool figures from the quantization table: μ [tokens/s at the SLO], g
-        [GPUs], p_idle [W], e [J/token], quality loss [points, >= 0].
+        Per-pool figures: μ [tokens/s at the SLO] (:meth:`Fleet.capacity`: the
+        workload's, else the quantization table's), and from the table g [GPUs],
+        p_idle [W], e [J/token], quality loss [points, >= 0].
     pool_pue : ndarray (P,) [-]
         PUE of each pool's campus.
     model_of, campus_of, gcampus_of : ndarray (P,) of int
@@ -157,7 +158,10 @@ class ModelContext:
         self.pools: tuple[PoolKey, ...] = site.pools
         self.gpu_campuses = _rows(site, lambda c: c.gpus > 0 and site.fleet is not None)
         rows = [site.row(k) for k in self.pools]
-        self.mu_tokens_per_s = np.array([r.tokens_per_s_at_slo for r in rows], dtype=float)
+        fleet = site.fleet
+        self.mu_tokens_per_s = np.array(
+            [0.0 if fleet is None else fleet.capacity(k[1], k[2]) for k in self.pools],
+            dtype=float)
         self.gpus = np.array([float(r.gpus_per_instance) for r in rows], dtype=float)
         self.idle_w = np.array([r.idle_power_w for r in rows], dtype=float)
         self.energy_j_per_token = np.array([r.marginal_energy_per_token_j for r in rows],

@@ -1,4 +1,4 @@
-"""Pieces shared by the ``run`` and ``compare`` commands (not a command: leading underscore)."""
+"""Pieces shared by the ``run``, ``compare`` and ``scenario`` commands (not a command)."""
 
 from __future__ import annotations
 
@@ -8,31 +8,28 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
 
 import pandas as pd
 from tqdm import tqdm
 
 from mpc_dc.interrupt import hold_point
-
-if TYPE_CHECKING:
-    from mpc_dc.fleet_scenario import FleetScenario
-    from mpc_dc.scenario import Scenario
-
-S = TypeVar("S", "Scenario", "FleetScenario")
+from mpc_dc.site.scenario import Scenario, controller_variant, default_scenario, load_scenario
 
 
-def with_data_dir(scenario: S, data: Path | None) -> S:
-    """``scenario`` with ``data.data_dir`` replaced by ``--data`` when it is given."""
+def read_scenario(path: Path | None) -> Scenario:
+    """The scenario file ``path``, or the embedded default when None."""
+    return load_scenario(path) if path else default_scenario()
+
+
+def with_data_dir(scenario: Scenario, data: Path | None) -> Scenario:
+    """``scenario`` with ``data.dir`` replaced by ``--data`` when it is given."""
     if not data:
         return scenario
-    return replace(scenario, data=replace(scenario.data, data_dir=str(data)))
+    return replace(scenario, data=replace(scenario.data, dir=str(data)))
 
 
-def with_run_overrides(
-    scenario: S, args: argparse.Namespace, variant: Callable[[S, str], S]
-) -> tuple[S, Path]:
-    """Apply ``--data``, ``--controller`` (through ``variant``) and ``--days``.
+def with_run_overrides(scenario: Scenario, args: argparse.Namespace) -> tuple[Scenario, Path]:
+    """Apply ``--data``, ``--controller`` (:func:`controller_variant`) and ``--days``.
 
     Returns
     -------
@@ -43,7 +40,7 @@ def with_run_overrides(
     """
     scenario = with_data_dir(scenario, args.data)
     if args.controller:
-        scenario = variant(scenario, args.controller)
+        scenario = controller_variant(scenario, args.controller)
     if args.days:
         scenario = replace(scenario, run=replace(scenario.run, days=args.days))
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
@@ -98,14 +95,15 @@ def markdown_table(
     first
         Header of the label column.
     columns
-        Column key -> (header, format string).
+        Column key -> (header, format string); keys missing from ``table`` are left out.
     cell
         Formats one value of a row.
     """
-    header = [first, *(name for name, _ in columns.values())]
+    shown = {k: v for k, v in columns.items() if k in table.columns}
+    header = [first, *(name for name, _ in shown.values())]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, row in table.iterrows():
         cells = [str(label)]
-        cells.extend(cell(row, key, fmt) for key, (_, fmt) in columns.items())
+        cells.extend(cell(row, key, fmt) for key, (_, fmt) in shown.items())
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -59,14 +59,13 @@ from threadpoolctl import threadpool_limits
 from mpc_dc.rundir import write_run
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.exogenous2 import SiteExogenous
-from mpc_dc.sim.fleet_engine import ServingConfig, request_frame, slo_met
 from mpc_dc.sim.fluid import FluidServer, Server
 from mpc_dc.sim.invariants import InvariantError, check_battery_ledger, check_campus_ledger
-from mpc_dc.sim.meter import Penalties
 from mpc_dc.sim.meter2 import (
     COST_COLUMNS,
     METER_COLUMNS,
     CampusMeter,
+    Penalties,
     audit_settlement,
     billing_periods,
     net_cost_usd,
@@ -88,7 +87,12 @@ from mpc_dc.sim.serving import (
     IntervalStats,
     PoolSpec,
     RequestLevelServer,
+    ServingConfig,
     ServingOutcome,
+    request_frame,
+    slo_met,
+    slo_parts,
+    tpot_s,
 )
 from mpc_dc.site.config import Site
 from traces.grid import STEP, STEP_H
@@ -136,19 +140,23 @@ POOL_COLUMNS: tuple[str, ...] = (
     "planned_tokens_per_s",
     "routing_share",
     "busy_slot_s",
+    "prefill_tokens",
+    "decode_steps",
     "idle_energy_j",
     "active_energy_j",
     "it_energy_kwh",
     "facility_energy_kwh",
 )
 """Columns of the (interval, pool) table: serving figures of
-:class:`~mpc_dc.sim.serving.IntervalStats`, the committed routing share and planned
-tokens [tokens/s], IT and facility energy [kWh]. Costs are settled per campus (its
-grid connection), not per pool."""
+:class:`~mpc_dc.sim.serving.IntervalStats` (``decode_steps`` NaN at fluid fidelity,
+which has no steps), the committed routing share and planned tokens [tokens/s], IT
+and facility energy [kWh]. Costs are settled per campus (its grid connection), not
+per pool."""
 
 _FROM_STATS: tuple[str, ...] = (
     "instances", "ready_instance_s", "instance_s", "arrivals", "arrived_tokens", "started",
-    "queue_end", "tokens_decoded", "busy_slot_s", "idle_energy_j", "active_energy_j",
+    "queue_end", "tokens_decoded", "busy_slot_s", "prefill_tokens", "decode_steps",
+    "idle_energy_j", "active_energy_j",
 )
 
 
@@ -199,7 +207,7 @@ class RunResult:
     outcome : ServingOutcome or None
         All per-request records (request level).
     slo : tuple of ndarray or None
-        :func:`~mpc_dc.sim.fleet_engine.slo_met` of ``outcome``.
+        :func:`~mpc_dc.sim.serving.slo_met` of ``outcome``.
     serving_book : ServingBook or None
     penalties : Penalties
     local_tz : str
@@ -294,7 +302,8 @@ class _Fleet:
         stats = self.server.run_interval(step, target, fleet.routing_share)
         cols = self.cols
         for name in _FROM_STATS:
-            cols[name][step] = getattr(stats, name)
+            value = getattr(stats, name)
+            cols[name][step] = np.nan if value is None else value
         cols["planned_tokens_per_s"][step] = [fleet.planned_tokens_per_s.get(k, 0.0)
                                               for k in self.keys]
         cols["routing_share"][step] = [fleet.routing_share.get(k, 0.0) for k in self.keys]
@@ -706,6 +715,9 @@ def compute_kpis(
         "fallbacks_total": int(sum(fallbacks.values())),
         "faults": dict(getattr(stats, "faults", {})),
         "formulations": dict(getattr(stats, "formulations", {})),
+        "forms": dict(getattr(stats, "forms", {})),
+        "solve_statuses": dict(getattr(stats, "statuses", {})),
+        "mip_gap_max": float(getattr(stats, "mip_gap_max", 0.0)),
         "solve_time_median_s": float(np.median(solve)) if solve.size else 0.0,
         "solve_time_p95_s": float(np.percentile(solve, 95)) if solve.size else 0.0,
         "highs_time_median_s": float(np.nanmedian(highs)) if highs.size else 0.0,
@@ -771,26 +783,39 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
         kpis["tokens_unserved"] = float(
             req.response_tokens[np.isin(outcome.status, (QUEUED, DROPPED_NO_ROUTE))].sum()
         ) + float((req.response_tokens[in_service] - outcome.tokens_decoded[in_service]).sum())
-        for name, values in (("ttft", outcome.ttft_s()), ("latency", outcome.latency_s())):
+        for name, values in (("ttft", outcome.ttft_s()), ("tpot", tpot_s(outcome)),
+                             ("latency", outcome.latency_s())):
             v = values[~np.isnan(values)]
             for q in (50, 95, 99):
                 kpis[f"{name}_p{q}_s"] = float(np.percentile(v, q)) if v.size else math.nan
         assert result.slo is not None
         met, decided = result.slo
-        kpis["slo_attainment"] = float(met[decided].mean()) if decided.any() else math.nan
+        ttft_ok, tpot_ok, _ = slo_parts(outcome, result.site, serving)
+
+        def share(ok: np.ndarray, sel: np.ndarray) -> float:
+            return float(ok[sel].mean()) if sel.any() else math.nan
+
+        kpis["slo_attainment"] = share(met, decided)
+        kpis["slo_ttft_attainment"] = share(ttft_ok, decided)
+        kpis["slo_tpot_attainment"] = share(tpot_ok, decided)
         kpis["slo_attainment_by_model"] = {
-            model: float(met[decided & (req.model == m)].mean())
-            if (decided & (req.model == m)).any() else math.nan
-            for m, model in enumerate(req.models)}
+            model: share(met, decided & (req.model == m)) for m, model in enumerate(req.models)}
+        campus_of = np.array([p.key[0] for p in outcome.pools] + [""])
+        pool_campus = campus_of[np.where(outcome.pool >= 0, outcome.pool, len(outcome.pools))]
+        kpis["slo_attainment_by_campus"] = {
+            name: share(met, decided & (pool_campus == name))
+            for name in result.site.campus_names}
     elif fluid is not None:
         kpis["tokens_unserved"] = float(fluid.backlog_tokens.sum())
         kpis["requests_per_wall_s"] = math.nan
         arrivals = pools["arrivals"].to_numpy().reshape(fluid.est_wait_s.shape)
-        target = np.array([serving.ttft_slo(p.key[1]) for p in fluid.pools])
+        # TTFT (wait + prefill) and TPOT estimates of the fluid server against targets.
+        ttft = np.array([serving.ttft_slo(p.key[1]) for p in fluid.pools])
+        tpot = np.array([serving.tpot_slo(p) for p in fluid.pools])
+        ok = (fluid.est_wait_s <= ttft) & (fluid.est_tpot_s <= tpot * (1 + 1e-9))
         total = arrivals.sum()
         kpis["slo_attainment_estimate"] = (
-            float((arrivals * (fluid.est_wait_s <= target)).sum() / total) if total
-            else math.nan)
+            float((arrivals * ok).sum() / total) if total else math.nan)
     return kpis
 
 
@@ -933,13 +958,15 @@ def save_run(
     scenario: Any | None = None,
     meta: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    plot: Callable[[pd.DataFrame, Path], list[Path]] | None = None,
 ) -> Path:
     """Write a run directory atomically (:func:`mpc_dc.rundir.write_run`).
 
     Files: ``ledger.parquet`` (interval × campus), ``pools.parquet`` (interval ×
     pool, with a fleet), ``requests.parquet`` (per-request samples, request level),
     ``kpis.json``, ``metadata.json`` (``meta`` + versions + git hash) and
-    ``scenario.json`` (the resolved ``scenario`` dataclass, when given).
+    ``scenario.json`` (the resolved ``scenario`` dataclass, when given); ``plot(ledger,
+    folder)`` draws into ``plots/`` when given.
 
     Raises
     ------
@@ -957,4 +984,4 @@ def save_run(
             "campuses": list(result.site.campus_names),
             "wall_time_s": {"simulation": result.kpis.get("wall_time_s")}, **(meta or {})}
     return write_run(Path(directory), scenario=scenario, kpis=result.kpis, ledger=result.ledger,
-                     meta=info, tables=tables, overwrite=overwrite)
+                     meta=info, tables=tables, overwrite=overwrite, plot=plot)

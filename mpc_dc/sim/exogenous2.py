@@ -33,8 +33,8 @@ Rules applied here (one place for the loop and the controllers):
   π⁺ = price + adder and π⁻ = factor × price);
 * other IT: ``(1 − s)`` of each interval's work is non-deferrable and runs on
   arrival; the deferrable share ``s`` is released by the campus's release rule
-  through :func:`mpc_dc.sim.exogenous.deferrable_releases` (the one rule of the
-  closed loop and the RCDC study): under ``window_start`` a window's batch is
+  through :func:`deferrable_releases` (the one rule of the closed loop, the
+  controllers' forecasts of it and the RCDC study): under ``window_start`` a window's batch is
   submitted during the interval before it opens and released at its start (the
   first window's batch is the initial backlog); under ``on_arrival`` each
   interval's share is released into that interval;
@@ -51,17 +51,80 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 
 from mpc_dc.sim.arrivals import STEP_S, RequestArrays
 from mpc_dc.sim.backlog import Backlog
-from mpc_dc.sim.exogenous import deferrable_releases, window_end
 from mpc_dc.sim.publication import ObservationSchedule
-from mpc_dc.site.config import Site, tariff_prices
+from mpc_dc.sim.serving import RequestMix
+from mpc_dc.site.config import ReleaseRule, Site, tariff_prices
 from traces.errors import TraceRangeError
 from traces.grid import STEP, Publication
+
+DeferrableRelease = ReleaseRule
+"""When deferrable work is released: the window's batch at the window start, or as it arrives."""
+
+
+def window_end(step: np.ndarray | int, window_steps: int, run_steps: int) -> np.ndarray:
+    """Last interval of the window containing ``step`` (windows from step 0, inside the run)."""
+    return np.minimum((np.asarray(step) // window_steps + 1) * window_steps, run_steps) - 1
+
+
+def deferrable_releases(
+    work_wu: np.ndarray,
+    share: float,
+    window_steps: int,
+    rule: DeferrableRelease,
+    *,
+    first_step: int = 0,
+    run_steps: int | None = None,
+) -> np.ndarray:
+    """Deferrable work released at the start of each interval of a span [WU].
+
+    Released work may run from that interval on and is due by the end of its
+    window (:func:`window_end`).
+
+    Parameters
+    ----------
+    work_wu : ndarray [WU]
+        Work arriving in each interval of the span (realized or forecast).
+    share : float [-]
+        Deferrable share of the work.
+    window_steps : int
+        Window length [intervals]; windows start at step 0 of the run.
+    rule : {"window_start", "on_arrival"}
+        ``window_start``: a window opening in the span releases ``share ×`` its
+        work at its first interval; a window reaching past the span is estimated
+        from the part the span covers (mean × length). ``on_arrival``:
+        ``share × work_wu``.
+    first_step : int
+        Run step of the span's first interval.
+    run_steps : int, optional
+        Run length [intervals] (windows end with the run); default: the span's end.
+
+    Raises
+    ------
+    ValueError
+        For a rule other than the two above.
+    """
+    if rule not in get_args(DeferrableRelease):
+        raise ValueError(f"deferrable release rule must be one of {get_args(DeferrableRelease)}, "
+                         f"got {rule!r}")
+    work = np.asarray(work_wu, dtype=float)
+    n = work.size
+    if rule == "on_arrival":
+        return share * work
+    run_steps = first_step + n if run_steps is None else run_steps
+    released = np.zeros(n)
+    for j in range(-first_step % window_steps, n, window_steps):
+        length = int(window_end(first_step + j, window_steps, run_steps)) - (first_step + j) + 1
+        covered = work[j : min(j + length, n)]
+        released[j] = share * float(covered.mean()) * length
+    return released
+
 
 CAMPUS_QUANTITIES: tuple[str, ...] = (
     "price_usd_per_mwh",
@@ -175,6 +238,9 @@ class SiteExogenous:
     local_tz : str
         Billing calendar, DR local days, display.
     name : str
+    request_mix : Mapping[str, RequestMix]
+        Token lengths of each model's requests over the history (what a planner
+        knows at the run start); empty: unknown.
 
     Raises
     ------
@@ -192,6 +258,7 @@ class SiteExogenous:
     publication: Mapping[str, Publication] = field(default_factory=dict)
     local_tz: str = "America/New_York"
     name: str = "run"
+    request_mix: Mapping[str, RequestMix] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_start", pd.Timestamp(self.run_start))

@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from mpc_dc.sim.arrivals import STEP_S
-from mpc_dc.sim.fleet_decision import PoolKey
 from mpc_dc.sim.serving import IntervalStats, PoolSpec, RequestLevelServer, _Instances
+from mpc_dc.site.config import PoolKey
 
 
 class FluidServer:

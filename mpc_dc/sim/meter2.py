@@ -17,7 +17,7 @@ export ``x[t]`` [MW]:
   (r, p [$/kWh], f the cap fraction; :class:`mpc_dc.site.config.DemandResponse`);
 * penalties that make hidden failures visible in cost: unserved non-deferrable
   work ``c_u · W_unserved[t]`` and deferrable work missing its deadline
-  ``c_m · W_missed[t]`` [$] (:class:`mpc_dc.sim.meter.Penalties`).
+  ``c_m · W_missed[t]`` [$] (:class:`Penalties`).
 
 Per billing period (calendar month in the run's local time zone), for a campus
 with a retail tariff: ``λ · max_t m[t]`` [$], charged on the period's last
@@ -38,9 +38,25 @@ import pandas as pd
 
 from mpc_dc.sim.exogenous2 import CampusRealized
 from mpc_dc.sim.invariants import InvariantError
-from mpc_dc.sim.meter import Penalties
 from mpc_dc.site.config import Campus, DemandResponse, Site
 from traces.grid import STEP_H
+
+
+@dataclass(frozen=True)
+class Penalties:
+    """Prices of failures [$/WU].
+
+    Attributes
+    ----------
+    unserved_usd_per_wu : float [$/WU]
+        Non-deferrable work that could not run (value of lost compute).
+    missed_usd_per_wu : float [$/WU]
+        Deferrable work not done by its deadline.
+    """
+
+    unserved_usd_per_wu: float = 1000.0
+    missed_usd_per_wu: float = 500.0
+
 
 COST_COLUMNS: tuple[str, ...] = (
     "energy_import_usd",

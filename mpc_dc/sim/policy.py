@@ -35,12 +35,11 @@ import numpy as np
 import pandas as pd
 
 from mpc_dc.sim.backlog import Backlog
+from mpc_dc.site.config import PoolKey
 
 POLICY_INTERFACE_VERSION = "1.0"
 """Version of this interface, ``MAJOR.MINOR`` (see the module docstring)."""
 
-PoolKey = tuple[str, str, str]
-"""``(campus, model, precision)``."""
 
 
 # ----------------------------------------------------------------------------- observation
@@ -139,7 +138,7 @@ class CampusDecision:
         Battery set-points.
     curtailed_mw : float [MW]
         Planned renewable curtailment; the plant executes it where the plan also
-        imports (see :mod:`mpc_dc.sim.plant`).
+        imports (see :mod:`mpc_dc.sim.plant2`).
     planned_import_mw, planned_export_mw : float [MW]
         The plan's grid flows (reported beside the realized ones).
     """

@@ -5,9 +5,8 @@ a controller may *observe* it only once it is published
 (:class:`traces.grid.Publication`): a native 15-min value at the end of its
 interval, an hourly average at the end of its hour (all four quarters at once),
 later where the source publishes later. :class:`ObservationSchedule` turns the
-per-series rules into what becomes observable during each interval of a run,
-shared by the RCDC engine (:mod:`mpc_dc.sim.engine`) and the fleet engine
-(:mod:`mpc_dc.sim.fleet_engine`).
+per-series rules into what becomes observable during each interval of a run
+(:meth:`mpc_dc.sim.exogenous2.SiteExogenous.published_during`).
 """
 
 from __future__ import annotations

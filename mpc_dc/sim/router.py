@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mpc_dc.sim.fleet_decision import PoolKey
+from mpc_dc.site.config import PoolKey
 
 NO_ROUTE = -1
 """Pool index of a request whose model has no pool with a positive share."""

@@ -80,12 +80,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mpc_dc.params.quant_table import QuantRow
 from mpc_dc.sim import serving_kernel as kern
 from mpc_dc.sim.arrivals import STEP_S, RequestArrays
-from mpc_dc.sim.fleet_decision import PoolKey
 from mpc_dc.sim.router import NO_ROUTE, SmoothRouter
+from mpc_dc.site.config import PoolKey, Site
 
 logger = logging.getLogger(__name__)
 
@@ -369,6 +370,82 @@ class PoolSpec:
             curve=curve,
             itl_slo_s=row.itl_slo_p90_ms / 1000.0,
         )
+
+
+@dataclass(frozen=True)
+class RequestMix:
+    """Token lengths of a workload: per-request means of one model's requests.
+
+    Parameters
+    ----------
+    prompt_tokens : float [tokens]
+        Mean prompt length ``p̄``.
+    response_tokens : float [tokens]
+        Mean response length ``E[n]`` (> 1).
+    response_tokens_sq : float [tokens²]
+        Mean squared response length ``E[n²]``.
+    """
+
+    prompt_tokens: float
+    response_tokens: float
+    response_tokens_sq: float
+
+    def __post_init__(self) -> None:
+        if not (self.prompt_tokens >= 0 and self.response_tokens > 1
+                and self.response_tokens_sq >= self.response_tokens ** 2 * (1 - 1e-9)):
+            raise ValueError(f"RequestMix: expected prompt >= 0, response > 1 and E[n²] >= "
+                             f"E[n]², got {self}")
+
+    @classmethod
+    def from_sums(cls, requests: float, prompt_tokens: float, response_tokens: float,
+                  response_tokens_sq: float) -> RequestMix | None:
+        """The mix of ``requests`` requests from their token sums (None for no request
+        or a mean response of at most one token)."""
+        if requests <= 0 or response_tokens <= requests:
+            return None
+        return cls(prompt_tokens / requests, response_tokens / requests,
+                   response_tokens_sq / requests)
+
+    @property
+    def context_per_seq(self) -> float:
+        """Mean KV tokens of a running request, ``p̄ + E[n²] / (2 E[n])`` [tokens]
+        (requests admitted as others leave)."""
+        return self.prompt_tokens + self.response_tokens_sq / (2.0 * self.response_tokens)
+
+
+def workload_capacity(site: Site, mix: Mapping[str, RequestMix],
+                      tpot_slo_s: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Output throughput of one instance at the TPOT target on each model's workload.
+
+    :meth:`BatchCurve.capacity_at_slo` of every (model, precision) of ``site``'s
+    fleet (the curve the simulator serves with, :meth:`PoolSpec.from_row`) on the
+    model's ``mix``; the target is ``tpot_slo_s[model]`` when given, else the row's
+    ITL SLO. Models without a mix keep the table's ``tokens_per_s_at_slo``. What the
+    optimizer should plan with (the table figure holds on ML.ENERGY's chat task only).
+
+    Returns
+    -------
+    dict
+        ``"model/precision"`` → tokens/s [tokens/s] (``Fleet.capacity_tokens_per_s``).
+    """
+    fleet = site.fleet
+    out: dict[str, float] = {}
+    if fleet is None:
+        return out
+    targets = tpot_slo_s or {}
+    for model in fleet.models:
+        if model not in mix:
+            continue
+        m = mix[model]
+        for precision in fleet.precisions(model):
+            row = fleet.table.get(model, precision)
+            spec = PoolSpec.from_row(("", model, precision), row)
+            target = float(targets.get(model, row.itl_slo_p90_ms / 1000.0))
+            cap = spec.batch_curve.capacity_at_slo(
+                row.max_batch, m.prompt_tokens, m.response_tokens, m.context_per_seq, target)
+            if cap["tokens_per_s"] > 0:
+                out[f"{model}/{precision}"] = float(cap["tokens_per_s"])
+    return out
 
 
 @dataclass(frozen=True)
@@ -968,6 +1045,145 @@ def tpot_s(outcome: ServingOutcome) -> np.ndarray:
         return np.where(
             resp > 1, (outcome.finish - outcome.first_token) / np.maximum(resp - 1, 1), np.nan
         )
+
+
+# ----------------------------------------------------------------------------- judging
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """How serving is simulated and judged.
+
+    Parameters
+    ----------
+    fidelity : str
+        ``"request"`` (request level) or ``"fluid"``.
+    ttft_slo_s : Mapping[str, float] [s]
+        Time-to-first-token target per model; ``default_ttft_slo_s`` otherwise.
+    default_ttft_slo_s : float [s]
+    tpot_slo_s : Mapping[str, float] [s/token]
+        Target on the time per output token after the first (TPOT, a request's mean
+        inter-token latency) per model; otherwise the pool's quantization-table ITL
+        SLO (``itl_slo_p90_ms``).
+    slots_per_instance : int, optional
+        Override of every pool's ``max_batch`` (queueing tests).
+    request_samples : int, optional
+        Per-request rows kept in the result (uniform sample, seeded); all when None.
+    sample_seed : int
+    """
+
+    fidelity: str = "request"
+    ttft_slo_s: Mapping[str, float] = field(default_factory=dict)
+    default_ttft_slo_s: float = 2.0
+    tpot_slo_s: Mapping[str, float] = field(default_factory=dict)
+    slots_per_instance: int | None = None
+    request_samples: int | None = 200_000
+    sample_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fidelity not in ("request", "fluid"):
+            raise ValueError(
+                f"ServingConfig.fidelity: expected 'request' or 'fluid', got {self.fidelity!r}"
+            )
+
+    def ttft_slo(self, model: str) -> float:
+        """TTFT target of ``model`` [s]."""
+        return float(self.ttft_slo_s.get(model, self.default_ttft_slo_s))
+
+    def tpot_slo(self, pool: PoolSpec) -> float:
+        """TPOT target of a pool [s/token]: the model's, else the pool's ITL SLO
+        (``inf`` when it has none)."""
+        if pool.key[1] in self.tpot_slo_s:
+            return float(self.tpot_slo_s[pool.key[1]])
+        return math.inf if pool.itl_slo_s is None else float(pool.itl_slo_s)
+
+
+def slo_met(
+    outcome: ServingOutcome, site: Site, serving: ServingConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per request: whether it met its SLO, and whether that is decided by the run end.
+
+    A request meets the SLO when its TTFT is within the model's target and its
+    time per output token (:func:`~mpc_dc.sim.serving.tpot_s`) within the TPOT target
+    (:meth:`ServingConfig.tpot_slo`). A request still queued is undecided while its
+    age at the run end is within the TTFT target (then it is left out), a miss after;
+    one still decoding is judged on its TTFT alone.
+
+    Returns
+    -------
+    met, decided : ndarray of bool
+    """
+    ttft_ok, tpot_ok, decided = slo_parts(outcome, site, serving)
+    return ttft_ok & tpot_ok & decided, decided
+
+
+def slo_parts(
+    outcome: ServingOutcome, site: Site, serving: ServingConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per request: TTFT within target, TPOT within target, decided (see :func:`slo_met`).
+
+    Returns
+    -------
+    ttft_ok, tpot_ok, decided : ndarray of bool
+    """
+    req = outcome.requests
+    ttft_target = np.array([serving.ttft_slo(m) for m in req.models])[req.model]
+    target = np.array([serving.tpot_slo(p) for p in outcome.pools] + [np.inf])
+    pool = np.where(outcome.pool >= 0, outcome.pool, len(outcome.pools))
+    ttft = outcome.ttft_s()
+    tp = tpot_s(outcome)
+    with np.errstate(invalid="ignore"):
+        ttft_ok = ttft <= ttft_target + 1e-9
+        tpot_ok = ~(tp > target[pool] * (1 + 1e-9))
+    waiting = outcome.status == QUEUED
+    decided = (outcome.status >= 0) & ~(waiting & (outcome.end_s - req.arrival_s <= ttft_target))
+    return ttft_ok, tpot_ok, decided
+
+
+def request_frame(
+    outcome: ServingOutcome,
+    site: Site,
+    serving: ServingConfig,
+    *,
+    slo: tuple[np.ndarray, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Per-request samples (all, or a seeded uniform sample of ``serving.request_samples``).
+
+    ``slo`` is :func:`slo_met` of ``outcome`` when already computed.
+    """
+    req = outcome.requests
+    n = len(req)
+    idx = np.arange(n)
+    if serving.request_samples is not None and n > serving.request_samples:
+        rng = np.random.default_rng(serving.sample_seed)
+        idx = np.sort(rng.choice(n, serving.request_samples, replace=False))
+    met, decided = slo if slo is not None else slo_met(outcome, site, serving)
+    pool = outcome.pool[idx]
+    names = [f"{k[0]}/{k[1]}/{k[2]}" for k in (p.key for p in outcome.pools)] + [""]
+    return pd.DataFrame(
+        {
+            "request_id": idx,
+            "arrival_s": req.arrival_s[idx],
+            "model": pd.Categorical.from_codes(
+                req.model[idx], categories=pd.Index(list(req.models))
+            ),
+            "pool": pd.Categorical.from_codes(
+                np.where(pool >= 0, pool, len(names) - 1), categories=pd.Index(names)
+            ),
+            "request_tokens": req.request_tokens[idx],
+            "response_tokens": req.response_tokens[idx],
+            "start_s": outcome.start[idx],
+            "first_token_s": outcome.first_token[idx],
+            "finish_s": outcome.finish[idx],
+            "status": pd.Categorical.from_codes(
+                np.maximum(outcome.status[idx], 0), categories=pd.Index(list(STATUS_NAMES))
+            ),
+            "tokens_decoded": outcome.tokens_decoded[idx],
+            "energy_j": outcome.energy_j[idx],
+            "slo_met": met[idx],
+            "slo_decided": decided[idx],
+        }
+    )
 
 
 def erlang_c_wait_s(c: int, arrival_rate: float, mean_service_s: float) -> float:

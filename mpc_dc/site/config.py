@@ -26,6 +26,7 @@ piecewise-linear, ``F(0) = 0`` and ``F(P_max) = P_max``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -446,6 +447,12 @@ class Fleet:
     allowed_precisions : tuple of str
         Precisions the pools may use (e.g. ``("BF16", "FP8")``); empty: every
         precision of the table. Each must be a precision of some served model.
+    capacity_tokens_per_s : Mapping[str, float] [tokens/s]
+        Output throughput of one instance at the latency SLO that the optimizer
+        plans with (μ), per ``"model/precision"``; a pool not named here uses the
+        table's ``tokens_per_s_at_slo`` (measured on ML.ENERGY's chat task). A run
+        fills it from the workload's token lengths
+        (:func:`mpc_dc.sim.serving.workload_capacity`) unless the scenario sets it.
     table : QuantTable
         The quantization-to-power table (not compared or hashed).
     """
@@ -458,6 +465,7 @@ class Fleet:
     quality_cost_usd_per_point_mtok: float = 0.001
     unserved_penalty_usd_per_mtok: float = 1000.0
     allowed_precisions: tuple[str, ...] = ()
+    capacity_tokens_per_s: Mapping[str, float] = field(default_factory=dict)
     table: QuantTable = field(default_factory=load_quant_table, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -487,6 +495,14 @@ class Fleet:
             if not self.precisions(m):
                 raise ValueError(f"allowed_precisions: none of {list(self.allowed_precisions)} "
                                  f"is a precision of {m} under flexibility {self.flexibility}")
+        pairs = [f"{m}/{q}" for m in self.models for q in self.table.precisions(m)]
+        for key, value in self.capacity_tokens_per_s.items():
+            if key not in pairs:
+                raise ValueError(f"capacity_tokens_per_s: {key!r} is no model/precision of "
+                                 f"the fleet; expected some of {', '.join(pairs)}")
+            if not 0 < value < float("inf"):
+                raise ValueError(f"capacity_tokens_per_s: expected a value > 0 for {key!r}, "
+                                 f"got {value!r}")
 
     @property
     def levers(self) -> Flexibility:
@@ -494,6 +510,14 @@ class Fleet:
         if isinstance(self.flexibility, Flexibility):
             return self.flexibility
         return SCENARIOS[self.flexibility]
+
+    def capacity(self, model: str, precision: str) -> float:
+        """μ: output tokens/s of one instance at the SLO that plans use [tokens/s]
+        (:attr:`capacity_tokens_per_s`, else the table's ``tokens_per_s_at_slo``)."""
+        key = f"{model}/{precision}"
+        if key in self.capacity_tokens_per_s:
+            return float(self.capacity_tokens_per_s[key])
+        return float(self.table.get(model, precision).tokens_per_s_at_slo)
 
     def precisions(self, model: str) -> tuple[str, ...]:
         """Precisions of ``model`` allowed by the levers (BF16 only without Q) and by

@@ -39,12 +39,15 @@ Series per campus (frame column names carry the campus name ``C``)
 
 Per model ``M`` (with a ``[fleet]``): ``tokens_per_s[M]`` [tokens/s] (response
 tokens arriving in the interval / 900 s) and ``requests_per_h[M]`` [requests/h],
-the demand truth of history + run + tail from the requests themselves.
+the demand truth of history + run + tail from the requests themselves; and the mean
+prompt and response lengths of each model's history requests
+(:attr:`~mpc_dc.sim.exogenous2.SiteExogenous.request_mix`: the workload a planner
+sizes its instances on, :func:`mpc_dc.sim.serving.workload_capacity`).
 
 Seeds: the synthetic series of campus ``i`` (prices: of the first campus with its
-node) use the run seed ``+ 17 i``; carbon is seeded by run seed and zone. So a
-one-campus site draws exactly what the RCDC generator drew, and the fleet
-scenarios what :mod:`mpc_dc.fleet_scenario` drew.
+node) use the run seed ``+ 17 i``; carbon is seeded by run seed and zone (so a
+one-campus site draws what the RCDC scenario of the schemas before drew, and a fleet
+what the fleet scenario drew).
 
 Requests: the calibrated generator (``synthetic``) or BurstGPT (``burstgpt``),
 placed with its day 0, hour 0 at the run start (:func:`request_stream`); the
@@ -77,6 +80,7 @@ from mpc_dc.sim.arrivals import (
     build_arrivals,
 )
 from mpc_dc.sim.exogenous2 import SiteExogenous
+from mpc_dc.sim.serving import RequestMix
 from mpc_dc.site.config import Campus, OtherIT
 from traces.datasets import caiso_carbon, ny_carbon
 from traces.eia import NYISO_ZONES
@@ -869,6 +873,7 @@ def build_site_exogenous(scenario: Scenario, *, sources: SiteSources | None = No
     index = sources.index
     frame = pd.DataFrame(sources.columns, index=index)
     requests = None
+    mix: dict[str, RequestMix] = {}
     fleet = scenario.site.fleet
     if fleet is not None:
         spec = scenario.workload.requests
@@ -878,9 +883,14 @@ def build_site_exogenous(scenario: Scenario, *, sources: SiteSources | None = No
                                fleet.models, counts=sources.counts, rows=sources.rows)
         agg = every.per_interval(len(index))
         truth = {}
+        hist = sources.history_steps
         for m, model in enumerate(fleet.models):
             truth[f"tokens_per_s[{model}]"] = agg["response_tokens"][:, m] / STEP_S
             truth[f"requests_per_h[{model}]"] = agg["requests"][:, m] * (3600.0 / STEP_S)
+            found = RequestMix.from_sums(*(float(agg[k][:hist, m].sum()) for k in (
+                "requests", "request_tokens", "response_tokens", "response_tokens_sq")))
+            if found is not None:
+                mix[model] = found
         frame = pd.concat([frame, pd.DataFrame(truth, index=index)], axis=1)
         requests = window_requests(every, sources.history_steps * STEP_S,
                                    sources.run_steps * STEP_S)
@@ -888,4 +898,4 @@ def build_site_exogenous(scenario: Scenario, *, sources: SiteSources | None = No
     return SiteExogenous(site=scenario.site, frame=frame, run_start=run.start_ts,
                          n_steps=run.n_steps, requests=requests,
                          publication=dict(sources.publication), local_tz=run.local_tz,
-                         name=scenario.name)
+                         name=scenario.name, request_mix=mix)

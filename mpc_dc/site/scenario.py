@@ -51,7 +51,7 @@ from mpc_dc.site.data import (
 from traces.errors import ConfigError
 
 if TYPE_CHECKING:
-    from mpc_dc.sim.fleet_engine import ServingConfig
+    from mpc_dc.sim.serving import ServingConfig
 
 ControllerKind = Literal["baseline", "mpc", "perfect", "offline"]
 FidelityName = Literal["request", "fluid"]
@@ -300,7 +300,7 @@ class ServingSpec:
 
     def config(self) -> ServingConfig:
         """The simulator's :class:`~mpc_dc.sim.fleet_engine.ServingConfig`."""
-        from mpc_dc.sim.fleet_engine import ServingConfig
+        from mpc_dc.sim.serving import ServingConfig
 
         return ServingConfig(fidelity=self.fidelity, ttft_slo_s=dict(self.ttft_slo_s),
                              default_ttft_slo_s=self.default_ttft_slo_s,
@@ -712,15 +712,15 @@ def load_scenario(path: str | Path) -> Scenario:
     return scenario_from_table(table, file)
 
 
-def site_example_path(name: str) -> Path:
-    """Path of a packaged example scenario of the one schema (``default``,
-    ``nyiso_wind_fleet``, ``rcdc_nyiso_wholesale`` ...)."""
-    return Path(str(resources.files("mpc_dc") / "site" / "scenarios" / f"{name}.toml"))
+def example_path(name: str) -> Path:
+    """Path of a packaged example scenario (``mpc_dc/scenarios/<name>.toml``:
+    ``default``, ``nyiso_wind_fleet``, ``rcdc_nyiso_wholesale`` ...)."""
+    return Path(str(resources.files("mpc_dc") / "scenarios" / f"{name}.toml"))
 
 
 def default_scenario() -> Scenario:
     """The embedded default (``default.toml``): the synthetic ``nyiso_wind_fleet``."""
-    return load_scenario(site_example_path("default"))
+    return load_scenario(example_path("default"))
 
 
 # ----------------------------------------------------------------------------- dump, edit
@@ -858,10 +858,10 @@ __all__ = [
     "controller_variant",
     "default_scenario",
     "errors_name",
+    "example_path",
     "load_scenario",
     "read_toml",
     "scenario_from_table",
     "scenario_to_mapping",
-    "site_example_path",
     "with_overrides",
 ]
