@@ -25,7 +25,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from mpc_dc.benchmarking import constant_exogenous, serving_site
 from mpc_dc.sim.arrivals import ArrivalConfig, build_arrivals
-from mpc_dc.sim.engine2 import simulate
+from mpc_dc.sim.engine import simulate
 from mpc_dc.sim.serving import PoolSpec, ServingConfig, serve_fcfs
 from tests.fleet_rule import DemandFollower
 

@@ -234,7 +234,7 @@ def _simulator(size: int) -> Case:
     synthetic data."""
     from mpc_dc.control.baseline import BaselinePolicy
     from mpc_dc.runner import prepare
-    from mpc_dc.sim.engine2 import simulate
+    from mpc_dc.sim.engine import simulate
     from mpc_dc.site.scenario import example_path, load_scenario, with_overrides
 
     scenario = with_overrides(load_scenario(example_path("rcdc_default")),
@@ -250,8 +250,8 @@ def _simulator(size: int) -> Case:
 def _settlement(size: int) -> Case:
     """``size`` intervals settled by a campus meter (retail, so billing periods are
     tracked)."""
-    from mpc_dc.sim.exogenous2 import CampusRealized
-    from mpc_dc.sim.meter2 import CampusMeter, Penalties, billing_periods
+    from mpc_dc.sim.exogenous import CampusRealized
+    from mpc_dc.sim.meter import CampusMeter, Penalties, billing_periods
     from mpc_dc.site.config import Campus, DemandResponse, Grid, Tariff
 
     times = pd.date_range("2022-04-01", periods=size, freq="15min", tz="UTC")

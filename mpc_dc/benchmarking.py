@@ -10,7 +10,7 @@ Case builders (synthetic, seeded, no data folder needed):
 * :func:`synthetic_fleet_config` / :func:`fleet_cases` — fleet problems with 1..N
   campuses and 1..N pools per campus (families beyond the three of the
   quantization table are renamed copies of its rows, see :data:`SYNTHETIC_FAMILY_NOTE`);
-* :func:`serving_case` — request-level closed-loop runs (:mod:`mpc_dc.sim.engine2`)
+* :func:`serving_case` — request-level closed-loop runs (:mod:`mpc_dc.sim.engine`)
   with a given request count.
 
 Timers return wall time and, for solves, HiGHS's own reported run time of the
@@ -374,8 +374,8 @@ def constant_exogenous(site: Site, requests: Any, steps: int, start: pd.Timestam
                        price_usd_per_mwh: float = 50.0, carbon_gco2_per_kwh: float = 250.0
                        ) -> Any:
     """A fleet site's run with flat prices [$/MWh] and carbon [gCO2/kWh] and the demand
-    of ``requests`` (no history, no tail): a :class:`~mpc_dc.sim.exogenous2.SiteExogenous`."""
-    from mpc_dc.sim.exogenous2 import SiteExogenous, demand_columns
+    of ``requests`` (no history, no tail): a :class:`~mpc_dc.sim.exogenous.SiteExogenous`."""
+    from mpc_dc.sim.exogenous import SiteExogenous, demand_columns
 
     index = pd.date_range(start, periods=steps, freq="15min", name="interval_start_utc")
     cols = {f"{q}[{c.name}]": v for c in site.campuses
@@ -388,7 +388,7 @@ def constant_exogenous(site: Site, requests: Any, steps: int, start: pd.Timestam
 def time_serving(case: tuple[Any, ...]) -> tuple[float, int]:
     """Wall time [s] of one request-level closed-loop run of ``case`` and its request
     count."""
-    from mpc_dc.sim.engine2 import simulate
+    from mpc_dc.sim.engine import simulate
     from mpc_dc.sim.serving import ServingConfig
 
     exo, policy = case

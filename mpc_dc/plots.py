@@ -1,6 +1,6 @@
 """Plots of a closed-loop run (matplotlib, Agg backend: no screen needed).
 
-The run's ledger has one row per (interval, campus) (:mod:`mpc_dc.sim.engine2`);
+The run's ledger has one row per (interval, campus) (:mod:`mpc_dc.sim.engine`);
 flows are summed over the campuses (:func:`site_totals`), prices drawn per campus.
 """
 

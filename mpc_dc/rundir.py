@@ -6,7 +6,7 @@ Layout::
       scenario.json      the resolved scenario (every default filled in)
       metadata.json      versions, git hash, seed, wall times, controller
       ledger.parquet     one row per interval (flows [MW], work [WU], costs [$]); a site
-                         run (:func:`mpc_dc.sim.engine2.save_run`): per interval and campus
+                         run (:func:`mpc_dc.sim.engine.save_run`): per interval and campus
       pools.parquet      site runs with a fleet: per interval and inference pool
       requests.parquet   site runs at request level: per-request samples
       kpis.json          headline figures

@@ -1,4 +1,4 @@
-"""The Python API of a run: scenario in, :class:`~mpc_dc.sim.engine2.RunResult` (and a run dir) out.
+"""The Python API of a run: scenario in, :class:`~mpc_dc.sim.engine.RunResult` (and a run dir) out.
 
 >>> from mpc_dc.runner import run_scenario                                  # doctest: +SKIP
 >>> from mpc_dc.site.scenario import default_scenario                       # doctest: +SKIP
@@ -9,8 +9,8 @@ A run (:func:`run_scenario`): the exogenous data (:func:`mpc_dc.site.data.build_
 synthetic or real per campus), the capacity the optimizer plans with on the workload's
 token mix (:func:`with_capacity`), the demand-response baseline (:func:`dr_baseline`),
 the controller of ``[controller]`` (:func:`build_policy`), the closed loop
-(:func:`mpc_dc.sim.engine2.simulate`) and the run directory
-(:func:`mpc_dc.sim.engine2.save_run`). :func:`compare` runs one scenario under several
+(:func:`mpc_dc.sim.engine.simulate`) and the run directory
+(:func:`mpc_dc.sim.engine.save_run`). :func:`compare` runs one scenario under several
 controllers on identical data.
 """
 
@@ -37,8 +37,8 @@ from mpc_dc.control.mpc import (
 )
 from mpc_dc.control.offline import OfflinePolicy
 from mpc_dc.problem2 import Problem, SolverOptions, solve_day
-from mpc_dc.sim.engine2 import RunResult, save_run, simulate
-from mpc_dc.sim.exogenous2 import SiteExogenous, column
+from mpc_dc.sim.engine import RunResult, save_run, simulate
+from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.policy import Policy
 from mpc_dc.sim.serving import workload_capacity
 from mpc_dc.site.config import Site

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mpc_dc.runner import prepare
-from mpc_dc.sim.exogenous2 import SiteExogenous, demand_columns
+from mpc_dc.sim.exogenous import SiteExogenous, demand_columns
 from mpc_dc.site.scenario import Scenario, example_path, load_scenario, with_overrides
 from traces.grid import STEP, Publication
 

@@ -1,7 +1,7 @@
 """The closed loop of the RCDC site: invariants, Oracle equivalence, causality, decision
 timing, faults, offline limits, compare and the CLI.
 
-Every :func:`~mpc_dc.sim.engine2.simulate` call checks the books itself (energy per
+Every :func:`~mpc_dc.sim.engine.simulate` call checks the books itself (energy per
 campus each interval, no simultaneous import and export, deferrable work conserved,
 settlement equal to the ledger); the tests below add the figures that must hold on
 top. The site is ``rcdc_default.toml`` (one campus: 100 MW other IT, 150 MW wind,
@@ -39,9 +39,9 @@ from mpc_dc.runner import (
     run_scenario,
     solver_options,
 )
-from mpc_dc.sim.engine2 import RunResult, simulate
-from mpc_dc.sim.exogenous2 import SiteExogenous, column
-from mpc_dc.sim.meter2 import net_cost_usd
+from mpc_dc.sim.engine import RunResult, simulate
+from mpc_dc.sim.exogenous import SiteExogenous, column
+from mpc_dc.sim.meter import net_cost_usd
 from mpc_dc.sim.policy import CampusDecision, Decision, Observation
 from mpc_dc.site.scenario import Scenario, controller_variant, with_overrides
 from tests.loop_cases import poisoned, rcdc_short

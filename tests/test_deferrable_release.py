@@ -2,7 +2,7 @@
 
 ``site.campuses[i].other_it.release`` = ``"window_start"`` (each window's batch at its
 start) or ``"on_arrival"`` (each interval's share as it arrives). The rule is computed
-by :func:`~mpc_dc.sim.exogenous2.deferrable_releases` for the plant, the MPC horizon
+by :func:`~mpc_dc.sim.exogenous.deferrable_releases` for the plant, the MPC horizon
 and the study, so the study's figures are the closed loop's perfect-foresight costs.
 """
 
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from mpc_dc.runner import build_policy, prepare
-from mpc_dc.sim.engine2 import simulate
-from mpc_dc.sim.exogenous2 import DeferrableRelease, deferrable_releases, window_end
+from mpc_dc.sim.engine import simulate
+from mpc_dc.sim.exogenous import DeferrableRelease, deferrable_releases, window_end
 from mpc_dc.site.config import Campus
 from mpc_dc.site.scenario import controller_variant
 from mpc_dc.studies.rcdc import (

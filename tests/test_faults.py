@@ -33,8 +33,8 @@ from mpc_dc.problem2 import (
     SolveStatus,
 )
 from mpc_dc.runner import build_policy, prepare
-from mpc_dc.sim.engine2 import check_invariants, simulate
-from mpc_dc.sim.exogenous2 import SiteExogenous, column
+from mpc_dc.sim.engine import check_invariants, simulate
+from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.site.scenario import Scenario, controller_variant, example_path
 from mpc_dc.sweep import load_sweep, run_sweep
 from tests.loop_cases import rcdc_short

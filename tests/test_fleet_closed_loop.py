@@ -5,7 +5,7 @@ Removed with the old fleet stack, covered here or elsewhere: the start on a publ
 boundary (a run may start at any quarter; what is published is handed over by the
 loop: tests/test_closed_loop.py::test_mid_hour_start_fits_on_the_published_history_only),
 the observation adapter (the loop's own observation:
-tests/test_engine2.py::test_loading_instances_are_observed_as_starting), the scenario
+tests/test_engine.py::test_loading_instances_are_observed_as_starting), the scenario
 kind dispatch (one schema: tests/test_site_scenario.py), the run data's independence of
 the horizon (tests/test_site_data.py::test_run_data_do_not_depend_on_the_horizon).
 """
@@ -26,8 +26,8 @@ from mpc_dc.control.forecasting import ChannelForecasts, channels, make_forecast
 from mpc_dc.control.mpc import MpcPolicy, serving_capacity_tokens_per_s
 from mpc_dc.problem2 import Plan, SolveStatus
 from mpc_dc.runner import build_policy, compare, prepare, run_scenario, solver_options
-from mpc_dc.sim.engine2 import simulate
-from mpc_dc.sim.exogenous2 import SiteExogenous, column
+from mpc_dc.sim.engine import simulate
+from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.policy import Decision, Observation
 from mpc_dc.site.config import Campus, Fleet, Site
 from mpc_dc.site.scenario import Scenario, controller_variant

@@ -1,8 +1,8 @@
 """The loop of a fleet site (campuses of inference pools only): KPIs, conservation, SLO.
 
-Unknown pools in a decision: tests/test_engine2.py::
+Unknown pools in a decision: tests/test_engine.py::
 test_unknown_names_are_cleaned_and_gpus_overcommitted_counted; requests of models the
-site does not serve: tests/test_engine2.py::test_exogenous_refuses_what_does_not_fit_the_site.
+site does not serve: tests/test_engine.py::test_exogenous_refuses_what_does_not_fit_the_site.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from mpc_dc.benchmarking import constant_exogenous
 from mpc_dc.sim.arrivals import ArrivalConfig, RequestArrays, build_arrivals
-from mpc_dc.sim.engine2 import save_run, simulate
+from mpc_dc.sim.engine import save_run, simulate
 from mpc_dc.sim.serving import ServingConfig
 from mpc_dc.site.config import Campus, Fleet, Site
 from tests.fleet_rule import DemandFollower

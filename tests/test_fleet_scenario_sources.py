@@ -22,7 +22,7 @@ import pytest
 
 from mpc_dc.cli import main as cli_main
 from mpc_dc.sim.arrivals import SOURCE_TRACE
-from mpc_dc.sim.exogenous2 import SiteExogenous
+from mpc_dc.sim.exogenous import SiteExogenous
 from mpc_dc.site.config import Fleet
 from mpc_dc.site.data import SYNTHETIC_CARBON, build_site_exogenous, carbon_hour_profile
 from mpc_dc.site.scenario import (

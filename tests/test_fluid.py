@@ -10,7 +10,7 @@ import pytest
 
 from mpc_dc.benchmarking import constant_exogenous, serving_site
 from mpc_dc.sim.arrivals import ArrivalConfig, build_arrivals
-from mpc_dc.sim.engine2 import simulate
+from mpc_dc.sim.engine import simulate
 from mpc_dc.sim.serving import ServingConfig
 from tests.fleet_rule import DemandFollower
 

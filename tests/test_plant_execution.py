@@ -22,10 +22,10 @@ from mpc_dc.cli import main as cli_main
 from mpc_dc.control.baseline import BaselinePolicy
 from mpc_dc.control.offline import OfflinePolicy
 from mpc_dc.runner import build_policy, offline_options, prepare
-from mpc_dc.sim.engine2 import check_invariants, simulate
-from mpc_dc.sim.exogenous2 import SiteExogenous, column
+from mpc_dc.sim.engine import check_invariants, simulate
+from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.invariants import InvariantError
-from mpc_dc.sim.plant2 import CampusPlant
+from mpc_dc.sim.plant import CampusPlant
 from mpc_dc.sim.policy import CampusDecision, Decision, Observation
 from mpc_dc.site.scenario import Scenario, controller_variant, example_path
 from tests.loop_cases import rcdc_short
@@ -83,7 +83,7 @@ def test_offline_replay_equals_plan_on_the_two_day_real_case(shared_data: Path) 
 
 
 # Committed curtailment given back before load is shed:
-# tests/test_engine2.py::test_committed_curtailment_is_given_back_before_shedding.
+# tests/test_engine.py::test_committed_curtailment_is_given_back_before_shedding.
 
 
 # ----------------------------------------------------------------------------- battery

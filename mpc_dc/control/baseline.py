@@ -11,7 +11,7 @@
   (:func:`with_min_instances`).
 * No battery, no planned curtailment, no planned import or export: the plant uses
   the renewable first, imports the deficit and exports a surplus when the price is
-  positive (:mod:`mpc_dc.sim.plant2`).
+  positive (:mod:`mpc_dc.sim.plant`).
 
 :func:`rule_decision` is also the MPC's last fallback (the safe action).
 """
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mpc_dc.fleet_problem import routing_shares
-from mpc_dc.sim.exogenous2 import SiteExogenous, column
+from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.policy import (
     CampusDecision,
     Decision,

@@ -10,7 +10,7 @@ controller forecasts, named as the frame names them (campus ``C``, model ``M``):
 
 One forecaster per channel, with the settings of its kind of quantity
 (:data:`QUANTITY_OF`, :func:`forecasters.presets.make_for`), fitted on what is
-published at the run start (:meth:`~mpc_dc.sim.exogenous2.SiteExogenous.published_history`).
+published at the run start (:meth:`~mpc_dc.sim.exogenous.SiteExogenous.published_history`).
 The ``oracle`` and ``noisy_oracle`` read the channel's truth (history + run + tail).
 Under a retail tariff with ``controller.price_known_ahead`` the price forecaster is
 wrapped in :class:`~forecasters.known_ahead.KnownAhead` (published day-ahead prices
@@ -35,7 +35,7 @@ import pandas as pd
 from forecasters.base import BaseForecaster
 from forecasters.known_ahead import KnownAhead
 from forecasters.presets import Quantity, make_for
-from mpc_dc.sim.exogenous2 import SiteExogenous, column
+from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.site.config import Site
 from traces.grid import STEP
 

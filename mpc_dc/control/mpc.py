@@ -14,7 +14,7 @@ The horizon (:func:`build_horizon`), per campus
   carbon, renewable capacity factor (clipped to [0, 1]) as forecast;
 * other IT: of the forecast workload ``W``, ``(1 − s) W`` is non-deferrable; the
   deferrable share is released inside the horizon by the campus's release rule
-  (:func:`~mpc_dc.sim.exogenous2.deferrable_releases`; a batch released at the
+  (:func:`~mpc_dc.sim.exogenous.deferrable_releases`; a batch released at the
   current step is in the backlog already) and due by its window's end; with the
   released backlog (:meth:`~mpc_dc.sim.policy.CampusObservation.backlog_cumulative`)
   this gives the cumulative due and available work. A deadline margin brings every
@@ -75,7 +75,7 @@ from mpc_dc.problem2 import (
     max_work_per_interval_wu,
     with_instances,
 )
-from mpc_dc.sim.exogenous2 import SiteExogenous, column, deferrable_releases, window_end
+from mpc_dc.sim.exogenous import SiteExogenous, column, deferrable_releases, window_end
 from mpc_dc.sim.policy import CampusObservation, Decision, Observation
 from mpc_dc.site.config import Site, tariff_prices
 from traces.grid import STEP

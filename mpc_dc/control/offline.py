@@ -57,7 +57,7 @@ from mpc_dc.problem2 import (
     SolverOptions,
     SolveStatus,
 )
-from mpc_dc.sim.exogenous2 import SiteExogenous
+from mpc_dc.sim.exogenous import SiteExogenous
 from mpc_dc.sim.policy import Decision, Observation
 
 logger = logging.getLogger(__name__)

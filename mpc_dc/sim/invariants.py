@@ -187,7 +187,7 @@ def check_campus_ledger(ledger: pd.DataFrame, site: Site) -> None:
     ----------
     ledger : DataFrame
         Indexed ``(interval_start_utc, campus)``, with a ``step`` column and the flow
-        columns of :data:`mpc_dc.sim.plant2.RECORD_COLUMNS` [MW].
+        columns of :data:`mpc_dc.sim.plant.RECORD_COLUMNS` [MW].
     site : Site
 
     Raises

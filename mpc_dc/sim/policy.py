@@ -1,6 +1,6 @@
 """What the simulator asks of a controller: the Policy protocol and its two messages.
 
-The simulator (:mod:`mpc_dc.sim.engine2`) defines this interface and calls nothing
+The simulator (:mod:`mpc_dc.sim.engine`) defines this interface and calls nothing
 else of a controller, so it never imports the optimizer (cvxpy, HiGHS). At the start
 of every 15-minute interval ``[t, t + Δ)`` it builds an :class:`Observation` (the
 state of the site at ``t``) and asks the policy to :meth:`Policy.decide` the
@@ -10,7 +10,7 @@ hands them to :meth:`Policy.observe`. A policy sees nothing else: no future valu
 and no simulator internals.
 
 Observed channels are the columns of the run's exogenous frame
-(:class:`~mpc_dc.sim.exogenous2.SiteExogenous`), named ``quantity_unit[NAME]`` with a
+(:class:`~mpc_dc.sim.exogenous.SiteExogenous`), named ``quantity_unit[NAME]`` with a
 campus name ``C`` or a model name ``M``: ``price_usd_per_mwh[C]`` (the market price
 the campus's tariff is built on) [$/MWh], ``carbon_gco2_per_kwh[C]`` [gCO2/kWh],
 ``renewable_cf[C]`` [-], ``workload_wu[C]`` [WU per interval], ``tokens_per_s[M]``
@@ -138,7 +138,7 @@ class CampusDecision:
         Battery set-points.
     curtailed_mw : float [MW]
         Planned renewable curtailment; the plant executes it where the plan also
-        imports (see :mod:`mpc_dc.sim.plant2`).
+        imports (see :mod:`mpc_dc.sim.plant`).
     planned_import_mw, planned_export_mw : float [MW]
         The plan's grid flows (reported beside the realized ones).
     """

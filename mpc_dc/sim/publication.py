@@ -6,7 +6,7 @@ a controller may *observe* it only once it is published
 interval, an hourly average at the end of its hour (all four quarters at once),
 later where the source publishes later. :class:`ObservationSchedule` turns the
 per-series rules into what becomes observable during each interval of a run
-(:meth:`mpc_dc.sim.exogenous2.SiteExogenous.published_during`).
+(:meth:`mpc_dc.sim.exogenous.SiteExogenous.published_during`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ controller horizon after the run: forecasts and the Oracle look there, the plant
 never does) and refuses, with one line naming the scenario key, what a run would
 refuse; ``mpc-dc scenario check`` calls it. :func:`build_site_exogenous` starts
 with it and adds the LLM requests and their demand truth, giving the run's
-:class:`~mpc_dc.sim.exogenous2.SiteExogenous`.
+:class:`~mpc_dc.sim.exogenous.SiteExogenous`.
 
 Series per campus (frame column names carry the campus name ``C``)
 -----------------------------------------------------------------
@@ -41,7 +41,7 @@ Per model ``M`` (with a ``[fleet]``): ``tokens_per_s[M]`` [tokens/s] (response
 tokens arriving in the interval / 900 s) and ``requests_per_h[M]`` [requests/h],
 the demand truth of history + run + tail from the requests themselves; and the mean
 prompt and response lengths of each model's history requests
-(:attr:`~mpc_dc.sim.exogenous2.SiteExogenous.request_mix`: the workload a planner
+(:attr:`~mpc_dc.sim.exogenous.SiteExogenous.request_mix`: the workload a planner
 sizes its instances on, :func:`mpc_dc.sim.serving.workload_capacity`).
 
 Seeds: the synthetic series of campus ``i`` (prices: of the first campus with its
@@ -79,7 +79,7 @@ from mpc_dc.sim.arrivals import (
     RequestArrays,
     build_arrivals,
 )
-from mpc_dc.sim.exogenous2 import SiteExogenous
+from mpc_dc.sim.exogenous import SiteExogenous
 from mpc_dc.sim.serving import RequestMix
 from mpc_dc.site.config import Campus, OtherIT
 from traces.datasets import caiso_carbon, ny_carbon

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mpc_dc.sim.exogenous2 import CampusRealized
+from mpc_dc.sim.exogenous import CampusRealized
 from mpc_dc.sim.invariants import InvariantError
 from mpc_dc.site.config import Campus, DemandResponse, Site
 from traces.grid import STEP_H
@@ -198,7 +198,7 @@ def audit_settlement(
     Parameters
     ----------
     ledger : DataFrame
-        Indexed ``(interval_start_utc, campus)`` (:data:`mpc_dc.sim.engine2.LEDGER_COLUMNS`).
+        Indexed ``(interval_start_utc, campus)`` (:data:`mpc_dc.sim.engine.LEDGER_COLUMNS`).
     site : Site
     penalties : Penalties
     local_tz : str

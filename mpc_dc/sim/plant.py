@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpc_dc.sim.backlog import Backlog
-from mpc_dc.sim.exogenous2 import CampusRealized
+from mpc_dc.sim.exogenous import CampusRealized
 from mpc_dc.sim.invariants import battery_energy_after
 from mpc_dc.sim.policy import CampusDecision
 from mpc_dc.site.config import Campus

@@ -1,7 +1,7 @@
 """The one engine: a hand-worked combined case, the plant's shedding order, the exogenous
 contract, decision cleaning, the run directory, and invariants that catch injected bugs.
 
-The equivalence with the two old engines is in ``tests/test_engine2_equivalence.py``.
+The equivalence with the two old engines is in ``tests/test_engine_equivalence.py``.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 
 from mpc_dc.params.quant_table import QuantTable, load_quant_table
-from mpc_dc.sim import engine2, meter2, plant2
+from mpc_dc.sim import engine, meter, plant
 from mpc_dc.sim.arrivals import ArrivalConfig, RequestArrays, build_arrivals
 from mpc_dc.sim.backlog import Backlog
-from mpc_dc.sim.engine2 import RunResult, check_invariants, save_run, simulate
-from mpc_dc.sim.exogenous2 import (
+from mpc_dc.sim.engine import RunResult, check_invariants, save_run, simulate
+from mpc_dc.sim.exogenous import (
     CampusRealized,
     SiteExogenous,
     column,
@@ -30,7 +30,7 @@ from mpc_dc.sim.exogenous2 import (
     demand_columns,
 )
 from mpc_dc.sim.invariants import InvariantError
-from mpc_dc.sim.plant2 import CampusPlant
+from mpc_dc.sim.plant import CampusPlant
 from mpc_dc.sim.policy import (
     CampusDecision,
     CampusObservation,
@@ -299,12 +299,12 @@ def test_meter_dr_settlement_and_billing_peaks() -> None:
     """
     campus = Campus("M", "F", grid=Grid(tariff=Tariff(kind="retail",
                                                       demand_charge_usd_per_kw=12.0)))
-    meter = meter2.CampusMeter(campus, 0.0, DemandResponse(0.1, 0.5, 0.8))
-    names = meter2.METER_COLUMNS
+    campus_meter = meter.CampusMeter(campus, 0.0, DemandResponse(0.1, 0.5, 0.8))
+    names = meter.METER_COLUMNS
 
     def settle(period: int, import_mw: float, ends: bool, event: bool = False) -> dict[str, float]:
         r = CampusRealized(40.0, 40.0, 40.0, 0.0, 0.0, 0.0, event, 2.0 if event else 0.0, 0.0)
-        return dict(zip(names, meter.settle(period, import_mw=import_mw, export_mw=0.0,
+        return dict(zip(names, campus_meter.settle(period, import_mw=import_mw, export_mw=0.0,
                                             realized=r, unserved_wu=0.0, missed_wu=0.0,
                                             period_ends=ends), strict=True))
 
@@ -313,12 +313,12 @@ def test_meter_dr_settlement_and_billing_peaks() -> None:
     assert first["dr_penalty_usd"] == pytest.approx(175.0)
     assert first["energy_import_usd"] == pytest.approx(30.0)
     assert settle(1, 5.0, False)["demand_charge_usd"] == 0.0
-    assert meter.peak_to_date(1) == 5.0 and meter.peak_to_date(2) == 0.0
+    assert campus_meter.peak_to_date(1) == 5.0 and campus_meter.peak_to_date(2) == 0.0
     assert settle(1, 1.0, True)["demand_charge_usd"] == pytest.approx(60_000.0)
     assert settle(2, 2.0, True)["demand_charge_usd"] == pytest.approx(24_000.0)
-    assert meter.totals["demand_charge_usd"] == pytest.approx(84_000.0)
+    assert campus_meter.totals["demand_charge_usd"] == pytest.approx(84_000.0)
     # Energy 40 $/MWh × (3 + 5 + 1 + 2) MW × 0.25 h; the negative reward adds 25 $.
-    assert meter2.net_cost_usd(meter.totals) == pytest.approx(110.0 + 84_000.0 + 25.0 + 175.0)
+    assert meter.net_cost_usd(campus_meter.totals) == pytest.approx(110.0 + 84_000.0 + 25.0 + 175.0)
 
 
 # ----------------------------------------------------------------------------- multi-campus
@@ -389,7 +389,7 @@ def test_two_campus_run_has_one_row_per_interval_and_campus(two_campus_run: RunR
     led = two_campus_run.ledger
     assert led.index.names == ["interval_start_utc", "campus"]
     assert len(led) == 2 * STEPS
-    assert set(engine2.LEDGER_COLUMNS) <= set(led.columns)
+    assert set(engine.LEDGER_COLUMNS) <= set(led.columns)
     pools = two_campus_run.pools
     assert pools is not None and len(pools) == STEPS * len(two_campus_run.site.pools)
     b = two_campus_run.campus_ledger("B")
@@ -585,19 +585,19 @@ MUTANTS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str]] = {
         lambda mp: mp.setattr(CampusPlant, "_export", lambda self, s, p: s if p > 0 else 0.0),
         "export above the export limit"),
     "battery without losses": (
-        lambda mp: mp.setattr(plant2, "battery_energy_after", _battery_ignores_losses),
+        lambda mp: mp.setattr(plant, "battery_energy_after", _battery_ignores_losses),
         "battery energy"),
     "inference energy at the wrong campus": (
-        lambda mp: mp.setattr(engine2._Fleet, "inference_it_mw",
-                              _swap_campuses(engine2._Fleet.inference_it_mw)),
+        lambda mp: mp.setattr(engine._Fleet, "inference_it_mw",
+                              _swap_campuses(engine._Fleet.inference_it_mw)),
         "its pools'"),
     "export credited at the import price": (
-        lambda mp: mp.setattr(meter2.CampusMeter, "settle",
-                              _unbooked_export(meter2.CampusMeter.settle)),
+        lambda mp: mp.setattr(meter.CampusMeter, "settle",
+                              _unbooked_export(meter.CampusMeter.settle)),
         "export_revenue_usd"),
     "demand charge without the peak": (
-        lambda mp: mp.setattr(meter2.CampusMeter, "settle",
-                              _peakless(meter2.CampusMeter.settle)),
+        lambda mp: mp.setattr(meter.CampusMeter, "settle",
+                              _peakless(meter.CampusMeter.settle)),
         "demand_charge_usd"),
     "done work left in the backlog": (
         lambda mp: mp.setattr(Backlog, "process", _process_forgets),

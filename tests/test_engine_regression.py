@@ -1,8 +1,8 @@
 """The one engine against the figures of the two engines it replaced (stored regressions).
 
 Until the old engines were deleted (issue 14, phase 2A), these cases ran both the
-old engine and :func:`mpc_dc.sim.engine2.simulate`, decision for decision, and
-asserted ledgers, KPIs and observations equal to 1e-9 (``test_engine2_equivalence.py``
+old engine and :func:`mpc_dc.sim.engine.simulate`, decision for decision, and
+asserted ledgers, KPIs and observations equal to 1e-9 (``test_engine_equivalence.py``
 at commit 3994763). The figures below are the old engines' KPIs of the same cases,
 measured at commit 3994763 with its own code (the old engine on the old inputs); the
 cases are now built on the one stack (the one schema's data builder gives the same
@@ -28,9 +28,9 @@ import pandas as pd
 import pytest
 
 from mpc_dc.runner import prepare
-from mpc_dc.sim import engine2
+from mpc_dc.sim import engine
 from mpc_dc.sim.arrivals import ArrivalConfig, build_arrivals
-from mpc_dc.sim.exogenous2 import SiteExogenous, column, demand_columns
+from mpc_dc.sim.exogenous import SiteExogenous, column, demand_columns
 from mpc_dc.sim.policy import CampusDecision, Decision, FleetDecision, Observation
 from mpc_dc.sim.serving import ServingConfig
 from mpc_dc.site.config import Campus, Fleet, Grid, Site
@@ -161,7 +161,7 @@ RCDC_FIGURES: dict[str, dict[str, float]] = {
 @pytest.mark.parametrize("kind", ["wholesale", "retail"])
 def test_rcdc_site_reproduces_the_old_engine(kind: str) -> None:
     exo, policy = rcdc_case(kind)
-    new = engine2.simulate(exo, policy)
+    new = engine.simulate(exo, policy)
     want = RCDC_FIGURES[kind]
     for name, value in want.items():
         assert new.kpis[name] == pytest.approx(value, rel=1e-9, abs=1e-9), name
@@ -308,7 +308,7 @@ FLEET_FIGURES: dict[str, dict[str, float]] = {
 @pytest.mark.parametrize("fidelity", ["request", "fluid"])
 def test_fleet_site_reproduces_the_old_engine(fidelity: str) -> None:
     exo, policy = fleet_case()
-    new = engine2.simulate(exo, policy, serving=ServingConfig(fidelity=fidelity,
+    new = engine.simulate(exo, policy, serving=ServingConfig(fidelity=fidelity,
                                                               slots_per_instance=4))
     for name, value in FLEET_FIGURES[fidelity].items():
         assert new.kpis[name] == pytest.approx(value, rel=1e-9, abs=1e-9, nan_ok=True), name

@@ -21,16 +21,16 @@ start):
   :class:`~mpc_dc.sim.fluid.FluidServer`: routing per the shares, scale-up with
   the load time, drain on scale-down, re-dispatch of queues stranded on pools
   left without instances), which gives each campus's inference IT energy; then
-  each campus's plant (:class:`~mpc_dc.sim.plant2.CampusPlant`: other-IT work,
+  each campus's plant (:class:`~mpc_dc.sim.plant.CampusPlant`: other-IT work,
   renewable, battery, grid, shedding order); under ``on_arrival`` a campus's
   deferrable work arriving in the interval is released into it first. Waits Δ.
 * replay (at ``t+Δ``): releases the deferrable work submitted during the
   interval (``window_start``: the next window's batch), expires missed deadlines,
   and hands the policy what is published by now
-  (:meth:`~mpc_dc.sim.exogenous2.SiteExogenous.published_during`: a 15-min value
+  (:meth:`~mpc_dc.sim.exogenous.SiteExogenous.published_during`: a 15-min value
   now, an hourly one at the end of its hour; demand ``tokens_per_s[M]`` and
   ``requests_per_h[M]`` at the end of its interval).
-* meter (at ``t+Δ``): settles each campus (:class:`~mpc_dc.sim.meter2.CampusMeter`)
+* meter (at ``t+Δ``): settles each campus (:class:`~mpc_dc.sim.meter.CampusMeter`)
   and writes the ledger rows.
 
 Outputs (:class:`RunResult`): a ledger with one row per (interval, campus)
@@ -58,10 +58,10 @@ from threadpoolctl import threadpool_limits
 
 from mpc_dc.rundir import write_run
 from mpc_dc.sim.backlog import Backlog
-from mpc_dc.sim.exogenous2 import SiteExogenous
+from mpc_dc.sim.exogenous import SiteExogenous
 from mpc_dc.sim.fluid import FluidServer, Server
 from mpc_dc.sim.invariants import InvariantError, check_battery_ledger, check_campus_ledger
-from mpc_dc.sim.meter2 import (
+from mpc_dc.sim.meter import (
     COST_COLUMNS,
     METER_COLUMNS,
     CampusMeter,
@@ -70,7 +70,7 @@ from mpc_dc.sim.meter2 import (
     billing_periods,
     net_cost_usd,
 )
-from mpc_dc.sim.plant2 import RECORD_COLUMNS, CampusPlant, CampusRecord
+from mpc_dc.sim.plant import RECORD_COLUMNS, CampusPlant, CampusRecord
 from mpc_dc.sim.policy import (
     CampusObservation,
     Decision,
@@ -122,7 +122,7 @@ LEDGER_COLUMNS: tuple[str, ...] = (
 )
 """Numeric columns of every (interval, campus) ledger row (plus ``decision_source``):
 flows [MW], battery energy [MWh], work [WU], prices [$/MWh], carbon [gCO2/kWh] and
-[kg], costs [$] (:mod:`mpc_dc.sim.plant2`, :mod:`mpc_dc.sim.meter2`)."""
+[kg], costs [$] (:mod:`mpc_dc.sim.plant`, :mod:`mpc_dc.sim.meter`)."""
 
 FLEET_CAMPUS_COLUMNS: tuple[str, ...] = ("tokens_served", "tokens_arrived", "requests_arrived")
 """Per-campus serving totals of a run with a fleet [tokens], [requests]; the ledger also
@@ -660,7 +660,7 @@ def compute_kpis(
 ) -> dict[str, Any]:
     """Headline figures of a run, one meaning per key.
 
-    Costs [$] (net ``cost_usd`` and each :data:`~mpc_dc.sim.meter2.COST_COLUMNS`
+    Costs [$] (net ``cost_usd`` and each :data:`~mpc_dc.sim.meter.COST_COLUMNS`
     component), energy [MWh], carbon [t], other-IT work [WU], solver and decision
     times [s], faults; with a fleet, serving figures (requests, tokens, latency
     percentiles [s], SLO attainment [-]); ``by_campus`` holds the per-campus
@@ -833,7 +833,7 @@ def check_invariants(result: RunResult) -> None:
     * settlement: every cost of every row equals the meter's rule re-applied to the
       row's flows and prices, demand charges to the billing-period peaks, and each
       campus's summed costs equal its meter's book
-      (:func:`~mpc_dc.sim.meter2.audit_settlement`);
+      (:func:`~mpc_dc.sim.meter.audit_settlement`);
     * serving: requests offered = routed + dropped each interval; tokens and
       inference IT energy per campus = the sum of its pools; request statuses,
       per-request records vs the table, and tokens offered = served + unserved
