@@ -233,7 +233,7 @@ def _run_report(path: Path, day: str | None) -> Report:
 
 
 LEDGER_COLUMNS = (
-    "site_load_mw",
+    "facility_power_mw",
     "renewable_used_mw",
     "renewable_available_mw",
     "import_mw",
@@ -269,8 +269,8 @@ def _read_run(path: Path) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any],
 def _check_kpis(file: Path, kpis: dict[str, Any]) -> None:
     """The KPIs the report shows are numbers, the fallback/fault counters objects of counts."""
     if "cost_usd" not in kpis:
-        raise RunDirCorruptError(file, "missing; expected the KPIs of a run (the report "
-                                 "reads RCDC run directories)", field="cost_usd")
+        raise RunDirCorruptError(file, "missing; expected the KPIs of a run written by "
+                                 "mpc-dc run", field="cost_usd")
     keys = dict.fromkeys([*(k for k, *_ in RUN_KPIS), *(k for k, *_ in COST_COMPONENTS)])
     for key in keys:
         value = kpis.get(key)
@@ -286,11 +286,15 @@ def _check_kpis(file: Path, kpis: dict[str, Any]) -> None:
 
 
 def _check_ledger(file: Path, ledger: pd.DataFrame) -> None:
-    """A non-empty ledger indexed by UTC interval starts, with the plotted columns numeric."""
+    """A non-empty ledger with one row per (UTC interval start, campus), the plotted
+    columns numeric."""
     index = ledger.index
-    if not isinstance(index, pd.DatetimeIndex) or index.tz is None or ledger.empty:
-        raise RunDirCorruptError(file, "expected rows indexed by UTC interval starts (the "
-                                 "report reads RCDC run directories)")
+    times = index.get_level_values(0) if isinstance(index, pd.MultiIndex) else index
+    if (not isinstance(index, pd.MultiIndex) or list(index.names) != ["interval_start_utc",
+                                                                       "campus"]
+            or not isinstance(times, pd.DatetimeIndex) or times.tz is None or ledger.empty):
+        raise RunDirCorruptError(file, "expected rows indexed by (interval_start_utc, "
+                                 "campus), interval starts in UTC")
     for column in LEDGER_COLUMNS:
         if column not in ledger.columns:
             raise RunDirCorruptError(file, "missing column", field=column)

@@ -19,16 +19,12 @@ from mpc_dc.sweep import (
     results_table,
     run_sweep,
 )
+from tests.test_sweep import BASE
 
-SWEEP = """
-name = "robust"
-[run]
-days = 1
-history_days = 7
-[controller]
-kind = "baseline"
+SWEEP = BASE.format(days=1).replace('name = "sweep-test"', 'name = "robust"').replace(
+    'forecaster = "persistence"', 'kind = "baseline"') + """
 [sweep.grid]
-"run.deferrable_share" = [0.2, 0.4, 0.6]
+"site.campuses[0].other_it.deferrable_share" = [0.2, 0.4, 0.6]
 """
 
 
