@@ -161,7 +161,7 @@ SYNTHETIC_CARBON: Mapping[str, SyntheticCarbonZone] = {
         207, 205, 203, 202, 203, 205, 209, 212, 215, 216, 214, 214,
         214, 214, 214, 217, 220, 223, 225, 226, 224, 221, 215, 212)),
 }
-"""Carbon zones of synthetic data (tests/test_fleet_scenario_sources.py recomputes the
+"""Carbon zones of synthetic data (tests/test_fleet_sources.py recomputes the
 profiles from the files)."""
 
 
