@@ -164,12 +164,6 @@ def start_observation(exo: SiteExogenous, step: int) -> Observation:
     return Observation(step=step, time=exo.time(step), campuses=campuses)
 
 
-def _padded(values: np.ndarray, H: int) -> np.ndarray:
-    out = np.zeros(H)
-    out[: values.size] = values[:H]
-    return out
-
-
 def build_horizon(
     exo: SiteExogenous,
     obs: Observation,

@@ -205,9 +205,6 @@ def price_node(node: str) -> PriceNode | None:
     return None
 
 
-KNOWN_PRICE_NODES: tuple[str, ...] = (*NYISO_ZONES, *NYISO_ZONE_NAMES, *CAISO_HUBS)
-"""Every ``price_node`` real data has."""
-
 
 # ----------------------------------------------------------------------------- errors
 
@@ -607,11 +604,6 @@ class SiteSources:
     origin: dict[str, str]
     counts: pd.DataFrame | None = None
     rows: pd.DataFrame | None = None
-
-    @property
-    def tail_steps(self) -> int:
-        """Intervals after the run [intervals]."""
-        return len(self.index) - self.history_steps - self.run_steps
 
 
 def site_index(scenario: Scenario) -> pd.DatetimeIndex:
