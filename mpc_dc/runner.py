@@ -36,7 +36,7 @@ from mpc_dc.control.mpc import (
     truth_values,
 )
 from mpc_dc.control.offline import OfflinePolicy
-from mpc_dc.problem2 import Problem, SolverOptions, solve_day
+from mpc_dc.problem import Problem, SolverOptions, solve_day
 from mpc_dc.sim.engine import RunResult, save_run, simulate
 from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.policy import Policy

@@ -28,7 +28,7 @@ from mpc_dc.control.baseline import BaselinePolicy
 from mpc_dc.control.forecasting import ChannelForecasts, channels, make_forecasters
 from mpc_dc.control.mpc import MpcPolicy
 from mpc_dc.control.offline import OfflinePolicy
-from mpc_dc.problem2 import Formulation, Problem, SolveResult, SolveStatus
+from mpc_dc.problem import Formulation, Problem, SolveResult, SolveStatus
 from mpc_dc.runner import (
     OFFLINE_ROW,
     PERFECT_ROW,

@@ -1,7 +1,7 @@
 """The one engine: a hand-worked combined case, the plant's shedding order, the exogenous
 contract, decision cleaning, the run directory, and invariants that catch injected bugs.
 
-The equivalence with the two old engines is in ``tests/test_engine_equivalence.py``.
+The figures of the two old engines it replaced are in ``tests/test_engine_regression.py``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import pytest
 from forecasters.base import BaseForecaster
 from mpc_dc.cli import main as cli_main
 from mpc_dc.control.mpc import MpcPolicy
-from mpc_dc.problem2 import (
+from mpc_dc.problem import (
     Formulation,
     HorizonInputs,
     PlantState,

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mpc_dc.fleet_problem import routing_shares
+from mpc_dc.problem import routing_shares
 from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.policy import (
     CampusDecision,

@@ -4,9 +4,9 @@ Every 15 minutes :meth:`MpcPolicy.decide` turns the simulator's
 :class:`~mpc_dc.sim.policy.Observation` and the channels' forecasts
 (:mod:`mpc_dc.control.forecasting`) into the problem's inputs
 (:func:`build_horizon`), solves the one problem of the site
-(:class:`mpc_dc.problem2.Problem`, built once) and commits interval 0 of the plan:
+(:class:`mpc_dc.problem.Problem`, built once) and commits interval 0 of the plan:
 deferrable work, battery set-points, curtailment and planned grid flows per campus;
-instances per pool and routing shares per model (:meth:`~mpc_dc.problem2.Plan.decision`).
+instances per pool and routing shares per model (:meth:`~mpc_dc.problem.Plan.decision`).
 
 The horizon (:func:`build_horizon`), per campus
 -------------------------------------------------
@@ -43,7 +43,7 @@ Fallback chain (each use logged with its reason and counted in ``stats.fallbacks
 the committed form (round-and-fix of the committed interval's instance counts, the
 exactness binaries integer there) → the LP relaxation of the relaxed formulation
 with its first interval's instances rounded as round-and-fix rounds them
-(:meth:`~mpc_dc.problem2.Problem.round_first_interval`) → the rule-based safe action
+(:meth:`~mpc_dc.problem.Problem.round_first_interval`) → the rule-based safe action
 (:func:`~mpc_dc.control.baseline.rule_decision`: the whole backlog, the rule fleet
 for the forecast demand). A warm floor of instances per model is kept on every
 committed decision.
@@ -62,7 +62,7 @@ import pandas as pd
 
 from mpc_dc.control.baseline import rule_decision, with_min_instances
 from mpc_dc.control.forecasting import ChannelForecasts
-from mpc_dc.problem2 import (
+from mpc_dc.problem import (
     Form,
     Formulation,
     HorizonInputs,
@@ -162,12 +162,6 @@ def start_observation(exo: SiteExogenous, step: int) -> Observation:
         battery = 0.0 if c.battery is None else c.battery.initial_energy_mwh
         campuses[c.name] = CampusObservation(backlog, 0.0, battery)
     return Observation(step=step, time=exo.time(step), campuses=campuses)
-
-
-def _padded(values: np.ndarray, H: int) -> np.ndarray:
-    out = np.zeros(H)
-    out[: values.size] = values[:H]
-    return out
 
 
 def build_horizon(

@@ -3,7 +3,7 @@
 Time is counted in grid steps from the start of the run. A job released at step
 ``r`` may be processed in intervals ``r, r+1, ...`` and must be done by the end
 of interval ``d`` (its deadline step). Work is measured in work units [WU]
-(``mpc_dc.params.site``).
+(:class:`mpc_dc.site.config.OtherIT`).
 
 Conservation, checked by :meth:`Backlog.check_conservation`:
 ``released = done + pending + missed`` at all times.

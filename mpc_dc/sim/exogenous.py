@@ -126,20 +126,6 @@ def deferrable_releases(
     return released
 
 
-CAMPUS_QUANTITIES: tuple[str, ...] = (
-    "price_usd_per_mwh",
-    "carbon_gco2_per_kwh",
-    "renewable_cf",
-    "workload_wu",
-    "dr_event",
-    "dr_baseline_mw",
-    "gpus_available",
-)
-"""Per-campus column quantities (module docstring)."""
-
-MODEL_QUANTITIES: tuple[str, ...] = ("tokens_per_s", "requests_per_h")
-"""Per-model column quantities (module docstring)."""
-
 DEMAND_RTOL = 1e-6
 """Relative tolerance of the run-period demand columns against the requests [-]."""
 
@@ -453,13 +439,6 @@ class SiteExogenous:
     def time(self, step: int) -> pd.Timestamp:
         """Start of run interval ``step``."""
         return self.run_start + step * STEP
-
-    def campus_index(self, campus: str) -> int:
-        """Position of ``campus`` in the site (KeyError naming the campuses otherwise)."""
-        names = self.site.campus_names
-        if campus not in names:
-            raise KeyError(f"no campus {campus!r}; campuses: {', '.join(names)}")
-        return names.index(campus)
 
     def _check_step(self, step: int) -> None:
         if not 0 <= step < self.n_steps:

@@ -578,17 +578,12 @@ class _Instances:
 
     committed: int = 0
     ready_times: list[float] = field(default_factory=list)
-    drain_off: list[float] = field(default_factory=list)
 
     def instance_s(self, t0: float, t1: float) -> float:
-        drain = sum(max(0.0, min(off, t1) - t0) for off in self.drain_off)
-        return self.committed * (t1 - t0) + drain
+        return self.committed * (t1 - t0)
 
     def ready_s(self, t0: float, t1: float) -> float:
         return sum(max(0.0, t1 - max(t0, r)) for r in self.ready_times)
-
-    def end_interval(self, t1: float) -> None:
-        self.drain_off = [off for off in self.drain_off if off > t1]
 
 
 class _Pool:

@@ -248,11 +248,6 @@ class Tariff:
         """True for a retail tariff with a positive demand charge."""
         return self.kind == "retail" and self.demand_charge_usd_per_kw > 0
 
-    @classmethod
-    def retail_ny(cls) -> Tariff:
-        """Retail tariff of the RCDC study: 12.39 $/kW demand charge, DA-indexed energy."""
-        return cls(kind="retail", demand_charge_usd_per_kw=12.39)
-
 
 def retail_prices(da_price_usd_per_mwh: np.ndarray,
                   tariff: Tariff) -> tuple[np.ndarray, np.ndarray]:

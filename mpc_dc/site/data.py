@@ -161,7 +161,7 @@ SYNTHETIC_CARBON: Mapping[str, SyntheticCarbonZone] = {
         207, 205, 203, 202, 203, 205, 209, 212, 215, 216, 214, 214,
         214, 214, 214, 217, 220, 223, 225, 226, 224, 221, 215, 212)),
 }
-"""Carbon zones of synthetic data (tests/test_fleet_scenario_sources.py recomputes the
+"""Carbon zones of synthetic data (tests/test_fleet_sources.py recomputes the
 profiles from the files)."""
 
 
@@ -204,9 +204,6 @@ def price_node(node: str) -> PriceNode | None:
         return PriceNode("caiso", node)
     return None
 
-
-KNOWN_PRICE_NODES: tuple[str, ...] = (*NYISO_ZONES, *NYISO_ZONE_NAMES, *CAISO_HUBS)
-"""Every ``price_node`` real data has."""
 
 
 # ----------------------------------------------------------------------------- errors
@@ -607,11 +604,6 @@ class SiteSources:
     origin: dict[str, str]
     counts: pd.DataFrame | None = None
     rows: pd.DataFrame | None = None
-
-    @property
-    def tail_steps(self) -> int:
-        """Intervals after the run [intervals]."""
-        return len(self.index) - self.history_steps - self.run_steps
 
 
 def site_index(scenario: Scenario) -> pd.DatetimeIndex:

@@ -299,7 +299,7 @@ class ServingSpec:
     request_samples: int = 200_000
 
     def config(self) -> ServingConfig:
-        """The simulator's :class:`~mpc_dc.sim.fleet_engine.ServingConfig`."""
+        """The simulator's :class:`~mpc_dc.sim.serving.ServingConfig`."""
         from mpc_dc.sim.serving import ServingConfig
 
         return ServingConfig(fidelity=self.fidelity, ttft_slo_s=dict(self.ttft_slo_s),

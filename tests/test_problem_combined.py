@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mpc_dc.params.quant_table import QuantTable
-from mpc_dc.problem2 import (
+from mpc_dc.problem import (
     Form,
     Formulation,
     HorizonInputs,
@@ -37,7 +37,7 @@ from mpc_dc.site.config import (
     Site,
     Tariff,
 )
-from tests.test_fleet_problem import _row
+from tests.test_problem_fleet import _row
 
 LINEAR = ProcessingFunction(power_frac=(0.0, 1.0), work_frac=(0.0, 1.0))
 POOL = ("A", "m", "BF16")

@@ -1,4 +1,4 @@
-"""The resident HiGHS model's basis as :mod:`mpc_dc.problem2` reads it.
+"""The resident HiGHS model's basis as :mod:`mpc_dc.problem` reads it.
 
 :meth:`HighsFastPath.current_basis` rebuilds the basis from HiGHS's list of basic
 variables and the column values instead of reading HiGHS's per-entry enum lists
@@ -13,17 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mpc_dc import problem2 as new
 from mpc_dc.benchmarking import rcdc_receding_cases, rcdc_site
 from mpc_dc.fastpath import HighsFastPath
-from tests.problem2_equiv import (
-    inputs_of_fleet,
-    inputs_of_rcdc,
-    site_of_fleet,
-    site_of_rcdc,
-    state_of_rcdc,
-)
-from tests.test_problem2_equivalence import _fleet_config, _fleet_inputs
+from mpc_dc.problem import Problem
+from tests.test_problem_regression import fleet_inputs, fleet_site
 
 
 def _agree(fast: HighsFastPath) -> None:
@@ -41,19 +34,18 @@ def _agree(fast: HighsFastPath) -> None:
 
 @pytest.mark.parametrize("market", ["wholesale", "retail"])
 def test_current_basis_is_the_basis_highs_holds_rcdc(market: str) -> None:
-    cfg = rcdc_site(market)
-    prob = new.Problem(site_of_rcdc(cfg), 96, demand_response=False)
+    prob = Problem(rcdc_site(market), 96, demand_response=False)
     for inputs, state in rcdc_receding_cases(96, n=3, seed=2):
-        prob.solve(inputs_of_rcdc(inputs), state_of_rcdc(state))
+        prob.solve(inputs, state)
         _agree(prob.model(False).fast)
 
 
 def test_current_basis_is_the_basis_highs_holds_fleet() -> None:
-    prob = new.Problem(site_of_fleet(_fleet_config("S6")), 12)
-    prob.solve(inputs_of_fleet(_fleet_inputs(12, seed=1, dr=True)), None, "lp")
+    prob = Problem(fleet_site("S6"), 12)
+    prob.solve(fleet_inputs(12, seed=1, dr=True), None, "lp")
     _agree(prob.model(False).fast)
 
 
 def test_no_basis_before_a_solve() -> None:
-    prob = new.Problem(site_of_fleet(_fleet_config("S4")), 4)
+    prob = Problem(fleet_site("S4"), 4)
     assert prob.model(False).fast.current_basis() is None

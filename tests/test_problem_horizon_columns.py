@@ -1,5 +1,6 @@
-"""Multi-resolution fleet horizon: 15-min columns first, coarse columns beyond
-(``FleetSolverOptions.fine_steps`` / ``coarse_block_steps``, docs/fleet.md)."""
+"""Multi-resolution horizon of the one problem on fleet sites: 15-min columns first,
+coarse columns beyond (``SolverOptions.fine_steps`` / ``coarse_block_steps``,
+docs/fleet.md)."""
 
 from __future__ import annotations
 
@@ -9,24 +10,20 @@ import numpy as np
 import pytest
 
 from mpc_dc.config import ConfigError
-from mpc_dc.fleet_problem import (
-    FleetForm,
-    FleetInputs,
-    FleetProblem,
-    FleetSolverOptions,
-    FleetState,
-    horizon_columns,
+from mpc_dc.problem import Form, HorizonInputs, PlantState, Problem, SolverOptions, horizon_columns
+from mpc_dc.site.config import Flexibility, Site
+from tests.test_problem_fleet import (
+    _config,
+    _inputs,
+    _row,
+    random_inputs,
+    receding_windows,
+    two_campus_site,
 )
-from mpc_dc.params.fleet import CampusParams, FleetConfig
-from tests.test_fleet_problem import _config, _row
 
 
-def _two_campus_case(H: int, seed: int = 5) -> tuple[FleetConfig, FleetInputs]:
-    cfg = FleetConfig(campuses=(CampusParams("A", "NP15", 64), CampusParams("B", "SP15", 64)),
-                      models=("qwen3-8b", "qwen3-32b"))
-    rng = np.random.default_rng(seed)
-    return cfg, FleetInputs(rng.uniform(1e4, 8e4, (2, H)), rng.uniform(20, 80, (2, H)),
-                            rng.uniform(100, 300, (2, H)))
+def _two_campus_case(H: int, seed: int = 5) -> tuple[Site, HorizonInputs]:
+    return two_campus_site(), random_inputs(np.random.default_rng(seed), H)
 
 
 def test_horizon_columns() -> None:
@@ -37,7 +34,7 @@ def test_horizon_columns() -> None:
     with pytest.raises(ValueError, match="far_start_steps"):
         horizon_columns(20, 4, 4, 2, 8)
     with pytest.raises(ValueError, match="far_start_steps"):
-        FleetSolverOptions(fine_steps=8, far_start_steps=4)
+        SolverOptions(fine_steps=8, far_start_steps=4)
     assert horizon_columns(8, 4, 4).tolist() == [1, 1, 1, 1, 4]
     assert horizon_columns(5).tolist() == [1] * 5
     assert horizon_columns(5, 9, 4).tolist() == [1] * 5  # fine region beyond the horizon
@@ -46,17 +43,17 @@ def test_horizon_columns() -> None:
     with pytest.raises(ValueError, match="coarse_block_steps"):
         horizon_columns(5, 2, 0)
     with pytest.raises(ValueError, match="fine_steps"):
-        FleetSolverOptions(fine_steps=1, committed_intervals=2)
+        SolverOptions(fine_steps=1, committed_intervals=2)
 
 
-@pytest.mark.parametrize("form", [FleetForm.LP, FleetForm.COMMITTED_INTEGER])
-def test_one_interval_columns_equal_the_plain_model(form: FleetForm) -> None:
+@pytest.mark.parametrize("form", [Form.LP, Form.COMMITTED_INTEGER])
+def test_one_interval_columns_equal_the_plain_model(form: Form) -> None:
     """A "coarse" tail of 1-interval columns is the plain model: same optimum."""
     cfg, inputs = _two_campus_case(12)
-    plain = FleetProblem(cfg, 12).solve(inputs, FleetState(), form)
-    ones = FleetProblem(cfg, 12, FleetSolverOptions(fine_steps=3, coarse_block_steps=1))
+    plain = Problem(cfg, 12).solve(inputs, PlantState(), form)
+    ones = Problem(cfg, 12, SolverOptions(fine_steps=3, coarse_block_steps=1))
     assert not ones.blocked
-    res = ones.solve(inputs, FleetState(), form)
+    res = ones.solve(inputs, PlantState(), form)
     assert res.objective_usd == pytest.approx(plain.objective_usd, rel=1e-9)
 
 
@@ -66,11 +63,11 @@ def test_constant_data_without_starts_costs_the_same() -> None:
     Every interval: n = 1.5, P = 150 + 150 = 300 W, 0.25 h · 100 $/MWh · 300e-6 MW =
     0.0075 $; 10 intervals 0.075 $, whether as 10 columns or as 2 + 4 + 4."""
     cfg = _config([_row("BF16", mu=1000, gpus=1, idle_w=100, e_j=0.1, loss=0)])
-    inputs = FleetInputs(np.full((1, 10), 1500.0), np.full((1, 10), 100.0), np.zeros((1, 10)))
-    state = FleetState({("A", "m", "BF16"): 2})
-    plain = FleetProblem(cfg, 10).solve(inputs, state, FleetForm.LP)
-    blocked = FleetProblem(cfg, 10, FleetSolverOptions(fine_steps=2, coarse_block_steps=4))
-    res = blocked.solve(inputs, state, FleetForm.LP)
+    inputs = _inputs([1500.0] * 10, [[100.0] * 10])
+    state = PlantState({("A", "m", "BF16"): 2})
+    plain = Problem(cfg, 10).solve(inputs, state, Form.LP)
+    blocked = Problem(cfg, 10, SolverOptions(fine_steps=2, coarse_block_steps=4))
+    res = blocked.solve(inputs, state, Form.LP)
     assert blocked.n_columns == 4
     assert plain.objective_usd == pytest.approx(0.075, rel=1e-6)
     assert res.objective_usd == pytest.approx(0.075, rel=1e-6)
@@ -86,10 +83,9 @@ def test_block_takes_mean_demand_and_price_and_weights_its_cost() -> None:
     P = 2 · 100 + 2000 · 0.1 = 400 W, 2 · 0.25 · 100 · 400e-6 = 0.02 $; the first
     interval 1 instance, 200 W, 0.25 · 100 · 200e-6 = 0.005 $."""
     cfg = _config([_row("BF16", mu=1000, gpus=1, idle_w=100, e_j=0.1, loss=0)])
-    inputs = FleetInputs(np.array([[1000.0, 1000.0, 3000.0]]), np.array([[100.0, 50.0, 150.0]]),
-                         np.zeros((1, 3)))
-    prob = FleetProblem(cfg, 3, FleetSolverOptions(fine_steps=1, coarse_block_steps=2))
-    res = prob.solve(inputs, FleetState({("A", "m", "BF16"): 2}), FleetForm.LP)
+    inputs = _inputs([1000.0, 1000.0, 3000.0], [[100.0, 50.0, 150.0]])
+    prob = Problem(cfg, 3, SolverOptions(fine_steps=1, coarse_block_steps=2))
+    res = prob.solve(inputs, PlantState({("A", "m", "BF16"): 2}), Form.LP)
     assert res.plan is not None
     np.testing.assert_allclose(res.plan.tokens_per_s, [[1000, 2000, 2000]], atol=1e-3)
     np.testing.assert_allclose(res.plan.instances, [[1, 2, 2]], atol=1e-6)
@@ -101,13 +97,12 @@ def test_starts_land_on_the_first_interval_of_their_column() -> None:
     rise starts instances at the start of the column that needs them."""
     cfg = _config([_row("BF16", mu=1000, gpus=1, idle_w=100, e_j=0.1, loss=0)],
                   start_cost_usd_per_gpu=0.01)
-    demand = np.array([[1000.0, 1000.0, 1000.0, 1000.0, 3000.0, 3000.0]])
-    inputs = FleetInputs(demand, np.full((1, 6), 100.0), np.zeros((1, 6)))
-    prob = FleetProblem(cfg, 6, FleetSolverOptions(fine_steps=2, coarse_block_steps=2))
-    res = prob.solve(inputs, FleetState(), FleetForm.LP)
+    inputs = _inputs([1000.0, 1000.0, 1000.0, 1000.0, 3000.0, 3000.0], [[100.0] * 6])
+    prob = Problem(cfg, 6, SolverOptions(fine_steps=2, coarse_block_steps=2))
+    res = prob.solve(inputs, PlantState(), Form.LP)
     assert res.plan is not None
     np.testing.assert_allclose(res.plan.starts, [[1, 0, 0, 0, 2, 0]], atol=1e-6)
-    assert res.plan.decision(0).instances[("A", "m", "BF16")] == 1
+    assert res.plan.decision(0).fleet.instances[("A", "m", "BF16")] == 1
 
 
 def test_dr_event_in_part_of_a_column() -> None:
@@ -118,10 +113,10 @@ def test_dr_event_in_part_of_a_column() -> None:
     event interval alone (0.25 h · 1 $/kWh) at the column's power."""
     cfg = _config([_row("BF16", mu=3000, gpus=1, idle_w=100, e_j=0.1, loss=0)])
     base = dataclasses.replace(
-        FleetInputs(np.full((1, 3), 2000.0), np.zeros((1, 3)), np.zeros((1, 3))),
+        _inputs([2000.0] * 3, [[0.0] * 3]),
         dr_event=np.array([[0.0, 0.0, 1.0]]), dr_baseline_mw=np.array([[0.0, 0.0, 1e-3]]))
-    prob = FleetProblem(cfg, 3, FleetSolverOptions(fine_steps=1, coarse_block_steps=2))
-    res = prob.solve(base, FleetState({("A", "m", "BF16"): 1}), FleetForm.LP)
+    prob = Problem(cfg, 3, SolverOptions(fine_steps=1, coarse_block_steps=2))
+    res = prob.solve(base, PlantState({("A", "m", "BF16"): 1}), Form.LP)
     assert res.cost is not None
     assert res.cost.dr_reward_usd == pytest.approx(0.25 * (1 - 0.8 / 3), rel=1e-6)
     assert res.cost.dr_penalty_usd == pytest.approx(0.0, abs=1e-9)
@@ -132,35 +127,30 @@ def test_receding_blocked_solves_warm_equal_cold(far_start: int | None) -> None:
     """The starting basis (fine columns shifted, coarse columns kept) never changes
     the optimum of the blocked model (two or three tiers); committed intervals are
     integral."""
-    cfg, _ = _two_campus_case(1)
-    rng = np.random.default_rng(9)
-    H, N = 16, 22
-    demand, price = rng.uniform(1e4, 8e4, (2, N)), rng.uniform(20, 80, (2, N))
-    carbon = rng.uniform(100, 300, (2, N))
+    cfg = two_campus_site()
+    H = 16
     opts = dict(fine_steps=4, coarse_block_steps=2, far_start_steps=far_start,
                 far_block_steps=4)
-    warm = FleetProblem(cfg, H, FleetSolverOptions(**opts))  # type: ignore[arg-type]
-    cold = FleetProblem(cfg, H, FleetSolverOptions(warm_start="cold", **opts))  # type: ignore[arg-type]
-    state = FleetState()
-    for k in range(N - H + 1):
-        inputs = FleetInputs(demand[:, k:k + H], price[:, k:k + H], carbon[:, k:k + H])
-        a = warm.solve(inputs, state, FleetForm.COMMITTED_INTEGER)
-        b = cold.solve(inputs, state, FleetForm.COMMITTED_INTEGER)
+    warm = Problem(cfg, H, SolverOptions(**opts))  # type: ignore[arg-type]
+    cold = Problem(cfg, H, SolverOptions(warm_start="cold", **opts))  # type: ignore[arg-type]
+    state = PlantState()
+    for inputs in receding_windows(random_inputs(np.random.default_rng(9), 22), H):
+        a = warm.solve(inputs, state, Form.COMMITTED_INTEGER)
+        b = cold.solve(inputs, state, Form.COMMITTED_INTEGER)
         assert a.plan is not None and a.objective_usd == pytest.approx(b.objective_usd,
                                                                        rel=1e-6)
         assert np.allclose(a.plan.instances[:, 0], np.round(a.plan.instances[:, 0]))
-        state = FleetState(dict(a.plan.decision(0).instances))
+        state = PlantState(dict(a.plan.decision(0).fleet.instances))
     assert warm.last_warm_start == "shift"
 
 
 def test_shift_maps_with_a_coarse_tail() -> None:
     """Fine columns come from the next column; coarse columns (and the last fine one)
     keep their own."""
-    cfg, _ = _two_campus_case(1)
-    prob = FleetProblem(cfg, 12, FleetSolverOptions(fine_steps=4, coarse_block_steps=4))
+    prob = Problem(two_campus_site(), 12, SolverOptions(fine_steps=4, coarse_block_steps=4))
     assert prob.n_columns == 6
-    fast = prob.model.fast
-    col_src, _, _ = fast.shift_maps(prob.n_columns, time_src=prob._time_src())
+    fast = prob.model(False).fast
+    col_src, _, _ = fast.shift_maps(prob.n_columns, time_src=prob._time_source)
     n = fast.columns("instances")
     P = prob.ctx.n_pools
     np.testing.assert_array_equal(col_src[n[: 3 * P]], n[P : 4 * P])
@@ -171,18 +161,17 @@ def test_full_plan_and_fixed_instances_on_a_blocked_model() -> None:
     """A fully integral plan (integer_intervals = H) of a blocked model is integral in
     every interval, and re-costing it with its instances fixed gives its cost."""
     cfg, inputs = _two_campus_case(12)
-    prob = FleetProblem(cfg, 12, FleetSolverOptions(fine_steps=4, coarse_block_steps=4))
-    day = prob.solve(inputs, FleetState(), FleetForm.COMMITTED_INTEGER, integer_intervals=12)
+    prob = Problem(cfg, 12, SolverOptions(fine_steps=4, coarse_block_steps=4))
+    day = prob.solve(inputs, PlantState(), Form.COMMITTED_INTEGER, integer_intervals=12)
     assert day.plan is not None
     assert np.allclose(day.plan.instances, np.round(day.plan.instances))
     assert day.mip_gap == day.mip_gap  # certified: not NaN
-    again = prob.solve(inputs, FleetState(), FleetForm.LP, fix_instances=day.plan.instances)
+    again = prob.solve(inputs, PlantState(), Form.LP, fix_instances=day.plan.instances)
     assert again.objective_usd == pytest.approx(day.objective_usd, rel=1e-6)
 
 
 def test_scenario_keys() -> None:
     """The controller keys give the one problem's multi-resolution horizon."""
-    from mpc_dc.problem2 import Problem
     from mpc_dc.runner import solver_options
     from mpc_dc.site.config import Campus, Fleet, Site
     from mpc_dc.site.scenario import ControllerSpec
@@ -211,19 +200,16 @@ def test_scenario_keys() -> None:
         ControllerSpec(fine_horizon_h=6.1)
 
 
-@pytest.mark.parametrize("form", [FleetForm.COMMITTED_INTEGER, FleetForm.FULL_MILP])
-def test_switching_off_with_a_coarse_tail(form: FleetForm) -> None:
+@pytest.mark.parametrize("form", [Form.COMMITTED_INTEGER, Form.FULL_MILP])
+def test_switching_off_with_a_coarse_tail(form: Form) -> None:
     """Without Sw the fleet is one size for the horizon. D = 1000 | 1000, 3000 | 3000,
     3000 tok/s (1 fine interval, then columns of 2): the constant fleet covers the
     column means, 3 instances everywhere (the 2nd column's mean is 2000, the 3rd's 3000)."""
-    from mpc_dc.params.fleet import Flexibility
-
     cfg = _config([_row("BF16", mu=1000, gpus=1, idle_w=100, e_j=0.1, loss=0)],
                   flexibility=Flexibility(switching=False))
-    inputs = FleetInputs(np.array([[1000.0, 1000.0, 3000.0, 3000.0, 3000.0]]),
-                         np.full((1, 5), 50.0), np.zeros((1, 5)))
-    prob = FleetProblem(cfg, 5, FleetSolverOptions(fine_steps=1, coarse_block_steps=2))
-    res = prob.solve(inputs, FleetState({("A", "m", "BF16"): 1}), form)
+    inputs = _inputs([1000.0, 1000.0, 3000.0, 3000.0, 3000.0], [[50.0] * 5])
+    prob = Problem(cfg, 5, SolverOptions(fine_steps=1, coarse_block_steps=2))
+    res = prob.solve(inputs, PlantState({("A", "m", "BF16"): 1}), form)
     assert res.plan is not None
     np.testing.assert_allclose(res.plan.instances[0], [3, 3, 3, 3, 3], atol=1e-6)
     np.testing.assert_allclose(res.plan.tokens_per_s[0], [1000, 2000, 2000, 3000, 3000],
