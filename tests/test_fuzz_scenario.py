@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import json
 import math
 import os
 import re
-import tempfile
 import types
 import typing
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -36,7 +33,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mpc_dc.cli import main as cli_main
 from mpc_dc.site.scenario import (
     OLD_KEYS,
     OLD_VALUES,
@@ -45,6 +41,7 @@ from mpc_dc.site.scenario import (
     load_scenario,
     scenario_to_mapping,
 )
+from tests.fuzzing import Outcome, byte_edits, check_command, edited, scratch_folder
 
 EXAMPLES = sorted(p.stem for p in example_path("default").parent.glob("*.toml")
                   if not p.stem.startswith("sweep_"))
@@ -152,6 +149,12 @@ def is_union(path: Place) -> bool:
                for i in range(1, len(path) + 1))
 
 
+def schema_keys(table: Mapping[str, Any]) -> list[Place]:
+    """The places of ``table`` that are keys of the schema (not list entries, nor keys of
+    free tables such as ``model_map``)."""
+    return [p for p, _ in places(table) if isinstance(p[-1], str) and field_type(p)[1]]
+
+
 def set_at(table: dict[str, Any], path: Place, value: Any) -> None:
     node: Any = table
     for token in path[:-1]:
@@ -171,62 +174,16 @@ def get_at(table: Mapping[str, Any], path: Place) -> Any:
 
 @pytest.fixture(scope="module")
 def folder() -> Iterator[Path]:
-    """One scratch folder for the module (hypothesis re-runs a test many times)."""
-    with tempfile.TemporaryDirectory(prefix="mpc-dc-fuzz-scenario-") as name:
-        yield Path(name)
-
-
-_count = itertools.count()
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What ``mpc-dc scenario check --no-data`` said about one file."""
-
-    code: int
-    message: str
-    """The line after ``mpc-dc: error: FILE: `` (empty when accepted)."""
-
-    @property
-    def key(self) -> str | None:
-        """The key the message names."""
-        found = re.match(r"key '([^']*)': ", self.message)
-        return found[1] if found else None
-
-    @property
-    def said(self) -> str:
-        """The message after the key."""
-        return re.sub(r"^key '[^']*': ", "", self.message)
+    """One scratch folder for the module."""
+    yield from scratch_folder("mpc-dc-fuzz-scenario-")
 
 
 def check_file(folder: Path, data: bytes, capsys: pytest.CaptureFixture[str]) -> Outcome:
-    """Write ``data``; run ``scenario check FILE --no-data``.
-
-    Exit 0, or exit 2 with one stderr line naming the file; never a traceback (an
-    exception escaping ``main`` fails the test; an internal error is exit 1); nothing
-    besides the file is written. (``run`` reads a file with the same function, and
-    tests/test_bad_input_corpus.py checks that it refuses the corpus alike.)
-    """
-    path = folder / f"case{next(_count)}.toml"
-    path.write_bytes(data)
-    before = set(os.listdir(folder))
-    capsys.readouterr()
-    try:
-        code = cli_main(["scenario", "check", str(path), "--no-data"])
-        err = capsys.readouterr().err
-        assert code in (0, 2), f"exit {code}: {err}"
-        assert "Traceback" not in err
-        if code == 0:
-            assert err == "", err
-            return Outcome(0, "")
-        lines = err.strip("\n").split("\n")
-        assert len(lines) == 1, lines
-        prefix = f"mpc-dc: error: {path}: "
-        assert lines[0].startswith(prefix), lines[0]
-        return Outcome(2, lines[0][len(prefix):])
-    finally:
-        assert set(os.listdir(folder)) == before, "something was written"
-        path.unlink()
+    """Write ``data``; run ``scenario check FILE --no-data``; assert the invariants
+    (tests/fuzzing.py). (``run`` reads a file with the same function, and
+    tests/test_bad_input_corpus.py checks that it refuses the corpus alike.)"""
+    return check_command(folder, ".toml", data,
+                         lambda path: ["scenario", "check", path, "--no-data"], capsys)
 
 
 def check_table(folder: Path, table: Mapping[str, Any],
@@ -325,8 +282,7 @@ def test_misspelt_key_is_refused_naming_the_right_one(
 ) -> None:
     """A schema key with a letter added: refused as unknown, suggesting the key meant."""
     table = _resolved_copy(name)
-    keys = [p for p, _ in places(table) if isinstance(p[-1], str) and field_type(p)[1]]
-    path = data.draw(st.sampled_from(keys), label="key")
+    path = data.draw(st.sampled_from(schema_keys(table)), label="key")
     suffix = data.draw(st.sampled_from(["x", "s", "_", "z"]), label="suffix")
     parent = get_at(table, path[:-1])
     wrong = str(path[-1]) + suffix
@@ -354,8 +310,7 @@ def test_deleted_key(
     """A key deleted: its default is used; a required key is refused naming it and
     what was expected."""
     table = _resolved_copy(name)
-    keys = [p for p, _ in places(table) if isinstance(p[-1], str) and field_type(p)[1]]
-    path = data.draw(st.sampled_from(keys), label="key")
+    path = data.draw(st.sampled_from(schema_keys(table)), label="key")
     del get_at(table, path[:-1])[path[-1]]
     outcome = check_table(folder, table, capsys)
     required = path in REQUIRED or (path[:2] == ("site", "campuses")
@@ -405,22 +360,8 @@ def test_random_byte_edits(
 ) -> None:
     """Bytes of a shipped example deleted, inserted or overwritten: accepted, or one
     line naming the file, never a crash."""
-    raw = bytearray(SHIPPED[name])
-    edits = data.draw(st.lists(st.tuples(st.sampled_from(["del", "ins", "set"]),
-                                         st.integers(0, len(raw) - 1),
-                                         st.binary(min_size=1, max_size=4)),
-                               min_size=1, max_size=4), label="edits")
-    for kind, where, blob in edits:
-        at = min(where, len(raw) - 1)
-        if kind == "del":
-            del raw[at : at + len(blob)]
-        elif kind == "ins":
-            raw[at:at] = blob
-        else:
-            raw[at : at + len(blob)] = blob
-        if not raw:
-            raw = bytearray(b"x")
-    check_file(folder, bytes(raw), capsys)
+    edits = data.draw(byte_edits(len(SHIPPED[name])), label="edits")
+    check_file(folder, edited(SHIPPED[name], edits), capsys)
 
 
 @FUZZ
