@@ -42,7 +42,7 @@ from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.policy import Policy
 from mpc_dc.sim.serving import workload_capacity
 from mpc_dc.site.config import Site
-from mpc_dc.site.data import SOURCE, build_site_exogenous
+from mpc_dc.site.data import SOURCE, build_site_exogenous, errors_name
 from mpc_dc.site.scenario import (
     ControllerSpec,
     Scenario,
@@ -371,22 +371,31 @@ def compare(
     out_dir : Path, optional
         Write each row's run directory under it (``<out_dir>/<label>``).
     """
+    from mpc_dc.rundir import check_target
+
+    # Every variant and run directory is checked before the data are read: a bad label
+    # costs nothing. The variants need not be of the prepared scenario: a run on
+    # ``prepared`` takes its capacity from it.
+    with errors_name(source):
+        wanted: dict[str, Scenario] = {REFERENCE_ROW: reference_scenario(scenario),
+                                       OFFLINE_ROW: controller_variant(scenario, "offline"),
+                                       PERFECT_ROW: controller_variant(scenario, "perfect")}
+        names = {REFERENCE_ROW: "reference", OFFLINE_ROW: "offline", PERFECT_ROW: "perfect"}
+        for label in labels:
+            row = row_label(label)
+            if row not in wanted:
+                wanted[row] = controller_variant(scenario, label)
+                names[row] = label
+    targets = {row: None if out_dir is None else Path(out_dir) / names[row].replace("+", "_")
+               for row in wanted}
+    for target in targets.values():
+        if target is not None:
+            check_target(target, overwrite=False)
     prepared = prepare(scenario, source=source)
-    base = prepared[0]
     rows: dict[str, dict[str, Any]] = {}
-    wanted: dict[str, Scenario] = {REFERENCE_ROW: reference_scenario(base),
-                                   OFFLINE_ROW: controller_variant(base, "offline"),
-                                   PERFECT_ROW: controller_variant(base, "perfect")}
-    names = {REFERENCE_ROW: "reference", OFFLINE_ROW: "offline", PERFECT_ROW: "perfect"}
-    for label in labels:
-        row = row_label(label)
-        if row not in wanted:
-            wanted[row] = controller_variant(base, label)
-            names[row] = label
     for row, variant in wanted.items():
         callback = progress(names[row], variant.run.n_steps) if progress is not None else None
-        target = None if out_dir is None else Path(out_dir) / names[row].replace("+", "_")
-        outcome = run_scenario(variant, target, prepared=prepared, progress=callback,
+        outcome = run_scenario(variant, targets[row], prepared=prepared, progress=callback,
                                plots=False)
         rows[row] = summary_row(outcome)
     table = pd.DataFrame.from_dict(rows, orient="index")

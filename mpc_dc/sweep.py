@@ -242,9 +242,53 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if reference:
         with_overrides(base, reference, str(file))
         if not any(_matches(run.override_dict, reference) for run in runs):
-            raise ConfigError(file, f"no run has the reference overrides {reference}",
-                              key="sweep.reference")
+            raise ConfigError(file, f"no run has the reference overrides {reference}; "
+                              "expected the overrides of one of the runs (e.g. add them to "
+                              "sweep.list)", key="sweep.reference")
     return SweepSpec(name, file, base, grid, cases, reference, tuple(runs))
+
+
+def data_configuration(scenario: Scenario) -> dict[str, Any]:
+    """The part of ``scenario`` its exogenous data depend on: everything but the
+    controller (of which only the horizon, the data's tail) and the serving fidelity."""
+    table = scenario_to_mapping(scenario)
+    table.pop("serving", None)
+    table["controller"] = {"horizon_h": scenario.controller.horizon_h}
+    return table
+
+
+def check_sweep_data(spec: SweepSpec) -> int:
+    """Read or generate the data of every run as ``scenario check`` does
+    (:func:`mpc_dc.site.data.check_data`), once per distinct data configuration, so a
+    run a sweep would refuse for its data (a series not covering history + run +
+    horizon, a missing data folder) is refused before any run starts.
+
+    Returns
+    -------
+    int
+        The distinct data configurations checked.
+
+    Raises
+    ------
+    ConfigError
+        Naming the sweep file, the scenario key and the first run refused.
+    TraceError
+        A data file missing or malformed.
+    """
+    from mpc_dc.site.data import check_data
+
+    seen: set[str] = set()
+    for run in spec.runs:
+        digest = _digest(data_configuration(run.scenario))
+        if digest in seen:
+            continue
+        seen.add(digest)
+        try:
+            check_data(run.scenario, source=spec.source)
+        except ConfigError as err:
+            raise ConfigError(err.source, f"{err.message} (run {run.run_id})",
+                              key=err.key) from None
+    return len(seen)
 
 
 def _base_scenario(file: Path, table: dict[str, Any], base: Any) -> Scenario:

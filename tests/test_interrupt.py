@@ -30,11 +30,21 @@ import pytest
 
 from mpc_dc.cli import main as cli_main
 from mpc_dc.sweep import load_sweep, read_results, run_sweep
-from tests.test_sweep import BASE
 
 REPO = Path(__file__).resolve().parents[1]
 
-SWEEP = BASE.format(days=1).replace('name = "sweep-test"', 'name = "kill-test"') + """
+SWEEP = """
+name = "kill-test"
+[run]
+days = 1
+history_days = 7
+[[site.campuses]]
+name = "rcdc"
+price_node = "F"
+[site.campuses.other_it]
+[site.campuses.renewable]
+[controller]
+forecaster = "persistence"
 [sweep]
 list = [
     { "controller.kind" = "baseline" },

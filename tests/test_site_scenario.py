@@ -387,7 +387,7 @@ def test_overrides_reach_campuses_by_position_and_name() -> None:
 
 
 @pytest.mark.parametrize(("key", "message"), [
-    ("site.campuses[5].pue", "no entry [5]; the list has 2"),
+    ("site.campuses[5].pue", "no entry [5]: the list has 2 entries"),
     ("site.campuses[south].pue", "no entry named 'south'"),
     ("site.campuses[0].batery.energy_mwh", "did you mean 'battery'?"),
     ("run.days.x", "not a table in the scenario"),
@@ -412,7 +412,7 @@ def test_controller_variants() -> None:
     assert both.fleet is not None and both.fleet.flexibility == "S3"
     assert both.site.fleet == both.fleet and both.site.fleet.levers.spatial
     assert both.serving.fidelity == "fluid" and both.controller.kind == "perfect"
-    with pytest.raises(ConfigError, match="unknown forecaster 'nope'"):
+    with pytest.raises(ConfigError, match="unknown label 'nope'; expected one of"):
         controller_variant(base, "nope")
     rcdc = load_scenario(example_path("rcdc_default"))
     with pytest.raises(ConfigError, match="needs a \\[fleet\\]"):

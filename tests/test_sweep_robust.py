@@ -19,10 +19,19 @@ from mpc_dc.sweep import (
     results_table,
     run_sweep,
 )
-from tests.test_sweep import BASE
 
-SWEEP = BASE.format(days=1).replace('name = "sweep-test"', 'name = "robust"').replace(
-    'forecaster = "persistence"', 'kind = "baseline"') + """
+SWEEP = """
+name = "robust"
+[run]
+days = 1
+history_days = 7
+[[site.campuses]]
+name = "rcdc"
+price_node = "F"
+[site.campuses.other_it]
+[site.campuses.renewable]
+[controller]
+kind = "baseline"
 [sweep.grid]
 "site.campuses[0].other_it.deferrable_share" = [0.2, 0.4, 0.6]
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +13,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from mpc_dc.interrupt import hold_point
+from mpc_dc.site.data import SOURCE
 from mpc_dc.site.scenario import Scenario, controller_variant, default_scenario, load_scenario
+from traces.errors import ConfigError
 
 
 def read_scenario(path: Path | None) -> Scenario:
@@ -28,8 +30,30 @@ def with_data_dir(scenario: Scenario, data: Path | None) -> Scenario:
     return replace(scenario, data=replace(scenario.data, dir=str(data)))
 
 
-def with_run_overrides(scenario: Scenario, args: argparse.Namespace) -> tuple[Scenario, Path]:
-    """Apply ``--data``, ``--controller`` (:func:`controller_variant`) and ``--days``.
+@contextmanager
+def option_errors(option: str, value: object, source: str | Path) -> Iterator[None]:
+    """A :class:`ConfigError` raised in the block, applying a command-line option to the
+    scenario, names the scenario file ``source`` and the option with its value."""
+    try:
+        yield
+    except ConfigError as err:
+        named = source if err.source == SOURCE else err.source
+        raise ConfigError(named, f"{err.message} (from {option} {value})", key=err.key) from None
+
+
+def check_labels(scenario: Scenario, option: str, labels: Sequence[str],
+                 source: str | Path) -> None:
+    """Refuse, before anything runs, a label of ``option`` that does not apply to
+    ``scenario`` (e.g. ``S4`` without a ``[fleet]``)."""
+    for label in labels:
+        with option_errors(option, label, source):
+            controller_variant(scenario, label)
+
+
+def with_run_overrides(scenario: Scenario, args: argparse.Namespace,
+                       source: str | Path = SOURCE) -> tuple[Scenario, Path]:
+    """Apply ``--data``, ``--controller`` (:func:`controller_variant`) and ``--days``;
+    an override the scenario refuses names ``source`` (the file) and the option.
 
     Returns
     -------
@@ -40,9 +64,11 @@ def with_run_overrides(scenario: Scenario, args: argparse.Namespace) -> tuple[Sc
     """
     scenario = with_data_dir(scenario, args.data)
     if args.controller:
-        scenario = controller_variant(scenario, args.controller)
+        with option_errors("--controller", args.controller, source):
+            scenario = controller_variant(scenario, args.controller)
     if args.days:
-        scenario = replace(scenario, run=replace(scenario.run, days=args.days))
+        with option_errors("--days", f"{args.days:g}", source):
+            scenario = replace(scenario, run=replace(scenario.run, days=args.days))
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
     out = args.out or Path("runs") / f"{scenario.name}-{stamp}"
     return scenario, out

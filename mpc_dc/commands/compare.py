@@ -9,13 +9,14 @@ from pathlib import Path
 import pandas as pd
 
 from mpc_dc.commands._common import (
+    check_labels,
     markdown_table,
     progress_bars,
     read_scenario,
     with_data_dir,
     write_comparison,
 )
-from mpc_dc.commands._options import comma_list, existing_dir, output_dir
+from mpc_dc.commands._options import existing_dir, label_list, output_dir
 from mpc_dc.runner import OFFLINE_ROW, compare
 from mpc_dc.site.data import SOURCE
 
@@ -57,12 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=existing_dir,
                         help="override data.dir (public data folder)")
     parser.add_argument(
-        "--forecasters", type=comma_list, default=["sarimax", "seasonal_naive", "persistence"],
+        "--forecasters", type=label_list, default=["sarimax", "seasonal_naive", "persistence"],
         help="comma-separated labels: forecasters, baseline, offline, perfect/oracle "
         "(default: sarimax,seasonal_naive,persistence)",
     )
     parser.add_argument(
-        "--flex", type=comma_list, default=[],
+        "--flex", type=label_list, default=[],
         help="more labels: S1..S6, optionally combined with +fluid/+request or a "
         "forecaster (e.g. S1,S6,S6+fluid)",
     )
@@ -75,11 +76,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the comparison and print the table."""
+    source = args.scenario or SOURCE
     scenario = with_data_dir(read_scenario(args.scenario), args.data)
+    check_labels(scenario, "--forecasters", args.forecasters, source)
+    check_labels(scenario, "--flex", args.flex, source)
     labels = list(dict.fromkeys([*args.forecasters, *args.flex]))
     with progress_bars() as progress:
         table = compare(scenario, labels, progress=progress, out_dir=args.runs,
-                        source=args.scenario or SOURCE)
+                        source=source)
     text = markdown_table(table, "controller", COLUMNS, _cell)
     notes = limit_notes(table)
     if notes:

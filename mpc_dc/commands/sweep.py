@@ -13,7 +13,14 @@ import sys
 from pathlib import Path
 
 from mpc_dc.commands._options import output_dir, positive_int, scheduler_address
-from mpc_dc.sweep import DASHBOARD_DEFAULT, Executor, RunReport, load_sweep, run_sweep
+from mpc_dc.sweep import (
+    DASHBOARD_DEFAULT,
+    Executor,
+    RunReport,
+    check_sweep_data,
+    load_sweep,
+    run_sweep,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     """Validate, run, write the tables, print a summary."""
     spec = load_sweep(args.file)
+    if not args.scheduler:
+        # The runs read their data on this machine: a run the data would refuse is
+        # refused now, before any other run spends its time. (A remote scheduler's
+        # workers read theirs where they run.)
+        check_sweep_data(spec)
     executor: Executor = "dask" if args.scheduler or args.executor == "dask" else "local"
     workers = args.workers or (2 if executor == "dask" else 1)
     print(f"mpc-dc sweep: '{spec.name}', {len(spec.runs)} runs, executor {executor}"

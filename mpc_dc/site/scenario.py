@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -98,13 +99,19 @@ def check_in_unit_interval(values: Mapping[str, float], *, closed: bool,
             raise ConfigError(source, f"expected a value in {bound}, got {value}", key=key)
 
 
+@functools.cache
+def _request_model_names() -> tuple[str, ...]:
+    """Model names of the requests (the packaged calibrated figures), read once."""
+    from traces.synthetic import load_figures
+
+    return tuple(load_figures().tokens.model_names)
+
+
 def check_trace_model_names(model_map: Mapping[str, str], key: str,
                             source: str = SOURCE) -> None:
     """Raise naming ``key`` unless every trace model name of ``model_map`` is one of the
     requests' (BurstGPT's, which the generator uses)."""
-    from traces.synthetic import load_figures
-
-    names = load_figures().tokens.model_names
+    names = _request_model_names()
     for trace_name in model_map:
         if trace_name not in names:
             raise ConfigError(source, f"{trace_name!r} is not a model name of the requests; "
@@ -470,7 +477,8 @@ class Scenario:
     name: str = "default"
     run: RunSpec = field(default_factory=RunSpec)
     data: DataSpec = field(default_factory=DataSpec)
-    site: Site
+    site: Site = field(metadata={
+        "expected": "a [site] table with at least one [[site.campuses]] (name, price_node)"})
     fleet: Fleet | None = None
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
     dr: DrSpec = field(default_factory=DrSpec)
@@ -750,14 +758,18 @@ _TOKEN = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
 
 def _index(node: list[Any], inside: str, dotted: str, source: str | Path) -> int:
     """Position in a list of tables: a number, or the ``name`` of a table in it."""
+    names = [item.get("name") for item in node if isinstance(item, dict)]
+    expected = (f"expected a position 0..{len(node) - 1} or a name "
+                f"({', '.join(repr(n) for n in names)})" if node else "the list is empty")
     if inside.isdigit():
         if int(inside) < len(node):
             return int(inside)
-        raise ConfigError(source, f"no entry [{inside}]; the list has {len(node)}", key=dotted)
-    names = [item.get("name") for item in node if isinstance(item, dict)]
+        entries = "entry" if len(node) == 1 else "entries"
+        raise ConfigError(source, f"no entry [{inside}]: the list has {len(node)} {entries}; "
+                          f"{expected}", key=dotted)
     if inside in names:
         return names.index(inside)
-    raise ConfigError(source, f"no entry named {inside!r}; names: {names}", key=dotted)
+    raise ConfigError(source, f"no entry named {inside!r}; {expected}", key=dotted)
 
 
 def with_overrides(scenario: Scenario, overrides: Mapping[str, Any],
@@ -804,6 +816,46 @@ def with_overrides(scenario: Scenario, overrides: Mapping[str, Any],
     return scenario_from_table(table, source)
 
 
+CONTROLLER_LABELS: tuple[str, ...] = ("baseline", "rule", "mpc", "perfect", "oracle", "offline",
+                                      *SCENARIOS, "fluid", "request")
+"""Labels of :func:`controller_variant` besides forecaster names (and their aliases)."""
+
+
+def label_parts(label: str) -> list[str]:
+    """The ``+``-separated parts of a ``compare`` / ``run --controller`` label, checked.
+
+    Raises
+    ------
+    ConfigError
+        (source :data:`SOURCE`, no key) an empty part, or a part that is neither one of
+        :data:`CONTROLLER_LABELS` nor a forecaster name, with the nearest label.
+    """
+    from forecasters.base import forecaster_names
+
+    parts = [p.strip() for p in label.split("+")]
+    if not all(parts):
+        raise ConfigError(SOURCE, f"expected labels joined by +, like S4+fluid, got {label!r}")
+    forecasters = forecaster_names()
+    for part in parts:
+        if part in forecasters:
+            check_forecaster(part, "controller.forecaster", day_ahead_hint=(
+                "day_ahead_known is not a forecaster of every channel; set "
+                "controller.price_known_ahead = true in the scenario (retail tariff) and give "
+                "the label of another forecaster"))
+            continue
+        if part in CONTROLLER_LABELS or part in FORECASTER_ALIASES:
+            continue
+        known = [*CONTROLLER_LABELS, *FORECASTER_ALIASES, *forecasters]
+        close = difflib.get_close_matches(part, known, n=1, cutoff=0.6)
+        hint = (f"did you mean '{close[0]}'?" if close else
+                f"expected one of baseline, mpc, perfect, offline, S1..S6, fluid, request or "
+                f"a forecaster ({', '.join(f for f in forecasters if f != 'day_ahead_known')})"
+                ", joined by + (e.g. S4+fluid)")
+        where = f" in {label!r}" if part != label else ""
+        raise ConfigError(SOURCE, f"unknown label {part!r}{where}; {hint}")
+    return parts
+
+
 def controller_variant(scenario: Scenario, label: str) -> Scenario:
     """The scenario changed by one ``compare`` / ``run --controller`` label.
 
@@ -815,11 +867,11 @@ def controller_variant(scenario: Scenario, label: str) -> Scenario:
     Raises
     ------
     ConfigError
-        (source :data:`SOURCE`) an unknown forecaster, or a flexibility label for a
-        scenario without a fleet.
+        (source :data:`SOURCE`) an unknown label (:func:`label_parts`), or a flexibility
+        label for a scenario without a fleet.
     """
     out = scenario
-    for part in (p.strip() for p in label.split("+") if p.strip()):
+    for part in label_parts(label):
         ctl = out.controller
         if part in SCENARIOS:
             if out.fleet is None:
@@ -843,6 +895,7 @@ def controller_variant(scenario: Scenario, label: str) -> Scenario:
 
 
 __all__ = [
+    "CONTROLLER_LABELS",
     "OLD_KEYS",
     "OLD_VALUES",
     "SOURCE",
@@ -859,6 +912,7 @@ __all__ = [
     "default_scenario",
     "errors_name",
     "example_path",
+    "label_parts",
     "load_scenario",
     "read_toml",
     "scenario_from_table",
