@@ -169,6 +169,7 @@ class ChannelForecasts:
         self._last_seen: dict[str, pd.Timestamp | None] = {
             c: f.cutoff for c, f in self.forecasters.items()}
         self._last_value: dict[str, float] = {}
+        self._raised: set[str] = set()
         # Forecasts of the last fresh call per channel (and quantile level), reused
         # when the forecasts are stale.
         self._previous: dict[tuple[str, float | None], tuple[pd.Timestamp, np.ndarray]] = {}
@@ -258,8 +259,14 @@ class ChannelForecasts:
         except FORECAST_EXCEPTIONS as err:
             self.faults["forecaster_exception"] += 1
             held = self.last_value(channel)
-            logger.warning("%s forecaster raised %s at %s (%s); holding its last published "
-                           "value %.6g", channel, type(err).__name__, time, err, held)
+            # The first of a channel is a warning; the rest are counted (KPIs) and logged
+            # at info level, so that a flaky forecaster does not flood the output.
+            first = channel not in self._raised
+            self._raised.add(channel)
+            logger.log(logging.WARNING if first else logging.INFO,
+                       "%s forecaster raised %s at %s (%s); holding its last published value "
+                       "%.6g%s", channel, type(err).__name__, time, err, held,
+                       " (further ones at info level)" if first else "")
             return np.full(steps, held)
 
     def last_value(self, channel: str) -> float:

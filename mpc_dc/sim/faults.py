@@ -73,7 +73,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -82,7 +82,7 @@ import pandas as pd
 from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.site.data import SOURCE
 from traces.errors import ConfigError
-from traces.grid import STEP
+from traces.grid import STEP, STEP_H
 
 if TYPE_CHECKING:
     from mpc_dc.sim.engine import _Fleet
@@ -195,11 +195,6 @@ class FaultSpec:
         return cls(**values)
 
 
-FAULT_SHAPE_KEYS: tuple[str, ...] = tuple(f.name for f in fields(FaultSpec)
-                                          if f.name not in FAULT_CLASSES)
-"""The ``[faults]`` keys that are not rates."""
-
-
 class InjectedFaultError(RuntimeError):
     """Raised where a fault is injected into a call (a solve, a forecast)."""
 
@@ -305,7 +300,7 @@ class FaultInjector:
         announced at (0: before the run). Late events are counted and marked here:
         the announcement is part of the exogenous data."""
         out: dict[str, np.ndarray] = {}
-        notice = math.ceil(self.spec.dr_late_notice_h * 4 - 1e-9)
+        notice = math.ceil(self.spec.dr_late_notice_h / STEP_H - 1e-9)
         rng = self._rng["dr_late"]
         first = exo.history_steps
         for i, c in enumerate(exo.site.campuses):
