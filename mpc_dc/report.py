@@ -226,6 +226,7 @@ def _run_report(path: Path, day: str | None) -> Report:
     ))
     counts = {f"fallback: {k}": v for k, v in kpis.get("fallbacks", {}).items()}
     counts |= {f"fault: {k}": v for k, v in kpis.get("faults", {}).items()}
+    counts |= {f"injected: {k}": v for k, v in kpis.get("faults_injected", {}).items() if v}
     if counts:
         table = pd.DataFrame({"event": list(counts), "count": list(counts.values())})
         report.sections.append(Section("Fallbacks and faults", (), (table,)))
@@ -276,7 +277,7 @@ def _check_kpis(file: Path, kpis: dict[str, Any]) -> None:
         value = kpis.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise RunDirCorruptError(file, f"expected a number, got {value!r}", field=key)
-    for key in ("fallbacks", "faults"):
+    for key in ("fallbacks", "faults", "faults_injected"):
         value = kpis.get(key, {})
         if not isinstance(value, dict) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()

@@ -8,8 +8,9 @@
 A run (:func:`run_scenario`): the exogenous data (:func:`mpc_dc.site.data.build_site_exogenous`,
 synthetic or real per campus), the capacity the optimizer plans with on the workload's
 token mix (:func:`with_capacity`), the demand-response baseline (:func:`dr_baseline`),
-the controller of ``[controller]`` (:func:`build_policy`), the closed loop
-(:func:`mpc_dc.sim.engine.simulate`) and the run directory
+the controller of ``[controller]`` (:func:`build_policy`), the faults of ``[faults]``
+(:func:`fault_injector`), the closed loop (:func:`mpc_dc.sim.engine.simulate`) and the
+run directory
 (:func:`mpc_dc.sim.engine.save_run`). :func:`compare` runs one scenario under several
 controllers on identical data.
 """
@@ -39,6 +40,7 @@ from mpc_dc.control.offline import OfflinePolicy
 from mpc_dc.problem import Problem, SolverOptions, solve_day
 from mpc_dc.sim.engine import RunResult, save_run, simulate
 from mpc_dc.sim.exogenous import SiteExogenous, column
+from mpc_dc.sim.faults import FaultInjector
 from mpc_dc.sim.policy import Policy
 from mpc_dc.sim.serving import workload_capacity
 from mpc_dc.site.config import Site
@@ -182,13 +184,23 @@ def offline_options(spec: ControllerSpec) -> SolverOptions:
                          full_mip_rel_gap=spec.offline_mip_rel_gap)
 
 
-def build_policy(scenario: Scenario, exo: SiteExogenous) -> Policy:
+def fault_injector(scenario: Scenario, exo: SiteExogenous) -> FaultInjector | None:
+    """The injector of the scenario's ``[faults]`` on ``exo``, seeded from ``run.seed``
+    (None when every rate is 0)."""
+    if not scenario.faults.active:
+        return None
+    return FaultInjector(scenario.faults, exo, scenario.run.seed)
+
+
+def build_policy(scenario: Scenario, exo: SiteExogenous,
+                 faults: FaultInjector | None = None) -> Policy:
     """The scenario's controller, ready to run on ``exo`` (fitted on its history).
 
     ``baseline``: :class:`~mpc_dc.control.baseline.BaselinePolicy`; ``offline``:
     :class:`~mpc_dc.control.offline.OfflinePolicy`; ``mpc``: :class:`MpcPolicy` with
     ``controller.forecaster`` on every channel; ``perfect``: the same with Oracle
-    forecasts (no deadline margin).
+    forecasts (no deadline margin). ``faults`` injects into the MPC's solves and
+    forecasts (the rule and the offline plan make none).
     """
     spec = scenario.controller
     if spec.kind == "baseline":
@@ -198,13 +210,12 @@ def build_policy(scenario: Scenario, exo: SiteExogenous) -> Policy:
     forecaster = "oracle" if spec.kind == "perfect" else spec.forecaster
     forecasts = ChannelForecasts(make_forecasters(
         exo, forecaster, error_level=spec.error_level, seed=scenario.run.seed,
-        price_known_ahead=spec.price_known_ahead))
+        price_known_ahead=spec.price_known_ahead), injector=faults)
     return MpcPolicy(
         exo, forecasts, spec.horizon_steps, horizon_to_end=spec.horizon_to_end,
         options=solver_options(spec), demand_quantile=spec.demand_quantile or None,
         min_instances_per_model=spec.min_instances_per_model,
-        deadline_margin_steps=spec.deadline_margin_steps, fault_rate=spec.fault_rate,
-        fault_seed=scenario.run.seed,
+        deadline_margin_steps=spec.deadline_margin_steps, faults=faults,
         name="perfect" if spec.kind == "perfect" else f"mpc[{forecaster}]")
 
 
@@ -257,9 +268,13 @@ def run_scenario(
             scenario = replace(scenario, fleet=replace(
                 scenario.fleet, capacity_tokens_per_s=base.fleet.capacity_tokens_per_s))
         exo = on_site(exo, scenario.site)
-    policy = build_policy(scenario, exo)
+    injector = fault_injector(scenario, exo)
+    if injector is not None:
+        exo = injector.announce(exo)
+    policy = build_policy(scenario, exo, injector)
     setup = time.perf_counter() - tick
-    result = simulate(exo, policy, serving=scenario.serving.config(), progress=progress)
+    result = simulate(exo, policy, serving=scenario.serving.config(), progress=progress,
+                      faults=injector)
     kpis = result.kpis
     kpis["setup_time_s"] = setup
     kpis["controller"] = policy.name

@@ -233,14 +233,18 @@ def test_a_decision_takes_effect_only_in_its_interval(case: tuple[Scenario, Site
 def test_injected_solver_failures_fall_back_and_are_counted(
     case: tuple[Scenario, SiteExogenous], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """10 % of steps fail by a test switch: the run completes, each fallback logged and counted."""
+    """10 % of the main solves fail (``faults.main_solve``): the run completes, each
+    fallback logged and counted."""
+    scenario = with_overrides(controller_variant(case[0], "seasonal_naive_daily"),
+                              {"faults.main_solve": 0.1}, "<test>")
     with caplog.at_level(logging.WARNING, logger="mpc_dc.control.mpc"):
-        result = run(case, "seasonal_naive_daily", fault_rate=0.1)
-    injected = result.kpis["faults"]["injected_solver_failure"]
+        result = run_scenario(scenario, prepared=case).result
+    injected = result.kpis["faults_injected"]["main_solve"]
     assert 5 <= injected <= 30
+    assert result.kpis["faults"]["solver_exception"] == injected
     assert result.kpis["fallbacks_total"] >= injected
     assert sum(result.kpis["fallbacks"].values()) == result.kpis["fallbacks_total"]
-    logged = [r for r in caplog.records if "injected solver failure" in r.getMessage()]
+    logged = [r for r in caplog.records if "injected fault 'main_solve'" in r.getMessage()]
     assert len(logged) == injected
     sources = result.ledger["decision_source"].value_counts()
     assert sources.get("fallback:lp_repair", 0) + sources.get("fallback:rule", 0) == (

@@ -105,6 +105,9 @@ def summary_table(kpis: dict[str, Any], controller: str) -> str:
                          f"{1000 * kpis['tpot_p95_s']:.1f} / {1000 * kpis['tpot_p99_s']:.1f} ms"))
         rows.append(("tokens served / unserved", f"{kpis['tokens_served']:,.0f} / "
                      f"{kpis['tokens_unserved']:,.0f}"))
+    injected = {k: v for k, v in kpis.get("faults_injected", {}).items() if v}
+    if injected:
+        rows.append(("faults injected", f"{sum(injected.values())} {injected}"))
     rows += [
         ("solves / fallbacks", fallbacks),
         ("solve time median", f"{1000 * kpis['solve_time_median_s']:.2f} ms"),

@@ -46,7 +46,9 @@ with its first interval's instances rounded as round-and-fix rounds them
 (:meth:`~mpc_dc.problem.Problem.round_first_interval`) → the rule-based safe action
 (:func:`~mpc_dc.control.baseline.rule_decision`: the whole backlog, the rule fleet
 for the forecast demand). A warm floor of instances per model is kept on every
-committed decision.
+committed decision. Injected faults (:mod:`mpc_dc.sim.faults`) fail the solve calls
+of this chain where they are made; the horizon holds only what is known at the step
+(:func:`mpc_dc.control.faults.known_now`: DR events announced, GPUs observed).
 """
 
 from __future__ import annotations
@@ -55,12 +57,13 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mpc_dc.control.baseline import rule_decision, with_min_instances
+from mpc_dc.control.faults import known_now
 from mpc_dc.control.forecasting import ChannelForecasts
 from mpc_dc.problem import (
     Form,
@@ -80,6 +83,9 @@ from mpc_dc.sim.policy import CampusObservation, Decision, Observation
 from mpc_dc.site.config import Site, tariff_prices
 from traces.grid import STEP
 
+if TYPE_CHECKING:
+    from mpc_dc.sim.faults import FaultInjector
+
 logger = logging.getLogger(__name__)
 
 SOLVER_EXCEPTIONS: tuple[type[Exception], ...] = (RuntimeError, ValueError, ArithmeticError)
@@ -97,8 +103,9 @@ class ControllerStats:
     fallbacks : Counter[str]
         Decisions not from the committed form, by path: ``lp_repair``, ``rule``.
     faults : Counter[str]
-        ``injected_solver_failure``, ``solver_exception``, ``nan_forecast``,
-        ``forecast_above_capacity``, ``deadline_unreachable_in_forecast``.
+        Faults met: ``solver_exception``, ``nan_forecast``, ``forecaster_exception``,
+        ``stale_forecast_used``, ``held_feed_value``, ``forecast_above_capacity``,
+        ``deadline_unreachable_in_forecast``.
     solve_times_s, highs_times_s : list of float [s]
         Wall time of each solve; HiGHS's own time.
     formulations, forms, statuses : Counter[str]
@@ -336,9 +343,8 @@ class MpcPolicy:
     min_instances_per_model : int [instances]
         Warm floor on every committed decision.
     deadline_margin_steps : int [intervals]
-    fault_rate : float [-]
-        Test switch: the share of steps on which the solver is made to fail.
-    fault_seed : int
+    faults : FaultInjector, optional
+        Fails the solve calls where it injects solver faults (:mod:`mpc_dc.sim.faults`).
     name : str
     """
 
@@ -353,8 +359,7 @@ class MpcPolicy:
         demand_quantile: float | None = None,
         min_instances_per_model: int = 0,
         deadline_margin_steps: int = 0,
-        fault_rate: float = 0.0,
-        fault_seed: int = 0,
+        faults: FaultInjector | None = None,
         name: str = "mpc",
     ) -> None:
         self.name = name
@@ -363,6 +368,7 @@ class MpcPolicy:
         self.stats = ControllerStats()
         self.forecasts = forecasts
         forecasts.faults = self.stats.faults
+        forecasts.published = self._published
         self.horizon_steps = exo.n_steps if horizon_to_end else horizon_steps
         # An MPC commits one interval: its binaries are integer there only (DESIGN.md 4).
         self.options = options or SolverOptions(binary_intervals=1)
@@ -373,8 +379,7 @@ class MpcPolicy:
         self.demand_quantile = demand_quantile
         self.min_instances_per_model = min_instances_per_model
         self.deadline_margin_steps = deadline_margin_steps
-        self.fault_rate = fault_rate
-        self._fault_rng = np.random.default_rng(fault_seed)
+        self.injector = faults
         self._capacity = serving_capacity_tokens_per_s(self.site)
         self._tz = exo.local_tz
         self.last_result: SolveResult | None = None
@@ -399,6 +404,10 @@ class MpcPolicy:
             if tok is not None and req is not None and np.isfinite(tok) and np.isfinite(req):
                 self._tokens_seen[m] += float(tok) * STEP.total_seconds()
                 self._requests_seen[m] += float(req) * STEP.total_seconds() / 3600.0
+
+    def _published(self, channel: str, time: pd.Timestamp) -> pd.Timestamp:
+        """Last interval of ``channel`` its publication rule has delivered by ``time``."""
+        return self.exo.last_published(channel, int((time - self.exo.run_start) // STEP))
 
     # -- the horizon --------------------------------------------------------------------
     def demand(self, obs: Observation, n: int, point: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -432,10 +441,11 @@ class MpcPolicy:
         """Inputs and state at ``obs`` from the forecasts and the observed state."""
         n = min(self.horizon_steps, self.exo.n_steps - obs.step)
         point = self.forecasts.predict(obs.time, n)
-        return build_horizon(self.exo, obs, point, self.horizon_steps,
-                             demand_tokens_per_s=self.demand(obs, n, point),
-                             deadline_margin_steps=self.deadline_margin_steps,
-                             may_reprovision=self.may_reprovision(obs))
+        inputs, state = build_horizon(self.exo, obs, point, self.horizon_steps,
+                                      demand_tokens_per_s=self.demand(obs, n, point),
+                                      deadline_margin_steps=self.deadline_margin_steps,
+                                      may_reprovision=self.may_reprovision(obs))
+        return known_now(self.exo, obs, inputs), state
 
     # -- decide -------------------------------------------------------------------------
     def decide(self, obs: Observation) -> Decision:
@@ -448,10 +458,9 @@ class MpcPolicy:
         return decision if fleet is decision.fleet else replace(decision, fleet=fleet)
 
     def _decide(self, obs: Observation, inputs: HorizonInputs, state: PlantState) -> Decision:
-        if self.fault_rate > 0 and self._fault_rng.random() < self.fault_rate:
-            self.stats.faults["injected_solver_failure"] += 1
-            return self._fallback(obs, inputs, state, "injected solver failure")
         try:
+            if self.injector is not None:
+                self.injector.solve("main", obs.step)
             result = self.problem.solve(inputs, state, Form.COMMITTED_INTEGER)
         except InfeasibleInputError as err:
             return self._fallback(obs, inputs, state, f"infeasible forecast: {err}",
@@ -480,6 +489,8 @@ class MpcPolicy:
         if relaxed:
             problem = self.relaxed_problem()
             try:
+                if self.injector is not None:
+                    self.injector.solve("fallback", obs.step)
                 lp = problem.solve(inputs, state, Form.LP)
             except SOLVER_EXCEPTIONS as err:
                 reason = f"{reason}; the LP raised {type(err).__name__} ({err})"

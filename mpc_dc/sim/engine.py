@@ -49,7 +49,7 @@ from collections import Counter
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -96,6 +96,9 @@ from mpc_dc.sim.serving import (
 )
 from mpc_dc.site.config import Site
 from traces.grid import STEP, STEP_H
+
+if TYPE_CHECKING:
+    from mpc_dc.sim.faults import FaultInjector
 
 logger = logging.getLogger(__name__)
 
@@ -323,8 +326,10 @@ class _Loop:
     """State and processes of one run (module docstring)."""
 
     def __init__(self, exo: SiteExogenous, policy: Policy, serving: ServingConfig,
-                 penalties: Penalties, progress: Callable[[int], object] | None) -> None:
+                 penalties: Penalties, progress: Callable[[int], object] | None,
+                 faults: FaultInjector | None = None) -> None:
         self.exo, self.policy, self.progress = exo, policy, progress
+        self.injector = faults
         site = exo.site
         self.site = site
         self.names = site.campus_names
@@ -381,6 +386,8 @@ class _Loop:
             inference = np.zeros(C)
             if self.fleet is not None:
                 target = self.fleet.target(decision.fleet)
+                if self.injector is not None:
+                    target = self.injector.before_serving(step, self.fleet, target)
                 self._count_gpu_overcommit(step, target)
                 inference = self.fleet.inference_it_mw(
                     self.fleet.serve(step, target, decision.fleet))
@@ -418,7 +425,10 @@ class _Loop:
                     backlog.release(arrival, exo.window_deadline(name, step + 1))
                 work.append((arrival, backlog.expire(step + 1)))
             # Only what is published by now: an hourly value at the end of its hour.
-            for when, values in exo.published_during(step):
+            published = exo.published_during(step)
+            if self.injector is not None:
+                published = self.injector.published(step, published)
+            for when, values in published:
                 self.policy.observe(when, values)
             yield to_meter.put((step, decision, records, work))
 
@@ -451,14 +461,17 @@ class _Loop:
     def observation(self, step: int) -> Observation:
         """What the policy sees at the start of ``step``."""
         period = self.periods[step]
+        gpus = (self.exo_gpus[max(step - 1, 0)] if self.injector is None
+                else self.injector.gpus_available(step))
         campuses = {
             name: CampusObservation(
                 backlog_wu=() if b is None else tuple(sorted(b.pending.items())),
                 peak_import_to_date_mw=m.peak_to_date(period),
                 battery_energy_mwh=p.battery_energy_mwh,
+                gpus_available=float(g),
             )
-            for name, b, m, p in zip(self.names, self.backlogs, self.meters, self.plants,
-                                     strict=True)
+            for name, b, m, p, g in zip(self.names, self.backlogs, self.meters, self.plants,
+                                        gpus, strict=True)
         }
         if self.fleet is None:
             return Observation(step=step, time=self.times[step], campuses=campuses)
@@ -563,6 +576,7 @@ def simulate(
     serving: ServingConfig | None = None,
     penalties: Penalties | None = None,
     progress: Callable[[int], object] | None = None,
+    faults: FaultInjector | None = None,
 ) -> RunResult:
     """Run ``policy`` closed-loop over the run period of ``exo``.
 
@@ -576,6 +590,10 @@ def simulate(
         Prices of unserved and missed other-IT work.
     progress : callable, optional
         Called with 1 after each interval (e.g. ``tqdm.update``).
+    faults : FaultInjector, optional
+        Injects the plant's and the publication's faults (:mod:`mpc_dc.sim.faults`;
+        the policy holds the same injector for its own); adds ``faults_active`` to the
+        ledger and the fault KPIs.
 
     Raises
     ------
@@ -586,7 +604,7 @@ def simulate(
     exo.check_dr_baseline()
     serving = serving or ServingConfig()
     penalties = penalties or Penalties()
-    loop = _Loop(exo, policy, serving, penalties, progress)
+    loop = _Loop(exo, policy, serving, penalties, progress, faults)
     initial_battery = {p.campus.name: p.battery_energy_mwh for p in loop.plants}
     env = simpy.Environment()
     boundaries, to_plant, to_replay, to_meter = (simpy.Store(env) for _ in range(4))
@@ -619,6 +637,8 @@ def simulate(
         offered = np.diff(exo.requests.interval_bounds(n)).astype(float)
         book = ServingBook(offered, fleet.dropped.copy(), backlog_tokens)
     ledger = loop.ledger()
+    if faults is not None:
+        ledger["faults_active"] = faults.ledger_column()
     pools = loop.pool_table()
     result = RunResult(
         site=exo.site, ledger=ledger, pools=pools, kpis={},
@@ -635,6 +655,9 @@ def simulate(
                         requeued=0.0 if fleet is None else float(fleet.server.requeued_requests),
                         initial_batches_wu=initial_batches)
     result.kpis.update(kpis)
+    if faults is not None:
+        result.kpis.update(faults.kpis(loop.sources))
+        faults.log_summary()
     over = result.kpis["import_over_limit_intervals"]
     if over:
         logger.warning("import above the connection limit in %d (interval, campus) rows, "
@@ -783,6 +806,9 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
         kpis["tokens_unserved"] = float(
             req.response_tokens[np.isin(outcome.status, (QUEUED, DROPPED_NO_ROUTE))].sum()
         ) + float((req.response_tokens[in_service] - outcome.tokens_decoded[in_service]).sum())
+        # Decoded, then discarded when their instance died (the requests started again).
+        kpis["tokens_lost"] = (0.0 if outcome.tokens_lost is None
+                               else float(outcome.tokens_lost.sum()))
         for name, values in (("ttft", outcome.ttft_s()), ("tpot", tpot_s(outcome)),
                              ("latency", outcome.latency_s())):
             v = values[~np.isnan(values)]
@@ -935,12 +961,14 @@ def _check_serving(result: RunResult) -> None:
         finished = outcome.status == FINISHED
         if np.any(outcome.finish[finished] < outcome.requests.arrival_s[finished]):
             raise InvariantError("a request finished before it arrived")
-        # Unserved counts the in-service requests' tokens left at the run end.
+        # Unserved counts the in-service requests' tokens left at the run end; served
+        # counts tokens decoded then lost with their instance.
         offered = float(outcome.requests.response_tokens[outcome.status >= 0].sum())
-        served = kpis["tokens_served"]
+        served = kpis["tokens_served"] - kpis["tokens_lost"]
         if not _close(served + kpis["tokens_unserved"], offered):
             raise InvariantError(f"tokens: {served:.6g} served + {kpis['tokens_unserved']:.6g} "
-                                 f"unserved != {offered:.6g} offered")
+                                 f"unserved != {offered:.6g} offered (lost to killed "
+                                 f"instances: {kpis['tokens_lost']:.6g})")
     elif not _close(kpis["tokens_served"] + float(book.tokens_backlog_end.sum()),
                     kpis["tokens_arrived"]):
         raise InvariantError(f"tokens: {kpis['tokens_served']:.6g} served + "

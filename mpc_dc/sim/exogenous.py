@@ -41,7 +41,11 @@ Rules applied here (one place for the loop and the controllers):
 * observation timing: a value is handed to the policy when it is published
   (``publication`` per column, :class:`traces.grid.Publication`; a column without
   a rule at the end of its 15-min interval), through
-  :class:`~mpc_dc.sim.publication.ObservationSchedule`.
+  :class:`~mpc_dc.sim.publication.ObservationSchedule`;
+* DR announcements: the programme's events (``dr_event[C]``) are announced before
+  the run unless ``dr_announced_at`` says when (an event announced late,
+  :mod:`mpc_dc.sim.faults`); :meth:`SiteExogenous.dr_unannounced` is what a
+  controller may not know yet.
 
 Reading a realized value outside the run is a :class:`traces.errors.TraceRangeError`
 naming the run's span, never an extrapolation.
@@ -227,6 +231,10 @@ class SiteExogenous:
     request_mix : Mapping[str, RequestMix]
         Token lengths of each model's requests over the history (what a planner
         knows at the run start); empty: unknown.
+    dr_announced_at : Mapping[str, ndarray]
+        Per campus, over run steps: the step at whose start the DR event flag of
+        that interval is announced; a campus without an entry has its events
+        announced before the run.
 
     Raises
     ------
@@ -245,6 +253,7 @@ class SiteExogenous:
     local_tz: str = "America/New_York"
     name: str = "run"
     request_mix: Mapping[str, RequestMix] = field(default_factory=dict)
+    dr_announced_at: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_start", pd.Timestamp(self.run_start))
@@ -533,6 +542,26 @@ class SiteExogenous:
         self._check_step(step)
         schedule: ObservationSchedule = self._schedule  # type: ignore[attr-defined]
         return [(self.time(pos), values) for pos, values in schedule.published_during(step)]
+
+    def last_published(self, col: str, step: int) -> pd.Timestamp:
+        """Start of the last interval of column ``col`` published by the start of run
+        interval ``step`` (before the run start: a history interval)."""
+        schedule: ObservationSchedule = self._schedule  # type: ignore[attr-defined]
+        return self.time(schedule.last_observable(col, step))
+
+    def dr_unannounced(self, step: int, horizon_steps: int) -> np.ndarray | None:
+        """Where a DR event of run intervals ``[step, step + H)`` is not announced yet at
+        the start of ``step``: bool (campuses, H), False past the run end; None when
+        every event is announced before the run."""
+        if not self.dr_announced_at:
+            return None
+        out = np.zeros((len(self.site.campuses), horizon_steps), dtype=bool)
+        n = min(horizon_steps, self.n_steps - step)
+        for i, c in enumerate(self.site.campuses):
+            announced = self.dr_announced_at.get(c.name)
+            if announced is not None:
+                out[i, :n] = announced[step: step + n] > step
+        return out
 
     def published_history(self, col: str) -> pd.Series:
         """The history of column ``col`` observable at the run start (to fit forecasters on)."""

@@ -28,7 +28,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from mpc_dc.sim.arrivals import STEP_S
-from mpc_dc.sim.serving import IntervalStats, PoolSpec, RequestLevelServer, _Instances
+from mpc_dc.sim.serving import (
+    KILL_ORDER,
+    IntervalStats,
+    Killed,
+    PoolSpec,
+    RequestLevelServer,
+    _Instances,
+)
 from mpc_dc.site.config import PoolKey
 
 
@@ -122,6 +129,45 @@ class FluidServer:
     def committed_instances(self) -> np.ndarray:
         """Instances committed per pool (running or loading) [-], (P,)."""
         return np.array([i.committed for i in self._inst], dtype=np.int64)
+
+    def ready_instances(self, now: float) -> np.ndarray:
+        """Committed instances ready at ``now`` per pool [-], (P,)."""
+        return np.array([sum(1 for r in i.ready_times if r <= now) for i in self._inst],
+                        dtype=np.int64)
+
+    def alive_instances(self) -> np.ndarray:
+        """Instances on GPUs per pool (no drain tail: the committed ones) [-], (P,)."""
+        return self.committed_instances()
+
+    def kill(self, pool: int, now: float, count: int = 1, *,
+             kinds: Sequence[str] = KILL_ORDER, pick: float | None = None) -> Killed:
+        """Up to ``count`` instances of ``pool`` die at ``now`` [s]
+        (:meth:`RequestLevelServer.kill`'s order; no drain tail here, so no
+        ``draining`` ones). The fluid view has no request in flight between intervals:
+        the pool loses capacity, no request is requeued."""
+        inst = self._inst[pool]
+        killed = loading = 0
+        for kind in kinds:
+            while killed < count:
+                if kind == "loading":
+                    found = sorted((r for r in inst.ready_times if r > now), reverse=True)
+                elif kind == "ready":
+                    found = sorted(r for r in inst.ready_times if r <= now)
+                    if found:
+                        at = 0 if pick is None else min(int(pick * len(found)), len(found) - 1)
+                        found = [found[at]]
+                elif kind == "draining":
+                    found = []
+                else:
+                    raise ValueError(f"kill: unknown kind {kind!r}; expected one of "
+                                     f"{KILL_ORDER}")
+                if not found:
+                    break
+                inst.ready_times.remove(found[0])
+                inst.committed -= 1
+                killed += 1
+                loading += kind == "loading"
+        return Killed(killed, loading)
 
     def scale(self, pool: int, target: int, now: float) -> None:
         """Set the committed instances of ``pool`` (loading cancelled first, no drain tail)."""

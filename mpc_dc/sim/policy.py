@@ -37,7 +37,7 @@ import pandas as pd
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.site.config import PoolKey
 
-POLICY_INTERFACE_VERSION = "1.0"
+POLICY_INTERFACE_VERSION = "1.1"
 """Version of this interface, ``MAJOR.MINOR`` (see the module docstring)."""
 
 
@@ -58,11 +58,15 @@ class CampusObservation:
         Highest 15-min import so far in the current billing period.
     battery_energy_mwh : float [MWh]
         Battery energy now (0 without a battery).
+    gpus_available : float or None [GPUs]
+        GPUs the campus had in the last interval (a GPU loss shows here first, one
+        interval after it struck); None: not reported (as planned). Since 1.1.
     """
 
     backlog_wu: tuple[tuple[int, float], ...] = ()
     peak_import_to_date_mw: float = 0.0
     battery_energy_mwh: float = 0.0
+    gpus_available: float | None = None
 
     @property
     def backlog_total_wu(self) -> float:

@@ -4,7 +4,8 @@ A scenario names the run period (``[run]``), where the data come from (``[data]`
 the site (``[site]`` with ``[[site.campuses]]``, :class:`mpc_dc.site.config.Site`),
 the inference fleet the campuses with GPUs serve (``[fleet]``, optional), the LLM
 requests (``[workload.requests]``), demand-response events (``[dr]``), the serving
-fidelity (``[serving]``) and the controller (``[controller]``). Every key is
+fidelity (``[serving]``), the controller (``[controller]``) and the faults injected
+(``[faults]``, :mod:`mpc_dc.sim.faults`). Every key is
 documented in ``docs/scenario.md``; an unknown key is refused naming the nearest
 valid key, and a key of the two schemas before this one (``kind``,
 ``site.datacenter``, ``fleet.campuses``, ``data.source = "nyiso"`` ...) is refused
@@ -39,6 +40,7 @@ import pandas as pd
 
 from mpc_dc.config import RunPeriod, from_mapping, grid_start, positive, to_mapping
 from mpc_dc.sim.arrivals import DEFAULT_MODEL_MAP
+from mpc_dc.sim.faults import FaultSpec
 from mpc_dc.site.config import SCENARIOS, Fleet, Site
 from mpc_dc.site.data import (
     CARBON_SOURCES,
@@ -382,8 +384,6 @@ class ControllerSpec:
     deadline_margin_h : float [h]
         Forecast-driven MPC plans deferrable work this long before each deadline
         (not ``perfect``).
-    fault_rate : float [-]
-        Test switch: share of steps on which the solver is made to fail.
     """
 
     kind: ControllerKind = "mpc"
@@ -404,7 +404,6 @@ class ControllerSpec:
     demand_quantile: float = 0.9
     min_instances_per_model: int = 1
     deadline_margin_h: float = 1.0
-    fault_rate: float = 0.0
 
     def __post_init__(self) -> None:
         positive(SOURCE, "controller.horizon_h", self.horizon_h)
@@ -423,7 +422,6 @@ class ControllerSpec:
                               f"{self.integer_intervals}", key="controller.integer_intervals")
         check_in_unit_interval({f"controller.{k}": getattr(self, k) for k in (
             "mip_rel_gap", "offline_mip_rel_gap", "demand_quantile")}, closed=False)
-        check_in_unit_interval({"controller.fault_rate": self.fault_rate}, closed=True)
         check_forecaster(self.forecaster, "controller.forecaster")
 
     @property
@@ -472,6 +470,8 @@ class Scenario:
     fleet : Fleet or None
         The inference fleet; None: no LLM requests anywhere.
     workload, dr, serving, controller : see their classes
+    faults : FaultSpec
+        Faults injected into the run (:mod:`mpc_dc.sim.faults`; none by default).
     """
 
     name: str = "default"
@@ -484,6 +484,7 @@ class Scenario:
     dr: DrSpec = field(default_factory=DrSpec)
     serving: ServingSpec = field(default_factory=ServingSpec)
     controller: ControllerSpec = field(default_factory=ControllerSpec)
+    faults: FaultSpec = field(default_factory=FaultSpec)
 
     def __post_init__(self) -> None:
         if self.site.fleet is not self.fleet:
@@ -594,6 +595,8 @@ OLD_KEYS: Mapping[str, str] = {
     "run.deferrable_share": "now site.campuses[i].other_it.deferrable_share",
     "run.window_h": "now site.campuses[i].other_it.window_h",
     "run.deferrable_release": "now site.campuses[i].other_it.release",
+    "controller.fault_rate": "now faults.main_solve (the [faults] table: a rate per fault "
+                             "class)",
 }
 """Keys of the two schemas before the one schema → their new key (docs/scenario.md,
 migration table)."""
