@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mpc_dc.commands._common import progress_bars, read_scenario, with_run_overrides
-from mpc_dc.commands._options import existing_dir, output_dir, positive_float
+from mpc_dc.commands._options import existing_dir, output_dir, policy_spec, positive_float
 from mpc_dc.runner import run_scenario
 from mpc_dc.site.data import SOURCE
 
@@ -28,8 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="override data.dir (public data folder)")
     parser.add_argument("--out", type=output_dir,
                         help="run directory (default runs/<name>-<time>)")
-    parser.add_argument("--controller", help="baseline | offline | perfect | <forecaster> | "
-                        "S1..S6 | fluid | request, combined with + (e.g. S4+fluid)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--controller", help="baseline | offline | perfect | <forecaster> | "
+                       "S1..S6 | fluid | request, combined with + (e.g. S4+fluid)")
+    which.add_argument("--policy", type=policy_spec,
+                       help="run this policy instead of the scenario's controller: "
+                       "package.module:Class or an installed entry-point name "
+                       "(docs/policies.md)")
     parser.add_argument("--days", type=positive_float("d"), help="override run.days [d]")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--overwrite", action="store_true",
@@ -48,12 +53,13 @@ def main(args: argparse.Namespace) -> int:
           f"{scenario.data.source}"
           + (f", fleet {fleet.flexibility} ({scenario.serving.fidelity} serving)"
              if fleet is not None else "")
-          + f", controller {ctl.kind}" + (f" ({ctl.forecaster})" if ctl.kind == "mpc" else ""))
+          + (f", policy {args.policy}" if args.policy else f", controller {ctl.kind}"
+             + (f" ({ctl.forecaster})" if ctl.kind == "mpc" else "")))
     with progress_bars() as progress:
         outcome = run_scenario(scenario, out=out,
                                progress=progress("simulating", scenario.run.n_steps),
                                plots=not args.no_plots, overwrite=args.overwrite,
-                               source=args.scenario or SOURCE)
+                               source=args.scenario or SOURCE, policy=args.policy)
     print(summary_table(outcome.result.kpis, outcome.controller))
     print(f"run directory: {outcome.path}")
     return 0
