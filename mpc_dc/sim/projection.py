@@ -63,15 +63,23 @@ def _finite(value: float, counts: Counter[str]) -> float:
     return 0.0
 
 
+def _on_known_pools(values: Mapping[PoolKey, float], known: Mapping[PoolKey, int],
+                    counts: Counter[str]) -> dict[PoolKey, float]:
+    """Rules 1 and 2 on per-pool values: unknown pools dropped, non-finite values 0."""
+    out: dict[PoolKey, float] = {}
+    for key, raw in values.items():
+        if key not in known:
+            counts["unknown_pool_in_decision"] += 1
+            continue
+        out[key] = _finite(raw, counts)
+    return out
+
+
 def _instances(fleet: FleetDecision, known: Mapping[PoolKey, int],
                counts: Counter[str]) -> dict[PoolKey, int]:
     """Rules 1-3 on the instance counts."""
     out: dict[PoolKey, int] = {}
-    for key, raw in fleet.instances.items():
-        if key not in known:
-            counts["unknown_pool_in_decision"] += 1
-            continue
-        value = _finite(raw, counts)
+    for key, value in _on_known_pools(fleet.instances, known, counts).items():
         whole = max(0, math.floor(value))
         if whole != value:
             counts["instances_not_whole"] += 1
@@ -98,15 +106,10 @@ def _fit_gpus(site: Site, instances: dict[PoolKey, int], gpus_available: Sequenc
 def _shares(fleet: FleetDecision, known: Mapping[PoolKey, int],
             counts: Counter[str]) -> dict[PoolKey, float]:
     """Rules 1, 2 and 5 on the routing shares."""
-    shares: dict[PoolKey, float] = {}
-    for key, raw in fleet.routing_share.items():
-        if key not in known:
-            counts["unknown_pool_in_decision"] += 1
-            continue
-        value = _finite(raw, counts)
-        if value < -TOLERANCE:
-            counts["routing_share_negative"] += 1
-        shares[key] = max(value, 0.0)
+    shares = _on_known_pools(fleet.routing_share, known, counts)
+    if any(v < -TOLERANCE for v in shares.values()):
+        counts["routing_share_negative"] += 1
+    shares = {k: max(v, 0.0) for k, v in shares.items()}
     totals: dict[str, float] = {}
     for key, value in shares.items():
         totals[key[1]] = totals.get(key[1], 0.0) + value
