@@ -146,3 +146,40 @@ def test_the_standard_suite_at_its_tiny_size_scores_a_separate_package(
     html = (out / "report.html").read_text(encoding="utf-8")
     assert html.count("<table") == 1 + len(suite.scenarios) and "example-bau" in html
     assert "score" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- stress keys
+
+
+def test_an_outage_leaves_the_campus_its_gpus_available_for_its_hours() -> None:
+    from mpc_dc.site.data import build_site_exogenous
+    from mpc_dc.site.scenario import default_scenario, with_overrides
+
+    scenario = with_overrides(default_scenario(), {"run.days": 0.5, "outages": [
+        {"campus": "nyc", "start": "2022-04-01T06:00:00Z", "hours": 1.5,
+         "gpus_available": 16}]}, "<test>")
+    gpus = build_site_exogenous(scenario).realized_array("gpus")
+    nyc = scenario.site.campus_names.index("nyc")
+    # Run from 04:00 UTC: intervals 8..13 are 06:00-07:30.
+    assert (gpus[8:14, nyc] == 16).all()
+    assert (gpus[:8, nyc] == 32).all() and (gpus[14:, nyc] == 32).all()
+    assert (gpus[:, 0] == 40).all()
+
+
+def test_first_day_places_a_burstgpt_burst_day_at_the_run_start(shared_data: Path) -> None:
+    from mpc_dc.site.data import check_data
+    from mpc_dc.site.scenario import example_path, load_scenario, with_overrides
+
+    base = with_overrides(load_scenario(example_path("nyiso_wind_fleet")), {
+        "run.start": "2022-04-10T04:00:00Z", "run.days": 1.0,
+        "data.dir": str(shared_data)}, "<test>")
+    rates = {}
+    for day in (0, 9):
+        data = check_data(with_overrides(base, {"workload.requests.first_day": day}, "<t>"))
+        assert data.counts is not None
+        run = data.index[data.history_steps: data.history_steps + data.run_steps]
+        rates[day] = float(data.counts["requests_per_h"].reindex(run).sum())
+        # Day 0's request rows are replayed only when day 0 is the run start.
+        assert (data.rows is not None) == (day == 0)
+    # Day 9 is BurstGPT's first API burst: tens of times day 0's requests.
+    assert rates[9] > 20 * rates[0]
