@@ -116,7 +116,6 @@ def test_the_example_policy_runs_through_run_and_compare(
     assert json.loads((run / "metadata.json").read_text())["controller"] == "example-bau"
     ledger = pd.read_parquet(run / "ledger.parquet")
     assert set(ledger["decision_source"]) == {"example-bau"}
-    assert (ledger["battery_charge_mw"] == 0).all()
     out = tmp_path / "compare"
     assert cli_main(["compare", str(tiny_fleet), "--forecasters", "baseline",
                      "--policy", "example-bau", "--policy",
