@@ -2,6 +2,8 @@
 
 * Run directory (``kpis.json``, ``ledger.parquet``): headline KPIs, cost
   components, power flows of a chosen local day, prices over the run.
+* Benchmark directory (``scorecard.csv``, ``mpc-dc benchmark``): the summary per
+  policy and the scorecard of each scenario.
 * Sweep directory (``results.parquet``): the results table, regret against the
   reference (perfect foresight) versus the forecast error level per forecaster,
   cost components per run, SLO attainment when the runs report it (fleet runs),
@@ -142,7 +144,7 @@ class Report:
     """A built report (format-free)."""
 
     title: str
-    kind: Literal["run", "sweep"]
+    kind: Literal["run", "sweep", "benchmark"]
     source: Path
     sections: list[Section] = field(default_factory=list)
 
@@ -155,8 +157,9 @@ class Report:
 # ----------------------------------------------------------------------------- build
 
 
-def detect(path: Path) -> Literal["run", "sweep"]:
-    """Whether ``path`` is a run or a sweep directory.
+def detect(path: Path) -> Literal["run", "sweep", "benchmark"]:
+    """Whether ``path`` is a run, a sweep or a benchmark directory (a sweep with a
+    scorecard, ``mpc-dc benchmark``).
 
     Raises
     ------
@@ -166,6 +169,8 @@ def detect(path: Path) -> Literal["run", "sweep"]:
     path = Path(path)
     if (path / "kpis.json").is_file() and (path / "ledger.parquet").is_file():
         return "run"
+    if (path / "scorecard.csv").is_file() and (path / "summary.csv").is_file():
+        return "benchmark"
     if (path / "results.parquet").is_file():
         return "sweep"
     if not path.is_dir():
@@ -187,8 +192,11 @@ def build_report(path: Path, *, day: str | None = None, run_id: str | None = Non
         For a sweep: the run whose day of power flows is shown (default none).
     """
     path = Path(path)
-    if detect(path) == "run":
+    kind = detect(path)
+    if kind == "run":
         return _run_report(path, day)
+    if kind == "benchmark":
+        return _benchmark_report(path)
     return _sweep_report(path, day, run_id)
 
 
@@ -227,6 +235,7 @@ def _run_report(path: Path, day: str | None) -> Report:
     counts = {f"fallback: {k}": v for k, v in kpis.get("fallbacks", {}).items()}
     counts |= {f"fault: {k}": v for k, v in kpis.get("faults", {}).items()}
     counts |= {f"injected: {k}": v for k, v in kpis.get("faults_injected", {}).items() if v}
+    counts |= {f"projected: {k}": v for k, v in kpis.get("decision_projections", {}).items()}
     if counts:
         table = pd.DataFrame({"event": list(counts), "count": list(counts.values())})
         report.sections.append(Section("Fallbacks and faults", (), (table,)))
@@ -421,6 +430,39 @@ def _sweep_report(path: Path, day: str | None, run_id: str | None) -> Report:
             (Figure("power_flows_day", f"Power flows on {chosen}",
                     _png(_day_flows(ledger, tz, chosen, short_label(run_id))), ""),),
         ))
+    return report
+
+
+def _benchmark_report(path: Path) -> Report:
+    """The scorecard of ``mpc-dc benchmark``: the summary per policy, then one table per
+    scenario (:mod:`mpc_dc.suite`)."""
+    from mpc_dc.suite import SCORECARD_COLUMNS, SUMMARY_COLUMNS, display
+
+    tables = {}
+    for name, columns in (("scorecard.csv", SCORECARD_COLUMNS), ("summary.csv", SUMMARY_COLUMNS)):
+        file = path / name
+        try:
+            table = pd.read_csv(file)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise RunDirCorruptError(file, f"not a CSV table ({type(err).__name__}); "
+                                     "expected the file mpc-dc benchmark wrote") from None
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise RunDirCorruptError(file, "missing column", field=missing[0])
+        tables[name] = table
+    card, totals = tables["scorecard.csv"], tables["summary.csv"]
+    manifest_path = path / "sweep.json"
+    manifest = read_json_object(manifest_path) if manifest_path.is_file() else {}
+    report = Report(str(manifest.get("name", f"Benchmark {path.name}")).capitalize(),
+                    "benchmark", path)
+    report.sections.append(Section("Summary", (
+        "One row per policy. score: the mean over the scenarios of the share of the "
+        "achievable saving it closes, (BAU − policy) / (BAU − offline optimum) of the cost "
+        "with the suite's SLO penalty; 1 is the offline optimum, 0 business as usual (the "
+        "baseline controller). Ratios (/ BAU) are to the baseline on the same scenario. "
+        "Definitions: docs/benchmark.md.",), (display(totals),)))
+    for scenario, group in card.groupby("scenario", sort=False):
+        report.sections.append(Section(str(scenario), (), (display(group, drop=("scenario",)),)))
     return report
 
 

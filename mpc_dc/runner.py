@@ -17,8 +17,11 @@ controllers on identical data.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -37,6 +40,7 @@ from mpc_dc.control.mpc import (
     truth_values,
 )
 from mpc_dc.control.offline import OfflinePolicy
+from mpc_dc.policy import PolicyContext, make_policy
 from mpc_dc.problem import Problem, SolverOptions, solve_day
 from mpc_dc.sim.engine import RunResult, save_run, simulate
 from mpc_dc.sim.exogenous import SiteExogenous, column
@@ -155,6 +159,15 @@ def prepare(scenario: Scenario, *, source: str | Path = SOURCE
     return scenario, replace(exo, site=scenario.site, frame=frame)
 
 
+def data_key(scenario: Scenario) -> str:
+    """What :func:`prepare` of ``scenario`` depends on, as a digest: every table but
+    ``[controller]``, of which only the horizon (the data's tail) counts."""
+    table = scenario_to_mapping(scenario)
+    table["controller"] = {"horizon_h": scenario.controller.horizon_h}
+    text = json.dumps(table, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def on_site(exo: SiteExogenous, site: Site) -> SiteExogenous:
     """``exo`` for ``site`` (a variant of its site: other levers or blocks)."""
     return exo if exo.site == site else replace(exo, site=site)
@@ -232,6 +245,7 @@ def run_scenario(
     overwrite: bool = False,
     extra_meta: dict[str, Any] | None = None,
     source: str | Path = SOURCE,
+    policy: str | None = None,
 ) -> RunOutcome:
     """Simulate ``scenario`` closed-loop; write a run directory when ``out`` is given.
 
@@ -253,6 +267,11 @@ def run_scenario(
         Added to ``metadata.json`` (a sweep records the run id and overrides).
     source : str or Path
         Named in data errors (the scenario file).
+    policy : str, optional
+        A policy named as on the command line (``package.module:Class`` or an
+        installed entry-point name, :func:`mpc_dc.policy.load_policy_class`), built
+        with the run's :class:`~mpc_dc.policy.PolicyContext` instead of the
+        scenario's ``[controller]``.
     """
     from mpc_dc.rundir import check_target
 
@@ -271,19 +290,22 @@ def run_scenario(
     injector = fault_injector(scenario, exo)
     if injector is not None:
         exo = injector.announce(exo)
-    policy = build_policy(scenario, exo, injector)
+    controller = (build_policy(scenario, exo, injector) if policy is None
+                  else make_policy(policy, PolicyContext.from_exogenous(scenario, exo)))
     setup = time.perf_counter() - tick
-    result = simulate(exo, policy, serving=scenario.serving.config(), progress=progress,
+    result = simulate(exo, controller, serving=scenario.serving.config(), progress=progress,
                       faults=injector)
     kpis = result.kpis
     kpis["setup_time_s"] = setup
-    kpis["controller"] = policy.name
+    kpis["controller"] = controller.name
+    if policy is not None:
+        kpis["policy"] = policy
     if scenario.fleet is not None:
         kpis["flexibility"] = str(scenario.fleet.flexibility)
         kpis["capacity_tokens_per_s"] = dict(scenario.fleet.capacity_tokens_per_s)
-    if isinstance(policy, OfflinePolicy):
-        kpis.update(policy.kpis())
-    outcome = RunOutcome(scenario, result, policy.name, setup)
+    if isinstance(controller, OfflinePolicy):
+        kpis.update(controller.kpis())
+    outcome = RunOutcome(scenario, result, controller.name, setup)
     if out is not None:
         outcome = replace(outcome, path=write_outcome(outcome, Path(out), plots=plots,
                                                      overwrite=overwrite,
@@ -351,18 +373,21 @@ def compare(
     scenario: Scenario,
     labels: Sequence[str],
     *,
+    policies: Sequence[str] = (),
     progress: Callable[[str, int], Callable[[int], object] | None] | None = None,
     out_dir: Path | None = None,
     source: str | Path = SOURCE,
 ) -> pd.DataFrame:
-    """Run ``scenario`` under each label on identical exogenous data.
+    """Run ``scenario`` under each label and each policy on identical exogenous data.
 
     Labels (:func:`~mpc_dc.site.scenario.controller_variant`): ``baseline``,
     ``offline``, ``perfect``/``oracle``, a forecaster name, ``S1``..``S6``,
-    ``fluid``/``request``, combined with ``+``. Rows: the business-as-usual reference
-    (:func:`reference_scenario`), the offline optimum and the perfect-forecast MPC
-    with the scenario's horizon (both added when not asked for), then the other
-    labels in the order given.
+    ``fluid``/``request``, combined with ``+``. Policies: named as on the command
+    line (``package.module:Class`` or an installed entry-point name,
+    :func:`mpc_dc.policy.load_policy_class`), each a row labelled by its name as
+    given. Rows: the business-as-usual reference (:func:`reference_scenario`), the
+    offline optimum and the perfect-forecast MPC with the scenario's horizon (both
+    added when not asked for), then the labels and the policies in the order given.
 
     Columns: ``cost_usd`` (net cost, the meter's) [$];
     ``profit_vs_reference_usd`` = reference cost − cost [$] and ``savings_pct`` (% of
@@ -401,7 +426,13 @@ def compare(
             if row not in wanted:
                 wanted[row] = controller_variant(scenario, label)
                 names[row] = label
-    targets = {row: None if out_dir is None else Path(out_dir) / names[row].replace("+", "_")
+    policy_of: dict[str, str] = {}
+    for spec in policies:
+        if spec not in wanted:
+            wanted[spec] = scenario
+            names[spec] = spec
+            policy_of[spec] = spec
+    targets = {row: None if out_dir is None else Path(out_dir) / run_dir_name(names[row])
                for row in wanted}
     for target in targets.values():
         if target is not None:
@@ -411,7 +442,7 @@ def compare(
     for row, variant in wanted.items():
         callback = progress(names[row], variant.run.n_steps) if progress is not None else None
         outcome = run_scenario(variant, targets[row], prepared=prepared, progress=callback,
-                               plots=False)
+                               plots=False, policy=policy_of.get(row))
         rows[row] = summary_row(outcome)
     table = pd.DataFrame.from_dict(rows, orient="index")
     base_cost = rows[REFERENCE_ROW]["cost_usd"]
@@ -421,6 +452,12 @@ def compare(
     table["regret_usd"] = table["cost_usd"] - rows[OFFLINE_ROW]["cost_usd"]
     table["regret_pct"] = 100.0 * table["regret_usd"] / pct_base
     return table
+
+
+def run_dir_name(label: str) -> str:
+    """A folder name for a row label (``S4+fluid`` -> ``S4_fluid``, ``pkg.mod:Cls`` ->
+    ``pkg.mod_Cls``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", label)
 
 
 def summary_row(outcome: RunOutcome) -> dict[str, Any]:

@@ -112,7 +112,7 @@ TIMING_KPIS = (
 """KPIs that measure the machine, not the run: kept out of the results table."""
 
 NESTED_KPIS = ("fallbacks", "faults", "formulations", "forms", "solve_statuses",
-               "engine_faults", "requests_by_status", "arrival_drops")
+               "decision_projections", "requests_by_status", "arrival_drops")
 """Counter KPIs flattened to ``<name>.<key>`` columns (missing counts are 0); other
 nested KPIs (``by_campus``, ``slo_attainment_by_model`` ...) are flattened alike."""
 
@@ -144,11 +144,16 @@ class SweepRun:
         Dotted-key overrides in the order the sweep file gives them.
     scenario : Scenario
         The base scenario with the overrides applied (validated).
+    policy : str or None
+        A policy named as on the command line (``package.module:Class`` or an
+        entry-point name) run instead of the scenario's controller (``mpc-dc
+        benchmark --policy``); sweep files never name one.
     """
 
     run_id: str
     overrides: tuple[tuple[str, Any], ...]
     scenario: Scenario
+    policy: str | None = None
 
     @property
     def override_dict(self) -> dict[str, Any]:
@@ -473,9 +478,11 @@ def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
         run_scenario(
             run.scenario,
             out=Path(run_dir),
+            prepared=_prepared(run.scenario),
             plots=plots,
             progress=lambda steps: hold_point("simulate", run.run_id),
             extra_meta={"sweep": {"run_id": run.run_id, "overrides": run.override_dict}},
+            policy=run.policy,
         )
     except Exception as err:  # reported per run; the sweep goes on
         logger.exception("run %s failed", run.run_id)
@@ -483,6 +490,27 @@ def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
         return RunReport(run.run_id, "failed", f"{type(err).__name__}: {message}",
                          time.perf_counter() - tick)
     return RunReport(run.run_id, "done", "", time.perf_counter() - tick)
+
+
+_PREPARED: dict[str, Any] = {}
+"""The last :func:`mpc_dc.runner.prepare` of this process, by :func:`~mpc_dc.runner.data_key`."""
+
+
+def _prepared(scenario: Scenario) -> Any:
+    """:func:`mpc_dc.runner.prepare` of ``scenario``, reused by the next run on the same data.
+
+    Runs of one scenario under several controllers (a forecaster sweep, a benchmark
+    suite) share their data, DR baseline and planning capacity, as
+    :func:`mpc_dc.runner.compare` shares them; building them can take longer than the
+    run (millions of requests). One entry: runs are submitted scenario by scenario.
+    """
+    from mpc_dc.runner import data_key, prepare
+
+    key = data_key(scenario)
+    if key not in _PREPARED:
+        _PREPARED.clear()
+        _PREPARED[key] = prepare(scenario)
+    return _PREPARED[key]
 
 
 def run_problem(run_dir: Path) -> str | None:
@@ -611,8 +639,11 @@ def _execute(
             elif workers > 1:
                 _run_pool(todo, runs_dir, workers, plots, done)
             else:
-                for run in todo:
-                    done(execute_run(run, str(runs_dir / run.run_id), plots))
+                try:
+                    for run in todo:
+                        done(execute_run(run, str(runs_dir / run.run_id), plots))
+                finally:
+                    _PREPARED.clear()  # the data of the last runs: not kept past the sweep
         table = results_table(spec, out)
         write_tables(out, table, timings_table(spec, out))
     return table, reports

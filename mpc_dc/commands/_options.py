@@ -184,3 +184,15 @@ def scheduler_address(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"expected a scheduler address like tcp://10.0.0.5:8786, got {text!r}")
     return text.strip() if match["scheme"] else f"tcp://{text.strip()}"
+
+
+def policy_spec(text: str) -> str:
+    """A policy: ``package.module:Class`` or an installed entry-point name, checked by
+    loading its class (:func:`mpc_dc.policy.load_policy_class`)."""
+    from mpc_dc.policy import PolicyLoadError, load_policy_class
+
+    try:
+        load_policy_class(text)
+    except PolicyLoadError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text.strip()

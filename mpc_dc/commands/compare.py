@@ -16,7 +16,7 @@ from mpc_dc.commands._common import (
     with_data_dir,
     write_comparison,
 )
-from mpc_dc.commands._options import existing_dir, label_list, output_dir
+from mpc_dc.commands._options import existing_dir, label_list, output_dir, policy_spec
 from mpc_dc.runner import OFFLINE_ROW, compare
 from mpc_dc.site.data import SOURCE
 
@@ -67,6 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="more labels: S1..S6, optionally combined with +fluid/+request or a "
         "forecaster (e.g. S1,S6,S6+fluid)",
     )
+    parser.add_argument("--policy", dest="policies", type=policy_spec, action="append",
+                        default=[], metavar="POLICY",
+                        help="add a row for this policy: package.module:Class or an "
+                        "installed entry-point name (repeat for several; docs/policies.md)")
     parser.add_argument("--out", type=output_dir,
                         help="write the table as CSV and Markdown into this new folder")
     parser.add_argument("--runs", type=output_dir,
@@ -82,8 +86,8 @@ def main(args: argparse.Namespace) -> int:
     check_labels(scenario, "--flex", args.flex, source)
     labels = list(dict.fromkeys([*args.forecasters, *args.flex]))
     with progress_bars() as progress:
-        table = compare(scenario, labels, progress=progress, out_dir=args.runs,
-                        source=source)
+        table = compare(scenario, labels, policies=args.policies, progress=progress,
+                        out_dir=args.runs, source=source)
     text = markdown_table(table, "controller", COLUMNS, _cell)
     notes = limit_notes(table)
     if notes:

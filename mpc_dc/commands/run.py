@@ -12,6 +12,7 @@ from mpc_dc.commands._options import (
     controller_label,
     existing_dir,
     output_dir,
+    policy_spec,
     positive_float,
 )
 from mpc_dc.runner import run_scenario
@@ -34,9 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="override data.dir (public data folder)")
     parser.add_argument("--out", type=output_dir,
                         help="run directory (default runs/<name>-<time>)")
-    parser.add_argument("--controller", type=controller_label,
-                        help="baseline | offline | perfect | <forecaster> | "
-                        "S1..S6 | fluid | request, combined with + (e.g. S4+fluid)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--controller", type=controller_label,
+                       help="baseline | offline | perfect | <forecaster> | "
+                       "S1..S6 | fluid | request, combined with + (e.g. S4+fluid)")
+    which.add_argument("--policy", type=policy_spec,
+                       help="run this policy instead of the scenario's controller: "
+                       "package.module:Class or an installed entry-point name "
+                       "(docs/policies.md)")
     parser.add_argument("--days", type=positive_float("d", at_most=MAX_RUN_DAYS),
                         help="override run.days [d]")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -57,12 +63,13 @@ def main(args: argparse.Namespace) -> int:
           f"{scenario.data.source}"
           + (f", fleet {fleet.flexibility} ({scenario.serving.fidelity} serving)"
              if fleet is not None else "")
-          + f", controller {ctl.kind}" + (f" ({ctl.forecaster})" if ctl.kind == "mpc" else ""))
+          + (f", policy {args.policy}" if args.policy else f", controller {ctl.kind}"
+             + (f" ({ctl.forecaster})" if ctl.kind == "mpc" else "")))
     with progress_bars() as progress:
         outcome = run_scenario(scenario, out=out,
                                progress=progress("simulating", scenario.run.n_steps),
                                plots=not args.no_plots, overwrite=args.overwrite,
-                               source=source)
+                               source=source, policy=args.policy)
     print(summary_table(outcome.result.kpis, outcome.controller))
     print(f"run directory: {outcome.path}")
     return 0

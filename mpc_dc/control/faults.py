@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mpc_dc.problem2 import HorizonInputs
+from mpc_dc.problem import HorizonInputs
 from mpc_dc.sim.exogenous import SiteExogenous
 from mpc_dc.sim.policy import Observation
 

@@ -11,10 +11,11 @@ start):
   campus: released deferrable work by deadline, billing-period peak import to
   date, battery energy; fleet: instances running and still loading per pool,
   queued requests per pool) and asks the policy for the
-  :class:`~mpc_dc.sim.policy.Decision` of ``[t, t+Δ)``. A decision naming unknown
-  campuses or pools is cleaned (counted under ``engine_faults``), never fatal;
-  one committing more GPUs than a campus has is counted (``gpu_limit_exceeded``)
-  and served as committed.
+  :class:`~mpc_dc.sim.policy.Decision` of ``[t, t+Δ)``, and projects it on what the
+  site can do in ``t`` (:mod:`mpc_dc.sim.projection`: unknown names dropped, more
+  GPUs than the campus has scaled down, routing shares normalised, battery
+  set-points clipped ...; each projection counted in the KPI
+  ``decision_projections``), so no decision is ever fatal.
 * plant (at ``t``): serving of the interval's requests on the committed
   instances and routing shares (request level,
   :class:`~mpc_dc.sim.serving.RequestLevelServer`, or fluid,
@@ -79,6 +80,7 @@ from mpc_dc.sim.policy import (
     Policy,
     PoolKey,
 )
+from mpc_dc.sim.projection import project_decision
 from mpc_dc.sim.serving import (
     DROPPED_NO_ROUTE,
     FINISHED,
@@ -199,7 +201,7 @@ class RunResult:
     backlogs : Mapping[str, Backlog]
         Deferrable work at the end, per campus with other IT.
     decisions : tuple of Decision
-        As committed (after cleaning), one per interval.
+        As committed (after projection), one per interval.
     decide_time_s : ndarray [s]
         Wall time of each ``policy.decide``.
     settlement : Mapping[str, Mapping[str, float]]
@@ -357,7 +359,7 @@ class _Loop:
         self.sources: list[str] = []
         self.decisions: list[Decision] = []
         self.decide_s = np.zeros(n)
-        self.faults: Counter[str] = Counter()
+        self.projections: Counter[str] = Counter()
         self.exo_gpus = exo.realized_array("gpus")
 
     # -- processes --------------------------------------------------------------------------
@@ -373,7 +375,7 @@ class _Loop:
             tick = time.perf_counter()
             decision = self.policy.decide(obs)
             self.decide_s[step] = time.perf_counter() - tick
-            yield to_plant.put((step, self.clean(step, decision)))
+            yield to_plant.put((step, self.project(step, decision)))
 
     def run_plant(self, env: simpy.Environment, to_plant: simpy.Store,
                   to_replay: simpy.Store) -> Generator[simpy.Event, Any, None]:
@@ -388,7 +390,6 @@ class _Loop:
                 target = self.fleet.target(decision.fleet)
                 if self.injector is not None:
                     target = self.injector.before_serving(step, self.fleet, target)
-                self._count_gpu_overcommit(step, target)
                 inference = self.fleet.inference_it_mw(
                     self.fleet.serve(step, target, decision.fleet))
             realized = exo.realized(step)
@@ -480,46 +481,19 @@ class _Loop:
                            instances_running=running, instances_starting=starting,
                            queue_requests=queue)
 
-    def clean(self, step: int, decision: Decision) -> Decision:
-        """Drop what names unknown campuses or pools (counted)."""
-        fleet = decision.fleet
+    def project(self, step: int, decision: Decision) -> Decision:
+        """The decision projected on what the site can do now, each projection counted
+        and logged once per run and rule (:mod:`mpc_dc.sim.projection`)."""
         index_of = {} if self.fleet is None else self.fleet.index_of
-        bad_campus = [c for c in decision.campuses if c not in self.names]
-        bad_pool = sorted({k for k in (*fleet.instances, *fleet.routing_share)
-                           if k not in index_of})
-        if bad_campus:
-            self.faults["unknown_campus_in_decision"] += 1
-            logger.warning("decision at step %d names unknown campuses %s; ignored", step,
-                           bad_campus)
-        if bad_pool:
-            self.faults["unknown_pool_in_decision"] += 1
-            logger.warning("decision at step %d names unknown pools %s; ignored", step,
-                           bad_pool)
-            shares = {k: v for k, v in fleet.routing_share.items() if k in index_of}
-            totals: dict[str, float] = {}
-            for k, v in shares.items():
-                totals[k[1]] = totals.get(k[1], 0.0) + v
-            fleet = FleetDecision(
-                {k: v for k, v in fleet.instances.items() if k in index_of},
-                {k: v / totals[k[1]] for k, v in shares.items() if totals[k[1]] > 0},
-                {k: v for k, v in fleet.planned_tokens_per_s.items() if k in index_of})
-        if not (bad_campus or bad_pool):
-            return decision
-        return Decision({k: v for k, v in decision.campuses.items() if k in self.names}, fleet,
-                        decision.source + "+cleaned")
-
-    def _count_gpu_overcommit(self, step: int, target: np.ndarray) -> None:
-        """Count (and log once) a campus committed beyond its available GPUs."""
-        assert self.fleet is not None
-        gpus = self.fleet.campus_matrix @ (target * self.fleet.gpus_per_instance)
-        available = self.exo_gpus[step]
-        if np.any(gpus > available + 1e-9):
-            if not self.faults["gpu_limit_exceeded"]:
-                c = int(np.argmax(gpus - available))
-                logger.warning("decision at step %d commits %d GPUs at campus %s, which has "
-                               "%d; served as committed and counted", step, int(gpus[c]),
-                               self.names[c], int(available[c]))
-            self.faults["gpu_limit_exceeded"] += 1
+        projected, counts = project_decision(self.site, decision, self.plants, index_of,
+                                             self.exo_gpus[step])
+        for rule in counts:
+            if not self.projections[rule]:
+                logger.warning("decision of %r at step %d: %s; projected on what the site "
+                               "can do (counted in decision_projections)", decision.source,
+                               step, rule.replace("_", " "))
+        self.projections.update(counts)
+        return projected
 
     # -- results ----------------------------------------------------------------------------
     def ledger(self) -> pd.DataFrame:
@@ -649,7 +623,7 @@ def simulate(
         initial_battery_mwh=initial_battery, requests=samples, outcome=outcome, slo=slo,
         serving_book=book, penalties=penalties, local_tz=exo.local_tz)
     initial_batches = sum(exo.batch_wu(name, 0) for name in result.backlogs)
-    kpis = compute_kpis(result, policy, serving, loop.faults, time.perf_counter() - wall,
+    kpis = compute_kpis(result, policy, serving, loop.projections, time.perf_counter() - wall,
                         fluid=fleet.server if fleet is not None and isinstance(
                             fleet.server, FluidServer) else None,
                         requeued=0.0 if fleet is None else float(fleet.server.requeued_requests),
@@ -674,7 +648,7 @@ def compute_kpis(
     result: RunResult,
     policy: Any,
     serving: ServingConfig,
-    faults: Mapping[str, int],
+    projections: Mapping[str, int],
     wall_time_s: float,
     *,
     fluid: FluidServer | None = None,
@@ -685,8 +659,10 @@ def compute_kpis(
 
     Costs [$] (net ``cost_usd`` and each :data:`~mpc_dc.sim.meter.COST_COLUMNS`
     component), energy [MWh], carbon [t], other-IT work [WU], solver and decision
-    times [s], faults; with a fleet, serving figures (requests, tokens, latency
-    percentiles [s], SLO attainment [-]); ``by_campus`` holds the per-campus
+    times [s], faults, the decision projections (:mod:`mpc_dc.sim.projection`), DR
+    compliance; with a fleet, serving figures (requests, tokens, latency percentiles
+    [s], SLO attainment [-] and requests that missed their SLO: counted at request
+    level, estimated at fluid level); ``by_campus`` holds the per-campus
     energy and cost. ``work_df_arrived_wu`` counts the first windows' batches
     (released at the start) besides the submissions during the run.
     """
@@ -733,6 +709,7 @@ def compute_kpis(
         "work_df_missed_wu": float(sum(b.missed_wu for b in result.backlogs.values())),
         "work_df_pending_end_wu": float(sum(b.total_wu for b in result.backlogs.values())),
         "deadline_miss_intervals": int((led["work_df_missed_wu"] > 1e-9).sum()),
+        **_dr_kpis(led),
         "solves": int(getattr(stats, "solves", 0)),
         "fallbacks": fallbacks,
         "fallbacks_total": int(sum(fallbacks.values())),
@@ -747,13 +724,24 @@ def compute_kpis(
         "decide_time_total_s": float(decide.sum()),
         "decide_time_median_s": float(np.median(decide)) if decide.size else 0.0,
         "decide_time_p95_s": float(np.percentile(decide, 95)) if decide.size else 0.0,
-        "engine_faults": dict(faults),
+        "decision_projections": dict(projections),
+        "decision_projections_total": int(sum(projections.values())),
         "wall_time_s": wall_time_s,
         "by_campus": _by_campus(led, result.site),
     }
     if result.pools is not None:
         kpis.update(_serving_kpis(result, serving, fluid, requeued, wall_time_s))
     return kpis
+
+
+def _dr_kpis(led: pd.DataFrame) -> dict[str, Any]:
+    """``dr_event_intervals``: (interval, campus) rows in a DR event; ``dr_compliance``:
+    the share of them whose import kept within the cap (no ``dr_excess_mw``; NaN
+    without events) [-]."""
+    event = led["dr_event"].to_numpy(dtype=bool)
+    kept = led["dr_excess_mw"].to_numpy()[event] <= 1e-9
+    return {"dr_event_intervals": int(event.sum()),
+            "dr_compliance": float(kept.mean()) if kept.size else math.nan}
 
 
 def _by_campus(led: pd.DataFrame, site: Site) -> dict[str, dict[str, float]]:
@@ -822,6 +810,7 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
             return float(ok[sel].mean()) if sel.any() else math.nan
 
         kpis["slo_attainment"] = share(met, decided)
+        kpis["slo_missed_requests"] = int((decided & ~met).sum())
         kpis["slo_ttft_attainment"] = share(ttft_ok, decided)
         kpis["slo_tpot_attainment"] = share(tpot_ok, decided)
         kpis["slo_attainment_by_model"] = {
@@ -842,6 +831,7 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
         total = arrivals.sum()
         kpis["slo_attainment_estimate"] = (
             float((arrivals * ok).sum() / total) if total else math.nan)
+        kpis["slo_missed_requests"] = float((arrivals * ~ok).sum())
     return kpis
 
 

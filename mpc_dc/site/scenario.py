@@ -63,6 +63,8 @@ MAX_RUN_DAYS = 366.0
 """Longest run [d]: one year of 15-min steps (35 136 intervals)."""
 MAX_HISTORY_DAYS = 366
 """Longest forecaster-fitting history [d]."""
+BURSTGPT_LAST_DAY = 60
+"""Last day of BurstGPT's 61 days of hourly counts."""
 MAX_ERROR_LEVEL = 10.0
 """Largest ``noisy_oracle`` error level [-] (std at 24 h lead / series std)."""
 
@@ -200,14 +202,22 @@ class RequestsSpec:
         :mod:`mpc_dc.sim.arrivals`, rule 4).
     model_map : Mapping[str, str]
         Trace model name (``ChatGPT``, ``GPT-4``) to served model family.
+    first_day : int [d]
+        ``burstgpt``: the BurstGPT day placed at the run start (0..60); days after 0
+        come from the generator on BurstGPT's hourly counts alone (its request rows
+        are day 0's).
     """
 
     source: Literal["auto", "synthetic", "burstgpt"] = "auto"
     rate_multiplier: float = 1.0
     model_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MODEL_MAP))
+    first_day: int = 0
 
     def __post_init__(self) -> None:
         positive(SOURCE, "workload.requests.rate_multiplier", self.rate_multiplier)
+        if not 0 <= self.first_day <= BURSTGPT_LAST_DAY:
+            raise ConfigError(SOURCE, f"expected a BurstGPT day 0..{BURSTGPT_LAST_DAY}, got "
+                              f"{self.first_day}", key="workload.requests.first_day")
         check_trace_model_names(self.model_map, "workload.requests.model_map")
 
 
@@ -280,6 +290,45 @@ class DrSpec:
     def local_days(self, tz: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
         """Start and end of each event day [UTC]: local midnight to midnight."""
         return local_day_spans(self.days, tz)
+
+
+@dataclass(frozen=True)
+class OutageSpec:
+    """A GPU outage announced before the run: a campus has fewer GPUs for a while.
+
+    Parameters
+    ----------
+    campus : str
+        The campus (its ``name``).
+    start : str
+        First interval of the outage, ISO 8601 in UTC on the 15-min grid, inside the run.
+    hours : float [h]
+        Length, a multiple of 0.25 h.
+    gpus_available : int [GPUs]
+        GPUs the campus has during the outage, ``0 <= gpus_available <= gpus``.
+    """
+
+    campus: str
+    start: str
+    hours: float
+    gpus_available: int
+
+    def __post_init__(self) -> None:
+        # ValueError "field: ..." so that from_mapping names the entry (outages[i].field).
+        try:
+            grid_start(SOURCE, "start", self.start)
+        except ConfigError as err:
+            raise ValueError(f"start: {err.message}") from None
+        if not (self.hours >= 0.25 and _quarter_hours(self.hours)):
+            raise ValueError(f"hours: expected a multiple of 0.25 h, >= 0.25, got {self.hours}")
+        if self.gpus_available < 0:
+            raise ValueError(f"gpus_available: expected a value >= 0, got {self.gpus_available}")
+
+    @property
+    def span(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """Start and end [UTC] of the outage."""
+        first = pd.Timestamp(self.start)
+        return first, first + pd.Timedelta(hours=self.hours)
 
 
 @dataclass(frozen=True)
@@ -472,6 +521,8 @@ class Scenario:
     workload, dr, serving, controller : see their classes
     faults : FaultSpec
         Faults injected into the run (:mod:`mpc_dc.sim.faults`; none by default).
+    outages : tuple of OutageSpec
+        GPU outages announced before the run (``[[outages]]``).
     """
 
     name: str = "default"
@@ -485,6 +536,7 @@ class Scenario:
     serving: ServingSpec = field(default_factory=ServingSpec)
     controller: ControllerSpec = field(default_factory=ControllerSpec)
     faults: FaultSpec = field(default_factory=FaultSpec)
+    outages: tuple[OutageSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if self.site.fleet is not self.fleet:
@@ -496,6 +548,7 @@ class Scenario:
         self._check_sources()
         self._check_requests()
         self._check_dr()
+        self._check_outages()
 
     def _check_gpus(self) -> None:
         if self.fleet is not None:
@@ -565,6 +618,29 @@ class Scenario:
                                   f"{last:%Y-%m-%d %H:%M} UTC) is not a whole day of the run "
                                   f"({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC)",
                                   key="dr.days")
+
+
+    def _check_outages(self) -> None:
+        """Each outage names a campus with GPUs, keeps at most its GPUs and starts and
+        ends inside the run."""
+        start = self.run.start_ts
+        end = start + pd.Timedelta(days=self.run.days)
+        for i, outage in enumerate(self.outages):
+            key = f"outages[{i}]"
+            names = self.site.campus_names
+            if outage.campus not in names:
+                raise ConfigError(SOURCE, f"no campus {outage.campus!r}; campuses: "
+                                  f"{', '.join(names)}", key=f"{key}.campus")
+            gpus = self.site.campus(outage.campus).gpus
+            if outage.gpus_available > gpus:
+                raise ConfigError(SOURCE, f"expected at most the campus's {gpus} GPUs, got "
+                                  f"{outage.gpus_available}", key=f"{key}.gpus_available")
+            first, last = outage.span
+            if first < start or last > end:
+                raise ConfigError(SOURCE, f"the outage ({first:%Y-%m-%d %H:%M} to "
+                                  f"{last:%Y-%m-%d %H:%M} UTC) is not inside the run "
+                                  f"({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC)",
+                                  key=f"{key}.start")
 
 
 # ----------------------------------------------------------------------------- old keys
@@ -905,6 +981,7 @@ __all__ = [
     "ControllerSpec",
     "DataSpec",
     "DrSpec",
+    "OutageSpec",
     "RequestsSpec",
     "RunSpec",
     "Scenario",
