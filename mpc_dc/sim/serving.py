@@ -1000,11 +1000,14 @@ class ServingOutcome:
         counts = np.bincount(self.status[self.status >= 0], minlength=len(STATUS_NAMES))
         return {name: int(c) for name, c in zip(STATUS_NAMES, counts, strict=True)}
 
-    def check(self, ledger_active_energy_j: float | None = None, rel_tol: float = 1e-9) -> None:
+    def check(self, ledger_active_energy_j: float | None = None, rel_tol: float = 1e-9, *,
+              ledger_tokens: np.ndarray | None = None) -> None:
         """Assert conservation: requests, tokens and energy add up.
 
         * every offered request is finished, in service, queued or dropped (named);
-        * tokens decoded per pool, records vs ledger;
+        * tokens decoded per pool, records vs ledger (``ledger_tokens`` [tokens] per
+          pool when given, e.g. the engine's pool table summed over the run; else the
+          server's own);
         * active energy, records vs the ledger's total (when given) [J].
         """
         offered = int((self.status >= 0).sum())
@@ -1014,8 +1017,13 @@ class ServingOutcome:
         routed = self.pool >= 0
         by_pool = np.bincount(self.pool[routed], weights=self.tokens_decoded[routed], minlength=P)
         scale = max(1.0, float(by_pool.sum()))
-        if np.abs(by_pool - self.ledger_tokens).max(initial=0.0) > rel_tol * scale * 10:
-            raise AssertionError(f"tokens: records {by_pool} != ledger {self.ledger_tokens}")
+        ledger = self.ledger_tokens if ledger_tokens is None else np.asarray(ledger_tokens)
+        off = np.flatnonzero(np.abs(by_pool - ledger) > rel_tol * scale * 10)
+        if off.size:
+            k = int(off[0])
+            campus, model, precision = self.pools[k].key
+            raise AssertionError(f"campus {campus}: tokens of pool {model}/{precision}: "
+                                 f"records {by_pool[k]:.9g} != ledger {ledger[k]:.9g}")
         if ledger_active_energy_j is not None:
             rec = float(self.energy_j.sum())
             if abs(rec - ledger_active_energy_j) > 1e-6 * max(1.0, rec):
