@@ -14,7 +14,6 @@ Invariant (c), the books of every run, is checked by every ``simulate`` call
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager

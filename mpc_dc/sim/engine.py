@@ -57,6 +57,7 @@ import simpy
 from threadpoolctl import threadpool_limits
 
 from mpc_dc.rundir import write_run
+from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.exogenous import SiteExogenous
 from mpc_dc.sim.fluid import FluidServer, Server
@@ -263,6 +264,9 @@ class _Fleet:
         n = exo.n_steps
         self.server: Server
         if serving.fidelity == "request":
+            if not isinstance(exo.requests, RequestArrays):
+                raise ValueError("request-level serving needs the requests themselves; this run "
+                                 "has per-interval aggregates only (serving.fidelity = 'fluid')")
             self.server = RequestLevelServer(self.specs, exo.requests, n)
         else:
             self.server = FluidServer(self.specs, site.models, exo.requests.per_interval(n), n)

@@ -132,14 +132,7 @@ class FluidServer:
 
     def scale(self, pool: int, target: int, now: float) -> None:
         """Set the committed instances of ``pool`` (loading cancelled first, no drain tail)."""
-        inst, spec = self._inst[pool], self.pools[pool]
-        d = target - inst.committed
-        if d > 0:
-            inst.ready_times.extend([now + spec.load_time_s] * d)
-        elif d < 0:
-            inst.ready_times.sort()
-            del inst.ready_times[target:]
-        inst.committed = target
+        self._inst[pool].scale(target, now + self.pools[pool].load_time_s)
 
     def _step(self, b: np.ndarray, ctx: np.ndarray) -> np.ndarray:
         """Decode step time of every pool's curve at batch ``b``, ``ctx`` KV tokens per
@@ -243,7 +236,7 @@ class FluidServer:
         power = self._power(b)
         tpot = self._step(b, ctx) / (1 - f)
         committed = self.committed_instances()
-        ready_end = np.array([sum(1 for r in i.ready_times if r <= t1) for i in self._inst])
+        ready_end = np.array([i.ready_by(t1) for i in self._inst])
         backlog_work, _, _ = self._work(self.backlog_requests, self.backlog_prompt,
                                         self.backlog_tokens, self.backlog_tokens_sq)
         with np.errstate(divide="ignore", invalid="ignore"):

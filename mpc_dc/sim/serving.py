@@ -574,21 +574,46 @@ def serve_fcfs(
 
 @dataclass
 class _Instances:
-    """Instance-count bookkeeping of the fluid fidelity (no batch detail)."""
+    """Instance-count bookkeeping of the fluid fidelity (no batch detail).
+
+    ``ready`` instances were ready by the last interval start seen; ``ready_times`` [s]
+    holds the others' ready times (a pool of thousands of instances keeps a count, not
+    a list). ``committed = ready + len(ready_times)``.
+    """
 
     committed: int = 0
+    ready: int = 0
     ready_times: list[float] = field(default_factory=list)
-    drain_off: list[float] = field(default_factory=list)
 
     def instance_s(self, t0: float, t1: float) -> float:
-        drain = sum(max(0.0, min(off, t1) - t0) for off in self.drain_off)
-        return self.committed * (t1 - t0) + drain
+        return self.committed * (t1 - t0)
 
     def ready_s(self, t0: float, t1: float) -> float:
-        return sum(max(0.0, t1 - max(t0, r)) for r in self.ready_times)
+        """Ready instance-seconds in ``[t0, t1)`` (times from now on: ``t0`` settles)."""
+        if self.ready_times and min(self.ready_times) <= t0:
+            late = [r for r in self.ready_times if r > t0]
+            self.ready += len(self.ready_times) - len(late)
+            self.ready_times = late
+        return self.ready * (t1 - t0) + sum(max(0.0, t1 - r) for r in self.ready_times)
 
-    def end_interval(self, t1: float) -> None:
-        self.drain_off = [off for off in self.drain_off if off > t1]
+    def ready_by(self, t: float) -> int:
+        """Instances ready at ``t``."""
+        return self.ready + sum(1 for r in self.ready_times if r <= t)
+
+    def scale(self, target: int, ready_at: float) -> None:
+        """Commit ``target`` instances: new ones ready at ``ready_at``; on scale-down the
+        ones still loading are cancelled first, latest first."""
+        d = target - self.committed
+        if d > 0:
+            self.ready_times.extend([ready_at] * d)
+        elif d < 0:
+            keep = target - self.ready
+            if keep <= 0:
+                self.ready, self.ready_times = target, []
+            else:
+                self.ready_times.sort()
+                del self.ready_times[keep:]
+        self.committed = target
 
 
 class _Pool:
