@@ -44,7 +44,7 @@ from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.meter import net_cost_usd
 from mpc_dc.sim.policy import CampusDecision, Decision, Observation
 from mpc_dc.site.scenario import Scenario, controller_variant, with_overrides
-from tests.loop_cases import poisoned, rcdc_short
+from tests.loop_cases import offline_to_end_rolling, poisoned, rcdc_short
 from traces.grid import STEP_H
 
 C = "rcdc"
@@ -92,20 +92,6 @@ def test_controllers_rank_as_expected(case: tuple[Scenario, SiteExogenous]) -> N
     assert cost["offline"] <= cost["perfect"] * (1 + 1e-9)
     assert cost["perfect"] <= cost["persistence"] * (1 + 1e-9)
     assert cost["perfect"] < cost["baseline"]
-
-
-def offline_to_end_rolling(scenario: Scenario) -> tuple[RunResult, RunResult, RunResult]:
-    """The offline optimum, the Oracle MPC with a horizon to the run end and the Oracle
-    MPC with the scenario's rolling horizon, on the same data; none misses a deadline."""
-    scenario, exo = prepare(scenario)
-    offline = simulate(exo, build_policy(controller_variant(scenario, "offline"), exo))
-    to_end = replace(scenario, controller=replace(scenario.controller, kind="perfect",
-                                                  horizon_to_end=True))
-    perfect_to_end = simulate(exo, build_policy(to_end, exo))
-    rolling = simulate(exo, build_policy(controller_variant(scenario, "perfect"), exo))
-    for result in (offline, perfect_to_end, rolling):
-        assert result.kpis["work_df_missed_wu"] == pytest.approx(0.0, abs=1e-6)
-    return offline, perfect_to_end, rolling
 
 
 @pytest.mark.shared_data

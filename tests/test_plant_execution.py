@@ -131,7 +131,7 @@ def test_a_battery_that_creates_energy_stops_the_run(monkeypatch: pytest.MonkeyP
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith("invariant violated at interval 7 (")
-    assert "battery energy would reach -2.5" in message
+    assert "campus rcdc: battery energy would reach -2.5" in message
 
 
 def test_the_ledger_check_catches_a_state_of_charge_that_does_not_follow() -> None:

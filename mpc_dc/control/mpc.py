@@ -335,7 +335,8 @@ class MpcPolicy:
         Fitted on the history before the run.
     horizon_steps : int
         H; with ``horizon_to_end`` the problem spans the whole run and the horizon
-        always reaches its end.
+        always reaches its end, at 15-min resolution, with whole instances in every
+        interval (as the offline optimum has them).
     options : SolverOptions, optional
         Default: one committed interval, its binaries integer, the tail relaxed.
     demand_quantile : float, optional
@@ -372,6 +373,14 @@ class MpcPolicy:
         self.horizon_steps = exo.n_steps if horizon_to_end else horizon_steps
         # An MPC commits one interval: its binaries are integer there only (DESIGN.md 4).
         self.options = options or SolverOptions(binary_intervals=1)
+        if horizon_to_end and self.site.pools:
+            # The offline optimum counts whole instances in every interval. A relaxed
+            # tail runs fractions of idle instances at a fraction of their power, so the
+            # plan defers work to power it does not have: the to-the-end MPC would solve
+            # another problem than the offline one (3 x its cost on the combined site of
+            # tests/test_combined_loop.py). Rounded at once: one LP re-solve per step.
+            self.options = replace(self.options, committed_intervals=self.horizon_steps,
+                                   round_chunk_intervals=self.horizon_steps, fine_steps=None)
         self.demand_response = has_dr_events(exo)
         self.problem = Problem(self.site, self.horizon_steps, self.options,
                                demand_response=self.demand_response)

@@ -64,6 +64,10 @@ class Backlog:
             self.done_wu += take
         return amount_wu - max(remaining, 0.0)
 
+    def overdue_wu(self, step: int) -> float:
+        """Pending work whose deadline interval ended before ``step`` [WU]."""
+        return float(sum(w for d, w in self.pending.items() if d < step))
+
     def expire(self, step: int) -> float:
         """Drop work whose deadline interval ended before ``step``; return it as missed [WU]."""
         missed = 0.0

@@ -58,10 +58,18 @@ import simpy
 from threadpoolctl import threadpool_limits
 
 from mpc_dc.rundir import write_run
+from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.exogenous import SiteExogenous
 from mpc_dc.sim.fluid import FluidServer, Server
-from mpc_dc.sim.invariants import InvariantError, check_battery_ledger, check_campus_ledger
+from mpc_dc.sim.invariants import (
+    InvariantError,
+    check_battery_ledger,
+    check_campus_ledger,
+    check_deadlines,
+    check_token_book,
+    check_work_ledger,
+)
 from mpc_dc.sim.meter import (
     COST_COLUMNS,
     METER_COLUMNS,
@@ -177,11 +185,16 @@ class ServingBook:
         Requests whose model had no pool with a positive share.
     tokens_backlog_end : ndarray [tokens], (P,)
         Fluid only: response tokens still waiting at the run end (zeros at request level).
+    queued_tokens, moved_tokens : ndarray [tokens], (n_steps, P), or None
+        Fluid only: response tokens waiting at each interval's end, and moved in by
+        re-dispatch at its start (minus moved out), per pool.
     """
 
     requests_offered: np.ndarray
     dropped_no_route: np.ndarray
     tokens_backlog_end: np.ndarray
+    queued_tokens: np.ndarray | None = None
+    moved_tokens: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +220,8 @@ class RunResult:
     settlement : Mapping[str, Mapping[str, float]]
         The meters' books: each cost component summed per campus [$].
     initial_battery_mwh : Mapping[str, float] [MWh]
+    initial_backlog_wu : Mapping[str, float] [WU]
+        Deferrable work pending at the run start, per campus with other IT.
     requests : DataFrame or None
         Per-request samples (request level).
     outcome : ServingOutcome or None
@@ -227,6 +242,7 @@ class RunResult:
     decide_time_s: np.ndarray
     settlement: Mapping[str, Mapping[str, float]]
     initial_battery_mwh: Mapping[str, float]
+    initial_backlog_wu: Mapping[str, float]
     requests: pd.DataFrame | None
     outcome: ServingOutcome | None
     slo: tuple[np.ndarray, np.ndarray] | None
@@ -253,6 +269,9 @@ class _Fleet:
         n = exo.n_steps
         self.server: Server
         if serving.fidelity == "request":
+            if not isinstance(exo.requests, RequestArrays):
+                raise ValueError("request-level serving needs the requests themselves; this run "
+                                 "has per-interval aggregates only (serving.fidelity = 'fluid')")
             self.server = RequestLevelServer(self.specs, exo.requests, n)
         else:
             self.server = FluidServer(self.specs, site.models, exo.requests.per_interval(n), n)
@@ -405,7 +424,8 @@ class _Loop:
                                                           realized[c], backlog,
                                                           float(inference[c])))
                 except InvariantError as err:
-                    raise err.at(exo.time(step)) from None
+                    raise InvariantError(f"campus {name}: {err.message}", err.step,
+                                         exo.time(step)) from None
             yield env.timeout(STEP_S)
             yield to_replay.put((step, decision, records))
 
@@ -424,7 +444,13 @@ class _Loop:
                 arrival = exo.deferrable_arrival_wu(name, step)
                 if not self.on_arrival[c]:
                     backlog.release(arrival, exo.window_deadline(name, step + 1))
-                work.append((arrival, backlog.expire(step + 1)))
+                due = backlog.overdue_wu(step + 1)
+                missed = backlog.expire(step + 1)
+                try:
+                    check_deadlines(step, name, due, missed, backlog.overdue_wu(step + 1))
+                except InvariantError as err:
+                    raise err.at(exo.time(step)) from None
+                work.append((arrival, missed))
             # Only what is published by now: an hourly value at the end of its hour.
             published = exo.published_during(step)
             if self.injector is not None:
@@ -580,6 +606,10 @@ def simulate(
     penalties = penalties or Penalties()
     loop = _Loop(exo, policy, serving, penalties, progress, faults)
     initial_battery = {p.campus.name: p.battery_energy_mwh for p in loop.plants}
+    # From the exogenous rule, not the backlog: the books check the backlog against it.
+    initial_backlog = {name: exo.batch_wu(name, 0) for name, b in zip(loop.names, loop.backlogs,
+                                                                      strict=True)
+                       if b is not None}
     env = simpy.Environment()
     boundaries, to_plant, to_replay, to_meter = (simpy.Store(env) for _ in range(4))
     env.process(loop.controller(boundaries, to_plant))
@@ -606,10 +636,12 @@ def simulate(
             outcome = server.outcome()
             slo = slo_met(outcome, exo.site, serving)
             samples = request_frame(outcome, exo.site, serving, slo=slo)
-        backlog_tokens = (server.backlog_tokens.copy() if isinstance(server, FluidServer)
-                          else np.zeros(len(fleet.keys)))
         offered = np.diff(exo.requests.interval_bounds(n)).astype(float)
-        book = ServingBook(offered, fleet.dropped.copy(), backlog_tokens)
+        if isinstance(server, FluidServer):
+            book = ServingBook(offered, fleet.dropped.copy(), server.backlog_tokens.copy(),
+                               server.queued_tokens, server.moved_tokens)
+        else:
+            book = ServingBook(offered, fleet.dropped.copy(), np.zeros(len(fleet.keys)))
     ledger = loop.ledger()
     if faults is not None:
         ledger["faults_active"] = faults.ledger_column()
@@ -620,9 +652,10 @@ def simulate(
                   if b is not None},
         decisions=tuple(loop.decisions), decide_time_s=loop.decide_s,
         settlement={m.campus.name: dict(m.totals) for m in loop.meters},
-        initial_battery_mwh=initial_battery, requests=samples, outcome=outcome, slo=slo,
+        initial_battery_mwh=initial_battery, initial_backlog_wu=initial_backlog,
+        requests=samples, outcome=outcome, slo=slo,
         serving_book=book, penalties=penalties, local_tz=exo.local_tz)
-    initial_batches = sum(exo.batch_wu(name, 0) for name in result.backlogs)
+    initial_batches = sum(initial_backlog.values())
     kpis = compute_kpis(result, policy, serving, loop.projections, time.perf_counter() - wall,
                         fluid=fleet.server if fleet is not None and isinstance(
                             fleet.server, FluidServer) else None,
@@ -843,17 +876,23 @@ def check_invariants(result: RunResult) -> None:
 
     * per (interval, campus): energy balance, facility = PUE × IT, import · export
       = 0, flows within limits (:func:`~mpc_dc.sim.invariants.check_campus_ledger`);
-    * battery state of charge per campus (:func:`check_battery_ledger`);
-    * deferrable work per campus: released (initial batch + submissions) = done +
-      pending + missed, and the ledger's done and missed equal the backlog's;
+    * battery state of charge per campus (:func:`check_battery_ledger`; the plant
+      checks it as it moves);
+    * deferrable work per campus and interval: pending = pending before + arrived −
+      done − missed (:func:`~mpc_dc.sim.invariants.check_work_ledger`); over the run,
+      released (initial batch + submissions) = done + pending + missed, and the
+      ledger's done and missed equal the backlog's; deadlines are checked in the loop
+      at each interval end (:func:`~mpc_dc.sim.invariants.check_deadlines`);
     * settlement: every cost of every row equals the meter's rule re-applied to the
       row's flows and prices, demand charges to the billing-period peaks, and each
       campus's summed costs equal its meter's book
       (:func:`~mpc_dc.sim.meter.audit_settlement`);
     * serving: requests offered = routed + dropped each interval; tokens and
-      inference IT energy per campus = the sum of its pools; request statuses,
-      per-request records vs the table, and tokens offered = served + unserved
-      (request level) or arrived = served + still queued (fluid).
+      inference IT energy per campus = the sum of its pools; fluid: each campus's token
+      book per interval (:func:`~mpc_dc.sim.invariants.check_token_book`); request
+      level: request statuses, the tokens of each pool's requests vs the pool table
+      over the run (per-request records carry no interval); tokens offered = served +
+      unserved (request level) or arrived = served + still queued (fluid).
 
     Raises
     ------
@@ -889,6 +928,7 @@ def _close(a: float, b: float, rel: float = 1e-9) -> bool:
 def _check_work(result: RunResult) -> None:
     led = result.ledger
     for name, backlog in result.backlogs.items():
+        check_work_ledger(result.campus_ledger(name), result.initial_backlog_wu[name], name)
         try:
             backlog.check_conservation()
         except InvariantError as err:
@@ -940,12 +980,22 @@ def _check_serving(result: RunResult) -> None:
             raise InvariantError(f"campus {led.index[k][1]}: {column} {mine[k]:.9g} != its "
                                  f"pools' {theirs[k]:.9g}", int(led["step"].to_numpy()[k]),
                                  led.index[k][0])
+    if book.queued_tokens is not None and book.moved_tokens is not None:
+        site = result.site
+        keys = site.pools
+        matrix = np.array([[k[0] == c for k in keys] for c in site.campus_names], dtype=float)
+        check_token_book(book.queued_tokens, pools["arrived_tokens"].to_numpy().reshape(n, P),
+                         book.moved_tokens, pools["tokens_decoded"].to_numpy().reshape(n, P),
+                         matrix, site.campus_names,
+                         pd.DatetimeIndex(led.index.get_level_values(0)[::len(site.campuses)]))
     kpis = result.kpis
     outcome = result.outcome
     if outcome is not None:
         try:
             # check() also closes the request statuses.
-            outcome.check(ledger_active_energy_j=float(pools["active_energy_j"].sum()))
+            outcome.check(ledger_active_energy_j=float(pools["active_energy_j"].sum()),
+                          ledger_tokens=pools["tokens_decoded"].to_numpy().reshape(n, P).sum(
+                              axis=0))
         except AssertionError as err:
             raise InvariantError(f"serving records: {err}") from None
         finished = outcome.status == FINISHED

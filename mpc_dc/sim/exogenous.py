@@ -60,7 +60,7 @@ from typing import get_args
 import numpy as np
 import pandas as pd
 
-from mpc_dc.sim.arrivals import STEP_S, RequestArrays
+from mpc_dc.sim.arrivals import STEP_S, RequestAggregates, RequestArrays
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.publication import ObservationSchedule
 from mpc_dc.sim.serving import RequestMix
@@ -139,12 +139,13 @@ def column(quantity: str, name: str) -> str:
     return f"{quantity}[{name}]"
 
 
-def demand_columns(requests: RequestArrays, index: pd.DatetimeIndex) -> pd.DataFrame:
+def demand_columns(requests: RequestArrays | RequestAggregates, index: pd.DatetimeIndex
+                   ) -> pd.DataFrame:
     """``tokens_per_s[M]`` and ``requests_per_h[M]`` of the requests on the run's grid.
 
     Parameters
     ----------
-    requests : RequestArrays
+    requests : RequestArrays or RequestAggregates
         Arrival seconds from ``index[0]``.
     index : DatetimeIndex
         The run's interval starts (15-min UTC grid).
@@ -220,9 +221,10 @@ class SiteExogenous:
         First run interval (UTC); the history is the frame before it.
     n_steps : int
         Run intervals.
-    requests : RequestArrays or None
+    requests : RequestArrays, RequestAggregates or None
         Run-period requests, arrival seconds from ``run_start``, models in
-        ``site.models`` order (None without a fleet).
+        ``site.models`` order (None without a fleet); or only their per-interval
+        aggregates (fluid serving at a scale no request array fits).
     publication : Mapping[str, Publication]
         When each frame column is observable; absent: at the end of its interval.
     local_tz : str
@@ -248,7 +250,7 @@ class SiteExogenous:
     frame: pd.DataFrame
     run_start: pd.Timestamp
     n_steps: int
-    requests: RequestArrays | None
+    requests: RequestArrays | RequestAggregates | None
     publication: Mapping[str, Publication] = field(default_factory=dict)
     local_tz: str = "America/New_York"
     name: str = "run"

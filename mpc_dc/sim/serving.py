@@ -604,16 +604,46 @@ class Killed:
 
 @dataclass
 class _Instances:
-    """Instance-count bookkeeping of the fluid fidelity (no batch detail)."""
+    """Instance-count bookkeeping of the fluid fidelity (no batch detail).
+
+    ``ready`` instances were ready by the last interval start seen; ``ready_times`` [s]
+    holds the others' ready times (a pool of thousands of instances keeps a count, not
+    a list). ``committed = ready + len(ready_times)``.
+    """
 
     committed: int = 0
+    ready: int = 0
     ready_times: list[float] = field(default_factory=list)
 
     def instance_s(self, t0: float, t1: float) -> float:
         return self.committed * (t1 - t0)
 
     def ready_s(self, t0: float, t1: float) -> float:
-        return sum(max(0.0, t1 - max(t0, r)) for r in self.ready_times)
+        """Ready instance-seconds in ``[t0, t1)`` (times from now on: ``t0`` settles)."""
+        if self.ready_times and min(self.ready_times) <= t0:
+            late = [r for r in self.ready_times if r > t0]
+            self.ready += len(self.ready_times) - len(late)
+            self.ready_times = late
+        return self.ready * (t1 - t0) + sum(max(0.0, t1 - r) for r in self.ready_times)
+
+    def ready_by(self, t: float) -> int:
+        """Instances ready at ``t``."""
+        return self.ready + sum(1 for r in self.ready_times if r <= t)
+
+    def scale(self, target: int, ready_at: float) -> None:
+        """Commit ``target`` instances: new ones ready at ``ready_at``; on scale-down the
+        ones still loading are cancelled first, latest first."""
+        d = target - self.committed
+        if d > 0:
+            self.ready_times.extend([ready_at] * d)
+        elif d < 0:
+            keep = target - self.ready
+            if keep <= 0:
+                self.ready, self.ready_times = target, []
+            else:
+                self.ready_times.sort()
+                del self.ready_times[keep:]
+        self.committed = target
 
 
 class _Pool:
@@ -1121,12 +1151,14 @@ class ServingOutcome:
         counts = np.bincount(self.status[self.status >= 0], minlength=len(STATUS_NAMES))
         return {name: int(c) for name, c in zip(STATUS_NAMES, counts, strict=True)}
 
-    def check(self, ledger_active_energy_j: float | None = None, rel_tol: float = 1e-9) -> None:
+    def check(self, ledger_active_energy_j: float | None = None, rel_tol: float = 1e-9, *,
+              ledger_tokens: np.ndarray | None = None) -> None:
         """Assert conservation: requests, tokens and energy add up.
 
         * every offered request is finished, in service, queued or dropped (named);
         * tokens decoded per pool, records (plus the tokens lost to killed instances)
-          vs ledger;
+          vs ledger (``ledger_tokens`` [tokens] per pool when given, e.g. the engine's
+          pool table summed over the run; else the server's own);
         * active energy, records vs the ledger's total (when given) [J].
         """
         offered = int((self.status >= 0).sum())
@@ -1138,8 +1170,13 @@ class ServingOutcome:
         if self.tokens_lost is not None:
             by_pool = by_pool + self.tokens_lost
         scale = max(1.0, float(by_pool.sum()))
-        if np.abs(by_pool - self.ledger_tokens).max(initial=0.0) > rel_tol * scale * 10:
-            raise AssertionError(f"tokens: records {by_pool} != ledger {self.ledger_tokens}")
+        ledger = self.ledger_tokens if ledger_tokens is None else np.asarray(ledger_tokens)
+        off = np.flatnonzero(np.abs(by_pool - ledger) > rel_tol * scale * 10)
+        if off.size:
+            k = int(off[0])
+            campus, model, precision = self.pools[k].key
+            raise AssertionError(f"campus {campus}: tokens of pool {model}/{precision}: "
+                                 f"records {by_pool[k]:.9g} != ledger {ledger[k]:.9g}")
         if ledger_active_energy_j is not None:
             rec = float(self.energy_j.sum())
             if abs(rec - ledger_active_energy_j) > 1e-6 * max(1.0, rec):
