@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mpc_dc.runner import run_scenario, with_capacity
+from mpc_dc.runner import build_policy, prepare, with_capacity
 from mpc_dc.sim.arrivals import RequestAggregates, RequestArrays
+from mpc_dc.sim.engine import simulate
 from mpc_dc.sim.exogenous import SiteExogenous, column, demand_columns
+from mpc_dc.sim.policy import Decision, Observation
 from mpc_dc.site.data import build_site_exogenous
 from mpc_dc.site.scenario import (
     Scenario,
@@ -97,7 +99,7 @@ def dr_scale(days: float = 30.0) -> tuple[Scenario, SiteExogenous]:
     # Each model's share of its stream: tokens split by DR_TOKEN_SHARES over the run.
     per_run = {m: float(tokens[source[m]][run].sum()) for m in DR_MODELS}
     weight = {m: s / per_run[source[m]] for m, s in zip(DR_MODELS, DR_TOKEN_SHARES, strict=True)}
-    total = sum(weight[m] * tokens[source[m]][run] for m in DR_MODELS)
+    total = np.sum([weight[m] * tokens[source[m]][run] for m in DR_MODELS], axis=0)
     scale = DR_PEAK_TOKENS_PER_S / float(total.max())
     shares = np.zeros((len(DR_MODELS), len(requests.models)))
     for j, m in enumerate(DR_MODELS):
@@ -121,24 +123,42 @@ def dr_scale(days: float = 30.0) -> tuple[Scenario, SiteExogenous]:
 
 def measure(scenario: Scenario, prepared: tuple[Scenario, SiteExogenous] | None = None
             ) -> dict[str, float]:
-    """One closed loop (:func:`~mpc_dc.runner.run_scenario`, no run directory): wall and
-    CPU time [s] of the whole call (data, fitting, solving, simulation), of the
-    simulation alone (wall), and the controller's decision and solve times per step
-    [s] (median, 95th percentile), with the step count and fallbacks.
+    """One closed loop as :func:`~mpc_dc.runner.run_scenario` runs it (no run directory),
+    timed in parts: wall and CPU time [s] of the setup (data unless ``prepared`` is
+    given, forecaster fitting, problem building) and of the simulation, the
+    controller's decision time per step, wall and CPU, and its solve time [s] (median,
+    95th percentile), the step count, fallbacks and the net cost [$].
 
     CPU time is this process's (``time.process_time``): on a shared machine it is the
     figure to read beside the wall time, which counts the time others held the cores.
     """
     wall, cpu = time.perf_counter(), time.process_time()
-    outcome = run_scenario(scenario, prepared=prepared)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    k = outcome.result.kpis
-    return {"total_wall_s": wall, "total_cpu_s": cpu, "setup_wall_s": outcome.setup_time_s,
-            "simulation_wall_s": float(k["wall_time_s"]), "steps": float(k["intervals"]),
+    scenario, exo = prepare(scenario) if prepared is None else prepared
+    policy = build_policy(scenario, exo)
+    setup_wall, setup_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    decide, step_cpu = policy.decide, []
+
+    def timed_decide(obs: Observation) -> Decision:
+        tick = time.process_time()
+        out = decide(obs)
+        step_cpu.append(time.process_time() - tick)
+        return out
+
+    policy.decide = timed_decide  # type: ignore[method-assign]
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = simulate(exo, policy, serving=scenario.serving.config())
+    sim_wall, sim_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    k = result.kpis
+    return {"total_wall_s": setup_wall + sim_wall, "total_cpu_s": setup_cpu + sim_cpu,
+            "setup_wall_s": setup_wall, "setup_cpu_s": setup_cpu,
+            "simulation_wall_s": sim_wall, "simulation_cpu_s": sim_cpu,
+            "steps": float(k["intervals"]),
             "decide_median_s": float(k["decide_time_median_s"]),
             "decide_p95_s": float(k["decide_time_p95_s"]),
+            "decide_cpu_median_s": float(np.median(step_cpu)),
+            "decide_cpu_p95_s": float(np.percentile(step_cpu, 95)),
             "solve_median_s": float(k["solve_time_median_s"]),
-            "fallbacks": float(k["fallbacks_total"])}
+            "fallbacks": float(k["fallbacks_total"]), "cost_usd": float(k["cost_usd"])}
 
 
 def spread(runs: Sequence[dict[str, float]]) -> dict[str, Any]:
