@@ -20,9 +20,9 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from mpc_dc.problem2 import Plan
 
 from mpc_dc.control.mpc import MpcPolicy
+from mpc_dc.problem import Plan
 from mpc_dc.runner import build_policy
 from mpc_dc.sim.engine import simulate
 from mpc_dc.sim.policy import Decision, Observation
