@@ -237,9 +237,12 @@ def test_injected_solver_failures_fall_back_and_are_counted(
 def test_forecasters_are_fitted_on_history_only(case: tuple[Scenario, SiteExogenous]) -> None:
     exo = case[1]
     forecasters = make_forecasters(exo, "persistence")
+    # No carbon price on this site: its carbon moves no decision and is not forecast.
+    assert exo.site.carbon_price_usd_per_t == 0
     assert set(forecasters) == set(channels(exo.site)) == {
-        column(q, C) for q in ("price_usd_per_mwh", "carbon_gco2_per_kwh", "renewable_cf",
-                               "workload_wu")}
+        column(q, C) for q in ("price_usd_per_mwh", "renewable_cf", "workload_wu")}
+    priced = replace(exo.site, carbon_price_usd_per_t=30.0)
+    assert set(channels(priced)) == {*forecasters, column("carbon_gco2_per_kwh", C)}
     for name, forecaster in forecasters.items():
         assert forecaster.cutoff == exo.published_history(name).index[-1]
     assert forecasters[column("workload_wu", C)].cutoff == exo.history.index[-1]
