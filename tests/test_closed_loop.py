@@ -252,7 +252,9 @@ def test_mid_hour_start_fits_on_the_published_history_only() -> None:
     """A run starting at 04:30: the 04:00 hour of the hourly channels is not published
     yet, so their forecasters stop at 03:45; the 15-min workload is seen to 04:15. The
     withheld quarters arrive with the rest of their hour, at 05:00."""
-    _, exo = prepare(rcdc_short(0.25, **{"run.start": "2022-04-04T04:30:00Z"}))
+    # Carbon priced, so that it is forecast too.
+    _, exo = prepare(rcdc_short(0.25, **{"run.start": "2022-04-04T04:30:00Z",
+                                         "site.carbon_price_usd_per_t": 30.0}))
     forecasters = make_forecasters(exo, "persistence")
     hour = pd.Timestamp("2022-04-04T04:00:00Z")
     for quantity in ("price_usd_per_mwh", "renewable_cf", "carbon_gco2_per_kwh"):
