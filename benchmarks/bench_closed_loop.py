@@ -12,8 +12,8 @@
 Each figure is the median (min, max) over the rounds of wall and CPU time
 (:func:`benchmarks.closed_loop.measure`); nothing is asserted, not even the absence of
 fallbacks (on a loaded machine a solve can reach its wall-clock limit:
-``fallbacks`` in extra_info says when); docs/performance.md holds the table. Under ``--benchmark-disable`` (CI smoke)
-each runs a few hours, synthetic, once. Run:
+``fallbacks`` in extra_info says when); docs/performance.md holds the table. Under
+``--benchmark-disable`` (CI smoke) each runs a few hours, synthetic, once. Run:
 ``pytest benchmarks/bench_closed_loop.py --benchmark-only -s``.
 """
 
