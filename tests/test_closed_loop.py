@@ -241,9 +241,12 @@ def test_injected_solver_failures_fall_back_and_are_counted(
 def test_forecasters_are_fitted_on_history_only(case: tuple[Scenario, SiteExogenous]) -> None:
     exo = case[1]
     forecasters = make_forecasters(exo, "persistence")
+    # No carbon price on this site: its carbon moves no decision and is not forecast.
+    assert exo.site.carbon_price_usd_per_t == 0
     assert set(forecasters) == set(channels(exo.site)) == {
-        column(q, C) for q in ("price_usd_per_mwh", "carbon_gco2_per_kwh", "renewable_cf",
-                               "workload_wu")}
+        column(q, C) for q in ("price_usd_per_mwh", "renewable_cf", "workload_wu")}
+    priced = replace(exo.site, carbon_price_usd_per_t=30.0)
+    assert set(channels(priced)) == {*forecasters, column("carbon_gco2_per_kwh", C)}
     for name, forecaster in forecasters.items():
         assert forecaster.cutoff == exo.published_history(name).index[-1]
     assert forecasters[column("workload_wu", C)].cutoff == exo.history.index[-1]
@@ -253,7 +256,9 @@ def test_mid_hour_start_fits_on_the_published_history_only() -> None:
     """A run starting at 04:30: the 04:00 hour of the hourly channels is not published
     yet, so their forecasters stop at 03:45; the 15-min workload is seen to 04:15. The
     withheld quarters arrive with the rest of their hour, at 05:00."""
-    _, exo = prepare(rcdc_short(0.25, **{"run.start": "2022-04-04T04:30:00Z"}))
+    # Carbon priced, so that it is forecast too.
+    _, exo = prepare(rcdc_short(0.25, **{"run.start": "2022-04-04T04:30:00Z",
+                                         "site.carbon_price_usd_per_t": 30.0}))
     forecasters = make_forecasters(exo, "persistence")
     hour = pd.Timestamp("2022-04-04T04:00:00Z")
     for quantity in ("price_usd_per_mwh", "renewable_cf", "carbon_gco2_per_kwh"):

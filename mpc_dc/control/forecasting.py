@@ -4,8 +4,9 @@ Channels (:func:`channels`) are the columns of the run's exogenous frame the
 controller forecasts, named as the frame names them (campus ``C``, model ``M``):
 
 * per campus: ``price_usd_per_mwh[C]`` (the market price its tariff is built on),
-  ``carbon_gco2_per_kwh[C]``, ``renewable_cf[C]`` (campuses with a renewable) and
-  ``workload_wu[C]`` (campuses with other IT);
+  ``carbon_gco2_per_kwh[C]`` (where carbon has a price: without one it moves no
+  decision, and the horizon holds zeros), ``renewable_cf[C]`` (campuses with a
+  renewable) and ``workload_wu[C]`` (campuses with other IT);
 * per model: ``tokens_per_s[M]`` (output-token demand).
 
 One forecaster per channel, with the settings of its kind of quantity
@@ -75,11 +76,18 @@ def quantity(channel: str) -> str:
     return channel.partition("[")[0]
 
 
-def channels(site: Site) -> tuple[str, ...]:
-    """The site's forecast channels (module docstring), campuses then models, in site order."""
+def channels(site: Site, *, unpriced_carbon: bool = False) -> tuple[str, ...]:
+    """The site's forecast channels (module docstring), campuses then models, in site order.
+
+    ``unpriced_carbon``: list the carbon channels also when carbon has no price (the
+    order in which :func:`make_forecasters` seeds the noisy oracle's channels).
+    """
+    carbon = unpriced_carbon or site.carbon_price_usd_per_t > 0
     out: list[str] = []
     for c in site.campuses:
-        out += [column("price_usd_per_mwh", c.name), column("carbon_gco2_per_kwh", c.name)]
+        out.append(column("price_usd_per_mwh", c.name))
+        if carbon:
+            out.append(column("carbon_gco2_per_kwh", c.name))
         if c.renewable is not None:
             out.append(column("renewable_cf", c.name))
         if c.other_it is not None:
@@ -119,7 +127,11 @@ def make_forecasters(
     retail = {column("price_usd_per_mwh", c.name) for c in site.campuses
               if c.grid.tariff.kind == "retail"}
     out: dict[str, BaseForecaster] = {}
-    for k, channel in enumerate(channels(site)):
+    wanted = channels(site)
+    # Channel k keeps its seed whether or not carbon is forecast.
+    for k, channel in enumerate(channels(site, unpriced_carbon=True)):
+        if channel not in wanted:
+            continue
         extra: dict[str, Any] = dict((params or {}).get(channel, {}))
         if name in ORACLES:
             extra["truth"] = exo.truth(channel)

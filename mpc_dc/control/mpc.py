@@ -211,7 +211,9 @@ def build_horizon(
         pi_im, pi_ex = tariff_prices(values[column("price_usd_per_mwh", c.name)][:n],
                                      c.grid.tariff)
         price_im[i, :n], price_ex[i, :n] = pi_im, pi_ex
-        carbon[i, :n] = np.maximum(values[column("carbon_gco2_per_kwh", c.name)][:n], 0.0)
+        carbon_col = column("carbon_gco2_per_kwh", c.name)
+        if carbon_col in values:  # not forecast where carbon has no price
+            carbon[i, :n] = np.maximum(values[carbon_col][:n], 0.0)
         if c.renewable is not None:
             cf[i, :n] = np.clip(values[column("renewable_cf", c.name)][:n], 0.0, 1.0)
         oit = c.other_it
