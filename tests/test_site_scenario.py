@@ -78,7 +78,8 @@ def test_every_old_example_has_a_migrated_one() -> None:
     synthetic product site."""
     old = sorted(p.stem for p in OLD_EXAMPLES.glob("*.toml"))
     migrated = {"default": "rcdc_default"}
-    assert {migrated.get(n, n) for n in old} | {"default", "nyiso_wind_fleet"} == set(EXAMPLES)
+    new = {"default", "nyiso_wind_fleet", "sweep_faults"}
+    assert {migrated.get(n, n) for n in old} | new == set(EXAMPLES)
 
 
 @pytest.mark.parametrize("name", SCENARIO_EXAMPLES)
@@ -186,6 +187,8 @@ OLD_CASES: dict[str, tuple[dict[str, Any], str, str]] = {
                           "'caiso' is a value of the schema before"),
     "controller.kind=rule": ({"controller": {"kind": "rule"}}, "controller.kind",
                              'now controller.kind = "baseline"'),
+    "controller.fault_rate": ({"controller": {"fault_rate": 0.1}}, "controller.fault_rate",
+                              "now faults.main_solve"),
 }
 
 
