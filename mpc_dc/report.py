@@ -376,7 +376,10 @@ def _sweep_report(path: Path, day: str | None, run_id: str | None) -> Report:
     name = str(manifest.get("name", path.name))
     overrides = [c for c in table.columns if c in _override_keys(manifest, table)]
     table = table.copy()
-    fault_cols = [c for c in table.columns if c.startswith("faults.")]
+    for key in overrides:
+        table[key] = table[key].map(_listed)
+    # Counted faults (KPIs), not the [faults] rates a sweep overrides.
+    fault_cols = [c for c in table.columns if c.startswith("faults.") and c not in overrides]
     if fault_cols:
         table["faults_total"] = table[fault_cols].sum(axis=1)
     done = table[table["status"] == "done"]
@@ -475,6 +478,13 @@ def _override_keys(manifest: dict[str, Any], table: pd.DataFrame) -> list[str]:
         keys = dict.fromkeys(c for c in table.columns
                              if c.split(".")[0] in {"run", "data", "site", "controller"})
     return list(keys)
+
+
+def _listed(value: Any) -> Any:
+    """An override value a table can group on: a list (``dr.days``) as its items joined."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return ", ".join(str(v) for v in value)
+    return value
 
 
 def _sweep_table(table: pd.DataFrame, overrides: list[str]) -> pd.DataFrame:

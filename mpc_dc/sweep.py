@@ -112,7 +112,9 @@ TIMING_KPIS = (
 """KPIs that measure the machine, not the run: kept out of the results table."""
 
 NESTED_KPIS = ("fallbacks", "faults", "formulations", "forms", "solve_statuses",
-               "decision_projections", "requests_by_status", "arrival_drops")
+               "decision_projections", "requests_by_status", "arrival_drops",
+               "faults_injected", "fault_intervals", "fault_effects",
+               "fallbacks_in_fault_intervals")
 """Counter KPIs flattened to ``<name>.<key>`` columns (missing counts are 0); other
 nested KPIs (``by_campus``, ``slo_attainment_by_model`` ...) are flattened alike."""
 

@@ -416,7 +416,7 @@ def test_forecaster_exceptions_fall_back_to_the_last_published_value(
     K, M = len(channels(site)), len(site.models)
     _only(k, forecaster_exception=n * K)
     # Every point forecast and every demand quantile raised, and was caught.
-    assert k["faults"]["forecaster_exception"] == n * (K + M)
+    assert k["faults"]["forecaster_raised"] == n * (K + M)
     for step in (0, 5, n - 1):
         for name in channels(site):
             seen = exo.frame[name].loc[:exo.last_published(name, step)].dropna()

@@ -93,3 +93,30 @@ def test_a_faulted_run_through_the_command_line(
     assert kpis["fallbacks"] == {"rule": 24}
     ledger = pd.read_parquet(out / "ledger.parquet")
     assert (ledger["faults_active"] == "main_solve;fallback_solve").all()
+
+
+BAD = Path(__file__).parent / "data" / "bad"
+
+#: Corpus files of bad ``[faults]`` tables -> the message after ``FILE: ``.
+BAD_FILES: dict[str, str] = {
+    "scenario_faults_rate_above_one": (
+        "key 'faults.main_solve': expected a rate in [0, 1], got 1.5"),
+    "scenario_faults_unknown_class": (
+        "key 'faults.crash': unknown key; did you mean 'instance_crash'?"),
+    "scenario_faults_zero_duration": (
+        "key 'faults.gpu_loss_intervals': expected a positive number of intervals, got 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_bad_faults_corpus(case: str, command: str, tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``scenario check`` and ``run``: one line, exit 2, nothing written."""
+    path = BAD / f"{case}.toml"
+    out = tmp_path / "out"
+    argv = (["scenario", "check", str(path)] if command == "check"
+            else ["run", str(path), "--out", str(out)])
+    assert cli_main(argv) == 2
+    assert _one_line(capsys) == f"mpc-dc: error: {path}: {BAD_FILES[case]}"
+    assert not out.exists() and not list(tmp_path.iterdir())

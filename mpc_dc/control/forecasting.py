@@ -24,7 +24,7 @@ once and cost one update (the lazy path of the MPC loop).
 
 Faults (:mod:`mpc_dc.sim.faults`): a forecaster that raises (numerical trouble, or an
 injected fault) gives the channel's last published value held flat, counted as
-``forecaster_exception`` (a :class:`~forecasters.base.LookaheadError` is a defect and
+``forecaster_raised`` (a :class:`~forecasters.base.LookaheadError` is a defect and
 is not caught); a stale forecast (injected) reuses the previous interval's forecasts
 moved on by one interval, counted as ``stale_forecast_used``; a channel whose last
 value is older than its publication rule allows (a feed outage) is forecast from that
@@ -269,7 +269,7 @@ class ChannelForecasts:
         except LookaheadError:
             raise
         except FORECAST_EXCEPTIONS as err:
-            self.faults["forecaster_exception"] += 1
+            self.faults["forecaster_raised"] += 1
             held = self.last_value(channel)
             # The first of a channel is a warning; the rest are counted (KPIs) and logged
             # at info level, so that a flaky forecaster does not flood the output.

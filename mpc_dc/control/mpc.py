@@ -103,7 +103,7 @@ class ControllerStats:
     fallbacks : Counter[str]
         Decisions not from the committed form, by path: ``lp_repair``, ``rule``.
     faults : Counter[str]
-        Faults met: ``solver_exception``, ``nan_forecast``, ``forecaster_exception``,
+        Faults met: ``solver_exception``, ``nan_forecast``, ``forecaster_raised``,
         ``stale_forecast_used``, ``held_feed_value``, ``forecast_above_capacity``,
         ``deadline_unreachable_in_forecast``.
     solve_times_s, highs_times_s : list of float [s]

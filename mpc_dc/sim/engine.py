@@ -34,6 +34,11 @@ start):
 * meter (at ``t+Δ``): settles each campus (:class:`~mpc_dc.sim.meter.CampusMeter`)
   and writes the ledger rows.
 
+Faults (:mod:`mpc_dc.sim.faults`, when an injector is given): the plant's (GPU losses,
+instance crashes) strike after the decision, before serving; a feed outage withholds
+values from what replay hands the policy; the observation reports each campus's GPUs of
+the last interval; the ledger gets ``faults_active`` and the KPIs the fault counts.
+
 Outputs (:class:`RunResult`): a ledger with one row per (interval, campus)
 (:data:`LEDGER_COLUMNS` plus, with a fleet, tokens, instances per (model,
 precision) and each model's routed share), a table per (interval, pool)

@@ -39,7 +39,7 @@ What each fault does and how the loop copes with it:
   the MPC flags each channel forecast from a value older than its publication rule
   allows (``held_feed_value``);
 * a forecaster exception makes the channel's forecast the last published value held
-  flat (``forecaster_exception``); a stale forecast reuses the previous interval's
+  flat (``forecaster_raised``); a stale forecast reuses the previous interval's
   forecasts moved on by one interval (``stale_forecast_used``)
   (:class:`~mpc_dc.control.forecasting.ChannelForecasts`);
 * a GPU loss strikes at an interval start, after the decision: instances on GPUs
