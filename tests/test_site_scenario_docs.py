@@ -17,10 +17,8 @@ from mpc_dc.site.scenario import (
     Scenario,
     example_path,
     load_scenario,
-    read_toml,
-    scenario_from_table,
 )
-from mpc_dc.sweep import SWEEP_KEYS
+from mpc_dc.sweep import SWEEP_KEYS, load_sweep
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "scenario.md"
 MIGRATION = "## Migration: old key → new key"
@@ -113,8 +111,6 @@ def test_documented_examples_exist_and_load() -> None:
     for name in names:
         path = example_path(name)
         if name.startswith("sweep_"):
-            table = read_toml(path)
-            table.pop("sweep")
-            scenario_from_table(table, path)
+            load_sweep(path)  # the base scenario and every run's overrides
         else:
             load_scenario(path)

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from mpc_dc.interrupt import hold_point
 from mpc_dc.site.scenario import Scenario, controller_variant, default_scenario, load_scenario
+from mpc_dc.sweep import RunReport
 
 
 def read_scenario(path: Path | None) -> Scenario:
@@ -68,6 +69,13 @@ def progress_bars() -> Iterator[Callable[[str, int], Callable[[int], object]]]:
     finally:
         for bar in bars:
             bar.close()
+
+
+def print_run_report(report: RunReport, finished: int, total: int) -> None:
+    """One line per finished (or skipped, or failed) run of a sweep."""
+    extra = f" {report.wall_time_s:.1f} s" if report.status == "done" else ""
+    extra += f" ({report.message})" if report.message else ""
+    print(f"[{finished}/{total}] {report.status:<7} {report.run_id}{extra}", flush=True)
 
 
 def write_comparison(out: Path, table: pd.DataFrame, markdown: str) -> None:

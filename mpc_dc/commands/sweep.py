@@ -12,8 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from mpc_dc.commands._common import print_run_report
 from mpc_dc.commands._options import output_dir, positive_int, scheduler_address
-from mpc_dc.sweep import DASHBOARD_DEFAULT, Executor, RunReport, load_sweep, run_sweep
+from mpc_dc.sweep import DASHBOARD_DEFAULT, Executor, load_sweep, run_sweep
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,14 +59,8 @@ def main(args: argparse.Namespace) -> int:
         for run in spec.runs:
             print(f"  {run.run_id}")
         return 0
-
-    def progress(report: RunReport, finished: int, total: int) -> None:
-        extra = f" {report.wall_time_s:.1f} s" if report.status == "done" else ""
-        extra += f" ({report.message})" if report.message else ""
-        print(f"[{finished}/{total}] {report.status:<7} {report.run_id}{extra}", flush=True)
-
     outcome = run_sweep(spec, args.out, executor=executor, workers=workers,
-                        scheduler=args.scheduler, plots=args.plots, on_report=progress,
+                        scheduler=args.scheduler, plots=args.plots, on_report=print_run_report,
                         dashboard=args.dashboard)
     done = int((outcome.table["status"] == "done").sum())
     print(f"results: {args.out / 'results.parquet'}, results.csv ({done}/{len(spec.runs)} "
