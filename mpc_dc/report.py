@@ -535,10 +535,15 @@ def _channel_error_section(done: pd.DataFrame, overrides: list[str]) -> Section 
 def _channel_error_plot(panels: dict[str, pd.DataFrame], overrides: list[str]) -> plt.Figure:
     from mpc_dc.attribution import GROUP_UNITS
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(6.0, 4.2 * len(panels)), 4.0),
+    n = len(panels)
+    cols = 2 if n == 4 else min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(6.0, 4.6 * cols), 3.6 * rows + 0.6),
                              squeeze=False, sharey=True)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
     cmap = plt.get_cmap("tab10")
-    for ax, (group, runs) in zip(axes[0], panels.items(), strict=True):
+    for ax, (group, runs) in zip(axes.flat, panels.items(), strict=False):
         labels = runs.apply(lambda r: _series_label(r, overrides), axis=1)
         for k, (label, part) in enumerate(runs.groupby(labels, sort=True)):
             line = part.sort_values("_mae")
@@ -549,7 +554,8 @@ def _channel_error_plot(panels: dict[str, pd.DataFrame], overrides: list[str]) -
         ax.set_xlabel(f"forecast MAE [{plain(GROUP_UNITS[group])}]")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-    axes[0][0].set_ylabel("regret vs reference [$]")
+    for row in axes:
+        row[0].set_ylabel("regret vs reference [$]")
     fig.suptitle("Regret vs forecast error, per channel group (error on that group only)")
     return fig
 
