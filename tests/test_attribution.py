@@ -187,7 +187,8 @@ def test_report_refuses_a_damaged_attribution_table(attributed: Path, tmp_path: 
 @pytest.mark.parametrize(("args", "option"), [
     (["--flex", "S1"], "--flex"),
     (["--forecasters", "baseline"], "--forecasters"),
-    (["--forecasters", "sarimx"], "--forecasters"),
+    (["--forecasters", "sarimx"], "argument --forecasters"),  # refused as it is parsed
+    (["--policy", "tests.public_mpc:PublicMpc"], "--policy"),
 ])
 def test_attribute_refuses_what_it_cannot_split(scenario_file: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str],

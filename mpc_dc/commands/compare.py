@@ -14,14 +14,21 @@ from pathlib import Path
 import pandas as pd
 
 from mpc_dc.commands._common import (
+    check_labels,
     markdown_table,
-    print_run_report,
+    print_report,
     progress_bars,
     read_scenario,
     with_data_dir,
     write_comparison,
 )
-from mpc_dc.commands._options import comma_list, existing_dir, output_dir, positive_int
+from mpc_dc.commands._options import (
+    existing_dir,
+    label_list,
+    output_dir,
+    policy_spec,
+    positive_int,
+)
 from mpc_dc.runner import OFFLINE_ROW, compare
 from mpc_dc.site.data import SOURCE
 from mpc_dc.site.scenario import Scenario
@@ -68,16 +75,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=existing_dir,
                         help="override data.dir (public data folder)")
     parser.add_argument(
-        "--forecasters", type=comma_list, default=None,
+        "--forecasters", type=label_list, default=None,
         help="comma-separated labels: forecasters, baseline, offline, perfect/oracle "
         "(default: sarimax,seasonal_naive,persistence; with --attribute: forecaster "
         "names, default the scenario's controller.forecaster)",
     )
     parser.add_argument(
-        "--flex", type=comma_list, default=[],
+        "--flex", type=label_list, default=[],
         help="more labels: S1..S6, optionally combined with +fluid/+request or a "
         "forecaster (e.g. S1,S6,S6+fluid)",
     )
+    parser.add_argument("--policy", dest="policies", type=policy_spec, action="append",
+                        default=[], metavar="POLICY",
+                        help="add a row for this policy: package.module:Class or an "
+                        "installed entry-point name (repeat for several; docs/policies.md)")
     parser.add_argument("--out", type=output_dir,
                         help="write the table as CSV and Markdown into this new folder")
     parser.add_argument("--runs", type=output_dir,
@@ -97,15 +108,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the comparison and print the table."""
+    source = args.scenario or SOURCE
     scenario = with_data_dir(read_scenario(args.scenario), args.data)
     if args.attribute:
         return attribute_main(args, scenario)
     if args.workers != 1:
         raise ConfigError("--workers", "runs in parallel only with --attribute")
-    labels = list(dict.fromkeys([*(args.forecasters or DEFAULT_LABELS), *args.flex]))
+    forecasters = args.forecasters or DEFAULT_LABELS
+    check_labels(scenario, "--forecasters", forecasters, source)
+    check_labels(scenario, "--flex", args.flex, source)
+    labels = list(dict.fromkeys([*forecasters, *args.flex]))
     with progress_bars() as progress:
-        table = compare(scenario, labels, progress=progress, out_dir=args.runs,
-                        source=args.scenario or SOURCE)
+        table = compare(scenario, labels, policies=args.policies, progress=progress,
+                        out_dir=args.runs, source=source)
     text = markdown_table(table, "controller", COLUMNS, _cell)
     notes = limit_notes(table)
     if notes:
@@ -122,11 +137,12 @@ def attribute_main(args: argparse.Namespace, scenario: Scenario) -> int:
     """``--attribute``: run the attribution, write and print its table."""
     from mpc_dc.attribution import attribute, markdown
 
-    for option in ("flex", "runs"):
-        if getattr(args, option):
-            raise ConfigError(f"--{option}", "does not combine with --attribute (its runs "
-                              "are written under --out/runs; the fleet flexibility is the "
-                              "scenario's)")
+    for option, given in (("--flex", args.flex), ("--runs", args.runs),
+                          ("--policy", args.policies)):
+        if given:
+            raise ConfigError(option, "does not combine with --attribute (its runs are "
+                              "written under --out/runs; the fleet flexibility and the "
+                              "controller are the scenario's)")
     labels = args.forecasters or [scenario.controller.forecaster]
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
     out = args.out or Path("runs") / f"{scenario.name}-attribution-{stamp}"
@@ -134,7 +150,7 @@ def attribute_main(args: argparse.Namespace, scenario: Scenario) -> int:
           f"{scenario.run.days:g} days, forecasters {', '.join(labels)}; into {out}",
           flush=True)
     table, outcome = attribute(scenario, labels, out, workers=args.workers,
-                               on_report=print_run_report, source=args.scenario or SOURCE)
+                               on_report=print_report, source=args.scenario or SOURCE)
     if table is None:
         first = outcome.failed[0]
         print(f"mpc-dc: error: {len(outcome.failed)} attribution run(s) failed (first "
