@@ -169,7 +169,8 @@ LOOP_FORECASTERS = tuple(n for n in forecaster_names() if n != "day_ahead_known"
 @pytest.fixture(scope="module")
 def loop_site(request: pytest.FixtureRequest) -> Any:
     """The embedded default site's exogenous data (synthetic ``nyiso_wind_fleet``: three
-    campuses, two models, 11 channels); two days of history in smoke mode."""
+    campuses, two models, 8 channels: no carbon price, so no carbon forecast); two days of
+    history in smoke mode."""
     from benchmarks.conftest import is_smoke
     from mpc_dc.runner import prepare
     from mpc_dc.site.scenario import default_scenario, with_overrides
