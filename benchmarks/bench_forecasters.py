@@ -16,6 +16,7 @@ The ratio must stay below 2.
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -157,3 +158,90 @@ def test_bench_rcdc_month_sarimax(
     benchmark.extra_info["total_s"] = round(total, 3)
     if not smoke:
         assert total < 10.0, timings
+
+
+# ----------------------------------------------------------------------------- closed loop
+
+LOOP_FORECASTERS = tuple(n for n in forecaster_names() if n != "day_ahead_known")
+"""Every forecaster of every channel (``day_ahead_known`` wraps one price channel)."""
+
+
+@pytest.fixture(scope="module")
+def loop_site(request: pytest.FixtureRequest) -> Any:
+    """The embedded default site's exogenous data (synthetic ``nyiso_wind_fleet``: three
+    campuses, two models, 8 channels: no carbon price, so no carbon forecast); two days of
+    history in smoke mode."""
+    from benchmarks.conftest import is_smoke
+    from mpc_dc.runner import prepare
+    from mpc_dc.site.scenario import default_scenario, with_overrides
+
+    smoke = is_smoke(request.config)
+    scenario = with_overrides(default_scenario(), {"run.days": 1.0, "run.history_days":
+                                                   2 if smoke else 7}, "<bench>")
+    return prepare(scenario)[1]
+
+
+def _loop_steps(forecasts: Any, exo: Any, first: int, n_steps: int) -> None:
+    """What the MPC asks of its forecasts per step (as the simulator runs it): a point
+    forecast of every channel and the demand quantile of every model over 24 h, then
+    the values published by the end of the interval."""
+    demand = [c for c in forecasts.forecasters if c.startswith("tokens_per_s")]
+    for step in range(first, first + n_steps):
+        forecasts.predict(exo.time(step), HORIZON)
+        for channel in demand:
+            forecasts.quantile(channel, exo.time(step), HORIZON, 0.9)
+        for when, values in exo.published_during(step):
+            forecasts.observe(when, values)
+
+
+@pytest.mark.parametrize("name", LOOP_FORECASTERS)
+def test_bench_loop_step_vs_persistence(benchmark: Any, name: str, loop_site: Any,
+                                        smoke: bool) -> None:
+    """Per-step forecasting cost of the closed loop (:class:`ChannelForecasts`, every
+    channel of the site) for ``name`` and for persistence, side by side in one run
+    (interleaved rounds, each on a fresh copy of the fitted forecasters):
+    ``ratio_vs_persistence`` = name / persistence.
+
+    Also each forecaster with and without the forecast-error scoring of issue 17 part B
+    (:class:`ForecastErrors`; without it is the code path before): that ratio must stay
+    below 2.
+    """
+    from mpc_dc.control.forecasting import (
+        ChannelForecasts,
+        ForecastErrors,
+        channels,
+        make_forecasters,
+    )
+    from tests.loop_cases import fast_fits
+
+    exo = loop_site
+    n_steps = 4 if smoke else STEPS_PER_DAY
+    fit_s: dict[str, float] = {}
+    fitted: dict[str, Any] = {}
+    for forecaster in dict.fromkeys(("persistence", name)):
+        # Smoke: settings that fit in a blink (the code path, not the cost, is checked).
+        params = fast_fits(forecaster, channels(exo.site)) if smoke else None
+        tick = time.perf_counter()
+        fitted[forecaster] = make_forecasters(exo, forecaster, params=params)
+        fit_s[forecaster] = time.perf_counter() - tick
+    timings: dict[str, list[float]] = {"persistence": [], "plain": [], "scored": []}
+
+    def rounds() -> None:
+        for label in ("persistence", "plain", "scored"):
+            forecaster = "persistence" if label == "persistence" else name
+            errors = ForecastErrors.of(exo) if label == "scored" else None
+            forecasts = ChannelForecasts(copy.deepcopy(fitted[forecaster]), errors=errors)
+            t0 = time.perf_counter()
+            _loop_steps(forecasts, exo, 0, n_steps)
+            timings[label].append(time.perf_counter() - t0)
+
+    benchmark.pedantic(rounds, rounds=1 if smoke else 3, iterations=1)
+    ms = {k: 1e3 * min(v) / n_steps for k, v in timings.items()}
+    benchmark.extra_info.update({
+        "persistence_ms": round(ms["persistence"], 4), "step_ms": round(ms["plain"], 4),
+        "scored_ms": round(ms["scored"], 4),
+        "ratio_vs_persistence": round(ms["plain"] / ms["persistence"], 3),
+        "scoring_ratio": round(ms["scored"] / ms["plain"], 3),
+        "fit_s": round(fit_s[name], 3)})
+    if not smoke:
+        assert ms["scored"] < 2.0 * ms["plain"], (name, ms)

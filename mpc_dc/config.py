@@ -190,6 +190,8 @@ def to_mapping(obj: Any) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_mapping(value)  # a table inside a mapping (controller.channels)
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, Mapping):

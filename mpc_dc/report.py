@@ -6,8 +6,11 @@
   policy and the scorecard of each scenario.
 * Sweep directory (``results.parquet``): the results table, regret against the
   reference (perfect foresight) versus the forecast error level per forecaster,
-  cost components per run, SLO attainment when the runs report it (fleet runs),
-  and optionally the power flows of one run's day.
+  regret versus the forecast MAE per channel group (the runs with forecast error
+  on one group only, e.g. ``sweep_forecast_channels.toml``), the regret
+  attribution by channel (a folder of ``mpc-dc compare --attribute``,
+  :mod:`mpc_dc.attribution`), cost components per run, SLO attainment when the
+  runs report it (fleet runs), and optionally the power flows of one run's day.
 
 The HTML report is one self-contained file (PNG figures embedded as base64); the
 Markdown report links its PNGs from a sibling ``<name>_files/`` folder (an mpc-dc
@@ -55,6 +58,7 @@ from mpc_dc.rundir import (
     read_parquet_file,
     write_file_atomic,
 )
+from mpc_dc.site.scenario import CHANNEL_GROUPS
 from traces.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -218,19 +222,19 @@ def _run_report(path: Path, day: str | None) -> Report:
     report.sections.append(Section(
         "Cost components", (), (),
         (Figure("cost_components", "Cost components of the run",
-                _png(_cost_bar(kpis, name)),
+                png(_cost_bar(kpis, name)),
                 "Positive bars add to the net cost, negative ones (export revenue) reduce it."),),
     ))
     chosen = pick_day(ledger, tz, day)
     report.sections.append(Section(
         f"Power flows on {chosen}", (), (),
         (Figure("power_flows_day", f"Power flows on {chosen}",
-                _png(_day_flows(ledger, tz, chosen, name)),
+                png(_day_flows(ledger, tz, chosen, name)),
                 "Export is drawn below zero; realized prices in the lower panel."),),
     ))
     report.sections.append(Section(
         "Prices", (), (),
-        (Figure("prices", "Realized prices over the run", _png(_prices(ledger, tz)), ""),),
+        (Figure("prices", "Realized prices over the run", png(_prices(ledger, tz)), ""),),
     ))
     counts = {f"fallback: {k}": v for k, v in kpis.get("fallbacks", {}).items()}
     counts |= {f"fault: {k}": v for k, v in kpis.get("faults", {}).items()}
@@ -396,26 +400,34 @@ def _sweep_report(path: Path, day: str | None, run_id: str | None) -> Report:
     report.sections.append(Section("Summary", tuple(summary), (_sweep_table(table, overrides),)))
     if done.empty:
         return report
-    report.sections.append(Section(
-        "Regret vs forecast error", (), (),
-        (Figure("regret_vs_error", "Regret vs forecast error level",
-                _png(_regret_plot(done, overrides)),
-                "Curves: noisy Oracle over its error level (std at 24 h lead as a fraction "
-                "of the series std); dashed lines: forecasters without an error level."),),
-    ))
+    attributed = (path / ATTRIBUTION_FILE).is_file()
+    if attributed:
+        report.sections.append(_attribution_section(path, name))
+    else:
+        report.sections.append(Section(
+            "Regret vs forecast error", (), (),
+            (Figure("regret_vs_error", "Regret vs forecast error level",
+                    png(_regret_plot(done, overrides)),
+                    "Curves: noisy Oracle over its error level (std at 24 h lead as a "
+                    "fraction of the series std); dashed lines: forecasters without an "
+                    "error level."),),
+        ))
+    channel = _channel_error_section(done, overrides)
+    if channel is not None:
+        report.sections.append(channel)
     report.sections.append(Section(
         "Cost components per run", (), (),
         (Figure("cost_components", "Cost components per run",
-                _png(_cost_bars(done, overrides)), ""),),
+                png(_cost_bars(done, overrides)), ""),),
     ))
     slo = [c for c in ("slo_attainment", "slo_attainment_estimate") if c in done.columns]
     if slo and done[slo[0]].notna().any():
         report.sections.append(Section(
             "SLO attainment", (), (),
             (Figure("slo_attainment", "SLO attainment per run",
-                    _png(_slo_bars(done, slo[0], overrides)), ""),
+                    png(_slo_bars(done, slo[0], overrides)), ""),
              Figure("cost_vs_slo", "Cost against SLO attainment",
-                    _png(_frontier(done, slo[0])),
+                    png(_frontier(done, slo[0])),
                     "One marker per run (net cost including the SLO term; hollow: the "
                     "same run without it, where the runs report it). The line joins the "
                     "runs no other run beats on both cost and SLO attainment."),),
@@ -436,9 +448,138 @@ def _sweep_report(path: Path, day: str | None, run_id: str | None) -> Report:
         report.sections.append(Section(
             f"Power flows of {run_id} on {chosen}", (), (),
             (Figure("power_flows_day", f"Power flows on {chosen}",
-                    _png(_day_flows(ledger, tz, chosen, short_label(run_id))), ""),),
+                    png(_day_flows(ledger, tz, chosen, short_label(run_id))), ""),),
         ))
     return report
+
+
+ATTRIBUTION_FILE = "attribution.csv"
+"""The attribution table of a folder of ``mpc-dc compare --attribute``."""
+
+MAE_PREFIX = "forecast_mae_by_group."
+"""Results columns of each channel group's forecast MAE (flattened KPI)."""
+
+
+def _attribution_section(path: Path, name: str) -> Section:
+    """The regret attribution of an ``mpc-dc compare --attribute`` folder."""
+    from mpc_dc.attribution import money, plot, read_attribution, sum_residuals
+
+    table = read_attribution(path)
+    residuals = sum_residuals(table)
+    shown = table.assign(
+        regret_usd=table["regret_usd"].map(money),
+        share_pct=table["share_pct"].map(lambda v: "" if pd.isna(v) else f"{v:.1f}"),
+        perfect_value_usd=table["perfect_value_usd"].map(money),
+        forecast_mae=table["forecast_mae"].map(lambda v: "" if pd.isna(v) else f"{v:.4g}"),
+    )[["forecaster", "term", "regret_usd", "share_pct", "perfect_value_usd", "forecast_mae",
+       "mae_unit"]].rename(columns={
+           "regret_usd": "regret [$]", "share_pct": "share [%]",
+           "perfect_value_usd": "a perfect forecast removes [$]",
+           "forecast_mae": "forecast MAE", "mae_unit": "MAE unit"}).fillna("")
+    checks = "; ".join(f"{k}: {v:.3e} $" for k, v in residuals.items())
+    return Section(
+        "Regret attribution by forecast channel",
+        ("Regret = cost of the MPC on forecasts minus the cost of the MPC on perfect "
+         "forecasts (same horizon). A channel group's part is the regret with forecasts on "
+         "that group only, every other group perfect; the interaction is the total minus "
+         "the parts, so parts and interaction add up to the total (docs/forecasters.md).",
+         f"Sum check (parts + interaction - total): {checks}."),
+        (shown,),
+        (Figure("regret_attribution", "Regret by forecast channel",
+                png(plot(table, name)),
+                "Bars: each group's part, the interaction and the total; diamonds: the "
+                "regret a perfect forecast of the group removes with the others forecast."),),
+    )
+
+
+def _single_error_runs(done: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Runs with forecast error on exactly one channel group, by that group (a group's
+    MAE is 0 when its forecaster is the Oracle)."""
+    columns = [c for c in done.columns if c.startswith(MAE_PREFIX)]
+    if not columns or "regret_usd" not in done.columns:
+        return {}
+    mae = done[columns].astype(float).fillna(0.0)
+    wrong = mae > 0.0
+    single = done[wrong.sum(axis=1) == 1]
+    out: dict[str, pd.DataFrame] = {}
+    order = {g: k for k, g in enumerate(CHANNEL_GROUPS)}
+    for column in sorted(columns, key=lambda c: order.get(c.removeprefix(MAE_PREFIX), 99)):
+        rows = single[wrong.loc[single.index, column]]
+        if len(rows):
+            out[column.removeprefix(MAE_PREFIX)] = rows.assign(_mae=mae.loc[rows.index, column])
+    return out
+
+
+def _series_label(row: pd.Series, overrides: list[str]) -> str:
+    """What sets a run apart besides its error level and the group that carries the
+    error: the remaining overrides (``bias=0.5, autocorrelation=0.9``)."""
+    parts = []
+    for key in overrides:
+        last = key.rsplit(".", 1)[-1]
+        if key in ("controller.kind", "controller.error_level") or (
+                key.startswith("controller.channels.") and last in ("forecaster",
+                                                                    "error_level")):
+            continue
+        value = row.get(key)
+        if value is not None and not (isinstance(value, float) and np.isnan(value)):
+            parts.append(f"{last}={value:g}" if isinstance(value, float) else f"{last}={value}")
+    return ", ".join(parts) or "runs"
+
+
+def _channel_error_section(done: pd.DataFrame, overrides: list[str]) -> Section | None:
+    """Regret against forecast MAE, one panel per channel group, from the runs with
+    error on that group only; None when the sweep has no such runs."""
+    from mpc_dc.attribution import GROUP_UNITS
+
+    panels = _single_error_runs(done)
+    if not panels:
+        return None
+    rows = []
+    for group, runs in panels.items():
+        x, y = runs["_mae"].to_numpy(float), runs["regret_usd"].to_numpy(float)
+        slope = float(x @ y / (x @ x))
+        rows.append({"channel group": group, "runs": len(runs),
+                     "MAE range": f"{x.min():.4g} - {x.max():.4g} {GROUP_UNITS[group]}",
+                     "regret range [$]": f"{y.min():,.2f} - {y.max():,.2f}",
+                     "regret per unit MAE [$]": f"{slope:,.4g}"})
+    return Section(
+        "Regret vs forecast error per channel",
+        ("Each panel: the runs whose forecasts err on that channel group only (the Oracle on "
+         "every other group), regret against the reference versus the group's forecast MAE "
+         "(over every issue time and lead the controller asked for). 'Regret per unit MAE' "
+         "is the least-squares slope through the origin.",),
+        (pd.DataFrame(rows),),
+        (Figure("regret_vs_channel_mae", "Regret vs forecast MAE per channel group",
+                png(_channel_error_plot(panels, overrides)), ""),),
+    )
+
+
+def _channel_error_plot(panels: dict[str, pd.DataFrame], overrides: list[str]) -> plt.Figure:
+    from mpc_dc.attribution import GROUP_UNITS
+
+    n = len(panels)
+    cols = 2 if n == 4 else min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(6.0, 4.6 * cols), 3.6 * rows + 0.6),
+                             squeeze=False, sharey=True)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    cmap = plt.get_cmap("tab10")
+    for ax, (group, runs) in zip(axes.flat, panels.items(), strict=False):
+        labels = runs.apply(lambda r: _series_label(r, overrides), axis=1)
+        for k, (label, part) in enumerate(runs.groupby(labels, sort=True)):
+            line = part.sort_values("_mae")
+            ax.plot(line["_mae"], line["regret_usd"], marker="o", color=cmap(k % 10),
+                    label=plain(label))
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_title(group.replace("_", "-"), fontsize=10)
+        ax.set_xlabel(f"forecast MAE [{plain(GROUP_UNITS[group])}]")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    for row in axes:
+        row[0].set_ylabel("regret vs reference [$]")
+    fig.suptitle("Regret vs forecast error, per channel group (error on that group only)")
+    return fig
 
 
 def _benchmark_report(path: Path) -> Report:
@@ -522,7 +663,7 @@ def short_label(run_id: str) -> str:
 # ----------------------------------------------------------------------------- figures
 
 
-def _png(fig: plt.Figure) -> bytes:
+def png(fig: plt.Figure) -> bytes:
     buffer = io.BytesIO()
     try:
         fig.tight_layout()

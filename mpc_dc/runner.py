@@ -32,7 +32,12 @@ import numpy as np
 import pandas as pd
 
 from mpc_dc.control.baseline import BaselinePolicy
-from mpc_dc.control.forecasting import ChannelForecasts, make_forecasters
+from mpc_dc.control.forecasting import (
+    ChannelForecasts,
+    ForecastErrors,
+    choices,
+    make_forecasters,
+)
 from mpc_dc.control.mpc import (
     MpcPolicy,
     build_horizon,
@@ -211,25 +216,37 @@ def build_policy(scenario: Scenario, exo: SiteExogenous,
 
     ``baseline``: :class:`~mpc_dc.control.baseline.BaselinePolicy`; ``offline``:
     :class:`~mpc_dc.control.offline.OfflinePolicy`; ``mpc``: :class:`MpcPolicy` with
-    ``controller.forecaster`` on every channel; ``perfect``: the same with Oracle
-    forecasts (no deadline margin). ``faults`` injects into the MPC's solves and
-    forecasts (the rule and the offline plan make none).
+    ``controller.forecaster`` on every channel (``controller.channels``: another on a
+    group of channels), its point forecasts scored (:class:`ForecastErrors`);
+    ``perfect``: the same with Oracle forecasts (no deadline margin). ``faults``
+    injects into the MPC's solves and forecasts (the rule and the offline plan make
+    none).
     """
     spec = scenario.controller
     if spec.kind == "baseline":
         return BaselinePolicy(exo, spec.min_instances_per_model)
     if spec.kind == "offline":
         return OfflinePolicy(exo, offline_options(spec))
-    forecaster = "oracle" if spec.kind == "perfect" else spec.forecaster
     forecasts = ChannelForecasts(make_forecasters(
-        exo, forecaster, error_level=spec.error_level, seed=scenario.run.seed,
-        price_known_ahead=spec.price_known_ahead), injector=faults)
+        exo, spec.forecaster, seed=scenario.run.seed, groups=choices(spec),
+        price_known_ahead=spec.price_known_ahead), injector=faults,
+        errors=ForecastErrors.of(exo))
     return MpcPolicy(
         exo, forecasts, spec.horizon_steps, horizon_to_end=spec.horizon_to_end,
         options=solver_options(spec), demand_quantile=spec.demand_quantile or None,
         min_instances_per_model=spec.min_instances_per_model,
         deadline_margin_steps=spec.deadline_margin_steps, faults=faults,
-        name="perfect" if spec.kind == "perfect" else f"mpc[{forecaster}]")
+        name=policy_name(spec))
+
+
+def policy_name(spec: ControllerSpec) -> str:
+    """``perfect``, ``mpc[sarimax]``, or with the channel groups whose forecaster differs
+    from ``controller.forecaster``: ``mpc[sarimax; price=oracle, demand=oracle]``."""
+    if spec.kind == "perfect":
+        return "perfect"
+    own = [f"{g}={spec.group_forecaster(g)}" for g in spec.channels
+           if spec.group_forecaster(g) != spec.forecaster]
+    return f"mpc[{spec.forecaster}" + (f"; {', '.join(own)}]" if own else "]")
 
 
 # ----------------------------------------------------------------------------- run
@@ -305,6 +322,9 @@ def run_scenario(
         kpis["capacity_tokens_per_s"] = dict(scenario.fleet.capacity_tokens_per_s)
     if isinstance(controller, OfflinePolicy):
         kpis.update(controller.kpis())
+    if isinstance(controller, MpcPolicy) and controller.forecasts.errors is not None:
+        kpis["forecast_mae"] = controller.forecasts.errors.mae()
+        kpis["forecast_mae_by_group"] = controller.forecasts.errors.mae_by_group()
     outcome = RunOutcome(scenario, result, controller.name, setup)
     if out is not None:
         outcome = replace(outcome, path=write_outcome(outcome, Path(out), plots=plots,

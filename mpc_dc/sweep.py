@@ -15,8 +15,10 @@ list entries by position or name)::
 
 The runs are every ``list`` entry combined with every point of the ``grid``
 (cartesian product; a missing ``list`` is one empty entry, a missing ``grid`` one
-empty point). Each run gets a deterministic id, a readable slug of its overrides
-and a hash of the base scenario and the overrides, e.g.
+empty point), then each ``extra`` entry once, not combined with the grid (e.g. the
+perfect-foresight reference of a grid that varies only the forecasts). Each run gets
+a deterministic id, a readable slug of its overrides and a hash of the base scenario
+and the overrides, e.g.
 ``forecaster=sarimax__deferrable_share=0.2__1a2b3c4d5e``.
 
 Output layout::
@@ -94,7 +96,7 @@ logger = logging.getLogger(__name__)
 
 Executor = Literal["local", "dask"]
 
-SWEEP_KEYS = ("name", "base", "grid", "list", "reference")
+SWEEP_KEYS = ("name", "base", "grid", "list", "extra", "reference")
 """Keys of the ``[sweep]`` table."""
 
 TIMING_KPIS = (
@@ -178,6 +180,8 @@ class SweepSpec:
         Dotted key → values; the runs take the cartesian product.
     cases : tuple of dict
         The ``list`` entries (each an override set).
+    extra : tuple of dict
+        The ``extra`` entries: override sets run once each, not combined with the grid.
     reference : dict
         Overrides that mark the regret reference run (e.g. perfect foresight); empty
         for none. A run's partner has the reference overrides and the same values as
@@ -191,6 +195,7 @@ class SweepSpec:
     base: Scenario
     grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     cases: tuple[dict[str, Any], ...] = ()
+    extra: tuple[dict[str, Any], ...] = ()
     reference: dict[str, Any] = field(default_factory=dict)
     runs: tuple[SweepRun, ...] = ()
 
@@ -238,21 +243,22 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if not isinstance(name, str) or not name:
         raise ConfigError(file, f"expected a non-empty string, got {name!r}", key="sweep.name")
     grid = _grid(file, raw.get("grid", {}))
-    cases = _cases(file, raw.get("list", [{}]))
-    if not grid and cases == ({},):
+    cases = _cases(file, raw.get("list", [{}]), "sweep.list")
+    extra = _cases(file, raw.get("extra", []), "sweep.extra", empty=True)
+    if not grid and cases == ({},) and not extra:
         raise ConfigError(file, "nothing to sweep; expected 'grid' and/or 'list'", key="sweep")
     reference = raw.get("reference", {})
     if not isinstance(reference, dict):
         raise ConfigError(file, f"expected a table of overrides, got {reference!r}",
                           key="sweep.reference")
-    runs = expand(file, base, grid, cases)
+    runs = expand(file, base, grid, cases, extra)
     if reference:
         with_overrides(base, reference, str(file))
         if not any(_matches(run.override_dict, reference) for run in runs):
             raise ConfigError(file, f"no run has the reference overrides {reference}; "
                               "expected the overrides of one of the runs (e.g. add them to "
                               "sweep.list)", key="sweep.reference")
-    return SweepSpec(name, file, base, grid, cases, reference, tuple(runs))
+    return SweepSpec(name, file, base, grid, cases, extra, reference, tuple(runs))
 
 
 def data_configuration(scenario: Scenario) -> dict[str, Any]:
@@ -329,14 +335,16 @@ def _grid(file: Path, grid: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     return tuple(out)
 
 
-def _cases(file: Path, cases: Any) -> tuple[dict[str, Any], ...]:
-    if not isinstance(cases, list) or not cases:
-        raise ConfigError(file, f"expected a non-empty list of tables, got {cases!r}",
-                          key="sweep.list")
+def _cases(file: Path, cases: Any, key: str, *, empty: bool = False
+           ) -> tuple[dict[str, Any], ...]:
+    """The override sets of ``sweep.list`` or ``sweep.extra`` (``key``), checked."""
+    if not isinstance(cases, list) or not (cases or empty):
+        what = "a list of tables" if empty else "a non-empty list of tables"
+        raise ConfigError(file, f"expected {what}, got {cases!r}", key=key)
     for i, case in enumerate(cases):
         if not isinstance(case, dict):
             raise ConfigError(file, f"expected a table of overrides, got {case!r}",
-                              key=f"sweep.list[{i}]")
+                              key=f"{key}[{i}]")
     return tuple(cases)
 
 
@@ -345,8 +353,10 @@ def expand(
     base: Scenario,
     grid: Sequence[tuple[str, Sequence[Any]]],
     cases: Sequence[dict[str, Any]] = ({},),
+    extra: Sequence[dict[str, Any]] = (),
 ) -> list[SweepRun]:
-    """Runs of ``cases`` × the cartesian product of ``grid``, each validated.
+    """Runs of ``cases`` × the cartesian product of ``grid``, then each of ``extra``
+    once, each validated.
 
     Raises
     ------
@@ -356,33 +366,36 @@ def expand(
         or more than :data:`MAX_RUNS` runs.
     """
     n = len(cases) * int(np.prod([len(v) for _, v in grid])) if grid else len(cases)
-    if n > MAX_RUNS:
-        raise ConfigError(source, f"{n} runs; expected at most {MAX_RUNS}", key="sweep")
+    if n + len(extra) > MAX_RUNS:
+        raise ConfigError(source, f"{n + len(extra)} runs; expected at most {MAX_RUNS}",
+                          key="sweep")
     keys = [k for k, _ in grid]
-    runs: list[SweepRun] = []
-    seen: dict[str, int] = {}
-    base_hash = _digest(scenario_to_mapping(base))
+    todo: list[tuple[str, str, tuple[tuple[str, Any], ...]]] = []
     for i, case in enumerate(cases):
         where = f"sweep.list[{i}]" if cases != ({},) else "sweep.grid"
         for key in case:
             if key in keys:
                 raise ConfigError(source, "given in both sweep.list and sweep.grid",
                                   key=f"{where}.{key}")
-        for point in itertools.product(*(v for _, v in grid)):
-            overrides = (*case.items(), *zip(keys, point, strict=True))
-            try:
-                scenario = with_overrides(base, dict(overrides), str(source))
-            except ConfigError as err:
-                label = where if not grid or where == "sweep.grid" else f"{where} x sweep.grid"
-                raise ConfigError(
-                    source, f"{err.message} (override in {label})",
-                    key=err.key,
-                ) from None
-            run_id = make_run_id(overrides, base_hash)
-            if run_id in seen:
-                raise ConfigError(source, f"run {run_id} appears twice", key=where)
-            seen[run_id] = len(runs)
-            runs.append(SweepRun(run_id, tuple(overrides), scenario))
+        label = where if not grid or where == "sweep.grid" else f"{where} x sweep.grid"
+        todo += [(where, label, (*case.items(), *zip(keys, point, strict=True)))
+                 for point in itertools.product(*(v for _, v in grid))]
+    todo += [(f"sweep.extra[{i}]", f"sweep.extra[{i}]", tuple(case.items()))
+             for i, case in enumerate(extra)]
+    runs: list[SweepRun] = []
+    seen: dict[str, int] = {}
+    base_hash = base_digest(base)
+    for where, label, overrides in todo:
+        try:
+            scenario = with_overrides(base, dict(overrides), str(source))
+        except ConfigError as err:
+            raise ConfigError(source, f"{err.message} (override in {label})",
+                              key=err.key) from None
+        run_id = make_run_id(overrides, base_hash)
+        if run_id in seen:
+            raise ConfigError(source, f"run {run_id} appears twice", key=where)
+        seen[run_id] = len(runs)
+        runs.append(SweepRun(run_id, overrides, scenario))
     return runs
 
 
@@ -391,17 +404,29 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def base_digest(scenario: Scenario) -> str:
+    """SHA-256 of the resolved scenario (the base of a sweep's run ids)."""
+    return _digest(scenario_to_mapping(scenario))
+
+
 def make_run_id(overrides: Sequence[tuple[str, Any]], base_hash: str = "") -> str:
     """Deterministic run id: ``<slug>__<hash>``.
 
-    The slug is ``last-key=value`` pairs (readable, truncated to 80 characters); the
-    10-hex-digit hash covers the base scenario (``base_hash``) and the sorted
-    overrides, so ids are unique and stable across executions and machines.
+    The slug is ``last-key=value`` pairs (readable, truncated to 80 characters; a key
+    of a channel group keeps its group, ``price.bias=0.2``); the 10-hex-digit hash
+    covers the base scenario (``base_hash``) and the sorted overrides, so ids are
+    unique and stable across executions and machines.
     """
-    parts = [f"{key.rsplit('.', 1)[-1]}={_value_text(value)}" for key, value in overrides]
+    parts = [f"{_key_text(key)}={_value_text(value)}" for key, value in overrides]
     slug = re.sub(r"[^A-Za-z0-9._=+-]", "-", "__".join(parts))[:80] or "base"
     digest = _digest({"base": base_hash, "overrides": sorted(overrides, key=lambda kv: kv[0])})
     return f"{slug}__{digest[:10]}"
+
+
+def _key_text(key: str) -> str:
+    """The slug's name of a dotted key: its last part (two under ``controller.channels``)."""
+    parts = key.split(".")
+    return ".".join(parts[-2:]) if key.startswith("controller.channels.") else parts[-1]
 
 
 def _value_text(value: Any) -> str:
@@ -873,7 +898,7 @@ def _check_same_sweep(spec: SweepSpec, out: Path) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return
-    if not isinstance(old, dict) or old.get("base_hash") != _digest(scenario_to_mapping(spec.base)):
+    if not isinstance(old, dict) or old.get("base_hash") != base_digest(spec.base):
         raise RunDirExistsError(f"{out}: holds a sweep with a different base scenario; "
                                 "choose another --out")
 
@@ -883,10 +908,11 @@ def manifest(spec: SweepSpec) -> dict[str, Any]:
     return {
         "name": spec.name,
         "source": str(spec.source),
-        "base_hash": _digest(scenario_to_mapping(spec.base)),
+        "base_hash": base_digest(spec.base),
         "base": scenario_to_mapping(spec.base),
         "grid": {k: list(v) for k, v in spec.grid},
         "list": list(spec.cases),
+        "extra": list(spec.extra),
         "reference": spec.reference,
         "runs": [{"run_id": r.run_id, "overrides": r.override_dict} for r in spec.runs],
     }

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -76,6 +77,25 @@ def combined(**overrides: Any) -> Scenario:
     from mpc_dc.site.scenario import scenario_from_table
 
     return with_overrides(scenario_from_table(COMBINED, "<combined>"), overrides, "<test>")
+
+
+FAST: dict[str, dict[str, object]] = {
+    "sarimax": {"min_fit_hours": 24, "maxiter": 10},
+    "ets": {"min_fit_hours": 24, "maxiter": 10},
+    "auto_sarimax": {"min_fit_hours": 24, "maxiter": 10, "orders": ((1, 0, 0), (2, 0, 0)),
+                     "daily_harmonics_grid": (1,)},
+    "direct_lad": {"min_fit_hours": 24},
+}
+"""Statistical-model settings that fit in a blink on a day or two of history."""
+
+
+def fast_fits(name: str, channels: Sequence[str]) -> dict[str, dict[str, object]]:
+    """``make_forecasters(..., params=)`` giving forecaster ``name`` the :data:`FAST`
+    settings on every channel (a combination's members too)."""
+    # Each series' preset members (sarimax, direct_lad, ets, seasonal naive), fast.
+    fast: dict[str, object] = ({"member_params": FAST} if name.startswith("combination")
+                               else FAST.get(name, {}))
+    return dict.fromkeys(channels, fast)
 
 
 def prepared(scenario: Scenario) -> tuple[Scenario, SiteExogenous]:

@@ -184,7 +184,7 @@ SWEEPS: dict[str, str] = {
     ),
     "sweep_unknown_sweep_key": (
         "key 'sweep.controller.forecaster': unknown key; valid keys: name, base, grid, list, "
-        "reference; scenario overrides go in sweep.grid or sweep.list"
+        "extra, reference; scenario overrides go in sweep.grid or sweep.list"
     ),
     "sweep_unknown_override_key": (
         "key 'controller.forecastr': unknown key; did you mean 'forecaster'? "
@@ -535,8 +535,12 @@ def test_corrupt_run_directory_report(case: str, tmp_path: Path,
 
 
 def test_corpus_is_complete_and_large_enough() -> None:
+    # The [faults] cases are checked beside the other [faults] tests.
+    from tests.test_faults_scenario import BAD_FILES as FAULT_CASES
+
     entries = {p.name for p in BAD.iterdir()}
-    covered = ({f"{c}.toml" for c in (*SCENARIOS, *REAL_SCENARIOS, *SWEEPS, *REAL_SWEEPS)}
+    covered = ({f"{c}.toml" for c in (*SCENARIOS, *REAL_SCENARIOS, *SWEEPS, *REAL_SWEEPS,
+                                      *FAULT_CASES)}
                | {f"{c}.csv" for c in TRACES} | {f"{c}.csv" for c in READER_ONLY}
                | {f"{c}.args" for c in CLI} | set(REPORTS))
     assert entries == covered

@@ -31,7 +31,7 @@ from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.policy import Decision, Observation
 from mpc_dc.site.config import Campus, Fleet, Site
 from mpc_dc.site.scenario import Scenario, controller_variant
-from tests.loop_cases import fleet_short, poisoned
+from tests.loop_cases import fast_fits, fleet_short, poisoned
 
 # ----------------------------------------------------------------------------- decisions
 
@@ -172,13 +172,6 @@ def test_fallback_counted_when_solver_forced_to_fail(case: tuple[Scenario, SiteE
 
 
 # Statistical models fitted on the 2-day history, quickly.
-FAST: dict[str, dict[str, object]] = {
-    "sarimax": {"min_fit_hours": 24, "maxiter": 10},
-    "ets": {"min_fit_hours": 24, "maxiter": 10},
-    "auto_sarimax": {"min_fit_hours": 24, "maxiter": 10, "orders": ((1, 0, 0), (2, 0, 0)),
-                     "daily_harmonics_grid": (1,)},
-    "direct_lad": {"min_fit_hours": 24},
-}
 
 
 def _fleet_policy(case: tuple[Scenario, SiteExogenous], data: SiteExogenous,
@@ -213,11 +206,7 @@ def test_causality_poisoned_future(case: tuple[Scenario, SiteExogenous], name: s
             fitted[col] = make_for(name, "price", truth=exo.truth(col)).fit(
                 exo.published_history(col))
     else:
-        fast: dict[str, object] = FAST.get(name, {})
-        if name.startswith("combination"):
-            # Each series' preset members (sarimax, direct_lad, ets, seasonal naive), fast.
-            fast = {"member_params": FAST}
-        fitted = make_forecasters(exo, name, params=dict.fromkeys(channels(exo.site), fast))
+        fitted = make_forecasters(exo, name, params=fast_fits(name, channels(exo.site)))
     once = ChannelForecasts(fitted)
 
     def run(data: SiteExogenous) -> tuple[list[Decision], list[np.ndarray]]:

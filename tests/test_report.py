@@ -191,6 +191,33 @@ def test_report_errors_are_one_line(run_dir: Path, tmp_path: Path,
     assert not list(tmp_path.iterdir())
 
 
+def test_sweep_report_draws_regret_against_the_mae_of_the_erring_channel(
+        tmp_path: Path) -> None:
+    """Error on one channel group per run (the Oracle elsewhere): one panel per group,
+    one curve over the error level, x = that group's forecast MAE."""
+    from tests.test_sweep import CHANNELS
+
+    path = tmp_path / "channels.toml"
+    path.write_text(CHANNELS.format(days=0.5), encoding="utf-8")
+    outcome = run_sweep(load_sweep(path), tmp_path / "out")
+    assert not outcome.failed
+    table = outcome.table.set_index("run_id")
+    report = build_report(tmp_path / "out")
+    headings = [s.heading for s in report.sections]
+    assert "Regret vs forecast error per channel" in headings
+    section = report.sections[headings.index("Regret vs forecast error per channel")]
+    summary = section.tables[0]
+    assert list(summary["channel group"]) == ["price", "renewable"]
+    assert list(summary["runs"]) == [2, 2]
+    assert figure_names(report)[:2] == ["regret_vs_error", "regret_vs_channel_mae"]
+    # The MAE of a group grows with its error level and is zero on the Oracle's groups.
+    for g, other in (("price", "renewable"), ("renewable", "price")):
+        runs = table[table[f"controller.channels.{g}.forecaster"] == "noisy_oracle"]
+        mae = runs.sort_values("controller.error_level")[f"forecast_mae_by_group.{g}"]
+        assert 0.0 < mae.iloc[0] < mae.iloc[1]
+        assert (runs[f"forecast_mae_by_group.{other}"] == 0.0).all()
+
+
 def test_sweep_report_with_list_and_fault_overrides(sweep_dir: Path, tmp_path: Path) -> None:
     """A sweep over a list (``dr.days``, ``sweep_faults.toml``) used to end the report in an
     internal error (a list in the override column is neither NaN-testable nor hashable);

@@ -78,9 +78,9 @@ def test_every_old_example_has_a_migrated_one() -> None:
     synthetic product site."""
     old = sorted(p.stem for p in OLD_EXAMPLES.glob("*.toml"))
     migrated = {"default": "rcdc_default"}
-    # New examples without an old counterpart: the product site, and the reliability
-    # sweep of issue 18.
-    new = {"default", "nyiso_wind_fleet", "sweep_faults"}
+    # New examples without an old counterpart: the product site, the reliability
+    # sweep of issue 18 and the per-channel forecast-error sweep of issue 17.
+    new = {"default", "nyiso_wind_fleet", "sweep_faults", "sweep_forecast_channels"}
     assert {migrated.get(n, n) for n in old} | new == set(EXAMPLES)
 
 

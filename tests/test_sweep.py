@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from mpc_dc.cli import main as cli_main
-from mpc_dc.site.scenario import example_path
+from mpc_dc.site.scenario import CHANNEL_GROUPS, example_path
 from mpc_dc.sweep import load_sweep, make_run_id, read_results, run_sweep
 from traces.errors import ConfigError
 
@@ -128,6 +128,58 @@ def test_the_acceptance_sweep_has_24_real_data_week_runs() -> None:
     forecasters = {r.scenario.controller.forecaster for r in spec.runs
                    if r.scenario.controller.kind == "mpc"}
     assert forecasters == {"persistence", "seasonal_naive_daily", "sarimax", "noisy_oracle"}
+
+
+CHANNELS = BASE + """
+[sweep]
+reference = {{ "controller.kind" = "perfect" }}
+extra = [ {{ "controller.kind" = "perfect" }} ]
+list = [
+    {{ "controller.channels.price.forecaster" = "noisy_oracle" }},
+    {{ "controller.channels.renewable.forecaster" = "noisy_oracle" }},
+]
+[sweep.grid]
+"controller.forecaster" = ["oracle"]
+"controller.error_level" = [0.5, 1.0]
+"""
+"""Error on one channel group at a time, the perfect reference once (``sweep.extra``)."""
+
+
+def test_extra_runs_once_beside_the_grid(tmp_path: Path) -> None:
+    path = tmp_path / "channels.toml"
+    path.write_text(CHANNELS.format(days=1), encoding="utf-8")
+    spec = load_sweep(path)
+    assert [r.override_dict for r in spec.runs] == [
+        {f"controller.channels.{g}.forecaster": "noisy_oracle",
+         "controller.forecaster": "oracle", "controller.error_level": level}
+        for g in ("price", "renewable") for level in (0.5, 1.0)
+    ] + [{"controller.kind": "perfect"}]
+    # A channel group's key keeps its group in the run id.
+    assert spec.runs[0].run_id.startswith("price.forecaster=noisy_oracle__forecaster=oracle")
+    assert len({r.run_id for r in spec.runs}) == 5
+    path.write_text(CHANNELS.format(days=1).replace(
+        "extra = [ {", "extra = [ 3, {"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"key 'sweep.extra\[0\]': expected a table"):
+        load_sweep(path)
+
+
+def test_the_shipped_channel_sweep_errs_on_one_group_per_run() -> None:
+    spec = load_sweep(example_path("sweep_forecast_channels"))
+    assert len(spec.runs) == 33
+    assert all(r.scenario.run.days == 3 and r.scenario.data.source == "real"
+               for r in spec.runs)
+    perfect = [r for r in spec.runs if r.scenario.controller.kind == "perfect"]
+    assert len(perfect) == 1
+    noisy: dict[str, int] = {}
+    for run in spec.runs:
+        ctl = run.scenario.controller
+        if ctl.kind == "perfect":
+            continue
+        erring = [g for g in CHANNEL_GROUPS if ctl.group_forecaster(g) != "oracle"]
+        assert len(erring) == 1 and ctl.group_forecaster(erring[0]) == "noisy_oracle"
+        noisy[erring[0]] = noisy.get(erring[0], 0) + 1
+    # bias x spread x autocorrelation on each of the four groups that move the cost
+    assert noisy == {"price": 8, "renewable": 8, "demand": 8, "other_load": 8}
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,14 @@
-"""``mpc-dc compare [SCENARIO.toml] --forecasters ...``: one scenario under several controllers."""
+"""``mpc-dc compare [SCENARIO.toml] --forecasters ...``: one scenario under several controllers.
+
+With ``--attribute``: the regret of each forecaster split by forecast channel
+(:mod:`mpc_dc.attribution`) into a resumable folder of runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,14 +16,26 @@ import pandas as pd
 from mpc_dc.commands._common import (
     check_labels,
     markdown_table,
+    print_report,
     progress_bars,
     read_scenario,
     with_data_dir,
     write_comparison,
 )
-from mpc_dc.commands._options import existing_dir, label_list, output_dir, policy_spec
+from mpc_dc.commands._options import (
+    existing_dir,
+    label_list,
+    output_dir,
+    policy_spec,
+    positive_int,
+)
 from mpc_dc.runner import OFFLINE_ROW, compare
 from mpc_dc.site.data import SOURCE
+from mpc_dc.site.scenario import Scenario
+from traces.errors import ConfigError
+
+DEFAULT_LABELS = ["sarimax", "seasonal_naive", "persistence"]
+"""``--forecasters`` of a comparison when none are given."""
 
 COLUMNS = {
     "cost_usd": ("cost [$]", "{:,.2f}"),
@@ -58,9 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=existing_dir,
                         help="override data.dir (public data folder)")
     parser.add_argument(
-        "--forecasters", type=label_list, default=["sarimax", "seasonal_naive", "persistence"],
+        "--forecasters", type=label_list, default=None,
         help="comma-separated labels: forecasters, baseline, offline, perfect/oracle "
-        "(default: sarimax,seasonal_naive,persistence)",
+        "(default: sarimax,seasonal_naive,persistence; with --attribute: forecaster "
+        "names, default the scenario's controller.forecaster)",
     )
     parser.add_argument(
         "--flex", type=label_list, default=[],
@@ -75,6 +93,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="write the table as CSV and Markdown into this new folder")
     parser.add_argument("--runs", type=output_dir,
                         help="write each row's run directory under this new folder")
+    parser.add_argument(
+        "--attribute", action="store_true",
+        help="split each forecaster's regret (its cost minus the perfect-forecast MPC's) "
+        "into price, renewable, demand, other-load (and priced carbon) parts plus an "
+        "interaction term: 2n+2 runs for n channel groups, written with the table "
+        "(attribution.csv/.md) and a bar chart into --out (default "
+        "runs/<scenario>-attribution-<UTC time>); the same command resumes it")
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help="with --attribute: runs in parallel (local process pool; "
+                        "default: %(default)s)")
     parser.set_defaults(func=main)
 
 
@@ -82,9 +110,14 @@ def main(args: argparse.Namespace) -> int:
     """Run the comparison and print the table."""
     source = args.scenario or SOURCE
     scenario = with_data_dir(read_scenario(args.scenario), args.data)
-    check_labels(scenario, "--forecasters", args.forecasters, source)
+    if args.attribute:
+        return attribute_main(args, scenario)
+    if args.workers != 1:
+        raise ConfigError("--workers", "runs in parallel only with --attribute")
+    forecasters = args.forecasters or DEFAULT_LABELS
+    check_labels(scenario, "--forecasters", forecasters, source)
     check_labels(scenario, "--flex", args.flex, source)
-    labels = list(dict.fromkeys([*args.forecasters, *args.flex]))
+    labels = list(dict.fromkeys([*forecasters, *args.flex]))
     with progress_bars() as progress:
         table = compare(scenario, labels, policies=args.policies, progress=progress,
                         out_dir=args.runs, source=source)
@@ -97,6 +130,36 @@ def main(args: argparse.Namespace) -> int:
     print(text)
     if args.out:
         write_comparison(args.out, table, text)
+    return 0
+
+
+def attribute_main(args: argparse.Namespace, scenario: Scenario) -> int:
+    """``--attribute``: run the attribution, write and print its table."""
+    from mpc_dc.attribution import attribute, markdown
+
+    for option, given in (("--flex", args.flex), ("--runs", args.runs),
+                          ("--policy", args.policies)):
+        if given:
+            raise ConfigError(option, "does not combine with --attribute (its runs are "
+                              "written under --out/runs; the fleet flexibility and the "
+                              "controller are the scenario's)")
+    labels = args.forecasters or [scenario.controller.forecaster]
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or Path("runs") / f"{scenario.name}-attribution-{stamp}"
+    print(f"mpc-dc compare --attribute: scenario '{scenario.name}', "
+          f"{scenario.run.days:g} days, forecasters {', '.join(labels)}; into {out}",
+          flush=True)
+    table, outcome = attribute(scenario, labels, out, workers=args.workers,
+                               on_report=print_report, source=args.scenario or SOURCE)
+    if table is None:
+        first = outcome.failed[0]
+        print(f"mpc-dc: error: {len(outcome.failed)} attribution run(s) failed (first "
+              f"{first.run_id}: {first.message}); run the same command again to retry them",
+              file=sys.stderr)
+        return 1
+    print(markdown(table, scenario.name))
+    print(f"written: {out}/attribution.csv, attribution.md, attribution.png "
+          f"(mpc-dc report {out})")
     return 0
 
 

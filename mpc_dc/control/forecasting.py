@@ -12,6 +12,10 @@ controller forecasts, named as the frame names them (campus ``C``, model ``M``):
 One forecaster per channel, with the settings of its kind of quantity
 (:data:`QUANTITY_OF`, :func:`forecasters.presets.make_for`), fitted on what is
 published at the run start (:meth:`~mpc_dc.sim.exogenous.SiteExogenous.published_history`).
+The channels fall into groups (:data:`GROUP_OF`: price, renewable, demand, other
+load, carbon); each group may have a forecaster of its own
+(``[controller.channels.<group>]``, :func:`choices`), e.g. the Oracle on every group
+but one in the regret attribution (:mod:`mpc_dc.attribution`).
 The ``oracle`` and ``noisy_oracle`` read the channel's truth (history + run + tail).
 Under a retail tariff with ``controller.price_known_ahead`` the price forecaster is
 wrapped in :class:`~forecasters.known_ahead.KnownAhead` (published day-ahead prices
@@ -20,7 +24,9 @@ are used as they are; not the oracles, which know them already).
 :class:`ChannelForecasts` queues what the simulator publishes
 (:meth:`ChannelForecasts.observe`) and hands it to the forecasters only when a
 forecast is asked for, one array per channel: an hour's four quarters arrive at
-once and cost one update (the lazy path of the MPC loop).
+once and cost one update (the lazy path of the MPC loop). Given a
+:class:`ForecastErrors`, it scores every point forecast it hands out against the
+truth (the run's forecast MAE per channel, a KPI); the forecasters never see it.
 
 Faults (:mod:`mpc_dc.sim.faults`): a forecaster that raises (numerical trouble, or an
 injected fault) gives the channel's last published value held flat, counted as
@@ -36,6 +42,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +54,7 @@ from forecasters.known_ahead import KnownAhead
 from forecasters.presets import Quantity, make_for
 from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.site.config import Site
+from mpc_dc.site.scenario import CHANNEL_GROUPS, ControllerSpec
 from traces.grid import STEP
 
 if TYPE_CHECKING:
@@ -63,6 +71,15 @@ QUANTITY_OF: Mapping[str, Quantity] = {
 }
 """Kind of each channel's quantity: bounds and model settings (:mod:`forecasters.presets`)."""
 
+GROUP_OF: Mapping[str, str] = {
+    "price_usd_per_mwh": "price",
+    "renewable_cf": "renewable",
+    "tokens_per_s": "demand",
+    "workload_wu": "other_load",
+    "carbon_gco2_per_kwh": "carbon",
+}
+"""Channel group (:data:`~mpc_dc.site.scenario.CHANNEL_GROUPS`) of each channel's quantity."""
+
 ORACLES = frozenset({"oracle", "noisy_oracle"})
 """Forecasters that read the truth instead of learning from observations."""
 
@@ -74,6 +91,36 @@ FORECAST_EXCEPTIONS: tuple[type[Exception], ...] = (RuntimeError, ValueError, Ar
 def quantity(channel: str) -> str:
     """``price_usd_per_mwh`` of ``price_usd_per_mwh[north]``."""
     return channel.partition("[")[0]
+
+
+def group(channel: str) -> str:
+    """``price`` of ``price_usd_per_mwh[north]`` (:data:`GROUP_OF`)."""
+    return GROUP_OF[quantity(channel)]
+
+
+@dataclass(frozen=True)
+class ForecasterChoice:
+    """The forecaster of a group of channels.
+
+    Attributes
+    ----------
+    name : str
+        Forecaster name (:func:`forecasters.base.forecaster_names`).
+    error_level, bias, autocorrelation : float [-]
+        ``noisy_oracle``'s error (:class:`forecasters.oracle.NoisyOracle`); unused otherwise.
+    """
+
+    name: str
+    error_level: float = 0.0
+    bias: float = 0.0
+    autocorrelation: float = 1.0
+
+
+def choices(spec: ControllerSpec) -> dict[str, ForecasterChoice]:
+    """The forecaster of every channel group under ``spec`` (``[controller]`` and its
+    ``channels`` tables; the Oracle everywhere for ``perfect``)."""
+    return {g: ForecasterChoice(spec.group_forecaster(g), *spec.noise(g))
+            for g in CHANNEL_GROUPS}
 
 
 def channels(site: Site, *, unpriced_carbon: bool = False) -> tuple[str, ...]:
@@ -104,6 +151,7 @@ def make_forecasters(
     seed: int = 0,
     price_known_ahead: bool = False,
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    groups: Mapping[str, ForecasterChoice] | None = None,
 ) -> dict[str, BaseForecaster]:
     """One forecaster per channel of ``exo.site``, fitted on the history published at
     the run start (a channel without any published history is left unfitted: the
@@ -113,38 +161,99 @@ def make_forecasters(
     ----------
     exo : SiteExogenous
     name : str
-        Forecaster name (:func:`forecasters.base.forecaster_names`).
+        Forecaster name (:func:`forecasters.base.forecaster_names`) of every channel
+        whose group ``groups`` does not name.
     error_level : float [-]
-        ``noisy_oracle``: error std at 24 h lead as a fraction of the series std.
+        ``noisy_oracle`` (as ``name``): error std at 24 h lead as a fraction of the
+        series std.
     seed : int
         ``noisy_oracle``: channel ``k`` draws with seed ``1000 seed + k``.
     price_known_ahead : bool
         Wrap the price forecaster of every retail campus in :class:`KnownAhead`.
     params : Mapping[str, Mapping], optional
         Extra constructor arguments per channel (tests: faster statistical fits).
+    groups : Mapping[str, ForecasterChoice], optional
+        The forecaster of a channel group (:data:`GROUP_OF`), e.g. :func:`choices`.
     """
     site = exo.site
     retail = {column("price_usd_per_mwh", c.name) for c in site.campuses
               if c.grid.tariff.kind == "retail"}
+    default = ForecasterChoice(name, error_level)
     out: dict[str, BaseForecaster] = {}
     wanted = channels(site)
     # Channel k keeps its seed whether or not carbon is forecast.
     for k, channel in enumerate(channels(site, unpriced_carbon=True)):
         if channel not in wanted:
             continue
+        choice = (groups or {}).get(group(channel), default)
         extra: dict[str, Any] = dict((params or {}).get(channel, {}))
-        if name in ORACLES:
+        if choice.name in ORACLES:
             extra["truth"] = exo.truth(channel)
-        if name == "noisy_oracle":
-            extra.update(error_level=error_level, seed=seed * 1000 + k)
-        forecaster = make_for(name, QUANTITY_OF[quantity(channel)], **extra)
-        if price_known_ahead and channel in retail and name not in ORACLES:
+        if choice.name == "noisy_oracle":
+            extra.update(error_level=choice.error_level, bias=choice.bias,
+                         autocorrelation=choice.autocorrelation, seed=seed * 1000 + k)
+        forecaster = make_for(choice.name, QUANTITY_OF[quantity(channel)], **extra)
+        if price_known_ahead and channel in retail and choice.name not in ORACLES:
             forecaster = KnownAhead(exo.truth(channel), forecaster, bounds=forecaster.bounds)
         history = exo.published_history(channel)
         if len(history):
             forecaster.fit(history.astype(float))
         out[channel] = forecaster
     return out
+
+
+class ForecastErrors:
+    """Absolute errors of the point forecasts a loop hands out, per channel.
+
+    Each forecast is scored against the truth when it is made (bookkeeping only: the
+    forecasters and the controller never see the truth through it). The MAE of a
+    channel is the mean of ``|forecast - truth|`` over every (issue time, lead) the
+    controller asked for, intervals with unknown truth (NaN) left out.
+
+    Parameters
+    ----------
+    truth : Mapping[str, Series]
+        Each channel's realized values on one contiguous 15-min grid
+        (:meth:`~mpc_dc.sim.exogenous.SiteExogenous.truth`).
+    """
+
+    def __init__(self, truth: Mapping[str, pd.Series]) -> None:
+        first = next(iter(truth.values())).index[0] if truth else pd.Timestamp(0, tz="UTC")
+        self._start_ns = int(first.value)
+        self._truth = {c: s.to_numpy(dtype=float) for c, s in truth.items()}
+        self.abs_error = dict.fromkeys(self._truth, 0.0)
+        self.points = dict.fromkeys(self._truth, 0)
+
+    @classmethod
+    def of(cls, exo: SiteExogenous) -> ForecastErrors:
+        """Scorer of every channel of ``exo``'s site."""
+        return cls({c: exo.truth(c) for c in channels(exo.site)})
+
+    def add(self, channel: str, time: pd.Timestamp, values: np.ndarray) -> None:
+        """Score the forecast ``values`` issued at ``time`` (target ``time + k STEP``)."""
+        truth = self._truth.get(channel)
+        if truth is None:
+            return
+        first = (int(time.value) - self._start_ns) // STEP.value
+        seen = truth[first: first + len(values)]
+        err = np.abs(values[: len(seen)] - seen)
+        ok = np.isfinite(err)
+        self.abs_error[channel] += float(err[ok].sum())
+        self.points[channel] += int(ok.sum())
+
+    def mae(self) -> dict[str, float]:
+        """MAE per channel [channel units] (NaN for a channel never forecast)."""
+        return {c: self.abs_error[c] / n if (n := self.points[c]) else float("nan")
+                for c in self._truth}
+
+    def mae_by_group(self) -> dict[str, float]:
+        """MAE pooled over each group's channels [group units] (:data:`GROUP_OF`)."""
+        totals: dict[str, list[float]] = {}
+        for channel, n in self.points.items():
+            row = totals.setdefault(group(channel), [0.0, 0.0])
+            row[0] += self.abs_error[channel]
+            row[1] += n
+        return {g: err / n if n else float("nan") for g, (err, n) in totals.items()}
 
 
 class ChannelForecasts:
@@ -158,6 +267,8 @@ class ChannelForecasts:
         Where the faults met are counted (module docstring); the policy's stats.
     injector : FaultInjector, optional
         Injects forecaster exceptions and stale forecasts (:mod:`mpc_dc.sim.faults`).
+    errors : ForecastErrors, optional
+        Scores every point forecast of :meth:`predict`.
 
     Attributes
     ----------
@@ -169,9 +280,11 @@ class ChannelForecasts:
 
     def __init__(self, forecasters: Mapping[str, BaseForecaster],
                  faults: Counter[str] | None = None,
-                 injector: FaultInjector | None = None) -> None:
+                 injector: FaultInjector | None = None,
+                 errors: ForecastErrors | None = None) -> None:
         self.forecasters = dict(forecasters)
         self.faults: Counter[str] = faults if faults is not None else Counter()
+        self.errors = errors
         self._pending: dict[str, list[tuple[pd.Timestamp, float]]] = {
             c: [] for c in self.forecasters}
         self.injector = injector
@@ -214,26 +327,32 @@ class ChannelForecasts:
             self.flush()
         out: dict[str, np.ndarray] = {}
         for channel in only if only is not None else self.forecasters:
-            forecaster = self.forecasters[channel]
-            self._flag_held(channel, time)
-            if forecaster.cutoff is None:
-                out[channel] = np.zeros(steps)
-                continue
-            reused = self._reuse((channel, None), time, steps) if stale else None
-            if reused is not None:
-                out[channel] = reused
-                continue
-            values = self._call(channel, time, steps,
-                                partial(forecaster.predict_values, time, steps))
-            if not np.all(np.isfinite(values)):
-                self.faults["nan_forecast"] += 1
-                logger.warning("non-finite %s forecast at %s; holding the last finite value",
-                               channel, time)
-                values = pd.Series(values).ffill().fillna(0.0).to_numpy()
-            if self.injector is not None:
-                self._previous[channel, None] = (time, values)
+            values = self._point(channel, time, steps, stale)
+            if self.errors is not None:
+                self.errors.add(channel, time, values)
             out[channel] = values
         return out
+
+    def _point(self, channel: str, time: pd.Timestamp, steps: int, stale: bool
+               ) -> np.ndarray:
+        """The point forecast of one channel that :meth:`predict` hands out."""
+        forecaster = self.forecasters[channel]
+        self._flag_held(channel, time)
+        if forecaster.cutoff is None:
+            return np.zeros(steps)
+        reused = self._reuse((channel, None), time, steps) if stale else None
+        if reused is not None:
+            return reused
+        values = self._call(channel, time, steps,
+                            partial(forecaster.predict_values, time, steps))
+        if not np.all(np.isfinite(values)):
+            self.faults["nan_forecast"] += 1
+            logger.warning("non-finite %s forecast at %s; holding the last finite value",
+                           channel, time)
+            values = pd.Series(values).ffill().fillna(0.0).to_numpy()
+        if self.injector is not None:
+            self._previous[channel, None] = (time, values)
+        return values
 
     def quantile(self, channel: str, time: pd.Timestamp, steps: int, level: float
                  ) -> np.ndarray:

@@ -66,7 +66,14 @@ MAX_HISTORY_DAYS = 366
 BURSTGPT_LAST_DAY = 60
 """Last day of BurstGPT's 61 days of hourly counts."""
 MAX_ERROR_LEVEL = 10.0
-"""Largest ``noisy_oracle`` error level [-] (std at 24 h lead / series std)."""
+"""Largest ``noisy_oracle`` error level [-] (std at 24 h lead / series std), also the
+largest size of its bias [-] (a fraction of the series std)."""
+
+CHANNEL_GROUPS = ("price", "renewable", "demand", "other_load", "carbon")
+"""Groups of forecast channels (``[controller.channels.<group>]``): the market price of
+every campus, the renewable capacity factor, the token demand of every model, the
+other-IT (training) workload and the carbon intensity
+(:data:`mpc_dc.control.forecasting.GROUP_OF`)."""
 
 FORECASTER_ALIASES: Mapping[str, str] = {"seasonal_naive": "seasonal_naive_daily"}
 """Short names accepted by ``compare`` and ``run --controller``."""
@@ -389,6 +396,44 @@ def check_forecaster(name: str, key: str, source: str = SOURCE, *,
 
 
 @dataclass(frozen=True)
+class ChannelSpec:
+    """The forecaster of one group of channels (``[controller.channels.<group>]``).
+
+    Every key left out takes the ``[controller]`` key of the same name.
+
+    Parameters
+    ----------
+    forecaster : str, optional
+        Forecaster of the group's channels (``oracle``: perfect foresight on them).
+    error_level : float [-], optional
+        ``noisy_oracle``: error std at 24 h lead as a fraction of the series std.
+    bias : float [-], optional
+        ``noisy_oracle``: constant error at every lead as a fraction of the series
+        std (signed).
+    autocorrelation : float [-], optional
+        ``noisy_oracle``: correlation of the errors of neighbouring leads in [0, 1]
+        (1: a random walk along the lead, 0: white noise).
+    """
+
+    forecaster: str | None = None
+    error_level: float | None = None
+    bias: float | None = None
+    autocorrelation: float | None = None
+
+
+def check_noise(error_level: float, bias: float, autocorrelation: float, prefix: str) -> None:
+    """Raise naming ``{prefix}.<key>`` unless the ``noisy_oracle`` error settings are in
+    range: ``error_level`` in [0, 10], ``|bias|`` <= 10, ``autocorrelation`` in [0, 1]."""
+    positive(SOURCE, f"{prefix}.error_level", error_level, allow_zero=True)
+    at_most(f"{prefix}.error_level", error_level, MAX_ERROR_LEVEL, "(fraction of the std)")
+    if abs(bias) > MAX_ERROR_LEVEL:
+        raise ConfigError(SOURCE, f"expected a value in [-{MAX_ERROR_LEVEL:g}, "
+                          f"{MAX_ERROR_LEVEL:g}] (fraction of the std), got {bias!r}",
+                          key=f"{prefix}.bias")
+    check_in_unit_interval({f"{prefix}.autocorrelation": autocorrelation}, closed=True)
+
+
+@dataclass(frozen=True)
 class ControllerSpec:
     """The controller (one spec for every site: the union of the two seeds' controllers).
 
@@ -400,9 +445,17 @@ class ControllerSpec:
         forecasts. ``perfect``: MPC with Oracle forecasts. ``offline``: the
         whole-period optimum on the truth, replayed.
     forecaster : str
-        Forecaster of every channel for ``mpc`` (``forecasters.make_forecaster``).
+        Forecaster of every channel for ``mpc`` (``forecasters.make_forecaster``)
+        that ``channels`` does not set.
     error_level : float [-]
         ``noisy_oracle``: error std at 24 h lead as a fraction of the series std.
+    bias : float [-]
+        ``noisy_oracle``: constant error at every lead as a fraction of the series std.
+    autocorrelation : float [-]
+        ``noisy_oracle``: correlation of the errors of neighbouring leads, in [0, 1].
+    channels : Mapping[str, ChannelSpec]
+        Forecaster (and ``noisy_oracle`` error) of a group of channels
+        (:data:`CHANNEL_GROUPS`), instead of the keys above.
     price_known_ahead : bool
         Retail tariff: day-ahead prices are published before delivery, so the price
         forecaster is wrapped in :class:`~forecasters.known_ahead.KnownAhead`.
@@ -432,12 +485,15 @@ class ControllerSpec:
         Warm floor: instances kept per model so that it stays routable.
     deadline_margin_h : float [h]
         Forecast-driven MPC plans deferrable work this long before each deadline
-        (not ``perfect``).
+        (not ``perfect``, nor when the other-load forecaster is the ``oracle``).
     """
 
     kind: ControllerKind = "mpc"
     forecaster: str = "sarimax"
     error_level: float = 0.0
+    bias: float = 0.0
+    autocorrelation: float = 1.0
+    channels: Mapping[str, ChannelSpec] = field(default_factory=dict)
     price_known_ahead: bool = False
     horizon_h: float = 24.0
     horizon_to_end: bool = False
@@ -461,9 +517,7 @@ class ControllerSpec:
         positive(SOURCE, "controller.offline_time_limit_s", self.offline_time_limit_s)
         positive(SOURCE, "controller.deadline_margin_h", self.deadline_margin_h,
                  allow_zero=True)
-        positive(SOURCE, "controller.error_level", self.error_level, allow_zero=True)
-        at_most("controller.error_level", self.error_level, MAX_ERROR_LEVEL,
-                "(fraction of the std)")
+        check_noise(self.error_level, self.bias, self.autocorrelation, "controller")
         positive(SOURCE, "controller.min_instances_per_model", self.min_instances_per_model,
                  allow_zero=True)
         if self.integer_intervals < 1:
@@ -472,6 +526,38 @@ class ControllerSpec:
         check_in_unit_interval({f"controller.{k}": getattr(self, k) for k in (
             "mip_rel_gap", "offline_mip_rel_gap", "demand_quantile")}, closed=False)
         check_forecaster(self.forecaster, "controller.forecaster")
+        self._check_channels()
+
+    def _check_channels(self) -> None:
+        """Group names of :data:`CHANNEL_GROUPS`, known forecasters, errors in range."""
+        for group, spec in self.channels.items():
+            key = f"controller.channels.{group}"
+            if group not in CHANNEL_GROUPS:
+                close = difflib.get_close_matches(group, CHANNEL_GROUPS, n=1, cutoff=0.5)
+                hint = (f"did you mean '{close[0]}'?" if close
+                        else f"expected one of {', '.join(CHANNEL_GROUPS)}")
+                raise ConfigError(SOURCE, f"unknown channel group; {hint}", key=key)
+            if spec.forecaster is not None:
+                check_forecaster(spec.forecaster, f"{key}.forecaster")
+            check_noise(*self.noise(group), key)
+
+    def group_forecaster(self, group: str) -> str:
+        """The forecaster of channel group ``group`` (``oracle`` for ``perfect``)."""
+        if self.kind == "perfect":
+            return "oracle"
+        spec = self.channels.get(group)
+        return spec.forecaster if spec is not None and spec.forecaster is not None \
+            else self.forecaster
+
+    def noise(self, group: str) -> tuple[float, float, float]:
+        """``(error_level, bias, autocorrelation)`` of a ``noisy_oracle`` on ``group``."""
+        spec = self.channels.get(group, ChannelSpec())
+
+        def pick(own: float | None, default: float) -> float:
+            return default if own is None else own
+
+        return (pick(spec.error_level, self.error_level), pick(spec.bias, self.bias),
+                pick(spec.autocorrelation, self.autocorrelation))
 
     @property
     def horizon_steps(self) -> int:
@@ -500,8 +586,13 @@ class ControllerSpec:
 
     @property
     def deadline_margin_steps(self) -> int:
-        """Deadline margin [intervals] (0 for ``perfect``, which has no forecast error)."""
-        return 0 if self.kind == "perfect" else round(self.deadline_margin_h * 4)
+        """Deadline margin [intervals]: 0 when the other-load forecast is exact (``perfect``,
+        or the ``oracle`` on the ``other_load`` group). The margin hedges against
+        under-forecast non-deferrable work; it belongs to that channel, so that the
+        regret attribution (:mod:`mpc_dc.attribution`) counts it there."""
+        if self.group_forecaster("other_load") == "oracle":
+            return 0
+        return round(self.deadline_margin_h * 4)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -974,10 +1065,12 @@ def controller_variant(scenario: Scenario, label: str) -> Scenario:
 
 
 __all__ = [
+    "CHANNEL_GROUPS",
     "CONTROLLER_LABELS",
     "OLD_KEYS",
     "OLD_VALUES",
     "SOURCE",
+    "ChannelSpec",
     "ControllerSpec",
     "DataSpec",
     "DrSpec",
