@@ -110,3 +110,17 @@ def test_run_stdout_holds_only_the_cli_lines(tmp_path: Path) -> None:
         "peak import", "deferrable work missed", "solves / fallbacks", "solve time median",
         "wall time setup + sim"]
     assert "HiGHS" not in done.stdout and "Copyright" not in done.stdout
+
+
+def test_compare_set_overrides_are_checked_before_anything_runs(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``compare --set KEY=VALUE``: a malformed pair is refused when the line is parsed, an
+    unknown key or a bad value by the scenario's own check, each as one line, exit 2."""
+    assert cli.main(["compare", "--set", "controller.horizon_h"]) == 2
+    assert "argument --set: expected KEY=VALUE" in capsys.readouterr().err
+    assert cli.main(["compare", "--set", "controller.nowcast_tau=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "controller.nowcast_tau" in err and "nowcast_tau_h" in err
+    assert cli.main(["compare", "--set", "controller.lateness_weight=-1"]) == 2
+    err = capsys.readouterr().err
+    assert "controller.lateness_weight" in err and "expected a value >= 0" in err

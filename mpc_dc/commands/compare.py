@@ -15,16 +15,19 @@ from mpc_dc.commands._common import (
     with_data_dir,
     write_comparison,
 )
-from mpc_dc.commands._options import comma_list, existing_dir, output_dir
+from mpc_dc.commands._options import comma_list, existing_dir, output_dir, override
 from mpc_dc.runner import OFFLINE_ROW, compare
 from mpc_dc.site.data import SOURCE
+from mpc_dc.site.scenario import with_overrides
 
 COLUMNS = {
     "cost_usd": ("cost [$]", "{:,.2f}"),
+    "cost_without_slo_usd": ("cost w/o SLO term [$]", "{:,.2f}"),
+    "slo_attainment": ("SLO att. [%]", "{:.2%}"),
+    "ttft_p99_s": ("TTFT p99 [s]", "{:,.1f}"),
     "profit_vs_reference_usd": ("profit vs reference [$]", "{:,.2f}"),
     "regret_usd": ("regret vs offline [$]", "{:,.2f}"),
     "regret_pct": ("regret [% of reference cost]", "{:.2f}"),
-    "slo_attainment": ("SLO att. [%]", "{:.2%}"),
     "import_mwh": ("import [MWh]", "{:,.2f}"),
     "export_mwh": ("export [MWh]", "{:,.2f}"),
     "self_consumption_mwh": ("renewable self-cons. [MWh]", "{:,.2f}"),
@@ -35,8 +38,10 @@ COLUMNS = {
     "solve_median_ms": ("solve med. [ms]", "{:.1f}"),
     "wall_time_s": ("wall [s]", "{:.1f}"),
 }
-"""Columns of the printed table; percentages of cost are of the reference's cost
-(see :func:`mpc_dc.runner.compare`)."""
+"""Columns of the printed table; cost is the net cost with the price of lateness (the
+SLO term, :mod:`mpc_dc.sim.lateness`), shown beside the cost without it and the SLO
+attainment; profit and regret are of the cost with it; percentages of cost are of the
+reference's cost (see :func:`mpc_dc.runner.compare`)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,6 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="more labels: S1..S6, optionally combined with +fluid/+request or a "
         "forecaster (e.g. S1,S6,S6+fluid)",
     )
+    parser.add_argument("--set", dest="overrides", type=override, action="append",
+                        default=[], metavar="KEY=VALUE",
+                        help="override a scenario key for every row (repeatable), e.g. "
+                        "--set controller.nowcast_tau_h=0 --set controller.lateness_weight=0")
     parser.add_argument("--out", type=output_dir,
                         help="write the table as CSV and Markdown into this new folder")
     parser.add_argument("--runs", type=output_dir,
@@ -76,6 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the comparison and print the table."""
     scenario = with_data_dir(read_scenario(args.scenario), args.data)
+    if args.overrides:
+        scenario = with_overrides(scenario, dict(args.overrides), args.scenario or SOURCE)
     labels = list(dict.fromkeys([*args.forecasters, *args.flex]))
     with progress_bars() as progress:
         table = compare(scenario, labels, progress=progress, out_dir=args.runs,

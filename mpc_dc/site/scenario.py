@@ -63,6 +63,7 @@ MAX_HISTORY_DAYS = 366
 MAX_ERROR_LEVEL = 10.0
 """Largest ``noisy_oracle`` error level [-] (std at 24 h lead / series std)."""
 
+
 FORECASTER_ALIASES: Mapping[str, str] = {"seasonal_naive": "seasonal_naive_daily"}
 """Short names accepted by ``compare`` and ``run --controller``."""
 
@@ -290,6 +291,13 @@ class ServingSpec:
         quantization-table ITL SLO otherwise.
     request_samples : int
         Per-request rows written to ``requests.parquet`` (seeded uniform sample).
+    late_usd_per_request : float [$/request]
+        Price of every request that misses its TTFT or TPOT target
+        (:mod:`mpc_dc.sim.lateness`; default: the revenue of a mean request, refunded;
+        docs/scenario.md).
+    late_usd_per_s : float [$/s]
+        Price of every second a request is late beyond its target (default: one more
+        request's revenue per 100 s late).
     """
 
     fidelity: FidelityName = "request"
@@ -297,15 +305,26 @@ class ServingSpec:
     ttft_slo_s: Mapping[str, float] = field(default_factory=dict)
     tpot_slo_s: Mapping[str, float] = field(default_factory=dict)
     request_samples: int = 200_000
+    late_usd_per_request: float = 0.001
+    late_usd_per_s: float = 1e-5
+
+    def __post_init__(self) -> None:
+        for key in ("late_usd_per_request", "late_usd_per_s"):
+            value = getattr(self, key)
+            if not 0.0 <= value < float("inf"):  # also refuses NaN
+                raise ConfigError(SOURCE, f"expected a finite value >= 0, got {value!r}",
+                                  key=f"serving.{key}")
 
     def config(self) -> ServingConfig:
-        """The simulator's :class:`~mpc_dc.sim.fleet_engine.ServingConfig`."""
+        """The simulator's :class:`~mpc_dc.sim.serving.ServingConfig`."""
         from mpc_dc.sim.serving import ServingConfig
 
         return ServingConfig(fidelity=self.fidelity, ttft_slo_s=dict(self.ttft_slo_s),
                              default_ttft_slo_s=self.default_ttft_slo_s,
                              tpot_slo_s=dict(self.tpot_slo_s),
-                             request_samples=self.request_samples)
+                             request_samples=self.request_samples,
+                             late_usd_per_request=self.late_usd_per_request,
+                             late_usd_per_s=self.late_usd_per_s)
 
 
 DAY_AHEAD_HINT = ("day_ahead_known is not a forecaster of every channel; set "
@@ -375,6 +394,18 @@ class ControllerSpec:
     deadline_margin_h : float [h]
         Forecast-driven MPC plans deferrable work this long before each deadline
         (not ``perfect``).
+    nowcast_tau_h : float or None [h]
+        Time constant with which the demand observed in the last interval is blended
+        into the demand forecast (:mod:`forecasters.nowcast`; 0: none; never for
+        ``perfect``); None (the default): the forecaster's, chosen by the BurstGPT
+        backtest (:data:`forecasters.nowcast.BACKTEST_TAU_H`, docs/forecasters.md).
+    backlog_drain_h : float [h]
+        The MPC plans to serve the requests queued now within this time, on top of the
+        forecast arrivals (> 0).
+    lateness_weight : float [-]
+        Weight of the price of lateness (``[serving]`` late prices) in the plan's
+        objective (:mod:`mpc_dc.blocks2.lateness`); 0: the plan carries no backlog and
+        pays nothing for it (the controller before issue 16).
     fault_rate : float [-]
         Test switch: share of steps on which the solver is made to fail.
     """
@@ -397,6 +428,9 @@ class ControllerSpec:
     demand_quantile: float = 0.9
     min_instances_per_model: int = 1
     deadline_margin_h: float = 1.0
+    nowcast_tau_h: float | None = None
+    backlog_drain_h: float = 0.25
+    lateness_weight: float = 1.0
     fault_rate: float = 0.0
 
     def __post_init__(self) -> None:
@@ -406,6 +440,10 @@ class ControllerSpec:
         positive(SOURCE, "controller.offline_time_limit_s", self.offline_time_limit_s)
         positive(SOURCE, "controller.deadline_margin_h", self.deadline_margin_h,
                  allow_zero=True)
+        if self.nowcast_tau_h is not None:
+            positive(SOURCE, "controller.nowcast_tau_h", self.nowcast_tau_h, allow_zero=True)
+        positive(SOURCE, "controller.backlog_drain_h", self.backlog_drain_h)
+        positive(SOURCE, "controller.lateness_weight", self.lateness_weight, allow_zero=True)
         positive(SOURCE, "controller.error_level", self.error_level, allow_zero=True)
         at_most("controller.error_level", self.error_level, MAX_ERROR_LEVEL,
                 "(fraction of the std)")
@@ -443,6 +481,23 @@ class ControllerSpec:
     def far_block_steps(self) -> int:
         """Intervals per column of the far tier."""
         return round(self.far_step_h * 4)
+
+    @property
+    def nowcast_tau_steps(self) -> float:
+        """Nowcast time constant [intervals]: ``nowcast_tau_h``, else the forecaster's
+        backtest choice; 0 for ``perfect`` (an Oracle needs none)."""
+        from forecasters.nowcast import BACKTEST_TAU_H
+
+        if self.kind == "perfect":
+            return 0.0
+        tau = (BACKTEST_TAU_H.get(self.forecaster, 0.0) if self.nowcast_tau_h is None
+               else self.nowcast_tau_h)
+        return 4 * tau
+
+    @property
+    def backlog_drain_steps(self) -> float:
+        """Target time to drain an observed queue [intervals]."""
+        return self.backlog_drain_h * 4
 
     @property
     def deadline_margin_steps(self) -> int:
