@@ -16,6 +16,7 @@ from mpc_dc.control.mpc import MpcPolicy, drain_shares
 from mpc_dc.problem2 import Form, HorizonInputs, LatenessPrices, PlantState, Problem
 from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.engine import simulate
+from mpc_dc.sim.exogenous import demand_columns
 from mpc_dc.sim.fluid import FluidServer
 from mpc_dc.sim.lateness import fluid_book, request_book, request_lateness
 from mpc_dc.sim.meter import net_cost_usd
@@ -139,6 +140,21 @@ def test_closed_loop_books_and_prices_lateness() -> None:
     free = simulate(exo, Scripted(lambda obs: Decision({}, one))).kpis
     assert free["lateness_usd"] == 0.0 and free["late_requests"] == k["late_requests"]
     assert free["cost_usd"] == pytest.approx(k["cost_without_slo_usd"])
+    # Fluid: estimated from the fluid queue, booked and priced alike. Its instance does
+    # the interval's work in 180 s of its 840 ready seconds (no queue, nothing late);
+    # with 20 × the output tokens the work is 3600 s and the queue carries over.
+    assert exo.requests is not None
+    requests = replace(exo.requests, response_tokens=20 * exo.requests.response_tokens)
+    frame = exo.frame.copy()
+    truth = demand_columns(requests, exo.run_index)
+    frame.loc[truth.index, truth.columns] = truth.to_numpy()
+    heavy = replace(exo, frame=frame, requests=requests)
+    fluid = simulate(heavy, Scripted(lambda obs: Decision({}, one)),
+                     serving=replace(PRICES, fidelity="fluid"))
+    kf = fluid.kpis
+    assert kf["late_requests"] > 100
+    assert kf["lateness_usd"] == pytest.approx(0.01 * kf["late_requests"] + 0.001 * kf["late_s"])
+    assert kf["cost_usd"] - kf["cost_without_slo_usd"] == pytest.approx(kf["lateness_usd"])
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -196,6 +212,23 @@ def test_lateness_left_at_the_horizon_end_is_unserved() -> None:
     res = Problem(site, 2, lateness=LatenessPrices((1e-5,), (1e-8,))).solve(inputs)
     assert res.plan is not None and res.cost is not None
     assert res.cost.unserved_usd == pytest.approx(900.0)
+    assert res.cost.lateness_usd == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_late_token_pays_its_entry() -> None:
+    """One campus, demand only in column 0, GPUs only in column 1. At 2e-3 $ per token
+    entering the backlog (above the unserved price, 1e-3 $/token) carrying the 900,000
+    tokens costs 1800 $ and leaving them unserved 900 $: the plan leaves them. Were the
+    entry free, the wait (9e-10 $/(token · s) × 900 s, 0.73 $) would carry them."""
+    site = Site((_campus("A", gpus=4, it_mw=None, nameplate_mw=None, export_mw=0.0),),
+                _fleet())
+    inputs = HorizonInputs.build(site, 2, price_usd_per_mwh=[[30.0, 30.0]],
+                                 demand_tokens_per_s=[[1000.0, 0.0]],
+                                 gpus_available=[[0.0, 4.0]])
+    res = Problem(site, 2, lateness=LatenessPrices((2e-3,), (9e-10,))).solve(inputs)
+    assert res.plan is not None and res.cost is not None
+    np.testing.assert_allclose(res.plan.instances, [[0.0, 0.0]], atol=1e-6)
+    assert res.objective_usd == pytest.approx(900.0)
     assert res.cost.lateness_usd == pytest.approx(0.0, abs=1e-9)
 
 

@@ -31,6 +31,7 @@ from mpc_dc.blocks2.compute_load import define_processing_relaxed
 from mpc_dc.fleet_problem import FleetInputs, FleetState
 from mpc_dc.params.fleet import CampusParams, FleetConfig, Flexibility
 from mpc_dc.problem2 import Formulation, Problem
+from tests import test_lateness as lateness
 from tests import test_problem2_combined as combined
 from tests.problem2_equiv import (
     inputs_of_fleet,
@@ -156,7 +157,14 @@ COMBINED_CHECKS: tuple[Check, ...] = tuple(
         "test_battery_cannot_burn_energy_at_a_negative_price",
         "test_carbon_price_moves_tokens_to_the_cleaner_campus",
         "test_dr_event_moves_tokens_to_another_campus"))
-ALL_CHECKS = RCDC_CHECKS + FLEET_CHECKS + COMBINED_CHECKS
+_carries = lateness.test_lateness_block_carries_what_a_column_cannot_serve
+LATENESS_CHECKS: tuple[Check, ...] = (
+    ("lateness block, Sp on", lambda: _carries(True)),
+    ("lateness block, Sp off", lambda: _carries(False)),
+    ("lateness entry price", lateness.test_a_late_token_pays_its_entry),
+    ("lateness to the horizon end", lateness.test_lateness_left_at_the_horizon_end_is_unserved),
+)
+ALL_CHECKS = RCDC_CHECKS + FLEET_CHECKS + COMBINED_CHECKS + LATENESS_CHECKS
 
 
 def drop_cost(name: str) -> Callable[[Block], Block]:
@@ -166,6 +174,32 @@ def drop_cost(name: str) -> Callable[[Block], Block]:
     def mutate(original: Block) -> Block:
         def block(ctx: Any) -> None:
             original(ctx)
+            ctx.costs.pop(name)
+
+        return block
+
+    return mutate
+
+
+def drop_expression(name: str) -> Callable[[Block], Block]:
+    """Mutation: the block adds everything but the expression ``name`` other blocks read."""
+
+    def mutate(original: Block) -> Block:
+        def block(ctx: Any) -> None:
+            original(ctx)
+            ctx.expressions.pop(name)
+
+        return block
+
+    return mutate
+
+
+def drop_cost_of(name: str) -> Callable[[Block], Block]:
+    """:func:`drop_cost` of a block that takes more than the context."""
+
+    def mutate(original: Block) -> Block:
+        def block(ctx: Any, *args: Any) -> None:
+            original(ctx, *args)
             ctx.costs.pop(name)
 
         return block
@@ -220,6 +254,12 @@ MUTANTS = (
            FLEET_CHECKS),
     Mutant("fixed campus shares dropped", P2, "define_spatial_shares",
            drop("fixed campus shares"), FLEET_CHECKS),
+    Mutant("backlog entries dropped", P2, "define_backlog", drop("backlog entries"),
+           LATENESS_CHECKS),
+    Mutant("backlog left out of the demand rows", P2, "define_backlog",
+           drop_expression("backlog_change_kps"), LATENESS_CHECKS),
+    Mutant("lateness cost left out", P2, "define_lateness_cost",
+           drop_cost_of("lateness_usd"), LATENESS_CHECKS),
 )
 
 

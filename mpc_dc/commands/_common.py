@@ -28,8 +28,30 @@ def with_data_dir(scenario: Scenario, data: Path | None) -> Scenario:
     return replace(scenario, data=replace(scenario.data, dir=str(data)))
 
 
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): scenario overrides (:func:`with_set_options`)."""
+    from mpc_dc.commands._options import override
+
+    parser.add_argument("--set", dest="overrides", type=override, action="append",
+                        default=[], metavar="KEY=VALUE",
+                        help="override a scenario key (repeatable; a TOML value), e.g. "
+                        "--set controller.nowcast_tau_h=0 --set run.days=7")
+
+
+def with_set_options(scenario: Scenario, args: argparse.Namespace) -> Scenario:
+    """``scenario`` with the ``--set`` overrides applied, checked as a file's keys
+    (:func:`~mpc_dc.site.scenario.with_overrides`)."""
+    if not getattr(args, "overrides", None):
+        return scenario
+    from mpc_dc.site.data import SOURCE
+    from mpc_dc.site.scenario import with_overrides
+
+    return with_overrides(scenario, dict(args.overrides), args.scenario or SOURCE)
+
+
 def with_run_overrides(scenario: Scenario, args: argparse.Namespace) -> tuple[Scenario, Path]:
-    """Apply ``--data``, ``--controller`` (:func:`controller_variant`) and ``--days``.
+    """Apply ``--data``, ``--set``, ``--controller`` (:func:`controller_variant`) and
+    ``--days``.
 
     Returns
     -------
@@ -38,7 +60,7 @@ def with_run_overrides(scenario: Scenario, args: argparse.Namespace) -> tuple[Sc
     out : Path
         ``--out``, or ``runs/<name>-<UTC time>``.
     """
-    scenario = with_data_dir(scenario, args.data)
+    scenario = with_set_options(with_data_dir(scenario, args.data), args)
     if args.controller:
         scenario = controller_variant(scenario, args.controller)
     if args.days:

@@ -9,16 +9,17 @@ from pathlib import Path
 import pandas as pd
 
 from mpc_dc.commands._common import (
+    add_set_option,
     markdown_table,
     progress_bars,
     read_scenario,
     with_data_dir,
+    with_set_options,
     write_comparison,
 )
-from mpc_dc.commands._options import comma_list, existing_dir, output_dir, override
+from mpc_dc.commands._options import comma_list, existing_dir, output_dir
 from mpc_dc.runner import OFFLINE_ROW, compare
 from mpc_dc.site.data import SOURCE
-from mpc_dc.site.scenario import with_overrides
 
 COLUMNS = {
     "cost_usd": ("cost [$]", "{:,.2f}"),
@@ -71,10 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="more labels: S1..S6, optionally combined with +fluid/+request or a "
         "forecaster (e.g. S1,S6,S6+fluid)",
     )
-    parser.add_argument("--set", dest="overrides", type=override, action="append",
-                        default=[], metavar="KEY=VALUE",
-                        help="override a scenario key for every row (repeatable), e.g. "
-                        "--set controller.nowcast_tau_h=0 --set controller.lateness_weight=0")
+    add_set_option(parser)
     parser.add_argument("--out", type=output_dir,
                         help="write the table as CSV and Markdown into this new folder")
     parser.add_argument("--runs", type=output_dir,
@@ -84,9 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the comparison and print the table."""
-    scenario = with_data_dir(read_scenario(args.scenario), args.data)
-    if args.overrides:
-        scenario = with_overrides(scenario, dict(args.overrides), args.scenario or SOURCE)
+    scenario = with_set_options(with_data_dir(read_scenario(args.scenario), args.data), args)
     labels = list(dict.fromkeys([*args.forecasters, *args.flex]))
     with progress_bars() as progress:
         table = compare(scenario, labels, progress=progress, out_dir=args.runs,
