@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-STEP_S = 900.0
+from traces.grid import STEP
+
+STEP_S = STEP.total_seconds()
 """One 15-min interval [s]."""
 
 BACKTEST_TAU_H: dict[str, float] = {
