@@ -24,7 +24,7 @@ from forecasters.base import forecaster_names
 from mpc_dc.control.baseline import rule_fleet
 from mpc_dc.control.forecasting import ChannelForecasts, channels, make_forecasters
 from mpc_dc.control.mpc import MpcPolicy, lateness_prices, serving_capacity_tokens_per_s
-from mpc_dc.problem2 import Plan, SolveStatus
+from mpc_dc.problem import Plan, SolveStatus
 from mpc_dc.runner import (
     OFFLINE_ROW,
     build_policy,

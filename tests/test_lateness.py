@@ -13,7 +13,7 @@ import pytest
 
 from forecasters.nowcast import nowcast_shift, nowcast_weights
 from mpc_dc.control.mpc import MpcPolicy, drain_shares
-from mpc_dc.problem2 import Form, HorizonInputs, LatenessPrices, PlantState, Problem
+from mpc_dc.problem import Form, HorizonInputs, LatenessPrices, PlantState, Problem
 from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.engine import simulate
 from mpc_dc.sim.exogenous import demand_columns
@@ -34,7 +34,7 @@ from mpc_dc.sim.serving import (
 from mpc_dc.site.config import Campus, Fleet, Grid, Site
 from tests.scripted_policy import Scripted
 from tests.test_engine import MODEL, POOL, W, hand_case, hand_table
-from tests.test_problem2_combined import _campus, _fleet
+from tests.test_problem_combined import _campus, _fleet
 
 PRICES = ServingConfig(late_usd_per_request=0.01, late_usd_per_s=0.001)
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from mpc_dc.commands._common import (
     add_set_option,
+    check_labels,
     markdown_table,
     progress_bars,
     read_scenario,
@@ -17,7 +18,7 @@ from mpc_dc.commands._common import (
     with_set_options,
     write_comparison,
 )
-from mpc_dc.commands._options import comma_list, existing_dir, output_dir
+from mpc_dc.commands._options import existing_dir, label_list, output_dir, policy_spec
 from mpc_dc.runner import OFFLINE_ROW, compare
 from mpc_dc.site.data import SOURCE
 
@@ -63,16 +64,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=existing_dir,
                         help="override data.dir (public data folder)")
     parser.add_argument(
-        "--forecasters", type=comma_list, default=["sarimax", "seasonal_naive", "persistence"],
+        "--forecasters", type=label_list, default=["sarimax", "seasonal_naive", "persistence"],
         help="comma-separated labels: forecasters, baseline, offline, perfect/oracle "
         "(default: sarimax,seasonal_naive,persistence)",
     )
     parser.add_argument(
-        "--flex", type=comma_list, default=[],
+        "--flex", type=label_list, default=[],
         help="more labels: S1..S6, optionally combined with +fluid/+request or a "
         "forecaster (e.g. S1,S6,S6+fluid)",
     )
     add_set_option(parser)
+    parser.add_argument("--policy", dest="policies", type=policy_spec, action="append",
+                        default=[], metavar="POLICY",
+                        help="add a row for this policy: package.module:Class or an "
+                        "installed entry-point name (repeat for several; docs/policies.md)")
     parser.add_argument("--out", type=output_dir,
                         help="write the table as CSV and Markdown into this new folder")
     parser.add_argument("--runs", type=output_dir,
@@ -82,11 +87,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the comparison and print the table."""
+    source = args.scenario or SOURCE
     scenario = with_set_options(with_data_dir(read_scenario(args.scenario), args.data), args)
+    check_labels(scenario, "--forecasters", args.forecasters, source)
+    check_labels(scenario, "--flex", args.flex, source)
     labels = list(dict.fromkeys([*args.forecasters, *args.flex]))
     with progress_bars() as progress:
-        table = compare(scenario, labels, progress=progress, out_dir=args.runs,
-                        source=args.scenario or SOURCE)
+        table = compare(scenario, labels, policies=args.policies, progress=progress,
+                        out_dir=args.runs, source=source)
     text = markdown_table(table, "controller", COLUMNS, _cell)
     notes = limit_notes(table)
     if notes:

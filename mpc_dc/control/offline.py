@@ -22,11 +22,11 @@ How the whole run is solved (:func:`offline_method`)
   of reach): the relaxed formulation, every instance count integer by round-and-fix
   in chunks of one day (:data:`LONG_CHUNK_STEPS`), the relaxation's optimum mapped
   onto the processing function and exclusive flows where needed
-  (:func:`~mpc_dc.problem2.repair_relaxed`). Its gap is certified against the LP
+  (:func:`~mpc_dc.problem.repair_relaxed`). Its gap is certified against the LP
   bound of the relaxed formulation (a lower bound on every plan of the site) and
   reported; with negative prices it includes what the repair gave up.
 
-The plan is replayed interval by interval (:meth:`~mpc_dc.problem2.Plan.decision`).
+The plan is replayed interval by interval (:meth:`~mpc_dc.problem.Plan.decision`).
 """
 
 from __future__ import annotations
@@ -48,10 +48,9 @@ from mpc_dc.control.mpc import (
     start_observation,
     truth_values,
 )
-from mpc_dc.problem2 import (
+from mpc_dc.problem import (
     Form,
     Formulation,
-    LatenessPrices,
     Plan,
     Problem,
     SolveResult,
@@ -79,14 +78,12 @@ def offline_method(exo: SiteExogenous) -> str:
     return "relaxed round-and-fix"
 
 
-def solve_offline(exo: SiteExogenous, options: SolverOptions,
-                  lateness: LatenessPrices | None = None) -> tuple[SolveResult, str, float]:
+def solve_offline(exo: SiteExogenous, options: SolverOptions) -> tuple[SolveResult, str, float]:
     """The whole-run plan on the truth: the result, the method and the wall time [s].
 
     ``options`` carries the offline limits (``time_limit_s``/``mip_rel_gap`` for LP
     and MILP runs, ``full_*`` alike); the horizon is the run, at 15-min resolution,
-    binaries integer everywhere; ``lateness``: the lateness block's prices (as the
-    MPC's, so that the regret reference optimizes the same cost).
+    binaries integer everywhere.
     """
     tick = time.perf_counter()
     method = offline_method(exo)
@@ -95,7 +92,7 @@ def solve_offline(exo: SiteExogenous, options: SolverOptions,
     opts = replace(options, fine_steps=None, binary_intervals=None, committed_intervals=1,
                    round_chunk_intervals=EXACT_CHUNK_STEPS if exact else LONG_CHUNK_STEPS)
     problem = Problem(exo.site, n, opts, formulation="auto" if exact else Formulation.RELAXED,
-                      demand_response=has_dr_events(exo), lateness=lateness)
+                      demand_response=has_dr_events(exo))
     obs = start_observation(exo, 0)
     inputs, state = build_horizon(exo, obs, truth_values(exo, 0, n), n)
     # The truth can still ask for more than the site can do (e.g. a deadline that the
@@ -128,8 +125,6 @@ class OfflinePolicy:
         The offline limits (``controller.offline_time_limit_s``,
         ``controller.offline_mip_rel_gap``) in ``time_limit_s``/``mip_rel_gap`` and
         ``full_time_limit_s``/``full_mip_rel_gap``.
-    lateness : LatenessPrices, optional
-        The lateness block's prices (:func:`solve_offline`).
 
     Raises
     ------
@@ -140,11 +135,10 @@ class OfflinePolicy:
 
     name = "offline"
 
-    def __init__(self, exo: SiteExogenous, options: SolverOptions,
-                 lateness: LatenessPrices | None = None) -> None:
+    def __init__(self, exo: SiteExogenous, options: SolverOptions) -> None:
         self.stats = ControllerStats()
         self.options = options
-        result, self.method, wall = solve_offline(exo, options, lateness)
+        result, self.method, wall = solve_offline(exo, options)
         self.solve_wall_s = wall
         if not result.status.has_plan or result.plan is None:
             raise RuntimeError(
