@@ -135,44 +135,25 @@ def ignore_warmup(original: Block) -> Block:
     return block
 
 
-def drop_cost(name: str) -> Callable[[Block], Block]:
-    """Mutation: the block adds everything but its cost term ``name`` (cost blocks have
-    no constraint group to drop)."""
-
-    def mutate(original: Block) -> Block:
-        def block(ctx: Any) -> None:
-            original(ctx)
-            ctx.costs.pop(name)
-
-        return block
-
-    return mutate
-
-
-def drop_expression(name: str) -> Callable[[Block], Block]:
-    """Mutation: the block adds everything but the expression ``name`` other blocks read."""
-
-    def mutate(original: Block) -> Block:
-        def block(ctx: Any) -> None:
-            original(ctx)
-            ctx.expressions.pop(name)
-
-        return block
-
-    return mutate
-
-
-def drop_cost_of(name: str) -> Callable[[Block], Block]:
-    """:func:`drop_cost` of a block that takes more than the context."""
+def drop_entry(table: str, name: str) -> Callable[[Block], Block]:
+    """Mutation: the block adds everything but the entry ``name`` of its context's
+    ``table`` (``costs``: a cost term, as cost blocks have no constraint group to drop;
+    ``expressions``: an expression other blocks read); blocks taking more than the
+    context get the rest of their arguments."""
 
     def mutate(original: Block) -> Block:
         def block(ctx: Any, *args: Any) -> None:
             original(ctx, *args)
-            ctx.costs.pop(name)
+            getattr(ctx, table).pop(name)
 
         return block
 
     return mutate
+
+
+def drop_cost(name: str) -> Callable[[Block], Block]:
+    """Mutation: the block adds everything but its cost term ``name``."""
+    return drop_entry("costs", name)
 
 
 @dataclass(frozen=True)
@@ -247,9 +228,9 @@ MUTANTS = (
     Mutant("backlog entries dropped", P, "define_backlog", drop("backlog entries"),
            LATENESS_CHECKS),
     Mutant("backlog left out of the demand rows", P, "define_backlog",
-           drop_expression("backlog_change_kps"), LATENESS_CHECKS),
+           drop_entry("expressions", "backlog_change_kps"), LATENESS_CHECKS),
     Mutant("lateness cost left out", P, "define_lateness_cost",
-           drop_cost_of("lateness_usd"), LATENESS_CHECKS),
+           drop_cost("lateness_usd"), LATENESS_CHECKS),
 )
 
 
