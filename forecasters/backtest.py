@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,7 @@ from forecasters.base import (
     iter_levels,
     quantile_column,
 )
+from forecasters.nowcast import nowcast_shift, nowcast_weights
 from traces.grid import STEP, STEP_H, STEPS_PER_DAY, Publication
 
 BACKTEST_LEVELS: tuple[float, ...] = (0.05, 0.1, 0.5, 0.9, 0.95)
@@ -377,6 +378,48 @@ def rolling_origin_backtest(
         scale=scale,
         stride_steps=stride_steps,
     )
+
+
+def nowcast_result(result: BacktestResult, series: pd.Series, publication: Publication,
+                   tau_h: float) -> BacktestResult:
+    """``result`` with the last published observation blended into its forecasts.
+
+    At each issue time ``t`` the last observation published by then (``publication``)
+    is blended into the point forecast and shifts its quantiles
+    (:func:`forecasters.nowcast.nowcast_shift`), with weights ``exp(−d/τ)`` where ``d``
+    runs from the end of that observation's interval to the end of each target
+    (:func:`forecasters.nowcast.nowcast_weights`); the metrics are recomputed. An issue
+    whose last published value is missing keeps its forecasts.
+
+    Parameters
+    ----------
+    result : BacktestResult
+        A backtest of ``series``.
+    series : Series [series units]
+        The backtested series (15-min grid).
+    publication : Publication
+        When its values are published.
+    tau_h : float [h]
+        Time constant (> 0).
+    """
+    if not tau_h > 0:
+        raise ValueError(f"nowcast_result: expected tau_h > 0, got {tau_h!r}")
+    series = check_grid_series(series, "backtest series")
+    now = result.issue_times.asi8
+    boundary = publication.observable_before_ns(now)
+    pos = pd.DatetimeIndex(series.index).get_indexer(pd.DatetimeIndex(boundary - STEP.value,
+                                                                      tz="UTC"))
+    values = series.to_numpy(dtype=float)
+    last = np.where(pos >= 0, values[np.maximum(pos, 0)], np.nan)
+    first_s = (now + STEP.value - boundary) / 1e9
+    weights = nowcast_weights(first_s, result.horizon, tau_h * 3600.0, STEP.total_seconds())
+    shift = nowcast_shift(result.predictions, last, weights)
+    predictions = result.predictions + shift
+    quantiles = result.quantiles + shift[:, :, None]
+    metrics = metrics_by_lead(predictions, result.truth, quantiles if result.levels else None,
+                              result.levels, result.scale)
+    return replace(result, forecaster=f"{result.forecaster}+nowcast", predictions=predictions,
+                   quantiles=quantiles, metrics=metrics)
 
 
 class _KnownAheadFeed:

@@ -78,6 +78,12 @@ from mpc_dc.blocks.inference_fleet import (
     define_switching_cost,
     define_unserved_cost,
 )
+from mpc_dc.blocks.lateness import (
+    LatenessPrices,
+    define_backlog,
+    define_lateness_cost,
+    lateness_cost_usd,
+)
 from mpc_dc.blocks.renewable import define_renewable
 from mpc_dc.fastpath import FastSolution, HighsFastPath
 from mpc_dc.sim.policy import CampusDecision, Decision, FleetDecision
@@ -88,7 +94,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CompiledModel", "CostBreakdown", "Form", "Formulation", "HorizonInputs",
-    "InfeasibleInputError", "Plan", "PlantState", "Problem", "SolveResult", "SolveStatus",
+    "InfeasibleInputError", "LatenessPrices", "Plan", "PlantState", "Problem", "SolveResult",
+    "SolveStatus",
     "SolverOptions", "build_model", "check_feasibility", "choose_formulation",
     "earliest_completion_wu", "expand_plan", "horizon_columns", "inference_it_mw",
     "max_work_per_interval_wu", "objective_offset_usd",
@@ -518,6 +525,9 @@ class Plan:
         Baseline minus import in DR event intervals (negative above the baseline).
     dr_excess_mw : ndarray (C, H) [MW]
         Import above the DR cap.
+    backlog_tokens : ndarray (M, H) [tokens], optional
+        Tokens the plan leaves queued at the end of each interval's column (the
+        lateness block, :mod:`mpc_dc.blocks.lateness`); None without it.
     """
 
     pools: tuple[PoolKey, ...]
@@ -541,6 +551,7 @@ class Plan:
     battery_energy_mwh: np.ndarray
     dr_reduction_mw: np.ndarray
     dr_excess_mw: np.ndarray
+    backlog_tokens: np.ndarray | None = None
 
     @property
     def horizon_steps(self) -> int:
@@ -598,8 +609,10 @@ class CostBreakdown:
     """Cost components of a plan [$].
 
     ``total_usd = energy_import − export_revenue + demand_charge + carbon + switching
-    + quality − dr_reward + dr_penalty + unserved``; the demand charge is the increment
-    ``λ (max(pk0, max p_im) − pk0)`` of each retail campus's bill.
+    + quality − dr_reward + dr_penalty + unserved + lateness``; the demand charge is the
+    increment ``λ (max(pk0, max p_im) − pk0)`` of each retail campus's bill; lateness is
+    the price of the backlog the plan leaves (:mod:`mpc_dc.blocks.lateness`, 0 without
+    the block).
     """
 
     energy_import_usd: float
@@ -611,13 +624,15 @@ class CostBreakdown:
     dr_reward_usd: float
     dr_penalty_usd: float
     unserved_usd: float
+    lateness_usd: float = 0.0
 
     @property
     def total_usd(self) -> float:
         """Net cost [$]."""
         return (self.energy_import_usd - self.export_revenue_usd + self.demand_charge_usd
                 + self.carbon_usd + self.switching_usd + self.quality_usd
-                - self.dr_reward_usd + self.dr_penalty_usd + self.unserved_usd)
+                - self.dr_reward_usd + self.dr_penalty_usd + self.unserved_usd
+                + self.lateness_usd)
 
     def as_dict(self) -> dict[str, float]:
         """Components and total [$]."""
@@ -936,14 +951,17 @@ class CompiledModel:
 
 def build_model(site: Site, interval_lengths: np.ndarray, exact: bool,
                 options: SolverOptions | None = None, *,
-                demand_response: bool = True) -> CompiledModel:
+                demand_response: bool = True,
+                lateness: LatenessPrices | None = None) -> CompiledModel:
     """Assemble the blocks of ``site`` into one DPP cvxpy problem and compile HiGHS.
 
     Order: other IT (variables, processing function relaxed or exact, deferrable
     work), renewable, battery, inference pools (variables, demand, fixed shares,
     capacity, GPUs, switching, quality, power), grid (variables, power balance,
     exclusivity), demand response, then the cost terms energy, carbon, demand charge,
-    switching, quality, DR, unserved. Blocks a site lacks add nothing.
+    switching, quality, DR, unserved; with ``lateness`` the backlog (before the demand
+    rows, which take its change) and its price (:mod:`mpc_dc.blocks.lateness`). Blocks
+    a site lacks add nothing.
 
     Parameters
     ----------
@@ -951,12 +969,14 @@ def build_model(site: Site, interval_lengths: np.ndarray, exact: bool,
         Intervals per model column (:meth:`SolverOptions.horizon_columns`).
     exact : bool
         The exact formulation (binaries) or the LP relaxation.
+    lateness : LatenessPrices, optional
+        Build the lateness block with these prices (None: no backlog is carried).
     """
     t0 = time.perf_counter()
     o = options or SolverOptions()
     lengths = np.asarray(interval_lengths, dtype=np.int64)
     ctx = ModelContext(site, lengths.size, exact=exact, interval_lengths=lengths,
-                       demand_response=demand_response)
+                       demand_response=demand_response, lateness=lateness)
     define_compute_variables(ctx)
     if exact:
         define_processing_exact(ctx)
@@ -966,6 +986,8 @@ def build_model(site: Site, interval_lengths: np.ndarray, exact: bool,
     define_renewable(ctx)
     define_battery(ctx)
     define_fleet_variables(ctx)
+    if lateness is not None:
+        define_backlog(ctx)
     define_demand(ctx)
     define_spatial_shares(ctx)
     define_capacity(ctx)
@@ -984,6 +1006,8 @@ def build_model(site: Site, interval_lengths: np.ndarray, exact: bool,
     define_quality_cost(ctx)
     define_demand_response_cost(ctx)
     define_unserved_cost(ctx)
+    if lateness is not None:
+        define_lateness_cost(ctx, lateness)
     objective = cp.Minimize(cp.sum(cp.hstack([cp.reshape(c, (1,), order="F")
                                               for c in ctx.costs.values()])))
     problem = cp.Problem(objective, ctx.all_constraints())
@@ -1154,6 +1178,9 @@ def _columns(ctx: ModelContext, values: Mapping[str, np.ndarray]) -> dict[str, n
     else:
         cols.update(instances=np.zeros((0, H)), starts=np.zeros((0, H)),
                     tokens_per_s=np.zeros((0, H)), unserved_tokens_per_s=np.zeros((M, H)))
+    if "backlog_kps" in values:
+        cols["backlog_kps"] = get("backlog_kps")
+        cols["backlog_tokens"] = 1e3 * STEP_S * cols["backlog_kps"].reshape(-1, M, H).sum(axis=0)
     cols["inference_it_mw"] = inference_it_mw(ctx, cols["instances"], cols["tokens_per_s"])
     return cols
 
@@ -1228,7 +1255,8 @@ def plan_cost(ctx: ModelContext, cols: Mapping[str, np.ndarray]) -> CostBreakdow
     Computed from the flows (after any repair), not read from the solver: energy
     ``Σ L Δ (π⁺ p_im − π⁻ p_ex)``, carbon ``Σ L Δ k p_im``, each retail campus's demand
     charge increment, starts, quality, DR settlement on the import's distance to the
-    baseline and penalty above the cap, unserved tokens.
+    baseline and penalty above the cap, unserved tokens, and the backlog's lateness
+    (:func:`~mpc_dc.blocks.lateness.lateness_cost_usd`).
     """
     p, site = ctx.parameters, ctx.site
     h = ctx.step_h * ctx.weights  # [MWh per MW] of each column
@@ -1264,12 +1292,15 @@ def plan_cost(ctx: ModelContext, cols: Mapping[str, np.ndarray]) -> CostBreakdow
         quality = float(q * np.sum((ctx.quality_loss @ cols["tokens_per_s"]) * ctx.weights))
         unserved = float(fleet.unserved_penalty_usd_per_mtok * STEP_S / 1e6
                          * np.sum(cols["unserved_tokens_per_s"] * ctx.weights[None, :]))
+    lateness = 0.0
+    if ctx.lateness is not None and "backlog_kps" in cols:
+        lateness = lateness_cost_usd(ctx, ctx.lateness, cols["backlog_kps"])
     return CostBreakdown(
         energy_import_usd=energy(np.asarray(p["import_price_usd_per_mwh"].value), imp),
         export_revenue_usd=revenue, demand_charge_usd=float(demand),
         carbon_usd=energy(np.asarray(p["carbon_cost_usd_per_mwh"].value), imp),
         switching_usd=switching, quality_usd=quality, dr_reward_usd=reward,
-        dr_penalty_usd=penalty, unserved_usd=unserved)
+        dr_penalty_usd=penalty, unserved_usd=unserved, lateness_usd=lateness)
 
 
 def expand_plan(ctx: ModelContext, cols: Mapping[str, np.ndarray],
@@ -1320,7 +1351,8 @@ def expand_plan(ctx: ModelContext, cols: Mapping[str, np.ndarray],
         export_mw=held(cols["export_mw"]), battery_charge_mw=held(cols["battery_charge_mw"]),
         battery_discharge_mw=held(cols["battery_discharge_mw"]),
         battery_energy_mwh=held(cols["battery_energy_mwh"]),
-        dr_reduction_mw=reduction, dr_excess_mw=excess)
+        dr_reduction_mw=reduction, dr_excess_mw=excess,
+        backlog_tokens=held(cols["backlog_tokens"]) if "backlog_tokens" in cols else None)
 
 
 def with_instances(plan: Plan, n: np.ndarray) -> Plan:
@@ -1570,10 +1602,16 @@ class _Run:
 
     @property
     def unserved_tokens(self) -> float:
-        """Unserved tokens of the model columns (unweighted, as round-and-fix compares)."""
+        """Tokens of the model columns not served in their column (unweighted, as
+        round-and-fix compares): unserved, plus those joining the lateness block's
+        backlog (a rounding short of capacity delays them rather than dropping them)."""
         if self.cols is None:
             return float("nan")
-        return float(self.cols["unserved_tokens_per_s"].sum() * STEP_S)
+        late = 0.0
+        if "backlog_kps" in self.cols:
+            b = self.cols["backlog_kps"]
+            late = float(np.maximum(np.diff(b, axis=1, prepend=0.0), 0.0).sum() * 1e3)
+        return float(self.cols["unserved_tokens_per_s"].sum() + late) * STEP_S
 
 
 class Problem:
@@ -1592,6 +1630,9 @@ class Problem:
     demand_response : bool
         Build the DR cap and settlement (False for sites without a programme:
         passing an event then raises ValueError).
+    lateness : LatenessPrices, optional
+        Carry and price the backlog the plan leaves (:mod:`mpc_dc.blocks.lateness`);
+        None: demand a column cannot serve is unserved.
 
     Attributes
     ----------
@@ -1604,7 +1645,8 @@ class Problem:
 
     def __init__(self, site: Site, horizon_steps: int, options: SolverOptions | None = None,
                  *, formulation: Formulation | Literal["auto"] = "auto",
-                 demand_response: bool = True) -> None:
+                 demand_response: bool = True,
+                 lateness: LatenessPrices | None = None) -> None:
         if horizon_steps < 1:
             raise ValueError(f"horizon_steps must be >= 1, got {horizon_steps}")
         self.site = site
@@ -1612,6 +1654,7 @@ class Problem:
         self.options = options or SolverOptions()
         self.formulation = formulation if formulation == "auto" else Formulation(formulation)
         self.demand_response = demand_response
+        self.lateness = lateness if site.pools else None
         self.columns = self.options.horizon_columns(horizon_steps)
         self._starts = np.concatenate([[0], np.cumsum(self.columns)[:-1]]).astype(np.int64)
         self._models: dict[bool, CompiledModel] = {}
@@ -1659,7 +1702,8 @@ class Problem:
         """The compiled model of a formulation (built on first use)."""
         if exact not in self._models:
             self._models[exact] = build_model(self.site, self.columns, exact, self.options,
-                                              demand_response=self.demand_response)
+                                              demand_response=self.demand_response,
+                                              lateness=self.lateness)
             self._build_time_s = sum(m.build_time_s for m in self._models.values())
         return self._models[exact]
 

@@ -41,12 +41,13 @@ from mpc_dc.control.forecasting import (
 from mpc_dc.control.mpc import (
     MpcPolicy,
     build_horizon,
+    lateness_prices,
     start_observation,
     truth_values,
 )
 from mpc_dc.control.offline import OfflinePolicy
 from mpc_dc.policy import PolicyContext, make_policy
-from mpc_dc.problem import Problem, SolverOptions, solve_day
+from mpc_dc.problem import LatenessPrices, Problem, SolverOptions, solve_day
 from mpc_dc.sim.engine import RunResult, save_run, simulate
 from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.faults import FaultInjector
@@ -202,6 +203,18 @@ def offline_options(spec: ControllerSpec) -> SolverOptions:
                          full_mip_rel_gap=spec.offline_mip_rel_gap)
 
 
+def plan_lateness(scenario: Scenario, exo: SiteExogenous) -> LatenessPrices | None:
+    """The prices of lateness in the plan's objective: ``[serving]``'s late prices ×
+    ``controller.lateness_weight`` per token (:func:`~mpc_dc.control.mpc.lateness_prices`);
+    None without a fleet or with a zero weight (no lateness block)."""
+    weight = scenario.controller.lateness_weight
+    if scenario.fleet is None or weight <= 0:
+        return None
+    serving = scenario.serving
+    return lateness_prices(exo, weight * serving.late_usd_per_request,
+                           weight * serving.late_usd_per_s)
+
+
 def fault_injector(scenario: Scenario, exo: SiteExogenous) -> FaultInjector | None:
     """The injector of the scenario's ``[faults]`` on ``exo``, seeded from ``run.seed``
     (None when every rate is 0)."""
@@ -218,9 +231,14 @@ def build_policy(scenario: Scenario, exo: SiteExogenous,
     :class:`~mpc_dc.control.offline.OfflinePolicy`; ``mpc``: :class:`MpcPolicy` with
     ``controller.forecaster`` on every channel (``controller.channels``: another on a
     group of channels), its point forecasts scored (:class:`ForecastErrors`);
-    ``perfect``: the same with Oracle forecasts (no deadline margin). ``faults``
-    injects into the MPC's solves and forecasts (the rule and the offline plan make
-    none).
+    ``perfect``: the same with Oracle forecasts (no deadline margin, no nowcast). The
+    MPC prices lateness in its plans
+    (:func:`plan_lateness`); the offline optimum does not (the regret reference plans
+    with the unserved penalty, and its cost is judged with the SLO term as every
+    row's): a whole-run plan with the lateness block leaves a model without instances
+    for hours and carries its demand, while the plant drops the requests of a model
+    without a route. ``faults`` injects into the MPC's solves and forecasts (the rule
+    and the offline plan make none).
     """
     spec = scenario.controller
     if spec.kind == "baseline":
@@ -235,8 +253,9 @@ def build_policy(scenario: Scenario, exo: SiteExogenous,
         exo, forecasts, spec.horizon_steps, horizon_to_end=spec.horizon_to_end,
         options=solver_options(spec), demand_quantile=spec.demand_quantile or None,
         min_instances_per_model=spec.min_instances_per_model,
-        deadline_margin_steps=spec.deadline_margin_steps, faults=faults,
-        name=policy_name(spec))
+        deadline_margin_steps=spec.deadline_margin_steps,
+        lateness=plan_lateness(scenario, exo), nowcast_tau_steps=spec.nowcast_tau_steps,
+        drain_steps=spec.backlog_drain_steps, faults=faults, name=policy_name(spec))
 
 
 def policy_name(spec: ControllerSpec) -> str:
@@ -409,9 +428,12 @@ def compare(
     offline optimum and the perfect-forecast MPC with the scenario's horizon (both
     added when not asked for), then the labels and the policies in the order given.
 
-    Columns: ``cost_usd`` (net cost, the meter's) [$];
+    Columns: ``cost_usd`` (net cost: the meter's plus the price of lateness, the SLO
+    term, :mod:`mpc_dc.sim.lateness`) [$]; ``cost_without_slo_usd`` (the same without it)
+    and ``lateness_usd`` (the SLO term) [$], ``late_requests``;
     ``profit_vs_reference_usd`` = reference cost − cost [$] and ``savings_pct`` (% of
-    the reference cost); ``regret_usd`` = cost − offline cost [$] and ``regret_pct``
+    the reference cost); ``regret_usd`` = cost − offline cost [$] (both with the SLO
+    term: a controller cannot gain by serving late) and ``regret_pct``
     in % of the reference cost, the savings' base, so that ``regret_pct =
     savings_pct(offline) − savings_pct(row)``: the offline cost is net of export
     revenue (and DR rewards) and can be near zero or negative, which would inflate or
@@ -419,12 +441,12 @@ def compare(
     perfect-forecast row is not the reference of regret: with a billing-period
     demand charge or a coarse horizon tail a rolling horizon is not perfect
     foresight. ``slo_attainment`` (request level; the fluid estimate at fluid
-    fidelity) [-]; ``import_mwh``, ``export_mwh``, ``self_consumption_mwh``
-    (renewable consumed on site) [MWh]; ``carbon_t`` [t]; ``mip_gap_pct`` (largest
-    relative MIP gap of the row's solves; the offline row's is its whole-run plan's
-    certified gap to the bound [%]; NaN without solves); ``solves_not_optimal``;
-    ``deadline_missed_wu``; ``tokens_unserved``; ``fallbacks``; ``solve_median_ms``;
-    ``wall_time_s`` (setup + simulation; the offline row's includes its solve).
+    fidelity) [-]; ``ttft_p99_s`` (request level) [s]; ``import_mwh``, ``export_mwh``,
+    ``self_consumption_mwh`` (renewable consumed on site) [MWh]; ``carbon_t`` [t];
+    ``mip_gap_pct`` (largest relative MIP gap of the row's solves; the offline row's is
+    its whole-run plan's certified gap to the bound [%]; NaN without solves);
+    ``solves_not_optimal``; ``deadline_missed_wu``; ``tokens_unserved``; ``fallbacks``;
+    ``solve_median_ms``; ``wall_time_s`` (setup + simulation; the offline row's includes its solve).
 
     Parameters
     ----------
@@ -491,11 +513,15 @@ def summary_row(outcome: RunOutcome) -> dict[str, Any]:
         "flexibility": k.get("flexibility", ""),
         "fidelity": k.get("fidelity", ""),
         "cost_usd": k["cost_usd"],
+        "cost_without_slo_usd": k["cost_without_slo_usd"],
+        "lateness_usd": k.get("lateness_usd", 0.0),
+        "late_requests": k.get("late_requests", 0.0),
         "energy_import_usd": k["energy_import_usd"],
         "export_revenue_usd": k["export_revenue_usd"],
         "demand_charge_usd": k["demand_charge_usd"],
         "dr_reward_usd": k["dr_reward_usd"],
         "slo_attainment": k.get("slo_attainment", k.get("slo_attainment_estimate", math.nan)),
+        "ttft_p99_s": k.get("ttft_p99_s", math.nan),
         "import_mwh": k["import_mwh"],
         "export_mwh": k["export_mwh"],
         "self_consumption_mwh": k["self_consumption_mwh"],

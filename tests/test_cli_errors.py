@@ -106,11 +106,26 @@ def test_run_stdout_holds_only_the_cli_lines(tmp_path: Path) -> None:
     # Every line between the first and the last is one "label   value" row of the
     # summary (labels padded to 28 characters), nothing else.
     labels = [line[:28].strip() for line in lines[1:-1]]
-    assert labels[:15] == [
+    assert labels[:16] == [
         "controller", "net cost", "energy import", "export revenue", "demand charge",
-        "carbon", "DR reward / penalty", "penalties", "grid import / export",
+        "carbon", "DR reward / penalty", "penalties", "lateness (SLO term)",
+        "grid import / export",
         "renewable used / curtailed", "self-consumption", "IT energy inference / other",
         "carbon", "peak import", "deferrable work missed"]
     assert labels[-3:] == ["solves / fallbacks", "solve time median", "wall time setup + sim"]
     assert all(len(line) > 29 and line[28] == " " for line in lines[1:-1])
     assert "HiGHS" not in done.stdout and "Copyright" not in done.stdout
+
+
+def test_compare_set_overrides_are_checked_before_anything_runs(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``compare --set KEY=VALUE``: a malformed pair is refused when the line is parsed, an
+    unknown key or a bad value by the scenario's own check, each as one line, exit 2."""
+    assert cli.main(["compare", "--set", "controller.horizon_h"]) == 2
+    assert "argument --set: expected KEY=VALUE" in capsys.readouterr().err
+    assert cli.main(["compare", "--set", "controller.nowcast_tau=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "controller.nowcast_tau" in err and "nowcast_tau_h" in err
+    assert cli.main(["compare", "--set", "controller.lateness_weight=-1"]) == 2
+    err = capsys.readouterr().err
+    assert "controller.lateness_weight" in err and "expected a value >= 0" in err

@@ -23,9 +23,16 @@ import pytest
 from forecasters.base import forecaster_names
 from mpc_dc.control.baseline import rule_fleet
 from mpc_dc.control.forecasting import ChannelForecasts, channels, make_forecasters
-from mpc_dc.control.mpc import MpcPolicy, serving_capacity_tokens_per_s
+from mpc_dc.control.mpc import MpcPolicy, lateness_prices, serving_capacity_tokens_per_s
 from mpc_dc.problem import Plan, SolveStatus
-from mpc_dc.runner import build_policy, compare, prepare, run_scenario, solver_options
+from mpc_dc.runner import (
+    OFFLINE_ROW,
+    build_policy,
+    compare,
+    prepare,
+    run_scenario,
+    solver_options,
+)
 from mpc_dc.sim.engine import simulate
 from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.policy import Decision, Observation
@@ -133,11 +140,17 @@ def test_run_directory_and_compare(case: tuple[Scenario, SiteExogenous],
         assert (out.path / name).is_file()
     k = out.result.kpis
     assert 0.0 <= k["slo_attainment"] <= 1.0
+    assert k["cost_usd"] - k["cost_without_slo_usd"] == pytest.approx(k["lateness_usd"])
     table = compare(scenario, ["S1", "S6+fluid"])
     assert list(table.index)[3:] == ["S1", "S6+fluid"]
     assert table.loc["S6+fluid", "fidelity"] == "fluid"
     assert table.loc["S1", "flexibility"] == "S1"
     assert np.isfinite(table["cost_usd"]).all()
+    # Cost with the SLO term beside the cost without it; the regret is of the former.
+    np.testing.assert_allclose(table["cost_usd"] - table["cost_without_slo_usd"],
+                               table["lateness_usd"], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(table["regret_usd"],
+                               table["cost_usd"] - table.loc[OFFLINE_ROW, "cost_usd"])
 
 
 def test_fallback_counted_when_solver_forced_to_fail(case: tuple[Scenario, SiteExogenous]
@@ -176,15 +189,20 @@ def test_fallback_counted_when_solver_forced_to_fail(case: tuple[Scenario, SiteE
 
 def _fleet_policy(case: tuple[Scenario, SiteExogenous], data: SiteExogenous,
                   forecasts: ChannelForecasts) -> MpcPolicy:
+    """The MPC with everything that reads observations on: the demand nowcast (τ = 1 h),
+    a queue drained over 30 min and the lateness block."""
     spec = case[0].controller
     return MpcPolicy(data, copy.deepcopy(forecasts), spec.horizon_steps,
-                     options=solver_options(spec), min_instances_per_model=1)
+                     options=solver_options(spec), min_instances_per_model=1,
+                     lateness=lateness_prices(data, 0.001, 1e-5), nowcast_tau_steps=4.0,
+                     drain_steps=2.0)
 
 
 @pytest.mark.parametrize("name", forecaster_names())
 def test_causality_poisoned_future(case: tuple[Scenario, SiteExogenous], name: str) -> None:
     """Decisions and forecasts up to step t are identical when everything unpublished at
-    t is poisoned (prices, carbon, demand).
+    t is poisoned (prices, carbon, demand), with the demand nowcast on (it blends the last
+    published demand into the forecast: it must read nothing later).
 
     Issue times at :15, :30 and :45: the hourly price and carbon of the current hour
     are published at its end, so poisoning the whole hour must not reach the decision.
@@ -209,11 +227,22 @@ def test_causality_poisoned_future(case: tuple[Scenario, SiteExogenous], name: s
         fitted = make_forecasters(exo, name, params=fast_fits(name, channels(exo.site)))
     once = ChannelForecasts(fitted)
 
+    shifts: list[np.ndarray] = []
+
     def run(data: SiteExogenous) -> tuple[list[Decision], list[np.ndarray]]:
-        """Decisions, and every forecast the policy made (demand, prices, carbon)."""
+        """Decisions, and every forecast the policy made (demand with its nowcast,
+        prices, carbon); the nowcasts of the clean run in ``shifts``."""
         policy = _fleet_policy(case, data, once)
         inputs = policy.horizon_inputs
         seen: list[np.ndarray] = []
+        if data is exo:
+            nowcast = policy.nowcast
+
+            def spy_nowcast(obs: Observation, points: np.ndarray) -> np.ndarray:
+                shifts.append(nowcast(obs, points))
+                return shifts[-1]
+
+            policy.nowcast = spy_nowcast  # type: ignore[method-assign]
 
         def spy(obs: Observation):  # type: ignore[no-untyped-def]
             got = inputs(obs)
@@ -228,6 +257,10 @@ def test_causality_poisoned_future(case: tuple[Scenario, SiteExogenous], name: s
         return list(decisions), seen
 
     clean, clean_fc = run(exo)
+    # The nowcast is at work, except where the forecast is the last value already:
+    # persistence, and the weekly seasonal naive on a 2-day history (it falls back to it).
+    last_value = ("persistence", "day_ahead_known", "seasonal_naive_weekly")
+    assert name in last_value or any(np.any(x != 0) for x in shifts)
     for cut in cuts:
         dirty, dirty_fc = run(poisoned(exo, cut, seed=cut))
         for a, b in zip(clean[: cut + 1], dirty[: cut + 1], strict=True):

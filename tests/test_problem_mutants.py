@@ -11,6 +11,7 @@ instances, each asserting a feasible plan at its known optimum:
 * the fleet's hand-solved instances of tests/test_problem_fleet.py on sites of
   campuses with GPUs;
 * the combined instances and the battery of tests/test_problem_combined.py.
+* the lateness block's hand-solved instances of tests/test_lateness.py.
 
 A mutant survives when every check still passes; its test then fails. The unmutated
 blocks pass every check, so a check that always fails cannot kill mutants.
@@ -30,6 +31,7 @@ import pytest
 import mpc_dc.problem
 from mpc_dc.blocks.compute_load import define_processing_relaxed
 from mpc_dc.problem import Formulation
+from tests import test_lateness as lateness
 from tests import test_problem_combined as combined
 from tests import test_problem_fleet as fleet
 from tests.test_problem_properties import WITNESSES, Witness, check_exact, new_problem
@@ -78,7 +80,14 @@ COMBINED_CHECKS: tuple[Check, ...] = tuple(
         "test_battery_cannot_burn_energy_at_a_negative_price",
         "test_carbon_price_moves_tokens_to_the_cleaner_campus",
         "test_dr_event_moves_tokens_to_another_campus"))
-ALL_CHECKS = RCDC_CHECKS + FLEET_CHECKS + COMBINED_CHECKS
+_carries = lateness.test_lateness_block_carries_what_a_column_cannot_serve
+LATENESS_CHECKS: tuple[Check, ...] = (
+    ("lateness block, Sp on", lambda: _carries(True)),
+    ("lateness block, Sp off", lambda: _carries(False)),
+    ("lateness entry price", lateness.test_a_late_token_pays_its_entry),
+    ("lateness to the horizon end", lateness.test_lateness_left_at_the_horizon_end_is_unserved),
+)
+ALL_CHECKS = RCDC_CHECKS + FLEET_CHECKS + COMBINED_CHECKS + LATENESS_CHECKS
 
 
 # ----------------------------------------------------------------------------- mutations
@@ -126,18 +135,25 @@ def ignore_warmup(original: Block) -> Block:
     return block
 
 
-def drop_cost(name: str) -> Callable[[Block], Block]:
-    """Mutation: the block adds everything but its cost term ``name`` (cost blocks have
-    no constraint group to drop)."""
+def drop_entry(table: str, name: str) -> Callable[[Block], Block]:
+    """Mutation: the block adds everything but the entry ``name`` of its context's
+    ``table`` (``costs``: a cost term, as cost blocks have no constraint group to drop;
+    ``expressions``: an expression other blocks read); blocks taking more than the
+    context get the rest of their arguments."""
 
     def mutate(original: Block) -> Block:
-        def block(ctx: Any) -> None:
-            original(ctx)
-            ctx.costs.pop(name)
+        def block(ctx: Any, *args: Any) -> None:
+            original(ctx, *args)
+            getattr(ctx, table).pop(name)
 
         return block
 
     return mutate
+
+
+def drop_cost(name: str) -> Callable[[Block], Block]:
+    """Mutation: the block adds everything but its cost term ``name``."""
+    return drop_entry("costs", name)
 
 
 @dataclass(frozen=True)
@@ -209,6 +225,12 @@ MUTANTS = (
            FLEET_CHECKS),
     Mutant("fixed campus shares dropped", P, "define_spatial_shares",
            drop("fixed campus shares"), FLEET_CHECKS),
+    Mutant("backlog entries dropped", P, "define_backlog", drop("backlog entries"),
+           LATENESS_CHECKS),
+    Mutant("backlog left out of the demand rows", P, "define_backlog",
+           drop_entry("expressions", "backlog_change_kps"), LATENESS_CHECKS),
+    Mutant("lateness cost left out", P, "define_lateness_cost",
+           drop_cost("lateness_usd"), LATENESS_CHECKS),
 )
 
 

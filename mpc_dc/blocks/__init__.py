@@ -39,6 +39,7 @@ work in WU, money in $, energy in ``u``·h.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cvxpy as cp
 import numpy as np
@@ -46,6 +47,9 @@ import scipy.sparse as sp
 
 from mpc_dc.site.config import Campus, PoolKey, Site
 from traces.grid import STEP_H
+
+if TYPE_CHECKING:
+    from mpc_dc.blocks.lateness import LatenessPrices
 
 #: Seconds per interval [s].
 STEP_S = STEP_H * 3600.0
@@ -82,6 +86,8 @@ class ModelContext:
         Build the demand-response cap and settlement (rows and columns that stay
         inactive outside events); False leaves them out for sites without a
         programme.
+    lateness : LatenessPrices, optional
+        Prices of the lateness block (:mod:`mpc_dc.blocks.lateness`); None: no block.
 
     Attributes
     ----------
@@ -113,6 +119,7 @@ class ModelContext:
     interval_lengths: np.ndarray | None = None
     step_h: float = STEP_H
     demand_response: bool = True
+    lateness: LatenessPrices | None = None
     variables: dict[str, cp.Variable] = field(default_factory=dict)
     parameters: dict[str, cp.Parameter] = field(default_factory=dict)
     constraints: dict[str, list[cp.Constraint]] = field(default_factory=dict)

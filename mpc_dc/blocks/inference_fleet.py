@@ -42,9 +42,11 @@ def define_fleet_variables(ctx: ModelContext) -> None:
 def define_demand(ctx: ModelContext) -> None:
     """Every demanded token is served or counted unserved (no curtailment).
 
-    ``Σ_{c,q} x[c,m,q,t] + Σ_c s[c,m,t] = D[m,t]`` [ktokens/s]; ``D`` is the Parameter
-    ``demand_kps`` (M × H). Without spatial flexibility the per-campus rows of
-    :func:`define_spatial_shares` imply this one, so it is added only with Sp on.
+    ``Σ_{c,q} x[c,m,q,t] + Σ_c s[c,m,t] (+ Δb[m,t]) = D[m,t]`` [ktokens/s]; ``D`` is the
+    Parameter ``demand_kps`` (M × H); ``Δb`` the backlog change of the lateness block
+    when the problem has one (:func:`mpc_dc.blocks.lateness.define_backlog`). Without
+    spatial flexibility the per-campus rows of :func:`define_spatial_shares` imply this
+    one, so it is added only with Sp on.
     """
     if not ctx.n_pools:
         return
@@ -57,15 +59,18 @@ def define_demand(ctx: ModelContext) -> None:
     M, G = ctx.n_models, ctx.gpu_campuses.size
     per_model = sp.csr_array((np.ones(G * M), (np.tile(np.arange(M), G), np.arange(G * M))),
                              shape=(M, G * M))  # Σ_c s[c, m]
-    ctx.add_constraints("demand", ctx.model_matrix() @ v["tokens_kps"]
-                        + per_model @ v["unserved_kps"] == D)
+    served = ctx.model_matrix() @ v["tokens_kps"] + per_model @ v["unserved_kps"]
+    if "backlog_change_kps" in ctx.expressions:  # the lateness block (one row per model)
+        served = served + ctx.expressions["backlog_change_kps"]
+    ctx.add_constraints("demand", served == D)
 
 
 def define_spatial_shares(ctx: ModelContext) -> None:
     """Fixed campus shares without spatial flexibility (Sp off).
 
-    ``Σ_q x[c,m,q,t] + s[c,m,t] = φ[c] · D[m,t]`` with ``φ[c] = G[c] / Σ G`` [-]
-    (:meth:`Site.fixed_shares`), one row per campus with GPUs and model.
+    ``Σ_q x[c,m,q,t] + s[c,m,t] (+ Δb[c,m,t]) = φ[c] · D[m,t]`` with ``φ[c] = G[c] / Σ G``
+    [-] (:meth:`Site.fixed_shares`), one row per campus with GPUs and model (``Δb``: the
+    lateness block's backlog change, when the problem has one).
     """
     fleet = ctx.site.fleet
     if not ctx.n_pools or fleet is None or fleet.levers.spatial:
@@ -74,11 +79,15 @@ def define_spatial_shares(ctx: ModelContext) -> None:
     shares = ctx.site.fixed_shares()
     D = ctx.parameters["demand_kps"]
     x, s = ctx.variables["tokens_kps"], ctx.variables["unserved_kps"]
+    change = ctx.expressions.get("backlog_change_kps")  # the lateness block (rows g M + m)
     rows = []
     for g, c in enumerate(ctx.gpu_campuses):
         mask = (ctx.gcampus_of == g).astype(float)
         name = ctx.site.campuses[int(c)].name
-        rows.append(ctx.model_matrix(mask) @ x + s[g * M:(g + 1) * M, :] == shares[name] * D)
+        served = ctx.model_matrix(mask) @ x + s[g * M:(g + 1) * M, :]
+        if change is not None:
+            served = served + change[g * M:(g + 1) * M, :]
+        rows.append(served == shares[name] * D)
     ctx.add_constraints("fixed campus shares", *rows)
 
 

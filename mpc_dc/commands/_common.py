@@ -13,10 +13,16 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from mpc_dc.commands._options import positive_int, scheduler_address
+from mpc_dc.commands._options import override, positive_int, scheduler_address
 from mpc_dc.interrupt import hold_point
 from mpc_dc.site.data import SOURCE
-from mpc_dc.site.scenario import Scenario, controller_variant, default_scenario, load_scenario
+from mpc_dc.site.scenario import (
+    Scenario,
+    controller_variant,
+    default_scenario,
+    load_scenario,
+    with_overrides,
+)
 from mpc_dc.sweep import DASHBOARD_DEFAULT, Executor, RunReport
 from traces.errors import ConfigError
 
@@ -31,6 +37,22 @@ def with_data_dir(scenario: Scenario, data: Path | None) -> Scenario:
     if not data:
         return scenario
     return replace(scenario, data=replace(scenario.data, dir=str(data)))
+
+
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): scenario overrides (:func:`with_set_options`)."""
+    parser.add_argument("--set", dest="overrides", type=override, action="append",
+                        default=[], metavar="KEY=VALUE",
+                        help="override a scenario key (repeatable; a TOML value), e.g. "
+                        "--set controller.nowcast_tau_h=0 --set run.days=7")
+
+
+def with_set_options(scenario: Scenario, args: argparse.Namespace) -> Scenario:
+    """``scenario`` with the ``--set`` overrides applied, checked as a file's keys
+    (:func:`~mpc_dc.site.scenario.with_overrides`)."""
+    if not getattr(args, "overrides", None):
+        return scenario
+    return with_overrides(scenario, dict(args.overrides), args.scenario or SOURCE)
 
 
 @contextmanager
@@ -55,8 +77,8 @@ def check_labels(scenario: Scenario, option: str, labels: Sequence[str],
 
 def with_run_overrides(scenario: Scenario, args: argparse.Namespace,
                        source: str | Path = SOURCE) -> tuple[Scenario, Path]:
-    """Apply ``--data``, ``--controller`` (:func:`controller_variant`) and ``--days``;
-    an override the scenario refuses names ``source`` (the file) and the option.
+    """Apply ``--data``, ``--set``, ``--controller`` (:func:`controller_variant`) and
+    ``--days``; an override the scenario refuses names ``source`` (the file) and the option.
 
     Returns
     -------
@@ -65,7 +87,7 @@ def with_run_overrides(scenario: Scenario, args: argparse.Namespace,
     out : Path
         ``--out``, or ``runs/<name>-<UTC time>``.
     """
-    scenario = with_data_dir(scenario, args.data)
+    scenario = with_set_options(with_data_dir(scenario, args.data), args)
     if args.controller:
         with option_errors("--controller", args.controller, source):
             scenario = controller_variant(scenario, args.controller)

@@ -186,6 +186,24 @@ def scheduler_address(text: str) -> str:
     return text.strip() if match["scheme"] else f"tcp://{text.strip()}"
 
 
+def override(text: str) -> tuple[str, object]:
+    """``KEY=VALUE``: a dotted scenario key and a TOML value (``0.5``, ``true``,
+    ``"S4"``, ``[1, 2]``); a value that is no TOML is taken as a string (``sarimax``).
+    The key itself is checked with the scenario (:func:`~mpc_dc.site.scenario.with_overrides`)."""
+    import tomllib
+
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. controller.horizon_h=12), "
+                                         f"got {text!r}")
+    try:
+        parsed: object = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key, parsed
+
+
 def policy_spec(text: str) -> str:
     """A policy: ``package.module:Class`` or an installed entry-point name, checked by
     loading its class (:func:`mpc_dc.policy.load_policy_class`)."""

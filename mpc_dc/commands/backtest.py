@@ -18,6 +18,12 @@ With ``--variants`` every statistical forecaster is also run with each alternati
 setting its preset was chosen against (:mod:`forecasters.presets`), one row per
 variant (column ``variant``; ``preset`` is the setting in use).
 
+With ``--nowcast-tau-h TAU ...`` every forecaster is also scored with the last
+published observation blended into its forecasts at each time constant τ
+(:func:`forecasters.backtest.nowcast_result`, the MPC's demand nowcast), one row per τ
+(variant ``nowcast <τ>h``), and the τ with the lowest MAE over all leads is printed
+per series, window and forecaster (``controller.nowcast_tau_h``, docs/forecasters.md).
+
 Each series is observed as it is published (its reader's metadata): the hourly
 series at the end of each hour, as in the closed loop. Known-ahead regressors are fed
 as their release rule publishes them: the NYISO day-ahead price ``lmp_da`` (zone F,
@@ -46,6 +52,7 @@ from forecasters.backtest import (
     coverage_by_day,
     day_ahead_summary,
     interval_column,
+    nowcast_result,
     rolling_origin_backtest,
 )
 from forecasters.base import Release, forecaster_names
@@ -244,6 +251,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also run every alternative setting the statistical presets were chosen against",
     )
+    parser.add_argument(
+        "--nowcast-tau-h", nargs="+", type=positive_float("h"), default=[], metavar="TAU",
+        help="also score each forecaster with the last observation blended in at these "
+        "time constants [h] (the MPC's demand nowcast)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -313,6 +325,18 @@ def run(args: argparse.Namespace) -> int:
                     "regressors": "+".join(sorted(fc.known_ahead)) or "-",
                     **_summary(result, reference), "wall_s": round(wall, 2),
                 })
+                if label != "preset":
+                    continue
+                for tau in args.nowcast_tau_h:
+                    blended = nowcast_result(result, series, publication, tau)
+                    part = blended.metrics.reset_index()
+                    variant = f"nowcast {tau:g}h"
+                    for column, value in (("variant", variant), ("forecaster", name),
+                                          ("window", window), ("series", key)):
+                        part.insert(0, column, value)
+                    metrics_parts.append(part)
+                    summary_rows.append({**summary_rows[-1], "variant": variant,
+                                         **_summary(blended, reference), "wall_s": 0.0})
     metrics = pd.concat(metrics_parts, ignore_index=True)
     summary = pd.DataFrame(summary_rows)
     prepare_output_dir(args.out, kind="backtest")
@@ -320,11 +344,28 @@ def run(args: argparse.Namespace) -> int:
     write_file_atomic(args.out / "backtest_summary.csv", lambda p: summary.to_csv(p, index=False))
     write_file_atomic(args.out / "backtest_error_vs_lead.png", lambda p: _plot(metrics, p))
     _print_table(summary)
+    if args.nowcast_tau_h:
+        _print_best_tau(summary)
     print(
         f"wrote {args.out / 'backtest_metrics.csv'}, backtest_summary.csv, "
         f"backtest_error_vs_lead.png"
     )
     return 0
+
+
+def _print_best_tau(summary: pd.DataFrame) -> None:
+    """Per series, window and forecaster: the nowcast time constant with the lowest MAE
+    over all leads (``none``: the forecaster alone is better)."""
+    rows = summary[summary["variant"].str.startswith("nowcast ") | (summary["variant"]
+                                                                    == "preset")]
+    for (key, window, name), group in rows.groupby(["series", "window", "forecaster"],
+                                                   sort=False):
+        best = group.iloc[int(np.argmin(group["mae_all"].to_numpy()))]
+        plain = float(group.loc[group["variant"] == "preset", "mae_all"].iloc[0])
+        tau = str(best["variant"]).removeprefix("nowcast ").removesuffix("h")
+        shown = "none" if best["variant"] == "preset" else f"{tau} h"
+        print(f"nowcast {key} {window} {name}: best tau {shown} (MAE all leads "
+              f"{best['mae_all']:.4g}, without {plain:.4g})")
 
 
 def _windows(args: argparse.Namespace) -> list[tuple[pd.Timestamp | str | None, float]]:

@@ -14,12 +14,14 @@ from pathlib import Path
 import pandas as pd
 
 from mpc_dc.commands._common import (
+    add_set_option,
     check_labels,
     markdown_table,
     print_report,
     progress_bars,
     read_scenario,
     with_data_dir,
+    with_set_options,
     write_comparison,
 )
 from mpc_dc.commands._options import (
@@ -39,10 +41,12 @@ DEFAULT_LABELS = ["sarimax", "seasonal_naive", "persistence"]
 
 COLUMNS = {
     "cost_usd": ("cost [$]", "{:,.2f}"),
+    "cost_without_slo_usd": ("cost w/o SLO term [$]", "{:,.2f}"),
+    "slo_attainment": ("SLO att. [%]", "{:.2%}"),
+    "ttft_p99_s": ("TTFT p99 [s]", "{:,.1f}"),
     "profit_vs_reference_usd": ("profit vs reference [$]", "{:,.2f}"),
     "regret_usd": ("regret vs offline [$]", "{:,.2f}"),
     "regret_pct": ("regret [% of reference cost]", "{:.2f}"),
-    "slo_attainment": ("SLO att. [%]", "{:.2%}"),
     "import_mwh": ("import [MWh]", "{:,.2f}"),
     "export_mwh": ("export [MWh]", "{:,.2f}"),
     "self_consumption_mwh": ("renewable self-cons. [MWh]", "{:,.2f}"),
@@ -53,8 +57,10 @@ COLUMNS = {
     "solve_median_ms": ("solve med. [ms]", "{:.1f}"),
     "wall_time_s": ("wall [s]", "{:.1f}"),
 }
-"""Columns of the printed table; percentages of cost are of the reference's cost
-(see :func:`mpc_dc.runner.compare`)."""
+"""Columns of the printed table; cost is the net cost with the price of lateness (the
+SLO term, :mod:`mpc_dc.sim.lateness`), shown beside the cost without it and the SLO
+attainment; profit and regret are of the cost with it; percentages of cost are of the
+reference's cost (see :func:`mpc_dc.runner.compare`)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="more labels: S1..S6, optionally combined with +fluid/+request or a "
         "forecaster (e.g. S1,S6,S6+fluid)",
     )
+    add_set_option(parser)
     parser.add_argument("--policy", dest="policies", type=policy_spec, action="append",
                         default=[], metavar="POLICY",
                         help="add a row for this policy: package.module:Class or an "
@@ -109,7 +116,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the comparison and print the table."""
     source = args.scenario or SOURCE
-    scenario = with_data_dir(read_scenario(args.scenario), args.data)
+    scenario = with_set_options(with_data_dir(read_scenario(args.scenario), args.data), args)
     if args.attribute:
         return attribute_main(args, scenario)
     if args.workers != 1:

@@ -7,7 +7,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mpc_dc.commands._common import progress_bars, read_scenario, with_run_overrides
+from mpc_dc.commands._common import (
+    add_set_option,
+    progress_bars,
+    read_scenario,
+    with_run_overrides,
+)
 from mpc_dc.commands._options import (
     controller_label,
     existing_dir,
@@ -45,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "(docs/policies.md)")
     parser.add_argument("--days", type=positive_float("d", at_most=MAX_RUN_DAYS),
                         help="override run.days [d]")
+    add_set_option(parser)
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --out that mpc-dc wrote (it carries the "
@@ -89,6 +95,11 @@ def summary_table(kpis: dict[str, Any], controller: str) -> str:
         ("  DR reward / penalty", f"{kpis['dr_reward_usd']:,.2f} / "
          f"{kpis['dr_penalty_usd']:,.2f} $"),
         ("  penalties", f"{penalties:,.2f} $"),
+    ]
+    if "lateness_usd" in kpis:
+        rows.append(("  lateness (SLO term)", f"{kpis['lateness_usd']:,.2f} $ for "
+                     f"{kpis['late_requests']:,.0f} late requests"))
+    rows += [
         ("grid import / export", f"{kpis['import_mwh']:,.3f} / {kpis['export_mwh']:,.3f} MWh"),
         ("renewable used / curtailed", f"{kpis['renewable_used_mwh']:,.3f} / "
          f"{kpis['curtailed_mwh']:,.3f} MWh"),

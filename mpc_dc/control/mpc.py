@@ -24,12 +24,20 @@ The horizon (:func:`build_horizon`), per campus
 * beyond the run end nothing arrives and nothing is priced: the run is a closed
   finite problem (as the offline optimum's).
 
-Per model: the token demand forecast, provisioned at a quantile
-(``controller.demand_quantile``: queues grow in the bursts a point forecast averages
-away; where the forecaster's spread is unknown yet, the fleet's serving capacity,
-:func:`serving_capacity_tokens_per_s`), plus the requests queued now as extra
-demand of the first interval (queue × mean output tokens per request observed so
-far / 900 s: the feedback that clears a queue the forecast did not foresee). The
+Per model (:meth:`MpcPolicy.demand`): the token demand forecast, provisioned at a
+quantile (``controller.demand_quantile``: queues grow in the bursts a point forecast
+averages away; where the forecaster's spread is unknown yet, the fleet's serving
+capacity, :func:`serving_capacity_tokens_per_s`); nowcast: the demand observed in the
+last published interval ``y`` blended into the first hours,
+``+ exp(−d/τ) (y − f)`` with ``d`` the time from the end of that interval to the end of
+each planned one and ``f`` the point forecast (:mod:`forecasters.nowcast`;
+``controller.nowcast_tau_h``, not for the Oracle, which needs no nowcast); plus the
+requests queued now, drained within the target time ``T`` on top of the forecast
+arrivals: queue × mean output tokens per request observed so far / ``T`` in every
+interval of ``[0, T)`` (``controller.backlog_drain_h``; with ``T`` = 15 min all of it
+in the first interval, the feedback that clears a queue the forecast did not
+foresee). What the plan cannot serve in time it carries and pays for when the
+problem has the lateness block (``lateness``, :mod:`mpc_dc.blocks.lateness`). The
 demand-response schedule (event flags and baseline) and the GPUs available are
 known ahead and read from the run's data. Instances running or starting are the
 fleet state; without switching flexibility the constant fleet may be re-sized at
@@ -62,6 +70,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from forecasters.nowcast import nowcast_shift, nowcast_weights
 from mpc_dc.control.baseline import rule_decision, with_min_instances
 from mpc_dc.control.faults import known_now
 from mpc_dc.control.forecasting import ChannelForecasts
@@ -70,6 +79,7 @@ from mpc_dc.problem import (
     Formulation,
     HorizonInputs,
     InfeasibleInputError,
+    LatenessPrices,
     PlantState,
     Problem,
     SolveResult,
@@ -284,6 +294,41 @@ def has_dr_events(exo: SiteExogenous) -> bool:
                for c in cols)
 
 
+def drain_shares(drain_steps: float, n: int) -> np.ndarray:
+    """Share of each of ``n`` intervals inside the drain window ``[0, T)`` (T =
+    ``drain_steps`` intervals, > 0): ``clip(T − k, 0, 1)`` [-]; they sum to T (within n)."""
+    return np.clip(drain_steps - np.arange(n), 0.0, 1.0)
+
+
+def tokens_per_request(exo: SiteExogenous) -> np.ndarray:
+    """Mean output tokens per request of each model (``site.models`` order) over the
+    history a planner knows at the run start [tokens]: the workload's token mix
+    (``exo.request_mix``), else the published demand history, else 1."""
+    out = np.ones(len(exo.site.models))
+    for m, model in enumerate(exo.site.models):
+        mix = exo.request_mix.get(model)
+        if mix is not None:
+            out[m] = mix.response_tokens
+            continue
+        tok = exo.published_history(column("tokens_per_s", model)).to_numpy(dtype=float)
+        req = exo.published_history(column("requests_per_h", model)).to_numpy(dtype=float)
+        ok = np.isfinite(tok) & np.isfinite(req)
+        if req[ok].sum() > 0:
+            out[m] = max(float(tok[ok].sum()) * 3600.0 / float(req[ok].sum()), 1.0)
+    return out
+
+
+def lateness_prices(exo: SiteExogenous, late_usd_per_request: float,
+                    late_usd_per_s: float) -> LatenessPrices | None:
+    """The lateness block's prices per token from prices per request [$/request] and
+    per second late [$/s], on each model's mean output tokens per request
+    (:func:`tokens_per_request`); None without pools or when both prices are 0."""
+    if not exo.site.pools:
+        return None
+    return LatenessPrices.per_request(late_usd_per_request, late_usd_per_s,
+                                      tokens_per_request(exo))
+
+
 def serving_capacity_tokens_per_s(site: Site) -> np.ndarray:
     """Most each model could be served at with the whole fleet to itself [tokens/s].
 
@@ -346,6 +391,13 @@ class MpcPolicy:
     min_instances_per_model : int [instances]
         Warm floor on every committed decision.
     deadline_margin_steps : int [intervals]
+    lateness : LatenessPrices, optional
+        Carry and price the backlog the plan leaves (the lateness block); None: what a
+        column cannot serve is unserved.
+    nowcast_tau_steps : float [intervals]
+        Time constant of the demand nowcast (0: none).
+    drain_steps : float [intervals]
+        Target time to drain an observed queue, on top of the forecast arrivals (> 0).
     faults : FaultInjector, optional
         Fails the solve calls where it injects solver faults (:mod:`mpc_dc.sim.faults`).
     name : str
@@ -362,9 +414,15 @@ class MpcPolicy:
         demand_quantile: float | None = None,
         min_instances_per_model: int = 0,
         deadline_margin_steps: int = 0,
+        lateness: LatenessPrices | None = None,
+        nowcast_tau_steps: float = 0.0,
+        drain_steps: float = 1.0,
         faults: FaultInjector | None = None,
         name: str = "mpc",
     ) -> None:
+        if not nowcast_tau_steps >= 0 or not drain_steps > 0:
+            raise ValueError(f"MpcPolicy: expected nowcast_tau_steps >= 0 and drain_steps > "
+                             f"0, got {nowcast_tau_steps!r} and {drain_steps!r}")
         self.name = name
         self.exo = exo
         self.site = exo.site
@@ -384,12 +442,15 @@ class MpcPolicy:
             self.options = replace(self.options, committed_intervals=self.horizon_steps,
                                    round_chunk_intervals=self.horizon_steps, fine_steps=None)
         self.demand_response = has_dr_events(exo)
+        self.lateness = lateness
         self.problem = Problem(self.site, self.horizon_steps, self.options,
-                               demand_response=self.demand_response)
+                               demand_response=self.demand_response, lateness=lateness)
         self._relaxed: Problem | None = None
         self.demand_quantile = demand_quantile
         self.min_instances_per_model = min_instances_per_model
         self.deadline_margin_steps = deadline_margin_steps
+        self.nowcast_tau_steps = float(nowcast_tau_steps)
+        self.drain_steps = float(drain_steps)
         self.injector = faults
         self._capacity = serving_capacity_tokens_per_s(self.site)
         self._tz = exo.local_tz
@@ -398,6 +459,9 @@ class MpcPolicy:
         # Output tokens and requests seen so far per model (mean tokens per request).
         self._tokens_seen = np.zeros(len(self.site.models))
         self._requests_seen = np.zeros(len(self.site.models))
+        # The latest published demand per model and the start of its interval (nowcast).
+        self._last_demand = np.full(len(self.site.models), np.nan)
+        self._last_time: pd.Timestamp | None = None
         for m, model in enumerate(self.site.models):
             tok = exo.published_history(column("tokens_per_s", model)).to_numpy(dtype=float)
             req = exo.published_history(column("requests_per_h", model)).to_numpy(dtype=float)
@@ -415,6 +479,11 @@ class MpcPolicy:
             if tok is not None and req is not None and np.isfinite(tok) and np.isfinite(req):
                 self._tokens_seen[m] += float(tok) * STEP.total_seconds()
                 self._requests_seen[m] += float(req) * STEP.total_seconds() / 3600.0
+        latest = self._last_time is None or time >= self._last_time
+        if latest and any(column("tokens_per_s", m) in values for m in self.site.models):
+            self._last_time = pd.Timestamp(time)
+            self._last_demand = np.array([values.get(column("tokens_per_s", m), np.nan)
+                                          for m in self.site.models], dtype=float)
 
     def _published(self, channel: str, time: pd.Timestamp) -> pd.Timestamp:
         """Last interval of ``channel`` its publication rule has delivered by ``time``."""
@@ -422,26 +491,43 @@ class MpcPolicy:
 
     # -- the horizon --------------------------------------------------------------------
     def demand(self, obs: Observation, n: int, point: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Token demand to provision (M, n) [tokens/s] (module docstring)."""
+        """Token demand to provision (M, n) [tokens/s]: the forecast at the quantile, the
+        nowcast and the queue drained within the target time (module docstring)."""
         models = self.site.models
         if not models:
             return np.zeros((0, n))
+        points = np.vstack([point[column("tokens_per_s", m)] for m in models])
         if self.demand_quantile is None:
-            rows = [point[column("tokens_per_s", m)] for m in models]
+            rows = points
         else:
-            rows = [self.forecasts.quantile(column("tokens_per_s", m), obs.time, n,
-                                            self.demand_quantile) for m in models]
-        demand = np.maximum(np.vstack(rows), 0.0)
+            rows = np.vstack([self.forecasts.quantile(column("tokens_per_s", m), obs.time, n,
+                                                      self.demand_quantile) for m in models])
+        rows = rows + self.nowcast(obs, points)
+        demand = np.maximum(rows, 0.0)
         # A quantile whose spread is not known yet is +inf, not the point forecast:
         # provision what the fleet can serve until the spread is known.
         demand = np.where(np.isfinite(demand), demand, self._capacity[:, None])
         queue = obs.queue_by_model()
+        share = drain_shares(self.drain_steps, n) / self.drain_steps
         for m, model in enumerate(models):
             q = queue.get(model, 0.0)
             if q > 0 and self._requests_seen[m] > 0:
-                demand[m, 0] += (q * self._tokens_seen[m] / self._requests_seen[m]
-                                 / STEP.total_seconds())
+                demand[m] += (q * self._tokens_seen[m] / self._requests_seen[m]
+                              / STEP.total_seconds()) * share
         return demand
+
+    def nowcast(self, obs: Observation, points: np.ndarray) -> np.ndarray:
+        """What the nowcast adds to the demand forecast (M, n) [tokens/s]: the last
+        published demand blended in with weights decaying from the end of its interval
+        (:mod:`forecasters.nowcast`); zeros without a time constant or an observation."""
+        if self.nowcast_tau_steps <= 0 or self._last_time is None:
+            return np.zeros_like(points)
+        step_s = STEP.total_seconds()
+        # from the end of the observed interval to the end of the first planned one
+        first = (obs.time - self._last_time).total_seconds()
+        weights = nowcast_weights(max(first, 0.0), points.shape[1],
+                                  self.nowcast_tau_steps * step_s, step_s)
+        return nowcast_shift(points, self._last_demand, weights)
 
     def may_reprovision(self, obs: Observation) -> bool:
         """Sw off: the constant fleet is sized at the run start and each local midnight."""
@@ -492,7 +578,8 @@ class MpcPolicy:
         if self._relaxed is None:
             self._relaxed = Problem(self.site, self.horizon_steps, self.options,
                                     formulation=Formulation.RELAXED,
-                                    demand_response=self.demand_response)
+                                    demand_response=self.demand_response,
+                                    lateness=self.lateness)
         return self._relaxed
 
     def _fallback(self, obs: Observation, inputs: HorizonInputs, state: PlantState,

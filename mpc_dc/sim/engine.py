@@ -75,6 +75,7 @@ from mpc_dc.sim.invariants import (
     check_token_book,
     check_work_ledger,
 )
+from mpc_dc.sim.lateness import LATENESS_COLUMNS, fluid_book, fluid_slo_ok, request_book
 from mpc_dc.sim.meter import (
     COST_COLUMNS,
     METER_COLUMNS,
@@ -142,9 +143,12 @@ LEDGER_COLUMNS: tuple[str, ...] = (
 flows [MW], battery energy [MWh], work [WU], prices [$/MWh], carbon [gCO2/kWh] and
 [kg], costs [$] (:mod:`mpc_dc.sim.plant`, :mod:`mpc_dc.sim.meter`)."""
 
-FLEET_CAMPUS_COLUMNS: tuple[str, ...] = ("tokens_served", "tokens_arrived", "requests_arrived")
-"""Per-campus serving totals of a run with a fleet [tokens], [requests]; the ledger also
-has ``instances[model/precision]`` [-] and ``routing_share[model]`` [-] (committed)."""
+FLEET_CAMPUS_COLUMNS: tuple[str, ...] = ("tokens_served", "tokens_arrived", "requests_arrived",
+                                         *LATENESS_COLUMNS)
+"""Per-campus serving totals of a run with a fleet [tokens], [requests], and the lateness
+of its pools (late requests, seconds late [s], ``lateness_usd`` [$], a cost the net cost
+includes: :func:`~mpc_dc.sim.meter.net_cost_usd`); the ledger also has
+``instances[model/precision]`` [-] and ``routing_share[model]`` [-] (committed)."""
 
 POOL_COLUMNS: tuple[str, ...] = (
     "instances",
@@ -164,12 +168,14 @@ POOL_COLUMNS: tuple[str, ...] = (
     "active_energy_j",
     "it_energy_kwh",
     "facility_energy_kwh",
+    *LATENESS_COLUMNS,
 )
 """Columns of the (interval, pool) table: serving figures of
 :class:`~mpc_dc.sim.serving.IntervalStats` (``decode_steps`` NaN at fluid fidelity,
 which has no steps), the committed routing share and planned tokens [tokens/s], IT
-and facility energy [kWh]. Costs are settled per campus (its grid connection), not
-per pool."""
+and facility energy [kWh], and the lateness of the requests that arrived in the
+interval (:mod:`mpc_dc.sim.lateness`: late requests, seconds late, their price [$]).
+Energy costs are settled per campus (its grid connection), not per pool."""
 
 _FROM_STATS: tuple[str, ...] = (
     "instances", "ready_instance_s", "instance_s", "arrivals", "arrived_tokens", "started",
@@ -236,6 +242,8 @@ class RunResult:
     serving_book : ServingBook or None
     penalties : Penalties
     local_tz : str
+    serving : ServingConfig or None
+        How serving was simulated and judged (with a fleet): SLOs and lateness prices.
     """
 
     site: Site
@@ -254,6 +262,7 @@ class RunResult:
     serving_book: ServingBook | None
     penalties: Penalties
     local_tz: str
+    serving: ServingConfig | None = None
 
     def campus_ledger(self, campus: str) -> pd.DataFrame:
         """The ledger rows of one campus, indexed by interval start."""
@@ -549,8 +558,8 @@ class _Loop:
 
         extra: dict[str, np.ndarray] = {
             name: per_campus(cols[pool_column]) for name, pool_column in zip(
-                FLEET_CAMPUS_COLUMNS, ("tokens_decoded", "arrived_tokens", "arrivals"),
-                strict=True)}
+                FLEET_CAMPUS_COLUMNS, ("tokens_decoded", "arrived_tokens", "arrivals",
+                                       *LATENESS_COLUMNS), strict=True)}
         for model in self.site.models:
             for precision in dict.fromkeys(k[2] for k in fleet.keys if k[1] == model):
                 mine = np.array([k[1:] == (model, precision) for k in fleet.keys])
@@ -645,8 +654,13 @@ def simulate(
         if isinstance(server, FluidServer):
             book = ServingBook(offered, fleet.dropped.copy(), server.backlog_tokens.copy(),
                                server.queued_tokens, server.moved_tokens)
+            late = fluid_book(server, serving, fleet.cols["arrivals"],
+                              fleet.cols["arrived_tokens"])
         else:
             book = ServingBook(offered, fleet.dropped.copy(), np.zeros(len(fleet.keys)))
+            assert outcome is not None
+            late = request_book(outcome, exo.site, serving, n)
+        fleet.cols.update(late.columns())
     ledger = loop.ledger()
     if faults is not None:
         ledger["faults_active"] = faults.ledger_column()
@@ -659,7 +673,8 @@ def simulate(
         settlement={m.campus.name: dict(m.totals) for m in loop.meters},
         initial_battery_mwh=initial_battery, initial_backlog_wu=initial_backlog,
         requests=samples, outcome=outcome, slo=slo,
-        serving_book=book, penalties=penalties, local_tz=exo.local_tz)
+        serving_book=book, penalties=penalties, local_tz=exo.local_tz,
+        serving=serving if fleet is not None else None)
     initial_batches = sum(initial_backlog.values())
     kpis = compute_kpis(result, policy, serving, loop.projections, time.perf_counter() - wall,
                         fluid=fleet.server if fleet is not None and isinstance(
@@ -695,14 +710,17 @@ def compute_kpis(
 ) -> dict[str, Any]:
     """Headline figures of a run, one meaning per key.
 
-    Costs [$] (net ``cost_usd`` and each :data:`~mpc_dc.sim.meter.COST_COLUMNS`
+    Costs [$] (net ``cost_usd``, which includes the price of lateness with a fleet,
+    ``cost_without_slo_usd`` without it, and each :data:`~mpc_dc.sim.meter.COST_COLUMNS`
     component), energy [MWh], carbon [t], other-IT work [WU], solver and decision
     times [s], faults, the decision projections (:mod:`mpc_dc.sim.projection`), DR
     compliance; with a fleet, serving figures (requests, tokens, latency percentiles
     [s], SLO attainment [-] and requests that missed their SLO: counted at request
-    level, estimated at fluid level); ``by_campus`` holds the per-campus
-    energy and cost. ``work_df_arrived_wu`` counts the first windows' batches
-    (released at the start) besides the submissions during the run.
+    level, estimated at fluid level; ``late_requests``, ``late_s`` [s] and
+    ``lateness_usd`` [$], :mod:`mpc_dc.sim.lateness`); ``by_campus`` holds the
+    per-campus energy and cost (with its lateness). ``work_df_arrived_wu`` counts the
+    first windows' batches (released at the start) besides the submissions during the
+    run.
     """
     # Column access on the (interval, campus) index costs a MultiIndex view each time.
     led = result.ledger.reset_index(drop=True)
@@ -720,10 +738,14 @@ def compute_kpis(
     fallbacks = dict(getattr(stats, "fallbacks", {}))
     facility = float(energy["facility_power_mw"])
     self_mwh = float(energy["renewable_used_mw"] - energy["export_mw"])
+    cost = net_cost_usd(led)
     kpis: dict[str, Any] = {
         "intervals": n,
         "campuses": len(result.site.campuses),
-        "cost_usd": net_cost_usd(led),
+        "cost_usd": cost,
+        # the same without the price of lateness (the SLO term; 0 without a fleet)
+        "cost_without_slo_usd": cost - (float(led["lateness_usd"].sum())
+                                        if "lateness_usd" in led else 0.0),
         **{c: float(led[c].sum()) for c in COST_COLUMNS},
         "carbon_t": float(led["carbon_kg"].sum()) / 1000.0,
         "import_mwh": float(energy["import_mw"]),
@@ -820,6 +842,10 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
         "energy_per_token_j": it_j / tokens if tokens else math.nan,
         "queue_mean_requests": float(queue.mean()),
         "queue_max_requests": float(queue.max()),
+        # the price of lateness is in cost_usd (net_cost_usd); here its parts
+        "late_requests": float(tot["late_requests"]),
+        "late_s": float(tot["late_s"]),
+        "lateness_usd": float(tot["lateness_usd"]),
     }
     outcome = result.outcome
     if outcome is not None:
@@ -863,9 +889,7 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
         kpis["requests_per_wall_s"] = math.nan
         arrivals = pools["arrivals"].to_numpy().reshape(fluid.est_wait_s.shape)
         # TTFT (wait + prefill) and TPOT estimates of the fluid server against targets.
-        ttft = np.array([serving.ttft_slo(p.key[1]) for p in fluid.pools])
-        tpot = np.array([serving.tpot_slo(p) for p in fluid.pools])
-        ok = (fluid.est_wait_s <= ttft) & (fluid.est_tpot_s <= tpot * (1 + 1e-9))
+        ok = fluid_slo_ok(fluid, serving)
         total = arrivals.sum()
         kpis["slo_attainment_estimate"] = (
             float((arrivals * ok).sum() / total) if total else math.nan)
@@ -892,12 +916,13 @@ def check_invariants(result: RunResult) -> None:
       row's flows and prices, demand charges to the billing-period peaks, and each
       campus's summed costs equal its meter's book
       (:func:`~mpc_dc.sim.meter.audit_settlement`);
-    * serving: requests offered = routed + dropped each interval; tokens and
-      inference IT energy per campus = the sum of its pools; fluid: each campus's token
-      book per interval (:func:`~mpc_dc.sim.invariants.check_token_book`); request
-      level: request statuses, the tokens of each pool's requests vs the pool table
-      over the run (per-request records carry no interval); tokens offered = served +
-      unserved (request level) or arrived = served + still queued (fluid).
+    * serving: requests offered = routed + dropped each interval; tokens, inference
+      IT energy and lateness per campus = the sum of its pools; lateness priced as the
+      serving prices it, late requests = SLO misses (request level); fluid: each
+      campus's token book per interval (:func:`~mpc_dc.sim.invariants.check_token_book`);
+      request level: request statuses, the tokens of each pool's requests vs the pool
+      table over the run (per-request records carry no interval); tokens offered =
+      served + unserved (request level) or arrived = served + still queued (fluid).
 
     Raises
     ------
@@ -973,8 +998,10 @@ def _check_serving(result: RunResult) -> None:
             f"requests: {arrivals[k]:.6g} routed + {book.dropped_no_route[k]:.6g} dropped != "
             f"{book.requests_offered[k]:.6g} offered", k,
             led.index[k * len(result.site.campuses)][0])
-    for column, per_pool, scale in (("tokens_served", "tokens_decoded", 1.0),
-                                    ("it_inference_mw", "it_energy_kwh", 1e-3 / STEP_H)):
+    pairs = [("tokens_served", "tokens_decoded", 1.0),
+             ("it_inference_mw", "it_energy_kwh", 1e-3 / STEP_H),
+             *((c, c, 1.0) for c in LATENESS_COLUMNS)]
+    for column, per_pool, scale in pairs:
         # A campus without pools serves nothing.
         theirs = (pools[per_pool].groupby(level=["interval_start_utc", "campus"]).sum()
                   .reindex(led.index, fill_value=0.0).to_numpy() * scale)
@@ -993,6 +1020,7 @@ def _check_serving(result: RunResult) -> None:
                          book.moved_tokens, pools["tokens_decoded"].to_numpy().reshape(n, P),
                          matrix, site.campus_names,
                          pd.DatetimeIndex(led.index.get_level_values(0)[::len(site.campuses)]))
+    _check_lateness(result)
     kpis = result.kpis
     outcome = result.outcome
     if outcome is not None:
@@ -1019,6 +1047,27 @@ def _check_serving(result: RunResult) -> None:
         raise InvariantError(f"tokens: {kpis['tokens_served']:.6g} served + "
                              f"{book.tokens_backlog_end.sum():.6g} queued != "
                              f"{kpis['tokens_arrived']:.6g} arrived")
+
+
+def _check_lateness(result: RunResult) -> None:
+    """Each row's ``lateness_usd`` is the serving's prices applied to its late requests
+    and seconds; at request level the late requests are the SLO misses."""
+    led, serving = result.ledger, result.serving
+    assert serving is not None
+    want = serving.lateness_usd(led["late_requests"].to_numpy(), led["late_s"].to_numpy())
+    got = led["lateness_usd"].to_numpy()
+    bad = np.abs(got - want) > 1e-9 * np.maximum(1.0, np.abs(want))
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise InvariantError(f"campus {led.index[k][1]}: lateness_usd {got[k]:.9g} $ != "
+                             f"{want[k]:.9g} $ priced from its late requests and seconds",
+                             int(led["step"].to_numpy()[k]), led.index[k][0])
+    if result.slo is not None:
+        met, decided = result.slo
+        misses = int((decided & ~met).sum())
+        booked = float(led["late_requests"].sum())
+        if booked != misses:
+            raise InvariantError(f"late requests: {booked:.0f} booked != {misses} SLO misses")
 
 
 # ----------------------------------------------------------------------------- run directory

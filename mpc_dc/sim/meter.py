@@ -24,8 +24,10 @@ with a retail tariff: ``λ · max_t m[t]`` [$], charged on the period's last
 interval (or the run's last). The running peak-to-date is the controller's state.
 
 Net cost = energy − export revenue + demand charge + carbon − DR reward + DR
-penalty + penalties (:func:`net_cost_usd`). Unserved inference tokens are not
-priced here; the KPIs report them beside the SLO.
+penalty + penalties (:func:`net_cost_usd`), plus, in a run with a fleet, the price of
+the requests that missed their SLO (``lateness_usd``, :mod:`mpc_dc.sim.lateness`: booked
+per interval and campus after the run, not settled here). Unserved inference tokens
+are not priced apart: a request never served is late to the run end.
 """
 
 from __future__ import annotations
@@ -73,6 +75,11 @@ COST_COLUMNS: tuple[str, ...] = (
 CREDIT_COLUMNS: frozenset[str] = frozenset({"export_revenue_usd", "dr_reward_usd"})
 """Components that reduce the net cost."""
 
+SERVICE_COST_COLUMNS: tuple[str, ...] = ("lateness_usd",)
+"""Costs of the service rather than the grid connection [$]: in the net cost when a
+ledger has them (a run with a fleet), booked after the run by
+:mod:`mpc_dc.sim.lateness`, never by the meter."""
+
 METER_COLUMNS: tuple[str, ...] = (
     *COST_COLUMNS,
     "carbon_kg",
@@ -84,9 +91,12 @@ METER_COLUMNS: tuple[str, ...] = (
 
 
 def net_cost_usd(rows: Mapping[str, float] | pd.Series | pd.DataFrame) -> float:
-    """Net cost [$] of one row or summed over rows (credits subtracted)."""
+    """Net cost [$] of one row or summed over rows (credits subtracted), including the
+    service costs (:data:`SERVICE_COST_COLUMNS`) where the rows have them."""
     total = 0.0
-    for name in COST_COLUMNS:
+    for name in (*COST_COLUMNS, *SERVICE_COST_COLUMNS):
+        if name not in COST_COLUMNS and name not in rows:
+            continue
         value = rows[name]
         value = float(value.sum()) if hasattr(value, "sum") else float(value)
         total += -value if name in CREDIT_COLUMNS else value

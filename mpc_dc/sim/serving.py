@@ -1231,6 +1231,12 @@ class ServingConfig:
     request_samples : int, optional
         Per-request rows kept in the result (uniform sample, seeded); all when None.
     sample_seed : int
+    late_usd_per_request : float [$/request]
+        Price of each request that misses its SLO (:mod:`mpc_dc.sim.lateness`); 0
+        here (the simulator's own default), the scenario's ``[serving]`` default
+        otherwise.
+    late_usd_per_s : float [$/s]
+        Price of each second a request is late beyond its SLO.
     """
 
     fidelity: str = "request"
@@ -1240,12 +1246,23 @@ class ServingConfig:
     slots_per_instance: int | None = None
     request_samples: int | None = 200_000
     sample_seed: int = 0
+    late_usd_per_request: float = 0.0
+    late_usd_per_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.fidelity not in ("request", "fluid"):
             raise ValueError(
                 f"ServingConfig.fidelity: expected 'request' or 'fluid', got {self.fidelity!r}"
             )
+        for name in ("late_usd_per_request", "late_usd_per_s"):
+            value = getattr(self, name)
+            if not 0.0 <= value < math.inf:
+                raise ValueError(f"ServingConfig.{name}: expected a finite value >= 0, got "
+                                 f"{value!r}")
+
+    def lateness_usd(self, late_requests: Any, late_s: Any) -> Any:
+        """``c_req · late requests + c_s · late seconds`` [$] (arrays or floats)."""
+        return self.late_usd_per_request * late_requests + self.late_usd_per_s * late_s
 
     def ttft_slo(self, model: str) -> float:
         """TTFT target of ``model`` [s]."""

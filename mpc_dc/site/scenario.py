@@ -355,6 +355,13 @@ class ServingSpec:
         quantization-table ITL SLO otherwise.
     request_samples : int
         Per-request rows written to ``requests.parquet`` (seeded uniform sample).
+    late_usd_per_request : float [$/request]
+        Price of every request that misses its TTFT or TPOT target
+        (:mod:`mpc_dc.sim.lateness`; default: the revenue of a mean request, refunded;
+        docs/scenario.md).
+    late_usd_per_s : float [$/s]
+        Price of every second a request is late beyond its target (default: one more
+        request's revenue per 100 s late).
     """
 
     fidelity: FidelityName = "request"
@@ -362,6 +369,15 @@ class ServingSpec:
     ttft_slo_s: Mapping[str, float] = field(default_factory=dict)
     tpot_slo_s: Mapping[str, float] = field(default_factory=dict)
     request_samples: int = 200_000
+    late_usd_per_request: float = 0.001
+    late_usd_per_s: float = 1e-5
+
+    def __post_init__(self) -> None:
+        for key in ("late_usd_per_request", "late_usd_per_s"):
+            value = getattr(self, key)
+            if not 0.0 <= value < float("inf"):  # also refuses NaN
+                raise ConfigError(SOURCE, f"expected a finite value >= 0, got {value!r}",
+                                  key=f"serving.{key}")
 
     def config(self) -> ServingConfig:
         """The simulator's :class:`~mpc_dc.sim.serving.ServingConfig`."""
@@ -370,7 +386,9 @@ class ServingSpec:
         return ServingConfig(fidelity=self.fidelity, ttft_slo_s=dict(self.ttft_slo_s),
                              default_ttft_slo_s=self.default_ttft_slo_s,
                              tpot_slo_s=dict(self.tpot_slo_s),
-                             request_samples=self.request_samples)
+                             request_samples=self.request_samples,
+                             late_usd_per_request=self.late_usd_per_request,
+                             late_usd_per_s=self.late_usd_per_s)
 
 
 DAY_AHEAD_HINT = ("day_ahead_known is not a forecaster of every channel; set "
@@ -486,6 +504,18 @@ class ControllerSpec:
     deadline_margin_h : float [h]
         Forecast-driven MPC plans deferrable work this long before each deadline
         (not ``perfect``, nor when the other-load forecaster is the ``oracle``).
+    nowcast_tau_h : float or None [h]
+        Time constant with which the demand observed in the last interval is blended
+        into the demand forecast (:mod:`forecasters.nowcast`; 0: none; never for
+        ``perfect``); None (the default): the forecaster's, chosen by the BurstGPT
+        backtest (:data:`forecasters.nowcast.BACKTEST_TAU_H`, docs/forecasters.md).
+    backlog_drain_h : float [h]
+        The MPC plans to serve the requests queued now within this time, on top of the
+        forecast arrivals (> 0).
+    lateness_weight : float [-]
+        Weight of the price of lateness (``[serving]`` late prices) in the plan's
+        objective (:mod:`mpc_dc.blocks.lateness`); 0: the plan carries no backlog and
+        pays nothing for it (the controller before issue 16).
     """
 
     kind: ControllerKind = "mpc"
@@ -509,6 +539,9 @@ class ControllerSpec:
     demand_quantile: float = 0.9
     min_instances_per_model: int = 1
     deadline_margin_h: float = 1.0
+    nowcast_tau_h: float | None = None
+    backlog_drain_h: float = 0.25
+    lateness_weight: float = 1.0
 
     def __post_init__(self) -> None:
         positive(SOURCE, "controller.horizon_h", self.horizon_h)
@@ -518,6 +551,10 @@ class ControllerSpec:
         positive(SOURCE, "controller.deadline_margin_h", self.deadline_margin_h,
                  allow_zero=True)
         check_noise(self.error_level, self.bias, self.autocorrelation, "controller")
+        if self.nowcast_tau_h is not None:
+            positive(SOURCE, "controller.nowcast_tau_h", self.nowcast_tau_h, allow_zero=True)
+        positive(SOURCE, "controller.backlog_drain_h", self.backlog_drain_h)
+        positive(SOURCE, "controller.lateness_weight", self.lateness_weight, allow_zero=True)
         positive(SOURCE, "controller.min_instances_per_model", self.min_instances_per_model,
                  allow_zero=True)
         if self.integer_intervals < 1:
@@ -583,6 +620,26 @@ class ControllerSpec:
     def far_block_steps(self) -> int:
         """Intervals per column of the far tier."""
         return round(self.far_step_h * 4)
+
+    @property
+    def nowcast_tau_steps(self) -> float:
+        """Nowcast time constant [intervals]: ``nowcast_tau_h``, else the demand
+        forecaster's backtest choice; 0 when the demand forecast is exact (``perfect``,
+        or the ``oracle`` on the ``demand`` group: an Oracle needs none, and the regret
+        attribution counts the nowcast with the demand channel)."""
+        from forecasters.nowcast import BACKTEST_TAU_H
+
+        demand = self.group_forecaster("demand")
+        if demand == "oracle":
+            return 0.0
+        tau = (BACKTEST_TAU_H.get(demand, 0.0) if self.nowcast_tau_h is None
+               else self.nowcast_tau_h)
+        return 4 * tau
+
+    @property
+    def backlog_drain_steps(self) -> float:
+        """Target time to drain an observed queue [intervals]."""
+        return self.backlog_drain_h * 4
 
     @property
     def deadline_margin_steps(self) -> int:

@@ -1,0 +1,84 @@
+"""Nowcasting: the last observed value blended into the first hours of a forecast.
+
+A forecaster that learns from the past (seasonal naive, SARIMAX) can miss today's
+level by a wide margin at short leads: yesterday's same interval is not what is
+arriving now. The last published observation ``y`` is a better guess for the next
+minutes and no guess at all a day ahead, so it is blended in with a weight that
+decays with the distance from it::
+
+    f'[k] = f[k] + w[k] (y − f[k]),     w[k] = exp(−d[k] / τ)
+
+where ``d[k]`` [s] is the time from the end of the observed interval to the end of
+target interval ``k`` (one interval, 900 s, for the first target of a 15-min series
+observed up to the issue time) and τ [s] the time constant (τ = 0: no blend). A
+quantile forecast ``q[k]`` is shifted by the same amount as the point,
+``q'[k] = q[k] + w[k] (y − f[k])``: the blend moves the level, not the spread.
+
+τ is chosen by a backtest (``mpc-dc backtest --nowcast-tau-h``, docs/forecasters.md)
+and used by the MPC on its demand channels (``controller.nowcast_tau_h``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from traces.grid import STEP
+
+STEP_S = STEP.total_seconds()
+"""One 15-min interval [s]."""
+
+BACKTEST_TAU_H: dict[str, float] = {
+    "seasonal_naive_daily": 6.0,
+    "seasonal_naive_weekly": 12.0,
+    "ets": 4.0,
+    "sarimax": 0.25,
+    "auto_sarimax": 0.25,
+}
+"""Time constant [h] of each forecaster's demand nowcast: the τ of the grid 0.25, 0.5, 1,
+2, 3, 4, 6, 8, 12 h with the lowest MAE over all leads (15 min to 24 h) on BurstGPT's
+hourly requests, days 28-59, hourly issues after 28 days of fit (docs/forecasters.md,
+"Nowcast", has the command and the table). A forecaster not named here gains nothing
+from it (persistence is its own nowcast; direct_lad and the combinations were best
+without) and gets 0: no blend."""
+
+
+def nowcast_weights(first_distance_s: float | np.ndarray, steps: int, tau_s: float,
+                    step_s: float = STEP_S) -> np.ndarray:
+    """``w[k] = exp(−(d₀ + k Δ) / τ)`` for ``k = 0 .. steps − 1`` [-].
+
+    Parameters
+    ----------
+    first_distance_s : float or ndarray (n,) [s]
+        ``d₀``: from the end of the last observed interval to the end of the first
+        target interval (>= 0); an array gives one row of weights per entry.
+    steps : int
+        Target intervals.
+    tau_s : float [s]
+        Time constant; 0 gives zeros (no blend).
+    step_s : float [s]
+        Δ, the spacing of the targets.
+
+    Returns
+    -------
+    ndarray (steps,) or (n, steps)
+    """
+    first = np.asarray(first_distance_s, dtype=float)
+    if tau_s < 0 or np.any(first < 0):
+        raise ValueError(f"nowcast_weights: expected tau_s >= 0 and distances >= 0, got "
+                         f"{tau_s!r} and {first_distance_s!r}")
+    lead = first[..., None] + step_s * np.arange(steps)
+    if tau_s == 0:
+        return np.zeros(lead.shape)
+    return np.exp(-lead / tau_s)
+
+
+def nowcast_shift(point: np.ndarray, last: float | np.ndarray,
+                  weights: np.ndarray) -> np.ndarray:
+    """``w (y − f)``: what the blend adds to the point forecast ``f`` and to each of its
+    quantiles (``point`` (..., steps), ``last`` broadcast against it) [series units].
+    A non-finite observation adds nothing."""
+    point = np.asarray(point, dtype=float)
+    last = np.asarray(last, dtype=float)
+    if last.ndim:
+        last = last[..., None]
+    return np.where(np.isfinite(last), weights * (last - point), 0.0)
