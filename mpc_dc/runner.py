@@ -259,7 +259,8 @@ def run_scenario(
         exo = on_site(exo, scenario.site)
     policy = build_policy(scenario, exo)
     setup = time.perf_counter() - tick
-    result = simulate(exo, policy, serving=scenario.serving.config(), progress=progress)
+    result = simulate(exo, policy, serving=scenario.serving.config(), progress=progress,
+                      fast_layer=scenario.controller.fast_layer)
     kpis = result.kpis
     kpis["setup_time_s"] = setup
     kpis["controller"] = policy.name
@@ -344,10 +345,10 @@ def compare(
 
     Labels (:func:`~mpc_dc.site.scenario.controller_variant`): ``baseline``,
     ``offline``, ``perfect``/``oracle``, a forecaster name, ``S1``..``S6``,
-    ``fluid``/``request``, combined with ``+``. Rows: the business-as-usual reference
-    (:func:`reference_scenario`), the offline optimum and the perfect-forecast MPC
-    with the scenario's horizon (both added when not asked for), then the other
-    labels in the order given.
+    ``fluid``/``request``, ``fast``/``nofast``, combined with ``+``. Rows: the
+    business-as-usual reference (:func:`reference_scenario`), the offline optimum and
+    the perfect-forecast MPC with the scenario's horizon (both added when not asked
+    for), then the other labels in the order given.
 
     Columns: ``cost_usd`` (net cost, the meter's) [$];
     ``profit_vs_reference_usd`` = reference cost − cost [$] and ``savings_pct`` (% of
@@ -359,7 +360,9 @@ def compare(
     perfect-forecast row is not the reference of regret: with a billing-period
     demand charge or a coarse horizon tail a rolling horizon is not perfect
     foresight. ``slo_attainment`` (request level; the fluid estimate at fluid
-    fidelity) [-]; ``import_mwh``, ``export_mwh``, ``self_consumption_mwh``
+    fidelity) [-]; ``ttft_p99_s`` (request level) [s]; ``fast_layer`` (on or off) and
+    its ``fast_instances_started``, ``fast_requests_rerouted``,
+    ``fast_precision_moves``; ``import_mwh``, ``export_mwh``, ``self_consumption_mwh``
     (renewable consumed on site) [MWh]; ``carbon_t`` [t]; ``mip_gap_pct`` (largest
     relative MIP gap of the row's solves; the offline row's is its whole-run plan's
     certified gap to the bound [%]; NaN without solves); ``solves_not_optimal``;
@@ -415,6 +418,11 @@ def summary_row(outcome: RunOutcome) -> dict[str, Any]:
         "demand_charge_usd": k["demand_charge_usd"],
         "dr_reward_usd": k["dr_reward_usd"],
         "slo_attainment": k.get("slo_attainment", k.get("slo_attainment_estimate", math.nan)),
+        "ttft_p99_s": k.get("ttft_p99_s", math.nan),
+        "fast_layer": k.get("fast_layer_enabled", False),
+        "fast_instances_started": k.get("fast_instances_started", 0.0),
+        "fast_requests_rerouted": k.get("fast_requests_rerouted", 0.0),
+        "fast_precision_moves": k.get("fast_precision_moves", 0.0),
         "import_mwh": k["import_mwh"],
         "export_mwh": k["export_mwh"],
         "self_consumption_mwh": k["self_consumption_mwh"],

@@ -25,6 +25,7 @@ COLUMNS = {
     "regret_usd": ("regret vs offline [$]", "{:,.2f}"),
     "regret_pct": ("regret [% of reference cost]", "{:.2f}"),
     "slo_attainment": ("SLO att. [%]", "{:.2%}"),
+    "ttft_p99_s": ("TTFT p99 [s]", "{:,.2f}"),
     "import_mwh": ("import [MWh]", "{:,.2f}"),
     "export_mwh": ("export [MWh]", "{:,.2f}"),
     "self_consumption_mwh": ("renewable self-cons. [MWh]", "{:,.2f}"),
@@ -63,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--flex", type=comma_list, default=[],
-        help="more labels: S1..S6, optionally combined with +fluid/+request or a "
-        "forecaster (e.g. S1,S6,S6+fluid)",
+        help="more labels: S1..S6, optionally combined with +fluid/+request, +fast/+nofast "
+        "(the fast layer) or a forecaster (e.g. S1,S6,S6+fluid,S6+nofast)",
     )
     parser.add_argument("--out", type=output_dir,
                         help="write the table as CSV and Markdown into this new folder")

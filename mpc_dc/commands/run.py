@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=output_dir,
                         help="run directory (default runs/<name>-<time>)")
     parser.add_argument("--controller", help="baseline | offline | perfect | <forecaster> | "
-                        "S1..S6 | fluid | request, combined with + (e.g. S4+fluid)")
+                        "S1..S6 | fluid | request | fast | nofast (the fast layer), "
+                        "combined with + (e.g. S4+fluid, sarimax+nofast)")
     parser.add_argument("--days", type=positive_float("d"), help="override run.days [d]")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--overwrite", action="store_true",
@@ -96,6 +97,11 @@ def summary_table(kpis: dict[str, Any], controller: str) -> str:
                          f"{1000 * kpis['tpot_p95_s']:.1f} / {1000 * kpis['tpot_p99_s']:.1f} ms"))
         rows.append(("tokens served / unserved", f"{kpis['tokens_served']:,.0f} / "
                      f"{kpis['tokens_unserved']:,.0f}"))
+        if kpis.get("fast_layer_enabled"):
+            rows.append(("fast layer started / kept", f"{kpis['fast_instances_started']:,.0f}"
+                         f" / {kpis['fast_instances_kept']:,.0f} instances"))
+            rows.append(("  moved: campus / precision", f"{kpis['fast_requests_rerouted']:,.0f}"
+                         f" / {kpis['fast_precision_moves']:,.0f} requests"))
     rows += [
         ("solves / fallbacks", fallbacks),
         ("solve time median", f"{1000 * kpis['solve_time_median_s']:.2f} ms"),

@@ -38,6 +38,7 @@ import pandas as pd
 
 from mpc_dc.config import RunPeriod, from_mapping, grid_start, positive, to_mapping
 from mpc_dc.sim.arrivals import DEFAULT_MODEL_MAP
+from mpc_dc.sim.fast_layer import FastLayerConfig
 from mpc_dc.site.config import SCENARIOS, Fleet, Site
 from mpc_dc.site.data import (
     CARBON_SOURCES,
@@ -377,6 +378,10 @@ class ControllerSpec:
         (not ``perfect``).
     fault_rate : float [-]
         Test switch: share of steps on which the solver is made to fail.
+    fast_layer : FastLayerConfig
+        The plant-side fast layer inside the interval (``[controller.fast_layer]``:
+        ``enabled``, ``period_s``, ``lookback_s``, ``drain_s``;
+        :mod:`mpc_dc.sim.fast_layer`), for every controller kind.
     """
 
     kind: ControllerKind = "mpc"
@@ -398,6 +403,7 @@ class ControllerSpec:
     min_instances_per_model: int = 1
     deadline_margin_h: float = 1.0
     fault_rate: float = 0.0
+    fast_layer: FastLayerConfig = field(default_factory=FastLayerConfig)
 
     def __post_init__(self) -> None:
         positive(SOURCE, "controller.horizon_h", self.horizon_h)
@@ -809,8 +815,8 @@ def controller_variant(scenario: Scenario, label: str) -> Scenario:
 
     Labels: ``baseline`` (also ``rule``), ``mpc``, ``perfect`` (also ``oracle``),
     ``offline``, a forecaster name (MPC with it), ``S1``..``S6`` (fleet
-    flexibility), ``fluid``/``request`` (serving fidelity); combine with ``+``, e.g.
-    ``S4+fluid``.
+    flexibility), ``fluid``/``request`` (serving fidelity), ``fast``/``nofast`` (the
+    fast layer on or off); combine with ``+``, e.g. ``S4+fluid``, ``sarimax+nofast``.
 
     Raises
     ------
@@ -829,6 +835,9 @@ def controller_variant(scenario: Scenario, label: str) -> Scenario:
         elif part in ("fluid", "request"):
             fidelity: FidelityName = "fluid" if part == "fluid" else "request"
             out = replace(out, serving=replace(out.serving, fidelity=fidelity))
+        elif part in ("fast", "nofast"):
+            out = replace(out, controller=replace(ctl, fast_layer=replace(
+                ctl.fast_layer, enabled=part == "fast")))
         elif part in ("baseline", "rule"):
             out = replace(out, controller=replace(ctl, kind="baseline"))
         elif part in ("perfect", "oracle"):
