@@ -210,23 +210,31 @@ def test_inference_headroom_is_the_plants_own_rule() -> None:
 
 
 def prefix_loss(result: RunResult) -> np.ndarray:
-    """Mean quality loss of the first k routed requests of the first interval, k = 1.."""
+    """Mean quality loss of the first k routed requests of each interval, k = 1.., each
+    interval's after the other's."""
     out = result.outcome
     assert out is not None
-    first = (out.requests.arrival_s < 900.0) & (out.pool >= 0)
-    loss = np.array([0.3 if p.key[2] == "FP8" else 0.0 for p in out.pools])[out.pool[first]]
-    return np.cumsum(loss) / np.arange(1, loss.size + 1)
+    per_pool = np.array([0.3 if p.key[2] == "FP8" else 0.0 for p in out.pools])
+    found = []
+    for step in range(int(out.end_s // 900.0)):
+        mine = ((out.requests.arrival_s // 900.0) == step) & (out.pool >= 0)
+        loss = per_pool[out.pool[mine]]
+        found.append(np.cumsum(loss) / np.arange(1, loss.size + 1))
+    return np.concatenate(found)
 
 
 @pytest.mark.parametrize("budget", [0.1, 0.0, 10.0])
 def test_precision_moves_stay_within_the_quality_budget(budget: float) -> None:
     """The plan sends everything to its one BF16 instance and keeps two FP8 instances
     (loss 0.3 points) idle; under S5 (quantization only) the layer may move new
-    requests to FP8 but start nothing. With a budget of 0.1 points at most a third of
-    the requests may run at FP8, at every request of the interval; with none, none;
+    requests to FP8 but start nothing. The burst lasts into the second interval, whose
+    first requests the layer moves from the boundary on. With a budget of 0.1 points at
+    most a third of the requests may run at FP8, at every request of each interval
+    (the second request of an interval may not move: 0.3 / 2 > 0.1); with none, none;
     with 10 points the layer moves what FP8's spare capacity takes, more than a third."""
     exo, policy = case({W16: 1, W8: 2}, {W16: 1.0}, flexibility="S5",
-                       precisions=("BF16", "FP8"), budget=budget)
+                       precisions=("BF16", "FP8"), budget=budget,
+                       requests=burst(3.0, 1500.0))
     result = simulate(exo, policy, fast_layer=ON)
     k = result.kpis
     assert k["fast_instances_started"] == 0 and k["fast_requests_rerouted"] == 0
