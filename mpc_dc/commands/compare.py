@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,7 @@ from mpc_dc.commands._common import (
     with_data_dir,
     write_comparison,
 )
-from mpc_dc.commands._options import comma_list, existing_dir, output_dir
+from mpc_dc.commands._options import comma_list, existing_dir, output_dir, positive_float
 from mpc_dc.runner import OFFLINE_ROW, compare
 from mpc_dc.site.data import SOURCE
 
@@ -57,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: the embedded one)")
     parser.add_argument("--data", type=existing_dir,
                         help="override data.dir (public data folder)")
+    parser.add_argument("--days", type=positive_float("d"), help="override run.days [d]")
     parser.add_argument(
         "--forecasters", type=comma_list, default=["sarimax", "seasonal_naive", "persistence"],
         help="comma-separated labels: forecasters, baseline, offline, perfect/oracle "
@@ -77,6 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the comparison and print the table."""
     scenario = with_data_dir(read_scenario(args.scenario), args.data)
+    if args.days:
+        scenario = replace(scenario, run=replace(scenario.run, days=args.days))
     labels = list(dict.fromkeys([*args.forecasters, *args.flex]))
     with progress_bars() as progress:
         table = compare(scenario, labels, progress=progress, out_dir=args.runs,

@@ -274,7 +274,6 @@ class FastLayer:
         self._credit: dict[int, np.ndarray] = {}
         self._slack = np.zeros(len(self.models))
         self._added_loss = np.zeros(len(self.models))
-        self._arrived = np.zeros(len(self.models))
 
     # -- observation ---------------------------------------------------------------------
     def mean_response_tokens(self, step: int) -> np.ndarray:
@@ -314,7 +313,7 @@ class FastLayer:
         return np.maximum(self.budget - planned, 0.0)
 
     def decide(self, step: int, view: FleetView, shares: np.ndarray, keepable: np.ndarray,
-               free_gpus: np.ndarray, room_w: np.ndarray) -> FastPlan:
+               limits: Callable[[], tuple[np.ndarray, np.ndarray]]) -> FastPlan:
         """Moves and instances to add (module docstring).
 
         Parameters
@@ -326,27 +325,33 @@ class FastLayer:
             The plan's routing shares, normalised per model.
         keepable : ndarray of int [-], (P,)
             Instances the plan stops that may be kept instead (boundary only).
-        free_gpus : ndarray [GPUs], (C,)
-            Free GPUs per campus (updated in place as instances are started).
-        room_w : ndarray [W], (C,)
-            Constant power each campus may still add for the rest of the interval
-            (updated in place).
+        limits : callable
+            Returns the free GPUs [GPUs] and the constant power [W] each campus may
+            still add for the rest of the interval, each (C,) (called only when an
+            instance is wanted; both are then updated as instances are added).
         """
         P = len(self.keys)
+        plan = FastPlan(add=np.zeros(P, dtype=np.int64))
         R = self.mean_response_tokens(step)[self.model_of]
         known = np.isfinite(R) & (R > 0)
         mu = np.where(known, self.capacity / np.where(known, R, 1.0), 0.0)
         lam = view.rate[self.model_of] * shares
         need = lam + view.queue / self.config.drain_s
         ready_cap = view.ready * mu
-        plan = FastPlan(add=np.zeros(P, dtype=np.int64))
+        if not (known & (need > ready_cap + _EPS)).any():
+            return plan  # every pool covers its need with ready instances
         out, into = np.zeros(P), np.zeros(P)
         if self.levers.spatial or self.levers.quantization:
             self._plan_moves(plan, known, need, ready_cap, lam, view.rate, shares, out, into)
         if not self.levers.switching:
             return plan
         short = need - out + into - (view.ready + view.loading) * mu
-        for p in sorted(np.flatnonzero(known & (short > _EPS)).tolist(), key=lambda p: -short[p]):
+        wanted_pools = sorted(np.flatnonzero(known & (short > _EPS)).tolist(),
+                              key=lambda p: -short[p])
+        if not wanted_pools:
+            return plan
+        free_gpus, room_w = limits()
+        for p in wanted_pools:
             wanted = math.ceil(short[p] / mu[p] - _EPS)
             kept = int(min(wanted, keepable[p]))
             plan.add[p] += kept
@@ -429,7 +434,7 @@ class FastLayer:
         room = limits.inference_max_w - np.bincount(
             self.campus_of, weights=held * self.p_max_w, minlength=len(self.campuses))
         s = self._share_array(shares)
-        plan = self.decide(step, view, s, cut, free, room)
+        plan = self.decide(step, view, s, cut, lambda: (free, room))
         kept = np.minimum(plan.add, cut)
         self.cols["fast_kept"][step] += kept
         self.cols["fast_started"][step] += plan.add - kept
@@ -455,7 +460,6 @@ class FastLayer:
                        ) -> None:
         self._slack = self.slack(shares)
         self._added_loss[:] = 0.0
-        self._arrived[:] = 0.0
         self._set_moves(moves)
 
     def _set_moves(self, moves: dict[int, list[tuple[int, float]]]) -> None:
@@ -517,14 +521,22 @@ class FastLayer:
             view = FleetView(ready, loading, draining, server.queue_lengths(),
                              self.arrival_rate(tick, step))
             held = ready + loading + draining
-            C = len(self.campuses)
-            free = limits.gpus - np.bincount(self.campus_of, weights=held * self.gpus,
-                                             minlength=C)
-            left = t0 + STEP_S - tick
-            energy = np.bincount(self.campus_of, weights=server.energy_so_far_j(), minlength=C)
-            full = np.bincount(self.campus_of, weights=held * self.p_max_w, minlength=C)
-            room = (limits.inference_max_w * STEP_S - energy - left * full) / left
-            plan = self.decide(step, view, s, np.zeros_like(held), free, room)
+
+            def room(tick: float = tick, held: np.ndarray = held
+                     ) -> tuple[np.ndarray, np.ndarray]:
+                """Free GPUs, and the power the rest of the interval may add: the
+                energy drawn so far and every instance at full power until the end
+                must fit the interval's average (module docstring)."""
+                C = len(self.campuses)
+                free = limits.gpus - np.bincount(self.campus_of, weights=held * self.gpus,
+                                                 minlength=C)
+                left = t0 + STEP_S - tick
+                energy = np.bincount(self.campus_of, weights=server.energy_so_far_j(),
+                                     minlength=C)
+                full = np.bincount(self.campus_of, weights=held * self.p_max_w, minlength=C)
+                return free, (limits.inference_max_w * STEP_S - energy - left * full) / left
+
+            plan = self.decide(step, view, s, np.zeros_like(held), room)
             for p in np.flatnonzero(plan.add).tolist():
                 for _ in range(int(plan.add[p])):
                     on_start(p, server.start_instance(p, tick))
@@ -548,10 +560,15 @@ class FastLayer:
         model's added loss would exceed its slack × its requests so far in the
         interval. Each choice depends on the requests before it only.
         """
+        if not self._moves:
+            return
         a, b = server.first_request_at(t), server.first_request_at(t_end)
         models = self.requests.model[a:b]
         M = len(self.models)
-        if self._moves and b > a:
+        # Requests of each model that arrived in the interval before this window.
+        arrived = np.bincount(self.requests.model[server.first_request_at(step * STEP_S):a],
+                              minlength=M).astype(float)
+        if b > a:
             pools = server.pool[a:b]
             rank = np.zeros(b - a)
             for m in range(M):
@@ -576,11 +593,10 @@ class FastLayer:
                     m = int(models[k])
                     worse = float(self.loss[dst] - self.loss[src])
                     if worse > 0 and (self._added_loss[m] + worse
-                                      > self._slack[m] * (self._arrived[m] + rank[k]) + _EPS):
+                                      > self._slack[m] * (arrived[m] + rank[k]) + _EPS):
                         continue
                     self._added_loss[m] += worse
                     server.pool[a + k] = dst
                     moved[src, dst] = moved.get((src, dst), 0) + 1
             for (src, dst), count in moved.items():
                 self._record_move(t, step, src, dst, float(count))
-        self._arrived += np.bincount(models, minlength=M)

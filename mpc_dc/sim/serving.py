@@ -871,15 +871,22 @@ class RequestLevelServer:
 
     def serve_until(self, t: float) -> None:
         """Serve the open interval from where it was left up to ``t`` [s]: the queues,
-        then the requests arriving before ``t`` at the pools :attr:`pool` names."""
+        then the requests arriving before ``t`` at the pools :attr:`pool` names.
+
+        Before the interval end, a pool with neither a queue nor new requests is left
+        where it is (nothing can be admitted there; its completions are taken in time
+        order by its next window, and the interval's last window brings every pool to
+        the end)."""
         w = self._open
         a, b = w.next, self.first_request_at(t)
         assigned = self.pool[a:b]
         order = np.argsort(assigned, kind="stable")
         cuts = np.searchsorted(assigned[order], np.arange(len(self.pools) + 1))
+        inner = t < w.t1
         for p, ps in enumerate(self._pools):
             new = a + order[cuts[p] : cuts[p + 1]]
-            if new.size == 0 and ps.queue.size == 0 and not ps.committed and not ps.draining:
+            if new.size == 0 and ps.queue.size == 0 and (
+                    inner or (not ps.committed and not ps.draining)):
                 continue
             w.served[p] = True
             admitted, prefill = self._serve_window(ps, w.t, t, new)
@@ -982,9 +989,11 @@ class RequestLevelServer:
         ready, loading, draining = (np.zeros(P, dtype=np.int64) for _ in range(3))
         for p, ps in enumerate(self._pools):
             fs = ps.fs
-            up = sum(1 for j in ps.committed if fs[j, kern.F_READY] <= t)
-            ready[p], loading[p] = up, len(ps.committed) - up
-            draining[p] = sum(1 for j in ps.draining if fs[j, kern.F_ALIVE] == 1.0)
+            if ps.committed:
+                up = int(np.count_nonzero(fs[ps.committed, kern.F_READY] <= t))
+                ready[p], loading[p] = up, len(ps.committed) - up
+            if ps.draining:
+                draining[p] = int(np.count_nonzero(fs[ps.draining, kern.F_ALIVE]))
         return ready, loading, draining
 
     def queue_lengths(self) -> np.ndarray:
@@ -993,10 +1002,22 @@ class RequestLevelServer:
 
     def energy_so_far_j(self) -> np.ndarray:
         """Inference IT energy of each pool from the open interval's start to where it
-        is served [J], (P,): ``P0 ×`` instance-seconds plus the active energy."""
+        is served [J], (P,), or an upper bound: ``P0 ×`` instance-seconds (a drained
+        instance not yet seen off counted on) plus the active energy, with that of an
+        instance left behind by :meth:`serve_until` taken at its occupancy then (which
+        can only have fallen since: nothing was admitted)."""
         w = self._open
-        return np.array([ps.p0 * ps.instance_s(w.t0, w.t) + float(ps.fs[:, kern.F_ACT].sum())
-                         if w.served[p] else 0.0 for p, ps in enumerate(self._pools)])
+        out = np.zeros(len(self._pools))
+        for p, ps in enumerate(self._pools):
+            if not (w.served[p] or ps.committed or ps.draining):
+                continue
+            fs = ps.fs
+            alive = np.array(ps.committed + ps.draining, dtype=np.int64)
+            behind = np.maximum(w.t - fs[alive, kern.F_TL], 0.0) * ps.pw[
+                fs[alive, kern.F_NB].astype(np.int64)] * fs[alive, kern.F_ALIVE]
+            out[p] = (ps.p0 * ps.instance_s(w.t0, w.t) + float(fs[:, kern.F_ACT].sum())
+                      + float(behind.sum()))
+        return out
 
     def start_instance(self, pool: int, now: float) -> float:
         """Commit one more instance of ``pool`` at ``now`` [s] inside the open interval;
