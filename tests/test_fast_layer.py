@@ -180,6 +180,29 @@ def test_the_dr_cap_bounds_what_it_starts() -> None:
     assert free.ledger["import_mw"].iloc[0] > cap_mw
 
 
+def test_it_keeps_no_instance_into_a_dr_event_it_cannot_afford() -> None:
+    """The burst runs through two intervals; the layer has 4 instances running at the
+    end of the first. The second is a DR event capped at 4 kW (3.2 kW of inference IT)
+    and the plan cuts back to one instance. Keeping the three it would stop is what the
+    queue asks for, but four instances at full power (6 kW) exceed the cap: it keeps
+    none at the boundary (the plan alone, one busy instance and three draining ones,
+    imports ~2 kW), and starts only what fits later."""
+    requests = burst(3.0, 1800.0)
+    exo, policy = case({W16: 1}, {W16: 1.0}, requests=requests)
+    frame = exo.frame.copy()
+    frame[column("dr_event", "W")] = [0.0, 1.0]
+    frame[column("dr_baseline_mw", "W")] = [0.0, PUE * 3200.0 / 1e6]
+    exo = replace(exo, frame=frame)
+    result = simulate(exo, policy, fast_layer=ON)
+    led = result.ledger
+    assert led["import_mw"].iloc[1] <= led["dr_baseline_mw"].iloc[1]
+    assert led["dr_penalty_usd"].sum() == 0.0
+    acts = result.fast_actions
+    assert acts is not None
+    assert not ((acts["action"] == "keep") & (acts["step"] == 1)).any()
+    assert result.pools is not None and result.pools["instances"].iloc[0] == 4
+
+
 def test_inference_headroom_is_the_plants_own_rule() -> None:
     """Headroom by hand, and executing at it imports exactly the cap, shedding nothing.
 

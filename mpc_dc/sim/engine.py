@@ -1079,6 +1079,7 @@ def save_run(
 
     Files: ``ledger.parquet`` (interval × campus), ``pools.parquet`` (interval ×
     pool, with a fleet), ``requests.parquet`` (per-request samples, request level),
+    ``fast_actions.parquet`` (the fast layer's actions, when it ran),
     ``kpis.json``, ``metadata.json`` (``meta`` + versions + git hash) and
     ``scenario.json`` (the resolved ``scenario`` dataclass, when given); ``plot(ledger,
     folder)`` draws into ``plots/`` when given.
@@ -1095,6 +1096,8 @@ def save_run(
         tables["pools"] = result.pools
     if result.requests is not None:
         tables["requests"] = result.requests
+    if result.fast_actions is not None:
+        tables["fast_actions"] = result.fast_actions
     info = {"intervals": result.kpis.get("intervals"),
             "campuses": list(result.site.campus_names),
             "wall_time_s": {"simulation": result.kpis.get("wall_time_s")}, **(meta or {})}

@@ -353,7 +353,9 @@ class FastLayer:
         free_gpus, room_w = limits()
         for p in wanted_pools:
             wanted = math.ceil(short[p] / mu[p] - _EPS)
-            kept = int(min(wanted, keepable[p]))
+            # A kept instance was already counted at full power (as draining), so it
+            # adds nothing to the bound, but only a bound within the limit allows it.
+            kept = int(min(wanted, keepable[p])) if room_w[self.campus_of[p]] >= -_EPS else 0
             plan.add[p] += kept
             wanted -= kept
             if wanted <= 0:
