@@ -6,7 +6,7 @@ on over the median off, with every run's time in ``benchmark.extra_info``:
 
 * **fleet run**: the product scenario (``nyiso_wind_fleet``: three campuses, two
   models at BF16 and FP8, request level, the MPC with seasonal-naive forecasts) on
-  real data over ``MPC_DC_BENCH_FAST_DAYS`` days (default 7; the issue's run is 30
+  real data over ``MPC_DC_BENCH_FAST_DAYS`` days (default 3; the issue's run is 30
   days: the layer's cost is per interval and per request, as the rest of the run's,
   so the ratio does not grow with the length), setup + simulation;
 * **serving only**: the serving fleet of ``bench_serving.py`` (3 campuses × 2 models,
@@ -65,7 +65,7 @@ def test_bench_fast_layer_fleet_run(benchmark: Any, request: pytest.FixtureReque
                               "<bench>")
     else:
         data: Path = request.getfixturevalue("shared_data")
-        days = float(os.environ.get("MPC_DC_BENCH_FAST_DAYS", "7"))
+        days = float(os.environ.get("MPC_DC_BENCH_FAST_DAYS", "3"))
         base = with_overrides(load_scenario(example_path("nyiso_wind_fleet")),
                               {"data.dir": str(data), "run.days": days}, "<bench>")
     base = controller_variant(base, "seasonal_naive")
