@@ -1,4 +1,4 @@
-"""The one problem (:mod:`mpc_dc.problem2`) on the DR study week's site (3 campuses ×
+"""The one problem (:mod:`mpc_dc.problem`) on the DR study week's site (3 campuses ×
 3 models × 3-4 precisions × 96 intervals, CAISO 2021, S6): per-step solve time of the
 committed-integer form (warm, as in the closed loop, and cold) vs the LP relaxation, on
 the same receding-horizon instances, with the cost of committing the decision against a
@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from mpc_dc.blocks2 import STEP_S
-from mpc_dc.problem2 import Form, HorizonInputs, PlantState, Problem, SolverOptions
+from mpc_dc.blocks import STEP_S
+from mpc_dc.problem import Form, HorizonInputs, PlantState, Problem, SolverOptions
 from mpc_dc.studies.dr import DrStudyConfig, ScenarioProblems, end_state, load_dr_data
 from mpc_dc.studies.dr_gap import MILP_REL_GAP, GapInstance, gap_row, milp_reference
 

@@ -39,7 +39,7 @@ from mpc_dc.benchmarking import (
     time_rcdc_resolve,
     time_serving,
 )
-from mpc_dc.problem import RcdcProblem
+from mpc_dc.problem import Problem
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -51,7 +51,7 @@ def _spread(values: list[float]) -> dict[str, float]:
 def test_target_rcdc_resolve_ratio(benchmark: Any, smoke: bool) -> None:
     """5 runs of 60 re-solves each; ratio = median wall / median HiGHS per run."""
     H = 24 if smoke else 96
-    problem = RcdcProblem(rcdc_site(), H)
+    problem = Problem(rcdc_site(), H, demand_response=False)
     random_cases = rcdc_cases(H, 20)
     receding = rcdc_receding_cases(H, 60)
     problem.solve(*random_cases[0])

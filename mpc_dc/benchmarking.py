@@ -7,7 +7,7 @@ and a point on a scaling curve are measured by the same code.
 Case builders (synthetic, seeded, no data folder needed):
 
 * :func:`rcdc_cases` — 96-step-style RCDC LP inputs for any horizon;
-* :func:`synthetic_fleet_config` / :func:`fleet_cases` — fleet problems with 1..N
+* :func:`synthetic_fleet_site` / :func:`fleet_cases` — fleet sites with 1..N
   campuses and 1..N pools per campus (families beyond the three of the
   quantization table are renamed copies of its rows, see :data:`SYNTHETIC_FAMILY_NOTE`);
 * :func:`serving_case` — request-level closed-loop runs (:mod:`mpc_dc.sim.engine`)
@@ -34,11 +34,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mpc_dc.params.fleet import CampusParams, FleetConfig, Flexibility
 from mpc_dc.params.quant_table import QuantTable, load_quant_table
-from mpc_dc.params.site import GridParams, SiteConfig, TariffParams
-from mpc_dc.problem import HorizonInputs, PlantState, RcdcProblem
-from mpc_dc.site.config import Site
+from mpc_dc.problem import HorizonInputs, PlantState, Problem, SolverOptions
+from mpc_dc.site.config import (
+    CA_2026_AUCTION_RESERVE_USD_PER_T,
+    Campus,
+    Fleet,
+    Grid,
+    OtherIT,
+    Renewable,
+    Site,
+    Tariff,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,17 +126,35 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 # ----------------------------------------------------------------------------- RCDC
 
 
-def rcdc_site(market: str = "wholesale") -> SiteConfig:
-    """The default 100 MW site; ``retail`` adds a 12.39 $/kW demand charge."""
-    if market == "retail":
-        tariff = TariffParams(kind="retail", demand_charge_usd_per_kw=12.39)
-        return SiteConfig(grid=GridParams(tariff=tariff))
-    return SiteConfig()
+def rcdc_site(market: str = "wholesale") -> Site:
+    """The 100 MW data center of the RCDC cases: one campus "dc", no GPUs, 100 MW of
+    other IT (PUE 1, default processing function), 150 MW of renewable, a 200 MW
+    import and export limit; ``retail`` adds a 12.39 $/kW demand charge."""
+    tariff = (Tariff(kind="retail", demand_charge_usd_per_kw=12.39) if market == "retail"
+              else Tariff())
+    return Site((Campus("dc", "F", pue=1.0, other_it=OtherIT(it_capacity_mw=100.0),
+                        renewable=Renewable(150.0),
+                        grid=Grid(import_limit_mw=200.0, export_limit_mw=200.0,
+                                  tariff=tariff)),))
+
+
+def _rcdc_case(lmp: np.ndarray, cf: np.ndarray, work_wu: np.ndarray
+               ) -> tuple[HorizonInputs, PlantState]:
+    """Wholesale inputs of the one-campus site (import and export at ``lmp``), 40 % of
+    ``work_wu`` deferrable, released per interval and due by the horizon end."""
+    deferrable = 0.4 * work_wu
+    available = np.cumsum(deferrable)
+    due = np.zeros(work_wu.size)
+    due[-1] = available[-1]
+    inputs = HorizonInputs(np.zeros((0, work_wu.size)), lmp, lmp, np.zeros_like(lmp), cf,
+                           work_wu - deferrable)
+    return inputs, PlantState(df_due_cum_wu=due, df_available_cum_wu=available)
 
 
 def rcdc_cases(horizon_steps: int, n: int = 20, seed: int = 0
                ) -> list[tuple[HorizonInputs, PlantState]]:
-    """Random feasible RCDC LP inputs (non-negative prices, so the LP is exact).
+    """Random feasible RCDC LP inputs of :func:`rcdc_site` (non-negative prices, so the
+    LP is exact).
 
     Prices 5-90 $/MWh, capacity factor 0-1, work 60-78 MW-equivalent per interval
     [WU] of which 40 % is deferrable and due by the horizon end.
@@ -140,13 +165,7 @@ def rcdc_cases(horizon_steps: int, n: int = 20, seed: int = 0
     for _ in range(n):
         lmp = rng.uniform(5.0, 90.0, H)
         cf = rng.uniform(0.0, 1.0, H)
-        work = 0.25 * rng.uniform(60.0, 78.0, H)
-        deferrable = 0.4 * work
-        available = np.cumsum(deferrable)
-        due = np.zeros(H)
-        due[-1] = available[-1]
-        out.append((HorizonInputs.wholesale(lmp, cf, work - deferrable),
-                    PlantState(due, available)))
+        out.append(_rcdc_case(lmp, cf, 0.25 * rng.uniform(60.0, 78.0, H)))
     return out
 
 
@@ -165,25 +184,16 @@ def rcdc_receding_cases(horizon_steps: int, n: int = 20, seed: int = 0
     lmp = np.maximum(50 + 30 * np.sin(2 * np.pi * t / 96) + rng.normal(0, 5, t.size), 1.0)
     cf = np.clip(0.5 + np.cumsum(rng.normal(0, 0.03, t.size)), 0.0, 1.0)
     work = 0.25 * (69 + 9 * np.sin(2 * np.pi * (t - 30) / 96))
-    out = []
-    for k in range(n):
-        w = work[k:k + H]
-        deferrable = 0.4 * w
-        available = np.cumsum(deferrable)
-        due = np.zeros(H)
-        due[-1] = available[-1]
-        out.append((HorizonInputs.wholesale(lmp[k:k + H], cf[k:k + H], w - deferrable),
-                    PlantState(due, available)))
-    return out
+    return [_rcdc_case(lmp[k:k + H], cf[k:k + H], work[k:k + H]) for k in range(n)]
 
 
-def time_rcdc_resolve(problem: RcdcProblem, cases: Sequence[tuple[HorizonInputs, PlantState]],
+def time_rcdc_resolve(problem: Problem, cases: Sequence[tuple[HorizonInputs, PlantState]],
                       calls: int, warmup: int = 3) -> SolveTimes:
-    """Re-solve ``problem`` on rotating ``cases`` through the fast path.
+    """Re-solve ``problem`` on rotating ``cases`` (the resident HiGHS model).
 
     Parameters
     ----------
-    problem : RcdcProblem
+    problem : Problem
         Built (and solved once) beforehand.
     cases : sequence of (HorizonInputs, PlantState)
     calls : int
@@ -209,87 +219,92 @@ def time_rcdc_resolve(problem: RcdcProblem, cases: Sequence[tuple[HorizonInputs,
 
 
 _BASE_PRECISIONS = ("BF16", "FP8", "INT4")
+_BASE_MODELS = ("qwen3-8b", "qwen3-32b", "qwen3-235b-a22b")
 
 
-def synthetic_fleet_config(campuses: int = 3, pools_per_campus: int | None = None) -> FleetConfig:
-    """A fleet of ``campuses`` campuses with ``pools_per_campus`` pools each.
+def synthetic_fleet_site(campuses: int = 3, pools_per_campus: int | None = None) -> Site:
+    """A fleet site of ``campuses`` campuses with ``pools_per_campus`` pools each.
+
+    Campuses have no other IT, renewable or export and an unlimited import (PUE 1.2,
+    carbon zone US-CAL-CISO, carbon at California's 2026 auction reserve price).
 
     Parameters
     ----------
     campuses : int
         Campus ``i`` has 4096, 4096 or 2048 GPUs (cycling) and its own price node.
     pools_per_campus : int, optional
-        ``None``: the default models and every precision of the table (10 pools).
+        ``None``: the three base models and every precision of the table (10 pools).
         1: qwen3-8b BF16. A multiple of 3: ``pools / 3`` families × (BF16, FP8,
         INT4); see :data:`SYNTHETIC_FAMILY_NOTE`.
     """
     sizes = (4096, 4096, 2048)
-    camps = tuple(CampusParams(f"C{i}", f"N{i}", sizes[i % 3]) for i in range(campuses))
-    if pools_per_campus is None:
-        return FleetConfig(campuses=camps)
+    grid = Grid(import_limit_mw=float("inf"))
+    camps = tuple(Campus(f"C{i}", f"N{i}", carbon_zone="US-CAL-CISO", gpus=sizes[i % 3],
+                         grid=grid) for i in range(campuses))
     table = load_quant_table()
-    if pools_per_campus == 1:
-        return FleetConfig(campuses=camps, models=("qwen3-8b",),
-                           flexibility=Flexibility(quantization=False))
-    if pools_per_campus % 3:
+    if pools_per_campus is None:
+        fleet = Fleet(models=_BASE_MODELS, table=table)
+    elif pools_per_campus == 1:
+        fleet = Fleet(models=("qwen3-8b",), flexibility="S4", table=table)
+    elif pools_per_campus % 3:
         raise ValueError(f"pools_per_campus: expected 1 or a multiple of 3, got "
                          f"{pools_per_campus}")
-    base = table.models
-    rows = []
-    models = []
-    for k in range(pools_per_campus // 3):
-        source = base[k % len(base)]
-        name = source if k < len(base) else f"{source}-copy{k // len(base)}"
-        models.append(name)
-        rows += [replace(table.get(source, q), model=name) for q in _BASE_PRECISIONS]
-    synthetic = QuantTable(rows=tuple(rows), source=f"{table.source} (synthetic families)")
-    return FleetConfig(campuses=camps, models=tuple(models), table=synthetic)
+    else:
+        base = table.models
+        rows = []
+        models = []
+        for k in range(pools_per_campus // 3):
+            source = base[k % len(base)]
+            name = source if k < len(base) else f"{source}-copy{k // len(base)}"
+            models.append(name)
+            rows += [replace(table.get(source, q), model=name) for q in _BASE_PRECISIONS]
+        synthetic = QuantTable(rows=tuple(rows), source=f"{table.source} (synthetic families)")
+        fleet = Fleet(models=tuple(models), table=synthetic)
+    return Site(camps, fleet, carbon_price_usd_per_t=CA_2026_AUCTION_RESERVE_USD_PER_T)
 
 
-def fleet_cases(config: FleetConfig, horizon_steps: int, n: int = 8, seed: int = 0
-                ) -> list[Any]:
+def fleet_cases(site: Site, horizon_steps: int, n: int = 8, seed: int = 0
+                ) -> list[HorizonInputs]:
     """Receding-horizon fleet inputs: ``n`` windows of a daily demand and price cycle.
 
     Demand [tokens/s] is 4·10⁶ × (GPUs installed / 10 240) split over the models
     like the default fleet (0.5, 0.3, 0.2 by base family), prices 50 ± 20 $/MWh
-    with a phase per campus, carbon 200 ± 60 gCO2/kWh.
+    with a phase per campus (import and export at that price), carbon 200 ± 60
+    gCO2/kWh.
     """
-    from mpc_dc.fleet_problem import FleetInputs
-
     rng = np.random.default_rng(seed)
     H = horizon_steps
-    C = len(config.campuses)
+    C = len(site.campuses)
     t = np.arange(H + n)
-    scale = sum(c.gpus for c in config.campuses) / 10240.0
+    scale = sum(c.gpus for c in site.campuses) / 10240.0
     base_share = {"qwen3-8b": 0.5, "qwen3-32b": 0.3, "qwen3-235b-a22b": 0.2}
-    shares = np.array([base_share.get(m.split("-copy")[0], 0.3) for m in config.models])
+    shares = np.array([base_share.get(m.split("-copy")[0], 0.3) for m in site.models])
     shares = shares / shares.sum()
     shape = (1 + 0.5 * np.sin(2 * np.pi * t / 96)) * rng.uniform(0.9, 1.1, t.size)
     demand = 4e6 * scale * shares[:, None] * shape[None, :]
     price = (50 + 20 * np.sin(2 * np.pi * (t[None, :] + 8 * np.arange(C)[:, None]) / 96)
              + rng.normal(0, 5, (C, t.size)))
     carbon = np.repeat((200 + 60 * np.sin(2 * np.pi * t / 96))[None, :], C, axis=0)
-    return [FleetInputs(demand[:, k:k + H], price[:, k:k + H], carbon[:, k:k + H])
-            for k in range(n)]
+    none = np.zeros((C, H))
+    return [HorizonInputs(demand[:, k:k + H], price[:, k:k + H], price[:, k:k + H],
+                          carbon[:, k:k + H], none, none) for k in range(n)]
 
 
-def time_fleet_resolve(problem: Any, cases: Sequence[Any], form: str, calls: int,
-                       warmup: int = 1) -> SolveTimes:
-    """Re-solve a ``FleetProblem`` in ``form`` ("lp" or "committed_integer") as the closed
-    loop does: on consecutive receding-horizon windows, each starting from the
-    instances the previous window committed (``plan.decision(0)``).
+def time_fleet_resolve(problem: Problem, cases: Sequence[HorizonInputs], form: str,
+                       calls: int, warmup: int = 1) -> SolveTimes:
+    """Re-solve a fleet site's ``problem`` in ``form`` ("lp" or "committed_integer") as
+    the closed loop does: on consecutive receding-horizon windows, each starting from
+    the instances the previous window committed (``plan.decision(0)``).
 
     The first ``warmup`` windows are solved (the first from nothing running) but not
     timed; ``cases`` must hold at least ``warmup + calls`` consecutive windows
     (:func:`fleet_cases`). A window whose solve fails is not timed (NaN) and the
     next one starts from nothing running.
     """
-    from mpc_dc.fleet_problem import FleetState
-
     if len(cases) < warmup + calls:
         raise ValueError(f"time_fleet_resolve: {warmup + calls} windows needed, "
                          f"got {len(cases)}")
-    state = FleetState()
+    state = PlantState()
     wall = np.full(calls, np.nan)
     highs = np.full(calls, np.nan)
     for k in range(warmup + calls):
@@ -298,9 +313,9 @@ def time_fleet_resolve(problem: Any, cases: Sequence[Any], form: str, calls: int
             # A failed solve has no solve time: timing it would bend the curve.
             logger.warning("fleet %s re-solve failed at H=%d (%s); not timed", form,
                            problem.horizon_steps, result.message)
-            state = FleetState()
+            state = PlantState()
             continue
-        state = FleetState(dict(result.plan.decision(0).instances))
+        state = PlantState(dict(result.plan.decision(0).fleet.instances))
         if k >= warmup:
             wall[k - warmup], highs[k - warmup] = t, result.highs_time_s
     return SolveTimes(wall, highs)
@@ -443,7 +458,7 @@ def _solve_rows(times: Iterable[tuple[str, SolveTimes]], repeat: int) -> list[Ro
 def _measure_rcdc(size: int, repeats: int, quick: bool) -> list[Row]:
     cases = rcdc_receding_cases(size, 24)
     random_cases = rcdc_cases(size, 10)
-    build_s, problem = timed(lambda: RcdcProblem(rcdc_site(), size))
+    build_s, problem = timed(lambda: Problem(rcdc_site(), size, demand_response=False))
     first_s, first = timed(lambda: problem.solve(*cases[0]))
     rows: list[Row] = [{"metric": "build_s", "repeat": 0, "value": build_s},
                        {"metric": "first_solve_wall_s", "repeat": 0, "value": first_s},
@@ -456,16 +471,14 @@ def _measure_rcdc(size: int, repeats: int, quick: bool) -> list[Row]:
     return rows
 
 
-def _measure_fleet(config: FleetConfig, horizon_steps: int, repeats: int,
+def _measure_fleet(site: Site, horizon_steps: int, repeats: int,
                    quick: bool, **horizon: int) -> list[Row]:
-    from mpc_dc.fleet_problem import FleetProblem, FleetSolverOptions, FleetState
-
     calls = 2 if quick else 8
-    cases = fleet_cases(config, horizon_steps, 1 + calls)
-    # A generous limit: the curve should show the growth, not the 5-s default cap.
-    options = FleetSolverOptions(time_limit_s=300.0, **horizon)  # type: ignore[arg-type]
-    build_s, problem = timed(lambda: FleetProblem(config, horizon_steps, options))
-    first_s, first = timed(lambda: problem.solve(cases[0], FleetState(), "lp"))
+    cases = fleet_cases(site, horizon_steps, 1 + calls)
+    # A generous limit: the curve should show the growth, not the 30-s default cap.
+    options = SolverOptions(time_limit_s=300.0, **horizon)  # type: ignore[arg-type]
+    build_s, problem = timed(lambda: Problem(site, horizon_steps, options))
+    first_s, first = timed(lambda: problem.solve(cases[0], PlantState(), "lp"))
     rows: list[Row] = [{"metric": "build_s", "repeat": 0, "value": build_s},
                        {"metric": "first_solve_wall_s", "repeat": 0, "value": first_s},
                        {"metric": "first_solve_highs_s", "repeat": 0,
@@ -500,26 +513,26 @@ CURVES: dict[str, Curve] = {
               "consecutive receding windows (closed-loop-like), 'random_resolve' on 10 "
               "unrelated random inputs (warm basis of little use)"),
         Curve("fleet_campuses", "campuses", (1, 3, 10), (1, 3),
-              lambda s, r, q: _measure_fleet(synthetic_fleet_config(s), 96, r, q),
+              lambda s, r, q: _measure_fleet(synthetic_fleet_site(s), 96, r, q),
               ("lp_resolve_wall_s", "ci_resolve_wall_s", "first_solve_wall_s"),
               "fleet problem, default 3 models x table precisions (10 pools per campus), "
               "96 steps; LP and committed-integer re-solves on receding windows"),
         Curve("fleet_pools", "pools_per_campus", (1, 9, 24), (1, 9),
-              lambda s, r, q: _measure_fleet(synthetic_fleet_config(3, s), 96, r, q),
+              lambda s, r, q: _measure_fleet(synthetic_fleet_site(3, s), 96, r, q),
               ("lp_resolve_wall_s", "ci_resolve_wall_s", "first_solve_wall_s"),
               "fleet problem, 3 campuses, 96 steps; " + SYNTHETIC_FAMILY_NOTE),
         Curve("fleet_horizon", "horizon_steps", (24, 96, 192, 288), (24, 96),
-              lambda s, r, q: _measure_fleet(synthetic_fleet_config(3), s, r, q),
+              lambda s, r, q: _measure_fleet(synthetic_fleet_site(3), s, r, q),
               ("lp_resolve_wall_s", "ci_resolve_wall_s", "first_solve_wall_s"),
               "fleet problem, 3 campuses x 10 pools, 15-min intervals throughout; LP and "
               "committed-integer re-solves on consecutive receding windows, state carried"),
         Curve("fleet_horizon_multires", "horizon_steps", (24, 96, 192, 288), (24, 96),
-              lambda s, r, q: _measure_fleet(synthetic_fleet_config(3), s, r, q,
+              lambda s, r, q: _measure_fleet(synthetic_fleet_site(3), s, r, q,
                                              fine_steps=32, far_start_steps=96),
               ("lp_resolve_wall_s", "ci_resolve_wall_s", "first_solve_wall_s"),
               "as fleet_horizon with the fleet controller's default multi-resolution "
               "horizon: 15-min intervals for 8 h, hourly to 24 h, 4-hourly beyond "
-              "(FleetSolverOptions fine_steps=32, far_start_steps=96)"),
+              "(SolverOptions fine_steps=32, far_start_steps=96)"),
         Curve("serving_requests", "requests", (10_000, 100_000, 1_000_000), (10_000, 100_000),
               _measure_serving, ("wall_s",),
               "request-level serving, default fleet, 2 days of generator arrivals"),

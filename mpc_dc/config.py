@@ -69,7 +69,9 @@ def from_mapping(
                 field.default is dataclasses.MISSING
                 and field.default_factory is dataclasses.MISSING
             ):
-                raise ConfigError(source, "required key is missing", key=dotted)
+                expected = field.metadata.get("expected") or _describe(hints[name])
+                raise ConfigError(source, f"required key is missing; expected {expected}",
+                                  key=dotted)
             continue
         kwargs[name] = _coerce(hints[name], mapping[name], source, dotted)
     try:
@@ -82,6 +84,22 @@ def from_mapping(
 
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
+
+
+def _describe(hint: Any) -> str:
+    """What a value of type ``hint`` looks like in TOML, for a missing key's message
+    (a field's ``metadata["expected"]`` says it better where the type alone does not)."""
+    origin = get_origin(hint)
+    if origin is typing.Literal:
+        return f"one of {list(get_args(hint))}"
+    if origin in (tuple, list):
+        args = get_args(hint)
+        return "a list of tables" if args and dataclasses.is_dataclass(args[0]) else "a list"
+    if dataclasses.is_dataclass(hint) or origin in (dict, Mapping) or hint in (dict, Mapping):
+        return "a table"
+    names = {float: "a number", int: "an integer", bool: "true or false", str: "a string",
+             Path: "a path string"}
+    return names.get(hint, "a value")
 
 
 def _coerce(hint: Any, value: Any, source: str | Path, key: str) -> Any:

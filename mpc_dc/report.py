@@ -2,6 +2,8 @@
 
 * Run directory (``kpis.json``, ``ledger.parquet``): headline KPIs, cost
   components, power flows of a chosen local day, prices over the run.
+* Benchmark directory (``scorecard.csv``, ``mpc-dc benchmark``): the summary per
+  policy and the scorecard of each scenario.
 * Sweep directory (``results.parquet``): the results table, regret against the
   reference (perfect foresight) versus the forecast error level per forecaster,
   cost components per run, SLO attainment when the runs report it (fleet runs),
@@ -142,7 +144,7 @@ class Report:
     """A built report (format-free)."""
 
     title: str
-    kind: Literal["run", "sweep"]
+    kind: Literal["run", "sweep", "benchmark"]
     source: Path
     sections: list[Section] = field(default_factory=list)
 
@@ -155,8 +157,9 @@ class Report:
 # ----------------------------------------------------------------------------- build
 
 
-def detect(path: Path) -> Literal["run", "sweep"]:
-    """Whether ``path`` is a run or a sweep directory.
+def detect(path: Path) -> Literal["run", "sweep", "benchmark"]:
+    """Whether ``path`` is a run, a sweep or a benchmark directory (a sweep with a
+    scorecard, ``mpc-dc benchmark``).
 
     Raises
     ------
@@ -166,6 +169,8 @@ def detect(path: Path) -> Literal["run", "sweep"]:
     path = Path(path)
     if (path / "kpis.json").is_file() and (path / "ledger.parquet").is_file():
         return "run"
+    if (path / "scorecard.csv").is_file() and (path / "summary.csv").is_file():
+        return "benchmark"
     if (path / "results.parquet").is_file():
         return "sweep"
     if not path.is_dir():
@@ -187,8 +192,11 @@ def build_report(path: Path, *, day: str | None = None, run_id: str | None = Non
         For a sweep: the run whose day of power flows is shown (default none).
     """
     path = Path(path)
-    if detect(path) == "run":
+    kind = detect(path)
+    if kind == "run":
         return _run_report(path, day)
+    if kind == "benchmark":
+        return _benchmark_report(path)
     return _sweep_report(path, day, run_id)
 
 
@@ -226,6 +234,8 @@ def _run_report(path: Path, day: str | None) -> Report:
     ))
     counts = {f"fallback: {k}": v for k, v in kpis.get("fallbacks", {}).items()}
     counts |= {f"fault: {k}": v for k, v in kpis.get("faults", {}).items()}
+    counts |= {f"injected: {k}": v for k, v in kpis.get("faults_injected", {}).items() if v}
+    counts |= {f"projected: {k}": v for k, v in kpis.get("decision_projections", {}).items()}
     if counts:
         table = pd.DataFrame({"event": list(counts), "count": list(counts.values())})
         report.sections.append(Section("Fallbacks and faults", (), (table,)))
@@ -233,7 +243,7 @@ def _run_report(path: Path, day: str | None) -> Report:
 
 
 LEDGER_COLUMNS = (
-    "site_load_mw",
+    "facility_power_mw",
     "renewable_used_mw",
     "renewable_available_mw",
     "import_mw",
@@ -269,14 +279,14 @@ def _read_run(path: Path) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any],
 def _check_kpis(file: Path, kpis: dict[str, Any]) -> None:
     """The KPIs the report shows are numbers, the fallback/fault counters objects of counts."""
     if "cost_usd" not in kpis:
-        raise RunDirCorruptError(file, "missing; expected the KPIs of a run (the report "
-                                 "reads RCDC run directories)", field="cost_usd")
+        raise RunDirCorruptError(file, "missing; expected the KPIs of a run written by "
+                                 "mpc-dc run", field="cost_usd")
     keys = dict.fromkeys([*(k for k, *_ in RUN_KPIS), *(k for k, *_ in COST_COMPONENTS)])
     for key in keys:
         value = kpis.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise RunDirCorruptError(file, f"expected a number, got {value!r}", field=key)
-    for key in ("fallbacks", "faults"):
+    for key in ("fallbacks", "faults", "faults_injected"):
         value = kpis.get(key, {})
         if not isinstance(value, dict) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
@@ -286,11 +296,15 @@ def _check_kpis(file: Path, kpis: dict[str, Any]) -> None:
 
 
 def _check_ledger(file: Path, ledger: pd.DataFrame) -> None:
-    """A non-empty ledger indexed by UTC interval starts, with the plotted columns numeric."""
+    """A non-empty ledger with one row per (UTC interval start, campus), the plotted
+    columns numeric."""
     index = ledger.index
-    if not isinstance(index, pd.DatetimeIndex) or index.tz is None or ledger.empty:
-        raise RunDirCorruptError(file, "expected rows indexed by UTC interval starts (the "
-                                 "report reads RCDC run directories)")
+    times = index.get_level_values(0) if isinstance(index, pd.MultiIndex) else index
+    if (not isinstance(index, pd.MultiIndex) or list(index.names) != ["interval_start_utc",
+                                                                       "campus"]
+            or not isinstance(times, pd.DatetimeIndex) or times.tz is None or ledger.empty):
+        raise RunDirCorruptError(file, "expected rows indexed by (interval_start_utc, "
+                                 "campus), interval starts in UTC")
     for column in LEDGER_COLUMNS:
         if column not in ledger.columns:
             raise RunDirCorruptError(file, "missing column", field=column)
@@ -362,7 +376,10 @@ def _sweep_report(path: Path, day: str | None, run_id: str | None) -> Report:
     name = str(manifest.get("name", path.name))
     overrides = [c for c in table.columns if c in _override_keys(manifest, table)]
     table = table.copy()
-    fault_cols = [c for c in table.columns if c.startswith("faults.")]
+    for key in overrides:
+        table[key] = table[key].map(_listed)
+    # Counted faults (KPIs), not the [faults] rates a sweep overrides.
+    fault_cols = [c for c in table.columns if c.startswith("faults.") and c not in overrides]
     if fault_cols:
         table["faults_total"] = table[fault_cols].sum(axis=1)
     done = table[table["status"] == "done"]
@@ -419,6 +436,39 @@ def _sweep_report(path: Path, day: str | None, run_id: str | None) -> Report:
     return report
 
 
+def _benchmark_report(path: Path) -> Report:
+    """The scorecard of ``mpc-dc benchmark``: the summary per policy, then one table per
+    scenario (:mod:`mpc_dc.suite`)."""
+    from mpc_dc.suite import SCORECARD_COLUMNS, SUMMARY_COLUMNS, display
+
+    tables = {}
+    for name, columns in (("scorecard.csv", SCORECARD_COLUMNS), ("summary.csv", SUMMARY_COLUMNS)):
+        file = path / name
+        try:
+            table = pd.read_csv(file)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise RunDirCorruptError(file, f"not a CSV table ({type(err).__name__}); "
+                                     "expected the file mpc-dc benchmark wrote") from None
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise RunDirCorruptError(file, "missing column", field=missing[0])
+        tables[name] = table
+    card, totals = tables["scorecard.csv"], tables["summary.csv"]
+    manifest_path = path / "sweep.json"
+    manifest = read_json_object(manifest_path) if manifest_path.is_file() else {}
+    report = Report(str(manifest.get("name", f"Benchmark {path.name}")).capitalize(),
+                    "benchmark", path)
+    report.sections.append(Section("Summary", (
+        "One row per policy. score: the mean over the scenarios of the share of the "
+        "achievable saving it closes, (BAU − policy) / (BAU − offline optimum) of the cost "
+        "with the suite's SLO penalty; 1 is the offline optimum, 0 business as usual (the "
+        "baseline controller). Ratios (/ BAU) are to the baseline on the same scenario. "
+        "Definitions: docs/benchmark.md.",), (display(totals),)))
+    for scenario, group in card.groupby("scenario", sort=False):
+        report.sections.append(Section(str(scenario), (), (display(group, drop=("scenario",)),)))
+    return report
+
+
 def _override_keys(manifest: dict[str, Any], table: pd.DataFrame) -> list[str]:
     keys: dict[str, None] = {}
     for run in manifest.get("runs", []):
@@ -428,6 +478,13 @@ def _override_keys(manifest: dict[str, Any], table: pd.DataFrame) -> list[str]:
         keys = dict.fromkeys(c for c in table.columns
                              if c.split(".")[0] in {"run", "data", "site", "controller"})
     return list(keys)
+
+
+def _listed(value: Any) -> Any:
+    """An override value a table can group on: a list (``dr.days``) as its items joined."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return ", ".join(str(v) for v in value)
+    return value
 
 
 def _sweep_table(table: pd.DataFrame, overrides: list[str]) -> pd.DataFrame:

@@ -8,16 +8,20 @@
 A run (:func:`run_scenario`): the exogenous data (:func:`mpc_dc.site.data.build_site_exogenous`,
 synthetic or real per campus), the capacity the optimizer plans with on the workload's
 token mix (:func:`with_capacity`), the demand-response baseline (:func:`dr_baseline`),
-the controller of ``[controller]`` (:func:`build_policy`), the closed loop
-(:func:`mpc_dc.sim.engine.simulate`) and the run directory
+the controller of ``[controller]`` (:func:`build_policy`), the faults of ``[faults]``
+(:func:`fault_injector`), the closed loop (:func:`mpc_dc.sim.engine.simulate`) and the
+run directory
 (:func:`mpc_dc.sim.engine.save_run`). :func:`compare` runs one scenario under several
 controllers on identical data.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -36,13 +40,15 @@ from mpc_dc.control.mpc import (
     truth_values,
 )
 from mpc_dc.control.offline import OfflinePolicy
-from mpc_dc.problem2 import Problem, SolverOptions, solve_day
+from mpc_dc.policy import PolicyContext, make_policy
+from mpc_dc.problem import Problem, SolverOptions, solve_day
 from mpc_dc.sim.engine import RunResult, save_run, simulate
 from mpc_dc.sim.exogenous import SiteExogenous, column
+from mpc_dc.sim.faults import FaultInjector
 from mpc_dc.sim.policy import Policy
 from mpc_dc.sim.serving import workload_capacity
 from mpc_dc.site.config import Site
-from mpc_dc.site.data import SOURCE, build_site_exogenous
+from mpc_dc.site.data import SOURCE, build_site_exogenous, errors_name
 from mpc_dc.site.scenario import (
     ControllerSpec,
     Scenario,
@@ -153,6 +159,15 @@ def prepare(scenario: Scenario, *, source: str | Path = SOURCE
     return scenario, replace(exo, site=scenario.site, frame=frame)
 
 
+def data_key(scenario: Scenario) -> str:
+    """What :func:`prepare` of ``scenario`` depends on, as a digest: every table but
+    ``[controller]``, of which only the horizon (the data's tail) counts."""
+    table = scenario_to_mapping(scenario)
+    table["controller"] = {"horizon_h": scenario.controller.horizon_h}
+    text = json.dumps(table, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def on_site(exo: SiteExogenous, site: Site) -> SiteExogenous:
     """``exo`` for ``site`` (a variant of its site: other levers or blocks)."""
     return exo if exo.site == site else replace(exo, site=site)
@@ -182,13 +197,23 @@ def offline_options(spec: ControllerSpec) -> SolverOptions:
                          full_mip_rel_gap=spec.offline_mip_rel_gap)
 
 
-def build_policy(scenario: Scenario, exo: SiteExogenous) -> Policy:
+def fault_injector(scenario: Scenario, exo: SiteExogenous) -> FaultInjector | None:
+    """The injector of the scenario's ``[faults]`` on ``exo``, seeded from ``run.seed``
+    (None when every rate is 0)."""
+    if not scenario.faults.active:
+        return None
+    return FaultInjector(scenario.faults, exo, scenario.run.seed)
+
+
+def build_policy(scenario: Scenario, exo: SiteExogenous,
+                 faults: FaultInjector | None = None) -> Policy:
     """The scenario's controller, ready to run on ``exo`` (fitted on its history).
 
     ``baseline``: :class:`~mpc_dc.control.baseline.BaselinePolicy`; ``offline``:
     :class:`~mpc_dc.control.offline.OfflinePolicy`; ``mpc``: :class:`MpcPolicy` with
     ``controller.forecaster`` on every channel; ``perfect``: the same with Oracle
-    forecasts (no deadline margin).
+    forecasts (no deadline margin). ``faults`` injects into the MPC's solves and
+    forecasts (the rule and the offline plan make none).
     """
     spec = scenario.controller
     if spec.kind == "baseline":
@@ -198,13 +223,12 @@ def build_policy(scenario: Scenario, exo: SiteExogenous) -> Policy:
     forecaster = "oracle" if spec.kind == "perfect" else spec.forecaster
     forecasts = ChannelForecasts(make_forecasters(
         exo, forecaster, error_level=spec.error_level, seed=scenario.run.seed,
-        price_known_ahead=spec.price_known_ahead))
+        price_known_ahead=spec.price_known_ahead), injector=faults)
     return MpcPolicy(
         exo, forecasts, spec.horizon_steps, horizon_to_end=spec.horizon_to_end,
         options=solver_options(spec), demand_quantile=spec.demand_quantile or None,
         min_instances_per_model=spec.min_instances_per_model,
-        deadline_margin_steps=spec.deadline_margin_steps, fault_rate=spec.fault_rate,
-        fault_seed=scenario.run.seed,
+        deadline_margin_steps=spec.deadline_margin_steps, faults=faults,
         name="perfect" if spec.kind == "perfect" else f"mpc[{forecaster}]")
 
 
@@ -221,6 +245,7 @@ def run_scenario(
     overwrite: bool = False,
     extra_meta: dict[str, Any] | None = None,
     source: str | Path = SOURCE,
+    policy: str | None = None,
 ) -> RunOutcome:
     """Simulate ``scenario`` closed-loop; write a run directory when ``out`` is given.
 
@@ -242,6 +267,11 @@ def run_scenario(
         Added to ``metadata.json`` (a sweep records the run id and overrides).
     source : str or Path
         Named in data errors (the scenario file).
+    policy : str, optional
+        A policy named as on the command line (``package.module:Class`` or an
+        installed entry-point name, :func:`mpc_dc.policy.load_policy_class`), built
+        with the run's :class:`~mpc_dc.policy.PolicyContext` instead of the
+        scenario's ``[controller]``.
     """
     from mpc_dc.rundir import check_target
 
@@ -257,19 +287,25 @@ def run_scenario(
             scenario = replace(scenario, fleet=replace(
                 scenario.fleet, capacity_tokens_per_s=base.fleet.capacity_tokens_per_s))
         exo = on_site(exo, scenario.site)
-    policy = build_policy(scenario, exo)
+    injector = fault_injector(scenario, exo)
+    if injector is not None:
+        exo = injector.announce(exo)
+    controller = (build_policy(scenario, exo, injector) if policy is None
+                  else make_policy(policy, PolicyContext.from_exogenous(scenario, exo)))
     setup = time.perf_counter() - tick
-    result = simulate(exo, policy, serving=scenario.serving.config(), progress=progress,
-                      fast_layer=scenario.controller.fast_layer)
+    result = simulate(exo, controller, serving=scenario.serving.config(), progress=progress,
+                      faults=injector, fast_layer=scenario.controller.fast_layer)
     kpis = result.kpis
     kpis["setup_time_s"] = setup
-    kpis["controller"] = policy.name
+    kpis["controller"] = controller.name
+    if policy is not None:
+        kpis["policy"] = policy
     if scenario.fleet is not None:
         kpis["flexibility"] = str(scenario.fleet.flexibility)
         kpis["capacity_tokens_per_s"] = dict(scenario.fleet.capacity_tokens_per_s)
-    if isinstance(policy, OfflinePolicy):
-        kpis.update(policy.kpis())
-    outcome = RunOutcome(scenario, result, policy.name, setup)
+    if isinstance(controller, OfflinePolicy):
+        kpis.update(controller.kpis())
+    outcome = RunOutcome(scenario, result, controller.name, setup)
     if out is not None:
         outcome = replace(outcome, path=write_outcome(outcome, Path(out), plots=plots,
                                                      overwrite=overwrite,
@@ -337,18 +373,21 @@ def compare(
     scenario: Scenario,
     labels: Sequence[str],
     *,
+    policies: Sequence[str] = (),
     progress: Callable[[str, int], Callable[[int], object] | None] | None = None,
     out_dir: Path | None = None,
     source: str | Path = SOURCE,
 ) -> pd.DataFrame:
-    """Run ``scenario`` under each label on identical exogenous data.
+    """Run ``scenario`` under each label and each policy on identical exogenous data.
 
     Labels (:func:`~mpc_dc.site.scenario.controller_variant`): ``baseline``,
     ``offline``, ``perfect``/``oracle``, a forecaster name, ``S1``..``S6``,
-    ``fluid``/``request``, ``fast``/``nofast``, combined with ``+``. Rows: the
-    business-as-usual reference (:func:`reference_scenario`), the offline optimum and
-    the perfect-forecast MPC with the scenario's horizon (both added when not asked
-    for), then the other labels in the order given.
+    ``fluid``/``request``, ``fast``/``nofast``, combined with ``+``. Policies: named
+    as on the command line (``package.module:Class`` or an installed entry-point name,
+    :func:`mpc_dc.policy.load_policy_class`), each a row labelled by its name as
+    given. Rows: the business-as-usual reference (:func:`reference_scenario`), the
+    offline optimum and the perfect-forecast MPC with the scenario's horizon (both
+    added when not asked for), then the labels and the policies in the order given.
 
     Columns: ``cost_usd`` (net cost, the meter's) [$];
     ``profit_vs_reference_usd`` = reference cost − cost [$] and ``savings_pct`` (% of
@@ -374,23 +413,38 @@ def compare(
     out_dir : Path, optional
         Write each row's run directory under it (``<out_dir>/<label>``).
     """
+    from mpc_dc.rundir import check_target
+
+    # Every variant and run directory is checked before the data are read: a bad label
+    # costs nothing. The variants need not be of the prepared scenario: a run on
+    # ``prepared`` takes its capacity from it.
+    with errors_name(source):
+        wanted: dict[str, Scenario] = {REFERENCE_ROW: reference_scenario(scenario),
+                                       OFFLINE_ROW: controller_variant(scenario, "offline"),
+                                       PERFECT_ROW: controller_variant(scenario, "perfect")}
+        names = {REFERENCE_ROW: "reference", OFFLINE_ROW: "offline", PERFECT_ROW: "perfect"}
+        for label in labels:
+            row = row_label(label)
+            if row not in wanted:
+                wanted[row] = controller_variant(scenario, label)
+                names[row] = label
+    policy_of: dict[str, str] = {}
+    for spec in policies:
+        if spec not in wanted:
+            wanted[spec] = scenario
+            names[spec] = spec
+            policy_of[spec] = spec
+    targets = {row: None if out_dir is None else Path(out_dir) / run_dir_name(names[row])
+               for row in wanted}
+    for target in targets.values():
+        if target is not None:
+            check_target(target, overwrite=False)
     prepared = prepare(scenario, source=source)
-    base = prepared[0]
     rows: dict[str, dict[str, Any]] = {}
-    wanted: dict[str, Scenario] = {REFERENCE_ROW: reference_scenario(base),
-                                   OFFLINE_ROW: controller_variant(base, "offline"),
-                                   PERFECT_ROW: controller_variant(base, "perfect")}
-    names = {REFERENCE_ROW: "reference", OFFLINE_ROW: "offline", PERFECT_ROW: "perfect"}
-    for label in labels:
-        row = row_label(label)
-        if row not in wanted:
-            wanted[row] = controller_variant(base, label)
-            names[row] = label
     for row, variant in wanted.items():
         callback = progress(names[row], variant.run.n_steps) if progress is not None else None
-        target = None if out_dir is None else Path(out_dir) / names[row].replace("+", "_")
-        outcome = run_scenario(variant, target, prepared=prepared, progress=callback,
-                               plots=False)
+        outcome = run_scenario(variant, targets[row], prepared=prepared, progress=callback,
+                               plots=False, policy=policy_of.get(row))
         rows[row] = summary_row(outcome)
     table = pd.DataFrame.from_dict(rows, orient="index")
     base_cost = rows[REFERENCE_ROW]["cost_usd"]
@@ -400,6 +454,12 @@ def compare(
     table["regret_usd"] = table["cost_usd"] - rows[OFFLINE_ROW]["cost_usd"]
     table["regret_pct"] = 100.0 * table["regret_usd"] / pct_base
     return table
+
+
+def run_dir_name(label: str) -> str:
+    """A folder name for a row label (``S4+fluid`` -> ``S4_fluid``, ``pkg.mod:Cls`` ->
+    ``pkg.mod_Cls``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", label)
 
 
 def summary_row(outcome: RunOutcome) -> dict[str, Any]:

@@ -112,7 +112,9 @@ TIMING_KPIS = (
 """KPIs that measure the machine, not the run: kept out of the results table."""
 
 NESTED_KPIS = ("fallbacks", "faults", "formulations", "forms", "solve_statuses",
-               "engine_faults", "requests_by_status", "arrival_drops")
+               "decision_projections", "requests_by_status", "arrival_drops",
+               "faults_injected", "fault_intervals", "fault_effects",
+               "fallbacks_in_fault_intervals")
 """Counter KPIs flattened to ``<name>.<key>`` columns (missing counts are 0); other
 nested KPIs (``by_campus``, ``slo_attainment_by_model`` ...) are flattened alike."""
 
@@ -144,11 +146,16 @@ class SweepRun:
         Dotted-key overrides in the order the sweep file gives them.
     scenario : Scenario
         The base scenario with the overrides applied (validated).
+    policy : str or None
+        A policy named as on the command line (``package.module:Class`` or an
+        entry-point name) run instead of the scenario's controller (``mpc-dc
+        benchmark --policy``); sweep files never name one.
     """
 
     run_id: str
     overrides: tuple[tuple[str, Any], ...]
     scenario: Scenario
+    policy: str | None = None
 
     @property
     def override_dict(self) -> dict[str, Any]:
@@ -242,9 +249,53 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if reference:
         with_overrides(base, reference, str(file))
         if not any(_matches(run.override_dict, reference) for run in runs):
-            raise ConfigError(file, f"no run has the reference overrides {reference}",
-                              key="sweep.reference")
+            raise ConfigError(file, f"no run has the reference overrides {reference}; "
+                              "expected the overrides of one of the runs (e.g. add them to "
+                              "sweep.list)", key="sweep.reference")
     return SweepSpec(name, file, base, grid, cases, reference, tuple(runs))
+
+
+def data_configuration(scenario: Scenario) -> dict[str, Any]:
+    """The part of ``scenario`` its exogenous data depend on: everything but the
+    controller (of which only the horizon, the data's tail) and the serving fidelity."""
+    table = scenario_to_mapping(scenario)
+    table.pop("serving", None)
+    table["controller"] = {"horizon_h": scenario.controller.horizon_h}
+    return table
+
+
+def check_sweep_data(spec: SweepSpec) -> int:
+    """Read or generate the data of every run as ``scenario check`` does
+    (:func:`mpc_dc.site.data.check_data`), once per distinct data configuration, so a
+    run a sweep would refuse for its data (a series not covering history + run +
+    horizon, a missing data folder) is refused before any run starts.
+
+    Returns
+    -------
+    int
+        The distinct data configurations checked.
+
+    Raises
+    ------
+    ConfigError
+        Naming the sweep file, the scenario key and the first run refused.
+    TraceError
+        A data file missing or malformed.
+    """
+    from mpc_dc.site.data import check_data
+
+    seen: set[str] = set()
+    for run in spec.runs:
+        digest = _digest(data_configuration(run.scenario))
+        if digest in seen:
+            continue
+        seen.add(digest)
+        try:
+            check_data(run.scenario, source=spec.source)
+        except ConfigError as err:
+            raise ConfigError(err.source, f"{err.message} (run {run.run_id})",
+                              key=err.key) from None
+    return len(seen)
 
 
 def _base_scenario(file: Path, table: dict[str, Any], base: Any) -> Scenario:
@@ -429,9 +480,11 @@ def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
         run_scenario(
             run.scenario,
             out=Path(run_dir),
+            prepared=_prepared(run.scenario),
             plots=plots,
             progress=lambda steps: hold_point("simulate", run.run_id),
             extra_meta={"sweep": {"run_id": run.run_id, "overrides": run.override_dict}},
+            policy=run.policy,
         )
     except Exception as err:  # reported per run; the sweep goes on
         logger.exception("run %s failed", run.run_id)
@@ -439,6 +492,27 @@ def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
         return RunReport(run.run_id, "failed", f"{type(err).__name__}: {message}",
                          time.perf_counter() - tick)
     return RunReport(run.run_id, "done", "", time.perf_counter() - tick)
+
+
+_PREPARED: dict[str, Any] = {}
+"""The last :func:`mpc_dc.runner.prepare` of this process, by :func:`~mpc_dc.runner.data_key`."""
+
+
+def _prepared(scenario: Scenario) -> Any:
+    """:func:`mpc_dc.runner.prepare` of ``scenario``, reused by the next run on the same data.
+
+    Runs of one scenario under several controllers (a forecaster sweep, a benchmark
+    suite) share their data, DR baseline and planning capacity, as
+    :func:`mpc_dc.runner.compare` shares them; building them can take longer than the
+    run (millions of requests). One entry: runs are submitted scenario by scenario.
+    """
+    from mpc_dc.runner import data_key, prepare
+
+    key = data_key(scenario)
+    if key not in _PREPARED:
+        _PREPARED.clear()
+        _PREPARED[key] = prepare(scenario)
+    return _PREPARED[key]
 
 
 def run_problem(run_dir: Path) -> str | None:
@@ -567,8 +641,11 @@ def _execute(
             elif workers > 1:
                 _run_pool(todo, runs_dir, workers, plots, done)
             else:
-                for run in todo:
-                    done(execute_run(run, str(runs_dir / run.run_id), plots))
+                try:
+                    for run in todo:
+                        done(execute_run(run, str(runs_dir / run.run_id), plots))
+                finally:
+                    _PREPARED.clear()  # the data of the last runs: not kept past the sweep
         table = results_table(spec, out)
         write_tables(out, table, timings_table(spec, out))
     return table, reports

@@ -6,6 +6,8 @@
 * :func:`combined` — a small site with everything: inference pools on two campuses,
   other IT with a deferrable backlog, wind, export, a retail tariff with a demand
   charge at one campus;
+* :func:`offline_to_end_rolling` — the offline optimum and the Oracle MPC with a horizon
+  to the run end and with the scenario's rolling horizon, on the same data;
 * :func:`poisoned` — a run's data with everything not yet published at an issue
   time replaced by garbage (the causality tests).
 """
@@ -17,10 +19,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from mpc_dc.runner import prepare
+from mpc_dc.runner import build_policy, prepare
+from mpc_dc.sim.engine import RunResult, simulate
 from mpc_dc.sim.exogenous import SiteExogenous, demand_columns
-from mpc_dc.site.scenario import Scenario, example_path, load_scenario, with_overrides
+from mpc_dc.site.scenario import (
+    Scenario,
+    controller_variant,
+    example_path,
+    load_scenario,
+    with_overrides,
+)
 from traces.grid import STEP, Publication
 
 
@@ -71,6 +81,25 @@ def combined(**overrides: Any) -> Scenario:
 def prepared(scenario: Scenario) -> tuple[Scenario, SiteExogenous]:
     """:func:`mpc_dc.runner.prepare` (data, capacity, DR baseline)."""
     return prepare(scenario)
+
+
+def offline_to_end_rolling(scenario: Scenario) -> tuple[RunResult, RunResult, RunResult]:
+    """The offline optimum, the Oracle MPC with a horizon to the run end and the Oracle
+    MPC with the scenario's rolling horizon, on the same data (and serving); none
+    misses a deadline."""
+    scenario, exo = prepare(scenario)
+    serving = scenario.serving.config()
+
+    def run(variant: Scenario) -> RunResult:
+        return simulate(exo, build_policy(variant, exo), serving=serving)
+
+    offline = run(controller_variant(scenario, "offline"))
+    perfect_to_end = run(replace(scenario, controller=replace(
+        scenario.controller, kind="perfect", horizon_to_end=True)))
+    rolling = run(controller_variant(scenario, "perfect"))
+    for result in (offline, perfect_to_end, rolling):
+        assert result.kpis["work_df_missed_wu"] == pytest.approx(0.0, abs=1e-6)
+    return offline, perfect_to_end, rolling
 
 
 def first_unpublished(exo: SiteExogenous, column: str, step: int) -> int:

@@ -4,14 +4,18 @@ Every file under ``tests/data/bad/`` is made up (never copied from the real data
 
 * ``*.csv`` — malformed traces, checked with ``mpc-dc data check FILE`` (their reader-level
   messages are pinned in ``test_bad_input_traces.py``);
-* ``scenario_*.toml`` — malformed scenarios, checked with ``mpc-dc scenario check FILE``
-  and ``mpc-dc run FILE --out DIR``;
+* ``scenario_*.toml`` — malformed scenarios of the one schema (docs/scenario.md), and a few
+  files of the schemas before it (refused naming the new key), checked with
+  ``mpc-dc scenario check FILE`` and ``mpc-dc run FILE --out DIR``;
+  ``scenario_real_*.toml`` are valid files whose data (the public data, ``shared_data``)
+  do not cover the run: ``scenario check`` refuses them as ``run`` does, before it runs;
 * ``sweep_*.toml`` — malformed sweeps, checked with ``mpc-dc sweep FILE --out DIR`` and
-  ``mpc-dc scenario check FILE``;
+  ``mpc-dc scenario check FILE``; ``sweep_real_*.toml``: a run the data refuse;
 * ``cli_*.args`` — one command line each (``{bad}``: this folder, ``{out}``: an output
   path) with an option that must be refused: a zero, NaN or negative number, a file
   where a folder is expected, an impossible date, an unsafe URL, ``--overwrite`` on a
-  folder mpc-dc did not write;
+  folder mpc-dc did not write, an unknown controller label or one the scenario cannot
+  take; every one refused before anything runs;
 * ``report_*/`` — corrupt run and sweep directories given to ``mpc-dc report``.
 
 For each: exit code 2, exactly one stderr line ``mpc-dc: error: ...`` naming the file,
@@ -26,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from forecasters.base import forecaster_names
 from mpc_dc.cli import main as cli_main
 
 BAD = Path(__file__).parent / "data" / "bad"
@@ -36,30 +41,35 @@ FORMATS = (
     "windpowerlib_power_curves, mlenergy_v3, mlenergy_v3_dir, mlenergy_v2, llm_perf"
 )
 
-#: Scenario files: expected message after "FILE: " (a regex when it starts with "re:").
+C0 = "site.campuses[0]"
+
+#: Scenario files: expected message after "FILE: ".
 SCENARIOS: dict[str, str] = {
     "scenario_empty": "scenario file is empty",
     "scenario_not_utf8": "not UTF-8 text (byte 0xe9 at offset 50); expected a TOML file",
     "scenario_invalid_toml": "invalid TOML: Invalid value (at line 4, column 8)",
     "scenario_unknown_key": "key 'run.dayz': unknown key; did you mean 'days'?",
     "scenario_wrong_unit_key": (
-        "key 'site.datacenter.capacity_kw': unknown key; did you mean 'it_capacity_mw'?"
+        f"key '{C0}.other_it.capacity_kw': unknown key; did you mean 'it_capacity_mw'?"
     ),
     "scenario_wrong_type": "key 'run.days': expected a number, got 'seven'",
     "scenario_negative_capacity": (
-        "key 'site.datacenter.it_capacity_mw': expected a value > 0, got -100.0"
+        f"key '{C0}.other_it.it_capacity_mw': expected a value > 0, got -100.0"
     ),
     "scenario_deferrable_share_above_one": (
-        "key 'run.deferrable_share': expected a value in [0, 1], got 1.5"
+        f"key '{C0}.other_it.deferrable_share': expected a value in [0, 1], got 1.5"
     ),
     "scenario_huge_days": "key 'run.days': expected a value <= 366 d, got 1000000000.0",
     "scenario_nan_days": "key 'run.days': expected a finite number, got nan",
     "scenario_infinite_import_limit": (
-        "key 'site.grid.import_limit_mw': expected a finite number, got inf"
+        f"key '{C0}.grid.import_limit_mw': expected a finite number, got inf"
     ),
-    "scenario_deadline_before_arrival": "key 'run.window_h': expected a value > 0, got -2.0",
+    "scenario_deadline_before_arrival": (
+        f"key '{C0}.other_it.window_h': expected a value > 0, got -2.0"
+    ),
     "scenario_window_off_grid": (
-        "key 'run.window_h': expected a multiple of 0.25 h (whole 15-min intervals), got 0.1"
+        f"key '{C0}.other_it.window_h': expected a multiple of 0.25 h (whole 15-min "
+        "intervals), got 0.1"
     ),
     "scenario_start_not_utc": (
         "key 'run.start': expected a UTC time on the 15-minute grid, "
@@ -69,28 +79,104 @@ SCENARIOS: dict[str, str] = {
         "key 'controller.forecaster': unknown forecaster 'sarimx'; did you mean 'sarimax'?"
     ),
     "scenario_wrong_tariff_kind": (
-        "key 'site.grid.tariff.kind': expected one of ['wholesale', 'retail'], got 'spot'"
+        f"key '{C0}.grid.tariff.kind': expected one of ['wholesale', 'retail'], got 'spot'"
     ),
     "scenario_demand_charge_on_wholesale": (
-        "key 'site.grid.tariff.demand_charge_usd_per_kw': a demand charge applies to the "
-        "retail tariff only"
+        f"key '{C0}.grid.tariff.demand_charge_usd_per_kw': a demand charge applies to the "
+        "retail tariff only; expected 0 under kind 'wholesale' (or kind 'retail'), got 12.39"
     ),
     "scenario_processing_not_concave": (
-        "key 'site.datacenter.processing': F must be concave (non-increasing slopes), "
-        "got [0.6 1.4]"
+        f"key '{C0}.other_it.processing': F must be concave; expected non-increasing "
+        "slopes, got slopes [0.6, 1.4]"
     ),
     "scenario_battery_efficiency_above_one": (
-        "key 'site.battery.charge_efficiency': expected a value in (0, 1], got 1.2"
+        f"key '{C0}.battery.charge_efficiency': expected a value in (0, 1], got 1.2"
     ),
     "scenario_fleet_gpu_limit_infeasible": (
-        "key 'fleet.campuses': model qwen3-235b-a22b needs at least 8 GPUs per instance in "
-        "the allowed precisions (BF16, FP8, INT4) but the largest campus has 4; no schedule "
+        "key 'fleet.models': qwen3-235b-a22b needs at least 8 GPUs per instance in the "
+        "allowed precisions (BF16, FP8, INT4) but the largest campus has 4; no schedule "
         "can serve it"
     ),
     "scenario_fleet_unknown_key": "key 'serving.fidelty': unknown key; did you mean 'fidelity'?",
+    "scenario_missing_site": (
+        "key 'site': required key is missing; expected a [site] table with at least one "
+        "[[site.campuses]] (name, price_node)"
+    ),
+    "scenario_campus_missing_price_node": (
+        f"key '{C0}.price_node': required key is missing; expected a string"
+    ),
+    "scenario_duplicate_campus_names": (
+        "key 'site.campuses': expected unique campus names, got ['rcdc', 'rcdc']"
+    ),
+    "scenario_campus_index_in_message": (
+        "key 'site.campuses[1].pue': expected a value >= 1, got 0.8"
+    ),
+    "scenario_gpus_without_fleet": (
+        f"key '{C0}.gpus': campus 'a' has 16 GPUs but the scenario has no [fleet] to serve "
+        "on them; add [fleet] or set gpus = 0"
+    ),
+    "scenario_unknown_price_node": (
+        f"key '{C0}.price_node': unknown price node 'NYC' for data.source 'real'; expected "
+        "a NYISO zone (A..K, or its NYISO name such as CAPITL) or a CAISO hub (NP15, SP15, "
+        "ZP26)"
+    ),
+    "scenario_dr_day_outside_run": (
+        "key 'dr.days': DR day 2022-04-10 (America/New_York, 2022-04-10 04:00 to 2022-04-11 "
+        "04:00 UTC) is not a whole day of the run (2022-04-04 04:00 to 2022-04-06 04:00 UTC)"
+    ),
+    "scenario_negative_rate_multiplier": (
+        "key 'workload.requests.rate_multiplier': expected a value > 0, got -1.0"
+    ),
+    # Files of the schemas before the one schema: the first old key names its new key.
+    "scenario_old_datacenter_table": (
+        "key 'site.datacenter': a key of the schema before the one schema; now "
+        "[site.campuses.other_it] (it_capacity_mw, processing) and site.campuses[i].pue"
+    ),
+    "scenario_old_kind_fleet": (
+        "key 'kind': a key of the schema before the one schema; remove it: there is one "
+        "schema (a scenario with a [fleet] table serves LLM requests)"
+    ),
+    "scenario_old_deferrable_share": (
+        "key 'run.deferrable_share': a key of the schema before the one schema; now "
+        "site.campuses[i].other_it.deferrable_share"
+    ),
+    "scenario_old_data_source_nyiso": (
+        "key 'data.source': 'nyiso' is a value of the schema before the one schema; now "
+        'data.source = "real"; the zone is site.campuses[i].price_node'
+    ),
+    "scenario_old_fleet_campuses": (
+        "key 'fleet.campuses': a key of the schema before the one schema; now "
+        "[[site.campuses]] (name, price_node, carbon_zone, gpus, pue)"
+    ),
 }
 
-#: Sweep files: expected message after "FILE: ".
+#: Scenario files refused for their data (``{data}``: the data folder), read from the
+#: public data as ``run`` reads them (``data_check``), before anything runs.
+REAL_SCENARIOS: dict[str, str] = {
+    "scenario_real_prices_not_covering_the_run": (
+        "key 'run.start': NYISO RT prices at zone J ({data}/nyiso_lbmp/"
+        "nyiso_lmp_rt_hr_zones_2021.csv) covers 2021-01-01 05:00 to 2022-01-01 05:00 UTC; "
+        "history + run + horizon need 2020-05-18 04:00 to 2020-06-03 04:00 UTC (1536 "
+        "intervals missing)"
+    ),
+    "scenario_real_carbon_not_covering_the_run": (
+        f"key '{C0}.carbon_zone': US-CAL-CISO carbon intensity ({{data}}/carbon/"
+        "US-CAL-CISO_2021_hourly.csv) covers 2021-01-01 00:00 to 2022-01-01 00:00 UTC; "
+        "history + run + horizon need 2022-03-21 04:00 to 2022-04-06 04:00 UTC (1536 "
+        "intervals missing)"
+    ),
+    "scenario_real_run_beyond_burstgpt": (
+        "key 'run.days': BurstGPT ({data}/burstgpt/burstgpt_hourly.csv) has 61 days of "
+        "hourly counts from the run start (its day 0); run + horizon need 61.5"
+    ),
+    "scenario_real_unknown_turbine": (
+        f"key '{C0}.renewable.turbine_type': unknown turbine type 'E-999/1'; expected a row "
+        "of wind/windpowerlib/power_curves.csv"
+    ),
+}
+
+#: Sweep files: expected message after "FILE: " (a regex when it starts with "re:").
+K_SHARE = "site.campuses[0].other_it.deferrable_share"
 SWEEPS: dict[str, str] = {
     "sweep_missing_sweep_table": (
         "key 'sweep': required table is missing; a sweep file needs a [sweep] table with "
@@ -105,23 +191,44 @@ SWEEPS: dict[str, str] = {
         "(override in sweep.grid)"
     ),
     "sweep_override_out_of_range": (
-        "key 'run.deferrable_share': expected a value in [0, 1], got 1.5 (override in sweep.grid)"
+        f"key '{K_SHARE}': expected a value in [0, 1], got 1.5 (override in sweep.grid)"
     ),
     "sweep_empty_grid_values": (
-        "key 'sweep.grid.run.deferrable_share': expected a non-empty list of values, got []"
+        f"key 'sweep.grid.{K_SHARE}': expected a non-empty list of values, got []"
     ),
-    "sweep_repeated_value": (
-        "key 'sweep.grid.run.deferrable_share': repeated value in [0.2, 0.2]"
-    ),
+    "sweep_repeated_value": f"key 'sweep.grid.{K_SHARE}': repeated value in [0.2, 0.2]",
     "sweep_key_in_list_and_grid": (
-        "key 'sweep.list[0].run.deferrable_share': given in both sweep.list and sweep.grid"
+        f"key 'sweep.list[0].{K_SHARE}': given in both sweep.list and sweep.grid"
     ),
     "sweep_base_not_found": f"key 'sweep.base': base scenario {BAD / 'no_such_base.toml'} "
     "not found",
     "sweep_reference_matches_no_run": (
-        "key 'sweep.reference': no run has the reference overrides {'controller.kind': 'perfect'}"
+        "key 'sweep.reference': no run has the reference overrides {'controller.kind': "
+        "'perfect'}; expected the overrides of one of the runs (e.g. add them to sweep.list)"
     ),
     "sweep_too_many_runs": "key 'sweep': 104976 runs; expected at most 100000",
+    "sweep_old_key_override": (
+        "key 'run.deferrable_share': a key of the schema before the one schema; now "
+        "site.campuses[i].other_it.deferrable_share (override in sweep.grid)"
+    ),
+    "sweep_unknown_campus_name": (
+        "key 'site.campuses[north].pue': no entry named 'north'; expected a position 0..0 "
+        "or a name ('rcdc') (override in sweep.grid)"
+    ),
+    "sweep_campus_position_beyond_the_list": (
+        "key 'site.campuses[1].pue': no entry [1]: the list has 1 entry; expected a "
+        "position 0..0 or a name ('rcdc') (override in sweep.list[0])"
+    ),
+}
+
+#: Sweep files refused for the data of one of their runs, before any run starts.
+REAL_SWEEPS: dict[str, str] = {
+    "sweep_real_data_not_covering_a_run": (
+        r"re:key 'run\.start': NYISO RT prices at zone F \({data}/nyiso_lbmp/"
+        r"nyiso_lmp_rt_hr_zones_2022\.csv\) covers 2022-01-01 05:00 to 2023-01-01 05:00 "
+        r"UTC; history \+ run \+ horizon need 2023-03-20 04:00 to 2023-04-05 04:00 UTC "
+        r"\(1536 intervals missing\) \(run start=2023-04-03T04-00-00Z__[0-9a-f]{10}\)"
+    ),
 }
 
 #: Trace files through ``data check`` (sniffed format). The reader-level messages with
@@ -175,15 +282,28 @@ READER_ONLY = {"fuel_mix_cf_above_one": "needs installed_wind_mw; see test_bad_i
 
 _FETCH = "(see 'mpc-dc data fetch --help')"
 _NOT_A_DIR = "is a file; expected a directory path (new, or an mpc-dc output folder)"
+_DAYS = "in (0, 366] [d]"
+_EXAMPLES = "{bad}/../../../mpc_dc/scenarios"
+_FORECASTERS = ", ".join(n for n in forecaster_names() if n != "day_ahead_known")
 
 #: Command lines (``cli_<case>.args``): the whole line after ``mpc-dc: error: ``.
 CLI: dict[str, str] = {
-    "cli_run_days_zero": "argument --days: expected a finite number > 0 [d], got '0' "
+    "cli_run_days_zero": f"argument --days: expected a finite number {_DAYS}, got '0' "
     "(see 'mpc-dc run --help')",
-    "cli_run_days_nan": "argument --days: expected a finite number > 0 [d], got 'nan' "
+    "cli_run_days_nan": f"argument --days: expected a finite number {_DAYS}, got 'nan' "
     "(see 'mpc-dc run --help')",
-    "cli_run_days_negative": "argument --days: expected a finite number > 0 [d], got '-2' "
+    "cli_run_days_negative": f"argument --days: expected a finite number {_DAYS}, got '-2' "
     "(see 'mpc-dc run --help')",
+    "cli_run_days_beyond_a_year": f"argument --days: expected a finite number {_DAYS}, got "
+    "'400' (see 'mpc-dc run --help')",
+    "cli_run_days_cut_a_dr_day": f"{_EXAMPLES}/dr_caiso.toml: key 'dr.days': DR day "
+    "2021-07-09 (America/Los_Angeles, 2021-07-09 07:00 to 2021-07-10 07:00 UTC) is not a "
+    "whole day of the run (2021-07-06 07:00 to 2021-07-08 07:00 UTC) (from --days 2)",
+    "cli_run_unknown_controller": "argument --controller: unknown label 'sarimx'; did you "
+    "mean 'sarimax'? (see 'mpc-dc run --help')",
+    "cli_run_controller_flex_without_a_fleet": f"{_EXAMPLES}/rcdc_default.toml: key "
+    "'fleet.flexibility': flexibility S4 needs a [fleet] (inference pools); this scenario "
+    "has none (from --controller S4+fluid)",
     "cli_run_out_is_a_file": f"argument --out: {{bad}}/empty.csv {_NOT_A_DIR} "
     "(see 'mpc-dc run --help')",
     "cli_run_out_below_a_file": "argument --out: {bad}/empty.csv is a file, so "
@@ -191,6 +311,7 @@ CLI: dict[str, str] = {
     "cli_run_data_missing": "argument --data: {bad}/no_such_folder does not exist; expected a "
     "directory (see 'mpc-dc run --help')",
     "cli_run_missing_scenario": "{bad}/no_such_scenario.toml: scenario file not found",
+    "cli_scenario_check_missing_file": "{bad}/no_such_scenario.toml: scenario file not found",
     "cli_run_overwrite_foreign_folder": "{bad}: not an mpc-dc output folder (no "
     ".mpc-dc-output.json); --overwrite replaces only folders mpc-dc wrote: choose another "
     "--out or remove it yourself",
@@ -199,10 +320,19 @@ CLI: dict[str, str] = {
     "(see 'mpc-dc compare --help')",
     "cli_compare_empty_forecasters": "argument --forecasters: expected comma-separated labels "
     "like a,b,c, got ',,' (see 'mpc-dc compare --help')",
-    "cli_compare_flex_on_a_site_scenario": "--flex: applies to fleet scenarios (kind = "
-    "\"fleet\"); a site scenario compares --forecasters",
-    "cli_compare_forecasters_on_a_fleet_scenario": "--forecasters: applies to site scenarios; "
-    "a fleet scenario compares --flex labels (S1..S6)",
+    "cli_compare_unknown_flex_label": "argument --flex: unknown label 'S9'; expected one of "
+    "baseline, mpc, perfect, offline, S1..S6, fluid, request, fast, nofast or a forecaster "
+    f"({_FORECASTERS}), joined by + (e.g. S4+fluid) (see 'mpc-dc compare --help')",
+    "cli_compare_label_with_an_unknown_part": "argument --flex: unknown label 'fluidd' in "
+    "'S4+fluidd'; did you mean 'fluid'? (see 'mpc-dc compare --help')",
+    "cli_compare_day_ahead_known_label": "argument --forecasters: day_ahead_known is not a "
+    "forecaster of every channel; set controller.price_known_ahead = true in the scenario "
+    "(retail tariff) and give the label of another forecaster (see 'mpc-dc compare --help')",
+    "cli_compare_flex_without_a_fleet": f"{_EXAMPLES}/rcdc_default.toml: key "
+    "'fleet.flexibility': flexibility S2 needs a [fleet] (inference pools); this scenario "
+    "has none (from --flex S2)",
+    "cli_compare_runs_is_a_file": f"argument --runs: {{bad}}/empty.csv {_NOT_A_DIR} "
+    "(see 'mpc-dc compare --help')",
     "cli_sweep_workers_zero": "argument --workers: expected a whole number >= 1, got '0' "
     "(see 'mpc-dc sweep --help')",
     "cli_sweep_workers_not_a_number": "argument --workers: expected a whole number, got 'two' "
@@ -285,12 +415,16 @@ def _assert_nothing_written(tmp_path: Path) -> None:
 
 def _check(argv: list[str], path: Path, expected: str, tmp_path: Path,
            capsys: pytest.CaptureFixture[str], *, exact: bool = True) -> None:
+    """Exit 2 and one line ``mpc-dc: error: PATH: expected`` (``expected`` a regex when
+    it starts with ``re:``, a prefix when not ``exact``); nothing written."""
     code = cli_main(argv)
     line = _only_line(capsys.readouterr().err)
     assert code == 2
     prefix = f"mpc-dc: error: {path}: "
     assert line.startswith(prefix), line
-    if exact:
+    if expected.startswith("re:"):
+        assert re.fullmatch(expected[3:], line[len(prefix):]), line
+    elif exact:
         assert line == prefix + expected
     else:
         assert line[len(prefix):].startswith(expected), line
@@ -325,6 +459,36 @@ def test_bad_sweep_scenario_check(case: str, tmp_path: Path,
     """``scenario check`` validates sweep files too (every run's scenario), same message."""
     path = BAD / f"{case}.toml"
     _check(["scenario", "check", str(path)], path, SWEEPS[case], tmp_path, capsys)
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+@pytest.mark.parametrize("case", sorted(REAL_SCENARIOS))
+def test_scenario_refused_for_its_data_before_anything_runs(
+        case: str, command: str, shared_data: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``scenario check`` reads the data as ``run`` does, so it refuses what ``run``
+    refuses; ``run`` refuses it before simulating (nothing written)."""
+    monkeypatch.setenv("MPC_DC_DATA", str(shared_data))
+    path = BAD / f"{case}.toml"
+    argv = (["scenario", "check", str(path)] if command == "check"
+            else ["run", str(path), "--out", str(tmp_path / "out")])
+    _check(argv, path, REAL_SCENARIOS[case].replace("{data}", str(shared_data)), tmp_path,
+           capsys)
+
+
+@pytest.mark.parametrize("command", ["check", "sweep", "dry-run"])
+@pytest.mark.parametrize("case", sorted(REAL_SWEEPS))
+def test_sweep_refused_for_the_data_of_a_run_before_any_run(
+        case: str, command: str, shared_data: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A sweep whose later run the data refuse is refused before its first run starts."""
+    monkeypatch.setenv("MPC_DC_DATA", str(shared_data))
+    path = BAD / f"{case}.toml"
+    argv = {"check": ["scenario", "check", str(path)],
+            "sweep": ["sweep", str(path), "--out", str(tmp_path / "out")],
+            "dry-run": ["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"]}
+    _check(argv[command], path, REAL_SWEEPS[case].replace("{data}", re.escape(str(shared_data))),
+           tmp_path, capsys)
 
 
 @pytest.mark.parametrize("case", sorted(SCENARIOS))
@@ -372,7 +536,7 @@ def test_corrupt_run_directory_report(case: str, tmp_path: Path,
 
 def test_corpus_is_complete_and_large_enough() -> None:
     entries = {p.name for p in BAD.iterdir()}
-    covered = ({f"{c}.toml" for c in SCENARIOS} | {f"{c}.toml" for c in SWEEPS}
+    covered = ({f"{c}.toml" for c in (*SCENARIOS, *REAL_SCENARIOS, *SWEEPS, *REAL_SWEEPS)}
                | {f"{c}.csv" for c in TRACES} | {f"{c}.csv" for c in READER_ONLY}
                | {f"{c}.args" for c in CLI} | set(REPORTS))
     assert entries == covered
@@ -384,3 +548,29 @@ def test_unknown_key_messages_suggest_a_key() -> None:
     assert len(suggesting) >= 3
     for message in suggesting:
         assert re.search(r"did you mean '\w+'\?|valid keys: ", message), message
+
+
+def test_compare_refuses_labels_and_run_dirs_before_reading_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """:func:`mpc_dc.runner.compare` checks every label and run directory before it
+    reads the data (the CLI's labels are also checked when parsed)."""
+    from mpc_dc import runner
+    from mpc_dc.rundir import RunDirExistsError
+    from mpc_dc.site.scenario import example_path, load_scenario
+    from traces.errors import ConfigError
+
+    def no_data(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the data were read before the labels were checked")
+
+    monkeypatch.setattr(runner, "prepare", no_data)
+    rcdc = example_path("rcdc_default")
+    scenario = load_scenario(rcdc)
+    with pytest.raises(ConfigError) as info:
+        runner.compare(scenario, ["persistence", "S3"], source=rcdc)
+    assert str(info.value) == (f"{rcdc}: key 'fleet.flexibility': flexibility S3 needs a "
+                               "[fleet] (inference pools); this scenario has none")
+    with pytest.raises(ConfigError, match=r"^<scenario>: unknown label 'S9'; expected one of"):
+        runner.compare(scenario, ["S9"])
+    (tmp_path / "runs" / "persistence").mkdir(parents=True)
+    with pytest.raises(RunDirExistsError, match="persistence: exists already"):
+        runner.compare(scenario, ["persistence"], out_dir=tmp_path / "runs")

@@ -103,10 +103,14 @@ def test_run_stdout_holds_only_the_cli_lines(tmp_path: Path) -> None:
     lines = done.stdout.strip("\n").split("\n")
     assert lines[0].startswith("mpc-dc run: scenario 'default', 1 days from ")
     assert lines[-1] == f"run directory: {out}"
-    labels = [line[:24].strip() for line in lines[1:-1]]
-    assert labels == [
+    # Every line between the first and the last is one "label   value" row of the
+    # summary (labels padded to 28 characters), nothing else.
+    labels = [line[:28].strip() for line in lines[1:-1]]
+    assert labels[:15] == [
         "controller", "net cost", "energy import", "export revenue", "demand charge",
-        "penalties", "grid import", "grid export", "renewable used", "renewable curtailed",
-        "peak import", "deferrable work missed", "solves / fallbacks", "solve time median",
-        "wall time setup + sim"]
+        "carbon", "DR reward / penalty", "penalties", "grid import / export",
+        "renewable used / curtailed", "self-consumption", "IT energy inference / other",
+        "carbon", "peak import", "deferrable work missed"]
+    assert labels[-3:] == ["solves / fallbacks", "solve time median", "wall time setup + sim"]
+    assert all(len(line) > 29 and line[28] == " " for line in lines[1:-1])
     assert "HiGHS" not in done.stdout and "Copyright" not in done.stdout

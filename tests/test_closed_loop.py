@@ -28,7 +28,7 @@ from mpc_dc.control.baseline import BaselinePolicy
 from mpc_dc.control.forecasting import ChannelForecasts, channels, make_forecasters
 from mpc_dc.control.mpc import MpcPolicy
 from mpc_dc.control.offline import OfflinePolicy
-from mpc_dc.problem2 import Formulation, Problem, SolveResult, SolveStatus
+from mpc_dc.problem import Formulation, Problem, SolveResult, SolveStatus
 from mpc_dc.runner import (
     OFFLINE_ROW,
     PERFECT_ROW,
@@ -44,7 +44,7 @@ from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.meter import net_cost_usd
 from mpc_dc.sim.policy import CampusDecision, Decision, Observation
 from mpc_dc.site.scenario import Scenario, controller_variant, with_overrides
-from tests.loop_cases import poisoned, rcdc_short
+from tests.loop_cases import offline_to_end_rolling, poisoned, rcdc_short
 from traces.grid import STEP_H
 
 C = "rcdc"
@@ -92,20 +92,6 @@ def test_controllers_rank_as_expected(case: tuple[Scenario, SiteExogenous]) -> N
     assert cost["offline"] <= cost["perfect"] * (1 + 1e-9)
     assert cost["perfect"] <= cost["persistence"] * (1 + 1e-9)
     assert cost["perfect"] < cost["baseline"]
-
-
-def offline_to_end_rolling(scenario: Scenario) -> tuple[RunResult, RunResult, RunResult]:
-    """The offline optimum, the Oracle MPC with a horizon to the run end and the Oracle
-    MPC with the scenario's rolling horizon, on the same data; none misses a deadline."""
-    scenario, exo = prepare(scenario)
-    offline = simulate(exo, build_policy(controller_variant(scenario, "offline"), exo))
-    to_end = replace(scenario, controller=replace(scenario.controller, kind="perfect",
-                                                  horizon_to_end=True))
-    perfect_to_end = simulate(exo, build_policy(to_end, exo))
-    rolling = simulate(exo, build_policy(controller_variant(scenario, "perfect"), exo))
-    for result in (offline, perfect_to_end, rolling):
-        assert result.kpis["work_df_missed_wu"] == pytest.approx(0.0, abs=1e-6)
-    return offline, perfect_to_end, rolling
 
 
 @pytest.mark.shared_data
@@ -233,14 +219,18 @@ def test_a_decision_takes_effect_only_in_its_interval(case: tuple[Scenario, Site
 def test_injected_solver_failures_fall_back_and_are_counted(
     case: tuple[Scenario, SiteExogenous], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """10 % of steps fail by a test switch: the run completes, each fallback logged and counted."""
+    """10 % of the main solves fail (``faults.main_solve``): the run completes, each
+    fallback logged and counted."""
+    scenario = with_overrides(controller_variant(case[0], "seasonal_naive_daily"),
+                              {"faults.main_solve": 0.1}, "<test>")
     with caplog.at_level(logging.WARNING, logger="mpc_dc.control.mpc"):
-        result = run(case, "seasonal_naive_daily", fault_rate=0.1)
-    injected = result.kpis["faults"]["injected_solver_failure"]
+        result = run_scenario(scenario, prepared=case).result
+    injected = result.kpis["faults_injected"]["main_solve"]
     assert 5 <= injected <= 30
+    assert result.kpis["faults"]["solver_exception"] == injected
     assert result.kpis["fallbacks_total"] >= injected
     assert sum(result.kpis["fallbacks"].values()) == result.kpis["fallbacks_total"]
-    logged = [r for r in caplog.records if "injected solver failure" in r.getMessage()]
+    logged = [r for r in caplog.records if "injected fault 'main_solve'" in r.getMessage()]
     assert len(logged) == injected
     sources = result.ledger["decision_source"].value_counts()
     assert sources.get("fallback:lp_repair", 0) + sources.get("fallback:rule", 0) == (
@@ -251,9 +241,12 @@ def test_injected_solver_failures_fall_back_and_are_counted(
 def test_forecasters_are_fitted_on_history_only(case: tuple[Scenario, SiteExogenous]) -> None:
     exo = case[1]
     forecasters = make_forecasters(exo, "persistence")
+    # No carbon price on this site: its carbon moves no decision and is not forecast.
+    assert exo.site.carbon_price_usd_per_t == 0
     assert set(forecasters) == set(channels(exo.site)) == {
-        column(q, C) for q in ("price_usd_per_mwh", "carbon_gco2_per_kwh", "renewable_cf",
-                               "workload_wu")}
+        column(q, C) for q in ("price_usd_per_mwh", "renewable_cf", "workload_wu")}
+    priced = replace(exo.site, carbon_price_usd_per_t=30.0)
+    assert set(channels(priced)) == {*forecasters, column("carbon_gco2_per_kwh", C)}
     for name, forecaster in forecasters.items():
         assert forecaster.cutoff == exo.published_history(name).index[-1]
     assert forecasters[column("workload_wu", C)].cutoff == exo.history.index[-1]
@@ -263,7 +256,9 @@ def test_mid_hour_start_fits_on_the_published_history_only() -> None:
     """A run starting at 04:30: the 04:00 hour of the hourly channels is not published
     yet, so their forecasters stop at 03:45; the 15-min workload is seen to 04:15. The
     withheld quarters arrive with the rest of their hour, at 05:00."""
-    _, exo = prepare(rcdc_short(0.25, **{"run.start": "2022-04-04T04:30:00Z"}))
+    # Carbon priced, so that it is forecast too.
+    _, exo = prepare(rcdc_short(0.25, **{"run.start": "2022-04-04T04:30:00Z",
+                                         "site.carbon_price_usd_per_t": 30.0}))
     forecasters = make_forecasters(exo, "persistence")
     hour = pd.Timestamp("2022-04-04T04:00:00Z")
     for quantity in ("price_usd_per_mwh", "renewable_cf", "carbon_gco2_per_kwh"):

@@ -1,13 +1,14 @@
 """The one engine: a hand-worked combined case, the plant's shedding order, the exogenous
-contract, decision cleaning, the run directory, and invariants that catch injected bugs.
+contract, the run directory, and invariants that catch injected bugs.
 
-The equivalence with the two old engines is in ``tests/test_engine_equivalence.py``.
+The figures of the two old engines it replaced are in ``tests/test_engine_regression.py``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -38,6 +39,7 @@ from mpc_dc.sim.policy import (
     FleetDecision,
     Observation,
 )
+from mpc_dc.sim.serving import ServingConfig
 from mpc_dc.site.config import (
     Battery,
     Campus,
@@ -180,7 +182,7 @@ def test_hand_worked_combined_campus() -> None:
     assert result.pools is not None
     np.testing.assert_allclose(result.pools["prefill_tokens"], [180 * 100, 0])
     np.testing.assert_allclose(result.pools["decode_steps"], [180 * 999, 0])
-    assert k["import_over_limit_intervals"] == 0 and k["engine_faults"] == {}
+    assert k["import_over_limit_intervals"] == 0 and k["decision_projections"] == {}
     # What the policy saw: loading instances at 60 s are running by the next interval;
     # the interval's demand is published at its end (200 tokens/s, 720 requests/h).
     second = policy.observations[1]
@@ -418,26 +420,6 @@ def test_run_directory(two_campus_run: RunResult, tmp_path: Path) -> None:
         save_run(two_campus_run, run)
 
 
-def test_unknown_names_are_cleaned_and_gpus_overcommitted_counted() -> None:
-    site = two_campus_site()
-    inner = busy_policy(site)
-
-    def decide(obs: Observation) -> Decision:
-        d = inner.decide(obs)
-        inst = dict(d.fleet.instances)
-        inst[("Z", "qwen3-8b", "BF16")] = 2
-        inst[("B", "qwen3-8b", "BF16")] = 500  # 500 GPUs on a 64-GPU campus
-        shares = dict(d.fleet.routing_share)
-        campuses = {**d.campuses, "nowhere": CampusDecision(work_df_wu=5.0)}
-        return Decision(campuses, FleetDecision(inst, shares), d.source)
-
-    result = simulate(two_campus_exo(site), Scripted(decide))
-    faults = result.kpis["engine_faults"]
-    assert faults == {"unknown_pool_in_decision": STEPS, "unknown_campus_in_decision": STEPS,
-                      "gpu_limit_exceeded": STEPS}
-    assert set(result.ledger["decision_source"]) == {"busy+cleaned"}
-
-
 # ----------------------------------------------------------------------------- exogenous
 
 
@@ -599,9 +581,6 @@ MUTANTS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str]] = {
         lambda mp: mp.setattr(meter.CampusMeter, "settle",
                               _peakless(meter.CampusMeter.settle)),
         "demand_charge_usd"),
-    "done work left in the backlog": (
-        lambda mp: mp.setattr(Backlog, "process", _process_forgets),
-        "not conserved"),
 }
 
 
@@ -620,6 +599,104 @@ def test_an_injected_bug_breaks_an_invariant(monkeypatch: pytest.MonkeyPatch,
     with pytest.raises(InvariantError, match=message) as err:
         simulate(exo, busy_policy(site))
     assert "\n" not in str(err.value) and str(err.value).startswith("invariant violated")
+
+
+# The books of issue 14 (c), each named by interval and campus: energy, battery, work and
+# deadlines, tokens (fluid: per interval; request level: per pool over the run), requests.
+
+Execute = Callable[..., plant.CampusRecord]
+
+
+def _import_without_charge(original: Execute) -> Execute:
+    """The plant imports as if the battery charge drew nothing from the grid."""
+    def wrong(self: CampusPlant, *args: Any, **kw: Any) -> plant.CampusRecord:
+        record = original(self, *args, **kw)
+        return replace(record, import_mw=max(record.import_mw - record.battery_charge_mw, 0.0))
+    return wrong
+
+
+def _expire_keeps(self: Backlog, step: int) -> float:
+    """Nothing is ever missed: work past its deadline stays pending."""
+    return 0.0
+
+
+def _expire_early(original: Callable[[Backlog, int], float]) -> Callable[[Backlog, int], float]:
+    """Work is dropped one interval before its deadline ends."""
+    def wrong(self: Backlog, step: int) -> float:
+        return original(self, step + 1)
+    return wrong
+
+
+Serve = Callable[..., Any]
+
+
+def _stats_changed(original: Serve, **scale: float) -> Serve:
+    """The server reports some of its interval figures scaled (``field=factor``)."""
+    def wrong(self: Any, *args: Any, **kw: Any) -> Any:
+        stats = original(self, *args, **kw)
+        return replace(stats, **{k: getattr(stats, k) * f for k, f in scale.items()})
+    return wrong
+
+
+BOOKS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str, str, bool]] = {
+    # name: (patch, what the one line says after "at interval k (time): ", fidelity,
+    #        whether the policy leaves deferrable work to miss)
+    "import without the battery charge": (
+        lambda mp: mp.setattr(CampusPlant, "execute",
+                              _import_without_charge(CampusPlant.execute)),
+        "campus A: energy balance", "request", False),
+    "battery without losses": (
+        lambda mp: mp.setattr(plant, "battery_energy_after", _battery_ignores_losses),
+        "campus A: battery energy", "request", False),
+    "done work left in the backlog": (
+        lambda mp: mp.setattr(Backlog, "process", _process_forgets),
+        "campus A: deferrable work not conserved", "request", False),
+    "missed work kept pending": (
+        lambda mp: mp.setattr(Backlog, "expire", _expire_keeps),
+        "campus A: .* WU past its deadline still pending", "request", True),
+    "work missed before its deadline": (
+        lambda mp: mp.setattr(Backlog, "expire", _expire_early(Backlog.expire)),
+        "campus A: .* WU booked as missed, but .* WU was due", "request", True),
+    "fluid tokens decoded that were never queued": (
+        lambda mp: mp.setattr(engine.FluidServer, "run_interval", _stats_changed(
+            engine.FluidServer.run_interval, tokens_decoded=1.01)),
+        "campus [AB]: tokens not conserved", "fluid", False),
+    "requests routed twice": (
+        lambda mp: mp.setattr(engine.RequestLevelServer, "run_interval", _stats_changed(
+            engine.RequestLevelServer.run_interval, arrivals=2.0)),
+        "requests: .* routed", "request", False),
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(BOOKS))
+def test_every_book_names_interval_and_campus(monkeypatch: pytest.MonkeyPatch,
+                                              mutant: str) -> None:
+    """An injected bug in each book stops the run with one line naming the interval and
+    (but for the site's requests) the campus."""
+    site = two_campus_site()
+    exo = two_campus_exo(site)
+    patch, message, fidelity, lazy = BOOKS[mutant]
+    busy = busy_policy(site)
+    policy = busy if not lazy else Scripted(lambda obs: replace(
+        busy.decide(obs), campuses={"A": CampusDecision()}))
+    patch(monkeypatch)
+    with pytest.raises(InvariantError) as err:
+        simulate(exo, policy, serving=ServingConfig(fidelity=fidelity))
+    line = str(err.value)
+    assert "\n" not in line
+    assert re.match(r"invariant violated at interval \d+ \(\d{4}-\d\d-\d\d \d\d:\d\d UTC\): "
+                    + message, line), line
+
+
+def test_request_level_tokens_are_booked_per_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Request level: the tokens each request got, summed per pool over the run, equal
+    the pool table's (per-request records carry no interval); the line names the campus."""
+    site = two_campus_site()
+    monkeypatch.setattr(engine.RequestLevelServer, "run_interval", _stats_changed(
+        engine.RequestLevelServer.run_interval, tokens_decoded=1.01))
+    with pytest.raises(InvariantError, match=r"over the run: serving records: campus [AB]: "
+                                             r"tokens of pool qwen3-\w+/BF16: records"):
+        simulate(two_campus_exo(site), busy_policy(site))
 
 
 def test_a_corrupted_ledger_is_named_by_interval_and_campus(two_campus_run: RunResult) -> None:

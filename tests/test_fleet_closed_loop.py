@@ -24,7 +24,7 @@ from forecasters.base import forecaster_names
 from mpc_dc.control.baseline import rule_fleet
 from mpc_dc.control.forecasting import ChannelForecasts, channels, make_forecasters
 from mpc_dc.control.mpc import MpcPolicy, serving_capacity_tokens_per_s
-from mpc_dc.problem2 import Plan, SolveStatus
+from mpc_dc.problem import Plan, SolveStatus
 from mpc_dc.runner import build_policy, compare, prepare, run_scenario, solver_options
 from mpc_dc.sim.engine import simulate
 from mpc_dc.sim.exogenous import SiteExogenous, column

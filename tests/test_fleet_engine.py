@@ -1,7 +1,6 @@
 """The loop of a fleet site (campuses of inference pools only): KPIs, conservation, SLO.
 
-Unknown pools in a decision: tests/test_engine.py::
-test_unknown_names_are_cleaned_and_gpus_overcommitted_counted; requests of models the
+Unknown pools and other infeasible decisions: tests/test_projection.py; requests of models the
 site does not serve: tests/test_engine.py::test_exogenous_refuses_what_does_not_fit_the_site.
 """
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mpc_dc.benchmarking import constant_exogenous, serving_site
-from mpc_dc.sim.arrivals import ArrivalConfig, build_arrivals
+from mpc_dc.sim.arrivals import ArrivalConfig, RequestAggregates, build_arrivals
 from mpc_dc.sim.engine import simulate
 from mpc_dc.sim.serving import ServingConfig
 from tests.fleet_rule import DemandFollower
@@ -96,3 +96,38 @@ def test_fluid_backlog_of_a_pool_left_without_instances_moves() -> None:
     assert server.requeued_requests == pytest.approx(900.0)
     assert s1.tokens_decoded.tolist() == pytest.approx([0.0, 900.0])
     assert s1.queue_end.tolist() == pytest.approx([0.0, 450.0])
+    # The token book: 900 requests × 2 tokens moved from A to B, 900 decoded there.
+    np.testing.assert_allclose(server.moved_tokens, [[0.0, 0.0], [-1800.0, 1800.0]])
+    np.testing.assert_allclose(server.queued_tokens, [[1800.0, 0.0], [0.0, 900.0]])
+
+
+def test_a_run_may_carry_per_interval_aggregates_only() -> None:
+    """Fluid serving reads nothing but the aggregates: a run carrying them instead of the
+    requests gives the same figures; twice the aggregates, twice the tokens; request-level
+    serving refuses them in one line."""
+    site = serving_site()
+    steps = 24
+    req = build_arrivals(START, steps * 900.0, ArrivalConfig(rate_multiplier=2.0, seed=1),
+                         models=site.models)
+    exo = constant_exogenous(site, req, steps, START)
+    M = len(site.models)
+    fluid = ServingConfig(fidelity="fluid")
+
+    def kpis(factor: float) -> dict[str, float]:
+        aggregates = RequestAggregates.scaled(req, steps, factor * np.eye(M), site.models)
+        frame = exo.frame.copy()
+        demand = [c for c in frame.columns if c.startswith(("tokens_per_s[", "requests_per_h["))]
+        frame[demand] *= factor
+        data = replace(exo, frame=frame, requests=aggregates)
+        policy = DemandFollower(site, {m: 300.0 * factor for m in site.models})
+        return simulate(data, policy, serving=fluid).kpis
+
+    arrays = simulate(exo, DemandFollower(site, {m: 300.0 for m in site.models}),
+                      serving=fluid).kpis
+    once, twice = kpis(1.0), kpis(2.0)
+    for key in ("cost_usd", "tokens_served", "tokens_arrived", "inference_it_energy_mwh"):
+        assert once[key] == arrays[key], key
+    assert twice["tokens_arrived"] == pytest.approx(2.0 * arrays["tokens_arrived"])
+    aggregates = RequestAggregates.scaled(req, steps, np.eye(M), site.models)
+    with pytest.raises(ValueError, match="request-level serving needs the requests themselves"):
+        simulate(replace(exo, requests=aggregates), DemandFollower(site, {}))

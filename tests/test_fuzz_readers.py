@@ -14,9 +14,6 @@ The example counts add up to 600 per run (CI derandomizes them, see conftest.py)
 
 from __future__ import annotations
 
-import itertools
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mpc_dc.cli import main as cli_main
+from tests.fuzzing import Outcome, byte_edits, check_command, edited, scratch_folder
 
 # ----------------------------------------------------------------------------- seed files
 
@@ -175,50 +172,17 @@ FORMATS = sorted(LAYOUTS)
 
 @pytest.fixture(scope="module")
 def folder() -> Iterator[Path]:
-    """One scratch folder for the module (hypothesis re-runs a test many times)."""
-    with tempfile.TemporaryDirectory(prefix="mpc-dc-fuzz-") as name:
-        yield Path(name)
-
-
-_count = itertools.count()
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What ``mpc-dc data check`` did with one file."""
-
-    code: int
-    line: str
+    """One scratch folder for the module."""
+    yield from scratch_folder("mpc-dc-fuzz-")
 
 
 def check_file(
     folder: Path, fmt: str, data: bytes, capsys: pytest.CaptureFixture[str]
 ) -> Outcome:
-    """Write ``data``, run ``mpc-dc data check FILE --format fmt``; assert the invariants.
-
-    Exit 0, or exit 2 with one stderr line naming the file; never a traceback (an
-    exception escaping ``main`` fails the test; an internal error is exit 1); nothing
-    besides the input file is written.
-    """
-    path = folder / f"case{next(_count)}.csv"
-    path.write_bytes(data)
-    before = set(os.listdir(folder))
-    capsys.readouterr()
-    code = cli_main(["data", "check", str(path), "--format", fmt])
-    err = capsys.readouterr().err
-    try:
-        assert code in (0, 2), f"exit {code}: {err}"
-        assert "Traceback" not in err
-        assert set(os.listdir(folder)) == before, "something was written"
-        if code == 0:
-            assert err == "", err
-            return Outcome(0, "")
-        lines = err.strip("\n").split("\n")
-        assert len(lines) == 1, lines
-        assert lines[0].startswith(f"mpc-dc: error: {path}: "), lines[0]
-        return Outcome(2, lines[0][len(f"mpc-dc: error: {path}: "):])
-    finally:
-        path.unlink()
+    """Write ``data``, run ``mpc-dc data check FILE --format fmt``; assert the invariants
+    (tests/fuzzing.py)."""
+    return check_command(folder, ".csv", data, lambda path: ["data", "check", path,
+                                                             "--format", fmt], capsys)
 
 
 def _rows(text: str) -> list[str]:
@@ -278,7 +242,7 @@ def test_cut_off_mid_row_is_refused_naming_the_line(
     text = "\n".join(rows[:k]) + "\n" + row[:cut]
     outcome = check_file(folder, fmt, text.encode("utf-8"), capsys)
     assert outcome.code == 2
-    assert f"line {k + 1}: " in outcome.line and "fields, expected" in outcome.line, outcome
+    assert f"line {k + 1}: " in outcome.message and "fields, expected" in outcome.message, outcome
 
 
 @FUZZ
@@ -300,8 +264,8 @@ def test_repeated_header_name_is_refused_naming_it(
         rows[r] = ",".join(cells)
     outcome = check_file(folder, fmt, _join(rows).encode("utf-8"), capsys)
     assert outcome.code == 2
-    assert "repeated in the header" in outcome.line, outcome
-    assert f"columns {min(i, j) + 1} and {max(i, j) + 1}" in outcome.line, outcome
+    assert "repeated in the header" in outcome.message, outcome
+    assert f"columns {min(i, j) + 1} and {max(i, j) + 1}" in outcome.message, outcome
 
 
 @FUZZ
@@ -341,7 +305,7 @@ def test_garbage_cell_is_refused_naming_line_and_column(
     if value.strip().lower() in ("nan", "na", "n/a", "null", "none", "true", "false"):
         return  # read as missing or as a flag: not garbage to pandas
     assert outcome.code == 2, (value, outcome)
-    assert f"line {k + 1}" in outcome.line, (value, outcome)
+    assert f"line {k + 1}" in outcome.message, (value, outcome)
 
 
 SPECIAL = st.sampled_from(["inf", "-inf", "Infinity", "1e400", "-1e400", "1e308", "-1e308",
@@ -359,7 +323,7 @@ def test_huge_values_nan_and_infinities(
     outcome = check_file(folder, fmt, text.encode("utf-8"), capsys)
     if value.lower().lstrip("-") in ("inf", "infinity", "1e400"):
         assert outcome.code == 2, (value, outcome)
-        assert f"line {k + 1}" in outcome.line, (value, outcome)
+        assert f"line {k + 1}" in outcome.message, (value, outcome)
 
 
 @FUZZ
@@ -406,7 +370,7 @@ def test_reordered_or_repeated_rows(
     outcome = check_file(folder, fmt, _join(rows).encode("utf-8"), capsys)
     if layout.timed and (layout.unique or not repeat):
         assert outcome.code == 2, outcome
-        assert f"line {k + 2}" in outcome.line, outcome
+        assert f"line {k + 2}" in outcome.message, outcome
 
 
 @FUZZ
@@ -415,20 +379,7 @@ def test_random_byte_edits(
     fmt: str, data: st.DataObject, folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Bytes deleted, inserted or overwritten anywhere: exit 0 or one line, never a crash."""
-    raw = bytearray(LAYOUTS[fmt].text.encode("utf-8"))
-    edits = data.draw(st.lists(st.tuples(st.sampled_from(["del", "ins", "set"]),
-                                         st.integers(0, len(raw) - 1),
-                                         st.binary(min_size=1, max_size=4)),
-                               min_size=1, max_size=4), label="edits")
-    for kind, where, blob in edits:
-        at = min(where, len(raw) - 1)
-        if kind == "del":
-            del raw[at : at + len(blob)]
-        elif kind == "ins":
-            raw[at:at] = blob
-        else:
-            raw[at : at + len(blob)] = blob
-        if not raw:
-            raw = bytearray(b"x")
-    check_file(folder, fmt, bytes(raw), capsys)
+    raw = LAYOUTS[fmt].text.encode("utf-8")
+    edits = data.draw(byte_edits(len(raw)), label="edits")
+    check_file(folder, fmt, edited(raw, edits), capsys)
 

@@ -38,6 +38,11 @@ name = "kill-test"
 [run]
 days = 1
 history_days = 7
+[[site.campuses]]
+name = "rcdc"
+price_node = "F"
+[site.campuses.other_it]
+[site.campuses.renewable]
 [controller]
 forecaster = "persistence"
 [sweep]

@@ -101,9 +101,9 @@ class _ChargeThenDrain(BaselinePolicy):
         return Decision({C: CampusDecision(work_df_wu=work, battery_discharge_mw=25.0)})
 
 
-def _leaky(self: CampusPlant, decision: CampusDecision) -> tuple[float, float]:
+def _leaky(self: CampusPlant, charge_mw: float, discharge_mw: float) -> tuple[float, float]:
     """A patched battery: executes any set-point, whatever energy it holds."""
-    return decision.battery_charge_mw, decision.battery_discharge_mw
+    return charge_mw, discharge_mw
 
 
 def battery_exo() -> SiteExogenous:
@@ -123,7 +123,7 @@ def test_a_battery_within_its_limits_closes_its_books() -> None:
 def test_a_battery_that_creates_energy_stops_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """23.75 MWh stored; each full-power discharge interval takes 25 x 0.25 / 0.95 =
     6.58 MWh, so the fourth one (interval 7) would need energy the battery lacks."""
-    monkeypatch.setattr(CampusPlant, "_battery", _leaky)
+    monkeypatch.setattr(CampusPlant, "feasible_battery", _leaky)
     exo = battery_exo()
     with pytest.raises(InvariantError) as caught:
         simulate(exo, _ChargeThenDrain(exo))
@@ -131,7 +131,7 @@ def test_a_battery_that_creates_energy_stops_the_run(monkeypatch: pytest.MonkeyP
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith("invariant violated at interval 7 (")
-    assert "battery energy would reach -2.5" in message
+    assert "campus rcdc: battery energy would reach -2.5" in message
 
 
 def test_the_ledger_check_catches_a_state_of_charge_that_does_not_follow() -> None:
@@ -150,10 +150,10 @@ def test_cli_prints_one_line_for_an_invariant_violation(
 ) -> None:
     """A battery that discharges at full power from empty: one stderr line, exit 2."""
 
-    def drain(self: CampusPlant, decision: CampusDecision) -> tuple[float, float]:
+    def drain(self: CampusPlant, charge_mw: float, discharge_mw: float) -> tuple[float, float]:
         return 0.0, 25.0
 
-    monkeypatch.setattr(CampusPlant, "_battery", drain)
+    monkeypatch.setattr(CampusPlant, "feasible_battery", drain)
     scenario = tmp_path / "battery.toml"
     scenario.write_text(example_path("rcdc_default").read_text(encoding="utf-8")
                         + "\n[site.campuses.battery]\n", encoding="utf-8")

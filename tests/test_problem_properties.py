@@ -1,4 +1,5 @@
-"""Property tests on random 2-4-interval instances, and hand-solved witnesses.
+"""Property tests of the one problem on a one-campus site (other IT, renewable, grid;
+no GPUs): random 2-4-interval instances, and hand-solved witnesses.
 
 Every exact (MILP) plan is checked twice, independently of the model's code:
 
@@ -15,7 +16,7 @@ Every exact (MILP) plan is checked twice, independently of the model's code:
 A relaxation of the model (a dropped constraint) makes the plan infeasible or its
 objective lower than any real schedule; a restriction makes it worse than the brute
 force. The witnesses are instances solved by hand where each relaxation named in
-issue 13 pays (tests/test_mutants.py runs them against each mutant).
+issue 13 pays (tests/test_problem_mutants.py runs them against each mutant).
 
 Also: when the exactness conditions hold (π⁺ >= π⁻ >= 0), the LP relaxation and the
 exact MILP reach the same optimal cost, and the repaired LP plan is exact.
@@ -33,21 +34,24 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mpc_dc.params.site import (
-    DataCenterParams,
-    GridParams,
-    ProcessingFunction,
-    RenewableParams,
-    SiteConfig,
-    TariffParams,
-)
 from mpc_dc.problem import (
     Formulation,
     HorizonInputs,
     PlantState,
-    RcdcProblem,
+    Problem,
     SolveResult,
+    SolverOptions,
     SolveStatus,
+)
+from mpc_dc.site.config import (
+    Battery,
+    Campus,
+    Grid,
+    OtherIT,
+    ProcessingFunction,
+    Renewable,
+    Site,
+    Tariff,
 )
 
 F3 = ProcessingFunction(power_frac=(0.0, 0.4, 0.8, 1.0), work_frac=(0.0, 0.5, 0.85, 1.0))
@@ -60,19 +64,57 @@ DT_H = 0.25
 TOL = 1e-6
 
 
-def _site(retail: bool) -> SiteConfig:
-    tariff = (TariffParams(kind="retail", demand_charge_usd_per_kw=LAMBDA_USD_PER_KW)
-              if retail else TariffParams())
-    return SiteConfig(
-        datacenter=DataCenterParams(it_capacity_mw=CAP_MW, pue=PUE, processing=F3),
-        renewable=RenewableParams(nameplate_mw=NAMEPLATE_MW),
-        grid=GridParams(import_limit_mw=LIMIT_MW, export_limit_mw=LIMIT_MW, tariff=tariff),
-    )
+def _site(retail: bool, battery: Battery | None = None) -> Site:
+    """One campus "dc": 10 MW of other IT (PUE 1.25, F3), 8 MW of renewable, a 30 MW
+    import and export limit; retail with a demand charge of 0.5 $/kW."""
+    tariff = (Tariff(kind="retail", demand_charge_usd_per_kw=LAMBDA_USD_PER_KW)
+              if retail else Tariff())
+    return Site((Campus(
+        "dc", "F", pue=PUE, other_it=OtherIT(it_capacity_mw=CAP_MW, processing=F3),
+        renewable=Renewable(NAMEPLATE_MW),
+        grid=Grid(import_limit_mw=LIMIT_MW, export_limit_mw=LIMIT_MW, tariff=tariff),
+        battery=battery),))
+
+
+def new_problem(H: int, retail: bool, formulation: Formulation | str = "auto",
+                battery: Battery | None = None, binary_intervals: int | None = None) -> Problem:
+    """A problem of :func:`_site` (no DR block: the site has no programme)."""
+    return Problem(_site(retail, battery), H, SolverOptions(binary_intervals=binary_intervals),
+                   formulation=formulation, demand_response=False)  # type: ignore[arg-type]
 
 
 @cache
-def _problem(H: int, retail: bool, formulation: Formulation) -> RcdcProblem:
-    return RcdcProblem(_site(retail), H, formulation=formulation)
+def _problem(H: int, retail: bool, formulation: Formulation) -> Problem:
+    return new_problem(H, retail, formulation)
+
+
+def inputs_of(import_price: np.ndarray, export_price: np.ndarray, cf: np.ndarray,
+              nd: np.ndarray) -> HorizonInputs:
+    """Inputs of the one-campus site (no fleet, no carbon) [$/MWh, -, WU]."""
+    return HorizonInputs(np.zeros((0, len(import_price))), import_price, export_price,
+                         np.zeros(len(import_price)), cf, nd)
+
+
+def wholesale(lmp: np.ndarray, cf: np.ndarray, nd: np.ndarray) -> HorizonInputs:
+    """Import and export at ``lmp`` [$/MWh]."""
+    return inputs_of(lmp, lmp, cf, nd)
+
+
+def state_of(due: np.ndarray, available: np.ndarray, peak_mw: float = 0.0) -> PlantState:
+    """Cumulative deferrable work due and released [WU], billed peak [MW]."""
+    return PlantState(df_due_cum_wu=due, df_available_cum_wu=available,
+                      peak_import_to_date_mw=peak_mw)
+
+
+def no_deferrable(H: int) -> PlantState:
+    """No deferrable work over ``H`` intervals."""
+    return state_of(np.zeros(H), np.zeros(H))
+
+
+def _row0(values: np.ndarray | None) -> np.ndarray:
+    """The campus's row of a (1, H) array (zeros when absent)."""
+    assert values is not None
+    return np.asarray(values)[0]
 
 
 def work_of(it_power_mw: np.ndarray) -> np.ndarray:
@@ -91,11 +133,11 @@ def power_for(work_wu: np.ndarray) -> np.ndarray:
 def true_cost_usd(retail: bool, inputs: HorizonInputs, state: PlantState,
                   import_mw: np.ndarray, export_mw: np.ndarray) -> float:
     """Energy cost − export revenue + the demand-charge increment over pk0 [$]."""
-    cost = DT_H * float(inputs.import_price_usd_per_mwh @ import_mw
-                        - inputs.export_price_usd_per_mwh @ export_mw)
+    cost = DT_H * float(_row0(inputs.import_price_usd_per_mwh) @ import_mw
+                        - _row0(inputs.export_price_usd_per_mwh) @ export_mw)
     if retail:
         peak = float(np.max(import_mw, initial=0.0))
-        cost += 1000.0 * LAMBDA_USD_PER_KW * max(peak - state.peak_import_to_date_mw, 0.0)
+        cost += 1000.0 * LAMBDA_USD_PER_KW * max(peak - float(state.peaks_mw(1)[0]), 0.0)
     return cost
 
 
@@ -105,23 +147,24 @@ def check_plan(retail: bool, inputs: HorizonInputs, state: PlantState,
     assert result.status is SolveStatus.OPTIMAL, f"status {result.status}"
     plan = result.plan
     assert plan is not None
-    it, imp, exp = plan.it_power_mw, plan.import_mw, plan.export_mw
-    used = plan.renewable_used_mw
+    it, imp, exp = _row0(plan.other_it_mw), _row0(plan.import_mw), _row0(plan.export_mw)
+    used = _row0(plan.renewable_used_mw)
+    cf = _row0(inputs.renewable_cf)
     assert np.all(it >= -TOL) and np.all(it <= CAP_MW + TOL), f"IT power {it}"
     assert np.all(imp >= -TOL) and np.all(imp <= LIMIT_MW + TOL), f"import {imp}"
     assert np.all(exp >= -TOL) and np.all(exp <= LIMIT_MW + TOL), f"export {exp}"
     assert np.all(used >= -TOL) and np.all(
-        used <= inputs.renewable_cf * NAMEPLATE_MW + TOL), f"renewable used {used}"
+        used <= cf * NAMEPLATE_MW + TOL), f"renewable used {used}"
     np.testing.assert_allclose(imp - exp + used, PUE * it, atol=1e-5,
                                err_msg="power balance")
     assert np.all(np.minimum(imp, exp) <= 1e-5), f"simultaneous import and export: {imp}, {exp}"
-    np.testing.assert_allclose(inputs.work_nd_wu + plan.work_df_wu, work_of(it), atol=1e-5,
-                               err_msg="work done is not F(IT power)")
-    done = np.cumsum(plan.work_df_wu)
-    assert np.all(done <= state.df_available_cum_wu + 1e-5), (
-        f"deferrable work done before its release: {done} > {state.df_available_cum_wu}")
-    assert np.all(done >= state.df_due_cum_wu - 1e-5), (
-        f"deferrable deadline missed: {done} < {state.df_due_cum_wu}")
+    np.testing.assert_allclose(_row0(inputs.work_nd_wu) + _row0(plan.work_df_wu), work_of(it),
+                               atol=1e-5, err_msg="work done is not F(IT power)")
+    done = np.cumsum(_row0(plan.work_df_wu))
+    avail, due = _row0(state.df_available_cum_wu), _row0(state.df_due_cum_wu)
+    assert np.all(done <= avail + 1e-5), (
+        f"deferrable work done before its release: {done} > {avail}")
+    assert np.all(done >= due - 1e-5), f"deferrable deadline missed: {done} < {due}"
     cost = true_cost_usd(retail, inputs, state, imp, exp)
     assert result.objective_usd == pytest.approx(cost, rel=1e-9, abs=1e-6), (
         f"reported cost {result.objective_usd} is not the plan's cost {cost}")
@@ -130,16 +173,16 @@ def check_plan(retail: bool, inputs: HorizonInputs, state: PlantState,
 def _brute_force(retail: bool, inputs: HorizonInputs, state: PlantState) -> float:
     """Cheapest schedule on the coarse grid (module docstring); inf when none is feasible."""
     H = inputs.horizon_steps
-    backlog = float(state.df_due_cum_wu[-1])
-    nd = inputs.work_nd_wu
-    avail_mw = inputs.renewable_cf * NAMEPLATE_MW
+    due, avail = _row0(state.df_due_cum_wu), _row0(state.df_available_cum_wu)
+    backlog = float(due[-1])
+    nd = _row0(inputs.work_nd_wu)
+    avail_mw = _row0(inputs.renewable_cf) * NAMEPLATE_MW
     best = np.inf
     quarters = [q for q in itertools.product(range(5), repeat=H) if sum(q) == 4]
     for q in quarters:
         df = backlog * np.array(q) / 4.0
         done = np.cumsum(df)
-        if (np.any(done > state.df_available_cum_wu + 1e-9)
-                or np.any(done < state.df_due_cum_wu - 1e-9)):
+        if np.any(done > avail + 1e-9) or np.any(done < due - 1e-9):
             continue
         work = nd + df
         if np.any(work > DT_H * CAP_MW + 1e-9):
@@ -161,7 +204,7 @@ def _brute_force(retail: bool, inputs: HorizonInputs, state: PlantState) -> floa
 
 
 def check_exact(retail: bool, inputs: HorizonInputs, state: PlantState,
-                problem: RcdcProblem | None = None) -> float:
+                problem: Problem | None = None) -> float:
     """Solve the exact form, check the plan (feasible, not worse than the brute force)
     and return its cost [$]."""
     problem = problem or _problem(inputs.horizon_steps, retail, Formulation.EXACT)
@@ -170,8 +213,8 @@ def check_exact(retail: bool, inputs: HorizonInputs, state: PlantState,
     brute = _brute_force(retail, inputs, state)
     # HiGHS treats flows below its feasibility tolerance (~1e-6 MW here) as zero; a
     # schedule can differ by that much in every interval, priced at the largest price.
-    prices = np.abs(np.concatenate([inputs.import_price_usd_per_mwh,
-                                    inputs.export_price_usd_per_mwh]))
+    prices = np.abs(np.concatenate([_row0(inputs.import_price_usd_per_mwh),
+                                    _row0(inputs.export_price_usd_per_mwh)]))
     solver_tol_usd = 1e-6 * float(prices.max()) * DT_H * inputs.horizon_steps
     assert exact.objective_usd <= brute + solver_tol_usd + 1e-5 * (1.0 + abs(brute)), (
         f"exact plan {exact.objective_usd} $ worse than the brute force's {brute} $")
@@ -205,28 +248,28 @@ def _two(a: float, b: float | None = None) -> np.ndarray:
 WITNESSES = (
     Witness(
         "export above import price", True,
-        HorizonInputs(_two(-20.0), _two(-10.0), _two(0.0), _two(0.0)),
-        PlantState(_two(0.0), _two(0.0), peak_import_to_date_mw=12.0), 0.0,
+        inputs_of(_two(-20.0), _two(-10.0), _two(0.0), _two(0.0)),
+        state_of(_two(0.0), _two(0.0), peak_mw=12.0), 0.0,
         "No load and no renewable: nothing flows, 0 $. Importing at −20 and exporting at "
         "−10 $/MWh at once would earn 2.5 $/MW per interval up to the 12 MW peak already "
         "billed (−60 $): exclusivity forbids it."),
     Witness(
         "burn power at a negative price", False,
-        HorizonInputs.wholesale(_two(-20.0), _two(0.0), _two(1.25)),
-        PlantState.no_deferrable(2), -50.0,
+        wholesale(_two(-20.0), _two(0.0), _two(1.25)),
+        no_deferrable(2), -50.0,
         "1.25 WU per interval needs P = F⁻¹ = 4 MW, site 5 MW, imported at −20 $/MWh: "
         "2 · 0.25 · (−20) · 5 = −50 $. With W <= F(P) the site would run at 10 MW "
         "(12.5 MW site) for −125 $."),
     Witness(
         "work released late", False,
-        HorizonInputs.wholesale(_two(10.0, 90.0), _two(0.0), _two(0.0)),
-        PlantState(_two(0.0, 1.25), _two(0.0, 1.25)), 112.5,
+        wholesale(_two(10.0, 90.0), _two(0.0), _two(0.0)),
+        state_of(_two(0.0, 1.25), _two(0.0, 1.25)), 112.5,
         "1.25 WU released in interval 1 only: 5 MW site at 90 $/MWh, 0.25 · 90 · 5 = "
         "112.5 $. Without the release constraint it would run at 10 $/MWh (12.5 $)."),
     Witness(
         "demand charge above the billed peak", True,
-        HorizonInputs(_two(20.0, 80.0), _two(10.0, 40.0), _two(0.0), _two(0.0)),
-        PlantState(_two(0.0, 2.5), _two(2.5), peak_import_to_date_mw=5.0), 125.0,
+        inputs_of(_two(20.0, 80.0), _two(10.0, 40.0), _two(0.0), _two(0.0)),
+        state_of(_two(0.0, 2.5), _two(2.5), peak_mw=5.0), 125.0,
         "2.5 WU due by the end, 5 MW already billed: 1.25 WU per interval keeps the "
         "import at 5 MW, 0.25 · (20 + 80) · 5 = 125 $. All of it at 20 $/MWh needs "
         "12.5 MW (500 $/MW above 5 MW: 3,812.5 $)."),
@@ -250,17 +293,28 @@ def instances(draw: st.DrawFn, *, exact_conditions: bool) -> Case:
     # Release in quarters of the backlog (so the brute-force grid holds schedules),
     # all of it by the last interval, where it is due.
     released = np.array([*sorted(draw(st.integers(0, 4)) for _ in range(H - 1)), 4]) / 4.0
-    # Largest backlog that can be done after its release: the part released after
-    # interval s − 1 must fit into the spare capacity of intervals s..H−1.
+    backlog = draw(st.floats(0.0, 1.0)) * 0.8 * backlog_room_wu(nd, released)
+    peak0 = draw(st.sampled_from([0.0, 5.0, 12.0]))
+    return retail, inputs_of(pi_im, pi_ex, cf, nd), released_state(backlog, released, peak0)
+
+
+def backlog_room_wu(nd: np.ndarray, released: np.ndarray) -> float:
+    """Largest backlog [WU] that can be done after its release (``released``: cumulative
+    share [-] released by each interval): the part released after interval s − 1 must
+    fit into the spare capacity of intervals s..H−1."""
+    H = nd.size
     spare = np.cumsum((DT_H * CAP_MW - nd)[::-1])[::-1]
     after = 1.0 - np.concatenate([[0.0], released[:-1]])
     room = np.divide(spare, after, out=np.full(H, np.inf), where=after > 0)
-    backlog = draw(st.floats(0.0, 1.0)) * 0.8 * float(room.min())
-    due = np.zeros(H)
+    return float(room.min())
+
+
+def released_state(backlog: float, released: np.ndarray, peak_mw: float) -> PlantState:
+    """``backlog`` [WU] released in the cumulative shares ``released``, all due by the
+    last interval; ``peak_mw`` already billed."""
+    due = np.zeros(released.size)
     due[-1] = backlog
-    peak0 = draw(st.sampled_from([0.0, 5.0, 12.0]))
-    state = PlantState(due, backlog * released, peak_import_to_date_mw=peak0)
-    return retail, HorizonInputs(pi_im, pi_ex, cf, nd), state
+    return state_of(due, backlog * released, peak_mw)
 
 
 SETTINGS = settings(max_examples=25, deadline=None,

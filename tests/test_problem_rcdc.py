@@ -1,6 +1,8 @@
-"""Hand-solvable RCDC instances (2-3 intervals) with derived optima, and fast == cvxpy.
+"""Hand-solvable RCDC instances of the one problem (2-3 intervals) with derived optima,
+and the resident HiGHS model == cvxpy's own solve of the same problem.
 
-Common site for the hand instances (unless a test says otherwise): IT capacity
+Common site for the hand instances (unless a test says otherwise): one campus "dc"
+without GPUs, other IT of capacity
 10 MW, PUE 1, processing function with two segments, F(P) = 1.2 P for
 P <= 5 MW and F(P) = 6 + 0.8 (P − 5) above [WU/h], so one interval (Δ = 0.25 h)
 at P = 5 MW does 0.25 · 6 = 1.5 WU and at 10 MW 2.5 WU. Import and export limits
@@ -12,14 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mpc_dc.params.site import (
-    DataCenterParams,
-    GridParams,
-    ProcessingFunction,
-    RenewableParams,
-    SiteConfig,
-    TariffParams,
-)
+from mpc_dc.benchmarking import rcdc_site
 from mpc_dc.problem import (
     CostBreakdown,
     Formulation,
@@ -27,12 +22,15 @@ from mpc_dc.problem import (
     InfeasibleInputError,
     Plan,
     PlantState,
-    RcdcProblem,
+    Problem,
     SolveResult,
     SolveStatus,
     choose_formulation,
+    objective_offset_usd,
     set_parameters,
 )
+from mpc_dc.site.config import Campus, Grid, OtherIT, ProcessingFunction, Renewable, Site, Tariff
+from tests.test_problem_properties import inputs_of, no_deferrable, state_of, wholesale
 
 
 def plan_of(result: SolveResult) -> Plan:
@@ -48,13 +46,27 @@ def cost_of(result: SolveResult) -> CostBreakdown:
 F2 = ProcessingFunction(power_frac=(0.0, 0.5, 1.0), work_frac=(0.0, 0.6, 1.0))
 
 
-def site(tariff: TariffParams | None = None, nameplate_mw: float = 0.0) -> SiteConfig:
-    return SiteConfig(
-        datacenter=DataCenterParams(it_capacity_mw=10.0, processing=F2),
-        renewable=RenewableParams(nameplate_mw=nameplate_mw),
-        grid=GridParams(import_limit_mw=20.0, export_limit_mw=20.0,
-                        tariff=tariff or TariffParams()),
-    )
+def site(tariff: Tariff | None = None, nameplate_mw: float = 0.0) -> Site:
+    return Site((Campus("dc", "F", pue=1.0,
+                        other_it=OtherIT(it_capacity_mw=10.0, processing=F2),
+                        renewable=Renewable(nameplate_mw) if nameplate_mw else None,
+                        grid=Grid(import_limit_mw=20.0, export_limit_mw=20.0,
+                                  tariff=tariff or Tariff())),))
+
+
+def problem(site_: Site, H: int, formulation: Formulation | str = "auto") -> Problem:
+    """The one problem of a site without a DR programme."""
+    return Problem(site_, H, formulation=formulation,  # type: ignore[arg-type]
+                   demand_response=False)
+
+
+def cvxpy_objective_usd(prob: Problem, exact: bool, inputs: HorizonInputs,
+                        state: PlantState) -> float:
+    """cvxpy's own HiGHS solve of a compiled model (not the resident model) [$]."""
+    model = prob.model(exact)
+    set_parameters(model.ctx, inputs, state)
+    model.problem.solve(solver="HIGHS")
+    return float(model.problem.value) - objective_offset_usd(model.ctx)
 
 
 def test_wholesale_two_intervals() -> None:
@@ -65,15 +77,14 @@ def test_wholesale_two_intervals() -> None:
     saves nothing on efficiency and every WU is cheaper in interval 0.
     Optimum: import = [5, 0] MW, cost = 0.25 h · 5 MW · 10 $/MWh = 12.5 $.
     """
-    problem = RcdcProblem(site(), 2)
-    inputs = HorizonInputs.wholesale(np.array([10.0, 50.0]), np.zeros(2), np.zeros(2))
-    state = PlantState(np.array([0.0, 1.5]), np.array([1.5, 1.5]))
-    result = problem.solve(inputs, state)
+    inputs = wholesale(np.array([10.0, 50.0]), np.zeros(2), np.zeros(2))
+    state = state_of(np.array([0.0, 1.5]), np.array([1.5, 1.5]))
+    result = problem(site(), 2).solve(inputs, state)
     assert result.status is SolveStatus.OPTIMAL
     assert result.formulation is Formulation.RELAXED
     assert result.objective_usd == pytest.approx(12.5, abs=1e-6)
-    np.testing.assert_allclose(plan_of(result).import_mw, [5.0, 0.0], atol=1e-6)
-    np.testing.assert_allclose(plan_of(result).work_df_wu, [1.5, 0.0], atol=1e-6)
+    np.testing.assert_allclose(plan_of(result).import_mw[0], [5.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(plan_of(result).work_df_wu[0], [1.5, 0.0], atol=1e-6)
 
 
 def test_retail_demand_charge_equalises_peak() -> None:
@@ -85,14 +96,13 @@ def test_retail_demand_charge_equalises_peak() -> None:
     equalises: w = [0.75, 0.75] WU, rate 3 WU/h, P = [2.5, 2.5] MW.
     Cost = 0.25 · (10 + 20) · 2.5 + 1000 · 2.5 = 18.75 + 2500 = 2518.75 $.
     """
-    tariff = TariffParams(kind="retail", demand_charge_usd_per_kw=1.0)
-    problem = RcdcProblem(site(tariff), 2)
+    tariff = Tariff(kind="retail", demand_charge_usd_per_kw=1.0)
     prices = np.array([10.0, 20.0])
-    inputs = HorizonInputs(prices, prices, np.zeros(2), np.zeros(2))
-    state = PlantState(np.array([0.0, 1.5]), np.array([1.5, 1.5]))
-    result = problem.solve(inputs, state)
+    inputs = inputs_of(prices, prices, np.zeros(2), np.zeros(2))
+    state = state_of(np.array([0.0, 1.5]), np.array([1.5, 1.5]))
+    result = problem(site(tariff), 2).solve(inputs, state)
     assert result.objective_usd == pytest.approx(2518.75, abs=1e-5)
-    np.testing.assert_allclose(plan_of(result).import_mw, [2.5, 2.5], atol=1e-6)
+    np.testing.assert_allclose(plan_of(result).import_mw[0], [2.5, 2.5], atol=1e-6)
     assert cost_of(result).demand_charge_usd == pytest.approx(2500.0, abs=1e-5)
 
 
@@ -104,14 +114,13 @@ def test_retail_peak_to_date_is_state() -> None:
     P1 = 0.3 / 0.25 / 1.2 = 1 MW. Going above 4 MW would cost 1000 $/MW against a
     saving of 2.5 $/MW. Cost = 0.25 · (10 · 4 + 20 · 1) = 15 $, demand charge 0.
     """
-    tariff = TariffParams(kind="retail", demand_charge_usd_per_kw=1.0)
-    problem = RcdcProblem(site(tariff), 2)
+    tariff = Tariff(kind="retail", demand_charge_usd_per_kw=1.0)
     prices = np.array([10.0, 20.0])
-    inputs = HorizonInputs(prices, prices, np.zeros(2), np.zeros(2))
-    state = PlantState(np.array([0.0, 1.5]), np.array([1.5, 1.5]), peak_import_to_date_mw=4.0)
-    result = problem.solve(inputs, state)
+    inputs = inputs_of(prices, prices, np.zeros(2), np.zeros(2))
+    state = state_of(np.array([0.0, 1.5]), np.array([1.5, 1.5]), peak_mw=4.0)
+    result = problem(site(tariff), 2).solve(inputs, state)
     assert result.objective_usd == pytest.approx(15.0, abs=1e-6)
-    np.testing.assert_allclose(plan_of(result).import_mw, [4.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(plan_of(result).import_mw[0], [4.0, 1.0], atol=1e-6)
     assert cost_of(result).demand_charge_usd == pytest.approx(0.0, abs=1e-6)
 
 
@@ -123,18 +132,15 @@ def test_negative_price_needs_exact_form() -> None:
     price: 0.25 · (−20 · 10 + 30 · 5) = −12.5 $ < 12.5 $, so it is not exact and
     ``choose_formulation`` must pick the MILP.
     """
-    inputs = HorizonInputs.wholesale(np.array([-20.0, 30.0]), np.zeros(2), np.array([1.5, 1.5]))
-    state = PlantState.no_deferrable(2)
-    assert choose_formulation(inputs) is Formulation.EXACT
-    problem = RcdcProblem(site(), 2)
-    result = problem.solve(inputs, state)
+    inputs = wholesale(np.array([-20.0, 30.0]), np.zeros(2), np.array([1.5, 1.5]))
+    state = no_deferrable(2)
+    assert choose_formulation(site(), inputs) is Formulation.EXACT
+    prob = problem(site(), 2)
+    result = prob.solve(inputs, state)
     assert result.formulation is Formulation.EXACT
     assert result.objective_usd == pytest.approx(12.5, abs=1e-6)
-    np.testing.assert_allclose(plan_of(result).it_power_mw, [5.0, 5.0], atol=1e-6)
-    relaxed = problem.model(Formulation.RELAXED)
-    set_parameters(relaxed.ctx, inputs, state)
-    relaxed.problem.solve(solver="HIGHS")
-    assert relaxed.problem.value == pytest.approx(-12.5, abs=1e-6)
+    np.testing.assert_allclose(plan_of(result).other_it_mw[0], [5.0, 5.0], atol=1e-6)
+    assert cvxpy_objective_usd(prob, False, inputs, state) == pytest.approx(-12.5, abs=1e-6)
 
 
 def test_export_price_above_import_price_needs_binary() -> None:
@@ -147,21 +153,18 @@ def test_export_price_above_import_price_needs_binary() -> None:
     (0.25 · (600 − 1000) = −100 $), interval 1 import 20, export 15 MW
     (0.25 · (800 − 750) = 12.5 $): −87.5 $.
     """
-    tariff = TariffParams(kind="retail")
-    inputs = HorizonInputs(np.array([40.0, 40.0]), np.array([50.0, 50.0]), np.array([1.0, 0.0]),
-                           np.array([1.5, 1.5]))
-    state = PlantState.no_deferrable(2)
-    assert choose_formulation(inputs) is Formulation.EXACT
-    problem = RcdcProblem(site(tariff, nameplate_mw=10.0), 2)
-    result = problem.solve(inputs, state)
+    the_site = site(Tariff(kind="retail"), nameplate_mw=10.0)
+    inputs = inputs_of(np.array([40.0, 40.0]), np.array([50.0, 50.0]), np.array([1.0, 0.0]),
+                       np.array([1.5, 1.5]))
+    state = no_deferrable(2)
+    assert choose_formulation(the_site, inputs) is Formulation.EXACT
+    prob = problem(the_site, 2)
+    result = prob.solve(inputs, state)
     assert result.formulation is Formulation.EXACT
     assert result.objective_usd == pytest.approx(-12.5, abs=1e-6)
-    np.testing.assert_allclose(plan_of(result).import_mw, [0.0, 5.0], atol=1e-6)
-    np.testing.assert_allclose(plan_of(result).export_mw, [5.0, 0.0], atol=1e-6)
-    relaxed = problem.model(Formulation.RELAXED)
-    set_parameters(relaxed.ctx, inputs, state)
-    relaxed.problem.solve(solver="HIGHS")
-    assert relaxed.problem.value == pytest.approx(-87.5, abs=1e-6)
+    np.testing.assert_allclose(plan_of(result).import_mw[0], [0.0, 5.0], atol=1e-6)
+    np.testing.assert_allclose(plan_of(result).export_mw[0], [5.0, 0.0], atol=1e-6)
+    assert cvxpy_objective_usd(prob, False, inputs, state) == pytest.approx(-87.5, abs=1e-6)
 
 
 def test_deadline_forces_expensive_interval() -> None:
@@ -173,35 +176,32 @@ def test_deadline_forces_expensive_interval() -> None:
     10 $/MWh interval at 5 MW (12.5 $); putting B in interval 0 too would need
     rate 12 WU/h > F(10) = 10. Cost 75 $, import[0] = 5, import[1] + import[2] = 5.
     """
-    problem = RcdcProblem(site(), 3)
-    inputs = HorizonInputs.wholesale(np.array([50.0, 10.0, 10.0]), np.zeros(3), np.zeros(3))
-    state = PlantState(np.array([1.5, 1.5, 3.0]), np.array([3.0, 3.0, 3.0]))
-    result = problem.solve(inputs, state)
+    inputs = wholesale(np.array([50.0, 10.0, 10.0]), np.zeros(3), np.zeros(3))
+    state = state_of(np.array([1.5, 1.5, 3.0]), np.array([3.0, 3.0, 3.0]))
+    result = problem(site(), 3).solve(inputs, state)
     assert result.objective_usd == pytest.approx(75.0, abs=1e-6)
-    assert plan_of(result).import_mw[0] == pytest.approx(5.0, abs=1e-6)
-    assert plan_of(result).import_mw[1:].sum() == pytest.approx(5.0, abs=1e-6)
+    assert plan_of(result).import_mw[0, 0] == pytest.approx(5.0, abs=1e-6)
+    assert plan_of(result).import_mw[0, 1:].sum() == pytest.approx(5.0, abs=1e-6)
 
 
 def test_impossible_deadline_names_the_constraint() -> None:
     """6 WU due by the end of interval 1, but at most 0.25 · F(10) = 2.5 WU fit in
     each interval: 5 WU by then. Error names the deadline and both amounts."""
-    problem = RcdcProblem(site(), 2)
-    inputs = HorizonInputs.wholesale(np.array([10.0, 10.0]), np.zeros(2), np.zeros(2))
-    state = PlantState(np.array([0.0, 6.0]), np.array([6.0, 6.0]))
+    inputs = wholesale(np.array([10.0, 10.0]), np.zeros(2), np.zeros(2))
+    state = state_of(np.array([0.0, 6.0]), np.array([6.0, 6.0]))
     with pytest.raises(InfeasibleInputError) as info:
-        problem.solve(inputs, state)
+        problem(site(), 2).solve(inputs, state)
     assert info.value.constraint == "deferrable deadline"
     assert info.value.interval == 1
-    assert str(info.value) == ("deferrable deadline at interval 1 needs 6 WU done but at most "
-                               "5 WU can be processed by then")
+    assert str(info.value) == ("campus dc: deferrable deadline at interval 1 needs 6 WU done but "
+                               "at most 5 WU can be processed by then")
 
 
 def test_non_deferrable_above_capacity_names_the_constraint() -> None:
     """ND work 3 WU in one interval > 2.5 WU possible."""
-    problem = RcdcProblem(site(), 2)
-    inputs = HorizonInputs.wholesale(np.array([10.0, 10.0]), np.zeros(2), np.array([1.0, 3.0]))
+    inputs = wholesale(np.array([10.0, 10.0]), np.zeros(2), np.array([1.0, 3.0]))
     with pytest.raises(InfeasibleInputError, match="non-deferrable work at interval 1"):
-        problem.solve(inputs, PlantState.no_deferrable(2))
+        problem(site(), 2).solve(inputs, no_deferrable(2))
 
 
 def _random_day(rng: np.random.Generator, H: int) -> tuple[HorizonInputs, PlantState]:
@@ -212,35 +212,36 @@ def _random_day(rng: np.random.Generator, H: int) -> tuple[HorizonInputs, PlantS
     avail = np.cumsum(df)
     due = np.zeros(H)
     due[-1] = avail[-1]
-    return HorizonInputs.wholesale(lmp, cf, work - df), PlantState(due, avail)
+    return wholesale(lmp, cf, work - df), state_of(due, avail)
 
 
 @pytest.mark.parametrize("market", ["wholesale", "retail"])
-def test_fast_path_matches_cvxpy_path(market: str) -> None:
-    """96-step random day: the resident HiGHS model and cvxpy's DPP path agree on the
-    optimum, over several re-solves with new parameter values."""
-    tariff = (TariffParams(kind="retail", demand_charge_usd_per_kw=12.39)
-              if market == "retail" else TariffParams())
-    problem = RcdcProblem(SiteConfig(grid=GridParams(tariff=tariff)), 96)
+def test_fast_path_matches_cvxpy(market: str) -> None:
+    """96-step random day on the 100 MW site (retail: a 12.39 $/kW demand charge): the
+    resident HiGHS model and cvxpy's own solve of the same
+    compiled problem agree on the optimum, over several re-solves with new parameter
+    values."""
+    prob = problem(rcdc_site(market), 96)
     rng = np.random.default_rng(7)
     for _ in range(3):
         inputs, state = _random_day(rng, 96)
-        fast = problem.solve(inputs, state, path="fast")
-        ref = problem.solve(inputs, state, path="cvxpy")
-        assert fast.status is ref.status is SolveStatus.OPTIMAL
-        assert fast.objective_usd == pytest.approx(ref.objective_usd, rel=1e-7, abs=1e-4)
+        fast = prob.solve(inputs, state)
+        assert fast.status is SolveStatus.OPTIMAL
+        assert fast.formulation is Formulation.RELAXED
+        ref = cvxpy_objective_usd(prob, False, inputs, state)
+        assert fast.objective_usd == pytest.approx(ref, rel=1e-7, abs=1e-4)
         assert fast.highs_time_s > 0
 
 
-def test_fast_path_matches_cvxpy_path_exact() -> None:
+def test_fast_path_matches_cvxpy_exact() -> None:
     """The exact MILP through both paths (24 steps, one negative price)."""
-    problem = RcdcProblem(SiteConfig(), 24, formulation=Formulation.EXACT)
+    prob = problem(rcdc_site(), 24, Formulation.EXACT)
     rng = np.random.default_rng(3)
     inputs, state = _random_day(rng, 24)
-    lmp = inputs.import_price_usd_per_mwh.copy()
+    lmp = inputs.import_price_usd_per_mwh[0].copy()
     lmp[5] = -15.0
-    inputs = HorizonInputs.wholesale(lmp, inputs.renewable_cf, inputs.work_nd_wu)
-    fast = problem.solve(inputs, state, path="fast")
-    ref = problem.solve(inputs, state, path="cvxpy")
+    inputs = wholesale(lmp, inputs.renewable_cf[0], inputs.work_nd_wu[0])
+    fast = prob.solve(inputs, state)
     assert fast.formulation is Formulation.EXACT
-    assert fast.objective_usd == pytest.approx(ref.objective_usd, rel=1e-6, abs=1e-3)
+    ref = cvxpy_objective_usd(prob, True, inputs, state)
+    assert fast.objective_usd == pytest.approx(ref, rel=1e-6, abs=1e-3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import struct
 from html.parser import HTMLParser
@@ -178,3 +179,27 @@ def test_report_errors_are_one_line(run_dir: Path, tmp_path: Path,
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"mpc-dc: error: {tmp_path}: not a run or sweep directory")
     assert not list(tmp_path.iterdir())
+
+
+def test_sweep_report_with_list_and_fault_overrides(sweep_dir: Path, tmp_path: Path) -> None:
+    """A sweep over a list (``dr.days``, ``sweep_faults.toml``) used to end the report in an
+    internal error (a list in the override column is neither NaN-testable nor hashable);
+    a ``[faults]`` rate it overrides is not a fault the run counted."""
+    copy = tmp_path / "sweep"
+    copy.mkdir()
+    for name in ("sweep.json", "results.parquet"):
+        (copy / name).write_bytes((sweep_dir / name).read_bytes())
+    manifest = json.loads((copy / "sweep.json").read_text(encoding="utf-8"))
+    for run in manifest["runs"]:
+        run["overrides"]["faults.main_solve"] = 1.0
+    (copy / "sweep.json").write_text(json.dumps(manifest), encoding="utf-8")
+    table = pd.read_parquet(copy / "results.parquet")
+    table["controller.kind"] = [["2022-04-04", "2022-04-05"]] * len(table)
+    table["faults.main_solve"] = 1.0
+    table["faults.solver_exception"] = 3.0
+    table.to_parquet(copy / "results.parquet", index=False)
+    report = build_report(copy)
+    shown = report.sections[0].tables[0]
+    assert (shown["controller.kind"] == "2022-04-04, 2022-04-05").all()
+    assert (shown["faults"] == "3").all()  # not 4: the rate is no count
+    assert figure_names(report) == ["regret_vs_error", "cost_components"]

@@ -78,7 +78,10 @@ def test_every_old_example_has_a_migrated_one() -> None:
     synthetic product site."""
     old = sorted(p.stem for p in OLD_EXAMPLES.glob("*.toml"))
     migrated = {"default": "rcdc_default"}
-    assert {migrated.get(n, n) for n in old} | {"default", "nyiso_wind_fleet"} == set(EXAMPLES)
+    # New examples without an old counterpart: the product site, and the reliability
+    # sweep of issue 18.
+    new = {"default", "nyiso_wind_fleet", "sweep_faults"}
+    assert {migrated.get(n, n) for n in old} | new == set(EXAMPLES)
 
 
 @pytest.mark.parametrize("name", SCENARIO_EXAMPLES)
@@ -186,6 +189,8 @@ OLD_CASES: dict[str, tuple[dict[str, Any], str, str]] = {
                           "'caiso' is a value of the schema before"),
     "controller.kind=rule": ({"controller": {"kind": "rule"}}, "controller.kind",
                              'now controller.kind = "baseline"'),
+    "controller.fault_rate": ({"controller": {"fault_rate": 0.1}}, "controller.fault_rate",
+                              "now faults.main_solve"),
 }
 
 
@@ -387,7 +392,7 @@ def test_overrides_reach_campuses_by_position_and_name() -> None:
 
 
 @pytest.mark.parametrize(("key", "message"), [
-    ("site.campuses[5].pue", "no entry [5]; the list has 2"),
+    ("site.campuses[5].pue", "no entry [5]: the list has 2 entries"),
     ("site.campuses[south].pue", "no entry named 'south'"),
     ("site.campuses[0].batery.energy_mwh", "did you mean 'battery'?"),
     ("run.days.x", "not a table in the scenario"),
@@ -412,7 +417,7 @@ def test_controller_variants() -> None:
     assert both.fleet is not None and both.fleet.flexibility == "S3"
     assert both.site.fleet == both.fleet and both.site.fleet.levers.spatial
     assert both.serving.fidelity == "fluid" and both.controller.kind == "perfect"
-    with pytest.raises(ConfigError, match="unknown forecaster 'nope'"):
+    with pytest.raises(ConfigError, match="unknown label 'nope'; expected one of"):
         controller_variant(base, "nope")
     rcdc = load_scenario(example_path("rcdc_default"))
     with pytest.raises(ConfigError, match="needs a \\[fleet\\]"):

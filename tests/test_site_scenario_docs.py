@@ -17,10 +17,8 @@ from mpc_dc.site.scenario import (
     Scenario,
     example_path,
     load_scenario,
-    read_toml,
-    scenario_from_table,
 )
-from mpc_dc.sweep import SWEEP_KEYS
+from mpc_dc.sweep import SWEEP_KEYS, load_sweep
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "scenario.md"
 MIGRATION = "## Migration: old key → new key"
@@ -31,16 +29,14 @@ NOT_KEYS = {(Site, "fleet"), (Fleet, "table")}
 
 
 def _dataclass_of(hint: Any) -> type | None:
-    """The table class of a field (``X | None`` too), or of a list of tables
-    (``[[site.campuses]]``); None for a value. A field that takes a string or a table
-    (``fleet.flexibility = "S6"`` or ``{switching = ...}``) is one key."""
+    """The table class of a field (``X | None`` too, and a field that takes a string or
+    a table, ``fleet.flexibility = "S6"`` or ``{switching = ...}``: its table), or of a
+    list of tables (``[[site.campuses]]``); None for a value."""
     if get_origin(hint) is tuple:
         args = get_args(hint)
         return _dataclass_of(args[0]) if args else None
     if get_origin(hint) in (typing.Union, types.UnionType):
         args = get_args(hint)
-        if str in args:
-            return None
         found = [c for c in map(_dataclass_of, args) if c is not None]
         return found[0] if found else None
     return hint if dataclasses.is_dataclass(hint) and isinstance(hint, type) else None
@@ -113,8 +109,6 @@ def test_documented_examples_exist_and_load() -> None:
     for name in names:
         path = example_path(name)
         if name.startswith("sweep_"):
-            table = read_toml(path)
-            table.pop("sweep")
-            scenario_from_table(table, path)
+            load_sweep(path)  # its base scenario (inline or a file) and every run's overrides
         else:
             load_scenario(path)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mpc_dc.problem2 import HorizonInputs, PlantState, SolveResult, SolveStatus, solve_day
+from mpc_dc.problem import HorizonInputs, PlantState, SolveResult, SolveStatus, solve_day
 from mpc_dc.site.config import SCENARIOS
 from mpc_dc.studies.dr import (
     NESTING_TOL_USD,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -225,7 +226,9 @@ def test_local_pool_and_dask_give_identical_tables(tmp_path: Path) -> None:
 def test_a_failing_run_is_reported_and_the_others_kept(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A run without its data fails alone; exit 1 names it; the finished run is kept."""
+    """A run without its data is refused before any run starts (exit 2, nothing
+    written); if its data vanish after that check, it fails alone: exit 1 names it and
+    the finished run is kept."""
     path = tmp_path / "s.toml"
     path.write_text(BASE.format(days=1) + '[sweep]\nlist = [\n'
                     '  { "controller.kind" = "baseline" },\n'
@@ -233,6 +236,13 @@ def test_a_failing_run_is_reported_and_the_others_kept(
                     encoding="utf-8")
     out = tmp_path / "out"
     monkeypatch.delenv("MPC_DC_DATA", raising=False)
+    assert cli_main(["sweep", str(path), "--out", str(out)]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith(f"mpc-dc: error: {path}: key 'data.dir': data folder no/such/data "
+                           "not found; "), line
+    assert re.search(r" \(run source=real__[^)]*\)$", line), line
+    assert not out.exists()
+    monkeypatch.setattr("mpc_dc.commands.sweep.check_sweep_data", lambda spec: 0)
     assert cli_main(["sweep", str(path), "--out", str(out)]) == 1
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()

@@ -25,10 +25,15 @@ name = "robust"
 [run]
 days = 1
 history_days = 7
+[[site.campuses]]
+name = "rcdc"
+price_node = "F"
+[site.campuses.other_it]
+[site.campuses.renewable]
 [controller]
 kind = "baseline"
 [sweep.grid]
-"run.deferrable_share" = [0.2, 0.4, 0.6]
+"site.campuses[0].other_it.deferrable_share" = [0.2, 0.4, 0.6]
 """
 
 

@@ -1,8 +1,9 @@
-"""Optional battery block."""
+"""Optional battery block, per campus with a battery."""
 
 from __future__ import annotations
 
 import cvxpy as cp
+import numpy as np
 
 from mpc_dc.blocks import ModelContext
 
@@ -10,29 +11,38 @@ from mpc_dc.blocks import ModelContext
 def define_battery(ctx: ModelContext) -> None:
     """Battery charge, discharge and energy.
 
-    ``e[t] = e[t-1] + Δ (η_c · ch[t] − dis[t] / η_d)``, ``e[-1] = e0`` [MWh],
-    ``0 <= e <= E``, ``0 <= ch, dis <= P_B`` [MW], terminal ``e[H-1] >= e0`` so a
-    finite horizon cannot sell the stored energy for free. In the exact form a
-    binary ``v[t]`` forbids charging and discharging in the same interval:
+    ``e[c,t] = e[c,t−1] + L[t] Δ (η_c · ch[c,t] − dis[c,t] / η_d)``, ``e[c,−1] = e0[c]``
+    [u·h], ``0 <= e <= E``, ``0 <= ch, dis <= P_B`` [u], terminal ``e[c,H−1] >= e0[c]``
+    so a finite horizon cannot sell the stored energy for free. In the exact form a
+    binary ``v[c,t]`` forbids charging and discharging in the same interval:
     ``ch <= P_B v``, ``dis <= P_B (1 − v)``.
     """
-    bat = ctx.config.battery
-    if bat is None:
+    idx = ctx.battery
+    n, H = idx.size, ctx.horizon_steps
+    if not n:
         return
-    H, dt = ctx.horizon_steps, ctx.step_h
-    ch = cp.Variable(H, name="battery_charge_mw", bounds=[0.0, bat.power_mw])
-    dis = cp.Variable(H, name="battery_discharge_mw", bounds=[0.0, bat.power_mw])
-    e = cp.Variable(H, name="battery_energy_mwh", bounds=[0.0, bat.energy_mwh])
-    e0 = cp.Parameter(name="battery_initial_energy_mwh", nonneg=True)
-    ctx.variables.update(battery_charge_mw=ch, battery_discharge_mw=dis, battery_energy_mwh=e)
-    ctx.parameters["battery_initial_energy_mwh"] = e0
-    flow = dt * (bat.charge_efficiency * ch - dis / bat.discharge_efficiency)
-    ctx.add_constraints("battery energy balance", e[0] - flow[0] == e0)
+    bats = [ctx.site.campuses[int(c)].battery for c in idx]
+    power = np.array([b.power_mw for b in bats]) / ctx.unit_mw  # type: ignore[union-attr]
+    energy = np.array([b.energy_mwh for b in bats]) / ctx.unit_mw  # type: ignore[union-attr]
+    eta_c = np.array([b.charge_efficiency for b in bats])  # type: ignore[union-attr]
+    eta_d = np.array([b.discharge_efficiency for b in bats])  # type: ignore[union-attr]
+    P = np.repeat(power[:, None], H, axis=1)
+    ch = cp.Variable((n, H), name="battery_charge", bounds=[0.0, P])
+    dis = cp.Variable((n, H), name="battery_discharge", bounds=[0.0, P])
+    e = cp.Variable((n, H), name="battery_energy", bounds=[0.0, np.repeat(energy[:, None], H,
+                                                                          axis=1)])
+    e0 = cp.Parameter(n, name="battery_initial_energy", nonneg=True)
+    ctx.variables.update(battery_charge=ch, battery_discharge=dis, battery_energy=e)
+    ctx.parameters["battery_initial_energy"] = e0
+    dt = ctx.step_h * ctx.weights[None, :]
+    flow = (cp.multiply(dt * eta_c[:, None], ch)
+            - cp.multiply(np.repeat(dt, n, axis=0) / eta_d[:, None], dis))
+    ctx.add_constraints("battery energy balance", e[:, 0] - flow[:, 0] == e0)
     if H > 1:
-        ctx.add_constraints("battery energy balance", e[1:] - e[:-1] - flow[1:] == 0)
-    ctx.add_constraints("battery terminal energy", e[H - 1] >= e0)
+        ctx.add_constraints("battery energy balance", e[:, 1:] - e[:, :-1] - flow[:, 1:] == 0)
+    ctx.add_constraints("battery terminal energy", e[:, H - 1] >= e0)
     if ctx.exact:
-        v = cp.Variable(H, name="battery_charging", boolean=True)
+        v = cp.Variable((n, H), name="battery_charging", boolean=True)
         ctx.variables["battery_charging"] = v
         ctx.add_constraints("battery charge/discharge exclusivity",
-                            ch <= bat.power_mw * v, dis <= bat.power_mw * (1 - v))
+                            ch - cp.multiply(P, v) <= 0, dis + cp.multiply(P, v) <= P)

@@ -1,10 +1,10 @@
-"""Carbon block: a carbon price on the grid energy each campus draws."""
+"""Carbon block: a carbon price on the grid energy each campus imports."""
 
 from __future__ import annotations
 
 import cvxpy as cp
 
-from mpc_dc.blocks.inference_fleet import FleetContext, column_weights
+from mpc_dc.blocks import ModelContext
 
 
 def carbon_cost_usd_per_mwh(carbon_price_usd_per_t: float, intensity_g_per_kwh: object) -> object:
@@ -12,16 +12,16 @@ def carbon_cost_usd_per_mwh(carbon_price_usd_per_t: float, intensity_g_per_kwh: 
     return carbon_price_usd_per_t * intensity_g_per_kwh / 1000.0  # type: ignore[operator]
 
 
-def define_carbon_cost(ctx: FleetContext) -> None:
-    """Carbon cost ``Σ_{c,t} L[t] Δ λ_CO2 κ[c,t] / 1000 · p[c,t] / 1000`` [$], p [kW].
+def define_carbon_cost(ctx: ModelContext) -> None:
+    """Carbon cost ``Σ_{c,t} L[t] Δ · λ_CO2 κ[c,t] / 1000 · p_im[c,t]`` [$], p_im [u].
 
-    λ_CO2 [$/tCO2] is ``FleetConfig.carbon_price_usd_per_t``, κ [gCO2/kWh] the
-    grid's intensity at the campus; their product enters as the Parameter
-    ``carbon_cost_usd_per_mwh`` (C × H) [$/MWh] set by
-    :func:`carbon_cost_usd_per_mwh`. All of a campus's power is drawn from the grid.
+    λ_CO2 [$/tCO2] is :attr:`Site.carbon_price_usd_per_t`, κ [gCO2/kWh = kg/MWh] the
+    grid's intensity at the campus; their product ``λ_CO2 κ / 1000`` enters as the
+    Parameter ``carbon_cost_usd_per_mwh`` (C × H) [$/MWh]. Only grid import carries
+    carbon: renewable energy used on site and exports carry none.
     """
-    C, H = len(ctx.config.campuses), ctx.horizon_steps
+    C, H = ctx.n_campuses, ctx.horizon_steps
     k = cp.Parameter((C, H), name="carbon_cost_usd_per_mwh", nonneg=True)
     ctx.parameters["carbon_cost_usd_per_mwh"] = k
-    ctx.costs["carbon_usd"] = (ctx.step_h / 1e3) * cp.sum(
-        cp.multiply(k, ctx.variables["campus_power_kw"]) @ column_weights(ctx))
+    ctx.costs["carbon_usd"] = (ctx.step_h * ctx.unit_mw) * cp.sum(
+        cp.multiply(k, ctx.variables["import"]) @ ctx.weights)

@@ -1,52 +1,57 @@
 """DemandResponse block: event windows, baseline settlement, penalty above a cap.
 
-All quantities are campus facility power [kW]. Settlement is linear and symmetric
-over the event intervals (reward ``ρ_r (B − p)``, negative when the campus draws
-more than its baseline), as programmes that settle net event performance do; a
-"reward only for reductions" ``ρ_r max(B − p, 0)`` would be non-convex. Outside
-events the prices are 0 and the cap row is inactive, so the constraint matrix
-does not change with the event schedule.
+Everything is per campus on its grid import (for a campus without renewable,
+battery or export this is its facility power, as the DR programme of the fleet
+study measures it). Settlement is linear and symmetric over the event intervals
+(reward ``ρ_r (B − p_im)``, negative when the campus imports more than its baseline),
+as programmes that settle net event performance do; a "reward only for reductions"
+``ρ_r max(B − p_im, 0)`` would be non-convex. Outside events the prices are 0 and the
+cap row is inactive, so the constraint matrix does not change with the schedule.
 """
 
 from __future__ import annotations
 
 import cvxpy as cp
 
-from mpc_dc.blocks.inference_fleet import FleetContext, column_weights
+from mpc_dc.blocks import ModelContext
 
-#: Right-hand side that makes the cap row inactive outside event windows [kW].
-INACTIVE_KW = 1e7
+#: Right-hand side that makes the cap row inactive outside event windows [MW].
+INACTIVE_MW = 1e4
 
 
-def define_demand_response(ctx: FleetContext) -> None:
-    """Excess above the cap during events.
+def define_demand_response(ctx: ModelContext) -> None:
+    """Import above the cap during events.
 
-    ``e[c,t] >= p[c,t] − K[c,t]``, ``e >= 0`` [kW], K = cap in events (the
-    Parameter ``dr_cap_rhs_kw``, C × H), inactive outside.
+    ``e[c,t] >= p_im[c,t] − K[c,t]``, ``e >= 0`` [u], K the cap in events (the
+    Parameter ``dr_cap_rhs``, C × H [u]; :data:`INACTIVE_MW` outside).
     """
-    C, H = len(ctx.config.campuses), ctx.horizon_steps
-    p = ctx.variables["campus_power_kw"]
-    e = cp.Variable((C, H), name="dr_excess_kw", bounds=[0.0, None])
-    ctx.variables["dr_excess_kw"] = e
-    K = cp.Parameter((C, H), name="dr_cap_rhs_kw", nonneg=True)
-    ctx.parameters["dr_cap_rhs_kw"] = K
-    ctx.add_constraints("DR cap", e - p >= -K)
+    if not ctx.demand_response:
+        return
+    C, H = ctx.n_campuses, ctx.horizon_steps
+    e = cp.Variable((C, H), name="dr_excess", bounds=[0.0, None])
+    ctx.variables["dr_excess"] = e
+    K = cp.Parameter((C, H), name="dr_cap_rhs", nonneg=True)
+    ctx.parameters["dr_cap_rhs"] = K
+    ctx.add_constraints("DR cap", e - ctx.variables["import"] >= -K)
 
 
-def define_demand_response_cost(ctx: FleetContext) -> None:
-    """DR settlement ``−Σ L Δ ρ_r[c,t] (B[c,t] − p[c,t])``, penalty ``Σ L Δ ρ_p[c,t] e[c,t]`` [$].
+def define_demand_response_cost(ctx: ModelContext) -> None:
+    """DR settlement ``−Σ L Δ ρ_r[c,t] (B[c,t] − p_im[c,t])`` and penalty
+    ``Σ L Δ ρ_p[c,t] e[c,t]`` [$].
 
     ρ_r, ρ_p [$/kWh] are the Parameters ``dr_reward_usd_per_kwh`` and
-    ``dr_penalty_usd_per_kwh`` (C × H), 0 outside events; B, p, e [kW]. The
-    constant ``−Σ Δ ρ_r B`` does not change the argmin and is left out of the
-    objective; :func:`mpc_dc.fleet_problem.fleet_plan_cost` reports the full
-    settlement.
+    ``dr_penalty_usd_per_kwh`` (C × H), 0 outside events; B, p_im, e in [u] (×
+    :attr:`ModelContext.kw_per_unit` to kW). The constant ``−Σ L Δ ρ_r B`` does not
+    change the argmin and is left out of the objective; the cost breakdown, the LP
+    bound and the MIP bound add it back.
     """
-    C, H = len(ctx.config.campuses), ctx.horizon_steps
+    if not ctx.demand_response:
+        return
+    C, H = ctx.n_campuses, ctx.horizon_steps
     rr = cp.Parameter((C, H), name="dr_reward_usd_per_kwh", nonneg=True)
     rp = cp.Parameter((C, H), name="dr_penalty_usd_per_kwh", nonneg=True)
     ctx.parameters.update(dr_reward_usd_per_kwh=rr, dr_penalty_usd_per_kwh=rp)
-    v = ctx.variables
-    L = column_weights(ctx)
-    ctx.costs["dr_reward_usd"] = ctx.step_h * cp.sum(cp.multiply(rr, v["campus_power_kw"]) @ L)
-    ctx.costs["dr_penalty_usd"] = ctx.step_h * cp.sum(cp.multiply(rp, v["dr_excess_kw"]) @ L)
+    v, L = ctx.variables, ctx.weights
+    scale = ctx.step_h * ctx.kw_per_unit
+    ctx.costs["dr_reward_usd"] = scale * cp.sum(cp.multiply(rr, v["import"]) @ L)
+    ctx.costs["dr_penalty_usd"] = scale * cp.sum(cp.multiply(rp, v["dr_excess"]) @ L)

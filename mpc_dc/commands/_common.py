@@ -1,10 +1,11 @@
-"""Pieces shared by the ``run``, ``compare`` and ``scenario`` commands (not a command)."""
+"""Pieces shared by the commands (not a command): scenario options, progress bars,
+tables, executor options."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -12,8 +13,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from mpc_dc.commands._options import positive_int, scheduler_address
 from mpc_dc.interrupt import hold_point
+from mpc_dc.site.data import SOURCE
 from mpc_dc.site.scenario import Scenario, controller_variant, default_scenario, load_scenario
+from mpc_dc.sweep import DASHBOARD_DEFAULT, Executor, RunReport
+from traces.errors import ConfigError
 
 
 def read_scenario(path: Path | None) -> Scenario:
@@ -28,8 +33,30 @@ def with_data_dir(scenario: Scenario, data: Path | None) -> Scenario:
     return replace(scenario, data=replace(scenario.data, dir=str(data)))
 
 
-def with_run_overrides(scenario: Scenario, args: argparse.Namespace) -> tuple[Scenario, Path]:
-    """Apply ``--data``, ``--controller`` (:func:`controller_variant`) and ``--days``.
+@contextmanager
+def option_errors(option: str, value: object, source: str | Path) -> Iterator[None]:
+    """A :class:`ConfigError` raised in the block, applying a command-line option to the
+    scenario, names the scenario file ``source`` and the option with its value."""
+    try:
+        yield
+    except ConfigError as err:
+        named = source if err.source == SOURCE else err.source
+        raise ConfigError(named, f"{err.message} (from {option} {value})", key=err.key) from None
+
+
+def check_labels(scenario: Scenario, option: str, labels: Sequence[str],
+                 source: str | Path) -> None:
+    """Refuse, before anything runs, a label of ``option`` that does not apply to
+    ``scenario`` (e.g. ``S4`` without a ``[fleet]``)."""
+    for label in labels:
+        with option_errors(option, label, source):
+            controller_variant(scenario, label)
+
+
+def with_run_overrides(scenario: Scenario, args: argparse.Namespace,
+                       source: str | Path = SOURCE) -> tuple[Scenario, Path]:
+    """Apply ``--data``, ``--controller`` (:func:`controller_variant`) and ``--days``;
+    an override the scenario refuses names ``source`` (the file) and the option.
 
     Returns
     -------
@@ -40,9 +67,11 @@ def with_run_overrides(scenario: Scenario, args: argparse.Namespace) -> tuple[Sc
     """
     scenario = with_data_dir(scenario, args.data)
     if args.controller:
-        scenario = controller_variant(scenario, args.controller)
+        with option_errors("--controller", args.controller, source):
+            scenario = controller_variant(scenario, args.controller)
     if args.days:
-        scenario = replace(scenario, run=replace(scenario.run, days=args.days))
+        with option_errors("--days", f"{args.days:g}", source):
+            scenario = replace(scenario, run=replace(scenario.run, days=args.days))
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
     out = args.out or Path("runs") / f"{scenario.name}-{stamp}"
     return scenario, out
@@ -107,3 +136,45 @@ def markdown_table(
         cells.extend(cell(row, key, fmt) for key, (_, fmt) in shown.items())
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def add_executor_options(parser: argparse.ArgumentParser) -> None:
+    """``--executor``, ``--workers``, ``--scheduler``, ``--dashboard`` (sweep, benchmark)."""
+    parser.add_argument("--executor", choices=["local", "dask"], default="local",
+                        help="local: this process or a process pool; dask: dask.distributed "
+                        "(default: %(default)s)")
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="worker processes (default: 1 for local, 2 for a dask "
+                        "LocalCluster)")
+    parser.add_argument("--scheduler", type=scheduler_address, default=None,
+                        help="address of a running dask scheduler (tcp://host:8786); "
+                        "implies --executor dask. The connection is unauthenticated TCP "
+                        "and the scheduler runs pickled code: use only a scheduler you "
+                        "control, on a trusted network (docs/reliability.md)")
+    parser.add_argument("--dashboard", default=DASHBOARD_DEFAULT, metavar="ADDRESS",
+                        help="where a LocalCluster's dashboard listens (default "
+                        "%(default)s: this machine only, random port; ':0' listens on "
+                        "every interface, unauthenticated)")
+
+
+def executor_of(args: argparse.Namespace) -> tuple[Executor, int]:
+    """The executor and worker count the options of :func:`add_executor_options` ask for."""
+    executor: Executor = "dask" if args.scheduler or args.executor == "dask" else "local"
+    return executor, args.workers or (2 if executor == "dask" else 1)
+
+
+def print_report(report: RunReport, finished: int, total: int) -> None:
+    """One progress line per finished run of a sweep."""
+    extra = f" {report.wall_time_s:.1f} s" if report.status == "done" else ""
+    extra += f" ({report.message})" if report.message else ""
+    print(f"[{finished}/{total}] {report.status:<7} {report.run_id}{extra}", flush=True)
+
+
+def failed_runs(failed: list[RunReport], total: int) -> int:
+    """Exit code of a sweep: 1, with one line on stderr, when runs failed; else 0."""
+    if not failed:
+        return 0
+    first = failed[0]
+    print(f"mpc-dc: error: {len(failed)} of {total} runs failed (first {first.run_id}: "
+          f"{first.message}); run the same command again to retry them", file=sys.stderr)
+    return 1

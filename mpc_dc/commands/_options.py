@@ -31,14 +31,17 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
-def positive_float(unit: str = "") -> Callable[[str], float]:
-    """A finite number > 0 (``unit`` is shown in the message, e.g. ``"d"``)."""
+def positive_float(unit: str = "", at_most: float | None = None) -> Callable[[str], float]:
+    """A finite number > 0 (and <= ``at_most`` when given; ``unit`` is shown in the
+    message, e.g. ``"d"``)."""
     shown = f" [{unit}]" if unit else ""
+    bound = "> 0" if at_most is None else f"in (0, {at_most:g}]"
 
     def parse(text: str) -> float:
         value = _number(text)
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a finite number > 0{shown}, got {text!r}")
+        if not math.isfinite(value) or value <= 0 or (at_most is not None and value > at_most):
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number {bound}{shown}, got {text!r}")
         return value
 
     return parse
@@ -151,6 +154,24 @@ def comma_list(text: str) -> list[str]:
     return labels
 
 
+def controller_label(text: str) -> str:
+    """A controller label (``baseline``, a forecaster, ``S4+fluid`` ...), each part known
+    (:func:`mpc_dc.site.scenario.label_parts`)."""
+    from mpc_dc.site.scenario import label_parts
+    from traces.errors import ConfigError
+
+    try:
+        label_parts(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(err.message) from None
+    return text
+
+
+def label_list(text: str) -> list[str]:
+    """``a,b,c``: a :func:`comma_list` of :func:`controller_label` labels."""
+    return [controller_label(label) for label in comma_list(text)]
+
+
 _ADDRESS = re.compile(r"(?:(?P<scheme>[a-z]+)://)?(?P<host>\[[0-9a-fA-F:]+\]|[^/:\s]+):(?P<port>\d+)")
 
 
@@ -163,3 +184,15 @@ def scheduler_address(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"expected a scheduler address like tcp://10.0.0.5:8786, got {text!r}")
     return text.strip() if match["scheme"] else f"tcp://{text.strip()}"
+
+
+def policy_spec(text: str) -> str:
+    """A policy: ``package.module:Class`` or an installed entry-point name, checked by
+    loading its class (:func:`mpc_dc.policy.load_policy_class`)."""
+    from mpc_dc.policy import PolicyLoadError, load_policy_class
+
+    try:
+        load_policy_class(text)
+    except PolicyLoadError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text.strip()

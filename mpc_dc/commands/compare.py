@@ -10,15 +10,24 @@ from pathlib import Path
 import pandas as pd
 
 from mpc_dc.commands._common import (
+    check_labels,
     markdown_table,
+    option_errors,
     progress_bars,
     read_scenario,
     with_data_dir,
     write_comparison,
 )
-from mpc_dc.commands._options import comma_list, existing_dir, output_dir, positive_float
+from mpc_dc.commands._options import (
+    existing_dir,
+    label_list,
+    output_dir,
+    policy_spec,
+    positive_float,
+)
 from mpc_dc.runner import OFFLINE_ROW, compare
 from mpc_dc.site.data import SOURCE
+from mpc_dc.site.scenario import MAX_RUN_DAYS
 
 COLUMNS = {
     "cost_usd": ("cost [$]", "{:,.2f}"),
@@ -58,17 +67,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: the embedded one)")
     parser.add_argument("--data", type=existing_dir,
                         help="override data.dir (public data folder)")
-    parser.add_argument("--days", type=positive_float("d"), help="override run.days [d]")
+    parser.add_argument("--days", type=positive_float("d", at_most=MAX_RUN_DAYS),
+                        help="override run.days [d]")
     parser.add_argument(
-        "--forecasters", type=comma_list, default=["sarimax", "seasonal_naive", "persistence"],
+        "--forecasters", type=label_list, default=["sarimax", "seasonal_naive", "persistence"],
         help="comma-separated labels: forecasters, baseline, offline, perfect/oracle "
         "(default: sarimax,seasonal_naive,persistence)",
     )
     parser.add_argument(
-        "--flex", type=comma_list, default=[],
+        "--flex", type=label_list, default=[],
         help="more labels: S1..S6, optionally combined with +fluid/+request, +fast/+nofast "
         "(the fast layer) or a forecaster (e.g. S1,S6,S6+fluid,S6+nofast)",
     )
+    parser.add_argument("--policy", dest="policies", type=policy_spec, action="append",
+                        default=[], metavar="POLICY",
+                        help="add a row for this policy: package.module:Class or an "
+                        "installed entry-point name (repeat for several; docs/policies.md)")
     parser.add_argument("--out", type=output_dir,
                         help="write the table as CSV and Markdown into this new folder")
     parser.add_argument("--runs", type=output_dir,
@@ -78,13 +92,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the comparison and print the table."""
+    source = args.scenario or SOURCE
     scenario = with_data_dir(read_scenario(args.scenario), args.data)
+    check_labels(scenario, "--forecasters", args.forecasters, source)
+    check_labels(scenario, "--flex", args.flex, source)
     if args.days:
-        scenario = replace(scenario, run=replace(scenario.run, days=args.days))
+        with option_errors("--days", f"{args.days:g}", source):
+            scenario = replace(scenario, run=replace(scenario.run, days=args.days))
     labels = list(dict.fromkeys([*args.forecasters, *args.flex]))
     with progress_bars() as progress:
-        table = compare(scenario, labels, progress=progress, out_dir=args.runs,
-                        source=args.scenario or SOURCE)
+        table = compare(scenario, labels, policies=args.policies, progress=progress,
+                        out_dir=args.runs, source=source)
     text = markdown_table(table, "controller", COLUMNS, _cell)
     notes = limit_notes(table)
     if notes:

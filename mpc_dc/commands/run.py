@@ -8,9 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from mpc_dc.commands._common import progress_bars, read_scenario, with_run_overrides
-from mpc_dc.commands._options import existing_dir, output_dir, positive_float
+from mpc_dc.commands._options import (
+    controller_label,
+    existing_dir,
+    output_dir,
+    policy_spec,
+    positive_float,
+)
 from mpc_dc.runner import run_scenario
 from mpc_dc.site.data import SOURCE
+from mpc_dc.site.scenario import MAX_RUN_DAYS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,10 +35,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="override data.dir (public data folder)")
     parser.add_argument("--out", type=output_dir,
                         help="run directory (default runs/<name>-<time>)")
-    parser.add_argument("--controller", help="baseline | offline | perfect | <forecaster> | "
-                        "S1..S6 | fluid | request | fast | nofast (the fast layer), "
-                        "combined with + (e.g. S4+fluid, sarimax+nofast)")
-    parser.add_argument("--days", type=positive_float("d"), help="override run.days [d]")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--controller", type=controller_label,
+                       help="baseline | offline | perfect | <forecaster> | "
+                       "S1..S6 | fluid | request | fast | nofast (the fast layer), "
+                       "combined with + (e.g. S4+fluid, sarimax+nofast)")
+    which.add_argument("--policy", type=policy_spec,
+                       help="run this policy instead of the scenario's controller: "
+                       "package.module:Class or an installed entry-point name "
+                       "(docs/policies.md)")
+    parser.add_argument("--days", type=positive_float("d", at_most=MAX_RUN_DAYS),
+                        help="override run.days [d]")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --out that mpc-dc wrote (it carries the "
@@ -41,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run and print a summary table."""
-    scenario, out = with_run_overrides(read_scenario(args.scenario), args)
+    source = args.scenario or SOURCE
+    scenario, out = with_run_overrides(read_scenario(args.scenario), args, source)
     ctl = scenario.controller
     fleet = scenario.fleet
     print(f"mpc-dc run: scenario '{scenario.name}', {scenario.run.days:g} days from "
@@ -49,12 +64,13 @@ def main(args: argparse.Namespace) -> int:
           f"{scenario.data.source}"
           + (f", fleet {fleet.flexibility} ({scenario.serving.fidelity} serving)"
              if fleet is not None else "")
-          + f", controller {ctl.kind}" + (f" ({ctl.forecaster})" if ctl.kind == "mpc" else ""))
+          + (f", policy {args.policy}" if args.policy else f", controller {ctl.kind}"
+             + (f" ({ctl.forecaster})" if ctl.kind == "mpc" else "")))
     with progress_bars() as progress:
         outcome = run_scenario(scenario, out=out,
                                progress=progress("simulating", scenario.run.n_steps),
                                plots=not args.no_plots, overwrite=args.overwrite,
-                               source=args.scenario or SOURCE)
+                               source=source, policy=args.policy)
     print(summary_table(outcome.result.kpis, outcome.controller))
     print(f"run directory: {outcome.path}")
     return 0
@@ -102,6 +118,9 @@ def summary_table(kpis: dict[str, Any], controller: str) -> str:
                          f" / {kpis['fast_instances_kept']:,.0f} instances"))
             rows.append(("  moved: campus / precision", f"{kpis['fast_requests_rerouted']:,.0f}"
                          f" / {kpis['fast_precision_moves']:,.0f} requests"))
+    injected = {k: v for k, v in kpis.get("faults_injected", {}).items() if v}
+    if injected:
+        rows.append(("faults injected", f"{sum(injected.values())} {injected}"))
     rows += [
         ("solves / fallbacks", fallbacks),
         ("solve time median", f"{1000 * kpis['solve_time_median_s']:.2f} ms"),

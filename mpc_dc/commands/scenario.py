@@ -34,11 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     if "sweep" in read_toml(args.file):
-        from mpc_dc.sweep import load_sweep
+        from mpc_dc.sweep import check_sweep_data, load_sweep
 
         spec = load_sweep(args.file)
+        data = ("data not read (--no-data)" if args.no_data else
+                f"data of its {check_sweep_data(spec)} distinct data configuration(s) checked")
         print(f"{args.file}: ok (sweep '{spec.name}', {len(spec.runs)} runs, every run's "
-              "scenario valid)")
+              f"scenario valid, {data})")
         return 0
     scenario = with_data_dir(read_scenario(args.file), args.data)
     if args.no_data:

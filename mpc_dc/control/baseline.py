@@ -7,7 +7,8 @@
   forecast of its demand (the last published interval):
   ``n[c,m] = ceil(φ[c] D[m] / (ρ̄ μ[m]))`` with ``μ`` the capacity the optimizer
   plans with (:meth:`~mpc_dc.site.config.Fleet.capacity`), capped by the campus's
-  free GPUs; at least ``min_instances_per_model`` instances per model stay warm
+  free GPUs (those observed when fewer than installed: a GPU loss); at least
+  ``min_instances_per_model`` instances per model stay warm
   (:func:`with_min_instances`).
 * No battery, no planned curtailment, no planned import or export: the plant uses
   the renewable first, imports the deficit and exports a surplus when the price is
@@ -23,7 +24,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mpc_dc.fleet_problem import routing_shares
+from mpc_dc.problem import routing_shares
 from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.policy import (
     CampusDecision,
@@ -51,13 +52,16 @@ def capacities(site: Site) -> dict[PoolKey, float]:
     return {k: fleet.capacity(k[1], k[2]) for k in site.pools}
 
 
-def rule_fleet(site: Site, demand_tokens_per_s: Sequence[float]) -> FleetDecision:
+def rule_fleet(site: Site, demand_tokens_per_s: Sequence[float],
+               gpus: Mapping[str, float] | None = None) -> FleetDecision:
     """Instances at the rule precision and fixed shares for ``demand`` (module docstring).
 
     Parameters
     ----------
     demand_tokens_per_s : sequence [tokens/s]
         One value per model in ``site.models`` order.
+    gpus : Mapping[str, float], optional [GPUs]
+        GPUs each campus has (default and at most: its installed ones).
     """
     fleet = site.fleet
     if fleet is None:
@@ -68,7 +72,7 @@ def rule_fleet(site: Site, demand_tokens_per_s: Sequence[float]) -> FleetDecisio
     for campus in site.campuses:
         if campus.gpus <= 0:
             continue
-        free = campus.gpus
+        free = min(campus.gpus, int((gpus or {}).get(campus.name, campus.gpus)))
         for model, d in zip(site.models, demand_tokens_per_s, strict=True):
             q = rule_precision(site, model)
             key = (campus.name, model, q)
@@ -133,10 +137,13 @@ def with_min_instances(site: Site, fleet: FleetDecision, current: Mapping[PoolKe
 def rule_decision(site: Site, obs: Observation, demand_tokens_per_s: Sequence[float],
                   source: str, min_instances_per_model: int = 0) -> Decision:
     """The rule's decision at ``obs``: the whole backlog of every campus, the rule fleet
-    for ``demand`` with the warm floor; no battery, curtailment or planned flows."""
+    for ``demand`` on the GPUs observed with the warm floor; no battery, curtailment or
+    planned flows."""
     campuses = {name: CampusDecision(work_df_wu=obs.campuses[name].backlog_total_wu)
                 for name in site.campus_names if name in obs.campuses}
-    fleet = with_min_instances(site, rule_fleet(site, demand_tokens_per_s), obs.fleet(),
+    gpus = {name: o.gpus_available for name, o in obs.campuses.items()
+            if o.gpus_available is not None}
+    fleet = with_min_instances(site, rule_fleet(site, demand_tokens_per_s, gpus), obs.fleet(),
                                min_instances_per_model)
     return Decision(campuses, fleet, source)
 

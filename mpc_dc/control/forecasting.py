@@ -4,8 +4,9 @@ Channels (:func:`channels`) are the columns of the run's exogenous frame the
 controller forecasts, named as the frame names them (campus ``C``, model ``M``):
 
 * per campus: ``price_usd_per_mwh[C]`` (the market price its tariff is built on),
-  ``carbon_gco2_per_kwh[C]``, ``renewable_cf[C]`` (campuses with a renewable) and
-  ``workload_wu[C]`` (campuses with other IT);
+  ``carbon_gco2_per_kwh[C]`` (where carbon has a price: without one it moves no
+  decision, and the horizon holds zeros), ``renewable_cf[C]`` (campuses with a
+  renewable) and ``workload_wu[C]`` (campuses with other IT);
 * per model: ``tokens_per_s[M]`` (output-token demand).
 
 One forecaster per channel, with the settings of its kind of quantity
@@ -20,24 +21,36 @@ are used as they are; not the oracles, which know them already).
 (:meth:`ChannelForecasts.observe`) and hands it to the forecasters only when a
 forecast is asked for, one array per channel: an hour's four quarters arrive at
 once and cost one update (the lazy path of the MPC loop).
+
+Faults (:mod:`mpc_dc.sim.faults`): a forecaster that raises (numerical trouble, or an
+injected fault) gives the channel's last published value held flat, counted as
+``forecaster_raised`` (a :class:`~forecasters.base.LookaheadError` is a defect and
+is not caught); a stale forecast (injected) reuses the previous interval's forecasts
+moved on by one interval, counted as ``stale_forecast_used``; a channel whose last
+value is older than its publication rule allows (a feed outage) is forecast from that
+value and counted as ``held_feed_value`` once per channel and interval.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from forecasters.base import BaseForecaster
+from forecasters.base import BaseForecaster, LookaheadError, NotFittedError
 from forecasters.known_ahead import KnownAhead
 from forecasters.presets import Quantity, make_for
 from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.site.config import Site
 from traces.grid import STEP
+
+if TYPE_CHECKING:
+    from mpc_dc.sim.faults import FaultInjector
 
 logger = logging.getLogger(__name__)
 
@@ -53,17 +66,28 @@ QUANTITY_OF: Mapping[str, Quantity] = {
 ORACLES = frozenset({"oracle", "noisy_oracle"})
 """Forecasters that read the truth instead of learning from observations."""
 
+FORECAST_EXCEPTIONS: tuple[type[Exception], ...] = (RuntimeError, ValueError, ArithmeticError)
+"""Exceptions of a forecaster call that fall back to the last published value (a
+:class:`~forecasters.base.LookaheadError`, a ValueError, is re-raised: a defect)."""
+
 
 def quantity(channel: str) -> str:
     """``price_usd_per_mwh`` of ``price_usd_per_mwh[north]``."""
     return channel.partition("[")[0]
 
 
-def channels(site: Site) -> tuple[str, ...]:
-    """The site's forecast channels (module docstring), campuses then models, in site order."""
+def channels(site: Site, *, unpriced_carbon: bool = False) -> tuple[str, ...]:
+    """The site's forecast channels (module docstring), campuses then models, in site order.
+
+    ``unpriced_carbon``: list the carbon channels also when carbon has no price (the
+    order in which :func:`make_forecasters` seeds the noisy oracle's channels).
+    """
+    carbon = unpriced_carbon or site.carbon_price_usd_per_t > 0
     out: list[str] = []
     for c in site.campuses:
-        out += [column("price_usd_per_mwh", c.name), column("carbon_gco2_per_kwh", c.name)]
+        out.append(column("price_usd_per_mwh", c.name))
+        if carbon:
+            out.append(column("carbon_gco2_per_kwh", c.name))
         if c.renewable is not None:
             out.append(column("renewable_cf", c.name))
         if c.other_it is not None:
@@ -103,7 +127,11 @@ def make_forecasters(
     retail = {column("price_usd_per_mwh", c.name) for c in site.campuses
               if c.grid.tariff.kind == "retail"}
     out: dict[str, BaseForecaster] = {}
-    for k, channel in enumerate(channels(site)):
+    wanted = channels(site)
+    # Channel k keeps its seed whether or not carbon is forecast.
+    for k, channel in enumerate(channels(site, unpriced_carbon=True)):
+        if channel not in wanted:
+            continue
         extra: dict[str, Any] = dict((params or {}).get(channel, {}))
         if name in ORACLES:
             extra["truth"] = exo.truth(channel)
@@ -127,15 +155,36 @@ class ChannelForecasts:
     forecasters : Mapping[str, BaseForecaster]
         One per channel (:func:`make_forecasters`).
     faults : Counter, optional
-        Where non-finite forecasts are counted (``nan_forecast``); the policy's stats.
+        Where the faults met are counted (module docstring); the policy's stats.
+    injector : FaultInjector, optional
+        Injects forecaster exceptions and stale forecasts (:mod:`mpc_dc.sim.faults`).
+
+    Attributes
+    ----------
+    published : callable, optional
+        ``published(channel, time)``: start of the last interval of ``channel``
+        published by ``time`` under its publication rule; set by the policy, it flags
+        channels forecast from an older value (``held_feed_value``).
     """
 
     def __init__(self, forecasters: Mapping[str, BaseForecaster],
-                 faults: Counter[str] | None = None) -> None:
+                 faults: Counter[str] | None = None,
+                 injector: FaultInjector | None = None) -> None:
         self.forecasters = dict(forecasters)
         self.faults: Counter[str] = faults if faults is not None else Counter()
         self._pending: dict[str, list[tuple[pd.Timestamp, float]]] = {
             c: [] for c in self.forecasters}
+        self.injector = injector
+        if injector is not None:
+            injector.register_channels(tuple(self.forecasters))
+        self.published: Callable[[str, pd.Timestamp], pd.Timestamp] | None = None
+        self._last_seen: dict[str, pd.Timestamp | None] = {
+            c: f.cutoff for c, f in self.forecasters.items()}
+        self._last_value: dict[str, float] = {}
+        self._raised: set[str] = set()
+        # Forecasts of the last fresh call per channel (and quantile level), reused
+        # when the forecasts are stale.
+        self._previous: dict[tuple[str, float | None], tuple[pd.Timestamp, np.ndarray]] = {}
 
     def observe(self, time: pd.Timestamp, values: Mapping[str, float]) -> None:
         """Queue the published values of the interval starting at ``time``."""
@@ -143,6 +192,9 @@ class ChannelForecasts:
             rows = self._pending.get(channel)
             if rows is not None:
                 rows.append((time, float(value)))
+                self._last_seen[channel] = time
+                if np.isfinite(value):
+                    self._last_value[channel] = float(value)
 
     def flush(self) -> None:
         """Hand every queued value to its forecaster (one update per channel)."""
@@ -155,20 +207,31 @@ class ChannelForecasts:
                 only: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Point forecasts for ``steps`` intervals from ``time`` per channel (``only``:
         these channels). A non-finite value is counted and replaced by the last finite
-        one before it (0 when none); a forecaster that has seen nothing predicts 0."""
-        self.flush()
+        one before it (0 when none); a forecaster that has seen nothing predicts 0;
+        faults as in the module docstring."""
+        stale = self.injector is not None and self.injector.stale(time)
+        if not stale:
+            self.flush()
         out: dict[str, np.ndarray] = {}
         for channel in only if only is not None else self.forecasters:
             forecaster = self.forecasters[channel]
+            self._flag_held(channel, time)
             if forecaster.cutoff is None:
                 out[channel] = np.zeros(steps)
                 continue
-            values = forecaster.predict_values(time, steps)
+            reused = self._reuse((channel, None), time, steps) if stale else None
+            if reused is not None:
+                out[channel] = reused
+                continue
+            values = self._call(channel, time, steps,
+                                partial(forecaster.predict_values, time, steps))
             if not np.all(np.isfinite(values)):
                 self.faults["nan_forecast"] += 1
                 logger.warning("non-finite %s forecast at %s; holding the last finite value",
                                channel, time)
                 values = pd.Series(values).ffill().fillna(0.0).to_numpy()
+            if self.injector is not None:
+                self._previous[channel, None] = (time, values)
             out[channel] = values
         return out
 
@@ -176,17 +239,82 @@ class ChannelForecasts:
                  ) -> np.ndarray:
         """The ``level`` quantile forecast of one channel; ``+inf`` where the
         forecaster's spread is not known yet (too little history), NaN replaced as in
-        :meth:`predict`."""
-        self.flush()
+        :meth:`predict` (faults too)."""
+        stale = self.injector is not None and self.injector.stale(time)
+        if not stale:
+            self.flush()
         forecaster = self.forecasters[channel]
         if forecaster.cutoff is None:
             return np.full(steps, np.inf)
-        bands = forecaster.predict_quantiles(time, steps, [level])
-        values = np.asarray(bands.iloc[:, 0], dtype=float)
+        reused = self._reuse((channel, level), time, steps) if stale else None
+        if reused is not None:
+            return reused
+        values = self._call(channel, time, steps, lambda: np.asarray(
+            forecaster.predict_quantiles(time, steps, [level]).iloc[:, 0], dtype=float))
         if np.isnan(values).any():
             self.faults["nan_forecast"] += 1
             values = pd.Series(values).ffill().fillna(np.inf).to_numpy()
+        if self.injector is not None:
+            self._previous[channel, level] = (time, values)
         return values
+
+    def _call(self, channel: str, time: pd.Timestamp, steps: int,
+              forecast: Callable[[], np.ndarray]) -> np.ndarray:
+        """``forecast()`` of one channel, or its last published value held flat when
+        the forecaster raises (counted, logged)."""
+        try:
+            if self.injector is not None:
+                self.injector.forecast(channel, time)
+            return forecast()
+        except LookaheadError:
+            raise
+        except FORECAST_EXCEPTIONS as err:
+            self.faults["forecaster_raised"] += 1
+            held = self.last_value(channel)
+            # The first of a channel is a warning; the rest are counted (KPIs) and logged
+            # at info level, so that a flaky forecaster does not flood the output.
+            first = channel not in self._raised
+            self._raised.add(channel)
+            logger.log(logging.WARNING if first else logging.INFO,
+                       "%s forecaster raised %s at %s (%s); holding its last published value "
+                       "%.6g%s", channel, type(err).__name__, time, err, held,
+                       " (further ones at info level)" if first else "")
+            return np.full(steps, held)
+
+    def last_value(self, channel: str) -> float:
+        """The last finite value of ``channel`` published (its history's when nothing
+        was published in the run; 0 when none)."""
+        if channel in self._last_value:
+            return self._last_value[channel]
+        try:
+            seen = self.forecasters[channel].observations
+        except NotFittedError:
+            return 0.0
+        finite = seen[np.isfinite(seen)]
+        return float(finite[-1]) if finite.size else 0.0
+
+    def _reuse(self, key: tuple[str, float | None], time: pd.Timestamp,
+               steps: int) -> np.ndarray | None:
+        """The previous forecast of ``key`` moved on to ``time`` (its last value held
+        past its end), counted; None when there is none."""
+        previous = self._previous.get(key)
+        if previous is None or previous[0] >= time:
+            return None
+        shift = int((time - previous[0]) // STEP)
+        old = previous[1][shift: shift + steps]
+        if old.size == 0:
+            return None
+        self.faults["stale_forecast_used"] += 1
+        return np.concatenate([old, np.full(steps - old.size, old[-1])])
+
+    def _flag_held(self, channel: str, time: pd.Timestamp) -> None:
+        """Count ``channel`` as forecast from a held value when its last value is
+        older than its publication rule allows at ``time``."""
+        if self.published is None:
+            return
+        seen = self._last_seen.get(channel)
+        if seen is not None and seen < self.published(channel, time):
+            self.faults["held_feed_value"] += 1
 
 
 def _feed(forecaster: BaseForecaster, rows: list[tuple[pd.Timestamp, float]]) -> None:

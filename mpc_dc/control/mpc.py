@@ -4,9 +4,9 @@ Every 15 minutes :meth:`MpcPolicy.decide` turns the simulator's
 :class:`~mpc_dc.sim.policy.Observation` and the channels' forecasts
 (:mod:`mpc_dc.control.forecasting`) into the problem's inputs
 (:func:`build_horizon`), solves the one problem of the site
-(:class:`mpc_dc.problem2.Problem`, built once) and commits interval 0 of the plan:
+(:class:`mpc_dc.problem.Problem`, built once) and commits interval 0 of the plan:
 deferrable work, battery set-points, curtailment and planned grid flows per campus;
-instances per pool and routing shares per model (:meth:`~mpc_dc.problem2.Plan.decision`).
+instances per pool and routing shares per model (:meth:`~mpc_dc.problem.Plan.decision`).
 
 The horizon (:func:`build_horizon`), per campus
 -------------------------------------------------
@@ -43,10 +43,12 @@ Fallback chain (each use logged with its reason and counted in ``stats.fallbacks
 the committed form (round-and-fix of the committed interval's instance counts, the
 exactness binaries integer there) → the LP relaxation of the relaxed formulation
 with its first interval's instances rounded as round-and-fix rounds them
-(:meth:`~mpc_dc.problem2.Problem.round_first_interval`) → the rule-based safe action
+(:meth:`~mpc_dc.problem.Problem.round_first_interval`) → the rule-based safe action
 (:func:`~mpc_dc.control.baseline.rule_decision`: the whole backlog, the rule fleet
 for the forecast demand). A warm floor of instances per model is kept on every
-committed decision.
+committed decision. Injected faults (:mod:`mpc_dc.sim.faults`) fail the solve calls
+of this chain where they are made; the horizon holds only what is known at the step
+(:func:`mpc_dc.control.faults.known_now`: DR events announced, GPUs observed).
 """
 
 from __future__ import annotations
@@ -55,14 +57,15 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mpc_dc.control.baseline import rule_decision, with_min_instances
+from mpc_dc.control.faults import known_now
 from mpc_dc.control.forecasting import ChannelForecasts
-from mpc_dc.problem2 import (
+from mpc_dc.problem import (
     Form,
     Formulation,
     HorizonInputs,
@@ -79,6 +82,9 @@ from mpc_dc.sim.exogenous import SiteExogenous, column, deferrable_releases, win
 from mpc_dc.sim.policy import CampusObservation, Decision, Observation
 from mpc_dc.site.config import Site, tariff_prices
 from traces.grid import STEP
+
+if TYPE_CHECKING:
+    from mpc_dc.sim.faults import FaultInjector
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +103,9 @@ class ControllerStats:
     fallbacks : Counter[str]
         Decisions not from the committed form, by path: ``lp_repair``, ``rule``.
     faults : Counter[str]
-        ``injected_solver_failure``, ``solver_exception``, ``nan_forecast``,
-        ``forecast_above_capacity``, ``deadline_unreachable_in_forecast``.
+        Faults met: ``solver_exception``, ``nan_forecast``, ``forecaster_raised``,
+        ``stale_forecast_used``, ``held_feed_value``, ``forecast_above_capacity``,
+        ``deadline_unreachable_in_forecast``.
     solve_times_s, highs_times_s : list of float [s]
         Wall time of each solve; HiGHS's own time.
     formulations, forms, statuses : Counter[str]
@@ -164,12 +171,6 @@ def start_observation(exo: SiteExogenous, step: int) -> Observation:
     return Observation(step=step, time=exo.time(step), campuses=campuses)
 
 
-def _padded(values: np.ndarray, H: int) -> np.ndarray:
-    out = np.zeros(H)
-    out[: values.size] = values[:H]
-    return out
-
-
 def build_horizon(
     exo: SiteExogenous,
     obs: Observation,
@@ -210,7 +211,9 @@ def build_horizon(
         pi_im, pi_ex = tariff_prices(values[column("price_usd_per_mwh", c.name)][:n],
                                      c.grid.tariff)
         price_im[i, :n], price_ex[i, :n] = pi_im, pi_ex
-        carbon[i, :n] = np.maximum(values[column("carbon_gco2_per_kwh", c.name)][:n], 0.0)
+        carbon_col = column("carbon_gco2_per_kwh", c.name)
+        if carbon_col in values:  # not forecast where carbon has no price
+            carbon[i, :n] = np.maximum(values[carbon_col][:n], 0.0)
         if c.renewable is not None:
             cf[i, :n] = np.clip(values[column("renewable_cf", c.name)][:n], 0.0, 1.0)
         oit = c.other_it
@@ -334,7 +337,8 @@ class MpcPolicy:
         Fitted on the history before the run.
     horizon_steps : int
         H; with ``horizon_to_end`` the problem spans the whole run and the horizon
-        always reaches its end.
+        always reaches its end, at 15-min resolution, with whole instances in every
+        interval (as the offline optimum has them).
     options : SolverOptions, optional
         Default: one committed interval, its binaries integer, the tail relaxed.
     demand_quantile : float, optional
@@ -342,9 +346,8 @@ class MpcPolicy:
     min_instances_per_model : int [instances]
         Warm floor on every committed decision.
     deadline_margin_steps : int [intervals]
-    fault_rate : float [-]
-        Test switch: the share of steps on which the solver is made to fail.
-    fault_seed : int
+    faults : FaultInjector, optional
+        Fails the solve calls where it injects solver faults (:mod:`mpc_dc.sim.faults`).
     name : str
     """
 
@@ -359,8 +362,7 @@ class MpcPolicy:
         demand_quantile: float | None = None,
         min_instances_per_model: int = 0,
         deadline_margin_steps: int = 0,
-        fault_rate: float = 0.0,
-        fault_seed: int = 0,
+        faults: FaultInjector | None = None,
         name: str = "mpc",
     ) -> None:
         self.name = name
@@ -369,9 +371,18 @@ class MpcPolicy:
         self.stats = ControllerStats()
         self.forecasts = forecasts
         forecasts.faults = self.stats.faults
+        forecasts.published = self._published
         self.horizon_steps = exo.n_steps if horizon_to_end else horizon_steps
         # An MPC commits one interval: its binaries are integer there only (DESIGN.md 4).
         self.options = options or SolverOptions(binary_intervals=1)
+        if horizon_to_end and self.site.pools:
+            # The offline optimum counts whole instances in every interval. A relaxed
+            # tail runs fractions of idle instances at a fraction of their power, so the
+            # plan defers work to power it does not have: the to-the-end MPC would solve
+            # another problem than the offline one (3 x its cost on the combined site of
+            # tests/test_combined_loop.py). Rounded at once: one LP re-solve per step.
+            self.options = replace(self.options, committed_intervals=self.horizon_steps,
+                                   round_chunk_intervals=self.horizon_steps, fine_steps=None)
         self.demand_response = has_dr_events(exo)
         self.problem = Problem(self.site, self.horizon_steps, self.options,
                                demand_response=self.demand_response)
@@ -379,8 +390,7 @@ class MpcPolicy:
         self.demand_quantile = demand_quantile
         self.min_instances_per_model = min_instances_per_model
         self.deadline_margin_steps = deadline_margin_steps
-        self.fault_rate = fault_rate
-        self._fault_rng = np.random.default_rng(fault_seed)
+        self.injector = faults
         self._capacity = serving_capacity_tokens_per_s(self.site)
         self._tz = exo.local_tz
         self.last_result: SolveResult | None = None
@@ -405,6 +415,10 @@ class MpcPolicy:
             if tok is not None and req is not None and np.isfinite(tok) and np.isfinite(req):
                 self._tokens_seen[m] += float(tok) * STEP.total_seconds()
                 self._requests_seen[m] += float(req) * STEP.total_seconds() / 3600.0
+
+    def _published(self, channel: str, time: pd.Timestamp) -> pd.Timestamp:
+        """Last interval of ``channel`` its publication rule has delivered by ``time``."""
+        return self.exo.last_published(channel, int((time - self.exo.run_start) // STEP))
 
     # -- the horizon --------------------------------------------------------------------
     def demand(self, obs: Observation, n: int, point: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -438,10 +452,11 @@ class MpcPolicy:
         """Inputs and state at ``obs`` from the forecasts and the observed state."""
         n = min(self.horizon_steps, self.exo.n_steps - obs.step)
         point = self.forecasts.predict(obs.time, n)
-        return build_horizon(self.exo, obs, point, self.horizon_steps,
-                             demand_tokens_per_s=self.demand(obs, n, point),
-                             deadline_margin_steps=self.deadline_margin_steps,
-                             may_reprovision=self.may_reprovision(obs))
+        inputs, state = build_horizon(self.exo, obs, point, self.horizon_steps,
+                                      demand_tokens_per_s=self.demand(obs, n, point),
+                                      deadline_margin_steps=self.deadline_margin_steps,
+                                      may_reprovision=self.may_reprovision(obs))
+        return known_now(self.exo, obs, inputs), state
 
     # -- decide -------------------------------------------------------------------------
     def decide(self, obs: Observation) -> Decision:
@@ -454,10 +469,9 @@ class MpcPolicy:
         return decision if fleet is decision.fleet else replace(decision, fleet=fleet)
 
     def _decide(self, obs: Observation, inputs: HorizonInputs, state: PlantState) -> Decision:
-        if self.fault_rate > 0 and self._fault_rng.random() < self.fault_rate:
-            self.stats.faults["injected_solver_failure"] += 1
-            return self._fallback(obs, inputs, state, "injected solver failure")
         try:
+            if self.injector is not None:
+                self.injector.solve("main", obs.step)
             result = self.problem.solve(inputs, state, Form.COMMITTED_INTEGER)
         except InfeasibleInputError as err:
             return self._fallback(obs, inputs, state, f"infeasible forecast: {err}",
@@ -486,6 +500,8 @@ class MpcPolicy:
         if relaxed:
             problem = self.relaxed_problem()
             try:
+                if self.injector is not None:
+                    self.injector.solve("fallback", obs.step)
                 lp = problem.solve(inputs, state, Form.LP)
             except SOLVER_EXCEPTIONS as err:
                 reason = f"{reason}; the LP raised {type(err).__name__} ({err})"

@@ -22,11 +22,11 @@ How the whole run is solved (:func:`offline_method`)
   of reach): the relaxed formulation, every instance count integer by round-and-fix
   in chunks of one day (:data:`LONG_CHUNK_STEPS`), the relaxation's optimum mapped
   onto the processing function and exclusive flows where needed
-  (:func:`~mpc_dc.problem2.repair_relaxed`). Its gap is certified against the LP
+  (:func:`~mpc_dc.problem.repair_relaxed`). Its gap is certified against the LP
   bound of the relaxed formulation (a lower bound on every plan of the site) and
   reported; with negative prices it includes what the repair gave up.
 
-The plan is replayed interval by interval (:meth:`~mpc_dc.problem2.Plan.decision`).
+The plan is replayed interval by interval (:meth:`~mpc_dc.problem.Plan.decision`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from mpc_dc.control.mpc import (
     start_observation,
     truth_values,
 )
-from mpc_dc.problem2 import (
+from mpc_dc.problem import (
     Form,
     Formulation,
     Plan,

@@ -229,6 +229,89 @@ class RequestArrays:
         }
 
 
+AGGREGATE_KEYS: tuple[str, ...] = ("requests", "request_tokens", "response_tokens",
+                                   "response_tokens_sq")
+"""Per-interval aggregates of a request stream (:meth:`RequestArrays.per_interval`)."""
+
+
+@dataclass(frozen=True)
+class RequestAggregates:
+    """A run's requests as per-interval, per-model aggregates only (fluid serving).
+
+    At the DR study's scale (10⁶ tokens/s, ~10¹⁰ requests a month) no per-request
+    array fits in memory; fluid serving reads nothing but these aggregates
+    (:class:`~mpc_dc.sim.fluid.FluidServer`), so a run may carry them instead of
+    :class:`RequestArrays`. Request-level serving needs the requests themselves.
+
+    Attributes
+    ----------
+    aggregates : Mapping[str, ndarray]
+        :data:`AGGREGATE_KEYS`, each shape ``(n_steps, n_models)``: requests [-],
+        prompt and response tokens [tokens], sum of squared response lengths [tokens²].
+    models : tuple of str
+    """
+
+    aggregates: Mapping[str, np.ndarray]
+    models: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        missing = [k for k in AGGREGATE_KEYS if k not in self.aggregates]
+        if missing:
+            raise ValueError(f"RequestAggregates: missing {missing}")
+        shapes = {np.shape(self.aggregates[k]) for k in AGGREGATE_KEYS}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 2 or next(iter(shapes))[1] != len(
+                self.models):
+            raise ValueError(f"RequestAggregates: expected arrays (n_steps, {len(self.models)}),"
+                             f" got shapes {sorted(shapes)}")
+
+    @property
+    def n_steps(self) -> int:
+        """Intervals covered."""
+        return int(np.shape(self.aggregates["requests"])[0])
+
+    def __len__(self) -> int:
+        return round(float(np.sum(self.aggregates["requests"])))
+
+    @classmethod
+    def scaled(cls, requests: RequestArrays | RequestAggregates, n_steps: int,
+               shares: np.ndarray, models: tuple[str, ...]) -> RequestAggregates:
+        """The aggregates of ``requests`` over ``n_steps`` intervals redistributed to
+        ``models``: model ``j`` gets ``shares[j, i]`` times model ``i``'s aggregates
+        (every key, so each share keeps the stream's token lengths; a share of 2 is the
+        stream counted twice, not an independent second stream).
+
+        Parameters
+        ----------
+        shares : ndarray (len(models), len(requests.models)) [-]
+        """
+        base = requests.per_interval(n_steps)
+        weights = np.asarray(shares, dtype=float)
+        if weights.shape != (len(models), len(requests.models)) or np.any(weights < 0):
+            raise ValueError(f"RequestAggregates.scaled: shares of shape "
+                             f"{(len(models), len(requests.models))} >= 0 expected, got "
+                             f"{weights.shape}")
+        return cls({k: base[k] @ weights.T for k in AGGREGATE_KEYS}, models)
+
+    def interval_bounds(self, n_steps: int, step_s: float = STEP_S) -> np.ndarray:
+        """Requests arrived before each interval, length ``n_steps + 1`` [-] (as
+        :meth:`RequestArrays.interval_bounds`; not whole numbers when scaled)."""
+        counts = self.per_interval(n_steps, step_s)["requests"].sum(axis=1)
+        return np.concatenate([[0.0], np.cumsum(counts)])
+
+    def per_interval(self, n_steps: int, step_s: float = STEP_S) -> dict[str, np.ndarray]:
+        """The aggregates of the first ``n_steps`` intervals (:meth:`RequestArrays.per_interval`).
+
+        Raises
+        ------
+        ValueError
+            For fewer intervals than asked or another interval length.
+        """
+        if step_s != STEP_S or n_steps > self.n_steps:
+            raise ValueError(f"RequestAggregates: {self.n_steps} intervals of {STEP_S:g} s, "
+                             f"asked {n_steps} of {step_s:g} s")
+        return {k: np.asarray(self.aggregates[k], dtype=float)[:n_steps] for k in AGGREGATE_KEYS}
+
+
 def _apply_rules(
     arrival_s: np.ndarray,
     names: np.ndarray,

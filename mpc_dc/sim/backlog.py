@@ -3,7 +3,7 @@
 Time is counted in grid steps from the start of the run. A job released at step
 ``r`` may be processed in intervals ``r, r+1, ...`` and must be done by the end
 of interval ``d`` (its deadline step). Work is measured in work units [WU]
-(``mpc_dc.params.site``).
+(:class:`mpc_dc.site.config.OtherIT`).
 
 Conservation, checked by :meth:`Backlog.check_conservation`:
 ``released = done + pending + missed`` at all times.
@@ -63,6 +63,10 @@ class Backlog:
                 take += self.pending.pop(deadline)
             self.done_wu += take
         return amount_wu - max(remaining, 0.0)
+
+    def overdue_wu(self, step: int) -> float:
+        """Pending work whose deadline interval ended before ``step`` [WU]."""
+        return float(sum(w for d, w in self.pending.items() if d < step))
 
     def expire(self, step: int) -> float:
         """Drop work whose deadline interval ended before ``step``; return it as missed [WU]."""

@@ -11,10 +11,11 @@ start):
   campus: released deferrable work by deadline, billing-period peak import to
   date, battery energy; fleet: instances running and still loading per pool,
   queued requests per pool) and asks the policy for the
-  :class:`~mpc_dc.sim.policy.Decision` of ``[t, t+Δ)``. A decision naming unknown
-  campuses or pools is cleaned (counted under ``engine_faults``), never fatal;
-  one committing more GPUs than a campus has is counted (``gpu_limit_exceeded``)
-  and served as committed.
+  :class:`~mpc_dc.sim.policy.Decision` of ``[t, t+Δ)``, and projects it on what the
+  site can do in ``t`` (:mod:`mpc_dc.sim.projection`: unknown names dropped, more
+  GPUs than the campus has scaled down, routing shares normalised, battery
+  set-points clipped ...; each projection counted in the KPI
+  ``decision_projections``), so no decision is ever fatal.
 * plant (at ``t``): serving of the interval's requests on the committed
   instances and routing shares (request level,
   :class:`~mpc_dc.sim.serving.RequestLevelServer`, or fluid,
@@ -40,6 +41,11 @@ start):
 * meter (at ``t+Δ``): settles each campus (:class:`~mpc_dc.sim.meter.CampusMeter`)
   and writes the ledger rows.
 
+Faults (:mod:`mpc_dc.sim.faults`, when an injector is given): the plant's (GPU losses,
+instance crashes) strike after the decision, before serving; a feed outage withholds
+values from what replay hands the policy; the observation reports each campus's GPUs of
+the last interval; the ledger gets ``faults_active`` and the KPIs the fault counts.
+
 Outputs (:class:`RunResult`): a ledger with one row per (interval, campus)
 (:data:`LEDGER_COLUMNS` plus, with a fleet, tokens, instances per (model,
 precision) and each model's routed share), a table per (interval, pool)
@@ -56,7 +62,7 @@ from collections import Counter
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -64,6 +70,7 @@ import simpy
 from threadpoolctl import threadpool_limits
 
 from mpc_dc.rundir import write_run
+from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.exogenous import CampusRealized, SiteExogenous
 from mpc_dc.sim.fast_layer import (
@@ -74,7 +81,14 @@ from mpc_dc.sim.fast_layer import (
     FastLayerConfig,
 )
 from mpc_dc.sim.fluid import FluidServer, Server
-from mpc_dc.sim.invariants import InvariantError, check_battery_ledger, check_campus_ledger
+from mpc_dc.sim.invariants import (
+    InvariantError,
+    check_battery_ledger,
+    check_campus_ledger,
+    check_deadlines,
+    check_token_book,
+    check_work_ledger,
+)
 from mpc_dc.sim.meter import (
     COST_COLUMNS,
     METER_COLUMNS,
@@ -93,6 +107,7 @@ from mpc_dc.sim.policy import (
     Policy,
     PoolKey,
 )
+from mpc_dc.sim.projection import project_decision
 from mpc_dc.sim.serving import (
     DROPPED_NO_ROUTE,
     FINISHED,
@@ -110,6 +125,9 @@ from mpc_dc.sim.serving import (
 )
 from mpc_dc.site.config import Site
 from traces.grid import STEP, STEP_H
+
+if TYPE_CHECKING:
+    from mpc_dc.sim.faults import FaultInjector
 
 logger = logging.getLogger(__name__)
 
@@ -190,11 +208,16 @@ class ServingBook:
         Requests whose model had no pool with a positive share.
     tokens_backlog_end : ndarray [tokens], (P,)
         Fluid only: response tokens still waiting at the run end (zeros at request level).
+    queued_tokens, moved_tokens : ndarray [tokens], (n_steps, P), or None
+        Fluid only: response tokens waiting at each interval's end, and moved in by
+        re-dispatch at its start (minus moved out), per pool.
     """
 
     requests_offered: np.ndarray
     dropped_no_route: np.ndarray
     tokens_backlog_end: np.ndarray
+    queued_tokens: np.ndarray | None = None
+    moved_tokens: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -214,12 +237,14 @@ class RunResult:
     backlogs : Mapping[str, Backlog]
         Deferrable work at the end, per campus with other IT.
     decisions : tuple of Decision
-        As committed (after cleaning), one per interval.
+        As committed (after projection), one per interval.
     decide_time_s : ndarray [s]
         Wall time of each ``policy.decide``.
     settlement : Mapping[str, Mapping[str, float]]
         The meters' books: each cost component summed per campus [$].
     initial_battery_mwh : Mapping[str, float] [MWh]
+    initial_backlog_wu : Mapping[str, float] [WU]
+        Deferrable work pending at the run start, per campus with other IT.
     requests : DataFrame or None
         Per-request samples (request level).
     outcome : ServingOutcome or None
@@ -243,6 +268,7 @@ class RunResult:
     decide_time_s: np.ndarray
     settlement: Mapping[str, Mapping[str, float]]
     initial_battery_mwh: Mapping[str, float]
+    initial_backlog_wu: Mapping[str, float]
     requests: pd.DataFrame | None
     outcome: ServingOutcome | None
     slo: tuple[np.ndarray, np.ndarray] | None
@@ -271,6 +297,9 @@ class _Fleet:
         n = exo.n_steps
         self.server: Server
         if serving.fidelity == "request":
+            if not isinstance(exo.requests, RequestArrays):
+                raise ValueError("request-level serving needs the requests themselves; this run "
+                                 "has per-interval aggregates only (serving.fidelity = 'fluid')")
             self.server = RequestLevelServer(self.specs, exo.requests, n)
         else:
             self.server = FluidServer(self.specs, site.models, exo.requests.per_interval(n), n)
@@ -382,8 +411,10 @@ class _Loop:
 
     def __init__(self, exo: SiteExogenous, policy: Policy, serving: ServingConfig,
                  penalties: Penalties, progress: Callable[[int], object] | None,
+                 faults: FaultInjector | None = None,
                  fast_layer: FastLayerConfig | None = None) -> None:
         self.exo, self.policy, self.progress = exo, policy, progress
+        self.injector = faults
         site = exo.site
         self.site = site
         self.names = site.campus_names
@@ -411,7 +442,7 @@ class _Loop:
         self.sources: list[str] = []
         self.decisions: list[Decision] = []
         self.decide_s = np.zeros(n)
-        self.faults: Counter[str] = Counter()
+        self.projections: Counter[str] = Counter()
         self.exo_gpus = exo.realized_array("gpus")
 
     # -- processes --------------------------------------------------------------------------
@@ -427,7 +458,7 @@ class _Loop:
             tick = time.perf_counter()
             decision = self.policy.decide(obs)
             self.decide_s[step] = time.perf_counter() - tick
-            yield to_plant.put((step, self.clean(step, decision)))
+            yield to_plant.put((step, self.project(step, decision)))
 
     def run_plant(self, env: simpy.Environment, to_plant: simpy.Store,
                   to_replay: simpy.Store) -> Generator[simpy.Event, Any, None]:
@@ -448,7 +479,8 @@ class _Loop:
             fleet = self.fleet
             if fleet is not None:
                 target = fleet.target(decision.fleet)
-                self._count_gpu_overcommit(step, target)
+                if self.injector is not None:
+                    target = self.injector.before_serving(step, fleet, target)
                 if fleet.fast is None:
                     stats = fleet.serve(step, target, decision.fleet)
                 else:
@@ -463,7 +495,8 @@ class _Loop:
                                                           realized[c], self.backlogs[c],
                                                           float(inference[c])))
                 except InvariantError as err:
-                    raise err.at(exo.time(step)) from None
+                    raise InvariantError(f"campus {name}: {err.message}", err.step,
+                                         exo.time(step)) from None
             # The fast layer has served the interval already (its end is now).
             yield env.timeout((step + 1) * STEP_S - env.now)
             yield to_replay.put((step, decision, records))
@@ -483,9 +516,18 @@ class _Loop:
                 arrival = exo.deferrable_arrival_wu(name, step)
                 if not self.on_arrival[c]:
                     backlog.release(arrival, exo.window_deadline(name, step + 1))
-                work.append((arrival, backlog.expire(step + 1)))
+                due = backlog.overdue_wu(step + 1)
+                missed = backlog.expire(step + 1)
+                try:
+                    check_deadlines(step, name, due, missed, backlog.overdue_wu(step + 1))
+                except InvariantError as err:
+                    raise err.at(exo.time(step)) from None
+                work.append((arrival, missed))
             # Only what is published by now: an hourly value at the end of its hour.
-            for when, values in exo.published_during(step):
+            published = exo.published_during(step)
+            if self.injector is not None:
+                published = self.injector.published(step, published)
+            for when, values in published:
                 self.policy.observe(when, values)
             yield to_meter.put((step, decision, records, work))
 
@@ -518,14 +560,17 @@ class _Loop:
     def observation(self, step: int) -> Observation:
         """What the policy sees at the start of ``step``."""
         period = self.periods[step]
+        gpus = (self.exo_gpus[max(step - 1, 0)] if self.injector is None
+                else self.injector.gpus_available(step))
         campuses = {
             name: CampusObservation(
                 backlog_wu=() if b is None else tuple(sorted(b.pending.items())),
                 peak_import_to_date_mw=m.peak_to_date(period),
                 battery_energy_mwh=p.battery_energy_mwh,
+                gpus_available=float(g),
             )
-            for name, b, m, p in zip(self.names, self.backlogs, self.meters, self.plants,
-                                     strict=True)
+            for name, b, m, p, g in zip(self.names, self.backlogs, self.meters, self.plants,
+                                        gpus, strict=True)
         }
         if self.fleet is None:
             return Observation(step=step, time=self.times[step], campuses=campuses)
@@ -550,46 +595,19 @@ class _Loop:
         return CampusLimits(np.array(self.exo_gpus[step], dtype=float),
                             1e6 * np.array(headroom))
 
-    def clean(self, step: int, decision: Decision) -> Decision:
-        """Drop what names unknown campuses or pools (counted)."""
-        fleet = decision.fleet
+    def project(self, step: int, decision: Decision) -> Decision:
+        """The decision projected on what the site can do now, each projection counted
+        and logged once per run and rule (:mod:`mpc_dc.sim.projection`)."""
         index_of = {} if self.fleet is None else self.fleet.index_of
-        bad_campus = [c for c in decision.campuses if c not in self.names]
-        bad_pool = sorted({k for k in (*fleet.instances, *fleet.routing_share)
-                           if k not in index_of})
-        if bad_campus:
-            self.faults["unknown_campus_in_decision"] += 1
-            logger.warning("decision at step %d names unknown campuses %s; ignored", step,
-                           bad_campus)
-        if bad_pool:
-            self.faults["unknown_pool_in_decision"] += 1
-            logger.warning("decision at step %d names unknown pools %s; ignored", step,
-                           bad_pool)
-            shares = {k: v for k, v in fleet.routing_share.items() if k in index_of}
-            totals: dict[str, float] = {}
-            for k, v in shares.items():
-                totals[k[1]] = totals.get(k[1], 0.0) + v
-            fleet = FleetDecision(
-                {k: v for k, v in fleet.instances.items() if k in index_of},
-                {k: v / totals[k[1]] for k, v in shares.items() if totals[k[1]] > 0},
-                {k: v for k, v in fleet.planned_tokens_per_s.items() if k in index_of})
-        if not (bad_campus or bad_pool):
-            return decision
-        return Decision({k: v for k, v in decision.campuses.items() if k in self.names}, fleet,
-                        decision.source + "+cleaned")
-
-    def _count_gpu_overcommit(self, step: int, target: np.ndarray) -> None:
-        """Count (and log once) a campus committed beyond its available GPUs."""
-        assert self.fleet is not None
-        gpus = self.fleet.campus_matrix @ (target * self.fleet.gpus_per_instance)
-        available = self.exo_gpus[step]
-        if np.any(gpus > available + 1e-9):
-            if not self.faults["gpu_limit_exceeded"]:
-                c = int(np.argmax(gpus - available))
-                logger.warning("decision at step %d commits %d GPUs at campus %s, which has "
-                               "%d; served as committed and counted", step, int(gpus[c]),
-                               self.names[c], int(available[c]))
-            self.faults["gpu_limit_exceeded"] += 1
+        projected, counts = project_decision(self.site, decision, self.plants, index_of,
+                                             self.exo_gpus[step])
+        for rule in counts:
+            if not self.projections[rule]:
+                logger.warning("decision of %r at step %d: %s; projected on what the site "
+                               "can do (counted in decision_projections)", decision.source,
+                               step, rule.replace("_", " "))
+        self.projections.update(counts)
+        return projected
 
     # -- results ----------------------------------------------------------------------------
     def ledger(self) -> pd.DataFrame:
@@ -647,6 +665,7 @@ def simulate(
     serving: ServingConfig | None = None,
     penalties: Penalties | None = None,
     progress: Callable[[int], object] | None = None,
+    faults: FaultInjector | None = None,
     fast_layer: FastLayerConfig | None = None,
 ) -> RunResult:
     """Run ``policy`` closed-loop over the run period of ``exo``.
@@ -661,6 +680,10 @@ def simulate(
         Prices of unserved and missed other-IT work.
     progress : callable, optional
         Called with 1 after each interval (e.g. ``tqdm.update``).
+    faults : FaultInjector, optional
+        Injects the plant's and the publication's faults (:mod:`mpc_dc.sim.faults`;
+        the policy holds the same injector for its own); adds ``faults_active`` to the
+        ledger and the fault KPIs.
     fast_layer : FastLayerConfig, optional
         The fast layer inside the interval (:mod:`mpc_dc.sim.fast_layer`); None or
         disabled: none (the default of this function; scenarios switch it with
@@ -675,8 +698,12 @@ def simulate(
     exo.check_dr_baseline()
     serving = serving or ServingConfig()
     penalties = penalties or Penalties()
-    loop = _Loop(exo, policy, serving, penalties, progress, fast_layer)
+    loop = _Loop(exo, policy, serving, penalties, progress, faults, fast_layer)
     initial_battery = {p.campus.name: p.battery_energy_mwh for p in loop.plants}
+    # From the exogenous rule, not the backlog: the books check the backlog against it.
+    initial_backlog = {name: exo.batch_wu(name, 0) for name, b in zip(loop.names, loop.backlogs,
+                                                                      strict=True)
+                       if b is not None}
     env = simpy.Environment()
     boundaries, to_plant, to_replay, to_meter = (simpy.Store(env) for _ in range(4))
     env.process(loop.controller(boundaries, to_plant))
@@ -703,11 +730,15 @@ def simulate(
             outcome = server.outcome()
             slo = slo_met(outcome, exo.site, serving)
             samples = request_frame(outcome, exo.site, serving, slo=slo)
-        backlog_tokens = (server.backlog_tokens.copy() if isinstance(server, FluidServer)
-                          else np.zeros(len(fleet.keys)))
         offered = np.diff(exo.requests.interval_bounds(n)).astype(float)
-        book = ServingBook(offered, fleet.dropped.copy(), backlog_tokens)
+        if isinstance(server, FluidServer):
+            book = ServingBook(offered, fleet.dropped.copy(), server.backlog_tokens.copy(),
+                               server.queued_tokens, server.moved_tokens)
+        else:
+            book = ServingBook(offered, fleet.dropped.copy(), np.zeros(len(fleet.keys)))
     ledger = loop.ledger()
+    if faults is not None:
+        ledger["faults_active"] = faults.ledger_column()
     pools = loop.pool_table()
     result = RunResult(
         site=exo.site, ledger=ledger, pools=pools, kpis={},
@@ -715,11 +746,12 @@ def simulate(
                   if b is not None},
         decisions=tuple(loop.decisions), decide_time_s=loop.decide_s,
         settlement={m.campus.name: dict(m.totals) for m in loop.meters},
-        initial_battery_mwh=initial_battery, requests=samples, outcome=outcome, slo=slo,
+        initial_battery_mwh=initial_battery, initial_backlog_wu=initial_backlog,
+        requests=samples, outcome=outcome, slo=slo,
         serving_book=book, penalties=penalties, local_tz=exo.local_tz,
         fast_actions=None if fleet is None or fleet.fast is None else fleet.fast.actions)
-    initial_batches = sum(exo.batch_wu(name, 0) for name in result.backlogs)
-    kpis = compute_kpis(result, policy, serving, loop.faults, time.perf_counter() - wall,
+    initial_batches = sum(initial_backlog.values())
+    kpis = compute_kpis(result, policy, serving, loop.projections, time.perf_counter() - wall,
                         fluid=fleet.server if fleet is not None and isinstance(
                             fleet.server, FluidServer) else None,
                         requeued=0.0 if fleet is None else float(fleet.server.requeued_requests),
@@ -727,6 +759,9 @@ def simulate(
     if fleet is not None:
         kpis["fast_layer_enabled"] = fleet.fast is not None
     result.kpis.update(kpis)
+    if faults is not None:
+        result.kpis.update(faults.kpis(loop.sources))
+        faults.log_summary()
     over = result.kpis["import_over_limit_intervals"]
     if over:
         logger.warning("import above the connection limit in %d (interval, campus) rows, "
@@ -743,7 +778,7 @@ def compute_kpis(
     result: RunResult,
     policy: Any,
     serving: ServingConfig,
-    faults: Mapping[str, int],
+    projections: Mapping[str, int],
     wall_time_s: float,
     *,
     fluid: FluidServer | None = None,
@@ -754,8 +789,10 @@ def compute_kpis(
 
     Costs [$] (net ``cost_usd`` and each :data:`~mpc_dc.sim.meter.COST_COLUMNS`
     component), energy [MWh], carbon [t], other-IT work [WU], solver and decision
-    times [s], faults; with a fleet, serving figures (requests, tokens, latency
-    percentiles [s], SLO attainment [-]); ``by_campus`` holds the per-campus
+    times [s], faults, the decision projections (:mod:`mpc_dc.sim.projection`), DR
+    compliance; with a fleet, serving figures (requests, tokens, latency percentiles
+    [s], SLO attainment [-] and requests that missed their SLO: counted at request
+    level, estimated at fluid level); ``by_campus`` holds the per-campus
     energy and cost. ``work_df_arrived_wu`` counts the first windows' batches
     (released at the start) besides the submissions during the run.
     """
@@ -802,6 +839,7 @@ def compute_kpis(
         "work_df_missed_wu": float(sum(b.missed_wu for b in result.backlogs.values())),
         "work_df_pending_end_wu": float(sum(b.total_wu for b in result.backlogs.values())),
         "deadline_miss_intervals": int((led["work_df_missed_wu"] > 1e-9).sum()),
+        **_dr_kpis(led),
         "solves": int(getattr(stats, "solves", 0)),
         "fallbacks": fallbacks,
         "fallbacks_total": int(sum(fallbacks.values())),
@@ -816,13 +854,24 @@ def compute_kpis(
         "decide_time_total_s": float(decide.sum()),
         "decide_time_median_s": float(np.median(decide)) if decide.size else 0.0,
         "decide_time_p95_s": float(np.percentile(decide, 95)) if decide.size else 0.0,
-        "engine_faults": dict(faults),
+        "decision_projections": dict(projections),
+        "decision_projections_total": int(sum(projections.values())),
         "wall_time_s": wall_time_s,
         "by_campus": _by_campus(led, result.site),
     }
     if result.pools is not None:
         kpis.update(_serving_kpis(result, serving, fluid, requeued, wall_time_s))
     return kpis
+
+
+def _dr_kpis(led: pd.DataFrame) -> dict[str, Any]:
+    """``dr_event_intervals``: (interval, campus) rows in a DR event; ``dr_compliance``:
+    the share of them whose import kept within the cap (no ``dr_excess_mw``; NaN
+    without events) [-]."""
+    event = led["dr_event"].to_numpy(dtype=bool)
+    kept = led["dr_excess_mw"].to_numpy()[event] <= 1e-9
+    return {"dr_event_intervals": int(event.sum()),
+            "dr_compliance": float(kept.mean()) if kept.size else math.nan}
 
 
 def _by_campus(led: pd.DataFrame, site: Site) -> dict[str, dict[str, float]]:
@@ -879,6 +928,9 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
         kpis["tokens_unserved"] = float(
             req.response_tokens[np.isin(outcome.status, (QUEUED, DROPPED_NO_ROUTE))].sum()
         ) + float((req.response_tokens[in_service] - outcome.tokens_decoded[in_service]).sum())
+        # Decoded, then discarded when their instance died (the requests started again).
+        kpis["tokens_lost"] = (0.0 if outcome.tokens_lost is None
+                               else float(outcome.tokens_lost.sum()))
         for name, values in (("ttft", outcome.ttft_s()), ("tpot", tpot_s(outcome)),
                              ("latency", outcome.latency_s())):
             v = values[~np.isnan(values)]
@@ -892,6 +944,7 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
             return float(ok[sel].mean()) if sel.any() else math.nan
 
         kpis["slo_attainment"] = share(met, decided)
+        kpis["slo_missed_requests"] = int((decided & ~met).sum())
         kpis["slo_ttft_attainment"] = share(ttft_ok, decided)
         kpis["slo_tpot_attainment"] = share(tpot_ok, decided)
         kpis["slo_attainment_by_model"] = {
@@ -912,6 +965,7 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
         total = arrivals.sum()
         kpis["slo_attainment_estimate"] = (
             float((arrivals * ok).sum() / total) if total else math.nan)
+        kpis["slo_missed_requests"] = float((arrivals * ~ok).sum())
     return kpis
 
 
@@ -942,17 +996,23 @@ def check_invariants(result: RunResult) -> None:
 
     * per (interval, campus): energy balance, facility = PUE × IT, import · export
       = 0, flows within limits (:func:`~mpc_dc.sim.invariants.check_campus_ledger`);
-    * battery state of charge per campus (:func:`check_battery_ledger`);
-    * deferrable work per campus: released (initial batch + submissions) = done +
-      pending + missed, and the ledger's done and missed equal the backlog's;
+    * battery state of charge per campus (:func:`check_battery_ledger`; the plant
+      checks it as it moves);
+    * deferrable work per campus and interval: pending = pending before + arrived −
+      done − missed (:func:`~mpc_dc.sim.invariants.check_work_ledger`); over the run,
+      released (initial batch + submissions) = done + pending + missed, and the
+      ledger's done and missed equal the backlog's; deadlines are checked in the loop
+      at each interval end (:func:`~mpc_dc.sim.invariants.check_deadlines`);
     * settlement: every cost of every row equals the meter's rule re-applied to the
       row's flows and prices, demand charges to the billing-period peaks, and each
       campus's summed costs equal its meter's book
       (:func:`~mpc_dc.sim.meter.audit_settlement`);
     * serving: requests offered = routed + dropped each interval; tokens and
-      inference IT energy per campus = the sum of its pools; request statuses,
-      per-request records vs the table, and tokens offered = served + unserved
-      (request level) or arrived = served + still queued (fluid).
+      inference IT energy per campus = the sum of its pools; fluid: each campus's token
+      book per interval (:func:`~mpc_dc.sim.invariants.check_token_book`); request
+      level: request statuses, the tokens of each pool's requests vs the pool table
+      over the run (per-request records carry no interval); tokens offered = served +
+      unserved (request level) or arrived = served + still queued (fluid).
 
     Raises
     ------
@@ -988,6 +1048,7 @@ def _close(a: float, b: float, rel: float = 1e-9) -> bool:
 def _check_work(result: RunResult) -> None:
     led = result.ledger
     for name, backlog in result.backlogs.items():
+        check_work_ledger(result.campus_ledger(name), result.initial_backlog_wu[name], name)
         try:
             backlog.check_conservation()
         except InvariantError as err:
@@ -1039,23 +1100,35 @@ def _check_serving(result: RunResult) -> None:
             raise InvariantError(f"campus {led.index[k][1]}: {column} {mine[k]:.9g} != its "
                                  f"pools' {theirs[k]:.9g}", int(led["step"].to_numpy()[k]),
                                  led.index[k][0])
+    if book.queued_tokens is not None and book.moved_tokens is not None:
+        site = result.site
+        keys = site.pools
+        matrix = np.array([[k[0] == c for k in keys] for c in site.campus_names], dtype=float)
+        check_token_book(book.queued_tokens, pools["arrived_tokens"].to_numpy().reshape(n, P),
+                         book.moved_tokens, pools["tokens_decoded"].to_numpy().reshape(n, P),
+                         matrix, site.campus_names,
+                         pd.DatetimeIndex(led.index.get_level_values(0)[::len(site.campuses)]))
     kpis = result.kpis
     outcome = result.outcome
     if outcome is not None:
         try:
             # check() also closes the request statuses.
-            outcome.check(ledger_active_energy_j=float(pools["active_energy_j"].sum()))
+            outcome.check(ledger_active_energy_j=float(pools["active_energy_j"].sum()),
+                          ledger_tokens=pools["tokens_decoded"].to_numpy().reshape(n, P).sum(
+                              axis=0))
         except AssertionError as err:
             raise InvariantError(f"serving records: {err}") from None
         finished = outcome.status == FINISHED
         if np.any(outcome.finish[finished] < outcome.requests.arrival_s[finished]):
             raise InvariantError("a request finished before it arrived")
-        # Unserved counts the in-service requests' tokens left at the run end.
+        # Unserved counts the in-service requests' tokens left at the run end; served
+        # counts tokens decoded then lost with their instance.
         offered = float(outcome.requests.response_tokens[outcome.status >= 0].sum())
-        served = kpis["tokens_served"]
+        served = kpis["tokens_served"] - kpis["tokens_lost"]
         if not _close(served + kpis["tokens_unserved"], offered):
             raise InvariantError(f"tokens: {served:.6g} served + {kpis['tokens_unserved']:.6g} "
-                                 f"unserved != {offered:.6g} offered")
+                                 f"unserved != {offered:.6g} offered (lost to killed "
+                                 f"instances: {kpis['tokens_lost']:.6g})")
     elif not _close(kpis["tokens_served"] + float(book.tokens_backlog_end.sum()),
                     kpis["tokens_arrived"]):
         raise InvariantError(f"tokens: {kpis['tokens_served']:.6g} served + "

@@ -41,7 +41,11 @@ Rules applied here (one place for the loop and the controllers):
 * observation timing: a value is handed to the policy when it is published
   (``publication`` per column, :class:`traces.grid.Publication`; a column without
   a rule at the end of its 15-min interval), through
-  :class:`~mpc_dc.sim.publication.ObservationSchedule`.
+  :class:`~mpc_dc.sim.publication.ObservationSchedule`;
+* DR announcements: the programme's events (``dr_event[C]``) are announced before
+  the run unless ``dr_announced_at`` says when (an event announced late,
+  :mod:`mpc_dc.sim.faults`); :meth:`SiteExogenous.dr_unannounced` is what a
+  controller may not know yet.
 
 Reading a realized value outside the run is a :class:`traces.errors.TraceRangeError`
 naming the run's span, never an extrapolation.
@@ -56,7 +60,7 @@ from typing import get_args
 import numpy as np
 import pandas as pd
 
-from mpc_dc.sim.arrivals import STEP_S, RequestArrays
+from mpc_dc.sim.arrivals import STEP_S, RequestAggregates, RequestArrays
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.publication import ObservationSchedule
 from mpc_dc.sim.serving import RequestMix
@@ -126,20 +130,6 @@ def deferrable_releases(
     return released
 
 
-CAMPUS_QUANTITIES: tuple[str, ...] = (
-    "price_usd_per_mwh",
-    "carbon_gco2_per_kwh",
-    "renewable_cf",
-    "workload_wu",
-    "dr_event",
-    "dr_baseline_mw",
-    "gpus_available",
-)
-"""Per-campus column quantities (module docstring)."""
-
-MODEL_QUANTITIES: tuple[str, ...] = ("tokens_per_s", "requests_per_h")
-"""Per-model column quantities (module docstring)."""
-
 DEMAND_RTOL = 1e-6
 """Relative tolerance of the run-period demand columns against the requests [-]."""
 
@@ -149,12 +139,13 @@ def column(quantity: str, name: str) -> str:
     return f"{quantity}[{name}]"
 
 
-def demand_columns(requests: RequestArrays, index: pd.DatetimeIndex) -> pd.DataFrame:
+def demand_columns(requests: RequestArrays | RequestAggregates, index: pd.DatetimeIndex
+                   ) -> pd.DataFrame:
     """``tokens_per_s[M]`` and ``requests_per_h[M]`` of the requests on the run's grid.
 
     Parameters
     ----------
-    requests : RequestArrays
+    requests : RequestArrays or RequestAggregates
         Arrival seconds from ``index[0]``.
     index : DatetimeIndex
         The run's interval starts (15-min UTC grid).
@@ -230,9 +221,10 @@ class SiteExogenous:
         First run interval (UTC); the history is the frame before it.
     n_steps : int
         Run intervals.
-    requests : RequestArrays or None
+    requests : RequestArrays, RequestAggregates or None
         Run-period requests, arrival seconds from ``run_start``, models in
-        ``site.models`` order (None without a fleet).
+        ``site.models`` order (None without a fleet); or only their per-interval
+        aggregates (fluid serving at a scale no request array fits).
     publication : Mapping[str, Publication]
         When each frame column is observable; absent: at the end of its interval.
     local_tz : str
@@ -241,6 +233,10 @@ class SiteExogenous:
     request_mix : Mapping[str, RequestMix]
         Token lengths of each model's requests over the history (what a planner
         knows at the run start); empty: unknown.
+    dr_announced_at : Mapping[str, ndarray]
+        Per campus, over run steps: the step at whose start the DR event flag of
+        that interval is announced; a campus without an entry has its events
+        announced before the run.
 
     Raises
     ------
@@ -254,11 +250,12 @@ class SiteExogenous:
     frame: pd.DataFrame
     run_start: pd.Timestamp
     n_steps: int
-    requests: RequestArrays | None
+    requests: RequestArrays | RequestAggregates | None
     publication: Mapping[str, Publication] = field(default_factory=dict)
     local_tz: str = "America/New_York"
     name: str = "run"
     request_mix: Mapping[str, RequestMix] = field(default_factory=dict)
+    dr_announced_at: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_start", pd.Timestamp(self.run_start))
@@ -454,13 +451,6 @@ class SiteExogenous:
         """Start of run interval ``step``."""
         return self.run_start + step * STEP
 
-    def campus_index(self, campus: str) -> int:
-        """Position of ``campus`` in the site (KeyError naming the campuses otherwise)."""
-        names = self.site.campus_names
-        if campus not in names:
-            raise KeyError(f"no campus {campus!r}; campuses: {', '.join(names)}")
-        return names.index(campus)
-
     def _check_step(self, step: int) -> None:
         if not 0 <= step < self.n_steps:
             end = self.run_start + self.n_steps * STEP
@@ -554,6 +544,26 @@ class SiteExogenous:
         self._check_step(step)
         schedule: ObservationSchedule = self._schedule  # type: ignore[attr-defined]
         return [(self.time(pos), values) for pos, values in schedule.published_during(step)]
+
+    def last_published(self, col: str, step: int) -> pd.Timestamp:
+        """Start of the last interval of column ``col`` published by the start of run
+        interval ``step`` (before the run start: a history interval)."""
+        schedule: ObservationSchedule = self._schedule  # type: ignore[attr-defined]
+        return self.time(schedule.last_observable(col, step))
+
+    def dr_unannounced(self, step: int, horizon_steps: int) -> np.ndarray | None:
+        """Where a DR event of run intervals ``[step, step + H)`` is not announced yet at
+        the start of ``step``: bool (campuses, H), False past the run end; None when
+        every event is announced before the run."""
+        if not self.dr_announced_at:
+            return None
+        out = np.zeros((len(self.site.campuses), horizon_steps), dtype=bool)
+        n = min(horizon_steps, self.n_steps - step)
+        for i, c in enumerate(self.site.campuses):
+            announced = self.dr_announced_at.get(c.name)
+            if announced is not None:
+                out[i, :n] = announced[step: step + n] > step
+        return out
 
     def published_history(self, col: str) -> pd.Series:
         """The history of column ``col`` observable at the run start (to fit forecasters on)."""

@@ -69,7 +69,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mpc_dc.sim.arrivals import STEP_S, RequestArrays
+from mpc_dc.sim.arrivals import STEP_S, RequestAggregates, RequestArrays
 from mpc_dc.site.config import PoolKey, Site
 
 if TYPE_CHECKING:
@@ -228,8 +228,8 @@ class FastLayer:
     specs : sequence of PoolSpec
         The servers' pools, in ``site.pools`` order.
     config : FastLayerConfig
-    requests : RequestArrays
-        The run's requests (read only where they have arrived).
+    requests : RequestArrays or RequestAggregates
+        The run's requests (read only where they have arrived; aggregates: fluid only).
     n_steps : int
     prior_response_tokens : Mapping[str, float] [tokens]
         Mean response length per model before the first interval is published (the
@@ -238,7 +238,7 @@ class FastLayer:
     """
 
     def __init__(self, site: Site, specs: Sequence[PoolSpec], config: FastLayerConfig,
-                 requests: RequestArrays, n_steps: int,
+                 requests: RequestArrays | RequestAggregates, n_steps: int,
                  prior_response_tokens: Mapping[str, float], fidelity: str) -> None:
         fleet = site.fleet
         assert fleet is not None
@@ -257,7 +257,8 @@ class FastLayer:
         self.capacity = np.array([fleet.utilization_cap * fleet.capacity(k[1], k[2])
                                   for k in self.keys])
         self.budget = fleet.quality_budget_pct_points
-        self.requests = requests
+        # Request level reads arrival times (the engine refuses aggregates there).
+        self._arrays = requests if isinstance(requests, RequestArrays) else None
         agg = requests.per_interval(n_steps)
         self._agg_requests = agg["requests"]
         zero = np.zeros((1, len(self.models)))
@@ -294,9 +295,16 @@ class FastLayer:
         span = min(self.config.lookback_s, t)
         if span <= 0.0:
             return np.zeros(M)
-        arrival = self.requests.arrival_s
-        i0, i1 = np.searchsorted(arrival, [t - span, t], side="left")
-        return np.bincount(self.requests.model[i0:i1], minlength=M) / span
+        arrays = self._request_arrays()
+        i0, i1 = np.searchsorted(arrays.arrival_s, [t - span, t], side="left")
+        return np.bincount(arrays.model[i0:i1], minlength=M) / span
+
+    def _request_arrays(self) -> RequestArrays:
+        """The run's requests themselves (request level only)."""
+        if self._arrays is None:
+            raise ValueError("the fast layer inside the interval needs the requests "
+                             "themselves; this run has per-interval aggregates only")
+        return self._arrays
 
     # -- the decision ----------------------------------------------------------------------
     def _allowed(self, src: int, dst: int) -> bool:
@@ -565,10 +573,11 @@ class FastLayer:
         if not self._moves:
             return
         a, b = server.first_request_at(t), server.first_request_at(t_end)
-        models = self.requests.model[a:b]
+        model = self._request_arrays().model
+        models = model[a:b]
         M = len(self.models)
         # Requests of each model that arrived in the interval before this window.
-        arrived = np.bincount(self.requests.model[server.first_request_at(step * STEP_S):a],
+        arrived = np.bincount(model[server.first_request_at(step * STEP_S):a],
                               minlength=M).astype(float)
         if b > a:
             pools = server.pool[a:b]

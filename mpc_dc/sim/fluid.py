@@ -28,7 +28,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from mpc_dc.sim.arrivals import STEP_S
-from mpc_dc.sim.serving import IntervalStats, PoolSpec, RequestLevelServer, _Instances
+from mpc_dc.sim.serving import (
+    KILL_ORDER,
+    IntervalStats,
+    Killed,
+    PoolSpec,
+    RequestLevelServer,
+    _Instances,
+)
 from mpc_dc.site.config import PoolKey
 
 
@@ -87,6 +94,10 @@ class FluidServer:
         self.est_tpot_s = np.zeros((n_steps, P))
         self.mean_batch = np.zeros((n_steps, P))
         self.queue_history = np.zeros((n_steps, P))
+        #: Response tokens waiting at each interval's end, and moved in by re-dispatch at
+        #: its start (minus moved out) [tokens], (n_steps, P): the token book's entries.
+        self.queued_tokens = np.zeros((n_steps, P))
+        self.moved_tokens = np.zeros((n_steps, P))
         self.tokens_served = np.zeros(P)
         #: Backlog re-dispatched from pools left without instances [requests].
         self.requeued_requests = 0.0
@@ -98,13 +109,15 @@ class FluidServer:
                                 self.backlog_tokens, self.backlog_tokens_sq)
         return work
 
-    def _redispatch_stranded(self, share: np.ndarray) -> None:
+    def _redispatch_stranded(self, share: np.ndarray) -> np.ndarray:
         """The backlog of a pool left without instances goes to the model's pools by
         ``share`` (normalised per model); its work is then counted at their speeds
-        (as :meth:`RequestLevelServer._redispatch_stranded`); without a route it stays."""
+        (as :meth:`RequestLevelServer._redispatch_stranded`); without a route it stays.
+        Returns the response tokens moved into each pool (minus those moved out)."""
+        before = self.backlog_tokens.copy()
         waiting = self.backlog_requests > 0
         if not waiting.any():
-            return
+            return np.zeros_like(before)
         committed = self.committed_instances()
         parts = (self.backlog_requests, self.backlog_prompt, self.backlog_tokens,
                  self.backlog_tokens_sq)
@@ -118,6 +131,7 @@ class FluidServer:
             for arr in parts:
                 arr[to] += w * arr[p]
                 arr[p] = 0.0
+        return self.backlog_tokens - before
 
     def committed_instances(self) -> np.ndarray:
         """Instances committed per pool (running or loading) [-], (P,)."""
@@ -126,24 +140,55 @@ class FluidServer:
     def instance_counts(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Instances per pool at ``t`` [s]: ready, still loading, draining (none: the
         fluid fidelity has no drain tail) [-], each (P,)."""
-        ready = np.array([sum(1 for r in i.ready_times if r <= t) for i in self._inst],
-                         dtype=np.int64)
+        ready = self.ready_instances(t)
         return ready, self.committed_instances() - ready, np.zeros_like(ready)
 
     def queue_lengths(self) -> np.ndarray:
         """Requests waiting per pool now (the backlog) [requests], (P,)."""
         return self.backlog_requests.copy()
 
+    def ready_instances(self, now: float) -> np.ndarray:
+        """Committed instances ready at ``now`` per pool [-], (P,)."""
+        return np.array([sum(1 for r in i.ready_times if r <= now) for i in self._inst],
+                        dtype=np.int64)
+
+    def alive_instances(self) -> np.ndarray:
+        """Instances on GPUs per pool (no drain tail: the committed ones) [-], (P,)."""
+        return self.committed_instances()
+
+    def kill(self, pool: int, now: float, count: int = 1, *,
+             kinds: Sequence[str] = KILL_ORDER, pick: float | None = None) -> Killed:
+        """Up to ``count`` instances of ``pool`` die at ``now`` [s]
+        (:meth:`RequestLevelServer.kill`'s order; no drain tail here, so no
+        ``draining`` ones). The fluid view has no request in flight between intervals:
+        the pool loses capacity, no request is requeued."""
+        inst = self._inst[pool]
+        killed = loading = 0
+        for kind in kinds:
+            while killed < count:
+                if kind == "loading":
+                    found = sorted((r for r in inst.ready_times if r > now), reverse=True)
+                elif kind == "ready":
+                    found = sorted(r for r in inst.ready_times if r <= now)
+                    if found:
+                        at = 0 if pick is None else min(int(pick * len(found)), len(found) - 1)
+                        found = [found[at]]
+                elif kind == "draining":
+                    found = []
+                else:
+                    raise ValueError(f"kill: unknown kind {kind!r}; expected one of "
+                                     f"{KILL_ORDER}")
+                if not found:
+                    break
+                inst.ready_times.remove(found[0])
+                inst.committed -= 1
+                killed += 1
+                loading += kind == "loading"
+        return Killed(killed, loading)
+
     def scale(self, pool: int, target: int, now: float) -> None:
         """Set the committed instances of ``pool`` (loading cancelled first, no drain tail)."""
-        inst, spec = self._inst[pool], self.pools[pool]
-        d = target - inst.committed
-        if d > 0:
-            inst.ready_times.extend([now + spec.load_time_s] * d)
-        elif d < 0:
-            inst.ready_times.sort()
-            del inst.ready_times[target:]
-        inst.committed = target
+        self._inst[pool].scale(target, now + self.pools[pool].load_time_s)
 
     def _step(self, b: np.ndarray, ctx: np.ndarray) -> np.ndarray:
         """Decode step time of every pool's curve at batch ``b``, ``ctx`` KV tokens per
@@ -200,7 +245,7 @@ class FluidServer:
         for key, s in shares.items():
             if s > 0:
                 share[self._index[key]] = s / totals[key[1]]
-        self._redispatch_stranded(share)
+        self.moved_tokens[step] = self._redispatch_stranded(share)
         m = self._model_of
         req = self.agg["requests"][step][m] * share
         prompt = self.agg["request_tokens"][step][m] * share
@@ -247,7 +292,7 @@ class FluidServer:
         power = self._power(b)
         tpot = self._step(b, ctx) / (1 - f)
         committed = self.committed_instances()
-        ready_end = np.array([sum(1 for r in i.ready_times if r <= t1) for i in self._inst])
+        ready_end = np.array([i.ready_by(t1) for i in self._inst])
         backlog_work, _, _ = self._work(self.backlog_requests, self.backlog_prompt,
                                         self.backlog_tokens, self.backlog_tokens_sq)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -257,6 +302,7 @@ class FluidServer:
         self.est_tpot_s[step] = tpot
         self.mean_batch[step] = b
         self.queue_history[step] = self.backlog_requests
+        self.queued_tokens[step] = self.backlog_tokens
         self.tokens_served += tokens
         inst_s = np.array([i.instance_s(t0, t1) for i in self._inst])
         no_route = float(self.agg["requests"][step].sum() - req.sum())

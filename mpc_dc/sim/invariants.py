@@ -14,6 +14,15 @@ Per campus and interval (site engine, :func:`check_campus_ledger`), flows in [MW
 ``facility = PUE · (IT inference + IT other)``, ``renewable_used + curtailed =
 available``, import and export never both positive, export within its limit, import
 within its limit but for the recorded ``import_over_limit_mw``.
+
+Deferrable work per campus and interval [WU] (:func:`check_work_ledger`):
+``backlog[t] = backlog[t−1] + arrived[t] − done[t] − missed[t]``, ``backlog[−1]`` the
+first window's batch; and at each interval end nothing pending is past its deadline and
+exactly the work due by then is missed (:func:`check_deadlines`, in the loop).
+
+Tokens per campus and interval at fluid fidelity [tokens] (:func:`check_token_book`):
+``queued[t] = queued[t−1] + arrived[t] + moved[t] − decoded[t]`` over the campus's pools
+(``moved``: queues re-dispatched between pools, in minus out).
 """
 
 from __future__ import annotations
@@ -237,3 +246,122 @@ def check_campus_ledger(ledger: pd.DataFrame, site: Site) -> None:
             text = message.format(detail) if detail is not None else message.format("")
             raise InvariantError(f"campus {campus[k]}: {text}", int(data["step"].to_numpy()[k]),
                                  ledger.index[k][0])
+
+
+WORK_TOL_WU = 1e-6
+"""Rounding allowed in a work book [WU] (scaled by max(1, the largest amount))."""
+
+
+def _first_off(off: np.ndarray) -> int | None:
+    """Index of the first True of ``off`` (None when none)."""
+    bad = np.flatnonzero(off)
+    return int(bad[0]) if bad.size else None
+
+
+def check_work_ledger(rows: pd.DataFrame, initial_wu: float, campus: str) -> None:
+    """Check one campus's deferrable work interval by interval (module docstring).
+
+    Parameters
+    ----------
+    rows : DataFrame
+        The campus's ledger rows in interval order (index: interval start), with
+        ``step``, ``backlog_wu`` (pending at the interval end), ``work_df_arrived_wu``,
+        ``work_df_done_wu`` and ``work_df_missed_wu`` [WU].
+    initial_wu : float [WU]
+        Pending at the run start (the first window's batch).
+    campus : str
+
+    Raises
+    ------
+    InvariantError
+        Naming the first interval whose book does not close.
+    """
+    backlog = rows["backlog_wu"].to_numpy(dtype=float)
+    arrived = rows["work_df_arrived_wu"].to_numpy(dtype=float)
+    done = rows["work_df_done_wu"].to_numpy(dtype=float)
+    missed = rows["work_df_missed_wu"].to_numpy(dtype=float)
+    before = np.concatenate([[initial_wu], backlog[:-1]])
+    expected = before + arrived - done - missed
+    scale = max(1.0, float(np.max(before + arrived, initial=0.0)))
+    k = _first_off(np.abs(expected - backlog) > WORK_TOL_WU * scale)
+    if k is None:
+        k = _first_off(np.minimum(np.minimum(done, missed), backlog) < -WORK_TOL_WU * scale)
+        if k is None:
+            return
+        raise InvariantError(f"campus {campus}: negative deferrable work in the book (done "
+                             f"{done[k]:.6g}, missed {missed[k]:.6g}, pending {backlog[k]:.6g} "
+                             "WU)", int(rows["step"].to_numpy()[k]), rows.index[k])
+    raise InvariantError(
+        f"campus {campus}: deferrable work not conserved: pending {backlog[k]:.6g} WU != "
+        f"{before[k]:.6g} before + {arrived[k]:.6g} arrived − {done[k]:.6g} done − "
+        f"{missed[k]:.6g} missed", int(rows["step"].to_numpy()[k]), rows.index[k])
+
+
+def check_deadlines(step: int, campus: str, due_wu: float, missed_wu: float,
+                    overdue_wu: float) -> None:
+    """Check the deadlines of one campus at the end of interval ``step``.
+
+    Parameters
+    ----------
+    due_wu : float [WU]
+        Pending work whose deadline was ``step`` or earlier, before expiry.
+    missed_wu : float [WU]
+        What expiry booked as missed.
+    overdue_wu : float [WU]
+        Pending work past its deadline after expiry (must be none).
+
+    Raises
+    ------
+    InvariantError
+        When work past its deadline is still pending, or the missed work is not the
+        work due.
+    """
+    scale = max(1.0, due_wu)
+    if overdue_wu > WORK_TOL_WU * scale:
+        raise InvariantError(f"campus {campus}: {overdue_wu:.6g} WU past its deadline still "
+                             "pending", step)
+    if abs(missed_wu - due_wu) > WORK_TOL_WU * scale:
+        raise InvariantError(f"campus {campus}: {missed_wu:.6g} WU booked as missed, but "
+                             f"{due_wu:.6g} WU was due by the end of the interval", step)
+
+
+TOKEN_TOL = 1e-7
+"""Relative rounding allowed in a token book [-] (a fluid queue below 10⁻⁹ of a request
+is dropped as a crumb)."""
+
+
+def check_token_book(queued: np.ndarray, arrived: np.ndarray, moved: np.ndarray,
+                     decoded: np.ndarray, campus_matrix: np.ndarray,
+                     campuses: tuple[str, ...], times: pd.DatetimeIndex) -> None:
+    """Check the fluid token book per campus and interval (module docstring).
+
+    Parameters
+    ----------
+    queued, arrived, moved, decoded : ndarray (n, P) [tokens]
+        Response tokens waiting at each interval's end, arriving (routed), moved in by
+        re-dispatch (minus moved out) and decoded, per pool.
+    campus_matrix : ndarray (C, P)
+        1 where a pool belongs to a campus.
+    campuses : tuple of str
+    times : DatetimeIndex
+        Interval starts (UTC).
+
+    Raises
+    ------
+    InvariantError
+        Naming the first interval and campus whose book does not close.
+    """
+    def per_campus(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a @ campus_matrix.T)
+
+    q, arr, mov, dec = map(per_campus, (queued, arrived, moved, decoded))
+    before = np.vstack([np.zeros((1, q.shape[1])), q[:-1]])
+    expected = before + arr + mov - dec
+    scale = np.maximum(1.0, before + arr + np.abs(mov))
+    bad = np.argwhere(np.abs(expected - q) > TOKEN_TOL * scale)
+    if bad.size:
+        k, c = (int(v) for v in bad[0])
+        raise InvariantError(
+            f"campus {campuses[c]}: tokens not conserved: {q[k, c]:.9g} queued != "
+            f"{before[k, c]:.9g} before + {arr[k, c]:.9g} arrived + {mov[k, c]:.9g} moved in "
+            f"− {dec[k, c]:.9g} decoded", k, times[k])

@@ -173,13 +173,14 @@ class CampusPlant:
         it = self._other_it_mw(work_wu)
         return it, self.campus.pue * (it + inference_it_mw)
 
-    def _battery(self, decision: CampusDecision) -> tuple[float, float]:
-        """Charge and discharge [MW] within the battery's power and energy limits."""
+    def feasible_battery(self, charge_mw: float, discharge_mw: float) -> tuple[float, float]:
+        """Charge and discharge [MW] within the battery's power limits and what its
+        energy now allows over the interval (0, 0 without a battery)."""
         battery = self.campus.battery
         if battery is None:
             return 0.0, 0.0
-        charge = float(np.clip(decision.battery_charge_mw, 0.0, battery.power_mw))
-        discharge = float(np.clip(decision.battery_discharge_mw, 0.0, battery.power_mw))
+        charge = float(np.clip(charge_mw, 0.0, battery.power_mw))
+        discharge = float(np.clip(discharge_mw, 0.0, battery.power_mw))
         headroom = (battery.energy_mwh - self.battery_energy_mwh) / (
             battery.charge_efficiency * STEP_H)
         charge = min(charge, max(headroom, 0.0))
@@ -220,7 +221,8 @@ class CampusPlant:
         if backlog is not None:
             work_df = float(np.clip(decision.work_df_wu, 0.0, backlog.total_wu))
             work_df = min(work_df, self._work_cap_wu - served_nd)
-        charge, discharge = self._battery(decision)
+        charge, discharge = self.feasible_battery(decision.battery_charge_mw,
+                                                  decision.battery_discharge_mw)
         renewable = realized.renewable_cf * self.campus.nameplate_mw
         committed_curtailment = 0.0
         if decision.planned_import_mw > _TOL:

@@ -20,9 +20,20 @@ and ``requests_per_h[M]`` (demand offered in the interval), ``dr_event[C]``,
 A *pool* is all instances of one model family at one precision on one campus,
 keyed ``(campus, model, precision)``.
 
+A decision the plant cannot carry out (more instances than GPUs, routing shares
+that do not sum to 1, a battery set-point beyond its power ...) is projected on what
+the site can do and counted, never refused (:mod:`mpc_dc.sim.projection`).
+
 Versioning: :data:`POLICY_INTERFACE_VERSION` names this interface. A change a
 policy written against it could notice (a field removed or renamed, a meaning
-changed) raises the major number; a field added with a default raises the minor.
+changed) raises the major number; a field added with a default, or a decision
+accepted that was refused before, raises the minor. The public face of this module,
+with the context a policy is built with and the loader of ``--policy``, is
+:mod:`mpc_dc.policy` (docs/policies.md).
+
+History: 1.0, the first interface; 1.1, infeasible decisions are projected and
+counted instead of raising ``ValueError`` in :class:`FleetDecision`, and policies
+named on the command line are built with a :class:`mpc_dc.policy.PolicyContext`.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ import pandas as pd
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.site.config import PoolKey
 
-POLICY_INTERFACE_VERSION = "1.0"
+POLICY_INTERFACE_VERSION = "1.1"
 """Version of this interface, ``MAJOR.MINOR`` (see the module docstring)."""
 
 
@@ -58,11 +69,15 @@ class CampusObservation:
         Highest 15-min import so far in the current billing period.
     battery_energy_mwh : float [MWh]
         Battery energy now (0 without a battery).
+    gpus_available : float or None [GPUs]
+        GPUs the campus had in the last interval (a GPU loss shows here first, one
+        interval after it struck); None: not reported (as planned). Since 1.1.
     """
 
     backlog_wu: tuple[tuple[int, float], ...] = ()
     peak_import_to_date_mw: float = 0.0
     battery_energy_mwh: float = 0.0
+    gpus_available: float | None = None
 
     @property
     def backlog_total_wu(self) -> float:
@@ -159,10 +174,14 @@ class FleetDecision:
     ----------
     instances : Mapping[PoolKey, int]
         Instances that should be running in the interval (scale-up takes the load
-        time to arrive; scale-down drains).
+        time to arrive; scale-down drains); whole numbers >= 0 within each campus's
+        GPUs.
     routing_share : Mapping[PoolKey, float]
         Share [-] of a model's requests sent to each pool; for each model the shares
         over its pools sum to 1 (pools of a model with no demand may be absent).
+
+    Values outside these rules are not refused here: the simulator projects them
+    on what the site can do and counts each projection (:mod:`mpc_dc.sim.projection`).
     planned_tokens_per_s : Mapping[PoolKey, float]
         The plan's output-token throughput of each pool [tokens/s], for reporting.
     """
@@ -170,19 +189,6 @@ class FleetDecision:
     instances: Mapping[PoolKey, int] = field(default_factory=dict)
     routing_share: Mapping[PoolKey, float] = field(default_factory=dict)
     planned_tokens_per_s: Mapping[PoolKey, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for key, count in self.instances.items():
-            if count < 0:
-                raise ValueError(f"FleetDecision: negative instance count for pool {key}")
-        totals: dict[str, float] = {}
-        for (_, model, _), share in self.routing_share.items():
-            if share < -1e-9:
-                raise ValueError(f"FleetDecision: negative routing share for model {model}")
-            totals[model] = totals.get(model, 0.0) + share
-        for model, total in totals.items():
-            if abs(total - 1.0) > 1e-6:
-                raise ValueError(f"FleetDecision: routing shares of model {model} sum to {total}")
 
     def shares_of(self, model: str) -> dict[PoolKey, float]:
         """Routing shares of one model's pools."""

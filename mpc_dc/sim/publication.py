@@ -80,6 +80,7 @@ class ObservationSchedule:
                 f"history of {n_before} intervals is shorter than the publication lag of {short}"
             )
         self.rules = {c: publication.get(c, NATIVE) for c in self.columns}
+        self._position = {c: i for i, c in enumerate(self.columns)}
         # Columns under the same rule are delivered together: one loop per rule, not
         # per column (a site run has tens of columns, most of them native).
         groups: dict[Publication, list[int]] = {}
@@ -93,6 +94,11 @@ class ObservationSchedule:
     def observable_at_start(self, column: str) -> int:
         """Intervals of history (from its start) already observable at the run start."""
         return self.n_before + int(self.first[self.columns.index(column), 0])
+
+    def last_observable(self, column: str, step: int) -> int:
+        """Position of the last interval of ``column`` observable at the start of
+        interval ``step`` (``step = n_steps``: the run end)."""
+        return int(self.first[self._position[column], step]) - 1
 
     def published_during(self, step: int) -> list[tuple[int, dict[str, float]]]:
         """Values that become observable during interval ``step`` (by its end).

@@ -64,7 +64,11 @@ adds instances ready at ``now + load_time_s`` (a loading instance draws idle
 power). Scale-down cancels instances still loading first, then drains the least
 occupied ones: they admit nothing, draw ``P(n)`` until their last request ends,
 then go off. A pool left without instances has its queue re-dispatched by the
-interval's routing shares.
+interval's routing shares. An instance that dies (a crash, or its GPUs lost:
+:meth:`RequestLevelServer.kill`, driven by :mod:`mpc_dc.sim.faults`) stops at once:
+its in-flight requests go back to the pool's queue in arrival order and start again
+from their prompt (the tokens they had produced are lost, counted in
+``tokens_lost``; the energy they had drawn stays on their record).
 
 Energy
 ------
@@ -576,23 +580,74 @@ def serve_fcfs(
     return starts
 
 
+KILL_ORDER: tuple[str, ...] = ("draining", "loading", "ready")
+"""Which instances of a pool :meth:`RequestLevelServer.kill` takes first by default."""
+
+
+@dataclass(frozen=True)
+class Killed:
+    """What killing instances of one pool did.
+
+    Attributes
+    ----------
+    instances : int
+        Instances killed.
+    loading : int
+        Of them, instances still loading (no request lost).
+    requests : int
+        In-flight requests put back in the pool's queue.
+    tokens_lost : float [tokens]
+        Output tokens those requests had produced (already in the ledger), discarded.
+    """
+
+    instances: int = 0
+    loading: int = 0
+    requests: int = 0
+    tokens_lost: float = 0.0
+
+
 @dataclass
 class _Instances:
-    """Instance-count bookkeeping of the fluid fidelity (no batch detail)."""
+    """Instance-count bookkeeping of the fluid fidelity (no batch detail).
+
+    ``ready`` instances were ready by the last interval start seen; ``ready_times`` [s]
+    holds the others' ready times (a pool of thousands of instances keeps a count, not
+    a list). ``committed = ready + len(ready_times)``.
+    """
 
     committed: int = 0
+    ready: int = 0
     ready_times: list[float] = field(default_factory=list)
-    drain_off: list[float] = field(default_factory=list)
 
     def instance_s(self, t0: float, t1: float) -> float:
-        drain = sum(max(0.0, min(off, t1) - t0) for off in self.drain_off)
-        return self.committed * (t1 - t0) + drain
+        return self.committed * (t1 - t0)
 
     def ready_s(self, t0: float, t1: float) -> float:
-        return sum(max(0.0, t1 - max(t0, r)) for r in self.ready_times)
+        """Ready instance-seconds in ``[t0, t1)`` (times from now on: ``t0`` settles)."""
+        if self.ready_times and min(self.ready_times) <= t0:
+            late = [r for r in self.ready_times if r > t0]
+            self.ready += len(self.ready_times) - len(late)
+            self.ready_times = late
+        return self.ready * (t1 - t0) + sum(max(0.0, t1 - r) for r in self.ready_times)
 
-    def end_interval(self, t1: float) -> None:
-        self.drain_off = [off for off in self.drain_off if off > t1]
+    def ready_by(self, t: float) -> int:
+        """Instances ready at ``t``."""
+        return self.ready + sum(1 for r in self.ready_times if r <= t)
+
+    def scale(self, target: int, ready_at: float) -> None:
+        """Commit ``target`` instances: new ones ready at ``ready_at``; on scale-down the
+        ones still loading are cancelled first, latest first."""
+        d = target - self.committed
+        if d > 0:
+            self.ready_times.extend([ready_at] * d)
+        elif d < 0:
+            keep = target - self.ready
+            if keep <= 0:
+                self.ready, self.ready_times = target, []
+            else:
+                self.ready_times.sort()
+                del self.ready_times[keep:]
+        self.committed = target
 
 
 @dataclass
@@ -756,6 +811,10 @@ class RequestLevelServer:
         self._open: _OpenInterval  # set by begin_interval
         #: Queued requests re-dispatched from pools left without instances [requests].
         self.requeued_requests = 0
+        #: Energy of the stints of requests whose instance died, per request [J].
+        self._energy_carry = np.zeros(n)
+        #: Tokens produced by requests whose instance died, discarded, per pool [tokens].
+        self.tokens_lost = np.zeros(P)
 
     # -- scaling ---------------------------------------------------------------------------
     def committed_instances(self) -> np.ndarray:
@@ -803,6 +862,92 @@ class RequestLevelServer:
                 ps.release(j, now)
             else:
                 ps.draining.append(j)
+
+    def ready_instances(self, now: float) -> np.ndarray:
+        """Committed instances ready at ``now`` per pool [-], (P,)."""
+        return np.array([sum(1 for j in p.committed if p.fs[j, kern.F_READY] <= now)
+                         for p in self._pools], dtype=np.int64)
+
+    def alive_instances(self) -> np.ndarray:
+        """Instances on GPUs per pool: committed (loading or up) plus draining [-], (P,)."""
+        return np.array([len(p.committed) + len(p.draining) for p in self._pools],
+                        dtype=np.int64)
+
+    def kill(self, pool: int, now: float, count: int = 1, *,
+             kinds: Sequence[str] = KILL_ORDER, pick: float | None = None) -> Killed:
+        """Up to ``count`` instances of ``pool`` die at ``now`` [s] (no drain).
+
+        Instances are taken by kind in the order ``kinds``: ``draining`` ones,
+        ``loading`` ones (latest ready first, as :meth:`scale` cancels them), then
+        ``ready`` ones: the one at position ``pick`` (in [0, 1)) of the ready
+        instances in slot order, or the least occupied when ``pick`` is None. The
+        in-flight requests of a killed instance go back to the pool's queue in
+        arrival order and start again from their prompt (module docstring); its
+        slot is freed. Called at an interval boundary, before :meth:`run_interval`.
+        """
+        ps = self._pools[pool]
+        fs = ps.fs
+        step = round(now / self.step_s)
+        killed = loading = 0
+        requeued: list[int] = []
+        lost = 0.0
+        for kind in kinds:
+            while killed < count:
+                if kind == "draining":
+                    found = list(ps.draining)
+                elif kind == "loading":
+                    found = sorted((j for j in ps.committed if fs[j, kern.F_READY] > now),
+                                   key=lambda j: -fs[j, kern.F_READY])
+                elif kind == "ready":
+                    found = sorted(j for j in ps.committed if fs[j, kern.F_READY] <= now)
+                    if found:
+                        found = [min(found, key=lambda j: (fs[j, kern.F_NB], j)) if pick is None
+                                 else found[min(int(pick * len(found)), len(found) - 1)]]
+                else:
+                    raise ValueError(f"kill: unknown kind {kind!r}; expected one of "
+                                     f"{KILL_ORDER}")
+                if not found:
+                    break
+                lost += self._abort(ps, found[0], now, step, requeued)
+                killed += 1
+                loading += kind == "loading"
+        if requeued:
+            queue = np.concatenate([ps.queue, np.array(requeued, dtype=np.int64)])
+            ps.queue = queue[np.argsort(self.requests.arrival_s[queue], kind="stable")]
+        self.tokens_lost[pool] += lost
+        return Killed(killed, loading, len(requeued), lost)
+
+    def _abort(self, ps: _Pool, j: int, now: float, step: int, requeued: list[int]) -> float:
+        """Instance ``j`` dies at ``now``: its requests are reset and listed in
+        ``requeued``; returns the tokens they had produced that the ledger holds."""
+        fs, hk, hr, hw, hc, hq, hsize = ps.state
+        kern._advance(fs, j, now, ps.base, ps.pw, ps.pwa, ps.pp, ps.hist)
+        lost = 0.0
+        nbins = ps.first_bins.size - 1
+        for e in range(int(hsize[j])):
+            rid = int(hr[j, e])
+            n = int(self._req_n[rid])
+            steps = hc[j, e] - self._req_p[rid] - (n > 0)
+            lost += hq[j, e] * float(np.clip(fs[j, kern.F_V] - (hk[j, e] - steps), 0.0, steps))
+            if n > 0:
+                # The first token is counted in the bin of its time at admission: a
+                # bin the ledger has closed holds a token now lost; a later one one
+                # that never comes.
+                k = min(int(self.first_token[rid] / self.step_s), nbins)
+                if k < step:
+                    lost += 1.0
+                else:
+                    ps.first_bins[k] -= 1.0
+            self._energy_carry[rid] += fs[j, kern.F_W] - hw[j, e]
+            self.start[rid] = self.first_token[rid] = np.nan
+            requeued.append(rid)
+        hsize[j] = 0
+        if j in ps.committed:
+            ps.committed.remove(j)
+        else:
+            ps.draining.remove(j)
+        ps.release(j, now)
+        return lost
 
     def _redispatch_stranded(self, shares: Mapping[PoolKey, float]) -> None:
         """Requests queued at a pool left without instances go to the model's pools by
@@ -1069,6 +1214,7 @@ class RequestLevelServer:
                 done = np.clip(fs[j, kern.F_V] - (hk[j, :size] - steps), 0.0, steps)
                 decoded[rid] = first + hq[j, :size] * done
                 energy[rid] = fs[j, kern.F_W] - hw[j, :size]
+        energy += self._energy_carry
         return ServingOutcome(
             requests=req,
             pools=self.pools,
@@ -1083,6 +1229,7 @@ class RequestLevelServer:
             ledger_tokens_after_end=np.array([ps.first_bins[self.n_steps] for ps in self._pools]),
             queue_history=self.queue_history,
             end_s=end,
+            tokens_lost=self.tokens_lost.copy(),
         )
 
 
@@ -1111,6 +1258,9 @@ class ServingOutcome:
     queue_history : ndarray [requests], shape ``(n_steps, n_pools)``
         Queue length at each interval end.
     end_s : float [s]
+    tokens_lost : ndarray [tokens] or None
+        Tokens the ledger decoded for requests whose instance died, discarded (they
+        started again), per pool; None: none.
     """
 
     requests: RequestArrays
@@ -1126,17 +1276,21 @@ class ServingOutcome:
     ledger_tokens_after_end: np.ndarray
     queue_history: np.ndarray
     end_s: float
+    tokens_lost: np.ndarray | None = None
 
     def status_counts(self) -> dict[str, int]:
         """Requests per status name."""
         counts = np.bincount(self.status[self.status >= 0], minlength=len(STATUS_NAMES))
         return {name: int(c) for name, c in zip(STATUS_NAMES, counts, strict=True)}
 
-    def check(self, ledger_active_energy_j: float | None = None, rel_tol: float = 1e-9) -> None:
+    def check(self, ledger_active_energy_j: float | None = None, rel_tol: float = 1e-9, *,
+              ledger_tokens: np.ndarray | None = None) -> None:
         """Assert conservation: requests, tokens and energy add up.
 
         * every offered request is finished, in service, queued or dropped (named);
-        * tokens decoded per pool, records vs ledger;
+        * tokens decoded per pool, records (plus the tokens lost to killed instances)
+          vs ledger (``ledger_tokens`` [tokens] per pool when given, e.g. the engine's
+          pool table summed over the run; else the server's own);
         * active energy, records vs the ledger's total (when given) [J].
         """
         offered = int((self.status >= 0).sum())
@@ -1145,9 +1299,16 @@ class ServingOutcome:
         P = len(self.pools)
         routed = self.pool >= 0
         by_pool = np.bincount(self.pool[routed], weights=self.tokens_decoded[routed], minlength=P)
+        if self.tokens_lost is not None:
+            by_pool = by_pool + self.tokens_lost
         scale = max(1.0, float(by_pool.sum()))
-        if np.abs(by_pool - self.ledger_tokens).max(initial=0.0) > rel_tol * scale * 10:
-            raise AssertionError(f"tokens: records {by_pool} != ledger {self.ledger_tokens}")
+        ledger = self.ledger_tokens if ledger_tokens is None else np.asarray(ledger_tokens)
+        off = np.flatnonzero(np.abs(by_pool - ledger) > rel_tol * scale * 10)
+        if off.size:
+            k = int(off[0])
+            campus, model, precision = self.pools[k].key
+            raise AssertionError(f"campus {campus}: tokens of pool {model}/{precision}: "
+                                 f"records {by_pool[k]:.9g} != ledger {ledger[k]:.9g}")
         if ledger_active_energy_j is not None:
             rec = float(self.energy_j.sum())
             if abs(rec - ledger_active_energy_j) > 1e-6 * max(1.0, rec):

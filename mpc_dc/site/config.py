@@ -26,6 +26,7 @@ piecewise-linear, ``F(0) = 0`` and ``F(P_max) = P_max``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -103,8 +104,8 @@ class ProcessingFunction:
             raise ValueError("processing: breakpoints must be strictly increasing")
         slopes = np.diff(w) / np.diff(p)
         if np.any(np.diff(slopes) > 1e-12):
-            raise ValueError(
-                f"processing: F must be concave (non-increasing slopes), got {slopes}")
+            raise ValueError(f"processing: F must be concave; expected non-increasing slopes, "
+                             f"got slopes {[round(float(x), 6) for x in slopes]}")
 
     def segments(self, it_capacity_mw: float) -> tuple[np.ndarray, np.ndarray]:
         """Segment widths [MW] and slopes [WU/MWh] of F (slopes non-increasing)."""
@@ -235,8 +236,9 @@ class Tariff:
             raise ValueError(f"tariff.export_credit_factor: expected a value in [0, 1], got "
                              f"{self.export_credit_factor!r}")
         if self.kind == "wholesale" and self.demand_charge_usd_per_kw > 0:
-            raise ValueError("tariff.demand_charge_usd_per_kw: a demand charge applies to the "
-                             "retail tariff only")
+            raise ValueError(f"tariff.demand_charge_usd_per_kw: a demand charge applies to the "
+                             f"retail tariff only; expected 0 under kind 'wholesale' (or kind "
+                             f"'retail'), got {self.demand_charge_usd_per_kw!r}")
 
     @property
     def demand_charge_usd_per_mw(self) -> float:
@@ -247,11 +249,6 @@ class Tariff:
     def has_demand_charge(self) -> bool:
         """True for a retail tariff with a positive demand charge."""
         return self.kind == "retail" and self.demand_charge_usd_per_kw > 0
-
-    @classmethod
-    def retail_ny(cls) -> Tariff:
-        """Retail tariff of the RCDC study: 12.39 $/kW demand charge, DA-indexed energy."""
-        return cls(kind="retail", demand_charge_usd_per_kw=12.39)
 
 
 def retail_prices(da_price_usd_per_mwh: np.ndarray,
@@ -423,6 +420,14 @@ SCENARIO_LABELS: dict[str, str] = {
 }
 
 
+@functools.cache
+def committed_quant_table() -> QuantTable:
+    """The committed quantization table (package data), read once per process: every
+    fleet built from a scenario file shares it (it is immutable), so validating many
+    scenarios (a sweep's runs) does not re-read the CSV for each."""
+    return load_quant_table()
+
+
 @dataclass(frozen=True)
 class Fleet:
     """The LLM model families served across the campuses with GPUs.
@@ -466,7 +471,7 @@ class Fleet:
     unserved_penalty_usd_per_mtok: float = 1000.0
     allowed_precisions: tuple[str, ...] = ()
     capacity_tokens_per_s: Mapping[str, float] = field(default_factory=dict)
-    table: QuantTable = field(default_factory=load_quant_table, compare=False, repr=False)
+    table: QuantTable = field(default_factory=committed_quant_table, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.flexibility, str) and self.flexibility not in SCENARIOS:
@@ -569,7 +574,8 @@ class Site:
     dr : DemandResponse
     """
 
-    campuses: tuple[Campus, ...]
+    campuses: tuple[Campus, ...] = field(metadata={
+        "expected": "at least one [[site.campuses]] table with a name and a price_node"})
     fleet: Fleet | None = None
     carbon_price_usd_per_t: float = 0.0
     dr: DemandResponse = field(default_factory=DemandResponse)

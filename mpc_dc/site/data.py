@@ -36,6 +36,8 @@ Series per campus (frame column names carry the campus name ``C``)
     :func:`traces.synthetic.synth_load`.
 ``dr_event[C]`` [0/1]
     DR event intervals (``[dr]`` days and hours, local time ``run.local_tz``).
+``gpus_available[C]`` [GPUs] (campuses with an ``[[outages]]`` entry)
+    The campus's GPUs, fewer during each outage (known ahead, as the DR events).
 
 Per model ``M`` (with a ``[fleet]``): ``tokens_per_s[M]`` [tokens/s] (response
 tokens arriving in the interval / 900 s) and ``requests_per_h[M]`` [requests/h],
@@ -161,7 +163,7 @@ SYNTHETIC_CARBON: Mapping[str, SyntheticCarbonZone] = {
         207, 205, 203, 202, 203, 205, 209, 212, 215, 216, 214, 214,
         214, 214, 214, 217, 220, 223, 225, 226, 224, 221, 215, 212)),
 }
-"""Carbon zones of synthetic data (tests/test_fleet_scenario_sources.py recomputes the
+"""Carbon zones of synthetic data (tests/test_fleet_sources.py recomputes the
 profiles from the files)."""
 
 
@@ -204,9 +206,6 @@ def price_node(node: str) -> PriceNode | None:
         return PriceNode("caiso", node)
     return None
 
-
-KNOWN_PRICE_NODES: tuple[str, ...] = (*NYISO_ZONES, *NYISO_ZONE_NAMES, *CAISO_HUBS)
-"""Every ``price_node`` real data has."""
 
 
 # ----------------------------------------------------------------------------- errors
@@ -491,10 +490,10 @@ def window_requests(req: RequestArrays, from_s: float, length_s: float) -> Reque
                          req.response_tokens[sl], req.source[sl], req.models, req.stats)
 
 
-def burstgpt_counts(data_dir: Path, run_start: pd.Timestamp, ahead: pd.DatetimeIndex
-                    ) -> pd.DataFrame:
-    """BurstGPT's real hourly request rates, its day 0, hour 0 at ``run_start`` (as the DR
-    study places it); ``ahead`` (run + tail) must lie inside them.
+def burstgpt_counts(data_dir: Path, run_start: pd.Timestamp, ahead: pd.DatetimeIndex,
+                    first_day: int = 0) -> pd.DataFrame:
+    """BurstGPT's real hourly request rates, its day ``first_day``, hour 0 at ``run_start``
+    (day 0 as the DR study places it); ``ahead`` (run + tail) must lie inside them.
 
     Raises
     ------
@@ -503,13 +502,14 @@ def burstgpt_counts(data_dir: Path, run_start: pd.Timestamp, ahead: pd.DatetimeI
     """
     from traces.datasets import burstgpt_hourly_counts
 
-    counts, meta = burstgpt_hourly_counts(data_dir, origin=run_start)
+    origin = run_start - pd.Timedelta(days=first_day)
+    counts, meta = burstgpt_hourly_counts(data_dir, origin=origin)
     rate = counts["requests_per_h"].reindex(ahead)
     if rate.isna().any():
-        days = len(counts) / STEPS_PER_DAY
+        days = len(counts) / STEPS_PER_DAY - first_day
         raise ConfigError(SOURCE, f"BurstGPT ({meta.source}) has {days:g} days of hourly "
-                          f"counts from the run start (its day 0); run + horizon need "
-                          f"{len(ahead) / STEPS_PER_DAY:g}", key="run.days")
+                          f"counts from the run start (its day {first_day}); run + horizon "
+                          f"need {len(ahead) / STEPS_PER_DAY:g}", key="run.days")
     return counts
 
 
@@ -522,11 +522,12 @@ def burstgpt_rows(data_dir: Path) -> pd.DataFrame:
 
 
 def burstgpt_arrivals(index: pd.DatetimeIndex, history_steps: int, arrival: ArrivalConfig,
-                      counts: pd.DataFrame, rows: pd.DataFrame, models: tuple[str, ...]
-                      ) -> RequestArrays:
+                      counts: pd.DataFrame, rows: pd.DataFrame | None,
+                      models: tuple[str, ...]) -> RequestArrays:
     """BurstGPT's requests over history + run (``index``): the history from the
     generator's calibrated conversation stream (nothing of BurstGPT precedes its day 0),
-    then from the run start the real ``rows`` and the generator on ``counts``."""
+    then from the run start the real ``rows`` (None: none) and the generator on
+    ``counts``."""
     hist_s = history_steps * STEP_S
     run = build_arrivals(index[0] + pd.Timedelta(seconds=hist_s), len(index) * STEP_S - hist_s,
                          arrival, trace=rows, hourly_counts=counts, models=models)
@@ -543,16 +544,17 @@ def request_stream(index: pd.DatetimeIndex, history_steps: int, run_steps: int,
                    ) -> RequestArrays:
     """Every request of history + run + tail (``index``), seconds from ``index[0]``.
 
-    History + run come from the generator, or from BurstGPT when ``counts`` and
-    ``rows`` are given (:func:`burstgpt_arrivals`); the tail (seen only by forecasts
-    and the Oracle) on its own seed, so the run's requests do not depend on the
-    horizon (a horizon sweep compares controllers on one request stream).
+    History + run come from the generator, or from BurstGPT when ``counts`` are
+    given (its first request ``rows`` too when given, :func:`burstgpt_arrivals`); the
+    tail (seen only by forecasts and the Oracle) on its own seed, so the run's
+    requests do not depend on the horizon (a horizon sweep compares controllers on one
+    request stream).
     """
     upto = history_steps + run_steps
     upto_s = upto * STEP_S
     tail = build_arrivals(index[upto], (len(index) - upto) * STEP_S,
                           derived_stream(arrival, 101), models=models, hourly_counts=counts)
-    if counts is None or rows is None:
+    if counts is None:
         first = build_arrivals(index[0], upto_s, arrival, models=models)
     else:
         first = burstgpt_arrivals(index[:upto], history_steps, arrival, counts, rows, models)
@@ -595,8 +597,9 @@ class SiteSources:
     origin : dict[str, str]
         Where each column comes from (for ``scenario check`` and logs).
     counts, rows : DataFrame or None
-        BurstGPT's hourly rates placed at the run start and its first request rows
-        (requests from BurstGPT only).
+        BurstGPT's hourly rates placed with ``workload.requests.first_day`` at the run
+        start, and its first request rows when that day is 0 (requests from BurstGPT
+        only).
     """
 
     index: pd.DatetimeIndex
@@ -607,11 +610,6 @@ class SiteSources:
     origin: dict[str, str]
     counts: pd.DataFrame | None = None
     rows: pd.DataFrame | None = None
-
-    @property
-    def tail_steps(self) -> int:
-        """Intervals after the run [intervals]."""
-        return len(self.index) - self.history_steps - self.run_steps
 
 
 def site_index(scenario: Scenario) -> pd.DatetimeIndex:
@@ -819,6 +817,21 @@ class _Collector:
                      None, "[dr] event days")
 
 
+    # -- GPU outages
+    def outages(self) -> None:
+        """``gpus_available[C]`` of every campus with an outage: its GPUs, fewer during
+        each outage."""
+        for c in self.scenario.site.campuses:
+            mine = [o for o in self.scenario.outages if o.campus == c.name]
+            if not mine:
+                continue
+            gpus = np.full(len(self.index), float(c.gpus))
+            for outage in mine:
+                first, last = outage.span
+                gpus[(self.index >= first) & (self.index < last)] = outage.gpus_available
+            self.add(f"gpus_available[{c.name}]", gpus, None, "[[outages]]")
+
+
 def check_data(scenario: Scenario, *, source: str | Path = SOURCE) -> SiteSources:
     """Read or generate every exogenous series of ``scenario``; refuse what a run refuses.
 
@@ -847,12 +860,15 @@ def check_data(scenario: Scenario, *, source: str | Path = SOURCE) -> SiteSource
         collect.renewable()
         collect.other_it()
         collect.dr()
+        collect.outages()
         counts = rows = None
         if scenario.site.fleet is not None and requests_source(scenario) == "burstgpt":
             folder = collect.folder("workload.requests source 'burstgpt'")
-            rows = burstgpt_rows(folder)
+            first_day = scenario.workload.requests.first_day
+            # Its request rows are day 0's: replayed only when day 0 is the run start.
+            rows = burstgpt_rows(folder) if first_day == 0 else None
             counts = burstgpt_counts(folder, scenario.run.start_ts,
-                                     collect.index[collect.hist:])
+                                     collect.index[collect.hist:], first_day)
         return SiteSources(collect.index, collect.hist, scenario.run.n_steps, collect.columns,
                            collect.publication, collect.origin, counts, rows)
 

@@ -4,7 +4,8 @@ A scenario names the run period (``[run]``), where the data come from (``[data]`
 the site (``[site]`` with ``[[site.campuses]]``, :class:`mpc_dc.site.config.Site`),
 the inference fleet the campuses with GPUs serve (``[fleet]``, optional), the LLM
 requests (``[workload.requests]``), demand-response events (``[dr]``), the serving
-fidelity (``[serving]``) and the controller (``[controller]``). Every key is
+fidelity (``[serving]``), the controller (``[controller]``) and the faults injected
+(``[faults]``, :mod:`mpc_dc.sim.faults`). Every key is
 documented in ``docs/scenario.md``; an unknown key is refused naming the nearest
 valid key, and a key of the two schemas before this one (``kind``,
 ``site.datacenter``, ``fleet.campuses``, ``data.source = "nyiso"`` ...) is refused
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -39,6 +41,7 @@ import pandas as pd
 from mpc_dc.config import RunPeriod, from_mapping, grid_start, positive, to_mapping
 from mpc_dc.sim.arrivals import DEFAULT_MODEL_MAP
 from mpc_dc.sim.fast_layer import FastLayerConfig
+from mpc_dc.sim.faults import FaultSpec
 from mpc_dc.site.config import SCENARIOS, Fleet, Site
 from mpc_dc.site.data import (
     CARBON_SOURCES,
@@ -61,6 +64,8 @@ MAX_RUN_DAYS = 366.0
 """Longest run [d]: one year of 15-min steps (35 136 intervals)."""
 MAX_HISTORY_DAYS = 366
 """Longest forecaster-fitting history [d]."""
+BURSTGPT_LAST_DAY = 60
+"""Last day of BurstGPT's 61 days of hourly counts."""
 MAX_ERROR_LEVEL = 10.0
 """Largest ``noisy_oracle`` error level [-] (std at 24 h lead / series std)."""
 
@@ -99,13 +104,19 @@ def check_in_unit_interval(values: Mapping[str, float], *, closed: bool,
             raise ConfigError(source, f"expected a value in {bound}, got {value}", key=key)
 
 
+@functools.cache
+def _request_model_names() -> tuple[str, ...]:
+    """Model names of the requests (the packaged calibrated figures), read once."""
+    from traces.synthetic import load_figures
+
+    return tuple(load_figures().tokens.model_names)
+
+
 def check_trace_model_names(model_map: Mapping[str, str], key: str,
                             source: str = SOURCE) -> None:
     """Raise naming ``key`` unless every trace model name of ``model_map`` is one of the
     requests' (BurstGPT's, which the generator uses)."""
-    from traces.synthetic import load_figures
-
-    names = load_figures().tokens.model_names
+    names = _request_model_names()
     for trace_name in model_map:
         if trace_name not in names:
             raise ConfigError(source, f"{trace_name!r} is not a model name of the requests; "
@@ -192,14 +203,22 @@ class RequestsSpec:
         :mod:`mpc_dc.sim.arrivals`, rule 4).
     model_map : Mapping[str, str]
         Trace model name (``ChatGPT``, ``GPT-4``) to served model family.
+    first_day : int [d]
+        ``burstgpt``: the BurstGPT day placed at the run start (0..60); days after 0
+        come from the generator on BurstGPT's hourly counts alone (its request rows
+        are day 0's).
     """
 
     source: Literal["auto", "synthetic", "burstgpt"] = "auto"
     rate_multiplier: float = 1.0
     model_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MODEL_MAP))
+    first_day: int = 0
 
     def __post_init__(self) -> None:
         positive(SOURCE, "workload.requests.rate_multiplier", self.rate_multiplier)
+        if not 0 <= self.first_day <= BURSTGPT_LAST_DAY:
+            raise ConfigError(SOURCE, f"expected a BurstGPT day 0..{BURSTGPT_LAST_DAY}, got "
+                              f"{self.first_day}", key="workload.requests.first_day")
         check_trace_model_names(self.model_map, "workload.requests.model_map")
 
 
@@ -275,6 +294,45 @@ class DrSpec:
 
 
 @dataclass(frozen=True)
+class OutageSpec:
+    """A GPU outage announced before the run: a campus has fewer GPUs for a while.
+
+    Parameters
+    ----------
+    campus : str
+        The campus (its ``name``).
+    start : str
+        First interval of the outage, ISO 8601 in UTC on the 15-min grid, inside the run.
+    hours : float [h]
+        Length, a multiple of 0.25 h.
+    gpus_available : int [GPUs]
+        GPUs the campus has during the outage, ``0 <= gpus_available <= gpus``.
+    """
+
+    campus: str
+    start: str
+    hours: float
+    gpus_available: int
+
+    def __post_init__(self) -> None:
+        # ValueError "field: ..." so that from_mapping names the entry (outages[i].field).
+        try:
+            grid_start(SOURCE, "start", self.start)
+        except ConfigError as err:
+            raise ValueError(f"start: {err.message}") from None
+        if not (self.hours >= 0.25 and _quarter_hours(self.hours)):
+            raise ValueError(f"hours: expected a multiple of 0.25 h, >= 0.25, got {self.hours}")
+        if self.gpus_available < 0:
+            raise ValueError(f"gpus_available: expected a value >= 0, got {self.gpus_available}")
+
+    @property
+    def span(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """Start and end [UTC] of the outage."""
+        first = pd.Timestamp(self.start)
+        return first, first + pd.Timedelta(hours=self.hours)
+
+
+@dataclass(frozen=True)
 class ServingSpec:
     """Serving fidelity and SLO (the fleet's requests).
 
@@ -300,7 +358,7 @@ class ServingSpec:
     request_samples: int = 200_000
 
     def config(self) -> ServingConfig:
-        """The simulator's :class:`~mpc_dc.sim.fleet_engine.ServingConfig`."""
+        """The simulator's :class:`~mpc_dc.sim.serving.ServingConfig`."""
         from mpc_dc.sim.serving import ServingConfig
 
         return ServingConfig(fidelity=self.fidelity, ttft_slo_s=dict(self.ttft_slo_s),
@@ -376,8 +434,6 @@ class ControllerSpec:
     deadline_margin_h : float [h]
         Forecast-driven MPC plans deferrable work this long before each deadline
         (not ``perfect``).
-    fault_rate : float [-]
-        Test switch: share of steps on which the solver is made to fail.
     fast_layer : FastLayerConfig
         The plant-side fast layer inside the interval (``[controller.fast_layer]``:
         ``enabled``, ``period_s``, ``lookback_s``, ``drain_s``;
@@ -402,7 +458,6 @@ class ControllerSpec:
     demand_quantile: float = 0.9
     min_instances_per_model: int = 1
     deadline_margin_h: float = 1.0
-    fault_rate: float = 0.0
     fast_layer: FastLayerConfig = field(default_factory=FastLayerConfig)
 
     def __post_init__(self) -> None:
@@ -422,7 +477,6 @@ class ControllerSpec:
                               f"{self.integer_intervals}", key="controller.integer_intervals")
         check_in_unit_interval({f"controller.{k}": getattr(self, k) for k in (
             "mip_rel_gap", "offline_mip_rel_gap", "demand_quantile")}, closed=False)
-        check_in_unit_interval({"controller.fault_rate": self.fault_rate}, closed=True)
         check_forecaster(self.forecaster, "controller.forecaster")
 
     @property
@@ -471,17 +525,24 @@ class Scenario:
     fleet : Fleet or None
         The inference fleet; None: no LLM requests anywhere.
     workload, dr, serving, controller : see their classes
+    faults : FaultSpec
+        Faults injected into the run (:mod:`mpc_dc.sim.faults`; none by default).
+    outages : tuple of OutageSpec
+        GPU outages announced before the run (``[[outages]]``).
     """
 
     name: str = "default"
     run: RunSpec = field(default_factory=RunSpec)
     data: DataSpec = field(default_factory=DataSpec)
-    site: Site
+    site: Site = field(metadata={
+        "expected": "a [site] table with at least one [[site.campuses]] (name, price_node)"})
     fleet: Fleet | None = None
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
     dr: DrSpec = field(default_factory=DrSpec)
     serving: ServingSpec = field(default_factory=ServingSpec)
     controller: ControllerSpec = field(default_factory=ControllerSpec)
+    faults: FaultSpec = field(default_factory=FaultSpec)
+    outages: tuple[OutageSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if self.site.fleet is not self.fleet:
@@ -493,6 +554,7 @@ class Scenario:
         self._check_sources()
         self._check_requests()
         self._check_dr()
+        self._check_outages()
 
     def _check_gpus(self) -> None:
         if self.fleet is not None:
@@ -564,6 +626,29 @@ class Scenario:
                                   key="dr.days")
 
 
+    def _check_outages(self) -> None:
+        """Each outage names a campus with GPUs, keeps at most its GPUs and starts and
+        ends inside the run."""
+        start = self.run.start_ts
+        end = start + pd.Timedelta(days=self.run.days)
+        for i, outage in enumerate(self.outages):
+            key = f"outages[{i}]"
+            names = self.site.campus_names
+            if outage.campus not in names:
+                raise ConfigError(SOURCE, f"no campus {outage.campus!r}; campuses: "
+                                  f"{', '.join(names)}", key=f"{key}.campus")
+            gpus = self.site.campus(outage.campus).gpus
+            if outage.gpus_available > gpus:
+                raise ConfigError(SOURCE, f"expected at most the campus's {gpus} GPUs, got "
+                                  f"{outage.gpus_available}", key=f"{key}.gpus_available")
+            first, last = outage.span
+            if first < start or last > end:
+                raise ConfigError(SOURCE, f"the outage ({first:%Y-%m-%d %H:%M} to "
+                                  f"{last:%Y-%m-%d %H:%M} UTC) is not inside the run "
+                                  f"({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC)",
+                                  key=f"{key}.start")
+
+
 # ----------------------------------------------------------------------------- old keys
 
 
@@ -592,6 +677,8 @@ OLD_KEYS: Mapping[str, str] = {
     "run.deferrable_share": "now site.campuses[i].other_it.deferrable_share",
     "run.window_h": "now site.campuses[i].other_it.window_h",
     "run.deferrable_release": "now site.campuses[i].other_it.release",
+    "controller.fault_rate": "now faults.main_solve (the [faults] table: a rate per fault "
+                             "class)",
 }
 """Keys of the two schemas before the one schema → their new key (docs/scenario.md,
 migration table)."""
@@ -756,14 +843,18 @@ _TOKEN = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
 
 def _index(node: list[Any], inside: str, dotted: str, source: str | Path) -> int:
     """Position in a list of tables: a number, or the ``name`` of a table in it."""
+    names = [item.get("name") for item in node if isinstance(item, dict)]
+    expected = (f"expected a position 0..{len(node) - 1} or a name "
+                f"({', '.join(repr(n) for n in names)})" if node else "the list is empty")
     if inside.isdigit():
         if int(inside) < len(node):
             return int(inside)
-        raise ConfigError(source, f"no entry [{inside}]; the list has {len(node)}", key=dotted)
-    names = [item.get("name") for item in node if isinstance(item, dict)]
+        entries = "entry" if len(node) == 1 else "entries"
+        raise ConfigError(source, f"no entry [{inside}]: the list has {len(node)} {entries}; "
+                          f"{expected}", key=dotted)
     if inside in names:
         return names.index(inside)
-    raise ConfigError(source, f"no entry named {inside!r}; names: {names}", key=dotted)
+    raise ConfigError(source, f"no entry named {inside!r}; {expected}", key=dotted)
 
 
 def with_overrides(scenario: Scenario, overrides: Mapping[str, Any],
@@ -810,6 +901,47 @@ def with_overrides(scenario: Scenario, overrides: Mapping[str, Any],
     return scenario_from_table(table, source)
 
 
+CONTROLLER_LABELS: tuple[str, ...] = ("baseline", "rule", "mpc", "perfect", "oracle", "offline",
+                                      *SCENARIOS, "fluid", "request", "fast", "nofast")
+"""Labels of :func:`controller_variant` besides forecaster names (and their aliases)."""
+
+
+def label_parts(label: str) -> list[str]:
+    """The ``+``-separated parts of a ``compare`` / ``run --controller`` label, checked.
+
+    Raises
+    ------
+    ConfigError
+        (source :data:`SOURCE`, no key) an empty part, or a part that is neither one of
+        :data:`CONTROLLER_LABELS` nor a forecaster name, with the nearest label.
+    """
+    from forecasters.base import forecaster_names
+
+    parts = [p.strip() for p in label.split("+")]
+    if not all(parts):
+        raise ConfigError(SOURCE, f"expected labels joined by +, like S4+fluid, got {label!r}")
+    forecasters = forecaster_names()
+    for part in parts:
+        if part in forecasters:
+            check_forecaster(part, "controller.forecaster", day_ahead_hint=(
+                "day_ahead_known is not a forecaster of every channel; set "
+                "controller.price_known_ahead = true in the scenario (retail tariff) and give "
+                "the label of another forecaster"))
+            continue
+        if part in CONTROLLER_LABELS or part in FORECASTER_ALIASES:
+            continue
+        known = [*CONTROLLER_LABELS, *FORECASTER_ALIASES, *forecasters]
+        close = difflib.get_close_matches(part, known, n=1, cutoff=0.6)
+        hint = (f"did you mean '{close[0]}'?" if close else
+                f"expected one of baseline, mpc, perfect, offline, S1..S6, fluid, request, fast, "
+                f"nofast or "
+                f"a forecaster ({', '.join(f for f in forecasters if f != 'day_ahead_known')})"
+                ", joined by + (e.g. S4+fluid)")
+        where = f" in {label!r}" if part != label else ""
+        raise ConfigError(SOURCE, f"unknown label {part!r}{where}; {hint}")
+    return parts
+
+
 def controller_variant(scenario: Scenario, label: str) -> Scenario:
     """The scenario changed by one ``compare`` / ``run --controller`` label.
 
@@ -821,11 +953,11 @@ def controller_variant(scenario: Scenario, label: str) -> Scenario:
     Raises
     ------
     ConfigError
-        (source :data:`SOURCE`) an unknown forecaster, or a flexibility label for a
-        scenario without a fleet.
+        (source :data:`SOURCE`) an unknown label (:func:`label_parts`), or a flexibility
+        label for a scenario without a fleet.
     """
     out = scenario
-    for part in (p.strip() for p in label.split("+") if p.strip()):
+    for part in label_parts(label):
         ctl = out.controller
         if part in SCENARIOS:
             if out.fleet is None:
@@ -852,12 +984,14 @@ def controller_variant(scenario: Scenario, label: str) -> Scenario:
 
 
 __all__ = [
+    "CONTROLLER_LABELS",
     "OLD_KEYS",
     "OLD_VALUES",
     "SOURCE",
     "ControllerSpec",
     "DataSpec",
     "DrSpec",
+    "OutageSpec",
     "RequestsSpec",
     "RunSpec",
     "Scenario",
@@ -868,6 +1002,7 @@ __all__ = [
     "default_scenario",
     "errors_name",
     "example_path",
+    "label_parts",
     "load_scenario",
     "read_toml",
     "scenario_from_table",

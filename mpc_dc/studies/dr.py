@@ -33,7 +33,7 @@ The fleet is a site of the one site model (:class:`mpc_dc.site.config.Site`,
 :attr:`DrStudyConfig.site`): three campuses with GPUs and a wholesale grid
 connection without export, no other IT, no renewable, and the fleet of models; each
 scenario is that site with its levers (:meth:`ScenarioProblems.config`), solved by the
-one problem (:class:`mpc_dc.problem2.Problem`, :func:`mpc_dc.problem2.solve_day`).
+one problem (:class:`mpc_dc.problem.Problem`, :func:`mpc_dc.problem.solve_day`).
 
 Reporting: savings are savings of the *operating cost* (energy + carbon +
 switching + quality + unserved tokens), which is positive; the DR settlement
@@ -56,8 +56,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mpc_dc.blocks2 import STEP_S
-from mpc_dc.problem2 import (
+from mpc_dc.blocks import STEP_S
+from mpc_dc.problem import (
     CostBreakdown,
     HorizonInputs,
     Plan,
@@ -300,7 +300,7 @@ def solve_scenarios(problems: ScenarioProblems, inputs: HorizonInputs,
     ``inputs`` carry their DR baseline (:func:`with_dr_baseline`); ``states`` gives
     each scenario's start-of-day fleet (absent: nothing running). Each scenario
     gets the plans of the scenarios its levers cover as candidates
-    (:func:`mpc_dc.problem2.solve_day` re-costs them with their instances
+    (:func:`mpc_dc.problem.solve_day` re-costs them with their instances
     fixed). Guarantee: a scenario whose levers cover another's and that starts
     from the *same* fleet never gets a costlier plan (up to the LP tolerance of
     the re-costed plan). From different fleets there is none: the covered plan

@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mpc_dc.blocks2 import STEP_S
-from mpc_dc.problem2 import (
+from mpc_dc.blocks import STEP_S
+from mpc_dc.problem import (
     Form,
     HorizonInputs,
     PlantState,
@@ -176,7 +176,7 @@ def milp_reference(problem: Problem, inputs: HorizonInputs, state: PlantState
                    ) -> tuple[SolveResult, SolveResult]:
     """The LP relaxation and the full MILP of ``inputs`` from ``state``, both cold.
 
-    ``problem`` carries the MILP's limits (:class:`~mpc_dc.problem2.SolverOptions`
+    ``problem`` carries the MILP's limits (:class:`~mpc_dc.problem.SolverOptions`
     ``full_time_limit_s``, ``full_mip_rel_gap``); no MIP start is given and every
     basis is dropped first, so HiGHS owes nothing to the project's plan.
     """

@@ -37,7 +37,7 @@ Data choices
 Each configuration is a site of the one site model (:class:`mpc_dc.site.config.Site`,
 :meth:`RcdcStudyConfig.site`): one campus without GPUs, with other IT, a grid
 connection and, when colocated, the wind plant; no fleet, no carbon price. Its
-windows are solved by the one problem (:class:`mpc_dc.problem2.Problem`).
+windows are solved by the one problem (:class:`mpc_dc.problem.Problem`).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from mpc_dc.problem2 import (
+from mpc_dc.problem import (
     CostBreakdown,
     Formulation,
     HorizonInputs,
