@@ -24,6 +24,7 @@ from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.engine import RunResult, simulate
 from mpc_dc.sim.exogenous import CampusRealized, SiteExogenous, column, demand_columns
 from mpc_dc.sim.fast_layer import FastLayerConfig
+from mpc_dc.sim.faults import FaultInjector, FaultSpec
 from mpc_dc.sim.plant import CampusPlant
 from mpc_dc.sim.policy import CampusDecision, Decision, FleetDecision
 from mpc_dc.sim.serving import RequestMix, ServingConfig
@@ -201,6 +202,31 @@ def test_it_keeps_no_instance_into_a_dr_event_it_cannot_afford() -> None:
     assert acts is not None
     assert not ((acts["action"] == "keep") & (acts["step"] == 1)).any()
     assert result.pools is not None and result.pools["instances"].iloc[0] == 4
+
+
+@pytest.mark.parametrize("cause", ["gpu_loss", "outage"])
+def test_fast_layer_never_starts_instances_on_lost_gpus(cause: str) -> None:
+    """Half the campus's 4 GPUs are gone for the whole run: taken by an injected GPU loss
+    (``[faults]``) or announced as an ``[[outages]]`` entry. The plan's one instance holds
+    one of the 2 left, so the burst that starts 3 instances on 4 GPUs
+    (:func:`test_burst_starts_instances_that_serve_after_their_warm_up`) starts one
+    here, and no interval ever holds more than 2 instances."""
+    exo, policy = case({W16: 1}, {W16: 1.0})
+    faults = None
+    if cause == "gpu_loss":
+        faults = FaultInjector(FaultSpec(gpu_loss=1.0, gpu_loss_fraction=0.5,
+                                         gpu_loss_intervals=8), exo, seed=0)
+    else:
+        frame = exo.frame.copy()
+        frame[column("gpus_available", "W")] = 2.0
+        exo = replace(exo, frame=frame)
+    result = simulate(exo, policy, fast_layer=ON, faults=faults)
+    assert sum(n for _, _, n in starts(result)) == 1
+    pools = result.pools
+    assert pools is not None
+    assert pools["instances"].max() <= 2
+    if faults is not None:
+        assert result.kpis["faults_injected"]["gpu_loss"] == 1
 
 
 def test_inference_headroom_is_the_plants_own_rule() -> None:

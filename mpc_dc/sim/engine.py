@@ -581,9 +581,11 @@ class _Loop:
 
     def limits(self, step: int, decision: Decision,
                realized: tuple[CampusRealized, ...]) -> CampusLimits:
-        """What bounds the fast layer in ``step``: GPUs available per campus, and the
-        inference power each campus may average without shedding anything committed or
-        crossing its import limit or, in a DR event, its committed cap
+        """What bounds the fast layer in ``step``: GPUs available per campus (fewer in
+        an ``[[outages]]`` entry and, with faults, less those a GPU loss took:
+        :meth:`~mpc_dc.sim.faults.FaultInjector.gpus_in`), and the inference power each
+        campus may average without shedding anything committed or crossing its import
+        limit or, in a DR event, its committed cap
         (:meth:`~mpc_dc.sim.plant.CampusPlant.inference_headroom_mw`)."""
         fraction = self.site.dr.cap_fraction_of_baseline
         headroom = [
@@ -592,8 +594,9 @@ class _Loop:
                 fraction * r.dr_baseline_mw if r.dr_event else None)
             for plant, name, r, backlog in zip(self.plants, self.names, realized,
                                                self.backlogs, strict=True)]
-        return CampusLimits(np.array(self.exo_gpus[step], dtype=float),
-                            1e6 * np.array(headroom))
+        gpus = (self.exo_gpus[step] if self.injector is None
+                else self.injector.gpus_in(step))
+        return CampusLimits(np.array(gpus, dtype=float), 1e6 * np.array(headroom))
 
     def project(self, step: int, decision: Decision) -> Decision:
         """The decision projected on what the site can do now, each projection counted
