@@ -32,6 +32,7 @@ import pytest
 
 from forecasters.base import forecaster_names
 from mpc_dc.cli import main as cli_main
+from tests.test_faults_scenario import BAD_FILES as FAULTS
 
 BAD = Path(__file__).parent / "data" / "bad"
 UTC_END = "line 7: field 'UTC Timestamp (Interval Ending)'"
@@ -536,7 +537,9 @@ def test_corrupt_run_directory_report(case: str, tmp_path: Path,
 
 def test_corpus_is_complete_and_large_enough() -> None:
     entries = {p.name for p in BAD.iterdir()}
-    covered = ({f"{c}.toml" for c in (*SCENARIOS, *REAL_SCENARIOS, *SWEEPS, *REAL_SWEEPS)}
+    # The [faults] cases are checked in tests/test_faults_scenario.py.
+    covered = ({f"{c}.toml" for c in (*SCENARIOS, *REAL_SCENARIOS, *SWEEPS, *REAL_SWEEPS,
+                                      *FAULTS)}
                | {f"{c}.csv" for c in TRACES} | {f"{c}.csv" for c in READER_ONLY}
                | {f"{c}.args" for c in CLI} | set(REPORTS))
     assert entries == covered
