@@ -413,7 +413,12 @@ def _sweep_report(path: Path, day: str | None, run_id: str | None) -> Report:
         report.sections.append(Section(
             "SLO attainment", (), (),
             (Figure("slo_attainment", "SLO attainment per run",
-                    _png(_slo_bars(done, slo[0], overrides)), ""),),
+                    _png(_slo_bars(done, slo[0], overrides)), ""),
+             Figure("cost_vs_slo", "Cost against SLO attainment",
+                    _png(_frontier(done, slo[0])),
+                    "One marker per run (net cost including the SLO term; hollow: the "
+                    "same run without it, where the runs report it). The line joins the "
+                    "runs no other run beats on both cost and SLO attainment."),),
         ))
     else:
         report.sections.append(Section(
@@ -677,6 +682,50 @@ def _slo_bars(done: pd.DataFrame, column: str, overrides: list[str]) -> plt.Figu
     ax.set_xlabel("SLO attainment [%]")
     ax.set_title("SLO attainment per run")
     ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def pareto_front(cost: np.ndarray, slo: np.ndarray) -> np.ndarray:
+    """Indices of the runs no other run beats on both counts (lower or equal cost and
+    higher or equal SLO attainment, one of them strictly), by ascending SLO attainment.
+
+    Parameters
+    ----------
+    cost : ndarray [$]
+        Net cost per run.
+    slo : ndarray [-]
+        SLO attainment per run.
+    """
+    keep = [i for i in range(len(cost))
+            if not np.any((cost <= cost[i]) & (slo >= slo[i])
+                          & ((cost < cost[i]) | (slo > slo[i])))]
+    return np.array(sorted(keep, key=lambda i: (slo[i], cost[i])), dtype=int)
+
+
+def _frontier(done: pd.DataFrame, column: str) -> plt.Figure:
+    cost = done["cost_usd"].astype(float).to_numpy()
+    slo = 100.0 * done[column].astype(float).to_numpy()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    cmap = plt.get_cmap("tab10")
+    groups = done["controller"].astype(str) if "controller" in done.columns else pd.Series(
+        ["runs"] * len(done), index=done.index)
+    for k, name in enumerate(sorted(groups.unique())):
+        sel = (groups == name).to_numpy()
+        ax.scatter(slo[sel], cost[sel], color=cmap(k % 10), label=plain(name), zorder=3)
+        if "cost_without_slo_usd" in done.columns:
+            ax.scatter(slo[sel], done["cost_without_slo_usd"].astype(float).to_numpy()[sel],
+                       facecolors="none", edgecolors=cmap(k % 10), zorder=2)
+    ok = np.isfinite(cost) & np.isfinite(slo)
+    front = np.flatnonzero(ok)[pareto_front(cost[ok], slo[ok])]
+    ax.plot(slo[front], cost[front], color="black", lw=1, ls="--", label="non-dominated")
+    for i in front:
+        ax.annotate(plain(short_label(str(done["run_id"].iloc[i]))), (slo[i], cost[i]),
+                    fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("SLO attainment [%]")
+    ax.set_ylabel("net cost [$]")
+    ax.set_title("Cost against SLO attainment")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
     return fig
 
 

@@ -9,11 +9,12 @@ import struct
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from mpc_dc.cli import main as cli_main
-from mpc_dc.report import build_report, figure_names, render_html
+from mpc_dc.report import build_report, figure_names, pareto_front, render_html
 from mpc_dc.runner import run_scenario
 from mpc_dc.site.scenario import controller_variant
 from mpc_dc.sweep import load_sweep, run_sweep
@@ -164,8 +165,17 @@ def test_sweep_report_with_slo_and_a_chosen_run_day(sweep_dir: Path, tmp_path: P
     run_id = str(table["run_id"].iloc[1])
     report = build_report(copy, run_id=run_id, day="2022-04-04")
     assert figure_names(report) == ["regret_vs_error", "cost_components", "slo_attainment",
-                                    "power_flows_day"]
+                                    "cost_vs_slo", "power_flows_day"]
     assert report.sections[-1].heading == f"Power flows of {run_id} on 2022-04-04"
+
+
+def test_pareto_front_by_hand() -> None:
+    """Runs (cost $, SLO): a (10, 0.90), b (12, 0.95), c (11, 0.85) beaten by a,
+    d (12, 0.93) beaten by b, e (10, 0.90) tied with a (neither beats the other),
+    f (20, 0.99): the front is a, e, b, f by ascending SLO attainment."""
+    cost = np.array([10.0, 12.0, 11.0, 12.0, 10.0, 20.0])
+    slo = np.array([0.90, 0.95, 0.85, 0.93, 0.90, 0.99])
+    assert pareto_front(cost, slo).tolist() == [0, 4, 1, 5]
 
 
 def test_report_errors_are_one_line(run_dir: Path, tmp_path: Path,
