@@ -330,7 +330,7 @@ def run_scenario(
                   else make_policy(policy, PolicyContext.from_exogenous(scenario, exo)))
     setup = time.perf_counter() - tick
     result = simulate(exo, controller, serving=scenario.serving.config(), progress=progress,
-                      faults=injector)
+                      faults=injector, fast_layer=scenario.controller.fast_layer)
     kpis = result.kpis
     kpis["setup_time_s"] = setup
     kpis["controller"] = controller.name
@@ -421,8 +421,8 @@ def compare(
 
     Labels (:func:`~mpc_dc.site.scenario.controller_variant`): ``baseline``,
     ``offline``, ``perfect``/``oracle``, a forecaster name, ``S1``..``S6``,
-    ``fluid``/``request``, combined with ``+``. Policies: named as on the command
-    line (``package.module:Class`` or an installed entry-point name,
+    ``fluid``/``request``, ``fast``/``nofast``, combined with ``+``. Policies: named
+    as on the command line (``package.module:Class`` or an installed entry-point name,
     :func:`mpc_dc.policy.load_policy_class`), each a row labelled by its name as
     given. Rows: the business-as-usual reference (:func:`reference_scenario`), the
     offline optimum and the perfect-forecast MPC with the scenario's horizon (both
@@ -441,12 +441,14 @@ def compare(
     perfect-forecast row is not the reference of regret: with a billing-period
     demand charge or a coarse horizon tail a rolling horizon is not perfect
     foresight. ``slo_attainment`` (request level; the fluid estimate at fluid
-    fidelity) [-]; ``ttft_p99_s`` (request level) [s]; ``import_mwh``, ``export_mwh``,
-    ``self_consumption_mwh`` (renewable consumed on site) [MWh]; ``carbon_t`` [t];
-    ``mip_gap_pct`` (largest relative MIP gap of the row's solves; the offline row's is
-    its whole-run plan's certified gap to the bound [%]; NaN without solves);
-    ``solves_not_optimal``; ``deadline_missed_wu``; ``tokens_unserved``; ``fallbacks``;
-    ``solve_median_ms``; ``wall_time_s`` (setup + simulation; the offline row's includes its solve).
+    fidelity) [-]; ``ttft_p99_s`` (request level) [s]; ``fast_layer`` (on or off) and
+    its ``fast_instances_started``, ``fast_requests_rerouted``,
+    ``fast_precision_moves``; ``import_mwh``, ``export_mwh``, ``self_consumption_mwh``
+    (renewable consumed on site) [MWh]; ``carbon_t`` [t]; ``mip_gap_pct`` (largest
+    relative MIP gap of the row's solves; the offline row's is its whole-run plan's
+    certified gap to the bound [%]; NaN without solves); ``solves_not_optimal``;
+    ``deadline_missed_wu``; ``tokens_unserved``; ``fallbacks``; ``solve_median_ms``;
+    ``wall_time_s`` (setup + simulation; the offline row's includes its solve).
 
     Parameters
     ----------
@@ -522,6 +524,10 @@ def summary_row(outcome: RunOutcome) -> dict[str, Any]:
         "dr_reward_usd": k["dr_reward_usd"],
         "slo_attainment": k.get("slo_attainment", k.get("slo_attainment_estimate", math.nan)),
         "ttft_p99_s": k.get("ttft_p99_s", math.nan),
+        "fast_layer": k.get("fast_layer_enabled", False),
+        "fast_instances_started": k.get("fast_instances_started", 0.0),
+        "fast_requests_rerouted": k.get("fast_requests_rerouted", 0.0),
+        "fast_precision_moves": k.get("fast_precision_moves", 0.0),
         "import_mwh": k["import_mwh"],
         "export_mwh": k["export_mwh"],
         "self_consumption_mwh": k["self_consumption_mwh"],

@@ -321,8 +321,8 @@ CLI: dict[str, str] = {
     "cli_compare_empty_forecasters": "argument --forecasters: expected comma-separated labels "
     "like a,b,c, got ',,' (see 'mpc-dc compare --help')",
     "cli_compare_unknown_flex_label": "argument --flex: unknown label 'S9'; expected one of "
-    f"baseline, mpc, perfect, offline, S1..S6, fluid, request or a forecaster ({_FORECASTERS})"
-    ", joined by + (e.g. S4+fluid) (see 'mpc-dc compare --help')",
+    "baseline, mpc, perfect, offline, S1..S6, fluid, request, fast, nofast or a forecaster "
+    f"({_FORECASTERS}), joined by + (e.g. S4+fluid) (see 'mpc-dc compare --help')",
     "cli_compare_label_with_an_unknown_part": "argument --flex: unknown label 'fluidd' in "
     "'S4+fluidd'; did you mean 'fluid'? (see 'mpc-dc compare --help')",
     "cli_compare_day_ahead_known_label": "argument --forecasters: day_ahead_known is not a "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,7 @@ from mpc_dc.commands._common import (
     add_set_option,
     check_labels,
     markdown_table,
+    option_errors,
     print_report,
     progress_bars,
     read_scenario,
@@ -29,11 +31,12 @@ from mpc_dc.commands._options import (
     label_list,
     output_dir,
     policy_spec,
+    positive_float,
     positive_int,
 )
 from mpc_dc.runner import OFFLINE_ROW, compare
 from mpc_dc.site.data import SOURCE
-from mpc_dc.site.scenario import Scenario
+from mpc_dc.site.scenario import MAX_RUN_DAYS, Scenario
 from traces.errors import ConfigError
 
 DEFAULT_LABELS = ["sarimax", "seasonal_naive", "persistence"]
@@ -80,6 +83,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: the embedded one)")
     parser.add_argument("--data", type=existing_dir,
                         help="override data.dir (public data folder)")
+    parser.add_argument("--days", type=positive_float("d", at_most=MAX_RUN_DAYS),
+                        help="override run.days [d]")
     parser.add_argument(
         "--forecasters", type=label_list, default=None,
         help="comma-separated labels: forecasters, baseline, offline, perfect/oracle "
@@ -88,8 +93,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--flex", type=label_list, default=[],
-        help="more labels: S1..S6, optionally combined with +fluid/+request or a "
-        "forecaster (e.g. S1,S6,S6+fluid)",
+        help="more labels: S1..S6, optionally combined with +fluid/+request, +fast/+nofast "
+        "(the fast layer) or a forecaster (e.g. S1,S6,S6+fluid,S6+nofast)",
     )
     add_set_option(parser)
     parser.add_argument("--policy", dest="policies", type=policy_spec, action="append",
@@ -117,6 +122,9 @@ def main(args: argparse.Namespace) -> int:
     """Run the comparison and print the table."""
     source = args.scenario or SOURCE
     scenario = with_set_options(with_data_dir(read_scenario(args.scenario), args.data), args)
+    if args.days:
+        with option_errors("--days", f"{args.days:g}", source):
+            scenario = replace(scenario, run=replace(scenario.run, days=args.days))
     if args.attribute:
         return attribute_main(args, scenario)
     if args.workers != 1:

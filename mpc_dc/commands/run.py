@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--controller", type=controller_label,
                        help="baseline | offline | perfect | <forecaster> | "
-                       "S1..S6 | fluid | request, combined with + (e.g. S4+fluid)")
+                       "S1..S6 | fluid | request | fast | nofast (the fast layer), "
+                       "combined with + (e.g. S4+fluid, sarimax+nofast)")
     which.add_argument("--policy", type=policy_spec,
                        help="run this policy instead of the scenario's controller: "
                        "package.module:Class or an installed entry-point name "
@@ -123,6 +124,11 @@ def summary_table(kpis: dict[str, Any], controller: str) -> str:
                          f"{1000 * kpis['tpot_p95_s']:.1f} / {1000 * kpis['tpot_p99_s']:.1f} ms"))
         rows.append(("tokens served / unserved", f"{kpis['tokens_served']:,.0f} / "
                      f"{kpis['tokens_unserved']:,.0f}"))
+        if kpis.get("fast_layer_enabled"):
+            rows.append(("fast layer started / kept", f"{kpis['fast_instances_started']:,.0f}"
+                         f" / {kpis['fast_instances_kept']:,.0f} instances"))
+            rows.append(("  moved: campus / precision", f"{kpis['fast_requests_rerouted']:,.0f}"
+                         f" / {kpis['fast_precision_moves']:,.0f} requests"))
     injected = {k: v for k, v in kpis.get("faults_injected", {}).items() if v}
     if injected:
         rows.append(("faults injected", f"{sum(injected.values())} {injected}"))

@@ -25,6 +25,13 @@ start):
   each campus's plant (:class:`~mpc_dc.sim.plant.CampusPlant`: other-IT work,
   renewable, battery, grid, shedding order); under ``on_arrival`` a campus's
   deferrable work arriving in the interval is released into it first. Waits Δ.
+  With the fast layer (``fast_layer``, :mod:`mpc_dc.sim.fast_layer`) serving is a
+  simpy process of its own that decides at ``t`` (it may keep and start instances and
+  move shares) and, at request level, wakes every ``period_s`` inside the interval,
+  serving the requests up to each wake-up first; its GPUs and power are bounded by
+  each campus's free GPUs and the plant's headroom
+  (:meth:`~mpc_dc.sim.plant.CampusPlant.inference_headroom_mw`); the campus plants
+  then run on the served interval's energy at ``t+Δ``.
 * replay (at ``t+Δ``): releases the deferrable work submitted during the
   interval (``window_start``: the next window's batch), expires missed deadlines,
   and hands the policy what is published by now
@@ -65,7 +72,14 @@ from threadpoolctl import threadpool_limits
 from mpc_dc.rundir import write_run
 from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.backlog import Backlog
-from mpc_dc.sim.exogenous import SiteExogenous
+from mpc_dc.sim.exogenous import CampusRealized, SiteExogenous
+from mpc_dc.sim.fast_layer import (
+    FAST_CAMPUS_COLUMNS,
+    FAST_POOL_COLUMNS,
+    CampusLimits,
+    FastLayer,
+    FastLayerConfig,
+)
 from mpc_dc.sim.fluid import FluidServer, Server
 from mpc_dc.sim.invariants import (
     InvariantError,
@@ -144,10 +158,11 @@ flows [MW], battery energy [MWh], work [WU], prices [$/MWh], carbon [gCO2/kWh] a
 [kg], costs [$] (:mod:`mpc_dc.sim.plant`, :mod:`mpc_dc.sim.meter`)."""
 
 FLEET_CAMPUS_COLUMNS: tuple[str, ...] = ("tokens_served", "tokens_arrived", "requests_arrived",
-                                         *LATENESS_COLUMNS)
-"""Per-campus serving totals of a run with a fleet [tokens], [requests], and the lateness
+                                         *LATENESS_COLUMNS, *FAST_CAMPUS_COLUMNS)
+"""Per-campus serving totals of a run with a fleet [tokens], [requests], the lateness
 of its pools (late requests, seconds late [s], ``lateness_usd`` [$], a cost the net cost
-includes: :func:`~mpc_dc.sim.meter.net_cost_usd`); the ledger also has
+includes: :func:`~mpc_dc.sim.meter.net_cost_usd`) and the fast layer's actions
+(:data:`~mpc_dc.sim.fast_layer.FAST_CAMPUS_COLUMNS`); the ledger also has
 ``instances[model/precision]`` [-] and ``routing_share[model]`` [-] (committed)."""
 
 POOL_COLUMNS: tuple[str, ...] = (
@@ -169,13 +184,15 @@ POOL_COLUMNS: tuple[str, ...] = (
     "it_energy_kwh",
     "facility_energy_kwh",
     *LATENESS_COLUMNS,
+    *FAST_POOL_COLUMNS,
 )
 """Columns of the (interval, pool) table: serving figures of
 :class:`~mpc_dc.sim.serving.IntervalStats` (``decode_steps`` NaN at fluid fidelity,
 which has no steps), the committed routing share and planned tokens [tokens/s], IT
-and facility energy [kWh], and the lateness of the requests that arrived in the
-interval (:mod:`mpc_dc.sim.lateness`: late requests, seconds late, their price [$]).
-Energy costs are settled per campus (its grid connection), not per pool."""
+and facility energy [kWh], the lateness of the requests that arrived in the
+interval (:mod:`mpc_dc.sim.lateness`: late requests, seconds late, their price [$]) and
+the fast layer's actions (:data:`~mpc_dc.sim.fast_layer.FAST_POOL_COLUMNS`, zeros
+without it). Energy costs are settled per campus (its grid connection), not per pool."""
 
 _FROM_STATS: tuple[str, ...] = (
     "instances", "ready_instance_s", "instance_s", "arrivals", "arrived_tokens", "started",
@@ -244,6 +261,9 @@ class RunResult:
     local_tz : str
     serving : ServingConfig or None
         How serving was simulated and judged (with a fleet): SLOs and lateness prices.
+    fast_actions : DataFrame or None
+        The fast layer's actions (:attr:`~mpc_dc.sim.fast_layer.FastLayer.actions`);
+        None when it is off or there is no fleet.
     """
 
     site: Site
@@ -263,6 +283,7 @@ class RunResult:
     penalties: Penalties
     local_tz: str
     serving: ServingConfig | None = None
+    fast_actions: pd.DataFrame | None = None
 
     def campus_ledger(self, campus: str) -> pd.DataFrame:
         """The ledger rows of one campus, indexed by interval start."""
@@ -273,7 +294,8 @@ class RunResult:
 class _Fleet:
     """The serving side of a run: server, pool bookkeeping, instances still loading."""
 
-    def __init__(self, exo: SiteExogenous, serving: ServingConfig) -> None:
+    def __init__(self, exo: SiteExogenous, serving: ServingConfig,
+                 fast_layer: FastLayerConfig | None = None) -> None:
         site = exo.site
         assert exo.requests is not None  # checked by SiteExogenous
         self.keys: tuple[PoolKey, ...] = site.pools
@@ -301,6 +323,13 @@ class _Fleet:
         self.loading: list[list[float]] = [[] for _ in self.keys]
         self.cols = {c: np.zeros((n, P)) for c in POOL_COLUMNS}
         self.dropped = np.zeros(n)
+        self.fast: FastLayer | None = None
+        if fast_layer is not None and fast_layer.enabled:
+            prior = {m: mix.response_tokens for m, mix in exo.request_mix.items()}
+            self.fast = FastLayer(site, self.specs, fast_layer, exo.requests, n, prior,
+                                  serving.fidelity)
+            # The layer writes its columns of the pool table.
+            self.cols.update(self.fast.cols)
 
     def observe(self, step: int) -> tuple[dict[PoolKey, int], dict[PoolKey, int],
                                           dict[PoolKey, float]]:
@@ -328,6 +357,33 @@ class _Fleet:
     def serve(self, step: int, target: np.ndarray, fleet: FleetDecision) -> IntervalStats:
         """Apply the committed instances ``target`` (:meth:`target`) and the shares at the
         interval start; serve it."""
+        self._apply_target(step, target)
+        stats = self.server.run_interval(step, target, fleet.routing_share)
+        self._record(step, stats, fleet)
+        return stats
+
+    def serve_fast(self, env: simpy.Environment, step: int, target: np.ndarray,
+                   fleet: FleetDecision, limits: CampusLimits
+                   ) -> Generator[simpy.Event, Any, IntervalStats]:
+        """:meth:`serve` with the fast layer (a simpy process from the interval start):
+        its decision at the boundary, then, at request level, its wake-ups inside."""
+        fast = self.fast
+        assert fast is not None
+        plan = fast.at_boundary(step, self.server, target, fleet.routing_share, limits)
+        self._apply_target(step, plan.target)
+        server = self.server
+        if isinstance(server, RequestLevelServer):
+            stats = yield env.process(fast.serve(
+                env, server, step, plan.target, plan.shares, limits,
+                lambda pool, ready: self.loading[pool].append(ready)))
+        else:
+            stats = server.run_interval(step, plan.target, plan.shares)
+        self._record(step, stats, fleet)
+        return stats
+
+    def _apply_target(self, step: int, target: np.ndarray) -> None:
+        """Keep the ready times of loading instances in step with a change of the
+        committed instances to ``target`` at the start of ``step``."""
         now = step * STEP_S
         before = self.server.committed_instances()
         for i in np.flatnonzero(target != before):
@@ -337,7 +393,9 @@ class _Fleet:
             else:
                 self.loading[i].sort()
                 del self.loading[i][max(len(self.loading[i]) + change, 0):]
-        stats = self.server.run_interval(step, target, fleet.routing_share)
+
+    def _record(self, step: int, stats: IntervalStats, fleet: FleetDecision) -> None:
+        """Write the interval's row of the pool table."""
         cols = self.cols
         for name in _FROM_STATS:
             value = getattr(stats, name)
@@ -349,7 +407,6 @@ class _Fleet:
         cols["it_energy_kwh"][step] = it_kwh
         cols["facility_energy_kwh"][step] = it_kwh * self.pue
         self.dropped[step] = stats.dropped_no_route
-        return stats
 
     def inference_it_mw(self, stats: IntervalStats) -> np.ndarray:
         """IT power of inference per campus over the interval [MW], (C,)."""
@@ -362,7 +419,8 @@ class _Loop:
 
     def __init__(self, exo: SiteExogenous, policy: Policy, serving: ServingConfig,
                  penalties: Penalties, progress: Callable[[int], object] | None,
-                 faults: FaultInjector | None = None) -> None:
+                 faults: FaultInjector | None = None,
+                 fast_layer: FastLayerConfig | None = None) -> None:
         self.exo, self.policy, self.progress = exo, policy, progress
         self.injector = faults
         site = exo.site
@@ -376,7 +434,7 @@ class _Loop:
             for c in site.campuses]
         self.on_arrival = [b is not None and exo.releases_on_arrival(c.name)
                            for b, c in zip(self.backlogs, site.campuses, strict=True)]
-        self.fleet = _Fleet(exo, serving) if site.fleet is not None else None
+        self.fleet = _Fleet(exo, serving, fast_layer) if site.fleet is not None else None
         n, C = exo.n_steps, len(site.campuses)
         self.times = list(exo.run_index)
         self.periods = billing_periods(exo.run_index, exo.local_tz)
@@ -418,29 +476,37 @@ class _Loop:
         while True:
             step, decision = yield to_plant.get()
             self.decisions.append(decision)
-            inference = np.zeros(C)
-            if self.fleet is not None:
-                target = self.fleet.target(decision.fleet)
-                if self.injector is not None:
-                    target = self.injector.before_serving(step, self.fleet, target)
-                inference = self.fleet.inference_it_mw(
-                    self.fleet.serve(step, target, decision.fleet))
             realized = exo.realized(step)
-            records: list[CampusRecord] = []
             for c, name in enumerate(self.names):
                 backlog = self.backlogs[c]
                 if backlog is not None and self.on_arrival[c]:
                     # Work arriving during the interval may run in it, like ND work.
                     backlog.release(exo.deferrable_arrival_wu(name, step),
                                     exo.window_deadline(name, step))
+            inference = np.zeros(C)
+            fleet = self.fleet
+            if fleet is not None:
+                target = fleet.target(decision.fleet)
+                if self.injector is not None:
+                    target = self.injector.before_serving(step, fleet, target)
+                if fleet.fast is None:
+                    stats = fleet.serve(step, target, decision.fleet)
+                else:
+                    stats = yield env.process(fleet.serve_fast(
+                        env, step, target, decision.fleet,
+                        self.limits(step, decision, realized)))
+                inference = fleet.inference_it_mw(stats)
+            records: list[CampusRecord] = []
+            for c, name in enumerate(self.names):
                 try:
                     records.append(self.plants[c].execute(step, decision.campus(name),
-                                                          realized[c], backlog,
+                                                          realized[c], self.backlogs[c],
                                                           float(inference[c])))
                 except InvariantError as err:
                     raise InvariantError(f"campus {name}: {err.message}", err.step,
                                          exo.time(step)) from None
-            yield env.timeout(STEP_S)
+            # The fast layer has served the interval already (its end is now).
+            yield env.timeout((step + 1) * STEP_S - env.now)
             yield to_replay.put((step, decision, records))
 
     def replay(self, to_replay: simpy.Store,
@@ -521,6 +587,25 @@ class _Loop:
                            instances_running=running, instances_starting=starting,
                            queue_requests=queue)
 
+    def limits(self, step: int, decision: Decision,
+               realized: tuple[CampusRealized, ...]) -> CampusLimits:
+        """What bounds the fast layer in ``step``: GPUs available per campus (fewer in
+        an ``[[outages]]`` entry and, with faults, less those a GPU loss took:
+        :meth:`~mpc_dc.sim.faults.FaultInjector.gpus_in`), and the inference power each
+        campus may average without shedding anything committed or crossing its import
+        limit or, in a DR event, its committed cap
+        (:meth:`~mpc_dc.sim.plant.CampusPlant.inference_headroom_mw`)."""
+        fraction = self.site.dr.cap_fraction_of_baseline
+        headroom = [
+            plant.inference_headroom_mw(
+                decision.campus(name), r, backlog,
+                fraction * r.dr_baseline_mw if r.dr_event else None)
+            for plant, name, r, backlog in zip(self.plants, self.names, realized,
+                                               self.backlogs, strict=True)]
+        gpus = (self.exo_gpus[step] if self.injector is None
+                else self.injector.gpus_in(step))
+        return CampusLimits(np.array(gpus, dtype=float), 1e6 * np.array(headroom))
+
     def project(self, step: int, decision: Decision) -> Decision:
         """The decision projected on what the site can do now, each projection counted
         and logged once per run and rule (:mod:`mpc_dc.sim.projection`)."""
@@ -559,7 +644,9 @@ class _Loop:
         extra: dict[str, np.ndarray] = {
             name: per_campus(cols[pool_column]) for name, pool_column in zip(
                 FLEET_CAMPUS_COLUMNS, ("tokens_decoded", "arrived_tokens", "arrivals",
-                                       *LATENESS_COLUMNS), strict=True)}
+                                       *LATENESS_COLUMNS,
+                                       *FAST_POOL_COLUMNS[:len(FAST_CAMPUS_COLUMNS)]),
+                strict=True)}
         for model in self.site.models:
             for precision in dict.fromkeys(k[2] for k in fleet.keys if k[1] == model):
                 mine = np.array([k[1:] == (model, precision) for k in fleet.keys])
@@ -591,6 +678,7 @@ def simulate(
     penalties: Penalties | None = None,
     progress: Callable[[int], object] | None = None,
     faults: FaultInjector | None = None,
+    fast_layer: FastLayerConfig | None = None,
 ) -> RunResult:
     """Run ``policy`` closed-loop over the run period of ``exo``.
 
@@ -608,6 +696,10 @@ def simulate(
         Injects the plant's and the publication's faults (:mod:`mpc_dc.sim.faults`;
         the policy holds the same injector for its own); adds ``faults_active`` to the
         ledger and the fault KPIs.
+    fast_layer : FastLayerConfig, optional
+        The fast layer inside the interval (:mod:`mpc_dc.sim.fast_layer`); None or
+        disabled: none (the default of this function; scenarios switch it with
+        ``[controller.fast_layer]``).
 
     Raises
     ------
@@ -618,7 +710,7 @@ def simulate(
     exo.check_dr_baseline()
     serving = serving or ServingConfig()
     penalties = penalties or Penalties()
-    loop = _Loop(exo, policy, serving, penalties, progress, faults)
+    loop = _Loop(exo, policy, serving, penalties, progress, faults, fast_layer)
     initial_battery = {p.campus.name: p.battery_energy_mwh for p in loop.plants}
     # From the exogenous rule, not the backlog: the books check the backlog against it.
     initial_backlog = {name: exo.batch_wu(name, 0) for name, b in zip(loop.names, loop.backlogs,
@@ -674,13 +766,16 @@ def simulate(
         initial_battery_mwh=initial_battery, initial_backlog_wu=initial_backlog,
         requests=samples, outcome=outcome, slo=slo,
         serving_book=book, penalties=penalties, local_tz=exo.local_tz,
-        serving=serving if fleet is not None else None)
+        serving=serving if fleet is not None else None,
+        fast_actions=None if fleet is None or fleet.fast is None else fleet.fast.actions)
     initial_batches = sum(initial_backlog.values())
     kpis = compute_kpis(result, policy, serving, loop.projections, time.perf_counter() - wall,
                         fluid=fleet.server if fleet is not None and isinstance(
                             fleet.server, FluidServer) else None,
                         requeued=0.0 if fleet is None else float(fleet.server.requeued_requests),
                         initial_batches_wu=initial_batches)
+    if fleet is not None:
+        kpis["fast_layer_enabled"] = fleet.fast is not None
     result.kpis.update(kpis)
     if faults is not None:
         result.kpis.update(faults.kpis(loop.sources))
@@ -846,6 +941,10 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
         "late_requests": float(tot["late_requests"]),
         "late_s": float(tot["late_s"]),
         "lateness_usd": float(tot["lateness_usd"]),
+        "quality_loss_max_pct_points": _quality_loss_max(pools, result.site),
+        # The fast layer's actions (zeros without it), named as the ledger's columns.
+        **{key: float(tot[column]) for key, column in zip(
+            FAST_CAMPUS_COLUMNS, FAST_POOL_COLUMNS, strict=False)},
     }
     outcome = result.outcome
     if outcome is not None:
@@ -895,6 +994,25 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
             float((arrivals * ok).sum() / total) if total else math.nan)
         kpis["slo_missed_requests"] = float((arrivals * ~ok).sum())
     return kpis
+
+
+def _quality_loss_max(pools: pd.DataFrame, site: Site) -> float:
+    """Largest request-weighted mean quality loss of one model's routed requests in one
+    interval [points] (``Σ_p δ_p · arrivals_p / Σ_p arrivals_p`` over the model's
+    pools; the budget ``fleet.quality_budget_pct_points`` bounds it in plan); 0 without
+    requests."""
+    keys = list(dict.fromkeys(zip(*(pools.index.get_level_values(n)
+                                    for n in ("campus", "model", "precision")), strict=True)))
+    arrivals = pools["arrivals"].to_numpy().reshape(-1, len(keys))
+    loss = np.array([max(site.row(k).quality_loss_pct_points, 0.0) for k in keys])
+    worst = 0.0
+    for model in site.models:
+        mine = np.array([k[1] == model for k in keys])
+        count = arrivals[:, mine].sum(axis=1)
+        summed = arrivals[:, mine] @ loss[mine]
+        if (count > 0).any():
+            worst = max(worst, float((summed[count > 0] / count[count > 0]).max()))
+    return worst
 
 
 # ----------------------------------------------------------------------------- invariants
@@ -1086,6 +1204,7 @@ def save_run(
 
     Files: ``ledger.parquet`` (interval × campus), ``pools.parquet`` (interval ×
     pool, with a fleet), ``requests.parquet`` (per-request samples, request level),
+    ``fast_actions.parquet`` (the fast layer's actions, when it ran),
     ``kpis.json``, ``metadata.json`` (``meta`` + versions + git hash) and
     ``scenario.json`` (the resolved ``scenario`` dataclass, when given); ``plot(ledger,
     folder)`` draws into ``plots/`` when given.
@@ -1102,6 +1221,8 @@ def save_run(
         tables["pools"] = result.pools
     if result.requests is not None:
         tables["requests"] = result.requests
+    if result.fast_actions is not None:
+        tables["fast_actions"] = result.fast_actions
     info = {"intervals": result.kpis.get("intervals"),
             "campuses": list(result.site.campus_names),
             "wall_time_s": {"simulation": result.kpis.get("wall_time_s")}, **(meta or {})}

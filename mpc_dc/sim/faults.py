@@ -424,7 +424,12 @@ class FaultInjector:
         start of ``step`` [GPUs], (C,)."""
         if step == 0:
             return self._planned[0].copy()
-        return np.maximum(self._planned[step - 1] - self._lost[step - 1], 0.0)
+        return self.gpus_in(step - 1)
+
+    def gpus_in(self, step: int) -> np.ndarray:
+        """GPUs each campus has in ``step``: its GPUs (fewer in an outage) less those
+        a GPU loss took [GPUs], (C,)."""
+        return np.maximum(self._planned[step] - self._lost[step], 0.0)
 
     def before_serving(self, step: int, fleet: _Fleet, target: np.ndarray) -> np.ndarray:
         """Crashes and GPU losses at the start of ``step``, after the decision: kill
@@ -459,7 +464,7 @@ class FaultInjector:
     def _cap(self, step: int, campus: int, fleet: _Fleet, target: np.ndarray,
              now: float) -> np.ndarray:
         """Kill what the campus's remaining GPUs cannot hold; cap ``target`` to them."""
-        available = max(self._planned[step, campus] - self._lost[step, campus], 0.0)
+        available = float(self.gpus_in(step)[campus])
         pools = np.flatnonzero(fleet.campus_of == campus)
         gpus = fleet.gpus_per_instance[pools].astype(float)
         server = fleet.server

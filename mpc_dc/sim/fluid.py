@@ -137,6 +137,16 @@ class FluidServer:
         """Instances committed per pool (running or loading) [-], (P,)."""
         return np.array([i.committed for i in self._inst], dtype=np.int64)
 
+    def instance_counts(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Instances per pool at ``t`` [s]: ready, still loading, draining (none: the
+        fluid fidelity has no drain tail) [-], each (P,)."""
+        ready = self.ready_instances(t)
+        return ready, self.committed_instances() - ready, np.zeros_like(ready)
+
+    def queue_lengths(self) -> np.ndarray:
+        """Requests waiting per pool now (the backlog) [requests], (P,)."""
+        return self.backlog_requests.copy()
+
     def ready_instances(self, now: float) -> np.ndarray:
         """Committed instances ready at ``now`` per pool [-], (P,)."""
         return np.array([sum(1 for r in i.ready_times if r <= now) for i in self._inst],

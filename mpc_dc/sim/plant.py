@@ -210,6 +210,62 @@ class CampusPlant:
             served_nd = self._work_at_wu(max(0.0, it_nd + room_mw / pue))
         return served_nd, 0.0, charge
 
+    def _setpoints(self, decision: CampusDecision, realized: CampusRealized,
+                   backlog: Backlog | None) -> tuple[float, float, float, float, float, float]:
+        """What the plant starts an interval from: non-deferrable and deferrable work
+        [WU] within the IT capacity and the backlog, battery charge and discharge [MW]
+        within its limits, renewable output and the committed curtailment [MW]
+        (module docstring, steps 2-4 before any shedding)."""
+        served_nd = min(realized.work_nd_wu, self._work_cap_wu)
+        work_df = 0.0
+        if backlog is not None:
+            work_df = float(np.clip(decision.work_df_wu, 0.0, backlog.total_wu))
+            work_df = min(work_df, self._work_cap_wu - served_nd)
+        charge, discharge = self.feasible_battery(decision.battery_charge_mw,
+                                                  decision.battery_discharge_mw)
+        renewable = realized.renewable_cf * self.campus.nameplate_mw
+        committed_curtailment = 0.0
+        if decision.planned_import_mw > _TOL:
+            committed_curtailment = min(max(decision.curtailed_mw, 0.0), renewable)
+        return served_nd, work_df, charge, discharge, renewable, committed_curtailment
+
+    def inference_headroom_mw(
+        self,
+        decision: CampusDecision,
+        realized: CampusRealized,
+        backlog: Backlog | None,
+        cap_mw: float | None = None,
+    ) -> float:
+        """Largest inference IT power [MW] (interval average) with which this interval
+        runs as committed: nothing shed, import within the limit and within ``cap_mw``.
+
+        The rules of :meth:`execute` solved for the inference power ``P``: with
+        ``B = PUE · P_oth + charge − discharge`` (other-IT power of the committed work,
+        battery set-points as executed) and renewable ``R``, the import limit ``L``
+        binds no shedding as long as ``PUE · P + B − R ≤ L`` (the committed curtailment
+        is given back first); a cap ``K < L`` (a demand-response event) holds as long
+        as ``PUE · P + B − (R − c) ≤ K``, ``c`` the committed curtailment, which is not
+        given back below the limit. Negative when the committed plan alone exceeds it.
+
+        Parameters
+        ----------
+        decision : CampusDecision
+        realized : CampusRealized
+        backlog : Backlog or None
+            The campus's deferrable work as :meth:`execute` will see it.
+        cap_mw : float, optional [MW]
+            A cap on the import (the committed DR cap in an event interval).
+        """
+        served_nd, work_df, charge, discharge, renewable, curtailment = self._setpoints(
+            decision, realized, backlog)
+        pue = self.campus.pue
+        other = pue * self._other_it_mw(served_nd + work_df) + charge - discharge
+        limit = self.campus.grid.import_limit_mw
+        headroom = (limit + renewable - other) / pue
+        if cap_mw is not None and cap_mw < limit:
+            headroom = min(headroom, (cap_mw + renewable - curtailment - other) / pue)
+        return headroom
+
     def execute(
         self,
         step: int,
@@ -232,17 +288,8 @@ class CampusPlant:
         """
         grid = self.campus.grid
         work_nd = realized.work_nd_wu
-        served_nd = min(work_nd, self._work_cap_wu)
-        work_df = 0.0
-        if backlog is not None:
-            work_df = float(np.clip(decision.work_df_wu, 0.0, backlog.total_wu))
-            work_df = min(work_df, self._work_cap_wu - served_nd)
-        charge, discharge = self.feasible_battery(decision.battery_charge_mw,
-                                                  decision.battery_discharge_mw)
-        renewable = realized.renewable_cf * self.campus.nameplate_mw
-        committed_curtailment = 0.0
-        if decision.planned_import_mw > _TOL:
-            committed_curtailment = min(max(decision.curtailed_mw, 0.0), renewable)
+        served_nd, work_df, charge, discharge, renewable, committed_curtailment = \
+            self._setpoints(decision, realized, backlog)
 
         it_mw, load_mw = self._load(served_nd + work_df, inference_it_mw)
         deficit = load_mw + charge - discharge - (renewable - committed_curtailment)

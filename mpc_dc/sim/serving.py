@@ -55,7 +55,11 @@ arriving request goes to the less occupied of the two next instances in
 round-robin order (power of two choices); when neither can admit it, to the
 first instance that can; when none can (or requests already wait), it joins the
 queue, whose head is admitted as soon as an instance can take it. The loop runs
-interval by interval (15 min); the state is carried across boundaries. Scale-up
+interval by interval (15 min); the state is carried across boundaries. A fast layer
+(:mod:`mpc_dc.sim.fast_layer`) serves an interval in windows between its wake-ups
+(:meth:`RequestLevelServer.begin_interval`, ``serve_until``, ``end_interval``): it
+may start instances and set the pools of requests not yet served in between; served
+in one window, the interval is :meth:`RequestLevelServer.run_interval`. Scale-up
 adds instances ready at ``now + load_time_s`` (a loading instance draws idle
 power). Scale-down cancels instances still loading first, then drains the least
 occupied ones: they admit nothing, draw ``P(n)`` until their last request ends,
@@ -646,6 +650,30 @@ class _Instances:
         self.committed = target
 
 
+@dataclass
+class _OpenInterval:
+    """The interval a request-level server is serving (between ``begin_interval`` and
+    ``end_interval``): its span [s], its requests ``[lo, hi)``, how far it is served."""
+
+    step: int
+    t0: float
+    t1: float
+    lo: int
+    hi: int
+    n_pools: int
+    t: float = field(init=False)
+    next: int = field(init=False)
+    started: np.ndarray = field(init=False)
+    prefill: np.ndarray = field(init=False)
+    served: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.t, self.next = self.t0, self.lo
+        self.started = np.zeros(self.n_pools)
+        self.prefill = np.zeros(self.n_pools)
+        self.served = np.zeros(self.n_pools, dtype=bool)
+
+
 class _Pool:
     """A request-level pool: instance state arrays, queue and bookkeeping."""
 
@@ -704,6 +732,17 @@ class _Pool:
         fs[j, kern.F_UP] = 1.0 if ready <= now else 0.0
         self.committed.append(j)
         return j
+
+    def instance_s(self, t0: float, t: float) -> float:
+        """Instance-seconds drawing power in ``[t0, t)`` [s]: committed and draining
+        instances from their creation (or ``t0``), less what drained ones spent off."""
+        fs = self.fs
+        alive = np.array(self.committed + self.draining, dtype=np.int64)
+        inst_s = float((t - np.maximum(t0, fs[alive, kern.F_CREATED])).sum()) if alive.size else 0.0
+        for j in self.draining:
+            if fs[j, kern.F_ALIVE] == 0.0:
+                inst_s -= t - fs[j, kern.F_OFF]
+        return inst_s
 
     def release(self, j: int, now: float) -> None:
         """Instance ``j`` stops drawing power at ``now``; its slot is free for reuse."""
@@ -769,6 +808,7 @@ class RequestLevelServer:
         ]
         self._ledger_tokens = np.zeros(P)
         self.queue_history = np.zeros((n_steps, P), dtype=np.int64)
+        self._open: _OpenInterval  # set by begin_interval
         #: Queued requests re-dispatched from pools left without instances [requests].
         self.requeued_requests = 0
         #: Energy of the stints of requests whose instance died, per request [J].
@@ -937,6 +977,8 @@ class RequestLevelServer:
     ) -> IntervalStats:
         """Apply the decision at the interval start and serve the interval.
 
+        :meth:`begin_interval`, :meth:`serve_until` the interval end, :meth:`end_interval`.
+
         Parameters
         ----------
         step : int
@@ -945,41 +987,86 @@ class RequestLevelServer:
         shares : Mapping[PoolKey, float] [-]
             Routing shares of the interval.
         """
-        t0, t1 = step * self.step_s, (step + 1) * self.step_s
+        self.begin_interval(step, instances, shares)
+        self.serve_until((step + 1) * self.step_s)
+        return self.end_interval()
+
+    def begin_interval(
+        self, step: int, instances: Sequence[int] | np.ndarray, shares: Mapping[PoolKey, float]
+    ) -> None:
+        """Apply the decision at the interval start: scale the pools, re-dispatch stranded
+        queues, route the interval's requests by ``shares`` (their pools in :attr:`pool`,
+        which a fast layer may change for requests not yet served)."""
+        t0 = step * self.step_s
         P = len(self.pools)
         for p in range(P):
             self.scale(p, int(instances[p]), t0)
         self._redispatch_stranded(shares)
         lo, hi = int(self.bounds[step]), int(self.bounds[step + 1])
+        self.pool[lo:hi] = self.router.route(self.requests.model[lo:hi], shares)
+        self._open = _OpenInterval(step, t0, t0 + self.step_s, lo, hi, P)
+
+    def first_request_at(self, t: float) -> int:
+        """Index of the first request of the open interval arriving at or after ``t``
+        [s] (its end index for ``t`` at or after the interval end)."""
+        w = self._open
+        if t >= w.t1:
+            return w.hi
+        return w.lo + int(np.searchsorted(self.requests.arrival_s[w.lo:w.hi], t, side="left"))
+
+    def serve_until(self, t: float) -> None:
+        """Serve the open interval from where it was left up to ``t`` [s]: the queues,
+        then the requests arriving before ``t`` at the pools :attr:`pool` names.
+
+        Before the interval end, a pool with neither a queue nor new requests is left
+        where it is (nothing can be admitted there; its completions are taken in time
+        order by its next window, and the interval's last window brings every pool to
+        the end)."""
+        w = self._open
+        a, b = w.next, self.first_request_at(t)
+        assigned = self.pool[a:b]
+        order = np.argsort(assigned, kind="stable")
+        cuts = np.searchsorted(assigned[order], np.arange(len(self.pools) + 1))
+        inner = t < w.t1
+        for p, ps in enumerate(self._pools):
+            new = a + order[cuts[p] : cuts[p + 1]]
+            if new.size == 0 and ps.queue.size == 0 and (
+                    inner or (not ps.committed and not ps.draining)):
+                continue
+            w.served[p] = True
+            admitted, prefill = self._serve_window(ps, w.t, t, new)
+            w.started[p] += admitted
+            w.prefill[p] += prefill
+        w.t, w.next = t, b
+
+    def end_interval(self) -> IntervalStats:
+        """Close the open interval (served to its end): its totals per pool."""
+        w = self._open
+        t0, t1, step, P = w.t0, w.t1, w.step, len(self.pools)
+        names = ("tokens", "busy", "inst_s", "ready_s", "act", "steps")
+        cols = {k: np.zeros(P) for k in names}
+        for p, ps in enumerate(self._pools):
+            if w.served[p]:
+                for k, v in self._close_pool(ps, t0, t1, step).items():
+                    cols[k][p] = v
+        queue_end = np.array([ps.queue.size for ps in self._pools], dtype=np.int64)
+        self.queue_history[step] = queue_end
+        self._ledger_tokens += cols["tokens"]
         req = self.requests
-        assigned = self.router.route(req.model[lo:hi], shares)
-        self.pool[lo:hi] = assigned
+        assigned = self.pool[w.lo : w.hi]
         ok = assigned >= 0
         routed = assigned[ok]
         arrivals = np.bincount(routed, minlength=P)
         arrived_tokens = np.bincount(
-            routed, weights=req.response_tokens[lo:hi][ok].astype(np.float64), minlength=P
+            routed, weights=req.response_tokens[w.lo : w.hi][ok].astype(np.float64), minlength=P
         )
-        order = np.argsort(assigned, kind="stable")
-        cuts = np.searchsorted(assigned[order], np.arange(P + 1))
-        names = ("started", "queue_end", "tokens", "busy", "inst_s", "ready_s", "act",
-                 "prefill", "steps")
-        cols = {k: np.zeros(P) for k in names}
-        for p, ps in enumerate(self._pools):
-            new = lo + order[cuts[p] : cuts[p + 1]]
-            if new.size == 0 and ps.queue.size == 0 and not ps.committed and not ps.draining:
-                continue
-            for k, v in self._serve_pool(ps, t0, t1, new, step).items():
-                cols[k][p] = v
-        self.queue_history[step] = cols["queue_end"].astype(np.int64)
-        self._ledger_tokens += cols["tokens"]
         p0 = np.array([ps.p0 for ps in self._pools])
         return IntervalStats(
             step=step,
             arrivals=arrivals,
             arrived_tokens=arrived_tokens,
-            started=cols["started"].astype(np.int64),
-            queue_end=cols["queue_end"].astype(np.int64),
+            started=w.started.astype(np.int64),
+            queue_end=queue_end,
             tokens_decoded=cols["tokens"],
             busy_slot_s=cols["busy"],
             instance_s=cols["inst_s"],
@@ -987,14 +1074,15 @@ class RequestLevelServer:
             instances=self.committed_instances(),
             idle_energy_j=p0 * cols["inst_s"],
             active_energy_j=cols["act"],
-            dropped_no_route=hi - lo - int(arrivals.sum()),
-            prefill_tokens=cols["prefill"],
+            dropped_no_route=w.hi - w.lo - int(arrivals.sum()),
+            prefill_tokens=w.prefill,
             decode_steps=cols["steps"],
         )
 
-    def _serve_pool(self, ps: _Pool, t0: float, t1: float, new: np.ndarray,
-                    step: int) -> dict[str, float]:
-        """Run one pool's kernel over ``[t0, t1)`` and collect the interval's totals."""
+    def _serve_window(self, ps: _Pool, t0: float, t1: float,
+                      new: np.ndarray) -> tuple[float, float]:
+        """Run one pool's kernel over ``[t0, t1)``: requests admitted and their prompt
+        tokens [tokens]."""
         cand = np.concatenate([ps.queue, new]) if ps.queue.size else new
         cand_t = self.requests.arrival_s[cand]
         n = self._req_n[cand]
@@ -1015,20 +1103,19 @@ class RequestLevelServer:
         )
         started = cand[qh - admitted : qh] if admitted else cand[:0]
         ps.queue = cand[qh:]
-        out = {"started": float(admitted), "queue_end": float(ps.queue.size),
-               "prefill": float(self._req_p[started].sum()) if admitted else 0.0}
-        alive = np.array(ps.committed + ps.draining, dtype=np.int64)
-        gone = [j for j in ps.draining if fs[j, kern.F_ALIVE] == 0.0]
-        inst_s = (float((t1 - np.maximum(t0, fs[alive, kern.F_CREATED])).sum())
-                  if alive.size else 0.0)
-        for j in gone:
-            inst_s -= t1 - fs[j, kern.F_OFF]
+        return float(admitted), float(self._req_p[started].sum()) if admitted else 0.0
+
+    def _close_pool(self, ps: _Pool, t0: float, t1: float, step: int) -> dict[str, float]:
+        """One pool's totals of the interval ``[t0, t1)`` (served to ``t1``); drained
+        instances that went off free their slots."""
+        fs = ps.fs
+        out = {"inst_s": ps.instance_s(t0, t1)}
+        for j in [j for j in ps.draining if fs[j, kern.F_ALIVE] == 0.0]:
             ps.draining.remove(j)
             ps.free.append(j)
         up = np.array(ps.committed, dtype=np.int64)
         ready_s = (np.maximum(0.0, t1 - np.maximum(t0, fs[up, kern.F_READY])).sum()
                    if up.size else 0.0)
-        out["inst_s"] = inst_s
         out["ready_s"] = float(ready_s)
         acc = fs[:, kern.F_DEC : kern.F_STEPS + 1]
         dec, act, busy, steps_done = acc.sum(axis=0).tolist()
@@ -1038,6 +1125,51 @@ class RequestLevelServer:
         out["busy"] = busy
         out["steps"] = steps_done
         return out
+
+    # -- what a fast layer observes and does inside an interval -----------------------------
+    def instance_counts(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Instances per pool at ``t`` [s]: ready, committed but still loading, and
+        draining but still on (they hold their GPUs) [-], each (P,)."""
+        P = len(self._pools)
+        ready, loading, draining = (np.zeros(P, dtype=np.int64) for _ in range(3))
+        for p, ps in enumerate(self._pools):
+            fs = ps.fs
+            if ps.committed:
+                up = int(np.count_nonzero(fs[ps.committed, kern.F_READY] <= t))
+                ready[p], loading[p] = up, len(ps.committed) - up
+            if ps.draining:
+                draining[p] = int(np.count_nonzero(fs[ps.draining, kern.F_ALIVE]))
+        return ready, loading, draining
+
+    def queue_lengths(self) -> np.ndarray:
+        """Requests waiting for admission per pool now [requests], (P,)."""
+        return np.array([ps.queue.size for ps in self._pools], dtype=float)
+
+    def energy_so_far_j(self) -> np.ndarray:
+        """Inference IT energy of each pool from the open interval's start to where it
+        is served [J], (P,), or an upper bound: ``P0 ×`` instance-seconds (a drained
+        instance not yet seen off counted on) plus the active energy, with that of an
+        instance left behind by :meth:`serve_until` taken at its occupancy then (which
+        can only have fallen since: nothing was admitted)."""
+        w = self._open
+        out = np.zeros(len(self._pools))
+        for p, ps in enumerate(self._pools):
+            if not (w.served[p] or ps.committed or ps.draining):
+                continue
+            fs = ps.fs
+            alive = np.array(ps.committed + ps.draining, dtype=np.int64)
+            behind = np.maximum(w.t - fs[alive, kern.F_TL], 0.0) * ps.pw[
+                fs[alive, kern.F_NB].astype(np.int64)] * fs[alive, kern.F_ALIVE]
+            out[p] = (ps.p0 * ps.instance_s(w.t0, w.t) + float(fs[:, kern.F_ACT].sum())
+                      + float(behind.sum()))
+        return out
+
+    def start_instance(self, pool: int, now: float) -> float:
+        """Commit one more instance of ``pool`` at ``now`` [s] inside the open interval;
+        returns the time it is ready [s] (after its load time)."""
+        j = self._pools[pool].new_slot(now)
+        self._open.served[pool] = True
+        return float(self._pools[pool].fs[j, kern.F_READY])
 
     def itl_quantile(self, pool: int, q: float) -> float:
         """Quantile ``q`` of the token-weighted inter-token gaps recorded in ``pool`` [s]."""

@@ -40,6 +40,7 @@ import pandas as pd
 
 from mpc_dc.config import RunPeriod, from_mapping, grid_start, positive, to_mapping
 from mpc_dc.sim.arrivals import DEFAULT_MODEL_MAP
+from mpc_dc.sim.fast_layer import FastLayerConfig
 from mpc_dc.sim.faults import FaultSpec
 from mpc_dc.site.config import SCENARIOS, Fleet, Site
 from mpc_dc.site.data import (
@@ -516,6 +517,10 @@ class ControllerSpec:
         Weight of the price of lateness (``[serving]`` late prices) in the plan's
         objective (:mod:`mpc_dc.blocks.lateness`); 0: the plan carries no backlog and
         pays nothing for it (the controller before issue 16).
+    fast_layer : FastLayerConfig
+        The plant-side fast layer inside the interval (``[controller.fast_layer]``:
+        ``enabled``, ``period_s``, ``lookback_s``, ``drain_s``;
+        :mod:`mpc_dc.sim.fast_layer`), for every controller kind.
     """
 
     kind: ControllerKind = "mpc"
@@ -542,6 +547,7 @@ class ControllerSpec:
     nowcast_tau_h: float | None = None
     backlog_drain_h: float = 0.25
     lateness_weight: float = 1.0
+    fast_layer: FastLayerConfig = field(default_factory=FastLayerConfig)
 
     def __post_init__(self) -> None:
         positive(SOURCE, "controller.horizon_h", self.horizon_h)
@@ -1044,7 +1050,7 @@ def with_overrides(scenario: Scenario, overrides: Mapping[str, Any],
 
 
 CONTROLLER_LABELS: tuple[str, ...] = ("baseline", "rule", "mpc", "perfect", "oracle", "offline",
-                                      *SCENARIOS, "fluid", "request")
+                                      *SCENARIOS, "fluid", "request", "fast", "nofast")
 """Labels of :func:`controller_variant` besides forecaster names (and their aliases)."""
 
 
@@ -1075,7 +1081,8 @@ def label_parts(label: str) -> list[str]:
         known = [*CONTROLLER_LABELS, *FORECASTER_ALIASES, *forecasters]
         close = difflib.get_close_matches(part, known, n=1, cutoff=0.6)
         hint = (f"did you mean '{close[0]}'?" if close else
-                f"expected one of baseline, mpc, perfect, offline, S1..S6, fluid, request or "
+                f"expected one of baseline, mpc, perfect, offline, S1..S6, fluid, request, fast, "
+                f"nofast or "
                 f"a forecaster ({', '.join(f for f in forecasters if f != 'day_ahead_known')})"
                 ", joined by + (e.g. S4+fluid)")
         where = f" in {label!r}" if part != label else ""
@@ -1088,8 +1095,8 @@ def controller_variant(scenario: Scenario, label: str) -> Scenario:
 
     Labels: ``baseline`` (also ``rule``), ``mpc``, ``perfect`` (also ``oracle``),
     ``offline``, a forecaster name (MPC with it), ``S1``..``S6`` (fleet
-    flexibility), ``fluid``/``request`` (serving fidelity); combine with ``+``, e.g.
-    ``S4+fluid``.
+    flexibility), ``fluid``/``request`` (serving fidelity), ``fast``/``nofast`` (the
+    fast layer on or off); combine with ``+``, e.g. ``S4+fluid``, ``sarimax+nofast``.
 
     Raises
     ------
@@ -1108,6 +1115,9 @@ def controller_variant(scenario: Scenario, label: str) -> Scenario:
         elif part in ("fluid", "request"):
             fidelity: FidelityName = "fluid" if part == "fluid" else "request"
             out = replace(out, serving=replace(out.serving, fidelity=fidelity))
+        elif part in ("fast", "nofast"):
+            out = replace(out, controller=replace(ctl, fast_layer=replace(
+                ctl.fast_layer, enabled=part == "fast")))
         elif part in ("baseline", "rule"):
             out = replace(out, controller=replace(ctl, kind="baseline"))
         elif part in ("perfect", "oracle"):

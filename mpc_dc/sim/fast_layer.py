@@ -1,0 +1,613 @@
+"""The fast layer: a reactive controller inside the 15-minute interval (issue 16).
+
+The policy (the slow planner, e.g. the MPC) commits instances and routing shares at each
+15-min boundary. The fast layer is part of the plant-side control: a simpy process that
+wakes at the boundary, right after the decision, and every ``period_s`` inside the
+interval (``t0 + k · period_s < t0 + 900 s``), and acts on what has happened by then:
+
+* **observed** at time ``t``: instances per pool (ready, loading, draining), requests
+  queued per pool, each model's arrival rate ``λ_m`` over ``[t − lookback_s, t)``
+  [requests/s], each model's mean response length ``R_m`` over the intervals published
+  so far (the history's mix before the first one), the interval's inference IT energy
+  so far. Nothing of a request arriving after ``t`` is read.
+* **sizing**: one instance of pool ``p = (c, m, q)`` serves ``μ_p = ρ̄ · μ[m, q] / R_m``
+  requests/s (the planner's capacity at the SLO, ``Fleet.capacity``, under the
+  utilisation cap ρ̄); the pool must serve ``need_p = λ_m · s_p + queue_p / drain_s``
+  (its share ``s_p`` of the model's arrivals, and its queue drained within
+  ``drain_s``).
+
+Actions, in this order:
+
+(b, c) **move new requests** of a pool whose ready instances cannot cover its need
+  (``need_p > ready_p · μ_p``) to pools of the same model with spare ready capacity:
+  another campus when the fleet has the spatial lever, another precision when it has
+  the quantization lever (a pool differing in both needs both), preferring no quality
+  change, then the same campus, then the most spare. Only requests arriving after the
+  decision move; queued ones stay. A precision move is allowed within the quality
+  budget left by the plan: with ``δ_p`` the pool's quality loss and ``δ̄`` the fleet's
+  budget, the moves of model ``m`` in an interval add at most
+  ``(δ̄ − Σ_p δ_p s_p) · N_m`` to the summed loss of its ``N_m`` requests so far, checked
+  request by request in arrival order (so the interval's request-weighted loss stays
+  within ``δ̄`` whenever the plan's is).
+(a) **start instances** for what is still short, ``need_p − moved out + moved in −
+  (ready_p + loading_p) · μ_p``, rounded up: at the boundary first by keeping instances
+  the plan would stop (no warm-up), then new ones on free GPUs of the pool's campus,
+  then (spatial lever) of the same model and precision at other campuses. A new
+  instance draws power from its start and serves only after its load time
+  (``load_time_s``), as the plan's own. Starting needs the switching lever: a fleet
+  without it keeps its size.
+
+**Limits.** GPUs: the campus's available GPUs less those of committed and draining
+instances. Power: the campus's inference IT power may average at most
+:meth:`~mpc_dc.sim.plant.CampusPlant.inference_headroom_mw` over the interval (the
+plant's own rules: the import limit without shedding anything the plan committed, and
+the committed DR cap ``cap_fraction_of_baseline × baseline`` in an event interval).
+The layer counts the energy already drawn and every instance, new or old, at its full
+power ``P(B)`` (the batch curve at its largest batch) for the rest of the interval, so
+its actions never take the campus above either. The plan's own excess is the plan's.
+
+**Fluid fidelity** has no arrival times inside an interval (its arrivals are the
+interval's aggregate, which holds the interval's future), so the layer acts once per
+interval, at its start, on the previous interval's arrival rate and the backlog:
+keeping and starting instances and moving shares of the interval's arrivals; it does
+not act inside the interval (``period_s`` is unused there).
+
+Switch it off (``controller.fast_layer.enabled = false``) and the engine runs exactly
+the code it ran before the layer existed. Its actions are recorded per (interval, pool)
+(:data:`FAST_POOL_COLUMNS`), per (interval, campus) in the ledger
+(:data:`FAST_CAMPUS_COLUMNS`), as totals in the KPIs and action by action
+(:attr:`FastLayer.actions`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from mpc_dc.sim.arrivals import STEP_S, RequestAggregates, RequestArrays
+from mpc_dc.site.config import PoolKey, Site
+
+if TYPE_CHECKING:
+    import simpy
+
+    from mpc_dc.sim.serving import IntervalStats, PoolSpec, RequestLevelServer
+
+_EPS = 1e-9
+"""Rates and powers below this are rounding [requests/s], [W]."""
+
+FAST_POOL_COLUMNS: tuple[str, ...] = (
+    "fast_started",
+    "fast_kept",
+    "fast_rerouted_out",
+    "fast_precision_out",
+    "fast_moved_in",
+)
+"""Per (interval, pool): instances the fast layer started and kept (that the plan would
+have stopped) [-]; new requests it moved from the pool to another campus and to another
+precision (one move may be both), and requests moved into the pool [requests] (fractional
+at fluid fidelity)."""
+
+FAST_CAMPUS_COLUMNS: tuple[str, ...] = (
+    "fast_instances_started",
+    "fast_instances_kept",
+    "fast_requests_rerouted",
+    "fast_precision_moves",
+)
+"""Per (interval, campus): the campus's pools' ``fast_started``, ``fast_kept``,
+``fast_rerouted_out`` and ``fast_precision_out`` summed."""
+
+ACTION_COLUMNS: tuple[str, ...] = (
+    "time_s", "step", "action", "campus", "model", "precision", "to_campus", "to_precision",
+    "count",
+)
+"""Columns of :attr:`FastLayer.actions`: time [s from the run start], interval, ``start``
+/ ``keep`` (instances of the pool) or ``move`` (requests of the pool moved to
+``to_campus``/``to_precision`` in the window that starts at ``time_s``), ``count``."""
+
+
+@dataclass(frozen=True)
+class FastLayerConfig:
+    """The fast layer's switches (scenario table ``[controller.fast_layer]``).
+
+    Parameters
+    ----------
+    enabled : bool
+        Run it (off: the engine runs the interval exactly as without it).
+    period_s : float [s]
+        Time between its wake-ups inside an interval (and one at the boundary); in
+        (0, 900].
+    lookback_s : float [s]
+        Window of past arrivals its rate estimate counts; > 0.
+    drain_s : float [s]
+        Time within which a pool should drain its observed queue (the queue term of
+        the need); > 0.
+    """
+
+    enabled: bool = True
+    period_s: float = 60.0
+    lookback_s: float = 300.0
+    drain_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.period_s <= STEP_S:
+            raise ValueError(f"period_s: expected a value in (0, {STEP_S:g}] s, got "
+                             f"{self.period_s!r}")
+        for key in ("lookback_s", "drain_s"):
+            if not getattr(self, key) > 0.0:
+                raise ValueError(f"{key}: expected a value > 0 s, got {getattr(self, key)!r}")
+
+    def ticks(self, step: int) -> list[float]:
+        """Wake-up times strictly inside interval ``step`` [s from the run start]."""
+        t0 = step * STEP_S
+        count = math.ceil(STEP_S / self.period_s)
+        return [t for k in range(1, count) if (t := t0 + k * self.period_s) < t0 + STEP_S]
+
+
+@dataclass(frozen=True)
+class CampusLimits:
+    """What bounds the fast layer at each campus in one interval (arrays over campuses).
+
+    Attributes
+    ----------
+    gpus : ndarray [GPUs]
+        GPUs available for inference.
+    inference_max_w : ndarray [W]
+        Inference IT power the interval may average
+        (:meth:`~mpc_dc.sim.plant.CampusPlant.inference_headroom_mw`).
+    """
+
+    gpus: np.ndarray
+    inference_max_w: np.ndarray
+
+
+@dataclass(frozen=True)
+class FleetView:
+    """What the fast layer observes at one instant (arrays over pools, site order).
+
+    Attributes
+    ----------
+    ready, loading, draining : ndarray [-]
+        Instances ready to serve, committed but loading, draining but on.
+    queue : ndarray [requests]
+        Requests waiting for admission.
+    rate : ndarray [requests/s]
+        Each model's observed arrival rate (over models, site order).
+    """
+
+    ready: np.ndarray
+    loading: np.ndarray
+    draining: np.ndarray
+    queue: np.ndarray
+    rate: np.ndarray
+
+
+@dataclass
+class FastPlan:
+    """One decision of the fast layer.
+
+    Attributes
+    ----------
+    add : ndarray of int [-], (P,)
+        Instances to add per pool (kept first at a boundary, then started).
+    moves : dict
+        Source pool → ``[(destination pool, share of its new requests)]``.
+    """
+
+    add: np.ndarray
+    moves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BoundaryPlan:
+    """The fast layer's decision at an interval start, as the engine applies it.
+
+    Attributes
+    ----------
+    target : ndarray of int [-], (P,)
+        Committed instances per pool (the plan's, plus kept and started).
+    shares : Mapping[PoolKey, float] [-]
+        Routing shares (fluid: with the moves folded in; request level: the plan's).
+    """
+
+    target: np.ndarray
+    shares: Mapping[PoolKey, float]
+
+
+class FastLayer:
+    """The fast layer of one run (module docstring).
+
+    Parameters
+    ----------
+    site : Site
+        With a fleet.
+    specs : sequence of PoolSpec
+        The servers' pools, in ``site.pools`` order.
+    config : FastLayerConfig
+    requests : RequestArrays or RequestAggregates
+        The run's requests (read only where they have arrived; aggregates: fluid only).
+    n_steps : int
+    prior_response_tokens : Mapping[str, float] [tokens]
+        Mean response length per model before the first interval is published (the
+        history's mix); a model without one is not sized until then.
+    fidelity : {"request", "fluid"}
+    """
+
+    def __init__(self, site: Site, specs: Sequence[PoolSpec], config: FastLayerConfig,
+                 requests: RequestArrays | RequestAggregates, n_steps: int,
+                 prior_response_tokens: Mapping[str, float], fidelity: str) -> None:
+        fleet = site.fleet
+        assert fleet is not None
+        self.config = config
+        self.fidelity = fidelity
+        self.keys: tuple[PoolKey, ...] = tuple(s.key for s in specs)
+        self.models = site.models
+        self.campuses = site.campus_names
+        self.levers = fleet.levers
+        self.model_of = np.array([self.models.index(k[1]) for k in self.keys])
+        self.campus_of = np.array([self.campuses.index(k[0]) for k in self.keys])
+        self.gpus = np.array([site.row(k).gpus_per_instance for k in self.keys])
+        self.loss = np.array([max(site.row(k).quality_loss_pct_points, 0.0) for k in self.keys])
+        self.p_max_w = np.array([float(s.batch_curve.power_w(s.slots_per_instance))
+                                 for s in specs])
+        self.capacity = np.array([fleet.utilization_cap * fleet.capacity(k[1], k[2])
+                                  for k in self.keys])
+        self.budget = fleet.quality_budget_pct_points
+        # Request level reads arrival times (the engine refuses aggregates there).
+        self._arrays = requests if isinstance(requests, RequestArrays) else None
+        agg = requests.per_interval(n_steps)
+        self._agg_requests = agg["requests"]
+        zero = np.zeros((1, len(self.models)))
+        self._cum_requests = np.vstack([zero, np.cumsum(agg["requests"], axis=0)])
+        self._cum_tokens = np.vstack([zero, np.cumsum(agg["response_tokens"], axis=0)])
+        self._prior = np.array([float(prior_response_tokens.get(m, math.nan))
+                                for m in self.models])
+        P = len(self.keys)
+        self.cols = {c: np.zeros((n_steps, P)) for c in FAST_POOL_COLUMNS}
+        self._actions: list[tuple[Any, ...]] = []
+        # state of the open interval (request level)
+        self._moves: dict[int, list[tuple[int, float]]] = {}
+        self._seen = np.zeros(P, dtype=np.int64)
+        self._credit: dict[int, np.ndarray] = {}
+        self._slack = np.zeros(len(self.models))
+        self._added_loss = np.zeros(len(self.models))
+
+    # -- observation ---------------------------------------------------------------------
+    def mean_response_tokens(self, step: int) -> np.ndarray:
+        """Each model's mean response length [tokens] over the run intervals before
+        ``step`` (published by its start), else the prior; NaN when neither is known."""
+        req = self._cum_requests[step]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            seen = self._cum_tokens[step] / req
+        return np.where(req > 0, seen, self._prior)
+
+    def arrival_rate(self, t: float, step: int) -> np.ndarray:
+        """Each model's observed arrival rate at ``t`` [requests/s]: request level, the
+        arrivals in ``[t − lookback_s, t)``; fluid, the previous interval's aggregate."""
+        M = len(self.models)
+        if self.fidelity == "fluid":
+            return (self._agg_requests[step - 1] / STEP_S if step > 0
+                    else np.zeros(M))
+        span = min(self.config.lookback_s, t)
+        if span <= 0.0:
+            return np.zeros(M)
+        arrays = self._request_arrays()
+        i0, i1 = np.searchsorted(arrays.arrival_s, [t - span, t], side="left")
+        return np.bincount(arrays.model[i0:i1], minlength=M) / span
+
+    def _request_arrays(self) -> RequestArrays:
+        """The run's requests themselves (request level only)."""
+        if self._arrays is None:
+            raise ValueError("the fast layer inside the interval needs the requests "
+                             "themselves; this run has per-interval aggregates only")
+        return self._arrays
+
+    # -- the decision ----------------------------------------------------------------------
+    def _allowed(self, src: int, dst: int) -> bool:
+        """Whether the levers allow moving requests from pool ``src`` to ``dst``."""
+        levers = self.levers
+        if self.campus_of[src] != self.campus_of[dst] and not levers.spatial:
+            return False
+        return self.keys[src][2] == self.keys[dst][2] or levers.quantization
+
+    def slack(self, shares: np.ndarray) -> np.ndarray:
+        """Quality budget the plan leaves per model [points]: ``δ̄ − Σ_p δ_p s_p``, ≥ 0."""
+        planned = np.bincount(self.model_of, weights=self.loss * shares,
+                              minlength=len(self.models))
+        return np.maximum(self.budget - planned, 0.0)
+
+    def decide(self, step: int, view: FleetView, shares: np.ndarray, keepable: np.ndarray,
+               limits: Callable[[], tuple[np.ndarray, np.ndarray]]) -> FastPlan:
+        """Moves and instances to add (module docstring).
+
+        Parameters
+        ----------
+        step : int
+        view : FleetView
+            State after the plan's decision of the interval is applied.
+        shares : ndarray [-], (P,)
+            The plan's routing shares, normalised per model.
+        keepable : ndarray of int [-], (P,)
+            Instances the plan stops that may be kept instead (boundary only).
+        limits : callable
+            Returns the free GPUs [GPUs] and the constant power [W] each campus may
+            still add for the rest of the interval, each (C,) (called only when an
+            instance is wanted; both are then updated as instances are added).
+        """
+        P = len(self.keys)
+        plan = FastPlan(add=np.zeros(P, dtype=np.int64))
+        R = self.mean_response_tokens(step)[self.model_of]
+        known = np.isfinite(R) & (R > 0)
+        mu = np.where(known, self.capacity / np.where(known, R, 1.0), 0.0)
+        lam = view.rate[self.model_of] * shares
+        need = lam + view.queue / self.config.drain_s
+        ready_cap = view.ready * mu
+        if not (known & (need > ready_cap + _EPS)).any():
+            return plan  # every pool covers its need with ready instances
+        out, into = np.zeros(P), np.zeros(P)
+        if self.levers.spatial or self.levers.quantization:
+            self._plan_moves(plan, known, need, ready_cap, lam, view.rate, shares, out, into)
+        if not self.levers.switching:
+            return plan
+        short = need - out + into - (view.ready + view.loading) * mu
+        wanted_pools = sorted(np.flatnonzero(known & (short > _EPS)).tolist(),
+                              key=lambda p: -short[p])
+        if not wanted_pools:
+            return plan
+        free_gpus, room_w = limits()
+        for p in wanted_pools:
+            wanted = math.ceil(short[p] / mu[p] - _EPS)
+            # A kept instance was already counted at full power (as draining), so it
+            # adds nothing to the bound, but only a bound within the limit allows it.
+            kept = int(min(wanted, keepable[p])) if room_w[self.campus_of[p]] >= -_EPS else 0
+            plan.add[p] += kept
+            wanted -= kept
+            if wanted <= 0:
+                continue
+            hosts = [p] + ([h for h in range(P) if h != p and self.keys[h][1:] == self.keys[p][1:]]
+                           if self.levers.spatial else [])
+            for h in hosts:
+                c = self.campus_of[h]
+                fit = int(min(wanted, free_gpus[c] // self.gpus[h],
+                              math.floor(room_w[c] / self.p_max_w[h] + _EPS)))
+                if fit <= 0:
+                    continue
+                plan.add[h] += fit
+                free_gpus[c] -= fit * self.gpus[h]
+                room_w[c] -= fit * self.p_max_w[h]
+                wanted -= fit
+                if wanted == 0:
+                    break
+        return plan
+
+    def _plan_moves(self, plan: FastPlan, known: np.ndarray, need: np.ndarray,
+                    ready_cap: np.ndarray, lam: np.ndarray, rate: np.ndarray,
+                    shares: np.ndarray, out: np.ndarray, into: np.ndarray) -> None:
+        """Moves of new requests from short pools to pools with spare ready capacity."""
+        excess = need - ready_cap
+        spare = ready_cap - need
+        budget = self.slack(shares) * rate  # [points · requests/s]
+        for src in sorted(np.flatnonzero(known & (excess > _EPS) & (lam > _EPS)).tolist(),
+                          key=lambda p: -excess[p]):
+            m = self.model_of[src]
+            movable = min(excess[src], lam[src])
+            dsts = [d for d in np.flatnonzero((self.model_of == m) & (spare > _EPS)).tolist()
+                    if d != src and self._allowed(src, d)]
+            dsts.sort(key=lambda d: (self.loss[d] - self.loss[src] > 0,
+                                     self.campus_of[d] != self.campus_of[src], -spare[d]))
+            for d in dsts:
+                if movable <= _EPS:
+                    break
+                x = min(movable, spare[d])
+                worse = self.loss[d] - self.loss[src]
+                if worse > 0:
+                    x = min(x, budget[m] / worse)
+                    budget[m] -= x * worse
+                if x <= _EPS:
+                    continue
+                plan.moves.setdefault(src, []).append((d, x / lam[src]))
+                spare[d] -= x
+                movable -= x
+                out[src] += x
+                into[d] += x
+
+    # -- at the boundary ---------------------------------------------------------------
+    def at_boundary(self, step: int, server: Any, target: np.ndarray,
+                    shares: Mapping[PoolKey, float], limits: CampusLimits) -> BoundaryPlan:
+        """The decision at the start of ``step``, before the plan's ``target`` is applied.
+
+        ``server`` is the run's server (request level or fluid): the state it shows
+        now is the previous interval's end. The plan's scale-down cancels loading
+        instances first, then drains ready ones; an instance the layer keeps is one of
+        those. Request level: the moves apply to the first window (:meth:`serve`);
+        fluid: they are folded into the returned shares.
+        """
+        t0 = step * STEP_S
+        ready0, loading0, draining0 = server.instance_counts(t0)
+        committed0 = ready0 + loading0
+        target = np.asarray(target, dtype=np.int64)
+        cut = np.maximum(committed0 - target, 0)
+        cancelled = np.minimum(cut, loading0)
+        drained = cut - cancelled
+        ready = ready0 - drained
+        loading = np.maximum(target - ready, 0)
+        view = FleetView(ready, loading, draining0 + drained, server.queue_lengths(),
+                         self.arrival_rate(t0, step))
+        # Instances the plan stops still count (drawing P(B), holding GPUs) until kept.
+        held = np.maximum(target, committed0) + draining0
+        free = limits.gpus - np.bincount(self.campus_of, weights=held * self.gpus,
+                                         minlength=len(self.campuses))
+        room = limits.inference_max_w - np.bincount(
+            self.campus_of, weights=held * self.p_max_w, minlength=len(self.campuses))
+        s = self._share_array(shares)
+        plan = self.decide(step, view, s, cut, lambda: (free, room))
+        kept = np.minimum(plan.add, cut)
+        self.cols["fast_kept"][step] += kept
+        self.cols["fast_started"][step] += plan.add - kept
+        for p in np.flatnonzero(plan.add).tolist():
+            if kept[p]:
+                self._log(t0, step, "keep", p, p, int(kept[p]))
+            if plan.add[p] > kept[p]:
+                self._log(t0, step, "start", p, p, int(plan.add[p] - kept[p]))
+        self._open_interval(s, plan.moves)
+        out = dict(shares)
+        if self.fidelity == "fluid" and plan.moves:
+            out = self._fold_moves(step, s, plan.moves)
+        return BoundaryPlan(target + plan.add, out)
+
+    def _share_array(self, shares: Mapping[PoolKey, float]) -> np.ndarray:
+        """Routing shares per pool, normalised per model [-], (P,)."""
+        s = np.array([max(float(shares.get(k, 0.0)), 0.0) for k in self.keys])
+        total = np.bincount(self.model_of, weights=s, minlength=len(self.models))
+        return np.divide(s, total[self.model_of], out=np.zeros_like(s),
+                         where=total[self.model_of] > 0)
+
+    def _open_interval(self, shares: np.ndarray, moves: dict[int, list[tuple[int, float]]]
+                       ) -> None:
+        self._slack = self.slack(shares)
+        self._added_loss[:] = 0.0
+        self._set_moves(moves)
+
+    def _set_moves(self, moves: dict[int, list[tuple[int, float]]]) -> None:
+        self._moves = moves
+        self._seen[:] = 0
+        self._credit = {src: np.zeros(len(rules)) for src, rules in moves.items()}
+
+    def _fold_moves(self, step: int, shares: np.ndarray,
+                    moves: dict[int, list[tuple[int, float]]]) -> dict[PoolKey, float]:
+        """Fluid: the shares with the moves folded in, and the moves recorded."""
+        s = shares.copy()
+        arrivals = self._agg_requests[step][self.model_of] * shares
+        for src, rules in moves.items():
+            for dst, f in rules:
+                s[dst] += shares[src] * f
+                s[src] -= shares[src] * f
+                self._record_move(step * STEP_S, step, src, dst, float(arrivals[src] * f))
+        return {k: float(v) for k, v in zip(self.keys, s, strict=True) if v > 0}
+
+    def _record_move(self, t: float, step: int, src: int, dst: int, count: float) -> None:
+        cols = self.cols
+        if self.campus_of[src] != self.campus_of[dst]:
+            cols["fast_rerouted_out"][step, src] += count
+        if self.keys[src][2] != self.keys[dst][2]:
+            cols["fast_precision_out"][step, src] += count
+        cols["fast_moved_in"][step, dst] += count
+        self._log(t, step, "move", src, dst, count)
+
+    def _log(self, t: float, step: int, action: str, src: int, dst: int, count: float) -> None:
+        s, d = self.keys[src], self.keys[dst]
+        self._actions.append((t, step, action, s[0], s[1], s[2], d[0], d[2], count))
+
+    @property
+    def actions(self) -> pd.DataFrame:
+        """Every action, in time order (:data:`ACTION_COLUMNS`)."""
+        return pd.DataFrame(self._actions, columns=list(ACTION_COLUMNS))
+
+    # -- inside the interval (request level) ----------------------------------------------
+    def serve(self, env: simpy.Environment, server: RequestLevelServer, step: int,
+              target: np.ndarray, shares: Mapping[PoolKey, float], limits: CampusLimits,
+              on_start: Callable[[int, float], None]
+              ) -> Generator[simpy.Event, Any, IntervalStats]:
+        """Serve interval ``step`` at request level, waking every ``period_s`` (a simpy
+        process; ``env.now`` is the interval start; returns the interval's stats).
+
+        ``target``/``shares``: :meth:`at_boundary`'s. ``on_start(pool, ready_time)`` is
+        called for every instance started inside the interval.
+        """
+        server.begin_interval(step, target, shares)
+        t0 = step * STEP_S
+        s = self._share_array(shares)
+        now = t0
+        for tick in self.config.ticks(step):
+            self._apply_moves(server, now, tick, step)
+            yield env.timeout(tick - env.now)
+            server.serve_until(tick)
+            now = tick
+            ready, loading, draining = server.instance_counts(tick)
+            view = FleetView(ready, loading, draining, server.queue_lengths(),
+                             self.arrival_rate(tick, step))
+            held = ready + loading + draining
+
+            def room(tick: float = tick, held: np.ndarray = held
+                     ) -> tuple[np.ndarray, np.ndarray]:
+                """Free GPUs, and the power the rest of the interval may add: the
+                energy drawn so far and every instance at full power until the end
+                must fit the interval's average (module docstring)."""
+                C = len(self.campuses)
+                free = limits.gpus - np.bincount(self.campus_of, weights=held * self.gpus,
+                                                 minlength=C)
+                left = t0 + STEP_S - tick
+                energy = np.bincount(self.campus_of, weights=server.energy_so_far_j(),
+                                     minlength=C)
+                full = np.bincount(self.campus_of, weights=held * self.p_max_w, minlength=C)
+                return free, (limits.inference_max_w * STEP_S - energy - left * full) / left
+
+            plan = self.decide(step, view, s, np.zeros_like(held), room)
+            for p in np.flatnonzero(plan.add).tolist():
+                for _ in range(int(plan.add[p])):
+                    on_start(p, server.start_instance(p, tick))
+                self.cols["fast_started"][step, p] += plan.add[p]
+                self._log(tick, step, "start", p, p, int(plan.add[p]))
+            self._set_moves(plan.moves)
+        self._apply_moves(server, now, t0 + STEP_S, step)
+        yield env.timeout(t0 + STEP_S - env.now)
+        server.serve_until(t0 + STEP_S)
+        return server.end_interval()
+
+    def _apply_moves(self, server: RequestLevelServer, t: float, t_end: float,
+                     step: int) -> None:
+        """Set the pools of the requests arriving in ``[t, t_end)`` by the current moves.
+
+        Each source pool's new requests are taken in arrival order; request ``i`` since
+        the moves were set moves when ``⌊(i + 1) F + ½⌋ > ⌊i F + ½⌋`` (``F`` the summed
+        shares, so every prefix moves ``F`` of them within one request), to the
+        destination with the largest credit (smooth weighted round robin over the
+        destinations' shares); a move to a lower-quality precision is refused when the
+        model's added loss would exceed its slack × its requests so far in the
+        interval. Each choice depends on the requests before it only.
+        """
+        if not self._moves:
+            return
+        a, b = server.first_request_at(t), server.first_request_at(t_end)
+        model = self._request_arrays().model
+        models = model[a:b]
+        M = len(self.models)
+        # Requests of each model that arrived in the interval before this window.
+        arrived = np.bincount(model[server.first_request_at(step * STEP_S):a],
+                              minlength=M).astype(float)
+        if b > a:
+            pools = server.pool[a:b]
+            rank = np.zeros(b - a)
+            for m in range(M):
+                mine = models == m
+                rank[mine] = np.arange(1, int(mine.sum()) + 1)
+            moved: dict[tuple[int, int], int] = {}
+            for src, rules in self._moves.items():
+                sel = np.flatnonzero(pools == src)
+                if sel.size == 0:
+                    continue
+                share = np.array([f for _, f in rules])
+                F = min(float(share.sum()), 1.0)
+                i = self._seen[src] + np.arange(sel.size)
+                self._seen[src] += sel.size
+                go = np.floor((i + 1) * F + 0.5) > np.floor(i * F + 0.5)
+                credit = self._credit[src]
+                for k in sel[go].tolist():
+                    credit += share / F
+                    pick = int(np.argmax(credit))
+                    credit[pick] -= 1.0
+                    dst = rules[pick][0]
+                    m = int(models[k])
+                    worse = float(self.loss[dst] - self.loss[src])
+                    if worse > 0 and (self._added_loss[m] + worse
+                                      > self._slack[m] * (arrived[m] + rank[k]) + _EPS):
+                        continue
+                    self._added_loss[m] += worse
+                    server.pool[a + k] = dst
+                    moved[src, dst] = moved.get((src, dst), 0) + 1
+            for (src, dst), count in moved.items():
+                self._record_move(t, step, src, dst, float(count))

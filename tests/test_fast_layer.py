@@ -1,0 +1,470 @@
+"""The fast layer inside the interval (``mpc_dc/sim/fast_layer.py``): hand-checked bursts on
+a tiny site (instances started, their warm-up), the DR cap and the quality budget it
+keeps, the levers it needs, fluid fidelity, causality, the off switch and the scenario
+keys.
+
+The tiny site: instances of 10 slots on the flat curve of round figures (every request
+takes 0.01 s of prefill and 999 decode steps of 0.01 s, about 10 s; an instance serves
+about one request a second; idle 1 kW, full 1.5 kW), ready 60 s after they are committed;
+requests of 100 prompt and 1000 output tokens arrive at 3 per second from 60 s to 300 s
+(720 in all), far beyond the one instance the scripted plan commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mpc_dc.params.quant_table import QuantTable, load_quant_table
+from mpc_dc.sim.arrivals import RequestArrays
+from mpc_dc.sim.engine import RunResult, simulate
+from mpc_dc.sim.exogenous import CampusRealized, SiteExogenous, column, demand_columns
+from mpc_dc.sim.fast_layer import FastLayerConfig
+from mpc_dc.sim.faults import FaultInjector, FaultSpec
+from mpc_dc.sim.plant import CampusPlant
+from mpc_dc.sim.policy import CampusDecision, Decision, FleetDecision
+from mpc_dc.sim.serving import RequestMix, ServingConfig
+from mpc_dc.site.config import Campus, DemandResponse, Fleet, Grid, OtherIT, Renewable, Site
+from mpc_dc.site.scenario import controller_variant, scenario_from_table
+from tests.scripted_policy import Scripted
+from tests.test_engine_regression import FLEET_FIGURES, fleet_case
+from traces.errors import ConfigError
+
+MODEL = "qwen3-8b"
+START = pd.Timestamp("2022-06-01T04:00Z")
+PUE = 1.25
+FULL_W = 1500.0  # P(10) = 1000 W + 0.5 J / 0.01 s × 10
+ON = FastLayerConfig()
+
+
+def hand_table() -> QuantTable:
+    """BF16 and FP8 (quality loss 0.3 points) rows of round figures (module docstring);
+    the GPU name has no fitted curve, so the pools run the flat curve."""
+    base = load_quant_table()
+    rows = tuple(replace(base.get(MODEL, q), idle_power_w=1000.0, marginal_energy_per_token_j=0.5,
+                         max_batch=10, tokens_per_s_at_slo=1000.0, prefill_tokens_per_s=10_000.0,
+                         load_time_s=60.0, gpus_per_instance=1, itl_slo_p90_ms=50.0,
+                         quality_delta_pct_points=delta, gpu="hand-gpu")
+                 for q, delta in (("BF16", 0.0), ("FP8", -0.3)))
+    return QuantTable(rows, "hand")
+
+
+def burst(rate: float = 3.0, until: float = 300.0) -> RequestArrays:
+    """Requests at ``rate`` per second from 60 s to ``until`` [s]."""
+    arrival = 60.0 + np.arange(round((until - 60.0) * rate)) / rate
+    n = arrival.size
+    return RequestArrays.from_arrays(arrival, np.zeros(n), np.full(n, 100), np.full(n, 1000),
+                                     (MODEL,))
+
+
+def case(plan: dict[tuple[str, str, str], int], shares: dict[tuple[str, str, str], float],
+         *, gpus: dict[str, int] | None = None, flexibility: str = "S2",
+         precisions: tuple[str, ...] = ("BF16",), budget: float = 0.2,
+         baseline_mw: float | None = None, requests: RequestArrays | None = None,
+         steps: int = 2) -> tuple[SiteExogenous, Scripted]:
+    """The tiny site and a plan committing ``plan`` and ``shares`` every interval; a DR
+    event with ``baseline_mw`` (cap = baseline) in the first interval when given."""
+    gpus = gpus or {"W": 4}
+    site = Site(campuses=tuple(Campus(name, "F", gpus=g, pue=PUE,
+                                      grid=Grid(import_limit_mw=10.0))
+                               for name, g in gpus.items()),
+                fleet=Fleet(models=(MODEL,), flexibility=flexibility, table=hand_table(),
+                            allowed_precisions=precisions, quality_budget_pct_points=budget),
+                dr=DemandResponse(cap_fraction_of_baseline=1.0))
+    requests = requests if requests is not None else burst()
+    index = pd.date_range(START, periods=steps, freq="15min", name="interval_start_utc")
+    data: dict[str, Any] = {}
+    for name in gpus:
+        data[column("price_usd_per_mwh", name)] = 50.0
+        data[column("carbon_gco2_per_kwh", name)] = 300.0
+        if baseline_mw is not None:
+            data[column("dr_event", name)] = [1.0] + [0.0] * (steps - 1)
+            data[column("dr_baseline_mw", name)] = [baseline_mw] + [0.0] * (steps - 1)
+    frame = pd.DataFrame(data, index=index).join(demand_columns(requests, index))
+    exo = SiteExogenous(site, frame, START, steps, requests,
+                        request_mix={MODEL: RequestMix(100.0, 1000.0, 1e6)})
+    decision = Decision(fleet=FleetDecision(plan, shares))
+    return exo, Scripted(lambda obs: decision)
+
+
+W16 = ("W", MODEL, "BF16")
+W8 = ("W", MODEL, "FP8")
+
+
+def starts(result: RunResult) -> list[tuple[float, str, int]]:
+    """(time [s], campus, count) of every instance start of the fast layer."""
+    acts = result.fast_actions
+    assert acts is not None
+    rows = acts[acts["action"] == "start"]
+    return [(float(t), str(c), int(n)) for t, c, n in
+            zip(rows["time_s"], rows["campus"], rows["count"], strict=True)]
+
+
+def in_service(result: RunResult, t: float) -> int:
+    """Requests admitted and not finished at ``t`` [s]."""
+    out = result.outcome
+    assert out is not None
+    finish = np.where(np.isnan(out.finish), np.inf, out.finish)
+    return int(((out.start <= t) & (finish > t)).sum())
+
+
+# ----------------------------------------------------------------------------- by hand
+
+
+def test_burst_starts_instances_that_serve_after_their_warm_up() -> None:
+    """The plan keeps one instance (ready at 60 s) through the burst; the layer wakes
+    every 60 s.
+
+    * 60 s: nothing has arrived in [0, 60) yet: no action.
+    * 120 s: 180 arrivals in 120 s (1.5 requests/s) and at least 119 queued (one
+      instance admits about one request a second): it needs (1.5 + q / 300 s) / 0.85 ≥
+      2.2 instances against 1: it starts 2 on the 3 free GPUs, ready at 180 s.
+    * 180 s: 2 requests/s seen and ~240 queued: (2 + 0.8) / 0.85 = 3.3 > 3: it starts
+      the 4th (the last free GPU), ready at 240 s. Then the GPUs are full.
+
+    The two started at 120 s serve nothing before 180 s and take 10 requests each at
+    180.0 s; the interval's instance-seconds are 900 + 2 × 780 + 720 and its ready
+    instance-seconds 840 + 2 × 720 + 660 (each ready 60 s after its start).
+    """
+    exo, policy = case({W16: 1}, {W16: 1.0})
+    result = simulate(exo, policy, fast_layer=ON)
+    assert starts(result) == [(120.0, "W", 2), (180.0, "W", 1)]
+    for t in np.arange(60.0, 180.0, 0.25):
+        assert in_service(result, float(t)) <= 10, t
+    out = result.outcome
+    assert out is not None
+    assert int((out.start == 180.0).sum()) == 20
+    assert in_service(result, 180.0) == 30
+    assert int((out.start == 240.0).sum()) >= 10
+    pools = result.pools
+    assert pools is not None
+    first = pools.iloc[0]
+    assert first["instance_s"] == pytest.approx(900 + 2 * 780 + 720, abs=1e-9)
+    assert first["ready_instance_s"] == pytest.approx(840 + 2 * 720 + 660, abs=1e-9)
+    assert first["idle_energy_j"] == pytest.approx(1000.0 * 3180, abs=1e-6)
+    assert first["fast_started"] == 3 and first["instances"] == 4
+    assert result.ledger["fast_instances_started"].tolist() == [3.0, 0.0]
+    k = result.kpis
+    assert k["fast_instances_started"] == 3 and k["fast_layer_enabled"] is True
+    # The plan sees the started instances at the next boundary, all ready by then.
+    assert policy.observations[1].instances_running == {W16: 4}
+    assert policy.observations[1].instances_starting == {W16: 0}
+    exo, policy = case({W16: 1}, {W16: 1.0})
+    off = simulate(exo, policy, fast_layer=replace(ON, enabled=False))
+    assert off.kpis["fast_instances_started"] == 0 and off.fast_actions is None
+    # One instance alone leaves the last of the 720 requests ~480 s in the queue.
+    assert k["ttft_p99_s"] < off.kpis["ttft_p99_s"] / 4
+
+
+def test_the_dr_cap_bounds_what_it_starts() -> None:
+    """A DR event in the first interval caps the campus's import at 4.25 kW, i.e. the
+    inference IT power may average 3.4 kW (PUE 1.25). At 120 s the interval has drawn
+    about 148 kJ, the planned instance counts at its full 1.5 kW for the 780 s left:
+    (3.4 kW × 900 s − 148 kJ − 780 s × 1.5 kW) / 780 s ≈ 2.2 kW, room for one more
+    instance at 1.5 kW, not two; later the room is below 1.5 kW while the queue lasts.
+    Without the event it starts 3. The import stays under the cap."""
+    cap_mw = PUE * 3400.0 / 1e6
+    exo, policy = case({W16: 1}, {W16: 1.0}, baseline_mw=cap_mw)
+    capped = simulate(exo, policy, fast_layer=ON)
+    assert starts(capped) == [(120.0, "W", 1)]
+    led = capped.ledger
+    assert led["dr_event"].iloc[0]
+    assert led["import_mw"].iloc[0] <= cap_mw
+    assert led["dr_penalty_usd"].sum() == 0.0
+    exo, policy = case({W16: 1}, {W16: 1.0})
+    free = simulate(exo, policy, fast_layer=ON)
+    assert sum(n for _, _, n in starts(free)) == 3
+    assert free.ledger["import_mw"].iloc[0] > cap_mw
+
+
+def test_it_keeps_no_instance_into_a_dr_event_it_cannot_afford() -> None:
+    """The burst runs through two intervals; the layer has 4 instances running at the
+    end of the first. The second is a DR event capped at 4 kW (3.2 kW of inference IT)
+    and the plan cuts back to one instance. Keeping the three it would stop is what the
+    queue asks for, but four instances at full power (6 kW) exceed the cap: it keeps
+    none at the boundary (the plan alone, one busy instance and three draining ones,
+    imports ~2 kW), and starts only what fits later."""
+    requests = burst(3.0, 1800.0)
+    exo, policy = case({W16: 1}, {W16: 1.0}, requests=requests)
+    frame = exo.frame.copy()
+    frame[column("dr_event", "W")] = [0.0, 1.0]
+    frame[column("dr_baseline_mw", "W")] = [0.0, PUE * 3200.0 / 1e6]
+    exo = replace(exo, frame=frame)
+    result = simulate(exo, policy, fast_layer=ON)
+    led = result.ledger
+    assert led["import_mw"].iloc[1] <= led["dr_baseline_mw"].iloc[1]
+    assert led["dr_penalty_usd"].sum() == 0.0
+    acts = result.fast_actions
+    assert acts is not None
+    assert not ((acts["action"] == "keep") & (acts["step"] == 1)).any()
+    assert result.pools is not None and result.pools["instances"].iloc[0] == 4
+
+
+@pytest.mark.parametrize("cause", ["gpu_loss", "outage"])
+def test_fast_layer_never_starts_instances_on_lost_gpus(cause: str) -> None:
+    """Half the campus's 4 GPUs are gone for the whole run: taken by an injected GPU loss
+    (``[faults]``) or announced as an ``[[outages]]`` entry. The plan's one instance holds
+    one of the 2 left, so the burst that starts 3 instances on 4 GPUs
+    (:func:`test_burst_starts_instances_that_serve_after_their_warm_up`) starts one
+    here, and no interval ever holds more than 2 instances."""
+    exo, policy = case({W16: 1}, {W16: 1.0})
+    faults = None
+    if cause == "gpu_loss":
+        faults = FaultInjector(FaultSpec(gpu_loss=1.0, gpu_loss_fraction=0.5,
+                                         gpu_loss_intervals=8), exo, seed=0)
+    else:
+        frame = exo.frame.copy()
+        frame[column("gpus_available", "W")] = 2.0
+        exo = replace(exo, frame=frame)
+    result = simulate(exo, policy, fast_layer=ON, faults=faults)
+    assert sum(n for _, _, n in starts(result)) == 1
+    pools = result.pools
+    assert pools is not None
+    assert pools["instances"].max() <= 2
+    if faults is not None:
+        assert result.kpis["faults_injected"]["gpu_loss"] == 1
+
+
+def test_inference_headroom_is_the_plants_own_rule() -> None:
+    """Headroom by hand, and executing at it imports exactly the cap, shedding nothing.
+
+    Other IT doing 0.275 WU (F(P) = 1.1 P: 1 MW), battery charging 0.5 MW, renewable
+    0.4 × 5 = 2 MW of which 1 MW committed curtailment (the plan imports), PUE 1.25,
+    import limit 4 MW: no shedding while 1.25 (P + 1) + 0.5 − 2 ≤ 4, P ≤ 3.4 MW; a DR cap
+    of 2 MW: 1.25 (P + 1) + 0.5 − (2 − 1) ≤ 2, P ≤ 1.0 MW.
+    """
+    campus = Campus(name="C", price_node="F", gpus=8, pue=1.25,
+                    other_it=OtherIT(it_capacity_mw=4.0, deferrable_share=0.0),
+                    renewable=Renewable(nameplate_mw=5.0), grid=Grid(import_limit_mw=4.0))
+    from mpc_dc.site.config import Battery
+
+    campus = replace(campus, battery=Battery(energy_mwh=4.0, power_mw=1.0))
+    realized = CampusRealized(50.0, 50.0, 50.0, 300.0, 0.4, 0.275, True, 2.0, 8.0)
+    decision = CampusDecision(battery_charge_mw=0.5, curtailed_mw=1.0, planned_import_mw=1.0)
+    plant = CampusPlant(campus)
+    assert plant.inference_headroom_mw(decision, realized, None) == pytest.approx(3.4)
+    assert plant.inference_headroom_mw(decision, realized, None, 2.0) == pytest.approx(1.0)
+    assert plant.inference_headroom_mw(decision, realized, None, 9.0) == pytest.approx(3.4)
+    for inference, cap in ((3.4, 4.0), (1.0, 2.0)):
+        record = CampusPlant(campus).execute(0, decision, realized, None, inference)
+        assert record.import_mw == pytest.approx(cap)
+        assert record.work_nd_unserved_wu == 0.0 and record.battery_charge_mw == 0.5
+
+
+# ----------------------------------------------------------------------------- levers
+
+
+def prefix_loss(result: RunResult) -> np.ndarray:
+    """Mean quality loss of the first k routed requests of each interval, k = 1.., each
+    interval's after the other's."""
+    out = result.outcome
+    assert out is not None
+    per_pool = np.array([0.3 if p.key[2] == "FP8" else 0.0 for p in out.pools])
+    found = []
+    for step in range(int(out.end_s // 900.0)):
+        mine = ((out.requests.arrival_s // 900.0) == step) & (out.pool >= 0)
+        loss = per_pool[out.pool[mine]]
+        found.append(np.cumsum(loss) / np.arange(1, loss.size + 1))
+    return np.concatenate(found)
+
+
+@pytest.mark.parametrize("budget", [0.1, 0.0, 10.0])
+def test_precision_moves_stay_within_the_quality_budget(budget: float) -> None:
+    """The plan sends everything to its one BF16 instance and keeps two FP8 instances
+    (loss 0.3 points) idle; under S5 (quantization only) the layer may move new
+    requests to FP8 but start nothing. The burst lasts into the second interval, whose
+    first requests the layer moves from the boundary on. With a budget of 0.1 points at
+    most a third of the requests may run at FP8, at every request of each interval
+    (the second request of an interval may not move: 0.3 / 2 > 0.1); with none, none;
+    with 10 points the layer moves what FP8's spare capacity takes, more than a third."""
+    exo, policy = case({W16: 1, W8: 2}, {W16: 1.0}, flexibility="S5",
+                       precisions=("BF16", "FP8"), budget=budget,
+                       requests=burst(3.0, 1500.0))
+    result = simulate(exo, policy, fast_layer=ON)
+    k = result.kpis
+    assert k["fast_instances_started"] == 0 and k["fast_requests_rerouted"] == 0
+    loss = prefix_loss(result)
+    if budget == 0.0:
+        assert k["fast_precision_moves"] == 0 and loss.max() == 0.0
+        return
+    assert k["fast_precision_moves"] > 50
+    assert k["quality_loss_max_pct_points"] <= budget + 1e-12
+    if budget == 0.1:
+        assert loss.max() <= 0.1 + 1e-12
+    else:
+        assert loss.max() > 0.1
+
+
+@pytest.mark.parametrize(("flexibility", "moves"), [("S3", True), ("S1", False)])
+def test_reroutes_to_another_campus_only_with_the_spatial_lever(flexibility: str,
+                                                                moves: bool) -> None:
+    """All requests go to campus A's one instance; campus B keeps two idle. With the
+    spatial lever (S3) the layer sends new requests to B, without it (S1) it cannot;
+    neither may start instances (no switching)."""
+    a, b = ("A", MODEL, "BF16"), ("B", MODEL, "BF16")
+    exo, policy = case({a: 1, b: 2}, {a: 1.0}, gpus={"A": 4, "B": 4}, flexibility=flexibility)
+    result = simulate(exo, policy, fast_layer=ON)
+    k = result.kpis
+    assert k["fast_instances_started"] == 0 and k["fast_precision_moves"] == 0
+    led = result.ledger.xs("A", level="campus")
+    if moves:
+        assert k["fast_requests_rerouted"] > 100
+        assert led["fast_requests_rerouted"].sum() == k["fast_requests_rerouted"]
+        exo, policy = case({a: 1, b: 2}, {a: 1.0}, gpus={"A": 4, "B": 4}, flexibility="S1")
+        assert k["ttft_p99_s"] < simulate(exo, policy, fast_layer=ON).kpis["ttft_p99_s"] / 2
+    else:
+        assert k["fast_requests_rerouted"] == 0
+
+
+def test_fluid_acts_at_the_boundary_on_the_last_interval() -> None:
+    """Fluid serving has no arrival times inside an interval: the layer acts at the
+    boundaries only. At 900 s it sees the first interval's 720 requests (0.8 /s) and the
+    backlog the one instance left, and starts instances, ready at 960 s."""
+    exo, policy = case({W16: 1}, {W16: 1.0}, requests=burst(3.0, 600.0), steps=3)
+    result = simulate(exo, policy, serving=ServingConfig(fidelity="fluid"), fast_layer=ON)
+    found = starts(result)
+    assert found and all(t % 900.0 == 0.0 for t, _, _ in found)
+    assert found[0][0] == 900.0
+    n = found[0][2]
+    pools = result.pools
+    assert pools is not None
+    assert pools["ready_instance_s"].iloc[1] == pytest.approx(900.0 + n * (900.0 - 60.0))
+    assert pools["instance_s"].iloc[1] == pytest.approx(900.0 * (1 + n))
+
+
+# ----------------------------------------------------------------------------- causality
+
+
+def poisoned_burst(after: float) -> RequestArrays:
+    """:func:`burst` up to ``after`` [s], then 10 requests/s of 3000 output tokens."""
+    clean = burst()
+    keep = clean.arrival_s < after
+    late = after + np.arange(1500) / 10.0
+    n = late.size
+    return RequestArrays.from_arrays(
+        np.concatenate([clean.arrival_s[keep], late]), np.zeros(keep.sum() + n),
+        np.concatenate([clean.request_tokens[keep], np.full(n, 100)]),
+        np.concatenate([clean.response_tokens[keep], np.full(n, 3000)]), (MODEL,))
+
+
+def test_poisoned_future_arrivals_do_not_change_earlier_actions() -> None:
+    """Requests arriving from 150 s on (between two wake-ups) replaced by a heavier
+    stream: every start before 150 s and the pool of every request before 150 s (the
+    moves to campus B) are the same; after it the layer reacts differently."""
+    a, b = ("A", MODEL, "BF16"), ("B", MODEL, "BF16")
+    results = []
+    for requests in (burst(), poisoned_burst(150.0)):
+        exo, policy = case({a: 1, b: 1}, {a: 1.0}, gpus={"A": 8, "B": 8}, flexibility="S4",
+                           requests=requests)
+        results.append(simulate(exo, policy, fast_layer=ON))
+    clean, dirty = results
+    before = [s for s in starts(clean) if s[0] < 150.0]
+    assert before and before == [s for s in starts(dirty) if s[0] < 150.0]
+    assert starts(clean) != starts(dirty)
+    co, do = clean.outcome, dirty.outcome
+    assert co is not None and do is not None
+    early = co.requests.arrival_s < 150.0
+    assert early.sum() == (do.requests.arrival_s < 150.0).sum()
+    np.testing.assert_array_equal(co.pool[early], do.pool[: int(early.sum())])
+    assert (co.pool[early] == 1).any()  # some early requests were moved to B
+
+
+# ----------------------------------------------------------------------------- off switch
+
+
+def test_off_switch_reproduces_the_stored_figures_and_on_changes_them() -> None:
+    """The stored figures of the fleet regression case (tests/test_engine_regression.py),
+    to 1e-9, with the layer switched off; switched on, it acts on that case's queues."""
+    exo, policy = fleet_case()
+    serving = ServingConfig(fidelity="request", slots_per_instance=4)
+    off = simulate(exo, policy, serving=serving, fast_layer=replace(ON, enabled=False))
+    for name, value in FLEET_FIGURES["request"].items():
+        assert off.kpis[name] == pytest.approx(value, rel=1e-9, abs=1e-9, nan_ok=True), name
+    exo, policy = fleet_case()
+    on = simulate(exo, policy, serving=serving, fast_layer=ON)
+    acted = on.kpis["fast_instances_started"] + on.kpis["fast_requests_rerouted"]
+    assert acted > 0
+    assert on.kpis["cost_usd"] != off.kpis["cost_usd"]
+
+
+def test_idle_layer_serves_as_without_it() -> None:
+    """A plan with room to spare leaves the layer nothing to do: serving in 60-s
+    windows gives the same books as one 15-min window."""
+    exo, policy = case({W16: 4}, {W16: 1.0}, requests=burst(0.5, 600.0))
+    on = simulate(exo, policy, fast_layer=ON)
+    exo, policy = case({W16: 4}, {W16: 1.0}, requests=burst(0.5, 600.0))
+    off = simulate(exo, policy)
+    assert on.fast_actions is not None and on.fast_actions.empty
+    for key in ("cost_usd", "tokens_served", "inference_it_energy_mwh", "ttft_p99_s",
+                "slo_attainment"):
+        assert on.kpis[key] == pytest.approx(off.kpis[key], rel=1e-12), key
+
+
+# ----------------------------------------------------------------------------- scenario keys
+
+
+def test_scenario_keys_and_labels() -> None:
+    """``[controller.fast_layer]`` is read and checked; ``fast``/``nofast`` labels switch it."""
+    from tests.loop_cases import COMBINED
+
+    table = {**COMBINED, "controller": {**COMBINED["controller"],
+                                        "fast_layer": {"period_s": 30.0, "drain_s": 120.0}}}
+    sc = scenario_from_table(table, "<t>")
+    assert sc.controller.fast_layer == FastLayerConfig(period_s=30.0, drain_s=120.0)
+    assert controller_variant(sc, "nofast").controller.fast_layer.enabled is False
+    assert controller_variant(controller_variant(sc, "nofast"), "fast").controller.fast_layer \
+        == sc.controller.fast_layer
+    bad = {**COMBINED, "controller": {"fast_layer": {"period_s": 1200.0}}}
+    with pytest.raises(ConfigError, match=r"controller\.fast_layer\.period_s.*\(0, 900\]"):
+        scenario_from_table(bad, "<t>")
+    bad = {**COMBINED, "controller": {"fast_layer": {"perod_s": 30.0}}}
+    with pytest.raises(ConfigError, match="did you mean 'period_s'"):
+        scenario_from_table(bad, "<t>")
+    assert FastLayerConfig(period_s=60.0).ticks(1) == [900.0 + 60.0 * k for k in range(1, 15)]
+    assert FastLayerConfig(period_s=900.0).ticks(0) == []
+
+
+def test_serving_in_windows_is_serving_in_one() -> None:
+    """The request-level server served interval by interval, or in windows at wake-ups
+    (pools without traffic left behind until the interval end, as the layer serves),
+    gives the same requests' times and the same books."""
+    from mpc_dc.sim.arrivals import ArrivalConfig, build_arrivals
+    from mpc_dc.sim.serving import PoolSpec, RequestLevelServer
+
+    exo, _ = fleet_case()
+    site = exo.site
+    requests = build_arrivals(START, 4 * 900.0, ArrivalConfig(rate_multiplier=3.0, seed=4),
+                              models=site.models)
+    specs = [PoolSpec.from_row(k, site.row(k), 4) for k in site.pools]
+    P = len(site.pools)
+    # Campus B's instances get no requests: left behind between wake-ups.
+    plan = [[(i + s) % 3 for i in range(P)] for s in range(2)]
+    shares = [{k: 1.0 for k, n in zip(site.pools, plan[s], strict=True) if n and k[0] == "A"}
+              for s in range(2)]
+    servers = [RequestLevelServer(specs, requests, 4) for _ in range(2)]
+    books = []
+    for which, server in enumerate(servers):
+        stats = []
+        for step in range(4):
+            if which == 0:
+                stats.append(server.run_interval(step, plan[step % 2], shares[step % 2]))
+                continue
+            server.begin_interval(step, plan[step % 2], shares[step % 2])
+            for tick in FastLayerConfig(period_s=37.0).ticks(step):
+                server.serve_until(tick)
+            server.serve_until((step + 1) * 900.0)
+            stats.append(server.end_interval())
+        books.append(stats)
+    one, windows = (s.outcome() for s in servers)
+    for name in ("start", "first_token", "finish", "energy_j", "tokens_decoded"):
+        np.testing.assert_allclose(getattr(windows, name), getattr(one, name), rtol=1e-9,
+                                   atol=1e-6, equal_nan=True, err_msg=name)
+    for a, b in zip(*books, strict=True):
+        for name in ("started", "queue_end", "tokens_decoded", "instance_s",
+                     "ready_instance_s", "idle_energy_j", "active_energy_j", "busy_slot_s"):
+            np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-9,
+                                       atol=1e-6, err_msg=name)
