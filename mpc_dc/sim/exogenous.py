@@ -321,6 +321,8 @@ class SiteExogenous:
         Not checked on construction: the data builder marks the events, and the DR
         baseline is set afterwards by whoever computes it (the simulator needs it).
         """
+        if self.site.dr.baseline == "prior_days":
+            return  # the programme computes it during the run (mpc_dc.sim.dr_program)
         run = self.frame.iloc[self.history_steps : self.history_steps + self.n_steps]
         for c in self.site.campuses:
             event = column("dr_event", c.name)
