@@ -481,6 +481,8 @@ def summary_row(outcome: RunOutcome) -> dict[str, Any]:
         "export_revenue_usd": k["export_revenue_usd"],
         "demand_charge_usd": k["demand_charge_usd"],
         "dr_reward_usd": k["dr_reward_usd"],
+        "dr_penalty_usd": k["dr_penalty_usd"],
+        "dr_energy_savings_mwh": k["dr_energy_savings_mwh"],
         "slo_attainment": k.get("slo_attainment", k.get("slo_attainment_estimate", math.nan)),
         "import_mwh": k["import_mwh"],
         "export_mwh": k["export_mwh"],

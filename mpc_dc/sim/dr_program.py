@@ -129,7 +129,7 @@ def program_events(run_index: pd.DatetimeIndex, local_tz: str, event: np.ndarray
             steps = np.flatnonzero(event[:, c] & (days == day))
             notice_step = int(steps[0]) - notice
             day_first = int(steps[0] - slots[steps[0]])
-            weekend = pd.Timestamp(day).dayofweek >= 5
+            weekend = pd.Timestamp(day).day_of_week >= 5
             wanted = dr.baseline_weekend_days if weekend else dr.baseline_days
             refs: list[int] = []
             for k in range(len(unique) - 1, -1, -1):
@@ -138,7 +138,7 @@ def program_events(run_index: pd.DatetimeIndex, local_tz: str, event: np.ndarray
                     break
                 whole = count == STEPS_PER_DAY and slots[first] == 0
                 if (d >= day or not whole or first + count > notice_step
-                        or d in event_days or (pd.Timestamp(d).dayofweek >= 5) != weekend):
+                        or d in event_days or (pd.Timestamp(d).day_of_week >= 5) != weekend):
                     continue
                 refs.append(first)
             offsets = np.arange(notice_step - window, notice_step) - day_first
@@ -160,7 +160,7 @@ def check_reference_days(events: Sequence[ProgramEvent], dr: DemandResponse,
     """
     for e in events:
         if len(e.reference_firsts) < dr.baseline_min_days:
-            kind = "weekend days" if pd.Timestamp(e.day).dayofweek >= 5 else "weekdays"
+            kind = "weekend days" if pd.Timestamp(e.day).day_of_week >= 5 else "weekdays"
             raise ValueError(
                 f"DR day {e.day} at campus {campus_names[e.campus]!r}: the run holds "
                 f"{len(e.reference_firsts)} whole non-event {kind} before its notice "

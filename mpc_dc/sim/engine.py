@@ -32,7 +32,10 @@ start):
   now, an hourly one at the end of its hour; demand ``tokens_per_s[M]`` and
   ``requests_per_h[M]`` at the end of its interval).
 * meter (at ``t+Δ``): settles each campus (:class:`~mpc_dc.sim.meter.CampusMeter`)
-  and writes the ledger rows.
+  and writes the ledger rows; under ``site.dr.baseline = "prior_days"`` the DR events
+  whose notice is ``t+Δ`` then get their baseline from the ledger's import so far,
+  written into the ledger, settled against and handed to the policy
+  (:mod:`mpc_dc.sim.dr_program`).
 
 Faults (:mod:`mpc_dc.sim.faults`, when an injector is given): the plant's (GPU losses,
 instance crashes) strike after the decision, before serving; a feed outage withholds
