@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 from mpc_dc.control.dr_notices import DrNotices
+from mpc_dc.control.offline import planned_baseline
 from mpc_dc.policy import PolicyContext
 from mpc_dc.problem import HorizonInputs
-from mpc_dc.runner import build_policy, prepare
+from mpc_dc.runner import build_policy, offline_options, prepare
 from mpc_dc.sim.dr_program import (
     ProgramBaseline,
     event_baseline,
@@ -201,6 +202,24 @@ def test_mpc_plans_only_on_what_it_was_told(program_run) -> None:  # type: ignor
     seen = told.apply(int(e.steps[0]) - 2, inputs)
     assert list(seen.dr_event[0]) == [0, 0, 1, 1, 1, 1, 1, 1]
     assert seen.dr_baseline_mw[0, 2:] == pytest.approx(led[e.steps[:6]])
+
+
+def test_offline_optimum_plans_on_a_baseline_and_is_settled_on_its_meter() -> None:
+    """The offline optimum plans against the programme's baseline of its own plan
+    without the programme (a positive baseline on the event), and is
+    settled against the baseline of what it metered."""
+    scenario, exo = prepare(_small_run_scenario())
+    (e,) = exogenous_events(exo)
+    planned = planned_baseline(exo, offline_options(scenario.controller))
+    assert planned.site.dr.baseline == "s1_plan"
+    column = planned.realized_array("baseline")[:, 0]
+    assert (column[e.steps] > 0).all()
+    policy = build_policy(replace(scenario, controller=replace(scenario.controller,
+                                                               kind="offline")), exo)
+    result = simulate(exo, policy, serving=scenario.serving.config())
+    metered = result.ledger["import_mw"].to_numpy()[:, None]
+    want, _ = event_baseline(e, metered, scenario.site.dr)
+    assert result.ledger["dr_baseline_mw"].to_numpy()[e.steps] == pytest.approx(want)
 
 
 def test_policy_context_has_no_baseline_ahead() -> None:
