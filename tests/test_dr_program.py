@@ -107,10 +107,8 @@ def test_settled_at_programme_prices() -> None:
     (seen,) = program.realized(step, (realized,))
     assert seen.dr_baseline_mw == pytest.approx(3.3)
     meter = CampusMeter(Campus(name="a", price_node="F"), 0.0, DR)
-    kw = {"export_mw": 0.0, "realized": seen, "unserved_wu": 0.0, "missed_wu": 0.0,
-          "period_ends": False}
-    under = meter.settle(1, import_mw=3.0, **kw)
-    over = meter.settle(1, import_mw=3.5, **kw)
+    under, over = (meter.settle(1, import_mw=m, export_mw=0.0, realized=seen, unserved_wu=0.0,
+                                missed_wu=0.0, period_ends=False) for m in (3.0, 3.5))
     assert (under[4], under[5]) == pytest.approx((75.0, 0.0))
     assert (over[4], over[5]) == pytest.approx((-50.0, 100.0))
 
@@ -151,7 +149,7 @@ def program_run() -> tuple[Scenario, object, object, list[np.ndarray]]:
 
     def recording(obs):  # type: ignore[no-untyped-def]
         decision = decide(obs)
-        inputs = policy.last_inputs[0]  # type: ignore[attr-defined]
+        inputs = policy.last_inputs[0]
         planned.append(np.zeros(1) if inputs.dr_event is None else inputs.dr_event[0].copy())
         return decision
 
@@ -200,6 +198,7 @@ def test_mpc_plans_only_on_what_it_was_told(program_run) -> None:  # type: ignor
     inputs = HorizonInputs.build(exo.site, H, price_usd_per_mwh=np.zeros((1, H)),
                                  dr_event=np.ones((1, H)), dr_baseline_mw=np.full((1, H), 9.0))
     seen = told.apply(int(e.steps[0]) - 2, inputs)
+    assert seen.dr_event is not None and seen.dr_baseline_mw is not None
     assert list(seen.dr_event[0]) == [0, 0, 1, 1, 1, 1, 1, 1]
     assert seen.dr_baseline_mw[0, 2:] == pytest.approx(led[e.steps[:6]])
 
