@@ -84,7 +84,10 @@ class PolicyContext:
         Over the run intervals (index ``run_index``): the :data:`KNOWN_AHEAD`
         columns the run has (``dr_event[C]`` 1 in an event interval, ``dr_baseline_mw[C]``
         [MW], ``gpus_available[C]`` [GPUs]); a campus without a column has no events
-        and all its GPUs.
+        and all its GPUs. Under ``site.dr.baseline = "prior_days"`` the DR columns
+        are not here: each event interval's ``dr_event[C]`` (1) and
+        ``dr_baseline_mw[C]`` reach ``observe`` at the event's notice
+        (``site.dr.notice_h`` before it; docs/policies.md).
     publication : Mapping[str, Publication]
         When each channel's realized value is published (absent: at the end of its
         15-min interval); hourly channels arrive at the end of their hour.
@@ -136,6 +139,9 @@ class PolicyContext:
             history.iloc[known:, j] = np.nan
         run = exo.frame.iloc[exo.history_steps: exo.history_steps + exo.n_steps]
         ahead = [c for c in run.columns if str(c).partition("[")[0] in KNOWN_AHEAD]
+        if scenario.site.dr.baseline == "prior_days":
+            # The programme announces each event with its baseline at its notice, by observe.
+            ahead = [c for c in ahead if not str(c).startswith("dr_")]
         return cls(scenario=scenario, run_index=exo.run_index, history=history,
                    schedules=run[ahead].copy(), publication=dict(exo.publication),
                    request_mix=dict(exo.request_mix))

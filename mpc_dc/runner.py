@@ -48,6 +48,7 @@ from mpc_dc.control.mpc import (
 from mpc_dc.control.offline import OfflinePolicy
 from mpc_dc.policy import PolicyContext, make_policy
 from mpc_dc.problem import LatenessPrices, Problem, SolverOptions, solve_day
+from mpc_dc.sim.dr_program import with_notice
 from mpc_dc.sim.engine import RunResult, save_run, simulate
 from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.faults import FaultInjector
@@ -111,7 +112,8 @@ def with_capacity(scenario: Scenario, exo: SiteExogenous) -> Scenario:
 
 
 def dr_baseline(scenario: Scenario, exo: SiteExogenous) -> dict[str, np.ndarray] | None:
-    """The DR baseline of each campus over the run [MW]: S1's offline day plan.
+    """The DR baseline of each campus over the run [MW] under ``site.dr.baseline =
+    "s1_plan"``: S1's offline day plan (``prior_days``: :mod:`mpc_dc.sim.dr_program`).
 
     On each DR day (``[dr] days``, local days of ``run.local_tz``): the import of the
     site's business-as-usual plan of that day — the fleet without flexibility (S1)
@@ -150,9 +152,13 @@ def dr_baseline(scenario: Scenario, exo: SiteExogenous) -> dict[str, np.ndarray]
 def prepare(scenario: Scenario, *, source: str | Path = SOURCE
             ) -> tuple[Scenario, SiteExogenous]:
     """The scenario as run (capacity filled in) and its exogenous data with the DR
-    baseline; ``source`` (the scenario file) is named in errors."""
+    baseline (``s1_plan``) or the events' notices (``prior_days``); ``source`` (the
+    scenario file) is named in errors."""
     exo = build_site_exogenous(scenario, source=source)
     scenario = with_capacity(scenario, exo)
+    if scenario.site.dr.baseline == "prior_days":
+        # No baseline before the run: the programme computes it from the meter.
+        return scenario, with_notice(replace(exo, site=scenario.site), source)
     frame = exo.frame
     baseline = dr_baseline(scenario, replace(exo, site=scenario.site))
     if baseline is not None:
@@ -522,6 +528,8 @@ def summary_row(outcome: RunOutcome) -> dict[str, Any]:
         "export_revenue_usd": k["export_revenue_usd"],
         "demand_charge_usd": k["demand_charge_usd"],
         "dr_reward_usd": k["dr_reward_usd"],
+        "dr_penalty_usd": k["dr_penalty_usd"],
+        "dr_energy_savings_mwh": k["dr_energy_savings_mwh"],
         "slo_attainment": k.get("slo_attainment", k.get("slo_attainment_estimate", math.nan)),
         "ttft_p99_s": k.get("ttft_p99_s", math.nan),
         "fast_layer": k.get("fast_layer_enabled", False),

@@ -91,7 +91,8 @@ def hand_case() -> tuple[SiteExogenous, Scripted]:
     site = Site(campuses=(campus,), fleet=Fleet(models=(MODEL,), flexibility="S2",
                                                 table=hand_table()),
                 carbon_price_usd_per_t=50.0,
-                dr=DemandResponse(reward_usd_per_kwh=0.1, penalty_usd_per_kwh=0.5))
+                dr=DemandResponse(reward_usd_per_kwh=0.1, penalty_usd_per_kwh=0.5,
+                                    baseline="s1_plan"))
     n = 180
     requests = RequestArrays.from_arrays(60.0 + 0.5 * np.arange(n), np.zeros(n),
                                          np.full(n, 100), np.full(n, 1000), (MODEL,))
@@ -442,7 +443,9 @@ def test_exogenous_refuses_what_does_not_fit_the_site() -> None:
         replace(good, n_steps=STEPS + 5)
     frame = good.frame.copy()
     frame[column("dr_event", "B")] = 1.0
-    no_baseline = replace(good, frame=frame)  # the baseline is set after the data build
+    given = replace(site, dr=replace(site.dr, baseline="s1_plan"))
+    # Under s1_plan the baseline is set after the data build, by whoever computes it.
+    no_baseline = replace(good, site=given, frame=frame)
     with pytest.raises(ValueError, match=r"DR events but no 'dr_baseline_mw\[B\]'"):
         simulate(no_baseline, Scripted(lambda obs: Decision()))
     # History NaN is fine: forecasters see the gap.

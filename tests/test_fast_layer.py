@@ -74,7 +74,7 @@ def case(plan: dict[tuple[str, str, str], int], shares: dict[tuple[str, str, str
                                for name, g in gpus.items()),
                 fleet=Fleet(models=(MODEL,), flexibility=flexibility, table=hand_table(),
                             allowed_precisions=precisions, quality_budget_pct_points=budget),
-                dr=DemandResponse(cap_fraction_of_baseline=1.0))
+                dr=DemandResponse(cap_fraction_of_baseline=1.0, baseline="s1_plan"))
     requests = requests if requests is not None else burst()
     index = pd.date_range(START, periods=steps, freq="15min", name="interval_start_utc")
     data: dict[str, Any] = {}

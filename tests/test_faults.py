@@ -535,8 +535,13 @@ EVENT = range(12, 16)
 @pytest.fixture(scope="module")
 def dr_case(tiny_case: tuple[Scenario, SiteExogenous]) -> tuple[Scenario, SiteExogenous]:
     """:func:`tiny` with a DR event in :data:`EVENT` at both campuses, baseline 0.05 MW
-    (``[dr] days`` are whole days; a 6-h run gets its event from the data)."""
+    (``[dr] days`` are whole days; a 6-h run gets its event from the data, and its
+    baseline: ``s1_plan``, the frame's column)."""
     scenario, exo = tiny_case
+    site = scenario.site
+    site = replace(site, dr=replace(site.dr, baseline="s1_plan"))
+    scenario = replace(scenario, site=site)
+    exo = replace(exo, site=site)
     frame = exo.frame.copy()
     rows = np.zeros(len(frame))
     rows[exo.history_steps + EVENT.start: exo.history_steps + EVENT.stop] = 1.0

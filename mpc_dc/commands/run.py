@@ -111,6 +111,9 @@ def summary_table(kpis: dict[str, Any], controller: str) -> str:
         ("peak import", f"{kpis['peak_import_mw']:,.3f} MW"),
         ("deferrable work missed", f"{kpis['work_df_missed_wu']:,.3f} WU"),
     ]
+    if kpis["dr_event_intervals"]:
+        rows.append(("DR below baseline / kept", f"{kpis['dr_energy_savings_mwh']:,.4f} MWh / "
+                     f"{100 * kpis['dr_compliance']:.1f} % of event intervals"))
     if "tokens_served" in kpis:
         slo = kpis.get("slo_attainment", kpis.get("slo_attainment_estimate", math.nan))
         label = "SLO attainment" if "slo_attainment" in kpis else "SLO attainment (fluid est.)"

@@ -72,6 +72,7 @@ import pandas as pd
 
 from forecasters.nowcast import nowcast_shift, nowcast_weights
 from mpc_dc.control.baseline import rule_decision, with_min_instances
+from mpc_dc.control.dr_notices import DrNotices
 from mpc_dc.control.faults import known_now
 from mpc_dc.control.forecasting import ChannelForecasts
 from mpc_dc.problem import (
@@ -443,6 +444,7 @@ class MpcPolicy:
                                    round_chunk_intervals=self.horizon_steps, fine_steps=None)
         self.demand_response = has_dr_events(exo)
         self.lateness = lateness
+        self.dr_notices = DrNotices(exo)
         self.problem = Problem(self.site, self.horizon_steps, self.options,
                                demand_response=self.demand_response, lateness=lateness)
         self._relaxed: Problem | None = None
@@ -471,8 +473,10 @@ class MpcPolicy:
 
     # -- observations -------------------------------------------------------------------
     def observe(self, time: pd.Timestamp, values: Mapping[str, float]) -> None:
-        """Queue published values for the forecasters; count tokens and requests seen."""
+        """Queue published values for the forecasters; count tokens and requests seen;
+        keep the DR baselines announced."""
         self.forecasts.observe(time, values)
+        self.dr_notices.observe(time, values)
         for m, model in enumerate(self.site.models):
             tok = values.get(column("tokens_per_s", model))
             req = values.get(column("requests_per_h", model))
@@ -542,7 +546,7 @@ class MpcPolicy:
                                       demand_tokens_per_s=self.demand(obs, n, point),
                                       deadline_margin_steps=self.deadline_margin_steps,
                                       may_reprovision=self.may_reprovision(obs))
-        return known_now(self.exo, obs, inputs), state
+        return self.dr_notices.apply(obs.step, known_now(self.exo, obs, inputs)), state
 
     # -- decide -------------------------------------------------------------------------
     def decide(self, obs: Observation) -> Decision:

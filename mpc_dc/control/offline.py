@@ -27,6 +27,12 @@ How the whole run is solved (:func:`offline_method`)
   reported; with negative prices it includes what the repair gave up.
 
 The plan is replayed interval by interval (:meth:`~mpc_dc.problem.Plan.decision`).
+
+Under ``site.dr.baseline = "prior_days"`` the baseline depends on the site's own
+import before each event, so no run's data holds it: the offline optimum plans
+against the programme's baseline of its own plan without the programme (a first
+solve with no DR event, :func:`planned_baseline`), and is settled, like every
+controller, against the baseline of what it metered.
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ from mpc_dc.problem import (
     SolverOptions,
     SolveStatus,
 )
-from mpc_dc.sim.exogenous import SiteExogenous
+from mpc_dc.sim.dr_program import event_baseline, exogenous_events
+from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.policy import Decision, Observation
 
 logger = logging.getLogger(__name__)
@@ -86,6 +93,8 @@ def solve_offline(exo: SiteExogenous, options: SolverOptions) -> tuple[SolveResu
     binaries integer everywhere.
     """
     tick = time.perf_counter()
+    if exo.site.dr.baseline == "prior_days" and has_dr_events(exo):
+        exo = planned_baseline(exo, options)
     method = offline_method(exo)
     n = exo.n_steps
     exact = method == "exact"
@@ -113,6 +122,29 @@ def solve_offline(exo: SiteExogenous, options: SolverOptions) -> tuple[SolveResu
                                                                     1e-9)
             result = replace(result, mip_gap=max(min(gap, result.mip_gap), 0.0))
     return result, method, time.perf_counter() - tick
+
+
+def planned_baseline(exo: SiteExogenous, options: SolverOptions) -> SiteExogenous:
+    """``exo`` with ``dr_baseline_mw[C]``: the programme's baseline of each event on
+    the import of the offline plan without the programme (module docstring), and
+    ``site.dr.baseline`` set to ``s1_plan`` so the column is planned against."""
+    events = [column("dr_event", c.name) for c in exo.site.campuses]
+    plain = replace(exo, frame=exo.frame.drop(columns=[e for e in events
+                                                       if e in exo.frame.columns]))
+    first, _, _ = solve_offline(plain, options)
+    if first.plan is None:
+        raise RuntimeError(f"offline plan without the DR programme failed: {first.message}")
+    imported = np.asarray(first.plan.import_mw, dtype=float)[:, : exo.n_steps].T
+    frame = exo.frame.copy()
+    start = exo.history_steps
+    for e in exogenous_events(exo):
+        name = column("dr_baseline_mw", exo.site.campuses[e.campus].name)
+        col = (frame[name].to_numpy(dtype=float, copy=True) if name in frame.columns
+               else np.zeros(len(frame)))
+        col[start + e.steps], _ = event_baseline(e, imported, exo.site.dr)
+        frame[name] = col
+    site = replace(exo.site, dr=replace(exo.site.dr, baseline="s1_plan"))
+    return replace(exo, site=site, frame=frame)
 
 
 class OfflinePolicy:

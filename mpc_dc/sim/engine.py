@@ -39,7 +39,10 @@ start):
   now, an hourly one at the end of its hour; demand ``tokens_per_s[M]`` and
   ``requests_per_h[M]`` at the end of its interval).
 * meter (at ``t+Δ``): settles each campus (:class:`~mpc_dc.sim.meter.CampusMeter`)
-  and writes the ledger rows.
+  and writes the ledger rows; under ``site.dr.baseline = "prior_days"`` the DR events
+  whose notice is ``t+Δ`` then get their baseline from the ledger's import so far,
+  written into the ledger, settled against and handed to the policy
+  (:mod:`mpc_dc.sim.dr_program`).
 
 Faults (:mod:`mpc_dc.sim.faults`, when an injector is given): the plant's (GPU losses,
 instance crashes) strike after the decision, before serving; a feed outage withholds
@@ -72,6 +75,7 @@ from threadpoolctl import threadpool_limits
 from mpc_dc.rundir import write_run
 from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.backlog import Backlog
+from mpc_dc.sim.dr_program import ProgramBaseline, program_of
 from mpc_dc.sim.exogenous import CampusRealized, SiteExogenous
 from mpc_dc.sim.fast_layer import (
     FAST_CAMPUS_COLUMNS,
@@ -452,6 +456,8 @@ class _Loop:
         self.decide_s = np.zeros(n)
         self.projections: Counter[str] = Counter()
         self.exo_gpus = exo.realized_array("gpus")
+        # The DR programme's own baseline (site.dr.baseline = "prior_days"), from the ledger.
+        self.program: ProgramBaseline | None = program_of(exo)
 
     # -- processes --------------------------------------------------------------------------
     def controller(self, boundaries: simpy.Store,
@@ -477,6 +483,9 @@ class _Loop:
             step, decision = yield to_plant.get()
             self.decisions.append(decision)
             realized = exo.realized(step)
+            if self.program is not None:
+                # the fast layer's DR cap is the programme's announced baseline
+                realized = self.program.realized(step, realized)
             for c, name in enumerate(self.names):
                 backlog = self.backlogs[c]
                 if backlog is not None and self.on_arrival[c]:
@@ -549,6 +558,8 @@ class _Loop:
             period = self.periods[step]
             ends = step == n - 1 or self.periods[step + 1] != period
             realized = realized_of(step)
+            if self.program is not None:
+                realized = self.program.realized(step, realized)
             row = self.block[step]
             for c, record in enumerate(records):
                 arrival, missed = work[c]
@@ -562,9 +573,22 @@ class _Loop:
             self.sources.append(decision.source)
             if self.progress is not None:
                 self.progress(1)
+            if self.program is not None:
+                self.announce_dr(step + 1)
             yield boundaries.put(step + 1)
 
     # -- helpers ----------------------------------------------------------------------------
+    def announce_dr(self, step: int) -> None:
+        """The DR events whose notice is ``step``: baseline from the ledger's import so
+        far into the ledger, event and baseline published to the policy."""
+        assert self.program is not None
+        imp = LEDGER_COLUMNS.index("import_mw")
+        base = LEDGER_COLUMNS.index("dr_baseline_mw")
+        for e in self.program.publish(step, self.block[:step, :, imp]):
+            self.block[e.steps, e.campus, base] = self.program.baseline_mw[e.steps, e.campus]
+            for k, values in self.program.messages(e, self.names[e.campus]):
+                self.policy.observe(self.times[k], values)
+
     def observation(self, step: int) -> Observation:
         """What the policy sees at the start of ``step``."""
         period = self.periods[step]
@@ -892,11 +916,16 @@ def compute_kpis(
 def _dr_kpis(led: pd.DataFrame) -> dict[str, Any]:
     """``dr_event_intervals``: (interval, campus) rows in a DR event; ``dr_compliance``:
     the share of them whose import kept within the cap (no ``dr_excess_mw``; NaN
-    without events) [-]."""
+    without events) [-]; ``dr_energy_savings_mwh``: the energy imported below the
+    baseline in them, ``Σ (b − m) · Δ`` [MWh] (negative when above it), apart from the
+    money; ``dr_revenue_usd``: reward minus penalty [$]."""
     event = led["dr_event"].to_numpy(dtype=bool)
     kept = led["dr_excess_mw"].to_numpy()[event] <= 1e-9
+    saved = float(led["dr_reduction_mw"].to_numpy()[event].sum()) * STEP_H
     return {"dr_event_intervals": int(event.sum()),
-            "dr_compliance": float(kept.mean()) if kept.size else math.nan}
+            "dr_compliance": float(kept.mean()) if kept.size else math.nan,
+            "dr_energy_savings_mwh": saved,
+            "dr_revenue_usd": float(led["dr_reward_usd"].sum() - led["dr_penalty_usd"].sum())}
 
 
 def _by_campus(led: pd.DataFrame, site: Site) -> dict[str, dict[str, float]]:

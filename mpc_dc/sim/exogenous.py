@@ -17,9 +17,13 @@ column                      meaning                                          req
 ``tokens_per_s[M]``         output-token demand offered [tokens/s]           fleet
 ``requests_per_h[M]``       requests offered [requests/h]                    fleet
 ``dr_event[C]``             1 in a demand-response event interval, else 0    no
-``dr_baseline_mw[C]``       DR baseline of the campus's import [MW]          in events
+``dr_baseline_mw[C]``       DR baseline of the campus's import [MW]          s1_plan
 ``gpus_available[C]``       GPUs that may run inference [GPUs]               no
 ==========================  ===============================================  =========
+
+``dr_baseline_mw[C]`` is required in events under ``site.dr.baseline = "s1_plan"``;
+under ``prior_days`` the simulator computes it from its meter
+(:mod:`mpc_dc.sim.dr_program`) and the frame's column is not read.
 
 A required column may not be NaN in the run period; history and tail may hold
 NaN (gaps the forecasters see as such). In the run period the demand columns are
@@ -321,6 +325,8 @@ class SiteExogenous:
         Not checked on construction: the data builder marks the events, and the DR
         baseline is set afterwards by whoever computes it (the simulator needs it).
         """
+        if self.site.dr.baseline == "prior_days":
+            return  # the programme computes it during the run (mpc_dc.sim.dr_program)
         run = self.frame.iloc[self.history_steps : self.history_steps + self.n_steps]
         for c in self.site.campuses:
             event = column("dr_event", c.name)

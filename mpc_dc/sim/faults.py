@@ -343,7 +343,11 @@ class FaultInjector:
         """``exo`` with the late DR announcements (itself when none is late)."""
         if not self._announced:
             return exo
-        return replace(exo, dr_announced_at={**exo.dr_announced_at, **self._announced})
+        # A programme's notice (mpc_dc.sim.dr_program) may already be later than 0.
+        merged = dict(exo.dr_announced_at)
+        for name, at in self._announced.items():
+            merged[name] = np.maximum(merged[name], at) if name in merged else at
+        return replace(exo, dr_announced_at=merged)
 
     # -- the control layer ----------------------------------------------------------------
     def solve(self, which: str, step: int) -> None:

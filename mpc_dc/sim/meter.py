@@ -10,7 +10,9 @@ export ``x[t]`` [MW]:
   cost ``carbon price [$/t] × kg / 1000``; the renewable's own output and exports
   carry none;
 * demand response in event intervals (``dr_event[C]``), on import against the
-  baseline ``b[t]`` (``dr_baseline_mw[C]``): reward ``r · 1000 · (b[t] − m[t]) · Δ``
+  baseline ``b[t]`` (``dr_baseline_mw[C]``: the S1 plan's under ``site.dr.baseline =
+  "s1_plan"``, the programme's from the meter's own ledger under ``prior_days``,
+  :mod:`mpc_dc.sim.dr_program`): reward ``r · 1000 · (b[t] − m[t]) · Δ``
   [$] (negative when the campus imports more than its baseline: the programme is
   settled on the signed deviation, as the optimizer prices it) and penalty
   ``p · 1000 · max(m[t] − f · b[t], 0) · Δ`` [$] above the cap ``f · b``

@@ -42,6 +42,7 @@ TariffKind = Literal["wholesale", "retail"]
 ReleaseRule = Literal["window_start", "on_arrival"]
 SeriesSource = Literal["auto", "synthetic", "real"]
 RenewableSource = Literal["auto", "synthetic", "real", "windpowerlib"]
+DrBaselineRule = Literal["prior_days", "s1_plan"]
 
 #: California's 2026 cap-and-trade auction reserve price [$/tCO2], the figure the
 #: DR seed paper's source cites.
@@ -545,16 +546,56 @@ class DemandResponse:
         Charged per kWh above the cap during an event.
     cap_fraction_of_baseline : float [-]
         Cap = this × baseline during events.
+    baseline : {"prior_days", "s1_plan"}
+        ``prior_days``: the programme's baseline, computed during the run from the
+        campus's own metered import on prior similar days (:mod:`mpc_dc.sim.dr_program`)
+        and published at the event's notice; ``s1_plan``: the site's offline
+        business-as-usual plan of the event day on its realized data, known before
+        the run (:func:`mpc_dc.runner.dr_baseline`; a frame's ``dr_baseline_mw[C]``).
+    baseline_days : int [d]
+        ``prior_days``: weekdays averaged for a weekday event (CAISO: 10).
+    baseline_weekend_days : int [d]
+        ``prior_days``: weekend days averaged for a weekend event (CAISO: 4).
+    baseline_min_days : int [d]
+        ``prior_days``: fewest prior days the run must hold before an event's notice.
+    adjustment_h : float [h]
+        ``prior_days``: the day-of adjustment's window, the hours just before the
+        notice (0: no adjustment); a multiple of 0.25.
+    adjustment_cap : float [-]
+        ``prior_days``: the adjustment factor is kept within ``1 ± adjustment_cap``.
+    notice_h : float [h]
+        ``prior_days``: an event and its baseline are announced this long before its
+        first interval; a multiple of 0.25. (``s1_plan``: before the run.)
     """
 
     reward_usd_per_kwh: float = 1.0
     penalty_usd_per_kwh: float = 2.0
     cap_fraction_of_baseline: float = 1.0
+    baseline: DrBaselineRule = "prior_days"
+    baseline_days: int = 10
+    baseline_weekend_days: int = 4
+    baseline_min_days: int = 1
+    adjustment_h: float = 3.0
+    adjustment_cap: float = 0.2
+    notice_h: float = 2.0
 
     def __post_init__(self) -> None:
         _check_nonneg("dr", reward_usd_per_kwh=self.reward_usd_per_kwh,
                       penalty_usd_per_kwh=self.penalty_usd_per_kwh,
-                      cap_fraction_of_baseline=self.cap_fraction_of_baseline)
+                      cap_fraction_of_baseline=self.cap_fraction_of_baseline,
+                      adjustment_h=self.adjustment_h, notice_h=self.notice_h)
+        _check_positive("dr", baseline_days=self.baseline_days,
+                        baseline_weekend_days=self.baseline_weekend_days,
+                        baseline_min_days=self.baseline_min_days)
+        if not 0.0 <= self.adjustment_cap < 1.0:
+            raise ValueError(f"dr.adjustment_cap: expected 0 <= value < 1, got "
+                             f"{self.adjustment_cap!r}")
+        for key, hours in (("adjustment_h", self.adjustment_h), ("notice_h", self.notice_h)):
+            if not _quarter_hours(hours):
+                raise ValueError(f"dr.{key}: expected a multiple of 0.25 h, got {hours!r}")
+        if self.baseline_min_days > min(self.baseline_days, self.baseline_weekend_days):
+            raise ValueError(f"dr.baseline_min_days: expected at most baseline_days and "
+                             f"baseline_weekend_days, got {self.baseline_min_days}")
 
 
 # ----------------------------------------------------------------------------- site

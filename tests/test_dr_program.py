@@ -1,0 +1,263 @@
+"""The DR programme's baseline (``site.dr.baseline = "prior_days"``, mpc_dc/sim/dr_program.py):
+hand-checked reference days, profile, day-of adjustment and settlement; no look-ahead
+(the baseline of a run equals the rule applied to its ledger poisoned after each
+notice); the MPC plans only on events it has been told of; one-line errors for bad
+keys."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mpc_dc.control.dr_notices import DrNotices
+from mpc_dc.control.offline import planned_baseline
+from mpc_dc.policy import PolicyContext
+from mpc_dc.problem import HorizonInputs
+from mpc_dc.runner import build_policy, offline_options, prepare
+from mpc_dc.sim.dr_program import (
+    ProgramBaseline,
+    event_baseline,
+    exogenous_events,
+    program_events,
+)
+from mpc_dc.sim.engine import simulate
+from mpc_dc.sim.exogenous import CampusRealized
+from mpc_dc.sim.meter import CampusMeter
+from mpc_dc.site.config import Campus, DemandResponse
+from mpc_dc.site.scenario import (
+    Scenario,
+    example_path,
+    load_scenario,
+    scenario_from_table,
+    scenario_to_mapping,
+    with_overrides,
+)
+from traces.errors import ConfigError
+
+TZ = "America/New_York"
+DAY = 96
+# Monday 2022-04-04 00:00 EDT; four weekdays, Monday to Thursday.
+INDEX = pd.date_range("2022-04-04T04:00Z", periods=4 * DAY, freq="15min")
+EVENT = slice(64, 84)  # 16:00-21:00 local
+DR = DemandResponse(reward_usd_per_kwh=1.0, penalty_usd_per_kwh=2.0,
+                    cap_fraction_of_baseline=1.0, notice_h=2.0, adjustment_h=3.0,
+                    adjustment_cap=0.2)
+
+
+def _flags(*days: int) -> np.ndarray:
+    flags = np.zeros((len(INDEX), 1), dtype=bool)
+    for d in days:
+        flags[d * DAY + EVENT.start: d * DAY + EVENT.stop, 0] = True
+    return flags
+
+
+def _metered(event_day_mw: float) -> np.ndarray:
+    """2, 3 and 4 MW flat on Monday to Wednesday; ``event_day_mw`` on Thursday."""
+    return np.repeat([2.0, 3.0, 4.0, event_day_mw], DAY)[:, None]
+
+
+def test_hand_checked_baseline() -> None:
+    """Thursday's event (16-21 h, notice 2 h ahead: 14:00, step 3·96 + 56 = 344): the
+    reference days are Wednesday, Tuesday, Monday (most recent first); the profile is
+    (2 + 3 + 4) / 3 = 3 MW; the day-of window 11:00-14:00 on Thursday holds 3.3 MW
+    against the profile's 3 MW: factor 1.1, baseline 3.3 MW; at 6 MW the factor is
+    capped at 1.2 (3.6 MW); without a window it is 1 (3 MW)."""
+    (e,) = program_events(INDEX, TZ, _flags(3), DR)
+    assert e.day == "2022-04-07" and e.notice_step == 3 * DAY + 56
+    assert e.reference_firsts == (2 * DAY, DAY, 0)
+    assert list(e.window_offsets) == list(range(44, 56))
+    base, factor = event_baseline(e, _metered(3.3), DR)
+    assert factor == pytest.approx(1.1) and base == pytest.approx(np.full(20, 3.3))
+    base, factor = event_baseline(e, _metered(6.0), DR)
+    assert factor == pytest.approx(1.2) and base == pytest.approx(np.full(20, 3.6))
+    (e0,) = program_events(INDEX, TZ, _flags(3), replace(DR, adjustment_h=0.0))
+    assert event_baseline(e0, _metered(6.0), DR)[0] == pytest.approx(np.full(20, 3.0))
+
+
+def test_event_days_and_limits_select_the_reference_days() -> None:
+    """An event day is no reference day: with Tuesday's event, Thursday's are
+    Wednesday and Monday ((2 + 4) / 2 = 3 MW); Tuesday's only Monday (2 MW, and its
+    window's 3 MW against 2 MW is capped at 1.2: 2.4 MW); ``baseline_days = 1``
+    keeps the most recent (Wednesday: 4 MW, window 3.3 / 4 → 0.825)."""
+    tue, thu = program_events(INDEX, TZ, _flags(1, 3), DR)
+    assert tue.reference_firsts == (0,) and thu.reference_firsts == (2 * DAY, 0)
+    metered = _metered(3.3)
+    assert event_baseline(thu, metered, DR)[0] == pytest.approx(np.full(20, 3.3))
+    assert event_baseline(tue, metered, DR)[0] == pytest.approx(np.full(20, 2.4))
+    (one,) = program_events(INDEX, TZ, _flags(3), replace(DR, baseline_days=1))
+    assert one.reference_firsts == (2 * DAY,)
+    assert event_baseline(one, metered, DR)[1] == pytest.approx(0.825)
+
+
+def test_settled_at_programme_prices() -> None:
+    """The meter settles Thursday's event against the published 3.3 MW: importing 3 MW
+    earns 1 $/kWh × 1000 × 0.3 MW × 0.25 h = 75 $ an interval; importing 3.5 MW
+    loses 50 $ and pays 2 $/kWh × 1000 × 0.2 MW × 0.25 h = 100 $ above the cap."""
+    events = program_events(INDEX, TZ, _flags(3), DR)
+    program = ProgramBaseline(events, DR, len(INDEX), 1)
+    metered = _metered(3.3)
+    assert program.publish(events[0].notice_step - 1, metered) == []
+    assert program.publish(events[0].notice_step, metered) == events
+    step = 3 * DAY + 70
+    realized = CampusRealized(50.0, 50.0, 50.0, 0.0, 0.0, 0.0, True, 0.0, 0.0)
+    (seen,) = program.realized(step, (realized,))
+    assert seen.dr_baseline_mw == pytest.approx(3.3)
+    meter = CampusMeter(Campus(name="a", price_node="F"), 0.0, DR)
+    under, over = (meter.settle(1, import_mw=m, export_mw=0.0, realized=seen, unserved_wu=0.0,
+                                missed_wu=0.0, period_ends=False) for m in (3.0, 3.5))
+    assert (under[4], under[5]) == pytest.approx((75.0, 0.0))
+    assert (over[4], over[5]) == pytest.approx((-50.0, 100.0))
+
+
+def test_baseline_reads_nothing_from_the_notice_on() -> None:
+    """Poisoning every metered value from the notice on leaves the baseline as it is."""
+    rng = np.random.default_rng(3)
+    metered = rng.uniform(1.0, 5.0, (len(INDEX), 1))
+    for e in program_events(INDEX, TZ, _flags(1, 3), DR):
+        poisoned = metered.copy()
+        poisoned[e.notice_step:] = np.nan
+        assert np.array_equal(event_baseline(e, metered, DR)[0],
+                              event_baseline(e, poisoned, DR)[0])
+        assert np.array_equal(event_baseline(e, metered, DR)[0],
+                              event_baseline(e, metered[: e.notice_step], DR)[0])
+
+
+# ----------------------------------------------------------------------------- a run
+
+
+def _small_run_scenario(**dr: object) -> Scenario:
+    """rcdc_default (synthetic, other IT, wind), Monday to Thursday, an event on Thursday."""
+    overrides: dict[str, object] = {
+        "run.days": 4, "run.history_days": 7, "dr.days": ["2022-04-07"],
+        "controller.forecaster": "seasonal_naive_daily"}
+    overrides.update({f"site.dr.{k}": v for k, v in dr.items()})
+    return with_overrides(load_scenario(example_path("rcdc_default")), overrides, "test")
+
+
+@pytest.fixture(scope="module")
+def program_run() -> tuple[Scenario, object, object, list[np.ndarray]]:
+    """The small run under the default rule, recording the DR events of every
+    horizon the MPC planned on."""
+    scenario, exo = prepare(_small_run_scenario())
+    policy = build_policy(scenario, exo)
+    planned: list[np.ndarray] = []
+    decide = policy.decide
+
+    def recording(obs):  # type: ignore[no-untyped-def]
+        decision = decide(obs)
+        inputs = policy.last_inputs[0]
+        planned.append(np.zeros(1) if inputs.dr_event is None else inputs.dr_event[0].copy())
+        return decision
+
+    policy.decide = recording  # type: ignore[method-assign]
+    result = simulate(exo, policy, serving=scenario.serving.config())
+    return scenario, exo, result, planned
+
+
+def test_run_is_settled_on_its_own_meter_before_the_notice(program_run) -> None:  # type: ignore[no-untyped-def]
+    """The default baseline is the programme's: the ledger's baseline on the event
+    equals the rule applied to the run's own metered import with everything from the
+    notice on poisoned (the old ``s1_plan`` baseline, the offline plan of the day,
+    does not)."""
+    scenario, exo, result, _ = program_run
+    assert scenario.site.dr.baseline == "prior_days"
+    led = result.ledger
+    metered = led["import_mw"].to_numpy().reshape(exo.n_steps, 1)
+    (e,) = exogenous_events(exo)
+    poisoned = metered.copy()
+    poisoned[e.notice_step:] = 1e9
+    want, _ = event_baseline(e, poisoned, scenario.site.dr)
+    got = led["dr_baseline_mw"].to_numpy()[e.steps]
+    assert got == pytest.approx(want, rel=1e-12)
+    assert want.min() > 0
+    kpis = result.kpis
+    assert kpis["dr_energy_savings_mwh"] == pytest.approx(
+        float(np.sum(want - metered[e.steps, 0])) * 0.25)
+    assert kpis["dr_revenue_usd"] == pytest.approx(kpis["dr_reward_usd"]
+                                                   - kpis["dr_penalty_usd"])
+
+
+def test_mpc_plans_only_on_what_it_was_told(program_run) -> None:  # type: ignore[no-untyped-def]
+    """Before the notice no horizon carries the event (the old rule announced it
+    before the run); from the notice on every horizon carries it, and the MPC's
+    record of baselines is the published one."""
+    _, exo, result, planned = program_run
+    (e,) = exogenous_events(exo)
+    assert not any(p.any() for p in planned[: e.notice_step])
+    assert all(planned[k].any() for k in range(e.notice_step, int(e.steps[0]) + 1))
+    told = DrNotices(exo)
+    assert np.isnan(told.baseline_mw).all()
+    led = result.ledger["dr_baseline_mw"].to_numpy()
+    for k in e.steps:
+        told.observe(exo.run_index[k], {"dr_baseline_mw[rcdc]": float(led[k])})
+    H = 8
+    inputs = HorizonInputs.build(exo.site, H, price_usd_per_mwh=np.zeros((1, H)),
+                                 dr_event=np.ones((1, H)), dr_baseline_mw=np.full((1, H), 9.0))
+    seen = told.apply(int(e.steps[0]) - 2, inputs)
+    assert seen.dr_event is not None and seen.dr_baseline_mw is not None
+    assert list(seen.dr_event[0]) == [0, 0, 1, 1, 1, 1, 1, 1]
+    assert seen.dr_baseline_mw[0, 2:] == pytest.approx(led[e.steps[:6]])
+
+
+def test_offline_optimum_plans_on_a_baseline_and_is_settled_on_its_meter() -> None:
+    """The offline optimum plans against the programme's baseline of its own plan
+    without the programme (a positive baseline on the event), and is
+    settled against the baseline of what it metered."""
+    scenario, exo = prepare(_small_run_scenario())
+    (e,) = exogenous_events(exo)
+    planned = planned_baseline(exo, offline_options(scenario.controller))
+    assert planned.site.dr.baseline == "s1_plan"
+    column = planned.realized_array("baseline")[:, 0]
+    assert (column[e.steps] > 0).all()
+    policy = build_policy(replace(scenario, controller=replace(scenario.controller,
+                                                               kind="offline")), exo)
+    result = simulate(exo, policy, serving=scenario.serving.config())
+    metered = result.ledger["import_mw"].to_numpy()[:, None]
+    want, _ = event_baseline(e, metered, scenario.site.dr)
+    assert result.ledger["dr_baseline_mw"].to_numpy()[e.steps] == pytest.approx(want)
+
+
+def test_policy_context_has_no_baseline_ahead() -> None:
+    """A policy's context holds no DR schedule under the programme's rule (it learns
+    each event at its notice), and the S1 plan's baseline under ``s1_plan``."""
+    scenario, exo = prepare(_small_run_scenario(adjustment_h=0.0))
+    assert not [c for c in PolicyContext.from_exogenous(scenario, exo).schedules.columns
+                if c.startswith("dr_")]
+    assert exo.dr_announced_at["rcdc"].max() == exogenous_events(exo)[0].notice_step
+    scenario, exo = prepare(_small_run_scenario(baseline="s1_plan"))
+    schedules = PolicyContext.from_exogenous(scenario, exo).schedules
+    assert schedules["dr_baseline_mw[rcdc]"].max() > 0
+
+
+# ----------------------------------------------------------------------------- bad keys
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("baseline", "yesterday", "expected one of"),
+    ("notice_h", 0.3, "multiple of 0.25"),
+    ("adjustment_cap", 1.5, "0 <= value < 1"),
+    ("baseline_days", 0, "> 0"),
+    ("baseline_min_days", 5, "at most baseline_days"),
+])
+def test_bad_key_is_one_line(key: str, value: object, expected: str) -> None:
+    table = scenario_to_mapping(load_scenario(example_path("rcdc_default")))
+    table["site"].setdefault("dr", {})[key] = value
+    with pytest.raises(ConfigError) as err:
+        scenario_from_table(table, "x.toml")
+    message = str(err.value)
+    assert "\n" not in message and f"dr.{key}" in message and expected in message
+
+
+def test_too_few_reference_days_is_one_line(tmp_path: Path) -> None:
+    """An event on the run's first day has no prior day in the run."""
+    scenario = with_overrides(_small_run_scenario(), {"dr.days": ["2022-04-04"]}, "test")
+    with pytest.raises(ConfigError) as err:
+        prepare(scenario, source="x.toml")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("x.toml: key 'site.dr.baseline_min_days': DR day 2022-04-04")
+    assert "0 whole non-event weekdays" in message and 's1_plan' in message
