@@ -8,6 +8,7 @@ and counted, not refused.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from gymnasium.utils.env_checker import check_env  # noqa: E402
 from mpc_dc.gym_env import ENV_ID, DataCenterEnv  # noqa: E402
 from mpc_dc.runner import build_policy, prepare, run_scenario  # noqa: E402
 from mpc_dc.sim.meter import COST_COLUMNS, net_cost_usd  # noqa: E402
-from mpc_dc.site.scenario import default_scenario  # noqa: E402
+from mpc_dc.site.scenario import Scenario, default_scenario, scenario_from_table  # noqa: E402
 from tests.test_policy_interface import TINY_FLEET  # noqa: E402
 
 # The tiny synthetic site of the policy-interface tests (6 h), with a battery and an
@@ -38,10 +39,8 @@ export_limit_mw = 0.05
 
 
 @pytest.fixture
-def tiny(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny_gym.toml"
-    path.write_text(TINY_GYM, encoding="utf-8")
-    return path
+def tiny() -> Scenario:
+    return scenario_from_table(tomllib.loads(TINY_GYM), "TINY_GYM")
 
 
 def _episode(env: DataCenterEnv, seed: int, actions: list[dict[str, Any]]
@@ -103,15 +102,17 @@ def test_our_mpc_stepped_through_the_env_gives_the_run_kpis() -> None:
 # (prices, queues): by design (docs/policies.md), against two of the checker's hints.
 @pytest.mark.filterwarnings("ignore:.*symmetric and normalized space:UserWarning")
 @pytest.mark.filterwarnings("ignore:.*Box observation space m..imum value is:UserWarning")
-def test_the_env_passes_gymnasiums_checker(tiny: Path) -> None:
-    """Made through the registry, so the checker also holds seeded resets and steps to
-    determinism (it does so only for an environment with a spec)."""
-    env = gymnasium.make(ENV_ID, scenario=tiny).unwrapped
+def test_the_env_passes_gymnasiums_checker(tmp_path: Path) -> None:
+    """Made through the registry from a scenario file, so the checker also holds seeded
+    resets and steps to determinism (it does so only for an environment with a spec)."""
+    path = tmp_path / "tiny_gym.toml"
+    path.write_text(TINY_GYM, encoding="utf-8")
+    env = gymnasium.make(ENV_ID, scenario=path).unwrapped
     assert env.spec is not None
     check_env(env)
 
 
-def test_a_seeded_reset_replays_the_episode(tiny: Path) -> None:
+def test_a_seeded_reset_replays_the_episode(tiny: Scenario) -> None:
     """Same seed and actions: the same rewards and observations; another seed: other data."""
     env = DataCenterEnv(tiny)
     env.action_space.seed(7)
@@ -129,7 +130,7 @@ def test_a_seeded_reset_replays_the_episode(tiny: Path) -> None:
     assert sum(first[0]) == pytest.approx(-first[2]["kpis"]["cost_usd"], abs=1e-9)
 
 
-def test_an_action_outside_the_spaces_is_projected_and_counted(tiny: Path) -> None:
+def test_an_action_outside_the_spaces_is_projected_and_counted(tiny: Scenario) -> None:
     env = DataCenterEnv(tiny)
     spaces = env.action_space
     assert isinstance(spaces, gymnasium.spaces.Dict)
@@ -143,7 +144,7 @@ def test_an_action_outside_the_spaces_is_projected_and_counted(tiny: Path) -> No
     assert counts["battery_setpoint_infeasible"] >= 1
 
 
-def test_step_needs_a_reset(tiny: Path) -> None:
+def test_step_needs_a_reset(tiny: Scenario) -> None:
     env = DataCenterEnv(tiny)
     with pytest.raises(RuntimeError, match="call reset"):
         env.step(env.action_space.sample())
