@@ -371,7 +371,7 @@ class DataCenterEnv(gymnasium.Env[Obs, Action]):
             with self._blas.limit(limits=1, user_api="blas"):
                 env.run()
             self.result = finish(self._run)
-            self._run = self._env = self._obs = None
+            self._run = self._env = self._loop = self._obs = None
             after = float(self.result.kpis["cost_usd"]) - self._costs
             reward -= after
             info.update(kpis=self.result.kpis, cost_after_run_usd=after, observation=None)
