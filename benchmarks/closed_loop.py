@@ -146,7 +146,8 @@ def measure(scenario: Scenario, prepared: tuple[Scenario, SiteExogenous] | None 
 
     policy.decide = timed_decide  # type: ignore[method-assign]
     wall, cpu = time.perf_counter(), time.process_time()
-    result = simulate(exo, policy, serving=scenario.serving.config())
+    result = simulate(exo, policy, serving=scenario.serving.config(),
+                      fast_layer=scenario.controller.fast_layer)
     sim_wall, sim_cpu = time.perf_counter() - wall, time.process_time() - cpu
     k = result.kpis
     return {"total_wall_s": setup_wall + sim_wall, "total_cpu_s": setup_cpu + sim_cpu,

@@ -694,7 +694,7 @@ class _Loop:
                             index=index)
 
 
-def simulate(
+def simulation(
     exo: SiteExogenous,
     policy: Policy,
     *,
@@ -703,8 +703,13 @@ def simulate(
     progress: Callable[[int], object] | None = None,
     faults: FaultInjector | None = None,
     fast_layer: FastLayerConfig | None = None,
-) -> RunResult:
-    """Run ``policy`` closed-loop over the run period of ``exo``.
+) -> Generator[tuple[simpy.Environment, _Loop], None, RunResult]:
+    """The closed loop of ``policy`` over the run period of ``exo``, as a generator.
+
+    It yields ``(env, loop)`` once the processes are set up; the caller runs ``env``
+    to its end, at once (:func:`simulate`) or interval by interval (the Gymnasium
+    environment, :mod:`mpc_dc.gym_env`), then resumes the generator, which returns
+    the :class:`RunResult` (:func:`finish`).
 
     Parameters
     ----------
@@ -747,10 +752,7 @@ def simulate(
     env.process(loop.replay(to_replay, to_meter))
     env.process(loop.run_meter(to_meter, boundaries))
     boundaries.put(0)
-    # The loop's linear algebra is tiny (Kalman filters, 3x3 states): multi-threaded
-    # BLAS only adds synchronisation (forecasters/statistical.py has the measurement).
-    with threadpool_limits(limits=1, user_api="blas"):
-        env.run()
+    yield env, loop
     n = exo.n_steps
     if len(loop.sources) != n:
         raise RuntimeError(f"simulation ended after {len(loop.sources)} of {n} intervals")
@@ -811,6 +813,39 @@ def simulate(
                        over, result.kpis["import_over_limit_mwh"])
     check_invariants(result)
     return result
+
+
+def finish(run: Generator[tuple[simpy.Environment, _Loop], None, RunResult]) -> RunResult:
+    """Resume :func:`simulation` ``run`` after its ``env`` has run out: the
+    :class:`RunResult`."""
+    try:
+        next(run)
+    except StopIteration as stop:
+        result: RunResult = stop.value
+        return result
+    raise RuntimeError("simulation() yielded twice")
+
+
+def simulate(
+    exo: SiteExogenous,
+    policy: Policy,
+    *,
+    serving: ServingConfig | None = None,
+    penalties: Penalties | None = None,
+    progress: Callable[[int], object] | None = None,
+    faults: FaultInjector | None = None,
+    fast_layer: FastLayerConfig | None = None,
+) -> RunResult:
+    """Run ``policy`` closed-loop over the run period of ``exo`` in one go: the
+    :func:`simulation` with these arguments (parameters and errors as there)."""
+    run = simulation(exo, policy, serving=serving, penalties=penalties, progress=progress,
+                     faults=faults, fast_layer=fast_layer)
+    env, _ = next(run)
+    # The loop's linear algebra is tiny (Kalman filters, 3x3 states): multi-threaded
+    # BLAS only adds synchronisation (forecasters/statistical.py has the measurement).
+    with threadpool_limits(limits=1, user_api="blas"):
+        env.run()
+    return finish(run)
 
 
 # ----------------------------------------------------------------------------- KPIs
