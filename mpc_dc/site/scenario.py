@@ -433,6 +433,9 @@ class ControllerSpec:
     deadline_margin_h : float [h]
         Forecast-driven MPC plans deferrable work this long before each deadline
         (not ``perfect``).
+    scenarios : int
+        Forecast scenarios a scenario-based (stochastic) policy plans on, e.g. the
+        example ``example-smpc`` (docs/policies.md); our MPC ignores it.
     """
 
     kind: ControllerKind = "mpc"
@@ -453,6 +456,7 @@ class ControllerSpec:
     demand_quantile: float = 0.9
     min_instances_per_model: int = 1
     deadline_margin_h: float = 1.0
+    scenarios: int = 5
 
     def __post_init__(self) -> None:
         positive(SOURCE, "controller.horizon_h", self.horizon_h)
@@ -469,6 +473,9 @@ class ControllerSpec:
         if self.integer_intervals < 1:
             raise ConfigError(SOURCE, f"expected an integer >= 1, got "
                               f"{self.integer_intervals}", key="controller.integer_intervals")
+        if self.scenarios < 1:
+            raise ConfigError(SOURCE, f"expected an integer >= 1, got {self.scenarios}",
+                              key="controller.scenarios")
         check_in_unit_interval({f"controller.{k}": getattr(self, k) for k in (
             "mip_rel_gap", "offline_mip_rel_gap", "demand_quantile")}, closed=False)
         check_forecaster(self.forecaster, "controller.forecaster")
