@@ -39,6 +39,7 @@ first-interval decisions match).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -136,8 +137,9 @@ class StochasticMpc:
                                           demand_tokens_per_s=demand,
                                           deadline_margin_steps=mpc.deadline_margin_steps,
                                           may_reprovision=mpc.may_reprovision(obs))
-            out.append(project(self.site, known_now(mpc.exo, obs, inputs), state,
-                               self.stats.faults))
+            # Projected as the MPC's horizon is, but not counted: a sampled path above
+            # capacity is a draw from the forecast's tail, not a fault met.
+            out.append(project(self.site, known_now(mpc.exo, obs, inputs), state, Counter()))
         return out
 
     def _quantiles(self, channel: str, time: pd.Timestamp, n: int) -> np.ndarray | None:
