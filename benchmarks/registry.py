@@ -168,9 +168,15 @@ def _rcdc_resolve(size: int) -> Case:
 
 
 def _rcdc_extract(size: int) -> Case:
-    # _columns is the post-processing's first stage (variable values -> physical
+    # solution_columns is the post-processing's first stage (variable values -> physical
     # per-column arrays); the benchmark times the stages a solve runs after HiGHS.
-    from mpc_dc.problem import _columns, expand_plan, plan_cost, repair_relaxed, set_parameters
+    from mpc_dc.problem import (
+        expand_plan,
+        plan_cost,
+        repair_relaxed,
+        set_parameters,
+        solution_columns,
+    )
 
     inputs, state = rcdc_cases(size, 1)[0]
     model = _rcdc_problem(size).model(False)
@@ -181,7 +187,7 @@ def _rcdc_extract(size: int) -> Case:
 
     def run() -> float | None:
         values = {n: model.fast.value(x, n) for n in model.ctx.variables}
-        cols, _, _ = repair_relaxed(model.ctx, _columns(model.ctx, values))
+        cols, _, _ = repair_relaxed(model.ctx, solution_columns(model.ctx, values))
         plan_cost(model.ctx, cols)
         expand_plan(model.ctx, cols, inputs)
         return None

@@ -192,6 +192,10 @@ class HighsFastPath:
 
         self.var_cols = {v.name(): (pp.var_id_to_col[v.id], v.size, v.shape)
                          for v in problem.variables()}
+        # By variable id too: a problem stacking copies of one model (scenarios) has
+        # several variables of each name.
+        self.var_cols_by_id = {v.id: (pp.var_id_to_col[v.id], v.size, v.shape)
+                               for v in problem.variables()}
         self._is_mip = bool(data["bool_vars_idx"] or data["int_vars_idx"])
         self.matrix = A
         self._repair_pool: tuple[np.ndarray, np.ndarray] | None = None
@@ -546,4 +550,14 @@ class HighsFastPath:
     def value(self, x: np.ndarray, name: str) -> np.ndarray:
         """Values of the cvxpy variable ``name`` from a column vector ``x``."""
         start, size, shape = self.var_cols[name]
+        return np.asarray(x[start : start + size]).reshape(shape, order="F")
+
+    def variable_columns(self, variable: cp.Variable) -> np.ndarray:
+        """Column indices of ``variable`` (Fortran order of its shape)."""
+        start, size, _ = self.var_cols_by_id[variable.id]
+        return np.arange(start, start + size)
+
+    def variable_value(self, x: np.ndarray, variable: cp.Variable) -> np.ndarray:
+        """Values of ``variable`` from a column vector ``x``."""
+        start, size, shape = self.var_cols_by_id[variable.id]
         return np.asarray(x[start : start + size]).reshape(shape, order="F")

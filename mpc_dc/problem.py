@@ -97,10 +97,10 @@ __all__ = [
     "InfeasibleInputError", "LatenessPrices", "Plan", "PlantState", "Problem", "SolveResult",
     "SolveStatus",
     "SolverOptions", "build_model", "check_feasibility", "choose_formulation",
-    "earliest_completion_wu", "expand_plan", "horizon_columns", "inference_it_mw",
-    "max_work_per_interval_wu", "objective_offset_usd",
-    "plan_cost", "repair_relaxed", "round_instances", "set_parameters", "solve_day",
-    "with_instances",
+    "define_model", "earliest_completion_wu", "expand_plan", "horizon_columns",
+    "inference_it_mw", "max_work_per_interval_wu", "model_cost", "objective_offset_usd",
+    "plan_cost", "repair_relaxed", "round_instances", "rounding_inputs", "set_parameters",
+    "solution_columns", "solve_day", "with_instances",
 ]
 
 _TOL = 1e-6
@@ -974,6 +974,45 @@ def build_model(site: Site, interval_lengths: np.ndarray, exact: bool,
     """
     t0 = time.perf_counter()
     o = options or SolverOptions()
+    ctx = define_model(site, interval_lengths, exact, demand_response=demand_response,
+                       lateness=lateness)
+    objective = cp.Minimize(model_cost(ctx))
+    problem = cp.Problem(objective, ctx.all_constraints())
+    if not problem.is_dpp():  # an invariant of the blocks, not an input problem
+        raise AssertionError("site problem is not DPP")
+    for p in ctx.parameters.values():
+        p.value = np.zeros(p.shape)
+    ctx.series_parameters = [ctx.parameters[name] for name in _SERIES
+                             if name in ctx.parameters]
+    fast = HighsFastPath(problem, time_limit_s=o.time_limit_s, mip_rel_gap=o.mip_rel_gap)
+    model = CompiledModel(ctx, problem, fast, 0.0)
+    if "instances" in ctx.variables:
+        model.n_cols = fast.columns("instances")
+    for variable in ctx.variables.values():
+        if variable.attributes.get("boolean"):
+            start, _, shape = fast.var_cols[variable.name()]
+            model.binary_blocks.append((int(start), int(shape[0])))
+    model.build_time_s = time.perf_counter() - t0
+    return model
+
+
+def define_model(site: Site, interval_lengths: np.ndarray, exact: bool, *,
+                 demand_response: bool = True,
+                 lateness: LatenessPrices | None = None) -> ModelContext:
+    """The blocks of ``site`` on a new :class:`ModelContext`, in :func:`build_model`'s
+    order (variables, Parameters, constraint groups and cost terms; nothing compiled).
+
+    Parameters
+    ----------
+    interval_lengths : ndarray of int
+        Intervals per model column.
+    exact : bool
+        The exact formulation (binaries) or the LP relaxation.
+    demand_response : bool
+        Build the DR cap and settlement.
+    lateness : LatenessPrices, optional
+        Build the lateness block with these prices (None: no backlog is carried).
+    """
     lengths = np.asarray(interval_lengths, dtype=np.int64)
     ctx = ModelContext(site, lengths.size, exact=exact, interval_lengths=lengths,
                        demand_response=demand_response, lateness=lateness)
@@ -1008,25 +1047,12 @@ def build_model(site: Site, interval_lengths: np.ndarray, exact: bool,
     define_unserved_cost(ctx)
     if lateness is not None:
         define_lateness_cost(ctx, lateness)
-    objective = cp.Minimize(cp.sum(cp.hstack([cp.reshape(c, (1,), order="F")
-                                              for c in ctx.costs.values()])))
-    problem = cp.Problem(objective, ctx.all_constraints())
-    if not problem.is_dpp():  # an invariant of the blocks, not an input problem
-        raise AssertionError("site problem is not DPP")
-    for p in ctx.parameters.values():
-        p.value = np.zeros(p.shape)
-    ctx.series_parameters = [ctx.parameters[name] for name in _SERIES
-                             if name in ctx.parameters]
-    fast = HighsFastPath(problem, time_limit_s=o.time_limit_s, mip_rel_gap=o.mip_rel_gap)
-    model = CompiledModel(ctx, problem, fast, 0.0)
-    if "instances" in ctx.variables:
-        model.n_cols = fast.columns("instances")
-    for variable in ctx.variables.values():
-        if variable.attributes.get("boolean"):
-            start, _, shape = fast.var_cols[variable.name()]
-            model.binary_blocks.append((int(start), int(shape[0])))
-    model.build_time_s = time.perf_counter() - t0
-    return model
+    return ctx
+
+
+def model_cost(ctx: ModelContext) -> cp.Expression:
+    """The sum of the context's cost terms [$] (the model's objective)."""
+    return cp.sum(cp.hstack([cp.reshape(c, (1,), order="F") for c in ctx.costs.values()]))
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -1141,7 +1167,8 @@ def objective_offset_usd(ctx: ModelContext) -> float:
 # ----------------------------------------------------------------------------- post-process
 
 
-def _columns(ctx: ModelContext, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def solution_columns(ctx: ModelContext, values: Mapping[str, np.ndarray]
+                     ) -> dict[str, np.ndarray]:
     """Variable values → per-column arrays in physical units (MW, MWh, tokens/s, WU);
     campus arrays (C, H) with zeros where a campus lacks the block; tiny negatives
     clipped."""
@@ -1424,6 +1451,21 @@ def round_instances(ctx: ModelContext, n: np.ndarray, tokens_per_s: np.ndarray,
                                   warmup[:, t], weights[t:t + 1])
         prev = out[:, t]
     return out
+
+
+def rounding_inputs(ctx: ModelContext
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What rounding needs of the inputs last set on ``ctx``, per model column: GPUs
+    available (C_g, H), instances running (P,), demand [tokens/s] (M, H) and the price
+    that ranks pools (import + carbon + DR reward rate) [$/MWh] (C_g, H)."""
+    par = ctx.parameters
+    price = (np.asarray(par["import_price_usd_per_mwh"].value)
+             + np.asarray(par["carbon_cost_usd_per_mwh"].value))
+    if ctx.demand_response:
+        price = price + 1e3 * np.asarray(par["dr_reward_usd_per_kwh"].value)
+    return (np.asarray(par["gpus_available"].value),
+            np.asarray(par["instances_running"].value),
+            1e3 * np.asarray(par["demand_kps"].value), price[ctx.gpu_campuses])
 
 
 @dataclass
@@ -1940,17 +1982,7 @@ class Problem:
 
     def _rounding_inputs(self, ctx: ModelContext
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """What rounding needs of the inputs last set, per model column: GPUs available
-        (C_g, H), instances running (P,), demand [tokens/s] (M, H) and the price that
-        ranks pools (import + carbon + DR reward rate) [$/MWh] (C_g, H)."""
-        par = ctx.parameters
-        price = (np.asarray(par["import_price_usd_per_mwh"].value)
-                 + np.asarray(par["carbon_cost_usd_per_mwh"].value))
-        if ctx.demand_response:
-            price = price + 1e3 * np.asarray(par["dr_reward_usd_per_kwh"].value)
-        return (np.asarray(par["gpus_available"].value),
-                np.asarray(par["instances_running"].value),
-                1e3 * np.asarray(par["demand_kps"].value), price[ctx.gpu_campuses])
+        return rounding_inputs(ctx)
 
     def round_first_interval(self, plan: Plan) -> np.ndarray:
         """Integer instances (P, 1) for interval 0 of ``plan``, a plan of the inputs last
@@ -2064,7 +2096,7 @@ class Problem:
             return _Run(status, None, None, float("nan"), sol.highs_time_s, sol.mip_gap,
                         message, mip_bound_usd=bound)
         values = {n: model.fast.value(sol.x, n) for n in ctx.variables}
-        cols = _columns(ctx, values)
+        cols = solution_columns(ctx, values)
         repaired, message = False, ""
         if not ctx.exact and (ctx.other_it.size or ctx.export.size):
             cols, repaired, residual = repair_relaxed(ctx, cols)

@@ -1,10 +1,11 @@
 """Our MPC behind the public policy interface: built from a PolicyContext alone.
 
 :class:`PublicMpc` rebuilds a :class:`~mpc_dc.sim.exogenous.SiteExogenous` from what
-the context holds — the history published before the run, the schedules published
-ahead of it — with every run-period channel value set to 0 and no requests, and
-builds the scenario's controller on it (:func:`mpc_dc.runner.build_policy`). If the
-MPC read any future exogenous value, it would read these zeros and decide otherwise:
+the context holds (:func:`mpc_dc.context_mpc.context_exogenous`) — the history
+published before the run, the schedules published ahead of it — with every run-period
+channel value set to 0 and no requests, and builds the scenario's controller on it
+(:func:`mpc_dc.runner.build_policy`). If the MPC read any future exogenous value, it
+would read these zeros and decide otherwise:
 ``tests/test_policy_interface.py`` checks that it gives the KPIs of ``mpc-dc run``.
 Forecast-driven MPC only: the Oracle and published day-ahead prices
 (``controller.price_known_ahead``) read the truth, which the context does not hold.
@@ -14,31 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 import pandas as pd
 
+from mpc_dc.context_mpc import context_exogenous
 from mpc_dc.policy import Decision, Observation, PolicyContext
 from mpc_dc.runner import build_policy
-from mpc_dc.sim.arrivals import RequestArrays
-from mpc_dc.sim.exogenous import SiteExogenous
 
-
-def context_exogenous(context: PolicyContext) -> SiteExogenous:
-    """The run's exogenous data as the context knows it (module docstring)."""
-    site = context.site
-    run = pd.DataFrame(0.0, index=context.run_index, columns=context.history.columns)
-    run[context.schedules.columns] = context.schedules
-    frame = pd.concat([context.history, run])
-    frame.index.name = "interval_start_utc"
-    requests = None
-    if site.fleet is not None:
-        empty = np.zeros(0)
-        requests = RequestArrays.from_arrays(empty, empty.astype(np.int32),
-                                             empty.astype(np.int64), empty.astype(np.int64),
-                                             site.models)
-    return SiteExogenous(site, frame, context.run_index[0], context.n_steps, requests,
-                         publication=context.publication, local_tz=context.local_tz,
-                         request_mix=context.request_mix)
+__all__ = ["PublicMpc", "context_exogenous"]
 
 
 class PublicMpc:

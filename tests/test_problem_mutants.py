@@ -1,6 +1,6 @@
 """Mutation check of the one problem: each hand-listed mutant of a block must be caught.
 
-A mutant replaces one ``define_*`` function where :func:`mpc_dc.problem.build_model`
+A mutant replaces one ``define_*`` function where :func:`mpc_dc.problem.define_model`
 looks it up by a wrong version (a constraint group dropped, the exact processing
 function relaxed, warm-up ignored, a cost term left out). The checks are hand-solved
 instances, each asserting a feasible plan at its known optimum:
@@ -249,7 +249,7 @@ def test_mutant_is_caught(mutant: Mutant, monkeypatch: pytest.MonkeyPatch) -> No
 def test_every_mutated_block_is_called_by_the_builder() -> None:
     """A mutant of a name the builder does not call would survive for the wrong reason;
     and every block the builder calls with a constraint group has a mutant."""
-    called = set(mpc_dc.problem.build_model.__code__.co_names)
+    called = set(mpc_dc.problem.define_model.__code__.co_names)
     mutated = {m.block for m in MUTANTS}
     assert mutated <= called
     blocks = {name for name in called if name.startswith("define_")}

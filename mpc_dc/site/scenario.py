@@ -521,6 +521,9 @@ class ControllerSpec:
         The plant-side fast layer inside the interval (``[controller.fast_layer]``:
         ``enabled``, ``period_s``, ``lookback_s``, ``drain_s``;
         :mod:`mpc_dc.sim.fast_layer`), for every controller kind.
+    scenarios : int
+        Forecast scenarios a scenario-based (stochastic) policy plans on, e.g. the
+        example ``example-smpc`` (docs/policies.md); our MPC ignores it.
     """
 
     kind: ControllerKind = "mpc"
@@ -548,6 +551,7 @@ class ControllerSpec:
     backlog_drain_h: float = 0.25
     lateness_weight: float = 1.0
     fast_layer: FastLayerConfig = field(default_factory=FastLayerConfig)
+    scenarios: int = 5
 
     def __post_init__(self) -> None:
         positive(SOURCE, "controller.horizon_h", self.horizon_h)
@@ -566,6 +570,9 @@ class ControllerSpec:
         if self.integer_intervals < 1:
             raise ConfigError(SOURCE, f"expected an integer >= 1, got "
                               f"{self.integer_intervals}", key="controller.integer_intervals")
+        if self.scenarios < 1:
+            raise ConfigError(SOURCE, f"expected an integer >= 1, got {self.scenarios}",
+                              key="controller.scenarios")
         check_in_unit_interval({f"controller.{k}": getattr(self, k) for k in (
             "mip_rel_gap", "offline_mip_rel_gap", "demand_quantile")}, closed=False)
         check_forecaster(self.forecaster, "controller.forecaster")
