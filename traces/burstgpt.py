@@ -222,6 +222,8 @@ def iter_burstgpt_requests(
                 except (pd.errors.ParserError, csv.Error) as err:
                     raise TraceError(source, f"malformed CSV ({str(err).strip().splitlines()[0]})",
                                      line=line) from None
+                if len(frame.columns) == len(names):
+                    frame.columns = pd.Index(names)  # matched stripped above: read stripped
                 chunk = _check_rows(frame, source, line, previous)
                 line += len(frame)
                 rows += len(frame)

@@ -112,6 +112,17 @@ def read_csv_checked(
         raise TraceError(path, f"values out of range ({_first_line(str(err))})") from None
     except ValueError as err:
         raise TraceError(path, f"malformed CSV ({_first_line(str(err))})") from None
+    if header_rows == 1:
+        # Column names are matched stripped (require_columns), so the readers must find
+        # them stripped too: "day ,hour" is the column "day".
+        names = [str(c).strip() for c in frame.columns]
+        for k, name in enumerate(names):
+            if name and name in names[:k]:
+                raise TraceError(path, f"column name repeated in the header (columns "
+                                 f"{names.index(name) + 1} and {k + 1}, spaces around names "
+                                 "ignored); expected unique column names",
+                                 line=skiprows + 1, field=name)
+        frame.columns = pd.Index(names)
     require_columns(frame.columns, required, path, line=skiprows + 1, expected=expected)
     if frame.empty:
         raise TraceError(
@@ -189,7 +200,11 @@ def _header_fields(line: str, path: str | Path, line_no: int) -> list[str]:
             seen[name] = position
         raise TraceError(path, f"more than {MAX_COLUMNS} columns in the header; expected a "
                          "CSV of at most that width", line=line_no)
-    return [c.strip() for c in next(csv.reader([line.rstrip("\r")]), [])]
+    try:
+        return [c.strip() for c in next(csv.reader([line.rstrip("\r")]), [])]
+    except csv.Error as err:  # e.g. a bare carriage return inside the header
+        raise TraceError(path, f"malformed CSV header ({_first_line(str(err))}); expected "
+                         "comma-separated names on one line", line=line_no) from None
 
 
 def _wrong_width(path: str | Path, fields: int, width: int, line: int, last: bool) -> TraceError:
