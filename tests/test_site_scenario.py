@@ -80,7 +80,8 @@ def test_every_old_example_has_a_migrated_one() -> None:
     migrated = {"default": "rcdc_default"}
     # New examples without an old counterpart: the product site, the reliability
     # sweep of issue 18 and the per-channel forecast-error sweep of issue 17.
-    new = {"default", "nyiso_wind_fleet", "sweep_faults", "sweep_forecast_channels"}
+    new = {"default", "nyiso_wind_fleet", "sweep_faults", "sweep_forecast_channels",
+           "sweep_cost_slo"}
     assert {migrated.get(n, n) for n in old} | new == set(EXAMPLES)
 
 
