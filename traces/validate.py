@@ -114,15 +114,9 @@ def read_csv_checked(
         raise TraceError(path, f"malformed CSV ({_first_line(str(err))})") from None
     if header_rows == 1:
         # Column names are matched stripped (require_columns), so the readers must find
-        # them stripped too: "day ,hour" is the column "day".
-        names = [str(c).strip() for c in frame.columns]
-        for k, name in enumerate(names):
-            if name and name in names[:k]:
-                raise TraceError(path, f"column name repeated in the header (columns "
-                                 f"{names.index(name) + 1} and {k + 1}, spaces around names "
-                                 "ignored); expected unique column names",
-                                 line=skiprows + 1, field=name)
-        frame.columns = pd.Index(names)
+        # them stripped too: "day ,hour" is the column "day". check_csv_shape has already
+        # refused names that repeat once stripped.
+        frame.columns = pd.Index([str(c).strip() for c in frame.columns])
     require_columns(frame.columns, required, path, line=skiprows + 1, expected=expected)
     if frame.empty:
         raise TraceError(

@@ -75,6 +75,16 @@ def check_labels(scenario: Scenario, option: str, labels: Sequence[str],
             controller_variant(scenario, label)
 
 
+def with_days(scenario: Scenario, days: float | None, source: str | Path = SOURCE
+              ) -> Scenario:
+    """``scenario`` over ``days`` [d] (``--days``; None or 0: as it is); a length the
+    scenario refuses names ``source`` and the option."""
+    if not days:
+        return scenario
+    with option_errors("--days", f"{days:g}", source):
+        return replace(scenario, run=replace(scenario.run, days=days))
+
+
 def with_run_overrides(scenario: Scenario, args: argparse.Namespace,
                        source: str | Path = SOURCE) -> tuple[Scenario, Path]:
     """Apply ``--data``, ``--set``, ``--controller`` (:func:`controller_variant`) and
@@ -91,9 +101,7 @@ def with_run_overrides(scenario: Scenario, args: argparse.Namespace,
     if args.controller:
         with option_errors("--controller", args.controller, source):
             scenario = controller_variant(scenario, args.controller)
-    if args.days:
-        with option_errors("--days", f"{args.days:g}", source):
-            scenario = replace(scenario, run=replace(scenario.run, days=args.days))
+    scenario = with_days(scenario, args.days, source)
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
     out = args.out or Path("runs") / f"{scenario.name}-{stamp}"
     return scenario, out

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -18,11 +17,11 @@ from mpc_dc.commands._common import (
     add_set_option,
     check_labels,
     markdown_table,
-    option_errors,
     print_report,
     progress_bars,
     read_scenario,
     with_data_dir,
+    with_days,
     with_set_options,
     write_comparison,
 )
@@ -122,9 +121,7 @@ def main(args: argparse.Namespace) -> int:
     """Run the comparison and print the table."""
     source = args.scenario or SOURCE
     scenario = with_set_options(with_data_dir(read_scenario(args.scenario), args.data), args)
-    if args.days:
-        with option_errors("--days", f"{args.days:g}", source):
-            scenario = replace(scenario, run=replace(scenario.run, days=args.days))
+    scenario = with_days(scenario, args.days, source)
     if args.attribute:
         return attribute_main(args, scenario)
     if args.workers != 1:
