@@ -26,6 +26,7 @@ from mpc_dc.sim.fast_layer import FastLayerConfig
 from mpc_dc.sim.plant import CampusPlant, CampusRecord, committed_cap_mw
 from mpc_dc.sim.policy import CampusDecision, Decision, FleetDecision
 from mpc_dc.site.config import Campus, DemandResponse, Fleet, Grid, Site
+from mpc_dc.studies.dr_cap import event_rows
 from tests.scripted_policy import Scripted
 from tests.test_engine import MODEL, POOL, W, hand_table, plant_campus
 
@@ -221,3 +222,24 @@ def test_a_request_burst_in_an_event_is_held_at_the_cap_by_a_power_cap() -> None
     assert off.campus_ledger(W)["import_mw"].iloc[1] > 1.4e-3
     assert off.kpis["dr_compliance"] == 0.0 and off.kpis["dr_capped_s"] == 0.0
     assert on.kpis["late_requests"] > off.kpis["late_requests"]
+
+
+def test_event_rows_split_the_burst_into_tokens_not_planned() -> None:
+    """:func:`mpc_dc.studies.dr_cap.event_rows` on the burst: the plan committed its one
+    instance and planned no tokens, so the row is above both caps by the tokens served
+    at the plan's 0.5 J/token (``d_tokens``), not by instances (``d_instances`` 0); the
+    flat curve's active power is that energy per token (``d_occupancy`` ~ 0: only the
+    first tokens counted in the interval they were admitted differ)."""
+    off = burst_run(False)
+    assert off.pools is not None
+    rows = event_rows(off.ledger, off.pools, off.site)
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    served = float(off.campus_ledger(W)["tokens_served"].iloc[1])
+    assert row["d_tokens"] == pytest.approx(0.5 * served / 900.0 / 1e3, rel=1e-12)
+    assert row["d_instances"] == 0.0 and abs(row["d_occupancy"]) < 0.01 * row["d_tokens"]
+    assert row["over_programme_cap"] and row["over_committed_cap"]
+    assert not row["plan_over_programme_cap"]
+    on = burst_run(True)
+    assert on.pools is not None
+    assert not event_rows(on.ledger, on.pools, on.site)["over_committed_cap"].any()
