@@ -243,3 +243,16 @@ def test_event_rows_split_the_burst_into_tokens_not_planned() -> None:
     on = burst_run(True)
     assert on.pools is not None
     assert not event_rows(on.ledger, on.pools, on.site)["over_committed_cap"].any()
+
+
+def test_off_switch_reproduces_the_code_before_the_committed_cap() -> None:
+    """``enforce_cap = false`` runs the burst exactly as the code before the committed cap
+    did. Stored figures, measured on commit 1fd7bba (the branch point) with this site,
+    policy and ``FastLayerConfig()`` built without the key."""
+    off = burst_run(False)
+    led = off.campus_ledger(W)
+    np.testing.assert_allclose(led["import_mw"], [0.001, 0.001456338333333325],
+                               rtol=1e-12, atol=0.0)
+    np.testing.assert_allclose(led["tokens_served"], [0.0, 814092.0], rtol=1e-12, atol=0.0)
+    assert off.kpis["late_requests"] == 0.0
+    assert off.kpis["cost_usd"] == pytest.approx(0.17317628749999373, rel=1e-12)
