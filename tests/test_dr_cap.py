@@ -114,6 +114,20 @@ def test_committed_cap_outside_events_and_without_a_plan() -> None:
 # ----------------------------------------------------------------------------- in a run
 
 
+def two_intervals(baseline_mw: float, columns: dict[str, list[float]]) -> pd.DataFrame:
+    """Campus ``W``'s data of two intervals at 30 $/MWh, the second a DR event with
+    ``baseline_mw`` [MW], plus ``columns``."""
+    index = pd.date_range("2022-06-01T04:00Z", periods=2, freq="15min",
+                          name="interval_start_utc")
+    return pd.DataFrame({
+        column("price_usd_per_mwh", W): [30.0, 30.0],
+        column("carbon_gco2_per_kwh", W): [400.0, 400.0],
+        column("dr_event", W): [0.0, 1.0],
+        column("dr_baseline_mw", W): [0.0, baseline_mw],
+        **columns,
+    }, index=index)
+
+
 def wind_site(enforce: bool) -> SiteExogenous:
     """One campus: PUE 1, 10 MW of wind, a lossless 10 MWh / 5 MW battery with 5 MWh,
     other IT with 1 WU of ND work per interval (4 MW); two intervals, an event in the
@@ -124,17 +138,9 @@ def wind_site(enforce: bool) -> SiteExogenous:
     campus = replace(campus, name=W, other_it=replace(campus.other_it, deferrable_share=0.0))
     site = Site(campuses=(campus,),
                 dr=DemandResponse(baseline="s1_plan", enforce_cap=enforce))
-    index = pd.date_range("2022-06-01T04:00Z", periods=2, freq="15min",
-                          name="interval_start_utc")
-    frame = pd.DataFrame({
-        column("price_usd_per_mwh", W): [30.0, 30.0],
-        column("carbon_gco2_per_kwh", W): [400.0, 400.0],
-        column("renewable_cf", W): [0.2, 0.0],
-        column("workload_wu", W): [1.0, 1.0],
-        column("dr_event", W): [0.0, 1.0],
-        column("dr_baseline_mw", W): [0.0, 3.0],
-    }, index=index)
-    return SiteExogenous(site, frame, index[0], 2, None)
+    frame = two_intervals(3.0, {column("renewable_cf", W): [0.2, 0.0],
+                                column("workload_wu", W): [1.0, 1.0]})
+    return SiteExogenous(site, frame, frame.index[0], 2, None)
 
 
 def planned() -> Scripted:
@@ -184,15 +190,9 @@ def burst_site(enforce: bool) -> SiteExogenous:
     n = 818
     requests = RequestArrays.from_arrays(900.0 + 1.1 * np.arange(n), np.zeros(n),
                                          np.full(n, 100), np.full(n, 1000), (MODEL,))
-    index = pd.date_range("2022-06-01T04:00Z", periods=2, freq="15min",
-                          name="interval_start_utc")
-    frame = pd.DataFrame({
-        column("price_usd_per_mwh", W): [30.0, 30.0],
-        column("carbon_gco2_per_kwh", W): [400.0, 400.0],
-        column("dr_event", W): [0.0, 1.0],
-        column("dr_baseline_mw", W): [0.0, 1.25e-3],
-    }, index=index).join(demand_columns(requests, index))
-    return SiteExogenous(site, frame, index[0], 2, requests)
+    frame = two_intervals(1.25e-3, {})
+    frame = frame.join(demand_columns(requests, frame.index))
+    return SiteExogenous(site, frame, frame.index[0], 2, requests)
 
 
 def burst_run(enforce: bool) -> RunResult:
