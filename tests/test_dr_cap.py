@@ -204,18 +204,20 @@ def burst_run(enforce: bool) -> RunResult:
 
 def test_a_request_burst_in_an_event_is_held_at_the_cap_by_a_power_cap() -> None:
     """Without the cap the instance runs ~9 requests (~1.45 kW) through the event
-    interval, within the SLO. Held: from the boundary on, the pool admits at most 5
-    requests per instance (1000 + 50 × 5 = 1.25 kW, the largest batch whose power fits
-    the cap), at every wake-up: the interval's import is the cap, the requests queue and
-    more of them are late (their lateness is priced)."""
+    interval, within the SLO. Held: at the boundary the pool may admit at most 4
+    requests per instance (1000 + 50 × 4 = 1.2 kW, the largest batch within 99 % of the
+    1.25 kW cap, 1.2375 kW); each wake-up sets the cap again from the energy drawn so far
+    (a batch of 4 to 6). The interval's import stays within the cap, the requests queue
+    and nearly all of them are late (their lateness is priced)."""
     on = burst_run(True)
     led = on.campus_ledger(W)
     assert led["import_mw"].iloc[1] <= 1.25e-3 * (1 + 1e-9)
-    assert led["import_mw"].iloc[1] > 1.2e-3  # served throughout, at the cap's batch
+    assert led["import_mw"].iloc[1] > 1.2e-3  # served throughout, at the caps' batches
     assert on.kpis["dr_compliance"] == 1.0
     assert on.fast_actions is not None
     caps = on.fast_actions[on.fast_actions["action"] == "cap"]
-    assert len(caps) == 15 and set(caps["count"]) == {5}  # the boundary + 14 wake-ups
+    assert len(caps) == 15  # the boundary and 14 wake-ups
+    assert caps["count"].iloc[0] == 4 and set(caps["count"]) <= {4, 5, 6}
     assert on.kpis["dr_capped_s"] == 900.0  # one pool, the whole interval
 
     off = burst_run(False)

@@ -63,9 +63,11 @@ instance at its occupancy); where the campus is above it, in this order:
    drawing less active power per request, as far as the excess asks (``dr_requests_moved``);
    a pool's active power per request/s is taken at its full batch,
    ``(P(B) − P0) / μ_p``;
-3. last, a power cap: each of its pools admits at most ``⌊s · B⌋`` requests per
-   instance, with the largest common ``s`` whose bound ``n · P0 + ready · (P(⌊s B⌋) − P0)``
-   fits what is left (``s = 0``: nothing admitted until the next wake-up). Throughput
+3. last, a power cap: each of its pools admits at most ``b_p ≤ B`` requests per
+   instance, the caps chosen so that the bound ``Σ n_p P0 + Σ ready_p (P(b_p) − P0)``
+   fits 99 % of what is left (:data:`_CAP_MARGIN`) at the least service lost: slots go
+   first where they save the most power per request/s (:meth:`FastLayer._cap_batches`;
+   ``b_p = 0``: nothing admitted until the next wake-up). Throughput
    falls and requests queue: their lateness is priced like any other. The cap bounds
    what the pools may draw until the next wake-up, not only what they draw now, so it
    is set whenever the bound at a full batch exceeds what is left, and every wake-up
@@ -106,6 +108,10 @@ if TYPE_CHECKING:
 
 _EPS = 1e-9
 """Rates and powers below this are rounding [requests/s], [W]."""
+
+_CAP_MARGIN = 0.01
+"""Share of what a campus may still draw under a DR cap that its power caps leave
+unused: requests admitted before a cap run on at their occupancy past the wake-up."""
 
 FAST_POOL_COLUMNS: tuple[str, ...] = (
     "fast_started",
@@ -298,7 +304,10 @@ class FastLayer:
                                  for s in specs])
         self.p0_w = np.array([float(s.batch_curve.power_idle_w) for s in specs])
         self.batch = np.array([s.slots_per_instance for s in specs], dtype=np.int64)
-        self._curves = [s.batch_curve for s in specs]
+        # Active power P(b) − P0 of one instance at each batch b = 0..B [W].
+        self._active_w = [np.asarray(s.batch_curve.power_w(np.arange(s.slots_per_instance + 1)),
+                                     dtype=float) - float(s.batch_curve.power_idle_w)
+                          for s in specs]
         self.capacity = np.array([fleet.utilization_cap * fleet.capacity(k[1], k[2])
                                   for k in self.keys])
         self.budget = fleet.quality_budget_pct_points
@@ -434,7 +443,8 @@ class FastLayer:
                     break
             c = self.campus_of[p]
             if wanted > 0 and capped is not None and capped[c]:
-                self.cols["dr_starts_held"][step, p] += min(wanted, free_gpus[c] // self.gpus[p])
+                self.cols["dr_starts_held"][step, p] += max(
+                    min(wanted, free_gpus[c] // self.gpus[p]), 0)
         return plan
 
     def _plan_moves(self, plan: FastPlan, known: np.ndarray, need: np.ndarray,
@@ -672,28 +682,69 @@ class FastLayer:
             # The cap bounds what the pools may draw, not only what they draw now: a cap
             # lifted because the occupancy is low lets it fill up again within the window.
             mine = np.flatnonzero(self.campus_of == c)
-            fraction = self._cap_fraction(mine, ready, loading + draining,
-                                          allowed[c] + relief[c])
-            for p in mine.tolist():
-                cap = math.floor(fraction * self.batch[p] + _EPS)
+            target = (1.0 - _CAP_MARGIN) * (allowed[c] + relief[c])
+            batch = self._cap_batches(mine, ready, loading + draining, target, need, mu)
+            for p, cap in zip(mine.tolist(), batch.tolist(), strict=True):
                 if cap < self.batch[p] and ready[p] + loading[p] > 0:
                     server.set_batch_cap(p, cap)
                     self.cols["dr_capped_s"][step, p] += window
                     self._log(t, step, "cap", p, p, cap)
         return moves
 
-    def _cap_fraction(self, pools: np.ndarray, ready: np.ndarray, other: np.ndarray,
-                      target_w: float) -> float:
-        """The largest ``s`` in steps of 1/64 whose bound ``Σ (ready + other) P0 + ready
-        (P(⌊s B⌋) − P0)`` over ``pools`` is at most ``target_w`` [W]; 0 when none is."""
+    def _cap_batches(self, pools: np.ndarray, ready: np.ndarray, other: np.ndarray,
+                     target_w: float, need: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        """Batch caps [requests per instance] of ``pools`` whose bound ``Σ (ready + other)
+        P0 + Σ ready (P(b) − P0)`` fits ``target_w`` [W] at the least service lost.
+
+        A pool's slot serves ``μ_p / B_p`` requests/s (its capacity at the SLO over its
+        batch). From a floor of what each pool's need asks (``⌈1.2 · need / (ready ·
+        μ / B)⌉``, at least 1, at most ``B``), slots are taken away, a step of
+        ``⌈B / 64⌉`` at a time, from the pool whose step saves the most power per
+        request/s it costs, while the bound exceeds the target (to 0 if it must); or
+        given back, cheapest power per request/s first, while they fit.
+        """
         idle = float(((ready + other)[pools] * self.p0_w[pools]).sum())
-        for k in range(64, -1, -1):
-            s = k / 64.0
-            active = sum(float(ready[p]) * (float(self._curves[p].power_w(
-                math.floor(s * self.batch[p] + _EPS))) - self.p0_w[p]) for p in pools.tolist())
-            if idle + active <= target_w:
-                return s
-        return 0.0
+        B = self.batch[pools]
+        n = ready[pools].astype(float)
+        per_slot = np.where(mu[pools] > 0, mu[pools] / B, 1e-9)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            floor = np.ceil(1.2 * need[pools] / (n * per_slot))
+        b = np.where(n > 0, np.clip(np.nan_to_num(floor, nan=1.0, posinf=1.0), 1, B), B)
+        b = b.astype(np.int64)
+        step = np.maximum(B // 64, 1)
+        table = [self._active_w[p] for p in pools.tolist()]
+
+        def bound() -> float:
+            return idle + float(sum(n[i] * table[i][b[i]] for i in range(len(pools))))
+
+        total = bound()
+        while total > target_w:
+            best, ratio = -1, -1.0
+            for i in range(len(pools)):
+                if n[i] > 0 and b[i] > 0:
+                    d = min(int(step[i]), int(b[i]))
+                    r = (table[i][b[i]] - table[i][b[i] - d]) / (d * per_slot[i])
+                    if r > ratio:
+                        best, ratio = i, r
+            if best < 0:
+                break
+            d = min(int(step[best]), int(b[best]))
+            total -= n[best] * (table[best][b[best]] - table[best][b[best] - d])
+            b[best] -= d
+        open_ = [i for i in range(len(pools)) if n[i] > 0 and b[i] < B[i]]
+        while open_:
+            i = min(open_, key=lambda i: (table[i][min(b[i] + step[i], B[i])] - table[i][b[i]])
+                    / (min(step[i], B[i] - b[i]) * per_slot[i]))
+            up = min(int(step[i]), int(B[i] - b[i]))
+            add = n[i] * (table[i][b[i] + up] - table[i][b[i]])
+            if total + add > target_w:
+                open_.remove(i)
+                continue
+            total += add
+            b[i] += up
+            if b[i] >= B[i]:
+                open_.remove(i)
+        return b
 
     def _cap_moves(self, step: int, lam: np.ndarray, *, rate: np.ndarray, shares: np.ndarray,
                    excess: np.ndarray, spare: np.ndarray, margin: np.ndarray, w: np.ndarray,
