@@ -19,7 +19,8 @@ inference part of ``m − p̂`` split three ways (facility power, PUE applied) [
 
 The rest of ``m − p̂`` (``d_other``) is what is not inference: other IT, renewable,
 battery, curtailment, and the plant's levers holding the cap (``dr_relief_mw``). A
-summary follows: rows above ``f · b`` and above ``K``, by cause.
+summary follows: rows above ``f · b`` and above ``K``, by cause. ``--by-day``: one row
+per (local event day, campus) (:func:`by_day`).
 """
 
 from __future__ import annotations
@@ -100,18 +101,39 @@ def summary(rows: pd.DataFrame) -> list[str]:
     ]
 
 
+def by_day(rows: pd.DataFrame, local_tz: str) -> pd.DataFrame:
+    """:func:`event_rows` per (local event day, campus): the means of the caps, plan,
+    import and split [kW], and the counts of rows (``rows``), planned above ``f · b``
+    (``plan_over``), above ``f · b`` (``over_fb``) and above the committed cap
+    (``over_k``)."""
+    day = pd.DatetimeIndex(rows.index.get_level_values(0)).tz_convert(local_tz).strftime(
+        "%Y-%m-%d")
+    groups = rows.groupby([day, rows.index.get_level_values("campus")])
+    out = groups[["programme_cap_kw", "planned_kw", "committed_cap_kw", "import_kw",
+                  "d_instances", "d_tokens", "d_occupancy", "d_other"]].mean()
+    out["rows"] = groups.size()
+    out["plan_over"] = groups["plan_over_programme_cap"].sum()
+    out["over_fb"] = groups["over_programme_cap"].sum()
+    out["over_k"] = groups["over_committed_cap"].sum()
+    return out.rename_axis(["day", "campus"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the table and the summary of a run directory."""
     parser = argparse.ArgumentParser(prog="python -m mpc_dc.studies.dr_cap",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="run directory (mpc-dc run --out)")
     parser.add_argument("scenario", type=Path, help="the run's scenario TOML file")
+    parser.add_argument("--by-day", action="store_true",
+                        help="one row per (local event day, campus) instead of per interval")
     args = parser.parse_args(argv)
-    site = load_scenario(args.scenario).site
+    scenario = load_scenario(args.scenario)
     rows = event_rows(pd.read_parquet(args.run / "ledger.parquet"),
-                      pd.read_parquet(args.run / "pools.parquet"), site)
-    with pd.option_context("display.width", 200, "display.max_rows", None):
-        print(rows.round(3).to_string())
+                      pd.read_parquet(args.run / "pools.parquet"), scenario.site)
+    table = by_day(rows, scenario.run.local_tz) if args.by_day else rows
+    with pd.option_context("display.width", 250, "display.max_rows", None,
+                           "display.max_columns", None):
+        print(table.round(3).to_string())
     print("\n".join(summary(rows)))
     return 0
 
