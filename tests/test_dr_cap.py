@@ -26,7 +26,7 @@ from mpc_dc.sim.fast_layer import FastLayerConfig
 from mpc_dc.sim.plant import CampusPlant, CampusRecord, committed_cap_mw
 from mpc_dc.sim.policy import CampusDecision, Decision, FleetDecision
 from mpc_dc.site.config import Campus, DemandResponse, Fleet, Grid, Site
-from mpc_dc.studies.dr_cap import event_rows
+from mpc_dc.studies.dr_cap import by_day, event_rows
 from tests.scripted_policy import Scripted
 from tests.test_engine import MODEL, POOL, W, hand_table, plant_campus
 
@@ -159,7 +159,7 @@ def test_a_wind_shortfall_in_an_event_is_held_at_the_cap_by_the_battery() -> Non
     np.testing.assert_allclose(led["battery_discharge_mw"], [0.0, 1.0], atol=1e-12)
     np.testing.assert_allclose(led["battery_energy_mwh"], [5.0, 4.75], atol=1e-12)
     assert led["dr_committed_cap_mw"].iloc[1] == pytest.approx(3.0)
-    assert np.isnan(led["dr_committed_cap_mw"].iloc[0])
+    assert led["dr_committed_cap_mw"].iloc[0] == np.inf  # no cap outside events
     k = on.kpis
     assert k["dr_compliance"] == 1.0 and k["dr_under_programme_cap"] == 1.0
     assert k["dr_relief_mwh"] == pytest.approx(0.25) and k["dr_cap_enforced"] is True
@@ -242,6 +242,8 @@ def test_event_rows_split_the_burst_into_tokens_not_planned() -> None:
     assert row["d_instances"] == 0.0 and abs(row["d_occupancy"]) < 0.01 * row["d_tokens"]
     assert row["over_programme_cap"] and row["over_committed_cap"]
     assert not row["plan_over_programme_cap"]
+    day = by_day(rows, "America/New_York").loc[("2022-06-01", W)]
+    assert (day["rows"], day["over_fb"], day["over_k"], day["plan_over"]) == (1, 1, 1, 0)
     on = burst_run(True)
     assert on.pools is not None
     assert not event_rows(on.ledger, on.pools, on.site)["over_committed_cap"].any()

@@ -121,7 +121,7 @@ class CampusRecord:
     planned_import_mw, planned_export_mw : float [MW]
         The plan's grid flows, reported beside the realized ones.
     dr_committed_cap_mw : float [MW]
-        The interval's committed DR cap (:func:`committed_cap_mw`); NaN outside events.
+        The interval's committed DR cap (:func:`committed_cap_mw`); inf outside events (no cap).
     dr_relief_mw : float [MW]
         Import the plant's levers took off to hold the cap (module docstring, step 7).
     dr_deferred_wu : float [WU]
@@ -147,7 +147,7 @@ class CampusRecord:
     battery_energy_mwh: float
     planned_import_mw: float
     planned_export_mw: float
-    dr_committed_cap_mw: float = math.nan
+    dr_committed_cap_mw: float = math.inf
     dr_relief_mw: float = 0.0
     dr_deferred_wu: float = 0.0
 
@@ -439,7 +439,7 @@ class CampusPlant:
             battery_energy_mwh=self.battery_energy_mwh,
             planned_import_mw=decision.planned_import_mw,
             planned_export_mw=decision.planned_export_mw,
-            dr_committed_cap_mw=math.nan if cap_mw is None else cap_mw,
+            dr_committed_cap_mw=math.inf if cap_mw is None else cap_mw,
             dr_relief_mw=relief,
             dr_deferred_wu=deferred,
         )
