@@ -449,7 +449,10 @@ def compare(
     foresight. ``slo_attainment`` (request level; the fluid estimate at fluid
     fidelity) [-]; ``ttft_p99_s`` (request level) [s]; ``fast_layer`` (on or off) and
     its ``fast_instances_started``, ``fast_requests_rerouted``,
-    ``fast_precision_moves``; ``import_mwh``, ``export_mwh``, ``self_consumption_mwh``
+    ``fast_precision_moves``; ``dr_reward_usd``, ``dr_penalty_usd`` [$],
+    ``dr_energy_savings_mwh`` [MWh], ``dr_compliance`` (event rows at or under the
+    committed cap) and ``dr_under_programme_cap`` (at or under ``f · b``) [-], NaN
+    without events; ``import_mwh``, ``export_mwh``, ``self_consumption_mwh``
     (renewable consumed on site) [MWh]; ``carbon_t`` [t]; ``mip_gap_pct`` (largest
     relative MIP gap of the row's solves; the offline row's is its whole-run plan's
     certified gap to the bound [%]; NaN without solves); ``solves_not_optimal``;
@@ -530,6 +533,8 @@ def summary_row(outcome: RunOutcome) -> dict[str, Any]:
         "dr_reward_usd": k["dr_reward_usd"],
         "dr_penalty_usd": k["dr_penalty_usd"],
         "dr_energy_savings_mwh": k["dr_energy_savings_mwh"],
+        "dr_compliance": k["dr_compliance"],
+        "dr_under_programme_cap": k["dr_under_programme_cap"],
         "slo_attainment": k.get("slo_attainment", k.get("slo_attainment_estimate", math.nan)),
         "ttft_p99_s": k.get("ttft_p99_s", math.nan),
         "fast_layer": k.get("fast_layer_enabled", False),

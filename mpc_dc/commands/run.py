@@ -113,7 +113,9 @@ def summary_table(kpis: dict[str, Any], controller: str) -> str:
     ]
     if kpis["dr_event_intervals"]:
         rows.append(("DR below baseline / kept", f"{kpis['dr_energy_savings_mwh']:,.4f} MWh / "
-                     f"{100 * kpis['dr_compliance']:.1f} % of event intervals"))
+                     f"{100 * kpis['dr_compliance']:.1f} % of event intervals at or under "
+                     f"the committed cap, {100 * kpis['dr_under_programme_cap']:.1f} % "
+                     "under the programme's"))
     if "tokens_served" in kpis:
         slo = kpis.get("slo_attainment", kpis.get("slo_attainment_estimate", math.nan))
         label = "SLO attainment" if "slo_attainment" in kpis else "SLO attainment (fluid est.)"

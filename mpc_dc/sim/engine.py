@@ -62,7 +62,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,6 +78,8 @@ from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.dr_program import ProgramBaseline, program_of
 from mpc_dc.sim.exogenous import CampusRealized, SiteExogenous
 from mpc_dc.sim.fast_layer import (
+    DR_CAMPUS_COLUMNS,
+    DR_POOL_COLUMNS,
     FAST_CAMPUS_COLUMNS,
     FAST_POOL_COLUMNS,
     CampusLimits,
@@ -103,7 +105,7 @@ from mpc_dc.sim.meter import (
     billing_periods,
     net_cost_usd,
 )
-from mpc_dc.sim.plant import RECORD_COLUMNS, CampusPlant, CampusRecord
+from mpc_dc.sim.plant import RECORD_COLUMNS, CampusPlant, CampusRecord, committed_cap_mw
 from mpc_dc.sim.policy import (
     CampusObservation,
     Decision,
@@ -162,11 +164,13 @@ flows [MW], battery energy [MWh], work [WU], prices [$/MWh], carbon [gCO2/kWh] a
 [kg], costs [$] (:mod:`mpc_dc.sim.plant`, :mod:`mpc_dc.sim.meter`)."""
 
 FLEET_CAMPUS_COLUMNS: tuple[str, ...] = ("tokens_served", "tokens_arrived", "requests_arrived",
-                                         *LATENESS_COLUMNS, *FAST_CAMPUS_COLUMNS)
+                                         *LATENESS_COLUMNS, *FAST_CAMPUS_COLUMNS,
+                                         *DR_CAMPUS_COLUMNS)
 """Per-campus serving totals of a run with a fleet [tokens], [requests], the lateness
 of its pools (late requests, seconds late [s], ``lateness_usd`` [$], a cost the net cost
 includes: :func:`~mpc_dc.sim.meter.net_cost_usd`) and the fast layer's actions
-(:data:`~mpc_dc.sim.fast_layer.FAST_CAMPUS_COLUMNS`); the ledger also has
+(:data:`~mpc_dc.sim.fast_layer.FAST_CAMPUS_COLUMNS`, and those holding the DR cap,
+:data:`~mpc_dc.sim.fast_layer.DR_CAMPUS_COLUMNS`; zeros without it); the ledger also has
 ``instances[model/precision]`` [-] and ``routing_share[model]`` [-] (committed)."""
 
 POOL_COLUMNS: tuple[str, ...] = (
@@ -189,14 +193,16 @@ POOL_COLUMNS: tuple[str, ...] = (
     "facility_energy_kwh",
     *LATENESS_COLUMNS,
     *FAST_POOL_COLUMNS,
+    *DR_POOL_COLUMNS,
 )
 """Columns of the (interval, pool) table: serving figures of
 :class:`~mpc_dc.sim.serving.IntervalStats` (``decode_steps`` NaN at fluid fidelity,
 which has no steps), the committed routing share and planned tokens [tokens/s], IT
 and facility energy [kWh], the lateness of the requests that arrived in the
 interval (:mod:`mpc_dc.sim.lateness`: late requests, seconds late, their price [$]) and
-the fast layer's actions (:data:`~mpc_dc.sim.fast_layer.FAST_POOL_COLUMNS`, zeros
-without it). Energy costs are settled per campus (its grid connection), not per pool."""
+the fast layer's actions (:data:`~mpc_dc.sim.fast_layer.FAST_POOL_COLUMNS` and
+:data:`~mpc_dc.sim.fast_layer.DR_POOL_COLUMNS`, zeros without it). Energy costs are
+settled per campus (its grid connection), not per pool."""
 
 _FROM_STATS: tuple[str, ...] = (
     "instances", "ready_instance_s", "instance_s", "arrivals", "arrived_tokens", "started",
@@ -456,6 +462,8 @@ class _Loop:
         self.decide_s = np.zeros(n)
         self.projections: Counter[str] = Counter()
         self.exo_gpus = exo.realized_array("gpus")
+        # The plant holds each event interval's committed cap (site.dr.enforce_cap).
+        self.enforce_cap = site.dr.enforce_cap
         # The DR programme's own baseline (site.dr.baseline = "prior_days"), from the ledger.
         self.program: ProgramBaseline | None = program_of(exo)
 
@@ -506,11 +514,12 @@ class _Loop:
                         self.limits(step, decision, realized)))
                 inference = fleet.inference_it_mw(stats)
             records: list[CampusRecord] = []
+            caps = self.committed_caps(decision, realized)
             for c, name in enumerate(self.names):
                 try:
-                    records.append(self.plants[c].execute(step, decision.campus(name),
-                                                          realized[c], self.backlogs[c],
-                                                          float(inference[c])))
+                    records.append(self.plants[c].execute(
+                        step, decision.campus(name), realized[c], self.backlogs[c],
+                        float(inference[c]), caps[c], self.enforce_cap))
                 except InvariantError as err:
                     raise InvariantError(f"campus {name}: {err.message}", err.step,
                                          exo.time(step)) from None
@@ -611,24 +620,44 @@ class _Loop:
                            instances_running=running, instances_starting=starting,
                            queue_requests=queue)
 
+    def committed_caps(self, decision: Decision, realized: Sequence[CampusRealized]
+                       ) -> list[float | None]:
+        """Each campus's committed DR cap in the interval [MW], None outside events
+        (:func:`~mpc_dc.sim.plant.committed_cap_mw`)."""
+        fraction = self.site.dr.cap_fraction_of_baseline
+        return [committed_cap_mw(r, decision.campus(name), fraction)
+                for name, r in zip(self.names, realized, strict=True)]
+
     def limits(self, step: int, decision: Decision,
                realized: tuple[CampusRealized, ...]) -> CampusLimits:
         """What bounds the fast layer in ``step``: GPUs available per campus (fewer in
         an ``[[outages]]`` entry and, with faults, less those a GPU loss took:
-        :meth:`~mpc_dc.sim.faults.FaultInjector.gpus_in`), and the inference power each
+        :meth:`~mpc_dc.sim.faults.FaultInjector.gpus_in`), the inference power each
         campus may average without shedding anything committed or crossing its import
         limit or, in a DR event, its committed cap
-        (:meth:`~mpc_dc.sim.plant.CampusPlant.inference_headroom_mw`)."""
-        fraction = self.site.dr.cap_fraction_of_baseline
+        (:meth:`~mpc_dc.sim.plant.CampusPlant.inference_headroom_mw`) and, with
+        ``site.dr.enforce_cap``, the inference power it may average in an event with
+        the cap held by the plant's levers
+        (:meth:`~mpc_dc.sim.plant.CampusPlant.inference_cap_mw`; inf elsewhere).
+        Without enforcement the cap the layer's starts keep within is the programme's,
+        ``f · b``, as before the committed cap existed."""
+        if self.enforce_cap:
+            caps = self.committed_caps(decision, realized)
+        else:
+            fraction = self.site.dr.cap_fraction_of_baseline
+            caps = [fraction * r.dr_baseline_mw if r.dr_event else None for r in realized]
         headroom = [
-            plant.inference_headroom_mw(
-                decision.campus(name), r, backlog,
-                fraction * r.dr_baseline_mw if r.dr_event else None)
-            for plant, name, r, backlog in zip(self.plants, self.names, realized,
-                                               self.backlogs, strict=True)]
+            plant.inference_headroom_mw(decision.campus(name), r, backlog, cap)
+            for plant, name, r, backlog, cap in zip(self.plants, self.names, realized,
+                                                    self.backlogs, caps, strict=True)]
+        hard = [math.inf if cap is None or not self.enforce_cap
+                else plant.inference_cap_mw(decision.campus(name), r, backlog, cap)
+                for plant, name, r, backlog, cap in zip(self.plants, self.names, realized,
+                                                        self.backlogs, caps, strict=True)]
         gpus = (self.exo_gpus[step] if self.injector is None
                 else self.injector.gpus_in(step))
-        return CampusLimits(np.array(gpus, dtype=float), 1e6 * np.array(headroom))
+        return CampusLimits(np.array(gpus, dtype=float), 1e6 * np.array(headroom),
+                            1e6 * np.array(hard))
 
     def project(self, step: int, decision: Decision) -> Decision:
         """The decision projected on what the site can do now, each projection counted
@@ -669,7 +698,8 @@ class _Loop:
             name: per_campus(cols[pool_column]) for name, pool_column in zip(
                 FLEET_CAMPUS_COLUMNS, ("tokens_decoded", "arrived_tokens", "arrivals",
                                        *LATENESS_COLUMNS,
-                                       *FAST_POOL_COLUMNS[:len(FAST_CAMPUS_COLUMNS)]),
+                                       *FAST_POOL_COLUMNS[:len(FAST_CAMPUS_COLUMNS)],
+                                       *DR_POOL_COLUMNS),
                 strict=True)}
         for model in self.site.models:
             for precision in dict.fromkeys(k[2] for k in fleet.keys if k[1] == model):
@@ -924,6 +954,7 @@ def compute_kpis(
         "work_df_pending_end_wu": float(sum(b.total_wu for b in result.backlogs.values())),
         "deadline_miss_intervals": int((led["work_df_missed_wu"] > 1e-9).sum()),
         **_dr_kpis(led),
+        "dr_cap_enforced": result.site.dr.enforce_cap,
         "solves": int(getattr(stats, "solves", 0)),
         "fallbacks": fallbacks,
         "fallbacks_total": int(sum(fallbacks.values())),
@@ -950,17 +981,35 @@ def compute_kpis(
 
 def _dr_kpis(led: pd.DataFrame) -> dict[str, Any]:
     """``dr_event_intervals``: (interval, campus) rows in a DR event; ``dr_compliance``:
-    the share of them whose import kept within the cap (no ``dr_excess_mw``; NaN
-    without events) [-]; ``dr_energy_savings_mwh``: the energy imported below the
-    baseline in them, ``Σ (b − m) · Δ`` [MWh] (negative when above it), apart from the
-    money; ``dr_revenue_usd``: reward minus penalty [$]."""
+    the share of them whose import kept at or under the committed cap
+    (``dr_committed_cap_mw``, :func:`~mpc_dc.sim.plant.committed_cap_mw`; NaN without
+    events) [-]; ``dr_under_programme_cap``: the share at or under the programme's cap
+    ``f · b`` the penalty is settled on (no ``dr_excess_mw``) [-];
+    ``dr_energy_savings_mwh``: the energy imported below the baseline in them,
+    ``Σ (b − m) · Δ`` [MWh] (negative when above it), apart from the money;
+    ``dr_revenue_usd``: reward minus penalty [$]; what the plant's levers did for the
+    cap: ``dr_relief_mwh`` (import they took off, ``Σ dr_relief_mw · Δ``) [MWh] and
+    ``dr_deferred_wu`` (work deferred) [WU]; with a fleet, the fast layer's
+    :data:`~mpc_dc.sim.fast_layer.DR_CAMPUS_COLUMNS` summed."""
     event = led["dr_event"].to_numpy(dtype=bool)
+    imp = led["import_mw"].to_numpy()[event]
+    cap = led["dr_committed_cap_mw"].to_numpy()[event]
+    committed = imp <= cap + 1e-9 * np.maximum(1.0, np.abs(cap))
     kept = led["dr_excess_mw"].to_numpy()[event] <= 1e-9
     saved = float(led["dr_reduction_mw"].to_numpy()[event].sum()) * STEP_H
-    return {"dr_event_intervals": int(event.sum()),
-            "dr_compliance": float(kept.mean()) if kept.size else math.nan,
-            "dr_energy_savings_mwh": saved,
-            "dr_revenue_usd": float(led["dr_reward_usd"].sum() - led["dr_penalty_usd"].sum())}
+    out: dict[str, Any] = {
+        "dr_event_intervals": int(event.sum()),
+        "dr_compliance": float(committed.mean()) if committed.size else math.nan,
+        "dr_under_programme_cap": float(kept.mean()) if kept.size else math.nan,
+        "dr_energy_savings_mwh": saved,
+        "dr_revenue_usd": float(led["dr_reward_usd"].sum() - led["dr_penalty_usd"].sum()),
+        "dr_relief_mwh": float(led["dr_relief_mw"].sum()) * STEP_H,
+        "dr_deferred_wu": float(led["dr_deferred_wu"].sum()),
+    }
+    for name in DR_CAMPUS_COLUMNS:
+        if name in led:
+            out[name] = float(led[name].sum())
+    return out
 
 
 def _by_campus(led: pd.DataFrame, site: Site) -> dict[str, dict[str, float]]:

@@ -46,6 +46,35 @@ The layer counts the energy already drawn and every instance, new or old, at its
 power ``P(B)`` (the batch curve at its largest batch) for the rest of the interval, so
 its actions never take the campus above either. The plan's own excess is the plan's.
 
+**The DR cap** (``site.dr.enforce_cap``, request level): in an event interval the
+plant must keep the campus's import within the committed cap
+(:func:`~mpc_dc.sim.plant.committed_cap_mw`), so its inference power may average at
+most ``CampusLimits.inference_cap_w`` (:meth:`~mpc_dc.sim.plant.CampusPlant.inference_cap_mw`:
+what the plant's own levers — deferring work, the battery — leave). At the boundary and
+at each wake-up the layer compares the power the rest of the interval may average,
+``(cap · 900 s − energy so far) / time left``, with the campus's power now (every
+instance at its occupancy); where the campus is above it, in this order:
+
+1. no new instance starts there beyond the cap (the starts' bound above; counted
+   ``dr_starts_held`` where GPUs were free);
+2. new requests of its pools move to pools of the same model with spare ready capacity
+   at campuses below their own bound (any precision the levers and the quality budget
+   allow, checked request by request as above), or at the same campus to a precision
+   drawing less active power per request, as far as the excess asks (``dr_requests_moved``);
+   a pool's active power per request/s is taken at its full batch,
+   ``(P(B) − P0) / μ_p``;
+3. last, a power cap: each of its pools admits at most ``b_p ≤ B`` requests per
+   instance, the caps chosen so that the bound ``Σ n_p P0 + Σ ready_p (P(b_p) − P0)``
+   fits 99 % of what is left (:data:`_CAP_MARGIN`) at the least service lost: slots go
+   first where they save the most power per request/s (:meth:`FastLayer._cap_batches`;
+   ``b_p = 0``: nothing admitted until the next wake-up). Throughput
+   falls and requests queue: their lateness is priced like any other. The cap bounds
+   what the pools may draw until the next wake-up, not only what they draw now, so it
+   is set whenever the bound at a full batch exceeds what is left, and every wake-up
+   decides afresh; the pool-seconds under a cap are ``dr_capped_s``. The inference
+   energy it withheld has no counterfactual inside one run: it is measured as the
+   difference of a run with ``site.dr.enforce_cap`` on and off.
+
 **Fluid fidelity** has no arrival times inside an interval (its arrivals are the
 interval's aggregate, which holds the interval's future), so the layer acts once per
 interval, at its start, on the previous interval's arrival rate and the backlog:
@@ -80,6 +109,10 @@ if TYPE_CHECKING:
 _EPS = 1e-9
 """Rates and powers below this are rounding [requests/s], [W]."""
 
+_CAP_MARGIN = 0.01
+"""Share of what a campus may still draw under a DR cap that its power caps leave
+unused: requests admitted before a cap run on at their occupancy past the wake-up."""
+
 FAST_POOL_COLUMNS: tuple[str, ...] = (
     "fast_started",
     "fast_kept",
@@ -101,13 +134,23 @@ FAST_CAMPUS_COLUMNS: tuple[str, ...] = (
 """Per (interval, campus): the campus's pools' ``fast_started``, ``fast_kept``,
 ``fast_rerouted_out`` and ``fast_precision_out`` summed."""
 
+DR_POOL_COLUMNS: tuple[str, ...] = ("dr_capped_s", "dr_requests_moved", "dr_starts_held")
+"""Per (interval, pool), holding the committed DR cap (module docstring): seconds the pool
+ran under a power cap [s], new requests moved away from it [requests], instances wanted
+but not started for want of power under the cap while GPUs were free [-]."""
+
+DR_CAMPUS_COLUMNS: tuple[str, ...] = DR_POOL_COLUMNS
+"""Per (interval, campus): the campus's pools' :data:`DR_POOL_COLUMNS` summed."""
+
 ACTION_COLUMNS: tuple[str, ...] = (
     "time_s", "step", "action", "campus", "model", "precision", "to_campus", "to_precision",
     "count",
 )
 """Columns of :attr:`FastLayer.actions`: time [s from the run start], interval, ``start``
-/ ``keep`` (instances of the pool) or ``move`` (requests of the pool moved to
-``to_campus``/``to_precision`` in the window that starts at ``time_s``), ``count``."""
+/ ``keep`` (instances of the pool), ``move`` (requests of the pool moved to
+``to_campus``/``to_precision`` in the window that starts at ``time_s``) or ``cap`` (the
+pool's power cap for the DR cap until the next wake-up: ``count`` is the batch it may
+admit per instance), ``count``."""
 
 
 @dataclass(frozen=True)
@@ -159,10 +202,15 @@ class CampusLimits:
     inference_max_w : ndarray [W]
         Inference IT power the interval may average
         (:meth:`~mpc_dc.sim.plant.CampusPlant.inference_headroom_mw`).
+    inference_cap_w : ndarray [W], optional
+        Inference IT power the interval may average with the committed DR cap held
+        (:meth:`~mpc_dc.sim.plant.CampusPlant.inference_cap_mw`); inf where nothing is
+        enforced; None: nowhere.
     """
 
     gpus: np.ndarray
     inference_max_w: np.ndarray
+    inference_cap_w: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +302,12 @@ class FastLayer:
         self.loss = np.array([max(site.row(k).quality_loss_pct_points, 0.0) for k in self.keys])
         self.p_max_w = np.array([float(s.batch_curve.power_w(s.slots_per_instance))
                                  for s in specs])
+        self.p0_w = np.array([float(s.batch_curve.power_idle_w) for s in specs])
+        self.batch = np.array([s.slots_per_instance for s in specs], dtype=np.int64)
+        # Active power P(b) − P0 of one instance at each batch b = 0..B [W].
+        self._active_w = [np.asarray(s.batch_curve.power_w(np.arange(s.slots_per_instance + 1)),
+                                     dtype=float) - float(s.batch_curve.power_idle_w)
+                          for s in specs]
         self.capacity = np.array([fleet.utilization_cap * fleet.capacity(k[1], k[2])
                                   for k in self.keys])
         self.budget = fleet.quality_budget_pct_points
@@ -267,7 +321,8 @@ class FastLayer:
         self._prior = np.array([float(prior_response_tokens.get(m, math.nan))
                                 for m in self.models])
         P = len(self.keys)
-        self.cols = {c: np.zeros((n_steps, P)) for c in FAST_POOL_COLUMNS}
+        self.cols = {c: np.zeros((n_steps, P)) for c in (*FAST_POOL_COLUMNS, *DR_POOL_COLUMNS)}
+        self._dr_pairs: set[tuple[int, int]] = set()
         self._actions: list[tuple[Any, ...]] = []
         # state of the open interval (request level)
         self._moves: dict[int, list[tuple[int, float]]] = {}
@@ -321,7 +376,8 @@ class FastLayer:
         return np.maximum(self.budget - planned, 0.0)
 
     def decide(self, step: int, view: FleetView, shares: np.ndarray, keepable: np.ndarray,
-               limits: Callable[[], tuple[np.ndarray, np.ndarray]]) -> FastPlan:
+               limits: Callable[[], tuple[np.ndarray, np.ndarray]],
+               capped: np.ndarray | None = None) -> FastPlan:
         """Moves and instances to add (module docstring).
 
         Parameters
@@ -337,6 +393,9 @@ class FastLayer:
             Returns the free GPUs [GPUs] and the constant power [W] each campus may
             still add for the rest of the interval, each (C,) (called only when an
             instance is wanted; both are then updated as instances are added).
+        capped : ndarray of bool, optional
+            Campuses holding a committed DR cap: starts their power bound refuses
+            while GPUs are free are counted (``dr_starts_held``).
         """
         P = len(self.keys)
         plan = FastPlan(add=np.zeros(P, dtype=np.int64))
@@ -382,6 +441,10 @@ class FastLayer:
                 wanted -= fit
                 if wanted == 0:
                     break
+            c = self.campus_of[p]
+            if wanted > 0 and capped is not None and capped[c]:
+                self.cols["dr_starts_held"][step, p] += max(
+                    min(wanted, free_gpus[c] // self.gpus[p]), 0)
         return plan
 
     def _plan_moves(self, plan: FastPlan, known: np.ndarray, need: np.ndarray,
@@ -444,7 +507,9 @@ class FastLayer:
         room = limits.inference_max_w - np.bincount(
             self.campus_of, weights=held * self.p_max_w, minlength=len(self.campuses))
         s = self._share_array(shares)
-        plan = self.decide(step, view, s, cut, lambda: (free, room))
+        capped = (None if limits.inference_cap_w is None
+                  else np.isfinite(limits.inference_cap_w))
+        plan = self.decide(step, view, s, cut, lambda: (free, room), capped)
         kept = np.minimum(plan.add, cut)
         self.cols["fast_kept"][step] += kept
         self.cols["fast_started"][step] += plan.add - kept
@@ -491,6 +556,8 @@ class FastLayer:
 
     def _record_move(self, t: float, step: int, src: int, dst: int, count: float) -> None:
         cols = self.cols
+        if (src, dst) in self._dr_pairs:
+            cols["dr_requests_moved"][step, src] += count
         if self.campus_of[src] != self.campus_of[dst]:
             cols["fast_rerouted_out"][step, src] += count
         if self.keys[src][2] != self.keys[dst][2]:
@@ -522,7 +589,15 @@ class FastLayer:
         t0 = step * STEP_S
         s = self._share_array(shares)
         now = t0
-        for tick in self.config.ticks(step):
+        ticks = self.config.ticks(step)
+        capped = (None if limits.inference_cap_w is None
+                  else np.isfinite(limits.inference_cap_w))
+        self._dr_pairs = set()
+        if capped is not None and capped.any():
+            moves = self._hold_cap(server, step, t0, (ticks or [t0 + STEP_S])[0], limits, s,
+                                   dict(self._moves))
+            self._set_moves(moves)
+        for k, tick in enumerate(ticks):
             self._apply_moves(server, now, tick, step)
             yield env.timeout(tick - env.now)
             server.serve_until(tick)
@@ -546,17 +621,174 @@ class FastLayer:
                 full = np.bincount(self.campus_of, weights=held * self.p_max_w, minlength=C)
                 return free, (limits.inference_max_w * STEP_S - energy - left * full) / left
 
-            plan = self.decide(step, view, s, np.zeros_like(held), room)
+            plan = self.decide(step, view, s, np.zeros_like(held), room, capped)
             for p in np.flatnonzero(plan.add).tolist():
                 for _ in range(int(plan.add[p])):
                     on_start(p, server.start_instance(p, tick))
                 self.cols["fast_started"][step, p] += plan.add[p]
                 self._log(tick, step, "start", p, p, int(plan.add[p]))
-            self._set_moves(plan.moves)
+            moves = plan.moves
+            if capped is not None and capped.any():
+                until = ticks[k + 1] if k + 1 < len(ticks) else t0 + STEP_S
+                moves = self._hold_cap(server, step, tick, until, limits, s, moves)
+            self._set_moves(moves)
         self._apply_moves(server, now, t0 + STEP_S, step)
         yield env.timeout(t0 + STEP_S - env.now)
         server.serve_until(t0 + STEP_S)
+        if capped is not None and capped.any():
+            for p in range(len(self.keys)):
+                server.set_batch_cap(p, None)
         return server.end_interval()
+
+    # -- holding the committed DR cap (request level) -------------------------------------
+    def _hold_cap(self, server: RequestLevelServer, step: int, t: float, until: float,
+                  limits: CampusLimits, shares: np.ndarray,
+                  moves: dict[int, list[tuple[int, float]]]
+                  ) -> dict[int, list[tuple[int, float]]]:
+        """At ``t`` [s], served to ``t``: moves and power caps that keep each capped
+        campus within ``limits.inference_cap_w`` until the interval end (module
+        docstring, "The DR cap"); returns ``moves`` with the cap's moves added. The caps
+        hold until ``until``, the next wake-up."""
+        assert limits.inference_cap_w is not None
+        C = len(self.campuses)
+        for p in range(len(self.keys)):
+            server.set_batch_cap(p, None)
+        left = step * STEP_S + STEP_S - t
+        energy = np.bincount(self.campus_of, weights=server.energy_so_far_j(), minlength=C)
+        pool_w = server.power_now_w()
+        power = np.bincount(self.campus_of, weights=pool_w, minlength=C)
+        finite = np.isfinite(limits.inference_cap_w)
+        allowed = np.where(finite, (np.where(finite, limits.inference_cap_w, 0.0) * STEP_S
+                                    - energy) / left, np.inf)
+        excess = np.where(finite, power - allowed, -np.inf)
+        ready, loading, draining = server.instance_counts(t)
+        R = self.mean_response_tokens(step)[self.model_of]
+        known = np.isfinite(R) & (R > 0)
+        mu = np.where(known, self.capacity / np.where(known, R, 1.0), 0.0)  # [requests/s]
+        # Active power per request/s of each pool at its full batch [W·s/request].
+        w = np.where(mu > 0, (self.p_max_w - self.p0_w) / np.where(mu > 0, mu, 1.0), np.inf)
+        lam = self.arrival_rate(t, step)[self.model_of] * shares
+        need = lam + server.queue_lengths() / self.config.drain_s
+        spare = np.maximum(ready * mu - need, 0.0)
+        margin = np.where(excess > _EPS, 0.0, np.where(finite, -excess, np.inf))
+        relief = np.zeros(C)
+        moves = {src: list(rules) for src, rules in moves.items()}
+        if (excess > _EPS).any() and (self.levers.spatial or self.levers.quantization):
+            self._cap_moves(step, lam, rate=self.arrival_rate(t, step), shares=shares,
+                            excess=excess, spare=spare, margin=margin, w=w, relief=relief,
+                            moves=moves)
+        window = until - t
+        for c in np.flatnonzero(finite).tolist():
+            # The cap bounds what the pools may draw, not only what they draw now: a cap
+            # lifted because the occupancy is low lets it fill up again within the window.
+            mine = np.flatnonzero(self.campus_of == c)
+            target = (1.0 - _CAP_MARGIN) * (allowed[c] + relief[c])
+            batch = self._cap_batches(mine, ready, loading + draining, target, need, mu)
+            for p, cap in zip(mine.tolist(), batch.tolist(), strict=True):
+                if cap < self.batch[p] and ready[p] + loading[p] > 0:
+                    server.set_batch_cap(p, cap)
+                    self.cols["dr_capped_s"][step, p] += window
+                    self._log(t, step, "cap", p, p, cap)
+        return moves
+
+    def _cap_batches(self, pools: np.ndarray, ready: np.ndarray, other: np.ndarray,
+                     target_w: float, need: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        """Batch caps [requests per instance] of ``pools`` whose bound ``Σ (ready + other)
+        P0 + Σ ready (P(b) − P0)`` fits ``target_w`` [W] at the least service lost.
+
+        A pool's slot serves ``μ_p / B_p`` requests/s (its capacity at the SLO over its
+        batch). From a floor of what each pool's need asks (``⌈1.2 · need / (ready ·
+        μ / B)⌉``, at least 1, at most ``B``), slots are taken away, a step of
+        ``⌈B / 64⌉`` at a time, from the pool whose step saves the most power per
+        request/s it costs, while the bound exceeds the target (to 0 if it must); or
+        given back, cheapest power per request/s first, while they fit.
+        """
+        idle = float(((ready + other)[pools] * self.p0_w[pools]).sum())
+        B = self.batch[pools]
+        n = ready[pools].astype(float)
+        per_slot = np.where(mu[pools] > 0, mu[pools] / B, 1e-9)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            floor = np.ceil(1.2 * need[pools] / (n * per_slot))
+        b = np.where(n > 0, np.clip(np.nan_to_num(floor, nan=1.0, posinf=1.0), 1, B), B)
+        b = b.astype(np.int64)
+        step = np.maximum(B // 64, 1)
+        table = [self._active_w[p] for p in pools.tolist()]
+
+        def bound() -> float:
+            return idle + float(sum(n[i] * table[i][b[i]] for i in range(len(pools))))
+
+        total = bound()
+        while total > target_w:
+            best, ratio = -1, -1.0
+            for i in range(len(pools)):
+                if n[i] > 0 and b[i] > 0:
+                    d = min(int(step[i]), int(b[i]))
+                    r = (table[i][b[i]] - table[i][b[i] - d]) / (d * per_slot[i])
+                    if r > ratio:
+                        best, ratio = i, r
+            if best < 0:
+                break
+            d = min(int(step[best]), int(b[best]))
+            total -= n[best] * (table[best][b[best]] - table[best][b[best] - d])
+            b[best] -= d
+        open_ = [i for i in range(len(pools)) if n[i] > 0 and b[i] < B[i]]
+        while open_:
+            i = min(open_, key=lambda i: (table[i][min(b[i] + step[i], B[i])] - table[i][b[i]])
+                    / (min(step[i], B[i] - b[i]) * per_slot[i]))
+            up = min(int(step[i]), int(B[i] - b[i]))
+            add = n[i] * (table[i][b[i] + up] - table[i][b[i]])
+            if total + add > target_w:
+                open_.remove(i)
+                continue
+            total += add
+            b[i] += up
+            if b[i] >= B[i]:
+                open_.remove(i)
+        return b
+
+    def _cap_moves(self, step: int, lam: np.ndarray, *, rate: np.ndarray, shares: np.ndarray,
+                   excess: np.ndarray, spare: np.ndarray, margin: np.ndarray, w: np.ndarray,
+                   relief: np.ndarray, moves: dict[int, list[tuple[int, float]]]) -> None:
+        """Moves of new requests off campuses above their cap (module docstring, "The
+        DR cap", 2): to a campus below its bound (its margin [W] allowing the active
+        power they add there) or to a pool of the same campus drawing less per
+        request; within the quality budget. Updates ``spare``, ``margin``, ``relief``
+        [W] and ``moves`` in place."""
+        budget = self.slack(shares) * rate
+        over = excess > _EPS
+        for src in np.flatnonzero(over[self.campus_of] & (lam > _EPS)).tolist():
+            c = self.campus_of[src]
+            movable = lam[src] - sum(f for _, f in moves.get(src, [])) * lam[src]
+            m = self.model_of[src]
+            dsts = [d for d in np.flatnonzero((self.model_of == m) & (spare > _EPS)).tolist()
+                    if d != src and self._allowed(src, d)
+                    and ((self.campus_of[d] != c and margin[self.campus_of[d]] > _EPS)
+                         or (self.campus_of[d] == c and w[d] < w[src]))]
+            dsts.sort(key=lambda d: (self.campus_of[d] == c, self.loss[d] - self.loss[src] > 0,
+                                     -spare[d]))
+            for d in dsts:
+                cut = excess[c] - relief[c]
+                if movable <= _EPS or cut <= _EPS:
+                    break
+                cd = self.campus_of[d]
+                saved = w[src] - (w[d] if cd == c else 0.0)  # [W per request/s]
+                x = min(movable, spare[d], cut / saved)
+                if cd != c:
+                    x = min(x, margin[cd] / w[d])
+                worse = self.loss[d] - self.loss[src]
+                if worse > 0:
+                    x = min(x, budget[m] / worse)
+                if x <= _EPS:
+                    continue
+                if worse > 0:
+                    budget[m] -= x * worse
+                moves.setdefault(src, []).append((d, x / lam[src]))
+                self._dr_pairs.add((src, d))
+                spare[d] -= x
+                movable -= x
+                relief[c] += x * saved
+                if cd != c:
+                    margin[cd] -= x * w[d]
 
     def _apply_moves(self, server: RequestLevelServer, t: float, t_end: float,
                      step: int) -> None:

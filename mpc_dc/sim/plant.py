@@ -33,6 +33,16 @@ one campus and one interval ``[t, t + Δ)``, Δ = 0.25 h:
 6. A surplus is exported (within the export limit) when the realized export
    price is positive, else curtailed. Import and export are never simultaneous.
    A planned spill of surplus needs no commitment: this rule spills it.
+7. DR cap (``site.dr.enforce_cap``, in an event interval): if the import is still
+   above the interval's committed cap ``K`` (:func:`committed_cap_mw`), the plant
+   takes it down with its own levers, each only as far as needed, in this order:
+   the committed curtailment is given back, the battery charge given up,
+   deferrable work deferred (it stays in the backlog), the battery discharged
+   further (within its power and energy). The import they took off is
+   ``dr_relief_mw`` and the work deferred ``dr_deferred_wu``. Inference is held to
+   the cap inside the interval, before this step, by the fast layer
+   (:mod:`mpc_dc.sim.fast_layer`) within :meth:`CampusPlant.inference_cap_mw`, the
+   inference power these levers leave room for.
 
 The balance ``import − export = L + charge − discharge − renewable_used`` holds
 each interval (``renewable_used = R − curtailed``: renewable power fed to the
@@ -44,6 +54,7 @@ state of charge is checked as it moves
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +88,9 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "battery_energy_mwh",
     "planned_import_mw",
     "planned_export_mw",
+    "dr_committed_cap_mw",
+    "dr_relief_mw",
+    "dr_deferred_wu",
 )
 """Fields of :class:`CampusRecord` written to the ledger, in this order."""
 
@@ -106,6 +120,12 @@ class CampusRecord:
         At the interval end.
     planned_import_mw, planned_export_mw : float [MW]
         The plan's grid flows, reported beside the realized ones.
+    dr_committed_cap_mw : float [MW]
+        The interval's committed DR cap (:func:`committed_cap_mw`); inf outside events (no cap).
+    dr_relief_mw : float [MW]
+        Import the plant's levers took off to hold the cap (module docstring, step 7).
+    dr_deferred_wu : float [WU]
+        Committed deferrable work deferred to hold the cap.
     """
 
     step: int
@@ -127,10 +147,32 @@ class CampusRecord:
     battery_energy_mwh: float
     planned_import_mw: float
     planned_export_mw: float
+    dr_committed_cap_mw: float = math.inf
+    dr_relief_mw: float = 0.0
+    dr_deferred_wu: float = 0.0
 
     def values(self) -> tuple[float, ...]:
         """The :data:`RECORD_COLUMNS` values, in that order."""
         return tuple(getattr(self, name) for name in RECORD_COLUMNS)
+
+
+def committed_cap_mw(realized: CampusRealized, decision: CampusDecision,
+                     cap_fraction_of_baseline: float) -> float | None:
+    """The committed DR cap of one campus in one interval [MW]; None outside events.
+
+    ``K = max(f · b, p̂)``: the programme's cap (``f`` the cap fraction, ``b`` the
+    baseline the interval is settled against), raised to the plan's import ``p̂`` where
+    the plan of the interval (the decision committed at its start) is above it. The
+    site commits to stay under the programme's cap; where its planner chose to exceed
+    it, having priced the penalty against what serving under it would cost, it commits
+    to no more than it planned. A decision without a planned import (NaN) commits the
+    programme's cap.
+    """
+    if not realized.dr_event:
+        return None
+    cap = cap_fraction_of_baseline * realized.dr_baseline_mw
+    planned = decision.planned_import_mw
+    return planned if math.isfinite(planned) and planned > cap else cap
 
 
 class CampusPlant:
@@ -266,6 +308,55 @@ class CampusPlant:
             headroom = min(headroom, (cap_mw + renewable - curtailment - other) / pue)
         return headroom
 
+    def inference_cap_mw(
+        self,
+        decision: CampusDecision,
+        realized: CampusRealized,
+        backlog: Backlog | None,
+        cap_mw: float,
+    ) -> float:
+        """Largest inference IT power [MW] (interval average) with which the plant can
+        hold the import within ``cap_mw`` and its limit using its own levers (module
+        docstring, step 7): deferrable work deferred, battery charge given up, the
+        battery discharged at what it can, the committed curtailment given back.
+
+        ``(min(K, L) + R − PUE · F⁻¹(W_nd / Δ) + d_max) / PUE`` with ``W_nd`` the
+        non-deferrable work served and ``d_max`` the discharge the battery allows;
+        negative when even that exceeds the cap.
+        """
+        served_nd, _, _, _, renewable, _ = self._setpoints(decision, realized, backlog)
+        battery = self.campus.battery
+        _, d_max = self.feasible_battery(0.0, 0.0 if battery is None else battery.power_mw)
+        pue = self.campus.pue
+        bound = min(cap_mw, self.campus.grid.import_limit_mw)
+        return (bound + renewable - pue * self._other_it_mw(served_nd) + d_max) / pue
+
+    def _hold_cap(self, over_mw: float, served_nd: float, work_df: float, charge: float,
+                  discharge: float, curtailment: float) -> tuple[float, float, float, float]:
+        """Take ``over_mw`` off the import with the plant's levers (module docstring,
+        step 7); returns the deferrable work [WU], charge, discharge and committed
+        curtailment [MW] after."""
+        give = min(curtailment, over_mw)
+        curtailment -= give
+        over_mw -= give
+        give = min(charge, over_mw)
+        charge -= give
+        over_mw -= give
+        if over_mw > _TOL and work_df > 0.0:
+            pue = self.campus.pue
+            it_all = self._other_it_mw(served_nd + work_df)
+            it_nd = self._other_it_mw(served_nd)
+            target = max(it_all - over_mw / pue, it_nd)
+            kept = min(work_df, max(self._work_at_wu(target) - served_nd, 0.0))
+            over_mw -= pue * (it_all - self._other_it_mw(served_nd + kept))
+            work_df = kept
+        if over_mw > _TOL:
+            battery = self.campus.battery
+            if battery is not None:
+                _, d_max = self.feasible_battery(0.0, battery.power_mw)
+                discharge += min(max(d_max - discharge, 0.0), over_mw)
+        return work_df, charge, discharge, curtailment
+
     def execute(
         self,
         step: int,
@@ -273,6 +364,8 @@ class CampusPlant:
         realized: CampusRealized,
         backlog: Backlog | None,
         inference_it_mw: float = 0.0,
+        cap_mw: float | None = None,
+        enforce_cap: bool = False,
     ) -> CampusRecord:
         """Run one interval; processes deferrable work from ``backlog`` (EDF).
 
@@ -285,6 +378,11 @@ class CampusPlant:
             The campus's deferrable work (None without other IT).
         inference_it_mw : float [MW]
             Inference IT power of the interval, from serving.
+        cap_mw : float, optional [MW]
+            The interval's committed DR cap (:func:`committed_cap_mw`; None outside
+            events), recorded.
+        enforce_cap : bool
+            Hold the import within ``cap_mw`` with the plant's levers (step 7).
         """
         grid = self.campus.grid
         work_nd = realized.work_nd_wu
@@ -303,6 +401,16 @@ class CampusPlant:
                                                     fed_mw, inference_it_mw)
             it_mw, load_mw = self._load(served_nd + work_df, inference_it_mw)
             deficit = load_mw + charge - discharge - fed_mw
+
+        relief = deferred = 0.0
+        if enforce_cap and cap_mw is not None and deficit > cap_mw + _TOL:
+            before, df_before = deficit, work_df
+            work_df, charge, discharge, committed_curtailment = self._hold_cap(
+                deficit - cap_mw, served_nd, work_df, charge, discharge, committed_curtailment)
+            fed_mw = renewable - committed_curtailment
+            it_mw, load_mw = self._load(served_nd + work_df, inference_it_mw)
+            deficit = load_mw + charge - discharge - fed_mw
+            relief, deferred = before - deficit, df_before - work_df
 
         done_df = 0.0 if backlog is None else backlog.process(work_df)
         import_mw = max(deficit, 0.0)
@@ -331,6 +439,9 @@ class CampusPlant:
             battery_energy_mwh=self.battery_energy_mwh,
             planned_import_mw=decision.planned_import_mw,
             planned_export_mw=decision.planned_export_mw,
+            dr_committed_cap_mw=math.inf if cap_mw is None else cap_mw,
+            dr_relief_mw=relief,
+            dr_deferred_wu=deferred,
         )
 
     def _export(self, surplus_mw: float, export_price_usd_per_mwh: float) -> float:

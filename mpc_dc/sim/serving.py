@@ -1164,6 +1164,27 @@ class RequestLevelServer:
                       + float(behind.sum()))
         return out
 
+    def power_now_w(self) -> np.ndarray:
+        """Inference IT power of each pool where it is served to [W], (P,): every
+        instance drawing power (committed, loading or draining) at ``P0`` plus the
+        active power of its occupancy then."""
+        out = np.zeros(len(self._pools))
+        for p, ps in enumerate(self._pools):
+            alive = np.array(ps.committed + ps.draining, dtype=np.int64)
+            if alive.size:
+                fs = ps.fs
+                on = fs[alive, kern.F_ALIVE]
+                out[p] = float(((ps.p0 + ps.pw[fs[alive, kern.F_NB].astype(np.int64)])
+                                * on).sum())
+        return out
+
+    def set_batch_cap(self, pool: int, batch: int | None) -> None:
+        """Admit at most ``batch`` requests per instance of ``pool`` from now on (a power
+        cap: an instance's power is ``P(B)`` at occupancy ``B``); None: its
+        ``max_batch`` again. Requests already admitted run on."""
+        ps = self._pools[pool]
+        ps.pp[kern.P_MAX_BATCH] = ps.spec.slots_per_instance if batch is None else batch
+
     def start_instance(self, pool: int, now: float) -> float:
         """Commit one more instance of ``pool`` at ``now`` [s] inside the open interval;
         returns the time it is ready [s] (after its load time)."""

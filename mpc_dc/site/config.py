@@ -566,6 +566,11 @@ class DemandResponse:
     notice_h : float [h]
         ``prior_days``: an event and its baseline are announced this long before its
         first interval; a multiple of 0.25. (``s1_plan``: before the run.)
+    enforce_cap : bool
+        The plant holds each event interval's committed cap
+        (:func:`mpc_dc.sim.plant.committed_cap_mw`) with the site's levers
+        (:mod:`mpc_dc.sim.plant`, :mod:`mpc_dc.sim.fast_layer`); off: it runs as if
+        there were no cap (only the fast layer's starts stay within ``f · b``).
     """
 
     reward_usd_per_kwh: float = 1.0
@@ -578,6 +583,7 @@ class DemandResponse:
     adjustment_h: float = 3.0
     adjustment_cap: float = 0.2
     notice_h: float = 2.0
+    enforce_cap: bool = True
 
     def __post_init__(self) -> None:
         _check_nonneg("dr", reward_usd_per_kwh=self.reward_usd_per_kwh,
