@@ -570,7 +570,9 @@ class DemandResponse:
         The plant holds each event interval's committed cap
         (:func:`mpc_dc.sim.plant.committed_cap_mw`) with the site's levers
         (:mod:`mpc_dc.sim.plant`, :mod:`mpc_dc.sim.fast_layer`); off: it runs as if
-        there were no cap (only the fast layer's starts stay within ``f · b``).
+        there were no cap (only the fast layer's starts stay within ``f · b``), the
+        default: until the planner prices the batch curve, holding the cap costs more
+        lateness than the programme's penalty (docs/fleet_closed_loop.md).
     """
 
     reward_usd_per_kwh: float = 1.0
@@ -583,7 +585,7 @@ class DemandResponse:
     adjustment_h: float = 3.0
     adjustment_cap: float = 0.2
     notice_h: float = 2.0
-    enforce_cap: bool = True
+    enforce_cap: bool = False
 
     def __post_init__(self) -> None:
         _check_nonneg("dr", reward_usd_per_kwh=self.reward_usd_per_kwh,
