@@ -48,10 +48,13 @@ ENERGY_ROWS: tuple[str, ...] = (
     "inference_active_mwh",
     "other_it_mwh",
     "other_it_price_usd_per_mwh",
+    "other_it_flat_usd",
     "late_requests",
 )
-"""Energies [MWh] (facility), the mean price other IT paid [$/MWh] and late requests
-[requests] of :func:`breakdown`."""
+"""Energies [MWh] (facility), the mean price other IT paid [$/MWh], what its energy of
+each local day would have cost at that day's mean price at its campus (no timing: the
+reference of what shifting it in time saved) [$] and late requests [requests] of
+:func:`breakdown`."""
 
 _WHAT = "a run directory written by mpc-dc run (with a fleet)"
 
@@ -83,7 +86,7 @@ def breakdown(path: Path | str) -> pd.Series:
         ``cost_usd`` [$], each part [$], energies [MWh], price [$/MWh], late requests.
     """
     path = Path(path)
-    kpis, ledger, _ = read_run(path)
+    kpis, ledger, meta = read_run(path)
     pools = _pools(path).reindex(ledger.index, fill_value=0.0)
     price = ledger["price_usd_per_mwh"].to_numpy(dtype=float)
     idle_mwh = pools["idle_kwh"].to_numpy() / 1e3
@@ -103,6 +106,12 @@ def breakdown(path: Path | str) -> pd.Series:
     parts["residual_usd"] = without_slo - sum(parts.values())
     parts["lateness_usd"] = cost - without_slo
     other_total = float(other_mwh.sum())
+    starts = pd.DatetimeIndex(ledger.index.get_level_values("interval_start_utc"))
+    days = pd.MultiIndex.from_arrays([
+        ledger.index.get_level_values("campus"),
+        starts.tz_convert(str(meta.get("local_tz", "UTC"))).date])
+    daily = pd.DataFrame({"price": price, "mwh": other_mwh}, index=days).groupby(
+        level=[0, 1], sort=False).agg(price=("price", "mean"), mwh=("mwh", "sum"))
     return pd.Series({
         "cost_usd": cost, **parts,
         "inference_idle_mwh": float(idle_mwh.sum()),
@@ -110,6 +119,7 @@ def breakdown(path: Path | str) -> pd.Series:
         "other_it_mwh": other_total,
         "other_it_price_usd_per_mwh": (parts["other_it_usd"] / other_total
                                        if other_total > 0 else float("nan")),
+        "other_it_flat_usd": float((daily["price"] * daily["mwh"]).sum()),
         "late_requests": float(ledger["late_requests"].sum()),
     })
 

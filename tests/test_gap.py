@@ -44,7 +44,7 @@ def _run_dir(path: Path, *, cost_without_slo: float, lateness: tuple[float, floa
     (path / "kpis.json").write_text(json.dumps({
         "cost_usd": cost_without_slo + sum(lateness),
         "cost_without_slo_usd": cost_without_slo}))
-    (path / "metadata.json").write_text("{}")
+    (path / "metadata.json").write_text(json.dumps({"local_tz": "America/New_York"}))
     return path
 
 
@@ -57,7 +57,9 @@ def test_breakdown_by_hand(tmp_path: Path) -> None:
                 "other_it_usd": 4.8, "renewable_usd": -0.5, "residual_usd": 0.2,
                 "lateness_usd": 1.0, "cost_usd": 6.7, "inference_idle_mwh": 0.02,
                 "inference_active_mwh": 0.01, "other_it_mwh": 0.12,
-                "other_it_price_usd_per_mwh": 40.0, "late_requests": 4.0}
+                "other_it_price_usd_per_mwh": 40.0, "late_requests": 4.0,
+                # 0.12 MWh of the one local day at its mean price, 55 $/MWh
+                "other_it_flat_usd": 6.6}
     for key, value in expected.items():
         assert parts[key] == pytest.approx(value), key
     assert parts[list(PARTS)].sum() == pytest.approx(parts["cost_usd"])
