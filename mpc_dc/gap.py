@@ -147,12 +147,13 @@ def gap_table(runs: Mapping[str, Path | str]) -> pd.DataFrame:
 def lateness_gap(reference: Path | str, run: Path | str, top: int = 5) -> pd.DataFrame:
     """The ``top`` intervals where ``run`` paid the most lateness beyond ``reference``
     [$], with both runs' late requests, and the share of the whole lateness gap each
-    holds [-]."""
+    holds [-] (NaN when ``run`` paid no more lateness than ``reference`` in all)."""
     ref, other = lateness_by_interval(reference), lateness_by_interval(run)
     both = pd.concat([ref.add_suffix("_reference"), other.add_suffix("_run")], axis=1
                      ).fillna(0.0)
     both["gap_usd"] = both["lateness_usd_run"] - both["lateness_usd_reference"]
     total = float(both["gap_usd"].sum())
-    both["share_of_gap"] = both["gap_usd"] / total if total else np.nan
+    # A share of a gap that is not there (the run paid no more lateness in all) is NaN.
+    both["share_of_gap"] = both["gap_usd"] / total if total > 0 else np.nan
     return both.nlargest(top, "gap_usd")[["late_requests_reference", "late_requests_run",
                                           "gap_usd", "share_of_gap"]]
