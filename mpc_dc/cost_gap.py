@@ -1,4 +1,4 @@
-"""Where a cost gap between two runs of one scenario comes from (``mpc-dc gap``).
+"""Where a cost gap between two runs of one scenario comes from (``mpc-dc cost-gap``).
 
 Each run's net cost is split into parts by what drew the energy and what it cost:
 

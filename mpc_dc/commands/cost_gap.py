@@ -1,7 +1,7 @@
-"""``mpc-dc gap REFERENCE RUN [RUN ...]``: where the cost gap between runs comes from.
+"""``mpc-dc cost-gap REFERENCE RUN [RUN ...]``: where the cost gap between runs comes from.
 
 Prints each run's cost split into inference idle and active energy, other IT, renewable,
-residual and lateness (:mod:`mpc_dc.gap`), its difference to the first run, and per
+residual and lateness (:mod:`mpc_dc.cost_gap`), its difference to the first run, and per
 further run the intervals where it paid the most lateness beyond the first. The runs
 are directories of one scenario written by ``mpc-dc run --out`` or ``compare --runs``.
 """
@@ -15,13 +15,13 @@ import pandas as pd
 
 from mpc_dc.commands._common import markdown_table
 from mpc_dc.commands._options import existing_dir, positive_int
-from mpc_dc.gap import gap_table, lateness_gap
+from mpc_dc.cost_gap import gap_table, lateness_gap
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``gap`` command."""
+    """Add the ``cost-gap`` command."""
     parser = subparsers.add_parser(
-        "gap", help="split the cost gap between runs by component and time",
+        "cost-gap", help="split the cost gap between runs by component and time",
         description=__doc__)
     parser.add_argument("runs", nargs="+", type=existing_dir, metavar="RUN",
                         help="run directories; the first is the reference")

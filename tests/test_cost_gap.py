@@ -1,4 +1,4 @@
-"""The cost-gap split of run directories (mpc_dc/gap.py, ``mpc-dc gap``)."""
+"""The cost-gap split of run directories (mpc_dc/cost_gap.py, ``mpc-dc cost-gap``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mpc_dc.cli import main as cli_main
-from mpc_dc.gap import PARTS, breakdown, gap_table, lateness_gap
+from mpc_dc.cost_gap import PARTS, breakdown, gap_table, lateness_gap
 from mpc_dc.runner import run_scenario
 from mpc_dc.site.scenario import with_overrides
 from tests.loop_cases import fleet_short
@@ -77,7 +77,7 @@ def test_gap_table_and_lateness_gap_by_hand(tmp_path: Path, capsys: pytest.Captu
     assert top.iloc[0].to_dict() == pytest.approx({"late_requests_reference": 0.0,
                                                    "late_requests_run": 9.0,
                                                    "gap_usd": 2.0, "share_of_gap": 1.0})
-    assert cli_main(["gap", str(ref), str(run), "--top", "1"]) == 0
+    assert cli_main(["cost-gap", str(ref), str(run), "--top", "1"]) == 0
     out = capsys.readouterr().out
     assert "| lateness_usd | 0.50 | 2.50 | 2.00 |" in out
 
