@@ -117,35 +117,34 @@ def in_service(result: RunResult, t: float) -> int:
 
 def test_burst_starts_instances_that_serve_after_their_warm_up() -> None:
     """The plan keeps one instance (ready at 60 s) through the burst; the layer wakes
-    every 60 s.
+    every 60 s and estimates the arrival rate over the last 60 s (``lookback_s``).
 
     * 60 s: nothing has arrived in [0, 60) yet: no action.
-    * 120 s: 180 arrivals in 120 s (1.5 requests/s) and at least 119 queued (one
-      instance admits about one request a second): it needs (1.5 + q / 300 s) / 0.85 ≥
-      2.2 instances against 1: it starts 2 on the 3 free GPUs, ready at 180 s.
-    * 180 s: 2 requests/s seen and ~240 queued: (2 + 0.8) / 0.85 = 3.3 > 3: it starts
-      the 4th (the last free GPU), ready at 240 s. Then the GPUs are full.
+    * 120 s: 180 arrivals in [60, 120) (3 requests/s) and at least 119 queued (one
+      instance admits about one request a second): it needs (3 + q / 300 s) / 0.85 ≥
+      4.0 instances against 1: it starts 3 on the 3 free GPUs, ready at 180 s. Then the
+      GPUs are full. (With the former 300-s window it saw 1.5 requests/s at 120 s and
+      started 2, and the 4th only at 180 s.)
 
-    The two started at 120 s serve nothing before 180 s and take 10 requests each at
-    180.0 s; the interval's instance-seconds are 900 + 2 × 780 + 720 and its ready
-    instance-seconds 840 + 2 × 720 + 660 (each ready 60 s after its start).
+    The three started at 120 s serve nothing before 180 s and take 10 requests each at
+    180.0 s; the interval's instance-seconds are 900 + 3 × 780 and its ready
+    instance-seconds 840 + 3 × 720 (each ready 60 s after its start).
     """
     exo, policy = case({W16: 1}, {W16: 1.0})
     result = simulate(exo, policy, fast_layer=ON)
-    assert starts(result) == [(120.0, "W", 2), (180.0, "W", 1)]
+    assert starts(result) == [(120.0, "W", 3)]
     for t in np.arange(60.0, 180.0, 0.25):
         assert in_service(result, float(t)) <= 10, t
     out = result.outcome
     assert out is not None
-    assert int((out.start == 180.0).sum()) == 20
-    assert in_service(result, 180.0) == 30
-    assert int((out.start == 240.0).sum()) >= 10
+    assert int((out.start == 180.0).sum()) == 30
+    assert in_service(result, 180.0) == 40
     pools = result.pools
     assert pools is not None
     first = pools.iloc[0]
-    assert first["instance_s"] == pytest.approx(900 + 2 * 780 + 720, abs=1e-9)
-    assert first["ready_instance_s"] == pytest.approx(840 + 2 * 720 + 660, abs=1e-9)
-    assert first["idle_energy_j"] == pytest.approx(1000.0 * 3180, abs=1e-6)
+    assert first["instance_s"] == pytest.approx(900 + 3 * 780, abs=1e-9)
+    assert first["ready_instance_s"] == pytest.approx(840 + 3 * 720, abs=1e-9)
+    assert first["idle_energy_j"] == pytest.approx(1000.0 * 3240, abs=1e-6)
     assert first["fast_started"] == 3 and first["instances"] == 4
     assert result.ledger["fast_instances_started"].tolist() == [3.0, 0.0]
     k = result.kpis

@@ -25,7 +25,10 @@ published observation blended into its forecasts at each time constant τ
 per series, window and forecaster (``controller.nowcast_tau_h``, docs/forecasters.md).
 
 Each series is observed as it is published (its reader's metadata): the hourly
-series at the end of each hour, as in the closed loop. Known-ahead regressors are fed
+series at the end of each hour. The closed loop observes its demand every 15 min (the
+run's requests counted per interval): ``--observed-every-step`` backtests the demand
+series so, with ``--stride-steps 1`` at the loop's issue times too (the schedule on
+which the nowcast's τ is chosen, docs/forecasters.md). Known-ahead regressors are fed
 as their release rule publishes them: the NYISO day-ahead price ``lmp_da`` (zone F,
 CAPITL, the only day-ahead series in the data), read by the price presets of
 ``sarimax``, ``auto_sarimax``, ``direct_lad`` and the combinations when ``--zone F``.
@@ -252,6 +255,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also run every alternative setting the statistical presets were chosen against",
     )
     parser.add_argument(
+        "--observed-every-step", action="store_true",
+        help="observe the demand series at the end of every 15-min interval, as the closed "
+        "loop observes its demand (the run's requests counted per interval; default: at the "
+        "end of each hour, as BurstGPT's hourly file is published); with --stride-steps 1 "
+        "the issue times are the loop's too",
+    )
+    parser.add_argument(
         "--nowcast-tau-h", nargs="+", type=positive_float("h"), default=[], metavar="TAU",
         help="also score each forecaster with the last observation blended in at these "
         "time constants [h] (the MPC's demand nowcast)",
@@ -273,7 +283,9 @@ def run(args: argparse.Namespace) -> int:
             if spec.day_ahead is None:
                 raise _no_day_ahead(key)
             day_ahead = spec.day_ahead(args.data, args.zone)
+        loop = loop_publication(key) if args.observed_every_step else None
         series, publication = spec.load(args.data, args.zone)
+        publication = loop or publication
         regressors = {k: r for k, load in spec.known_ahead.items()
                       if (r := load(args.data, args.zone)) is not None}
         available = tuple(regressors)
@@ -351,6 +363,22 @@ def run(args: argparse.Namespace) -> int:
         f"backtest_error_vs_lead.png"
     )
     return 0
+
+
+def loop_publication(key: str) -> Publication:
+    """``--observed-every-step``: series ``key`` observed at the end of every 15-min
+    interval, as the closed loop observes its demand (:class:`~mpc_dc.sim.exogenous.
+    SiteExogenous` gives ``tokens_per_s[M]`` no publication rule of its own: the run's
+    requests of an interval are counted at its end). BurstGPT's hourly counts are held
+    over the hour's quarters, so the quarter seen at ``:15`` carries its hour's rate, as
+    the loop's first quarter of an hour carries the rate its requests are drawn at
+    (less their Poisson noise). Only the demand series: the others are observed in the
+    loop as their sources publish them."""
+    if key != "demand":
+        raise ConfigError("--observed-every-step", f"applies to --series demand only, not "
+                          f"'{key}' (the loop observes the other series as their sources "
+                          "publish them)")
+    return Publication()
 
 
 def _print_best_tau(summary: pd.DataFrame) -> None:

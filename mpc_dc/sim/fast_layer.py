@@ -165,7 +165,13 @@ class FastLayerConfig:
         Time between its wake-ups inside an interval (and one at the boundary); in
         (0, 900].
     lookback_s : float [s]
-        Window of past arrivals its rate estimate counts; > 0.
+        Window of past arrivals its rate estimate counts; > 0. Default one period: the
+        estimate sees an onset fully at the first wake-up after it (a window ``L``
+        shows a step of the rate at ``period_s / L`` of its size then, and the layer
+        sizes the pools on it), and the layer only keeps and starts instances (the
+        planner stops them at the next boundary), so a short window's noise can cost
+        an instance for the rest of an interval where a lagging one leaves every
+        request behind a growing queue late (docs/scenario.md).
     drain_s : float [s]
         Time within which a pool should drain its observed queue (the queue term of
         the need); > 0.
@@ -173,7 +179,7 @@ class FastLayerConfig:
 
     enabled: bool = True
     period_s: float = 60.0
-    lookback_s: float = 300.0
+    lookback_s: float = 60.0
     drain_s: float = 300.0
 
     def __post_init__(self) -> None:
