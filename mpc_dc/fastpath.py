@@ -50,6 +50,9 @@ _STATUS = np.array(list(highspy.HighsBasisStatus.__members__.values()), dtype=ob
     np.argsort([int(v) for v in highspy.HighsBasisStatus.__members__.values()])]
 
 
+NO_NODE_LIMIT = int(highspy.kHighsIInf)
+"""HiGHS's ``mip_max_nodes`` when no node limit is set (its default)."""
+
 _BANNER = {"silenced": False}
 """Whether this process's first HiGHS model has been built (with its banner swallowed)."""
 
@@ -140,11 +143,21 @@ class HighsFastPath:
     problem : cvxpy.Problem
         DPP, linear (LP or MILP), every Parameter with a value set.
     time_limit_s : float [s]
+        HiGHS's wall-clock limit per run.
     mip_rel_gap : float [-]
+    mip_max_nodes : int, optional
+        HiGHS's branch-and-bound node limit per MIP run (None: none). Unlike the
+        wall-clock limit, a run it stops ends at the same plan on any machine and load.
+
+    Attributes
+    ----------
+    time_limit_hits : int
+        Runs HiGHS stopped on its wall-clock limit (``kTimeLimit``): their outcome
+        depends on the machine and its load.
     """
 
     def __init__(self, problem: cp.Problem, *, time_limit_s: float = 30.0,
-                 mip_rel_gap: float = 1e-4) -> None:
+                 mip_rel_gap: float = 1e-4, mip_max_nodes: int | None = None) -> None:
         if not problem.is_dpp():
             raise ParametricStructureError("problem is not DPP")
         data, _, _ = problem.get_problem_data(cp.HIGHS)
@@ -200,7 +213,9 @@ class HighsFastPath:
         self.matrix = A
         self._repair_pool: tuple[np.ndarray, np.ndarray] | None = None
         self._start: tuple[np.ndarray, np.ndarray | None] | None = None
+        self.time_limit_hits = 0
         self._highs = self._load(A, data, time_limit_s, mip_rel_gap)
+        self.set_options(mip_max_nodes=mip_max_nodes)
 
     def _load(self, A: sp.csc_array, data: dict, time_limit_s: float,
               mip_rel_gap: float) -> highspy.Highs:
@@ -299,6 +314,8 @@ class HighsFastPath:
         if not self._is_mip:
             h.setOptionValue("time_limit", self._time_limit_s)
         status = h.getModelStatus().name
+        if status == "kTimeLimit":
+            self.time_limit_hits += 1
         info = h.getInfo()
         has_primal = info.primal_solution_status == 2  # kSolutionStatusFeasible
         x = np.asarray(h.getSolution().col_value) if has_primal else None
@@ -329,13 +346,26 @@ class HighsFastPath:
         self._highs.clearSolver()
 
     def set_options(self, *, time_limit_s: float | None = None,
-                    mip_rel_gap: float | None = None) -> None:
-        """Change HiGHS's time limit [s] and relative MIP gap [-] for later solves."""
+                    mip_rel_gap: float | None = None, mip_max_nodes: int | None = None) -> None:
+        """Change HiGHS's time limit [s], relative MIP gap [-] and MIP node limit
+        (:data:`NO_NODE_LIMIT`: none) for later solves; None leaves a setting as it is."""
         if time_limit_s is not None:
             self._time_limit_s = float(time_limit_s)
             self._highs.setOptionValue("time_limit", float(time_limit_s))
         if mip_rel_gap is not None:
             self._highs.setOptionValue("mip_rel_gap", float(mip_rel_gap))
+        if mip_max_nodes is not None:
+            self._highs.setOptionValue("mip_max_nodes", int(mip_max_nodes))
+
+    def limits(self) -> dict[str, float]:
+        """The limits HiGHS holds for the next run: ``time_limit`` [s] (an LP's as
+        set, not shifted by the run clock), ``mip_rel_gap`` [-], ``mip_max_nodes``."""
+        out = {"time_limit": self._time_limit_s}
+        for name in ("mip_rel_gap", "mip_max_nodes"):
+            # highspy answers (status, value) or, in older releases, the value alone
+            value = self._highs.getOptionValue(name)
+            out[name] = float(value[1] if isinstance(value, tuple) else value)
+        return out
 
     def set_start(self, x: np.ndarray, cols: np.ndarray | None = None) -> None:
         """Offer a starting point to the next MIP run.

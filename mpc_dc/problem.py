@@ -85,7 +85,7 @@ from mpc_dc.blocks.lateness import (
     lateness_cost_usd,
 )
 from mpc_dc.blocks.renewable import define_renewable
-from mpc_dc.fastpath import FastSolution, HighsFastPath
+from mpc_dc.fastpath import NO_NODE_LIMIT, FastSolution, HighsFastPath
 from mpc_dc.sim.policy import CampusDecision, Decision, FleetDecision
 from mpc_dc.site.config import PoolKey, Site, tariff_prices
 from traces.grid import STEP_H
@@ -674,6 +674,10 @@ class SolveResult:
     mip_bound_usd : float [$]
         MIP runs: HiGHS's dual bound on the form's optimum (a lower bound, also when
         a limit stopped the run without a plan); NaN otherwise.
+    time_limit_hit : bool
+        True when HiGHS stopped a run of this call on its wall-clock limit
+        (``time_limit_s``, ``full_time_limit_s``): the result then depends on the
+        machine and its load, and another run of the same inputs may differ.
     """
 
     status: SolveStatus
@@ -691,6 +695,7 @@ class SolveResult:
     relaxation_repaired: bool = False
     lp_bound_usd: float = float("nan")
     mip_bound_usd: float = float("nan")
+    time_limit_hit: bool = False
 
     @property
     def unserved_tokens(self) -> float:
@@ -724,12 +729,18 @@ class SolverOptions:
         relax them on the tail (DESIGN.md section 4); None: integer everywhere. They
         are integer at least on the intervals whose instances are made integral.
     time_limit_s : float [s]
-        Per HiGHS run of the ``lp``, ``committed_integer`` and ``committed_mip`` forms.
+        Wall-clock limit per HiGHS run of the ``lp``, ``committed_integer`` and
+        ``committed_mip`` forms (a run it stops sets ``SolveResult.time_limit_hit``).
     mip_rel_gap : float [-]
         MIP runs of those forms (committed MIP, the exact formulation's binaries).
+    mip_max_nodes : int or None
+        Branch-and-bound node limit per MIP run of those forms (HiGHS
+        ``mip_max_nodes``, >= 1; None: none). A deterministic limit: a run it stops
+        ends at the same plan and gap on any machine and load.
     full_time_limit_s : float [s]
     full_mip_rel_gap : float [-]
-        The ``full_milp`` form.
+    full_mip_max_nodes : int or None
+        The same three limits of the ``full_milp`` form.
     warm_start : str
         Starting basis of the LP relaxation runs: ``"auto"`` (default) the last
         relaxation's basis, moved forward one interval when the new inputs match the
@@ -750,8 +761,10 @@ class SolverOptions:
     binary_intervals: int | None = None
     time_limit_s: float = 30.0
     mip_rel_gap: float = 1e-6
+    mip_max_nodes: int | None = None
     full_time_limit_s: float = 60.0
     full_mip_rel_gap: float = 1e-3
+    full_mip_max_nodes: int | None = None
     warm_start: str = "auto"
     round_chunk_intervals: int = 8
     fine_steps: int | None = None
@@ -769,6 +782,12 @@ class SolverOptions:
         if self.fine_steps is not None and self.fine_steps < self.committed_intervals:
             raise ValueError(f"SolverOptions.fine_steps: expected >= committed_intervals "
                              f"({self.committed_intervals}), got {self.fine_steps}")
+        for name in ("mip_max_nodes", "full_mip_max_nodes"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 1 <= value <= NO_NODE_LIMIT):
+                raise ValueError(f"SolverOptions.{name}: expected None or an integer in "
+                                 f"[1, {NO_NODE_LIMIT}], got {value!r}")
         for name in ("coarse_block_steps", "far_block_steps", "round_chunk_intervals"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SolverOptions.{name}: expected >= 1, got "
@@ -785,6 +804,11 @@ class SolverOptions:
         """Intervals per model column for a horizon of ``horizon_steps`` intervals."""
         return horizon_columns(horizon_steps, self.fine_steps, self.coarse_block_steps,
                                self.far_start_steps, self.far_block_steps)
+
+
+def _node_limit(nodes: int | None) -> int:
+    """HiGHS's ``mip_max_nodes`` for a :class:`SolverOptions` node limit (None: none)."""
+    return NO_NODE_LIMIT if nodes is None else nodes
 
 
 # ----------------------------------------------------------------------------- exactness
@@ -984,7 +1008,8 @@ def build_model(site: Site, interval_lengths: np.ndarray, exact: bool,
         p.value = np.zeros(p.shape)
     ctx.series_parameters = [ctx.parameters[name] for name in _SERIES
                              if name in ctx.parameters]
-    fast = HighsFastPath(problem, time_limit_s=o.time_limit_s, mip_rel_gap=o.mip_rel_gap)
+    fast = HighsFastPath(problem, time_limit_s=o.time_limit_s, mip_rel_gap=o.mip_rel_gap,
+                         mip_max_nodes=o.mip_max_nodes)
     model = CompiledModel(ctx, problem, fast, 0.0)
     if "instances" in ctx.variables:
         model.n_cols = fast.columns("instances")
@@ -1681,6 +1706,8 @@ class Problem:
     finer_dives, chunk_mip_repairs, warm_start_failures : int
         Round-and-fix chunks redone in halves / given to HiGHS as a chunk MIP; warm
         bases HiGHS rejected (solved cold instead).
+    time_limit_hits : int
+        HiGHS runs stopped on their wall-clock limit, over every model (property).
     last_warm_start : str
         Start of the last LP relaxation run (``cold``, ``same`` or ``shift``).
     """
@@ -1719,6 +1746,11 @@ class Problem:
         self.model(self.formulation is Formulation.EXACT)
 
     # ------------------------------------------------------------------------- shape
+
+    @property
+    def time_limit_hits(self) -> int:
+        """HiGHS runs of this problem stopped on their wall-clock limit."""
+        return sum(m.fast.time_limit_hits for m in self._models.values())
 
     @property
     def n_columns(self) -> int:
@@ -1809,12 +1841,17 @@ class Problem:
         else:
             formulation = Formulation(self.formulation)
         args = (inputs, state, form, integer_intervals, fix_instances, start, wall)
+        hits = self.time_limit_hits
         result = self._solve_formulation(formulation, *args)
         if (formulation is Formulation.RELAXED and self.formulation == "auto"
                 and result.status.has_plan and result.message.startswith("repair failed")):
             logger.warning("LP relaxation not exact (%s); re-solving the exact formulation",
                            result.message)
             result = self._solve_formulation(Formulation.EXACT, *args)
+        if self.time_limit_hits > hits:
+            logger.warning("HiGHS stopped on its wall-clock limit in this solve (%s): the "
+                           "result depends on the machine's load", result.status)
+            result = replace(result, time_limit_hit=True)
         return result
 
     def _check_inputs(self, inputs: HorizonInputs) -> None:
@@ -2027,9 +2064,11 @@ class Problem:
             model.basis_held = False
             fast.set_integrality(np.concatenate([n_int, binaries]).astype(np.int64))
             if full:
-                fast.set_options(time_limit_s=o.full_time_limit_s, mip_rel_gap=o.full_mip_rel_gap)
+                fast.set_options(time_limit_s=o.full_time_limit_s, mip_rel_gap=o.full_mip_rel_gap,
+                                 mip_max_nodes=_node_limit(o.full_mip_max_nodes))
             else:
-                fast.set_options(time_limit_s=o.time_limit_s, mip_rel_gap=o.mip_rel_gap)
+                fast.set_options(time_limit_s=o.time_limit_s, mip_rel_gap=o.mip_rel_gap,
+                                 mip_max_nodes=_node_limit(o.mip_max_nodes))
             model.integrality = key
         return bool(n_int.size or binaries.size)
 

@@ -126,7 +126,10 @@ def dr_baseline(scenario: Scenario, exo: SiteExogenous) -> dict[str, np.ndarray]
     site = scenario.site
     if site.fleet is not None:
         site = replace(site, fleet=replace(site.fleet, flexibility="S1"))
-    problem = Problem(site, STEPS_PER_DAY, SolverOptions(), demand_response=False)
+    # An offline day plan: the offline node limit keeps it machine-independent.
+    nodes = scenario.controller.offline_mip_max_nodes
+    problem = Problem(site, STEPS_PER_DAY, SolverOptions(mip_max_nodes=nodes),
+                      demand_response=False)
     s1 = replace(exo, site=site) if site != exo.site else exo
     out = {c.name: np.zeros(exo.n_steps) for c in site.campuses}
     local = exo.run_index.tz_convert(scenario.run.local_tz)
@@ -173,9 +176,11 @@ def prepare(scenario: Scenario, *, source: str | Path = SOURCE
 
 def data_key(scenario: Scenario) -> str:
     """What :func:`prepare` of ``scenario`` depends on, as a digest: every table but
-    ``[controller]``, of which only the horizon (the data's tail) counts."""
+    ``[controller]``, of which only the horizon (the data's tail) and the node limit of
+    the DR baseline's day plans (:func:`dr_baseline`) count."""
     table = scenario_to_mapping(scenario)
-    table["controller"] = {"horizon_h": scenario.controller.horizon_h}
+    table["controller"] = {"horizon_h": scenario.controller.horizon_h,
+                           "offline_mip_max_nodes": scenario.controller.offline_mip_max_nodes}
     text = json.dumps(table, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -196,17 +201,21 @@ def solver_options(spec: ControllerSpec) -> SolverOptions:
     return SolverOptions(
         committed_intervals=spec.integer_intervals, binary_intervals=spec.integer_intervals,
         time_limit_s=spec.time_limit_s, mip_rel_gap=spec.mip_rel_gap,
-        fine_steps=fine, coarse_block_steps=max(1, spec.coarse_block_steps),
+        mip_max_nodes=spec.mip_max_nodes, fine_steps=fine,
+        coarse_block_steps=max(1, spec.coarse_block_steps),
         far_start_steps=None if fine is None else max(spec.far_start_steps, fine),
         far_block_steps=max(1, spec.far_block_steps))
 
 
 def offline_options(spec: ControllerSpec) -> SolverOptions:
-    """The offline optimum's own limits (``offline_time_limit_s``, ``offline_mip_rel_gap``)."""
+    """The offline optimum's own limits (``offline_time_limit_s``, ``offline_mip_rel_gap``,
+    ``offline_mip_max_nodes``), on every run of its solve."""
     return SolverOptions(time_limit_s=spec.offline_time_limit_s,
                          mip_rel_gap=spec.offline_mip_rel_gap,
+                         mip_max_nodes=spec.offline_mip_max_nodes,
                          full_time_limit_s=spec.offline_time_limit_s,
-                         full_mip_rel_gap=spec.offline_mip_rel_gap)
+                         full_mip_rel_gap=spec.offline_mip_rel_gap,
+                         full_mip_max_nodes=spec.offline_mip_max_nodes)
 
 
 def plan_lateness(scenario: Scenario, exo: SiteExogenous) -> LatenessPrices | None:

@@ -324,6 +324,20 @@ BAD: dict[str, tuple[dict[str, Any], str, str]] = {
     "integer_intervals": ({"controller": {"integer_intervals": 0}},
                           "controller.integer_intervals", ">= 1"),
     "error_level": ({"controller": {"error_level": 11.0}}, "controller.error_level", "<= 10"),
+    # Node limits (deterministic, unlike the time limits): whole positive numbers.
+    "mip_max_nodes_zero": ({"controller": {"mip_max_nodes": 0}}, "controller.mip_max_nodes",
+                           "expected an integer in [1, 2147483647] (branch-and-bound nodes)"),
+    "mip_max_nodes_float": ({"controller": {"mip_max_nodes": 1e4}},
+                            "controller.mip_max_nodes", "expected an integer"),
+    "offline_mip_max_nodes": ({"controller": {"offline_mip_max_nodes": -5}},
+                              "controller.offline_mip_max_nodes",
+                              "expected an integer in [1, 2147483647] "
+                              "(branch-and-bound nodes), got -5"),
+    "offline_mip_max_nodes_bool": ({"controller": {"offline_mip_max_nodes": True}},
+                                   "controller.offline_mip_max_nodes", "expected an integer"),
+    "mip_max_nodes_unknown": ({"controller": {"offline_max_nodes": 100}},
+                              "controller.offline_max_nodes",
+                              "did you mean 'offline_mip_max_nodes'?"),
     "mistyped": ({"controller": {"horizon_h": "24"}}, "controller.horizon_h",
                  "expected a number"),
     # Nodes, zones and series sources the data source does not have.

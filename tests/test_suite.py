@@ -148,6 +148,17 @@ def test_the_standard_suite_at_its_tiny_size_scores_a_separate_package(
     assert "score" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("size", ["default", "tiny"])
+def test_every_solver_limit_of_the_standard_suite_is_deterministic(size: str) -> None:
+    """The executors must give the same scorecard (issue 19): every MIP run is capped by
+    a node limit, and the wall-clock limits are the far looser safety nets (a hit is
+    counted in the scorecard as not reproducible)."""
+    for entry in load_suite("standard", size=size).scenarios:
+        ctl = entry.scenario.controller
+        assert ctl.mip_max_nodes is not None and ctl.offline_mip_max_nodes is not None
+        assert ctl.time_limit_s >= 60.0 and ctl.offline_time_limit_s >= 600.0, entry.name
+
+
 # ----------------------------------------------------------------------------- stress keys
 
 

@@ -30,6 +30,7 @@ from mpc_dc.suite import (
     shipped_suites,
     suite_sweep,
     summary,
+    time_limit_notes,
 )
 from mpc_dc.sweep import run_sweep, timings_table
 
@@ -76,6 +77,7 @@ def main(args: argparse.Namespace) -> int:
                      suite.slo_penalty_usd_per_request)
     totals = summary(card)
     notes = [f"{s.name}: {n}" for s in suite.scenarios for n in s.notes]
+    notes += time_limit_notes(card)
     text = scorecard_markdown(suite.name, suite.size, card, totals, notes)
     out: Path = args.out
     write_file_atomic(out / "scorecard.csv", lambda p: card.to_csv(p, index=False))

@@ -125,6 +125,10 @@ class ControllerStats:
     mip_gap_max : float [-]
         Largest relative MIP gap a solve with a plan ended with (0 for LPs; NaN gaps,
         a tail left relaxed, are not counted).
+    time_limit_hits : int
+        Solves HiGHS stopped on its wall-clock limit in at least one run
+        (:attr:`~mpc_dc.problem.SolveResult.time_limit_hit`): a run with any is not
+        reproducible (its decisions depend on the machine's load).
     """
 
     solves: int = 0
@@ -136,6 +140,7 @@ class ControllerStats:
     forms: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
     mip_gap_max: float = 0.0
+    time_limit_hits: int = 0
 
     def record(self, result: SolveResult) -> None:
         """Count one solve: times, formulation, form, status and final MIP gap."""
@@ -145,6 +150,7 @@ class ControllerStats:
         self.formulations[str(result.formulation)] += 1
         self.forms[str(result.form)] += 1
         self.statuses[str(result.status)] += 1
+        self.time_limit_hits += int(result.time_limit_hit)
         if result.status.has_plan and np.isfinite(result.mip_gap):
             self.mip_gap_max = max(self.mip_gap_max, float(result.mip_gap))
 

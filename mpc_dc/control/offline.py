@@ -1,10 +1,13 @@
 """The offline optimum: one plan over the whole run on the realized data, replayed.
 
 Not causal by construction: it is the reference every causal controller's regret is
-measured against, so it is solved with its own limits (``controller.offline_time_limit_s``
-and ``controller.offline_mip_rel_gap``, not the MPC's per-step ones), and a solve a
-limit stopped before its tolerance is logged, reported in the KPIs
-(:meth:`OfflinePolicy.kpis`) and in the compare table, never silently taken as optimal.
+measured against, so it is solved with its own limits (``controller.offline_time_limit_s``,
+``controller.offline_mip_rel_gap`` and ``controller.offline_mip_max_nodes``, not the
+MPC's per-step ones), and a solve a limit stopped before its tolerance is logged,
+reported in the KPIs (:meth:`OfflinePolicy.kpis`) and in the compare table, never
+silently taken as optimal. The node limit is deterministic: a solve it stops ends at
+the same plan and gap on any machine; one the wall-clock limit stops does not, and is
+counted (``solver_time_limit_hits``).
 
 How the whole run is solved (:func:`offline_method`)
 ----------------------------------------------------
@@ -88,13 +91,16 @@ def offline_method(exo: SiteExogenous) -> str:
 def solve_offline(exo: SiteExogenous, options: SolverOptions) -> tuple[SolveResult, str, float]:
     """The whole-run plan on the truth: the result, the method and the wall time [s].
 
-    ``options`` carries the offline limits (``time_limit_s``/``mip_rel_gap`` for LP
-    and MILP runs, ``full_*`` alike); the horizon is the run, at 15-min resolution,
-    binaries integer everywhere.
+    ``options`` carries the offline limits (``time_limit_s``/``mip_rel_gap``/
+    ``mip_max_nodes`` for LP and MILP runs, ``full_*`` alike); the horizon is the run,
+    at 15-min resolution, binaries integer everywhere. The result's
+    ``time_limit_hit`` is set when any solve behind it (the planned baseline's too)
+    stopped on the wall clock.
     """
     tick = time.perf_counter()
+    hit = False
     if exo.site.dr.baseline == "prior_days" and has_dr_events(exo):
-        exo = planned_baseline(exo, options)
+        exo, hit = _planned_baseline(exo, options)
     method = offline_method(exo)
     n = exo.n_steps
     exact = method == "exact"
@@ -108,12 +114,15 @@ def solve_offline(exo: SiteExogenous, options: SolverOptions) -> tuple[SolveResu
     # import limit makes unreachable): plan what can be done; the replay shows the rest.
     inputs, state = project(exo.site, inputs, state, ControllerStats().faults)
     result = problem.solve(inputs, state, Form.COMMITTED_INTEGER, integer_intervals=n)
+    hit = hit or result.time_limit_hit
     if (exact and exo.site.pools and result.plan is not None
             and not result.mip_gap <= options.full_mip_rel_gap):
         milp = problem.solve(inputs, state, Form.FULL_MILP, start=result.plan)
         logger.info("offline round-and-fix %.4f $ (gap %.3g); full MILP %s %.4f $ (gap %.3g)",
                     result.objective_usd, result.mip_gap, milp.status, milp.objective_usd,
                     milp.mip_gap)
+        # The MILP's plan or bound decides the result either way.
+        hit = hit or milp.time_limit_hit
         if milp.plan is not None and milp.objective_usd <= result.objective_usd + 1e-9:
             result = milp
         elif np.isfinite(milp.mip_bound_usd):
@@ -121,13 +130,19 @@ def solve_offline(exo: SiteExogenous, options: SolverOptions) -> tuple[SolveResu
             gap = (result.objective_usd - milp.mip_bound_usd) / max(abs(result.objective_usd),
                                                                     1e-9)
             result = replace(result, mip_gap=max(min(gap, result.mip_gap), 0.0))
-    return result, method, time.perf_counter() - tick
+    return replace(result, time_limit_hit=hit), method, time.perf_counter() - tick
 
 
 def planned_baseline(exo: SiteExogenous, options: SolverOptions) -> SiteExogenous:
     """``exo`` with ``dr_baseline_mw[C]``: the programme's baseline of each event on
     the import of the offline plan without the programme (module docstring), and
     ``site.dr.baseline`` set to ``s1_plan`` so the column is planned against."""
+    return _planned_baseline(exo, options)[0]
+
+
+def _planned_baseline(exo: SiteExogenous, options: SolverOptions
+                      ) -> tuple[SiteExogenous, bool]:
+    """:func:`planned_baseline` and whether its solve stopped on the wall clock."""
     events = [column("dr_event", c.name) for c in exo.site.campuses]
     plain = replace(exo, frame=exo.frame.drop(columns=[e for e in events
                                                        if e in exo.frame.columns]))
@@ -144,7 +159,7 @@ def planned_baseline(exo: SiteExogenous, options: SolverOptions) -> SiteExogenou
         col[start + e.steps], _ = event_baseline(e, imported, exo.site.dr)
         frame[name] = col
     site = replace(exo.site, dr=replace(exo.site.dr, baseline="s1_plan"))
-    return replace(exo, site=site, frame=frame)
+    return replace(exo, site=site, frame=frame), first.time_limit_hit
 
 
 class OfflinePolicy:
@@ -155,8 +170,8 @@ class OfflinePolicy:
     exo : SiteExogenous
     options : SolverOptions
         The offline limits (``controller.offline_time_limit_s``,
-        ``controller.offline_mip_rel_gap``) in ``time_limit_s``/``mip_rel_gap`` and
-        ``full_time_limit_s``/``full_mip_rel_gap``.
+        ``controller.offline_mip_rel_gap``, ``controller.offline_mip_max_nodes``) in
+        ``time_limit_s``/``mip_rel_gap``/``mip_max_nodes`` and their ``full_*`` twins.
 
     Raises
     ------
@@ -182,10 +197,12 @@ class OfflinePolicy:
         if not proven:
             logger.warning(
                 "offline optimum not proven (%s): %s with a %.4g %% gap to the bound "
-                "(tolerance %.3g, time limit %g s: controller.offline_mip_rel_gap, "
+                "(tolerance %.3g, node limit %s, time limit %g s%s: "
+                "controller.offline_mip_rel_gap, controller.offline_mip_max_nodes, "
                 "controller.offline_time_limit_s); regrets against it are reported with "
                 "that gap", self.method, result.status, 100.0 * result.mip_gap,
-                options.mip_rel_gap, options.time_limit_s)
+                options.mip_rel_gap, options.full_mip_max_nodes, options.time_limit_s,
+                ", reached: not reproducible" if result.time_limit_hit else "")
         self.proven = proven
         # Counted as the compare table reads it: a plan not proven within the offline
         # tolerance is a solve that ended without proven optimality.

@@ -119,6 +119,9 @@ class ScenarioSolve:
     solve_time_s, highs_time_s : float [s]
         Wall time of the solve; HiGHS's own time (both LP runs).
     message : str
+    time_limit_hit : bool
+        HiGHS stopped one of its runs on the wall-clock limit (``time_limit_s``): the
+        outcome depends on the machine's load.
     """
 
     ok: bool
@@ -128,6 +131,7 @@ class ScenarioSolve:
     solve_time_s: float
     highs_time_s: float
     message: str
+    time_limit_hit: bool = False
 
 
 class ScenarioProblem:
@@ -194,6 +198,7 @@ class ScenarioProblem:
             check_feasibility(self.site, inputs, state)
             set_parameters(ctx, inputs, state)
         ctx = self.contexts[0]
+        hits = self.fast.time_limit_hits
         sol = self.fast.solve()
         highs = sol.highs_time_s
         if sol.x is not None and sol.model_status == "kOptimal" and ctx.n_pools:
@@ -206,9 +211,10 @@ class ScenarioProblem:
                 self.fast.restore_col_bounds(cols)
             highs += sol.highs_time_s
         status = SolveStatus.from_highs(sol.model_status, sol.x is not None)
+        hit = self.fast.time_limit_hits > hits
         if sol.x is None or sol.model_status != "kOptimal":
             return ScenarioSolve(False, status, None, float("nan"), time.perf_counter() - wall,
-                                 highs, f"HiGHS status {sol.model_status}")
+                                 highs, f"HiGHS status {sol.model_status}", hit)
         x = sol.x
         plans: list[Plan] = []
         costs: list[float] = []
@@ -228,7 +234,7 @@ class ScenarioProblem:
         logger.debug("SAA over %d scenarios: objective %.6g $, offset %.6g $",
                      self.n_scenarios, sol.objective, objective_offset_usd(ctx))
         return ScenarioSolve(not message, status, plans[0], float(np.mean(costs)),
-                             time.perf_counter() - wall, highs, message)
+                             time.perf_counter() - wall, highs, message, hit)
 
     def _columns(self, ctx: ModelContext, x: np.ndarray) -> dict[str, np.ndarray]:
         """One copy's per-column arrays in physical units from the solution ``x``."""

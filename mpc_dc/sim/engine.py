@@ -897,11 +897,13 @@ def compute_kpis(
     Costs [$] (net ``cost_usd``, which includes the price of lateness with a fleet,
     ``cost_without_slo_usd`` without it, and each :data:`~mpc_dc.sim.meter.COST_COLUMNS`
     component), energy [MWh], carbon [t], other-IT work [WU], solver and decision
-    times [s], faults, the decision projections (:mod:`mpc_dc.sim.projection`), DR
-    compliance; with a fleet, serving figures (requests, tokens, latency percentiles
-    [s], SLO attainment [-] and requests that missed their SLO: counted at request
-    level, estimated at fluid level; ``late_requests``, ``late_s`` [s] and
-    ``lateness_usd`` [$], :mod:`mpc_dc.sim.lateness`); ``by_campus`` holds the
+    times [s], faults, the solves HiGHS stopped on its wall-clock limit
+    (``solver_time_limit_hits``: a run with any is not reproducible), the decision
+    projections (:mod:`mpc_dc.sim.projection`), DR compliance; with a fleet, serving
+    figures (requests, tokens, latency percentiles [s], SLO attainment [-] and
+    requests that missed their SLO: counted at request level, estimated at fluid
+    level; ``late_requests``, ``late_s`` [s] and ``lateness_usd`` [$],
+    :mod:`mpc_dc.sim.lateness`); ``by_campus`` holds the
     per-campus energy and cost (with its lateness). ``work_df_arrived_wu`` counts the
     first windows' batches (released at the start) besides the submissions during the
     run.
@@ -963,6 +965,8 @@ def compute_kpis(
         "forms": dict(getattr(stats, "forms", {})),
         "solve_statuses": dict(getattr(stats, "statuses", {})),
         "mip_gap_max": float(getattr(stats, "mip_gap_max", 0.0)),
+        # Not a timing: any hit makes the run's results depend on the machine's load.
+        "solver_time_limit_hits": int(getattr(stats, "time_limit_hits", 0)),
         "solve_time_median_s": float(np.median(solve)) if solve.size else 0.0,
         "solve_time_p95_s": float(np.percentile(solve, 95)) if solve.size else 0.0,
         "highs_time_median_s": float(np.nanmedian(highs)) if highs.size else 0.0,

@@ -452,6 +452,11 @@ def check_noise(error_level: float, bias: float, autocorrelation: float, prefix:
     check_in_unit_interval({f"{prefix}.autocorrelation": autocorrelation}, closed=True)
 
 
+MAX_MIP_NODES = 2_147_483_647
+"""Largest ``controller.*mip_max_nodes`` (HiGHS's integer options are 32-bit; its
+``kHighsIInf``, :data:`mpc_dc.fastpath.NO_NODE_LIMIT`, is no limit)."""
+
+
 @dataclass(frozen=True)
 class ControllerSpec:
     """The controller (one spec for every site: the union of the two seeds' controllers).
@@ -487,13 +492,18 @@ class ControllerSpec:
         ``coarse_step_h`` intervals beyond, ``far_step_h`` intervals from
         ``far_horizon_h`` (taken as at least ``fine_horizon_h``); multiples of 0.25 h.
     time_limit_s : float [s]
-        HiGHS time limit per MPC solve.
+        HiGHS wall-clock limit per run of an MPC solve.
     mip_rel_gap : float [-]
         HiGHS relative MIP gap per MPC solve.
+    mip_max_nodes : int or None
+        HiGHS branch-and-bound node limit per MIP run of an MPC solve (None: none);
+        deterministic, unlike ``time_limit_s``.
     offline_time_limit_s : float [s]
-        HiGHS time limit of the one whole-run solve of ``offline``.
+        HiGHS wall-clock limit of the one whole-run solve of ``offline``.
     offline_mip_rel_gap : float [-]
         HiGHS relative MIP gap of that solve.
+    offline_mip_max_nodes : int or None
+        HiGHS node limit per MIP run of that solve (None: none).
     integer_intervals : int
         Leading intervals whose integer decisions (instance counts; processing and
         exclusivity binaries when the prices make the LP inexact) stay integer.
@@ -541,8 +551,10 @@ class ControllerSpec:
     far_step_h: float = 4.0
     time_limit_s: float = 10.0
     mip_rel_gap: float = 1e-4
+    mip_max_nodes: int | None = None
     offline_time_limit_s: float = 600.0
     offline_mip_rel_gap: float = 1e-6
+    offline_mip_max_nodes: int | None = None
     integer_intervals: int = 1
     demand_quantile: float = 0.9
     min_instances_per_model: int = 1
@@ -573,6 +585,12 @@ class ControllerSpec:
         if self.scenarios < 1:
             raise ConfigError(SOURCE, f"expected an integer >= 1, got {self.scenarios}",
                               key="controller.scenarios")
+        for key in ("mip_max_nodes", "offline_mip_max_nodes"):
+            nodes = getattr(self, key)
+            if nodes is not None and not 1 <= nodes <= MAX_MIP_NODES:
+                raise ConfigError(SOURCE, f"expected an integer in [1, {MAX_MIP_NODES}] "
+                                  f"(branch-and-bound nodes), got {nodes}",
+                                  key=f"controller.{key}")
         check_in_unit_interval({f"controller.{k}": getattr(self, k) for k in (
             "mip_rel_gap", "offline_mip_rel_gap", "demand_quantile")}, closed=False)
         check_forecaster(self.forecaster, "controller.forecaster")

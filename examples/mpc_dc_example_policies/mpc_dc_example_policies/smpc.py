@@ -100,6 +100,7 @@ class StochasticMpc:
         self.stats.forms["scenario_lp"] += 1
         self.stats.formulations["relaxed"] += 1
         self.stats.statuses[str(result.status)] += 1
+        self.stats.time_limit_hits += int(result.time_limit_hit)
         if not result.ok or result.plan is None:
             return self._deterministic(obs, result.message)
         decision = result.plan.decision(0, self.name)
