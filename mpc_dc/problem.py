@@ -711,8 +711,8 @@ _NO_SERIES = np.zeros((0, 0))
 _NO_COLD_RETRY = frozenset({"kOptimal", "kInfeasible", "kTimeLimit"})
 #: Most binaries a run solves by enumeration (2^b warm LPs) instead of as a HiGHS MIP:
 #: a MIP run pays presolve and a cold root LP (~0.1 s on the nyiso_wind_fleet step,
-#: ~800 simplex iterations), a warm LP with the binaries fixed ~1.5 ms
-#: (docs/performance.md, "The exact formulation's binaries").
+#: 800-1200 simplex iterations), a warm LP with the binaries fixed ~1.5 ms
+#: (docs/performance.md, "The wind-fleet month").
 _ENUMERATE_MAX_BINARIES = 4
 #: Distance to the nearest integer below which an LP value of a binary counts as integral.
 _INTEGRAL_TOL = 1e-9
