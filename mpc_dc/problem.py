@@ -710,9 +710,9 @@ _NO_SERIES = np.zeros((0, 0))
 #: LP outcomes a warm start cannot have caused (anything else is retried cold).
 _NO_COLD_RETRY = frozenset({"kOptimal", "kInfeasible", "kTimeLimit"})
 #: Most binaries a run solves by enumeration (2^b warm LPs) instead of as a HiGHS MIP:
-#: a MIP run pays presolve and a cold root LP (~0.1 s on the nyiso_wind_fleet step,
-#: 800-1200 simplex iterations), a warm LP with the binaries fixed ~1.5 ms
-#: (docs/performance.md, "The wind-fleet month").
+#: a MIP run pays presolve and a cold root LP (median 1173 simplex iterations on the
+#: nyiso_wind_fleet step), a warm LP with the binaries fixed a few (docs/performance.md,
+#: "The wind-fleet month").
 _ENUMERATE_MAX_BINARIES = 4
 #: Distance to the nearest integer below which an LP value of a binary counts as integral.
 _INTEGRAL_TOL = 1e-9
