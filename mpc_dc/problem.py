@@ -34,6 +34,7 @@ Example
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -713,6 +714,13 @@ _SERIES = ("demand_kps", "import_price_usd_per_mwh", "carbon_cost_usd_per_mwh",
 _NO_SERIES = np.zeros((0, 0))
 #: LP outcomes a warm start cannot have caused (anything else is retried cold).
 _NO_COLD_RETRY = frozenset({"kOptimal", "kInfeasible", "kTimeLimit"})
+#: Most binaries a run solves by enumeration (2^b warm LPs) instead of as a HiGHS MIP:
+#: a MIP run pays presolve and a cold root LP (median 1173 simplex iterations on the
+#: nyiso_wind_fleet step), a warm LP with the binaries fixed a few (docs/performance.md,
+#: "The wind-fleet month").
+_ENUMERATE_MAX_BINARIES = 4
+#: Distance to the nearest integer below which an LP value of a binary counts as integral.
+_INTEGRAL_TOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -830,19 +838,49 @@ def choose_formulation(site: Site, inputs: HorizonInputs,
 
     The relaxation is exact (docs/formulation.md, section 3 and "One problem") when
     for every campus that has other IT, export or a battery and every interval:
-    ``π⁺ >= 0`` and, where it may export, ``π⁻ >= 0`` and ``π⁺ >= π⁻``. Inference
+    ``π⁺ >= 0`` and, where it may export, ``π⁻ >= 0`` and ``π⁺ >= π⁻``
+    (:func:`inexact_columns` finds the entries where this fails). Inference
     pools have no relaxation of their own (an idle instance really draws its power),
     so a campus of pools only never needs the exact form; carbon, DR and the demand
     charge only raise the cost of import, so π⁺ alone is the safe test. ``rows`` are
     :func:`_needs_binaries` of ``site`` when the caller keeps them.
     """
+    inexact = inexact_columns(site, inputs.import_price_usd_per_mwh,
+                              inputs.export_price_usd_per_mwh, rows)
+    return Formulation.EXACT if inexact.any() else Formulation.RELAXED
+
+
+def inexact_columns(site: Site, import_price: np.ndarray, export_price: np.ndarray,
+                    rows: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Where the LP relaxation can be inexact, per campus and interval or column (C, H).
+
+    :func:`choose_formulation`'s test entry by entry. Section 3's repair (other-IT
+    power down to ``F⁻¹(W)``, the freed power off renewable use, then import, then
+    onto export; simultaneous flows netted) acts on one campus and one interval at a
+    time and leaves the pools and every other interval as they are, so it never
+    raises the cost of an entry where ``π⁺ >= 0`` and, where the campus may export,
+    ``π⁻ >= 0`` and ``π⁺ >= π⁻``: the exact form's binaries are needed only where
+    this fails (the exact formulation relaxes the others and repairs them,
+    :meth:`Problem.solve`).
+
+    Parameters
+    ----------
+    import_price, export_price : ndarray (C, H) [$/MWh]
+    rows : tuple of ndarray, optional
+        :func:`_needs_binaries` of ``site`` when the caller keeps them.
+
+    Returns
+    -------
+    ndarray of bool (C, H)
+    """
     check, export = _needs_binaries(site) if rows is None else rows
-    pi_im, pi_ex = inputs.import_price_usd_per_mwh, inputs.export_price_usd_per_mwh
-    if check.size and (pi_im[check] < 0).any():
-        return Formulation.EXACT
-    if export.size and ((pi_ex[export] < 0).any() or (pi_im[export] < pi_ex[export]).any()):
-        return Formulation.EXACT
-    return Formulation.RELAXED
+    pi_im = np.asarray(import_price, dtype=float)
+    pi_ex = np.asarray(export_price, dtype=float)
+    out = np.zeros(pi_im.shape, dtype=bool)
+    out[check] = pi_im[check] < 0
+    if export.size:
+        out[export] |= (pi_ex[export] < 0) | (pi_im[export] < pi_ex[export])
+    return out
 
 
 # ----------------------------------------------------------------------------- feasibility
@@ -949,6 +987,14 @@ class CompiledModel:
     binary_blocks : list of (start, rows)
         First HiGHS column and row count of each binary variable (column t of row r
         is ``start + r + rows t``).
+    binary_campus : ndarray of int
+        Campus index of each binary row, block after block.
+    integer_where : ndarray (C, H) of bool or None
+        Where the exact formulation's binaries may be integer this solve (set per
+        solve from :func:`inexact_columns`; None: everywhere).
+    repair_where : ndarray (C, H) of bool or None
+        The entries whose binaries the last integrality setting relaxed although
+        they lie in the integer columns: repaired after each run.
     """
 
     ctx: ModelContext
@@ -957,6 +1003,9 @@ class CompiledModel:
     build_time_s: float
     n_cols: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     binary_blocks: list[tuple[int, int]] = field(default_factory=list)
+    binary_campus: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    integer_where: np.ndarray | None = None
+    repair_where: np.ndarray | None = None
     # integrality last set (instance columns, binary columns of t < this, full limits)
     integrality: tuple[object, ...] | None = None
     # warm start: the last relaxation's basis (read lazily), its time series, whether
@@ -967,10 +1016,21 @@ class CompiledModel:
     last_x: np.ndarray | None = None
     shift_maps: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def binary_columns(self, columns: int) -> np.ndarray:
-        """HiGHS columns of every binary of the first ``columns`` model columns."""
-        parts = [np.arange(start, start + rows * columns) for start, rows in self.binary_blocks]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    def binary_columns(self, columns: int, where: np.ndarray | None = None) -> np.ndarray:
+        """HiGHS columns of every binary of the first ``columns`` model columns; with
+        ``where`` (C, >= columns) only those of the campuses and columns it marks."""
+        parts, keep, first = [], [], 0
+        for start, rows in self.binary_blocks:
+            parts.append(np.arange(start, start + rows * columns))
+            if where is not None:
+                campus = self.binary_campus[first: first + rows]
+                # column t of row r is start + r + rows t (Fortran order)
+                keep.append(where[campus, :columns].ravel(order="F"))
+            first += rows
+        if not parts:
+            return np.zeros(0, dtype=np.int64)
+        out = np.concatenate(parts)
+        return out if where is None else out[np.concatenate(keep)]
 
 
 def build_model(site: Site, interval_lengths: np.ndarray, exact: bool,
@@ -1013,10 +1073,14 @@ def build_model(site: Site, interval_lengths: np.ndarray, exact: bool,
     model = CompiledModel(ctx, problem, fast, 0.0)
     if "instances" in ctx.variables:
         model.n_cols = fast.columns("instances")
+    campus: list[np.ndarray] = []
     for variable in ctx.variables.values():
         if variable.attributes.get("boolean"):
             start, _, shape = fast.var_cols[variable.name()]
             model.binary_blocks.append((int(start), int(shape[0])))
+            campus.append(ctx.binary_campuses[variable.name()])
+    if campus:
+        model.binary_campus = np.concatenate(campus).astype(np.int64)
     model.build_time_s = time.perf_counter() - t0
     return model
 
@@ -1245,7 +1309,8 @@ def inference_it_mw(ctx: ModelContext, instances: np.ndarray, tokens: np.ndarray
     return np.asarray(idle @ instances + energy @ tokens)
 
 
-def repair_relaxed(ctx: ModelContext, cols: Mapping[str, np.ndarray]
+def repair_relaxed(ctx: ModelContext, cols: Mapping[str, np.ndarray],
+                   where: np.ndarray | None = None
                    ) -> tuple[dict[str, np.ndarray], bool, float]:
     """Map an LP optimum onto W = F(P) and exclusive import/export, per campus.
 
@@ -1254,7 +1319,8 @@ def repair_relaxed(ctx: ModelContext, cols: Mapping[str, np.ndarray]
     1. Other-IT power down to ``F⁻¹(W/Δ)``; the freed facility power first reduces
        renewable use (curtailment), then import, then raises export within its limit.
     2. Simultaneous import and export netted: both reduced by ``min(p_im, p_ex)``.
-    The inference pools are left as they are.
+    The inference pools are left as they are. ``where`` (C, H) bool limits both steps
+    to the entries it marks (default: every campus and column).
 
     Returns
     -------
@@ -1271,10 +1337,15 @@ def repair_relaxed(ctx: ModelContext, cols: Mapping[str, np.ndarray]
         other = camps[int(c)].other_it
         assert other is not None
         work = cols["work_nd_wu"][c] + cols["work_df_wu"][c]
-        needs[int(c)] = other.processing.inverse_mw(work / ctx.step_h, other.it_capacity_mw)
+        need = other.processing.inverse_mw(work / ctx.step_h, other.it_capacity_mw)
+        # outside ``where`` the need is the power itself: nothing to shed there
+        needs[int(c)] = need if where is None else np.where(where[c], need, np.inf)
     out = dict(cols)
+    both = np.minimum(cols["import_mw"], cols["export_mw"])
+    if where is not None:
+        both = np.where(where, both, 0.0)
     if (all(bool(np.all(cols["other_it_mw"][c] <= n)) for c, n in needs.items())
-            and not np.any(np.minimum(cols["import_mw"], cols["export_mw"]) > 0)):
+            and not np.any(both > 0)):
         return out, False, 0.0  # on F's graph and no simultaneous flows: nothing to do
     for name in ("other_it_mw", "renewable_used_mw", "import_mw", "export_mw"):
         out[name] = np.array(cols[name], dtype=float)
@@ -1294,6 +1365,8 @@ def repair_relaxed(ctx: ModelContext, cols: Mapping[str, np.ndarray]
         free -= cut
         residual = max(residual, float(free.max(initial=0.0)))
     both = np.minimum(out["import_mw"], out["export_mw"])
+    if where is not None:
+        both = np.where(where, both, 0.0)
     if np.any(both > 1e-6):
         changed = True
     out["import_mw"] -= both
@@ -1729,6 +1802,10 @@ class Problem:
         self._models: dict[bool, CompiledModel] = {}
         self._build_time_s = 0.0
         self._binary_rows = _needs_binaries(site)
+        # campuses whose binaries stay integer whatever the prices: with a battery the
+        # repair may find no room for freed power (docs/formulation.md section 3)
+        self._always_integer = np.array([c.battery is not None for c in site.campuses])
+        self._relax_exact = True
         self._last: CompiledModel | None = None
         fine = (self.options.fine_steps if self.blocked and self.options.fine_steps is not None
                 else self.n_columns)
@@ -1847,7 +1924,19 @@ class Problem:
                 and result.status.has_plan and result.message.startswith("repair failed")):
             logger.warning("LP relaxation not exact (%s); re-solving the exact formulation",
                            result.message)
-            result = self._solve_formulation(Formulation.EXACT, *args)
+            formulation = Formulation.EXACT
+            result = self._solve_formulation(formulation, *args)
+        if (formulation is Formulation.EXACT and self.formulation == "auto"
+                and result.status.has_plan and result.message.startswith("repair failed")):
+            # a safety net as above: the entries relaxed by inexact_columns could not be
+            # repaired, so every binary of the integer columns is made integer
+            logger.warning("exact formulation's relaxed binaries not exact (%s); re-solving "
+                           "with all of them integer", result.message)
+            self._relax_exact = False
+            try:
+                result = self._solve_formulation(formulation, *args)
+            finally:
+                self._relax_exact = True
         if self.time_limit_hits > hits:
             logger.warning("HiGHS stopped on its wall-clock limit in this solve (%s): the "
                            "result depends on the machine's load", result.status)
@@ -1879,6 +1968,15 @@ class Problem:
         model = self.model(formulation is Formulation.EXACT)
         self._last = model
         set_parameters(model.ctx, inputs, state)
+        model.integer_where = None
+        if model.ctx.exact and self.formulation == "auto" and self._relax_exact:
+            # binaries only where the relaxation can be inexact (inexact_columns); the
+            # other entries are repaired after each run
+            ctx = model.ctx
+            model.integer_where = inexact_columns(
+                self.site, ctx.reduce(inputs.import_price_usd_per_mwh),
+                ctx.reduce(inputs.export_price_usd_per_mwh), self._binary_rows)
+            model.integer_where[self._always_integer] = True
         fixed = None if fix_instances is None else self._to_columns(fix_instances)
         T = self.options.committed_intervals if integer_intervals is None else integer_intervals
         T = min(int(T), self.horizon_steps)
@@ -2051,12 +2149,27 @@ class Problem:
     # ------------------------------------------------------------------------- one run
 
     def _set_integrality(self, model: CompiledModel, integer: np.ndarray | None,
-                         binary_cols: int, full: bool) -> bool:
+                         binary_cols: int, full: bool) -> tuple[bool, np.ndarray]:
         """Make ``integer`` instance columns and the binaries of the first ``binary_cols``
-        columns integer (unchanged settings are left alone); True for a MIP."""
+        columns integer (unchanged settings are left alone). Returns whether the run
+        is a MIP and the binary columns it leaves continuous for :meth:`_run` to
+        enumerate instead: all of them when they are the only integers and at most
+        :data:`_ENUMERATE_MAX_BINARIES` (not in the full MILP)."""
         n_int = np.zeros(0, dtype=np.int64) if integer is None else np.asarray(integer)
-        binaries = model.binary_columns(binary_cols) if model.ctx.exact else n_int[:0]
-        key = (n_int.size, int(n_int[0]) if n_int.size else -1, binaries.size, full)
+        where = model.integer_where
+        binaries = (model.binary_columns(binary_cols, where) if model.ctx.exact
+                    else n_int[:0])
+        model.repair_where = None
+        if model.ctx.exact and where is not None:
+            model.repair_where = ~where
+            model.repair_where[:, binary_cols:] = False
+        enumerate_ = (not n_int.size and not full
+                      and 0 < binaries.size <= _ENUMERATE_MAX_BINARIES)
+        if enumerate_:
+            enumerated, binaries = binaries, binaries[:0]
+        else:
+            enumerated = binaries[:0]
+        key = (n_int.size, int(n_int[0]) if n_int.size else -1, binaries.tobytes(), full)
         if model.integrality != key:
             self._save_basis(model)
             fast, o = model.fast, self.options
@@ -2070,12 +2183,12 @@ class Problem:
                 fast.set_options(time_limit_s=o.time_limit_s, mip_rel_gap=o.mip_rel_gap,
                                  mip_max_nodes=_node_limit(o.mip_max_nodes))
             model.integrality = key
-        return bool(n_int.size or binaries.size)
+        return bool(n_int.size or binaries.size), enumerated
 
     def _run(self, model: CompiledModel, fix_instances: np.ndarray | None, start: Plan | None,
              integer: np.ndarray | None, binary_cols: int, *, full: bool = False) -> _Run:
         ctx, fast = model.ctx, model.fast
-        is_mip = self._set_integrality(model, integer, binary_cols, full)
+        is_mip, enumerated = self._set_integrality(model, integer, binary_cols, full)
         # A relaxation without fixed columns starts from the last relaxation's basis
         # (shifted on a new step) and leaves its own for the next step; a fixed re-solve
         # starts from the basis HiGHS holds (the relaxation just solved).
@@ -2097,6 +2210,7 @@ class Problem:
         if start is not None and is_mip and ctx.n_pools:
             n = self._to_columns(start.instances)
             fast.set_start(n.ravel(order="F"), model.n_cols[: n.size])
+        kept = False
         try:
             sol = fast.solve()
             if (relaxation and self.last_warm_start != "cold"
@@ -2110,14 +2224,72 @@ class Problem:
                 fast.clear_solver()
                 self.last_warm_start = "cold"
                 sol = fast.solve()
+            if enumerated.size and sol.model_status == "kOptimal" and sol.x is not None:
+                if series is not None:
+                    # the relaxation's basis is the next step's start, not the last
+                    # pattern's: read it before the enumeration replaces it
+                    model.basis, model.basis_held = fast.current_basis(sol.x), False
+                    model.series, model.last_x, kept = series, sol.x, True
+                sol = self._enumerate(fast, sol, enumerated)
         finally:
             if fix_instances is not None:
                 fast.restore_col_bounds(cols)
-        if series is not None and sol.model_status == "kOptimal":
+        if series is not None and sol.model_status == "kOptimal" and not kept:
             # read lazily: only when another run is about to replace it, or to shift it
             model.basis, model.basis_held, model.series = None, True, series
             model.last_x = sol.x
-        return self._post_process(model, sol, is_mip)
+        return self._post_process(model, sol, is_mip or bool(enumerated.size))
+
+    @staticmethod
+    def _enumerate(fast: HighsFastPath, lp: FastSolution, binaries: np.ndarray
+                   ) -> FastSolution:
+        """The MIP over ``binaries`` (the only integers) from its LP relaxation ``lp``:
+        ``lp`` itself when they are integral there, else the best of every 0/1
+        pattern of them, each a warm LP with the binaries fixed (nearest to ``lp``
+        first; stops at one that reaches ``lp``'s objective, the MIP's lower bound).
+        Exact: the MIP optimum is the least over the patterns of the LP so fixed, so
+        the result has no gap; its dual bound is its objective. A pattern HiGHS
+        leaves neither optimal nor infeasible hands the run to HiGHS's MIP."""
+        assert lp.x is not None
+        x = lp.x[binaries]
+        if np.all(np.abs(x - np.round(x)) <= _INTEGRAL_TOL):
+            return replace(lp, mip_gap=0.0, dual_bound=lp.objective)
+        patterns = np.array(list(itertools.product((0.0, 1.0), repeat=binaries.size)))
+        patterns = patterns[np.argsort(np.abs(patterns - x).sum(axis=1), kind="stable")]
+        reach = lp.objective + 1e-9 * (1.0 + abs(lp.objective))
+        best: FastSolution | None = None
+        seconds = lp.highs_time_s
+        try:
+            for pattern in patterns:
+                fast.set_col_bounds(binaries, pattern, pattern)
+                sol = fast.solve()
+                seconds += sol.highs_time_s
+                if sol.model_status == "kInfeasible":
+                    continue
+                if sol.model_status != "kOptimal" or sol.x is None:
+                    logger.warning("binary pattern %s: HiGHS %s; solving the MIP instead",
+                                   pattern, sol.model_status)
+                    best = None
+                    break
+                if best is None or sol.objective < best.objective:
+                    best = sol
+                if best.objective <= reach:
+                    break
+            else:
+                if best is None:
+                    return FastSolution("kInfeasible", None, float("nan"), seconds,
+                                        float("nan"))
+        finally:
+            fast.restore_col_bounds(binaries)
+        if best is None:
+            fast.set_integrality(binaries)
+            try:
+                mip = fast.solve()
+            finally:
+                fast.set_integrality(binaries[:0])
+                fast.clear_solver()
+            return replace(mip, highs_time_s=seconds + mip.highs_time_s)
+        return FastSolution("kOptimal", best.x, best.objective, seconds, 0.0, best.objective)
 
     def _post_process(self, model: CompiledModel, sol: FastSolution, is_mip: bool) -> _Run:
         ctx = model.ctx
@@ -2137,8 +2309,9 @@ class Problem:
         values = {n: model.fast.value(sol.x, n) for n in ctx.variables}
         cols = solution_columns(ctx, values)
         repaired, message = False, ""
-        if not ctx.exact and (ctx.other_it.size or ctx.export.size):
-            cols, repaired, residual = repair_relaxed(ctx, cols)
+        if (ctx.other_it.size or ctx.export.size) and (not ctx.exact
+                                                       or model.repair_where is not None):
+            cols, repaired, residual = repair_relaxed(ctx, cols, model.repair_where)
             if residual > 1e-6:
                 message = f"repair failed: {residual:.3g} MW of excess power could not be shed"
         cost = plan_cost(ctx, cols)

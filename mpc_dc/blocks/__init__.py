@@ -127,6 +127,9 @@ class ModelContext:
     expressions: dict[str, cp.Expression] = field(default_factory=dict)
     #: Parameters that are time series (set by the builder, read by the warm start).
     series_parameters: list[cp.Parameter] = field(default_factory=list)
+    #: Campus index (of C) of each row of each binary variable, by variable name (the
+    #: exact form's binaries are made integer campus by campus, mpc_dc.problem).
+    binary_campuses: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         site, H = self.site, self.horizon_steps

@@ -44,5 +44,6 @@ def define_battery(ctx: ModelContext) -> None:
     if ctx.exact:
         v = cp.Variable((n, H), name="battery_charging", boolean=True)
         ctx.variables["battery_charging"] = v
+        ctx.binary_campuses["battery_charging"] = ctx.battery
         ctx.add_constraints("battery charge/discharge exclusivity",
                             ch - cp.multiply(P, v) <= 0, dis + cp.multiply(P, v) <= P)

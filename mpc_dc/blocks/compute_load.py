@@ -107,6 +107,7 @@ def define_processing_exact(ctx: ModelContext) -> None:
         return
     z = cp.Variable((pairs.size, H), name="segment_full", boolean=True)
     v["segment_full"] = z
+    ctx.binary_campuses["segment_full"] = ctx.other_it[owner[pairs]]
     Cur = sp.csr_array((np.ones(pairs.size), (np.arange(pairs.size), pairs)),
                        shape=(pairs.size, R))
     Nxt = sp.csr_array((np.ones(pairs.size), (np.arange(pairs.size), pairs + 1)),

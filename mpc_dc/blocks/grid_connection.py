@@ -67,6 +67,7 @@ def define_import_export_exclusivity(ctx: ModelContext) -> None:
     ex = np.array([camps[int(c)].grid.export_limit_mw for c in ctx.export]) / ctx.unit_mw
     b = cp.Variable((n, H), name="importing", boolean=True)
     ctx.variables["importing"] = b
+    ctx.binary_campuses["importing"] = ctx.export
     M = np.repeat(big[:, None], H, axis=1)
     X = np.repeat(ex[:, None], H, axis=1)
     ctx.add_constraints("import/export exclusivity",
