@@ -416,3 +416,19 @@ def test_random_byte_edits(
     edits = data.draw(byte_edits(len(raw)), label="edits")
     check_file(folder, fmt, edited(raw, edits), capsys)
 
+
+
+@pytest.mark.parametrize("height", ["", "ten", "1e999x"])
+def test_weather_height_that_is_not_a_number_is_one_line(
+    height: str, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A height cell that is empty or not a number is refused naming the variable (found by
+    ``test_random_byte_edits``: a deleted byte left pandas' ``Unnamed: 1_level_1`` there,
+    and ``float`` raised out of the reader)."""
+    rows = _rows(LAYOUTS["windpowerlib_weather"].text)
+    cells = _cells(rows[1])
+    cells[1] = height
+    rows[1] = ",".join(cells)
+    outcome = check_file(folder, "windpowerlib_weather", _join(rows).encode(), capsys)
+    assert outcome.code == 2
+    assert "pressure" in outcome.message and "height" in outcome.message, outcome

@@ -69,7 +69,17 @@ def read_weather(path: str | Path) -> tuple[pd.DataFrame, TraceMetadata]:
     heights: dict[str, float] = {}
     for column in frame.columns[1:]:
         variable = str(column[0]).split(".")[0].strip()
-        height = float(str(column[1]).strip())
+        try:
+            height = float(str(column[1]).strip())
+        except ValueError:
+            height = float("nan")
+        if not np.isfinite(height):
+            raise TraceError(
+                source,
+                f"height {column[1]!r}; expected a finite height [m] in the second header row",
+                line=2,
+                field=variable,
+            )
         unit = WEATHER_UNITS.get(variable)
         if unit is None:
             raise TraceError(
