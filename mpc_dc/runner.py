@@ -46,6 +46,7 @@ from mpc_dc.control.mpc import (
     truth_values,
 )
 from mpc_dc.control.offline import OfflinePolicy
+from mpc_dc.params.power_line import workload_power_lines
 from mpc_dc.policy import PolicyContext, make_policy
 from mpc_dc.problem import LatenessPrices, Problem, SolverOptions, solve_day
 from mpc_dc.sim.dr_program import with_notice
@@ -54,7 +55,7 @@ from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.faults import FaultInjector
 from mpc_dc.sim.policy import Policy
 from mpc_dc.sim.serving import workload_capacity
-from mpc_dc.site.config import Site
+from mpc_dc.site.config import Fleet, Site
 from mpc_dc.site.data import SOURCE, build_site_exogenous, errors_name
 from mpc_dc.site.scenario import (
     ControllerSpec,
@@ -94,21 +95,38 @@ class RunOutcome:
 
 
 def with_capacity(scenario: Scenario, exo: SiteExogenous) -> Scenario:
-    """``scenario`` with ``fleet.capacity_tokens_per_s`` filled from the workload.
+    """``scenario`` with ``fleet.capacity_tokens_per_s`` and the power line
+    (``fleet.power_intercept_w``, ``fleet.power_slope_j_per_token``) filled from the
+    workload.
 
     Every pool the scenario does not set gets
     :func:`~mpc_dc.sim.serving.workload_capacity` on the history's token mix
-    (``exo.request_mix``) at the serving TPOT targets: the optimizer then plans with
-    the throughput the simulator's curves give on these requests.
+    (``exo.request_mix``) at the serving TPOT targets, and
+    :func:`~mpc_dc.params.power_line.workload_power_lines` at ``ρ̄`` times that
+    capacity: the optimizer then plans with the throughput the simulator's curves
+    give on these requests, and with the power they draw at the planned utilisation.
     """
     fleet = scenario.fleet
     if fleet is None:
         return scenario
     found = workload_capacity(scenario.site, exo.request_mix, scenario.serving.tpot_slo_s)
-    merged = {**found, **fleet.capacity_tokens_per_s}
-    if merged == dict(fleet.capacity_tokens_per_s):
-        return scenario
-    return replace(scenario, fleet=replace(fleet, capacity_tokens_per_s=merged))
+    capacity = {**found, **fleet.capacity_tokens_per_s}
+    lines = workload_power_lines(scenario.site, exo.request_mix, capacity)
+    filled = replace(
+        fleet, capacity_tokens_per_s=capacity,
+        power_intercept_w={**{k: v.intercept_w for k, v in lines.items()},
+                           **fleet.power_intercept_w},
+        power_slope_j_per_token={**{k: v.slope_j_per_token for k, v in lines.items()},
+                                 **fleet.power_slope_j_per_token})
+    return scenario if filled == fleet else replace(scenario, fleet=filled)
+
+
+def workload_figures(fleet: Fleet, base: Fleet) -> Fleet:
+    """``fleet`` with the workload figures :func:`with_capacity` filled in ``base``
+    (capacity and power line): a variant of a prepared scenario plans as it does."""
+    return replace(fleet, capacity_tokens_per_s=base.capacity_tokens_per_s,
+                   power_intercept_w=base.power_intercept_w,
+                   power_slope_j_per_token=base.power_slope_j_per_token)
 
 
 def dr_baseline(scenario: Scenario, exo: SiteExogenous) -> dict[str, np.ndarray] | None:
@@ -335,8 +353,7 @@ def run_scenario(
     else:
         base, exo = prepared
         if scenario.fleet is not None and base.fleet is not None:
-            scenario = replace(scenario, fleet=replace(
-                scenario.fleet, capacity_tokens_per_s=base.fleet.capacity_tokens_per_s))
+            scenario = replace(scenario, fleet=workload_figures(scenario.fleet, base.fleet))
         exo = on_site(exo, scenario.site)
     injector = fault_injector(scenario, exo)
     if injector is not None:
@@ -354,6 +371,8 @@ def run_scenario(
     if scenario.fleet is not None:
         kpis["flexibility"] = str(scenario.fleet.flexibility)
         kpis["capacity_tokens_per_s"] = dict(scenario.fleet.capacity_tokens_per_s)
+        kpis["power_intercept_w"] = dict(scenario.fleet.power_intercept_w)
+        kpis["power_slope_j_per_token"] = dict(scenario.fleet.power_slope_j_per_token)
     if isinstance(controller, OfflinePolicy):
         kpis.update(controller.kpis())
     if isinstance(controller, MpcPolicy) and controller.forecasts.errors is not None:

@@ -175,8 +175,9 @@ def test_only_the_first_interval_of_the_plan_is_committed() -> None:
     assert result.kpis["fallbacks_total"] == 0
     # Each change beyond the first interval left that interval alone on several steps
     # (the price spike in interval 1 least often: the battery charges ahead of it in
-    # interval 0; 4 of the 24 steps with the lateness block in the plan, 5 without) ...
-    assert all(kept[name] >= 4 for name in BEYOND_FIRST), kept
+    # interval 0; 4 of the 24 steps with the lateness block in the plan, 5 without, 3
+    # since the planner prices the batch curve, mpc_dc.params.power_line) ...
+    assert all(kept[name] >= 3 for name in BEYOND_FIRST), kept
     # ... while moving every kind of commitment in the second one on some of them.
     assert all(moved_later[what] >= 2 for what in COMMITMENTS), moved_later
     # The counterpart: the first interval's inputs do reach the decision.

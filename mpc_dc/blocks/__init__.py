@@ -99,8 +99,11 @@ class ModelContext:
     pools : tuple of PoolKey
     mu_tokens_per_s, gpus, idle_w, energy_j_per_token, quality_loss : ndarray (P,)
         Per-pool figures: μ [tokens/s at the SLO] (:meth:`Fleet.capacity`: the
-        workload's, else the quantization table's), and from the table g [GPUs],
-        p_idle [W], e [J/token], quality loss [points, >= 0].
+        workload's, else the quantization table's), the power line's intercept
+        p_idle [W] and slope e [J/token] (:meth:`Fleet.power_line`: the batch curve's
+        supporting line at ρ̄ μ on the workload, :mod:`mpc_dc.params.power_line`,
+        else the table's idle power and marginal energy per token), and from the
+        table g [GPUs], quality loss [points, >= 0].
     pool_pue : ndarray (P,) [-]
         PUE of each pool's campus.
     model_of, campus_of, gcampus_of : ndarray (P,) of int
@@ -173,9 +176,11 @@ class ModelContext:
             [0.0 if fleet is None else fleet.capacity(k[1], k[2]) for k in self.pools],
             dtype=float)
         self.gpus = np.array([float(r.gpus_per_instance) for r in rows], dtype=float)
-        self.idle_w = np.array([r.idle_power_w for r in rows], dtype=float)
-        self.energy_j_per_token = np.array([r.marginal_energy_per_token_j for r in rows],
-                                           dtype=float)
+        lines = np.array([fleet.power_line(k[1], k[2]) if fleet is not None
+                          else (r.idle_power_w, r.marginal_energy_per_token_j)
+                          for k, r in zip(self.pools, rows, strict=True)],
+                         dtype=float).reshape(-1, 2)
+        self.idle_w, self.energy_j_per_token = lines[:, 0].copy(), lines[:, 1].copy()
         self.quality_loss = np.array([max(r.quality_loss_pct_points, 0.0) for r in rows],
                                      dtype=float)
         load_s = np.array([r.load_time_s for r in rows], dtype=float)

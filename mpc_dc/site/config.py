@@ -459,6 +459,16 @@ class Fleet:
         table's ``tokens_per_s_at_slo`` (measured on ML.ENERGY's chat task). A run
         fills it from the workload's token lengths
         (:func:`mpc_dc.sim.serving.workload_capacity`) unless the scenario sets it.
+    power_intercept_w : Mapping[str, float] [W]
+        Intercept of the planner's power line of one instance, per
+        ``"model/precision"``: a pool plans ``n · power_intercept_w + s · x``. A pool
+        not named here uses the table's ``idle_power_w``. A run fills it from the
+        workload's token lengths (:func:`mpc_dc.params.power_line.workload_power_lines`:
+        the batch curve's supporting line at ``utilization_cap × capacity``) unless the
+        scenario sets it.
+    power_slope_j_per_token : Mapping[str, float] [J/token]
+        Slope ``s`` of that line, per ``"model/precision"``; a pool not named uses the
+        table's ``marginal_energy_per_token_j``. Filled with ``power_intercept_w``.
     table : QuantTable
         The quantization-to-power table (not compared or hashed).
     """
@@ -472,6 +482,8 @@ class Fleet:
     unserved_penalty_usd_per_mtok: float = 1000.0
     allowed_precisions: tuple[str, ...] = ()
     capacity_tokens_per_s: Mapping[str, float] = field(default_factory=dict)
+    power_intercept_w: Mapping[str, float] = field(default_factory=dict)
+    power_slope_j_per_token: Mapping[str, float] = field(default_factory=dict)
     table: QuantTable = field(default_factory=committed_quant_table, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -509,6 +521,14 @@ class Fleet:
             if not 0 < value < float("inf"):
                 raise ValueError(f"capacity_tokens_per_s: expected a value > 0 for {key!r}, "
                                  f"got {value!r}")
+        for name in ("power_intercept_w", "power_slope_j_per_token"):
+            for key, value in getattr(self, name).items():
+                if key not in pairs:
+                    raise ValueError(f"{name}: {key!r} is no model/precision of the fleet; "
+                                     f"expected some of {', '.join(pairs)}")
+                if not 0 <= value < float("inf"):
+                    raise ValueError(f"{name}: expected a value >= 0 for {key!r}, "
+                                     f"got {value!r}")
 
     @property
     def levers(self) -> Flexibility:
@@ -524,6 +544,15 @@ class Fleet:
         if key in self.capacity_tokens_per_s:
             return float(self.capacity_tokens_per_s[key])
         return float(self.table.get(model, precision).tokens_per_s_at_slo)
+
+    def power_line(self, model: str, precision: str) -> tuple[float, float]:
+        """The planner's power line of one instance: (intercept [W], slope [J/token])
+        (:attr:`power_intercept_w`, :attr:`power_slope_j_per_token`, else the table's
+        ``idle_power_w`` and ``marginal_energy_per_token_j``)."""
+        key = f"{model}/{precision}"
+        row = self.table.get(model, precision)
+        return (float(self.power_intercept_w.get(key, row.idle_power_w)),
+                float(self.power_slope_j_per_token.get(key, row.marginal_energy_per_token_j)))
 
     def precisions(self, model: str) -> tuple[str, ...]:
         """Precisions of ``model`` allowed by the levers (BF16 only without Q) and by
@@ -569,10 +598,10 @@ class DemandResponse:
     enforce_cap : bool
         The plant holds each event interval's committed cap
         (:func:`mpc_dc.sim.plant.committed_cap_mw`) with the site's levers
-        (:mod:`mpc_dc.sim.plant`, :mod:`mpc_dc.sim.fast_layer`); off: it runs as if
-        there were no cap (only the fast layer's starts stay within ``f · b``), the
-        default: until the planner prices the batch curve, holding the cap costs more
-        lateness than the programme's penalty (docs/fleet_closed_loop.md).
+        (:mod:`mpc_dc.sim.plant`, :mod:`mpc_dc.sim.fast_layer`), the default: since
+        the planner prices the batch curve (:mod:`mpc_dc.params.power_line`) its plans
+        hold the cap at little lateness (docs/fleet_closed_loop.md); off: it runs as if
+        there were no cap (only the fast layer's starts stay within ``f · b``).
     """
 
     reward_usd_per_kwh: float = 1.0
@@ -585,7 +614,7 @@ class DemandResponse:
     adjustment_h: float = 3.0
     adjustment_cap: float = 0.2
     notice_h: float = 2.0
-    enforce_cap: bool = False
+    enforce_cap: bool = True
 
     def __post_init__(self) -> None:
         _check_nonneg("dr", reward_usd_per_kwh=self.reward_usd_per_kwh,

@@ -13,9 +13,14 @@ inference part of ``m − p̂`` split three ways (facility power, PUE applied) [
 * ``d_tokens``: tokens served against tokens planned, at the plan's energy per token
   ``e``: a demand surprise (the plan provisions at the demand quantile, above the
   point forecast);
-* ``d_occupancy``: the pools' measured active power against ``e ×`` the tokens they
-  served: the batch curve at the occupancy it ran at against the plan's linear
-  energy per token.
+* ``d_occupancy``: the pools' measured power against the plan's line at the tokens
+  they served (``P0`` × instance-seconds + ``e ×`` tokens, less their idle energy,
+  counted in ``d_instances``): the batch curve at the occupancy it ran at against
+  the plan's line.
+
+``P0`` and ``e`` are the planner's power line of each pool (``Fleet.power_line``: the
+run's ``power_intercept_w`` and ``power_slope_j_per_token`` from its ``kpis.json``,
+else the quantization table's idle power and marginal energy per token).
 
 The rest of ``m − p̂`` (``d_other``) is what is not inference: other IT, renewable,
 battery, curtailment, and the plant's levers holding the cap (``dr_relief_mw``). A
@@ -26,7 +31,9 @@ per (local event day, campus) (:func:`by_day`).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,16 +53,22 @@ def event_rows(ledger: pd.DataFrame, pools: pd.DataFrame, site: Site) -> pd.Data
     event = ledger[ledger["dr_event"].astype(bool)]
     keys = list(zip(*(pools.index.get_level_values(n) for n in ("campus", "model", "precision")),
                     strict=True))
-    e = np.array([site.row(k).marginal_energy_per_token_j for k in keys])
-    p0 = np.array([site.row(k).idle_power_w for k in keys])
+    assert site.fleet is not None
+    line = np.array([site.fleet.power_line(k[1], k[2]) for k in keys], dtype=float)
+    p0, e = line[:, 0], line[:, 1]
+    # the plan's intercept over the instance-seconds that drew power; the part of it
+    # above the curve's own idle power (idle_energy_j) is set against active power
+    instance_s = pools["instance_s"].to_numpy()
+    curve_p0 = pools["idle_energy_j"].to_numpy() / np.maximum(instance_s, 1e-9)
     per_pool = pd.DataFrame({
         # the plan's instances: those committed at the end less the fast layer's
         "planned_idle_w": p0 * (pools["instances"] - pools["fast_started"]
                                 - pools["fast_kept"]).to_numpy(),
-        "idle_w": pools["idle_energy_j"].to_numpy() / STEP_S,
+        "idle_w": p0 * instance_s / STEP_S,
         "e_planned_w": e * pools["planned_tokens_per_s"].to_numpy(),
         "e_served_w": e * pools["tokens_decoded"].to_numpy() / STEP_S,
-        "active_w": pools["active_energy_j"].to_numpy() / STEP_S,
+        "active_w": (pools["active_energy_j"].to_numpy()
+                     + (curve_p0 - p0) * instance_s) / STEP_S,
     }, index=pools.index)
     per_campus = (per_pool.groupby(level=["interval_start_utc", "campus"]).sum()
                   .reindex(event.index, fill_value=0.0))
@@ -80,6 +93,18 @@ def event_rows(ledger: pd.DataFrame, pools: pd.DataFrame, site: Site) -> pd.Data
     out["over_programme_cap"] = event["dr_excess_mw"].to_numpy() > 1e-9
     out["over_committed_cap"] = out["import_kw"] > out["committed_cap_kw"] * (1 + 1e-9) + tol
     return out
+
+
+def planned_site(site: Site, kpis_path: Path) -> Site:
+    """``site`` with the power line the run planned with (``power_intercept_w`` and
+    ``power_slope_j_per_token`` of its ``kpis.json``; a run without them planned with
+    the table's line)."""
+    kpis = json.loads(kpis_path.read_text()) if kpis_path.exists() else {}
+    if site.fleet is None or "power_intercept_w" not in kpis:
+        return site
+    return replace(site, fleet=replace(
+        site.fleet, power_intercept_w=kpis["power_intercept_w"],
+        power_slope_j_per_token=kpis["power_slope_j_per_token"]))
 
 
 def summary(rows: pd.DataFrame) -> list[str]:
@@ -129,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     scenario = load_scenario(args.scenario)
     rows = event_rows(pd.read_parquet(args.run / "ledger.parquet"),
-                      pd.read_parquet(args.run / "pools.parquet"), scenario.site)
+                      pd.read_parquet(args.run / "pools.parquet"),
+                      planned_site(scenario.site, args.run / "kpis.json"))
     table = by_day(rows, scenario.run.local_tz) if args.by_day else rows
     with pd.option_context("display.width", 250, "display.max_rows", None,
                            "display.max_columns", None):
