@@ -105,7 +105,13 @@ from mpc_dc.sim.meter import (
     billing_periods,
     net_cost_usd,
 )
-from mpc_dc.sim.plant import RECORD_COLUMNS, CampusPlant, CampusRecord, committed_cap_mw
+from mpc_dc.sim.plant import (
+    RECORD_COLUMNS,
+    CampusPlant,
+    CampusRecord,
+    Setpoints,
+    committed_cap_mw,
+)
 from mpc_dc.sim.policy import (
     CampusObservation,
     Decision,
@@ -500,6 +506,14 @@ class _Loop:
                     # Work arriving during the interval may run in it, like ND work.
                     backlog.release(exo.deferrable_arrival_wu(name, step),
                                     exo.window_deadline(name, step))
+            # Each campus's decision, set-points and committed DR cap, computed once for
+            # the fast layer's limits and the plants alike.
+            decided = [decision.campus(name) for name in self.names]
+            starts = [plant.setpoints(d, r, backlog) for plant, d, r, backlog in zip(
+                self.plants, decided, realized, self.backlogs, strict=True)]
+            fraction = self.site.dr.cap_fraction_of_baseline
+            caps = [committed_cap_mw(r, d, fraction)
+                    for d, r in zip(decided, realized, strict=True)]
             inference = np.zeros(C)
             fleet = self.fleet
             if fleet is not None:
@@ -511,28 +525,27 @@ class _Loop:
                 else:
                     stats = yield env.process(fleet.serve_fast(
                         env, step, target, decision.fleet,
-                        self.limits(step, decision, realized)))
+                        self.limits(step, realized, starts, caps)))
                 inference = fleet.inference_it_mw(stats)
             records: list[CampusRecord] = []
-            caps = self.committed_caps(decision, realized)
             for c, name in enumerate(self.names):
                 try:
                     records.append(self.plants[c].execute(
-                        step, decision.campus(name), realized[c], self.backlogs[c],
-                        float(inference[c]), caps[c], self.enforce_cap))
+                        step, decided[c], realized[c], self.backlogs[c],
+                        float(inference[c]), caps[c], self.enforce_cap, starts[c]))
                 except InvariantError as err:
                     raise InvariantError(f"campus {name}: {err.message}", err.step,
                                          exo.time(step)) from None
             # The fast layer has served the interval already (its end is now).
             yield env.timeout((step + 1) * STEP_S - env.now)
-            yield to_replay.put((step, decision, records))
+            yield to_replay.put((step, decision, realized, records))
 
     def replay(self, to_replay: simpy.Store,
                to_meter: simpy.Store) -> Generator[simpy.Event, Any, None]:
         """At the interval end: release and expire deferrable work, publish observations."""
         exo = self.exo
         while True:
-            step, decision, records = yield to_replay.get()
+            step, decision, realized, records = yield to_replay.get()
             work: list[tuple[float, float]] = []
             for c, name in enumerate(self.names):
                 backlog = self.backlogs[c]
@@ -555,20 +568,17 @@ class _Loop:
                 published = self.injector.published(step, published)
             for when, values in published:
                 self.policy.observe(when, values)
-            yield to_meter.put((step, decision, records, work))
+            yield to_meter.put((step, decision, realized, records, work))
 
     def run_meter(self, to_meter: simpy.Store,
                   boundaries: simpy.Store) -> Generator[simpy.Event, Any, None]:
         """Settle every campus, write the ledger rows, open the next boundary."""
         n = self.exo.n_steps
-        realized_of = self.exo.realized
         while True:
-            step, decision, records, work = yield to_meter.get()
+            # realized as the plant saw it (with the programme's announced baseline)
+            step, decision, realized, records, work = yield to_meter.get()
             period = self.periods[step]
             ends = step == n - 1 or self.periods[step + 1] != period
-            realized = realized_of(step)
-            if self.program is not None:
-                realized = self.program.realized(step, realized)
             row = self.block[step]
             for c, record in enumerate(records):
                 arrival, missed = work[c]
@@ -620,16 +630,8 @@ class _Loop:
                            instances_running=running, instances_starting=starting,
                            queue_requests=queue)
 
-    def committed_caps(self, decision: Decision, realized: Sequence[CampusRealized]
-                       ) -> list[float | None]:
-        """Each campus's committed DR cap in the interval [MW], None outside events
-        (:func:`~mpc_dc.sim.plant.committed_cap_mw`)."""
-        fraction = self.site.dr.cap_fraction_of_baseline
-        return [committed_cap_mw(r, decision.campus(name), fraction)
-                for name, r in zip(self.names, realized, strict=True)]
-
-    def limits(self, step: int, decision: Decision,
-               realized: tuple[CampusRealized, ...]) -> CampusLimits:
+    def limits(self, step: int, realized: Sequence[CampusRealized],
+               starts: Sequence[Setpoints], caps: Sequence[float | None]) -> CampusLimits:
         """What bounds the fast layer in ``step``: GPUs available per campus (fewer in
         an ``[[outages]]`` entry and, with faults, less those a GPU loss took:
         :meth:`~mpc_dc.sim.faults.FaultInjector.gpus_in`), the inference power each
@@ -640,20 +642,20 @@ class _Loop:
         the cap held by the plant's levers
         (:meth:`~mpc_dc.sim.plant.CampusPlant.inference_cap_mw`; inf elsewhere).
         Without enforcement the cap the layer's starts keep within is the programme's,
-        ``f · b``, as before the committed cap existed."""
-        if self.enforce_cap:
-            caps = self.committed_caps(decision, realized)
-        else:
+        ``f · b``, as before the committed cap existed.
+
+        ``starts`` are the campuses' set-points
+        (:meth:`~mpc_dc.sim.plant.CampusPlant.setpoints`) and ``caps`` their committed
+        DR caps (:func:`~mpc_dc.sim.plant.committed_cap_mw`) of the interval, as the
+        plants execute them."""
+        if not self.enforce_cap:
             fraction = self.site.dr.cap_fraction_of_baseline
             caps = [fraction * r.dr_baseline_mw if r.dr_event else None for r in realized]
-        headroom = [
-            plant.inference_headroom_mw(decision.campus(name), r, backlog, cap)
-            for plant, name, r, backlog, cap in zip(self.plants, self.names, realized,
-                                                    self.backlogs, caps, strict=True)]
+        headroom = [plant.inference_headroom_mw(start, cap)
+                    for plant, start, cap in zip(self.plants, starts, caps, strict=True)]
         hard = [math.inf if cap is None or not self.enforce_cap
-                else plant.inference_cap_mw(decision.campus(name), r, backlog, cap)
-                for plant, name, r, backlog, cap in zip(self.plants, self.names, realized,
-                                                        self.backlogs, caps, strict=True)]
+                else plant.inference_cap_mw(start, cap)
+                for plant, start, cap in zip(self.plants, starts, caps, strict=True)]
         gpus = (self.exo_gpus[step] if self.injector is None
                 else self.injector.gpus_in(step))
         return CampusLimits(np.array(gpus, dtype=float), 1e6 * np.array(headroom),
