@@ -95,7 +95,14 @@ from mpc_dc.sim.invariants import (
     check_token_book,
     check_work_ledger,
 )
-from mpc_dc.sim.lateness import LATENESS_COLUMNS, fluid_book, fluid_slo_ok, request_book
+from mpc_dc.sim.lateness import (
+    LATENESS_COLUMNS,
+    fluid_book,
+    fluid_slo_ok,
+    outcome_at,
+    request_book,
+    request_lateness,
+)
 from mpc_dc.sim.meter import (
     COST_COLUMNS,
     METER_COLUMNS,
@@ -437,7 +444,7 @@ class _Loop:
                  penalties: Penalties, progress: Callable[[int], object] | None,
                  faults: FaultInjector | None = None,
                  fast_layer: FastLayerConfig | None = None) -> None:
-        self.exo, self.policy, self.progress = exo, policy, progress
+        self.exo, self.policy, self.progress, self.serving = exo, policy, progress, serving
         self.injector = faults
         site = exo.site
         self.site = site
@@ -660,6 +667,25 @@ class _Loop:
                 else self.injector.gpus_in(step))
         return CampusLimits(np.array(gpus, dtype=float), 1e6 * np.array(headroom),
                             1e6 * np.array(hard))
+
+    def lateness_to_date_usd(self, step: int) -> float:
+        """The price of the lateness certain by the end of ``step`` [$], served that far
+        (:mod:`mpc_dc.sim.lateness`; 0 without a fleet): fluid, the lateness of the
+        intervals up to ``step`` (each estimated as its interval closes); request level,
+        that of the requests as they stood then
+        (:func:`~mpc_dc.sim.lateness.outcome_at`)."""
+        fleet = self.fleet
+        if fleet is None:
+            return 0.0
+        server, serving = fleet.server, self.serving
+        if isinstance(server, FluidServer):
+            # each row is its interval's own estimate: the rows up to step are final
+            book = fluid_book(server, serving, fleet.cols["arrivals"],
+                              fleet.cols["arrived_tokens"])
+            return float(book.lateness_usd[:step + 1].sum())
+        outcome = outcome_at(server.outcome(), (step + 1) * STEP_S)
+        late, late_s = request_lateness(outcome, self.site, serving)
+        return float(serving.lateness_usd(float(late.sum()), float(late_s.sum())))
 
     def project(self, step: int, decision: Decision) -> Decision:
         """The decision projected on what the site can do now, each projection counted
