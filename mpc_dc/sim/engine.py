@@ -287,6 +287,9 @@ class RunResult:
     fast_actions : DataFrame or None
         The fast layer's actions (:attr:`~mpc_dc.sim.fast_layer.FastLayer.actions`);
         None when it is off or there is no fleet.
+    slo_parts : tuple of ndarray or None
+        :func:`~mpc_dc.sim.serving.slo_parts` of ``outcome`` (TTFT met, TPOT met,
+        decided).
     """
 
     site: Site
@@ -307,6 +310,7 @@ class RunResult:
     local_tz: str
     serving: ServingConfig | None = None
     fast_actions: pd.DataFrame | None = None
+    slo_parts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def campus_ledger(self, campus: str) -> pd.DataFrame:
         """The ledger rows of one campus, indexed by interval start."""
@@ -816,7 +820,7 @@ def simulation(
         raise RuntimeError(f"simulation ended after {len(loop.sources)} of {n} intervals")
     fleet = loop.fleet
     outcome = None
-    slo = None
+    slo = parts = None
     samples = None
     book = None
     if fleet is not None:
@@ -824,7 +828,9 @@ def simulation(
         server = fleet.server
         if isinstance(server, RequestLevelServer):
             outcome = server.outcome()
-            slo = slo_met(outcome, exo.site, serving)
+            # judged once, for the samples, the lateness and the KPIs
+            parts = slo_parts(outcome, exo.site, serving)
+            slo = slo_met(outcome, exo.site, serving, parts)
             samples = request_frame(outcome, exo.site, serving, slo=slo)
         offered = np.diff(exo.requests.interval_bounds(n)).astype(float)
         if isinstance(server, FluidServer):
@@ -835,7 +841,7 @@ def simulation(
         else:
             book = ServingBook(offered, fleet.dropped.copy(), np.zeros(len(fleet.keys)))
             assert outcome is not None
-            late = request_book(outcome, exo.site, serving, n)
+            late = request_book(outcome, exo.site, serving, n, parts=parts)
         fleet.cols.update(late.columns())
     ledger = loop.ledger()
     if faults is not None:
@@ -848,7 +854,7 @@ def simulation(
         decisions=tuple(loop.decisions), decide_time_s=loop.decide_s,
         settlement={m.campus.name: dict(m.totals) for m in loop.meters},
         initial_battery_mwh=initial_battery, initial_backlog_wu=initial_backlog,
-        requests=samples, outcome=outcome, slo=slo,
+        requests=samples, outcome=outcome, slo=slo, slo_parts=parts,
         serving_book=book, penalties=penalties, local_tz=exo.local_tz,
         serving=serving if fleet is not None else None,
         fast_actions=None if fleet is None or fleet.fast is None else fleet.fast.actions)
@@ -1110,9 +1116,9 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
             v = values[~np.isnan(values)]
             for q in (50, 95, 99):
                 kpis[f"{name}_p{q}_s"] = float(np.percentile(v, q)) if v.size else math.nan
-        assert result.slo is not None
+        assert result.slo is not None and result.slo_parts is not None
         met, decided = result.slo
-        ttft_ok, tpot_ok, _ = slo_parts(outcome, result.site, serving)
+        ttft_ok, tpot_ok, _ = result.slo_parts
 
         def share(ok: np.ndarray, sel: np.ndarray) -> float:
             return float(ok[sel].mean()) if sel.any() else math.nan

@@ -1430,7 +1430,8 @@ class ServingConfig:
 
 
 def slo_met(
-    outcome: ServingOutcome, site: Site, serving: ServingConfig
+    outcome: ServingOutcome, site: Site, serving: ServingConfig,
+    parts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per request: whether it met its SLO, and whether that is decided by the run end.
 
@@ -1438,13 +1439,14 @@ def slo_met(
     time per output token (:func:`~mpc_dc.sim.serving.tpot_s`) within the TPOT target
     (:meth:`ServingConfig.tpot_slo`). A request still queued is undecided while its
     age at the run end is within the TTFT target (then it is left out), a miss after;
-    one still decoding is judged on its TTFT alone.
+    one still decoding is judged on its TTFT alone. ``parts``: :func:`slo_parts` of
+    ``outcome`` where the caller has them.
 
     Returns
     -------
     met, decided : ndarray of bool
     """
-    ttft_ok, tpot_ok, decided = slo_parts(outcome, site, serving)
+    ttft_ok, tpot_ok, decided = parts or slo_parts(outcome, site, serving)
     return ttft_ok & tpot_ok & decided, decided
 
 
