@@ -53,8 +53,8 @@ from mpc_dc.runner import fault_injector, prepare
 from mpc_dc.sim.engine import LEDGER_COLUMNS, RunResult, finish, simulation
 from mpc_dc.sim.exogenous import SiteExogenous
 from mpc_dc.sim.meter import net_cost_usd
+from mpc_dc.sim.plant import work_capacity_wu
 from mpc_dc.site.scenario import Scenario, default_scenario, load_scenario
-from traces.grid import STEP_H
 
 ENV_ID = "mpc_dc/DataCenter-v0"
 """Gymnasium id of :class:`DataCenterEnv` (``gymnasium.make(ENV_ID, scenario=...)``)."""
@@ -234,7 +234,7 @@ class DataCenterEnv(gymnasium.Env[Obs, Action]):
             entries["routing_share"] = _box(np.zeros(len(self.pools)), np.ones(len(self.pools)))
         power = [0.0 if c.battery is None else c.battery.power_mw for c in campuses]
         highs = {
-            "work_df_wu": [_work_capacity_wu(c.other_it) for c in campuses],
+            "work_df_wu": [work_capacity_wu(c.other_it) for c in campuses],
             "battery_charge_mw": power,
             "battery_discharge_mw": power,
             "curtailed_mw": [c.nameplate_mw for c in campuses],
@@ -477,15 +477,6 @@ def _entry(space: spaces.Dict, name: str) -> spaces.Box:
     box = space[name]
     assert isinstance(box, spaces.Box)
     return box
-
-
-def _work_capacity_wu(other_it: Any) -> float:
-    """Deferrable work the campus's other IT can do in one interval at full power [WU]
-    (0 without other IT)."""
-    if other_it is None:
-        return 0.0
-    cap = other_it.it_capacity_mw
-    return STEP_H * float(other_it.processing.rate_wu_per_h(np.array(cap), cap))
 
 
 if ENV_ID not in gymnasium.registry:

@@ -64,7 +64,7 @@ from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.exogenous import CampusRealized
 from mpc_dc.sim.invariants import battery_energy_after
 from mpc_dc.sim.policy import CampusDecision
-from mpc_dc.site.config import Campus
+from mpc_dc.site.config import Campus, OtherIT
 from traces.grid import STEP_H
 
 _TOL = 1e-7
@@ -176,6 +176,15 @@ def committed_cap_mw(realized: CampusRealized, decision: CampusDecision,
     return planned if math.isfinite(planned) and planned > cap else cap
 
 
+def work_capacity_wu(other_it: OtherIT | None) -> float:
+    """Work a campus's other IT can do in one interval at full power, ``Δ·F(P_max)``
+    [WU] (0 without other IT)."""
+    if other_it is None:
+        return 0.0
+    cap = other_it.it_capacity_mw
+    return STEP_H * float(other_it.processing.rate_wu_per_h(np.array(cap), cap))
+
+
 class Setpoints(NamedTuple):
     """What the plant starts one campus's interval from (:meth:`CampusPlant.setpoints`).
 
@@ -215,9 +224,7 @@ class CampusPlant:
         self.campus = campus
         battery = campus.battery
         self.battery_energy_mwh = 0.0 if battery is None else battery.initial_energy_mwh
-        oit = campus.other_it
-        self._work_cap_wu = 0.0 if oit is None else STEP_H * float(
-            oit.processing.rate_wu_per_h(np.array(oit.it_capacity_mw), oit.it_capacity_mw))
+        self._work_cap_wu = work_capacity_wu(campus.other_it)
 
     def _other_it_mw(self, work_wu: float) -> float:
         """Other-IT power doing ``work_wu`` in the interval, ``F⁻¹(W/Δ)`` [MW]."""
