@@ -99,7 +99,6 @@ from mpc_dc.sim.lateness import (
     LATENESS_COLUMNS,
     fluid_book,
     fluid_slo_ok,
-    outcome_at,
     request_book,
     request_lateness,
 )
@@ -677,7 +676,7 @@ class _Loop:
         (:mod:`mpc_dc.sim.lateness`; 0 without a fleet): fluid, the lateness of the
         intervals up to ``step`` (each estimated as its interval closes); request level,
         that of the requests as they stood then
-        (:func:`~mpc_dc.sim.lateness.outcome_at`)."""
+        (:meth:`~mpc_dc.sim.serving.ServingOutcome.at`)."""
         fleet = self.fleet
         if fleet is None:
             return 0.0
@@ -687,7 +686,7 @@ class _Loop:
             book = fluid_book(server, serving, fleet.cols["arrivals"],
                               fleet.cols["arrived_tokens"])
             return float(book.lateness_usd[:step + 1].sum())
-        outcome = outcome_at(server.outcome(), (step + 1) * STEP_S)
+        outcome = server.outcome().at((step + 1) * STEP_S)
         late, late_s = request_lateness(outcome, self.site, serving)
         return float(serving.lateness_usd(float(late.sum()), float(late_s.sum())))
 

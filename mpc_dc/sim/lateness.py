@@ -37,23 +37,13 @@ route are late by the rest of the run from the middle of their interval.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from mpc_dc.sim.arrivals import STEP_S
 from mpc_dc.sim.fluid import FluidServer
-from mpc_dc.sim.serving import (
-    DROPPED_NO_ROUTE,
-    FINISHED,
-    IN_SERVICE,
-    QUEUED,
-    PoolSpec,
-    ServingConfig,
-    ServingOutcome,
-    slo_parts,
-    tpot_s,
-)
+from mpc_dc.sim.serving import PoolSpec, ServingConfig, ServingOutcome, slo_parts, tpot_s
 from mpc_dc.site.config import Site
 
 LATENESS_COLUMNS: tuple[str, ...] = ("late_requests", "late_s", "lateness_usd")
@@ -114,24 +104,6 @@ def request_lateness(outcome: ServingOutcome, site: Site, serving: ServingConfig
     tpot_excess = np.where(tpot_ok, 0.0, extra)
     late_s = np.where(late, ttft_excess + tpot_excess, 0.0)
     return late, late_s
-
-
-def outcome_at(outcome: ServingOutcome, t: float) -> ServingOutcome:
-    """``outcome`` as it stood at ``t`` [s] (served that far): requests arriving from
-    ``t`` on not offered yet, a first token due after ``t`` not given yet (the request
-    still waits for it), a finish after ``t`` not reached; judged as if the run ended at
-    ``t``, so a request waiting beyond its TTFT target is late by its wait so far.
-
-    The price of :func:`request_lateness` on it is the lateness certain by ``t``: it
-    grows as requests wait and finish late, and the run end's outcome holds all of it.
-    """
-    first = np.where(outcome.first_token < t, outcome.first_token, np.nan)
-    finish = np.where(outcome.finish <= t, outcome.finish, np.nan)
-    status = np.where(outcome.pool >= 0, QUEUED, DROPPED_NO_ROUTE)
-    status = np.where(np.isnan(first), status, IN_SERVICE)
-    status = np.where(np.isnan(finish), status, FINISHED)
-    status = np.where(outcome.requests.arrival_s < t, status, -1).astype(np.int8)
-    return replace(outcome, first_token=first, finish=finish, status=status, end_s=t)
 
 
 def _model_first_pool(pools: Sequence[PoolSpec], models: tuple[str, ...]) -> np.ndarray:
