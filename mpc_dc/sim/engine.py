@@ -652,12 +652,8 @@ class _Loop:
         the cap held by the plant's levers
         (:meth:`~mpc_dc.sim.plant.CampusPlant.inference_cap_mw`; inf elsewhere).
         Without enforcement the cap the layer's starts keep within is the programme's,
-        ``f · b``, as before the committed cap existed.
-
-        ``starts`` are the campuses' set-points
-        (:meth:`~mpc_dc.sim.plant.CampusPlant.setpoints`) and ``caps`` their committed
-        DR caps (:func:`~mpc_dc.sim.plant.committed_cap_mw`) of the interval, as the
-        plants execute them."""
+        ``f · b``, as before the committed cap existed. ``starts`` and ``caps``: the
+        campuses' set-points and committed caps of the interval, as the plants run them."""
         if not self.enforce_cap:
             fraction = self.site.dr.cap_fraction_of_baseline
             caps = [fraction * r.dr_baseline_mw if r.dr_event else None for r in realized]

@@ -186,18 +186,9 @@ def work_capacity_wu(other_it: OtherIT | None) -> float:
 
 
 class Setpoints(NamedTuple):
-    """What the plant starts one campus's interval from (:meth:`CampusPlant.setpoints`).
-
-    Attributes
-    ----------
-    served_nd_wu, work_df_wu : float [WU]
-        Non-deferrable work served within the IT capacity; deferrable work within the
-        capacity left and the backlog.
-    charge_mw, discharge_mw : float [MW]
-        Battery set-points within its power and energy limits.
-    renewable_mw, curtailment_mw : float [MW]
-        Renewable output and the committed curtailment (where the plan imports).
-    """
+    """What the plant starts one campus's interval from (:meth:`CampusPlant.setpoints`):
+    work [WU] within the capacity (and the backlog), battery set-points within its
+    limits, renewable output and the committed curtailment [MW]."""
 
     served_nd_wu: float
     work_df_wu: float
@@ -285,9 +276,7 @@ class CampusPlant:
     def setpoints(self, decision: CampusDecision, realized: CampusRealized,
                   backlog: Backlog | None) -> Setpoints:
         """What the plant starts an interval from (module docstring, steps 2-4 before
-        any shedding): computed once per interval and campus, for the fast layer's
-        limits (:meth:`inference_headroom_mw`, :meth:`inference_cap_mw`) and
-        :meth:`execute` alike (the battery and ``backlog`` do not move in between)."""
+        any shedding), once per interval for the fast layer's limits and :meth:`execute`."""
         served_nd = min(realized.work_nd_wu, self._work_cap_wu)
         work_df = 0.0
         if backlog is not None:
