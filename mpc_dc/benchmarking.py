@@ -455,15 +455,19 @@ def _solve_rows(times: Iterable[tuple[str, SolveTimes]], repeat: int) -> list[Ro
     return rows
 
 
+def _first_rows(build_s: float, first_s: float, first_highs_s: float) -> list[Row]:
+    """The build time and the first solve's wall and HiGHS times [s] (repeat 0)."""
+    return [{"metric": metric, "repeat": 0, "value": value} for metric, value in (
+        ("build_s", build_s), ("first_solve_wall_s", first_s),
+        ("first_solve_highs_s", first_highs_s))]
+
+
 def _measure_rcdc(size: int, repeats: int, quick: bool) -> list[Row]:
     cases = rcdc_receding_cases(size, 24)
     random_cases = rcdc_cases(size, 10)
     build_s, problem = timed(lambda: Problem(rcdc_site(), size, demand_response=False))
     first_s, first = timed(lambda: problem.solve(*cases[0]))
-    rows: list[Row] = [{"metric": "build_s", "repeat": 0, "value": build_s},
-                       {"metric": "first_solve_wall_s", "repeat": 0, "value": first_s},
-                       {"metric": "first_solve_highs_s", "repeat": 0,
-                        "value": first.highs_time_s}]
+    rows = _first_rows(build_s, first_s, first.highs_time_s)
     for r in range(repeats):
         st = time_rcdc_resolve(problem, cases, 6 if quick else 24, warmup=0)
         rnd = time_rcdc_resolve(problem, random_cases, 5 if quick else 20, warmup=2)
@@ -479,10 +483,7 @@ def _measure_fleet(site: Site, horizon_steps: int, repeats: int,
     options = SolverOptions(time_limit_s=300.0, **horizon)  # type: ignore[arg-type]
     build_s, problem = timed(lambda: Problem(site, horizon_steps, options))
     first_s, first = timed(lambda: problem.solve(cases[0], PlantState(), "lp"))
-    rows: list[Row] = [{"metric": "build_s", "repeat": 0, "value": build_s},
-                       {"metric": "first_solve_wall_s", "repeat": 0, "value": first_s},
-                       {"metric": "first_solve_highs_s", "repeat": 0,
-                        "value": first.highs_time_s}]
+    rows = _first_rows(build_s, first_s, first.highs_time_s)
     for r in range(repeats):
         # each repeat replays the same windows from a cold start (untimed warm-up)
         problem.reset_warm_start()

@@ -53,8 +53,8 @@ from mpc_dc.runner import fault_injector, prepare
 from mpc_dc.sim.engine import LEDGER_COLUMNS, RunResult, finish, simulation
 from mpc_dc.sim.exogenous import SiteExogenous
 from mpc_dc.sim.meter import net_cost_usd
+from mpc_dc.sim.plant import work_capacity_wu
 from mpc_dc.site.scenario import Scenario, default_scenario, load_scenario
-from traces.grid import STEP_H
 
 ENV_ID = "mpc_dc/DataCenter-v0"
 """Gymnasium id of :class:`DataCenterEnv` (``gymnasium.make(ENV_ID, scenario=...)``)."""
@@ -189,6 +189,7 @@ class DataCenterEnv(gymnasium.Env[Obs, Action]):
         self._closed = 0
         self._published = np.zeros(0)
         self._costs = 0.0
+        self._lateness = 0.0
         self.context: PolicyContext | None = None
         """The episode's :class:`~mpc_dc.policy.PolicyContext` (after :meth:`reset`):
         what a policy written against :mod:`mpc_dc.policy` is built with."""
@@ -233,7 +234,7 @@ class DataCenterEnv(gymnasium.Env[Obs, Action]):
             entries["routing_share"] = _box(np.zeros(len(self.pools)), np.ones(len(self.pools)))
         power = [0.0 if c.battery is None else c.battery.power_mw for c in campuses]
         highs = {
-            "work_df_wu": [_work_capacity_wu(c.other_it) for c in campuses],
+            "work_df_wu": [work_capacity_wu(c.other_it) for c in campuses],
             "battery_charge_mw": power,
             "battery_discharge_mw": power,
             "curtailed_mw": [c.nameplate_mw for c in campuses],
@@ -306,7 +307,7 @@ class DataCenterEnv(gymnasium.Env[Obs, Action]):
         self.context = PolicyContext.from_exogenous(scenario, exo)
         self._relay = _Relay()
         self._closed = 0
-        self._costs = 0.0
+        self._costs = self._lateness = 0.0
         self.result = None
 
         def closed(count: int) -> None:
@@ -329,12 +330,15 @@ class DataCenterEnv(gymnasium.Env[Obs, Action]):
 
         ``info``: ``step`` (the interval run), ``ledger`` (its ledger rows, ``{campus:
         {column: value}}``, :data:`~mpc_dc.sim.engine.LEDGER_COLUMNS`), ``cost_usd``
-        (their net cost [$]), ``decision`` (as executed, after projection),
-        ``published`` (``(interval start, {channel: value})`` published during the
+        (their net cost [$]), ``lateness_usd`` (the price of the SLO lateness that
+        became certain during the interval [$]; the reward is minus both),
+        ``decision`` (as executed, after projection), ``published`` (``(interval
+        start, {channel: value})`` published during the
         interval, what :meth:`~mpc_dc.policy.Policy.observe` receives) and
         ``observation`` (the next :class:`~mpc_dc.policy.Observation`; None at the end).
         At the end also ``kpis`` (the run's) and ``cost_after_run_usd`` (costs booked
-        after the run, in this last reward [$]).
+        after the run, in this last reward [$]: the lateness of requests whose verdict
+        the run end's judgement settles).
         """
         if self._obs is None or self._env is None:
             raise RuntimeError("step() before reset() or after the episode ended; call reset()")
@@ -350,7 +354,12 @@ class DataCenterEnv(gymnasium.Env[Obs, Action]):
         loop = self._loop
         rows = loop.block[k]
         cost = net_cost_usd({name: rows[:, j] for j, name in enumerate(LEDGER_COLUMNS)})
-        self._costs += cost
+        # Lateness is booked as it becomes certain, not when the run has ended.
+        to_date = loop.lateness_to_date_usd(k)
+        # (an infinite fluid estimate, no instance ready, is booked once)
+        lateness = 0.0 if to_date == self._lateness else to_date - self._lateness
+        self._lateness = to_date
+        self._costs += cost + lateness
         published = tuple(self._relay.published)
         self._relay.published = []
         index = {name: i for i, name in enumerate(self.channels)}
@@ -363,10 +372,11 @@ class DataCenterEnv(gymnasium.Env[Obs, Action]):
             "ledger": {name: {col: float(rows[c, j]) for j, col in enumerate(LEDGER_COLUMNS)}
                        for c, name in enumerate(self.campuses)},
             "cost_usd": cost,
+            "lateness_usd": lateness,
             "decision": loop.decisions[k],
             "published": published,
         }
-        reward = -cost
+        reward = -cost - lateness
         terminated = k + 1 >= self.n_steps
         if terminated:
             with self._blas.limit(limits=1, user_api="blas"):
@@ -467,15 +477,6 @@ def _entry(space: spaces.Dict, name: str) -> spaces.Box:
     box = space[name]
     assert isinstance(box, spaces.Box)
     return box
-
-
-def _work_capacity_wu(other_it: Any) -> float:
-    """Deferrable work the campus's other IT can do in one interval at full power [WU]
-    (0 without other IT)."""
-    if other_it is None:
-        return 0.0
-    cap = other_it.it_capacity_mw
-    return STEP_H * float(other_it.processing.rate_wu_per_h(np.array(cap), cap))
 
 
 if ENV_ID not in gymnasium.registry:

@@ -418,14 +418,14 @@ def _sweep_report(path: Path, day: str | None, run_id: str | None) -> Report:
     report.sections.append(Section(
         "Cost components per run", (), (),
         (Figure("cost_components", "Cost components per run",
-                png(_cost_bars(done, overrides)), ""),),
+                png(_cost_bars(done)), ""),),
     ))
     slo = [c for c in ("slo_attainment", "slo_attainment_estimate") if c in done.columns]
     if slo and done[slo[0]].notna().any():
         report.sections.append(Section(
             "SLO attainment", (), (),
             (Figure("slo_attainment", "SLO attainment per run",
-                    png(_slo_bars(done, slo[0], overrides)), ""),
+                    png(_slo_bars(done, slo[0])), ""),
              Figure("cost_vs_slo", "Cost against SLO attainment",
                     png(_frontier(done, slo[0])),
                     "One marker per run (net cost including the SLO term; hollow: the "
@@ -786,10 +786,19 @@ def _regret_plot(done: pd.DataFrame, overrides: list[str]) -> plt.Figure:
     return fig
 
 
-def _cost_bars(done: pd.DataFrame, overrides: list[str]) -> plt.Figure:
-    labels = [plain(short_label(r)) for r in done["run_id"]]
+def _run_bars(done: pd.DataFrame) -> tuple[plt.Figure, plt.Axes, np.ndarray]:
+    """A figure of one horizontal bar per run, labelled by its short run id, top down;
+    the axes and the bars' positions."""
     fig, ax = plt.subplots(figsize=(10, 0.32 * len(done) + 1.6))
     y = np.arange(len(done))
+    ax.set_yticks(y, [plain(short_label(r)) for r in done["run_id"]], fontsize=7)
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    return fig, ax, y
+
+
+def _cost_bars(done: pd.DataFrame) -> plt.Figure:
+    fig, ax, y = _run_bars(done)
     left_pos = np.zeros(len(done))
     left_neg = np.zeros(len(done))
     for (key, label, sign), color in zip(COST_COMPONENTS, _COLORS, strict=True):
@@ -803,26 +812,19 @@ def _cost_bars(done: pd.DataFrame, overrides: list[str]) -> plt.Figure:
         left_pos += np.maximum(values, 0)
         left_neg += np.minimum(values, 0)
     ax.plot(done["cost_usd"].astype(float) / 1000.0, y, "k|", ms=12, mew=2, label="net cost")
-    ax.set_yticks(y, labels, fontsize=7)
-    ax.invert_yaxis()
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_xlabel("cost [k$] (negative = revenue)")
     ax.set_title("Cost components per run")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.grid(axis="x", alpha=0.3)
     return fig
 
 
-def _slo_bars(done: pd.DataFrame, column: str, overrides: list[str]) -> plt.Figure:
-    labels = [plain(short_label(r)) for r in done["run_id"]]
-    fig, ax = plt.subplots(figsize=(10, 0.32 * len(done) + 1.6))
-    ax.barh(np.arange(len(done)), 100.0 * done[column].astype(float), color="tab:green")
-    ax.set_yticks(np.arange(len(done)), labels, fontsize=7)
-    ax.invert_yaxis()
+def _slo_bars(done: pd.DataFrame, column: str) -> plt.Figure:
+    fig, ax, y = _run_bars(done)
+    ax.barh(y, 100.0 * done[column].astype(float), color="tab:green")
     ax.set_xlim(0, 100)
     ax.set_xlabel("SLO attainment [%]")
     ax.set_title("SLO attainment per run")
-    ax.grid(axis="x", alpha=0.3)
     return fig
 
 

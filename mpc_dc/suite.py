@@ -36,8 +36,6 @@ scenario and policy and one summary row per policy (:func:`summary`).
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -58,7 +56,7 @@ from mpc_dc.site.scenario import (
     scenario_to_mapping,
     with_overrides,
 )
-from mpc_dc.sweep import SweepRun, SweepSpec, make_run_id
+from mpc_dc.sweep import SweepRun, SweepSpec, make_run_id, payload_digest
 from traces.errors import ConfigError
 
 SUITE_KEYS = ("name", "description", "controllers", "slo_penalty_usd_per_request",
@@ -300,11 +298,6 @@ def _fit_events(scenario: Scenario, overrides: dict[str, Any], where: str
 # ----------------------------------------------------------------------------- runs
 
 
-def _digest(payload: Any) -> str:
-    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def suite_sweep(suite: Suite, policies: Sequence[str] = ()) -> SweepSpec:
     """The suite's runs as a sweep: scenario by scenario, the controllers then the
     policies; each run's overrides are ``scenario`` and ``policy`` (the row labels)."""
@@ -314,7 +307,7 @@ def suite_sweep(suite: Suite, policies: Sequence[str] = ()) -> SweepSpec:
             policy = None if label in suite.controllers else label
             scenario = entry.scenario if policy else controller_variant(entry.scenario, label)
             overrides = (("scenario", entry.name), ("policy", label))
-            digest = _digest({"scenario": scenario_to_mapping(scenario), "policy": policy})
+            digest = payload_digest({"scenario": scenario_to_mapping(scenario), "policy": policy})
             runs.append(SweepRun(make_run_id(overrides, digest), overrides, scenario, policy))
     return SweepSpec(f"benchmark {suite.name} ({suite.size})", suite.source,
                      suite.scenarios[0].scenario, runs=tuple(runs))

@@ -292,7 +292,7 @@ def check_sweep_data(spec: SweepSpec) -> int:
 
     seen: set[str] = set()
     for run in spec.runs:
-        digest = _digest(data_configuration(run.scenario))
+        digest = payload_digest(data_configuration(run.scenario))
         if digest in seen:
             continue
         seen.add(digest)
@@ -399,14 +399,15 @@ def expand(
     return runs
 
 
-def _digest(payload: Any) -> str:
+def payload_digest(payload: Any) -> str:
+    """SHA-256 [hex] of ``payload`` as canonical JSON (sorted keys, no spaces)."""
     text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def base_digest(scenario: Scenario) -> str:
     """SHA-256 of the resolved scenario (the base of a sweep's run ids)."""
-    return _digest(scenario_to_mapping(scenario))
+    return payload_digest(scenario_to_mapping(scenario))
 
 
 def make_run_id(overrides: Sequence[tuple[str, Any]], base_hash: str = "") -> str:
@@ -419,7 +420,8 @@ def make_run_id(overrides: Sequence[tuple[str, Any]], base_hash: str = "") -> st
     """
     parts = [f"{_key_text(key)}={_value_text(value)}" for key, value in overrides]
     slug = re.sub(r"[^A-Za-z0-9._=+-]", "-", "__".join(parts))[:80] or "base"
-    digest = _digest({"base": base_hash, "overrides": sorted(overrides, key=lambda kv: kv[0])})
+    digest = payload_digest({"base": base_hash,
+                             "overrides": sorted(overrides, key=lambda kv: kv[0])})
     return f"{slug}__{digest[:10]}"
 
 
@@ -433,7 +435,7 @@ def _value_text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, dict | list):
-        return _digest(value)[:6]
+        return payload_digest(value)[:6]
     return str(value)
 
 

@@ -245,9 +245,10 @@ def test_inference_headroom_is_the_plants_own_rule() -> None:
     realized = CampusRealized(50.0, 50.0, 50.0, 300.0, 0.4, 0.275, True, 2.0, 8.0)
     decision = CampusDecision(battery_charge_mw=0.5, curtailed_mw=1.0, planned_import_mw=1.0)
     plant = CampusPlant(campus)
-    assert plant.inference_headroom_mw(decision, realized, None) == pytest.approx(3.4)
-    assert plant.inference_headroom_mw(decision, realized, None, 2.0) == pytest.approx(1.0)
-    assert plant.inference_headroom_mw(decision, realized, None, 9.0) == pytest.approx(3.4)
+    start = plant.setpoints(decision, realized, None)
+    assert plant.inference_headroom_mw(start) == pytest.approx(3.4)
+    assert plant.inference_headroom_mw(start, 2.0) == pytest.approx(1.0)
+    assert plant.inference_headroom_mw(start, 9.0) == pytest.approx(3.4)
     for inference, cap in ((3.4, 4.0), (1.0, 2.0)):
         record = CampusPlant(campus).execute(0, decision, realized, None, inference)
         assert record.import_mw == pytest.approx(cap)

@@ -31,9 +31,9 @@ def test_fast_layer_is_bounded_by_the_announced_baseline() -> None:
     seen: dict[int, list[float]] = {}
     limits = loop.limits
 
-    def recording(step: int, decision: Any, realized: Any) -> Any:
+    def recording(step: int, realized: Any, *rest: Any) -> Any:
         seen[step] = [r.dr_baseline_mw if r.dr_event else np.nan for r in realized]
-        return limits(step, decision, realized)
+        return limits(step, realized, *rest)
 
     loop.limits = recording  # type: ignore[method-assign]
     env.run()

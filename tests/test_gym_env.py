@@ -72,12 +72,14 @@ def test_our_mpc_stepped_through_the_env_gives_the_run_kpis() -> None:
     mpc = build_policy(*prepared)
     _, info = env.reset(seed=scenario.run.seed)
     rewards: list[float] = []
+    lateness: list[float] = []
     terminated = False
     while not terminated:
         action = env.action(mpc.decide(info["observation"]))
         assert action in env.action_space
         _, reward, terminated, _, info = env.step(action)
         rewards.append(float(reward))
+        lateness.append(info["lateness_usd"])
         # Each interval's cost is its ledger rows' (campuses summed).
         rows = info["ledger"].values()
         assert info["cost_usd"] == pytest.approx(
@@ -91,12 +93,44 @@ def test_our_mpc_stepped_through_the_env_gives_the_run_kpis() -> None:
     for key in ("import_mwh", "export_mwh", "carbon_t", "tokens_served", "slo_attainment",
                 "work_df_done_wu", "work_df_missed_wu", "decision_projections"):
         assert kpis[key] == pytest.approx(plain[key], rel=1e-9, abs=1e-9), key
-    # Booked after the run: only the price of lateness, known once the requests finish
+    # Booked after the run: only the price of lateness the run end's judgement settles
     # (mpc_dc.sim.lateness); every other dollar came in its interval.
-    assert info["cost_after_run_usd"] == pytest.approx(plain["lateness_usd"], abs=1e-9)
+    assert info["cost_after_run_usd"] + sum(lateness) == pytest.approx(
+        plain["lateness_usd"], abs=1e-9)
     assert round(sum(rewards), 2) == round(-plain["cost_usd"], 2)
     assert env.result is not None
     assert (env.result.ledger["decision_source"] == "gym").all()
+
+
+def test_lateness_is_booked_in_the_step_it_becomes_certain() -> None:
+    """The tiny site held at its fewest instances, lateness priced: requests go late
+    from the first interval on, and their price comes in the rewards of the steps in
+    which it accrues (waits and slow decodes as they happen), not all in the last
+    step's."""
+    table = tomllib.loads(TINY_GYM)
+    table["serving"] = {"fidelity": "request", "late_usd_per_request": 0.01,
+                        "late_usd_per_s": 0.001}
+    env = DataCenterEnv(scenario_from_table(table, "TINY_GYM"))
+    env.reset(seed=3)
+    env.action_space.seed(5)
+    fewest = {**env.action_space.sample(),
+              "instances": np.zeros(len(env.pools), dtype=np.int64)}
+    terminated = False
+    rewards: list[float] = []
+    costs: list[float] = []
+    while not terminated:
+        _, reward, terminated, _, info = env.step(fewest)
+        rewards.append(float(reward))
+        costs.append(info["cost_usd"])
+    led = env.result.ledger if env.result is not None else None
+    assert led is not None
+    total = info["kpis"]["lateness_usd"]
+    assert total > 0 and led["lateness_usd"].iloc[0] > 0
+    # minus the rewards before the last step, less their ledger costs: lateness booked
+    booked = -sum(rewards[:-1]) - sum(costs[:-1])
+    assert booked > 0.5 * total, (booked, total)
+    assert -rewards[0] > costs[0]
+    assert -sum(rewards) == pytest.approx(info["kpis"]["cost_usd"], rel=1e-9)
 
 
 # The spaces are in the site's units ([MW], [WU], [requests]) and some are unbounded

@@ -35,7 +35,6 @@ policy.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -233,11 +232,6 @@ class ProgramBaseline:
             self._due.setdefault(e.notice_step, []).append(e)
         self.baseline_mw = np.zeros((n_steps, campuses))
         self.factors: dict[tuple[int, str], float] = {}
-
-    @property
-    def first_notice(self) -> float:
-        """The earliest notice step (inf without events)."""
-        return float(min(self._due)) if self._due else math.inf
 
     def realized(self, step: int, realized: Sequence[CampusRealized]
                  ) -> tuple[CampusRealized, ...]:

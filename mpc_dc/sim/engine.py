@@ -95,7 +95,13 @@ from mpc_dc.sim.invariants import (
     check_token_book,
     check_work_ledger,
 )
-from mpc_dc.sim.lateness import LATENESS_COLUMNS, fluid_book, fluid_slo_ok, request_book
+from mpc_dc.sim.lateness import (
+    LATENESS_COLUMNS,
+    fluid_book,
+    fluid_slo_ok,
+    request_book,
+    request_lateness,
+)
 from mpc_dc.sim.meter import (
     COST_COLUMNS,
     METER_COLUMNS,
@@ -105,7 +111,13 @@ from mpc_dc.sim.meter import (
     billing_periods,
     net_cost_usd,
 )
-from mpc_dc.sim.plant import RECORD_COLUMNS, CampusPlant, CampusRecord, committed_cap_mw
+from mpc_dc.sim.plant import (
+    RECORD_COLUMNS,
+    CampusPlant,
+    CampusRecord,
+    Setpoints,
+    committed_cap_mw,
+)
 from mpc_dc.sim.policy import (
     CampusObservation,
     Decision,
@@ -274,6 +286,9 @@ class RunResult:
     fast_actions : DataFrame or None
         The fast layer's actions (:attr:`~mpc_dc.sim.fast_layer.FastLayer.actions`);
         None when it is off or there is no fleet.
+    slo_parts : tuple of ndarray or None
+        :func:`~mpc_dc.sim.serving.slo_parts` of ``outcome`` (TTFT met, TPOT met,
+        decided).
     """
 
     site: Site
@@ -294,6 +309,7 @@ class RunResult:
     local_tz: str
     serving: ServingConfig | None = None
     fast_actions: pd.DataFrame | None = None
+    slo_parts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def campus_ledger(self, campus: str) -> pd.DataFrame:
         """The ledger rows of one campus, indexed by interval start."""
@@ -431,7 +447,7 @@ class _Loop:
                  penalties: Penalties, progress: Callable[[int], object] | None,
                  faults: FaultInjector | None = None,
                  fast_layer: FastLayerConfig | None = None) -> None:
-        self.exo, self.policy, self.progress = exo, policy, progress
+        self.exo, self.policy, self.progress, self.serving = exo, policy, progress, serving
         self.injector = faults
         site = exo.site
         self.site = site
@@ -500,6 +516,14 @@ class _Loop:
                     # Work arriving during the interval may run in it, like ND work.
                     backlog.release(exo.deferrable_arrival_wu(name, step),
                                     exo.window_deadline(name, step))
+            # Each campus's decision, set-points and committed DR cap, computed once for
+            # the fast layer's limits and the plants alike.
+            decided = [decision.campus(name) for name in self.names]
+            starts = [plant.setpoints(d, r, backlog) for plant, d, r, backlog in zip(
+                self.plants, decided, realized, self.backlogs, strict=True)]
+            fraction = self.site.dr.cap_fraction_of_baseline
+            caps = [committed_cap_mw(r, d, fraction)
+                    for d, r in zip(decided, realized, strict=True)]
             inference = np.zeros(C)
             fleet = self.fleet
             if fleet is not None:
@@ -511,28 +535,27 @@ class _Loop:
                 else:
                     stats = yield env.process(fleet.serve_fast(
                         env, step, target, decision.fleet,
-                        self.limits(step, decision, realized)))
+                        self.limits(step, realized, starts, caps)))
                 inference = fleet.inference_it_mw(stats)
             records: list[CampusRecord] = []
-            caps = self.committed_caps(decision, realized)
             for c, name in enumerate(self.names):
                 try:
                     records.append(self.plants[c].execute(
-                        step, decision.campus(name), realized[c], self.backlogs[c],
-                        float(inference[c]), caps[c], self.enforce_cap))
+                        step, decided[c], realized[c], self.backlogs[c],
+                        float(inference[c]), caps[c], self.enforce_cap, starts[c]))
                 except InvariantError as err:
                     raise InvariantError(f"campus {name}: {err.message}", err.step,
                                          exo.time(step)) from None
             # The fast layer has served the interval already (its end is now).
             yield env.timeout((step + 1) * STEP_S - env.now)
-            yield to_replay.put((step, decision, records))
+            yield to_replay.put((step, decision, realized, records))
 
     def replay(self, to_replay: simpy.Store,
                to_meter: simpy.Store) -> Generator[simpy.Event, Any, None]:
         """At the interval end: release and expire deferrable work, publish observations."""
         exo = self.exo
         while True:
-            step, decision, records = yield to_replay.get()
+            step, decision, realized, records = yield to_replay.get()
             work: list[tuple[float, float]] = []
             for c, name in enumerate(self.names):
                 backlog = self.backlogs[c]
@@ -555,20 +578,17 @@ class _Loop:
                 published = self.injector.published(step, published)
             for when, values in published:
                 self.policy.observe(when, values)
-            yield to_meter.put((step, decision, records, work))
+            yield to_meter.put((step, decision, realized, records, work))
 
     def run_meter(self, to_meter: simpy.Store,
                   boundaries: simpy.Store) -> Generator[simpy.Event, Any, None]:
         """Settle every campus, write the ledger rows, open the next boundary."""
         n = self.exo.n_steps
-        realized_of = self.exo.realized
         while True:
-            step, decision, records, work = yield to_meter.get()
+            # realized as the plant saw it (with the programme's announced baseline)
+            step, decision, realized, records, work = yield to_meter.get()
             period = self.periods[step]
             ends = step == n - 1 or self.periods[step + 1] != period
-            realized = realized_of(step)
-            if self.program is not None:
-                realized = self.program.realized(step, realized)
             row = self.block[step]
             for c, record in enumerate(records):
                 arrival, missed = work[c]
@@ -620,16 +640,8 @@ class _Loop:
                            instances_running=running, instances_starting=starting,
                            queue_requests=queue)
 
-    def committed_caps(self, decision: Decision, realized: Sequence[CampusRealized]
-                       ) -> list[float | None]:
-        """Each campus's committed DR cap in the interval [MW], None outside events
-        (:func:`~mpc_dc.sim.plant.committed_cap_mw`)."""
-        fraction = self.site.dr.cap_fraction_of_baseline
-        return [committed_cap_mw(r, decision.campus(name), fraction)
-                for name, r in zip(self.names, realized, strict=True)]
-
-    def limits(self, step: int, decision: Decision,
-               realized: tuple[CampusRealized, ...]) -> CampusLimits:
+    def limits(self, step: int, realized: Sequence[CampusRealized],
+               starts: Sequence[Setpoints], caps: Sequence[float | None]) -> CampusLimits:
         """What bounds the fast layer in ``step``: GPUs available per campus (fewer in
         an ``[[outages]]`` entry and, with faults, less those a GPU loss took:
         :meth:`~mpc_dc.sim.faults.FaultInjector.gpus_in`), the inference power each
@@ -640,24 +652,39 @@ class _Loop:
         the cap held by the plant's levers
         (:meth:`~mpc_dc.sim.plant.CampusPlant.inference_cap_mw`; inf elsewhere).
         Without enforcement the cap the layer's starts keep within is the programme's,
-        ``f · b``, as before the committed cap existed."""
-        if self.enforce_cap:
-            caps = self.committed_caps(decision, realized)
-        else:
+        ``f · b``, as before the committed cap existed. ``starts`` and ``caps``: the
+        campuses' set-points and committed caps of the interval, as the plants run them."""
+        if not self.enforce_cap:
             fraction = self.site.dr.cap_fraction_of_baseline
             caps = [fraction * r.dr_baseline_mw if r.dr_event else None for r in realized]
-        headroom = [
-            plant.inference_headroom_mw(decision.campus(name), r, backlog, cap)
-            for plant, name, r, backlog, cap in zip(self.plants, self.names, realized,
-                                                    self.backlogs, caps, strict=True)]
+        headroom = [plant.inference_headroom_mw(start, cap)
+                    for plant, start, cap in zip(self.plants, starts, caps, strict=True)]
         hard = [math.inf if cap is None or not self.enforce_cap
-                else plant.inference_cap_mw(decision.campus(name), r, backlog, cap)
-                for plant, name, r, backlog, cap in zip(self.plants, self.names, realized,
-                                                        self.backlogs, caps, strict=True)]
+                else plant.inference_cap_mw(start, cap)
+                for plant, start, cap in zip(self.plants, starts, caps, strict=True)]
         gpus = (self.exo_gpus[step] if self.injector is None
                 else self.injector.gpus_in(step))
         return CampusLimits(np.array(gpus, dtype=float), 1e6 * np.array(headroom),
                             1e6 * np.array(hard))
+
+    def lateness_to_date_usd(self, step: int) -> float:
+        """The price of the lateness certain by the end of ``step`` [$], served that far
+        (:mod:`mpc_dc.sim.lateness`; 0 without a fleet): fluid, the lateness of the
+        intervals up to ``step`` (each estimated as its interval closes); request level,
+        that of the requests as they stood then
+        (:meth:`~mpc_dc.sim.serving.ServingOutcome.at`)."""
+        fleet = self.fleet
+        if fleet is None:
+            return 0.0
+        server, serving = fleet.server, self.serving
+        if isinstance(server, FluidServer):
+            # each row is its interval's own estimate: the rows up to step are final
+            book = fluid_book(server, serving, fleet.cols["arrivals"],
+                              fleet.cols["arrived_tokens"])
+            return float(book.lateness_usd[:step + 1].sum())
+        outcome = server.outcome().at((step + 1) * STEP_S)
+        late, late_s = request_lateness(outcome, self.site, serving)
+        return float(serving.lateness_usd(float(late.sum()), float(late_s.sum())))
 
     def project(self, step: int, decision: Decision) -> Decision:
         """The decision projected on what the site can do now, each projection counted
@@ -788,7 +815,7 @@ def simulation(
         raise RuntimeError(f"simulation ended after {len(loop.sources)} of {n} intervals")
     fleet = loop.fleet
     outcome = None
-    slo = None
+    slo = parts = None
     samples = None
     book = None
     if fleet is not None:
@@ -796,7 +823,9 @@ def simulation(
         server = fleet.server
         if isinstance(server, RequestLevelServer):
             outcome = server.outcome()
-            slo = slo_met(outcome, exo.site, serving)
+            # judged once, for the samples, the lateness and the KPIs
+            parts = slo_parts(outcome, exo.site, serving)
+            slo = slo_met(outcome, exo.site, serving, parts)
             samples = request_frame(outcome, exo.site, serving, slo=slo)
         offered = np.diff(exo.requests.interval_bounds(n)).astype(float)
         if isinstance(server, FluidServer):
@@ -807,7 +836,7 @@ def simulation(
         else:
             book = ServingBook(offered, fleet.dropped.copy(), np.zeros(len(fleet.keys)))
             assert outcome is not None
-            late = request_book(outcome, exo.site, serving, n)
+            late = request_book(outcome, exo.site, serving, n, parts=parts)
         fleet.cols.update(late.columns())
     ledger = loop.ledger()
     if faults is not None:
@@ -820,7 +849,7 @@ def simulation(
         decisions=tuple(loop.decisions), decide_time_s=loop.decide_s,
         settlement={m.campus.name: dict(m.totals) for m in loop.meters},
         initial_battery_mwh=initial_battery, initial_backlog_wu=initial_backlog,
-        requests=samples, outcome=outcome, slo=slo,
+        requests=samples, outcome=outcome, slo=slo, slo_parts=parts,
         serving_book=book, penalties=penalties, local_tz=exo.local_tz,
         serving=serving if fleet is not None else None,
         fast_actions=None if fleet is None or fleet.fast is None else fleet.fast.actions)
@@ -1082,9 +1111,9 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
             v = values[~np.isnan(values)]
             for q in (50, 95, 99):
                 kpis[f"{name}_p{q}_s"] = float(np.percentile(v, q)) if v.size else math.nan
-        assert result.slo is not None
+        assert result.slo is not None and result.slo_parts is not None
         met, decided = result.slo
-        ttft_ok, tpot_ok, _ = slo_parts(outcome, result.site, serving)
+        ttft_ok, tpot_ok, _ = result.slo_parts
 
         def share(ok: np.ndarray, sel: np.ndarray) -> float:
             return float(ok[sel].mean()) if sel.any() else math.nan

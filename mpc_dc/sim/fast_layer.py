@@ -327,6 +327,8 @@ class FastLayer:
         self._prior = np.array([float(prior_response_tokens.get(m, math.nan))
                                 for m in self.models])
         P = len(self.keys)
+        self._service_rate: tuple[int, np.ndarray, np.ndarray] = (
+            -1, np.zeros(P, dtype=bool), np.zeros(P))
         self.cols = {c: np.zeros((n_steps, P)) for c in (*FAST_POOL_COLUMNS, *DR_POOL_COLUMNS)}
         self._dr_pairs: set[tuple[int, int]] = set()
         self._actions: list[tuple[Any, ...]] = []
@@ -345,6 +347,18 @@ class FastLayer:
         with np.errstate(invalid="ignore", divide="ignore"):
             seen = self._cum_tokens[step] / req
         return np.where(req > 0, seen, self._prior)
+
+    def service_rate(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per pool: whether its model's mean response length is known by ``step``, and
+        the requests/s one ready instance serves at the utilisation cap [requests/s]
+        (0 where unknown), each (P,); computed once per interval (the wake-ups of an
+        interval share it)."""
+        if self._service_rate[0] != step:
+            R = self.mean_response_tokens(step)[self.model_of]
+            known = np.isfinite(R) & (R > 0)
+            mu = np.where(known, self.capacity / np.where(known, R, 1.0), 0.0)
+            self._service_rate = (step, known, mu)
+        return self._service_rate[1], self._service_rate[2]
 
     def arrival_rate(self, t: float, step: int) -> np.ndarray:
         """Each model's observed arrival rate at ``t`` [requests/s]: request level, the
@@ -405,9 +419,7 @@ class FastLayer:
         """
         P = len(self.keys)
         plan = FastPlan(add=np.zeros(P, dtype=np.int64))
-        R = self.mean_response_tokens(step)[self.model_of]
-        known = np.isfinite(R) & (R > 0)
-        mu = np.where(known, self.capacity / np.where(known, R, 1.0), 0.0)
+        known, mu = self.service_rate(step)
         lam = view.rate[self.model_of] * shares
         need = lam + view.queue / self.config.drain_s
         ready_cap = view.ready * mu
@@ -668,9 +680,7 @@ class FastLayer:
                                     - energy) / left, np.inf)
         excess = np.where(finite, power - allowed, -np.inf)
         ready, loading, draining = server.instance_counts(t)
-        R = self.mean_response_tokens(step)[self.model_of]
-        known = np.isfinite(R) & (R > 0)
-        mu = np.where(known, self.capacity / np.where(known, R, 1.0), 0.0)  # [requests/s]
+        _, mu = self.service_rate(step)
         # Active power per request/s of each pool at its full batch [W·s/request].
         w = np.where(mu > 0, (self.p_max_w - self.p0_w) / np.where(mu > 0, mu, 1.0), np.inf)
         lam = self.arrival_rate(t, step)[self.model_of] * shares

@@ -73,9 +73,12 @@ class LatenessBook:
                                            self.lateness_usd), strict=True))
 
 
-def request_lateness(outcome: ServingOutcome, site: Site, serving: ServingConfig
+def request_lateness(outcome: ServingOutcome, site: Site, serving: ServingConfig,
+                     parts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Per request: whether it is late, and by how many seconds (module docstring).
+    ``parts``: :func:`~mpc_dc.sim.serving.slo_parts` of ``outcome`` where the caller
+    has them.
 
     Returns
     -------
@@ -86,7 +89,7 @@ def request_lateness(outcome: ServingOutcome, site: Site, serving: ServingConfig
         0 for requests that are not late.
     """
     req = outcome.requests
-    ttft_ok, tpot_ok, decided = slo_parts(outcome, site, serving)
+    ttft_ok, tpot_ok, decided = parts or slo_parts(outcome, site, serving)
     late = decided & ~(ttft_ok & tpot_ok)
     ttft_target = np.array([serving.ttft_slo(m) for m in req.models])[req.model]
     tpot_target = np.array([serving.tpot_slo(p) for p in outcome.pools] + [np.inf])
@@ -111,10 +114,13 @@ def _model_first_pool(pools: Sequence[PoolSpec], models: tuple[str, ...]) -> np.
 
 
 def request_book(outcome: ServingOutcome, site: Site, serving: ServingConfig,
-                 n_steps: int, step_s: float = STEP_S) -> LatenessBook:
-    """Lateness of a request-level run per (interval of arrival, pool) (module docstring)."""
+                 n_steps: int, step_s: float = STEP_S,
+                 parts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+                 ) -> LatenessBook:
+    """Lateness of a request-level run per (interval of arrival, pool) (module
+    docstring); ``parts`` as in :func:`request_lateness`."""
     req = outcome.requests
-    late, late_s = request_lateness(outcome, site, serving)
+    late, late_s = request_lateness(outcome, site, serving, parts)
     P = len(outcome.pools)
     pool = np.where(outcome.pool >= 0, outcome.pool,
                     _model_first_pool(outcome.pools, req.models)[req.model])

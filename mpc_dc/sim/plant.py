@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -63,7 +64,7 @@ from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.exogenous import CampusRealized
 from mpc_dc.sim.invariants import battery_energy_after
 from mpc_dc.sim.policy import CampusDecision
-from mpc_dc.site.config import Campus
+from mpc_dc.site.config import Campus, OtherIT
 from traces.grid import STEP_H
 
 _TOL = 1e-7
@@ -175,6 +176,28 @@ def committed_cap_mw(realized: CampusRealized, decision: CampusDecision,
     return planned if math.isfinite(planned) and planned > cap else cap
 
 
+def work_capacity_wu(other_it: OtherIT | None) -> float:
+    """Work a campus's other IT can do in one interval at full power, ``Δ·F(P_max)``
+    [WU] (0 without other IT)."""
+    if other_it is None:
+        return 0.0
+    cap = other_it.it_capacity_mw
+    return STEP_H * float(other_it.processing.rate_wu_per_h(np.array(cap), cap))
+
+
+class Setpoints(NamedTuple):
+    """What the plant starts one campus's interval from (:meth:`CampusPlant.setpoints`):
+    work [WU] within the capacity (and the backlog), battery set-points within its
+    limits, renewable output and the committed curtailment [MW]."""
+
+    served_nd_wu: float
+    work_df_wu: float
+    charge_mw: float
+    discharge_mw: float
+    renewable_mw: float
+    curtailment_mw: float
+
+
 class CampusPlant:
     """Executes one campus's decisions with the recourse rules of the module docstring.
 
@@ -192,9 +215,7 @@ class CampusPlant:
         self.campus = campus
         battery = campus.battery
         self.battery_energy_mwh = 0.0 if battery is None else battery.initial_energy_mwh
-        oit = campus.other_it
-        self._work_cap_wu = 0.0 if oit is None else STEP_H * float(
-            oit.processing.rate_wu_per_h(np.array(oit.it_capacity_mw), oit.it_capacity_mw))
+        self._work_cap_wu = work_capacity_wu(campus.other_it)
 
     def _other_it_mw(self, work_wu: float) -> float:
         """Other-IT power doing ``work_wu`` in the interval, ``F⁻¹(W/Δ)`` [MW]."""
@@ -252,12 +273,10 @@ class CampusPlant:
             served_nd = self._work_at_wu(max(0.0, it_nd + room_mw / pue))
         return served_nd, 0.0, charge
 
-    def _setpoints(self, decision: CampusDecision, realized: CampusRealized,
-                   backlog: Backlog | None) -> tuple[float, float, float, float, float, float]:
-        """What the plant starts an interval from: non-deferrable and deferrable work
-        [WU] within the IT capacity and the backlog, battery charge and discharge [MW]
-        within its limits, renewable output and the committed curtailment [MW]
-        (module docstring, steps 2-4 before any shedding)."""
+    def setpoints(self, decision: CampusDecision, realized: CampusRealized,
+                  backlog: Backlog | None) -> Setpoints:
+        """What the plant starts an interval from (module docstring, steps 2-4 before
+        any shedding), once per interval for the fast layer's limits and :meth:`execute`."""
         served_nd = min(realized.work_nd_wu, self._work_cap_wu)
         work_df = 0.0
         if backlog is not None:
@@ -269,15 +288,10 @@ class CampusPlant:
         committed_curtailment = 0.0
         if decision.planned_import_mw > _TOL:
             committed_curtailment = min(max(decision.curtailed_mw, 0.0), renewable)
-        return served_nd, work_df, charge, discharge, renewable, committed_curtailment
+        return Setpoints(served_nd, work_df, charge, discharge, renewable,
+                         committed_curtailment)
 
-    def inference_headroom_mw(
-        self,
-        decision: CampusDecision,
-        realized: CampusRealized,
-        backlog: Backlog | None,
-        cap_mw: float | None = None,
-    ) -> float:
+    def inference_headroom_mw(self, start: Setpoints, cap_mw: float | None = None) -> float:
         """Largest inference IT power [MW] (interval average) with which this interval
         runs as committed: nothing shed, import within the limit and within ``cap_mw``.
 
@@ -291,15 +305,12 @@ class CampusPlant:
 
         Parameters
         ----------
-        decision : CampusDecision
-        realized : CampusRealized
-        backlog : Backlog or None
-            The campus's deferrable work as :meth:`execute` will see it.
+        start : Setpoints
+            The interval's :meth:`setpoints`, as :meth:`execute` will run from them.
         cap_mw : float, optional [MW]
             A cap on the import (the committed DR cap in an event interval).
         """
-        served_nd, work_df, charge, discharge, renewable, curtailment = self._setpoints(
-            decision, realized, backlog)
+        served_nd, work_df, charge, discharge, renewable, curtailment = start
         pue = self.campus.pue
         other = pue * self._other_it_mw(served_nd + work_df) + charge - discharge
         limit = self.campus.grid.import_limit_mw
@@ -308,13 +319,7 @@ class CampusPlant:
             headroom = min(headroom, (cap_mw + renewable - curtailment - other) / pue)
         return headroom
 
-    def inference_cap_mw(
-        self,
-        decision: CampusDecision,
-        realized: CampusRealized,
-        backlog: Backlog | None,
-        cap_mw: float,
-    ) -> float:
+    def inference_cap_mw(self, start: Setpoints, cap_mw: float) -> float:
         """Largest inference IT power [MW] (interval average) with which the plant can
         hold the import within ``cap_mw`` and its limit using its own levers (module
         docstring, step 7): deferrable work deferred, battery charge given up, the
@@ -324,7 +329,7 @@ class CampusPlant:
         non-deferrable work served and ``d_max`` the discharge the battery allows;
         negative when even that exceeds the cap.
         """
-        served_nd, _, _, _, renewable, _ = self._setpoints(decision, realized, backlog)
+        served_nd, renewable = start.served_nd_wu, start.renewable_mw
         battery = self.campus.battery
         _, d_max = self.feasible_battery(0.0, 0.0 if battery is None else battery.power_mw)
         pue = self.campus.pue
@@ -366,6 +371,7 @@ class CampusPlant:
         inference_it_mw: float = 0.0,
         cap_mw: float | None = None,
         enforce_cap: bool = False,
+        start: Setpoints | None = None,
     ) -> CampusRecord:
         """Run one interval; processes deferrable work from ``backlog`` (EDF).
 
@@ -383,11 +389,14 @@ class CampusPlant:
             events), recorded.
         enforce_cap : bool
             Hold the import within ``cap_mw`` with the plant's levers (step 7).
+        start : Setpoints, optional
+            The interval's :meth:`setpoints` where the caller has them already.
         """
         grid = self.campus.grid
         work_nd = realized.work_nd_wu
-        served_nd, work_df, charge, discharge, renewable, committed_curtailment = \
-            self._setpoints(decision, realized, backlog)
+        if start is None:
+            start = self.setpoints(decision, realized, backlog)
+        served_nd, work_df, charge, discharge, renewable, committed_curtailment = start
 
         it_mw, load_mw = self._load(served_nd + work_df, inference_it_mw)
         deficit = load_mw + charge - discharge - (renewable - committed_curtailment)

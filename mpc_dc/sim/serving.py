@@ -1337,6 +1337,20 @@ class ServingOutcome:
                     f"active energy: records {rec} J != ledger {ledger_active_energy_j} J"
                 )
 
+    def at(self, t: float) -> ServingOutcome:
+        """The outcome as it stood at ``t`` [s] (served that far): requests arriving
+        from ``t`` on not offered yet, a first token due after ``t`` not given yet (the
+        request still waits for it), a finish after ``t`` not reached; judged as if the
+        run ended at ``t`` (a request waiting beyond its TTFT target is late by its wait
+        so far), so the lateness it holds only grows with ``t``."""
+        first = np.where(self.first_token < t, self.first_token, np.nan)
+        finish = np.where(self.finish <= t, self.finish, np.nan)
+        status = np.where(self.pool >= 0, QUEUED, DROPPED_NO_ROUTE)
+        status = np.where(np.isnan(first), status, IN_SERVICE)
+        status = np.where(np.isnan(finish), status, FINISHED)
+        status = np.where(self.requests.arrival_s < t, status, -1).astype(np.int8)
+        return replace(self, first_token=first, finish=finish, status=status, end_s=t)
+
     def ttft_s(self) -> np.ndarray:
         """Time to first token [s] (NaN where none)."""
         return self.first_token - self.requests.arrival_s
@@ -1430,7 +1444,8 @@ class ServingConfig:
 
 
 def slo_met(
-    outcome: ServingOutcome, site: Site, serving: ServingConfig
+    outcome: ServingOutcome, site: Site, serving: ServingConfig,
+    parts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per request: whether it met its SLO, and whether that is decided by the run end.
 
@@ -1438,13 +1453,14 @@ def slo_met(
     time per output token (:func:`~mpc_dc.sim.serving.tpot_s`) within the TPOT target
     (:meth:`ServingConfig.tpot_slo`). A request still queued is undecided while its
     age at the run end is within the TTFT target (then it is left out), a miss after;
-    one still decoding is judged on its TTFT alone.
+    one still decoding is judged on its TTFT alone. ``parts``: :func:`slo_parts` of
+    ``outcome`` where the caller has them.
 
     Returns
     -------
     met, decided : ndarray of bool
     """
-    ttft_ok, tpot_ok, decided = slo_parts(outcome, site, serving)
+    ttft_ok, tpot_ok, decided = parts or slo_parts(outcome, site, serving)
     return ttft_ok & tpot_ok & decided, decided
 
 

@@ -190,6 +190,13 @@ class DrData:
         """Inputs of local day ``d`` (no DR baseline yet)."""
         return self.window(d * STEPS_PER_DAY, demand_scale=demand_scale)
 
+    def first_event_day(self, days: int) -> int:
+        """The first of local days ``0 .. days - 1`` with a DR event at any campus (0
+        without one)."""
+        days_event = self.dr_event[:, :days * STEPS_PER_DAY].reshape(
+            len(self.dr_event), days, STEPS_PER_DAY).any(axis=(0, 2))
+        return int(np.argmax(days_event)) if days_event.any() else 0
+
 
 def load_dr_data(data_dir: Path, study: DrStudyConfig, extra_days: int = 0) -> DrData:
     """Read prices, carbon and BurstGPT, put them on the study window's grid.
@@ -825,9 +832,7 @@ def reproduce(data_dir: Path, out_dir: Path, study: DrStudyConfig | None = None,
     table = summary_table(daily)
     levers = lever_effects(table)
     supply = supply_composition(solves, data)
-    event_days = [d for d in range(study.days)
-                  if data.dr_event[:, d * STEPS_PER_DAY:(d + 1) * STEPS_PER_DAY].any()]
-    event_day = event_days[0] if event_days else 0
+    event_day = data.first_event_day(study.days)
     peak = sensitivity_peak(data, study, problems, event_day) if sweeps else pd.DataFrame()
     prices = sensitivity_dr_prices(data, study, problems, event_day) if sweeps else pd.DataFrame()
     md = markdown(table)

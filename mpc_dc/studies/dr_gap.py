@@ -334,9 +334,7 @@ def run_gap(data_dir: Path, out_dir: Path, *, time_limit_s: float = 60.0, quick:
     problems = ScenarioProblems(study.site)
     select = None
     if quick:
-        events = [d for d in range(study.days)
-                  if data.dr_event[:, d * STEPS_PER_DAY:(d + 1) * STEPS_PER_DAY].any()]
-        first = events[0] if events else 0
+        first = data.first_event_day(study.days)
         study = replace(study, days=first + 1)
 
         def select(kind: str, scenario: str, day: int) -> bool:
