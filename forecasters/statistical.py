@@ -47,6 +47,7 @@ from threadpoolctl import threadpool_limits
 from forecasters.base import register_forecaster
 from forecasters.hourly import HOUR, HOURS_PER_DAY, HOURS_PER_WEEK, HourlyForecaster
 from forecasters.kalman import KalmanFilter
+from forecasters.memo import grid, memoized
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,15 @@ def fourier_terms(
     if not cols:
         return np.empty((len(hour_starts), 0))
     return np.column_stack(cols)
+
+
+@memoized(maxsize=256)
+def _fourier(first_hour_ns: int, n: int, daily_harmonics: int, weekly_harmonics: int
+             ) -> np.ndarray:
+    """:func:`fourier_terms` of the ``n`` hours from ``first_hour_ns`` [ns, UTC], shared
+    by the channels and calls that need the same hours (read-only)."""
+    return fourier_terms(grid(first_hour_ns, n, HOUR.value), daily_harmonics,
+                         weekly_harmonics)
 
 
 class HourlyStateSpaceForecaster(HourlyForecaster):
@@ -204,8 +214,8 @@ class SarimaxForecaster(HourlyStateSpaceForecaster):
 
     def _exog(self, first_hour: int, n: int, issue: pd.Timestamp) -> np.ndarray | None:
         """Fourier terms, holiday indicator and known-ahead regressors of ``n`` hours."""
-        cols = [fourier_terms(self._hour_starts(first_hour, n), self.daily_harmonics,
-                              self.weekly_harmonics), self.regressors(first_hour, n, issue)]
+        cols = [_fourier(int(self.hour_start(first_hour).value), n, self.daily_harmonics,
+                         self.weekly_harmonics), self.regressors(first_hour, n, issue)]
         exog = np.hstack(cols)
         return exog if exog.shape[1] else None
 

@@ -1,0 +1,88 @@
+"""Memoised pure helpers of the forecasting hot path, and the switch that turns them off.
+
+In the closed loop every channel is asked for the same issue time and horizon at each
+step, and the hourly models build the same regressors for the same hours: the target
+index (:func:`grid`) and the Fourier terms (:func:`memoized`) are pure functions of a
+few integers, so they are computed once and shared. The cached values are immutable
+(a ``DatetimeIndex``; arrays made read-only), so a caller cannot alter what another
+receives.
+
+:func:`disabled` turns every cache of the forecasters off (these and the Kalman
+filter's forecast-variance cache, :mod:`forecasters.kalman`): the straightforward path
+that the equivalence test compares the fast one with (``tests/test_forecast_fast_path.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache, wraps
+from typing import ParamSpec, TypeVar
+
+import numpy as np
+import pandas as pd
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_ENABLED = [True]
+"""Whether the caches are used (a list: mutable module state without ``global``)."""
+
+
+def enabled() -> bool:
+    """Whether the forecasters' caches are on (:func:`disabled` turns them off)."""
+    return _ENABLED[0]
+
+
+@contextmanager
+def disabled() -> Iterator[None]:
+    """Compute everything afresh inside the block (no cache read or written)."""
+    before = _ENABLED[0]
+    _ENABLED[0] = False
+    try:
+        yield
+    finally:
+        _ENABLED[0] = before
+
+
+def memoized(maxsize: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """An LRU cache of ``maxsize`` entries around a pure function of hashable
+    arguments, bypassed while :func:`disabled`. Array results are made read-only."""
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        def frozen(*args: P.args, **kwargs: P.kwargs) -> R:
+            out = fn(*args, **kwargs)
+            if isinstance(out, np.ndarray):
+                out.flags.writeable = False
+            return out
+
+        cached = lru_cache(maxsize=maxsize)(frozen)
+
+        @wraps(fn)
+        def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            return cached(*args, **kwargs) if _ENABLED[0] else fn(*args, **kwargs)
+
+        return call
+
+    return wrap
+
+
+_NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+"""Nanoseconds per tick of each datetime64 unit."""
+
+
+@memoized(maxsize=64)
+def grid(start_ns: int, periods: int, step_ns: int, unit: str = "ns") -> pd.DatetimeIndex:
+    """``periods`` interval starts from ``start_ns`` every ``step_ns`` [ns, UTC] in
+    ``unit`` resolution, named ``interval_start_utc``: ``pd.date_range(start,
+    periods=, freq=)`` for a ``start`` of that unit."""
+    start = pd.Timestamp(start_ns, tz="UTC").as_unit(unit)
+    return pd.date_range(start, periods=periods, freq=pd.Timedelta(step_ns),
+                         name="interval_start_utc")
+
+
+def ns(index: pd.DatetimeIndex) -> np.ndarray:
+    """Interval starts of ``index`` as int64 [ns, UTC], the values of
+    ``index.as_unit("ns").asi8`` without building the converted index."""
+    values = index.asi8
+    return values if index.unit == "ns" else values * _NS_PER[index.unit]
