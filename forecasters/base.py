@@ -362,6 +362,7 @@ class BaseForecaster(ABC):
         self.max_stale_steps = max_stale_steps
         self._start: pd.Timestamp | None = None
         self._obs: _GrowingArray | None = None
+        self._cutoff_at: tuple[int, pd.Timestamp, pd.Timestamp] | None = None
         self.known_ahead: dict[str, Release] = {}
         """Known-ahead regressors this forecaster reads, by name, with their release rule."""
         self._known_store: dict[str, _KnownSeries] = {}
@@ -410,7 +411,13 @@ class BaseForecaster(ABC):
         """Start of the last observed interval (``None`` before ``fit``)."""
         if self._start is None or self._obs is None:
             return None
-        return self._start + (len(self._obs) - 1) * STEP
+        # Asked several times per channel and step: the Timestamp arithmetic is redone
+        # only when observations were added (or the forecaster refitted).
+        n = len(self._obs)
+        cached = self._cutoff_at
+        if cached is None or cached[0] != n or cached[1] is not self._start:
+            cached = self._cutoff_at = (n, self._start, self._start + (n - 1) * STEP)
+        return cached[2]
 
     @property
     def observations(self) -> np.ndarray:
@@ -708,8 +715,7 @@ class BaseForecaster(ABC):
             Indexed by the target interval starts ``issue_time + k * 15 min``.
         """
         targets = self._targets(issue_time, horizon)
-        # A copy of the shared index: a caller may rename the one it is handed.
-        return pd.Series(self._point_values(targets), index=targets.copy(), name=self.name)
+        return pd.Series(self._point_values(targets), index=targets, name=self.name)
 
     def predict_values(self, issue_time: pd.Timestamp | str, steps: int) -> np.ndarray:
         """:meth:`predict` as a bare float array (same checks, same values) [series units]."""
@@ -741,7 +747,7 @@ class BaseForecaster(ABC):
         """
         levels = self._check_levels(levels)
         targets = self._targets(issue_time, horizon)
-        return pd.DataFrame(self._quantiles(targets, levels), index=targets.copy(),
+        return pd.DataFrame(self._quantiles(targets, levels), index=targets,
                             columns=pd.Index(levels, name="level"))
 
     def quantile_values(self, issue_time: pd.Timestamp | str, steps: int,

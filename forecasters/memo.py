@@ -14,16 +14,16 @@ that the equivalence test compares the fast one with (``tests/test_forecast_fast
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache, wraps
-from typing import ParamSpec, TypeVar
+from typing import Literal, TypeVar, cast
 
 import numpy as np
 import pandas as pd
 
-P = ParamSpec("P")
 R = TypeVar("R")
+Unit = Literal["s", "ms", "us", "ns"]
 
 _ENABLED = [True]
 """Whether the caches are used (a list: mutable module state without ``global``)."""
@@ -45,13 +45,14 @@ def disabled() -> Iterator[None]:
         _ENABLED[0] = before
 
 
-def memoized(maxsize: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def memoized(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R]]:
     """An LRU cache of ``maxsize`` entries around a pure function of hashable
-    arguments, bypassed while :func:`disabled`. Array results are made read-only."""
+    positional arguments, bypassed while :func:`disabled`. Array results are made
+    read-only."""
 
-    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
-        def frozen(*args: P.args, **kwargs: P.kwargs) -> R:
-            out = fn(*args, **kwargs)
+    def wrap(fn: Callable[..., R]) -> Callable[..., R]:
+        def frozen(*args: Hashable) -> R:
+            out = fn(*args)
             if isinstance(out, np.ndarray):
                 out.flags.writeable = False
             return out
@@ -59,8 +60,8 @@ def memoized(maxsize: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
         cached = lru_cache(maxsize=maxsize)(frozen)
 
         @wraps(fn)
-        def call(*args: P.args, **kwargs: P.kwargs) -> R:
-            return cached(*args, **kwargs) if _ENABLED[0] else fn(*args, **kwargs)
+        def call(*args: Hashable) -> R:
+            return cached(*args) if _ENABLED[0] else fn(*args)
 
         return call
 
@@ -71,14 +72,29 @@ _NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 """Nanoseconds per tick of each datetime64 unit."""
 
 
-@memoized(maxsize=64)
 def grid(start_ns: int, periods: int, step_ns: int, unit: str = "ns") -> pd.DatetimeIndex:
     """``periods`` interval starts from ``start_ns`` every ``step_ns`` [ns, UTC] in
     ``unit`` resolution, named ``interval_start_utc``: ``pd.date_range(start,
-    periods=, freq=)`` for a ``start`` of that unit."""
-    start = pd.Timestamp(start_ns, tz="UTC").as_unit(unit)
+    periods=, freq=)`` for a ``start`` of that unit.
+
+    The first ``periods`` of a cached block of at least 128 intervals (a power of
+    two), so the horizon of a step (96) and the scoring targets (100) from the same
+    start share one; each call gets an index object of its own (a slice: renaming it
+    leaves the block alone).
+    """
+    if not _ENABLED[0]:
+        return _date_range(start_ns, periods, step_ns, unit)
+    size = max(128, 1 << max(periods - 1, 0).bit_length())
+    return _grid_block(start_ns, size, step_ns, unit)[:periods]
+
+
+def _date_range(start_ns: int, periods: int, step_ns: int, unit: str) -> pd.DatetimeIndex:
+    start = pd.Timestamp(start_ns, tz="UTC").as_unit(cast(Unit, unit))
     return pd.date_range(start, periods=periods, freq=pd.Timedelta(step_ns),
                          name="interval_start_utc")
+
+
+_grid_block = memoized(maxsize=64)(_date_range)
 
 
 def ns(index: pd.DatetimeIndex) -> np.ndarray:
