@@ -68,6 +68,8 @@ def memoized(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R]]:
     return wrap
 
 
+BLOCK_ALIGN = 128
+"""Intervals between the starts of two cached grid blocks (:func:`grid`)."""
 _NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 """Nanoseconds per tick of each datetime64 unit."""
 
@@ -77,15 +79,18 @@ def grid(start_ns: int, periods: int, step_ns: int, unit: str = "ns") -> pd.Date
     ``unit`` resolution, named ``interval_start_utc``: ``pd.date_range(start,
     periods=, freq=)`` for a ``start`` of that unit.
 
-    The first ``periods`` of a cached block of at least 128 intervals (a power of
-    two), so the horizon of a step (96) and the scoring targets (100) from the same
-    start share one; each call gets an index object of its own (a slice: renaming it
-    leaves the block alone).
+    A slice of a cached block that starts on a multiple of :data:`BLOCK_ALIGN`
+    intervals since the epoch and holds a power of two of them (at least 256): every
+    channel's horizon and scoring targets from the starts of a day or so share one.
+    Each call gets an index object of its own (renaming it leaves the block alone).
     """
     if not _ENABLED[0]:
         return _date_range(start_ns, periods, step_ns, unit)
-    size = max(128, 1 << max(periods - 1, 0).bit_length())
-    return _grid_block(start_ns, size, step_ns, unit)[:periods]
+    align = BLOCK_ALIGN * step_ns
+    first = start_ns - start_ns % align if start_ns % step_ns == 0 else start_ns
+    offset = (start_ns - first) // step_ns
+    size = max(256, 1 << max(offset + periods - 1, 0).bit_length())
+    return _grid_block(first, size, step_ns, unit)[offset : offset + periods]
 
 
 def _date_range(start_ns: int, periods: int, step_ns: int, unit: str) -> pd.DatetimeIndex:
