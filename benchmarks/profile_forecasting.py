@@ -6,6 +6,7 @@ Run from a checkout beside ``../shared/data``::
     python -m benchmarks.profile_forecasting wind [DAYS]     # nyiso_wind_fleet
     python -m benchmarks.profile_forecasting rcdc [DAYS]     # rcdc_nyiso_wholesale
     python -m benchmarks.profile_forecasting wind 30 --no-profile
+    python -m benchmarks.profile_forecasting rcdc 30 --hash
 
 With the profile (``cProfile`` on process CPU time) it prints the loop's CPU time and
 the CPU time of the forecasting entry points: fitting at the run start
@@ -14,7 +15,9 @@ controller asks for (:meth:`~mpc_dc.control.forecasting.ChannelForecasts.predict
 and ``quantile``, which include feeding the observations and the refits); the
 profile's overhead inflates both, the share is the figure to read. With
 ``--no-profile``: the figures of :func:`benchmarks.closed_loop.measure` (CPU time
-without the profiler's overhead). Diagnostic only: it uses only what the code before
+without the profiler's overhead). With ``--hash``: the SHA-256 of every forecast the
+loop hands out (points and quantiles, in order) and their count, to show two
+checkouts forecast the same bits. Diagnostic only: it uses only what the code before
 issue 14's forecasting change also has, so the same file can be run against an older
 checkout (``PYTHONPATH=<old checkout>``) for a side-by-side comparison.
 """
@@ -23,12 +26,16 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import pstats
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.closed_loop import measure, wind_fleet
+from mpc_dc.control.forecasting import ChannelForecasts
 from mpc_dc.site.scenario import Scenario, example_path, load_scenario, with_overrides
 
 FORECASTING = (("control/forecasting.py", "make_forecasters"),
@@ -66,6 +73,41 @@ def profile(scenario: Scenario) -> dict[str, Any]:
             "cost_usd": figures["cost_usd"]}
 
 
+def hashed(scenario: Scenario) -> dict[str, Any]:
+    """SHA-256 and count of every point and quantile forecast of one closed loop, with
+    the run's net cost [$] (module docstring)."""
+    digest, count = hashlib.sha256(), [0]
+    predict, quantile = ChannelForecasts.predict, ChannelForecasts.quantile
+
+    def add(channel: str, values: np.ndarray) -> None:
+        digest.update(channel.encode())
+        digest.update(np.ascontiguousarray(values, dtype=float).tobytes())
+        count[0] += 1
+
+    def hashed_predict(self: ChannelForecasts, time: Any, steps: int,
+                       only: Any = None) -> dict[str, np.ndarray]:
+        out = predict(self, time, steps, only)
+        for channel in sorted(out):
+            add(channel, out[channel])
+        return out
+
+    def hashed_quantile(self: ChannelForecasts, channel: str, time: Any, steps: int,
+                        level: float) -> np.ndarray:
+        out = quantile(self, channel, time, steps, level)
+        add(channel, out)
+        return out
+
+    ChannelForecasts.predict = hashed_predict  # type: ignore[method-assign]
+    ChannelForecasts.quantile = hashed_quantile  # type: ignore[method-assign]
+    try:
+        figures = measure(scenario)
+    finally:
+        ChannelForecasts.predict = predict  # type: ignore[method-assign]
+        ChannelForecasts.quantile = quantile  # type: ignore[method-assign]
+    return {"forecasts_sha256": digest.hexdigest(), "forecasts": count[0],
+            "cost_usd": repr(figures["cost_usd"])}
+
+
 def main() -> None:
     """Command line (module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -73,9 +115,11 @@ def main() -> None:
     parser.add_argument("days", type=float, nargs="?", default=30.0)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--hash", action="store_true")
     args = parser.parse_args()
     case = scenario(args.case, args.days, args.data)
-    figures = measure(case) if args.no_profile else profile(case)
+    figures = (hashed(case) if args.hash else measure(case) if args.no_profile
+               else profile(case))
     for key, value in figures.items():
         print(f"{key}: {value}")
 
