@@ -67,6 +67,7 @@ from typing import Any, Literal, Protocol, Self, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from forecasters.memo import grid, memoized, ns
 from traces.grid import STEP, STEPS_PER_DAY
 
 logger = logging.getLogger(__name__)
@@ -248,29 +249,54 @@ class ScoreBook:
 
     def __init__(self, steps: int, max_origins: int, width: int = 1) -> None:
         self.steps, self.max_origins, self.width = int(steps), int(max_origins), int(width)
-        self._origins = np.empty(0, dtype=np.int64)
-        self._rows = np.empty((0, self.width, self.steps))
+        # Rows live in [_lo, _hi) of buffers that grow to twice the window: a record is
+        # one row written, and the window is moved to the front once per
+        # ``max_origins`` records (amortised O(1), where appending to a full window
+        # copied it each time).
+        self._origin_buf = np.empty(0, dtype=np.int64)
+        self._row_buf = np.empty((0, self.width, self.steps))
+        self._lo = self._hi = 0
         self.n_recorded = 0
+
+    @property
+    def _origins(self) -> np.ndarray:
+        return self._origin_buf[self._lo : self._hi]
+
+    @property
+    def _rows(self) -> np.ndarray:
+        return self._row_buf[self._lo : self._hi]
 
     def record(self, origin: int, rows: np.ndarray) -> None:
         """Add the forecasts ``rows`` (width, steps) made with the cutoff at ``origin``."""
-        keep = max(0, len(self._origins) + 1 - self.max_origins)
-        self._origins = np.append(self._origins[keep:], origin)
-        self._rows = np.concatenate([self._rows[keep:], np.asarray(rows, float)[None]], axis=0)
+        if self._hi - self._lo >= self.max_origins:
+            self._lo += self._hi - self._lo + 1 - self.max_origins
+        if self._hi == len(self._origin_buf):
+            n = self._hi - self._lo
+            size = min(max(64, 2 * len(self._origin_buf)), 2 * max(1, self.max_origins))
+            origins, rows_buf = self._origin_buf, self._row_buf
+            if size > len(origins):
+                self._origin_buf = np.empty(size, dtype=np.int64)
+                self._row_buf = np.empty((size, self.width, self.steps))
+            self._origin_buf[:n] = origins[self._lo : self._hi]
+            self._row_buf[:n] = rows_buf[self._lo : self._hi]
+            self._lo, self._hi = 0, n
+        self._origin_buf[self._hi] = origin
+        self._row_buf[self._hi] = rows
+        self._hi += 1
         self.n_recorded += 1
 
     def __len__(self) -> int:
-        return len(self._origins)
+        return self._hi - self._lo
 
     def drop_from(self, origin: int) -> None:
         """Forget the origins at or after cutoff position ``origin``."""
-        keep = self._origins < origin
-        self._origins, self._rows = self._origins[keep], self._rows[keep]
+        # Origins are recorded in increasing order: the ones kept are a prefix.
+        self._hi = self._lo + int(np.searchsorted(self._origins, origin, side="left"))
 
     @property
     def last_origin(self) -> int:
         """Cutoff position of the most recent origin (-1 if none)."""
-        return int(self._origins[-1]) if len(self._origins) else -1
+        return int(self._origin_buf[self._hi - 1]) if self._hi > self._lo else -1
 
     def errors(self, observations: np.ndarray) -> np.ndarray:
         """``truth - forecast``, shape (origins, width, steps); NaN where not yet observed."""
@@ -336,6 +362,7 @@ class BaseForecaster(ABC):
         self.max_stale_steps = max_stale_steps
         self._start: pd.Timestamp | None = None
         self._obs: _GrowingArray | None = None
+        self._cutoff_at: tuple[int, pd.Timestamp, pd.Timestamp] | None = None
         self.known_ahead: dict[str, Release] = {}
         """Known-ahead regressors this forecaster reads, by name, with their release rule."""
         self._known_store: dict[str, _KnownSeries] = {}
@@ -384,7 +411,13 @@ class BaseForecaster(ABC):
         """Start of the last observed interval (``None`` before ``fit``)."""
         if self._start is None or self._obs is None:
             return None
-        return self._start + (len(self._obs) - 1) * STEP
+        # Asked several times per channel and step: the Timestamp arithmetic is redone
+        # only when observations were added (or the forecaster refitted).
+        n = len(self._obs)
+        cached = self._cutoff_at
+        if cached is None or cached[0] != n or cached[1] is not self._start:
+            cached = self._cutoff_at = (n, self._start, self._start + (n - 1) * STEP)
+        return cached[2]
 
     @property
     def observations(self) -> np.ndarray:
@@ -579,7 +612,8 @@ class BaseForecaster(ABC):
         pos = len(self.observations) - 1
         if len(book) and pos - book.last_origin < 4 * self.scoring_every_hours:
             return
-        targets = pd.date_range(cutoff + STEP, periods=book.steps, freq=STEP)
+        first = cutoff + STEP
+        targets = grid(int(first.value), book.steps, STEP.value, first.unit)
         book.record(pos, self._score_rows(targets))
 
     @property
@@ -622,7 +656,7 @@ class BaseForecaster(ABC):
         out = np.array(model, dtype=float)
         if self.calibration == "conformal" and self._book is not None and len(self._book):
             cutoff_pos = len(self.observations) - 1
-            offset = (targets.as_unit("ns").asi8 - int(self.start.value)) // STEP.value
+            offset = (ns(targets) - int(self.start.value)) // STEP.value
             lead = np.clip(offset - cutoff_pos, 1, CALIBRATION_STEPS)
             table = self._calibration_table(tuple(levels))[:, lead - 1].T
             cal = self._clip(point[:, None] + table)
@@ -661,8 +695,9 @@ class BaseForecaster(ABC):
                 f"{self.name}: issue time {t} is {stale} intervals past cutoff + 15 min "
                 f"({cutoff + STEP}); at most {self.max_stale_steps} allowed: update() first"
             )
-        # ``t`` is UTC and on the grid already: ``grid_index`` without its re-validation.
-        return pd.date_range(t, periods=horizon, freq=STEP, name="interval_start_utc")
+        # ``t`` is UTC and on the grid already: ``grid_index`` without its re-validation,
+        # shared by every channel asked at ``t`` (:func:`forecasters.memo.grid`).
+        return grid(int(t.value), horizon, STEP.value, t.unit)
 
     def _clip(self, values: np.ndarray) -> np.ndarray:
         low, high = self.bounds
@@ -712,17 +747,27 @@ class BaseForecaster(ABC):
         """
         levels = self._check_levels(levels)
         targets = self._targets(issue_time, horizon)
+        return pd.DataFrame(self._quantiles(targets, levels), index=targets,
+                            columns=pd.Index(levels, name="level"))
+
+    def quantile_values(self, issue_time: pd.Timestamp | str, steps: int,
+                        levels: Sequence[float]) -> np.ndarray:
+        """:meth:`predict_quantiles` as a bare float array, shape (steps, len(levels))
+        (same checks, same values) [series units]."""
+        return self._quantiles(self._targets(issue_time, steps), self._check_levels(levels))
+
+    def _quantiles(self, targets: pd.DatetimeIndex, levels: list[float]) -> np.ndarray:
+        """Quantiles of :meth:`predict_quantiles` for ``targets`` (already checked by
+        :meth:`_targets`) at ``levels`` (checked), shape (len(targets), len(levels))."""
         loc, scale = self._location_scale(targets)
-        normal = NormalDist()
-        z = np.array([normal.inv_cdf(q) for q in levels])
+        z = _normal_scores(tuple(levels))
         spread = np.where(np.isnan(scale), np.inf, scale)
         with np.errstate(invalid="ignore"):
             raw = loc[:, None] + spread[:, None] * z[None, :]
         raw[:, z == 0.0] = loc[:, None]  # the median is the point forecast (inf * 0 is NaN)
         model = self._clip(self._to_output(raw))
         point = self._clip(self._to_output(loc))
-        out = self._calibrated(targets, levels, point, model)
-        return pd.DataFrame(out, index=targets, columns=pd.Index(levels, name="level"))
+        return self._calibrated(targets, levels, point, model)
 
     def _check_levels(self, levels: Sequence[float]) -> list[float]:
         """``levels`` as floats; raises unless non-empty and all in (0, 1)."""
@@ -750,6 +795,13 @@ class BaseForecaster(ABC):
         """Constructor parameters (for reports)."""
         return {"bounds": self.bounds, "max_stale_steps": self.max_stale_steps,
                 "calibration": self.calibration}
+
+
+@memoized(maxsize=16)
+def _normal_scores(levels: tuple[float, ...]) -> np.ndarray:
+    """Standard normal quantiles of ``levels`` [-]."""
+    normal = NormalDist()
+    return np.array([normal.inv_cdf(q) for q in levels])
 
 
 def last_valid(values: np.ndarray) -> float:

@@ -33,6 +33,7 @@ from forecasters.base import (
     make_forecaster,
     register_forecaster,
 )
+from forecasters.memo import ns
 from traces.grid import STEP
 
 Weights = Literal["equal", "inverse_error"]
@@ -144,7 +145,7 @@ class Combination(BaseForecaster):
         return table
 
     def _leads(self, targets: pd.DatetimeIndex) -> np.ndarray:
-        offset = (targets.as_unit("ns").asi8 - int(self.start.value)) // STEP.value
+        offset = (ns(targets) - int(self.start.value)) // STEP.value
         return np.clip(offset - (len(self.observations) - 1), 1, CALIBRATION_STEPS)
 
     def _combine(self, member_rows: np.ndarray, targets: pd.DatetimeIndex) -> np.ndarray:

@@ -34,6 +34,7 @@ import pandas as pd
 
 from forecasters.base import BaseForecaster, Bounds, Release, _GrowingArray
 from forecasters.calendar import holiday_flags
+from forecasters.memo import grid, ns
 from traces.grid import NYISO_DA_RELEASE, STEP
 
 HOUR = pd.Timedelta(hours=1)
@@ -129,7 +130,9 @@ class HourlyForecaster(BaseForecaster):
         return self._hour0_time + hour * HOUR
 
     def _hour_starts(self, first_hour: int, n: int) -> pd.DatetimeIndex:
-        return pd.date_range(self.hour_start(first_hour), periods=n, freq=HOUR)
+        # Shared by the channels that ask for the same hours (forecasters.memo).
+        start = self.hour_start(first_hour)
+        return grid(int(start.value), n, HOUR.value, start.unit)
 
     @property
     def n_hours(self) -> int:
@@ -255,7 +258,7 @@ class HourlyForecaster(BaseForecaster):
 
     def _location_scale(self, targets: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
         n_hours = len(self._hourly)
-        hour_pos = (targets.as_unit("ns").asi8 - int(self._hour0_time.value)) // HOUR.value
+        hour_pos = (ns(targets) - int(self._hour0_time.value)) // HOUR.value
         steps = (hour_pos - (n_hours - 1)).astype(np.int64)
         need = int(steps.max())
         key = (n_hours, *self._known_signature(targets[0]))

@@ -16,10 +16,12 @@ intercept, which carries the regression on exogenous inputs)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from statsmodels.tsa.statespace.mlemodel import MLEResults
+
+from forecasters.memo import enabled
 
 
 @dataclass
@@ -48,6 +50,7 @@ class KalmanFilter:
     beta: np.ndarray
     a: np.ndarray
     P: np.ndarray
+    _se_cache: tuple[bytes, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_results(cls, res: MLEResults) -> KalmanFilter:
@@ -113,11 +116,26 @@ class KalmanFilter:
         """Mean and standard error of the next ``n`` observations."""
         d = self._intercepts(exog, n)
         mean = np.empty(n)
-        se = np.empty(n)
-        a, P = self.a, self.P
+        a = self.a
         for h in range(n):
             mean[h] = float(self.Z @ a) + d[h]
-            se[h] = np.sqrt(max(float(self.Z @ P @ self.Z) + self.H, 0.0))
             a = self.T @ a + self.c
+        return mean, self._standard_errors(n)
+
+    def _standard_errors(self, n: int) -> np.ndarray:
+        """Standard errors of the next ``n`` observations. They depend on ``P`` alone
+        (the system matrices are fixed): once the filter has reached its steady state,
+        ``P`` comes back bit for bit hour after hour, and the errors of the last call
+        are reused (keyed by ``P``'s bytes; off under :func:`forecasters.memo.disabled`)."""
+        key = self.P.tobytes()
+        cached = self._se_cache
+        if enabled() and cached is not None and cached[0] == key and len(cached[1]) >= n:
+            return cached[1][:n].copy()
+        se = np.empty(n)
+        P = self.P
+        for h in range(n):
+            se[h] = np.sqrt(max(float(self.Z @ P @ self.Z) + self.H, 0.0))
             P = self.T @ P @ self.T.T + self.RQR
-        return mean, se
+        if enabled():
+            self._se_cache = (key, se.copy())
+        return se

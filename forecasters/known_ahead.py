@@ -31,14 +31,13 @@ publication boundary and checks the predictions are bit-identical). The time rul
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from forecasters.base import (
-    DEFAULT_LEVELS,
     BaseForecaster,
     Bounds,
     as_utc,
@@ -160,24 +159,17 @@ class KnownAhead(BaseForecaster):
             values = np.where(mask, values, inner)
         return values
 
-    def predict_quantiles(
-        self,
-        issue_time: pd.Timestamp | str,
-        horizon: int,
-        levels: Sequence[float] = DEFAULT_LEVELS,
-    ) -> pd.DataFrame:
+    def _quantiles(self, targets: pd.DatetimeIndex, levels: list[float]) -> np.ndarray:
         """Truth in every column where published (zero spread), inner quantiles elsewhere."""
-        levels = self._check_levels(levels)
-        targets = self._targets(issue_time, horizon)
         mask, values = self._known(targets[0], targets)
         out = np.repeat(values[:, None], len(levels), axis=1)
         if not mask.all():
-            inner = self.inner.predict_quantiles(targets[0], horizon, levels).to_numpy(dtype=float)
+            inner = self.inner.quantile_values(targets[0], len(targets), levels)
             out = np.where(mask[:, None], out, inner)
-        return pd.DataFrame(out, index=targets, columns=pd.Index(levels, name="level"))
+        return out
 
     def _location_scale(self, targets: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
-        # Not reached: predict and predict_quantiles are overridden because the inner
+        # Not reached: the point and the quantiles are overridden because the inner
         # forecaster's quantiles need not be Gaussian. Kept to satisfy the base class.
         point = self.predict(targets[0], len(targets)).to_numpy(dtype=float)
         return point, np.zeros(len(targets))

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from forecasters.base import BaseForecaster, Bounds, last_valid, register_forecaster
+from forecasters.memo import ns
 from traces.grid import STEP, STEPS_PER_DAY
 
 ERROR_WINDOW_STEPS = 28 * STEPS_PER_DAY
@@ -66,7 +67,7 @@ class _NaiveBase(BaseForecaster):
         raise NotImplementedError
 
     def _positions(self, targets: pd.DatetimeIndex) -> np.ndarray:
-        offset = (targets.as_unit("ns").asi8 - int(self.start.value)) // STEP.value
+        offset = (ns(targets) - int(self.start.value)) // STEP.value
         return offset.astype(np.int64)
 
     def get_params(self) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from threadpoolctl import threadpool_limits
 from forecasters.base import register_forecaster
 from forecasters.hourly import HOUR, HOURS_PER_DAY, HOURS_PER_WEEK, HourlyForecaster
 from forecasters.kalman import KalmanFilter
+from forecasters.memo import enabled, grid, memoized
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,26 @@ def fourier_terms(
     if not cols:
         return np.empty((len(hour_starts), 0))
     return np.column_stack(cols)
+
+
+@memoized(maxsize=16)
+def _fourier_week(daily_harmonics: int, weekly_harmonics: int) -> np.ndarray:
+    """:func:`fourier_terms` of the 168 hours from 1970-01-01 00:00 UTC (read-only)."""
+    return fourier_terms(grid(0, HOURS_PER_WEEK, HOUR.value), daily_harmonics,
+                         weekly_harmonics)
+
+
+def _fourier(first_hour_ns: int, n: int, daily_harmonics: int, weekly_harmonics: int
+             ) -> np.ndarray:
+    """:func:`fourier_terms` of the ``n`` hours from ``first_hour_ns`` [ns, UTC, on the
+    hour], looked up by hour of the week: both phases of hour ``h`` (hours since the
+    epoch) are exact functions of ``h mod 168`` (``h + 0.5`` and its remainders are
+    exact in binary), so the rows are the same bits as computed afresh."""
+    if not enabled():
+        return fourier_terms(grid(first_hour_ns, n, HOUR.value), daily_harmonics,
+                             weekly_harmonics)
+    hours = first_hour_ns // HOUR.value + np.arange(n)
+    return _fourier_week(daily_harmonics, weekly_harmonics)[hours % HOURS_PER_WEEK]
 
 
 class HourlyStateSpaceForecaster(HourlyForecaster):
@@ -204,8 +225,8 @@ class SarimaxForecaster(HourlyStateSpaceForecaster):
 
     def _exog(self, first_hour: int, n: int, issue: pd.Timestamp) -> np.ndarray | None:
         """Fourier terms, holiday indicator and known-ahead regressors of ``n`` hours."""
-        cols = [fourier_terms(self._hour_starts(first_hour, n), self.daily_harmonics,
-                              self.weekly_harmonics), self.regressors(first_hour, n, issue)]
+        cols = [_fourier(int(self.hour_start(first_hour).value), n, self.daily_harmonics,
+                         self.weekly_harmonics), self.regressors(first_hour, n, issue)]
         exog = np.hstack(cols)
         return exog if exog.shape[1] else None
 

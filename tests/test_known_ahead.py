@@ -191,6 +191,7 @@ def test_inner_not_called_when_all_published() -> None:
 
     fc.inner.predict = fail  # type: ignore[method-assign]
     fc.inner.predict_quantiles = fail  # type: ignore[method-assign]
+    fc.inner.quantile_values = fail  # type: ignore[method-assign]
     assert np.isfinite(fc.predict(issue, STEPS_PER_DAY).to_numpy()).all()
     assert np.isfinite(fc.predict_quantiles(issue, STEPS_PER_DAY).to_numpy()).all()
 

@@ -369,7 +369,7 @@ class ChannelForecasts:
         if reused is not None:
             return reused
         values = self._call(channel, time, steps, lambda: np.asarray(
-            forecaster.predict_quantiles(time, steps, [level]).iloc[:, 0], dtype=float))
+            forecaster.quantile_values(time, steps, [level])[:, 0], dtype=float))
         if np.isnan(values).any():
             self.faults["nan_forecast"] += 1
             values = pd.Series(values).ffill().fillna(np.inf).to_numpy()
