@@ -575,22 +575,22 @@ class MpcPolicy:
                                       deadline_margin_steps=self.deadline_margin_steps,
                                       may_reprovision=self.may_reprovision(obs))
         if self.work_nd_quantile is not None:
-            inputs = replace(inputs, work_nd_wu=self.reserved_work_nd(obs, n,
-                                                                      inputs.work_nd_wu))
+            inputs = replace(inputs, work_nd_wu=self.reserved_work_nd(
+                obs, n, inputs.work_nd_wu, self.work_nd_quantile))
         return self.dr_notices.apply(obs.step, known_now(self.exo, obs, inputs)), state
 
-    def reserved_work_nd(self, obs: Observation, n: int, work_nd: np.ndarray) -> np.ndarray:
+    def reserved_work_nd(self, obs: Observation, n: int, work_nd: np.ndarray,
+                         level: float) -> np.ndarray:
         """Non-deferrable work to reserve capacity for (C, H) [WU]: ``(1 − s)`` times the
-        ``work_nd_quantile`` quantile of each campus's workload forecast over the first
-        ``n`` intervals; ``work_nd`` (the point forecast's) where the quantile is not
-        finite (its spread not known yet) and past ``n``."""
-        assert self.work_nd_quantile is not None
+        ``level`` quantile of each campus's workload forecast over the first ``n``
+        intervals; ``work_nd`` (the point forecast's) where the quantile is not finite
+        (its spread not known yet) and past ``n``."""
         out = np.array(work_nd, dtype=float, copy=True)
         for i, c in enumerate(self.site.campuses):
             if c.other_it is None:
                 continue
             q = self.forecasts.quantile(column("workload_wu", c.name), obs.time, n,
-                                        self.work_nd_quantile)[:n]
+                                        level)[:n]
             reserved = (1.0 - c.other_it.deferrable_share) * np.maximum(q, 0.0)
             out[i, :n] = np.where(np.isfinite(reserved), reserved, out[i, :n])
         return out
