@@ -268,18 +268,21 @@ def test_noisy_oracle_keys_of_a_channel_group_reach_its_forecasters() -> None:
 
 
 @pytest.mark.parametrize(("channels_table", "margin"), [
-    ({}, 4),
-    ({"price": {"forecaster": "oracle"}}, 4),
+    ({}, 2),
+    ({"price": {"forecaster": "oracle"}}, 2),
     ({"other_load": {"forecaster": "oracle"}}, 0),
 ])
 def test_deadline_margin_belongs_to_the_other_load_forecast(
         channels_table: dict[str, dict[str, str]], margin: int) -> None:
+    """The margin (0.5 h: 2 intervals) and the non-deferrable quantile reserve (0.9)
+    hedge the other-load forecast: both off with the Oracle on it, and for perfect."""
     overrides = {f"controller.channels.{g}.{k}": v for g, keys in channels_table.items()
                  for k, v in keys.items()}
     spec = with_overrides(combined(), overrides, "<t>").controller
     assert spec.deadline_margin_steps == margin
+    assert spec.work_nd_level == (0.9 if margin else None)
     perfect = with_overrides(combined(), {"controller.kind": "perfect"}, "<t>").controller
-    assert perfect.deadline_margin_steps == 0
+    assert perfect.deadline_margin_steps == 0 and perfect.work_nd_level is None
 
 
 def test_forecast_errors_by_hand(scenario_file: Path) -> None:

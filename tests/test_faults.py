@@ -414,9 +414,12 @@ def test_forecaster_exceptions_fall_back_to_the_last_published_value(
     exo, n, k = run.exo, run.n, run.kpis
     site = exo.site
     K, M = len(channels(site)), len(site.models)
+    n_other = sum(c.other_it is not None for c in site.campuses)
     _only(k, forecaster_exception=n * K)
-    # Every point forecast and every demand quantile raised, and was caught.
-    assert k["faults"]["forecaster_raised"] == n * (K + M)
+    # Every point forecast, every demand quantile and every quantile of the
+    # non-deferrable work (controller.work_nd_quantile) raised, and was caught (no
+    # curtailment is planned on the held values, so the price quantile is never asked).
+    assert k["faults"]["forecaster_raised"] == n * (K + M + n_other)
     for step in (0, 5, n - 1):
         for name in channels(site):
             seen = exo.frame[name].loc[:exo.last_published(name, step)].dropna()
@@ -429,8 +432,10 @@ def test_stale_forecasts_reuse_the_previous_forecast(
     n, k = run.n, run.kpis
     site = run.exo.site
     _only(k, stale_forecast=n - 1)  # never at the first interval: nothing to reuse
+    # Point forecasts, demand quantiles and the non-deferrable work's quantiles.
+    other_it = sum(c.other_it is not None for c in site.campuses)
     assert k["faults"]["stale_forecast_used"] == (n - 1) * (len(channels(site))
-                                                            + len(site.models))
+                                                            + len(site.models) + other_it)
     first = fault_free.forecasts[0]
     for step in (1, 7, n - 1):
         for name, values in run.forecasts[step].items():

@@ -79,9 +79,10 @@ def test_every_old_example_has_a_migrated_one() -> None:
     old = sorted(p.stem for p in OLD_EXAMPLES.glob("*.toml"))
     migrated = {"default": "rcdc_default"}
     # New examples without an old counterpart: the product site, the reliability
-    # sweep of issue 18 and the per-channel forecast-error sweep of issue 17.
+    # sweep of issue 18, the per-channel forecast-error sweep of issue 17 and issue
+    # 16's cost-SLO sweep and 30-day BurstGPT fleet.
     new = {"default", "nyiso_wind_fleet", "sweep_faults", "sweep_forecast_channels",
-           "sweep_cost_slo"}
+           "sweep_cost_slo", "burstgpt_caiso_month"}
     assert {migrated.get(n, n) for n in old} | new == set(EXAMPLES)
 
 

@@ -18,8 +18,12 @@ The horizon (:func:`build_horizon`), per campus
   current step is in the backlog already) and due by its window's end; with the
   released backlog (:meth:`~mpc_dc.sim.policy.CampusObservation.backlog_cumulative`)
   this gives the cumulative due and available work. A deadline margin brings every
-  deadline forward (never before the current interval): a hedge against
-  under-forecast non-deferrable work taking the capacity the plan counted on;
+  deadline forward (never before the current interval), and the non-deferrable work
+  is planned at an upper quantile of its forecast (``controller.work_nd_quantile``):
+  two hedges against under-forecast non-deferrable work taking the capacity the plan
+  counted on. The quantile reserves capacity in proportion to the forecast's own
+  uncertainty in every interval; the margin leaves the last intervals of each window
+  idle whatever the prices there;
 * state: billing-period peak import to date, battery energy;
 * beyond the run end nothing arrives and nothing is priced: the run is a closed
   finite problem (as the offline optimum's).
@@ -42,6 +46,14 @@ demand-response schedule (event flags and baseline) and the GPUs available are
 known ahead and read from the run's data. Instances running or starting are the
 fleet state; without switching flexibility the constant fleet may be re-sized at
 the run start and at each local midnight (``run.local_tz``).
+
+Curtailment (:meth:`MpcPolicy.confident_curtailment`): the plan curtails renewable
+output while importing where the forecast import price is negative (paid to import);
+the plant executes it whatever the realized price. The MPC commits it only where the
+forecast distribution puts the price of the committed interval below zero with at
+least ``controller.curtail_confidence`` (its quantile at that level is negative);
+elsewhere the renewable output serves the load and the plant's own rule spills a
+surplus at the realized price.
 
 Before solving, the inputs are projected on what the site can do
 (:meth:`MpcPolicy.project`): non-deferrable work above capacity is capped, each
@@ -398,6 +410,12 @@ class MpcPolicy:
     min_instances_per_model : int [instances]
         Warm floor on every committed decision.
     deadline_margin_steps : int [intervals]
+    work_nd_quantile : float, optional
+        Plan the non-deferrable other-IT work at this quantile of its forecast (None:
+        the point forecast).
+    curtail_confidence : float [-]
+        Commit a planned curtailment while importing only where the import price is
+        negative with at least this probability (0.5: the point forecast's sign).
     lateness : LatenessPrices, optional
         Carry and price the backlog the plan leaves (the lateness block); None: what a
         column cannot serve is unserved.
@@ -421,6 +439,8 @@ class MpcPolicy:
         demand_quantile: float | None = None,
         min_instances_per_model: int = 0,
         deadline_margin_steps: int = 0,
+        work_nd_quantile: float | None = None,
+        curtail_confidence: float = 0.5,
         lateness: LatenessPrices | None = None,
         nowcast_tau_steps: float = 0.0,
         drain_steps: float = 1.0,
@@ -457,6 +477,8 @@ class MpcPolicy:
         self.demand_quantile = demand_quantile
         self.min_instances_per_model = min_instances_per_model
         self.deadline_margin_steps = deadline_margin_steps
+        self.work_nd_quantile = work_nd_quantile
+        self.curtail_confidence = float(curtail_confidence)
         self.nowcast_tau_steps = float(nowcast_tau_steps)
         self.drain_steps = float(drain_steps)
         self.injector = faults
@@ -552,7 +574,49 @@ class MpcPolicy:
                                       demand_tokens_per_s=self.demand(obs, n, point),
                                       deadline_margin_steps=self.deadline_margin_steps,
                                       may_reprovision=self.may_reprovision(obs))
+        if self.work_nd_quantile is not None:
+            inputs = replace(inputs, work_nd_wu=self.reserved_work_nd(
+                obs, n, inputs.work_nd_wu, self.work_nd_quantile))
         return self.dr_notices.apply(obs.step, known_now(self.exo, obs, inputs)), state
+
+    def reserved_work_nd(self, obs: Observation, n: int, work_nd: np.ndarray,
+                         level: float) -> np.ndarray:
+        """Non-deferrable work to reserve capacity for (C, H) [WU]: ``(1 − s)`` times the
+        ``level`` quantile of each campus's workload forecast over the first ``n``
+        intervals; ``work_nd`` (the point forecast's) where the quantile is not finite
+        (its spread not known yet) and past ``n``."""
+        out = np.array(work_nd, dtype=float, copy=True)
+        for i, c in enumerate(self.site.campuses):
+            if c.other_it is None:
+                continue
+            q = self.forecasts.quantile(column("workload_wu", c.name), obs.time, n,
+                                        level)[:n]
+            reserved = (1.0 - c.other_it.deferrable_share) * np.maximum(q, 0.0)
+            out[i, :n] = np.where(np.isfinite(reserved), reserved, out[i, :n])
+        return out
+
+    def confident_curtailment(self, obs: Observation, decision: Decision) -> Decision:
+        """``decision`` with each campus's curtailment withdrawn unless the
+        ``curtail_confidence`` quantile of its import price forecast for the committed
+        interval is negative (module docstring). Withdrawing it only lowers the
+        import: the renewable output it frees serves the load."""
+        campuses = dict(decision.campuses)
+        for c in self.site.campuses:
+            own = decision.campus(c.name)
+            if own.curtailed_mw <= 0.0 or c.renewable is None:
+                continue
+            q = self.forecasts.quantile(column("price_usd_per_mwh", c.name), obs.time, 1,
+                                        self.curtail_confidence)[:1]
+            import_price, _ = tariff_prices(q, c.grid.tariff)
+            # An unknown spread (+inf at a level above the median) is no confidence.
+            if not import_price[0] < 0.0:
+                logger.debug("step %d: %s: curtailment of %.4f MW withdrawn (import price "
+                             "at the %.2f quantile %.2f $/MWh)", obs.step, c.name,
+                             own.curtailed_mw, self.curtail_confidence, import_price[0])
+                campuses[c.name] = replace(own, curtailed_mw=0.0)
+        if campuses == dict(decision.campuses):
+            return decision
+        return replace(decision, campuses=campuses)
 
     # -- decide -------------------------------------------------------------------------
     def decide(self, obs: Observation) -> Decision:
@@ -560,6 +624,8 @@ class MpcPolicy:
         inputs, state = project(self.site, *self.horizon_inputs(obs), self.stats.faults)
         self.last_inputs = (inputs, state)
         decision = self._decide(obs, inputs, state)
+        if self.curtail_confidence > 0.5:
+            decision = self.confident_curtailment(obs, decision)
         fleet = with_min_instances(self.site, decision.fleet, obs.fleet(),
                                    self.min_instances_per_model)
         return decision if fleet is decision.fleet else replace(decision, fleet=fleet)

@@ -515,6 +515,15 @@ class ControllerSpec:
     deadline_margin_h : float [h]
         Forecast-driven MPC plans deferrable work this long before each deadline
         (not ``perfect``, nor when the other-load forecaster is the ``oracle``).
+    work_nd_quantile : float [-]
+        The MPC reserves IT capacity for this quantile of the non-deferrable other-IT
+        work forecast (0: the point forecast): the hedge against under-forecast
+        non-deferrable work taking the capacity the deferrable work was planned in
+        (not ``perfect``, nor with the ``oracle`` on ``other_load``).
+    curtail_confidence : float [-]
+        The MPC commits a planned curtailment of renewable output while importing only
+        where the forecast distribution puts the interval's import price below zero
+        with at least this probability (0.5: the median, i.e. the point forecast).
     nowcast_tau_h : float or None [h]
         Time constant with which the demand observed in the last interval is blended
         into the demand forecast (:mod:`forecasters.nowcast`; 0: none; never for
@@ -558,7 +567,9 @@ class ControllerSpec:
     integer_intervals: int = 1
     demand_quantile: float = 0.9
     min_instances_per_model: int = 1
-    deadline_margin_h: float = 1.0
+    deadline_margin_h: float = 0.5
+    work_nd_quantile: float = 0.9
+    curtail_confidence: float = 0.8
     nowcast_tau_h: float | None = None
     backlog_drain_h: float = 0.25
     lateness_weight: float = 1.0
@@ -592,7 +603,11 @@ class ControllerSpec:
                                   f"(branch-and-bound nodes), got {nodes}",
                                   key=f"controller.{key}")
         check_in_unit_interval({f"controller.{k}": getattr(self, k) for k in (
-            "mip_rel_gap", "offline_mip_rel_gap", "demand_quantile")}, closed=False)
+            "mip_rel_gap", "offline_mip_rel_gap", "demand_quantile", "work_nd_quantile")},
+            closed=False)
+        if not 0.5 <= self.curtail_confidence < 1.0:
+            raise ConfigError(SOURCE, f"expected a probability in [0.5, 1), got "
+                              f"{self.curtail_confidence}", key="controller.curtail_confidence")
         check_forecaster(self.forecaster, "controller.forecaster")
         self._check_channels()
 
@@ -681,6 +696,15 @@ class ControllerSpec:
         if self.group_forecaster("other_load") == "oracle":
             return 0
         return round(self.deadline_margin_h * 4)
+
+    @property
+    def work_nd_level(self) -> float | None:
+        """Quantile of the non-deferrable work the MPC reserves capacity for; None (the
+        point forecast) at 0 or when the other-load forecast is exact (as
+        :attr:`deadline_margin_steps`: the hedge belongs to that channel)."""
+        if self.group_forecaster("other_load") == "oracle" or self.work_nd_quantile == 0:
+            return None
+        return self.work_nd_quantile
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -138,6 +138,12 @@ class StochasticMpc:
                                           demand_tokens_per_s=demand,
                                           deadline_margin_steps=mpc.deadline_margin_steps,
                                           may_reprovision=mpc.may_reprovision(obs))
+            if n:
+                # Shared too: the MPC's non-deferrable work there (its quantile reserve,
+                # controller.work_nd_quantile), or the first column would differ.
+                work_nd = inputs.work_nd_wu.copy()
+                work_nd[:, 0] = central.work_nd_wu[:, 0]
+                inputs = replace(inputs, work_nd_wu=work_nd)
             # Projected as the MPC's horizon is, but not counted: a sampled path above
             # capacity is a draw from the forecast's tail, not a fault met.
             out.append(project(self.site, known_now(mpc.exo, obs, inputs), state, Counter()))
