@@ -135,13 +135,9 @@ def test_only_the_first_interval_of_the_plan_is_committed() -> None:
     plan's second interval on some of these steps, so a policy committing any of them
     from there fails. A change in the first interval moves the decision at every step.
     """
-    # The 1-h deadline margin these counts were taken with (the default until issue
-    # 16's second gap study; with half an hour a negative interval-1 price left
-    # interval 0 alone on 3 steps, not 4): the counts test the commitment, not a hedge.
     scenario, exo = prepared(combined(**{"run.days": 0.25, "serving.fidelity": "fluid",
                                          "workload.requests.rate_multiplier": 20.0,
-                                         "site.campuses[0].battery": BATTERY,
-                                         "controller.deadline_margin_h": 1.0}))
+                                         "site.campuses[0].battery": BATTERY}))
     policy = build_policy(scenario, exo)
     assert isinstance(policy, MpcPolicy)
     decide = policy.decide
