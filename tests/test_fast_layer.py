@@ -12,6 +12,7 @@ requests of 100 prompt and 1000 output tokens arrive at 3 per second from 60 s t
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -320,6 +321,34 @@ def test_reroutes_to_another_campus_only_with_the_spatial_lever(flexibility: str
         assert k["fast_requests_rerouted"] == 0
 
 
+def test_queued_requests_go_where_they_drain_soonest() -> None:
+    """Campus A's one instance gets every request; campus B keeps four idle (spatial
+    lever only, S3). At 120 s the layer sees 3 requests/s and ``q`` ≈ 120 queued at A
+    (one instance admits about one a second from 70 s): A needs 3 + q / 300 against
+    its 0.85, so 2.55 requests/s of A's new ones go to B (spare 4 × 0.85). Drain rates
+    then: A 0.85 − 0.45 = 0.4, B 3.4 − 2.55 = 0.85 requests/s, so A should hold
+    q · 0.4 / 1.25 of the queue and ``⌊q − 0.32 q⌋`` move to B, where 40 slots are
+    free: 40 of them start at 120.0 s. A is left with ~0.32 q ≈ 38 that it admits
+    within ~40 s, so every request that arrived before 120 s has started by 180 s.
+    Without the re-dispatch (the old layer) A's whole queue waits for its one
+    instance behind each other, the last until ~240 s."""
+    a, b = ("A", MODEL, "BF16"), ("B", MODEL, "BF16")
+    exo, policy = case({a: 1, b: 4}, {a: 1.0}, gpus={"A": 4, "B": 4}, flexibility="S3")
+    result = simulate(exo, policy, fast_layer=ON)
+    acts = result.fast_actions
+    out = result.outcome
+    assert acts is not None and out is not None
+    early = out.requests.arrival_s < 120.0
+    assert float(np.nanmax(out.start[early])) < 180.0
+    at_b = out.pool == [spec.key for spec in out.pools].index(b)
+    assert int((at_b & (out.start == 120.0)).sum()) == 40
+    queued = int((early & ~(out.start < 120.0)).sum())
+    assert 119 <= queued <= 125
+    first = acts[(acts["action"] == "requeue") & (acts["time_s"] == 120.0)]
+    assert first[["campus", "to_campus"]].values.tolist() == [["A", "B"]]
+    assert int(first["count"].iloc[0]) == math.floor(queued - queued * 0.4 / 1.25 + 1e-9)
+
+
 def test_fluid_acts_at_the_boundary_on_the_last_interval() -> None:
     """Fluid serving has no arrival times inside an interval: the layer acts at the
     boundaries only. At 900 s it sees the first interval's 720 requests (0.8 /s) and the
@@ -353,8 +382,10 @@ def poisoned_burst(after: float) -> RequestArrays:
 
 def test_poisoned_future_arrivals_do_not_change_earlier_actions() -> None:
     """Requests arriving from 150 s on (between two wake-ups) replaced by a heavier
-    stream: every start before 150 s and the pool of every request before 150 s (the
-    moves to campus B) are the same; after it the layer reacts differently."""
+    stream: every start and re-dispatch before 150 s and the pool of every request admitted before
+    150 s (the moves to campus B) are the same; after it the layer reacts differently
+    (a request still queued at 150 s may be re-dispatched later, on what arrived by
+    then)."""
     a, b = ("A", MODEL, "BF16"), ("B", MODEL, "BF16")
     results = []
     for requests in (burst(), poisoned_burst(150.0)):
@@ -367,10 +398,18 @@ def test_poisoned_future_arrivals_do_not_change_earlier_actions() -> None:
     assert starts(clean) != starts(dirty)
     co, do = clean.outcome, dirty.outcome
     assert co is not None and do is not None
+    acts = [r.fast_actions for r in results]
+    assert acts[0] is not None and acts[1] is not None
+    # (a "move" row counts the requests of the window that starts at its time_s)
+    pd.testing.assert_frame_equal(*(a[(a["time_s"] < 150.0) & (a["action"] != "move")]
+                                    .reset_index(drop=True) for a in acts))
     early = co.requests.arrival_s < 150.0
     assert early.sum() == (do.requests.arrival_s < 150.0).sum()
-    np.testing.assert_array_equal(co.pool[early], do.pool[: int(early.sum())])
-    assert (co.pool[early] == 1).any()  # some early requests were moved to B
+    n = int(early.sum())  # the first n requests of both runs
+    admitted = co.start[:n] < 150.0
+    np.testing.assert_array_equal(admitted, do.start[:n] < 150.0)
+    np.testing.assert_array_equal(co.pool[:n][admitted], do.pool[:n][admitted])
+    assert (co.pool[:n][admitted] == 1).any()  # some early requests were moved to B
 
 
 # ----------------------------------------------------------------------------- off switch

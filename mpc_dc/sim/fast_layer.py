@@ -36,6 +36,19 @@ Actions, in this order:
   instance draws power from its start and serves only after its load time
   (``load_time_s``), as the plan's own. Starting needs the switching lever: a fleet
   without it keeps its size.
+(d) **re-dispatch queued requests** (request level, inside the interval, spatial
+  lever): a queue is served first-come first-served, so every request that joins a
+  pool behind a backlog waits for it, however idle the same model's pools at other
+  campuses are (at a burst onset: the backlog built while the started instances
+  loaded). Among the pools of one model and precision, with ``r_p = ready_p · μ_p −
+  λ'_p`` a pool's drain rate (``λ'_p`` its arrivals after the moves), the group's
+  ``Q`` queued requests are spread so that each queue drains in the same time: a
+  pool with ``r_p > 0`` holds ``Q · r_p / Σ r⁺``, one without none (the expected
+  wait ``q_p / r_p`` equal everywhere, as a load balancer joining the shortest
+  expected wait does). The newest of a surplus move first, whole requests only, to
+  the largest deficit first, into the destination's queue in arrival order; the
+  precision stays (no quality change), and no request moves into a campus holding
+  a DR cap.
 
 **Limits.** GPUs: the campus's available GPUs less those of committed and draining
 instances. Power: the campus's inference IT power may average at most
@@ -121,9 +134,9 @@ FAST_POOL_COLUMNS: tuple[str, ...] = (
     "fast_moved_in",
 )
 """Per (interval, pool): instances the fast layer started and kept (that the plan would
-have stopped) [-]; new requests it moved from the pool to another campus and to another
-precision (one move may be both), and requests moved into the pool [requests] (fractional
-at fluid fidelity)."""
+have stopped) [-]; requests it moved from the pool to another campus (new ones, and
+queued ones re-dispatched) and to another precision (one move may be both), and requests
+moved into the pool [requests] (fractional at fluid fidelity)."""
 
 FAST_CAMPUS_COLUMNS: tuple[str, ...] = (
     "fast_instances_started",
@@ -148,7 +161,8 @@ ACTION_COLUMNS: tuple[str, ...] = (
 )
 """Columns of :attr:`FastLayer.actions`: time [s from the run start], interval, ``start``
 / ``keep`` (instances of the pool), ``move`` (requests of the pool moved to
-``to_campus``/``to_precision`` in the window that starts at ``time_s``) or ``cap`` (the
+``to_campus``/``to_precision`` in the window that starts at ``time_s``), ``requeue``
+(requests queued at the pool moved to ``to_campus`` at ``time_s``) or ``cap`` (the
 pool's power cap for the DR cap until the next wake-up: ``count`` is the batch it may
 admit per instance), ``count``."""
 
@@ -250,10 +264,14 @@ class FastPlan:
         Instances to add per pool (kept first at a boundary, then started).
     moves : dict
         Source pool → ``[(destination pool, share of its new requests)]``.
+    inflow : ndarray [requests/s], (P,)
+        Each pool's share of the observed arrival rate with the moves applied (set by
+        :meth:`FastLayer.decide`).
     """
 
     add: np.ndarray
     moves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+    inflow: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -423,11 +441,13 @@ class FastLayer:
         lam = view.rate[self.model_of] * shares
         need = lam + view.queue / self.config.drain_s
         ready_cap = view.ready * mu
+        plan.inflow = lam
         if not (known & (need > ready_cap + _EPS)).any():
             return plan  # every pool covers its need with ready instances
         out, into = np.zeros(P), np.zeros(P)
         if self.levers.spatial or self.levers.quantization:
             self._plan_moves(plan, known, need, ready_cap, lam, view.rate, shares, out, into)
+            plan.inflow = lam - out + into
         if not self.levers.switching:
             return plan
         short = need - out + into - (view.ready + view.loading) * mu
@@ -572,7 +592,8 @@ class FastLayer:
                 self._record_move(step * STEP_S, step, src, dst, float(arrivals[src] * f))
         return {k: float(v) for k, v in zip(self.keys, s, strict=True) if v > 0}
 
-    def _record_move(self, t: float, step: int, src: int, dst: int, count: float) -> None:
+    def _record_move(self, t: float, step: int, src: int, dst: int, count: float,
+                     action: str = "move") -> None:
         cols = self.cols
         if (src, dst) in self._dr_pairs:
             cols["dr_requests_moved"][step, src] += count
@@ -581,7 +602,7 @@ class FastLayer:
         if self.keys[src][2] != self.keys[dst][2]:
             cols["fast_precision_out"][step, src] += count
         cols["fast_moved_in"][step, dst] += count
-        self._log(t, step, "move", src, dst, count)
+        self._log(t, step, action, src, dst, count)
 
     def _log(self, t: float, step: int, action: str, src: int, dst: int, count: float) -> None:
         s, d = self.keys[src], self.keys[dst]
@@ -645,6 +666,8 @@ class FastLayer:
                     on_start(p, server.start_instance(p, tick))
                 self.cols["fast_started"][step, p] += plan.add[p]
                 self._log(tick, step, "start", p, p, int(plan.add[p]))
+            if self.levers.spatial:
+                self._rebalance_queues(server, step, tick, view, plan, capped)
             moves = plan.moves
             if capped is not None and capped.any():
                 until = ticks[k + 1] if k + 1 < len(ticks) else t0 + STEP_S
@@ -657,6 +680,44 @@ class FastLayer:
             for p in range(len(self.keys)):
                 server.set_batch_cap(p, None)
         return server.end_interval()
+
+    def _rebalance_queues(self, server: RequestLevelServer, step: int, t: float,
+                          view: FleetView, plan: FastPlan, capped: np.ndarray | None) -> None:
+        """Re-dispatch queued requests among the pools of one model and precision at
+        ``t`` [s] so that each queue drains in the same time (module docstring, (d)).
+
+        A pool's drain rate is ``r_p = ready_p · μ_p − λ'_p`` (its ready capacity less
+        its share of the arrivals after ``plan``'s moves) [requests/s]; of the group's
+        ``Q`` queued requests a pool with ``r_p > 0`` should hold ``Q · r_p / Σ r⁺``,
+        one without none. Whole requests go from the largest surplus to the largest
+        deficit, newest first (:meth:`RequestLevelServer.requeue`); none into a
+        campus holding a DR cap (``capped``).
+        """
+        assert plan.inflow is not None  # set by every decision
+        known, mu = self.service_rate(step)
+        drain = np.where(known, view.ready * mu - plan.inflow, 0.0)
+        open_ = np.ones(len(self.campuses), dtype=bool) if capped is None else ~capped
+        queue = view.queue
+        for key in dict.fromkeys(k[1:] for k in self.keys):
+            group = [p for p, k in enumerate(self.keys) if k[1:] == key and known[p]]
+            into = [p for p in group if drain[p] > _EPS and open_[self.campus_of[p]]]
+            total = float(queue[group].sum())
+            if not into or total < 1.0:
+                continue
+            hold = np.zeros(len(self.keys))
+            hold[into] = total * drain[into] / drain[into].sum()
+            surplus = {p: math.floor(queue[p] - hold[p] + _EPS) for p in group}
+            deficit = {p: math.floor(hold[p] - queue[p] + _EPS) for p in into}
+            for src in sorted((p for p in group if surplus[p] > 0), key=lambda p: -surplus[p]):
+                for dst in sorted((p for p in into if deficit[p] > 0), key=lambda p: -deficit[p]):
+                    count = server.requeue(src, dst, min(surplus[src], deficit[dst]))
+                    if count == 0:
+                        continue
+                    surplus[src] -= count
+                    deficit[dst] -= count
+                    self._record_move(t, step, src, dst, float(count), "requeue")
+                    if surplus[src] <= 0:
+                        break
 
     # -- holding the committed DR cap (request level) -------------------------------------
     def _hold_cap(self, server: RequestLevelServer, step: int, t: float, until: float,
