@@ -3,7 +3,18 @@
 The policy (the slow planner, e.g. the MPC) commits instances and routing shares at each
 15-min boundary. The fast layer is part of the plant-side control: a simpy process that
 wakes at the boundary, right after the decision, and every ``period_s`` inside the
-interval (``t0 + k · period_s < t0 + 900 s``), and acts on what has happened by then:
+interval (``t0 + k · period_s < t0 + 900 s``), and acts on what has happened by then.
+At request level it also wakes between two of these
+
+* **at a surge**: at the first arrival ``t`` (at least ``W = surge_window_s`` after the
+  last wake-up) at which a model's arrivals over ``[t − W, t)`` number more than ``r W
+  + 3 √(r W)``, with ``r`` the larger of what its committed instances serve (ready and
+  loading, ``Σ n_p μ_p``) and the rate it acted on at its last wake-up: a count beyond
+  the Poisson noise of a rate those instances serve. There it sizes on the larger of
+  the ``W`` and the ``lookback_s`` rates (the long window dilutes an onset);
+* **when an instance it started gets ready**, to move load to it at once.
+
+At each wake-up:
 
 * **observed** at time ``t``: instances per pool (ready, loading, draining), requests
   queued per pool, each model's arrival rate ``λ_m`` over ``[t − lookback_s, t)``
