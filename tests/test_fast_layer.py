@@ -38,7 +38,9 @@ MODEL = "qwen3-8b"
 START = pd.Timestamp("2022-06-01T04:00Z")
 PUE = 1.25
 FULL_W = 1500.0  # P(10) = 1000 W + 0.5 J / 0.01 s × 10
-ON = FastLayerConfig()
+ON = FastLayerConfig(surge_window_s=0.0)
+"""The periodic wake-ups alone: the hand-checks below act at the ticks (the surge
+wake-up has tests of its own)."""
 
 
 def hand_table() -> QuantTable:
@@ -320,6 +322,66 @@ def test_reroutes_to_another_campus_only_with_the_spatial_lever(flexibility: str
         assert k["fast_requests_rerouted"] == 0
 
 
+def test_a_surge_wakes_it_before_the_next_tick() -> None:
+    """The burst of the first test, with the surge wake-up (``surge_window_s`` = 10
+    s): after the wake-up at 60 s (nothing arrived, so it acted on 0 requests/s) the
+    one ready instance serves 0.85 requests/s, so 10 s of arrivals beyond
+    8.5 + 3 √8.5 ≈ 17.2 requests is a surge. At 70 s the last 10 s hold 30: it wakes,
+    estimates 3 requests/s (30 in 10 s; the 60-s window shows 0.5), needs (3 + q / 300
+    s) / 0.85 ≥ 3.6 instances with q ≈ 20 queued and starts 3, 50 s before the tick at
+    120 s where it started them without the surge wake-up."""
+    exo, policy = case({W16: 1}, {W16: 1.0})
+    surge = simulate(exo, policy, fast_layer=replace(ON, surge_window_s=10.0))
+    assert starts(surge) == [(70.0, "W", 3)]
+    exo, policy = case({W16: 1}, {W16: 1.0})
+    periodic = simulate(exo, policy, fast_layer=ON)
+    assert starts(periodic) == [(120.0, "W", 3)]
+    assert surge.kpis["ttft_p99_s"] < periodic.kpis["ttft_p99_s"]
+
+
+def test_it_moves_load_to_instances_it_started_once_they_are_ready() -> None:
+    """Campus A's one GPU holds the plan's instance, which gets every request; B has 4
+    free GPUs (switching and spatial levers, S4); wake-ups every 45 s on the last 45 s.
+    At 90 s it sees 2 requests/s and ~60 queued: (2 + 60 / 300) − 0.85 is 2 instances
+    short, none fit at A, so it starts 2 at B, ready at 150 s. It wakes then, between
+    the ticks at 135 and 180 s, to move A's requests (new and queued) to them."""
+    a = ("A", MODEL, "BF16")
+    exo, policy = case({a: 1}, {a: 1.0}, gpus={"A": 1, "B": 4}, flexibility="S4")
+    result = simulate(exo, policy, fast_layer=replace(ON, period_s=45.0, lookback_s=45.0))
+    assert starts(result)[0] == (90.0, "B", 2)
+    acts = result.fast_actions
+    assert acts is not None
+    moved = acts[acts["action"].isin(["move", "requeue"])]
+    assert float(moved["time_s"].min()) == 150.0
+    assert set(moved[moved["time_s"] == 150.0]["action"]) == {"move", "requeue"}
+
+
+def test_queued_requests_go_where_they_drain_soonest() -> None:
+    """Campus A's one instance gets every request; campus B keeps four idle (spatial
+    lever only, S3). At 120 s the layer sees 3 requests/s and ``q`` ≈ 120 queued at A
+    (one instance admits about one a second from 70 s). Drain rates by the plan's
+    shares: A 0.85 − 3 < 0, B 4 × 0.85 − 0: A should hold none of the queue, so all
+    ``q`` move to B, where 40 slots are free: 40 of them start at 120.0 s, the rest
+    within (q − 40) / 4 s ≈ 20 s (B admits about 4 a second, its queue first), so every
+    request that arrived before 120 s has started by 180 s. Without the re-dispatch
+    (the old layer) A's whole queue waits for its one instance, the last until ~240 s
+    (B gets only A's new requests)."""
+    a, b = ("A", MODEL, "BF16"), ("B", MODEL, "BF16")
+    exo, policy = case({a: 1, b: 4}, {a: 1.0}, gpus={"A": 4, "B": 4}, flexibility="S3")
+    result = simulate(exo, policy, fast_layer=ON)
+    acts = result.fast_actions
+    out = result.outcome
+    assert acts is not None and out is not None
+    early = out.requests.arrival_s < 120.0
+    assert float(np.nanmax(out.start[early])) < 180.0
+    at_b = out.pool == [spec.key for spec in out.pools].index(b)
+    assert int((at_b & (out.start == 120.0)).sum()) == 40
+    queued = int((early & ~(out.start < 120.0)).sum())
+    assert 119 <= queued <= 125
+    first = acts[(acts["action"] == "requeue") & (acts["time_s"] == 120.0)]
+    assert first[["campus", "to_campus", "count"]].values.tolist() == [["A", "B", queued]]
+
+
 def test_fluid_acts_at_the_boundary_on_the_last_interval() -> None:
     """Fluid serving has no arrival times inside an interval: the layer acts at the
     boundaries only. At 900 s it sees the first interval's 720 requests (0.8 /s) and the
@@ -353,8 +415,10 @@ def poisoned_burst(after: float) -> RequestArrays:
 
 def test_poisoned_future_arrivals_do_not_change_earlier_actions() -> None:
     """Requests arriving from 150 s on (between two wake-ups) replaced by a heavier
-    stream: every start before 150 s and the pool of every request before 150 s (the
-    moves to campus B) are the same; after it the layer reacts differently."""
+    stream: every start and re-dispatch before 150 s and the pool of every request admitted before
+    150 s (the moves to campus B) are the same; after it the layer reacts differently
+    (a request still queued at 150 s may be re-dispatched later, on what arrived by
+    then)."""
     a, b = ("A", MODEL, "BF16"), ("B", MODEL, "BF16")
     results = []
     for requests in (burst(), poisoned_burst(150.0)):
@@ -367,10 +431,18 @@ def test_poisoned_future_arrivals_do_not_change_earlier_actions() -> None:
     assert starts(clean) != starts(dirty)
     co, do = clean.outcome, dirty.outcome
     assert co is not None and do is not None
+    acts = [r.fast_actions for r in results]
+    assert acts[0] is not None and acts[1] is not None
+    # (a "move" row counts the requests of the window that starts at its time_s)
+    pd.testing.assert_frame_equal(*(a[(a["time_s"] < 150.0) & (a["action"] != "move")]
+                                    .reset_index(drop=True) for a in acts))
     early = co.requests.arrival_s < 150.0
     assert early.sum() == (do.requests.arrival_s < 150.0).sum()
-    np.testing.assert_array_equal(co.pool[early], do.pool[: int(early.sum())])
-    assert (co.pool[early] == 1).any()  # some early requests were moved to B
+    n = int(early.sum())  # the first n requests of both runs
+    admitted = co.start[:n] < 150.0
+    np.testing.assert_array_equal(admitted, do.start[:n] < 150.0)
+    np.testing.assert_array_equal(co.pool[:n][admitted], do.pool[:n][admitted])
+    assert (co.pool[:n][admitted] == 1).any()  # some early requests were moved to B
 
 
 # ----------------------------------------------------------------------------- off switch

@@ -3,7 +3,18 @@
 The policy (the slow planner, e.g. the MPC) commits instances and routing shares at each
 15-min boundary. The fast layer is part of the plant-side control: a simpy process that
 wakes at the boundary, right after the decision, and every ``period_s`` inside the
-interval (``t0 + k · period_s < t0 + 900 s``), and acts on what has happened by then:
+interval (``t0 + k · period_s < t0 + 900 s``), and acts on what has happened by then.
+At request level it also wakes between two of these
+
+* **at a surge**: at the first arrival ``t`` (at least ``W = surge_window_s`` after the
+  last wake-up) at which a model's arrivals over ``[t − W, t)`` number more than ``r W
+  + 3 √(r W)``, with ``r`` the larger of what its committed instances serve (ready and
+  loading, ``Σ n_p μ_p``) and the rate it acted on at its last wake-up: a count beyond
+  the Poisson noise of a rate those instances serve. There it sizes on the larger of
+  the ``W`` and the ``lookback_s`` rates (the long window dilutes an onset);
+* **when an instance it started gets ready**, to move load to it at once.
+
+At each wake-up:
 
 * **observed** at time ``t``: instances per pool (ready, loading, draining), requests
   queued per pool, each model's arrival rate ``λ_m`` over ``[t − lookback_s, t)``
@@ -36,6 +47,20 @@ Actions, in this order:
   instance draws power from its start and serves only after its load time
   (``load_time_s``), as the plan's own. Starting needs the switching lever: a fleet
   without it keeps its size.
+(d) **re-dispatch queued requests** (request level, inside the interval, spatial
+  lever; first at each wake-up, so that (b, c) see the queues it leaves): a queue is
+  served first-come first-served, so every request that joins a pool behind a
+  backlog waits for it, however idle the same model's pools at other campuses are
+  (at a burst onset: the backlog built while the started instances loaded). Among
+  the pools of one model and precision, with ``r_p = ready_p · μ_p − λ_p`` a pool's
+  drain rate (``λ_p`` its share of the observed arrivals by the plan's shares), the
+  group's ``Q`` queued requests are spread so that each queue drains in the same time: a
+  pool with ``r_p > 0`` holds ``Q · r_p / Σ r⁺``, one without none (the expected
+  wait ``q_p / r_p`` equal everywhere, as a load balancer joining the shortest
+  expected wait does). The newest of a surplus move first, whole requests only, to
+  the largest deficit first, into the destination's queue in arrival order; the
+  precision stays (no quality change), and no request moves into a campus holding
+  a DR cap.
 
 **Limits.** GPUs: the campus's available GPUs less those of committed and draining
 instances. Power: the campus's inference IT power may average at most
@@ -92,7 +117,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -121,9 +146,9 @@ FAST_POOL_COLUMNS: tuple[str, ...] = (
     "fast_moved_in",
 )
 """Per (interval, pool): instances the fast layer started and kept (that the plan would
-have stopped) [-]; new requests it moved from the pool to another campus and to another
-precision (one move may be both), and requests moved into the pool [requests] (fractional
-at fluid fidelity)."""
+have stopped) [-]; requests it moved from the pool to another campus (new ones, and
+queued ones re-dispatched) and to another precision (one move may be both), and requests
+moved into the pool [requests] (fractional at fluid fidelity)."""
 
 FAST_CAMPUS_COLUMNS: tuple[str, ...] = (
     "fast_instances_started",
@@ -148,7 +173,8 @@ ACTION_COLUMNS: tuple[str, ...] = (
 )
 """Columns of :attr:`FastLayer.actions`: time [s from the run start], interval, ``start``
 / ``keep`` (instances of the pool), ``move`` (requests of the pool moved to
-``to_campus``/``to_precision`` in the window that starts at ``time_s``) or ``cap`` (the
+``to_campus``/``to_precision`` in the window that starts at ``time_s``), ``requeue``
+(requests queued at the pool moved to ``to_campus`` at ``time_s``) or ``cap`` (the
 pool's power cap for the DR cap until the next wake-up: ``count`` is the batch it may
 admit per instance), ``count``."""
 
@@ -175,12 +201,17 @@ class FastLayerConfig:
     drain_s : float [s]
         Time within which a pool should drain its observed queue (the queue term of
         the need); > 0.
+    surge_window_s : float [s]
+        Window of the surge wake-up (module docstring): between two wake-ups the layer
+        also wakes when a model's arrivals over the last ``surge_window_s`` exceed what
+        its committed instances serve beyond Poisson noise; ≥ 0 (0: off).
     """
 
     enabled: bool = True
     period_s: float = 60.0
     lookback_s: float = 60.0
     drain_s: float = 300.0
+    surge_window_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.period_s <= STEP_S:
@@ -189,6 +220,9 @@ class FastLayerConfig:
         for key in ("lookback_s", "drain_s"):
             if not getattr(self, key) > 0.0:
                 raise ValueError(f"{key}: expected a value > 0 s, got {getattr(self, key)!r}")
+        if not self.surge_window_s >= 0.0:
+            raise ValueError(f"surge_window_s: expected a value >= 0 s, got "
+                             f"{self.surge_window_s!r}")
 
     def ticks(self, step: int) -> list[float]:
         """Wake-up times strictly inside interval ``step`` [s from the run start]."""
@@ -338,6 +372,7 @@ class FastLayer:
         self._credit: dict[int, np.ndarray] = {}
         self._slack = np.zeros(len(self.models))
         self._added_loss = np.zeros(len(self.models))
+        self._acted_rate = np.zeros(len(self.models))  # at the last wake-up [requests/s]
 
     # -- observation ---------------------------------------------------------------------
     def mean_response_tokens(self, step: int) -> np.ndarray:
@@ -360,14 +395,15 @@ class FastLayer:
             self._service_rate = (step, known, mu)
         return self._service_rate[1], self._service_rate[2]
 
-    def arrival_rate(self, t: float, step: int) -> np.ndarray:
+    def arrival_rate(self, t: float, step: int, window_s: float | None = None) -> np.ndarray:
         """Each model's observed arrival rate at ``t`` [requests/s]: request level, the
-        arrivals in ``[t − lookback_s, t)``; fluid, the previous interval's aggregate."""
+        arrivals in ``[t − window_s, t)`` (default ``lookback_s``); fluid, the previous
+        interval's aggregate."""
         M = len(self.models)
         if self.fidelity == "fluid":
             return (self._agg_requests[step - 1] / STEP_S if step > 0
                     else np.zeros(M))
-        span = min(self.config.lookback_s, t)
+        span = min(self.config.lookback_s if window_s is None else window_s, t)
         if span <= 0.0:
             return np.zeros(M)
         arrays = self._request_arrays()
@@ -572,7 +608,8 @@ class FastLayer:
                 self._record_move(step * STEP_S, step, src, dst, float(arrivals[src] * f))
         return {k: float(v) for k, v in zip(self.keys, s, strict=True) if v > 0}
 
-    def _record_move(self, t: float, step: int, src: int, dst: int, count: float) -> None:
+    def _record_move(self, t: float, step: int, src: int, dst: int, count: float,
+                     action: str = "move") -> None:
         cols = self.cols
         if (src, dst) in self._dr_pairs:
             cols["dr_requests_moved"][step, src] += count
@@ -581,7 +618,7 @@ class FastLayer:
         if self.keys[src][2] != self.keys[dst][2]:
             cols["fast_precision_out"][step, src] += count
         cols["fast_moved_in"][step, dst] += count
-        self._log(t, step, "move", src, dst, count)
+        self._log(t, step, action, src, dst, count)
 
     def _log(self, t: float, step: int, action: str, src: int, dst: int, count: float) -> None:
         s, d = self.keys[src], self.keys[dst]
@@ -615,14 +652,27 @@ class FastLayer:
             moves = self._hold_cap(server, step, t0, (ticks or [t0 + STEP_S])[0], limits, s,
                                    dict(self._moves))
             self._set_moves(moves)
-        for k, tick in enumerate(ticks):
+        k = 0
+        warming: list[float] = []  # ready times of the instances it started [s]
+        while k < len(ticks):
+            # Wake at the next tick, or earlier when an instance it started gets ready
+            # (to move load to it at once) or at a surge.
+            horizon = min([ticks[k], *(r for r in warming if r > now)])
+            surge = self._surge(server, step, now, horizon)
+            tick = horizon if surge is None else surge
             self._apply_moves(server, now, tick, step)
             yield env.timeout(tick - env.now)
             server.serve_until(tick)
             now = tick
             ready, loading, draining = server.instance_counts(tick)
-            view = FleetView(ready, loading, draining, server.queue_lengths(),
-                             self.arrival_rate(tick, step))
+            rate = self.arrival_rate(tick, step)
+            if tick == ticks[k]:
+                k += 1
+            if surge is not None:  # the surge is in the short window; the long one dilutes it
+                rate = np.maximum(rate, self.arrival_rate(tick, step,
+                                                          self.config.surge_window_s))
+            self._acted_rate = rate
+            view = FleetView(ready, loading, draining, server.queue_lengths(), rate)
             held = ready + loading + draining
 
             def room(tick: float = tick, held: np.ndarray = held
@@ -639,15 +689,20 @@ class FastLayer:
                 full = np.bincount(self.campus_of, weights=held * self.p_max_w, minlength=C)
                 return free, (limits.inference_max_w * STEP_S - energy - left * full) / left
 
+            if self.levers.spatial:
+                self._rebalance_queues(server, step, tick, view, rate[self.model_of] * s, capped)
+                view = replace(view, queue=server.queue_lengths())
             plan = self.decide(step, view, s, np.zeros_like(held), room, capped)
             for p in np.flatnonzero(plan.add).tolist():
                 for _ in range(int(plan.add[p])):
-                    on_start(p, server.start_instance(p, tick))
+                    ready_at = server.start_instance(p, tick)
+                    warming.append(ready_at)
+                    on_start(p, ready_at)
                 self.cols["fast_started"][step, p] += plan.add[p]
                 self._log(tick, step, "start", p, p, int(plan.add[p]))
             moves = plan.moves
             if capped is not None and capped.any():
-                until = ticks[k + 1] if k + 1 < len(ticks) else t0 + STEP_S
+                until = ticks[k] if k < len(ticks) else t0 + STEP_S
                 moves = self._hold_cap(server, step, tick, until, limits, s, moves)
             self._set_moves(moves)
         self._apply_moves(server, now, t0 + STEP_S, step)
@@ -657,6 +712,76 @@ class FastLayer:
             for p in range(len(self.keys)):
                 server.set_batch_cap(p, None)
         return server.end_interval()
+
+    def _rebalance_queues(self, server: RequestLevelServer, step: int, t: float,
+                          view: FleetView, inflow: np.ndarray, capped: np.ndarray | None) -> None:
+        """Re-dispatch queued requests among the pools of one model and precision at
+        ``t`` [s] so that each queue drains in the same time (module docstring, (d)).
+
+        A pool's drain rate is ``r_p = ready_p · μ_p − λ_p`` (its ready capacity less
+        ``inflow``, its share of the observed arrivals by the plan's shares)
+        [requests/s]; of the group's
+        ``Q`` queued requests a pool with ``r_p > 0`` should hold ``Q · r_p / Σ r⁺``,
+        one without none. Whole requests go from the largest surplus to the largest
+        deficit, newest first (:meth:`RequestLevelServer.requeue`); none into a
+        campus holding a DR cap (``capped``).
+        """
+        known, mu = self.service_rate(step)
+        drain = np.where(known, view.ready * mu - inflow, 0.0)
+        open_ = np.ones(len(self.campuses), dtype=bool) if capped is None else ~capped
+        queue = view.queue
+        for key in dict.fromkeys(k[1:] for k in self.keys):
+            group = [p for p, k in enumerate(self.keys) if k[1:] == key and known[p]]
+            into = [p for p in group if drain[p] > _EPS and open_[self.campus_of[p]]]
+            total = float(queue[group].sum())
+            if not into or total < 1.0:
+                continue
+            hold = np.zeros(len(self.keys))
+            hold[into] = total * drain[into] / drain[into].sum()
+            surplus = {p: math.floor(queue[p] - hold[p] + _EPS) for p in group}
+            deficit = {p: math.floor(hold[p] - queue[p] + _EPS) for p in into}
+            for src in sorted((p for p in group if surplus[p] > 0), key=lambda p: -surplus[p]):
+                for dst in sorted((p for p in into if deficit[p] > 0), key=lambda p: -deficit[p]):
+                    count = server.requeue(src, dst, min(surplus[src], deficit[dst]))
+                    if count == 0:
+                        continue
+                    surplus[src] -= count
+                    deficit[dst] -= count
+                    self._record_move(t, step, src, dst, float(count), "requeue")
+                    if surplus[src] <= 0:
+                        break
+
+    def _surge(self, server: RequestLevelServer, step: int, now: float,
+               until: float) -> float | None:
+        """The first arrival time ``t`` in ``[now + W, until)`` [s] at which a model's
+        arrivals over ``[t − W, t)`` (``W = surge_window_s``) exceed what its
+        committed instances serve (ready and loading, at ``μ_p``) and the rate the
+        layer last acted on, ``r``, beyond Poisson noise: ``n > r W + 3 √(r W)``
+        (module docstring, "Surge wake-up"); None: no such time, or ``W = 0``."""
+        W = self.config.surge_window_s
+        if W <= 0.0 or until <= now + W:
+            return None
+        known, mu = self.service_rate(step)
+        ready, loading, _ = server.instance_counts(now)
+        M = len(self.models)
+        cap = np.bincount(self.model_of, weights=np.where(known, (ready + loading) * mu, 0.0),
+                          minlength=M)
+        bar = np.maximum(cap, self._acted_rate) * W
+        bar = bar + 3.0 * np.sqrt(bar)
+        arrays = self._request_arrays()
+        i0, i1 = np.searchsorted(arrays.arrival_s, [now, until], side="left")
+        times, models = arrays.arrival_s[i0:i1], arrays.model[i0:i1]
+        first = math.inf
+        for m in range(M):
+            tm = times[models == m]
+            j = np.arange(int(np.searchsorted(tm, now + W, side="left")), tm.size)
+            if j.size == 0:
+                continue
+            count = j - np.searchsorted(tm, tm[j] - W, side="left")
+            hit = np.flatnonzero(count > bar[m])
+            if hit.size:
+                first = min(first, float(tm[j[hit[0]]]))
+        return None if math.isinf(first) else first
 
     # -- holding the committed DR cap (request level) -------------------------------------
     def _hold_cap(self, server: RequestLevelServer, step: int, t: float, until: float,

@@ -58,7 +58,8 @@ queue, whose head is admitted as soon as an instance can take it. The loop runs
 interval by interval (15 min); the state is carried across boundaries. A fast layer
 (:mod:`mpc_dc.sim.fast_layer`) serves an interval in windows between its wake-ups
 (:meth:`RequestLevelServer.begin_interval`, ``serve_until``, ``end_interval``): it
-may start instances and set the pools of requests not yet served in between; served
+may start instances and set the pools of requests not yet served in between (new ones,
+and queued ones: :meth:`RequestLevelServer.requeue`); served
 in one window, the interval is :meth:`RequestLevelServer.run_interval`. Scale-up
 adds instances ready at ``now + load_time_s`` (a loading instance draws idle
 power). Scale-down cancels instances still loading first, then drains the least
@@ -1144,6 +1145,27 @@ class RequestLevelServer:
     def queue_lengths(self) -> np.ndarray:
         """Requests waiting for admission per pool now [requests], (P,)."""
         return np.array([ps.queue.size for ps in self._pools], dtype=float)
+
+    def requeue(self, src: int, dst: int, count: int) -> int:
+        """Move the ``count`` requests that joined pool ``src``'s queue last to pool
+        ``dst``'s queue, among its own in arrival order (a load balancer re-dispatching
+        requests no instance has admitted yet); returns how many moved [requests]."""
+        ps, dest = self._pools[src], self._pools[dst]
+        k = min(int(count), int(ps.queue.size))
+        if k <= 0:
+            return 0
+        # A pool :meth:`serve_until` left where it was has its instances behind the
+        # window's time, and a queue is admitted at the start of the next window: bring
+        # them to it first (a window of no length, as that next window would).
+        w = self._open
+        w.served[dst] = True
+        self._serve_window(dest, w.t, w.t, np.zeros(0, dtype=np.int64))
+        moved = ps.queue[ps.queue.size - k :]
+        ps.queue = ps.queue[: ps.queue.size - k]
+        queue = np.concatenate([dest.queue, moved])
+        dest.queue = queue[np.argsort(self.requests.arrival_s[queue], kind="stable")]
+        self.pool[moved] = dst
+        return k
 
     def energy_so_far_j(self) -> np.ndarray:
         """Inference IT energy of each pool from the open interval's start to where it
