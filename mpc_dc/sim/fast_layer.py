@@ -338,6 +338,12 @@ class FastLayer:
         self.levers = fleet.levers
         self.model_of = np.array([self.models.index(k[1]) for k in self.keys])
         self.campus_of = np.array([self.campuses.index(k[0]) for k in self.keys])
+        # The pools of each (model, precision) across campuses: what a queued request
+        # may be re-dispatched among (:meth:`_rebalance_queues`).
+        groups: dict[tuple[str, str], list[int]] = {}
+        for p, k in enumerate(self.keys):
+            groups.setdefault((k[1], k[2]), []).append(p)
+        self._precision_groups = tuple(groups.values())
         self.gpus = np.array([site.row(k).gpus_per_instance for k in self.keys])
         self.loss = np.array([max(site.row(k).quality_loss_pct_points, 0.0) for k in self.keys])
         self.p_max_w = np.array([float(s.batch_curve.power_w(s.slots_per_instance))
@@ -730,8 +736,8 @@ class FastLayer:
         drain = np.where(known, view.ready * mu - inflow, 0.0)
         open_ = np.ones(len(self.campuses), dtype=bool) if capped is None else ~capped
         queue = view.queue
-        for key in dict.fromkeys(k[1:] for k in self.keys):
-            group = [p for p, k in enumerate(self.keys) if k[1:] == key and known[p]]
+        for pools in self._precision_groups:
+            group = [p for p in pools if known[p]]
             into = [p for p in group if drain[p] > _EPS and open_[self.campus_of[p]]]
             total = float(queue[group].sum())
             if not into or total < 1.0:
