@@ -48,7 +48,7 @@ from mpc_dc.control.mpc import (
 from mpc_dc.control.offline import OfflinePolicy
 from mpc_dc.params.power_line import workload_power_lines
 from mpc_dc.policy import PolicyContext, make_policy
-from mpc_dc.problem import LatenessPrices, Problem, SolverOptions, solve_day
+from mpc_dc.problem import LatenessPrices, Problem, SolverOptions, SolveStatus, solve_day
 from mpc_dc.sim.dr_program import with_notice
 from mpc_dc.sim.engine import RunResult, save_run, simulate
 from mpc_dc.sim.exogenous import SiteExogenous, column
@@ -165,6 +165,10 @@ def dr_baseline(scenario: Scenario, exo: SiteExogenous) -> dict[str, np.ndarray]
         result = solve_day(problem, inputs, state)
         if result.plan is None:
             raise RuntimeError(f"S1 baseline of DR day {day} failed: {result.message}")
+        if result.status is not SolveStatus.OPTIMAL:
+            # a node or time limit stopped the day plan: the baseline is its incumbent
+            logger.warning("S1 baseline of DR day %s: %s (%s); its plan is used", day,
+                           result.status.value, result.message)
         for i, c in enumerate(site.campuses):
             out[c.name][first: first + STEPS_PER_DAY] = result.plan.import_mw[i]
     return out
