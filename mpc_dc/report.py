@@ -82,6 +82,8 @@ _COLORS = ("tab:red", "tab:blue", "tab:orange", "tab:gray", "tab:green", "tab:ol
 #: Headline KPIs of a run: key, label, unit, format.
 RUN_KPIS: tuple[tuple[str, str, str, str], ...] = (
     ("cost_usd", "net cost", "$", "{:,.0f}"),
+    ("costs_usd", "costs (net cost + revenue)", "$", "{:,.0f}"),
+    ("revenue_usd", "revenue (export, DR reward)", "$", "{:,.0f}"),
     ("energy_import_usd", "energy import cost", "$", "{:,.0f}"),
     ("export_revenue_usd", "export revenue", "$", "{:,.0f}"),
     ("demand_charge_usd", "demand charge", "$", "{:,.0f}"),
@@ -113,9 +115,11 @@ RUN_KPIS: tuple[tuple[str, str, str, str], ...] = (
 #: Columns of the sweep results table shown in the report: column, header.
 SWEEP_COLUMNS: tuple[tuple[str, str], ...] = (
     ("controller", "controller"),
-    ("cost_usd", "cost [$]"),
+    ("cost_usd", "net cost [$]"),
+    ("costs_usd", "costs [$]"),
+    ("revenue_usd", "revenue [$]"),
     ("regret_usd", "regret [$]"),
-    ("regret_pct", "regret [%]"),
+    ("regret_pct", "regret [% of reference's costs]"),
     ("work_df_missed_wu", "missed [WU]"),
     ("slo_attainment", "SLO attainment [-]"),
     ("fallbacks_total", "fallbacks"),
@@ -395,8 +399,10 @@ def _sweep_report(path: Path, day: str | None, run_id: str | None) -> Report:
                "Overrides: " + (", ".join(overrides) or "none") + "."]
     if "regret_usd" in table.columns:
         ref = manifest.get("reference", {})
-        summary.append("Regret is the cost above the reference run with the same other "
-                       f"overrides ({', '.join(f'{k} = {v}' for k, v in ref.items())}).")
+        summary.append("Regret is the net cost (costs − revenue) above the reference run "
+                       "with the same other overrides "
+                       f"({', '.join(f'{k} = {v}' for k, v in ref.items())}); in % it is "
+                       "of that run's costs (no revenue), not of its net cost.")
     report.sections.append(Section("Summary", tuple(summary), (_sweep_table(table, overrides),)))
     if done.empty:
         return report
@@ -754,8 +760,8 @@ def _panels(done: pd.DataFrame, overrides: list[str]) -> list[tuple[str, pd.Data
 
 
 def _regret_plot(done: pd.DataFrame, overrides: list[str]) -> plt.Figure:
-    metric, unit = (("regret_pct", "regret vs perfect foresight [%]")
-                    if "regret_pct" in done.columns else ("cost_usd", "cost [$]"))
+    metric, unit = (("regret_pct", "regret vs perfect foresight [% of its costs]")
+                    if "regret_pct" in done.columns else ("cost_usd", "net cost [$]"))
     panels = _panels(done, overrides)
     fig, axes = plt.subplots(1, len(panels), figsize=(max(7.0, 4.6 * len(panels)), 4.2),
                              squeeze=False,

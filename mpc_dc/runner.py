@@ -467,30 +467,35 @@ def compare(
     offline optimum and the perfect-forecast MPC with the scenario's horizon (both
     added when not asked for), then the labels and the policies in the order given.
 
-    Columns: ``cost_usd`` (net cost: the meter's plus the price of lateness, the SLO
-    term, :mod:`mpc_dc.sim.lateness`) [$]; ``cost_without_slo_usd`` (the same without it)
-    and ``lateness_usd`` (the SLO term) [$], ``late_requests``;
-    ``profit_vs_reference_usd`` = reference cost − cost [$] and ``savings_pct`` (% of
-    the reference cost); ``regret_usd`` = cost − offline cost [$] (both with the SLO
-    term: a controller cannot gain by serving late) and ``regret_pct``
-    in % of the reference cost, the savings' base, so that ``regret_pct =
-    savings_pct(offline) − savings_pct(row)``: the offline cost is net of export
-    revenue (and DR rewards) and can be near zero or negative, which would inflate or
-    flip a percentage of it (NaN when the reference cost is not positive). The
-    perfect-forecast row is not the reference of regret: with a billing-period
-    demand charge or a coarse horizon tail a rolling horizon is not perfect
-    foresight. ``slo_attainment`` (request level; the fluid estimate at fluid
-    fidelity) [-]; ``ttft_p99_s`` (request level) [s]; ``fast_layer`` (on or off) and
-    its ``fast_instances_started``, ``fast_requests_rerouted``,
-    ``fast_precision_moves``; ``dr_reward_usd``, ``dr_penalty_usd`` [$],
-    ``dr_energy_savings_mwh`` [MWh], ``dr_compliance`` (event rows at or under the
-    committed cap) and ``dr_under_programme_cap`` (at or under ``f · b``) [-], NaN
-    without events; ``import_mwh``, ``export_mwh``, ``self_consumption_mwh``
-    (renewable consumed on site) [MWh]; ``carbon_t`` [t]; ``mip_gap_pct`` (largest
-    relative MIP gap of the row's solves; the offline row's is its whole-run plan's
-    certified gap to the bound [%]; NaN without solves); ``solves_not_optimal``;
-    ``deadline_missed_wu``; ``tokens_unserved``; ``fallbacks``; ``solve_median_ms``;
-    ``wall_time_s`` (setup + simulation; the offline row's includes its solve).
+    Columns: ``cost_usd`` (net cost: the meter's plus the price of lateness, the SLO term,
+    :mod:`mpc_dc.sim.lateness`) [$] and its two sides ``costs_usd`` (every cost term, the
+    SLO term included) and ``revenue_usd`` (export revenue + DR reward), net = costs −
+    revenue [$]; ``cost_without_slo_usd`` (the net without the SLO term) and
+    ``lateness_usd`` (the SLO term) [$], ``late_requests``; ``profit_vs_reference_usd`` =
+    reference net − net [$] and ``savings_pct`` (% of the reference's costs);
+    ``regret_usd`` = net − offline net [$] (both with the SLO term: a controller cannot
+    gain by serving late) and ``regret_pct`` in % of the reference's costs, the savings'
+    base, so that ``regret_pct = savings_pct(offline) − savings_pct(row)``;
+    ``regret_perfect_usd`` = net − the perfect-forecast row's net [$] and
+    ``regret_perfect_pct`` in % of the perfect-forecast row's costs. Differences are of net
+    costs (lost revenue counts), percentages of costs (no revenue): a net cost can be near
+    zero or negative where export revenue or DR rewards are large, which would inflate or
+    flip a percentage of it (NaN when the base's costs are not positive;
+    :func:`with_regrets`). The perfect-forecast row is not the reference of ``regret_usd``:
+    with a billing-period demand charge or a coarse horizon tail a rolling horizon is not
+    perfect foresight; its regret is the forecasts' price at the same horizon.
+    ``slo_attainment`` (request level; the fluid estimate at fluid fidelity) [-];
+    ``ttft_p99_s`` (request level) [s]; ``fast_layer`` (on or off) and its
+    ``fast_instances_started``, ``fast_requests_rerouted``, ``fast_precision_moves``;
+    ``dr_reward_usd``, ``dr_penalty_usd`` [$], ``dr_energy_savings_mwh`` [MWh],
+    ``dr_compliance`` (event rows at or under the committed cap) and
+    ``dr_under_programme_cap`` (at or under ``f · b``) [-], NaN without events;
+    ``import_mwh``, ``export_mwh``, ``self_consumption_mwh`` (renewable consumed on site)
+    [MWh]; ``carbon_t`` [t]; ``mip_gap_pct`` (largest relative MIP gap of the row's solves;
+    the offline row's is its whole-run plan's certified gap to the bound [%]; NaN without
+    solves); ``solves_not_optimal``; ``deadline_missed_wu``; ``tokens_unserved``;
+    ``fallbacks``; ``solve_median_ms``; ``wall_time_s`` (setup + simulation; the offline
+    row's includes its solve).
 
     Parameters
     ----------
@@ -530,13 +535,32 @@ def compare(
         outcome = run_scenario(variant, targets[row], prepared=prepared, progress=callback,
                                plots=False, policy=policy_of.get(row))
         rows[row] = summary_row(outcome)
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    base_cost = rows[REFERENCE_ROW]["cost_usd"]
-    pct_base = base_cost if base_cost > 0 else math.nan
-    table["profit_vs_reference_usd"] = base_cost - table["cost_usd"]
-    table["savings_pct"] = 100.0 * table["profit_vs_reference_usd"] / pct_base
-    table["regret_usd"] = table["cost_usd"] - rows[OFFLINE_ROW]["cost_usd"]
-    table["regret_pct"] = 100.0 * table["regret_usd"] / pct_base
+    return with_regrets(pd.DataFrame.from_dict(rows, orient="index"))
+
+
+def with_regrets(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (:func:`summary_row` rows indexed by row label, with the reference,
+    offline and perfect-forecast rows) with the profit, savings and regret columns of
+    :func:`compare`.
+
+    Every difference is of net costs (a lost export sale counts as much as a dearer
+    import); every percentage is of a row's ``costs_usd`` (no revenue), so that
+    revenue cannot shrink, null or flip its denominator.
+    """
+    table = table.copy()
+    net = table["cost_usd"].astype(float)
+    costs_of = table["costs_usd"].astype(float)
+
+    def pct_base(row: str) -> float:
+        costs = float(costs_of[row])
+        return costs if costs > 0 else math.nan
+
+    table["profit_vs_reference_usd"] = float(net[REFERENCE_ROW]) - net
+    table["savings_pct"] = 100.0 * table["profit_vs_reference_usd"] / pct_base(REFERENCE_ROW)
+    table["regret_usd"] = net - float(net[OFFLINE_ROW])
+    table["regret_pct"] = 100.0 * table["regret_usd"] / pct_base(REFERENCE_ROW)
+    table["regret_perfect_usd"] = net - float(net[PERFECT_ROW])
+    table["regret_perfect_pct"] = 100.0 * table["regret_perfect_usd"] / pct_base(PERFECT_ROW)
     return table
 
 
@@ -558,6 +582,8 @@ def summary_row(outcome: RunOutcome) -> dict[str, Any]:
         "fidelity": k.get("fidelity", ""),
         "cost_usd": k["cost_usd"],
         "cost_without_slo_usd": k["cost_without_slo_usd"],
+        "costs_usd": k["costs_usd"],
+        "revenue_usd": k["revenue_usd"],
         "lateness_usd": k.get("lateness_usd", 0.0),
         "late_requests": k.get("late_requests", 0.0),
         "energy_import_usd": k["energy_import_usd"],

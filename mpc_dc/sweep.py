@@ -81,6 +81,7 @@ from mpc_dc.rundir import (
     write_file_atomic,
     write_json,
 )
+from mpc_dc.sim.meter import costs_and_revenue_usd
 from mpc_dc.site.scenario import (
     Scenario,
     default_scenario,
@@ -928,8 +929,10 @@ def results_table(spec: SweepSpec, out: Path) -> pd.DataFrame:
 
     Rebuilt from the run directories only, so it does not depend on the executor or
     on how often the sweep was resumed. Unfinished runs have ``status = "missing"``
-    and empty KPIs. With a reference, ``regret_usd`` and ``regret_pct`` compare each
-    run's cost to its reference partner's.
+    and empty KPIs. With a reference, ``regret_usd`` (net cost − the reference
+    partner's net cost [$]) and ``regret_pct`` (it in % of the partner's
+    ``costs_usd``, which has no revenue: a net cost can be near zero or negative; NaN
+    when those costs are not positive).
     """
     rows: list[dict[str, Any]] = []
     for run in spec.runs:
@@ -943,6 +946,9 @@ def results_table(spec: SweepSpec, out: Path) -> pd.DataFrame:
             row["status"] = "done"
             row["controller"] = meta.get("controller")
             row.update(_flat_kpis(kpis))
+            if "costs_usd" not in kpis and "energy_import_usd" in kpis:
+                # written before the KPIs had the net cost's two sides: split it the same way
+                row["costs_usd"], row["revenue_usd"] = costs_and_revenue_usd(kpis)
         else:
             row["status"] = "missing"
         rows.append(row)
@@ -980,16 +986,21 @@ def _add_regret(spec: SweepSpec, table: pd.DataFrame) -> pd.DataFrame:
         return json.dumps(kept, sort_keys=True, default=str)
 
     cost = dict(zip(table["run_id"], table["cost_usd"], strict=True))
+    costs = dict(zip(table["run_id"], table["costs_usd"], strict=True)) \
+        if "costs_usd" in table.columns else {}
     partner: dict[str, str] = {}
     for run in spec.runs:
         if _matches(run.override_dict, spec.reference):
             partner.setdefault(shared(run.override_dict), run.run_id)
     refs = [partner.get(shared(run.override_dict)) for run in spec.runs]
     ref_cost = np.array([cost.get(r, np.nan) if r else np.nan for r in refs], dtype=float)
+    ref_costs = np.array([costs.get(r, np.nan) if r else np.nan for r in refs], dtype=float)
     table = table.copy()
     table["reference_run_id"] = refs
     table["regret_usd"] = table["cost_usd"].astype(float) - ref_cost
-    table["regret_pct"] = 100.0 * table["regret_usd"] / np.abs(ref_cost)
+    # of the partner's costs, not of its net cost (revenue can null or flip that)
+    table["regret_pct"] = 100.0 * table["regret_usd"] / np.where(ref_costs > 0, ref_costs,
+                                                                 np.nan)
     return table
 
 

@@ -308,7 +308,7 @@ def test_compare_reports_regret_against_the_offline_optimum() -> None:
 
     Under a billing-period demand charge the 24-h rolling oracle is not perfect
     foresight: it costs more than the offline optimum. Every regret against the
-    offline optimum is >= 0, and it is in % of the reference's cost (the savings'
+    offline optimum is >= 0, and it is in % of the reference's costs (the savings'
     base)."""
     table = compare(retail(), ["baseline", "persistence", "oracle"])
     assert list(table.index) == [REFERENCE_ROW, OFFLINE_ROW, PERFECT_ROW, "baseline",
@@ -319,8 +319,10 @@ def test_compare_reports_regret_against_the_offline_optimum() -> None:
     assert (table["regret_usd"] >= -1e-6 * offline).all()
     # The rolling oracle is its own row, with a regret of its own.
     assert table.loc[PERFECT_ROW, "regret_usd"] > 1e-3 * offline
-    base = table.loc[REFERENCE_ROW, "cost_usd"]
+    base = table.loc[REFERENCE_ROW, "costs_usd"]
     np.testing.assert_allclose(table["regret_pct"], 100.0 * table["regret_usd"] / base)
+    np.testing.assert_allclose(table["cost_usd"], table["costs_usd"] - table["revenue_usd"],
+                               rtol=1e-9)
     np.testing.assert_allclose(table["regret_pct"],
                                table.loc[OFFLINE_ROW, "savings_pct"] - table["savings_pct"],
                                atol=1e-9)

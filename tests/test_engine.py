@@ -406,6 +406,35 @@ def test_two_campus_run_has_one_row_per_interval_and_campus(two_campus_run: RunR
     assert k["work_df_done_wu"] == pytest.approx(k["work_df_arrived_wu"])
 
 
+def test_net_cost_is_costs_minus_revenue(two_campus_run: RunResult) -> None:
+    """``costs_usd`` holds every cost term and no revenue, ``revenue_usd`` the export
+    revenue and DR reward, ``cost_usd = costs_usd − revenue_usd``; the run's invariants
+    check it after every run, so KPIs whose sides drift from the ledger stop it."""
+    k = two_campus_run.kpis
+    assert k["export_revenue_usd"] > 100.0  # campus A sells wind: revenue to keep apart
+    assert k["revenue_usd"] == pytest.approx(k["export_revenue_usd"] + k["dr_reward_usd"],
+                                             rel=1e-12)
+    terms = ("energy_import_usd", "demand_charge_usd", "carbon_cost_usd", "dr_penalty_usd",
+             "unserved_penalty_usd", "missed_penalty_usd", "lateness_usd")
+    assert k["costs_usd"] == pytest.approx(sum(k[t] for t in terms), rel=1e-12)
+    assert k["cost_usd"] == pytest.approx(k["costs_usd"] - k["revenue_usd"], rel=1e-12)
+    check_invariants(two_campus_run)
+    for key, by, message in (
+            ("costs_usd", 0.01, r"costs_usd .* != the ledger's non-credit terms"),
+            ("revenue_usd", -0.01, r"revenue_usd .* != the ledger's credit terms"),
+            # the net's sides both shifted: costs − revenue still the net, costs wrong
+            ("both", 1.0, r"costs_usd .* != the ledger's non-credit terms")):
+        kpis = dict(k)
+        for side in (("costs_usd", "revenue_usd") if key == "both" else (key,)):
+            kpis[side] += by
+        with pytest.raises(InvariantError, match=message):
+            check_invariants(replace(two_campus_run, kpis=kpis))
+    # A net cost off by a cent is within the ledger check's 1e-6 but not the identity.
+    assert k["cost_usd"] > 1e5
+    with pytest.raises(InvariantError, match=r"cost_usd .* != costs_usd − revenue_usd"):
+        check_invariants(replace(two_campus_run, kpis=dict(k, cost_usd=k["cost_usd"] + 0.01)))
+
+
 def test_run_directory(two_campus_run: RunResult, tmp_path: Path) -> None:
     run = save_run(two_campus_run, tmp_path / "run", meta={"controller": "busy"})
     back = pd.read_parquet(run / "ledger.parquet")
@@ -584,6 +613,11 @@ MUTANTS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str]] = {
         lambda mp: mp.setattr(meter.CampusMeter, "settle",
                               _peakless(meter.CampusMeter.settle)),
         "demand_charge_usd"),
+    # the defect of a percentage of cost taken of a figure net of revenue
+    "the net cost booked as the costs": (
+        lambda mp: mp.setattr(engine, "costs_and_revenue_usd",
+                              lambda rows: (meter.net_cost_usd(rows), 0.0)),
+        r"costs_usd .* != the ledger's non-credit terms"),
 }
 
 

@@ -144,8 +144,8 @@ def test_sweep_report_structure(sweep_dir: Path) -> None:
         "Summary", "Regret vs forecast error", "Cost components per run", "SLO attainment"]
     table = report.sections[0].tables[0]
     assert len(table) == 4
-    assert {"run", "status", "controller.kind", "controller.error_level", "cost [$]",
-            "regret [%]"} <= set(table.columns)
+    assert {"run", "status", "controller.kind", "controller.error_level", "net cost [$]",
+            "costs [$]", "revenue [$]", "regret [% of reference's costs]"} <= set(table.columns)
     # No fleet runs here: the SLO section says so instead of plotting nothing.
     assert "No SLO KPIs" in report.sections[3].paragraphs[0]
     assert figure_names(report) == ["regret_vs_error", "cost_components"]

@@ -15,9 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from mpc_dc import sweep
 from mpc_dc.cli import main as cli_main
 from mpc_dc.site.scenario import CHANNEL_GROUPS, example_path
 from mpc_dc.sweep import load_sweep, make_run_id, read_results, run_sweep
@@ -204,6 +206,30 @@ def test_results_table_rows_columns_and_regret(reference: tuple[Path, pd.DataFra
     assert (perfect["regret_usd"] == 0.0).all()
     assert (table["regret_usd"] >= -1e-6).all()
     assert table["reference_run_id"].isin(perfect["run_id"]).all()
+    # The wind is sold: regret in % is of the partner's costs, not of its net cost.
+    assert (perfect["revenue_usd"] > 0).any()
+    partner = table.set_index("run_id").loc[table["reference_run_id"]]
+    np.testing.assert_allclose(table["regret_pct"],
+                               100.0 * table["regret_usd"] / partner["costs_usd"].to_numpy())
+
+
+def test_results_of_runs_written_before_the_cost_sides(
+        reference: tuple[Path, pd.DataFrame], monkeypatch: pytest.MonkeyPatch) -> None:
+    """KPIs without ``costs_usd`` and ``revenue_usd`` (written before they existed) are
+    split from their cost components the same way, so their regret % is of costs."""
+    path, table = reference
+    read = sweep.read_json_object
+
+    def older(file: Path) -> dict[str, object]:
+        data = read(file)
+        if file.name == "kpis.json":
+            del data["costs_usd"], data["revenue_usd"]
+        return data
+
+    monkeypatch.setattr(sweep, "read_json_object", older)
+    again = sweep.results_table(load_sweep(path), path.parent / "out")
+    for column in ("costs_usd", "revenue_usd", "regret_pct"):
+        np.testing.assert_allclose(again[column], table[column], rtol=1e-12)
 
 
 def test_results_files_agree(reference: tuple[Path, pd.DataFrame]) -> None:

@@ -42,13 +42,17 @@ DEFAULT_LABELS = ["sarimax", "seasonal_naive", "persistence"]
 """``--forecasters`` of a comparison when none are given."""
 
 COLUMNS = {
-    "cost_usd": ("cost [$]", "{:,.2f}"),
-    "cost_without_slo_usd": ("cost w/o SLO term [$]", "{:,.2f}"),
+    "cost_usd": ("net cost [$]", "{:,.2f}"),
+    "costs_usd": ("costs [$]", "{:,.2f}"),
+    "revenue_usd": ("revenue [$]", "{:,.2f}"),
+    "cost_without_slo_usd": ("net w/o SLO term [$]", "{:,.2f}"),
     "slo_attainment": ("SLO att. [%]", "{:.2%}"),
     "ttft_p99_s": ("TTFT p99 [s]", "{:,.1f}"),
     "profit_vs_reference_usd": ("profit vs reference [$]", "{:,.2f}"),
     "regret_usd": ("regret vs offline [$]", "{:,.2f}"),
-    "regret_pct": ("regret [% of reference cost]", "{:.2f}"),
+    "regret_pct": ("regret vs offline [% of reference's costs]", "{:.2f}"),
+    "regret_perfect_usd": ("regret vs perfect [$]", "{:,.2f}"),
+    "regret_perfect_pct": ("regret vs perfect [% of perfect's costs]", "{:.2f}"),
     "import_mwh": ("import [MWh]", "{:,.2f}"),
     "export_mwh": ("export [MWh]", "{:,.2f}"),
     "self_consumption_mwh": ("renewable self-cons. [MWh]", "{:,.2f}"),
@@ -59,10 +63,15 @@ COLUMNS = {
     "solve_median_ms": ("solve med. [ms]", "{:.1f}"),
     "wall_time_s": ("wall [s]", "{:.1f}"),
 }
-"""Columns of the printed table; cost is the net cost with the price of lateness (the
-SLO term, :mod:`mpc_dc.sim.lateness`), shown beside the cost without it and the SLO
-attainment; profit and regret are of the cost with it; percentages of cost are of the
-reference's cost (see :func:`mpc_dc.runner.compare`)."""
+"""Columns of the printed table (``compare.csv`` has every column of
+:func:`mpc_dc.runner.compare`). The net cost includes the price of lateness (the SLO
+term, :mod:`mpc_dc.sim.lateness`) and is costs − revenue: costs are every cost term
+with the SLO term, revenue the export revenue and DR reward; the net without the SLO
+term and the SLO attainment are beside it. Profit and regrets are differences of net
+costs (lost revenue counts); their percentages are of a cost without revenue, named in
+the header: the reference's costs (offline regret, the savings' base) and the
+perfect-forecast row's costs (regret vs perfect), never of a net cost, which revenue
+can bring near zero or below."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,8 +82,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Runs the scenario on identical data under each label, plus the "
         "business-as-usual reference (no colocated renewable, battery or export; fleet "
         "S1; the baseline rule), the offline optimum and the perfect-forecast MPC with the "
-        "same horizon, and prints cost, profit vs the reference, regret vs the offline "
-        "optimum (in $ and in %% of the reference's cost), SLO attainment, import, export, "
+        "same horizon, and prints the net cost, its costs and revenue (net = costs - "
+        "revenue), profit vs the reference, regret vs the offline optimum (in $ and in %% "
+        "of the reference's costs) and vs perfect forecasts (in $ and in %% of their "
+        "costs), SLO attainment, import, export, "
         "renewable self-consumption, carbon, the MIP gap the solves ended with (the "
         "offline plan's certified gap), fallbacks and times.",
     )

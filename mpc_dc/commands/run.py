@@ -88,7 +88,8 @@ def summary_table(kpis: dict[str, Any], controller: str) -> str:
     fallbacks = f"{kpis['solves']} / {kpis['fallbacks_total']} {kpis['fallbacks'] or ''}"
     rows = [
         ("controller", controller),
-        ("net cost", f"{kpis['cost_usd']:,.2f} $"),
+        ("net cost", f"{kpis['cost_usd']:,.2f} $ = costs {kpis['costs_usd']:,.2f} $ − "
+         f"revenue {kpis['revenue_usd']:,.2f} $"),
         ("  energy import", f"{kpis['energy_import_usd']:,.2f} $"),
         ("  export revenue", f"{kpis['export_revenue_usd']:,.2f} $"),
         ("  demand charge", f"{kpis['demand_charge_usd']:,.2f} $"),

@@ -104,11 +104,14 @@ from mpc_dc.sim.lateness import (
 )
 from mpc_dc.sim.meter import (
     COST_COLUMNS,
+    CREDIT_COLUMNS,
     METER_COLUMNS,
+    SERVICE_COST_COLUMNS,
     CampusMeter,
     Penalties,
     audit_settlement,
     billing_periods,
+    costs_and_revenue_usd,
     net_cost_usd,
 )
 from mpc_dc.sim.plant import (
@@ -924,18 +927,20 @@ def compute_kpis(
     """Headline figures of a run, one meaning per key.
 
     Costs [$] (net ``cost_usd``, which includes the price of lateness with a fleet,
-    ``cost_without_slo_usd`` without it, and each :data:`~mpc_dc.sim.meter.COST_COLUMNS`
-    component), energy [MWh], carbon [t], other-IT work [WU], solver and decision
-    times [s], faults, the solves HiGHS stopped on its wall-clock limit
-    (``solver_time_limit_hits``: a run with any is not reproducible), the decision
-    projections (:mod:`mpc_dc.sim.projection`), DR compliance; with a fleet, serving
-    figures (requests, tokens, latency percentiles [s], SLO attainment [-] and
-    requests that missed their SLO: counted at request level, estimated at fluid
-    level; ``late_requests``, ``late_s`` [s] and ``lateness_usd`` [$],
-    :mod:`mpc_dc.sim.lateness`); ``by_campus`` holds the
-    per-campus energy and cost (with its lateness). ``work_df_arrived_wu`` counts the
-    first windows' batches (released at the start) besides the submissions during the
-    run.
+    ``cost_without_slo_usd`` without it, its two sides ``costs_usd`` (every term but the
+    credits, the price of lateness included) and ``revenue_usd`` (export revenue + DR
+    reward), ``cost_usd = costs_usd − revenue_usd``
+    (:func:`~mpc_dc.sim.meter.costs_and_revenue_usd`), and each
+    :data:`~mpc_dc.sim.meter.COST_COLUMNS` component), energy [MWh], carbon [t], other-IT
+    work [WU], solver and decision times [s], faults, the solves HiGHS stopped on its
+    wall-clock limit (``solver_time_limit_hits``: a run with any is not reproducible), the
+    decision projections (:mod:`mpc_dc.sim.projection`), DR compliance; with a fleet,
+    serving figures (requests, tokens, latency percentiles [s], SLO attainment [-] and
+    requests that missed their SLO: counted at request level, estimated at fluid level;
+    ``late_requests``, ``late_s`` [s] and ``lateness_usd`` [$],
+    :mod:`mpc_dc.sim.lateness`); ``by_campus`` holds the per-campus energy and cost (with
+    its lateness). ``work_df_arrived_wu`` counts the first windows' batches (released at
+    the start) besides the submissions during the run.
     """
     # Column access on the (interval, campus) index costs a MultiIndex view each time.
     led = result.ledger.reset_index(drop=True)
@@ -954,10 +959,14 @@ def compute_kpis(
     facility = float(energy["facility_power_mw"])
     self_mwh = float(energy["renewable_used_mw"] - energy["export_mw"])
     cost = net_cost_usd(led)
+    costs, revenue = costs_and_revenue_usd(led)
     kpis: dict[str, Any] = {
         "intervals": n,
         "campuses": len(result.site.campuses),
         "cost_usd": cost,
+        # its two sides: percentages of cost are of costs_usd, never of the net
+        "costs_usd": costs,
+        "revenue_usd": revenue,
         # the same without the price of lateness (the SLO term; 0 without a fleet)
         "cost_without_slo_usd": cost - (float(led["lateness_usd"].sum())
                                         if "lateness_usd" in led else 0.0),
@@ -1179,7 +1188,9 @@ def check_invariants(result: RunResult) -> None:
     * settlement: every cost of every row equals the meter's rule re-applied to the
       row's flows and prices, demand charges to the billing-period peaks, and each
       campus's summed costs equal its meter's book
-      (:func:`~mpc_dc.sim.meter.audit_settlement`);
+      (:func:`~mpc_dc.sim.meter.audit_settlement`); the KPIs' net cost equals the
+      ledger's, and its two sides ``costs_usd`` and ``revenue_usd`` the ledger's
+      non-credit and credit terms with ``cost_usd = costs_usd − revenue_usd``;
     * serving: requests offered = routed + dropped each interval; tokens, inference
       IT energy and lateness per campus = the sum of its pools; lateness priced as the
       serving prices it, late requests = SLO misses (request level); fluid: each
@@ -1211,8 +1222,28 @@ def check_invariants(result: RunResult) -> None:
     if abs(total - result.kpis["cost_usd"]) > 1e-6 * max(1.0, abs(total)):
         raise InvariantError(f"cost_usd {result.kpis['cost_usd']:.6f} $ != the ledger summed "
                              f"{total:.6f} $")
+    _check_cost_sides(led, result.kpis)
     if result.pools is not None:
         _check_serving(result)
+
+
+def _check_cost_sides(led: pd.DataFrame, kpis: Mapping[str, Any]) -> None:
+    """``costs_usd`` and ``revenue_usd`` are the ledger's non-credit and credit terms
+    summed (each column summed apart, not through the KPIs' helper), and
+    ``cost_usd = costs_usd − revenue_usd``."""
+    terms = [(name, float(led[name].sum())) for name in (*COST_COLUMNS, *SERVICE_COST_COLUMNS)
+             if name in led]
+    revenue = sum(value for name, value in terms if name in CREDIT_COLUMNS)
+    costs = sum(value for name, value in terms if name not in CREDIT_COLUMNS)
+    for key, summed in (("costs_usd", costs), ("revenue_usd", revenue)):
+        if not _close(float(kpis[key]), summed):
+            raise InvariantError(f"{key} {kpis[key]:.6f} $ != the ledger's "
+                                 f"{'credit' if key == 'revenue_usd' else 'non-credit'} "
+                                 f"terms summed {summed:.6f} $")
+    net = float(kpis["costs_usd"]) - float(kpis["revenue_usd"])
+    if not _close(float(kpis["cost_usd"]), net):
+        raise InvariantError(f"cost_usd {kpis['cost_usd']:.6f} $ != costs_usd − revenue_usd "
+                             f"{net:.6f} $")
 
 
 def _close(a: float, b: float, rel: float = 1e-9) -> bool:

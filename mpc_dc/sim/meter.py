@@ -28,7 +28,9 @@ interval (or the run's last). The running peak-to-date is the controller's state
 Net cost = energy − export revenue + demand charge + carbon − DR reward + DR
 penalty + penalties (:func:`net_cost_usd`), plus, in a run with a fleet, the price of
 the requests that missed their SLO (``lateness_usd``, :mod:`mpc_dc.sim.lateness`: booked
-per interval and campus after the run, not settled here). Unserved inference tokens
+per interval and campus after the run, not settled here). Its two sides, costs (every
+term but the credits) and revenue (export revenue + DR reward), are
+:func:`costs_and_revenue_usd`: percentages of cost are taken of the costs. Unserved inference tokens
 are not priced apart: a request never served is late to the run end.
 """
 
@@ -92,17 +94,51 @@ METER_COLUMNS: tuple[str, ...] = (
 """Everything the meter writes into a ledger row, in this order."""
 
 
-def net_cost_usd(rows: Mapping[str, float] | pd.Series | pd.DataFrame) -> float:
-    """Net cost [$] of one row or summed over rows (credits subtracted), including the
-    service costs (:data:`SERVICE_COST_COLUMNS`) where the rows have them."""
-    total = 0.0
+def _summed_terms(rows: Mapping[str, float] | pd.Series | pd.DataFrame
+                  ) -> list[tuple[str, float]]:
+    """Each cost and credit term of ``rows`` summed [$]: every :data:`COST_COLUMNS`
+    entry, then the :data:`SERVICE_COST_COLUMNS` the rows have."""
+    terms = []
     for name in (*COST_COLUMNS, *SERVICE_COST_COLUMNS):
         if name not in COST_COLUMNS and name not in rows:
             continue
         value = rows[name]
-        value = float(value.sum()) if hasattr(value, "sum") else float(value)
+        terms.append((name, float(value.sum()) if hasattr(value, "sum") else float(value)))
+    return terms
+
+
+def net_cost_usd(rows: Mapping[str, float] | pd.Series | pd.DataFrame) -> float:
+    """Net cost [$] of one row or summed over rows (credits subtracted), including the
+    service costs (:data:`SERVICE_COST_COLUMNS`) where the rows have them."""
+    total = 0.0
+    for name, value in _summed_terms(rows):
         total += -value if name in CREDIT_COLUMNS else value
     return total
+
+
+def costs_and_revenue_usd(rows: Mapping[str, float] | pd.Series | pd.DataFrame
+                          ) -> tuple[float, float]:
+    """The net cost's two sides [$]: ``(costs, revenue)`` with ``net = costs − revenue``.
+
+    ``costs`` sums every term that is not a credit (energy import, demand charge,
+    carbon, DR penalty, unserved and missed-deadline penalties and, where the rows have
+    it, the price of lateness, the SLO term); ``revenue`` sums the
+    :data:`CREDIT_COLUMNS` (export revenue and DR reward). A percentage of cost is
+    taken of ``costs``, never of the net, which revenue can bring near zero or below.
+    Each side keeps its terms' signs: an import at a negative price is a negative
+    energy charge, an event interval above the baseline a negative DR reward.
+
+    ``rows`` is one ledger row, ledger rows (summed) or a run's KPIs (whose keys are the
+    ledger's column names), so that KPIs written before these keys existed are split
+    the same way.
+    """
+    costs = revenue = 0.0
+    for name, value in _summed_terms(rows):
+        if name in CREDIT_COLUMNS:
+            revenue += value
+        else:
+            costs += value
+    return costs, revenue
 
 
 def billing_periods(starts: pd.DatetimeIndex, local_tz: str) -> np.ndarray:
