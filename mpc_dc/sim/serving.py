@@ -1276,6 +1276,32 @@ class RequestLevelServer:
         )
 
 
+    def judged_at(self, idx: np.ndarray, t: float) -> ServingOutcome:
+        """The requests ``idx`` (ascending) as they stood at ``t`` [s], for judging their
+        SLO and lateness only: :meth:`outcome` restricted to them and taken
+        :meth:`~ServingOutcome.at` ``t``, without what judging does not read (their
+        tokens decoded and energy are zeros, the per-pool ledger figures empty). Costs
+        ``O(len(idx))``, not ``O(requests of the run)`` as :meth:`outcome` does."""
+        pool, start, finish = self.pool[idx], self.start[idx], self.finish[idx]
+        finished = (pool >= 0) & ~np.isnan(start) & ~np.isnan(finish)
+        zeros = np.zeros(idx.size)
+        return ServingOutcome(
+            requests=self.requests.take(idx),
+            pools=self.pools,
+            pool=pool,
+            start=start,
+            first_token=self.first_token[idx],
+            finish=np.where(finished, finish, np.nan),
+            status=np.zeros(idx.size, dtype=np.int8),
+            tokens_decoded=zeros,
+            energy_j=zeros,
+            ledger_tokens=np.zeros(0),
+            ledger_tokens_after_end=np.zeros(0),
+            queue_history=np.zeros((0, len(self.pools))),
+            end_s=t,
+        ).at(t)
+
+
 @dataclass(frozen=True)
 class ServingOutcome:
     """Per-request records of a request-level run (arrays aligned with ``requests``).
