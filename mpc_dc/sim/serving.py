@@ -753,6 +753,19 @@ class _Pool:
         self.free.append(j)
 
 
+def merge_by_arrival(queue: np.ndarray, moved: np.ndarray, arrival_s: np.ndarray) -> np.ndarray:
+    """``queue`` and ``moved`` (request indices) as one queue in arrival order
+    (``arrival_s`` [s] per request), ties ``queue`` first: the stable sort of their
+    concatenation, merged in linear time when both are in arrival order already (as
+    a queue only of arrivals and requeues is)."""
+    at_q, at_m = arrival_s[queue], arrival_s[moved]
+    if (at_q[1:] >= at_q[:-1]).all() and (at_m[1:] >= at_m[:-1]).all():
+        return np.insert(queue, np.searchsorted(at_q, at_m, side="right"), moved)
+    # a re-dispatched stranded queue joins behind its new pool's queue, out of order
+    both = np.concatenate([queue, moved])
+    return both[np.argsort(arrival_s[both], kind="stable")]
+
+
 class RequestLevelServer:
     """Request-level serving of one run (see module docstring).
 
@@ -913,8 +926,8 @@ class RequestLevelServer:
                 killed += 1
                 loading += kind == "loading"
         if requeued:
-            queue = np.concatenate([ps.queue, np.array(requeued, dtype=np.int64)])
-            ps.queue = queue[np.argsort(self.requests.arrival_s[queue], kind="stable")]
+            ps.queue = merge_by_arrival(ps.queue, np.array(requeued, dtype=np.int64),
+                                        self.requests.arrival_s)
         self.tokens_lost[pool] += lost
         return Killed(killed, loading, len(requeued), lost)
 
@@ -1162,8 +1175,7 @@ class RequestLevelServer:
         self._serve_window(dest, w.t, w.t, np.zeros(0, dtype=np.int64))
         moved = ps.queue[ps.queue.size - k :]
         ps.queue = ps.queue[: ps.queue.size - k]
-        queue = np.concatenate([dest.queue, moved])
-        dest.queue = queue[np.argsort(self.requests.arrival_s[queue], kind="stable")]
+        dest.queue = merge_by_arrival(dest.queue, moved, self.requests.arrival_s)
         self.pool[moved] = dst
         return k
 
