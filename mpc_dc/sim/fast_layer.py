@@ -822,14 +822,15 @@ class FastLayer:
         _, mu = self.service_rate(step)
         # Active power per request/s of each pool at its full batch [W·s/request].
         w = np.where(mu > 0, (self.p_max_w - self.p0_w) / np.where(mu > 0, mu, 1.0), np.inf)
-        lam = self.arrival_rate(t, step)[self.model_of] * shares
+        rate = self.arrival_rate(t, step)
+        lam = rate[self.model_of] * shares
         need = lam + server.queue_lengths() / self.config.drain_s
         spare = np.maximum(ready * mu - need, 0.0)
         margin = np.where(excess > _EPS, 0.0, np.where(finite, -excess, np.inf))
         relief = np.zeros(C)
         moves = {src: list(rules) for src, rules in moves.items()}
         if (excess > _EPS).any() and (self.levers.spatial or self.levers.quantization):
-            self._cap_moves(step, lam, rate=self.arrival_rate(t, step), shares=shares,
+            self._cap_moves(lam, rate=rate, shares=shares,
                             excess=excess, spare=spare, margin=margin, w=w, relief=relief,
                             moves=moves)
         window = until - t
@@ -901,7 +902,7 @@ class FastLayer:
                 open_.remove(i)
         return b
 
-    def _cap_moves(self, step: int, lam: np.ndarray, *, rate: np.ndarray, shares: np.ndarray,
+    def _cap_moves(self, lam: np.ndarray, *, rate: np.ndarray, shares: np.ndarray,
                    excess: np.ndarray, spare: np.ndarray, margin: np.ndarray, w: np.ndarray,
                    relief: np.ndarray, moves: dict[int, list[tuple[int, float]]]) -> None:
         """Moves of new requests off campuses above their cap (module docstring, "The
