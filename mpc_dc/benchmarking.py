@@ -338,7 +338,9 @@ class ConstantFleetPolicy:
         from mpc_dc.sim.policy import Decision, FleetDecision, PoolKey
 
         fleet = site.fleet
-        assert fleet is not None
+        if fleet is None:
+            raise ValueError("ConstantFleetPolicy: the site has no fleet to hold instances of; "
+                             "expected a site with a [fleet]")
         shares = site.fixed_shares()
         inst: dict[PoolKey, int] = {}
         route: dict[PoolKey, float] = {}

@@ -12,6 +12,7 @@ Off, the plant runs as if there were no cap.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,9 +27,10 @@ from mpc_dc.sim.fast_layer import FastLayerConfig
 from mpc_dc.sim.plant import CampusPlant, CampusRecord, committed_cap_mw
 from mpc_dc.sim.policy import CampusDecision, Decision, FleetDecision
 from mpc_dc.site.config import Campus, DemandResponse, Fleet, Grid, Site
-from mpc_dc.studies.dr_cap import by_day, event_rows
+from mpc_dc.studies.dr_cap import by_day, event_rows, main
 from tests.scripted_policy import Scripted
 from tests.test_engine import MODEL, POOL, W, hand_table, plant_campus
+from tests.test_policy_interface import TINY_FLEET
 
 
 def event(work_nd_wu: float, baseline_mw: float, cf: float = 0.0) -> CampusRealized:
@@ -262,3 +264,22 @@ def test_off_switch_reproduces_the_code_before_the_committed_cap() -> None:
     np.testing.assert_allclose(led["tokens_served"], [0.0, 814092.0], rtol=1e-12, atol=0.0)
     assert off.kpis["late_requests"] == 0.0
     assert off.kpis["cost_usd"] == pytest.approx(0.17317628749999373, rel=1e-12)
+
+
+def test_the_split_of_a_run_without_a_fleet_is_refused_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The split needs the fleet's power line: a site without a fleet is refused with
+    a ValueError (library) or one stderr line naming the scenario file and exit code 2
+    (the study's command line), not an AssertionError."""
+    site = Site(campuses=(plant_campus(import_limit_mw=20.0, export_limit_mw=0.0),))
+    ledger = pd.DataFrame({"dr_event": [False]})
+    pools = pd.DataFrame({"instances": [1]}, index=pd.MultiIndex.from_tuples(
+        [("a", MODEL, "BF16")], names=["campus", "model", "precision"]))
+    with pytest.raises(ValueError, match="no fleet; expected the site of a run with a"):
+        event_rows(ledger, pools, site)
+    scenario = tmp_path / "no_fleet.toml"
+    scenario.write_text(TINY_FLEET.split("[fleet]")[0].replace("gpus = 16", "gpus = 0"),
+                        encoding="utf-8")
+    assert main([str(tmp_path), str(scenario)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{scenario}: key 'fleet': the scenario has no fleet") and "\n" not in err

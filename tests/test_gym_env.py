@@ -187,3 +187,46 @@ def test_step_needs_a_reset(tiny: Scenario) -> None:
     assert info["observation"] is None
     with pytest.raises(RuntimeError, match="call reset"):
         env.step(env.action_space.sample())
+
+
+def test_lateness_booked_incrementally_matches_judging_the_whole_outcome(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two days of the tiny site at its fewest instances with instance crashes: the
+    lateness to date booked incrementally (mpc_dc.sim.lateness.RequestLatenessToDate)
+    equals, at every step, the whole outcome judged as it stood then (the way it was
+    computed before), and so do the per-step rewards' lateness."""
+    from mpc_dc.sim import engine
+    from mpc_dc.sim.lateness import request_lateness
+
+    table = tomllib.loads(TINY_GYM)
+    table["run"]["days"] = 2
+    table["serving"] = {"fidelity": "request", "late_usd_per_request": 0.01,
+                        "late_usd_per_s": 0.001}
+    table["faults"] = {"instance_crash": 0.2}
+    reference: list[float] = []
+    booked = engine._Loop.lateness_to_date_usd
+
+    def both(loop: Any, step: int) -> float:
+        assert loop.fleet is not None
+        outcome = loop.fleet.server.outcome().at((step + 1) * engine.STEP_S)
+        late, late_s = request_lateness(outcome, loop.site, loop.serving)
+        reference.append(float(loop.serving.lateness_usd(float(late.sum()),
+                                                         float(late_s.sum()))))
+        return booked(loop, step)
+
+    monkeypatch.setattr(engine._Loop, "lateness_to_date_usd", both)
+    env = DataCenterEnv(scenario_from_table(table, "TINY_GYM"))
+    env.reset(seed=3)
+    env.action_space.seed(5)
+    fewest = {**env.action_space.sample(),
+              "instances": np.zeros(len(env.pools), dtype=np.int64)}
+    lateness: list[float] = []
+    terminated = False
+    while not terminated:
+        _, _, terminated, _, info = env.step(fewest)
+        lateness.append(info["lateness_usd"])
+    assert len(lateness) == 192 and info["kpis"]["faults_injected"]["instance_crash"] > 0
+    expected = np.diff(np.array(reference), prepend=0.0)
+    assert expected.sum() > 0 and (expected > 0).sum() > 20
+    # the same up to the order of the float sums (the old one summed every request)
+    np.testing.assert_allclose(lateness, expected, rtol=1e-9, atol=1e-9)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mpc_dc.sim.arrivals import (
     ArrivalConfig,
@@ -20,6 +22,7 @@ from mpc_dc.sim.serving import (
     PoolSpec,
     RequestLevelServer,
     erlang_c_wait_s,
+    merge_by_arrival,
     spread,
 )
 
@@ -299,3 +302,25 @@ def test_conservation_with_pools_emptied_at_random() -> None:
         assert np.all(server.start[started] >= req.arrival_s[started])
         moved += server.requeued_requests
     assert moved > 0
+
+
+@given(st.lists(st.integers(0, 5), max_size=12), st.lists(st.integers(0, 39), max_size=12),
+       st.booleans())
+def test_merge_by_arrival_is_the_stable_sort_of_both_queues(
+        arrivals: list[int], picks: list[int], in_order: bool) -> None:
+    """Requeued requests join a queue in arrival order, ties behind it: the merge of two
+    queues in order (the linear path) and of any two (the sort) equal the stable sort of
+    their concatenation, including equal arrival times."""
+    arrival_s = np.sort(np.array(arrivals + [9] * 40, dtype=float))[:40]
+    rng = np.random.default_rng(len(picks))
+    idx = np.array(picks, dtype=np.int64)
+    if not in_order:
+        rng.shuffle(idx)
+    cut = len(idx) // 2
+    queue, moved = (np.sort(idx[:cut]), np.sort(idx[cut:])) if in_order else (idx[:cut],
+                                                                              idx[cut:])
+    both = np.concatenate([queue, moved])
+    expected = both[np.argsort(arrival_s[both], kind="stable")]
+    merged = merge_by_arrival(queue, moved, arrival_s)
+    assert merged.dtype == np.int64
+    np.testing.assert_array_equal(merged, expected)

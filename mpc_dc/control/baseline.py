@@ -39,7 +39,9 @@ from mpc_dc.site.config import Site
 def rule_precision(site: Site, model: str) -> str:
     """The precision the rule serves ``model`` at: BF16 when the fleet allows it, else
     the first allowed one."""
-    assert site.fleet is not None
+    if site.fleet is None:
+        raise ValueError(f"rule_precision: the site has no fleet to serve {model!r} on; "
+                         "expected a site with a [fleet]")
     allowed = site.fleet.precisions(model)
     return "BF16" if "BF16" in allowed else allowed[0]
 

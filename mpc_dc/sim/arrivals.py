@@ -58,7 +58,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
@@ -198,6 +198,13 @@ class RequestArrays:
             models=models,
             stats=ArrivalStats(rows_in=n, rows_out=n, by_source={"given": n}),
         )
+
+    def take(self, idx: np.ndarray) -> RequestArrays:
+        """The requests ``idx`` (indices in arrival order, so still sorted), same
+        ``models`` and ``stats``."""
+        return replace(self, arrival_s=self.arrival_s[idx], model=self.model[idx],
+                       request_tokens=self.request_tokens[idx],
+                       response_tokens=self.response_tokens[idx], source=self.source[idx])
 
     def interval_bounds(self, n_steps: int, step_s: float = STEP_S) -> np.ndarray:
         """Index of the first request of each interval, length ``n_steps + 1`` [-]."""

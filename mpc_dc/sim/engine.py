@@ -97,10 +97,10 @@ from mpc_dc.sim.invariants import (
 )
 from mpc_dc.sim.lateness import (
     LATENESS_COLUMNS,
+    RequestLatenessToDate,
     fluid_book,
     fluid_slo_ok,
     request_book,
-    request_lateness,
 )
 from mpc_dc.sim.meter import (
     COST_COLUMNS,
@@ -464,6 +464,7 @@ class _Loop:
         self.on_arrival = [b is not None and exo.releases_on_arrival(c.name)
                            for b, c in zip(self.backlogs, site.campuses, strict=True)]
         self.fleet = _Fleet(exo, serving, fast_layer) if site.fleet is not None else None
+        self._lateness_to_date: RequestLatenessToDate | None = None
         n, C = exo.n_steps, len(site.campuses)
         self.times = list(exo.run_index)
         self.periods = billing_periods(exo.run_index, exo.local_tz)
@@ -675,7 +676,8 @@ class _Loop:
         (:mod:`mpc_dc.sim.lateness`; 0 without a fleet): fluid, the lateness of the
         intervals up to ``step`` (each estimated as its interval closes); request level,
         that of the requests as they stood then
-        (:meth:`~mpc_dc.sim.serving.ServingOutcome.at`)."""
+        (:meth:`~mpc_dc.sim.serving.ServingOutcome.at`), booked incrementally
+        (:class:`~mpc_dc.sim.lateness.RequestLatenessToDate`: steps asked in order)."""
         fleet = self.fleet
         if fleet is None:
             return 0.0
@@ -685,9 +687,9 @@ class _Loop:
             book = fluid_book(server, serving, fleet.cols["arrivals"],
                               fleet.cols["arrived_tokens"])
             return float(book.lateness_usd[:step + 1].sum())
-        outcome = server.outcome().at((step + 1) * STEP_S)
-        late, late_s = request_lateness(outcome, self.site, serving)
-        return float(serving.lateness_usd(float(late.sum()), float(late_s.sum())))
+        if self._lateness_to_date is None:
+            self._lateness_to_date = RequestLatenessToDate(server, self.site, serving)
+        return self._lateness_to_date.usd((step + 1) * STEP_S)
 
     def project(self, step: int, decision: Decision) -> Decision:
         """The decision projected on what the site can do now, each projection counted

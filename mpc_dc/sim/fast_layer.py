@@ -359,6 +359,7 @@ class FastLayer:
         self.budget = fleet.quality_budget_pct_points
         # Request level reads arrival times (the engine refuses aggregates there).
         self._arrays = requests if isinstance(requests, RequestArrays) else None
+        self._by_model: tuple[np.ndarray, ...] | None = None
         agg = requests.per_interval(n_steps)
         self._agg_requests = agg["requests"]
         zero = np.zeros((1, len(self.models)))
@@ -415,6 +416,15 @@ class FastLayer:
         arrays = self._request_arrays()
         i0, i1 = np.searchsorted(arrays.arrival_s, [t - span, t], side="left")
         return np.bincount(arrays.model[i0:i1], minlength=M) / span
+
+    def _arrivals_by_model(self) -> tuple[np.ndarray, ...]:
+        """Arrival times of each model's requests, in order [s] (request level only),
+        split once per run for the surge wake-ups."""
+        if self._by_model is None:
+            arrays = self._request_arrays()
+            self._by_model = tuple(arrays.arrival_s[arrays.model == m]
+                                   for m in range(len(self.models)))
+        return self._by_model
 
     def _request_arrays(self) -> RequestArrays:
         """The run's requests themselves (request level only)."""
@@ -774,12 +784,10 @@ class FastLayer:
                           minlength=M)
         bar = np.maximum(cap, self._acted_rate) * W
         bar = bar + 3.0 * np.sqrt(bar)
-        arrays = self._request_arrays()
-        i0, i1 = np.searchsorted(arrays.arrival_s, [now, until], side="left")
-        times, models = arrays.arrival_s[i0:i1], arrays.model[i0:i1]
         first = math.inf
-        for m in range(M):
-            tm = times[models == m]
+        for m, times in enumerate(self._arrivals_by_model()):
+            i0, i1 = np.searchsorted(times, [now, until], side="left")
+            tm = times[i0:i1]
             j = np.arange(int(np.searchsorted(tm, now + W, side="left")), tm.size)
             if j.size == 0:
                 continue
@@ -814,14 +822,15 @@ class FastLayer:
         _, mu = self.service_rate(step)
         # Active power per request/s of each pool at its full batch [W·s/request].
         w = np.where(mu > 0, (self.p_max_w - self.p0_w) / np.where(mu > 0, mu, 1.0), np.inf)
-        lam = self.arrival_rate(t, step)[self.model_of] * shares
+        rate = self.arrival_rate(t, step)
+        lam = rate[self.model_of] * shares
         need = lam + server.queue_lengths() / self.config.drain_s
         spare = np.maximum(ready * mu - need, 0.0)
         margin = np.where(excess > _EPS, 0.0, np.where(finite, -excess, np.inf))
         relief = np.zeros(C)
         moves = {src: list(rules) for src, rules in moves.items()}
         if (excess > _EPS).any() and (self.levers.spatial or self.levers.quantization):
-            self._cap_moves(step, lam, rate=self.arrival_rate(t, step), shares=shares,
+            self._cap_moves(lam, rate=rate, shares=shares,
                             excess=excess, spare=spare, margin=margin, w=w, relief=relief,
                             moves=moves)
         window = until - t
@@ -893,7 +902,7 @@ class FastLayer:
                 open_.remove(i)
         return b
 
-    def _cap_moves(self, step: int, lam: np.ndarray, *, rate: np.ndarray, shares: np.ndarray,
+    def _cap_moves(self, lam: np.ndarray, *, rate: np.ndarray, shares: np.ndarray,
                    excess: np.ndarray, spare: np.ndarray, margin: np.ndarray, w: np.ndarray,
                    relief: np.ndarray, moves: dict[int, list[tuple[int, float]]]) -> None:
         """Moves of new requests off campuses above their cap (module docstring, "The

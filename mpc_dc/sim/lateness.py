@@ -43,7 +43,14 @@ import numpy as np
 
 from mpc_dc.sim.arrivals import STEP_S
 from mpc_dc.sim.fluid import FluidServer
-from mpc_dc.sim.serving import PoolSpec, ServingConfig, ServingOutcome, slo_parts, tpot_s
+from mpc_dc.sim.serving import (
+    PoolSpec,
+    RequestLevelServer,
+    ServingConfig,
+    ServingOutcome,
+    slo_parts,
+    tpot_s,
+)
 from mpc_dc.site.config import Site
 
 LATENESS_COLUMNS: tuple[str, ...] = ("late_requests", "late_s", "lateness_usd")
@@ -104,6 +111,49 @@ def request_lateness(outcome: ServingOutcome, site: Site, serving: ServingConfig
     tpot_excess = np.where(tpot_ok, 0.0, extra)
     late_s = np.where(late, ttft_excess + tpot_excess, 0.0)
     return late, late_s
+
+
+class RequestLatenessToDate:
+    """The price of the lateness of a request-level run certain by a time, booked as
+    the run goes (the Gymnasium environment's per-step lateness).
+
+    Each call judges only the requests still open: those arrived since the last call
+    and those not finished then. A request finished by ``t`` is settled for good (no
+    later event changes its first token, finish or pool) and booked once; the others
+    (queued, decoding, never routed) are judged afresh as they stand at ``t``
+    (:meth:`~mpc_dc.sim.serving.ServingOutcome.at`). So a run of ``n`` steps costs
+    ``O(requests)`` overall plus the open requests per step, where judging the whole
+    outcome each step cost ``O(n × requests)``.
+    """
+
+    def __init__(self, server: RequestLevelServer, site: Site, serving: ServingConfig) -> None:
+        self.server, self.site, self.serving = server, site, serving
+        self._open = np.zeros(0, dtype=np.int64)
+        self._next = 0            # first request not yet arrived at the last call
+        self._t = -np.inf         # [s] time of the last call
+        self._late = 0            # settled late requests [requests]
+        self._late_s = 0.0        # their seconds late [s]
+
+    def usd(self, t: float) -> float:
+        """``c_req · late requests + c_s · late seconds`` [$] of the requests arrived
+        before ``t`` [s], as they stood at ``t``; ``t`` never earlier than the last
+        call's."""
+        if t < self._t:
+            raise ValueError(f"lateness to date asked at {t} s, before the last call's "
+                             f"{self._t} s; expected times in order")
+        self._t = t
+        arrived = int(np.searchsorted(self.server.requests.arrival_s, t, side="left"))
+        idx = np.concatenate([self._open, np.arange(self._next, arrived, dtype=np.int64)])
+        self._next = arrived
+        judged = self.server.judged_at(idx, t)
+        late, late_s = request_lateness(judged, self.site, self.serving)
+        settled = ~np.isnan(judged.finish)
+        self._late += int(np.count_nonzero(late & settled))
+        self._late_s += float(late_s[settled].sum())
+        self._open = idx[~settled]
+        return float(self.serving.lateness_usd(
+            float(self._late + np.count_nonzero(late & ~settled)),
+            self._late_s + float(late_s[~settled].sum())))
 
 
 def _model_first_pool(pools: Sequence[PoolSpec], models: tuple[str, ...]) -> np.ndarray:

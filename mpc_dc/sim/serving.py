@@ -753,6 +753,19 @@ class _Pool:
         self.free.append(j)
 
 
+def merge_by_arrival(queue: np.ndarray, moved: np.ndarray, arrival_s: np.ndarray) -> np.ndarray:
+    """``queue`` and ``moved`` (request indices) as one queue in arrival order
+    (``arrival_s`` [s] per request), ties ``queue`` first: the stable sort of their
+    concatenation, merged in linear time when both are in arrival order already (as
+    a queue only of arrivals and requeues is)."""
+    at_q, at_m = arrival_s[queue], arrival_s[moved]
+    if (at_q[1:] >= at_q[:-1]).all() and (at_m[1:] >= at_m[:-1]).all():
+        return np.insert(queue, np.searchsorted(at_q, at_m, side="right"), moved)
+    # a re-dispatched stranded queue joins behind its new pool's queue, out of order
+    both = np.concatenate([queue, moved])
+    return both[np.argsort(arrival_s[both], kind="stable")]
+
+
 class RequestLevelServer:
     """Request-level serving of one run (see module docstring).
 
@@ -913,8 +926,8 @@ class RequestLevelServer:
                 killed += 1
                 loading += kind == "loading"
         if requeued:
-            queue = np.concatenate([ps.queue, np.array(requeued, dtype=np.int64)])
-            ps.queue = queue[np.argsort(self.requests.arrival_s[queue], kind="stable")]
+            ps.queue = merge_by_arrival(ps.queue, np.array(requeued, dtype=np.int64),
+                                        self.requests.arrival_s)
         self.tokens_lost[pool] += lost
         return Killed(killed, loading, len(requeued), lost)
 
@@ -1162,8 +1175,7 @@ class RequestLevelServer:
         self._serve_window(dest, w.t, w.t, np.zeros(0, dtype=np.int64))
         moved = ps.queue[ps.queue.size - k :]
         ps.queue = ps.queue[: ps.queue.size - k]
-        queue = np.concatenate([dest.queue, moved])
-        dest.queue = queue[np.argsort(self.requests.arrival_s[queue], kind="stable")]
+        dest.queue = merge_by_arrival(dest.queue, moved, self.requests.arrival_s)
         self.pool[moved] = dst
         return k
 
@@ -1274,6 +1286,32 @@ class RequestLevelServer:
             end_s=end,
             tokens_lost=self.tokens_lost.copy(),
         )
+
+
+    def judged_at(self, idx: np.ndarray, t: float) -> ServingOutcome:
+        """The requests ``idx`` (ascending) as they stood at ``t`` [s], for judging their
+        SLO and lateness only: :meth:`outcome` restricted to them and taken
+        :meth:`~ServingOutcome.at` ``t``, without what judging does not read (their
+        tokens decoded and energy are zeros, the per-pool ledger figures empty). Costs
+        ``O(len(idx))``, not ``O(requests of the run)`` as :meth:`outcome` does."""
+        pool, start, finish = self.pool[idx], self.start[idx], self.finish[idx]
+        finished = (pool >= 0) & ~np.isnan(start) & ~np.isnan(finish)
+        zeros = np.zeros(idx.size)
+        return ServingOutcome(
+            requests=self.requests.take(idx),
+            pools=self.pools,
+            pool=pool,
+            start=start,
+            first_token=self.first_token[idx],
+            finish=np.where(finished, finish, np.nan),
+            status=np.zeros(idx.size, dtype=np.int8),
+            tokens_decoded=zeros,
+            energy_j=zeros,
+            ledger_tokens=np.zeros(0),
+            ledger_tokens_after_end=np.zeros(0),
+            queue_history=np.zeros((0, len(self.pools))),
+            end_s=t,
+        ).at(t)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ import pandas as pd
 
 from mpc_dc.site.config import Site
 from mpc_dc.site.scenario import load_scenario
+from traces.errors import ConfigError
 from traces.grid import STEP
 
 STEP_S = STEP.total_seconds()
@@ -53,7 +54,9 @@ def event_rows(ledger: pd.DataFrame, pools: pd.DataFrame, site: Site) -> pd.Data
     event = ledger[ledger["dr_event"].astype(bool)]
     keys = list(zip(*(pools.index.get_level_values(n) for n in ("campus", "model", "precision")),
                     strict=True))
-    assert site.fleet is not None
+    if site.fleet is None:
+        raise ValueError("event_rows: the site has no fleet; expected the site of a run "
+                         "with a [fleet] (the split needs its pools' power line)")
     line = np.array([site.fleet.power_line(k[1], k[2]) for k in keys], dtype=float)
     p0, e = line[:, 0], line[:, 1]
     # the plan's intercept over the instance-seconds that drew power; the part of it
@@ -153,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="one row per (local event day, campus) instead of per interval")
     args = parser.parse_args(argv)
     scenario = load_scenario(args.scenario)
+    if scenario.site.fleet is None:
+        print(ConfigError(args.scenario, "the scenario has no fleet; expected the scenario "
+                          "of a run with a [fleet] table (the split needs its pools' power "
+                          "line)", key="fleet"), file=sys.stderr)
+        return 2
     rows = event_rows(pd.read_parquet(args.run / "ledger.parquet"),
                       pd.read_parquet(args.run / "pools.parquet"),
                       planned_site(scenario.site, args.run / "kpis.json"))

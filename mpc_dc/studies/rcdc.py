@@ -299,7 +299,9 @@ def window_inputs(data: RcdcData, site: Site, *, day: int) -> tuple[HorizonInput
     """
     campus = site.campuses[0]
     other = campus.other_it
-    assert other is not None, "the RCDC campus has other IT"
+    if other is None:
+        raise ValueError(f"window_inputs: campus {campus.name!r} has no other IT; expected "
+                         "the RCDC campus (its other IT does the load shape's work)")
     H = other.window_steps
     sl = slice(day * H, (day + 1) * H)
     work = work_from_utilisation(data.power_util[sl], other)
