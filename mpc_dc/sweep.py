@@ -831,13 +831,15 @@ def _dask_client(workers: int, scheduler: str | None, dashboard: str) -> Iterato
         else:
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    host="127.0.0.1", dashboard_address=dashboard,
-                                   silence_logs=logging.ERROR)
+                                   silence_logs=logging.CRITICAL)
             client = Client(cluster)
         try:
             yield client
         except BaseException:
-            # Interrupted: the nanny's "still alive after 4 s, killing" is expected now.
-            dask_logger.setLevel(logging.ERROR)
+            # Interrupted: the nanny's "still alive after 4 s, killing" and the comm
+            # errors of heartbeats cut mid-flight (logged with their traceback) are
+            # expected now; the user gets the one interruption line.
+            dask_logger.setLevel(logging.CRITICAL)
             raise
         finally:
             client.close()
