@@ -284,7 +284,7 @@ def _matrix(value: object, shape: tuple[int, int], name: str) -> np.ndarray:
         arr = arr.reshape(shape)
     if arr.shape != shape:
         raise ValueError(f"HorizonInputs.{name}: expected shape {shape}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():  # the method: np.all's dispatch costs more here
         raise ValueError(f"HorizonInputs.{name}: non-finite value")
     arr.flags.writeable = False
     return arr
@@ -501,8 +501,8 @@ class PlantState:
                 continue
             arr = np.array(value, dtype=float, copy=True)
             arr = arr.reshape(1, -1) if arr.ndim == 1 else arr
-            if (arr.ndim != 2 or not np.all(np.isfinite(arr)) or np.any(arr < -_TOL)
-                    or np.any(np.diff(arr, axis=1) < -_TOL)):
+            if (arr.ndim != 2 or not np.isfinite(arr).all() or (arr < -_TOL).any()
+                    or (np.diff(arr, axis=1) < -_TOL).any()):
                 raise ValueError(f"PlantState.{name}: expected (C, H) non-negative values, "
                                  "non-decreasing over time")
             arr.flags.writeable = False
@@ -511,7 +511,7 @@ class PlantState:
             value = getattr(self, name)
             if value is not None:
                 arr = np.atleast_1d(np.array(value, dtype=float)).reshape(-1)
-                if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+                if not np.isfinite(arr).all() or (arr < 0).any():
                     raise ValueError(f"PlantState.{name}: expected finite values >= 0, got "
                                      f"{value!r}")
                 arr.flags.writeable = False
