@@ -261,7 +261,10 @@ class HourlyForecaster(BaseForecaster):
         hour_pos = (ns(targets) - int(self._hour0_time.value)) // HOUR.value
         steps = (hour_pos - (n_hours - 1)).astype(np.int64)
         need = int(steps.max())
-        key = (n_hours, *self._known_signature(targets[0]))
+        # ``targets[0]`` boxes a Timestamp (~7 µs): only the regressors' publication
+        # state and a table to build need it, not the hits of a model without regressors.
+        key = ((n_hours, *self._known_signature(targets[0])) if self.regressor_names
+               else (n_hours,))
         if self._cache is None or self._cache[0] != key or len(self._cache[1]) < need:
             loc, scale = self._forecast(max(need, MIN_CACHE_HOURS), targets[0])
             self._cache = (key, np.column_stack([loc, scale]))

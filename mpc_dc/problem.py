@@ -34,11 +34,12 @@ Example
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Literal
 
@@ -283,7 +284,7 @@ def _matrix(value: object, shape: tuple[int, int], name: str) -> np.ndarray:
         arr = arr.reshape(shape)
     if arr.shape != shape:
         raise ValueError(f"HorizonInputs.{name}: expected shape {shape}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():  # the method: np.all's dispatch costs more here
         raise ValueError(f"HorizonInputs.{name}: non-finite value")
     arr.flags.writeable = False
     return arr
@@ -338,24 +339,57 @@ class HorizonInputs:
         M = d.shape[0] if d.ndim == 2 else (1 if d.size else 0)
         object.__setattr__(self, "demand_tokens_per_s",
                            _matrix(d.reshape(M, H) if d.ndim < 2 else d, (M, H), "demand"))
-        for name in ("import_price_usd_per_mwh", "export_price_usd_per_mwh",
-                     "carbon_gco2_per_kwh", "renewable_cf", "work_nd_wu"):
-            object.__setattr__(self, name, _matrix(getattr(self, name), (C, H), name))
-        for name in ("dr_event", "dr_baseline_mw", "gpus_available"):
-            if getattr(self, name) is not None:
+        for name in _ROW_FIELDS:
+            if getattr(self, name) is not None or name not in _OPTIONAL_ROW_FIELDS:
                 object.__setattr__(self, name, _matrix(getattr(self, name), (C, H), name))
-        checks = (("demand_tokens_per_s", self.demand_tokens_per_s < 0, "values >= 0"),
-                  ("renewable_cf", (self.renewable_cf < 0) | (self.renewable_cf > 1 + _TOL),
-                   "values in [0, 1]"),
-                  ("work_nd_wu", self.work_nd_wu < 0, "values >= 0"))
-        for name, bad, what in checks:
-            if np.any(bad):
-                raise ValueError(f"HorizonInputs.{name}: expected {what}")
-        for name in ("dr_reward_usd_per_kwh", "dr_penalty_usd_per_kwh"):
-            value = getattr(self, name)
+        for name in _RANGES:
+            self._check_range(name)
+        for name in _SCALAR_FIELDS:
+            self._check_range(name)
+
+    def _check_range(self, name: str) -> None:
+        """Raise unless field ``name`` (shaped already) is in its range (:data:`_RANGES`,
+        :data:`_SCALAR_FIELDS`)."""
+        value = getattr(self, name)
+        if name in _SCALAR_FIELDS:
             if value is not None and not 0.0 <= value < np.inf:
                 raise ValueError(f"HorizonInputs.{name}: expected a finite value >= 0, got "
                                  f"{value!r}")
+            return
+        bounds = _RANGES.get(name)
+        if bounds is None:
+            return
+        low, high, what = bounds
+        # ``.any()`` on the array: np.any's dispatch cost more than the test here.
+        if (value < low).any() or (high is not None and (value > high).any()):
+            raise ValueError(f"HorizonInputs.{name}: expected {what}")
+
+    def with_fields(self, **changes: object) -> HorizonInputs:
+        """``dataclasses.replace(self, **changes)`` that validates only the changed
+        fields (the others were validated when ``self`` was built): the loop changes
+        one or two arrays per step, and re-validating eleven costs more than that.
+
+        Raises
+        ------
+        ValueError
+            As the constructor, for a changed field (unknown names: TypeError).
+        """
+        unknown = set(changes) - set(_FIELD_NAMES)
+        if unknown:
+            raise TypeError(f"HorizonInputs.with_fields: unknown field(s) {sorted(unknown)}")
+        out = copy.copy(self)
+        C, H = self.n_campuses, self.horizon_steps
+        for name, given in changes.items():
+            value = given
+            if name == "demand_tokens_per_s":
+                value = _matrix(given, (self.demand_tokens_per_s.shape[0], H), "demand")
+            elif name in _ROW_FIELDS and (given is not None
+                                          or name not in _OPTIONAL_ROW_FIELDS):
+                value = _matrix(given, (C, H), name)
+            object.__setattr__(out, name, value)
+        for name in changes:
+            out._check_range(name)
+        return out
 
     @classmethod
     def build(cls, site: Site, horizon_steps: int, *,
@@ -398,6 +432,23 @@ class HorizonInputs:
     def n_campuses(self) -> int:
         """C."""
         return int(self.import_price_usd_per_mwh.shape[0])
+
+
+_ROW_FIELDS = ("import_price_usd_per_mwh", "export_price_usd_per_mwh", "carbon_gco2_per_kwh",
+               "renewable_cf", "work_nd_wu", "dr_event", "dr_baseline_mw", "gpus_available")
+"""Fields of :class:`HorizonInputs` with one row per campus, (C, H)."""
+_OPTIONAL_ROW_FIELDS = ("dr_event", "dr_baseline_mw", "gpus_available")
+"""The fields of :data:`_ROW_FIELDS` that may be None."""
+_RANGES: dict[str, tuple[float, float | None, str]] = {
+    "demand_tokens_per_s": (0.0, None, "values >= 0"),
+    "renewable_cf": (0.0, 1.0 + _TOL, "values in [0, 1]"),
+    "work_nd_wu": (0.0, None, "values >= 0"),
+}
+"""(lowest, highest or None, what the error says) of the range-checked array fields."""
+_SCALAR_FIELDS = ("dr_reward_usd_per_kwh", "dr_penalty_usd_per_kwh")
+"""Optional price overrides of :class:`HorizonInputs` [$/kWh]."""
+_FIELD_NAMES = tuple(f.name for f in fields(HorizonInputs))
+"""Every field of :class:`HorizonInputs`."""
 
 
 def _rows_of(value: np.ndarray, C: int, name: str) -> np.ndarray:
@@ -450,8 +501,8 @@ class PlantState:
                 continue
             arr = np.array(value, dtype=float, copy=True)
             arr = arr.reshape(1, -1) if arr.ndim == 1 else arr
-            if (arr.ndim != 2 or not np.all(np.isfinite(arr)) or np.any(arr < -_TOL)
-                    or np.any(np.diff(arr, axis=1) < -_TOL)):
+            if (arr.ndim != 2 or not np.isfinite(arr).all() or (arr < -_TOL).any()
+                    or (np.diff(arr, axis=1) < -_TOL).any()):
                 raise ValueError(f"PlantState.{name}: expected (C, H) non-negative values, "
                                  "non-decreasing over time")
             arr.flags.writeable = False
@@ -460,7 +511,7 @@ class PlantState:
             value = getattr(self, name)
             if value is not None:
                 arr = np.atleast_1d(np.array(value, dtype=float)).reshape(-1)
-                if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+                if not np.isfinite(arr).all() or (arr < 0).any():
                     raise ValueError(f"PlantState.{name}: expected finite values >= 0, got "
                                      f"{value!r}")
                 arr.flags.writeable = False

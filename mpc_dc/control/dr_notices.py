@@ -12,7 +12,6 @@ Under ``s1_plan`` (the baseline known before the run) it changes nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -65,5 +64,5 @@ class DrNotices:
         told = np.full((len(self.columns), H), np.nan)
         told[:, :n] = self.baseline_mw[step: step + n].T
         known = np.isfinite(told)
-        return replace(inputs, dr_event=np.where(known, inputs.dr_event, 0.0),
-                       dr_baseline_mw=np.where(known, told, 0.0))
+        return inputs.with_fields(dr_event=np.where(known, inputs.dr_event, 0.0),
+                                  dr_baseline_mw=np.where(known, told, 0.0))

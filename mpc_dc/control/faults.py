@@ -17,7 +17,6 @@ are the planned ones.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -48,4 +47,4 @@ def known_now(exo: SiteExogenous, obs: Observation, inputs: HorizonInputs) -> Ho
                     else np.repeat(np.array([float(c.gpus) for c in exo.site.campuses])[:, None],
                                    H, axis=1))
             changes["gpus_available"] = np.maximum(gpus - np.maximum(lost, 0.0)[:, None], 0.0)
-    return replace(inputs, **changes) if changes else inputs
+    return inputs.with_fields(**changes) if changes else inputs

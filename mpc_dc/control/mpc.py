@@ -374,7 +374,7 @@ def project(site: Site, inputs: HorizonInputs, state: PlantState, faults: Counte
     cap = max_work_per_interval_wu(site, inputs)
     if np.any(inputs.work_nd_wu > cap):
         faults["forecast_above_capacity"] += 1
-        inputs = replace(inputs, work_nd_wu=np.minimum(inputs.work_nd_wu, cap))
+        inputs = inputs.with_fields(work_nd_wu=np.minimum(inputs.work_nd_wu, cap))
     due = state.df_due_cum_wu
     if due is not None and due.any():
         reachable = earliest_completion_wu(site, inputs, state, wmax=cap)
@@ -484,6 +484,12 @@ class MpcPolicy:
         self.injector = faults
         self._capacity = serving_capacity_tokens_per_s(self.site)
         self._tz = exo.local_tz
+        # Whether each run interval starts at a local midnight, by its UTC start [ns]:
+        # converted once for the run rather than a Timestamp per step.
+        local = pd.DatetimeIndex(exo.run_index).tz_convert(self._tz)
+        self._midnight: dict[int, bool] = dict(zip(
+            pd.DatetimeIndex(exo.run_index).as_unit("ns").asi8.tolist(),
+            ((local.hour == 0) & (local.minute == 0)).tolist(), strict=True))
         self.last_result: SolveResult | None = None
         self.last_inputs: tuple[HorizonInputs, PlantState] | None = None
         # Output tokens and requests seen so far per model (mean tokens per request).
@@ -563,8 +569,13 @@ class MpcPolicy:
 
     def may_reprovision(self, obs: Observation) -> bool:
         """Sw off: the constant fleet is sized at the run start and each local midnight."""
-        local = pd.Timestamp(obs.time).tz_convert(self._tz)
-        return obs.step == 0 or (local.hour == 0 and local.minute == 0)
+        if obs.step == 0:
+            return True
+        midnight = self._midnight.get(pd.Timestamp(obs.time).value)
+        if midnight is None:  # not a run interval (a caller's own observation)
+            local = pd.Timestamp(obs.time).tz_convert(self._tz)
+            midnight = local.hour == 0 and local.minute == 0
+        return midnight
 
     def horizon_inputs(self, obs: Observation) -> tuple[HorizonInputs, PlantState]:
         """Inputs and state at ``obs`` from the forecasts and the observed state."""
@@ -575,7 +586,7 @@ class MpcPolicy:
                                       deadline_margin_steps=self.deadline_margin_steps,
                                       may_reprovision=self.may_reprovision(obs))
         if self.work_nd_quantile is not None:
-            inputs = replace(inputs, work_nd_wu=self.reserved_work_nd(
+            inputs = inputs.with_fields(work_nd_wu=self.reserved_work_nd(
                 obs, n, inputs.work_nd_wu, self.work_nd_quantile))
         return self.dr_notices.apply(obs.step, known_now(self.exo, obs, inputs)), state
 
