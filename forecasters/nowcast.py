@@ -15,7 +15,9 @@ quantile forecast ``q[k]`` is shifted by the same amount as the point,
 ``q'[k] = q[k] + w[k] (y − f[k])``: the blend moves the level, not the spread.
 
 τ is chosen by a backtest (``mpc-dc backtest --nowcast-tau-h``, docs/forecasters.md)
-and used by the MPC on its demand channels (``controller.nowcast_tau_h``).
+and used by the MPC on its demand channels (``controller.nowcast_tau_h``), its price
+channels (``controller.price_nowcast_tau_h``) and its renewable capacity factors
+(``controller.renewable_nowcast_tau_h``); :data:`BACKTEST_TAU_H_OF` holds the defaults.
 """
 
 from __future__ import annotations
@@ -46,6 +48,32 @@ study, the hourly models got 0.25 h: there they have absorbed the last observati
 every issue time, in the loop at one issue in four (:mod:`forecasters.hourly` uses
 complete hours only). A forecaster not named here (persistence: its own nowcast) gets 0:
 no blend."""
+
+
+PRICE_BACKTEST_TAU_H: dict[str, float] = {
+    "seasonal_naive_daily": 16.0,
+    "sarimax": 12.0,
+}
+"""Time constant [h] of each forecaster's price nowcast: the τ of the grid 0.5, 1, 2, 4, 6,
+8, 12, 16, 24, 36, 48, 96 h with the lowest MAE over all leads (15 min to 24 h), averaged
+over the NYISO real-time LMP of zones D, A and J (the campuses of nyiso_wind_fleet),
+issued every 15 min over April 2022 after 14 days of fit, each hour observed at its end
+(docs/forecasters.md, "Nowcast of prices and wind", has the commands and the table).
+A forecaster not named here gets 0: no blend."""
+
+RENEWABLE_BACKTEST_TAU_H: dict[str, float] = {
+    "seasonal_naive_daily": 36.0,
+    "sarimax": 8.0,
+}
+"""Time constant [h] of each forecaster's renewable (capacity factor) nowcast: chosen as
+:data:`PRICE_BACKTEST_TAU_H` on the NY wind capacity factor of April 2022."""
+
+BACKTEST_TAU_H_OF: dict[str, dict[str, float]] = {
+    "demand": BACKTEST_TAU_H,
+    "price": PRICE_BACKTEST_TAU_H,
+    "renewable": RENEWABLE_BACKTEST_TAU_H,
+}
+"""The backtest's time constants [h] per channel group the MPC nowcasts."""
 
 
 def nowcast_weights(first_distance_s: float | np.ndarray, steps: int, tau_s: float,

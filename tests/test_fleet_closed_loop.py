@@ -189,20 +189,21 @@ def test_fallback_counted_when_solver_forced_to_fail(case: tuple[Scenario, SiteE
 
 def _fleet_policy(case: tuple[Scenario, SiteExogenous], data: SiteExogenous,
                   forecasts: ChannelForecasts) -> MpcPolicy:
-    """The MPC with everything that reads observations on: the demand nowcast (τ = 1 h),
-    a queue drained over 30 min and the lateness block."""
+    """The MPC with everything that reads observations on: the demand, price and
+    renewable nowcasts (τ = 1 h), a queue drained over 30 min and the lateness block."""
     spec = case[0].controller
     return MpcPolicy(data, copy.deepcopy(forecasts), spec.horizon_steps,
                      options=solver_options(spec), min_instances_per_model=1,
-                     lateness=lateness_prices(data, 0.001, 1e-5), nowcast_tau_steps=4.0,
+                     lateness=lateness_prices(data, 0.001, 1e-5),
+                     nowcast_tau_steps=dict.fromkeys(("demand", "price", "renewable"), 4.0),
                      drain_steps=2.0)
 
 
 @pytest.mark.parametrize("name", forecaster_names())
 def test_causality_poisoned_future(case: tuple[Scenario, SiteExogenous], name: str) -> None:
     """Decisions and forecasts up to step t are identical when everything unpublished at
-    t is poisoned (prices, carbon, demand), with the demand nowcast on (it blends the last
-    published demand into the forecast: it must read nothing later).
+    t is poisoned (prices, carbon, demand), with the nowcasts on (they blend the last
+    published demand, price and wind into the forecasts: they must read nothing later).
 
     Issue times at :15, :30 and :45: the hourly price and carbon of the current hour
     are published at its end, so poisoning the whole hour must not reach the decision.

@@ -277,5 +277,5 @@ def test_mpc_demand_nowcast_and_drain_by_hand() -> None:
     np.testing.assert_allclose(queued[0] - got[0],
                                [9 * n_bar / 1800.0] * 2 + [0.0] * 6, rtol=1e-12)
     # Without a time constant the forecast is planned as it is.
-    policy.nowcast_tau_steps = 0.0
+    policy.nowcast_tau["demand"] = 0.0
     np.testing.assert_allclose(policy.demand(obs, 8, point), 400.0)

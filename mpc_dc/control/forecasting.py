@@ -51,6 +51,7 @@ import pandas as pd
 
 from forecasters.base import BaseForecaster, LookaheadError, NotFittedError
 from forecasters.known_ahead import KnownAhead
+from forecasters.nowcast import nowcast_shift, nowcast_weights
 from forecasters.presets import Quantity, make_for
 from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.site.config import Site
@@ -294,6 +295,9 @@ class ChannelForecasts:
         self._last_seen: dict[str, pd.Timestamp | None] = {
             c: f.cutoff for c, f in self.forecasters.items()}
         self._last_value: dict[str, float] = {}
+        # The latest interval observed in the run per channel and its value (NaN kept:
+        # a missing value is no nowcast), for :meth:`nowcast`.
+        self._latest: dict[str, tuple[pd.Timestamp, float]] = {}
         self._raised: set[str] = set()
         # Forecasts of the last fresh call per channel (and quantile level), reused
         # when the forecasts are stale.
@@ -306,6 +310,9 @@ class ChannelForecasts:
             if rows is not None:
                 rows.append((time, float(value)))
                 self._last_seen[channel] = time
+                latest = self._latest.get(channel)
+                if latest is None or time >= latest[0]:
+                    self._latest[channel] = (pd.Timestamp(time), float(value))
                 if np.isfinite(value):
                     self._last_value[channel] = float(value)
 
@@ -353,6 +360,23 @@ class ChannelForecasts:
         if self.injector is not None:
             self._previous[channel, None] = (time, values)
         return values
+
+    def nowcast(self, channel: str, time: pd.Timestamp, point: np.ndarray,
+                tau_steps: float) -> np.ndarray:
+        """What the nowcast adds to ``channel``'s forecast ``point`` (n,) issued at
+        ``time`` and to each of its quantiles [channel units]: the latest value observed
+        in the run blended in with weights ``exp(−d/τ)``, ``d`` from the end of its
+        interval to the end of each target (:mod:`forecasters.nowcast`). Zeros for
+        ``tau_steps`` = 0 [intervals], before the first observation and when the latest
+        value is missing."""
+        latest = self._latest.get(channel)
+        if tau_steps <= 0 or latest is None:
+            return np.zeros(len(point))
+        step_s = STEP.total_seconds()
+        # from the end of the observed interval to the end of the first target
+        first = (time - latest[0]).total_seconds()
+        weights = nowcast_weights(max(first, 0.0), len(point), tau_steps * step_s, step_s)
+        return nowcast_shift(point, latest[1], weights)
 
     def quantile(self, channel: str, time: pd.Timestamp, steps: int, level: float
                  ) -> np.ndarray:

@@ -35,7 +35,8 @@ capacity, :func:`serving_capacity_tokens_per_s`); nowcast: the demand observed i
 last published interval ``y`` blended into the first hours,
 ``+ exp(−d/τ) (y − f)`` with ``d`` the time from the end of that interval to the end of
 each planned one and ``f`` the point forecast (:mod:`forecasters.nowcast`;
-``controller.nowcast_tau_h``, not for the Oracle, which needs no nowcast); plus the
+``controller.nowcast_tau_h``, not for the Oracle, which needs no nowcast; the
+quantile provisioned is shifted by the same amount); plus the
 requests queued now, drained within the target time ``T`` on top of the forecast
 arrivals: queue × mean output tokens per request observed so far / ``T`` in every
 interval of ``[0, T)`` (``controller.backlog_drain_h``; with ``T`` = 15 min all of it
@@ -46,6 +47,13 @@ demand-response schedule (event flags and baseline) and the GPUs available are
 known ahead and read from the run's data. Instances running or starting are the
 fleet state; without switching flexibility the constant fleet may be re-sized at
 the run start and at each local midnight (``run.local_tz``).
+
+Price and renewable nowcast (:meth:`MpcPolicy.signal_nowcast`): the same blend of the
+last published value into the point forecast of each price and renewable channel
+(``controller.price_nowcast_tau_h``, ``controller.renewable_nowcast_tau_h``; not for
+the Oracle), and the same shift of the price quantile read for curtailment. An hourly
+price published at the end of its hour is 15–45 min older at the quarters after it:
+``d`` counts from the end of the last interval published.
 
 Curtailment (:meth:`MpcPolicy.confident_curtailment`): the plan curtails renewable
 output while importing where the forecast import price is negative (paid to import);
@@ -82,11 +90,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from forecasters.nowcast import nowcast_shift, nowcast_weights
 from mpc_dc.control.baseline import rule_decision, with_min_instances
 from mpc_dc.control.dr_notices import DrNotices
 from mpc_dc.control.faults import known_now
-from mpc_dc.control.forecasting import ChannelForecasts
+from mpc_dc.control.forecasting import ChannelForecasts, group
 from mpc_dc.problem import (
     Form,
     Formulation,
@@ -110,6 +117,10 @@ if TYPE_CHECKING:
     from mpc_dc.sim.faults import FaultInjector
 
 logger = logging.getLogger(__name__)
+
+NOWCAST_GROUPS = ("demand", "price", "renewable")
+"""Channel groups the MPC can nowcast (``nowcast_tau_steps``): the demand in
+:meth:`MpcPolicy.demand`, prices and renewable output in :meth:`MpcPolicy.signal_nowcast`."""
 
 SOLVER_EXCEPTIONS: tuple[type[Exception], ...] = (RuntimeError, ValueError, ArithmeticError)
 """Exceptions a solve may raise (HiGHS/cvxpy trouble) that trigger the fallback chain."""
@@ -419,8 +430,9 @@ class MpcPolicy:
     lateness : LatenessPrices, optional
         Carry and price the backlog the plan leaves (the lateness block); None: what a
         column cannot serve is unserved.
-    nowcast_tau_steps : float [intervals]
-        Time constant of the demand nowcast (0: none).
+    nowcast_tau_steps : float or Mapping[str, float] [intervals]
+        Time constant of the nowcast per channel group of :data:`NOWCAST_GROUPS`
+        (absent or 0: none); a float is the demand's.
     drain_steps : float [intervals]
         Target time to drain an observed queue, on top of the forecast arrivals (> 0).
     faults : FaultInjector, optional
@@ -442,14 +454,18 @@ class MpcPolicy:
         work_nd_quantile: float | None = None,
         curtail_confidence: float = 0.5,
         lateness: LatenessPrices | None = None,
-        nowcast_tau_steps: float = 0.0,
+        nowcast_tau_steps: float | Mapping[str, float] = 0.0,
         drain_steps: float = 1.0,
         faults: FaultInjector | None = None,
         name: str = "mpc",
     ) -> None:
-        if not nowcast_tau_steps >= 0 or not drain_steps > 0:
-            raise ValueError(f"MpcPolicy: expected nowcast_tau_steps >= 0 and drain_steps > "
-                             f"0, got {nowcast_tau_steps!r} and {drain_steps!r}")
+        taus = (dict(nowcast_tau_steps) if isinstance(nowcast_tau_steps, Mapping)
+                else {"demand": float(nowcast_tau_steps)})
+        if (not set(taus) <= set(NOWCAST_GROUPS) or not all(t >= 0 for t in taus.values())
+                or not drain_steps > 0):
+            raise ValueError(f"MpcPolicy: expected nowcast_tau_steps >= 0 (per group of "
+                             f"{NOWCAST_GROUPS}) and drain_steps > 0, got "
+                             f"{nowcast_tau_steps!r} and {drain_steps!r}")
         self.name = name
         self.exo = exo
         self.site = exo.site
@@ -479,7 +495,10 @@ class MpcPolicy:
         self.deadline_margin_steps = deadline_margin_steps
         self.work_nd_quantile = work_nd_quantile
         self.curtail_confidence = float(curtail_confidence)
-        self.nowcast_tau_steps = float(nowcast_tau_steps)
+        self.nowcast_tau = {g: float(t) for g, t in taus.items()}
+        # What the price and renewable nowcast added to the last horizon's point
+        # forecasts, and its issue time (the curtailment's quantile is shifted alike).
+        self._signal_shifts: tuple[pd.Timestamp, dict[str, np.ndarray]] | None = None
         self.drain_steps = float(drain_steps)
         self.injector = faults
         self._capacity = serving_capacity_tokens_per_s(self.site)
@@ -495,9 +514,6 @@ class MpcPolicy:
         # Output tokens and requests seen so far per model (mean tokens per request).
         self._tokens_seen = np.zeros(len(self.site.models))
         self._requests_seen = np.zeros(len(self.site.models))
-        # The latest published demand per model and the start of its interval (nowcast).
-        self._last_demand = np.full(len(self.site.models), np.nan)
-        self._last_time: pd.Timestamp | None = None
         for m, model in enumerate(self.site.models):
             tok = exo.published_history(column("tokens_per_s", model)).to_numpy(dtype=float)
             req = exo.published_history(column("requests_per_h", model)).to_numpy(dtype=float)
@@ -517,11 +533,6 @@ class MpcPolicy:
             if tok is not None and req is not None and np.isfinite(tok) and np.isfinite(req):
                 self._tokens_seen[m] += float(tok) * STEP.total_seconds()
                 self._requests_seen[m] += float(req) * STEP.total_seconds() / 3600.0
-        latest = self._last_time is None or time >= self._last_time
-        if latest and any(column("tokens_per_s", m) in values for m in self.site.models):
-            self._last_time = pd.Timestamp(time)
-            self._last_demand = np.array([values.get(column("tokens_per_s", m), np.nan)
-                                          for m in self.site.models], dtype=float)
 
     def _published(self, channel: str, time: pd.Timestamp) -> pd.Timestamp:
         """Last interval of ``channel`` its publication rule has delivered by ``time``."""
@@ -557,15 +568,25 @@ class MpcPolicy:
     def nowcast(self, obs: Observation, points: np.ndarray) -> np.ndarray:
         """What the nowcast adds to the demand forecast (M, n) [tokens/s]: the last
         published demand blended in with weights decaying from the end of its interval
-        (:mod:`forecasters.nowcast`); zeros without a time constant or an observation."""
-        if self.nowcast_tau_steps <= 0 or self._last_time is None:
-            return np.zeros_like(points)
-        step_s = STEP.total_seconds()
-        # from the end of the observed interval to the end of the first planned one
-        first = (obs.time - self._last_time).total_seconds()
-        weights = nowcast_weights(max(first, 0.0), points.shape[1],
-                                  self.nowcast_tau_steps * step_s, step_s)
-        return nowcast_shift(points, self._last_demand, weights)
+        (:meth:`ChannelForecasts.nowcast`); zeros without a time constant or an
+        observation."""
+        tau = self.nowcast_tau.get("demand", 0.0)
+        return np.vstack([self.forecasts.nowcast(column("tokens_per_s", m), obs.time,
+                                                 points[i], tau)
+                          for i, m in enumerate(self.site.models)])
+
+    def signal_nowcast(self, obs: Observation, point: Mapping[str, np.ndarray]
+                       ) -> dict[str, np.ndarray]:
+        """What the nowcast adds to the point forecast of each price and renewable
+        channel with a time constant (n,) [channel units]
+        (:meth:`ChannelForecasts.nowcast`; the demand's is in :meth:`demand`)."""
+        shifts: dict[str, np.ndarray] = {}
+        for channel, values in point.items():
+            kind = group(channel)
+            tau = self.nowcast_tau.get(kind, 0.0)
+            if kind != "demand" and tau > 0:
+                shifts[channel] = self.forecasts.nowcast(channel, obs.time, values, tau)
+        return shifts
 
     def may_reprovision(self, obs: Observation) -> bool:
         """Sw off: the constant fleet is sized at the run start and each local midnight."""
@@ -581,6 +602,9 @@ class MpcPolicy:
         """Inputs and state at ``obs`` from the forecasts and the observed state."""
         n = min(self.horizon_steps, self.exo.n_steps - obs.step)
         point = self.forecasts.predict(obs.time, n)
+        shifts = self.signal_nowcast(obs, point)
+        self._signal_shifts = (pd.Timestamp(obs.time), shifts)
+        point = {c: v + shifts[c] if c in shifts else v for c, v in point.items()}
         inputs, state = build_horizon(self.exo, obs, point, self.horizon_steps,
                                       demand_tokens_per_s=self.demand(obs, n, point),
                                       deadline_margin_steps=self.deadline_margin_steps,
@@ -609,15 +633,20 @@ class MpcPolicy:
     def confident_curtailment(self, obs: Observation, decision: Decision) -> Decision:
         """``decision`` with each campus's curtailment withdrawn unless the
         ``curtail_confidence`` quantile of its import price forecast for the committed
-        interval is negative (module docstring). Withdrawing it only lowers the
-        import: the renewable output it frees serves the load."""
+        interval is negative (module docstring), shifted as the point forecast by the
+        price nowcast. Withdrawing it only lowers the import: the renewable output it
+        frees serves the load."""
         campuses = dict(decision.campuses)
+        shifts = ({} if self._signal_shifts is None or self._signal_shifts[0] != obs.time
+                  else self._signal_shifts[1])
         for c in self.site.campuses:
             own = decision.campus(c.name)
             if own.curtailed_mw <= 0.0 or c.renewable is None:
                 continue
-            q = self.forecasts.quantile(column("price_usd_per_mwh", c.name), obs.time, 1,
-                                        self.curtail_confidence)[:1]
+            channel = column("price_usd_per_mwh", c.name)
+            q = self.forecasts.quantile(channel, obs.time, 1, self.curtail_confidence)[:1]
+            if channel in shifts:
+                q = q + shifts[channel][:1]
             import_price, _ = tariff_prices(q, c.grid.tariff)
             # An unknown spread (+inf at a level above the median) is no confidence.
             if not import_price[0] < 0.0:

@@ -529,6 +529,11 @@ class ControllerSpec:
         into the demand forecast (:mod:`forecasters.nowcast`; 0: none; never for
         ``perfect``); None (the default): the forecaster's, chosen by the BurstGPT
         backtest (:data:`forecasters.nowcast.BACKTEST_TAU_H`, docs/forecasters.md).
+    price_nowcast_tau_h, renewable_nowcast_tau_h : float or None [h]
+        The same for the last published market price of each campus and for its
+        renewable capacity factor (never for an ``oracle`` on the group, nor for prices
+        known ahead); None: the forecaster's, chosen by the NYISO April 2022 backtest
+        (:data:`forecasters.nowcast.BACKTEST_TAU_H_OF`).
     backlog_drain_h : float [h]
         The MPC plans to serve the requests queued now within this time, on top of the
         forecast arrivals (> 0).
@@ -571,6 +576,8 @@ class ControllerSpec:
     work_nd_quantile: float = 0.9
     curtail_confidence: float = 0.8
     nowcast_tau_h: float | None = None
+    price_nowcast_tau_h: float | None = None
+    renewable_nowcast_tau_h: float | None = None
     backlog_drain_h: float = 0.25
     lateness_weight: float = 1.0
     fast_layer: FastLayerConfig = field(default_factory=FastLayerConfig)
@@ -584,8 +591,9 @@ class ControllerSpec:
         positive(SOURCE, "controller.deadline_margin_h", self.deadline_margin_h,
                  allow_zero=True)
         check_noise(self.error_level, self.bias, self.autocorrelation, "controller")
-        if self.nowcast_tau_h is not None:
-            positive(SOURCE, "controller.nowcast_tau_h", self.nowcast_tau_h, allow_zero=True)
+        for key in ("nowcast_tau_h", "price_nowcast_tau_h", "renewable_nowcast_tau_h"):
+            if getattr(self, key) is not None:
+                positive(SOURCE, f"controller.{key}", getattr(self, key), allow_zero=True)
         positive(SOURCE, "controller.backlog_drain_h", self.backlog_drain_h)
         positive(SOURCE, "controller.lateness_weight", self.lateness_weight, allow_zero=True)
         positive(SOURCE, "controller.min_instances_per_model", self.min_instances_per_model,
@@ -669,18 +677,32 @@ class ControllerSpec:
 
     @property
     def nowcast_tau_steps(self) -> float:
-        """Nowcast time constant [intervals]: ``nowcast_tau_h``, else the demand
-        forecaster's backtest choice; 0 when the demand forecast is exact (``perfect``,
-        or the ``oracle`` on the ``demand`` group: an Oracle needs none, and the regret
-        attribution counts the nowcast with the demand channel)."""
-        from forecasters.nowcast import BACKTEST_TAU_H
+        """Demand nowcast time constant [intervals] (:meth:`group_nowcast_tau_steps`)."""
+        return self.group_nowcast_tau_steps("demand")
 
-        demand = self.group_forecaster("demand")
-        if demand == "oracle":
+    def group_nowcast_tau_steps(self, group: str) -> float:
+        """Nowcast time constant of channel group ``group`` (``demand``, ``price`` or
+        ``renewable``) [intervals]: its key (``nowcast_tau_h``, ``price_nowcast_tau_h``,
+        ``renewable_nowcast_tau_h``), else the group's forecaster's backtest choice
+        (:data:`forecasters.nowcast.BACKTEST_TAU_H_OF`); 0 when the group's forecast
+        is exact (``perfect``, or the ``oracle`` on the group: an Oracle needs none, and
+        the regret attribution counts the nowcast with the group's channel) and for
+        prices known ahead (the published day-ahead price is no forecast to correct)."""
+        from forecasters.nowcast import BACKTEST_TAU_H_OF
+
+        name = self.group_forecaster(group)
+        if name == "oracle" or (group == "price" and self.price_known_ahead):
             return 0.0
-        tau = (BACKTEST_TAU_H.get(demand, 0.0) if self.nowcast_tau_h is None
-               else self.nowcast_tau_h)
+        own = {"demand": self.nowcast_tau_h, "price": self.price_nowcast_tau_h,
+               "renewable": self.renewable_nowcast_tau_h}[group]
+        tau = BACKTEST_TAU_H_OF[group].get(name, 0.0) if own is None else own
         return 4 * tau
+
+    @property
+    def nowcast_taus_steps(self) -> dict[str, float]:
+        """Nowcast time constant per channel group that has one [intervals]
+        (:data:`mpc_dc.control.mpc.NOWCAST_GROUPS`)."""
+        return {g: self.group_nowcast_tau_steps(g) for g in ("demand", "price", "renewable")}
 
     @property
     def backlog_drain_steps(self) -> float:
