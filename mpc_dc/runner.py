@@ -565,7 +565,8 @@ def compare(
     relative MIP gap of the row's solves; the offline row's is its whole-run plan's
     certified gap to the bound [%]; NaN without solves); ``solves_not_optimal``;
     ``deadline_missed_wu``; ``tokens_unserved``; ``fallbacks``; ``solve_median_ms``;
-    ``wall_time_s`` (setup + simulation; the offline row's includes its solve).
+    ``wall_time_s`` (setup + simulation + the DR lead-in, :func:`with_meter_history`;
+    the offline row's includes its solve).
 
     Parameters
     ----------
@@ -660,7 +661,7 @@ def summary_row(outcome: RunOutcome) -> dict[str, Any]:
         "mip_gap_pct": 100.0 * gap if math.isfinite(gap) else math.nan,
         "solves_not_optimal": k["solves"] - k["solve_statuses"].get("optimal", 0),
         "solve_median_ms": 1000.0 * k["solve_time_median_s"],
-        "wall_time_s": k["wall_time_s"] + k["setup_time_s"],
+        "wall_time_s": k["wall_time_s"] + k["setup_time_s"] + k.get("dr_lead_in_time_s", 0.0),
     }
     if offline:
         row["offline_method"] = k["offline_method"]
