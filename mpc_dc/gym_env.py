@@ -49,7 +49,7 @@ from mpc_dc.policy import (
     Observation,
     PolicyContext,
 )
-from mpc_dc.runner import fault_injector, prepare
+from mpc_dc.runner import fault_injector, prepare, with_meter_history
 from mpc_dc.sim.engine import LEDGER_COLUMNS, RunResult, finish, simulation
 from mpc_dc.sim.exogenous import SiteExogenous
 from mpc_dc.sim.meter import net_cost_usd
@@ -402,14 +402,18 @@ class DataCenterEnv(gymnasium.Env[Obs, Action]):
     # -- helpers ---------------------------------------------------------------------------
     def _prepare(self, run_seed: int) -> tuple[Scenario, SiteExogenous]:
         """:func:`~mpc_dc.runner.prepare` of the scenario with ``run.seed = run_seed``
-        (kept for the last few seeds)."""
+        and the DR programme's meter history before the episode under the scenario's
+        controller (:func:`~mpc_dc.runner.with_meter_history`), kept for the last few
+        seeds."""
         if run_seed in self._prepared:
             self._prepared.move_to_end(run_seed)
             return self._prepared[run_seed]
         base = self.scenario
         scenario = (base if run_seed == base.run.seed
                     else replace(base, run=replace(base.run, seed=run_seed)))
-        self._prepared[run_seed] = prepared = prepare(scenario)
+        scenario, exo = prepare(scenario)
+        exo, _ = with_meter_history(scenario, exo)
+        self._prepared[run_seed] = prepared = (scenario, exo)
         while len(self._prepared) > _PREPARED_CACHE:
             self._prepared.popitem(last=False)
         return prepared

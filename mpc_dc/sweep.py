@@ -103,6 +103,7 @@ SWEEP_KEYS = ("name", "base", "grid", "list", "extra", "reference")
 TIMING_KPIS = (
     "wall_time_s",
     "setup_time_s",
+    "dr_lead_in_time_s",
     "decide_time_total_s",
     "decide_time_median_s",
     "decide_time_p95_s",

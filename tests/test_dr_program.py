@@ -1,8 +1,10 @@
 """The DR programme's baseline (``site.dr.baseline = "prior_days"``, mpc_dc/sim/dr_program.py):
-hand-checked reference days, profile, day-of adjustment and settlement; no look-ahead
-(the baseline of a run equals the rule applied to its ledger poisoned after each
-notice); the MPC plans only on events it has been told of; one-line errors for bad
-keys."""
+hand-checked reference days, profile, day-of adjustment and settlement; the lead-in's
+meter history before the run (hand-checked length and baseline; a run's baseline is the
+rule on its lead-in's and its own meter); no look-ahead (the baseline of a run equals
+the rule applied to its ledger poisoned after each notice); the MPC plans only on
+events it has been told of; one-line errors for bad keys and for a lead-in the data
+do not cover."""
 
 from __future__ import annotations
 
@@ -17,11 +19,19 @@ from mpc_dc.control.dr_notices import DrNotices
 from mpc_dc.control.offline import planned_baseline
 from mpc_dc.policy import PolicyContext
 from mpc_dc.problem import HorizonInputs
-from mpc_dc.runner import build_policy, offline_options, prepare
+from mpc_dc.runner import (
+    build_policy,
+    lead_in_scenario,
+    offline_options,
+    prepare,
+    run_scenario,
+    with_meter_history,
+)
 from mpc_dc.sim.dr_program import (
     ProgramBaseline,
     event_baseline,
     exogenous_events,
+    lead_in_days,
     program_events,
 )
 from mpc_dc.sim.engine import simulate
@@ -124,6 +134,63 @@ def test_baseline_reads_nothing_from_the_notice_on() -> None:
                               event_baseline(e, poisoned, DR)[0])
         assert np.array_equal(event_baseline(e, metered, DR)[0],
                               event_baseline(e, metered[: e.notice_step], DR)[0])
+
+
+# ----------------------------------------------------------------------------- lead-in
+
+
+def test_lead_in_is_the_shortest_whole_weeks_that_fill_the_baseline() -> None:
+    """Monday 4 April's event wants 10 weekdays: 1 April back to Monday 21 March, 14
+    days before the run (two weeks); 3 weekdays: 1 April, 31 and 30 March, 5 days (one
+    week); Thursday's 3 are in the run (none); a 3-day look-back holds only Friday 1
+    April (one week); ``lead_in = false``: none."""
+    assert lead_in_days(INDEX, TZ, _flags(0), DR) == 14
+    three = replace(DR, baseline_days=3)
+    assert lead_in_days(INDEX, TZ, _flags(0), three) == 7
+    assert lead_in_days(INDEX, TZ, _flags(3), three) == 0
+    (short,) = program_events(INDEX, TZ, _flags(0), replace(DR, lookback_days=3), 14 * DAY)
+    assert short.reference_firsts == (-3 * DAY,)
+    assert lead_in_days(INDEX, TZ, _flags(0), replace(DR, lookback_days=3)) == 7
+    assert lead_in_days(INDEX, TZ, _flags(0), replace(DR, lead_in=False)) == 0
+
+
+def test_cold_start_baseline_comes_from_the_lead_in() -> None:
+    """Tuesday 5 April's event after a run start on Monday that imported nothing: the
+    run alone gives Monday only, a 0 MW baseline; with the week's lead-in (Monday 28
+    March to Sunday 3 April at 1, 2, 3, 4, 6, 9, 9 MW) the 3 reference weekdays are
+    Monday 4 April, Friday 1 and Thursday 31 March: (0 + 6 + 4) / 3 MW."""
+    dr = replace(DR, baseline_days=3, adjustment_h=0.0)
+    history = np.repeat([1.0, 2.0, 3.0, 4.0, 6.0, 9.0, 9.0], DAY)[:, None]
+    run = np.zeros((len(INDEX), 1))
+    (cold,) = program_events(INDEX, TZ, _flags(1), dr)
+    assert cold.reference_firsts == (0,)
+    assert event_baseline(cold, run, dr)[0] == pytest.approx(np.zeros(20))
+    (e,) = program_events(INDEX, TZ, _flags(1), dr, 7 * DAY)
+    assert e.reference_firsts == (0, -3 * DAY, -4 * DAY)
+    assert (e.notice_step, list(e.steps)) == (cold.notice_step, list(cold.steps))
+    assert event_baseline(e, run, dr, history)[0] == pytest.approx(np.full(20, 10.0 / 3.0))
+    # Monday's 18-h day-of window starts in the lead-in's Sunday night: 16 intervals at
+    # 9 MW and 56 at 0 against the reference days' (16·4 + 56·6, 16·3 + 56·4,
+    # 16·2 + 56·3) / 3 = 290.67: 0.50, clipped to 0.8.
+    adjusted = replace(dr, adjustment_h=18.0)
+    (first,) = program_events(INDEX, TZ, _flags(0), adjusted, 7 * DAY)
+    assert first.day_first + first.window_offsets.min() < 0
+    assert event_baseline(first, run, adjusted, history)[1] == pytest.approx(0.8)
+
+
+def test_baseline_with_lead_in_reads_nothing_from_the_notice_on() -> None:
+    """With a lead-in, poisoning every metered value of the run from the notice on
+    leaves each baseline as it is."""
+    rng = np.random.default_rng(5)
+    history = rng.uniform(1.0, 5.0, (14 * DAY, 1))
+    metered = rng.uniform(1.0, 5.0, (len(INDEX), 1))
+    for e in program_events(INDEX, TZ, _flags(0, 2), DR, 14 * DAY):
+        assert min(e.reference_firsts) < 0
+        poisoned = metered.copy()
+        poisoned[max(e.notice_step, 0):] = np.nan
+        want = event_baseline(e, metered, DR, history)[0]
+        assert np.isfinite(want).all()
+        assert np.array_equal(want, event_baseline(e, poisoned, DR, history)[0])
 
 
 # ----------------------------------------------------------------------------- a run
@@ -253,11 +320,55 @@ def test_bad_key_is_one_line(key: str, value: object, expected: str) -> None:
 
 
 def test_too_few_reference_days_is_one_line(tmp_path: Path) -> None:
-    """An event on the run's first day has no prior day in the run."""
-    scenario = with_overrides(_small_run_scenario(), {"dr.days": ["2022-04-04"]}, "test")
+    """An event on the run's first day has no prior day in the run (without a lead-in)."""
+    scenario = with_overrides(_small_run_scenario(lead_in=False), {"dr.days": ["2022-04-04"]},
+                              "test")
     with pytest.raises(ConfigError) as err:
         prepare(scenario, source="x.toml")
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith("x.toml: key 'site.dr.baseline_min_days': DR day 2022-04-04")
     assert "0 whole non-event weekdays" in message and 's1_plan' in message
+
+
+def test_run_is_settled_on_its_lead_in_and_own_meter() -> None:
+    """Tuesday's event, 3 reference weekdays: the run is preceded by a week's lead-in,
+    simulated with the same controller and not reported (the ledger and the KPIs are
+    the run's 4 days); the ledger's baseline is the rule applied to the lead-in's
+    meter (an independent run of :func:`lead_in_scenario`) and the run's own with
+    everything from the notice on poisoned."""
+    scenario = with_overrides(_small_run_scenario(baseline_days=3),
+                              {"dr.days": ["2022-04-05"]}, "test")
+    outcome = run_scenario(scenario, plots=False)
+    kpis = outcome.result.kpis
+    assert kpis["dr_lead_in_days"] == 7 and kpis["dr_lead_in_time_s"] > 0
+    led = outcome.result.ledger
+    run_start = outcome.scenario.run.start_ts
+    assert len(led) == 4 * DAY and led.index[0][0] == run_start
+    lead = run_scenario(lead_in_scenario(outcome.scenario, 7), plots=False)
+    history = lead.result.ledger["import_mw"].to_numpy()[:, None]
+    assert lead.result.ledger.index[-1][0] == run_start - pd.Timedelta(minutes=15)
+    _, exo = prepare(outcome.scenario)
+    (e,) = exogenous_events(exo, 7 * DAY)
+    assert e.reference_firsts == (0, -3 * DAY, -4 * DAY)
+    poisoned = led["import_mw"].to_numpy()[:, None].copy()
+    poisoned[e.notice_step:] = 1e9
+    want, _ = event_baseline(e, poisoned, scenario.site.dr, history)
+    assert led["dr_baseline_mw"].to_numpy()[e.steps] == pytest.approx(want, rel=1e-12)
+    cold, _ = event_baseline(exogenous_events(exo, 0)[0], poisoned, scenario.site.dr)
+    assert not np.allclose(want, cold)
+
+
+def test_lead_in_before_the_data_is_one_line(shared_data: Path) -> None:
+    """A lead-in reaching before the data (US-NY-NYIS carbon starts in 2022) is refused
+    in one line naming ``site.dr.lead_in``, before anything is simulated."""
+    scenario = with_overrides(load_scenario(example_path("nyiso_wind_fleet")), {
+        "data.dir": str(shared_data), "run.start": "2022-01-15T05:00:00Z", "run.days": 3,
+        "run.history_days": 7, "dr.days": ["2022-01-17"]}, "test")
+    scenario, exo = prepare(scenario, source="x.toml")
+    with pytest.raises(ConfigError) as err:
+        with_meter_history(scenario, exo, source="x.toml")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("x.toml: key 'site.dr.lead_in': the DR baseline's lead-in of "
+                              "14 d from 2022-01-01 05:00 UTC: ")

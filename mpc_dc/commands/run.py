@@ -143,4 +143,7 @@ def summary_table(kpis: dict[str, Any], controller: str) -> str:
         ("solve time median", f"{1000 * kpis['solve_time_median_s']:.2f} ms"),
         ("wall time setup + sim", f"{kpis['setup_time_s']:.2f} + {kpis['wall_time_s']:.2f} s"),
     ]
+    if kpis.get("dr_lead_in_days"):
+        rows.append(("DR lead-in (meter history)", f"{kpis['dr_lead_in_days']} d simulated in "
+                                                   f"{kpis['dr_lead_in_time_s']:.2f} s"))
     return "\n".join(f"{label:<28} {value}" for label, value in rows)

@@ -156,7 +156,8 @@ def _planned_baseline(exo: SiteExogenous, options: SolverOptions
         name = column("dr_baseline_mw", exo.site.campuses[e.campus].name)
         col = (frame[name].to_numpy(dtype=float, copy=True) if name in frame.columns
                else np.zeros(len(frame)))
-        col[start + e.steps], _ = event_baseline(e, imported, exo.site.dr)
+        col[start + e.steps], _ = event_baseline(e, imported, exo.site.dr,
+                                                 exo.dr_meter_history_mw)
         frame[name] = col
     site = replace(exo.site, dr=replace(exo.site.dr, baseline="s1_plan"))
     return replace(exo, site=site, frame=frame), first.time_limit_hit

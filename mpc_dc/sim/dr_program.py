@@ -10,11 +10,12 @@ notice:
 * notice: the event (its intervals and its baseline) is announced ``notice_h``
   before its first interval, step ``t_n``;
 * reference days: the most recent local days of the same type (weekday for a
-  weekday event, Saturday/Sunday for a weekend one) that lie wholly in the run,
-  end at or before ``t_n``, have 96 intervals (no daylight-saving day) and hold no
-  event of that campus; at most ``baseline_days`` of them (``baseline_weekend_days``
-  for weekends), at least ``baseline_min_days`` (else the scenario is refused:
-  :func:`check_reference_days`);
+  weekday event, Saturday/Sunday for a weekend one) within the ``lookback_days``
+  before the event day that lie wholly in the metered history (the lead-in and the
+  run), end at or before ``t_n``, have 96 intervals (no daylight-saving day) and
+  hold no event of that campus; at most ``baseline_days`` of them
+  (``baseline_weekend_days`` for weekends), at least ``baseline_min_days`` (else the
+  scenario is refused: :func:`check_reference_days`);
 * profile: for each 15-min slot ``s`` of the local day, the mean metered import
   of the reference days in that slot, ``P[s] = (1/D) Σ_d m_d[s]`` [MW];
 * day-of adjustment: over the window of ``adjustment_h`` just before the notice
@@ -24,9 +25,18 @@ notice:
   when it reaches before the run on a reference day, or when the profile's sum is 0;
 * baseline: ``b[t] = a · P[slot(t)]`` on each event interval ``t`` [MW].
 
-Everything is read from the metered import of intervals before ``t_n``
-(:func:`event_baseline` slices the ledger there first), so the baseline does not
-depend on what happens after the notice. :class:`ProgramBaseline` is the
+Meter history before the run: a real site enters a programme with months of
+metered load; a run starts cold. Under ``lead_in = true`` the run is preceded by a
+lead-in (:func:`lead_in_days`): the shortest whole number of weeks before the run
+start that gives every event its ``baseline_days`` reference days within the
+look-back. :func:`mpc_dc.runner.with_meter_history` simulates it with the run's
+controller on the same data, without events or faults, and hands its metered import
+(:attr:`~mpc_dc.sim.exogenous.SiteExogenous.dr_meter_history_mw`) to the
+programme; the lead-in is neither settled nor in the run's KPIs or ledger.
+
+Everything is read from the metered import of intervals before ``t_n`` (the lead-in's
+and the run's; :func:`event_baseline` slices the ledger there first), so the
+baseline does not depend on what happens after the notice. :class:`ProgramBaseline` is the
 simulator's side: it holds the events, and at each interval boundary returns the
 baselines whose notice is due, which the loop settles against and publishes to the
 policy.
@@ -35,6 +45,7 @@ policy.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,7 +56,7 @@ import pandas as pd
 
 from mpc_dc.site.config import DemandResponse
 from traces.errors import ConfigError
-from traces.grid import STEP_H, STEPS_PER_DAY
+from traces.grid import STEP, STEP_H, STEPS_PER_DAY
 
 if TYPE_CHECKING:
     from mpc_dc.sim.exogenous import CampusRealized, SiteExogenous
@@ -70,7 +81,8 @@ class ProgramEvent:
     notice_step : int
         Run step at whose start the event and its baseline are announced.
     reference_firsts : tuple of int
-        First run step of each reference day, most recent first.
+        First run step of each reference day, most recent first (negative: a day of
+        the lead-in before the run).
     window_offsets : ndarray of int
         The adjustment window as steps relative to the event day's local midnight
         (may be negative: before midnight); empty without an adjustment.
@@ -98,7 +110,7 @@ def _local_days(run_index: pd.DatetimeIndex, local_tz: str) -> tuple[np.ndarray,
 
 
 def program_events(run_index: pd.DatetimeIndex, local_tz: str, event: np.ndarray,
-                   dr: DemandResponse) -> list[ProgramEvent]:
+                   dr: DemandResponse, lead_steps: int = 0) -> list[ProgramEvent]:
     """The events of a run and their reference days (calendar only, no meter data).
 
     Parameters
@@ -111,16 +123,23 @@ def program_events(run_index: pd.DatetimeIndex, local_tz: str, event: np.ndarray
         Event flag per run step and campus.
     dr : DemandResponse
         The rule's parameters.
+    lead_steps : int
+        Metered intervals before the run (the lead-in): reference days may lie there.
 
     Returns
     -------
     list of ProgramEvent
-        In order of notice.
+        In order of notice; every step in run steps (negative: in the lead-in).
     """
+    if lead_steps:
+        before = pd.date_range(end=run_index[0] - STEP, periods=lead_steps, freq=STEP)
+        run_index = pd.DatetimeIndex(before.append(run_index))
+        event = np.vstack([np.zeros((lead_steps, event.shape[1]), dtype=bool), event])
     days, slots = _local_days(run_index, local_tz)
     unique, first_of, counts = np.unique(days, return_index=True, return_counts=True)
     notice = round(dr.notice_h / STEP_H)
     window = round(dr.adjustment_h / STEP_H)
+    lookback = np.timedelta64(dr.lookback_days, "D")
     out: list[ProgramEvent] = []
     for c in range(event.shape[1]):
         event_days = set(days[event[:, c]])
@@ -129,22 +148,47 @@ def program_events(run_index: pd.DatetimeIndex, local_tz: str, event: np.ndarray
             notice_step = int(steps[0]) - notice
             day_first = int(steps[0] - slots[steps[0]])
             weekend = pd.Timestamp(day).day_of_week >= 5
-            wanted = dr.baseline_weekend_days if weekend else dr.baseline_days
+            wanted = dr.baseline_days if not weekend else dr.baseline_weekend_days
             refs: list[int] = []
             for k in range(len(unique) - 1, -1, -1):
                 d, first, count = unique[k], int(first_of[k]), int(counts[k])
-                if len(refs) == wanted:
+                if len(refs) == wanted or d < day - lookback:
                     break
                 whole = count == STEPS_PER_DAY and slots[first] == 0
                 if (d >= day or not whole or first + count > notice_step
                         or d in event_days or (pd.Timestamp(d).day_of_week >= 5) != weekend):
                     continue
-                refs.append(first)
+                refs.append(first - lead_steps)
             offsets = np.arange(notice_step - window, notice_step) - day_first
-            out.append(ProgramEvent(c, str(day), steps, slots[steps], notice_step,
-                                    tuple(refs), offsets, day_first))
+            out.append(ProgramEvent(c, str(day), steps - lead_steps, slots[steps],
+                                    notice_step - lead_steps, tuple(refs), offsets,
+                                    day_first - lead_steps))
     out.sort(key=lambda e: (e.notice_step, e.campus))
     return out
+
+
+def lead_in_days(run_index: pd.DatetimeIndex, local_tz: str, event: np.ndarray,
+                 dr: DemandResponse) -> int:
+    """Days of metered history the programme needs before the run [d].
+
+    The shortest whole number of weeks before the run start that gives every event
+    its ``baseline_days`` (``baseline_weekend_days``) reference days within the
+    ``lookback_days`` before it, or as many as the look-back holds; 0 when the run
+    itself holds them, when ``lead_in`` is off or without events. Whole weeks keep
+    the weekday alignment of a workload placed relative to the run start
+    (BurstGPT's day 0, :func:`mpc_dc.runner.lead_in_scenario`).
+    """
+    if not dr.lead_in or not event.any():
+        return 0
+    reach = dr.lookback_days + 7  # an event in the run's first week looks back this far
+    events = program_events(run_index, local_tz, event, dr, reach * STEPS_PER_DAY)
+    earliest = min((min(e.reference_firsts) for e in events if e.reference_firsts),
+                   default=0)
+    if earliest >= 0:
+        return 0
+    # Whole days before the run's first step (a reference day starts at local midnight).
+    days = math.ceil(-earliest / STEPS_PER_DAY)
+    return 7 * math.ceil(days / 7)
 
 
 def check_reference_days(events: Sequence[ProgramEvent], dr: DemandResponse,
@@ -163,13 +207,13 @@ def check_reference_days(events: Sequence[ProgramEvent], dr: DemandResponse,
             raise ValueError(
                 f"DR day {e.day} at campus {campus_names[e.campus]!r}: the run holds "
                 f"{len(e.reference_firsts)} whole non-event {kind} before its notice "
-                f"({dr.notice_h:g} h ahead), expected at least {dr.baseline_min_days} "
-                "for its prior-days baseline; start the run earlier or set "
-                "site.dr.baseline = \"s1_plan\"")
+                f"({dr.notice_h:g} h ahead) within its look-back, expected at least "
+                f"{dr.baseline_min_days} for its prior-days baseline; start the run "
+                "earlier, set site.dr.lead_in = true or site.dr.baseline = \"s1_plan\"")
 
 
-def event_baseline(e: ProgramEvent, import_mw: np.ndarray, dr: DemandResponse
-                   ) -> tuple[np.ndarray, float]:
+def event_baseline(e: ProgramEvent, import_mw: np.ndarray, dr: DemandResponse,
+                   history_mw: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """The baseline of event ``e`` from the metered import before its notice.
 
     Parameters
@@ -179,6 +223,8 @@ def event_baseline(e: ProgramEvent, import_mw: np.ndarray, dr: DemandResponse
         Metered import per run step and campus, at least up to ``e.notice_step``;
         rows from the notice on are not read.
     dr : DemandResponse
+    history_mw : ndarray (n_lead, C) [MW], optional
+        Metered import of the lead-in, the intervals just before the run.
 
     Returns
     -------
@@ -187,18 +233,27 @@ def event_baseline(e: ProgramEvent, import_mw: np.ndarray, dr: DemandResponse
     factor : float [-]
         The day-of adjustment applied.
     """
-    metered = np.asarray(import_mw, dtype=float)[: e.notice_step, e.campus]
-    if metered.size < e.notice_step:
-        raise ValueError(f"DR event of {e.day}: the meter holds {metered.size} intervals, "
+    lead = 0 if history_mw is None else len(history_mw)
+    run = np.asarray(import_mw, dtype=float)[: max(e.notice_step, 0), e.campus]
+    if run.size < e.notice_step:
+        raise ValueError(f"DR event of {e.day}: the meter holds {run.size} intervals, "
                          f"the baseline needs the {e.notice_step} before its notice")
-    refs = np.array(e.reference_firsts, dtype=np.int64)
+    metered = run if history_mw is None else np.concatenate(
+        [np.asarray(history_mw, dtype=float)[:, e.campus], run])
+    metered = metered[: lead + e.notice_step]
+    refs = np.array(e.reference_firsts, dtype=np.int64) + lead
+    if refs.min() < 0:
+        raise ValueError(f"DR event of {e.day}: a reference day starts "
+                         f"{-int(refs.min())} intervals before the meter history "
+                         f"({lead} intervals before the run)")
     profile = metered[refs[:, None] + np.arange(STEPS_PER_DAY)[None, :]].mean(axis=0)
     factor = 1.0
     offsets = e.window_offsets
-    if offsets.size and refs.min() + offsets.min() >= 0 and e.day_first + offsets.min() >= 0:
+    day_first = e.day_first + lead
+    if offsets.size and refs.min() + offsets.min() >= 0 and day_first + offsets.min() >= 0:
         # Each reference day's window: the same clock times (offsets from its midnight).
         expected = float(metered[refs[:, None] + offsets[None, :]].mean(axis=0).sum())
-        seen = float(metered[e.day_first + offsets].sum())
+        seen = float(metered[day_first + offsets].sum())
         if expected > 0.0:
             factor = min(max(seen / expected, 1.0 - dr.adjustment_cap),
                          1.0 + dr.adjustment_cap)
@@ -215,6 +270,8 @@ class ProgramBaseline:
     n_steps : int
         Run intervals.
     campuses : int
+    history_mw : ndarray (n_lead, C) [MW], optional
+        The lead-in's metered import, the intervals just before the run.
 
     Attributes
     ----------
@@ -225,8 +282,9 @@ class ProgramBaseline:
     """
 
     def __init__(self, events: Sequence[ProgramEvent], dr: DemandResponse, n_steps: int,
-                 campuses: int) -> None:
+                 campuses: int, history_mw: np.ndarray | None = None) -> None:
         self.dr = dr
+        self.history_mw = history_mw
         self._due: dict[int, list[ProgramEvent]] = {}
         for e in events:
             self._due.setdefault(e.notice_step, []).append(e)
@@ -258,12 +316,13 @@ class ProgramBaseline:
         """
         due = self._due.pop(step, [])
         for e in due:
-            values, factor = event_baseline(e, import_mw, self.dr)
+            values, factor = event_baseline(e, import_mw, self.dr, self.history_mw)
             self.baseline_mw[e.steps, e.campus] = values
             self.factors[(e.campus, e.day)] = factor
             logger.info("DR event %s at campus %d announced at step %d: baseline %.4g MW mean "
-                        "from %d prior days, day-of adjustment %.3f", e.day, e.campus, step,
-                        float(values.mean()), len(e.reference_firsts), factor)
+                        "from %d prior days (%d before the run), day-of adjustment %.3f",
+                        e.day, e.campus, step, float(values.mean()), len(e.reference_firsts),
+                        sum(r < 0 for r in e.reference_firsts), factor)
         return due
 
 
@@ -279,10 +338,24 @@ def announcements(events: Sequence[ProgramEvent], n_steps: int,
     return out
 
 
-def exogenous_events(exo: SiteExogenous) -> list[ProgramEvent]:
-    """The programme's events of a run (:func:`program_events` on its event flags)."""
+def exogenous_events(exo: SiteExogenous, lead_steps: int | None = None
+                     ) -> list[ProgramEvent]:
+    """The programme's events of a run (:func:`program_events` on its event flags),
+    reference days in its meter history (``lead_steps``; default: the intervals of
+    ``exo.dr_meter_history_mw``) and the run."""
+    if lead_steps is None:
+        history = exo.dr_meter_history_mw
+        lead_steps = 0 if history is None else len(history)
     return program_events(exo.run_index, exo.local_tz, exo.realized_array("event") > 0.5,
-                          exo.site.dr)
+                          exo.site.dr, lead_steps)
+
+
+def exogenous_lead_in_days(exo: SiteExogenous) -> int:
+    """:func:`lead_in_days` of a run under ``prior_days`` (0 under ``s1_plan``) [d]."""
+    if exo.site.dr.baseline != "prior_days":
+        return 0
+    return lead_in_days(exo.run_index, exo.local_tz, exo.realized_array("event") > 0.5,
+                        exo.site.dr)
 
 
 def program_of(exo: SiteExogenous) -> ProgramBaseline | None:
@@ -300,8 +373,14 @@ def program_of(exo: SiteExogenous) -> ProgramBaseline | None:
     events = exogenous_events(exo)
     if not events:
         return None
+    if exo.dr_meter_history_mw is None and exogenous_lead_in_days(exo):
+        # A loop driven without mpc_dc.runner.run_scenario (a benchmark, the gym).
+        logger.warning("DR programme without its lead-in's meter history "
+                       "(mpc_dc.runner.with_meter_history): baselines from the run's "
+                       "own days only")
     check_reference_days(events, dr, exo.site.campus_names)
-    return ProgramBaseline(events, dr, exo.n_steps, len(exo.site.campuses))
+    return ProgramBaseline(events, dr, exo.n_steps, len(exo.site.campuses),
+                           exo.dr_meter_history_mw)
 
 
 def with_notice(exo: SiteExogenous, source: str | Path) -> SiteExogenous:
@@ -313,11 +392,12 @@ def with_notice(exo: SiteExogenous, source: str | Path) -> SiteExogenous:
     ------
     ConfigError
         Naming ``source`` and ``site.dr.baseline_min_days`` when an event has too few
-        reference days.
+        reference days in the run and its lead-in (:func:`lead_in_days`).
     """
     if exo.site.dr.baseline != "prior_days":
         return exo
-    events = exogenous_events(exo)
+    lead = exogenous_lead_in_days(exo) * STEPS_PER_DAY
+    events = exogenous_events(exo, lead)
     if not events:
         return exo
     try:

@@ -241,6 +241,10 @@ class SiteExogenous:
         Per campus, over run steps: the step at whose start the DR event flag of
         that interval is announced; a campus without an entry has its events
         announced before the run.
+    dr_meter_history_mw : ndarray (n_lead, C) [MW] or None
+        Metered grid import of each campus over the DR programme's lead-in, the
+        intervals just before the run (:func:`mpc_dc.runner.with_meter_history`);
+        None: no meter history before the run.
 
     Raises
     ------
@@ -260,6 +264,7 @@ class SiteExogenous:
     name: str = "run"
     request_mix: Mapping[str, RequestMix] = field(default_factory=dict)
     dr_announced_at: Mapping[str, np.ndarray] = field(default_factory=dict)
+    dr_meter_history_mw: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_start", pd.Timestamp(self.run_start))

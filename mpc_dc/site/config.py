@@ -586,7 +586,15 @@ class DemandResponse:
     baseline_weekend_days : int [d]
         ``prior_days``: weekend days averaged for a weekend event (CAISO: 4).
     baseline_min_days : int [d]
-        ``prior_days``: fewest prior days the run must hold before an event's notice.
+        ``prior_days``: fewest prior days the meter history (lead-in and run) must
+        hold before an event's notice.
+    lookback_days : int [d]
+        ``prior_days``: reference days are sought among the local days this far
+        before the event day (CAISO's look-back: 45).
+    lead_in : bool
+        ``prior_days``: the run is preceded by a simulated lead-in of whole weeks
+        that gives every event its ``baseline_days`` within the look-back
+        (:func:`mpc_dc.sim.dr_program.lead_in_days`); off: the run's own days only.
     adjustment_h : float [h]
         ``prior_days``: the day-of adjustment's window, the hours just before the
         notice (0: no adjustment); a multiple of 0.25.
@@ -611,6 +619,8 @@ class DemandResponse:
     baseline_days: int = 10
     baseline_weekend_days: int = 4
     baseline_min_days: int = 1
+    lookback_days: int = 45
+    lead_in: bool = True
     adjustment_h: float = 3.0
     adjustment_cap: float = 0.2
     notice_h: float = 2.0
@@ -623,7 +633,8 @@ class DemandResponse:
                       adjustment_h=self.adjustment_h, notice_h=self.notice_h)
         _check_positive("dr", baseline_days=self.baseline_days,
                         baseline_weekend_days=self.baseline_weekend_days,
-                        baseline_min_days=self.baseline_min_days)
+                        baseline_min_days=self.baseline_min_days,
+                        lookback_days=self.lookback_days)
         if not 0.0 <= self.adjustment_cap < 1.0:
             raise ValueError(f"dr.adjustment_cap: expected 0 <= value < 1, got "
                              f"{self.adjustment_cap!r}")

@@ -63,10 +63,12 @@ intervals are refused in the run and the tail and left NaN in the history
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -87,7 +89,17 @@ from mpc_dc.site.config import Campus, OtherIT
 from traces.datasets import caiso_carbon, ny_carbon
 from traces.eia import NYISO_ZONES
 from traces.errors import ConfigError
-from traces.grid import STEP, STEPS_PER_DAY, GapPolicy, Publication, TraceMetadata
+from traces.grid import (
+    STEP,
+    STEPS_PER_DAY,
+    GapPolicy,
+    Publication,
+    TraceMetadata,
+    fill_gaps,
+    nan_runs,
+)
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mpc_dc.site.scenario import Scenario
@@ -244,13 +256,32 @@ def _span(index: pd.DatetimeIndex) -> str:
     return f"{index[0]:%Y-%m-%d %H:%M} to {index[-1] + STEP:%Y-%m-%d %H:%M} UTC"
 
 
+_BRIDGED_GAP = ContextVar("bridged_gap", default=0)
+"""Longest gap [15-min intervals] :func:`require_coverage` interpolates in run + tail."""
+
+
+@contextmanager
+def bridged_gaps(steps: int) -> Iterator[None]:
+    """In the block, :func:`require_coverage` interpolates runs of at most ``steps``
+    missing intervals in the run and the tail (with a warning) instead of refusing
+    them: the DR programme's lead-in (:func:`mpc_dc.runner.with_meter_history`), a
+    stand-in for the meter history that is never settled, runs on data whose short
+    gaps the reported run refuses."""
+    token = _BRIDGED_GAP.set(steps)
+    try:
+        yield
+    finally:
+        _BRIDGED_GAP.reset(token)
+
+
 def require_coverage(series: pd.Series, index: pd.DatetimeIndex, what: str, key: str, *,
                      history_steps: int = 0) -> np.ndarray:
     """``series`` (a source on the 15-min grid) on ``index`` [its unit].
 
     The source must span ``index`` (history + run + tail); inside it, missing
     intervals are refused after the first ``history_steps`` (the history, where
-    they stay NaN: forecasters treat them as unobserved).
+    they stay NaN: forecasters treat them as unobserved), except, within
+    :func:`bridged_gaps`, runs it allows, which are interpolated.
 
     Raises
     ------
@@ -266,6 +297,16 @@ def require_coverage(series: pd.Series, index: pd.DatetimeIndex, what: str, key:
         raise ConfigError(SOURCE, f"{what} covers {covers}; history + run + horizon need "
                           f"{_span(index)} ({int(missing.sum())} intervals missing)", key=key)
     gaps = missing[history_steps:]
+    bridge = _BRIDGED_GAP.get()
+    if gaps.any() and 0 < nan_runs(gaps)[1].max() <= bridge:
+        first = index[history_steps + int(np.argmax(gaps))]
+        logger.warning("%s misses %d intervals of the run + horizon (first at %s UTC); "
+                       "interpolated (gaps of at most %d intervals bridged)", what,
+                       int(gaps.sum()), f"{first:%Y-%m-%d %H:%M}", bridge)
+        filled = fill_gaps(on_grid.iloc[history_steps:].to_frame(), GapPolicy.INTERPOLATE,
+                           max_gap=bridge, source=what)
+        on_grid = pd.concat([on_grid.iloc[:history_steps], filled.iloc[:, 0]])
+        gaps = np.zeros_like(gaps)
     if gaps.any():
         first = index[history_steps + int(np.argmax(gaps))]
         part = "run + horizon" if history_steps else "history + run + horizon"
