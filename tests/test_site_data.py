@@ -368,6 +368,22 @@ def test_run_data_do_not_depend_on_the_horizon() -> None:
     pd.testing.assert_frame_equal(a.frame.iloc[:end], b.frame.iloc[:end])
 
 
+def test_run_requests_do_not_keep_history_and_tail_alive() -> None:
+    """The run's requests hold only their own rows: the history's and the tail's
+    requests, generated to aggregate the frame's demand truth, are freed once the
+    frame is built (a view into the whole stream kept them through the simulation;
+    the DR lead-in's tail alone can be a BurstGPT burst day of 40 M requests)."""
+    sc = with_overrides(load_scenario(example_path("fleet_default")), {
+        "run.days": 1.0, "run.history_days": 2, "controller.horizon_h": 24.0}, "test")
+    exo = build_site_exogenous(sc)
+    req = exo.requests
+    assert req is not None
+    for name in ("arrival_s", "model", "request_tokens", "response_tokens", "source"):
+        values = getattr(req, name)
+        kept = values if values.base is None else values.base
+        assert kept.nbytes == values.nbytes, name
+
+
 def test_bridged_gaps_interpolate_only_short_run_gaps() -> None:
     """A 4-interval gap after the history: refused plainly, interpolated linearly within
     ``bridged_gaps(4)`` (the history's own gap stays NaN); 5 intervals: refused even

@@ -524,11 +524,17 @@ def concat_requests(first: RequestArrays, then: RequestArrays, at_s: float,
 
 
 def window_requests(req: RequestArrays, from_s: float, length_s: float) -> RequestArrays:
-    """Requests in ``[from_s, from_s + length_s)``, re-timed to start at 0."""
+    """Requests in ``[from_s, from_s + length_s)``, re-timed to start at 0.
+
+    Copies: a slice would keep ``req``'s arrays alive for as long as the window lives,
+    i.e. the history's and the tail's requests through the whole simulation (21 B a
+    request; on a lead-in whose 24-h tail is a BurstGPT burst day, 40 M of them).
+    """
     lo, hi = np.searchsorted(req.arrival_s, [from_s, from_s + length_s], side="left")
     sl = slice(int(lo), int(hi))
-    return RequestArrays(req.arrival_s[sl] - from_s, req.model[sl], req.request_tokens[sl],
-                         req.response_tokens[sl], req.source[sl], req.models, req.stats)
+    return RequestArrays(req.arrival_s[sl] - from_s, req.model[sl].copy(),
+                         req.request_tokens[sl].copy(), req.response_tokens[sl].copy(),
+                         req.source[sl].copy(), req.models, req.stats)
 
 
 def burstgpt_counts(data_dir: Path, run_start: pd.Timestamp, ahead: pd.DatetimeIndex,
