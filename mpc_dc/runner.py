@@ -270,6 +270,14 @@ def with_meter_history(scenario: Scenario, exo: SiteExogenous, *, policy: str | 
                           "start the run later", key="site.dr.lead_in") from None
     outcome = run_scenario(lead, prepared=prepared, plots=False, policy=policy,
                            source=source)
+    lead_kpis = outcome.result.kpis
+    # The lead-in's KPIs are not kept: a solve of it that stopped at a limit or fell
+    # back must still say so, since its meter feeds every baseline.
+    if lead_kpis.get("solver_time_limit_hits", 0) or lead_kpis.get("fallbacks"):
+        logger.warning("DR lead-in: %d solve(s) stopped at the wall-clock limit, "
+                       "fallbacks %s; the baselines rest on that meter history",
+                       int(lead_kpis.get("solver_time_limit_hits", 0)),
+                       dict(lead_kpis.get("fallbacks") or {}))
     ledger = outcome.result.ledger
     history = ledger["import_mw"].to_numpy(dtype=float).reshape(lead.run.n_steps, -1)
     wall = time.perf_counter() - tick

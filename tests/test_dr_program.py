@@ -372,3 +372,24 @@ def test_lead_in_before_the_data_is_one_line(shared_data: Path) -> None:
     assert "\n" not in message
     assert message.startswith("x.toml: key 'site.dr.lead_in': the DR baseline's lead-in of "
                               "14 d from 2022-01-01 05:00 UTC: ")
+
+
+def test_a_lead_in_that_fell_back_says_so(monkeypatch: pytest.MonkeyPatch,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    """The lead-in's KPIs are not kept, so a solve of it that fell back or stopped at a
+    limit is a warning naming it (here every main solve of the lead-in fails)."""
+    from mpc_dc import runner
+
+    scenario = with_overrides(_small_run_scenario(baseline_days=3),
+                              {"dr.days": ["2022-04-05"]}, "test")
+    plain = runner.lead_in_scenario
+
+    def failing(sc: Scenario, days: int) -> Scenario:
+        return with_overrides(plain(sc, days), {"faults.main_solve": 1.0}, "test")
+
+    monkeypatch.setattr(runner, "lead_in_scenario", failing)
+    _, exo = prepare(scenario)
+    with caplog.at_level("WARNING", logger="mpc_dc.runner"):
+        with_meter_history(scenario, exo)
+    assert any("DR lead-in" in r.getMessage() and "fallbacks" in r.getMessage()
+               for r in caplog.records if r.name == "mpc_dc.runner")
