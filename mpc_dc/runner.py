@@ -218,16 +218,19 @@ def lead_in_scenario(scenario: Scenario, days: int) -> Scenario:
     """The DR programme's lead-in of ``scenario``: its ``days`` [d] just before the run
     start, with the same site, controller and data, and no DR event or fault.
 
-    A workload placed relative to the run start keeps its place when it can: with
-    ``workload.requests.first_day >= days`` the lead-in starts that many BurstGPT days
-    earlier (the trace runs on into the run); otherwise the trace starts anew at the
-    lead-in's start, on the same weekday (``days`` is whole weeks,
-    :func:`~mpc_dc.sim.dr_program.lead_in_days`).
+    A workload placed relative to the run start keeps its place in time: BurstGPT's
+    day 0 (``workload.requests.first_day``) stays where the run puts it, ``days``
+    earlier in the lead-in's days. With ``first_day >= days`` the lead-in starts that
+    many BurstGPT days earlier (the trace runs on into the run); otherwise its days
+    before BurstGPT's day 0 carry the site's ordinary pre-run workload (the generator's
+    conversation stream, as the forecasters' history), not BurstGPT started anew,
+    whose API-burst days 9 and 10 would otherwise fall in a lead-in of two weeks and
+    more. ``days`` is whole weeks (:func:`~mpc_dc.sim.dr_program.lead_in_days`), so
+    the weekday alignment holds either way.
     """
     start = scenario.run.start_ts - pd.Timedelta(days=days)
     requests = scenario.workload.requests
-    if requests.first_day >= days:
-        requests = replace(requests, first_day=requests.first_day - days)
+    requests = replace(requests, first_day=requests.first_day - days)
     return replace(scenario, run=replace(scenario.run, start=start.isoformat(), days=days),
                    dr=replace(scenario.dr, days=()), faults=FaultSpec(),
                    workload=replace(scenario.workload, requests=requests))

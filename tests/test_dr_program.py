@@ -38,6 +38,7 @@ from mpc_dc.sim.engine import simulate
 from mpc_dc.sim.exogenous import CampusRealized
 from mpc_dc.sim.meter import CampusMeter
 from mpc_dc.site.config import Campus, DemandResponse
+from mpc_dc.site.data import build_site_exogenous, check_data
 from mpc_dc.site.scenario import (
     Scenario,
     example_path,
@@ -393,3 +394,58 @@ def test_a_lead_in_that_fell_back_says_so(monkeypatch: pytest.MonkeyPatch,
         with_meter_history(scenario, exo)
     assert any("DR lead-in" in r.getMessage() and "fallbacks" in r.getMessage()
                for r in caplog.records if r.name == "mpc_dc.runner")
+
+
+def _daily_requests(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, pd.Timestamp]:
+    """Requests [-] per day of ``scenario``'s history and of its run (the truth columns
+    :func:`~mpc_dc.site.data.build_site_exogenous` hands the forecasters), and where its
+    BurstGPT day 0 lies."""
+    sources = check_data(scenario)
+    exo = build_site_exogenous(scenario, sources=sources)
+    rate = exo.frame.filter(like="requests_per_h[").sum(axis=1).to_numpy() / 4.0
+    days = rate[: (len(rate) // DAY) * DAY].reshape(-1, DAY).sum(axis=1)
+    hist = sources.history_steps // DAY
+    assert sources.counts is not None
+    return days[:hist], days[hist: hist + sources.run_steps // DAY], sources.counts.index[0]
+
+
+@pytest.fixture(scope="module")
+def caiso_week(shared_data: Path) -> Scenario:
+    """``dr_caiso.toml`` (BurstGPT's day 0 at the run start) at one request stream."""
+    return with_overrides(load_scenario(example_path("dr_caiso")), {
+        "data.dir": str(shared_data), "site.dr.lead_in": True,
+        "workload.requests.rate_multiplier": 1.0}, "test")
+
+
+def test_lead_in_workload_is_the_sites_pre_run_load(caiso_week: Scenario) -> None:
+    """A 14-day lead-in before BurstGPT's day 0 carries the history's conversation stream,
+    not BurstGPT restarted: no lead-in day reaches 1.5 x the busiest history day (BurstGPT's
+    API-burst days 9 and 10 carry 44 and 27 x day 0's requests)."""
+    lead = lead_in_scenario(caiso_week, 14)
+    assert lead.run.start_ts == caiso_week.run.start_ts - pd.Timedelta(days=14)
+    history, days, _ = _daily_requests(lead)
+    assert len(days) == 14
+    assert days.max() < 1.5 * history.max()
+    assert days.min() > 0.5 * history.min()
+
+
+def test_lead_in_keeps_burstgpt_where_the_run_places_it(caiso_week: Scenario) -> None:
+    """BurstGPT's day 0 stays at its place in time in the lead-in, whether it lies inside
+    the lead-in (``first_day`` 3 < 14 days: the lead-in's last 3 days are BurstGPT's days
+    0..2, the 11 before are pre-run load) or before it (``first_day`` 20: the trace runs on
+    into the run)."""
+    for first_day in (3, 20):
+        run = with_overrides(caiso_week, {"workload.requests.first_day": first_day}, "test")
+        lead = lead_in_scenario(run, 14)
+        *_, origin = _daily_requests(run)
+        *_, lead_origin = _daily_requests(lead)
+        assert lead_origin == origin == run.run.start_ts - pd.Timedelta(days=first_day)
+
+
+def test_burstgpt_day_0_after_the_run_end_is_one_line(caiso_week: Scenario) -> None:
+    """A negative ``first_day`` (BurstGPT's day 0 within the run) beyond the run's days is
+    refused in one line naming the key."""
+    with pytest.raises(ConfigError) as err:
+        with_overrides(caiso_week, {"workload.requests.first_day": -8}, "x.toml")
+    assert "\n" not in str(err.value)
+    assert "workload.requests.first_day" in str(err.value)

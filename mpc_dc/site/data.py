@@ -540,7 +540,8 @@ def window_requests(req: RequestArrays, from_s: float, length_s: float) -> Reque
 def burstgpt_counts(data_dir: Path, run_start: pd.Timestamp, ahead: pd.DatetimeIndex,
                     first_day: int = 0) -> pd.DataFrame:
     """BurstGPT's real hourly request rates, its day ``first_day``, hour 0 at ``run_start``
-    (day 0 as the DR study places it); ``ahead`` (run + tail) must lie inside them.
+    (day 0 as the DR study places it; negative: day 0 that many days after it);
+    ``ahead`` (run + tail from BurstGPT's day 0 on) must lie inside them.
 
     Raises
     ------
@@ -554,9 +555,10 @@ def burstgpt_counts(data_dir: Path, run_start: pd.Timestamp, ahead: pd.DatetimeI
     rate = counts["requests_per_h"].reindex(ahead)
     if rate.isna().any():
         days = len(counts) / STEPS_PER_DAY - first_day
+        need = (ahead[-1] - run_start) / pd.Timedelta(days=1) + 1 / STEPS_PER_DAY
         raise ConfigError(SOURCE, f"BurstGPT ({meta.source}) has {days:g} days of hourly "
                           f"counts from the run start (its day {first_day}); run + horizon "
-                          f"need {len(ahead) / STEPS_PER_DAY:g}", key="run.days")
+                          f"need {need:g}", key="run.days")
     return counts
 
 
@@ -568,31 +570,45 @@ def burstgpt_rows(data_dir: Path) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
-def burstgpt_arrivals(index: pd.DatetimeIndex, history_steps: int, arrival: ArrivalConfig,
+def trace_delay_steps(first_day: int) -> int:
+    """Intervals [-] from the run start to BurstGPT's day 0 when ``first_day`` (its day
+    at the run start) is negative, i.e. the trace starts ``-first_day`` days into the
+    run; else 0."""
+    return max(0, -first_day) * STEPS_PER_DAY
+
+
+def burstgpt_arrivals(index: pd.DatetimeIndex, pre_steps: int, arrival: ArrivalConfig,
                       counts: pd.DataFrame, rows: pd.DataFrame | None,
                       models: tuple[str, ...]) -> RequestArrays:
-    """BurstGPT's requests over history + run (``index``): the history from the
-    generator's calibrated conversation stream (nothing of BurstGPT precedes its day 0),
-    then from the run start the real ``rows`` (None: none) and the generator on
-    ``counts``."""
-    hist_s = history_steps * STEP_S
-    run = build_arrivals(index[0] + pd.Timedelta(seconds=hist_s), len(index) * STEP_S - hist_s,
-                         arrival, trace=rows, hourly_counts=counts, models=models)
-    if hist_s <= 0:
-        return run
-    before = build_arrivals(index[0], hist_s, derived_stream(arrival, 102), models=models,
-                            count_streams=HISTORY_COUNT_STREAMS)
-    return concat_requests(before, run, hist_s, stats=run.stats)
+    """BurstGPT's requests over ``index`` (history + run): its first ``pre_steps``
+    intervals (the history, and the run's days before BurstGPT's day 0 when it starts
+    later) from the generator's calibrated conversation stream, the site's ordinary
+    pre-run workload (nothing of BurstGPT precedes its day 0); from there the real
+    ``rows`` (None: none) and the generator on ``counts``."""
+    pre_s = min(pre_steps, len(index)) * STEP_S
+    parts = []
+    if pre_s > 0:
+        parts.append(build_arrivals(index[0], pre_s, derived_stream(arrival, 102),
+                                    models=models, count_streams=HISTORY_COUNT_STREAMS))
+    if pre_s < len(index) * STEP_S:
+        parts.append(build_arrivals(index[0] + pd.Timedelta(seconds=pre_s),
+                                    len(index) * STEP_S - pre_s, arrival, trace=rows,
+                                    hourly_counts=counts, models=models))
+    if len(parts) == 1:
+        return parts[0]
+    return concat_requests(parts[0], parts[1], pre_s, stats=parts[1].stats)
 
 
 def request_stream(index: pd.DatetimeIndex, history_steps: int, run_steps: int,
                    arrival: ArrivalConfig, models: tuple[str, ...], *,
-                   counts: pd.DataFrame | None = None, rows: pd.DataFrame | None = None
-                   ) -> RequestArrays:
+                   counts: pd.DataFrame | None = None, rows: pd.DataFrame | None = None,
+                   trace_delay: int = 0) -> RequestArrays:
     """Every request of history + run + tail (``index``), seconds from ``index[0]``.
 
     History + run come from the generator, or from BurstGPT when ``counts`` are
-    given (its first request ``rows`` too when given, :func:`burstgpt_arrivals`); the
+    given (its first request ``rows`` too when given, :func:`burstgpt_arrivals`;
+    BurstGPT's day 0 ``trace_delay`` intervals after the run start,
+    :func:`trace_delay_steps`); the
     tail (seen only by forecasts and the Oracle) on its own seed, so the run's
     requests do not depend on the horizon (a horizon sweep compares controllers on one
     request stream).
@@ -604,7 +620,8 @@ def request_stream(index: pd.DatetimeIndex, history_steps: int, run_steps: int,
     if counts is None:
         first = build_arrivals(index[0], upto_s, arrival, models=models)
     else:
-        first = burstgpt_arrivals(index[:upto], history_steps, arrival, counts, rows, models)
+        first = burstgpt_arrivals(index[:upto], history_steps + trace_delay, arrival,
+                                  counts, rows, models)
     return concat_requests(first, tail, upto_s)
 
 
@@ -645,8 +662,8 @@ class SiteSources:
         Where each column comes from (for ``scenario check`` and logs).
     counts, rows : DataFrame or None
         BurstGPT's hourly rates placed with ``workload.requests.first_day`` at the run
-        start, and its first request rows when that day is 0 (requests from BurstGPT
-        only).
+        start, and its first request rows when its day 0 is in the run (requests from
+        BurstGPT only).
     """
 
     index: pd.DatetimeIndex
@@ -912,10 +929,11 @@ def check_data(scenario: Scenario, *, source: str | Path = SOURCE) -> SiteSource
         if scenario.site.fleet is not None and requests_source(scenario) == "burstgpt":
             folder = collect.folder("workload.requests source 'burstgpt'")
             first_day = scenario.workload.requests.first_day
-            # Its request rows are day 0's: replayed only when day 0 is the run start.
-            rows = burstgpt_rows(folder) if first_day == 0 else None
-            counts = burstgpt_counts(folder, scenario.run.start_ts,
-                                     collect.index[collect.hist:], first_day)
+            # Its request rows are day 0's: replayed only when day 0 is in the run
+            # (at its start, or later: the run's days before it are pre-run workload).
+            rows = burstgpt_rows(folder) if -scenario.run.days < first_day <= 0 else None
+            counts = burstgpt_counts(folder, scenario.run.start_ts, collect.index[
+                collect.hist + trace_delay_steps(first_day):], first_day)
         return SiteSources(collect.index, collect.hist, scenario.run.n_steps, collect.columns,
                            collect.publication, collect.origin, counts, rows)
 
@@ -943,7 +961,8 @@ def build_site_exogenous(scenario: Scenario, *, sources: SiteSources | None = No
         arrival = ArrivalConfig(rate_multiplier=spec.rate_multiplier,
                                 model_map=dict(spec.model_map), seed=scenario.run.seed)
         every = request_stream(index, sources.history_steps, sources.run_steps, arrival,
-                               fleet.models, counts=sources.counts, rows=sources.rows)
+                               fleet.models, counts=sources.counts, rows=sources.rows,
+                               trace_delay=trace_delay_steps(spec.first_day))
         agg = every.per_interval(len(index))
         truth = {}
         hist = sources.history_steps

@@ -211,9 +211,12 @@ class RequestsSpec:
     model_map : Mapping[str, str]
         Trace model name (``ChatGPT``, ``GPT-4``) to served model family.
     first_day : int [d]
-        ``burstgpt``: the BurstGPT day placed at the run start (0..60); days after 0
+        ``burstgpt``: the BurstGPT day placed at the run start (up to 60); days after 0
         come from the generator on BurstGPT's hourly counts alone (its request rows
-        are day 0's).
+        are day 0's). Negative: BurstGPT's day 0 falls ``-first_day`` days into the run
+        (at most ``run.days``), and the run's days before it carry the site's ordinary
+        pre-run workload, the generator's conversation stream of the history (the DR
+        lead-in's placement, :func:`mpc_dc.runner.lead_in_scenario`).
     """
 
     source: Literal["auto", "synthetic", "burstgpt"] = "auto"
@@ -223,9 +226,9 @@ class RequestsSpec:
 
     def __post_init__(self) -> None:
         positive(SOURCE, "workload.requests.rate_multiplier", self.rate_multiplier)
-        if not 0 <= self.first_day <= BURSTGPT_LAST_DAY:
-            raise ConfigError(SOURCE, f"expected a BurstGPT day 0..{BURSTGPT_LAST_DAY}, got "
-                              f"{self.first_day}", key="workload.requests.first_day")
+        if self.first_day > BURSTGPT_LAST_DAY:
+            raise ConfigError(SOURCE, f"expected a BurstGPT day up to {BURSTGPT_LAST_DAY}, "
+                              f"got {self.first_day}", key="workload.requests.first_day")
         check_trace_model_names(self.model_map, "workload.requests.model_map")
 
 
@@ -817,6 +820,11 @@ class Scenario:
         fleet = self.fleet
         if fleet is None:
             return
+        if -self.workload.requests.first_day > self.run.days:
+            raise ConfigError(SOURCE, f"BurstGPT's day 0 {-self.workload.requests.first_day} "
+                              f"days into the run is after its end ({self.run.days} days); "
+                              f"expected first_day >= {-self.run.days}",
+                              key="workload.requests.first_day")
         for trace_name, model in self.workload.requests.model_map.items():
             if model not in fleet.models:
                 raise ConfigError(SOURCE, f"{trace_name} maps to {model!r}, which the fleet "
