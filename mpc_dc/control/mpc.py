@@ -111,7 +111,7 @@ from mpc_dc.problem import (
 from mpc_dc.sim.exogenous import SiteExogenous, column, deferrable_releases, window_end
 from mpc_dc.sim.policy import CampusObservation, Decision, Observation
 from mpc_dc.site.config import Site, tariff_prices
-from traces.grid import STEP
+from traces.grid import STEP, local_days
 
 if TYPE_CHECKING:
     from mpc_dc.sim.faults import FaultInjector
@@ -505,10 +505,10 @@ class MpcPolicy:
         self._tz = exo.local_tz
         # Whether each run interval starts at a local midnight, by its UTC start [ns]:
         # converted once for the run rather than a Timestamp per step.
-        local = pd.DatetimeIndex(exo.run_index).tz_convert(self._tz)
+        run_index = pd.DatetimeIndex(exo.run_index)
         self._midnight: dict[int, bool] = dict(zip(
-            pd.DatetimeIndex(exo.run_index).as_unit("ns").asi8.tolist(),
-            ((local.hour == 0) & (local.minute == 0)).tolist(), strict=True))
+            run_index.as_unit("ns").asi8.tolist(),
+            (local_days(run_index, self._tz)[1] == 0).tolist(), strict=True))
         self.last_result: SolveResult | None = None
         self.last_inputs: tuple[HorizonInputs, PlantState] | None = None
         # Output tokens and requests seen so far per model (mean tokens per request).
@@ -594,8 +594,7 @@ class MpcPolicy:
             return True
         midnight = self._midnight.get(pd.Timestamp(obs.time).value)
         if midnight is None:  # not a run interval (a caller's own observation)
-            local = pd.Timestamp(obs.time).tz_convert(self._tz)
-            midnight = local.hour == 0 and local.minute == 0
+            midnight = bool(local_days(pd.DatetimeIndex([obs.time]), self._tz)[1][0] == 0)
         return midnight
 
     def horizon_inputs(self, obs: Observation) -> tuple[HorizonInputs, PlantState]:
