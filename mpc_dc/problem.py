@@ -730,6 +730,9 @@ class SolveResult:
         True when HiGHS stopped a run of this call on its wall-clock limit
         (``time_limit_s``, ``full_time_limit_s``): the result then depends on the
         machine and its load, and another run of the same inputs may differ.
+    warm_start_failures : int
+        Warm-started LP runs of this call HiGHS failed on, each re-solved cold
+        (:attr:`Problem.warm_start_failures`).
     """
 
     status: SolveStatus
@@ -748,6 +751,7 @@ class SolveResult:
     lp_bound_usd: float = float("nan")
     mip_bound_usd: float = float("nan")
     time_limit_hit: bool = False
+    warm_start_failures: int = 0
 
     @property
     def unserved_tokens(self) -> float:
@@ -1969,7 +1973,7 @@ class Problem:
         else:
             formulation = Formulation(self.formulation)
         args = (inputs, state, form, integer_intervals, fix_instances, start, wall)
-        hits = self.time_limit_hits
+        hits, failures = self.time_limit_hits, self.warm_start_failures
         result = self._solve_formulation(formulation, *args)
         if (formulation is Formulation.RELAXED and self.formulation == "auto"
                 and result.status.has_plan and result.message.startswith("repair failed")):
@@ -1992,6 +1996,8 @@ class Problem:
             logger.warning("HiGHS stopped on its wall-clock limit in this solve (%s): the "
                            "result depends on the machine's load", result.status)
             result = replace(result, time_limit_hit=True)
+        if self.warm_start_failures > failures:
+            result = replace(result, warm_start_failures=self.warm_start_failures - failures)
         return result
 
     def _check_inputs(self, inputs: HorizonInputs) -> None:
@@ -2268,9 +2274,11 @@ class Problem:
                     and sol.model_status not in _NO_COLD_RETRY):
                 # HiGHS can reject a warm basis outright (kSolveError, seen for shifted
                 # bases at 288 steps) or stop on it ("excessive dual values", kNotset);
-                # a warm start must never cost the solve, so retry cold.
-                logger.warning("LP with a %s warm start: HiGHS %s; re-solving cold",
-                               self.last_warm_start, sol.model_status)
+                # a warm start must never cost the solve, so retry cold. The cold
+                # solve is the answer, so this is counted (KPI warm_start_failures),
+                # not a warning.
+                logger.info("LP with a %s warm start: HiGHS %s; re-solving cold",
+                            self.last_warm_start, sol.model_status)
                 self.warm_start_failures += 1
                 fast.clear_solver()
                 self.last_warm_start = "cold"

@@ -614,7 +614,9 @@ def _benchmark_report(path: Path) -> Report:
         "One row per policy. score: the mean over the scenarios of the share of the "
         "achievable saving it closes, (BAU − policy) / (BAU − offline optimum) of the cost "
         "with the suite's SLO penalty; 1 is the offline optimum, 0 business as usual (the "
-        "baseline controller). Ratios (/ BAU) are to the baseline on the same scenario. "
+        "baseline controller). Ratios (/ BAU) are to the baseline on the same scenario; "
+        "cost vs BAU is the net cost over the baseline's in % of the baseline's costs "
+        "(revenue not deducted: a net cost can be zero or negative). "
         "Definitions: docs/benchmark.md.",), (display(totals),)))
     for scenario, group in card.groupby("scenario", sort=False):
         report.sections.append(Section(str(scenario), (), (display(group, drop=("scenario",)),)))

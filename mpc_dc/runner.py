@@ -56,7 +56,7 @@ from mpc_dc.sim.faults import FaultInjector, FaultSpec
 from mpc_dc.sim.policy import Policy
 from mpc_dc.sim.serving import workload_capacity
 from mpc_dc.site.config import Fleet, Site
-from mpc_dc.site.data import SOURCE, bridged_gaps, build_site_exogenous, errors_name
+from mpc_dc.site.data import SOURCE, build_site_exogenous, errors_name
 from mpc_dc.site.scenario import (
     ControllerSpec,
     Scenario,
@@ -176,12 +176,14 @@ def dr_baseline(scenario: Scenario, exo: SiteExogenous) -> dict[str, np.ndarray]
     return out
 
 
-def prepare(scenario: Scenario, *, source: str | Path = SOURCE
+def prepare(scenario: Scenario, *, source: str | Path = SOURCE, max_gap_steps: int = 0
             ) -> tuple[Scenario, SiteExogenous]:
     """The scenario as run (capacity filled in) and its exogenous data with the DR
     baseline (``s1_plan``) or the events' notices (``prior_days``); ``source`` (the
-    scenario file) is named in errors."""
-    exo = build_site_exogenous(scenario, source=source)
+    scenario file) is named in errors; runs of at most ``max_gap_steps`` missing
+    intervals [15-min intervals] in the data's run and tail are interpolated
+    (:func:`~mpc_dc.site.data.require_coverage`), longer ones refused."""
+    exo = build_site_exogenous(scenario, source=source, max_gap_steps=max_gap_steps)
     scenario = with_capacity(scenario, exo)
     if scenario.site.dr.baseline == "prior_days":
         # No baseline before the run: the programme computes it from the meter.
@@ -248,7 +250,7 @@ def with_meter_history(scenario: Scenario, exo: SiteExogenous, *, policy: str | 
     KPIs or ledger. Otherwise ``exo`` itself (and 0 s).
 
     The lead-in's data are the run's sources over its period; a gap of at most 1 h in
-    them is interpolated (:func:`~mpc_dc.site.data.bridged_gaps`), a longer one refused.
+    them is interpolated (``max_gap_steps`` of :func:`prepare`), a longer one refused.
 
     Raises
     ------
@@ -264,8 +266,7 @@ def with_meter_history(scenario: Scenario, exo: SiteExogenous, *, policy: str | 
     try:
         # The lead-in's data may hold short gaps the reported run refuses (NYISO RT 2022
         # misses single hours in March): up to 1 h is interpolated, as CAISO's always is.
-        with bridged_gaps(DEFAULT_MAX_GAP):
-            prepared = prepare(lead, source=source)
+        prepared = prepare(lead, source=source, max_gap_steps=DEFAULT_MAX_GAP)
     except ConfigError as err:
         raise ConfigError(source, f"the DR baseline's lead-in of {days} d from "
                           f"{lead.run.start_ts:%Y-%m-%d %H:%M} UTC: {err.message}; set "

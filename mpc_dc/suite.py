@@ -318,7 +318,7 @@ def suite_sweep(suite: Suite, policies: Sequence[str] = ()) -> SweepSpec:
 
 SCORECARD_COLUMNS: tuple[str, ...] = (
     "scenario", "policy", "controller", "cost_usd", "regret_usd", "gap_closed",
-    "cost_vs_baseline", "slo_attainment", "slo_missed_requests", "carbon_t",
+    "cost_vs_baseline_pct", "slo_attainment", "slo_missed_requests", "carbon_t",
     "carbon_vs_baseline", "peak_import_mw", "peak_vs_baseline", "dr_compliance",
     "deadline_missed_wu", "projections", "decide_time_median_s", "offline_mip_gap_pct",
     "time_limit_hits",
@@ -326,7 +326,7 @@ SCORECARD_COLUMNS: tuple[str, ...] = (
 """Columns of the scorecard (docs/benchmark.md)."""
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
-    "policy", "score", "scenarios_scored", "cost_vs_baseline", "carbon_vs_baseline",
+    "policy", "score", "scenarios_scored", "cost_vs_baseline_pct", "carbon_vs_baseline",
     "slo_attainment", "dr_compliance", "projections", "decide_time_median_s",
     "time_limit_hits",
 )
@@ -334,8 +334,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 
 
 def _ratio(value: pd.Series, base: float) -> pd.Series:
-    """``value / base`` where the base is positive (a net figure's ratio flips sign or
-    explodes otherwise), else NaN."""
+    """``value / base`` where the base is positive (a ratio to zero explodes), else NaN."""
     return value / base if base > 0 and math.isfinite(base) else value * math.nan
 
 
@@ -382,13 +381,19 @@ def _scenario_rows(name: str, g: pd.DataFrame, penalty: float) -> pd.DataFrame:
         _column(g, "slo_attainment_estimate"))
     cost = out["cost_usd"]
     out["regret_usd"] = cost - cost.get(OFFLINE, math.nan)
+    # Of BAU's costs, never of its net cost, which export revenue and the DR reward can
+    # bring to zero or below (docs/fleet_closed_loop.md, "Cost, costs, revenue and
+    # percentages"); the difference stays one of net costs, so lost revenue counts.
+    bau_costs = float(_column(g, "costs_usd").get(BASELINE, math.nan))
+    out["cost_vs_baseline_pct"] = 100.0 * _ratio(cost - cost.get(BASELINE, math.nan),
+                                                 bau_costs)
     effective = cost + penalty * missed.fillna(0.0)
     base = float(effective.get(BASELINE, math.nan))
     span = base - float(effective.get(OFFLINE, math.nan))
     # A scenario where even the optimum gains nothing over business as usual scores nothing.
     meaningful = math.isfinite(span) and span > 1e-9 * max(1.0, abs(base))
     out["gap_closed"] = (base - effective) / span if meaningful else math.nan
-    for key, ratio in (("cost_usd", "cost_vs_baseline"), ("carbon_t", "carbon_vs_baseline"),
+    for key, ratio in (("carbon_t", "carbon_vs_baseline"),
                        ("peak_import_mw", "peak_vs_baseline")):
         out[ratio] = _ratio(out[key], float(out[key].get(BASELINE, math.nan)))
     out["deadline_missed_wu"] = _column(g, "work_df_missed_wu")
@@ -409,7 +414,7 @@ def summary(card: pd.DataFrame) -> pd.DataFrame:
             "policy": policy,
             "score": float(scored.mean()) if len(scored) else math.nan,
             "scenarios_scored": len(scored),
-            "cost_vs_baseline": float(g["cost_vs_baseline"].mean()),
+            "cost_vs_baseline_pct": float(g["cost_vs_baseline_pct"].mean()),
             "carbon_vs_baseline": float(g["carbon_vs_baseline"].mean()),
             "slo_attainment": float(g["slo_attainment"].mean()),
             "dr_compliance": float(g["dr_compliance"].mean()),
@@ -439,7 +444,7 @@ _FORMATS: Mapping[str, tuple[str, str]] = {
     "cost_usd": ("cost [$]", "{:,.2f}"),
     "regret_usd": ("regret [$]", "{:,.2f}"),
     "gap_closed": ("gap closed", "{:.3f}"),
-    "cost_vs_baseline": ("cost / BAU", "{:.3f}"),
+    "cost_vs_baseline_pct": ("cost vs BAU [% of BAU costs]", "{:.2f}"),
     "slo_attainment": ("SLO att.", "{:.4f}"),
     "slo_missed_requests": ("SLO missed [req]", "{:,.0f}"),
     "carbon_t": ("carbon [t]", "{:,.3f}"),
@@ -482,7 +487,8 @@ def scorecard_markdown(suite_name: str, size: str, card: pd.DataFrame, totals: p
     parts = [f"# Benchmark scorecard: {suite_name} ({size})", "",
              "Definitions: docs/benchmark.md. BAU = the baseline controller on the same "
              "scenario; gap closed = (BAU − policy) / (BAU − offline optimum) of the cost "
-             "with the SLO penalty; score = its mean over the scenarios.", "",
+             "with the SLO penalty; score = its mean over the scenarios; cost vs BAU = "
+             "(policy − BAU) net cost in % of BAU's costs (revenue not deducted).", "",
              "## Summary", "", markdown_table(display(totals)), ""]
     if notes:
         parts += ["Notes:", "", *(f"- {n}" for n in notes), ""]

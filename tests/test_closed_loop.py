@@ -238,6 +238,45 @@ def test_injected_solver_failures_fall_back_and_are_counted(
     assert result.kpis["work_df_missed_wu"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_warm_starts_re_solved_cold_are_a_kpi(monkeypatch: pytest.MonkeyPatch,
+                                             caplog: pytest.LogCaptureFixture,
+                                             tmp_path: Path) -> None:
+    """Every other warm-started LP run is answered kSolveError (as HiGHS answers some
+    bases): each is re-solved cold, logged below WARNING and counted in kpis.json's
+    ``warm_start_failures``, one per rejected run."""
+    import dataclasses
+
+    from mpc_dc.fastpath import HighsFastPath
+
+    warm_lp = Problem._warm_start_lp
+    real_solve = HighsFastPath.solve
+    armed: list[bool] = []
+    rejected: list[str] = []
+
+    def noting(self: Problem, *args: Any, **kwargs: Any) -> None:
+        warm_lp(self, *args, **kwargs)
+        armed.append(self.last_warm_start != "cold" and len(armed) % 2 == 1)
+
+    def reject(self: HighsFastPath) -> Any:
+        solution = real_solve(self)
+        if armed and armed[-1]:
+            armed[-1] = False
+            rejected.append(solution.model_status)
+            return dataclasses.replace(solution, model_status="kSolveError", x=None)
+        return solution
+
+    monkeypatch.setattr(Problem, "_warm_start_lp", noting)
+    monkeypatch.setattr(HighsFastPath, "solve", reject)
+    with caplog.at_level(logging.INFO, logger="mpc_dc.problem"):
+        run_scenario(rcdc_short(0.5), tmp_path / "run", plots=False)
+    kpis = json.loads((tmp_path / "run" / "kpis.json").read_text())
+    assert len(rejected) > 0
+    assert kpis["warm_start_failures"] == len(rejected)
+    cold = [r for r in caplog.records if "re-solving cold" in r.getMessage()]
+    assert len(cold) == len(rejected)
+    assert all(r.levelno < logging.WARNING for r in cold)
+
+
 def test_forecasters_are_fitted_on_history_only(case: tuple[Scenario, SiteExogenous]) -> None:
     exo = case[1]
     forecasters = make_forecasters(exo, "persistence")

@@ -31,6 +31,7 @@ from mpc_dc.sim.dr_program import (
     ProgramBaseline,
     event_baseline,
     exogenous_events,
+    exogenous_lead_in_days,
     lead_in_days,
     program_events,
 )
@@ -394,6 +395,34 @@ def test_a_lead_in_that_fell_back_says_so(monkeypatch: pytest.MonkeyPatch,
         with_meter_history(scenario, exo)
     assert any("DR lead-in" in r.getMessage() and "fallbacks" in r.getMessage()
                for r in caplog.records if r.name == "mpc_dc.runner")
+
+
+def test_the_lead_in_bridges_a_short_gap_the_run_refuses(
+        shared_data: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """NY wind missing one interval in the lead-in's run: the lead-in interpolates it (a
+    warning names it) and is simulated; a reported run on those data refuses it."""
+    import traces.datasets
+
+    scenario = with_overrides(_small_run_scenario(baseline_days=3), {
+        "dr.days": ["2022-04-05"], "data.dir": str(shared_data),
+        "site.campuses[0].renewable.source": "real"}, "test")
+    scenario, exo = prepare(scenario)
+    lead = lead_in_scenario(scenario, exogenous_lead_in_days(exo))
+    plain = traces.datasets.ny_wind_cf
+
+    def gappy(data_dir: Path) -> tuple[pd.DataFrame, object]:
+        frame, meta = plain(data_dir)
+        return frame.drop(lead.run.start_ts + pd.Timedelta(hours=2)), meta
+
+    monkeypatch.setattr(traces.datasets, "ny_wind_cf", gappy)
+    with pytest.raises(ConfigError, match="misses 1 intervals of the run"):
+        prepare(lead)
+    with caplog.at_level("WARNING", logger="mpc_dc.site.data"):
+        led, _ = with_meter_history(scenario, exo)
+    assert led.dr_meter_history_mw is not None
+    assert any("NY wind" in r.getMessage() and "interpolated" in r.getMessage()
+               for r in caplog.records)
 
 
 def _daily_requests(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, pd.Timestamp]:

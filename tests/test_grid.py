@@ -24,6 +24,7 @@ from traces.grid import (
     grid_index,
     infer_resolution,
     intervals_per_local_day,
+    local_days,
     to_grid,
 )
 
@@ -169,6 +170,27 @@ def test_intervals_per_local_day_dst() -> None:
     assert counts[pd.Timestamp("2022-03-13").date()] == 92
     fall = grid_index(pd.Timestamp("2022-11-06", tz="America/New_York"), 100)
     assert intervals_per_local_day(fall, "America/New_York").iloc[0] == 100
+
+
+def test_local_days_on_dst_change_days() -> None:
+    """New York, worked by hand. 2022-03-13 (clocks 02:00 EST -> 03:00 EDT): local
+    midnight 05:00 UTC, the next 04:00 UTC, so 92 intervals; 06:45 UTC is 01:45 EST
+    (slot 7), 07:00 UTC is 03:00 EDT (slot 12). 2022-11-06 (02:00 EDT -> 01:00 EST):
+    midnight 04:00 UTC, the next 05:00 UTC, 100 intervals; 05:00 and 06:00 UTC are
+    both 01:00 local (slot 4)."""
+    spring = pd.date_range("2022-03-13T05:00Z", "2022-03-14T04:00Z", freq=STEP)
+    days, slots = local_days(spring, "America/New_York")
+    assert days.dtype == np.dtype("datetime64[D]")
+    assert (days[:92] == np.datetime64("2022-03-13")).all()
+    assert days[92] == np.datetime64("2022-03-14")
+    assert list(slots[6:10]) == [6, 7, 12, 13]
+    assert list(np.flatnonzero(slots == 0)) == [0, 92]
+    fall = pd.date_range("2022-11-06T04:00Z", "2022-11-07T05:00Z", freq=STEP)
+    days, slots = local_days(fall, "America/New_York")
+    assert (days[:100] == np.datetime64("2022-11-06")).all()
+    assert days[100] == np.datetime64("2022-11-07")
+    assert slots[4] == slots[8] == 4
+    assert list(np.flatnonzero(slots == 0)) == [0, 100]
 
 
 def test_metadata_reconciles_rows() -> None:

@@ -7,8 +7,8 @@
 * ``check_data`` refuses, with one line naming the scenario key, every series that does
   not cover history + run + tail (table-driven, real data), a missing data folder, a gap
   in the run; the history may have gaps;
-* within ``bridged_gaps`` (the DR lead-in's data) a run gap of at most the bridge is
-  interpolated, a longer one refused as without it;
+* with ``max_gap_steps`` (the DR lead-in's data) a run gap of at most that many
+  intervals is interpolated, a longer one refused as without it;
 * ``nyiso_wind_fleet`` builds on the real data with the coverage and scale its header
   states; the default builds without any data folder.
 """
@@ -27,7 +27,6 @@ import pytest
 from mpc_dc.sim.serving import workload_capacity
 from mpc_dc.site.data import (
     SiteSources,
-    bridged_gaps,
     build_site_exogenous,
     check_data,
     require_coverage,
@@ -384,18 +383,18 @@ def test_run_requests_do_not_keep_history_and_tail_alive() -> None:
         assert kept.nbytes == values.nbytes, name
 
 
-def test_bridged_gaps_interpolate_only_short_run_gaps() -> None:
-    """A 4-interval gap after the history: refused plainly, interpolated linearly within
-    ``bridged_gaps(4)`` (the history's own gap stays NaN); 5 intervals: refused even
+def test_max_gap_steps_interpolate_only_short_run_gaps() -> None:
+    """A 4-interval gap after the history: refused plainly, interpolated linearly with
+    ``max_gap_steps=4`` (the history's own gap stays NaN); 5 intervals: refused even
     there."""
     index = pd.date_range("2022-03-30T00:00Z", periods=40, freq="15min")
     values = pd.Series(np.arange(40, dtype=float), index=index)
     gap = values.drop(index[list(range(2, 4)) + list(range(20, 24))])
     with pytest.raises(ConfigError, match="misses 4 intervals of the run"):
         require_coverage(gap, index, "prices", "k", history_steps=8)
-    with bridged_gaps(4):
-        got = require_coverage(gap, index, "prices", "k", history_steps=8)
+    got = require_coverage(gap, index, "prices", "k", history_steps=8, max_gap_steps=4)
     assert np.isnan(got[2:4]).all()
     assert got[8:] == pytest.approx(np.arange(8, 40, dtype=float))
-    with bridged_gaps(4), pytest.raises(ConfigError, match="misses 5 intervals"):
-        require_coverage(values.drop(index[20:25]), index, "prices", "k", history_steps=8)
+    with pytest.raises(ConfigError, match="misses 5 intervals"):
+        require_coverage(values.drop(index[20:25]), index, "prices", "k", history_steps=8,
+                         max_gap_steps=4)

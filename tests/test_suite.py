@@ -27,11 +27,11 @@ def _results(rows: dict[str, dict[str, float]], scenario: str = "s") -> pd.DataF
 
 def test_gap_closed_is_the_share_of_the_achievable_saving_with_the_slo_penalty() -> None:
     results = _results({
-        "baseline": {"cost_usd": 100.0, "slo_missed_requests": 0.0},
-        "offline": {"cost_usd": 60.0, "slo_missed_requests": 0.0},
-        "cheap": {"cost_usd": 70.0, "slo_missed_requests": 0.0},
+        "baseline": {"cost_usd": 100.0, "costs_usd": 100.0, "slo_missed_requests": 0.0},
+        "offline": {"cost_usd": 60.0, "costs_usd": 60.0, "slo_missed_requests": 0.0},
+        "cheap": {"cost_usd": 70.0, "costs_usd": 70.0, "slo_missed_requests": 0.0},
         # Saves more than the optimum by missing SLOs: the penalty (0.5 $/request) counts.
-        "shirker": {"cost_usd": 50.0, "slo_missed_requests": 40.0},
+        "shirker": {"cost_usd": 50.0, "costs_usd": 50.0, "slo_missed_requests": 40.0},
     })
     timings = pd.DataFrame({"run_id": results["run_id"], "decide_time_median_s": 0.01})
     card = scorecard(results, timings, 0.5).set_index("policy")
@@ -39,29 +39,45 @@ def test_gap_closed_is_the_share_of_the_achievable_saving_with_the_slo_penalty()
     assert card.loc["shirker", "gap_closed"] == pytest.approx((100 - 70) / 40)
     assert card.loc["baseline", "gap_closed"] == 0.0 and card.loc["offline", "gap_closed"] == 1.0
     assert card.loc["cheap", "regret_usd"] == pytest.approx(10.0)
-    assert card.loc["cheap", "cost_vs_baseline"] == pytest.approx(0.7)
+    assert card.loc["cheap", "cost_vs_baseline_pct"] == pytest.approx(-30.0)
     totals = summary(card.reset_index()).set_index("policy")
     assert totals.loc["cheap", "score"] == pytest.approx(0.75)
 
 
-def test_no_ratio_of_a_net_cost_that_is_not_positive() -> None:
-    # Export revenue makes the business-as-usual net cost negative: a ratio would flip.
+def test_the_cost_against_business_as_usual_is_a_share_of_its_costs_not_of_its_net() -> None:
+    """Issue 16's rule: a percentage of cost is of costs (no revenue), the difference one
+    of net costs. In ``a`` export revenue makes BAU's net cost negative (costs 40 $,
+    revenue 50 $): ``p`` saves 15 $, 37.5 % of BAU's costs; a ratio of the nets (2.5)
+    would say it costs more. In ``b`` BAU's net is positive but mostly offset by revenue
+    (costs 55 $, revenue 50 $): ``p``'s extra 1 $ is 1.82 % of them, not the nets' 20 %.
+    In ``c`` BAU has no costs: no share. The summary's mean skips that NaN."""
     results = pd.concat([
-        _results({"baseline": {"cost_usd": -10.0}, "offline": {"cost_usd": -30.0},
-                  "p": {"cost_usd": -25.0}}, "a"),
-        _results({"baseline": {"cost_usd": 5.0}, "offline": {"cost_usd": 5.0},
-                  "p": {"cost_usd": 6.0}}, "b")])
+        _results({"baseline": {"cost_usd": -10.0, "costs_usd": 40.0},
+                  "offline": {"cost_usd": -30.0, "costs_usd": 30.0},
+                  "p": {"cost_usd": -25.0, "costs_usd": 35.0}}, "a"),
+        _results({"baseline": {"cost_usd": 5.0, "costs_usd": 55.0},
+                  "offline": {"cost_usd": 5.0, "costs_usd": 55.0},
+                  "p": {"cost_usd": 6.0, "costs_usd": 56.0}}, "b"),
+        _results({"baseline": {"cost_usd": -3.0, "costs_usd": 0.0},
+                  "offline": {"cost_usd": -3.0, "costs_usd": 0.0},
+                  "p": {"cost_usd": -3.5, "costs_usd": 0.0}}, "c")])
     timings = pd.DataFrame({"run_id": results["run_id"], "decide_time_median_s": 0.01})
     card = scorecard(results, timings, 0.0)
     a = card[card["scenario"] == "a"].set_index("policy")
-    assert math.isnan(a.loc["p", "cost_vs_baseline"])
+    assert a.loc["p", "cost_vs_baseline_pct"] == pytest.approx(-37.5)
+    assert a.loc["offline", "cost_vs_baseline_pct"] == pytest.approx(-50.0)
+    assert a.loc["baseline", "cost_vs_baseline_pct"] == 0.0
     assert a.loc["p", "gap_closed"] == pytest.approx(0.75)
     b = card[card["scenario"] == "b"].set_index("policy")
+    assert b.loc["p", "cost_vs_baseline_pct"] == pytest.approx(100.0 / 55.0)
     # Nothing to gain over business as usual: no score from this scenario.
     assert math.isnan(b.loc["p", "gap_closed"])
+    c = card[card["scenario"] == "c"].set_index("policy")
+    assert math.isnan(c.loc["p", "cost_vs_baseline_pct"])
     totals = summary(card).set_index("policy")
     assert totals.loc["p", "score"] == pytest.approx(0.75)
     assert totals.loc["p", "scenarios_scored"] == 1
+    assert totals.loc["p", "cost_vs_baseline_pct"] == pytest.approx((-37.5 + 100.0 / 55.0) / 2)
 
 
 # ----------------------------------------------------------------------------- suite files

@@ -464,6 +464,34 @@ def _upsample(
     return pd.Series(interpolated, index=target, name=series.name)
 
 
+def local_days(index: pd.DatetimeIndex, tz: str) -> tuple[np.ndarray, np.ndarray]:
+    """Local calendar day and 15-min slot of the day of each interval start.
+
+    Slots follow the local wall clock: on a day when clocks spring forward the hour
+    skipped has no slot (92 intervals, slots ``0..7, 12..95``); on a day when they
+    fall back the repeated hour's slots occur twice (100 intervals). Slot 0 is a
+    local midnight.
+
+    Parameters
+    ----------
+    index : DatetimeIndex
+        Interval starts, tz-aware (UTC on the canonical grid).
+    tz : str
+        IANA time zone of the calendar.
+
+    Returns
+    -------
+    days : ndarray of datetime64[D]
+        Local date of each start.
+    slots : ndarray of int64 [15-min intervals]
+        ``4 · hour + minute // 15`` of each start's local time.
+    """
+    local = pd.DatetimeIndex(index).tz_convert(tz)
+    days = np.asarray(local.tz_localize(None).normalize(), dtype="datetime64[D]")
+    slots = np.asarray(local.hour * 4 + local.minute // 15, dtype=np.int64)
+    return days, slots
+
+
 def intervals_per_local_day(index: pd.DatetimeIndex, tz: str) -> pd.Series:
     """Count grid intervals per local calendar day (92 / 100 on DST change days)."""
     local_dates = index.tz_convert(tz).date

@@ -111,7 +111,7 @@ from mpc_dc.problem import (
 from mpc_dc.sim.exogenous import SiteExogenous, column, deferrable_releases, window_end
 from mpc_dc.sim.policy import CampusObservation, Decision, Observation
 from mpc_dc.site.config import Site, tariff_prices
-from traces.grid import STEP
+from traces.grid import STEP, local_days
 
 if TYPE_CHECKING:
     from mpc_dc.sim.faults import FaultInjector
@@ -152,6 +152,10 @@ class ControllerStats:
         Solves HiGHS stopped on its wall-clock limit in at least one run
         (:attr:`~mpc_dc.problem.SolveResult.time_limit_hit`): a run with any is not
         reproducible (its decisions depend on the machine's load).
+    warm_start_failures : int
+        Warm-started LP runs HiGHS failed on, each re-solved cold
+        (:attr:`~mpc_dc.problem.SolveResult.warm_start_failures`): costs time, not
+        the plan.
     """
 
     solves: int = 0
@@ -164,9 +168,11 @@ class ControllerStats:
     statuses: Counter[str] = field(default_factory=Counter)
     mip_gap_max: float = 0.0
     time_limit_hits: int = 0
+    warm_start_failures: int = 0
 
     def record(self, result: SolveResult) -> None:
-        """Count one solve: times, formulation, form, status and final MIP gap."""
+        """Count one solve: times, formulation, form, status, final MIP gap, wall-clock
+        stops and warm starts re-solved cold."""
         self.solves += 1
         self.solve_times_s.append(result.solve_time_s)
         self.highs_times_s.append(result.highs_time_s)
@@ -174,6 +180,7 @@ class ControllerStats:
         self.forms[str(result.form)] += 1
         self.statuses[str(result.status)] += 1
         self.time_limit_hits += int(result.time_limit_hit)
+        self.warm_start_failures += result.warm_start_failures
         if result.status.has_plan and np.isfinite(result.mip_gap):
             self.mip_gap_max = max(self.mip_gap_max, float(result.mip_gap))
 
@@ -505,10 +512,10 @@ class MpcPolicy:
         self._tz = exo.local_tz
         # Whether each run interval starts at a local midnight, by its UTC start [ns]:
         # converted once for the run rather than a Timestamp per step.
-        local = pd.DatetimeIndex(exo.run_index).tz_convert(self._tz)
+        run_index = pd.DatetimeIndex(exo.run_index)
         self._midnight: dict[int, bool] = dict(zip(
-            pd.DatetimeIndex(exo.run_index).as_unit("ns").asi8.tolist(),
-            ((local.hour == 0) & (local.minute == 0)).tolist(), strict=True))
+            run_index.as_unit("ns").asi8.tolist(),
+            (local_days(run_index, self._tz)[1] == 0).tolist(), strict=True))
         self.last_result: SolveResult | None = None
         self.last_inputs: tuple[HorizonInputs, PlantState] | None = None
         # Output tokens and requests seen so far per model (mean tokens per request).
@@ -594,8 +601,7 @@ class MpcPolicy:
             return True
         midnight = self._midnight.get(pd.Timestamp(obs.time).value)
         if midnight is None:  # not a run interval (a caller's own observation)
-            local = pd.Timestamp(obs.time).tz_convert(self._tz)
-            midnight = local.hour == 0 and local.minute == 0
+            midnight = bool(local_days(pd.DatetimeIndex([obs.time]), self._tz)[1][0] == 0)
         return midnight
 
     def horizon_inputs(self, obs: Observation) -> tuple[HorizonInputs, PlantState]:

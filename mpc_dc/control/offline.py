@@ -95,7 +95,7 @@ def solve_offline(exo: SiteExogenous, options: SolverOptions) -> tuple[SolveResu
     ``mip_max_nodes`` for LP and MILP runs, ``full_*`` alike); the horizon is the run,
     at 15-min resolution, binaries integer everywhere. The result's
     ``time_limit_hit`` is set when any solve behind it (the planned baseline's too)
-    stopped on the wall clock.
+    stopped on the wall clock; ``warm_start_failures`` counts those of its solves.
     """
     tick = time.perf_counter()
     hit = False
@@ -130,7 +130,9 @@ def solve_offline(exo: SiteExogenous, options: SolverOptions) -> tuple[SolveResu
             gap = (result.objective_usd - milp.mip_bound_usd) / max(abs(result.objective_usd),
                                                                     1e-9)
             result = replace(result, mip_gap=max(min(gap, result.mip_gap), 0.0))
-    return replace(result, time_limit_hit=hit), method, time.perf_counter() - tick
+    return (replace(result, time_limit_hit=hit,
+                    warm_start_failures=problem.warm_start_failures),
+            method, time.perf_counter() - tick)
 
 
 def planned_baseline(exo: SiteExogenous, options: SolverOptions) -> SiteExogenous:

@@ -56,7 +56,7 @@ import pandas as pd
 
 from mpc_dc.site.config import DemandResponse
 from traces.errors import ConfigError
-from traces.grid import STEP, STEP_H, STEPS_PER_DAY
+from traces.grid import STEP, STEP_H, STEPS_PER_DAY, local_days
 
 if TYPE_CHECKING:
     from mpc_dc.sim.exogenous import CampusRealized, SiteExogenous
@@ -101,14 +101,6 @@ class ProgramEvent:
     day_first: int
 
 
-def _local_days(run_index: pd.DatetimeIndex, local_tz: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per run step: its local day (datetime64[D]) and its 15-min slot of that day."""
-    local = run_index.tz_convert(local_tz)
-    days = np.asarray(local.tz_localize(None).normalize(), dtype="datetime64[D]")
-    slots = np.asarray(local.hour * 4 + local.minute // 15, dtype=np.int64)
-    return days, slots
-
-
 def program_events(run_index: pd.DatetimeIndex, local_tz: str, event: np.ndarray,
                    dr: DemandResponse, lead_steps: int = 0) -> list[ProgramEvent]:
     """The events of a run and their reference days (calendar only, no meter data).
@@ -135,7 +127,7 @@ def program_events(run_index: pd.DatetimeIndex, local_tz: str, event: np.ndarray
         before = pd.date_range(end=run_index[0] - STEP, periods=lead_steps, freq=STEP)
         run_index = pd.DatetimeIndex(before.append(run_index))
         event = np.vstack([np.zeros((lead_steps, event.shape[1]), dtype=bool), event])
-    days, slots = _local_days(run_index, local_tz)
+    days, slots = local_days(run_index, local_tz)
     unique, first_of, counts = np.unique(days, return_index=True, return_counts=True)
     notice = round(dr.notice_h / STEP_H)
     window = round(dr.adjustment_h / STEP_H)

@@ -936,6 +936,7 @@ def compute_kpis(
     :data:`~mpc_dc.sim.meter.COST_COLUMNS` component), energy [MWh], carbon [t], other-IT
     work [WU], solver and decision times [s], faults, the solves HiGHS stopped on its
     wall-clock limit (``solver_time_limit_hits``: a run with any is not reproducible), the
+    warm-started LP runs HiGHS failed on and re-solved cold (``warm_start_failures``), the
     decision projections (:mod:`mpc_dc.sim.projection`), DR compliance; with a fleet,
     serving figures (requests, tokens, latency percentiles [s], SLO attainment [-] and
     requests that missed their SLO: counted at request level, estimated at fluid level;
@@ -1007,6 +1008,8 @@ def compute_kpis(
         "mip_gap_max": float(getattr(stats, "mip_gap_max", 0.0)),
         # Not a timing: any hit makes the run's results depend on the machine's load.
         "solver_time_limit_hits": int(getattr(stats, "time_limit_hits", 0)),
+        # Warm bases HiGHS failed on, each re-solved cold: time lost, not the plan.
+        "warm_start_failures": int(getattr(stats, "warm_start_failures", 0)),
         "solve_time_median_s": float(np.median(solve)) if solve.size else 0.0,
         "solve_time_p95_s": float(np.percentile(solve, 95)) if solve.size else 0.0,
         "highs_time_median_s": float(np.nanmedian(highs)) if highs.size else 0.0,

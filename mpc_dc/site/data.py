@@ -68,7 +68,6 @@ import math
 import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -256,32 +255,18 @@ def _span(index: pd.DatetimeIndex) -> str:
     return f"{index[0]:%Y-%m-%d %H:%M} to {index[-1] + STEP:%Y-%m-%d %H:%M} UTC"
 
 
-_BRIDGED_GAP = ContextVar("bridged_gap", default=0)
-"""Longest gap [15-min intervals] :func:`require_coverage` interpolates in run + tail."""
-
-
-@contextmanager
-def bridged_gaps(steps: int) -> Iterator[None]:
-    """In the block, :func:`require_coverage` interpolates runs of at most ``steps``
-    missing intervals in the run and the tail (with a warning) instead of refusing
-    them: the DR programme's lead-in (:func:`mpc_dc.runner.with_meter_history`), a
-    stand-in for the meter history that is never settled, runs on data whose short
-    gaps the reported run refuses."""
-    token = _BRIDGED_GAP.set(steps)
-    try:
-        yield
-    finally:
-        _BRIDGED_GAP.reset(token)
-
-
 def require_coverage(series: pd.Series, index: pd.DatetimeIndex, what: str, key: str, *,
-                     history_steps: int = 0) -> np.ndarray:
+                     history_steps: int = 0, max_gap_steps: int = 0) -> np.ndarray:
     """``series`` (a source on the 15-min grid) on ``index`` [its unit].
 
     The source must span ``index`` (history + run + tail); inside it, missing
     intervals are refused after the first ``history_steps`` (the history, where
-    they stay NaN: forecasters treat them as unobserved), except, within
-    :func:`bridged_gaps`, runs it allows, which are interpolated.
+    they stay NaN: forecasters treat them as unobserved), except when every run of
+    them is at most ``max_gap_steps`` [15-min intervals] long: then they are
+    interpolated (with a warning). Only the DR programme's lead-in
+    (:func:`mpc_dc.runner.with_meter_history`), a stand-in for the meter history
+    that is never settled, passes ``max_gap_steps > 0``: it runs on data whose short
+    gaps the reported run refuses.
 
     Raises
     ------
@@ -297,14 +282,13 @@ def require_coverage(series: pd.Series, index: pd.DatetimeIndex, what: str, key:
         raise ConfigError(SOURCE, f"{what} covers {covers}; history + run + horizon need "
                           f"{_span(index)} ({int(missing.sum())} intervals missing)", key=key)
     gaps = missing[history_steps:]
-    bridge = _BRIDGED_GAP.get()
-    if gaps.any() and 0 < nan_runs(gaps)[1].max() <= bridge:
+    if gaps.any() and 0 < nan_runs(gaps)[1].max() <= max_gap_steps:
         first = index[history_steps + int(np.argmax(gaps))]
         logger.warning("%s misses %d intervals of the run + horizon (first at %s UTC); "
                        "interpolated (gaps of at most %d intervals bridged)", what,
-                       int(gaps.sum()), f"{first:%Y-%m-%d %H:%M}", bridge)
+                       int(gaps.sum()), f"{first:%Y-%m-%d %H:%M}", max_gap_steps)
         filled = fill_gaps(on_grid.iloc[history_steps:].to_frame(), GapPolicy.INTERPOLATE,
-                           max_gap=bridge, source=what)
+                           max_gap=max_gap_steps, source=what)
         on_grid = pd.concat([on_grid.iloc[:history_steps], filled.iloc[:, 0]])
         gaps = np.zeros_like(gaps)
     if gaps.any():
@@ -381,9 +365,11 @@ def _synthetic_utilisation(seed: int, index: pd.DatetimeIndex) -> np.ndarray:
 
 
 def caiso_prices(nodes: Sequence[str], data_dir: Path, index: pd.DatetimeIndex, *,
-                 history_steps: int = 0) -> tuple[dict[str, np.ndarray], Publication]:
+                 history_steps: int = 0, max_gap_steps: int = 0
+                 ) -> tuple[dict[str, np.ndarray], Publication]:
     """CAISO RT LMP at each hub in ``nodes`` [$/MWh] (gaps of up to 1 h interpolated),
-    and when it is observable (the reader's metadata)."""
+    and when it is observable (the reader's metadata); ``history_steps`` and
+    ``max_gap_steps`` as :func:`require_coverage`'s."""
     from traces.datasets import caiso_rt_lmp
 
     lmp, meta = caiso_rt_lmp(data_dir, CAISO_YEAR, gap_policy=GapPolicy.INTERPOLATE)
@@ -393,17 +379,17 @@ def caiso_prices(nodes: Sequence[str], data_dir: Path, index: pd.DatetimeIndex, 
             prices[node] = require_coverage(
                 lmp[f"lmp_usd_per_mwh[{node}]"], index,
                 f"CAISO RT prices at {node} ({meta.source})", "run.start",
-                history_steps=history_steps)
+                history_steps=history_steps, max_gap_steps=max_gap_steps)
     return prices, meta.publication
 
 
 def real_carbon(zones: Sequence[str], keys: Sequence[str], data_dir: Path,
-                index: pd.DatetimeIndex, *, history_steps: int = 0
+                index: pd.DatetimeIndex, *, history_steps: int = 0, max_gap_steps: int = 0
                 ) -> tuple[dict[str, np.ndarray], dict[str, Publication]]:
     """Each zone's Electricity Maps carbon intensity [gCO2/kWh] and when it is observable.
 
     ``keys[i]`` is the scenario key named when zone ``zones[i]`` does not cover
-    ``index``.
+    ``index``; ``history_steps`` and ``max_gap_steps`` as :func:`require_coverage`'s.
     """
     carbon: dict[str, np.ndarray] = {}
     publication: dict[str, Publication] = {}
@@ -413,7 +399,8 @@ def real_carbon(zones: Sequence[str], keys: Sequence[str], data_dir: Path,
         frame, meta = CARBON_SOURCES[zone](data_dir)
         carbon[zone] = require_coverage(frame["carbon_gco2_per_kwh"], index,
                                         f"{zone} carbon intensity ({meta.source})", key,
-                                        history_steps=history_steps)
+                                        history_steps=history_steps,
+                                        max_gap_steps=max_gap_steps)
         publication[zone] = meta.publication
     return carbon, publication
 
@@ -703,10 +690,11 @@ def requests_source(scenario: Scenario) -> str:
 class _Collector:
     """Fills the columns of :class:`SiteSources`, reading each real file once."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, max_gap_steps: int) -> None:
         self.scenario = scenario
         self.index = site_index(scenario)
         self.hist = scenario.run.history_days * STEPS_PER_DAY
+        self.max_gap = max_gap_steps
         self.columns: dict[str, np.ndarray] = {}
         self.publication: dict[str, Publication] = {}
         self.origin: dict[str, str] = {}
@@ -732,7 +720,8 @@ class _Collector:
         self.origin[column] = origin
 
     def cover(self, series: pd.Series, what: str, key: str) -> np.ndarray:
-        return require_coverage(series, self.index, what, key, history_steps=self.hist)
+        return require_coverage(series, self.index, what, key, history_steps=self.hist,
+                                max_gap_steps=self.max_gap)
 
     # -- prices
     def prices(self) -> None:
@@ -757,7 +746,7 @@ class _Collector:
             column = f"price_usd_per_mwh[{c.name}]"
             if node.market == "caiso":
                 prices, pub = caiso_prices([node.key], folder, self.index,
-                                           history_steps=self.hist)
+                                           history_steps=self.hist, max_gap_steps=self.max_gap)
                 self.add(column, prices[node.key], pub, f"CAISO RT LMP {node.key}")
             elif c.grid.tariff.kind == "retail":
                 self._nyiso_da(column, folder)
@@ -797,7 +786,7 @@ class _Collector:
             return
         keys = [f"site.campuses[{i}].carbon_zone" for i in range(len(campuses))]
         values, pubs = real_carbon(zones, keys, self.folder('data.source "real"'), self.index,
-                                   history_steps=self.hist)
+                                   history_steps=self.hist, max_gap_steps=self.max_gap)
         for c in campuses:
             self.add(column.format(c.name), values[c.carbon_zone], pubs[c.carbon_zone],
                      f"Electricity Maps {c.carbon_zone}")
@@ -896,7 +885,8 @@ class _Collector:
             self.add(f"gpus_available[{c.name}]", gpus, None, "[[outages]]")
 
 
-def check_data(scenario: Scenario, *, source: str | Path = SOURCE) -> SiteSources:
+def check_data(scenario: Scenario, *, source: str | Path = SOURCE,
+               max_gap_steps: int = 0) -> SiteSources:
     """Read or generate every exogenous series of ``scenario``; refuse what a run refuses.
 
     Reads every file a run reads (BurstGPT's rows too), so ``scenario check``
@@ -909,6 +899,10 @@ def check_data(scenario: Scenario, *, source: str | Path = SOURCE) -> SiteSource
     scenario : Scenario
     source : str or Path
         Named in the errors (the scenario file).
+    max_gap_steps : int
+        Longest run of missing intervals [15-min intervals] interpolated in the run
+        and the tail instead of refused (:func:`require_coverage`); 0, the default,
+        refuses every gap there.
 
     Raises
     ------
@@ -918,7 +912,7 @@ def check_data(scenario: Scenario, *, source: str | Path = SOURCE) -> SiteSource
         A data file missing or malformed (named, with the line).
     """
     with errors_name(source):
-        collect = _Collector(scenario)
+        collect = _Collector(scenario, max_gap_steps)
         collect.prices()
         collect.carbon()
         collect.renewable()
@@ -939,7 +933,8 @@ def check_data(scenario: Scenario, *, source: str | Path = SOURCE) -> SiteSource
 
 
 def build_site_exogenous(scenario: Scenario, *, sources: SiteSources | None = None,
-                         source: str | Path = SOURCE) -> SiteExogenous:
+                         source: str | Path = SOURCE, max_gap_steps: int = 0
+                         ) -> SiteExogenous:
     """The run's :class:`SiteExogenous`: series of :func:`check_data` plus the requests.
 
     Parameters
@@ -949,8 +944,11 @@ def build_site_exogenous(scenario: Scenario, *, sources: SiteSources | None = No
         :func:`check_data` of ``scenario`` when already read.
     source : str or Path
         Named in the errors (the scenario file).
+    max_gap_steps : int
+        As :func:`check_data`'s (when ``sources`` is not given).
     """
-    sources = sources if sources is not None else check_data(scenario, source=source)
+    sources = sources if sources is not None else check_data(
+        scenario, source=source, max_gap_steps=max_gap_steps)
     index = sources.index
     frame = pd.DataFrame(sources.columns, index=index)
     requests = None
