@@ -36,7 +36,7 @@ import io
 import logging
 import re
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -997,8 +997,3 @@ def write_report(
 
 def _png_writer(png: bytes) -> Callable[[Path], object]:
     return lambda p: p.write_bytes(png)
-
-
-def figure_names(report: Report) -> Sequence[str]:
-    """Names of the report's figures (for tests and logs)."""
-    return [f.name for f in report.figures]

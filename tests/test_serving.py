@@ -21,7 +21,6 @@ from mpc_dc.sim.serving import (
     QUEUED,
     PoolSpec,
     RequestLevelServer,
-    erlang_c_wait_s,
     merge_by_arrival,
     spread,
 )
@@ -39,11 +38,6 @@ def _pool(
     key: tuple[str, str, str] = KEY,
 ) -> PoolSpec:
     return PoolSpec(key, slots, prefill, tau, idle_w, marginal, load_time_s, slots / tau)
-
-
-def test_erlang_c_formula_known_values() -> None:
-    assert erlang_c_wait_s(1, 0.5, 1.0) == pytest.approx(1.0)  # M/M/1: ρ/(μ-λ)
-    assert erlang_c_wait_s(2, 1.0, 1.0) == pytest.approx(1.0 / 3.0)
 
 
 def test_scale_up_capacity_arrives_after_load_time() -> None:

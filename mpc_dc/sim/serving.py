@@ -1591,22 +1591,3 @@ def request_frame(
             "slo_decided": decided[idx],
         }
     )
-
-
-def erlang_c_wait_s(c: int, arrival_rate: float, mean_service_s: float) -> float:
-    """Mean waiting time of M/M/c (Erlang C) [s].
-
-    ``W_q = C(c, a) / (c μ - λ)`` with offered load ``a = λ / μ`` and
-    ``C(c, a) = (a^c / c!) (c / (c - a)) / (Σ_{k<c} a^k / k! + (a^c / c!) (c / (c - a)))``.
-    """
-    mu = 1.0 / mean_service_s
-    a = arrival_rate / mu
-    if a >= c:
-        return math.inf
-    term, total = 1.0, 1.0
-    for k in range(1, c):
-        term *= a / k
-        total += term
-    last = term * a / c * c / (c - a)
-    prob_wait = last / (total + last)
-    return prob_wait / (c * mu - arrival_rate)
