@@ -506,10 +506,6 @@ class SiteExogenous:
             raise KeyError(f"campus {campus!r} has no other IT (no deferrable work)")
         return rules[campus]
 
-    def has_deferrable(self, campus: str) -> bool:
-        """True for a campus with other IT (it has a backlog)."""
-        return self.site.campus(campus).other_it is not None
-
     def releases_on_arrival(self, campus: str) -> bool:
         """True when ``campus`` releases deferrable work in the interval it arrives in."""
         return self._rule(campus).on_arrival

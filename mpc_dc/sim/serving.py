@@ -509,41 +509,6 @@ class IntervalStats:
     decode_steps: np.ndarray | None = None
 
 
-def spread(
-    acc: np.ndarray, t0: np.ndarray, t1: np.ndarray, weight: np.ndarray, step_s: float
-) -> None:
-    """Add ``weight`` spread uniformly over ``[t0, t1)`` to per-interval bins of ``acc``.
-
-    Parameters
-    ----------
-    acc : ndarray, length ``n + 1``
-        Bins ``[k·step_s, (k+1)·step_s)``; the last bin takes everything at or after
-        ``n · step_s`` (added in place).
-    t0, t1 : ndarray [s]
-        Windows (``t1 >= t0``); a zero-length window puts its weight in ``t0``'s bin.
-    weight : ndarray
-    step_s : float [s]
-    """
-    last = acc.size - 1
-    k0 = np.minimum(np.floor(t0 / step_s).astype(np.int64), last)
-    k1 = np.minimum(np.ceil(t1 / step_s).astype(np.int64) - 1, last)
-    k1 = np.maximum(k1, k0)
-    one = k1 == k0
-    acc += np.bincount(k0[one], weights=weight[one], minlength=acc.size)
-    if one.all():
-        return
-    idx = np.flatnonzero(~one)
-    spans = k1[idx] - k0[idx] + 1
-    rep = np.repeat(idx, spans)
-    k = np.repeat(k0[idx], spans) + (
-        np.arange(rep.size) - np.repeat(np.cumsum(spans) - spans, spans)
-    )
-    lo = np.maximum(t0[rep], k * step_s)
-    hi = np.where(k == last, t1[rep], np.minimum(t1[rep], (k + 1) * step_s))
-    frac = (hi - lo) / (t1[rep] - t0[rep])
-    acc += np.bincount(k, weights=weight[rep] * frac, minlength=acc.size)
-
-
 def serve_fcfs(
     heap: list[float], arrival: list[float], service: list[float], horizon: float
 ) -> list[float]:
