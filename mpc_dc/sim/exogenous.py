@@ -493,12 +493,6 @@ class SiteExogenous:
         out.flags.writeable = False
         return out
 
-    # -- tariff ----------------------------------------------------------------------------
-    def tariff_prices(self, campus: str,
-                      price_usd_per_mwh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Import and export prices π⁺, π⁻ [$/MWh] of ``campus`` from its market price."""
-        return tariff_prices(price_usd_per_mwh, self.site.campus(campus).grid.tariff)
-
     # -- deferrable work -------------------------------------------------------------------
     def _rule(self, campus: str) -> _Deferrable:
         rules: dict[str, _Deferrable] = self._deferrable  # type: ignore[attr-defined]

@@ -82,7 +82,6 @@ active energy equals the records summed (:meth:`ServingOutcome.check`).
 from __future__ import annotations
 
 import heapq
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -96,8 +95,6 @@ from mpc_dc.sim import serving_kernel as kern
 from mpc_dc.sim.arrivals import STEP_S, RequestArrays
 from mpc_dc.sim.router import NO_ROUTE, SmoothRouter
 from mpc_dc.site.config import PoolKey, Site
-
-logger = logging.getLogger(__name__)
 
 FINISHED = 0
 IN_SERVICE = 1

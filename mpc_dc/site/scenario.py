@@ -673,11 +673,6 @@ class ControllerSpec:
         """Intervals per column of the far tier."""
         return round(self.far_step_h * 4)
 
-    @property
-    def nowcast_tau_steps(self) -> float:
-        """Demand nowcast time constant [intervals] (:meth:`group_nowcast_tau_steps`)."""
-        return self.group_nowcast_tau_steps("demand")
-
     def group_nowcast_tau_steps(self, group: str) -> float:
         """Nowcast time constant of channel group ``group`` (``demand``, ``price`` or
         ``renewable``) [intervals]: its key (``nowcast_tau_h``, ``price_nowcast_tau_h``,
