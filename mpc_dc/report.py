@@ -712,10 +712,8 @@ def _cost_bar(kpis: dict[str, Any], name: str) -> plt.Figure:
 
 
 def _interval_times(ledger: pd.DataFrame) -> pd.DatetimeIndex:
-    """Interval starts of a ledger (one per interval, also for a per-campus ledger)."""
-    if isinstance(ledger.index, pd.MultiIndex):
-        return pd.DatetimeIndex(ledger.index.get_level_values("interval_start_utc").unique())
-    return pd.DatetimeIndex(ledger.index)
+    """Interval starts of a ledger (one per interval)."""
+    return pd.DatetimeIndex(ledger.index.get_level_values("interval_start_utc").unique())
 
 
 def _on_day(frame: pd.DataFrame, tz: str, day: str) -> pd.DataFrame:
