@@ -56,7 +56,6 @@ from mpc_dc.rundir import (
     prepare_output_dir,
     read_json_object,
     read_parquet_file,
-    read_run,
     write_file_atomic,
 )
 from mpc_dc.site.scenario import CHANNEL_GROUPS
@@ -270,12 +269,14 @@ def _read_run(path: Path) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any],
     Raises
     ------
     RunDirCorruptError
-        One line naming the file (and key or column) that is missing or corrupt: the
-        files as :func:`~mpc_dc.rundir.read_run` reads them, then the KPIs, the ledger
-        and the scenario.
+        One line naming the file (and key or column) that is missing or corrupt; the
+        files are checked in the order kpis, metadata, ledger, scenario.
     """
-    kpis, ledger, meta = read_run(path)
+    what = "a run directory written by mpc-dc run"
+    kpis = read_json_object(path / "kpis.json", what)
     _check_kpis(path / "kpis.json", kpis)
+    meta = read_json_object(path / "metadata.json", what)
+    ledger = read_parquet_file(path / "ledger.parquet", what)
     _check_ledger(path / "ledger.parquet", ledger)
     scenario_path = path / "scenario.json"
     scenario = read_json_object(scenario_path) if scenario_path.is_file() else {}
