@@ -104,17 +104,6 @@ class SolveTimes:
         """Median over calls of wall − HiGHS [s]: the time spent outside HiGHS."""
         return float(np.median(self.wall_s - self.highs_s))
 
-    def summary(self, prefix: str = "") -> dict[str, float]:
-        """Figures for ``benchmark.extra_info`` (times [s], ratios [-])."""
-        return {
-            f"{prefix}wall_median_s": self.wall_median_s,
-            f"{prefix}highs_median_s": self.highs_median_s,
-            f"{prefix}ratio_wall_over_highs": self.ratio_of_medians,
-            f"{prefix}median_ratio_wall_over_highs": self.median_ratio,
-            f"{prefix}overhead_median_s": self.overhead_median_s,
-            f"{prefix}calls": float(self.wall_s.size),
-        }
-
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     """Wall time [s] of one call and its return value."""

@@ -25,16 +25,12 @@ SUMMED: tuple[str, ...] = (
 def site_totals(ledger: pd.DataFrame) -> pd.DataFrame:
     """The ledger's flows summed over campuses, one row per interval (UTC index)."""
     cols = [c for c in SUMMED if c in ledger.columns]
-    if isinstance(ledger.index, pd.MultiIndex):
-        return ledger[cols].groupby(level="interval_start_utc").sum()
-    return ledger[cols]
+    return ledger[cols].groupby(level="interval_start_utc").sum()
 
 
 def by_campus(ledger: pd.DataFrame, column: str) -> pd.DataFrame:
     """One column of the ledger, one series per campus (intervals × campuses)."""
-    if isinstance(ledger.index, pd.MultiIndex):
-        return ledger[column].unstack("campus")
-    return ledger[[column]]
+    return ledger[column].unstack("campus")
 
 
 def _local(index: pd.Index, tz: str) -> pd.DatetimeIndex:

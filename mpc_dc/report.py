@@ -36,7 +36,7 @@ import io
 import logging
 import re
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -715,10 +715,8 @@ def _cost_bar(kpis: dict[str, Any], name: str) -> plt.Figure:
 
 
 def _interval_times(ledger: pd.DataFrame) -> pd.DatetimeIndex:
-    """Interval starts of a ledger (one per interval, also for a per-campus ledger)."""
-    if isinstance(ledger.index, pd.MultiIndex):
-        return pd.DatetimeIndex(ledger.index.get_level_values("interval_start_utc").unique())
-    return pd.DatetimeIndex(ledger.index)
+    """Interval starts of a ledger (one per interval)."""
+    return pd.DatetimeIndex(ledger.index.get_level_values("interval_start_utc").unique())
 
 
 def _on_day(frame: pd.DataFrame, tz: str, day: str) -> pd.DataFrame:
@@ -999,8 +997,3 @@ def write_report(
 
 def _png_writer(png: bytes) -> Callable[[Path], object]:
     return lambda p: p.write_bytes(png)
-
-
-def figure_names(report: Report) -> Sequence[str]:
-    """Names of the report's figures (for tests and logs)."""
-    return [f.name for f in report.figures]

@@ -1023,8 +1023,3 @@ def write_tables(out: Path, table: pd.DataFrame, timings: pd.DataFrame) -> None:
     write_file_atomic(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
     write_file_atomic(out / "results.csv", lambda p: table.to_csv(p, index=False))
     write_file_atomic(out / "timings.csv", lambda p: timings.to_csv(p, index=False))
-
-
-def read_results(out: Path) -> pd.DataFrame:
-    """The results table of a sweep directory."""
-    return pd.read_parquet(Path(out) / "results.parquet")

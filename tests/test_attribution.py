@@ -25,7 +25,7 @@ from mpc_dc.control.forecasting import (
     group,
     make_forecasters,
 )
-from mpc_dc.report import build_report, figure_names
+from mpc_dc.report import build_report
 from mpc_dc.runner import build_policy, prepare, run_scenario
 from mpc_dc.site.scenario import (
     CHANNEL_GROUPS,
@@ -160,12 +160,12 @@ def test_report_shows_the_attribution(attributed: Path) -> None:
     headings = [s.heading for s in report.sections]
     assert headings[:3] == ["Summary", "Regret attribution by forecast channel",
                             "Regret vs forecast error per channel"]
-    assert "regret_vs_error" not in figure_names(report)  # the attribution replaces it
+    assert "regret_vs_error" not in [f.name for f in report.figures]  # the attribution replaces it
     section = report.sections[1]
     assert list(section.tables[0]["term"]) == ["price", "renewable", "other_load", "carbon",
                                                INTERACTION, TOTAL]
     assert section.paragraphs[1].startswith("Sum check")
-    assert figure_names(report)[:2] == ["regret_attribution", "regret_vs_channel_mae"]
+    assert [f.name for f in report.figures][:2] == ["regret_attribution", "regret_vs_channel_mae"]
     # One point per group: the run forecasting that group only.
     assert len(report.sections[2].tables[0]) == 4
 

@@ -278,7 +278,7 @@ def test_offline_optimum_plans_on_a_baseline_and_is_settled_on_its_meter() -> No
     settled against the baseline of what it metered."""
     scenario, exo = prepare(_small_run_scenario())
     (e,) = exogenous_events(exo)
-    planned = planned_baseline(exo, offline_options(scenario.controller))
+    planned, _ = planned_baseline(exo, offline_options(scenario.controller))
     assert planned.site.dr.baseline == "s1_plan"
     column = planned.realized_array("baseline")[:, 0]
     assert (column[e.steps] > 0).all()

@@ -579,8 +579,8 @@ def test_late_dr_event_is_hidden_until_announced(
 def test_every_class_at_once_completes_and_the_ledger_matches_the_kpis(
         dr_case: tuple[Scenario, SiteExogenous]) -> None:
     # Two DR events: late at rate 1, so that every class has faults.
-    spec = replace(FaultSpec.every(0.3, feed_outage_intervals=3, gpu_loss_intervals=3,
-                                   gpu_loss_fraction=0.5), dr_late=1.0)
+    spec = FaultSpec(**{**dict.fromkeys(FAULT_CLASSES, 0.3), "dr_late": 1.0},
+                     feed_outage_intervals=3, gpu_loss_intervals=3, gpu_loss_fraction=0.5)
     run = run_faulted(dr_case, spec)
     k = run.kpis
     assert all(k["faults_injected"][c] > 0 for c in FAULT_CLASSES), k["faults_injected"]

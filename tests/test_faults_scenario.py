@@ -68,8 +68,8 @@ def test_a_faults_table_reads_back_and_defaults_to_no_fault(tmp_path: Path) -> N
                     encoding="utf-8")
     scenario = load_scenario(path)
     assert scenario.faults == FaultSpec(gpu_loss=0.25, gpu_loss_intervals=2)
-    assert scenario.faults.rates() == {c: 0.25 if c == "gpu_loss" else 0.0
-                                       for c in FAULT_CLASSES}
+    assert {c: getattr(scenario.faults, c) for c in FAULT_CLASSES} == {
+        c: 0.25 if c == "gpu_loss" else 0.0 for c in FAULT_CLASSES}
     assert scenario_to_mapping(scenario)["faults"]["gpu_loss"] == 0.25
     assert not load_scenario(example_path("rcdc_default")).faults.active
 

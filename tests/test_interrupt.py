@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 
 from mpc_dc.cli import main as cli_main
-from mpc_dc.sweep import load_sweep, read_results, run_sweep
+from mpc_dc.sweep import load_sweep, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -239,7 +239,7 @@ def resume_and_compare(argv: list[str], out: Path, expected: pd.DataFrame,
     for name, mtime in before.items():
         assert (out / "runs" / name / "kpis.json").stat().st_mtime_ns == mtime
     assert not tmp_folders(out) and not (out / ".sweep.lock").exists()
-    pd.testing.assert_frame_equal(read_results(out), expected)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), expected)
 
 
 @pytest.mark.parametrize(

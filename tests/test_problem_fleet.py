@@ -313,7 +313,7 @@ def test_shifted_basis_is_complete() -> None:
     prob = Problem(cfg, H)
     prob.solve(steps[0], PlantState(), Form.LP)
     fast = prob.model(False).fast
-    basis = fast.get_basis()
+    basis = fast.current_basis()
     assert basis is not None
     col, row = fast.shift_basis(basis, fast.shift_maps(H))
     assert np.count_nonzero(col == 1) + np.count_nonzero(row == 1) == fast.n_rows

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from mpc_dc.cli import main as cli_main
-from mpc_dc.report import build_report, figure_names, pareto_front, render_html
+from mpc_dc.report import build_report, pareto_front, render_html
 from mpc_dc.runner import run_scenario
 from mpc_dc.site.scenario import controller_variant
 from mpc_dc.sweep import load_sweep, run_sweep
@@ -148,7 +148,7 @@ def test_sweep_report_structure(sweep_dir: Path) -> None:
             "costs [$]", "revenue [$]", "regret [% of reference's costs]"} <= set(table.columns)
     # No fleet runs here: the SLO section says so instead of plotting nothing.
     assert "No SLO KPIs" in report.sections[3].paragraphs[0]
-    assert figure_names(report) == ["regret_vs_error", "cost_components"]
+    assert [f.name for f in report.figures] == ["regret_vs_error", "cost_components"]
     text = render_html(report)
     assert len(_images(text)) == 2 and all(_png_size(d)[0] >= 600 for d in _images(text))
 
@@ -164,8 +164,9 @@ def test_sweep_report_with_slo_and_a_chosen_run_day(sweep_dir: Path, tmp_path: P
     (copy / "runs").symlink_to(sweep_dir / "runs")
     run_id = str(table["run_id"].iloc[1])
     report = build_report(copy, run_id=run_id, day="2022-04-04")
-    assert figure_names(report) == ["regret_vs_error", "cost_components", "slo_attainment",
-                                    "cost_vs_slo", "power_flows_day"]
+    assert [f.name for f in report.figures] == ["regret_vs_error", "cost_components",
+                                                "slo_attainment", "cost_vs_slo",
+                                                "power_flows_day"]
     assert report.sections[-1].heading == f"Power flows of {run_id} on 2022-04-04"
 
 
@@ -209,7 +210,7 @@ def test_sweep_report_draws_regret_against_the_mae_of_the_erring_channel(
     summary = section.tables[0]
     assert list(summary["channel group"]) == ["price", "renewable"]
     assert list(summary["runs"]) == [2, 2]
-    assert figure_names(report)[:2] == ["regret_vs_error", "regret_vs_channel_mae"]
+    assert [f.name for f in report.figures][:2] == ["regret_vs_error", "regret_vs_channel_mae"]
     # The MAE of a group grows with its error level and is zero on the Oracle's groups.
     for g, other in (("price", "renewable"), ("renewable", "price")):
         runs = table[table[f"controller.channels.{g}.forecaster"] == "noisy_oracle"]
@@ -239,4 +240,4 @@ def test_sweep_report_with_list_and_fault_overrides(sweep_dir: Path, tmp_path: P
     shown = report.sections[0].tables[0]
     assert (shown["controller.kind"] == "2022-04-04, 2022-04-05").all()
     assert (shown["faults"] == "3").all()  # not 4: the rate is no count
-    assert figure_names(report) == ["regret_vs_error", "cost_components"]
+    assert [f.name for f in report.figures] == ["regret_vs_error", "cost_components"]

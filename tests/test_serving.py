@@ -21,9 +21,7 @@ from mpc_dc.sim.serving import (
     QUEUED,
     PoolSpec,
     RequestLevelServer,
-    erlang_c_wait_s,
     merge_by_arrival,
-    spread,
 )
 
 KEY = ("a", "m", "BF16")
@@ -39,11 +37,6 @@ def _pool(
     key: tuple[str, str, str] = KEY,
 ) -> PoolSpec:
     return PoolSpec(key, slots, prefill, tau, idle_w, marginal, load_time_s, slots / tau)
-
-
-def test_erlang_c_formula_known_values() -> None:
-    assert erlang_c_wait_s(1, 0.5, 1.0) == pytest.approx(1.0)  # M/M/1: ρ/(μ-λ)
-    assert erlang_c_wait_s(2, 1.0, 1.0) == pytest.approx(1.0 / 3.0)
 
 
 def test_scale_up_capacity_arrives_after_load_time() -> None:
@@ -190,16 +183,6 @@ def test_router_routes_every_request_under_many_small_calls() -> None:
         n = int(rng.integers(0, 5))
         out = router.route(np.zeros(n, dtype=np.int32), shares)
         assert out.size == n and np.all(out >= 0)
-
-
-def test_spread_conserves_weight() -> None:
-    acc = np.zeros(4)
-    t0 = np.array([0.0, 850.0, 100.0, 2000.0, 2600.0])
-    t1 = np.array([10.0, 1900.0, 100.0, 2700.0, 5000.0])
-    w = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    spread(acc, t0, t1, w, 900.0)
-    assert acc.sum() == pytest.approx(w.sum())
-    assert acc[0] == pytest.approx(1.0 + 3.0 + 2.0 * 50 / 1050)
 
 
 def test_conservation_tokens_and_energy() -> None:

@@ -3,6 +3,7 @@ KV cache, occupancy power, TPOT, and the calibration on the ML.ENERGY measuremen
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +23,6 @@ from mpc_dc.sim.serving import (
     PoolSpec,
     RequestLevelServer,
     ServingConfig,
-    erlang_c_wait_s,
     serve_fcfs,
     slo_parts,
     tpot_s,
@@ -30,6 +30,30 @@ from mpc_dc.sim.serving import (
 from mpc_dc.site.config import Campus, Fleet, Site
 
 KEY = ("a", "m", "BF16")
+
+
+def erlang_c_wait_s(c: int, arrival_rate: float, mean_service_s: float) -> float:
+    """Mean waiting time of M/M/c (Erlang C) [s].
+
+    ``W_q = C(c, a) / (c μ - λ)`` with offered load ``a = λ / μ`` and
+    ``C(c, a) = (a^c / c!) (c / (c - a)) / (Σ_{k<c} a^k / k! + (a^c / c!) (c / (c - a)))``.
+    """
+    mu = 1.0 / mean_service_s
+    a = arrival_rate / mu
+    if a >= c:
+        return math.inf
+    term, total = 1.0, 1.0
+    for k in range(1, c):
+        term *= a / k
+        total += term
+    last = term * a / c * c / (c - a)
+    prob_wait = last / (total + last)
+    return prob_wait / (c * mu - arrival_rate)
+
+
+def test_erlang_c_formula_known_values() -> None:
+    assert erlang_c_wait_s(1, 0.5, 1.0) == pytest.approx(1.0)  # M/M/1: ρ/(μ-λ)
+    assert erlang_c_wait_s(2, 1.0, 1.0) == pytest.approx(1.0 / 3.0)
 
 
 def _curve(**kw: float) -> BatchCurve:

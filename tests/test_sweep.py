@@ -22,7 +22,7 @@ import pytest
 from mpc_dc import sweep
 from mpc_dc.cli import main as cli_main
 from mpc_dc.site.scenario import CHANNEL_GROUPS, example_path
-from mpc_dc.sweep import load_sweep, make_run_id, read_results, run_sweep
+from mpc_dc.sweep import load_sweep, make_run_id, run_sweep
 from traces.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -235,7 +235,7 @@ def test_results_of_runs_written_before_the_cost_sides(
 def test_results_files_agree(reference: tuple[Path, pd.DataFrame]) -> None:
     path, table = reference
     out = path.parent / "out"
-    pd.testing.assert_frame_equal(read_results(out), table)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), table)
     csv = pd.read_csv(out / "results.csv")
     assert list(csv["run_id"]) == list(table["run_id"])
     assert csv["cost_usd"].tolist() == pytest.approx(table["cost_usd"].tolist(), rel=1e-12)
@@ -283,11 +283,11 @@ def test_killed_sweep_resumes_to_the_same_table(
         assert (out / "runs" / name / "kpis.json").stat().st_mtime_ns == mtime
     assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(expected["run_id"])
     assert not list(out.rglob("*.tmp-*")) and not (out / ".sweep.lock").exists()
-    pd.testing.assert_frame_equal(read_results(out), expected)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), expected)
     # Running it once more does nothing and gives the same table again.
     assert cli_main(argv) == 0
     assert capsys.readouterr().out.count("skipped") == 6
-    pd.testing.assert_frame_equal(read_results(out), expected)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), expected)
 
 
 def test_local_pool_and_dask_give_identical_tables(tmp_path: Path) -> None:
@@ -326,7 +326,7 @@ def test_a_failing_run_is_reported_and_the_others_kept(
     err = captured.err.strip().splitlines()
     assert err[-1].startswith("mpc-dc: error: 1 of 2 runs failed (first source=real__")
     assert err[-1].endswith("run the same command again to retry them")
-    table = read_results(out)
+    table = pd.read_parquet(out / "results.parquet")
     assert table["status"].tolist() == ["done", "missing"]
     assert len(list((out / "runs").iterdir())) == 1
 

@@ -15,7 +15,6 @@ from mpc_dc.sweep import (
     DASHBOARD_DEFAULT,
     _dask_client,
     load_sweep,
-    read_results,
     results_table,
     run_sweep,
 )
@@ -131,4 +130,4 @@ def test_a_sweep_written_before_the_marker_resumes(sweep_path: Path, tmp_path: P
     assert json.loads((out / "sweep.json").read_text(encoding="utf-8"))["name"] == "robust"
     again = run_sweep(spec, out)
     assert [r.status for r in again.reports] == ["skipped"] * 3
-    pd.testing.assert_frame_equal(read_results(out), table)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), table)

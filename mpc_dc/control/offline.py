@@ -100,7 +100,7 @@ def solve_offline(exo: SiteExogenous, options: SolverOptions) -> tuple[SolveResu
     tick = time.perf_counter()
     hit = False
     if exo.site.dr.baseline == "prior_days" and has_dr_events(exo):
-        exo, hit = _planned_baseline(exo, options)
+        exo, hit = planned_baseline(exo, options)
     method = offline_method(exo)
     n = exo.n_steps
     exact = method == "exact"
@@ -135,16 +135,12 @@ def solve_offline(exo: SiteExogenous, options: SolverOptions) -> tuple[SolveResu
             method, time.perf_counter() - tick)
 
 
-def planned_baseline(exo: SiteExogenous, options: SolverOptions) -> SiteExogenous:
+def planned_baseline(exo: SiteExogenous, options: SolverOptions
+                     ) -> tuple[SiteExogenous, bool]:
     """``exo`` with ``dr_baseline_mw[C]``: the programme's baseline of each event on
     the import of the offline plan without the programme (module docstring), and
-    ``site.dr.baseline`` set to ``s1_plan`` so the column is planned against."""
-    return _planned_baseline(exo, options)[0]
-
-
-def _planned_baseline(exo: SiteExogenous, options: SolverOptions
-                      ) -> tuple[SiteExogenous, bool]:
-    """:func:`planned_baseline` and whether its solve stopped on the wall clock."""
+    ``site.dr.baseline`` set to ``s1_plan`` so the column is planned against; and
+    whether that plan's solve stopped on the wall clock."""
     events = [column("dr_event", c.name) for c in exo.site.campuses]
     plain = replace(exo, frame=exo.frame.drop(columns=[e for e in events
                                                        if e in exo.frame.columns]))

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import sys
 from collections.abc import Sequence
@@ -61,8 +60,6 @@ from mpc_dc.sim.serving import BatchCurve
 from traces.errors import TraceError
 from traces.llm_power import read_mlenergy_v3
 from traces.validate import read_csv_checked, read_text
-
-logger = logging.getLogger(__name__)
 
 #: H100 SXM HBM3 bandwidth [B/s] (NVIDIA datasheet, 3.35 TB/s).
 H100_HBM_BYTES_PER_S = 3.35e12

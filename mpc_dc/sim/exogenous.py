@@ -493,22 +493,12 @@ class SiteExogenous:
         out.flags.writeable = False
         return out
 
-    # -- tariff ----------------------------------------------------------------------------
-    def tariff_prices(self, campus: str,
-                      price_usd_per_mwh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Import and export prices π⁺, π⁻ [$/MWh] of ``campus`` from its market price."""
-        return tariff_prices(price_usd_per_mwh, self.site.campus(campus).grid.tariff)
-
     # -- deferrable work -------------------------------------------------------------------
     def _rule(self, campus: str) -> _Deferrable:
         rules: dict[str, _Deferrable] = self._deferrable  # type: ignore[attr-defined]
         if campus not in rules:
             raise KeyError(f"campus {campus!r} has no other IT (no deferrable work)")
         return rules[campus]
-
-    def has_deferrable(self, campus: str) -> bool:
-        """True for a campus with other IT (it has a backlog)."""
-        return self.site.campus(campus).other_it is not None
 
     def releases_on_arrival(self, campus: str) -> bool:
         """True when ``campus`` releases deferrable work in the interval it arrives in."""

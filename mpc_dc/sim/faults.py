@@ -184,16 +184,6 @@ class FaultSpec:
         """Whether any class has a positive rate."""
         return any(getattr(self, name) > 0 for name in FAULT_CLASSES)
 
-    def rates(self) -> dict[str, float]:
-        """The rate of every class, in :data:`FAULT_CLASSES` order."""
-        return {name: float(getattr(self, name)) for name in FAULT_CLASSES}
-
-    @classmethod
-    def every(cls, rate: float, **shape: Any) -> FaultSpec:
-        """Every class at ``rate`` (``shape``: the other fields)."""
-        values: dict[str, Any] = {**dict.fromkeys(FAULT_CLASSES, rate), **shape}
-        return cls(**values)
-
 
 class InjectedFaultError(RuntimeError):
     """Raised where a fault is injected into a call (a solve, a forecast)."""

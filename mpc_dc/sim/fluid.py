@@ -92,22 +92,13 @@ class FluidServer:
         self.backlog_tokens_sq = np.zeros(P)
         self.est_wait_s = np.zeros((n_steps, P))
         self.est_tpot_s = np.zeros((n_steps, P))
-        self.mean_batch = np.zeros((n_steps, P))
         self.queue_history = np.zeros((n_steps, P))
         #: Response tokens waiting at each interval's end, and moved in by re-dispatch at
         #: its start (minus moved out) [tokens], (n_steps, P): the token book's entries.
         self.queued_tokens = np.zeros((n_steps, P))
         self.moved_tokens = np.zeros((n_steps, P))
-        self.tokens_served = np.zeros(P)
         #: Backlog re-dispatched from pools left without instances [requests].
         self.requeued_requests = 0.0
-
-    @property
-    def backlog_work(self) -> np.ndarray:
-        """Backlog in instance-seconds at each pool's batch limit [s]."""
-        work, _, _ = self._work(self.backlog_requests, self.backlog_prompt,
-                                self.backlog_tokens, self.backlog_tokens_sq)
-        return work
 
     def _redispatch_stranded(self, share: np.ndarray) -> np.ndarray:
         """The backlog of a pool left without instances goes to the model's pools by
@@ -300,10 +291,8 @@ class FluidServer:
             p_mean = np.where(all_req > 0, all_prompt / all_req, 0.0)
         self.est_wait_s[step] = wait + p_mean * self._inv_r
         self.est_tpot_s[step] = tpot
-        self.mean_batch[step] = b
         self.queue_history[step] = self.backlog_requests
         self.queued_tokens[step] = self.backlog_tokens
-        self.tokens_served += tokens
         inst_s = np.array([i.instance_s(t0, t1) for i in self._inst])
         no_route = float(self.agg["requests"][step].sum() - req.sum())
         return IntervalStats(

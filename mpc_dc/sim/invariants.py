@@ -27,32 +27,11 @@ Tokens per campus and interval at fluid fidelity [tokens] (:func:`check_token_bo
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import numpy as np
 import pandas as pd
 
-from mpc_dc.site.config import Site
+from mpc_dc.site.config import Battery, Site
 from traces.grid import STEP_H
-
-
-class BatteryLike(Protocol):
-    """What the state-of-charge books read of a battery (old and new site models alike)."""
-
-    @property
-    def energy_mwh(self) -> float:
-        """Usable capacity [MWh]."""
-        ...
-
-    @property
-    def charge_efficiency(self) -> float:
-        """[-]"""
-        ...
-
-    @property
-    def discharge_efficiency(self) -> float:
-        """[-]"""
-        ...
 
 ENERGY_TOL_MWH = 1e-7
 """Rounding allowed in a battery energy book [MWh] (scaled by max(1, E))."""
@@ -96,7 +75,7 @@ class InvariantError(RuntimeError):
 
 
 def _energy_change_mwh(
-    battery: BatteryLike, charge_mw: np.ndarray | float, discharge_mw: np.ndarray | float
+    battery: Battery, charge_mw: np.ndarray | float, discharge_mw: np.ndarray | float
 ) -> np.ndarray:
     """``Δ (η_c · ch − dis / η_d)`` [MWh]."""
     return np.asarray(
@@ -110,7 +89,7 @@ def _energy_change_mwh(
 
 
 def battery_energy_after(
-    step: int, energy_mwh: float, charge_mw: float, discharge_mw: float, battery: BatteryLike
+    step: int, energy_mwh: float, charge_mw: float, discharge_mw: float, battery: Battery
 ) -> float:
     """Battery energy at the end of interval ``step`` [MWh], checked against ``[0, E]``.
 
@@ -121,7 +100,7 @@ def battery_energy_after(
         Energy at the start of the interval.
     charge_mw, discharge_mw : float [MW]
         Executed set-points.
-    battery : BatteryLike
+    battery : Battery
 
     Raises
     ------
@@ -142,7 +121,7 @@ def battery_energy_after(
 
 
 def check_battery_ledger(
-    ledger: pd.DataFrame, battery: BatteryLike | None, initial_energy_mwh: float
+    ledger: pd.DataFrame, battery: Battery | None, initial_energy_mwh: float
 ) -> None:
     """Check the state of charge of a whole run from its ledger.
 

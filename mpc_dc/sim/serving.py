@@ -82,7 +82,6 @@ active energy equals the records summed (:meth:`ServingOutcome.check`).
 from __future__ import annotations
 
 import heapq
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -96,8 +95,6 @@ from mpc_dc.sim import serving_kernel as kern
 from mpc_dc.sim.arrivals import STEP_S, RequestArrays
 from mpc_dc.sim.router import NO_ROUTE, SmoothRouter
 from mpc_dc.site.config import PoolKey, Site
-
-logger = logging.getLogger(__name__)
 
 FINISHED = 0
 IN_SERVICE = 1
@@ -507,41 +504,6 @@ class IntervalStats:
     dropped_no_route: int = 0
     prefill_tokens: np.ndarray | None = None
     decode_steps: np.ndarray | None = None
-
-
-def spread(
-    acc: np.ndarray, t0: np.ndarray, t1: np.ndarray, weight: np.ndarray, step_s: float
-) -> None:
-    """Add ``weight`` spread uniformly over ``[t0, t1)`` to per-interval bins of ``acc``.
-
-    Parameters
-    ----------
-    acc : ndarray, length ``n + 1``
-        Bins ``[k·step_s, (k+1)·step_s)``; the last bin takes everything at or after
-        ``n · step_s`` (added in place).
-    t0, t1 : ndarray [s]
-        Windows (``t1 >= t0``); a zero-length window puts its weight in ``t0``'s bin.
-    weight : ndarray
-    step_s : float [s]
-    """
-    last = acc.size - 1
-    k0 = np.minimum(np.floor(t0 / step_s).astype(np.int64), last)
-    k1 = np.minimum(np.ceil(t1 / step_s).astype(np.int64) - 1, last)
-    k1 = np.maximum(k1, k0)
-    one = k1 == k0
-    acc += np.bincount(k0[one], weights=weight[one], minlength=acc.size)
-    if one.all():
-        return
-    idx = np.flatnonzero(~one)
-    spans = k1[idx] - k0[idx] + 1
-    rep = np.repeat(idx, spans)
-    k = np.repeat(k0[idx], spans) + (
-        np.arange(rep.size) - np.repeat(np.cumsum(spans) - spans, spans)
-    )
-    lo = np.maximum(t0[rep], k * step_s)
-    hi = np.where(k == last, t1[rep], np.minimum(t1[rep], (k + 1) * step_s))
-    frac = (hi - lo) / (t1[rep] - t0[rep])
-    acc += np.bincount(k, weights=weight[rep] * frac, minlength=acc.size)
 
 
 def serve_fcfs(
@@ -1591,22 +1553,3 @@ def request_frame(
             "slo_decided": decided[idx],
         }
     )
-
-
-def erlang_c_wait_s(c: int, arrival_rate: float, mean_service_s: float) -> float:
-    """Mean waiting time of M/M/c (Erlang C) [s].
-
-    ``W_q = C(c, a) / (c μ - λ)`` with offered load ``a = λ / μ`` and
-    ``C(c, a) = (a^c / c!) (c / (c - a)) / (Σ_{k<c} a^k / k! + (a^c / c!) (c / (c - a)))``.
-    """
-    mu = 1.0 / mean_service_s
-    a = arrival_rate / mu
-    if a >= c:
-        return math.inf
-    term, total = 1.0, 1.0
-    for k in range(1, c):
-        term *= a / k
-        total += term
-    last = term * a / c * c / (c - a)
-    prob_wait = last / (total + last)
-    return prob_wait / (c * mu - arrival_rate)

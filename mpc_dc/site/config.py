@@ -61,7 +61,7 @@ def _check_positive(owner: str, **values: float) -> None:
             raise ValueError(f"{owner}.{key}: expected a value > 0, got {value!r}")
 
 
-def _quarter_hours(hours: float) -> bool:
+def quarter_hours(hours: float) -> bool:
     """Whether ``hours`` is a whole number of 15-min intervals."""
     return abs(hours * 4 - round(hours * 4)) <= 1e-9
 
@@ -165,7 +165,7 @@ class OtherIT:
         if not 0.0 <= self.deferrable_share <= 1.0:
             raise ValueError(f"other_it.deferrable_share: expected a value in [0, 1], got "
                              f"{self.deferrable_share!r}")
-        if not _quarter_hours(self.window_h):
+        if not quarter_hours(self.window_h):
             raise ValueError(f"other_it.window_h: expected a multiple of 0.25 h (whole 15-min "
                              f"intervals), got {self.window_h!r}")
 
@@ -639,7 +639,7 @@ class DemandResponse:
             raise ValueError(f"dr.adjustment_cap: expected 0 <= value < 1, got "
                              f"{self.adjustment_cap!r}")
         for key, hours in (("adjustment_h", self.adjustment_h), ("notice_h", self.notice_h)):
-            if not _quarter_hours(hours):
+            if not quarter_hours(hours):
                 raise ValueError(f"dr.{key}: expected a multiple of 0.25 h, got {hours!r}")
         if self.baseline_min_days > min(self.baseline_days, self.baseline_weekend_days):
             raise ValueError(f"dr.baseline_min_days: expected at most baseline_days and "

@@ -42,7 +42,7 @@ from mpc_dc.config import RunPeriod, from_mapping, grid_start, positive, to_mapp
 from mpc_dc.sim.arrivals import DEFAULT_MODEL_MAP
 from mpc_dc.sim.fast_layer import FastLayerConfig
 from mpc_dc.sim.faults import FaultSpec
-from mpc_dc.site.config import SCENARIOS, Fleet, Site
+from mpc_dc.site.config import SCENARIOS, Fleet, Site, quarter_hours
 from mpc_dc.site.data import (
     CARBON_SOURCES,
     NYISO_DA_ZONES,
@@ -78,11 +78,6 @@ other-IT (training) workload and the carbon intensity
 
 FORECASTER_ALIASES: Mapping[str, str] = {"seasonal_naive": "seasonal_naive_daily"}
 """Short names accepted by ``compare`` and ``run --controller``."""
-
-
-def _quarter_hours(hours: float) -> bool:
-    """Whether ``hours`` is a whole number of 15-min intervals."""
-    return abs(hours * 4 - round(hours * 4)) <= 1e-9
 
 
 def at_most(key: str, value: float, bound: float, unit: str, source: str = SOURCE) -> None:
@@ -135,7 +130,7 @@ def check_horizon_tiers(spec: Any, source: str = SOURCE) -> None:
     ``far_horizon_h``, ``far_step_h``) are multiples of 0.25 h, at least 0.25 h."""
     for key in ("fine_horizon_h", "coarse_step_h", "far_horizon_h", "far_step_h"):
         value = getattr(spec, key)
-        if value < 0.25 or not _quarter_hours(value):
+        if value < 0.25 or not quarter_hours(value):
             raise ConfigError(source, f"expected a multiple of 0.25 h, >= 0.25, got {value}",
                               key=f"controller.{key}")
 
@@ -330,7 +325,7 @@ class OutageSpec:
             grid_start(SOURCE, "start", self.start)
         except ConfigError as err:
             raise ValueError(f"start: {err.message}") from None
-        if not (self.hours >= 0.25 and _quarter_hours(self.hours)):
+        if not (self.hours >= 0.25 and quarter_hours(self.hours)):
             raise ValueError(f"hours: expected a multiple of 0.25 h, >= 0.25, got {self.hours}")
         if self.gpus_available < 0:
             raise ValueError(f"gpus_available: expected a value >= 0, got {self.gpus_available}")
@@ -677,11 +672,6 @@ class ControllerSpec:
     def far_block_steps(self) -> int:
         """Intervals per column of the far tier."""
         return round(self.far_step_h * 4)
-
-    @property
-    def nowcast_tau_steps(self) -> float:
-        """Demand nowcast time constant [intervals] (:meth:`group_nowcast_tau_steps`)."""
-        return self.group_nowcast_tau_steps("demand")
 
     def group_nowcast_tau_steps(self, group: str) -> float:
         """Nowcast time constant of channel group ``group`` (``demand``, ``price`` or

@@ -47,7 +47,6 @@ the week each scenario runs its own fleet, so a day can break the order, and
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -82,8 +81,6 @@ from traces.burstgpt import read_burstgpt_requests
 from traces.datasets import burstgpt_hourly_counts, caiso_carbon, caiso_rt_lmp
 from traces.errors import TraceError
 from traces.grid import STEP, STEP_H, STEPS_PER_DAY, GapPolicy
-
-logger = logging.getLogger(__name__)
 
 PAPER_S6_VS_S1_PCT = 34.3
 """Cost reduction of all levers vs none reported by the seed paper [%]."""

@@ -42,7 +42,6 @@ windows are solved by the one problem (:class:`mpc_dc.problem.Problem`).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -76,8 +75,6 @@ from mpc_dc.site.data import align_google, work_from_utilisation
 from traces.datasets import google_load_shape, ny_wind_cf, nyiso_da_lmp, nyiso_rt_lmp
 from traces.errors import TraceError
 from traces.grid import STEP_H
-
-logger = logging.getLogger(__name__)
 
 Market = Literal["wholesale", "retail"]
 Configuration = Literal["no colocation", "colocation", "optimal colocation"]
