@@ -372,21 +372,11 @@ class ChannelForecasts:
         latest = self._latest.get(channel)
         if tau_steps <= 0 or latest is None:
             return np.zeros(len(point))
-        return nowcast_shift(point, latest[1],
-                             self.nowcast_weights(channel, time, len(point), tau_steps))
-
-    def nowcast_weights(self, channel: str, time: pd.Timestamp, steps: int,
-                        tau_steps: float) -> np.ndarray:
-        """The weights ``exp(−d/τ)`` (steps,) [-] with which :meth:`nowcast` blends the
-        latest value of ``channel`` into a forecast issued at ``time``; zeros for
-        ``tau_steps`` = 0 [intervals] and before the first observation."""
-        latest = self._latest.get(channel)
-        if tau_steps <= 0 or latest is None:
-            return np.zeros(steps)
         step_s = STEP.total_seconds()
         # from the end of the observed interval to the end of the first target
         first = (time - latest[0]).total_seconds()
-        return nowcast_weights(max(first, 0.0), steps, tau_steps * step_s, step_s)
+        weights = nowcast_weights(max(first, 0.0), len(point), tau_steps * step_s, step_s)
+        return nowcast_shift(point, latest[1], weights)
 
     def quantile(self, channel: str, time: pd.Timestamp, steps: int, level: float
                  ) -> np.ndarray:

@@ -680,13 +680,7 @@ class MpcPolicy:
             q = np.column_stack([self.forecasts.quantile(channel, obs.time, n, float(a))[:n]
                                  for a in grid])[np.arange(n), pick]
             if channel in shifts:
-                # The quantile's offset from the forecaster's own point forecast,
-                # around the nowcast's: the blend removes the share w² of the
-                # variance of a deviation that decays as its weights w.
-                w = self.forecasts.nowcast_weights(channel, obs.time, n,
-                                                   self.nowcast_tau.get("price", 0.0))
-                raw = point[channel][:n] - shifts[channel][:n]
-                q = point[channel][:n] + np.sqrt(1.0 - np.minimum(w, 1.0) ** 2) * (q - raw)
+                q = q + shifts[channel][:n]
             keep = (col == 0) | ~np.isfinite(q)
             out[channel] = np.where(keep, point[channel][:n], q)
         return out
