@@ -370,7 +370,6 @@ def build_policy(scenario: Scenario, exo: SiteExogenous,
         min_instances_per_model=spec.min_instances_per_model,
         deadline_margin_steps=spec.deadline_margin_steps, work_nd_quantile=spec.work_nd_level,
         curtail_confidence=spec.curtail_confidence,
-        deferrable_price_levels=spec.price_levels,
         lateness=plan_lateness(scenario, exo), nowcast_tau_steps=spec.nowcast_taus_steps,
         drain_steps=spec.backlog_drain_steps, faults=faults, name=policy_name(spec))
 

@@ -63,19 +63,6 @@ least ``controller.curtail_confidence`` (its quantile at that level is negative)
 elsewhere the renewable output serves the load and the plant's own rule spills a
 surplus at the realized price.
 
-Deferrable work on the price's distribution (:meth:`MpcPolicy.spread_prices`,
-``controller.deferrable_price_levels`` = K > 0): beyond the nowcast's hours the point
-forecast of the price is nearly flat, so a plan on it is indifferent about *when* the
-deferrable work runs. At each campus with deferrable work the model columns after the
-committed one are priced instead at the price forecaster's quantiles of K levels
-``(k + ½)/K``, one level a column, the levels taken along the horizon in van der Corput
-order (:func:`stratified_levels`: every run of K columns from the first holds each
-level once); the committed interval keeps its point forecast (with the nowcast). The
-plan then sees the low prices the rest of the window is likely to offer, as an
-offline schedule on a sample of the prices does, and runs the work now only where the
-current price beats the quantile matching the share of the window the work still
-needs. Where a quantile is not finite (spread unknown yet) the point forecast stays.
-
 Before solving, the inputs are projected on what the site can do
 (:meth:`MpcPolicy.project`): non-deferrable work above capacity is capped, each
 deadline asks no more than the earliest possible completion (counted as faults).
@@ -330,28 +317,6 @@ def build_horizon(
     return inputs, state
 
 
-def stratified_levels(columns: np.ndarray, levels: int) -> np.ndarray:
-    """Quantile level of each model column for ``levels`` = K [-]: column j >= 1 takes
-    ``(⌊K v(j)⌋ + ½) / K`` with ``v`` the base-2 van der Corput sequence (0.5, 0.25,
-    0.75, 0.125, ...), so the columns 1..K take every level once when K is a power of 2
-    and evenly spread ones otherwise; column 0 takes 0.5 (the median: unused).
-
-    Examples
-    --------
-    >>> (stratified_levels(np.arange(5), 4) * 8).tolist()
-    [4.0, 5.0, 3.0, 7.0, 1.0]
-    """
-    j = np.asarray(columns, dtype=np.int64)
-    v = np.zeros(j.shape)
-    rest, base = j.copy(), 0.5
-    while rest.any():
-        v += (rest & 1) * base
-        rest >>= 1
-        base /= 2
-    out = (np.floor(levels * v) + 0.5) / levels
-    return np.where(j == 0, 0.5, out)
-
-
 def has_dr_events(exo: SiteExogenous) -> bool:
     """Whether any campus has a demand-response event in the run."""
     cols = [column("dr_event", c.name) for c in exo.site.campuses]
@@ -462,10 +427,6 @@ class MpcPolicy:
     curtail_confidence : float [-]
         Commit a planned curtailment while importing only where the import price is
         negative with at least this probability (0.5: the point forecast's sign).
-    deferrable_price_levels : int [-]
-        K: price the model columns after the committed one at the price forecaster's
-        quantiles of K levels at campuses with deferrable work (module docstring); 0:
-        the point forecast.
     lateness : LatenessPrices, optional
         Carry and price the backlog the plan leaves (the lateness block); None: what a
         column cannot serve is unserved.
@@ -492,7 +453,6 @@ class MpcPolicy:
         deadline_margin_steps: int = 0,
         work_nd_quantile: float | None = None,
         curtail_confidence: float = 0.5,
-        deferrable_price_levels: int = 0,
         lateness: LatenessPrices | None = None,
         nowcast_tau_steps: float | Mapping[str, float] = 0.0,
         drain_steps: float = 1.0,
@@ -535,10 +495,6 @@ class MpcPolicy:
         self.deadline_margin_steps = deadline_margin_steps
         self.work_nd_quantile = work_nd_quantile
         self.curtail_confidence = float(curtail_confidence)
-        if deferrable_price_levels < 0:
-            raise ValueError(f"MpcPolicy: expected deferrable_price_levels >= 0, got "
-                             f"{deferrable_price_levels!r}")
-        self.deferrable_price_levels = int(deferrable_price_levels)
         self.nowcast_tau = {g: float(t) for g, t in taus.items()}
         # What the price and renewable nowcast added to the last horizon's point
         # forecasts, and its issue time (the curtailment's quantile is shifted alike).
@@ -649,8 +605,6 @@ class MpcPolicy:
         shifts = self.signal_nowcast(obs, point)
         self._signal_shifts = (pd.Timestamp(obs.time), shifts)
         point = {c: v + shifts[c] if c in shifts else v for c, v in point.items()}
-        if self.deferrable_price_levels > 0:
-            point = {**point, **self.spread_prices(obs, n, point, shifts)}
         inputs, state = build_horizon(self.exo, obs, point, self.horizon_steps,
                                       demand_tokens_per_s=self.demand(obs, n, point),
                                       deadline_margin_steps=self.deadline_margin_steps,
@@ -659,31 +613,6 @@ class MpcPolicy:
             inputs = inputs.with_fields(work_nd_wu=self.reserved_work_nd(
                 obs, n, inputs.work_nd_wu, self.work_nd_quantile))
         return self.dr_notices.apply(obs.step, known_now(self.exo, obs, inputs)), state
-
-    def spread_prices(self, obs: Observation, n: int, point: Mapping[str, np.ndarray],
-                      shifts: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The price of each campus with deferrable work over the first ``n`` intervals
-        (n,) [$/MWh]: ``point`` in the committed column, the forecaster's quantile at
-        :func:`stratified_levels`'s level in every later one (each interval of a column
-        at the column's level), shifted as the point forecast by the price nowcast
-        (``shifts``); the point forecast where that quantile is not finite."""
-        K = self.deferrable_price_levels
-        lengths = self.options.horizon_columns(self.horizon_steps)
-        col = np.repeat(np.arange(lengths.size), lengths)[:n]
-        grid = (np.arange(K) + 0.5) / K
-        pick = np.rint(stratified_levels(col, K) * K - 0.5).astype(np.int64)
-        out: dict[str, np.ndarray] = {}
-        for c in self.site.campuses:
-            channel = column("price_usd_per_mwh", c.name)
-            if c.other_it is None or c.other_it.deferrable_share <= 0 or channel not in point:
-                continue
-            q = np.column_stack([self.forecasts.quantile(channel, obs.time, n, float(a))[:n]
-                                 for a in grid])[np.arange(n), pick]
-            if channel in shifts:
-                q = q + shifts[channel][:n]
-            keep = (col == 0) | ~np.isfinite(q)
-            out[channel] = np.where(keep, point[channel][:n], q)
-        return out
 
     def reserved_work_nd(self, obs: Observation, n: int, work_nd: np.ndarray,
                          level: float) -> np.ndarray:

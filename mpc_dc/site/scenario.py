@@ -527,11 +527,6 @@ class ControllerSpec:
         The MPC commits a planned curtailment of renewable output while importing only
         where the forecast distribution puts the interval's import price below zero
         with at least this probability (0.5: the median, i.e. the point forecast).
-    deferrable_price_levels : int [-]
-        K > 0: the MPC prices the horizon after the committed interval at each campus
-        with deferrable work at the price forecaster's quantiles of K stratified levels
-        (:func:`mpc_dc.control.mpc.stratified_levels`); 0: at the point forecast. Never
-        for ``perfect``, an ``oracle`` on the prices, nor prices known ahead.
     nowcast_tau_h : float or None [h]
         Time constant with which the demand observed in the last interval is blended
         into the demand forecast (:mod:`forecasters.nowcast`; 0: none; never for
@@ -583,7 +578,6 @@ class ControllerSpec:
     deadline_margin_h: float = 0.5
     work_nd_quantile: float = 0.9
     curtail_confidence: float = 0.8
-    deferrable_price_levels: int = 0
     nowcast_tau_h: float | None = None
     price_nowcast_tau_h: float | None = None
     renewable_nowcast_tau_h: float | None = None
@@ -610,10 +604,6 @@ class ControllerSpec:
         if self.integer_intervals < 1:
             raise ConfigError(SOURCE, f"expected an integer >= 1, got "
                               f"{self.integer_intervals}", key="controller.integer_intervals")
-        if self.deferrable_price_levels < 0:
-            raise ConfigError(SOURCE, f"expected an integer >= 0, got "
-                              f"{self.deferrable_price_levels}",
-                              key="controller.deferrable_price_levels")
         if self.scenarios < 1:
             raise ConfigError(SOURCE, f"expected an integer >= 1, got {self.scenarios}",
                               key="controller.scenarios")
@@ -731,15 +721,6 @@ class ControllerSpec:
         if self.group_forecaster("other_load") == "oracle":
             return 0
         return round(self.deadline_margin_h * 4)
-
-    @property
-    def price_levels(self) -> int:
-        """Quantile levels of the price the MPC plans deferrable work on (0: the point
-        forecast): none when the prices are exact (``perfect``, the ``oracle`` on the
-        ``price`` group) or known ahead, where there is no distribution to plan on."""
-        if self.group_forecaster("price") == "oracle" or self.price_known_ahead:
-            return 0
-        return self.deferrable_price_levels
 
     @property
     def work_nd_level(self) -> float | None:
