@@ -449,3 +449,27 @@ def test_burstgpt_day_0_after_the_run_end_is_one_line(caiso_week: Scenario) -> N
         with_overrides(caiso_week, {"workload.requests.first_day": -8}, "x.toml")
     assert "\n" not in str(err.value)
     assert "workload.requests.first_day" in str(err.value)
+
+
+def _by_local_hour_and_weekday(scenario: Scenario, pre_run: bool) -> tuple[pd.Series, pd.Series]:
+    """Mean requests per interval [-] of ``scenario``'s pre-run days (history, and the
+    run too when ``pre_run``) or of its run, by local hour and by local weekday."""
+    sources = check_data(scenario)
+    exo = build_site_exogenous(scenario, sources=sources)
+    rate = exo.frame.filter(like="requests_per_h[").sum(axis=1) / 4.0
+    start = 0 if pre_run else sources.history_steps
+    rate = rate.iloc[start: sources.history_steps + sources.run_steps]
+    local = rate.index.tz_convert(scenario.run.local_tz)
+    return rate.groupby(local.hour).mean(), rate.groupby(local.day_of_week).mean()
+
+
+def test_pre_run_stream_keeps_burstgpt_hours_and_weekdays(caiso_week: Scenario) -> None:
+    """The lead-in's (and the history's) conversation stream has the day and week of the
+    BurstGPT week it precedes, on the run's clock: the generator's profiles are fitted
+    with BurstGPT's day 0 at a Friday midnight in New York, the run places it on a
+    Tuesday midnight Pacific (drawn on the run's clock: hourly profiles correlated 0.43,
+    weekday profiles -0.43, so the 10-in-10 baselines came from the wrong hours and days)."""
+    pre_hour, pre_day = _by_local_hour_and_weekday(lead_in_scenario(caiso_week, 14), True)
+    run_hour, run_day = _by_local_hour_and_weekday(caiso_week, False)
+    assert np.corrcoef(pre_hour, run_hour)[0, 1] > 0.9
+    assert np.corrcoef(pre_day, run_day)[0, 1] > 0.8
