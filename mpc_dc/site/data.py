@@ -53,7 +53,8 @@ what the fleet scenario drew).
 
 Requests: the calibrated generator (``synthetic``) or BurstGPT (``burstgpt``),
 placed with its day 0, hour 0 at the run start (:func:`request_stream`); the
-history before it comes from the generator's ``conversation`` stream; the tail on
+history before it comes from the generator's ``conversation`` stream, drawn on its
+calibration's clock (:func:`calibration_clock`); the tail on
 a seed of its own, so the run's requests do not depend on the horizon.
 
 Gaps: a source must cover history + run + tail; inside that span missing
