@@ -20,6 +20,7 @@ from mpc_dc.control.offline import planned_baseline
 from mpc_dc.policy import PolicyContext
 from mpc_dc.problem import HorizonInputs
 from mpc_dc.runner import (
+    RunOutcome,
     build_policy,
     lead_in_scenario,
     offline_options,
@@ -333,15 +334,22 @@ def test_too_few_reference_days_is_one_line(tmp_path: Path) -> None:
     assert "0 whole non-event weekdays" in message and 's1_plan' in message
 
 
-def test_run_is_settled_on_its_lead_in_and_own_meter() -> None:
+@pytest.fixture(scope="module")
+def lead_in_run() -> RunOutcome:
+    """Tuesday's event, 3 reference weekdays: a week's lead-in before the small run."""
+    scenario = with_overrides(_small_run_scenario(baseline_days=3),
+                              {"dr.days": ["2022-04-05"]}, "test")
+    return run_scenario(scenario, plots=False)
+
+
+def test_run_is_settled_on_its_lead_in_and_own_meter(lead_in_run: RunOutcome) -> None:
     """Tuesday's event, 3 reference weekdays: the run is preceded by a week's lead-in,
     simulated with the same controller and not reported (the ledger and the KPIs are
     the run's 4 days); the ledger's baseline is the rule applied to the lead-in's
     meter (an independent run of :func:`lead_in_scenario`) and the run's own with
     everything from the notice on poisoned."""
-    scenario = with_overrides(_small_run_scenario(baseline_days=3),
-                              {"dr.days": ["2022-04-05"]}, "test")
-    outcome = run_scenario(scenario, plots=False)
+    outcome = lead_in_run
+    scenario = outcome.scenario
     kpis = outcome.result.kpis
     assert kpis["dr_lead_in_days"] == 7 and kpis["dr_lead_in_time_s"] > 0
     led = outcome.result.ledger
@@ -359,6 +367,21 @@ def test_run_is_settled_on_its_lead_in_and_own_meter() -> None:
     assert led["dr_baseline_mw"].to_numpy()[e.steps] == pytest.approx(want, rel=1e-12)
     cold, _ = event_baseline(exogenous_events(exo, 0)[0], poisoned, scenario.site.dr)
     assert not np.allclose(want, cold)
+
+
+def test_lead_in_leaves_the_run_alone_until_the_notice(lead_in_run: RunOutcome) -> None:
+    """Nothing of the lead-in reaches the run's state (forecaster history, backlog,
+    battery, fleet): with and without it, the run's ledger is the same row for row
+    until the event's notice, the first instant the lead-in's meter is read."""
+    cold = with_overrides(lead_in_run.scenario, {"site.dr.lead_in": False}, "test")
+    runs = [lead_in_run, run_scenario(cold, plots=False)]
+    assert [r.result.kpis["dr_lead_in_days"] for r in runs] == [7, 0]
+    _, exo = prepare(runs[0].scenario)
+    (e,) = exogenous_events(exo, 7 * DAY)
+    with_lead, without = (r.result.ledger.iloc[: e.notice_step] for r in runs)
+    pd.testing.assert_frame_equal(with_lead, without)
+    later = [r.result.ledger["dr_baseline_mw"].to_numpy()[e.steps] for r in runs]
+    assert not np.allclose(*later)
 
 
 def test_lead_in_before_the_data_is_one_line(shared_data: Path) -> None:
@@ -478,3 +501,27 @@ def test_burstgpt_day_0_after_the_run_end_is_one_line(caiso_week: Scenario) -> N
         with_overrides(caiso_week, {"workload.requests.first_day": -8}, "x.toml")
     assert "\n" not in str(err.value)
     assert "workload.requests.first_day" in str(err.value)
+
+
+def _by_local_hour_and_weekday(scenario: Scenario, pre_run: bool) -> tuple[pd.Series, pd.Series]:
+    """Mean requests per interval [-] of ``scenario``'s pre-run days (history, and the
+    run too when ``pre_run``) or of its run, by local hour and by local weekday."""
+    sources = check_data(scenario)
+    exo = build_site_exogenous(scenario, sources=sources)
+    rate = exo.frame.filter(like="requests_per_h[").sum(axis=1) / 4.0
+    start = 0 if pre_run else sources.history_steps
+    rate = rate.iloc[start: sources.history_steps + sources.run_steps]
+    local = rate.index.tz_convert(scenario.run.local_tz)
+    return rate.groupby(local.hour).mean(), rate.groupby(local.day_of_week).mean()
+
+
+def test_pre_run_stream_keeps_burstgpt_hours_and_weekdays(caiso_week: Scenario) -> None:
+    """The lead-in's (and the history's) conversation stream has the day and week of the
+    BurstGPT week it precedes, on the run's clock: the generator's profiles are fitted
+    with BurstGPT's day 0 at a Friday midnight in New York, the run places it on a
+    Tuesday midnight Pacific (drawn on the run's clock: hourly profiles correlated 0.43,
+    weekday profiles -0.43, so the 10-in-10 baselines came from the wrong hours and days)."""
+    pre_hour, pre_day = _by_local_hour_and_weekday(lead_in_scenario(caiso_week, 14), True)
+    run_hour, run_day = _by_local_hour_and_weekday(caiso_week, False)
+    assert np.corrcoef(pre_hour, run_hour)[0, 1] > 0.9
+    assert np.corrcoef(pre_day, run_day)[0, 1] > 0.8

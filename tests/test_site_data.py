@@ -84,7 +84,10 @@ the series the builders of the schemas before the one schema made for the same r
 measured with them at commit 3994763, where this builder's frames equalled theirs
 column by column), and the run's requests as ``[count, Σ arrival s, Σ prompt tokens,
 Σ response tokens]``. RCDC columns over history + run, fleet columns over history +
-run + tail."""
+run + tail. ``dr_caiso``'s ``tokens_per_s`` re-taken when its history's conversation
+stream moved to the generator's calibration clock
+(:func:`mpc_dc.site.data.calibration_clock`): its history changed, its run and tail were
+checked equal to the old builder's, value by value."""
 
 
 def fingerprint(values: Any) -> list[float]:

@@ -53,7 +53,8 @@ what the fleet scenario drew).
 
 Requests: the calibrated generator (``synthetic``) or BurstGPT (``burstgpt``),
 placed with its day 0, hour 0 at the run start (:func:`request_stream`); the
-history before it comes from the generator's ``conversation`` stream; the tail on
+history before it comes from the generator's ``conversation`` stream, drawn on its
+calibration's clock (:func:`calibration_clock`); the tail on
 a seed of its own, so the run's requests do not depend on the horizon.
 
 Gaps: a source must cover history + run + tail; inside that span missing
@@ -85,6 +86,7 @@ from mpc_dc.sim.arrivals import (
 from mpc_dc.sim.exogenous import SiteExogenous
 from mpc_dc.sim.serving import RequestMix
 from mpc_dc.site.config import Campus, OtherIT
+from traces.burstgpt import DEFAULT_HOURLY_ORIGIN
 from traces.datasets import caiso_carbon, ny_carbon
 from traces.eia import NYISO_ZONES
 from traces.errors import ConfigError
@@ -564,6 +566,25 @@ def trace_delay_steps(first_day: int) -> int:
     return max(0, -first_day) * STEPS_PER_DAY
 
 
+def calibration_clock(at: pd.Timestamp, day0: pd.Timestamp) -> pd.Timestamp:
+    """The instant [UTC] of the request generator's calibration that stands where ``at``
+    stands to BurstGPT's day 0 placed at ``day0``: as far before (or after) a whole
+    number of weeks from :data:`~traces.burstgpt.DEFAULT_HOURLY_ORIGIN`, in [0, 7) days
+    after it.
+
+    The generator's request profiles (hour of day, weekday) are fitted with BurstGPT's
+    day 0 at that origin (midnight, Friday 2022-04-01, New York; no DST change in the
+    following seven months) and read on its clock (:func:`traces.calibrate.fit_requests`).
+    Generated from this instant, a stream keeps BurstGPT's hours and weekdays where the
+    run places them, whatever ``day0``'s time zone or weekday: drawn on the run's own
+    clock it would put them where the calibration did (``dr_caiso``: 3 h early and
+    three weekdays late, so the pre-run conversation stream peaked at 13:00
+    Pacific where BurstGPT peaks at 15:00, and had its quiet days on Monday-Tuesday).
+    """
+    week = pd.Timedelta(days=7)
+    return DEFAULT_HOURLY_ORIGIN.tz_convert("UTC") + (at - day0) % week
+
+
 def burstgpt_arrivals(index: pd.DatetimeIndex, pre_steps: int, arrival: ArrivalConfig,
                       counts: pd.DataFrame, rows: pd.DataFrame | None,
                       models: tuple[str, ...]) -> RequestArrays:
@@ -575,8 +596,11 @@ def burstgpt_arrivals(index: pd.DatetimeIndex, pre_steps: int, arrival: ArrivalC
     pre_s = min(pre_steps, len(index)) * STEP_S
     parts = []
     if pre_s > 0:
-        parts.append(build_arrivals(index[0], pre_s, derived_stream(arrival, 102),
-                                    models=models, count_streams=HISTORY_COUNT_STREAMS))
+        # Generated on the calibration's clock, where its profiles place BurstGPT's hours.
+        day0 = index[0] + pd.Timedelta(seconds=pre_steps * STEP_S)
+        parts.append(build_arrivals(calibration_clock(index[0], day0), pre_s,
+                                    derived_stream(arrival, 102), models=models,
+                                    count_streams=HISTORY_COUNT_STREAMS))
     if pre_s < len(index) * STEP_S:
         parts.append(build_arrivals(index[0] + pd.Timedelta(seconds=pre_s),
                                     len(index) * STEP_S - pre_s, arrival, trace=rows,
