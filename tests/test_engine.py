@@ -274,22 +274,63 @@ def test_import_limit_sheds_in_order(case: str, nd_wu: float, df_wu: float, char
         assert getattr(record, name) == pytest.approx(value, abs=1e-12), (case, name)
 
 
-def test_committed_curtailment_is_given_back_before_shedding() -> None:
-    """4 MW of load, 4 MW of wind the plan curtails while importing, a 2 MW connection:
-    2 MW of the curtailment is given back, nothing is shed."""
-    plant = CampusPlant(plant_campus(import_limit_mw=2.0, export_limit_mw=0.0))
+@pytest.mark.parametrize(("on_price", "price"), [(False, 50.0), (True, -5.0)])
+def test_committed_curtailment_is_given_back_before_shedding(on_price: bool,
+                                                             price: float) -> None:
+    """4 MW of load, 4 MW of wind the plan curtails while importing (or the plant, paid
+    to import), a 2 MW connection: 2 MW of the curtailment is given back, nothing is
+    shed."""
+    campus = plant_campus(import_limit_mw=2.0, export_limit_mw=0.0)
+    plant = CampusPlant(replace(campus, grid=replace(campus.grid, curtail_on_price=on_price)))
     record = plant.execute(0, CampusDecision(curtailed_mw=4.0, planned_import_mw=1.0),
-                           realized(1.0, cf=0.4), backlog_of(0.0))
+                           realized(1.0, cf=0.4, price=price), backlog_of(0.0))
     assert (record.import_mw, record.curtailed_mw, record.work_nd_unserved_wu) == (
         pytest.approx(2.0), pytest.approx(2.0), 0.0)
 
 
 def test_surplus_is_curtailed_at_a_non_positive_export_price() -> None:
+    """8 MW of wind, 1 MW of load: at a price of 0 the surplus is spilled, at 20 $/MWh
+    exported; at −1 $/MWh the plant is paid to import, so it spills all and imports."""
     plant = CampusPlant(plant_campus(import_limit_mw=5.0, export_limit_mw=5.0))
-    for price, export in ((-1.0, 0.0), (0.0, 0.0), (20.0, 5.0)):
+    for price, export, imported in ((-1.0, 0.0, 1.0), (0.0, 0.0, 0.0), (20.0, 5.0, 0.0)):
         record = plant.execute(0, CampusDecision(), realized(0.25, cf=0.8, price=price), None)
         assert record.export_mw == export
-        assert record.curtailed_mw == pytest.approx(8.0 - 1.0 - export)
+        assert record.import_mw == pytest.approx(imported)
+        assert record.curtailed_mw == pytest.approx(8.0 - 1.0 - export + imported)
+
+
+@pytest.mark.parametrize(
+    ("case", "price", "carbon_price", "event", "on", "limit", "curtailed"),
+    [
+        ("paid to import", -10.0, 0.0, False, True, 5.0, 3.0),
+        ("positive price", 10.0, 0.0, False, True, 5.0, 0.0),
+        # 100 $/t × 300 g/kWh = 30 $/MWh of carbon: importing costs 20 $/MWh.
+        ("carbon price", -10.0, 100.0, False, True, 5.0, 0.0),
+        ("DR event", -10.0, 0.0, True, True, 5.0, 0.0),
+        ("switched off", -10.0, 0.0, False, False, 5.0, 0.0),
+        # The plan's curtailment at a positive realized price is not executed.
+        ("plan curtails, positive price", 10.0, 0.0, False, True, 5.0, 0.0),
+        ("plan curtails, switched off", 10.0, 0.0, False, False, 5.0, 2.0),
+        # A 2 MW connection: 2 MW of the curtailment is given back, nothing shed.
+        ("import limit", -10.0, 0.0, False, True, 2.0, 1.0),
+    ])
+def test_the_plant_imports_rather_than_use_its_wind_when_paid_to_import(
+        case: str, price: float, carbon_price: float, event: bool, on: bool, limit: float,
+        curtailed: float) -> None:
+    """4 MW of load, 3 MW of wind, a plan that imports 1 MW and curtails nothing (2 MW
+    in the "plan curtails" cases): with ``curtail_on_price`` on, outside DR events, the
+    plant curtails its wind and imports the load at a negative realized price (with
+    the carbon price) and uses all its wind at a positive one."""
+    campus = plant_campus(import_limit_mw=limit, export_limit_mw=0.0)
+    campus = replace(campus, grid=replace(campus.grid, curtail_on_price=on))
+    plant = CampusPlant(campus, carbon_price_usd_per_t=carbon_price)
+    r = CampusRealized(price, price, price, 300.0, 0.3, 1.0, event, 5.0 if event else 0.0, 0.0)
+    planned = 2.0 if case.startswith("plan curtails") else 0.0
+    record = plant.execute(0, CampusDecision(curtailed_mw=planned, planned_import_mw=1.0), r,
+                           backlog_of(0.0))
+    assert record.curtailed_mw == pytest.approx(curtailed), case
+    assert record.import_mw == pytest.approx(4.0 - 3.0 + curtailed), case
+    assert record.work_nd_unserved_wu == 0.0, case
 
 
 def test_meter_dr_settlement_and_billing_peaks() -> None:

@@ -455,7 +455,7 @@ class _Loop:
         site = exo.site
         self.site = site
         self.names = site.campus_names
-        self.plants = [CampusPlant(c) for c in site.campuses]
+        self.plants = [CampusPlant(c, site.carbon_price_usd_per_t) for c in site.campuses]
         self.meters = [CampusMeter(c, site.carbon_price_usd_per_t, site.dr, penalties)
                        for c in site.campuses]
         self.backlogs: list[Backlog | None] = [

@@ -18,10 +18,16 @@ one campus and one interval ``[t, t + Δ)``, Δ = 0.25 h:
 4. Renewable ``R = cf · Q_R`` [MW]. Where the plan imports and curtails in the
    same interval (it is paid to import, e.g. at a negative price, so it buys
    rather than use its own output), the committed curtailment ``c`` is executed,
-   capped at ``R``. The rest, ``R − c``, serves the load; a deficit is imported
-   within the import limit. If the limit binds, the committed curtailment is
-   given up first, then deferrable work is cut, then the battery charge, then
-   non-deferrable work is unserved.
+   capped at ``R``. Outside a DR event (whose import is settled against a
+   baseline) and without a demand charge (which more import could raise), the
+   realized price decides instead, as step 6 spills a surplus on the realized
+   export price (``site.campuses.grid.curtail_on_price``): the plant curtails all
+   of ``R`` where it is paid to import (the realized import price plus the carbon
+   price below zero), and nothing elsewhere, whatever the plan committed on its
+   forecast (``controller.curtail_confidence``). The rest, ``R − c``, serves the
+   load; a deficit is imported within the import limit. If the limit binds, the
+   committed curtailment is given up first, then deferrable work is cut, then the
+   battery charge, then non-deferrable work is unserved.
 5. Inference over the limit: if the import still exceeds the limit after step
    4 has shed everything it may (inference alone, with what the renewable and
    the battery discharge supply, draws more than the connection carries), the
@@ -60,6 +66,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from mpc_dc.blocks.carbon import carbon_cost_usd_per_mwh
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.exogenous import CampusRealized
 from mpc_dc.sim.invariants import battery_energy_after
@@ -204,6 +211,8 @@ class CampusPlant:
     Parameters
     ----------
     campus : Campus
+    carbon_price_usd_per_t : float [$/tCO2]
+        The site's carbon price, part of what an import costs (step 4).
 
     Attributes
     ----------
@@ -211,8 +220,9 @@ class CampusPlant:
         Battery energy now (from ``campus.battery.initial_energy_mwh``; 0 without).
     """
 
-    def __init__(self, campus: Campus) -> None:
+    def __init__(self, campus: Campus, carbon_price_usd_per_t: float = 0.0) -> None:
         self.campus = campus
+        self.carbon_price_usd_per_t = carbon_price_usd_per_t
         battery = campus.battery
         self.battery_energy_mwh = 0.0 if battery is None else battery.initial_energy_mwh
         self._work_cap_wu = work_capacity_wu(campus.other_it)
@@ -286,10 +296,26 @@ class CampusPlant:
                                                   decision.battery_discharge_mw)
         renewable = realized.renewable_cf * self.campus.nameplate_mw
         committed_curtailment = 0.0
-        if decision.planned_import_mw > _TOL:
+        on_price = self.on_price(realized)
+        if on_price is not None:
+            committed_curtailment = renewable if on_price else 0.0
+        elif decision.planned_import_mw > _TOL:
             committed_curtailment = min(max(decision.curtailed_mw, 0.0), renewable)
         return Setpoints(served_nd, work_df, charge, discharge, renewable,
                          committed_curtailment)
+
+    def on_price(self, realized: CampusRealized) -> bool | None:
+        """Whether the plant curtails its renewable to import instead on the realized
+        price (module docstring, step 4): True where the realized import price plus the
+        carbon price is below zero [$/MWh] (paid to import), False where it is not; None
+        where the plan's committed curtailment stands (``curtail_on_price`` off, a DR
+        event, a demand charge)."""
+        grid = self.campus.grid
+        if not grid.curtail_on_price or realized.dr_event or grid.tariff.has_demand_charge:
+            return None
+        carbon = float(carbon_cost_usd_per_mwh(  # type: ignore[arg-type]
+            self.carbon_price_usd_per_t, realized.carbon_gco2_per_kwh))
+        return realized.import_price_usd_per_mwh + carbon < 0.0
 
     def inference_headroom_mw(self, start: Setpoints, cap_mw: float | None = None) -> float:
         """Largest inference IT power [MW] (interval average) with which this interval
