@@ -398,6 +398,38 @@ def test_fluid_acts_at_the_boundary_on_the_last_interval() -> None:
     assert pools["instance_s"].iloc[1] == pytest.approx(900.0 * (1 + n))
 
 
+def test_fluid_moves_nothing_into_a_campus_holding_a_dr_cap() -> None:
+    """Fluid, spatial lever only (S3): every request goes to campus A's one instance
+    (about 0.85 requests/s), 3 a second arrive until 1800 s; B keeps two idle instances.
+    The second interval is a DR event at B, cap 2.75 kW: its two instances idle at
+    2 × 1 kW × PUE 1.25 = 2.5 kW. At 900 s the layer sees 2.8 requests/s at A. Moved to
+    B, ~1.7 requests/s of ~10 s each keep ~17 of its 20 slots busy, ~2.85 kW of IT,
+    ~3.6 kW imported, above the cap; at fluid fidelity nothing inside the interval caps
+    them, so it moves none there and B imports its idle 2.5 kW. Outside the event the
+    same layer moves A's requests to B."""
+    a, b = ("A", MODEL, "BF16"), ("B", MODEL, "BF16")
+    cap_mw = 2.75e-3
+
+    def run(event: bool) -> RunResult:
+        exo, policy = case({a: 1, b: 2}, {a: 1.0}, gpus={"A": 4, "B": 4}, flexibility="S3",
+                           requests=burst(3.0, 1800.0))
+        frame = exo.frame.copy()
+        frame[column("dr_event", "B")] = [0.0, 1.0 if event else 0.0]
+        frame[column("dr_baseline_mw", "B")] = [0.0, cap_mw if event else 0.0]
+        return simulate(replace(exo, frame=frame), policy,
+                        serving=ServingConfig(fidelity="fluid"), fast_layer=ON)
+
+    held = run(True)
+    led = held.ledger.xs("B", level="campus")
+    assert led["dr_committed_cap_mw"].iloc[1] == pytest.approx(cap_mw)
+    assert led["import_mw"].iloc[1] == pytest.approx(2 * 1000.0 * PUE / 1e6)
+    assert held.kpis["dr_compliance"] == 1.0
+    assert held.kpis["fast_requests_rerouted"] == 0.0
+    free = run(False)
+    assert free.kpis["fast_requests_rerouted"] > 1000.0
+    assert free.ledger.xs("B", level="campus")["import_mw"].iloc[1] > 3.4e-3
+
+
 # ----------------------------------------------------------------------------- causality
 
 

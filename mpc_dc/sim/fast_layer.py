@@ -104,7 +104,9 @@ instance at its occupancy); where the campus is above it, in this order:
 interval's aggregate, which holds the interval's future), so the layer acts once per
 interval, at its start, on the previous interval's arrival rate and the backlog:
 keeping and starting instances and moving shares of the interval's arrivals; it does
-not act inside the interval (``period_s`` is unused there).
+not act inside the interval (``period_s`` is unused there). With no power cap inside the
+interval to bound what moved requests draw, no share moves into a campus holding a DR
+cap (``CampusLimits.inference_cap_w`` finite).
 
 Switch it off (``controller.fast_layer.enabled = false``) and the engine runs exactly
 the code it ran before the layer existed. Its actions are recorded per (interval, pool)
@@ -467,7 +469,8 @@ class FastLayer:
             instance is wanted; both are then updated as instances are added).
         capped : ndarray of bool, optional
             Campuses holding a committed DR cap: starts their power bound refuses
-            while GPUs are free are counted (``dr_starts_held``).
+            while GPUs are free are counted (``dr_starts_held``); at fluid fidelity no
+            request moves into them (module docstring, "Fluid fidelity").
         """
         P = len(self.keys)
         plan = FastPlan(add=np.zeros(P, dtype=np.int64))
@@ -479,7 +482,10 @@ class FastLayer:
             return plan  # every pool covers its need with ready instances
         out, into = np.zeros(P), np.zeros(P)
         if self.levers.spatial or self.levers.quantization:
-            self._plan_moves(plan, known, need, ready_cap, lam, view.rate, shares, out, into)
+            # Fluid: nothing inside the interval caps what moved requests draw there.
+            closed = capped if self.fidelity == "fluid" else None
+            self._plan_moves(plan, known, need, ready_cap, lam, view.rate, shares, out, into,
+                             closed)
         if not self.levers.switching:
             return plan
         short = need - out + into - (view.ready + view.loading) * mu
@@ -519,10 +525,14 @@ class FastLayer:
 
     def _plan_moves(self, plan: FastPlan, known: np.ndarray, need: np.ndarray,
                     ready_cap: np.ndarray, lam: np.ndarray, rate: np.ndarray,
-                    shares: np.ndarray, out: np.ndarray, into: np.ndarray) -> None:
-        """Moves of new requests from short pools to pools with spare ready capacity."""
+                    shares: np.ndarray, out: np.ndarray, into: np.ndarray,
+                    closed: np.ndarray | None = None) -> None:
+        """Moves of new requests from short pools to pools with spare ready capacity,
+        none into a campus ``closed`` flags (C,)."""
         excess = need - ready_cap
         spare = ready_cap - need
+        if closed is not None:
+            spare = np.where(closed[self.campus_of], 0.0, spare)
         budget = self.slack(shares) * rate  # [points · requests/s]
         for src in sorted(np.flatnonzero(known & (excess > _EPS) & (lam > _EPS)).tolist(),
                           key=lambda p: -excess[p]):
