@@ -53,6 +53,7 @@ from mpc_dc.sim.dr_program import exogenous_lead_in_days, with_notice
 from mpc_dc.sim.engine import RunResult, save_run, simulate
 from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.faults import FaultInjector, FaultSpec
+from mpc_dc.sim.meter import pct_of_costs
 from mpc_dc.sim.policy import Policy
 from mpc_dc.sim.serving import workload_capacity
 from mpc_dc.site.config import Fleet, Site
@@ -637,17 +638,14 @@ def with_regrets(table: pd.DataFrame) -> pd.DataFrame:
     table = table.copy()
     net = table["cost_usd"].astype(float)
     costs_of = table["costs_usd"].astype(float)
-
-    def pct_base(row: str) -> float:
-        costs = float(costs_of[row])
-        return costs if costs > 0 else math.nan
-
     table["profit_vs_reference_usd"] = float(net[REFERENCE_ROW]) - net
-    table["savings_pct"] = 100.0 * table["profit_vs_reference_usd"] / pct_base(REFERENCE_ROW)
+    table["savings_pct"] = pct_of_costs(table["profit_vs_reference_usd"],
+                                        costs_of[REFERENCE_ROW])
     table["regret_usd"] = net - float(net[OFFLINE_ROW])
-    table["regret_pct"] = 100.0 * table["regret_usd"] / pct_base(REFERENCE_ROW)
+    table["regret_pct"] = pct_of_costs(table["regret_usd"], costs_of[REFERENCE_ROW])
     table["regret_perfect_usd"] = net - float(net[PERFECT_ROW])
-    table["regret_perfect_pct"] = 100.0 * table["regret_perfect_usd"] / pct_base(PERFECT_ROW)
+    table["regret_perfect_pct"] = pct_of_costs(table["regret_perfect_usd"],
+                                               costs_of[PERFECT_ROW])
     return table
 
 

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mpc_dc.sim.meter import pct_of_costs
 from mpc_dc.site.scenario import (
     Scenario,
     controller_variant,
@@ -385,8 +386,8 @@ def _scenario_rows(name: str, g: pd.DataFrame, penalty: float) -> pd.DataFrame:
     # bring to zero or below (docs/fleet_closed_loop.md, "Cost, costs, revenue and
     # percentages"); the difference stays one of net costs, so lost revenue counts.
     bau_costs = float(_column(g, "costs_usd").get(BASELINE, math.nan))
-    out["cost_vs_baseline_pct"] = 100.0 * _ratio(cost - cost.get(BASELINE, math.nan),
-                                                 bau_costs)
+    out["cost_vs_baseline_pct"] = pct_of_costs(cost - cost.get(BASELINE, math.nan),
+                                               bau_costs)
     effective = cost + penalty * missed.fillna(0.0)
     base = float(effective.get(BASELINE, math.nan))
     span = base - float(effective.get(OFFLINE, math.nan))

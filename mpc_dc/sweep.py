@@ -81,7 +81,7 @@ from mpc_dc.rundir import (
     write_file_atomic,
     write_json,
 )
-from mpc_dc.sim.meter import costs_and_revenue_usd
+from mpc_dc.sim.meter import costs_and_revenue_usd, pct_of_costs
 from mpc_dc.site.scenario import (
     Scenario,
     default_scenario,
@@ -1002,8 +1002,7 @@ def _add_regret(spec: SweepSpec, table: pd.DataFrame) -> pd.DataFrame:
     table["reference_run_id"] = refs
     table["regret_usd"] = table["cost_usd"].astype(float) - ref_cost
     # of the partner's costs, not of its net cost (revenue can null or flip that)
-    table["regret_pct"] = 100.0 * table["regret_usd"] / np.where(ref_costs > 0, ref_costs,
-                                                                 np.nan)
+    table["regret_pct"] = pct_of_costs(table["regret_usd"], ref_costs)
     return table
 
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from mpc_dc.sim.exogenous import CampusRealized
 from mpc_dc.sim.invariants import InvariantError
@@ -139,6 +140,16 @@ def costs_and_revenue_usd(rows: Mapping[str, float] | pd.Series | pd.DataFrame
         else:
             costs += value
     return costs, revenue
+
+
+def pct_of_costs(delta_usd: ArrayLike, costs_usd: ArrayLike) -> np.ndarray:
+    """``delta_usd`` [$] (a difference of net costs) in % of ``costs_usd`` [$] (the
+    :func:`costs_and_revenue_usd` costs of the run it is measured against), NaN where
+    those costs are not positive: the base of every percentage of cost, never a net
+    that revenue can bring to zero or below."""
+    costs = np.asarray(costs_usd, dtype=float)
+    base = np.where(np.isfinite(costs) & (costs > 0), costs, np.nan)
+    return 100.0 * np.asarray(delta_usd, dtype=float) / base
 
 
 def billing_periods(starts: pd.DatetimeIndex, local_tz: str) -> np.ndarray:
