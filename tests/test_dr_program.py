@@ -352,6 +352,7 @@ def test_run_is_settled_on_its_lead_in_and_own_meter(lead_in_run: RunOutcome) ->
     scenario = outcome.scenario
     kpis = outcome.result.kpis
     assert kpis["dr_lead_in_days"] == 7 and kpis["dr_lead_in_time_s"] > 0
+    assert kpis["dr_lead_in_solver_time_limit_hits"] == kpis["dr_lead_in_fallbacks_total"] == 0
     led = outcome.result.ledger
     run_start = outcome.scenario.run.start_ts
     assert len(led) == 4 * DAY and led.index[0][0] == run_start
@@ -399,10 +400,15 @@ def test_lead_in_before_the_data_is_one_line(shared_data: Path) -> None:
                               "14 d from 2022-01-01 05:00 UTC: ")
 
 
-def test_a_lead_in_that_fell_back_says_so(monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("override", [{"faults.main_solve": 1.0},
+                                      {"controller.time_limit_s": 1e-6}])
+def test_a_lead_in_that_fell_back_says_so(override: dict[str, object],
+                                          monkeypatch: pytest.MonkeyPatch,
                                           caplog: pytest.LogCaptureFixture) -> None:
-    """The lead-in's KPIs are not kept, so a solve of it that fell back or stopped at a
-    limit is a warning naming it (here every main solve of the lead-in fails)."""
+    """The lead-in's KPIs are not kept, so a solve of it that fell back or stopped at the
+    wall clock is a warning naming it and counted for the run's KPIs
+    (``dr_lead_in_fallbacks_total``, ``dr_lead_in_solver_time_limit_hits``): here every
+    main solve of the lead-in fails, or every HiGHS run of it reaches a 1-µs limit."""
     from mpc_dc import runner
 
     scenario = with_overrides(_small_run_scenario(baseline_days=3),
@@ -410,14 +416,17 @@ def test_a_lead_in_that_fell_back_says_so(monkeypatch: pytest.MonkeyPatch,
     plain = runner.lead_in_scenario
 
     def failing(sc: Scenario, days: int) -> Scenario:
-        return with_overrides(plain(sc, days), {"faults.main_solve": 1.0}, "test")
+        return with_overrides(plain(sc, days), override, "test")
 
     monkeypatch.setattr(runner, "lead_in_scenario", failing)
     _, exo = prepare(scenario)
     with caplog.at_level("WARNING", logger="mpc_dc.runner"):
-        with_meter_history(scenario, exo)
+        _, lead_in = with_meter_history(scenario, exo)
     assert any("DR lead-in" in r.getMessage() and "fallbacks" in r.getMessage()
                for r in caplog.records if r.name == "mpc_dc.runner")
+    assert lead_in.fallbacks_total > 0 and lead_in.time_s > 0
+    timed_out = "controller.time_limit_s" in override
+    assert (lead_in.solver_time_limit_hits > 0) is timed_out
 
 
 def test_the_lead_in_bridges_a_short_gap_the_run_refuses(
