@@ -57,7 +57,7 @@ from mpc_dc.sim.meter import pct_of_costs
 from mpc_dc.sim.policy import Policy
 from mpc_dc.sim.serving import workload_capacity
 from mpc_dc.site.config import Fleet, Site
-from mpc_dc.site.data import SOURCE, build_site_exogenous, errors_name
+from mpc_dc.site.data import SOURCE, DataFiles, build_site_exogenous, errors_name
 from mpc_dc.site.scenario import (
     ControllerSpec,
     Scenario,
@@ -177,14 +177,16 @@ def dr_baseline(scenario: Scenario, exo: SiteExogenous) -> dict[str, np.ndarray]
     return out
 
 
-def prepare(scenario: Scenario, *, source: str | Path = SOURCE, max_gap_steps: int = 0
-            ) -> tuple[Scenario, SiteExogenous]:
+def prepare(scenario: Scenario, *, source: str | Path = SOURCE, max_gap_steps: int = 0,
+            files: DataFiles | None = None) -> tuple[Scenario, SiteExogenous]:
     """The scenario as run (capacity filled in) and its exogenous data with the DR
     baseline (``s1_plan``) or the events' notices (``prior_days``); ``source`` (the
     scenario file) is named in errors; runs of at most ``max_gap_steps`` missing
     intervals [15-min intervals] in the data's run and tail are interpolated
-    (:func:`~mpc_dc.site.data.require_coverage`), longer ones refused."""
-    exo = build_site_exogenous(scenario, source=source, max_gap_steps=max_gap_steps)
+    (:func:`~mpc_dc.site.data.require_coverage`), longer ones refused; data files are
+    read through ``files`` when given (:class:`~mpc_dc.site.data.DataFiles`)."""
+    exo = build_site_exogenous(scenario, source=source, max_gap_steps=max_gap_steps,
+                               files=files)
     scenario = with_capacity(scenario, exo)
     if scenario.site.dr.baseline == "prior_days":
         # No baseline before the run: the programme computes it from the meter.
@@ -261,7 +263,8 @@ class LeadIn:
 
 
 def with_meter_history(scenario: Scenario, exo: SiteExogenous, *, policy: str | None = None,
-                       source: str | Path = SOURCE) -> tuple[SiteExogenous, LeadIn]:
+                       source: str | Path = SOURCE, files: DataFiles | None = None
+                       ) -> tuple[SiteExogenous, LeadIn]:
     """``exo`` with the DR programme's meter history before the run, and what its lead-in
     took (:class:`LeadIn`: wall time [s], solves stopped on the wall clock, fallbacks).
 
@@ -273,8 +276,10 @@ def with_meter_history(scenario: Scenario, exo: SiteExogenous, *, policy: str | 
     KPIs or ledger, except what :class:`LeadIn` counts (KPIs ``dr_lead_in_*``).
     Otherwise ``exo`` itself (and an empty :class:`LeadIn`).
 
-    The lead-in's data are the run's sources over its period; a gap of at most 1 h in
-    them is interpolated (``max_gap_steps`` of :func:`prepare`), a longer one refused.
+    The lead-in's data are the run's sources over its period, read through ``files``
+    (:func:`prepare`'s of the run, so nothing is read twice; None: read afresh); a gap
+    of at most 1 h in them is interpolated (``max_gap_steps`` of :func:`prepare`), a
+    longer one refused.
 
     Raises
     ------
@@ -290,7 +295,7 @@ def with_meter_history(scenario: Scenario, exo: SiteExogenous, *, policy: str | 
     try:
         # The lead-in's data may hold short gaps the reported run refuses (NYISO RT 2022
         # misses single hours in March): up to 1 h is interpolated, as CAISO's always is.
-        prepared = prepare(lead, source=source, max_gap_steps=DEFAULT_MAX_GAP)
+        prepared = prepare(lead, source=source, max_gap_steps=DEFAULT_MAX_GAP, files=files)
     except ConfigError as err:
         raise ConfigError(source, f"the DR baseline's lead-in of {days} d from "
                           f"{lead.run.start_ts:%Y-%m-%d %H:%M} UTC: {err.message}; set "
@@ -458,8 +463,10 @@ def run_scenario(
         # Checked before any work so a mistake costs nothing.
         check_target(Path(out), overwrite=overwrite)
     tick = time.perf_counter()
+    # The files the run reads, for its DR lead-in to read none again.
+    files = DataFiles()
     if prepared is None:
-        scenario, exo = prepare(scenario, source=source)
+        scenario, exo = prepare(scenario, source=source, files=files)
     else:
         base, exo = prepared
         if scenario.fleet is not None and base.fleet is not None:
@@ -467,7 +474,9 @@ def run_scenario(
         exo = on_site(exo, scenario.site)
     prepared_s = time.perf_counter() - tick
     # The lead-in is timed apart (kpis["dr_lead_in_time_s"]): it is a whole run of its own.
-    exo, lead_in = with_meter_history(scenario, exo, policy=policy, source=source)
+    exo, lead_in = with_meter_history(scenario, exo, policy=policy, source=source,
+                                      files=files)
+    del files  # frees the files' frames before the simulation
     tick = time.perf_counter()
     injector = fault_injector(scenario, exo)
     if injector is not None:

@@ -40,7 +40,7 @@ from mpc_dc.sim.engine import simulate
 from mpc_dc.sim.exogenous import CampusRealized
 from mpc_dc.sim.meter import CampusMeter
 from mpc_dc.site.config import Campus, DemandResponse
-from mpc_dc.site.data import build_site_exogenous, check_data
+from mpc_dc.site.data import DataFiles, build_site_exogenous, check_data
 from mpc_dc.site.scenario import (
     Scenario,
     example_path,
@@ -49,6 +49,7 @@ from mpc_dc.site.scenario import (
     scenario_to_mapping,
     with_overrides,
 )
+from traces.datasets import DEFAULT_MAX_GAP
 from traces.errors import ConfigError
 
 TZ = "America/New_York"
@@ -476,6 +477,25 @@ def caiso_week(shared_data: Path) -> Scenario:
     return with_overrides(load_scenario(example_path("dr_caiso")), {
         "data.dir": str(shared_data), "site.dr.lead_in": True,
         "workload.requests.rate_multiplier": 1.0}, "test")
+
+
+def test_the_lead_in_reads_no_data_file_again(caiso_week: Scenario) -> None:
+    """The lead-in's data through the run's :class:`DataFiles` (as ``run_scenario``
+    passes them): no file is read again, and its series are those read afresh."""
+    files = DataFiles()
+    check_data(caiso_week, files=files)
+    read = files.reads
+    lead = lead_in_scenario(caiso_week, 14)
+    shared = check_data(lead, max_gap_steps=DEFAULT_MAX_GAP, files=files)
+    # CAISO LMP, the carbon zone, BurstGPT's hourly counts and its first rows
+    assert read == 4 and files.reads == read
+    fresh = check_data(lead, max_gap_steps=DEFAULT_MAX_GAP)
+    assert shared.index.equals(fresh.index) and shared.columns.keys() == fresh.columns.keys()
+    for name, values in fresh.columns.items():
+        np.testing.assert_array_equal(shared.columns[name], values, err_msg=name)
+    assert shared.publication == fresh.publication and shared.rows is fresh.rows is None
+    assert shared.counts is not None and fresh.counts is not None
+    pd.testing.assert_frame_equal(shared.counts, fresh.counts)
 
 
 def test_lead_in_workload_is_the_sites_pre_run_load(caiso_week: Scenario) -> None:
