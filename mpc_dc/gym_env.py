@@ -54,6 +54,7 @@ from mpc_dc.sim.engine import LEDGER_COLUMNS, RunResult, finish, simulation
 from mpc_dc.sim.exogenous import SiteExogenous
 from mpc_dc.sim.meter import net_cost_usd
 from mpc_dc.sim.plant import work_capacity_wu
+from mpc_dc.site.data import DataFiles
 from mpc_dc.site.scenario import Scenario, default_scenario, load_scenario
 
 ENV_ID = "mpc_dc/DataCenter-v0"
@@ -411,8 +412,9 @@ class DataCenterEnv(gymnasium.Env[Obs, Action]):
         base = self.scenario
         scenario = (base if run_seed == base.run.seed
                     else replace(base, run=replace(base.run, seed=run_seed)))
-        scenario, exo = prepare(scenario)
-        exo, _ = with_meter_history(scenario, exo)
+        files = DataFiles()  # read once for the episode and its DR lead-in
+        scenario, exo = prepare(scenario, files=files)
+        exo, _ = with_meter_history(scenario, exo, files=files)
         self._prepared[run_seed] = prepared = (scenario, exo)
         while len(self._prepared) > _PREPARED_CACHE:
             self._prepared.popitem(last=False)

@@ -57,7 +57,7 @@ from mpc_dc.sim.meter import pct_of_costs
 from mpc_dc.sim.policy import Policy
 from mpc_dc.sim.serving import workload_capacity
 from mpc_dc.site.config import Fleet, Site
-from mpc_dc.site.data import SOURCE, build_site_exogenous, errors_name
+from mpc_dc.site.data import SOURCE, DataFiles, build_site_exogenous, errors_name
 from mpc_dc.site.scenario import (
     ControllerSpec,
     Scenario,
@@ -177,14 +177,16 @@ def dr_baseline(scenario: Scenario, exo: SiteExogenous) -> dict[str, np.ndarray]
     return out
 
 
-def prepare(scenario: Scenario, *, source: str | Path = SOURCE, max_gap_steps: int = 0
-            ) -> tuple[Scenario, SiteExogenous]:
+def prepare(scenario: Scenario, *, source: str | Path = SOURCE, max_gap_steps: int = 0,
+            files: DataFiles | None = None) -> tuple[Scenario, SiteExogenous]:
     """The scenario as run (capacity filled in) and its exogenous data with the DR
     baseline (``s1_plan``) or the events' notices (``prior_days``); ``source`` (the
     scenario file) is named in errors; runs of at most ``max_gap_steps`` missing
     intervals [15-min intervals] in the data's run and tail are interpolated
-    (:func:`~mpc_dc.site.data.require_coverage`), longer ones refused."""
-    exo = build_site_exogenous(scenario, source=source, max_gap_steps=max_gap_steps)
+    (:func:`~mpc_dc.site.data.require_coverage`), longer ones refused; data files are
+    read through ``files`` when given (:class:`~mpc_dc.site.data.DataFiles`)."""
+    exo = build_site_exogenous(scenario, source=source, max_gap_steps=max_gap_steps,
+                               files=files)
     scenario = with_capacity(scenario, exo)
     if scenario.site.dr.baseline == "prior_days":
         # No baseline before the run: the programme computes it from the meter.
@@ -239,19 +241,45 @@ def lead_in_scenario(scenario: Scenario, days: int) -> Scenario:
                    workload=replace(scenario.workload, requests=requests))
 
 
+@dataclass(frozen=True)
+class LeadIn:
+    """What the DR lead-in (:func:`with_meter_history`) took, for the run's KPIs: its
+    own KPIs are not kept, yet its meter feeds every baseline.
+
+    Attributes
+    ----------
+    time_s : float [s]
+        Its wall time (0 without a lead-in).
+    solver_time_limit_hits : int
+        Its HiGHS runs stopped on their wall-clock limit: with any, the baselines and
+        the run's DR settlement depend on the machine's load.
+    fallbacks_total : int
+        Its steps that committed a fallback instead of the solve.
+    """
+
+    time_s: float = 0.0
+    solver_time_limit_hits: int = 0
+    fallbacks_total: int = 0
+
+
 def with_meter_history(scenario: Scenario, exo: SiteExogenous, *, policy: str | None = None,
-                       source: str | Path = SOURCE) -> tuple[SiteExogenous, float]:
-    """``exo`` with the DR programme's meter history before the run, and its wall time [s].
+                       source: str | Path = SOURCE, files: DataFiles | None = None
+                       ) -> tuple[SiteExogenous, LeadIn]:
+    """``exo`` with the DR programme's meter history before the run, and what its lead-in
+    took (:class:`LeadIn`: wall time [s], solves stopped on the wall clock, fallbacks).
 
     Under ``site.dr.baseline = "prior_days"`` with ``lead_in`` and events whose
     reference days reach before the run (:func:`~mpc_dc.sim.dr_program.lead_in_days`),
     the lead-in (:func:`lead_in_scenario`) is simulated with the run's controller
     (``policy``: as :func:`run_scenario`'s) and its metered import becomes
     ``exo.dr_meter_history_mw``; it is not settled, and none of it is in the run's
-    KPIs or ledger. Otherwise ``exo`` itself (and 0 s).
+    KPIs or ledger, except what :class:`LeadIn` counts (KPIs ``dr_lead_in_*``).
+    Otherwise ``exo`` itself (and an empty :class:`LeadIn`).
 
-    The lead-in's data are the run's sources over its period; a gap of at most 1 h in
-    them is interpolated (``max_gap_steps`` of :func:`prepare`), a longer one refused.
+    The lead-in's data are the run's sources over its period, read through ``files``
+    (:func:`prepare`'s of the run, so nothing is read twice; None: read afresh); a gap
+    of at most 1 h in them is interpolated (``max_gap_steps`` of :func:`prepare`), a
+    longer one refused.
 
     Raises
     ------
@@ -261,13 +289,13 @@ def with_meter_history(scenario: Scenario, exo: SiteExogenous, *, policy: str | 
     """
     days = exogenous_lead_in_days(exo)
     if days == 0 or exo.dr_meter_history_mw is not None:
-        return exo, 0.0
+        return exo, LeadIn()
     tick = time.perf_counter()
     lead = lead_in_scenario(scenario, days)
     try:
         # The lead-in's data may hold short gaps the reported run refuses (NYISO RT 2022
         # misses single hours in March): up to 1 h is interpolated, as CAISO's always is.
-        prepared = prepare(lead, source=source, max_gap_steps=DEFAULT_MAX_GAP)
+        prepared = prepare(lead, source=source, max_gap_steps=DEFAULT_MAX_GAP, files=files)
     except ConfigError as err:
         raise ConfigError(source, f"the DR baseline's lead-in of {days} d from "
                           f"{lead.run.start_ts:%Y-%m-%d %H:%M} UTC: {err.message}; set "
@@ -276,12 +304,13 @@ def with_meter_history(scenario: Scenario, exo: SiteExogenous, *, policy: str | 
     outcome = run_scenario(lead, prepared=prepared, plots=False, policy=policy,
                            source=source)
     lead_kpis = outcome.result.kpis
+    hits = int(lead_kpis.get("solver_time_limit_hits", 0))
     # The lead-in's KPIs are not kept: a solve of it that stopped at a limit or fell
-    # back must still say so, since its meter feeds every baseline.
-    if lead_kpis.get("solver_time_limit_hits", 0) or lead_kpis.get("fallbacks"):
+    # back must still say so (here and in the run's KPIs), since its meter feeds every
+    # baseline.
+    if hits or lead_kpis.get("fallbacks_total"):
         logger.warning("DR lead-in: %d solve(s) stopped at the wall-clock limit, "
-                       "fallbacks %s; the baselines rest on that meter history",
-                       int(lead_kpis.get("solver_time_limit_hits", 0)),
+                       "fallbacks %s; the baselines rest on that meter history", hits,
                        dict(lead_kpis.get("fallbacks") or {}))
     ledger = outcome.result.ledger
     history = ledger["import_mw"].to_numpy(dtype=float).reshape(lead.run.n_steps, -1)
@@ -289,7 +318,8 @@ def with_meter_history(scenario: Scenario, exo: SiteExogenous, *, policy: str | 
     logger.info("DR lead-in: %d d from %s simulated with %s in %.1f s (meter history of "
                 "the programme's baselines)", days, lead.run.start_ts, outcome.controller,
                 wall)
-    return replace(exo, dr_meter_history_mw=history), wall
+    return replace(exo, dr_meter_history_mw=history), LeadIn(
+        wall, hits, int(lead_kpis.get("fallbacks_total", 0)))
 
 
 # ----------------------------------------------------------------------------- policy
@@ -433,8 +463,10 @@ def run_scenario(
         # Checked before any work so a mistake costs nothing.
         check_target(Path(out), overwrite=overwrite)
     tick = time.perf_counter()
+    # The files the run reads, for its DR lead-in to read none again.
+    files = DataFiles()
     if prepared is None:
-        scenario, exo = prepare(scenario, source=source)
+        scenario, exo = prepare(scenario, source=source, files=files)
     else:
         base, exo = prepared
         if scenario.fleet is not None and base.fleet is not None:
@@ -442,7 +474,9 @@ def run_scenario(
         exo = on_site(exo, scenario.site)
     prepared_s = time.perf_counter() - tick
     # The lead-in is timed apart (kpis["dr_lead_in_time_s"]): it is a whole run of its own.
-    exo, lead_in_s = with_meter_history(scenario, exo, policy=policy, source=source)
+    exo, lead_in = with_meter_history(scenario, exo, policy=policy, source=source,
+                                      files=files)
+    del files  # frees the files' frames before the simulation
     tick = time.perf_counter()
     injector = fault_injector(scenario, exo)
     if injector is not None:
@@ -456,7 +490,11 @@ def run_scenario(
     kpis["setup_time_s"] = setup
     history = exo.dr_meter_history_mw
     kpis["dr_lead_in_days"] = 0 if history is None else len(history) // STEPS_PER_DAY
-    kpis["dr_lead_in_time_s"] = lead_in_s
+    kpis["dr_lead_in_time_s"] = lead_in.time_s
+    # Not the run's own solves (solver_time_limit_hits, fallbacks_total), but the
+    # baselines', so a run with any is not reproducible either.
+    kpis["dr_lead_in_solver_time_limit_hits"] = lead_in.solver_time_limit_hits
+    kpis["dr_lead_in_fallbacks_total"] = lead_in.fallbacks_total
     kpis["controller"] = controller.name
     if policy is not None:
         kpis["policy"] = policy

@@ -40,7 +40,7 @@ from mpc_dc.sim.engine import simulate
 from mpc_dc.sim.exogenous import CampusRealized
 from mpc_dc.sim.meter import CampusMeter
 from mpc_dc.site.config import Campus, DemandResponse
-from mpc_dc.site.data import build_site_exogenous, check_data
+from mpc_dc.site.data import DataFiles, build_site_exogenous, check_data
 from mpc_dc.site.scenario import (
     Scenario,
     example_path,
@@ -49,6 +49,7 @@ from mpc_dc.site.scenario import (
     scenario_to_mapping,
     with_overrides,
 )
+from traces.datasets import DEFAULT_MAX_GAP
 from traces.errors import ConfigError
 
 TZ = "America/New_York"
@@ -352,6 +353,7 @@ def test_run_is_settled_on_its_lead_in_and_own_meter(lead_in_run: RunOutcome) ->
     scenario = outcome.scenario
     kpis = outcome.result.kpis
     assert kpis["dr_lead_in_days"] == 7 and kpis["dr_lead_in_time_s"] > 0
+    assert kpis["dr_lead_in_solver_time_limit_hits"] == kpis["dr_lead_in_fallbacks_total"] == 0
     led = outcome.result.ledger
     run_start = outcome.scenario.run.start_ts
     assert len(led) == 4 * DAY and led.index[0][0] == run_start
@@ -399,10 +401,15 @@ def test_lead_in_before_the_data_is_one_line(shared_data: Path) -> None:
                               "14 d from 2022-01-01 05:00 UTC: ")
 
 
-def test_a_lead_in_that_fell_back_says_so(monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("override", [{"faults.main_solve": 1.0},
+                                      {"controller.time_limit_s": 1e-6}])
+def test_a_lead_in_that_fell_back_says_so(override: dict[str, object],
+                                          monkeypatch: pytest.MonkeyPatch,
                                           caplog: pytest.LogCaptureFixture) -> None:
-    """The lead-in's KPIs are not kept, so a solve of it that fell back or stopped at a
-    limit is a warning naming it (here every main solve of the lead-in fails)."""
+    """The lead-in's KPIs are not kept, so a solve of it that fell back or stopped at the
+    wall clock is a warning naming it and counted for the run's KPIs
+    (``dr_lead_in_fallbacks_total``, ``dr_lead_in_solver_time_limit_hits``): here every
+    main solve of the lead-in fails, or every HiGHS run of it reaches a 1-µs limit."""
     from mpc_dc import runner
 
     scenario = with_overrides(_small_run_scenario(baseline_days=3),
@@ -410,14 +417,17 @@ def test_a_lead_in_that_fell_back_says_so(monkeypatch: pytest.MonkeyPatch,
     plain = runner.lead_in_scenario
 
     def failing(sc: Scenario, days: int) -> Scenario:
-        return with_overrides(plain(sc, days), {"faults.main_solve": 1.0}, "test")
+        return with_overrides(plain(sc, days), override, "test")
 
     monkeypatch.setattr(runner, "lead_in_scenario", failing)
     _, exo = prepare(scenario)
     with caplog.at_level("WARNING", logger="mpc_dc.runner"):
-        with_meter_history(scenario, exo)
+        _, lead_in = with_meter_history(scenario, exo)
     assert any("DR lead-in" in r.getMessage() and "fallbacks" in r.getMessage()
                for r in caplog.records if r.name == "mpc_dc.runner")
+    assert lead_in.fallbacks_total > 0 and lead_in.time_s > 0
+    timed_out = "controller.time_limit_s" in override
+    assert (lead_in.solver_time_limit_hits > 0) is timed_out
 
 
 def test_the_lead_in_bridges_a_short_gap_the_run_refuses(
@@ -467,6 +477,25 @@ def caiso_week(shared_data: Path) -> Scenario:
     return with_overrides(load_scenario(example_path("dr_caiso")), {
         "data.dir": str(shared_data), "site.dr.lead_in": True,
         "workload.requests.rate_multiplier": 1.0}, "test")
+
+
+def test_the_lead_in_reads_no_data_file_again(caiso_week: Scenario) -> None:
+    """The lead-in's data through the run's :class:`DataFiles` (as ``run_scenario``
+    passes them): no file is read again, and its series are those read afresh."""
+    files = DataFiles()
+    check_data(caiso_week, files=files)
+    read = files.reads
+    lead = lead_in_scenario(caiso_week, 14)
+    shared = check_data(lead, max_gap_steps=DEFAULT_MAX_GAP, files=files)
+    # CAISO LMP, the carbon zone, BurstGPT's hourly counts and its first rows
+    assert read == 4 and files.reads == read
+    fresh = check_data(lead, max_gap_steps=DEFAULT_MAX_GAP)
+    assert shared.index.equals(fresh.index) and shared.columns.keys() == fresh.columns.keys()
+    for name, values in fresh.columns.items():
+        np.testing.assert_array_equal(shared.columns[name], values, err_msg=name)
+    assert shared.publication == fresh.publication and shared.rows is fresh.rows is None
+    assert shared.counts is not None and fresh.counts is not None
+    pd.testing.assert_frame_equal(shared.counts, fresh.counts)
 
 
 def test_lead_in_workload_is_the_sites_pre_run_load(caiso_week: Scenario) -> None:

@@ -18,7 +18,7 @@ from mpc_dc.control.mpc import ControllerStats
 from mpc_dc.fastpath import NO_NODE_LIMIT, HighsFastPath
 from mpc_dc.problem import Formulation, Problem, SolverOptions, SolveStatus
 from mpc_dc.runner import offline_options, solver_options
-from mpc_dc.site.scenario import ControllerSpec
+from mpc_dc.site.scenario import ControllerSpec, example_path, load_scenario
 from mpc_dc.suite import scorecard, summary, time_limit_notes
 from tests.test_problem_regression import fleet_inputs, fleet_site
 
@@ -56,6 +56,27 @@ def test_a_node_limit_stops_a_milp_at_the_same_plan_and_gap_every_time() -> None
     assert second.x is not None and np.array_equal(second.x, first.x)
 
 
+def test_the_dr_weeks_step_limits_end_a_milp_alike_at_any_wall_clock_budget() -> None:
+    """``dr_caiso.toml``'s per-step limits (its week and its DR lead-in run under them):
+    a MIP run that would take longer than the wall-clock limit (the market split, about
+    10 s idle) stops at the node limit, at the same plan with the scenario's wall-clock
+    budget and with a thousand-fold one, and no run is stopped by the wall clock. With
+    the former 5-s limit and no node limit the wall clock stopped it wherever the
+    machine's load let it get."""
+    options = solver_options(load_scenario(example_path("dr_caiso")).controller)
+    runs = []
+    for budget in (options.time_limit_s, 1000.0 * options.time_limit_s):
+        fast = HighsFastPath(market_split(), time_limit_s=budget,
+                             mip_rel_gap=options.mip_rel_gap,
+                             mip_max_nodes=options.mip_max_nodes)
+        runs.append(fast.solve())
+        assert fast.time_limit_hits == 0, f"wall-clock budget {budget:g} s reached"
+    first, second = runs
+    assert first.model_status == second.model_status == "kSolutionLimit"
+    assert (second.objective, second.dual_bound) == (first.objective, first.dual_bound)
+    assert first.x is not None and second.x is not None and np.array_equal(first.x, second.x)
+
+
 def test_a_wall_clock_stop_is_counted_up_to_the_scorecard() -> None:
     fast = HighsFastPath(market_split(), time_limit_s=1e-6, mip_rel_gap=0.0)
     assert fast.solve().model_status == "kTimeLimit" and fast.time_limit_hits == 1
@@ -67,15 +88,19 @@ def test_a_wall_clock_stop_is_counted_up_to_the_scorecard() -> None:
     stats = ControllerStats()
     stats.record(result)
     assert stats.time_limit_hits == 1
+    # The DR lead-in's stops count with the run's own (its meter is the baselines').
     results = pd.DataFrame([{"run_id": p, "status": "done", "scenario": "s", "policy": p,
-                             "controller": p, "cost_usd": c, "solver_time_limit_hits": h}
-                            for p, c, h in (("baseline", 2.0, 0), ("offline", 1.0, 1))])
+                             "controller": p, "cost_usd": c, "solver_time_limit_hits": h,
+                             "dr_lead_in_solver_time_limit_hits": lead}
+                            for p, c, h, lead in (("baseline", 2.0, 0, 0), ("mpc", 1.5, 0, 2),
+                                                  ("offline", 1.0, 1, 0))])
     timings = pd.DataFrame({"run_id": results["run_id"], "decide_time_median_s": 0.0})
     card = scorecard(results, timings, 0.0)
-    assert list(card["time_limit_hits"]) == [0.0, 1.0]
+    assert list(card["time_limit_hits"]) == [0.0, 2.0, 1.0]
     assert summary(card).set_index("policy").loc["offline", "time_limit_hits"] == 1.0
     notes = time_limit_notes(card)
-    assert len(notes) == 1 and notes[0].startswith("s / offline: 1 solve(s) stopped")
+    assert len(notes) == 2 and notes[1].startswith("s / offline: 1 solve(s) stopped")
+    assert notes[0].startswith("s / mpc: 2 solve(s) stopped")
 
 
 def test_the_node_limit_keys_reach_highs_for_each_form() -> None:

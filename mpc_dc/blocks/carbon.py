@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+from typing import overload
+
 import cvxpy as cp
+import numpy as np
+from numpy.typing import NDArray
 
 from mpc_dc.blocks import ModelContext
 
 
-def carbon_cost_usd_per_mwh(carbon_price_usd_per_t: float, intensity_g_per_kwh: object) -> object:
-    """Carbon cost of 1 MWh [$/MWh]: ``price [$/t] × κ [g/kWh = kg/MWh] / 1000``."""
-    return carbon_price_usd_per_t * intensity_g_per_kwh / 1000.0  # type: ignore[operator]
+@overload
+def carbon_cost_usd_per_mwh(carbon_price_usd_per_t: float,
+                            intensity_g_per_kwh: float) -> float: ...
+
+
+@overload
+def carbon_cost_usd_per_mwh(carbon_price_usd_per_t: float,
+                            intensity_g_per_kwh: NDArray[np.floating]
+                            ) -> NDArray[np.floating]: ...
+
+
+def carbon_cost_usd_per_mwh(carbon_price_usd_per_t: float,
+                            intensity_g_per_kwh: float | NDArray[np.floating]
+                            ) -> float | NDArray[np.floating]:
+    """Carbon cost of 1 MWh [$/MWh]: ``price [$/t] × κ [g/kWh = kg/MWh] / 1000``.
+
+    Parameters
+    ----------
+    carbon_price_usd_per_t : float [$/tCO2]
+    intensity_g_per_kwh : float or ndarray [gCO2/kWh]
+        One intensity (the plant's realized interval) or an array (a horizon).
+
+    Returns
+    -------
+    float or ndarray [$/MWh]
+        Of the intensity's shape.
+    """
+    return carbon_price_usd_per_t * intensity_g_per_kwh / 1000.0
 
 
 def define_carbon_cost(ctx: ModelContext) -> None:

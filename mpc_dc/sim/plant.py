@@ -313,8 +313,8 @@ class CampusPlant:
         grid = self.campus.grid
         if not grid.curtail_on_price or realized.dr_event or grid.tariff.has_demand_charge:
             return None
-        carbon = float(carbon_cost_usd_per_mwh(  # type: ignore[arg-type]
-            self.carbon_price_usd_per_t, realized.carbon_gco2_per_kwh))
+        carbon = carbon_cost_usd_per_mwh(self.carbon_price_usd_per_t,
+                                         realized.carbon_gco2_per_kwh)
         return realized.import_price_usd_per_mwh + carbon < 0.0
 
     def inference_headroom_mw(self, start: Setpoints, cap_mw: float | None = None) -> float:

@@ -71,7 +71,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -366,15 +366,49 @@ def _synthetic_utilisation(seed: int, index: pd.DatetimeIndex) -> np.ndarray:
 # ----------------------------------------------------------------------------- real
 
 
+_Read = TypeVar("_Read")
+
+
+class DataFiles:
+    """Data files read once: each reader's result by reader and arguments.
+
+    :func:`check_data` of two scenarios on the same data given one ``DataFiles`` (a run
+    and its DR lead-in, :func:`mpc_dc.runner.with_meter_history`) reads each file once;
+    the second only places the series on its own grid. The frames are shared, so no
+    caller modifies one (every series is reindexed onto the run's grid, a copy).
+
+    Attributes
+    ----------
+    reads : int
+        Reader calls made (files read), not counting the ones answered from memory.
+    """
+
+    def __init__(self) -> None:
+        self._results: dict[tuple[object, ...], object] = {}
+        self.reads = 0
+
+    def read(self, reader: Callable[..., _Read], *args: Any, **kwargs: Any) -> _Read:
+        """``reader(*args, **kwargs)``, called on the first request only; the arguments
+        must be hashable (a reader's folder, year, zones as a tuple)."""
+        key = (reader, args, tuple(sorted(kwargs.items())))
+        if key not in self._results:
+            self._results[key] = reader(*args, **kwargs)
+            self.reads += 1
+        return cast(_Read, self._results[key])
+
+
 def caiso_prices(nodes: Sequence[str], data_dir: Path, index: pd.DatetimeIndex, *,
-                 history_steps: int = 0, max_gap_steps: int = 0
+                 history_steps: int = 0, max_gap_steps: int = 0,
+                 files: DataFiles | None = None
                  ) -> tuple[dict[str, np.ndarray], Publication]:
     """CAISO RT LMP at each hub in ``nodes`` [$/MWh] (gaps of up to 1 h interpolated),
     and when it is observable (the reader's metadata); ``history_steps`` and
-    ``max_gap_steps`` as :func:`require_coverage`'s."""
+    ``max_gap_steps`` as :func:`require_coverage`'s; the file read through ``files``
+    when given."""
     from traces.datasets import caiso_rt_lmp
 
-    lmp, meta = caiso_rt_lmp(data_dir, CAISO_YEAR, gap_policy=GapPolicy.INTERPOLATE)
+    lmp, meta = (files or DataFiles()).read(caiso_rt_lmp, data_dir, CAISO_YEAR,
+                                            gap_policy=GapPolicy.INTERPOLATE)
     prices: dict[str, np.ndarray] = {}
     for node in nodes:
         if node not in prices:
@@ -386,19 +420,22 @@ def caiso_prices(nodes: Sequence[str], data_dir: Path, index: pd.DatetimeIndex, 
 
 
 def real_carbon(zones: Sequence[str], keys: Sequence[str], data_dir: Path,
-                index: pd.DatetimeIndex, *, history_steps: int = 0, max_gap_steps: int = 0
+                index: pd.DatetimeIndex, *, history_steps: int = 0, max_gap_steps: int = 0,
+                files: DataFiles | None = None
                 ) -> tuple[dict[str, np.ndarray], dict[str, Publication]]:
     """Each zone's Electricity Maps carbon intensity [gCO2/kWh] and when it is observable.
 
     ``keys[i]`` is the scenario key named when zone ``zones[i]`` does not cover
-    ``index``; ``history_steps`` and ``max_gap_steps`` as :func:`require_coverage`'s.
+    ``index``; ``history_steps`` and ``max_gap_steps`` as :func:`require_coverage`'s;
+    the files read through ``files`` when given.
     """
+    files = files or DataFiles()
     carbon: dict[str, np.ndarray] = {}
     publication: dict[str, Publication] = {}
     for zone, key in zip(zones, keys, strict=True):
         if zone in carbon:
             continue
-        frame, meta = CARBON_SOURCES[zone](data_dir)
+        frame, meta = files.read(CARBON_SOURCES[zone], data_dir)
         carbon[zone] = require_coverage(frame["carbon_gco2_per_kwh"], index,
                                         f"{zone} carbon intensity ({meta.source})", key,
                                         history_steps=history_steps,
@@ -407,21 +444,22 @@ def real_carbon(zones: Sequence[str], keys: Sequence[str], data_dir: Path,
     return carbon, publication
 
 
-def _nyiso_rt(data_dir: Path, zones: Sequence[str], index: pd.DatetimeIndex
-              ) -> tuple[pd.DataFrame, TraceMetadata]:
+def _nyiso_rt(data_dir: Path, zones: Sequence[str], index: pd.DatetimeIndex,
+              files: DataFiles) -> tuple[pd.DataFrame, TraceMetadata]:
     """NYISO RT LMP of ``zones`` from every yearly file the span of ``index`` touches."""
     from traces.datasets import NYISO_RT_FILES, nyiso_rt_lmp
 
     years = [y for y in range(index[0].year, index[-1].year + 1) if y in NYISO_RT_FILES]
     # A span outside every file still reads one, so the coverage error names it.
     years = years or [min(NYISO_RT_FILES, key=lambda y: abs(y - index[0].year))]
-    parts = [nyiso_rt_lmp(data_dir, year=y, zones=sorted(set(zones))) for y in years]
+    parts = [files.read(nyiso_rt_lmp, data_dir, year=y, zones=tuple(sorted(set(zones))))
+             for y in years]
     frame = pd.concat([p[0] for p in parts])
     return frame[~frame.index.duplicated(keep="first")].sort_index(), parts[0][1]
 
 
-def windpowerlib_cf(data_dir: Path, turbine_type: str, index: pd.DatetimeIndex
-                    ) -> tuple[pd.Series, TraceMetadata]:
+def windpowerlib_cf(data_dir: Path, turbine_type: str, index: pd.DatetimeIndex,
+                    files: DataFiles | None = None) -> tuple[pd.Series, TraceMetadata]:
     """Capacity factor [-] of ``turbine_type`` in the windpowerlib example weather.
 
     The hub-height (80 m) wind speed of ``wind/windpowerlib/weather.csv`` (a German
@@ -431,6 +469,8 @@ def windpowerlib_cf(data_dir: Path, turbine_type: str, index: pd.DatetimeIndex
     February has no value), and each hourly value is held over its quarters
     (``HOLD``, as the readers put hourly series on the grid).
 
+    The files are read through ``files`` when given.
+
     Raises
     ------
     KeyError
@@ -438,8 +478,9 @@ def windpowerlib_cf(data_dir: Path, turbine_type: str, index: pd.DatetimeIndex
     """
     from traces.windpowerlib import capacity_factor, read_power_curves, read_weather
 
-    weather, meta = read_weather(Path(data_dir) / WINDPOWERLIB_WEATHER_FILE)
-    curves = read_power_curves(Path(data_dir) / WINDPOWERLIB_CURVES_FILE)
+    files = files or DataFiles()
+    weather, meta = files.read(read_weather, Path(data_dir) / WINDPOWERLIB_WEATHER_FILE)
+    curves = files.read(read_power_curves, Path(data_dir) / WINDPOWERLIB_CURVES_FILE)
     cf = pd.Series(capacity_factor(weather[WINDPOWERLIB_SPEED_COLUMN], turbine_type, curves),
                    index=weather.index)
     year0 = int(cf.index[len(cf) // 2].year)
@@ -527,10 +568,11 @@ def window_requests(req: RequestArrays, from_s: float, length_s: float) -> Reque
 
 
 def burstgpt_counts(data_dir: Path, run_start: pd.Timestamp, ahead: pd.DatetimeIndex,
-                    first_day: int = 0) -> pd.DataFrame:
+                    first_day: int = 0, files: DataFiles | None = None) -> pd.DataFrame:
     """BurstGPT's real hourly request rates, its day ``first_day``, hour 0 at ``run_start``
     (day 0 as the DR study places it; negative: day 0 that many days after it);
-    ``ahead`` (run + tail from BurstGPT's day 0 on) must lie inside them.
+    ``ahead`` (run + tail from BurstGPT's day 0 on) must lie inside them. The file is
+    read through ``files`` when given.
 
     Raises
     ------
@@ -540,7 +582,8 @@ def burstgpt_counts(data_dir: Path, run_start: pd.Timestamp, ahead: pd.DatetimeI
     from traces.datasets import burstgpt_hourly_counts
 
     origin = run_start - pd.Timedelta(days=first_day)
-    counts, meta = burstgpt_hourly_counts(data_dir, origin=origin)
+    counts, meta = (files or DataFiles()).read(burstgpt_hourly_counts, data_dir,
+                                               origin=origin)
     rate = counts["requests_per_h"].reindex(ahead)
     if rate.isna().any():
         days = len(counts) / STEPS_PER_DAY - first_day
@@ -551,11 +594,13 @@ def burstgpt_counts(data_dir: Path, run_start: pd.Timestamp, ahead: pd.DatetimeI
     return counts
 
 
-def burstgpt_rows(data_dir: Path) -> pd.DataFrame:
-    """BurstGPT's first request rows (both row policies ``KEEP``), to replay from day 0."""
+def burstgpt_rows(data_dir: Path, files: DataFiles | None = None) -> pd.DataFrame:
+    """BurstGPT's first request rows (both row policies ``KEEP``), to replay from day 0
+    (the file read through ``files`` when given)."""
     from traces.burstgpt import read_burstgpt_requests
 
-    rows, _ = read_burstgpt_requests(Path(data_dir) / BURSTGPT_FIRST400_FILE)
+    rows, _ = (files or DataFiles()).read(read_burstgpt_requests,
+                                          Path(data_dir) / BURSTGPT_FIRST400_FILE)
     return rows.reset_index(drop=True)
 
 
@@ -712,18 +757,19 @@ def requests_source(scenario: Scenario) -> str:
 
 
 class _Collector:
-    """Fills the columns of :class:`SiteSources`, reading each real file once."""
+    """Fills the columns of :class:`SiteSources`, reading each real file once (through
+    ``files``)."""
 
-    def __init__(self, scenario: Scenario, max_gap_steps: int) -> None:
+    def __init__(self, scenario: Scenario, max_gap_steps: int, files: DataFiles) -> None:
         self.scenario = scenario
         self.index = site_index(scenario)
         self.hist = scenario.run.history_days * STEPS_PER_DAY
         self.max_gap = max_gap_steps
+        self.files = files
         self.columns: dict[str, np.ndarray] = {}
         self.publication: dict[str, Publication] = {}
         self.origin: dict[str, str] = {}
         self._folder: Path | None = None
-        self._cache: dict[str, tuple[pd.DataFrame, TraceMetadata]] = {}
 
     @property
     def seed(self) -> int:
@@ -770,7 +816,8 @@ class _Collector:
             column = f"price_usd_per_mwh[{c.name}]"
             if node.market == "caiso":
                 prices, pub = caiso_prices([node.key], folder, self.index,
-                                           history_steps=self.hist, max_gap_steps=self.max_gap)
+                                           history_steps=self.hist, max_gap_steps=self.max_gap,
+                                           files=self.files)
                 self.add(column, prices[node.key], pub, f"CAISO RT LMP {node.key}")
             elif c.grid.tariff.kind == "retail":
                 self._nyiso_da(column, folder)
@@ -780,9 +827,7 @@ class _Collector:
     def _nyiso_rt(self, zone: str, column: str, folder: Path) -> None:
         zones = sorted({z.key for c in self.scenario.site.campuses
                         if (z := price_node(c.price_node)) is not None and z.market == "nyiso"})
-        if "nyiso_rt" not in self._cache:
-            self._cache["nyiso_rt"] = _nyiso_rt(folder, zones, self.index)
-        frame, meta = self._cache["nyiso_rt"]
+        frame, meta = _nyiso_rt(folder, zones, self.index, self.files)
         values = self.cover(frame[f"lmp_usd_per_mwh[{zone}]"],
                             f"NYISO RT prices at zone {zone} ({meta.source})", "run.start")
         self.add(column, values, meta.publication, f"NYISO RT LMP zone {zone}")
@@ -790,7 +835,7 @@ class _Collector:
     def _nyiso_da(self, column: str, folder: Path) -> None:
         from traces.datasets import nyiso_da_lmp
 
-        frame, meta = nyiso_da_lmp(folder)
+        frame, meta = self.files.read(nyiso_da_lmp, folder)
         values = self.cover(frame.iloc[:, 0], f"NYISO day-ahead prices at zone F "
                             f"({meta.source})", "run.start")
         self.add(column, values, meta.publication, "NYISO DA LMP zone F (CAPITL)")
@@ -810,7 +855,8 @@ class _Collector:
             return
         keys = [f"site.campuses[{i}].carbon_zone" for i in range(len(campuses))]
         values, pubs = real_carbon(zones, keys, self.folder('data.source "real"'), self.index,
-                                   history_steps=self.hist, max_gap_steps=self.max_gap)
+                                   history_steps=self.hist, max_gap_steps=self.max_gap,
+                                   files=self.files)
         for c in campuses:
             self.add(column.format(c.name), values[c.carbon_zone], pubs[c.carbon_zone],
                      f"Electricity Maps {c.carbon_zone}")
@@ -836,9 +882,7 @@ class _Collector:
     def _ny_wind(self, column: str) -> None:
         from traces.datasets import ny_wind_cf
 
-        if "ny_wind" not in self._cache:
-            self._cache["ny_wind"] = ny_wind_cf(self.folder("renewable source 'real'"))
-        wind, meta = self._cache["ny_wind"]
+        wind, meta = self.files.read(ny_wind_cf, self.folder("renewable source 'real'"))
         values = self.cover(wind["wind_cf"].clip(0.0, 1.0),
                             f"NY wind capacity factor ({meta.source})", "run.start")
         self.add(column, values, meta.publication, "NY wind 2022 (EIA-930 NYIS)")
@@ -848,7 +892,7 @@ class _Collector:
         turbine = campus.renewable.turbine_type
         try:
             cf, meta = windpowerlib_cf(self.folder("renewable source 'windpowerlib'"),
-                                       turbine, self.index)
+                                       turbine, self.index, self.files)
         except KeyError:
             raise ConfigError(SOURCE, f"unknown turbine type {turbine!r}; expected a row of "
                               f"{WINDPOWERLIB_CURVES_FILE}",
@@ -872,10 +916,8 @@ class _Collector:
             else:
                 from traces.datasets import google_load_shape
 
-                if "google" not in self._cache:
-                    self._cache["google"] = google_load_shape(
-                        self.folder("other_it source 'real'"))
-                shape, meta = self._cache["google"]
+                shape, meta = self.files.read(google_load_shape,
+                                              self.folder("other_it source 'real'"))
                 run = self.scenario.run
                 util = align_google(shape, self.index, run.start_ts, run.local_tz)
                 pub, origin = meta.publication, "Google powerdata_2019 cell a (PDUs 6-10)"
@@ -910,7 +952,7 @@ class _Collector:
 
 
 def check_data(scenario: Scenario, *, source: str | Path = SOURCE,
-               max_gap_steps: int = 0) -> SiteSources:
+               max_gap_steps: int = 0, files: DataFiles | None = None) -> SiteSources:
     """Read or generate every exogenous series of ``scenario``; refuse what a run refuses.
 
     Reads every file a run reads (BurstGPT's rows too), so ``scenario check``
@@ -927,6 +969,9 @@ def check_data(scenario: Scenario, *, source: str | Path = SOURCE,
         Longest run of missing intervals [15-min intervals] interpolated in the run
         and the tail instead of refused (:func:`require_coverage`); 0, the default,
         refuses every gap there.
+    files : DataFiles, optional
+        Files already read (by another scenario on the same data) and where to keep
+        the ones read now; None: read afresh.
 
     Raises
     ------
@@ -936,7 +981,7 @@ def check_data(scenario: Scenario, *, source: str | Path = SOURCE,
         A data file missing or malformed (named, with the line).
     """
     with errors_name(source):
-        collect = _Collector(scenario, max_gap_steps)
+        collect = _Collector(scenario, max_gap_steps, files or DataFiles())
         collect.prices()
         collect.carbon()
         collect.renewable()
@@ -949,16 +994,17 @@ def check_data(scenario: Scenario, *, source: str | Path = SOURCE,
             first_day = scenario.workload.requests.first_day
             # Its request rows are day 0's: replayed only when day 0 is in the run
             # (at its start, or later: the run's days before it are pre-run workload).
-            rows = burstgpt_rows(folder) if -scenario.run.days < first_day <= 0 else None
+            rows = (burstgpt_rows(folder, collect.files)
+                    if -scenario.run.days < first_day <= 0 else None)
             counts = burstgpt_counts(folder, scenario.run.start_ts, collect.index[
-                collect.hist + trace_delay_steps(first_day):], first_day)
+                collect.hist + trace_delay_steps(first_day):], first_day, collect.files)
         return SiteSources(collect.index, collect.hist, scenario.run.n_steps, collect.columns,
                            collect.publication, collect.origin, counts, rows)
 
 
 def build_site_exogenous(scenario: Scenario, *, sources: SiteSources | None = None,
-                         source: str | Path = SOURCE, max_gap_steps: int = 0
-                         ) -> SiteExogenous:
+                         source: str | Path = SOURCE, max_gap_steps: int = 0,
+                         files: DataFiles | None = None) -> SiteExogenous:
     """The run's :class:`SiteExogenous`: series of :func:`check_data` plus the requests.
 
     Parameters
@@ -970,9 +1016,11 @@ def build_site_exogenous(scenario: Scenario, *, sources: SiteSources | None = No
         Named in the errors (the scenario file).
     max_gap_steps : int
         As :func:`check_data`'s (when ``sources`` is not given).
+    files : DataFiles, optional
+        As :func:`check_data`'s (when ``sources`` is not given).
     """
     sources = sources if sources is not None else check_data(
-        scenario, source=source, max_gap_steps=max_gap_steps)
+        scenario, source=source, max_gap_steps=max_gap_steps, files=files)
     index = sources.index
     frame = pd.DataFrame(sources.columns, index=index)
     requests = None
