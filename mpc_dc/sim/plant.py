@@ -41,10 +41,6 @@ one campus and one interval ``[t, t + Δ)``, Δ = 0.25 h:
    none, filled in by the engine) is positive, else curtailed; the meter settles the
    export at the realized price. Import and export are never simultaneous. A planned
    spill of surplus needs no commitment: this rule spills it.
-
-No rule here reads a realized price: every price the plant acts on was known when
-the interval's decision was committed (DESIGN.md §8; the realized prices are the
-meter's, :mod:`mpc_dc.sim.meter`).
 7. DR cap (``site.dr.enforce_cap``, in an event interval): if the import is still
    above the interval's committed cap ``K`` (:func:`committed_cap_mw`), the plant
    takes it down with its own levers, each only as far as needed, in this order:
@@ -55,6 +51,10 @@ meter's, :mod:`mpc_dc.sim.meter`).
    the cap inside the interval, before this step, by the fast layer
    (:mod:`mpc_dc.sim.fast_layer`) within :meth:`CampusPlant.inference_cap_mw`, the
    inference power these levers leave room for.
+
+No rule here reads a realized price: every price the plant acts on was known when
+the interval's decision was committed (DESIGN.md §8; the realized prices are the
+meter's, :mod:`mpc_dc.sim.meter`). The DR event and its baseline are announced ahead.
 
 The balance ``import − export = L + charge − discharge − renewable_used`` holds
 each interval (``renewable_used = R − curtailed``: renewable power fed to the
