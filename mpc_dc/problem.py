@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -580,6 +581,9 @@ class Plan:
     backlog_tokens : ndarray (M, H) [tokens], optional
         Tokens the plan leaves queued at the end of each interval's column (the
         lateness block, :mod:`mpc_dc.blocks.lateness`); None without it.
+    export_price_usd_per_mwh : ndarray (C, H) [$/MWh], optional
+        The export price π⁻ the plan was made on (its inputs'), committed with each
+        interval's decision; None: not known (the engine uses the last published price).
     """
 
     pools: tuple[PoolKey, ...]
@@ -604,6 +608,7 @@ class Plan:
     dr_reduction_mw: np.ndarray
     dr_excess_mw: np.ndarray
     backlog_tokens: np.ndarray | None = None
+    export_price_usd_per_mwh: np.ndarray | None = None
 
     @property
     def horizon_steps(self) -> int:
@@ -635,7 +640,8 @@ class Plan:
         """The simulator's :class:`~mpc_dc.sim.policy.Decision` of interval ``t``.
 
         Per campus: deferrable work, battery set-points, curtailment, planned import
-        and export. Fleet: instance counts ``ceil(n[k, t] − 10⁻⁶)`` (an integral,
+        and export, the export price the plan was made on (NaN without it). Fleet:
+        instance counts ``ceil(n[k, t] − 10⁻⁶)`` (an integral,
         committed interval is kept as is; a fractional count is rounded up so every
         pool with planned tokens gets the capacity they need) and routing shares over
         the pools with instances, by planned tokens (by instance count where a model's
@@ -648,7 +654,9 @@ class Plan:
                 battery_discharge_mw=float(self.battery_discharge_mw[i, t]),
                 curtailed_mw=float(self.curtailed_mw[i, t]),
                 planned_import_mw=float(self.import_mw[i, t]),
-                planned_export_mw=float(self.export_mw[i, t]))
+                planned_export_mw=float(self.export_mw[i, t]),
+                export_price_usd_per_mwh=(math.nan if self.export_price_usd_per_mwh is None
+                                          else float(self.export_price_usd_per_mwh[i, t])))
             for i, name in enumerate(self.campuses)}
         inst = {p: instance_count(self.instances[k, t]) for k, p in enumerate(self.pools)}
         tokens = {p: float(self.tokens_per_s[k, t]) for k, p in enumerate(self.pools)}
@@ -1532,7 +1540,8 @@ def expand_plan(ctx: ModelContext, cols: Mapping[str, np.ndarray],
         battery_discharge_mw=held(cols["battery_discharge_mw"]),
         battery_energy_mwh=held(cols["battery_energy_mwh"]),
         dr_reduction_mw=reduction, dr_excess_mw=excess,
-        backlog_tokens=held(cols["backlog_tokens"]) if "backlog_tokens" in cols else None)
+        backlog_tokens=held(cols["backlog_tokens"]) if "backlog_tokens" in cols else None,
+        export_price_usd_per_mwh=np.array(inputs.export_price_usd_per_mwh, dtype=float))
 
 
 def with_instances(plan: Plan, n: np.ndarray) -> Plan:

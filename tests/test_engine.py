@@ -107,10 +107,14 @@ def hand_case() -> tuple[SiteExogenous, Scripted]:
         column("dr_baseline_mw", W): [0.0, 3.5],
     }, index=index).join(demand_columns(requests, index))
     fleet = FleetDecision({POOL: 400}, {POOL: 1.0})
+    # The run has no history, so no price is published at its start: the script
+    # commits each interval's export price itself, as a plan made on a forecast does.
     script = [
-        Decision({W: CampusDecision(battery_charge_mw=1.0)}, fleet),
+        Decision({W: CampusDecision(battery_charge_mw=1.0, export_price_usd_per_mwh=30.0)},
+                 fleet),
         Decision({W: CampusDecision(battery_discharge_mw=0.8, curtailed_mw=8.0,
-                                    planned_import_mw=3.0)}, fleet),
+                                    planned_import_mw=3.0, export_price_usd_per_mwh=-5.0)},
+                 fleet),
     ]
     return SiteExogenous(site, frame, index[0], 2, requests), Scripted(
         lambda obs: script[obs.step])
@@ -119,7 +123,7 @@ def hand_case() -> tuple[SiteExogenous, Scripted]:
 def test_hand_worked_combined_campus() -> None:
     """Figures worked by hand (Δ = 0.25 h; F(P) = 1.1 P below half the 8 MW capacity).
 
-    Interval 0 (price 30 $/MWh, wind 0.4 × 20 = 8 MW, charge 1 MW):
+    Interval 0 (price 30 $/MWh, committed on too, wind 0.4 × 20 = 8 MW, charge 1 MW):
       180 requests arrive at 60..149.5 s, each 100 prompt + 1000 output tokens: start on
       arrival (slots ready at 60 s) alone on an instance, first token after
       100/10,000 = 0.01 s, 999 decode steps of 0.01 s, done 10 s after arrival.
@@ -274,14 +278,11 @@ def test_import_limit_sheds_in_order(case: str, nd_wu: float, df_wu: float, char
         assert getattr(record, name) == pytest.approx(value, abs=1e-12), (case, name)
 
 
-@pytest.mark.parametrize(("on_price", "price"), [(False, 50.0), (True, -5.0)])
-def test_committed_curtailment_is_given_back_before_shedding(on_price: bool,
-                                                             price: float) -> None:
-    """4 MW of load, 4 MW of wind the plan curtails while importing (or the plant, paid
-    to import), a 2 MW connection: 2 MW of the curtailment is given back, nothing is
-    shed."""
-    campus = plant_campus(import_limit_mw=2.0, export_limit_mw=0.0)
-    plant = CampusPlant(replace(campus, grid=replace(campus.grid, curtail_on_price=on_price)))
+@pytest.mark.parametrize("price", [50.0, -5.0])
+def test_committed_curtailment_is_given_back_before_shedding(price: float) -> None:
+    """4 MW of load, 4 MW of wind the plan curtails while importing, a 2 MW connection:
+    2 MW of the curtailment is given back, nothing is shed (at any realized price)."""
+    plant = CampusPlant(plant_campus(import_limit_mw=2.0, export_limit_mw=0.0))
     record = plant.execute(0, CampusDecision(curtailed_mw=4.0, planned_import_mw=1.0),
                            realized(1.0, cf=0.4, price=price), backlog_of(0.0))
     assert (record.import_mw, record.curtailed_mw, record.work_nd_unserved_wu) == (
@@ -289,45 +290,38 @@ def test_committed_curtailment_is_given_back_before_shedding(on_price: bool,
 
 
 def test_surplus_is_curtailed_at_a_non_positive_export_price() -> None:
-    """8 MW of wind, 1 MW of load: at a price of 0 the surplus is spilled, at 20 $/MWh
-    exported; at −1 $/MWh the plant is paid to import, so it spills all and imports."""
+    """8 MW of wind, 1 MW of load: at a committed export price of 0 or −1 $/MWh the
+    surplus is spilled, at 20 $/MWh exported, whatever the realized price (here the
+    opposite sign); without a committed price (NaN) spilled: the plant never reads
+    the realized one."""
     plant = CampusPlant(plant_campus(import_limit_mw=5.0, export_limit_mw=5.0))
-    for price, export, imported in ((-1.0, 0.0, 1.0), (0.0, 0.0, 0.0), (20.0, 5.0, 0.0)):
-        record = plant.execute(0, CampusDecision(), realized(0.25, cf=0.8, price=price), None)
+    for committed, export in ((-1.0, 0.0), (0.0, 0.0), (20.0, 5.0), (math.nan, 0.0)):
+        record = plant.execute(0, CampusDecision(export_price_usd_per_mwh=committed),
+                               realized(0.25, cf=0.8, price=10.0 if committed <= 0 else -10.0),
+                               None)
         assert record.export_mw == export
-        assert record.import_mw == pytest.approx(imported)
-        assert record.curtailed_mw == pytest.approx(8.0 - 1.0 - export + imported)
+        assert record.import_mw == 0.0
+        assert record.curtailed_mw == pytest.approx(8.0 - 1.0 - export)
 
 
 @pytest.mark.parametrize(
-    ("case", "price", "carbon_price", "event", "on", "limit", "curtailed"),
+    ("case", "price", "event", "planned_import", "curtailed"),
     [
-        ("paid to import", -10.0, 0.0, False, True, 5.0, 3.0),
-        ("positive price", 10.0, 0.0, False, True, 5.0, 0.0),
-        # 100 $/t × 300 g/kWh = 30 $/MWh of carbon: importing costs 20 $/MWh.
-        ("carbon price", -10.0, 100.0, False, True, 5.0, 0.0),
-        ("DR event", -10.0, 0.0, True, True, 5.0, 0.0),
-        ("switched off", -10.0, 0.0, False, False, 5.0, 0.0),
-        # The plan's curtailment at a positive realized price is not executed.
-        ("plan curtails, positive price", 10.0, 0.0, False, True, 5.0, 0.0),
-        ("plan curtails, switched off", 10.0, 0.0, False, False, 5.0, 2.0),
-        # A 2 MW connection: 2 MW of the curtailment is given back, nothing shed.
-        ("import limit", -10.0, 0.0, False, True, 2.0, 1.0),
+        ("positive price", 10.0, False, 1.0, 2.0),
+        ("paid to import", -10.0, False, 1.0, 2.0),
+        ("DR event", -10.0, True, 1.0, 2.0),
+        # A plan that does not import keeps its wind: nothing to curtail it for.
+        ("no planned import", -10.0, False, 0.0, 0.0),
     ])
-def test_the_plant_imports_rather_than_use_its_wind_when_paid_to_import(
-        case: str, price: float, carbon_price: float, event: bool, on: bool, limit: float,
-        curtailed: float) -> None:
-    """4 MW of load, 3 MW of wind, a plan that imports 1 MW and curtails nothing (2 MW
-    in the "plan curtails" cases): with ``curtail_on_price`` on, outside DR events, the
-    plant curtails its wind and imports the load at a negative realized price (with
-    the carbon price) and uses all its wind at a positive one."""
-    campus = plant_campus(import_limit_mw=limit, export_limit_mw=0.0)
-    campus = replace(campus, grid=replace(campus.grid, curtail_on_price=on))
-    plant = CampusPlant(campus, carbon_price_usd_per_t=carbon_price)
+def test_the_plant_executes_the_committed_curtailment_whatever_the_realized_price(
+        case: str, price: float, event: bool, planned_import: float, curtailed: float) -> None:
+    """4 MW of load, 3 MW of wind, a plan that curtails 2 MW: executed where the plan
+    imports, at a positive or a negative realized price alike (the plant curtailed on
+    the realized price before, a price not published when the interval starts)."""
+    plant = CampusPlant(plant_campus(import_limit_mw=5.0, export_limit_mw=0.0))
     r = CampusRealized(price, price, price, 300.0, 0.3, 1.0, event, 5.0 if event else 0.0, 0.0)
-    planned = 2.0 if case.startswith("plan curtails") else 0.0
-    record = plant.execute(0, CampusDecision(curtailed_mw=planned, planned_import_mw=1.0), r,
-                           backlog_of(0.0))
+    record = plant.execute(0, CampusDecision(curtailed_mw=2.0, planned_import_mw=planned_import),
+                           r, backlog_of(0.0))
     assert record.curtailed_mw == pytest.approx(curtailed), case
     assert record.import_mw == pytest.approx(4.0 - 3.0 + curtailed), case
     assert record.work_nd_unserved_wu == 0.0, case

@@ -86,10 +86,7 @@ def rcdc_case(kind: str) -> tuple[SiteExogenous, Scripted]:
     c = "site.campuses[0]"
     overrides: dict[str, Any] = {"run.days": 3.0, "run.history_days": 1, f"{c}.pue": 1.2,
                                  f"{c}.grid.import_limit_mw": 60.0,
-                                 f"{c}.grid.export_limit_mw": 30.0,
-                                 # The old engine executed the committed curtailment
-                                 # whatever the realized price.
-                                 f"{c}.grid.curtail_on_price": False}
+                                 f"{c}.grid.export_limit_mw": 30.0}
     rule = RcdcRule(cheap=30.0, low=25.0, high=45.0)
     if kind == "retail":
         # Across the end of April (local time): two billing periods, two demand charges.

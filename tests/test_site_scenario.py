@@ -23,6 +23,7 @@ import pytest
 from mpc_dc.site.scenario import (
     OLD_KEYS,
     OLD_VALUES,
+    REMOVED_KEYS,
     Scenario,
     check_old_keys,
     controller_variant,
@@ -221,6 +222,21 @@ def test_old_key_in_an_override_names_the_new_key(case: str) -> None:
     with pytest.raises(ConfigError) as info:
         with_overrides(base, {".".join(dotted): node}, "sweep.toml")
     assert info.value.key == key and message in info.value.message
+
+
+@pytest.mark.parametrize("override", ["site.campuses[0].grid.curtail_on_price",
+                                      "site.campuses[north].grid.curtail_on_price"])
+def test_a_removed_key_is_one_line_naming_what_replaces_it(override: str) -> None:
+    """``curtail_on_price`` (the plant curtailed on the realized price, a look-ahead)
+    in a file and in an override: refused, naming the controller's curtailment."""
+    assert set(REMOVED_KEYS) == {"site.campuses.grid.curtail_on_price"}
+    err = _refused(merged(BASE, _campus(0, grid={"export_limit_mw": 0.2,
+                                                 "curtail_on_price": True})))
+    assert err.key == "site.campuses[0].grid.curtail_on_price", str(err)
+    assert "removed" in err.message and "controller.curtail_confidence" in err.message
+    with pytest.raises(ConfigError) as info:
+        with_overrides(scenario_from_table(BASE, "base"), {override: False}, "sweep.toml")
+    assert info.value.key == override and "controller.curtail_confidence" in info.value.message
 
 
 def test_check_old_keys_accepts_the_new_schema() -> None:

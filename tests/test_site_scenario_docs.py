@@ -14,6 +14,7 @@ from mpc_dc.site.config import Fleet, Site
 from mpc_dc.site.scenario import (
     OLD_KEYS,
     OLD_VALUES,
+    REMOVED_KEYS,
     Scenario,
     example_path,
     load_scenario,
@@ -92,7 +93,7 @@ def _plain(text: str) -> str:
 
 def test_every_old_key_is_in_the_migration_table_with_its_new_key() -> None:
     rows = dict(re.findall(r"^\| `([^`]+)` \| (.+) \|$", _parts()[1], re.M))
-    expected = {**{k: v for k, v in OLD_KEYS.items()},
+    expected = {**{k: v for k, v in OLD_KEYS.items()}, **REMOVED_KEYS,
                 **{f'{k} = "{v}"': msg for (k, v), msg in OLD_VALUES.items()}}
     assert set(rows) == set(expected)
     for old, cell in rows.items():

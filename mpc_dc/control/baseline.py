@@ -11,8 +11,9 @@
   ``min_instances_per_model`` instances per model stay warm
   (:func:`with_min_instances`).
 * No battery, no planned curtailment, no planned import or export: the plant uses
-  the renewable first, imports the deficit and exports a surplus when the price is
-  positive (:mod:`mpc_dc.sim.plant`).
+  the renewable first, imports the deficit and exports a surplus when the last
+  published price is positive (no export price committed: the engine's persistence of
+  the price, :mod:`mpc_dc.sim.plant`, step 6).
 
 :func:`rule_decision` is also the MPC's last fallback (the safe action).
 """

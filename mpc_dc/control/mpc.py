@@ -57,11 +57,14 @@ price published at the end of its hour is 15–45 min older at the quarters afte
 
 Curtailment (:meth:`MpcPolicy.confident_curtailment`): the plan curtails renewable
 output while importing where the forecast import price is negative (paid to import);
-the plant executes it whatever the realized price. The MPC commits it only where the
-forecast distribution puts the price of the committed interval below zero with at
-least ``controller.curtail_confidence`` (its quantile at that level is negative);
-elsewhere the renewable output serves the load and the plant's own rule spills a
-surplus at the realized price.
+the plant executes it whatever the realized price (which is not known when the
+interval starts: the plant decides on no price the controller could not see). The
+MPC commits it only where the forecast distribution puts the price of the committed
+interval below zero with at least ``controller.curtail_confidence`` (its quantile at
+that level is negative); elsewhere the renewable output serves the load. A surplus is
+exported or spilled by the plant on the export price the plan was made on (the
+committed interval's point forecast with the nowcast; the Oracle's: the truth),
+which every decision carries (:attr:`~mpc_dc.sim.policy.CampusDecision.export_price_usd_per_mwh`).
 
 Before solving, the inputs are projected on what the site can do
 (:meth:`MpcPolicy.project`): non-deferrable work above capacity is capped, each

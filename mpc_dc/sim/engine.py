@@ -23,7 +23,9 @@ start):
   the load time, drain on scale-down, re-dispatch of queues stranded on pools
   left without instances), which gives each campus's inference IT energy; then
   each campus's plant (:class:`~mpc_dc.sim.plant.CampusPlant`: other-IT work,
-  renewable, battery, grid, shedding order); under ``on_arrival`` a campus's
+  renewable, battery, grid, shedding order; a decision without the export price it
+  was committed on gets the last published one, :meth:`_Loop.committed`, never the
+  interval's realized price); under ``on_arrival`` a campus's
   deferrable work arriving in the interval is released into it first. Waits Δ.
   With the fast layer (``fast_layer``, :mod:`mpc_dc.sim.fast_layer`) serving is a
   simpy process of its own that decides at ``t`` (it may keep and start instances and
@@ -63,7 +65,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +79,7 @@ from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.dr_program import ProgramBaseline, program_of
 from mpc_dc.sim.exogenous import CampusRealized, SiteExogenous
+from mpc_dc.sim.exogenous import column as exo_column
 from mpc_dc.sim.fast_layer import (
     DR_CAMPUS_COLUMNS,
     DR_POOL_COLUMNS,
@@ -122,6 +125,7 @@ from mpc_dc.sim.plant import (
     committed_cap_mw,
 )
 from mpc_dc.sim.policy import (
+    CampusDecision,
     CampusObservation,
     Decision,
     FleetDecision,
@@ -145,7 +149,7 @@ from mpc_dc.sim.serving import (
     slo_parts,
     tpot_s,
 )
-from mpc_dc.site.config import Site
+from mpc_dc.site.config import Site, tariff_prices
 from traces.grid import STEP, STEP_H
 
 if TYPE_CHECKING:
@@ -455,7 +459,13 @@ class _Loop:
         site = exo.site
         self.site = site
         self.names = site.campus_names
-        self.plants = [CampusPlant(c, site.carbon_price_usd_per_t) for c in site.campuses]
+        self.plants = [CampusPlant(c) for c in site.campuses]
+        # The export price a decision without one is committed on, (n, C) [$/MWh]: the
+        # last published market price through each campus's tariff (an hourly price:
+        # the last whole hour's), what a policy without a forecast knows at t.
+        self.published_export_price = np.column_stack([
+            tariff_prices(exo.last_published_values(exo_column("price_usd_per_mwh", c.name)),
+                          c.grid.tariff)[1] for c in site.campuses])
         self.meters = [CampusMeter(c, site.carbon_price_usd_per_t, site.dr, penalties)
                        for c in site.campuses]
         self.backlogs: list[Backlog | None] = [
@@ -522,7 +532,8 @@ class _Loop:
                                     exo.window_deadline(name, step))
             # Each campus's decision, set-points and committed DR cap, computed once for
             # the fast layer's limits and the plants alike.
-            decided = [decision.campus(name) for name in self.names]
+            decided = [self.committed(step, c, decision.campus(name))
+                       for c, name in enumerate(self.names)]
             starts = [plant.setpoints(d, r, backlog) for plant, d, r, backlog in zip(
                 self.plants, decided, realized, self.backlogs, strict=True)]
             fraction = self.site.dr.cap_fraction_of_baseline
@@ -690,6 +701,15 @@ class _Loop:
         if self._lateness_to_date is None:
             self._lateness_to_date = RequestLatenessToDate(server, self.site, serving)
         return self._lateness_to_date.usd((step + 1) * STEP_S)
+
+    def committed(self, step: int, c: int, decision: CampusDecision) -> CampusDecision:
+        """Campus ``c``'s decision with the export price it is executed on: its own, or
+        where it gives none (NaN) the last published one (:attr:`published_export_price`),
+        so the plant never acts on a price not yet published (DESIGN.md §8)."""
+        if math.isfinite(decision.export_price_usd_per_mwh):
+            return decision
+        return replace(decision,
+                       export_price_usd_per_mwh=float(self.published_export_price[step, c]))
 
     def project(self, step: int, decision: Decision) -> Decision:
         """The decision projected on what the site can do now, each projection counted

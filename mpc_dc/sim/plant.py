@@ -18,16 +18,15 @@ one campus and one interval ``[t, t + Δ)``, Δ = 0.25 h:
 4. Renewable ``R = cf · Q_R`` [MW]. Where the plan imports and curtails in the
    same interval (it is paid to import, e.g. at a negative price, so it buys
    rather than use its own output), the committed curtailment ``c`` is executed,
-   capped at ``R``. Outside a DR event (whose import is settled against a
-   baseline) and without a demand charge (which more import could raise), the
-   realized price decides instead, as step 6 spills a surplus on the realized
-   export price (``site.campuses.grid.curtail_on_price``): the plant curtails all
-   of ``R`` where it is paid to import (the realized import price plus the carbon
-   price below zero), and nothing elsewhere, whatever the plan committed on its
-   forecast (``controller.curtail_confidence``). The rest, ``R − c``, serves the
-   load; a deficit is imported within the import limit. If the limit binds, the
-   committed curtailment is given up first, then deferrable work is cut, then the
-   battery charge, then non-deferrable work is unserved.
+   capped at ``R``; the controller decides it on the prices it knows
+   (``controller.curtail_confidence`` for the MPC), never the plant on the
+   interval's realized price, which is not known when the interval starts (an
+   hourly price is published at the end of its hour; the plant of issue 16's
+   session 8 curtailed on it, ``site.campuses.grid.curtail_on_price``, a look-ahead
+   of up to an hour, removed). The rest, ``R − c``, serves the load; a deficit is
+   imported within the import limit. If the limit binds, the committed curtailment
+   is given up first, then deferrable work is cut, then the battery charge, then
+   non-deferrable work is unserved.
 5. Inference over the limit: if the import still exceeds the limit after step
    4 has shed everything it may (inference alone, with what the renewable and
    the battery discharge supply, draws more than the connection carries), the
@@ -36,9 +35,12 @@ one campus and one interval ``[t, t + Δ)``, Δ = 0.25 h:
    ``import_over_limit_mwh`` and ``import_over_limit_intervals``), logged once per
    run by the engine, and settled like any import. A policy that keeps its
    inference within the connection never causes it.
-6. A surplus is exported (within the export limit) when the realized export
-   price is positive, else curtailed. Import and export are never simultaneous.
-   A planned spill of surplus needs no commitment: this rule spills it.
+6. A surplus is exported (within the export limit) when the export price the
+   decision was committed on (:attr:`~mpc_dc.sim.policy.CampusDecision.export_price_usd_per_mwh`,
+   the controller's expectation; the last published price where the policy gives
+   none, filled in by the engine) is positive, else curtailed; the meter settles the
+   export at the realized price. Import and export are never simultaneous. A planned
+   spill of surplus needs no commitment: this rule spills it.
 7. DR cap (``site.dr.enforce_cap``, in an event interval): if the import is still
    above the interval's committed cap ``K`` (:func:`committed_cap_mw`), the plant
    takes it down with its own levers, each only as far as needed, in this order:
@@ -49,6 +51,10 @@ one campus and one interval ``[t, t + Δ)``, Δ = 0.25 h:
    the cap inside the interval, before this step, by the fast layer
    (:mod:`mpc_dc.sim.fast_layer`) within :meth:`CampusPlant.inference_cap_mw`, the
    inference power these levers leave room for.
+
+No rule here reads a realized price: every price the plant acts on was known when
+the interval's decision was committed (DESIGN.md §8; the realized prices are the
+meter's, :mod:`mpc_dc.sim.meter`). The DR event and its baseline are announced ahead.
 
 The balance ``import − export = L + charge − discharge − renewable_used`` holds
 each interval (``renewable_used = R − curtailed``: renewable power fed to the
@@ -66,7 +72,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mpc_dc.blocks.carbon import carbon_cost_usd_per_mwh
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.sim.exogenous import CampusRealized
 from mpc_dc.sim.invariants import battery_energy_after
@@ -211,8 +216,6 @@ class CampusPlant:
     Parameters
     ----------
     campus : Campus
-    carbon_price_usd_per_t : float [$/tCO2]
-        The site's carbon price, part of what an import costs (step 4).
 
     Attributes
     ----------
@@ -220,9 +223,8 @@ class CampusPlant:
         Battery energy now (from ``campus.battery.initial_energy_mwh``; 0 without).
     """
 
-    def __init__(self, campus: Campus, carbon_price_usd_per_t: float = 0.0) -> None:
+    def __init__(self, campus: Campus) -> None:
         self.campus = campus
-        self.carbon_price_usd_per_t = carbon_price_usd_per_t
         battery = campus.battery
         self.battery_energy_mwh = 0.0 if battery is None else battery.initial_energy_mwh
         self._work_cap_wu = work_capacity_wu(campus.other_it)
@@ -296,26 +298,10 @@ class CampusPlant:
                                                   decision.battery_discharge_mw)
         renewable = realized.renewable_cf * self.campus.nameplate_mw
         committed_curtailment = 0.0
-        on_price = self.on_price(realized)
-        if on_price is not None:
-            committed_curtailment = renewable if on_price else 0.0
-        elif decision.planned_import_mw > _TOL:
+        if decision.planned_import_mw > _TOL:
             committed_curtailment = min(max(decision.curtailed_mw, 0.0), renewable)
         return Setpoints(served_nd, work_df, charge, discharge, renewable,
                          committed_curtailment)
-
-    def on_price(self, realized: CampusRealized) -> bool | None:
-        """Whether the plant curtails its renewable to import instead on the realized
-        price (module docstring, step 4): True where the realized import price plus the
-        carbon price is below zero [$/MWh] (paid to import), False where it is not; None
-        where the plan's committed curtailment stands (``curtail_on_price`` off, a DR
-        event, a demand charge)."""
-        grid = self.campus.grid
-        if not grid.curtail_on_price or realized.dr_event or grid.tariff.has_demand_charge:
-            return None
-        carbon = carbon_cost_usd_per_mwh(self.carbon_price_usd_per_t,
-                                         realized.carbon_gco2_per_kwh)
-        return realized.import_price_usd_per_mwh + carbon < 0.0
 
     def inference_headroom_mw(self, start: Setpoints, cap_mw: float | None = None) -> float:
         """Largest inference IT power [MW] (interval average) with which this interval
@@ -451,7 +437,7 @@ class CampusPlant:
         import_mw = max(deficit, 0.0)
         over_limit = import_mw - grid.import_limit_mw
         surplus = max(-deficit, 0.0)
-        export_mw = self._export(surplus, realized.export_price_usd_per_mwh)
+        export_mw = self._export(surplus, decision.export_price_usd_per_mwh)
         curtailed = committed_curtailment + surplus - export_mw
         self._advance_battery(step, charge, discharge)
         return CampusRecord(
@@ -480,7 +466,8 @@ class CampusPlant:
         )
 
     def _export(self, surplus_mw: float, export_price_usd_per_mwh: float) -> float:
-        """Export [MW]: the surplus within the limit at a positive price, else none."""
+        """Export [MW]: the surplus within the limit at a positive committed export
+        price [$/MWh], else none (NaN, no price: none)."""
         if surplus_mw > 0.0 and export_price_usd_per_mwh > 0.0:
             return min(surplus_mw, self.campus.grid.export_limit_mw)
         return 0.0

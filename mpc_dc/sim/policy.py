@@ -33,7 +33,10 @@ with the context a policy is built with and the loader of ``--policy``, is
 
 History: 1.0, the first interface; 1.1, infeasible decisions are projected and
 counted instead of raising ``ValueError`` in :class:`FleetDecision`, and policies
-named on the command line are built with a :class:`mpc_dc.policy.PolicyContext`.
+named on the command line are built with a :class:`mpc_dc.policy.PolicyContext`;
+1.2, :attr:`CampusDecision.export_price_usd_per_mwh`, the price a surplus is exported
+or spilled on (the plant used the realized price of the running interval before, which
+an hourly price is not known at).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ import pandas as pd
 from mpc_dc.sim.backlog import Backlog
 from mpc_dc.site.config import PoolKey
 
-POLICY_INTERFACE_VERSION = "1.1"
+POLICY_INTERFACE_VERSION = "1.2"
 """Version of this interface, ``MAJOR.MINOR`` (see the module docstring)."""
 
 
@@ -156,6 +159,13 @@ class CampusDecision:
         imports (see :mod:`mpc_dc.sim.plant`).
     planned_import_mw, planned_export_mw : float [MW]
         The plan's grid flows (reported beside the realized ones).
+    export_price_usd_per_mwh : float [$/MWh]
+        The export price π⁻ of the interval the decision was committed on: the
+        controller's expectation of it (a forecast, the Oracle's truth), known when
+        deciding. The plant exports a surplus where it is positive and spills it
+        elsewhere (:mod:`mpc_dc.sim.plant`, step 6); it is settled at the realized
+        price. NaN (not given): the engine uses the last published price, through the
+        campus's tariff. Since 1.2.
     """
 
     work_df_wu: float = 0.0
@@ -164,6 +174,7 @@ class CampusDecision:
     curtailed_mw: float = 0.0
     planned_import_mw: float = float("nan")
     planned_export_mw: float = float("nan")
+    export_price_usd_per_mwh: float = float("nan")
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ def _campus(plant: CampusPlant, decision: CampusDecision, counts: Counter[str]
     # Every count above changed a value; an untouched decision is passed on as it is.
     if sum(counts.values()) == before:
         return decision
-    return CampusDecision(**values, **planned)
+    return replace(decision, **values, **planned)
 
 
 def project_decision(

@@ -285,17 +285,11 @@ class Grid:
     export_limit_mw : float [MW]
         0: the campus never exports.
     tariff : Tariff
-    curtail_on_price : bool
-        The plant curtails the renewable and imports instead in an interval whose
-        realized import price (with the carbon price) is negative, whatever the plan
-        committed (:mod:`mpc_dc.sim.plant`, step 4); False: only the plan's committed
-        curtailment.
     """
 
     import_limit_mw: float = 1000.0
     export_limit_mw: float = 0.0
     tariff: Tariff = field(default_factory=Tariff)
-    curtail_on_price: bool = True
 
     def __post_init__(self) -> None:
         _check_nonneg("grid", import_limit_mw=self.import_limit_mw,

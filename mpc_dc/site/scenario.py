@@ -9,7 +9,8 @@ fidelity (``[serving]``), the controller (``[controller]``) and the faults injec
 documented in ``docs/scenario.md``; an unknown key is refused naming the nearest
 valid key, and a key of the two schemas before this one (``kind``,
 ``site.datacenter``, ``fleet.campuses``, ``data.source = "nyiso"`` ...) is refused
-naming its new key (:data:`OLD_KEYS`, :data:`OLD_VALUES`).
+naming its new key (:data:`OLD_KEYS`, :data:`OLD_VALUES`); a key of this schema since
+removed, naming what replaces it (:data:`REMOVED_KEYS`).
 
 Every check a run makes happens here when the file is read (keys, ranges, price
 nodes and carbon zones the data source has, the tariff's price series, model maps,
@@ -910,12 +911,28 @@ OLD_VALUES: Mapping[tuple[str, str], str] = {
 """Values of the schemas before the one schema → the new value."""
 
 
+REMOVED_KEYS: Mapping[str, str] = {
+    "site.campuses.grid.curtail_on_price":
+        "removed: the plant curtailed on the realized price of the running interval, "
+        "not known then (an hourly price is published at the end of its hour); it now "
+        "executes the curtailment the controller commits (the MPC's: "
+        "controller.curtail_confidence)",
+}
+"""Keys of the one schema since removed → what replaces them (docs/scenario.md,
+migration table); list entries (``[i]``, ``[name]``) are not part of the match."""
+
+
 def old_key_error(dotted: str, value: Any, source: str | Path) -> ConfigError | None:
-    """The error for an old key (or old value) at ``dotted``, or None for a current one."""
+    """The error for an old or removed key (or old value) at ``dotted``, or None for a
+    current one."""
     for old, new in OLD_KEYS.items():
         if dotted == old or dotted.startswith(old + "."):
             return ConfigError(source, f"a key of the schema before the one schema; {new}",
                                key=old)
+    bare = re.sub(r"\[[^\]]*\]", "", dotted)
+    for removed, instead in REMOVED_KEYS.items():
+        if bare == removed or bare.startswith(removed + "."):
+            return ConfigError(source, instead, key=dotted)
     if isinstance(value, str) and (dotted, value) in OLD_VALUES:
         return ConfigError(source, f"{value!r} is a value of the schema before the one "
                            f"schema; {OLD_VALUES[dotted, value]}", key=dotted)
@@ -929,6 +946,10 @@ def _walk(table: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any
         yield dotted, value
         if isinstance(value, Mapping):
             yield from _walk(value, f"{dotted}.")
+        elif isinstance(value, list):  # an array of tables: [[site.campuses]]
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    yield from _walk(item, f"{dotted}[{i}].")
 
 
 def check_old_keys(table: Mapping[str, Any], source: str | Path) -> None:
@@ -1205,6 +1226,7 @@ __all__ = [
     "CONTROLLER_LABELS",
     "OLD_KEYS",
     "OLD_VALUES",
+    "REMOVED_KEYS",
     "SOURCE",
     "ChannelSpec",
     "ControllerSpec",
