@@ -13,6 +13,7 @@ import pytest
 
 from forecasters.nowcast import nowcast_shift, nowcast_weights
 from mpc_dc.control.mpc import MpcPolicy, drain_shares
+from mpc_dc.params.quant_table import QuantTable
 from mpc_dc.problem import Form, HorizonInputs, LatenessPrices, PlantState, Problem
 from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.engine import simulate
@@ -32,7 +33,6 @@ from mpc_dc.sim.serving import (
     slo_met,
 )
 from mpc_dc.site.config import Campus, Fleet, Grid, Site
-from mpc_dc.params.quant_table import QuantTable
 from tests.scripted_policy import Scripted
 from tests.test_engine import MODEL, POOL, W, hand_case, hand_table
 from tests.test_problem_combined import _campus, _fleet, _row
