@@ -83,7 +83,9 @@ from mpc_dc.blocks.inference_fleet import (
 )
 from mpc_dc.blocks.lateness import (
     LatenessPrices,
+    congestion_cost_usd,
     define_backlog,
+    define_congestion,
     define_lateness_cost,
     lateness_cost_usd,
 )
@@ -669,9 +671,10 @@ class CostBreakdown:
     """Cost components of a plan [$].
 
     ``total_usd = energy_import − export_revenue + demand_charge + carbon + switching
-    + quality − dr_reward + dr_penalty + unserved + lateness``; the demand charge is the
-    increment ``λ (max(pk0, max p_im) − pk0)`` of each retail campus's bill; lateness is
-    the price of the backlog the plan leaves (:mod:`mpc_dc.blocks.lateness`, 0 without
+    + quality − dr_reward + dr_penalty + unserved + lateness + congestion``; the demand
+    charge is the increment ``λ (max(pk0, max p_im) − pk0)`` of each retail campus's
+    bill; lateness is the price of the backlog the plan leaves, congestion the price of
+    the pools' utilisation beyond its knees (:mod:`mpc_dc.blocks.lateness`, 0 without
     the block).
     """
 
@@ -685,6 +688,7 @@ class CostBreakdown:
     dr_penalty_usd: float
     unserved_usd: float
     lateness_usd: float = 0.0
+    congestion_usd: float = 0.0
 
     @property
     def total_usd(self) -> float:
@@ -692,7 +696,7 @@ class CostBreakdown:
         return (self.energy_import_usd - self.export_revenue_usd + self.demand_charge_usd
                 + self.carbon_usd + self.switching_usd + self.quality_usd
                 - self.dr_reward_usd + self.dr_penalty_usd + self.unserved_usd
-                + self.lateness_usd)
+                + self.lateness_usd + self.congestion_usd)
 
     def as_dict(self) -> dict[str, float]:
         """Components and total [$]."""
@@ -1107,8 +1111,8 @@ def build_model(site: Site, interval_lengths: np.ndarray, exact: bool,
     capacity, GPUs, switching, quality, power), grid (variables, power balance,
     exclusivity), demand response, then the cost terms energy, carbon, demand charge,
     switching, quality, DR, unserved; with ``lateness`` the backlog (before the demand
-    rows, which take its change) and its price (:mod:`mpc_dc.blocks.lateness`). Blocks
-    a site lacks add nothing.
+    rows, which take its change), its price and the pools' congestion price
+    (:mod:`mpc_dc.blocks.lateness`). Blocks a site lacks add nothing.
 
     Parameters
     ----------
@@ -1199,6 +1203,7 @@ def define_model(site: Site, interval_lengths: np.ndarray, exact: bool, *,
     define_unserved_cost(ctx)
     if lateness is not None:
         define_lateness_cost(ctx, lateness)
+        define_congestion(ctx, lateness)
     return ctx
 
 
@@ -1480,15 +1485,19 @@ def plan_cost(ctx: ModelContext, cols: Mapping[str, np.ndarray]) -> CostBreakdow
         quality = float(q * np.sum((ctx.quality_loss @ cols["tokens_per_s"]) * ctx.weights))
         unserved = float(fleet.unserved_penalty_usd_per_mtok * STEP_S / 1e6
                          * np.sum(cols["unserved_tokens_per_s"] * ctx.weights[None, :]))
-    lateness = 0.0
+    lateness = congestion = 0.0
     if ctx.lateness is not None and "backlog_kps" in cols:
         lateness = lateness_cost_usd(ctx, ctx.lateness, cols["backlog_kps"])
+    if ctx.lateness is not None and ctx.n_pools:
+        congestion = congestion_cost_usd(ctx, ctx.lateness, cols["instances"], cols["starts"],
+                                         cols["tokens_per_s"])
     return CostBreakdown(
         energy_import_usd=energy(np.asarray(p["import_price_usd_per_mwh"].value), imp),
         export_revenue_usd=revenue, demand_charge_usd=float(demand),
         carbon_usd=energy(np.asarray(p["carbon_cost_usd_per_mwh"].value), imp),
         switching_usd=switching, quality_usd=quality, dr_reward_usd=reward,
-        dr_penalty_usd=penalty, unserved_usd=unserved, lateness_usd=lateness)
+        dr_penalty_usd=penalty, unserved_usd=unserved, lateness_usd=lateness,
+        congestion_usd=congestion)
 
 
 def expand_plan(ctx: ModelContext, cols: Mapping[str, np.ndarray],

@@ -352,14 +352,15 @@ def offline_options(spec: ControllerSpec) -> SolverOptions:
 
 def plan_lateness(scenario: Scenario, exo: SiteExogenous) -> LatenessPrices | None:
     """The prices of lateness in the plan's objective: ``[serving]``'s late prices ×
-    ``controller.lateness_weight`` per token (:func:`~mpc_dc.control.mpc.lateness_prices`);
-    None without a fleet or with a zero weight (no lateness block)."""
+    ``controller.lateness_weight`` per token (:func:`~mpc_dc.control.mpc.lateness_prices`),
+    with ``controller.congestion_share``; None without a fleet or with a zero weight (no
+    lateness block)."""
     weight = scenario.controller.lateness_weight
     if scenario.fleet is None or weight <= 0:
         return None
     serving = scenario.serving
     return lateness_prices(exo, weight * serving.late_usd_per_request,
-                           weight * serving.late_usd_per_s)
+                           weight * serving.late_usd_per_s, scenario.controller.congestion_share)
 
 
 def fault_injector(scenario: Scenario, exo: SiteExogenous) -> FaultInjector | None:

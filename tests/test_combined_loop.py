@@ -125,7 +125,7 @@ def same_decision(a: Decision, b: Decision) -> bool:
 
 
 def test_only_the_first_interval_of_the_plan_is_committed() -> None:
-    """Six hours of the combined site with a battery, forecast MPC (persistence, 6-h
+    """Twelve hours of the combined site with a battery, forecast MPC (persistence, 6-h
     horizon), fluid serving. At every step the policy decides three more times with a
     forecast changed beyond its first interval, and twice with one changed in it.
 
@@ -135,7 +135,7 @@ def test_only_the_first_interval_of_the_plan_is_committed() -> None:
     plan's second interval on some of these steps, so a policy committing any of them
     from there fails. A change in the first interval moves the decision at every step.
     """
-    scenario, exo = prepared(combined(**{"run.days": 0.25, "serving.fidelity": "fluid",
+    scenario, exo = prepared(combined(**{"run.days": 0.5, "serving.fidelity": "fluid",
                                          "workload.requests.rate_multiplier": 20.0,
                                          "site.campuses[0].battery": BATTERY}))
     policy = build_policy(scenario, exo)
@@ -176,7 +176,10 @@ def test_only_the_first_interval_of_the_plan_is_committed() -> None:
     # Each change beyond the first interval left that interval alone on several steps
     # (the price spike in interval 1 least often: the battery charges ahead of it in
     # interval 0; 4 of the 24 steps with the lateness block in the plan, 5 without, 3
-    # since the planner prices the batch curve, mpc_dc.params.power_line) ...
+    # since the planner prices the batch curve, mpc_dc.params.power_line; twelve hours
+    # since the plan prices congestion, controller.congestion_share: in six, a negative
+    # price in interval 1 left interval 0 alone on 2 steps, and the battery's charge
+    # and the curtailment moved in interval 1 on 1 each) ...
     assert all(kept[name] >= 3 for name in BEYOND_FIRST), kept
     # ... while moving every kind of commitment in the second one on some of them.
     assert all(moved_later[what] >= 2 for what in COMMITMENTS), moved_later

@@ -409,17 +409,28 @@ def test_feed_outage_withholds_values_and_forecasts_hold_the_last(
 
 
 def test_forecaster_exceptions_fall_back_to_the_last_published_value(
-        tiny_case: tuple[Scenario, SiteExogenous]) -> None:
+        tiny_case: tuple[Scenario, SiteExogenous], monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = MpcPolicy.confident_curtailment
+    asked = [0]
+
+    def counted(self: MpcPolicy, obs: Any, decision: Any) -> Any:
+        # the price quantile is asked for each campus whose plan curtails its renewable
+        asked[0] += sum(decision.campus(c.name).curtailed_mw > 0 and c.renewable is not None
+                        for c in self.site.campuses)
+        return gate(self, obs, decision)
+
+    monkeypatch.setattr(MpcPolicy, "confident_curtailment", counted)
     run = run_faulted(tiny_case, FaultSpec(forecaster_exception=1.0))
     exo, n, k = run.exo, run.n, run.kpis
     site = exo.site
     K, M = len(channels(site)), len(site.models)
     n_other = sum(c.other_it is not None for c in site.campuses)
     _only(k, forecaster_exception=n * K)
-    # Every point forecast, every demand quantile and every quantile of the
-    # non-deferrable work (controller.work_nd_quantile) raised, and was caught (no
-    # curtailment is planned on the held values, so the price quantile is never asked).
-    assert k["faults"]["forecaster_raised"] == n * (K + M + n_other)
+    # Every point forecast, every demand quantile, every quantile of the
+    # non-deferrable work (controller.work_nd_quantile) and the price quantile of every
+    # planned curtailment (controller.curtail_confidence; one on these held values
+    # since the plan prices congestion, none before) raised, and was caught.
+    assert k["faults"]["forecaster_raised"] == n * (K + M + n_other) + asked[0]
     for step in (0, 5, n - 1):
         for name in channels(site):
             seen = exo.frame[name].loc[:exo.last_published(name, step)].dropna()

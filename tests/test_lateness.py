@@ -13,6 +13,7 @@ import pytest
 
 from forecasters.nowcast import nowcast_shift, nowcast_weights
 from mpc_dc.control.mpc import MpcPolicy, drain_shares
+from mpc_dc.params.quant_table import QuantTable
 from mpc_dc.problem import Form, HorizonInputs, LatenessPrices, PlantState, Problem
 from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.engine import simulate
@@ -34,7 +35,7 @@ from mpc_dc.sim.serving import (
 from mpc_dc.site.config import Campus, Fleet, Grid, Site
 from tests.scripted_policy import Scripted
 from tests.test_engine import MODEL, POOL, W, hand_case, hand_table
-from tests.test_problem_combined import _campus, _fleet
+from tests.test_problem_combined import _campus, _fleet, _row
 
 PRICES = ServingConfig(late_usd_per_request=0.01, late_usd_per_s=0.001)
 
@@ -279,3 +280,44 @@ def test_mpc_demand_nowcast_and_drain_by_hand() -> None:
     # Without a time constant the forecast is planned as it is.
     policy.nowcast_tau["demand"] = 0.0
     np.testing.assert_allclose(policy.demand(obs, 8, point), 400.0)
+
+
+def _two_campus_site() -> Site:
+    """Two campuses with one 1-GPU instance each (μ = 1000 tokens/s, no warm-up, 1 J
+    per token, no idle power, utilisation cap 1)."""
+    campuses = (_campus("A", gpus=1, it_mw=None, nameplate_mw=None, export_mw=0.0),
+                _campus("B", gpus=1, it_mw=None, nameplate_mw=None, export_mw=0.0))
+    row = _row("BF16", mu=1000, gpus=1, idle_w=0.0, e_j=1.0, loss=0)
+    return Site(campuses, replace(_fleet(), table=QuantTable((row,), "hand")))
+
+
+@pytest.mark.parametrize("congestion_share", [0.0, 0.1])
+def test_congestion_splits_a_model_at_even_utilisation(congestion_share: float) -> None:
+    """1600 tokens/s over two campuses' one instance each, energy at 30 $/MWh at A and
+    60 at B. The backlog alone prices nothing below capacity, so the cheaper campus is
+    filled: A 1000, B 600 tokens/s. With congestion at σ = 0.1 of the late price
+    (1e-5 $/token) each token beyond 0.7, 0.8 and 0.9 of a pool's capacity costs
+    1e-6 $ more (the energy saved by serving it at A, 1 J × 30 $/MWh = 8.3e-9 $, is
+    far less): at A 1000, B 600 the hinges cost (0.3 + 0.2 + 0.1 + 0) × 1000 tokens/s,
+    at 800 / 800 (0.1 + 0.1) × 1000, the least (A's marginal token is priced 2σ, B's σ
+    until both reach 0.8): 200 tokens/s × 900 s × 1e-6 $ = 0.18 $."""
+    site = _two_campus_site()
+    inputs = HorizonInputs.build(site, 1, price_usd_per_mwh=[[30.0], [60.0]],
+                                 demand_tokens_per_s=[[1600.0]])
+    state = PlantState(instances_running={k: 1 for k in site.pools})
+    prices = LatenessPrices((1e-5,), (1e-8,), congestion_share=congestion_share)
+    res = Problem(site, 1, lateness=prices).solve(inputs, state, Form.COMMITTED_INTEGER)
+    assert res.plan is not None and res.cost is not None
+    np.testing.assert_allclose(res.plan.instances, [[1.0], [1.0]], atol=1e-6)
+    fleet = res.plan.decision().fleet
+    assert fleet is not None
+    shares = fleet.routing_share
+    if congestion_share == 0:
+        np.testing.assert_allclose(res.plan.tokens_per_s, [[1000.0], [600.0]], atol=1e-3)
+        assert res.cost.congestion_usd == 0.0
+    else:
+        np.testing.assert_allclose(res.plan.tokens_per_s, [[800.0], [800.0]], atol=1e-3)
+        assert list(shares.values()) == pytest.approx([0.5, 0.5])
+        assert res.cost.congestion_usd == pytest.approx(0.18)
+        # the cost the plan reports is the objective's
+        assert res.objective_usd == pytest.approx(res.cost.total_usd)

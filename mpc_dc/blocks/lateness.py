@@ -20,6 +20,19 @@ the rate that would serve it in one 15-min interval [ktokens/s] (backlog [ktoken
 ``b Δ`` with Δ = 900 s), so its coefficients in the balance are ``1/L[t]``, near 1.
 Equations: :func:`define_backlog`, :func:`define_lateness_cost`; the balance rows take
 ``ctx.expressions["backlog_change_kps"]`` (:mod:`mpc_dc.blocks.inference_fleet`).
+
+**Congestion** (:func:`define_congestion`, with ``LatenessPrices.congestion_share`` > 0):
+the backlog prices only what exceeds a pool's capacity at the SLO under the
+utilisation cap (``x <= ρ̄ μ n``), so below the cap every split of a model's tokens
+across its pools is equally good to the plan, and the plan fills the pool whose
+tokens are cheapest (FP8, a cheaper campus) to the cap and leaves the rest lightly
+loaded. The router splits the real load by the plan's shares, so load above the
+forecast lands on the hot pool: its requests miss their TPOT target while the other
+pool idles. The block prices the tokens a pool serves beyond the knees ``κ_j``
+(:data:`CONGESTION_KNEES`) of its planned capacity, each knee at the share ``σ`` of
+the model's late price per token: a convex, piecewise-linear cost of the utilisation
+``x / (ρ̄ μ n)`` times the pool's capacity (the perspective, linear in ``x`` and
+``n``), least for a given model total when every pool runs at the same utilisation.
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ from dataclasses import dataclass
 
 import cvxpy as cp
 import numpy as np
+import scipy.sparse as sp
 
 from mpc_dc.blocks import STEP_S, ModelContext
 
@@ -42,10 +56,14 @@ class LatenessPrices:
         ``c_req[m]``: a late request's price over its model's mean response tokens.
     usd_per_token_s : tuple of float [$/(token · s)]
         ``c_s[m]``: a second late's price over the same.
+    congestion_share : float [-]
+        ``σ``: the share of ``c_req[m]`` each congestion knee adds to the price of a
+        pool's tokens beyond it (:func:`define_congestion`); 0: no congestion cost.
     """
 
     usd_per_token: tuple[float, ...]
     usd_per_token_s: tuple[float, ...]
+    congestion_share: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("usd_per_token", "usd_per_token_s"):
@@ -55,16 +73,22 @@ class LatenessPrices:
                                  f"{getattr(self, name)!r}")
         if len(self.usd_per_token) != len(self.usd_per_token_s):
             raise ValueError("LatenessPrices: one price of each kind per model")
+        if not (np.isfinite(self.congestion_share) and self.congestion_share >= 0):
+            raise ValueError(f"LatenessPrices.congestion_share: expected a finite value "
+                             f">= 0, got {self.congestion_share!r}")
 
     @classmethod
     def per_request(cls, late_usd_per_request: float, late_usd_per_s: float,
-                    tokens_per_request: np.ndarray) -> LatenessPrices | None:
+                    tokens_per_request: np.ndarray, congestion_share: float = 0.0
+                    ) -> LatenessPrices | None:
         """Prices per token from prices per request [$/request], [$/s] and each model's
-        mean response tokens ``n̄`` [tokens]; None when both prices are 0 (no block)."""
+        mean response tokens ``n̄`` [tokens], with the congestion share ``σ`` [-]; None
+        when both prices are 0 (no block)."""
         if late_usd_per_request <= 0 and late_usd_per_s <= 0:
             return None
         n = np.maximum(np.asarray(tokens_per_request, dtype=float), 1.0)
-        return cls(tuple(late_usd_per_request / n), tuple(late_usd_per_s / n))
+        return cls(tuple(late_usd_per_request / n), tuple(late_usd_per_s / n),
+                   congestion_share)
 
 
 def backlog_rows(ctx: ModelContext) -> int:
@@ -145,3 +169,70 @@ def lateness_cost_usd(ctx: ModelContext, prices: LatenessPrices, backlog_kps: np
     b = np.maximum(np.asarray(backlog_kps, dtype=float), 0.0)
     entry = np.maximum(np.diff(b, axis=1, prepend=0.0), 0.0)
     return float(c_req @ entry.sum(axis=1) + (c_s @ b) @ ctx.weights + c_end * b[:, -1].sum())
+
+
+CONGESTION_KNEES: tuple[float, ...] = (0.7, 0.8, 0.9)
+"""Utilisations of a pool's planned capacity ``ρ̄ μ n`` [-] beyond which each of its
+tokens pays one more share ``σ`` of its model's late price (:func:`define_congestion`):
+spaced 0.1 apart, so the plan's pools of one model end within 0.1 of each other's
+utilisation where any of them is above 0.7 (within one segment the cost is linear and
+the energy price decides)."""
+
+
+def _planned_capacity_kps(ctx: ModelContext, instances: cp.Expression | np.ndarray,
+                          starts: cp.Expression | np.ndarray
+                          ) -> cp.Expression | np.ndarray:
+    """``ρ̄ μ[k] (n[k,t] − w[k,t] u[k,t]) / 10³`` [ktokens/s]: the right-hand side of the
+    capacity rows (:func:`mpc_dc.blocks.inference_fleet.define_capacity`)."""
+    assert ctx.site.fleet is not None
+    cap = ctx.site.fleet.utilization_cap * ctx.mu_tokens_per_s / 1e3
+    if isinstance(instances, np.ndarray):
+        return cap[:, None] * (instances - ctx.warmup_matrix * np.asarray(starts))
+    return (sp.diags_array(cap) @ instances
+            - cp.multiply(cap[:, None] * ctx.warmup_matrix, starts))
+
+
+def _congestion_price(ctx: ModelContext, prices: LatenessPrices) -> np.ndarray:
+    """``σ c_req[m(k)] 10³ Δ`` per pool [$ per ktokens/s beyond one knee, one interval]."""
+    c_req = np.asarray(prices.usd_per_token)[ctx.model_of]
+    return prices.congestion_share * c_req * 1e3 * STEP_S
+
+
+def define_congestion(ctx: ModelContext, prices: LatenessPrices) -> None:
+    """The price of running a pool hot, ``congestion_usd`` [$]::
+
+        Σ_{k,t} σ c_req[m(k)] 10³ Δ L[t] Σ_j max(0, x[k,t] − κ_j C[k,t])
+
+    with ``C = ρ̄ μ (n − w u) / 10³`` the pool's planned capacity [ktokens/s] (the
+    capacity rows' right-hand side), κ_j the knees (:data:`CONGESTION_KNEES`), σ
+    ``prices.congestion_share`` and c_req [$/token]: each token a pool serves beyond
+    κ_j of its capacity is priced as late with probability σ per knee passed. The sum
+    of hinges is the maximum of its J + 1 pieces, so one variable ``z[k,t] >= 0``
+    [ktokens/s] carries it, with ``z >= j x − (κ_1 + … + κ_j) C`` for j = 1..J. The
+    cost is ``C f(x / C)`` with f convex (the perspective of f): for a model's total a
+    split at equal utilisation costs least. Nothing with ``σ = 0``.
+    """
+    if not ctx.n_pools or prices.congestion_share <= 0:
+        return
+    v = ctx.variables
+    P, H = ctx.n_pools, ctx.horizon_steps
+    z = cp.Variable((P, H), name="congestion_kps", bounds=[0.0, None])
+    v["congestion_kps"] = z
+    capacity = _planned_capacity_kps(ctx, v["instances"], v["starts"])
+    knees = np.cumsum(CONGESTION_KNEES)
+    ctx.add_constraints("congestion", *(z - (j + 1) * v["tokens_kps"] + knees[j] * capacity >= 0
+                                        for j in range(knees.size)))
+    ctx.costs["congestion_usd"] = (_congestion_price(ctx, prices) @ z) @ ctx.weights
+
+
+def congestion_cost_usd(ctx: ModelContext, prices: LatenessPrices, instances: np.ndarray,
+                        starts: np.ndarray, tokens_per_s: np.ndarray) -> float:
+    """:func:`define_congestion` of a plan's instances [-], starts [-] and tokens
+    [tokens/s], each (P, H) [$]; 0 with ``σ = 0``."""
+    if not ctx.n_pools or prices.congestion_share <= 0:
+        return 0.0
+    capacity = np.asarray(_planned_capacity_kps(ctx, np.asarray(instances, dtype=float),
+                                                starts))
+    x = 1e-3 * np.asarray(tokens_per_s, dtype=float)
+    hinges = sum(np.maximum(x - k * capacity, 0.0) for k in CONGESTION_KNEES)
+    return float((_congestion_price(ctx, prices) @ hinges) @ ctx.weights)

@@ -540,6 +540,12 @@ class ControllerSpec:
         Weight of the price of lateness (``[serving]`` late prices) in the plan's
         objective (:mod:`mpc_dc.blocks.lateness`); 0: the plan carries no backlog and
         pays nothing for it (the controller before issue 16).
+    congestion_share : float [-]
+        The share of a model's late price per token that each congestion knee adds
+        to the plan's price of a pool's tokens beyond it
+        (:func:`mpc_dc.blocks.lateness.define_congestion`): the plan splits a model's
+        tokens across its pools at even utilisation; 0: no congestion cost (the
+        controller before); only with the lateness block (``lateness_weight`` > 0).
     fast_layer : FastLayerConfig
         The plant-side fast layer inside the interval (``[controller.fast_layer]``:
         ``enabled``, ``period_s``, ``lookback_s``, ``drain_s``;
@@ -579,6 +585,7 @@ class ControllerSpec:
     renewable_nowcast_tau_h: float | None = None
     backlog_drain_h: float = 0.25
     lateness_weight: float = 1.0
+    congestion_share: float = 0.01
     fast_layer: FastLayerConfig = field(default_factory=FastLayerConfig)
     scenarios: int = 5
 
@@ -595,6 +602,7 @@ class ControllerSpec:
                 positive(SOURCE, f"controller.{key}", getattr(self, key), allow_zero=True)
         positive(SOURCE, "controller.backlog_drain_h", self.backlog_drain_h)
         positive(SOURCE, "controller.lateness_weight", self.lateness_weight, allow_zero=True)
+        positive(SOURCE, "controller.congestion_share", self.congestion_share, allow_zero=True)
         positive(SOURCE, "controller.min_instances_per_model", self.min_instances_per_model,
                  allow_zero=True)
         if self.integer_intervals < 1:
