@@ -46,7 +46,10 @@ each time an hour is complete (cutoff at ``hh:45``), its point forecast for the 
 quantile of level ``q`` at lead ``L`` intervals after the cutoff is the point forecast
 plus the conformal quantile of the signed errors at that lead over the last
 ``calibration_window_days`` of origins: the ``ceil((n + 1) q)``-th smallest of the
-``n`` errors (``floor((n + 1) q)``-th for ``q < 0.5``). Where too few errors exist
+``n`` errors (``floor((n + 1) q)``-th for ``q < 0.5``), centred per lead on the
+median of the last ``calibration_shift_days`` of errors at that lead (the quantile is
+taken of the errors less the shift their origin had; a drifting level moves the band
+within a day, not as the window turns over). Where too few errors exist
 (rank beyond ``n``), the model's own quantile is used. The median is the point
 forecast. ``fit`` warms the errors up on the end of the history it is given: a copy
 of the forecaster is fitted on the history less its last ``calibration_warmup_days``
