@@ -46,7 +46,10 @@ each time an hour is complete (cutoff at ``hh:45``), its point forecast for the 
 quantile of level ``q`` at lead ``L`` intervals after the cutoff is the point forecast
 plus the conformal quantile of the signed errors at that lead over the last
 ``calibration_window_days`` of origins: the ``ceil((n + 1) q)``-th smallest of the
-``n`` errors (``floor((n + 1) q)``-th for ``q < 0.5``). Where too few errors exist
+``n`` errors (``floor((n + 1) q)``-th for ``q < 0.5``), centred per lead on the
+median of the last ``calibration_shift_days`` of errors at that lead (the quantile is
+taken of the errors less the shift their origin had; a drifting level moves the band
+within a day, not as the window turns over). Where too few errors exist
 (rank beyond ``n``), the model's own quantile is used. The median is the point
 forecast. ``fit`` warms the errors up on the end of the history it is given: a copy
 of the forecaster is fitted on the history less its last ``calibration_warmup_days``
@@ -89,6 +92,12 @@ CALIBRATION_WINDOW_DAYS = 28.0
 """Default rolling window of scored origins [d]."""
 CALIBRATION_WARMUP_DAYS = 7.0
 """Default replay at ``fit`` that scores the end of the history [d]."""
+CALIBRATION_SHIFT_DAYS = 1.0
+"""Default span of the recent errors whose median shifts the conformal band, per lead
+[d of scoring origins] (0: no shift).
+Chosen by backtest (docs/forecasters.md, "Calibrated quantiles"): without it the
+band missed a drifting level for days (BurstGPT demand: 0.85 coverage of the 0.9
+quantile for the weekly seasonal naive)."""
 SCORING_REFRESH_ORIGINS = 24
 """Scored origins between two recomputations of the error quantiles (once a day)."""
 
@@ -258,6 +267,7 @@ class ScoreBook:
         # copied it each time).
         self._origin_buf = np.empty(0, dtype=np.int64)
         self._row_buf = np.empty((0, self.width, self.steps))
+        self._shift_buf = np.empty((0, self.steps))
         self._lo = self._hi = 0
         self.n_recorded = 0
 
@@ -269,22 +279,32 @@ class ScoreBook:
     def _rows(self) -> np.ndarray:
         return self._row_buf[self._lo : self._hi]
 
-    def record(self, origin: int, rows: np.ndarray) -> None:
-        """Add the forecasts ``rows`` (width, steps) made with the cutoff at ``origin``."""
+    @property
+    def shifts(self) -> np.ndarray:
+        """The shift by lead recorded with each origin (the recent median error at its
+        cutoff), shape (origins, steps) [series units]."""
+        return self._shift_buf[self._lo : self._hi]
+
+    def record(self, origin: int, rows: np.ndarray, shift: np.ndarray | float = 0.0) -> None:
+        """Add the forecasts ``rows`` (width, steps) made with the cutoff at ``origin``
+        and the band's ``shift`` by lead at that cutoff [series units]."""
         if self._hi - self._lo >= self.max_origins:
             self._lo += self._hi - self._lo + 1 - self.max_origins
         if self._hi == len(self._origin_buf):
             n = self._hi - self._lo
             size = min(max(64, 2 * len(self._origin_buf)), 2 * max(1, self.max_origins))
-            origins, rows_buf = self._origin_buf, self._row_buf
+            origins, rows_buf, shift_buf = self._origin_buf, self._row_buf, self._shift_buf
             if size > len(origins):
                 self._origin_buf = np.empty(size, dtype=np.int64)
                 self._row_buf = np.empty((size, self.width, self.steps))
+                self._shift_buf = np.empty((size, self.steps))
             self._origin_buf[:n] = origins[self._lo : self._hi]
             self._row_buf[:n] = rows_buf[self._lo : self._hi]
+            self._shift_buf[:n] = shift_buf[self._lo : self._hi]
             self._lo, self._hi = 0, n
         self._origin_buf[self._hi] = origin
         self._row_buf[self._hi] = rows
+        self._shift_buf[self._hi] = shift
         self._hi += 1
         self.n_recorded += 1
 
@@ -301,13 +321,16 @@ class ScoreBook:
         """Cutoff position of the most recent origin (-1 if none)."""
         return int(self._origin_buf[self._hi - 1]) if self._hi > self._lo else -1
 
-    def errors(self, observations: np.ndarray) -> np.ndarray:
-        """``truth - forecast``, shape (origins, width, steps); NaN where not yet observed."""
-        pos = self._origins[:, None] + np.arange(1, self.steps + 1)[None, :]
+    def errors(self, observations: np.ndarray, last: int | None = None) -> np.ndarray:
+        """``truth - forecast``, shape (origins, width, steps); NaN where not yet observed.
+
+        ``last``: only the ``last`` most recent origins (default all)."""
+        first = 0 if last is None else max(0, len(self) - int(last))
+        pos = self._origins[first:, None] + np.arange(1, self.steps + 1)[None, :]
         truth = np.full(pos.shape, np.nan)
         seen = pos < len(observations)
         truth[seen] = observations[pos[seen]]
-        return truth[:, None, :] - self._rows
+        return truth[:, None, :] - self._rows[first:]
 
 
 def conformal_quantiles(errors: np.ndarray, levels: Sequence[float]) -> np.ndarray:
@@ -373,7 +396,9 @@ class BaseForecaster(ABC):
         self.calibration: Calibration = self.default_calibration
         self.calibration_window_days = CALIBRATION_WINDOW_DAYS
         self.calibration_warmup_days = CALIBRATION_WARMUP_DAYS
+        self.calibration_shift_days = CALIBRATION_SHIFT_DAYS
         self._book: ScoreBook | None = None
+        self._bias_at: tuple[int, int, np.ndarray] | None = None
         self._cal_tables: dict[tuple[float, ...], np.ndarray] = {}
         self._cal_at = 0
 
@@ -382,6 +407,7 @@ class BaseForecaster(ABC):
         method: Calibration,
         window_days: float | None = None,
         warmup_days: float | None = None,
+        shift_days: float | None = None,
     ) -> Self:
         """Choose how quantiles are made (module docstring); call before :meth:`fit`.
 
@@ -393,6 +419,9 @@ class BaseForecaster(ABC):
         warmup_days : float [d], optional
             Replay at ``fit`` that scores the end of the history (default 7; at most
             half the history is replayed).
+        shift_days : float [d], optional
+            Span of the recent errors whose median, per lead, shifts the band (default
+            1; 0: no shift).
         """
         if method not in ("conformal", "model"):
             raise ValueError(f"{self.name}: calibration must be 'conformal' or 'model', "
@@ -406,6 +435,10 @@ class BaseForecaster(ABC):
             if warmup_days < 0:
                 raise ValueError(f"{self.name}: calibration warm-up must be >= 0 days")
             self.calibration_warmup_days = float(warmup_days)
+        if shift_days is not None:
+            if shift_days < 0:
+                raise ValueError(f"{self.name}: calibration shift span must be >= 0 days")
+            self.calibration_shift_days = float(shift_days)
         return self
 
     # ----------------------------------------------------------------- state
@@ -480,6 +513,7 @@ class BaseForecaster(ABC):
         self._start = history.index[0]
         self._obs = _GrowingArray(history.to_numpy(dtype=float))
         self._book = None
+        self._bias_at = None
         self._cal_tables, self._cal_at = {}, 0
         self._after_fit()
         if self._needs_scoring():
@@ -617,7 +651,7 @@ class BaseForecaster(ABC):
             return
         first = cutoff + STEP
         targets = grid(int(first.value), book.steps, STEP.value, first.unit)
-        book.record(pos, self._score_rows(targets))
+        book.record(pos, self._score_rows(targets), self._recent_bias())
 
     @property
     def score_book(self) -> ScoreBook | None:
@@ -631,9 +665,50 @@ class BaseForecaster(ABC):
             return np.empty((0, CALIBRATION_STEPS))
         return self._book.errors(self.observations)[:, row, :]
 
+    def _recent_bias(self) -> np.ndarray:
+        """Per lead, the median signed error ``truth - forecast`` (row 0) of the latest
+        origins whose error at that lead is observed, one day's worth
+        (``calibration_shift_days``) [series units], shape (CALIBRATION_STEPS,); NaN at
+        a lead with fewer errors observed (after a fit without warm-up: the band then
+        falls back to the model's, as with too few errors), 0 with a zero span.
+
+        The conformal band is centred on it (:meth:`_calibrated`): a level that drifts
+        away from the forecaster shows here within a day, while the errors of the whole
+        window take weeks to move the band. Per lead, because a drift seen at long
+        leads says nothing of the next quarter-hour (persistence is right there). The
+        median, because one price spike would move a mean for a day. Causal: it reads
+        only observations up to the cutoff."""
+        book = self._book
+        if book is None or not len(book) or self.calibration_shift_days <= 0:
+            return np.zeros(CALIBRATION_STEPS)
+        pos = len(self.observations) - 1
+        cached = self._bias_at
+        if cached is not None and cached[0] == pos and cached[1] == book.n_recorded:
+            return cached[2]
+        per_day = 24 / self.scoring_every_hours
+        count = max(1, round(self.calibration_shift_days * per_day))
+        # The longest lead is observed only ``steps`` intervals after its origin: read
+        # enough origins that ``count`` of them are observed at every lead.
+        errors = book.errors(self.observations,
+                             count + int(np.ceil(book.steps / (4 * self.scoring_every_hours))) + 1
+                             )[:, 0, :]
+        seen = ~np.isnan(errors)
+        newest_first = np.cumsum(seen[::-1], axis=0)[::-1]
+        seen &= newest_first <= count
+        errors[~seen] = np.nan
+        # A partial count would stand in a 0 (or a few errors) for the level of the
+        # leads not yet observed, and the scores of those origins would carry the
+        # whole drift into the band's tails.
+        full = seen.sum(axis=0) >= count
+        bias = np.full(book.steps, np.nan)
+        bias[full] = np.nanmedian(errors[:, full], axis=0)
+        self._bias_at = (pos, book.n_recorded, bias)
+        return bias
+
     def _calibration_table(self, levels: tuple[float, ...]) -> np.ndarray:
-        """Conformal error quantiles, shape (len(levels), CALIBRATION_STEPS), cached and
-        recomputed once a day of origins (more often while few are recorded)."""
+        """Conformal quantiles of the errors less the recent bias at their origin, shape
+        (len(levels), CALIBRATION_STEPS), cached and recomputed once a day of origins
+        (more often while few are recorded)."""
         book = self._book
         assert book is not None
         n = book.n_recorded
@@ -641,7 +716,7 @@ class BaseForecaster(ABC):
             self._cal_tables, self._cal_at = {}, n
         table = self._cal_tables.get(levels)
         if table is None:
-            table = conformal_quantiles(self.lead_errors(), levels)
+            table = conformal_quantiles(self.lead_errors() - book.shifts, levels)
             self._cal_tables[levels] = table
         return table
 
@@ -661,7 +736,8 @@ class BaseForecaster(ABC):
             cutoff_pos = len(self.observations) - 1
             offset = (ns(targets) - int(self.start.value)) // STEP.value
             lead = np.clip(offset - cutoff_pos, 1, CALIBRATION_STEPS)
-            table = self._calibration_table(tuple(levels))[:, lead - 1].T
+            table = (self._calibration_table(tuple(levels))[:, lead - 1].T
+                     + self._recent_bias()[lead - 1, None])
             cal = self._clip(point[:, None] + table)
             out = np.where(np.isnan(table), out, cal)
         out[:, lv == 0.5] = point[:, None]
@@ -904,6 +980,7 @@ def make_forecaster(
     calibration: Calibration | None = None,
     calibration_window_days: float | None = None,
     calibration_warmup_days: float | None = None,
+    calibration_shift_days: float | None = None,
     **params: Any,
 ) -> BaseForecaster:
     """Build a registered forecaster by name.
@@ -914,7 +991,7 @@ def make_forecaster(
     ``inner=``, see :mod:`forecasters.known_ahead`) and, when their libraries are
     installed, the adapters ``sf_autoarima``, ``sf_autoets``, ``sf_mstl`` and ``sktime``.
     ``params`` go to the constructor (e.g. ``bounds=(0, 1)``); ``calibration`` and its
-    window and warm-up to :meth:`BaseForecaster.set_calibration` (default: the
+    window, warm-up and shift span to :meth:`BaseForecaster.set_calibration` (default: the
     forecaster's own, conformal for the models).
     """
     _ensure_registered()
@@ -925,11 +1002,11 @@ def make_forecaster(
         raise ValueError(f"unknown forecaster '{name}'; expected one of: {known}") from None
     forecaster = factory(**params)
     if calibration is not None or calibration_window_days is not None or (
-        calibration_warmup_days is not None
+        calibration_warmup_days is not None or calibration_shift_days is not None
     ):
         forecaster.set_calibration(
             calibration or forecaster.calibration, calibration_window_days,
-            calibration_warmup_days,
+            calibration_warmup_days, calibration_shift_days,
         )
     return forecaster
 
