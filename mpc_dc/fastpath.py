@@ -179,6 +179,7 @@ class HighsFastPath:
         self._params = list(problem.parameters())
         self._param_cols = {p.id: pp.param_id_to_col[p.id] for p in self._params}
         self._offset_col = pp.param_id_to_col[_PARAM_OFFSET_ID]
+        self._theta_slices: list[tuple[cp.Parameter, int, int]] | None = None
         n_theta = self._offset_col + 1
 
         # cvxpy's tensor has n·m + m rows (vec(A) then b) by n_theta columns. Work on
@@ -281,9 +282,12 @@ class HighsFastPath:
 
     def _theta(self) -> np.ndarray:
         theta = np.zeros(self._offset_col + 1)
-        for p in self._params:
-            col = self._param_cols[p.id]
-            theta[col : col + p.size] = np.asarray(p.value, dtype=float).ravel(order="F")
+        if self._theta_slices is None:
+            # each Parameter's columns, once (cvxpy computes ``size`` on every access)
+            self._theta_slices = [(p, self._param_cols[p.id], self._param_cols[p.id] + p.size)
+                                  for p in self._params]
+        for p, lo, hi in self._theta_slices:
+            theta[lo:hi] = np.asarray(p.value, dtype=float).ravel(order="F")
         theta[self._offset_col] = 1.0
         return theta
 
