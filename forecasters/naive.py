@@ -136,6 +136,14 @@ class SeasonalNaive(_NaiveBase):
         n = len(obs)
         pos = self._positions(targets)
         m = np.maximum(1, -((n - 1 - pos) // self.period_steps))
+        src = pos - m * self.period_steps
+        if src.size and src.min() >= 0:
+            # The usual case, asked several times per MPC step: every target's value one
+            # season back is observed (the loop below would fill them all in its first
+            # pass, with the same values and seasons).
+            loc = obs[src]
+            if not np.isnan(loc).any():
+                return loc, self._spread1 * np.sqrt(m.astype(float))
         loc = np.full(len(targets), np.nan)
         seasons = np.ones(len(targets))
         for extra in range(self.max_back + 1):

@@ -119,7 +119,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -416,7 +416,9 @@ class FastLayer:
         if span <= 0.0:
             return np.zeros(M)
         arrays = self._request_arrays()
-        i0, i1 = np.searchsorted(arrays.arrival_s, [t - span, t], side="left")
+        # two scalar searches: cheaper than one over a list (converted to an array)
+        i0 = int(arrays.arrival_s.searchsorted(t - span, side="left"))
+        i1 = int(arrays.arrival_s.searchsorted(t, side="left"))
         return np.bincount(arrays.model[i0:i1], minlength=M) / span
 
     def _arrivals_by_model(self) -> tuple[np.ndarray, ...]:
@@ -717,7 +719,8 @@ class FastLayer:
 
             if self.levers.spatial:
                 self._rebalance_queues(server, step, tick, view, rate[self.model_of] * s, capped)
-                view = replace(view, queue=server.queue_lengths())
+                # built directly: dataclasses.replace costs more than the view itself
+                view = FleetView(ready, loading, draining, server.queue_lengths(), rate)
             plan = self.decide(step, view, s, np.zeros_like(held), room, capped)
             for p in np.flatnonzero(plan.add).tolist():
                 for _ in range(int(plan.add[p])):
@@ -788,23 +791,27 @@ class FastLayer:
         if W <= 0.0 or until <= now + W:
             return None
         known, mu = self.service_rate(step)
-        ready, loading, _ = server.instance_counts(now)
+        # ready + loading: every committed instance (no need to count which are up)
+        committed = server.committed_instances()
         M = len(self.models)
-        cap = np.bincount(self.model_of, weights=np.where(known, (ready + loading) * mu, 0.0),
+        cap = np.bincount(self.model_of, weights=np.where(known, committed * mu, 0.0),
                           minlength=M)
         bar = np.maximum(cap, self._acted_rate) * W
-        bar = bar + 3.0 * np.sqrt(bar)
+        bar = (bar + 3.0 * np.sqrt(bar)).tolist()
         first = math.inf
         for m, times in enumerate(self._arrivals_by_model()):
-            i0, i1 = np.searchsorted(times, [now, until], side="left")
+            # scalar searches: this runs at every wake-up of every interval
+            i0 = int(times.searchsorted(now, side="left"))
+            i1 = int(times.searchsorted(until, side="left"))
             tm = times[i0:i1]
-            j = np.arange(int(np.searchsorted(tm, now + W, side="left")), tm.size)
-            if j.size == 0:
+            lo = int(tm.searchsorted(now + W, side="left"))
+            if lo >= tm.size:
                 continue
-            count = j - np.searchsorted(tm, tm[j] - W, side="left")
-            hit = np.flatnonzero(count > bar[m])
-            if hit.size:
-                first = min(first, float(tm[j[hit[0]]]))
+            j = np.arange(lo, tm.size)
+            count = j - tm.searchsorted(tm[lo:] - W, side="left")
+            over = count > bar[m]
+            if over.any():
+                first = min(first, float(tm[lo + int(over.argmax())]))
         return None if math.isinf(first) else first
 
     # -- holding the committed DR cap (request level) -------------------------------------

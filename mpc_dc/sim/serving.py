@@ -1002,13 +1002,15 @@ class RequestLevelServer:
         a, b = w.next, self.first_request_at(t)
         assigned = self.pool[a:b]
         order = np.argsort(assigned, kind="stable")
-        cuts = np.searchsorted(assigned[order], np.arange(len(self.pools) + 1))
+        # as a list: the pools without new requests are skipped before any array op
+        cuts = np.searchsorted(assigned[order], np.arange(len(self.pools) + 1)).tolist()
         inner = t < w.t1
         for p, ps in enumerate(self._pools):
-            new = a + order[cuts[p] : cuts[p + 1]]
-            if new.size == 0 and ps.queue.size == 0 and (
+            c0, c1 = cuts[p], cuts[p + 1]
+            if c0 == c1 and ps.queue.size == 0 and (
                     inner or (not ps.committed and not ps.draining)):
                 continue
+            new = a + order[c0:c1]
             w.served[p] = True
             admitted, prefill = self._serve_window(ps, w.t, t, new)
             w.started[p] += admitted
@@ -1106,16 +1108,24 @@ class RequestLevelServer:
     def instance_counts(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Instances per pool at ``t`` [s]: ready, committed but still loading, and
         draining but still on (they hold their GPUs) [-], each (P,)."""
-        P = len(self._pools)
-        ready, loading, draining = (np.zeros(P, dtype=np.int64) for _ in range(3))
-        for p, ps in enumerate(self._pools):
-            fs = ps.fs
+        # Called at every wake-up of the fast layer: the few instances of each pool are
+        # counted in Python (a NumPy gather per pool costs more than the count).
+        ready, loading, draining = [], [], []
+        for ps in self._pools:
+            fs = ps.state[0]
+            up = 0
             if ps.committed:
-                up = int(np.count_nonzero(fs[ps.committed, kern.F_READY] <= t))
-                ready[p], loading[p] = up, len(ps.committed) - up
+                when = fs[:, kern.F_READY]
+                up = sum(1 for j in ps.committed if when[j] <= t)
+            ready.append(up)
+            loading.append(len(ps.committed) - up)
+            on = 0
             if ps.draining:
-                draining[p] = int(np.count_nonzero(fs[ps.draining, kern.F_ALIVE]))
-        return ready, loading, draining
+                alive = fs[:, kern.F_ALIVE]
+                on = sum(1 for j in ps.draining if alive[j] != 0.0)
+            draining.append(on)
+        return (np.array(ready, dtype=np.int64), np.array(loading, dtype=np.int64),
+                np.array(draining, dtype=np.int64))
 
     def queue_lengths(self) -> np.ndarray:
         """Requests waiting for admission per pool now [requests], (P,)."""
