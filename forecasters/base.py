@@ -668,9 +668,9 @@ class BaseForecaster(ABC):
     def _recent_bias(self) -> np.ndarray:
         """Per lead, the median signed error ``truth - forecast`` (row 0) of the latest
         origins whose error at that lead is observed, one day's worth
-        (``calibration_shift_days``) [series units], shape (CALIBRATION_STEPS,); NaN at
-        a lead with fewer errors observed (after a fit without warm-up: the band then
-        falls back to the model's, as with too few errors), 0 with a zero span.
+        (``calibration_shift_days``) [series units], shape (CALIBRATION_STEPS,); 0 at a
+        lead with fewer errors observed (after a fit without warm-up: the band is then
+        the plain conformal band of the errors there are), 0 with a zero span.
 
         The conformal band is centred on it (:meth:`_calibrated`): a level that drifts
         away from the forecaster shows here within a day, while the errors of the whole
@@ -700,7 +700,10 @@ class BaseForecaster(ABC):
         # leads not yet observed, and the scores of those origins would carry the
         # whole drift into the band's tails.
         full = seen.sum(axis=0) >= count
-        bias = np.full(book.steps, np.nan)
+        # Until a lead has a day of errors it is not centred (the plain conformal band):
+        # NaN would drop those origins' scores and fall back to the model's band, which
+        # for a model without a scale of its own (the seasonal naive) is unbounded.
+        bias = np.zeros(book.steps)
         bias[full] = np.nanmedian(errors[:, full], axis=0)
         self._bias_at = (pos, book.n_recorded, bias)
         return bias

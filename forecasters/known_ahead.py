@@ -175,9 +175,16 @@ class KnownAhead(BaseForecaster):
     def _score_rows(self, targets: pd.DatetimeIndex) -> np.ndarray:
         """The published values at a scoring origin, NaN where not published: the
         conformal band of a published target is made of the errors of published
-        values only (the inner forecaster calibrates its own)."""
-        mask, values = self._known(targets[0], targets)
-        return np.where(mask, values, np.nan)[None, :]
+        values only (the inner forecaster calibrates its own). A scoring origin's
+        horizon may run past the end of the truth (a run's last day): those targets are
+        not scored, where a forecast for them would be refused."""
+        rows = np.full((1, len(targets)), np.nan)
+        first = (int(targets[0].value) - self._truth_start_ns) // STEP.value
+        inside = max(0, min(len(targets), len(self._truth_values) - first))
+        if inside:
+            mask, values = self._known(targets[0], targets[:inside])
+            rows[0, :inside] = np.where(mask, values, np.nan)
+        return rows
 
     def _quantiles(self, targets: pd.DatetimeIndex, levels: list[float]) -> np.ndarray:
         """Where published: the truth plus the conformal quantiles of the published

@@ -86,6 +86,8 @@ LATENESS_CHECKS: tuple[Check, ...] = (
     ("lateness block, Sp off", lambda: _carries(False)),
     ("lateness entry price", lateness.test_a_late_token_pays_its_entry),
     ("lateness to the horizon end", lateness.test_lateness_left_at_the_horizon_end_is_unserved),
+    ("congestion splits evenly",
+     lambda: lateness.test_congestion_splits_a_model_at_even_utilisation(0.1)),
 )
 ALL_CHECKS = RCDC_CHECKS + FLEET_CHECKS + COMBINED_CHECKS + LATENESS_CHECKS
 
@@ -103,8 +105,8 @@ def drop(group: str) -> Callable[[Block], Block]:
     """
 
     def mutate(original: Block) -> Block:
-        def block(ctx: Any) -> None:
-            original(ctx)
+        def block(ctx: Any, *args: Any) -> None:
+            original(ctx, *args)
             dropped = ctx.constraints.pop(group, [])
             orphans = {v.id: v for c in dropped for v in c.variables()}
             if orphans:
@@ -144,7 +146,9 @@ def drop_entry(table: str, name: str) -> Callable[[Block], Block]:
     def mutate(original: Block) -> Block:
         def block(ctx: Any, *args: Any) -> None:
             original(ctx, *args)
-            getattr(ctx, table).pop(name)
+            # a block that adds no such entry (e.g. congestion at σ = 0) adds nothing
+            # to drop; a misspelt name makes the mutant survive, which the test reports
+            getattr(ctx, table).pop(name, None)
 
         return block
 
@@ -231,6 +235,10 @@ MUTANTS = (
            drop_entry("expressions", "backlog_change_kps"), LATENESS_CHECKS),
     Mutant("lateness cost left out", P, "define_lateness_cost",
            drop_cost("lateness_usd"), LATENESS_CHECKS),
+    Mutant("congestion rows dropped", P, "define_congestion", drop("congestion"),
+           LATENESS_CHECKS),
+    Mutant("congestion cost left out", P, "define_congestion",
+           drop_cost("congestion_usd"), LATENESS_CHECKS),
 )
 
 
