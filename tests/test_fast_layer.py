@@ -309,8 +309,9 @@ def test_a_burst_starts_the_precision_ready_soonest() -> None:
     burst of the first test: at 120 s the layer sees 3 requests/s and ~120 queued at
     the one BF16 instance (0.85 requests/s), (3 + 120 / 300) − 0.85 ≈ 2.6 requests/s
     short, so 3 instances. The old layer started them at BF16, ready at 180 s; now at
-    FP8, ready at 150 s, when it wakes and moves BF16's new requests to them (its queue
-    then drains through the BF16 instance alone), so the burst's requests start sooner."""
+    FP8, ready at 150 s, when it wakes, re-dispatches BF16's queue (this interval's
+    requests, newest first) to them as far as they drain it sooner, and moves BF16's new
+    requests there: the burst's requests wait 31 s on average instead of 49 s."""
     kw: dict[str, Any] = {"flexibility": "S6", "precisions": ("BF16", "FP8"), "budget": 10.0,
                           "fp8_load_s": 30.0}
     exo, policy = case({W16: 1}, {W16: 1.0}, **kw)
@@ -319,8 +320,9 @@ def test_a_burst_starts_the_precision_ready_soonest() -> None:
     assert acts is not None
     started = acts[acts["action"] == "start"]
     assert started[["time_s", "precision", "count"]].values.tolist() == [[120.0, "FP8", 3]]
-    moved = acts[acts["action"] == "move"]
+    moved = acts[acts["action"].isin(["move", "requeue"])]
     assert float(moved["time_s"].min()) == 150.0
+    assert set(moved[moved["time_s"] == 150.0]["action"]) == {"move", "requeue"}
     assert set(moved["to_precision"]) == {"FP8"}
     exo, policy = case({W16: 1}, {W16: 1.0}, **kw)
     own = simulate(exo, policy, fast_layer=replace(ON, soonest_precision=False))
@@ -338,7 +340,7 @@ def test_sooner_precision_starts_stay_within_the_quality_budget() -> None:
     """As above with a budget of 0.1 points: FP8 may serve a third of the requests, 3 ×
     0.1 / 0.3 = 1 request/s at 120 s, one whole FP8 instance (0.85); the other
     ≈ 1.7 requests/s short start at BF16. Every prefix of an interval's requests stays
-    within the budget."""
+    within the budget, the queued requests re-dispatched to FP8 included."""
     exo, policy = case({W16: 1}, {W16: 1.0}, flexibility="S6", precisions=("BF16", "FP8"),
                        budget=0.1, fp8_load_s=30.0)
     result = simulate(exo, policy, fast_layer=ON)
@@ -347,7 +349,9 @@ def test_sooner_precision_starts_stay_within_the_quality_budget() -> None:
     first = acts[(acts["action"] == "start") & (acts["time_s"] == 120.0)]
     found = dict(zip(first["precision"], first["count"], strict=True))
     assert found["FP8"] == 1 and found["BF16"] >= 2
+    assert ((acts["action"] == "requeue") & (acts["to_precision"] == "FP8")).any()
     assert prefix_loss(result).max() <= 0.1 + 1e-12
+    assert result.kpis["quality_loss_max_pct_points"] <= 0.1 + 1e-12
 
 
 @pytest.mark.parametrize(("flexibility", "moves"), [("S3", True), ("S1", False)])

@@ -43,12 +43,18 @@ Actions, in this order:
 (a) **start instances** for what is still short, ``need_p − moved out + moved in −
   (ready_p + loading_p) · μ_p``, rounded up: at the boundary first by keeping instances
   the plan would stop (no warm-up), then new ones on free GPUs of the pool's campus,
-  then (spatial lever) of the same model and precision at other campuses. A new
+  then (spatial lever) of the same model and precision at other campuses. With the
+  quantization lever (``soonest_precision``) new instances go first to the model's
+  other precisions that load sooner (qwen3-235b: FP8 147.5 s against BF16's 265 s),
+  soonest first, the pool's campus first, as far as the quality budget left lets them
+  serve what is short (``(δ̄ − Σ_p δ_p s_p) λ_m`` less what the moves took, over
+  ``δ_h − δ_p``); what their loading instances will serve beyond their own need
+  counts against later shortfalls, so a later wake-up does not start them twice. A new
   instance draws power from its start and serves only after its load time
   (``load_time_s``), as the plan's own. Starting needs the switching lever: a fleet
   without it keeps its size.
 (d) **re-dispatch queued requests** (request level, inside the interval, spatial
-  lever; first at each wake-up, so that (b, c) see the queues it leaves): a queue is
+  or quantization lever; first at each wake-up, so that (b, c) see the queues it leaves): a queue is
   served first-come first-served, so every request that joins a pool behind a
   backlog waits for it, however idle the same model's pools at other campuses are
   (at a burst onset: the backlog built while the started instances loaded). Among
@@ -60,7 +66,12 @@ Actions, in this order:
   expected wait does). The newest of a surplus move first, whole requests only, to
   the largest deficit first, into the destination's queue in arrival order; the
   precision stays (no quality change), and no request moves into a campus holding
-  a DR cap.
+  a DR cap. With the quantization lever (``soonest_precision``) the same balance is
+  then struck among all of a model's pools the levers join (a burst's backlog at BF16
+  to the FP8 instances started for it once they are ready), moving across precisions
+  only requests that arrived in the interval and no more than the budget left allows
+  (``δ̄ − Σ_p δ_p s_p`` times the model's requests so far, less the loss already
+  added, as for new requests).
 
 **Limits.** GPUs: the campus's available GPUs less those of committed and draining
 instances. Power: the campus's inference IT power may average at most
