@@ -471,7 +471,7 @@ class FastLayer:
 
     def decide(self, step: int, view: FleetView, shares: np.ndarray, keepable: np.ndarray,
                limits: Callable[[], tuple[np.ndarray, np.ndarray]],
-               capped: np.ndarray | None = None) -> FastPlan:
+               capped: np.ndarray | None = None, surge: bool = False) -> FastPlan:
         """Moves and instances to add (module docstring).
 
         Parameters
@@ -491,6 +491,9 @@ class FastLayer:
             Campuses holding a committed DR cap: starts their power bound refuses
             while GPUs are free are counted (``dr_starts_held``); at fluid fidelity no
             request moves into them (module docstring, "Fluid fidelity").
+        surge : bool
+            A surge wake-up: only there are instances started at a sooner precision
+            (``soonest_precision``; elsewhere its loading ones are only counted).
         """
         P = len(self.keys)
         plan = FastPlan(add=np.zeros(P, dtype=np.int64))
@@ -527,7 +530,7 @@ class FastLayer:
             wanted -= kept
             if wanted > 0 and soonest:
                 left = self._start_sooner(p, short[p] - kept * mu[p], plan, known, mu, budget,
-                                          surplus, free_gpus, room_w)
+                                          surplus, free_gpus, room_w, start=surge)
                 wanted = max(math.ceil(left / mu[p] - _EPS), 0)
             if wanted <= 0:
                 continue
@@ -553,7 +556,7 @@ class FastLayer:
 
     def _start_sooner(self, p: int, short: float, plan: FastPlan, known: np.ndarray,
                       mu: np.ndarray, budget: np.ndarray, surplus: np.ndarray,
-                      free_gpus: np.ndarray, room_w: np.ndarray) -> float:
+                      free_gpus: np.ndarray, room_w: np.ndarray, start: bool = True) -> float:
         """Cover ``short`` [requests/s] of pool ``p`` at the other precisions of its model
         that are ready sooner (module docstring, (a)); returns what is left.
 
@@ -562,8 +565,9 @@ class FastLayer:
         may serve at most ``budget[m] / (δ_h − δ_p)`` requests/s (all when it loses no
         quality): first what its loading instances serve beyond its own need
         (``surplus``, started at an earlier wake-up), then new instances on free GPUs
-        within the power room, rounded up only where the budget does not bind.
-        Updates ``plan.add``, ``budget``, ``surplus``, ``free_gpus`` and ``room_w``.
+        within the power room, rounded up only where the budget does not bind (only
+        with ``start``). Updates ``plan.add``, ``budget``, ``surplus``, ``free_gpus``
+        and ``room_w``.
         """
         m = self.model_of[p]
         alts = [h for h in np.flatnonzero((self.model_of == m) & known
@@ -579,7 +583,7 @@ class FastLayer:
             surplus[h] -= loaded
             served = loaded
             rest = usable - loaded
-            if rest > _EPS:
+            if rest > _EPS and start:
                 c = self.campus_of[h]
                 whole = rest / mu[h] - _EPS
                 count = math.ceil(whole) if usable >= short - _EPS else math.floor(whole + 2 * _EPS)
@@ -792,7 +796,8 @@ class FastLayer:
                 self._rebalance_queues(server, step, tick, view, rate[self.model_of] * s, capped)
                 # built directly: dataclasses.replace costs more than the view itself
                 view = FleetView(ready, loading, draining, server.queue_lengths(), rate)
-            plan = self.decide(step, view, s, np.zeros_like(held), room, capped)
+            plan = self.decide(step, view, s, np.zeros_like(held), room, capped,
+                               surge=surge is not None)
             for p in np.flatnonzero(plan.add).tolist():
                 for _ in range(int(plan.add[p])):
                     ready_at = server.start_instance(p, tick)
