@@ -43,13 +43,16 @@ Actions, in this order:
 (a) **start instances** for what is still short, ``need_p − moved out + moved in −
   (ready_p + loading_p) · μ_p``, rounded up: at the boundary first by keeping instances
   the plan would stop (no warm-up), then new ones on free GPUs of the pool's campus,
-  then (spatial lever) of the same model and precision at other campuses. With the
-  quantization lever (``soonest_precision``) new instances go first to the model's
-  other precisions that load sooner (qwen3-235b: FP8 147.5 s against BF16's 265 s),
+  then (spatial lever) of the same model and precision at other campuses. At a surge
+  wake-up, with the quantization lever (``soonest_precision``), new instances go first
+  to the model's other precisions that load sooner (qwen3-235b: FP8 147.5 s against
+  BF16's 265 s),
   soonest first, the pool's campus first, as far as the quality budget left lets them
   serve what is short (``(δ̄ − Σ_p δ_p s_p) λ_m`` less what the moves took, over
   ``δ_h − δ_p``); what their loading instances will serve beyond their own need
-  counts against later shortfalls, so a later wake-up does not start them twice. A new
+  counts against later shortfalls, so a later wake-up does not start them twice. Only
+  at a surge: a shortfall the plan's instances nearly cover (a periodic wake-up) moves
+  only its excess to another pool, and an instance started there would mostly idle. A new
   instance draws power from its start and serves only after its load time
   (``load_time_s``), as the plan's own. Starting needs the switching lever: a fleet
   without it keeps its size.
@@ -219,10 +222,12 @@ class FastLayerConfig:
         also wakes when a model's arrivals over the last ``surge_window_s`` exceed what
         its committed instances serve beyond Poisson noise; ≥ 0 (0: off).
     soonest_precision : bool
-        With the quantization lever, start what a pool lacks first at another
-        precision of its model that is ready sooner (shorter ``load_time_s``), as far as
-        the quality budget left lets that precision serve it (module docstring, (a));
-        off: every start is at the short pool's own precision.
+        With the quantization lever, at a surge wake-up start what a pool lacks first
+        at another precision of its model that is ready sooner (shorter
+        ``load_time_s``), as far as the quality budget left lets that precision serve
+        it (module docstring, (a)), and re-dispatch the interval's queued requests
+        across precisions within that budget ((d)); off: every start is at the short
+        pool's own precision and queued requests keep theirs.
     """
 
     enabled: bool = True
