@@ -43,15 +43,16 @@ ON = FastLayerConfig(surge_window_s=0.0)
 wake-up has tests of its own)."""
 
 
-def hand_table() -> QuantTable:
-    """BF16 and FP8 (quality loss 0.3 points) rows of round figures (module docstring);
-    the GPU name has no fitted curve, so the pools run the flat curve."""
+def hand_table(fp8_load_s: float = 60.0) -> QuantTable:
+    """BF16 and FP8 (quality loss 0.3 points) rows of round figures (module docstring),
+    FP8 ready ``fp8_load_s`` after it is committed; the GPU name has no fitted curve, so
+    the pools run the flat curve."""
     base = load_quant_table()
     rows = tuple(replace(base.get(MODEL, q), idle_power_w=1000.0, marginal_energy_per_token_j=0.5,
                          max_batch=10, tokens_per_s_at_slo=1000.0, prefill_tokens_per_s=10_000.0,
-                         load_time_s=60.0, gpus_per_instance=1, itl_slo_p90_ms=50.0,
+                         load_time_s=load, gpus_per_instance=1, itl_slo_p90_ms=50.0,
                          quality_delta_pct_points=delta, gpu="hand-gpu")
-                 for q, delta in (("BF16", 0.0), ("FP8", -0.3)))
+                 for q, delta, load in (("BF16", 0.0, 60.0), ("FP8", -0.3, fp8_load_s)))
     return QuantTable(rows, "hand")
 
 
@@ -67,14 +68,15 @@ def case(plan: dict[tuple[str, str, str], int], shares: dict[tuple[str, str, str
          *, gpus: dict[str, int] | None = None, flexibility: str = "S2",
          precisions: tuple[str, ...] = ("BF16",), budget: float = 0.2,
          baseline_mw: float | None = None, requests: RequestArrays | None = None,
-         steps: int = 2) -> tuple[SiteExogenous, Scripted]:
+         steps: int = 2, fp8_load_s: float = 60.0) -> tuple[SiteExogenous, Scripted]:
     """The tiny site and a plan committing ``plan`` and ``shares`` every interval; a DR
     event with ``baseline_mw`` (cap = baseline) in the first interval when given."""
     gpus = gpus or {"W": 4}
     site = Site(campuses=tuple(Campus(name, "F", gpus=g, pue=PUE,
                                       grid=Grid(import_limit_mw=10.0))
                                for name, g in gpus.items()),
-                fleet=Fleet(models=(MODEL,), flexibility=flexibility, table=hand_table(),
+                fleet=Fleet(models=(MODEL,), flexibility=flexibility,
+                            table=hand_table(fp8_load_s),
                             allowed_precisions=precisions, quality_budget_pct_points=budget),
                 dr=DemandResponse(cap_fraction_of_baseline=1.0, baseline="s1_plan"))
     requests = requests if requests is not None else burst()
@@ -299,6 +301,64 @@ def test_precision_moves_stay_within_the_quality_budget(budget: float) -> None:
         assert loss.max() <= 0.1 + 1e-12
     else:
         assert loss.max() > 0.1
+
+
+def test_a_burst_starts_the_precision_ready_soonest() -> None:
+    """FP8 loads in 30 s, BF16 in 60 s; switching and the quantization lever (S6, one
+    campus of 8 GPUs), quality budget 10 points (FP8's 0.3 fits every request). The
+    burst of the surge test: at 70 s the last 10 s hold 30 requests, a surge; the layer
+    estimates 3 requests/s with ~20 queued at the one BF16 instance (0.85 requests/s),
+    so 3 instances. The old layer started them at BF16, ready at 130 s; now at FP8,
+    ready at 100 s, when it wakes, re-dispatches BF16's queue (this interval's
+    requests, newest first) to them as far as they drain it sooner, and moves BF16's
+    new requests there: the burst's requests wait 5.4 s on average instead of 17.4 s.
+    At a periodic wake-up (no surge) it starts at the pool's own precision."""
+    kw: dict[str, Any] = {"flexibility": "S6", "precisions": ("BF16", "FP8"), "budget": 10.0,
+                          "fp8_load_s": 30.0}
+    surge = replace(ON, surge_window_s=10.0)
+    exo, policy = case({W16: 1}, {W16: 1.0}, **kw)
+    result = simulate(exo, policy, fast_layer=surge)
+    acts = result.fast_actions
+    assert acts is not None
+    started = acts[acts["action"] == "start"]
+    assert started[["time_s", "precision", "count"]].values.tolist() == [[70.0, "FP8", 3]]
+    moved = acts[acts["action"].isin(["move", "requeue"])]
+    assert float(moved["time_s"].min()) == 100.0
+    assert set(moved[moved["time_s"] == 100.0]["action"]) == {"move", "requeue"}
+    assert set(moved["to_precision"]) == {"FP8"}
+    exo, policy = case({W16: 1}, {W16: 1.0}, **kw)
+    own = simulate(exo, policy, fast_layer=replace(surge, soonest_precision=False))
+    own_acts = own.fast_actions
+    assert own_acts is not None
+    own_started = own_acts[own_acts["action"] == "start"]
+    assert own_started[["time_s", "precision", "count"]].values.tolist() == [[70.0, "BF16", 3]]
+    out, old = result.outcome, own.outcome
+    assert out is not None and old is not None
+    assert np.nanmean(out.start - out.requests.arrival_s) < 0.5 * np.nanmean(
+        old.start - old.requests.arrival_s)
+    exo, policy = case({W16: 1}, {W16: 1.0}, **kw)
+    periodic = simulate(exo, policy, fast_layer=ON).fast_actions
+    assert periodic is not None
+    assert periodic[periodic["action"] == "start"][["time_s", "precision", "count"]
+                                                   ].values.tolist() == [[120.0, "BF16", 3]]
+
+
+def test_sooner_precision_starts_stay_within_the_quality_budget() -> None:
+    """As above with a budget of 0.1 points: FP8 may serve a third of the requests, 3 ×
+    0.1 / 0.3 = 1 request/s at the surge (70 s), one whole FP8 instance (0.85); the
+    other ≈ 1.7 requests/s short start at BF16. Every prefix of an interval's requests
+    stays within the budget, the queued requests re-dispatched to FP8 included."""
+    exo, policy = case({W16: 1}, {W16: 1.0}, flexibility="S6", precisions=("BF16", "FP8"),
+                       budget=0.1, fp8_load_s=30.0)
+    result = simulate(exo, policy, fast_layer=replace(ON, surge_window_s=10.0))
+    acts = result.fast_actions
+    assert acts is not None
+    first = acts[(acts["action"] == "start") & (acts["time_s"] == 70.0)]
+    found = dict(zip(first["precision"], first["count"], strict=True))
+    assert found == {"FP8": 1, "BF16": 2}
+    assert ((acts["action"] == "requeue") & (acts["to_precision"] == "FP8")).any()
+    assert prefix_loss(result).max() <= 0.1 + 1e-12
+    assert result.kpis["quality_loss_max_pct_points"] <= 0.1 + 1e-12
 
 
 @pytest.mark.parametrize(("flexibility", "moves"), [("S3", True), ("S1", False)])

@@ -43,12 +43,21 @@ Actions, in this order:
 (a) **start instances** for what is still short, ``need_p − moved out + moved in −
   (ready_p + loading_p) · μ_p``, rounded up: at the boundary first by keeping instances
   the plan would stop (no warm-up), then new ones on free GPUs of the pool's campus,
-  then (spatial lever) of the same model and precision at other campuses. A new
+  then (spatial lever) of the same model and precision at other campuses. At a surge
+  wake-up, with the quantization lever (``soonest_precision``), new instances go first
+  to the model's other precisions that load sooner (qwen3-235b: FP8 147.5 s against
+  BF16's 265 s),
+  soonest first, the pool's campus first, as far as the quality budget left lets them
+  serve what is short (``(δ̄ − Σ_p δ_p s_p) λ_m`` less what the moves took, over
+  ``δ_h − δ_p``); what their loading instances will serve beyond their own need
+  counts against later shortfalls, so a later wake-up does not start them twice. Only
+  at a surge: a shortfall the plan's instances nearly cover (a periodic wake-up) moves
+  only its excess to another pool, and an instance started there would mostly idle. A new
   instance draws power from its start and serves only after its load time
   (``load_time_s``), as the plan's own. Starting needs the switching lever: a fleet
   without it keeps its size.
 (d) **re-dispatch queued requests** (request level, inside the interval, spatial
-  lever; first at each wake-up, so that (b, c) see the queues it leaves): a queue is
+  or quantization lever; first at each wake-up, so that (b, c) see the queues it leaves): a queue is
   served first-come first-served, so every request that joins a pool behind a
   backlog waits for it, however idle the same model's pools at other campuses are
   (at a burst onset: the backlog built while the started instances loaded). Among
@@ -60,7 +69,12 @@ Actions, in this order:
   expected wait does). The newest of a surplus move first, whole requests only, to
   the largest deficit first, into the destination's queue in arrival order; the
   precision stays (no quality change), and no request moves into a campus holding
-  a DR cap.
+  a DR cap. With the quantization lever (``soonest_precision``) the same balance is
+  then struck among all of a model's pools the levers join (a burst's backlog at BF16
+  to the FP8 instances started for it once they are ready), moving across precisions
+  only requests that arrived in the interval and no more than the budget left allows
+  (``δ̄ − Σ_p δ_p s_p`` times the model's requests so far, less the loss already
+  added, as for new requests).
 
 **Limits.** GPUs: the campus's available GPUs less those of committed and draining
 instances. Power: the campus's inference IT power may average at most
@@ -207,6 +221,13 @@ class FastLayerConfig:
         Window of the surge wake-up (module docstring): between two wake-ups the layer
         also wakes when a model's arrivals over the last ``surge_window_s`` exceed what
         its committed instances serve beyond Poisson noise; ≥ 0 (0: off).
+    soonest_precision : bool
+        With the quantization lever, at a surge wake-up start what a pool lacks first
+        at another precision of its model that is ready sooner (shorter
+        ``load_time_s``), as far as the quality budget left lets that precision serve
+        it (module docstring, (a)), and re-dispatch the interval's queued requests
+        across precisions within that budget ((d)); off: every start is at the short
+        pool's own precision and queued requests keep theirs.
     """
 
     enabled: bool = True
@@ -214,6 +235,7 @@ class FastLayerConfig:
     lookback_s: float = 60.0
     drain_s: float = 300.0
     surge_window_s: float = 10.0
+    soonest_precision: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.period_s <= STEP_S:
@@ -352,6 +374,7 @@ class FastLayer:
                                  for s in specs])
         self.p0_w = np.array([float(s.batch_curve.power_idle_w) for s in specs])
         self.batch = np.array([s.slots_per_instance for s in specs], dtype=np.int64)
+        self.load_s = np.array([s.load_time_s for s in specs])
         # Active power P(b) − P0 of one instance at each batch b = 0..B [W].
         self._active_w = [np.asarray(s.batch_curve.power_w(np.arange(s.slots_per_instance + 1)),
                                      dtype=float) - float(s.batch_curve.power_idle_w)
@@ -453,7 +476,7 @@ class FastLayer:
 
     def decide(self, step: int, view: FleetView, shares: np.ndarray, keepable: np.ndarray,
                limits: Callable[[], tuple[np.ndarray, np.ndarray]],
-               capped: np.ndarray | None = None) -> FastPlan:
+               capped: np.ndarray | None = None, surge: bool = False) -> FastPlan:
         """Moves and instances to add (module docstring).
 
         Parameters
@@ -473,6 +496,9 @@ class FastLayer:
             Campuses holding a committed DR cap: starts their power bound refuses
             while GPUs are free are counted (``dr_starts_held``); at fluid fidelity no
             request moves into them (module docstring, "Fluid fidelity").
+        surge : bool
+            A surge wake-up: only there are instances started at a sooner precision
+            (``soonest_precision``; elsewhere its loading ones are only counted).
         """
         P = len(self.keys)
         plan = FastPlan(add=np.zeros(P, dtype=np.int64))
@@ -483,11 +509,11 @@ class FastLayer:
         if not (known & (need > ready_cap + _EPS)).any():
             return plan  # every pool covers its need with ready instances
         out, into = np.zeros(P), np.zeros(P)
+        budget = self.slack(shares) * view.rate  # [points · requests/s]
         if self.levers.spatial or self.levers.quantization:
             # Fluid: nothing inside the interval caps what moved requests draw there.
             closed = capped if self.fidelity == "fluid" else None
-            self._plan_moves(plan, known, need, ready_cap, lam, view.rate, shares, out, into,
-                             closed)
+            self._plan_moves(plan, known, need, ready_cap, lam, budget, out, into, closed)
         if not self.levers.switching:
             return plan
         short = need - out + into - (view.ready + view.loading) * mu
@@ -496,6 +522,10 @@ class FastLayer:
         if not wanted_pools:
             return plan
         free_gpus, room_w = limits()
+        soonest = self.config.soonest_precision and self.levers.quantization
+        # What loading instances of a pool will serve beyond its own need [requests/s]:
+        # those started at a sooner precision for another pool (below) count there.
+        surplus = np.where(known, np.minimum(np.maximum(-short, 0.0), view.loading * mu), 0.0)
         for p in wanted_pools:
             wanted = math.ceil(short[p] / mu[p] - _EPS)
             # A kept instance was already counted at full power (as draining), so it
@@ -503,6 +533,10 @@ class FastLayer:
             kept = int(min(wanted, keepable[p])) if room_w[self.campus_of[p]] >= -_EPS else 0
             plan.add[p] += kept
             wanted -= kept
+            if wanted > 0 and soonest:
+                left = self._start_sooner(p, short[p] - kept * mu[p], plan, known, mu, budget,
+                                          surplus, free_gpus, room_w, start=surge)
+                wanted = max(math.ceil(left / mu[p] - _EPS), 0)
             if wanted <= 0:
                 continue
             hosts = [p] + ([h for h in range(P) if h != p and self.keys[h][1:] == self.keys[p][1:]]
@@ -525,17 +559,62 @@ class FastLayer:
                     min(wanted, free_gpus[c] // self.gpus[p]), 0)
         return plan
 
+    def _start_sooner(self, p: int, short: float, plan: FastPlan, known: np.ndarray,
+                      mu: np.ndarray, budget: np.ndarray, surplus: np.ndarray,
+                      free_gpus: np.ndarray, room_w: np.ndarray, start: bool = True) -> float:
+        """Cover ``short`` [requests/s] of pool ``p`` at the other precisions of its model
+        that are ready sooner (module docstring, (a)); returns what is left.
+
+        Candidates: the pools ``h`` the levers let ``p``'s requests move to with a
+        precision of shorter ``load_time_s``, soonest first, the same campus first. Each
+        may serve at most ``budget[m] / (δ_h − δ_p)`` requests/s (all when it loses no
+        quality): first what its loading instances serve beyond its own need
+        (``surplus``, started at an earlier wake-up), then new instances on free GPUs
+        within the power room, rounded up only where the budget does not bind (only
+        with ``start``). Updates ``plan.add``, ``budget``, ``surplus``, ``free_gpus``
+        and ``room_w``.
+        """
+        m = self.model_of[p]
+        alts = [h for h in np.flatnonzero((self.model_of == m) & known
+                                          & (self.load_s < self.load_s[p])).tolist()
+                if self.keys[h][2] != self.keys[p][2] and self._allowed(p, h)]
+        alts.sort(key=lambda h: (self.load_s[h], self.campus_of[h] != self.campus_of[p]))
+        for h in alts:
+            if short <= _EPS:
+                break
+            worse = float(self.loss[h] - self.loss[p])
+            usable = short if worse <= 0 else min(short, max(budget[m], 0.0) / worse)
+            loaded = min(usable, surplus[h])
+            surplus[h] -= loaded
+            served = loaded
+            rest = usable - loaded
+            if rest > _EPS and start:
+                c = self.campus_of[h]
+                whole = rest / mu[h] - _EPS
+                count = math.ceil(whole) if usable >= short - _EPS else math.floor(whole + 2 * _EPS)
+                fit = int(min(count, free_gpus[c] // self.gpus[h],
+                              math.floor(room_w[c] / self.p_max_w[h] + _EPS)))
+                if fit > 0:
+                    plan.add[h] += fit
+                    free_gpus[c] -= fit * self.gpus[h]
+                    room_w[c] -= fit * self.p_max_w[h]
+                    served += min(fit * mu[h], rest)
+            short -= served
+            if worse > 0:
+                budget[m] -= served * worse
+        return short
+
     def _plan_moves(self, plan: FastPlan, known: np.ndarray, need: np.ndarray,
-                    ready_cap: np.ndarray, lam: np.ndarray, rate: np.ndarray,
-                    shares: np.ndarray, out: np.ndarray, into: np.ndarray,
+                    ready_cap: np.ndarray, lam: np.ndarray, budget: np.ndarray,
+                    out: np.ndarray, into: np.ndarray,
                     closed: np.ndarray | None = None) -> None:
         """Moves of new requests from short pools to pools with spare ready capacity,
-        none into a campus ``closed`` flags (C,)."""
+        none into a campus ``closed`` flags (C,); ``budget`` (M,) [points · requests/s]
+        is the quality budget left, spent in place."""
         excess = need - ready_cap
         spare = ready_cap - need
         if closed is not None:
             spare = np.where(closed[self.campus_of], 0.0, spare)
-        budget = self.slack(shares) * rate  # [points · requests/s]
         for src in sorted(np.flatnonzero(known & (excess > _EPS) & (lam > _EPS)).tolist(),
                           key=lambda p: -excess[p]):
             m = self.model_of[src]
@@ -717,11 +796,13 @@ class FastLayer:
                 full = np.bincount(self.campus_of, weights=held * self.p_max_w, minlength=C)
                 return free, (limits.inference_max_w * STEP_S - energy - left * full) / left
 
-            if self.levers.spatial:
+            if self.levers.spatial or (self.levers.quantization
+                                       and self.config.soonest_precision):
                 self._rebalance_queues(server, step, tick, view, rate[self.model_of] * s, capped)
                 # built directly: dataclasses.replace costs more than the view itself
                 view = FleetView(ready, loading, draining, server.queue_lengths(), rate)
-            plan = self.decide(step, view, s, np.zeros_like(held), room, capped)
+            plan = self.decide(step, view, s, np.zeros_like(held), room, capped,
+                               surge=surge is not None)
             for p in np.flatnonzero(plan.add).tolist():
                 for _ in range(int(plan.add[p])):
                     ready_at = server.start_instance(p, tick)
@@ -758,8 +839,17 @@ class FastLayer:
         known, mu = self.service_rate(step)
         drain = np.where(known, view.ready * mu - inflow, 0.0)
         open_ = np.ones(len(self.campuses), dtype=bool) if capped is None else ~capped
-        queue = view.queue
-        for pools in self._precision_groups:
+        queue = view.queue.copy()
+        groups: list[list[int]] = list(self._precision_groups) if self.levers.spatial else []
+        first, arrived = 0, np.zeros(len(self.models), dtype=np.int64)
+        if self.levers.quantization and self.config.soonest_precision:
+            # then among all of a model's pools the levers join, within the quality budget
+            groups += [np.flatnonzero(self.model_of == m).tolist()
+                       for m in range(len(self.models))]
+            first = server.first_request_at(step * STEP_S)
+            arrived = np.bincount(self._request_arrays().model[
+                first:server.first_request_at(t)], minlength=len(self.models))
+        for pools in groups:
             group = [p for p in pools if known[p]]
             into = [p for p in group if drain[p] > _EPS and open_[self.campus_of[p]]]
             total = float(queue[group].sum())
@@ -771,11 +861,27 @@ class FastLayer:
             deficit = {p: math.floor(hold[p] - queue[p] + _EPS) for p in into}
             for src in sorted((p for p in group if surplus[p] > 0), key=lambda p: -surplus[p]):
                 for dst in sorted((p for p in into if deficit[p] > 0), key=lambda p: -deficit[p]):
-                    count = server.requeue(src, dst, min(surplus[src], deficit[dst]))
+                    if not self._allowed(src, dst):
+                        continue
+                    count = min(surplus[src], deficit[dst])
+                    m = self.model_of[src]
+                    worse = float(self.loss[dst] - self.loss[src])
+                    if self.keys[src][2] != self.keys[dst][2]:
+                        # Only this interval's requests (its books hold the loss), the
+                        # newest first, and no more than the budget left allows.
+                        count = min(count, server.queued_since(src, first))
+                        if worse > 0:
+                            room = self._slack[m] * arrived[m] - self._added_loss[m]
+                            count = min(count, math.floor(room / worse + _EPS))
+                    count = server.requeue(src, dst, count) if count > 0 else 0
                     if count == 0:
                         continue
+                    if self.keys[src][2] != self.keys[dst][2]:
+                        self._added_loss[m] += count * worse
                     surplus[src] -= count
                     deficit[dst] -= count
+                    queue[src] -= count
+                    queue[dst] += count
                     self._record_move(t, step, src, dst, float(count), "requeue")
                     if surplus[src] <= 0:
                         break

@@ -1131,6 +1131,11 @@ class RequestLevelServer:
         """Requests waiting for admission per pool now [requests], (P,)."""
         return np.array([ps.queue.size for ps in self._pools], dtype=float)
 
+    def queued_since(self, pool: int, first: int) -> int:
+        """Requests waiting in ``pool``'s queue whose index is at least ``first`` (those
+        that arrived at or after request ``first``'s arrival) [requests]."""
+        return int((self._pools[pool].queue >= first).sum())
+
     def requeue(self, src: int, dst: int, count: int) -> int:
         """Move the ``count`` requests that joined pool ``src``'s queue last to pool
         ``dst``'s queue, among its own in arrival order (a load balancer re-dispatching
