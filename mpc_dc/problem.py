@@ -1254,9 +1254,16 @@ def set_parameters(ctx: ModelContext, inputs: HorizonInputs, state: PlantState) 
                            * plate[:, None] / u))
     if ctx.other_it.size:
         due, avail = state.deferrable(C, H)
-        _set(p["work_nd_wu"], ctx.reduce(inputs.work_nd_wu[ctx.other_it]))
-        _set(p["df_due_cum_wu"], ctx.reduce(due[ctx.other_it], "last"))
-        _set(p["df_available_cum_wu"], ctx.reduce(avail[ctx.other_it], "last"))
+        nd = inputs.work_nd_wu[ctx.other_it]
+        _set(p["work_nd_wu"], ctx.reduce(nd))
+        if ctx.blocked:
+            spare = np.maximum(max_work_per_interval_wu(site, inputs)[ctx.other_it] - nd, 0.0)
+            due_col, avail_col = column_deferrable_bounds(ctx, due[ctx.other_it],
+                                                          avail[ctx.other_it], spare)
+        else:
+            due_col, avail_col = due[ctx.other_it], avail[ctx.other_it]
+        _set(p["df_due_cum_wu"], due_col)
+        _set(p["df_available_cum_wu"], avail_col)
     if ctx.demand_charge.size:
         _set(p["peak_import_to_date"], state.peaks_mw(C)[ctx.demand_charge] / u)
     if ctx.battery.size:
@@ -1266,6 +1273,59 @@ def set_parameters(ctx: ModelContext, inputs: HorizonInputs, state: PlantState) 
         _set_fleet_parameters(ctx, inputs, state, M, H)
     if ctx.demand_response:
         _set_dr_parameters(ctx, inputs, C, H)
+
+
+def column_deferrable_bounds(ctx: ModelContext, due_wu: np.ndarray, available_wu: np.ndarray,
+                             spare_wu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative deferrable work due and released by the end of each model column [WU].
+
+    A column of ``n > 1`` intervals holds one power level, so the model knows only the
+    cumulative work ``c[k]`` at column ends. A deadline inside column ``k + 1`` (after
+    interval ``i``) can be met only if the work left at the end of column ``k`` fits
+    into the intervals of ``k + 1`` up to ``i``; a release inside column ``k`` (at
+    interval ``i``) bounds the work done by its end to the released work plus what
+    its intervals after ``i`` can do:
+
+    ``D'[k] = max(D[e_k], max_{i ∈ k+1} (D[i] − S[i]) + S[e_k])``,
+    ``A'[k] = min_{i ∈ k} (A[i] − S[i]) + S[e_k]``,
+
+    with ``D``, ``A`` the cumulative work due and released by the end of each interval,
+    ``S`` the cumulative spare capacity ``s[i]`` (the most deferrable work interval
+    ``i`` can do: :func:`max_work_per_interval_wu` less the non-deferrable work) and
+    ``e_k`` the last interval of column ``k``. Where column ``k + 1`` (for ``D'``) or
+    ``k`` (for ``A'``) is one interval this is ``D[e_k]`` and ``A[e_k]``. Reading the
+    deadline at the column's end alone counted the capacity of a column's intervals
+    after its deadline: with the coarse columns not aligned to the deadlines, the
+    plan put off work that the intervals before the deadline could not do.
+
+    Parameters
+    ----------
+    ctx : ModelContext
+        The model (its ``column_starts``, ``column_ends``, ``interval_lengths``).
+    due_wu, available_wu, spare_wu : ndarray (R, intervals) [WU]
+        ``D``, ``A`` and ``s`` of the campuses with other IT.
+
+    Returns
+    -------
+    due, available : ndarray (R, columns) [WU]
+    """
+    lengths = ctx.interval_lengths
+    assert lengths is not None
+    starts, ends = ctx.column_starts, ctx.column_ends
+    S = np.cumsum(spare_wu, axis=1)
+    due = due_wu[:, ends]
+    avail = available_wu[:, ends]
+    multi = lengths > 1
+    if multi[1:].any():
+        ahead = np.maximum.reduceat(due_wu - S, starts, axis=1)[:, 1:] + S[:, ends[:-1]]
+        k = np.flatnonzero(multi[1:])
+        due[:, k] = np.maximum(due[:, k], ahead[:, k])
+    if multi.any():
+        room = np.minimum.reduceat(available_wu - S, starts, axis=1) + S[:, ends]
+        avail[:, multi] = np.minimum(avail[:, multi], room[:, multi])
+    # The last interval of a column is one of its own, so A' <= A[e_k]; D' can only
+    # exceed A' where the inputs are infeasible already (check_feasibility names it).
+    return due, avail
 
 
 def _set_fleet_parameters(ctx: ModelContext, inputs: HorizonInputs, state: PlantState,
