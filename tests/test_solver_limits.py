@@ -9,6 +9,8 @@ a solve stopped on the wall clock is counted, up to the scorecard.
 
 from __future__ import annotations
 
+import tomllib
+
 import cvxpy as cp
 import numpy as np
 import pandas as pd
@@ -18,7 +20,13 @@ from mpc_dc.control.mpc import ControllerStats
 from mpc_dc.fastpath import NO_NODE_LIMIT, HighsFastPath
 from mpc_dc.problem import Formulation, Problem, SolverOptions, SolveStatus
 from mpc_dc.runner import offline_options, solver_options
-from mpc_dc.site.scenario import ControllerSpec, example_path, load_scenario
+from mpc_dc.site.scenario import (
+    DEFAULT_MIP_MAX_NODES,
+    DEFAULT_TIME_LIMIT_S,
+    ControllerSpec,
+    example_path,
+    load_scenario,
+)
 from mpc_dc.suite import scorecard, summary, time_limit_notes
 from tests.test_problem_regression import fleet_inputs, fleet_site
 
@@ -75,6 +83,21 @@ def test_the_dr_weeks_step_limits_end_a_milp_alike_at_any_wall_clock_budget() ->
     assert first.model_status == second.model_status == "kSolutionLimit"
     assert (second.objective, second.dual_bound) == (first.objective, first.dual_bound)
     assert first.x is not None and second.x is not None and np.array_equal(first.x, second.x)
+
+
+@pytest.mark.parametrize("name", ["default", "burstgpt_caiso_month", "fleet_default",
+                                  "nyiso_wind_fleet", "dr_caiso", "rcdc_default"])
+def test_a_scenario_without_the_limit_keys_gets_the_deterministic_step_limits(
+        name: str) -> None:
+    """The node limit (500) and the 60-s safety clock are the controller's defaults, not
+    keys each shipped scenario copies: a scenario that sets neither key gets them."""
+    path = example_path(name)
+    table = tomllib.loads(path.read_text())
+    assert not {"mip_max_nodes", "time_limit_s"} & set(table["controller"]), path
+    options = solver_options(load_scenario(path).controller)
+    assert (options.mip_max_nodes, options.time_limit_s) == (
+        DEFAULT_MIP_MAX_NODES, DEFAULT_TIME_LIMIT_S) == (500, 60.0)
+    assert solver_options(ControllerSpec()).mip_max_nodes == 500
 
 
 def test_a_wall_clock_stop_is_counted_up_to_the_scorecard() -> None:
