@@ -126,6 +126,36 @@ def test_a_wall_clock_stop_is_counted_up_to_the_scorecard() -> None:
     assert notes[0].startswith("s / mpc: 2 solve(s) stopped")
 
 
+def test_a_node_limit_stop_is_counted_up_to_the_scorecard() -> None:
+    """A node-limit stop is counted as a wall-clock stop is (KPI
+    ``solver_node_limit_hits``, the scorecard's ``node-limit hits``), not only seen in
+    the statuses and the gap."""
+    fast = HighsFastPath(market_split(), time_limit_s=60.0, mip_rel_gap=0.0, mip_max_nodes=50)
+    assert fast.solve().model_status == "kSolutionLimit"
+    assert (fast.node_limit_hits, fast.time_limit_hits) == (1, 0)
+    # Through a Problem: 7 nodes leave the committed MIP of this instance unproven.
+    inputs = fleet_inputs(3, seed=1, dr=True)
+    stats = ControllerStats()
+    for nodes in (7, None):
+        problem = Problem(fleet_site("S6"), 3, SolverOptions(mip_max_nodes=nodes),
+                          formulation=Formulation.EXACT)
+        result = problem.solve(inputs, None, "committed_mip")
+        assert result.node_limit_hit is (nodes is not None), nodes
+        assert problem.node_limit_hits == int(nodes is not None)
+        stats.record(result)
+    assert (stats.node_limit_hits, stats.time_limit_hits) == (1, 0)
+    results = pd.DataFrame([{"run_id": p, "status": "done", "scenario": "s", "policy": p,
+                             "controller": p, "cost_usd": c, "solver_time_limit_hits": 0,
+                             "solver_node_limit_hits": n}
+                            for p, c, n in (("baseline", 2.0, 0), ("mpc", 1.5, 3),
+                                            ("offline", 1.0, 1))])
+    timings = pd.DataFrame({"run_id": results["run_id"], "decide_time_median_s": 0.0})
+    card = scorecard(results, timings, 0.0)
+    assert list(card["node_limit_hits"]) == [0.0, 3.0, 1.0]
+    assert summary(card).set_index("policy").loc["mpc", "node_limit_hits"] == 3.0
+    assert time_limit_notes(card) == []  # deterministic: not a reproducibility note
+
+
 def test_the_node_limit_keys_reach_highs_for_each_form() -> None:
     spec = ControllerSpec(mip_max_nodes=7, offline_mip_max_nodes=3)
     mpc = solver_options(spec)
