@@ -451,6 +451,10 @@ class FastLayer:
         self._seen = np.zeros(P, dtype=np.int64)
         self._credit: dict[int, np.ndarray] = {}
         self.ledger = QualityLedger(len(self.models))
+        # The open interval's requests per model that arrived before request index
+        # self._counted_to (request level), advanced over the new requests only.
+        self._arrived = np.zeros(len(self.models), dtype=np.int64)
+        self._counted_to = 0
         self._acted_rate = np.zeros(len(self.models))  # at the last wake-up [requests/s]
 
     # -- observation ---------------------------------------------------------------------
@@ -506,6 +510,18 @@ class FastLayer:
             raise ValueError("the fast layer inside the interval needs the requests "
                              "themselves; this run has per-interval aggregates only")
         return self._arrays
+
+    def _arrived_before(self, end: int) -> np.ndarray:
+        """Each model's requests of the open interval with a request index below ``end``
+        (request level; ``end`` never decreases within an interval) [requests], (M,).
+
+        A running count: only the requests since the last call are counted, instead of
+        the interval's every wake-up (read only; the next call may change it)."""
+        if end > self._counted_to:
+            self._arrived += np.bincount(self._request_arrays().model[self._counted_to:end],
+                                         minlength=len(self.models))
+            self._counted_to = end
+        return self._arrived
 
     # -- the decision ----------------------------------------------------------------------
     def _allowed(self, src: int, dst: int) -> bool:
@@ -792,6 +808,8 @@ class FastLayer:
         """
         server.begin_interval(step, target, shares)
         t0 = step * STEP_S
+        self._arrived[:] = 0
+        self._counted_to = server.first_request_at(t0)
         s = self._share_array(shares)
         now = t0
         ticks = self.config.ticks(step)
@@ -890,8 +908,7 @@ class FastLayer:
             groups += [np.flatnonzero(self.model_of == m).tolist()
                        for m in range(len(self.models))]
             first = server.first_request_at(step * STEP_S)
-            arrived = np.bincount(self._request_arrays().model[
-                first:server.first_request_at(t)], minlength=len(self.models))
+            arrived = self._arrived_before(server.first_request_at(t))
         for pools in groups:
             group = [p for p in pools if known[p]]
             into = [p for p in group if drain[p] > _EPS and open_[self.campus_of[p]]]
@@ -1131,8 +1148,7 @@ class FastLayer:
         models = model[a:b]
         M = len(self.models)
         # Requests of each model that arrived in the interval before this window.
-        arrived = np.bincount(model[server.first_request_at(step * STEP_S):a],
-                              minlength=M).astype(float)
+        arrived = self._arrived_before(a).astype(float)
         if b > a:
             pools = server.pool[a:b]
             rank = np.zeros(b - a)
