@@ -165,6 +165,10 @@ class HighsFastPath:
     time_limit_hits : int
         Runs HiGHS stopped on its wall-clock limit (``kTimeLimit``): their outcome
         depends on the machine and its load.
+    node_limit_hits : int
+        Runs HiGHS stopped on its branch-and-bound node limit (``kSolutionLimit``, the
+        only HiGHS solution/node limit this class sets): deterministic, but the plan
+        is the incumbent at the limit, not the optimum to the relative gap.
     """
 
     def __init__(self, problem: cp.Problem, *, time_limit_s: float = 30.0,
@@ -232,6 +236,7 @@ class HighsFastPath:
         self._repair_pool: tuple[np.ndarray, np.ndarray] | None = None
         self._start: tuple[np.ndarray, np.ndarray | None] | None = None
         self.time_limit_hits = 0
+        self.node_limit_hits = 0
         self._highs = self._load(A, data, time_limit_s, mip_rel_gap)
         self.set_options(mip_max_nodes=mip_max_nodes)
 
@@ -338,6 +343,8 @@ class HighsFastPath:
         status = h.getModelStatus().name
         if status == "kTimeLimit":
             self.time_limit_hits += 1
+        elif status == "kSolutionLimit":
+            self.node_limit_hits += 1
         info = h.getInfo()
         has_primal = info.primal_solution_status == 2  # kSolutionStatusFeasible
         x = _col_values(h) if has_primal else None

@@ -742,6 +742,10 @@ class SolveResult:
         True when HiGHS stopped a run of this call on its wall-clock limit
         (``time_limit_s``, ``full_time_limit_s``): the result then depends on the
         machine and its load, and another run of the same inputs may differ.
+    node_limit_hit : bool
+        True when HiGHS stopped a MIP run of this call on its node limit
+        (``mip_max_nodes``, ``full_mip_max_nodes``): deterministic, but that run's plan
+        is its incumbent at the limit, not the optimum to the relative gap.
     warm_start_failures : int
         Warm-started LP runs of this call HiGHS failed on, each re-solved cold
         (:attr:`Problem.warm_start_failures`).
@@ -763,6 +767,7 @@ class SolveResult:
     lp_bound_usd: float = float("nan")
     mip_bound_usd: float = float("nan")
     time_limit_hit: bool = False
+    node_limit_hit: bool = False
     warm_start_failures: int = 0
 
     @property
@@ -1912,8 +1917,9 @@ class Problem:
     finer_dives, chunk_mip_repairs, warm_start_failures : int
         Round-and-fix chunks redone in halves / given to HiGHS as a chunk MIP; warm
         bases HiGHS rejected (solved cold instead).
-    time_limit_hits : int
-        HiGHS runs stopped on their wall-clock limit, over every model (property).
+    time_limit_hits, node_limit_hits : int
+        HiGHS runs stopped on their wall-clock / node limit, over every model
+        (properties).
     last_warm_start : str
         Start of the last LP relaxation run (``cold``, ``same`` or ``shift``).
     """
@@ -1961,6 +1967,11 @@ class Problem:
     def time_limit_hits(self) -> int:
         """HiGHS runs of this problem stopped on their wall-clock limit."""
         return sum(m.fast.time_limit_hits for m in self._models.values())
+
+    @property
+    def node_limit_hits(self) -> int:
+        """HiGHS MIP runs of this problem stopped on their node limit."""
+        return sum(m.fast.node_limit_hits for m in self._models.values())
 
     @property
     def n_columns(self) -> int:
@@ -2052,6 +2063,7 @@ class Problem:
             formulation = Formulation(self.formulation)
         args = (inputs, state, form, integer_intervals, fix_instances, start, wall)
         hits, failures = self.time_limit_hits, self.warm_start_failures
+        node_hits = self.node_limit_hits
         result = self._solve_formulation(formulation, *args)
         if (formulation is Formulation.RELAXED and self.formulation == "auto"
                 and result.status.has_plan and result.message.startswith("repair failed")):
@@ -2074,6 +2086,8 @@ class Problem:
             logger.warning("HiGHS stopped on its wall-clock limit in this solve (%s): the "
                            "result depends on the machine's load", result.status)
             result = replace(result, time_limit_hit=True)
+        if self.node_limit_hits > node_hits:
+            result = replace(result, node_limit_hit=True)
         if self.warm_start_failures > failures:
             result = replace(result, warm_start_failures=self.warm_start_failures - failures)
         return result

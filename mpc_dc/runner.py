@@ -734,6 +734,7 @@ def summary_row(outcome: RunOutcome) -> dict[str, Any]:
         "fallbacks": k["fallbacks_total"],
         "mip_gap_pct": 100.0 * gap if math.isfinite(gap) else math.nan,
         "solves_not_optimal": k["solves"] - k["solve_statuses"].get("optimal", 0),
+        "node_limit_hits": k.get("solver_node_limit_hits", 0),
         "solve_median_ms": 1000.0 * k["solve_time_median_s"],
         "wall_time_s": k["wall_time_s"] + k["setup_time_s"] + k.get("dr_lead_in_time_s", 0.0),
     }

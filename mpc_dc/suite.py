@@ -322,14 +322,14 @@ SCORECARD_COLUMNS: tuple[str, ...] = (
     "cost_vs_baseline_pct", "slo_attainment", "slo_missed_requests", "carbon_t",
     "carbon_vs_baseline", "peak_import_mw", "peak_vs_baseline", "dr_compliance",
     "deadline_missed_wu", "projections", "decide_time_median_s", "offline_mip_gap_pct",
-    "time_limit_hits",
+    "time_limit_hits", "node_limit_hits",
 )
 """Columns of the scorecard (docs/benchmark.md)."""
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "policy", "score", "scenarios_scored", "cost_vs_baseline_pct", "carbon_vs_baseline",
     "slo_attainment", "dr_compliance", "projections", "decide_time_median_s",
-    "time_limit_hits",
+    "time_limit_hits", "node_limit_hits",
 )
 """Columns of the summary (docs/benchmark.md)."""
 
@@ -404,6 +404,8 @@ def _scenario_rows(name: str, g: pd.DataFrame, penalty: float) -> pd.DataFrame:
     # The DR lead-in's solves count too: its meter is every baseline's.
     out["time_limit_hits"] = (_column(g, "solver_time_limit_hits")
                               + _column(g, "dr_lead_in_solver_time_limit_hits").fillna(0.0))
+    # Reproducible (a node limit ends alike on any machine); the run's own solves only.
+    out["node_limit_hits"] = _column(g, "solver_node_limit_hits")
     return out[list(SCORECARD_COLUMNS)]
 
 
@@ -425,6 +427,7 @@ def summary(card: pd.DataFrame) -> pd.DataFrame:
             "decide_time_median_s": float(np.nanmedian(g["decide_time_median_s"]))
             if g["decide_time_median_s"].notna().any() else math.nan,
             "time_limit_hits": float(g["time_limit_hits"].sum()),
+            "node_limit_hits": float(g["node_limit_hits"].sum()),
         })
     return pd.DataFrame(out, columns=list(SUMMARY_COLUMNS))
 
@@ -460,6 +463,7 @@ _FORMATS: Mapping[str, tuple[str, str]] = {
     "decide_time_median_s": ("decide med. [ms]", "ms"),
     "offline_mip_gap_pct": ("offline gap [%]", "{:.4f}"),
     "time_limit_hits": ("wall-limit hits", "{:.0f}"),
+    "node_limit_hits": ("node-limit hits", "{:.0f}"),
 }
 
 

@@ -361,6 +361,34 @@ def test_sooner_precision_starts_stay_within_the_quality_budget() -> None:
     assert result.kpis["quality_loss_max_pct_points"] <= 0.1 + 1e-12
 
 
+def test_requeues_and_moves_draw_on_one_quality_ledger() -> None:
+    """The two paths that send requests to FP8 (loss 0.3 points) inside an interval,
+    re-dispatching queues (d) and moving new requests (b, c) into the instance the surge
+    started at FP8, draw on one ledger: together they add at most the budget (0.1
+    points) times the interval's requests so far. Run as in the test above (3
+    requests/s from 60 s, the FP8 instance ready at 100 s). By hand: at 100 s, 120
+    requests have arrived, so the re-dispatch may take 0.1 × 120 / 0.3 = 40 of the
+    queue and no more; the moves of new requests then get only what later arrivals
+    add. Checked on the action log (each action's count against the arrivals before
+    the next action, which bound the requests it covers) and request by request."""
+    budget, fp8_loss = 0.1, 0.3
+    exo, policy = case({W16: 1}, {W16: 1.0}, flexibility="S6", precisions=("BF16", "FP8"),
+                       budget=budget, fp8_load_s=30.0)
+    result = simulate(exo, policy, fast_layer=replace(ON, surge_window_s=10.0))
+    acts = result.fast_actions
+    assert acts is not None
+    to_fp8 = acts[(acts["to_precision"] == "FP8") & (acts["step"] == 0)]
+    assert {"move", "requeue"} <= set(to_fp8["action"])
+    first = to_fp8[to_fp8["time_s"] == 100.0].set_index("action")["count"]
+    assert first["requeue"] == 40.0
+    arrivals = exo.requests.arrival_s
+    times = sorted(set(to_fp8["time_s"]))
+    for t, after in zip(times, [*times[1:], 900.0], strict=True):
+        added = fp8_loss * float(to_fp8.loc[to_fp8["time_s"] <= t, "count"].sum())
+        assert added <= budget * int((arrivals < after).sum()) + 1e-9, t
+    assert prefix_loss(result).max() <= budget + 1e-12
+
+
 @pytest.mark.parametrize(("flexibility", "moves"), [("S3", True), ("S1", False)])
 def test_reroutes_to_another_campus_only_with_the_spatial_lever(flexibility: str,
                                                                 moves: bool) -> None:

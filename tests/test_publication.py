@@ -74,6 +74,30 @@ def test_schedule_mid_hour_start_withholds_the_running_hour_from_the_history() -
         ObservationSchedule(start, 4, ("h",), np.zeros((5, 1)), 1, {"h": Publication(HOUR)})
 
 
+def test_last_published_values_hold_the_last_value_the_schedule_delivered() -> None:
+    """The one "last published value" path (the engine's export price of a decision
+    without one, ``SiteExogenous.last_published_values``): at the start of each run
+    interval, the value at ``last_observable``, a NaN holding the value before it."""
+    start = ts("2022-04-04 04:00")
+    n, before = 8, 4
+    hourly = np.arange(before + n, dtype=float)
+    hourly[[4, 5, 6, 7]] = np.nan  # the run's first hour was never published
+    native = np.arange(before + n, dtype=float)
+    native[[0, 1, 2, 3, 9]] = np.nan  # no history, and a gap at position 5
+    sched = ObservationSchedule(start, n, ("hourly", "native"),
+                                np.column_stack([hourly, native]), before,
+                                {"hourly": Publication(HOUR)})
+    # The last hour of history is observable at 04:00; the NaN hour holds it at 05:00.
+    assert sched.last_published_values("hourly").tolist() == [3.0] * 8
+    # Nothing before position 0's end; position 5 (NaN) holds position 4's value.
+    got = sched.last_published_values("native")
+    assert np.isnan(got[:1]).all() and got[1:].tolist() == [4.0, 5.0, 6.0, 7.0, 8.0, 8.0, 10.0]
+    for step in range(n):  # the same lookup as the schedule's own
+        pos = before + sched.last_observable("native", step)
+        seen = native[: pos + 1][np.isfinite(native[: pos + 1])]
+        assert got[step] == seen[-1] if seen.size else np.isnan(got[step])
+
+
 def test_synthetic_hourly_series_are_published_hourly() -> None:
     lmp = synthetic.synth_lmp("2022-04-04", 1, 0).iloc[:, 0].to_numpy()
     # The generator holds each hour over its quarters, so its rule must be hourly.

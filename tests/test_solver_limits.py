@@ -9,6 +9,8 @@ a solve stopped on the wall clock is counted, up to the scorecard.
 
 from __future__ import annotations
 
+import tomllib
+
 import cvxpy as cp
 import numpy as np
 import pandas as pd
@@ -18,7 +20,13 @@ from mpc_dc.control.mpc import ControllerStats
 from mpc_dc.fastpath import NO_NODE_LIMIT, HighsFastPath
 from mpc_dc.problem import Formulation, Problem, SolverOptions, SolveStatus
 from mpc_dc.runner import offline_options, solver_options
-from mpc_dc.site.scenario import ControllerSpec, example_path, load_scenario
+from mpc_dc.site.scenario import (
+    DEFAULT_MIP_MAX_NODES,
+    DEFAULT_TIME_LIMIT_S,
+    ControllerSpec,
+    example_path,
+    load_scenario,
+)
 from mpc_dc.suite import scorecard, summary, time_limit_notes
 from tests.test_problem_regression import fleet_inputs, fleet_site
 
@@ -77,6 +85,21 @@ def test_the_dr_weeks_step_limits_end_a_milp_alike_at_any_wall_clock_budget() ->
     assert first.x is not None and second.x is not None and np.array_equal(first.x, second.x)
 
 
+@pytest.mark.parametrize("name", ["default", "burstgpt_caiso_month", "fleet_default",
+                                  "nyiso_wind_fleet", "dr_caiso", "rcdc_default"])
+def test_a_scenario_without_the_limit_keys_gets_the_deterministic_step_limits(
+        name: str) -> None:
+    """The node limit (500) and the 60-s safety clock are the controller's defaults, not
+    keys each shipped scenario copies: a scenario that sets neither key gets them."""
+    path = example_path(name)
+    table = tomllib.loads(path.read_text())
+    assert not {"mip_max_nodes", "time_limit_s"} & set(table["controller"]), path
+    options = solver_options(load_scenario(path).controller)
+    assert (options.mip_max_nodes, options.time_limit_s) == (
+        DEFAULT_MIP_MAX_NODES, DEFAULT_TIME_LIMIT_S) == (500, 60.0)
+    assert solver_options(ControllerSpec()).mip_max_nodes == 500
+
+
 def test_a_wall_clock_stop_is_counted_up_to_the_scorecard() -> None:
     fast = HighsFastPath(market_split(), time_limit_s=1e-6, mip_rel_gap=0.0)
     assert fast.solve().model_status == "kTimeLimit" and fast.time_limit_hits == 1
@@ -101,6 +124,36 @@ def test_a_wall_clock_stop_is_counted_up_to_the_scorecard() -> None:
     notes = time_limit_notes(card)
     assert len(notes) == 2 and notes[1].startswith("s / offline: 1 solve(s) stopped")
     assert notes[0].startswith("s / mpc: 2 solve(s) stopped")
+
+
+def test_a_node_limit_stop_is_counted_up_to_the_scorecard() -> None:
+    """A node-limit stop is counted as a wall-clock stop is (KPI
+    ``solver_node_limit_hits``, the scorecard's ``node-limit hits``), not only seen in
+    the statuses and the gap."""
+    fast = HighsFastPath(market_split(), time_limit_s=60.0, mip_rel_gap=0.0, mip_max_nodes=50)
+    assert fast.solve().model_status == "kSolutionLimit"
+    assert (fast.node_limit_hits, fast.time_limit_hits) == (1, 0)
+    # Through a Problem: 7 nodes leave the committed MIP of this instance unproven.
+    inputs = fleet_inputs(3, seed=1, dr=True)
+    stats = ControllerStats()
+    for nodes in (7, None):
+        problem = Problem(fleet_site("S6"), 3, SolverOptions(mip_max_nodes=nodes),
+                          formulation=Formulation.EXACT)
+        result = problem.solve(inputs, None, "committed_mip")
+        assert result.node_limit_hit is (nodes is not None), nodes
+        assert problem.node_limit_hits == int(nodes is not None)
+        stats.record(result)
+    assert (stats.node_limit_hits, stats.time_limit_hits) == (1, 0)
+    results = pd.DataFrame([{"run_id": p, "status": "done", "scenario": "s", "policy": p,
+                             "controller": p, "cost_usd": c, "solver_time_limit_hits": 0,
+                             "solver_node_limit_hits": n}
+                            for p, c, n in (("baseline", 2.0, 0), ("mpc", 1.5, 3),
+                                            ("offline", 1.0, 1))])
+    timings = pd.DataFrame({"run_id": results["run_id"], "decide_time_median_s": 0.0})
+    card = scorecard(results, timings, 0.0)
+    assert list(card["node_limit_hits"]) == [0.0, 3.0, 1.0]
+    assert summary(card).set_index("policy").loc["mpc", "node_limit_hits"] == 3.0
+    assert time_limit_notes(card) == []  # deterministic: not a reproducibility note
 
 
 def test_the_node_limit_keys_reach_highs_for_each_form() -> None:

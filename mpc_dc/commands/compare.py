@@ -204,9 +204,10 @@ def limit_notes(table: pd.DataFrame) -> list[str]:
                          f"{row['mip_gap_pct']:.4g} % of the bound, so every regret may be "
                          "overstated by up to that much of the offline cost")
         else:
+            nodes = int(row.get("node_limit_hits", 0) or 0)
             notes.append(f"note: {label}: {count} solve(s) ended without proven optimality "
-                         f"(time limit, gap limit or failure); largest MIP gap "
-                         f"{row['mip_gap_pct']:.4g} %")
+                         f"(time limit, gap limit or failure; {nodes} with a MIP run stopped "
+                         f"on the node limit); largest MIP gap {row['mip_gap_pct']:.4g} %")
     return notes
 
 

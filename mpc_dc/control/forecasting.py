@@ -426,7 +426,12 @@ class ChannelForecasts:
 
     def last_value(self, channel: str) -> float:
         """The last finite value of ``channel`` published (its history's when nothing
-        was published in the run; 0 when none)."""
+        was published in the run; 0 when none).
+
+        Of the values delivered to this controller, not the schedule's
+        (:meth:`~mpc_dc.sim.publication.ObservationSchedule.last_published_values`, the
+        engine's): a feed outage withholds values for good (:mod:`mpc_dc.sim.faults`),
+        so the schedule would hold one the controller never received."""
         if channel in self._last_value:
             return self._last_value[channel]
         try:

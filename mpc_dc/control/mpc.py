@@ -155,6 +155,10 @@ class ControllerStats:
         Solves HiGHS stopped on its wall-clock limit in at least one run
         (:attr:`~mpc_dc.problem.SolveResult.time_limit_hit`): a run with any is not
         reproducible (its decisions depend on the machine's load).
+    node_limit_hits : int
+        Solves HiGHS stopped on its branch-and-bound node limit in at least one MIP
+        run (:attr:`~mpc_dc.problem.SolveResult.node_limit_hit`): reproducible, but
+        that run's plan is its incumbent at the limit, not the optimum to the gap.
     warm_start_failures : int
         Warm-started LP runs HiGHS failed on, each re-solved cold
         (:attr:`~mpc_dc.problem.SolveResult.warm_start_failures`): costs time, not
@@ -171,11 +175,12 @@ class ControllerStats:
     statuses: Counter[str] = field(default_factory=Counter)
     mip_gap_max: float = 0.0
     time_limit_hits: int = 0
+    node_limit_hits: int = 0
     warm_start_failures: int = 0
 
     def record(self, result: SolveResult) -> None:
         """Count one solve: times, formulation, form, status, final MIP gap, wall-clock
-        stops and warm starts re-solved cold."""
+        and node-limit stops and warm starts re-solved cold."""
         self.solves += 1
         self.solve_times_s.append(result.solve_time_s)
         self.highs_times_s.append(result.highs_time_s)
@@ -183,6 +188,7 @@ class ControllerStats:
         self.forms[str(result.form)] += 1
         self.statuses[str(result.status)] += 1
         self.time_limit_hits += int(result.time_limit_hit)
+        self.node_limit_hits += int(result.node_limit_hit)
         self.warm_start_failures += result.warm_start_failures
         if result.status.has_plan and np.isfinite(result.mip_gap):
             self.mip_gap_max = max(self.mip_gap_max, float(result.mip_gap))

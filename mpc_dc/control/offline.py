@@ -95,7 +95,8 @@ def solve_offline(exo: SiteExogenous, options: SolverOptions) -> tuple[SolveResu
     ``mip_max_nodes`` for LP and MILP runs, ``full_*`` alike); the horizon is the run,
     at 15-min resolution, binaries integer everywhere. The result's
     ``time_limit_hit`` is set when any solve behind it (the planned baseline's too)
-    stopped on the wall clock; ``warm_start_failures`` counts those of its solves.
+    stopped on the wall clock, ``node_limit_hit`` when its own solves stopped on the
+    node limit; ``warm_start_failures`` counts those of its solves.
     """
     tick = time.perf_counter()
     hit = False
@@ -115,6 +116,7 @@ def solve_offline(exo: SiteExogenous, options: SolverOptions) -> tuple[SolveResu
     inputs, state = project(exo.site, inputs, state, ControllerStats().faults)
     result = problem.solve(inputs, state, Form.COMMITTED_INTEGER, integer_intervals=n)
     hit = hit or result.time_limit_hit
+    node_hit = result.node_limit_hit
     if (exact and exo.site.pools and result.plan is not None
             and not result.mip_gap <= options.full_mip_rel_gap):
         milp = problem.solve(inputs, state, Form.FULL_MILP, start=result.plan)
@@ -123,6 +125,7 @@ def solve_offline(exo: SiteExogenous, options: SolverOptions) -> tuple[SolveResu
                     milp.mip_gap)
         # The MILP's plan or bound decides the result either way.
         hit = hit or milp.time_limit_hit
+        node_hit = node_hit or milp.node_limit_hit
         if milp.plan is not None and milp.objective_usd <= result.objective_usd + 1e-9:
             result = milp
         elif np.isfinite(milp.mip_bound_usd):
@@ -130,7 +133,7 @@ def solve_offline(exo: SiteExogenous, options: SolverOptions) -> tuple[SolveResu
             gap = (result.objective_usd - milp.mip_bound_usd) / max(abs(result.objective_usd),
                                                                     1e-9)
             result = replace(result, mip_gap=max(min(gap, result.mip_gap), 0.0))
-    return (replace(result, time_limit_hit=hit,
+    return (replace(result, time_limit_hit=hit, node_limit_hit=node_hit,
                     warm_start_failures=problem.warm_start_failures),
             method, time.perf_counter() - tick)
 

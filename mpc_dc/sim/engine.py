@@ -955,7 +955,8 @@ def compute_kpis(
     (:func:`~mpc_dc.sim.meter.costs_and_revenue_usd`), and each
     :data:`~mpc_dc.sim.meter.COST_COLUMNS` component), energy [MWh], carbon [t], other-IT
     work [WU], solver and decision times [s], faults, the solves HiGHS stopped on its
-    wall-clock limit (``solver_time_limit_hits``: a run with any is not reproducible), the
+    wall-clock limit (``solver_time_limit_hits``: a run with any is not reproducible) and
+    on its node limit (``solver_node_limit_hits``: reproducible, an incumbent plan), the
     warm-started LP runs HiGHS failed on and re-solved cold (``warm_start_failures``), the
     decision projections (:mod:`mpc_dc.sim.projection`), DR compliance; with a fleet,
     serving figures (requests, tokens, latency percentiles [s], SLO attainment [-] and
@@ -1028,6 +1029,8 @@ def compute_kpis(
         "mip_gap_max": float(getattr(stats, "mip_gap_max", 0.0)),
         # Not a timing: any hit makes the run's results depend on the machine's load.
         "solver_time_limit_hits": int(getattr(stats, "time_limit_hits", 0)),
+        # Deterministic, but a stopped MIP run planned on its incumbent, not the optimum.
+        "solver_node_limit_hits": int(getattr(stats, "node_limit_hits", 0)),
         # Warm bases HiGHS failed on, each re-solved cold: time lost, not the plan.
         "warm_start_failures": int(getattr(stats, "warm_start_failures", 0)),
         "solve_time_median_s": float(np.median(solve)) if solve.size else 0.0,

@@ -554,18 +554,10 @@ class SiteExogenous:
 
     def last_published_values(self, col: str) -> np.ndarray:
         """The value of column ``col`` last published by the start of each run interval,
-        shape ``(n_steps,)`` [column units]: what a controller without a forecast knows
-        of the interval (an hourly price: the last whole hour's). A NaN published value
-        keeps the one before; NaN where nothing was published yet."""
+        shape ``(n_steps,)`` [column units], a NaN holding the one before
+        (:meth:`ObservationSchedule.last_published_values`)."""
         schedule: ObservationSchedule = self._schedule  # type: ignore[attr-defined]
-        first: int = self._first  # type: ignore[attr-defined]
-        positions = first + np.array([schedule.last_observable(col, step)
-                                      for step in range(self.n_steps)], dtype=np.int64)
-        values = self.frame[col].iloc[: first + self.n_steps].ffill().to_numpy(dtype=float)
-        out = np.full(self.n_steps, np.nan)
-        known = positions >= 0
-        out[known] = values[positions[known]]
-        return out
+        return schedule.last_published_values(col)
 
     def dr_unannounced(self, step: int, horizon_steps: int) -> np.ndarray | None:
         """Where a DR event of run intervals ``[step, step + H)`` is not announced yet at

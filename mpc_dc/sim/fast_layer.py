@@ -330,6 +330,54 @@ class BoundaryPlan:
     shares: Mapping[PoolKey, float]
 
 
+class QualityLedger:
+    """The quality budget of the open interval: one account per model that every action
+    sending requests to a lossier precision draws from (module docstring: the planned
+    moves (b, c), the sooner-precision starts (a), the re-dispatched queues (d), the DR
+    cap's moves).
+
+    The plan leaves each request of model ``m`` a slack ``σ_m = δ̄ − Σ_p δ_p s_p``
+    [points] (:meth:`FastLayer.slack`). A wake-up plans per second: arrivals at ``λ_m``
+    requests/s allow ``σ_m λ_m`` [points · requests/s] (:meth:`rate_budget`, spent in
+    place by that wake-up's plan). What the layer actually moves is booked here: after
+    ``N_m`` of the interval's requests the moves may have added at most ``σ_m N_m``
+    [points · requests] (:meth:`room`, :meth:`admits`, :meth:`charge`), checked
+    request by request, so the interval's request-weighted loss stays within ``δ̄``
+    whenever the plan's is.
+
+    Parameters
+    ----------
+    n_models : int
+    """
+
+    def __init__(self, n_models: int) -> None:
+        self.slack = np.zeros(n_models)
+        self.added = np.zeros(n_models)
+
+    def open(self, slack: np.ndarray) -> None:
+        """A new interval: the plan's slack [points] per model, nothing added yet."""
+        self.slack = np.asarray(slack, dtype=float)
+        self.added = np.zeros_like(self.slack)
+
+    def rate_budget(self, rate: np.ndarray) -> np.ndarray:
+        """What arrivals at ``rate`` [requests/s] per model allow a wake-up's plan to
+        add [points · requests/s], a new array the plan spends in place."""
+        return self.slack * rate
+
+    def room(self, m: int, requests: float) -> float:
+        """Loss model ``m``'s moves may still add once ``requests`` of its requests have
+        arrived in the interval [points · requests]."""
+        return float(self.slack[m] * requests - self.added[m])
+
+    def admits(self, m: int, loss: float, requests: float) -> bool:
+        """Whether one more move adding ``loss`` [points] fits after ``requests``."""
+        return self.added[m] + loss <= self.slack[m] * requests + _EPS
+
+    def charge(self, m: int, loss: float) -> None:
+        """Book ``loss`` [points · requests] that moves of model ``m`` added."""
+        self.added[m] += loss
+
+
 class FastLayer:
     """The fast layer of one run (module docstring).
 
@@ -402,8 +450,11 @@ class FastLayer:
         self._moves: dict[int, list[tuple[int, float]]] = {}
         self._seen = np.zeros(P, dtype=np.int64)
         self._credit: dict[int, np.ndarray] = {}
-        self._slack = np.zeros(len(self.models))
-        self._added_loss = np.zeros(len(self.models))
+        self.ledger = QualityLedger(len(self.models))
+        # The open interval's requests per model that arrived before request index
+        # self._counted_to (request level), advanced over the new requests only.
+        self._arrived = np.zeros(len(self.models), dtype=np.int64)
+        self._counted_to = 0
         self._acted_rate = np.zeros(len(self.models))  # at the last wake-up [requests/s]
 
     # -- observation ---------------------------------------------------------------------
@@ -460,6 +511,18 @@ class FastLayer:
                              "themselves; this run has per-interval aggregates only")
         return self._arrays
 
+    def _arrived_before(self, end: int) -> np.ndarray:
+        """Each model's requests of the open interval with a request index below ``end``
+        (request level; ``end`` never decreases within an interval) [requests], (M,).
+
+        A running count: only the requests since the last call are counted, instead of
+        the interval's every wake-up (read only; the next call may change it)."""
+        if end > self._counted_to:
+            self._arrived += np.bincount(self._request_arrays().model[self._counted_to:end],
+                                         minlength=len(self.models))
+            self._counted_to = end
+        return self._arrived
+
     # -- the decision ----------------------------------------------------------------------
     def _allowed(self, src: int, dst: int) -> bool:
         """Whether the levers allow moving requests from pool ``src`` to ``dst``."""
@@ -485,7 +548,8 @@ class FastLayer:
         view : FleetView
             State after the plan's decision of the interval is applied.
         shares : ndarray [-], (P,)
-            The plan's routing shares, normalised per model.
+            The plan's routing shares, normalised per model (their quality slack is
+            the open interval's :attr:`ledger`'s).
         keepable : ndarray of int [-], (P,)
             Instances the plan stops that may be kept instead (boundary only).
         limits : callable
@@ -509,7 +573,7 @@ class FastLayer:
         if not (known & (need > ready_cap + _EPS)).any():
             return plan  # every pool covers its need with ready instances
         out, into = np.zeros(P), np.zeros(P)
-        budget = self.slack(shares) * view.rate  # [points · requests/s]
+        budget = self.ledger.rate_budget(view.rate)  # [points · requests/s]
         if self.levers.spatial or self.levers.quantization:
             # Fluid: nothing inside the interval caps what moved requests draw there.
             closed = capped if self.fidelity == "fluid" else None
@@ -670,6 +734,7 @@ class FastLayer:
         s = self._share_array(shares)
         capped = (None if limits.inference_cap_w is None
                   else np.isfinite(limits.inference_cap_w))
+        self.ledger.open(self.slack(s))
         plan = self.decide(step, view, s, cut, lambda: (free, room), capped)
         kept = np.minimum(plan.add, cut)
         self.cols["fast_kept"][step] += kept
@@ -679,7 +744,7 @@ class FastLayer:
                 self._log(t0, step, "keep", p, p, int(kept[p]))
             if plan.add[p] > kept[p]:
                 self._log(t0, step, "start", p, p, int(plan.add[p] - kept[p]))
-        self._open_interval(s, plan.moves)
+        self._set_moves(plan.moves)
         out = dict(shares)
         if self.fidelity == "fluid" and plan.moves:
             out = self._fold_moves(step, s, plan.moves)
@@ -691,12 +756,6 @@ class FastLayer:
         total = np.bincount(self.model_of, weights=s, minlength=len(self.models))
         return np.divide(s, total[self.model_of], out=np.zeros_like(s),
                          where=total[self.model_of] > 0)
-
-    def _open_interval(self, shares: np.ndarray, moves: dict[int, list[tuple[int, float]]]
-                       ) -> None:
-        self._slack = self.slack(shares)
-        self._added_loss[:] = 0.0
-        self._set_moves(moves)
 
     def _set_moves(self, moves: dict[int, list[tuple[int, float]]]) -> None:
         self._moves = moves
@@ -749,6 +808,8 @@ class FastLayer:
         """
         server.begin_interval(step, target, shares)
         t0 = step * STEP_S
+        self._arrived[:] = 0
+        self._counted_to = server.first_request_at(t0)
         s = self._share_array(shares)
         now = t0
         ticks = self.config.ticks(step)
@@ -847,8 +908,7 @@ class FastLayer:
             groups += [np.flatnonzero(self.model_of == m).tolist()
                        for m in range(len(self.models))]
             first = server.first_request_at(step * STEP_S)
-            arrived = np.bincount(self._request_arrays().model[
-                first:server.first_request_at(t)], minlength=len(self.models))
+            arrived = self._arrived_before(server.first_request_at(t))
         for pools in groups:
             group = [p for p in pools if known[p]]
             into = [p for p in group if drain[p] > _EPS and open_[self.campus_of[p]]]
@@ -871,13 +931,13 @@ class FastLayer:
                         # newest first, and no more than the budget left allows.
                         count = min(count, server.queued_since(src, first))
                         if worse > 0:
-                            room = self._slack[m] * arrived[m] - self._added_loss[m]
+                            room = self.ledger.room(m, arrived[m])
                             count = min(count, math.floor(room / worse + _EPS))
                     count = server.requeue(src, dst, count) if count > 0 else 0
                     if count == 0:
                         continue
                     if self.keys[src][2] != self.keys[dst][2]:
-                        self._added_loss[m] += count * worse
+                        self.ledger.charge(m, count * worse)
                     surplus[src] -= count
                     deficit[dst] -= count
                     queue[src] -= count
@@ -953,7 +1013,7 @@ class FastLayer:
         relief = np.zeros(C)
         moves = {src: list(rules) for src, rules in moves.items()}
         if (excess > _EPS).any() and (self.levers.spatial or self.levers.quantization):
-            self._cap_moves(lam, rate=rate, shares=shares,
+            self._cap_moves(lam, rate=rate,
                             excess=excess, spare=spare, margin=margin, w=w, relief=relief,
                             moves=moves)
         window = until - t
@@ -1025,15 +1085,15 @@ class FastLayer:
                 open_.remove(i)
         return b
 
-    def _cap_moves(self, lam: np.ndarray, *, rate: np.ndarray, shares: np.ndarray,
+    def _cap_moves(self, lam: np.ndarray, *, rate: np.ndarray,
                    excess: np.ndarray, spare: np.ndarray, margin: np.ndarray, w: np.ndarray,
                    relief: np.ndarray, moves: dict[int, list[tuple[int, float]]]) -> None:
         """Moves of new requests off campuses above their cap (module docstring, "The
         DR cap", 2): to a campus below its bound (its margin [W] allowing the active
         power they add there) or to a pool of the same campus drawing less per
-        request; within the quality budget. Updates ``spare``, ``margin``, ``relief``
-        [W] and ``moves`` in place."""
-        budget = self.slack(shares) * rate
+        request; within the quality budget (:attr:`ledger`). Updates ``spare``,
+        ``margin``, ``relief`` [W] and ``moves`` in place."""
+        budget = self.ledger.rate_budget(rate)
         over = excess > _EPS
         for src in np.flatnonzero(over[self.campus_of] & (lam > _EPS)).tolist():
             c = self.campus_of[src]
@@ -1088,8 +1148,7 @@ class FastLayer:
         models = model[a:b]
         M = len(self.models)
         # Requests of each model that arrived in the interval before this window.
-        arrived = np.bincount(model[server.first_request_at(step * STEP_S):a],
-                              minlength=M).astype(float)
+        arrived = self._arrived_before(a).astype(float)
         if b > a:
             pools = server.pool[a:b]
             rank = np.zeros(b - a)
@@ -1114,10 +1173,9 @@ class FastLayer:
                     dst = rules[pick][0]
                     m = int(models[k])
                     worse = float(self.loss[dst] - self.loss[src])
-                    if worse > 0 and (self._added_loss[m] + worse
-                                      > self._slack[m] * (arrived[m] + rank[k]) + _EPS):
+                    if worse > 0 and not self.ledger.admits(m, worse, arrived[m] + rank[k]):
                         continue
-                    self._added_loss[m] += worse
+                    self.ledger.charge(m, worse)
                     server.pool[a + k] = dst
                     moved[src, dst] = moved.get((src, dst), 0) + 1
             for (src, dst), count in moved.items():

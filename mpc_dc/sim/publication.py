@@ -100,6 +100,25 @@ class ObservationSchedule:
         interval ``step`` (``step = n_steps``: the run end)."""
         return int(self.first[self._position[column], step]) - 1
 
+    def last_published_values(self, column: str) -> np.ndarray:
+        """The value of ``column`` last published by the start of each run interval,
+        shape ``(n_steps,)`` [column units]: the value at :meth:`last_observable` of
+        each interval, a missing (NaN) value holding the one published before it; NaN
+        where nothing was published yet. What a controller without a forecast knows of
+        the interval (an hourly price: the last whole hour's)."""
+        i = self._position[column]
+        # last_observable of every run interval at once (the schedule's one lookup)
+        positions = self.n_before + self.first[i, :-1] - 1
+        values = self._values[:, i]
+        # forward fill: each position's value, or the last non-NaN one before it
+        filled = np.where(np.isnan(values), -1, np.arange(values.size))
+        np.maximum.accumulate(filled, out=filled)
+        out = np.full(positions.size, np.nan)
+        known = positions >= 0
+        last = filled[positions[known]]
+        out[known] = np.where(last >= 0, values[np.maximum(last, 0)], np.nan)
+        return out
+
     def published_during(self, step: int) -> list[tuple[int, dict[str, float]]]:
         """Values that become observable during interval ``step`` (by its end).
 

@@ -455,6 +455,18 @@ MAX_MIP_NODES = 2_147_483_647
 """Largest ``controller.*mip_max_nodes`` (HiGHS's integer options are 32-bit; its
 ``kHighsIInf``, :data:`mpc_dc.fastpath.NO_NODE_LIMIT`, is no limit)."""
 
+DEFAULT_MIP_MAX_NODES = 500
+"""Default ``controller.mip_max_nodes``: the deterministic stop of an MPC step's MIP runs
+(a committed interval's binaries, a round-and-fix chunk MIP), so a step gives the same
+plan on any machine and load (docs/benchmark.md, "Reproducible results")."""
+
+DEFAULT_TIME_LIMIT_S = 60.0
+"""Default ``controller.time_limit_s`` [s]: only a safety net, far above what an MPC
+step's HiGHS run takes. With a 5-s clock, round-and-fix chunk MIPs that take 1-4.5 s
+(mostly the root node, which no node limit bounds) stopped there on a loaded machine in
+some runs and not in others: the same dr_caiso command gave 681.40 $ and 749.50 $
+(docs/fleet_closed_loop.md)."""
+
 
 @dataclass(frozen=True)
 class ControllerSpec:
@@ -491,12 +503,16 @@ class ControllerSpec:
         ``coarse_step_h`` intervals beyond, ``far_step_h`` intervals from
         ``far_horizon_h`` (taken as at least ``fine_horizon_h``); multiples of 0.25 h.
     time_limit_s : float [s]
-        HiGHS wall-clock limit per run of an MPC solve.
+        HiGHS wall-clock limit per run of an MPC solve: a safety net far above what a
+        run takes (:data:`DEFAULT_TIME_LIMIT_S`), since a run it stops depends on the
+        machine and its load.
     mip_rel_gap : float [-]
         HiGHS relative MIP gap per MPC solve.
     mip_max_nodes : int or None
-        HiGHS branch-and-bound node limit per MIP run of an MPC solve (None: none);
-        deterministic, unlike ``time_limit_s``.
+        HiGHS branch-and-bound node limit per MIP run of an MPC solve
+        (:data:`DEFAULT_MIP_MAX_NODES`; None: none, which no TOML value gives, but
+        :data:`MAX_MIP_NODES` is HiGHS's own "no limit"); deterministic, unlike
+        ``time_limit_s``: a run it stops ends at the same plan on any machine.
     offline_time_limit_s : float [s]
         HiGHS wall-clock limit of the one whole-run solve of ``offline``.
     offline_mip_rel_gap : float [-]
@@ -568,9 +584,9 @@ class ControllerSpec:
     coarse_step_h: float = 1.0
     far_horizon_h: float = 24.0
     far_step_h: float = 4.0
-    time_limit_s: float = 10.0
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S
     mip_rel_gap: float = 1e-4
-    mip_max_nodes: int | None = None
+    mip_max_nodes: int | None = DEFAULT_MIP_MAX_NODES
     offline_time_limit_s: float = 600.0
     offline_mip_rel_gap: float = 1e-6
     offline_mip_max_nodes: int | None = None
