@@ -274,10 +274,12 @@ def test_noisy_oracle_keys_of_a_channel_group_reach_its_forecasters() -> None:
 ])
 def test_deadline_margin_belongs_to_the_other_load_forecast(
         channels_table: dict[str, dict[str, str]], margin: int) -> None:
-    """The margin (0.5 h: 2 intervals) and the non-deferrable quantile reserve (0.9)
+    """The margin (set to 0.5 h: 2 intervals) and the non-deferrable quantile reserve (0.9)
     hedge the other-load forecast: both off with the Oracle on it, and for perfect."""
-    overrides = {f"controller.channels.{g}.{k}": v for g, keys in channels_table.items()
-                 for k, v in keys.items()}
+    overrides: dict[str, object] = {
+        f"controller.channels.{g}.{k}": v for g, keys in channels_table.items()
+        for k, v in keys.items()}
+    overrides["controller.deadline_margin_h"] = 0.5
     spec = with_overrides(combined(), overrides, "<t>").controller
     assert spec.deadline_margin_steps == margin
     assert spec.work_nd_level == (0.9 if margin else None)

@@ -593,7 +593,7 @@ class ControllerSpec:
     integer_intervals: int = 1
     demand_quantile: float = 0.9
     min_instances_per_model: int = 1
-    deadline_margin_h: float = 0.5
+    deadline_margin_h: float = 0.0
     work_nd_quantile: float = 0.9
     curtail_confidence: float = 0.8
     nowcast_tau_h: float | None = None
