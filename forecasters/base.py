@@ -367,9 +367,9 @@ def column_nanmedian(values: np.ndarray) -> np.ndarray:
     ``inf`` (NumPy's masked sort; the same ``argsort`` gives the same order of equal
     values, so even the sign of a zero median agrees) and take ``(low + high) / 2``
     of the middle pair (``low`` = ``high`` for an odd count), summed from 0.0 as
-    NumPy's sum is. Columns without a value
-    give NaN (without NumPy's warning); an array holding ``±inf`` is left to NumPy,
-    whose masked sort treats ``inf`` like a missing value.
+    NumPy's sum is. Columns without a value give NaN (without NumPy's warning); an
+    array holding ``±inf`` is left to NumPy, whose masked sort treats ``inf`` like a
+    missing value.
 
     Parameters
     ----------
