@@ -1,7 +1,8 @@
 """Cases and the timer of the closed-loop benchmarks of issue 14 (``bench_closed_loop.py``).
 
 * :func:`wind_fleet` — the product scenario ``nyiso_wind_fleet`` (30 days, real data,
-  request level), or a short synthetic version of it for the CI smoke run;
+  request level; its seasonal naive or another controller label, e.g. ``sarimax``),
+  or a short synthetic version of it for the CI smoke run;
 * :func:`dr_scale` — a site at the DR study's scale (3 campuses × 4,096 H100s at the
   CAISO hubs, Qwen3-8B / -32B / -235B-A22B at BF16, FP8 and INT4: 27 pools), fluid
   serving, MPC with seasonal-naive forecasts; demand peaking at 7.2·10⁶ output
@@ -32,6 +33,7 @@ from mpc_dc.sim.policy import Decision, Observation
 from mpc_dc.site.data import build_site_exogenous
 from mpc_dc.site.scenario import (
     Scenario,
+    controller_variant,
     default_scenario,
     example_path,
     load_scenario,
@@ -40,13 +42,18 @@ from mpc_dc.site.scenario import (
 )
 
 
-def wind_fleet(data: Path | None, days: float = 30.0) -> Scenario:
+def wind_fleet(data: Path | None, days: float = 30.0, controller: str | None = None
+               ) -> Scenario:
     """``nyiso_wind_fleet.toml`` on the real data in ``data``; without data, the embedded
-    default (its synthetic version) for ``days``."""
+    default (its synthetic version) for ``days``. ``controller``: a ``mpc-dc run
+    --controller`` label (:func:`~mpc_dc.site.scenario.controller_variant`, e.g.
+    ``sarimax``); None keeps the scenario's (the seasonal naive)."""
     if data is None:
-        return with_overrides(default_scenario(), {"run.days": days}, "<bench>")
-    return with_overrides(load_scenario(example_path("nyiso_wind_fleet")),
-                          {"data.dir": str(data), "run.days": days}, "<bench>")
+        scenario = with_overrides(default_scenario(), {"run.days": days}, "<bench>")
+    else:
+        scenario = with_overrides(load_scenario(example_path("nyiso_wind_fleet")),
+                                  {"data.dir": str(data), "run.days": days}, "<bench>")
+    return scenario if controller is None else controller_variant(scenario, controller)
 
 
 DR_MODELS = ("qwen3-8b", "qwen3-32b", "qwen3-235b-a22b")

@@ -358,6 +358,46 @@ def conformal_quantiles(errors: np.ndarray, levels: Sequence[float]) -> np.ndarr
     return out
 
 
+def column_nanmedian(values: np.ndarray) -> np.ndarray:
+    """Median of each column of ``values`` (2-D) ignoring NaN, equal bit for bit to
+    ``np.nanmedian(values, axis=0)`` for finite values and NaN, at a fraction of its
+    cost on the small arrays of the calibration (NumPy takes masked arrays there).
+
+    Both order each column by ``argsort`` of the values with NaN replaced by
+    ``inf`` (NumPy's masked sort; the same ``argsort`` gives the same order of equal
+    values, so even the sign of a zero median agrees) and take ``(low + high) / 2``
+    of the middle pair (``low`` = ``high`` for an odd count), summed from 0.0 as
+    NumPy's sum is. Columns without a value give NaN (without NumPy's warning); an
+    array holding ``±inf`` is left to NumPy, whose masked sort treats ``inf`` like a
+    missing value.
+
+    Parameters
+    ----------
+    values : ndarray, shape (rows, columns) [any units]
+
+    Returns
+    -------
+    ndarray, shape (columns,) [the units of ``values``]
+    """
+    values = np.asarray(values, dtype=float)
+    if np.isinf(values).any():
+        return np.asarray(np.nanmedian(values, axis=0))
+    missing = np.isnan(values)
+    order = np.where(missing, np.inf, values).argsort(axis=0)
+    n = (~missing).sum(axis=0)
+    high = n // 2
+    low = np.where(n % 2 == 1, high, high - 1)
+    out = np.full(values.shape[1], np.nan)
+    has = n > 0
+    if has.any():
+        cols = np.flatnonzero(has)
+        # NumPy sums the pair from its identity, 0.0 + low + high: a pair of -0.0
+        # gives +0.0 there, and so here
+        out[has] = (0.0 + values[order[low[has], cols], cols]
+                    + values[order[high[has], cols], cols]) / 2.0
+    return out
+
+
 class BaseForecaster(ABC):
     """Shared bookkeeping: observation history, cutoff, time checks, bounds, quantiles.
 
@@ -704,7 +744,7 @@ class BaseForecaster(ABC):
         # NaN would drop those origins' scores and fall back to the model's band, which
         # for a model without a scale of its own (the seasonal naive) is unbounded.
         bias = np.zeros(book.steps)
-        bias[full] = np.nanmedian(errors[:, full], axis=0)
+        bias[full] = column_nanmedian(errors[:, full])
         self._bias_at = (pos, book.n_recorded, bias)
         return bias
 

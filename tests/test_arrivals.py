@@ -157,3 +157,27 @@ def test_resampled_requests_stay_in_their_hour_and_span() -> None:
     got = set(zip(req.request_tokens[trace], req.response_tokens[trace], strict=True))
     assert got <= pairs  # token pairs drawn from the trace's own rows
     req.stats.check()
+
+
+def test_categorical_labels_factorize_as_their_strings() -> None:
+    """The burst generator's labels come as a Categorical; factorized by its codes they
+    are numbered in order of first appearance exactly as their strings are (the
+    resampled streams draw per label number, so another numbering would change the
+    requests), whatever the order of the categories; missing rows take the string path."""
+    from mpc_dc.sim.arrivals import _factorize_labels
+
+    rng = np.random.default_rng(4)
+    strings = rng.choice(["GPT-4", "ChatGPT", "Claude"], 500, p=[0.1, 0.6, 0.3])
+    strings[0] = "GPT-4"  # first in appearance, last in the categories below
+    for categories in (["ChatGPT", "Claude", "GPT-4"], ["GPT-4", "ChatGPT", "Claude", "spare"]):
+        cat = pd.Categorical(strings, categories=categories)
+        codes, labels = _factorize_labels(cat)
+        want_codes, want_labels = _factorize_labels(strings.astype(object))
+        np.testing.assert_array_equal(codes, want_codes)
+        assert list(labels) == list(want_labels) and labels[0] == "GPT-4"
+    with_missing = pd.Categorical([None, "GPT-4", "ChatGPT"], categories=["ChatGPT", "GPT-4"])
+    codes, labels = _factorize_labels(with_missing)
+    want_codes, want_labels = _factorize_labels(np.array([None, "GPT-4", "ChatGPT"],
+                                                         dtype=object))
+    np.testing.assert_array_equal(codes, want_codes)
+    assert list(labels) == list(want_labels)

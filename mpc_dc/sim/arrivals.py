@@ -319,9 +319,26 @@ class RequestAggregates:
         return {k: np.asarray(self.aggregates[k], dtype=float)[:n_steps] for k in AGGREGATE_KEYS}
 
 
+def _factorize_labels(names: np.ndarray | pd.Categorical) -> tuple[np.ndarray, pd.Index]:
+    """Each row's label as a code, labels numbered in order of first appearance, and the
+    labels (as strings).
+
+    Hash-based (``pd.factorize``): ``np.unique`` sorts the strings, seconds at 10^7 rows.
+    A :class:`pandas.Categorical` without missing rows is factorized by its integer
+    codes, which map one to one to its labels, so the first-appearance numbering is
+    the one of its strings, without building 10^7 string objects (the burst
+    generator's rows, :func:`_burst_requests`).
+    """
+    if isinstance(names, pd.Categorical) and (names.codes >= 0).all():
+        inverse, first = pd.factorize(names.codes, sort=False)
+        labels = pd.Index(np.asarray(names.categories, dtype=object)[first], dtype=object)
+        return inverse, labels.astype(str)
+    return pd.factorize(pd.Series(names, dtype=object).astype(str), sort=False)
+
+
 def _apply_rules(
     arrival_s: np.ndarray,
-    names: np.ndarray,
+    names: np.ndarray | pd.Categorical,
     request_tokens: np.ndarray,
     response_tokens: np.ndarray,
     config: ArrivalConfig,
@@ -355,8 +372,7 @@ def _apply_rules(
     """
     stats.rows_in += int(arrival_s.size)
     model_pos = {m: i for i, m in enumerate(models)}
-    # Hash-based (pd.factorize): np.unique sorts the strings, seconds at 10^7 rows.
-    inverse, uniq = pd.factorize(pd.Series(names, dtype=object).astype(str), sort=False)
+    inverse, uniq = _factorize_labels(names)
     lookup = np.array(
         [model_pos.get(config.model_map.get(str(u), ""), -1) for u in uniq], dtype=np.int32
     )
@@ -575,7 +591,9 @@ def build_arrivals(
             (covered_s, run_s),
             1.0 if scaled else config.rate_multiplier,
             gen["arrival_s"].to_numpy(dtype=np.float64),
-            gen["model"].to_numpy(),
+            # a categorical column stays one (_factorize_labels reads its codes)
+            (gen["model"].array if isinstance(gen["model"].dtype, pd.CategoricalDtype)
+             else gen["model"].to_numpy()),
             gen["request_tokens"].to_numpy(dtype=np.int64),
             gen["response_tokens"].to_numpy(dtype=np.int64),
         )
@@ -688,7 +706,8 @@ def _burst_requests(
     order = np.argsort(times, kind="stable")
     return pd.DataFrame({
         "arrival_s": times[order],
-        "model": np.asarray(burst.labels, dtype=object)[g_lab[order]],
+        # categorical: 10^7 label strings cost seconds to build and to factorize again
+        "model": pd.Categorical.from_codes(g_lab[order], categories=list(burst.labels)),
         "request_tokens": req[order],
         "response_tokens": resp[order],
     })
