@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from mpc_dc.cli import main as cli_main
-from mpc_dc.policy import installed_policies
+from mpc_dc.policy import PolicyContext, installed_policies
 from mpc_dc.runner import run_scenario
 from mpc_dc.sim.meter import COST_COLUMNS
 from mpc_dc.site.scenario import load_scenario
@@ -128,3 +128,23 @@ def test_a_curtailment_is_committed_as_the_mpc_commits_it(
     assert curtailed == (pytest.approx(planned.decision(0, "plan").campus(C).curtailed_mw)
                          if committed else 0.0)
     assert policy.stats.fallbacks == {}
+
+
+def test_the_scenario_problem_prices_lateness_as_the_mpc(
+        example_installed: None, tmp_path: Path) -> None:
+    """Each scenario's copy has the cost terms of our MPC's problem, the price of the
+    backlog and of the pools' congestion (``controller.lateness_weight``, on by default)
+    included. Before, the copies had neither: the stochastic MPC provisioned for the
+    forecast without pricing the requests a short plan leaves late (nyiso_wind_fleet,
+    30 days: 2.1 times the MPC's late requests; docs/fleet_closed_loop.md, "Scenario MPC
+    on the product month")."""
+    from mpc_dc_example_policies.smpc import StochasticMpc
+
+    from mpc_dc.runner import prepare
+
+    scenario, exo = prepare(load_scenario(_scenario_file(tmp_path, 2)))
+    policy = StochasticMpc(PolicyContext.from_exogenous(scenario, exo))
+    mpc_costs = set(policy.mpc.problem.ctx.costs)
+    assert {"lateness_usd", "congestion_usd"} <= mpc_costs  # the MPC does price them
+    for ctx in policy.problem.contexts:
+        assert set(ctx.costs) == mpc_costs

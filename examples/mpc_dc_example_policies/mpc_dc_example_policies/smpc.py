@@ -22,7 +22,8 @@ Every 15 minutes, with S = ``controller.scenarios`` (default 5):
   channel whose forecaster has no spread yet (too little history) or fails keeps its
   point forecast.
 * **One two-stage problem** (:class:`~mpc_dc.control.stochastic.ScenarioProblem`):
-  the sample-average approximation — equal weights 1/S — of the expected cost, as
+  the sample-average approximation — equal weights 1/S — of the expected cost (with
+  the MPC's lateness block: backlog and congestion priced), as
   one LP with the first interval's decisions (instances, routing, deferrable work,
   battery, import/export, curtailment) shared by all scenarios (non-anticipativity)
   and the later intervals per scenario; the first interval's instances are rounded
@@ -83,7 +84,8 @@ class StochasticMpc:
         self.stats = self.mpc.stats
         self.problem = ScenarioProblem(self.site, self.mpc.horizon_steps, self.mpc.options,
                                        self.n_scenarios,
-                                       demand_response=self.mpc.demand_response)
+                                       demand_response=self.mpc.demand_response,
+                                       lateness=self.mpc.lateness)
 
     def observe(self, time: pd.Timestamp, values: Mapping[str, float]) -> None:
         """Pass the published values to the forecasters."""
