@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from mpc_dc.cli import main as cli_main
-from mpc_dc.policy import installed_policies
+from mpc_dc.policy import PolicyContext, installed_policies
 from mpc_dc.runner import run_scenario
 from mpc_dc.sim.meter import COST_COLUMNS
 from mpc_dc.site.scenario import load_scenario
@@ -96,3 +96,55 @@ def test_a_bad_number_of_scenarios_is_one_line(tmp_path: Path, scenarios: int,
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert f"key 'controller.scenarios': expected an integer >= 1, got {scenarios}" in err
+
+
+@pytest.mark.parametrize(("upper_price", "committed"), [(5.0, False), (-5.0, True)])
+def test_a_curtailment_is_committed_as_the_mpc_commits_it(
+        example_installed: None, upper_price: float, committed: bool) -> None:
+    """The plan (one scenario, the point forecast at −20 $/MWh: paid to import) curtails
+    its wind and imports. As the MPC (tests/test_mpc_hedges.py), the stochastic MPC
+    commits that curtailment only where the price's ``controller.curtail_confidence``
+    quantile (0.9, pinned at ``upper_price``) is negative too: at +5 $/MWh the wind
+    serves the load. Before, it committed the plan's curtailment on the point
+    forecast's sign, and the plant curtailed free wind to import at a positive price
+    (nyiso_wind_fleet, docs/fleet_closed_loop.md, "Scenario MPC on the product month")."""
+    from mpc_dc_example_policies.smpc import StochasticMpc
+
+    from mpc_dc.control.mpc import start_observation
+    from mpc_dc.policy import PolicyContext
+    from mpc_dc.runner import prepare
+    from tests.loop_cases import rcdc_short
+    from tests.test_mpc_hedges import C, pinned
+
+    scenario, exo = prepare(rcdc_short(0.25, history_days=2, **{
+        "controller.forecaster": "persistence", "controller.scenarios": 1,
+        "controller.curtail_confidence": 0.9}))
+    policy = StochasticMpc(PolicyContext.from_exogenous(scenario, exo))
+    policy.mpc.forecasts = pinned(policy.mpc.exo, -20.0, upper_price)
+    obs = start_observation(exo, 0)
+    planned = policy.problem.solve([policy.mpc.horizon_inputs(obs)]).plan
+    assert planned is not None and planned.decision(0, "plan").campus(C).curtailed_mw > 1.0
+    curtailed = policy.decide(obs).campus(C).curtailed_mw
+    assert curtailed == (pytest.approx(planned.decision(0, "plan").campus(C).curtailed_mw)
+                         if committed else 0.0)
+    assert policy.stats.fallbacks == {}
+
+
+def test_the_scenario_problem_prices_lateness_as_the_mpc(
+        example_installed: None, tmp_path: Path) -> None:
+    """Each scenario's copy has the cost terms of our MPC's problem, the price of the
+    backlog and of the pools' congestion (``controller.lateness_weight``, on by default)
+    included. Before, the copies had neither: the stochastic MPC provisioned for the
+    forecast without pricing the requests a short plan leaves late (nyiso_wind_fleet,
+    30 days: 2.1 times the MPC's late requests; docs/fleet_closed_loop.md, "Scenario MPC
+    on the product month")."""
+    from mpc_dc_example_policies.smpc import StochasticMpc
+
+    from mpc_dc.runner import prepare
+
+    scenario, exo = prepare(load_scenario(_scenario_file(tmp_path, 2)))
+    policy = StochasticMpc(PolicyContext.from_exogenous(scenario, exo))
+    mpc_costs = set(policy.mpc.problem.ctx.costs)
+    assert {"lateness_usd", "congestion_usd"} <= mpc_costs  # the MPC does price them
+    for ctx in policy.problem.contexts:
+        assert set(ctx.costs) == mpc_costs

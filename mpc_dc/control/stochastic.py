@@ -38,6 +38,7 @@ import cvxpy as cp
 import numpy as np
 
 from mpc_dc.blocks import ModelContext
+from mpc_dc.blocks.lateness import LatenessPrices
 from mpc_dc.fastpath import HighsFastPath
 from mpc_dc.problem import (
     HorizonInputs,
@@ -149,10 +150,15 @@ class ScenarioProblem:
         S >= 1.
     demand_response : bool
         Build the DR cap and settlement.
+    lateness : LatenessPrices, optional
+        Carry and price the backlog each copy's plan leaves and the pools' congestion
+        (:mod:`mpc_dc.blocks.lateness`), as the deterministic MPC's problem does
+        (``controller.lateness_weight``); None (or a site without pools): neither.
     """
 
     def __init__(self, site: Site, horizon_steps: int, options: SolverOptions,
-                 n_scenarios: int, *, demand_response: bool = True) -> None:
+                 n_scenarios: int, *, demand_response: bool = True,
+                 lateness: LatenessPrices | None = None) -> None:
         if n_scenarios < 1:
             raise ValueError(f"n_scenarios: expected >= 1, got {n_scenarios}")
         self.site = site
@@ -160,8 +166,10 @@ class ScenarioProblem:
         self.n_scenarios = n_scenarios
         t0 = time.perf_counter()
         columns = options.horizon_columns(horizon_steps)
+        self.lateness = lateness if site.pools else None
         self.contexts: list[ModelContext] = [
-            define_model(site, columns, False, demand_response=demand_response)
+            define_model(site, columns, False, demand_response=demand_response,
+                         lateness=self.lateness)
             for _ in range(n_scenarios)]
         first = self.contexts[0]
         constraints: list[cp.Constraint] = []

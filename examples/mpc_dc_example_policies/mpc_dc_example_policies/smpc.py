@@ -22,12 +22,16 @@ Every 15 minutes, with S = ``controller.scenarios`` (default 5):
   channel whose forecaster has no spread yet (too little history) or fails keeps its
   point forecast.
 * **One two-stage problem** (:class:`~mpc_dc.control.stochastic.ScenarioProblem`):
-  the sample-average approximation — equal weights 1/S — of the expected cost, as
+  the sample-average approximation — equal weights 1/S — of the expected cost (with
+  the MPC's lateness block: backlog and congestion priced), as
   one LP with the first interval's decisions (instances, routing, deferrable work,
   battery, import/export, curtailment) shared by all scenarios (non-anticipativity)
   and the later intervals per scenario; the first interval's instances are rounded
   as the MPC's round-and-fix rounds them and the LP re-solved with them fixed.
-* **Commit** the first interval, with the MPC's warm floor of instances per model.
+* **Commit** the first interval, with the MPC's warm floor of instances per model and
+  its curtailment rule (a curtailment while importing only where the price is negative
+  with ``controller.curtail_confidence``,
+  :meth:`~mpc_dc.control.mpc.MpcPolicy.confident_curtailment`).
   Where the two-stage LP fails (solver status, a relaxation its repair cannot make
   exact under negative prices, inputs no schedule satisfies), the deterministic MPC
   decides instead (its own fallback chain), counted as ``fallbacks["deterministic_mpc"]``.
@@ -80,7 +84,8 @@ class StochasticMpc:
         self.stats = self.mpc.stats
         self.problem = ScenarioProblem(self.site, self.mpc.horizon_steps, self.mpc.options,
                                        self.n_scenarios,
-                                       demand_response=self.mpc.demand_response)
+                                       demand_response=self.mpc.demand_response,
+                                       lateness=self.mpc.lateness)
 
     def observe(self, time: pd.Timestamp, values: Mapping[str, float]) -> None:
         """Pass the published values to the forecasters."""
@@ -104,6 +109,12 @@ class StochasticMpc:
         if not result.ok or result.plan is None:
             return self._deterministic(obs, result.message)
         decision = result.plan.decision(0, self.name)
+        if self.mpc.curtail_confidence > 0.5:
+            # As the MPC commits it: a curtailment while importing (paid to import) only
+            # where the price is negative with confidence (controller.curtail_confidence);
+            # the plan's is on the point forecast's sign, which the plant would execute
+            # whatever the realized price.
+            decision = self.mpc.confident_curtailment(obs, decision)
         fleet = with_min_instances(self.site, decision.fleet, obs.fleet(),
                                    self.mpc.min_instances_per_model)
         return decision if fleet is decision.fleet else replace(decision, fleet=fleet)
