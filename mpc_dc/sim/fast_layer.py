@@ -558,8 +558,8 @@ class FastLayer:
             instance is wanted; both are then updated as instances are added).
         capped : ndarray of bool, optional
             Campuses holding a committed DR cap: starts their power bound refuses
-            while GPUs are free are counted (``dr_starts_held``); at fluid fidelity no
-            request moves into them (module docstring, "Fluid fidelity").
+            while GPUs are free are counted (``dr_starts_held``), and no shortfall
+            move (b, c) goes into them (module docstring, (b, c)).
         surge : bool
             A surge wake-up: only there are instances started at a sooner precision
             (``soonest_precision``; elsewhere its loading ones are only counted).
@@ -575,9 +575,11 @@ class FastLayer:
         out, into = np.zeros(P), np.zeros(P)
         budget = self.ledger.rate_budget(view.rate)  # [points · requests/s]
         if self.levers.spatial or self.levers.quantization:
-            # Fluid: nothing inside the interval caps what moved requests draw there.
-            closed = capped if self.fidelity == "fluid" else None
-            self._plan_moves(plan, known, need, ready_cap, lam, budget, out, into, closed)
+            # Never into a campus holding a DR cap. Fluid: nothing inside the interval
+            # caps what moved requests draw there. Request level: the cap's power caps
+            # (:meth:`_hold_cap`, sized on the plan's own shares) may hold the
+            # destination's pool at batch 0, where the moved requests wait.
+            self._plan_moves(plan, known, need, ready_cap, lam, budget, out, into, capped)
         if not self.levers.switching:
             return plan
         short = need - out + into - (view.ready + view.loading) * mu
