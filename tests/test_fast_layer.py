@@ -518,6 +518,59 @@ def test_fluid_moves_nothing_into_a_campus_holding_a_dr_cap() -> None:
     assert free.ledger.xs("B", level="campus")["import_mw"].iloc[1] > 3.4e-3
 
 
+def test_request_level_moves_nothing_into_a_pool_its_dr_cap_holds() -> None:
+    """Request level, spatial lever only (S3): every request goes to campus A's one instance, 3
+    a second until 1800 s; B keeps two idle instances. The second interval is a DR event
+    at B, cap 2.55 kW: its two instances idle at 2 × 1 kW × PUE 1.25 = 2.5 kW, so the
+    cap leaves B 40 W of IT (2.04 kW) beyond its idle draw, less than one slot's 50 W on
+    either instance: the cap (:meth:`FastLayer._hold_cap`) holds B's pool at batch 0 (at
+    1 or 2 in the last minutes, on the energy its idle draw left unused). A is short (3
+    requests/s against ~0.85), B's ready instances look spare: the old layer moved A's
+    new requests there, where they waited unserved to the run's end (the DR week's 19:45
+    on 9 July, docs/fleet_closed_loop.md). No shortfall move goes into a campus holding
+    a DR cap: A's requests stay at A. Outside the event the same layer moves A's
+    requests to B, which serves them (all but those arriving in the last minute or so,
+    queued at the run's end)."""
+    a, b = ("A", MODEL, "BF16"), ("B", MODEL, "BF16")
+    cap_mw = 2.55e-3
+
+    def run(event: bool) -> RunResult:
+        exo, policy = case({a: 1, b: 2}, {a: 1.0}, gpus={"A": 4, "B": 4}, flexibility="S3",
+                           requests=burst(3.0, 1800.0))
+        frame = exo.frame.copy()
+        frame[column("dr_event", "B")] = [0.0, 1.0 if event else 0.0]
+        frame[column("dr_baseline_mw", "B")] = [0.0, cap_mw if event else 0.0]
+        return simulate(replace(exo, frame=frame), policy, fast_layer=ON)
+
+    def at_b_in_event(result: RunResult) -> tuple[int, int]:
+        """Requests arriving in the second interval routed to B, and those of them that
+        never started."""
+        out = result.outcome
+        assert out is not None
+        mine = (out.pool == [spec.key for spec in out.pools].index(b)) & (
+            out.requests.arrival_s >= 900.0)
+        return int(mine.sum()), int((mine & np.isnan(out.start)).sum())
+
+    held = run(True)
+    assert held.ledger.xs("B", level="campus")["dr_committed_cap_mw"].iloc[1] == (
+        pytest.approx(cap_mw))
+    acts = held.fast_actions
+    assert acts is not None
+    caps = acts[(acts["action"] == "cap") & (acts["campus"] == "B") & (acts["step"] == 1)]
+    # B held at batch 0 until 1620 s, then at 1 or 2 (its idle draw below the cap banked
+    # energy the rest of the interval may draw)
+    early = caps["time_s"] < 1620.0
+    assert early.sum() >= 12 and (caps["count"][early] == 0).all()
+    assert (caps["count"] <= 2).all()
+    assert held.kpis["dr_compliance"] == 1.0
+    moved = acts[(acts["action"] == "move") & (acts["to_campus"] == "B") & (acts["step"] == 1)]
+    routed, waiting = at_b_in_event(held)
+    assert (float(moved["count"].sum()), routed, waiting) == (0.0, 0, 0)
+    free = run(False)
+    routed, waiting = at_b_in_event(free)
+    assert routed > 1000 and waiting < routed / 10  # the last ones queue at the run end
+
+
 # ----------------------------------------------------------------------------- causality
 
 
