@@ -530,10 +530,11 @@ def test_request_level_moves_nothing_into_a_pool_its_dr_cap_holds() -> None:
     1 or 2 in the last minutes, on the energy its idle draw left unused). A is short (3
     requests/s against ~0.85), B's ready instances look spare: the old layer moved A's
     new requests there, where they waited unserved to the run's end (the DR week's 19:45
-    on 9 July, docs/fleet_closed_loop.md). No shortfall move goes into a campus holding
-    a DR cap: A's requests stay at A. Outside the event the same layer moves A's
-    requests to B, which serves them (all but those arriving in the last minute or so,
-    queued at the run's end)."""
+    on 9 July, docs/fleet_closed_loop.md). No shortfall move goes into a campus whose DR
+    cap holds a pool under a power cap: A's requests stay at A. Outside the event, and
+    in one with a cap of 3.8 kW (B's two instances at their full batch, 3 kW of IT, fit
+    99 % of its 3.04 kW), the same layer moves A's requests to B, which serves them (all
+    but those arriving in the last minute or so, queued at the run's end)."""
     b = ("B", MODEL, "BF16")
     cap_mw = 2.55e-3
 
@@ -561,9 +562,12 @@ def test_request_level_moves_nothing_into_a_pool_its_dr_cap_holds() -> None:
     moved = acts[(acts["action"] == "move") & (acts["to_campus"] == "B") & (acts["step"] == 1)]
     routed, waiting = at_b_in_event(held)
     assert (float(moved["count"].sum()), routed, waiting) == (0.0, 0, 0)
-    free = event_at_b(None, "request")
-    routed, waiting = at_b_in_event(free)
-    assert routed > 1000 and waiting < routed / 10  # the last ones queue at the run end
+    for cap in (None, 3.8e-3):
+        free = event_at_b(cap, "request")
+        routed, waiting = at_b_in_event(free)
+        assert routed > 1000 and waiting < routed / 10  # the last ones queue at the run end
+        assert free.kpis["dr_capped_s"] == 0.0
+    assert free.kpis["dr_compliance"] == 1.0
 
 
 # ----------------------------------------------------------------------------- causality

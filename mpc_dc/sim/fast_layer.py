@@ -39,12 +39,15 @@ Actions, in this order:
   budget, the moves of model ``m`` in an interval add at most
   ``(δ̄ − Σ_p δ_p s_p) · N_m`` to the summed loss of its ``N_m`` requests so far, checked
   request by request in arrival order (so the interval's request-weighted loss stays
-  within ``δ̄`` whenever the plan's is). None goes into a campus holding a DR cap in the
-  interval (``CampusLimits.inference_cap_w`` finite), at either fidelity: at request
-  level the cap's power caps (below), sized on the plan's shares, may hold the
-  destination pool at batch 0, where moved requests would wait to the interval's end;
-  only the DR cap's own moves (below, 2) go into such a campus, as far as its cap leaves
-  power.
+  within ``δ̄`` whenever the plan's is). Never into a campus whose DR cap may hold a
+  pool below its full batch: the cap's power caps ("The DR cap", 3) are sized on the
+  plan's shares, and could hold the destination at batch 0, where the moved requests
+  wait. At request level a campus is closed to these moves from a wake-up at which the
+  cap put one of its pools under a power cap until the next; the moves planned at a
+  wake-up (or the boundary) into a campus the cap then puts under a power cap are
+  taken back. A campus in an event whose cap lets every pool run at its full batch
+  stays open (its ready instances serve what moves in within the cap). At fluid
+  fidelity every campus holding a DR cap is closed (below).
 (a) **start instances** for what is still short, ``need_p − moved out + moved in −
   (ready_p + loading_p) · μ_p``, rounded up: at the boundary first by keeping instances
   the plan would stop (no warm-up), then new ones on free GPUs of the pool's campus,
@@ -123,9 +126,9 @@ instance at its occupancy); where the campus is above it, in this order:
 interval's aggregate, which holds the interval's future), so the layer acts once per
 interval, at its start, on the previous interval's arrival rate and the backlog:
 keeping and starting instances and moving shares of the interval's arrivals; it does
-not act inside the interval (``period_s`` is unused there). As at request level, no
-share moves into a campus holding a DR cap ((b, c)): here no power cap inside the
-interval would bound what moved requests draw there.
+not act inside the interval (``period_s`` is unused there). With no power cap inside the
+interval to bound what moved requests draw, no share moves into a campus holding a DR
+cap (``CampusLimits.inference_cap_w`` finite).
 
 Switch it off (``controller.fast_layer.enabled = false``) and the engine runs exactly
 the code it ran before the layer existed. Its actions are recorded per (interval, pool)
