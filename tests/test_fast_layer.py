@@ -486,6 +486,20 @@ def test_fluid_acts_at_the_boundary_on_the_last_interval() -> None:
     assert pools["instance_s"].iloc[1] == pytest.approx(900.0 * (1 + n))
 
 
+def event_at_b(cap_mw: float | None, fidelity: str) -> RunResult:
+    """Spatial lever only (S3): every request goes to campus A's one instance, 3 a second
+    arrive from 60 s until 1800 s; B keeps two idle instances; the second interval is a
+    DR event at B with a cap of ``cap_mw`` [MW] (None: no event)."""
+    a, b = ("A", MODEL, "BF16"), ("B", MODEL, "BF16")
+    exo, policy = case({a: 1, b: 2}, {a: 1.0}, gpus={"A": 4, "B": 4}, flexibility="S3",
+                       requests=burst(3.0, 1800.0))
+    frame = exo.frame.copy()
+    frame[column("dr_event", "B")] = [0.0, 0.0 if cap_mw is None else 1.0]
+    frame[column("dr_baseline_mw", "B")] = [0.0, cap_mw or 0.0]
+    return simulate(replace(exo, frame=frame), policy,
+                    serving=ServingConfig(fidelity=fidelity), fast_layer=ON)
+
+
 def test_fluid_moves_nothing_into_a_campus_holding_a_dr_cap() -> None:
     """Fluid, spatial lever only (S3): every request goes to campus A's one instance
     (about 0.85 requests/s), 3 a second arrive until 1800 s; B keeps two idle instances.
@@ -495,27 +509,65 @@ def test_fluid_moves_nothing_into_a_campus_holding_a_dr_cap() -> None:
     ~3.6 kW imported, above the cap; at fluid fidelity nothing inside the interval caps
     them, so it moves none there and B imports its idle 2.5 kW. Outside the event the
     same layer moves A's requests to B."""
-    a, b = ("A", MODEL, "BF16"), ("B", MODEL, "BF16")
     cap_mw = 2.75e-3
-
-    def run(event: bool) -> RunResult:
-        exo, policy = case({a: 1, b: 2}, {a: 1.0}, gpus={"A": 4, "B": 4}, flexibility="S3",
-                           requests=burst(3.0, 1800.0))
-        frame = exo.frame.copy()
-        frame[column("dr_event", "B")] = [0.0, 1.0 if event else 0.0]
-        frame[column("dr_baseline_mw", "B")] = [0.0, cap_mw if event else 0.0]
-        return simulate(replace(exo, frame=frame), policy,
-                        serving=ServingConfig(fidelity="fluid"), fast_layer=ON)
-
-    held = run(True)
+    held = event_at_b(cap_mw, "fluid")
     led = held.ledger.xs("B", level="campus")
     assert led["dr_committed_cap_mw"].iloc[1] == pytest.approx(cap_mw)
     assert led["import_mw"].iloc[1] == pytest.approx(2 * 1000.0 * PUE / 1e6)
     assert held.kpis["dr_compliance"] == 1.0
     assert held.kpis["fast_requests_rerouted"] == 0.0
-    free = run(False)
+    free = event_at_b(None, "fluid")
     assert free.kpis["fast_requests_rerouted"] > 1000.0
     assert free.ledger.xs("B", level="campus")["import_mw"].iloc[1] > 3.4e-3
+
+
+def test_request_level_moves_nothing_into_a_pool_its_dr_cap_holds() -> None:
+    """Request level, spatial lever only (S3): every request goes to campus A's one instance, 3
+    a second until 1800 s; B keeps two idle instances. The second interval is a DR event
+    at B, cap 2.55 kW: its two instances idle at 2 × 1 kW × PUE 1.25 = 2.5 kW, so the
+    cap leaves B 40 W of IT (2.04 kW) beyond its idle draw, less than one slot's 50 W on
+    either instance: the cap (:meth:`FastLayer._hold_cap`) holds B's pool at batch 0 (at
+    1 or 2 in the last minutes, on the energy its idle draw left unused). A is short (3
+    requests/s against ~0.85), B's ready instances look spare: the old layer moved A's
+    new requests there, where they waited unserved to the run's end (the DR week's 19:45
+    on 9 July, docs/fleet_closed_loop.md). No shortfall move goes into a campus whose DR
+    cap holds a pool under a power cap: A's requests stay at A. Outside the event, and
+    in one with a cap of 3.8 kW (B's two instances at their full batch, 3 kW of IT, fit
+    99 % of its 3.04 kW), the same layer moves A's requests to B, which serves them (all
+    but those arriving in the last minute or so, queued at the run's end)."""
+    b = ("B", MODEL, "BF16")
+    cap_mw = 2.55e-3
+
+    def at_b_in_event(result: RunResult) -> tuple[int, int]:
+        """Requests arriving in the second interval routed to B, and those of them that
+        never started."""
+        out = result.outcome
+        assert out is not None
+        mine = (out.pool == [spec.key for spec in out.pools].index(b)) & (
+            out.requests.arrival_s >= 900.0)
+        return int(mine.sum()), int((mine & np.isnan(out.start)).sum())
+
+    held = event_at_b(cap_mw, "request")
+    assert held.ledger.xs("B", level="campus")["dr_committed_cap_mw"].iloc[1] == (
+        pytest.approx(cap_mw))
+    acts = held.fast_actions
+    assert acts is not None
+    caps = acts[(acts["action"] == "cap") & (acts["campus"] == "B") & (acts["step"] == 1)]
+    # B held at batch 0 until 1620 s, then at 1 or 2 (its idle draw below the cap banked
+    # energy the rest of the interval may draw)
+    early = caps["time_s"] < 1620.0
+    assert early.sum() >= 12 and (caps["count"][early] == 0).all()
+    assert (caps["count"] <= 2).all()
+    assert held.kpis["dr_compliance"] == 1.0
+    moved = acts[(acts["action"] == "move") & (acts["to_campus"] == "B") & (acts["step"] == 1)]
+    routed, waiting = at_b_in_event(held)
+    assert (float(moved["count"].sum()), routed, waiting) == (0.0, 0, 0)
+    for cap in (None, 3.8e-3):
+        free = event_at_b(cap, "request")
+        routed, waiting = at_b_in_event(free)
+        assert routed > 1000 and waiting < routed / 10  # the last ones queue at the run end
+        assert free.kpis["dr_capped_s"] == 0.0
+    assert free.kpis["dr_compliance"] == 1.0
 
 
 # ----------------------------------------------------------------------------- causality

@@ -39,7 +39,15 @@ Actions, in this order:
   budget, the moves of model ``m`` in an interval add at most
   ``(δ̄ − Σ_p δ_p s_p) · N_m`` to the summed loss of its ``N_m`` requests so far, checked
   request by request in arrival order (so the interval's request-weighted loss stays
-  within ``δ̄`` whenever the plan's is).
+  within ``δ̄`` whenever the plan's is). Never into a campus whose DR cap may hold a
+  pool below its full batch: the cap's power caps ("The DR cap", 3) are sized on the
+  plan's shares, and could hold the destination at batch 0, where the moved requests
+  wait. At request level a campus is closed to these moves from a wake-up at which the
+  cap put one of its pools under a power cap until the next; the moves planned at a
+  wake-up (or the boundary) into a campus the cap then puts under a power cap are
+  taken back. A campus in an event whose cap lets every pool run at its full batch
+  stays open (its ready instances serve what moves in within the cap). At fluid
+  fidelity every campus holding a DR cap is closed (below).
 (a) **start instances** for what is still short, ``need_p − moved out + moved in −
   (ready_p + loading_p) · μ_p``, rounded up: at the boundary first by keeping instances
   the plan would stop (no warm-up), then new ones on free GPUs of the pool's campus,
@@ -445,6 +453,8 @@ class FastLayer:
             -1, np.zeros(P, dtype=bool), np.zeros(P))
         self.cols = {c: np.zeros((n_steps, P)) for c in (*FAST_POOL_COLUMNS, *DR_POOL_COLUMNS)}
         self._dr_pairs: set[tuple[int, int]] = set()
+        # Campuses with a pool under the DR cap's power cap since its last wake-up.
+        self._power_capped = np.zeros(len(self.campuses), dtype=bool)
         self._actions: list[tuple[Any, ...]] = []
         # state of the open interval (request level)
         self._moves: dict[int, list[tuple[int, float]]] = {}
@@ -539,7 +549,8 @@ class FastLayer:
 
     def decide(self, step: int, view: FleetView, shares: np.ndarray, keepable: np.ndarray,
                limits: Callable[[], tuple[np.ndarray, np.ndarray]],
-               capped: np.ndarray | None = None, surge: bool = False) -> FastPlan:
+               capped: np.ndarray | None = None, surge: bool = False,
+               closed: np.ndarray | None = None) -> FastPlan:
         """Moves and instances to add (module docstring).
 
         Parameters
@@ -558,11 +569,13 @@ class FastLayer:
             instance is wanted; both are then updated as instances are added).
         capped : ndarray of bool, optional
             Campuses holding a committed DR cap: starts their power bound refuses
-            while GPUs are free are counted (``dr_starts_held``); at fluid fidelity no
-            request moves into them (module docstring, "Fluid fidelity").
+            while GPUs are free are counted (``dr_starts_held``).
         surge : bool
             A surge wake-up: only there are instances started at a sooner precision
             (``soonest_precision``; elsewhere its loading ones are only counted).
+        closed : ndarray of bool, optional
+            Campuses no move (b, c) goes into (C,): those whose DR cap may keep a pool
+            below its full batch (module docstring, (b, c)).
         """
         P = len(self.keys)
         plan = FastPlan(add=np.zeros(P, dtype=np.int64))
@@ -575,8 +588,6 @@ class FastLayer:
         out, into = np.zeros(P), np.zeros(P)
         budget = self.ledger.rate_budget(view.rate)  # [points · requests/s]
         if self.levers.spatial or self.levers.quantization:
-            # Fluid: nothing inside the interval caps what moved requests draw there.
-            closed = capped if self.fidelity == "fluid" else None
             self._plan_moves(plan, known, need, ready_cap, lam, budget, out, into, closed)
         if not self.levers.switching:
             return plan
@@ -735,7 +746,11 @@ class FastLayer:
         capped = (None if limits.inference_cap_w is None
                   else np.isfinite(limits.inference_cap_w))
         self.ledger.open(self.slack(s))
-        plan = self.decide(step, view, s, cut, lambda: (free, room), capped)
+        # Fluid: nothing inside the interval caps what moved requests draw at a campus
+        # holding a DR cap. Request level: the DR cap's first wake-up, at this boundary
+        # (:meth:`serve`), takes back the moves into a campus it puts under a power cap.
+        closed = capped if self.fidelity == "fluid" else None
+        plan = self.decide(step, view, s, cut, lambda: (free, room), capped, closed=closed)
         kept = np.minimum(plan.add, cut)
         self.cols["fast_kept"][step] += kept
         self.cols["fast_started"][step] += plan.add - kept
@@ -816,6 +831,7 @@ class FastLayer:
         capped = (None if limits.inference_cap_w is None
                   else np.isfinite(limits.inference_cap_w))
         self._dr_pairs = set()
+        self._power_capped = np.zeros(len(self.campuses), dtype=bool)
         if capped is not None and capped.any():
             moves = self._hold_cap(server, step, t0, (ticks or [t0 + STEP_S])[0], limits, s,
                                    dict(self._moves))
@@ -862,8 +878,10 @@ class FastLayer:
                 self._rebalance_queues(server, step, tick, view, rate[self.model_of] * s, capped)
                 # built directly: dataclasses.replace costs more than the view itself
                 view = FleetView(ready, loading, draining, server.queue_lengths(), rate)
+            # No move (b, c) into a campus the DR cap held under a power cap since the
+            # last wake-up: the moved requests could wait there at batch 0.
             plan = self.decide(step, view, s, np.zeros_like(held), room, capped,
-                               surge=surge is not None)
+                               surge=surge is not None, closed=self._power_capped)
             for p in np.flatnonzero(plan.add).tolist():
                 for _ in range(int(plan.add[p])):
                     ready_at = server.start_instance(p, tick)
@@ -988,11 +1006,14 @@ class FastLayer:
         """At ``t`` [s], served to ``t``: moves and power caps that keep each capped
         campus within ``limits.inference_cap_w`` until the interval end (module
         docstring, "The DR cap"); returns ``moves`` with the cap's moves added. The caps
-        hold until ``until``, the next wake-up."""
+        hold until ``until``, the next wake-up. The moves of ``moves`` (the moves (b, c)
+        planned before) into a campus that gets a power cap here are taken back: the
+        cap, sized on the plan's shares, could hold the pool they go to at batch 0."""
         assert limits.inference_cap_w is not None
         C = len(self.campuses)
         for p in range(len(self.keys)):
             server.set_batch_cap(p, None)
+        self._power_capped[:] = False
         left = step * STEP_S + STEP_S - t
         energy = np.bincount(self.campus_of, weights=server.energy_so_far_j(), minlength=C)
         pool_w = server.power_now_w()
@@ -1011,6 +1032,7 @@ class FastLayer:
         spare = np.maximum(ready * mu - need, 0.0)
         margin = np.where(excess > _EPS, 0.0, np.where(finite, -excess, np.inf))
         relief = np.zeros(C)
+        planned = {src: len(rules) for src, rules in moves.items()}
         moves = {src: list(rules) for src, rules in moves.items()}
         if (excess > _EPS).any() and (self.levers.spatial or self.levers.quantization):
             self._cap_moves(lam, rate=rate,
@@ -1028,7 +1050,12 @@ class FastLayer:
                     server.set_batch_cap(p, cap)
                     self.cols["dr_capped_s"][step, p] += window
                     self._log(t, step, "cap", p, p, cap)
-        return moves
+                    self._power_capped[c] = True
+        # the planned moves come first in each list, the cap's own after them
+        return {src: kept for src, rules in moves.items()
+                if (kept := [(d, f) for i, (d, f) in enumerate(rules)
+                             if i >= planned.get(src, 0)
+                             or not self._power_capped[self.campus_of[d]]])}
 
     def _cap_batches(self, pools: np.ndarray, ready: np.ndarray, other: np.ndarray,
                      target_w: float, need: np.ndarray, mu: np.ndarray) -> np.ndarray:
