@@ -130,6 +130,10 @@ class KnownAhead(BaseForecaster):
         """Boolean mask: the target's delivery-day values are published at ``issue_time``."""
         return self._release.published(as_utc(issue_time), targets)
 
+    def _truth_position(self, target: pd.Timestamp) -> int:
+        """Index of ``target``'s interval in the truth (negative before its start)."""
+        return (int(target.value) - self._truth_start_ns) // STEP.value
+
     def _known(self, issue_time: pd.Timestamp, targets: pd.DatetimeIndex) -> tuple[np.ndarray,
                                                                                     np.ndarray]:
         """Mask of targets taken from the truth, and the (clipped) truth there."""
@@ -139,7 +143,7 @@ class KnownAhead(BaseForecaster):
             return mask, values
         # Published targets form a prefix of the horizon (delivery days only grow).
         n_pub = int(mask.sum())
-        first = (int(targets[0].value) - self._truth_start_ns) // STEP.value
+        first = self._truth_position(targets[0])
         if first < 0 or first + n_pub > len(self._truth_values):
             raise TraceRangeError(
                 f"{self.name}: truth covers [{self.truth.index[0]}, "
@@ -179,8 +183,8 @@ class KnownAhead(BaseForecaster):
         horizon may run past the end of the truth (a run's last day): those targets are
         not scored, where a forecast for them would be refused."""
         rows = np.full((1, len(targets)), np.nan)
-        first = (int(targets[0].value) - self._truth_start_ns) // STEP.value
-        inside = max(0, min(len(targets), len(self._truth_values) - first))
+        inside = max(0, min(len(targets), len(self._truth_values)
+                            - self._truth_position(targets[0])))
         if inside:
             mask, values = self._known(targets[0], targets[:inside])
             rows[0, :inside] = np.where(mask, values, np.nan)
