@@ -2087,6 +2087,10 @@ class Problem:
                            "result depends on the machine's load", result.status)
             result = replace(result, time_limit_hit=True)
         if self.node_limit_hits > node_hits:
+            # Reproducible, unlike a wall-clock stop, and counted in the KPIs
+            # (solver_node_limit_hits): info, so a month of them is not a wall of warnings.
+            logger.info("HiGHS stopped on its node limit in this solve (%s): the plan is "
+                        "its incumbent, MIP gap %.3g", result.status, result.mip_gap)
             result = replace(result, node_limit_hit=True)
         if self.warm_start_failures > failures:
             result = replace(result, warm_start_failures=self.warm_start_failures - failures)

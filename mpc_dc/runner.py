@@ -253,12 +253,16 @@ class LeadIn:
     solver_time_limit_hits : int
         Its HiGHS runs stopped on their wall-clock limit: with any, the baselines and
         the run's DR settlement depend on the machine's load.
+    solver_node_limit_hits : int
+        Its MIP runs stopped on their node limit (``controller.mip_max_nodes``): the
+        meter behind the baselines comes from incumbent plans (reproducible).
     fallbacks_total : int
         Its steps that committed a fallback instead of the solve.
     """
 
     time_s: float = 0.0
     solver_time_limit_hits: int = 0
+    solver_node_limit_hits: int = 0
     fallbacks_total: int = 0
 
 
@@ -305,13 +309,14 @@ def with_meter_history(scenario: Scenario, exo: SiteExogenous, *, policy: str | 
                            source=source)
     lead_kpis = outcome.result.kpis
     hits = int(lead_kpis.get("solver_time_limit_hits", 0))
+    node_hits = int(lead_kpis.get("solver_node_limit_hits", 0))
     # The lead-in's KPIs are not kept: a solve of it that stopped at a limit or fell
     # back must still say so (here and in the run's KPIs), since its meter feeds every
     # baseline.
-    if hits or lead_kpis.get("fallbacks_total"):
-        logger.warning("DR lead-in: %d solve(s) stopped at the wall-clock limit, "
-                       "fallbacks %s; the baselines rest on that meter history", hits,
-                       dict(lead_kpis.get("fallbacks") or {}))
+    if hits or node_hits or lead_kpis.get("fallbacks_total"):
+        logger.warning("DR lead-in: %d solve(s) stopped at the wall-clock limit, %d at "
+                       "the node limit, fallbacks %s; the baselines rest on that meter "
+                       "history", hits, node_hits, dict(lead_kpis.get("fallbacks") or {}))
     ledger = outcome.result.ledger
     history = ledger["import_mw"].to_numpy(dtype=float).reshape(lead.run.n_steps, -1)
     wall = time.perf_counter() - tick
@@ -319,7 +324,7 @@ def with_meter_history(scenario: Scenario, exo: SiteExogenous, *, policy: str | 
                 "the programme's baselines)", days, lead.run.start_ts, outcome.controller,
                 wall)
     return replace(exo, dr_meter_history_mw=history), LeadIn(
-        wall, hits, int(lead_kpis.get("fallbacks_total", 0)))
+        wall, hits, node_hits, int(lead_kpis.get("fallbacks_total", 0)))
 
 
 # ----------------------------------------------------------------------------- policy
@@ -495,6 +500,7 @@ def run_scenario(
     # Not the run's own solves (solver_time_limit_hits, fallbacks_total), but the
     # baselines', so a run with any is not reproducible either.
     kpis["dr_lead_in_solver_time_limit_hits"] = lead_in.solver_time_limit_hits
+    kpis["dr_lead_in_solver_node_limit_hits"] = lead_in.solver_node_limit_hits
     kpis["dr_lead_in_fallbacks_total"] = lead_in.fallbacks_total
     kpis["controller"] = controller.name
     if policy is not None:

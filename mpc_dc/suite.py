@@ -404,8 +404,10 @@ def _scenario_rows(name: str, g: pd.DataFrame, penalty: float) -> pd.DataFrame:
     # The DR lead-in's solves count too: its meter is every baseline's.
     out["time_limit_hits"] = (_column(g, "solver_time_limit_hits")
                               + _column(g, "dr_lead_in_solver_time_limit_hits").fillna(0.0))
-    # Reproducible (a node limit ends alike on any machine); the run's own solves only.
-    out["node_limit_hits"] = _column(g, "solver_node_limit_hits")
+    # Reproducible (a node limit ends alike on any machine); the DR lead-in's count
+    # too, as its incumbent plans make the meter of every baseline.
+    out["node_limit_hits"] = (_column(g, "solver_node_limit_hits")
+                              + _column(g, "dr_lead_in_solver_node_limit_hits").fillna(0.0))
     return out[list(SCORECARD_COLUMNS)]
 
 

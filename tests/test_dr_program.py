@@ -430,6 +430,40 @@ def test_a_lead_in_that_fell_back_says_so(override: dict[str, object],
     assert (lead_in.solver_time_limit_hits > 0) is timed_out
 
 
+def test_a_lead_in_that_stopped_on_its_node_limit_says_so(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A node-limit stop of the lead-in (an incumbent plan behind every baseline) is a
+    warning and a run KPI (``dr_lead_in_solver_node_limit_hits``), as a wall-clock stop
+    is. This small site solves no MIP, so every solve of the lead-in is marked as one
+    that stopped on its node limit, where the controller counts its solves."""
+    from mpc_dc import runner
+    from mpc_dc.control.mpc import ControllerStats
+
+    scenario = with_overrides(_small_run_scenario(baseline_days=3),
+                              {"dr.days": ["2022-04-05"]}, "test")
+    plain_scenario, plain_record = runner.lead_in_scenario, ControllerStats.record
+    in_lead_in = False
+
+    def lead_in(sc: Scenario, days: int) -> Scenario:
+        nonlocal in_lead_in
+        in_lead_in = True
+        return plain_scenario(sc, days)
+
+    def record(self: ControllerStats, result: object) -> None:
+        plain_record(self, replace(result, node_limit_hit=in_lead_in))  # type: ignore[type-var, arg-type]
+
+    monkeypatch.setattr(runner, "lead_in_scenario", lead_in)
+    monkeypatch.setattr(ControllerStats, "record", record)
+    _, exo = prepare(scenario)
+    with caplog.at_level("WARNING", logger="mpc_dc.runner"):
+        _, lead = with_meter_history(scenario, exo)
+    steps = exogenous_lead_in_days(exo) * DAY
+    assert lead.solver_node_limit_hits == steps > 0
+    assert (lead.solver_time_limit_hits, lead.fallbacks_total) == (0, 0)
+    assert any("DR lead-in" in r.getMessage() and f"{steps} at the node limit"
+               in r.getMessage() for r in caplog.records if r.name == "mpc_dc.runner")
+
+
 def test_the_lead_in_bridges_a_short_gap_the_run_refuses(
         shared_data: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:

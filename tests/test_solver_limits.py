@@ -146,13 +146,15 @@ def test_a_node_limit_stop_is_counted_up_to_the_scorecard() -> None:
     assert (stats.node_limit_hits, stats.time_limit_hits) == (1, 0)
     results = pd.DataFrame([{"run_id": p, "status": "done", "scenario": "s", "policy": p,
                              "controller": p, "cost_usd": c, "solver_time_limit_hits": 0,
-                             "solver_node_limit_hits": n}
-                            for p, c, n in (("baseline", 2.0, 0), ("mpc", 1.5, 3),
-                                            ("offline", 1.0, 1))])
+                             "solver_node_limit_hits": n,
+                             "dr_lead_in_solver_node_limit_hits": lead}
+                            for p, c, n, lead in (("baseline", 2.0, 0, 0), ("mpc", 1.5, 3, 2),
+                                                  ("offline", 1.0, 1, 0))])
     timings = pd.DataFrame({"run_id": results["run_id"], "decide_time_median_s": 0.0})
     card = scorecard(results, timings, 0.0)
-    assert list(card["node_limit_hits"]) == [0.0, 3.0, 1.0]
-    assert summary(card).set_index("policy").loc["mpc", "node_limit_hits"] == 3.0
+    # The DR lead-in's stops count with the run's own (its meter is the baselines').
+    assert list(card["node_limit_hits"]) == [0.0, 5.0, 1.0]
+    assert summary(card).set_index("policy").loc["mpc", "node_limit_hits"] == 5.0
     assert time_limit_notes(card) == []  # deterministic: not a reproducibility note
 
 
