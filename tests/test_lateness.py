@@ -321,3 +321,33 @@ def test_congestion_splits_a_model_at_even_utilisation(congestion_share: float) 
         assert res.cost.congestion_usd == pytest.approx(0.18)
         # the cost the plan reports is the objective's
         assert res.objective_usd == pytest.approx(res.cost.total_usd)
+
+
+@pytest.mark.parametrize(("demand", "utilisation", "hinges"), [
+    (1400.0, 0.70, 0.0), (1500.0, 0.75, 0.05), (1700.0, 0.85, 0.05 + 0.15),
+    (1900.0, 0.95, 0.05 + 0.15 + 0.25), (2000.0, 1.0, 0.1 + 0.2 + 0.3),
+    (2100.0, 1.0, 0.1 + 0.2 + 0.3)])
+def test_congestion_optimum_is_the_sum_of_hinges(demand: float, utilisation: float,
+                                                 hinges: float) -> None:
+    """The LP's congestion price at its optimum is the hinge sum the block defines,
+    whatever rows carry it (the vertex form replaced one row per knee, issue 14).
+    Two campuses with one instance each (C = 1000 tokens/s), energy at 30 $/MWh at
+    both, so only congestion decides the split; σ = 0.1 of 1e-5 $/token per knee.
+    The convex cost is least at equal utilisation r = D / 2000 (within a segment any
+    split costs the same): 2 × 1000 tokens/s × f(r) × 1e-6 $ × 900 s with
+    f(r) = Σ_j max(0, r − κ_j), κ = 0.7, 0.8, 0.9. Beyond 2000 tokens/s the
+    capacity holds (the form implies x <= C): the rest waits, congestion as at 2000."""
+    site = _two_campus_site()
+    inputs = HorizonInputs.build(site, 1, price_usd_per_mwh=[[30.0], [30.0]],
+                                 demand_tokens_per_s=[[demand]])
+    state = PlantState(instances_running={k: 1 for k in site.pools})
+    results = [Problem(site, 1, lateness=LatenessPrices((1e-5,), (1e-8,), congestion_share=s))
+               .solve(inputs, state, Form.COMMITTED_INTEGER) for s in (0.0, 0.1)]
+    by_hand = 2 * 1000.0 * hinges * 1e-6 * 900.0
+    without, with_price = results
+    assert with_price.plan is not None and with_price.cost is not None
+    np.testing.assert_allclose(with_price.plan.instances, [[1.0], [1.0]], atol=1e-6)
+    assert with_price.plan.tokens_per_s.sum() == pytest.approx(2000.0 * utilisation, abs=1e-3)
+    assert np.all(with_price.plan.tokens_per_s <= 1000.0 + 1e-6)
+    assert with_price.cost.congestion_usd == pytest.approx(by_hand, abs=1e-9)
+    assert with_price.objective_usd - without.objective_usd == pytest.approx(by_hand, abs=1e-9)
