@@ -882,9 +882,7 @@ class FastLayer:
                 full = np.bincount(self.campus_of, weights=held * self.p_max_w, minlength=C)
                 return free, (limits.inference_max_w * STEP_S - energy - left * full) / left
 
-            # Without a queued request nothing is re-dispatched (every group's queue is
-            # below one request): the usual wake-up skips it.
-            if rebalance and queue.any():
+            if rebalance and self._redispatch_due(queue):
                 self._rebalance_queues(server, step, tick,
                                        FleetView(ready, loading, draining, queue, rate),
                                        rate[self.model_of] * s, capped)
@@ -913,6 +911,14 @@ class FastLayer:
             for p in range(len(self.keys)):
                 server.set_batch_cap(p, None)
         return server.end_interval()
+
+    @staticmethod
+    def _redispatch_due(queue: np.ndarray) -> bool:
+        """Whether a wake-up runs the queue re-dispatch (d) on ``queue`` [requests], (P,):
+        only with a request queued somewhere. With none every group holds less than one
+        request and :meth:`_rebalance_queues` moves nothing, so the usual wake-up skips
+        its set-up (tests compare the runs with and without this skip)."""
+        return bool(queue.any())
 
     def _rebalance_queues(self, server: RequestLevelServer, step: int, t: float,
                           view: FleetView, inflow: np.ndarray, capped: np.ndarray | None) -> None:
