@@ -7,8 +7,10 @@ on over the median off, with every run's time in ``benchmark.extra_info``:
 * **fleet run**: the product scenario (``nyiso_wind_fleet``: three campuses, two
   models at BF16 and FP8, request level, the MPC with seasonal-naive forecasts) on
   real data over ``MPC_DC_BENCH_FAST_DAYS`` days (default 3; the issue's run is 30
-  days: the layer's cost is per interval and per request, as the rest of the run's,
-  so the ratio does not grow with the length), setup + simulation;
+  days: the layer's cost is per wake-up, and the fixed set-up, the same off and on,
+  dilutes the ratio of a short run; on the shared machine the CPU time of one run moves
+  by ±8 % with the load, docs/fleet_closed_loop.md "Wall-time overhead"), setup +
+  simulation;
 * **serving only**: the serving fleet of ``bench_serving.py`` (3 campuses × 2 models,
   ~10⁶ requests over 2 days) under a fixed plan, no solver: the worst case, where
   nothing hides the layer's cost.

@@ -712,3 +712,90 @@ def test_serving_in_windows_is_serving_in_one() -> None:
                      "ready_instance_s", "idle_energy_j", "active_energy_j", "busy_slot_s"):
             np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-9,
                                        atol=1e-6, err_msg=name)
+
+
+def test_skipping_the_redispatch_without_a_queue_changes_no_decision(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wake-up with no request queued skips the queue re-dispatch (d)
+    (``FastLayer._redispatch_due``): the run of the re-dispatch test above (A's queue
+    moves to B at 120 s; nothing is queued at the wake-ups before the burst) has the
+    same actions, pool table and per-request records as with the re-dispatch run at
+    every wake-up."""
+    from mpc_dc.sim.fast_layer import FastLayer
+
+    a, b = ("A", MODEL, "BF16"), ("B", MODEL, "BF16")
+    due = FastLayer._redispatch_due
+    skipped: list[bool] = []
+
+    def counted(queue: np.ndarray) -> bool:
+        skipped.append(not due(queue))
+        return due(queue)
+
+    monkeypatch.setattr(FastLayer, "_redispatch_due", staticmethod(counted))
+    exo, policy = case({a: 1, b: 4}, {a: 1.0}, gpus={"A": 4, "B": 4}, flexibility="S3")
+    skipping = simulate(exo, policy, fast_layer=ON)
+    assert any(skipped) and not all(skipped)
+    monkeypatch.setattr(FastLayer, "_redispatch_due", staticmethod(lambda queue: True))
+    exo, policy = case({a: 1, b: 4}, {a: 1.0}, gpus={"A": 4, "B": 4}, flexibility="S3")
+    full = simulate(exo, policy, fast_layer=ON)
+    assert skipping.fast_actions is not None and full.fast_actions is not None
+    assert (skipping.fast_actions["action"] == "requeue").any()
+    assert skipping.fast_actions.equals(full.fast_actions)
+    assert skipping.pools is not None and skipping.pools.equals(full.pools)
+    assert skipping.outcome is not None and full.outcome is not None
+    for name in ("pool", "start", "first_token", "finish"):
+        np.testing.assert_array_equal(getattr(skipping.outcome, name),
+                                      getattr(full.outcome, name))
+
+
+def _surge_by_search(layer: Any, server: Any, step: int, now: float,
+                     until: float) -> float | None:
+    """The surge wake-up time searched window by window (the layer's computation before
+    it counted each interval's windows once): the first arrival ``t`` in ``[now + W,
+    until)`` whose arrivals over ``[max(t − W, now), t)`` exceed the bar."""
+    W = layer.config.surge_window_s
+    if W <= 0.0 or until <= now + W:
+        return None
+    known, mu = layer.service_rate(step)
+    cap = np.bincount(layer.model_of, minlength=len(layer.models),
+                      weights=np.where(known, server.committed_instances() * mu, 0.0))
+    bar = np.maximum(cap, layer._acted_rate) * W
+    bar = bar + 3.0 * np.sqrt(bar)
+    first = np.inf
+    for m, times in enumerate(layer._arrivals_by_model()):
+        tm = times[(times >= now) & (times < until)]
+        for i, t in enumerate(tm):
+            if t >= now + W and i - int(tm.searchsorted(t - W, side="left")) > bar[m]:
+                first = min(first, float(t))
+                break
+    return None if np.isinf(first) else first
+
+
+def test_surge_counts_once_per_interval_find_the_searched_surges(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``FastLayer._surge`` reads counts computed once per interval; at every wake-up of
+    a run with surges (Poisson arrivals at 0.5 requests/s with bursts of 4 per second
+    at 100-160 s, 420-440 s and 1000-1100 s, over two intervals) it finds the time the
+    window-by-window search finds."""
+    from mpc_dc.sim.fast_layer import FastLayer
+
+    rng = np.random.default_rng(5)
+    arrival = np.sort(np.concatenate([
+        rng.uniform(0.0, 1800.0, 900), rng.uniform(100.0, 160.0, 240),
+        rng.uniform(420.0, 440.0, 80), rng.uniform(1000.0, 1100.0, 400)]))
+    n = arrival.size
+    requests = RequestArrays.from_arrays(arrival, np.zeros(n), np.full(n, 100),
+                                         np.full(n, 1000), (MODEL,))
+    counted = FastLayer._surge
+    found: list[float | None] = []
+
+    def both(self: Any, server: Any, step: int, now: float, until: float) -> float | None:
+        t = counted(self, server, step, now, until)
+        assert t == _surge_by_search(self, server, step, now, until), (step, now, until)
+        found.append(t)
+        return t
+
+    monkeypatch.setattr(FastLayer, "_surge", both)
+    exo, policy = case({W16: 1}, {W16: 1.0}, requests=requests)
+    simulate(exo, policy, fast_layer=replace(ON, surge_window_s=10.0))
+    assert len(found) > 20 and sum(t is not None for t in found) >= 2

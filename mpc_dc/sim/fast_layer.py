@@ -466,6 +466,11 @@ class FastLayer:
         self._arrived = np.zeros(len(self.models), dtype=np.int64)
         self._counted_to = 0
         self._acted_rate = np.zeros(len(self.models))  # at the last wake-up [requests/s]
+        # Per model, over the open interval's arrivals (request level, surge wake-ups):
+        # the index of its first one [-], and each one's count over the surge window
+        # before it, the window reaching back before the interval as far as it may
+        # (:meth:`_open_surge_counts`).
+        self._surge_counts: list[tuple[int, np.ndarray]] = []
 
     # -- observation ---------------------------------------------------------------------
     def mean_response_tokens(self, step: int) -> np.ndarray:
@@ -832,6 +837,10 @@ class FastLayer:
                   else np.isfinite(limits.inference_cap_w))
         self._dr_pairs = set()
         self._power_capped = np.zeros(len(self.campuses), dtype=bool)
+        self._open_surge_counts(step)
+        keep_none = np.zeros(len(self.keys), dtype=np.int64)  # nothing to keep inside
+        rebalance = self.levers.spatial or (self.levers.quantization
+                                            and self.config.soonest_precision)
         if capped is not None and capped.any():
             moves = self._hold_cap(server, step, t0, (ticks or [t0 + STEP_S])[0], limits, s,
                                    dict(self._moves))
@@ -856,7 +865,7 @@ class FastLayer:
                 rate = np.maximum(rate, self.arrival_rate(tick, step,
                                                           self.config.surge_window_s))
             self._acted_rate = rate
-            view = FleetView(ready, loading, draining, server.queue_lengths(), rate)
+            queue = server.queue_lengths()
             held = ready + loading + draining
 
             def room(tick: float = tick, held: np.ndarray = held
@@ -873,14 +882,15 @@ class FastLayer:
                 full = np.bincount(self.campus_of, weights=held * self.p_max_w, minlength=C)
                 return free, (limits.inference_max_w * STEP_S - energy - left * full) / left
 
-            if self.levers.spatial or (self.levers.quantization
-                                       and self.config.soonest_precision):
-                self._rebalance_queues(server, step, tick, view, rate[self.model_of] * s, capped)
-                # built directly: dataclasses.replace costs more than the view itself
-                view = FleetView(ready, loading, draining, server.queue_lengths(), rate)
+            if rebalance and self._redispatch_due(queue):
+                self._rebalance_queues(server, step, tick,
+                                       FleetView(ready, loading, draining, queue, rate),
+                                       rate[self.model_of] * s, capped)
+                queue = server.queue_lengths()
+            view = FleetView(ready, loading, draining, queue, rate)
             # No move (b, c) into a campus the DR cap held under a power cap since the
             # last wake-up: the moved requests could wait there at batch 0.
-            plan = self.decide(step, view, s, np.zeros_like(held), room, capped,
+            plan = self.decide(step, view, s, keep_none, room, capped,
                                surge=surge is not None, closed=self._power_capped)
             for p in np.flatnonzero(plan.add).tolist():
                 for _ in range(int(plan.add[p])):
@@ -901,6 +911,14 @@ class FastLayer:
             for p in range(len(self.keys)):
                 server.set_batch_cap(p, None)
         return server.end_interval()
+
+    @staticmethod
+    def _redispatch_due(queue: np.ndarray) -> bool:
+        """Whether a wake-up runs the queue re-dispatch (d) on ``queue`` [requests], (P,):
+        only with a request queued somewhere. With none every group holds less than one
+        request and :meth:`_rebalance_queues` moves nothing, so the usual wake-up skips
+        its set-up (tests compare the runs with and without this skip)."""
+        return bool(queue.any())
 
     def _rebalance_queues(self, server: RequestLevelServer, step: int, t: float,
                           view: FleetView, inflow: np.ndarray, capped: np.ndarray | None) -> None:
@@ -964,13 +982,35 @@ class FastLayer:
                     if surplus[src] <= 0:
                         break
 
+    def _open_surge_counts(self, step: int) -> None:
+        """Per model, for each arrival ``g`` of interval ``step``: the index ``s_g`` of
+        the first arrival at or after ``t_g − W`` (``W = surge_window_s``) in the
+        model's arrivals of the run, and ``g − s_g``, its arrivals over ``[t_g − W,
+        t_g)`` [requests]. Computed once per interval, so that a wake-up's
+        :meth:`_surge` compares counts instead of searching every window afresh."""
+        W = self.config.surge_window_s
+        self._surge_counts = []
+        if W <= 0.0:
+            return
+        t0 = step * STEP_S
+        for times in self._arrivals_by_model():
+            a = int(times.searchsorted(t0, side="left"))
+            b = int(times.searchsorted(t0 + STEP_S, side="left"))
+            first = times.searchsorted(times[a:b] - W, side="left")
+            self._surge_counts.append((a, np.arange(a, b) - first))
+
     def _surge(self, server: RequestLevelServer, step: int, now: float,
                until: float) -> float | None:
         """The first arrival time ``t`` in ``[now + W, until)`` [s] at which a model's
         arrivals over ``[t − W, t)`` (``W = surge_window_s``) exceed what its
         committed instances serve (ready and loading, at ``μ_p``) and the rate the
         layer last acted on, ``r``, beyond Poisson noise: ``n > r W + 3 √(r W)``
-        (module docstring, "Surge wake-up"); None: no such time, or ``W = 0``."""
+        (module docstring, "Surge wake-up"); None: no such time, or ``W = 0``.
+
+        Only arrivals at or after ``now`` count (the window of an arrival ``g`` starts
+        at ``max(s_g, i0)``, ``i0`` the first arrival at or after ``now``); the counts
+        ``g − s_g`` are :meth:`_open_surge_counts`'s, ``[now, until)`` within the open
+        interval ``step``."""
         W = self.config.surge_window_s
         if W <= 0.0 or until <= now + W:
             return None
@@ -983,19 +1023,20 @@ class FastLayer:
         bar = np.maximum(cap, self._acted_rate) * W
         bar = (bar + 3.0 * np.sqrt(bar)).tolist()
         first = math.inf
-        for m, times in enumerate(self._arrivals_by_model()):
+        for m, (times, (a, count)) in enumerate(zip(self._arrivals_by_model(),
+                                                    self._surge_counts, strict=True)):
             # scalar searches: this runs at every wake-up of every interval
             i0 = int(times.searchsorted(now, side="left"))
             i1 = int(times.searchsorted(until, side="left"))
-            tm = times[i0:i1]
-            lo = int(tm.searchsorted(now + W, side="left"))
-            if lo >= tm.size:
+            # the count from i0 on, min(g − s_g, g − i0), exceeds the bar only where
+            # both do; g − i0 > bar (an integer against a real) from g = i0 + ⌊bar⌋ + 1 on
+            lo = max(int(times.searchsorted(now + W, side="left")),
+                     i0 + math.floor(bar[m]) + 1)
+            if lo >= i1:
                 continue
-            j = np.arange(lo, tm.size)
-            count = j - tm.searchsorted(tm[lo:] - W, side="left")
-            over = count > bar[m]
+            over = count[lo - a:i1 - a] > bar[m]
             if over.any():
-                first = min(first, float(tm[lo + int(over.argmax())]))
+                first = min(first, float(times[lo + int(over.argmax())]))
         return None if math.isinf(first) else first
 
     # -- holding the committed DR cap (request level) -------------------------------------
