@@ -1189,6 +1189,17 @@ class RequestLevelServer:
                                 * on).sum())
         return out
 
+    def occupancy_by(self, until: float) -> list[np.ndarray]:
+        """Per pool, the requests each committed instance ready by ``until`` [s] holds
+        where the pool is served to (0 for one still loading) [requests]: the instances
+        that may admit requests before ``until``, and what they run on meanwhile."""
+        out = []
+        for ps in self._pools:
+            fs = ps.fs
+            up = [j for j in ps.committed if fs[j, kern.F_READY] <= until]
+            out.append(fs[np.array(up, dtype=np.int64), kern.F_NB].astype(np.int64))
+        return out
+
     def set_batch_cap(self, pool: int, batch: int | None) -> None:
         """Admit at most ``batch`` requests per instance of ``pool`` from now on (a power
         cap: an instance's power is ``P(B)`` at occupancy ``B``); None: its
