@@ -111,10 +111,14 @@ instance at its occupancy); where the campus is above it, in this order:
    a pool's active power per request/s is taken at its full batch,
    ``(P(B) − P0) / μ_p``;
 3. last, a power cap: each of its pools admits at most ``b_p ≤ B`` requests per
-   instance, the caps chosen so that the bound ``Σ n_p P0 + Σ ready_p (P(b_p) − P0)``
-   fits 99 % of what is left (:data:`_CAP_MARGIN`) at the least service lost: slots go
-   first where they save the most power per request/s (:meth:`FastLayer._cap_batches`;
-   ``b_p = 0``: nothing admitted until the next wake-up). Throughput
+   instance, the caps chosen so that the bound on what the pools may draw until the
+   next wake-up, ``Σ n_p P0`` plus ``P(max(b_p, r_j)) − P0`` for each instance ``j``
+   that may admit by then (ready, or loading and ready by then; ``r_j`` the requests it
+   holds now, which a cap does not stop) and the draining instances at their
+   occupancy, fits 99 % of what is left (:data:`_CAP_MARGIN`) at the least service
+   lost: slots go first where they save the most power per request/s
+   (:meth:`FastLayer._cap_batches`; ``b_p = 0``: nothing admitted until the next
+   wake-up). Throughput
    falls and requests queue: their lateness is priced like any other. The cap bounds
    what the pools may draw until the next wake-up, not only what they draw now, so it
    is set whenever the bound at a full batch exceeds what is left, and every wake-up
@@ -160,7 +164,8 @@ _EPS = 1e-9
 
 _CAP_MARGIN = 0.01
 """Share of what a campus may still draw under a DR cap that its power caps leave
-unused: requests admitted before a cap run on at their occupancy past the wake-up."""
+unused, a reserve: their bound (:meth:`FastLayer._cap_batches`) already counts the
+requests each instance holds, which run on past the wake-up."""
 
 FAST_POOL_COLUMNS: tuple[str, ...] = (
     "fast_started",
