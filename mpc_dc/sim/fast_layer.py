@@ -1085,8 +1085,9 @@ class FastLayer:
         (``⌈1.2 · need / (ready · μ / B)⌉``, at least 1, at most ``B``), slots are taken
         away, a step of ``⌈B / 64⌉`` at a time, from the pool whose step saves the most
         power per request/s it costs, while the bound exceeds the target (to 0 if it
-        must; a step that saves nothing is not taken); or given back, cheapest power per
-        request/s first, while they fit.
+        must: a step below what an instance holds saves nothing in the bound, so it is
+        taken last, but it stops the admissions that would refill the instance as its
+        requests end); or given back, cheapest power per request/s first, while they fit.
         """
         B = self.batch[pools]
         n = ready[pools].astype(float)
@@ -1104,7 +1105,7 @@ class FastLayer:
 
         total = fixed_w + float(sum(cost[i][b[i]] for i in range(len(pools))))
         while total > target_w:
-            best, ratio = -1, 0.0
+            best, ratio = -1, -1.0
             for i in range(len(pools)):
                 if admitting[i] > 0 and b[i] > 0:
                     d = min(int(step[i]), int(b[i]))
