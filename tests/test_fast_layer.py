@@ -570,7 +570,7 @@ def test_request_level_moves_nothing_into_a_pool_its_dr_cap_holds() -> None:
     assert free.kpis["dr_compliance"] == 1.0
 
 
-def held_over_a_cap(period_s: float) -> RunResult:
+def held_over_a_cap(period_s: float, long_tokens: int = 50_000) -> RunResult:
     """Quantization lever only (S5), one campus, one BF16 and one FP8 instance (2 GPUs).
     FP8 serves twice as fast at half the energy per token (2000 tokens/s at the SLO, 0.25
     J/token: the same 50 W a slot, twice the requests/s a slot). Interval 0 sends every
@@ -590,7 +590,7 @@ def held_over_a_cap(period_s: float) -> RunResult:
     n = long.size + short.size
     requests = RequestArrays.from_arrays(
         np.concatenate([long, short]), np.zeros(n), np.full(n, 100),
-        np.concatenate([np.full(long.size, 50_000), np.full(short.size, 1000)]), (MODEL,))
+        np.concatenate([np.full(long.size, long_tokens), np.full(short.size, 1000)]), (MODEL,))
     index = pd.date_range(START, periods=2, freq="15min", name="interval_start_utc")
     frame = pd.DataFrame({column("price_usd_per_mwh", "W"): 50.0,
                           column("carbon_gco2_per_kwh", "W"): 300.0,
@@ -629,6 +629,23 @@ def test_a_power_cap_counts_the_requests_an_instance_already_holds(period_s: flo
     first = caps[caps["time_s"] == 900.0].set_index("precision")["count"]
     assert first["FP8"] == 1
 
+
+
+def test_the_dr_cap_reads_a_pool_serving_left_behind_as_it_is_now() -> None:
+    """:func:`held_over_a_cap` with BF16's 10 requests of 15,000 tokens: they end at
+    ~950 s and BF16 gets nothing more, so serving leaves its pool where it was at 900 s
+    (neither a queue nor new requests). Read there, it held 10 requests at every
+    wake-up: the old layer counted 500 W of active power it no longer drew in the
+    energy so far and held FP8 ever tighter (at 0 from 1560 s; 863 requests admitted,
+    2.84 kW imported against the 3.25-kW cap), and with the bound counting the requests
+    an instance holds it held FP8 at 1 to 5 the whole interval (348 admitted, 2.66 kW).
+    Brought to the wake-up first (:meth:`RequestLevelServer.catch_up`), FP8 admits 1,662
+    and the row stays under its cap (3.13 kW)."""
+    result = held_over_a_cap(60.0, long_tokens=15_000)
+    assert result.kpis["dr_compliance"] == 1.0
+    assert result.pools is not None
+    started = result.pools.xs(("W", MODEL, "FP8"), level=("campus", "model", "precision"))
+    assert started["started"].iloc[1] > 1500
 
 # ----------------------------------------------------------------------------- causality
 

@@ -1019,6 +1019,8 @@ class FastLayer:
         for p in range(len(self.keys)):
             server.set_batch_cap(p, None)
         self._power_capped[:] = False
+        # Pools serving left behind would be read at their last window's occupancy.
+        server.catch_up()
         left = step * STEP_S + STEP_S - t
         energy = np.bincount(self.campus_of, weights=server.energy_so_far_j(), minlength=C)
         pool_w = server.power_now_w()
