@@ -100,7 +100,9 @@ most ``CampusLimits.inference_cap_w`` (:meth:`~mpc_dc.sim.plant.CampusPlant.infe
 what the plant's own levers — deferring work, the battery — leave). At the boundary and
 at each wake-up the layer compares the power the rest of the interval may average,
 ``(cap · 900 s − energy so far) / time left``, with the campus's power now (every
-instance at its occupancy); where the campus is above it, in this order:
+instance at its occupancy, each pool read as it is then, also one serving left where it
+was: :meth:`~mpc_dc.sim.serving.RequestLevelServer.catch_up`); where the campus is
+above it, in this order:
 
 1. no new instance starts there beyond the cap (the starts' bound above; counted
    ``dr_starts_held`` where GPUs were free);
