@@ -570,6 +570,83 @@ def test_request_level_moves_nothing_into_a_pool_its_dr_cap_holds() -> None:
     assert free.kpis["dr_compliance"] == 1.0
 
 
+def held_over_a_cap(period_s: float, long_tokens: int = 50_000) -> RunResult:
+    """Quantization lever only (S5), one campus, one BF16 and one FP8 instance (2 GPUs).
+    FP8 serves twice as fast at half the energy per token (2000 tokens/s at the SLO, 0.25
+    J/token: the same 50 W a slot, twice the requests/s a slot). Interval 0 sends every
+    request to BF16: 10 of 50,000 output tokens arrive at 800-809 s and fill its 10 slots
+    until ~1300 s. Interval 1, a DR event with cap 3.25 kW (2.6 kW of IT at PUE 1.25),
+    sends every request to FP8, 3 a second of 1000 tokens (more than it serves)."""
+    table = hand_table()
+    fast = replace(table.get(MODEL, "FP8"), tokens_per_s_at_slo=2000.0,
+                   marginal_energy_per_token_j=0.25)
+    table = QuantTable((table.get(MODEL, "BF16"), fast), "hand")
+    site = Site(campuses=(Campus("W", "F", gpus=2, pue=PUE, grid=Grid(import_limit_mw=10.0)),),
+                fleet=Fleet(models=(MODEL,), flexibility="S5", table=table,
+                            allowed_precisions=("BF16", "FP8")),
+                dr=DemandResponse(cap_fraction_of_baseline=1.0, baseline="s1_plan"))
+    long = 800.0 + np.arange(10.0)
+    short = 900.0 + np.arange(2700) / 3.0
+    n = long.size + short.size
+    requests = RequestArrays.from_arrays(
+        np.concatenate([long, short]), np.zeros(n), np.full(n, 100),
+        np.concatenate([np.full(long.size, long_tokens), np.full(short.size, 1000)]), (MODEL,))
+    index = pd.date_range(START, periods=2, freq="15min", name="interval_start_utc")
+    frame = pd.DataFrame({column("price_usd_per_mwh", "W"): 50.0,
+                          column("carbon_gco2_per_kwh", "W"): 300.0,
+                          column("dr_event", "W"): [0.0, 1.0],
+                          column("dr_baseline_mw", "W"): [0.0, 3.25e-3]}, index=index)
+    exo = SiteExogenous(site, frame.join(demand_columns(requests, index)), START, 2, requests,
+                        request_mix={MODEL: RequestMix(100.0, 1000.0, 1e6)})
+    policy = Scripted(lambda obs: Decision(fleet=FleetDecision(
+        {W16: 1, W8: 1}, {W16: 1.0} if obs.step == 0 else {W8: 1.0})))
+    return simulate(exo, policy, fast_layer=FastLayerConfig(period_s=period_s,
+                                                            surge_window_s=0.0))
+
+
+@pytest.mark.parametrize("period_s", [900.0, 60.0])
+def test_a_power_cap_counts_the_requests_an_instance_already_holds(period_s: float) -> None:
+    """:func:`held_over_a_cap`. At 900 s BF16 holds 10 requests for ~400 s more, FP8 none.
+    The caps must fit what both pools may draw until the next wake-up in 2.574 kW (99 %
+    of 2.6 kW): the two idle draws and BF16's running requests take 2.5 kW whatever its
+    cap (a cap stops admissions, not running requests), so FP8 may admit one request
+    (2.55 kW). The old bound counted each instance at its new cap only, ``P0 + 50 W × b``:
+    it capped BF16 at 1 (stopping nothing) and left FP8 its 10 slots, 3 kW of IT while
+    BF16's requests ran. With one wake-up (``period_s`` 900, the cap holds the whole
+    interval) the old layer drew 2.72 kW of IT, 3.40 kW imported against the 3.25-kW cap;
+    with a wake-up a minute its later caps made up for it (3.09 kW), as they can for any
+    window but the interval's last (the DR week's row 0.2 W over its cap, capped at
+    840 s: docs/fleet_closed_loop.md). Now the row ends under its cap either way (2.84
+    and 2.90 kW) and FP8's first cap is 1."""
+    result = held_over_a_cap(period_s)
+    led = result.campus_ledger("W")
+    assert led["dr_committed_cap_mw"].iloc[1] == pytest.approx(3.25e-3)
+    assert led["import_mw"].iloc[1] <= 3.25e-3 * (1 + 1e-9)
+    assert result.kpis["dr_compliance"] == 1.0
+    acts = result.fast_actions
+    assert acts is not None
+    caps = acts[(acts["action"] == "cap") & (acts["step"] == 1)]
+    first = caps[caps["time_s"] == 900.0].set_index("precision")["count"]
+    assert first["FP8"] == 1
+
+
+
+def test_the_dr_cap_reads_a_pool_serving_left_behind_as_it_is_now() -> None:
+    """:func:`held_over_a_cap` with BF16's 10 requests of 15,000 tokens: they end at
+    ~950 s and BF16 gets nothing more, so serving leaves its pool where it was at 900 s
+    (neither a queue nor new requests). Read there, it held 10 requests at every
+    wake-up: the old layer counted 500 W of active power it no longer drew in the
+    energy so far and held FP8 ever tighter (at 0 from 1560 s; 863 requests admitted,
+    2.84 kW imported against the 3.25-kW cap), and with the bound counting the requests
+    an instance holds it held FP8 at 1 to 5 the whole interval (348 admitted, 2.66 kW).
+    Brought to the wake-up first (:meth:`RequestLevelServer.catch_up`), FP8 admits 1,662
+    and the row stays under its cap (3.13 kW)."""
+    result = held_over_a_cap(60.0, long_tokens=15_000)
+    assert result.kpis["dr_compliance"] == 1.0
+    assert result.pools is not None
+    started = result.pools.xs(("W", MODEL, "FP8"), level=("campus", "model", "precision"))
+    assert started["started"].iloc[1] > 1500
+
 # ----------------------------------------------------------------------------- causality
 
 

@@ -100,7 +100,9 @@ most ``CampusLimits.inference_cap_w`` (:meth:`~mpc_dc.sim.plant.CampusPlant.infe
 what the plant's own levers — deferring work, the battery — leave). At the boundary and
 at each wake-up the layer compares the power the rest of the interval may average,
 ``(cap · 900 s − energy so far) / time left``, with the campus's power now (every
-instance at its occupancy); where the campus is above it, in this order:
+instance at its occupancy, each pool read as it is then, also one serving left where it
+was: :meth:`~mpc_dc.sim.serving.RequestLevelServer.catch_up`); where the campus is
+above it, in this order:
 
 1. no new instance starts there beyond the cap (the starts' bound above; counted
    ``dr_starts_held`` where GPUs were free);
@@ -111,10 +113,14 @@ instance at its occupancy); where the campus is above it, in this order:
    a pool's active power per request/s is taken at its full batch,
    ``(P(B) − P0) / μ_p``;
 3. last, a power cap: each of its pools admits at most ``b_p ≤ B`` requests per
-   instance, the caps chosen so that the bound ``Σ n_p P0 + Σ ready_p (P(b_p) − P0)``
-   fits 99 % of what is left (:data:`_CAP_MARGIN`) at the least service lost: slots go
-   first where they save the most power per request/s (:meth:`FastLayer._cap_batches`;
-   ``b_p = 0``: nothing admitted until the next wake-up). Throughput
+   instance, the caps chosen so that the bound on what the pools may draw until the
+   next wake-up, ``Σ n_p P0`` plus ``P(max(b_p, r_j)) − P0`` for each instance ``j``
+   that may admit by then (ready, or loading and ready by then; ``r_j`` the requests it
+   holds now, which a cap does not stop) and the draining instances at their
+   occupancy, fits 99 % of what is left (:data:`_CAP_MARGIN`) at the least service
+   lost: slots go first where they save the most power per request/s
+   (:meth:`FastLayer._cap_batches`; ``b_p = 0``: nothing admitted until the next
+   wake-up). Throughput
    falls and requests queue: their lateness is priced like any other. The cap bounds
    what the pools may draw until the next wake-up, not only what they draw now, so it
    is set whenever the bound at a full batch exceeds what is left, and every wake-up
@@ -160,7 +166,8 @@ _EPS = 1e-9
 
 _CAP_MARGIN = 0.01
 """Share of what a campus may still draw under a DR cap that its power caps leave
-unused: requests admitted before a cap run on at their occupancy past the wake-up."""
+unused, a reserve: their bound (:meth:`FastLayer._cap_batches`) already counts the
+requests each instance holds, which run on past the wake-up."""
 
 FAST_POOL_COLUMNS: tuple[str, ...] = (
     "fast_started",
@@ -1055,6 +1062,8 @@ class FastLayer:
         for p in range(len(self.keys)):
             server.set_batch_cap(p, None)
         self._power_capped[:] = False
+        # Pools serving left behind would be read at their last window's occupancy.
+        server.catch_up()
         left = step * STEP_S + STEP_S - t
         energy = np.bincount(self.campus_of, weights=server.energy_so_far_j(), minlength=C)
         pool_w = server.power_now_w()
@@ -1063,7 +1072,7 @@ class FastLayer:
         allowed = np.where(finite, (np.where(finite, limits.inference_cap_w, 0.0) * STEP_S
                                     - energy) / left, np.inf)
         excess = np.where(finite, power - allowed, -np.inf)
-        ready, loading, draining = server.instance_counts(t)
+        ready, loading, _ = server.instance_counts(t)
         _, mu = self.service_rate(step)
         # Active power per request/s of each pool at its full batch [W·s/request].
         w = np.where(mu > 0, (self.p_max_w - self.p0_w) / np.where(mu > 0, mu, 1.0), np.inf)
@@ -1080,12 +1089,19 @@ class FastLayer:
                             excess=excess, spare=spare, margin=margin, w=w, relief=relief,
                             moves=moves)
         window = until - t
+        # The instances that may admit before ``until`` (ready, or loading and ready by
+        # then) and what they hold now; the rest of each pool's power (every P0, the
+        # draining instances' requests) no cap changes [W].
+        occupancy = server.occupancy_by(until)
+        fixed_w = pool_w - np.array([float(self._active_w[p][occ].sum())
+                                     for p, occ in enumerate(occupancy)])
         for c in np.flatnonzero(finite).tolist():
             # The cap bounds what the pools may draw, not only what they draw now: a cap
             # lifted because the occupancy is low lets it fill up again within the window.
             mine = np.flatnonzero(self.campus_of == c)
             target = (1.0 - _CAP_MARGIN) * (allowed[c] + relief[c])
-            batch = self._cap_batches(mine, ready, loading + draining, target, need, mu)
+            batch = self._cap_batches(mine, ready, [occupancy[p] for p in mine.tolist()],
+                                      float(fixed_w[mine].sum()), target, need, mu)
             for p, cap in zip(mine.tolist(), batch.tolist(), strict=True):
                 if cap < self.batch[p] and ready[p] + loading[p] > 0:
                     server.set_batch_cap(p, cap)
@@ -1098,19 +1114,26 @@ class FastLayer:
                              if i >= planned.get(src, 0)
                              or not self._power_capped[self.campus_of[d]]])}
 
-    def _cap_batches(self, pools: np.ndarray, ready: np.ndarray, other: np.ndarray,
-                     target_w: float, need: np.ndarray, mu: np.ndarray) -> np.ndarray:
-        """Batch caps [requests per instance] of ``pools`` whose bound ``Σ (ready + other)
-        P0 + Σ ready (P(b) − P0)`` fits ``target_w`` [W] at the least service lost.
+    def _cap_batches(self, pools: np.ndarray, ready: np.ndarray,
+                     occupancy: Sequence[np.ndarray], fixed_w: float, target_w: float,
+                     need: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        """Batch caps [requests per instance] of ``pools`` whose bound fits ``target_w``
+        [W] at the least service lost.
 
-        A pool's slot serves ``μ_p / B_p`` requests/s (its capacity at the SLO over its
-        batch). From a floor of what each pool's need asks (``⌈1.2 · need / (ready ·
-        μ / B)⌉``, at least 1, at most ``B``), slots are taken away, a step of
-        ``⌈B / 64⌉`` at a time, from the pool whose step saves the most power per
-        request/s it costs, while the bound exceeds the target (to 0 if it must); or
-        given back, cheapest power per request/s first, while they fit.
+        The bound is what the pools may draw until the next wake-up: ``fixed_w`` (every
+        instance's ``P0``, draining ones at their occupancy) plus, for each instance that
+        may admit requests by then (``occupancy``, per pool in ``pools`` order: what each
+        holds now), ``P(max(b, n_j)) − P0``: a cap stops admissions, not the ``n_j``
+        requests already running, so an instance holding more than ``b`` draws at its
+        ``n_j`` until they finish. A pool's slot serves ``μ_p / B_p`` requests/s (its
+        capacity at the SLO over its batch). From a floor of what each pool's need asks
+        (``⌈1.2 · need / (ready · μ / B)⌉``, at least 1, at most ``B``), slots are taken
+        away, a step of ``⌈B / 64⌉`` at a time, from the pool whose step saves the most
+        power per request/s it costs, while the bound exceeds the target (to 0 if it
+        must: a step below what an instance holds saves nothing in the bound, so it is
+        taken last, but it stops the admissions that would refill the instance as its
+        requests end); or given back, cheapest power per request/s first, while they fit.
         """
-        idle = float(((ready + other)[pools] * self.p0_w[pools]).sum())
         B = self.batch[pools]
         n = ready[pools].astype(float)
         per_slot = np.where(mu[pools] > 0, mu[pools] / B, 1e-9)
@@ -1119,31 +1142,32 @@ class FastLayer:
         b = np.where(n > 0, np.clip(np.nan_to_num(floor, nan=1.0, posinf=1.0), 1, B), B)
         b = b.astype(np.int64)
         step = np.maximum(B // 64, 1)
-        table = [self._active_w[p] for p in pools.tolist()]
+        # cost[i][b]: active power of pool i's admitting instances under a cap b [W]
+        cost = [self._active_w[p][np.maximum(np.arange(self.batch[p] + 1)[:, None],
+                                             occ[None, :])].sum(axis=1)
+                for p, occ in zip(pools.tolist(), occupancy, strict=True)]
+        admitting = np.array([occ.size for occ in occupancy], dtype=float)
 
-        def bound() -> float:
-            return idle + float(sum(n[i] * table[i][b[i]] for i in range(len(pools))))
-
-        total = bound()
+        total = fixed_w + float(sum(cost[i][b[i]] for i in range(len(pools))))
         while total > target_w:
             best, ratio = -1, -1.0
             for i in range(len(pools)):
-                if n[i] > 0 and b[i] > 0:
+                if admitting[i] > 0 and b[i] > 0:
                     d = min(int(step[i]), int(b[i]))
-                    r = (table[i][b[i]] - table[i][b[i] - d]) / (d * per_slot[i])
+                    r = (cost[i][b[i]] - cost[i][b[i] - d]) / (admitting[i] * d * per_slot[i])
                     if r > ratio:
                         best, ratio = i, r
             if best < 0:
                 break
             d = min(int(step[best]), int(b[best]))
-            total -= n[best] * (table[best][b[best]] - table[best][b[best] - d])
+            total -= cost[best][b[best]] - cost[best][b[best] - d]
             b[best] -= d
-        open_ = [i for i in range(len(pools)) if n[i] > 0 and b[i] < B[i]]
+        open_ = [i for i in range(len(pools)) if admitting[i] > 0 and b[i] < B[i]]
         while open_:
-            i = min(open_, key=lambda i: (table[i][min(b[i] + step[i], B[i])] - table[i][b[i]])
-                    / (min(step[i], B[i] - b[i]) * per_slot[i]))
+            i = min(open_, key=lambda i: (cost[i][min(b[i] + step[i], B[i])] - cost[i][b[i]])
+                    / (admitting[i] * min(step[i], B[i] - b[i]) * per_slot[i]))
             up = min(int(step[i]), int(B[i] - b[i]))
-            add = n[i] * (table[i][b[i] + up] - table[i][b[i]])
+            add = cost[i][b[i] + up] - cost[i][b[i]]
             if total + add > target_w:
                 open_.remove(i)
                 continue

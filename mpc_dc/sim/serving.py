@@ -1189,6 +1189,33 @@ class RequestLevelServer:
                                 * on).sum())
         return out
 
+    def catch_up(self) -> None:
+        """Bring every pool :meth:`serve_until` left where it was (neither a queue nor
+        new requests) to where the open interval is served, as its next window would (a
+        window of no length: its completions up to then, its drained instances seen
+        off; serving in windows is serving in one). What :meth:`energy_so_far_j`,
+        :meth:`power_now_w` and :meth:`occupancy_by` read is then the state now, not
+        the occupancy of the pool's last window carried forward."""
+        w = self._open
+        empty = np.zeros(0, dtype=np.int64)
+        for p, ps in enumerate(self._pools):
+            alive = ps.committed + ps.draining
+            if ps.queue.size or not alive or float(ps.fs[alive, kern.F_TL].min()) >= w.t:
+                continue
+            w.served[p] = True
+            self._serve_window(ps, w.t, w.t, empty)
+
+    def occupancy_by(self, until: float) -> list[np.ndarray]:
+        """Per pool, the requests each committed instance ready by ``until`` [s] holds
+        where the pool is served to (0 for one still loading) [requests]: the instances
+        that may admit requests before ``until``, and what they run on meanwhile."""
+        out = []
+        for ps in self._pools:
+            fs = ps.fs
+            up = [j for j in ps.committed if fs[j, kern.F_READY] <= until]
+            out.append(fs[np.array(up, dtype=np.int64), kern.F_NB].astype(np.int64))
+        return out
+
     def set_batch_cap(self, pool: int, batch: int | None) -> None:
         """Admit at most ``batch`` requests per instance of ``pool`` from now on (a power
         cap: an instance's power is ``P(B)`` at occupancy ``B``); None: its
