@@ -350,4 +350,6 @@ def test_congestion_optimum_is_the_sum_of_hinges(demand: float, utilisation: flo
     assert with_price.plan.tokens_per_s.sum() == pytest.approx(2000.0 * utilisation, abs=1e-3)
     assert np.all(with_price.plan.tokens_per_s <= 1000.0 + 1e-6)
     assert with_price.cost.congestion_usd == pytest.approx(by_hand, abs=1e-9)
-    assert with_price.objective_usd - without.objective_usd == pytest.approx(by_hand, abs=1e-9)
+    # The LP's own objective (objective_usd is the plan's cost recomputed after the
+    # solve, so it would not see a wrong price in the rows).
+    assert with_price.lp_bound_usd - without.lp_bound_usd == pytest.approx(by_hand, abs=1e-9)
