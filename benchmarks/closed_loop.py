@@ -134,7 +134,8 @@ def measure(scenario: Scenario, prepared: tuple[Scenario, SiteExogenous] | None 
     timed in parts: wall and CPU time [s] of the setup (data unless ``prepared`` is
     given, forecaster fitting, problem building) and of the simulation, the
     controller's decision time per step, wall and CPU, and its solve time [s] (median,
-    95th percentile), the step count, fallbacks and the net cost [$].
+    95th percentile), the step count, solves stopped at the wall-clock or node limit,
+    fallbacks and the net cost [$].
 
     CPU time is this process's (``time.process_time``): on a shared machine it is the
     figure to read beside the wall time, which counts the time others held the cores.
@@ -166,6 +167,9 @@ def measure(scenario: Scenario, prepared: tuple[Scenario, SiteExogenous] | None 
             "decide_cpu_median_s": float(np.median(step_cpu)),
             "decide_cpu_p95_s": float(np.percentile(step_cpu, 95)),
             "solve_median_s": float(k["solve_time_median_s"]),
+            # a solve stopped at its clock makes the run's cost depend on the load
+            "solver_time_limit_hits": float(k["solver_time_limit_hits"]),
+            "solver_node_limit_hits": float(k["solver_node_limit_hits"]),
             "fallbacks": float(k["fallbacks_total"]), "cost_usd": float(k["cost_usd"])}
 
 
