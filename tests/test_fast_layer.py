@@ -789,8 +789,8 @@ def test_scenario_keys_and_labels() -> None:
 
 def test_serving_in_windows_is_serving_in_one() -> None:
     """The request-level server served interval by interval, or in windows at wake-ups
-    (pools without traffic left behind until the interval end, as the layer serves),
-    gives the same requests' times and the same books."""
+    (pools without traffic left behind until the interval end, as the layer serves, or
+    brought to a wake-up by a reader), gives the same requests' times and the same books."""
     from mpc_dc.sim.arrivals import ArrivalConfig, build_arrivals
     from mpc_dc.sim.serving import PoolSpec, RequestLevelServer
 
@@ -813,8 +813,10 @@ def test_serving_in_windows_is_serving_in_one() -> None:
                 stats.append(server.run_interval(step, plan[step % 2], shares[step % 2]))
                 continue
             server.begin_interval(step, plan[step % 2], shares[step % 2])
-            for tick in FastLayerConfig(period_s=37.0).ticks(step):
+            for k, tick in enumerate(FastLayerConfig(period_s=37.0).ticks(step)):
                 server.serve_until(tick)
+                if k % 2:  # a reader brings the pools left behind to the tick
+                    server.power_now_w()
             server.serve_until((step + 1) * 900.0)
             stats.append(server.end_interval())
         books.append(stats)
