@@ -639,13 +639,51 @@ def test_the_dr_cap_reads_a_pool_serving_left_behind_as_it_is_now() -> None:
     energy so far and held FP8 ever tighter (at 0 from 1560 s; 863 requests admitted,
     2.84 kW imported against the 3.25-kW cap), and with the bound counting the requests
     an instance holds it held FP8 at 1 to 5 the whole interval (348 admitted, 2.66 kW).
-    Brought to the wake-up first (:meth:`RequestLevelServer.catch_up`), FP8 admits 1,662
+    Read as it is at the wake-up (the server's readers bring it there), FP8 admits 1,662
     and the row stays under its cap (3.13 kW)."""
     result = held_over_a_cap(60.0, long_tokens=15_000)
     assert result.kpis["dr_compliance"] == 1.0
     assert result.pools is not None
     started = result.pools.xs(("W", MODEL, "FP8"), level=("campus", "model", "precision"))
     assert started["started"].iloc[1] > 1500
+
+def test_the_import_limit_reads_a_pool_serving_left_behind_as_it_is_now() -> None:
+    """Import limit 4.25 kW (3.4 kW of inference IT at PUE 1.25, no other load), 8 GPUs,
+    no DR event. Interval 0 sends 10 requests of 10,000 tokens (100 s each) at 800-809 s
+    to one FP8 instance; interval 1 stops it (it drains: its requests end at 900.1-909 s,
+    then it is off) and sends a burst of 3 requests/s of 1000 tokens from 960 s to the one
+    BF16 instance (1 request/s); FP8 is beyond the quality budget, so the FP8 pool gets
+    nothing and serving leaves it where it was at 900 s. At 1020 s the campus has drawn
+    about 159 kJ (BF16: 120 kJ idle, ~28 kJ running the burst; FP8: ~11 kJ until 909 s):
+    (3.4 kW × 900 s − 159 kJ − 780 s × 1.5 kW) / 780 s ≈ 2.2 kW, room for one BF16 at its
+    full 1.5 kW. Read at its 900-s state, the FP8 instance was still on with its 10
+    requests: 1.5 kW counted on since 900 s in the energy so far (~328 kJ) and at full
+    power for the rest of the interval, ≈ 0.5 kW of room: the old layer started nothing
+    at 1020 s (its one start came at 1560 s) and imported 2.31 kW over the interval."""
+    site = Site(campuses=(Campus("W", "F", gpus=8, pue=PUE,
+                                 grid=Grid(import_limit_mw=PUE * 3400.0 / 1e6)),),
+                fleet=Fleet(models=(MODEL,), flexibility="S6", table=hand_table(600.0),
+                            allowed_precisions=("BF16", "FP8"), quality_budget_pct_points=0.2))
+    long = 800.0 + np.arange(10.0)
+    burst_at = 960.0 + np.arange(1620) / 3.0
+    n = long.size + burst_at.size
+    requests = RequestArrays.from_arrays(
+        np.concatenate([long, burst_at]), np.zeros(n), np.full(n, 100),
+        np.concatenate([np.full(long.size, 10_000), np.full(burst_at.size, 1000)]), (MODEL,))
+    index = pd.date_range(START, periods=2, freq="15min", name="interval_start_utc")
+    frame = pd.DataFrame({column("price_usd_per_mwh", "W"): 50.0,
+                          column("carbon_gco2_per_kwh", "W"): 300.0}, index=index)
+    exo = SiteExogenous(site, frame.join(demand_columns(requests, index)), START, 2, requests,
+                        request_mix={MODEL: RequestMix(100.0, 1000.0, 1e6)})
+    policy = Scripted(lambda obs: Decision(fleet=FleetDecision(
+        {W16: 1, W8: 1 if obs.step == 0 else 0}, {W8: 1.0} if obs.step == 0 else {W16: 1.0})))
+    result = simulate(exo, policy, fast_layer=ON)
+    out = result.outcome
+    assert out is not None
+    assert out.finish[9] == pytest.approx(909.0)  # the FP8 instance is off from here
+    assert starts(result)[0] == (1020.0, "W", 1)
+    assert result.ledger["import_mw"].iloc[1] <= PUE * 3400.0 / 1e6
+
 
 # ----------------------------------------------------------------------------- causality
 
@@ -751,8 +789,8 @@ def test_scenario_keys_and_labels() -> None:
 
 def test_serving_in_windows_is_serving_in_one() -> None:
     """The request-level server served interval by interval, or in windows at wake-ups
-    (pools without traffic left behind until the interval end, as the layer serves),
-    gives the same requests' times and the same books."""
+    (pools without traffic left behind until the interval end, as the layer serves, or
+    brought to a wake-up by a reader), gives the same requests' times and the same books."""
     from mpc_dc.sim.arrivals import ArrivalConfig, build_arrivals
     from mpc_dc.sim.serving import PoolSpec, RequestLevelServer
 
@@ -775,8 +813,10 @@ def test_serving_in_windows_is_serving_in_one() -> None:
                 stats.append(server.run_interval(step, plan[step % 2], shares[step % 2]))
                 continue
             server.begin_interval(step, plan[step % 2], shares[step % 2])
-            for tick in FastLayerConfig(period_s=37.0).ticks(step):
+            for k, tick in enumerate(FastLayerConfig(period_s=37.0).ticks(step)):
                 server.serve_until(tick)
+                if k % 2:  # a reader brings the pools left behind to the tick
+                    server.power_now_w()
             server.serve_until((step + 1) * 900.0)
             stats.append(server.end_interval())
         books.append(stats)

@@ -307,3 +307,46 @@ def test_merge_by_arrival_is_the_stable_sort_of_both_queues(
     merged = merge_by_arrival(queue, moved, arrival_s)
     assert merged.dtype == np.int64
     np.testing.assert_array_equal(merged, expected)
+
+
+def test_a_pool_left_behind_reads_as_it_is_now() -> None:
+    """One instance of 2 slots (100 W idle): requests at 1 s and 2 s run for 100 s
+    and 150 s, one at 800 s for 200 s. Served in windows, the pool gets nothing after 60 s
+    and :meth:`RequestLevelServer.serve_until` leaves it where it was (at 60 s, both
+    requests running). Read at 300 s without anything else called, it reads as the same
+    server served to 300 s in one window: no request running, 100 W, the energy drawn.
+    In interval 1 the plan scales it to 0 while the 800-s request runs: it drains and
+    goes off at ~1000 s; read at 1200 s it is off, and the energy so far is the whole
+    interval's. (Before, the readers took a pool left behind at its last window's
+    occupancy: 2 requests, the active power of both counted until 300 s, the drained
+    instance still on.)"""
+    req = RequestArrays.from_arrays(
+        np.array([1.0, 2.0, 800.0]), np.zeros(3), np.zeros(3), np.full(3, 10, dtype=np.int64),
+        ("m",))
+    service = np.array([100.0, 150.0, 200.0])
+    spec = _pool(slots=2, idle_w=100.0, marginal=1.0)
+    windows = RequestLevelServer([spec], req, 2, service_s=service)
+    one = RequestLevelServer([spec], req, 2, service_s=service)
+    for server in (windows, one):
+        server.begin_interval(0, [1], {KEY: 1.0})
+    windows.serve_until(60.0)
+    assert windows.occupancy_by(60.0)[0].tolist() == [2]
+    windows.serve_until(300.0)
+    one.serve_until(300.0)
+    assert one.occupancy_by(300.0)[0].tolist() == [0]
+    assert windows.occupancy_by(300.0)[0].tolist() == [0]
+    assert windows.power_now_w().tolist() == one.power_now_w().tolist() == [100.0]
+    np.testing.assert_allclose(windows.energy_so_far_j(), one.energy_so_far_j(), rtol=1e-12)
+    assert one.energy_so_far_j()[0] > 100.0 * 300.0  # the requests' active energy counts
+    windows.serve_until(900.0)
+    windows.end_interval()
+    windows.begin_interval(1, [0], {KEY: 1.0})
+    assert windows.instance_counts(900.0)[2].tolist() == [1]  # draining, the 800-s request on
+    windows.serve_until(1200.0)
+    assert windows.instance_counts(1200.0)[2].tolist() == [0]
+    assert windows.power_now_w().tolist() == [0.0]
+    so_far = windows.energy_so_far_j()
+    windows.serve_until(1800.0)
+    stats = windows.end_interval()
+    np.testing.assert_allclose(so_far, stats.idle_energy_j + stats.active_energy_j, rtol=1e-12)
+    assert windows.finish[2] == pytest.approx(1000.0)

@@ -100,9 +100,8 @@ most ``CampusLimits.inference_cap_w`` (:meth:`~mpc_dc.sim.plant.CampusPlant.infe
 what the plant's own levers — deferring work, the battery — leave). At the boundary and
 at each wake-up the layer compares the power the rest of the interval may average,
 ``(cap · 900 s − energy so far) / time left``, with the campus's power now (every
-instance at its occupancy, each pool read as it is then, also one serving left where it
-was: :meth:`~mpc_dc.sim.serving.RequestLevelServer.catch_up`); where the campus is
-above it, in this order:
+instance at its occupancy; the server's readers read each pool as it is then, also one
+serving left where it was); where the campus is above it, in this order:
 
 1. no new instance starts there beyond the cap (the starts' bound above; counted
    ``dr_starts_held`` where GPUs were free);
@@ -1062,8 +1061,6 @@ class FastLayer:
         for p in range(len(self.keys)):
             server.set_batch_cap(p, None)
         self._power_capped[:] = False
-        # Pools serving left behind would be read at their last window's occupancy.
-        server.catch_up()
         left = step * STEP_S + STEP_S - t
         energy = np.bincount(self.campus_of, weights=server.energy_so_far_j(), minlength=C)
         pool_w = server.power_now_w()

@@ -667,6 +667,11 @@ class _Pool:
         self.queue = np.zeros(0, dtype=np.int64)
         self.first_bins = np.zeros(n_steps + 1)
         self.hist = np.zeros(hist_bins)
+        #: Time up to which the pool reads as it is [s]: every instance holding requests
+        #: was advanced to it (the kernel advances each instance on to a window's end; an
+        #: instance committed later starts there or after). An idle instance reads the
+        #: same at any later time (``P0``, occupancy 0) until a window admits to it.
+        self.reads_exact_to = 0.0
 
     @property
     def fs(self) -> np.ndarray:
@@ -1081,6 +1086,7 @@ class RequestLevelServer:
         )
         started = cand[qh - admitted : qh] if admitted else cand[:0]
         ps.queue = cand[qh:]
+        ps.reads_exact_to = t1
         return float(admitted), float(self._req_p[started].sum()) if admitted else 0.0
 
     def _close_pool(self, ps: _Pool, t0: float, t1: float, step: int) -> dict[str, float]:
@@ -1108,6 +1114,9 @@ class RequestLevelServer:
     def instance_counts(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Instances per pool at ``t`` [s]: ready, committed but still loading, and
         draining but still on (they hold their GPUs) [-], each (P,)."""
+        # A draining instance is on until its last request ends: a pool left behind
+        # would count one that went off since.
+        self._bring_up(draining_only=True)
         # Called at every wake-up of the fast layer: the few instances of each pool are
         # counted in Python (a NumPy gather per pool costs more than the count).
         ready, loading, draining = [], [], []
@@ -1158,27 +1167,23 @@ class RequestLevelServer:
 
     def energy_so_far_j(self) -> np.ndarray:
         """Inference IT energy of each pool from the open interval's start to where it
-        is served [J], (P,), or an upper bound: ``P0 ×`` instance-seconds (a drained
-        instance not yet seen off counted on) plus the active energy, with that of an
-        instance left behind by :meth:`serve_until` taken at its occupancy then (which
-        can only have fallen since: nothing was admitted)."""
+        is served [J], (P,): ``P0 ×`` instance-seconds plus the active energy, each pool
+        read as it is there, also one :meth:`serve_until` left where it was
+        (:meth:`_bring_up`)."""
+        self._bring_up()
         w = self._open
         out = np.zeros(len(self._pools))
         for p, ps in enumerate(self._pools):
             if not (w.served[p] or ps.committed or ps.draining):
                 continue
-            fs = ps.fs
-            alive = np.array(ps.committed + ps.draining, dtype=np.int64)
-            behind = np.maximum(w.t - fs[alive, kern.F_TL], 0.0) * ps.pw[
-                fs[alive, kern.F_NB].astype(np.int64)] * fs[alive, kern.F_ALIVE]
-            out[p] = (ps.p0 * ps.instance_s(w.t0, w.t) + float(fs[:, kern.F_ACT].sum())
-                      + float(behind.sum()))
+            out[p] = ps.p0 * ps.instance_s(w.t0, w.t) + float(ps.fs[:, kern.F_ACT].sum())
         return out
 
     def power_now_w(self) -> np.ndarray:
-        """Inference IT power of each pool where it is served to [W], (P,): every
-        instance drawing power (committed, loading or draining) at ``P0`` plus the
-        active power of its occupancy then."""
+        """Inference IT power of each pool where the open interval is served to [W],
+        (P,): every instance drawing power (committed, loading or draining) at ``P0``
+        plus the active power of its occupancy there (:meth:`_bring_up`)."""
+        self._bring_up()
         out = np.zeros(len(self._pools))
         for p, ps in enumerate(self._pools):
             alive = np.array(ps.committed + ps.draining, dtype=np.int64)
@@ -1189,26 +1194,43 @@ class RequestLevelServer:
                                 * on).sum())
         return out
 
-    def catch_up(self) -> None:
-        """Bring every pool :meth:`serve_until` left where it was (neither a queue nor
-        new requests) to where the open interval is served, as its next window would (a
-        window of no length: its completions up to then, its drained instances seen
-        off; serving in windows is serving in one). What :meth:`energy_so_far_j`,
-        :meth:`power_now_w` and :meth:`occupancy_by` read is then the state now, not
-        the occupancy of the pool's last window carried forward."""
-        w = self._open
+    def _bring_up(self, *, draining_only: bool = False) -> None:
+        """Bring every pool whose readings are behind the open interval's time to it,
+        as its next window would (a window of no length: its completions up to then,
+        its drained instances seen off; serving in windows is serving in one: request
+        times are the same, energies to rounding), so that every reader returns the
+        state there. :meth:`serve_until` leaves a pool with neither a queue nor new
+        requests where it was; read there, its instances would hold the occupancy of
+        its last window (the energy so far and the power over-counted, a drained
+        instance counted on).
+
+        A pool is behind only if an instance holding requests is behind
+        (:attr:`_Pool.reads_exact_to` skips the others at a float comparison): idle or
+        loading instances read the same at any time until a window admits to them.
+        ``draining_only``: only draining instances matter to the reader (whether they
+        are still on).
+        """
+        w = self.__dict__.get("_open")
+        if w is None:  # no interval opened yet: every instance is where it was created
+            return
         empty = np.zeros(0, dtype=np.int64)
         for p, ps in enumerate(self._pools):
-            alive = ps.committed + ps.draining
-            if ps.queue.size or not alive or float(ps.fs[alive, kern.F_TL].min()) >= w.t:
+            if ps.reads_exact_to >= w.t:
                 continue
-            w.served[p] = True
-            self._serve_window(ps, w.t, w.t, empty)
+            slots = ps.draining if draining_only else ps.committed + ps.draining
+            fs = ps.fs
+            if any(fs[j, kern.F_NB] > 0.0 and fs[j, kern.F_TL] < w.t for j in slots):
+                w.served[p] = True
+                self._serve_window(ps, w.t, w.t, empty)
+            elif not draining_only:
+                ps.reads_exact_to = w.t
 
     def occupancy_by(self, until: float) -> list[np.ndarray]:
         """Per pool, the requests each committed instance ready by ``until`` [s] holds
-        where the pool is served to (0 for one still loading) [requests]: the instances
-        that may admit requests before ``until``, and what they run on meanwhile."""
+        where the open interval is served to (0 for one still loading; a pool left
+        behind read there, :meth:`_bring_up`) [requests]: the instances that may admit
+        requests before ``until``, and what they run on meanwhile."""
+        self._bring_up()
         out = []
         for ps in self._pools:
             fs = ps.fs
