@@ -1210,7 +1210,7 @@ class RequestLevelServer:
         ``draining_only``: only draining instances matter to the reader (whether they
         are still on).
         """
-        w = self.__dict__.get("_open")
+        w = getattr(self, "_open", None)
         if w is None:  # no interval opened yet: every instance is where it was created
             return
         empty = np.zeros(0, dtype=np.int64)
