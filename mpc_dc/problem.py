@@ -698,10 +698,6 @@ class CostBreakdown:
                 - self.dr_reward_usd + self.dr_penalty_usd + self.unserved_usd
                 + self.lateness_usd + self.congestion_usd)
 
-    def as_dict(self) -> dict[str, float]:
-        """Components and total [$]."""
-        return {**self.__dict__, "total_usd": self.total_usd}
-
 
 @dataclass(frozen=True)
 class SolveResult:
