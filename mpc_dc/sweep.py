@@ -47,7 +47,6 @@ stops too, and a LocalCluster's workers end with the process that started them.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
@@ -69,6 +68,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from mpc_dc.config import reject_unknown_keys
 from mpc_dc.interrupt import Terminated, hold_point
 from mpc_dc.rundir import (
     RunDirExistsError,
@@ -232,14 +232,8 @@ def load_sweep(path: str | Path) -> SweepSpec:
     raw = table.pop("sweep")
     if not isinstance(raw, dict):
         raise ConfigError(file, f"expected a table, got {raw!r}", key="sweep")
-    for key in raw:
-        if key not in SWEEP_KEYS:
-            close = difflib.get_close_matches(key, SWEEP_KEYS, n=1, cutoff=0.5)
-            hint = (f"did you mean '{close[0]}'?" if close
-                    else f"valid keys: {', '.join(SWEEP_KEYS)}")
-            if "." in key:
-                hint += "; scenario overrides go in sweep.grid or sweep.list"
-            raise ConfigError(file, f"unknown key; {hint}", key=f"sweep.{key}")
+    reject_unknown_keys(file, raw, SWEEP_KEYS, "sweep.",
+                        dotted_hint="; scenario overrides go in sweep.grid or sweep.list")
     base = _base_scenario(file, table, raw.get("base"))
     name = raw.get("name", base.name)
     if not isinstance(name, str) or not name:
