@@ -139,11 +139,6 @@ class HourlyForecaster(BaseForecaster):
         """Complete hours absorbed so far."""
         return len(self._hourly)
 
-    @property
-    def hourly_values(self) -> np.ndarray:
-        """Model-space values of the complete hours so far (read-only view)."""
-        return self._hourly.values
-
     def _min_history_steps(self) -> int:
         return QUARTERS_PER_HOUR * (self.min_fit_hours + 1)
 

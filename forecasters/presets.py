@@ -40,9 +40,6 @@ ACCEPTS: dict[str, frozenset[str]] = {
 STATISTICAL = frozenset(ACCEPTS)
 """Forecasters that take the statistical settings."""
 
-REGRESSION_MODELS = frozenset(m for m, keys in ACCEPTS.items() if "regressors" in keys)
-"""Models that read known-ahead regressors."""
-
 COMBINATIONS = frozenset({"combination", "combination_equal"})
 """Forecasters built from the quantity's ``members``."""
 

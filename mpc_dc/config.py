@@ -15,7 +15,7 @@ import difflib
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
@@ -54,13 +54,7 @@ def from_mapping(
         )
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = get_type_hints(cls)
-    for key in mapping:
-        if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
-            hint = (
-                f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(fields)}"
-            )
-            raise ConfigError(source, f"unknown key{hint}", key=_join(prefix, key))
+    reject_unknown_keys(source, mapping, list(fields), f"{prefix}." if prefix else "")
     kwargs: dict[str, Any] = {}
     for name, field in fields.items():
         dotted = _join(prefix, name)
@@ -80,6 +74,23 @@ def from_mapping(
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(source, str(err), key=prefix or None) from None
+
+
+def reject_unknown_keys(source: str | Path, table: Mapping[str, Any], keys: Sequence[str],
+                        prefix: str = "", dotted_hint: str = "") -> None:
+    """Raise :class:`ConfigError` naming the first key of ``table`` not in ``keys``.
+
+    The message names the nearest valid key, or all of them; ``dotted_hint`` is added
+    when the unknown key is dotted. ``prefix`` (with its trailing dot) is the table's
+    place in the file, e.g. ``"suite."``.
+    """
+    for key in table:
+        if key not in keys:
+            close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(keys)}"
+            if "." in key:
+                hint += dotted_hint
+            raise ConfigError(source, f"unknown key; {hint}", key=f"{prefix}{key}")
 
 
 def _join(prefix: str, key: str) -> str:

@@ -698,10 +698,6 @@ class CostBreakdown:
                 - self.dr_reward_usd + self.dr_penalty_usd + self.unserved_usd
                 + self.lateness_usd + self.congestion_usd)
 
-    def as_dict(self) -> dict[str, float]:
-        """Components and total [$]."""
-        return {**self.__dict__, "total_usd": self.total_usd}
-
 
 @dataclass(frozen=True)
 class SolveResult:
@@ -2202,7 +2198,7 @@ class Problem:
         assert lp.cols is not None and self.site.fleet is not None
         ctx = model.ctx
         chunk = self.options.round_chunk_intervals
-        gpus, n_prev, demand, price = self._rounding_inputs(ctx)
+        gpus, n_prev, demand, price = rounding_inputs(ctx)
         P = ctx.n_pools
         n_int = (np.zeros((P, 0)) if fix_instances is None
                  else np.asarray(fix_instances, dtype=float)[:, :T])
@@ -2268,16 +2264,12 @@ class Problem:
                 break
         return cur, highs_s
 
-    def _rounding_inputs(self, ctx: ModelContext
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return rounding_inputs(ctx)
-
     def round_first_interval(self, plan: Plan) -> np.ndarray:
         """Integer instances (P, 1) for interval 0 of ``plan``, a plan of the inputs last
         solved, rounded as round-and-fix rounds them (GPUs available, instances running,
         prices, quality budget)."""
         ctx = self.ctx
-        gpus, n_prev, demand, price = self._rounding_inputs(ctx)
+        gpus, n_prev, demand, price = rounding_inputs(ctx)
         return round_instances(ctx, plan.instances[:, :1], plan.tokens_per_s[:, :1], n_prev,
                                gpus[:, :1], demand[:, :1], price_usd_per_mwh=price[:, :1])
 

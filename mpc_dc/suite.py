@@ -35,7 +35,6 @@ scenario and policy and one summary row per policy (:func:`summary`).
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -47,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mpc_dc.config import reject_unknown_keys
 from mpc_dc.sim.meter import pct_of_costs
 from mpc_dc.site.scenario import (
     Scenario,
@@ -137,14 +137,6 @@ def _table(file: Path, value: Any, key: str) -> dict[str, Any]:
     return value
 
 
-def _known(file: Path, table: Mapping[str, Any], keys: Sequence[str], prefix: str) -> None:
-    for key in table:
-        if key not in keys:
-            close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
-            hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(keys)}"
-            raise ConfigError(file, f"unknown key; {hint}", key=f"{prefix}{key}")
-
-
 def _days(file: Path, value: Any, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not (
             math.isfinite(value) and value > 0):
@@ -160,7 +152,7 @@ def _size(file: Path, table: Mapping[str, Any], size: str, prefix: str
         return None, {}
     body = _table(file, sizes[size], f"{prefix}sizes.{size}")
     if prefix == "suite.":
-        _known(file, body, SIZE_KEYS, f"{prefix}sizes.{size}.")
+        reject_unknown_keys(file, body, SIZE_KEYS, f"{prefix}sizes.{size}.")
         days = _days(file, body["days"], f"{prefix}sizes.{size}.days") if "days" in body \
             else None
         return days, _table(file, body.get("overrides", {}), f"{prefix}sizes.{size}.overrides")
@@ -196,9 +188,9 @@ def load_suite(name: str, *, size: str = "default", days: float | None = None,
         raise ConfigError(file, f"suite not found; expected a suite file or a shipped suite "
                           f"({known})")
     table = read_toml(file, "suite")
-    _known(file, table, ("suite", "scenarios"), "")
+    reject_unknown_keys(file, table, ("suite", "scenarios"), "")
     head = _table(file, table.get("suite"), "suite")
-    _known(file, head, SUITE_KEYS, "suite.")
+    reject_unknown_keys(file, head, SUITE_KEYS, "suite.")
     sizes = _table(file, head.get("sizes", {}), "suite.sizes")
     if size != "default" and size not in sizes:
         raise ConfigError(file, f"no size {size!r}; sizes: default, "
@@ -239,7 +231,7 @@ def _scenario(file: Path, entry: Mapping[str, Any], i: int, size: str, days: flo
               common: Mapping[str, Any], size_overrides: Mapping[str, Any],
               data_dir: str | None) -> SuiteScenario:
     prefix = f"scenarios[{i}]."
-    _known(file, entry, SCENARIO_KEYS, prefix)
+    reject_unknown_keys(file, entry, SCENARIO_KEYS, prefix)
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         raise ConfigError(file, f"expected a non-empty name, got {name!r}", key=f"{prefix}name")

@@ -47,7 +47,6 @@ stops too, and a LocalCluster's workers end with the process that started them.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
@@ -69,6 +68,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from mpc_dc.config import reject_unknown_keys
 from mpc_dc.interrupt import Terminated, hold_point
 from mpc_dc.rundir import (
     RunDirExistsError,
@@ -232,14 +232,8 @@ def load_sweep(path: str | Path) -> SweepSpec:
     raw = table.pop("sweep")
     if not isinstance(raw, dict):
         raise ConfigError(file, f"expected a table, got {raw!r}", key="sweep")
-    for key in raw:
-        if key not in SWEEP_KEYS:
-            close = difflib.get_close_matches(key, SWEEP_KEYS, n=1, cutoff=0.5)
-            hint = (f"did you mean '{close[0]}'?" if close
-                    else f"valid keys: {', '.join(SWEEP_KEYS)}")
-            if "." in key:
-                hint += "; scenario overrides go in sweep.grid or sweep.list"
-            raise ConfigError(file, f"unknown key; {hint}", key=f"sweep.{key}")
+    reject_unknown_keys(file, raw, SWEEP_KEYS, "sweep.",
+                        dotted_hint="; scenario overrides go in sweep.grid or sweep.list")
     base = _base_scenario(file, table, raw.get("base"))
     name = raw.get("name", base.name)
     if not isinstance(name, str) or not name:
@@ -544,21 +538,6 @@ def _prepared(scenario: Scenario) -> Any:
     return _PREPARED[key]
 
 
-def run_problem(run_dir: Path) -> str | None:
-    """Why ``run_dir`` is not a finished, intact run; None when it is.
-
-    Finished and intact: written to the end (its output marker says so) and every
-    file still has the SHA-256 recorded then, so a run whose ledger was deleted or
-    whose ``kpis.json`` was truncated is re-run, not counted.
-    """
-    return verify_output_dir(run_dir)
-
-
-def is_complete(run_dir: Path) -> bool:
-    """Whether ``run_dir`` is a finished, intact run (see :func:`run_problem`)."""
-    return run_problem(run_dir) is None
-
-
 def run_sweep(
     spec: SweepSpec,
     out: Path,
@@ -611,7 +590,9 @@ def run_sweep(
     prepare_output_dir(out, kind="sweep", check_only=True, legacy_file="sweep.json")
     _check_same_sweep(spec, out)
     runs_dir = out / "runs"
-    problems = {r.run_id: run_problem(runs_dir / r.run_id) for r in spec.runs}
+    # A run is redone unless written to the end with every file still of the SHA-256
+    # recorded then (a deleted ledger or a truncated kpis.json is re-run, not counted).
+    problems = {r.run_id: verify_output_dir(runs_dir / r.run_id) for r in spec.runs}
     todo = [r for r in spec.runs if problems[r.run_id] is not None]
     try:
         table, reports = _execute(spec, out, todo, problems, executor, workers, scheduler,
@@ -943,7 +924,7 @@ def results_table(spec: SweepSpec, out: Path) -> pd.DataFrame:
         row.update({k: None for k in spec.override_keys})
         row.update(run.override_dict)
         run_dir = out / "runs" / run.run_id
-        if is_complete(run_dir):
+        if verify_output_dir(run_dir) is None:
             kpis = read_json_object(run_dir / "kpis.json")
             meta = read_json_object(run_dir / "metadata.json")
             row["status"] = "done"
@@ -1011,7 +992,7 @@ def timings_table(spec: SweepSpec, out: Path) -> pd.DataFrame:
     rows = []
     for run in spec.runs:
         run_dir = out / "runs" / run.run_id
-        if is_complete(run_dir):
+        if verify_output_dir(run_dir) is None:
             kpis = read_json_object(run_dir / "kpis.json")
             rows.append({"run_id": run.run_id, **{k: kpis.get(k) for k in TIMING_KPIS}})
     return pd.DataFrame(rows, columns=["run_id", *TIMING_KPIS])

@@ -24,7 +24,7 @@ from mpc_dc.cli import main as cli_main
 from mpc_dc.sim.arrivals import SOURCE_TRACE
 from mpc_dc.sim.exogenous import SiteExogenous
 from mpc_dc.site.config import Fleet
-from mpc_dc.site.data import SYNTHETIC_CARBON, build_site_exogenous, carbon_hour_profile
+from mpc_dc.site.data import CARBON_SOURCES, SYNTHETIC_CARBON, build_site_exogenous
 from mpc_dc.site.scenario import (
     Scenario,
     example_path,
@@ -219,6 +219,20 @@ def test_synthetic_carbon_comes_from_each_campus_zone() -> None:
         got = _hour_means(exo.frame[f"carbon_gco2_per_kwh[{campus}]"], spec.tz)
         # Hourly noise is within ±5 %: so is every hour's mean.
         np.testing.assert_allclose(got, spec.hour_profile_gco2_per_kwh, rtol=0.05)
+
+
+def carbon_hour_profile(data_dir: Path, zone: str) -> tuple[float, ...]:
+    """Mean carbon intensity of ``zone`` by local hour of the day over its file [gCO2/kWh].
+
+    How :data:`mpc_dc.site.data.SYNTHETIC_CARBON` was made: the hourly values of the
+    zone's Electricity Maps file (``CARBON_SOURCES``) averaged per hour 0..23 of the
+    zone's clock, rounded to 1 gCO2/kWh.
+    """
+    frame, _ = CARBON_SOURCES[zone](data_dir)
+    hourly = frame["carbon_gco2_per_kwh"].iloc[::4]  # HOLD: one value per hour
+    local = pd.DatetimeIndex(hourly.index).tz_convert(SYNTHETIC_CARBON[zone].tz)
+    means = hourly.groupby(local.hour).mean()
+    return tuple(float(round(means[h])) for h in range(24))
 
 
 def test_synthetic_carbon_profiles_are_the_zone_files(shared_data: Path) -> None:

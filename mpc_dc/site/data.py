@@ -158,8 +158,9 @@ class SyntheticCarbonZone:
     tz : str
         The zone's clock (its daily profile is read on it).
     hour_profile_gco2_per_kwh : tuple of float [gCO2/kWh]
-        Mean intensity by local hour 0..23 (:func:`carbon_hour_profile` of the
-        zone's file, rounded to 1 gCO2/kWh).
+        Mean intensity by local hour 0..23 of the zone's Electricity Maps file
+        (:data:`CARBON_SOURCES`), rounded to 1 gCO2/kWh (``carbon_hour_profile`` of
+        tests/test_fleet_sources.py recomputes it).
     """
 
     tz: str
@@ -178,20 +179,6 @@ SYNTHETIC_CARBON: Mapping[str, SyntheticCarbonZone] = {
 }
 """Carbon zones of synthetic data (tests/test_fleet_sources.py recomputes the
 profiles from the files)."""
-
-
-def carbon_hour_profile(data_dir: Path, zone: str) -> tuple[float, ...]:
-    """Mean carbon intensity of ``zone`` by local hour of the day over its file [gCO2/kWh].
-
-    How :data:`SYNTHETIC_CARBON` was made: the hourly values of the zone's
-    Electricity Maps file (:data:`CARBON_SOURCES`) averaged per hour 0..23 of the
-    zone's clock, rounded to 1 gCO2/kWh.
-    """
-    frame, _ = CARBON_SOURCES[zone](data_dir)
-    hourly = frame["carbon_gco2_per_kwh"].iloc[::4]  # HOLD: one value per hour
-    local = pd.DatetimeIndex(hourly.index).tz_convert(SYNTHETIC_CARBON[zone].tz)
-    means = hourly.groupby(local.hour).mean()
-    return tuple(float(round(means[h])) for h in range(24))
 
 
 @dataclass(frozen=True)
