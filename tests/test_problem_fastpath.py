@@ -10,11 +10,12 @@ row (equality rows and fixed columns sit at both bounds at once).
 
 from __future__ import annotations
 
+import highspy
 import numpy as np
 import pytest
 
 from mpc_dc.benchmarking import rcdc_receding_cases, rcdc_site
-from mpc_dc.fastpath import HighsFastPath
+from mpc_dc.fastpath import TINY_COST, HighsFastPath, without_tiny_costs
 from mpc_dc.problem import Problem
 from tests.test_problem_regression import fleet_inputs, fleet_site
 
@@ -59,3 +60,15 @@ def test_current_basis_is_the_basis_highs_holds_fleet() -> None:
 def test_no_basis_before_a_solve() -> None:
     prob = Problem(fleet_site("S4"), 4)
     assert prob.model(False).fast.current_basis() is None
+
+
+def test_tiny_cost_is_the_tolerance_highs_prices_to() -> None:
+    """The costs zeroed before a run are those within HiGHS's own dual feasibility
+    tolerance (tests/test_problem_properties.py::
+    test_exact_form_ignores_an_export_price_below_highs_tolerance shows why), no more."""
+    value = highspy.Highs().getOptionValue("dual_feasibility_tolerance")
+    highs_tolerance = float(value[1] if isinstance(value, tuple) else value)
+    assert highs_tolerance == TINY_COST
+    costs = np.array([0.0, 5e-40, -1e-7, 1e-7, 1.01e-7, -2e-7, 12.5])
+    np.testing.assert_array_equal(without_tiny_costs(costs),
+                                  [0.0, 0.0, 0.0, 0.0, 1.01e-7, -2e-7, 12.5])
