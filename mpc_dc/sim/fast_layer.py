@@ -163,11 +163,6 @@ if TYPE_CHECKING:
 _EPS = 1e-9
 """Rates and powers below this are rounding [requests/s], [W]."""
 
-_CAP_MARGIN = 0.01
-"""Share of what a campus may still draw under a DR cap that its power caps leave
-unused, a reserve: their bound (:meth:`FastLayer._cap_batches`) already counts the
-requests each instance holds, which run on past the wake-up."""
-
 FAST_POOL_COLUMNS: tuple[str, ...] = (
     "fast_started",
     "fast_kept",
@@ -1096,9 +1091,11 @@ class FastLayer:
             # The cap bounds what the pools may draw, not only what they draw now: a cap
             # lifted because the occupancy is low lets it fill up again within the window.
             mine = np.flatnonzero(self.campus_of == c)
-            target = (1.0 - _CAP_MARGIN) * (allowed[c] + relief[c])
+            # No reserve below what is left: the bound is an upper bound (module
+            # docstring, "The DR cap", 3).
             batch = self._cap_batches(mine, ready, [occupancy[p] for p in mine.tolist()],
-                                      float(fixed_w[mine].sum()), target, need, mu)
+                                      float(fixed_w[mine].sum()), allowed[c] + relief[c],
+                                      need, mu)
             for p, cap in zip(mine.tolist(), batch.tolist(), strict=True):
                 if cap < self.batch[p] and ready[p] + loading[p] > 0:
                     server.set_batch_cap(p, cap)
@@ -1139,9 +1136,11 @@ class FastLayer:
         b = np.where(n > 0, np.clip(np.nan_to_num(floor, nan=1.0, posinf=1.0), 1, B), B)
         b = b.astype(np.int64)
         step = np.maximum(B // 64, 1)
-        # cost[i][b]: active power of pool i's admitting instances under a cap b [W]
-        cost = [self._active_w[p][np.maximum(np.arange(self.batch[p] + 1)[:, None],
-                                             occ[None, :])].sum(axis=1)
+        # cost[i][b]: active power of pool i's admitting instances under a cap b [W]; an
+        # instance holding n ≤ max(b, n_j) draws at most the curve's largest value up to
+        # there (the running maximum: the bound holds for a curve that is not monotone).
+        cost = [np.maximum.accumulate(self._active_w[p])[
+                    np.maximum(np.arange(self.batch[p] + 1)[:, None], occ[None, :])].sum(axis=1)
                 for p, occ in zip(pools.tolist(), occupancy, strict=True)]
         admitting = np.array([occ.size for occ in occupancy], dtype=float)
 
