@@ -23,6 +23,7 @@ import numpy as np
 
 from mpc_dc.sim import fast_layer as fl
 from mpc_dc.sim import serving_kernel as kern
+from mpc_dc.sim.arrivals import STEP_S
 from mpc_dc.sim.serving import RequestLevelServer
 
 TRACE: list[tuple[str, dict[str, Any]]] = []
@@ -69,19 +70,19 @@ def show(path: str, step: int, campus: int) -> None:
     end = next(d for kind, d in trace if kind == "end" and d["step"] == step)
     mine = np.flatnonzero(holds[0]["campus_of"] == campus)
     cap = float(holds[0]["cap_w"][campus])
-    t0 = step * 900.0
+    t0 = step * STEP_S
     for d in holds:
         energy = float(d["energy"][mine].sum())
-        left = t0 + 900.0 - d["t"]
+        left = t0 + STEP_S - d["t"]
         print(f"t = {d['t'] - t0:6.1f} s: energy {energy:11.1f} J, may average "
-              f"{(cap * 900.0 - energy) / left:8.2f} W, power now {d['power'][mine].sum():8.2f} W")
+              f"{(cap * STEP_S - energy) / left:8.2f} W, power now {d['power'][mine].sum():8.2f} W")
         for p in mine.tolist():
             batch, inst, queue = d["pools"][p]
             if inst:
                 print(f"    pool {p}: cap {batch:5.0f}, queue {queue}, instances (ready [s], "
                       f"occupancy, kind) {[(round(r - t0, 1), n, k) for r, n, k in inst]}")
     total = float(end["energy"][mine].sum())
-    print(f"interval: {total:.1f} J, mean {total / 900.0:.4f} W against the cap {cap:.4f} W")
+    print(f"interval: {total:.1f} J, mean {total / STEP_S:.4f} W against the cap {cap:.4f} W")
 
 
 if __name__ == "__main__":
