@@ -1113,11 +1113,12 @@ class FastLayer:
             # The cap bounds what the pools may draw, not only what they draw now: a cap
             # lifted because the occupancy is low lets it fill up again within the window.
             mine = np.flatnonzero(self.campus_of == c)
-            # No reserve below what is left: the bound is an upper bound (module
-            # docstring, "The DR cap", 3).
+            # The bound fits what is left itself, no reserve below it and no credit for
+            # step 2's moves (``relief``): the bound holds whatever arrives, so arrivals
+            # moved away lower it by nothing, and a pool whose queue keeps its instances
+            # full draws what it did (module docstring, "The DR cap", 3).
             batch = self._cap_batches(mine, ready, [occupancy[p] for p in mine.tolist()],
-                                      float(fixed_w[mine].sum()), allowed[c] + relief[c],
-                                      need, mu)
+                                      float(fixed_w[mine].sum()), allowed[c], need, mu)
             for p, cap in zip(mine.tolist(), batch.tolist(), strict=True):
                 if cap < self.batch[p] and ready[p] + loading[p] > 0:
                     server.set_batch_cap(p, cap)
