@@ -570,6 +570,52 @@ def test_request_level_moves_nothing_into_a_pool_its_dr_cap_holds() -> None:
     assert free.kpis["dr_compliance"] == 1.0
 
 
+def event_at_a(cap_mw: float) -> RunResult:
+    """:func:`event_at_b` with the DR event at A instead: every request goes to A's one
+    instance (about 1 request/s against 3 arriving), B keeps two instances with room; the
+    second interval is an event at A with a cap of ``cap_mw`` [MW]."""
+    a, b = ("A", MODEL, "BF16"), ("B", MODEL, "BF16")
+    exo, policy = case({a: 1, b: 2}, {a: 1.0}, gpus={"A": 4, "B": 4}, flexibility="S3",
+                       requests=burst(3.0, 1800.0))
+    frame = exo.frame.copy()
+    frame[column("dr_event", "A")] = [0.0, 1.0]
+    frame[column("dr_baseline_mw", "A")] = [0.0, cap_mw]
+    return simulate(replace(exo, frame=frame), policy, fast_layer=ON)
+
+
+def test_a_power_cap_takes_no_credit_for_the_requests_it_moves_away() -> None:
+    """:func:`event_at_a`, cap 1.8625 kW: 1.49 kW of IT at PUE 1.25, 10 W less than the
+    1.5 kW A's instance draws at 900 s, its 10 slots full and its queue long. Step 2
+    moves A's new requests to B as far as the 10-W excess asks (500 W per request/s at
+    the full batch: 0.02 requests/s). The old layer credited that 10 W to the power cap
+    (its target what is left plus the moves' relief, 1.5 kW): the bound at the full
+    batch fit, no cap was set, and the queue kept the instance full all interval, 1.4999
+    kW of IT, 1.8748 kW imported against the 1.8625-kW cap (the dr-event-day scorecard's
+    ZP26 rows 0.27-0.94 % over ``K``, docs/fleet_closed_loop.md). The bound holds
+    whatever arrives, so arrivals moved away lower it by nothing: it must fit the 1.49 kW
+    left itself. At 900 s the 10 requests the instance holds already exceed that, so its
+    cap is 0 (the occupancy carried in, module docstring), it drains, and the energy its
+    lower draw leaves unused lets the later wake-ups lift the cap: the row ends under its
+    cap, and A's requests still move to B."""
+    cap_mw = 1.49e-3 * PUE
+    result = event_at_a(cap_mw)
+    out = result.outcome
+    assert out is not None
+    a = [spec.key for spec in out.pools].index(("A", MODEL, "BF16"))
+    finish = np.where(np.isnan(out.finish), np.inf, out.finish)
+    assert int(((out.pool == a) & (out.start <= 900.0) & (finish > 900.0)).sum()) == 10
+    led = result.campus_ledger("A")
+    assert led["dr_committed_cap_mw"].iloc[1] == pytest.approx(cap_mw)
+    assert led["import_mw"].iloc[1] <= cap_mw * (1 + 1e-9)
+    assert result.kpis["dr_compliance"] == 1.0
+    acts = result.fast_actions
+    assert acts is not None
+    caps = acts[(acts["action"] == "cap") & (acts["step"] == 1)]
+    assert caps[caps["time_s"] == 900.0]["count"].tolist() == [0]
+    moved = acts[(acts["action"] == "move") & (acts["to_campus"] == "B") & (acts["step"] == 1)]
+    assert moved["count"].sum() > 0
+
+
 def held_over_a_cap(period_s: float, long_tokens: int = 50_000) -> RunResult:
     """Quantization lever only (S5), one campus, one BF16 and one FP8 instance (2 GPUs).
     FP8 serves twice as fast at half the energy per token (2000 tokens/s at the SLO, 0.25

@@ -116,7 +116,8 @@ serving left where it was); where the campus is above it, in this order:
    next wake-up, ``Σ n_p P0`` plus ``P(max(b_p, r_j)) − P0`` for each instance ``j``
    that may admit by then (ready, or loading and ready by then; ``r_j`` the requests it
    holds now, which a cap does not stop) and the draining instances at their
-   occupancy, fits what is left at the least service lost: slots go first where they
+   occupancy, fits what is left (itself: no reserve below it, no credit for step 2's
+   moves) at the least service lost: slots go first where they
    save the most power per request/s (:meth:`FastLayer._cap_batches`; ``b_p = 0``:
    nothing admitted until the next wake-up). Throughput
    falls and requests queue: their lateness is priced like any other. The cap bounds
@@ -143,11 +144,28 @@ serving left where it was); where the campus is above it, in this order:
    at the next wake-up is at least what it was, and the interval's energy ends within
    the cap's. Rounding: the bound and the energy are sums of a few hundred floats,
    relative errors near 1e-15 against the 1e-9 relative by which ``dr_compliance``
-   judges a row. Fluid fidelity sets no power cap (below). Two limits no reserve of
-   what is left would fix: where the occupancy carried in already exceeds what is left
-   (at an interval start), nothing fits and the later wake-ups make up what they can;
-   and what is left includes the power step 2's moves take off the campus (estimated
-   at full batch), an expectation of the arrivals they divert, not a bound.
+   judges a row. Fluid fidelity sets no power cap (below). One limit: where the
+   occupancy carried in already exceeds what is left (at an interval start), nothing
+   fits, the caps are 0 and the later wake-ups make up what they can (on dr-event-day
+   below, ZP26's first wake-up in 17 of its 20 event intervals).
+
+   *No credit for the moves.* The caps fit what is left, not what is left plus the
+   power step 2's moves were estimated to take off the campus (``relief``: the moved
+   rate at ``(P(B) − P0) / μ_p``, an expectation of the arrivals they divert): the
+   bound holds whatever arrives, so arrivals moved away lower it by nothing, and a pool
+   whose queue keeps its instances full at their cap draws what it did. With the
+   credit the target was the campus's power now wherever the moves covered the excess,
+   and the caps held it there. Measured on the standard scorecard's ``dr-event-day``
+   with ``example-bau`` (the suite's overrides; the command in
+   docs/fleet_closed_loop.md, "The moves' credit"): at ZP26 one BF16 instance holding
+   30 requests (its cap) with ~1,000 queued draws ``P(30)`` = 923.74 W of IT; the cap
+   left 921.28 W at 23:30 UTC on 9 July, the moves were
+   credited the 2.46 W between (36.9 W by the last wake-up), and the cap stayed at 30:
+   12 of the 60 event rows 0.27–0.94 % over ``K`` (``dr_compliance`` 0.800), each
+   by the credit at its first wake-up (2.46–8.44 W, equal to the mW; traced with
+   ``benchmarks/trace_dr_cap.py``). Without the credit: 1.000, net cost
+   340.78 $ (the 1 % reserve: 342.54 $). Test:
+   ``tests/test_fast_layer.py::test_a_power_cap_takes_no_credit_for_the_requests_it_moves_away``.
 
 **Fluid fidelity** has no arrival times inside an interval (its arrivals are the
 interval's aggregate, which holds the interval's future), so the layer acts once per
