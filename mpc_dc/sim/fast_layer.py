@@ -1113,6 +1113,8 @@ class FastLayer:
         need = lam + server.queue_lengths() / self.config.drain_s
         spare = np.maximum(ready * mu - need, 0.0)
         margin = np.where(excess > _EPS, 0.0, np.where(finite, -excess, np.inf))
+        # What the moves are expected to take off each campus [W]: it sizes the moves
+        # (they stop at the excess), the caps below take no credit for it.
         relief = np.zeros(C)
         planned = {src: len(rules) for src, rules in moves.items()}
         moves = {src: list(rules) for src, rules in moves.items()}
