@@ -8,9 +8,13 @@ The first runs ``mpc-dc`` with :meth:`~mpc_dc.sim.fast_layer.FastLayer._hold_cap
 :meth:`~mpc_dc.sim.serving.RequestLevelServer.end_interval` wrapped: at each wake-up in
 an event interval it records the energy so far and the power now per pool (as the layer
 reads them), each instance's ready time, occupancy and kind (``c`` committed, ``d``
-draining), the batch caps before and after; at the interval end the energy per pool.
-The second prints one (interval, campus): what the rest of the interval may average at
-each wake-up, the caps set, and the interval's mean inference power against its cap [W].
+draining), the batch caps before and after, and for each capped campus what
+:meth:`~mpc_dc.sim.fast_layer.FastLayer._cap_batches` was asked to fit (its target) and
+the bound of the caps it chose; at the interval end the energy per pool. The second
+prints one (interval, campus): what the rest of the interval may average at each
+wake-up, the caps' target (its excess over what may be averaged is credit the caps took
+beyond what is left) and bound, the caps set, and the interval's mean inference power
+against its cap [W].
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from mpc_dc.sim.serving import RequestLevelServer
 TRACE: list[tuple[str, dict[str, Any]]] = []
 _hold = fl.FastLayer._hold_cap
 _end = RequestLevelServer.end_interval
+_batches = fl.FastLayer._cap_batches
+_FITTED: list[dict[str, Any]] = []
+"""The :meth:`_cap_batches` calls of the wake-up under way (its record is written after)."""
 
 
 def _instances(server: RequestLevelServer
@@ -42,6 +49,18 @@ def _instances(server: RequestLevelServer
     return out
 
 
+def _traced_batches(self: fl.FastLayer, pools: np.ndarray, ready: np.ndarray,
+                    occupancy: Any, fixed_w: float, target_w: float, need: np.ndarray,
+                    mu: np.ndarray) -> np.ndarray:
+    batch = _batches(self, pools, ready, occupancy, fixed_w, target_w, need, mu)
+    # the bound of the caps chosen, as _cap_batches counts it
+    bound = fixed_w + sum(float(np.maximum.accumulate(self._active_w[p])[np.maximum(b, occ)].sum())
+                          for p, b, occ in zip(pools.tolist(), batch.tolist(), occupancy,
+                                             strict=True))
+    _FITTED.append({"pools": pools.tolist(), "target": target_w, "bound": bound})
+    return batch
+
+
 def _traced_hold(self: fl.FastLayer, server: RequestLevelServer, step: int, t: float,
                  until: float, limits: fl.CampusLimits, shares: np.ndarray,
                  moves: dict[int, list[tuple[int, float]]]) -> dict[int, list[tuple[int, float]]]:
@@ -50,7 +69,9 @@ def _traced_hold(self: fl.FastLayer, server: RequestLevelServer, step: int, t: f
     TRACE.append(("hold", {"step": step, "t": t, "until": until,
                            "cap_w": np.array(limits.inference_cap_w),
                            "energy": server.energy_so_far_j(), "power": server.power_now_w(),
-                           "pools": _instances(server), "campus_of": self.campus_of.copy()}))
+                           "pools": _instances(server), "campus_of": self.campus_of.copy(),
+                           "fitted": list(_FITTED)}))
+    _FITTED.clear()
     return out
 
 
@@ -74,8 +95,13 @@ def show(path: str, step: int, campus: int) -> None:
     for d in holds:
         energy = float(d["energy"][mine].sum())
         left = t0 + STEP_S - d["t"]
+        allowed = (cap * STEP_S - energy) / left
         print(f"t = {d['t'] - t0:6.1f} s: energy {energy:11.1f} J, may average "
-              f"{(cap * STEP_S - energy) / left:8.2f} W, power now {d['power'][mine].sum():8.2f} W")
+              f"{allowed:8.2f} W, power now {d['power'][mine].sum():8.2f} W")
+        for fit in d.get("fitted", []):
+            if fit["pools"] == mine.tolist():
+                print(f"    caps fitted to {fit['target']:8.2f} W (credit "
+                      f"{fit['target'] - allowed:6.2f} W), their bound {fit['bound']:8.2f} W")
         for p in mine.tolist():
             batch, inst, queue = d["pools"][p]
             if inst:
@@ -90,6 +116,7 @@ if __name__ == "__main__":
         show(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
         sys.exit(0)
     fl.FastLayer._hold_cap = _traced_hold  # type: ignore[method-assign]
+    fl.FastLayer._cap_batches = _traced_batches  # type: ignore[method-assign]
     RequestLevelServer.end_interval = _traced_end  # type: ignore[method-assign]
     from mpc_dc.cli import main
     try:

@@ -116,16 +116,56 @@ serving left where it was); where the campus is above it, in this order:
    next wake-up, ``Σ n_p P0`` plus ``P(max(b_p, r_j)) − P0`` for each instance ``j``
    that may admit by then (ready, or loading and ready by then; ``r_j`` the requests it
    holds now, which a cap does not stop) and the draining instances at their
-   occupancy, fits 99 % of what is left (:data:`_CAP_MARGIN`) at the least service
-   lost: slots go first where they save the most power per request/s
-   (:meth:`FastLayer._cap_batches`; ``b_p = 0``: nothing admitted until the next
-   wake-up). Throughput
+   occupancy, fits what is left (itself: no reserve below it, no credit for step 2's
+   moves) at the least service lost: slots go first where they
+   save the most power per request/s (:meth:`FastLayer._cap_batches`; ``b_p = 0``:
+   nothing admitted until the next wake-up). Throughput
    falls and requests queue: their lateness is priced like any other. The cap bounds
    what the pools may draw until the next wake-up, not only what they draw now, so it
    is set whenever the bound at a full batch exceeds what is left, and every wake-up
    decides afresh; the pool-seconds under a cap are ``dr_capped_s``. The inference
    energy it withheld has no counterfactual inside one run: it is measured as the
    difference of a run with ``site.dr.enforce_cap`` on and off.
+
+   *No reserve.* The bound is an upper bound on the pools' power at every moment until
+   the next wake-up, so the caps keep nothing back below what is left (a 1 % reserve of
+   everything left, kept for the requests in flight before the bound counted them, held
+   pools at a batch the bound showed to fit; on the DR week's ZP26 it was 27 W of the
+   307 W the caps control). Why it is one: between wake-ups an instance draws
+   ``P(n)``, ``n`` the requests it runs (serving integrates exactly that); an instance
+   that may admit holds at most ``max(b_p, r_j)``, as its running requests only end and
+   it admits up to ``b_p``; ``P`` is taken as its running maximum over ``0..n`` (equal
+   to ``P`` for the fitted curves, which rise with ``n``), so ``P(n)`` is within the
+   bound whatever arrives. A loading instance draws ``P0`` (counted at its cap from now
+   if it is ready by the next wake-up), a draining one admits nothing, so its occupancy
+   only falls. Instances start only at wake-ups, before the caps are set there (and
+   within the starts' bound), and a surge or ready wake-up sets the caps afresh. So a
+   window's energy is at most its length times what is left, what the rest may average
+   at the next wake-up is at least what it was, and the interval's energy ends within
+   the cap's. Rounding: the bound and the energy are sums of a few hundred floats,
+   relative errors near 1e-15 against the 1e-9 relative by which ``dr_compliance``
+   judges a row. Fluid fidelity sets no power cap (below). One limit: where the
+   occupancy carried in already exceeds what is left (at an interval start), nothing
+   fits, the caps are 0 and the later wake-ups make up what they can (on dr-event-day
+   below, ZP26's first wake-up in 17 of its 20 event intervals).
+
+   *No credit for the moves.* The caps fit what is left, not what is left plus the
+   power step 2's moves were estimated to take off the campus (``relief``: the moved
+   rate at ``(P(B) − P0) / μ_p``, an expectation of the arrivals they divert): the
+   bound holds whatever arrives, so arrivals moved away lower it by nothing, and a pool
+   whose queue keeps its instances full at their cap draws what it did. With the
+   credit the target was the campus's power now wherever the moves covered the excess,
+   and the caps held it there. Measured on the standard scorecard's ``dr-event-day``
+   with ``example-bau`` (the suite's overrides; the command in
+   docs/fleet_closed_loop.md, "The moves' credit"): at ZP26 one BF16 instance holding
+   30 requests (its cap) with ~1,000 queued draws ``P(30)`` = 923.74 W of IT; the cap
+   left 921.28 W at 23:30 UTC on 9 July, the moves were
+   credited the 2.46 W between (36.9 W by the last wake-up), and the cap stayed at 30:
+   12 of the 60 event rows 0.27–0.94 % over ``K`` (``dr_compliance`` 0.800), each
+   by the credit at its first wake-up (2.46–8.44 W, equal to the mW; traced with
+   ``benchmarks/trace_dr_cap.py``). Without the credit: 1.000, net cost
+   340.78 $ (the 1 % reserve: 342.54 $). Test:
+   ``tests/test_fast_layer.py::test_a_power_cap_takes_no_credit_for_the_requests_it_moves_away``.
 
 **Fluid fidelity** has no arrival times inside an interval (its arrivals are the
 interval's aggregate, which holds the interval's future), so the layer acts once per
@@ -162,11 +202,6 @@ if TYPE_CHECKING:
 
 _EPS = 1e-9
 """Rates and powers below this are rounding [requests/s], [W]."""
-
-_CAP_MARGIN = 0.01
-"""Share of what a campus may still draw under a DR cap that its power caps leave
-unused, a reserve: their bound (:meth:`FastLayer._cap_batches`) already counts the
-requests each instance holds, which run on past the wake-up."""
 
 FAST_POOL_COLUMNS: tuple[str, ...] = (
     "fast_started",
@@ -1078,6 +1113,8 @@ class FastLayer:
         need = lam + server.queue_lengths() / self.config.drain_s
         spare = np.maximum(ready * mu - need, 0.0)
         margin = np.where(excess > _EPS, 0.0, np.where(finite, -excess, np.inf))
+        # What the moves are expected to take off each campus [W]: it sizes the moves
+        # (they stop at the excess), the caps below take no credit for it.
         relief = np.zeros(C)
         planned = {src: len(rules) for src, rules in moves.items()}
         moves = {src: list(rules) for src, rules in moves.items()}
@@ -1096,9 +1133,12 @@ class FastLayer:
             # The cap bounds what the pools may draw, not only what they draw now: a cap
             # lifted because the occupancy is low lets it fill up again within the window.
             mine = np.flatnonzero(self.campus_of == c)
-            target = (1.0 - _CAP_MARGIN) * (allowed[c] + relief[c])
+            # The bound fits what is left itself, no reserve below it and no credit for
+            # step 2's moves (``relief``): the bound holds whatever arrives, so arrivals
+            # moved away lower it by nothing, and a pool whose queue keeps its instances
+            # full draws what it did (module docstring, "The DR cap", 3).
             batch = self._cap_batches(mine, ready, [occupancy[p] for p in mine.tolist()],
-                                      float(fixed_w[mine].sum()), target, need, mu)
+                                      float(fixed_w[mine].sum()), allowed[c], need, mu)
             for p, cap in zip(mine.tolist(), batch.tolist(), strict=True):
                 if cap < self.batch[p] and ready[p] + loading[p] > 0:
                     server.set_batch_cap(p, cap)
@@ -1139,9 +1179,11 @@ class FastLayer:
         b = np.where(n > 0, np.clip(np.nan_to_num(floor, nan=1.0, posinf=1.0), 1, B), B)
         b = b.astype(np.int64)
         step = np.maximum(B // 64, 1)
-        # cost[i][b]: active power of pool i's admitting instances under a cap b [W]
-        cost = [self._active_w[p][np.maximum(np.arange(self.batch[p] + 1)[:, None],
-                                             occ[None, :])].sum(axis=1)
+        # cost[i][b]: active power of pool i's admitting instances under a cap b [W]; an
+        # instance holding n ≤ max(b, n_j) draws at most the curve's largest value up to
+        # there (the running maximum: the bound holds for a curve that is not monotone).
+        cost = [np.maximum.accumulate(self._active_w[p])[
+                    np.maximum(np.arange(self.batch[p] + 1)[:, None], occ[None, :])].sum(axis=1)
                 for p, occ in zip(pools.tolist(), occupancy, strict=True)]
         admitting = np.array([occ.size for occ in occupancy], dtype=float)
 
