@@ -221,18 +221,26 @@ class RequestArrays:
         """
         k = np.floor(self.arrival_s / step_s).astype(np.int64)
         inside = (k >= 0) & (k < n_steps)
-        flat = k[inside] * len(self.models) + self.model[inside]
+        # A run's own requests all fall inside (the usual case): no masked copies of
+        # the ~10⁷-long arrays then (the same values, summed in the same order).
+        every = bool(inside.all())
+
+        def kept(values: np.ndarray) -> np.ndarray:
+            return values if every else values[inside]
+
+        flat = kept(k) * len(self.models) + kept(self.model)
         size = n_steps * len(self.models)
         shape = (n_steps, len(self.models))
 
         def count(weights: np.ndarray | None) -> np.ndarray:
             return np.bincount(flat, weights=weights, minlength=size).reshape(shape)
 
+        response = kept(self.response_tokens).astype(np.float64)
         return {
             "requests": count(None),
-            "request_tokens": count(self.request_tokens[inside].astype(np.float64)),
-            "response_tokens": count(self.response_tokens[inside].astype(np.float64)),
-            "response_tokens_sq": count(self.response_tokens[inside].astype(np.float64) ** 2),
+            "request_tokens": count(kept(self.request_tokens).astype(np.float64)),
+            "response_tokens": count(response),
+            "response_tokens_sq": count(response ** 2),
         }
 
 

@@ -1146,8 +1146,12 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
         for name, values in (("ttft", outcome.ttft_s()), ("tpot", tpot_s(outcome)),
                              ("latency", outcome.latency_s())):
             v = values[~np.isnan(values)]
-            for q in (50, 95, 99):
-                kpis[f"{name}_p{q}_s"] = float(np.percentile(v, q)) if v.size else math.nan
+            # One call for the three levels: one partition of the ~10⁷ values instead
+            # of three (the same order statistics, interpolated alike: the same figures).
+            levels = (50, 95, 99)
+            found = np.percentile(v, levels).tolist() if v.size else [math.nan] * len(levels)
+            for q, value in zip(levels, found, strict=True):
+                kpis[f"{name}_p{q}_s"] = float(value)
         assert result.slo is not None and result.slo_parts is not None
         met, decided = result.slo
         ttft_ok, tpot_ok, _ = result.slo_parts
