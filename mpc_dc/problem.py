@@ -825,6 +825,13 @@ class SolverOptions:
     round_chunk_intervals : int
         Round-and-fix of more than one interval rounds this many intervals at a
         time, re-solving the LP in between.
+    round_up_trial : bool
+        Round-and-fix also tries every pool's relaxed count rounded up (where it fits
+        the GPUs) and keeps it when the plan's objective is lower, not only when the
+        joint rounding lost tokens: the joint rounding covers the planned tokens at the
+        utilisation cap, so it drops the headroom and the early starts that the plan's
+        prices of queueing inside the interval bought (``controller.congestion_calibration
+        = "history"``, ``controller.warmup_lateness``; one LP more per solve).
     fine_steps, coarse_block_steps, far_start_steps, far_block_steps : int
         Multi-resolution horizon (:func:`horizon_columns`): the
         first ``fine_steps`` intervals are model columns of their own, later ones are
@@ -843,6 +850,7 @@ class SolverOptions:
     full_mip_max_nodes: int | None = None
     warm_start: str = "auto"
     round_chunk_intervals: int = 8
+    round_up_trial: bool = False
     fine_steps: int | None = None
     coarse_block_steps: int = 4
     far_start_steps: int | None = None
@@ -2225,8 +2233,9 @@ class Problem:
             cur = self._run(model, trial, None, None, binary_cols)
             highs_s += cur.highs_time_s
             ceil_block = np.ceil(cols["instances"][:, s:e] - _TOL)
-            if self._lost_tokens(cur, relaxed) and np.all(
-                    ctx.gpu_matrix @ ceil_block <= gpus[:, s:e] + _TOL):
+            if ((self.options.round_up_trial or self._lost_tokens(cur, relaxed))
+                    and np.any(ceil_block > block[:, : e - s])
+                    and np.all(ctx.gpu_matrix @ ceil_block <= gpus[:, s:e] + _TOL)):
                 # Joint rounding can leave a GPU-full campus short where rounding each
                 # pool up would not (when that fits the GPUs); try it, keep the cheaper.
                 trial_up = np.hstack([n_int, ceil_block])

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mpc_dc.blocks.lateness import calibrated_knee_weights
 from mpc_dc.control.baseline import BaselinePolicy
 from mpc_dc.control.forecasting import (
     ChannelForecasts,
@@ -49,6 +50,7 @@ from mpc_dc.control.offline import OfflinePolicy
 from mpc_dc.params.power_line import workload_power_lines
 from mpc_dc.policy import PolicyContext, make_policy
 from mpc_dc.problem import LatenessPrices, Problem, SolverOptions, SolveStatus, solve_day
+from mpc_dc.sim.bursts import BURST_UTILISATIONS
 from mpc_dc.sim.dr_program import exogenous_lead_in_days, with_notice
 from mpc_dc.sim.engine import RunResult, save_run, simulate
 from mpc_dc.sim.exogenous import SiteExogenous, column
@@ -337,6 +339,7 @@ def solver_options(spec: ControllerSpec) -> SolverOptions:
         spec.fine_steps, spec.integer_intervals)
     return SolverOptions(
         committed_intervals=spec.integer_intervals, binary_intervals=spec.integer_intervals,
+        round_up_trial=spec.congestion_calibration == "history" or spec.warmup_lateness,
         time_limit_s=spec.time_limit_s, mip_rel_gap=spec.mip_rel_gap,
         mip_max_nodes=spec.mip_max_nodes, fine_steps=fine,
         coarse_block_steps=max(1, spec.coarse_block_steps),
@@ -358,14 +361,38 @@ def offline_options(spec: ControllerSpec) -> SolverOptions:
 def plan_lateness(scenario: Scenario, exo: SiteExogenous) -> LatenessPrices | None:
     """The prices of lateness in the plan's objective: ``[serving]``'s late prices ×
     ``controller.lateness_weight`` per token (:func:`~mpc_dc.control.mpc.lateness_prices`),
-    with ``controller.congestion_share``; None without a fleet or with a zero weight (no
+    with ``controller.congestion_share``, or with ``controller.congestion_calibration =
+    "history"`` the knee weights of each model's bursts over the history
+    (:func:`history_knee_weights`), and the warm-up overload with
+    ``controller.warmup_lateness``; None without a fleet or with a zero weight (no
     lateness block)."""
     weight = scenario.controller.lateness_weight
     if scenario.fleet is None or weight <= 0:
         return None
     serving = scenario.serving
+    knees = (history_knee_weights(exo)
+             if scenario.controller.congestion_calibration == "history" else ())
     return lateness_prices(exo, weight * serving.late_usd_per_request,
-                           weight * serving.late_usd_per_s, scenario.controller.congestion_share)
+                           weight * serving.late_usd_per_s, scenario.controller.congestion_share,
+                           knees, warmup=scenario.controller.warmup_lateness)
+
+
+def history_knee_weights(exo: SiteExogenous) -> tuple[tuple[float, ...], ...]:
+    """Congestion knee weights [-] of each model (``site.models`` order) from the late
+    share of its history's bursts (``exo.burst_late_share``,
+    :func:`~mpc_dc.blocks.lateness.calibrated_knee_weights`).
+
+    Raises
+    ------
+    ValueError
+        A model without that share (no requests in the history).
+    """
+    missing = [m for m in exo.site.models if m not in exo.burst_late_share]
+    if missing:
+        raise ValueError(f"controller.congestion_calibration = 'history': no history "
+                         f"requests of {', '.join(missing)} to measure their bursts on")
+    return tuple(calibrated_knee_weights(BURST_UTILISATIONS, exo.burst_late_share[m])
+                 for m in exo.site.models)
 
 
 def fault_injector(scenario: Scenario, exo: SiteExogenous) -> FaultInjector | None:

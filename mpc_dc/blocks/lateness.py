@@ -59,11 +59,20 @@ class LatenessPrices:
     congestion_share : float [-]
         ``σ``: the share of ``c_req[m]`` each congestion knee adds to the price of a
         pool's tokens beyond it (:func:`define_congestion`); 0: no congestion cost.
+    congestion_weights : tuple of tuple of float [-]
+        ``w[m, j]``: per model, the share of ``c_req[m]`` knee ``κ_j``
+        (:data:`CONGESTION_KNEES`) adds, in place of ``σ`` at every knee
+        (:func:`calibrated_knee_weights`); empty: ``σ``.
+    warmup : bool
+        Price the overload of a pool while the instances it starts load
+        (:func:`define_warmup_overload`).
     """
 
     usd_per_token: tuple[float, ...]
     usd_per_token_s: tuple[float, ...]
     congestion_share: float = 0.0
+    congestion_weights: tuple[tuple[float, ...], ...] = ()
+    warmup: bool = False
 
     def __post_init__(self) -> None:
         for name in ("usd_per_token", "usd_per_token_s"):
@@ -76,19 +85,42 @@ class LatenessPrices:
         if not (np.isfinite(self.congestion_share) and self.congestion_share >= 0):
             raise ValueError(f"LatenessPrices.congestion_share: expected a finite value "
                              f">= 0, got {self.congestion_share!r}")
+        if self.congestion_weights:
+            weights = np.asarray(self.congestion_weights, dtype=float)
+            if weights.shape != (len(self.usd_per_token), len(CONGESTION_KNEES)):
+                raise ValueError(f"LatenessPrices.congestion_weights: expected one weight per "
+                                 f"model and knee, shape ({len(self.usd_per_token)}, "
+                                 f"{len(CONGESTION_KNEES)}), got {weights.shape}")
+            if not np.all((weights >= 0) & np.isfinite(weights)):
+                raise ValueError(f"LatenessPrices.congestion_weights: expected finite values "
+                                 f">= 0, got {self.congestion_weights!r}")
+
+    def knee_weights(self) -> np.ndarray:
+        """``w[m, j]`` [-], (models, knees): :attr:`congestion_weights`, else ``σ``."""
+        if self.congestion_weights:
+            return np.asarray(self.congestion_weights, dtype=float)
+        return np.full((len(self.usd_per_token), len(CONGESTION_KNEES)),
+                       self.congestion_share)
+
+    @property
+    def congested(self) -> bool:
+        """Whether the plan prices congestion (some knee weight > 0)."""
+        return bool(np.any(self.knee_weights() > 0))
 
     @classmethod
     def per_request(cls, late_usd_per_request: float, late_usd_per_s: float,
-                    tokens_per_request: np.ndarray, congestion_share: float = 0.0
-                    ) -> LatenessPrices | None:
+                    tokens_per_request: np.ndarray, congestion_share: float = 0.0,
+                    congestion_weights: tuple[tuple[float, ...], ...] = (),
+                    warmup: bool = False) -> LatenessPrices | None:
         """Prices per token from prices per request [$/request], [$/s] and each model's
-        mean response tokens ``n̄`` [tokens], with the congestion share ``σ`` [-]; None
+        mean response tokens ``n̄`` [tokens], with the congestion share ``σ`` [-] or the
+        knee weights ``w[m, j]`` [-], and whether the warm-up overload is priced; None
         when both prices are 0 (no block)."""
         if late_usd_per_request <= 0 and late_usd_per_s <= 0:
             return None
         n = np.maximum(np.asarray(tokens_per_request, dtype=float), 1.0)
         return cls(tuple(late_usd_per_request / n), tuple(late_usd_per_s / n),
-                   congestion_share)
+                   congestion_share, congestion_weights, warmup)
 
 
 def backlog_rows(ctx: ModelContext) -> int:
@@ -193,23 +225,53 @@ def _planned_capacity_kps(ctx: ModelContext, instances: cp.Expression | np.ndarr
 
 
 def _congestion_price(ctx: ModelContext, prices: LatenessPrices) -> np.ndarray:
-    """``σ c_req[m(k)] 10³ Δ`` per pool [$ per ktokens/s beyond one knee, one interval]."""
-    c_req = np.asarray(prices.usd_per_token)[ctx.model_of]
-    return prices.congestion_share * c_req * 1e3 * STEP_S
+    """``c_req[m(k)] 10³ Δ`` per pool [$ per ktokens/s late, one interval]."""
+    return np.asarray(prices.usd_per_token)[ctx.model_of] * 1e3 * STEP_S
+
+
+def calibrated_knee_weights(utilisations: tuple[float, ...] | np.ndarray,
+                            late_share: np.ndarray) -> tuple[float, ...]:
+    """Knee weights ``w_j`` [-] of one model from its late share ``p(u)`` [-] at the
+    planned utilisations ``u`` [-] (:func:`mpc_dc.sim.bursts.window_late_share`).
+
+    The late tokens of a pool of capacity ``C`` run at ``r = x / C`` are
+    ``C g(r)`` with ``g(r) = r p(r)``; ``g`` is taken piecewise linear through its
+    values at the knees κ_j and at 1 (``p`` interpolated linearly in ``u``). Its
+    linear part ``(g(κ_1) / κ_1) r`` is left out: it prices every token of the model
+    alike, and a model's tokens are its demand whatever the plan. What remains is
+    ``f(r) = Σ_j w_j max(0, r − κ_j)`` with ``w_1`` the slope of ``g`` beyond κ_1
+    less ``g(κ_1) / κ_1`` and ``w_j`` the increase of the slope at κ_j; a slope below
+    the one before is raised to it (``w_j >= 0``, ``f`` convex, so the plan's cost
+    stays linear-programme representable), which prices more, never less, than ``g``.
+
+    Returns
+    -------
+    tuple of float [-]
+        One per knee of :data:`CONGESTION_KNEES`.
+    """
+    points = np.array((*CONGESTION_KNEES, 1.0))
+    share = np.interp(points, np.asarray(utilisations, dtype=float),
+                      np.asarray(late_share, dtype=float))
+    g = points * share
+    slopes = np.diff(g) / np.diff(points) - g[0] / points[0]
+    slopes = np.maximum.accumulate(np.maximum(slopes, 0.0))
+    return tuple(float(w) for w in np.diff(slopes, prepend=0.0))
 
 
 def define_congestion(ctx: ModelContext, prices: LatenessPrices) -> None:
     """The price of running a pool hot, ``congestion_usd`` [$]::
 
-        Σ_{k,t} σ c_req[m(k)] 10³ Δ L[t] Σ_j max(0, x[k,t] − κ_j C[k,t])
+        Σ_{k,t} c_req[m(k)] 10³ Δ L[t] Σ_j w[m(k),j] max(0, x[k,t] − κ_j C[k,t])
 
     with ``C = ρ̄ μ (n − w u) / 10³`` the pool's planned capacity [ktokens/s] (the
-    capacity rows' right-hand side), κ_j the knees (:data:`CONGESTION_KNEES`), σ
-    ``prices.congestion_share`` and c_req [$/token]: each token a pool serves beyond
-    κ_j of its capacity is priced as late with probability σ per knee passed. The cost
-    is ``C f(x / C)`` with ``f(r) = Σ_j max(0, r − κ_j)`` convex (the perspective of
-    f): for a model's total a split at equal utilisation costs least. Nothing with
-    ``σ = 0``.
+    capacity rows' right-hand side), κ_j the knees (:data:`CONGESTION_KNEES`), the
+    knee weights ``w[m, j]`` (:meth:`LatenessPrices.knee_weights`: σ =
+    ``prices.congestion_share`` at every knee, or per model from the bursts of the
+    history, :func:`calibrated_knee_weights`) and c_req [$/token]: each token a pool
+    serves beyond κ_j of its capacity is priced as late with probability ``w[m, j]``
+    per knee passed. The cost is ``C f(x / C)`` with
+    ``f(r) = Σ_j w_j max(0, r − κ_j)`` convex (the perspective of f): for a model's
+    total a split at equal utilisation costs least. Nothing when every weight is 0.
 
     Vertex form, two rows per pool and column in place of the capacity row and one row
     per knee (the wind fleet's step LP: 2,832 rows instead of 3,984; the same optimum,
@@ -225,7 +287,10 @@ def define_congestion(ctx: ModelContext, prices: LatenessPrices) -> None:
     costs ``C f(x / C)``: f is convex and piecewise linear with its kinks at the
     ``r_i``, so it is the least combination of its values there.
     """
-    if not ctx.n_pools or prices.congestion_share <= 0:
+    if not ctx.n_pools:
+        return
+    define_warmup_overload(ctx, prices)
+    if not prices.congested:
         return
     v = ctx.variables
     P, H = ctx.n_pools, ctx.horizon_steps
@@ -246,24 +311,98 @@ def define_congestion(ctx: ModelContext, prices: LatenessPrices) -> None:
                         sum(r * part for r, part in zip(utilisations, parts, strict=True))
                         - x <= 0)
     price = _congestion_price(ctx, prices)
-    ctx.costs["congestion_usd"] = sum(
-        (_hinges(r) * price @ part) @ ctx.weights
+    weights = prices.knee_weights()[ctx.model_of]
+    ctx.costs["congestion_usd"] = ctx.costs.get("congestion_usd", 0.0) + sum(
+        ((_hinges(weights, r) * price) @ part) @ ctx.weights
         for r, part in zip(utilisations, parts, strict=True))
 
 
-def _hinges(utilisation: float) -> float:
-    """``f(r) = Σ_j max(0, r − κ_j)`` [-] at the utilisation ``r``."""
-    return sum(max(0.0, utilisation - knee) for knee in CONGESTION_KNEES)
+def _load_time_s(ctx: ModelContext) -> np.ndarray:
+    """Load time of each pool's instances [s] (the table's ``load_time_s``)."""
+    return np.array([ctx.site.row(k).load_time_s for k in ctx.pools], dtype=float)
+
+
+def _warmup_price(ctx: ModelContext, prices: LatenessPrices) -> np.ndarray:
+    """``10³ T (c_req[m(k)] + c_s[m(k)] T / 2)`` per pool [$ per ktokens/s of
+    overload]: the tokens offered over the load time ``T`` [s] beyond what the ready
+    instances serve, each late and waiting ``T / 2`` on average."""
+    load = _load_time_s(ctx)
+    c_req = np.asarray(prices.usd_per_token)[ctx.model_of]
+    c_s = np.asarray(prices.usd_per_token_s)[ctx.model_of]
+    return 1e3 * load * (c_req + c_s * load / 2.0)
+
+
+def _ready_capacity_kps(ctx: ModelContext, instances: cp.Expression | np.ndarray,
+                        starts: cp.Expression | np.ndarray) -> cp.Expression | np.ndarray:
+    """``μ[k] (n[k,t] − u[k,t]) / 10³`` [ktokens/s]: what a pool's instances ready at
+    the column's start serve at the SLO (no utilisation cap: the overload is what
+    exceeds the SLO's throughput)."""
+    mu = ctx.mu_tokens_per_s / 1e3
+    if isinstance(instances, np.ndarray):
+        return mu[:, None] * (instances - np.asarray(starts))
+    return sp.diags_array(mu) @ (instances - starts)
+
+
+def define_warmup_overload(ctx: ModelContext, prices: LatenessPrices) -> None:
+    """The price of a pool's overload while its new instances load,
+    ``congestion_usd`` [$] (with ``prices.warmup``)::
+
+        Σ_{k,t} 10³ T[k] (c_req[m(k)] + c_s[m(k)] T[k] / 2) o[k,t],
+        o[k,t] >= x[k,t] − μ[k] (n[k,t] − u[k,t]) / 10³,  o >= 0
+
+    with T the load time [s] of the pool's instances, x [ktokens/s], n instances, u
+    starts and μ the capacity at the SLO [tokens/s]. The router sends a pool its
+    share of the interval's requests from the interval's start, while an instance
+    started then serves only after T: for T the pool's ready instances serve at most
+    ``μ (n − u)`` within the SLO and the rest queues until the load ends, late (the
+    interval's mean, which the capacity row takes with ``w u``, hides it). A start
+    an interval earlier, ready when its load arrives, costs its idle power instead.
+    Priced once per column whatever its length (a start loads once).
+    """
+    if not ctx.n_pools or not prices.warmup:
+        return
+    v = ctx.variables
+    overload = cp.Variable((ctx.n_pools, ctx.horizon_steps), name="warmup_overload_kps",
+                           bounds=[0.0, None])
+    v["warmup_overload_kps"] = overload
+    ctx.add_constraints("warm-up overload", v["tokens_kps"] - overload
+                        - _ready_capacity_kps(ctx, v["instances"], v["starts"]) <= 0)
+    ctx.costs["congestion_usd"] = cp.sum(_warmup_price(ctx, prices) @ overload)
+
+
+def warmup_overload_cost_usd(ctx: ModelContext, prices: LatenessPrices,
+                             instances: np.ndarray, starts: np.ndarray,
+                             tokens_per_s: np.ndarray) -> float:
+    """:func:`define_warmup_overload` of a plan's instances [-], starts [-] and tokens
+    [tokens/s], each (P, H) [$]; 0 without ``prices.warmup``."""
+    if not ctx.n_pools or not prices.warmup:
+        return 0.0
+    ready = np.asarray(_ready_capacity_kps(ctx, np.asarray(instances, dtype=float), starts))
+    overload = np.maximum(1e-3 * np.asarray(tokens_per_s, dtype=float) - ready, 0.0)
+    return float(np.sum(_warmup_price(ctx, prices) @ overload))
+
+
+def _hinges(weights: np.ndarray, utilisation: float) -> np.ndarray:
+    """``f(r) = Σ_j w_j max(0, r − κ_j)`` [-] at the utilisation ``r``, per row of the
+    knee weights ``weights`` (rows, knees)."""
+    return np.asarray(weights) @ np.maximum(utilisation - np.asarray(CONGESTION_KNEES), 0.0)
 
 
 def congestion_cost_usd(ctx: ModelContext, prices: LatenessPrices, instances: np.ndarray,
                         starts: np.ndarray, tokens_per_s: np.ndarray) -> float:
     """:func:`define_congestion` of a plan's instances [-], starts [-] and tokens
-    [tokens/s], each (P, H) [$]; 0 with ``σ = 0``."""
-    if not ctx.n_pools or prices.congestion_share <= 0:
+    [tokens/s], each (P, H) [$], with the warm-up overload
+    (:func:`warmup_overload_cost_usd`); 0 when every knee weight is 0 and the warm-up
+    is not priced."""
+    if not ctx.n_pools:
         return 0.0
+    warm = warmup_overload_cost_usd(ctx, prices, instances, starts, tokens_per_s)
+    if not prices.congested:
+        return warm
     capacity = np.asarray(_planned_capacity_kps(ctx, np.asarray(instances, dtype=float),
                                                 starts))
     x = 1e-3 * np.asarray(tokens_per_s, dtype=float)
-    hinges = sum(np.maximum(x - k * capacity, 0.0) for k in CONGESTION_KNEES)
-    return float((_congestion_price(ctx, prices) @ hinges) @ ctx.weights)
+    weights = prices.knee_weights()[ctx.model_of]
+    hinges = sum(weights[:, j, None] * np.maximum(x - k * capacity, 0.0)
+                 for j, k in enumerate(CONGESTION_KNEES))
+    return warm + float((_congestion_price(ctx, prices) @ hinges) @ ctx.weights)

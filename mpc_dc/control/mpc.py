@@ -365,17 +365,20 @@ def tokens_per_request(exo: SiteExogenous) -> np.ndarray:
 
 
 def lateness_prices(exo: SiteExogenous, late_usd_per_request: float,
-                    late_usd_per_s: float, congestion_share: float = 0.0
-                    ) -> LatenessPrices | None:
+                    late_usd_per_s: float, congestion_share: float = 0.0,
+                    congestion_weights: tuple[tuple[float, ...], ...] = (),
+                    warmup: bool = False) -> LatenessPrices | None:
     """The lateness block's prices per token from prices per request [$/request] and
     per second late [$/s], on each model's mean output tokens per request
-    (:func:`tokens_per_request`), with the congestion share [-]
-    (:func:`mpc_dc.blocks.lateness.define_congestion`); None without pools or when both
-    prices are 0."""
+    (:func:`tokens_per_request`), with the congestion share [-] or per-model knee
+    weights [-] (:func:`mpc_dc.blocks.lateness.define_congestion`), and whether the
+    warm-up overload is priced (:func:`mpc_dc.blocks.lateness.define_warmup_overload`);
+    None without pools or when both prices are 0."""
     if not exo.site.pools:
         return None
     return LatenessPrices.per_request(late_usd_per_request, late_usd_per_s,
-                                      tokens_per_request(exo), congestion_share)
+                                      tokens_per_request(exo), congestion_share,
+                                      congestion_weights, warmup)
 
 
 def serving_capacity_tokens_per_s(site: Site) -> np.ndarray:

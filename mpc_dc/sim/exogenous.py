@@ -245,6 +245,11 @@ class SiteExogenous:
         Metered grid import of each campus over the DR programme's lead-in, the
         intervals just before the run (:func:`mpc_dc.runner.with_meter_history`);
         None: no meter history before the run.
+    burst_late_share : Mapping[str, ndarray]
+        Per model, the share of its history's tokens that arrive in bursts beyond the
+        capacity at the SLO of a pool planned at each utilisation of
+        :data:`mpc_dc.sim.bursts.BURST_UTILISATIONS` for its interval's mean
+        (:func:`mpc_dc.sim.bursts.window_late_share`) [-]; empty: unknown.
 
     Raises
     ------
@@ -265,6 +270,7 @@ class SiteExogenous:
     request_mix: Mapping[str, RequestMix] = field(default_factory=dict)
     dr_announced_at: Mapping[str, np.ndarray] = field(default_factory=dict)
     dr_meter_history_mw: np.ndarray | None = None
+    burst_late_share: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_start", pd.Timestamp(self.run_start))

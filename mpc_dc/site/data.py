@@ -83,6 +83,7 @@ from mpc_dc.sim.arrivals import (
     RequestArrays,
     build_arrivals,
 )
+from mpc_dc.sim.bursts import window_late_share
 from mpc_dc.sim.exogenous import SiteExogenous
 from mpc_dc.sim.serving import RequestMix
 from mpc_dc.site.config import Campus, OtherIT
@@ -989,6 +990,36 @@ def check_data(scenario: Scenario, *, source: str | Path = SOURCE,
                            collect.publication, collect.origin, counts, rows)
 
 
+def history_burst_late_share(scenario: Scenario, every: RequestArrays,
+                             history_steps: int, mix: Mapping[str, RequestMix]
+                             ) -> dict[str, np.ndarray]:
+    """Per model, :func:`~mpc_dc.sim.bursts.window_late_share` of its requests over the
+    history (the ``history_steps`` intervals before the run) [-], on windows of its
+    decode time at the TPOT target, ``n̄ τ`` [s]: ``n̄`` its history's mean response
+    tokens, τ ``serving.tpot_slo_s`` of the model, else the shortest ITL SLO of its
+    precisions in the table. Empty without a fleet or history; a model without history
+    requests is left out."""
+    fleet = scenario.site.fleet
+    if fleet is None or history_steps <= 0:
+        return {}
+    end = int(np.searchsorted(every.arrival_s, history_steps * STEP_S, side="left"))
+    out: dict[str, np.ndarray] = {}
+    for m, model in enumerate(fleet.models):
+        if model not in mix:
+            continue
+        tau = scenario.serving.tpot_slo_s.get(model)
+        if tau is None:
+            tau = min(fleet.table.get(model, q).itl_slo_p90_ms / 1e3
+                      for q in fleet.precisions(model))
+        mine = every.model[:end] == m
+        out[model] = window_late_share(every.arrival_s[:end][mine],
+                                       every.response_tokens[:end][mine],
+                                       history_steps * STEP_S,
+                                       mix[model].response_tokens * tau,
+                                       fleet.utilization_cap)
+    return out
+
+
 def build_site_exogenous(scenario: Scenario, *, sources: SiteSources | None = None,
                          source: str | Path = SOURCE, max_gap_steps: int = 0,
                          files: DataFiles | None = None) -> SiteExogenous:
@@ -1012,6 +1043,7 @@ def build_site_exogenous(scenario: Scenario, *, sources: SiteSources | None = No
     frame = pd.DataFrame(sources.columns, index=index)
     requests = None
     mix: dict[str, RequestMix] = {}
+    bursts: dict[str, np.ndarray] = {}
     fleet = scenario.site.fleet
     if fleet is not None:
         spec = scenario.workload.requests
@@ -1030,6 +1062,7 @@ def build_site_exogenous(scenario: Scenario, *, sources: SiteSources | None = No
                 "requests", "request_tokens", "response_tokens", "response_tokens_sq")))
             if found is not None:
                 mix[model] = found
+        bursts = history_burst_late_share(scenario, every, hist, mix)
         frame = pd.concat([frame, pd.DataFrame(truth, index=index)], axis=1)
         requests = window_requests(every, sources.history_steps * STEP_S,
                                    sources.run_steps * STEP_S)
@@ -1037,4 +1070,4 @@ def build_site_exogenous(scenario: Scenario, *, sources: SiteSources | None = No
     return SiteExogenous(site=scenario.site, frame=frame, run_start=run.start_ts,
                          n_steps=run.n_steps, requests=requests,
                          publication=dict(sources.publication), local_tz=run.local_tz,
-                         name=scenario.name, request_mix=mix)
+                         name=scenario.name, request_mix=mix, burst_late_share=bursts)

@@ -562,6 +562,18 @@ class ControllerSpec:
         (:func:`mpc_dc.blocks.lateness.define_congestion`): the plan splits a model's
         tokens across its pools at even utilisation; 0: no congestion cost (the
         controller before); only with the lateness block (``lateness_weight`` > 0).
+    congestion_calibration : {"share", "history"}
+        ``share``: the congestion knees' weights are ``congestion_share`` for every
+        model; ``history``: per model, from the share of its history's tokens that
+        arrive in bursts beyond the capacity of a pool planned at each utilisation
+        (:mod:`mpc_dc.sim.bursts`, :func:`mpc_dc.blocks.lateness.calibrated_knee_weights`;
+        ``congestion_share`` is then unused): the queueing inside an interval that
+        the 15-min mean hides, priced alike for every controller.
+    warmup_lateness : bool
+        Price, in the plan, the tokens a pool is offered beyond what its ready
+        instances serve while the instances it starts load
+        (:func:`mpc_dc.blocks.lateness.define_warmup_overload`); only with the lateness
+        block.
     fast_layer : FastLayerConfig
         The plant-side fast layer inside the interval (``[controller.fast_layer]``:
         ``enabled``, ``period_s``, ``lookback_s``, ``drain_s``;
@@ -602,6 +614,8 @@ class ControllerSpec:
     backlog_drain_h: float = 0.25
     lateness_weight: float = 1.0
     congestion_share: float = 0.01
+    congestion_calibration: Literal["share", "history"] = "share"
+    warmup_lateness: bool = False
     fast_layer: FastLayerConfig = field(default_factory=FastLayerConfig)
     scenarios: int = 5
 
