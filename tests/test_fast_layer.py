@@ -27,7 +27,7 @@ from mpc_dc.sim.fast_layer import FastLayerConfig
 from mpc_dc.sim.faults import FaultInjector, FaultSpec
 from mpc_dc.sim.plant import CampusPlant
 from mpc_dc.sim.policy import CampusDecision, Decision, FleetDecision
-from mpc_dc.sim.serving import RequestMix, ServingConfig
+from mpc_dc.sim.serving import BatchCurve, RequestMix, ServingConfig
 from mpc_dc.site.config import Campus, DemandResponse, Fleet, Grid, OtherIT, Renewable, Site
 from mpc_dc.site.scenario import controller_variant, scenario_from_table
 from tests.scripted_policy import Scripted
@@ -970,6 +970,23 @@ def test_surge_counts_once_per_interval_find_the_searched_surges(
     assert len(found) > 20 and sum(t is not None for t in found) >= 2
 
 
+def bf16_on_a_curve(monkeypatch: pytest.MonkeyPatch, *, per_request_w: float,
+                    saturating_w: float, half_batch: float) -> BatchCurve:
+    """BF16's instances (the hand table's "hand-gpu" has no fitted curve) on the curve
+    ``P(n) = 1000 W + per_request_w n + saturating_w n / (n + half_batch)``, a step of
+    10 ms whatever the batch (100 tokens/s a request); returns the curve."""
+    from mpc_dc.params import serving_fit
+
+    curve = BatchCurve(step_base_s=0.01, step_per_seq_s=0.0, step_per_context_token_s=0.0,
+                       prefill_tokens_per_s=10_000.0, power_idle_w=1000.0,
+                       power_per_seq_w=per_request_w, power_sat_w=saturating_w,
+                       power_half_batch=half_batch)
+    original = serving_fit.fitted_curve
+    monkeypatch.setattr(serving_fit, "fitted_curve", lambda model, precision, gpu: (
+        curve if precision == "BF16" else original(model, precision, gpu)))
+    return curve
+
+
 def test_a_power_cap_bounds_a_draining_instance_whose_curve_falls_with_its_batch(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """:func:`held_over_a_cap`'s site, BF16 stopped in the DR event (it drains), its
@@ -981,15 +998,8 @@ def test_a_power_cap_bounds_a_draining_instance_whose_curve_falls_with_its_batch
     rose towards 1.75 kW: 3.63 kW imported against the 3.24-kW cap. Counted at the
     curve's running maximum up to its occupancy (as an admitting instance is), nothing
     of FP8 fits (cap 0) and the row stays under the cap (3.13 kW)."""
-    from mpc_dc.params import serving_fit
-    from mpc_dc.sim.serving import BatchCurve
-
-    falling = BatchCurve(step_base_s=0.01, step_per_seq_s=0.0, step_per_context_token_s=0.0,
-                         prefill_tokens_per_s=10_000.0, power_idle_w=1000.0,
-                         power_per_seq_w=-80.0, power_sat_w=1000.0, power_half_batch=0.2)
-    original = serving_fit.fitted_curve
-    monkeypatch.setattr(serving_fit, "fitted_curve", lambda model, precision, gpu: (
-        falling if precision == "BF16" else original(model, precision, gpu)))
+    falling = bf16_on_a_curve(monkeypatch, per_request_w=-80.0, saturating_w=1000.0,
+                              half_batch=0.2)
     assert np.all(np.diff(falling.power_w(np.arange(1, 11))) < 0)
     cap_mw = 2.59e-3 * PUE
     # 10 requests at 800-809 s decoding at 100 tokens/s each, ending at 990, 1080, ... 1800 s
@@ -1001,3 +1011,27 @@ def test_a_power_cap_bounds_a_draining_instance_whose_curve_falls_with_its_batch
     assert led["dr_committed_cap_mw"].iloc[1] == pytest.approx(cap_mw)
     assert led["import_mw"].iloc[1] <= cap_mw * (1 + 1e-9)
     assert result.kpis["dr_compliance"] == 1.0
+
+
+def test_the_import_limit_bounds_what_it_starts_on_a_curve_that_peaks_below_the_full_batch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """BF16 on ``P(n) = 1000 W − 150 W n + 2500 W n / (n + 0.5)``: 1881 W at its full
+    batch of 10, 2700 W at 2. A burst of 3 requests/s (60-200 s) then 0.4 requests/s to
+    the interval's end, one instance planned, 4 GPUs, the import limited to 4 kW of
+    inference IT (PUE 1.25). The layer counted every instance at P(B) = 1881 W, so at
+    120 s it found room for one start; after the burst the two instances ran at about 2
+    requests each, near the curve's peak: 4.30 kW of IT over the interval. Counted at
+    the peak, 2700 W, it starts one only at 360 s and the interval stays within the
+    limit (3.59 kW)."""
+    bf16_on_a_curve(monkeypatch, per_request_w=-150.0, saturating_w=2500.0, half_batch=0.5)
+    arrival = np.concatenate([60.0 + np.arange(420) / 3.0, 200.0 + np.arange(280) / 0.4])
+    n = arrival.size
+    requests = RequestArrays.from_arrays(arrival, np.zeros(n), np.full(n, 100),
+                                         np.full(n, 1000), (MODEL,))
+    exo, policy = case({W16: 1}, {W16: 1.0}, requests=requests, steps=1)
+    limit_mw = PUE * 4000.0 / 1e6
+    site = replace(exo.site, campuses=tuple(replace(c, grid=Grid(import_limit_mw=limit_mw))
+                                            for c in exo.site.campuses))
+    result = simulate(replace(exo, site=site), policy, fast_layer=ON)
+    assert sum(count for _, _, count in starts(result)) >= 1
+    assert result.ledger["import_mw"].iloc[0] <= limit_mw * (1 + 1e-9)

@@ -90,7 +90,8 @@ instances. Power: the campus's inference IT power may average at most
 plant's own rules: the import limit without shedding anything the plan committed, and
 the committed DR cap ``cap_fraction_of_baseline × baseline`` in an event interval).
 The layer counts the energy already drawn and every instance, new or old, at its full
-power ``P(B)`` (the batch curve at its largest batch) for the rest of the interval, so
+power ``P(B)`` (the batch curve at its largest batch; its peak over ``0..B`` for a curve
+that does not rise with the batch) for the rest of the interval, so
 its actions never take the campus above either. The plan's own excess is the plan's.
 
 **The DR cap** (``site.dr.enforce_cap``, request level): in an event interval the
@@ -469,8 +470,6 @@ class FastLayer:
         self._precision_groups = tuple(groups.values())
         self.gpus = np.array([site.row(k).gpus_per_instance for k in self.keys])
         self.loss = np.array([max(site.row(k).quality_loss_pct_points, 0.0) for k in self.keys])
-        self.p_max_w = np.array([float(s.batch_curve.power_w(s.slots_per_instance))
-                                 for s in specs])
         self.p0_w = np.array([float(s.batch_curve.power_idle_w) for s in specs])
         self.batch = np.array([s.slots_per_instance for s in specs], dtype=np.int64)
         self.load_s = np.array([s.load_time_s for s in specs])
@@ -482,6 +481,9 @@ class FastLayer:
         # may draw (equal to the curve where it rises with b, module docstring, "The DR
         # cap", 3).
         self._active_max_w = [np.maximum.accumulate(a) for a in self._active_w]
+        # The most one instance may draw [W]: P(B) where the curve rises with the batch,
+        # its peak where it does not (the starts' and keeps' bounds hold either way).
+        self.p_max_w = self.p0_w + np.array([float(a[-1]) for a in self._active_max_w])
         self.capacity = np.array([fleet.utilization_cap * fleet.capacity(k[1], k[2])
                                   for k in self.keys])
         self.budget = fleet.quality_budget_pct_points
