@@ -384,13 +384,16 @@ def history_knee_weights(exo: SiteExogenous) -> tuple[tuple[float, ...], ...]:
 
     Raises
     ------
-    ValueError
-        A model without that share (no requests in the history).
+    ConfigError
+        (source :data:`~mpc_dc.site.data.SOURCE`, key ``controller.congestion_calibration``)
+        a model without that share (no requests in the history): bad input, which the
+        CLI reports in one line, not a bug.
     """
     missing = [m for m in exo.site.models if m not in exo.burst_late_share]
     if missing:
-        raise ValueError(f"controller.congestion_calibration = 'history': no history "
-                         f"requests of {', '.join(missing)} to measure their bursts on")
+        raise ConfigError(SOURCE, f"'history' needs history requests of every model; none "
+                          f"of {', '.join(missing)} to measure their bursts on (use "
+                          f"'share')", key="controller.congestion_calibration")
     return tuple(calibrated_knee_weights(BURST_UTILISATIONS, exo.burst_late_share[m])
                  for m in exo.site.models)
 

@@ -24,7 +24,7 @@ from mpc_dc.runner import history_knee_weights, plan_lateness, solver_options
 from mpc_dc.sim.bursts import BURST_UTILISATIONS, window_late_share
 from mpc_dc.site.config import Site
 from mpc_dc.site.data import build_site_exogenous
-from mpc_dc.site.scenario import default_scenario
+from mpc_dc.site.scenario import controller_variant, default_scenario
 from tests.test_lateness import _two_campus_site
 from tests.test_problem_fleet import _config, _inputs, _row
 
@@ -129,7 +129,7 @@ def test_history_calibration_key_prices_the_history_bursts() -> None:
     assert calibrated is not None
     assert calibrated.congestion_weights == history_knee_weights(exo)
     assert calibrated.knee_weights().shape == (len(exo.site.models), len(CONGESTION_KNEES))
-    with pytest.raises(ValueError, match="no history requests"):
+    with pytest.raises(ValueError, match="needs history requests of every model"):
         history_knee_weights(replace(exo, burst_late_share={}))
 
 
@@ -176,3 +176,130 @@ def test_scenario_keys_switch_the_round_up_trial() -> None:
     assert not solver_options(spec).round_up_trial
     assert solver_options(replace(spec, warmup_lateness=True)).round_up_trial
     assert solver_options(replace(spec, congestion_calibration="history")).round_up_trial
+
+
+def test_history_calibration_reads_nothing_of_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No lookahead: the default scenario built twice, the second time with the run
+    period's requests poisoned (every response 50 times as long, every arrival moved into
+    the first minute of its interval: bursts far beyond any in the history). The run's
+    truth changes, the history's burst shares, mixes and knee weights do not."""
+    from mpc_dc.sim.arrivals import STEP_S, RequestArrays
+    from mpc_dc.site import data as site_data
+
+    scenario = default_scenario()
+    clean = build_site_exogenous(scenario)
+    original = site_data.request_stream
+    run_from_s = clean.history_steps * STEP_S
+
+    def poisoned(*args: object, **kwargs: object) -> RequestArrays:
+        every = original(*args, **kwargs)  # type: ignore[arg-type]
+        run = every.arrival_s >= run_from_s
+        arrival = every.arrival_s.copy()
+        start = np.floor(arrival / STEP_S) * STEP_S
+        arrival[run] = start[run] + (arrival[run] - start[run]) / 15.0
+        tokens = every.response_tokens.copy()
+        tokens[run] = tokens[run] * 50
+        order = np.argsort(arrival, kind="stable")
+        return RequestArrays(arrival[order], every.model[order], every.request_tokens[order],
+                             tokens[order], every.source[order], every.models, every.stats)
+
+    monkeypatch.setattr(site_data, "request_stream", poisoned)
+    dirty = build_site_exogenous(scenario)
+    truth = [c for c in clean.frame.columns if str(c).startswith("tokens_per_s[")]
+    run_rows = slice(clean.history_steps, clean.history_steps + clean.n_steps)
+    assert not np.allclose(clean.frame[truth].iloc[run_rows], dirty.frame[truth].iloc[run_rows])
+    assert set(dirty.burst_late_share) == set(clean.burst_late_share)
+    for model, share in clean.burst_late_share.items():
+        np.testing.assert_array_equal(dirty.burst_late_share[model], share)
+    assert dirty.request_mix == clean.request_mix
+    assert history_knee_weights(dirty) == history_knee_weights(clean)
+
+
+def test_bad_calibration_keys_are_refused_in_one_line_naming_the_key() -> None:
+    """An unknown calibration, a non-boolean warm-up switch: a ConfigError naming the key
+    (the file's loader checks both); a model without history requests to measure: a
+    ConfigError naming ``controller.congestion_calibration`` (bad input the CLI reports
+    in one line, exit 2), not a bare ValueError (the CLI's "internal error")."""
+    from mpc_dc.site.scenario import with_overrides
+    from traces.errors import ConfigError
+
+    scenario = default_scenario()
+    with pytest.raises(ConfigError, match=r"congestion_calibration.*expected one of"):
+        with_overrides(scenario, {"controller.congestion_calibration": "histroy"}, "s.toml")
+    with pytest.raises(ConfigError, match=r"warmup_lateness.*expected true or false"):
+        with_overrides(scenario, {"controller.warmup_lateness": "yes"}, "s.toml")
+    exo = build_site_exogenous(scenario)
+    history = replace(scenario, controller=replace(scenario.controller,
+                                                   congestion_calibration="history"))
+    first = exo.site.models[0]
+    missing = {m: s for m, s in exo.burst_late_share.items() if m != first}
+    with pytest.raises(ConfigError, match=rf"controller\.congestion_calibration.*{first}"):
+        plan_lateness(history, replace(exo, burst_late_share=missing))
+
+
+def test_fluid_fidelity_takes_the_same_history_weights() -> None:
+    """The calibration reads the history's request stream, which a fleet scenario builds
+    whatever the serving fidelity: under ``fluid`` the weights are those of ``request``,
+    finite and >= 0 (no NaN, no error)."""
+    scenario = replace(default_scenario(), controller=replace(
+        default_scenario().controller, congestion_calibration="history"))
+    fluid = controller_variant(scenario, "fluid")
+    assert fluid.serving.fidelity == "fluid"
+    weights = plan_lateness(fluid, build_site_exogenous(fluid))
+    assert weights is not None
+    assert weights.congestion_weights == history_knee_weights(build_site_exogenous(scenario))
+    assert np.all(np.isfinite(weights.knee_weights())) and np.all(weights.knee_weights() >= 0)
+
+
+@pytest.mark.parametrize("form", [Form.LP, Form.COMMITTED_INTEGER])
+def test_both_keys_price_the_plan_as_its_objective_does(form: Form) -> None:
+    """Knee weights and the warm-up overload together on :func:`_one_pool_site` with power
+    so dear (1e5 $/MWh) that an early start costs more than the overload: the cost of the
+    plan re-computed from its columns (``congestion_usd``, post-processing) is the
+    solver's objective (checked on Form.LP, whose LP bound is that objective), the
+    warm-up counted once: ``congestion_usd`` is the knees' cost
+    plus the overload's, each on the plan's own columns."""
+    from mpc_dc.blocks.lateness import congestion_cost_usd, warmup_overload_cost_usd
+
+    site = _one_pool_site()
+    inputs = _inputs([500.0, 1500.0], [[1e5, 1e5]])
+    state = PlantState(instances_running={k: 1 for k in site.pools})
+    both = LatenessPrices((1e-5,), (1e-8,), congestion_weights=((0.4, 0.3, 0.5),),
+                          warmup=True)
+    problem = Problem(site, 2, SolverOptions(round_up_trial=True), lateness=both)
+    res = problem.solve(inputs, state, form)
+    assert res.plan is not None and res.cost is not None
+    plan = res.plan
+    ctx = problem.ctx
+    warm = warmup_overload_cost_usd(ctx, both, plan.instances, plan.starts, plan.tokens_per_s)
+    knees = congestion_cost_usd(ctx, replace(both, warmup=False), plan.instances, plan.starts,
+                                plan.tokens_per_s)
+    assert warm > 0 and knees > 0
+    assert res.cost.congestion_usd == pytest.approx(warm + knees, rel=1e-9)
+    if form is Form.LP:
+        assert res.objective_usd == pytest.approx(res.lp_bound_usd, rel=1e-7)
+
+
+def test_round_up_trial_falls_back_where_rounding_up_breaks_the_import_limit() -> None:
+    """:func:`test_warmup_overload_is_priced_and_bought_off_by_an_early_start`'s pool
+    with the campus's import limited to 150 W (1.5 instances idle, PUE 1): the
+    relaxation starts 1.5 instances early against the warm-up, rounding up (2 in column
+    0) fits the 8 GPUs but not the grid, so its LP fails and the joint rounding's plan
+    stands: the plan with the trial is the plan without it, within the limit."""
+    from mpc_dc.site.config import Grid
+    from tests.test_problem_fleet import campus
+
+    limited = replace(campus("A", 8), grid=Grid(import_limit_mw=150e-6))
+    site = _config([_row("BF16", mu=1000, gpus=1, idle_w=100.0, e_j=0.0, loss=0,
+                         load_s=90.0)], campuses=(limited,))
+    inputs = _inputs([500.0, 1500.0], [[30.0, 30.0]])
+    state = PlantState(instances_running={k: 1 for k in site.pools})
+    prices = LatenessPrices((1e-5,), (1e-8,), warmup=True)
+    plans = []
+    for trial in (False, True):
+        problem = Problem(site, 2, SolverOptions(round_up_trial=trial), lateness=prices)
+        res = problem.solve(inputs, state, Form.COMMITTED_INTEGER)
+        assert res.plan is not None and res.cost is not None, res.message
+        assert np.all(res.plan.import_mw <= 150e-6 * (1 + 1e-9))
+        plans.append((res.plan.instances[0, 0], res.objective_usd))
+    assert plans[1] == pytest.approx(plans[0])

@@ -27,7 +27,7 @@ from mpc_dc.sim.fast_layer import FastLayerConfig
 from mpc_dc.sim.faults import FaultInjector, FaultSpec
 from mpc_dc.sim.plant import CampusPlant
 from mpc_dc.sim.policy import CampusDecision, Decision, FleetDecision
-from mpc_dc.sim.serving import RequestMix, ServingConfig
+from mpc_dc.sim.serving import BatchCurve, RequestMix, ServingConfig
 from mpc_dc.site.config import Campus, DemandResponse, Fleet, Grid, OtherIT, Renewable, Site
 from mpc_dc.site.scenario import controller_variant, scenario_from_table
 from tests.scripted_policy import Scripted
@@ -616,13 +616,16 @@ def test_a_power_cap_takes_no_credit_for_the_requests_it_moves_away() -> None:
     assert moved["count"].sum() > 0
 
 
-def held_over_a_cap(period_s: float, long_tokens: int = 50_000) -> RunResult:
+def held_over_a_cap(period_s: float, long_tokens: int | np.ndarray = 50_000, *,
+                    cap_mw: float = 3.25e-3, stop_bf16: bool = False) -> RunResult:
     """Quantization lever only (S5), one campus, one BF16 and one FP8 instance (2 GPUs).
     FP8 serves twice as fast at half the energy per token (2000 tokens/s at the SLO, 0.25
     J/token: the same 50 W a slot, twice the requests/s a slot). Interval 0 sends every
-    request to BF16: 10 of 50,000 output tokens arrive at 800-809 s and fill its 10 slots
-    until ~1300 s. Interval 1, a DR event with cap 3.25 kW (2.6 kW of IT at PUE 1.25),
-    sends every request to FP8, 3 a second of 1000 tokens (more than it serves)."""
+    request to BF16: 10 of 50,000 output tokens (``long_tokens``, one figure or one
+    each) arrive at 800-809 s and fill its 10 slots until ~1300 s. Interval 1, a DR
+    event with cap ``cap_mw`` (3.25 kW: 2.6 kW of IT at PUE 1.25), sends every request
+    to FP8, 3 a second of 1000 tokens (more than it serves); ``stop_bf16``: and commits
+    no BF16 instance (it drains)."""
     table = hand_table()
     fast = replace(table.get(MODEL, "FP8"), tokens_per_s_at_slo=2000.0,
                    marginal_energy_per_token_j=0.25)
@@ -636,16 +639,18 @@ def held_over_a_cap(period_s: float, long_tokens: int = 50_000) -> RunResult:
     n = long.size + short.size
     requests = RequestArrays.from_arrays(
         np.concatenate([long, short]), np.zeros(n), np.full(n, 100),
-        np.concatenate([np.full(long.size, long_tokens), np.full(short.size, 1000)]), (MODEL,))
+        np.concatenate([np.broadcast_to(long_tokens, long.shape), np.full(short.size, 1000)]),
+        (MODEL,))
     index = pd.date_range(START, periods=2, freq="15min", name="interval_start_utc")
     frame = pd.DataFrame({column("price_usd_per_mwh", "W"): 50.0,
                           column("carbon_gco2_per_kwh", "W"): 300.0,
                           column("dr_event", "W"): [0.0, 1.0],
-                          column("dr_baseline_mw", "W"): [0.0, 3.25e-3]}, index=index)
+                          column("dr_baseline_mw", "W"): [0.0, cap_mw]}, index=index)
     exo = SiteExogenous(site, frame.join(demand_columns(requests, index)), START, 2, requests,
                         request_mix={MODEL: RequestMix(100.0, 1000.0, 1e6)})
     policy = Scripted(lambda obs: Decision(fleet=FleetDecision(
-        {W16: 1, W8: 1}, {W16: 1.0} if obs.step == 0 else {W8: 1.0})))
+        {W16: 0 if stop_bf16 and obs.step else 1, W8: 1},
+        {W16: 1.0} if obs.step == 0 else {W8: 1.0})))
     return simulate(exo, policy, fast_layer=FastLayerConfig(period_s=period_s,
                                                             surge_window_s=0.0))
 
@@ -963,3 +968,70 @@ def test_surge_counts_once_per_interval_find_the_searched_surges(
     exo, policy = case({W16: 1}, {W16: 1.0}, requests=requests)
     simulate(exo, policy, fast_layer=replace(ON, surge_window_s=10.0))
     assert len(found) > 20 and sum(t is not None for t in found) >= 2
+
+
+def bf16_on_a_curve(monkeypatch: pytest.MonkeyPatch, *, per_request_w: float,
+                    saturating_w: float, half_batch: float) -> BatchCurve:
+    """BF16's instances (the hand table's "hand-gpu" has no fitted curve) on the curve
+    ``P(n) = 1000 W + per_request_w n + saturating_w n / (n + half_batch)``, a step of
+    10 ms whatever the batch (100 tokens/s a request); returns the curve."""
+    from mpc_dc.params import serving_fit
+
+    curve = BatchCurve(step_base_s=0.01, step_per_seq_s=0.0, step_per_context_token_s=0.0,
+                       prefill_tokens_per_s=10_000.0, power_idle_w=1000.0,
+                       power_per_seq_w=per_request_w, power_sat_w=saturating_w,
+                       power_half_batch=half_batch)
+    original = serving_fit.fitted_curve
+    monkeypatch.setattr(serving_fit, "fitted_curve", lambda model, precision, gpu: (
+        curve if precision == "BF16" else original(model, precision, gpu)))
+    return curve
+
+
+def test_a_power_cap_bounds_a_draining_instance_whose_curve_falls_with_its_batch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """:func:`held_over_a_cap`'s site, BF16 stopped in the DR event (it drains), its
+    instance on a batch curve that falls with the batch, ``P(n) = 1000 W − 80 W n +
+    1000 W n / (n + 0.2)``: 1180 W at 10 requests, 1753 W at 1. At 900 s it holds 10
+    requests that end one every 90 s, so it draws more as it drains. The cap's bound
+    counted a draining instance at its power now, P(10), as if its occupancy, which only
+    falls, bounded its power: it let FP8 admit 8 (2.58 kW of 2.59 kW left) while BF16
+    rose towards 1.75 kW: 3.63 kW imported against the 3.24-kW cap. Counted at the
+    curve's running maximum up to its occupancy (as an admitting instance is), nothing
+    of FP8 fits (cap 0) and the row stays under the cap (3.13 kW)."""
+    falling = bf16_on_a_curve(monkeypatch, per_request_w=-80.0, saturating_w=1000.0,
+                              half_batch=0.2)
+    assert np.all(np.diff(falling.power_w(np.arange(1, 11))) < 0)
+    cap_mw = 2.59e-3 * PUE
+    # 10 requests at 800-809 s decoding at 100 tokens/s each, ending at 990, 1080, ... 1800 s
+    long = 800.0 + np.arange(10.0)
+    ends = 900.0 + 90.0 * np.arange(1, 11)
+    result = held_over_a_cap(900.0, np.round((ends - long) * 100.0), cap_mw=cap_mw,
+                             stop_bf16=True)
+    led = result.campus_ledger("W")
+    assert led["dr_committed_cap_mw"].iloc[1] == pytest.approx(cap_mw)
+    assert led["import_mw"].iloc[1] <= cap_mw * (1 + 1e-9)
+    assert result.kpis["dr_compliance"] == 1.0
+
+
+def test_the_import_limit_bounds_what_it_starts_on_a_curve_that_peaks_below_the_full_batch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """BF16 on ``P(n) = 1000 W − 150 W n + 2500 W n / (n + 0.5)``: 1881 W at its full
+    batch of 10, 2700 W at 2. A burst of 3 requests/s (60-200 s) then 0.4 requests/s to
+    the interval's end, one instance planned, 4 GPUs, the import limited to 4 kW of
+    inference IT (PUE 1.25). The layer counted every instance at P(B) = 1881 W, so at
+    120 s it found room for one start; after the burst the two instances ran at about 2
+    requests each, near the curve's peak: 4.30 kW of IT over the interval. Counted at
+    the peak, 2700 W, it starts one only at 360 s and the interval stays within the
+    limit (3.59 kW)."""
+    bf16_on_a_curve(monkeypatch, per_request_w=-150.0, saturating_w=2500.0, half_batch=0.5)
+    arrival = np.concatenate([60.0 + np.arange(420) / 3.0, 200.0 + np.arange(280) / 0.4])
+    n = arrival.size
+    requests = RequestArrays.from_arrays(arrival, np.zeros(n), np.full(n, 100),
+                                         np.full(n, 1000), (MODEL,))
+    exo, policy = case({W16: 1}, {W16: 1.0}, requests=requests, steps=1)
+    limit_mw = PUE * 4000.0 / 1e6
+    site = replace(exo.site, campuses=tuple(replace(c, grid=Grid(import_limit_mw=limit_mw))
+                                            for c in exo.site.campuses))
+    result = simulate(replace(exo, site=site), policy, fast_layer=ON)
+    assert sum(count for _, _, count in starts(result)) >= 1
+    assert result.ledger["import_mw"].iloc[0] <= limit_mw * (1 + 1e-9)

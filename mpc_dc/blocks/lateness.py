@@ -21,7 +21,9 @@ the rate that would serve it in one 15-min interval [ktokens/s] (backlog [ktoken
 Equations: :func:`define_backlog`, :func:`define_lateness_cost`; the balance rows take
 ``ctx.expressions["backlog_change_kps"]`` (:mod:`mpc_dc.blocks.inference_fleet`).
 
-**Congestion** (:func:`define_congestion`, with ``LatenessPrices.congestion_share`` > 0):
+**Congestion** (:func:`define_congestion`, with ``LatenessPrices.congestion_share`` > 0
+or per-model knee weights ``LatenessPrices.congestion_weights``,
+:func:`calibrated_knee_weights`):
 the backlog prices only what exceeds a pool's capacity at the SLO under the
 utilisation cap (``x <= ρ̄ μ n``), so below the cap every split of a model's tokens
 across its pools is equally good to the plan, and the plan fills the pool whose
@@ -33,6 +35,10 @@ pool idles. The block prices the tokens a pool serves beyond the knees ``κ_j``
 the model's late price per token: a convex, piecewise-linear cost of the utilisation
 ``x / (ρ̄ μ n)`` times the pool's capacity (the perspective, linear in ``x`` and
 ``n``), least for a given model total when every pool runs at the same utilisation.
+
+**Warm-up overload** (:func:`define_warmup_overload`, with ``LatenessPrices.warmup``):
+the tokens a pool is offered beyond what its ready instances serve while the ones it
+starts load, priced late; added to the same cost term, ``congestion_usd``.
 """
 
 from __future__ import annotations

@@ -90,7 +90,8 @@ instances. Power: the campus's inference IT power may average at most
 plant's own rules: the import limit without shedding anything the plan committed, and
 the committed DR cap ``cap_fraction_of_baseline × baseline`` in an event interval).
 The layer counts the energy already drawn and every instance, new or old, at its full
-power ``P(B)`` (the batch curve at its largest batch) for the rest of the interval, so
+power ``P(B)`` (the batch curve at its largest batch; its peak over ``0..B`` for a curve
+that does not rise with the batch) for the rest of the interval, so
 its actions never take the campus above either. The plan's own excess is the plan's.
 
 **The DR cap** (``site.dr.enforce_cap``, request level): in an event interval the
@@ -138,16 +139,18 @@ serving left where it was); where the campus is above it, in this order:
    to ``P`` for the fitted curves, which rise with ``n``), so ``P(n)`` is within the
    bound whatever arrives. A loading instance draws ``P0`` (counted at its cap from now
    if it is ready by the next wake-up), a draining one admits nothing, so its occupancy
-   only falls. Instances start only at wake-ups, before the caps are set there (and
-   within the starts' bound), and a surge or ready wake-up sets the caps afresh. So a
-   window's energy is at most its length times what is left, what the rest may average
-   at the next wake-up is at least what it was, and the interval's energy ends within
-   the cap's. Rounding: the bound and the energy are sums of a few hundred floats,
-   relative errors near 1e-15 against the 1e-9 relative by which ``dr_compliance``
-   judges a row. Fluid fidelity sets no power cap (below). One limit: where the
-   occupancy carried in already exceeds what is left (at an interval start), nothing
-   fits, the caps are 0 and the later wake-ups make up what they can (on dr-event-day
-   below, ZP26's first wake-up in 17 of its 20 event intervals).
+   only falls and it is counted at the running maximum up to what it holds (its power
+   now would not bound a curve that falls with ``n``). Instances start only at wake-ups,
+   before the caps are set there (and within the starts' bound), and a surge or ready
+   wake-up sets the caps afresh. So a window's energy is at most its length times what
+   is left, what the rest may average at the next wake-up is at least what it was, and
+   the interval's energy ends within the cap's. Rounding: the bound and the energy are
+   sums of a few hundred floats, relative errors near 1e-15 against the 1e-9 relative
+   by which ``dr_compliance`` judges a row. Fluid fidelity sets no power cap (below).
+   One limit: where the occupancy carried in already exceeds what is left (at an
+   interval start), nothing fits, the caps are 0 and the later wake-ups make up what
+   they can (on dr-event-day below, ZP26's first wake-up in 17 of its 20 event
+   intervals).
 
    *No credit for the moves.* The caps fit what is left, not what is left plus the
    power step 2's moves were estimated to take off the campus (``relief``: the moved
@@ -467,8 +470,6 @@ class FastLayer:
         self._precision_groups = tuple(groups.values())
         self.gpus = np.array([site.row(k).gpus_per_instance for k in self.keys])
         self.loss = np.array([max(site.row(k).quality_loss_pct_points, 0.0) for k in self.keys])
-        self.p_max_w = np.array([float(s.batch_curve.power_w(s.slots_per_instance))
-                                 for s in specs])
         self.p0_w = np.array([float(s.batch_curve.power_idle_w) for s in specs])
         self.batch = np.array([s.slots_per_instance for s in specs], dtype=np.int64)
         self.load_s = np.array([s.load_time_s for s in specs])
@@ -476,6 +477,13 @@ class FastLayer:
         self._active_w = [np.asarray(s.batch_curve.power_w(np.arange(s.slots_per_instance + 1)),
                                      dtype=float) - float(s.batch_curve.power_idle_w)
                           for s in specs]
+        # Its running maximum over 0..b [W]: what an instance holding at most b requests
+        # may draw (equal to the curve where it rises with b, module docstring, "The DR
+        # cap", 3).
+        self._active_max_w = [np.maximum.accumulate(a) for a in self._active_w]
+        # The most one instance may draw [W]: P(B) where the curve rises with the batch,
+        # its peak where it does not (the starts' and keeps' bounds hold either way).
+        self.p_max_w = self.p0_w + np.array([float(a[-1]) for a in self._active_max_w])
         self.capacity = np.array([fleet.utilization_cap * fleet.capacity(k[1], k[2])
                                   for k in self.keys])
         self.budget = fleet.quality_budget_pct_points
@@ -1127,8 +1135,15 @@ class FastLayer:
         # then) and what they hold now; the rest of each pool's power (every P0, the
         # draining instances' requests) no cap changes [W].
         occupancy = server.occupancy_by(until)
+        # A draining instance's occupancy only falls, and on a curve that is not monotone
+        # its power may rise as it does: it is counted at the curve's running maximum up
+        # to what it holds, not at its power now.
+        draining = server.draining_occupancy()
         fixed_w = pool_w - np.array([float(self._active_w[p][occ].sum())
-                                     for p, occ in enumerate(occupancy)])
+                                     - float((self._active_max_w[p][held]
+                                              - self._active_w[p][held]).sum())
+                                     for p, (occ, held) in enumerate(zip(occupancy, draining,
+                                                                         strict=True))])
         for c in np.flatnonzero(finite).tolist():
             # The cap bounds what the pools may draw, not only what they draw now: a cap
             # lifted because the occupancy is low lets it fill up again within the window.
@@ -1158,9 +1173,10 @@ class FastLayer:
         [W] at the least service lost.
 
         The bound is what the pools may draw until the next wake-up: ``fixed_w`` (every
-        instance's ``P0``, draining ones at their occupancy) plus, for each instance that
-        may admit requests by then (``occupancy``, per pool in ``pools`` order: what each
-        holds now), ``P(max(b, n_j)) − P0``: a cap stops admissions, not the ``n_j``
+        instance's ``P0``, draining ones at the curve's running maximum up to their
+        occupancy) plus, for each instance that may admit requests by then
+        (``occupancy``, per pool in ``pools`` order: what each holds now),
+        ``P(max(b, n_j)) − P0``: a cap stops admissions, not the ``n_j``
         requests already running, so an instance holding more than ``b`` draws at its
         ``n_j`` until they finish. A pool's slot serves ``μ_p / B_p`` requests/s (its
         capacity at the SLO over its batch). From a floor of what each pool's need asks
@@ -1182,7 +1198,7 @@ class FastLayer:
         # cost[i][b]: active power of pool i's admitting instances under a cap b [W]; an
         # instance holding n ≤ max(b, n_j) draws at most the curve's largest value up to
         # there (the running maximum: the bound holds for a curve that is not monotone).
-        cost = [np.maximum.accumulate(self._active_w[p])[
+        cost = [self._active_max_w[p][
                     np.maximum(np.arange(self.batch[p] + 1)[:, None], occ[None, :])].sum(axis=1)
                 for p, occ in zip(pools.tolist(), occupancy, strict=True)]
         admitting = np.array([occ.size for occ in occupancy], dtype=float)

@@ -1238,6 +1238,18 @@ class RequestLevelServer:
             out.append(fs[np.array(up, dtype=np.int64), kern.F_NB].astype(np.int64))
         return out
 
+    def draining_occupancy(self) -> list[np.ndarray]:
+        """Per pool, the requests each draining instance still on holds where the open
+        interval is served to (a pool left behind read there, :meth:`_bring_up`)
+        [requests]: they admit nothing more, so each only ends its own."""
+        self._bring_up()
+        out = []
+        for ps in self._pools:
+            fs = ps.fs
+            on = [j for j in ps.draining if fs[j, kern.F_ALIVE] != 0.0]
+            out.append(fs[np.array(on, dtype=np.int64), kern.F_NB].astype(np.int64))
+        return out
+
     def set_batch_cap(self, pool: int, batch: int | None) -> None:
         """Admit at most ``batch`` requests per instance of ``pool`` from now on (a power
         cap: an instance's power is ``P(B)`` at occupancy ``B``); None: its
