@@ -24,7 +24,7 @@ from mpc_dc.runner import history_knee_weights, plan_lateness, solver_options
 from mpc_dc.sim.bursts import BURST_UTILISATIONS, window_late_share
 from mpc_dc.site.config import Site
 from mpc_dc.site.data import build_site_exogenous
-from mpc_dc.site.scenario import controller_variant, default_scenario
+from mpc_dc.site.scenario import Scenario, controller_variant, default_scenario
 from tests.test_lateness import _two_campus_site
 from tests.test_problem_fleet import _config, _inputs, _row
 
@@ -36,6 +36,13 @@ def _one_burst() -> tuple[np.ndarray, np.ndarray]:
     arrival = np.concatenate([50.0 + 100.0 * np.arange(8), np.full(10, 850.0)])
     tokens = np.concatenate([np.full(8, 100), np.full(10, 100)])
     return arrival, tokens
+
+
+def _calibrated(scenario: Scenario) -> Scenario:
+    """``scenario`` with ``controller.congestion_calibration = "history"``: the history's
+    bursts are measured only then."""
+    return replace(scenario, controller=replace(scenario.controller,
+                                                congestion_calibration="history"))
 
 
 @pytest.mark.parametrize(("utilisation", "share"), [
@@ -117,7 +124,7 @@ def test_history_calibration_key_prices_the_history_bursts() -> None:
     share rising with the utilisation; ``congestion_calibration = "history"`` puts
     their knee weights in the plan's prices, ``share`` keeps σ."""
     scenario = default_scenario()
-    exo = build_site_exogenous(scenario)
+    exo = build_site_exogenous(_calibrated(scenario))
     assert set(exo.burst_late_share) == set(exo.site.models)
     for share in exo.burst_late_share.values():
         assert share.shape == (len(BURST_UTILISATIONS),)
@@ -186,7 +193,7 @@ def test_history_calibration_reads_nothing_of_the_run(monkeypatch: pytest.Monkey
     from mpc_dc.sim.arrivals import STEP_S, RequestArrays
     from mpc_dc.site import data as site_data
 
-    scenario = default_scenario()
+    scenario = _calibrated(default_scenario())
     clean = build_site_exogenous(scenario)
     original = site_data.request_stream
     run_from_s = clean.history_steps * STEP_S
@@ -228,9 +235,8 @@ def test_bad_calibration_keys_are_refused_in_one_line_naming_the_key() -> None:
         with_overrides(scenario, {"controller.congestion_calibration": "histroy"}, "s.toml")
     with pytest.raises(ConfigError, match=r"warmup_lateness.*expected true or false"):
         with_overrides(scenario, {"controller.warmup_lateness": "yes"}, "s.toml")
-    exo = build_site_exogenous(scenario)
-    history = replace(scenario, controller=replace(scenario.controller,
-                                                   congestion_calibration="history"))
+    history = _calibrated(scenario)
+    exo = build_site_exogenous(history)
     first = exo.site.models[0]
     missing = {m: s for m, s in exo.burst_late_share.items() if m != first}
     with pytest.raises(ConfigError, match=rf"controller\.congestion_calibration.*{first}"):
@@ -241,8 +247,7 @@ def test_fluid_fidelity_takes_the_same_history_weights() -> None:
     """The calibration reads the history's request stream, which a fleet scenario builds
     whatever the serving fidelity: under ``fluid`` the weights are those of ``request``,
     finite and >= 0 (no NaN, no error)."""
-    scenario = replace(default_scenario(), controller=replace(
-        default_scenario().controller, congestion_calibration="history"))
+    scenario = _calibrated(default_scenario())
     fluid = controller_variant(scenario, "fluid")
     assert fluid.serving.fidelity == "fluid"
     weights = plan_lateness(fluid, build_site_exogenous(fluid))

@@ -249,7 +249,8 @@ class SiteExogenous:
         Per model, the share of its history's tokens that arrive in bursts beyond the
         capacity at the SLO of a pool planned at each utilisation of
         :data:`mpc_dc.sim.bursts.BURST_UTILISATIONS` for its interval's mean
-        (:func:`mpc_dc.sim.bursts.window_late_share`) [-]; empty: unknown.
+        (:func:`mpc_dc.sim.bursts.window_late_share`) [-]; measured only with
+        ``controller.congestion_calibration = "history"``; empty: not measured.
 
     Raises
     ------
