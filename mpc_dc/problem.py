@@ -87,6 +87,7 @@ from mpc_dc.blocks.lateness import (
     define_backlog,
     define_congestion,
     define_lateness_cost,
+    define_warmup_overload,
     lateness_cost_usd,
 )
 from mpc_dc.blocks.renewable import define_renewable
@@ -1212,6 +1213,7 @@ def define_model(site: Site, interval_lengths: np.ndarray, exact: bool, *,
     define_unserved_cost(ctx)
     if lateness is not None:
         define_lateness_cost(ctx, lateness)
+        define_warmup_overload(ctx, lateness)
         define_congestion(ctx, lateness)
     return ctx
 

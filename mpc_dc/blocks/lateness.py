@@ -293,10 +293,7 @@ def define_congestion(ctx: ModelContext, prices: LatenessPrices) -> None:
     costs ``C f(x / C)``: f is convex and piecewise linear with its kinks at the
     ``r_i``, so it is the least combination of its values there.
     """
-    if not ctx.n_pools:
-        return
-    define_warmup_overload(ctx, prices)
-    if not prices.congested:
+    if not ctx.n_pools or not prices.congested:
         return
     v = ctx.variables
     P, H = ctx.n_pools, ctx.horizon_steps
@@ -373,7 +370,8 @@ def define_warmup_overload(ctx: ModelContext, prices: LatenessPrices) -> None:
     v["warmup_overload_kps"] = overload
     ctx.add_constraints("warm-up overload", v["tokens_kps"] - overload
                         - _ready_capacity_kps(ctx, v["instances"], v["starts"]) <= 0)
-    ctx.costs["congestion_usd"] = cp.sum(_warmup_price(ctx, prices) @ overload)
+    ctx.costs["congestion_usd"] = ctx.costs.get("congestion_usd", 0.0) + cp.sum(
+        _warmup_price(ctx, prices) @ overload)
 
 
 def warmup_overload_cost_usd(ctx: ModelContext, prices: LatenessPrices,

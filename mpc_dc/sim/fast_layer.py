@@ -1138,12 +1138,11 @@ class FastLayer:
         # A draining instance's occupancy only falls, and on a curve that is not monotone
         # its power may rise as it does: it is counted at the curve's running maximum up
         # to what it holds, not at its power now.
-        draining = server.draining_occupancy()
-        fixed_w = pool_w - np.array([float(self._active_w[p][occ].sum())
-                                     - float((self._active_max_w[p][held]
-                                              - self._active_w[p][held]).sum())
-                                     for p, (occ, held) in enumerate(zip(occupancy, draining,
-                                                                         strict=True))])
+        admitting_w = np.array([float(self._active_w[p][occ].sum())
+                                for p, occ in enumerate(occupancy)])
+        draining_rise_w = np.array([float((self._active_max_w[p] - self._active_w[p])[held].sum())
+                                    for p, held in enumerate(server.draining_occupancy())])
+        fixed_w = pool_w - admitting_w + draining_rise_w
         for c in np.flatnonzero(finite).tolist():
             # The cap bounds what the pools may draw, not only what they draw now: a cap
             # lifted because the occupancy is low lets it fill up again within the window.

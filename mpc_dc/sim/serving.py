@@ -83,7 +83,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -1230,25 +1230,22 @@ class RequestLevelServer:
         where the open interval is served to (0 for one still loading; a pool left
         behind read there, :meth:`_bring_up`) [requests]: the instances that may admit
         requests before ``until``, and what they run on meanwhile."""
-        self._bring_up()
-        out = []
-        for ps in self._pools:
-            fs = ps.fs
-            up = [j for j in ps.committed if fs[j, kern.F_READY] <= until]
-            out.append(fs[np.array(up, dtype=np.int64), kern.F_NB].astype(np.int64))
-        return out
+        return self._held(lambda ps: [j for j in ps.committed
+                                      if ps.fs[j, kern.F_READY] <= until])
 
     def draining_occupancy(self) -> list[np.ndarray]:
         """Per pool, the requests each draining instance still on holds where the open
         interval is served to (a pool left behind read there, :meth:`_bring_up`)
         [requests]: they admit nothing more, so each only ends its own."""
+        return self._held(lambda ps: [j for j in ps.draining
+                                      if ps.fs[j, kern.F_ALIVE] != 0.0])
+
+    def _held(self, instances: Callable[[_Pool], list[int]]) -> list[np.ndarray]:
+        """Per pool, the requests each of ``instances(pool)`` holds where the open
+        interval is served to (:meth:`_bring_up`) [requests]."""
         self._bring_up()
-        out = []
-        for ps in self._pools:
-            fs = ps.fs
-            on = [j for j in ps.draining if fs[j, kern.F_ALIVE] != 0.0]
-            out.append(fs[np.array(on, dtype=np.int64), kern.F_NB].astype(np.int64))
-        return out
+        return [ps.fs[np.array(instances(ps), dtype=np.int64), kern.F_NB].astype(np.int64)
+                for ps in self._pools]
 
     def set_batch_cap(self, pool: int, batch: int | None) -> None:
         """Admit at most ``batch`` requests per instance of ``pool`` from now on (a power
