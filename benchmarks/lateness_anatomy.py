@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mpc_dc.sim.arrivals import STEP_S, ArrivalConfig
-from mpc_dc.sim.bursts import BURST_UTILISATIONS, window_late_share
+from mpc_dc.sim.arrivals import STEP_S
+from mpc_dc.sim.bursts import BURST_UTILISATIONS, interval_windows, window_late_share
 from mpc_dc.site import data as site_data
 from mpc_dc.site.scenario import load_scenario
 
@@ -158,13 +158,7 @@ def stream_bursts(scenario_path: Path, data: Path | None) -> None:
     fleet = scenario.site.fleet
     if fleet is None:
         raise SystemExit(f"{scenario_path}: no fleet, no request stream")
-    spec = scenario.workload.requests
-    arrival = ArrivalConfig(rate_multiplier=spec.rate_multiplier,
-                            model_map=dict(spec.model_map), seed=scenario.run.seed)
-    every = site_data.request_stream(sources.index, sources.history_steps, sources.run_steps,
-                                     arrival, fleet.models, counts=sources.counts,
-                                     rows=sources.rows,
-                                     trace_delay=site_data.trace_delay_steps(spec.first_day))
+    every = site_data.site_request_stream(scenario, sources)
     history_s = sources.history_steps * STEP_S
     spans = {"history": (0.0, history_s),
              "run": (history_s, history_s + sources.run_steps * STEP_S)}
@@ -172,10 +166,7 @@ def stream_bursts(scenario_path: Path, data: Path | None) -> None:
     print(f"== {scenario_path}: {len(every):,} requests, history {sources.history_steps} "
           f"intervals, run {sources.run_steps}")
     for m, model in enumerate(fleet.models):
-        tau = scenario.serving.tpot_slo_s.get(model)
-        if tau is None:
-            tau = min(fleet.table.get(model, q).itl_slo_p90_ms / 1e3
-                      for q in fleet.precisions(model))
+        tau = site_data.tpot_target_s(scenario, model)
         ttft_s = scenario.serving.ttft_slo_s.get(model, scenario.serving.default_ttft_slo_s)
         mine = every.model == m
         in_history = mine & (every.arrival_s < history_s)
@@ -185,13 +176,7 @@ def stream_bursts(scenario_path: Path, data: Path | None) -> None:
             keep = mine & (every.arrival_s >= lo) & (every.arrival_s < hi)
             t = every.arrival_s[keep] - lo
             tokens = every.response_tokens[keep].astype(float)
-            n_steps = int((hi - lo) // STEP_S)
-            per_step = int(np.ceil(STEP_S / window_s))
-            step = (t // STEP_S).astype(np.int64)
-            slot = np.minimum(((t - step * STEP_S) // window_s).astype(np.int64), per_step - 1)
-            window_tokens = np.bincount(step * per_step + slot, weights=tokens,
-                                        minlength=n_steps * per_step).reshape(n_steps, per_step)
-            lengths = np.minimum(window_s, STEP_S - window_s * np.arange(per_step))
+            window_tokens, lengths = interval_windows(t, tokens, hi - lo, window_s)
             mean = window_tokens.sum(axis=1, keepdims=True) / STEP_S
             ratio = (window_tokens / lengths[None, :]) / np.where(mean > 0, mean, np.nan)
             p50, p90, p99 = np.percentile(ratio[window_tokens > 0], [50, 90, 99])

@@ -67,6 +67,41 @@ def window_late_share(arrival_s: np.ndarray, response_tokens: np.ndarray, span_s
         For each ``u``: tokens in windows with rate ``> x̄ / (ρ̄ u)`` over all tokens;
         0 when no token arrived.
     """
+    window_tokens, lengths = interval_windows(arrival_s, response_tokens, span_s, window_s,
+                                              step_s)
+    total = float(window_tokens.sum())
+    if total <= 0:
+        return np.zeros(len(utilisations))
+    rate = window_tokens / lengths[None, :]                       # [tokens/s]
+    mean = window_tokens.sum(axis=1, keepdims=True) / step_s      # x̄ [tokens/s]
+    return np.array([float(window_tokens[rate > mean / (utilization_cap * u)].sum()) / total
+                     for u in utilisations])
+
+
+def interval_windows(arrival_s: np.ndarray, response_tokens: np.ndarray, span_s: float,
+                     window_s: float, step_s: float = STEP_S
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens arriving in each window of ``window_s`` that tiles each interval of the
+    span from its start (the last one of each interval shorter when ``window_s`` does
+    not divide it).
+
+    Parameters
+    ----------
+    arrival_s : ndarray [s]
+        Arrival times from the start of the span.
+    response_tokens : ndarray [tokens]
+    span_s : float [s]
+        Whole intervals of it are used; requests beyond are ignored.
+    window_s : float [s]
+        Finite and > 0.
+    step_s : float [s]
+        Interval length.
+
+    Returns
+    -------
+    window_tokens : ndarray (intervals, windows per interval) [tokens]
+    lengths : ndarray (windows per interval,) [s]
+    """
     if window_s <= 0 or not np.isfinite(window_s):
         raise ValueError(f"window_late_share: window_s: expected a finite value > 0, got "
                          f"{window_s!r}")
@@ -76,15 +111,8 @@ def window_late_share(arrival_s: np.ndarray, response_tokens: np.ndarray, span_s
     tokens = np.asarray(response_tokens, dtype=float)
     inside = (t >= 0) & (t < n_steps * step_s)
     t, tokens = t[inside], tokens[inside]
-    total = float(tokens.sum())
-    if total <= 0:
-        return np.zeros(len(utilisations))
     step = (t // step_s).astype(np.int64)
     slot = np.minimum(((t - step * step_s) // window_s).astype(np.int64), per_step - 1)
     window_tokens = np.bincount(step * per_step + slot, weights=tokens,
                                 minlength=n_steps * per_step).reshape(n_steps, per_step)
-    lengths = np.minimum(window_s, step_s - window_s * np.arange(per_step))
-    rate = window_tokens / lengths[None, :]                       # [tokens/s]
-    mean = window_tokens.sum(axis=1, keepdims=True) / step_s      # x̄ [tokens/s]
-    return np.array([float(window_tokens[rate > mean / (utilization_cap * u)].sum()) / total
-                     for u in utilisations])
+    return window_tokens, np.minimum(window_s, step_s - window_s * np.arange(per_step))

@@ -990,6 +990,31 @@ def check_data(scenario: Scenario, *, source: str | Path = SOURCE,
                            collect.publication, collect.origin, counts, rows)
 
 
+def tpot_target_s(scenario: Scenario, model: str) -> float:
+    """The TPOT target of ``model`` [s/token]: ``serving.tpot_slo_s`` of the model, else
+    the shortest ITL SLO of its precisions in the table."""
+    fleet = scenario.site.fleet
+    assert fleet is not None  # callers read a fleet's models
+    tau = scenario.serving.tpot_slo_s.get(model)
+    if tau is not None:
+        return float(tau)
+    return min(fleet.table.get(model, q).itl_slo_p90_ms / 1e3 for q in fleet.precisions(model))
+
+
+def site_request_stream(scenario: Scenario, sources: SiteSources) -> RequestArrays:
+    """Every request of the fleet scenario ``scenario`` over history, run and horizon
+    (:func:`request_stream` with the scenario's ``[workload.requests]``), on the series
+    of :func:`check_data`."""
+    fleet = scenario.site.fleet
+    assert fleet is not None  # only a fleet has a request stream
+    spec = scenario.workload.requests
+    arrival = ArrivalConfig(rate_multiplier=spec.rate_multiplier,
+                            model_map=dict(spec.model_map), seed=scenario.run.seed)
+    return request_stream(sources.index, sources.history_steps, sources.run_steps, arrival,
+                          fleet.models, counts=sources.counts, rows=sources.rows,
+                          trace_delay=trace_delay_steps(spec.first_day))
+
+
 def history_burst_late_share(scenario: Scenario, every: RequestArrays,
                              history_steps: int, mix: Mapping[str, RequestMix]
                              ) -> dict[str, np.ndarray]:
@@ -1007,10 +1032,7 @@ def history_burst_late_share(scenario: Scenario, every: RequestArrays,
     for m, model in enumerate(fleet.models):
         if model not in mix:
             continue
-        tau = scenario.serving.tpot_slo_s.get(model)
-        if tau is None:
-            tau = min(fleet.table.get(model, q).itl_slo_p90_ms / 1e3
-                      for q in fleet.precisions(model))
+        tau = tpot_target_s(scenario, model)
         mine = every.model[:end] == m
         out[model] = window_late_share(every.arrival_s[:end][mine],
                                        every.response_tokens[:end][mine],
@@ -1046,12 +1068,7 @@ def build_site_exogenous(scenario: Scenario, *, sources: SiteSources | None = No
     bursts: dict[str, np.ndarray] = {}
     fleet = scenario.site.fleet
     if fleet is not None:
-        spec = scenario.workload.requests
-        arrival = ArrivalConfig(rate_multiplier=spec.rate_multiplier,
-                                model_map=dict(spec.model_map), seed=scenario.run.seed)
-        every = request_stream(index, sources.history_steps, sources.run_steps, arrival,
-                               fleet.models, counts=sources.counts, rows=sources.rows,
-                               trace_delay=trace_delay_steps(spec.first_day))
+        every = site_request_stream(scenario, sources)
         agg = every.per_interval(len(index))
         truth = {}
         hist = sources.history_steps
