@@ -103,7 +103,7 @@ def interval_windows(arrival_s: np.ndarray, response_tokens: np.ndarray, span_s:
     lengths : ndarray (windows per interval,) [s]
     """
     if window_s <= 0 or not np.isfinite(window_s):
-        raise ValueError(f"window_late_share: window_s: expected a finite value > 0, got "
+        raise ValueError(f"interval_windows: window_s: expected a finite value > 0, got "
                          f"{window_s!r}")
     n_steps = int(span_s // step_s)
     per_step = int(np.ceil(step_s / window_s))
