@@ -11,7 +11,8 @@ instances, each asserting a feasible plan at its known optimum:
 * the fleet's hand-solved instances of tests/test_problem_fleet.py on sites of
   campuses with GPUs;
 * the combined instances and the battery of tests/test_problem_combined.py.
-* the lateness block's hand-solved instances of tests/test_lateness.py.
+* the lateness block's hand-solved instances of tests/test_lateness.py;
+* the warm-up overload's of tests/test_bursts.py.
 
 A mutant survives when every check still passes; its test then fails. The unmutated
 blocks pass every check, so a check that always fails cannot kill mutants.
@@ -31,6 +32,7 @@ import pytest
 import mpc_dc.problem
 from mpc_dc.blocks.compute_load import define_processing_relaxed
 from mpc_dc.problem import Formulation
+from tests import test_bursts as bursts
 from tests import test_lateness as lateness
 from tests import test_problem_combined as combined
 from tests import test_problem_fleet as fleet
@@ -89,7 +91,11 @@ LATENESS_CHECKS: tuple[Check, ...] = (
     ("congestion splits evenly",
      lambda: lateness.test_congestion_splits_a_model_at_even_utilisation(0.1)),
 )
-ALL_CHECKS = RCDC_CHECKS + FLEET_CHECKS + COMBINED_CHECKS + LATENESS_CHECKS
+WARMUP_CHECKS: tuple[Check, ...] = (
+    ("warm-up overload priced", lambda: (
+        bursts.test_warmup_overload_is_priced_and_bought_off_by_an_early_start(True))),
+)
+ALL_CHECKS = RCDC_CHECKS + FLEET_CHECKS + COMBINED_CHECKS + LATENESS_CHECKS + WARMUP_CHECKS
 
 
 # ----------------------------------------------------------------------------- mutations
@@ -239,6 +245,10 @@ MUTANTS = (
            LATENESS_CHECKS),
     Mutant("congestion cost left out", P, "define_congestion",
            drop_cost("congestion_usd"), LATENESS_CHECKS),
+    Mutant("warm-up overload rows dropped", P, "define_warmup_overload",
+           drop("warm-up overload"), WARMUP_CHECKS),
+    Mutant("warm-up overload cost left out", P, "define_warmup_overload",
+           drop_cost("congestion_usd"), WARMUP_CHECKS),
 )
 
 
