@@ -201,6 +201,11 @@ with the tail of ``TAIL_MAX_STALLS + 1`` stalls, a lower bound (:func:`fluid_lat
 [-]."""
 
 
+TAIL_BLOCK_CELLS = 2048
+"""Pool-intervals whose TPOT tail is evaluated at once (memory: cells × nodes × stall
+counts floats, 2048 × 24 × 63 × 8 bytes ≈ 25 MB per array) [-]."""
+
+
 def erlang_c(servers: np.ndarray | float, offered: np.ndarray | float) -> np.ndarray:
     """Probability that an arrival waits in an M/M/c queue (Erlang C).
 
@@ -379,7 +384,12 @@ def fluid_late_share(fluid: FluidServer, serving: ServingConfig,
     # exposed from its own prefill on: those admitted meanwhile are prefilled in its decode
     stalls = at(fluid.tail_admission_rate)[:, None] * (prefill[:, None] + steps
                                                       * at(fluid.est_tpot_s)[:, None])
-    p_node, e_node = _stall_tail(steps, allowance, stalls, prefill[:, None])
+    # in blocks of cells: each holds (cells, nodes, stall counts) floats
+    p_node, e_node = np.zeros_like(steps), np.zeros_like(steps)
+    for lo in range(0, steps.shape[0], TAIL_BLOCK_CELLS):
+        b = slice(lo, lo + TAIL_BLOCK_CELLS)
+        p_node[b], e_node[b] = _stall_tail(steps[b], allowance[b], stalls[b],
+                                           prefill[b, None])
     p_tpot = np.where(judged, p_node.mean(axis=1), 0.0)
     e_tpot = np.where(judged, e_node.mean(axis=1), 0.0)
     cell_share = 1.0 - (1.0 - det) * (1.0 - p_wait) * (1.0 - p_tpot)
