@@ -475,6 +475,8 @@ class _Loop:
                            for b, c in zip(self.backlogs, site.campuses, strict=True)]
         self.fleet = _Fleet(exo, serving, fast_layer) if site.fleet is not None else None
         self._lateness_to_date: RequestLatenessToDate | None = None
+        # fluid: the lateness of each interval booked so far [$], summed up to it
+        self._fluid_late_to_date = np.zeros(0)
         n, C = exo.n_steps, len(site.campuses)
         self.times = list(exo.run_index)
         self.periods = billing_periods(exo.run_index, exo.local_tz)
@@ -694,9 +696,17 @@ class _Loop:
             return 0.0
         server, serving = fleet.server, self.serving
         if isinstance(server, FluidServer):
-            # each row is its interval's own estimate: the rows up to step are final
-            book = fluid_book(server, serving, fleet.cols["arrivals"], upto=step + 1)
-            return float(book.lateness_usd[:step + 1].sum())
+            # each row is its interval's own estimate, final once served: estimate only
+            # the rows not booked yet (the late share costs more than a sum per row)
+            done = self._fluid_late_to_date.size
+            if step >= done:
+                book = fluid_book(server, serving, fleet.cols["arrivals"], upto=step + 1,
+                                  start=done)
+                rows = book.lateness_usd[done:step + 1].sum(axis=1)
+                before = self._fluid_late_to_date[-1] if done else 0.0
+                self._fluid_late_to_date = np.concatenate(
+                    [self._fluid_late_to_date, before + np.cumsum(rows)])
+            return float(self._fluid_late_to_date[step])
         if self._lateness_to_date is None:
             self._lateness_to_date = RequestLatenessToDate(server, self.site, serving)
         return self._lateness_to_date.usd((step + 1) * STEP_S)

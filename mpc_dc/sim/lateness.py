@@ -290,8 +290,8 @@ def _stall_tail(steps: np.ndarray, allowance: np.ndarray, stalls: np.ndarray,
             np.where(certain, mean_stall - np.asarray(allowance), np.maximum(excess, 0.0)))
 
 
-def fluid_late_share(fluid: FluidServer, serving: ServingConfig,
-                     upto: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fluid_late_share(fluid: FluidServer, serving: ServingConfig, upto: int | None = None,
+                     start: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Share of each (interval, pool)'s arrivals that are late, and their expected
     seconds late per arrival, from the fluid queue of that interval alone (causal).
 
@@ -330,8 +330,8 @@ def fluid_late_share(fluid: FluidServer, serving: ServingConfig,
     independent): share ``1 − (1 − d)(1 − P_wait)(1 − P_tpot)``; seconds late per
     arrival ``d̄ + (1 − d) E_wait + E_tpot``. A pool-interval with arrivals and no
     ready instance has all of them late, each by ``max(0, S/2 − T)`` (the rest of
-    their interval, at least). ``upto``: only the first ``upto`` intervals (the
-    rest are 0).
+    their interval, at least). ``start``, ``upto``: only the intervals from
+    ``start`` to before ``upto`` (the rest are 0).
 
     Returns
     -------
@@ -345,7 +345,7 @@ def fluid_late_share(fluid: FluidServer, serving: ServingConfig,
     share = np.zeros((fluid.n_steps, len(fluid.pools)))
     late_s = np.zeros_like(share)
     lam_all = fluid.tail_arrival_rate[:rows]
-    idx = np.nonzero(lam_all > 0)
+    idx = np.nonzero((lam_all > 0) & (np.arange(rows) >= start)[:, None])
     if idx[0].size == 0:
         return share, late_s
     pool = idx[1]
@@ -360,8 +360,8 @@ def fluid_late_share(fluid: FluidServer, serving: ServingConfig,
     ready_ = np.where(up, ready, 1.0)
     rho = lam * work / ready_
     wait_target = np.maximum(target - prefill, 0.0)
-    start = at(fluid.tail_backlog_work_s) / ready_ - wait_target
-    det, det_mean = _linear_excess(start, start + (rho - 1.0) * S)
+    excess_at_start = at(fluid.tail_backlog_work_s) / ready_ - wait_target
+    det, det_mean = _linear_excess(excess_at_start, excess_at_start + (rho - 1.0) * S)
     det_mean = det_mean + np.maximum(prefill - target, 0.0)
     det = np.where(prefill > target, 1.0, det)
     slots = ready * at(fluid.tail_batch_limit)
@@ -401,7 +401,7 @@ def fluid_late_share(fluid: FluidServer, serving: ServingConfig,
 
 
 def fluid_book(fluid: FluidServer, serving: ServingConfig, arrivals: np.ndarray,
-               upto: int | None = None) -> LatenessBook:
+               upto: int | None = None, start: int = 0) -> LatenessBook:
     """Lateness of a fluid run per (interval, pool), estimated from the fluid queue
     (module docstring).
 
@@ -414,10 +414,13 @@ def fluid_book(fluid: FluidServer, serving: ServingConfig, arrivals: np.ndarray,
     arrivals : ndarray (n_steps, P) [requests]
         Requests routed to each pool.
     upto : int, optional
-        Estimate only the first ``upto`` intervals (:func:`fluid_late_share`).
+    start : int
+        Estimate only the intervals from ``start`` to before ``upto``
+        (:func:`fluid_late_share`); the requests no pool could take are booked in
+        every interval.
     """
     n, _ = arrivals.shape
-    share, per_request = fluid_late_share(fluid, serving, upto)
+    share, per_request = fluid_late_share(fluid, serving, upto, start)
     count = arrivals * share[:n]
     seconds = arrivals * per_request[:n]
     models = fluid.models
