@@ -300,7 +300,10 @@ FLEET_FIGURES: dict[str, dict[str, float]] = {
         "queue_mean_requests": 8.960714447984614,
         "queue_max_requests": 143.37143116775383,
         "tokens_unserved": 0.0,
-        "slo_attainment_estimate": 0.913503971756399,
+        # The fluid late share's (session 14: the interval's tail, lateness.py); the
+        # old engine's rule, all of a pool-interval late or none, gave 0.913503971756399
+        # where the request level measures 0.8354 (above).
+        "slo_attainment_estimate": 0.875507149429306,
     },
 }
 

@@ -102,19 +102,25 @@ def test_our_mpc_stepped_through_the_env_gives_the_run_kpis() -> None:
     assert (env.result.ledger["decision_source"] == "gym").all()
 
 
+def _tiny_env_at_fewest(fidelity: str) -> tuple[DataCenterEnv, dict[str, Any]]:
+    """The tiny site with lateness priced (0.01 $ per late request, 0.001 $ per second)
+    at ``fidelity``, reset, and an action holding it at its fewest instances."""
+    table = tomllib.loads(TINY_GYM)
+    table["serving"] = {"fidelity": fidelity, "late_usd_per_request": 0.01,
+                        "late_usd_per_s": 0.001}
+    env = DataCenterEnv(scenario_from_table(table, "TINY_GYM"))
+    env.reset(seed=3)
+    env.action_space.seed(5)
+    return env, {**env.action_space.sample(),
+                 "instances": np.zeros(len(env.pools), dtype=np.int64)}
+
+
 def test_lateness_is_booked_in_the_step_it_becomes_certain() -> None:
     """The tiny site held at its fewest instances, lateness priced: requests go late
     from the first interval on, and their price comes in the rewards of the steps in
     which it accrues (waits and slow decodes as they happen), not all in the last
     step's."""
-    table = tomllib.loads(TINY_GYM)
-    table["serving"] = {"fidelity": "request", "late_usd_per_request": 0.01,
-                        "late_usd_per_s": 0.001}
-    env = DataCenterEnv(scenario_from_table(table, "TINY_GYM"))
-    env.reset(seed=3)
-    env.action_space.seed(5)
-    fewest = {**env.action_space.sample(),
-              "instances": np.zeros(len(env.pools), dtype=np.int64)}
+    env, fewest = _tiny_env_at_fewest("request")
     terminated = False
     rewards: list[float] = []
     costs: list[float] = []
@@ -131,6 +137,23 @@ def test_lateness_is_booked_in_the_step_it_becomes_certain() -> None:
     assert booked > 0.5 * total, (booked, total)
     assert -rewards[0] > costs[0]
     assert -sum(rewards) == pytest.approx(info["kpis"]["cost_usd"], rel=1e-9)
+
+
+def test_fluid_lateness_is_booked_interval_by_interval() -> None:
+    """At fluid fidelity each interval's late share is its own estimate, final once the
+    interval is served: the lateness in each step's reward (estimated once per
+    interval, as the run goes) is the ledger's for that interval, and the rewards sum
+    to minus the net cost."""
+    env, fewest = _tiny_env_at_fewest("fluid")
+    terminated = False
+    lateness: list[float] = []
+    while not terminated:
+        _, reward, terminated, _, info = env.step(fewest)
+        lateness.append(-float(reward) - info["cost_usd"])
+    assert env.result is not None
+    per_interval = env.result.ledger.groupby(level="interval_start_utc")["lateness_usd"].sum()
+    assert per_interval.sum() > 0
+    np.testing.assert_allclose(lateness, per_interval.to_numpy(), rtol=1e-9, atol=1e-9)
 
 
 # The spaces are in the site's units ([MW], [WU], [requests]) and some are unbounded

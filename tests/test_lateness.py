@@ -17,9 +17,9 @@ from mpc_dc.params.quant_table import QuantTable
 from mpc_dc.problem import Form, HorizonInputs, LatenessPrices, PlantState, Problem
 from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.engine import simulate
-from mpc_dc.sim.exogenous import demand_columns
+from mpc_dc.sim.exogenous import SiteExogenous, demand_columns
 from mpc_dc.sim.fluid import FluidServer
-from mpc_dc.sim.lateness import fluid_book, request_book, request_lateness
+from mpc_dc.sim.lateness import erlang_c, fluid_book, request_book, request_lateness
 from mpc_dc.sim.meter import net_cost_usd
 from mpc_dc.sim.policy import Decision, FleetDecision, Observation
 from mpc_dc.sim.serving import (
@@ -99,23 +99,107 @@ def test_request_lateness_by_hand() -> None:
     np.testing.assert_allclose(book.lateness_usd, [[0.05 + 0.7118], [0.01 + 0.008]])
 
 
+def test_erlang_c_by_hand() -> None:
+    """M/M/1 waits with probability ρ: C(1, a) = a. M/M/2 at a = 1: Erlang B is
+    (1/2) / (1 + 1 + 1/2) = 0.2, so C = 0.2 / (1 − 0.5 × 0.8) = 1/3. Overloaded
+    (a ≥ c): every arrival waits; no load: none does."""
+    np.testing.assert_allclose(erlang_c(1.0, [0.25, 0.5, 0.9]), [0.25, 0.5, 0.9], rtol=1e-12)
+    assert float(erlang_c(2.0, 1.0)) == pytest.approx(1 / 3, rel=1e-12)
+    np.testing.assert_array_equal(erlang_c([2.0, 2.0, 3.0], [2.0, 5.0, 0.0]), [1.0, 1.0, 0.0])
+
+
 def test_fluid_lateness_from_the_queue_estimate_by_hand() -> None:
-    """Two intervals, one pool. Interval 0: 100 requests of 11 tokens on average
-    (1100 tokens) estimated to wait 5 s (TTFT target 2 s) at a TPOT of 60 ms (target
-    50 ms): all late, each by 3 + 0.01 × 10 = 3.1 s. Interval 1: 50 requests within both
-    targets, and 20 of 70 offered that no pool could take: late by the rest of the run
-    from the middle of the interval, 450 − 2 = 448 s each."""
+    """Two 900-s intervals, one pool (TTFT target 2 s, TPOT target 50 ms), the fluid
+    queue's per-interval quantities set by hand.
+
+    Interval 0, the wait: 900 arrivals (λ = 1/s) of 0.5 instance-s each on one ready
+    instance of 2 slots (ρ = 0.5), no prefill, 202 instance-s of backlog carried in.
+    The fluid queue makes an arrival at ``s`` wait 202 − 0.5 s seconds: late until
+    s = 400 s, a share 4/9, by 200 − 0.5 s, 40,000 s in all (44.4 s per arrival). The
+    others see the M/M/2 tail at a = 1 (C = 1/3), θ = 2 − 1 = 1/s:
+    P(W > 2 s) = e^{−2}/3, mean excess e^{−2}/3 s. Late: 900 − 500 (1 − e^{−2}/3)
+    = 400 + 500 e^{−2}/3; seconds 40,000 + 500 e^{−2}/3.
+
+    Interval 1, the TPOT: 2250 arrivals (2.5/s) of 11 tokens, every one, decoding
+    at a step of 50 ms (the target: no allowance left for a stall), 1/15 s per token
+    with the prefills (mean prefill 0.1 s); the instance admits 2.5/s, so a request,
+    exposed from its own prefill to its last token (0.1 + 10/15 s), sees
+    m = 2.5 × 23/30 = 23/12 prefills in its decode on average and is late when it
+    sees one: share 1 − e^{−23/12}, by m × 0.1 = 23/120 s per arrival. Its queue
+    is empty and its 200 slots are all but never full (C(200, 5) ≈ 10⁻²³⁵). And 20 of
+    the 2270 offered that no pool could take: late by the rest of the run from the
+    middle of the interval, 450 − 2 = 448 s each."""
     pool = PoolSpec.from_row(POOL, hand_table().rows[0], fitted=False)
-    agg = {"requests": np.array([[100.0], [70.0]]), "request_tokens": np.zeros((2, 1)),
-           "response_tokens": np.array([[1100.0], [550.0]])}
+    agg = {"requests": np.array([[900.0], [2270.0]]), "request_tokens": np.zeros((2, 1)),
+           "response_tokens": np.array([[9900.0], [24970.0]])}
     fluid = FluidServer((pool,), (MODEL,), agg, 2)
-    fluid.est_wait_s[:] = [[5.0], [1.0]]
-    fluid.est_tpot_s[:] = [[0.06], [0.04]]
-    book = fluid_book(fluid, PRICES, np.array([[100.0], [50.0]]),
-                      np.array([[1100.0], [550.0]]))
-    np.testing.assert_allclose(book.late_requests, [[100.0], [20.0]])
-    np.testing.assert_allclose(book.late_s, [[310.0], [20 * 448.0]])
-    np.testing.assert_allclose(book.lateness_usd, [[1.0 + 0.31], [0.2 + 8.96]])
+    fluid.tail_arrival_rate[:] = [[1.0], [2.5]]
+    fluid.tail_ready[:] = 1.0
+    fluid.tail_work_s[:] = [[0.5], [0.01]]
+    fluid.tail_batch_limit[:] = [[2.0], [200.0]]
+    fluid.tail_backlog_work_s[:] = [[202.0], [0.0]]
+    fluid.tail_prefill_s[:] = [[0.0], [0.1]]
+    fluid.tail_decode_step_s[:] = [[0.02], [0.05]]
+    fluid.est_tpot_s[:] = [[0.02], [0.05 / 0.75]]
+    fluid.tail_admission_rate[:] = [[1.0], [2.5]]
+    fluid.tail_response_mean[:] = 11.0
+    fluid.tail_response_sq_mean[:] = 121.0
+    book = fluid_book(fluid, PRICES, np.array([[900.0], [2250.0]]))
+    tail = np.exp(-2.0) / 3
+    late = [400 + 500 * tail, 2250 * (1 - np.exp(-23 / 12)) + 20]
+    seconds = [40_000 + 500 * tail, 2250 * 23 / 120 + 20 * 448.0]
+    np.testing.assert_allclose(book.late_requests[:, 0], late, rtol=1e-4)
+    np.testing.assert_allclose(book.late_s[:, 0], seconds, rtol=1e-4)
+    np.testing.assert_allclose(book.lateness_usd[:, 0],
+                               0.01 * np.array(late) + 0.001 * np.array(seconds), rtol=1e-4)
+
+
+def _hot_fluid_case(requests: int) -> SiteExogenous:
+    """The hand case's campus, one instance of the hand pool (10 slots, decode step
+    10 ms, TPOT target 50 ms, prefill 10,000 tokens/s), ``requests`` of 2000 prompt
+    and 5 response tokens evenly over the first interval from 60 s."""
+    exo, _ = hand_case()
+    t = np.sort(np.random.default_rng(7).uniform(60.0, 900.0, requests))
+    arrays = RequestArrays.from_arrays(t, np.zeros(requests), np.full(requests, 2000),
+                                       np.full(requests, 5), (MODEL,))
+    frame = exo.frame.drop(columns=demand_columns(exo.requests, exo.frame.index).columns)
+    return replace(exo, frame=frame.join(demand_columns(arrays, exo.frame.index)),
+                   requests=arrays)
+
+
+def test_fluid_interval_within_its_mean_targets_but_hot_has_late_requests() -> None:
+    """1000 requests of 2000 prompt tokens on one instance: 200 s of prefill in 840
+    ready seconds, no backlog, so the fluid means hold (wait 0 + prefill 0.2 s within
+    2 s, TPOT 10 ms / (1 − 0.24) within 50 ms) and the all-or-nothing rule counted no
+    late request. But a request decoding its 4 tokens after the first is late when
+    another's 0.2-s prefill lands in its decode (allowance 4 × 40 ms): the request
+    level finds 285 such (seeded Poisson arrivals). The estimate must see them, within
+    a factor 3 (it takes prefills as exponential, so a 0.2-s one misses the 0.16-s
+    allowance with probability e^{−0.8} rather than 1: about half as many)."""
+    one = FleetDecision({POOL: 1}, {POOL: 1.0})
+    runs = {f: simulate(_hot_fluid_case(1000), Scripted(lambda obs: Decision({}, one)),
+                        serving=replace(PRICES, fidelity=f)).kpis for f in ("request", "fluid")}
+    fluid, request = runs["fluid"], runs["request"]
+    assert request["late_requests"] > 100
+    assert request["late_requests"] / 3 < fluid["late_requests"] < 3 * request["late_requests"]
+    assert fluid["slo_attainment_estimate"] == pytest.approx(1 - fluid["late_requests"] / 1000)
+    assert fluid["slo_attainment_estimate"] == pytest.approx(request["slo_attainment"], abs=0.2)
+    assert fluid["lateness_usd"] > 0
+
+
+@pytest.mark.parametrize("requests", [300, 1000, 6000])
+def test_fluid_late_requests_are_at_most_the_arrivals(requests: int) -> None:
+    """Per pool and interval the estimate never books more late requests than arrived,
+    cool, hot or overloaded (6000 × 0.2 s of prefill in 840 s carries a backlog), and
+    the run's invariants (ledgers, token book, lateness prices) hold."""
+    one = FleetDecision({POOL: 1}, {POOL: 1.0})
+    result = simulate(_hot_fluid_case(requests), Scripted(lambda obs: Decision({}, one)),
+                      serving=replace(PRICES, fidelity="fluid"))
+    assert result.pools is not None
+    late = result.pools["late_requests"].to_numpy()
+    assert (late >= 0).all()
+    assert (late <= result.pools["arrivals"].to_numpy() * (1 + 1e-12)).all()
+    assert (result.pools["late_s"].to_numpy() >= 0).all()
 
 
 def test_closed_loop_books_and_prices_lateness() -> None:

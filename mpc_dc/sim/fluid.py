@@ -17,8 +17,11 @@ fidelities use the same :class:`~mpc_dc.sim.serving.BatchCurve` per instance:
   Energy: ``P0 × instance-seconds + (P(b) − P0) × ready instance-seconds``.
 * **latency estimate**: a request arriving in the interval waits the backlog at the
   interval end over the pool's capacity, then its prefill; its time per output
-  token is ``t_step(b, b·L̄) / (1 − f)``. The fluid view says the SLO holds while
-  both are below their targets; the request level measures it.
+  token is ``t_step(b, b·L̄) / (1 − f)`` (``est_wait_s``, ``est_tpot_s``). These are
+  means; the share of the interval's requests late against the SLO (the tail inside
+  the interval: carried-in backlog, wait for a batch slot, prefills stalling a short
+  decode) is estimated from the interval's queue quantities kept in the ``tail_*``
+  arrays (:func:`mpc_dc.sim.lateness.fluid_late_share`); the request level measures it.
 """
 
 from __future__ import annotations
@@ -92,6 +95,24 @@ class FluidServer:
         self.backlog_tokens_sq = np.zeros(P)
         self.est_wait_s = np.zeros((n_steps, P))
         self.est_tpot_s = np.zeros((n_steps, P))
+        #: What each interval's queue looked like to its arrivals, (n_steps, P) each, for
+        #: the late share (:func:`mpc_dc.sim.lateness.fluid_late_share`): arrivals per
+        #: second [1/s], mean ready
+        #: instances [-], work per arriving request [instance-s], batch limit
+        #: ``b_max`` [requests], decode step at the mean batch [s], mean prefill of an
+        #: arriving request [s], admissions per ready instance-second [1/s], backlog
+        #: work carried in [instance-s], mean and mean square response tokens of the
+        #: arrivals [tokens], [tokens²].
+        self.tail_arrival_rate = np.zeros((n_steps, P))
+        self.tail_ready = np.zeros((n_steps, P))
+        self.tail_work_s = np.zeros((n_steps, P))
+        self.tail_batch_limit = np.zeros((n_steps, P))
+        self.tail_decode_step_s = np.zeros((n_steps, P))
+        self.tail_prefill_s = np.zeros((n_steps, P))
+        self.tail_admission_rate = np.zeros((n_steps, P))
+        self.tail_backlog_work_s = np.zeros((n_steps, P))
+        self.tail_response_mean = np.zeros((n_steps, P))
+        self.tail_response_sq_mean = np.zeros((n_steps, P))
         self.queue_history = np.zeros((n_steps, P))
         #: Response tokens waiting at each interval's end, and moved in by re-dispatch at
         #: its start (minus moved out) [tokens], (n_steps, P): the token book's entries.
@@ -291,6 +312,17 @@ class FluidServer:
             p_mean = np.where(all_req > 0, all_prompt / all_req, 0.0)
         self.est_wait_s[step] = wait + p_mean * self._inv_r
         self.est_tpot_s[step] = tpot
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.tail_arrival_rate[step] = req / self.step_s
+            self.tail_ready[step] = ready_s / self.step_s
+            self.tail_work_s[step] = np.where(req > 0, work_n / req, 0.0)
+            self.tail_batch_limit[step] = b_max
+            self.tail_decode_step_s[step] = self._step(b, ctx)
+            self.tail_prefill_s[step] = np.where(req > 0, prompt / req, 0.0) * self._inv_r
+            self.tail_admission_rate[step] = np.where(ready_s > 0, served["req"] / ready_s, 0.0)
+            self.tail_backlog_work_s[step] = work_b
+            self.tail_response_mean[step] = np.where(req > 0, resp / req, 0.0)
+            self.tail_response_sq_mean[step] = np.where(req > 0, resp_sq / req, 0.0)
         self.queue_history[step] = self.backlog_requests
         self.queued_tokens[step] = self.backlog_tokens
         inst_s = np.array([i.instance_s(t0, t1) for i in self._inst])
