@@ -43,7 +43,8 @@ def context_exogenous(context: PolicyContext) -> SiteExogenous:
                                              site.models)
     return SiteExogenous(site, frame, context.run_index[0], context.n_steps, requests,
                          publication=context.publication, local_tz=context.local_tz,
-                         request_mix=context.request_mix)
+                         request_mix=context.request_mix,
+                         burst_late_share=context.burst_late_share)
 
 
 def context_mpc(context: PolicyContext) -> MpcPolicy:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING
 
@@ -93,6 +93,13 @@ class PolicyContext:
         15-min interval); hourly channels arrive at the end of their hour.
     request_mix : Mapping[str, RequestMix]
         Per model, the token lengths of the requests before the run.
+    burst_late_share : Mapping[str, ndarray]
+        Per model, the late share of its bursts over the history before the run at each
+        planned utilisation of :data:`mpc_dc.sim.bursts.BURST_UTILISATIONS` [-]
+        (:attr:`SiteExogenous.burst_late_share
+        <mpc_dc.sim.exogenous.SiteExogenous.burst_late_share>`): what the MPC's default
+        congestion calibration reads (``controller.congestion_calibration``); empty
+        where not measured.
     """
 
     scenario: Scenario
@@ -101,6 +108,7 @@ class PolicyContext:
     schedules: pd.DataFrame
     publication: Mapping[str, Publication]
     request_mix: Mapping[str, RequestMix]
+    burst_late_share: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def site(self) -> Site:
@@ -144,7 +152,8 @@ class PolicyContext:
             ahead = [c for c in ahead if not str(c).startswith("dr_")]
         return cls(scenario=scenario, run_index=exo.run_index, history=history,
                    schedules=run[ahead].copy(), publication=dict(exo.publication),
-                   request_mix=dict(exo.request_mix))
+                   request_mix=dict(exo.request_mix),
+                   burst_late_share=dict(exo.burst_late_share))
 
 
 # ----------------------------------------------------------------------------- loading

@@ -831,8 +831,10 @@ class SolverOptions:
         the GPUs) and keeps it when the plan's objective is lower, not only when the
         joint rounding lost tokens: the joint rounding covers the planned tokens at the
         utilisation cap, so it drops the headroom and the early starts that the plan's
-        prices of queueing inside the interval bought (``controller.congestion_calibration
-        = "history"``, ``controller.warmup_lateness``; one LP more per solve).
+        prices of queueing inside the interval bought (``controller.congestion_calibration``
+        other than ``"share"``, ``controller.warmup_lateness``: both by default;
+        :attr:`~mpc_dc.site.scenario.ControllerSpec.prices_bursts`; one LP more per
+        solve).
     fine_steps, coarse_block_steps, far_start_steps, far_block_steps : int
         Multi-resolution horizon (:func:`horizon_columns`): the
         first ``fine_steps`` intervals are model columns of their own, later ones are

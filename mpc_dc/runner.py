@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -339,7 +339,7 @@ def solver_options(spec: ControllerSpec) -> SolverOptions:
         spec.fine_steps, spec.integer_intervals)
     return SolverOptions(
         committed_intervals=spec.integer_intervals, binary_intervals=spec.integer_intervals,
-        round_up_trial=spec.congestion_calibration == "history" or spec.warmup_lateness,
+        round_up_trial=spec.prices_bursts,
         time_limit_s=spec.time_limit_s, mip_rel_gap=spec.mip_rel_gap,
         mip_max_nodes=spec.mip_max_nodes, fine_steps=fine,
         coarse_block_steps=max(1, spec.coarse_block_steps),
@@ -361,8 +361,8 @@ def offline_options(spec: ControllerSpec) -> SolverOptions:
 def plan_lateness(scenario: Scenario, exo: SiteExogenous) -> LatenessPrices | None:
     """The prices of lateness in the plan's objective: ``[serving]``'s late prices ×
     ``controller.lateness_weight`` per token (:func:`~mpc_dc.control.mpc.lateness_prices`),
-    with ``controller.congestion_share``, or with ``controller.congestion_calibration =
-    "history"`` the knee weights of each model's bursts over the history
+    with ``controller.congestion_share``, or where :func:`congestion_calibration` is
+    ``"history"`` the knee weights of each model's bursts over the history
     (:func:`history_knee_weights`), and the warm-up overload with
     ``controller.warmup_lateness``; None without a fleet or with a zero weight (no
     lateness block)."""
@@ -371,10 +371,30 @@ def plan_lateness(scenario: Scenario, exo: SiteExogenous) -> LatenessPrices | No
         return None
     serving = scenario.serving
     knees = (history_knee_weights(exo)
-             if scenario.controller.congestion_calibration == "history" else ())
+             if congestion_calibration(scenario, exo) == "history" else ())
     return lateness_prices(exo, weight * serving.late_usd_per_request,
                            weight * serving.late_usd_per_s, scenario.controller.congestion_share,
                            knees, warmup=scenario.controller.warmup_lateness)
+
+
+def congestion_calibration(scenario: Scenario, exo: SiteExogenous
+                           ) -> Literal["share", "history"]:
+    """Where the plan's congestion knee weights come from: ``controller.congestion_calibration``,
+    with ``"auto"`` resolved to ``"history"`` where ``exo``'s history holds requests of
+    every model (``exo.burst_late_share``), else to ``"share"``, logged at INFO with
+    the models missing (an explicit ``"history"`` then raises in
+    :func:`history_knee_weights`)."""
+    chosen = scenario.controller.congestion_calibration
+    if chosen != "auto":
+        return chosen
+    missing = [m for m in exo.site.models if m not in exo.burst_late_share]
+    if missing:
+        logger.info("controller.congestion_calibration = 'auto': 'share' (congestion_share "
+                    "%g at every knee), the history has no requests of %s to measure "
+                    "their bursts on", scenario.controller.congestion_share,
+                    ", ".join(missing))
+        return "share"
+    return "history"
 
 
 def history_knee_weights(exo: SiteExogenous) -> tuple[tuple[float, ...], ...]:

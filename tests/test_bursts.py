@@ -6,6 +6,7 @@ scenario keys that switch them on."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import numpy as np
@@ -129,7 +130,9 @@ def test_history_calibration_key_prices_the_history_bursts() -> None:
     for share in exo.burst_late_share.values():
         assert share.shape == (len(BURST_UTILISATIONS),)
         assert np.all(np.diff(share) >= 0) and share[-1] > share[0]
-    shared = plan_lateness(scenario, exo)
+    # ``share`` set explicitly: the default is ``auto`` (→ ``history`` here) since session 14.
+    shared = plan_lateness(replace(scenario, controller=replace(
+        scenario.controller, congestion_calibration="share")), exo)
     assert shared is not None and shared.congestion_weights == ()
     calibrated = plan_lateness(replace(scenario, controller=replace(
         scenario.controller, congestion_calibration="history")), exo)
@@ -179,10 +182,47 @@ def test_warmup_overload_is_priced_and_bought_off_by_an_early_start(
 
 
 def test_scenario_keys_switch_the_round_up_trial() -> None:
+    """The defaults price the bursts, so the trial is on; with both keys off it is off,
+    and either key (``auto`` too, the calibration's default) switches it on; without the
+    lateness block there are no burst prices for it to keep."""
     spec = default_scenario().controller
-    assert not solver_options(spec).round_up_trial
-    assert solver_options(replace(spec, warmup_lateness=True)).round_up_trial
-    assert solver_options(replace(spec, congestion_calibration="history")).round_up_trial
+    assert solver_options(spec).round_up_trial
+    off = replace(spec, congestion_calibration="share", warmup_lateness=False)
+    assert not solver_options(off).round_up_trial
+    assert solver_options(replace(off, warmup_lateness=True)).round_up_trial
+    assert solver_options(replace(off, congestion_calibration="history")).round_up_trial
+    assert solver_options(replace(off, congestion_calibration="auto")).round_up_trial
+    assert not solver_options(replace(spec, lateness_weight=0.0)).round_up_trial
+
+
+def test_fleet_defaults_price_the_bursts_and_auto_falls_back_to_share(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Session 14's defaults: a fleet scenario with history requests of every model
+    plans with the warm-up overload and the history's knee weights (``auto`` →
+    ``history``), as an explicit ``history`` does; where the history lacks a model,
+    ``auto`` plans with ``congestion_share`` at every knee and says why at INFO (an
+    explicit ``history`` raises there: the test above)."""
+    scenario = default_scenario()
+    assert scenario.fleet is not None
+    assert scenario.controller.congestion_calibration == "auto"
+    assert scenario.controller.warmup_lateness
+    exo = build_site_exogenous(scenario)
+    assert set(exo.burst_late_share) == set(exo.site.models)
+    prices = plan_lateness(scenario, exo)
+    assert prices is not None and prices.warmup
+    assert prices.congestion_weights == history_knee_weights(exo)
+    explicit = _calibrated(scenario)
+    assert plan_lateness(explicit, build_site_exogenous(explicit)) == prices
+
+    first = exo.site.models[0]
+    missing = {m: s for m, s in exo.burst_late_share.items() if m != first}
+    with caplog.at_level(logging.INFO, logger="mpc_dc.runner"):
+        fallback = plan_lateness(scenario, replace(exo, burst_late_share=missing))
+    assert fallback is not None and fallback.warmup
+    assert fallback.congestion_weights == ()
+    assert fallback.congestion_share == scenario.controller.congestion_share > 0
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any("'auto': 'share'" in m and first in m for m in said), said
 
 
 def test_history_calibration_reads_nothing_of_the_run(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,8 @@ same relative size and one curve per model serves all its pools. It is computed 
 the history before the run (what a planner can know then), the same for every
 controller: the perfect-foresight oracle knows the 15-min series, not the bursts
 inside it. The plan's congestion cost takes it with
-``controller.congestion_calibration = "history"``
+``controller.congestion_calibration = "history"``, and with the default ``"auto"``
+where the history holds requests of every model
 (:func:`mpc_dc.blocks.lateness.calibrated_knee_weights`).
 """
 

@@ -250,7 +250,8 @@ class SiteExogenous:
         capacity at the SLO of a pool planned at each utilisation of
         :data:`mpc_dc.sim.bursts.BURST_UTILISATIONS` for its interval's mean
         (:func:`mpc_dc.sim.bursts.window_late_share`) [-]; measured only with
-        ``controller.congestion_calibration = "history"``; empty: not measured.
+        ``controller.congestion_calibration`` ``"auto"`` (the default) or ``"history"``;
+        empty: not measured.
 
     Raises
     ------

@@ -1079,8 +1079,9 @@ def build_site_exogenous(scenario: Scenario, *, sources: SiteSources | None = No
                 "requests", "request_tokens", "response_tokens", "response_tokens_sq")))
             if found is not None:
                 mix[model] = found
-        if scenario.controller.congestion_calibration == "history":
-            # Only the plan's history calibration reads them (0.5 s on the DR week).
+        if scenario.controller.congestion_calibration != "share":
+            # Only the plan's history calibration reads them (``auto`` or ``history``;
+            # 0.5 s on the DR week).
             bursts = history_burst_late_share(scenario, every, hist, mix)
         frame = pd.concat([frame, pd.DataFrame(truth, index=index)], axis=1)
         requests = window_requests(every, sources.history_steps * STEP_S,

@@ -562,18 +562,23 @@ class ControllerSpec:
         (:func:`mpc_dc.blocks.lateness.define_congestion`): the plan splits a model's
         tokens across its pools at even utilisation; 0: no congestion cost (the
         controller before); only with the lateness block (``lateness_weight`` > 0).
-    congestion_calibration : {"share", "history"}
+    congestion_calibration : {"auto", "share", "history"}
         ``share``: the congestion knees' weights are ``congestion_share`` for every
         model; ``history``: per model, from the share of its history's tokens that
         arrive in bursts beyond the capacity of a pool planned at each utilisation
         (:mod:`mpc_dc.sim.bursts`, :func:`mpc_dc.blocks.lateness.calibrated_knee_weights`;
         ``congestion_share`` is then unused): the queueing inside an interval that
-        the 15-min mean hides, priced alike for every controller.
+        the 15-min mean hides, priced alike for every controller; a model without
+        history requests is then a ConfigError. ``auto`` (the default): ``history``
+        where the history holds requests of every model, else ``share``, logged at
+        INFO with the models missing (:func:`mpc_dc.runner.congestion_calibration`).
+        Without the burst prices the perfect-foresight reference provisions at the
+        15-min mean, a weak reference (docs/fleet_closed_loop.md).
     warmup_lateness : bool
         Price, in the plan, the tokens a pool is offered beyond what its ready
         instances serve while the instances it starts load
         (:func:`mpc_dc.blocks.lateness.define_warmup_overload`); only with the lateness
-        block.
+        block. On by default (since session 14).
     fast_layer : FastLayerConfig
         The plant-side fast layer inside the interval (``[controller.fast_layer]``:
         ``enabled``, ``period_s``, ``lookback_s``, ``drain_s``;
@@ -614,8 +619,8 @@ class ControllerSpec:
     backlog_drain_h: float = 0.25
     lateness_weight: float = 1.0
     congestion_share: float = 0.01
-    congestion_calibration: Literal["share", "history"] = "share"
-    warmup_lateness: bool = False
+    congestion_calibration: Literal["auto", "share", "history"] = "auto"
+    warmup_lateness: bool = True
     fast_layer: FastLayerConfig = field(default_factory=FastLayerConfig)
     scenarios: int = 5
 
@@ -686,6 +691,16 @@ class ControllerSpec:
 
         return (pick(spec.error_level, self.error_level), pick(spec.bias, self.bias),
                 pick(spec.autocorrelation, self.autocorrelation))
+
+    @property
+    def prices_bursts(self) -> bool:
+        """Whether the plan prices the queueing inside an interval beyond the 15-min
+        mean (the lateness block with ``warmup_lateness`` or a calibration other than
+        ``share``): the MPC then also tries rounding every pool up
+        (``SolverOptions.round_up_trial``). ``auto`` counts even where it falls back to
+        ``share``: whether it does is known only with the history."""
+        return self.lateness_weight > 0 and (
+            self.warmup_lateness or self.congestion_calibration != "share")
 
     @property
     def horizon_steps(self) -> int:
