@@ -123,7 +123,12 @@ def dr_scale(days: float = 30.0) -> tuple[Scenario, SiteExogenous]:
     scaled.loc[truth.index, truth.columns] = truth.to_numpy()
     frame = frame.drop(columns=list(columns)).join(scaled)
     mix = {m: exo.request_mix[source[m]] for m in DR_MODELS}
-    exo = replace(exo, frame=frame, requests=aggregates, request_mix=mix)
+    # The burst statistics are per source stream, as the mix is: without them the
+    # renamed models would make controller.congestion_calibration = "auto" fall back.
+    bursts = {m: exo.burst_late_share[source[m]] for m in DR_MODELS
+              if source[m] in exo.burst_late_share}
+    exo = replace(exo, frame=frame, requests=aggregates, request_mix=mix,
+                  burst_late_share=bursts)
     scenario = with_capacity(scenario, exo)
     return scenario, replace(exo, site=scenario.site)
 
