@@ -296,6 +296,10 @@ class RunResult:
     slo_parts : tuple of ndarray or None
         :func:`~mpc_dc.sim.serving.slo_parts` of ``outcome`` (TTFT met, TPOT met,
         decided).
+    fluid_late_share : ndarray or None
+        Fluid fidelity: the share of each (interval, pool)'s arrivals estimated late
+        (:func:`~mpc_dc.sim.lateness.fluid_late_share`), (n_steps, P) [-]; estimated once
+        for the lateness book and the SLO estimate.
     """
 
     site: Site
@@ -317,6 +321,7 @@ class RunResult:
     serving: ServingConfig | None = None
     fast_actions: pd.DataFrame | None = None
     slo_parts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    fluid_late_share: np.ndarray | None = None
 
     def campus_ledger(self, campus: str) -> pd.DataFrame:
         """The ledger rows of one campus, indexed by interval start."""
@@ -852,6 +857,7 @@ def simulation(
     slo = parts = None
     samples = None
     book = None
+    fluid_estimate: tuple[np.ndarray, np.ndarray] | None = None
     if fleet is not None:
         assert exo.requests is not None
         server = fleet.server
@@ -865,7 +871,9 @@ def simulation(
         if isinstance(server, FluidServer):
             book = ServingBook(offered, fleet.dropped.copy(), server.backlog_tokens.copy(),
                                server.queued_tokens, server.moved_tokens)
-            late = fluid_book(server, serving, fleet.cols["arrivals"])
+            fluid_estimate = fluid_late_share(server, serving)
+            late = fluid_book(server, serving, fleet.cols["arrivals"],
+                              estimate=fluid_estimate)
         else:
             book = ServingBook(offered, fleet.dropped.copy(), np.zeros(len(fleet.keys)))
             assert outcome is not None
@@ -883,6 +891,7 @@ def simulation(
         settlement={m.campus.name: dict(m.totals) for m in loop.meters},
         initial_battery_mwh=initial_battery, initial_backlog_wu=initial_backlog,
         requests=samples, outcome=outcome, slo=slo, slo_parts=parts,
+        fluid_late_share=None if fluid_estimate is None else fluid_estimate[0],
         serving_book=book, penalties=penalties, local_tz=exo.local_tz,
         serving=serving if fleet is not None else None,
         fast_actions=None if fleet is None or fleet.fast is None else fleet.fast.actions)
@@ -1183,7 +1192,8 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
         kpis["requests_per_wall_s"] = math.nan
         arrivals = pools["arrivals"].to_numpy().reshape(fluid.est_wait_s.shape)
         # the share of each pool-interval's arrivals estimated late (lateness.py)
-        late_share, _ = fluid_late_share(fluid, serving)
+        late_share = (result.fluid_late_share if result.fluid_late_share is not None
+                      else fluid_late_share(fluid, serving)[0])
         total = arrivals.sum()
         missed = float((arrivals * late_share).sum())
         kpis["slo_attainment_estimate"] = 1.0 - missed / total if total else math.nan

@@ -401,7 +401,8 @@ def fluid_late_share(fluid: FluidServer, serving: ServingConfig, upto: int | Non
 
 
 def fluid_book(fluid: FluidServer, serving: ServingConfig, arrivals: np.ndarray,
-               upto: int | None = None, start: int = 0) -> LatenessBook:
+               upto: int | None = None, start: int = 0,
+               estimate: tuple[np.ndarray, np.ndarray] | None = None) -> LatenessBook:
     """Lateness of a fluid run per (interval, pool), estimated from the fluid queue
     (module docstring).
 
@@ -418,9 +419,13 @@ def fluid_book(fluid: FluidServer, serving: ServingConfig, arrivals: np.ndarray,
         Estimate only the intervals from ``start`` to before ``upto``
         (:func:`fluid_late_share`); the requests no pool could take are booked in
         every interval.
+    estimate : (ndarray, ndarray), optional
+        :func:`fluid_late_share` of ``fluid`` with these ``upto`` and ``start``, when the
+        caller has it already (it is the costly part).
     """
     n, _ = arrivals.shape
-    share, per_request = fluid_late_share(fluid, serving, upto, start)
+    share, per_request = (fluid_late_share(fluid, serving, upto, start) if estimate is None
+                          else estimate)
     count = arrivals * share[:n]
     seconds = arrivals * per_request[:n]
     models = fluid.models
