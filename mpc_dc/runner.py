@@ -380,6 +380,12 @@ def plan_lateness(scenario: Scenario, exo: SiteExogenous) -> LatenessPrices | No
                            knees, warmup=scenario.controller.warmup_lateness)
 
 
+def models_without_bursts(exo: SiteExogenous) -> list[str]:
+    """The site's models whose history has no requests to measure bursts on (not in
+    ``exo.burst_late_share``), in site order."""
+    return [m for m in exo.site.models if m not in exo.burst_late_share]
+
+
 def congestion_calibration(scenario: Scenario, exo: SiteExogenous
                            ) -> Literal["share", "history"]:
     """Where the plan's congestion knee weights come from: ``controller.congestion_calibration``,
@@ -390,7 +396,7 @@ def congestion_calibration(scenario: Scenario, exo: SiteExogenous
     chosen = scenario.controller.congestion_calibration
     if chosen != "auto":
         return chosen
-    missing = [m for m in exo.site.models if m not in exo.burst_late_share]
+    missing = models_without_bursts(exo)
     if missing:
         logger.info("controller.congestion_calibration = 'auto': 'share' (congestion_share "
                     "%g at every knee), the history has no requests of %s to measure "
@@ -412,7 +418,7 @@ def history_knee_weights(exo: SiteExogenous) -> tuple[tuple[float, ...], ...]:
         a model without that share (no requests in the history): bad input, which the
         CLI reports in one line, not a bug.
     """
-    missing = [m for m in exo.site.models if m not in exo.burst_late_share]
+    missing = models_without_bursts(exo)
     if missing:
         raise ConfigError(SOURCE, f"'history' needs history requests of every model; none "
                           f"of {', '.join(missing)} to measure their bursts on (use "
