@@ -838,9 +838,10 @@ class SolverOptions:
         tokens demanded in the chunk's columns; a smaller loss is kept as rounded (its
         tokens are priced as unserved or late like any other). Default 10⁻³. Why: at
         the DR seed's scale (27 pools on 3 × 4,096 GPUs) roundings lost 10⁻⁶-10⁻⁴ of an
-        interval's tokens and each repair ran into the 5-s limit; on the DR week the
-        losses are 0.4-6 % and are repaired as before. 0: repair any loss beyond the
-        relaxation's by one token (the behaviour before session 15).
+        interval's tokens and each repair took 1-5 s, some stopping at a 5-s wall-clock
+        limit; on the DR week the losses were mostly 0.24-21 % and are repaired as
+        before (docs/performance.md, "Round-and-fix repairs"). 0: repair any loss
+        beyond the relaxation's by one token (the behaviour before session 15).
     round_up_trial : bool
         Round-and-fix also tries every pool's relaxed count rounded up (where it fits
         the GPUs) and keeps it when the plan's objective is lower, not only when the
