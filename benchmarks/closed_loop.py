@@ -140,6 +140,7 @@ def measure(scenario: Scenario, prepared: tuple[Scenario, SiteExogenous] | None 
     given, forecaster fitting, problem building) and of the simulation, the
     controller's decision time per step, wall and CPU, and its solve time [s] (median,
     95th percentile), the step count, solves stopped at the wall-clock or node limit,
+    roundings repaired by a chunk MIP or kept within the repair share,
     fallbacks and the net cost [$].
 
     CPU time is this process's (``time.process_time``): on a shared machine it is the
@@ -175,6 +176,9 @@ def measure(scenario: Scenario, prepared: tuple[Scenario, SiteExogenous] | None 
             # a solve stopped at its clock makes the run's cost depend on the load
             "solver_time_limit_hits": float(k["solver_time_limit_hits"]),
             "solver_node_limit_hits": float(k["solver_node_limit_hits"]),
+            # roundings kept within controller.repair_token_share instead of a chunk MIP
+            "chunk_mip_repairs": float(k["chunk_mip_repairs"]),
+            "repairs_skipped": float(k["repairs_skipped"]),
             "fallbacks": float(k["fallbacks_total"]), "cost_usd": float(k["cost_usd"])}
 
 

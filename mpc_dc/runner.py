@@ -341,7 +341,8 @@ def solver_options(spec: ControllerSpec) -> SolverOptions:
         committed_intervals=spec.integer_intervals, binary_intervals=spec.integer_intervals,
         round_up_trial=spec.prices_bursts,
         time_limit_s=spec.time_limit_s, mip_rel_gap=spec.mip_rel_gap,
-        mip_max_nodes=spec.mip_max_nodes, fine_steps=fine,
+        mip_max_nodes=spec.mip_max_nodes, repair_token_share=spec.repair_token_share,
+        fine_steps=fine,
         coarse_block_steps=max(1, spec.coarse_block_steps),
         far_start_steps=None if fine is None else max(spec.far_start_steps, fine),
         far_block_steps=max(1, spec.far_block_steps))
@@ -350,8 +351,10 @@ def solver_options(spec: ControllerSpec) -> SolverOptions:
 def offline_options(spec: ControllerSpec) -> SolverOptions:
     """The offline optimum's own limits (``offline_time_limit_s``, ``offline_mip_rel_gap``,
     ``offline_mip_max_nodes``), on every run of its solve."""
+    # The regret reference repairs every rounding loss: its own error must stay far
+    # below the regrets measured against it.
     return SolverOptions(time_limit_s=spec.offline_time_limit_s,
-                         mip_rel_gap=spec.offline_mip_rel_gap,
+                         mip_rel_gap=spec.offline_mip_rel_gap, repair_token_share=0.0,
                          mip_max_nodes=spec.offline_mip_max_nodes,
                          full_time_limit_s=spec.offline_time_limit_s,
                          full_mip_rel_gap=spec.offline_mip_rel_gap,
@@ -377,6 +380,12 @@ def plan_lateness(scenario: Scenario, exo: SiteExogenous) -> LatenessPrices | No
                            knees, warmup=scenario.controller.warmup_lateness)
 
 
+def models_without_bursts(exo: SiteExogenous) -> list[str]:
+    """The site's models whose history has no requests to measure bursts on (not in
+    ``exo.burst_late_share``), in site order."""
+    return [m for m in exo.site.models if m not in exo.burst_late_share]
+
+
 def congestion_calibration(scenario: Scenario, exo: SiteExogenous
                            ) -> Literal["share", "history"]:
     """Where the plan's congestion knee weights come from: ``controller.congestion_calibration``,
@@ -387,7 +396,7 @@ def congestion_calibration(scenario: Scenario, exo: SiteExogenous
     chosen = scenario.controller.congestion_calibration
     if chosen != "auto":
         return chosen
-    missing = [m for m in exo.site.models if m not in exo.burst_late_share]
+    missing = models_without_bursts(exo)
     if missing:
         logger.info("controller.congestion_calibration = 'auto': 'share' (congestion_share "
                     "%g at every knee), the history has no requests of %s to measure "
@@ -409,7 +418,7 @@ def history_knee_weights(exo: SiteExogenous) -> tuple[tuple[float, ...], ...]:
         a model without that share (no requests in the history): bad input, which the
         CLI reports in one line, not a bug.
     """
-    missing = [m for m in exo.site.models if m not in exo.burst_late_share]
+    missing = models_without_bursts(exo)
     if missing:
         raise ConfigError(SOURCE, f"'history' needs history requests of every model; none "
                           f"of {', '.join(missing)} to measure their bursts on (use "

@@ -402,6 +402,65 @@ def test_full_milp_start_and_fixed_bounds_restored() -> None:
     assert again.objective_usd == pytest.approx(lp.objective_usd, rel=1e-9)
 
 
+def _quality_bound_site(gpus: int) -> Site:
+    """One campus of ``gpus`` GPUs, 4-GPU instances of BF16 (1,000 tokens/s) and FP8
+    (1,500 tokens/s, 1 quality point lost), a quality budget of 0.5 points: FP8 may
+    serve at most half of the demand."""
+    return _config([_row("BF16", mu=1000, gpus=4, idle_w=100, e_j=0.1, loss=0),
+                    _row("FP8", mu=1500, gpus=4, idle_w=100, e_j=0.05, loss=1.0)],
+                   campuses=(campus("A", gpus),), quality_budget_pct_points=0.5)
+
+
+@pytest.mark.parametrize(("share", "repaired"), [(0.1, True), (0.2, False)])
+def test_chunk_mip_repairs_a_loss_beyond_the_repair_token_share(share: float,
+                                                                repaired: bool) -> None:
+    """12 GPUs (3 instances), demand 4,200 tokens/s: the relaxation serves 3,600
+    (1.8 BF16 + 1.2 FP8, FP8 at its 2,100 cap); the joint rounding keeps 1 BF16 + 2 FP8,
+    3,100 (FP8 capped at 2,100), 500 tokens/s = 11.9 % of the interval's demand lost;
+    the chunk MIP finds 2 BF16 + 1 FP8, 3,500. A share below 11.9 % repairs, above
+    keeps the rounding."""
+    prob = Problem(_quality_bound_site(12), 2, SolverOptions(repair_token_share=share))
+    res = prob.solve(_inputs([4200, 4200], [[100, 100]]), PlantState())
+    assert res.plan is not None
+    first = res.plan.instances[:, 0]
+    served = res.plan.tokens_per_s[:, 0].sum()
+    if repaired:
+        assert (prob.chunk_mip_repairs, prob.repairs_skipped) == (1, 0)
+        np.testing.assert_allclose(first, [2, 1])
+        assert served == pytest.approx(3500)
+    else:
+        assert (prob.chunk_mip_repairs, prob.repairs_skipped) == (0, 1)
+        np.testing.assert_allclose(first, [1, 2])
+        assert served == pytest.approx(3100)
+
+
+def test_default_keeps_a_rounding_that_loses_a_sliver_of_a_large_fleet() -> None:
+    """12,000 GPUs, demand 4,200,100 tokens/s: the relaxation fills the 3,000 slots with
+    1,599.97 BF16 + 1,400.03 FP8; rounding loses under 10⁻³ of the interval's tokens.
+    By default the rounding is kept (no MIP: at the DR seed's scale each ran into the
+    5-s limit); ``repair_token_share = 0`` repairs it as before."""
+    site, inputs = _quality_bound_site(12_000), _inputs([4_200_100, 4_200_100], [[100, 100]])
+    kept = Problem(site, 2)
+    res = kept.solve(inputs, PlantState())
+    assert kept.chunk_mip_repairs == 0
+    assert kept.repairs_skipped == 1
+    assert (res.chunk_mip_repairs, res.repairs_skipped) == (0, 1)  # the solve's own counts
+    lp = kept.solve(inputs, PlantState(), Form.LP)
+    assert res.plan is not None and lp.plan is not None
+    lost = lp.plan.tokens_per_s[:, 0].sum() - res.plan.tokens_per_s[:, 0].sum()
+    assert 0 < lost <= 1e-3 * 4_200_100
+    strict = Problem(site, 2, SolverOptions(repair_token_share=0.0))
+    repaired = strict.solve(inputs, PlantState())
+    assert (strict.chunk_mip_repairs, strict.repairs_skipped) == (1, 0)
+    assert (repaired.chunk_mip_repairs, repaired.repairs_skipped) == (1, 0)
+    assert repaired.objective_usd <= res.objective_usd
+
+
+def test_repair_token_share_is_checked() -> None:
+    with pytest.raises(ValueError, match="repair_token_share"):
+        SolverOptions(repair_token_share=1.0)
+
+
 def test_whole_horizon_dive_redoes_a_chunk_that_loses_tokens(shared_data: object) -> None:
     """Regression (DR study week, S6, step 547, the fleet state the closed loop had there):
     rounding intervals 64-71 at once from one relaxation left 1,100 tokens/s unserved at
@@ -438,3 +497,15 @@ def test_whole_horizon_dive_redoes_a_chunk_that_loses_tokens(shared_data: object
     assert dive.cost.unserved_usd == pytest.approx(0.0, abs=1e-6)
     assert dive.objective_usd <= 1.01 * lp.objective_usd
     assert np.allclose(dive.plan.instances, np.round(dive.plan.instances))
+
+
+def test_controller_stats_count_the_rounding_repairs() -> None:
+    """The solves' repair counts reach the controller's stats (the KPIs
+    ``chunk_mip_repairs`` and ``repairs_skipped``)."""
+    from mpc_dc.control.mpc import ControllerStats
+
+    site, inputs = _quality_bound_site(12_000), _inputs([4_200_100, 4_200_100], [[100, 100]])
+    stats = ControllerStats()
+    for options in (SolverOptions(), SolverOptions(repair_token_share=0.0)):
+        stats.record(Problem(site, 2, options).solve(inputs, PlantState()))
+    assert (stats.chunk_mip_repairs, stats.repairs_skipped) == (1, 1)

@@ -163,6 +163,10 @@ class ControllerStats:
         Warm-started LP runs HiGHS failed on, each re-solved cold
         (:attr:`~mpc_dc.problem.SolveResult.warm_start_failures`): costs time, not
         the plan.
+    chunk_mip_repairs, repairs_skipped : int
+        Round-and-fix chunks repaired by a chunk MIP / kept as rounded with a token
+        loss within ``controller.repair_token_share``
+        (:attr:`~mpc_dc.problem.SolveResult.repairs_skipped`).
     """
 
     solves: int = 0
@@ -177,6 +181,8 @@ class ControllerStats:
     time_limit_hits: int = 0
     node_limit_hits: int = 0
     warm_start_failures: int = 0
+    chunk_mip_repairs: int = 0
+    repairs_skipped: int = 0
 
     def record(self, result: SolveResult) -> None:
         """Count one solve: times, formulation, form, status, final MIP gap, wall-clock
@@ -190,6 +196,8 @@ class ControllerStats:
         self.time_limit_hits += int(result.time_limit_hit)
         self.node_limit_hits += int(result.node_limit_hit)
         self.warm_start_failures += result.warm_start_failures
+        self.chunk_mip_repairs += result.chunk_mip_repairs
+        self.repairs_skipped += result.repairs_skipped
         if result.status.has_plan and np.isfinite(result.mip_gap):
             self.mip_gap_max = max(self.mip_gap_max, float(result.mip_gap))
 

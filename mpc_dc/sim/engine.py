@@ -974,7 +974,9 @@ def compute_kpis(
     work [WU], solver and decision times [s], faults, the solves HiGHS stopped on its
     wall-clock limit (``solver_time_limit_hits``: a run with any is not reproducible) and
     on its node limit (``solver_node_limit_hits``: reproducible, an incumbent plan), the
-    warm-started LP runs HiGHS failed on and re-solved cold (``warm_start_failures``), the
+    warm-started LP runs HiGHS failed on and re-solved cold (``warm_start_failures``),
+    the roundings repaired by a chunk MIP or kept within ``controller.repair_token_share``
+    (``chunk_mip_repairs``, ``repairs_skipped``), the
     decision projections (:mod:`mpc_dc.sim.projection`), DR compliance; with a fleet,
     serving figures (requests, tokens, latency percentiles [s], SLO attainment [-] and
     requests that missed their SLO: counted at request level, estimated at fluid level;
@@ -1050,6 +1052,10 @@ def compute_kpis(
         "solver_node_limit_hits": int(getattr(stats, "node_limit_hits", 0)),
         # Warm bases HiGHS failed on, each re-solved cold: time lost, not the plan.
         "warm_start_failures": int(getattr(stats, "warm_start_failures", 0)),
+        # Roundings that lost tokens: repaired by a chunk MIP, or kept (a loss within
+        # controller.repair_token_share of the interval's demand, priced as late).
+        "chunk_mip_repairs": int(getattr(stats, "chunk_mip_repairs", 0)),
+        "repairs_skipped": int(getattr(stats, "repairs_skipped", 0)),
         "solve_time_median_s": float(np.median(solve)) if solve.size else 0.0,
         "solve_time_p95_s": float(np.percentile(solve, 95)) if solve.size else 0.0,
         "highs_time_median_s": float(np.nanmedian(highs)) if highs.size else 0.0,

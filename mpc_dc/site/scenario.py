@@ -513,6 +513,11 @@ class ControllerSpec:
         (:data:`DEFAULT_MIP_MAX_NODES`; None: none, which no TOML value gives, but
         :data:`MAX_MIP_NODES` is HiGHS's own "no limit"); deterministic, unlike
         ``time_limit_s``: a run it stops ends at the same plan on any machine.
+    repair_token_share : float [-]
+        A committed interval whose rounding lost at most this share of its demanded
+        tokens (against the LP relaxation) is kept as rounded instead of repaired by a
+        chunk MIP (``SolverOptions.repair_token_share``); 0: every loss is repaired.
+        The offline solve always repairs.
     offline_time_limit_s : float [s]
         HiGHS wall-clock limit of the one whole-run solve of ``offline``.
     offline_mip_rel_gap : float [-]
@@ -604,6 +609,7 @@ class ControllerSpec:
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
     mip_rel_gap: float = 1e-4
     mip_max_nodes: int | None = DEFAULT_MIP_MAX_NODES
+    repair_token_share: float = 1e-3
     offline_time_limit_s: float = 600.0
     offline_mip_rel_gap: float = 1e-6
     offline_mip_max_nodes: int | None = None
@@ -653,7 +659,8 @@ class ControllerSpec:
                                   f"(branch-and-bound nodes), got {nodes}",
                                   key=f"controller.{key}")
         check_in_unit_interval({f"controller.{k}": getattr(self, k) for k in (
-            "mip_rel_gap", "offline_mip_rel_gap", "demand_quantile", "work_nd_quantile")},
+            "mip_rel_gap", "offline_mip_rel_gap", "repair_token_share", "demand_quantile",
+            "work_nd_quantile")},
             closed=False)
         if not 0.5 <= self.curtail_confidence < 1.0:
             raise ConfigError(SOURCE, f"expected a probability in [0.5, 1), got "
