@@ -48,11 +48,11 @@ def _alternate(run: Callable[[bool], float], rounds: int) -> dict[str, Any]:
             cpu = time.process_time()
             walls[on].append(run(on))
             cpus[on].append(time.process_time() - cpu)
-    off, on = np.median(walls[False]), np.median(walls[True])
+    off_median, on_median = np.median(walls[False]), np.median(walls[True])
     cpu_off, cpu_on = np.median(cpus[False]), np.median(cpus[True])
     return {"off_wall_s": walls[False], "on_wall_s": walls[True],
-            "off_median_s": float(off), "on_median_s": float(on),
-            "on_over_off_wall_ratio": float(on / off),
+            "off_median_s": float(off_median), "on_median_s": float(on_median),
+            "on_over_off_wall_ratio": float(on_median / off_median),
             "off_cpu_s": cpus[False], "on_cpu_s": cpus[True],
             "on_over_off_cpu_ratio": float(cpu_on / cpu_off), "target_ratio_max": 1.2}
 

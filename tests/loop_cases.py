@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from mpc_dc.runner import build_policy, prepare
+from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.engine import RunResult, simulate
 from mpc_dc.sim.exogenous import SiteExogenous, demand_columns
 from mpc_dc.site.scenario import (
@@ -160,7 +161,8 @@ def poisoned(exo: SiteExogenous, step: int, seed: int) -> SiteExogenous:
         if col.startswith("workload_wu["):
             _keep_released_batch(exo, frame, col, step, first)
     requests = exo.requests
-    if requests is not None:
+    # per-interval aggregates carry no request to lengthen (fluid runs)
+    if isinstance(requests, RequestArrays):
         late = requests.arrival_s >= step * STEP.total_seconds()
         requests = replace(requests, response_tokens=np.where(
             late, requests.response_tokens * 9 + 50, requests.response_tokens))
