@@ -1197,9 +1197,10 @@ def _serving_kpis(result: RunResult, serving: ServingConfig, fluid: FluidServer 
         kpis["tokens_unserved"] = float(fluid.backlog_tokens.sum())
         kpis["requests_per_wall_s"] = math.nan
         arrivals = pools["arrivals"].to_numpy().reshape(fluid.est_wait_s.shape)
-        # the share of each pool-interval's arrivals estimated late (lateness.py)
-        late_share = (result.fluid_late_share if result.fluid_late_share is not None
-                      else fluid_late_share(fluid, serving)[0])
+        # the share of each pool-interval's arrivals estimated late (lateness.py), the
+        # estimate simulation() made once for the lateness book
+        late_share = result.fluid_late_share
+        assert late_share is not None
         total = arrivals.sum()
         missed = float((arrivals * late_share).sum())
         kpis["slo_attainment_estimate"] = 1.0 - missed / total if total else math.nan
