@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -36,22 +36,25 @@ from mpc_dc.site.scenario import (
 from traces.grid import STEP, Publication
 
 
-def rcdc_short(days: float = 1.5, history_days: int = 7, **overrides: Any) -> Scenario:
+def rcdc_short(days: float = 1.5, history_days: int = 7,
+               overrides: Mapping[str, Any] | None = None) -> Scenario:
     """``rcdc_default.toml`` shortened (``overrides``: more dotted keys)."""
     base = load_scenario(example_path("rcdc_default"))
     return with_overrides(base, {"run.days": days, "run.history_days": history_days,
-                                 **overrides}, "<test>")
+                                 **(overrides or {})}, "<test>")
 
 
-def fleet_short(days: float = 0.25, history_days: int = 2, **overrides: Any) -> Scenario:
-    """``fleet_default.toml`` shortened, 5 request streams, a 2-h horizon."""
+def fleet_short(days: float = 0.25, history_days: int = 2,
+                overrides: Mapping[str, Any] | None = None) -> Scenario:
+    """``fleet_default.toml`` shortened, 5 request streams, a 2-h horizon (``overrides``:
+    more dotted keys)."""
     base = load_scenario(example_path("fleet_default"))
     return with_overrides(base, {"run.days": days, "run.history_days": history_days,
                                  "workload.requests.rate_multiplier": 5.0,
-                                 "controller.horizon_h": 2.0, **overrides}, "<test>")
+                                 "controller.horizon_h": 2.0, **(overrides or {})}, "<test>")
 
 
-COMBINED = {
+COMBINED: dict[str, Any] = {
     "name": "combined",
     "run": {"start": "2022-04-29T04:00:00Z", "days": 2.0, "history_days": 1, "seed": 5},
     "data": {"source": "synthetic"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,16 @@ from traces.grid import STEP, STEPS_PER_DAY, Publication, grid_index
 
 NATIVE = Publication()
 HOURLY = Publication(pd.Timedelta(hours=1))
+
+
+class ModelParams(TypedDict, total=False):
+    """Constructor parameters of the forecasters compared here (SARIMAX order, Fourier
+    pairs of the daily and weekly cycles, optimiser iterations)."""
+
+    order: tuple[int, int, int]
+    daily_harmonics: int
+    weekly_harmonics: int
+    maxiter: int
 
 
 def test_conformal_ranks_by_hand() -> None:
@@ -51,9 +62,11 @@ def _ar_series(days: int, seed: int = 1, phi: float = 0.97) -> pd.Series:
 
 def test_calibration_never_changes_the_point_forecast() -> None:
     y = _ar_series(12)
-    for name, params in (("seasonal_naive_daily", {}),
-                         ("sarimax", {"order": (1, 0, 0), "daily_harmonics": 1,
-                                      "weekly_harmonics": 0, "maxiter": 20})):
+    cases: tuple[tuple[str, ModelParams], ...] = (
+        ("seasonal_naive_daily", {}),
+        ("sarimax", {"order": (1, 0, 0), "daily_harmonics": 1, "weekly_harmonics": 0,
+                     "maxiter": 20}))
+    for name, params in cases:
         cal = make_forecaster(name, **params).fit(y.iloc[:-STEPS_PER_DAY])
         raw = make_forecaster(name, calibration="model", **params).fit(y.iloc[:-STEPS_PER_DAY])
         assert cal.score_book is not None and len(cal.score_book) > 24

@@ -105,8 +105,9 @@ def test_oracle_mpc_reaching_the_end_equals_the_offline_optimum(shared_data: Pat
     Wholesale windows are independent, so this case cannot tell the two horizons
     apart; it covers the MILP path (negative prices). The retail test below can.
     """
-    scenario = rcdc_short(2.0, 1, **{"run.start": "2022-04-04T04:00:00Z",
-                                     "data.source": "real", "data.dir": str(shared_data)})
+    scenario = rcdc_short(2.0, 1, overrides={"run.start": "2022-04-04T04:00:00Z",
+                                              "data.source": "real",
+                                              "data.dir": str(shared_data)})
     offline, perfect_to_end, rolling = offline_to_end_rolling(scenario)
     assert offline.kpis["formulations"] == {"exact": 1}  # negative prices: the MILP
     c_off = offline.kpis["cost_usd"]
@@ -121,7 +122,7 @@ def retail() -> Scenario:
     """The RCDC site on the retail tariff with the RCDC demand charge (12.39 $/kW on the
     monthly 15-min peak import); 2 days inside one billing month (April), one day of
     history (the synthetic series depend on it)."""
-    return rcdc_short(2.0, 1, **{"site.campuses[0].grid.tariff": {
+    return rcdc_short(2.0, 1, overrides={"site.campuses[0].grid.tariff": {
         "kind": "retail", "demand_charge_usd_per_kw": 12.39}})
 
 
@@ -296,8 +297,8 @@ def test_mid_hour_start_fits_on_the_published_history_only() -> None:
     yet, so their forecasters stop at 03:45; the 15-min workload is seen to 04:15. The
     withheld quarters arrive with the rest of their hour, at 05:00."""
     # Carbon priced, so that it is forecast too.
-    _, exo = prepare(rcdc_short(0.25, **{"run.start": "2022-04-04T04:30:00Z",
-                                         "site.carbon_price_usd_per_t": 30.0}))
+    _, exo = prepare(rcdc_short(0.25, overrides={"run.start": "2022-04-04T04:30:00Z",
+                                                 "site.carbon_price_usd_per_t": 30.0}))
     forecasters = make_forecasters(exo, "persistence")
     hour = pd.Timestamp("2022-04-04T04:00:00Z")
     for quantity in ("price_usd_per_mwh", "renewable_cf", "carbon_gco2_per_kwh"):

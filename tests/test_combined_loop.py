@@ -15,10 +15,11 @@ Invariant (c), the books of every run, is checked by every ``simulate`` call
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mpc_dc.control.mpc import MpcPolicy
@@ -87,11 +88,13 @@ def forecasts_changed(policy: MpcPolicy, change: Change) -> Iterator[None]:
     forecasts = policy.forecasts
     predict, quantile = forecasts.predict, forecasts.quantile
 
-    def changed_predict(time: object, steps: int, only: object = None) -> dict[str, np.ndarray]:
-        return {c: change(c, v) for c, v in predict(time, steps, only).items()}  # type: ignore[arg-type]
+    def changed_predict(time: pd.Timestamp, steps: int, only: Sequence[str] | None = None
+                        ) -> dict[str, np.ndarray]:
+        return {c: change(c, v) for c, v in predict(time, steps, only).items()}
 
-    def changed_quantile(channel: str, time: object, steps: int, level: float) -> np.ndarray:
-        return change(channel, quantile(channel, time, steps, level))  # type: ignore[arg-type]
+    def changed_quantile(channel: str, time: pd.Timestamp, steps: int, level: float
+                         ) -> np.ndarray:
+        return change(channel, quantile(channel, time, steps, level))
 
     forecasts.predict = changed_predict  # type: ignore[method-assign]
     forecasts.quantile = changed_quantile  # type: ignore[method-assign]

@@ -49,7 +49,7 @@ def test_release_rule_by_hand() -> None:
 
 @pytest.mark.parametrize("rule", ["window_start", "on_arrival"])
 def test_the_loop_releases_the_deferrable_share(rule: DeferrableRelease) -> None:
-    _, exo = prepare(rcdc_short(2.0, **{"site.campuses[0].other_it.release": rule}))
+    _, exo = prepare(rcdc_short(2.0, overrides={"site.campuses[0].other_it.release": rule}))
     work = exo.frame[WORK].to_numpy()[exo.history_steps: exo.history_steps + exo.n_steps]
     released = exo.initial_backlog(C).total_wu + sum(
         exo.deferrable_arrival_wu(C, k) for k in range(exo.n_steps))
@@ -59,8 +59,8 @@ def test_the_loop_releases_the_deferrable_share(rule: DeferrableRelease) -> None
 
 @pytest.mark.parametrize("label", ["perfect", "persistence"])
 def test_on_arrival_work_is_delayed_never_advanced(label: str) -> None:
-    scenario, exo = prepare(rcdc_short(2.0, **{"site.campuses[0].other_it.release":
-                                                "on_arrival"}))
+    scenario, exo = prepare(rcdc_short(2.0, overrides={"site.campuses[0].other_it.release":
+                                                       "on_arrival"}))
     result = simulate(exo, build_policy(controller_variant(scenario, label), exo))
     led = result.campus_ledger(C)
     work = exo.frame[WORK].to_numpy()[exo.history_steps: exo.history_steps + exo.n_steps]
@@ -116,7 +116,7 @@ def test_study_equals_closed_loop_with_perfect_foresight(
     study = RcdcStudyConfig(days=days, deferrable_release=rule)
     expected = run_month(study_data[days, rule], study, market, configuration).cost_usd
     campus = campus_table(study.configuration_site(market, configuration).campuses[0])
-    scenario = rcdc_short(float(days), 1, **{
+    scenario = rcdc_short(float(days), 1, overrides={
         "name": f"study-{market}-{configuration}", "run.start": START, "data.source": "real",
         "data.dir": str(shared_data), "site.campuses[0]": campus})
     scenario, exo = prepare(scenario)

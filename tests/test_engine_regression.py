@@ -21,6 +21,7 @@ series). Carbon is not compared (the RCDC engine had none).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -58,7 +59,7 @@ class RcdcRule:
         self.cheap, self.low, self.high = cheap, low, high
         self.price = 40.0
 
-    def observe(self, time: pd.Timestamp, values: dict[str, float]) -> None:
+    def observe(self, time: pd.Timestamp, values: Mapping[str, float]) -> None:
         self.price = values.get(column("price_usd_per_mwh", CAMPUS), self.price)
 
     def decide(self, obs: Observation) -> Decision:
@@ -199,7 +200,7 @@ class FleetRule:
         self.site = site
         self.demand = {m: 3000.0 for m in site.models}
 
-    def observe(self, time: pd.Timestamp, values: dict[str, float]) -> None:
+    def observe(self, time: pd.Timestamp, values: Mapping[str, float]) -> None:
         for m in self.site.models:
             self.demand[m] = values.get(f"tokens_per_s[{m}]", self.demand[m])
 

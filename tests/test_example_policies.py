@@ -116,7 +116,7 @@ def test_a_curtailment_is_committed_as_the_mpc_commits_it(
     from tests.loop_cases import rcdc_short
     from tests.test_mpc_hedges import C, pinned
 
-    scenario, exo = prepare(rcdc_short(0.25, history_days=2, **{
+    scenario, exo = prepare(rcdc_short(0.25, history_days=2, overrides={
         "controller.forecaster": "persistence", "controller.scenarios": 1,
         "controller.curtail_confidence": 0.9}))
     policy = StochasticMpc(PolicyContext.from_exogenous(scenario, exo))

@@ -381,6 +381,7 @@ def test_requeues_and_moves_draw_on_one_quality_ledger() -> None:
     assert {"move", "requeue"} <= set(to_fp8["action"])
     first = to_fp8[to_fp8["time_s"] == 100.0].set_index("action")["count"]
     assert first["requeue"] == 40.0
+    assert isinstance(exo.requests, RequestArrays)
     arrivals = exo.requests.arrival_s
     times = sorted(set(to_fp8["time_s"]))
     for t, after in zip(times, [*times[1:], 900.0], strict=True):
@@ -770,11 +771,11 @@ def test_poisoned_future_arrivals_do_not_change_earlier_actions() -> None:
     assert starts(clean) != starts(dirty)
     co, do = clean.outcome, dirty.outcome
     assert co is not None and do is not None
-    acts = [r.fast_actions for r in results]
-    assert acts[0] is not None and acts[1] is not None
+    clean_acts, dirty_acts = clean.fast_actions, dirty.fast_actions
+    assert clean_acts is not None and dirty_acts is not None
     # (a "move" row counts the requests of the window that starts at its time_s)
     pd.testing.assert_frame_equal(*(a[(a["time_s"] < 150.0) & (a["action"] != "move")]
-                                    .reset_index(drop=True) for a in acts))
+                                    .reset_index(drop=True) for a in (clean_acts, dirty_acts)))
     early = co.requests.arrival_s < 150.0
     assert early.sum() == (do.requests.arrival_s < 150.0).sum()
     n = int(early.sum())  # the first n requests of both runs

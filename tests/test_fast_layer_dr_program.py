@@ -7,12 +7,15 @@ keeps nothing the plan stops) instead of ``cap_fraction_of_baseline × baseline`
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
 from mpc_dc.runner import build_policy, prepare
 from mpc_dc.sim.engine import finish, simulation
+from mpc_dc.sim.exogenous import CampusRealized
+from mpc_dc.sim.fast_layer import CampusLimits
+from mpc_dc.sim.plant import Setpoints
 from mpc_dc.site.scenario import default_scenario, with_overrides
 
 
@@ -31,9 +34,10 @@ def test_fast_layer_is_bounded_by_the_announced_baseline() -> None:
     seen: dict[int, list[float]] = {}
     limits = loop.limits
 
-    def recording(step: int, realized: Any, *rest: Any) -> Any:
+    def recording(step: int, realized: Sequence[CampusRealized], starts: Sequence[Setpoints],
+                  caps: Sequence[float | None]) -> CampusLimits:
         seen[step] = [r.dr_baseline_mw if r.dr_event else np.nan for r in realized]
-        return limits(step, realized, *rest)
+        return limits(step, realized, starts, caps)
 
     loop.limits = recording  # type: ignore[method-assign]
     env.run()

@@ -33,6 +33,7 @@ from mpc_dc.runner import (
     run_scenario,
     solver_options,
 )
+from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.engine import simulate
 from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.policy import Decision, Observation
@@ -121,7 +122,7 @@ def test_mpc_closed_loop_invariants_and_commitment(case: tuple[Scenario, SiteExo
     # Capacity suffices (GPUs are far from binding): nothing is left unrouted, and what
     # is not served by the run end arrived in its last interval (still decoding).
     req = exo.requests
-    assert req is not None
+    assert isinstance(req, RequestArrays)
     last = float(req.response_tokens[req.arrival_s >= (exo.n_steps - 1) * 900.0].sum())
     assert k["tokens_unserved"] <= last
     assert k["tokens_served"] + k["tokens_unserved"] == pytest.approx(

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from mpc_dc.cli import main as cli_main
-from mpc_dc.sim.arrivals import SOURCE_TRACE
+from mpc_dc.sim.arrivals import SOURCE_TRACE, RequestArrays
 from mpc_dc.sim.exogenous import SiteExogenous
 from mpc_dc.site.config import Fleet
 from mpc_dc.site.data import CARBON_SOURCES, SYNTHETIC_CARBON, build_site_exogenous
@@ -263,7 +263,7 @@ def test_burstgpt_rows_land_at_the_hour_of_count_hour_zero(
     np.testing.assert_array_equal(row_hours[:10], day0[:10])
 
     req = small_caiso.requests
-    assert req is not None
+    assert isinstance(req, RequestArrays)
     kept = rows.loc[rows["request_tokens"] > 0, "arrival_s"].to_numpy()
     trace = req.arrival_s[req.source == SOURCE_TRACE]
     np.testing.assert_array_equal(np.sort(trace), kept[kept < trace.max() + 1])
@@ -307,7 +307,7 @@ def test_dr_caiso_demand_is_the_study_s_shape(
     assert tokens.sum() == pytest.approx(expect.sum(), rel=0.02)
     # Compound Poisson: var = (requests/h) × E[tokens²] of a request.
     req = exo.requests
-    assert req is not None
+    assert isinstance(req, RequestArrays)
     second_moment = float(np.mean(req.response_tokens.astype(float) ** 2))
     requests_h = expect / study.mean_response_tokens
     z = ((tokens - expect) / np.sqrt(requests_h * second_moment + 1e-9))[expect > 0]

@@ -10,6 +10,8 @@ other's values.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
 import pandas as pd
 
@@ -21,6 +23,16 @@ from traces.grid import STEP, STEPS_PER_DAY
 
 HISTORY_DAYS, RUN_DAYS, H = 8, 2, STEPS_PER_DAY
 LEVELS = (0.1, 0.9)
+
+
+class SarimaxSchedule(TypedDict):
+    """Constructor parameters of the SARIMAX forecasters: refit cadence [h], optimiser
+    iterations, fit window [days], history needed before the first fit [h]."""
+
+    refit_every_hours: int
+    maxiter: int
+    fit_window_days: float
+    min_fit_hours: int
 
 
 def _series(seed: int, level: float, unit: str) -> pd.Series:
@@ -43,8 +55,8 @@ def _series(seed: int, level: float, unit: str) -> pd.Series:
 def _forecasters(series: dict[str, pd.Series]) -> dict[str, BaseForecaster]:
     """One of each kind of forecaster the loop runs, fitted on the history; SARIMAX
     refits daily (so the Kalman filter restarts mid-run)."""
-    sarimax = {"refit_every_hours": 24, "maxiter": 10, "fit_window_days": 7,
-               "min_fit_hours": 48}
+    sarimax: SarimaxSchedule = {"refit_every_hours": 24, "maxiter": 10, "fit_window_days": 7,
+                                "min_fit_hours": 48}
     out = {
         "price": make_forecaster("sarimax", **sarimax),
         # Model quantiles: the Kalman filter's standard errors are the band.

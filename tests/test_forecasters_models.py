@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasters import Combination, DirectLad, NoisyOracle, make_forecaster
+from forecasters import (
+    AutoSarimaxForecaster,
+    Combination,
+    DirectLad,
+    NoisyOracle,
+    make_forecaster,
+)
 from forecasters.adapters import available
 from forecasters.base import CALIBRATION_STEPS
 from forecasters.direct import lad_fit
@@ -130,10 +136,11 @@ def test_auto_sarimax_selects_by_bic_and_reselects_on_cadence() -> None:
     fc = make_forecaster("auto_sarimax", orders=((1, 0, 0), (2, 0, 0)),
                          daily_harmonics_grid=(1,), weekly_harmonics=0, refit_every_hours=24,
                          select_every_hours=48, calibration="model")
+    assert isinstance(fc, AutoSarimaxForecaster)
     fc.fit(y.iloc[: 4 * 24 * 10])
     for hour in range(24 * 10, 24 * 13):
         fc.update(y.iloc[4 * hour : 4 * hour + 4])
-    sel = fc.selections  # type: ignore[attr-defined]
+    sel = fc.selections
     assert sel[0]["order"] == (2, 0, 0)
     assert fc.n_refits == 1 + 3 and len(sel) == 1 + 1  # refits at 24, 48, 72 h; select at 48
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasters import make_forecaster
+from forecasters import SarimaxForecaster, make_forecaster
 from forecasters.backtest import rolling_origin_backtest
 from forecasters.base import BaseForecaster
 from forecasters.calendar import holiday_flags
@@ -177,9 +177,9 @@ def test_feed_hands_each_published_interval_once() -> None:
         blocks.append((values.index[0], values.index[-1]))
         return original_known(name, values)
 
-    def predict(issue: pd.Timestamp, horizon: int) -> pd.Series:
-        seen_at_issue.append((pd.Timestamp(issue), blocks[-1][1]))
-        return original_predict(issue, horizon)
+    def predict(issue_time: pd.Timestamp | str, horizon: int) -> pd.Series:
+        seen_at_issue.append((pd.Timestamp(issue_time), blocks[-1][1]))
+        return original_predict(issue_time, horizon)
 
     fc.update_known = spy  # type: ignore[method-assign]
     fc.predict = predict  # type: ignore[method-assign]
@@ -197,6 +197,7 @@ def test_sarimax_learns_the_day_ahead_coefficient() -> None:
     """RT = 1.5 DA + AR(1): the exog coefficient is ~1.5 and the DA model beats the one
     without it at a 12-h lead."""
     with_da = _build("sarimax")
+    assert isinstance(with_da, SarimaxForecaster)
     with_da.update_known("lmp_da", DA)
     with_da.fit(RT.iloc[:FIT_END])
     beta = with_da._kf.beta  # Fourier (2 columns) then the DA

@@ -103,9 +103,11 @@ def test_erlang_c_by_hand() -> None:
     """M/M/1 waits with probability ρ: C(1, a) = a. M/M/2 at a = 1: Erlang B is
     (1/2) / (1 + 1 + 1/2) = 0.2, so C = 0.2 / (1 − 0.5 × 0.8) = 1/3. Overloaded
     (a ≥ c): every arrival waits; no load: none does."""
-    np.testing.assert_allclose(erlang_c(1.0, [0.25, 0.5, 0.9]), [0.25, 0.5, 0.9], rtol=1e-12)
+    np.testing.assert_allclose(erlang_c(1.0, np.array([0.25, 0.5, 0.9])), [0.25, 0.5, 0.9],
+                               rtol=1e-12)
     assert float(erlang_c(2.0, 1.0)) == pytest.approx(1 / 3, rel=1e-12)
-    np.testing.assert_array_equal(erlang_c([2.0, 2.0, 3.0], [2.0, 5.0, 0.0]), [1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(erlang_c(np.array([2.0, 2.0, 3.0]), np.array([2.0, 5.0, 0.0])),
+                                  [1.0, 1.0, 0.0])
 
 
 def test_fluid_lateness_from_the_queue_estimate_by_hand() -> None:
@@ -159,6 +161,7 @@ def _hot_fluid_case(requests: int) -> SiteExogenous:
     10 ms, TPOT target 50 ms, prefill 10,000 tokens/s), ``requests`` of 2000 prompt
     and 5 response tokens evenly over the first interval from 60 s."""
     exo, _ = hand_case()
+    assert exo.requests is not None
     t = np.sort(np.random.default_rng(7).uniform(60.0, 900.0, requests))
     arrays = RequestArrays.from_arrays(t, np.zeros(requests), np.full(requests, 2000),
                                        np.full(requests, 5), (MODEL,))
@@ -228,7 +231,7 @@ def test_closed_loop_books_and_prices_lateness() -> None:
     # Fluid: estimated from the fluid queue, booked and priced alike. Its instance does
     # the interval's work in 180 s of its 840 ready seconds (no queue, nothing late);
     # with 20 × the output tokens the work is 3600 s and the queue carries over.
-    assert exo.requests is not None
+    assert isinstance(exo.requests, RequestArrays)
     requests = replace(exo.requests, response_tokens=20 * exo.requests.response_tokens)
     frame = exo.frame.copy()
     truth = demand_columns(requests, exo.run_index)

@@ -55,8 +55,8 @@ CASES = {
     # SARIMAX forecasts (price, wind, workload), the work_nd quantile reserve: 2 days.
     "rcdc": lambda: rcdc_short(days=2.0),
     # A fleet without switching (re-sized at local midnights only), across one.
-    "fleet_midnight": lambda: fleet_short(days=0.5, **{"run.start": "2022-04-04T01:00:00Z",
-                                                       "fleet.flexibility": "S3"}),
+    "fleet_midnight": lambda: fleet_short(days=0.5, overrides={
+        "run.start": "2022-04-04T01:00:00Z", "fleet.flexibility": "S3"}),
 }
 
 
@@ -85,7 +85,9 @@ def test_with_fields_is_replace(name: str) -> None:
     before = dataclasses.asdict(inputs)
     current = getattr(inputs, name)
     value = 0.3 if current is None or np.ndim(current) == 0 else np.asarray(current) * 0.5
-    got, want = inputs.with_fields(**{name: value}), dataclasses.replace(inputs, **{name: value})
+    # Any: the field is picked at run time, so its value's type is not known statically.
+    change: dict[str, Any] = {name: value}
+    got, want = inputs.with_fields(**change), dataclasses.replace(inputs, **change)
     for field in dataclasses.fields(HorizonInputs):
         a, b = getattr(got, field.name), getattr(want, field.name)
         if isinstance(b, np.ndarray):
@@ -107,10 +109,12 @@ def test_with_fields_rejects_what_the_constructor_rejects(name: str, bad: object
     inputs = _inputs()
     value = bad if isinstance(bad, np.ndarray) or name.endswith("_per_kwh") else np.full(
         np.shape(getattr(inputs, name)), bad)
+    # Any: the field is picked at run time, so its value's type is not known statically.
+    change: dict[str, Any] = {name: value}
     with pytest.raises(ValueError) as want:
-        dataclasses.replace(inputs, **{name: value})
+        dataclasses.replace(inputs, **change)
     with pytest.raises(ValueError) as got:
-        inputs.with_fields(**{name: value})
+        inputs.with_fields(**change)
     assert str(got.value) == str(want.value)
     with pytest.raises(TypeError, match="unknown field"):
         inputs.with_fields(work_nd=np.zeros((1, 8)))

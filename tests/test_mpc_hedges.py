@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mpc_dc.control.forecasting import ChannelForecasts, make_forecasters
@@ -39,13 +40,13 @@ def pinned(exo: SiteExogenous, price: float, price_quantile: float,
     forecasts = ChannelForecasts(make_forecasters(exo, "persistence"))
     point = forecasts.predict
 
-    def predict(time: object, steps: int, only: Sequence[str] | None = None
+    def predict(time: pd.Timestamp, steps: int, only: Sequence[str] | None = None
                 ) -> dict[str, np.ndarray]:
-        out = point(time, steps, only)  # type: ignore[arg-type]
+        out = point(time, steps, only)
         out[PRICE] = np.full(steps, price)
         return out
 
-    def quantile(channel: str, time: object, steps: int, level: float) -> np.ndarray:
+    def quantile(channel: str, time: pd.Timestamp, steps: int, level: float) -> np.ndarray:
         return np.full(steps, price_quantile if channel == PRICE else work_quantile)
 
     forecasts.predict = predict  # type: ignore[method-assign]

@@ -72,7 +72,7 @@ def test_perfect_foresight_mpc_realizes_its_planned_flows() -> None:
 @pytest.mark.shared_data
 def test_offline_replay_equals_plan_on_the_two_day_real_case(shared_data: Path) -> None:
     """NYISO zone F, 4-5 April 2022 (eight negative real-time prices): to the cent."""
-    scenario, exo = prepare(rcdc_short(2.0, 1, **{
+    scenario, exo = prepare(rcdc_short(2.0, 1, overrides={
         "run.start": "2022-04-04T04:00:00Z", "data.source": "real",
         "data.dir": str(shared_data)}))
     assert (exo.realized_array("price")[:, 0] < 0).sum() == 8
@@ -107,7 +107,7 @@ def _leaky(self: CampusPlant, charge_mw: float, discharge_mw: float) -> tuple[fl
 
 
 def battery_exo() -> SiteExogenous:
-    return prepare(rcdc_short(1.0, **{"site.campuses[0].battery": {}}))[1]
+    return prepare(rcdc_short(1.0, overrides={"site.campuses[0].battery": {}}))[1]
 
 
 def test_a_battery_within_its_limits_closes_its_books() -> None:

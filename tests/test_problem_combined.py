@@ -47,7 +47,7 @@ def _fleet() -> Fleet:
     row = _row("BF16", mu=1000, gpus=1, idle_w=1e6, e_j=1000.0, loss=0)
     return Fleet(models=("m",), utilization_cap=1.0, start_cost_usd_per_gpu=0.0,
                  quality_cost_usd_per_point_mtok=0.0,
-                 table=QuantTable((row,), "hand"))  # type: ignore[arg-type]
+                 table=QuantTable((row,), "hand"))
 
 
 def _campus(name: str = "A", *, gpus: int = 8, it_mw: float | None = 10.0,
@@ -78,8 +78,8 @@ def test_pools_other_it_renewable_and_export() -> None:
                                  demand_tokens_per_s=[[2000.0] * 3],
                                  carbon_gco2_per_kwh=100.0, renewable_cf=[[1.0, 1.0, 0.0]],
                                  work_nd_wu=1.25)
-    state = PlantState({POOL: 2}, df_due_cum_wu=[[0.0, 0.5, 0.5]],
-                       df_available_cum_wu=[[0.5, 0.5, 0.5]])
+    state = PlantState({POOL: 2}, df_due_cum_wu=np.array([[0.0, 0.5, 0.5]]),
+                       df_available_cum_wu=np.array([[0.5, 0.5, 0.5]]))
     for formulation in (Formulation.RELAXED, Formulation.EXACT):
         res = Problem(site, 3, formulation=formulation).solve(inputs, state)
         assert res.plan is not None and res.cost is not None, res.message
@@ -117,7 +117,8 @@ def test_negative_price_curtails_wind_and_imports() -> None:
     site = Site((_campus(gpus=0, it_mw=20.0),))
     inputs = HorizonInputs.build(site, 2, price_usd_per_mwh=[[-20.0, 30.0]],
                                  renewable_cf=1.0, work_nd_wu=1.25)
-    state = PlantState(df_due_cum_wu=[[0.0, 1.25]], df_available_cum_wu=[[1.25, 1.25]])
+    state = PlantState(df_due_cum_wu=np.array([[0.0, 1.25]]),
+                       df_available_cum_wu=np.array([[1.25, 1.25]]))
     res = Problem(site, 2).solve(inputs, state)
     assert res.formulation is Formulation.EXACT
     assert res.plan is not None
@@ -148,8 +149,8 @@ def test_exact_binaries_ride_along_round_and_fix() -> None:
     inputs = HorizonInputs.build(site, 2, price_usd_per_mwh=[[-20.0, 30.0]],
                                  demand_tokens_per_s=[[1500.0, 1500.0]], renewable_cf=1.0,
                                  work_nd_wu=1.25)
-    state = PlantState({POOL: 4}, df_due_cum_wu=[[0.0, 1.25]],
-                       df_available_cum_wu=[[1.25, 1.25]])
+    state = PlantState({POOL: 4}, df_due_cum_wu=np.array([[0.0, 1.25]]),
+                       df_available_cum_wu=np.array([[1.25, 1.25]]))
     prob = Problem(site, 2)
     whole = prob.solve(inputs, state, integer_intervals=2)
     assert whole.formulation is Formulation.EXACT and whole.repaired
@@ -213,7 +214,7 @@ def test_demand_charge_is_per_campus_and_moves_tokens() -> None:
                 _fleet())
     inputs = HorizonInputs.build(site, 1, price_usd_per_mwh=[[10.0], [40.0]],
                                  demand_tokens_per_s=[[4000.0]])
-    res = Problem(site, 1).solve(inputs, PlantState(peak_import_to_date_mw=[4.0, 0.0]))
+    res = Problem(site, 1).solve(inputs, PlantState(peak_import_to_date_mw=np.array([4.0, 0.0])))
     assert res.plan is not None and res.cost is not None
     assert res.objective_usd == pytest.approx(50.0, abs=1e-6)
     assert res.cost.demand_charge_usd == pytest.approx(0.0, abs=1e-6)
@@ -231,7 +232,7 @@ def test_coarse_column_holds_deferrable_work_and_averages_prices() -> None:
     what its three intervals cost at the held power (0.25 · 2 · (5 + 10 + 15))."""
     site = Site((_campus(gpus=0, nameplate_mw=None, export_mw=0.0),))
     inputs = HorizonInputs.build(site, 4, price_usd_per_mwh=[[100.0, 5.0, 10.0, 15.0]])
-    state = PlantState(df_due_cum_wu=[[0.0, 0.0, 0.0, 1.5]], df_available_cum_wu=1.5
+    state = PlantState(df_due_cum_wu=np.array([[0.0, 0.0, 0.0, 1.5]]), df_available_cum_wu=1.5
                        * np.ones((1, 4)))
     prob = Problem(site, 4, SolverOptions(fine_steps=1, coarse_block_steps=3))
     assert prob.n_columns == 2
@@ -248,8 +249,8 @@ def test_infeasible_deadline_names_the_campus() -> None:
     site = Site((_campus("dc", gpus=0, nameplate_mw=None),))
     inputs = HorizonInputs.build(site, 1, price_usd_per_mwh=10.0, work_nd_wu=1.0)
     with pytest.raises(InfeasibleInputError, match="campus dc: deferrable deadline"):
-        Problem(site, 1).solve(inputs, PlantState(df_due_cum_wu=[[2.0]],
-                                                  df_available_cum_wu=[[2.0]]))
+        Problem(site, 1).solve(inputs, PlantState(df_due_cum_wu=np.array([[2.0]]),
+                                                  df_available_cum_wu=np.array([[2.0]])))
 
 
 def test_power_units_follow_the_site() -> None:

@@ -428,9 +428,11 @@ def _rcdc(H: int, retail: bool, formulation: str, battery: bool = False,
     return new_problem(H, retail, formulation, BATTERY if battery else None, binary_intervals)
 
 
-def _objective(case: Case, formulation: str, **kw: object) -> SolveResult:
+def _objective(case: Case, formulation: str, battery: bool = False,
+               binary_intervals: int | None = None) -> SolveResult:
     retail, inputs, state = case
-    res = _rcdc(inputs.horizon_steps, retail, formulation, **kw).solve(inputs, state)  # type: ignore[arg-type]
+    res = _rcdc(inputs.horizon_steps, retail, formulation, battery,
+                binary_intervals).solve(inputs, state)
     assert res.status.has_plan and res.cost is not None, res.message
     assert res.cost.carbon_usd == res.cost.switching_usd == res.cost.unserved_usd == 0.0
     return res

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mpc_dc.sim.arrivals import RequestArrays
 from mpc_dc.sim.serving import workload_capacity
 from mpc_dc.site.data import (
     SiteSources,
@@ -267,7 +268,8 @@ def test_columns_are_those_that_apply(data_env: Path) -> None:
     assert exo.publication["price_usd_per_mwh[nyc]"] == Publication(pd.Timedelta(hours=1))
     assert "tokens_per_s[qwen3-32b]" not in exo.publication
     assert "dr_event[nyc]" not in exo.publication
-    assert exo.requests is not None and exo.requests.arrival_s.max() < exo.n_steps * 900.0
+    assert isinstance(exo.requests, RequestArrays) and (
+        exo.requests.arrival_s.max() < exo.n_steps * 900.0)
 
 
 def test_same_node_same_price_other_node_other_seed() -> None:
@@ -364,7 +366,7 @@ def test_run_data_do_not_depend_on_the_horizon() -> None:
     a, b = build_site_exogenous(base), build_site_exogenous(longer)
     end = a.history_steps + a.n_steps
     assert len(b.frame) == end + longer.controller.horizon_steps
-    assert a.requests is not None and b.requests is not None
+    assert isinstance(a.requests, RequestArrays) and isinstance(b.requests, RequestArrays)
     np.testing.assert_array_equal(a.requests.arrival_s, b.requests.arrival_s)
     np.testing.assert_array_equal(a.requests.response_tokens, b.requests.response_tokens)
     pd.testing.assert_frame_equal(a.frame.iloc[:end], b.frame.iloc[:end])

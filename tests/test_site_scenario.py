@@ -392,7 +392,8 @@ def test_bad_key_is_one_line_naming_it(case: str) -> None:
 def test_valid_variations_load() -> None:
     """What the checks must not refuse: NYISO names as nodes, retail at F, synthetic
     labels, windpowerlib at a CAISO hub, no fleet and no GPUs, an empty battery table."""
-    real = {"data": {"source": "real"}}
+    real: dict[str, Any] = {"data": {"source": "real"}}
+    patch: dict[str, Any]
     for patch in (
         real | _campus(1, price_node="N.Y.C."),
         real | _campus(1, price_node="CAPITL", grid={"tariff": {"kind": "retail"}}),
