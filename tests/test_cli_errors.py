@@ -129,3 +129,64 @@ def test_compare_set_overrides_are_checked_before_anything_runs(
     assert cli.main(["compare", "--set", "controller.lateness_weight=-1"]) == 2
     err = capsys.readouterr().err
     assert "controller.lateness_weight" in err and "expected a value >= 0" in err
+
+
+def _refused(capsys: pytest.CaptureFixture[str], argv: list[str], out: Path) -> str:
+    """Run ``argv`` with ``--out out``; assert exit 2, one stderr line, nothing written;
+    return the line."""
+    assert cli.main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mpc-dc: error: ") and err.count("\n") == 1, err
+    assert not out.exists()
+    assert [p.name for p in out.parent.iterdir() if ".tmp-" in p.name] == []
+    return err
+
+
+SHORT_RUN = ["run", "--no-plots", "--set", "run.days=0.25"]
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    # A negative seed failed at the first draw: "internal error: ValueError: expected
+    # non-negative integer", exit 1.
+    ("run.seed=-1", "key 'run.seed': expected a value >= 0, got -1"),
+    # A TTFT target <= 0 ran to the end with every request late (exit 0).
+    ("serving.default_ttft_slo_s=-1", "key 'serving.default_ttft_slo_s': expected a value > 0"),
+    ('serving.ttft_slo_s={"qwen3-32b"=0}', "key 'serving.ttft_slo_s.qwen3-32b': expected a "
+     "value > 0, got 0.0"),
+    # A TPOT target of 0 and a negative sample count were internal errors (exit 1).
+    ('serving.tpot_slo_s={"qwen3-32b"=0}', "key 'serving.tpot_slo_s.qwen3-32b': expected a "
+     "value > 0, got 0.0"),
+    ("serving.request_samples=-5", "key 'serving.request_samples': expected a value >= 0, "
+     "got -5"),
+])
+def test_out_of_range_run_and_serving_values_are_refused(
+        override: str, expected: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    err = _refused(capsys, [*SHORT_RUN, "--controller", "baseline", "--set", override],
+                   tmp_path / "out")
+    assert expected in err
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    # The forecaster's fit on too short a history was "internal error: ValueError:
+    # sarimax: needs at least 72 observed complete hours to fit, got 24", exit 1.
+    (["run.history_days=1", "controller.forecaster=sarimax"],
+     "key 'run.history_days': 1 d of history is too little for forecaster 'sarimax': it "
+     "needs at least 72 observed complete hours to fit, got 24; expected "
+     "run.history_days >= 3"),
+    # Fitted at the first forecast inside the simulation (simpy re-raises the error).
+    (["run.history_days=0", "controller.forecaster=sarimax"],
+     "key 'run.history_days': 0 d of history is too little for forecaster 'sarimax': it "
+     "needs at least 72 observed complete hours to fit, got 0;"),
+    # No history and a start off the hour: "internal error: ValueError: history of 0
+    # intervals is shorter than the publication lag of [...]", exit 1.
+    (["run.history_days=0", 'run.start="2022-04-01T04:15:00Z"',
+      "controller.forecaster=persistence"],
+     "key 'run.history_days': 0 d of history: history of 0 intervals is shorter than the "
+     "publication lag of"),
+])
+def test_too_short_a_history_names_run_history_days(
+        overrides: list[str], expected: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [*SHORT_RUN, *(a for o in overrides for a in ("--set", o))]
+    assert expected in _refused(capsys, argv, tmp_path / "out")

@@ -165,6 +165,9 @@ class RunSpec(RunPeriod):
 
     def __post_init__(self) -> None:
         check_run_period(self, self.history_days)
+        # numpy's generators take any whole number >= 0 as a seed; a negative one
+        # would only fail at the first draw, deep in the run.
+        positive(SOURCE, "run.seed", self.seed, allow_zero=True)
         try:
             ZoneInfo(self.local_tz)
         except (ZoneInfoNotFoundError, ValueError):
@@ -373,6 +376,12 @@ class ServingSpec:
     late_usd_per_s: float = 1e-5
 
     def __post_init__(self) -> None:
+        # A target <= 0 makes every request late (TTFT) or divides by zero (TPOT windows).
+        positive(SOURCE, "serving.default_ttft_slo_s", self.default_ttft_slo_s)
+        for table in ("ttft_slo_s", "tpot_slo_s"):
+            for model, target_s in getattr(self, table).items():
+                positive(SOURCE, f"serving.{table}.{model}", target_s)
+        positive(SOURCE, "serving.request_samples", self.request_samples, allow_zero=True)
         for key in ("late_usd_per_request", "late_usd_per_s"):
             value = getattr(self, key)
             if not 0.0 <= value < float("inf"):  # also refuses NaN
