@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -754,12 +755,37 @@ def compare(
     with history_errors(scenario, source):
         prepared = prepare(scenario, source=source)
     rows: dict[str, dict[str, Any]] = {}
-    for row, variant in wanted.items():
-        callback = progress(names[row], variant.run.n_steps) if progress is not None else None
-        outcome = run_scenario(variant, targets[row], prepared=prepared, progress=callback,
-                               plots=False, policy=policy_of.get(row), source=source)
-        rows[row] = summary_row(outcome)
+    created = out_dir is not None and not Path(out_dir).exists()
+    written: list[Path] = []
+    try:
+        for row, variant in wanted.items():
+            callback = (progress(names[row], variant.run.n_steps) if progress is not None
+                        else None)
+            outcome = run_scenario(variant, targets[row], prepared=prepared,
+                                   progress=callback, plots=False, policy=policy_of.get(row),
+                                   source=source)
+            if outcome.path is not None:
+                written.append(outcome.path)
+            rows[row] = summary_row(outcome)
+    except BaseException:
+        # A row refused (e.g. too little history for its forecaster) or interrupted: the
+        # rows written so far are part of a comparison that was not made, and would block
+        # the same command run again (its run directories exist).
+        _remove_runs(written, Path(out_dir) if created and out_dir is not None else None)
+        raise
     return with_regrets(pd.DataFrame.from_dict(rows, orient="index"))
+
+
+def _remove_runs(written: Sequence[Path], created: Path | None) -> None:
+    """Remove the run directories ``written`` and the folder ``created`` for them (when
+    it is left empty); a failure to remove is logged, not raised over the first error."""
+    for path in written:
+        try:
+            shutil.rmtree(path)
+        except OSError as err:
+            logger.warning("could not remove %s of the failed comparison: %s", path, err)
+    if created is not None and created.is_dir() and not any(created.iterdir()):
+        created.rmdir()
 
 
 def with_regrets(table: pd.DataFrame) -> pd.DataFrame:

@@ -190,3 +190,57 @@ def test_too_short_a_history_names_run_history_days(
         capsys: pytest.CaptureFixture[str]) -> None:
     argv = [*SHORT_RUN, *(a for o in overrides for a in ("--set", o))]
     assert expected in _refused(capsys, argv, tmp_path / "out")
+
+
+PROC = Path("/proc")
+
+
+@pytest.mark.skipif(not (PROC / "self").is_dir(),
+                    reason="needs Linux's /proc (a folder no user, root included, may write)")
+@pytest.mark.parametrize("command", [
+    [*SHORT_RUN, "--controller", "baseline"],
+    ["compare", "--days", "0.25", "--forecasters", "persistence"],
+])
+def test_an_out_that_cannot_be_written_is_refused_before_the_run(
+        command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """The old code simulated the whole run first, then failed to write: exit 3,
+    "/proc/...: could not write (No such file or directory)"."""
+    out = PROC / "mpc-dc-cannot-write-here"
+    assert cli.main([*command, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"mpc-dc: error: {out}: cannot write into /proc (no such file or "
+                            "directory); expected a folder this user may write\n")
+    assert "net cost" not in captured.out  # nothing ran (no summary, no table)
+    assert not out.exists()
+
+
+def test_compare_out_that_exists_is_refused_before_the_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The old code ran and printed every row, then refused the folder at the write."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n", encoding="utf-8")
+    assert cli.main(["compare", "--days", "0.25", "--forecasters", "persistence",
+                     "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"mpc-dc: error: {out}: exists already;")
+    assert captured.err.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_compare_leaves_no_runs_when_a_later_row_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``compare --runs DIR``: the reference, offline and perfect rows ran and were written
+    before the sarimax row found too little history; the old code left them in DIR (and
+    the same command then refused DIR/reference as existing)."""
+    runs = tmp_path / "runs"
+    mine = tmp_path / "mine"
+    (mine / "keep").mkdir(parents=True)
+    for folder in (runs, mine):
+        assert cli.main(["compare", "--days", "0.25", "--forecasters", "sarimax",
+                         "--set", "run.history_days=1", "--runs", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "key 'run.history_days'" in err
+    assert not runs.exists()
+    assert sorted(p.name for p in mine.iterdir()) == ["keep"]
