@@ -244,3 +244,27 @@ def test_compare_leaves_no_runs_when_a_later_row_is_refused(
         assert err.count("\n") == 1 and "key 'run.history_days'" in err
     assert not runs.exists()
     assert sorted(p.name for p in mine.iterdir()) == ["keep"]
+
+
+def test_one_table_where_a_list_of_tables_is_expected_is_named_in_toml(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``[site.campuses]`` for ``[[site.campuses]]``: the old line printed the whole
+    campus table's repr ("expected a list, got {'name': 'rcdc', ...}", 400 characters)."""
+    scenario = tmp_path / "one_table.toml"
+    scenario.write_text('[run]\ndays = 0.25\n\n[site.campuses]\nname = "rcdc"\n'
+                        'price_node = "F"\ncarbon_zone = "US-NY-NYIS"\n', encoding="utf-8")
+    err = _refused(capsys, ["run", str(scenario)], tmp_path / "out")
+    assert err == (f"mpc-dc: error: {scenario}: key 'site.campuses': expected a list of "
+                   "tables ([[site.campuses]] for each entry), got one table "
+                   "([site.campuses])\n")
+
+
+@pytest.mark.parametrize(("key", "expected"), [
+    # The old line ended at "not a table in the scenario", without what was expected.
+    ("site.campuses.north.gpus=2", "'site.campuses' is a list of tables; expected an entry "
+     "by position or name in brackets, e.g. site.campuses[north].gpus"),
+    ("run.days.x=1", "'run.days' is a value (3.0); expected 'run.days' itself as the key"),
+])
+def test_a_set_key_through_a_list_or_a_value_says_what_was_meant(
+        key: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert expected in _refused(capsys, ["run", "--set", key], tmp_path / "out")

@@ -29,7 +29,7 @@ import difflib
 import functools
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from importlib import resources
@@ -1164,6 +1164,21 @@ def _index(node: list[Any], inside: str, dotted: str, source: str | Path) -> int
     raise ConfigError(source, f"no entry named {inside!r}; {expected}", key=dotted)
 
 
+def _not_a_table(node: Any, tokens: Sequence[tuple[str, str]], j: int) -> str:
+    """Why the dotted key of ``tokens`` cannot go on at ``node`` (reached by
+    ``tokens[:j]``; ``tokens[j]`` is a name), and the key that was likely meant."""
+    def joined(part: Sequence[tuple[str, str]]) -> str:
+        return "".join(f"[{b}]" if b else f".{n}" for b, n in part)
+
+    where = joined(tokens[:j]).lstrip(".")
+    if isinstance(node, list):
+        meant = f"{where}[{tokens[j][1]}]{joined(tokens[j + 1:])}"
+        return (f"not a table in the scenario: '{where}' is a list of tables; expected an "
+                f"entry by position or name in brackets, e.g. {meant}")
+    return (f"not a table in the scenario: '{where}' is a value ({node!r}); expected "
+            f"'{where}' itself as the key")
+
+
 def with_overrides(scenario: Scenario, overrides: Mapping[str, Any],
                    source: str | Path) -> Scenario:
     """``scenario`` with dotted-key overrides applied and validated.
@@ -1198,7 +1213,7 @@ def with_overrides(scenario: Scenario, overrides: Mapping[str, Any],
                     node = node[pos]
                 continue
             if not isinstance(node, dict):
-                raise ConfigError(source, "not a table in the scenario", key=dotted)
+                raise ConfigError(source, _not_a_table(node, tokens, j), key=dotted)
             if last:
                 node[name] = copy.deepcopy(value)
             else:
