@@ -268,3 +268,16 @@ def test_one_table_where_a_list_of_tables_is_expected_is_named_in_toml(
 def test_a_set_key_through_a_list_or_a_value_says_what_was_meant(
         key: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert expected in _refused(capsys, ["run", "--set", key], tmp_path / "out")
+
+
+def test_backtest_train_days_too_short_for_the_forecaster(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The old code: "internal error: InsufficientHistoryError: sarimax: needs at least 72
+    observed complete hours to fit, got 23", exit 1."""
+    err = _refused(capsys, ["backtest", "--data", str(shared_data), "--series", "lmp",
+                            "--forecaster", "sarimax", "--start", "2022-04-01", "--days", "1",
+                            "--train-days", "1"], tmp_path / "out")
+    assert err == (
+        "mpc-dc: error: --train-days: 1 d before 2022-04-01 00:00Z is too little history of "
+        "series 'lmp' for forecaster 'sarimax': it needs at least 72 observed complete hours "
+        "to fit, got 23; expected --train-days >= 4 (more if the series has gaps there)\n")
