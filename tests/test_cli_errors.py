@@ -281,3 +281,12 @@ def test_backtest_train_days_too_short_for_the_forecaster(
         "mpc-dc: error: --train-days: 1 d before 2022-04-01 00:00Z is too little history of "
         "series 'lmp' for forecaster 'sarimax': it needs at least 72 observed complete hours "
         "to fit, got 23; expected --train-days >= 4 (more if the series has gaps there)\n")
+
+
+def test_a_folder_given_as_the_scenario_is_named_a_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The old line said "scenario file not found" of a folder that exists."""
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    err = _refused(capsys, ["run", str(folder)], tmp_path / "out")
+    assert err == f"mpc-dc: error: {folder}: is a directory; expected a scenario TOML file\n"

@@ -1048,6 +1048,8 @@ def read_toml(path: str | Path, what: str = "scenario") -> dict[str, Any]:
         Missing, empty or non-UTF-8 file, or a TOML syntax error (with its line).
     """
     file = Path(path)
+    if file.is_dir():
+        raise ConfigError(file, f"is a directory; expected a {what} TOML file")
     if not file.is_file():
         raise ConfigError(file, f"{what} file not found")
     raw = file.read_bytes()
