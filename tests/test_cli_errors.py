@@ -290,3 +290,22 @@ def test_a_folder_given_as_the_scenario_is_named_a_folder(
     folder.mkdir()
     err = _refused(capsys, ["run", str(folder)], tmp_path / "out")
     assert err == f"mpc-dc: error: {folder}: is a directory; expected a scenario TOML file\n"
+
+
+def test_a_sweep_run_with_no_history_names_run_history_days(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A sweep run is reported failed, not raised (the sweep goes on); its message was the
+    bare "ValueError: history of 0 intervals is shorter than the publication lag ..."."""
+    base = REPO / "mpc_dc" / "scenarios" / "default.toml"
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(
+        f'[sweep]\nname = "no-history"\nbase = "{base}"\n[sweep.grid]\n'
+        '"run.history_days" = [0]\n"run.days" = [0.25]\n'
+        '"run.start" = ["2022-04-01T04:15:00Z"]\n"controller.kind" = ["baseline"]\n',
+        encoding="utf-8")
+    assert cli.main(["sweep", str(sweep), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "ConfigError: <scenario>: key 'run.history_days': 0 d of history:" in err
+    assert "expected run.history_days >= 1 (or a run.start on the hour)" in err
+    assert list((tmp_path / "out" / "runs").iterdir()) == []  # no run directory written
