@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -293,9 +294,11 @@ def test_a_folder_given_as_the_scenario_is_named_a_folder(
 
 
 def test_a_sweep_run_with_no_history_names_run_history_days(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
     """A sweep run is reported failed, not raised (the sweep goes on); its message was the
-    bare "ValueError: history of 0 intervals is shorter than the publication lag ..."."""
+    bare "ValueError: history of 0 intervals is shorter than the publication lag ...", and
+    it was logged at ERROR with its traceback (22 stderr lines)."""
     base = REPO / "mpc_dc" / "scenarios" / "default.toml"
     sweep = tmp_path / "sweep.toml"
     sweep.write_text(
@@ -309,3 +312,5 @@ def test_a_sweep_run_with_no_history_names_run_history_days(
     assert "ConfigError: <scenario>: key 'run.history_days': 0 d of history:" in err
     assert "expected run.history_days >= 1 (or a run.start on the hour)" in err
     assert list((tmp_path / "out" / "runs").iterdir()) == []  # no run directory written
+    shown = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in shown if r.exc_info] == []  # no traceback without -vv
