@@ -115,6 +115,37 @@ class LookaheadError(ValueError):
     """A forecast was requested for an interval the forecaster has already observed."""
 
 
+class InsufficientHistoryError(ValueError):
+    """Too few observed hours to fit a model: the history given was too short (or too
+    gappy), not a fault of the forecaster.
+
+    Parameters
+    ----------
+    forecaster : str
+        The forecaster's name.
+    need_hours : int [h]
+        Observed complete hours the fit needs.
+    got_hours : int [h]
+        Observed complete hours it had.
+    cutoff : Timestamp or None
+        The last interval of the history it had.
+    """
+
+    def __init__(self, forecaster: str, need_hours: int, got_hours: int,
+                 cutoff: pd.Timestamp | None) -> None:
+        self.forecaster = forecaster
+        self.need_hours = need_hours
+        self.got_hours = got_hours
+        self.cutoff = cutoff
+        # Every field in ``args``: simpy re-raises a process's error as
+        # ``type(err)(*err.args)``, and pickling (process pools) rebuilds it so too.
+        super().__init__(forecaster, need_hours, got_hours, cutoff)
+
+    def __str__(self) -> str:
+        return (f"{self.forecaster}: needs at least {self.need_hours} observed complete hours "
+                f"to fit, got {self.got_hours} (history up to {self.cutoff})")
+
+
 class NotFittedError(RuntimeError):
     """``predict`` or ``update`` was called before ``fit``."""
 

@@ -32,7 +32,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from forecasters.base import BaseForecaster, Bounds, Release, _GrowingArray
+from forecasters.base import (
+    BaseForecaster,
+    Bounds,
+    InsufficientHistoryError,
+    Release,
+    _GrowingArray,
+)
 from forecasters.calendar import holiday_flags
 from forecasters.memo import grid, ns
 from traces.grid import NYISO_DA_RELEASE, STEP
@@ -221,10 +227,8 @@ class HourlyForecaster(BaseForecaster):
         first = max(0, n_hours - window)
         endog = self._hourly.values[first:n_hours]
         if int(np.isfinite(endog).sum()) < self.min_fit_hours:
-            raise ValueError(
-                f"{self.name}: needs at least {self.min_fit_hours} observed complete hours to "
-                f"fit, got {int(np.isfinite(endog).sum())} (history up to {self.cutoff})"
-            )
+            raise InsufficientHistoryError(self.name, self.min_fit_hours,
+                                           int(np.isfinite(endog).sum()), self.cutoff)
         self._estimate(endog, first)
         self._fit_first_hour = first
         self._hours_since_fit = 0

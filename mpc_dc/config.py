@@ -131,9 +131,14 @@ def _coerce(hint: Any, value: Any, source: str | Path, key: str) -> Any:
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return from_mapping(hint, value, source, key)
     if origin in (tuple, list):
-        if not isinstance(value, list | tuple):
-            raise ConfigError(source, f"expected a list, got {value!r}", key=key)
         args = get_args(hint)
+        if isinstance(value, Mapping) and args and dataclasses.is_dataclass(args[0]):
+            # [key] where [[key]] was meant: name the TOML, not the whole table's repr.
+            raise ConfigError(source, f"expected a list of tables ([[{key}]] for each entry), "
+                              f"got one table ([{key}])", key=key)
+        if not isinstance(value, list | tuple):
+            shown = "a table" if isinstance(value, Mapping) else repr(value)
+            raise ConfigError(source, f"expected a list, got {shown}", key=key)
         item = args[0] if args else Any
         items = [_coerce(item, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items

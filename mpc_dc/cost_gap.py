@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from mpc_dc.rundir import read_parquet_file, read_run
-from traces.grid import STEP_H
+from traces.errors import TraceError
+from traces.grid import STEP, STEP_H
 
 PARTS: tuple[str, ...] = (
     "inference_idle_usd",
@@ -132,11 +133,47 @@ def lateness_by_interval(path: Path | str) -> pd.DataFrame:
         level="interval_start_utc", sort=True).sum()
 
 
+def _span(path: Path) -> tuple[str, pd.MultiIndex]:
+    """What the run's ledger covers, in words, and its (interval, campus) index."""
+    _, ledger, _ = read_run(path)
+    index = pd.MultiIndex.from_arrays([
+        pd.DatetimeIndex(ledger.index.get_level_values("interval_start_utc")),
+        ledger.index.get_level_values("campus")])
+    starts = index.levels[0]
+    if len(starts) == 0:
+        return "no interval", index
+    campuses = ", ".join(dict.fromkeys(str(c) for c in index.get_level_values(1)))
+    return (f"{starts.min():%Y-%m-%d %H:%M} to {starts.max() + STEP:%Y-%m-%d %H:%M} UTC "
+            f"({len(starts)} intervals) at {campuses}"), index
+
+
+def check_comparable(reference: Path | str, run: Path | str) -> None:
+    """Refuse two runs that do not cover the same intervals and campuses: their parts
+    would be sums over different periods (or sites), and their difference no gap.
+
+    Raises
+    ------
+    TraceError
+        Naming ``run``'s ledger, what it covers and what the reference covers.
+    """
+    ref_words, ref_index = _span(Path(reference))
+    run_words, run_index = _span(Path(run))
+    if not run_index.sort_values().equals(ref_index.sort_values()):
+        raise TraceError(Path(run) / "ledger.parquet",
+                         f"covers {run_words}; expected the intervals and campuses of the "
+                         f"reference {reference} ({ref_words}): cost-gap compares runs of "
+                         "one scenario")
+
+
 def gap_table(runs: Mapping[str, Path | str]) -> pd.DataFrame:
     """:func:`breakdown` of each run (columns, in order) and each run's difference to
-    the first (``<name> − <first>``)."""
+    the first (``<name> − <first>``); every run must cover the first's intervals and
+    campuses (:func:`check_comparable`)."""
     if len(runs) < 1:
         raise ValueError("gap_table: expected at least one run")
+    paths = list(runs.values())
+    for path in paths[1:]:
+        check_comparable(paths[0], path)
     table = pd.DataFrame({name: breakdown(path) for name, path in runs.items()})
     first = table.columns[0]
     for name in list(table.columns[1:]):

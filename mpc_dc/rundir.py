@@ -59,6 +59,19 @@ class RunDirExistsError(FileExistsError):
     """The target run directory exists already."""
 
 
+class RunDirNotWritableError(OSError):
+    """The folder a run directory would be written into cannot be written (found before
+    any work, unlike :class:`RunWriteError`)."""
+
+    def __init__(self, target: Path, folder: Path, cause: OSError) -> None:
+        reason = (cause.strerror or str(cause) or type(cause).__name__).lower()
+        super().__init__(f"{target}: cannot write into {folder} ({reason}); expected a "
+                         "folder this user may write")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class RunWriteError(OSError):
     """Writing an output failed (e.g. a full disk); nothing partial was left behind.
 
@@ -141,6 +154,9 @@ def check_target(target: Path, *, overwrite: bool = False) -> None:
     ------
     RunDirExistsError
         One line naming ``target`` and what was expected.
+    RunDirNotWritableError
+        The folder ``target`` would be created in refuses a new entry (permissions, a
+        read-only file system, ``/proc``): found now rather than after the run.
     """
     target = Path(target)
     if target.exists():
@@ -154,13 +170,30 @@ def check_target(target: Path, *, overwrite: bool = False) -> None:
             raise RunDirExistsError(
                 f"{target}: not an mpc-dc output folder (no {MARKER_NAME}); --overwrite "
                 "replaces only folders mpc-dc wrote: choose another --out or remove it yourself")
+        _check_writable(target, target.parent)
         return
     for parent in target.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise RunDirExistsError(f"{target}: {parent} is a file; expected a directory "
                                         "path")
+            _check_writable(target, parent)
             return
+
+
+def _check_writable(target: Path, folder: Path) -> None:
+    """Create and remove an empty folder in ``folder``, where ``target`` (or the first of
+    its missing parents) will be created: permission bits alone do not say (root, a
+    read-only mount, an immutable folder). Named as a temporary folder of this process,
+    so :func:`clean_stale` removes it if the process dies in between."""
+    probe = Path(folder) / f".{target.name}.probe.tmp-{os.getpid()}"
+    try:
+        probe.mkdir()
+    except FileExistsError:
+        pass  # this process's own probe, left by an interrupted check
+    except OSError as err:
+        raise RunDirNotWritableError(target, Path(folder), err) from None
+    probe.rmdir()
 
 
 @contextmanager

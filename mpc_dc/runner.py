@@ -22,8 +22,10 @@ import json
 import logging
 import math
 import re
+import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from forecasters.base import InsufficientHistoryError
 from mpc_dc.blocks.lateness import calibrated_knee_weights
 from mpc_dc.control.baseline import BaselinePolicy
 from mpc_dc.control.forecasting import (
@@ -57,6 +60,7 @@ from mpc_dc.sim.exogenous import SiteExogenous, column
 from mpc_dc.sim.faults import FaultInjector, FaultSpec
 from mpc_dc.sim.meter import pct_of_costs
 from mpc_dc.sim.policy import Policy
+from mpc_dc.sim.publication import PublicationLagError
 from mpc_dc.sim.serving import workload_capacity
 from mpc_dc.site.config import Fleet, Site
 from mpc_dc.site.data import SOURCE, DataFiles, build_site_exogenous, errors_name
@@ -484,6 +488,31 @@ def policy_name(spec: ControllerSpec) -> str:
 # ----------------------------------------------------------------------------- run
 
 
+@contextmanager
+def history_errors(scenario: Scenario, source: str | Path = SOURCE) -> Iterator[None]:
+    """Too short a history before the run is bad input, not a bug: a forecaster that
+    cannot fit on it (:class:`~forecasters.base.InsufficientHistoryError`, raised when the
+    controller is built or at its first forecast) or a publication lag reaching before
+    it (:class:`~mpc_dc.sim.publication.PublicationLagError`, when the data are
+    prepared) becomes a :class:`ConfigError` naming ``run.history_days``."""
+    try:
+        yield
+    except PublicationLagError as err:
+        # Only a run with no history at all can hit it: an hourly value is published at
+        # the end of its hour, so a start off the hour needs the hour begun before it.
+        raise ConfigError(source, f"{scenario.run.history_days} d of history: {err}; "
+                          "expected run.history_days >= 1 (or a run.start on the hour)",
+                          key="run.history_days") from err
+    except InsufficientHistoryError as err:
+        need_days = math.ceil(err.need_hours / 24)
+        raise ConfigError(
+            source, f"{scenario.run.history_days} d of history is too little for forecaster "
+            f"'{err.forecaster}': it needs at least {err.need_hours} observed complete hours "
+            f"to fit, got {err.got_hours}; expected run.history_days >= {need_days} (more "
+            "if the history has gaps or the run starts off the hour)",
+            key="run.history_days") from err
+
+
 def run_scenario(
     scenario: Scenario,
     out: Path | None = None,
@@ -531,7 +560,8 @@ def run_scenario(
     # The files the run reads, for its DR lead-in to read none again.
     files = DataFiles()
     if prepared is None:
-        scenario, exo = prepare(scenario, source=source, files=files)
+        with history_errors(scenario, source):
+            scenario, exo = prepare(scenario, source=source, files=files)
     else:
         base, exo = prepared
         if scenario.fleet is not None and base.fleet is not None:
@@ -539,18 +569,20 @@ def run_scenario(
         exo = on_site(exo, scenario.site)
     prepared_s = time.perf_counter() - tick
     # The lead-in is timed apart (kpis["dr_lead_in_time_s"]): it is a whole run of its own.
-    exo, lead_in = with_meter_history(scenario, exo, policy=policy, source=source,
-                                      files=files)
-    del files  # frees the files' frames before the simulation
-    tick = time.perf_counter()
-    injector = fault_injector(scenario, exo)
-    if injector is not None:
-        exo = injector.announce(exo)
-    controller = (build_policy(scenario, exo, injector) if policy is None
-                  else make_policy(policy, PolicyContext.from_exogenous(scenario, exo)))
-    setup = prepared_s + time.perf_counter() - tick
-    result = simulate(exo, controller, serving=scenario.serving.config(), progress=progress,
-                      faults=injector, fast_layer=scenario.controller.fast_layer)
+    with history_errors(scenario, source):
+        exo, lead_in = with_meter_history(scenario, exo, policy=policy, source=source,
+                                          files=files)
+        del files  # frees the files' frames before the simulation
+        tick = time.perf_counter()
+        injector = fault_injector(scenario, exo)
+        if injector is not None:
+            exo = injector.announce(exo)
+        controller = (build_policy(scenario, exo, injector) if policy is None
+                      else make_policy(policy, PolicyContext.from_exogenous(scenario, exo)))
+        setup = prepared_s + time.perf_counter() - tick
+        result = simulate(exo, controller, serving=scenario.serving.config(),
+                          progress=progress, faults=injector,
+                          fast_layer=scenario.controller.fast_layer)
     kpis = result.kpis
     kpis["setup_time_s"] = setup
     history = exo.dr_meter_history_mw
@@ -720,14 +752,40 @@ def compare(
     for target in targets.values():
         if target is not None:
             check_target(target, overwrite=False)
-    prepared = prepare(scenario, source=source)
+    with history_errors(scenario, source):
+        prepared = prepare(scenario, source=source)
     rows: dict[str, dict[str, Any]] = {}
-    for row, variant in wanted.items():
-        callback = progress(names[row], variant.run.n_steps) if progress is not None else None
-        outcome = run_scenario(variant, targets[row], prepared=prepared, progress=callback,
-                               plots=False, policy=policy_of.get(row))
-        rows[row] = summary_row(outcome)
+    created = out_dir is not None and not Path(out_dir).exists()
+    written: list[Path] = []
+    try:
+        for row, variant in wanted.items():
+            callback = (progress(names[row], variant.run.n_steps) if progress is not None
+                        else None)
+            outcome = run_scenario(variant, targets[row], prepared=prepared,
+                                   progress=callback, plots=False, policy=policy_of.get(row),
+                                   source=source)
+            if outcome.path is not None:
+                written.append(outcome.path)
+            rows[row] = summary_row(outcome)
+    except BaseException:
+        # A row refused (e.g. too little history for its forecaster) or interrupted: the
+        # rows written so far are part of a comparison that was not made, and would block
+        # the same command run again (its run directories exist).
+        _remove_runs(written, Path(out_dir) if created and out_dir is not None else None)
+        raise
     return with_regrets(pd.DataFrame.from_dict(rows, orient="index"))
+
+
+def _remove_runs(written: Sequence[Path], created: Path | None) -> None:
+    """Remove the run directories ``written`` and the folder ``created`` for them (when
+    it is left empty); a failure to remove is logged, not raised over the first error."""
+    for path in written:
+        try:
+            shutil.rmtree(path)
+        except OSError as err:
+            logger.warning("could not remove %s of the failed comparison: %s", path, err)
+    if created is not None and created.is_dir() and not any(created.iterdir()):
+        created.rmdir()
 
 
 def with_regrets(table: pd.DataFrame) -> pd.DataFrame:

@@ -91,7 +91,7 @@ from mpc_dc.site.scenario import (
     scenario_to_mapping,
     with_overrides,
 )
-from traces.errors import ConfigError
+from traces.errors import ConfigError, TraceError, TraceRangeError
 
 logger = logging.getLogger(__name__)
 
@@ -489,7 +489,8 @@ class SweepOutcome:
 def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
     """Run one sweep run into ``run_dir`` (atomically); a task of every executor.
 
-    A run that raises is reported as failed (logged with its traceback) rather than
+    A run that raises is reported as failed (logged with its traceback; bad input, a
+    ConfigError or TraceError, at info level, its traceback at debug level) rather than
     raised, so that one bad run does not lose the others and dask does not retry a
     deterministic failure on other workers. An interruption (Ctrl-C, SIGTERM) is not
     a failure: it propagates, after the temporary run directory is removed.
@@ -510,8 +511,15 @@ def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
             policy=run.policy,
         )
     except Exception as err:  # reported per run; the sweep goes on
-        logger.exception("run %s failed", run.run_id)
         message = " ".join(str(err).split()) or type(err).__name__
+        if isinstance(err, ConfigError | TraceError | TraceRangeError):
+            # Bad input names its key or file in one line, printed with the run's
+            # progress line and the sweep's closing error; a traceback (-vv only) would
+            # bury them, as `mpc-dc run` never prints one for bad input.
+            logger.info("run %s failed: %s", run.run_id, message)
+            logger.debug("run %s failed", run.run_id, exc_info=True)
+        else:
+            logger.exception("run %s failed", run.run_id)
         return RunReport(run.run_id, "failed", f"{type(err).__name__}: {message}",
                          time.perf_counter() - tick)
     return RunReport(run.run_id, "done", "", time.perf_counter() - tick)
@@ -529,12 +537,13 @@ def _prepared(scenario: Scenario) -> Any:
     :func:`mpc_dc.runner.compare` shares them; building them can take longer than the
     run (millions of requests). One entry: runs are submitted scenario by scenario.
     """
-    from mpc_dc.runner import data_key, prepare
+    from mpc_dc.runner import data_key, history_errors, prepare
 
     key = data_key(scenario)
     if key not in _PREPARED:
         _PREPARED.clear()
-        _PREPARED[key] = prepare(scenario)
+        with history_errors(scenario):
+            _PREPARED[key] = prepare(scenario)
     return _PREPARED[key]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,187 @@ def test_compare_set_overrides_are_checked_before_anything_runs(
     assert cli.main(["compare", "--set", "controller.lateness_weight=-1"]) == 2
     err = capsys.readouterr().err
     assert "controller.lateness_weight" in err and "expected a value >= 0" in err
+
+
+def _refused(capsys: pytest.CaptureFixture[str], argv: list[str], out: Path) -> str:
+    """Run ``argv`` with ``--out out``; assert exit 2, one stderr line, nothing written;
+    return the line."""
+    assert cli.main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mpc-dc: error: ") and err.count("\n") == 1, err
+    assert not out.exists()
+    assert [p.name for p in out.parent.iterdir() if ".tmp-" in p.name] == []
+    return err
+
+
+SHORT_RUN = ["run", "--no-plots", "--set", "run.days=0.25"]
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    # A negative seed failed at the first draw: "internal error: ValueError: expected
+    # non-negative integer", exit 1.
+    ("run.seed=-1", "key 'run.seed': expected a value >= 0, got -1"),
+    # A TTFT target <= 0 ran to the end with every request late (exit 0).
+    ("serving.default_ttft_slo_s=-1", "key 'serving.default_ttft_slo_s': expected a value > 0"),
+    ('serving.ttft_slo_s={"qwen3-32b"=0}', "key 'serving.ttft_slo_s.qwen3-32b': expected a "
+     "value > 0, got 0.0"),
+    # A TPOT target of 0 and a negative sample count were internal errors (exit 1).
+    ('serving.tpot_slo_s={"qwen3-32b"=0}', "key 'serving.tpot_slo_s.qwen3-32b': expected a "
+     "value > 0, got 0.0"),
+    ("serving.request_samples=-5", "key 'serving.request_samples': expected a value >= 0, "
+     "got -5"),
+])
+def test_out_of_range_run_and_serving_values_are_refused(
+        override: str, expected: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    err = _refused(capsys, [*SHORT_RUN, "--controller", "baseline", "--set", override],
+                   tmp_path / "out")
+    assert expected in err
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    # The forecaster's fit on too short a history was "internal error: ValueError:
+    # sarimax: needs at least 72 observed complete hours to fit, got 24", exit 1.
+    (["run.history_days=1", "controller.forecaster=sarimax"],
+     "key 'run.history_days': 1 d of history is too little for forecaster 'sarimax': it "
+     "needs at least 72 observed complete hours to fit, got 24; expected "
+     "run.history_days >= 3"),
+    # Fitted at the first forecast inside the simulation (simpy re-raises the error).
+    (["run.history_days=0", "controller.forecaster=sarimax"],
+     "key 'run.history_days': 0 d of history is too little for forecaster 'sarimax': it "
+     "needs at least 72 observed complete hours to fit, got 0;"),
+    # No history and a start off the hour: "internal error: ValueError: history of 0
+    # intervals is shorter than the publication lag of [...]", exit 1.
+    (["run.history_days=0", 'run.start="2022-04-01T04:15:00Z"',
+      "controller.forecaster=persistence"],
+     "key 'run.history_days': 0 d of history: history of 0 intervals is shorter than the "
+     "publication lag of"),
+])
+def test_too_short_a_history_names_run_history_days(
+        overrides: list[str], expected: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [*SHORT_RUN, *(a for o in overrides for a in ("--set", o))]
+    assert expected in _refused(capsys, argv, tmp_path / "out")
+
+
+PROC = Path("/proc")
+
+
+@pytest.mark.skipif(not (PROC / "self").is_dir(),
+                    reason="needs Linux's /proc (a folder no user, root included, may write)")
+@pytest.mark.parametrize("command", [
+    [*SHORT_RUN, "--controller", "baseline"],
+    ["compare", "--days", "0.25", "--forecasters", "persistence"],
+])
+def test_an_out_that_cannot_be_written_is_refused_before_the_run(
+        command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """The old code simulated the whole run first, then failed to write: exit 3,
+    "/proc/...: could not write (No such file or directory)"."""
+    out = PROC / "mpc-dc-cannot-write-here"
+    assert cli.main([*command, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"mpc-dc: error: {out}: cannot write into /proc (no such file or "
+                            "directory); expected a folder this user may write\n")
+    assert "net cost" not in captured.out  # nothing ran (no summary, no table)
+    assert not out.exists()
+
+
+def test_compare_out_that_exists_is_refused_before_the_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The old code ran and printed every row, then refused the folder at the write."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n", encoding="utf-8")
+    assert cli.main(["compare", "--days", "0.25", "--forecasters", "persistence",
+                     "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"mpc-dc: error: {out}: exists already;")
+    assert captured.err.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_compare_leaves_no_runs_when_a_later_row_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``compare --runs DIR``: the reference, offline and perfect rows ran and were written
+    before the sarimax row found too little history; the old code left them in DIR (and
+    the same command then refused DIR/reference as existing)."""
+    runs = tmp_path / "runs"
+    mine = tmp_path / "mine"
+    (mine / "keep").mkdir(parents=True)
+    for folder in (runs, mine):
+        assert cli.main(["compare", "--days", "0.25", "--forecasters", "sarimax",
+                         "--set", "run.history_days=1", "--runs", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "key 'run.history_days'" in err
+    assert not runs.exists()
+    assert sorted(p.name for p in mine.iterdir()) == ["keep"]
+
+
+def test_one_table_where_a_list_of_tables_is_expected_is_named_in_toml(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``[site.campuses]`` for ``[[site.campuses]]``: the old line printed the whole
+    campus table's repr ("expected a list, got {'name': 'rcdc', ...}", 400 characters)."""
+    scenario = tmp_path / "one_table.toml"
+    scenario.write_text('[run]\ndays = 0.25\n\n[site.campuses]\nname = "rcdc"\n'
+                        'price_node = "F"\ncarbon_zone = "US-NY-NYIS"\n', encoding="utf-8")
+    err = _refused(capsys, ["run", str(scenario)], tmp_path / "out")
+    assert err == (f"mpc-dc: error: {scenario}: key 'site.campuses': expected a list of "
+                   "tables ([[site.campuses]] for each entry), got one table "
+                   "([site.campuses])\n")
+
+
+@pytest.mark.parametrize(("key", "expected"), [
+    # The old line ended at "not a table in the scenario", without what was expected.
+    ("site.campuses.north.gpus=2", "'site.campuses' is a list of tables; expected an entry "
+     "by position or name in brackets, e.g. site.campuses[north].gpus"),
+    ("run.days.x=1", "'run.days' is a value (3.0); expected 'run.days' itself as the key"),
+])
+def test_a_set_key_through_a_list_or_a_value_says_what_was_meant(
+        key: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert expected in _refused(capsys, ["run", "--set", key], tmp_path / "out")
+
+
+def test_backtest_train_days_too_short_for_the_forecaster(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The old code: "internal error: InsufficientHistoryError: sarimax: needs at least 72
+    observed complete hours to fit, got 23", exit 1."""
+    err = _refused(capsys, ["backtest", "--data", str(shared_data), "--series", "lmp",
+                            "--forecaster", "sarimax", "--start", "2022-04-01", "--days", "1",
+                            "--train-days", "1"], tmp_path / "out")
+    assert err == (
+        "mpc-dc: error: --train-days: 1 d before 2022-04-01 00:00Z is too little history of "
+        "series 'lmp' for forecaster 'sarimax': it needs at least 72 observed complete hours "
+        "to fit, got 23; expected --train-days >= 4 (more if the series has gaps there)\n")
+
+
+def test_a_folder_given_as_the_scenario_is_named_a_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The old line said "scenario file not found" of a folder that exists."""
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    err = _refused(capsys, ["run", str(folder)], tmp_path / "out")
+    assert err == f"mpc-dc: error: {folder}: is a directory; expected a scenario TOML file\n"
+
+
+def test_a_sweep_run_with_no_history_names_run_history_days(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A sweep run is reported failed, not raised (the sweep goes on); its message was the
+    bare "ValueError: history of 0 intervals is shorter than the publication lag ...", and
+    it was logged at ERROR with its traceback (22 stderr lines)."""
+    base = REPO / "mpc_dc" / "scenarios" / "default.toml"
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(
+        f'[sweep]\nname = "no-history"\nbase = "{base}"\n[sweep.grid]\n'
+        '"run.history_days" = [0]\n"run.days" = [0.25]\n'
+        '"run.start" = ["2022-04-01T04:15:00Z"]\n"controller.kind" = ["baseline"]\n',
+        encoding="utf-8")
+    assert cli.main(["sweep", str(sweep), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "ConfigError: <scenario>: key 'run.history_days': 0 d of history:" in err
+    assert "expected run.history_days >= 1 (or a run.start on the hour)" in err
+    assert list((tmp_path / "out" / "runs").iterdir()) == []  # no run directory written
+    shown = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in shown if r.exc_info] == []  # no traceback without -vv

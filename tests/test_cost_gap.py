@@ -19,10 +19,10 @@ STARTS = pd.DatetimeIndex(["2022-04-01T04:00Z", "2022-04-01T04:15Z"],
 
 
 def _run_dir(path: Path, *, cost_without_slo: float, lateness: tuple[float, float],
-             late: tuple[float, float]) -> Path:
+             late: tuple[float, float], starts: pd.DatetimeIndex = STARTS) -> Path:
     """A two-interval, one-campus, one-pool run directory with hand-checkable figures."""
     path.mkdir()
-    index = pd.MultiIndex.from_arrays([STARTS, ["north", "north"]],
+    index = pd.MultiIndex.from_arrays([starts, ["north", "north"]],
                                       names=["interval_start_utc", "campus"])
     ledger = pd.DataFrame({
         "price_usd_per_mwh": [10.0, 100.0],
@@ -38,7 +38,7 @@ def _run_dir(path: Path, *, cost_without_slo: float, lateness: tuple[float, floa
         "idle_energy_j": [3.0, 1.0],              # idle 15 and 5 kWh, active 5 and 5
         "active_energy_j": [1.0, 1.0],
     }, index=pd.MultiIndex.from_arrays(
-        [STARTS, ["north"] * 2, ["m"] * 2, ["BF16"] * 2],
+        [starts, ["north"] * 2, ["m"] * 2, ["BF16"] * 2],
         names=["interval_start_utc", "campus", "model", "precision"]))
     pools.to_parquet(path / "pools.parquet")
     (path / "kpis.json").write_text(json.dumps({
@@ -94,3 +94,20 @@ def test_parts_of_a_closed_loop_run_leave_no_residual(tmp_path: Path) -> None:
     assert parts["residual_usd"] == pytest.approx(0.0, abs=1e-9 * (1 + abs(k["cost_usd"])))
     assert parts["lateness_usd"] == pytest.approx(k["lateness_usd"])
     assert parts["inference_idle_mwh"] + parts["inference_active_mwh"] > 0
+
+
+def test_runs_over_different_intervals_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs of different periods used to be split and subtracted (exit 0): sums over
+    different intervals, whose difference is no gap."""
+    a = _run_dir(tmp_path / "a", cost_without_slo=5.7, lateness=(0.25, 0.75), late=(1, 3))
+    b = _run_dir(tmp_path / "b", cost_without_slo=5.7, lateness=(0.25, 0.75), late=(1, 3),
+                 starts=STARTS + pd.Timedelta(days=1))
+    assert cli_main(["cost-gap", str(a), str(b)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"mpc-dc: error: {b / 'ledger.parquet'}: covers 2022-04-02 04:00 to 2022-04-02 04:30 "
+        f"UTC (2 intervals) at north; expected the intervals and campuses of the reference "
+        f"{a} (2022-04-01 04:00 to 2022-04-01 04:30 UTC (2 intervals) at north): cost-gap "
+        "compares runs of one scenario\n")

@@ -39,6 +39,7 @@ at the issue time, persistence beyond.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ from forecasters.backtest import (
     nowcast_result,
     rolling_origin_backtest,
 )
-from forecasters.base import Release, forecaster_names
+from forecasters.base import InsufficientHistoryError, Release, forecaster_names
 from forecasters.presets import Quantity, make_variant, variants
 from mpc_dc.commands._options import (
     existing_dir,
@@ -316,11 +317,14 @@ def run(args: argparse.Namespace) -> int:
                 fc = build_forecaster(name, key, series, args.seed, day_ahead, overrides,
                                       available)
                 t0 = time.perf_counter()
-                result = rolling_origin_backtest(
-                    fc, history, start, end, horizon=args.horizon,
-                    stride_steps=args.stride_steps, levels=BACKTEST_LEVELS,
-                    publication=publication, known_ahead=regressors,
-                )
+                try:
+                    result = rolling_origin_backtest(
+                        fc, history, start, end, horizon=args.horizon,
+                        stride_steps=args.stride_steps, levels=BACKTEST_LEVELS,
+                        publication=publication, known_ahead=regressors,
+                    )
+                except InsufficientHistoryError as err:
+                    raise _too_little_history(err, args.train_days, key, start) from err
                 wall = time.perf_counter() - t0
                 if name == REFERENCE and label == "preset":
                     reference = result
@@ -363,6 +367,18 @@ def run(args: argparse.Namespace) -> int:
         f"backtest_error_vs_lead.png"
     )
     return 0
+
+
+def _too_little_history(err: InsufficientHistoryError, train_days: float, key: str,
+                        start: pd.Timestamp) -> ConfigError:
+    """``--train-days`` too short for a forecaster's fit, as a one-line error."""
+    # The hour before the first issue time is published only at it: one hour more.
+    need_days = math.ceil((err.need_hours + 1) / 24)
+    return ConfigError(
+        "--train-days", f"{train_days:g} d before {start:%Y-%m-%d %H:%M}Z is too little "
+        f"history of series '{key}' for forecaster '{err.forecaster}': it needs at least "
+        f"{err.need_hours} observed complete hours to fit, got {err.got_hours}; expected "
+        f"--train-days >= {need_days} (more if the series has gaps there)")
 
 
 def loop_publication(key: str) -> Publication:

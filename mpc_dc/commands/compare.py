@@ -33,6 +33,7 @@ from mpc_dc.commands._options import (
     positive_float,
     positive_int,
 )
+from mpc_dc.rundir import check_target
 from mpc_dc.runner import OFFLINE_ROW, compare
 from mpc_dc.site.data import SOURCE
 from mpc_dc.site.scenario import MAX_RUN_DAYS, Scenario
@@ -141,6 +142,8 @@ def main(args: argparse.Namespace) -> int:
     check_labels(scenario, "--forecasters", forecasters, source)
     check_labels(scenario, "--flex", args.flex, source)
     labels = list(dict.fromkeys([*forecasters, *args.flex]))
+    if args.out:
+        check_target(args.out)  # now, not after every run
     with progress_bars() as progress:
         table = compare(scenario, labels, policies=args.policies, progress=progress,
                         out_dir=args.runs, source=source)

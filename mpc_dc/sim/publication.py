@@ -22,6 +22,11 @@ NATIVE = Publication()
 """Observable at the end of its own 15-min interval (series without a stated rule)."""
 
 
+class PublicationLagError(ValueError):
+    """The history before the run is shorter than a column's publication lag: values
+    due to be delivered during the run were never in the data."""
+
+
 class ObservationSchedule:
     """Which realized values are observable when, for the columns of one run.
 
@@ -43,7 +48,7 @@ class ObservationSchedule:
 
     Raises
     ------
-    ValueError
+    PublicationLagError
         When a column's publication lag reaches back before the history (values
         still to be delivered would be unknown).
     """
@@ -76,7 +81,7 @@ class ObservationSchedule:
         ).astype(np.int64)
         short = [c for c, f in zip(self.columns, self.first[:, 0], strict=True) if f < -n_before]
         if short:
-            raise ValueError(
+            raise PublicationLagError(
                 f"history of {n_before} intervals is shorter than the publication lag of {short}"
             )
         self.rules = {c: publication.get(c, NATIVE) for c in self.columns}

@@ -29,7 +29,7 @@ import difflib
 import functools
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from importlib import resources
@@ -165,6 +165,9 @@ class RunSpec(RunPeriod):
 
     def __post_init__(self) -> None:
         check_run_period(self, self.history_days)
+        # numpy's generators take any whole number >= 0 as a seed; a negative one
+        # would only fail at the first draw, deep in the run.
+        positive(SOURCE, "run.seed", self.seed, allow_zero=True)
         try:
             ZoneInfo(self.local_tz)
         except (ZoneInfoNotFoundError, ValueError):
@@ -373,6 +376,12 @@ class ServingSpec:
     late_usd_per_s: float = 1e-5
 
     def __post_init__(self) -> None:
+        # A target <= 0 makes every request late (TTFT) or divides by zero (TPOT windows).
+        positive(SOURCE, "serving.default_ttft_slo_s", self.default_ttft_slo_s)
+        for table in ("ttft_slo_s", "tpot_slo_s"):
+            for model, target_s in getattr(self, table).items():
+                positive(SOURCE, f"serving.{table}.{model}", target_s)
+        positive(SOURCE, "serving.request_samples", self.request_samples, allow_zero=True)
         for key in ("late_usd_per_request", "late_usd_per_s"):
             value = getattr(self, key)
             if not 0.0 <= value < float("inf"):  # also refuses NaN
@@ -1039,6 +1048,8 @@ def read_toml(path: str | Path, what: str = "scenario") -> dict[str, Any]:
         Missing, empty or non-UTF-8 file, or a TOML syntax error (with its line).
     """
     file = Path(path)
+    if file.is_dir():
+        raise ConfigError(file, f"is a directory; expected a {what} TOML file")
     if not file.is_file():
         raise ConfigError(file, f"{what} file not found")
     raw = file.read_bytes()
@@ -1155,6 +1166,21 @@ def _index(node: list[Any], inside: str, dotted: str, source: str | Path) -> int
     raise ConfigError(source, f"no entry named {inside!r}; {expected}", key=dotted)
 
 
+def _not_a_table(node: Any, tokens: Sequence[tuple[str, str]], j: int) -> str:
+    """Why the dotted key of ``tokens`` cannot go on at ``node`` (reached by
+    ``tokens[:j]``; ``tokens[j]`` is a name), and the key that was likely meant."""
+    def joined(part: Sequence[tuple[str, str]]) -> str:
+        return "".join(f"[{b}]" if b else f".{n}" for b, n in part)
+
+    where = joined(tokens[:j]).lstrip(".")
+    if isinstance(node, list):
+        meant = f"{where}[{tokens[j][1]}]{joined(tokens[j + 1:])}"
+        return (f"not a table in the scenario: '{where}' is a list of tables; expected an "
+                f"entry by position or name in brackets, e.g. {meant}")
+    return (f"not a table in the scenario: '{where}' is a value ({node!r}); expected "
+            f"'{where}' itself as the key")
+
+
 def with_overrides(scenario: Scenario, overrides: Mapping[str, Any],
                    source: str | Path) -> Scenario:
     """``scenario`` with dotted-key overrides applied and validated.
@@ -1189,7 +1215,7 @@ def with_overrides(scenario: Scenario, overrides: Mapping[str, Any],
                     node = node[pos]
                 continue
             if not isinstance(node, dict):
-                raise ConfigError(source, "not a table in the scenario", key=dotted)
+                raise ConfigError(source, _not_a_table(node, tokens, j), key=dotted)
             if last:
                 node[name] = copy.deepcopy(value)
             else:
