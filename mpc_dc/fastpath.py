@@ -170,6 +170,9 @@ class FastSolution:
         HiGHS's MIP dual bound incl. cvxpy's constant offset (a lower bound on the
         MIP optimum, also when a limit stopped the run without an incumbent); NaN
         for an LP.
+    simplex_iterations : int
+        HiGHS's simplex iterations of this run (with one thread the same on any
+        machine and load, unlike the time).
     """
 
     model_status: str
@@ -178,6 +181,7 @@ class FastSolution:
     highs_time_s: float
     mip_gap: float
     dual_bound: float = float("nan")
+    simplex_iterations: int = 0
 
 
 class HighsFastPath:
@@ -385,7 +389,7 @@ class HighsFastPath:
         gap = float(info.mip_gap) if self._is_mip else 0.0
         bound = float(info.mip_dual_bound) + offset if self._is_mip else float("nan")
         return FastSolution(status, x, float(info.objective_function_value) + offset,
-                            float(run_time), gap, bound)
+                            float(run_time), gap, bound, int(info.simplex_iteration_count))
 
     def set_integrality(self, integer_cols: np.ndarray) -> None:
         """Make exactly ``integer_cols`` integer and every other column continuous, in place.

@@ -826,9 +826,11 @@ class SolverOptions:
         The same three limits of the ``full_milp`` form.
     warm_start : str
         Starting basis of the LP relaxation runs: ``"auto"`` (default) the last
-        relaxation's basis, moved forward one interval when the new inputs match the
-        last ones shifted by one interval better than unshifted (a receding-horizon
-        step); ``"shift"`` / ``"same"`` force either; ``"cold"`` clears HiGHS's basis.
+        relaxation's basis; on a receding-horizon step (the new inputs match the last
+        ones shifted by one interval better than unshifted) moved forward one interval
+        or not, whichever has needed fewer simplex iterations on this model on the
+        same data (:class:`StartRecord`); ``"shift"`` / ``"same"`` force either;
+        ``"cold"`` clears HiGHS's basis.
     round_chunk_intervals : int
         Round-and-fix of more than one interval rounds this many intervals at a
         time, re-solving the LP in between.
@@ -1070,6 +1072,70 @@ def check_feasibility(site: Site, inputs: HorizonInputs, state: PlantState) -> N
 # ----------------------------------------------------------------------------- build
 
 
+_PROBE_FIRST_STEPS = 4
+"""Receding steps at the start of a run that all probe both warm starts."""
+
+_PROBE_EVERY = 37
+"""Steps between two later probes: a prime, so that within a few days of 15-min steps
+the probes meet every interval of the day (which start needs fewer iterations depends
+on the hour: docs/performance.md, "Warm start: shifted or unshifted basis")."""
+
+_NEWEST_PROBE_WEIGHT = 0.2
+"""Weight of the newest probe in :attr:`StartRecord.difference` (exponential average:
+about the last five probes, two days of 15-min steps)."""
+
+
+@dataclass
+class StartRecord:
+    """Which warm start of a receding step needs fewer dual simplex iterations on one
+    compiled model, measured, for ``SolverOptions.warm_start="auto"``.
+
+    The shifted basis fits data that moved one interval; the unshifted one fits data
+    that is re-anchored on the latest observation at every step (the demand nowcast, an
+    autoregressive price forecast). On the RCDC month the shifted start needs fewer
+    iterations at 265 of 287 steps, on the DR-scale fleet the unshifted one at 193 of
+    287 (docs/performance.md, "Warm start: shifted or unshifted basis";
+    ``python -m benchmarks.warm_start_pairs``). So ``auto`` measures: on a probe step
+    (the first :data:`_PROBE_FIRST_STEPS`, then every :data:`_PROBE_EVERY`) it solves
+    the LP from the start it does not favour too, and compares the two on the same
+    data. Iterations, not times: with one HiGHS thread they are the same on any
+    machine and load, so is the choice (and, through degenerate optima, the plan).
+
+    Attributes
+    ----------
+    difference : float or None [-]
+        Exponential average of unshifted minus shifted iterations over the probes
+        (newest weighted :data:`_NEWEST_PROBE_WEIGHT`); None before the first.
+    steps : int
+        Receding steps seen.
+    probe_iterations : int or None
+        Iterations of this step's probe run, until the step's own run is scored.
+    """
+
+    difference: float | None = None
+    steps: int = 0
+    probe_iterations: int | None = None
+
+    def favourite(self) -> str:
+        """``"same"`` when the unshifted start has needed fewer iterations, else
+        ``"shift"`` (also before any probe: a receding step's natural start)."""
+        return "same" if self.difference is not None and self.difference < 0 else "shift"
+
+    def probe_due(self) -> bool:
+        """Count a receding step; True when it is a probe step."""
+        self.steps += 1
+        return self.steps <= _PROBE_FIRST_STEPS or self.steps % _PROBE_EVERY == 0
+
+    def score(self, start: str, iterations: int, other_iterations: int) -> None:
+        """Add one probe: ``iterations`` [-] from ``start``, ``other_iterations`` from
+        the other start, on the same data."""
+        unshifted_minus_shifted = float(iterations - other_iterations if start == "same"
+                                        else other_iterations - iterations)
+        self.difference = (unshifted_minus_shifted if self.difference is None else
+                           self.difference + _NEWEST_PROBE_WEIGHT
+                           * (unshifted_minus_shifted - self.difference))
+
+
 @dataclass
 class CompiledModel:
     """One formulation of a site, built and compiled once, with its warm-start memory.
@@ -1114,6 +1180,7 @@ class CompiledModel:
     series: np.ndarray | None = None
     last_x: np.ndarray | None = None
     shift_maps: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    starts: StartRecord = field(default_factory=StartRecord)
 
     def binary_columns(self, columns: int, where: np.ndarray | None = None) -> np.ndarray:
         """HiGHS columns of every binary of the first ``columns`` model columns; with
@@ -2417,6 +2484,10 @@ class Problem:
                 fast.clear_solver()
                 self.last_warm_start = "cold"
                 sol = fast.solve()
+            probe, model.starts.probe_iterations = model.starts.probe_iterations, None
+            if (probe is not None and sol.model_status == "kOptimal"
+                    and self.last_warm_start == model.starts.favourite()):
+                model.starts.score(self.last_warm_start, sol.simplex_iterations, probe)
             if enumerated.size and sol.model_status == "kOptimal" and sol.x is not None:
                 if series is not None:
                     # the relaxation's basis is the next step's start, not the last
@@ -2560,7 +2631,13 @@ class Problem:
             now = series[:, moved]
             same = float(np.square(now - old[:, moved]).sum())
             shifted = float(np.square(now - old[:, self._moved_src]).sum())
-            mode = "shift" if shifted < same else "same"
+            mode = "same"  # the same inputs again (a re-solve): the basis as it is
+            if shifted < same:
+                # a receding step: the start measured to need fewer iterations here
+                mode = model.starts.favourite()
+                if model.starts.probe_due():
+                    model.starts.probe_iterations = self._probe_start(
+                        model, "same" if mode == "shift" else "shift")
         elif mode == "auto":
             mode = "same"
         if mode == "same" and model.basis_held:
@@ -2573,13 +2650,36 @@ class Problem:
             self.last_warm_start = "cold"
             return
         if mode == "shift":
-            if model.shift_maps is None:
-                model.shift_maps = fast.shift_maps(self.n_columns, time_src=self._time_source)
-            basis = fast.shift_basis(basis, model.shift_maps)
+            basis = self._shifted(model, basis)
         if not fast.set_basis(*basis):
             fast.clear_solver()
             mode = "cold"
         self.last_warm_start = mode
+
+    def _shifted(self, model: CompiledModel, basis: tuple[np.ndarray, np.ndarray]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """``basis`` moved forward one interval (the maps built on first use)."""
+        if model.shift_maps is None:
+            model.shift_maps = model.fast.shift_maps(self.n_columns,
+                                                     time_src=self._time_source)
+        return model.fast.shift_basis(basis, model.shift_maps)
+
+    def _probe_start(self, model: CompiledModel, start: str) -> int | None:
+        """Simplex iterations [-] of the LP relaxation from the last relaxation's basis,
+        shifted (``start="shift"``) or not, solved only to be counted
+        (:class:`StartRecord`); None when HiGHS refuses the basis or does not end
+        optimal. The last basis stays stored for the step's own run."""
+        self._save_basis(model)
+        if model.basis is None:
+            return None
+        basis = self._shifted(model, model.basis) if start == "shift" else model.basis
+        fast = model.fast
+        if not fast.set_basis(*basis):
+            return None
+        hits = fast.time_limit_hits
+        sol = fast.solve()
+        fast.time_limit_hits = hits  # the probe's plan is not used: its stop is not the run's
+        return sol.simplex_iterations if sol.model_status == "kOptimal" else None
 
 
 # ----------------------------------------------------------------------------- day plan

@@ -21,6 +21,7 @@ from mpc_dc.problem import (
     PlantState,
     Problem,
     SolverOptions,
+    StartRecord,
     round_instances,
     solve_day,
 )
@@ -331,13 +332,16 @@ def test_warm_started_receding_solves_match_cold(warm: str) -> None:
     state = PlantState()
     for i, inputs in enumerate(steps):
         for form in (Form.LP, Form.COMMITTED_INTEGER):
+            favourite = warm_prob.model(False).starts.favourite()
             a = warm_prob.solve(inputs, state, form)
             b = cold_prob.solve(inputs, state, form)
             assert a.objective_usd == pytest.approx(b.objective_usd, rel=1e-6, abs=1e-9)
             assert cold_prob.last_warm_start == "cold"
             if warm == "auto" and i > 0:
-                # LP after a new step: shifted; committed-integer re-solves the same inputs
-                assert warm_prob.last_warm_start == ("shift" if form is Form.LP else "same")
+                # LP after a new step: a receding step, from the measured favourite;
+                # committed-integer re-solves the same inputs: unshifted, no step
+                assert warm_prob.model(False).starts.steps == i
+                assert warm_prob.last_warm_start == (favourite if form is Form.LP else "same")
         assert a.plan is not None
         state = PlantState({p: round(a.plan.instances[k, 0]) for k, p in enumerate(a.plan.pools)})
 
@@ -369,6 +373,71 @@ def test_rejected_warm_basis_falls_back_to_a_cold_solve(monkeypatch: pytest.Monk
     assert calls == ["shift", "cold"]
     assert prob.warm_start_failures == 1
     assert warm.objective_usd == pytest.approx(cold.objective_usd, rel=1e-6)
+
+
+@pytest.mark.parametrize(("shift_iterations", "same_iterations", "expected"),
+                         [(1000, 10, "same"), (10, 1000, "shift")])
+def test_auto_warm_start_takes_the_start_measured_cheaper(
+        monkeypatch: pytest.MonkeyPatch, shift_iterations: int, same_iterations: int,
+        expected: str) -> None:
+    """``auto`` starts a receding step from the basis that needed fewer simplex
+    iterations on the same data: with HiGHS's counts replaced (shifted start 1000,
+    unshifted 10, or the reverse), the first step starts shifted and probes the
+    unshifted start, and every later step starts from the cheaper one; the probe
+    steps (the first four) also run the other start, the rest only one LP."""
+    cfg, steps, H = _receding_case()
+    prob = Problem(cfg, H, SolverOptions(warm_start="auto"))
+    state = PlantState()
+    prob.solve(steps[0], state, Form.LP)
+    model = prob.model(False)
+    fast = model.fast
+    real_set_basis, real_solve = fast.set_basis, fast.solve
+    given: list[str] = []  # the start of a basis set since the last run
+    solved: list[str] = []
+
+    def set_basis(col: np.ndarray, row: np.ndarray) -> bool:
+        unshifted = model.basis is not None and np.array_equal(col, model.basis[0])
+        given[:] = ["same" if unshifted else "shift"]
+        return real_set_basis(col, row)
+
+    def solve() -> object:
+        sol = real_solve()
+        # no basis given: HiGHS continues from the one it holds (unshifted)
+        kind = given.pop() if given else prob.last_warm_start
+        solved.append(kind)
+        count = {"shift": shift_iterations, "same": same_iterations}.get(kind, 0)
+        return dataclasses.replace(sol, simplex_iterations=count)
+
+    monkeypatch.setattr(fast, "set_basis", set_basis)
+    monkeypatch.setattr(fast, "solve", solve)
+    starts, runs = [], []
+    for inputs in steps[1:]:
+        before = len(solved)
+        prob.solve(inputs, state, Form.LP)
+        starts.append(prob.last_warm_start)
+        runs.append(len(solved) - before)
+    assert starts == ["shift"] + [expected] * (len(steps) - 2)
+    assert runs == [2, 2, 2, 2] + [1] * (len(steps) - 5)
+    assert model.starts.favourite() == expected
+
+
+def test_start_record_probes_and_averages() -> None:
+    """Probe steps: the first four, then every 37th; the record is an exponential
+    average (newest 0.2) of unshifted minus shifted iterations; ties favour the shift."""
+    record = StartRecord()
+    assert record.favourite() == "shift"
+    probes = [step for step in range(1, 120) if record.probe_due()]
+    assert probes == [1, 2, 3, 4, 37, 74, 111]
+    record.score("shift", 100, 60)  # unshifted 60: 40 fewer
+    assert record.difference == -40.0 and record.favourite() == "same"
+    record.score("same", 60, 260)  # shifted 260
+    assert record.difference == pytest.approx(-40.0 + 0.2 * (-200.0 + 40.0))
+    record.score("same", 300, 100)  # unshifted 200 more
+    assert record.difference == pytest.approx(-72.0 + 0.2 * (200.0 + 72.0))
+    assert record.favourite() == "same"  # -17.6: one probe does not overturn it
+    record.score("shift", 50, 400)  # unshifted 350 more
+    assert record.difference == pytest.approx(-17.6 + 0.2 * (350.0 + 17.6))
+    assert record.favourite() == "shift"
 
 
 def test_warm_start_option_is_checked() -> None:
