@@ -141,14 +141,16 @@ def write_json(path: Path, payload: Any) -> None:
     path.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n", encoding="utf-8")
 
 
-def check_target(target: Path, *, overwrite: bool = False) -> None:
+def check_target(target: Path, *, overwrite: bool = False,
+                 offers_overwrite: bool = True) -> None:
     """Refuse a ``target`` that may not be written, before any work is done.
 
     ``target`` may not exist yet; with ``overwrite`` it may also be a directory that
     mpc-dc wrote (it carries the output marker, :data:`MARKER_NAME`). Anything else
     is refused: a file, an existing folder without ``overwrite``, a folder without
     the marker (``--overwrite`` never deletes a folder mpc-dc did not write), a path
-    below a file.
+    below a file. ``offers_overwrite``: whether the command has ``--overwrite`` (the
+    refusal of an existing folder names it only then).
 
     Raises
     ------
@@ -164,8 +166,9 @@ def check_target(target: Path, *, overwrite: bool = False) -> None:
             raise RunDirExistsError(f"{target}: exists and is not a directory; expected a new "
                                     "directory path")
         if not overwrite:
+            hint = " (--overwrite replaces a folder mpc-dc wrote)" if offers_overwrite else ""
             raise RunDirExistsError(f"{target}: exists already; choose another --out or remove "
-                                    "it (--overwrite replaces a folder mpc-dc wrote)")
+                                    f"it{hint}")
         if read_marker(target) is None:
             raise RunDirExistsError(
                 f"{target}: not an mpc-dc output folder (no {MARKER_NAME}); --overwrite "

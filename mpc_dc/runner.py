@@ -751,7 +751,7 @@ def compare(
                for row in wanted}
     for target in targets.values():
         if target is not None:
-            check_target(target, overwrite=False)
+            check_target(target, offers_overwrite=False)
     with history_errors(scenario, source):
         prepared = prepare(scenario, source=source)
     rows: dict[str, dict[str, Any]] = {}

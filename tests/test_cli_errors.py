@@ -226,6 +226,7 @@ def test_compare_out_that_exists_is_refused_before_the_runs(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith(f"mpc-dc: error: {out}: exists already;")
+    assert "--overwrite" not in captured.err  # compare has no such option
     assert captured.err.count("\n") == 1
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 

@@ -143,7 +143,7 @@ def main(args: argparse.Namespace) -> int:
     check_labels(scenario, "--flex", args.flex, source)
     labels = list(dict.fromkeys([*forecasters, *args.flex]))
     if args.out:
-        check_target(args.out)  # now, not after every run
+        check_target(args.out, offers_overwrite=False)  # now, not after every run
     with progress_bars() as progress:
         table = compare(scenario, labels, policies=args.policies, progress=progress,
                         out_dir=args.runs, source=source)
