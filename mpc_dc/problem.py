@@ -2676,9 +2676,10 @@ class Problem:
         fast = model.fast
         if not fast.set_basis(*basis):
             return None
-        hits = fast.time_limit_hits
+        # A probe stopped at the wall-clock limit is counted like any stop (time_limit_hits):
+        # its plan is not used, but an unscored probe can change later starts, so the run's
+        # outcome would depend on the load.
         sol = fast.solve()
-        fast.time_limit_hits = hits  # the probe's plan is not used: its stop is not the run's
         return sol.simplex_iterations if sol.model_status == "kOptimal" else None
 
 
