@@ -110,8 +110,11 @@ def test_parts_and_interaction_add_up_to_the_regret_of_the_two_runs(
     regret = forecast.result.kpis["cost_usd"] - perfect.result.kpis["cost_usd"]
     assert abs(terms[TOTAL] - regret) <= 1e-6
     # Not a degenerate split: the price and the other load both cost money here, and
-    # the errors interact.
-    assert abs(parts["price"]) > 100.0 and abs(parts["other_load"]) > 100.0
+    # the errors interact. How the battery's share splits between the renewable and the
+    # other load depends on which optimal vertex each run's LPs land on (session 16's
+    # warm start moved other_load from 132.80 to 93.69 $ and renewable from 153.23 to
+    # 189.29 $, the total from 1,802.52 to 1,800.65 $), so the bound is well below both.
+    assert abs(parts["price"]) > 100.0 and abs(parts["other_load"]) > 50.0
     assert abs(terms[INTERACTION]) > 1.0
     assert all((attributed / name).is_file() for name in FILES)
     markdown = (attributed / "attribution.md").read_text(encoding="utf-8")
@@ -152,7 +155,8 @@ def test_a_channel_on_the_oracle_gets_a_zero_part(scenario_file: Path, attribute
     assert table is not None and not outcome.failed
     terms = table.set_index("term")[["regret_usd", "perfect_value_usd", "forecast_mae"]]
     assert list(terms.loc["price"].astype(float)) == [0.0, 0.0, 0.0]
-    assert abs(float(terms.loc["other_load", "regret_usd"])) > 100.0
+    # the other load's part is unchanged in kind (the bound as in the first test)
+    assert abs(float(terms.loc["other_load", "regret_usd"])) > 50.0
 
 
 def test_report_shows_the_attribution(attributed: Path) -> None:
