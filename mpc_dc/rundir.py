@@ -184,6 +184,20 @@ def check_target(target: Path, *, overwrite: bool = False,
             return
 
 
+def check_file_target(target: Path) -> None:
+    """Refuse a file ``target`` whose folder (the nearest one that exists) cannot take a
+    new entry, before any work is done (``mpc-dc report --out``).
+
+    Raises
+    ------
+    RunDirNotWritableError
+        One line naming ``target``, the folder and why.
+    """
+    target = Path(target)
+    folder = next(p for p in target.parents if p.exists())
+    _check_writable(target, folder)
+
+
 def _check_writable(target: Path, folder: Path) -> None:
     """Create and remove an empty folder in ``folder``, where ``target`` (or the first of
     its missing parents) will be created: permission bits alone do not say (root, a

@@ -12,6 +12,7 @@ import pytest
 
 from mpc_dc import cli
 from mpc_dc.commands import data as data_command
+from mpc_dc.commands import report as report_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -213,6 +214,32 @@ def test_an_out_that_cannot_be_written_is_refused_before_the_run(
                             "directory); expected a folder this user may write\n")
     assert "net cost" not in captured.out  # nothing ran (no summary, no table)
     assert not out.exists()
+
+
+@pytest.mark.skipif(not (PROC / "self").is_dir(),
+                    reason="needs Linux's /proc (a folder no user, root included, may write)")
+def test_a_report_out_that_cannot_be_written_is_refused_before_the_report(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old code built the whole report first, then failed to write it: exit 3,
+    "/proc/...: could not write (No such file or directory)"."""
+    run_dir = tmp_path / "run"
+    assert cli.main([*SHORT_RUN, "--controller", "baseline", "--out", str(run_dir)]) == 0
+    capsys.readouterr()
+    built: list[Path] = []
+    real_write = report_command.write_report
+
+    def write_report(directory: Path, **kwargs: object) -> Path:
+        built.append(directory)
+        return real_write(directory, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(report_command, "write_report", write_report)
+    out = PROC / "mpc-dc-report.html"
+    assert cli.main(["report", str(run_dir), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"mpc-dc: error: {out}: cannot write into /proc (no such file or directory); "
+        "expected a folder this user may write\n")
+    assert built == []  # refused before any of the report was built
 
 
 def test_compare_out_that_exists_is_refused_before_the_runs(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mpc_dc.commands._options import calendar_day, output_file
 from mpc_dc.report import write_report
+from mpc_dc.rundir import check_file_target
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Write the report and print where it went."""
+    if args.out is not None:
+        check_file_target(args.out)  # now, not after building the report
     path = write_report(args.dir, out=args.out, fmt=args.format, day=args.day,
                         run_id=args.run_id)
     print(f"report: {path}")
