@@ -141,9 +141,14 @@ class InsufficientHistoryError(ValueError):
         # ``type(err)(*err.args)``, and pickling (process pools) rebuilds it so too.
         super().__init__(forecaster, need_hours, got_hours, cutoff)
 
+    @property
+    def shortfall(self) -> str:
+        """``needs at least N observed complete hours to fit, got M``, for messages."""
+        return (f"needs at least {self.need_hours} observed complete hours to fit, "
+                f"got {self.got_hours}")
+
     def __str__(self) -> str:
-        return (f"{self.forecaster}: needs at least {self.need_hours} observed complete hours "
-                f"to fit, got {self.got_hours} (history up to {self.cutoff})")
+        return f"{self.forecaster}: {self.shortfall} (history up to {self.cutoff})"
 
 
 class NotFittedError(RuntimeError):

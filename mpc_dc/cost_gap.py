@@ -24,7 +24,7 @@ lateness of each interval (summed over campuses) says when a run paid it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -147,22 +147,25 @@ def _span(path: Path) -> tuple[str, pd.MultiIndex]:
             f"({len(starts)} intervals) at {campuses}"), index
 
 
-def check_comparable(reference: Path | str, run: Path | str) -> None:
-    """Refuse two runs that do not cover the same intervals and campuses: their parts
-    would be sums over different periods (or sites), and their difference no gap.
+def check_comparable(reference: Path | str, runs: Sequence[Path | str]) -> None:
+    """Refuse runs that do not cover the ``reference`` run's intervals and campuses: their
+    parts would be sums over different periods (or sites), and their difference no gap.
+    Each ledger is read once.
 
     Raises
     ------
     TraceError
-        Naming ``run``'s ledger, what it covers and what the reference covers.
+        Naming the first such run's ledger, what it covers and what the reference covers.
     """
     ref_words, ref_index = _span(Path(reference))
-    run_words, run_index = _span(Path(run))
-    if not run_index.sort_values().equals(ref_index.sort_values()):
-        raise TraceError(Path(run) / "ledger.parquet",
-                         f"covers {run_words}; expected the intervals and campuses of the "
-                         f"reference {reference} ({ref_words}): cost-gap compares runs of "
-                         "one scenario")
+    ref_index = ref_index.sort_values()
+    for run in runs:
+        run_words, run_index = _span(Path(run))
+        if not run_index.sort_values().equals(ref_index):
+            raise TraceError(Path(run) / "ledger.parquet",
+                             f"covers {run_words}; expected the intervals and campuses of "
+                             f"the reference {reference} ({ref_words}): cost-gap compares "
+                             "runs of one scenario")
 
 
 def gap_table(runs: Mapping[str, Path | str]) -> pd.DataFrame:
@@ -172,8 +175,7 @@ def gap_table(runs: Mapping[str, Path | str]) -> pd.DataFrame:
     if len(runs) < 1:
         raise ValueError("gap_table: expected at least one run")
     paths = list(runs.values())
-    for path in paths[1:]:
-        check_comparable(paths[0], path)
+    check_comparable(paths[0], paths[1:])
     table = pd.DataFrame({name: breakdown(path) for name, path in runs.items()})
     first = table.columns[0]
     for name in list(table.columns[1:]):

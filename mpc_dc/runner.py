@@ -190,15 +190,17 @@ def prepare(scenario: Scenario, *, source: str | Path = SOURCE, max_gap_steps: i
     scenario file) is named in errors; runs of at most ``max_gap_steps`` missing
     intervals [15-min intervals] in the data's run and tail are interpolated
     (:func:`~mpc_dc.site.data.require_coverage`), longer ones refused; data files are
-    read through ``files`` when given (:class:`~mpc_dc.site.data.DataFiles`)."""
-    exo = build_site_exogenous(scenario, source=source, max_gap_steps=max_gap_steps,
-                               files=files)
-    scenario = with_capacity(scenario, exo)
-    if scenario.site.dr.baseline == "prior_days":
-        # No baseline before the run: the programme computes it from the meter.
-        return scenario, with_notice(replace(exo, site=scenario.site), source)
+    read through ``files`` when given (:class:`~mpc_dc.site.data.DataFiles`). Too short a
+    history is a :class:`ConfigError` (:func:`history_errors`)."""
+    with history_errors(scenario, source):
+        exo = build_site_exogenous(scenario, source=source, max_gap_steps=max_gap_steps,
+                                   files=files)
+        scenario = with_capacity(scenario, exo)
+        if scenario.site.dr.baseline == "prior_days":
+            # No baseline before the run: the programme computes it from the meter.
+            return scenario, with_notice(replace(exo, site=scenario.site), source)
+        baseline = dr_baseline(scenario, replace(exo, site=scenario.site))
     frame = exo.frame
-    baseline = dr_baseline(scenario, replace(exo, site=scenario.site))
     if baseline is not None:
         frame = frame.copy()
         first = exo.history_steps
@@ -507,9 +509,8 @@ def history_errors(scenario: Scenario, source: str | Path = SOURCE) -> Iterator[
         need_days = math.ceil(err.need_hours / 24)
         raise ConfigError(
             source, f"{scenario.run.history_days} d of history is too little for forecaster "
-            f"'{err.forecaster}': it needs at least {err.need_hours} observed complete hours "
-            f"to fit, got {err.got_hours}; expected run.history_days >= {need_days} (more "
-            "if the history has gaps or the run starts off the hour)",
+            f"'{err.forecaster}': it {err.shortfall}; expected run.history_days >= "
+            f"{need_days} (more if the history has gaps or the run starts off the hour)",
             key="run.history_days") from err
 
 
@@ -560,8 +561,7 @@ def run_scenario(
     # The files the run reads, for its DR lead-in to read none again.
     files = DataFiles()
     if prepared is None:
-        with history_errors(scenario, source):
-            scenario, exo = prepare(scenario, source=source, files=files)
+        scenario, exo = prepare(scenario, source=source, files=files)
     else:
         base, exo = prepared
         if scenario.fleet is not None and base.fleet is not None:
@@ -752,8 +752,7 @@ def compare(
     for target in targets.values():
         if target is not None:
             check_target(target, offers_overwrite=False)
-    with history_errors(scenario, source):
-        prepared = prepare(scenario, source=source)
+    prepared = prepare(scenario, source=source)
     rows: dict[str, dict[str, Any]] = {}
     created = out_dir is not None and not Path(out_dir).exists()
     written: list[Path] = []

@@ -376,9 +376,8 @@ def _too_little_history(err: InsufficientHistoryError, train_days: float, key: s
     need_days = math.ceil((err.need_hours + 1) / 24)
     return ConfigError(
         "--train-days", f"{train_days:g} d before {start:%Y-%m-%d %H:%M}Z is too little "
-        f"history of series '{key}' for forecaster '{err.forecaster}': it needs at least "
-        f"{err.need_hours} observed complete hours to fit, got {err.got_hours}; expected "
-        f"--train-days >= {need_days} (more if the series has gaps there)")
+        f"history of series '{key}' for forecaster '{err.forecaster}': it {err.shortfall}; "
+        f"expected --train-days >= {need_days} (more if the series has gaps there)")
 
 
 def loop_publication(key: str) -> Publication:
