@@ -2643,43 +2643,37 @@ class Problem:
         if mode == "same" and model.basis_held:
             self.last_warm_start = "same"  # HiGHS still holds that basis
             return
-        self._save_basis(model)
-        basis = model.basis
-        if basis is None:
-            fast.clear_solver()
-            self.last_warm_start = "cold"
-            return
-        if mode == "shift":
-            basis = self._shifted(model, basis)
-        if not fast.set_basis(*basis):
+        if not self._give_basis(model, mode):
             fast.clear_solver()
             mode = "cold"
         self.last_warm_start = mode
 
-    def _shifted(self, model: CompiledModel, basis: tuple[np.ndarray, np.ndarray]
-                 ) -> tuple[np.ndarray, np.ndarray]:
-        """``basis`` moved forward one interval (the maps built on first use)."""
-        if model.shift_maps is None:
-            model.shift_maps = model.fast.shift_maps(self.n_columns,
-                                                     time_src=self._time_source)
-        return model.fast.shift_basis(basis, model.shift_maps)
+    def _give_basis(self, model: CompiledModel, start: str) -> bool:
+        """Hand HiGHS the last relaxation's basis, moved forward one interval
+        (``start="shift"``, the maps built on first use) or not; False when there is
+        none or HiGHS refuses it."""
+        self._save_basis(model)
+        basis = model.basis
+        if basis is None:
+            return False
+        if start == "shift":
+            if model.shift_maps is None:
+                model.shift_maps = model.fast.shift_maps(self.n_columns,
+                                                         time_src=self._time_source)
+            basis = model.fast.shift_basis(basis, model.shift_maps)
+        return model.fast.set_basis(*basis)
 
     def _probe_start(self, model: CompiledModel, start: str) -> int | None:
         """Simplex iterations [-] of the LP relaxation from the last relaxation's basis,
         shifted (``start="shift"``) or not, solved only to be counted
         (:class:`StartRecord`); None when HiGHS refuses the basis or does not end
         optimal. The last basis stays stored for the step's own run."""
-        self._save_basis(model)
-        if model.basis is None:
-            return None
-        basis = self._shifted(model, model.basis) if start == "shift" else model.basis
-        fast = model.fast
-        if not fast.set_basis(*basis):
+        if not self._give_basis(model, start):
             return None
         # A probe stopped at the wall-clock limit is counted like any stop (time_limit_hits):
         # its plan is not used, but an unscored probe can change later starts, so the run's
         # outcome would depend on the load.
-        sol = fast.solve()
+        sol = model.fast.solve()
         return sol.simplex_iterations if sol.model_status == "kOptimal" else None
 
 
