@@ -342,3 +342,17 @@ def test_a_sweep_run_with_no_history_names_run_history_days(
     assert list((tmp_path / "out" / "runs").iterdir()) == []  # no run directory written
     shown = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.getMessage() for r in shown if r.exc_info] == []  # no traceback without -vv
+
+
+def test_run_days_off_the_15_minute_grid_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """0.1 d used to run round(9.6) = 10 intervals (0.104 d) without a word, exit 0."""
+    err = _refused(capsys, ["run", "--no-plots", "--controller", "baseline", "--days", "0.1"],
+                   tmp_path / "out")
+    assert err == ("mpc-dc: error: <scenario>: key 'run.days': expected a whole number of "
+                   "15-minute intervals (a multiple of 1/96 d = 0.25 h), got 0.1 d = 9.6 "
+                   "intervals (from --days 0.1)\n")
+    err = _refused(capsys, [*SHORT_RUN, "--controller", "baseline", "--set", "run.days=1.01"],
+                   tmp_path / "out")
+    assert "key 'run.days': expected a whole number of 15-minute intervals" in err
+    assert "got 1.01 d = 96.96 intervals" in err
