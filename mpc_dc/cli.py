@@ -7,9 +7,10 @@ touches this file.
 How an error ends (one line on stderr, never a traceback unless ``-vv``):
 
 * bad input — a project error naming the file, row, key or option
-  (:data:`USER_ERRORS`; among them an output folder that cannot be written, found
-  before the run), an option refused at parse time, or an :class:`OSError`
-  on a path the user gave (it names the path): exit code 2, nothing written;
+  (:data:`mpc_dc.errors.USER_ERRORS`; among them an output folder that cannot be
+  written, found before the run), an option refused at parse time, or an
+  :class:`OSError` on a path the user gave (it names the path): exit code 2, nothing
+  written;
 * a failed write (e.g. a full disk, :class:`~mpc_dc.rundir.RunWriteError`): exit 3,
   earlier results intact;
 * Ctrl-C, SIGTERM, SIGHUP: ``mpc-dc: interrupted (SIGTERM)``, exit 128 + signal
@@ -32,28 +33,14 @@ from typing import NoReturn
 
 from mpc_dc import __version__
 from mpc_dc import commands as commands_pkg
+from mpc_dc.errors import USER_ERRORS
 from mpc_dc.interrupt import exit_code, handle_signals, signal_name
-from mpc_dc.rundir import RunDirExistsError, RunDirNotWritableError, RunWriteError
-from mpc_dc.sim.invariants import InvariantError
-from traces.errors import ConfigError, TraceError, TraceRangeError
+from mpc_dc.rundir import RunWriteError
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
 EXIT_WRITE_FAILED = 3
-
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    TraceError,
-    ConfigError,
-    TraceRangeError,
-    RunDirExistsError,
-    RunDirNotWritableError,
-    InvariantError,
-)
-"""Project error types: their message is one line naming the culprit (exit 2).
-
-``InvariantError`` counts as bad input: a book that does not close names the
-interval and the scenario that produced it."""
 
 
 class Parser(argparse.ArgumentParser):

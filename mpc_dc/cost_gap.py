@@ -25,7 +25,9 @@ lateness of each interval (summed over campuses) says when a run paid it
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,6 +62,40 @@ reference of what shifting it in time saved) [$] and late requests [requests] of
 _WHAT = "a run directory written by mpc-dc run (with a fleet)"
 
 
+@dataclass(frozen=True)
+class LoadedRun:
+    """A run directory's KPIs, ledger and metadata, read once (:func:`load_run`).
+
+    Attributes
+    ----------
+    path : Path
+        The run directory.
+    kpis, meta : dict
+        ``kpis.json`` and ``metadata.json``.
+    ledger : DataFrame
+        ``ledger.parquet``: one row per (interval, campus).
+    """
+
+    path: Path
+    kpis: dict[str, Any]
+    ledger: pd.DataFrame
+    meta: dict[str, Any]
+
+
+Run = Path | str | LoadedRun
+"""A run directory, or one already read (the functions below read a path's files once)."""
+
+
+def load_run(run: Run) -> LoadedRun:
+    """``run``'s KPIs, ledger and metadata (:func:`~mpc_dc.rundir.read_run`); a run
+    already read is returned as it is."""
+    if isinstance(run, LoadedRun):
+        return run
+    path = Path(run)
+    kpis, ledger, meta = read_run(path)
+    return LoadedRun(path, kpis, ledger, meta)
+
+
 def _pools(path: Path) -> pd.DataFrame:
     """The run's pools table summed per (interval, campus)."""
     pools = read_parquet_file(path / "pools.parquet", _WHAT)
@@ -72,23 +108,23 @@ def _pools(path: Path) -> pd.DataFrame:
     return frame.groupby(level=["interval_start_utc", "campus"], sort=False).sum()
 
 
-def breakdown(path: Path | str) -> pd.Series:
+def breakdown(run: Run) -> pd.Series:
     """The parts of one run's cost (:data:`PARTS`), ``cost_usd`` and :data:`ENERGY_ROWS`.
 
     Parameters
     ----------
-    path : Path
+    run : Path or LoadedRun
         A run directory of a site with a fleet (``kpis.json``, ``ledger.parquet``,
-        ``pools.parquet``).
+        ``pools.parquet``), or its files read by :func:`load_run`.
 
     Returns
     -------
     Series
         ``cost_usd`` [$], each part [$], energies [MWh], price [$/MWh], late requests.
     """
-    path = Path(path)
-    kpis, ledger, meta = read_run(path)
-    pools = _pools(path).reindex(ledger.index, fill_value=0.0)
+    loaded = load_run(run)
+    kpis, ledger, meta = loaded.kpis, loaded.ledger, loaded.meta
+    pools = _pools(loaded.path).reindex(ledger.index, fill_value=0.0)
     price = ledger["price_usd_per_mwh"].to_numpy(dtype=float)
     idle_mwh = pools["idle_kwh"].to_numpy() / 1e3
     active_mwh = pools["active_kwh"].to_numpy() / 1e3
@@ -125,17 +161,15 @@ def breakdown(path: Path | str) -> pd.Series:
     })
 
 
-def lateness_by_interval(path: Path | str) -> pd.DataFrame:
+def lateness_by_interval(run: Run) -> pd.DataFrame:
     """Late requests [requests] and lateness [$] of each interval, summed over campuses
     (requests booked in the interval of their arrival)."""
-    _, ledger, _ = read_run(Path(path))
-    return ledger[["late_requests", "lateness_usd"]].groupby(
+    return load_run(run).ledger[["late_requests", "lateness_usd"]].groupby(
         level="interval_start_utc", sort=True).sum()
 
 
-def _span(path: Path) -> tuple[str, pd.MultiIndex]:
-    """What the run's ledger covers, in words, and its (interval, campus) index."""
-    _, ledger, _ = read_run(path)
+def _span(ledger: pd.DataFrame) -> tuple[str, pd.MultiIndex]:
+    """What a run's ledger covers, in words, and its (interval, campus) index."""
     index = pd.MultiIndex.from_arrays([
         pd.DatetimeIndex(ledger.index.get_level_values("interval_start_utc")),
         ledger.index.get_level_values("campus")])
@@ -147,43 +181,45 @@ def _span(path: Path) -> tuple[str, pd.MultiIndex]:
             f"({len(starts)} intervals) at {campuses}"), index
 
 
-def check_comparable(reference: Path | str, runs: Sequence[Path | str]) -> None:
+def check_comparable(reference: Run, runs: Sequence[Run]) -> None:
     """Refuse runs that do not cover the ``reference`` run's intervals and campuses: their
     parts would be sums over different periods (or sites), and their difference no gap.
-    Each ledger is read once.
 
     Raises
     ------
     TraceError
         Naming the first such run's ledger, what it covers and what the reference covers.
     """
-    ref_words, ref_index = _span(Path(reference))
+    ref = load_run(reference)
+    ref_words, ref_index = _span(ref.ledger)
     ref_index = ref_index.sort_values()
     for run in runs:
-        run_words, run_index = _span(Path(run))
+        loaded = load_run(run)
+        run_words, run_index = _span(loaded.ledger)
         if not run_index.sort_values().equals(ref_index):
-            raise TraceError(Path(run) / "ledger.parquet",
+            raise TraceError(loaded.path / "ledger.parquet",
                              f"covers {run_words}; expected the intervals and campuses of "
-                             f"the reference {reference} ({ref_words}): cost-gap compares "
+                             f"the reference {ref.path} ({ref_words}): cost-gap compares "
                              "runs of one scenario")
 
 
-def gap_table(runs: Mapping[str, Path | str]) -> pd.DataFrame:
+def gap_table(runs: Mapping[str, Run]) -> pd.DataFrame:
     """:func:`breakdown` of each run (columns, in order) and each run's difference to
     the first (``<name> − <first>``); every run must cover the first's intervals and
-    campuses (:func:`check_comparable`)."""
+    campuses (:func:`check_comparable`). A run given as a path is read once."""
     if len(runs) < 1:
         raise ValueError("gap_table: expected at least one run")
-    paths = list(runs.values())
-    check_comparable(paths[0], paths[1:])
-    table = pd.DataFrame({name: breakdown(path) for name, path in runs.items()})
+    loaded = {name: load_run(run) for name, run in runs.items()}
+    reference, *others = loaded.values()
+    check_comparable(reference, others)
+    table = pd.DataFrame({name: breakdown(run) for name, run in loaded.items()})
     first = table.columns[0]
     for name in list(table.columns[1:]):
         table[f"{name} − {first}"] = table[name] - table[first]
     return table
 
 
-def lateness_gap(reference: Path | str, run: Path | str, top: int = 5) -> pd.DataFrame:
+def lateness_gap(reference: Run, run: Run, top: int = 5) -> pd.DataFrame:
     """The ``top`` intervals where ``run`` paid the most lateness beyond ``reference``
     [$], with both runs' late requests, and the share of the whole lateness gap each
     holds [-] (NaN when ``run`` paid no more lateness than ``reference`` in all)."""

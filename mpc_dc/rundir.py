@@ -68,9 +68,6 @@ class RunDirNotWritableError(OSError):
         super().__init__(f"{target}: cannot write into {folder} ({reason}); expected a "
                          "folder this user may write")
 
-    def __str__(self) -> str:
-        return str(self.args[0])
-
 
 class RunWriteError(OSError):
     """Writing an output failed (e.g. a full disk); nothing partial was left behind.
@@ -91,9 +88,6 @@ class RunWriteError(OSError):
             f"{target}: could not write ({reason}); nothing was written and earlier "
             "results are intact"
         )
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def versions() -> dict[str, str]:

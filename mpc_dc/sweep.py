@@ -69,6 +69,7 @@ import numpy as np
 import pandas as pd
 
 from mpc_dc.config import reject_unknown_keys
+from mpc_dc.errors import USER_ERRORS
 from mpc_dc.interrupt import Terminated, hold_point
 from mpc_dc.rundir import (
     RunDirExistsError,
@@ -91,7 +92,7 @@ from mpc_dc.site.scenario import (
     scenario_to_mapping,
     with_overrides,
 )
-from traces.errors import ConfigError, TraceError, TraceRangeError
+from traces.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -453,12 +454,16 @@ class RunReport:
     message : str
         The error for a failed run.
     wall_time_s : float [s]
+    bad_input : bool
+        The run failed on bad input (one of :data:`mpc_dc.errors.USER_ERRORS`, e.g. a
+        scenario key refused once its data are read): running it again cannot help.
     """
 
     run_id: str
     status: Literal["done", "skipped", "failed"]
     message: str = ""
     wall_time_s: float = 0.0
+    bad_input: bool = False
 
 
 @dataclass(frozen=True)
@@ -489,11 +494,12 @@ class SweepOutcome:
 def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
     """Run one sweep run into ``run_dir`` (atomically); a task of every executor.
 
-    A run that raises is reported as failed (logged with its traceback; bad input, a
-    ConfigError or TraceError, at info level, its traceback at debug level) rather than
-    raised, so that one bad run does not lose the others and dask does not retry a
-    deterministic failure on other workers. An interruption (Ctrl-C, SIGTERM) is not
-    a failure: it propagates, after the temporary run directory is removed.
+    A run that raises is reported as failed (logged with its traceback; bad input, one
+    of :data:`~mpc_dc.errors.USER_ERRORS`, at info level, its traceback at debug level,
+    and marked ``bad_input``) rather than raised, so that one bad run does not lose the
+    others and dask does not retry a deterministic failure on other workers. An
+    interruption (Ctrl-C, SIGTERM) is not a failure: it propagates, after the temporary
+    run directory is removed.
     """
     from mpc_dc.fastpath import silence_highs_banner
     from mpc_dc.runner import run_scenario
@@ -512,7 +518,8 @@ def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
         )
     except Exception as err:  # reported per run; the sweep goes on
         message = " ".join(str(err).split()) or type(err).__name__
-        if isinstance(err, ConfigError | TraceError | TraceRangeError):
+        bad_input = isinstance(err, USER_ERRORS)
+        if bad_input:
             # Bad input names its key or file in one line, printed with the run's
             # progress line and the sweep's closing error; a traceback (-vv only) would
             # bury them, as `mpc-dc run` never prints one for bad input.
@@ -521,7 +528,7 @@ def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
         else:
             logger.exception("run %s failed", run.run_id)
         return RunReport(run.run_id, "failed", f"{type(err).__name__}: {message}",
-                         time.perf_counter() - tick)
+                         time.perf_counter() - tick, bad_input)
     return RunReport(run.run_id, "done", "", time.perf_counter() - tick)
 
 

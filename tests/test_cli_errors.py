@@ -326,7 +326,8 @@ def test_a_sweep_run_with_no_history_names_run_history_days(
         caplog: pytest.LogCaptureFixture) -> None:
     """A sweep run is reported failed, not raised (the sweep goes on); its message was the
     bare "ValueError: history of 0 intervals is shorter than the publication lag ...", and
-    it was logged at ERROR with its traceback (22 stderr lines)."""
+    it was logged at ERROR with its traceback (22 stderr lines). Bad input: exit 2, no
+    "run the same command again to retry them" (it was exit 1 with that hint)."""
     base = REPO / "mpc_dc" / "scenarios" / "default.toml"
     sweep = tmp_path / "sweep.toml"
     sweep.write_text(
@@ -334,11 +335,96 @@ def test_a_sweep_run_with_no_history_names_run_history_days(
         '"run.history_days" = [0]\n"run.days" = [0.25]\n'
         '"run.start" = ["2022-04-01T04:15:00Z"]\n"controller.kind" = ["baseline"]\n',
         encoding="utf-8")
-    assert cli.main(["sweep", str(sweep), "--out", str(tmp_path / "out")]) == 1
+    assert cli.main(["sweep", str(sweep), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
+    assert err.startswith("mpc-dc: error: 1 of 1 runs refused for bad input (first ")
     assert "ConfigError: <scenario>: key 'run.history_days': 0 d of history:" in err
-    assert "expected run.history_days >= 1 (or a run.start on the hour)" in err
+    assert err.endswith("expected run.history_days >= 1 (or a run.start on the hour))\n")
     assert list((tmp_path / "out" / "runs").iterdir()) == []  # no run directory written
     shown = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.getMessage() for r in shown if r.exc_info] == []  # no traceback without -vv
+
+
+def test_run_days_off_the_15_minute_grid_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """0.1 d used to run round(9.6) = 10 intervals (0.104 d) without a word, exit 0."""
+    err = _refused(capsys, ["run", "--no-plots", "--controller", "baseline", "--days", "0.1"],
+                   tmp_path / "out")
+    assert err == ("mpc-dc: error: <scenario>: key 'run.days': expected a whole number of "
+                   "15-minute intervals (a multiple of 1/96 d = 0.25 h), got 0.1 d = 9.6 "
+                   "intervals (from --days 0.1)\n")
+    err = _refused(capsys, [*SHORT_RUN, "--controller", "baseline", "--set", "run.days=1.01"],
+                   tmp_path / "out")
+    assert "key 'run.days': expected a whole number of 15-minute intervals" in err
+    assert "got 1.01 d = 96.96 intervals" in err
+
+
+def _sweep_file(tmp_path: Path, kinds: list[str]) -> Path:
+    """A sweep of the default scenario, 0.25 d, one run per controller kind."""
+    base = REPO / "mpc_dc" / "scenarios" / "default.toml"
+    runs = ", ".join(f'{{ "controller.kind" = "{k}" }}' for k in kinds)
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(f'[sweep]\nname = "refused"\nbase = "{base}"\nlist = [{runs}]\n'
+                     '[sweep.grid]\n"run.days" = [0.25]\n', encoding="utf-8")
+    return sweep
+
+
+def _failing_runs(monkeypatch: pytest.MonkeyPatch, errors: dict[str, BaseException]) -> None:
+    """Each sweep run raises the error of its controller kind (nothing is simulated)."""
+    from mpc_dc import runner, sweep
+
+    def run_scenario(scenario: object, **kwargs: object) -> None:
+        raise errors[scenario.controller.kind]  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(runner, "run_scenario", run_scenario)
+    monkeypatch.setattr(sweep, "_prepared", lambda scenario: None)
+    monkeypatch.setattr("mpc_dc.commands.sweep.check_sweep_data", lambda spec: 0)
+
+
+def test_a_sweep_run_refused_with_any_user_error_is_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every user-error type of the CLI counts in a sweep too: an InvariantError (exit 2
+    from `mpc-dc run`) ended the sweep with exit 1, "run the same command again to retry
+    them", and was logged at ERROR with its traceback."""
+    from mpc_dc.sim.invariants import InvariantError
+
+    _failing_runs(monkeypatch, {"baseline": InvariantError("interval 3: the books do not "
+                                                           "close")})
+    assert cli.main(["sweep", str(_sweep_file(tmp_path, ["baseline"])),
+                     "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mpc-dc: error: 1 of 1 runs refused for bad input (first "
+                          "kind=baseline__")
+    assert err.endswith(": InvariantError: invariant violated over the run: interval 3: the "
+                        "books do not close)\n")
+    shown = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in shown if r.exc_info] == []
+
+
+def test_a_sweep_run_that_fails_otherwise_keeps_exit_1_and_the_retry_hint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure that is not bad input may pass on a second try; alongside a refused run
+    the line names both, and bad input sets the exit code (the input must change)."""
+    from traces.errors import ConfigError
+
+    _failing_runs(monkeypatch, {"baseline": RuntimeError("solver crashed"),
+                                "perfect": ConfigError("s.toml", "no good", key="run.seed")})
+    sweep = _sweep_file(tmp_path, ["baseline"])
+    assert cli.main(["sweep", str(sweep), "--out", str(tmp_path / "one")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mpc-dc: error: 1 of 1 runs failed (first kind=baseline__")
+    assert err.endswith(": RuntimeError: solver crashed); run the same command again to "
+                        "retry them\n")
+    sweep = _sweep_file(tmp_path, ["baseline", "perfect"])
+    assert cli.main(["sweep", str(sweep), "--out", str(tmp_path / "two")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("mpc-dc: error: 1 of 2 runs refused for bad input (first "
+                          "kind=perfect__")
+    assert ": ConfigError: s.toml: key 'run.seed': no good); 1 more failed otherwise (first "\
+        "kind=baseline__" in err
+    assert err.endswith(": RuntimeError: solver crashed); run the same command again to "
+                        "retry those\n")

@@ -111,3 +111,24 @@ def test_runs_over_different_intervals_are_refused(
         f"UTC (2 intervals) at north; expected the intervals and campuses of the reference "
         f"{a} (2022-04-01 04:00 to 2022-04-01 04:30 UTC (2 intervals) at north): cost-gap "
         "compares runs of one scenario\n")
+
+
+def test_cost_gap_reads_each_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`mpc-dc cost-gap REF A B` read the reference's ledger 4 times (the span check, the
+    split, the lateness gap of each further run) and each further run's 3 times."""
+    ref = _run_dir(tmp_path / "ref", cost_without_slo=5.5, lateness=(0.5, 0.0), late=(1, 0))
+    a = _run_dir(tmp_path / "a", cost_without_slo=5.5, lateness=(0.5, 2.0), late=(1, 9))
+    b = _run_dir(tmp_path / "b", cost_without_slo=5.0, lateness=(1.0, 0.0), late=(2, 0))
+    reads: list[str] = []
+    read_parquet = pd.read_parquet
+
+    def counted(path: Path, *args: object, **kwargs: object) -> pd.DataFrame:
+        reads.append(f"{Path(path).parent.name}/{Path(path).name}")
+        return read_parquet(path, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_parquet", counted)
+    assert cli_main(["cost-gap", str(ref), str(a), str(b)]) == 0
+    assert sorted(reads) == sorted(f"{run}/{name}" for run in ("ref", "a", "b")
+                                   for name in ("ledger.parquet", "pools.parquet"))
+    assert "| lateness_usd | 0.50 | 2.50 | 1.00 | 2.00 | 0.50 |" in capsys.readouterr().out

@@ -16,6 +16,8 @@ from mpc_dc.rundir import (
     MARKER_NAME,
     RunDirCorruptError,
     RunDirExistsError,
+    RunDirNotWritableError,
+    RunWriteError,
     atomic_dir,
     check_target,
     clean_stale,
@@ -177,3 +179,16 @@ def test_read_run_names_the_corrupt_file(tmp_path: Path, corrupt: str, expected:
     assert str(info.value).startswith(str(run / expected.split(":", maxsplit=1)[0]))
     assert expected in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_write_error_messages_are_one_line_naming_the_target() -> None:
+    """The messages the CLI prints (exit 2 and 3); OSError's own str gives them (the
+    classes' copies of ``__str__`` were removed)."""
+    denied = RunDirNotWritableError(Path("/srv/out/run"), Path("/srv/out"),
+                                    PermissionError(13, "Permission denied"))
+    assert str(denied) == ("/srv/out/run: cannot write into /srv/out (permission denied); "
+                           "expected a folder this user may write")
+    full = RunWriteError(Path("/srv/out/run"), OSError(28, "No space left on device"))
+    assert str(full) == ("/srv/out/run: could not write (No space left on device); nothing "
+                         "was written and earlier results are intact")
+    assert full.target == Path("/srv/out/run") and full.cause.errno == 28

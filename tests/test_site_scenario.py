@@ -302,6 +302,11 @@ BAD: dict[str, tuple[dict[str, Any], str, str]] = {
         "no [fleet] to serve on them"),
     "run_days": ({"run": {"days": 0}}, "run.days", "expected a value > 0"),
     "run_days_too_long": ({"run": {"days": 400}}, "run.days", "<= 366"),
+    # 2.01 d ran round(192.96) = 193 intervals, 2.0104 d, without a word
+    "run_days_not_whole_intervals": ({"run": {"days": 2.01}}, "run.days",
+                                     "expected a whole number of 15-minute intervals (a "
+                                     "multiple of 1/96 d = 0.25 h), got 2.01 d = 192.96 "
+                                     "intervals"),
     "run_start_off_grid": ({"run": {"start": "2022-04-01T04:05:00Z"}}, "run.start",
                            "15-minute grid"),
     "run_start_not_utc": ({"run": {"start": "2022-04-01T04:00:00+02:00"}}, "run.start",

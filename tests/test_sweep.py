@@ -305,8 +305,9 @@ def test_a_failing_run_is_reported_and_the_others_kept(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run without its data is refused before any run starts (exit 2, nothing
-    written); if its data vanish after that check, it fails alone: exit 1 names it and
-    the finished run is kept."""
+    written); if its data vanish after that check, it fails alone: exit 2 (bad input,
+    no retry hint: it was exit 1, "run the same command again to retry them") names it
+    and the finished run is kept."""
     path = tmp_path / "s.toml"
     path.write_text(BASE.format(days=1) + '[sweep]\nlist = [\n'
                     '  { "controller.kind" = "baseline" },\n'
@@ -321,11 +322,13 @@ def test_a_failing_run_is_reported_and_the_others_kept(
     assert re.search(r" \(run source=real__[^)]*\)$", line), line
     assert not out.exists()
     monkeypatch.setattr("mpc_dc.commands.sweep.check_sweep_data", lambda spec: 0)
-    assert cli_main(["sweep", str(path), "--out", str(out)]) == 1
+    assert cli_main(["sweep", str(path), "--out", str(out)]) == 2
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
-    assert err[-1].startswith("mpc-dc: error: 1 of 2 runs failed (first source=real__")
-    assert err[-1].endswith("run the same command again to retry them")
+    assert err[-1].startswith("mpc-dc: error: 1 of 2 runs refused for bad input (first "
+                              "source=real__")
+    assert "key 'data.dir': data folder no/such/data not found" in err[-1]
+    assert "retry" not in err[-1]
     table = pd.read_parquet(out / "results.parquet")
     assert table["status"].tolist() == ["done", "missing"]
     assert len(list((out / "runs").iterdir())) == 1

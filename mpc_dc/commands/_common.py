@@ -200,11 +200,29 @@ def print_report(report: RunReport, finished: int, total: int) -> None:
     print(f"[{finished}/{total}] {report.status:<7} {report.run_id}{extra}", flush=True)
 
 
-def failed_runs(failed: list[RunReport], total: int) -> int:
-    """Exit code of a sweep: 1, with one line on stderr, when runs failed; else 0."""
+def failed_runs(failed: list[RunReport], total: int, what: str = "runs") -> int:
+    """Exit code of a sweep (of ``total`` ``what``), with one line on stderr when runs
+    failed.
+
+    0 when none failed. 2 when a run was refused for bad input (``bad_input``: running
+    it again cannot help, its input must change), naming the first such run and, after
+    it, the first of any that failed otherwise. Else 1: the failures may be transient
+    (a lost worker), and running the same command again retries exactly them.
+    """
     if not failed:
         return 0
+    refused = [r for r in failed if r.bad_input]
+    others = [r for r in failed if not r.bad_input]
+    if refused:
+        first = refused[0]
+        line = (f"{len(refused)} of {total} {what} refused for bad input (first "
+                f"{first.run_id}: {first.message})")
+        if others:
+            line += (f"; {len(others)} more failed otherwise (first {others[0].run_id}: "
+                     f"{others[0].message}); run the same command again to retry those")
+        print(f"mpc-dc: error: {line}", file=sys.stderr)
+        return 2
     first = failed[0]
-    print(f"mpc-dc: error: {len(failed)} of {total} runs failed (first {first.run_id}: "
+    print(f"mpc-dc: error: {len(failed)} of {total} {what} failed (first {first.run_id}: "
           f"{first.message}); run the same command again to retry them", file=sys.stderr)
     return 1

@@ -6,7 +6,8 @@ with each forecaster, perfect forecasts, the offline optimum) and under every
 ``--policy``, as a resumable sweep (locally or on dask), then writes the scorecard:
 ``scorecard.csv`` (per scenario and policy), ``summary.csv`` (per policy, with its
 score) and ``scorecard.md``; ``mpc-dc report DIR`` renders it as HTML. Definitions:
-docs/benchmark.md. Exit code 1 if a run failed (run the same command to retry).
+docs/benchmark.md. Exit code 2 if a run was refused for bad input, else 1 if a run
+failed (run the same command to retry).
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +15,7 @@ import pandas as pd
 from mpc_dc.commands._common import (
     add_set_option,
     check_labels,
+    failed_runs,
     markdown_table,
     print_report,
     progress_bars,
@@ -178,11 +178,7 @@ def attribute_main(args: argparse.Namespace, scenario: Scenario) -> int:
     table, outcome = attribute(scenario, labels, out, workers=args.workers,
                                on_report=print_report, source=args.scenario or SOURCE)
     if table is None:
-        first = outcome.failed[0]
-        print(f"mpc-dc: error: {len(outcome.failed)} attribution run(s) failed (first "
-              f"{first.run_id}: {first.message}); run the same command again to retry them",
-              file=sys.stderr)
-        return 1
+        return failed_runs(outcome.failed, len(outcome.reports), "attribution runs")
     print(markdown(table, scenario.name))
     print(f"written: {out}/attribution.csv, attribution.md, attribution.png "
           f"(mpc-dc report {out})")

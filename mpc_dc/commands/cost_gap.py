@@ -15,7 +15,7 @@ import pandas as pd
 
 from mpc_dc.commands._common import markdown_table
 from mpc_dc.commands._options import existing_dir, positive_int
-from mpc_dc.cost_gap import gap_table, lateness_gap
+from mpc_dc.cost_gap import gap_table, lateness_gap, load_run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,11 +43,13 @@ def _markdown(table: pd.DataFrame, first: str, fmt: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Print the tables."""
-    runs = {_name(p): p for p in args.runs}
-    print(_markdown(gap_table(runs), "part", "{:,.2f}"))
-    first = args.runs[0]
-    for run in args.runs[1:]:
-        print(f"\nlateness gap by interval, {_name(run)} − {_name(first)} (top {args.top}):")
+    # Each run's files are read once, for the table and for its lateness gap.
+    loaded = [load_run(p) for p in args.runs]
+    print(_markdown(gap_table({_name(run.path): run for run in loaded}), "part", "{:,.2f}"))
+    first = loaded[0]
+    for run in loaded[1:]:
+        print(f"\nlateness gap by interval, {_name(run.path)} − {_name(first.path)} "
+              f"(top {args.top}):")
         print(_markdown(lateness_gap(first, run, args.top), "interval start (UTC)",
                         "{:,.3f}"))
     return 0

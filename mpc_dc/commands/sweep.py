@@ -3,7 +3,8 @@
 Expands the file's ``[sweep]`` table into runs (see :mod:`mpc_dc.sweep`), runs the
 unfinished ones, each into ``DIR/runs/<id>`` atomically, and writes the results
 table (``results.parquet``, ``results.csv``). Running the same command again
-resumes: finished runs are skipped. Exit code 1 if any run failed (re-run to retry).
+resumes: finished runs are skipped. Exit code 2 if a run was refused for bad input,
+else 1 if any run failed (re-run to retry).
 """
 
 from __future__ import annotations

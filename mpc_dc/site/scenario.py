@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import math
 import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
@@ -54,6 +55,7 @@ from mpc_dc.site.data import (
     resolved_source,
 )
 from traces.errors import ConfigError
+from traces.grid import STEPS_PER_DAY
 
 if TYPE_CHECKING:
     from mpc_dc.sim.serving import ServingConfig
@@ -89,13 +91,29 @@ def at_most(key: str, value: float, bound: float, unit: str, source: str = SOURC
 
 
 def check_run_period(run: RunPeriod, history_days: int, source: str = SOURCE) -> None:
-    """The ``[run]`` checks every schema shares: ``days`` in (0, 366], ``history_days`` in
-    [0, 366], ``start`` a UTC time on the 15-min grid."""
+    """The ``[run]`` checks every schema shares: ``days`` in (0, 366] and a whole number
+    of 15-min intervals, ``history_days`` in [0, 366], ``start`` a UTC time on the 15-min
+    grid."""
     positive(source, "run.days", run.days)
     positive(source, "run.history_days", history_days, allow_zero=True)
     at_most("run.days", run.days, MAX_RUN_DAYS, "d", source)
+    whole_intervals(run.days, source)
     at_most("run.history_days", history_days, MAX_HISTORY_DAYS, "d", source)
     grid_start(source, "run.start", run.start)
+
+
+def whole_intervals(days: float, source: str = SOURCE) -> None:
+    """Raise :class:`ConfigError` naming ``run.days`` unless ``days`` [d] is a whole number
+    of 15-min intervals (a multiple of 1/96 d): the run would otherwise be rounded to
+    another length than the one asked for (0.1 d ran 10 intervals, 0.104 d)."""
+    steps = days * STEPS_PER_DAY
+    # Within 1e-6 intervals (0.9 ms): a fraction written in decimals (1/3 d as
+    # 0.3333333333) still counts, and no length a run could tell apart is rounded.
+    if math.isfinite(steps) and abs(steps - round(steps)) <= 1e-6:
+        return
+    raise ConfigError(source, f"expected a whole number of 15-minute intervals (a multiple "
+                      f"of 1/96 d = 0.25 h), got {days!r} d = {steps:.10g} intervals",
+                      key="run.days")
 
 
 def check_in_unit_interval(values: Mapping[str, float], *, closed: bool,
