@@ -39,9 +39,10 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
+from functools import cached_property, partial
 from typing import Literal
 
 import cvxpy as cp
@@ -1958,14 +1959,25 @@ def _repair_quality(ctx: ModelContext, r: _Rounding, x: np.ndarray, demand: np.n
 # ----------------------------------------------------------------------------- facade
 
 
+def _same(cost: CostBreakdown) -> CostBreakdown:
+    """``cost`` itself: the ``costing`` of a :class:`_Run` priced already."""
+    return cost
+
+
 @dataclass(frozen=True)
 class _Run:
-    """One HiGHS run, post-processed to per-column values and their cost."""
+    """One HiGHS run, post-processed to per-column values and their cost.
+
+    ``costing`` computes the cost (:func:`plan_cost`) on the first read of ``cost`` or
+    ``objective_usd``: round-and-fix reads the rounded runs' costs but never the
+    relaxation's (it reads its columns and its ``lp_bound_usd``), so the relaxation's
+    cost is never computed. Every read happens within the :meth:`Problem.solve` that
+    made the run, before the next step's parameters replace those it is priced at.
+    """
 
     status: SolveStatus
     cols: dict[str, np.ndarray] | None
-    cost: CostBreakdown | None
-    objective_usd: float
+    costing: Callable[[], CostBreakdown] | None
     highs_time_s: float
     mip_gap: float
     message: str = ""
@@ -1973,7 +1985,18 @@ class _Run:
     lp_bound_usd: float = float("nan")
     mip_bound_usd: float = float("nan")
 
+    @cached_property
+    def cost(self) -> CostBreakdown | None:
+        """The plan's cost components [$] (None without a plan)."""
+        return None if self.costing is None else self.costing()
+
     @property
+    def objective_usd(self) -> float:
+        """The plan's total cost [$] (NaN without a plan)."""
+        cost = self.cost
+        return float("nan") if cost is None else cost.total_usd
+
+    @cached_property
     def unserved_tokens(self) -> float:
         """Tokens of the model columns not served in their column (unweighted, as
         round-and-fix compares): unserved, plus those joining the lateness block's
@@ -2568,8 +2591,8 @@ class Problem:
                 message = ("HiGHS reports the problem infeasible; constraint groups: "
                            + ", ".join(ctx.constraints))
             logger.warning("solve failed: %s", message)
-            return _Run(status, None, None, float("nan"), sol.highs_time_s, sol.mip_gap,
-                        message, mip_bound_usd=bound)
+            return _Run(status, None, None, sol.highs_time_s, sol.mip_gap, message,
+                        mip_bound_usd=bound)
         values = {n: model.fast.value(sol.x, n) for n in ctx.variables}
         cols = solution_columns(ctx, values)
         repaired, message = False, ""
@@ -2578,15 +2601,18 @@ class Problem:
             cols, repaired, residual = repair_relaxed(ctx, cols, model.repair_where)
             if residual > 1e-6:
                 message = f"repair failed: {residual:.3g} MW of excess power could not be shed"
-        cost = plan_cost(ctx, cols)
         gap = sol.mip_gap
+        # priced when first read (_Run): the Parameters hold this step's values until then
+        costing: Callable[[], CostBreakdown] = partial(plan_cost, ctx, cols)
         if is_mip and np.isfinite(bound):
+            cost = costing()
+            costing = partial(_same, cost)
             gap = max(cost.total_usd - bound, 0.0) / max(abs(cost.total_usd), 1e-9)
         if status is SolveStatus.FEASIBLE and not message:
             message = f"HiGHS stopped at {sol.model_status} with a relative MIP gap of {gap:.3g}"
         lp_bound = (sol.objective - offset) if not is_mip else bound
-        return _Run(status, cols, cost, cost.total_usd, sol.highs_time_s, gap, message,
-                    repaired, lp_bound_usd=lp_bound, mip_bound_usd=bound)
+        return _Run(status, cols, costing, sol.highs_time_s, gap, message, repaired,
+                    lp_bound_usd=lp_bound, mip_bound_usd=bound)
 
     # ------------------------------------------------------------------------- warm start
 
