@@ -32,7 +32,6 @@ Diagnostic only: it wraps ``HighsFastPath._load``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,7 +43,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from benchmarks.closed_loop import dr_scale, measure, wind_fleet
-from benchmarks.cpu_split import KINDS, split
+from benchmarks.cpu_split import _kind, split
 from mpc_dc import fastpath
 
 CANDIDATES: dict[str, dict[str, Any]] = {
@@ -67,16 +66,6 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 }
 """Option sets by name (HiGHS 1.16 option names; ``base`` is HiGHS's defaults as
 :class:`~mpc_dc.fastpath.HighsFastPath` sets them)."""
-
-
-def _kind() -> str:
-    """The run kind (:data:`benchmarks.cpu_split.KINDS`) of the caller's HiGHS run."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        if frame.f_code.co_name in KINDS:
-            return KINDS[frame.f_code.co_name]
-        frame = frame.f_back  # type: ignore[assignment]
-    return "other"
 
 
 @contextmanager
