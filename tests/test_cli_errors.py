@@ -433,3 +433,30 @@ def test_a_sweep_run_that_fails_otherwise_keeps_exit_1_and_the_retry_hint(
     assert "ConfigError" not in err  # bad input carries no type; the other failure does
     assert err.endswith(": RuntimeError: solver crashed); run the same command again to "
                         "retry those\n")
+
+
+@pytest.mark.parametrize(("option", "expected"), [
+    (["--days", "100000", "--start", "2022-04-01"],
+     "argument --days: expected a finite number in (0, 3660] [d], got '100000'"),
+    (["--train-days", "1e9"],
+     "argument --train-days: expected a finite number in (0, 3660] [d], got '1e9'"),
+    (["--horizon", "100000000"],
+     "argument --horizon: expected a whole number in [1, 35136], got '100000000'"),
+    (["--window", "2022-04-01", "1e9"],
+     "--window: DAYS: expected a finite number in (0, 3660] [d], got '1e9'"),
+    (["--window", "2022-04-01", "nan"],
+     "--window: DAYS: expected a finite number in (0, 3660] [d], got 'nan'"),
+    (["--window", "2022-13-01", "1"],
+     "--window: START: expected a date or time like 2022-04-05 or 2022-04-05T06:00Z, got "
+     "'2022-13-01'"),
+])
+def test_backtest_lengths_beyond_the_dates_are_refused(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        option: list[str], expected: str) -> None:
+    """On the real data each was an internal error, exit 1: "OutOfBoundsDatetime: Cannot
+    cast 2296-01-15 ...", "OutOfBoundsTimedelta: Cannot cast 1000000000 days ...",
+    "ValueError: cannot convert float NaN to integer", "ArgumentTypeError: expected a
+    date or time ..." (an option type's error raised outside argparse)."""
+    err = _refused(capsys, ["backtest", "--data", str(shared_data), "--series", "lmp",
+                            "--forecaster", "persistence", *option], tmp_path / "out")
+    assert err.startswith(f"mpc-dc: error: {expected}")
