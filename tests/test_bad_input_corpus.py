@@ -407,6 +407,15 @@ REPORTS: dict[str, str] = {
     "report_missing_metadata": "metadata.json: file not found; expected a run directory "
     "written by mpc-dc run",
     "report_metadata_wrong_type": "metadata.json: expected a JSON object, got a string",
+    # A run directory without kpis.json or ledger.parquet was "DIR: not a run or sweep
+    # directory; expected kpis.json and ledger.parquet ...", and a ledger without rows
+    # "expected rows indexed by (interval_start_utc, campus) ...", which it was.
+    "report_missing_kpis": "kpis.json: file not found; expected a run directory written by "
+    "mpc-dc run",
+    "report_missing_ledger": "ledger.parquet: file not found; expected a run directory "
+    "written by mpc-dc run",
+    "report_ledger_no_rows": "ledger.parquet: no rows; expected one per interval and campus "
+    "of the run",
     "report_garbage_parquet": "ledger.parquet: not a readable Parquet file (Parquet magic "
     "bytes not found in footer); the file is truncated or corrupt",
     "report_sweep_garbage_results": "results.parquet: not a readable Parquet file (Parquet "
