@@ -197,7 +197,8 @@ def plan_runs(scenario: Scenario, forecasters: Sequence[str],
         items = tuple(overrides.items())
         digest = make_run_id(items, base_hash).rsplit("__", 1)[-1]
         run_id = f"{slug}__{digest}"
-        runs.append(SweepRun(run_id, items, with_overrides(scenario, overrides, str(source))))
+        runs.append(SweepRun(run_id, items, with_overrides(scenario, overrides, str(source)),
+                             source=str(source)))
         roles[run_id] = role
     return Plan(split, names, tuple(runs), roles)
 

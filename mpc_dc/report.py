@@ -183,8 +183,20 @@ def detect(path: Path) -> Literal["run", "sweep", "benchmark"]:
         return "sweep"
     if not path.is_dir():
         raise ConfigError(path, "directory not found; expected a run or sweep directory")
+    if any((path / name).exists() for name in RUN_FILES):
+        # A run directory with a file gone: name that file, as a corrupt one is named.
+        for name in RUN_FILES[:2]:
+            file = path / name
+            if not file.is_file():
+                state = "not a file" if file.exists() else "file not found"
+                raise RunDirCorruptError(file, f"{state}; expected a run directory written "
+                                         "by mpc-dc run")
     raise ConfigError(path, "not a run or sweep directory; expected kpis.json and "
                       "ledger.parquet (a run) or results.parquet (a sweep)")
+
+
+RUN_FILES = ("kpis.json", "ledger.parquet", "metadata.json", "scenario.json")
+"""Files of a run directory: the first two make one, any makes a damaged one."""
 
 
 def build_report(path: Path, *, day: str | None = None, run_id: str | None = None) -> Report:
@@ -310,9 +322,12 @@ def _check_ledger(file: Path, ledger: pd.DataFrame) -> None:
     times = index.get_level_values(0) if isinstance(index, pd.MultiIndex) else index
     if (not isinstance(index, pd.MultiIndex) or list(index.names) != ["interval_start_utc",
                                                                        "campus"]
-            or not isinstance(times, pd.DatetimeIndex) or times.tz is None or ledger.empty):
+            or not isinstance(times, pd.DatetimeIndex) or times.tz is None):
         raise RunDirCorruptError(file, "expected rows indexed by (interval_start_utc, "
                                  "campus), interval starts in UTC")
+    if ledger.empty:
+        raise RunDirCorruptError(file, "no rows; expected one per interval and campus of "
+                                 "the run")
     for column in LEDGER_COLUMNS:
         if column not in ledger.columns:
             raise RunDirCorruptError(file, "missing column", field=column)

@@ -301,7 +301,8 @@ def suite_sweep(suite: Suite, policies: Sequence[str] = ()) -> SweepSpec:
             scenario = entry.scenario if policy else controller_variant(entry.scenario, label)
             overrides = (("scenario", entry.name), ("policy", label))
             digest = payload_digest({"scenario": scenario_to_mapping(scenario), "policy": policy})
-            runs.append(SweepRun(make_run_id(overrides, digest), overrides, scenario, policy))
+            runs.append(SweepRun(make_run_id(overrides, digest), overrides, scenario, policy,
+                                 source=str(suite.source)))
     return SweepSpec(f"benchmark {suite.name} ({suite.size})", suite.source,
                      suite.scenarios[0].scenario, runs=tuple(runs))
 

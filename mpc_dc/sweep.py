@@ -83,6 +83,7 @@ from mpc_dc.rundir import (
     write_json,
 )
 from mpc_dc.sim.meter import costs_and_revenue_usd, pct_of_costs
+from mpc_dc.site.data import SOURCE, errors_name
 from mpc_dc.site.scenario import (
     Scenario,
     default_scenario,
@@ -155,12 +156,20 @@ class SweepRun:
         A policy named as on the command line (``package.module:Class`` or an
         entry-point name) run instead of the scenario's controller (``mpc-dc
         benchmark --policy``); sweep files never name one.
+    source : str
+        The file the run comes from (the sweep or suite file), named by an error the
+        run meets only once its data are read; :data:`~mpc_dc.site.data.SOURCE` for none.
+    origins : tuple of (str, str)
+        Override key → the table of the file that gave it (``sweep.grid``,
+        ``sweep.list[1]`` ...), named beside such an error on an overridden key.
     """
 
     run_id: str
     overrides: tuple[tuple[str, Any], ...]
     scenario: Scenario
     policy: str | None = None
+    source: str = SOURCE
+    origins: tuple[tuple[str, str], ...] = ()
 
     @property
     def override_dict(self) -> dict[str, Any]:
@@ -383,6 +392,7 @@ def expand(
     seen: dict[str, int] = {}
     base_hash = base_digest(base)
     for where, label, overrides in todo:
+        origins = tuple((k, "sweep.grid" if k in keys else where) for k, _ in overrides)
         try:
             scenario = with_overrides(base, dict(overrides), str(source))
         except ConfigError as err:
@@ -392,7 +402,8 @@ def expand(
         if run_id in seen:
             raise ConfigError(source, f"run {run_id} appears twice", key=where)
         seen[run_id] = len(runs)
-        runs.append(SweepRun(run_id, overrides, scenario))
+        runs.append(SweepRun(run_id, overrides, scenario, source=str(source),
+                             origins=origins))
     return runs
 
 
@@ -507,18 +518,25 @@ def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
     silence_highs_banner()
     tick = time.perf_counter()
     try:
-        run_scenario(
-            run.scenario,
-            out=Path(run_dir),
-            prepared=_prepared(run.scenario),
-            plots=plots,
-            progress=lambda steps: hold_point("simulate", run.run_id),
-            extra_meta={"sweep": {"run_id": run.run_id, "overrides": run.override_dict}},
-            policy=run.policy,
-        )
+        # A key refused only once the data are read names the sweep file, not the
+        # placeholder of a scenario without a file, and the table that overrode it.
+        with errors_name(run.source), _override_named(run):
+            run_scenario(
+                run.scenario,
+                out=Path(run_dir),
+                prepared=_prepared(run.scenario),
+                plots=plots,
+                progress=lambda steps: hold_point("simulate", run.run_id),
+                extra_meta={"sweep": {"run_id": run.run_id, "overrides": run.override_dict}},
+                policy=run.policy,
+            )
     except Exception as err:  # reported per run; the sweep goes on
         message = " ".join(str(err).split()) or type(err).__name__
         bad_input = isinstance(err, USER_ERRORS)
+        if not bad_input:
+            # A bug or a transient failure: its type says what broke. Bad input is
+            # one line naming its file and key, as `mpc-dc run` prints it.
+            message = f"{type(err).__name__}: {message}"
         if bad_input:
             # Bad input names its key or file in one line, printed with the run's
             # progress line and the sweep's closing error; a traceback (-vv only) would
@@ -527,9 +545,35 @@ def execute_run(run: SweepRun, run_dir: str, plots: bool = False) -> RunReport:
             logger.debug("run %s failed", run.run_id, exc_info=True)
         else:
             logger.exception("run %s failed", run.run_id)
-        return RunReport(run.run_id, "failed", f"{type(err).__name__}: {message}",
-                         time.perf_counter() - tick, bad_input)
+        return RunReport(run.run_id, "failed", message, time.perf_counter() - tick,
+                         bad_input)
     return RunReport(run.run_id, "done", "", time.perf_counter() - tick)
+
+
+def _overridden_by(key: str, overrides: Sequence[str]) -> str | None:
+    """The override of ``overrides`` that set ``key`` (the key itself, a table above it
+    or a key inside it), or None when ``key`` comes from the base scenario."""
+    for name in overrides:
+        if name == key or any(a.startswith(b) and a[len(b)] in ".["
+                              for a, b in ((key, name), (name, key)) if len(a) > len(b)):
+            return name
+    return None
+
+
+@contextmanager
+def _override_named(run: SweepRun) -> Iterator[None]:
+    """A :class:`ConfigError` raised in the block on a key the run overrides says which
+    table of the sweep file gave the override (as :func:`expand` says of a refused one)."""
+    try:
+        yield
+    except ConfigError as err:
+        origins = dict(run.origins)
+        name = _overridden_by(err.key, list(origins)) if err.key else None
+        if name is None:
+            raise
+        what = "override" if name == err.key else f"override {name!r}"
+        raise ConfigError(err.source, f"{err.message} ({what} in {origins[name]})",
+                          key=err.key) from None
 
 
 _PREPARED: dict[str, Any] = {}

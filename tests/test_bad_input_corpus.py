@@ -312,6 +312,11 @@ CLI: dict[str, str] = {
     "directory (see 'mpc-dc run --help')",
     "cli_run_missing_scenario": "{bad}/no_such_scenario.toml: scenario file not found",
     "cli_scenario_check_missing_file": "{bad}/no_such_scenario.toml: scenario file not found",
+    # Passed (exit 0): --data beside a sweep file, whose runs read the file's data.dir
+    # (the option was ignored).
+    "cli_scenario_check_sweep_with_data": "--data: applies to a scenario file, not the sweep "
+    "{bad}/sweep_too_many_runs.toml (its runs read the file's data.dir); expected the data "
+    "folder in the sweep file's [data] table",
     "cli_run_overwrite_foreign_folder": "{bad}: not an mpc-dc output folder (no "
     ".mpc-dc-output.json); --overwrite replaces only folders mpc-dc wrote: choose another "
     "--out or remove it yourself",
@@ -343,12 +348,28 @@ CLI: dict[str, str] = {
     "(see 'mpc-dc sweep --help')",
     "cli_backtest_negative_seed": "argument --seed: expected a whole number in [0, 4294967295], "
     "got '-3' (see 'mpc-dc backtest --help')",
-    "cli_backtest_negative_train_days": "argument --train-days: expected a finite number > 0 "
-    "[d], got '-7' (see 'mpc-dc backtest --help')",
+    "cli_backtest_negative_train_days": "argument --train-days: expected a finite number in "
+    "(0, 3660] [d], got '-7' (see 'mpc-dc backtest --help')",
+    # Lengths beyond pandas' dates were internal errors (exit 1): "OutOfBoundsDatetime:
+    # Cannot cast 2296-01-15 ...", "OutOfBoundsTimedelta: Cannot cast 1000000000 days".
+    "cli_backtest_days_beyond_dates": "argument --days: expected a finite number in "
+    "(0, 3660] [d], got '100000' (see 'mpc-dc backtest --help')",
+    "cli_backtest_train_days_beyond_dates": "argument --train-days: expected a finite number "
+    "in (0, 3660] [d], got '1e9' (see 'mpc-dc backtest --help')",
+    "cli_backtest_horizon_beyond_dates": "argument --horizon: expected a whole number in "
+    "[1, 35136], got '100000000' (see 'mpc-dc backtest --help')",
+    "cli_backtest_window_days_beyond_dates": "--window: DAYS: expected a finite number in "
+    "(0, 3660] [d], got '1e9'",
+    # NaN was "internal error: ValueError: cannot convert float NaN to integer", an
+    # impossible START "internal error: ArgumentTypeError: expected a date ...".
+    "cli_backtest_window_days_nan": "--window: DAYS: expected a finite number in (0, 3660] "
+    "[d], got 'nan'",
+    "cli_backtest_window_impossible_start": "--window: START: expected a date or time like "
+    "2022-04-05 or 2022-04-05T06:00Z, got '2022-13-01'",
     "cli_backtest_unparseable_start": "argument --start: expected a date or time like "
     "2022-04-05 or 2022-04-05T06:00Z, got '2022-13-45' (see 'mpc-dc backtest --help')",
-    "cli_backtest_zero_horizon": "argument --horizon: expected a whole number >= 1, got '0' "
-    "(see 'mpc-dc backtest --help')",
+    "cli_backtest_zero_horizon": "argument --horizon: expected a whole number in [1, 35136], "
+    "got '0' (see 'mpc-dc backtest --help')",
     "cli_backtest_unknown_zone": "argument --zone: invalid choice: 'Z' (choose from 'A', 'B', "
     "'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K') (see 'mpc-dc backtest --help')",
     "cli_reproduce_days_zero": "argument --days: expected a whole number >= 1, got '0' "
@@ -384,6 +405,15 @@ REPORTS: dict[str, str] = {
     "report_missing_metadata": "metadata.json: file not found; expected a run directory "
     "written by mpc-dc run",
     "report_metadata_wrong_type": "metadata.json: expected a JSON object, got a string",
+    # A run directory without kpis.json or ledger.parquet was "DIR: not a run or sweep
+    # directory; expected kpis.json and ledger.parquet ...", and a ledger without rows
+    # "expected rows indexed by (interval_start_utc, campus) ...", which it was.
+    "report_missing_kpis": "kpis.json: file not found; expected a run directory written by "
+    "mpc-dc run",
+    "report_missing_ledger": "ledger.parquet: file not found; expected a run directory "
+    "written by mpc-dc run",
+    "report_ledger_no_rows": "ledger.parquet: no rows; expected one per interval and campus "
+    "of the run",
     "report_garbage_parquet": "ledger.parquet: not a readable Parquet file (Parquet magic "
     "bytes not found in footer); the file is truncated or corrupt",
     "report_sweep_garbage_results": "results.parquet: not a readable Parquet file (Parquet "

@@ -339,8 +339,12 @@ def test_a_sweep_run_with_no_history_names_run_history_days(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("mpc-dc: error: 1 of 1 runs refused for bad input (first ")
-    assert "ConfigError: <scenario>: key 'run.history_days': 0 d of history:" in err
-    assert err.endswith("expected run.history_days >= 1 (or a run.start on the hour))\n")
+    # The sweep file and the table that set the key, not the placeholder "<scenario>"
+    # of a scenario without a file, nor the type ("ConfigError: <scenario>: key ...").
+    assert f"__9e173a99ff: {sweep}: key 'run.history_days': 0 d of history:" in err
+    assert "ConfigError" not in err and "<scenario>" not in err
+    assert err.endswith("expected run.history_days >= 1 (or a run.start on the hour) "
+                        "(override in sweep.grid))\n")
     assert list((tmp_path / "out" / "runs").iterdir()) == []  # no run directory written
     shown = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.getMessage() for r in shown if r.exc_info] == []  # no traceback without -vv
@@ -397,7 +401,7 @@ def test_a_sweep_run_refused_with_any_user_error_is_exit_2(
     err = capsys.readouterr().err
     assert err.startswith("mpc-dc: error: 1 of 1 runs refused for bad input (first "
                           "kind=baseline__")
-    assert err.endswith(": InvariantError: invariant violated over the run: interval 3: the "
+    assert err.endswith("__289342250a: invariant violated over the run: interval 3: the "
                         "books do not close)\n")
     shown = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.getMessage() for r in shown if r.exc_info] == []
@@ -424,7 +428,35 @@ def test_a_sweep_run_that_fails_otherwise_keeps_exit_1_and_the_retry_hint(
     assert err.count("\n") == 1
     assert err.startswith("mpc-dc: error: 1 of 2 runs refused for bad input (first "
                           "kind=perfect__")
-    assert ": ConfigError: s.toml: key 'run.seed': no good); 1 more failed otherwise (first "\
+    assert ": s.toml: key 'run.seed': no good); 1 more failed otherwise (first "\
         "kind=baseline__" in err
+    assert "ConfigError" not in err  # bad input carries no type; the other failure does
     assert err.endswith(": RuntimeError: solver crashed); run the same command again to "
                         "retry those\n")
+
+
+@pytest.mark.parametrize(("option", "expected"), [
+    (["--days", "100000", "--start", "2022-04-01"],
+     "argument --days: expected a finite number in (0, 3660] [d], got '100000'"),
+    (["--train-days", "1e9"],
+     "argument --train-days: expected a finite number in (0, 3660] [d], got '1e9'"),
+    (["--horizon", "100000000"],
+     "argument --horizon: expected a whole number in [1, 35136], got '100000000'"),
+    (["--window", "2022-04-01", "1e9"],
+     "--window: DAYS: expected a finite number in (0, 3660] [d], got '1e9'"),
+    (["--window", "2022-04-01", "nan"],
+     "--window: DAYS: expected a finite number in (0, 3660] [d], got 'nan'"),
+    (["--window", "2022-13-01", "1"],
+     "--window: START: expected a date or time like 2022-04-05 or 2022-04-05T06:00Z, got "
+     "'2022-13-01'"),
+])
+def test_backtest_lengths_beyond_the_dates_are_refused(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        option: list[str], expected: str) -> None:
+    """On the real data each was an internal error, exit 1: "OutOfBoundsDatetime: Cannot
+    cast 2296-01-15 ...", "OutOfBoundsTimedelta: Cannot cast 1000000000 days ...",
+    "ValueError: cannot convert float NaN to integer", "ArgumentTypeError: expected a
+    date or time ..." (an option type's error raised outside argparse)."""
+    err = _refused(capsys, ["backtest", "--data", str(shared_data), "--series", "lmp",
+                            "--forecaster", "persistence", *option], tmp_path / "out")
+    assert err.startswith(f"mpc-dc: error: {expected}")

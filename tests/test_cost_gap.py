@@ -132,3 +132,34 @@ def test_cost_gap_reads_each_file_once(tmp_path: Path, monkeypatch: pytest.Monke
     assert sorted(reads) == sorted(f"{run}/{name}" for run in ("ref", "a", "b")
                                    for name in ("ledger.parquet", "pools.parquet"))
     assert "| lateness_usd | 0.50 | 2.50 | 1.00 | 2.00 | 0.50 |" in capsys.readouterr().out
+
+
+def test_runs_of_one_name_get_a_column_each(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`cost-gap a/run b/run` keyed both by "run": one column, the reference compared
+    with nothing ("| part | run |", exit 0). Each is now named by the path parts that
+    tell them apart."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    ref = _run_dir(tmp_path / "a" / "run", cost_without_slo=5.5, lateness=(0.5, 0.0),
+                   late=(1, 0))
+    run = _run_dir(tmp_path / "b" / "run", cost_without_slo=5.5, lateness=(0.5, 2.0),
+                   late=(1, 9))
+    assert cli_main(["cost-gap", str(ref), str(run), "--top", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| part | a/run | b/run | b/run − a/run |" in out
+    assert "| lateness_usd | 0.50 | 2.50 | 2.00 |" in out
+    assert "lateness gap by interval, b/run − a/run (top 1):" in out
+
+
+def test_one_run_given_twice_is_refused(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A run against itself (here once through a link) was one column, exit 0."""
+    ref = _run_dir(tmp_path / "ref", cost_without_slo=5.5, lateness=(0.5, 0.0), late=(1, 0))
+    link = tmp_path / "link"
+    link.symlink_to(ref)
+    assert cli_main(["cost-gap", str(ref), str(link)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"mpc-dc: error: RUN: {link} given twice (as {ref} and {link}); expected "
+                   "different run directories\n")

@@ -327,8 +327,11 @@ def test_a_failing_run_is_reported_and_the_others_kept(
     err = captured.err.strip().splitlines()
     assert err[-1].startswith("mpc-dc: error: 1 of 2 runs refused for bad input (first "
                               "source=real__")
-    assert "key 'data.dir': data folder no/such/data not found" in err[-1]
-    assert "retry" not in err[-1]
+    # The sweep file and the list entry that set the key (it was "ConfigError:
+    # <scenario>: key 'data.dir': ..."): the run met it only once its data were read.
+    assert f": {path}: key 'data.dir': data folder no/such/data not found" in err[-1]
+    assert err[-1].endswith(" (override in sweep.list[1]))")
+    assert "retry" not in err[-1] and "ConfigError" not in err[-1]
     table = pd.read_parquet(out / "results.parquet")
     assert table["status"].tolist() == ["done", "missing"]
     assert len(list((out / "runs").iterdir())) == 1

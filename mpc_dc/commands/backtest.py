@@ -63,6 +63,7 @@ from forecasters.base import InsufficientHistoryError, Release, forecaster_names
 from forecasters.presets import Quantity, make_variant, variants
 from mpc_dc.commands._options import (
     existing_dir,
+    int_at_least,
     output_dir,
     positive_float,
     positive_int,
@@ -77,6 +78,14 @@ from traces.grid import STEP, STEPS_PER_DAY, DayAheadRelease, Publication, Trace
 
 REFERENCE = "persistence"
 """The forecaster every other is compared with (skill, Diebold–Mariano)."""
+
+MAX_DAYS = 3660.0
+"""Longest ``--days``, ``--train-days`` or window [d]: ten years, more than any series of
+the data holds (the window check names the span); far longer lengths overflowed
+pandas' dates (an internal error)."""
+
+MAX_HORIZON = 366 * STEPS_PER_DAY
+"""Longest ``--horizon`` [intervals]: a year."""
 
 
 @dataclass(frozen=True)
@@ -225,14 +234,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--zone", default="J", choices=list(NYISO_ZONES),
                         help="NYISO zone letter for lmp (A..K)")
     parser.add_argument(
-        "--train-days", type=positive_float("d"), default=28.0,
+        "--train-days", type=positive_float("d", at_most=MAX_DAYS), default=28.0,
         help="history before the first issue time [d]",
     )
     parser.add_argument(
         "--start", type=utc_time, default=None,
         help="first issue time (UTC, on the 15-minute grid); default series start + train days",
     )
-    parser.add_argument("--days", type=positive_float("d"), default=14.0,
+    parser.add_argument("--days", type=positive_float("d", at_most=MAX_DAYS), default=14.0,
                         help="issue-time window [d]")
     parser.add_argument(
         "--window",
@@ -247,7 +256,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=4,
         help="intervals between issue times (updates happen every interval)",
     )
-    parser.add_argument("--horizon", type=positive_int, default=STEPS_PER_DAY,
+    parser.add_argument("--horizon", type=int_at_least(1, MAX_HORIZON), default=STEPS_PER_DAY,
                         help="[intervals]")
     parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument(
@@ -416,13 +425,18 @@ def _windows(args: argparse.Namespace) -> list[tuple[pd.Timestamp | str | None, 
     if not args.window:
         return [(args.start, float(args.days))]
     out: list[tuple[pd.Timestamp | str | None, float]] = []
-    for start, days_text in args.window:
+    for start_text, days_text in args.window:
+        # The pair is parsed here (argparse types take one value): the checks of
+        # --start and --days, so an impossible date, NaN or a length beyond the
+        # dates pandas can hold is one line, not an internal error.
         try:
-            days = float(days_text)
-        except ValueError:
-            raise ConfigError("--window", f"DAYS must be a number, got {days_text!r}") from None
-        if days <= 0:
-            raise ConfigError("--window", f"DAYS must be positive, got {days_text}")
+            start = utc_time(start_text)
+        except argparse.ArgumentTypeError as err:
+            raise ConfigError("--window", f"START: {err}") from None
+        try:
+            days = positive_float("d", at_most=MAX_DAYS)(days_text)
+        except argparse.ArgumentTypeError as err:
+            raise ConfigError("--window", f"DAYS: {err}") from None
         out.append((start, days))
     return out
 

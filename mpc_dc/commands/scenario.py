@@ -9,6 +9,7 @@ from pathlib import Path
 from mpc_dc.commands._common import read_scenario, with_data_dir
 from mpc_dc.site.data import check_data
 from mpc_dc.site.scenario import read_toml, scenario_to_mapping
+from traces.errors import ConfigError
 from traces.grid import STEP
 
 
@@ -23,7 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "history + run + horizon, BurstGPT's span), so the check refuses what a run would "
         "refuse.")
     check.add_argument("file", type=Path)
-    check.add_argument("--data", type=Path, help="override data.dir (public data folder)")
+    # A path, not an existing folder: with --no-data (or synthetic data) it is not
+    # read, and a file may be checked on a machine without the data
+    # (tests/test_fleet_sources.py); a folder the check reads is named when missing.
+    check.add_argument("--data", type=Path,
+                       help="override data.dir (public data folder) of a scenario file")
     check.add_argument("--no-data", action="store_true",
                        help="check the file alone, without reading the data")
     check.set_defaults(func=_check)
@@ -35,6 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _check(args: argparse.Namespace) -> int:
     if "sweep" in read_toml(args.file):
         from mpc_dc.sweep import check_sweep_data, load_sweep
+
+        if args.data is not None:
+            # `mpc-dc sweep` has no --data: its runs read data.dir of the file, so a
+            # check with another folder would pass a sweep that fails (it was ignored).
+            raise ConfigError("--data", f"applies to a scenario file, not the sweep "
+                              f"{args.file} (its runs read the file's data.dir); expected "
+                              "the data folder in the sweep file's [data] table")
 
         spec = load_sweep(args.file)
         data = ("data not read (--no-data)" if args.no_data else
