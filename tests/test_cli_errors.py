@@ -364,6 +364,18 @@ def test_run_days_off_the_15_minute_grid_is_refused(
     assert "got 1.01 d = 96.96 intervals" in err
 
 
+def test_reproduce_rcdc_days_beyond_the_month_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--days 31`` of a 30-day month used to run the whole month without a word (exit
+    0); refused before any data is read (the data folder here is empty)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    err = _refused(capsys, ["reproduce", "rcdc", "--data", str(data), "--days", "31"],
+                   tmp_path / "out")
+    assert err == ("mpc-dc: error: <command line>: key '--days': expected at most 30 (the "
+                   "daily windows of 2022-04), got 31\n")
+
+
 def _sweep_file(tmp_path: Path, kinds: list[str]) -> Path:
     """A sweep of the default scenario, 0.25 d, one run per controller kind."""
     base = REPO / "mpc_dc" / "scenarios" / "default.toml"

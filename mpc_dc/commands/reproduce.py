@@ -18,6 +18,11 @@ def _run_rcdc(args: argparse.Namespace) -> int:
     from mpc_dc.studies.rcdc import RcdcStudyConfig, reproduce, savings_summary
 
     study = RcdcStudyConfig() if args.days is None else RcdcStudyConfig(days=args.days)
+    windows = study.windows_in_month()
+    if args.days is not None and args.days > windows:
+        # the study would silently run the whole month instead
+        raise ConfigError("<command line>", f"expected at most {windows} (the daily windows "
+                          f"of {study.month}), got {args.days}", key="--days")
     start = time.perf_counter()
     outputs = reproduce(Path(args.data), Path(args.out), study, sweeps=not args.no_sweeps)
     print(f"RCDC study, {study.month} (New York time), NYISO zone {study.zone}, "

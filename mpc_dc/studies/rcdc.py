@@ -175,6 +175,17 @@ class RcdcStudyConfig:
         return self.site(market, 0.0 if configuration == "no colocation" else plate,
                          share if configuration == "optimal colocation" else 0.0)
 
+    def month_index(self) -> pd.DatetimeIndex:
+        """The 15-min UTC intervals of :attr:`month` (New York local days)."""
+        local_start = pd.Timestamp(f"{self.month}-01", tz=LOCAL_TZ)
+        return pd.date_range(local_start.tz_convert("UTC"),
+                             (local_start + pd.offsets.MonthBegin(1)).tz_convert("UTC"),
+                             freq="15min", inclusive="left", name="interval_start_utc")
+
+    def windows_in_month(self) -> int:
+        """How many whole scheduling windows :attr:`month` holds [-]."""
+        return len(self.month_index()) // self.window_steps
+
 
 @dataclass(frozen=True)
 class RcdcData:
@@ -209,11 +220,8 @@ def load_rcdc_data(data_dir: Path, study: RcdcStudyConfig) -> RcdcData:
     TraceError
         When the chosen month has gaps in any series.
     """
-    local_start = pd.Timestamp(f"{study.month}-01", tz=LOCAL_TZ)
-    start = local_start.tz_convert("UTC")
-    end = (local_start + pd.offsets.MonthBegin(1)).tz_convert("UTC")
-    index = pd.date_range(start, end, freq="15min", inclusive="left",
-                          name="interval_start_utc")
+    index = study.month_index()
+    start = index[0]
     if study.days is not None:
         index = index[: study.days * study.window_steps]
     rt, _ = nyiso_rt_lmp(data_dir, year=start.year, zones=[study.zone])
